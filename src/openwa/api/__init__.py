@@ -1,0 +1,1 @@
+"""The HTTP edge: envelope, errors, auth, routers."""

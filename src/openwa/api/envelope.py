@@ -1,0 +1,95 @@
+"""The contract's envelope: `{success, data | error, meta}` and list pagination."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Literal, TypeVar
+
+import orjson
+from fastapi.responses import Response
+from pydantic import Field
+
+from openwa.api.context import request_id_var
+from openwa.kit.clock import iso, utcnow
+from openwa.kit.pagination import PageParams, total_pages
+from openwa.kit.schema import CamelModel
+
+T = TypeVar("T")
+
+
+class Meta(CamelModel):
+    timestamp: str = Field(examples=["2026-11-26T10:00:00.000Z"])
+    request_id: str = Field(examples=["req_01JD8X0000000000000000000A"])
+
+
+class Pagination(CamelModel):
+    page: int
+    limit: int
+    total: int
+    total_pages: int
+
+
+class Envelope(CamelModel, Generic[T]):
+    success: Literal[True] = True
+    data: T
+    meta: Meta
+
+
+class PageEnvelope(CamelModel, Generic[T]):
+    success: Literal[True] = True
+    data: list[T]
+    pagination: Pagination
+    meta: Meta
+
+
+class ErrorBody(CamelModel):
+    code: str = Field(examples=["VALIDATION_ERROR"])
+    message: str
+    details: Any = None
+
+
+class ErrorEnvelope(CamelModel):
+    success: Literal[False] = False
+    error: ErrorBody
+    meta: Meta
+
+
+def meta() -> Meta:
+    return Meta(timestamp=iso(utcnow()), request_id=request_id_var.get())
+
+
+def ok(data: T) -> Envelope[T]:
+    return Envelope[T](data=data, meta=meta())
+
+
+def paged(items: list[T], params: PageParams, total: int) -> PageEnvelope[T]:
+    return PageEnvelope[T](
+        data=items,
+        pagination=Pagination(
+            page=params.page,
+            limit=params.limit,
+            total=total,
+            total_pages=total_pages(total, params.limit),
+        ),
+        meta=meta(),
+    )
+
+
+class JSONResponse(Response):
+    """orjson-rendered JSON (16x the standard library here)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(
+    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = ErrorEnvelope(error=ErrorBody(code=code, message=message, details=details), meta=meta())
+    return JSONResponse(body.model_dump(mode="json", by_alias=True), status, headers=headers)
+
+
+class Deleted(CamelModel):
+    id: str
+    deleted: Literal[True] = True

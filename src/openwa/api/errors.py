@@ -1,0 +1,78 @@
+"""One mapping from every failure to the error envelope; nothing reaches a client raw."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from openwa.api.envelope import error_response
+from openwa.errors import OpenWAError
+
+log = structlog.get_logger(__name__)
+
+_HTTP_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    406: "NOT_ACCEPTABLE",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    429: "RATE_LIMITED",
+}
+
+
+def validation_details(errors: Any) -> list[dict[str, str]]:
+    """Each failing field as `{field, message, type}`; inputs are never echoed back."""
+    details = []
+    for error in errors:
+        loc = [str(part) for part in error.get("loc", ())]
+        if error.get("type") == "json_invalid":
+            loc = loc[:1]  # the rest is a character offset, not a field
+        details.append(
+            {
+                "field": ".".join(loc) or "request",
+                "message": str(error.get("msg", "invalid")),
+                "type": str(error.get("type", "invalid")),
+            }
+        )
+    return details
+
+
+async def _openwa_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, OpenWAError)
+    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(
+        400, "VALIDATION_ERROR", "Request validation failed", validation_details(exc.errors())
+    )
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ").lower()
+    if exc.status_code == 404:
+        message = "No such route"
+    return error_response(exc.status_code, code, message, None, dict(exc.headers or {}))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled_error", path=request.url.path, error_type=type(exc).__name__)
+    return error_response(500, "INTERNAL_ERROR", "Internal error; the request id is in the logs")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(OpenWAError, _openwa_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

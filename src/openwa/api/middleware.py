@@ -1,0 +1,105 @@
+"""Pure ASGI middleware: request ids, the body size limit, draining, request metrics.
+
+Pure ASGI (not BaseHTTPMiddleware) keeps the request in one task, so the request id
+context variable is visible to the route and its error handlers, and streaming
+bodies are not buffered.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from openwa.api.context import choose_request_id, request_id_var
+from openwa.api.envelope import error_response
+from openwa.api.metrics import HttpMetrics
+from openwa.errors import PayloadTooLarge
+
+
+class RequestContextMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        metrics: HttpMetrics,
+        state: Any,
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        raw_id = headers.get(b"x-request-id")
+        request_id = choose_request_id(raw_id.decode("latin-1") if raw_id else None)
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [
+                    *message["headers"],
+                    (b"x-request-id", request_id.encode("latin-1")),
+                ]
+            await send(message)
+
+        try:
+            if scope["type"] == "http":
+                rejection = self._reject(scope, headers)
+                if rejection is not None:
+                    await rejection(scope, receive, send_with_id)
+                    return
+                receive = self._limited(receive)
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if scope["type"] == "http":
+                route = scope.get("route")
+                template = getattr(route, "path", None) or "unmatched"
+                self.metrics.observe(
+                    scope["method"], template, status_holder["status"], time.perf_counter() - started
+                )
+            request_id_var.reset(token)
+
+    def _reject(self, scope: Scope, headers: dict[bytes, bytes]) -> Any:
+        if getattr(self.state, "draining", False) and scope["path"].startswith("/api"):
+            return error_response(503, "NOT_READY", "The instance is draining")
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                size = int(length)
+            except ValueError:
+                return error_response(400, "VALIDATION_ERROR", "Content-Length is not a number")
+            if size > self.max_body_bytes:
+                return error_response(
+                    413,
+                    "PAYLOAD_TOO_LARGE",
+                    "Request body is over the limit",
+                    {"maxBytes": self.max_body_bytes},
+                )
+        return None
+
+    def _limited(self, receive: Receive) -> Receive:
+        """Count streamed (chunked) bodies too; Content-Length alone can be absent."""
+        limit = self.max_body_bytes
+        seen = 0
+
+        async def wrapped() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise PayloadTooLarge(details={"maxBytes": limit})
+            return message
+
+        return wrapped

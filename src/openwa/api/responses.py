@@ -1,0 +1,45 @@
+"""OpenAPI descriptions of the error responses each route can give."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from openwa.api.envelope import ErrorEnvelope
+
+_EXAMPLES: dict[int, tuple[str, str, str]] = {
+    400: ("VALIDATION_ERROR", "Request validation failed", "Body, query or path failed validation"),
+    401: ("UNAUTHORIZED", "Missing or unknown API key", "No key, or an unknown key"),
+    403: ("FORBIDDEN", "This key may not do that", "Role or session scope forbids it"),
+    404: ("SESSION_NOT_FOUND", "Session not found", "Unknown id"),
+    409: ("SESSION_NOT_READY", "Session is not ready", "The session's state does not allow it"),
+    413: ("PAYLOAD_TOO_LARGE", "Request body is over the limit", "Body over MAX_BODY_BYTES"),
+    501: ("NOT_SUPPORTED", "The session's engine cannot do this", "Engine lacks the capability"),
+    422: ("ENGINE_ERROR", "The engine refused the operation", "The engine said no"),
+    503: ("NOT_READY", "The instance is starting or draining", "Try again shortly"),
+}
+
+
+def errors(*statuses: int, **overrides: tuple[str, str]) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: the error envelope with an example per status.
+
+    `overrides` maps `"s409"`-style keys to a (code, message) pair when a route's
+    conflict (say) has another code than the default example.
+    """
+    result: dict[int | str, dict[str, Any]] = {}
+    for status in (400, 401, *statuses):
+        code, message, description = _EXAMPLES[status]
+        code, message = overrides.get(f"s{status}", (code, message))
+        result[status] = {
+            "model": ErrorEnvelope,
+            "description": description,
+            "content": {
+                "application/json": {
+                    "example": {
+                        "success": False,
+                        "error": {"code": code, "message": message, "details": None},
+                        "meta": {"timestamp": "2026-11-26T10:00:00.000Z", "requestId": "req_1"},
+                    }
+                }
+            },
+        }
+    return result

@@ -1,0 +1,1 @@
+"""One router per feature; each route parses, calls one service method, returns a schema."""

@@ -1,0 +1,129 @@
+"""Sessions: create, read, configure, lifecycle, QR and pairing code."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header
+from fastapi.responses import Response
+
+from openwa.api.deps import PageDep, PrincipalDep, ServicesDep, SessionDep, WriterDep
+from openwa.api.envelope import Deleted, Envelope, PageEnvelope, ok, paged
+from openwa.api.responses import errors
+from openwa.sessions.schemas import (
+    PairingCode,
+    PairingCodeRequest,
+    QrCode,
+    Session,
+    SessionCreate,
+    SessionUpdate,
+    SessionUpdated,
+)
+
+router = APIRouter(prefix="/api/sessions", tags=["sessions"])
+
+_LIMIT = ("SESSION_LIMIT_REACHED", "MAX_SESSIONS sessions are running")
+
+
+@router.post(
+    "",
+    status_code=201,
+    responses=errors(403, 409, 501, s409=("SESSION_EXISTS", "A session with that name exists")),
+)
+async def create_session(
+    body: SessionCreate, principal: WriterDep, services: ServicesDep
+) -> Envelope[Session]:
+    """Create a session (started at once unless `autoStart` is false)."""
+    principal.require_unscoped()
+    return ok(await services.sessions.create(body))
+
+
+@router.get("", responses=errors())
+async def list_sessions(
+    principal: PrincipalDep, services: ServicesDep, page: PageDep
+) -> PageEnvelope[Session]:
+    """List the sessions this key may see, oldest first."""
+    items, total = await services.sessions.page(page, principal)
+    return paged(items, page, total)
+
+
+@router.get("/{id}", responses=errors(403, 404))
+async def get_session(session: SessionDep, services: ServicesDep) -> Envelope[Session]:
+    """One session by id or name."""
+    return ok(await services.sessions.get(session.id))
+
+
+@router.patch("/{id}", responses=errors(403, 404))
+async def update_session(
+    body: SessionUpdate, _: WriterDep, session: SessionDep, services: ServicesDep
+) -> Envelope[SessionUpdated]:
+    """Change the session's config; `reconnectRequired` says when a restart applies it."""
+    return ok(await services.sessions.update(session.id, body.config))
+
+
+@router.delete("/{id}", responses=errors(403, 404))
+async def delete_session(
+    _: WriterDep, session: SessionDep, services: ServicesDep
+) -> Envelope[Deleted]:
+    """Stop, log out and delete the session with its data and auth state."""
+    await services.sessions.delete(session.id)
+    return ok(Deleted(id=session.id))
+
+
+@router.post("/{id}/start", responses=errors(403, 404, 409, s409=_LIMIT))
+async def start_session(_: WriterDep, session: SessionDep, services: ServicesDep) -> Envelope[Session]:
+    """Start the session (restores the linked device, or shows a QR)."""
+    return ok(await services.sessions.start(session.id))
+
+
+@router.post("/{id}/stop", responses=errors(403, 404))
+async def stop_session(_: WriterDep, session: SessionDep, services: ServicesDep) -> Envelope[Session]:
+    """Stop the session and keep the linked device."""
+    return ok(await services.sessions.stop(session.id))
+
+
+@router.post("/{id}/restart", responses=errors(403, 404, 409, s409=_LIMIT))
+async def restart_session(
+    _: WriterDep, session: SessionDep, services: ServicesDep
+) -> Envelope[Session]:
+    """Stop and start again."""
+    return ok(await services.sessions.restart(session.id))
+
+
+@router.post("/{id}/logout", responses=errors(403, 404))
+async def logout_session(
+    _: WriterDep, session: SessionDep, services: ServicesDep
+) -> Envelope[Session]:
+    """Forget the linked device; the next start shows a new QR."""
+    return ok(await services.sessions.logout(session.id))
+
+
+@router.get(
+    "/{id}/qr",
+    response_model=Envelope[QrCode],
+    responses={
+        **errors(403, 404, 409, s409=("QR_NOT_AVAILABLE", "The session shows no QR code now")),
+        200: {"content": {"image/png": {}}, "description": "JSON, or the PNG on Accept: image/png"},
+    },
+)
+async def get_qr(
+    session: SessionDep,
+    services: ServicesDep,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Envelope[QrCode] | Response:
+    """The QR code to scan while the session is `qr_ready`."""
+    if accept and "image/png" in accept and "application/json" not in accept:
+        return Response(await services.sessions.qr_png(session.id), media_type="image/png")
+    return ok(await services.sessions.qr(session.id))
+
+
+@router.post(
+    "/{id}/pairing-code",
+    responses=errors(403, 404, 409, 422, 501),
+)
+async def pairing_code(
+    body: PairingCodeRequest, _: WriterDep, session: SessionDep, services: ServicesDep
+) -> Envelope[PairingCode]:
+    """Link by phone number: type the returned code on the phone."""
+    code = await services.sessions.pairing_code(session.id, body.phone_number)
+    return ok(PairingCode(code=code))

@@ -1,0 +1,152 @@
+"""The composition root: builds adapters from settings, hands them to services, wires HTTP."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from openwa import __version__
+from openwa.api.docs import install_docs
+from openwa.api.envelope import JSONResponse
+from openwa.api.errors import install_error_handlers
+from openwa.api.metrics import HttpMetrics
+from openwa.api.middleware import RequestContextMiddleware
+from openwa.api.routers import health, keys, mock, sessions
+from openwa.cache.base import Cache
+from openwa.cache.memory import MemoryCache
+from openwa.cache.redis import RedisCache
+from openwa.config import Settings
+from openwa.db import migrate
+from openwa.db.engine import create_engine, create_session_factory
+from openwa.engines.mock.engine import MockEngine
+from openwa.engines.registry import EngineRegistry
+from openwa.events.bus import InMemoryEventBus
+from openwa.keys.service import KeyService
+from openwa.logs import configure_logging
+from openwa.services import Services
+from openwa.sessions.runtime import ReconnectPolicy, SessionRuntime
+from openwa.sessions.service import SessionService
+
+log = structlog.get_logger(__name__)
+
+API_DESCRIPTION = """
+Self-hosted WhatsApp HTTP API gateway.
+
+Every `/api` route needs an API key in `X-API-Key` (or `Authorization: Bearer`).
+Responses use one envelope: `{success, data, meta}` or `{success: false, error, meta}`.
+"""
+
+
+def _build_cache(settings: Settings) -> Cache:
+    if settings.cache_type == "redis":
+        assert settings.redis_url is not None  # checked by Settings
+        return RedisCache(settings.redis_url)
+    return MemoryCache()
+
+
+def build_services(settings: Settings) -> Services:
+    db_engine = create_engine(settings.resolved_database_url)
+    db = create_session_factory(db_engine)
+    cache = _build_cache(settings)
+    bus = InMemoryEventBus()
+    engines = EngineRegistry(
+        [MockEngine(auth_delay_ms=settings.mock_auth_delay_ms)], default=settings.engine_type
+    )
+    runtime = SessionRuntime(
+        db,
+        engines,
+        bus,
+        max_sessions=settings.max_sessions,
+        reconnect=ReconnectPolicy(settings.reconnect_base_s, settings.reconnect_max_s),
+    )
+    return Services(
+        settings=settings,
+        db_engine=db_engine,
+        db=db,
+        cache=cache,
+        bus=bus,
+        engines=engines,
+        runtime=runtime,
+        keys=KeyService(db, cache),
+        sessions=SessionService(db, runtime, engines),
+        metrics=HttpMetrics(),
+    )
+
+
+def _announce_generated_key(key: str) -> None:
+    # Printed once, on the start that created it; it is stored only as a hash.
+    print(
+        "\n"
+        "  OpenWA generated the first admin API key (shown only this once):\n\n"
+        f"      {key}\n\n"
+        "  Keep it safe, or set API_KEY yourself. Use it as the X-API-Key header.\n",
+        file=sys.stdout,
+        flush=True,
+    )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    configure_logging(settings.log_level, settings.resolved_log_format)
+    services = build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        generated: list[str] = []
+
+        async def bootstrap() -> None:
+            api_key = settings.api_key.get_secret_value() if settings.api_key else None
+            if key := await services.keys.bootstrap(api_key):
+                generated.append(key)
+
+        await migrate.upgrade(services.db_engine, after=bootstrap)
+        for key in generated:
+            _announce_generated_key(key)
+        await services.runtime.restore()
+        app.state.draining = False
+        log.info("started", version=__version__, public_url=settings.resolved_public_url)
+        try:
+            yield
+        finally:
+            app.state.draining = True
+            await services.runtime.shutdown()
+            await services.engines.close()
+            await services.bus.close()
+            await services.cache.close()
+            await services.db_engine.dispose()
+            log.info("stopped")
+
+    app = FastAPI(
+        title="OpenWA",
+        version=__version__,
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        default_response_class=JSONResponse,
+    )
+    app.state.services = services
+    app.state.draining = False
+    install_error_handlers(app)
+    install_docs(app)
+    for router in (health.router, keys.router, sessions.router, mock.router):
+        app.include_router(router)
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-Id"],
+        )
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        metrics=services.metrics,
+        state=app.state,
+    )
+    return app

@@ -1,0 +1,1 @@
+"""Cache port (short-lived lookups) with in-memory and Redis adapters."""

@@ -1,0 +1,93 @@
+"""The `openwa` command: serve, manage keys, upgrade the database."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from openwa.config import Settings
+from openwa.keys.principal import Role
+
+app = typer.Typer(help="OpenWA: a self-hosted WhatsApp HTTP API gateway.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage API keys directly in the database.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Overrides HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="Overrides PORT")] = None,
+) -> None:
+    """Serve the API (upgrades the database schema first)."""
+    from openwa.app import create_app
+
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        log_level=settings.log_level,
+        access_log=False,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Upgrade the schema to the newest revision (safe to run from several hosts)."""
+    from openwa.db import migrate
+    from openwa.db.engine import create_engine
+
+    settings = Settings()
+
+    async def run() -> None:
+        engine = create_engine(settings.resolved_database_url)
+        try:
+            await migrate.upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    typer.echo("database is up to date")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="A label for the key")],
+    role: Annotated[Role, typer.Option(help="admin, operator or viewer")] = Role.OPERATOR,
+    session: Annotated[
+        list[str] | None, typer.Option("--session", help="Limit to this session (repeatable)")
+    ] = None,
+) -> None:
+    """Create a key and print it (shown only this once)."""
+    from openwa.app import build_services
+    from openwa.db import migrate
+    from openwa.keys.schemas import ApiKeyCreate
+
+    settings = Settings()
+
+    async def run() -> str:
+        services = build_services(settings)
+        try:
+            await migrate.upgrade(services.db_engine)
+            created = await services.keys.create(
+                ApiKeyCreate(name=name, role=role, sessions=session or None)
+            )
+            return created.key
+        finally:
+            await services.cache.close()
+            await services.db_engine.dispose()
+
+    typer.echo(asyncio.run(run()))
+
+
+def main() -> None:
+    app()

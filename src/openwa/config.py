@@ -1,0 +1,101 @@
+"""Settings: the one place that reads the environment (and `.env`).
+
+Names follow the contract's Configuration table. `create_app` receives a `Settings`
+object and passes what each part needs; nothing else reads environment variables.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EngineName = Literal["mock", "whatsmeow", "baileys", "webjs"]
+
+
+class Settings(BaseSettings):
+    """Validated configuration; refuses obviously unsafe values at start-up."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    # Where the server listens and how it names itself.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    public_url: str | None = None
+    forwarded_allow_ips: str = "127.0.0.1"
+    cors_origins: str = ""
+
+    # Local state: the SQLite file, local media and engines' own files.
+    data_dir: Path = Path("./data")
+    database_url: str | None = None
+
+    # Cache: in-process by default, Redis for several instances.
+    cache_type: Literal["memory", "redis"] = "memory"
+    redis_url: str | None = None
+
+    # Engines and sessions.
+    engine_type: EngineName = "mock"
+    max_sessions: int = Field(default=100, ge=1)
+    send_ready_timeout_s: int = Field(default=86400, ge=0)
+    shutdown_timeout_s: int = Field(default=30, ge=0)
+    instance_id: str | None = None
+
+    # Authentication: the first admin key.
+    api_key: SecretStr | None = None
+    metrics_require_key: bool = False
+
+    # Limits.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_media_bytes: int = Field(default=67_108_864, ge=1024)
+
+    # Mock engine pacing.
+    mock_auth_delay_ms: int = Field(default=1500, ge=0)
+    mock_ack_delay_ms: int = Field(default=200, ge=0)
+
+    # Reconnect policy after an engine reports a lost connection.
+    reconnect_base_s: float = Field(default=1.0, gt=0)
+    reconnect_max_s: float = Field(default=60.0, gt=0)
+
+    # Logging.
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["console", "json"] | None = None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Settings:
+        if self.cache_type == "redis" and not self.redis_url:
+            raise ValueError("CACHE_TYPE=redis needs REDIS_URL")
+        if self.engine_type != "mock":
+            # Only the mock engine exists so far; refusing is clearer than failing later.
+            raise ValueError(f"ENGINE_TYPE={self.engine_type} is not available yet; use mock")
+        key = self.api_key.get_secret_value() if self.api_key else None
+        if key is not None and len(key) < 16:
+            raise ValueError("API_KEY must be at least 16 characters")
+        return self
+
+    @property
+    def resolved_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'openwa.db'}"
+
+    @property
+    def resolved_log_format(self) -> str:
+        if self.log_format:
+            return self.log_format
+        return "console" if sys.stderr.isatty() else "json"
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]

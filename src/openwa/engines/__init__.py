@@ -1,0 +1,1 @@
+"""WhatsApp engines behind one port: the mock sandbox now, real engines later."""

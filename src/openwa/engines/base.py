@@ -1,0 +1,120 @@
+"""The engine port: what a WhatsApp engine must offer, and the events it reports.
+
+Designed for the real engines to come (whatsmeow in a worker process, Baileys and
+whatsapp-web.js behind a Node bridge):
+- An engine never owns its auth state: it reads and writes it through the `AuthStore`
+  that the composition root hands it, so a linked device survives restarts and can
+  move between instances.
+- An engine never retries a lost connection by itself (none of the real ones do);
+  it reports `Disconnected` and the session runtime reconnects with backoff.
+- Progress is reported as events through `emit`, never by return values, because
+  real engines report from their own threads and processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class QrUpdated:
+    """A (new) QR code to scan; engines rotate codes while unlinked."""
+
+    qr: str
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """The device is linked to an account."""
+
+    phone_number: str
+    push_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """The connection is up and the account usable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    """The connection dropped; the runtime will reconnect."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedOut:
+    """The device was unlinked (from the phone, or WhatsApp ended it): auth is gone."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The engine gave up on this session; `reason` becomes the session's `lastError`."""
+
+    reason: str
+
+
+EngineEvent = QrUpdated | Authenticated | Connected | Disconnected | LoggedOut | Failed
+EventSink = Callable[[EngineEvent], Awaitable[None]]
+
+
+class AuthStore(Protocol):
+    """One session's auth state, kept by OpenWA (in its database)."""
+
+    async def load(self) -> dict[str, Any] | None: ...
+
+    async def save(self, data: dict[str, Any]) -> None: ...
+
+    async def clear(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SessionContext:
+    """What an engine gets to run one session."""
+
+    session_id: str
+    auth: AuthStore
+    emit: EventSink
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+class EngineClient(Protocol):
+    """One session's connection to WhatsApp."""
+
+    async def connect(self) -> None:
+        """Start connecting and return; progress arrives as events."""
+        ...
+
+    async def disconnect(self) -> None:
+        """Close the connection and keep the auth state."""
+        ...
+
+    async def logout(self) -> None:
+        """Unlink the device and clear the auth state."""
+        ...
+
+    async def request_pairing_code(self, phone_number: str) -> str:
+        """Link by phone number instead of QR: the code to type on the phone."""
+        ...
+
+
+class Engine(Protocol):
+    name: str
+    capabilities: frozenset[str]
+
+    def client(self, context: SessionContext) -> EngineClient: ...
+
+    async def check(self) -> None:
+        """Raise when the engine cannot start sessions (for `/health/ready`)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class PairingNotAvailable(Exception):
+    """Raised by `request_pairing_code` when the session is not waiting to be linked."""

@@ -1,0 +1,1 @@
+"""The mock engine: a simulated WhatsApp for development, demos and every test."""

@@ -1,0 +1,97 @@
+"""Domain errors carrying the contract's stable codes.
+
+Services raise these; one handler at the HTTP edge renders the error envelope, so no
+service ever builds an HTTP response or raises `HTTPException`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OpenWAError(Exception):
+    """Base of every error a client may see; `code` is the contract's UPPER_SNAKE code."""
+
+    status: int = 500
+    code: str = "INTERNAL_ERROR"
+    message: str = "Internal error"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.message = message or type(self).message
+        self.details = details
+        self.headers = headers or {}
+        super().__init__(self.message)
+
+
+class ValidationFailed(OpenWAError):
+    status, code, message = 400, "VALIDATION_ERROR", "Request validation failed"
+
+
+class InvalidChatId(OpenWAError):
+    status, code, message = 400, "INVALID_CHAT_ID", "Not a WhatsApp address"
+
+
+class Unauthorized(OpenWAError):
+    status, code, message = 401, "UNAUTHORIZED", "Missing or unknown API key"
+
+
+class Forbidden(OpenWAError):
+    status, code, message = 403, "FORBIDDEN", "This key may not do that"
+
+
+class NotFound(OpenWAError):
+    status, code, message = 404, "NOT_FOUND", "Not found"
+
+
+class SessionNotFound(NotFound):
+    code, message = "SESSION_NOT_FOUND", "Session not found"
+
+
+class KeyNotFound(NotFound):
+    code, message = "NOT_FOUND", "API key not found"
+
+
+class MethodNotAllowed(OpenWAError):
+    status, code, message = 405, "METHOD_NOT_ALLOWED", "Method not allowed"
+
+
+class SessionNotReady(OpenWAError):
+    status, code, message = 409, "SESSION_NOT_READY", "Session is not ready"
+
+
+class SessionExists(OpenWAError):
+    status, code, message = 409, "SESSION_EXISTS", "A session with that name exists"
+
+
+class SessionLimitReached(OpenWAError):
+    status, code, message = 409, "SESSION_LIMIT_REACHED", "MAX_SESSIONS sessions are running"
+
+
+class QrNotAvailable(OpenWAError):
+    status, code, message = 409, "QR_NOT_AVAILABLE", "The session shows no QR code now"
+
+
+class PayloadTooLarge(OpenWAError):
+    status, code, message = 413, "PAYLOAD_TOO_LARGE", "Request body is over the limit"
+
+
+class UnsupportedMediaType(OpenWAError):
+    status, code, message = 415, "UNSUPPORTED_MEDIA_TYPE", "Content type not allowed"
+
+
+class NotSupported(OpenWAError):
+    status, code, message = 501, "NOT_SUPPORTED", "The session's engine cannot do this"
+
+
+class EngineError(OpenWAError):
+    status, code, message = 422, "ENGINE_ERROR", "The engine refused the operation"
+
+
+class NotReady(OpenWAError):
+    status, code, message = 503, "NOT_READY", "The instance is starting or draining"

@@ -1,0 +1,1 @@
+"""Events: what happened to a session, as clients receive it."""

@@ -1,0 +1,65 @@
+"""Readiness: is each adapter usable right now?"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import Awaitable
+from pathlib import Path
+
+from sqlalchemy import text
+
+from openwa.services import Services
+
+_CHECK_TIMEOUT_S = 3.0
+
+
+async def _check(probe: Awaitable[object]) -> dict[str, str]:
+    try:
+        await asyncio.wait_for(probe, _CHECK_TIMEOUT_S)
+    except TimeoutError:
+        return {"status": "down", "error": f"no answer within {_CHECK_TIMEOUT_S:g}s"}
+    except Exception as exc:
+        return {"status": "down", "error": f"{type(exc).__name__}: {exc}"[:300]}
+    return {"status": "up"}
+
+
+async def _database(services: Services) -> None:
+    async with services.db_engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+
+
+def _writable(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path, prefix=".health-")
+    os.close(fd)
+    os.unlink(name)
+
+
+async def _storage(services: Services) -> None:
+    await asyncio.to_thread(_writable, services.settings.data_dir)
+
+
+async def _engines(services: Services) -> None:
+    for engine in services.engines:
+        await engine.check()
+
+
+async def readiness(services: Services) -> tuple[bool, dict[str, dict[str, str]]]:
+    database, cache, storage, engines = await asyncio.gather(
+        _check(_database(services)),
+        _check(services.cache.ping()),
+        _check(_storage(services)),
+        _check(_engines(services)),
+    )
+    # The durable queue is an outbox table in the same database: usable when it is.
+    queue = dict(database)
+    checks = {
+        "database": database,
+        "cache": cache,
+        "queue": queue,
+        "storage": storage,
+        "engines": engines,
+    }
+    return all(c["status"] == "up" for c in checks.values()), checks

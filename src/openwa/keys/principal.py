@@ -1,0 +1,46 @@
+"""The caller behind a request: a key's role and the sessions it may touch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from openwa.errors import Forbidden
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    OPERATOR = "operator"
+    VIEWER = "viewer"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    key_id: str
+    name: str
+    role: Role
+    # None: every session. Otherwise only these session ids.
+    sessions: frozenset[str] | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+    @property
+    def can_write(self) -> bool:
+        return self.role in (Role.ADMIN, Role.OPERATOR)
+
+    def may_see(self, session_id: str) -> bool:
+        return self.sessions is None or session_id in self.sessions
+
+    def require_write(self) -> None:
+        if not self.can_write:
+            raise Forbidden("viewer keys may only read", details={"role": self.role.value})
+
+    def require_admin(self) -> None:
+        if not self.is_admin:
+            raise Forbidden("only admin keys may do this", details={"role": self.role.value})
+
+    def require_unscoped(self) -> None:
+        if self.sessions is not None:
+            raise Forbidden("a key limited to sessions may not do this")

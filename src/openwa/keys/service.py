@@ -1,0 +1,134 @@
+"""Key management and request authentication."""
+
+from __future__ import annotations
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from openwa.cache.base import Cache
+from openwa.db.models import ApiKeyRow
+from openwa.errors import KeyNotFound, Unauthorized, ValidationFailed
+from openwa.keys.principal import Principal, Role
+from openwa.keys.repository import ApiKeyRepository
+from openwa.keys.schemas import ApiKey, ApiKeyCreate, ApiKeyCreated
+from openwa.keys.secrets import display_prefix, generate_key, hash_key
+from openwa.kit.clock import utcnow
+from openwa.kit.ids import new_id
+from openwa.kit.pagination import PageParams
+from openwa.sessions.repository import SessionRepository
+
+# How long a key lookup is cached. Deleting a key evicts it at once (everywhere, with
+# Redis); this bounds only what another process could still see.
+_AUTH_TTL_S = 30.0
+
+
+def _cache_key(key_hash: str) -> str:
+    return f"apikey:{key_hash}"
+
+
+def _to_schema(row: ApiKeyRow) -> ApiKey:
+    return ApiKey(
+        id=row.id,
+        name=row.name,
+        role=Role(row.role),
+        prefix=row.prefix,
+        sessions=row.sessions,
+        source=row.source,
+        created_at=row.created_at,
+    )
+
+
+def _new_row(name: str, role: Role, key: str, source: str, sessions: list[str] | None) -> ApiKeyRow:
+    return ApiKeyRow(
+        id=new_id("key"),
+        name=name,
+        role=role.value,
+        key_hash=hash_key(key),
+        prefix=display_prefix(key),
+        sessions=sessions,
+        source=source,
+        created_at=utcnow(),
+    )
+
+
+class KeyService:
+    def __init__(self, db: async_sessionmaker[AsyncSession], cache: Cache) -> None:
+        self._db = db
+        self._cache = cache
+
+    async def authenticate(self, raw_key: str | None) -> Principal:
+        if not raw_key:
+            raise Unauthorized("send the API key in X-API-Key or Authorization: Bearer")
+        key_hash = hash_key(raw_key)
+        cached = await self._cache.get(_cache_key(key_hash))
+        if cached is not None:
+            data = orjson.loads(cached)
+        else:
+            async with self._db() as db:
+                row = await ApiKeyRepository(db).by_hash(key_hash)
+            if row is None:
+                raise Unauthorized("unknown API key")
+            data = {"id": row.id, "name": row.name, "role": row.role, "sessions": row.sessions}
+            await self._cache.set(_cache_key(key_hash), orjson.dumps(data), _AUTH_TTL_S)
+        sessions = data["sessions"]
+        return Principal(
+            key_id=data["id"],
+            name=data["name"],
+            role=Role(data["role"]),
+            sessions=frozenset(sessions) if sessions is not None else None,
+        )
+
+    async def create(self, data: ApiKeyCreate) -> ApiKeyCreated:
+        key = generate_key()
+        async with self._db() as db, db.begin():
+            sessions = None
+            if data.sessions is not None:
+                found = await SessionRepository(db).ids(data.sessions)
+                unknown = [ref for ref in data.sessions if ref not in found]
+                if unknown:
+                    raise ValidationFailed(
+                        "unknown sessions",
+                        details=[
+                            {"field": "body.sessions", "message": f"no session {ref!r}"}
+                            for ref in unknown
+                        ],
+                    )
+                sessions = sorted(set(found.values()))
+            row = _new_row(data.name, data.role, key, "api", sessions)
+            ApiKeyRepository(db).add(row)
+        return ApiKeyCreated(**_to_schema(row).model_dump(), key=key)
+
+    async def page(self, params: PageParams) -> tuple[list[ApiKey], int]:
+        async with self._db() as db:
+            rows, total = await ApiKeyRepository(db).page(params)
+        return [_to_schema(row) for row in rows], total
+
+    async def delete(self, key_id: str) -> None:
+        async with self._db() as db, db.begin():
+            repo = ApiKeyRepository(db)
+            row = await repo.get(key_id)
+            if row is None:
+                raise KeyNotFound(details={"id": key_id})
+            key_hash = row.key_hash
+            await repo.delete(row)
+        await self._cache.delete(_cache_key(key_hash))
+
+    async def bootstrap(self, api_key: str | None) -> str | None:
+        """Make sure an admin key exists; return a generated one to print, once.
+
+        Runs under the migration lock, so instances started together create one key.
+        With `API_KEY` set, that key is the admin key (replacing an earlier `API_KEY`).
+        """
+        async with self._db() as db, db.begin():
+            repo = ApiKeyRepository(db)
+            if api_key is not None:
+                if await repo.by_hash(hash_key(api_key)) is None:
+                    for old_hash in await repo.delete_by_source("env"):
+                        await self._cache.delete(_cache_key(old_hash))
+                    repo.add(_new_row("API_KEY", Role.ADMIN, api_key, "env", None))
+                return None
+            if await repo.admin_exists():
+                return None
+            key = generate_key()
+            repo.add(_new_row("generated admin key", Role.ADMIN, key, "generated", None))
+            return key

@@ -1,0 +1,30 @@
+"""The services and adapters one app instance holds, built by `create_app`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from openwa.api.metrics import HttpMetrics
+from openwa.cache.base import Cache
+from openwa.config import Settings
+from openwa.engines.registry import EngineRegistry
+from openwa.events.bus import EventBus
+from openwa.keys.service import KeyService
+from openwa.sessions.runtime import SessionRuntime
+from openwa.sessions.service import SessionService
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db_engine: AsyncEngine
+    db: async_sessionmaker[AsyncSession]
+    cache: Cache
+    bus: EventBus
+    engines: EngineRegistry
+    runtime: SessionRuntime
+    keys: KeyService
+    sessions: SessionService
+    metrics: HttpMetrics

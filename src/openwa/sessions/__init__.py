@@ -1,0 +1,1 @@
+"""Sessions: linked WhatsApp accounts, their lifecycle and their runtime."""

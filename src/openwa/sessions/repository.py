@@ -1,0 +1,71 @@
+"""Queries on the sessions table. Repositories flush; the unit of work commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openwa.db.models import SessionRow
+from openwa.kit.names import is_session_id
+from openwa.kit.pagination import PageParams
+
+
+class SessionRepository:
+    def __init__(self, db: AsyncSession) -> None:
+        self.db = db
+
+    async def get(self, session_id: str) -> SessionRow | None:
+        return await self.db.get(SessionRow, session_id)
+
+    async def resolve(self, ref: str) -> SessionRow | None:
+        """A session by id, or by name when `ref` is not an id."""
+        if is_session_id(ref):
+            return await self.get(ref)
+        result = await self.db.execute(select(SessionRow).where(SessionRow.name == ref))
+        return result.scalar_one_or_none()
+
+    async def page(
+        self, params: PageParams, only: Sequence[str] | None
+    ) -> tuple[list[SessionRow], int]:
+        query = select(SessionRow)
+        count = select(func.count()).select_from(SessionRow)
+        if only is not None:
+            query = query.where(SessionRow.id.in_(only))
+            count = count.where(SessionRow.id.in_(only))
+        total = (await self.db.execute(count)).scalar_one()
+        rows = await self.db.execute(
+            query.order_by(SessionRow.created_at, SessionRow.id)
+            .offset(params.offset)
+            .limit(params.limit)
+        )
+        return list(rows.scalars()), total
+
+    async def ids(self, refs: Sequence[str]) -> dict[str, str]:
+        """Map each given id or name to its session id; unknown ones are left out."""
+        found: dict[str, str] = {}
+        for ref in refs:
+            row = await self.resolve(ref)
+            if row is not None:
+                found[ref] = row.id
+        return found
+
+    async def to_restore(self) -> list[SessionRow]:
+        result = await self.db.execute(
+            select(SessionRow).where(SessionRow.should_run.is_(True)).order_by(SessionRow.id)
+        )
+        return list(result.scalars())
+
+    async def counts_by_status(self) -> dict[str, int]:
+        result = await self.db.execute(
+            select(SessionRow.status, func.count()).group_by(SessionRow.status)
+        )
+        return {status: count for status, count in result.tuples()}
+
+    def add(self, row: SessionRow) -> None:
+        self.db.add(row)
+
+    async def delete(self, row: SessionRow) -> None:
+        await self.db.delete(row)
+        await self.db.flush()

@@ -1,0 +1,146 @@
+"""Wire schemas of sessions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import AfterValidator, Field, field_validator
+
+from openwa.config import EngineName
+from openwa.kit.names import name_problem
+from openwa.kit.schema import CamelModel, StrictCamelModel
+from openwa.sessions.status import Status
+
+_PROXY_SCHEMES = {"http", "https", "socks5", "socks5h"}
+
+
+def _check_name(value: str) -> str:
+    problem = name_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _check_proxy(value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in _PROXY_SCHEMES or not parts.hostname:
+        raise ValueError("must be an http://, https:// or socks5:// URL with a host")
+    try:
+        parts.port  # noqa: B018  (raises on a malformed port)
+    except ValueError as exc:
+        raise ValueError("has an invalid port") from exc
+    return value
+
+
+def mask_proxy(value: str | None) -> str | None:
+    """The proxy URL with its password replaced, so responses never show credentials."""
+    if not value:
+        return value
+    parts = urlsplit(value)
+    if parts.password is None:
+        return value
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+SessionName = Annotated[str, AfterValidator(_check_name)]
+
+
+class IgnoreConfig(StrictCamelModel):
+    groups: bool = False
+    status: bool = False
+    channels: bool = False
+
+
+class SessionConfig(StrictCamelModel):
+    proxy: Annotated[str | None, AfterValidator(_check_proxy)] = Field(
+        default=None, description="http://, https:// or socks5:// URL, credentials allowed"
+    )
+    metadata: dict[str, str] | None = Field(
+        default=None, description="Up to 20 string pairs echoed in every event of the session"
+    )
+    ignore: IgnoreConfig | None = None
+    mark_online: bool | None = None
+
+    @field_validator("metadata")
+    @classmethod
+    def _check_metadata(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is None:
+            return None
+        if len(value) > 20:
+            raise ValueError("at most 20 pairs")
+        for key, item in value.items():
+            if not 1 <= len(key) <= 64:
+                raise ValueError("keys are 1 to 64 characters")
+            if len(item) > 512:
+                raise ValueError("values are at most 512 characters")
+        return value
+
+
+class SessionCreate(StrictCamelModel):
+    name: SessionName = Field(examples=["sales-team"])
+    engine: EngineName | None = Field(default=None, description="Defaults to ENGINE_TYPE")
+    auto_start: bool = True
+    config: SessionConfig = Field(default_factory=SessionConfig)
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [{"name": "sales-team", "engine": "mock", "config": {"metadata": {"team": "sales"}}}]
+        }
+    }
+
+
+class SessionUpdate(StrictCamelModel):
+    config: SessionConfig = Field(
+        description="Fields given replace the stored ones; a field set to null removes it"
+    )
+
+
+class StatusChange(CamelModel):
+    status: Status
+    previous_status: Status | None
+    reason: str | None
+    at: datetime
+
+
+class Session(CamelModel):
+    id: str = Field(examples=["ses_01JD8X0000000000000000000A"])
+    name: str
+    engine: str
+    status: Status
+    status_history: list[StatusChange]
+    phone_number: str | None
+    push_name: str | None
+    config: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    last_error: str | None
+
+
+class SessionUpdated(Session):
+    reconnect_required: bool = Field(
+        description="True when the change takes effect only after a restart of the session"
+    )
+
+
+class QrCode(CamelModel):
+    qr: str = Field(description="The raw QR string")
+    image: str = Field(description="data:image/png;base64,...")
+
+
+class PairingCodeRequest(StrictCamelModel):
+    phone_number: str = Field(examples=["+62 812-3456-7890"], min_length=5, max_length=32)
+
+
+class PairingCode(CamelModel):
+    code: str = Field(examples=["ABCD-1234"])
+
+
+class MockDisconnect(StrictCamelModel):
+    reason: str | None = Field(default=None, max_length=200)

@@ -1,0 +1,246 @@
+"""Session use cases: what the HTTP edge (and the CLI) may ask of sessions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from openwa.db.models import SessionRow
+from openwa.engines.base import PairingNotAvailable
+from openwa.engines.mock.engine import MockClient
+from openwa.engines.registry import EngineRegistry
+from openwa.errors import (
+    EngineError,
+    Forbidden,
+    NotSupported,
+    QrNotAvailable,
+    SessionExists,
+    SessionLimitReached,
+    SessionNotFound,
+    SessionNotReady,
+)
+from openwa.events.types import SESSION_STATUS
+from openwa.keys.principal import Principal
+from openwa.kit.clock import iso, utcnow
+from openwa.kit.ids import new_id
+from openwa.kit.pagination import PageParams
+from openwa.sessions.qr import qr_data_url, qr_png
+from openwa.sessions.repository import SessionRepository
+from openwa.sessions.runtime import SessionRuntime
+from openwa.sessions.schemas import (
+    QrCode,
+    Session,
+    SessionConfig,
+    SessionCreate,
+    SessionUpdated,
+    StatusChange,
+    mask_proxy,
+)
+from openwa.sessions.status import Status, is_running
+
+# Config fields that an engine reads only when it connects.
+_RECONNECT_FIELDS = {"proxy"}
+
+
+def to_schema(row: SessionRow) -> Session:
+    config = dict(row.config or {})
+    if config.get("proxy"):
+        config["proxy"] = mask_proxy(config["proxy"])
+    return Session(
+        id=row.id,
+        name=row.name,
+        engine=row.engine,
+        status=Status(row.status),
+        status_history=[StatusChange.model_validate(item) for item in row.status_history],
+        phone_number=row.phone_number,
+        push_name=row.push_name,
+        config=config,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        last_error=row.last_error,
+    )
+
+
+def _config_dict(config: SessionConfig) -> dict[str, Any]:
+    return config.model_dump(by_alias=True, exclude_none=True)
+
+
+class SessionService:
+    def __init__(
+        self,
+        db: async_sessionmaker[AsyncSession],
+        runtime: SessionRuntime,
+        engines: EngineRegistry,
+    ) -> None:
+        self._db = db
+        self._runtime = runtime
+        self._engines = engines
+
+    async def resolve(self, ref: str, principal: Principal) -> SessionRow:
+        """The session `ref` names, if this key may touch it (403 before 404 for scoped keys)."""
+        async with self._db() as db:
+            row = await SessionRepository(db).resolve(ref)
+        if row is None:
+            if principal.sessions is not None:
+                raise Forbidden("this key may not touch that session", details={"session": ref})
+            raise SessionNotFound(details={"session": ref})
+        if not principal.may_see(row.id):
+            raise Forbidden("this key may not touch that session", details={"session": ref})
+        return row
+
+    async def create(self, data: SessionCreate) -> Session:
+        engine_name = data.engine or self._engines.default
+        self._engines.get(engine_name)
+        if data.auto_start and not self._runtime.has_room():
+            raise SessionLimitReached(details={"running": self._runtime.running_count})
+        now = utcnow()
+        row = SessionRow(
+            id=new_id("ses"),
+            name=data.name,
+            engine=engine_name,
+            status=Status.CREATED.value,
+            status_history=[
+                {"status": "created", "previousStatus": None, "reason": "created", "at": iso(now)}
+            ],
+            config=_config_dict(data.config),
+            should_run=False,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            async with self._db() as db, db.begin():
+                SessionRepository(db).add(row)
+        except IntegrityError as exc:
+            raise SessionExists(details={"name": data.name}) from exc
+        await self._runtime.publish(
+            row, SESSION_STATUS, {"status": "created", "previousStatus": None, "reason": "created"}
+        )
+        if data.auto_start:
+            async with self._runtime.lock(row.id):
+                await self._runtime.start(row.id, "auto start")
+        return await self.get(row.id)
+
+    async def get(self, session_id: str) -> Session:
+        async with self._db() as db:
+            row = await SessionRepository(db).get(session_id)
+        if row is None:
+            raise SessionNotFound(details={"session": session_id})
+        return to_schema(row)
+
+    async def page(self, params: PageParams, principal: Principal) -> tuple[list[Session], int]:
+        only = sorted(principal.sessions) if principal.sessions is not None else None
+        async with self._db() as db:
+            rows, total = await SessionRepository(db).page(params, only)
+        return [to_schema(row) for row in rows], total
+
+    async def update(self, session_id: str, config: SessionConfig) -> SessionUpdated:
+        changes = config.model_dump(by_alias=True, exclude_unset=True)
+        async with self._runtime.lock(session_id):
+            async with self._db() as db, db.begin():
+                row = await SessionRepository(db).get(session_id)
+                if row is None:
+                    raise SessionNotFound(details={"session": session_id})
+                merged = dict(row.config or {})
+                for key, value in changes.items():
+                    if value is None:
+                        merged.pop(key, None)
+                    else:
+                        merged[key] = value
+                changed = {k for k in changes if (row.config or {}).get(k) != merged.get(k)}
+                row.config = merged
+                row.updated_at = utcnow()
+            reconnect = bool(changed & _RECONNECT_FIELDS) and self._runtime.is_running(session_id)
+        session = await self.get(session_id)
+        return SessionUpdated(**session.model_dump(), reconnect_required=reconnect)
+
+    async def delete(self, session_id: str) -> None:
+        async with self._runtime.lock(session_id):
+            await self._runtime.logout(session_id, "deleted")
+            async with self._db() as db, db.begin():
+                repo = SessionRepository(db)
+                row = await repo.get(session_id)
+                if row is not None:
+                    await repo.delete(row)
+            await self._runtime.forget(session_id)
+
+    async def start(self, session_id: str) -> Session:
+        async with self._runtime.lock(session_id):
+            await self._runtime.start(session_id, "started by API")
+        return await self.get(session_id)
+
+    async def stop(self, session_id: str) -> Session:
+        async with self._runtime.lock(session_id):
+            await self._runtime.stop(session_id, "stopped by API")
+        return await self.get(session_id)
+
+    async def restart(self, session_id: str) -> Session:
+        async with self._runtime.lock(session_id):
+            await self._runtime.stop(session_id, "restarting")
+            await self._runtime.start(session_id, "restarted by API")
+        return await self.get(session_id)
+
+    async def logout(self, session_id: str) -> Session:
+        async with self._runtime.lock(session_id):
+            await self._runtime.logout(session_id, "logged out by API")
+        return await self.get(session_id)
+
+    async def qr(self, session_id: str) -> QrCode:
+        row = await self._row(session_id)
+        if row.status != Status.QR_READY or not row.qr:
+            raise QrNotAvailable(details={"status": row.status})
+        return QrCode(qr=row.qr, image=qr_data_url(row.qr))
+
+    async def qr_png(self, session_id: str) -> bytes:
+        return qr_png((await self.qr(session_id)).qr)
+
+    async def pairing_code(self, session_id: str, phone_number: str) -> str:
+        row = await self._row(session_id)
+        engine = self._engines.get(row.engine)
+        if "pairing_code" not in engine.capabilities:
+            raise NotSupported(details={"engine": row.engine, "capability": "pairing_code"})
+        client = self._runtime.client(session_id)
+        if client is None or not is_running(Status(row.status)):
+            raise SessionNotReady("start the session first", details={"status": row.status})
+        digits = "".join(ch for ch in phone_number if ch.isdigit())
+        try:
+            return await client.request_pairing_code(digits)
+        except PairingNotAvailable as exc:
+            raise EngineError(str(exc), details={"status": row.status}) from exc
+
+    async def mock_scan(self, session_id: str) -> Session:
+        client = await self._mock_client(session_id)
+        try:
+            await client.scan()
+        except PairingNotAvailable as exc:
+            raise QrNotAvailable(str(exc)) from exc
+        return await self.get(session_id)
+
+    async def mock_disconnect(self, session_id: str, reason: str | None) -> Session:
+        client = await self._mock_client(session_id)
+        await client.drop(reason or "connection dropped by mock/disconnect")
+        return await self.get(session_id)
+
+    async def _mock_client(self, session_id: str) -> MockClient:
+        row = await self._row(session_id)
+        if row.engine != "mock":
+            raise NotSupported(
+                "mock control is served only for mock sessions",
+                details={"engine": row.engine, "capability": "mock_control"},
+            )
+        client = self._runtime.client(session_id)
+        if not isinstance(client, MockClient):
+            raise SessionNotReady("the session is not running", details={"status": row.status})
+        return client
+
+    async def _row(self, session_id: str) -> SessionRow:
+        async with self._db() as db:
+            row = await SessionRepository(db).get(session_id)
+        if row is None:
+            raise SessionNotFound(details={"session": session_id})
+        return row
+
+    async def counts_by_status(self) -> dict[str, int]:
+        async with self._db() as db:
+            return await SessionRepository(db).counts_by_status()
