@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import orjson
 import structlog
@@ -11,7 +13,9 @@ import structlog
 from openwa.api.context import request_id_var
 
 
-def _add_request_id(_logger: object, _name: str, event: dict[str, object]) -> dict[str, object]:
+def _add_request_id(
+    _logger: object, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     request_id = request_id_var.get()
     if request_id != "-":
         event.setdefault("request_id", request_id)
@@ -25,7 +29,9 @@ def configure_logging(level: str, fmt: str) -> None:
     logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))
     renderer: structlog.typing.Processor
     if fmt == "json":
-        renderer = structlog.processors.JSONRenderer(serializer=lambda o, **_: orjson.dumps(o).decode())
+        renderer = structlog.processors.JSONRenderer(
+            serializer=lambda o, **_: orjson.dumps(o).decode()
+        )
     else:
         renderer = structlog.dev.ConsoleRenderer()
     structlog.configure(

@@ -82,7 +82,9 @@ SessionRef = Annotated[
 async def get_session(id: SessionRef, services: ServicesDep, principal: PrincipalDep) -> SessionRow:
     if not is_session_ref(id):
         raise ValidationFailed(
-            details=[{"field": "path.id", "message": "not a session id or name", "type": "value_error"}]
+            details=[
+                {"field": "path.id", "message": "not a session id or name", "type": "value_error"}
+            ]
         )
     return await services.sessions.resolve(id, principal)
 

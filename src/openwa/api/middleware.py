@@ -66,7 +66,10 @@ class RequestContextMiddleware:
                 route = scope.get("route")
                 template = getattr(route, "path", None) or "unmatched"
                 self.metrics.observe(
-                    scope["method"], template, status_holder["status"], time.perf_counter() - started
+                    scope["method"],
+                    template,
+                    status_holder["status"],
+                    time.perf_counter() - started,
                 )
             request_id_var.reset(token)
 

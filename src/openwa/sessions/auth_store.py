@@ -43,4 +43,6 @@ class DatabaseAuthStore:
 
     async def clear(self) -> None:
         async with self._sessions() as db, db.begin():
-            await db.execute(delete(EngineAuthRow).where(EngineAuthRow.session_id == self._session_id))
+            await db.execute(
+                delete(EngineAuthRow).where(EngineAuthRow.session_id == self._session_id)
+            )

@@ -62,7 +62,7 @@ class ReconnectPolicy:
 
     def delay(self, attempt: int) -> float:
         """Exponential backoff with ±20% jitter, so many sessions do not retry in step."""
-        raw = min(self.base_s * (2 ** min(attempt, 30)), self.max_s)
+        raw: float = min(self.base_s * 2.0 ** min(attempt, 30), self.max_s)
         return raw * random.uniform(0.8, 1.2)
 
 
@@ -314,9 +314,7 @@ class SessionRuntime:
                 raise SessionNotFound(details={"id": session_id})
             previous = Status(row.status)
             if not can_move(previous, status) and previous != status:
-                log.warning(
-                    "status_move_refused", session_id=session_id, frm=previous, to=status
-                )
+                log.warning("status_move_refused", session_id=session_id, frm=previous, to=status)
                 return row
             now = utcnow()
             for name, value in fields.items():

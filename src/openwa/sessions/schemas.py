@@ -91,7 +91,9 @@ class SessionCreate(StrictCamelModel):
 
     model_config = {
         "json_schema_extra": {
-            "examples": [{"name": "sales-team", "engine": "mock", "config": {"metadata": {"team": "sales"}}}]
+            "examples": [
+                {"name": "sales-team", "engine": "mock", "config": {"metadata": {"team": "sales"}}}
+            ]
         }
     }
 

@@ -37,7 +37,13 @@ ALLOWED: dict[Status, frozenset[Status]] = {
         {Status.QR_READY, Status.AUTHENTICATED, Status.DISCONNECTED, Status.FAILED, Status.STOPPED}
     ),
     Status.QR_READY: frozenset(
-        {Status.INITIALIZING, Status.AUTHENTICATED, Status.DISCONNECTED, Status.FAILED, Status.STOPPED}
+        {
+            Status.INITIALIZING,
+            Status.AUTHENTICATED,
+            Status.DISCONNECTED,
+            Status.FAILED,
+            Status.STOPPED,
+        }
     ),
     Status.AUTHENTICATED: frozenset(
         {Status.INITIALIZING, Status.READY, Status.DISCONNECTED, Status.FAILED, Status.STOPPED}

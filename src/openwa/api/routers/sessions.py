@@ -71,13 +71,17 @@ async def delete_session(
 
 
 @router.post("/{id}/start", responses=errors(403, 404, 409, s409=_LIMIT))
-async def start_session(_: WriterDep, session: SessionDep, services: ServicesDep) -> Envelope[Session]:
+async def start_session(
+    _: WriterDep, session: SessionDep, services: ServicesDep
+) -> Envelope[Session]:
     """Start the session (restores the linked device, or shows a QR)."""
     return ok(await services.sessions.start(session.id))
 
 
 @router.post("/{id}/stop", responses=errors(403, 404))
-async def stop_session(_: WriterDep, session: SessionDep, services: ServicesDep) -> Envelope[Session]:
+async def stop_session(
+    _: WriterDep, session: SessionDep, services: ServicesDep
+) -> Envelope[Session]:
     """Stop the session and keep the linked device."""
     return ok(await services.sessions.stop(session.id))
 

@@ -49,7 +49,9 @@ class MockClient:
             await self._ctx.emit(Connected())
             return
         self._awaiting_link = True
-        await self._ctx.emit(QrUpdated(f"2@mock,{secrets.token_urlsafe(24)},{self._ctx.session_id}"))
+        await self._ctx.emit(
+            QrUpdated(f"2@mock,{secrets.token_urlsafe(24)},{self._ctx.session_id}")
+        )
         self._schedule_link(_random_phone(), self._auth_delay_s)
 
     def _schedule_link(self, phone: str, delay_s: float) -> None:

@@ -1,0 +1,5 @@
+"""`python -m openwa` is the `openwa` command."""
+
+from openwa.cli import main
+
+main()
