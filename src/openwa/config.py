@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] | None = None
 
+    @field_validator("api_key", "redis_url", "database_url", "public_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `API_KEY=` in a .env file means "not set", not "the empty key".
+        return None if value == "" else value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_level(cls, value: object) -> object:
