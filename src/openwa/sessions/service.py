@@ -26,6 +26,7 @@ from openwa.keys.principal import Principal
 from openwa.kit.clock import iso, utcnow
 from openwa.kit.ids import new_id
 from openwa.kit.pagination import PageParams
+from openwa.kit.phone import normalize_phone
 from openwa.sessions.qr import qr_data_url, qr_png
 from openwa.sessions.repository import SessionRepository
 from openwa.sessions.runtime import SessionRuntime
@@ -118,8 +119,13 @@ class SessionService:
             row, SESSION_STATUS, {"status": "created", "previousStatus": None, "reason": "created"}
         )
         if data.auto_start:
-            async with self._runtime.lock(row.id):
-                await self._runtime.start(row.id, "auto start")
+            try:
+                async with self._runtime.lock(row.id):
+                    await self._runtime.start(row.id, "auto start")
+            except SessionLimitReached:
+                # Another create took the last place meanwhile: leave no half-made session.
+                await self._remove(row.id)
+                raise
         return await self.get(row.id)
 
     async def get(self, session_id: str) -> Session:
@@ -158,12 +164,15 @@ class SessionService:
     async def delete(self, session_id: str) -> None:
         async with self._runtime.lock(session_id):
             await self._runtime.logout(session_id, "deleted")
-            async with self._db() as db, db.begin():
-                repo = SessionRepository(db)
-                row = await repo.get(session_id)
-                if row is not None:
-                    await repo.delete(row)
-            await self._runtime.forget(session_id)
+            await self._remove(session_id)
+
+    async def _remove(self, session_id: str) -> None:
+        async with self._db() as db, db.begin():
+            repo = SessionRepository(db)
+            row = await repo.get(session_id)
+            if row is not None:
+                await repo.delete(row)
+        await self._runtime.forget(session_id)
 
     async def start(self, session_id: str) -> Session:
         async with self._runtime.lock(session_id):
@@ -203,7 +212,7 @@ class SessionService:
         client = self._runtime.client(session_id)
         if client is None or not is_running(Status(row.status)):
             raise SessionNotReady("start the session first", details={"status": row.status})
-        digits = "".join(ch for ch in phone_number if ch.isdigit())
+        digits = normalize_phone(phone_number)
         try:
             return await client.request_pairing_code(digits)
         except PairingNotAvailable as exc:
