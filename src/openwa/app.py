@@ -26,6 +26,8 @@ from openwa.db.engine import create_engine, create_session_factory
 from openwa.engines.mock.engine import MockEngine
 from openwa.engines.registry import EngineRegistry
 from openwa.events.bus import InMemoryEventBus
+from openwa.events.log import EventLog
+from openwa.events.pump import EventPump
 from openwa.keys.service import KeyService
 from openwa.logs import configure_logging
 from openwa.services import Services
@@ -54,13 +56,14 @@ def build_services(settings: Settings) -> Services:
     db = create_session_factory(db_engine)
     cache = _build_cache(settings)
     bus = InMemoryEventBus()
+    events = EventLog()
     engines = EngineRegistry(
         [MockEngine(auth_delay_ms=settings.mock_auth_delay_ms)], default=settings.engine_type
     )
     runtime = SessionRuntime(
         db,
         engines,
-        bus,
+        events,
         max_sessions=settings.max_sessions,
         reconnect=ReconnectPolicy(settings.reconnect_base_s, settings.reconnect_max_s),
     )
@@ -70,10 +73,12 @@ def build_services(settings: Settings) -> Services:
         db=db,
         cache=cache,
         bus=bus,
+        events=events,
+        pump=EventPump(db, events, bus),
         engines=engines,
         runtime=runtime,
         keys=KeyService(db, cache),
-        sessions=SessionService(db, runtime, engines),
+        sessions=SessionService(db, runtime, engines, events),
         metrics=HttpMetrics(),
     )
 
@@ -106,6 +111,7 @@ def create_app(settings: Settings) -> FastAPI:
         await migrate.upgrade(services.db_engine, after=bootstrap)
         for key in generated:
             _announce_generated_key(key)
+        await services.pump.start()
         await services.runtime.restore()
         app.state.draining = False
         log.info("started", version=__version__, public_url=settings.resolved_public_url)
@@ -114,6 +120,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             app.state.draining = True
             await services.runtime.shutdown()
+            await services.pump.stop()
             await services.engines.close()
             await services.bus.close()
             await services.cache.close()

@@ -11,6 +11,8 @@ from openwa.cache.base import Cache
 from openwa.config import Settings
 from openwa.engines.registry import EngineRegistry
 from openwa.events.bus import EventBus
+from openwa.events.log import EventLog
+from openwa.events.pump import EventPump
 from openwa.keys.service import KeyService
 from openwa.sessions.runtime import SessionRuntime
 from openwa.sessions.service import SessionService
@@ -23,6 +25,8 @@ class Services:
     db: async_sessionmaker[AsyncSession]
     cache: Cache
     bus: EventBus
+    events: EventLog
+    pump: EventPump
     engines: EngineRegistry
     runtime: SessionRuntime
     keys: KeyService

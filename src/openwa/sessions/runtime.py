@@ -32,7 +32,7 @@ from openwa.engines.base import (
 )
 from openwa.engines.registry import EngineRegistry
 from openwa.errors import SessionLimitReached, SessionNotFound
-from openwa.events.bus import EventBus
+from openwa.events.log import EventLog
 from openwa.events.types import SESSION_QR, SESSION_STATUS, Event
 from openwa.kit.clock import iso, utcnow
 from openwa.sessions.auth_store import DatabaseAuthStore
@@ -71,18 +71,25 @@ def session_metadata(row: SessionRow) -> dict[str, str]:
     return {str(k): str(v) for k, v in metadata.items()}
 
 
+def session_event(row: SessionRow, name: str, data: dict[str, Any]) -> Event:
+    """An event of `row`'s session, carrying its engine and `metadata`."""
+    return Event(
+        event=name, session_id=row.id, engine=row.engine, data=data, metadata=session_metadata(row)
+    )
+
+
 class SessionRuntime:
     def __init__(
         self,
         db: async_sessionmaker[AsyncSession],
         engines: EngineRegistry,
-        bus: EventBus,
+        events: EventLog,
         max_sessions: int,
         reconnect: ReconnectPolicy,
     ) -> None:
         self._db = db
         self._engines = engines
-        self._bus = bus
+        self._events = events
         self._max_sessions = max_sessions
         self._reconnect = reconnect
         self._running: dict[str, _Running] = {}
@@ -237,12 +244,8 @@ class SessionRuntime:
         sid = running.session_id
         match event:
             case QrUpdated(qr=qr):
-                row = await self._load(sid)
-                if row is not None and row.status == Status.QR_READY:
-                    await self._update(sid, qr=qr)
-                else:
-                    row = await self._transition(sid, Status.QR_READY, "waiting for scan", qr=qr)
-                await self.publish(row, SESSION_QR, {"qr": qr, "image": qr_data_url(qr)})
+                qr_event = (SESSION_QR, {"qr": qr, "image": qr_data_url(qr)})
+                await self._transition(sid, Status.QR_READY, "waiting for scan", qr_event, qr=qr)
             case Authenticated(phone_number=phone, push_name=push):
                 await self._transition(
                     sid, Status.AUTHENTICATED, "linked", qr=None, phone_number=phone, push_name=push
@@ -305,9 +308,17 @@ class SessionRuntime:
             row.updated_at = utcnow()
 
     async def _transition(
-        self, session_id: str, status: Status, reason: str | None, **fields: Any
+        self,
+        session_id: str,
+        status: Status,
+        reason: str | None,
+        extra_event: tuple[str, dict[str, Any]] | None = None,
+        **fields: Any,
     ) -> SessionRow:
-        """Move to `status`, record it in `statusHistory`, then publish `session.status`."""
+        """Move to `status`, record it in `statusHistory` and log `session.status`.
+
+        The row, its history and the events are written in one transaction.
+        """
         async with self._db() as db, db.begin():
             row = await db.get(SessionRow, session_id)
             if row is None:
@@ -320,29 +331,22 @@ class SessionRuntime:
             for name, value in fields.items():
                 setattr(row, name, value)
             row.updated_at = now
-            if previous == status:
-                return row
-            row.status = status.value
-            change = {
-                "status": status.value,
-                "previousStatus": previous.value,
-                "reason": reason,
-                "at": iso(now),
-            }
-            row.status_history = [*row.status_history, change][-HISTORY_LENGTH:]
-        data: dict[str, Any] = {"status": status.value, "previousStatus": previous.value}
-        if reason:
-            data["reason"] = reason
-        await self.publish(row, SESSION_STATUS, data)
+            events = []
+            if previous != status:
+                row.status = status.value
+                change = {
+                    "status": status.value,
+                    "previousStatus": previous.value,
+                    "reason": reason,
+                    "at": iso(now),
+                }
+                row.status_history = [*row.status_history, change][-HISTORY_LENGTH:]
+                data: dict[str, Any] = {"status": status.value, "previousStatus": previous.value}
+                if reason:
+                    data["reason"] = reason
+                events.append(session_event(row, SESSION_STATUS, data))
+            if extra_event is not None:
+                events.append(session_event(row, *extra_event))
+            await self._events.append(db, events)
+        self._events.committed()
         return row
-
-    async def publish(self, row: SessionRow, name: str, data: dict[str, Any]) -> None:
-        await self._bus.publish(
-            Event(
-                event=name,
-                session_id=row.id,
-                engine=row.engine,
-                data=data,
-                metadata=session_metadata(row),
-            )
-        )

@@ -21,6 +21,7 @@ from openwa.errors import (
     SessionNotFound,
     SessionNotReady,
 )
+from openwa.events.log import EventLog
 from openwa.events.types import SESSION_STATUS
 from openwa.keys.principal import Principal
 from openwa.kit.clock import iso, utcnow
@@ -29,7 +30,7 @@ from openwa.kit.pagination import PageParams
 from openwa.kit.phone import normalize_phone
 from openwa.sessions.qr import qr_data_url, qr_png
 from openwa.sessions.repository import SessionRepository
-from openwa.sessions.runtime import SessionRuntime
+from openwa.sessions.runtime import SessionRuntime, session_event
 from openwa.sessions.schemas import (
     QrCode,
     Session,
@@ -74,10 +75,12 @@ class SessionService:
         db: async_sessionmaker[AsyncSession],
         runtime: SessionRuntime,
         engines: EngineRegistry,
+        events: EventLog,
     ) -> None:
         self._db = db
         self._runtime = runtime
         self._engines = engines
+        self._events = events
 
     async def resolve(self, ref: str, principal: Principal) -> SessionRow:
         """The session `ref` names, if this key may touch it (403 before 404 for scoped keys)."""
@@ -110,14 +113,15 @@ class SessionService:
             created_at=now,
             updated_at=now,
         )
+        created = {"status": "created", "previousStatus": None, "reason": "created"}
         try:
             async with self._db() as db, db.begin():
                 SessionRepository(db).add(row)
+                await db.flush()
+                await self._events.append(db, [session_event(row, SESSION_STATUS, created)])
         except IntegrityError as exc:
             raise SessionExists(details={"name": data.name}) from exc
-        await self._runtime.publish(
-            row, SESSION_STATUS, {"status": "created", "previousStatus": None, "reason": "created"}
-        )
+        self._events.committed()
         if data.auto_start:
             try:
                 async with self._runtime.lock(row.id):

@@ -1,0 +1,33 @@
+"""Messages, sent and received; the id is WhatsApp's own message id."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from openwa.db.base import Base, UTCDateTime
+
+
+class MessageRow(Base):
+    __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_session_chat_ts", "session_id", "chat_id", "timestamp"),)
+
+    session_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    chat_id: Mapped[str] = mapped_column(String(128))
+    from_me: Mapped[bool] = mapped_column(Boolean)
+    sender: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    type: Mapped[str] = mapped_column(String(16))
+    # The message's content as the contract shows it (text, replyTo, mentions, ...).
+    content: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    send_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,105 @@
+"""The event log: every event is written once, in the transaction that caused it.
+
+Cursors come from a counter row that is updated (and so locked) by the writing
+transaction until it commits. A transaction holding cursor N therefore commits before
+any other can take N+1: cursors become visible in order, so a reader that has seen N
+can never later find an event below N appear (PostgreSQL sequences would allow that).
+On SQLite every writer is serialised anyway; the same code serves both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openwa.db.models import CounterRow, EventRow
+from openwa.events.types import Event
+from openwa.kit.clock import utcnow
+from openwa.kit.signal import Signal
+
+FanOut = Callable[[AsyncSession, Sequence[EventRow]], Awaitable[None]]
+
+
+def to_row(event: Event, cursor: int) -> EventRow:
+    return EventRow(
+        cursor=cursor,
+        id=event.id,
+        event=event.event,
+        session_id=event.session_id,
+        engine=event.engine,
+        data=event.data,
+        meta=event.metadata,
+        created_at=event.timestamp,
+    )
+
+
+def from_row(row: EventRow) -> Event:
+    return Event(
+        event=row.event,
+        session_id=row.session_id,
+        engine=row.engine,
+        data=row.data,
+        metadata=row.meta,
+        id=row.id,
+        timestamp=row.created_at,
+        cursor=row.cursor,
+    )
+
+
+class EventLog:
+    def __init__(self) -> None:
+        self.appended = Signal()
+        self._fan_outs: list[FanOut] = []
+
+    def add_fan_out(self, fan_out: FanOut) -> None:
+        """Called in the appending transaction (webhook deliveries are made there)."""
+        self._fan_outs.append(fan_out)
+
+    async def append(self, db: AsyncSession, events: Sequence[Event]) -> list[EventRow]:
+        """Write `events` in the caller's transaction; call `committed()` after commit."""
+        if not events:
+            return []
+        result = await db.execute(
+            update(CounterRow)
+            .where(CounterRow.name == "events")
+            .values(value=CounterRow.value + len(events))
+            .returning(CounterRow.value)
+        )
+        last = result.scalar_one()
+        rows = [to_row(event, last - len(events) + 1 + i) for i, event in enumerate(events)]
+        db.add_all(rows)
+        await db.flush()
+        for fan_out in self._fan_outs:
+            await fan_out(db, rows)
+        return rows
+
+    def committed(self) -> None:
+        self.appended.notify()
+
+    async def after(
+        self,
+        db: AsyncSession,
+        cursor: int,
+        limit: int,
+        sessions: Sequence[str] | None = None,
+        names: Sequence[str] | None = None,
+    ) -> list[Event]:
+        query = select(EventRow).where(EventRow.cursor > cursor)
+        if sessions is not None:
+            query = query.where(EventRow.session_id.in_(sessions))
+        if names:
+            query = query.where(EventRow.event.in_(names))
+        result = await db.execute(query.order_by(EventRow.cursor).limit(limit))
+        return [from_row(row) for row in result.scalars()]
+
+    async def last_cursor(self, db: AsyncSession) -> int:
+        result = await db.execute(select(CounterRow.value).where(CounterRow.name == "events"))
+        return int(result.scalar_one_or_none() or 0)
+
+    async def prune(self, db: AsyncSession, retention_days: int) -> int:
+        cutoff = utcnow() - timedelta(days=retention_days)
+        result = await db.execute(delete(EventRow).where(EventRow.created_at < cutoff))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]

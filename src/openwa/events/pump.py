@@ -1,0 +1,58 @@
+"""Feeds the event bus from the event log, in cursor order.
+
+Live consumers (the WebSocket) read the bus; the bus is fed only from committed log
+rows, so they see exactly what `/api/events` shows, in the same order, including
+events written by other instances on the same database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from openwa.events.bus import EventBus
+from openwa.events.log import EventLog
+
+log = structlog.get_logger(__name__)
+
+_POLL_S = 0.5
+_BATCH = 500
+
+
+class EventPump:
+    def __init__(
+        self, db: async_sessionmaker[AsyncSession], events: EventLog, bus: EventBus
+    ) -> None:
+        self._db = db
+        self._events = events
+        self._bus = bus
+        self._task: asyncio.Task[None] | None = None
+        self._cursor = 0
+
+    async def start(self) -> None:
+        async with self._db() as db:
+            self._cursor = await self._events.last_cursor(db)
+        self._task = asyncio.create_task(self._run(), name="event-pump")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with self._db() as db:
+                    batch = await self._events.after(db, self._cursor, _BATCH)
+                for event in batch:
+                    await self._bus.publish(event)
+                    self._cursor = event.cursor or self._cursor
+                if len(batch) == _BATCH:
+                    continue
+            except Exception:
+                log.exception("event_pump_failed")
+            await self._events.appended.wait(_POLL_S)

@@ -1,0 +1,55 @@
+"""Chat ids: every form a client may send, normalised to WhatsApp's canonical address."""
+
+from __future__ import annotations
+
+import re
+
+from openwa.errors import InvalidChatId
+from openwa.kit.phone import normalize_phone
+
+USER_SUFFIX = "@s.whatsapp.net"
+GROUP_SUFFIX = "@g.us"
+STATUS_BROADCAST = "status@broadcast"
+_GROUP_RE = re.compile(r"^[0-9]{5,20}(-[0-9]{5,20})?@g\.us$")
+# Addresses that engines report and that we pass through unchanged.
+_PASSTHROUGH_RE = re.compile(r"^[0-9A-Za-z._:-]{1,64}@(lid|newsletter)$")
+
+
+def normalize_chat_id(raw: str) -> str:
+    value = raw.strip()
+    if not value or len(value) > 128:
+        raise InvalidChatId(details={"chatId": raw[:128]})
+    lowered = value.lower()
+    if lowered == STATUS_BROADCAST or _PASSTHROUGH_RE.fullmatch(value):
+        return value
+    if lowered.endswith(GROUP_SUFFIX):
+        if not _GROUP_RE.fullmatch(lowered):
+            raise InvalidChatId("not a group address", details={"chatId": raw})
+        return lowered
+    for suffix in (USER_SUFFIX, "@c.us"):
+        if lowered.endswith(suffix):
+            user = value[: -len(suffix)].split(":")[0]
+            if not user.isdigit():
+                raise InvalidChatId(details={"chatId": raw})
+            return normalize_phone(user) + USER_SUFFIX
+    if "@" in value or not re.fullmatch(r"\+?[0-9 ()./-]{5,32}", value):
+        raise InvalidChatId(details={"chatId": raw})
+    return normalize_phone(value) + USER_SUFFIX
+
+
+def phone_of(chat_id: str) -> str | None:
+    """The phone number of a user address, or None for groups and other addresses."""
+    if chat_id.endswith(USER_SUFFIX):
+        return chat_id[: -len(USER_SUFFIX)]
+    return None
+
+
+def chat_kind(chat_id: str) -> str:
+    """`user`, `group`, `status` or `channel`: what `config.ignore` filters by."""
+    if chat_id.endswith(GROUP_SUFFIX):
+        return "group"
+    if chat_id == STATUS_BROADCAST:
+        return "status"
+    if chat_id.endswith("@newsletter"):
+        return "channel"
+    return "user"
