@@ -16,7 +16,7 @@ from openwa.api.envelope import JSONResponse
 from openwa.api.errors import install_error_handlers
 from openwa.api.metrics import HttpMetrics
 from openwa.api.middleware import RequestContextMiddleware
-from openwa.api.routers import health, keys, mock, sessions
+from openwa.api.routers import health, keys, messages, mock, sessions
 from openwa.cache.base import Cache
 from openwa.cache.memory import MemoryCache
 from openwa.cache.redis import RedisCache
@@ -24,12 +24,16 @@ from openwa.config import Settings
 from openwa.db import migrate
 from openwa.db.engine import create_engine, create_session_factory
 from openwa.engines.mock.engine import MockEngine
+from openwa.engines.mock.store import SqlMockNetworkStore
 from openwa.engines.registry import EngineRegistry
 from openwa.events.bus import InMemoryEventBus
 from openwa.events.log import EventLog
 from openwa.events.pump import EventPump
 from openwa.keys.service import KeyService
+from openwa.kit.ids import ulid
 from openwa.logs import configure_logging
+from openwa.messages.sender import SendWorker
+from openwa.messages.service import MessageService
 from openwa.services import Services
 from openwa.sessions.runtime import ReconnectPolicy, SessionRuntime
 from openwa.sessions.service import SessionService
@@ -57,15 +61,28 @@ def build_services(settings: Settings) -> Services:
     cache = _build_cache(settings)
     bus = InMemoryEventBus()
     events = EventLog()
-    engines = EngineRegistry(
-        [MockEngine(auth_delay_ms=settings.mock_auth_delay_ms)], default=settings.engine_type
+    mock = MockEngine(
+        SqlMockNetworkStore(db),
+        auth_delay_ms=settings.mock_auth_delay_ms,
+        ack_delay_ms=settings.mock_ack_delay_ms,
     )
+    engines = EngineRegistry([mock], default=settings.engine_type)
     runtime = SessionRuntime(
         db,
         engines,
         events,
         max_sessions=settings.max_sessions,
         reconnect=ReconnectPolicy(settings.reconnect_base_s, settings.reconnect_max_s),
+    )
+    messages = MessageService(db, events, runtime.became_ready)
+    runtime.set_message_handler(messages.on_engine_event)
+    sender = SendWorker(
+        db,
+        runtime,
+        events,
+        runtime.became_ready,
+        worker_id=settings.instance_id or f"instance-{ulid()}",
+        ready_timeout_s=settings.send_ready_timeout_s,
     )
     return Services(
         settings=settings,
@@ -79,6 +96,8 @@ def build_services(settings: Settings) -> Services:
         runtime=runtime,
         keys=KeyService(db, cache),
         sessions=SessionService(db, runtime, engines, events),
+        messages=messages,
+        sender=sender,
         metrics=HttpMetrics(),
     )
 
@@ -113,12 +132,14 @@ def create_app(settings: Settings) -> FastAPI:
             _announce_generated_key(key)
         await services.pump.start()
         await services.runtime.restore()
+        await services.sender.start()
         app.state.draining = False
         log.info("started", version=__version__, public_url=settings.resolved_public_url)
         try:
             yield
         finally:
             app.state.draining = True
+            await services.sender.stop()
             await services.runtime.shutdown()
             await services.pump.stop()
             await services.engines.close()
@@ -140,7 +161,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.draining = False
     install_error_handlers(app)
     install_docs(app)
-    for router in (health.router, keys.router, sessions.router, mock.router):
+    for router in (health.router, keys.router, sessions.router, messages.router, mock.router):
         app.include_router(router)
     if settings.cors_origin_list:
         app.add_middleware(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from typing import Annotated
 
 import typer
@@ -28,7 +30,7 @@ def serve(
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
@@ -37,7 +39,23 @@ def serve(
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
         log_level=settings.log_level,
         access_log=False,
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
     )
+    server = _Server(config)
+    server.run()
+    if not server.started:
+        raise typer.Exit(3)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises the SIGTERM it drained on; a clean drain should exit 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
 
 
 @db_app.command("upgrade")

@@ -95,3 +95,27 @@ class EngineError(OpenWAError):
 
 class NotReady(OpenWAError):
     status, code, message = 503, "NOT_READY", "The instance is starting or draining"
+
+
+class MessageNotFound(NotFound):
+    code, message = "MESSAGE_NOT_FOUND", "Message not found"
+
+
+class WebhookNotFound(NotFound):
+    code, message = "WEBHOOK_NOT_FOUND", "Webhook not found"
+
+
+class IdempotencyConflict(OpenWAError):
+    status, code, message = (
+        409,
+        "IDEMPOTENCY_CONFLICT",
+        "Idempotency-Key reused with another request",
+    )
+
+
+class MessageNotPending(OpenWAError):
+    status, code, message = 409, "MESSAGE_NOT_PENDING", "The message is no longer pending"
+
+
+class WebhookUrlForbidden(OpenWAError):
+    status, code, message = 400, "WEBHOOK_URL_FORBIDDEN", "URL resolves to a forbidden address"

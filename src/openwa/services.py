@@ -14,6 +14,8 @@ from openwa.events.bus import EventBus
 from openwa.events.log import EventLog
 from openwa.events.pump import EventPump
 from openwa.keys.service import KeyService
+from openwa.messages.sender import SendWorker
+from openwa.messages.service import MessageService
 from openwa.sessions.runtime import SessionRuntime
 from openwa.sessions.service import SessionService
 
@@ -31,4 +33,6 @@ class Services:
     runtime: SessionRuntime
     keys: KeyService
     sessions: SessionService
+    messages: MessageService
+    sender: SendWorker
     metrics: HttpMetrics

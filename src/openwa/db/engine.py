@@ -59,7 +59,9 @@ def create_engine(url: str) -> AsyncEngine:
         path = sqlite_path(url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=False)
+        # One connection: SQLite has one writer at a time anyway, and queueing for the
+        # pool (a wake-up) is far faster than SQLite's busy handler (sleep and retry).
+        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
         _configure_sqlite(engine)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)

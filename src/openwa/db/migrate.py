@@ -17,7 +17,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from openwa.db.engine import is_sqlite, sqlite_path
 
@@ -79,19 +80,33 @@ async def _null_lock() -> AsyncIterator[None]:
     yield
 
 
+def _own_engine(engine: AsyncEngine) -> AsyncEngine:
+    """A connection of its own for migrating, outside the app's (small) pool."""
+    url = engine.url.render_as_string(hide_password=False)
+    return create_async_engine(url, poolclass=NullPool)
+
+
 async def upgrade(
     engine: AsyncEngine,
     revision: str = "head",
     after: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    async with migration_lock(engine) as conn:
-        await conn.run_sync(_upgrade, revision)
-        await conn.commit()
-        if after is not None:
-            await after()
+    migrating = _own_engine(engine)
+    try:
+        async with migration_lock(migrating) as conn:
+            await conn.run_sync(_upgrade, revision)
+            await conn.commit()
+            if after is not None:
+                await after()
+    finally:
+        await migrating.dispose()
 
 
 async def downgrade(engine: AsyncEngine, revision: str) -> None:
-    async with migration_lock(engine) as conn:
-        await conn.run_sync(_downgrade, revision)
-        await conn.commit()
+    migrating = _own_engine(engine)
+    try:
+        async with migration_lock(migrating) as conn:
+            await conn.run_sync(_downgrade, revision)
+            await conn.commit()
+    finally:
+        await migrating.dispose()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 
@@ -59,8 +60,58 @@ class Failed:
     reason: str
 
 
-EngineEvent = QrUpdated | Authenticated | Connected | Disconnected | LoggedOut | Failed
+@dataclass(frozen=True, slots=True)
+class MessageAck:
+    """WhatsApp acknowledged one of our messages: `sent`, `delivered`, `read` or `played`."""
+
+    message_id: str
+    chat_id: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """A message arrived (or, with `from_me`, was sent from the phone itself)."""
+
+    id: str
+    chat_id: str
+    sender: str | None
+    type: str
+    content: dict[str, Any]
+    timestamp: datetime
+    from_me: bool = False
+
+
+EngineEvent = (
+    QrUpdated
+    | Authenticated
+    | Connected
+    | Disconnected
+    | LoggedOut
+    | Failed
+    | MessageAck
+    | MessageReceived
+)
 EventSink = Callable[[EngineEvent], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """A message to send. `id` is ours, made at acceptance and kept on every retry, so a
+    resend after a crash is the same message to WhatsApp (recipients drop duplicates)."""
+
+    id: str
+    chat_id: str
+    type: str
+    content: dict[str, Any]
+
+
+class SendFailed(Exception):
+    """The engine could not send; `retryable` says whether trying again may help."""
+
+    def __init__(self, reason: str, *, retryable: bool = True) -> None:
+        super().__init__(reason)
+        self.retryable = retryable
 
 
 class AuthStore(Protocol):
@@ -100,6 +151,10 @@ class EngineClient(Protocol):
 
     async def request_pairing_code(self, phone_number: str) -> str:
         """Link by phone number instead of QR: the code to type on the phone."""
+        ...
+
+    async def send(self, message: OutgoingMessage) -> None:
+        """Hand the message to WhatsApp; raise `SendFailed` when that did not happen."""
         ...
 
 

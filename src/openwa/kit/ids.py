@@ -25,3 +25,8 @@ def ulid(now_ms: int | None = None) -> str:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{ulid()}"
+
+
+def whatsapp_message_id() -> str:
+    """A message id in WhatsApp Web's form (3EB0 and 20 hex digits), made at acceptance."""
+    return "3EB0" + os.urandom(10).hex().upper()

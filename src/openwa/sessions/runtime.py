@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,8 @@ from openwa.engines.base import (
     EngineEvent,
     Failed,
     LoggedOut,
+    MessageAck,
+    MessageReceived,
     QrUpdated,
     SessionContext,
 )
@@ -35,12 +38,15 @@ from openwa.errors import SessionLimitReached, SessionNotFound
 from openwa.events.log import EventLog
 from openwa.events.types import SESSION_QR, SESSION_STATUS, Event
 from openwa.kit.clock import iso, utcnow
+from openwa.kit.signal import Signal
 from openwa.sessions.auth_store import DatabaseAuthStore
 from openwa.sessions.qr import qr_data_url
 from openwa.sessions.repository import SessionRepository
 from openwa.sessions.status import HISTORY_LENGTH, Status, can_move
 
 log = structlog.get_logger(__name__)
+
+MessageHandler = Callable[[SessionRow, EngineEvent], Awaitable[None]]
 
 
 @dataclass(eq=False)
@@ -53,6 +59,7 @@ class _Running:
     reconnect: asyncio.Task[None] | None = None
     attempts: int = 0
     closed: bool = False
+    ready: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,13 @@ class SessionRuntime:
         self._reconnect = reconnect
         self._running: dict[str, _Running] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._message_handler: MessageHandler | None = None
+        # Notified whenever a session becomes ready (queued sends may go now).
+        self.became_ready = Signal()
+
+    def set_message_handler(self, handler: MessageHandler) -> None:
+        """Where message reports (acks, inbound) go; wired by the composition root."""
+        self._message_handler = handler
 
     # Queries about what runs here.
 
@@ -103,6 +117,9 @@ class SessionRuntime:
 
     def is_running(self, session_id: str) -> bool:
         return session_id in self._running
+
+    def ready_sessions(self) -> set[str]:
+        return {sid for sid, running in self._running.items() if running.ready}
 
     def client(self, session_id: str) -> EngineClient | None:
         running = self._running.get(session_id)
@@ -218,6 +235,7 @@ class SessionRuntime:
 
     async def _close(self, running: _Running) -> None:
         running.closed = True
+        running.ready = False
         for task in (running.reconnect, running.worker):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
@@ -253,9 +271,16 @@ class SessionRuntime:
             case Connected():
                 running.attempts = 0
                 await self._transition(sid, Status.READY, "connected", last_error=None)
+                running.ready = True
+                self.became_ready.notify()
             case Disconnected(reason=reason):
+                running.ready = False
                 await self._transition(sid, Status.DISCONNECTED, reason, qr=None)
                 self._schedule_reconnect(running)
+            case MessageAck() | MessageReceived():
+                row = await self._load(sid)
+                if row is not None and self._message_handler is not None:
+                    await self._message_handler(row, event)
             case LoggedOut(reason=reason):
                 await self._end(running, reason, clear_auth=True)
             case Failed(reason=reason):
@@ -265,6 +290,7 @@ class SessionRuntime:
         sid = running.session_id
         self._running.pop(sid, None)
         running.closed = True
+        running.ready = False
         if running.reconnect is not None:
             running.reconnect.cancel()
         if running.client is not None:

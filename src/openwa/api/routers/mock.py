@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Query
 
-from openwa.api.deps import ServicesDep, SessionDep, WriterDep
+from openwa.api.deps import PrincipalDep, ServicesDep, SessionDep, WriterDep
 from openwa.api.envelope import Envelope, ok
 from openwa.api.responses import errors
+from openwa.messages.schemas import MockInbound, MockInboundResult, Transmission
 from openwa.sessions.schemas import MockDisconnect, Session
 
 router = APIRouter(prefix="/api/sessions/{id}/mock", tags=["mock engine"])
@@ -33,3 +34,23 @@ async def mock_disconnect(
     """Drop the connection; the session reconnects by itself."""
     reason = body.reason if body else None
     return ok(await services.sessions.mock_disconnect(session.id, reason))
+
+
+@router.post("/inbound", status_code=202, responses=errors(403, 404, 409, 501))
+async def mock_inbound(
+    body: MockInbound, _: WriterDep, session: SessionDep, services: ServicesDep
+) -> Envelope[MockInboundResult]:
+    """Deliver an inbound message to the session, as if sent from `from`."""
+    message_id = await services.sessions.mock_inbound(session.id, body)
+    return ok(MockInboundResult(id=message_id))
+
+
+@router.get("/transmitted", responses=errors(403, 404, 501))
+async def mock_transmitted(
+    _: PrincipalDep,
+    session: SessionDep,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+) -> Envelope[list[Transmission]]:
+    """The mock's durable log of what this session transmitted, oldest first."""
+    return ok(await services.sessions.mock_transmitted(session.id, limit))

@@ -1,7 +1,11 @@
-"""Mock engine: shows a QR, links after `MOCK_AUTH_DELAY_MS`, and keeps its phone number.
+"""Mock engine: a simulated WhatsApp network for development, demos and every test.
 
-Its auth state (the simulated device: phone number and push name) lives in the
-`AuthStore` like a real engine's would, so restore after a restart needs no scan.
+A session shows a QR, links after `MOCK_AUTH_DELAY_MS` and keeps its phone number in
+its `AuthStore` like a real engine would, so restore after a restart needs no scan.
+Linked mock sessions message each other by phone number; acks advance `delivered`
+then `read`, `MOCK_ACK_DELAY_MS` apart; and, like WhatsApp, a recipient drops a
+message id it has already received. The transmit log and inboxes are durable
+(`MockNetworkStore`), so a resend after a crash is visible, and dropped.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import string
+from datetime import datetime
 from typing import Any
 
 from openwa.engines.base import (
@@ -16,12 +21,20 @@ from openwa.engines.base import (
     Connected,
     Disconnected,
     EngineClient,
+    MessageAck,
+    MessageReceived,
+    OutgoingMessage,
     PairingNotAvailable,
     QrUpdated,
+    SendFailed,
     SessionContext,
 )
+from openwa.engines.mock.store import MockNetworkStore
+from openwa.kit.chat_ids import USER_SUFFIX, phone_of
+from openwa.kit.clock import iso, utcnow
+from openwa.kit.ids import whatsapp_message_id
 
-MOCK_CAPABILITIES = frozenset({"qr", "pairing_code", "mock_control"})
+MOCK_CAPABILITIES = frozenset({"qr", "pairing_code", "mock_control", "send_text"})
 
 
 def _random_phone() -> str:
@@ -35,23 +48,47 @@ def _pairing_code() -> str:
     return f"{code[:4]}-{code[4:]}"
 
 
+class MockNetwork:
+    """Which mock phones are online in this process, to hand messages over at once."""
+
+    def __init__(self, store: MockNetworkStore) -> None:
+        self.store = store
+        self._online: dict[str, MockClient] = {}
+
+    def online(self, phone: str) -> MockClient | None:
+        return self._online.get(phone)
+
+    def join(self, phone: str, client: MockClient) -> None:
+        self._online[phone] = client
+
+    def leave(self, phone: str, client: MockClient) -> None:
+        if self._online.get(phone) is client:
+            del self._online[phone]
+
+
 class MockClient:
-    def __init__(self, context: SessionContext, auth_delay_s: float) -> None:
+    def __init__(
+        self, context: SessionContext, network: MockNetwork, auth_delay_s: float, ack_delay_s: float
+    ) -> None:
         self._ctx = context
+        self._network = network
         self._auth_delay_s = auth_delay_s
+        self._ack_delay_s = ack_delay_s
         self._link_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._awaiting_link = False
+        self._phone: str | None = None
+
+    # Linking.
 
     async def connect(self) -> None:
         state = await self._ctx.auth.load()
         if state and state.get("phoneNumber"):
-            await self._ctx.emit(Authenticated(state["phoneNumber"], state.get("pushName")))
-            await self._ctx.emit(Connected())
+            await self._online(state["phoneNumber"], state.get("pushName"))
             return
         self._awaiting_link = True
-        await self._ctx.emit(
-            QrUpdated(f"2@mock,{secrets.token_urlsafe(24)},{self._ctx.session_id}")
-        )
+        qr = f"2@mock,{secrets.token_urlsafe(24)},{self._ctx.session_id}"
+        await self._ctx.emit(QrUpdated(qr))
         self._schedule_link(_random_phone(), self._auth_delay_s)
 
     def _schedule_link(self, phone: str, delay_s: float) -> None:
@@ -71,15 +108,30 @@ class MockClient:
         self._awaiting_link = False
         state: dict[str, Any] = {"phoneNumber": phone, "pushName": f"Mock {phone[-4:]}"}
         await self._ctx.auth.save(state)
-        await self._ctx.emit(Authenticated(state["phoneNumber"], state["pushName"]))
+        await self._online(state["phoneNumber"], state["pushName"])
+
+    async def _online(self, phone: str, push_name: str | None) -> None:
+        self._phone = phone
+        await self._ctx.emit(Authenticated(phone, push_name))
         await self._ctx.emit(Connected())
+        self._network.join(phone, self)
+        # Messages sent to this phone while it was offline arrive now.
+        pending = await self._network.store.undelivered(phone)
+        for payload in pending:
+            await self.receive(payload)
+        await self._network.store.mark_delivered(phone, [p["id"] for p in pending])
 
     async def disconnect(self) -> None:
         self._awaiting_link = False
         self._cancel_link()
+        if self._phone is not None:
+            self._network.leave(self._phone, self)
+        for task in list(self._tasks):
+            task.cancel()
 
     async def logout(self) -> None:
         await self.disconnect()
+        self._phone = None
         await self._ctx.auth.clear()
 
     async def request_pairing_code(self, phone_number: str) -> str:
@@ -88,6 +140,57 @@ class MockClient:
         # As if typed on the phone at once: the account links after the usual delay.
         self._schedule_link(phone_number, self._auth_delay_s)
         return _pairing_code()
+
+    # Messaging.
+
+    async def send(self, message: OutgoingMessage) -> None:
+        phone = self._phone
+        if phone is None or self._network.online(phone) is not self:
+            raise SendFailed("the mock session is not connected")
+        now = utcnow()
+        payload = {
+            "id": message.id,
+            "chatId": phone + USER_SUFFIX,
+            "from": phone + USER_SUFFIX,
+            "type": message.type,
+            "content": message.content,
+            "timestamp": iso(now),
+        }
+        recipient_phone = phone_of(message.chat_id)
+        recipient = self._network.online(recipient_phone) if recipient_phone else None
+        is_new = await self._network.store.transmit(
+            self._ctx.session_id,
+            message.id,
+            message.chat_id,
+            payload,
+            recipient_phone,
+            delivered=recipient is not None,
+        )
+        if is_new and recipient is not None:
+            await recipient.receive(payload)
+        self._spawn(self._acks(message))
+
+    async def _acks(self, message: OutgoingMessage) -> None:
+        for status in ("delivered", "read"):
+            await asyncio.sleep(self._ack_delay_s)
+            await self._ctx.emit(MessageAck(message.id, message.chat_id, status))
+
+    async def receive(self, payload: dict[str, Any]) -> None:
+        await self._ctx.emit(
+            MessageReceived(
+                id=payload["id"],
+                chat_id=payload["chatId"],
+                sender=payload.get("from"),
+                type=payload.get("type", "text"),
+                content=dict(payload.get("content") or {}),
+                timestamp=datetime.fromisoformat(payload["timestamp"].replace("Z", "+00:00")),
+            )
+        )
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # Test and demo control (the `/mock/...` routes).
 
@@ -101,16 +204,40 @@ class MockClient:
         await self.disconnect()
         await self._ctx.emit(Disconnected(reason))
 
+    async def inbound(self, sender: str, type_: str, content: dict[str, Any]) -> str:
+        """Deliver a message from `sender` (a chat id) as if it came over the network."""
+        if self._phone is None:
+            raise SendFailed("the mock session is not linked")
+        message_id = whatsapp_message_id()
+        await self.receive(
+            {
+                "id": message_id,
+                "chatId": sender,
+                "from": sender,
+                "type": type_,
+                "content": content,
+                "timestamp": iso(utcnow()),
+            }
+        )
+        return message_id
+
+    async def transmitted(self, limit: int) -> list[dict[str, Any]]:
+        return await self._network.store.transmissions(self._ctx.session_id, limit)
+
 
 class MockEngine:
     name = "mock"
     capabilities = MOCK_CAPABILITIES
 
-    def __init__(self, auth_delay_ms: int = 1500) -> None:
+    def __init__(
+        self, store: MockNetworkStore, auth_delay_ms: int = 1500, ack_delay_ms: int = 200
+    ) -> None:
+        self.network = MockNetwork(store)
         self._auth_delay_s = auth_delay_ms / 1000
+        self._ack_delay_s = ack_delay_ms / 1000
 
     def client(self, context: SessionContext) -> EngineClient:
-        return MockClient(context, self._auth_delay_s)
+        return MockClient(context, self.network, self._auth_delay_s, self._ack_delay_s)
 
     async def check(self) -> None:
         return None

@@ -1,0 +1,1 @@
+"""Messages: accepted into the durable queue, sent in order, tracked by acks."""

@@ -1,0 +1,197 @@
+"""The send worker: takes due jobs from the outbox and hands them to the engines.
+
+At most one job per session is in flight (the outbox only hands out a session's head),
+different sessions are sent concurrently. Engine failures are retried with
+exponential backoff (the job's lease doubles as the wait), then the message fails.
+A job whose session does not become ready within `SEND_READY_TIMEOUT_S` fails with
+`SESSION_NOT_READY`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from datetime import timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from openwa.db.models import MessageRow, OutboxJobRow, SessionRow
+from openwa.engines.base import OutgoingMessage, SendFailed
+from openwa.events.log import EventLog
+from openwa.events.types import MESSAGE_ACK, MESSAGE_SENT
+from openwa.kit.clock import utcnow
+from openwa.kit.signal import Signal
+from openwa.messages.service import message_data
+from openwa.queue import outbox
+from openwa.sessions.runtime import SessionRuntime, session_event
+
+log = structlog.get_logger(__name__)
+
+_BATCH = 64
+_IDLE_WAIT_S = 0.5
+_SWEEP_EVERY_S = 5.0
+
+
+class SendWorker:
+    def __init__(
+        self,
+        db: async_sessionmaker[AsyncSession],
+        runtime: SessionRuntime,
+        events: EventLog,
+        queued: Signal,
+        *,
+        worker_id: str,
+        ready_timeout_s: float,
+        max_attempts: int = 5,
+        backoff_base_s: float = 1.0,
+        backoff_max_s: float = 60.0,
+        lease_s: float = 60.0,
+    ) -> None:
+        self._db = db
+        self._runtime = runtime
+        self._events = events
+        self._queued = queued
+        self._worker_id = worker_id
+        self._ready_timeout_s = ready_timeout_s
+        self._max_attempts = max_attempts
+        self._backoff_base_s = backoff_base_s
+        self._backoff_max_s = backoff_max_s
+        self._lease_s = lease_s
+        self._task: asyncio.Task[None] | None = None
+        self._last_sweep = 0.0
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="send-worker")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sent = await self.run_once()
+                if loop.time() - self._last_sweep > _SWEEP_EVERY_S:
+                    self._last_sweep = loop.time()
+                    await self.expire_waiting()
+            except Exception:
+                log.exception("send_worker_failed")
+                sent = 0
+            if not sent:
+                await self._queued.wait(_IDLE_WAIT_S)
+
+    async def run_once(self) -> int:
+        """Claim and send one batch; the number of jobs claimed."""
+        ready = self._runtime.ready_sessions()
+        if not ready:
+            return 0
+        async with self._db() as db, db.begin():
+            runs = await outbox.claim(
+                db, sorted(ready), utcnow(), self._lease_s, self._worker_id, _BATCH
+            )
+        if runs:
+            await asyncio.gather(*(self._send_run(run) for run in runs.values()))
+        return sum(len(run) for run in runs.values())
+
+    async def _send_run(self, run: list[OutboxJobRow]) -> None:
+        """Send one session's jobs in order; at the first that does not go, stop."""
+        for index, job in enumerate(run):
+            if not await self._send(job):
+                async with self._db() as db, db.begin():
+                    await outbox.release(db, [j.id for j in run[index + 1 :]], self._worker_id)
+                return
+
+    async def _send(self, job: OutboxJobRow) -> bool:
+        """Whether the session's next job may follow this one now."""
+        async with self._db() as db:
+            message = await db.get(MessageRow, (job.session_id, job.message_id))
+        client = self._runtime.client(job.session_id)
+        if message is None or message.status != "pending":
+            await self._finish(job)
+            return True
+        if client is None or job.session_id not in self._runtime.ready_sessions():
+            await self._release(job)
+            return False
+        try:
+            await client.send(
+                OutgoingMessage(message.id, message.chat_id, message.type, message.content)
+            )
+        except SendFailed as exc:
+            await self._failed(job, str(exc), retryable=exc.retryable)
+            return False
+        except Exception as exc:
+            log.exception(
+                "engine_send_failed", session_id=job.session_id, message_id=job.message_id
+            )
+            await self._failed(job, f"{type(exc).__name__}: {exc}", retryable=True)
+            return False
+        await self._sent(job)
+        return True
+
+    async def _sent(self, job: OutboxJobRow) -> None:
+        async with self._db() as db, db.begin():
+            row = await db.get(OutboxJobRow, job.id)
+            message = await db.get(MessageRow, (job.session_id, job.message_id))
+            session = await db.get(SessionRow, job.session_id)
+            if row is not None:
+                row.done, row.locked_until, row.attempts = True, None, row.attempts + 1
+            if message is None or session is None:
+                return
+            if message.status == "pending":
+                message.status, message.updated_at = "sent", utcnow()
+            await self._events.append(
+                db, [session_event(session, MESSAGE_SENT, message_data(message))]
+            )
+        self._events.committed()
+
+    async def _failed(self, job: OutboxJobRow, reason: str, *, retryable: bool) -> None:
+        async with self._db() as db, db.begin():
+            row = await db.get(OutboxJobRow, job.id)
+            if row is None:
+                return
+            row.attempts += 1
+            row.last_error = reason
+            if retryable and row.attempts < self._max_attempts:
+                delay = min(self._backoff_base_s * 2 ** (row.attempts - 1), self._backoff_max_s)
+                row.locked_until = utcnow() + timedelta(seconds=delay * random.uniform(0.8, 1.2))
+                return
+            await self._fail_message(db, row, f"ENGINE_ERROR: {reason}")
+        self._events.committed()
+
+    async def _fail_message(self, db: AsyncSession, job: OutboxJobRow, error: str) -> None:
+        job.done, job.locked_until = True, None
+        message = await db.get(MessageRow, (job.session_id, job.message_id))
+        session = await db.get(SessionRow, job.session_id)
+        if message is None or session is None or message.status != "pending":
+            return
+        message.status, message.error, message.updated_at = "failed", error, utcnow()
+        data = {"id": message.id, "chatId": message.chat_id, "status": "failed", "error": error}
+        await self._events.append(db, [session_event(session, MESSAGE_ACK, data)])
+
+    async def _finish(self, job: OutboxJobRow) -> None:
+        async with self._db() as db, db.begin():
+            row = await db.get(OutboxJobRow, job.id)
+            if row is not None:
+                row.done, row.locked_until = True, None
+
+    async def _release(self, job: OutboxJobRow) -> None:
+        async with self._db() as db, db.begin():
+            await outbox.release(db, [job.id], self._worker_id)
+
+    async def expire_waiting(self) -> None:
+        """Fail sends whose session has not been ready for `SEND_READY_TIMEOUT_S`."""
+        cutoff = utcnow() - timedelta(seconds=self._ready_timeout_s)
+        ready = sorted(self._runtime.ready_sessions())
+        async with self._db() as db, db.begin():
+            jobs = await outbox.waiting_too_long(db, ready, cutoff, 500)
+            for job in jobs:
+                await self._fail_message(
+                    db, job, "SESSION_NOT_READY: the session was not ready in time"
+                )
+        if jobs:
+            self._events.committed()

@@ -1,0 +1,256 @@
+"""Message use cases: accept a send, read one, cancel one, and apply engine reports."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from openwa.db.models import IdempotencyRow, MessageRow, SessionRow
+from openwa.engines.base import EngineEvent, MessageAck, MessageReceived
+from openwa.errors import (
+    IdempotencyConflict,
+    MessageNotFound,
+    MessageNotPending,
+    NotSupported,
+    SessionNotReady,
+)
+from openwa.events.log import EventLog
+from openwa.events.types import MESSAGE_ACK, MESSAGE_RECEIVED, MESSAGE_SENT
+from openwa.keys.principal import Principal
+from openwa.kit.chat_ids import chat_kind, normalize_chat_id
+from openwa.kit.clock import utcnow
+from openwa.kit.ids import whatsapp_message_id
+from openwa.kit.signal import Signal
+from openwa.messages.repository import MessageRepository
+from openwa.messages.schemas import Message, TextMessageCreate
+from openwa.queue import outbox
+from openwa.sessions.runtime import session_event
+from openwa.sessions.status import Status
+
+# Sessions in these states are not on their way to `ready`: sends are refused at once.
+_REFUSING = {Status.CREATED, Status.STOPPED, Status.FAILED}
+# Ack statuses only move forward.
+_ACK_RANK = {"pending": 0, "sent": 1, "delivered": 2, "read": 3, "played": 4}
+_IGNORE_FLAGS = {"group": "groups", "status": "status", "channel": "channels"}
+
+
+def to_schema(row: MessageRow) -> Message:
+    content = row.content or {}
+    return Message(
+        id=row.id,
+        session_id=row.session_id,
+        chat_id=row.chat_id,
+        from_me=row.from_me,
+        **{"from": row.sender},
+        type=row.type,
+        text=content.get("text"),
+        reply_to=content.get("replyTo"),
+        mentions=content.get("mentions"),
+        status=row.status,
+        error=row.error,
+        send_at=row.send_at,
+        timestamp=row.timestamp,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def message_data(row: MessageRow) -> dict[str, Any]:
+    """The message as events carry it (camelCase, no nulls)."""
+    data: dict[str, Any] = to_schema(row).model_dump(mode="json", by_alias=True, exclude_none=True)
+    return data
+
+
+def _request_hash(route: str, body: dict[str, Any]) -> str:
+    return hashlib.sha256(
+        route.encode() + b"\0" + orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()
+
+
+class MessageService:
+    def __init__(
+        self, db: async_sessionmaker[AsyncSession], events: EventLog, queued: Signal
+    ) -> None:
+        self._db = db
+        self._events = events
+        self._queued = queued
+
+    async def accept_text(
+        self,
+        session: SessionRow,
+        principal: Principal,
+        body: TextMessageCreate,
+        idempotency_key: str | None,
+    ) -> Message:
+        content: dict[str, Any] = {"text": body.text}
+        if body.reply_to:
+            content["replyTo"] = body.reply_to
+        if body.mentions:
+            content["mentions"] = [normalize_chat_id(m) for m in body.mentions]
+        request = body.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return await self._accept(
+            session,
+            principal,
+            "text",
+            body.chat_id,
+            content,
+            body.send_at,
+            request,
+            idempotency_key,
+        )
+
+    async def _accept(
+        self,
+        session: SessionRow,
+        principal: Principal,
+        type_: str,
+        raw_chat_id: str,
+        content: dict[str, Any],
+        send_at: Any,
+        request: dict[str, Any],
+        idempotency_key: str | None,
+    ) -> Message:
+        chat_id = normalize_chat_id(raw_chat_id)
+        request_hash = _request_hash(f"{session.id}/{type_}", request)
+        idem_id = (principal.key_id, session.id, idempotency_key) if idempotency_key else None
+        try:
+            async with self._db() as db, db.begin():
+                if idem_id is not None:
+                    stored = await db.get(IdempotencyRow, idem_id)
+                    if stored is not None:
+                        return self._replay(stored, request_hash)
+                current = await db.get(SessionRow, session.id)
+                if current is None or Status(current.status) in _REFUSING:
+                    raise SessionNotReady(
+                        "start the session first",
+                        details={"status": current.status if current else None},
+                    )
+                now = utcnow()
+                due = max(send_at, now) if send_at is not None else now
+                row = MessageRow(
+                    session_id=session.id,
+                    id=whatsapp_message_id(),
+                    chat_id=chat_id,
+                    from_me=True,
+                    sender=current.phone_number and f"{current.phone_number}@s.whatsapp.net",
+                    type=type_,
+                    content=content,
+                    status="pending",
+                    send_at=send_at,
+                    timestamp=now,
+                    created_at=now,
+                    updated_at=now,
+                )
+                MessageRepository(db).add(row)
+                outbox.enqueue(db, session.id, row.id, due, now)
+                message = to_schema(row)
+                if idem_id is not None:
+                    db.add(
+                        IdempotencyRow(
+                            api_key_id=idem_id[0],
+                            session_id=idem_id[1],
+                            key=idem_id[2],
+                            request_hash=request_hash,
+                            status_code=202,
+                            response=message.model_dump(mode="json", by_alias=True),
+                            created_at=now,
+                        )
+                    )
+        except IntegrityError:
+            # The same key raced in from a parallel request: answer as it was answered.
+            if idem_id is None:
+                raise
+            async with self._db() as db:
+                stored = await db.get(IdempotencyRow, idem_id)
+            if stored is None:
+                raise
+            return self._replay(stored, request_hash)
+        self._queued.notify()
+        return message
+
+    @staticmethod
+    def _replay(stored: IdempotencyRow, request_hash: str) -> Message:
+        if stored.request_hash != request_hash:
+            raise IdempotencyConflict(details={"idempotencyKey": stored.key})
+        return Message.model_validate(stored.response)
+
+    async def get(self, session_id: str, message_id: str) -> Message:
+        async with self._db() as db:
+            row = await MessageRepository(db).get(session_id, message_id)
+        if row is None:
+            raise MessageNotFound(details={"messageId": message_id})
+        return to_schema(row)
+
+    async def cancel_or_revoke(self, session_id: str, message_id: str) -> Message:
+        async with self._db() as db, db.begin():
+            row = await MessageRepository(db).get(session_id, message_id)
+            if row is None:
+                raise MessageNotFound(details={"messageId": message_id})
+            if row.status != "pending":
+                if row.from_me and row.status in ("sent", "delivered", "read", "played"):
+                    raise NotSupported(
+                        "revoking a sent message is not available yet",
+                        details={"capability": "revoke"},
+                    )
+                raise MessageNotPending(details={"status": row.status})
+            job = await outbox.job_for(db, session_id, message_id)
+            if job is not None and job.locked_until is not None and job.locked_until > utcnow():
+                raise MessageNotPending(
+                    "the message is being sent now", details={"status": "sending"}
+                )
+            if job is not None:
+                job.done = True
+            row.status, row.updated_at = "cancelled", utcnow()
+        return to_schema(row)
+
+    # Reports from engines, applied in order by the session's runtime worker.
+
+    async def on_engine_event(self, session: SessionRow, event: EngineEvent) -> None:
+        match event:
+            case MessageAck():
+                await self._ack(session, event)
+            case MessageReceived():
+                await self._received(session, event)
+
+    async def _ack(self, session: SessionRow, ack: MessageAck) -> None:
+        async with self._db() as db, db.begin():
+            row = await MessageRepository(db).get(session.id, ack.message_id)
+            if row is None or row.status in ("failed", "cancelled"):
+                return
+            if _ACK_RANK.get(ack.status, 0) <= _ACK_RANK.get(row.status, 0):
+                return
+            row.status, row.updated_at = ack.status, utcnow()
+            data = {"id": row.id, "chatId": row.chat_id, "status": ack.status}
+            await self._events.append(db, [session_event(session, MESSAGE_ACK, data)])
+        self._events.committed()
+
+    async def _received(self, session: SessionRow, received: MessageReceived) -> None:
+        flag = _IGNORE_FLAGS.get(chat_kind(received.chat_id))
+        if flag and ((session.config or {}).get("ignore") or {}).get(flag):
+            return
+        async with self._db() as db, db.begin():
+            repo = MessageRepository(db)
+            if await repo.get(session.id, received.id) is not None:
+                return  # already stored: an engine may report a message twice
+            now = utcnow()
+            row = MessageRow(
+                session_id=session.id,
+                id=received.id,
+                chat_id=received.chat_id,
+                from_me=received.from_me,
+                sender=received.sender,
+                type=received.type,
+                content=received.content,
+                status="sent" if received.from_me else "received",
+                timestamp=received.timestamp,
+                created_at=now,
+                updated_at=now,
+            )
+            repo.add(row)
+            name = MESSAGE_SENT if received.from_me else MESSAGE_RECEIVED
+            await self._events.append(db, [session_event(session, name, message_data(row))])
+        self._events.committed()

@@ -1,0 +1,1 @@
+"""The outbox: jobs written in the caller's transaction, claimed with leases."""
