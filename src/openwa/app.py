@@ -11,12 +11,13 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from openwa import __version__
+from openwa.api import ws
 from openwa.api.docs import install_docs
 from openwa.api.envelope import JSONResponse
 from openwa.api.errors import install_error_handlers
 from openwa.api.metrics import HttpMetrics
 from openwa.api.middleware import RequestContextMiddleware
-from openwa.api.routers import health, keys, messages, mock, sessions
+from openwa.api.routers import events, health, keys, messages, mock, sessions, webhooks
 from openwa.cache.base import Cache
 from openwa.cache.memory import MemoryCache
 from openwa.cache.redis import RedisCache
@@ -29,14 +30,19 @@ from openwa.engines.registry import EngineRegistry
 from openwa.events.bus import InMemoryEventBus
 from openwa.events.log import EventLog
 from openwa.events.pump import EventPump
+from openwa.events.service import EventService
 from openwa.keys.service import KeyService
 from openwa.kit.ids import ulid
+from openwa.kit.signal import Signal
 from openwa.logs import configure_logging
+from openwa.maintenance import Maintenance
 from openwa.messages.sender import SendWorker
 from openwa.messages.service import MessageService
 from openwa.services import Services
 from openwa.sessions.runtime import ReconnectPolicy, SessionRuntime
 from openwa.sessions.service import SessionService
+from openwa.webhooks.service import WebhookService
+from openwa.webhooks.worker import DeliveryWorker
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +80,22 @@ def build_services(settings: Settings) -> Services:
         max_sessions=settings.max_sessions,
         reconnect=ReconnectPolicy(settings.reconnect_base_s, settings.reconnect_max_s),
     )
+    instance_id = settings.instance_id or f"instance-{ulid()}"
+    wake_deliveries = Signal()
+    webhooks = WebhookService(
+        db, events, allow_private=settings.webhook_allow_private, wake=wake_deliveries
+    )
+    deliveries = DeliveryWorker(
+        db,
+        events,
+        wake_deliveries,
+        worker_id=instance_id,
+        timeout_s=settings.webhook_timeout_s,
+        backoff_base_s=settings.webhook_backoff_base_s,
+        backoff_max_s=settings.webhook_backoff_max_s,
+        max_attempts=settings.webhook_max_attempts,
+        allow_private=settings.webhook_allow_private,
+    )
     messages = MessageService(db, events, runtime.became_ready)
     runtime.set_message_handler(messages.on_engine_event)
     sender = SendWorker(
@@ -81,7 +103,7 @@ def build_services(settings: Settings) -> Services:
         runtime,
         events,
         runtime.became_ready,
-        worker_id=settings.instance_id or f"instance-{ulid()}",
+        worker_id=instance_id,
         ready_timeout_s=settings.send_ready_timeout_s,
     )
     return Services(
@@ -98,6 +120,10 @@ def build_services(settings: Settings) -> Services:
         sessions=SessionService(db, runtime, engines, events),
         messages=messages,
         sender=sender,
+        webhooks=webhooks,
+        deliveries=deliveries,
+        event_reader=EventService(db, events),
+        maintenance=Maintenance(db, events, event_retention_days=settings.event_retention_days),
         metrics=HttpMetrics(),
     )
 
@@ -130,17 +156,25 @@ def create_app(settings: Settings) -> FastAPI:
         await migrate.upgrade(services.db_engine, after=bootstrap)
         for key in generated:
             _announce_generated_key(key)
+        if settings.webhook_url:
+            secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+            events = [e.strip() for e in settings.webhook_events.split(",") if e.strip()]
+            await services.webhooks.register_from_env(settings.webhook_url, secret, events)
         await services.pump.start()
         await services.runtime.restore()
         await services.sender.start()
+        await services.deliveries.start()
+        await services.maintenance.start()
         app.state.draining = False
         log.info("started", version=__version__, public_url=settings.resolved_public_url)
         try:
             yield
         finally:
             app.state.draining = True
+            await services.maintenance.stop()
             await services.sender.stop()
             await services.runtime.shutdown()
+            await services.deliveries.stop()
             await services.pump.stop()
             await services.engines.close()
             await services.bus.close()
@@ -161,7 +195,17 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.draining = False
     install_error_handlers(app)
     install_docs(app)
-    for router in (health.router, keys.router, sessions.router, messages.router, mock.router):
+    for router in (
+        health.router,
+        keys.router,
+        sessions.router,
+        messages.router,
+        webhooks.session_router,
+        webhooks.instance_router,
+        events.router,
+        mock.router,
+        ws.router,
+    ):
         app.include_router(router)
     if settings.cors_origin_list:
         app.add_middleware(

@@ -51,6 +51,20 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_media_bytes: int = Field(default=67_108_864, ge=1024)
 
+    # Webhooks: delivery timeout, retries, and the instance-wide one from the environment.
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_backoff_base_s: float = Field(default=1.0, gt=0)
+    webhook_backoff_max_s: float = Field(default=300.0, gt=0)
+    webhook_max_attempts: int = Field(default=10, ge=1)
+    webhook_allow_private: bool = False
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_events: str = "*"
+
+    # Event log and live streams.
+    event_retention_days: int = Field(default=7, ge=1)
+    ws_max_queue: int = Field(default=1000, ge=1)
+
     # Mock engine pacing.
     mock_auth_delay_ms: int = Field(default=1500, ge=0)
     mock_ack_delay_ms: int = Field(default=200, ge=0)
@@ -63,7 +77,15 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] | None = None
 
-    @field_validator("api_key", "redis_url", "database_url", "public_url", mode="before")
+    @field_validator(
+        "api_key",
+        "redis_url",
+        "database_url",
+        "public_url",
+        "webhook_url",
+        "webhook_secret",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `API_KEY=` in a .env file means "not set", not "the empty key".

@@ -13,11 +13,15 @@ from openwa.engines.registry import EngineRegistry
 from openwa.events.bus import EventBus
 from openwa.events.log import EventLog
 from openwa.events.pump import EventPump
+from openwa.events.service import EventService
 from openwa.keys.service import KeyService
+from openwa.maintenance import Maintenance
 from openwa.messages.sender import SendWorker
 from openwa.messages.service import MessageService
 from openwa.sessions.runtime import SessionRuntime
 from openwa.sessions.service import SessionService
+from openwa.webhooks.service import WebhookService
+from openwa.webhooks.worker import DeliveryWorker
 
 
 @dataclass
@@ -35,4 +39,8 @@ class Services:
     sessions: SessionService
     messages: MessageService
     sender: SendWorker
+    webhooks: WebhookService
+    deliveries: DeliveryWorker
+    event_reader: EventService
+    maintenance: Maintenance
     metrics: HttpMetrics

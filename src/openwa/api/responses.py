@@ -26,7 +26,7 @@ def errors(*statuses: int, **overrides: tuple[str, str]) -> dict[int | str, dict
     conflict (say) has another code than the default example.
     """
     result: dict[int | str, dict[str, Any]] = {}
-    for status in (400, 401, *statuses):
+    for status in dict.fromkeys((400, 401, *statuses)):
         code, message, description = _EXAMPLES[status]
         code, message = overrides.get(f"s{status}", (code, message))
         result[status] = {

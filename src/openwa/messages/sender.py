@@ -95,8 +95,8 @@ class SendWorker:
                 db, sorted(ready), utcnow(), self._lease_s, self._worker_id, _BATCH
             )
         if runs:
-            await asyncio.gather(*(self._send_run(run) for run in runs.values()))
-        return sum(len(run) for run in runs.values())
+            await asyncio.gather(*(self._send_run(run) for run in runs))
+        return sum(len(run) for run in runs)
 
     async def _send_run(self, run: list[OutboxJobRow]) -> None:
         """Send one session's jobs in order; at the first that does not go, stop."""

@@ -1,23 +1,21 @@
-"""Send jobs: written with the message, claimed with a lease, one session head at a time.
+"""Send jobs: written with the message, claimed with a lease, in due order per session.
 
-A job is claimable when it is due, its lease (or retry wait) has passed, its session is
-ready here, and no unfinished job of the same session comes before it in due order
-(`due_at`, then `id`). So sends keep per-session order by due time, a scheduled message
-never holds back one due earlier, and a crashed worker's job is taken again once its
-lease runs out. PostgreSQL claims with `FOR UPDATE SKIP LOCKED`; SQLite's writers are
-serialised by `BEGIN IMMEDIATE`.
+A session's jobs go in order of due time (`due_at`, then `id`), so a scheduled message
+never holds back one due earlier; a job waiting for a retry (its lease doubles as the
+wait) holds back the session's later ones. See `queue.claims` for the claim rule.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from openwa.db.models import OutboxJobRow
+from openwa.queue.claims import QueueSpec, claim_runs
+from openwa.queue.claims import release as release_rows
 
 
 def _is_postgres(db: AsyncSession) -> bool:
@@ -39,6 +37,15 @@ def enqueue(
     )
 
 
+SENDS = QueueSpec(
+    model=OutboxJobRow,
+    group=lambda t: [t.session_id],
+    order=lambda t: [t.due_at, t.id],
+    pending=lambda t: t.done.is_(False),
+    due_at=lambda t: t.due_at,
+)
+
+
 async def claim(
     db: AsyncSession,
     sessions: Sequence[str],
@@ -47,73 +54,22 @@ async def claim(
     worker: str,
     limit: int,
     per_session: int = 50,
-) -> dict[str, list[OutboxJobRow]]:
-    """Claim, per session, its head job and the due jobs right behind it, in order.
-
-    Taking a run of a session's jobs at once (instead of only its head) lets one claim
-    feed many sends; the caller sends each run in order and stops at a failure.
-    """
-    job = OutboxJobRow
-    earlier = aliased(OutboxJobRow)
-    blocked = exists().where(
-        earlier.session_id == job.session_id,
-        earlier.done.is_(False),
-        or_(
-            earlier.due_at < job.due_at,
-            and_(earlier.due_at == job.due_at, earlier.id < job.id),
-        ),
+) -> list[list[OutboxJobRow]]:
+    """Runs of due send jobs, one run per ready session, each in due order."""
+    return await claim_runs(
+        db,
+        SENDS,
+        scope=[OutboxJobRow.session_id.in_(sessions)],
+        now=now,
+        lease_s=lease_s,
+        worker=worker,
+        limit=limit,
+        per_group=per_session,
     )
-    heads_query = (
-        select(job)
-        .where(
-            job.done.is_(False),
-            job.session_id.in_(sessions),
-            job.due_at <= now,
-            or_(job.locked_until.is_(None), job.locked_until < now),
-            ~blocked,
-        )
-        .order_by(job.due_at, job.id)
-        .limit(limit)
-    )
-    if _is_postgres(db):
-        heads_query = heads_query.with_for_update(skip_locked=True, of=job)
-    heads = list((await db.execute(heads_query)).scalars())
-    runs: dict[str, list[OutboxJobRow]] = {}
-    for head in heads:
-        run_query = (
-            select(job)
-            .where(job.done.is_(False), job.session_id == head.session_id)
-            .order_by(job.due_at, job.id)
-            .limit(per_session)
-        )
-        if _is_postgres(db):
-            run_query = run_query.with_for_update(skip_locked=True, of=job)
-        run: list[OutboxJobRow] = []
-        for candidate in (await db.execute(run_query)).scalars():
-            locked = candidate.locked_until is not None and candidate.locked_until >= now
-            if candidate.due_at > now or (locked and candidate.id != head.id):
-                break
-            run.append(candidate)
-        if run and run[0].id == head.id:
-            runs[head.session_id] = run
-    claimed = [j.id for run in runs.values() for j in run]
-    if claimed:
-        await db.execute(
-            update(job)
-            .where(job.id.in_(claimed))
-            .values(locked_until=now + timedelta(seconds=lease_s), locked_by=worker)
-        )
-    return runs
 
 
 async def release(db: AsyncSession, job_ids: Sequence[int], worker: str) -> None:
-    """Give back claimed jobs that were not attempted (they keep their place)."""
-    if job_ids:
-        await db.execute(
-            update(OutboxJobRow)
-            .where(OutboxJobRow.id.in_(job_ids), OutboxJobRow.locked_by == worker)
-            .values(locked_until=None)
-        )
+    await release_rows(db, OutboxJobRow, job_ids, worker)
 
 
 async def job_for(db: AsyncSession, session_id: str, message_id: str) -> OutboxJobRow | None:

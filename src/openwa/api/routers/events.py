@@ -1,0 +1,86 @@
+"""The event log: catch-up pages and Server-Sent Events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import StreamingResponse
+
+from openwa.api.deps import PrincipalDep, ServicesDep
+from openwa.api.envelope import Envelope, ok
+from openwa.api.responses import errors
+from openwa.events.schemas import EventPage
+from openwa.events.service import logged
+
+router = APIRouter(prefix="/api/events", tags=["events"])
+
+After = Annotated[
+    int, Query(ge=0, description="Return events after this cursor (0: from the start)")
+]
+Sessions = Annotated[
+    str | None, Query(max_length=4096, description="Comma-separated session ids or names")
+]
+Events = Annotated[str | None, Query(max_length=1024, description="Comma-separated event names")]
+
+
+def _split(value: str | None) -> list[str] | None:
+    items = [item.strip() for item in (value or "").split(",") if item.strip()]
+    return items or None
+
+
+@router.get("", responses=errors(403))
+async def list_events(
+    principal: PrincipalDep,
+    services: ServicesDep,
+    after: After = 0,
+    sessions: Sessions = None,
+    events: Events = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Envelope[EventPage]:
+    """Events after the cursor, oldest first; continue from `nextCursor`."""
+    visible = await services.event_reader.visible_sessions(principal, _split(sessions))
+    return ok(await services.event_reader.page(after, limit, visible, _split(events)))
+
+
+@router.get(
+    "/stream",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "SSE; `id:` is the cursor"}
+    },
+)
+async def stream_events(
+    principal: PrincipalDep,
+    services: ServicesDep,
+    after: After = 0,
+    sessions: Sessions = None,
+    events: Events = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=32)] = None,
+) -> StreamingResponse:
+    """The same events as Server-Sent Events; resumes after the `Last-Event-ID` header."""
+    if last_event_id is not None and last_event_id.isdigit():
+        after = int(last_event_id)
+    visible = await services.event_reader.visible_sessions(principal, _split(sessions))
+    source = services.event_reader.stream(after, visible, _split(events))
+
+    async def frames() -> AsyncIterator[bytes]:
+        yield b"retry: 2000\n\n"
+        async for event in source:
+            if event is None:
+                yield b": heartbeat\n\n"
+                continue
+            data = orjson.dumps(logged(event).model_dump(by_alias=True))
+            yield b"id: %d\nevent: %s\ndata: %s\n\n" % (
+                event.cursor or 0,
+                event.event.encode(),
+                data,
+            )
+
+    return StreamingResponse(
+        frames(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,141 @@
+"""Webhooks per session (`/api/sessions/{id}/webhooks`) and instance-wide (`/api/webhooks`).
+
+Both sets of routes are made by one factory; they differ only in how the caller is
+authorised and which session (or none) the webhooks belong to. (No postponed
+annotations here: the routes' annotations name aliases local to the factory.)
+"""
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Path
+
+from openwa.api.deps import (
+    AdminDep,
+    PageDep,
+    PrincipalDep,
+    ServicesDep,
+    SessionDep,
+    WriterDep,
+)
+from openwa.api.envelope import Deleted, Envelope, PageEnvelope, ok, paged
+from openwa.api.responses import errors
+from openwa.webhooks.schemas import (
+    Delivery,
+    RotatedSecret,
+    RotateSecret,
+    TestDelivery,
+    Webhook,
+    WebhookCreate,
+    WebhookUpdate,
+    WebhookWithSecret,
+)
+
+WebhookId = Annotated[str, Path(max_length=40, description="The webhook's id (`wh_...`)")]
+DeliveryId = Annotated[int, Path(ge=1, description="The delivery's id")]
+_NOT_FOUND = ("WEBHOOK_NOT_FOUND", "Webhook not found")
+_FORBIDDEN_URL = ("WEBHOOK_URL_FORBIDDEN", "URL resolves to a forbidden address")
+
+
+async def _session_reader(session: SessionDep, _: PrincipalDep) -> str | None:
+    return session.id
+
+
+async def _session_writer(_: WriterDep, session: SessionDep) -> str | None:
+    return session.id
+
+
+async def _instance(_: AdminDep) -> str | None:
+    return None
+
+
+def make_router(
+    prefix: str,
+    tag: str,
+    reader: Callable[..., Awaitable[str | None]],
+    writer: Callable[..., Awaitable[str | None]],
+) -> APIRouter:
+    router = APIRouter(prefix=prefix, tags=[tag])
+    Reader = Annotated[str | None, Depends(reader)]
+    Writer = Annotated[str | None, Depends(writer)]
+
+    @router.post("", status_code=201, responses=errors(403, 404, s400=_FORBIDDEN_URL))
+    async def create_webhook(
+        body: WebhookCreate, owner: Writer, services: ServicesDep
+    ) -> Envelope[WebhookWithSecret]:
+        """Register a webhook; its `secret` is in this response only."""
+        return ok(await services.webhooks.create(owner, body))
+
+    @router.get("", responses=errors(403, 404))
+    async def list_webhooks(
+        owner: Reader, services: ServicesDep, page: PageDep
+    ) -> PageEnvelope[Webhook]:
+        """List webhooks (without secrets)."""
+        items, total = await services.webhooks.page(owner, page)
+        return paged(items, page, total)
+
+    @router.get("/{webhook_id}", responses=errors(403, 404, s404=_NOT_FOUND))
+    async def get_webhook(
+        webhook_id: WebhookId, owner: Reader, services: ServicesDep
+    ) -> Envelope[Webhook]:
+        """One webhook."""
+        return ok(await services.webhooks.get(owner, webhook_id))
+
+    @router.patch("/{webhook_id}", responses=errors(403, 404, s404=_NOT_FOUND))
+    async def update_webhook(
+        webhook_id: WebhookId, body: WebhookUpdate, owner: Writer, services: ServicesDep
+    ) -> Envelope[Webhook]:
+        """Change url, events, headers or active."""
+        return ok(await services.webhooks.update(owner, webhook_id, body))
+
+    @router.delete("/{webhook_id}", responses=errors(403, 404, s404=_NOT_FOUND))
+    async def delete_webhook(
+        webhook_id: WebhookId, owner: Writer, services: ServicesDep
+    ) -> Envelope[Deleted]:
+        """Delete a webhook and its delivery log."""
+        await services.webhooks.delete(owner, webhook_id)
+        return ok(Deleted(id=webhook_id))
+
+    @router.get("/{webhook_id}/deliveries", responses=errors(403, 404, s404=_NOT_FOUND))
+    async def list_deliveries(
+        webhook_id: WebhookId, owner: Reader, services: ServicesDep, page: PageDep
+    ) -> PageEnvelope[Delivery]:
+        """The delivery log, newest first: each attempt, status code, error, next retry."""
+        items, total = await services.webhooks.deliveries(owner, webhook_id, page)
+        return paged(items, page, total)
+
+    @router.post(
+        "/{webhook_id}/deliveries/{delivery_id}/retry",
+        responses=errors(403, 404, s404=_NOT_FOUND),
+    )
+    async def retry_delivery(
+        webhook_id: WebhookId, delivery_id: DeliveryId, owner: Writer, services: ServicesDep
+    ) -> Envelope[Delivery]:
+        """Replay one delivery (a failed one gets a fresh set of attempts)."""
+        return ok(await services.webhooks.retry(owner, webhook_id, delivery_id))
+
+    @router.post("/{webhook_id}/test", status_code=202, responses=errors(403, 404))
+    async def test_webhook(
+        webhook_id: WebhookId, owner: Writer, services: ServicesDep
+    ) -> Envelope[TestDelivery]:
+        """Send a `webhook.test` event to this webhook."""
+        return ok(await services.webhooks.test(owner, webhook_id))
+
+    @router.post("/{webhook_id}/rotate-secret", responses=errors(403, 404, s404=_NOT_FOUND))
+    async def rotate_secret(
+        webhook_id: WebhookId,
+        owner: Writer,
+        services: ServicesDep,
+        body: Annotated[RotateSecret | None, Body()] = None,
+    ) -> Envelope[RotatedSecret]:
+        """A new secret; the old one stays valid for `graceSeconds` (deliveries carry both)."""
+        grace = (body or RotateSecret()).grace_seconds
+        return ok(await services.webhooks.rotate(owner, webhook_id, grace))
+
+    return router
+
+
+session_router = make_router(
+    "/api/sessions/{id}/webhooks", "webhooks", _session_reader, _session_writer
+)
+instance_router = make_router("/api/webhooks", "instance webhooks", _instance, _instance)

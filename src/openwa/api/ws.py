@@ -1,0 +1,82 @@
+"""`GET /ws`: live events as WebSocket text frames, one envelope a frame.
+
+Fed from the event bus, which the event pump fills from the committed log, so a
+client sees what `/api/events` shows, in the same order. A client more than
+`WS_MAX_QUEUE` events behind is closed with 1008 and can catch up from the log.
+Pings (every 20 s) are sent by the server (uvicorn's `ws_ping_interval`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import orjson
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from openwa.errors import OpenWAError
+from openwa.events.bus import SubscriberOverflow
+from openwa.services import Services
+
+router = APIRouter()
+
+
+def _split(value: str | None) -> set[str] | None:
+    items = {item.strip() for item in (value or "").split(",") if item.strip()}
+    return items or None
+
+
+def _key(websocket: WebSocket) -> str | None:
+    if key := websocket.headers.get("x-api-key"):
+        return key
+    scheme, _, token = websocket.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return websocket.query_params.get("apiKey")
+
+
+@router.websocket("/ws")
+async def events_socket(websocket: WebSocket) -> None:
+    services: Services = websocket.app.state.services
+    try:
+        principal = await services.keys.authenticate(_key(websocket))
+        sessions = await services.event_reader.visible_sessions(
+            principal, sorted(_split(websocket.query_params.get("sessions")) or []) or None
+        )
+    except OpenWAError as exc:
+        await websocket.close(code=1008, reason=exc.code)
+        return
+    names = _split(websocket.query_params.get("events"))
+    allowed = set(sessions) if sessions is not None else None
+    subscription = services.bus.subscribe(max_queue=services.settings.ws_max_queue)
+    await websocket.accept()
+
+    async def pump() -> None:
+        while True:
+            event = await subscription.get()
+            if allowed is not None and event.session_id not in allowed:
+                continue
+            if names is not None and event.event not in names:
+                continue
+            await websocket.send_text(orjson.dumps(event.envelope()).decode())
+
+    async def drain() -> None:
+        # Reading is how a disconnect is noticed; clients have nothing to send.
+        while True:
+            await websocket.receive_text()
+
+    sender = asyncio.create_task(pump())
+    reader = asyncio.create_task(drain())
+    try:
+        done, _ = await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if isinstance(task.exception(), SubscriberOverflow):
+                await websocket.close(code=1008, reason="too far behind; catch up from /api/events")
+    except WebSocketDisconnect:
+        pass
+    finally:
+        subscription.close()
+        for task in (sender, reader):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task

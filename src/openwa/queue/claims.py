@@ -1,0 +1,119 @@
+"""Claiming work from a table-backed queue: per-group order, leases, runs.
+
+Both durable queues (message sends, webhook deliveries) share one rule: rows form
+groups (a session; a webhook and session) that are worked strictly in order. A row is
+claimable when it is pending, due, not leased (or its lease ran out: a crashed
+worker's rows come back), and no pending row of its group comes before it. Behind
+each claimable head, the due rows that follow it are taken too (a run), so one claim
+feeds many sends; the caller works a run in order and gives back the rest at the
+first failure. PostgreSQL claims with `FOR UPDATE SKIP LOCKED`; on SQLite writers are
+serialised by `BEGIN IMMEDIATE`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import ColumnElement, and_, exists, false, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+Row = TypeVar("Row")
+Columns = Callable[[Any], Sequence[Any]]
+Condition = Callable[[Any], ColumnElement[bool]]
+
+
+@dataclass(frozen=True)
+class QueueSpec(Generic[Row]):
+    model: type[Row]
+    group: Columns  # the columns that make a group, given the entity (or an alias)
+    order: Columns  # the order within a group, lexicographic
+    pending: Condition
+    due_at: Callable[[Any], Any]  # the column saying when a row may be worked
+
+    def key(self, row: Row) -> tuple[Any, ...]:
+        return tuple(getattr(row, c.key) for c in self.group(self.model))
+
+
+def _before(spec: QueueSpec[Any], earlier: Any, row: Any) -> ColumnElement[bool]:
+    """`earlier` comes strictly before `row` in the group order."""
+    condition: ColumnElement[bool] = false()
+    equal: list[ColumnElement[bool]] = []
+    for mine, theirs in zip(spec.order(earlier), spec.order(row), strict=True):
+        condition = or_(condition, and_(*equal, mine < theirs))
+        equal.append(mine == theirs)
+    return condition
+
+
+def _is_postgres(db: AsyncSession) -> bool:
+    return db.get_bind().dialect.name == "postgresql"
+
+
+async def claim_runs(
+    db: AsyncSession,
+    spec: QueueSpec[Row],
+    *,
+    scope: Sequence[ColumnElement[bool]],
+    now: datetime,
+    lease_s: float,
+    worker: str,
+    limit: int,
+    per_group: int,
+) -> list[list[Row]]:
+    table: Any = spec.model
+    earlier: Any = aliased(spec.model)
+    blocked = exists().where(
+        *[a == b for a, b in zip(spec.group(earlier), spec.group(table), strict=True)],
+        spec.pending(earlier),
+        _before(spec, earlier, table),
+    )
+    free = or_(table.locked_until.is_(None), table.locked_until < now)
+    heads_query = (
+        select(table)
+        .where(spec.pending(table), spec.due_at(table) <= now, free, ~blocked, *scope)
+        .order_by(*spec.order(table))
+        .limit(limit)
+    )
+    if _is_postgres(db):
+        heads_query = heads_query.with_for_update(skip_locked=True, of=table)
+    runs: list[list[Row]] = []
+    for head in (await db.execute(heads_query)).scalars():
+        group = [c == getattr(head, c.key) for c in spec.group(table)]
+        run_query = (
+            select(table)
+            .where(spec.pending(table), *group)
+            .order_by(*spec.order(table))
+            .limit(per_group)
+        )
+        if _is_postgres(db):
+            run_query = run_query.with_for_update(skip_locked=True, of=table)
+        due_key = spec.due_at(table).key
+        run: list[Row] = []
+        for row in (await db.execute(run_query)).scalars():
+            leased = row.locked_until is not None and row.locked_until >= now
+            if getattr(row, due_key) > now or (leased and row is not head):
+                break
+            run.append(row)
+        if run and run[0] is head:
+            runs.append(run)
+    claimed = [row.id for run in runs for row in run]  # type: ignore[attr-defined]
+    if claimed:
+        await db.execute(
+            update(table)
+            .where(table.id.in_(claimed))
+            .values(locked_until=now + timedelta(seconds=lease_s), locked_by=worker)
+        )
+    return runs
+
+
+async def release(db: AsyncSession, model: Any, ids: Sequence[int], worker: str) -> None:
+    """Give back claimed rows that were not attempted (they keep their place)."""
+    if ids:
+        await db.execute(
+            update(model)
+            .where(model.id.in_(ids), model.locked_by == worker)
+            .values(locked_until=None)
+        )

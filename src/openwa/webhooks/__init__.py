@@ -1,0 +1,1 @@
+"""Webhooks: registration, signed delivery with retries, and the delivery log."""

@@ -1,0 +1,82 @@
+"""Queries on webhooks and deliveries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openwa.db.models import DeliveryAttemptRow, DeliveryRow, WebhookRow
+from openwa.kit.pagination import PageParams
+
+
+class WebhookRepository:
+    def __init__(self, db: AsyncSession) -> None:
+        self.db = db
+
+    async def get(self, session_id: str | None, webhook_id: str) -> WebhookRow | None:
+        row = await self.db.get(WebhookRow, webhook_id)
+        if row is None or row.session_id != session_id:
+            return None
+        return row
+
+    async def page(
+        self, session_id: str | None, params: PageParams
+    ) -> tuple[list[WebhookRow], int]:
+        where = (
+            WebhookRow.session_id.is_(None)
+            if session_id is None
+            else WebhookRow.session_id == session_id
+        )
+        total = (
+            await self.db.execute(select(func.count()).select_from(WebhookRow).where(where))
+        ).scalar_one()
+        rows = await self.db.execute(
+            select(WebhookRow)
+            .where(where)
+            .order_by(WebhookRow.created_at, WebhookRow.id)
+            .offset(params.offset)
+            .limit(params.limit)
+        )
+        return list(rows.scalars()), total
+
+    async def active_for(self, session_ids: Sequence[str]) -> list[WebhookRow]:
+        """Active webhooks that receive events of these sessions (instance-wide included)."""
+        result = await self.db.execute(
+            select(WebhookRow).where(
+                WebhookRow.active.is_(True),
+                or_(WebhookRow.session_id.is_(None), WebhookRow.session_id.in_(session_ids)),
+            )
+        )
+        return list(result.scalars())
+
+    async def by_source(self, source: str) -> list[WebhookRow]:
+        result = await self.db.execute(select(WebhookRow).where(WebhookRow.source == source))
+        return list(result.scalars())
+
+    async def deliveries(
+        self, webhook_id: str, params: PageParams
+    ) -> tuple[list[DeliveryRow], int]:
+        where = DeliveryRow.webhook_id == webhook_id
+        total = (
+            await self.db.execute(select(func.count()).select_from(DeliveryRow).where(where))
+        ).scalar_one()
+        rows = await self.db.execute(
+            select(DeliveryRow)
+            .where(where)
+            .order_by(DeliveryRow.id.desc())
+            .offset(params.offset)
+            .limit(params.limit)
+        )
+        return list(rows.scalars()), total
+
+    async def attempts(self, delivery_ids: Sequence[int]) -> list[DeliveryAttemptRow]:
+        if not delivery_ids:
+            return []
+        result = await self.db.execute(
+            select(DeliveryAttemptRow)
+            .where(DeliveryAttemptRow.delivery_id.in_(delivery_ids))
+            .order_by(DeliveryAttemptRow.delivery_id, DeliveryAttemptRow.attempt)
+        )
+        return list(result.scalars())

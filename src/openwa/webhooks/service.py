@@ -1,0 +1,235 @@
+"""Webhook use cases, and the fan-out of each logged event into delivery rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from openwa.db.models import DeliveryAttemptRow, DeliveryRow, EventRow, WebhookRow
+from openwa.errors import NotFound, WebhookNotFound
+from openwa.events.log import EventLog
+from openwa.events.types import WEBHOOK_TEST, Event
+from openwa.kit.clock import utcnow
+from openwa.kit.ids import new_id
+from openwa.kit.pagination import PageParams
+from openwa.kit.signal import Signal
+from openwa.webhooks.repository import WebhookRepository
+from openwa.webhooks.schemas import (
+    Delivery,
+    DeliveryAttempt,
+    RotatedSecret,
+    TestDelivery,
+    Webhook,
+    WebhookCreate,
+    WebhookUpdate,
+    WebhookWithSecret,
+)
+from openwa.webhooks.signing import generate_secret
+from openwa.webhooks.url_guard import check_url
+
+
+def to_schema(row: WebhookRow) -> Webhook:
+    return Webhook(
+        id=row.id,
+        session_id=row.session_id,
+        url=row.url,
+        events=row.events,
+        headers=row.headers,
+        active=row.active,
+        source=row.source,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _with_secret(row: WebhookRow) -> WebhookWithSecret:
+    return WebhookWithSecret(**to_schema(row).model_dump(), secret=row.secret)
+
+
+def _delivery(row: DeliveryRow, attempts: list[DeliveryAttemptRow]) -> Delivery:
+    return Delivery(
+        id=row.id,
+        webhook_id=row.webhook_id,
+        event_id=row.event_id,
+        event=row.event,
+        session_id=row.session_id,
+        status=row.status,
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at if row.status == "pending" else None,
+        last_status_code=row.last_status_code,
+        last_error=row.last_error,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        log=[
+            DeliveryAttempt(
+                attempt=a.attempt,
+                at=a.at,
+                status_code=a.status_code,
+                error=a.error,
+                duration_ms=a.duration_ms,
+            )
+            for a in attempts
+        ],
+    )
+
+
+def new_delivery(webhook_id: str, event: EventRow) -> DeliveryRow:
+    now = utcnow()
+    return DeliveryRow(
+        webhook_id=webhook_id,
+        session_id=event.session_id,
+        event_cursor=event.cursor,
+        event_id=event.id,
+        event=event.event,
+        status="pending",
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def wants(webhook: WebhookRow, event: str) -> bool:
+    return "*" in webhook.events or event in webhook.events
+
+
+class WebhookService:
+    def __init__(
+        self,
+        db: async_sessionmaker[AsyncSession],
+        events: EventLog,
+        *,
+        allow_private: bool,
+        wake: Signal,
+    ) -> None:
+        self._db = db
+        self._events = events
+        self._allow_private = allow_private
+        self._wake = wake
+        events.add_fan_out(self.fan_out)
+
+    async def fan_out(self, db: AsyncSession, rows: Sequence[EventRow]) -> None:
+        """One delivery per event and matching webhook, in the event's own transaction."""
+        rows = [row for row in rows if row.event != WEBHOOK_TEST]
+        if not rows:
+            return
+        hooks = await WebhookRepository(db).active_for(sorted({r.session_id for r in rows}))
+        for row in rows:
+            for hook in hooks:
+                if (hook.session_id is None or hook.session_id == row.session_id) and wants(
+                    hook, row.event
+                ):
+                    db.add(new_delivery(hook.id, row))
+
+    async def create(
+        self, session_id: str | None, body: WebhookCreate, source: str = "api"
+    ) -> WebhookWithSecret:
+        await check_url(body.url, self._allow_private)
+        now = utcnow()
+        row = WebhookRow(
+            id=new_id("wh"),
+            session_id=session_id,
+            url=body.url,
+            events=body.events or ["*"],
+            secret=body.secret or generate_secret(),
+            headers=body.headers or {},
+            active=body.active,
+            source=source,
+            created_at=now,
+            updated_at=now,
+        )
+        async with self._db() as db, db.begin():
+            db.add(row)
+        return _with_secret(row)
+
+    async def page(self, session_id: str | None, params: PageParams) -> tuple[list[Webhook], int]:
+        async with self._db() as db:
+            rows, total = await WebhookRepository(db).page(session_id, params)
+        return [to_schema(row) for row in rows], total
+
+    async def get(self, session_id: str | None, webhook_id: str) -> Webhook:
+        async with self._db() as db:
+            return to_schema(await self._row(db, session_id, webhook_id))
+
+    async def update(self, session_id: str | None, webhook_id: str, body: WebhookUpdate) -> Webhook:
+        if body.url is not None:
+            await check_url(body.url, self._allow_private)
+        async with self._db() as db, db.begin():
+            row = await self._row(db, session_id, webhook_id)
+            for name, value in body.model_dump(exclude_unset=True).items():
+                if value is not None:
+                    setattr(row, name, value)
+            row.updated_at = utcnow()
+        self._wake.notify()
+        return to_schema(row)
+
+    async def delete(self, session_id: str | None, webhook_id: str) -> None:
+        async with self._db() as db, db.begin():
+            await db.delete(await self._row(db, session_id, webhook_id))
+
+    async def rotate(
+        self, session_id: str | None, webhook_id: str, grace_seconds: int
+    ) -> RotatedSecret:
+        async with self._db() as db, db.begin():
+            row = await self._row(db, session_id, webhook_id)
+            until = utcnow() + timedelta(seconds=grace_seconds)
+            row.previous_secret, row.previous_secret_until = row.secret, until
+            row.secret, row.updated_at = generate_secret(), utcnow()
+        return RotatedSecret(secret=row.secret, previous_secret_valid_until=until)
+
+    async def deliveries(
+        self, session_id: str | None, webhook_id: str, params: PageParams
+    ) -> tuple[list[Delivery], int]:
+        async with self._db() as db:
+            await self._row(db, session_id, webhook_id)
+            repo = WebhookRepository(db)
+            rows, total = await repo.deliveries(webhook_id, params)
+            attempts = await repo.attempts([row.id for row in rows])
+        by_delivery: dict[int, list[DeliveryAttemptRow]] = {}
+        for attempt in attempts:
+            by_delivery.setdefault(attempt.delivery_id, []).append(attempt)
+        return [_delivery(row, by_delivery.get(row.id, [])) for row in rows], total
+
+    async def retry(self, session_id: str | None, webhook_id: str, delivery_id: int) -> Delivery:
+        """Replay a delivery: pending again, with a fresh set of attempts."""
+        async with self._db() as db, db.begin():
+            await self._row(db, session_id, webhook_id)
+            row = await db.get(DeliveryRow, delivery_id)
+            if row is None or row.webhook_id != webhook_id:
+                raise NotFound("delivery not found", details={"deliveryId": delivery_id})
+            row.status, row.attempts, row.locked_until = "pending", 0, None
+            row.next_attempt_at = row.updated_at = utcnow()
+            attempts = await WebhookRepository(db).attempts([row.id])
+        self._wake.notify()
+        return _delivery(row, attempts)
+
+    async def test(self, session_id: str | None, webhook_id: str) -> TestDelivery:
+        """Log a `webhook.test` event and deliver it to this webhook only."""
+        async with self._db() as db, db.begin():
+            hook = await self._row(db, session_id, webhook_id)
+            event = Event(event=WEBHOOK_TEST, session_id=session_id or "", engine="", data={})
+            [row] = await self._events.append(db, [event])
+            delivery = new_delivery(hook.id, row)
+            db.add(delivery)
+            await db.flush()
+        self._events.committed()
+        return TestDelivery(event_id=event.id, delivery_id=delivery.id)
+
+    async def register_from_env(self, url: str, secret: str | None, events: list[str]) -> None:
+        """`WEBHOOK_URL`: one instance-wide webhook, replaced when the variables change."""
+        async with self._db() as db, db.begin():
+            existing = await WebhookRepository(db).by_source("env")
+            for row in existing:
+                if row.url == url and row.events == events and (secret in (None, row.secret)):
+                    return
+                await db.delete(row)
+        body = WebhookCreate(url=url, events=events, secret=secret)
+        await self.create(None, body, source="env")
+
+    async def _row(self, db: AsyncSession, session_id: str | None, webhook_id: str) -> WebhookRow:
+        row = await WebhookRepository(db).get(session_id, webhook_id)
+        if row is None:
+            raise WebhookNotFound(details={"webhookId": webhook_id})
+        return row
