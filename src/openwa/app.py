@@ -105,6 +105,8 @@ def build_services(settings: Settings) -> Services:
         runtime.became_ready,
         worker_id=instance_id,
         ready_timeout_s=settings.send_ready_timeout_s,
+        max_attempts=settings.send_max_attempts,
+        backoff_base_s=settings.send_backoff_base_s,
     )
     return Services(
         settings=settings,
@@ -117,7 +119,7 @@ def build_services(settings: Settings) -> Services:
         engines=engines,
         runtime=runtime,
         keys=KeyService(db, cache),
-        sessions=SessionService(db, runtime, engines, events),
+        sessions=SessionService(db, runtime, engines, events, webhooks),
         messages=messages,
         sender=sender,
         webhooks=webhooks,

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_media_bytes: int = Field(default=67_108_864, ge=1024)
 
+    # Sends: engine failures are retried with backoff this many times, then the message fails.
+    send_max_attempts: int = Field(default=5, ge=1)
+    send_backoff_base_s: float = Field(default=1.0, gt=0)
+
     # Webhooks: delivery timeout, retries, and the instance-wide one from the environment.
     webhook_timeout_s: float = Field(default=10.0, gt=0)
     webhook_backoff_base_s: float = Field(default=1.0, gt=0)

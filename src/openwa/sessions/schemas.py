@@ -12,6 +12,7 @@ from openwa.config import EngineName
 from openwa.kit.names import name_problem
 from openwa.kit.schema import CamelModel, StrictCamelModel
 from openwa.sessions.status import Status
+from openwa.webhooks.schemas import WebhookCreate, WebhookWithSecret
 
 _PROXY_SCHEMES = {"http", "https", "socks5", "socks5h"}
 
@@ -67,6 +68,14 @@ class SessionConfig(StrictCamelModel):
     )
     ignore: IgnoreConfig | None = None
     mark_online: bool | None = None
+    webhooks: list[WebhookCreate] | None = Field(
+        default=None,
+        max_length=10,
+        description=(
+            "Webhooks registered with the session (source `config`); their secrets are in "
+            "the create or update response only. On PATCH the list replaces the earlier one."
+        ),
+    )
 
     @field_validator("metadata")
     @classmethod
@@ -125,7 +134,13 @@ class Session(CamelModel):
     last_error: str | None
 
 
-class SessionUpdated(Session):
+class SessionCreated(Session):
+    webhooks: list[WebhookWithSecret] = Field(
+        default_factory=list, description="Webhooks made from `config.webhooks`, with secrets"
+    )
+
+
+class SessionUpdated(SessionCreated):
     reconnect_required: bool = Field(
         description="True when the change takes effect only after a restart of the session"
     )

@@ -39,11 +39,13 @@ from openwa.sessions.schemas import (
     Session,
     SessionConfig,
     SessionCreate,
+    SessionCreated,
     SessionUpdated,
     StatusChange,
     mask_proxy,
 )
 from openwa.sessions.status import Status, is_running
+from openwa.webhooks.service import WebhookService, with_secret
 
 # Config fields that an engine reads only when it connects.
 _RECONNECT_FIELDS = {"proxy"}
@@ -69,7 +71,8 @@ def to_schema(row: SessionRow) -> Session:
 
 
 def _config_dict(config: SessionConfig) -> dict[str, Any]:
-    return config.model_dump(by_alias=True, exclude_none=True)
+    # Webhooks given in the config are stored as webhooks, not in the config.
+    return config.model_dump(by_alias=True, exclude_none=True, exclude={"webhooks"})
 
 
 class SessionService:
@@ -79,11 +82,13 @@ class SessionService:
         runtime: SessionRuntime,
         engines: EngineRegistry,
         events: EventLog,
+        webhooks: WebhookService,
     ) -> None:
         self._db = db
         self._runtime = runtime
         self._engines = engines
         self._events = events
+        self._webhooks = webhooks
 
     async def resolve(self, ref: str, principal: Principal) -> SessionRow:
         """The session `ref` names, if this key may touch it (403 before 404 for scoped keys)."""
@@ -97,14 +102,19 @@ class SessionService:
             raise Forbidden("this key may not touch that session", details={"session": ref})
         return row
 
-    async def create(self, data: SessionCreate) -> Session:
+    async def create(self, data: SessionCreate) -> SessionCreated:
         engine_name = data.engine or self._engines.default
         self._engines.get(engine_name)
         if data.auto_start and not self._runtime.has_room():
             raise SessionLimitReached(details={"running": self._runtime.running_count})
         now = utcnow()
+        session_id = new_id("ses")
+        hooks = [
+            await self._webhooks.prepare(session_id, body, "config")
+            for body in data.config.webhooks or []
+        ]
         row = SessionRow(
-            id=new_id("ses"),
+            id=session_id,
             name=data.name,
             engine=engine_name,
             status=Status.CREATED.value,
@@ -121,6 +131,7 @@ class SessionService:
             async with self._db() as db, db.begin():
                 SessionRepository(db).add(row)
                 await db.flush()
+                db.add_all(hooks)
                 await self._events.append(db, [session_event(row, SESSION_STATUS, created)])
         except IntegrityError as exc:
             raise SessionExists(details={"name": data.name}) from exc
@@ -133,7 +144,8 @@ class SessionService:
                 # Another create took the last place meanwhile: leave no half-made session.
                 await self._remove(row.id)
                 raise
-        return await self.get(row.id)
+        session = await self.get(row.id)
+        return SessionCreated(**session.model_dump(), webhooks=[with_secret(h) for h in hooks])
 
     async def get(self, session_id: str) -> Session:
         async with self._db() as db:
@@ -150,8 +162,15 @@ class SessionService:
 
     async def update(self, session_id: str, config: SessionConfig) -> SessionUpdated:
         changes = config.model_dump(by_alias=True, exclude_unset=True)
+        hook_bodies = config.webhooks if "webhooks" in changes else None
+        changes.pop("webhooks", None)
+        hooks = [
+            await self._webhooks.prepare(session_id, body, "config") for body in hook_bodies or []
+        ]
         async with self._runtime.lock(session_id):
             async with self._db() as db, db.begin():
+                if hook_bodies is not None:
+                    await self._webhooks.replace_config_webhooks(db, session_id, hooks)
                 row = await SessionRepository(db).get(session_id)
                 if row is None:
                     raise SessionNotFound(details={"session": session_id})
@@ -166,7 +185,11 @@ class SessionService:
                 row.updated_at = utcnow()
             reconnect = bool(changed & _RECONNECT_FIELDS) and self._runtime.is_running(session_id)
         session = await self.get(session_id)
-        return SessionUpdated(**session.model_dump(), reconnect_required=reconnect)
+        return SessionUpdated(
+            **session.model_dump(),
+            webhooks=[with_secret(h) for h in hooks],
+            reconnect_required=reconnect,
+        )
 
     async def delete(self, session_id: str) -> None:
         async with self._runtime.lock(session_id):

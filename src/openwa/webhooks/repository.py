@@ -51,8 +51,13 @@ class WebhookRepository:
         )
         return list(result.scalars())
 
-    async def by_source(self, source: str) -> list[WebhookRow]:
-        result = await self.db.execute(select(WebhookRow).where(WebhookRow.source == source))
+    async def by_source(self, source: str, session_id: str | None) -> list[WebhookRow]:
+        owner = (
+            WebhookRow.session_id.is_(None)
+            if session_id is None
+            else WebhookRow.session_id == session_id
+        )
+        result = await self.db.execute(select(WebhookRow).where(WebhookRow.source == source, owner))
         return list(result.scalars())
 
     async def deliveries(

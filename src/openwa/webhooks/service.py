@@ -44,7 +44,7 @@ def to_schema(row: WebhookRow) -> Webhook:
     )
 
 
-def _with_secret(row: WebhookRow) -> WebhookWithSecret:
+def with_secret(row: WebhookRow) -> WebhookWithSecret:
     return WebhookWithSecret(**to_schema(row).model_dump(), secret=row.secret)
 
 
@@ -123,12 +123,11 @@ class WebhookService:
                 ):
                     db.add(new_delivery(hook.id, row))
 
-    async def create(
-        self, session_id: str | None, body: WebhookCreate, source: str = "api"
-    ) -> WebhookWithSecret:
+    async def prepare(self, session_id: str | None, body: WebhookCreate, source: str) -> WebhookRow:
+        """A checked, unsaved webhook row (the caller adds it in its own transaction)."""
         await check_url(body.url, self._allow_private)
         now = utcnow()
-        row = WebhookRow(
+        return WebhookRow(
             id=new_id("wh"),
             session_id=session_id,
             url=body.url,
@@ -140,9 +139,22 @@ class WebhookService:
             created_at=now,
             updated_at=now,
         )
+
+    async def create(
+        self, session_id: str | None, body: WebhookCreate, source: str = "api"
+    ) -> WebhookWithSecret:
+        row = await self.prepare(session_id, body, source)
         async with self._db() as db, db.begin():
             db.add(row)
-        return _with_secret(row)
+        return with_secret(row)
+
+    async def replace_config_webhooks(
+        self, db: AsyncSession, session_id: str, rows: Sequence[WebhookRow]
+    ) -> None:
+        """In the caller's transaction: the session's `config.webhooks` become `rows`."""
+        for old in await WebhookRepository(db).by_source("config", session_id):
+            await db.delete(old)
+        db.add_all(rows)
 
     async def page(self, session_id: str | None, params: PageParams) -> tuple[list[Webhook], int]:
         async with self._db() as db:
@@ -220,7 +232,7 @@ class WebhookService:
     async def register_from_env(self, url: str, secret: str | None, events: list[str]) -> None:
         """`WEBHOOK_URL`: one instance-wide webhook, replaced when the variables change."""
         async with self._db() as db, db.begin():
-            existing = await WebhookRepository(db).by_source("env")
+            existing = await WebhookRepository(db).by_source("env", None)
             for row in existing:
                 if row.url == url and row.events == events and (secret in (None, row.secret)):
                     return

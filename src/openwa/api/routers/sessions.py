@@ -16,6 +16,7 @@ from openwa.sessions.schemas import (
     QrCode,
     Session,
     SessionCreate,
+    SessionCreated,
     SessionUpdate,
     SessionUpdated,
 )
@@ -32,7 +33,7 @@ _LIMIT = ("SESSION_LIMIT_REACHED", "MAX_SESSIONS sessions are running")
 )
 async def create_session(
     body: SessionCreate, principal: WriterDep, services: ServicesDep
-) -> Envelope[Session]:
+) -> Envelope[SessionCreated]:
     """Create a session (started at once unless `autoStart` is false)."""
     principal.require_unscoped()
     return ok(await services.sessions.create(body))

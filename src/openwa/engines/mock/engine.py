@@ -35,6 +35,9 @@ from openwa.kit.clock import iso, utcnow
 from openwa.kit.ids import whatsapp_message_id
 
 MOCK_CAPABILITIES = frozenset({"qr", "pairing_code", "mock_control", "send_text"})
+# Numbers under +1 555 0000 are "not on WhatsApp": sends to them fail for good, the way
+# a real engine refuses an unknown number.
+UNKNOWN_PREFIX = "15550000"
 
 
 def _random_phone() -> str:
@@ -147,6 +150,9 @@ class MockClient:
         phone = self._phone
         if phone is None or self._network.online(phone) is not self:
             raise SendFailed("the mock session is not connected")
+        recipient_phone = phone_of(message.chat_id)
+        if recipient_phone is not None and recipient_phone.startswith(UNKNOWN_PREFIX):
+            raise SendFailed(f"{recipient_phone} is not on WhatsApp", retryable=False)
         now = utcnow()
         payload = {
             "id": message.id,
@@ -156,7 +162,6 @@ class MockClient:
             "content": message.content,
             "timestamp": iso(now),
         }
-        recipient_phone = phone_of(message.chat_id)
         recipient = self._network.online(recipient_phone) if recipient_phone else None
         is_new = await self._network.store.transmit(
             self._ctx.session_id,
