@@ -15,6 +15,7 @@ import random
 from datetime import timedelta
 
 import structlog
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.db.models import MessageRow, OutboxJobRow, SessionRow
@@ -100,16 +101,26 @@ class SendWorker:
 
     async def _send_run(self, run: list[OutboxJobRow]) -> None:
         """Send one session's jobs in order; at the first that does not go, stop."""
+        session_id = run[0].session_id
+        async with self._db() as db:
+            session = await db.get(SessionRow, session_id)
+            found = await db.execute(
+                select(MessageRow).where(
+                    MessageRow.session_id == session_id,
+                    MessageRow.id.in_([job.message_id for job in run]),
+                )
+            )
+            messages = {row.id: row for row in found.scalars()}
         for index, job in enumerate(run):
-            if not await self._send(job):
+            if not await self._send(job, messages.get(job.message_id), session):
                 async with self._db() as db, db.begin():
                     await outbox.release(db, [j.id for j in run[index + 1 :]], self._worker_id)
                 return
 
-    async def _send(self, job: OutboxJobRow) -> bool:
+    async def _send(
+        self, job: OutboxJobRow, message: MessageRow | None, session: SessionRow | None
+    ) -> bool:
         """Whether the session's next job may follow this one now."""
-        async with self._db() as db:
-            message = await db.get(MessageRow, (job.session_id, job.message_id))
         client = self._runtime.client(job.session_id)
         if message is None or message.status != "pending":
             await self._finish(job)
@@ -130,20 +141,29 @@ class SendWorker:
             )
             await self._failed(job, f"{type(exc).__name__}: {exc}", retryable=True)
             return False
-        await self._sent(job)
+        if session is not None:
+            await self._sent(job, message, session)
         return True
 
-    async def _sent(self, job: OutboxJobRow) -> None:
+    async def _sent(self, job: OutboxJobRow, message: MessageRow, session: SessionRow) -> None:
+        """Done, `sent` (unless an ack already moved it on) and `message.sent`, at once."""
+        now = utcnow()
         async with self._db() as db, db.begin():
-            row = await db.get(OutboxJobRow, job.id)
-            message = await db.get(MessageRow, (job.session_id, job.message_id))
-            session = await db.get(SessionRow, job.session_id)
-            if row is not None:
-                row.done, row.locked_until, row.attempts = True, None, row.attempts + 1
-            if message is None or session is None:
-                return
-            if message.status == "pending":
-                message.status, message.updated_at = "sent", utcnow()
+            await db.execute(
+                update(OutboxJobRow)
+                .where(OutboxJobRow.id == job.id)
+                .values(done=True, locked_until=None, attempts=OutboxJobRow.attempts + 1)
+            )
+            await db.execute(
+                update(MessageRow)
+                .where(
+                    MessageRow.session_id == message.session_id,
+                    MessageRow.id == message.id,
+                    MessageRow.status == "pending",
+                )
+                .values(status="sent", updated_at=now)
+            )
+            message.status, message.updated_at = "sent", now
             await self._events.append(
                 db, [session_event(session, MESSAGE_SENT, message_data(message))]
             )

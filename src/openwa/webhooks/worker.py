@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import random
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import aiohttp
 import orjson
@@ -43,6 +43,7 @@ DELIVERIES = QueueSpec(
 _BATCH = 64
 _PER_GROUP = 50
 _IDLE_WAIT_S = 0.5
+_RECORD_BATCH = 20
 
 
 class DeliveryWorker:
@@ -118,24 +119,37 @@ class DeliveryWorker:
         return sum(len(run) for run in runs)
 
     async def _deliver_run(self, run: list[DeliveryRow]) -> None:
-        for index, delivery in enumerate(run):
-            if not await self._deliver(delivery):
-                async with self._db() as db, db.begin():
-                    await release(
-                        db, DeliveryRow, [d.id for d in run[index + 1 :]], self._worker_id
-                    )
-                return
+        """Deliver one (webhook, session) run in order; stop at the first failure.
 
-    async def _deliver(self, delivery: DeliveryRow) -> bool:
-        """One attempt; whether it succeeded."""
+        Successes are recorded a batch at a time: a crash before the record means a
+        redelivery with the same `webhook-id` (at least once), never a loss.
+        """
         async with self._db() as db:
-            hook = await db.get(WebhookRow, delivery.webhook_id)
-            event = (
-                await db.execute(select(EventRow).where(EventRow.cursor == delivery.event_cursor))
-            ).scalar_one_or_none()
-        if hook is None or event is None:
-            await self._record(delivery, None, "event or webhook no longer exists", 0, final=True)
-            return True
+            hook = await db.get(WebhookRow, run[0].webhook_id)
+            cursors = [d.event_cursor for d in run]
+            found = await db.execute(select(EventRow).where(EventRow.cursor.in_(cursors)))
+            events = {row.cursor: row for row in found.scalars()}
+        succeeded: list[tuple[DeliveryRow, int, int]] = []
+        for index, delivery in enumerate(run):
+            event = events.get(delivery.event_cursor)
+            if hook is None or event is None:
+                await self._record([], (delivery, None, "event or webhook no longer exists", 0))
+                continue
+            status, error, duration_ms = await self._post(hook, event)
+            if error is None:
+                succeeded.append((delivery, status or 0, duration_ms))
+                if len(succeeded) >= _RECORD_BATCH:
+                    await self._record(succeeded, None)
+                    succeeded = []
+                continue
+            await self._record(succeeded, (delivery, status, error, duration_ms))
+            async with self._db() as db, db.begin():
+                await release(db, DeliveryRow, [d.id for d in run[index + 1 :]], self._worker_id)
+            return
+        await self._record(succeeded, None)
+
+    async def _post(self, hook: WebhookRow, event: EventRow) -> tuple[int | None, str | None, int]:
+        """One signed POST: (status, error or None on a 2xx, milliseconds)."""
         body = orjson.dumps(from_row(event).envelope())
         timestamp = int(time.time())
         secrets_ = [hook.secret]
@@ -168,46 +182,60 @@ class DeliveryWorker:
             except (aiohttp.ClientError, OSError) as exc:
                 error = f"{type(exc).__name__}: {exc}"[:500]
         duration_ms = int((time.perf_counter() - started) * 1000)
-        ok = status is not None and 200 <= status < 300
-        if not ok and error is None:
+        if error is None and not (status is not None and 200 <= status < 300):
             error = f"HTTP {status}"
-        await self._record(delivery, status, None if ok else error, duration_ms, final=ok)
-        return ok
+        return status, error, duration_ms
 
     async def _record(
         self,
-        delivery: DeliveryRow,
+        succeeded: list[tuple[DeliveryRow, int, int]],
+        failure: tuple[DeliveryRow, int | None, str, int] | None,
+    ) -> None:
+        """Write the attempts: successes end their delivery; a failure retries or ends it."""
+        if not succeeded and failure is None:
+            return
+        now = utcnow()
+        async with self._db() as db, db.begin():
+            for delivery, status, duration_ms in succeeded:
+                row = await db.get(DeliveryRow, delivery.id)
+                if row is not None:
+                    self._attempt(db, row, now, status, None, duration_ms)
+                    row.status = "succeeded"
+            if failure is not None:
+                delivery, status_code, error, duration_ms = failure
+                row = await db.get(DeliveryRow, delivery.id)
+                if row is None:
+                    return
+                self._attempt(db, row, now, status_code, error, duration_ms)
+                gone = status_code is None and "no longer exists" in error
+                if gone or row.attempts >= self._max_attempts:
+                    row.status = "failed"
+                else:
+                    delay = min(self._backoff_base_s * 2 ** (row.attempts - 1), self._backoff_max_s)
+                    row.next_attempt_at = now + timedelta(seconds=delay * random.uniform(0.8, 1.2))
+
+    @staticmethod
+    def _attempt(
+        db: AsyncSession,
+        row: DeliveryRow,
+        now: datetime,
         status: int | None,
         error: str | None,
         duration_ms: int,
-        *,
-        final: bool,
     ) -> None:
-        now = utcnow()
-        async with self._db() as db, db.begin():
-            row = await db.get(DeliveryRow, delivery.id)
-            if row is None:
-                return
-            row.attempts += 1
-            row.last_status_code, row.last_error = status, error
-            row.locked_until, row.updated_at = None, now
-            db.add(
-                DeliveryAttemptRow(
-                    delivery_id=row.id,
-                    attempt=row.attempts,
-                    at=now,
-                    status_code=status,
-                    error=error,
-                    duration_ms=duration_ms,
-                )
+        row.attempts += 1
+        row.last_status_code, row.last_error = status, error
+        row.locked_until, row.updated_at = None, now
+        db.add(
+            DeliveryAttemptRow(
+                delivery_id=row.id,
+                attempt=row.attempts,
+                at=now,
+                status_code=status,
+                error=error,
+                duration_ms=duration_ms,
             )
-            if error is None:
-                row.status = "succeeded"
-            elif final or row.attempts >= self._max_attempts:
-                row.status = "failed"
-            else:
-                delay = min(self._backoff_base_s * 2 ** (row.attempts - 1), self._backoff_max_s)
-                row.next_attempt_at = now + timedelta(seconds=delay * random.uniform(0.8, 1.2))
+        )
 
 
 async def _first(a: Signal, b: Signal, timeout: float) -> None:
