@@ -25,7 +25,7 @@ from openwa.config import Settings
 from openwa.db import migrate
 from openwa.db.engine import create_engine, create_session_factory
 from openwa.engines.mock.engine import MockEngine
-from openwa.engines.mock.store import SqlMockNetworkStore
+from openwa.engines.mock.store import SqlMockDirectory, SqlMockNetworkStore
 from openwa.engines.registry import EngineRegistry
 from openwa.events.bus import InMemoryEventBus
 from openwa.events.log import EventLog
@@ -69,6 +69,7 @@ def build_services(settings: Settings) -> Services:
     events = EventLog()
     mock = MockEngine(
         SqlMockNetworkStore(db),
+        SqlMockDirectory(db),
         auth_delay_ms=settings.mock_auth_delay_ms,
         ack_delay_ms=settings.mock_ack_delay_ms,
     )

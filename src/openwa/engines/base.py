@@ -70,6 +70,18 @@ class MessageAck:
 
 
 @dataclass(frozen=True, slots=True)
+class InboundMedia:
+    """Media that came with a message. Exactly one of `data` (bytes an engine downloaded)
+    or `source_key` (an object already in our storage, as the mock network passes it)."""
+
+    mimetype: str
+    size: int
+    filename: str | None = None
+    data: bytes | None = None
+    source_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class MessageReceived:
     """A message arrived (or, with `from_me`, was sent from the phone itself)."""
 
@@ -80,6 +92,36 @@ class MessageReceived:
     content: dict[str, Any]
     timestamp: datetime
     from_me: bool = False
+    media: InboundMedia | None = None
+    push_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRevoked:
+    id: str
+    chat_id: str
+    by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReactionReceived:
+    """A reaction to `message_id`; an empty `emoji` removes it."""
+
+    message_id: str
+    chat_id: str
+    sender: str | None
+    emoji: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupUpdated:
+    """`action`: created, subject, description, settings, add, remove, promote, demote,
+    leave, join."""
+
+    group_id: str
+    action: str
+    participants: list[str] = field(default_factory=list)
+    by: str | None = None
 
 
 EngineEvent = (
@@ -91,6 +133,9 @@ EngineEvent = (
     | Failed
     | MessageAck
     | MessageReceived
+    | MessageRevoked
+    | ReactionReceived
+    | GroupUpdated
 )
 EventSink = Callable[[EngineEvent], Awaitable[None]]
 
@@ -106,12 +151,39 @@ class OutgoingMessage:
     content: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    id: str
+    subject: str
+    description: str | None
+    owner: str | None
+    participants: list[dict[str, str]]  # [{"id": chat id, "role": member|admin|superadmin}]
+    settings: dict[str, bool]
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantResult:
+    id: str
+    status: str  # "ok", or why not: "not_found", "not_member", "already_member"
+
+
 class SendFailed(Exception):
     """The engine could not send; `retryable` says whether trying again may help."""
 
     def __init__(self, reason: str, *, retryable: bool = True) -> None:
         super().__init__(reason)
         self.retryable = retryable
+
+
+class EngineRefused(Exception):
+    """The engine (WhatsApp) said no: not an admin, unknown group, ... (ENGINE_ERROR)."""
+
+
+class MediaReader(Protocol):
+    """Read access to our media storage, for engines that upload what they send."""
+
+    def stream(self, key: str) -> Any: ...
 
 
 class AuthStore(Protocol):
@@ -132,6 +204,7 @@ class SessionContext:
     auth: AuthStore
     emit: EventSink
     config: dict[str, Any] = field(default_factory=dict)
+    media: MediaReader | None = None
 
 
 class EngineClient(Protocol):
@@ -154,8 +227,48 @@ class EngineClient(Protocol):
         ...
 
     async def send(self, message: OutgoingMessage) -> None:
-        """Hand the message to WhatsApp; raise `SendFailed` when that did not happen."""
+        """Hand the message to WhatsApp; raise `SendFailed` when that did not happen.
+
+        Media is in `content["media"]` as `{key, mimetype, size, filename?}`, readable
+        through the context's `MediaReader`.
+        """
         ...
+
+    async def revoke(self, chat_id: str, message_id: str) -> None: ...
+
+    async def mark_read(self, chat_id: str, message_ids: list[str]) -> None: ...
+
+    async def set_presence(self, chat_id: str, state: str) -> None:
+        """`typing`, `recording` or `paused` in a chat."""
+        ...
+
+    async def check_number(self, phone: str) -> str | None:
+        """The user address of `phone` when it is on WhatsApp, else None."""
+        ...
+
+    async def profile_picture(self, chat_id: str) -> str | None: ...
+
+    async def groups(self) -> list[GroupInfo]: ...
+
+    async def group_info(self, group_id: str) -> GroupInfo: ...
+
+    async def create_group(self, subject: str, participants: list[str]) -> GroupInfo: ...
+
+    async def update_group(
+        self,
+        group_id: str,
+        subject: str | None,
+        description: str | None,
+        settings: dict[str, bool] | None,
+    ) -> GroupInfo: ...
+
+    async def change_participants(
+        self, group_id: str, action: str, participants: list[str]
+    ) -> list[ParticipantResult]: ...
+
+    async def invite_code(self, group_id: str) -> str: ...
+
+    async def leave_group(self, group_id: str) -> None: ...
 
 
 class Engine(Protocol):

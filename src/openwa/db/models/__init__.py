@@ -1,17 +1,25 @@
 """Every table, imported so that `Base.metadata` knows them all (Alembic reads it)."""
 
 from openwa.db.models.api_key import ApiKeyRow
+from openwa.db.models.contact import ContactRow
 from openwa.db.models.engine_auth import EngineAuthRow
 from openwa.db.models.event import CounterRow, EventRow
 from openwa.db.models.idempotency import IdempotencyRow
 from openwa.db.models.message import MessageRow
-from openwa.db.models.mock_network import MockInboxRow, MockTransmissionRow
+from openwa.db.models.mock_network import (
+    MockAccountRow,
+    MockGroupMemberRow,
+    MockGroupRow,
+    MockInboxRow,
+    MockTransmissionRow,
+)
 from openwa.db.models.outbox import OutboxJobRow
 from openwa.db.models.session import SessionRow
 from openwa.db.models.webhook import DeliveryAttemptRow, DeliveryRow, WebhookRow
 
 __all__ = [
     "ApiKeyRow",
+    "ContactRow",
     "CounterRow",
     "DeliveryAttemptRow",
     "DeliveryRow",
@@ -19,6 +27,9 @@ __all__ = [
     "EventRow",
     "IdempotencyRow",
     "MessageRow",
+    "MockAccountRow",
+    "MockGroupMemberRow",
+    "MockGroupRow",
     "MockInboxRow",
     "MockTransmissionRow",
     "OutboxJobRow",

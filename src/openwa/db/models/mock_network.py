@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Integer, String
+from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from openwa.db.base import Base, UTCDateTime
@@ -35,3 +35,38 @@ class MockInboxRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # Set once handed to the recipient's session; unset rows are handed over on connect.
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class MockAccountRow(Base):
+    """The mock network's directory: which phone numbers are linked mock accounts."""
+
+    __tablename__ = "mock_accounts"
+
+    phone: Mapped[str] = mapped_column(String(32), primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(40))
+    push_name: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class MockGroupRow(Base):
+    __tablename__ = "mock_groups"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(256))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # {"announce": bool (only admins send), "restrict": bool (only admins edit info)}
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    invite_code: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class MockGroupMemberRow(Base):
+    __tablename__ = "mock_group_members"
+
+    group_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("mock_groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    phone: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # "superadmin" (the creator), "admin" or "member"
+    role: Mapped[str] = mapped_column(String(16))

@@ -21,20 +21,43 @@ from openwa.engines.base import (
     Connected,
     Disconnected,
     EngineClient,
+    EngineEvent,
+    GroupInfo,
+    InboundMedia,
     MessageAck,
     MessageReceived,
+    MessageRevoked,
     OutgoingMessage,
     PairingNotAvailable,
+    ParticipantResult,
     QrUpdated,
+    ReactionReceived,
     SendFailed,
     SessionContext,
 )
-from openwa.engines.mock.store import MockNetworkStore
-from openwa.kit.chat_ids import USER_SUFFIX, phone_of
+from openwa.engines.mock.groups import MockGroups
+from openwa.engines.mock.store import MockNetworkStore, SqlMockDirectory
+from openwa.kit.chat_ids import GROUP_SUFFIX, USER_SUFFIX, phone_of
 from openwa.kit.clock import iso, utcnow
 from openwa.kit.ids import whatsapp_message_id
 
-MOCK_CAPABILITIES = frozenset({"qr", "pairing_code", "mock_control", "send_text"})
+MOCK_CAPABILITIES = frozenset(
+    {
+        "qr",
+        "pairing_code",
+        "mock_control",
+        "send_text",
+        "send_media",
+        "send_location",
+        "send_contact",
+        "reaction",
+        "revoke",
+        "chats",
+        "contacts",
+        "groups",
+        "presence",
+    }
+)
 # Numbers under +1 555 0000 are "not on WhatsApp": sends to them fail for good, the way
 # a real engine refuses an unknown number.
 UNKNOWN_PREFIX = "15550000"
@@ -54,8 +77,9 @@ def _pairing_code() -> str:
 class MockNetwork:
     """Which mock phones are online in this process, to hand messages over at once."""
 
-    def __init__(self, store: MockNetworkStore) -> None:
+    def __init__(self, store: MockNetworkStore, directory: SqlMockDirectory) -> None:
         self.store = store
+        self.directory = directory
         self._online: dict[str, MockClient] = {}
 
     def online(self, phone: str) -> MockClient | None:
@@ -81,6 +105,8 @@ class MockClient:
         self._tasks: set[asyncio.Task[None]] = set()
         self._awaiting_link = False
         self._phone: str | None = None
+        self._push_name: str | None = None
+        self.groups_ = MockGroups(self, network)
 
     # Linking.
 
@@ -115,6 +141,8 @@ class MockClient:
 
     async def _online(self, phone: str, push_name: str | None) -> None:
         self._phone = phone
+        self._push_name = push_name
+        await self._network.directory.register(phone, self._ctx.session_id, push_name)
         await self._ctx.emit(Authenticated(phone, push_name))
         await self._ctx.emit(Connected())
         self._network.join(phone, self)
@@ -146,34 +174,58 @@ class MockClient:
 
     # Messaging.
 
-    async def send(self, message: OutgoingMessage) -> None:
-        phone = self._phone
-        if phone is None or self._network.online(phone) is not self:
+    @property
+    def phone(self) -> str:
+        if self._phone is None or self._network.online(self._phone) is not self:
             raise SendFailed("the mock session is not connected")
-        recipient_phone = phone_of(message.chat_id)
-        if recipient_phone is not None and recipient_phone.startswith(UNKNOWN_PREFIX):
-            raise SendFailed(f"{recipient_phone} is not on WhatsApp", retryable=False)
-        now = utcnow()
-        payload = {
+        return self._phone
+
+    @property
+    def jid(self) -> str:
+        return self.phone + USER_SUFFIX
+
+    async def send(self, message: OutgoingMessage) -> None:
+        phone = self.phone
+        content = dict(message.content)
+        media = content.pop("media", None)
+        payload: dict[str, Any] = {
+            "kind": "reaction" if message.type == "reaction" else "message",
             "id": message.id,
             "chatId": phone + USER_SUFFIX,
             "from": phone + USER_SUFFIX,
+            "pushName": self._push_name,
             "type": message.type,
-            "content": message.content,
-            "timestamp": iso(now),
+            "content": content,
+            "timestamp": iso(utcnow()),
         }
-        recipient = self._network.online(recipient_phone) if recipient_phone else None
-        is_new = await self._network.store.transmit(
-            self._ctx.session_id,
-            message.id,
-            message.chat_id,
-            payload,
-            recipient_phone,
-            delivered=recipient is not None,
+        if media is not None:
+            payload["media"] = {**media, "sourceKey": media["key"]}
+        if message.chat_id.endswith(GROUP_SUFFIX):
+            recipients = await self.groups_.recipients_for_send(message.chat_id)
+            payload["chatId"] = message.chat_id
+        else:
+            recipient = phone_of(message.chat_id)
+            if recipient is not None and recipient.startswith(UNKNOWN_PREFIX):
+                raise SendFailed(f"{recipient} is not on WhatsApp", retryable=False)
+            recipients = [recipient] if recipient else []
+        await self._network.store.record_transmission(
+            self._ctx.session_id, message.id, message.chat_id, payload
         )
-        if is_new and recipient is not None:
-            await recipient.receive(payload)
-        self._spawn(self._acks(message))
+        await self._deliver(recipients, message.id, payload)
+        if message.type != "reaction":
+            self._spawn(self._acks(message))
+
+    async def _deliver(self, phones: list[str], message_id: str, payload: dict[str, Any]) -> None:
+        """Into each recipient's inbox (a resent id is dropped), and to those online now."""
+        for phone in phones:
+            recipient = self._network.online(phone)
+            if (
+                await self._network.store.put_inbox(
+                    phone, message_id, payload, delivered=recipient is not None
+                )
+                and recipient is not None
+            ):
+                await recipient.receive(payload)
 
     async def _acks(self, message: OutgoingMessage) -> None:
         for status in ("delivered", "read"):
@@ -181,6 +233,24 @@ class MockClient:
             await self._ctx.emit(MessageAck(message.id, message.chat_id, status))
 
     async def receive(self, payload: dict[str, Any]) -> None:
+        kind = payload.get("kind", "message")
+        if kind == "reaction":
+            content = payload.get("content") or {}
+            await self._ctx.emit(
+                ReactionReceived(
+                    message_id=content.get("messageId", ""),
+                    chat_id=payload["chatId"],
+                    sender=payload.get("from"),
+                    emoji=content.get("emoji", ""),
+                )
+            )
+            return
+        if kind == "revoke":
+            await self._ctx.emit(
+                MessageRevoked(payload["messageId"], payload["chatId"], payload.get("from"))
+            )
+            return
+        media = payload.get("media")
         await self._ctx.emit(
             MessageReceived(
                 id=payload["id"],
@@ -189,8 +259,90 @@ class MockClient:
                 type=payload.get("type", "text"),
                 content=dict(payload.get("content") or {}),
                 timestamp=datetime.fromisoformat(payload["timestamp"].replace("Z", "+00:00")),
+                push_name=payload.get("pushName"),
+                media=InboundMedia(
+                    mimetype=media["mimetype"],
+                    size=int(media.get("size") or 0),
+                    filename=media.get("filename"),
+                    source_key=media.get("sourceKey"),
+                )
+                if media
+                else None,
             )
         )
+
+    async def revoke(self, chat_id: str, message_id: str) -> None:
+        phone = self.phone
+        if chat_id.endswith(GROUP_SUFFIX):
+            recipients = await self.groups_.recipients_for_send(chat_id)
+            origin = chat_id
+        else:
+            recipients = [p for p in [phone_of(chat_id)] if p]
+            origin = phone + USER_SUFFIX
+        payload = {
+            "kind": "revoke",
+            "id": whatsapp_message_id(),
+            "messageId": message_id,
+            "chatId": origin,
+            "from": phone + USER_SUFFIX,
+            "timestamp": iso(utcnow()),
+        }
+        await self._network.store.record_transmission(
+            self._ctx.session_id, payload["id"], chat_id, payload
+        )
+        await self._deliver(recipients, payload["id"], payload)
+        await self._ctx.emit(MessageRevoked(message_id, chat_id, phone + USER_SUFFIX))
+
+    async def mark_read(self, chat_id: str, message_ids: list[str]) -> None:
+        self.phone  # noqa: B018  (must be connected)
+
+    async def set_presence(self, chat_id: str, state: str) -> None:
+        self.phone  # noqa: B018  (must be connected)
+
+    async def check_number(self, phone: str) -> str | None:
+        self.phone  # noqa: B018  (must be connected)
+        # Mock accounts exist, and so does the simulated world outside the mock network,
+        # except the "not on WhatsApp" range.
+        return None if phone.startswith(UNKNOWN_PREFIX) else phone + USER_SUFFIX
+
+    async def profile_picture(self, chat_id: str) -> str | None:
+        self.phone  # noqa: B018  (must be connected)
+        phone = phone_of(chat_id)
+        if phone and await self._network.directory.account(phone) is not None:
+            return f"https://mock.openwa.invalid/profile/{phone}.jpg"
+        return None
+
+    async def groups(self) -> list[GroupInfo]:
+        return await self.groups_.all()
+
+    async def group_info(self, group_id: str) -> GroupInfo:
+        return await self.groups_.info(group_id)
+
+    async def create_group(self, subject: str, participants: list[str]) -> GroupInfo:
+        return await self.groups_.create(subject, participants)
+
+    async def update_group(
+        self,
+        group_id: str,
+        subject: str | None,
+        description: str | None,
+        settings: dict[str, bool] | None,
+    ) -> GroupInfo:
+        return await self.groups_.update(group_id, subject, description, settings)
+
+    async def change_participants(
+        self, group_id: str, action: str, participants: list[str]
+    ) -> list[ParticipantResult]:
+        return await self.groups_.change(group_id, action, participants)
+
+    async def invite_code(self, group_id: str) -> str:
+        return await self.groups_.invite_code(group_id)
+
+    async def leave_group(self, group_id: str) -> None:
+        await self.groups_.leave(group_id)
+
+    async def emit(self, event: EngineEvent) -> None:
+        await self._ctx.emit(event)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
@@ -209,21 +361,31 @@ class MockClient:
         await self.disconnect()
         await self._ctx.emit(Disconnected(reason))
 
-    async def inbound(self, sender: str, type_: str, content: dict[str, Any]) -> str:
-        """Deliver a message from `sender` (a chat id) as if it came over the network."""
+    async def inbound(
+        self,
+        sender: str,
+        type_: str,
+        content: dict[str, Any],
+        media: dict[str, Any] | None = None,
+    ) -> str:
+        """Deliver a message from `sender` (a chat id) as if it came over the network.
+
+        `media` is `{key, mimetype, size, filename?}` of an object already stored.
+        """
         if self._phone is None:
             raise SendFailed("the mock session is not linked")
         message_id = whatsapp_message_id()
-        await self.receive(
-            {
-                "id": message_id,
-                "chatId": sender,
-                "from": sender,
-                "type": type_,
-                "content": content,
-                "timestamp": iso(utcnow()),
-            }
-        )
+        payload: dict[str, Any] = {
+            "id": message_id,
+            "chatId": sender,
+            "from": sender,
+            "type": type_,
+            "content": content,
+            "timestamp": iso(utcnow()),
+        }
+        if media is not None:
+            payload["media"] = {**media, "sourceKey": media["key"]}
+        await self.receive(payload)
         return message_id
 
     async def transmitted(self, limit: int) -> list[dict[str, Any]]:
@@ -235,9 +397,13 @@ class MockEngine:
     capabilities = MOCK_CAPABILITIES
 
     def __init__(
-        self, store: MockNetworkStore, auth_delay_ms: int = 1500, ack_delay_ms: int = 200
+        self,
+        store: MockNetworkStore,
+        directory: SqlMockDirectory,
+        auth_delay_ms: int = 1500,
+        ack_delay_ms: int = 200,
     ) -> None:
-        self.network = MockNetwork(store)
+        self.network = MockNetwork(store, directory)
         self._auth_delay_s = auth_delay_ms / 1000
         self._ack_delay_s = ack_delay_ms / 1000
 

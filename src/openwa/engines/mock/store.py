@@ -13,24 +13,25 @@ from typing import Any, Protocol
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from openwa.db.models import MockInboxRow, MockTransmissionRow
+from openwa.db.models import (
+    MockAccountRow,
+    MockGroupMemberRow,
+    MockGroupRow,
+    MockInboxRow,
+    MockTransmissionRow,
+)
 from openwa.kit.clock import utcnow
 
 
 class MockNetworkStore(Protocol):
-    async def transmit(
-        self,
-        session_id: str,
-        message_id: str,
-        chat_id: str,
-        payload: dict[str, Any],
-        recipient: str | None,
-        delivered: bool,
-    ) -> bool:
-        """Log the transmission and put it in `recipient`'s inbox, in one step.
+    async def record_transmission(
+        self, session_id: str, message_id: str, chat_id: str, payload: dict[str, Any]
+    ) -> None: ...
 
-        True when the recipient had not received that id before (it should see it).
-        """
+    async def put_inbox(
+        self, phone: str, message_id: str, payload: dict[str, Any], *, delivered: bool
+    ) -> bool:
+        """Store a message for `phone`; False when that id was received before."""
         ...
 
     async def transmissions(self, session_id: str, limit: int) -> list[dict[str, Any]]: ...
@@ -44,16 +45,9 @@ class SqlMockNetworkStore:
     def __init__(self, db: async_sessionmaker[AsyncSession]) -> None:
         self._db = db
 
-    async def transmit(
-        self,
-        session_id: str,
-        message_id: str,
-        chat_id: str,
-        payload: dict[str, Any],
-        recipient: str | None,
-        delivered: bool,
-    ) -> bool:
-        now = utcnow()
+    async def record_transmission(
+        self, session_id: str, message_id: str, chat_id: str, payload: dict[str, Any]
+    ) -> None:
         async with self._db() as db, db.begin():
             db.add(
                 MockTransmissionRow(
@@ -61,16 +55,20 @@ class SqlMockNetworkStore:
                     message_id=message_id,
                     chat_id=chat_id,
                     payload=payload,
-                    created_at=now,
+                    created_at=utcnow(),
                 )
             )
-            if recipient is None:
-                return False
-            if await db.get(MockInboxRow, (recipient, message_id)) is not None:
+
+    async def put_inbox(
+        self, phone: str, message_id: str, payload: dict[str, Any], *, delivered: bool
+    ) -> bool:
+        now = utcnow()
+        async with self._db() as db, db.begin():
+            if await db.get(MockInboxRow, (phone, message_id)) is not None:
                 return False
             db.add(
                 MockInboxRow(
-                    phone=recipient,
+                    phone=phone,
                     message_id=message_id,
                     payload=payload,
                     created_at=now,
@@ -91,7 +89,7 @@ class SqlMockNetworkStore:
                 {
                     "messageId": r.message_id,
                     "chatId": r.chat_id,
-                    "type": r.payload.get("type", "text"),
+                    "type": r.payload.get("type", r.payload.get("kind", "text")),
                     "content": r.payload.get("content", {}),
                     "at": r.created_at,
                 }
@@ -116,3 +114,86 @@ class SqlMockNetworkStore:
                 .where(MockInboxRow.phone == phone, MockInboxRow.message_id.in_(message_ids))
                 .values(delivered_at=utcnow())
             )
+
+
+class SqlMockDirectory:
+    """Accounts and groups of the mock network (tables `mock_accounts`, `mock_groups`...)."""
+
+    def __init__(self, db: async_sessionmaker[AsyncSession]) -> None:
+        self._db = db
+
+    async def register(self, phone: str, session_id: str, push_name: str | None) -> None:
+        async with self._db() as db, db.begin():
+            row = await db.get(MockAccountRow, phone)
+            if row is None:
+                db.add(
+                    MockAccountRow(
+                        phone=phone, session_id=session_id, push_name=push_name, created_at=utcnow()
+                    )
+                )
+            else:
+                row.session_id, row.push_name = session_id, push_name
+
+    async def account(self, phone: str) -> MockAccountRow | None:
+        async with self._db() as db:
+            return await db.get(MockAccountRow, phone)
+
+    async def create_group(
+        self, group_id: str, subject: str, creator: str, members: Sequence[str], code: str
+    ) -> None:
+        async with self._db() as db, db.begin():
+            db.add(
+                MockGroupRow(
+                    id=group_id,
+                    subject=subject,
+                    description=None,
+                    settings={"announce": False, "restrict": False},
+                    invite_code=code,
+                    created_by=creator,
+                    created_at=utcnow(),
+                )
+            )
+            await db.flush()
+            db.add(MockGroupMemberRow(group_id=group_id, phone=creator, role="superadmin"))
+            for phone in members:
+                if phone != creator:
+                    db.add(MockGroupMemberRow(group_id=group_id, phone=phone, role="member"))
+
+    async def group(self, group_id: str) -> tuple[MockGroupRow, dict[str, str]] | None:
+        async with self._db() as db:
+            row = await db.get(MockGroupRow, group_id)
+            if row is None:
+                return None
+            result = await db.execute(
+                select(MockGroupMemberRow).where(MockGroupMemberRow.group_id == group_id)
+            )
+            return row, {m.phone: m.role for m in result.scalars()}
+
+    async def groups_of(self, phone: str) -> list[str]:
+        async with self._db() as db:
+            result = await db.execute(
+                select(MockGroupMemberRow.group_id)
+                .where(MockGroupMemberRow.phone == phone)
+                .order_by(MockGroupMemberRow.group_id)
+            )
+            return list(result.scalars())
+
+    async def update_group(self, group_id: str, **fields: Any) -> None:
+        async with self._db() as db, db.begin():
+            row = await db.get(MockGroupRow, group_id)
+            if row is not None:
+                for name, value in fields.items():
+                    setattr(row, name, value)
+
+    async def set_roles(self, group_id: str, roles: dict[str, str | None]) -> None:
+        """Set each phone's role; None removes the phone from the group."""
+        async with self._db() as db, db.begin():
+            for phone, role in roles.items():
+                member = await db.get(MockGroupMemberRow, (group_id, phone))
+                if role is None:
+                    if member is not None:
+                        await db.delete(member)
+                elif member is None:
+                    db.add(MockGroupMemberRow(group_id=group_id, phone=phone, role=role))
+                else:
+                    member.role = role

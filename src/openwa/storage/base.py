@@ -1,0 +1,27 @@
+"""The storage port. Keys are made by OpenWA only (`keys.py`), never from client names."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Protocol
+
+
+class Storage(Protocol):
+    kind: str
+
+    async def put(self, key: str, source: bytes | Path, content_type: str) -> None: ...
+
+    def stream(self, key: str) -> AsyncIterator[bytes]:
+        """The object's bytes in chunks; `FileNotFoundError` when there is none."""
+        ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def presign(self, key: str, expires_s: int) -> str | None:
+        """A time-limited GET URL, or None where the store cannot make one (local files)."""
+        ...
+
+    async def check(self) -> None:
+        """Raise when the store cannot be used (for `/health/ready`)."""
+        ...

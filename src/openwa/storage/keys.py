@@ -1,0 +1,27 @@
+"""Object keys: `{sessionId}/{messageId}.{ext}`, from server-made parts only.
+
+A client's file name is kept as metadata and never becomes part of a path, so no
+name (`../`, absolute, encoded, NUL) can reach outside the store.
+"""
+
+from __future__ import annotations
+
+import re
+
+_PART_RE = re.compile(r"^[A-Za-z0-9_]{1,128}$")
+_EXT_RE = re.compile(r"^[a-z0-9]{1,8}$")
+
+
+def media_key(session_id: str, message_id: str, extension: str) -> str:
+    for part in (session_id, message_id):
+        if not _PART_RE.fullmatch(part):
+            raise ValueError(f"unsafe key part {part!r}")
+    if not _EXT_RE.fullmatch(extension):
+        raise ValueError(f"unsafe extension {extension!r}")
+    return f"{session_id}/{message_id}.{extension}"
+
+
+def is_safe_key(key: str) -> bool:
+    session, _, rest = key.partition("/")
+    stem, _, ext = rest.rpartition(".")
+    return bool(_PART_RE.fullmatch(session) and _PART_RE.fullmatch(stem) and _EXT_RE.fullmatch(ext))

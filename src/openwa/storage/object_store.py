@@ -1,0 +1,80 @@
+"""Storage on obstore: `LocalStore` under `STORAGE_PATH`, or `S3Store` for any S3 server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import obstore
+from obstore.store import LocalStore, S3Store
+
+from openwa.storage.keys import is_safe_key
+
+
+class ObjectStorage:
+    def __init__(self, store: Any, kind: str) -> None:
+        self._store = store
+        self.kind = kind
+
+    @classmethod
+    def local(cls, root: Path) -> ObjectStorage:
+        root.mkdir(parents=True, exist_ok=True)
+        return cls(LocalStore(prefix=root.resolve(), mkdir=True), "local")
+
+    @classmethod
+    def s3(
+        cls,
+        *,
+        bucket: str,
+        endpoint: str | None,
+        access_key_id: str | None,
+        secret_access_key: str | None,
+        region: str,
+        force_path_style: bool,
+    ) -> ObjectStorage:
+        config: dict[str, Any] = {"region": region}
+        if endpoint:
+            config["endpoint"] = endpoint
+        if access_key_id and secret_access_key:
+            config["access_key_id"] = access_key_id
+            config["secret_access_key"] = secret_access_key
+        config["virtual_hosted_style_request"] = not force_path_style
+        allow_http = bool(endpoint and endpoint.startswith("http://"))
+        store = S3Store(bucket, client_options={"allow_http": allow_http}, **config)
+        return cls(store, "s3")
+
+    @staticmethod
+    def _checked(key: str) -> str:
+        if not is_safe_key(key):
+            raise ValueError(f"unsafe storage key {key!r}")
+        return key
+
+    async def put(self, key: str, source: bytes | Path, content_type: str) -> None:
+        # Local files keep no attributes (the content type lives with the message).
+        attributes = {"Content-Type": content_type} if self.kind == "s3" else None
+        await obstore.put_async(self._store, self._checked(key), source, attributes=attributes)
+
+    async def stream(self, key: str) -> AsyncIterator[bytes]:
+        result = await obstore.get_async(self._store, self._checked(key))
+        async for chunk in result.stream(min_chunk_size=256 * 1024):
+            yield bytes(chunk)
+
+    async def delete(self, key: str) -> None:
+        await obstore.delete_async(self._store, self._checked(key))
+
+    async def presign(self, key: str, expires_s: int) -> str | None:
+        if self.kind != "s3":
+            return None
+        return str(
+            await obstore.sign_async(
+                self._store, "GET", self._checked(key), timedelta(seconds=expires_s)
+            )
+        )
+
+    async def check(self) -> None:
+        probe = f"health/{uuid.uuid4().hex}.txt"
+        await obstore.put_async(self._store, probe, b"ok")
+        await obstore.delete_async(self._store, probe)
