@@ -17,11 +17,24 @@ from openwa.api.envelope import JSONResponse
 from openwa.api.errors import install_error_handlers
 from openwa.api.metrics import HttpMetrics
 from openwa.api.middleware import RequestContextMiddleware
-from openwa.api.routers import events, health, keys, messages, mock, sessions, webhooks
+from openwa.api.routers import (
+    chats,
+    contacts,
+    events,
+    groups,
+    health,
+    keys,
+    messages,
+    mock,
+    sessions,
+    webhooks,
+)
 from openwa.cache.base import Cache
 from openwa.cache.memory import MemoryCache
 from openwa.cache.redis import RedisCache
+from openwa.chats.service import ChatService
 from openwa.config import Settings
+from openwa.contacts.service import ContactService
 from openwa.db import migrate
 from openwa.db.engine import create_engine, create_session_factory
 from openwa.engines.mock.engine import MockEngine
@@ -31,16 +44,20 @@ from openwa.events.bus import InMemoryEventBus
 from openwa.events.log import EventLog
 from openwa.events.pump import EventPump
 from openwa.events.service import EventService
+from openwa.groups.service import GroupService
 from openwa.keys.service import KeyService
 from openwa.kit.ids import ulid
 from openwa.kit.signal import Signal
 from openwa.logs import configure_logging
 from openwa.maintenance import Maintenance
+from openwa.media.links import MediaLinks
 from openwa.messages.sender import SendWorker
 from openwa.messages.service import MessageService
 from openwa.services import Services
 from openwa.sessions.runtime import ReconnectPolicy, SessionRuntime
 from openwa.sessions.service import SessionService
+from openwa.storage.base import Storage
+from openwa.storage.object_store import ObjectStorage
 from openwa.webhooks.service import WebhookService
 from openwa.webhooks.worker import DeliveryWorker
 
@@ -61,10 +78,26 @@ def _build_cache(settings: Settings) -> Cache:
     return MemoryCache()
 
 
+def _build_storage(settings: Settings) -> Storage:
+    if settings.storage_type == "s3":
+        assert settings.s3_bucket is not None  # checked by Settings
+        secret = settings.s3_secret_access_key
+        return ObjectStorage.s3(
+            bucket=settings.s3_bucket,
+            endpoint=settings.s3_endpoint,
+            access_key_id=settings.s3_access_key_id,
+            secret_access_key=secret.get_secret_value() if secret else None,
+            region=settings.s3_region,
+            force_path_style=settings.s3_force_path_style,
+        )
+    return ObjectStorage.local(settings.resolved_storage_path)
+
+
 def build_services(settings: Settings) -> Services:
     db_engine = create_engine(settings.resolved_database_url)
     db = create_session_factory(db_engine)
     cache = _build_cache(settings)
+    storage = _build_storage(settings)
     bus = InMemoryEventBus()
     events = EventLog()
     mock = MockEngine(
@@ -97,13 +130,15 @@ def build_services(settings: Settings) -> Services:
         max_attempts=settings.webhook_max_attempts,
         allow_private=settings.webhook_allow_private,
     )
-    messages = MessageService(db, events, runtime.became_ready)
+    media_links = MediaLinks(storage, settings.resolved_public_url, presign=settings.s3_presign)
+    messages = MessageService(db, events, runtime.became_ready, storage, media_links)
     runtime.set_message_handler(messages.on_engine_event)
     sender = SendWorker(
         db,
         runtime,
         events,
         runtime.became_ready,
+        messages,
         worker_id=instance_id,
         ready_timeout_s=settings.send_ready_timeout_s,
         max_attempts=settings.send_max_attempts,
@@ -114,6 +149,7 @@ def build_services(settings: Settings) -> Services:
         db_engine=db_engine,
         db=db,
         cache=cache,
+        storage=storage,
         bus=bus,
         events=events,
         pump=EventPump(db, events, bus),
@@ -125,6 +161,9 @@ def build_services(settings: Settings) -> Services:
         sender=sender,
         webhooks=webhooks,
         deliveries=deliveries,
+        groups=GroupService(db, runtime, engines),
+        chats=ChatService(db, runtime, engines),
+        contacts=ContactService(db, runtime, engines),
         event_reader=EventService(db, events),
         maintenance=Maintenance(db, events, event_retention_days=settings.event_retention_days),
         metrics=HttpMetrics(),
@@ -206,6 +245,9 @@ def create_app(settings: Settings) -> FastAPI:
         webhooks.session_router,
         webhooks.instance_router,
         events.router,
+        chats.router,
+        contacts.router,
+        groups.router,
         mock.router,
         ws.router,
     ):

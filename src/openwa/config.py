@@ -32,6 +32,22 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./data")
     database_url: str | None = None
 
+    # Media storage: local files under STORAGE_PATH, or any S3-compatible server.
+    storage_type: Literal["local", "s3"] = "local"
+    storage_path: Path | None = None
+    s3_endpoint: str | None = None
+    s3_bucket: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_region: str = "us-east-1"
+    s3_force_path_style: bool = True
+    s3_presign: bool = False
+    media_fetch_timeout_s: float = Field(default=30.0, gt=0)
+
+    # Retention of stored messages and media (the event log has its own).
+    message_retention_days: int = Field(default=90, ge=1)
+    media_retention_days: int = Field(default=30, ge=1)
+
     # Cache: in-process by default, Redis for several instances.
     cache_type: Literal["memory", "redis"] = "memory"
     redis_url: str | None = None
@@ -104,6 +120,8 @@ class Settings(BaseSettings):
     def _check_combinations(self) -> Settings:
         if self.cache_type == "redis" and not self.redis_url:
             raise ValueError("CACHE_TYPE=redis needs REDIS_URL")
+        if self.storage_type == "s3" and not self.s3_bucket:
+            raise ValueError("STORAGE_TYPE=s3 needs S3_BUCKET")
         if self.engine_type != "mock":
             # Only the mock engine exists so far; refusing is clearer than failing later.
             raise ValueError(f"ENGINE_TYPE={self.engine_type} is not available yet; use mock")
@@ -121,6 +139,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir / 'openwa.db'}"
+
+    @property
+    def resolved_storage_path(self) -> Path:
+        return self.storage_path or self.data_dir / "media"
 
     @property
     def resolved_log_format(self) -> str:

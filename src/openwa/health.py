@@ -39,6 +39,7 @@ def _writable(path: Path) -> None:
 
 async def _storage(services: Services) -> None:
     await asyncio.to_thread(_writable, services.settings.data_dir)
+    await services.storage.check()
 
 
 async def _engines(services: Services) -> None:

@@ -8,18 +8,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from openwa.api.metrics import HttpMetrics
 from openwa.cache.base import Cache
+from openwa.chats.service import ChatService
 from openwa.config import Settings
+from openwa.contacts.service import ContactService
 from openwa.engines.registry import EngineRegistry
 from openwa.events.bus import EventBus
 from openwa.events.log import EventLog
 from openwa.events.pump import EventPump
 from openwa.events.service import EventService
+from openwa.groups.service import GroupService
 from openwa.keys.service import KeyService
 from openwa.maintenance import Maintenance
 from openwa.messages.sender import SendWorker
 from openwa.messages.service import MessageService
 from openwa.sessions.runtime import SessionRuntime
 from openwa.sessions.service import SessionService
+from openwa.storage.base import Storage
 from openwa.webhooks.service import WebhookService
 from openwa.webhooks.worker import DeliveryWorker
 
@@ -30,6 +34,7 @@ class Services:
     db_engine: AsyncEngine
     db: async_sessionmaker[AsyncSession]
     cache: Cache
+    storage: Storage
     bus: EventBus
     events: EventLog
     pump: EventPump
@@ -43,4 +48,7 @@ class Services:
     deliveries: DeliveryWorker
     event_reader: EventService
     maintenance: Maintenance
+    groups: GroupService
+    chats: ChatService
+    contacts: ContactService
     metrics: HttpMetrics

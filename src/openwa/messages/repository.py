@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from openwa.db.models import MessageRow
+from openwa.db.models import ContactRow, MessageRow
+from openwa.kit.clock import utcnow
 
 
 class MessageRepository:
@@ -16,3 +17,18 @@ class MessageRepository:
 
     def add(self, row: MessageRow) -> None:
         self.db.add(row)
+
+
+async def upsert_contact(
+    db: AsyncSession, session_id: str, chat_id: str, *, push_name: str | None = None
+) -> None:
+    """Remember a contact the session has talked with (keeping a known push name)."""
+    row = await db.get(ContactRow, (session_id, chat_id))
+    if row is None:
+        db.add(
+            ContactRow(
+                session_id=session_id, chat_id=chat_id, push_name=push_name, updated_at=utcnow()
+            )
+        )
+    elif push_name and row.push_name != push_name:
+        row.push_name, row.updated_at = push_name, utcnow()

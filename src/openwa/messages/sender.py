@@ -24,7 +24,7 @@ from openwa.events.log import EventLog
 from openwa.events.types import MESSAGE_ACK, MESSAGE_SENT
 from openwa.kit.clock import utcnow
 from openwa.kit.signal import Signal
-from openwa.messages.service import message_data
+from openwa.messages.service import MessageService
 from openwa.queue import outbox
 from openwa.sessions.runtime import SessionRuntime, session_event
 
@@ -42,6 +42,7 @@ class SendWorker:
         runtime: SessionRuntime,
         events: EventLog,
         queued: Signal,
+        messages: MessageService,
         *,
         worker_id: str,
         ready_timeout_s: float,
@@ -54,6 +55,7 @@ class SendWorker:
         self._runtime = runtime
         self._events = events
         self._queued = queued
+        self._messages = messages
         self._worker_id = worker_id
         self._ready_timeout_s = ready_timeout_s
         self._max_attempts = max_attempts
@@ -164,9 +166,8 @@ class SendWorker:
                 .values(status="sent", updated_at=now)
             )
             message.status, message.updated_at = "sent", now
-            await self._events.append(
-                db, [session_event(session, MESSAGE_SENT, message_data(message))]
-            )
+            data = await self._messages.event_data(message)
+            await self._events.append(db, [session_event(session, MESSAGE_SENT, data)])
         self._events.committed()
 
     async def _failed(self, job: OutboxJobRow, reason: str, *, retryable: bool) -> None:

@@ -10,7 +10,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.db.models import IdempotencyRow, MessageRow, SessionRow
-from openwa.engines.base import EngineEvent, MessageAck, MessageReceived
+from openwa.engines.base import (
+    EngineEvent,
+    GroupUpdated,
+    InboundMedia,
+    MessageAck,
+    MessageReceived,
+    MessageRevoked,
+    ReactionReceived,
+)
 from openwa.errors import (
     IdempotencyConflict,
     MessageNotFound,
@@ -19,17 +27,28 @@ from openwa.errors import (
     SessionNotReady,
 )
 from openwa.events.log import EventLog
-from openwa.events.types import MESSAGE_ACK, MESSAGE_RECEIVED, MESSAGE_SENT
+from openwa.events.types import (
+    GROUP_UPDATE,
+    MESSAGE_ACK,
+    MESSAGE_REACTION,
+    MESSAGE_RECEIVED,
+    MESSAGE_REVOKED,
+    MESSAGE_SENT,
+)
 from openwa.keys.principal import Principal
 from openwa.kit.chat_ids import chat_kind, normalize_chat_id
 from openwa.kit.clock import utcnow
 from openwa.kit.ids import whatsapp_message_id
 from openwa.kit.signal import Signal
-from openwa.messages.repository import MessageRepository
+from openwa.media.links import MediaLinks
+from openwa.media.types import extension_for
+from openwa.messages.repository import MessageRepository, upsert_contact
 from openwa.messages.schemas import Message, TextMessageCreate
 from openwa.queue import outbox
 from openwa.sessions.runtime import session_event
 from openwa.sessions.status import Status
+from openwa.storage.base import Storage
+from openwa.storage.keys import media_key, safe_id
 
 # Sessions in these states are not on their way to `ready`: sends are refused at once.
 _REFUSING = {Status.CREATED, Status.STOPPED, Status.FAILED}
@@ -60,7 +79,7 @@ def to_schema(row: MessageRow) -> Message:
 
 
 def message_data(row: MessageRow) -> dict[str, Any]:
-    """The message as events carry it (camelCase, no nulls)."""
+    """The message as events carry it (camelCase, no nulls), media not yet linked."""
     data: dict[str, Any] = to_schema(row).model_dump(mode="json", by_alias=True, exclude_none=True)
     return data
 
@@ -73,11 +92,26 @@ def _request_hash(route: str, body: dict[str, Any]) -> str:
 
 class MessageService:
     def __init__(
-        self, db: async_sessionmaker[AsyncSession], events: EventLog, queued: Signal
+        self,
+        db: async_sessionmaker[AsyncSession],
+        events: EventLog,
+        queued: Signal,
+        storage: Storage,
+        links: MediaLinks,
     ) -> None:
         self._db = db
         self._events = events
         self._queued = queued
+        self._storage = storage
+        self._links = links
+
+    async def event_data(self, row: MessageRow) -> dict[str, Any]:
+        """The message as events carry it, with its media linked."""
+        data = message_data(row)
+        media = (row.content or {}).get("media")
+        if media:
+            data["media"] = await self._links.describe(row.session_id, row.id, media)
+        return data
 
     async def accept_text(
         self,
@@ -215,6 +249,50 @@ class MessageService:
                 await self._ack(session, event)
             case MessageReceived():
                 await self._received(session, event)
+            case MessageRevoked():
+                await self._revoked(session, event)
+            case ReactionReceived():
+                data: dict[str, Any] = {
+                    "messageId": event.message_id,
+                    "chatId": event.chat_id,
+                    "from": event.sender,
+                    "emoji": event.emoji,
+                }
+                await self._log(session, MESSAGE_REACTION, data, event.chat_id)
+            case GroupUpdated():
+                update = {
+                    "groupId": event.group_id,
+                    "action": event.action,
+                    "participants": event.participants,
+                    "by": event.by,
+                }
+                await self._log(session, GROUP_UPDATE, update, event.group_id)
+
+    def _ignored(self, session: SessionRow, chat_id: str) -> bool:
+        flag = _IGNORE_FLAGS.get(chat_kind(chat_id))
+        return bool(flag and ((session.config or {}).get("ignore") or {}).get(flag))
+
+    async def _log(
+        self, session: SessionRow, name: str, data: dict[str, Any], chat_id: str
+    ) -> None:
+        if self._ignored(session, chat_id):
+            return
+        async with self._db() as db, db.begin():
+            await self._events.append(db, [session_event(session, name, data)])
+        self._events.committed()
+
+    async def _revoked(self, session: SessionRow, revoked: MessageRevoked) -> None:
+        if self._ignored(session, revoked.chat_id):
+            return
+        async with self._db() as db, db.begin():
+            row = await MessageRepository(db).get(session.id, revoked.id)
+            if row is not None:
+                if row.revoked_at is not None:
+                    return
+                row.revoked_at = row.updated_at = utcnow()
+            data = {"id": revoked.id, "chatId": revoked.chat_id}
+            await self._events.append(db, [session_event(session, MESSAGE_REVOKED, data)])
+        self._events.committed()
 
     async def _ack(self, session: SessionRow, ack: MessageAck) -> None:
         async with self._db() as db, db.begin():
@@ -229,13 +307,18 @@ class MessageService:
         self._events.committed()
 
     async def _received(self, session: SessionRow, received: MessageReceived) -> None:
-        flag = _IGNORE_FLAGS.get(chat_kind(received.chat_id))
-        if flag and ((session.config or {}).get("ignore") or {}).get(flag):
+        if self._ignored(session, received.chat_id):
             return
+        async with self._db() as db:
+            if await MessageRepository(db).get(session.id, received.id) is not None:
+                return  # already stored: an engine may report a message twice
+        content = dict(received.content)
+        if received.media is not None:
+            content["media"] = await self._store_inbound(session.id, received.id, received.media)
         async with self._db() as db, db.begin():
             repo = MessageRepository(db)
             if await repo.get(session.id, received.id) is not None:
-                return  # already stored: an engine may report a message twice
+                return
             now = utcnow()
             row = MessageRow(
                 session_id=session.id,
@@ -244,13 +327,31 @@ class MessageService:
                 from_me=received.from_me,
                 sender=received.sender,
                 type=received.type,
-                content=received.content,
+                content=content,
                 status="sent" if received.from_me else "received",
                 timestamp=received.timestamp,
                 created_at=now,
                 updated_at=now,
             )
             repo.add(row)
+            if received.sender and chat_kind(received.chat_id) == "user" and not received.from_me:
+                await upsert_contact(db, session.id, received.sender, push_name=received.push_name)
             name = MESSAGE_SENT if received.from_me else MESSAGE_RECEIVED
-            await self._events.append(db, [session_event(session, name, message_data(row))])
+            data = await self.event_data(row)
+            await self._events.append(db, [session_event(session, name, data)])
         self._events.committed()
+
+    async def _store_inbound(
+        self, session_id: str, message_id: str, media: InboundMedia
+    ) -> dict[str, Any]:
+        """Put inbound media in our storage under our own key; the content's `media`."""
+        key = media_key(session_id, safe_id(message_id), extension_for(media.mimetype))
+        if media.data is not None:
+            await self._storage.put(key, media.data, media.mimetype)
+        elif media.source_key is not None:
+            chunks = [chunk async for chunk in self._storage.stream(media.source_key)]
+            await self._storage.put(key, b"".join(chunks), media.mimetype)
+        stored: dict[str, Any] = {"key": key, "mimetype": media.mimetype, "size": media.size}
+        if media.filename:
+            stored["filename"] = media.filename
+        return stored

@@ -27,10 +27,13 @@ from openwa.engines.base import (
     EngineClient,
     EngineEvent,
     Failed,
+    GroupUpdated,
     LoggedOut,
     MessageAck,
     MessageReceived,
+    MessageRevoked,
     QrUpdated,
+    ReactionReceived,
     SessionContext,
 )
 from openwa.engines.registry import EngineRegistry
@@ -277,7 +280,13 @@ class SessionRuntime:
                 running.ready = False
                 await self._transition(sid, Status.DISCONNECTED, reason, qr=None)
                 self._schedule_reconnect(running)
-            case MessageAck() | MessageReceived():
+            case (
+                MessageAck()
+                | MessageReceived()
+                | MessageRevoked()
+                | ReactionReceived()
+                | GroupUpdated()
+            ):
                 row = await self._load(sid)
                 if row is not None and self._message_handler is not None:
                     await self._message_handler(row, event)

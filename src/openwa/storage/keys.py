@@ -25,3 +25,9 @@ def is_safe_key(key: str) -> bool:
     session, _, rest = key.partition("/")
     stem, _, ext = rest.rpartition(".")
     return bool(_PART_RE.fullmatch(session) and _PART_RE.fullmatch(stem) and _EXT_RE.fullmatch(ext))
+
+
+def safe_id(value: str) -> str:
+    """An engine-given id made safe for a key part (real ids are already alphanumeric)."""
+    cleaned = "".join(ch for ch in value if ch.isalnum() or ch == "_")[:100]
+    return cleaned or "media"

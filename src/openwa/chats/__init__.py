@@ -1,0 +1,1 @@
+"""Chats: the conversations of a session, from its stored messages."""

@@ -1,0 +1,1 @@
+"""Contacts: who a session knows, and whether a number is on WhatsApp."""

@@ -1,0 +1,1 @@
+"""Groups: list, create, change and leave WhatsApp groups through the session's engine."""
