@@ -50,6 +50,7 @@ from openwa.kit.ids import ulid
 from openwa.kit.signal import Signal
 from openwa.logs import configure_logging
 from openwa.maintenance import Maintenance
+from openwa.media.ingest import MediaIngest
 from openwa.media.links import MediaLinks
 from openwa.messages.sender import SendWorker
 from openwa.messages.service import MessageService
@@ -161,11 +162,24 @@ def build_services(settings: Settings) -> Services:
         sender=sender,
         webhooks=webhooks,
         deliveries=deliveries,
+        media_ingest=MediaIngest(
+            max_bytes=settings.max_media_bytes,
+            fetch_timeout_s=settings.media_fetch_timeout_s,
+            allow_private=settings.webhook_allow_private,
+            tmp_dir=settings.data_dir / "tmp",
+        ),
         groups=GroupService(db, runtime, engines),
         chats=ChatService(db, runtime, engines),
         contacts=ContactService(db, runtime, engines),
         event_reader=EventService(db, events),
-        maintenance=Maintenance(db, events, event_retention_days=settings.event_retention_days),
+        maintenance=Maintenance(
+            db,
+            events,
+            storage,
+            event_retention_days=settings.event_retention_days,
+            message_retention_days=settings.message_retention_days,
+            media_retention_days=settings.media_retention_days,
+        ),
         metrics=HttpMetrics(),
     )
 
@@ -263,6 +277,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,
+        max_media_bytes=settings.max_media_bytes,
         metrics=services.metrics,
         state=app.state,
     )

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
-from sqlalchemy import delete
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from openwa.db.models import DeliveryRow, IdempotencyRow
+from openwa.db.models import DeliveryRow, IdempotencyRow, MessageRow
 from openwa.events.log import EventLog
 from openwa.kit.clock import utcnow
+from openwa.storage.base import Storage
 
 log = structlog.get_logger(__name__)
 
@@ -24,13 +26,19 @@ class Maintenance:
         self,
         db: async_sessionmaker[AsyncSession],
         events: EventLog,
+        storage: Storage,
         *,
         event_retention_days: int,
+        message_retention_days: int,
+        media_retention_days: int,
         every_s: float = 600.0,
     ) -> None:
         self._db = db
         self._events = events
+        self._storage = storage
         self._retention_days = event_retention_days
+        self._message_days = message_retention_days
+        self._media_days = media_retention_days
         self._every_s = every_s
         self._task: asyncio.Task[None] | None = None
 
@@ -66,3 +74,48 @@ class Maintenance:
             )
         if events:
             log.info("events_pruned", count=events)
+        await self.prune_media(now - timedelta(days=self._media_days))
+        await self.prune_messages(now - timedelta(days=self._message_days))
+
+    async def prune_media(self, cutoff: datetime, batch: int = 500) -> int:
+        """Delete stored media of messages older than `cutoff` (the messages stay)."""
+        removed = 0
+        while True:
+            async with self._db() as db:
+                rows = (
+                    (
+                        await db.execute(
+                            select(MessageRow)
+                            .where(MessageRow.media_key.is_not(None), MessageRow.timestamp < cutoff)
+                            .limit(batch)
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+            if not rows:
+                return removed
+            for row in rows:
+                with contextlib.suppress(FileNotFoundError):
+                    await self._storage.delete(row.media_key or "")
+            async with self._db() as db, db.begin():
+                for row in rows:
+                    await db.execute(
+                        update(MessageRow)
+                        .where(MessageRow.session_id == row.session_id, MessageRow.id == row.id)
+                        .values(media_key=None, content=_without_media(row.content))
+                    )
+            removed += len(rows)
+
+    async def prune_messages(self, cutoff: datetime) -> int:
+        """Delete messages older than `cutoff` (their media goes first)."""
+        await self.prune_media(cutoff)
+        async with self._db() as db, db.begin():
+            result = await db.execute(delete(MessageRow).where(MessageRow.timestamp < cutoff))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _without_media(content: dict[str, Any]) -> dict[str, Any]:
+    media = dict((content or {}).get("media") or {})
+    media.pop("key", None)
+    return {**content, "media": {**media, "deleted": True}} if media else dict(content)

@@ -19,6 +19,7 @@ from openwa.events.service import EventService
 from openwa.groups.service import GroupService
 from openwa.keys.service import KeyService
 from openwa.maintenance import Maintenance
+from openwa.media.ingest import MediaIngest
 from openwa.messages.sender import SendWorker
 from openwa.messages.service import MessageService
 from openwa.sessions.runtime import SessionRuntime
@@ -48,6 +49,7 @@ class Services:
     deliveries: DeliveryWorker
     event_reader: EventService
     maintenance: Maintenance
+    media_ingest: MediaIngest
     groups: GroupService
     chats: ChatService
     contacts: ContactService

@@ -24,11 +24,14 @@ class RequestContextMiddleware:
         app: ASGIApp,
         *,
         max_body_bytes: int,
+        max_media_bytes: int,
         metrics: HttpMetrics,
         state: Any,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # Media sends carry the media itself (base64 adds a third): their own limit.
+        self.max_media_body_bytes = max_media_bytes * 4 // 3 + 1_048_576
         self.metrics = metrics
         self.state = state
 
@@ -59,7 +62,7 @@ class RequestContextMiddleware:
                 if rejection is not None:
                     await rejection(scope, receive, send_with_id)
                     return
-                receive = self._limited(receive)
+                receive = self._limited(receive, self._limit_for(scope))
             await self.app(scope, receive, send_with_id)
         finally:
             if scope["type"] == "http":
@@ -73,6 +76,11 @@ class RequestContextMiddleware:
                 )
             request_id_var.reset(token)
 
+    def _limit_for(self, scope: Scope) -> int:
+        if scope["method"] == "POST" and scope["path"].endswith("/messages/media"):
+            return self.max_media_body_bytes
+        return self.max_body_bytes
+
     def _reject(self, scope: Scope, headers: dict[bytes, bytes]) -> Any:
         if getattr(self.state, "draining", False) and scope["path"].startswith("/api"):
             return error_response(503, "NOT_READY", "The instance is draining")
@@ -82,18 +90,17 @@ class RequestContextMiddleware:
                 size = int(length)
             except ValueError:
                 return error_response(400, "VALIDATION_ERROR", "Content-Length is not a number")
-            if size > self.max_body_bytes:
+            if size > self._limit_for(scope):
                 return error_response(
                     413,
                     "PAYLOAD_TOO_LARGE",
                     "Request body is over the limit",
-                    {"maxBytes": self.max_body_bytes},
+                    {"maxBytes": self._limit_for(scope)},
                 )
         return None
 
-    def _limited(self, receive: Receive) -> Receive:
+    def _limited(self, receive: Receive, limit: int) -> Receive:
         """Count streamed (chunked) bodies too; Content-Length alone can be absent."""
-        limit = self.max_body_bytes
         seen = 0
 
         async def wrapped() -> Message:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, model_validator
 
 from openwa.kit.schema import CamelModel, StrictCamelModel
 
@@ -30,6 +30,65 @@ class TextMessageCreate(SendOptions):
     mentions: list[str] | None = Field(default=None, max_length=256)
 
 
+MediaType = Literal["image", "video", "audio", "voice", "document", "sticker"]
+
+
+class MediaSource(StrictCamelModel):
+    """Exactly one of `url`, or `base64` with its `mimetype`."""
+
+    url: str | None = Field(default=None, max_length=2048, examples=["https://example.com/a.jpg"])
+    base64: str | None = Field(default=None, description="The bytes, base64 (or a data: URL)")
+    mimetype: str | None = Field(default=None, max_length=128, examples=["image/jpeg"])
+    filename: str | None = Field(default=None, max_length=255)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> MediaSource:
+        if (self.url is None) == (self.base64 is None):
+            raise ValueError("give either url or base64")
+        return self
+
+
+class MediaMessageCreate(SendOptions):
+    chat_id: str = Field(min_length=1, max_length=128, examples=["+62 812-3456-7890"])
+    type: MediaType = Field(examples=["image"])
+    media: MediaSource
+    caption: str | None = Field(default=None, max_length=4096)
+    reply_to: str | None = Field(default=None, max_length=128)
+
+
+class MediaUploadFields(SendOptions):
+    """The fields of a `multipart/form-data` media send (with a `file` part)."""
+
+    chat_id: str = Field(min_length=1, max_length=128)
+    type: MediaType
+    caption: str | None = Field(default=None, max_length=4096)
+    reply_to: str | None = Field(default=None, max_length=128)
+    filename: str | None = Field(default=None, max_length=255)
+
+
+class LocationMessageCreate(SendOptions):
+    chat_id: str = Field(min_length=1, max_length=128)
+    latitude: float = Field(ge=-90, le=90, examples=[-6.2])
+    longitude: float = Field(ge=-180, le=180, examples=[106.816666])
+    name: str | None = Field(default=None, max_length=256)
+    address: str | None = Field(default=None, max_length=1024)
+
+
+class ContactCard(StrictCamelModel):
+    name: str = Field(min_length=1, max_length=256, examples=["Budi Santoso"])
+    phone_number: str = Field(min_length=5, max_length=32, examples=["+62 812-3456-7890"])
+
+
+class ContactMessageCreate(SendOptions):
+    chat_id: str = Field(min_length=1, max_length=128)
+    contacts: list[ContactCard] = Field(min_length=1, max_length=20)
+
+
+class ReactionCreate(SendOptions):
+    message_id: str = Field(min_length=1, max_length=128)
+    emoji: str = Field(max_length=16, description="An empty string removes the reaction")
+
+
 class Message(CamelModel):
     id: str = Field(description="WhatsApp's message id", examples=["3EB0A1B2C3D4E5F6A7B8C9D0"])
     session_id: str
@@ -40,6 +99,14 @@ class Message(CamelModel):
     text: str | None = None
     reply_to: str | None = None
     mentions: list[str] | None = None
+    caption: str | None = None
+    media: dict[str, Any] | None = Field(
+        default=None, description="{url, mimetype, size, filename?}: download from url"
+    )
+    location: dict[str, Any] | None = None
+    contacts: list[dict[str, Any]] | None = None
+    reaction: dict[str, Any] | None = None
+    revoked: bool = False
     status: str = Field(
         description="pending, sent, delivered, read, played, failed, cancelled; received (inbound)"
     )
@@ -48,13 +115,6 @@ class Message(CamelModel):
     timestamp: datetime
     created_at: datetime
     updated_at: datetime
-
-
-class MockInbound(StrictCamelModel):
-    from_: str = Field(alias="from", min_length=1, max_length=128, examples=["+1 555 0100 200"])
-    text: str | None = Field(default=None, max_length=65536)
-    type: str = Field(default="text", pattern="^[a-z]{1,16}$")
-    media: dict[str, Any] | None = None
 
 
 class MockInboundResult(CamelModel):
@@ -67,3 +127,12 @@ class Transmission(CamelModel):
     type: str
     content: dict[str, Any]
     at: datetime
+
+
+class MockInbound(StrictCamelModel):
+    from_: str = Field(alias="from", min_length=1, max_length=128, examples=["+1 555 0100 200"])
+    text: str | None = Field(default=None, max_length=65536)
+    type: str = Field(default="text", pattern="^[a-z]{1,16}$")
+    media: MediaSource | None = Field(
+        default=None, description="Media that comes with it ({base64, mimetype} or {url})"
+    )

@@ -11,19 +11,23 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.db.models import IdempotencyRow, MessageRow, SessionRow
 from openwa.engines.base import (
+    EngineClient,
     EngineEvent,
+    EngineRefused,
     GroupUpdated,
     InboundMedia,
     MessageAck,
     MessageReceived,
     MessageRevoked,
     ReactionReceived,
+    SendFailed,
 )
 from openwa.errors import (
+    EngineError,
     IdempotencyConflict,
     MessageNotFound,
     MessageNotPending,
-    NotSupported,
+    NotFound,
     SessionNotReady,
 )
 from openwa.events.log import EventLog
@@ -39,11 +43,22 @@ from openwa.keys.principal import Principal
 from openwa.kit.chat_ids import chat_kind, normalize_chat_id
 from openwa.kit.clock import utcnow
 from openwa.kit.ids import whatsapp_message_id
+from openwa.kit.phone import normalize_phone
 from openwa.kit.signal import Signal
+from openwa.media.ingest import StagedMedia
 from openwa.media.links import MediaLinks
 from openwa.media.types import extension_for
 from openwa.messages.repository import MessageRepository, upsert_contact
-from openwa.messages.schemas import Message, TextMessageCreate
+from openwa.messages.schemas import (
+    ContactMessageCreate,
+    LocationMessageCreate,
+    MediaMessageCreate,
+    MediaUploadFields,
+    Message,
+    ReactionCreate,
+    TextMessageCreate,
+)
+from openwa.messages.vcard import vcard
 from openwa.queue import outbox
 from openwa.sessions.runtime import session_event
 from openwa.sessions.status import Status
@@ -57,8 +72,27 @@ _ACK_RANK = {"pending": 0, "sent": 1, "delivered": 2, "read": 3, "played": 4}
 _IGNORE_FLAGS = {"group": "groups", "status": "status", "channel": "channels"}
 
 
+def _media_view(row: MessageRow, media: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Media as clients see it: where to download it, never our storage key."""
+    if not media:
+        return None
+    if not media.get("key"):
+        return {"deleted": True, "mimetype": media.get("mimetype"), "size": media.get("size")}
+    view = {
+        "url": f"/api/sessions/{row.session_id}/messages/{row.id}/media",
+        "mimetype": media["mimetype"],
+        "size": media["size"],
+    }
+    if media.get("filename"):
+        view["filename"] = media["filename"]
+    return view
+
+
 def to_schema(row: MessageRow) -> Message:
     content = row.content or {}
+    reaction = None
+    if row.type == "reaction":
+        reaction = {"messageId": content.get("messageId"), "emoji": content.get("emoji")}
     return Message(
         id=row.id,
         session_id=row.session_id,
@@ -69,6 +103,12 @@ def to_schema(row: MessageRow) -> Message:
         text=content.get("text"),
         reply_to=content.get("replyTo"),
         mentions=content.get("mentions"),
+        caption=content.get("caption"),
+        media=_media_view(row, content.get("media")),
+        location=content.get("location"),
+        contacts=content.get("contacts"),
+        reaction=reaction,
+        revoked=row.revoked_at is not None,
         status=row.status,
         error=row.error,
         send_at=row.send_at,
@@ -137,6 +177,127 @@ class MessageService:
             idempotency_key,
         )
 
+    async def accept_media(
+        self,
+        session: SessionRow,
+        principal: Principal,
+        fields: MediaUploadFields | MediaMessageCreate,
+        staged: StagedMedia,
+        idempotency_key: str | None,
+    ) -> Message:
+        content: dict[str, Any] = {}
+        if fields.caption:
+            content["caption"] = fields.caption
+        if fields.reply_to:
+            content["replyTo"] = fields.reply_to
+        request = fields.model_dump(mode="json", by_alias=True, exclude_none=True)
+        request["media"] = {"sha256": staged.sha256, "mimetype": staged.mimetype}
+        return await self._accept(
+            session,
+            principal,
+            fields.type,
+            fields.chat_id,
+            content,
+            fields.send_at,
+            request,
+            idempotency_key,
+            staged,
+        )
+
+    async def accept_location(
+        self,
+        session: SessionRow,
+        principal: Principal,
+        body: LocationMessageCreate,
+        idempotency_key: str | None,
+    ) -> Message:
+        location = body.model_dump(
+            by_alias=True, exclude_none=True, include={"latitude", "longitude", "name", "address"}
+        )
+        request = body.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return await self._accept(
+            session,
+            principal,
+            "location",
+            body.chat_id,
+            {"location": location},
+            body.send_at,
+            request,
+            idempotency_key,
+        )
+
+    async def accept_contacts(
+        self,
+        session: SessionRow,
+        principal: Principal,
+        body: ContactMessageCreate,
+        idempotency_key: str | None,
+    ) -> Message:
+        cards = []
+        for card in body.contacts:
+            phone = normalize_phone(card.phone_number)
+            cards.append(
+                {"name": card.name, "phoneNumber": phone, "vcard": vcard(card.name, phone)}
+            )
+        request = body.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return await self._accept(
+            session,
+            principal,
+            "contacts",
+            body.chat_id,
+            {"contacts": cards},
+            body.send_at,
+            request,
+            idempotency_key,
+        )
+
+    async def accept_reaction(
+        self,
+        session: SessionRow,
+        principal: Principal,
+        body: ReactionCreate,
+        idempotency_key: str | None,
+    ) -> Message:
+        async with self._db() as db:
+            target = await MessageRepository(db).get(session.id, body.message_id)
+        if target is None:
+            raise MessageNotFound(details={"messageId": body.message_id})
+        request = body.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return await self._accept(
+            session,
+            principal,
+            "reaction",
+            target.chat_id,
+            {"messageId": target.id, "emoji": body.emoji},
+            body.send_at,
+            request,
+            idempotency_key,
+        )
+
+    async def media(self, session_id: str, message_id: str) -> tuple[dict[str, Any], Any]:
+        """The message's media description and a stream of its bytes."""
+        async with self._db() as db:
+            row = await MessageRepository(db).get(session_id, message_id)
+        if row is None:
+            raise MessageNotFound(details={"messageId": message_id})
+        media = (row.content or {}).get("media")
+        if not media or not media.get("key"):
+            raise NotFound("this message has no stored media", details={"messageId": message_id})
+        stream = self._storage.stream(media["key"])
+        try:
+            first = await anext(stream)
+        except (FileNotFoundError, StopAsyncIteration) as exc:
+            raise NotFound(
+                "the media is no longer stored", details={"messageId": message_id}
+            ) from exc
+
+        async def chunks() -> Any:
+            yield first
+            async for chunk in stream:
+                yield chunk
+
+        return media, chunks()
+
     async def _accept(
         self,
         session: SessionRow,
@@ -147,10 +308,29 @@ class MessageService:
         send_at: Any,
         request: dict[str, Any],
         idempotency_key: str | None,
+        staged: StagedMedia | None = None,
     ) -> Message:
-        chat_id = normalize_chat_id(raw_chat_id)
+        chat_id = raw_chat_id if type_ == "reaction" else normalize_chat_id(raw_chat_id)
         request_hash = _request_hash(f"{session.id}/{type_}", request)
         idem_id = (principal.key_id, session.id, idempotency_key) if idempotency_key else None
+        message_id = whatsapp_message_id()
+        if idem_id is not None:
+            async with self._db() as db:
+                stored = await db.get(IdempotencyRow, idem_id)
+            if stored is not None:
+                if staged is not None:
+                    staged.discard()
+                return self._replay(stored, request_hash)
+        if staged is not None:
+            key = media_key(session.id, message_id, extension_for(staged.mimetype))
+            try:
+                await self._storage.put(key, staged.path, staged.mimetype)
+            finally:
+                staged.discard()
+            media: dict[str, Any] = {"key": key, "mimetype": staged.mimetype, "size": staged.size}
+            if staged.filename:
+                media["filename"] = staged.filename
+            content = {**content, "media": media}
         try:
             async with self._db() as db, db.begin():
                 if idem_id is not None:
@@ -167,7 +347,7 @@ class MessageService:
                 due = max(send_at, now) if send_at is not None else now
                 row = MessageRow(
                     session_id=session.id,
-                    id=whatsapp_message_id(),
+                    id=message_id,
                     chat_id=chat_id,
                     from_me=True,
                     sender=current.phone_number and f"{current.phone_number}@s.whatsapp.net",
@@ -178,6 +358,7 @@ class MessageService:
                     timestamp=now,
                     created_at=now,
                     updated_at=now,
+                    media_key=(content.get("media") or {}).get("key"),
                 )
                 MessageRepository(db).add(row)
                 outbox.enqueue(db, session.id, row.id, due, now)
@@ -219,17 +400,34 @@ class MessageService:
             raise MessageNotFound(details={"messageId": message_id})
         return to_schema(row)
 
-    async def cancel_or_revoke(self, session_id: str, message_id: str) -> Message:
+    async def cancel_or_revoke(
+        self, session_id: str, message_id: str, client: EngineClient | None
+    ) -> Message:
+        """Cancel a pending message, or revoke a sent one for everyone."""
+        async with self._db() as db:
+            row = await MessageRepository(db).get(session_id, message_id)
+        if row is None:
+            raise MessageNotFound(details={"messageId": message_id})
+        if row.status == "pending":
+            return await self._cancel(session_id, message_id)
+        if not row.from_me:
+            raise EngineError("only your own messages can be revoked", details={"fromMe": False})
+        if row.status not in ("sent", "delivered", "read", "played"):
+            raise MessageNotPending(details={"status": row.status})
+        if client is None:
+            raise SessionNotReady("the session must be ready to revoke")
+        try:
+            await client.revoke(row.chat_id, row.id)
+        except (SendFailed, EngineRefused) as exc:
+            raise EngineError(str(exc)) from exc
+        return await self.get(session_id, message_id)
+
+    async def _cancel(self, session_id: str, message_id: str) -> Message:
         async with self._db() as db, db.begin():
             row = await MessageRepository(db).get(session_id, message_id)
             if row is None:
                 raise MessageNotFound(details={"messageId": message_id})
             if row.status != "pending":
-                if row.from_me and row.status in ("sent", "delivered", "read", "played"):
-                    raise NotSupported(
-                        "revoking a sent message is not available yet",
-                        details={"capability": "revoke"},
-                    )
                 raise MessageNotPending(details={"status": row.status})
             job = await outbox.job_for(db, session_id, message_id)
             if job is not None and job.locked_until is not None and job.locked_until > utcnow():

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.db.models import SessionRow
-from openwa.engines.base import PairingNotAvailable, SendFailed
+from openwa.engines.base import InboundMedia, PairingNotAvailable, SendFailed
 from openwa.engines.mock.engine import MockClient, MockEngine
 from openwa.engines.mock.store import MockNetworkStore
 from openwa.engines.registry import EngineRegistry
@@ -30,6 +31,7 @@ from openwa.kit.clock import iso, utcnow
 from openwa.kit.ids import new_id
 from openwa.kit.pagination import PageParams
 from openwa.kit.phone import normalize_phone
+from openwa.media.ingest import StagedMedia
 from openwa.messages.schemas import MockInbound, Transmission
 from openwa.sessions.qr import qr_data_url, qr_png
 from openwa.sessions.repository import SessionRepository
@@ -261,15 +263,20 @@ class SessionService:
         await client.drop(reason or "connection dropped by mock/disconnect")
         return await self.get(session_id)
 
-    async def mock_inbound(self, session_id: str, body: MockInbound) -> str:
+    async def mock_inbound(
+        self, session_id: str, body: MockInbound, media: StagedMedia | None
+    ) -> str:
         client = await self._mock_client(session_id)
         content: dict[str, Any] = {}
         if body.text is not None:
             content["text"] = body.text
-        if body.media is not None:
-            content["media"] = body.media
+        inbound = None
+        if media is not None:
+            data = await asyncio.to_thread(media.path.read_bytes)
+            media.discard()
+            inbound = InboundMedia(media.mimetype, media.size, media.filename, data=data)
         try:
-            return await client.inbound(normalize_chat_id(body.from_), body.type, content)
+            return await client.inbound(normalize_chat_id(body.from_), body.type, content, inbound)
         except SendFailed as exc:
             raise SessionNotReady(str(exc)) from exc
 

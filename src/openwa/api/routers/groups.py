@@ -1,7 +1,145 @@
-"""Groups routes (to be filled in)."""
+"""Groups: list, create, read and change groups, their members, invite link, leaving."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import copy
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+
+from openwa.api.deps import PageDep, ServicesDep, SessionDep, WriterDep
+from openwa.api.envelope import Envelope, PageEnvelope, ok, paged
+from openwa.api.responses import errors
+from openwa.groups.schemas import (
+    GROUP_ID_EXAMPLE,
+    Group,
+    GroupCreate,
+    GroupLeft,
+    GroupParticipantsUpdate,
+    GroupUpdate,
+    InviteCode,
+    ParticipantResult,
+)
 
 router = APIRouter(prefix="/api/sessions/{id}/groups", tags=["groups"])
+
+GroupId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=128,
+        description="The group address (`...@g.us`); anything else is INVALID_CHAT_ID",
+        examples=[GROUP_ID_EXAMPLE],
+    ),
+]
+_NOT_READY = ("SESSION_NOT_READY", "The session must be ready to manage groups")
+_REFUSED = ("ENGINE_ERROR", "this account is not an admin of the group")
+
+
+def _errors(*statuses: int, **overrides: tuple[str, str]) -> dict[int | str, dict[str, Any]]:
+    """`errors(...)`, whose 400 also shows INVALID_CHAT_ID (a bad group or participant id)."""
+    responses = errors(*statuses, **overrides)
+    content = responses[400]["content"]["application/json"]
+    validation = content.pop("example")
+    invalid = copy.deepcopy(validation)
+    invalid["error"].update(code="INVALID_CHAT_ID", message="not a group address (...@g.us)")
+    content["examples"] = {
+        "VALIDATION_ERROR": {"value": validation},
+        "INVALID_CHAT_ID": {"value": invalid},
+    }
+    responses[400]["description"] = (
+        "Body, query or path failed validation, or an id is not a WhatsApp address"
+    )
+    return responses
+
+
+@router.get("", responses=errors(403, 404, 409, 501, s409=_NOT_READY))
+async def list_groups(
+    session: SessionDep, services: ServicesDep, page: PageDep
+) -> PageEnvelope[Group]:
+    """List the groups the session's account is in, oldest first."""
+    items, total = await services.groups.page(session, page)
+    return paged(items, page, total)
+
+
+@router.post(
+    "",
+    status_code=201,
+    responses=_errors(403, 404, 409, 422, 501, s409=_NOT_READY),
+)
+async def create_group(
+    body: GroupCreate, _: WriterDep, session: SessionDep, services: ServicesDep
+) -> Envelope[Group]:
+    """Create a group with the given participants; the session's account owns it."""
+    return ok(await services.groups.create(session, body))
+
+
+@router.get(
+    "/{group_id}",
+    responses=_errors(403, 404, 409, 422, 501, s409=_NOT_READY, s422=_REFUSED),
+)
+async def get_group(
+    group_id: GroupId, session: SessionDep, services: ServicesDep
+) -> Envelope[Group]:
+    """One group: subject, description, owner, participants with roles, settings."""
+    return ok(await services.groups.get(session, group_id))
+
+
+@router.patch(
+    "/{group_id}",
+    responses=_errors(403, 404, 409, 422, 501, s409=_NOT_READY, s422=_REFUSED),
+)
+async def update_group(
+    group_id: GroupId,
+    body: GroupUpdate,
+    _: WriterDep,
+    session: SessionDep,
+    services: ServicesDep,
+) -> Envelope[Group]:
+    """Change the subject, description or settings (admins only); the group as it is now."""
+    return ok(await services.groups.update(session, group_id, body))
+
+
+@router.post(
+    "/{group_id}/participants",
+    responses=_errors(403, 404, 409, 422, 501, s409=_NOT_READY, s422=_REFUSED),
+)
+async def change_participants(
+    group_id: GroupId,
+    body: GroupParticipantsUpdate,
+    _: WriterDep,
+    session: SessionDep,
+    services: ServicesDep,
+) -> Envelope[list[ParticipantResult]]:
+    """Add, remove, promote or demote participants (admins only); a status per participant."""
+    return ok(await services.groups.change_participants(session, group_id, body))
+
+
+@router.get(
+    "/{group_id}/invite-code",
+    responses=_errors(403, 404, 409, 422, 501, s409=_NOT_READY, s422=_REFUSED),
+)
+async def invite_code(
+    group_id: GroupId, session: SessionDep, services: ServicesDep
+) -> Envelope[InviteCode]:
+    """The group's invite code and `https://chat.whatsapp.com/` link (admins only)."""
+    return ok(await services.groups.invite_code(session, group_id))
+
+
+@router.post(
+    "/{group_id}/leave",
+    responses=_errors(
+        403,
+        404,
+        409,
+        422,
+        501,
+        s409=_NOT_READY,
+        s422=("ENGINE_ERROR", "this account is not a participant of the group"),
+    ),
+)
+async def leave_group(
+    group_id: GroupId, _: WriterDep, session: SessionDep, services: ServicesDep
+) -> Envelope[GroupLeft]:
+    """Leave the group; the session's account stops being a participant."""
+    return ok(await services.groups.leave(session, group_id))

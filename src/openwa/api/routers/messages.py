@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path
+from fastapi import APIRouter, Header, Path, Request
+from fastapi.responses import StreamingResponse
 
 from openwa.api.deps import PrincipalDep, ServicesDep, SessionDep, WriterDep
 from openwa.api.envelope import Envelope, ok
+from openwa.api.media_request import content_disposition, read_media_request
 from openwa.api.responses import errors
-from openwa.messages.schemas import Message, TextMessageCreate
+from openwa.messages.schemas import (
+    ContactMessageCreate,
+    LocationMessageCreate,
+    Message,
+    ReactionCreate,
+    TextMessageCreate,
+)
 
 router = APIRouter(prefix="/api/sessions/{id}/messages", tags=["messages"])
 
@@ -56,5 +64,108 @@ async def get_message(
 async def delete_message(
     message_id: MessageId, _: WriterDep, session: SessionDep, services: ServicesDep
 ) -> Envelope[Message]:
-    """Cancel a message that is still `pending` (scheduled or waiting for its session)."""
-    return ok(await services.messages.cancel_or_revoke(session.id, message_id))
+    """Cancel a `pending` message; revoke a sent one for everyone."""
+    client = services.runtime.client(session.id)
+    ready = session.id in services.runtime.ready_sessions()
+    return ok(
+        await services.messages.cancel_or_revoke(session.id, message_id, client if ready else None)
+    )
+
+
+@router.post(
+    "/media",
+    status_code=202,
+    responses=errors(403, 404, 409, 413, 501, s409=_NOT_READY),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/MediaMessageCreate"}},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["chatId", "type", "file"],
+                        "properties": {
+                            "chatId": {"type": "string"},
+                            "type": {
+                                "type": "string",
+                                "enum": ["image", "video", "audio", "voice", "document", "sticker"],
+                            },
+                            "caption": {"type": "string"},
+                            "replyTo": {"type": "string"},
+                            "sendAt": {"type": "string", "format": "date-time"},
+                            "file": {"type": "string", "format": "binary"},
+                        },
+                    }
+                },
+            },
+        }
+    },
+)
+async def send_media(
+    request: Request,
+    principal: WriterDep,
+    session: SessionDep,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Envelope[Message]:
+    """Accept media from a URL, base64 or a multipart upload (202, `pending`)."""
+    fields, staged = await read_media_request(request, services)
+    return ok(
+        await services.messages.accept_media(session, principal, fields, staged, idempotency_key)
+    )
+
+
+@router.post("/location", status_code=202, responses=errors(403, 404, 409, s409=_NOT_READY))
+async def send_location(
+    body: LocationMessageCreate,
+    principal: WriterDep,
+    session: SessionDep,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Envelope[Message]:
+    """Accept a location (202, `pending`)."""
+    return ok(await services.messages.accept_location(session, principal, body, idempotency_key))
+
+
+@router.post("/contact", status_code=202, responses=errors(403, 404, 409, s409=_NOT_READY))
+async def send_contact(
+    body: ContactMessageCreate,
+    principal: WriterDep,
+    session: SessionDep,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Envelope[Message]:
+    """Accept contact cards, sent as vCard 3.0 (202, `pending`)."""
+    return ok(await services.messages.accept_contacts(session, principal, body, idempotency_key))
+
+
+@router.post("/reaction", status_code=202, responses=errors(403, 404, 409, s409=_NOT_READY))
+async def send_reaction(
+    body: ReactionCreate,
+    principal: WriterDep,
+    session: SessionDep,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Envelope[Message]:
+    """React to a message (an empty `emoji` removes the reaction)."""
+    return ok(await services.messages.accept_reaction(session, principal, body, idempotency_key))
+
+
+@router.get(
+    "/{message_id}/media",
+    response_class=StreamingResponse,
+    responses={
+        **errors(403, 404),
+        200: {"content": {"application/octet-stream": {}}, "description": "The media bytes"},
+    },
+)
+async def get_media(
+    message_id: MessageId, _: PrincipalDep, session: SessionDep, services: ServicesDep
+) -> StreamingResponse:
+    """The stored media of a message, with its content type."""
+    media, chunks = await services.messages.media(session.id, message_id)
+    headers = {"Content-Length": str(media["size"])}
+    if media.get("filename"):
+        headers["Content-Disposition"] = content_disposition(media["filename"])
+    return StreamingResponse(chunks, media_type=media["mimetype"], headers=headers)

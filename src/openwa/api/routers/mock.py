@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Query
 from openwa.api.deps import PrincipalDep, ServicesDep, SessionDep, WriterDep
 from openwa.api.envelope import Envelope, ok
 from openwa.api.responses import errors
+from openwa.media.types import ALLOWED
 from openwa.messages.schemas import MockInbound, MockInboundResult, Transmission
 from openwa.sessions.schemas import MockDisconnect, Session
 
@@ -41,7 +42,12 @@ async def mock_inbound(
     body: MockInbound, _: WriterDep, session: SessionDep, services: ServicesDep
 ) -> Envelope[MockInboundResult]:
     """Deliver an inbound message to the session, as if sent from `from`."""
-    message_id = await services.sessions.mock_inbound(session.id, body)
+    media = None
+    if body.media is not None:
+        media = await services.media_ingest.from_source(
+            body.type if body.type in ALLOWED else "document", body.media
+        )
+    message_id = await services.sessions.mock_inbound(session.id, body, media)
     return ok(MockInboundResult(id=message_id))
 
 

@@ -31,6 +31,8 @@ class MessageRow(Base):
     # Inbound: when it was marked read. Any: when it was revoked for everyone.
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The stored media object, if any (also in `content.media`); indexed for retention.
+    media_key: Mapped[str | None] = mapped_column(String(300), nullable=True, index=True)
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -366,26 +366,23 @@ class MockClient:
         sender: str,
         type_: str,
         content: dict[str, Any],
-        media: dict[str, Any] | None = None,
+        media: InboundMedia | None = None,
     ) -> str:
-        """Deliver a message from `sender` (a chat id) as if it came over the network.
-
-        `media` is `{key, mimetype, size, filename?}` of an object already stored.
-        """
+        """Deliver a message from `sender` (a chat id) as if it came over the network."""
         if self._phone is None:
             raise SendFailed("the mock session is not linked")
         message_id = whatsapp_message_id()
-        payload: dict[str, Any] = {
-            "id": message_id,
-            "chatId": sender,
-            "from": sender,
-            "type": type_,
-            "content": content,
-            "timestamp": iso(utcnow()),
-        }
-        if media is not None:
-            payload["media"] = {**media, "sourceKey": media["key"]}
-        await self.receive(payload)
+        await self._ctx.emit(
+            MessageReceived(
+                id=message_id,
+                chat_id=sender,
+                sender=sender,
+                type=type_,
+                content=content,
+                timestamp=utcnow(),
+                media=media,
+            )
+        )
         return message_id
 
     async def transmitted(self, limit: int) -> list[dict[str, Any]]:

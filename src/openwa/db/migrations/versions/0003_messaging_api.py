@@ -69,10 +69,14 @@ def upgrade() -> None:
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.add_column(sa.Column("read_at", UTCDateTime(), nullable=True))
         batch_op.add_column(sa.Column("revoked_at", UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column("media_key", sa.String(length=300), nullable=True))
+        batch_op.create_index(batch_op.f("ix_messages_media_key"), ["media_key"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("messages", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_messages_media_key"))
+        batch_op.drop_column("media_key")
         batch_op.drop_column("revoked_at")
         batch_op.drop_column("read_at")
 

@@ -1,0 +1,157 @@
+"""Queries that see the messages table as chats: one chat per `chat_id` of a session.
+
+There is no chats table: a chat is the group of a session's messages with one `chat_id`,
+and its activity the newest `timestamp` among them. The index on
+`(session_id, chat_id, timestamp)` answers the grouping and the history without a scan
+of the table's other columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, and_, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openwa.db.models import MessageRow
+from openwa.kit.pagination import PageParams
+
+# Bound parameters per statement stay far below SQLite's and asyncpg's limits.
+_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSummary:
+    chat_id: str
+    last_activity_at: datetime
+    last_message: MessageRow
+    unread_count: int
+
+
+def _inbound_unread(session_id: str, chat_ids: Sequence[str]) -> Any:
+    return and_(
+        MessageRow.session_id == session_id,
+        MessageRow.chat_id.in_(chat_ids),
+        MessageRow.from_me.is_(False),
+        MessageRow.read_at.is_(None),
+    )
+
+
+class ChatRepository:
+    def __init__(self, db: AsyncSession) -> None:
+        self.db = db
+
+    async def page(self, session_id: str, params: PageParams) -> tuple[list[ChatSummary], int]:
+        """The session's chats, newest activity first (ties by chat id), with the total."""
+        total = (
+            await self.db.execute(
+                select(func.count(func.distinct(MessageRow.chat_id))).where(
+                    MessageRow.session_id == session_id
+                )
+            )
+        ).scalar_one()
+        if total == 0 or params.offset >= total:
+            return [], total
+
+        last_at = func.max(MessageRow.timestamp).label("last_at")
+        window = (
+            select(MessageRow.chat_id.label("chat_id"), last_at)
+            .where(MessageRow.session_id == session_id)
+            .group_by(MessageRow.chat_id)
+            .order_by(last_at.desc(), MessageRow.chat_id)
+            .offset(params.offset)
+            .limit(params.limit)
+            .subquery()
+        )
+        # The newest message of each chat of the page, joined on the chat's newest time.
+        rows = await self.db.execute(
+            select(MessageRow, window.c.last_at)
+            .join(
+                window,
+                and_(
+                    MessageRow.chat_id == window.c.chat_id,
+                    MessageRow.timestamp == window.c.last_at,
+                ),
+            )
+            .where(MessageRow.session_id == session_id)
+        )
+        newest: dict[str, tuple[MessageRow, datetime]] = {}
+        for message, at in rows.tuples():
+            # Two messages of one chat may share the newest time: keep the later stored.
+            kept = newest.get(message.chat_id)
+            if kept is None or (message.created_at, message.id) > (
+                kept[0].created_at,
+                kept[0].id,
+            ):
+                newest[message.chat_id] = (message, at)
+
+        unread = await self.unread_counts(session_id, list(newest))
+        chats = [
+            ChatSummary(
+                chat_id=chat_id,
+                last_activity_at=at,
+                last_message=message,
+                unread_count=unread.get(chat_id, 0),
+            )
+            for chat_id, (message, at) in newest.items()
+        ]
+        chats.sort(key=lambda chat: chat.chat_id)
+        chats.sort(key=lambda chat: chat.last_activity_at, reverse=True)
+        return chats, total
+
+    async def unread_counts(self, session_id: str, chat_ids: Sequence[str]) -> dict[str, int]:
+        if not chat_ids:
+            return {}
+        rows = await self.db.execute(
+            select(MessageRow.chat_id, func.count())
+            .where(_inbound_unread(session_id, chat_ids))
+            .group_by(MessageRow.chat_id)
+        )
+        return {chat_id: count for chat_id, count in rows.tuples()}
+
+    async def history(
+        self, session_id: str, chat_id: str, params: PageParams
+    ) -> tuple[list[MessageRow], int]:
+        """The chat's stored messages, newest first, with the total."""
+        where = (MessageRow.session_id == session_id, MessageRow.chat_id == chat_id)
+        total = (
+            await self.db.execute(select(func.count()).select_from(MessageRow).where(*where))
+        ).scalar_one()
+        rows = await self.db.execute(
+            select(MessageRow)
+            .where(*where)
+            .order_by(
+                MessageRow.timestamp.desc(), MessageRow.created_at.desc(), MessageRow.id.desc()
+            )
+            .offset(params.offset)
+            .limit(params.limit)
+        )
+        return list(rows.scalars()), total
+
+    async def unread_ids(self, session_id: str, chat_id: str) -> list[str]:
+        """Ids of the chat's inbound messages not yet marked read, oldest first."""
+        rows = await self.db.execute(
+            select(MessageRow.id)
+            .where(_inbound_unread(session_id, [chat_id]))
+            .order_by(MessageRow.timestamp, MessageRow.id)
+        )
+        return list(rows.scalars())
+
+    async def mark_read(
+        self, session_id: str, chat_id: str, message_ids: Sequence[str], at: datetime
+    ) -> int:
+        """Set `read_at` on those of `message_ids` still unread; how many were."""
+        marked = 0
+        for start in range(0, len(message_ids), _CHUNK):
+            chunk = message_ids[start : start + _CHUNK]
+            result = await self.db.execute(
+                update(MessageRow)
+                .where(_inbound_unread(session_id, [chat_id]), MessageRow.id.in_(chunk))
+                .values(read_at=at, updated_at=at)
+                .execution_options(synchronize_session=False)
+            )
+            marked += cast(CursorResult[Any], result).rowcount
+        return marked

@@ -1,0 +1,52 @@
+"""Queries on the contacts table (rows are written by `messages.repository.upsert_contact`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openwa.db.models import ContactRow
+from openwa.kit.pagination import PageParams
+
+
+class ContactRepository:
+    def __init__(self, db: AsyncSession) -> None:
+        self.db = db
+
+    async def get(self, session_id: str, chat_id: str) -> ContactRow | None:
+        return await self.db.get(ContactRow, (session_id, chat_id))
+
+    async def page(self, session_id: str, params: PageParams) -> tuple[list[ContactRow], int]:
+        """The session's contacts by address: the primary key order, stable on both databases."""
+        total = (
+            await self.db.execute(
+                select(func.count())
+                .select_from(ContactRow)
+                .where(ContactRow.session_id == session_id)
+            )
+        ).scalar_one()
+        rows = await self.db.execute(
+            select(ContactRow)
+            .where(ContactRow.session_id == session_id)
+            .order_by(ContactRow.chat_id)
+            .offset(params.offset)
+            .limit(params.limit)
+        )
+        return list(rows.scalars()), total
+
+    async def display_names(self, session_id: str, chat_ids: Sequence[str]) -> dict[str, str]:
+        """The name to show for each address that has one: saved name, else push name."""
+        if not chat_ids:
+            return {}
+        rows = await self.db.execute(
+            select(ContactRow.chat_id, ContactRow.name, ContactRow.push_name).where(
+                ContactRow.session_id == session_id, ContactRow.chat_id.in_(chat_ids)
+            )
+        )
+        return {
+            chat_id: name or push_name
+            for chat_id, name, push_name in rows.tuples()
+            if name or push_name
+        }

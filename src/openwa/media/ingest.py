@@ -1,0 +1,189 @@
+"""Media in: from an upload, base64 or a URL, into a checked temporary file.
+
+Whatever the source, bytes are streamed to a temporary file with a running size check
+(413 over `MAX_MEDIA_BYTES`), never held whole in memory; the type is read from the
+bytes themselves and must fit the message type (415 otherwise); voice notes become
+OGG/Opus and stickers WebP (ffmpeg). The caller stores the file under a key it makes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import aiohttp
+
+from openwa.errors import (
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+    WebhookUrlForbidden,
+)
+from openwa.media.convert import convert_if_needed
+from openwa.media.types import ALLOWED, OCTET_STREAM, detect
+from openwa.messages.schemas import MediaSource
+from openwa.webhooks.url_guard import GuardedResolver, check_url, literal_forbidden
+
+_CHUNK = 256 * 1024
+_SNIFF = 8192
+
+
+@dataclass
+class StagedMedia:
+    path: Path
+    mimetype: str
+    size: int
+    sha256: str
+    filename: str | None
+
+    def discard(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+class Readable(Protocol):
+    async def read(self, size: int = -1) -> bytes: ...
+
+
+def _clean_filename(name: str | None) -> str | None:
+    """Keep a client's file name as a label only: no path, no control characters."""
+    if not name:
+        return None
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(ch for ch in base if ch.isprintable() and ch not in '"\0')[:200].strip()
+    return base or None
+
+
+class MediaIngest:
+    def __init__(
+        self, *, max_bytes: int, fetch_timeout_s: float, allow_private: bool, tmp_dir: Path
+    ) -> None:
+        self._max_bytes = max_bytes
+        self._fetch_timeout_s = fetch_timeout_s
+        self._allow_private = allow_private
+        self._tmp_dir = tmp_dir
+
+    async def _spool(self, chunks: AsyncIterator[bytes]) -> tuple[Path, int, str, bytes]:
+        self._tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self._tmp_dir, prefix="upload-")
+        path = Path(name)
+        size, digest, head = 0, hashlib.sha256(), b""
+        try:
+            with os.fdopen(fd, "wb") as out:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > self._max_bytes:
+                        raise PayloadTooLarge(
+                            "media is over MAX_MEDIA_BYTES", details={"maxBytes": self._max_bytes}
+                        )
+                    if len(head) < _SNIFF:
+                        head += chunk[: _SNIFF - len(head)]
+                    digest.update(chunk)
+                    out.write(chunk)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        if size == 0:
+            path.unlink(missing_ok=True)
+            raise ValidationFailed(details=[{"field": "media", "message": "media is empty"}])
+        return path, size, digest.hexdigest(), head
+
+    async def from_stream(
+        self, type_: str, source: Readable, claimed: str | None, filename: str | None
+    ) -> StagedMedia:
+        async def chunks() -> AsyncIterator[bytes]:
+            while chunk := await source.read(_CHUNK):
+                yield chunk
+
+        return await self._finish(type_, await self._spool(chunks()), claimed, filename)
+
+    async def from_base64(
+        self, type_: str, data: str, claimed: str | None, filename: str | None
+    ) -> StagedMedia:
+        if len(data) * 3 // 4 > self._max_bytes + 3:
+            raise PayloadTooLarge(
+                "media is over MAX_MEDIA_BYTES", details={"maxBytes": self._max_bytes}
+            )
+        try:
+            raw = base64.b64decode(
+                data.split(",", 1)[-1] if data.startswith("data:") else data, validate=True
+            )
+        except (binascii.Error, ValueError) as exc:
+            raise ValidationFailed(
+                details=[{"field": "body.media.base64", "message": "not valid base64"}]
+            ) from exc
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for start in range(0, len(raw), _CHUNK):
+                yield raw[start : start + _CHUNK]
+
+        return await self._finish(type_, await self._spool(chunks()), claimed, filename)
+
+    async def from_url(self, type_: str, url: str, filename: str | None) -> StagedMedia:
+        await check_url(url, self._allow_private)
+        if not self._allow_private and literal_forbidden(url):
+            raise WebhookUrlForbidden(details={"url": url})
+        resolver = None if self._allow_private else GuardedResolver()
+        timeout = aiohttp.ClientTimeout(total=self._fetch_timeout_s)
+        try:
+            async with (
+                aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(resolver=resolver), timeout=timeout
+                ) as http,
+                http.get(url, allow_redirects=False) as response,
+            ):
+                if response.status != 200:
+                    raise ValidationFailed(
+                        "the media URL did not answer 200",
+                        details=[{"field": "body.media.url", "message": f"HTTP {response.status}"}],
+                    )
+                claimed = response.headers.get("Content-Type")
+                name = filename or _clean_filename(response.url.path.rsplit("/", 1)[-1])
+                spooled = await self._spool(response.content.iter_chunked(_CHUNK))
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise ValidationFailed(
+                "the media URL could not be fetched",
+                details=[
+                    {"field": "body.media.url", "message": f"{type(exc).__name__}: {exc}"[:300]}
+                ],
+            ) from exc
+        return await self._finish(type_, spooled, claimed, name)
+
+    async def from_source(self, type_: str, source: MediaSource) -> StagedMedia:
+        """From a JSON media object: `{url}` or `{base64, mimetype}`."""
+        if source.url is not None:
+            return await self.from_url(type_, source.url, source.filename)
+        assert source.base64 is not None
+        return await self.from_base64(type_, source.base64, source.mimetype, source.filename)
+
+    async def _finish(
+        self,
+        type_: str,
+        spooled: tuple[Path, int, str, bytes],
+        claimed: str | None,
+        filename: str | None,
+    ) -> StagedMedia:
+        path, size, sha256, head = spooled
+        try:
+            detected = detect(head)
+            allowed = ALLOWED[type_]
+            claimed_type = (claimed or "").split(";")[0].strip().lower() or None
+            mimetype = detected or (claimed_type if allowed is None else None) or OCTET_STREAM
+            if allowed is not None and mimetype not in allowed:
+                raise UnsupportedMediaType(
+                    f"{type_} media cannot be {mimetype}",
+                    details={"type": type_, "detected": detected, "claimed": claimed_type},
+                )
+            staged = StagedMedia(path, mimetype, size, sha256, _clean_filename(filename))
+            return await convert_if_needed(type_, staged, self._tmp_dir)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
