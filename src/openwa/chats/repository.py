@@ -79,7 +79,7 @@ class ChatRepository:
             .where(MessageRow.session_id == session_id)
         )
         newest: dict[str, tuple[MessageRow, datetime]] = {}
-        for message, at in rows.tuples():
+        for message, at in rows:
             # Two messages of one chat may share the newest time: keep the later stored.
             kept = newest.get(message.chat_id)
             if kept is None or (message.created_at, message.id) > (
@@ -110,7 +110,7 @@ class ChatRepository:
             .where(_inbound_unread(session_id, chat_ids))
             .group_by(MessageRow.chat_id)
         )
-        return {chat_id: count for chat_id, count in rows.tuples()}
+        return {chat_id: count for chat_id, count in rows}
 
     async def history(
         self, session_id: str, chat_id: str, params: PageParams

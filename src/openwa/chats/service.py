@@ -1,11 +1,39 @@
-"""Chat use cases (to be filled in: list, history, mark read, presence)."""
+"""Chat use cases: the chat list and a chat's history (from the database, in any state),
+marking a chat read and showing typing (through the engine, on a `ready` session)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from typing import TypeVar
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from openwa.chats.repository import ChatRepository, ChatSummary
+from openwa.chats.schemas import Chat, ChatRead, Presence, PresenceState
+from openwa.contacts.repository import ContactRepository
+from openwa.db.models import SessionRow
+from openwa.engines.base import EngineClient, EngineRefused, SendFailed
 from openwa.engines.registry import EngineRegistry
+from openwa.errors import EngineError, NotSupported, SessionNotReady
+from openwa.kit.chat_ids import GROUP_SUFFIX, normalize_chat_id
+from openwa.kit.clock import utcnow
+from openwa.kit.pagination import PageParams
+from openwa.messages.schemas import Message
+from openwa.messages.service import to_schema as message_schema
 from openwa.sessions.runtime import SessionRuntime
+
+_T = TypeVar("_T")
+
+
+def _chat(summary: ChatSummary, name: str | None) -> Chat:
+    return Chat(
+        id=summary.chat_id,
+        name=name,
+        is_group=summary.chat_id.endswith(GROUP_SUFFIX),
+        last_message=message_schema(summary.last_message),
+        unread_count=summary.unread_count,
+        last_activity_at=summary.last_activity_at,
+    )
 
 
 class ChatService:
@@ -18,3 +46,65 @@ class ChatService:
         self._db = db
         self._runtime = runtime
         self._engines = engines
+
+    async def page(self, session_id: str, params: PageParams) -> tuple[list[Chat], int]:
+        async with self._db() as db:
+            summaries, total = await ChatRepository(db).page(session_id, params)
+            names = await ContactRepository(db).display_names(
+                session_id, [s.chat_id for s in summaries]
+            )
+        return [_chat(s, names.get(s.chat_id)) for s in summaries], total
+
+    async def history(
+        self, session_id: str, chat_id: str, params: PageParams
+    ) -> tuple[list[Message], int]:
+        """The chat's stored messages, newest first; an unknown chat is an empty page."""
+        address = normalize_chat_id(chat_id)
+        async with self._db() as db:
+            rows, total = await ChatRepository(db).history(session_id, address, params)
+        return [message_schema(row) for row in rows], total
+
+    async def mark_read(self, session: SessionRow, chat_id: str) -> ChatRead:
+        """Tell WhatsApp the chat's unread inbound messages were read, then remember it."""
+        address = normalize_chat_id(chat_id)
+        client = self._client(session, "chats")
+        async with self._db() as db:
+            ids = await ChatRepository(db).unread_ids(session.id, address)
+        if not ids:
+            return ChatRead(chat_id=address, marked=0)
+        # The engine first: when it fails the messages stay unread and the call can be retried.
+        await self._call(client.mark_read(address, ids), address)
+        async with self._db() as db, db.begin():
+            marked = await ChatRepository(db).mark_read(session.id, address, ids, utcnow())
+        return ChatRead(chat_id=address, marked=marked)
+
+    async def set_presence(
+        self, session: SessionRow, chat_id: str, state: PresenceState
+    ) -> Presence:
+        address = normalize_chat_id(chat_id)
+        client = self._client(session, "presence")
+        await self._call(client.set_presence(address, state), address)
+        return Presence(chat_id=address, state=state)
+
+    def _client(self, session: SessionRow, capability: str) -> EngineClient:
+        """The running client of a `ready` session whose engine has `capability`."""
+        engine = self._engines.get(session.engine)
+        if capability not in engine.capabilities:
+            raise NotSupported(details={"engine": session.engine, "capability": capability})
+        client = self._runtime.client(session.id)
+        if client is None or session.id not in self._runtime.ready_sessions():
+            raise SessionNotReady(
+                "the session must be ready for this", details={"status": session.status}
+            )
+        return client
+
+    @staticmethod
+    async def _call(call: Awaitable[_T], chat_id: str) -> _T:
+        """Await an engine call, turning its failures into the contract's errors."""
+        try:
+            return await call
+        except EngineRefused as exc:
+            raise EngineError(str(exc), details={"reason": str(exc), "chatId": chat_id}) from exc
+        except SendFailed as exc:
+            # The connection went away between the readiness check and the call.
+            raise SessionNotReady(str(exc), details={"reason": str(exc)}) from exc

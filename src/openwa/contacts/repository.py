@@ -45,8 +45,9 @@ class ContactRepository:
                 ContactRow.session_id == session_id, ContactRow.chat_id.in_(chat_ids)
             )
         )
-        return {
-            chat_id: name or push_name
-            for chat_id, name, push_name in rows.tuples()
-            if name or push_name
-        }
+        names: dict[str, str] = {}
+        for chat_id, name, push_name in rows:
+            shown = name or push_name
+            if shown:
+                names[chat_id] = shown
+        return names

@@ -314,13 +314,17 @@ class MessageService:
         request_hash = _request_hash(f"{session.id}/{type_}", request)
         idem_id = (principal.key_id, session.id, idempotency_key) if idempotency_key else None
         message_id = whatsapp_message_id()
-        if idem_id is not None:
-            async with self._db() as db:
-                stored = await db.get(IdempotencyRow, idem_id)
+        async with self._db() as db:
+            stored = await db.get(IdempotencyRow, idem_id) if idem_id is not None else None
+            current = await db.get(SessionRow, session.id)
+        if stored is not None or current is None or Status(current.status) in _REFUSING:
+            if staged is not None:
+                staged.discard()
             if stored is not None:
-                if staged is not None:
-                    staged.discard()
                 return self._replay(stored, request_hash)
+            raise SessionNotReady(
+                "start the session first", details={"status": current.status if current else None}
+            )
         if staged is not None:
             key = media_key(session.id, message_id, extension_for(staged.mimetype))
             try:

@@ -1,7 +1,84 @@
-"""Chats routes (to be filled in)."""
+"""Chats: the list and a chat's history (stored messages), mark read, typing."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import copy
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path
+
+from openwa.api.deps import PageDep, ServicesDep, SessionDep, WriterDep
+from openwa.api.envelope import Envelope, PageEnvelope, ok, paged
+from openwa.api.responses import errors
+from openwa.chats.schemas import CHAT_ID_EXAMPLE, Chat, ChatRead, Presence, PresenceUpdate
+from openwa.messages.schemas import Message
 
 router = APIRouter(prefix="/api/sessions/{id}/chats", tags=["chats"])
+
+# A chat id holds an `@`; it may come URL-encoded (`%40`) or not, both reach the route.
+ChatId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=128,
+        description="The chat: a phone number, a user address or a group address",
+        examples=[CHAT_ID_EXAMPLE],
+    ),
+]
+_NOT_READY = ("SESSION_NOT_READY", "The session must be ready for this")
+
+
+def _errors(*statuses: int, **overrides: tuple[str, str]) -> dict[int | str, dict[str, Any]]:
+    """`errors(...)`, whose 400 also shows INVALID_CHAT_ID (a chat id that cannot be one)."""
+    responses = errors(*statuses, **overrides)
+    content = responses[400]["content"]["application/json"]
+    validation = content.pop("example")
+    invalid = copy.deepcopy(validation)
+    invalid["error"].update(code="INVALID_CHAT_ID", message="Not a WhatsApp address")
+    content["examples"] = {
+        "VALIDATION_ERROR": {"value": validation},
+        "INVALID_CHAT_ID": {"value": invalid},
+    }
+    responses[400]["description"] = (
+        "Body, query or path failed validation, or the chat id is not a WhatsApp address"
+    )
+    return responses
+
+
+@router.get("", responses=errors(403, 404))
+async def list_chats(
+    session: SessionDep, services: ServicesDep, page: PageDep
+) -> PageEnvelope[Chat]:
+    """List the session's chats from its stored messages, newest activity first."""
+    items, total = await services.chats.page(session.id, page)
+    return paged(items, page, total)
+
+
+@router.get("/{chat_id}/messages", responses=_errors(403, 404))
+async def chat_messages(
+    chat_id: ChatId, session: SessionDep, services: ServicesDep, page: PageDep
+) -> PageEnvelope[Message]:
+    """The chat's stored messages, newest first."""
+    items, total = await services.chats.history(session.id, chat_id, page)
+    return paged(items, page, total)
+
+
+@router.post("/{chat_id}/read", responses=_errors(403, 404, 409, 422, 501, s409=_NOT_READY))
+async def mark_chat_read(
+    chat_id: ChatId, _: WriterDep, session: SessionDep, services: ServicesDep
+) -> Envelope[ChatRead]:
+    """Mark the chat's unread inbound messages read (blue ticks to their senders)."""
+    return ok(await services.chats.mark_read(session, chat_id))
+
+
+@router.post("/{chat_id}/typing", responses=_errors(403, 404, 409, 422, 501, s409=_NOT_READY))
+async def set_chat_presence(
+    chat_id: ChatId,
+    _: WriterDep,
+    session: SessionDep,
+    services: ServicesDep,
+    body: Annotated[PresenceUpdate | None, Body()] = None,
+) -> Envelope[Presence]:
+    """Show `typing` (the default) or `recording` in the chat, or stop with `paused`."""
+    state = body.state if body is not None else "typing"
+    return ok(await services.chats.set_presence(session, chat_id, state))

@@ -1,7 +1,93 @@
-"""Contacts routes (to be filled in)."""
+"""Contacts: the session's directory, profile pictures, and checking a number."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import copy
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+
+from openwa.api.deps import PageDep, ServicesDep, SessionDep
+from openwa.api.envelope import Envelope, PageEnvelope, ok, paged
+from openwa.api.responses import errors
+from openwa.contacts.schemas import CONTACT_ID_EXAMPLE, Contact, NumberCheck, ProfilePicture
 
 router = APIRouter(prefix="/api/sessions/{id}/contacts", tags=["contacts"])
+
+# A contact id holds an `@`; it may come URL-encoded (`%40`) or not, both reach the route.
+ContactId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=128,
+        description="The contact: a phone number or a user address",
+        examples=[CONTACT_ID_EXAMPLE],
+    ),
+]
+PhoneNumber = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=32,
+        description="A phone number in international form (`+`, spaces and dashes allowed)",
+        examples=["+62 812-3456-7890"],
+    ),
+]
+_NOT_READY = ("SESSION_NOT_READY", "The session must be ready to ask WhatsApp")
+
+
+def _errors(*statuses: int, **overrides: tuple[str, str]) -> dict[int | str, dict[str, Any]]:
+    """`errors(...)`, whose 400 also shows INVALID_CHAT_ID (an id or number that cannot be)."""
+    responses = errors(*statuses, **overrides)
+    content = responses[400]["content"]["application/json"]
+    validation = content.pop("example")
+    invalid = copy.deepcopy(validation)
+    invalid["error"].update(code="INVALID_CHAT_ID", message="Not a WhatsApp address")
+    content["examples"] = {
+        "VALIDATION_ERROR": {"value": validation},
+        "INVALID_CHAT_ID": {"value": invalid},
+    }
+    responses[400]["description"] = (
+        "Query or path failed validation, or the id or number is not a WhatsApp address"
+    )
+    return responses
+
+
+@router.get("", responses=errors(403, 404))
+async def list_contacts(
+    session: SessionDep, services: ServicesDep, page: PageDep
+) -> PageEnvelope[Contact]:
+    """List the contacts the session knows from its chats, by address."""
+    items, total = await services.contacts.page(session.id, page)
+    return paged(items, page, total)
+
+
+# Before `/{contact_id}...`, so that `check/...` is never taken for a contact id.
+@router.get("/check/{phone_number}", responses=_errors(403, 404, 409, 422, 501, s409=_NOT_READY))
+async def check_number(
+    phone_number: PhoneNumber, session: SessionDep, services: ServicesDep
+) -> Envelope[NumberCheck]:
+    """Whether a phone number is on WhatsApp, with its user address when it is."""
+    return ok(await services.contacts.check(session, phone_number))
+
+
+@router.get(
+    "/{contact_id}",
+    responses=_errors(403, 404, s404=("NOT_FOUND", "contact not found")),
+)
+async def get_contact(
+    contact_id: ContactId, session: SessionDep, services: ServicesDep
+) -> Envelope[Contact]:
+    """One contact of the session's directory."""
+    return ok(await services.contacts.get(session.id, contact_id))
+
+
+@router.get(
+    "/{contact_id}/profile-picture",
+    responses=_errors(403, 404, 409, 422, 501, s409=_NOT_READY),
+)
+async def contact_profile_picture(
+    contact_id: ContactId, session: SessionDep, services: ServicesDep
+) -> Envelope[ProfilePicture]:
+    """The URL of the contact's profile picture; `url` is null when there is none."""
+    return ok(await services.contacts.profile_picture(session, contact_id))
