@@ -26,6 +26,7 @@ from openwa.kit.clock import utcnow
 from openwa.kit.signal import Signal
 from openwa.messages.service import MessageService
 from openwa.queue import outbox
+from openwa.queue.claims import release_all
 from openwa.sessions.runtime import SessionRuntime, session_event
 
 log = structlog.get_logger(__name__)
@@ -73,6 +74,9 @@ class SendWorker:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            # A send cut short may have reached the engine: it goes again with the same id.
+            async with self._db() as db, db.begin():
+                await release_all(db, outbox.SENDS, self._worker_id)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -109,6 +109,17 @@ async def claim_runs(
     return runs
 
 
+async def release_all(db: AsyncSession, spec: QueueSpec[Any], worker: str) -> None:
+    """Give back every pending row this worker holds (on a clean stop), so that the
+    next start does not wait for the leases to run out."""
+    table: Any = spec.model
+    await db.execute(
+        update(table)
+        .where(table.locked_by == worker, spec.pending(table), table.locked_until.is_not(None))
+        .values(locked_until=None)
+    )
+
+
 async def release(db: AsyncSession, model: Any, ids: Sequence[int], worker: str) -> None:
     """Give back claimed rows that were not attempted (they keep their place)."""
     if ids:

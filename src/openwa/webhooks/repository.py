@@ -82,6 +82,6 @@ class WebhookRepository:
         result = await self.db.execute(
             select(DeliveryAttemptRow)
             .where(DeliveryAttemptRow.delivery_id.in_(delivery_ids))
-            .order_by(DeliveryAttemptRow.delivery_id, DeliveryAttemptRow.attempt)
+            .order_by(DeliveryAttemptRow.delivery_id, DeliveryAttemptRow.id)
         )
         return list(result.scalars())

@@ -231,13 +231,14 @@ class WebhookService:
 
     async def register_from_env(self, url: str, secret: str | None, events: list[str]) -> None:
         """`WEBHOOK_URL`: one instance-wide webhook, replaced when the variables change."""
+        body = WebhookCreate(url=url, events=events, secret=secret)
+        wanted = body.events or ["*"]
         async with self._db() as db, db.begin():
             existing = await WebhookRepository(db).by_source("env", None)
             for row in existing:
-                if row.url == url and row.events == events and (secret in (None, row.secret)):
+                if row.url == url and row.events == wanted and secret in (None, row.secret):
                     return
                 await db.delete(row)
-        body = WebhookCreate(url=url, events=events, secret=secret)
         await self.create(None, body, source="env")
 
     async def _row(self, db: AsyncSession, session_id: str | None, webhook_id: str) -> WebhookRow:

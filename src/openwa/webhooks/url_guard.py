@@ -8,6 +8,7 @@ resolved to a public address when saved and to 127.0.0.1 later is still refused.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import socket
 from urllib.parse import urlsplit
@@ -79,7 +80,10 @@ class GuardedResolver(AbstractResolver):
         results = await self._inner.resolve(host, port, family)
         allowed = [r for r in results if not is_forbidden(r["host"])]
         if not allowed:
-            raise ForbiddenAddress(f"{host} resolves only to forbidden addresses")
+            raise ForbiddenAddress(
+                errno.EACCES,
+                f"WEBHOOK_URL_FORBIDDEN: {host} resolves only to forbidden addresses",
+            )
         return allowed
 
     async def close(self) -> None:

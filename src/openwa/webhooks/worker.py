@@ -26,7 +26,7 @@ from openwa.db.models import DeliveryAttemptRow, DeliveryRow, EventRow, WebhookR
 from openwa.events.log import EventLog, from_row
 from openwa.kit.clock import utcnow
 from openwa.kit.signal import Signal
-from openwa.queue.claims import QueueSpec, claim_runs, release
+from openwa.queue.claims import QueueSpec, claim_runs, release, release_all
 from openwa.webhooks.signing import signature_header
 from openwa.webhooks.url_guard import GuardedResolver, literal_forbidden
 
@@ -87,6 +87,8 @@ class DeliveryWorker:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            async with self._db() as db, db.begin():
+                await release_all(db, DELIVERIES, self._worker_id)
         if self._http is not None:
             await self._http.close()
 

@@ -1,0 +1,115 @@
+"""Webhooks given in a session's config, and config.ignore."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.fixtures.app import Api
+from tests.webhooks.receiver import Receiver
+from tests.webhooks.support import (
+    data_of,
+    error_of,
+    hooks_path,
+    inbound,
+    message_ids,
+    new_secret,
+    ready_session,
+    received_events,
+    verifies,
+)
+
+GROUP = "120363012345678901@g.us"
+
+
+async def test_config_webhooks_are_returned_with_secrets_and_deliver(
+    hapi: Api, receiver: Receiver
+) -> None:
+    given = new_secret()
+    created = await ready_session(
+        hapi,
+        config={
+            "webhooks": [
+                {"url": f"{receiver.base}/generated", "events": ["message.received"]},
+                {"url": f"{receiver.base}/given", "events": ["message.received"], "secret": given},
+            ]
+        },
+    )
+    hooks = {h["url"].rsplit("/", 1)[1]: h for h in created["webhooks"]}
+    assert set(hooks) == {"generated", "given"}
+    assert hooks["given"]["secret"] == given
+    assert hooks["generated"]["secret"].startswith("whsec_")
+    for hook in hooks.values():
+        assert hook["source"] == "config"
+        assert hook["sessionId"] == created["id"]
+    # Stored as webhooks of the session, not in the config, and without secrets.
+    assert "webhooks" not in created["config"]
+    session = await hapi.session(created["id"])
+    assert given not in str(session)
+    listed = data_of(await hapi.request("GET", hooks_path(created["id"])))
+    assert {h["id"] for h in listed} == {h["id"] for h in hooks.values()}
+    assert all("secret" not in h for h in listed)
+
+    message_id = await inbound(hapi, created["id"], "inline")
+    await receiver.wait_for(lambda rs: len(rs) == 2, what="both inline webhooks")
+    for name, hook in hooks.items():
+        [request] = receiver.of(path=f"/{name}")
+        assert message_ids([request]) == [message_id]
+        assert verifies(hook["secret"], request)
+
+
+async def test_config_webhook_with_a_bad_secret_or_url_is_refused(api: Api) -> None:
+    bad_secret = await api.request(
+        "POST",
+        "/api/sessions",
+        json={
+            "name": "bad-inline-secret",
+            "engine": "mock",
+            "config": {"webhooks": [{"url": "http://93.184.215.14/x", "secret": "plain"}]},
+        },
+    )
+    error_of(bad_secret, 400, "VALIDATION_ERROR")
+    forbidden = await api.request(
+        "POST",
+        "/api/sessions",
+        json={
+            "name": "bad-inline-url",
+            "engine": "mock",
+            "config": {"webhooks": [{"url": "http://127.0.0.1:9/x"}]},
+        },
+    )
+    error_of(forbidden, 400, "WEBHOOK_URL_FORBIDDEN")
+    sessions = data_of(await api.request("GET", "/api/sessions"))
+    assert [s["name"] for s in sessions] == []
+
+
+async def test_ignored_groups_raise_no_event_and_no_delivery(hapi: Api, receiver: Receiver) -> None:
+    created = await ready_session(
+        hapi,
+        config={"ignore": {"groups": True}, "webhooks": [{"url": receiver.url}]},
+    )
+    [hook] = created["webhooks"]
+    await asyncio.sleep(0.3)
+    receiver.requests.clear()
+
+    await inbound(hapi, created["id"], "in a group", sender=GROUP)
+    normal = await inbound(hapi, created["id"], "from a person")
+
+    await receiver.wait_for(
+        lambda rs: any(r.event == "message.received" for r in rs), what="the normal message"
+    )
+    await asyncio.sleep(0.5)
+    assert message_ids(receiver.requests) == [normal]
+    assert all(r.payload["data"]["chatId"] != GROUP for r in receiver.requests)
+    events = await received_events(hapi, created["id"], "message.received")
+    assert [e["data"]["id"] for e in events] == [normal]
+    assert verifies(hook["secret"], receiver.of("message.received")[0])
+
+
+async def test_groups_arrive_when_not_ignored(hapi: Api, receiver: Receiver) -> None:
+    created = await ready_session(
+        hapi, config={"webhooks": [{"url": receiver.url, "events": ["message.received"]}]}
+    )
+    from_group = await inbound(hapi, created["id"], "in a group", sender=GROUP)
+    await receiver.wait_for(lambda rs: len(rs) == 1, what="the group message")
+    assert message_ids(receiver.requests) == [from_group]
+    assert receiver.requests[0].payload["data"]["chatId"] == GROUP

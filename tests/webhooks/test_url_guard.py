@@ -1,0 +1,136 @@
+"""Webhook URLs into the server's own network are refused, when saved and when delivered."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.fixtures.app import Api
+from tests.webhooks.conftest import Apps
+from tests.webhooks.receiver import Receiver
+from tests.webhooks.support import (
+    data_of,
+    error_of,
+    hooks_path,
+    inbound,
+    ready_session,
+    register,
+    wait_deliveries,
+)
+
+PUBLIC_URL = "http://93.184.215.14/hook"  # an IP literal: no DNS needed to check it
+
+FORBIDDEN_URLS = [
+    "http://127.0.0.1:8080/hook",
+    "http://127.1.2.3/hook",
+    "http://localhost/hook",
+    "http://localhost:9000/hook",
+    "http://10.0.0.1/hook",
+    "http://172.16.5.4/hook",
+    "http://192.168.1.1/hook",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://[::1]/hook",
+    "http://[::ffff:127.0.0.1]/hook",
+    "http://[fe80::1]/hook",
+    "http://0.0.0.0/hook",
+    "https://100.64.0.1/hook",
+]
+
+NOT_HTTP_URLS = [
+    "ftp://93.184.215.14/hook",
+    "file:///etc/passwd",
+    "gopher://93.184.215.14/x",
+    "javascript:alert(1)",
+    "ws://93.184.215.14/hook",
+    "93.184.215.14/hook",
+    "http:///no-host",
+]
+
+
+async def test_private_urls_are_refused_on_create(api: Api) -> None:
+    session = await api.create_session("guarded", engine="mock")
+    for base in (hooks_path(session["id"]), hooks_path(None)):
+        for url in FORBIDDEN_URLS:
+            response = await api.request("POST", base, json={"url": url})
+            error_of(response, 400, "WEBHOOK_URL_FORBIDDEN", url)
+        assert data_of(await api.request("GET", base)) == []
+
+
+async def test_private_urls_are_refused_on_patch(api: Api) -> None:
+    session = await api.create_session("guarded-patch", engine="mock")
+    for owner in (session["id"], None):
+        hook = await register(api, owner, PUBLIC_URL, active=False)
+        item = f"{hooks_path(owner)}/{hook['id']}"
+        for url in FORBIDDEN_URLS:
+            response = await api.request("PATCH", item, json={"url": url})
+            error_of(response, 400, "WEBHOOK_URL_FORBIDDEN", url)
+        assert data_of(await api.request("GET", item))["url"] == PUBLIC_URL
+
+
+async def test_urls_that_are_not_http_are_validation_errors(api: Api) -> None:
+    session = await api.create_session("schemes", engine="mock")
+    base = hooks_path(session["id"])
+    hook = await register(api, session["id"], PUBLIC_URL, active=False)
+    for url in NOT_HTTP_URLS:
+        response = await api.request("POST", base, json={"url": url})
+        error_of(response, 400, "VALIDATION_ERROR", url)
+        response = await api.request("PATCH", f"{base}/{hook['id']}", json={"url": url})
+        error_of(response, 400, "VALIDATION_ERROR", url)
+
+
+async def test_public_urls_are_accepted(api: Api) -> None:
+    session = await api.create_session("public", engine="mock")
+    for url in (PUBLIC_URL, "https://93.184.215.14:8443/path?q=1"):
+        hook = await register(api, session["id"], url, active=False)
+        assert hook["url"] == url
+
+
+async def test_private_urls_are_accepted_when_allowed(hapi: Api, receiver: Receiver) -> None:
+    session = await hapi.create_session("allowed", engine="mock")
+    for url in (receiver.url, "http://10.0.0.1/hook", "http://[::1]/hook"):
+        hook = await register(hapi, session["id"], url, active=False)
+        assert hook["url"] == url
+
+
+async def refused_at_delivery(apps: Apps, receiver: Receiver, url: str) -> dict[str, Any]:
+    """A webhook saved by an app that allowed `url`, then an event in one that does not.
+
+    Returns the failed delivery, after checking that the receiver got nothing.
+    """
+    allowing = await apps.start(webhook_allow_private=True)
+    session = await ready_session(allowing)
+    hook = await register(allowing, session["id"], url, events=["message.received"])
+    await apps.stop(allowing)
+
+    guarded = await apps.start(webhook_allow_private=False, webhook_max_attempts=2)
+    await guarded.wait_status(session["id"], "ready")
+    await inbound(guarded, session["id"], "must not leave")
+
+    [delivery] = await wait_deliveries(
+        guarded,
+        session["id"],
+        hook["id"],
+        lambda ds: len(ds) == 1 and ds[0]["status"] == "failed",
+        what=f"the delivery to {url} to fail",
+    )
+    await asyncio.sleep(0.3)
+    assert receiver.requests == [], "a forbidden address was connected to"
+    assert delivery["attempts"] == 2
+    assert [a["statusCode"] for a in delivery["log"]] == [None, None]
+    result: dict[str, Any] = delivery
+    return result
+
+
+async def test_delivery_checks_the_address_again(apps: Apps, receiver: Receiver) -> None:
+    delivery = await refused_at_delivery(apps, receiver, receiver.url)
+    for attempt in delivery["log"]:
+        assert "forbidden" in (attempt["error"] or "").lower(), attempt
+    assert "forbidden" in delivery["lastError"].lower()
+
+
+async def test_delivery_checks_what_a_name_resolves_to(apps: Apps, receiver: Receiver) -> None:
+    delivery = await refused_at_delivery(apps, receiver, f"http://localhost:{receiver.port}/hook")
+    # The log says why, as it does for an address literal.
+    for attempt in delivery["log"]:
+        assert "forbidden" in (attempt["error"] or "").lower(), attempt
+    assert "forbidden" in delivery["lastError"].lower()
