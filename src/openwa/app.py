@@ -114,6 +114,7 @@ def build_services(settings: Settings) -> Services:
         events,
         max_sessions=settings.max_sessions,
         reconnect=ReconnectPolicy(settings.reconnect_base_s, settings.reconnect_max_s),
+        media=storage,
     )
     instance_id = settings.instance_id or f"instance-{ulid()}"
     wake_deliveries = Signal()

@@ -20,7 +20,11 @@ class EngineRegistry:
         if engine is None:
             raise NotSupported(
                 f"engine {name!r} is not available on this instance",
-                details={"engine": name, "available": sorted(self._engines)},
+                details={
+                    "engine": name,
+                    "capability": "engine",
+                    "available": sorted(self._engines),
+                },
             )
         return engine
 

@@ -55,9 +55,13 @@ def to_schema(info: GroupInfo) -> Group:
 
 def group_address(raw: str) -> str:
     """The canonical group address in `raw`; INVALID_CHAT_ID when it is not one."""
-    address = normalize_chat_id(raw)
+    problem = InvalidChatId("not a group address (...@g.us)", details={"groupId": raw[:128]})
+    try:
+        address = normalize_chat_id(raw)
+    except InvalidChatId as exc:
+        raise problem from exc
     if not address.endswith(GROUP_SUFFIX):
-        raise InvalidChatId("not a group address (...@g.us)", details={"groupId": raw})
+        raise problem
     return address
 
 

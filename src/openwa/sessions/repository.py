@@ -61,7 +61,7 @@ class SessionRepository:
         result = await self.db.execute(
             select(SessionRow.status, func.count()).group_by(SessionRow.status)
         )
-        return {status: count for status, count in result.tuples()}
+        return {status: count for status, count in result.all()}
 
     def add(self, row: SessionRow) -> None:
         self.db.add(row)

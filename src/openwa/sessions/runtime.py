@@ -29,6 +29,7 @@ from openwa.engines.base import (
     Failed,
     GroupUpdated,
     LoggedOut,
+    MediaReader,
     MessageAck,
     MessageReceived,
     MessageRevoked,
@@ -96,13 +97,17 @@ class SessionRuntime:
         events: EventLog,
         max_sessions: int,
         reconnect: ReconnectPolicy,
+        media: MediaReader | None = None,
     ) -> None:
+        self._media = media
         self._db = db
         self._engines = engines
         self._events = events
         self._max_sessions = max_sessions
         self._reconnect = reconnect
         self._running: dict[str, _Running] = {}
+        # Sessions between the room check and joining `_running` (there are awaits).
+        self._starting: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         self._message_handler: MessageHandler | None = None
         # Notified whenever a session becomes ready (queued sends may go now).
@@ -129,7 +134,7 @@ class SessionRuntime:
         return running.client if running else None
 
     def has_room(self) -> bool:
-        return len(self._running) < self._max_sessions
+        return len(self._running) + len(self._starting) < self._max_sessions
 
     def lock(self, session_id: str) -> asyncio.Lock:
         return self._locks.setdefault(session_id, asyncio.Lock())
@@ -146,25 +151,30 @@ class SessionRuntime:
             raise SessionLimitReached(
                 details={"maxSessions": self._max_sessions, "running": len(self._running)}
             )
-        row = await self._transition(
-            session_id, Status.INITIALIZING, reason, should_run=True, last_error=None
-        )
-        running = _Running(session_id=session_id, engine=row.engine)
-        engine = self._engines.get(row.engine)
-
-        async def emit(event: EngineEvent) -> None:
-            running.events.put_nowait(event)
-
-        running.client = engine.client(
-            SessionContext(
-                session_id=session_id,
-                auth=self.auth_store(session_id, row.engine),
-                emit=emit,
-                config=dict(row.config or {}),
+        self._starting.add(session_id)
+        try:
+            row = await self._transition(
+                session_id, Status.INITIALIZING, reason, should_run=True, last_error=None
             )
-        )
-        running.worker = asyncio.create_task(self._apply_events(running))
-        self._running[session_id] = running
+            running = _Running(session_id=session_id, engine=row.engine)
+            engine = self._engines.get(row.engine)
+
+            async def emit(event: EngineEvent) -> None:
+                running.events.put_nowait(event)
+
+            running.client = engine.client(
+                SessionContext(
+                    session_id=session_id,
+                    auth=self.auth_store(session_id, row.engine),
+                    emit=emit,
+                    config=dict(row.config or {}),
+                    media=self._media,
+                )
+            )
+            running.worker = asyncio.create_task(self._apply_events(running))
+            self._running[session_id] = running
+        finally:
+            self._starting.discard(session_id)
         await self._connect(running)
 
     async def stop(self, session_id: str, reason: str, *, keep_running: bool = False) -> None:

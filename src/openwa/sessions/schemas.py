@@ -45,6 +45,8 @@ def mask_proxy(value: str | None) -> str | None:
     if parts.password is None:
         return value
     host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal keeps its brackets
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))

@@ -53,7 +53,7 @@ ALLOWED: dict[Status, frozenset[Status]] = {
     ),
     Status.DISCONNECTED: frozenset({Status.INITIALIZING, Status.FAILED, Status.STOPPED}),
     Status.FAILED: frozenset({Status.INITIALIZING, Status.STOPPED}),
-    Status.STOPPED: frozenset({Status.INITIALIZING}),
+    Status.STOPPED: frozenset({Status.INITIALIZING, Status.FAILED}),
 }
 
 HISTORY_LENGTH = 10

@@ -42,7 +42,7 @@ def _errors(*statuses: int, **overrides: tuple[str, str]) -> dict[int | str, dic
     content = responses[400]["content"]["application/json"]
     validation = content.pop("example")
     invalid = copy.deepcopy(validation)
-    invalid["error"].update(code="INVALID_CHAT_ID", message="not a group address (...@g.us)")
+    invalid["error"].update(code="INVALID_CHAT_ID", message="Not a WhatsApp address")
     content["examples"] = {
         "VALIDATION_ERROR": {"value": validation},
         "INVALID_CHAT_ID": {"value": invalid},
@@ -53,7 +53,7 @@ def _errors(*statuses: int, **overrides: tuple[str, str]) -> dict[int | str, dic
     return responses
 
 
-@router.get("", responses=errors(403, 404, 409, 501, s409=_NOT_READY))
+@router.get("", responses=errors(403, 404, 409, 422, 501, s409=_NOT_READY))
 async def list_groups(
     session: SessionDep, services: ServicesDep, page: PageDep
 ) -> PageEnvelope[Group]:
