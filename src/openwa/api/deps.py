@@ -52,7 +52,9 @@ async def get_writer(principal: PrincipalDep) -> Principal:
 
 
 async def get_admin(principal: PrincipalDep) -> Principal:
+    """Keys and instance-wide settings: an admin key that is not limited to sessions."""
     principal.require_admin()
+    principal.require_unscoped()
     return principal
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any, Generic, Literal, TypeVar
 
 import orjson
-from fastapi.responses import Response
 from pydantic import Field
+from starlette.responses import JSONResponse as StarletteJSONResponse
 
 from openwa.api.context import request_id_var
 from openwa.kit.clock import iso, utcnow
@@ -74,10 +74,8 @@ def paged(items: list[T], params: PageParams, total: int) -> PageEnvelope[T]:
     )
 
 
-class JSONResponse(Response):
+class JSONResponse(StarletteJSONResponse):
     """orjson-rendered JSON (16x the standard library here)."""
-
-    media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)

@@ -49,7 +49,8 @@ async def list_events(
     "/stream",
     response_class=StreamingResponse,
     responses={
-        200: {"content": {"text/event-stream": {}}, "description": "SSE; `id:` is the cursor"}
+        **errors(403),
+        200: {"content": {"text/event-stream": {}}, "description": "SSE; `id:` is the cursor"},
     },
 )
 async def stream_events(

@@ -128,7 +128,8 @@ class MockGroups:
                 status = "not_found"
             elif action == "add":
                 status = "already_member" if phone in members else "ok"
-                roles[phone] = "member"
+                if status == "ok":
+                    roles[phone] = "member"
             elif phone not in members:
                 status = "not_member"
             elif members[phone] == "superadmin" and action in ("remove", "demote"):
