@@ -176,7 +176,11 @@ async def bench(database: str, url: str, messages: int, clients: int) -> Result:
             async def direct(i: int) -> None:
                 ts = int(time.time())
                 sig = signature_header([secret], f"evt_{i}", ts, payload)
-                h = {"webhook-id": f"evt_{i}", "webhook-timestamp": str(ts), "webhook-signature": sig}
+                h = {
+                    "webhook-id": f"evt_{i}",
+                    "webhook-timestamp": str(ts),
+                    "webhook-signature": sig,
+                }
                 async with http.post(
                     f"http://127.0.0.1:{receiver.port}/hook", data=payload, headers=h
                 ) as r:
@@ -220,15 +224,21 @@ async def main() -> None:
     for database in args.databases.split(","):
         if database == "sqlite":
             path = Path(tempfile.mkdtemp(prefix="openwa-bench-db-")) / "openwa.db"
-            results.append(await bench(database, f"sqlite+aiosqlite:///{path}", args.messages, args.clients))
+            results.append(
+                await bench(database, f"sqlite+aiosqlite:///{path}", args.messages, args.clients)
+            )
         else:
             name, url = await fresh_postgres()
             try:
                 results.append(await bench(database, url, args.messages, args.clients))
             finally:
                 await drop_postgres(name)
-    print(f"\n{args.messages} messages, {args.clients} concurrent clients, {os.cpu_count()} cores\n")
-    print("| database | accepted msg/s | GET /health req/s (baseline) | ratio | webhook events/s end to end | direct signed POSTs/s (baseline) | ratio |")
+    print(
+        f"\n{args.messages} messages, {args.clients} concurrent clients, {os.cpu_count()} cores\n"
+    )
+    print(
+        "| database | accepted msg/s | GET /health req/s (baseline) | ratio | webhook events/s end to end | direct signed POSTs/s (baseline) | ratio |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         print(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import structlog
 from fastapi import FastAPI
@@ -79,6 +80,19 @@ def _build_cache(settings: Settings) -> Cache:
     return MemoryCache()
 
 
+def _stable_instance_id(data_dir: Path) -> str:
+    """This instance's id, kept in DATA_DIR so a restart (even after kill -9) knows which
+    queued work was its own and can take it back at once instead of waiting for leases."""
+    path = data_dir / "instance-id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        instance_id = f"instance-{ulid()}"
+        path.write_text(instance_id)
+        return instance_id
+
+
 def _build_storage(settings: Settings) -> Storage:
     if settings.storage_type == "s3":
         assert settings.s3_bucket is not None  # checked by Settings
@@ -116,7 +130,7 @@ def build_services(settings: Settings) -> Services:
         reconnect=ReconnectPolicy(settings.reconnect_base_s, settings.reconnect_max_s),
         media=storage,
     )
-    instance_id = settings.instance_id or f"instance-{ulid()}"
+    instance_id = settings.instance_id or _stable_instance_id(settings.data_dir)
     wake_deliveries = Signal()
     webhooks = WebhookService(
         db, events, allow_private=settings.webhook_allow_private, wake=wake_deliveries
@@ -219,6 +233,9 @@ def create_app(settings: Settings) -> FastAPI:
             await services.webhooks.register_from_env(settings.webhook_url, secret, events)
         await services.pump.start()
         await services.runtime.restore()
+        # Work this instance had claimed when it last stopped (or died) is taken back now.
+        await services.sender.release_claims()
+        await services.deliveries.release_claims()
         await services.sender.start()
         await services.deliveries.start()
         await services.maintenance.start()

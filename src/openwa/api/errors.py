@@ -61,6 +61,14 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ").lower()
+    if exc.status_code == 400 and "parsing the body" in message:
+        # FastAPI's word for a body it could not decode (bad UTF-8, absurd nesting).
+        return error_response(
+            400,
+            "VALIDATION_ERROR",
+            "Request validation failed",
+            [{"field": "body", "message": "not valid UTF-8 JSON", "type": "json_invalid"}],
+        )
     if exc.status_code == 404:
         message = "No such route"
     return error_response(exc.status_code, code, message, None, dict(exc.headers or {}))

@@ -10,12 +10,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import structlog
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openwa.api.context import choose_request_id, request_id_var
 from openwa.api.envelope import error_response
 from openwa.api.metrics import HttpMetrics
-from openwa.errors import PayloadTooLarge
+
+log = structlog.get_logger(__name__)
 
 
 class RequestContextMiddleware:
@@ -45,9 +48,11 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status_holder = {"status": 500}
+        response_started = {"value": False}
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
+                response_started["value"] = True
                 status_holder["status"] = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [
@@ -64,6 +69,14 @@ class RequestContextMiddleware:
                     return
                 receive = self._limited(receive, self._limit_for(scope))
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Render it here, inside the request's context, so the 500 keeps its id.
+            log.exception("unhandled_error", path=scope.get("path"))
+            if scope["type"] == "http" and not response_started["value"]:
+                response = error_response(
+                    500, "INTERNAL_ERROR", "Internal error; the request id is in the logs"
+                )
+                await response(scope, receive, send_with_id)
         finally:
             if scope["type"] == "http":
                 route = scope.get("route")
@@ -109,7 +122,9 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise PayloadTooLarge(details={"maxBytes": limit})
+                    # An HTTPException passes through FastAPI's body reading as it is
+                    # (anything else becomes a generic 400); it renders as 413.
+                    raise HTTPException(413, "Request body is over the limit")
             return message
 
         return wrapped

@@ -3,6 +3,10 @@
 Fed from the event bus, which the event pump fills from the committed log, so a
 client sees what `/api/events` shows, in the same order. A client more than
 `WS_MAX_QUEUE` events behind is closed with 1008 and can catch up from the log.
+"Behind" counts the events waiting in the server's queue for that socket; what the
+kernel's socket buffers already hold (a few MB on loopback) is not seen by the server,
+so a client that stops reading is noticed once those are full, or once a send has
+been stuck for 10 s.
 Pings (every 20 s) are sent by the server (uvicorn's `ws_ping_interval`).
 """
 
@@ -19,6 +23,7 @@ from openwa.events.bus import SubscriberOverflow
 from openwa.services import Services
 
 router = APIRouter()
+_SEND_TIMEOUT_S = 10.0
 
 
 def _split(value: str | None) -> set[str] | None:
@@ -58,7 +63,11 @@ async def events_socket(websocket: WebSocket) -> None:
                 continue
             if names is not None and event.event not in names:
                 continue
-            await websocket.send_text(orjson.dumps(event.envelope()).decode())
+            # A send blocks only once the socket's buffers are full: a client that stalls
+            # there for long is as far behind as one whose queue overflowed.
+            await asyncio.wait_for(
+                websocket.send_text(orjson.dumps(event.envelope()).decode()), _SEND_TIMEOUT_S
+            )
 
     async def drain() -> None:
         # Reading is how a disconnect is noticed; clients have nothing to send.
@@ -70,7 +79,7 @@ async def events_socket(websocket: WebSocket) -> None:
     try:
         done, _ = await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
-            if isinstance(task.exception(), SubscriberOverflow):
+            if isinstance(task.exception(), SubscriberOverflow | TimeoutError):
                 await websocket.close(code=1008, reason="too far behind; catch up from /api/events")
     except WebSocketDisconnect:
         pass

@@ -234,6 +234,14 @@ class EngineClient(Protocol):
         """
         ...
 
+    async def stored(self, message_id: str) -> None:
+        """An incoming message (or report) is durably stored on our side.
+
+        Engines that can, acknowledge only now, so that a crash between receiving and
+        storing makes WhatsApp (or the mock) hand the message over again.
+        """
+        ...
+
     async def revoke(self, chat_id: str, message_id: str) -> None: ...
 
     async def mark_read(self, chat_id: str, message_ids: list[str]) -> None: ...

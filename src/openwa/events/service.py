@@ -10,6 +10,7 @@ from openwa.events.log import EventLog
 from openwa.events.schemas import EventPage, LoggedEvent
 from openwa.events.types import Event
 from openwa.keys.principal import Principal
+from openwa.kit.names import is_session_ref
 from openwa.sessions.repository import SessionRepository
 
 # How often a stream looks at the log without being woken (events of other instances).
@@ -30,6 +31,7 @@ class EventService:
     ) -> list[str] | None:
         """Session ids to filter by (None: all). Names are accepted; scope is enforced."""
         if requested:
+            requested = [ref for ref in requested if is_session_ref(ref)]
             async with self._db() as db:
                 found = await SessionRepository(db).ids(requested)
             ids = set(found.values()) | {r for r in requested if r not in found}

@@ -11,7 +11,9 @@ from openwa.kit.schema import CamelModel, StrictCamelModel
 
 
 class ApiKeyCreate(StrictCamelModel):
-    name: str = Field(min_length=1, max_length=100, examples=["crm-integration"])
+    name: str = Field(
+        min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$", examples=["crm-integration"]
+    )
     role: Role = Field(examples=["operator"])
     sessions: list[str] | None = Field(
         default=None,

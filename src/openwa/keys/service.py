@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import orjson
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.cache.base import Cache
@@ -16,6 +19,8 @@ from openwa.kit.clock import utcnow
 from openwa.kit.ids import new_id
 from openwa.kit.pagination import PageParams
 from openwa.sessions.repository import SessionRepository
+
+log = structlog.get_logger(__name__)
 
 # How long a key lookup is cached. Deleting a key evicts it at once (everywhere, with
 # Redis); this bounds only what another process could still see.
@@ -60,7 +65,7 @@ class KeyService:
         if not raw_key:
             raise Unauthorized("send the API key in X-API-Key or Authorization: Bearer")
         key_hash = hash_key(raw_key)
-        cached = await self._cache.get(_cache_key(key_hash))
+        cached = await self._cached(key_hash)
         if cached is not None:
             data = orjson.loads(cached)
         else:
@@ -69,7 +74,8 @@ class KeyService:
             if row is None:
                 raise Unauthorized("unknown API key")
             data = {"id": row.id, "name": row.name, "role": row.role, "sessions": row.sessions}
-            await self._cache.set(_cache_key(key_hash), orjson.dumps(data), _AUTH_TTL_S)
+            with contextlib.suppress(Exception):  # a cache that is down only costs speed
+                await self._cache.set(_cache_key(key_hash), orjson.dumps(data), _AUTH_TTL_S)
         sessions = data["sessions"]
         return Principal(
             key_id=data["id"],
@@ -77,6 +83,13 @@ class KeyService:
             role=Role(data["role"]),
             sessions=frozenset(sessions) if sessions is not None else None,
         )
+
+    async def _cached(self, key_hash: str) -> bytes | None:
+        try:
+            return await self._cache.get(_cache_key(key_hash))
+        except Exception:
+            log.warning("cache_unavailable", during="authentication")
+            return None
 
     async def create(self, data: ApiKeyCreate) -> ApiKeyCreated:
         key = generate_key()

@@ -29,7 +29,7 @@ def normalize_chat_id(raw: str) -> str:
     for suffix in (USER_SUFFIX, "@c.us"):
         if lowered.endswith(suffix):
             user = value[: -len(suffix)].split(":")[0]
-            if not user.isdigit():
+            if not (user.isascii() and user.isdigit()):
                 raise InvalidChatId(details={"chatId": raw})
             return normalize_phone(user) + USER_SUFFIX
     if "@" in value or not re.fullmatch(r"\+?[0-9 ()./-]{5,32}", value):

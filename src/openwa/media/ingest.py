@@ -59,7 +59,7 @@ def _clean_filename(name: str | None) -> str | None:
         return None
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
     base = "".join(ch for ch in base if ch.isprintable() and ch not in '"\0')[:200].strip()
-    return base or None
+    return base if base.strip(".") else None  # "." and ".." are no names
 
 
 class MediaIngest:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from openwa.kit.schema import CamelModel, StrictCamelModel
 
@@ -16,6 +16,13 @@ class SendOptions(StrictCamelModel):
         description="ISO 8601 with an offset: hold the message in the queue until then",
         examples=["2026-12-01T09:00:00+07:00"],
     )
+
+    @field_validator("send_at", mode="before")
+    @classmethod
+    def _iso_only(cls, value: object) -> object:
+        if value is not None and not isinstance(value, str):
+            raise ValueError("must be an ISO 8601 string with an offset")
+        return value
 
 
 class TextMessageCreate(SendOptions):
@@ -85,7 +92,7 @@ class ContactMessageCreate(SendOptions):
 
 
 class ReactionCreate(SendOptions):
-    message_id: str = Field(min_length=1, max_length=128)
+    message_id: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")
     emoji: str = Field(max_length=16, description="An empty string removes the reaction")
 
 

@@ -69,14 +69,18 @@ class SendWorker:
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="send-worker")
 
+    async def release_claims(self) -> None:
+        """Give back what this worker holds, so nobody waits for its leases to run out."""
+        async with self._db() as db, db.begin():
+            await release_all(db, outbox.SENDS, self._worker_id)
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             # A send cut short may have reached the engine: it goes again with the same id.
-            async with self._db() as db, db.begin():
-                await release_all(db, outbox.SENDS, self._worker_id)
+            await self.release_claims()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -530,6 +530,7 @@ class MessageService:
                 sender=received.sender,
                 type=received.type,
                 content=content,
+                media_key=(content.get("media") or {}).get("key"),
                 status="sent" if received.from_me else "received",
                 timestamp=received.timestamp,
                 created_at=now,
@@ -551,8 +552,7 @@ class MessageService:
         if media.data is not None:
             await self._storage.put(key, media.data, media.mimetype)
         elif media.source_key is not None:
-            chunks = [chunk async for chunk in self._storage.stream(media.source_key)]
-            await self._storage.put(key, b"".join(chunks), media.mimetype)
+            await self._storage.copy(media.source_key, key)
         stored: dict[str, Any] = {"key": key, "mimetype": media.mimetype, "size": media.size}
         if media.filename:
             stored["filename"] = media.filename

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.db.models import SessionRow
-from openwa.kit.names import is_session_id
+from openwa.kit.names import is_session_id, name_problem
 from openwa.kit.pagination import PageParams
 
 
@@ -23,6 +23,8 @@ class SessionRepository:
         """A session by id, or by name when `ref` is not an id."""
         if is_session_id(ref):
             return await self.get(ref)
+        if name_problem(ref) is not None:
+            return None  # cannot be a name either (and may hold bytes a database refuses)
         result = await self.db.execute(select(SessionRow).where(SessionRow.name == ref))
         return result.scalar_one_or_none()
 

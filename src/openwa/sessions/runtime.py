@@ -300,6 +300,8 @@ class SessionRuntime:
                 row = await self._load(sid)
                 if row is not None and self._message_handler is not None:
                     await self._message_handler(row, event)
+                if isinstance(event, MessageReceived) and running.client is not None:
+                    await running.client.stored(event.id)
             case LoggedOut(reason=reason):
                 await self._end(running, reason, clear_auth=True)
             case Failed(reason=reason):

@@ -16,6 +16,10 @@ class Storage(Protocol):
         """The object's bytes in chunks; `FileNotFoundError` when there is none."""
         ...
 
+    async def copy(self, source: str, target: str) -> None:
+        """Copy within the store (server-side on S3), without passing bytes through us."""
+        ...
+
     async def delete(self, key: str) -> None: ...
 
     async def presign(self, key: str, expires_s: int) -> str | None:

@@ -55,7 +55,18 @@ class ObjectStorage:
     async def put(self, key: str, source: bytes | Path, content_type: str) -> None:
         # Local files keep no attributes (the content type lives with the message).
         attributes = {"Content-Type": content_type} if self.kind == "s3" else None
-        await obstore.put_async(self._store, self._checked(key), source, attributes=attributes)
+        # 5 MB parts, two at a time: bounded memory whatever the object's size.
+        await obstore.put_async(
+            self._store,
+            self._checked(key),
+            source,
+            attributes=attributes,
+            chunk_size=5 * 1024 * 1024,
+            max_concurrency=2,
+        )
+
+    async def copy(self, source: str, target: str) -> None:
+        await obstore.copy_async(self._store, self._checked(source), self._checked(target))
 
     async def stream(self, key: str) -> AsyncIterator[bytes]:
         result = await obstore.get_async(self._store, self._checked(key))

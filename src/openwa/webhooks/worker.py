@@ -82,13 +82,17 @@ class DeliveryWorker:
         )
         self._task = asyncio.create_task(self._run(), name="delivery-worker")
 
+    async def release_claims(self) -> None:
+        """Give back what this worker holds, so nobody waits for its leases to run out."""
+        async with self._db() as db, db.begin():
+            await release_all(db, DELIVERIES, self._worker_id)
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            async with self._db() as db, db.begin():
-                await release_all(db, DELIVERIES, self._worker_id)
+            await self.release_claims()
         if self._http is not None:
             await self._http.close()
 

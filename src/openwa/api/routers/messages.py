@@ -21,7 +21,15 @@ from openwa.messages.schemas import (
 
 router = APIRouter(prefix="/api/sessions/{id}/messages", tags=["messages"])
 
-MessageId = Annotated[str, Path(min_length=1, max_length=128, description="WhatsApp message id")]
+MessageId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[^\x00-\x1f\x7f/]+$",
+        description="WhatsApp message id",
+    ),
+]
 IdempotencyKey = Annotated[
     str | None,
     Header(

@@ -146,11 +146,10 @@ class MockClient:
         await self._ctx.emit(Authenticated(phone, push_name))
         await self._ctx.emit(Connected())
         self._network.join(phone, self)
-        # Messages sent to this phone while it was offline arrive now.
-        pending = await self._network.store.undelivered(phone)
-        for payload in pending:
+        # What reached this phone but was never confirmed stored (it was offline, or the
+        # server died in between) arrives now; our side drops what it already has.
+        for payload in await self._network.store.undelivered(phone):
             await self.receive(payload)
-        await self._network.store.mark_delivered(phone, [p["id"] for p in pending])
 
     async def disconnect(self) -> None:
         self._awaiting_link = False
@@ -219,12 +218,10 @@ class MockClient:
         """Into each recipient's inbox (a resent id is dropped), and to those online now."""
         for phone in phones:
             recipient = self._network.online(phone)
-            if (
-                await self._network.store.put_inbox(
-                    phone, message_id, payload, delivered=recipient is not None
-                )
-                and recipient is not None
-            ):
+            is_new = await self._network.store.put_inbox(
+                phone, message_id, payload, delivered=False
+            )
+            if is_new and recipient is not None:
                 await recipient.receive(payload)
 
     async def _acks(self, message: OutgoingMessage) -> None:
@@ -270,6 +267,11 @@ class MockClient:
                 else None,
             )
         )
+
+    async def stored(self, message_id: str) -> None:
+        """Our side has stored an incoming message: the inbox may let go of it."""
+        if self._phone is not None:
+            await self._network.store.mark_delivered(self._phone, [message_id])
 
     async def revoke(self, chat_id: str, message_id: str) -> None:
         phone = self.phone

@@ -1,0 +1,226 @@
+"""Liveness, readiness (each adapter's state) and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from typing import Any
+
+import pytest
+
+from tests.api.checks import assert_meta
+from tests.fixtures.app import Api, AppFactory
+
+ADAPTERS = ("database", "cache", "queue", "storage", "engines")
+LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+
+
+def readiness_body(response: Any) -> dict[str, Any]:
+    body = assert_meta(response)
+    assert isinstance(body["success"], bool)
+    data = body["data"]
+    for name in ADAPTERS:
+        assert isinstance(data.get(name), dict), (name, data)
+        assert data[name]["status"] in ("up", "down"), (name, data)
+    return dict(data)
+
+
+async def redis_problem() -> str | None:
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", 6379), 2)
+    except (OSError, TimeoutError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    try:
+        writer.write(b"PING\r\n")
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.readline(), 2)
+    except (OSError, TimeoutError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        writer.close()
+    return None if answer.startswith(b"+PONG") else f"unexpected answer {answer!r}"
+
+
+async def require_redis() -> None:
+    problem = await redis_problem()
+    if problem is None:
+        return
+    message = f"Redis at 127.0.0.1:6379 is not reachable ({problem})"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + "; CI must run the Redis cases", pytrace=False)
+    pytest.skip(message + "; skipping the Redis case")
+
+
+# --- liveness and readiness ------------------------------------------------------------------
+
+
+async def test_health_is_200(api: Api) -> None:
+    response = await api.request("GET", "/health", key=None)
+    assert response.status_code == 200
+    body = assert_meta(response)
+    assert body["success"] is True
+    assert body["data"]["status"] == "ok"
+
+
+async def test_ready_with_every_adapter_up(api: Api) -> None:
+    response = await api.request("GET", "/health/ready", key=None)
+    assert response.status_code == 200, response.text
+    data = readiness_body(response)
+    assert response.json()["success"] is True
+    for name in ADAPTERS:
+        assert data[name]["status"] == "up", (name, data)
+
+
+async def test_ready_is_503_when_the_cache_is_down(app_factory: AppFactory) -> None:
+    api, manager = await app_factory.start(cache_type="redis", redis_url=DEAD_REDIS)
+    try:
+        response = await api.request("GET", "/health/ready", key=None)
+        assert response.status_code == 503, response.text
+        data = readiness_body(response)
+        assert response.json()["success"] is False
+        assert data["cache"]["status"] == "down"
+        assert data["cache"].get("error"), data
+        assert "Traceback" not in response.text
+        for name in ("database", "queue", "storage", "engines"):
+            assert data[name]["status"] == "up", (name, data)
+        # Liveness does not depend on the adapters.
+        assert (await api.request("GET", "/health", key=None)).status_code == 200
+    finally:
+        await AppFactory.stop(api, manager)
+
+
+async def test_ready_body_has_the_same_shape_up_or_down(app_factory: AppFactory) -> None:
+    up, manager = await app_factory.start()
+    try:
+        good = (await up.request("GET", "/health/ready", key=None)).json()
+    finally:
+        await AppFactory.stop(up, manager)
+    down, manager = await app_factory.start(cache_type="redis", redis_url=DEAD_REDIS)
+    try:
+        bad = (await down.request("GET", "/health/ready", key=None)).json()
+    finally:
+        await AppFactory.stop(down, manager)
+    assert set(good) == set(bad)
+    assert set(good["data"]) == set(bad["data"])
+    assert set(good["meta"]) == set(bad["meta"])
+
+
+async def test_ready_with_a_real_redis(app_factory: AppFactory) -> None:
+    await require_redis()
+    api, manager = await app_factory.start(cache_type="redis", redis_url=LOCAL_REDIS)
+    try:
+        response = await api.request("GET", "/health/ready", key=None)
+        assert response.status_code == 200, response.text
+        data = readiness_body(response)
+        for name in ADAPTERS:
+            assert data[name]["status"] == "up", (name, data)
+        # Keys work through the Redis cache too, and a deleted key stops at once.
+        created = await api.request("POST", "/api/keys", json={"name": "r", "role": "viewer"})
+        assert created.status_code == 201
+        key = created.json()["data"]["key"]
+        assert (await api.request("GET", "/api/sessions", key=key)).status_code == 200
+        assert (await api.request("GET", "/api/sessions", key=key)).status_code == 200
+        key_id = created.json()["data"]["id"]
+        assert (await api.request("DELETE", f"/api/keys/{key_id}")).status_code == 200
+        assert (await api.request("GET", "/api/sessions", key=key)).status_code == 401
+    finally:
+        await AppFactory.stop(api, manager)
+
+
+async def test_api_still_answers_while_the_cache_is_down(app_factory: AppFactory) -> None:
+    """A dead cache makes the instance not ready; requests must not turn into 500s."""
+    api, manager = await app_factory.start(cache_type="redis", redis_url=DEAD_REDIS)
+    try:
+        response = await api.request("GET", "/api/sessions")
+        assert response.status_code < 500 or response.status_code == 503, response.text
+        assert "Traceback" not in response.text
+        assert_meta(response)
+    finally:
+        await AppFactory.stop(api, manager)
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+SAMPLE_RE = re.compile(
+    r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$"
+)
+
+
+def samples(text: str) -> list[tuple[str, dict[str, str], float]]:
+    result = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = SAMPLE_RE.match(line)
+        assert match, line
+        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match["labels"] or ""))
+        result.append((match["name"], labels, float(match["value"])))
+    return result
+
+
+def find(
+    all_samples: list[tuple[str, dict[str, str], float]], name: str, **labels: str
+) -> list[float]:
+    return [
+        value
+        for sample_name, sample_labels, value in all_samples
+        if sample_name == name and all(sample_labels.get(k) == v for k, v in labels.items())
+    ]
+
+
+async def metrics(api: Api) -> list[tuple[str, dict[str, str], float]]:
+    response = await api.request("GET", "/metrics", key=None)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return samples(response.text)
+
+
+async def test_metrics_count_requests_by_route_template(api: Api) -> None:
+    await api.create_session("metered", autoStart=False)
+    for _ in range(3):
+        assert (await api.request("GET", "/api/sessions/metered")).status_code == 200
+    assert (await api.request("GET", "/api/sessions/nosuch")).status_code == 404
+    assert (await api.request("GET", "/api/sessions", key=None)).status_code == 401
+    assert (await api.request("GET", "/api/no-such-route")).status_code == 404
+
+    found = await metrics(api)
+    total = "openwa_http_requests_total"
+    assert find(found, total, method="GET", route="/api/sessions/{id}", status="200") == [3.0]
+    assert find(found, total, method="GET", route="/api/sessions/{id}", status="404") == [1.0]
+    assert find(found, total, method="GET", route="/api/sessions", status="401") == [1.0]
+    assert find(found, total, method="POST", route="/api/sessions", status="201") == [1.0]
+    # No raw paths as labels: ids and names would make the label set unbounded.
+    routes = {labels.get("route") for name, labels, _ in found if name == total}
+    assert not any(route and ("metered" in route or "nosuch" in route) for route in routes), routes
+    assert not any(route and "no-such-route" in route for route in routes), routes
+
+    duration = "openwa_http_request_duration_seconds"
+    counts = find(found, duration + "_count", method="GET", route="/api/sessions/{id}")
+    assert counts == [4.0]
+    assert find(found, duration + "_bucket", method="GET", route="/api/sessions/{id}", le="+Inf")
+    assert find(found, duration + "_sum", method="GET", route="/api/sessions/{id}")
+
+
+async def test_metrics_count_sessions_by_status(api: Api) -> None:
+    await api.create_session("idle", autoStart=False)
+    await api.create_session("live")
+    await api.wait_status("live", "ready")
+    found = await metrics(api)
+    assert find(found, "openwa_sessions", status="ready") == [1.0]
+    assert find(found, "openwa_sessions", status="created") == [1.0]
+
+    assert (await api.request("POST", "/api/sessions/live/stop")).status_code == 200
+    found = await metrics(api)
+    assert find(found, "openwa_sessions", status="stopped") == [1.0]
+    assert find(found, "openwa_sessions", status="ready") in ([], [0.0])
+
+
+async def test_metrics_count_errors_too(api: Api) -> None:
+    assert (await api.request("PUT", "/api/sessions")).status_code == 405
+    assert (await api.request("POST", "/api/sessions", json=[])).status_code == 400
+    found = await metrics(api)
+    total = "openwa_http_requests_total"
+    assert find(found, total, method="POST", route="/api/sessions", status="400") == [1.0]
+    assert sum(find(found, total, method="PUT", status="405")) == 1.0

@@ -1,0 +1,276 @@
+"""The published OpenAPI spec and the Swagger UI at /docs, served without a CDN."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tests.api.checks import api_routes
+from tests.fixtures.app import Api
+
+HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
+
+# Routes of the contract that exist so far; every route of the app is checked as well.
+EXPECTED = {
+    ("get", "/health"),
+    ("get", "/health/ready"),
+    ("get", "/metrics"),
+    ("post", "/api/keys"),
+    ("get", "/api/keys"),
+    ("delete", "/api/keys/{key_id}"),
+    ("post", "/api/sessions"),
+    ("get", "/api/sessions"),
+    ("get", "/api/sessions/{id}"),
+    ("patch", "/api/sessions/{id}"),
+    ("delete", "/api/sessions/{id}"),
+    ("post", "/api/sessions/{id}/start"),
+    ("post", "/api/sessions/{id}/stop"),
+    ("post", "/api/sessions/{id}/restart"),
+    ("post", "/api/sessions/{id}/logout"),
+    ("get", "/api/sessions/{id}/qr"),
+    ("post", "/api/sessions/{id}/pairing-code"),
+    ("post", "/api/sessions/{id}/mock/scan"),
+    ("post", "/api/sessions/{id}/mock/disconnect"),
+    ("post", "/api/sessions/{id}/mock/inbound"),
+    ("get", "/api/sessions/{id}/mock/transmitted"),
+    ("post", "/api/sessions/{id}/messages/text"),
+    ("get", "/api/sessions/{id}/messages/{message_id}"),
+    ("delete", "/api/sessions/{id}/messages/{message_id}"),
+    ("post", "/api/sessions/{id}/webhooks"),
+    ("get", "/api/sessions/{id}/webhooks"),
+    ("get", "/api/sessions/{id}/webhooks/{webhook_id}"),
+    ("patch", "/api/sessions/{id}/webhooks/{webhook_id}"),
+    ("delete", "/api/sessions/{id}/webhooks/{webhook_id}"),
+    ("get", "/api/sessions/{id}/webhooks/{webhook_id}/deliveries"),
+    ("post", "/api/sessions/{id}/webhooks/{webhook_id}/deliveries/{delivery_id}/retry"),
+    ("post", "/api/sessions/{id}/webhooks/{webhook_id}/test"),
+    ("post", "/api/sessions/{id}/webhooks/{webhook_id}/rotate-secret"),
+    ("post", "/api/webhooks"),
+    ("get", "/api/webhooks"),
+    ("get", "/api/webhooks/{webhook_id}"),
+    ("patch", "/api/webhooks/{webhook_id}"),
+    ("delete", "/api/webhooks/{webhook_id}"),
+    ("get", "/api/webhooks/{webhook_id}/deliveries"),
+    ("post", "/api/webhooks/{webhook_id}/deliveries/{delivery_id}/retry"),
+    ("post", "/api/webhooks/{webhook_id}/test"),
+    ("post", "/api/webhooks/{webhook_id}/rotate-secret"),
+    ("get", "/api/events"),
+    ("get", "/api/events/stream"),
+}
+
+
+# List endpoints of the contract: `page`/`limit` and `pagination`.
+PAGED = (
+    "/api/sessions",
+    "/api/keys",
+    "/api/sessions/{id}/webhooks",
+    "/api/sessions/{id}/webhooks/{webhook_id}/deliveries",
+    "/api/webhooks",
+    "/api/webhooks/{webhook_id}/deliveries",
+)
+
+
+async def spec(api: Api) -> dict[str, Any]:
+    response = await api.request("GET", "/openapi.json", key=None)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    data: dict[str, Any] = response.json()
+    return data
+
+
+def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (method, path, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if method in HTTP_METHODS
+    ]
+
+
+def resolve(document: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        name = node["$ref"].removeprefix("#/components/schemas/")
+        node = document["components"]["schemas"][name]
+    return node
+
+
+def error_schema_ok(document: dict[str, Any], response: dict[str, Any]) -> bool:
+    """The response is documented as the error envelope: {success, error{code,...}, meta}."""
+    content = response.get("content", {}).get("application/json")
+    if not content or "schema" not in content:
+        return False
+    schema = resolve(document, content["schema"])
+    props = schema.get("properties", {})
+    if not {"success", "error", "meta"} <= set(props):
+        return False
+    error = resolve(document, props["error"])
+    return {"code", "message", "details"} <= set(error.get("properties", {}))
+
+
+async def test_spec_basics(api: Api) -> None:
+    document = await spec(api)
+    assert document["openapi"].startswith("3.")
+    assert document["info"]["title"]
+    assert document["info"]["version"]
+    assert document["info"].get("description")
+    schemes = document["components"]["securitySchemes"]
+    assert any(
+        s.get("type") == "apiKey" and s.get("in") == "header" and s.get("name") == "X-API-Key"
+        for s in schemes.values()
+    ), schemes
+    assert any(
+        s.get("type") == "http" and s.get("scheme", "").lower() == "bearer"
+        for s in schemes.values()
+    ), schemes
+
+
+async def test_spec_lists_every_route(api: Api) -> None:
+    document = await spec(api)
+    listed = {(method, path) for method, path, _ in operations(document)}
+    assert listed >= EXPECTED, EXPECTED - listed
+    routes = api_routes(api.app)
+    assert len(routes) >= len(EXPECTED)
+    for method, path in routes:
+        assert (method.lower(), path) in listed, (method, path)
+    operation_ids = [op.get("operationId") for _, _, op in operations(document)]
+    assert len(operation_ids) == len(set(operation_ids)), "operationIds repeat"
+
+
+async def test_every_route_is_described(api: Api) -> None:
+    document = await spec(api)
+    for method, path, operation in operations(document):
+        assert operation.get("summary"), (method, path)
+        assert operation.get("description"), (method, path)
+        assert operation.get("tags"), (method, path)
+
+
+async def test_api_routes_document_their_errors(api: Api) -> None:
+    document = await spec(api)
+    api_ops = [(m, p, op) for m, p, op in operations(document) if p.startswith("/api")]
+    assert api_ops
+    missing = []
+    for method, path, operation in api_ops:
+        responses = operation["responses"]
+        wanted = ["400", "401"]
+        if method != "get" or path.startswith(("/api/keys", "/api/webhooks")):
+            wanted.append("403")  # writes are refused to viewers, admin routes to the rest
+        if "{id}" in path:
+            wanted += ["403", "404"]
+        missing += [f"{method.upper()} {path}: {s}" for s in wanted if s not in responses]
+        for status, response in responses.items():
+            assert response.get("description"), (method, path, status)
+            ref = response.get("content", {}).get("application/json", {}).get("schema", {})
+            if str(ref.get("$ref", "")).endswith("/HTTPValidationError"):
+                continue  # FastAPI's own 422: its own test below
+            if int(status) >= 400:
+                assert error_schema_ok(document, response), (method, path, status, response)
+                example = response["content"]["application/json"].get("example")
+                if example is not None:
+                    assert re.fullmatch(r"[A-Z][A-Z0-9_]*", example["error"]["code"])
+    assert not missing, missing
+
+
+async def test_no_error_status_is_documented_that_the_server_does_not_use(api: Api) -> None:
+    """FastAPI's default 422 "Validation Error" is wrong here: validation is a 400."""
+    document = await spec(api)
+    wrong = [
+        f"{method.upper()} {path}: {status}"
+        for method, path, operation in operations(document)
+        for status, response in operation["responses"].items()
+        if str(
+            response.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref")
+        ).endswith("/HTTPValidationError")
+    ]
+    assert not wrong, wrong
+    assert "HTTPValidationError" not in document.get("components", {}).get("schemas", {})
+
+
+async def test_api_routes_need_a_key_and_open_routes_do_not(api: Api) -> None:
+    document = await spec(api)
+    for method, path, operation in operations(document):
+        security = operation.get("security", document.get("security"))
+        if path.startswith("/api"):
+            assert security, (method, path)
+        else:
+            assert not security, (method, path)
+
+
+async def test_success_responses_use_the_envelope(api: Api) -> None:
+    document = await spec(api)
+    wrong = []
+    for method, path, operation in operations(document):
+        if not path.startswith("/api"):
+            continue
+        ok = {s: r for s, r in operation["responses"].items() if s.startswith("2")}
+        assert ok, (method, path)
+        for status, response in ok.items():
+            if path.endswith("/stream"):
+                assert "text/event-stream" in response["content"], (method, path)
+                continue
+            if "application/json" not in response.get("content", {}):
+                # Raw bytes (media downloads): documented with their own media types.
+                assert response.get("content"), (method, path, status)
+                continue
+            schema = resolve(document, response["content"]["application/json"]["schema"])
+            props = schema.get("properties", {})
+            if not {"success", "data", "meta"} <= set(props):
+                wrong.append(f"{method.upper()} {path} {status}: {schema}")
+            elif method == "get" and path in PAGED and "pagination" not in props:
+                wrong.append(f"{method.upper()} {path} {status}: no pagination")
+    assert not wrong, wrong
+
+
+async def test_list_routes_document_paging(api: Api) -> None:
+    document = await spec(api)
+    for path in PAGED:
+        params = {p["name"]: p for p in document["paths"][path]["get"]["parameters"]}
+        assert params["page"]["schema"]["minimum"] == 1
+        assert params["limit"]["schema"]["minimum"] == 1
+        assert params["limit"]["schema"]["maximum"] == 100
+        assert params["limit"]["schema"]["default"] == 20
+
+
+async def test_docs_page_is_local(api: Api) -> None:
+    response = await api.request("GET", "/docs", key=None)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    page = response.text
+    assert "swagger" in page.lower()
+    assert "cdn" not in page.lower()
+    assert "http://" not in page
+    assert "https://" not in page
+    assert "//" not in re.sub(r"<!--.*?-->", "", page, flags=re.S).replace("://", ""), (
+        "protocol-relative URL"
+    )
+
+    urls = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", page)
+    scripts = re.findall(r"""<script[^>]+src\s*=\s*["']([^"']+)["']""", page)
+    styles = re.findall(r"""<link[^>]+href\s*=\s*["']([^"']+\.css)["']""", page)
+    assert scripts, page
+    assert styles, page
+    for url in urls:
+        assert url.startswith("/docs/static/"), url
+    for url in urls:
+        asset = await api.request("GET", url, key=None)
+        assert asset.status_code == 200, url
+        assert asset.content, url
+    for url in scripts:
+        asset = await api.request("GET", url, key=None)
+        assert "javascript" in asset.headers["content-type"], url
+    for url in styles:
+        asset = await api.request("GET", url, key=None)
+        assert "css" in asset.headers["content-type"], url
+
+    spec_urls = re.findall(r"""url\s*:\s*["']([^"']+)["']""", page)
+    assert spec_urls == ["/openapi.json"], spec_urls
+
+
+async def test_docs_static_does_not_escape_its_folder(api: Api) -> None:
+    for url in (
+        "/docs/static/../../../etc/passwd",
+        "/docs/static/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/docs/static/..%2f..%2f..%2fetc%2fpasswd",
+    ):
+        response = await api.request("GET", url, key=None)
+        assert response.status_code in (400, 404), url
+        assert "root:" not in response.text

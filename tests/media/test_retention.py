@@ -1,0 +1,130 @@
+"""Retention: old media leaves the store (MEDIA_RETENTION_DAYS), old messages the database
+(MESSAGE_RETENTION_DAYS), newer ones stay; on local files and on S3 alike."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from openwa.db.models import MessageRow
+from openwa.kit.clock import utcnow
+from tests.fixtures.app import Api
+from tests.media.conftest import MediaApps, MediaStore
+from tests.media.support import (
+    OUTSIDER,
+    b64,
+    data_of,
+    download,
+    error_of,
+    get_message,
+    inbound,
+    object_key,
+    plus,
+    png,
+    post_json,
+    post_multipart,
+    ready_pair,
+    wait_event,
+    wait_sent,
+)
+
+
+async def age(api: Api, message_ids: list[str], days: int) -> None:
+    """Move messages (on every session that has them) `days` into the past."""
+    async with api.services.db() as db, db.begin():
+        await db.execute(
+            update(MessageRow)
+            .where(MessageRow.id.in_(message_ids))
+            .values(timestamp=utcnow() - timedelta(days=days))
+        )
+
+
+async def assert_media_pruned(api: Api, store: MediaStore, session: str, message_id: str) -> None:
+    message = await get_message(api, session, message_id)
+    assert message["media"].get("deleted") is True, (session, message)
+    assert "url" not in message["media"]
+    response = await download(api, session, message_id)
+    assert response.status_code == 404, (session, response.text)
+
+
+async def stored_ids(api: Api) -> set[str]:
+    async with api.services.db() as db:
+        return set((await db.execute(select(MessageRow.id))).scalars().all())
+
+
+async def test_retention_prunes_old_media_and_messages(
+    media_apps: MediaApps, store: MediaStore
+) -> None:
+    api = await media_apps.start(store, message_retention_days=90, media_retention_days=30)
+    assert api.settings.message_retention_days == 90
+    alice, bob = await ready_pair(api)
+    images = {name: png() for name in ("ancient", "old", "fresh")}
+    sent: dict[str, str] = {}
+    for name, image in images.items():
+        response = await post_multipart(
+            api, "alice", image, filename=f"{name}.png", chatId=plus(bob), type="image"
+        )
+        sent[name] = data_of(response, 202)["id"]
+    for name in ("ancient_text", "fresh_text"):
+        response = await post_json(api, "alice", "text", {"chatId": plus(bob), "text": name})
+        sent[name] = data_of(response, 202)["id"]
+    # Inbound media from outside the mock network, too.
+    media = {"base64": b64(png()), "mimetype": "image/png"}
+    response = await inbound(api, "bob", **{"from": OUTSIDER, "type": "image"}, media=media)
+    sent["ancient_inbound"] = data_of(response, 202)["id"]
+    for name, message_id in sent.items():
+        await wait_event(api, bob["id"], "message.received", id=message_id)
+        if name != "ancient_inbound":
+            await wait_sent(api, "alice", message_id)
+
+    def keys_of(name: str) -> set[str]:
+        owners = [bob] if name == "ancient_inbound" else [alice, bob]
+        return {object_key(s["id"], sent[name], "png") for s in owners}
+
+    every_key = set().union(*(keys_of(n) for n in ("ancient", "old", "fresh", "ancient_inbound")))
+    assert store.objects() == every_key
+
+    # 100 days: past both retentions; 40 days: past the media retention only.
+    await age(api, [sent["ancient"], sent["ancient_text"], sent["ancient_inbound"]], 100)
+    await age(api, [sent["old"]], 40)
+    await api.services.maintenance.run_once()
+
+    # Messages older than MESSAGE_RETENTION_DAYS are gone, on both sides; newer ones stay.
+    remaining = await stored_ids(api)
+    for name in ("ancient", "ancient_text", "ancient_inbound"):
+        assert sent[name] not in remaining, name
+    for name in ("old", "fresh", "fresh_text"):
+        assert sent[name] in remaining, name
+    for session in ("alice", "bob"):
+        for name in ("ancient", "ancient_text"):
+            error_of(
+                await api.request("GET", f"/api/sessions/{session}/messages/{sent[name]}"),
+                404,
+                "MESSAGE_NOT_FOUND",
+                (session, name),
+            )
+        # Fresh: all there.
+        response = await download(api, session, sent["fresh"])
+        assert response.status_code == 200
+        assert response.content == images["fresh"]
+        assert (await get_message(api, session, sent["fresh_text"]))["text"] == "fresh_text"
+
+    # The sender's media older than MEDIA_RETENTION_DAYS left the store; the message stays
+    # with its media marked deleted.
+    sent_keys = {object_key(alice["id"], sent[n], "png") for n in ("ancient", "old", "fresh")}
+    assert store.objects() & sent_keys == {object_key(alice["id"], sent["fresh"], "png")}
+    await assert_media_pruned(api, store, "alice", sent["old"])
+
+    # So did the recipient's (received media is stored under the recipient's own key).
+    await assert_media_pruned(api, store, "bob", sent["old"])
+    assert store.objects() == keys_of("fresh"), "received media outlived its retention"
+    if store.kind == "local":
+        for name in ("ancient", "old", "ancient_inbound"):
+            for key in keys_of(name):
+                assert not (store.root / key).exists(), key
+
+    # Running again changes nothing.
+    await api.services.maintenance.run_once()
+    assert store.objects() == keys_of("fresh")
+    assert await stored_ids(api) == remaining

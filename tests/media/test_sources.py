@@ -1,0 +1,126 @@
+"""Media from a URL: private addresses refused unless allowed, 404s, timeouts, redirects."""
+
+from __future__ import annotations
+
+import time
+
+from tests.media.conftest import Loopback, MediaApps, MediaStore
+from tests.media.support import (
+    OUTSIDER,
+    b64,
+    data_of,
+    error_of,
+    inbound,
+    png,
+    post_media_json,
+    ready_session,
+)
+
+
+async def test_private_urls_are_refused_unless_allowed(
+    media_apps: MediaApps, local_store: MediaStore, loopback: Loopback
+) -> None:
+    api = await media_apps.start(local_store, webhook_allow_private=False)
+    await ready_session(api, "alice")
+    served = loopback.serve("secret.png", png(), "image/png")
+    urls = [
+        served,
+        served.replace("127.0.0.1", "localhost"),
+        f"http://[::1]:{loopback.port}/files/secret.png",
+        "http://10.1.2.3/a.png",
+        "http://192.168.0.10/a.png",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://0.0.0.0/a.png",
+        "http://2130706433/a.png",  # 127.0.0.1 as a number
+    ]
+    for url in urls:
+        response = await post_media_json(api, "alice", OUTSIDER, "image", {"url": url})
+        error_of(response, 400, "WEBHOOK_URL_FORBIDDEN", url)
+        response = await inbound(
+            api, "alice", **{"from": OUTSIDER, "type": "image"}, media={"url": url}
+        )
+        error_of(response, 400, "WEBHOOK_URL_FORBIDDEN", ("inbound", url))
+    # Nothing was fetched, nothing stored.
+    assert loopback.fetched == []
+    assert local_store.objects() == set()
+
+
+async def test_non_http_urls_are_a_validation_error(
+    media_apps: MediaApps, local_store: MediaStore
+) -> None:
+    api = await media_apps.start(local_store)
+    await ready_session(api, "alice")
+    for url in (
+        "file:///etc/passwd",
+        "ftp://127.0.0.1/a.png",
+        "gopher://x/",
+        "not a url",
+        "http://",
+    ):
+        response = await post_media_json(api, "alice", OUTSIDER, "image", {"url": url})
+        error_of(response, 400, "VALIDATION_ERROR", url)
+
+
+async def test_url_answering_404_is_400(
+    media_apps: MediaApps, local_store: MediaStore, loopback: Loopback
+) -> None:
+    api = await media_apps.start(local_store)
+    await ready_session(api, "alice")
+    url = f"{loopback.base}/files/missing.png"
+    response = await post_media_json(api, "alice", OUTSIDER, "image", {"url": url})
+    error = error_of(response, 400, "VALIDATION_ERROR")
+    assert "404" in str(error["details"]), error
+    assert loopback.fetched == ["missing.png"]
+    assert local_store.objects() == set()
+
+
+async def test_redirects_are_not_followed(
+    media_apps: MediaApps, local_store: MediaStore, loopback: Loopback
+) -> None:
+    api = await media_apps.start(local_store)
+    await ready_session(api, "alice")
+    target = loopback.serve("target.png", png(), "image/png")
+    # A redirect could lead anywhere (a private address, too): it is not followed.
+    response = await post_media_json(
+        api, "alice", OUTSIDER, "image", {"url": f"{loopback.base}/redirect?to={target}"}
+    )
+    error_of(response, 400, "VALIDATION_ERROR")
+    assert loopback.fetched == ["redirect"]
+
+
+async def test_url_slower_than_the_fetch_timeout_is_400(
+    media_apps: MediaApps, local_store: MediaStore, loopback: Loopback
+) -> None:
+    api = await media_apps.start(local_store, media_fetch_timeout_s=0.5)
+    await ready_session(api, "alice")
+    loopback.files["slow.png"] = (png(), "image/png")
+    started = time.monotonic()
+    response = await post_media_json(
+        api, "alice", OUTSIDER, "image", {"url": loopback.slow_url("slow.png")}
+    )
+    elapsed = time.monotonic() - started
+    error_of(response, 400, "VALIDATION_ERROR")
+    assert elapsed < 2.5, elapsed  # the server gave up after about 0.5 s, not the 3 s answer
+    assert loopback.fetched == ["slow.png"]
+    assert local_store.objects() == set()
+    # The same server still serves fast URLs afterwards.
+    image = png()
+    url = loopback.serve("fast.png", image, "image/png")
+    sent = data_of(await post_media_json(api, "alice", OUTSIDER, "image", {"url": url}), 202)
+    assert sent["media"]["size"] == len(image)
+
+
+async def test_media_source_must_be_exactly_one(
+    media_apps: MediaApps, local_store: MediaStore
+) -> None:
+    api = await media_apps.start(local_store)
+    await ready_session(api, "alice")
+    image = png()
+    for media in (
+        {},
+        {"url": "http://example.com/a.png", "base64": b64(image), "mimetype": "image/png"},
+        {"base64": "not base64 !!!", "mimetype": "image/png"},
+        {"base64": ""},
+    ):
+        response = await post_media_json(api, "alice", OUTSIDER, "image", media)
+        error_of(response, 400, "VALIDATION_ERROR", media)
