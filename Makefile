@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Test processes in parallel (pytest-xdist); every test has its own database and ports.
+JOBS ?= 2
 
 .PHONY: run test lint typecheck check install clean
 
@@ -22,7 +24,7 @@ run: $(STAMP)
 
 ## Lint, type-check and run every test (SQLite and PostgreSQL).
 test: $(STAMP) lint typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(JOBS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
