@@ -148,7 +148,7 @@ def build_services(settings: Settings) -> Services:
     )
     media_links = MediaLinks(storage, settings.resolved_public_url, presign=settings.s3_presign)
     messages = MessageService(db, events, runtime.became_ready, storage, media_links)
-    runtime.set_message_handler(messages.on_engine_event)
+    runtime.set_message_handler(messages.on_engine_events)
     sender = SendWorker(
         db,
         runtime,

@@ -234,8 +234,8 @@ class EngineClient(Protocol):
         """
         ...
 
-    async def stored(self, message_id: str) -> None:
-        """An incoming message (or report) is durably stored on our side.
+    async def stored(self, message_ids: list[str]) -> None:
+        """Incoming messages are durably stored on our side.
 
         Engines that can, acknowledge only now, so that a crash between receiving and
         storing makes WhatsApp (or the mock) hand the message over again.

@@ -38,6 +38,7 @@ from openwa.events.types import (
     MESSAGE_RECEIVED,
     MESSAGE_REVOKED,
     MESSAGE_SENT,
+    Event,
 )
 from openwa.keys.principal import Principal
 from openwa.kit.chat_ids import chat_kind, normalize_chat_id
@@ -445,104 +446,126 @@ class MessageService:
 
     # Reports from engines, applied in order by the session's runtime worker.
 
-    async def on_engine_event(self, session: SessionRow, event: EngineEvent) -> None:
-        match event:
+    async def on_engine_events(self, session: SessionRow, reports: list[EngineEvent]) -> None:
+        """Apply a run of engine reports (acks, messages, revokes, reactions, group
+        changes) in order, in ONE transaction: a burst of acks costs one commit."""
+        media: dict[str, dict[str, Any]] = {}
+        for report in reports:
+            # Media goes to storage before the transaction (no I/O while it is open).
+            if (
+                isinstance(report, MessageReceived)
+                and report.media is not None
+                and not self._ignored(session, report.chat_id)
+            ):
+                media[report.id] = await self._store_inbound(session.id, report.id, report.media)
+        events: list[Event] = []
+        async with self._db() as db, db.begin():
+            for report in reports:
+                events += await self._apply(db, session, report, media)
+            await self._events.append(db, events)
+        if events:
+            self._events.committed()
+
+    async def _apply(
+        self,
+        db: AsyncSession,
+        session: SessionRow,
+        report: EngineEvent,
+        media: dict[str, dict[str, Any]],
+    ) -> list[Event]:
+        match report:
             case MessageAck():
-                await self._ack(session, event)
+                return await self._ack(db, session, report)
             case MessageReceived():
-                await self._received(session, event)
+                return await self._received(db, session, report, media.get(report.id))
             case MessageRevoked():
-                await self._revoked(session, event)
+                return await self._revoked(db, session, report)
             case ReactionReceived():
                 data: dict[str, Any] = {
-                    "messageId": event.message_id,
-                    "chatId": event.chat_id,
-                    "from": event.sender,
-                    "emoji": event.emoji,
+                    "messageId": report.message_id,
+                    "chatId": report.chat_id,
+                    "from": report.sender,
+                    "emoji": report.emoji,
                 }
-                await self._log(session, MESSAGE_REACTION, data, event.chat_id)
+                return self._event(session, MESSAGE_REACTION, data, report.chat_id)
             case GroupUpdated():
                 update = {
-                    "groupId": event.group_id,
-                    "action": event.action,
-                    "participants": event.participants,
-                    "by": event.by,
+                    "groupId": report.group_id,
+                    "action": report.action,
+                    "participants": report.participants,
+                    "by": report.by,
                 }
-                await self._log(session, GROUP_UPDATE, update, event.group_id)
+                return self._event(session, GROUP_UPDATE, update, report.group_id)
+        return []
 
     def _ignored(self, session: SessionRow, chat_id: str) -> bool:
         flag = _IGNORE_FLAGS.get(chat_kind(chat_id))
         return bool(flag and ((session.config or {}).get("ignore") or {}).get(flag))
 
-    async def _log(
+    def _event(
         self, session: SessionRow, name: str, data: dict[str, Any], chat_id: str
-    ) -> None:
-        if self._ignored(session, chat_id):
-            return
-        async with self._db() as db, db.begin():
-            await self._events.append(db, [session_event(session, name, data)])
-        self._events.committed()
+    ) -> list[Event]:
+        return [] if self._ignored(session, chat_id) else [session_event(session, name, data)]
 
-    async def _revoked(self, session: SessionRow, revoked: MessageRevoked) -> None:
+    async def _revoked(
+        self, db: AsyncSession, session: SessionRow, revoked: MessageRevoked
+    ) -> list[Event]:
         if self._ignored(session, revoked.chat_id):
-            return
-        async with self._db() as db, db.begin():
-            row = await MessageRepository(db).get(session.id, revoked.id)
-            if row is not None:
-                if row.revoked_at is not None:
-                    return
-                row.revoked_at = row.updated_at = utcnow()
-            data = {"id": revoked.id, "chatId": revoked.chat_id}
-            await self._events.append(db, [session_event(session, MESSAGE_REVOKED, data)])
-        self._events.committed()
+            return []
+        row = await MessageRepository(db).get(session.id, revoked.id)
+        if row is not None:
+            if row.revoked_at is not None:
+                return []
+            row.revoked_at = row.updated_at = utcnow()
+        data = {"id": revoked.id, "chatId": revoked.chat_id}
+        return [session_event(session, MESSAGE_REVOKED, data)]
 
-    async def _ack(self, session: SessionRow, ack: MessageAck) -> None:
-        async with self._db() as db, db.begin():
-            row = await MessageRepository(db).get(session.id, ack.message_id)
-            if row is None or row.status in ("failed", "cancelled"):
-                return
-            if _ACK_RANK.get(ack.status, 0) <= _ACK_RANK.get(row.status, 0):
-                return
-            row.status, row.updated_at = ack.status, utcnow()
-            data = {"id": row.id, "chatId": row.chat_id, "status": ack.status}
-            await self._events.append(db, [session_event(session, MESSAGE_ACK, data)])
-        self._events.committed()
+    async def _ack(self, db: AsyncSession, session: SessionRow, ack: MessageAck) -> list[Event]:
+        row = await MessageRepository(db).get(session.id, ack.message_id)
+        if row is None or row.status in ("failed", "cancelled"):
+            return []
+        if _ACK_RANK.get(ack.status, 0) <= _ACK_RANK.get(row.status, 0):
+            return []
+        row.status, row.updated_at = ack.status, utcnow()
+        data = {"id": row.id, "chatId": row.chat_id, "status": ack.status}
+        return [session_event(session, MESSAGE_ACK, data)]
 
-    async def _received(self, session: SessionRow, received: MessageReceived) -> None:
+    async def _received(
+        self,
+        db: AsyncSession,
+        session: SessionRow,
+        received: MessageReceived,
+        media: dict[str, Any] | None,
+    ) -> list[Event]:
         if self._ignored(session, received.chat_id):
-            return
-        async with self._db() as db:
-            if await MessageRepository(db).get(session.id, received.id) is not None:
-                return  # already stored: an engine may report a message twice
+            return []
+        repo = MessageRepository(db)
+        if await repo.get(session.id, received.id) is not None:
+            return []  # already stored: an engine may report a message twice
         content = dict(received.content)
-        if received.media is not None:
-            content["media"] = await self._store_inbound(session.id, received.id, received.media)
-        async with self._db() as db, db.begin():
-            repo = MessageRepository(db)
-            if await repo.get(session.id, received.id) is not None:
-                return
-            now = utcnow()
-            row = MessageRow(
-                session_id=session.id,
-                id=received.id,
-                chat_id=received.chat_id,
-                from_me=received.from_me,
-                sender=received.sender,
-                type=received.type,
-                content=content,
-                media_key=(content.get("media") or {}).get("key"),
-                status="sent" if received.from_me else "received",
-                timestamp=received.timestamp,
-                created_at=now,
-                updated_at=now,
-            )
-            repo.add(row)
-            if received.sender and chat_kind(received.chat_id) == "user" and not received.from_me:
-                await upsert_contact(db, session.id, received.sender, push_name=received.push_name)
-            name = MESSAGE_SENT if received.from_me else MESSAGE_RECEIVED
-            data = await self.event_data(row)
-            await self._events.append(db, [session_event(session, name, data)])
-        self._events.committed()
+        if media is not None:
+            content["media"] = media
+        now = utcnow()
+        row = MessageRow(
+            session_id=session.id,
+            id=received.id,
+            chat_id=received.chat_id,
+            from_me=received.from_me,
+            sender=received.sender,
+            type=received.type,
+            content=content,
+            media_key=(content.get("media") or {}).get("key"),
+            status="sent" if received.from_me else "received",
+            timestamp=received.timestamp,
+            created_at=now,
+            updated_at=now,
+        )
+        repo.add(row)
+        if received.sender and chat_kind(received.chat_id) == "user" and not received.from_me:
+            await upsert_contact(db, session.id, received.sender, push_name=received.push_name)
+        await db.flush()
+        name = MESSAGE_SENT if received.from_me else MESSAGE_RECEIVED
+        return [session_event(session, name, await self.event_data(row))]
 
     async def _store_inbound(
         self, session_id: str, message_id: str, media: InboundMedia

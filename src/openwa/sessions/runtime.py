@@ -50,7 +50,10 @@ from openwa.sessions.status import HISTORY_LENGTH, Status, can_move
 
 log = structlog.get_logger(__name__)
 
-MessageHandler = Callable[[SessionRow, EngineEvent], Awaitable[None]]
+MessageHandler = Callable[[SessionRow, list[EngineEvent]], Awaitable[None]]
+# Engine reports about messages and groups (not about the connection), batched together.
+_REPORTS = (MessageAck, MessageReceived, MessageRevoked, ReactionReceived, GroupUpdated)
+_REPORT_BATCH = 200
 
 
 @dataclass(eq=False)
@@ -64,6 +67,8 @@ class _Running:
     attempts: int = 0
     closed: bool = False
     ready: bool = False
+    # An event taken from the queue while batching that must go next, on its own.
+    held: EngineEvent | None = None
 
 
 @dataclass(frozen=True)
@@ -260,16 +265,42 @@ class SessionRuntime:
 
     async def _apply_events(self, running: _Running) -> None:
         while True:
-            event = await running.events.get()
+            if running.held is not None:
+                batch, running.held = [running.held], None
+            else:
+                batch = [await running.events.get()]
+            # Reports waiting right behind a report are applied with it, in one
+            # transaction; a status change always goes alone, in its order.
+            while (
+                isinstance(batch[0], _REPORTS)
+                and len(batch) < _REPORT_BATCH
+                and not running.events.empty()
+            ):
+                following = running.events.get_nowait()
+                if not isinstance(following, _REPORTS):
+                    running.held = following
+                    break
+                batch.append(following)
             async with self.lock(running.session_id):
                 if running.closed:
                     return
                 try:
-                    await self._apply(running, event)
+                    if isinstance(batch[0], _REPORTS):
+                        await self._apply_reports(running, batch)
+                    else:
+                        await self._apply(running, batch[0])
                 except Exception:
                     log.exception("engine_event_failed", session_id=running.session_id)
                 if running.closed:
                     return
+
+    async def _apply_reports(self, running: _Running, reports: list[EngineEvent]) -> None:
+        row = await self._load(running.session_id)
+        if row is not None and self._message_handler is not None:
+            await self._message_handler(row, reports)
+        received = [r.id for r in reports if isinstance(r, MessageReceived)]
+        if received and running.client is not None:
+            await running.client.stored(received)
 
     async def _apply(self, running: _Running, event: EngineEvent) -> None:
         sid = running.session_id
@@ -290,18 +321,6 @@ class SessionRuntime:
                 running.ready = False
                 await self._transition(sid, Status.DISCONNECTED, reason, qr=None)
                 self._schedule_reconnect(running)
-            case (
-                MessageAck()
-                | MessageReceived()
-                | MessageRevoked()
-                | ReactionReceived()
-                | GroupUpdated()
-            ):
-                row = await self._load(sid)
-                if row is not None and self._message_handler is not None:
-                    await self._message_handler(row, event)
-                if isinstance(event, MessageReceived) and running.client is not None:
-                    await running.client.stored(event.id)
             case LoggedOut(reason=reason):
                 await self._end(running, reason, clear_auth=True)
             case Failed(reason=reason):

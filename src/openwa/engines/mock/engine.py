@@ -207,21 +207,21 @@ class MockClient:
             if recipient is not None and recipient.startswith(UNKNOWN_PREFIX):
                 raise SendFailed(f"{recipient} is not on WhatsApp", retryable=False)
             recipients = [recipient] if recipient else []
-        await self._network.store.record_transmission(
-            self._ctx.session_id, message.id, message.chat_id, payload
-        )
-        await self._deliver(recipients, message.id, payload)
+        await self._transmit(message.chat_id, recipients, message.id, payload)
         if message.type != "reaction":
             self._spawn(self._acks(message))
 
-    async def _deliver(self, phones: list[str], message_id: str, payload: dict[str, Any]) -> None:
-        """Into each recipient's inbox (a resent id is dropped), and to those online now."""
-        for phone in phones:
+    async def _transmit(
+        self, chat_id: str, phones: list[str], message_id: str, payload: dict[str, Any]
+    ) -> None:
+        """Log it as transmitted and put it in each recipient's inbox (a resent id is
+        dropped there), in one step; then hand it to the recipients online now."""
+        fresh = await self._network.store.transmit(
+            self._ctx.session_id, message_id, chat_id, payload, phones
+        )
+        for phone in fresh:
             recipient = self._network.online(phone)
-            is_new = await self._network.store.put_inbox(
-                phone, message_id, payload, delivered=False
-            )
-            if is_new and recipient is not None:
+            if recipient is not None:
                 await recipient.receive(payload)
 
     async def _acks(self, message: OutgoingMessage) -> None:
@@ -268,10 +268,10 @@ class MockClient:
             )
         )
 
-    async def stored(self, message_id: str) -> None:
-        """Our side has stored an incoming message: the inbox may let go of it."""
+    async def stored(self, message_ids: list[str]) -> None:
+        """Our side has stored incoming messages: the inbox may let go of them."""
         if self._phone is not None:
-            await self._network.store.mark_delivered(self._phone, [message_id])
+            await self._network.store.mark_delivered(self._phone, message_ids)
 
     async def revoke(self, chat_id: str, message_id: str) -> None:
         phone = self.phone
@@ -289,10 +289,7 @@ class MockClient:
             "from": phone + USER_SUFFIX,
             "timestamp": iso(utcnow()),
         }
-        await self._network.store.record_transmission(
-            self._ctx.session_id, payload["id"], chat_id, payload
-        )
-        await self._deliver(recipients, payload["id"], payload)
+        await self._transmit(chat_id, recipients, payload["id"], payload)
         await self._ctx.emit(MessageRevoked(message_id, chat_id, phone + USER_SUFFIX))
 
     async def mark_read(self, chat_id: str, message_ids: list[str]) -> None:

@@ -24,14 +24,16 @@ from openwa.kit.clock import utcnow
 
 
 class MockNetworkStore(Protocol):
-    async def record_transmission(
-        self, session_id: str, message_id: str, chat_id: str, payload: dict[str, Any]
-    ) -> None: ...
-
-    async def put_inbox(
-        self, phone: str, message_id: str, payload: dict[str, Any], *, delivered: bool
-    ) -> bool:
-        """Store a message for `phone`; False when that id was received before."""
+    async def transmit(
+        self,
+        session_id: str,
+        message_id: str,
+        chat_id: str,
+        payload: dict[str, Any],
+        recipients: Sequence[str],
+    ) -> list[str]:
+        """Log the transmission and put it in each recipient's inbox, in one transaction;
+        the recipients for whom it is new (a resent id is dropped, as WhatsApp does)."""
         ...
 
     async def transmissions(self, session_id: str, limit: int) -> list[dict[str, Any]]: ...
@@ -45,9 +47,16 @@ class SqlMockNetworkStore:
     def __init__(self, db: async_sessionmaker[AsyncSession]) -> None:
         self._db = db
 
-    async def record_transmission(
-        self, session_id: str, message_id: str, chat_id: str, payload: dict[str, Any]
-    ) -> None:
+    async def transmit(
+        self,
+        session_id: str,
+        message_id: str,
+        chat_id: str,
+        payload: dict[str, Any],
+        recipients: Sequence[str],
+    ) -> list[str]:
+        now = utcnow()
+        fresh = []
         async with self._db() as db, db.begin():
             db.add(
                 MockTransmissionRow(
@@ -55,27 +64,19 @@ class SqlMockNetworkStore:
                     message_id=message_id,
                     chat_id=chat_id,
                     payload=payload,
-                    created_at=utcnow(),
-                )
-            )
-
-    async def put_inbox(
-        self, phone: str, message_id: str, payload: dict[str, Any], *, delivered: bool
-    ) -> bool:
-        now = utcnow()
-        async with self._db() as db, db.begin():
-            if await db.get(MockInboxRow, (phone, message_id)) is not None:
-                return False
-            db.add(
-                MockInboxRow(
-                    phone=phone,
-                    message_id=message_id,
-                    payload=payload,
                     created_at=now,
-                    delivered_at=now if delivered else None,
                 )
             )
-        return True
+            for phone in recipients:
+                if await db.get(MockInboxRow, (phone, message_id)) is not None:
+                    continue
+                db.add(
+                    MockInboxRow(
+                        phone=phone, message_id=message_id, payload=payload, created_at=now
+                    )
+                )
+                fresh.append(phone)
+        return fresh
 
     async def transmissions(self, session_id: str, limit: int) -> list[dict[str, Any]]:
         async with self._db() as db:
