@@ -3,7 +3,6 @@ marking a chat read and showing typing (through the engine, on a `ready` session
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -12,9 +11,8 @@ from openwa.chats.repository import ChatRepository, ChatSummary
 from openwa.chats.schemas import Chat, ChatRead, Presence, PresenceState
 from openwa.contacts.repository import ContactRepository
 from openwa.db.models import SessionRow
-from openwa.engines.base import EngineClient, EngineRefused, SendFailed
+from openwa.engines.calls import engine_call, ready_client
 from openwa.engines.registry import EngineRegistry
-from openwa.errors import EngineError, NotSupported, SessionNotReady
 from openwa.kit.chat_ids import GROUP_SUFFIX, normalize_chat_id
 from openwa.kit.clock import utcnow
 from openwa.kit.pagination import PageParams
@@ -67,13 +65,13 @@ class ChatService:
     async def mark_read(self, session: SessionRow, chat_id: str) -> ChatRead:
         """Tell WhatsApp the chat's unread inbound messages were read, then remember it."""
         address = normalize_chat_id(chat_id)
-        client = self._client(session, "chats")
+        client = ready_client(self._runtime, self._engines, session, "chats")
         async with self._db() as db:
             ids = await ChatRepository(db).unread_ids(session.id, address)
         if not ids:
             return ChatRead(chat_id=address, marked=0)
         # The engine first: when it fails the messages stay unread and the call can be retried.
-        await self._call(client.mark_read(address, ids), address)
+        await engine_call(client.mark_read(address, ids), chatId=address)
         async with self._db() as db, db.begin():
             marked = await ChatRepository(db).mark_read(session.id, address, ids, utcnow())
         return ChatRead(chat_id=address, marked=marked)
@@ -82,29 +80,6 @@ class ChatService:
         self, session: SessionRow, chat_id: str, state: PresenceState
     ) -> Presence:
         address = normalize_chat_id(chat_id)
-        client = self._client(session, "presence")
-        await self._call(client.set_presence(address, state), address)
+        client = ready_client(self._runtime, self._engines, session, "presence")
+        await engine_call(client.set_presence(address, state), chatId=address)
         return Presence(chat_id=address, state=state)
-
-    def _client(self, session: SessionRow, capability: str) -> EngineClient:
-        """The running client of a `ready` session whose engine has `capability`."""
-        engine = self._engines.get(session.engine)
-        if capability not in engine.capabilities:
-            raise NotSupported(details={"engine": session.engine, "capability": capability})
-        client = self._runtime.client(session.id)
-        if client is None or session.id not in self._runtime.ready_sessions():
-            raise SessionNotReady(
-                "the session must be ready for this", details={"status": session.status}
-            )
-        return client
-
-    @staticmethod
-    async def _call(call: Awaitable[_T], chat_id: str) -> _T:
-        """Await an engine call, turning its failures into the contract's errors."""
-        try:
-            return await call
-        except EngineRefused as exc:
-            raise EngineError(str(exc), details={"reason": str(exc), "chatId": chat_id}) from exc
-        except SendFailed as exc:
-            # The connection went away between the readiness check and the call.
-            raise SessionNotReady(str(exc), details={"reason": str(exc)}) from exc

@@ -3,7 +3,6 @@ in any state), profile pictures and "is this number on WhatsApp" (through the en
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -11,9 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from openwa.contacts.repository import ContactRepository
 from openwa.contacts.schemas import Contact, NumberCheck, ProfilePicture
 from openwa.db.models import ContactRow, SessionRow
-from openwa.engines.base import EngineClient, EngineRefused, SendFailed
+from openwa.engines.calls import engine_call, ready_client
 from openwa.engines.registry import EngineRegistry
-from openwa.errors import EngineError, NotFound, NotSupported, SessionNotReady
+from openwa.errors import NotFound
 from openwa.kit.chat_ids import normalize_chat_id, phone_of
 from openwa.kit.pagination import PageParams
 from openwa.kit.phone import normalize_phone
@@ -60,34 +59,11 @@ class ContactService:
     async def profile_picture(self, session: SessionRow, contact_id: str) -> ProfilePicture:
         """Any address may be asked about, known to the directory or not."""
         address = normalize_chat_id(contact_id)
-        client = self._client(session)
-        return ProfilePicture(url=await self._call(client.profile_picture(address)))
+        client = ready_client(self._runtime, self._engines, session, CAPABILITY)
+        return ProfilePicture(url=await engine_call(client.profile_picture(address)))
 
     async def check(self, session: SessionRow, phone_number: str) -> NumberCheck:
         digits = normalize_phone(phone_number)
-        client = self._client(session)
-        chat_id = await self._call(client.check_number(digits))
+        client = ready_client(self._runtime, self._engines, session, CAPABILITY)
+        chat_id = await engine_call(client.check_number(digits))
         return NumberCheck(phone_number=digits, exists=chat_id is not None, chat_id=chat_id)
-
-    def _client(self, session: SessionRow) -> EngineClient:
-        """The running client of a `ready` session whose engine does contacts."""
-        engine = self._engines.get(session.engine)
-        if CAPABILITY not in engine.capabilities:
-            raise NotSupported(details={"engine": session.engine, "capability": CAPABILITY})
-        client = self._runtime.client(session.id)
-        if client is None or session.id not in self._runtime.ready_sessions():
-            raise SessionNotReady(
-                "the session must be ready to ask WhatsApp", details={"status": session.status}
-            )
-        return client
-
-    @staticmethod
-    async def _call(call: Awaitable[_T]) -> _T:
-        """Await an engine call, turning its failures into the contract's errors."""
-        try:
-            return await call
-        except EngineRefused as exc:
-            raise EngineError(str(exc), details={"reason": str(exc)}) from exc
-        except SendFailed as exc:
-            # The connection went away between the readiness check and the call.
-            raise SessionNotReady(str(exc), details={"reason": str(exc)}) from exc

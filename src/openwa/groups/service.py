@@ -7,16 +7,16 @@ participant, not an admin, unknown group) is ENGINE_ERROR with the engine's reas
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.db.models import SessionRow
-from openwa.engines.base import EngineClient, EngineRefused, GroupInfo, SendFailed
+from openwa.engines.base import GroupInfo
+from openwa.engines.calls import engine_call, ready_client
 from openwa.engines.registry import EngineRegistry
-from openwa.errors import EngineError, InvalidChatId, NotSupported, SessionNotReady
+from openwa.errors import InvalidChatId
 from openwa.groups.schemas import (
     INVITE_LINK_BASE,
     Group,
@@ -100,30 +100,30 @@ class GroupService:
 
     async def page(self, session: SessionRow, params: PageParams) -> tuple[list[Group], int]:
         """The groups the account is in, oldest first (engines hand out all at once)."""
-        client = self._client(session)
-        infos = sorted(await self._call(client.groups()), key=_sort_key)
+        client = ready_client(self._runtime, self._engines, session, CAPABILITY)
+        infos = sorted(await engine_call(client.groups()), key=_sort_key)
         chunk = infos[params.offset : params.offset + params.limit]
         return [to_schema(info) for info in chunk], len(infos)
 
     async def create(self, session: SessionRow, body: GroupCreate) -> Group:
         participants = participant_addresses(body.participants)
-        client = self._client(session)
-        return to_schema(await self._call(client.create_group(body.name, participants)))
+        client = ready_client(self._runtime, self._engines, session, CAPABILITY)
+        return to_schema(await engine_call(client.create_group(body.name, participants)))
 
     async def get(self, session: SessionRow, group_id: str) -> Group:
         address = group_address(group_id)
-        client = self._client(session)
-        return to_schema(await self._call(client.group_info(address), address))
+        client = ready_client(self._runtime, self._engines, session, CAPABILITY)
+        return to_schema(await engine_call(client.group_info(address), groupId=address))
 
     async def update(self, session: SessionRow, group_id: str, body: GroupUpdate) -> Group:
         address = group_address(group_id)
         settings = (
             body.settings.model_dump(exclude_none=True) if body.settings is not None else None
         )
-        client = self._client(session)
-        info = await self._call(
+        client = ready_client(self._runtime, self._engines, session, CAPABILITY)
+        info = await engine_call(
             client.update_group(address, body.subject, body.description, settings or None),
-            address,
+            groupId=address,
         )
         return to_schema(info)
 
@@ -132,46 +132,20 @@ class GroupService:
     ) -> list[ParticipantResult]:
         address = group_address(group_id)
         participants = participant_addresses(body.participants)
-        client = self._client(session)
-        results = await self._call(
-            client.change_participants(address, body.action, participants), address
+        client = ready_client(self._runtime, self._engines, session, CAPABILITY)
+        results = await engine_call(
+            client.change_participants(address, body.action, participants), groupId=address
         )
         return [ParticipantResult(id=r.id, status=r.status) for r in results]
 
     async def invite_code(self, session: SessionRow, group_id: str) -> InviteCode:
         address = group_address(group_id)
-        client = self._client(session)
-        code = await self._call(client.invite_code(address), address)
+        client = ready_client(self._runtime, self._engines, session, CAPABILITY)
+        code = await engine_call(client.invite_code(address), groupId=address)
         return InviteCode(code=code, link=INVITE_LINK_BASE + code)
 
     async def leave(self, session: SessionRow, group_id: str) -> GroupLeft:
         address = group_address(group_id)
-        client = self._client(session)
-        await self._call(client.leave_group(address), address)
+        client = ready_client(self._runtime, self._engines, session, CAPABILITY)
+        await engine_call(client.leave_group(address), groupId=address)
         return GroupLeft(id=address)
-
-    def _client(self, session: SessionRow) -> EngineClient:
-        """The running client of a `ready` session whose engine does groups."""
-        engine = self._engines.get(session.engine)
-        if CAPABILITY not in engine.capabilities:
-            raise NotSupported(details={"engine": session.engine, "capability": CAPABILITY})
-        client = self._runtime.client(session.id)
-        if client is None or session.id not in self._runtime.ready_sessions():
-            raise SessionNotReady(
-                "the session must be ready to manage groups", details={"status": session.status}
-            )
-        return client
-
-    @staticmethod
-    async def _call(call: Awaitable[_T], group_id: str | None = None) -> _T:
-        """Await an engine call, turning its refusals into the contract's errors."""
-        try:
-            return await call
-        except EngineRefused as exc:
-            details = {"reason": str(exc)}
-            if group_id is not None:
-                details["groupId"] = group_id
-            raise EngineError(str(exc), details=details) from exc
-        except SendFailed as exc:
-            # The connection went away between our readiness check and the call.
-            raise SessionNotReady(str(exc), details={"reason": str(exc)}) from exc
