@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from openwa.api.envelope import ErrorEnvelope
@@ -43,3 +44,21 @@ def errors(*statuses: int, **overrides: tuple[str, str]) -> dict[int | str, dict
             },
         }
     return result
+
+
+def chat_errors(*statuses: int, **overrides: tuple[str, str]) -> dict[int | str, dict[str, Any]]:
+    """`errors(...)` for routes taking chat ids or phone numbers: the 400 shows both
+    VALIDATION_ERROR and INVALID_CHAT_ID (an id or number that cannot be a WhatsApp one)."""
+    responses = errors(*statuses, **overrides)
+    content = responses[400]["content"]["application/json"]
+    validation = content.pop("example")
+    invalid = copy.deepcopy(validation)
+    invalid["error"].update(code="INVALID_CHAT_ID", message="Not a WhatsApp address")
+    content["examples"] = {
+        "VALIDATION_ERROR": {"value": validation},
+        "INVALID_CHAT_ID": {"value": invalid},
+    }
+    responses[400]["description"] = (
+        "Body, query or path failed validation, or an id or number is not a WhatsApp address"
+    )
+    return responses

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import copy
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Path
 
 from openwa.api.deps import PageDep, ServicesDep, SessionDep, WriterDep
 from openwa.api.envelope import Envelope, PageEnvelope, ok, paged
-from openwa.api.responses import errors
+from openwa.api.responses import chat_errors, errors
 from openwa.chats.schemas import CHAT_ID_EXAMPLE, Chat, ChatRead, Presence, PresenceUpdate
 from openwa.messages.schemas import Message
 
@@ -28,23 +27,6 @@ ChatId = Annotated[
 _NOT_READY = ("SESSION_NOT_READY", "The session must be ready for this")
 
 
-def _errors(*statuses: int, **overrides: tuple[str, str]) -> dict[int | str, dict[str, Any]]:
-    """`errors(...)`, whose 400 also shows INVALID_CHAT_ID (a chat id that cannot be one)."""
-    responses = errors(*statuses, **overrides)
-    content = responses[400]["content"]["application/json"]
-    validation = content.pop("example")
-    invalid = copy.deepcopy(validation)
-    invalid["error"].update(code="INVALID_CHAT_ID", message="Not a WhatsApp address")
-    content["examples"] = {
-        "VALIDATION_ERROR": {"value": validation},
-        "INVALID_CHAT_ID": {"value": invalid},
-    }
-    responses[400]["description"] = (
-        "Body, query or path failed validation, or the chat id is not a WhatsApp address"
-    )
-    return responses
-
-
 @router.get("", responses=errors(403, 404))
 async def list_chats(
     session: SessionDep, services: ServicesDep, page: PageDep
@@ -54,7 +36,7 @@ async def list_chats(
     return paged(items, page, total)
 
 
-@router.get("/{chat_id}/messages", responses=_errors(403, 404))
+@router.get("/{chat_id}/messages", responses=chat_errors(403, 404))
 async def chat_messages(
     chat_id: ChatId, session: SessionDep, services: ServicesDep, page: PageDep
 ) -> PageEnvelope[Message]:
@@ -63,7 +45,7 @@ async def chat_messages(
     return paged(items, page, total)
 
 
-@router.post("/{chat_id}/read", responses=_errors(403, 404, 409, 422, 501, s409=_NOT_READY))
+@router.post("/{chat_id}/read", responses=chat_errors(403, 404, 409, 422, 501, s409=_NOT_READY))
 async def mark_chat_read(
     chat_id: ChatId, _: WriterDep, session: SessionDep, services: ServicesDep
 ) -> Envelope[ChatRead]:
@@ -71,7 +53,7 @@ async def mark_chat_read(
     return ok(await services.chats.mark_read(session, chat_id))
 
 
-@router.post("/{chat_id}/typing", responses=_errors(403, 404, 409, 422, 501, s409=_NOT_READY))
+@router.post("/{chat_id}/typing", responses=chat_errors(403, 404, 409, 422, 501, s409=_NOT_READY))
 async def set_chat_presence(
     chat_id: ChatId,
     _: WriterDep,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import copy
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path
 
 from openwa.api.deps import PageDep, ServicesDep, SessionDep
 from openwa.api.envelope import Envelope, PageEnvelope, ok, paged
-from openwa.api.responses import errors
+from openwa.api.responses import chat_errors, errors
 from openwa.contacts.schemas import CONTACT_ID_EXAMPLE, Contact, NumberCheck, ProfilePicture
 
 router = APIRouter(prefix="/api/sessions/{id}/contacts", tags=["contacts"])
@@ -36,23 +35,6 @@ PhoneNumber = Annotated[
 _NOT_READY = ("SESSION_NOT_READY", "The session must be ready to ask WhatsApp")
 
 
-def _errors(*statuses: int, **overrides: tuple[str, str]) -> dict[int | str, dict[str, Any]]:
-    """`errors(...)`, whose 400 also shows INVALID_CHAT_ID (an id or number that cannot be)."""
-    responses = errors(*statuses, **overrides)
-    content = responses[400]["content"]["application/json"]
-    validation = content.pop("example")
-    invalid = copy.deepcopy(validation)
-    invalid["error"].update(code="INVALID_CHAT_ID", message="Not a WhatsApp address")
-    content["examples"] = {
-        "VALIDATION_ERROR": {"value": validation},
-        "INVALID_CHAT_ID": {"value": invalid},
-    }
-    responses[400]["description"] = (
-        "Query or path failed validation, or the id or number is not a WhatsApp address"
-    )
-    return responses
-
-
 @router.get("", responses=errors(403, 404))
 async def list_contacts(
     session: SessionDep, services: ServicesDep, page: PageDep
@@ -63,7 +45,9 @@ async def list_contacts(
 
 
 # Before `/{contact_id}...`, so that `check/...` is never taken for a contact id.
-@router.get("/check/{phone_number}", responses=_errors(403, 404, 409, 422, 501, s409=_NOT_READY))
+@router.get(
+    "/check/{phone_number}", responses=chat_errors(403, 404, 409, 422, 501, s409=_NOT_READY)
+)
 async def check_number(
     phone_number: PhoneNumber, session: SessionDep, services: ServicesDep
 ) -> Envelope[NumberCheck]:
@@ -73,7 +57,7 @@ async def check_number(
 
 @router.get(
     "/{contact_id}",
-    responses=_errors(403, 404, s404=("NOT_FOUND", "contact not found")),
+    responses=chat_errors(403, 404, s404=("NOT_FOUND", "contact not found")),
 )
 async def get_contact(
     contact_id: ContactId, session: SessionDep, services: ServicesDep
@@ -84,7 +68,7 @@ async def get_contact(
 
 @router.get(
     "/{contact_id}/profile-picture",
-    responses=_errors(403, 404, 409, 422, 501, s409=_NOT_READY),
+    responses=chat_errors(403, 404, 409, 422, 501, s409=_NOT_READY),
 )
 async def contact_profile_picture(
     contact_id: ContactId, session: SessionDep, services: ServicesDep

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import copy
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path
 
 from openwa.api.deps import PageDep, ServicesDep, SessionDep, WriterDep
 from openwa.api.envelope import Envelope, PageEnvelope, ok, paged
-from openwa.api.responses import errors
+from openwa.api.responses import chat_errors, errors
 from openwa.groups.schemas import (
     GROUP_ID_EXAMPLE,
     Group,
@@ -36,23 +35,6 @@ _NOT_READY = ("SESSION_NOT_READY", "The session must be ready to manage groups")
 _REFUSED = ("ENGINE_ERROR", "this account is not an admin of the group")
 
 
-def _errors(*statuses: int, **overrides: tuple[str, str]) -> dict[int | str, dict[str, Any]]:
-    """`errors(...)`, whose 400 also shows INVALID_CHAT_ID (a bad group or participant id)."""
-    responses = errors(*statuses, **overrides)
-    content = responses[400]["content"]["application/json"]
-    validation = content.pop("example")
-    invalid = copy.deepcopy(validation)
-    invalid["error"].update(code="INVALID_CHAT_ID", message="Not a WhatsApp address")
-    content["examples"] = {
-        "VALIDATION_ERROR": {"value": validation},
-        "INVALID_CHAT_ID": {"value": invalid},
-    }
-    responses[400]["description"] = (
-        "Body, query or path failed validation, or an id is not a WhatsApp address"
-    )
-    return responses
-
-
 @router.get("", responses=errors(403, 404, 409, 422, 501, s409=_NOT_READY))
 async def list_groups(
     session: SessionDep, services: ServicesDep, page: PageDep
@@ -65,7 +47,7 @@ async def list_groups(
 @router.post(
     "",
     status_code=201,
-    responses=_errors(403, 404, 409, 422, 501, s409=_NOT_READY),
+    responses=chat_errors(403, 404, 409, 422, 501, s409=_NOT_READY),
 )
 async def create_group(
     body: GroupCreate, _: WriterDep, session: SessionDep, services: ServicesDep
@@ -76,7 +58,7 @@ async def create_group(
 
 @router.get(
     "/{group_id}",
-    responses=_errors(403, 404, 409, 422, 501, s409=_NOT_READY, s422=_REFUSED),
+    responses=chat_errors(403, 404, 409, 422, 501, s409=_NOT_READY, s422=_REFUSED),
 )
 async def get_group(
     group_id: GroupId, session: SessionDep, services: ServicesDep
@@ -87,7 +69,7 @@ async def get_group(
 
 @router.patch(
     "/{group_id}",
-    responses=_errors(403, 404, 409, 422, 501, s409=_NOT_READY, s422=_REFUSED),
+    responses=chat_errors(403, 404, 409, 422, 501, s409=_NOT_READY, s422=_REFUSED),
 )
 async def update_group(
     group_id: GroupId,
@@ -102,7 +84,7 @@ async def update_group(
 
 @router.post(
     "/{group_id}/participants",
-    responses=_errors(403, 404, 409, 422, 501, s409=_NOT_READY, s422=_REFUSED),
+    responses=chat_errors(403, 404, 409, 422, 501, s409=_NOT_READY, s422=_REFUSED),
 )
 async def change_participants(
     group_id: GroupId,
@@ -117,7 +99,7 @@ async def change_participants(
 
 @router.get(
     "/{group_id}/invite-code",
-    responses=_errors(403, 404, 409, 422, 501, s409=_NOT_READY, s422=_REFUSED),
+    responses=chat_errors(403, 404, 409, 422, 501, s409=_NOT_READY, s422=_REFUSED),
 )
 async def invite_code(
     group_id: GroupId, session: SessionDep, services: ServicesDep
@@ -128,7 +110,7 @@ async def invite_code(
 
 @router.post(
     "/{group_id}/leave",
-    responses=_errors(
+    responses=chat_errors(
         403,
         404,
         409,
