@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.db.models import DeliveryRow, IdempotencyRow, MessageRow
 from openwa.events.log import EventLog
+from openwa.kit.background import BackgroundTask
 from openwa.kit.clock import utcnow
 from openwa.storage.base import Storage
 
@@ -40,16 +41,13 @@ class Maintenance:
         self._message_days = message_retention_days
         self._media_days = media_retention_days
         self._every_s = every_s
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundTask("maintenance", self._run)
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="maintenance")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._loop.stop()
 
     async def _run(self) -> None:
         while True:

@@ -7,14 +7,12 @@ events written by other instances on the same database.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.events.bus import EventBus
 from openwa.events.log import EventLog
+from openwa.kit.background import BackgroundTask
 
 log = structlog.get_logger(__name__)
 
@@ -29,19 +27,16 @@ class EventPump:
         self._db = db
         self._events = events
         self._bus = bus
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundTask("event-pump", self._run)
         self._cursor = 0
 
     async def start(self) -> None:
         async with self._db() as db:
             self._cursor = await self._events.last_cursor(db)
-        self._task = asyncio.create_task(self._run(), name="event-pump")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._loop.stop()
 
     async def _run(self) -> None:
         while True:

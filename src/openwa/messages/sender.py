@@ -10,7 +10,6 @@ A job whose session does not become ready within `SEND_READY_TIMEOUT_S` fails wi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from datetime import timedelta
 
@@ -22,6 +21,7 @@ from openwa.db.models import MessageRow, OutboxJobRow, SessionRow
 from openwa.engines.base import OutgoingMessage, SendFailed
 from openwa.events.log import EventLog
 from openwa.events.types import MESSAGE_ACK, MESSAGE_SENT
+from openwa.kit.background import BackgroundTask
 from openwa.kit.clock import utcnow
 from openwa.kit.signal import Signal
 from openwa.messages.service import MessageService
@@ -63,11 +63,11 @@ class SendWorker:
         self._backoff_base_s = backoff_base_s
         self._backoff_max_s = backoff_max_s
         self._lease_s = lease_s
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundTask("send-worker", self._run)
         self._last_sweep = 0.0
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="send-worker")
+        self._loop.start()
 
     async def release_claims(self) -> None:
         """Give back what this worker holds, so nobody waits for its leases to run out."""
@@ -75,12 +75,9 @@ class SendWorker:
             await release_all(db, outbox.SENDS, self._worker_id)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            # A send cut short may have reached the engine: it goes again with the same id.
-            await self.release_claims()
+        await self._loop.stop()
+        # A send cut short may have reached the engine: it goes again with the same id.
+        await self.release_claims()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -10,7 +10,6 @@ receivers can de-duplicate.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from datetime import datetime, timedelta
@@ -24,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from openwa import __version__
 from openwa.db.models import DeliveryAttemptRow, DeliveryRow, EventRow, WebhookRow
 from openwa.events.log import EventLog, from_row
+from openwa.kit.background import BackgroundTask
 from openwa.kit.clock import utcnow
 from openwa.kit.signal import Signal
 from openwa.queue.claims import QueueSpec, claim_runs, release, release_all
@@ -70,7 +70,7 @@ class DeliveryWorker:
         self._max_attempts = max_attempts
         self._allow_private = allow_private
         self._http: aiohttp.ClientSession | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundTask("delivery-worker", self._run)
 
     async def start(self) -> None:
         resolver = None if self._allow_private else GuardedResolver()
@@ -80,7 +80,7 @@ class DeliveryWorker:
             timeout=aiohttp.ClientTimeout(total=self._timeout_s),
             headers={"User-Agent": f"OpenWA/{__version__}"},
         )
-        self._task = asyncio.create_task(self._run(), name="delivery-worker")
+        self._loop.start()
 
     async def release_claims(self) -> None:
         """Give back what this worker holds, so nobody waits for its leases to run out."""
@@ -88,11 +88,8 @@ class DeliveryWorker:
             await release_all(db, DELIVERIES, self._worker_id)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            await self.release_claims()
+        await self._loop.stop()
+        await self.release_claims()
         if self._http is not None:
             await self._http.close()
 
