@@ -8,7 +8,6 @@ publishes. A Redis adapter can replace this one for several instances.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Protocol
 
 from openwa.events.types import Event
@@ -52,10 +51,6 @@ class Subscription:
 
     def close(self) -> None:
         self._bus.unsubscribe(self)
-
-    async def __aiter__(self) -> AsyncIterator[Event]:
-        while True:
-            yield await self.get()
 
 
 class InMemoryEventBus:

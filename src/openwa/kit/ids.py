@@ -9,7 +9,6 @@ import time
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 ULID_PATTERN = "[0-9A-HJKMNP-TV-Z]{26}"
 SESSION_ID_RE = re.compile(rf"^ses_{ULID_PATTERN}$")
-KEY_ID_RE = re.compile(rf"^key_{ULID_PATTERN}$")
 
 
 def ulid(now_ms: int | None = None) -> str:

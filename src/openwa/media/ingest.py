@@ -25,12 +25,11 @@ from openwa.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
     ValidationFailed,
-    WebhookUrlForbidden,
 )
 from openwa.media.convert import convert_if_needed
 from openwa.media.types import ALLOWED, OCTET_STREAM, detect
 from openwa.messages.schemas import MediaSource
-from openwa.webhooks.url_guard import GuardedResolver, check_url, literal_forbidden
+from openwa.webhooks.url_guard import GuardedResolver, check_url
 
 _CHUNK = 256 * 1024
 _SNIFF = 8192
@@ -128,9 +127,8 @@ class MediaIngest:
         return await self._finish(type_, await self._spool(chunks()), claimed, filename)
 
     async def from_url(self, type_: str, url: str, filename: str | None) -> StagedMedia:
+        # check_url resolves the host, an IP literal included, and refuses forbidden ones.
         await check_url(url, self._allow_private)
-        if not self._allow_private and literal_forbidden(url):
-            raise WebhookUrlForbidden(details={"url": url})
         resolver = None if self._allow_private else GuardedResolver()
         timeout = aiohttp.ClientTimeout(total=self._fetch_timeout_s)
         try:

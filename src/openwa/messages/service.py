@@ -57,6 +57,7 @@ from openwa.messages.schemas import (
     MediaUploadFields,
     Message,
     ReactionCreate,
+    SendOptions,
     TextMessageCreate,
 )
 from openwa.messages.vcard import vcard
@@ -166,15 +167,13 @@ class MessageService:
             content["replyTo"] = body.reply_to
         if body.mentions:
             content["mentions"] = [normalize_chat_id(m) for m in body.mentions]
-        request = body.model_dump(mode="json", by_alias=True, exclude_none=True)
         return await self._accept(
             session,
             principal,
             "text",
             body.chat_id,
             content,
-            body.send_at,
-            request,
+            body,
             idempotency_key,
         )
 
@@ -191,16 +190,13 @@ class MessageService:
             content["caption"] = fields.caption
         if fields.reply_to:
             content["replyTo"] = fields.reply_to
-        request = fields.model_dump(mode="json", by_alias=True, exclude_none=True)
-        request["media"] = {"sha256": staged.sha256, "mimetype": staged.mimetype}
         return await self._accept(
             session,
             principal,
             fields.type,
             fields.chat_id,
             content,
-            fields.send_at,
-            request,
+            fields,
             idempotency_key,
             staged,
         )
@@ -215,15 +211,13 @@ class MessageService:
         location = body.model_dump(
             by_alias=True, exclude_none=True, include={"latitude", "longitude", "name", "address"}
         )
-        request = body.model_dump(mode="json", by_alias=True, exclude_none=True)
         return await self._accept(
             session,
             principal,
             "location",
             body.chat_id,
             {"location": location},
-            body.send_at,
-            request,
+            body,
             idempotency_key,
         )
 
@@ -240,15 +234,13 @@ class MessageService:
             cards.append(
                 {"name": card.name, "phoneNumber": phone, "vcard": vcard(card.name, phone)}
             )
-        request = body.model_dump(mode="json", by_alias=True, exclude_none=True)
         return await self._accept(
             session,
             principal,
             "contacts",
             body.chat_id,
             {"contacts": cards},
-            body.send_at,
-            request,
+            body,
             idempotency_key,
         )
 
@@ -263,15 +255,13 @@ class MessageService:
             target = await MessageRepository(db).get(session.id, body.message_id)
         if target is None:
             raise MessageNotFound(details={"messageId": body.message_id})
-        request = body.model_dump(mode="json", by_alias=True, exclude_none=True)
         return await self._accept(
             session,
             principal,
             "reaction",
             target.chat_id,
             {"messageId": target.id, "emoji": body.emoji},
-            body.send_at,
-            request,
+            body,
             idempotency_key,
         )
 
@@ -306,12 +296,17 @@ class MessageService:
         type_: str,
         raw_chat_id: str,
         content: dict[str, Any],
-        send_at: Any,
-        request: dict[str, Any],
+        body: SendOptions,
         idempotency_key: str | None,
         staged: StagedMedia | None = None,
     ) -> Message:
+        """Store the message and its outbox job (and the idempotent answer) at once."""
         chat_id = raw_chat_id if type_ == "reaction" else normalize_chat_id(raw_chat_id)
+        send_at = body.send_at
+        request = body.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if staged is not None:
+            # The same fields with other bytes are another request.
+            request["media"] = {"sha256": staged.sha256, "mimetype": staged.mimetype}
         request_hash = _request_hash(f"{session.id}/{type_}", request)
         idem_id = (principal.key_id, session.id, idempotency_key) if idempotency_key else None
         message_id = whatsapp_message_id()

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from openwa import __version__
 from openwa.api.deps import ServicesDep, raw_api_key
-from openwa.api.envelope import JSONResponse, meta
+from openwa.api.envelope import Envelope, JSONResponse, meta, ok
 from openwa.health import readiness
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
-async def health() -> dict[str, Any]:
+async def health() -> Envelope[dict[str, str]]:
     """200 while the process lives."""
-    return {
-        "success": True,
-        "data": {"status": "ok", "version": __version__},
-        "meta": meta().model_dump(by_alias=True),
-    }
+    return ok({"status": "ok", "version": __version__})
 
 
 @router.get(

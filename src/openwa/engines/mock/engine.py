@@ -384,9 +384,6 @@ class MockClient:
         )
         return message_id
 
-    async def transmitted(self, limit: int) -> list[dict[str, Any]]:
-        return await self._network.store.transmissions(self._ctx.session_id, limit)
-
 
 class MockEngine:
     name = "mock"
