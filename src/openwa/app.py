@@ -41,6 +41,8 @@ from openwa.db.engine import create_engine, create_session_factory
 from openwa.engines.mock.engine import MockEngine
 from openwa.engines.mock.store import SqlMockDirectory, SqlMockNetworkStore
 from openwa.engines.registry import EngineRegistry
+from openwa.engines.whatsmeow.engine import WhatsmeowEngine
+from openwa.engines.whatsmeow.store import DeviceStore, whatsmeow_dsn
 from openwa.events.bus import InMemoryEventBus
 from openwa.events.log import EventLog
 from openwa.events.pump import EventPump
@@ -121,7 +123,11 @@ def build_services(settings: Settings) -> Services:
         auth_delay_ms=settings.mock_auth_delay_ms,
         ack_delay_ms=settings.mock_ack_delay_ms,
     )
-    engines = EngineRegistry([mock], default=settings.engine_type)
+    whatsmeow = WhatsmeowEngine(
+        DeviceStore(settings.data_dir / "whatsmeow", whatsmeow_dsn(settings.resolved_database_url)),
+        log_level=settings.log_level.upper(),
+    )
+    engines = EngineRegistry([mock, whatsmeow], default=settings.engine_type)
     runtime = SessionRuntime(
         db,
         engines,

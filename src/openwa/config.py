@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     redis_url: str | None = None
 
     # Engines and sessions.
-    engine_type: EngineName = "mock"
+    engine_type: EngineName = "whatsmeow"
     max_sessions: int = Field(default=100, ge=1)
     send_ready_timeout_s: int = Field(default=86400, ge=0)
     shutdown_timeout_s: int = Field(default=30, ge=0)
@@ -122,9 +122,11 @@ class Settings(BaseSettings):
             raise ValueError("CACHE_TYPE=redis needs REDIS_URL")
         if self.storage_type == "s3" and not self.s3_bucket:
             raise ValueError("STORAGE_TYPE=s3 needs S3_BUCKET")
-        if self.engine_type != "mock":
-            # Only the mock engine exists so far; refusing is clearer than failing later.
-            raise ValueError(f"ENGINE_TYPE={self.engine_type} is not available yet; use mock")
+        if self.engine_type not in ("mock", "whatsmeow"):
+            # Baileys and whatsapp-web.js are still to come; refusing is clearer than failing later.
+            raise ValueError(
+                f"ENGINE_TYPE={self.engine_type} is not available yet; use whatsmeow or mock"
+            )
         key = self.api_key.get_secret_value() if self.api_key else None
         if key is not None and len(key) < 16:
             raise ValueError("API_KEY must be at least 16 characters")

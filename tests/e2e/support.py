@@ -100,7 +100,9 @@ def cli_env(database_url: str, data_dir: Path) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("API_KEY", "DATABASE_URL", "DATA_DIR", "ENGINE_TYPE"))
     }
-    env.update(DATABASE_URL=database_url, DATA_DIR=str(data_dir), LOG_FORMAT="json")
+    env.update(
+        DATABASE_URL=database_url, DATA_DIR=str(data_dir), LOG_FORMAT="json", ENGINE_TYPE="mock"
+    )
     return env
 
 

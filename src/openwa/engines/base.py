@@ -94,6 +94,8 @@ class MessageReceived:
     from_me: bool = False
     media: InboundMedia | None = None
     push_name: str | None = None
+    # From the history an engine syncs after linking: stored, but no webhook for it.
+    history: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +126,14 @@ class GroupUpdated:
     by: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ContactsSeen:
+    """Names an engine learned (address book, push names, group subjects): chat id ->
+    name. Kept as the contacts' push names so chats and contacts show them."""
+
+    names: dict[str, str]
+
+
 EngineEvent = (
     QrUpdated
     | Authenticated
@@ -136,6 +146,7 @@ EngineEvent = (
     | MessageRevoked
     | ReactionReceived
     | GroupUpdated
+    | ContactsSeen
 )
 EventSink = Callable[[EngineEvent], Awaitable[None]]
 
@@ -226,11 +237,16 @@ class EngineClient(Protocol):
         """Link by phone number instead of QR: the code to type on the phone."""
         ...
 
-    async def send(self, message: OutgoingMessage) -> None:
+    async def send(self, message: OutgoingMessage) -> str | None:
         """Hand the message to WhatsApp; raise `SendFailed` when that did not happen.
 
+        Returns the id WhatsApp knows the message by when the engine could not use ours
+        (acks, reactions and revokes then name that id), else None.
+
         Media is in `content["media"]` as `{key, mimetype, size, filename?}`, readable
-        through the context's `MediaReader`.
+        through the context's `MediaReader`. A reaction's `messageId` and a reply's
+        `replyTo` already name the target by the engine's id, and a reaction says
+        whether its target is one of ours (`targetFromMe`).
         """
         ...
 
@@ -287,6 +303,11 @@ class Engine(Protocol):
 
     async def check(self) -> None:
         """Raise when the engine cannot start sessions (for `/health/ready`)."""
+        ...
+
+    async def forget(self, session_id: str, auth: dict[str, Any] | None) -> None:
+        """Drop what the engine keeps on its own for a session it no longer links
+        (logout, delete); `auth` is the session's last saved `AuthStore` state."""
         ...
 
     async def close(self) -> None: ...

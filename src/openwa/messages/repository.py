@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.db.models import ContactRow, MessageRow
@@ -14,6 +15,19 @@ class MessageRepository:
 
     async def get(self, session_id: str, message_id: str) -> MessageRow | None:
         return await self.db.get(MessageRow, (session_id, message_id))
+
+    async def find(self, session_id: str, message_id: str) -> MessageRow | None:
+        """A message by our id or by the id its engine gave it (acks, reactions and
+        revokes from engines that could not send under our id name theirs)."""
+        row = await self.get(session_id, message_id)
+        if row is not None:
+            return row
+        found = await self.db.execute(
+            select(MessageRow)
+            .where(MessageRow.session_id == session_id, MessageRow.engine_id == message_id)
+            .limit(1)
+        )
+        return found.scalar_one_or_none()
 
     def add(self, row: MessageRow) -> None:
         self.db.add(row)

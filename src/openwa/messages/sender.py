@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy import select, update
@@ -24,6 +25,7 @@ from openwa.events.types import MESSAGE_ACK, MESSAGE_SENT
 from openwa.kit.background import BackgroundTask
 from openwa.kit.clock import utcnow
 from openwa.kit.signal import Signal
+from openwa.messages.repository import MessageRepository
 from openwa.messages.service import MessageService
 from openwa.queue import outbox
 from openwa.queue.claims import release_all
@@ -136,8 +138,9 @@ class SendWorker:
             await self._release(job)
             return False
         try:
-            await client.send(
-                OutgoingMessage(message.id, message.chat_id, message.type, message.content)
+            content = await self._engine_references(message)
+            engine_id = await client.send(
+                OutgoingMessage(message.id, message.chat_id, message.type, content)
             )
         except SendFailed as exc:
             await self._failed(job, str(exc), retryable=exc.retryable)
@@ -149,10 +152,37 @@ class SendWorker:
             await self._failed(job, f"{type(exc).__name__}: {exc}", retryable=True)
             return False
         if session is not None:
-            await self._sent(job, message, session)
+            await self._sent(job, message, session, engine_id)
         return True
 
-    async def _sent(self, job: OutboxJobRow, message: MessageRow, session: SessionRow) -> None:
+    async def _engine_references(self, message: MessageRow) -> dict[str, Any]:
+        """The content with the messages it points at (a reaction's target, a reply's
+        quote) named by the engine's ids, where an engine gave them others."""
+        content = dict(message.content)
+        refs = {"messageId": content.get("messageId"), "replyTo": content.get("replyTo")}
+        if not any(refs.values()):
+            return content
+        async with self._db() as db:
+            repo = MessageRepository(db)
+            for field, ref in refs.items():
+                if not ref:
+                    continue
+                target = await repo.get(message.session_id, ref)
+                if target is None:
+                    continue
+                if target.engine_id:
+                    content[field] = target.engine_id
+                # Whose message it is: WhatsApp's key for a target in a group names it.
+                if field == "messageId":
+                    content["targetFromMe"] = target.from_me
+                    content["targetSender"] = target.sender
+                elif target.sender:
+                    content["replyToSender"] = target.sender
+        return content
+
+    async def _sent(
+        self, job: OutboxJobRow, message: MessageRow, session: SessionRow, engine_id: str | None
+    ) -> None:
         """Done, `sent` (unless an ack already moved it on) and `message.sent`, at once."""
         now = utcnow()
         async with self._db() as db, db.begin():
@@ -170,6 +200,12 @@ class SendWorker:
                 )
                 .values(status="sent", updated_at=now)
             )
+            if engine_id is not None:
+                await db.execute(
+                    update(MessageRow)
+                    .where(MessageRow.session_id == message.session_id, MessageRow.id == message.id)
+                    .values(engine_id=engine_id)
+                )
             message.status, message.updated_at = "sent", now
             data = await self._messages.event_data(message)
             await self._events.append(db, [session_event(session, MESSAGE_SENT, data)])

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.db.models import IdempotencyRow, MessageRow, SessionRow
 from openwa.engines.base import (
+    ContactsSeen,
     EngineClient,
     EngineEvent,
     EngineRefused,
@@ -417,7 +418,7 @@ class MessageService:
         if client is None:
             raise SessionNotReady("the session must be ready to revoke")
         try:
-            await client.revoke(row.chat_id, row.id)
+            await client.revoke(row.chat_id, row.engine_id or row.id)
         except (SendFailed, EngineRefused) as exc:
             raise EngineError(str(exc)) from exc
         return await self.get(session_id, message_id)
@@ -476,8 +477,9 @@ class MessageService:
             case MessageRevoked():
                 return await self._revoked(db, session, report)
             case ReactionReceived():
+                target = await MessageRepository(db).find(session.id, report.message_id)
                 data: dict[str, Any] = {
-                    "messageId": report.message_id,
+                    "messageId": target.id if target is not None else report.message_id,
                     "chatId": report.chat_id,
                     "from": report.sender,
                     "emoji": report.emoji,
@@ -491,6 +493,10 @@ class MessageService:
                     "by": report.by,
                 }
                 return self._event(session, GROUP_UPDATE, update, report.group_id)
+            case ContactsSeen(names=names):
+                for chat_id, name in names.items():
+                    if chat_kind(chat_id) == "user":
+                        await upsert_contact(db, session.id, chat_id, push_name=name)
         return []
 
     def _ignored(self, session: SessionRow, chat_id: str) -> bool:
@@ -507,16 +513,16 @@ class MessageService:
     ) -> list[Event]:
         if self._ignored(session, revoked.chat_id):
             return []
-        row = await MessageRepository(db).get(session.id, revoked.id)
+        row = await MessageRepository(db).find(session.id, revoked.id)
         if row is not None:
             if row.revoked_at is not None:
                 return []
             row.revoked_at = row.updated_at = utcnow()
-        data = {"id": revoked.id, "chatId": revoked.chat_id}
+        data = {"id": row.id if row is not None else revoked.id, "chatId": revoked.chat_id}
         return [session_event(session, MESSAGE_REVOKED, data)]
 
     async def _ack(self, db: AsyncSession, session: SessionRow, ack: MessageAck) -> list[Event]:
-        row = await MessageRepository(db).get(session.id, ack.message_id)
+        row = await MessageRepository(db).find(session.id, ack.message_id)
         if row is None or row.status in ("failed", "cancelled"):
             return []
         if _ACK_RANK.get(ack.status, 0) <= _ACK_RANK.get(row.status, 0):
@@ -535,8 +541,8 @@ class MessageService:
         if self._ignored(session, received.chat_id):
             return []
         repo = MessageRepository(db)
-        if await repo.get(session.id, received.id) is not None:
-            return []  # already stored: an engine may report a message twice
+        if await repo.find(session.id, received.id) is not None:
+            return []  # already stored: an engine may report a message twice (or sync it)
         content = dict(received.content)
         if media is not None:
             content["media"] = media
@@ -552,6 +558,8 @@ class MessageService:
             media_key=(content.get("media") or {}).get("key"),
             status="sent" if received.from_me else "received",
             timestamp=received.timestamp,
+            # Synced history does not count as unread: WhatsApp does not say what was.
+            read_at=now if received.history else None,
             created_at=now,
             updated_at=now,
         )
@@ -559,6 +567,8 @@ class MessageService:
         if received.sender and chat_kind(received.chat_id) == "user" and not received.from_me:
             await upsert_contact(db, session.id, received.sender, push_name=received.push_name)
         await db.flush()
+        if received.history:
+            return []  # synced history is stored for chats and history, not announced
         name = MESSAGE_SENT if received.from_me else MESSAGE_RECEIVED
         return [session_event(session, name, await self.event_data(row))]
 

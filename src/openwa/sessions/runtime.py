@@ -23,6 +23,7 @@ from openwa.db.models import SessionRow
 from openwa.engines.base import (
     Authenticated,
     Connected,
+    ContactsSeen,
     Disconnected,
     EngineClient,
     EngineEvent,
@@ -52,7 +53,14 @@ log = structlog.get_logger(__name__)
 
 MessageHandler = Callable[[SessionRow, list[EngineEvent]], Awaitable[None]]
 # Engine reports about messages and groups (not about the connection), batched together.
-_REPORTS = (MessageAck, MessageReceived, MessageRevoked, ReactionReceived, GroupUpdated)
+_REPORTS = (
+    MessageAck,
+    MessageReceived,
+    MessageRevoked,
+    ReactionReceived,
+    GroupUpdated,
+    ContactsSeen,
+)
 _REPORT_BATCH = 200
 
 
@@ -202,7 +210,7 @@ class SessionRuntime:
         else:
             row = await self._load(session_id)
             if row is not None:
-                await self.auth_store(session_id, row.engine).clear()
+                await self._forget_auth(session_id, row.engine)
         await self.stop(session_id, reason)
         await self._update(session_id, phone_number=None, push_name=None, qr=None)
 
@@ -319,7 +327,9 @@ class SessionRuntime:
                 self.became_ready.notify()
             case Disconnected(reason=reason):
                 running.ready = False
-                await self._transition(sid, Status.DISCONNECTED, reason, qr=None)
+                await self._transition(
+                    sid, Status.DISCONNECTED, reason, qr=None, last_error=reason
+                )
                 self._schedule_reconnect(running)
             case LoggedOut(reason=reason):
                 await self._end(running, reason, clear_auth=True)
@@ -338,9 +348,15 @@ class SessionRuntime:
                 await running.client.disconnect()
         fields: dict[str, Any] = {"should_run": False, "last_error": reason, "qr": None}
         if clear_auth:
-            await self.auth_store(sid, running.engine).clear()
+            await self._forget_auth(sid, running.engine)
             fields.update(phone_number=None, push_name=None)
         await self._transition(sid, Status.FAILED, reason, **fields)
+
+    async def _forget_auth(self, session_id: str, engine_name: str) -> None:
+        """The device is gone: the engine drops its own state, then ours goes."""
+        store = self.auth_store(session_id, engine_name)
+        await self._engines.get(engine_name).forget(session_id, await store.load())
+        await store.clear()
 
     def _schedule_reconnect(self, running: _Running) -> None:
         delay = self._reconnect.delay(running.attempts)

@@ -13,12 +13,17 @@ from openwa.db.base import Base, UTCDateTime
 
 class MessageRow(Base):
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_session_chat_ts", "session_id", "chat_id", "timestamp"),)
+    __table_args__ = (
+        Index("ix_messages_session_chat_ts", "session_id", "chat_id", "timestamp"),
+        Index("ix_messages_session_engine_id", "session_id", "engine_id"),
+    )
 
     session_id: Mapped[str] = mapped_column(
         String(40), ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True
     )
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # The engine's id for a message it could not send under ours (acks name that one).
+    engine_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     chat_id: Mapped[str] = mapped_column(String(128))
     from_me: Mapped[bool] = mapped_column(Boolean)
     sender: Mapped[str | None] = mapped_column(String(128), nullable=True)

@@ -183,7 +183,7 @@ class MockClient:
     def jid(self) -> str:
         return self.phone + USER_SUFFIX
 
-    async def send(self, message: OutgoingMessage) -> None:
+    async def send(self, message: OutgoingMessage) -> str | None:
         phone = self.phone
         content = dict(message.content)
         media = content.pop("media", None)
@@ -210,6 +210,7 @@ class MockClient:
         await self._transmit(message.chat_id, recipients, message.id, payload)
         if message.type != "reaction":
             self._spawn(self._acks(message))
+        return None  # the mock network knows messages by our ids
 
     async def _transmit(
         self, chat_id: str, phones: list[str], message_id: str, payload: dict[str, Any]
@@ -405,6 +406,9 @@ class MockEngine:
 
     async def check(self) -> None:
         return None
+
+    async def forget(self, session_id: str, auth: dict[str, Any] | None) -> None:
+        return None  # the mock keeps nothing outside its AuthStore
 
     async def close(self) -> None:
         return None

@@ -1,0 +1,1 @@
+"""whatsmeow (through neonize) behind the engine port, run in a worker process."""

@@ -1,0 +1,415 @@
+"""The whatsmeow engine as the API process sees it: a worker process (started on the
+first session that needs it) that runs every whatsmeow session of this instance, and one
+thin client per session that turns port calls into commands and worker frames into
+engine events.
+
+When the worker dies, every session on it reports `Disconnected` and the runtime's
+reconnect starts a new worker; devices are in whatsmeow's store, so no scan is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import itertools
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from openwa.engines.base import (
+    Disconnected,
+    EngineClient,
+    EngineRefused,
+    GroupInfo,
+    OutgoingMessage,
+    PairingNotAvailable,
+    ParticipantResult,
+    SendFailed,
+    SessionContext,
+)
+from openwa.engines.whatsmeow.protocol import decode_event, pack, read_frame
+from openwa.engines.whatsmeow.store import DeviceStore
+
+log = structlog.get_logger(__name__)
+
+WHATSMEOW_CAPABILITIES = frozenset(
+    {
+        "qr",
+        "pairing_code",
+        "send_text",
+        "send_media",
+        "send_location",
+        "send_contact",
+        "reaction",
+        "revoke",
+        "chats",
+        "contacts",
+        "groups",
+        "presence",
+        "history_sync",
+        "proxy",
+    }
+)
+_REQUEST_TIMEOUT_S = 120.0
+_STOP_TIMEOUT_S = 10.0
+FrameHandler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class WorkerGone(Exception):
+    """The worker process exited (or never started) while a command waited."""
+
+
+class WorkerProcess:
+    """One `openwa.engines.whatsmeow.worker` child and the socket pair to it."""
+
+    def __init__(self, on_frame: FrameHandler, on_exit: Callable[[], Awaitable[None]]) -> None:
+        self._on_frame = on_frame
+        self._on_exit = on_exit
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._process: asyncio.subprocess.Process | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._write_lock = asyncio.Lock()
+        self.alive = False
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    async def start(self, log_level: str) -> None:
+        ours, theirs = socket.socketpair()
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "openwa.engines.whatsmeow.worker",
+                "--fd",
+                str(theirs.fileno()),
+                "--log-level",
+                log_level,
+                pass_fds=(theirs.fileno(),),
+                stdin=asyncio.subprocess.DEVNULL,
+                # whatsmeow prints on stdout by itself: it goes to our stderr, a log.
+                stdout=sys.stderr.fileno(),
+            )
+        finally:
+            theirs.close()
+        reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=2**20)
+        self.alive = True
+        self._reader_task = asyncio.create_task(self._read(reader))
+        log.info("whatsmeow_worker_started", pid=self._process.pid)
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while (frame := await read_frame(reader)) is not None:
+                if frame.get("kind") == "reply":
+                    future = self._pending.pop(frame["id"], None)
+                    if future is not None and not future.done():
+                        future.set_result(frame)
+                    continue
+                try:
+                    await self._on_frame(frame)
+                except Exception:
+                    log.exception("whatsmeow_frame_failed", kind=frame.get("kind"))
+        finally:
+            self.alive = False
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(WorkerGone("the whatsmeow worker exited"))
+            self._pending.clear()
+            code = await self._process.wait() if self._process else None
+            log.warning("whatsmeow_worker_exited", code=code)
+            await self._on_exit()
+
+    async def request(self, op: str, timeout: float = _REQUEST_TIMEOUT_S, **args: Any) -> Any:
+        if not self.alive or self._writer is None:
+            raise WorkerGone("the whatsmeow worker is not running")
+        request_id = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            async with self._write_lock:
+                self._writer.write(pack({"id": request_id, "op": op, "args": args}))
+                await self._writer.drain()
+            reply: dict[str, Any] = await asyncio.wait_for(future, timeout)
+        except (ConnectionError, OSError) as exc:
+            raise WorkerGone(f"the whatsmeow worker is unreachable: {exc}") from exc
+        finally:
+            self._pending.pop(request_id, None)
+        if "error" in reply:
+            raise _error(op, reply["error"])
+        return reply.get("result")
+
+    async def stop(self) -> None:
+        if self._writer is not None and self.alive:
+            with contextlib.suppress(Exception):
+                async with self._write_lock:
+                    self._writer.write(pack({"id": 0, "op": "shutdown"}))
+                    await self._writer.drain()
+        if self._process is not None and self._process.returncode is None:
+            try:
+                await asyncio.wait_for(self._process.wait(), _STOP_TIMEOUT_S)
+            except TimeoutError:
+                self._process.kill()
+                await self._process.wait()
+        if self._reader_task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader_task
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _error(op: str, error: dict[str, Any]) -> Exception:
+    kind, message = error.get("kind"), str(error.get("message") or "whatsmeow error")
+    if kind == "pairing":
+        return PairingNotAvailable(message)
+    if kind in ("send_failed", "not_ready"):
+        return SendFailed(message, retryable=bool(error.get("retryable", True)))
+    if op == "send":
+        return SendFailed(message, retryable=False)
+    return EngineRefused(message)
+
+
+class WhatsmeowEngine:
+    name = "whatsmeow"
+    capabilities = WHATSMEOW_CAPABILITIES
+
+    def __init__(self, store: DeviceStore, log_level: str = "WARNING") -> None:
+        self.store = store
+        self._log_level = log_level
+        self._clients: dict[str, WhatsmeowClient] = {}
+        self._worker: WorkerProcess | None = None
+        self._lock = asyncio.Lock()
+
+    def client(self, context: SessionContext) -> EngineClient:
+        client = WhatsmeowClient(self, context)
+        self._clients[context.session_id] = client
+        return client
+
+    def client_of(self, session_id: str) -> WhatsmeowClient | None:
+        return self._clients.get(session_id)
+
+    def release(self, client: WhatsmeowClient) -> None:
+        if self._clients.get(client.session_id) is client:
+            del self._clients[client.session_id]
+
+    async def worker(self) -> WorkerProcess:
+        """The running worker, started when there is none (or the last one died)."""
+        async with self._lock:
+            if self._worker is None or not self._worker.alive:
+                worker = WorkerProcess(self._on_frame, self._on_exit)
+                await worker.start(self._log_level)
+                self._worker = worker
+            return self._worker
+
+    @property
+    def worker_pid(self) -> int | None:
+        worker = self._worker
+        return worker.pid if worker is not None and worker.alive else None
+
+    async def request(self, op: str, **args: Any) -> Any:
+        worker = self._worker
+        if worker is None or not worker.alive:
+            raise SendFailed("the session's whatsmeow worker is not running")
+        try:
+            return await worker.request(op, **args)
+        except WorkerGone as exc:
+            raise SendFailed(str(exc)) from exc
+
+    async def _on_frame(self, frame: dict[str, Any]) -> None:
+        client = self._clients.get(frame.get("session", ""))
+        if client is not None:
+            await client.on_frame(frame)
+
+    async def _on_exit(self) -> None:
+        for client in list(self._clients.values()):
+            await client.on_worker_exit()
+
+    async def check(self) -> None:
+        if importlib.util.find_spec("neonize") is None:
+            raise RuntimeError("neonize is not installed")
+        worker = self._worker
+        if worker is not None and worker.alive:
+            await worker.request("ping", timeout=5)
+
+    async def forget(self, session_id: str, auth: dict[str, Any] | None) -> None:
+        await self.store.remove(session_id, (auth or {}).get("jid"))
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            await self._worker.stop()
+            self._worker = None
+
+
+def _group(data: dict[str, Any]) -> GroupInfo:
+    created = data.get("created_at")
+    return GroupInfo(
+        id=data["id"],
+        subject=data["subject"],
+        description=data.get("description"),
+        owner=data.get("owner"),
+        participants=data["participants"],
+        settings=data["settings"],
+        created_at=datetime.fromisoformat(created) if created else None,
+    )
+
+
+class WhatsmeowClient:
+    def __init__(self, engine: WhatsmeowEngine, context: SessionContext) -> None:
+        self._engine = engine
+        self._ctx = context
+        self.session_id = context.session_id
+        self._connected_once = False
+
+    async def _call(self, op: str, **args: Any) -> Any:
+        return await self._engine.request(op, session=self.session_id, **args)
+
+    # Frames from the worker, in order.
+
+    async def on_frame(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("kind")
+        if kind == "linked":
+            await self._ctx.auth.save({"jid": frame["jid"]})
+        elif kind == "event":
+            # A LoggedOut's device is forgotten by the runtime (`Engine.forget`).
+            await self._ctx.emit(decode_event(frame))
+
+    async def on_worker_exit(self) -> None:
+        if self._connected_once:
+            await self._ctx.emit(Disconnected("the whatsmeow worker exited"))
+
+    # Connection.
+
+    async def connect(self) -> None:
+        auth = await self._ctx.auth.load() or {}
+        worker = await self._engine.worker()
+        self._connected_once = True
+        await worker.request(
+            "connect",
+            session=self.session_id,
+            location=self._engine.store.location(self.session_id),
+            jid=auth.get("jid"),
+            proxy=self._ctx.config.get("proxy"),
+        )
+
+    async def disconnect(self) -> None:
+        self._connected_once = False
+        with contextlib.suppress(SendFailed, EngineRefused):
+            await self._call("close")
+        self._engine.release(self)
+
+    async def logout(self) -> None:
+        with contextlib.suppress(SendFailed, EngineRefused):
+            await self._call("logout")
+        await self.disconnect()
+        await self._forget_device()
+
+    async def _forget_device(self) -> None:
+        await self._engine.forget(self.session_id, await self._ctx.auth.load())
+        await self._ctx.auth.clear()
+
+    async def request_pairing_code(self, phone_number: str) -> str:
+        try:
+            code: str = await self._call("pair", phone=phone_number)
+        except SendFailed as exc:
+            raise PairingNotAvailable(str(exc)) from exc
+        return code
+
+    # Messages.
+
+    async def send(self, message: OutgoingMessage) -> str | None:
+        media = message.content.get("media")
+        data: bytes | None = None
+        if media is not None:
+            if self._ctx.media is None:
+                raise SendFailed("no media storage for the engine", retryable=False)
+            chunks = [chunk async for chunk in self._ctx.media.stream(media["key"])]
+            data = b"".join(chunks)
+        payload = {
+            "id": message.id,
+            "chat_id": message.chat_id,
+            "type": message.type,
+            "content": message.content,
+        }
+        engine_id: str = await self._call("send", message=payload, media=data)
+        return engine_id if engine_id != message.id else None
+
+    async def stored(self, message_ids: list[str]) -> None:
+        # whatsmeow acknowledges a message to WhatsApp itself once its handler ran.
+        return None
+
+    async def revoke(self, chat_id: str, message_id: str) -> None:
+        await self._call("revoke", chat=chat_id, id=message_id)
+
+    async def mark_read(self, chat_id: str, message_ids: list[str]) -> None:
+        await self._call("mark_read", chat=chat_id, ids=message_ids)
+
+    async def set_presence(self, chat_id: str, state: str) -> None:
+        await self._call("presence", chat=chat_id, state=state)
+
+    async def check_number(self, phone: str) -> str | None:
+        found: str | None = await self._call("check", phone=phone)
+        return found
+
+    async def profile_picture(self, chat_id: str) -> str | None:
+        url: str | None = await self._call("picture", chat=chat_id)
+        return url
+
+    # Groups.
+
+    async def groups(self) -> list[GroupInfo]:
+        return [_group(g) for g in await self._call("groups")]
+
+    async def group_info(self, group_id: str) -> GroupInfo:
+        return _group(await self._call("group_info", group=group_id))
+
+    async def create_group(self, subject: str, participants: list[str]) -> GroupInfo:
+        return _group(await self._call("create_group", subject=subject, participants=participants))
+
+    async def update_group(
+        self,
+        group_id: str,
+        subject: str | None,
+        description: str | None,
+        settings: dict[str, bool] | None,
+    ) -> GroupInfo:
+        data = await self._call(
+            "update_group",
+            group=group_id,
+            subject=subject,
+            description=description,
+            settings=settings,
+        )
+        return _group(data)
+
+    async def change_participants(
+        self, group_id: str, action: str, participants: list[str]
+    ) -> list[ParticipantResult]:
+        results = await self._call(
+            "participants", group=group_id, action=action, participants=participants
+        )
+        return [ParticipantResult(r["id"], r["status"]) for r in results]
+
+    async def invite_code(self, group_id: str) -> str:
+        code: str = await self._call("invite", group=group_id)
+        return code
+
+    async def leave_group(self, group_id: str) -> None:
+        await self._call("leave", group=group_id)
+
+    # Tests and operators.
+
+    async def inject(self, event_type: str, data: bytes) -> None:
+        """Feed a serialized neonize event to this session's worker path (tests)."""
+        await self._call("inject", type=event_type, data=data)
+
+    async def describe(self) -> dict[str, Any]:
+        """What the worker's client for this session was told: store, device, proxy."""
+        described: dict[str, Any] = await self._call("describe")
+        return described

@@ -1,0 +1,101 @@
+"""The wire between the API process and the whatsmeow worker: length-prefixed orjson
+frames on a socket pair, and our engine events as plain dicts.
+
+The worker's stdout is never the channel: neonize and whatsmeow print to it on their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import struct
+from dataclasses import fields, is_dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from openwa.engines.base import (
+    Authenticated,
+    Connected,
+    ContactsSeen,
+    Disconnected,
+    EngineEvent,
+    Failed,
+    GroupUpdated,
+    InboundMedia,
+    LoggedOut,
+    MessageAck,
+    MessageReceived,
+    MessageRevoked,
+    QrUpdated,
+    ReactionReceived,
+)
+
+_HEADER = struct.Struct(">I")
+# A frame carries at most one media file (base64) and its message.
+MAX_FRAME = 256 * 1024 * 1024
+
+_EVENTS: dict[str, type[Any]] = {
+    cls.__name__: cls
+    for cls in (
+        QrUpdated,
+        Authenticated,
+        Connected,
+        Disconnected,
+        LoggedOut,
+        Failed,
+        MessageAck,
+        MessageReceived,
+        MessageRevoked,
+        ReactionReceived,
+        GroupUpdated,
+        ContactsSeen,
+    )
+}
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    raise TypeError(type(value).__name__)
+
+
+def pack(frame: dict[str, Any]) -> bytes:
+    body = orjson.dumps(frame, default=_default)
+    return _HEADER.pack(len(body)) + body
+
+
+async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
+    """The next frame, or None when the other side has gone."""
+    try:
+        header = await reader.readexactly(_HEADER.size)
+        (size,) = _HEADER.unpack(header)
+        if size > MAX_FRAME:
+            raise ValueError(f"frame of {size} bytes is over the limit")
+        frame: dict[str, Any] = orjson.loads(await reader.readexactly(size))
+        return frame
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+
+
+def encode_event(event: EngineEvent) -> dict[str, Any]:
+    data = {f.name: getattr(event, f.name) for f in fields(event)}
+    media = data.get("media")
+    if is_dataclass(media):
+        data["media"] = {f.name: getattr(media, f.name) for f in fields(media)}
+    return {"type": type(event).__name__, "data": data}
+
+
+def decode_event(payload: dict[str, Any]) -> EngineEvent:
+    cls = _EVENTS[payload["type"]]
+    data = dict(payload["data"])
+    if cls is MessageReceived:
+        data["timestamp"] = datetime.fromisoformat(data["timestamp"])
+        media = data.get("media")
+        if media is not None:
+            raw = media.get("data")
+            media = {**media, "data": base64.b64decode(raw) if raw is not None else None}
+            data["media"] = InboundMedia(**media)
+    event: EngineEvent = cls(**data)
+    return event

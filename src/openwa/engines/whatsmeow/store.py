@@ -1,0 +1,84 @@
+"""Where whatsmeow keeps its devices (keys, sessions, contacts), as the composition root
+says: on PostgreSQL, in the same database, in whatsmeow's own `whatsmeow_*` tables (our
+migrations never touch them), so a session can move between instances; on SQLite, in a
+file per session under `DATA_DIR/whatsmeow/`.
+
+Our own `engine_auth` row for the session keeps only the device's JID, which tells
+whatsmeow which of the devices in a shared database to resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+import structlog
+
+log = structlog.get_logger(__name__)
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def whatsmeow_dsn(database_url: str) -> str | None:
+    """whatsmeow's (lib/pq) address for our PostgreSQL URL; None for SQLite.
+
+    lib/pq asks for TLS unless told otherwise, so a URL without `sslmode` gets
+    `sslmode=disable`, as asyncpg would try plain first on a local server.
+    """
+    parts = urlsplit(database_url)
+    scheme = parts.scheme.split("+", 1)[0]
+    if scheme not in ("postgresql", "postgres"):
+        return None
+    query = dict(parse_qsl(parts.query))
+    if "ssl" in query:
+        query["sslmode"] = query.pop("ssl")
+    query.setdefault("sslmode", "disable")
+    return urlunsplit(("postgres", parts.netloc, parts.path, urlencode(query), ""))
+
+
+@dataclass(frozen=True)
+class DeviceStore:
+    """`dsn` for PostgreSQL, else one SQLite file per session in `directory`."""
+
+    directory: Path
+    dsn: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "postgres" if self.dsn else "sqlite"
+
+    def _file(self, session_id: str) -> Path:
+        if not _SAFE_NAME.match(session_id):
+            raise ValueError(f"unsafe session id {session_id!r}")
+        return self.directory / f"{session_id}.db"
+
+    def location(self, session_id: str) -> str:
+        """What neonize's `NewClient(name=...)` gets for this session."""
+        if self.dsn:
+            return self.dsn
+        self.directory.mkdir(parents=True, exist_ok=True)
+        return str(self._file(session_id))
+
+    async def remove(self, session_id: str, jid: str | None) -> None:
+        """Forget the session's device: its file, or its rows (whatsmeow's foreign keys
+        cascade from `whatsmeow_device` to every other table)."""
+        if self.dsn is None:
+            path = self._file(session_id)
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                with contextlib.suppress(FileNotFoundError):
+                    await asyncio.to_thread(Path(f"{path}{suffix}").unlink)
+            return
+        if jid is None:
+            return
+        conn = await asyncpg.connect(self.dsn, timeout=10)
+        try:
+            exists = await conn.fetchval("SELECT to_regclass('whatsmeow_device') IS NOT NULL")
+            if exists:
+                await conn.execute("DELETE FROM whatsmeow_device WHERE jid = $1", jid)
+        finally:
+            await conn.close()

@@ -1,0 +1,336 @@
+"""The whatsmeow engine up to the network's edge: real neonize clients in the real worker
+process, their connection attempts ending at loopback proxies (this machine has no
+route to WhatsApp), and the session's life driven by built neonize events."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from neonize import events as ev
+from neonize.proto import Neonize_pb2 as neonize
+
+from openwa.engines.whatsmeow.store import whatsmeow_dsn
+from tests.engines.proxies import RecordingProxy, SilentProxy
+from tests.engines.whatsmeow_support import (
+    DEVICE_JID,
+    PHONE,
+    client_of,
+    inject,
+    inject_qr,
+    link,
+    plant_device,
+    whatsmeow,
+)
+from tests.fixtures.app import Api, AppFactory, wait_for
+from tests.sessions.support import auth_rows, statuses
+
+WHATSAPP = "web.whatsapp.com:443"
+
+
+@pytest.fixture
+async def wm_api(app_factory: AppFactory) -> AsyncIterator[Api]:
+    started, manager = await app_factory.start(engine_type="whatsmeow")
+    try:
+        yield started
+    finally:
+        await AppFactory.stop(started, manager)
+
+
+@pytest.fixture
+async def silent() -> AsyncIterator[SilentProxy]:
+    proxy = await SilentProxy().start()
+    yield proxy
+    await proxy.close()
+
+
+@pytest.fixture
+async def recorder() -> AsyncIterator[RecordingProxy]:
+    proxy = await RecordingProxy().start()
+    yield proxy
+    await proxy.close()
+
+
+async def started(api: Api, **config: Any) -> str:
+    session = await api.create_session(f"wm-{secrets.token_hex(4)}", config=config)
+    assert session["engine"] == "whatsmeow"
+    response = await api.request("POST", f"/api/sessions/{session['id']}/start")
+    assert response.status_code == 200, response.text
+    return str(session["id"])
+
+
+async def retried(api: Api, session_id: str) -> dict[str, Any]:
+    """Wait for a failed attempt followed by another one (reconnect with backoff)."""
+
+    def twice(s: dict[str, Any]) -> bool:
+        history = statuses(s)
+        return history.count("disconnected") >= 2 and s["lastError"] is not None
+
+    found: dict[str, Any] = await wait_for(lambda: api.session(session_id), twice, 20, "retries")
+    return found
+
+
+@pytest.mark.parametrize("scheme", ["http", "socks5"])
+async def test_connection_attempt_reaches_whatsapp_through_the_session_proxy(
+    wm_api: Api, recorder: RecordingProxy, scheme: str
+) -> None:
+    session_id = await started(wm_api, proxy=f"{scheme}://127.0.0.1:{recorder.port}")
+    session = await retried(wm_api, session_id)
+    assert session["status"] in ("disconnected", "initializing")
+    assert "connect failed" in session["lastError"]
+    expected = f"http CONNECT {WHATSAPP} HTTP/1.1" if scheme == "http" else f"socks5 1 {WHATSAPP}"
+    assert len(recorder.requests) >= 2
+    assert set(recorder.requests) == {expected}
+    ready = await wm_api.request("GET", "/health/ready")
+    assert ready.status_code == 200, ready.text
+
+
+async def test_without_a_route_the_session_retries_and_the_server_stays_healthy(
+    wm_api: Api,
+) -> None:
+    session_id = await started(wm_api)
+    session = await retried(wm_api, session_id)
+    assert "whatsapp" in session["lastError"].lower()
+    assert (await wm_api.request("GET", "/health")).status_code == 200
+    assert (await wm_api.request("GET", "/health/ready")).status_code == 200
+    assert (await wm_api.request("GET", "/api/sessions")).status_code == 200
+
+
+async def test_stop_and_delete_work_while_connecting(
+    wm_api: Api, silent: SilentProxy, app_factory: AppFactory
+) -> None:
+    session_id = await started(wm_api, proxy=silent.url)
+    await wait_for(lambda: _held(silent), bool, 20, "dial through the proxy")
+    stopped = await wm_api.request("POST", f"/api/sessions/{session_id}/stop")
+    assert stopped.status_code == 200
+    assert stopped.json()["data"]["status"] == "stopped"
+    deleted = await wm_api.request("DELETE", f"/api/sessions/{session_id}")
+    assert deleted.status_code == 200
+    assert (await wm_api.request("GET", f"/api/sessions/{session_id}")).status_code == 404
+    assert not (app_factory.data_dir / "whatsmeow" / f"{session_id}.db").exists()
+
+
+async def _held(proxy: SilentProxy) -> int:
+    return len(proxy.held)
+
+
+async def test_qr_codes_reach_the_api_as_the_engine_rotates_them(
+    wm_api: Api, silent: SilentProxy
+) -> None:
+    session_id = await started(wm_api, proxy=silent.url)
+    for code in ("2@first,code", "2@second,code"):
+        await inject_qr(wm_api, session_id, code)
+        await wait_for(
+            lambda: wm_api.request("GET", f"/api/sessions/{session_id}/qr"),
+            lambda r, code=code: r.status_code == 200 and r.json()["data"]["qr"] == code,
+            20,
+            code,
+        )
+    assert (await wm_api.session(session_id))["status"] == "qr_ready"
+    png = await wm_api.request(
+        "GET", f"/api/sessions/{session_id}/qr", headers={"Accept": "image/png"}
+    )
+    assert png.status_code == 200
+    assert png.content.startswith(b"\x89PNG")
+
+
+async def test_pairing_code_is_refused_clearly_before_the_socket_is_up(
+    wm_api: Api, silent: SilentProxy
+) -> None:
+    session_id = await started(wm_api, proxy=silent.url)
+    response = await wm_api.request(
+        "POST", f"/api/sessions/{session_id}/pairing-code", json={"phoneNumber": "+15550123456"}
+    )
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["success"] is False
+
+
+async def test_linking_keeps_the_device_and_a_restart_resumes_it_without_a_scan(
+    app_factory: AppFactory, silent: SilentProxy
+) -> None:
+    api, manager = await app_factory.start(engine_type="whatsmeow")
+    try:
+        session_id = await started(api, proxy=silent.url)
+        await link(api, session_id)
+        session = await api.session(session_id)
+        assert session["phoneNumber"] == PHONE
+        assert statuses(session)[-2:] == ["authenticated", "ready"]
+        rows = await auth_rows(api, session_id)
+        assert [row.data for row in rows] == [{"jid": DEVICE_JID}]
+        # What whatsmeow itself saves when a real phone scans: the device and its keys.
+        location = (await (await client_of(api, session_id)).describe())["location"]
+        await plant_device(location, DEVICE_JID)
+    finally:
+        await AppFactory.stop(api, manager)
+    api, manager = await app_factory.start(engine_type="whatsmeow")
+    try:
+        client = await client_of(api, session_id)
+        described = await wait_for(client.describe, lambda d: d["connecting"], 20, "resume")
+        assert described["jid"] == DEVICE_JID
+        assert described["proxy"] == silent.url
+        session = await api.session(session_id)
+        assert session["status"] == "initializing"
+        assert session["phoneNumber"] == PHONE
+        assert statuses(session)[-1] == "initializing"
+    finally:
+        await AppFactory.stop(api, manager)
+
+
+async def test_a_device_missing_from_the_store_fails_the_session_not_the_worker(
+    app_factory: AppFactory, silent: SilentProxy
+) -> None:
+    api, manager = await app_factory.start(engine_type="whatsmeow")
+    try:
+        session_id = await started(api, proxy=silent.url)
+        await link(api, session_id)  # events only: whatsmeow's store has no such device
+    finally:
+        await AppFactory.stop(api, manager)
+    api, manager = await app_factory.start(engine_type="whatsmeow")
+    try:
+        other = await started(api, proxy=silent.url)
+        session = await api.wait_status(session_id, "failed", 20)
+        assert session["lastError"].startswith("DEVICE_MISSING")
+        assert await auth_rows(api, session_id) == []
+        pid = whatsmeow(api).worker_pid
+        assert pid is not None
+        described = await (await client_of(api, other)).describe()
+        assert described["connecting"]
+        assert whatsmeow(api).worker_pid == pid
+    finally:
+        await AppFactory.stop(api, manager)
+
+
+async def test_device_store_lives_where_the_composition_root_says(
+    wm_api: Api, silent: SilentProxy, app_factory: AppFactory
+) -> None:
+    session_id = await started(wm_api, proxy=silent.url)
+    described = await wait_for(
+        (await client_of(wm_api, session_id)).describe, lambda d: d["connecting"], 20, "dial"
+    )
+    url = wm_api.settings.resolved_database_url
+    dsn = whatsmeow_dsn(url)
+    if dsn is None:
+        path = app_factory.data_dir / "whatsmeow" / f"{session_id}.db"
+        assert described["location"] == str(path)
+        assert path.exists()
+        return
+    assert described["location"] == dsn
+    conn = await asyncpg.connect(dsn)
+    try:
+        tables = await wait_for(
+            lambda: conn.fetch(
+                "SELECT tablename FROM pg_tables WHERE tablename LIKE 'whatsmeow_%'"
+            ),
+            lambda rows: any(r["tablename"] == "whatsmeow_device" for r in rows),
+            20,
+            "whatsmeow tables",
+        )
+        ours = await conn.fetch("SELECT tablename FROM pg_tables WHERE tablename = 'sessions'")
+    finally:
+        await conn.close()
+    assert len(tables) > 5
+    assert ours  # the same database as ours
+
+
+async def test_logged_out_from_the_phone_fails_the_session_and_forgets_the_device(
+    wm_api: Api, silent: SilentProxy, app_factory: AppFactory
+) -> None:
+    session_id = await started(wm_api, proxy=silent.url)
+    await link(wm_api, session_id)
+    await inject(wm_api, session_id, ev.LoggedOutEv(Reason=neonize.LOGGED_OUT))
+    session = await wm_api.wait_status(session_id, "failed", 20)
+    assert session["lastError"].startswith("LOGGED_OUT")
+    assert session["phoneNumber"] is None
+    assert await auth_rows(wm_api, session_id) == []
+    assert not (app_factory.data_dir / "whatsmeow" / f"{session_id}.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        (ev.StreamReplacedEv(), "STREAM_REPLACED"),
+        (
+            ev.TemporaryBanEv(Code=neonize.TemporaryBan.BLOCKED_BY_USERS, Expire=3600),
+            "TEMPORARY_BAN",
+        ),
+    ],
+)
+async def test_replaced_or_banned_sessions_fail_with_a_clear_last_error(
+    wm_api: Api, silent: SilentProxy, event: Any, expected: str
+) -> None:
+    session_id = await started(wm_api, proxy=silent.url)
+    await link(wm_api, session_id)
+    await inject(wm_api, session_id, event)
+    session = await wm_api.wait_status(session_id, "failed", 20)
+    assert session["lastError"].startswith(expected)
+    if expected == "TEMPORARY_BAN":
+        assert "BLOCKED_BY_USERS" in session["lastError"]
+        assert "3600s" in session["lastError"]
+    # The device is kept: a replaced or banned session can be started again.
+    assert [row.data for row in await auth_rows(wm_api, session_id)] == [{"jid": DEVICE_JID}]
+
+
+async def test_lost_connection_goes_disconnected_then_reconnects(
+    wm_api: Api, silent: SilentProxy
+) -> None:
+    session_id = await started(wm_api, proxy=silent.url)
+    await link(wm_api, session_id)
+    await inject(wm_api, session_id, ev.DisconnectedEv())
+    # The runtime reconnects: the worker finds whatsmeow still at it and starts nothing.
+    session = await wait_for(
+        lambda: wm_api.session(session_id),
+        lambda s: statuses(s)[-3:] == ["ready", "disconnected", "initializing"],
+        20,
+        "disconnected, then reconnecting",
+    )
+    assert session["lastError"] == "connection to WhatsApp lost"
+    client = await client_of(wm_api, session_id)
+    assert (await client.describe())["connecting"]
+    await inject(wm_api, session_id, ev.ConnectedEv())
+    session = await wm_api.wait_status(session_id, "ready", 20)
+    assert session["lastError"] is None
+
+
+async def test_a_crashed_worker_is_replaced_and_its_sessions_reconnect(
+    wm_api: Api, silent: SilentProxy
+) -> None:
+    session_id = await started(wm_api, proxy=silent.url)
+    await link(wm_api, session_id)
+    client = await client_of(wm_api, session_id)
+    await plant_device((await client.describe())["location"], DEVICE_JID)
+    engine = whatsmeow(wm_api)
+    pid = engine.worker_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    session = await wait_for(
+        lambda: wm_api.session(session_id),
+        lambda s: s["lastError"] == "the whatsmeow worker exited",
+        20,
+        "worker exit seen",
+    )
+    assert session["status"] in ("disconnected", "initializing")
+    await wait_for(
+        lambda: asyncio.sleep(0, engine.worker_pid),
+        lambda p: p is not None and p != pid,
+        20,
+        "new worker",
+    )
+    client = await client_of(wm_api, session_id)
+    described = await wait_for(client.describe, lambda d: d["connecting"], 20, "reconnect")
+    assert described["jid"] == DEVICE_JID
+    assert (await wm_api.request("GET", "/health/ready")).status_code == 200
+
+
+def test_postgres_address_for_whatsmeow() -> None:
+    assert whatsmeow_dsn("sqlite+aiosqlite:///x.db") is None
+    assert (
+        whatsmeow_dsn("postgresql+asyncpg://u:p@h:5433/db")
+        == "postgres://u:p@h:5433/db?sslmode=disable"
+    )
+    assert whatsmeow_dsn("postgresql://h/db?ssl=require") == "postgres://h/db?sslmode=require"

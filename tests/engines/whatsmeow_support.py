@@ -1,0 +1,111 @@
+"""Driving whatsmeow sessions without WhatsApp: built neonize events, fed to the worker.
+
+The events travel the whole real path: serialized here, sent to the worker process,
+parsed there and handed to the session as if Go had called back, translated, and sent
+back to the API process as our engine events.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from typing import Any
+
+import asyncpg
+from neonize import events as neonize_events
+from neonize.proto import Neonize_pb2 as neonize
+
+from openwa.engines.whatsmeow.engine import WhatsmeowClient, WhatsmeowEngine
+from tests.fixtures.app import Api, wait_for
+
+PHONE = "15550123456"
+DEVICE_JID = f"{PHONE}:7@s.whatsapp.net"
+_NAMES = {
+    cls: name
+    for name, cls in vars(neonize_events).items()
+    if name.endswith(("Ev", "EV")) and isinstance(cls, type)
+}
+
+
+def user_jid(user: str, server: str = "s.whatsapp.net", device: int = 0) -> Any:
+    return neonize.JID(User=user, Server=server, Device=device, Integrator=0)
+
+
+def whatsmeow(api: Api) -> WhatsmeowEngine:
+    engine = api.services.engines.get("whatsmeow")
+    assert isinstance(engine, WhatsmeowEngine)
+    return engine
+
+
+async def client_of(api: Api, session_id: str) -> WhatsmeowClient:
+    engine = whatsmeow(api)
+    client: WhatsmeowClient = await wait_for(
+        lambda: _client(engine, session_id), lambda c: c is not None, 10, "whatsmeow client"
+    )
+    return client
+
+
+async def _client(engine: WhatsmeowEngine, session_id: str) -> WhatsmeowClient | None:
+    return engine.client_of(session_id)
+
+
+async def inject(api: Api, session_id: str, event: Any) -> None:
+    client = await client_of(api, session_id)
+    await client.inject(_NAMES[type(event)], event.SerializePartialToString())
+
+
+async def inject_qr(api: Api, session_id: str, code: str) -> None:
+    client = await client_of(api, session_id)
+    await client.inject("qr", code.encode())
+
+
+async def link(api: Api, session_id: str, phone: str = PHONE, device: int = 7) -> None:
+    """What whatsmeow reports when a phone scans the QR: paired, then connected."""
+    paired = neonize_events.PairStatusEv(
+        ID=user_jid(phone, device=device), Status=neonize.PairStatus.SUCCESS
+    )
+    await inject(api, session_id, paired)
+    await api.wait_status(session_id, "authenticated", 20)
+    await inject(api, session_id, neonize_events.ConnectedEv())
+    await api.wait_status(session_id, "ready", 20)
+
+
+_DEVICE_COLUMNS = {
+    "noise_key": 32,
+    "identity_key": 32,
+    "signed_pre_key": 32,
+    "signed_pre_key_sig": 64,
+    "adv_key": 32,
+    "adv_details": 16,
+    "adv_account_sig": 64,
+    "adv_account_sig_key": 32,
+    "adv_device_sig": 64,
+}
+
+
+async def plant_device(location: str, jid: str) -> None:
+    """Put a linked device (random keys) in whatsmeow's store, as a scan would have:
+    what a restart then resumes. `location` is what the worker's client was given."""
+    values = {name: os.urandom(size) for name, size in _DEVICE_COLUMNS.items()}
+    columns = ["jid", "registration_id", "signed_pre_key_id", *values]
+    row = [jid, 1234, 1, *values.values()]
+    if location.startswith("postgres"):
+        marks = ", ".join(f"${i + 1}" for i in range(len(columns)))
+        conn = await asyncpg.connect(location)
+        try:
+            # whatsmeow creates its tables when its client starts, a moment after ours.
+            await wait_for(
+                lambda: conn.fetchval("SELECT to_regclass('whatsmeow_device') IS NOT NULL"),
+                bool,
+                20,
+                "whatsmeow's tables",
+            )
+            await conn.execute(
+                f"INSERT INTO whatsmeow_device ({', '.join(columns)}) VALUES ({marks})", *row
+            )
+        finally:
+            await conn.close()
+        return
+    with sqlite3.connect(location) as db:
+        marks = ", ".join("?" for _ in columns)
+        db.execute(f"INSERT INTO whatsmeow_device ({', '.join(columns)}) VALUES ({marks})", row)
