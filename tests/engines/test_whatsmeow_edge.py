@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import signal
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -26,43 +24,13 @@ from tests.engines.whatsmeow_support import (
     inject_qr,
     link,
     plant_device,
+    started,
     whatsmeow,
 )
 from tests.fixtures.app import Api, AppFactory, wait_for
 from tests.sessions.support import auth_rows, statuses
 
 WHATSAPP = "web.whatsapp.com:443"
-
-
-@pytest.fixture
-async def wm_api(app_factory: AppFactory) -> AsyncIterator[Api]:
-    started, manager = await app_factory.start(engine_type="whatsmeow")
-    try:
-        yield started
-    finally:
-        await AppFactory.stop(started, manager)
-
-
-@pytest.fixture
-async def silent() -> AsyncIterator[SilentProxy]:
-    proxy = await SilentProxy().start()
-    yield proxy
-    await proxy.close()
-
-
-@pytest.fixture
-async def recorder() -> AsyncIterator[RecordingProxy]:
-    proxy = await RecordingProxy().start()
-    yield proxy
-    await proxy.close()
-
-
-async def started(api: Api, **config: Any) -> str:
-    session = await api.create_session(f"wm-{secrets.token_hex(4)}", config=config)
-    assert session["engine"] == "whatsmeow"
-    response = await api.request("POST", f"/api/sessions/{session['id']}/start")
-    assert response.status_code == 200, response.text
-    return str(session["id"])
 
 
 async def retried(api: Api, session_id: str) -> dict[str, Any]:

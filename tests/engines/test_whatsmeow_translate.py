@@ -634,7 +634,7 @@ def test_worker_history_marks_messages_and_reports_names() -> None:
     messages = [e for e in events if isinstance(e, MessageReceived)]
     assert [m.id for m in messages] == ["H1", "H2", "H4"]
     assert all(m.history for m in messages)
-    assert messages[2].content == {"mediaNotDownloaded": True}
+    assert messages[2].content == {"mediaError": "not downloaded: media from a history sync"}
     assert messages[2].media is None
     assert events[-1] == ContactsSeen({ALICE: "Alice", BOB: "Bob", GROUP: "Team"})
 

@@ -8,6 +8,7 @@ back to the API process as our engine events.
 from __future__ import annotations
 
 import os
+import secrets
 import sqlite3
 from typing import Any
 
@@ -109,3 +110,19 @@ async def plant_device(location: str, jid: str) -> None:
     with sqlite3.connect(location) as db:
         marks = ", ".join("?" for _ in columns)
         db.execute(f"INSERT INTO whatsmeow_device ({', '.join(columns)}) VALUES ({marks})", row)
+
+
+async def started(api: Api, **config: Any) -> str:
+    """A new whatsmeow session, started with `config` (its proxy, say)."""
+    session = await api.create_session(f"wm-{secrets.token_hex(4)}", config=config)
+    assert session["engine"] == "whatsmeow"
+    response = await api.request("POST", f"/api/sessions/{session['id']}/start")
+    assert response.status_code == 200, response.text
+    return str(session["id"])
+
+
+async def linked(api: Api, proxy_url: str) -> str:
+    """A whatsmeow session made ready by events, its dial held by a silent proxy."""
+    session_id = await started(api, proxy=proxy_url)
+    await link(api, session_id)
+    return session_id

@@ -110,6 +110,11 @@ class Message(CamelModel):
     media: dict[str, Any] | None = Field(
         default=None, description="{url, mimetype, size, filename?}: download from url"
     )
+    media_error: str | None = Field(
+        default=None,
+        description="Why an inbound message's media is missing (download failed, or old "
+        "media from a history sync, which is not fetched)",
+    )
     location: dict[str, Any] | None = None
     contacts: list[dict[str, Any]] | None = None
     reaction: dict[str, Any] | None = None

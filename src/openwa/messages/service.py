@@ -108,6 +108,7 @@ def to_schema(row: MessageRow) -> Message:
         mentions=content.get("mentions"),
         caption=content.get("caption"),
         media=_media_view(row, content.get("media")),
+        media_error=content.get("mediaError"),
         location=content.get("location"),
         contacts=content.get("contacts"),
         reaction=reaction,

@@ -358,6 +358,8 @@ class WorkerSession:
             return [inbound.event]
         ref = inbound.media
         try:
+            if not self.go_connected:
+                raise RuntimeError("not connected to WhatsApp")
             data = await asyncio.to_thread(self.client.download_any, event.Message)
         except Exception as exc:
             log.warning("media download failed for %s: %s", inbound.event.id, exc)
@@ -374,7 +376,7 @@ class WorkerSession:
             content = dict(item.event.content)
             if item.media is not None:
                 # Old media is not fetched: a history chunk can name thousands.
-                content["mediaNotDownloaded"] = True
+                content["mediaError"] = "not downloaded: media from a history sync"
             out.append(_replace_content(item.event, content, history=True))
         if batch.names:
             from openwa.engines.base import ContactsSeen
@@ -403,11 +405,18 @@ class Worker:
         self.writer = writer
         self.sessions: dict[str, WorkerSession] = {}
         self._write_lock = asyncio.Lock()
+        self.gone = False
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
+        if self.gone:
+            return
         async with self._write_lock:
-            self.writer.write(pack(frame))
-            await self.writer.drain()
+            try:
+                self.writer.write(pack(frame))
+                await self.writer.drain()
+            except (ConnectionError, OSError):
+                # The API process is gone; reading will see EOF and end this one.
+                self.gone = True
 
     async def emit(self, session_id: str, event: EngineEvent) -> None:
         await self.send_frame({"kind": "event", "session": session_id, **encode_event(event)})

@@ -1,0 +1,34 @@
+"""Fixtures of the engine tests: a whatsmeow app and the loopback proxies."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.engines.proxies import RecordingProxy, SilentProxy
+from tests.fixtures.app import Api, AppFactory
+
+
+@pytest.fixture
+async def wm_api(app_factory: AppFactory) -> AsyncIterator[Api]:
+    """The app with whatsmeow as the default engine."""
+    started, manager = await app_factory.start(engine_type="whatsmeow")
+    try:
+        yield started
+    finally:
+        await AppFactory.stop(started, manager)
+
+
+@pytest.fixture
+async def silent() -> AsyncIterator[SilentProxy]:
+    proxy = await SilentProxy().start()
+    yield proxy
+    await proxy.close()
+
+
+@pytest.fixture
+async def recorder() -> AsyncIterator[RecordingProxy]:
+    proxy = await RecordingProxy().start()
+    yield proxy
+    await proxy.close()

@@ -1,0 +1,158 @@
+"""What whatsmeow reports, through the real worker process, as the API shows it: history
+sync, inbound media that cannot be fetched offline, acks for messages WhatsApp knows by
+its own ids, group changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from neonize import events as ev
+from neonize.proto import Neonize_pb2 as neonize
+from neonize.proto.waCommon.WACommon_pb2 import MessageKey
+from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as wa
+from neonize.proto.waHistorySync import WAWebProtobufsHistorySync_pb2 as hs
+from neonize.proto.waWeb import WAWebProtobufsWeb_pb2 as web
+from sqlalchemy import update
+
+from openwa.db.models import MessageRow
+from tests.engines.proxies import SilentProxy
+from tests.engines.whatsmeow_support import inject, linked, user_jid
+from tests.fixtures.app import Api, wait_for
+
+ANN = "15550101111"
+ANN_CHAT = f"{ANN}@s.whatsapp.net"
+GROUP = "120363000000000001@g.us"
+
+
+async def events_of(api: Api, session_id: str, name: str) -> list[dict[str, Any]]:
+    params = {"sessions": session_id, "events": name}
+    response = await api.request("GET", "/api/events", params=params)
+    found: list[dict[str, Any]] = response.json()["data"]["events"]
+    return found
+
+
+def history_message(chat: str, message_id: str, text: str, *, from_me: bool, ts: int) -> Any:
+    key = MessageKey(remoteJID=chat, fromMe=from_me, ID=message_id)
+    info = web.WebMessageInfo(key=key, message=wa.Message(conversation=text), messageTimestamp=ts)
+    return hs.HistorySyncMsg(message=info)
+
+
+async def test_history_sync_fills_chats_history_and_contacts_without_webhooks(
+    wm_api: Api, silent: SilentProxy
+) -> None:
+    session_id = await linked(wm_api, silent.url)
+    sync = hs.HistorySync(
+        syncType=hs.HistorySync.INITIAL_BOOTSTRAP,
+        conversations=[
+            hs.Conversation(
+                ID=ANN_CHAT,
+                messages=[
+                    history_message(ANN_CHAT, "H2", "see you", from_me=True, ts=1_764_000_060),
+                    history_message(ANN_CHAT, "H1", "hi there", from_me=False, ts=1_764_000_000),
+                ],
+            )
+        ],
+        pushnames=[hs.Pushname(ID=ANN_CHAT, pushname="Ann")],
+    )
+    await inject(wm_api, session_id, ev.HistorySyncEv(Data=sync))
+    history = await wait_for(
+        lambda: wm_api.request("GET", f"/api/sessions/{session_id}/chats/{ANN_CHAT}/messages"),
+        lambda r: len(r.json()["data"]) == 2,
+        20,
+        "synced history",
+    )
+    messages = history.json()["data"]
+    assert [(m["id"], m["text"], m["fromMe"]) for m in messages] == [
+        ("H2", "see you", True),
+        ("H1", "hi there", False),
+    ]
+    chats = (await wm_api.request("GET", f"/api/sessions/{session_id}/chats")).json()["data"]
+    assert [(c["id"], c["name"], c["unreadCount"]) for c in chats] == [(ANN_CHAT, "Ann", 0)]
+    contact = await wm_api.request("GET", f"/api/sessions/{session_id}/contacts/{ANN_CHAT}")
+    assert contact.json()["data"]["pushName"] == "Ann"
+    assert await events_of(wm_api, session_id, "message.received") == []
+
+
+async def test_inbound_media_that_cannot_be_fetched_is_stored_saying_why(
+    wm_api: Api, silent: SilentProxy
+) -> None:
+    session_id = await linked(wm_api, silent.url)
+    source = neonize.MessageSource(Chat=user_jid(ANN), Sender=user_jid(ANN))
+    info = neonize.MessageInfo(MessageSource=source, ID="IMG1", Timestamp=1_764_000_000_000)
+    image = wa.ImageMessage(mimetype="image/jpeg", fileLength=1234, caption="a cat")
+    await inject(
+        wm_api, session_id, ev.MessageEv(Info=info, Message=wa.Message(imageMessage=image))
+    )
+    received = await wait_for(
+        lambda: events_of(wm_api, session_id, "message.received"), bool, 20, "received"
+    )
+    data = received[0]["data"]
+    assert (data["id"], data["type"], data["caption"]) == ("IMG1", "image", "a cat")
+    assert "media" not in data
+    assert data["mediaError"].startswith("download failed")
+    assert data["timestamp"].startswith("2025-11-24")
+
+
+async def test_acks_naming_whatsapps_own_id_reach_our_message(
+    wm_api: Api, silent: SilentProxy
+) -> None:
+    session_id = await linked(wm_api, silent.url)
+    sent = await wm_api.request(
+        "POST",
+        f"/api/sessions/{session_id}/messages/text",
+        json={"chatId": ANN, "text": "hello"},
+    )
+    message_id = sent.json()["data"]["id"]
+    # What the sender records when whatsmeow hands the message over under its own id.
+    async with wm_api.services.db() as db, db.begin():
+        await db.execute(
+            update(MessageRow)
+            .where(MessageRow.id == message_id)
+            .values(engine_id="3EB0WHATSAPPID", status="sent")
+        )
+    receipt = ev.ReceiptEv(
+        MessageSource=neonize.MessageSource(Chat=user_jid(ANN), Sender=user_jid(ANN)),
+        MessageIDs=["3EB0WHATSAPPID"],
+        Type=neonize.Receipt.READ,
+    )
+    await inject(wm_api, session_id, receipt)
+    acks = await wait_for(lambda: events_of(wm_api, session_id, "message.ack"), bool, 20, "ack")
+    assert acks[0]["data"] == {"id": message_id, "chatId": ANN_CHAT, "status": "read"}
+    message = await wm_api.request("GET", f"/api/sessions/{session_id}/messages/{message_id}")
+    assert message.json()["data"]["status"] == "read"
+
+
+async def test_group_changes_are_announced(wm_api: Api, silent: SilentProxy) -> None:
+    session_id = await linked(wm_api, silent.url)
+    change = ev.GroupInfoEv(
+        JID=user_jid(GROUP.split("@")[0], server="g.us"),
+        Sender=user_jid(ANN),
+        Name=neonize.GroupName(Name="Trip"),
+        Join=[user_jid("15550102222")],
+    )
+    await inject(wm_api, session_id, change)
+    updates = await wait_for(
+        lambda: events_of(wm_api, session_id, "group.update"),
+        lambda found: len(found) == 2,
+        20,
+        "group updates",
+    )
+    assert [(u["data"]["action"], u["data"]["participants"]) for u in updates] == [
+        ("subject", []),
+        ("add", ["15550102222@s.whatsapp.net"]),
+    ]
+    assert {u["data"]["groupId"] for u in updates} == {GROUP}
+    assert {u["data"]["by"] for u in updates} == {ANN_CHAT}
+
+
+async def test_commands_on_a_session_not_connected_to_whatsapp_are_refused_clearly(
+    wm_api: Api, silent: SilentProxy
+) -> None:
+    """Linked by events only: Go has no live client, and no command may reach it."""
+    session_id = await linked(wm_api, silent.url)
+    check = await wm_api.request("GET", f"/api/sessions/{session_id}/contacts/check/{ANN}")
+    assert check.status_code == 409, check.text
+    assert check.json()["error"]["code"] == "SESSION_NOT_READY"
+    groups = await wm_api.request("GET", f"/api/sessions/{session_id}/groups")
+    assert groups.status_code == 409, groups.text
+    assert (await wm_api.request("GET", "/health/ready")).status_code == 200
