@@ -126,6 +126,7 @@ def build_services(settings: Settings) -> Services:
     whatsmeow = WhatsmeowEngine(
         DeviceStore(settings.data_dir / "whatsmeow", whatsmeow_dsn(settings.resolved_database_url)),
         log_level=settings.log_level.upper(),
+        max_media_bytes=settings.max_media_bytes,
     )
     engines = EngineRegistry([mock, whatsmeow], default=settings.engine_type)
     runtime = SessionRuntime(

@@ -168,9 +168,12 @@ async def test_mark_read(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     client: Any = api.services.runtime.client(bob["id"])
     original = client.mark_read
 
-    async def spy(chat_id: str, message_ids: list[str]) -> None:
+    async def spy(
+        chat_id: str, message_ids: list[str], senders: dict[str, str] | None = None
+    ) -> None:
         calls.append((chat_id, message_ids))
-        await original(chat_id, message_ids)
+        assert senders == dict.fromkeys(message_ids, address(alice))  # who wrote each
+        await original(chat_id, message_ids, senders)
 
     monkeypatch.setattr(client, "mark_read", spy)
 

@@ -129,7 +129,8 @@ async def driver(request: pytest.FixtureRequest) -> AsyncIterator[Driver]:
 
 @pytest.fixture
 async def api(app_factory: AppFactory, driver: Driver) -> AsyncIterator[Api]:
-    started, manager = await app_factory.start(engine_type=driver.engine)
+    # The mock links by itself after MOCK_AUTH_DELAY_MS: long here, so the test scans.
+    started, manager = await app_factory.start(engine_type=driver.engine, mock_auth_delay_ms=60_000)
     try:
         yield started
     finally:

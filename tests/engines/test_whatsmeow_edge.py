@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 from typing import Any
 
@@ -115,8 +116,10 @@ async def test_pairing_code_is_refused_clearly_before_the_socket_is_up(
     response = await wm_api.request(
         "POST", f"/api/sessions/{session_id}/pairing-code", json={"phoneNumber": "+15550123456"}
     )
-    assert 400 <= response.status_code < 500, response.text
-    assert response.json()["success"] is False
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "ENGINE_ERROR"
+    assert "not waiting to be linked" in error["message"]
 
 
 async def test_linking_keeps_the_device_and_a_restart_resumes_it_without_a_scan(
@@ -302,3 +305,24 @@ def test_postgres_address_for_whatsmeow() -> None:
         == "postgres://u:p@h:5433/db?sslmode=disable"
     )
     assert whatsmeow_dsn("postgresql://h/db?ssl=require") == "postgres://h/db?sslmode=require"
+
+
+async def test_the_mock_sandbox_routes_say_whatsmeow_cannot(wm_api: Api) -> None:
+    session = await wm_api.create_session(f"wm-{secrets.token_hex(4)}")
+    response = await wm_api.request("POST", f"/api/sessions/{session['id']}/mock/scan")
+    assert response.status_code == 501, response.text
+    error = response.json()["error"]
+    assert error["code"] == "NOT_SUPPORTED"
+    assert error["details"] == {"engine": "whatsmeow", "capability": "mock_control"}
+
+
+async def test_a_deleted_session_leaves_the_worker(wm_api: Api, silent: SilentProxy) -> None:
+    kept = await started(wm_api, proxy=silent.url)
+    gone = await started(wm_api, proxy=silent.url)
+    engine = whatsmeow(wm_api)
+    for session_id in (kept, gone):
+        await wait_for((await client_of(wm_api, session_id)).describe, bool, 20, "running")
+    worker = await engine.worker()
+    assert (await worker.request("ping"))["sessions"] == 2
+    assert (await wm_api.request("DELETE", f"/api/sessions/{gone}")).status_code == 200
+    assert (await worker.request("ping"))["sessions"] == 1

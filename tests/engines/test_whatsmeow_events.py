@@ -156,3 +156,19 @@ async def test_commands_on_a_session_not_connected_to_whatsapp_are_refused_clear
     groups = await wm_api.request("GET", f"/api/sessions/{session_id}/groups")
     assert groups.status_code == 409, groups.text
     assert (await wm_api.request("GET", "/health/ready")).status_code == 200
+
+
+async def test_inbound_media_over_the_size_limit_is_not_fetched(
+    wm_api: Api, silent: SilentProxy
+) -> None:
+    session_id = await linked(wm_api, silent.url)
+    source = neonize.MessageSource(Chat=user_jid(ANN), Sender=user_jid(ANN))
+    info = neonize.MessageInfo(MessageSource=source, ID="DOC1", Timestamp=1_764_000_000_000)
+    huge = wm_api.settings.max_media_bytes + 1
+    document = wa.DocumentMessage(mimetype="application/pdf", fileLength=huge, fileName="a.pdf")
+    message = wa.Message(documentMessage=document)
+    await inject(wm_api, session_id, ev.MessageEv(Info=info, Message=message))
+    received = await wait_for(
+        lambda: events_of(wm_api, session_id, "message.received"), bool, 20, "received"
+    )
+    assert "over MAX_MEDIA_BYTES" in received[0]["data"]["mediaError"]

@@ -49,7 +49,14 @@ from openwa.engines.base import (
 from openwa.engines.whatsmeow import translate
 from openwa.engines.whatsmeow.protocol import decode_event, encode_event, pack, read_frame
 from openwa.engines.whatsmeow.translate import MediaRef
-from openwa.engines.whatsmeow.worker import WorkerSession, _ban_reason, jid_from_text, jid_text
+from openwa.engines.whatsmeow.worker_session import (
+    WorkerSession,
+    ban_reason,
+    connect_failure,
+    history_events,
+    jid_from_text,
+    jid_text,
+)
 
 ALICE = "6281111111111@s.whatsapp.net"
 BOB = "6282222222222@s.whatsapp.net"
@@ -629,8 +636,7 @@ def test_history_participant_from_the_web_message() -> None:
 
 
 def test_worker_history_marks_messages_and_reports_names() -> None:
-    session = object.__new__(WorkerSession)
-    events = session._history(history_event())
+    events = history_events(history_event())
     messages = [e for e in events if isinstance(e, MessageReceived)]
     assert [m.id for m in messages] == ["H1", "H2", "H4"]
     assert all(m.history for m in messages)
@@ -977,17 +983,17 @@ async def test_read_frame_over_the_limit() -> None:
     ],
 )
 def test_connect_failure(reason: int, expected: Any) -> None:
-    assert WorkerSession._connect_failure(ConnectFailureEv(Reason=reason)) == expected
+    assert connect_failure(ConnectFailureEv(Reason=reason)) == expected
 
 
 def test_connect_failure_keeps_the_message() -> None:
     event = ConnectFailureEv(Reason=neonize.TEMP_BANNED, Message="banned for spam")
-    assert WorkerSession._connect_failure(event) == Failed("TEMP_BANNED: banned for spam")
+    assert connect_failure(event) == Failed("TEMP_BANNED: banned for spam")
 
 
-def test_ban_reason() -> None:
+def testban_reason() -> None:
     code = neonize.TemporaryBan.SENT_TOO_MANY_SAME_MESSAGE
-    reason = _ban_reason(TemporaryBanEv(Code=code, Expire=3600))
+    reason = ban_reason(TemporaryBanEv(Code=code, Expire=3600))
     assert reason.startswith("TEMPORARY_BAN: SENT_TOO_MANY_SAME_MESSAGE")
     assert "3600s" in reason
     found = re.search(r"at (\S+)$", reason)

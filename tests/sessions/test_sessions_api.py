@@ -217,7 +217,7 @@ async def test_create_rejects_bad_config_and_engines(api: Api) -> None:
         assert all(f.startswith(field) for f in fields), (config, fields)
 
     # Engines the contract knows but this instance cannot run: 501.
-    for engine in ("whatsmeow", "baileys", "webjs"):
+    for engine in ("baileys", "webjs"):
         response = await api.request(
             "POST", "/api/sessions", json={"name": "real", "engine": engine}
         )

@@ -131,14 +131,14 @@ class ChatRepository:
         )
         return list(rows.scalars()), total
 
-    async def unread_ids(self, session_id: str, chat_id: str) -> list[str]:
-        """Ids of the chat's inbound messages not yet marked read, oldest first."""
+    async def unread(self, session_id: str, chat_id: str) -> dict[str, str | None]:
+        """The chat's inbound messages not yet marked read, oldest first: id -> sender."""
         rows = await self.db.execute(
-            select(MessageRow.id)
+            select(MessageRow.id, MessageRow.sender)
             .where(_inbound_unread(session_id, [chat_id]))
             .order_by(MessageRow.timestamp, MessageRow.id)
         )
-        return list(rows.scalars())
+        return {message_id: sender for message_id, sender in rows}
 
     async def mark_read(
         self, session_id: str, chat_id: str, message_ids: Sequence[str], at: datetime

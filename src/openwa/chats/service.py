@@ -67,11 +67,13 @@ class ChatService:
         address = normalize_chat_id(chat_id)
         client = ready_client(self._runtime, self._engines, session, "chats")
         async with self._db() as db:
-            ids = await ChatRepository(db).unread_ids(session.id, address)
-        if not ids:
+            unread = await ChatRepository(db).unread(session.id, address)
+        if not unread:
             return ChatRead(chat_id=address, marked=0)
+        ids = list(unread)
+        senders = {mid: sender for mid, sender in unread.items() if sender}
         # The engine first: when it fails the messages stay unread and the call can be retried.
-        await engine_call(client.mark_read(address, ids), chatId=address)
+        await engine_call(client.mark_read(address, ids, senders), chatId=address)
         async with self._db() as db, db.begin():
             marked = await ChatRepository(db).mark_read(session.id, address, ids, utcnow())
         return ChatRead(chat_id=address, marked=marked)

@@ -260,7 +260,12 @@ class EngineClient(Protocol):
 
     async def revoke(self, chat_id: str, message_id: str) -> None: ...
 
-    async def mark_read(self, chat_id: str, message_ids: list[str]) -> None: ...
+    async def mark_read(
+        self, chat_id: str, message_ids: list[str], senders: dict[str, str] | None = None
+    ) -> None:
+        """Read receipts; `senders` (message id -> sender) matters in groups, where a
+        receipt names the participant who wrote the message."""
+        ...
 
     async def set_presence(self, chat_id: str, state: str) -> None:
         """`typing`, `recording` or `paused` in a chat."""

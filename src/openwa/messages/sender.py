@@ -176,8 +176,12 @@ class SendWorker:
                 if field == "messageId":
                     content["targetFromMe"] = target.from_me
                     content["targetSender"] = target.sender
-                elif target.sender:
-                    content["replyToSender"] = target.sender
+                else:
+                    # A quote shows the quoted words; WhatsApp takes them from the reply.
+                    quoted = target.content or {}
+                    content["replyToText"] = quoted.get("text") or quoted.get("caption") or ""
+                    if target.sender:
+                        content["replyToSender"] = target.sender
         return content
 
     async def _sent(

@@ -327,9 +327,7 @@ class SessionRuntime:
                 self.became_ready.notify()
             case Disconnected(reason=reason):
                 running.ready = False
-                await self._transition(
-                    sid, Status.DISCONNECTED, reason, qr=None, last_error=reason
-                )
+                await self._transition(sid, Status.DISCONNECTED, reason, qr=None, last_error=reason)
                 self._schedule_reconnect(running)
             case LoggedOut(reason=reason):
                 await self._end(running, reason, clear_auth=True)

@@ -293,7 +293,9 @@ class MockClient:
         await self._transmit(chat_id, recipients, payload["id"], payload)
         await self._ctx.emit(MessageRevoked(message_id, chat_id, phone + USER_SUFFIX))
 
-    async def mark_read(self, chat_id: str, message_ids: list[str]) -> None:
+    async def mark_read(
+        self, chat_id: str, message_ids: list[str], senders: dict[str, str] | None = None
+    ) -> None:
         self.phone  # noqa: B018  (must be connected)
 
     async def set_presence(self, chat_id: str, state: str) -> None:

@@ -26,6 +26,8 @@ from openwa.engines.base import (
     EngineClient,
     EngineRefused,
     GroupInfo,
+    LoggedOut,
+    MessageRevoked,
     OutgoingMessage,
     PairingNotAvailable,
     ParticipantResult,
@@ -82,7 +84,7 @@ class WorkerProcess:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
-    async def start(self, log_level: str) -> None:
+    async def start(self, log_level: str, max_media_bytes: int) -> None:
         ours, theirs = socket.socketpair()
         try:
             self._process = await asyncio.create_subprocess_exec(
@@ -93,6 +95,8 @@ class WorkerProcess:
                 str(theirs.fileno()),
                 "--log-level",
                 log_level,
+                "--max-media-bytes",
+                str(max_media_bytes),
                 pass_fds=(theirs.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
                 # whatsmeow prints on stdout by itself: it goes to our stderr, a log.
@@ -107,25 +111,37 @@ class WorkerProcess:
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         try:
-            while (frame := await read_frame(reader)) is not None:
-                if frame.get("kind") == "reply":
-                    future = self._pending.pop(frame["id"], None)
-                    if future is not None and not future.done():
-                        future.set_result(frame)
-                    continue
-                try:
-                    await self._on_frame(frame)
-                except Exception:
-                    log.exception("whatsmeow_frame_failed", kind=frame.get("kind"))
+            await self._dispatch(reader)
+        except Exception:
+            # A frame we cannot read leaves the stream out of step: end the worker, and
+            # its sessions reconnect to a new one.
+            log.exception("whatsmeow_worker_unreadable")
         finally:
             self.alive = False
             for future in self._pending.values():
                 if not future.done():
                     future.set_exception(WorkerGone("the whatsmeow worker exited"))
             self._pending.clear()
-            code = await self._process.wait() if self._process else None
+            code = None
+            if self._process is not None:
+                if self._process.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        self._process.kill()
+                code = await self._process.wait()
             log.warning("whatsmeow_worker_exited", code=code)
             await self._on_exit()
+
+    async def _dispatch(self, reader: asyncio.StreamReader) -> None:
+        while (frame := await read_frame(reader)) is not None:
+            if frame.get("kind") == "reply":
+                future = self._pending.pop(frame["id"], None)
+                if future is not None and not future.done():
+                    future.set_result(frame)
+                continue
+            try:
+                await self._on_frame(frame)
+            except Exception:
+                log.exception("whatsmeow_frame_failed", kind=frame.get("kind"))
 
     async def request(self, op: str, timeout: float = _REQUEST_TIMEOUT_S, **args: Any) -> Any:
         if not self.alive or self._writer is None:
@@ -140,6 +156,10 @@ class WorkerProcess:
             reply: dict[str, Any] = await asyncio.wait_for(future, timeout)
         except (ConnectionError, OSError) as exc:
             raise WorkerGone(f"the whatsmeow worker is unreachable: {exc}") from exc
+        except TimeoutError as exc:
+            raise WorkerGone(
+                f"the whatsmeow worker did not answer {op!r} in {timeout:.0f} s"
+            ) from exc
         finally:
             self._pending.pop(request_id, None)
         if "error" in reply:
@@ -180,9 +200,12 @@ class WhatsmeowEngine:
     name = "whatsmeow"
     capabilities = WHATSMEOW_CAPABILITIES
 
-    def __init__(self, store: DeviceStore, log_level: str = "WARNING") -> None:
+    def __init__(
+        self, store: DeviceStore, log_level: str = "WARNING", max_media_bytes: int = 64 << 20
+    ) -> None:
         self.store = store
         self._log_level = log_level
+        self._max_media_bytes = max_media_bytes
         self._clients: dict[str, WhatsmeowClient] = {}
         self._worker: WorkerProcess | None = None
         self._lock = asyncio.Lock()
@@ -204,7 +227,7 @@ class WhatsmeowEngine:
         async with self._lock:
             if self._worker is None or not self._worker.alive:
                 worker = WorkerProcess(self._on_frame, self._on_exit)
-                await worker.start(self._log_level)
+                await worker.start(self._log_level, self._max_media_bytes)
                 self._worker = worker
             return self._worker
 
@@ -219,7 +242,7 @@ class WhatsmeowEngine:
             raise SendFailed("the session's whatsmeow worker is not running")
         try:
             return await worker.request(op, **args)
-        except WorkerGone as exc:
+        except WorkerGone as exc:  # also a command the worker did not answer in time
             raise SendFailed(str(exc)) from exc
 
     async def _on_frame(self, frame: dict[str, Any]) -> None:
@@ -239,6 +262,10 @@ class WhatsmeowEngine:
             await worker.request("ping", timeout=5)
 
     async def forget(self, session_id: str, auth: dict[str, Any] | None) -> None:
+        worker = self._worker
+        if worker is not None and worker.alive:
+            with contextlib.suppress(WorkerGone, EngineRefused, SendFailed):
+                await worker.request("forget", session=session_id)
         await self.store.remove(session_id, (auth or {}).get("jid"))
 
     async def close(self) -> None:
@@ -266,6 +293,8 @@ class WhatsmeowClient:
         self._ctx = context
         self.session_id = context.session_id
         self._connected_once = False
+        # A device this client saw linked or found in the store: no need to look again.
+        self._verified: str | None = None
 
     async def _call(self, op: str, **args: Any) -> Any:
         return await self._engine.request(op, session=self.session_id, **args)
@@ -275,6 +304,7 @@ class WhatsmeowClient:
     async def on_frame(self, frame: dict[str, Any]) -> None:
         kind = frame.get("kind")
         if kind == "linked":
+            self._verified = frame["jid"]
             await self._ctx.auth.save({"jid": frame["jid"]})
         elif kind == "event":
             # A LoggedOut's device is forgotten by the runtime (`Engine.forget`).
@@ -288,13 +318,27 @@ class WhatsmeowClient:
 
     async def connect(self) -> None:
         auth = await self._ctx.auth.load() or {}
+        jid = auth.get("jid")
+        if (
+            jid
+            and jid != self._verified
+            and not await self._engine.store.has_device(self.session_id, jid)
+        ):
+            await self._ctx.emit(
+                LoggedOut(
+                    f"DEVICE_MISSING: the linked device {jid} is no longer in whatsmeow's "
+                    "store; link the session again"
+                )
+            )
+            return
+        self._verified = jid
         worker = await self._engine.worker()
         self._connected_once = True
         await worker.request(
             "connect",
             session=self.session_id,
             location=self._engine.store.location(self.session_id),
-            jid=auth.get("jid"),
+            jid=jid,
             proxy=self._ctx.config.get("proxy"),
         )
 
@@ -317,7 +361,7 @@ class WhatsmeowClient:
     async def request_pairing_code(self, phone_number: str) -> str:
         try:
             code: str = await self._call("pair", phone=phone_number)
-        except SendFailed as exc:
+        except (SendFailed, EngineRefused) as exc:
             raise PairingNotAvailable(str(exc)) from exc
         return code
 
@@ -346,9 +390,13 @@ class WhatsmeowClient:
 
     async def revoke(self, chat_id: str, message_id: str) -> None:
         await self._call("revoke", chat=chat_id, id=message_id)
+        # WhatsApp does not echo our own revoke back to this device.
+        await self._ctx.emit(MessageRevoked(message_id, chat_id, None))
 
-    async def mark_read(self, chat_id: str, message_ids: list[str]) -> None:
-        await self._call("mark_read", chat=chat_id, ids=message_ids)
+    async def mark_read(
+        self, chat_id: str, message_ids: list[str], senders: dict[str, str] | None = None
+    ) -> None:
+        await self._call("mark_read", chat=chat_id, ids=message_ids, senders=senders or {})
 
     async def set_presence(self, chat_id: str, state: str) -> None:
         await self._call("presence", chat=chat_id, state=state)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -64,6 +65,21 @@ class DeviceStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         return str(self._file(session_id))
 
+    async def has_device(self, session_id: str, jid: str) -> bool:
+        """Whether whatsmeow still holds the device `jid` (neonize's Go side crashes on
+        resuming a device that is not there)."""
+        if self.dsn is None:
+            path = self._file(session_id)
+            return await asyncio.to_thread(_sqlite_has_device, path, jid)
+        conn = await asyncpg.connect(self.dsn, timeout=10)
+        try:
+            if not await conn.fetchval("SELECT to_regclass('whatsmeow_device') IS NOT NULL"):
+                return False
+            found = await conn.fetchval("SELECT 1 FROM whatsmeow_device WHERE jid = $1", jid)
+            return found is not None
+        finally:
+            await conn.close()
+
     async def remove(self, session_id: str, jid: str | None) -> None:
         """Forget the session's device: its file, or its rows (whatsmeow's foreign keys
         cascade from `whatsmeow_device` to every other table)."""
@@ -82,3 +98,14 @@ class DeviceStore:
                 await conn.execute("DELETE FROM whatsmeow_device WHERE jid = $1", jid)
         finally:
             await conn.close()
+
+
+def _sqlite_has_device(path: Path, jid: str) -> bool:
+    if not path.exists():
+        return False
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
+        try:
+            row = db.execute("SELECT 1 FROM whatsmeow_device WHERE jid = ?", (jid,)).fetchone()
+        except sqlite3.OperationalError:  # no such table: whatsmeow never stored a device
+            return False
+    return row is not None

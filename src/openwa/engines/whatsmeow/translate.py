@@ -49,9 +49,7 @@ def jid_of(chat_id: str) -> Any:
     """The neonize JID of one of our chat ids (`123@s.whatsapp.net`, `1-2@g.us`, ...)."""
     user, _, server = chat_id.partition("@")
     # RawAgent is a required field: neonize serializes every JID it is given.
-    return neonize.JID(
-        User=user, Server=server or USER_SERVER, Device=0, Integrator=0, RawAgent=0
-    )
+    return neonize.JID(User=user, Server=server or USER_SERVER, Device=0, Integrator=0, RawAgent=0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -268,9 +266,7 @@ def history_batch(event: Any) -> HistoryBatch:
                 Pushname=web.pushName,
             )
             sender = None if key.fromMe else (key.participant or web.participant or chat_id)
-            translated = message_event(
-                info, web.message, chat=chat_id, sender=sender, history=True
-            )
+            translated = message_event(info, web.message, chat=chat_id, sender=sender, history=True)
             if translated is not None and isinstance(translated.event, MessageReceived):
                 messages.append(translated)
     return HistoryBatch(messages, names)
@@ -361,7 +357,7 @@ def _context_info(content: dict[str, Any]) -> Any | None:
     context = wa.ContextInfo(mentionedJID=list(mentions))
     if reply_to:
         context.stanzaID = reply_to
-        context.quotedMessage.CopyFrom(wa.Message(conversation=""))
+        context.quotedMessage.CopyFrom(wa.Message(conversation=content.get("replyToText", "")))
         if content.get("replyToSender"):
             context.participant = content["replyToSender"]
     return context

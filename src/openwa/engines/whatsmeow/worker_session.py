@@ -1,0 +1,446 @@
+"""One session inside the whatsmeow worker: its neonize client, its connection thread,
+and the ordered translation of what Go reports into our engine events.
+
+Go's callbacks run on Go-owned threads; they only hand their event to the worker's loop
+(`loop.call_soon_threadsafe`), where one task per session translates them in order.
+neonize's Go side dereferences a client that does not exist (a panic ends the whole
+process), so Go is only asked for anything while whatsmeow itself has reported the
+client connected (`go_connected`), under the session's `go_lock`, which a stop also takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from openwa.engines.base import (
+    Authenticated,
+    Connected,
+    ContactsSeen,
+    Disconnected,
+    EngineEvent,
+    Failed,
+    InboundMedia,
+    LoggedOut,
+    MessageAck,
+    MessageReceived,
+    MessageRevoked,
+    QrUpdated,
+    ReactionReceived,
+)
+from openwa.engines.whatsmeow import translate
+
+log = logging.getLogger("openwa.whatsmeow.worker")
+
+# Go's reports after which its client is no longer connected.
+_CONNECTION_ENDS = frozenset(
+    {
+        "DisconnectedEv",
+        "LoggedOutEv",
+        "StreamReplacedEv",
+        "TemporaryBanEv",
+        "ConnectFailureEv",
+        "ClientOutdatedEv",
+        "StreamErrorEv",
+    }
+)
+_SUBSCRIBED = (
+    "PairStatusEv",
+    "ConnectedEv",
+    "DisconnectedEv",
+    "LoggedOutEv",
+    "StreamReplacedEv",
+    "TemporaryBanEv",
+    "ConnectFailureEv",
+    "ClientOutdatedEv",
+    "StreamErrorEv",
+    "MessageEv",
+    "ReceiptEv",
+    "GroupInfoEv",
+    "JoinedGroupEv",
+    "HistorySyncEv",
+)
+# whatsmeow shows a first QR for 60 s and each next one for 20 s; a session still
+# showing a code this long after the last one was not scanned.
+QR_TIMEOUT_S = 75.0
+# Our ids of recent sends by WhatsApp's ids, for acks that come before our database
+# has WhatsApp's id (it is stored after the send returns).
+_RECENT_SENDS = 5000
+_SETTLE_TIMEOUT_S = 5.0
+
+
+class Host(Protocol):
+    """What a session needs of its worker."""
+
+    max_media_bytes: int
+
+    async def send_frame(self, frame: dict[str, Any]) -> None: ...
+
+    async def emit(self, session_id: str, event: EngineEvent) -> None: ...
+
+
+class NotSettled(Exception):
+    """The previous connection of a session has not ended yet."""
+
+
+def jid_text(jid: Any) -> str:
+    """whatsmeow's text form of a device JID (`user:device@server`), as in its tables."""
+    device = f":{jid.Device}" if jid.Device else ""
+    return f"{jid.User}{device}@{jid.Server}"
+
+
+def jid_from_text(text: str) -> Any:
+    from neonize.proto import Neonize_pb2 as neonize
+
+    user, _, server = text.partition("@")
+    user, _, device = user.partition(":")
+    return neonize.JID(User=user, Server=server, Device=int(device or 0), Integrator=0, RawAgent=0)
+
+
+def ban_reason(event: Any) -> str:
+    from neonize.proto import Neonize_pb2 as neonize
+
+    code = neonize.TemporaryBan.TempBanReason.Name(event.Code)
+    expires = datetime.fromtimestamp(time.time() + event.Expire, UTC).isoformat()
+    return f"TEMPORARY_BAN: {code}; WhatsApp lifts it in {event.Expire}s, at {expires}"
+
+
+def connect_failure(event: Any) -> EngineEvent:
+    from neonize.proto import Neonize_pb2 as neonize
+
+    reason = neonize.ConnectFailureReason.Name(event.Reason)
+    detail = f"{reason}: {event.Message}" if event.Message else reason
+    if event.Reason in (neonize.LOGGED_OUT, neonize.MAIN_DEVICE_GONE):
+        return LoggedOut(f"LOGGED_OUT: {detail}")
+    if event.Reason in (neonize.TEMP_BANNED, neonize.CLIENT_OUTDATED):
+        return Failed(detail)
+    return Disconnected(f"connect failure: {detail}")
+
+
+class WorkerSession:
+    def __init__(self, host: Host, session_id: str) -> None:
+        from neonize.client import NewClient
+
+        self.host = host
+        self.session_id = session_id
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.proxy: str | None = None
+        self.thread: threading.Thread | None = None
+        self.stopping: threading.Thread | None = None
+        self.go_lock = threading.Lock()
+        self.generation = 0
+        self.me: Any = None
+        self.go_connected = False
+        self.go_socket_up = False
+        # Events are handled only while a connection is wanted: what Go reports after
+        # a stop belongs to the connection we ended.
+        self.active = False
+        self.announced = False
+        self.waiting_link = False
+        self.last_qr = 0.0
+        self.sent: OrderedDict[str, str] = OrderedDict()
+        # One client object for the session's life in this process: neonize stops the
+        # Go client of a uuid when its Python object is collected, which would end a
+        # newer connection of the same session. Built without a JID so the uuid stays
+        # the session id; the device to resume is set before each connect.
+        self.client = NewClient("unset", uuid=session_id)
+        self._subscribe()
+        self.task = asyncio.create_task(self._handle_events())
+        self.watchdog: asyncio.Task[None] | None = None
+
+    # Go's threads.
+
+    def push(self, kind: str, payload: Any) -> None:
+        """Hand an event to the loop and return at once (called on Go's threads)."""
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, (kind, payload))
+
+    def _on_qr(self, _client: Any, data: bytes) -> None:
+        self.go_socket_up = True  # a QR from Go: its client exists, socket up, unlinked
+        self.push("qr", bytes(data).decode())
+
+    def _subscribe(self) -> None:
+        from neonize import events as ev
+
+        self.client.event.qr(self._on_qr)
+        for name in _SUBSCRIBED:
+
+            def handler(_client: Any, event: Any, name: str = name) -> None:
+                if name == "ConnectedEv":
+                    self.go_connected = True
+                elif name in _CONNECTION_ENDS:
+                    self.go_connected = False
+                self.push(name, event)
+
+            self.client.event(getattr(ev, name))(handler)
+
+    # Connection.
+
+    async def connect(self, location: str, jid: str | None, proxy: str | None) -> None:
+        if self.active and self.running():
+            # Still connecting, or connected: once a connection was up whatsmeow
+            # reconnects it by itself, so there is nothing to start.
+            if self.go_connected:
+                self.announced = False  # the runtime wants authenticated, then ready
+                self.push("ConnectedEv", None)
+            return
+        await self._settle()
+        self.client.name = location
+        self.client.jid = jid_from_text(jid) if jid else None
+        # Without a device to resume, link a new one (even where a shared database
+        # holds other sessions' devices).
+        self.client.new_device = jid is None
+        self.proxy = proxy
+        self.active = True
+        self.generation += 1
+        self.thread = threading.Thread(
+            target=self._run, args=(self.generation,), name=f"neonize-{self.session_id}"
+        )
+        self.thread.daemon = True
+        self.thread.start()
+
+    def _run(self, generation: int) -> None:
+        from neonize._binder import ProxySettings
+        from neonize.exc import NeonizeError
+
+        settings = ProxySettings(proxy_address=self.proxy) if self.proxy else None
+        try:
+            self.client.connect(settings)
+        except NeonizeError as exc:
+            self.push("connect_error", (generation, str(exc)))
+        except Exception as exc:  # a bug in neonize must still end as a report
+            self.push("connect_error", (generation, f"{type(exc).__name__}: {exc}"))
+
+    async def _settle(self) -> None:
+        """A previous connection must have ended before the next starts: Go's Stop
+        finds its client by the session's uuid, so it must not outlive it. Waiting is
+        bounded; the runtime retries the connect with backoff."""
+        for thread in (self.stopping, self.thread):
+            if thread is not None and thread.is_alive():
+                await asyncio.to_thread(thread.join, _SETTLE_TIMEOUT_S)
+                if thread.is_alive():
+                    raise NotSettled("the previous connection is still closing")
+
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def stop(self) -> None:
+        """End the connection without waiting for it.
+
+        whatsmeow holds its socket lock while it dials, so Go's Stop waits for a dial to
+        end (up to a minute through a silent proxy): it runs on a thread of its own, and
+        whatever the ended connection still reports is dropped (`active`, `generation`).
+        """
+        self.active = False
+        self.go_connected = False
+        self.go_socket_up = False
+        self.generation += 1
+        self.waiting_link = False
+        self.announced = False
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+        if self.thread is None:
+            return  # never connected: Go has no client to stop
+        self.stopping = threading.Thread(target=self._stop_go, daemon=True)
+        self.stopping.start()
+
+    def _stop_go(self) -> None:
+        with self.go_lock, contextlib.suppress(Exception):
+            self.client.stop()
+
+    async def close(self) -> None:
+        """Stop, and let go of the client for good (the session was deleted)."""
+        self.stop()
+        # Collecting the client must not stop a later client of the same uuid.
+        self.client._stop_finalizer.detach()
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+    def describe(self) -> dict[str, Any]:
+        """What this session's client was last told (for operators and tests)."""
+        jid = self.client.jid
+        return {
+            "location": self.client.name,
+            "jid": jid_text(jid) if jid is not None else None,
+            "proxy": self.proxy,
+            "active": self.active,
+            "connecting": self.running(),
+        }
+
+    def remember_send(self, engine_id: str, our_id: str) -> None:
+        self.sent[engine_id] = our_id
+        while len(self.sent) > _RECENT_SENDS:
+            self.sent.popitem(last=False)
+
+    # Events, in order.
+
+    async def _handle_events(self) -> None:
+        while True:
+            kind, payload = await self.queue.get()
+            if not self.active:
+                continue
+            try:
+                for event in await self._translate(kind, payload):
+                    await self.host.emit(self.session_id, self._our_ids(event))
+            except Exception:
+                log.exception("event %s of %s failed", kind, self.session_id)
+
+    def _our_ids(self, event: EngineEvent) -> EngineEvent:
+        """Name our recent sends by our ids in acks, reactions and revokes."""
+        match event:
+            case MessageAck(message_id=mid) if mid in self.sent:
+                return replace(event, message_id=self.sent[mid])
+            case ReactionReceived(message_id=mid) if mid in self.sent:
+                return replace(event, message_id=self.sent[mid])
+            case MessageRevoked(id=mid) if mid in self.sent:
+                return replace(event, id=self.sent[mid])
+        return event
+
+    async def _translate(self, kind: str, event: Any) -> list[EngineEvent]:
+        from neonize.proto import Neonize_pb2 as neonize
+
+        match kind:
+            case "qr":
+                self._qr_shown()
+                return [QrUpdated(event)]
+            case "qr_timeout":
+                if not self.waiting_link or event != self.last_qr:
+                    return []
+                self.active = False
+                return [Failed("QR_TIMEOUT: the QR code was not scanned; start the session again")]
+            case "connect_error":
+                generation, error = event
+                if generation != self.generation:
+                    return []  # an ended connection's last words
+                return [Disconnected(f"connect failed: {error}")]
+            case "PairStatusEv":
+                if event.Status != neonize.PairStatus.SUCCESS:
+                    return [Failed(f"PAIRING_FAILED: {event.Error or 'pairing failed'}")]
+                return await self._linked(event.ID, None)
+            case "ConnectedEv":
+                events = [] if self.announced else await self._announce()
+                return [*events, Connected()]
+            case "DisconnectedEv":
+                self.announced = False
+                return [Disconnected("connection to WhatsApp lost")]
+            case "LoggedOutEv":
+                reason = neonize.ConnectFailureReason.Name(event.Reason)
+                return [LoggedOut(f"LOGGED_OUT: {reason} (unlinked from the phone or by WhatsApp)")]
+            case "StreamReplacedEv":
+                return [
+                    Failed(
+                        "STREAM_REPLACED: another client connected with this device; "
+                        "start the session again to take it back"
+                    )
+                ]
+            case "TemporaryBanEv":
+                return [Failed(ban_reason(event))]
+            case "ConnectFailureEv":
+                return [connect_failure(event)]
+            case "ClientOutdatedEv":
+                return [Failed("CLIENT_OUTDATED: WhatsApp refuses this whatsmeow version")]
+            case "StreamErrorEv":
+                return [Disconnected(f"stream error {event.Code}")]
+            case "MessageEv":
+                return await self._message(event)
+            case "ReceiptEv":
+                return list(translate.receipt_acks(event))
+            case "GroupInfoEv":
+                return list(translate.group_updates(event))
+            case "JoinedGroupEv":
+                joined = translate.joined_group(event)
+                return [joined] if joined else []
+            case "HistorySyncEv":
+                return history_events(event)
+        return []
+
+    def _qr_shown(self) -> None:
+        """A QR is up: if no next code and no scan follow in time, say so (whatsmeow
+        otherwise leaves the last, expired code showing)."""
+        self.waiting_link = True
+        self.last_qr = shown = time.monotonic()
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+
+        async def expire() -> None:
+            await asyncio.sleep(QR_TIMEOUT_S)
+            self.push("qr_timeout", shown)
+
+        self.watchdog = asyncio.create_task(expire())
+
+    async def _announce(self) -> list[EngineEvent]:
+        """Who we are, before `Connected`: the runtime moves to ready only from
+        authenticated, on every (re)connection."""
+        jid, push_name = None, None
+        if self.go_connected:
+            with contextlib.suppress(Exception):
+                me = await asyncio.to_thread(self.client.get_me)
+                jid, push_name = me.JID, me.PushName or None
+        if jid is None or not jid.User:
+            jid = self.me or self.client.jid  # the device we linked or resumed
+        if jid is None:
+            return []
+        return await self._linked(jid, push_name)
+
+    async def _linked(self, jid: Any, push_name: str | None) -> list[EngineEvent]:
+        self.me = jid
+        self.announced = True
+        self.waiting_link = False
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+        await self.host.send_frame(
+            {"kind": "linked", "session": self.session_id, "jid": jid_text(jid)}
+        )
+        return [Authenticated(phone_number=jid.User, push_name=push_name)]
+
+    async def _message(self, event: Any) -> list[EngineEvent]:
+        inbound = translate.inbound_message(event)
+        if inbound is None:
+            return []
+        if inbound.media is None or not isinstance(inbound.event, MessageReceived):
+            return [inbound.event]
+        try:
+            data = await self._download(event.Message, inbound.media.size)
+        except Exception as exc:
+            log.warning("media download failed for %s: %s", inbound.event.id, exc)
+            content = {**inbound.event.content, "mediaError": f"download failed: {exc}"}
+            return [replace(inbound.event, content=content)]
+        ref = inbound.media
+        media = InboundMedia(ref.mimetype, len(data), ref.filename, data=data)
+        return [replace(inbound.event, media=media)]
+
+    async def _download(self, message: Any, size: int) -> bytes:
+        if size > self.host.max_media_bytes:
+            raise ValueError(f"{size} bytes, over MAX_MEDIA_BYTES ({self.host.max_media_bytes})")
+
+        def fetch() -> bytes:
+            with self.go_lock:
+                if not self.go_connected:
+                    raise RuntimeError("not connected to WhatsApp")
+                return bytes(self.client.download_any(message))
+
+        return await asyncio.to_thread(fetch)
+
+
+def history_events(event: Any) -> list[EngineEvent]:
+    """Stored-not-announced messages and contact names from one history sync chunk."""
+    batch = translate.history_batch(event)
+    out: list[EngineEvent] = []
+    for item in batch.messages:
+        assert isinstance(item.event, MessageReceived)
+        content = dict(item.event.content)
+        if item.media is not None:
+            # Old media is not fetched: a history chunk can name thousands.
+            content["mediaError"] = "not downloaded: media from a history sync"
+        out.append(replace(item.event, content=content, history=True))
+    if batch.names:
+        out.append(ContactsSeen(batch.names))
+    return out
