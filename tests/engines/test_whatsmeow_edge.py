@@ -326,3 +326,42 @@ async def test_a_deleted_session_leaves_the_worker(wm_api: Api, silent: SilentPr
     assert (await worker.request("ping"))["sessions"] == 2
     assert (await wm_api.request("DELETE", f"/api/sessions/{gone}")).status_code == 200
     assert (await worker.request("ping"))["sessions"] == 1
+
+
+async def test_a_worker_piling_up_neonizes_leaks_is_recycled(wm_api: Api) -> None:
+    """neonize leaves a device store (a PostgreSQL connection, or file handles) open
+    per connection attempt: a session retrying without a route would exhaust them."""
+    engine = whatsmeow(wm_api)
+    engine.recycle_after = 4
+    await started(wm_api)  # no route: fails at once, retries every 0.05-0.2 s
+    first = await wait_for(lambda: asyncio.sleep(0, engine.worker_pid), bool, 20, "worker")
+    await wait_for(
+        lambda: asyncio.sleep(0, engine.worker_pid),
+        lambda pid: pid is not None and pid != first,
+        30,
+        "a recycled worker",
+    )
+    dsn = whatsmeow_dsn(wm_api.settings.resolved_database_url)
+    if dsn is not None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            database = dsn.rsplit("/", 1)[1].split("?")[0]
+            count = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1", database
+            )
+        finally:
+            await conn.close()
+        assert count < 4 * 4 + 10  # leaked stores stay bounded, with our own pool
+
+
+async def test_a_qr_left_unscanned_fails_the_session_saying_so(
+    wm_api: Api, silent: SilentProxy
+) -> None:
+    whatsmeow(wm_api).qr_timeout_s = 1.0  # read when the worker starts
+    session_id = await started(wm_api, proxy=silent.url)
+    await inject_qr(wm_api, session_id, "2@only,code")
+    await wm_api.wait_status(session_id, "qr_ready", 20)
+    session = await wm_api.wait_status(session_id, "failed", 20)
+    assert session["lastError"].startswith("QR_TIMEOUT")
+    again = await wm_api.request("POST", f"/api/sessions/{session_id}/start")
+    assert again.status_code == 200

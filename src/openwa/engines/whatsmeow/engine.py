@@ -84,7 +84,7 @@ class WorkerProcess:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
-    async def start(self, log_level: str, max_media_bytes: int) -> None:
+    async def start(self, log_level: str, max_media_bytes: int, qr_timeout_s: float) -> None:
         ours, theirs = socket.socketpair()
         try:
             self._process = await asyncio.create_subprocess_exec(
@@ -97,6 +97,8 @@ class WorkerProcess:
                 log_level,
                 "--max-media-bytes",
                 str(max_media_bytes),
+                "--qr-timeout-s",
+                str(qr_timeout_s),
                 pass_fds=(theirs.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
                 # whatsmeow prints on stdout by itself: it goes to our stderr, a log.
@@ -209,6 +211,14 @@ class WhatsmeowEngine:
         self._clients: dict[str, WhatsmeowClient] = {}
         self._worker: WorkerProcess | None = None
         self._lock = asyncio.Lock()
+        self._exit_reason: str | None = None
+        self._recycling: asyncio.Task[None] | None = None
+        # Leaked device stores a worker may hold (see `after_connect`): PostgreSQL
+        # connections are scarcer than file handles.
+        self.recycle_after = 40 if store.dsn else 400
+        # whatsmeow shows a first QR for 60 s and each next one for 20 s: a code still up
+        # this long after it came was not scanned.
+        self.qr_timeout_s = 75.0
 
     def client(self, context: SessionContext) -> EngineClient:
         client = WhatsmeowClient(self, context)
@@ -227,7 +237,7 @@ class WhatsmeowEngine:
         async with self._lock:
             if self._worker is None or not self._worker.alive:
                 worker = WorkerProcess(self._on_frame, self._on_exit)
-                await worker.start(self._log_level, self._max_media_bytes)
+                await worker.start(self._log_level, self._max_media_bytes, self.qr_timeout_s)
                 self._worker = worker
             return self._worker
 
@@ -251,8 +261,30 @@ class WhatsmeowEngine:
             await client.on_frame(frame)
 
     async def _on_exit(self) -> None:
+        reason = self._exit_reason or "the whatsmeow worker exited"
+        self._exit_reason = None
         for client in list(self._clients.values()):
-            await client.on_worker_exit()
+            await client.on_worker_exit(reason)
+
+    def after_connect(self, worker: WorkerProcess, started: dict[str, int] | None) -> None:
+        """Recycle a worker that has piled up what neonize leaks.
+
+        neonize opens a new device store (a database connection pool, or SQLite file
+        handles) for every connection attempt and never closes the old one: a session
+        retrying through a network outage leaks one PostgreSQL connection per attempt.
+        Only ending the process frees them. The worker is recycled once the attempts
+        since it started exceed the sessions it runs by `recycle_after`; at once when
+        none of its sessions is connected (nothing is lost), else at four times that.
+        """
+        if not started:
+            return
+        leaked, live = started["attempts"] - started["sessions"], started["live"]
+        if leaked < self.recycle_after or (live and leaked < 4 * self.recycle_after):
+            return
+        if self._recycling is None or self._recycling.done():
+            log.warning("whatsmeow_worker_recycled", leaked=leaked, live=live)
+            self._exit_reason = "the whatsmeow worker was recycled (neonize leaks per attempt)"
+            self._recycling = asyncio.create_task(worker.stop())
 
     async def check(self) -> None:
         if importlib.util.find_spec("neonize") is None:
@@ -269,6 +301,9 @@ class WhatsmeowEngine:
         await self.store.remove(session_id, (auth or {}).get("jid"))
 
     async def close(self) -> None:
+        if self._recycling is not None:
+            with contextlib.suppress(Exception):
+                await self._recycling
         if self._worker is not None:
             await self._worker.stop()
             self._worker = None
@@ -310,9 +345,9 @@ class WhatsmeowClient:
             # A LoggedOut's device is forgotten by the runtime (`Engine.forget`).
             await self._ctx.emit(decode_event(frame))
 
-    async def on_worker_exit(self) -> None:
+    async def on_worker_exit(self, reason: str) -> None:
         if self._connected_once:
-            await self._ctx.emit(Disconnected("the whatsmeow worker exited"))
+            await self._ctx.emit(Disconnected(reason))
 
     # Connection.
 
@@ -334,13 +369,14 @@ class WhatsmeowClient:
         self._verified = jid
         worker = await self._engine.worker()
         self._connected_once = True
-        await worker.request(
+        started = await worker.request(
             "connect",
             session=self.session_id,
             location=self._engine.store.location(self.session_id),
             jid=jid,
             proxy=self._ctx.config.get("proxy"),
         )
+        self._engine.after_connect(worker, started)
 
     async def disconnect(self) -> None:
         self._connected_once = False

@@ -31,14 +31,21 @@ log = logging.getLogger("openwa.whatsmeow.worker")
 
 class Worker:
     def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, max_media_bytes: int
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        max_media_bytes: int,
+        qr_timeout_s: float,
     ) -> None:
         self.reader = reader
         self.writer = writer
         self.max_media_bytes = max_media_bytes
+        self.qr_timeout_s = qr_timeout_s
         self.sessions: dict[str, WorkerSession] = {}
         self._write_lock = asyncio.Lock()
         self.gone = False
+        # Connection attempts started (each leaves a device store open in neonize).
+        self.attempts = 0
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         if self.gone:
@@ -91,8 +98,10 @@ class Worker:
             session = self.sessions.get(args["session"])
             if session is None:
                 session = self.sessions[args["session"]] = WorkerSession(self, args["session"])
-            await session.connect(args["location"], args.get("jid"), args.get("proxy"))
-            return None
+            if await session.connect(args["location"], args.get("jid"), args.get("proxy")):
+                self.attempts += 1
+            live = sum(1 for s in self.sessions.values() if s.go_connected)
+            return {"attempts": self.attempts, "sessions": len(self.sessions), "live": live}
         if op == "close":
             session = self.sessions.get(args["session"])
             if session is not None and session.active:
@@ -124,10 +133,10 @@ class Worker:
         session.push(args["type"], event_type.FromString(data))
 
 
-async def _serve(fd: int, max_media_bytes: int) -> None:
+async def _serve(fd: int, max_media_bytes: int, qr_timeout_s: float) -> None:
     sock = socket.socket(fileno=fd)
     reader, writer = await asyncio.open_unix_connection(sock=sock, limit=2**20)
-    await Worker(reader, writer, max_media_bytes).run()
+    await Worker(reader, writer, max_media_bytes, qr_timeout_s).run()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -135,6 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--log-level", default="WARNING")
     parser.add_argument("--max-media-bytes", type=int, default=64 * 1024 * 1024)
+    parser.add_argument("--qr-timeout-s", type=float, default=75.0)
     args = parser.parse_args(argv)
     logging.basicConfig(
         stream=sys.stderr,
@@ -144,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     # neonize logs whatsmeow's own lines through the `whatsmeow` logger.
     logging.getLogger("whatsmeow").setLevel(args.log_level.upper())
     try:
-        asyncio.run(_serve(args.fd, args.max_media_bytes))
+        asyncio.run(_serve(args.fd, args.max_media_bytes, args.qr_timeout_s))
     except Exception:
         log.exception("the worker failed")
     finally:

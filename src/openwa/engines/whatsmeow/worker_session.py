@@ -67,9 +67,6 @@ _SUBSCRIBED = (
     "JoinedGroupEv",
     "HistorySyncEv",
 )
-# whatsmeow shows a first QR for 60 s and each next one for 20 s; a session still
-# showing a code this long after the last one was not scanned.
-QR_TIMEOUT_S = 75.0
 # Our ids of recent sends by WhatsApp's ids, for acks that come before our database
 # has WhatsApp's id (it is stored after the send returns).
 _RECENT_SENDS = 5000
@@ -80,6 +77,7 @@ class Host(Protocol):
     """What a session needs of its worker."""
 
     max_media_bytes: int
+    qr_timeout_s: float
 
     async def send_frame(self, frame: dict[str, Any]) -> None: ...
 
@@ -183,14 +181,15 @@ class WorkerSession:
 
     # Connection.
 
-    async def connect(self, location: str, jid: str | None, proxy: str | None) -> None:
+    async def connect(self, location: str, jid: str | None, proxy: str | None) -> bool:
+        """Start connecting; whether a new attempt was started."""
         if self.active and self.running():
             # Still connecting, or connected: once a connection was up whatsmeow
             # reconnects it by itself, so there is nothing to start.
             if self.go_connected:
                 self.announced = False  # the runtime wants authenticated, then ready
                 self.push("ConnectedEv", None)
-            return
+            return False
         await self._settle()
         self.client.name = location
         self.client.jid = jid_from_text(jid) if jid else None
@@ -205,6 +204,7 @@ class WorkerSession:
         )
         self.thread.daemon = True
         self.thread.start()
+        return True
 
     def _run(self, generation: int) -> None:
         from neonize._binder import ProxySettings
@@ -371,7 +371,7 @@ class WorkerSession:
             self.watchdog.cancel()
 
         async def expire() -> None:
-            await asyncio.sleep(QR_TIMEOUT_S)
+            await asyncio.sleep(self.host.qr_timeout_s)
             self.push("qr_timeout", shown)
 
         self.watchdog = asyncio.create_task(expire())
