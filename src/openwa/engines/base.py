@@ -318,5 +318,25 @@ class Engine(Protocol):
     async def close(self) -> None: ...
 
 
+# What every WhatsApp engine offers (the contract's messaging, linking and account
+# capabilities); an engine adds its own extras to these.
+WHATSAPP_CAPABILITIES = frozenset(
+    {
+        "qr",
+        "pairing_code",
+        "send_text",
+        "send_media",
+        "send_location",
+        "send_contact",
+        "reaction",
+        "revoke",
+        "chats",
+        "contacts",
+        "groups",
+        "presence",
+    }
+)
+
+
 class PairingNotAvailable(Exception):
     """Raised by `request_pairing_code` when the session is not waiting to be linked."""

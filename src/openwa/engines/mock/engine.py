@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from openwa.engines.base import (
+    WHATSAPP_CAPABILITIES,
     Authenticated,
     Connected,
     Disconnected,
@@ -41,23 +42,7 @@ from openwa.kit.chat_ids import GROUP_SUFFIX, USER_SUFFIX, phone_of
 from openwa.kit.clock import iso, utcnow
 from openwa.kit.ids import whatsapp_message_id
 
-MOCK_CAPABILITIES = frozenset(
-    {
-        "qr",
-        "pairing_code",
-        "mock_control",
-        "send_text",
-        "send_media",
-        "send_location",
-        "send_contact",
-        "reaction",
-        "revoke",
-        "chats",
-        "contacts",
-        "groups",
-        "presence",
-    }
-)
+MOCK_CAPABILITIES = WHATSAPP_CAPABILITIES | {"mock_control"}
 # Numbers under +1 555 0000 are "not on WhatsApp": sends to them fail for good, the way
 # a real engine refuses an unknown number.
 UNKNOWN_PREFIX = "15550000"

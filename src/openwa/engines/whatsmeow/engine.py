@@ -22,6 +22,7 @@ from typing import Any
 import structlog
 
 from openwa.engines.base import (
+    WHATSAPP_CAPABILITIES,
     Disconnected,
     EngineClient,
     EngineRefused,
@@ -39,24 +40,7 @@ from openwa.engines.whatsmeow.store import DeviceStore
 
 log = structlog.get_logger(__name__)
 
-WHATSMEOW_CAPABILITIES = frozenset(
-    {
-        "qr",
-        "pairing_code",
-        "send_text",
-        "send_media",
-        "send_location",
-        "send_contact",
-        "reaction",
-        "revoke",
-        "chats",
-        "contacts",
-        "groups",
-        "presence",
-        "history_sync",
-        "proxy",
-    }
-)
+WHATSMEOW_CAPABILITIES = WHATSAPP_CAPABILITIES | {"history_sync", "proxy"}
 _REQUEST_TIMEOUT_S = 120.0
 _STOP_TIMEOUT_S = 10.0
 FrameHandler = Callable[[dict[str, Any]], Awaitable[None]]

@@ -11,48 +11,18 @@ import base64
 import struct
 from dataclasses import fields, is_dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
 import orjson
 
-from openwa.engines.base import (
-    Authenticated,
-    Connected,
-    ContactsSeen,
-    Disconnected,
-    EngineEvent,
-    Failed,
-    GroupUpdated,
-    InboundMedia,
-    LoggedOut,
-    MessageAck,
-    MessageReceived,
-    MessageRevoked,
-    QrUpdated,
-    ReactionReceived,
-)
+from openwa.engines.base import EngineEvent, InboundMedia, MessageReceived
 
 _HEADER = struct.Struct(">I")
 # A frame carries at most one media file (base64) and its message.
 MAX_FRAME = 256 * 1024 * 1024
 
-_EVENTS: dict[str, type[Any]] = {
-    cls.__name__: cls
-    for cls in (
-        QrUpdated,
-        Authenticated,
-        Connected,
-        Disconnected,
-        LoggedOut,
-        Failed,
-        MessageAck,
-        MessageReceived,
-        MessageRevoked,
-        ReactionReceived,
-        GroupUpdated,
-        ContactsSeen,
-    )
-}
+# Every event of the port, by class name (`EngineEvent` is their union).
+_EVENTS: dict[str, type[Any]] = {cls.__name__: cls for cls in get_args(EngineEvent)}
 
 
 def _default(value: Any) -> Any:

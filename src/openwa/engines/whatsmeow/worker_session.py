@@ -54,18 +54,12 @@ _CONNECTION_ENDS = frozenset(
 _SUBSCRIBED = (
     "PairStatusEv",
     "ConnectedEv",
-    "DisconnectedEv",
-    "LoggedOutEv",
-    "StreamReplacedEv",
-    "TemporaryBanEv",
-    "ConnectFailureEv",
-    "ClientOutdatedEv",
-    "StreamErrorEv",
     "MessageEv",
     "ReceiptEv",
     "GroupInfoEv",
     "JoinedGroupEv",
     "HistorySyncEv",
+    *sorted(_CONNECTION_ENDS),
 )
 # Our ids of recent sends by WhatsApp's ids, for acks that come before our database
 # has WhatsApp's id (it is stored after the send returns).
