@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,6 +49,7 @@ from openwa.engines.base import (
     ReactionReceived,
 )
 from openwa.engines.whatsmeow import translate
+from openwa.engines.whatsmeow.commands import CommandError, run_command
 from openwa.engines.whatsmeow.protocol import decode_event, encode_event, pack, read_frame
 from openwa.engines.whatsmeow.translate import MediaRef
 from openwa.engines.whatsmeow.worker_session import (
@@ -1021,3 +1024,27 @@ async def test_worker_translates_events_without_a_client() -> None:
     assert isinstance(message, MessageReceived)
     assert message.content == {"text": "hi"}
     assert await translated("UnknownEv", object()) == []
+
+
+def test_a_command_past_its_deadline_never_reaches_go() -> None:
+    """The API process gave up waiting: running it now could only duplicate a retry."""
+    session = object.__new__(WorkerSession)
+    session.go_lock = threading.Lock()
+    session.go_connected = True
+    with pytest.raises(CommandError) as refused:
+        run_command(session, "check", {"phone": "15550101111"}, deadline=time.time() - 1)
+    assert refused.value.kind == "not_ready"
+
+
+def test_commands_wait_for_a_connected_client() -> None:
+    session = object.__new__(WorkerSession)
+    session.go_lock = threading.Lock()
+    session.go_connected = False
+    session.go_socket_up = False
+    session.waiting_link = False
+    with pytest.raises(CommandError) as refused:
+        run_command(session, "send", {})
+    assert refused.value.kind == "not_ready"
+    with pytest.raises(CommandError) as pairing:
+        run_command(session, "pair", {"phone": "1"})
+    assert pairing.value.kind == "pairing"

@@ -27,13 +27,18 @@ class CommandError(Exception):
         self.retryable = retryable
 
 
-def run_command(session: WorkerSession, op: str, args: dict[str, Any]) -> Any:
+def run_command(
+    session: WorkerSession, op: str, args: dict[str, Any], deadline: float = 0.0
+) -> Any:
     from neonize.exc import NeonizeError
 
     command = _COMMANDS.get(op)
     if command is None:
         raise CommandError("refused", f"unknown command {op!r}")
     with session.go_lock:
+        if deadline and time.time() > deadline:
+            # The API process has given up on it: not done, so it may be retried.
+            raise CommandError("not_ready", "the command waited too long in the worker")
         if op == "pair":
             if not (session.go_socket_up and session.waiting_link):
                 raise CommandError("pairing", "the session is not waiting to be linked")

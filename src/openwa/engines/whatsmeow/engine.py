@@ -15,6 +15,7 @@ import importlib.util
 import itertools
 import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -136,8 +137,11 @@ class WorkerProcess:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:
+            # The worker drops a command it only reaches after this (nothing was done,
+            # so a retry is safe); one that runs over it is what may still be in doubt.
+            frame = {"id": request_id, "op": op, "args": args, "deadline": time.time() + timeout}
             async with self._write_lock:
-                self._writer.write(pack({"id": request_id, "op": op, "args": args}))
+                self._writer.write(pack(frame))
                 await self._writer.drain()
             reply: dict[str, Any] = await asyncio.wait_for(future, timeout)
         except (ConnectionError, OSError) as exc:

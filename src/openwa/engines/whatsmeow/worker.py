@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from openwa.engines.base import EngineEvent
@@ -46,6 +47,9 @@ class Worker:
         self.gone = False
         # Connection attempts started (each leaves a device store open in neonize).
         self.attempts = 0
+        # Commands have threads of their own: a burst of slow sends must not hold up
+        # the downloads and joins that use the loop's default pool.
+        self.commands = ThreadPoolExecutor(max_workers=32, thread_name_prefix="command")
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         if self.gone:
@@ -76,7 +80,9 @@ class Worker:
     async def _answer(self, frame: dict[str, Any]) -> None:
         reply: dict[str, Any] = {"kind": "reply", "id": frame["id"]}
         try:
-            reply["result"] = await self.handle(frame["op"], frame.get("args") or {})
+            args = dict(frame.get("args") or {})
+            args["_deadline"] = frame.get("deadline")
+            reply["result"] = await self.handle(frame["op"], args)
         except CommandError as exc:
             reply["error"] = {"kind": exc.kind, "message": str(exc), "retryable": exc.retryable}
         except NotSettled as exc:
@@ -117,7 +123,9 @@ class Worker:
             return self._inject(session, args)
         if op == "describe":
             return session.describe()
-        return await asyncio.to_thread(run_command, session, op, args)
+        deadline = float(args.pop("_deadline", 0) or 0)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.commands, run_command, session, op, args, deadline)
 
     @staticmethod
     def _inject(session: WorkerSession, args: dict[str, Any]) -> None:
