@@ -38,6 +38,7 @@ from openwa.engines.base import (
     ContactsSeen,
     Disconnected,
     Failed,
+    GroupInfo,
     GroupUpdated,
     InboundMedia,
     LoggedOut,
@@ -50,7 +51,14 @@ from openwa.engines.base import (
 )
 from openwa.engines.whatsmeow import translate
 from openwa.engines.whatsmeow.commands import CommandError, run_command
-from openwa.engines.whatsmeow.protocol import decode_event, encode_event, pack, read_frame
+from openwa.engines.whatsmeow.protocol import (
+    decode_event,
+    decode_group,
+    encode_event,
+    encode_group,
+    pack,
+    read_frame,
+)
 from openwa.engines.whatsmeow.translate import MediaRef
 from openwa.engines.whatsmeow.worker_session import (
     WorkerSession,
@@ -1048,3 +1056,17 @@ def test_commands_wait_for_a_connected_client() -> None:
     with pytest.raises(CommandError) as pairing:
         run_command(session, "pair", {"phone": "1"})
     assert pairing.value.kind == "pairing"
+
+
+def test_group_records_survive_the_wire() -> None:
+    group = GroupInfo(
+        id=GROUP,
+        subject="Trip",
+        description=None,
+        owner=ALICE,
+        participants=[{"id": ALICE, "role": "superadmin"}, {"id": BOB, "role": "member"}],
+        settings={"announce": True, "locked": False},
+        created_at=datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC),
+    )
+    frame = orjson.loads(pack({"result": encode_group(group)})[4:])
+    assert decode_group(frame["result"]) == group

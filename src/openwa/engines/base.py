@@ -129,7 +129,8 @@ class GroupUpdated:
 @dataclass(frozen=True, slots=True)
 class ContactsSeen:
     """Names an engine learned (address book, push names, group subjects): chat id ->
-    name. Kept as the contacts' push names so chats and contacts show them."""
+    name. Those of users are kept as the contacts' push names, so chats and contacts
+    show them; group subjects have no place of their own yet and are not kept."""
 
     names: dict[str, str]
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from openwa.engines.base import OutgoingMessage
 from openwa.engines.whatsmeow import translate
+from openwa.engines.whatsmeow.protocol import encode_group
 from openwa.engines.whatsmeow.worker_session import WorkerSession
 
 
@@ -124,17 +125,7 @@ def _picture(session: WorkerSession, client: Any, args: dict[str, Any]) -> str |
 
 
 def _group(info: Any) -> dict[str, Any]:
-    group = translate.group_info(info)
-    created = group.created_at.isoformat() if group.created_at else None
-    return {
-        "id": group.id,
-        "subject": group.subject,
-        "description": group.description,
-        "owner": group.owner,
-        "participants": group.participants,
-        "settings": group.settings,
-        "created_at": created,
-    }
+    return encode_group(translate.group_info(info))
 
 
 def _groups(session: WorkerSession, client: Any, args: dict[str, Any]) -> list[dict[str, Any]]:

@@ -17,7 +17,6 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 
 import structlog
@@ -36,7 +35,7 @@ from openwa.engines.base import (
     SendFailed,
     SessionContext,
 )
-from openwa.engines.whatsmeow.protocol import decode_event, pack, read_frame
+from openwa.engines.whatsmeow.protocol import decode_event, decode_group, pack, read_frame
 from openwa.engines.whatsmeow.store import DeviceStore
 
 log = structlog.get_logger(__name__)
@@ -282,10 +281,8 @@ class WhatsmeowEngine:
             await worker.request("ping", timeout=5)
 
     async def forget(self, session_id: str, auth: dict[str, Any] | None) -> None:
-        worker = self._worker
-        if worker is not None and worker.alive:
-            with contextlib.suppress(WorkerGone, EngineRefused, SendFailed):
-                await worker.request("forget", session=session_id)
+        with contextlib.suppress(EngineRefused, SendFailed):  # no worker: nothing to drop
+            await self.request("forget", session=session_id)
         await self.store.remove(session_id, (auth or {}).get("jid"))
 
     async def close(self) -> None:
@@ -295,19 +292,6 @@ class WhatsmeowEngine:
         if self._worker is not None:
             await self._worker.stop()
             self._worker = None
-
-
-def _group(data: dict[str, Any]) -> GroupInfo:
-    created = data.get("created_at")
-    return GroupInfo(
-        id=data["id"],
-        subject=data["subject"],
-        description=data.get("description"),
-        owner=data.get("owner"),
-        participants=data["participants"],
-        settings=data["settings"],
-        created_at=datetime.fromisoformat(created) if created else None,
-    )
 
 
 class WhatsmeowClient:
@@ -436,13 +420,15 @@ class WhatsmeowClient:
     # Groups.
 
     async def groups(self) -> list[GroupInfo]:
-        return [_group(g) for g in await self._call("groups")]
+        return [decode_group(g) for g in await self._call("groups")]
 
     async def group_info(self, group_id: str) -> GroupInfo:
-        return _group(await self._call("group_info", group=group_id))
+        return decode_group(await self._call("group_info", group=group_id))
 
     async def create_group(self, subject: str, participants: list[str]) -> GroupInfo:
-        return _group(await self._call("create_group", subject=subject, participants=participants))
+        return decode_group(
+            await self._call("create_group", subject=subject, participants=participants)
+        )
 
     async def update_group(
         self,
@@ -458,7 +444,7 @@ class WhatsmeowClient:
             description=description,
             settings=settings,
         )
-        return _group(data)
+        return decode_group(data)
 
     async def change_participants(
         self, group_id: str, action: str, participants: list[str]

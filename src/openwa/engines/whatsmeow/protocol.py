@@ -1,5 +1,5 @@
 """The wire between the API process and the whatsmeow worker: length-prefixed orjson
-frames on a socket pair, and our engine events as plain dicts.
+frames on a socket pair, and our engine events and group records as plain dicts.
 
 The worker's stdout is never the channel: neonize and whatsmeow print to it on their own.
 """
@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import struct
-from dataclasses import fields, is_dataclass
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any, get_args
 
 import orjson
 
-from openwa.engines.base import EngineEvent, InboundMedia, MessageReceived
+from openwa.engines.base import EngineEvent, GroupInfo, InboundMedia, MessageReceived
 
 _HEADER = struct.Struct(">I")
 # A frame carries at most one media file (base64) and its message.
@@ -50,11 +50,7 @@ async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
 
 
 def encode_event(event: EngineEvent) -> dict[str, Any]:
-    data = {f.name: getattr(event, f.name) for f in fields(event)}
-    media = data.get("media")
-    if is_dataclass(media):
-        data["media"] = {f.name: getattr(media, f.name) for f in fields(media)}
-    return {"type": type(event).__name__, "data": data}
+    return {"type": type(event).__name__, "data": asdict(event)}
 
 
 def decode_event(payload: dict[str, Any]) -> EngineEvent:
@@ -69,3 +65,12 @@ def decode_event(payload: dict[str, Any]) -> EngineEvent:
             data["media"] = InboundMedia(**media)
     event: EngineEvent = cls(**data)
     return event
+
+
+def encode_group(group: GroupInfo) -> dict[str, Any]:
+    return asdict(group)
+
+
+def decode_group(data: dict[str, Any]) -> GroupInfo:
+    created = data.get("created_at")
+    return GroupInfo(**{**data, "created_at": datetime.fromisoformat(created) if created else None})
