@@ -46,7 +46,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -60,17 +59,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
+from bench_server import KEY, free_port, serve, wait_healthy
 
-KEY = "bench-admin-key-0123456789abcdef"
 MB = 1024 * 1024
 WORKER_MODULE = "openwa.engines.whatsmeow.worker"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -231,24 +223,14 @@ class Server:
         data_dir = work / f"data-{engine}"
         data_dir.mkdir(parents=True, exist_ok=True)
         env = {
-            **os.environ,
             "DATABASE_URL": database_url,
             "DATA_DIR": str(data_dir),
-            "API_KEY": KEY,
             "ENGINE_TYPE": engine,
             "MAX_SESSIONS": "2000",
             "MOCK_AUTH_DELAY_MS": "0",
-            "LOG_LEVEL": "warning",
-            "LOG_FORMAT": "json",
         }
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "openwa", "serve", "--port", str(self.port)],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=work,
-            )
+            self.process = serve(self.port, env, log, cwd=work)
 
     @property
     def pid(self) -> int:
@@ -265,17 +247,7 @@ class Server:
             self.process.wait()
 
     async def wait_healthy(self, http: aiohttp.ClientSession) -> None:
-        for _ in range(600):
-            if self.process.poll() is not None:
-                raise RuntimeError("server exited:\n" + self.log.read_text())
-            try:
-                async with http.get(self.base + "/health") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-        raise RuntimeError("server did not become healthy in 60 s")
+        await wait_healthy(http, self.base, self.process, self.log)
 
 
 @dataclass

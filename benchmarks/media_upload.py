@@ -26,9 +26,7 @@ import hashlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -36,16 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from bench_server import KEY, free_port, serve, wait_healthy
 
-KEY = "bench-admin-key-0123456789abcdef"
 MB = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def memory(pid: int) -> dict[str, int]:
@@ -81,25 +72,15 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = data_dir.parent / "server.log"
         env = {
-            **os.environ,
             "DATABASE_URL": database_url,
             "DATA_DIR": str(data_dir),
-            "API_KEY": KEY,
             "MOCK_AUTH_DELAY_MS": "100",
             "MOCK_ACK_DELAY_MS": "50",
             "MAX_MEDIA_BYTES": str(max(64 * MB, size + MB)),
-            "LOG_LEVEL": "warning",
-            "LOG_FORMAT": "json",
         }
         data_dir.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "openwa", "serve", "--port", str(self.port)],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=data_dir.parent,
-            )
+            self.process = serve(self.port, env, log, cwd=data_dir.parent)
 
     @property
     def pid(self) -> int:
@@ -184,16 +165,7 @@ async def bench(size: int, database_url: str | None) -> tuple[list[Row], dict[st
     try:
         timeout = aiohttp.ClientTimeout(total=600)
         async with aiohttp.ClientSession(headers={"X-API-Key": KEY}, timeout=timeout) as http:
-            for _ in range(300):
-                if server.process.poll() is not None:
-                    raise RuntimeError("server exited:\n" + server.log.read_text())
-                try:
-                    async with http.get(server.base + "/health") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
+            await wait_healthy(http, server.base, server.process, server.log)
             sessions: dict[str, dict[str, Any]] = {}
             for name in ("a", "b"):
                 async with http.post(server.base + "/api/sessions", json={"name": name}) as r:

@@ -22,9 +22,7 @@ import asyncio
 import os
 import secrets
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -33,15 +31,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 from aiohttp import web
-
-KEY = "bench-admin-key-0123456789abcdef"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from bench_server import KEY, free_port, serve, wait_healthy
 
 
 @dataclass
@@ -99,23 +89,13 @@ async def bench(database: str, url: str, messages: int, clients: int) -> Result:
     data_dir = Path(tempfile.mkdtemp(prefix="openwa-bench-"))
     port = free_port()
     env = {
-        **os.environ,
         "DATABASE_URL": url,
         "DATA_DIR": str(data_dir),
-        "API_KEY": KEY,
-        "PORT": str(port),
         "MOCK_AUTH_DELAY_MS": "100",
         "MOCK_ACK_DELAY_MS": "200",
         "WEBHOOK_ALLOW_PRIVATE": "true",
-        "LOG_LEVEL": "warning",
-        "LOG_FORMAT": "json",
     }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "openwa", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = serve(port, env, subprocess.DEVNULL)
     receiver = Receiver()
     runner = await receiver.start()
     base = f"http://127.0.0.1:{port}"
@@ -124,14 +104,7 @@ async def bench(database: str, url: str, messages: int, clients: int) -> Result:
         async with aiohttp.ClientSession(
             headers=headers, connector=aiohttp.TCPConnector(limit=clients)
         ) as http:
-            for _ in range(300):
-                try:
-                    async with http.get(base + "/health") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
+            await wait_healthy(http, base, server)
             phones = {}
             for name in ("a", "b"):
                 async with http.post(base + "/api/sessions", json={"name": name}) as r:
