@@ -82,8 +82,9 @@ def test_an_empty_api_key_counts_as_unset(
 
 
 def test_two_instances_started_together_make_one_admin_key(
-    unkeyed_server_factory: Callable[..., UnkeyedServer], database_url: str
+    unkeyed_server_factory: Callable[..., UnkeyedServer], empty_database_url: str
 ) -> None:
+    # An empty database: the two race for the schema upgrade as well as for the key.
     servers = [unkeyed_server_factory(), unkeyed_server_factory()]
     assert servers[0].port != servers[1].port
     assert servers[0].data_dir == servers[1].data_dir
@@ -115,7 +116,7 @@ def test_two_instances_started_together_make_one_admin_key(
         _only_generated_admin(_keys(server, key), key)
 
     head = ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
-    assert asyncio.run(_alembic_versions(database_url)) == [head]
+    assert asyncio.run(_alembic_versions(empty_database_url)) == [head]
 
 
 async def _alembic_versions(database_url: str) -> list[str]:

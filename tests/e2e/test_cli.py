@@ -22,10 +22,10 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
 
 
 def test_db_upgrade_twice_then_a_viewer_key_from_the_cli(
-    database_url: str, tmp_path: Path, server_factory: Callable[..., ServerProcess]
+    empty_database_url: str, tmp_path: Path, server_factory: Callable[..., ServerProcess]
 ) -> None:
-    env = cli_env(database_url, tmp_path / "data")
-    for _ in range(2):  # the second run finds the schema current and changes nothing
+    env = cli_env(empty_database_url, tmp_path / "data")
+    for _ in range(2):  # the first run migrates; the second finds the schema current
         result = run_cli("db", "upgrade", env=env, cwd=tmp_path)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "database is up to date" in result.stdout

@@ -28,11 +28,11 @@ async def _version(engine: AsyncEngine) -> list[str]:
         return [row[0] for row in result]
 
 
-async def test_migrations_upgrade_downgrade_upgrade(database_url: str) -> None:
+async def test_migrations_upgrade_downgrade_upgrade(empty_database_url: str) -> None:
     head = ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
     model_tables = set(Base.metadata.tables)
     assert model_tables >= CORE_TABLES
-    engine = create_engine(database_url)
+    engine = create_engine(empty_database_url)
     try:
         assert not (await _tables(engine)) & model_tables  # a fresh, empty database
 
@@ -54,11 +54,11 @@ async def test_migrations_upgrade_downgrade_upgrade(database_url: str) -> None:
         await engine.dispose()
 
 
-async def test_every_revision_steps_down_and_up(database_url: str) -> None:
+async def test_every_revision_steps_down_and_up(empty_database_url: str) -> None:
     """One revision at a time, so each downgrade undoes exactly its own upgrade."""
     script = ScriptDirectory.from_config(migrate.alembic_config())
     revisions = [r.revision for r in reversed(list(script.walk_revisions()))]
-    engine = create_engine(database_url)
+    engine = create_engine(empty_database_url)
     try:
         for revision in revisions:
             await migrate.upgrade(engine, revision)
