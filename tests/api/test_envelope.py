@@ -313,7 +313,8 @@ async def test_nul_bytes_in_strings_are_not_a_500(api: Api) -> None:
     assert not problems, problems
 
 
-async def test_nul_byte_in_disconnect_reason(api: Api) -> None:
+async def test_nul_byte_in_disconnect_reason(slow_api: Api) -> None:
+    api = slow_api
     await api.create_session("running")
     await api.wait_status("running", "qr_ready")
     response = await api.request(

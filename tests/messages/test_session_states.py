@@ -24,12 +24,13 @@ from tests.messages.support import (
     wait_sent,
 )
 
-AUTH_DELAY_MS = 3000
+# The self-linking case: long enough to send while the session links, short to wait for.
+AUTH_DELAY_MS = 1000
 NEVER_MS = 600_000
 
 
 @pytest.fixture
-async def slow_api(app_factory: AppFactory) -> AsyncIterator[Api]:
+async def linking_api(app_factory: AppFactory) -> AsyncIterator[Api]:
     started, manager = await app_factory.start(mock_auth_delay_ms=AUTH_DELAY_MS)
     try:
         yield started
@@ -108,8 +109,10 @@ async def test_session_waiting_for_scan_accepts_and_sends_once_linked(slow_api: 
     assert transmitted_ids(await transmitted(api, "alice")) == [message["id"]]
 
 
-async def test_session_linking_by_itself_accepts_and_sends_when_ready(slow_api: Api) -> None:
-    api = slow_api
+async def test_session_linking_by_itself_accepts_and_sends_when_ready(
+    linking_api: Api,
+) -> None:
+    api = linking_api
     alice = await api.create_session("alice")
     assert alice["status"] in ("initializing", "qr_ready")
     message = await send_text(api, "alice", "+62 812-3456-7890", "after the link")

@@ -227,8 +227,9 @@ async def test_delete_removes_session_and_auth_state(api: Api) -> None:
 # QR.
 
 
-async def test_what_each_status_refuses(api: Api) -> None:
+async def test_what_each_status_refuses(slow_api: Api) -> None:
     """QR, pairing code and mock controls against a session that cannot serve them."""
+    api = slow_api
     pairing = {"phoneNumber": "+15550100123"}
 
     async def no_qr(when: str) -> None:
@@ -252,7 +253,7 @@ async def test_what_each_status_refuses(api: Api) -> None:
     await not_running("created")
 
     await post(api, "/api/sessions/idle/start")
-    # MOCK_AUTH_DELAY_MS is 300 in the fixtures: the QR is there from qr_ready to the link.
+    # The QR is there from qr_ready until the scan.
     qr = await wait_for(
         lambda: api.request("GET", f"/api/sessions/{created['id']}/qr"),
         lambda r: r.status_code == 200,
@@ -260,6 +261,7 @@ async def test_what_each_status_refuses(api: Api) -> None:
         "a QR",
     )
     assert qr.json()["data"]["image"].startswith("data:image/png;base64,")
+    await post(api, "/api/sessions/idle/mock/scan")
     ready = await api.wait_status("idle", "ready")
 
     # Ready: no QR; linked already, so the engine refuses a pairing code, and there
