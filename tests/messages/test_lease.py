@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -10,7 +9,7 @@ from sqlalchemy import select
 from openwa.db.models import OutboxJobRow
 from openwa.kit.clock import utcnow
 from openwa.queue import outbox
-from tests.fixtures.app import Api
+from tests.fixtures.app import Api, wait_for
 from tests.messages.support import (
     get_message,
     parse_time,
@@ -68,14 +67,19 @@ async def test_claimed_jobs_come_back_only_after_the_lease(api: Api) -> None:
 async def test_short_lease_expires_in_real_time(api: Api) -> None:
     session_id, ids = await queued_jobs(api, 2)
     db = api.services.db
+    claimed_at = utcnow()
     async with db() as s, s.begin():
-        runs = await outbox.claim(s, [session_id], utcnow(), 1.0, "worker-1", 10)
+        runs = await outbox.claim(s, [session_id], claimed_at, 1.0, "worker-1", 10)
     assert [job.message_id for job in runs[0]] == ids
-    async with db() as s, s.begin():
-        assert await outbox.claim(s, [session_id], utcnow(), 1.0, "worker-2", 10) == []
-    await asyncio.sleep(1.2)  # this scenario is about time: the lease runs out
-    async with db() as s, s.begin():
-        runs = await outbox.claim(s, [session_id], utcnow(), 1.0, "worker-2", 10)
+
+    async def claim_as_worker_2() -> list[list[OutboxJobRow]]:
+        async with db() as s, s.begin():
+            return await outbox.claim(s, [session_id], utcnow(), 1.0, "worker-2", 10)
+
+    assert await claim_as_worker_2() == []
+    # This scenario is about time: worker 2 gets the jobs once the lease has run out.
+    runs = await wait_for(claim_as_worker_2, bool, 10, "the lease to run out")
+    assert utcnow() - claimed_at >= timedelta(seconds=1.0)
     assert [[job.message_id for job in run] for run in runs] == [ids]
 
 
