@@ -40,7 +40,7 @@ from tests.events.support import (
 from tests.fixtures.app import ADMIN_KEY
 from tests.fixtures.server import ServerProcess, free_port
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 TOTAL = 500
 KILL_AFTER = 250

@@ -14,7 +14,7 @@ import pytest
 from tests.e2e.support import PNG_SIGNATURE, get_session, log_problems, wait_status
 from tests.fixtures.server import ServerProcess
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 NORMAL_LIFE = ["created", "initializing", "qr_ready", "authenticated", "ready"]
 
