@@ -1,5 +1,6 @@
 """What the benchmarks share: their admin key, a free port, starting the real server
-(`python -m openwa serve`) and waiting until it answers `/health`.
+(`python -m openwa serve`) and waiting until it answers `/health`, a fresh database per
+server, linking a mock session, and running N calls from C concurrent clients.
 
 Benchmarks run as scripts (`python benchmarks/x.py`), so they import this module by its
 plain name. Servers start on the mock engine unless a benchmark asks for another.
@@ -8,14 +9,20 @@ plain name. Servers start on the mock engine unless a benchmark asks for another
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import secrets
 import socket
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import aiohttp
+import asyncpg
 
 KEY = "bench-admin-key-0123456789abcdef"
 
@@ -32,13 +39,32 @@ def serve(
 ) -> subprocess.Popen[bytes]:
     """`openwa serve` on `port` with the benchmark key, quiet logs and `env` on top."""
     defaults = {"API_KEY": KEY, "ENGINE_TYPE": "mock", "LOG_LEVEL": "warning", "LOG_FORMAT": "json"}
+    return spawn(["-m", "openwa", "serve", "--port", str(port)], {**defaults, **env}, log, cwd)
+
+
+def spawn(
+    args: list[str], env: dict[str, str], log: IO[bytes] | int, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """This Python with `args` (a module or a script), the environment plus `env`."""
     return subprocess.Popen(
-        [sys.executable, "-m", "openwa", "serve", "--port", str(port)],
-        env={**os.environ, **defaults, **env},
+        [sys.executable, *args],
+        env={**os.environ, **env},
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=cwd,
     )
+
+
+def stop(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    """SIGTERM and wait; SIGKILL if it has not gone after `timeout_s`."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 async def wait_healthy(
@@ -60,3 +86,59 @@ async def wait_healthy(
             pass
         await asyncio.sleep(0.1)
     raise RuntimeError(f"server did not become healthy in {timeout_s:.0f} s")
+
+
+async def run_clients(
+    clients: int, total: int, call: Callable[[int], Awaitable[object]]
+) -> tuple[float, float]:
+    """`call(0..total-1)` from `clients` concurrent tasks; (wall start, seconds taken)."""
+    pending = iter(range(total))
+
+    async def client() -> None:
+        for i in pending:
+            await call(i)
+
+    started, clock = time.time(), time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return started, time.perf_counter() - clock
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(kind: str) -> AsyncIterator[str]:
+    """A new, empty database for one server: a SQLite file in a temporary directory,
+    or a PostgreSQL database on 127.0.0.1:5432 created now and dropped afterwards."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="openwa-bench-db-") as directory:
+            yield f"sqlite+aiosqlite:///{directory}/bench.db"
+        return
+    if kind != "postgres":
+        raise ValueError(f"unknown database {kind!r} (sqlite or postgres)")
+    name = "openwa_bench_" + secrets.token_hex(4)
+    admin = await asyncpg.connect(host="127.0.0.1", user="postgres", database="test")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin = await asyncpg.connect(host="127.0.0.1", user="postgres", database="test")
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def link_mock(http: aiohttp.ClientSession, base: str, name: str) -> dict[str, Any]:
+    """Create a mock session and wait until it is `ready`; its record (id, phoneNumber)."""
+    async with http.post(base + "/api/sessions", json={"name": name, "engine": "mock"}) as r:
+        if r.status != 201:
+            raise RuntimeError(f"session create answered {r.status}: {await r.text()}")
+        session_id = (await r.json())["data"]["id"]
+    for _ in range(300):
+        async with http.get(f"{base}/api/sessions/{session_id}") as r:
+            data: dict[str, Any] = (await r.json())["data"]
+        if data["status"] == "ready":
+            return data
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"mock session {name} not ready after 30 s")

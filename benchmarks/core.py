@@ -1,0 +1,525 @@
+"""The core paths of OpenWA, each as a ratio to a baseline measured in the same run.
+
+`.venv/bin/python benchmarks/core.py [--databases sqlite,postgres] [--runs 3] [--quick]`
+
+Every row of every run starts a fresh server (`python -m openwa serve`, mock engine,
+`MOCK_ACK_DELAY_MS=0`, `LOG_LEVEL=warning`) on a fresh database (a SQLite file in a
+temporary directory, or a PostgreSQL database created on 127.0.0.1:5432 and dropped
+afterwards); its baseline is measured right after it, on a fresh database of the same
+kind. Rows:
+
+1. `GET /api/sessions/{id}` of a ready mock session with the admin key, 32 clients;
+   baseline: a bare FastAPI route on uvicorn returning a constant envelope.
+2. Accepted `POST .../messages/text` (202) from A to B, 32 clients, each with a `sendAt`
+   one hour ahead, so that what is measured is the accept (validation, message and outbox
+   rows committed), not the sending that would otherwise run beside it; baseline: a bare
+   FastAPI route doing one INSERT + COMMIT per request on the same kind of database, through
+   SQLAlchemy Core on OpenWA's engine factory, and again through the driver alone (a
+   second row with the same figure: the floor without SQLAlchemy's per-transaction cost).
+3. Drain: A's queue of 1,500 texts to B, all posted with one `sendAt` a few seconds
+   ahead (after the last post is in), so the queue is full when it becomes due; the clock
+   runs from that `sendAt` to the `timestamp` of the last `message.sent` in the event
+   log. Goal: 1,000 msg/s.
+4. Webhook deliveries: 300 `mock/inbound` messages to one session (32 clients) fanned out
+   to its 10 webhooks for `message.received`: 3,000 deliveries, from the first inbound
+   post to the last delivery received; baseline: 3,000 signed POSTs of a like envelope to
+   the same receiver from 10 sequential aiohttp loops (the worker keeps one delivery in
+   flight per webhook).
+5. End to end: 2,000 texts from A to B (32 clients, no `sendAt`) until B's webhook has
+   received all 2,000 `message.received`, from the first post. Goal: 500 events/s.
+
+The webhook receiver is a process of its own (benchmarks/receiver.py, see why there),
+the bare app too (benchmarks/baselines.py). A row's figure is the median of its runs;
+its ratio is the median of the runs' ratios (each run's figure over that run's
+baseline). A row that runs out of time prints "timed out" and the next one goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import statistics
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from bench_server import (
+    KEY,
+    free_port,
+    fresh_database,
+    link_mock,
+    run_clients,
+    serve,
+    spawn,
+    stop,
+    wait_healthy,
+)
+
+from openwa.webhooks.signing import generate_secret, signature_header
+
+HERE = Path(__file__).resolve().parent
+CLIENTS = 32
+WEBHOOKS = 10
+SENDER = "+4915112345678"  # who the mock inbound messages are from
+SERVER_ENV = {
+    "MOCK_AUTH_DELAY_MS": "100",
+    "MOCK_ACK_DELAY_MS": "0",
+    "WEBHOOK_ALLOW_PRIVATE": "true",
+}
+
+
+@dataclass(frozen=True)
+class Counts:
+    get: int = 3000
+    accept: int = 2000
+    drain: int = 1500
+    inbound: int = 300
+    e2e: int = 2000
+
+
+QUICK = Counts(get=300, accept=200, drain=150, inbound=30, e2e=200)
+
+
+@dataclass
+class Figure:
+    """One row in one run."""
+
+    value: float
+    baseline: float | None = None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        return None if self.baseline is None else self.value / self.baseline
+
+
+class Failed(Exception):
+    """A row could not be measured (the reason is printed in its place)."""
+
+
+@dataclass
+class Bench:
+    """What a run's rows share: the database kind, the HTTP client, the receiver."""
+
+    database: str
+    counts: Counts
+    http: aiohttp.ClientSession
+    receiver: str
+    logs: Path
+    accept_rate: float | None = None  # row 2 of this run, to size row 3's head start
+    _started: int = field(default=0)
+
+    @contextlib.asynccontextmanager
+    async def process(
+        self, label: str, start: Callable[[int, str, Any], Any]
+    ) -> AsyncIterator[str]:
+        """A server on a fresh database, healthy; yields its base URL, stops it after."""
+        self._started += 1
+        log_path = self.logs / f"{self._started:03d}-{label}.log"
+        async with fresh_database(self.database) as url:
+            port = free_port()
+            with log_path.open("wb") as log:
+                process = start(port, url, log)
+                try:
+                    base = f"http://127.0.0.1:{port}"
+                    await wait_healthy(self.http, base, process, log_path)
+                    yield base
+                finally:
+                    stop(process)
+
+    def openwa(self) -> contextlib.AbstractAsyncContextManager[str]:
+        def start(port: int, url: str, log: Any) -> Any:
+            data_dir = tempfile.mkdtemp(prefix="openwa-bench-", dir=self.logs)
+            return serve(port, {**SERVER_ENV, "DATABASE_URL": url, "DATA_DIR": data_dir}, log)
+
+        return self.process("openwa", start)
+
+    def bare(self) -> contextlib.AbstractAsyncContextManager[str]:
+        def start(port: int, url: str, log: Any) -> Any:
+            script = str(HERE / "baselines.py")
+            return spawn([script, "--port", str(port), "--database-url", url], {}, log)
+
+        return self.process("baseline", start)
+
+    async def call(
+        self, method: str, url: str, expect: int, body: dict[str, Any] | None = None
+    ) -> Any:
+        async with self.http.request(method, url, json=body) as response:
+            if response.status != expect:
+                raise Failed(f"{method} {url} answered {response.status}: {await response.text()}")
+            return await response.json() if response.status != 204 else None
+
+    async def rate(self, total: int, call: Callable[[int], Awaitable[object]]) -> float:
+        _, seconds = await run_clients(CLIENTS, total, call)
+        return total / seconds
+
+    def hook(self, tag: str) -> str:
+        return f"{self.receiver}/hook/{tag}"
+
+    async def received(self, tag: str, expected: int) -> float:
+        """Wait until the receiver has `expected` deliveries to `tag`; the last one's time."""
+        while True:
+            async with self.http.get(f"{self.receiver}/stats/{tag}") as response:
+                stats = await response.json()
+            if stats["count"] >= expected:
+                last: float = stats["last"]
+                return last
+            await asyncio.sleep(0.1)
+
+
+def iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat()
+
+
+async def link_pair(b: Bench, base: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """Mock sessions A and B: their records and the chat id that reaches B."""
+    a = await link_mock(b.http, base, "a")
+    session_b = await link_mock(b.http, base, "b")
+    return a, session_b, "+" + session_b["phoneNumber"]
+
+
+# --- the rows ------------------------------------------------------------------------
+
+
+async def get_session(b: Bench) -> Figure:
+    async with b.openwa() as base:
+        a = await link_mock(b.http, base, "a")
+        url = f"{base}/api/sessions/{a['id']}"
+        value = await b.rate(b.counts.get, lambda _: b.call("GET", url, 200))
+    async with b.bare() as base:
+        baseline = await b.rate(b.counts.get, lambda _: b.call("GET", base + "/const", 200))
+    return Figure(value, baseline)
+
+
+async def accept_text(b: Bench) -> Figure:
+    later = iso(time.time() + 3600)
+    async with b.openwa() as base:
+        a, _, to_b = await link_pair(b, base)
+        url = f"{base}/api/sessions/{a['id']}/messages/text"
+
+        def post(i: int) -> Awaitable[object]:
+            return b.call("POST", url, 202, {"chatId": to_b, "text": f"bench {i}", "sendAt": later})
+
+        value = await b.rate(b.counts.accept, post)
+    b.accept_rate = value
+    async with b.bare() as base:
+        baseline = await b.rate(
+            b.counts.accept,
+            lambda i: b.call("POST", base + "/insert", 202, {"chatId": to_b, "text": f"b {i}"}),
+        )
+    return Figure(value, baseline)
+
+
+async def accept_vs_raw(b: Bench) -> Figure:
+    """Row 2's figure of this run against the insert route without SQLAlchemy."""
+    if b.accept_rate is None:
+        raise Failed("no accepted rate in this run")
+    async with b.bare() as base:
+        baseline = await b.rate(
+            b.counts.accept,
+            lambda i: b.call("POST", base + "/insert-raw", 202, {"chatId": "+1", "text": f"b {i}"}),
+        )
+    return Figure(b.accept_rate, baseline)
+
+
+async def drain(b: Bench) -> Figure:
+    total = b.counts.drain
+    async with b.openwa() as base:
+        a, _, to_b = await link_pair(b, base)
+        url = f"{base}/api/sessions/{a['id']}/messages/text"
+        # Due when every post is in: the posting time at 60 % of row 2's rate, plus 3 s.
+        head_start = total / (0.6 * (b.accept_rate or 50.0)) + 3.0
+        send_at = time.time() + head_start
+        body = {"chatId": to_b, "sendAt": iso(send_at)}
+
+        def post(i: int) -> Awaitable[Any]:
+            return b.call("POST", url, 202, {**body, "text": f"drain {i}"})
+
+        await run_clients(CLIENTS, total - 1, post)
+        # Posted alone and last, so it is the last of the queue (due order, then id).
+        last_id = (await post(total - 1))["data"]["id"]
+        if time.time() > send_at - 0.2:
+            raise Failed(f"posting the queue took longer than its {head_start:.1f} s head start")
+        await asyncio.sleep(send_at - time.time())
+        status = ""
+        while status not in ("sent", "delivered", "read", "played"):
+            await asyncio.sleep(0.5)
+            found = await b.call("GET", f"{url.rsplit('/', 1)[0]}/{last_id}", 200)
+            status = found["data"]["status"]
+            if status == "failed":
+                raise Failed(f"the last message failed: {found['data'].get('error')}")
+        stamps = await sent_timestamps(b, base, a["id"])
+    if len(stamps) != total:
+        raise Failed(f"{len(stamps)} message.sent events for {total} messages")
+    first, last = min(stamps), max(stamps)
+    return Figure(total / (last - send_at), note=f"first sent {first - send_at:.2f} s after sendAt")
+
+
+async def sent_timestamps(b: Bench, base: str, session_id: str) -> list[float]:
+    """The `timestamp` of every `message.sent` of the session, from the event log."""
+    stamps: list[float] = []
+    cursor = 0
+    while True:
+        query = f"after={cursor}&events=message.sent&sessions={session_id}&limit=1000"
+        page = (await b.call("GET", f"{base}/api/events?{query}", 200))["data"]
+        if not page["events"]:
+            return stamps
+        stamps += [datetime.fromisoformat(e["timestamp"]).timestamp() for e in page["events"]]
+        cursor = page["nextCursor"]
+
+
+async def webhook_fanout(b: Bench) -> Figure:
+    inbound = b.counts.inbound
+    total = inbound * WEBHOOKS
+    tag = secrets.token_hex(6)
+    async with b.openwa() as base:
+        a = await link_mock(b.http, base, "a")
+        hooks = f"{base}/api/sessions/{a['id']}/webhooks"
+        for _ in range(WEBHOOKS):
+            await b.call("POST", hooks, 201, {"url": b.hook(tag), "events": ["message.received"]})
+        url = f"{base}/api/sessions/{a['id']}/mock/inbound"
+        started, _ = await run_clients(
+            CLIENTS,
+            inbound,
+            lambda i: b.call("POST", url, 202, {"from": SENDER, "text": f"in {i}"}),
+        )
+        value = total / (await b.received(tag, total) - started)
+    return Figure(value, await direct_deliveries(b, total))
+
+
+async def direct_deliveries(b: Bench, total: int) -> float:
+    """`total` signed POSTs of a message.received envelope, one loop per webhook."""
+    tag, secret = secrets.token_hex(6), generate_secret()
+    url = b.hook(tag)
+
+    async def deliver(i: int) -> None:
+        event_id = f"evt_{tag}_{i}"
+        now = time.time()
+        body = orjson.dumps(
+            {
+                "id": event_id,
+                "event": "message.received",
+                "sessionId": "ses_0123456789abcdef",
+                "timestamp": iso(now),
+                "data": {
+                    "id": f"3EB0{i:016X}",
+                    "chatId": "4915112345678@s.whatsapp.net",
+                    "from": "4915112345678@s.whatsapp.net",
+                    "fromMe": False,
+                    "type": "text",
+                    "text": f"in {i}",
+                    "timestamp": iso(now),
+                },
+                "engine": "mock",
+                "metadata": {},
+            }
+        )
+        stamp = int(now)
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": event_id,
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": signature_header([secret], event_id, stamp, body),
+        }
+        async with b.http.post(url, data=body, headers=headers) as response:
+            await response.read()
+
+    started, _ = await run_clients(WEBHOOKS, total, deliver)
+    return total / (await b.received(tag, total) - started)
+
+
+async def end_to_end(b: Bench) -> Figure:
+    total = b.counts.e2e
+    tag = secrets.token_hex(6)
+    async with b.openwa() as base:
+        a, session_b, to_b = await link_pair(b, base)
+        hook = {"url": b.hook(tag), "events": ["message.received"]}
+        await b.call("POST", f"{base}/api/sessions/{session_b['id']}/webhooks", 201, hook)
+        url = f"{base}/api/sessions/{a['id']}/messages/text"
+        started, _ = await run_clients(
+            CLIENTS, total, lambda i: b.call("POST", url, 202, {"chatId": to_b, "text": f"e {i}"})
+        )
+        return Figure(total / (await b.received(tag, total) - started))
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    unit: str
+    baseline: str
+    goal: str
+    met: Callable[[float, float | None], bool]
+    measure: Callable[[Bench], Awaitable[Figure]]
+    timeout_s: float
+
+
+def _ratio_goal(_: float, ratio: float | None) -> bool:
+    return ratio is not None and ratio >= 0.5
+
+
+ROWS = [
+    Row(
+        "`GET /api/sessions/{{id}}` with a key, 32 clients",
+        "req/s",
+        "bare FastAPI route on uvicorn returning a constant envelope",
+        "ratio >= 0.5",
+        _ratio_goal,
+        get_session,
+        120,
+    ),
+    Row(
+        "accepted `POST .../messages/text` (`sendAt` +1 h), 32 clients",
+        "/s",
+        "bare FastAPI route, one INSERT + COMMIT per request",
+        "ratio >= 0.5",
+        _ratio_goal,
+        accept_text,
+        180,
+    ),
+    Row(
+        "the same accepted posts",
+        "/s",
+        "the same route through the driver alone (aiosqlite / asyncpg)",
+        "ratio >= 0.5",
+        _ratio_goal,
+        accept_vs_raw,
+        120,
+    ),
+    Row(
+        "drain: one session's pre-filled queue of {drain} texts to another mock session",
+        "msg/s",
+        "",
+        ">= 1,000 msg/s",
+        lambda value, _: value >= 1000,
+        drain,
+        300,
+    ),
+    Row(
+        "webhook deliveries: {inbound} inbound messages to 10 webhooks of one session",
+        "/s",
+        "aiohttp POST loops (10) to the same receiver",
+        "ratio >= 0.5",
+        _ratio_goal,
+        webhook_fanout,
+        180,
+    ),
+    Row(
+        "end to end: {e2e} texts A to B (32 clients) to B's webhook as `message.received`",
+        "events/s",
+        "",
+        ">= 500 events/s",
+        lambda value, _: value >= 500,
+        end_to_end,
+        300,
+    ),
+]
+
+
+async def measure(row: Row, b: Bench) -> Figure | str:
+    try:
+        return await asyncio.wait_for(row.measure(b), row.timeout_s)
+    except TimeoutError:
+        return "timed out"
+    except (Failed, RuntimeError, aiohttp.ClientError) as error:
+        return f"failed: {error}"
+
+
+def _num(value: float) -> str:
+    return f"{value:,.0f}" if value >= 10 else f"{value:.1f}"
+
+
+def table(database: str, counts: Counts, results: dict[str, list[Figure | str]]) -> str:
+    lines = [
+        f"### {database}",
+        "",
+        "| path | OpenWA | baseline in the same run | ratio | goal | met |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    details = []
+    for row in ROWS:
+        label = row.label.format(**vars(counts))
+        runs = results[row.label]
+        figures = [f for f in runs if isinstance(f, Figure)]
+        details.append(
+            f"- {label}: "
+            + "; ".join(
+                f
+                if isinstance(f, str)
+                else _num(f.value)
+                + (f" vs {_num(f.baseline)}" if f.baseline is not None else "")
+                + (f" ({f.note})" if f.note else "")
+                for f in runs
+            )
+        )
+        if len(figures) < len(runs) or not figures:
+            why = next(f for f in runs if isinstance(f, str))
+            lines.append(f"| {label} | {why} | | | {row.goal} | no |")
+            continue
+        value = statistics.median(f.value for f in figures)
+        ratios = [f.ratio for f in figures if f.ratio is not None]
+        ratio = statistics.median(ratios) if ratios else None
+        base = ""
+        if row.baseline:
+            base = f"{row.baseline}: {_num(statistics.median(f.baseline or 0 for f in figures))} {row.unit}"
+        ratio_text = f"{ratio:.2f}" if ratio is not None else ""
+        met = "yes" if row.met(value, ratio) else "no"
+        lines.append(
+            f"| {label} | {_num(value)} {row.unit} | {base} | {ratio_text} | {row.goal} | {met} |"
+        )
+    return "\n".join([*lines, "", "Runs (OpenWA vs baseline):", *details])
+
+
+async def bench_database(
+    database: str, runs: int, counts: Counts, http: aiohttp.ClientSession, receiver: str, logs: Path
+) -> str:
+    results: dict[str, list[Figure | str]] = {row.label: [] for row in ROWS}
+    for run in range(runs):
+        b = Bench(database, counts, http, receiver, logs)
+        for row in ROWS:
+            figure = await measure(row, b)
+            results[row.label].append(figure)
+            shown = figure if isinstance(figure, str) else _num(figure.value)
+            print(f"  {database} run {run + 1}: {row.label.format(**vars(counts))}: {shown}")
+    return table(database, counts, results)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--databases", default="sqlite,postgres")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="one run with small counts")
+    args = parser.parse_args()
+    counts, runs = (QUICK, 1) if args.quick else (Counts(), args.runs)
+    tables = []
+    with tempfile.TemporaryDirectory(prefix="openwa-core-bench-") as directory:
+        logs = Path(directory)
+        receiver_port = free_port()
+        receiver = f"http://127.0.0.1:{receiver_port}"
+        process = spawn([str(HERE / "receiver.py"), "--port", str(receiver_port)], {}, 1)
+        connector = aiohttp.TCPConnector(limit=CLIENTS + WEBHOOKS)
+        try:
+            async with aiohttp.ClientSession(
+                headers={"X-API-Key": KEY}, connector=connector
+            ) as http:
+                await wait_healthy(http, receiver, process)
+                for database in args.databases.split(","):
+                    tables.append(
+                        await bench_database(database, runs, counts, http, receiver, logs)
+                    )
+        finally:
+            stop(process)
+    print(f"\n{runs} run(s), median shown; {os.cpu_count()} cores\n")
+    print("\n\n".join(tables))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
