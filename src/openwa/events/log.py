@@ -86,8 +86,12 @@ class EventLog:
         limit: int,
         sessions: Sequence[str] | None = None,
         names: Sequence[str] | None = None,
+        upto: int | None = None,
     ) -> list[Event]:
+        """Up to `limit` events after `cursor` (and at most `upto`), oldest first."""
         query = select(EventRow).where(EventRow.cursor > cursor)
+        if upto is not None:
+            query = query.where(EventRow.cursor <= upto)
         if sessions is not None:
             query = query.where(EventRow.session_id.in_(sessions))
         if names:

@@ -7,11 +7,15 @@ events written by other instances on the same database.
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import aclosing
+
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.events.bus import EventBus
 from openwa.events.log import EventLog
+from openwa.events.tail import tail
 from openwa.kit.background import BackgroundTask
 
 log = structlog.get_logger(__name__)
@@ -41,13 +45,14 @@ class EventPump:
     async def _run(self) -> None:
         while True:
             try:
-                async with self._db() as db:
-                    batch = await self._events.after(db, self._cursor, _BATCH)
-                for event in batch:
-                    await self._bus.publish(event)
-                    self._cursor = event.cursor or self._cursor
-                if len(batch) == _BATCH:
-                    continue
+                batches = tail(self._db, self._events, self._cursor, limit=_BATCH, poll_s=_POLL_S)
+                async with aclosing(batches):
+                    async for batch in batches:
+                        for event in batch.events:
+                            await self._bus.publish(event)
+                            self._cursor = event.cursor or self._cursor
+                        self._cursor = batch.cursor
             except Exception:
                 log.exception("event_pump_failed")
-            await self._events.appended.wait(_POLL_S)
+            # After a failure, carry on from the last event published.
+            await asyncio.sleep(_POLL_S)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.events.log import EventLog
 from openwa.events.schemas import EventPage, LoggedEvent
+from openwa.events.tail import tail
 from openwa.events.types import Event
 from openwa.keys.principal import Principal
 from openwa.kit.names import is_session_ref
@@ -60,24 +63,19 @@ class EventService:
         sessions: list[str] | None,
         names: list[str] | None,
         heartbeat_s: float = 15.0,
-    ) -> AsyncIterator[Event | None]:
-        """Events after `after`, forever; None now and then as a heartbeat."""
-        cursor = after
-        idle = 0.0
-        while True:
-            async with self._db() as db:
-                batch = await self._log.after(db, cursor, 500, sessions, names)
-                if not batch:
-                    # Filtered-out events still move the cursor, so we never re-scan them.
-                    cursor = max(cursor, await self._log.last_cursor(db))
-            for event in batch:
-                cursor = event.cursor or cursor
-                yield event
-            if batch:
-                idle = 0.0
-                continue
-            await self._log.appended.wait(_STREAM_POLL_S)
-            idle += _STREAM_POLL_S
-            if idle >= heartbeat_s:
-                idle = 0.0
-                yield None
+    ) -> AsyncGenerator[Event | None]:
+        """Events after `after`, forever; None after `heartbeat_s` without one (a heartbeat)."""
+        quiet_since = time.monotonic()
+        batches = tail(
+            self._db, self._log, after, sessions=sessions, names=names, poll_s=_STREAM_POLL_S
+        )
+        async with aclosing(batches):
+            async for batch in batches:
+                for event in batch.events:
+                    yield event
+                now = time.monotonic()
+                if batch.events:
+                    quiet_since = now
+                elif now - quiet_since >= heartbeat_s:
+                    quiet_since = now
+                    yield None

@@ -1,0 +1,152 @@
+"""Tailing the log (SSE and the pump): no event is ever skipped, filtered-out ones are passed.
+
+The skip test is deterministic: a hook on the stream's own engine commits an event from
+another connection right after the stream's first statement of a read, i.e. exactly
+between its two statements. Before the fix the stream then jumped its cursor past that
+event (the cursor read by the second statement already counted it) and never sent it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import event as sa_event
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import await_only
+
+from openwa.db.engine import create_engine, create_session_factory
+from openwa.events.log import EventLog
+from openwa.events.service import EventService
+from openwa.events.tail import Batch, read_batch
+from openwa.events.types import MESSAGE_RECEIVED, Event
+from tests.fixtures.app import Api
+
+
+def _event(session_id: str, text: str) -> Event:
+    return Event(
+        event=MESSAGE_RECEIVED,
+        session_id=session_id,
+        engine="mock",
+        data={"id": text, "text": text},
+        metadata={},
+    )
+
+
+async def _append(api: Api, *events: Event) -> None:
+    """Commit `events` on the app's own connections (not the stream's) and wake readers."""
+    log: EventLog = api.services.events
+    async with api.services.db() as db, db.begin():
+        await log.append(db, list(events))
+    log.committed()
+
+
+async def _last_cursor(api: Api) -> int:
+    async with api.services.db() as db:
+        return await api.services.events.last_cursor(db)
+
+
+@pytest.fixture
+async def stream_engine(api: Api) -> AsyncIterator[AsyncEngine]:
+    """An engine of the stream's own, so a hook on it sees only the stream's statements."""
+    engine = create_engine(api.settings.resolved_database_url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def _take_until(
+    stream: AsyncGenerator[Event | None], last_id: str, timeout: float = 15.0
+) -> list[str]:
+    """Ids of the events the stream yields, up to and including `last_id`."""
+    seen: list[str] = []
+
+    async def take() -> None:
+        async for item in stream:
+            if item is not None:
+                seen.append(item.data["id"])
+                if seen[-1] == last_id:
+                    return
+
+    await asyncio.wait_for(take(), timeout)
+    return seen
+
+
+async def test_an_event_committed_between_the_streams_two_reads_is_sent(
+    api: Api, stream_engine: AsyncEngine, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        # SQLite reads in a BEGIN IMMEDIATE transaction: no commit can land in between.
+        pytest.skip("a PostgreSQL race (READ COMMITTED: one snapshot per statement)")
+    service = EventService(create_session_factory(stream_engine), api.services.events)
+    await _append(api, _event("other", "before"))
+    start = await _last_cursor(api)
+    hooked = asyncio.Event()
+    injected = asyncio.Event()
+
+    @sa_event.listens_for(stream_engine.sync_engine, "after_cursor_execute")
+    def between_reads(*args: Any) -> None:
+        statement: str = args[2]
+        if hooked.is_set() or not statement.lstrip().upper().startswith("SELECT"):
+            return
+        if "FROM events" not in statement and "FROM counters" not in statement:
+            return
+        hooked.set()
+        # Runs inside the stream's statement (a greenlet): commit on another connection now.
+        await_only(_append(api, _event("target", "between")))
+        injected.set()
+
+    stream = service.stream(start, ["target"], None)
+    try:
+        reading = asyncio.ensure_future(_take_until(stream, "after"))
+        await asyncio.wait_for(injected.wait(), 15)
+        await _append(api, _event("target", "after"))
+        seen = await reading
+    finally:
+        await stream.aclose()
+    assert seen == ["between", "after"], "the stream skipped the event committed between reads"
+
+
+async def test_a_read_passes_filtered_out_events_and_stops_at_what_it_has_read(api: Api) -> None:
+    start = await _last_cursor(api)
+    await _append(api, _event("other", "o1"), _event("target", "t1"), _event("other", "o2"))
+    await _append(api, _event("target", "t2"), _event("other", "o3"))
+    high = start + 5
+    log = api.services.events
+
+    async def read(after: int, limit: int) -> Batch:
+        async with api.services.db() as db:
+            return await read_batch(db, log, after, limit, sessions=["target"])
+
+    # A full batch continues from its last event: what lies beyond was not read.
+    first = await read(start, 1)
+    assert [e.data["id"] for e in first.events] == ["t1"]
+    assert (first.cursor, first.caught_up) == (start + 2, False)
+    # A short batch has read everything up to the high-water mark: the cursor goes there,
+    # past the filtered-out events, so they are not scanned again.
+    rest = await read(first.cursor, 10)
+    assert [e.data["id"] for e in rest.events] == ["t2"]
+    assert (rest.cursor, rest.caught_up) == (high, True)
+    empty = await read(rest.cursor, 10)
+    assert (empty.events, empty.cursor, empty.caught_up) == ([], high, True)
+
+
+async def test_the_stream_beats_when_idle_and_resumes_after_a_cursor(api: Api) -> None:
+    service: EventService = api.services.event_reader
+    start = await _last_cursor(api)
+    await _append(api, _event("target", "t1"), _event("other", "o1"), _event("target", "t2"))
+    # From `start + 1` (what Last-Event-ID names): the next event of the session, only.
+    stream = service.stream(start + 1, ["target"], None, heartbeat_s=0.0)
+    try:
+        first = await asyncio.wait_for(anext(stream), 15)
+        assert first is not None
+        assert first.data["id"] == "t2"
+        # Nothing more for it: a heartbeat (None), then the next event when it comes.
+        assert await asyncio.wait_for(anext(stream), 15) is None
+        await _append(api, _event("other", "o2"), _event("target", "t3"))
+        assert await _take_until(stream, "t3") == ["t3"]
+    finally:
+        await stream.aclose()
