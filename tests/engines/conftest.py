@@ -13,11 +13,8 @@ from tests.fixtures.app import Api, AppFactory
 @pytest.fixture
 async def wm_api(app_factory: AppFactory) -> AsyncIterator[Api]:
     """The app with whatsmeow as the default engine."""
-    started, manager = await app_factory.start(engine_type="whatsmeow")
-    try:
+    async with app_factory.running(engine_type="whatsmeow") as started:
         yield started
-    finally:
-        await AppFactory.stop(started, manager)
 
 
 @pytest.fixture

@@ -130,11 +130,8 @@ async def driver(request: pytest.FixtureRequest) -> AsyncIterator[Driver]:
 @pytest.fixture
 async def api(app_factory: AppFactory, driver: Driver) -> AsyncIterator[Api]:
     # The mock links by itself after MOCK_AUTH_DELAY_MS: long here, so the test scans.
-    started, manager = await app_factory.start(engine_type=driver.engine, mock_auth_delay_ms=60_000)
-    try:
+    async with app_factory.running(engine_type=driver.engine, mock_auth_delay_ms=60_000) as started:
         yield started
-    finally:
-        await AppFactory.stop(started, manager)
 
 
 async def started(api: Api, driver: Driver) -> str:

@@ -11,8 +11,5 @@ from tests.fixtures.app import Api, AppFactory
 
 @pytest.fixture
 async def api(app_factory: AppFactory) -> AsyncIterator[Api]:
-    started, manager = await app_factory.start(mock_auth_delay_ms=20)
-    try:
+    async with app_factory.running(mock_auth_delay_ms=20) as started:
         yield started
-    finally:
-        await AppFactory.stop(started, manager)

@@ -31,11 +31,8 @@ NEVER_MS = 600_000
 
 @pytest.fixture
 async def linking_api(app_factory: AppFactory) -> AsyncIterator[Api]:
-    started, manager = await app_factory.start(mock_auth_delay_ms=AUTH_DELAY_MS)
-    try:
+    async with app_factory.running(mock_auth_delay_ms=AUTH_DELAY_MS) as started:
         yield started
-    finally:
-        await AppFactory.stop(started, manager)
 
 
 def not_ready(response: object, status: str) -> None:

@@ -27,11 +27,8 @@ ACK_DELAY_MS = 600
 
 @pytest.fixture
 async def paced_api(app_factory: AppFactory) -> AsyncIterator[Api]:
-    started, manager = await app_factory.start(mock_ack_delay_ms=ACK_DELAY_MS)
-    try:
+    async with app_factory.running(mock_ack_delay_ms=ACK_DELAY_MS) as started:
         yield started
-    finally:
-        await AppFactory.stop(started, manager)
 
 
 async def test_send_text_is_accepted_pending(api: Api) -> None:
