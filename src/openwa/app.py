@@ -37,7 +37,7 @@ from openwa.chats.service import ChatService
 from openwa.config import Settings
 from openwa.contacts.service import ContactService
 from openwa.db import migrate
-from openwa.db.engine import create_engine, create_session_factory
+from openwa.db.engine import create_engine, create_reader, create_session_factory
 from openwa.engines.mock.engine import MockEngine
 from openwa.engines.mock.store import SqlMockDirectory, SqlMockNetworkStore
 from openwa.engines.registry import EngineRegistry
@@ -58,6 +58,7 @@ from openwa.media.links import MediaLinks
 from openwa.messages.sender import SendWorker
 from openwa.messages.service import MessageService
 from openwa.services import Services
+from openwa.sessions.directory import SessionDirectory
 from openwa.sessions.runtime import ReconnectPolicy, SessionRuntime
 from openwa.sessions.service import SessionService
 from openwa.storage.base import Storage
@@ -113,6 +114,10 @@ def _build_storage(settings: Settings) -> Storage:
 def build_services(settings: Settings) -> Services:
     db_engine = create_engine(settings.resolved_database_url)
     db = create_session_factory(db_engine)
+    read_engine = create_reader(settings.resolved_database_url, db_engine)
+    db_read = db if read_engine is db_engine else create_session_factory(read_engine)
+    directory = SessionDirectory()
+    directory.watch(db)
     cache = _build_cache(settings)
     storage = _build_storage(settings)
     bus = InMemoryEventBus()
@@ -135,6 +140,7 @@ def build_services(settings: Settings) -> Services:
         events,
         max_sessions=settings.max_sessions,
         reconnect=ReconnectPolicy(settings.reconnect_base_s, settings.reconnect_max_s),
+        directory=directory,
         media=storage,
     )
     instance_id = settings.instance_id or _stable_instance_id(settings.data_dir)
@@ -170,16 +176,19 @@ def build_services(settings: Settings) -> Services:
     return Services(
         settings=settings,
         db_engine=db_engine,
+        read_engine=read_engine,
         db=db,
+        db_read=db_read,
+        directory=directory,
         cache=cache,
         storage=storage,
         bus=bus,
         events=events,
-        pump=EventPump(db, events, bus),
+        pump=EventPump(db_read, events, bus),
         engines=engines,
         runtime=runtime,
         keys=KeyService(db, cache),
-        sessions=SessionService(db, runtime, engines, events, webhooks),
+        sessions=SessionService(db, runtime, engines, events, webhooks, directory),
         messages=messages,
         sender=sender,
         webhooks=webhooks,
@@ -193,7 +202,7 @@ def build_services(settings: Settings) -> Services:
         groups=GroupService(db, runtime, engines),
         chats=ChatService(db, runtime, engines),
         contacts=ContactService(db, runtime, engines),
-        event_reader=EventService(db, events),
+        event_reader=EventService(db_read, events),
         maintenance=Maintenance(
             db,
             events,
@@ -232,6 +241,7 @@ def create_app(settings: Settings) -> FastAPI:
                 generated.append(key)
 
         await migrate.upgrade(services.db_engine, after=bootstrap)
+        await services.directory.load(services.db)
         for key in generated:
             _announce_generated_key(key)
         if settings.webhook_url:
@@ -260,6 +270,9 @@ def create_app(settings: Settings) -> FastAPI:
             await services.engines.close()
             await services.bus.close()
             await services.cache.close()
+            services.directory.unwatch()
+            if services.read_engine is not services.db_engine:
+                await services.read_engine.dispose()
             await services.db_engine.dispose()
             log.info("stopped")
 

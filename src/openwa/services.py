@@ -22,6 +22,7 @@ from openwa.maintenance import Maintenance
 from openwa.media.ingest import MediaIngest
 from openwa.messages.sender import SendWorker
 from openwa.messages.service import MessageService
+from openwa.sessions.directory import SessionDirectory
 from openwa.sessions.runtime import SessionRuntime
 from openwa.sessions.service import SessionService
 from openwa.storage.base import Storage
@@ -33,7 +34,11 @@ from openwa.webhooks.worker import DeliveryWorker
 class Services:
     settings: Settings
     db_engine: AsyncEngine
+    # Reads beside the writer (SQLite); the writer itself on PostgreSQL.
+    read_engine: AsyncEngine
     db: async_sessionmaker[AsyncSession]
+    db_read: async_sessionmaker[AsyncSession]
+    directory: SessionDirectory
     cache: Cache
     storage: Storage
     bus: EventBus

@@ -1,17 +1,26 @@
-"""Async database engine and session factory for SQLite and PostgreSQL.
+"""Async database engines and session factories for SQLite and PostgreSQL.
 
-SQLite gets WAL, a busy timeout and `BEGIN IMMEDIATE` on every transaction: with a
-deferred BEGIN, read-then-write transactions fail with "database is locked" under
-concurrency (see infra-notes), and writers serialise on the file anyway.
+SQLite gets WAL, a busy timeout and `BEGIN IMMEDIATE` on every transaction of the
+writer: with a deferred BEGIN, read-then-write transactions fail with "database is
+locked" under concurrency, and writers serialise on the file anyway. Reads that need
+no write go through a reader engine beside it (deferred BEGIN, `query_only`, a few
+connections): WAL lets them run while the one writer writes, so a read never queues
+for the write lock. On PostgreSQL the reader is the writer's own pool.
+
+Every session is a `UnitOfWorkSession`: work that must happen only once a transaction
+has committed (waking the workers that wait for new events, queued sends, deliveries;
+refreshing in-memory copies) is registered with `on_commit` and runs from one hook.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -34,24 +43,60 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+_AFTER_COMMIT = "openwa.after_commit"
+
+
+class UnitOfWorkSession(Session):
+    """The sync session behind every `AsyncSession` here; carries the after-commit hook."""
+
+
+@event.listens_for(UnitOfWorkSession, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    for callback in session.info.pop(_AFTER_COMMIT, {}).values():
+        callback()
+
+
+@event.listens_for(UnitOfWorkSession, "after_rollback")
+def _drop_after_commit(session: Session) -> None:
+    session.info.pop(_AFTER_COMMIT, None)
+
+
+Callback = TypeVar("Callback", bound=Callable[[], None])
+
+
+def on_commit(db: AsyncSession | Session, callback: Callback, key: Hashable = None) -> Callback:
+    """Run `callback` once the current transaction of `db` commits (never on rollback).
+
+    Registered again under the same key (the callback itself by default) in the same
+    transaction, it runs once: the callback first registered is kept and returned, so
+    a caller can accumulate state on it.
+    """
+    sync = db.sync_session if isinstance(db, AsyncSession) else db
+    callbacks = sync.info.setdefault(_AFTER_COMMIT, {})
+    registered: Callback = callbacks.setdefault(callback if key is None else key, callback)
+    return registered
+
+
+def _configure_sqlite(engine: AsyncEngine, *, reader: bool = False) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event issue BEGIN itself instead of the driver.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in (
-            "PRAGMA journal_mode=WAL",
-            "PRAGMA synchronous=NORMAL",
-            "PRAGMA busy_timeout=10000",
-            "PRAGMA foreign_keys=ON",
-        ):
+        pragmas = ["PRAGMA busy_timeout=10000", "PRAGMA foreign_keys=ON"]
+        if reader:
+            pragmas.append("PRAGMA query_only=ON")
+        else:
+            pragmas[:0] = ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL"]
+        for pragma in pragmas:
             cursor.execute(pragma)
         cursor.close()
 
+    begin = "BEGIN" if reader else "BEGIN IMMEDIATE"
+
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql(begin)
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -67,5 +112,22 @@ def create_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
+def create_reader(url: str, writer: AsyncEngine) -> AsyncEngine:
+    """The engine for reads: beside the writer on a SQLite file, the writer itself else."""
+    if not is_sqlite(url) or sqlite_path(url) is None:
+        return writer
+    engine = create_async_engine(url, pool_size=4, max_overflow=0, pool_timeout=60)
+    _configure_sqlite(engine, reader=True)
+    return engine
+
+
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+    """Sessions of a class of their own, so listeners of one app (such as its session
+    directory) hear only its own units of work, even with several apps in one process."""
+    session_class = type("AppSession", (UnitOfWorkSession,), {})
+    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=session_class)
+
+
+def session_class(factory: async_sessionmaker[AsyncSession]) -> type[Session]:
+    cls: type[Session] = factory.kw["sync_session_class"]
+    return cls

@@ -45,6 +45,7 @@ from openwa.events.types import SESSION_QR, SESSION_STATUS, Event
 from openwa.kit.clock import iso, utcnow
 from openwa.kit.signal import Signal
 from openwa.sessions.auth_store import DatabaseAuthStore
+from openwa.sessions.directory import SessionDirectory
 from openwa.sessions.qr import qr_data_url
 from openwa.sessions.repository import SessionRepository
 from openwa.sessions.status import HISTORY_LENGTH, Status, can_move
@@ -110,8 +111,10 @@ class SessionRuntime:
         events: EventLog,
         max_sessions: int,
         reconnect: ReconnectPolicy,
+        directory: SessionDirectory,
         media: MediaReader | None = None,
     ) -> None:
+        self._directory = directory
         self._media = media
         self._db = db
         self._engines = engines
@@ -375,8 +378,8 @@ class SessionRuntime:
         running.reconnect = asyncio.create_task(reconnect())
 
     async def _load(self, session_id: str) -> SessionRow | None:
-        async with self._db() as db:
-            return await db.get(SessionRow, session_id)
+        """The session as last committed (a read-only copy)."""
+        return self._directory.get(session_id)
 
     async def _update(self, session_id: str, **fields: Any) -> None:
         async with self._db() as db, db.begin():

@@ -33,6 +33,7 @@ from openwa.kit.pagination import PageParams
 from openwa.kit.phone import normalize_phone
 from openwa.media.ingest import StagedMedia
 from openwa.messages.schemas import MockInbound, Transmission
+from openwa.sessions.directory import SessionDirectory
 from openwa.sessions.qr import qr_data_url, qr_png
 from openwa.sessions.repository import SessionRepository
 from openwa.sessions.runtime import SessionRuntime, session_event
@@ -85,7 +86,9 @@ class SessionService:
         engines: EngineRegistry,
         events: EventLog,
         webhooks: WebhookService,
+        directory: SessionDirectory,
     ) -> None:
+        self._directory = directory
         self._db = db
         self._runtime = runtime
         self._engines = engines
@@ -94,8 +97,7 @@ class SessionService:
 
     async def resolve(self, ref: str, principal: Principal) -> SessionRow:
         """The session `ref` names, if this key may touch it (403 before 404 for scoped keys)."""
-        async with self._db() as db:
-            row = await SessionRepository(db).resolve(ref)
+        row = self._directory.resolve(ref)
         if row is None:
             if principal.sessions is not None:
                 raise Forbidden("this key may not touch that session", details={"session": ref})
@@ -150,16 +152,14 @@ class SessionService:
         return SessionCreated(**session.model_dump(), webhooks=[with_secret(h) for h in hooks])
 
     async def get(self, session_id: str) -> Session:
-        async with self._db() as db:
-            row = await SessionRepository(db).get(session_id)
+        row = self._directory.get(session_id)
         if row is None:
             raise SessionNotFound(details={"session": session_id})
         return to_schema(row)
 
     async def page(self, params: PageParams, principal: Principal) -> tuple[list[Session], int]:
         only = sorted(principal.sessions) if principal.sessions is not None else None
-        async with self._db() as db:
-            rows, total = await SessionRepository(db).page(params, only)
+        rows, total = self._directory.page(params, only)
         return [to_schema(row) for row in rows], total
 
     async def update(self, session_id: str, config: SessionConfig) -> SessionUpdated:
@@ -309,12 +309,10 @@ class SessionService:
         return client
 
     async def _row(self, session_id: str) -> SessionRow:
-        async with self._db() as db:
-            row = await SessionRepository(db).get(session_id)
+        row = self._directory.get(session_id)
         if row is None:
             raise SessionNotFound(details={"session": session_id})
         return row
 
     async def counts_by_status(self) -> dict[str, int]:
-        async with self._db() as db:
-            return await SessionRepository(db).counts_by_status()
+        return self._directory.counts_by_status()

@@ -1,0 +1,142 @@
+"""Every session's committed row, in memory: the hot reads answered without the database.
+
+Resolving `{id}` in a path and `GET /api/sessions/{id}` run on every request; reading
+them from the database cost two transactions each. The directory holds a detached copy
+of each session row as last committed and is kept fresh by the unit of work: every
+flush notes the session rows it wrote, and the commit (never a rollback) puts them
+here. Nothing else writes the sessions table (there are no bulk UPDATEs of it), and one
+database serves one instance (the instance lock), so the copy is exact. Several
+instances sharing a database will need these changes carried between them (Redis
+pub/sub and a reload on reconnect); until then a second instance is refused.
+
+Copies are read-only by convention: callers that change a session load the row in
+their own transaction, which flows back here when it commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import event, inspect, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session, UOWTransaction
+
+from openwa.db.engine import on_commit, session_class
+from openwa.db.models import SessionRow
+from openwa.kit.names import is_session_id, name_problem
+from openwa.kit.pagination import PageParams
+
+_COLUMNS = [attr.key for attr in inspect(SessionRow).column_attrs]
+
+
+def _copy(row: SessionRow) -> SessionRow:
+    values: dict[str, Any] = {key: getattr(row, key) for key in _COLUMNS}
+    values["config"] = dict(values["config"] or {})
+    values["status_history"] = list(values["status_history"] or [])
+    return SessionRow(**values)
+
+
+class SessionDirectory:
+    def __init__(self) -> None:
+        self._by_id: dict[str, SessionRow] = {}
+        self._by_name: dict[str, str] = {}
+        self._loaded = False
+        self._watched: type[Session] | None = None
+
+    async def load(self, db: async_sessionmaker[AsyncSession]) -> None:
+        """Read every session once, at start; afterwards commits keep the copy fresh."""
+        async with db() as session:
+            rows = (await session.execute(select(SessionRow))).scalars().all()
+        self._by_id.clear()
+        self._by_name.clear()
+        for row in rows:
+            self._put(row)
+        self._loaded = True
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    def get(self, session_id: str) -> SessionRow | None:
+        return self._by_id.get(session_id)
+
+    def resolve(self, ref: str) -> SessionRow | None:
+        """A session by id, or by name when `ref` is not an id."""
+        if is_session_id(ref):
+            return self._by_id.get(ref)
+        if name_problem(ref) is not None:
+            return None
+        session_id = self._by_name.get(ref)
+        return self._by_id.get(session_id) if session_id is not None else None
+
+    def ids(self, refs: Iterable[str]) -> dict[str, str]:
+        """Each given id or name that names a session, to its id."""
+        return {ref: row.id for ref in refs if (row := self.resolve(ref)) is not None}
+
+    def page(self, params: PageParams, only: Sequence[str] | None) -> tuple[list[SessionRow], int]:
+        rows = self._by_id.values()
+        if only is not None:
+            allowed = set(only)
+            rows = [row for row in rows if row.id in allowed]  # type: ignore[assignment]
+        ordered = sorted(rows, key=lambda row: (row.created_at, row.id))
+        return ordered[params.offset : params.offset + params.limit], len(ordered)
+
+    def counts_by_status(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for row in self._by_id.values():
+            counts[row.status] = counts.get(row.status, 0) + 1
+        return counts
+
+    def _put(self, row: SessionRow) -> None:
+        old = self._by_id.get(row.id)
+        if old is not None and old.updated_at > row.updated_at:
+            return  # an older commit that reached us late
+        if old is not None and old.name != row.name:
+            self._by_name.pop(old.name, None)
+        copy = _copy(row)
+        self._by_id[row.id] = copy
+        self._by_name[row.name] = row.id
+
+    def _drop(self, session_id: str) -> None:
+        old = self._by_id.pop(session_id, None)
+        if old is not None:
+            self._by_name.pop(old.name, None)
+
+    def watch(self, db: async_sessionmaker[AsyncSession]) -> None:
+        """Follow commits of session rows made through `db`'s units of work."""
+        self._watched = session_class(db)
+        event.listen(self._watched, "after_flush", self._after_flush)
+
+    def unwatch(self) -> None:
+        watched = self._watched
+        if watched is not None and event.contains(watched, "after_flush", self._after_flush):
+            event.remove(watched, "after_flush", self._after_flush)
+        self._watched = None
+
+    def _after_flush(self, session: Session, _flush: UOWTransaction) -> None:
+        changed = [obj for obj in (*session.new, *session.dirty) if isinstance(obj, SessionRow)]
+        deleted = [obj.id for obj in session.deleted if isinstance(obj, SessionRow)]
+        if not changed and not deleted:
+            return
+        # Held by the after-commit hook: applied on commit, dropped with a rollback.
+        pending = on_commit(session, _Pending(self), key=self)
+        for row in changed:
+            pending.rows[row.id] = _copy(row)
+        for session_id in deleted:
+            pending.rows[session_id] = None
+
+
+class _Pending:
+    """Session rows written by one transaction, put in the directory once it commits."""
+
+    def __init__(self, directory: SessionDirectory) -> None:
+        self.directory = directory
+        self.rows: dict[str, SessionRow | None] = {}
+
+    def __call__(self) -> None:
+        for session_id, row in self.rows.items():
+            if row is None:
+                self.directory._drop(session_id)
+            else:
+                self.directory._put(row)
