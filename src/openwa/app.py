@@ -38,6 +38,7 @@ from openwa.config import Settings
 from openwa.contacts.service import ContactService
 from openwa.db import migrate
 from openwa.db.engine import create_engine, create_reader, create_session_factory
+from openwa.db.group_commit import GroupCommit
 from openwa.engines.mock.engine import MockEngine
 from openwa.engines.mock.store import SqlMockDirectory, SqlMockNetworkStore
 from openwa.engines.registry import EngineRegistry
@@ -160,7 +161,16 @@ def build_services(settings: Settings) -> Services:
         allow_private=settings.webhook_allow_private,
     )
     media_links = MediaLinks(storage, settings.resolved_public_url, presign=settings.s3_presign)
-    messages = MessageService(db, events, runtime.became_ready, storage, media_links)
+    messages = MessageService(
+        db,
+        events,
+        runtime.became_ready,
+        storage,
+        media_links,
+        directory=directory,
+        accepts=GroupCommit(db, name="accepts"),
+        read=db_read,
+    )
     runtime.set_message_handler(messages.on_engine_events)
     sender = SendWorker(
         db,
@@ -187,7 +197,7 @@ def build_services(settings: Settings) -> Services:
         pump=EventPump(db_read, events, bus),
         engines=engines,
         runtime=runtime,
-        keys=KeyService(db, cache),
+        keys=KeyService(db, cache, read=db_read),
         sessions=SessionService(db, runtime, engines, events, webhooks, directory),
         messages=messages,
         sender=sender,
@@ -264,6 +274,7 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.draining = True
             await services.maintenance.stop()
             await services.sender.stop()
+            await services.messages.close()
             await services.runtime.shutdown()
             await services.deliveries.stop()
             await services.pump.stop()

@@ -15,6 +15,7 @@ from datetime import timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openwa.db.engine import on_commit
 from openwa.db.models import CounterRow, EventRow
 from openwa.events.types import Event
 from openwa.kit.clock import utcnow
@@ -59,9 +60,10 @@ class EventLog:
         self._fan_outs.append(fan_out)
 
     async def append(self, db: AsyncSession, events: Sequence[Event]) -> list[EventRow]:
-        """Write `events` in the caller's transaction; call `committed()` after commit."""
+        """Write `events` in the caller's transaction; readers are woken once it commits."""
         if not events:
             return []
+        on_commit(db, self.committed)
         result = await db.execute(
             update(CounterRow)
             .where(CounterRow.name == "events")

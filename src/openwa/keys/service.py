@@ -57,7 +57,14 @@ def _new_row(name: str, role: Role, key: str, source: str, sessions: list[str] |
 
 
 class KeyService:
-    def __init__(self, db: async_sessionmaker[AsyncSession], cache: Cache) -> None:
+    def __init__(
+        self,
+        db: async_sessionmaker[AsyncSession],
+        cache: Cache,
+        *,
+        read: async_sessionmaker[AsyncSession],
+    ) -> None:
+        self._read = read
         self._db = db
         self._cache = cache
 
@@ -69,7 +76,7 @@ class KeyService:
         if cached is not None:
             data = orjson.loads(cached)
         else:
-            async with self._db() as db:
+            async with self._read() as db:
                 row = await ApiKeyRepository(db).by_hash(key_hash)
             if row is None:
                 raise Unauthorized("unknown API key")

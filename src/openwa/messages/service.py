@@ -9,6 +9,8 @@ import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from openwa.db.engine import on_commit
+from openwa.db.group_commit import GroupCommit
 from openwa.db.models import IdempotencyRow, MessageRow, SessionRow
 from openwa.engines.base import (
     ContactsSeen,
@@ -63,6 +65,7 @@ from openwa.messages.schemas import (
 )
 from openwa.messages.vcard import vcard
 from openwa.queue import outbox
+from openwa.sessions.directory import SessionDirectory
 from openwa.sessions.runtime import session_event
 from openwa.sessions.status import Status
 from openwa.storage.base import Storage
@@ -142,12 +145,23 @@ class MessageService:
         queued: Signal,
         storage: Storage,
         links: MediaLinks,
+        *,
+        directory: SessionDirectory,
+        accepts: GroupCommit,
+        read: async_sessionmaker[AsyncSession],
     ) -> None:
+        self._directory = directory
+        self._accepts = accepts
+        self._read = read
         self._db = db
         self._events = events
         self._queued = queued
         self._storage = storage
         self._links = links
+
+    async def close(self) -> None:
+        """Commit what was accepted and is still queued, then stop the group writer."""
+        await self._accepts.close()
 
     async def event_data(self, row: MessageRow) -> dict[str, Any]:
         """The message as events carry it, with its media linked."""
@@ -253,7 +267,7 @@ class MessageService:
         body: ReactionCreate,
         idempotency_key: str | None,
     ) -> Message:
-        async with self._db() as db:
+        async with self._read() as db:
             target = await MessageRepository(db).get(session.id, body.message_id)
         if target is None:
             raise MessageNotFound(details={"messageId": body.message_id})
@@ -312,17 +326,27 @@ class MessageService:
         request_hash = _request_hash(f"{session.id}/{type_}", request)
         idem_id = (principal.key_id, session.id, idempotency_key) if idempotency_key else None
         message_id = whatsapp_message_id()
-        async with self._db() as db:
-            stored = await db.get(IdempotencyRow, idem_id) if idem_id is not None else None
-            current = await db.get(SessionRow, session.id)
-        if stored is not None or current is None or Status(current.status) in _REFUSING:
-            if staged is not None:
+        # The session as last committed, from memory: no read on the hot path.
+        current = self._directory.get(session.id)
+        refusing = current is None or Status(current.status) in _REFUSING
+        if staged is not None and (refusing or idem_id is not None):
+            # Settle a replay before storing bytes that a replay would not need.
+            async with self._read() as db:
+                stored = await db.get(IdempotencyRow, idem_id) if idem_id is not None else None
+            if stored is not None or refusing:
                 staged.discard()
-            if stored is not None:
-                return self._replay(stored, request_hash)
+                if stored is not None:
+                    return self._replay(stored, request_hash)
+        if refusing:
+            if idem_id is not None and staged is None:
+                async with self._read() as db:
+                    stored = await db.get(IdempotencyRow, idem_id)
+                if stored is not None:
+                    return self._replay(stored, request_hash)
             raise SessionNotReady(
                 "start the session first", details={"status": current.status if current else None}
             )
+        assert current is not None
         if staged is not None:
             key = media_key(session.id, message_id, extension_for(staged.mimetype))
             try:
@@ -333,61 +357,63 @@ class MessageService:
             if staged.filename:
                 media["filename"] = staged.filename
             content = {**content, "media": media}
-        try:
-            async with self._db() as db, db.begin():
-                if idem_id is not None:
-                    stored = await db.get(IdempotencyRow, idem_id)
-                    if stored is not None:
-                        return self._replay(stored, request_hash)
-                current = await db.get(SessionRow, session.id)
-                if current is None or Status(current.status) in _REFUSING:
-                    raise SessionNotReady(
-                        "start the session first",
-                        details={"status": current.status if current else None},
+        sender = current.phone_number and f"{current.phone_number}@s.whatsapp.net"
+
+        async def write(db: AsyncSession) -> Message | IdempotencyRow:
+            """The message, its outbox job and the idempotent answer: one unit of work."""
+            if idem_id is not None:
+                stored = await db.get(IdempotencyRow, idem_id)
+                if stored is not None:
+                    return stored
+            now = utcnow()
+            due = max(send_at, now) if send_at is not None else now
+            row = MessageRow(
+                session_id=session.id,
+                id=message_id,
+                chat_id=chat_id,
+                from_me=True,
+                sender=sender,
+                type=type_,
+                content=content,
+                status="pending",
+                send_at=send_at,
+                timestamp=now,
+                created_at=now,
+                updated_at=now,
+                media_key=(content.get("media") or {}).get("key"),
+            )
+            MessageRepository(db).add(row)
+            outbox.enqueue(db, session.id, row.id, due, now)
+            message = to_schema(row)
+            if idem_id is not None:
+                db.add(
+                    IdempotencyRow(
+                        api_key_id=idem_id[0],
+                        session_id=idem_id[1],
+                        key=idem_id[2],
+                        request_hash=request_hash,
+                        status_code=202,
+                        response=message.model_dump(mode="json", by_alias=True),
+                        created_at=now,
                     )
-                now = utcnow()
-                due = max(send_at, now) if send_at is not None else now
-                row = MessageRow(
-                    session_id=session.id,
-                    id=message_id,
-                    chat_id=chat_id,
-                    from_me=True,
-                    sender=current.phone_number and f"{current.phone_number}@s.whatsapp.net",
-                    type=type_,
-                    content=content,
-                    status="pending",
-                    send_at=send_at,
-                    timestamp=now,
-                    created_at=now,
-                    updated_at=now,
-                    media_key=(content.get("media") or {}).get("key"),
                 )
-                MessageRepository(db).add(row)
-                outbox.enqueue(db, session.id, row.id, due, now)
-                message = to_schema(row)
-                if idem_id is not None:
-                    db.add(
-                        IdempotencyRow(
-                            api_key_id=idem_id[0],
-                            session_id=idem_id[1],
-                            key=idem_id[2],
-                            request_hash=request_hash,
-                            status_code=202,
-                            response=message.model_dump(mode="json", by_alias=True),
-                            created_at=now,
-                        )
-                    )
+            on_commit(db, self._queued.notify)
+            return message
+
+        try:
+            result = await self._accepts.run(write)
         except IntegrityError:
             # The same key raced in from a parallel request: answer as it was answered.
             if idem_id is None:
                 raise
-            async with self._db() as db:
+            async with self._read() as db:
                 stored = await db.get(IdempotencyRow, idem_id)
             if stored is None:
                 raise
             return self._replay(stored, request_hash)
-        self._queued.notify()
-        return message
+        if isinstance(result, IdempotencyRow):
+            return self._replay(result, request_hash)
+        return result
 
     @staticmethod
     def _replay(stored: IdempotencyRow, request_hash: str) -> Message:
@@ -460,8 +486,6 @@ class MessageService:
             for report in reports:
                 events += await self._apply(db, session, report, media)
             await self._events.append(db, events)
-        if events:
-            self._events.committed()
 
     async def _apply(
         self,

@@ -431,5 +431,4 @@ class SessionRuntime:
             if extra_event is not None:
                 events.append(session_event(row, *extra_event))
             await self._events.append(db, events)
-        self._events.committed()
         return row

@@ -139,7 +139,6 @@ class SessionService:
                 await self._events.append(db, [session_event(row, SESSION_STATUS, created)])
         except IntegrityError as exc:
             raise SessionExists(details={"name": data.name}) from exc
-        self._events.committed()
         if data.auto_start:
             try:
                 async with self._runtime.lock(row.id):

@@ -226,7 +226,6 @@ class WebhookService:
             delivery = new_delivery(hook.id, row)
             db.add(delivery)
             await db.flush()
-        self._events.committed()
         return TestDelivery(event_id=event.id, delivery_id=delivery.id)
 
     async def register_from_env(self, url: str, secret: str | None, events: list[str]) -> None:
