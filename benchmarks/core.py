@@ -1,6 +1,7 @@
 """The core paths of OpenWA, each as a ratio to a baseline measured in the same run.
 
-`.venv/bin/python benchmarks/core.py [--databases sqlite,postgres] [--runs 3] [--quick]`
+`.venv/bin/python benchmarks/core.py [--databases sqlite,postgres] [--runs 3] [--quick]
+[--rows 1,2]`
 
 Every row of every run starts a fresh server (`python -m openwa serve`, mock engine,
 `MOCK_ACK_DELAY_MS=0`, `LOG_LEVEL=warning`) on a fresh database (a SQLite file in a
@@ -437,7 +438,9 @@ def _num(value: float) -> str:
     return f"{value:,.0f}" if value >= 10 else f"{value:.1f}"
 
 
-def table(database: str, counts: Counts, results: dict[str, list[Figure | str]]) -> str:
+def table(
+    database: str, counts: Counts, results: dict[str, list[Figure | str]], rows: list[Row]
+) -> str:
     lines = [
         f"### {database}",
         "",
@@ -445,7 +448,7 @@ def table(database: str, counts: Counts, results: dict[str, list[Figure | str]])
         "| --- | --- | --- | --- | --- | --- |",
     ]
     details = []
-    for row in ROWS:
+    for row in rows:
         label = row.label.format(**vars(counts))
         runs = results[row.label]
         figures = [f for f in runs if isinstance(f, Figure)]
@@ -479,17 +482,23 @@ def table(database: str, counts: Counts, results: dict[str, list[Figure | str]])
 
 
 async def bench_database(
-    database: str, runs: int, counts: Counts, http: aiohttp.ClientSession, receiver: str, logs: Path
+    database: str,
+    runs: int,
+    counts: Counts,
+    http: aiohttp.ClientSession,
+    receiver: str,
+    logs: Path,
+    rows: list[Row],
 ) -> str:
-    results: dict[str, list[Figure | str]] = {row.label: [] for row in ROWS}
+    results: dict[str, list[Figure | str]] = {row.label: [] for row in rows}
     for run in range(runs):
         b = Bench(database, counts, http, receiver, logs)
-        for row in ROWS:
+        for row in rows:
             figure = await measure(row, b)
             results[row.label].append(figure)
             shown = figure if isinstance(figure, str) else _num(figure.value)
             print(f"  {database} run {run + 1}: {row.label.format(**vars(counts))}: {shown}")
-    return table(database, counts, results)
+    return table(database, counts, results, rows)
 
 
 async def main() -> None:
@@ -497,7 +506,11 @@ async def main() -> None:
     parser.add_argument("--databases", default="sqlite,postgres")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="one run with small counts")
+    parser.add_argument(
+        "--rows", default="", help="comma-separated row numbers from 1 (default: every row)"
+    )
     args = parser.parse_args()
+    rows = [ROWS[int(n) - 1] for n in args.rows.split(",") if n] or ROWS
     counts, runs = (QUICK, 1) if args.quick else (Counts(), args.runs)
     tables = []
     with tempfile.TemporaryDirectory(prefix="openwa-core-bench-") as directory:
@@ -513,7 +526,7 @@ async def main() -> None:
                 await wait_healthy(http, receiver, process)
                 for database in args.databases.split(","):
                     tables.append(
-                        await bench_database(database, runs, counts, http, receiver, logs)
+                        await bench_database(database, runs, counts, http, receiver, logs, rows)
                     )
         finally:
             stop(process)
