@@ -13,10 +13,10 @@ whatsapp-web.js behind a Node bridge):
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +217,21 @@ class SessionContext:
     emit: EventSink
     config: dict[str, Any] = field(default_factory=dict)
     media: MediaReader | None = None
+
+
+# One message's outcome in a batched send: the engine's id (or None), or why it failed.
+SendResult = str | None | BaseException
+
+
+@runtime_checkable
+class BatchSender(Protocol):
+    """A client that can hand a run of messages to WhatsApp at once (the mock engine).
+
+    `send_many` sends in order and stops at the first failure: the results are those
+    of the messages that went, then that failure; the rest were not attempted.
+    """
+
+    async def send_many(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]: ...
 
 
 class EngineClient(Protocol):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import string
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -34,10 +35,11 @@ from openwa.engines.base import (
     QrUpdated,
     ReactionReceived,
     SendFailed,
+    SendResult,
     SessionContext,
 )
 from openwa.engines.mock.groups import MockGroups
-from openwa.engines.mock.store import MockNetworkStore, SqlMockDirectory
+from openwa.engines.mock.store import MockNetworkStore, SqlMockDirectory, Transmission
 from openwa.kit.chat_ids import GROUP_SUFFIX, USER_SUFFIX, phone_of
 from openwa.kit.clock import iso, utcnow
 from openwa.kit.ids import whatsapp_message_id
@@ -169,6 +171,40 @@ class MockClient:
         return self.phone + USER_SUFFIX
 
     async def send(self, message: OutgoingMessage) -> str | None:
+        (result,) = await self.send_many([message])
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    async def send_many(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+        """Transmit a run of messages in one store transaction, in order; the results of
+        the prefix that went, and the first failure (after which nothing is sent)."""
+        prepared: list[tuple[OutgoingMessage, Transmission]] = []
+        failure: SendFailed | None = None
+        for message in messages:
+            try:
+                prepared.append((message, await self._prepare(message)))
+            except SendFailed as exc:
+                failure = exc
+                break
+        if prepared:
+            store = self._network.store
+            fresh = await store.transmit_many(self._ctx.session_id, [t for _, t in prepared])
+            for (_message, transmission), phones in zip(prepared, fresh, strict=True):
+                for phone in phones:
+                    recipient = self._network.online(phone)
+                    if recipient is not None:
+                        await recipient.receive(transmission.payload)
+            acked = [message for message, _ in prepared if message.type != "reaction"]
+            if acked:
+                self._spawn(self._acks(acked))
+        # The mock network knows messages by our ids: no engine ids.
+        results: list[SendResult] = [None] * len(prepared)
+        if failure is not None:
+            results.append(failure)
+        return results
+
+    async def _prepare(self, message: OutgoingMessage) -> Transmission:
         phone = self.phone
         content = dict(message.content)
         media = content.pop("media", None)
@@ -192,10 +228,7 @@ class MockClient:
             if recipient is not None and recipient.startswith(UNKNOWN_PREFIX):
                 raise SendFailed(f"{recipient} is not on WhatsApp", retryable=False)
             recipients = [recipient] if recipient else []
-        await self._transmit(message.chat_id, recipients, message.id, payload)
-        if message.type != "reaction":
-            self._spawn(self._acks(message))
-        return None  # the mock network knows messages by our ids
+        return Transmission(message.id, message.chat_id, payload, recipients)
 
     async def _transmit(
         self, chat_id: str, phones: list[str], message_id: str, payload: dict[str, Any]
@@ -210,10 +243,11 @@ class MockClient:
             if recipient is not None:
                 await recipient.receive(payload)
 
-    async def _acks(self, message: OutgoingMessage) -> None:
+    async def _acks(self, messages: Sequence[OutgoingMessage]) -> None:
         for status in ("delivered", "read"):
             await asyncio.sleep(self._ack_delay_s)
-            await self._ctx.emit(MessageAck(message.id, message.chat_id, status))
+            for message in messages:
+                await self._ctx.emit(MessageAck(message.id, message.chat_id, status))
 
     async def receive(self, payload: dict[str, Any]) -> None:
         kind = payload.get("kind", "message")

@@ -8,6 +8,7 @@ read what was really transmitted (with message ids) after a crash.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import select, update
@@ -23,6 +24,14 @@ from openwa.db.models import (
 from openwa.kit.clock import utcnow
 
 
+@dataclass(frozen=True, slots=True)
+class Transmission:
+    message_id: str
+    chat_id: str
+    payload: dict[str, Any]
+    recipients: Sequence[str]
+
+
 class MockNetworkStore(Protocol):
     async def transmit(
         self,
@@ -34,6 +43,12 @@ class MockNetworkStore(Protocol):
     ) -> list[str]:
         """Log the transmission and put it in each recipient's inbox, in one transaction;
         the recipients for whom it is new (a resent id is dropped, as WhatsApp does)."""
+        ...
+
+    async def transmit_many(
+        self, session_id: str, transmissions: Sequence[Transmission]
+    ) -> list[list[str]]:
+        """`transmit` for many messages in one transaction; each one's fresh recipients."""
         ...
 
     async def transmissions(self, session_id: str, limit: int) -> list[dict[str, Any]]: ...
@@ -55,28 +70,46 @@ class SqlMockNetworkStore:
         payload: dict[str, Any],
         recipients: Sequence[str],
     ) -> list[str]:
+        item = Transmission(message_id, chat_id, payload, recipients)
+        (fresh,) = await self.transmit_many(session_id, [item])
+        return fresh
+
+    async def transmit_many(
+        self, session_id: str, transmissions: Sequence[Transmission]
+    ) -> list[list[str]]:
         now = utcnow()
-        fresh = []
+        ids = [t.message_id for t in transmissions]
         async with self._db() as db, db.begin():
-            db.add(
-                MockTransmissionRow(
-                    session_id=session_id,
-                    message_id=message_id,
-                    chat_id=chat_id,
-                    payload=payload,
-                    created_at=now,
+            found = await db.execute(
+                select(MockInboxRow.phone, MockInboxRow.message_id).where(
+                    MockInboxRow.message_id.in_(ids)
                 )
             )
-            for phone in recipients:
-                if await db.get(MockInboxRow, (phone, message_id)) is not None:
-                    continue
+            seen = {(phone, message_id) for phone, message_id in found.all()}
+            fresh_lists = []
+            for t in transmissions:
                 db.add(
-                    MockInboxRow(
-                        phone=phone, message_id=message_id, payload=payload, created_at=now
+                    MockTransmissionRow(
+                        session_id=session_id,
+                        message_id=t.message_id,
+                        chat_id=t.chat_id,
+                        payload=t.payload,
+                        created_at=now,
                     )
                 )
-                fresh.append(phone)
-        return fresh
+                fresh = []
+                for phone in t.recipients:
+                    if (phone, t.message_id) in seen:
+                        continue
+                    seen.add((phone, t.message_id))
+                    db.add(
+                        MockInboxRow(
+                            phone=phone, message_id=t.message_id, payload=t.payload, created_at=now
+                        )
+                    )
+                    fresh.append(phone)
+                fresh_lists.append(fresh)
+        return fresh_lists
 
     async def transmissions(self, session_id: str, limit: int) -> list[dict[str, Any]]:
         async with self._db() as db:
