@@ -169,6 +169,7 @@ def build_services(settings: Settings) -> Services:
         media_links,
         directory=directory,
         accepts=GroupCommit(db, name="accepts"),
+        reports=GroupCommit(db, name="reports"),
         read=db_read,
     )
     runtime.set_message_handler(messages.on_engine_events)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +30,15 @@ class MessageRepository:
             .limit(1)
         )
         return found.scalar_one_or_none()
+
+    async def known_ids(self, session_id: str, ids: Sequence[str]) -> set[str]:
+        """Which of `ids` the session has stored already (by our id), in one query."""
+        if not ids:
+            return set()
+        found = await self.db.execute(
+            select(MessageRow.id).where(MessageRow.session_id == session_id, MessageRow.id.in_(ids))
+        )
+        return set(found.scalars())
 
     def add(self, row: MessageRow) -> None:
         self.db.add(row)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import orjson
+import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.db.engine import on_commit
 from openwa.db.group_commit import GroupCommit
-from openwa.db.models import IdempotencyRow, MessageRow, SessionRow
+from openwa.db.models import IdempotencyRow, MessageRow, SessionRow, SetAsideReportRow
 from openwa.engines.base import (
     ContactsSeen,
     EngineClient,
@@ -70,6 +73,8 @@ from openwa.sessions.runtime import session_event
 from openwa.sessions.status import Status
 from openwa.storage.base import Storage
 from openwa.storage.keys import media_key, safe_id
+
+log = structlog.get_logger(__name__)
 
 # Sessions in these states are not on their way to `ready`: sends are refused at once.
 _REFUSING = {Status.CREATED, Status.STOPPED, Status.FAILED}
@@ -131,6 +136,30 @@ def message_data(row: MessageRow) -> dict[str, Any]:
     return data
 
 
+@dataclass
+class _Run:
+    """What one run of reports has seen so far: stored message ids, contacts to note."""
+
+    known: set[str]
+    contacts: dict[str, str | None] = field(default_factory=dict)
+
+    def contact(self, chat_id: str, push_name: str | None) -> None:
+        # Noted once per run, at its end; a later known name wins over none.
+        if push_name or chat_id not in self.contacts:
+            self.contacts[chat_id] = push_name
+
+
+def report_record(report: EngineEvent) -> dict[str, Any]:
+    """A report as JSON for inspection (media bytes left out)."""
+    record: dict[str, Any] = orjson.loads(
+        orjson.dumps(
+            report,
+            default=lambda value: None if isinstance(value, bytes) else str(value),
+        )
+    )
+    return record
+
+
 def _request_hash(route: str, body: dict[str, Any]) -> str:
     return hashlib.sha256(
         route.encode() + b"\0" + orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
@@ -148,10 +177,12 @@ class MessageService:
         *,
         directory: SessionDirectory,
         accepts: GroupCommit,
+        reports: GroupCommit,
         read: async_sessionmaker[AsyncSession],
     ) -> None:
         self._directory = directory
         self._accepts = accepts
+        self._reports = reports
         self._read = read
         self._db = db
         self._events = events
@@ -162,6 +193,7 @@ class MessageService:
     async def close(self) -> None:
         """Commit what was accepted and is still queued, then stop the group writer."""
         await self._accepts.close()
+        await self._reports.close()
 
     async def event_data(self, row: MessageRow) -> dict[str, Any]:
         """The message as events carry it, with its media linked."""
@@ -471,7 +503,12 @@ class MessageService:
 
     async def on_engine_events(self, session: SessionRow, reports: list[EngineEvent]) -> None:
         """Apply a run of engine reports (acks, messages, revokes, reactions, group
-        changes) in order, in ONE transaction: a burst of acks costs one commit."""
+        changes) in order, in one unit of work, group-committed with other sessions'
+        runs: a burst of acks costs one commit.
+
+        A run that fails is applied again one report at a time; a report that fails
+        alone is set aside (`set_aside_reports`) with its error, so it neither sinks
+        the reports around it nor disappears."""
         media: dict[str, dict[str, Any]] = {}
         for report in reports:
             # Media goes to storage before the transaction (no I/O while it is open).
@@ -481,11 +518,56 @@ class MessageService:
                 and not self._ignored(session, report.chat_id)
             ):
                 media[report.id] = await self._store_inbound(session.id, report.id, report.media)
+        try:
+            await self._reports.run(partial(self._apply_run, session, reports, media))
+            return
+        except Exception as exc:
+            if len(reports) == 1:
+                await self._set_aside(session, reports[0], exc)
+                return
+        for report in reports:
+            try:
+                await self._reports.run(partial(self._apply_run, session, [report], media))
+            except Exception as exc:
+                await self._set_aside(session, report, exc)
+
+    async def _apply_run(
+        self,
+        session: SessionRow,
+        reports: list[EngineEvent],
+        media: dict[str, dict[str, Any]],
+        db: AsyncSession,
+    ) -> None:
+        known = await MessageRepository(db).known_ids(
+            session.id, [r.id for r in reports if isinstance(r, MessageReceived)]
+        )
+        run = _Run(known=known)
         events: list[Event] = []
-        async with self._db() as db, db.begin():
-            for report in reports:
-                events += await self._apply(db, session, report, media)
-            await self._events.append(db, events)
+        for report in reports:
+            events += await self._apply(db, session, report, media, run)
+        for chat_id, push_name in run.contacts.items():
+            await upsert_contact(db, session.id, chat_id, push_name=push_name)
+        await self._events.append(db, events)
+
+    async def _set_aside(self, session: SessionRow, report: EngineEvent, error: Exception) -> None:
+        log.error(
+            "engine_report_set_aside",
+            session_id=session.id,
+            kind=type(report).__name__,
+            error=repr(error)[:500],
+        )
+        row = SetAsideReportRow(
+            session_id=session.id,
+            kind=type(report).__name__,
+            report=report_record(report),
+            error=repr(error)[:2000],
+            created_at=utcnow(),
+        )
+        try:
+            async with self._db() as db, db.begin():
+                db.add(row)
+        except Exception:
+            log.exception("engine_report_lost", session_id=session.id)
 
     async def _apply(
         self,
@@ -493,12 +575,13 @@ class MessageService:
         session: SessionRow,
         report: EngineEvent,
         media: dict[str, dict[str, Any]],
+        run: _Run,
     ) -> list[Event]:
         match report:
             case MessageAck():
                 return await self._ack(db, session, report)
             case MessageReceived():
-                return await self._received(db, session, report, media.get(report.id))
+                return await self._received(db, session, report, media.get(report.id), run)
             case MessageRevoked():
                 return await self._revoked(db, session, report)
             case ReactionReceived():
@@ -521,7 +604,7 @@ class MessageService:
             case ContactsSeen(names=names):
                 for chat_id, name in names.items():
                     if chat_kind(chat_id) == "user":
-                        await upsert_contact(db, session.id, chat_id, push_name=name)
+                        run.contact(chat_id, name)
         return []
 
     def _ignored(self, session: SessionRow, chat_id: str) -> bool:
@@ -562,12 +645,14 @@ class MessageService:
         session: SessionRow,
         received: MessageReceived,
         media: dict[str, Any] | None,
+        run: _Run,
     ) -> list[Event]:
         if self._ignored(session, received.chat_id):
             return []
         repo = MessageRepository(db)
-        if await repo.find(session.id, received.id) is not None:
+        if received.id in run.known:
             return []  # already stored: an engine may report a message twice (or sync it)
+        run.known.add(received.id)
         content = dict(received.content)
         if media is not None:
             content["media"] = media
@@ -590,8 +675,7 @@ class MessageService:
         )
         repo.add(row)
         if received.sender and chat_kind(received.chat_id) == "user" and not received.from_me:
-            await upsert_contact(db, session.id, received.sender, push_name=received.push_name)
-        await db.flush()
+            run.contact(received.sender, received.push_name)
         if received.history:
             return []  # synced history is stored for chats and history, not announced
         name = MESSAGE_SENT if received.from_me else MESSAGE_RECEIVED

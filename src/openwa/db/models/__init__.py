@@ -15,6 +15,7 @@ from openwa.db.models.mock_network import (
 )
 from openwa.db.models.outbox import OutboxJobRow
 from openwa.db.models.session import SessionRow
+from openwa.db.models.set_aside import SetAsideReportRow
 from openwa.db.models.webhook import DeliveryAttemptRow, DeliveryRow, WebhookRow
 
 __all__ = [
@@ -34,5 +35,6 @@ __all__ = [
     "MockTransmissionRow",
     "OutboxJobRow",
     "SessionRow",
+    "SetAsideReportRow",
     "WebhookRow",
 ]
