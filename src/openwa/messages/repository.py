@@ -40,6 +40,34 @@ class MessageRepository:
         )
         return set(found.scalars())
 
+    async def lock(self, session_id: str, message_id: str) -> MessageRow | None:
+        """`find`, holding the row until the transaction ends, read fresh.
+
+        A status change reads the status and writes the next one: on PostgreSQL the
+        row lock keeps another transaction (the sender, the ack path, a sweep) from
+        deciding on the same old status in between. SQLite has one writer at a time
+        already (`BEGIN IMMEDIATE`). `populate_existing` because an earlier unlocked
+        read in the same transaction may have left an older status in the session.
+        """
+        postgres = self.db.get_bind().dialect.name == "postgresql"
+        row = await self.db.get(
+            MessageRow,
+            (session_id, message_id),
+            populate_existing=True,
+            with_for_update=True if postgres else None,
+        )
+        if row is not None:
+            return row
+        query = (
+            select(MessageRow)
+            .where(MessageRow.session_id == session_id, MessageRow.engine_id == message_id)
+            .limit(1)
+            .execution_options(populate_existing=True)
+        )
+        if postgres:
+            query = query.with_for_update()
+        return (await self.db.execute(query)).scalar_one_or_none()
+
     def add(self, row: MessageRow) -> None:
         self.db.add(row)
 

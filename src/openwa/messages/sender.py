@@ -27,6 +27,7 @@ from openwa.kit.clock import utcnow
 from openwa.kit.signal import Signal
 from openwa.messages.repository import MessageRepository
 from openwa.messages.service import MessageService
+from openwa.messages.status import MessageStatus, path
 from openwa.queue import outbox
 from openwa.queue.claims import release_all
 from openwa.sessions.runtime import SessionRuntime, session_event
@@ -36,6 +37,7 @@ log = structlog.get_logger(__name__)
 _BATCH = 64
 _IDLE_WAIT_S = 0.5
 _SWEEP_EVERY_S = 5.0
+_SENT = [MessageStatus.SENT]
 
 
 class SendWorker:
@@ -53,6 +55,7 @@ class SendWorker:
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 60.0,
         lease_s: float = 60.0,
+        sweep_every_s: float = _SWEEP_EVERY_S,
     ) -> None:
         self._db = db
         self._runtime = runtime
@@ -65,6 +68,7 @@ class SendWorker:
         self._backoff_base_s = backoff_base_s
         self._backoff_max_s = backoff_max_s
         self._lease_s = lease_s
+        self._sweep_every_s = sweep_every_s
         self._loop = BackgroundTask("send-worker", self._run)
         self._last_sweep = 0.0
 
@@ -86,7 +90,7 @@ class SendWorker:
         while True:
             try:
                 sent = await self.run_once()
-                if loop.time() - self._last_sweep > _SWEEP_EVERY_S:
+                if loop.time() - self._last_sweep > self._sweep_every_s:
                     self._last_sweep = loop.time()
                     await self.expire_waiting()
             except Exception:
@@ -131,7 +135,7 @@ class SendWorker:
     ) -> bool:
         """Whether the session's next job may follow this one now."""
         client = self._runtime.client(job.session_id)
-        if message is None or message.status != "pending":
+        if message is None or message.status != MessageStatus.PENDING:
             await self._finish(job)
             return True
         if client is None or job.session_id not in self._runtime.ready_sessions():
@@ -187,33 +191,31 @@ class SendWorker:
     async def _sent(
         self, job: OutboxJobRow, message: MessageRow, session: SessionRow, engine_id: str | None
     ) -> None:
-        """Done, `sent` (unless an ack already moved it on) and `message.sent`, at once."""
-        now = utcnow()
+        """Done, the engine's id kept, and `sent` with `message.sent`, at once.
+
+        Decided under the message's row lock (the job's first: the order `_cancel` and
+        the sweep take them in): an ack applied since the send may have recorded `sent`
+        already (and logged it), or moved the message on; then only the job and the
+        engine's id are recorded here, so `message.sent` is logged once, before the acks.
+        """
+        events = []
         async with self._db() as db, db.begin():
             await db.execute(
                 update(OutboxJobRow)
                 .where(OutboxJobRow.id == job.id)
                 .values(done=True, locked_until=None, attempts=OutboxJobRow.attempts + 1)
             )
-            await db.execute(
-                update(MessageRow)
-                .where(
-                    MessageRow.session_id == message.session_id,
-                    MessageRow.id == message.id,
-                    MessageRow.status == "pending",
-                )
-                .values(status="sent", updated_at=now)
-            )
-            if engine_id is not None:
-                await db.execute(
-                    update(MessageRow)
-                    .where(MessageRow.session_id == message.session_id, MessageRow.id == message.id)
-                    .values(engine_id=engine_id)
-                )
-            message.status, message.updated_at = "sent", now
-            data = await self._messages.event_data(message)
-            await self._events.append(db, [session_event(session, MESSAGE_SENT, data)])
-        self._events.committed()
+            row = await MessageRepository(db).lock(message.session_id, message.id)
+            if row is not None:
+                if engine_id is not None:
+                    row.engine_id = engine_id
+                if path(MessageStatus(row.status), MessageStatus.SENT) == _SENT:
+                    row.status, row.updated_at = MessageStatus.SENT.value, utcnow()
+                    data = await self._messages.event_data(row)
+                    events.append(session_event(session, MESSAGE_SENT, data))
+            await self._events.append(db, events)
+        if events:
+            self._events.committed()
 
     async def _failed(self, job: OutboxJobRow, reason: str, *, retryable: bool) -> None:
         async with self._db() as db, db.begin():
@@ -229,15 +231,25 @@ class SendWorker:
             await self._fail_message(db, row, f"ENGINE_ERROR: {reason}")
         self._events.committed()
 
-    async def _fail_message(self, db: AsyncSession, job: OutboxJobRow, error: str) -> None:
+    async def _fail_message(self, db: AsyncSession, job: OutboxJobRow, error: str) -> bool:
+        """Finish the job and fail its message if it never went; whether it failed.
+
+        The job's end is flushed first, then the message locked (the order the sender
+        takes them in): an ack applied meanwhile means the engine took the message,
+        and it stays as the ack left it."""
         job.done, job.locked_until = True, None
-        message = await db.get(MessageRow, (job.session_id, job.message_id))
+        await db.flush()
+        message = await MessageRepository(db).lock(job.session_id, job.message_id)
         session = await db.get(SessionRow, job.session_id)
-        if message is None or session is None or message.status != "pending":
-            return
-        message.status, message.error, message.updated_at = "failed", error, utcnow()
-        data = {"id": message.id, "chatId": message.chat_id, "status": "failed", "error": error}
+        if message is None or session is None:
+            return False
+        if MessageStatus(message.status) != MessageStatus.PENDING:
+            return False
+        failed = MessageStatus.FAILED
+        message.status, message.error, message.updated_at = failed.value, error, utcnow()
+        data = {"id": message.id, "chatId": message.chat_id, "status": failed.value, "error": error}
         await self._events.append(db, [session_event(session, MESSAGE_ACK, data)])
+        return True
 
     async def _finish(self, job: OutboxJobRow) -> None:
         async with self._db() as db, db.begin():
@@ -250,14 +262,18 @@ class SendWorker:
             await outbox.release(db, [job.id], self._worker_id)
 
     async def expire_waiting(self) -> None:
-        """Fail sends whose session has not been ready for `SEND_READY_TIMEOUT_S`."""
+        """Fail sends whose session has not been ready for `SEND_READY_TIMEOUT_S`.
+
+        The jobs are claimed (`waiting_too_long` locks them, skipping those another
+        sweep holds), so instances sweeping at once fail each message one time."""
         cutoff = utcnow() - timedelta(seconds=self._ready_timeout_s)
         ready = sorted(self._runtime.ready_sessions())
+        failed = False
         async with self._db() as db, db.begin():
             jobs = await outbox.waiting_too_long(db, ready, cutoff, 500)
             for job in jobs:
-                await self._fail_message(
+                failed |= await self._fail_message(
                     db, job, "SESSION_NOT_READY: the session was not ready in time"
                 )
-        if jobs:
+        if failed:
             self._events.committed()

@@ -66,6 +66,7 @@ from openwa.messages.schemas import (
     SendOptions,
     TextMessageCreate,
 )
+from openwa.messages.status import GONE_OUT, MessageStatus, can_cancel, parse, path
 from openwa.messages.vcard import vcard
 from openwa.queue import outbox
 from openwa.sessions.directory import SessionDirectory
@@ -78,8 +79,6 @@ log = structlog.get_logger(__name__)
 
 # Sessions in these states are not on their way to `ready`: sends are refused at once.
 _REFUSING = {Status.CREATED, Status.STOPPED, Status.FAILED}
-# Ack statuses only move forward.
-_ACK_RANK = {"pending": 0, "sent": 1, "delivered": 2, "read": 3, "played": 4}
 _IGNORE_FLAGS = {"group": "groups", "status": "status", "channel": "channels"}
 
 
@@ -468,11 +467,11 @@ class MessageService:
             row = await MessageRepository(db).get(session_id, message_id)
         if row is None:
             raise MessageNotFound(details={"messageId": message_id})
-        if row.status == "pending":
+        if can_cancel(MessageStatus(row.status)):
             return await self._cancel(session_id, message_id)
         if not row.from_me:
             raise EngineError("only your own messages can be revoked", details={"fromMe": False})
-        if row.status not in ("sent", "delivered", "read", "played"):
+        if row.status not in GONE_OUT:
             raise MessageNotPending(details={"status": row.status})
         if client is None:
             raise SessionNotReady("the session must be ready to revoke")
@@ -484,19 +483,20 @@ class MessageService:
 
     async def _cancel(self, session_id: str, message_id: str) -> Message:
         async with self._db() as db, db.begin():
-            row = await MessageRepository(db).get(session_id, message_id)
+            # The job before the message: the order the sender locks them in.
+            job = await outbox.job_for(db, session_id, message_id)
+            row = await MessageRepository(db).lock(session_id, message_id)
             if row is None:
                 raise MessageNotFound(details={"messageId": message_id})
-            if row.status != "pending":
+            if not can_cancel(MessageStatus(row.status)):
                 raise MessageNotPending(details={"status": row.status})
-            job = await outbox.job_for(db, session_id, message_id)
             if job is not None and job.locked_until is not None and job.locked_until > utcnow():
                 raise MessageNotPending(
                     "the message is being sent now", details={"status": "sending"}
                 )
             if job is not None:
                 job.done = True
-            row.status, row.updated_at = "cancelled", utcnow()
+            row.status, row.updated_at = MessageStatus.CANCELLED.value, utcnow()
         return to_schema(row)
 
     # Reports from engines, applied in order by the session's runtime worker.
@@ -630,14 +630,26 @@ class MessageService:
         return [session_event(session, MESSAGE_REVOKED, data)]
 
     async def _ack(self, db: AsyncSession, session: SessionRow, ack: MessageAck) -> list[Event]:
-        row = await MessageRepository(db).find(session.id, ack.message_id)
-        if row is None or row.status in ("failed", "cancelled"):
+        """Record the changes the ack implies, each with its event, under the row lock
+        (the send worker records `sent` in a transaction of its own and may come later).
+
+        An ack for a message still `pending` means the engine has taken it: `sent` is
+        recorded first, as the sender would record it (`message.sent`, the message as
+        sent), and the sender then logs nothing for it."""
+        target = parse(ack.status)
+        row = await MessageRepository(db).lock(session.id, ack.message_id) if target else None
+        if row is None or target is None:
             return []
-        if _ACK_RANK.get(ack.status, 0) <= _ACK_RANK.get(row.status, 0):
-            return []
-        row.status, row.updated_at = ack.status, utcnow()
-        data = {"id": row.id, "chatId": row.chat_id, "status": ack.status}
-        return [session_event(session, MESSAGE_ACK, data)]
+        events: list[Event] = []
+        now = utcnow()
+        for step in path(MessageStatus(row.status), target):
+            row.status, row.updated_at = step.value, now
+            if step == MessageStatus.SENT:
+                events.append(session_event(session, MESSAGE_SENT, await self.event_data(row)))
+            else:
+                data = {"id": row.id, "chatId": row.chat_id, "status": step.value}
+                events.append(session_event(session, MESSAGE_ACK, data))
+        return events
 
     async def _received(
         self,
@@ -666,7 +678,7 @@ class MessageService:
             type=received.type,
             content=content,
             media_key=(content.get("media") or {}).get("key"),
-            status="sent" if received.from_me else "received",
+            status=(MessageStatus.SENT if received.from_me else MessageStatus.RECEIVED).value,
             timestamp=received.timestamp,
             # Synced history does not count as unread: WhatsApp does not say what was.
             read_at=now if received.history else None,

@@ -86,14 +86,20 @@ async def job_for(db: AsyncSession, session_id: str, message_id: str) -> OutboxJ
 async def waiting_too_long(
     db: AsyncSession, ready: Sequence[str], older_than: datetime, limit: int
 ) -> list[OutboxJobRow]:
-    """Unfinished jobs due before `older_than` whose session is not ready here.
+    """Unfinished jobs due before `older_than` whose session is not ready here, locked
+    for the caller's transaction.
 
     Waiting counts from the due time, so a message scheduled for next week is not
-    failed for its session being offline today.
+    failed for its session being offline today. On PostgreSQL the rows are claimed
+    with `FOR UPDATE SKIP LOCKED`: a sweep of another instance running at the same
+    time takes the others, and no job is finished (nor its message failed) twice.
     """
     query = select(OutboxJobRow).where(
         OutboxJobRow.done.is_(False), OutboxJobRow.due_at < older_than
     )
     if ready:
         query = query.where(OutboxJobRow.session_id.not_in(ready))
-    return list((await db.execute(query.order_by(OutboxJobRow.id).limit(limit))).scalars())
+    query = query.order_by(OutboxJobRow.id).limit(limit)
+    if _is_postgres(db):
+        query = query.with_for_update(skip_locked=True)
+    return list((await db.execute(query)).scalars())
