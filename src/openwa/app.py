@@ -38,6 +38,7 @@ from openwa.config import Settings
 from openwa.contacts.service import ContactService
 from openwa.db import migrate
 from openwa.db.engine import create_engine, create_session_factory
+from openwa.db.instance_lock import instance_lock
 from openwa.engines.mock.engine import MockEngine
 from openwa.engines.mock.store import SqlMockDirectory, SqlMockNetworkStore
 from openwa.engines.registry import EngineRegistry
@@ -221,6 +222,7 @@ def _announce_generated_key(key: str) -> None:
 def create_app(settings: Settings) -> FastAPI:
     configure_logging(settings.log_level, settings.resolved_log_format)
     services = build_services(settings)
+    lock = instance_lock(settings.resolved_database_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -263,11 +265,22 @@ def create_app(settings: Settings) -> FastAPI:
             await services.db_engine.dispose()
             log.info("stopped")
 
+    @asynccontextmanager
+    async def locked_lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Before anything touches the database, so a refused instance leaves it untouched;
+        # released last, so a successor starts only once this one has let go of everything.
+        await lock.acquire()
+        try:
+            async with lifespan(app):
+                yield
+        finally:
+            await lock.release()
+
     app = FastAPI(
         title="OpenWA",
         version=__version__,
         description=API_DESCRIPTION,
-        lifespan=lifespan,
+        lifespan=locked_lifespan,
         docs_url=None,
         redoc_url=None,
         default_response_class=JSONResponse,
