@@ -39,6 +39,7 @@ from openwa.contacts.service import ContactService
 from openwa.db import migrate
 from openwa.db.engine import create_engine, create_reader, create_session_factory
 from openwa.db.group_commit import GroupCommit
+from openwa.db.instance_lock import instance_lock
 from openwa.engines.mock.engine import MockEngine
 from openwa.engines.mock.store import SqlMockDirectory, SqlMockNetworkStore
 from openwa.engines.registry import EngineRegistry
@@ -241,6 +242,7 @@ def _announce_generated_key(key: str) -> None:
 def create_app(settings: Settings) -> FastAPI:
     configure_logging(settings.log_level, settings.resolved_log_format)
     services = build_services(settings)
+    lock = instance_lock(settings.resolved_database_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -275,8 +277,9 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.draining = True
             await services.maintenance.stop()
             await services.sender.stop()
-            await services.messages.close()
             await services.runtime.shutdown()
+            # After the sessions: their last reports still go through the group writer.
+            await services.messages.close()
             await services.deliveries.stop()
             await services.pump.stop()
             await services.engines.close()
@@ -288,11 +291,22 @@ def create_app(settings: Settings) -> FastAPI:
             await services.db_engine.dispose()
             log.info("stopped")
 
+    @asynccontextmanager
+    async def locked_lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Before anything touches the database, so a refused instance leaves it untouched;
+        # released last, so a successor starts only once this one has let go of everything.
+        await lock.acquire()
+        try:
+            async with lifespan(app):
+                yield
+        finally:
+            await lock.release()
+
     app = FastAPI(
         title="OpenWA",
         version=__version__,
         description=API_DESCRIPTION,
-        lifespan=lifespan,
+        lifespan=locked_lifespan,
         docs_url=None,
         redoc_url=None,
         default_response_class=JSONResponse,

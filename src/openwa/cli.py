@@ -9,8 +9,10 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openwa.config import Settings
+from openwa.db.instance_lock import InstanceLocked
 from openwa.keys.principal import Role
 
 app = typer.Typer(help="OpenWA: a self-hosted WhatsApp HTTP API gateway.", no_args_is_help=True)
@@ -31,7 +33,7 @@ def serve(
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = Settings(**overrides)  # type: ignore[arg-type]
     config = uvicorn.Config(
-        create_app(settings),
+        _OneLineRefusal(create_app(settings)),
         host=settings.host,
         port=settings.port,
         proxy_headers=True,
@@ -46,6 +48,41 @@ def serve(
     server.run()
     if not server.started:
         raise typer.Exit(3)
+
+
+class _OneLineRefusal:
+    """A start refused because another instance holds the database fails with one line.
+
+    Starlette reports a failed startup with the whole traceback, which uvicorn logs; for
+    an expected refusal that buries the reason. Other failures keep their traceback.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        held: list[Message] = []
+
+        async def hold_failure(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed":
+                held.append(message)
+            else:
+                await send(message)
+
+        try:
+            await self.app(scope, receive, hold_failure)
+        except InstanceLocked as exc:
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            return
+        except BaseException:
+            for message in held:
+                await send(message)
+            raise
+        for message in held:
+            await send(message)
 
 
 class _Server(uvicorn.Server):

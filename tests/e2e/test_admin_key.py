@@ -6,6 +6,7 @@ import asyncio
 import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,9 +14,12 @@ import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
+from openwa.app import build_services
 from openwa.db import migrate
 from openwa.db.engine import create_engine
-from tests.e2e.support import UnkeyedServer, generated_keys, log_problems
+from openwa.services import Services
+from tests.e2e.support import UnkeyedServer, generated_keys, log_problems, wait_until
+from tests.fixtures.app import make_settings
 from tests.fixtures.server import ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -81,45 +85,89 @@ def test_an_empty_api_key_counts_as_unset(
     _only_generated_admin(_keys(server, printed[0]), printed[0])
 
 
-def test_two_instances_started_together_make_one_admin_key(
+def test_two_servers_started_together_make_one_admin_key(
     unkeyed_server_factory: Callable[..., UnkeyedServer], empty_database_url: str
 ) -> None:
-    # An empty database: the two race for the schema upgrade as well as for the key.
+    # One database serves one instance: of two started together on an empty database,
+    # one migrates and makes the key, the other is refused before touching anything.
     servers = [unkeyed_server_factory(), unkeyed_server_factory()]
-    assert servers[0].port != servers[1].port
     assert servers[0].data_dir == servers[1].data_dir
-    errors: list[BaseException] = []
     barrier = threading.Barrier(len(servers))
 
-    def start(server: UnkeyedServer) -> None:
-        try:
-            barrier.wait(timeout=10)
-            server.start()
-        except BaseException as exc:
-            errors.append(exc)
+    def launch(server: UnkeyedServer) -> None:
+        barrier.wait(timeout=10)
+        server.launch()
 
-    threads = [threading.Thread(target=start, args=(s,)) for s in servers]
+    threads = [threading.Thread(target=launch, args=(s,)) for s in servers]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    assert errors == [], errors
 
-    for server in servers:
-        assert httpx.get(server.url + "/health/ready", timeout=5).status_code == 200
-        assert log_problems(server.log()) == [], server.log()
+    def serving(server: UnkeyedServer) -> bool:
+        try:
+            return httpx.get(server.url + "/health/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
 
-    printed = [generated_keys(s.log()) for s in servers]
-    assert sorted(len(keys) for keys in printed) == [0, 1], printed
-    key = next(k for keys in printed for k in keys)
-    for server in servers:  # both see the same single key, whichever made it
-        _only_generated_admin(_keys(server, key), key)
+    def settled() -> list[str]:
+        states = []
+        for server in servers:
+            assert server.process is not None
+            if server.process.poll() is not None:
+                states.append("exited")
+            else:
+                states.append("serving" if serving(server) else "starting")
+        return states
 
+    states = wait_until(settled, lambda s: sorted(s) == ["exited", "serving"], 60, "one to serve")
+    winner = servers[states.index("serving")]
+    loser = servers[states.index("exited")]
+    assert loser.wait_exit() == 3, loser.log()
+    assert "another OpenWA instance is using the database" in loser.log()
+    assert generated_keys(loser.log()) == []
+    assert log_problems(winner.log()) == [], winner.log()
+
+    (key,) = generated_keys(winner.log())
+    _only_generated_admin(_keys(winner, key), key)
     head = ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
-    assert asyncio.run(_alembic_versions(empty_database_url)) == [head]
+    assert _alembic_versions(empty_database_url) == [head]
 
 
-async def _alembic_versions(database_url: str) -> list[str]:
+async def test_upgrades_run_together_make_one_schema_and_one_admin_key(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    # `openwa db upgrade` beside a starting server (and, later, several instances) run
+    # the migration and the first-key bootstrap at once: both hold the migration lock.
+    services = [
+        build_services(make_settings(empty_database_url, tmp_path / "data", api_key=None))
+        for _ in range(2)
+    ]
+    generated: list[str] = []
+
+    async def upgrade(own: Services) -> None:
+        async def bootstrap() -> None:
+            if key := await own.keys.bootstrap(None):
+                generated.append(key)
+
+        await migrate.upgrade(own.db_engine, after=bootstrap)
+
+    try:
+        await asyncio.gather(*(upgrade(own) for own in services))
+    finally:
+        for own in services:
+            await own.cache.close()
+            await own.db_engine.dispose()
+    assert len(generated) == 1, generated
+    head = ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
+    assert await _alembic_versions_async(empty_database_url) == [head]
+
+
+def _alembic_versions(database_url: str) -> list[str]:
+    return asyncio.run(_alembic_versions_async(database_url))
+
+
+async def _alembic_versions_async(database_url: str) -> list[str]:
     engine = create_engine(database_url)
     try:
         async with engine.connect() as conn:

@@ -11,6 +11,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from tests.e2e.support import log_events
 from tests.events.support import (
     check_envelope,
     create_ready_session,
@@ -255,7 +256,13 @@ async def test_a_client_that_stops_reading_under_a_flood_is_closed_with_1008(
                 30,
                 "the flood in the log",
             )
-        await asyncio.sleep(1.0)
+        # Reading before the server gave up on the client would let it catch up.
+        wait_sync(
+            lambda: [e["event"] for e in log_events(server.log())],
+            lambda names: "ws_closed_behind" in names,
+            30,
+            "the server to close the slow client",
+        )
         events, code = slow.read_until_close(timeout=20)
     finally:
         slow.close()

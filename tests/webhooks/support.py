@@ -12,9 +12,11 @@ from itertools import count
 from typing import Any
 
 import httpx
+from sqlalchemy import ColumnElement, func, select
 from standardwebhooks import Webhook as StandardWebhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from openwa.db.models.webhook import DeliveryRow
 from tests.fixtures.app import Api, wait_for
 from tests.webhooks.receiver import Received
 
@@ -120,3 +122,52 @@ def first_seen(values: list[str]) -> list[str]:
         if value not in seen:
             seen.append(value)
     return seen
+
+
+async def _count_deliveries(api: Api, where: ColumnElement[bool]) -> int:
+    async with api.services.db() as db:
+        found = await db.scalar(select(func.count()).select_from(DeliveryRow).where(where))
+    return int(found or 0)
+
+
+async def settled(api: Api, timeout: float = 15.0) -> None:
+    """Every delivery of the events so far has ended, and the worker finds nothing to do.
+
+    From here no request reaches a receiver until something new happens: a receiver
+    records a request on arrival, and a delivery ends only after its answer. This is
+    what a negative check ("nothing else arrived") waits for instead of a sleep.
+    """
+    await wait_for(
+        lambda: _count_deliveries(api, DeliveryRow.status == "pending"),
+        lambda n: n == 0,
+        timeout,
+        "every delivery to end",
+    )
+    assert await api.services.deliveries.run_once() == 0
+
+
+async def idle(api: Api, timeout: float = 15.0) -> None:
+    """No delivery attempt is under way, and the worker claims nothing that is due now.
+
+    Pending deliveries may stay (those of an inactive webhook, or retries not yet due).
+    """
+    await wait_for(
+        lambda: _count_deliveries(api, DeliveryRow.locked_until.is_not(None)),
+        lambda n: n == 0,
+        timeout,
+        "no delivery attempt under way",
+    )
+    assert await api.services.deliveries.run_once() == 0
+
+
+async def logged(api: Api, session_id: str, message_id: str, timeout: float = 15.0) -> None:
+    """Wait until the inbound message's `message.received` is in the event log.
+
+    Its deliveries (if any) are written in the same transaction as the event.
+    """
+    await wait_for(
+        lambda: received_events(api, session_id, "message.received"),
+        lambda events: message_id in [e["data"]["id"] for e in events],
+        timeout,
+        f"{message_id} in the event log",
+    )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from tests.fixtures.app import Api
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.support import (
@@ -15,6 +13,7 @@ from tests.webhooks.support import (
     new_secret,
     ready_session,
     received_events,
+    settled,
     verifies,
 )
 
@@ -88,7 +87,7 @@ async def test_ignored_groups_raise_no_event_and_no_delivery(hapi: Api, receiver
         config={"ignore": {"groups": True}, "webhooks": [{"url": receiver.url}]},
     )
     [hook] = created["webhooks"]
-    await asyncio.sleep(0.3)
+    await settled(hapi)  # the session's status events have arrived
     receiver.requests.clear()
 
     await inbound(hapi, created["id"], "in a group", sender=GROUP)
@@ -97,7 +96,7 @@ async def test_ignored_groups_raise_no_event_and_no_delivery(hapi: Api, receiver
     await receiver.wait_for(
         lambda rs: any(r.event == "message.received" for r in rs), what="the normal message"
     )
-    await asyncio.sleep(0.5)
+    await settled(hapi)
     assert message_ids(receiver.requests) == [normal]
     assert all(r.payload["data"]["chatId"] != GROUP for r in receiver.requests)
     events = await received_events(hapi, created["id"], "message.received")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from tests.fixtures.app import Api
 from tests.webhooks.conftest import Apps
 from tests.webhooks.receiver import Receiver
@@ -15,6 +13,7 @@ from tests.webhooks.support import (
     new_secret,
     ready_session,
     register,
+    settled,
     verifies,
     wait_deliveries,
 )
@@ -120,7 +119,7 @@ async def test_webhook_url_setting_registers_one_instance_webhook(
     session = await ready_session(api)
     message_id = await inbound(api, session["id"], "via env")
     await receiver.wait_for(lambda rs: len(rs) >= 1, what="the delivery")
-    await asyncio.sleep(0.3)
+    await settled(api)
     assert {r.event for r in receiver.requests} == {"message.received"}
     assert message_ids(receiver.requests) == [message_id]
     assert verifies(secret, receiver.requests[0])

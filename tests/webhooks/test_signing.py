@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import secrets
 import time
+from datetime import datetime
 from typing import Any
 
 import pytest
 
-from tests.fixtures.app import Api
+from openwa.db.models.webhook import WebhookRow
+from openwa.kit.clock import utcnow
+from tests.fixtures.app import Api, wait_for
 from tests.webhooks.receiver import Received, Receiver
 from tests.webhooks.support import (
     data_of,
@@ -121,7 +123,16 @@ async def test_after_the_grace_period_only_the_new_secret_verifies(
     path = f"{hooks_path(session['id'])}/{hook['id']}/rotate-secret"
 
     new = data_of(await hapi.request("POST", path, json={"graceSeconds": 1}))["secret"]
-    await asyncio.sleep(1.3)
+    async with hapi.services.db() as db:
+        row = await db.get(WebhookRow, hook["id"])
+        assert row is not None
+        assert row.previous_secret_until is not None
+        grace_ends = row.previous_secret_until
+
+    async def now() -> datetime:
+        return utcnow()
+
+    await wait_for(now, lambda moment: moment > grace_ends, 5, "the end of the grace period")
 
     request = await one_delivery(hapi, receiver, session["id"], "after the grace")
     assert len(request.headers["webhook-signature"].split(" ")) == 1

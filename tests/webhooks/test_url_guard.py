@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from tests.fixtures.app import Api
@@ -15,6 +14,7 @@ from tests.webhooks.support import (
     inbound,
     ready_session,
     register,
+    settled,
     wait_deliveries,
 )
 
@@ -113,7 +113,7 @@ async def refused_at_delivery(apps: Apps, receiver: Receiver, url: str) -> dict[
         lambda ds: len(ds) == 1 and ds[0]["status"] == "failed",
         what=f"the delivery to {url} to fail",
     )
-    await asyncio.sleep(0.3)
+    await settled(guarded)
     assert receiver.requests == [], "a forbidden address was connected to"
     assert delivery["attempts"] == 2
     assert [a["statusCode"] for a in delivery["log"]] == [None, None]

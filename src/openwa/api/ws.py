@@ -16,12 +16,14 @@ import asyncio
 import contextlib
 
 import orjson
+import structlog
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from openwa.errors import OpenWAError
 from openwa.events.bus import SubscriberOverflow
 from openwa.services import Services
 
+log = structlog.get_logger(__name__)
 router = APIRouter()
 _SEND_TIMEOUT_S = 10.0
 
@@ -80,6 +82,8 @@ async def events_socket(websocket: WebSocket) -> None:
         done, _ = await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             if isinstance(task.exception(), SubscriberOverflow | TimeoutError):
+                # Logged so an operator can tell clients that keep falling behind.
+                log.info("ws_closed_behind", reason=type(task.exception()).__name__)
                 await websocket.close(code=1008, reason="too far behind; catch up from /api/events")
     except WebSocketDisconnect:
         pass
