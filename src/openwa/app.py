@@ -181,6 +181,8 @@ def build_services(settings: Settings) -> Services:
         runtime.became_ready,
         messages,
         worker_id=instance_id,
+        directory=directory,
+        read=db_read,
         ready_timeout_s=settings.send_ready_timeout_s,
         max_attempts=settings.send_max_attempts,
         backoff_base_s=settings.send_backoff_base_s,

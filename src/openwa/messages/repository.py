@@ -31,6 +31,21 @@ class MessageRepository:
         )
         return found.scalar_one_or_none()
 
+    async def lock_many(self, session_id: str, ids: Sequence[str]) -> dict[str, MessageRow]:
+        """`lock` for many messages by our ids, taken in id order so that two
+        transactions locking overlapping sets never wait on each other in a cycle."""
+        if not ids:
+            return {}
+        query = (
+            select(MessageRow)
+            .where(MessageRow.session_id == session_id, MessageRow.id.in_(ids))
+            .order_by(MessageRow.id)
+            .execution_options(populate_existing=True)
+        )
+        if self.db.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update()
+        return {row.id: row for row in (await self.db.execute(query)).scalars()}
+
     async def known_ids(self, session_id: str, ids: Sequence[str]) -> set[str]:
         """Which of `ids` the session has stored already (by our id), in one query."""
         if not ids:

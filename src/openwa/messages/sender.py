@@ -19,9 +19,15 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.db.models import MessageRow, OutboxJobRow, SessionRow
-from openwa.engines.base import OutgoingMessage, SendFailed
+from openwa.engines.base import (
+    BatchSender,
+    EngineClient,
+    OutgoingMessage,
+    SendFailed,
+    SendResult,
+)
 from openwa.events.log import EventLog
-from openwa.events.types import MESSAGE_ACK, MESSAGE_SENT
+from openwa.events.types import MESSAGE_ACK, MESSAGE_SENT, Event
 from openwa.kit.background import BackgroundTask
 from openwa.kit.clock import utcnow
 from openwa.kit.signal import Signal
@@ -30,6 +36,7 @@ from openwa.messages.service import MessageService
 from openwa.messages.status import MessageStatus, path
 from openwa.queue import outbox
 from openwa.queue.claims import release_all
+from openwa.sessions.directory import SessionDirectory
 from openwa.sessions.runtime import SessionRuntime, session_event
 
 log = structlog.get_logger(__name__)
@@ -50,6 +57,8 @@ class SendWorker:
         messages: MessageService,
         *,
         worker_id: str,
+        directory: SessionDirectory,
+        read: async_sessionmaker[AsyncSession],
         ready_timeout_s: float,
         max_attempts: int = 5,
         backoff_base_s: float = 1.0,
@@ -58,6 +67,8 @@ class SendWorker:
         sweep_every_s: float = _SWEEP_EVERY_S,
     ) -> None:
         self._db = db
+        self._directory = directory
+        self._read = read
         self._runtime = runtime
         self._events = events
         self._queued = queued
@@ -113,10 +124,11 @@ class SendWorker:
         return sum(len(run) for run in runs)
 
     async def _send_run(self, run: list[OutboxJobRow]) -> None:
-        """Send one session's jobs in order; at the first that does not go, stop."""
+        """Send one session's run in order, as one batch where the engine can, and record
+        every outcome in one transaction; the jobs after a failure are given back."""
         session_id = run[0].session_id
-        async with self._db() as db:
-            session = await db.get(SessionRow, session_id)
+        session = self._directory.get(session_id)
+        async with self._read() as db:
             found = await db.execute(
                 select(MessageRow).where(
                     MessageRow.session_id == session_id,
@@ -124,40 +136,125 @@ class SendWorker:
                 )
             )
             messages = {row.id: row for row in found.scalars()}
-        for index, job in enumerate(run):
-            if not await self._send(job, messages.get(job.message_id), session):
-                async with self._db() as db, db.begin():
-                    await outbox.release(db, [j.id for j in run[index + 1 :]], self._worker_id)
-                return
+        finished: list[OutboxJobRow] = []  # nothing left to send (cancelled, gone)
+        sending: list[tuple[OutboxJobRow, MessageRow]] = []
+        for job in run:
+            message = messages.get(job.message_id)
+            if message is None or message.status != MessageStatus.PENDING:
+                finished.append(job)
+            else:
+                sending.append((job, message))
+        client = self._runtime.client(session_id)
+        outcomes: list[SendResult] = []
+        if (
+            sending
+            and session is not None
+            and client is not None
+            and session_id in self._runtime.ready_sessions()
+        ):
+            outgoing = [
+                OutgoingMessage(m.id, m.chat_id, m.type, await self._engine_references(m))
+                for _, m in sending
+            ]
+            outcomes = await self._hand_over(client, outgoing, session_id)
+        await self._record(session, finished, sending, outcomes)
 
-    async def _send(
-        self, job: OutboxJobRow, message: MessageRow | None, session: SessionRow | None
-    ) -> bool:
-        """Whether the session's next job may follow this one now."""
-        client = self._runtime.client(job.session_id)
-        if message is None or message.status != MessageStatus.PENDING:
-            await self._finish(job)
-            return True
-        if client is None or job.session_id not in self._runtime.ready_sessions():
-            await self._release(job)
-            return False
-        try:
-            content = await self._engine_references(message)
-            engine_id = await client.send(
-                OutgoingMessage(message.id, message.chat_id, message.type, content)
-            )
-        except SendFailed as exc:
-            await self._failed(job, str(exc), retryable=exc.retryable)
-            return False
-        except Exception as exc:
-            log.exception(
-                "engine_send_failed", session_id=job.session_id, message_id=job.message_id
-            )
-            await self._failed(job, f"{type(exc).__name__}: {exc}", retryable=True)
-            return False
-        if session is not None:
-            await self._sent(job, message, session, engine_id)
-        return True
+    @staticmethod
+    async def _hand_over(
+        client: EngineClient, outgoing: list[OutgoingMessage], session_id: str
+    ) -> list[SendResult]:
+        """The outcome of each message that was attempted, in order; stops at a failure."""
+        if isinstance(client, BatchSender):
+            try:
+                return await client.send_many(outgoing)
+            except Exception as exc:
+                log.exception("engine_send_failed", session_id=session_id)
+                return [exc]
+        outcomes: list[SendResult] = []
+        for message in outgoing:
+            try:
+                outcomes.append(await client.send(message))
+            except Exception as exc:
+                if not isinstance(exc, SendFailed):
+                    log.exception(
+                        "engine_send_failed", session_id=session_id, message_id=message.id
+                    )
+                outcomes.append(exc)
+                break
+        return outcomes
+
+    async def _record(
+        self,
+        session: SessionRow | None,
+        finished: list[OutboxJobRow],
+        sending: list[tuple[OutboxJobRow, MessageRow]],
+        outcomes: list[SendResult],
+    ) -> None:
+        """A run's outcomes in one transaction: sent jobs done with `sent` and
+        `message.sent`, a failure retried or failed, the jobs not attempted given back.
+
+        The jobs are written first, then the messages locked in id order (the order the
+        ack path, `_cancel` and the sweep keep): an ack applied since the send may have
+        recorded `sent` already (and logged it), or moved the message on; then only the
+        job and the engine's id are recorded here, so `message.sent` is logged once,
+        before the acks."""
+        went = [(job, message, out) for (job, message), out in zip(sending, outcomes, strict=False)]
+        sent = [
+            (job, message, out) for job, message, out in went if not isinstance(out, BaseException)
+        ]
+        failure = next(
+            ((job, out) for job, _m, out in went if isinstance(out, BaseException)), None
+        )
+        not_tried = [job.id for job, _m in sending[len(outcomes) :]]
+        events: list[Event] = []
+        async with self._db() as db, db.begin():
+            if finished:
+                await db.execute(
+                    update(OutboxJobRow)
+                    .where(OutboxJobRow.id.in_([job.id for job in finished]))
+                    .values(done=True, locked_until=None)
+                )
+            if sent:
+                await db.execute(
+                    update(OutboxJobRow)
+                    .where(OutboxJobRow.id.in_([job.id for job, _m, _o in sent]))
+                    .values(done=True, locked_until=None, attempts=OutboxJobRow.attempts + 1)
+                )
+                assert session is not None
+                locked = await MessageRepository(db).lock_many(
+                    session.id, [message.id for _j, message, _o in sent]
+                )
+                now = utcnow()
+                for _job, message, engine_id in sent:
+                    row = locked.get(message.id)
+                    if row is None:
+                        continue
+                    if engine_id is not None:
+                        row.engine_id = str(engine_id)
+                    if path(MessageStatus(row.status), MessageStatus.SENT) == _SENT:
+                        row.status, row.updated_at = MessageStatus.SENT.value, now
+                        data = await self._messages.event_data(row)
+                        events.append(session_event(session, MESSAGE_SENT, data))
+            # The sent ones' events first: a failure's event follows them in the log.
+            await self._events.append(db, events)
+            if failure is not None:
+                job, error = failure
+                assert isinstance(error, BaseException)
+                retryable = error.retryable if isinstance(error, SendFailed) else True
+                reason = (
+                    str(error)
+                    if isinstance(error, SendFailed)
+                    else f"{type(error).__name__}: {error}"
+                )
+                await self._failed(db, job, reason, retryable=retryable)
+            if not_tried:
+                await outbox.release(db, not_tried, self._worker_id)
+
+    async def _sent(
+        self, job: OutboxJobRow, message: MessageRow, session: SessionRow, engine_id: str | None
+    ) -> None:
+        """One job's send recorded (the run's record with a single outcome)."""
+        await self._record(session, [], [(job, message)], [engine_id])
 
     async def _engine_references(self, message: MessageRow) -> dict[str, Any]:
         """The content with the messages it points at (a reaction's target, a reply's
@@ -188,48 +285,21 @@ class SendWorker:
                         content["replyToSender"] = target.sender
         return content
 
-    async def _sent(
-        self, job: OutboxJobRow, message: MessageRow, session: SessionRow, engine_id: str | None
+    async def _failed(
+        self, db: AsyncSession, job: OutboxJobRow, reason: str, *, retryable: bool
     ) -> None:
-        """Done, the engine's id kept, and `sent` with `message.sent`, at once.
-
-        Decided under the message's row lock (the job's first: the order `_cancel` and
-        the sweep take them in): an ack applied since the send may have recorded `sent`
-        already (and logged it), or moved the message on; then only the job and the
-        engine's id are recorded here, so `message.sent` is logged once, before the acks.
-        """
-        events = []
-        async with self._db() as db, db.begin():
-            await db.execute(
-                update(OutboxJobRow)
-                .where(OutboxJobRow.id == job.id)
-                .values(done=True, locked_until=None, attempts=OutboxJobRow.attempts + 1)
-            )
-            row = await MessageRepository(db).lock(message.session_id, message.id)
-            if row is not None:
-                if engine_id is not None:
-                    row.engine_id = engine_id
-                if path(MessageStatus(row.status), MessageStatus.SENT) == _SENT:
-                    row.status, row.updated_at = MessageStatus.SENT.value, utcnow()
-                    data = await self._messages.event_data(row)
-                    events.append(session_event(session, MESSAGE_SENT, data))
-            await self._events.append(db, events)
-        if events:
-            self._events.committed()
-
-    async def _failed(self, job: OutboxJobRow, reason: str, *, retryable: bool) -> None:
-        async with self._db() as db, db.begin():
-            row = await db.get(OutboxJobRow, job.id)
-            if row is None:
-                return
-            row.attempts += 1
-            row.last_error = reason
-            if retryable and row.attempts < self._max_attempts:
-                delay = min(self._backoff_base_s * 2 ** (row.attempts - 1), self._backoff_max_s)
-                row.locked_until = utcnow() + timedelta(seconds=delay * random.uniform(0.8, 1.2))
-                return
-            await self._fail_message(db, row, f"ENGINE_ERROR: {reason}")
-        self._events.committed()
+        """An attempt that failed: retried after a backoff, or the message fails."""
+        row = await db.get(OutboxJobRow, job.id)
+        if row is None:
+            return
+        row.attempts += 1
+        row.last_error = reason
+        if retryable and row.attempts < self._max_attempts:
+            delay = min(self._backoff_base_s * 2 ** (row.attempts - 1), self._backoff_max_s)
+            # The lease doubles as the wait: the session's later jobs wait behind it.
+            row.locked_until = utcnow() + timedelta(seconds=delay * random.uniform(0.8, 1.2))
+            return
+        await self._fail_message(db, row, f"ENGINE_ERROR: {reason}")
 
     async def _fail_message(self, db: AsyncSession, job: OutboxJobRow, error: str) -> bool:
         """Finish the job and fail its message if it never went; whether it failed.
@@ -250,16 +320,6 @@ class SendWorker:
         data = {"id": message.id, "chatId": message.chat_id, "status": failed.value, "error": error}
         await self._events.append(db, [session_event(session, MESSAGE_ACK, data)])
         return True
-
-    async def _finish(self, job: OutboxJobRow) -> None:
-        async with self._db() as db, db.begin():
-            row = await db.get(OutboxJobRow, job.id)
-            if row is not None:
-                row.done, row.locked_until = True, None
-
-    async def _release(self, job: OutboxJobRow) -> None:
-        async with self._db() as db, db.begin():
-            await outbox.release(db, [job.id], self._worker_id)
 
     async def expire_waiting(self) -> None:
         """Fail sends whose session has not been ready for `SEND_READY_TIMEOUT_S`.

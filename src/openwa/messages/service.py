@@ -137,9 +137,11 @@ def message_data(row: MessageRow) -> dict[str, Any]:
 
 @dataclass
 class _Run:
-    """What one run of reports has seen so far: stored message ids, contacts to note."""
+    """What one run of reports has seen so far: stored message ids, the messages it
+    acks (locked), contacts to note."""
 
     known: set[str]
+    locked: dict[str, MessageRow] = field(default_factory=dict)
     contacts: dict[str, str | None] = field(default_factory=dict)
 
     def contact(self, chat_id: str, push_name: str | None) -> None:
@@ -541,7 +543,11 @@ class MessageService:
         known = await MessageRepository(db).known_ids(
             session.id, [r.id for r in reports if isinstance(r, MessageReceived)]
         )
-        run = _Run(known=known)
+        # The messages the run acks, locked at once in id order (as the sender locks
+        # them), so that the two never wait on each other in a cycle on PostgreSQL.
+        acked = sorted({r.message_id for r in reports if isinstance(r, MessageAck)})
+        locked = await MessageRepository(db).lock_many(session.id, acked)
+        run = _Run(known=known, locked=locked)
         events: list[Event] = []
         for report in reports:
             events += await self._apply(db, session, report, media, run)
@@ -579,7 +585,7 @@ class MessageService:
     ) -> list[Event]:
         match report:
             case MessageAck():
-                return await self._ack(db, session, report)
+                return await self._ack(db, session, report, run)
             case MessageReceived():
                 return await self._received(db, session, report, media.get(report.id), run)
             case MessageRevoked():
@@ -629,7 +635,9 @@ class MessageService:
         data = {"id": row.id if row is not None else revoked.id, "chatId": revoked.chat_id}
         return [session_event(session, MESSAGE_REVOKED, data)]
 
-    async def _ack(self, db: AsyncSession, session: SessionRow, ack: MessageAck) -> list[Event]:
+    async def _ack(
+        self, db: AsyncSession, session: SessionRow, ack: MessageAck, run: _Run
+    ) -> list[Event]:
         """Record the changes the ack implies, each with its event, under the row lock
         (the send worker records `sent` in a transaction of its own and may come later).
 
@@ -637,8 +645,12 @@ class MessageService:
         recorded first, as the sender would record it (`message.sent`, the message as
         sent), and the sender then logs nothing for it."""
         target = parse(ack.status)
-        row = await MessageRepository(db).lock(session.id, ack.message_id) if target else None
-        if row is None or target is None:
+        if target is None:
+            return []
+        row = run.locked.get(ack.message_id)
+        if row is None:  # named by the engine's id, or not locked with the run
+            row = await MessageRepository(db).lock(session.id, ack.message_id)
+        if row is None:
             return []
         events: list[Event] = []
         now = utcnow()

@@ -53,7 +53,7 @@ async def claim(
     lease_s: float,
     worker: str,
     limit: int,
-    per_session: int = 50,
+    per_session: int = 100,
 ) -> list[list[OutboxJobRow]]:
     """Runs of due send jobs, one run per ready session, each in due order."""
     return await claim_runs(
