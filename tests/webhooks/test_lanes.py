@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 
+from sqlalchemy import select
+
+from openwa.db.models import DeliveryRow
+from openwa.kit.clock import utcnow
 from tests.webhooks.conftest import Apps
 from tests.webhooks.receiver import Received, Receiver
 from tests.webhooks.support import (
@@ -95,6 +100,17 @@ async def test_a_held_receiver_does_not_hold_back_other_webhooks(
         [held] = paths.at("/s")
         assert held.answered is None
         assert message_ids([held]) == [first]
+        # The held delivery's lease covers its request's whole timeout.
+        async with api.services.db() as db:
+            lease = (
+                await db.execute(
+                    select(DeliveryRow.locked_until).where(
+                        DeliveryRow.webhook_id == slow["id"], DeliveryRow.event_id == held.event_id
+                    )
+                )
+            ).scalar_one()
+        assert lease is not None
+        assert lease > utcnow() + timedelta(seconds=NEVER)
     finally:
         paths.release.set()
 
