@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     webhook_backoff_base_s: float = Field(default=1.0, gt=0)
     webhook_backoff_max_s: float = Field(default=300.0, gt=0)
     webhook_max_attempts: int = Field(default=10, ge=1)
+    webhook_concurrency: int = Field(default=16, ge=1)
     webhook_allow_private: bool = False
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None

@@ -5,6 +5,9 @@ only the oldest pending delivery of each (webhook, session) and the due ones rig
 behind it; while the oldest waits for a retry, the later ones wait too; once it has
 failed for good, the next go on. `webhook-id` is the event id on every attempt, so
 receivers can de-duplicate.
+
+Each webhook is worked in a lane of its own (see `DeliveryWorker`), so a receiver that
+answers slowly, or not at all, delays only its own deliveries.
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import aiohttp
 import orjson
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa import __version__
@@ -40,13 +46,42 @@ DELIVERIES = QueueSpec(
     due_at=lambda t: t.next_attempt_at,
 )
 
-_BATCH = 64
 _PER_GROUP = 50
+_PER_LANE = 50  # deliveries a lane takes per claim; its lease is sized to them
+_CLAIM_HEADS_PER_SLOT = 4
 _IDLE_WAIT_S = 0.5
 _RECORD_BATCH = 20
+# A request unanswered this long makes its lane "slow": it stops counting against
+# WEBHOOK_CONCURRENCY, so that the slot goes to another webhook.
+SLOW_AFTER_S = 1.0
+# How many slow lanes may be in flight, per unit of WEBHOOK_CONCURRENCY.
+SLOW_PER_SLOT = 4
+# Time for the database work of a lane, on top of its requests, in its lease.
+_LEASE_MARGIN_S = 60.0
+
+
+@dataclass(eq=False)
+class _Lane:
+    """One webhook's work in flight: its claimed runs, delivered one after another."""
+
+    webhook_id: str
+    runs: list[list[DeliveryRow]]
+    since: float | None = None  # monotonic start of the request in flight, if any
+    slow: bool = False
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
 class DeliveryWorker:
+    """A dispatcher that claims work for idle webhooks and runs each in its own lane.
+
+    A lane is one webhook: it delivers the runs claimed for it (one per session) in
+    order, then ends. The claim leaves out webhooks whose lane is running, so one
+    webhook never has two lanes and its order holds; lanes never wait for each other.
+    At most `concurrency` lanes count as busy; a lane whose request has been unanswered
+    for `SLOW_AFTER_S` counts as slow instead, up to `SLOW_PER_SLOT * concurrency` slow
+    lanes, so receivers that hold requests cannot take every slot.
+    """
+
     def __init__(
         self,
         db: async_sessionmaker[AsyncSession],
@@ -59,6 +94,7 @@ class DeliveryWorker:
         backoff_max_s: float,
         max_attempts: int,
         allow_private: bool,
+        concurrency: int = 16,
     ) -> None:
         self._db = db
         self._events = events
@@ -69,12 +105,21 @@ class DeliveryWorker:
         self._backoff_max_s = backoff_max_s
         self._max_attempts = max_attempts
         self._allow_private = allow_private
+        self._concurrency = concurrency
+        self._slow_cap = SLOW_PER_SLOT * concurrency
         self._http: aiohttp.ClientSession | None = None
         self._loop = BackgroundTask("delivery-worker", self._run)
+        self._lanes: dict[str, _Lane] = {}
+        self._claiming = asyncio.Lock()
+        # Set when a lane ends or a slow request is answered; cleared before each claim,
+        # so that nothing that happens during a claim is missed.
+        self._changed = asyncio.Event()
 
     async def start(self) -> None:
         resolver = None if self._allow_private else GuardedResolver()
-        connector = aiohttp.TCPConnector(limit=200, resolver=resolver)
+        connector = aiohttp.TCPConnector(
+            limit=self._concurrency + self._slow_cap, resolver=resolver
+        )
         self._http = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=self._timeout_s),
@@ -89,39 +134,154 @@ class DeliveryWorker:
 
     async def stop(self) -> None:
         await self._loop.stop()
+        tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.release_claims()
         if self._http is not None:
             await self._http.close()
 
+    def _busy(self) -> int:
+        """Lanes that count against the bound (all but the slow ones)."""
+        return sum(1 for lane in self._lanes.values() if not lane.slow)
+
     async def _run(self) -> None:
         while True:
+            self._changed.clear()
             try:
-                worked = await self.run_once()
+                started = await self._dispatch()
             except Exception:
                 log.exception("delivery_worker_failed")
-                worked = 0
-            if not worked:
-                # New events and replays both wake us; retries are found by polling.
-                await _first(self._events.appended, self._wake, _IDLE_WAIT_S)
+                started = []
+            if started and self._busy() < self._concurrency:
+                continue  # slots are left: there may be more work for other webhooks
+            # New events and replays wake us, and so does a lane that ends; retries are
+            # found by polling; a request that turns slow is noticed on time.
+            await _first(
+                [self._events.appended.wait(_IDLE_WAIT_S), self._wake.wait(_IDLE_WAIT_S)],
+                self._changed,
+                self._next_slow_check(),
+            )
 
     async def run_once(self) -> int:
+        """Claim for the idle webhooks and wait for the lanes started: deliveries claimed."""
+        started = await self._dispatch()
+        tasks = [lane.task for lane in started if lane.task is not None]
+        if tasks:
+            await asyncio.wait(tasks)
+        return sum(len(run) for lane in started for run in lane.runs)
+
+    def _mark_slow(self) -> None:
+        """Lanes whose request is past the grace stop counting against the bound."""
+        now = time.monotonic()
+        slow = sum(1 for lane in self._lanes.values() if lane.slow)
+        overdue = sorted(
+            (
+                lane
+                for lane in self._lanes.values()
+                if not lane.slow and lane.since is not None and now - lane.since >= SLOW_AFTER_S
+            ),
+            key=lambda lane: lane.since or 0.0,
+        )
+        for lane in overdue[: max(0, self._slow_cap - slow)]:
+            lane.slow = True
+
+    def _next_slow_check(self) -> float:
+        """Seconds until a request in flight turns slow (or the idle poll, if sooner)."""
+        if sum(1 for lane in self._lanes.values() if lane.slow) >= self._slow_cap:
+            return _IDLE_WAIT_S
+        now = time.monotonic()
+        waits = [
+            lane.since + SLOW_AFTER_S - now
+            for lane in self._lanes.values()
+            if not lane.slow and lane.since is not None
+        ]
+        return max(0.01, min([_IDLE_WAIT_S, *waits]))
+
+    async def _dispatch(self) -> list[_Lane]:
+        """Claim work for as many idle webhooks as there are free slots; start their lanes."""
+        async with self._claiming:
+            self._mark_slow()
+            free = self._concurrency - self._busy()
+            if free <= 0:
+                return []
+            lanes = await self._claim(free)
+            for lane in lanes:
+                self._lanes[lane.webhook_id] = lane
+                lane.task = asyncio.create_task(
+                    self._deliver_lane(lane), name=f"delivery-lane-{lane.webhook_id}"
+                )
+            return lanes
+
+    async def _claim(self, free: int) -> list[_Lane]:
+        """Runs for webhooks without a lane, made into at most `free` lanes.
+
+        Runs beyond what the lanes take are given back in the same transaction (they keep
+        their place); each lane's lease covers every request it may make.
+        """
         active = select(WebhookRow.id).where(WebhookRow.active.is_(True))
+        scope = [DeliveryRow.webhook_id.in_(active)]
+        if self._lanes:
+            scope.append(DeliveryRow.webhook_id.not_in(list(self._lanes)))
+        now = utcnow()
         async with self._db() as db, db.begin():
             runs = await claim_runs(
                 db,
                 DELIVERIES,
-                scope=[DeliveryRow.webhook_id.in_(active)],
-                now=utcnow(),
-                lease_s=self._timeout_s + 60,
+                scope=scope,
+                now=now,
+                lease_s=self._lease_s(_PER_LANE),
                 worker=self._worker_id,
-                limit=_BATCH,
+                limit=free * _CLAIM_HEADS_PER_SLOT,
                 per_group=_PER_GROUP,
             )
-        if runs:
-            await asyncio.gather(*(self._deliver_run(run) for run in runs))
-        return sum(len(run) for run in runs)
+            lanes: dict[str, _Lane] = {}
+            spare: list[int] = []
+            taken: dict[str, int] = {}
+            for run in runs:
+                webhook_id = run[0].webhook_id
+                lane = lanes.get(webhook_id)
+                if lane is None and len(lanes) < free:
+                    lane = lanes[webhook_id] = _Lane(webhook_id, [])
+                room = _PER_LANE - taken.get(webhook_id, 0) if lane is not None else 0
+                if lane is not None and room > 0:
+                    lane.runs.append(run[:room])
+                    taken[webhook_id] = taken.get(webhook_id, 0) + len(run[:room])
+                spare.extend(d.id for d in run[max(room, 0) :])
+            await release(db, DeliveryRow, spare, self._worker_id)
+            for lane in lanes.values():
+                ids = [d.id for run in lane.runs for d in run]
+                await db.execute(
+                    update(DeliveryRow)
+                    .where(DeliveryRow.id.in_(ids))
+                    .values(locked_until=now + timedelta(seconds=self._lease_s(len(ids))))
+                )
+        return list(lanes.values())
 
-    async def _deliver_run(self, run: list[DeliveryRow]) -> None:
+    def _lease_s(self, deliveries: int) -> float:
+        """A lane of this many deliveries may take a timeout for each, and some database time."""
+        return deliveries * self._timeout_s + _LEASE_MARGIN_S
+
+    async def _deliver_lane(self, lane: _Lane) -> None:
+        try:
+            for run in lane.runs:
+                await self._deliver_run(lane, run)
+        except Exception:
+            log.exception("delivery_lane_failed", webhook_id=lane.webhook_id)
+            try:
+                # Unrecorded successes go again, with the same webhook-id (at least once).
+                async with self._db() as db, db.begin():
+                    ids = [d.id for run in lane.runs for d in run]
+                    await release(db, DeliveryRow, ids, self._worker_id)
+            except Exception:
+                log.exception("delivery_lane_release_failed", webhook_id=lane.webhook_id)
+        finally:
+            if self._lanes.get(lane.webhook_id) is lane:
+                del self._lanes[lane.webhook_id]
+            self._changed.set()
+
+    async def _deliver_run(self, lane: _Lane, run: list[DeliveryRow]) -> None:
         """Deliver one (webhook, session) run in order; stop at the first failure.
 
         Successes are recorded a batch at a time: a crash before the record means a
@@ -138,18 +298,31 @@ class DeliveryWorker:
             if hook is None or event is None:
                 await self._record([], (delivery, None, "event or webhook no longer exists", 0))
                 continue
-            status, error, duration_ms = await self._post(hook, event)
+            status, error, duration_ms = await self._timed_post(lane, hook, event)
             if error is None:
                 succeeded.append((delivery, status or 0, duration_ms))
                 if len(succeeded) >= _RECORD_BATCH:
                     await self._record(succeeded, None)
                     succeeded = []
                 continue
-            await self._record(succeeded, (delivery, status, error, duration_ms))
-            async with self._db() as db, db.begin():
-                await release(db, DeliveryRow, [d.id for d in run[index + 1 :]], self._worker_id)
+            rest = [d.id for d in run[index + 1 :]]
+            await self._record(succeeded, (delivery, status, error, duration_ms), rest)
             return
         await self._record(succeeded, None)
+
+    async def _timed_post(
+        self, lane: _Lane, hook: WebhookRow, event: EventRow
+    ) -> tuple[int | None, str | None, int]:
+        """A POST during which the lane is in flight (and may turn slow)."""
+        lane.since = time.monotonic()
+        try:
+            return await self._post(hook, event)
+        finally:
+            lane.since = None
+            if lane.slow:
+                # Counted again from now on; the freed slow place may go to another lane.
+                lane.slow = False
+                self._changed.set()
 
     async def _post(self, hook: WebhookRow, event: EventRow) -> tuple[int | None, str | None, int]:
         """One signed POST: (status, error or None on a 2xx, milliseconds)."""
@@ -193,12 +366,18 @@ class DeliveryWorker:
         self,
         succeeded: list[tuple[DeliveryRow, int, int]],
         failure: tuple[DeliveryRow, int | None, str, int] | None,
+        unattempted: list[int] | None = None,
     ) -> None:
-        """Write the attempts: successes end their delivery; a failure retries or ends it."""
+        """Write the attempts: successes end their delivery; a failure retries or ends it.
+
+        The deliveries behind a failure (`unattempted`) are given back in the same
+        transaction: they keep their place and wait for the retry.
+        """
         if not succeeded and failure is None:
             return
         now = utcnow()
         async with self._db() as db, db.begin():
+            await release(db, DeliveryRow, unattempted or [], self._worker_id)
             for delivery, status, duration_ms in succeeded:
                 row = await db.get(DeliveryRow, delivery.id)
                 if row is not None:
@@ -241,11 +420,13 @@ class DeliveryWorker:
         )
 
 
-async def _first(a: Signal, b: Signal, timeout: float) -> None:
-    """Wait until either signal fires, or `timeout`."""
-    waits = [asyncio.ensure_future(a.wait(timeout)), asyncio.ensure_future(b.wait(timeout))]
+async def _first(
+    signals: list[Coroutine[Any, Any, None]], changed: asyncio.Event, timeout: float
+) -> None:
+    """Wait until a signal fires or `changed` is set, or `timeout`."""
+    waits = [asyncio.ensure_future(w) for w in [*signals, changed.wait()]]
     try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for wait in waits:
             wait.cancel()

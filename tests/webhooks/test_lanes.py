@@ -1,0 +1,232 @@
+"""Delivery lanes: a slow receiver slows only itself, within WEBHOOK_CONCURRENCY.
+
+Every webhook has a path of its own on the one loopback receiver; a slow webhook is a
+path whose answers are held on an asyncio.Event until the test has seen what it waits
+for elsewhere. WEBHOOK_TIMEOUT_S is far above the failsafe, so nothing here passes by a
+timeout running out: only lanes that do not wait for each other make the fast
+deliveries arrive while the slow ones are held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from openwa.db.models import DeliveryRow
+from openwa.kit.clock import utcnow
+from tests.webhooks.conftest import Apps
+from tests.webhooks.receiver import Received, Receiver
+from tests.webhooks.support import (
+    deliveries,
+    inbound,
+    message_ids,
+    ready_session,
+    register,
+    wait_deliveries,
+)
+
+# No attempt may time out during a test: a held request stays held until released.
+NEVER = 600.0
+# Only against a hang: the conditions below are met in well under a second of work.
+FAILSAFE_S = 30.0
+
+
+class Paths:
+    """Answers per path: held paths wait for `release`; `check` runs after each request."""
+
+    def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
+        self.held: set[str] = set()
+        self.release = asyncio.Event()
+        self.check: Callable[[], None] = lambda: None
+        self.failing: dict[str, str] = {}  # path -> the event id answered 503 until healed
+        self.healed = asyncio.Event()
+        receiver.respond = self._respond
+
+    def url(self, path: str) -> str:
+        return f"{self.receiver.base}{path}"
+
+    def at(self, path: str) -> list[Received]:
+        return self.receiver.of("message.received", path=path)
+
+    async def _respond(self, request: Received) -> int:
+        self.check()
+        if request.path in self.held:
+            await self.release.wait()
+        if request.path in self.failing:
+            head = self.failing[request.path] or request.payload["id"]
+            self.failing[request.path] = head
+            if request.payload["id"] == head and not self.healed.is_set():
+                return 503
+        return 200
+
+
+async def _until(event: asyncio.Event, what: str) -> None:
+    try:
+        await asyncio.wait_for(event.wait(), FAILSAFE_S)
+    except TimeoutError:
+        raise AssertionError(f"failsafe: {what} did not happen") from None
+
+
+async def test_a_held_receiver_does_not_hold_back_other_webhooks(
+    apps: Apps, receiver: Receiver
+) -> None:
+    api = await apps.start(webhook_timeout_s=NEVER)
+    one, two = await ready_session(api), await ready_session(api)
+    paths = Paths(receiver)
+    paths.held.add("/s")
+    events = ["message.received"]
+    slow = await register(api, one["id"], paths.url("/s"), events=events)
+    await register(api, one["id"], paths.url("/f1"), events=events)
+    await register(api, two["id"], paths.url("/f2"), events=events)
+    seen = asyncio.Event()
+
+    def check() -> None:
+        if len(paths.at("/f1")) >= 20 and len(paths.at("/f2")) >= 20:
+            seen.set()
+
+    paths.check = check
+    try:
+        first = await inbound(api, one["id"], "held at S")
+        await receiver.wait_for(lambda _: len(paths.at("/s")) == 1, what="S holding its first")
+        sent_one = [first] + [await inbound(api, one["id"], f"one {i}") for i in range(20)]
+        sent_two = [await inbound(api, two["id"], f"two {i}") for i in range(20)]
+
+        await _until(seen, "20 deliveries at F1 and 20 at F2 while S is held")
+        # S is still on its first request, unanswered: the 40 came while it was held.
+        [held] = paths.at("/s")
+        assert held.answered is None
+        assert message_ids([held]) == [first]
+        # The held delivery's lease covers its request's whole timeout.
+        async with api.services.db() as db:
+            lease = (
+                await db.execute(
+                    select(DeliveryRow.locked_until).where(
+                        DeliveryRow.webhook_id == slow["id"], DeliveryRow.event_id == held.event_id
+                    )
+                )
+            ).scalar_one()
+        assert lease is not None
+        assert lease > utcnow() + timedelta(seconds=NEVER)
+    finally:
+        paths.release.set()
+
+    await receiver.wait_for(
+        lambda _: [len(paths.at(p)) for p in ("/s", "/f1", "/f2")] == [21, 21, 20],
+        timeout=FAILSAFE_S,
+        what="every delivery once S is released",
+    )
+    assert message_ids(paths.at("/s")) == sent_one
+    assert message_ids(paths.at("/f1")) == sent_one
+    assert message_ids(paths.at("/f2")) == sent_two
+    await wait_deliveries(
+        api,
+        one["id"],
+        slow["id"],
+        lambda ds: len(ds) == 21 and {d["status"] for d in ds} == {"succeeded"},
+        what="S's deliveries recorded",
+    )
+
+
+async def test_more_held_webhooks_than_the_bound_leave_a_fast_one_going(
+    apps: Apps, receiver: Receiver
+) -> None:
+    api = await apps.start(webhook_timeout_s=NEVER, webhook_concurrency=2)
+    session = await ready_session(api)
+    paths = Paths(receiver)
+    slow_paths = [f"/s{i}" for i in range(4)]
+    paths.held.update(slow_paths)
+    events = ["message.received"]
+    # Registered first, so the oldest deliveries are all theirs and are claimed first.
+    for path in slow_paths:
+        await register(api, session["id"], paths.url(path), events=events)
+    fast = await register(api, session["id"], paths.url("/f"), events=events)
+    enough = asyncio.Event()
+
+    def check() -> None:
+        if len(paths.at("/f")) >= 11:
+            enough.set()
+
+    paths.check = check
+    try:
+        first = await inbound(api, session["id"], "held at every S")
+        await receiver.wait_for(
+            lambda _: all(len(paths.at(p)) == 1 for p in slow_paths),
+            timeout=FAILSAFE_S,
+            what="all four slow webhooks holding a request",
+        )
+        later = [await inbound(api, session["id"], f"later {i}") for i in range(10)]
+
+        await _until(enough, "11 deliveries at the fast webhook while four are held")
+        for path in slow_paths:
+            [held] = paths.at(path)
+            assert held.answered is None, path
+        assert message_ids(paths.at("/f")) == [first, *later]
+    finally:
+        paths.release.set()
+
+    await wait_deliveries(
+        api,
+        session["id"],
+        fast["id"],
+        lambda ds: len(ds) == 11 and {d["status"] for d in ds} == {"succeeded"},
+        what="the fast webhook's deliveries recorded",
+    )
+    await receiver.wait_for(
+        lambda _: all(len(paths.at(p)) == 11 for p in slow_paths),
+        timeout=FAILSAFE_S,
+        what="the slow webhooks to catch up once released",
+    )
+    for path in slow_paths:
+        assert message_ids(paths.at(path)) == [first, *later], path
+
+
+async def test_lanes_keep_order_and_a_retried_head_holds_back_only_its_group(
+    apps: Apps, receiver: Receiver
+) -> None:
+    api = await apps.start(webhook_max_attempts=1000)
+    session = await ready_session(api)
+    paths = Paths(receiver)
+    paths.failing["/retried"] = ""  # its first event is answered 503 until healed
+    events = ["message.received"]
+    retried = await register(api, session["id"], paths.url("/retried"), events=events)
+    ordered = await register(api, session["id"], paths.url("/ordered"), events=events)
+
+    sent = [await inbound(api, session["id"], f"message {i}") for i in range(50)]
+
+    # The other webhook gets all 50, in cursor order, while the head of /retried fails.
+    await wait_deliveries(
+        api,
+        session["id"],
+        ordered["id"],
+        lambda ds: len(ds) == 50 and {d["status"] for d in ds} == {"succeeded"},
+        timeout=FAILSAFE_S,
+        what="the 50 deliveries to the other webhook",
+    )
+    assert message_ids(paths.at("/ordered")) == sent
+    await receiver.wait_for(
+        lambda _: len(paths.at("/retried")) >= 3,
+        timeout=FAILSAFE_S,
+        what="the head of /retried to be tried three times",
+    )
+    held_back = await deliveries(api, session["id"], retried["id"])
+    assert [d["status"] for d in held_back] == ["pending"] * 50
+    assert held_back[0]["attempts"] >= 1
+    assert [d["attempts"] for d in held_back[1:]] == [0] * 49
+    assert set(message_ids(paths.at("/retried"))) == {sent[0]}
+
+    paths.healed.set()
+    await wait_deliveries(
+        api,
+        session["id"],
+        retried["id"],
+        lambda ds: {d["status"] for d in ds} == {"succeeded"},
+        timeout=FAILSAFE_S,
+        what="/retried to get all 50 once healed",
+    )
+    answered = [r for r in paths.at("/retried") if r.ok]
+    assert message_ids(answered) == sent
+    assert all(r.headers["webhook-id"] == r.payload["id"] for r in paths.at("/retried"))
