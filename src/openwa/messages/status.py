@@ -57,14 +57,21 @@ def can_cancel(current: MessageStatus) -> bool:
 
 
 def path(current: MessageStatus, target: MessageStatus) -> list[MessageStatus]:
-    """The changes to record, in order, to move a message from `current` to `target`:
-    every forward status skipped on the way is recorded first (an ack for `delivered`
-    of a pending message gives [sent, delivered]). Empty when the move is backwards,
-    a repeat, or not a transition at all."""
+    """The changes to record, in order, to move a message from `current` to `target`.
+
+    As the contract says, a later status may skip earlier ones (`read` may follow `sent`
+    directly), except `sent` itself: an ack for a message still pending records `sent`
+    first (an ack for `delivered` gives [sent, delivered]), so that every message that
+    went out has its `message.sent`. Empty when the move is backwards, a repeat, or not
+    a transition at all."""
     if target == MessageStatus.FAILED:
         return [target] if can_fail(current) else []
     if target == MessageStatus.CANCELLED:
         return [target] if can_cancel(current) else []
     if current not in FORWARD or target not in FORWARD:
         return []
-    return list(FORWARD[FORWARD.index(current) + 1 : FORWARD.index(target) + 1])
+    if FORWARD.index(target) <= FORWARD.index(current):
+        return []
+    if current == MessageStatus.PENDING and target != MessageStatus.SENT:
+        return [MessageStatus.SENT, target]
+    return [target]
