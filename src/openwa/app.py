@@ -160,6 +160,7 @@ def build_services(settings: Settings) -> Services:
         backoff_max_s=settings.webhook_backoff_max_s,
         max_attempts=settings.webhook_max_attempts,
         allow_private=settings.webhook_allow_private,
+        read=db_read,
         concurrency=settings.webhook_concurrency,
     )
     media_links = MediaLinks(storage, settings.resolved_public_url, presign=settings.s3_presign)

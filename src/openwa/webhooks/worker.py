@@ -18,15 +18,17 @@ import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import aiohttp
 import orjson
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa import __version__
+from openwa.db.group_commit import GroupCommit
 from openwa.db.models import DeliveryAttemptRow, DeliveryRow, EventRow, WebhookRow
 from openwa.events.log import EventLog, from_row
 from openwa.kit.background import BackgroundTask
@@ -93,10 +95,14 @@ class DeliveryWorker:
         backoff_base_s: float,
         backoff_max_s: float,
         max_attempts: int,
+        read: async_sessionmaker[AsyncSession] | None = None,
         allow_private: bool,
         concurrency: int = 16,
     ) -> None:
         self._db = db
+        self._read = read or db
+        # Results of every lane, written together: one commit for many lanes' batches.
+        self._results = GroupCommit(db, name="delivery-results")
         self._events = events
         self._wake = wake
         self._worker_id = worker_id
@@ -138,6 +144,7 @@ class DeliveryWorker:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._results.close()
         await self.release_claims()
         if self._http is not None:
             await self._http.close()
@@ -287,7 +294,7 @@ class DeliveryWorker:
         Successes are recorded a batch at a time: a crash before the record means a
         redelivery with the same `webhook-id` (at least once), never a loss.
         """
-        async with self._db() as db:
+        async with self._read() as db:
             hook = await db.get(WebhookRow, run[0].webhook_id)
             cursors = [d.event_cursor for d in run]
             found = await db.execute(select(EventRow).where(EventRow.cursor.in_(cursors)))
@@ -375,26 +382,66 @@ class DeliveryWorker:
         """
         if not succeeded and failure is None:
             return
+        await self._results.run(partial(self._write_results, succeeded, failure, unattempted))
+
+    async def _write_results(
+        self,
+        succeeded: list[tuple[DeliveryRow, int, int]],
+        failure: tuple[DeliveryRow, int | None, str, int] | None,
+        unattempted: list[int] | None,
+        db: AsyncSession,
+    ) -> None:
+        """One lane's results, as a unit of work in the shared results transaction.
+
+        Successes are written with two statements for the whole batch (an UPDATE and an
+        INSERT of the attempts, each executed for many rows): a delivery is leased to
+        this lane, so its attempt count is the one it was claimed with."""
         now = utcnow()
-        async with self._db() as db, db.begin():
-            await release(db, DeliveryRow, unattempted or [], self._worker_id)
-            for delivery, status, duration_ms in succeeded:
-                row = await db.get(DeliveryRow, delivery.id)
-                if row is not None:
-                    self._attempt(db, row, now, status, None, duration_ms)
-                    row.status = "succeeded"
-            if failure is not None:
-                delivery, status_code, error, duration_ms = failure
-                row = await db.get(DeliveryRow, delivery.id)
-                if row is None:
-                    return
-                self._attempt(db, row, now, status_code, error, duration_ms)
-                gone = status_code is None and "no longer exists" in error
-                if gone or row.attempts >= self._max_attempts:
-                    row.status = "failed"
-                else:
-                    delay = min(self._backoff_base_s * 2 ** (row.attempts - 1), self._backoff_max_s)
-                    row.next_attempt_at = now + timedelta(seconds=delay * random.uniform(0.8, 1.2))
+        await release(db, DeliveryRow, unattempted or [], self._worker_id)
+        if succeeded:
+            table: Any = DeliveryRow.__table__
+            await db.execute(
+                update(table)
+                .where(table.c.id == bindparam("b_id"))
+                .values(
+                    status="succeeded",
+                    attempts=bindparam("b_attempts"),
+                    last_status_code=bindparam("b_status"),
+                    last_error=None,
+                    locked_until=None,
+                    updated_at=now,
+                ),
+                [
+                    {"b_id": d.id, "b_attempts": d.attempts + 1, "b_status": status}
+                    for d, status, _ms in succeeded
+                ],
+            )
+            await db.execute(
+                insert(DeliveryAttemptRow),
+                [
+                    {
+                        "delivery_id": d.id,
+                        "attempt": d.attempts + 1,
+                        "at": now,
+                        "status_code": status,
+                        "error": None,
+                        "duration_ms": duration_ms,
+                    }
+                    for d, status, duration_ms in succeeded
+                ],
+            )
+        if failure is not None:
+            delivery, status_code, error, duration_ms = failure
+            row = await db.get(DeliveryRow, delivery.id)
+            if row is None:
+                return
+            self._attempt(db, row, now, status_code, error, duration_ms)
+            gone = status_code is None and "no longer exists" in error
+            if gone or row.attempts >= self._max_attempts:
+                row.status = "failed"
+            else:
+                delay = min(self._backoff_base_s * 2 ** (row.attempts - 1), self._backoff_max_s)
+                row.next_attempt_at = now + timedelta(seconds=delay * random.uniform(0.8, 1.2))
 
     @staticmethod
     def _attempt(
