@@ -18,7 +18,7 @@ _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="
 _bearer = HTTPBearer(auto_error=False, description="The API key as a bearer token")
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -62,7 +62,7 @@ WriterDep = Annotated[Principal, Depends(get_writer)]
 AdminDep = Annotated[Principal, Depends(get_admin)]
 
 
-def get_page(
+async def get_page(
     page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1")] = 1,
     limit: Annotated[int, Query(ge=1, le=100, description="Items per page, 1 to 100")] = 20,
 ) -> PageParams:
