@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.db.engine import on_commit
@@ -24,17 +25,21 @@ from openwa.kit.signal import Signal
 FanOut = Callable[[AsyncSession, Sequence[EventRow]], Awaitable[None]]
 
 
+def _values(event: Event, cursor: int) -> dict[str, Any]:
+    return {
+        "cursor": cursor,
+        "id": event.id,
+        "event": event.event,
+        "session_id": event.session_id,
+        "engine": event.engine,
+        "data": event.data,
+        "meta": event.metadata,
+        "created_at": event.timestamp,
+    }
+
+
 def to_row(event: Event, cursor: int) -> EventRow:
-    return EventRow(
-        cursor=cursor,
-        id=event.id,
-        event=event.event,
-        session_id=event.session_id,
-        engine=event.engine,
-        data=event.data,
-        meta=event.metadata,
-        created_at=event.timestamp,
-    )
+    return EventRow(**_values(event, cursor))
 
 
 def from_row(row: EventRow) -> Event:
@@ -71,9 +76,11 @@ class EventLog:
             .returning(CounterRow.value)
         )
         last = result.scalar_one()
-        rows = [to_row(event, last - len(events) + 1 + i) for i, event in enumerate(events)]
-        db.add_all(rows)
-        await db.flush()
+        first = last - len(events) + 1
+        values = [_values(event, first + i) for i, event in enumerate(events)]
+        # One executemany for the batch (Core speed), then plain rows for the fan-outs.
+        await db.execute(insert(EventRow), values)
+        rows = [EventRow(**v) for v in values]
         for fan_out in self._fan_outs:
             await fan_out(db, rows)
         return rows

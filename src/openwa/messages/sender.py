@@ -207,6 +207,15 @@ class SendWorker:
         )
         not_tried = [job.id for job, _m in sending[len(outcomes) :]]
         events: list[Event] = []
+        now = utcnow()
+        # Each message's `message.sent` is made before the transaction (no Python work
+        # while the writer is held); it is logged only if the move to `sent` is ours.
+        announced: dict[str, Event] = {}
+        if session is not None:
+            for _job, message, _out in sent:
+                message.status, message.updated_at = MessageStatus.SENT.value, now
+                data = await self._messages.event_data(message)
+                announced[message.id] = session_event(session, MESSAGE_SENT, data)
         async with self._db() as db, db.begin():
             if finished:
                 await db.execute(
@@ -224,7 +233,6 @@ class SendWorker:
                 locked = await MessageRepository(db).lock_many(
                     session.id, [message.id for _j, message, _o in sent]
                 )
-                now = utcnow()
                 for _job, message, engine_id in sent:
                     row = locked.get(message.id)
                     if row is None:
@@ -233,8 +241,7 @@ class SendWorker:
                         row.engine_id = str(engine_id)
                     if path(MessageStatus(row.status), MessageStatus.SENT) == _SENT:
                         row.status, row.updated_at = MessageStatus.SENT.value, now
-                        data = await self._messages.event_data(row)
-                        events.append(session_event(session, MESSAGE_SENT, data))
+                        events.append(announced[message.id])
             # The sent ones' events first: a failure's event follows them in the log.
             await self._events.append(db, events)
             if failure is not None:

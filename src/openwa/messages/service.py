@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import structlog
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -142,12 +143,28 @@ class _Run:
 
     known: set[str]
     locked: dict[str, MessageRow] = field(default_factory=dict)
+    inbound: dict[str, _Inbound | None] = field(default_factory=dict)
     contacts: dict[str, str | None] = field(default_factory=dict)
 
     def contact(self, chat_id: str, push_name: str | None) -> None:
         # Noted once per run, at its end; a later known name wins over none.
         if push_name or chat_id not in self.contacts:
             self.contacts[chat_id] = push_name
+
+
+_MESSAGE_COLUMNS = [attr.key for attr in sa_inspect(MessageRow).column_attrs]
+
+
+@dataclass(frozen=True)
+class _Inbound:
+    """An inbound message made ready outside the transaction: its row's values (a new
+    row each time, so a unit retried alone adds a fresh one) and its event, if any."""
+
+    values: dict[str, Any]
+    event: Event | None
+
+    def row(self) -> MessageRow:
+        return MessageRow(**self.values)
 
 
 def report_record(report: EngineEvent) -> dict[str, Any]:
@@ -391,6 +408,27 @@ class MessageService:
                 media["filename"] = staged.filename
             content = {**content, "media": media}
         sender = current.phone_number and f"{current.phone_number}@s.whatsapp.net"
+        # Everything but the writes is done before the transaction, so the group's
+        # transaction holds the writer only for them.
+        now = utcnow()
+        due = max(send_at, now) if send_at is not None else now
+        values: dict[str, Any] = {
+            "session_id": session.id,
+            "id": message_id,
+            "chat_id": chat_id,
+            "from_me": True,
+            "sender": sender,
+            "type": type_,
+            "content": content,
+            "status": MessageStatus.PENDING.value,
+            "send_at": send_at,
+            "timestamp": now,
+            "created_at": now,
+            "updated_at": now,
+            "media_key": (content.get("media") or {}).get("key"),
+        }
+        message = to_schema(MessageRow(**values))
+        answer = message.model_dump(mode="json", by_alias=True) if idem_id is not None else None
 
         async def write(db: AsyncSession) -> Message | IdempotencyRow:
             """The message, its outbox job and the idempotent answer: one unit of work."""
@@ -398,26 +436,8 @@ class MessageService:
                 stored = await db.get(IdempotencyRow, idem_id)
                 if stored is not None:
                     return stored
-            now = utcnow()
-            due = max(send_at, now) if send_at is not None else now
-            row = MessageRow(
-                session_id=session.id,
-                id=message_id,
-                chat_id=chat_id,
-                from_me=True,
-                sender=sender,
-                type=type_,
-                content=content,
-                status="pending",
-                send_at=send_at,
-                timestamp=now,
-                created_at=now,
-                updated_at=now,
-                media_key=(content.get("media") or {}).get("key"),
-            )
-            MessageRepository(db).add(row)
-            outbox.enqueue(db, session.id, row.id, due, now)
-            message = to_schema(row)
+            MessageRepository(db).add(MessageRow(**values))
+            outbox.enqueue(db, session.id, message_id, due, now)
             if idem_id is not None:
                 db.add(
                     IdempotencyRow(
@@ -426,7 +446,7 @@ class MessageService:
                         key=idem_id[2],
                         request_hash=request_hash,
                         status_code=202,
-                        response=message.model_dump(mode="json", by_alias=True),
+                        response=answer,
                         created_at=now,
                     )
                 )
@@ -520,8 +540,13 @@ class MessageService:
                 and not self._ignored(session, report.chat_id)
             ):
                 media[report.id] = await self._store_inbound(session.id, report.id, report.media)
+        inbound = {
+            report.id: await self._prepare_inbound(session, report, media.get(report.id))
+            for report in reports
+            if isinstance(report, MessageReceived)
+        }
         try:
-            await self._reports.run(partial(self._apply_run, session, reports, media))
+            await self._reports.run(partial(self._apply_run, session, reports, inbound))
             return
         except Exception as exc:
             if len(reports) == 1:
@@ -529,7 +554,7 @@ class MessageService:
                 return
         for report in reports:
             try:
-                await self._reports.run(partial(self._apply_run, session, [report], media))
+                await self._reports.run(partial(self._apply_run, session, [report], inbound))
             except Exception as exc:
                 await self._set_aside(session, report, exc)
 
@@ -537,7 +562,7 @@ class MessageService:
         self,
         session: SessionRow,
         reports: list[EngineEvent],
-        media: dict[str, dict[str, Any]],
+        inbound: dict[str, _Inbound | None],
         db: AsyncSession,
     ) -> None:
         known = await MessageRepository(db).known_ids(
@@ -547,10 +572,10 @@ class MessageService:
         # them), so that the two never wait on each other in a cycle on PostgreSQL.
         acked = sorted({r.message_id for r in reports if isinstance(r, MessageAck)})
         locked = await MessageRepository(db).lock_many(session.id, acked)
-        run = _Run(known=known, locked=locked)
+        run = _Run(known=known, locked=locked, inbound=inbound)
         events: list[Event] = []
         for report in reports:
-            events += await self._apply(db, session, report, media, run)
+            events += await self._apply(db, session, report, run)
         for chat_id, push_name in run.contacts.items():
             await upsert_contact(db, session.id, chat_id, push_name=push_name)
         await self._events.append(db, events)
@@ -580,14 +605,13 @@ class MessageService:
         db: AsyncSession,
         session: SessionRow,
         report: EngineEvent,
-        media: dict[str, dict[str, Any]],
         run: _Run,
     ) -> list[Event]:
         match report:
             case MessageAck():
                 return await self._ack(db, session, report, run)
             case MessageReceived():
-                return await self._received(db, session, report, media.get(report.id), run)
+                return await self._received(db, session, report, run.inbound.get(report.id), run)
             case MessageRevoked():
                 return await self._revoked(db, session, report)
             case ReactionReceived():
@@ -668,15 +692,26 @@ class MessageService:
         db: AsyncSession,
         session: SessionRow,
         received: MessageReceived,
-        media: dict[str, Any] | None,
+        prepared: _Inbound | None,
         run: _Run,
     ) -> list[Event]:
-        if self._ignored(session, received.chat_id):
+        if prepared is None:  # an ignored chat
             return []
-        repo = MessageRepository(db)
         if received.id in run.known:
             return []  # already stored: an engine may report a message twice (or sync it)
         run.known.add(received.id)
+        MessageRepository(db).add(prepared.row())
+        if received.sender and chat_kind(received.chat_id) == "user" and not received.from_me:
+            run.contact(received.sender, received.push_name)
+        return [] if prepared.event is None else [prepared.event]
+
+    async def _prepare_inbound(
+        self, session: SessionRow, received: MessageReceived, media: dict[str, Any] | None
+    ) -> _Inbound | None:
+        """The row and event of an inbound message, made before the transaction (no
+        Python work while the writer is held); None for a chat the session ignores."""
+        if self._ignored(session, received.chat_id):
+            return None
         content = dict(received.content)
         if media is not None:
             content["media"] = media
@@ -697,13 +732,11 @@ class MessageService:
             created_at=now,
             updated_at=now,
         )
-        repo.add(row)
-        if received.sender and chat_kind(received.chat_id) == "user" and not received.from_me:
-            run.contact(received.sender, received.push_name)
+        values = {key: getattr(row, key) for key in _MESSAGE_COLUMNS}
         if received.history:
-            return []  # synced history is stored for chats and history, not announced
+            return _Inbound(values, None)  # synced history is stored, not announced
         name = MESSAGE_SENT if received.from_me else MESSAGE_RECEIVED
-        return [session_event(session, name, await self.event_data(row))]
+        return _Inbound(values, session_event(session, name, await self.event_data(row)))
 
     async def _store_inbound(
         self, session_id: str, message_id: str, media: InboundMedia

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.db.models import DeliveryAttemptRow, DeliveryRow, EventRow, WebhookRow
@@ -75,20 +77,23 @@ def _delivery(row: DeliveryRow, attempts: list[DeliveryAttemptRow]) -> Delivery:
     )
 
 
+def _delivery_values(webhook_id: str, event: EventRow, now: datetime) -> dict[str, Any]:
+    return {
+        "webhook_id": webhook_id,
+        "session_id": event.session_id,
+        "event_cursor": event.cursor,
+        "event_id": event.id,
+        "event": event.event,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 def new_delivery(webhook_id: str, event: EventRow) -> DeliveryRow:
-    now = utcnow()
-    return DeliveryRow(
-        webhook_id=webhook_id,
-        session_id=event.session_id,
-        event_cursor=event.cursor,
-        event_id=event.id,
-        event=event.event,
-        status="pending",
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
-        updated_at=now,
-    )
+    return DeliveryRow(**_delivery_values(webhook_id, event, utcnow()))
 
 
 def wants(webhook: WebhookRow, event: str) -> bool:
@@ -116,12 +121,17 @@ class WebhookService:
         if not rows:
             return
         hooks = await WebhookRepository(db).active_for(sorted({r.session_id for r in rows}))
-        for row in rows:
-            for hook in hooks:
-                if (hook.session_id is None or hook.session_id == row.session_id) and wants(
-                    hook, row.event
-                ):
-                    db.add(new_delivery(hook.id, row))
+        now = utcnow()
+        deliveries = [
+            _delivery_values(hook.id, row, now)
+            for row in rows
+            for hook in hooks
+            if (hook.session_id is None or hook.session_id == row.session_id)
+            and wants(hook, row.event)
+        ]
+        if deliveries:
+            # One executemany for the whole fan-out.
+            await db.execute(insert(DeliveryRow), deliveries)
 
     async def prepare(self, session_id: str | None, body: WebhookCreate, source: str) -> WebhookRow:
         """A checked, unsaved webhook row (the caller adds it in its own transaction)."""
