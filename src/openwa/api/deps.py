@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from openwa.db.models import SessionRow
 from openwa.errors import ValidationFailed
@@ -13,9 +13,6 @@ from openwa.keys.principal import Principal
 from openwa.kit.names import is_session_ref
 from openwa.kit.pagination import PageParams
 from openwa.services import Services
-
-_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key")
-_bearer = HTTPBearer(auto_error=False, description="The API key as a bearer token")
 
 
 async def get_services(request: Request) -> Services:
@@ -26,21 +23,20 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-async def get_principal(
-    services: ServicesDep,
-    api_key: Annotated[str | None, Depends(_api_key_header)],
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    raw = api_key or (bearer.credentials if bearer else None)
-    return await services.keys.authenticate(raw)
-
-
-def raw_api_key(request: Request) -> str | None:
-    """The key from `X-API-Key` or `Authorization: Bearer`, for routes outside `/api`."""
-    if key := request.headers.get("x-api-key"):
+def raw_api_key(connection: HTTPConnection) -> str | None:
+    """The key from `X-API-Key` or `Authorization: Bearer`: the one place keys are read
+    from a request (the WebSocket adds its `apiKey` query parameter)."""
+    if key := connection.headers.get("x-api-key"):
         return key
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
     return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def get_principal(request: Request) -> Principal:
+    # Read here rather than through FastAPI's security classes: each dependency costs
+    # on every request. The schemes are declared in the OpenAPI document (api/docs.py).
+    services: Services = request.app.state.services
+    return await services.keys.authenticate(raw_api_key(request))
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

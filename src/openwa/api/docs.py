@@ -27,15 +27,36 @@ def _without_default_422(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+SECURITY_SCHEMES = {
+    "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    "Bearer": {"type": "http", "scheme": "bearer", "description": "The API key as a bearer token"},
+}
+
+
+def _with_security(schema: dict[str, Any]) -> dict[str, Any]:
+    """Every `/api` route takes the key in `X-API-Key` or as a bearer token.
+
+    Declared here, not through FastAPI's security dependencies, which would cost on every
+    request; `get_principal` reads the key the same two ways."""
+    schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+    for path, operations in schema.get("paths", {}).items():
+        if path.startswith("/api"):
+            for operation in operations.values():
+                operation["security"] = [{"ApiKey": []}, {"Bearer": []}]
+    return schema
+
+
 def install_docs(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = _without_default_422(
-                get_openapi(
-                    title=app.title,
-                    version=app.version,
-                    description=app.description,
-                    routes=app.routes,
+            app.openapi_schema = _with_security(
+                _without_default_422(
+                    get_openapi(
+                        title=app.title,
+                        version=app.version,
+                        description=app.description,
+                        routes=app.routes,
+                    )
                 )
             )
         return app.openapi_schema

@@ -19,6 +19,7 @@ import orjson
 import structlog
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from openwa.api.deps import raw_api_key
 from openwa.errors import OpenWAError
 from openwa.events.bus import SubscriberOverflow
 from openwa.services import Services
@@ -34,12 +35,8 @@ def _split(value: str | None) -> set[str] | None:
 
 
 def _key(websocket: WebSocket) -> str | None:
-    if key := websocket.headers.get("x-api-key"):
-        return key
-    scheme, _, token = websocket.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return websocket.query_params.get("apiKey")
+    # Browsers cannot set headers on a WebSocket: the key may come as `apiKey` too.
+    return raw_api_key(websocket) or websocket.query_params.get("apiKey")
 
 
 @router.websocket("/ws")
