@@ -108,7 +108,23 @@ class SendWorker:
                 log.exception("send_worker_failed")
                 sent = 0
             if not sent:
-                await self._queued.wait(_IDLE_WAIT_S)
+                await self._queued.wait(await self._idle_wait())
+
+    async def _idle_wait(self) -> float:
+        """How long to wait for work: until the next scheduled send falls due, if that is
+        sooner than the idle poll (new sends wake the worker at once anyway)."""
+        ready = sorted(self._runtime.ready_sessions())
+        if not ready:
+            return _IDLE_WAIT_S
+        try:
+            async with self._read() as db:
+                due = await outbox.next_due(db, ready, utcnow())
+        except Exception:
+            log.exception("send_worker_next_due_failed")
+            return _IDLE_WAIT_S
+        if due is None:
+            return _IDLE_WAIT_S
+        return min(_IDLE_WAIT_S, max(0.0, (due - utcnow()).total_seconds()))
 
     async def run_once(self) -> int:
         """Claim and send one batch; the number of jobs claimed."""

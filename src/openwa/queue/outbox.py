@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.db.models import OutboxJobRow
@@ -53,7 +53,7 @@ async def claim(
     lease_s: float,
     worker: str,
     limit: int,
-    per_session: int = 100,
+    per_session: int = 500,
 ) -> list[list[OutboxJobRow]]:
     """Runs of due send jobs, one run per ready session, each in due order."""
     return await claim_runs(
@@ -66,6 +66,17 @@ async def claim(
         limit=limit,
         per_group=per_session,
     )
+
+
+async def next_due(db: AsyncSession, sessions: Sequence[str], after: datetime) -> datetime | None:
+    """When the next pending job of these sessions falls due, if later than `after`."""
+    query = select(func.min(OutboxJobRow.due_at)).where(
+        OutboxJobRow.done.is_(False),
+        OutboxJobRow.session_id.in_(sessions),
+        OutboxJobRow.due_at > after,
+    )
+    due: datetime | None = (await db.execute(query)).scalar_one_or_none()
+    return due
 
 
 async def release(db: AsyncSession, job_ids: Sequence[int], worker: str) -> None:
