@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.db.models import MessageRow, OutboxJobRow, SessionRow
@@ -246,18 +247,7 @@ class SendWorker:
                     .values(done=True, locked_until=None, attempts=OutboxJobRow.attempts + 1)
                 )
                 assert session is not None
-                locked = await MessageRepository(db).lock_many(
-                    session.id, [message.id for _j, message, _o in sent]
-                )
-                for _job, message, engine_id in sent:
-                    row = locked.get(message.id)
-                    if row is None:
-                        continue
-                    if engine_id is not None:
-                        row.engine_id = str(engine_id)
-                    if path(MessageStatus(row.status), MessageStatus.SENT) == _SENT:
-                        row.status, row.updated_at = MessageStatus.SENT.value, now
-                        events.append(announced[message.id])
+                events += await self._mark_sent(db, session.id, sent, announced, now)
             # The sent ones' events first: a failure's event follows them in the log.
             await self._events.append(db, events)
             if failure is not None:
@@ -272,6 +262,43 @@ class SendWorker:
                 await self._failed(db, job, reason, retryable=retryable)
             if not_tried:
                 await outbox.release(db, not_tried, self._worker_id)
+
+    @staticmethod
+    async def _mark_sent(
+        db: AsyncSession,
+        session_id: str,
+        sent: Sequence[tuple[OutboxJobRow, MessageRow, SendResult]],
+        announced: dict[str, Event],
+        now: datetime,
+    ) -> list[Event]:
+        """Record `sent` for the messages still `pending` (an ack may have been first),
+        with Core statements: the statuses read under the row locks in id order, one
+        UPDATE for the moves, one for the engine's ids; the events of the moves."""
+        ids = [message.id for _job, message, _out in sent]
+        statuses = await MessageRepository(db).lock_statuses(session_id, ids)
+        moving = [
+            i for i in ids if i in statuses and path(statuses[i], MessageStatus.SENT) == _SENT
+        ]
+        table: Any = MessageRow.__table__
+        if moving:
+            await db.execute(
+                update(table)
+                .where(table.c.session_id == session_id, table.c.id.in_(moving))
+                .values(status=MessageStatus.SENT.value, updated_at=now)
+            )
+        engine_ids = [
+            {"b_id": message.id, "b_engine_id": str(out)}
+            for _job, message, out in sent
+            if out is not None and message.id in statuses
+        ]
+        if engine_ids:
+            await db.execute(
+                update(table)
+                .where(table.c.session_id == session_id, table.c.id == bindparam("b_id"))
+                .values(engine_id=bindparam("b_engine_id")),
+                engine_ids,
+            )
+        return [announced[i] for i in moving if i in announced]
 
     async def _sent(
         self, job: OutboxJobRow, message: MessageRow, session: SessionRow, engine_id: str | None
