@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from openwa.errors import InvalidChatId
@@ -15,7 +16,10 @@ _GROUP_RE = re.compile(r"^[0-9]{5,20}(-[0-9]{5,20})?@g\.us$")
 _PASSTHROUGH_RE = re.compile(r"^[0-9A-Za-z._:-]{1,64}@(lid|newsletter)$")
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_chat_id(raw: str) -> str:
+    # Cached: parsing a phone number costs more than the rest of an accepted send, and
+    # integrations write to the same chats again and again (errors are not cached).
     value = raw.strip()
     if not value or len(value) > 128:
         raise InvalidChatId(details={"chatId": raw[:128]})

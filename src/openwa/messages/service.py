@@ -427,8 +427,11 @@ class MessageService:
             "updated_at": now,
             "media_key": (content.get("media") or {}).get("key"),
         }
-        message = to_schema(MessageRow(**values))
+        row = MessageRow(**values)
+        message = to_schema(row)
         answer = message.model_dump(mode="json", by_alias=True) if idem_id is not None else None
+        # A send due later wakes nobody: the worker waits for the next due time itself.
+        due_now = send_at is None or send_at <= now
 
         async def write(db: AsyncSession) -> Message | IdempotencyRow:
             """The message, its outbox job and the idempotent answer: one unit of work."""
@@ -436,7 +439,8 @@ class MessageService:
                 stored = await db.get(IdempotencyRow, idem_id)
                 if stored is not None:
                     return stored
-            MessageRepository(db).add(MessageRow(**values))
+            # The same row on a retry alone: a rollback leaves it transient again.
+            MessageRepository(db).add(row)
             outbox.enqueue(db, session.id, message_id, due, now)
             if idem_id is not None:
                 db.add(
@@ -450,7 +454,8 @@ class MessageService:
                         created_at=now,
                     )
                 )
-            on_commit(db, self._queued.notify)
+            if due_now:
+                on_commit(db, self._queued.notify)
             return message
 
         try:
