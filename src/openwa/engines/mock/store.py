@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.db.models import (
@@ -87,28 +87,39 @@ class SqlMockNetworkStore:
             )
             seen = {(phone, message_id) for phone, message_id in found.all()}
             fresh_lists = []
+            inbox: list[dict[str, Any]] = []
             for t in transmissions:
-                db.add(
-                    MockTransmissionRow(
-                        session_id=session_id,
-                        message_id=t.message_id,
-                        chat_id=t.chat_id,
-                        payload=t.payload,
-                        created_at=now,
-                    )
-                )
                 fresh = []
                 for phone in t.recipients:
                     if (phone, t.message_id) in seen:
                         continue
                     seen.add((phone, t.message_id))
-                    db.add(
-                        MockInboxRow(
-                            phone=phone, message_id=t.message_id, payload=t.payload, created_at=now
-                        )
+                    inbox.append(
+                        {
+                            "phone": phone,
+                            "message_id": t.message_id,
+                            "payload": t.payload,
+                            "created_at": now,
+                        }
                     )
                     fresh.append(phone)
                 fresh_lists.append(fresh)
+            # One executemany each: a run of sends costs two statements, not a row each.
+            await db.execute(
+                insert(MockTransmissionRow),
+                [
+                    {
+                        "session_id": session_id,
+                        "message_id": t.message_id,
+                        "chat_id": t.chat_id,
+                        "payload": t.payload,
+                        "created_at": now,
+                    }
+                    for t in transmissions
+                ],
+            )
+            if inbox:
+                await db.execute(insert(MockInboxRow), inbox)
         return fresh_lists
 
     async def transmissions(self, session_id: str, limit: int) -> list[dict[str, Any]]:
