@@ -189,7 +189,13 @@ async def test_device_store_lives_where_the_composition_root_says(
     if dsn is None:
         path = app_factory.data_dir / "whatsmeow" / f"{session_id}.db"
         assert described["location"] == str(path)
-        assert path.exists()
+
+        async def exists() -> bool:
+            return path.exists()
+
+        # whatsmeow opens its store file as it dials: under load that can come a little
+        # after the dial is reported.
+        await wait_for(exists, bool, 20, "the device store file")
         return
     assert described["location"] == dsn
     conn = await asyncpg.connect(dsn)

@@ -136,7 +136,8 @@ class ChatRepository:
         rows = await self.db.execute(
             select(MessageRow.id, MessageRow.sender)
             .where(_inbound_unread(session_id, [chat_id]))
-            .order_by(MessageRow.timestamp, MessageRow.id)
+            # As the history orders them: messages of one burst share a millisecond.
+            .order_by(MessageRow.timestamp, MessageRow.created_at, MessageRow.id)
         )
         return {message_id: sender for message_id, sender in rows}
 

@@ -325,8 +325,14 @@ class SessionRuntime:
                 )
             case Connected():
                 running.attempts = 0
-                await self._transition(sid, Status.READY, "connected", last_error=None)
+                # Ready here before `ready` is committed: whoever reads `ready` (from the
+                # session directory, at once) may use the session at once.
                 running.ready = True
+                try:
+                    await self._transition(sid, Status.READY, "connected", last_error=None)
+                except BaseException:
+                    running.ready = False
+                    raise
                 self.became_ready.notify()
             case Disconnected(reason=reason):
                 running.ready = False
