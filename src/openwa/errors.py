@@ -57,10 +57,6 @@ class KeyNotFound(NotFound):
     code, message = "NOT_FOUND", "API key not found"
 
 
-class MethodNotAllowed(OpenWAError):
-    status, code, message = 405, "METHOD_NOT_ALLOWED", "Method not allowed"
-
-
 class SessionNotReady(OpenWAError):
     status, code, message = 409, "SESSION_NOT_READY", "Session is not ready"
 
@@ -91,10 +87,6 @@ class NotSupported(OpenWAError):
 
 class EngineError(OpenWAError):
     status, code, message = 422, "ENGINE_ERROR", "The engine refused the operation"
-
-
-class NotReady(OpenWAError):
-    status, code, message = 503, "NOT_READY", "The instance is starting or draining"
 
 
 class MessageNotFound(NotFound):

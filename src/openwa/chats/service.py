@@ -3,24 +3,20 @@ marking a chat read and showing typing (through the engine, on a `ready` session
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.chats.repository import ChatRepository, ChatSummary
 from openwa.chats.schemas import Chat, ChatRead, Presence, PresenceState
 from openwa.contacts.repository import ContactRepository
 from openwa.db.models import SessionRow
-from openwa.engines.calls import engine_call, ready_client
 from openwa.engines.registry import EngineRegistry
 from openwa.kit.chat_ids import GROUP_SUFFIX, normalize_chat_id
 from openwa.kit.clock import utcnow
 from openwa.kit.pagination import PageParams
 from openwa.messages.schemas import Message
 from openwa.messages.service import to_schema as message_schema
+from openwa.sessions.calls import engine_call, ready_client
 from openwa.sessions.runtime import SessionRuntime
-
-_T = TypeVar("_T")
 
 
 def _chat(summary: ChatSummary, name: str | None) -> Chat:

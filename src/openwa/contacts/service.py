@@ -3,23 +3,20 @@ in any state), profile pictures and "is this number on WhatsApp" (through the en
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.contacts.repository import ContactRepository
 from openwa.contacts.schemas import Contact, NumberCheck, ProfilePicture
 from openwa.db.models import ContactRow, SessionRow
-from openwa.engines.calls import engine_call, ready_client
 from openwa.engines.registry import EngineRegistry
 from openwa.errors import NotFound
 from openwa.kit.chat_ids import normalize_chat_id, phone_of
 from openwa.kit.pagination import PageParams
 from openwa.kit.phone import normalize_phone
+from openwa.sessions.calls import engine_call, ready_client
 from openwa.sessions.runtime import SessionRuntime
 
 CAPABILITY = "contacts"
-_T = TypeVar("_T")
 
 
 def to_schema(row: ContactRow) -> Contact:

@@ -8,13 +8,11 @@ participant, not an admin, unknown group) is ENGINE_ERROR with the engine's reas
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.db.models import SessionRow
 from openwa.engines.base import GroupInfo
-from openwa.engines.calls import engine_call, ready_client
 from openwa.engines.registry import EngineRegistry
 from openwa.errors import InvalidChatId
 from openwa.groups.schemas import (
@@ -31,10 +29,10 @@ from openwa.groups.schemas import (
 )
 from openwa.kit.chat_ids import GROUP_SUFFIX, USER_SUFFIX, normalize_chat_id
 from openwa.kit.pagination import PageParams
+from openwa.sessions.calls import engine_call, ready_client
 from openwa.sessions.runtime import SessionRuntime
 
 CAPABILITY = "groups"
-_T = TypeVar("_T")
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 

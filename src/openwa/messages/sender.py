@@ -10,7 +10,6 @@ A job whose session does not become ready within `SEND_READY_TIMEOUT_S` fails wi
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +29,7 @@ from openwa.engines.base import (
 from openwa.events.log import EventLog
 from openwa.events.types import MESSAGE_ACK, MESSAGE_SENT, Event
 from openwa.kit.background import BackgroundTask
+from openwa.kit.backoff import backoff_s
 from openwa.kit.clock import utcnow
 from openwa.kit.signal import Signal
 from openwa.messages.repository import MessageRepository
@@ -345,9 +345,9 @@ class SendWorker:
         row.attempts += 1
         row.last_error = reason
         if retryable and row.attempts < self._max_attempts:
-            delay = min(self._backoff_base_s * 2 ** (row.attempts - 1), self._backoff_max_s)
+            delay = backoff_s(row.attempts - 1, self._backoff_base_s, self._backoff_max_s)
             # The lease doubles as the wait: the session's later jobs wait behind it.
-            row.locked_until = utcnow() + timedelta(seconds=delay * random.uniform(0.8, 1.2))
+            row.locked_until = utcnow() + timedelta(seconds=delay)
             return
         await self._fail_message(db, row, f"ENGINE_ERROR: {reason}")
 
@@ -378,12 +378,9 @@ class SendWorker:
         sweep holds), so instances sweeping at once fail each message one time."""
         cutoff = utcnow() - timedelta(seconds=self._ready_timeout_s)
         ready = sorted(self._runtime.ready_sessions())
-        failed = False
         async with self._db() as db, db.begin():
             jobs = await outbox.waiting_too_long(db, ready, cutoff, 500)
             for job in jobs:
-                failed |= await self._fail_message(
+                await self._fail_message(
                     db, job, "SESSION_NOT_READY: the session was not ready in time"
                 )
-        if failed:
-            self._events.committed()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +41,7 @@ from openwa.engines.registry import EngineRegistry
 from openwa.errors import SessionLimitReached, SessionNotFound
 from openwa.events.log import EventLog
 from openwa.events.types import SESSION_QR, SESSION_STATUS, Event
+from openwa.kit.backoff import backoff_s
 from openwa.kit.clock import iso, utcnow
 from openwa.kit.signal import Signal
 from openwa.sessions.auth_store import DatabaseAuthStore
@@ -86,9 +86,7 @@ class ReconnectPolicy:
     max_s: float = 60.0
 
     def delay(self, attempt: int) -> float:
-        """Exponential backoff with ±20% jitter, so many sessions do not retry in step."""
-        raw: float = min(self.base_s * 2.0 ** min(attempt, 30), self.max_s)
-        return raw * random.uniform(0.8, 1.2)
+        return backoff_s(attempt, self.base_s, self.max_s)
 
 
 def session_metadata(row: SessionRow) -> dict[str, str]:

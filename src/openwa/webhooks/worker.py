@@ -13,7 +13,6 @@ answers slowly, or not at all, delays only its own deliveries.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from openwa.db.group_commit import GroupCommit
 from openwa.db.models import DeliveryAttemptRow, DeliveryRow, EventRow, WebhookRow
 from openwa.events.log import EventLog, from_row
 from openwa.kit.background import BackgroundTask
+from openwa.kit.backoff import backoff_s
 from openwa.kit.clock import utcnow
 from openwa.kit.signal import Signal
 from openwa.queue.claims import QueueSpec, claim_runs, release, release_all
@@ -303,7 +303,8 @@ class DeliveryWorker:
         for index, delivery in enumerate(run):
             event = events.get(delivery.event_cursor)
             if hook is None or event is None:
-                await self._record([], (delivery, None, "event or webhook no longer exists", 0))
+                gone = _Failure(delivery, None, "event or webhook no longer exists", 0, final=True)
+                await self._record([], gone)
                 continue
             status, error, duration_ms = await self._timed_post(lane, hook, event)
             if error is None:
@@ -313,7 +314,7 @@ class DeliveryWorker:
                     succeeded = []
                 continue
             rest = [d.id for d in run[index + 1 :]]
-            await self._record(succeeded, (delivery, status, error, duration_ms), rest)
+            await self._record(succeeded, _Failure(delivery, status, error, duration_ms), rest)
             return
         await self._record(succeeded, None)
 
@@ -372,7 +373,7 @@ class DeliveryWorker:
     async def _record(
         self,
         succeeded: list[tuple[DeliveryRow, int, int]],
-        failure: tuple[DeliveryRow, int | None, str, int] | None,
+        failure: _Failure | None,
         unattempted: list[int] | None = None,
     ) -> None:
         """Write the attempts: successes end their delivery; a failure retries or ends it.
@@ -387,7 +388,7 @@ class DeliveryWorker:
     async def _write_results(
         self,
         succeeded: list[tuple[DeliveryRow, int, int]],
-        failure: tuple[DeliveryRow, int | None, str, int] | None,
+        failure: _Failure | None,
         unattempted: list[int] | None,
         db: AsyncSession,
     ) -> None:
@@ -431,17 +432,15 @@ class DeliveryWorker:
                 ],
             )
         if failure is not None:
-            delivery, status_code, error, duration_ms = failure
-            row = await db.get(DeliveryRow, delivery.id)
+            row = await db.get(DeliveryRow, failure.delivery.id)
             if row is None:
                 return
-            self._attempt(db, row, now, status_code, error, duration_ms)
-            gone = status_code is None and "no longer exists" in error
-            if gone or row.attempts >= self._max_attempts:
+            self._attempt(db, row, now, failure.status, failure.error, failure.duration_ms)
+            if failure.final or row.attempts >= self._max_attempts:
                 row.status = "failed"
             else:
-                delay = min(self._backoff_base_s * 2 ** (row.attempts - 1), self._backoff_max_s)
-                row.next_attempt_at = now + timedelta(seconds=delay * random.uniform(0.8, 1.2))
+                delay = backoff_s(row.attempts - 1, self._backoff_base_s, self._backoff_max_s)
+                row.next_attempt_at = now + timedelta(seconds=delay)
 
     @staticmethod
     def _attempt(
@@ -465,6 +464,18 @@ class DeliveryWorker:
                 duration_ms=duration_ms,
             )
         )
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """A delivery attempt that failed; `final` when retrying cannot help (the event or
+    the webhook is gone), said as a field rather than read from the error text."""
+
+    delivery: DeliveryRow
+    status: int | None
+    error: str
+    duration_ms: int
+    final: bool = False
 
 
 async def _first(
