@@ -57,6 +57,7 @@ from openwa.logs import configure_logging
 from openwa.maintenance import Maintenance
 from openwa.media.ingest import MediaIngest
 from openwa.media.links import MediaLinks
+from openwa.messages.reports import ReportApplier
 from openwa.messages.sender import SendWorker
 from openwa.messages.service import MessageService
 from openwa.services import Services
@@ -172,10 +173,10 @@ def build_services(settings: Settings) -> Services:
         media_links,
         directory=directory,
         accepts=GroupCommit(db, name="accepts"),
-        reports=GroupCommit(db, name="reports"),
         read=db_read,
     )
-    runtime.set_message_handler(messages.on_engine_events)
+    reports = ReportApplier(db, events, storage, media_links, GroupCommit(db, name="reports"))
+    runtime.set_message_handler(reports.on_engine_events)
     sender = SendWorker(
         db,
         runtime,
@@ -206,6 +207,7 @@ def build_services(settings: Settings) -> Services:
         keys=KeyService(db, cache, read=db_read),
         sessions=SessionService(db, runtime, engines, events, webhooks, directory),
         messages=messages,
+        reports=reports,
         sender=sender,
         webhooks=webhooks,
         deliveries=deliveries,
@@ -284,6 +286,7 @@ def create_app(settings: Settings) -> FastAPI:
             await services.runtime.shutdown()
             # After the sessions: their last reports still go through the group writer.
             await services.messages.close()
+            await services.reports.close()
             await services.deliveries.stop()
             await services.pump.stop()
             await services.engines.close()

@@ -20,6 +20,7 @@ from openwa.groups.service import GroupService
 from openwa.keys.service import KeyService
 from openwa.maintenance import Maintenance
 from openwa.media.ingest import MediaIngest
+from openwa.messages.reports import ReportApplier
 from openwa.messages.sender import SendWorker
 from openwa.messages.service import MessageService
 from openwa.sessions.directory import SessionDirectory
@@ -49,6 +50,7 @@ class Services:
     keys: KeyService
     sessions: SessionService
     messages: MessageService
+    reports: ReportApplier
     sender: SendWorker
     webhooks: WebhookService
     deliveries: DeliveryWorker

@@ -89,7 +89,7 @@ async def test_a_report_the_database_refuses_is_set_aside(api: Api, database_kin
     # PostgreSQL refuses a NUL byte in a text column (the sender's push name, kept with
     # the contact): that report alone must fail, the others of its run are stored.
     reports = [received(1, "Dora"), received(2, "bad \x00 name"), received(3, "Emil")]
-    await api.services.messages.on_engine_events(row, list(reports))
+    await api.services.reports.on_engine_events(row, list(reports))
     async with api.services.db() as db:
         stored = set(
             (await db.execute(select(MessageRow.id).where(MessageRow.session_id == row.id)))

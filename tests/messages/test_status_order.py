@@ -84,7 +84,7 @@ async def test_acks_before_the_send_is_recorded_imply_sent_first(api: Api) -> No
     assert message.status == "pending"
 
     reports = [MessageAck(message_id, accepted["chatId"], s) for s in ("delivered", "read")]
-    await services.messages.on_engine_events(session, list(reports))
+    await services.reports.on_engine_events(session, list(reports))
     await services.sender._sent(job, message, session, "ENGINE-ID-1")
 
     events = await page_all(api, sessions=alice["id"])
@@ -101,7 +101,7 @@ async def test_acks_before_the_send_is_recorded_imply_sent_first(api: Api) -> No
     assert left is None  # the job is done
 
     # The same acks again change nothing and log nothing.
-    await services.messages.on_engine_events(session, list(reports))
+    await services.reports.on_engine_events(session, list(reports))
     assert _statuses(await page_all(api, sessions=alice["id"]), message_id) == FORWARD
 
 
@@ -113,7 +113,7 @@ async def test_an_ack_for_a_pending_message_records_sent_then_the_ack(api: Api) 
         session = await db.get(SessionRow, alice["id"])
     assert session is not None
     ack = MessageAck(accepted["id"], accepted["chatId"], "delivered")
-    await api.services.messages.on_engine_events(session, [ack])
+    await api.services.reports.on_engine_events(session, [ack])
     events = await page_all(api, sessions=alice["id"])
     assert _statuses(events, accepted["id"]) == ["sent", "delivered"]
     sent = next(e for e in events if e["event"] == MESSAGE_SENT)

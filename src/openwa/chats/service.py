@@ -14,7 +14,7 @@ from openwa.kit.chat_ids import GROUP_SUFFIX, normalize_chat_id
 from openwa.kit.clock import utcnow
 from openwa.kit.pagination import PageParams
 from openwa.messages.schemas import Message
-from openwa.messages.service import to_schema as message_schema
+from openwa.messages.wire import to_schema as message_schema
 from openwa.sessions.calls import engine_call, ready_client
 from openwa.sessions.runtime import SessionRuntime
 

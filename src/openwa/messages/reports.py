@@ -1,0 +1,348 @@
+"""Applying engine reports: acks, inbound messages, revokes, reactions, group changes.
+
+Reports arrive from each session's runtime in order, in runs. A run is one unit of
+work, group-committed with other sessions' runs; whatever can be made before the
+transaction (rows, event payloads, media in storage) is, so the writer is held only
+for the writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import orjson
+import structlog
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from openwa.db.group_commit import GroupCommit
+from openwa.db.models import MessageRow, SessionRow, SetAsideReportRow
+from openwa.engines.base import (
+    ContactsSeen,
+    EngineEvent,
+    GroupUpdated,
+    InboundMedia,
+    MessageAck,
+    MessageReceived,
+    MessageRevoked,
+    ReactionReceived,
+)
+from openwa.events.log import EventLog
+from openwa.events.types import (
+    GROUP_UPDATE,
+    MESSAGE_ACK,
+    MESSAGE_REACTION,
+    MESSAGE_RECEIVED,
+    MESSAGE_REVOKED,
+    MESSAGE_SENT,
+    Event,
+)
+from openwa.kit.chat_ids import chat_kind
+from openwa.kit.clock import utcnow
+from openwa.media.links import MediaLinks
+from openwa.media.types import extension_for
+from openwa.messages.repository import MessageRepository, upsert_contact
+from openwa.messages.status import MessageStatus, parse, path
+from openwa.messages.wire import event_data
+from openwa.sessions.runtime import session_event
+from openwa.storage.base import Storage
+from openwa.storage.keys import media_key, safe_id
+
+log = structlog.get_logger(__name__)
+
+_IGNORE_FLAGS = {"group": "groups", "status": "status", "channel": "channels"}
+
+
+@dataclass
+class _Run:
+    """What one run of reports has seen so far: stored message ids, the messages it
+    acks (locked), contacts to note."""
+
+    known: set[str]
+    locked: dict[str, MessageRow] = field(default_factory=dict)
+    inbound: dict[str, _Inbound | None] = field(default_factory=dict)
+    contacts: dict[str, str | None] = field(default_factory=dict)
+
+    def contact(self, chat_id: str, push_name: str | None) -> None:
+        # Noted once per run, at its end; a later known name wins over none.
+        if push_name or chat_id not in self.contacts:
+            self.contacts[chat_id] = push_name
+
+
+_MESSAGE_COLUMNS = [attr.key for attr in sa_inspect(MessageRow).column_attrs]
+
+
+@dataclass(frozen=True)
+class _Inbound:
+    """An inbound message made ready outside the transaction: its row's values (a new
+    row each time, so a unit retried alone adds a fresh one) and its event, if any."""
+
+    values: dict[str, Any]
+    event: Event | None
+
+    def row(self) -> MessageRow:
+        return MessageRow(**self.values)
+
+
+def report_record(report: EngineEvent) -> dict[str, Any]:
+    """A report as JSON for inspection (media bytes left out)."""
+    record: dict[str, Any] = orjson.loads(
+        orjson.dumps(
+            report,
+            default=lambda value: None if isinstance(value, bytes) else str(value),
+        )
+    )
+    return record
+
+
+class ReportApplier:
+    def __init__(
+        self,
+        db: async_sessionmaker[AsyncSession],
+        events: EventLog,
+        storage: Storage,
+        links: MediaLinks,
+        reports: GroupCommit,
+    ) -> None:
+        self._db = db
+        self._events = events
+        self._storage = storage
+        self._links = links
+        self._reports = reports
+
+    async def close(self) -> None:
+        """Commit the runs still queued, then stop the group writer."""
+        await self._reports.close()
+
+    async def on_engine_events(self, session: SessionRow, reports: list[EngineEvent]) -> None:
+        """Apply a run of engine reports (acks, messages, revokes, reactions, group
+        changes) in order, in one unit of work, group-committed with other sessions'
+        runs: a burst of acks costs one commit.
+
+        A run that fails is applied again one report at a time; a report that fails
+        alone is set aside (`set_aside_reports`) with its error, so it neither sinks
+        the reports around it nor disappears."""
+        media: dict[str, dict[str, Any]] = {}
+        for report in reports:
+            # Media goes to storage before the transaction (no I/O while it is open).
+            if (
+                isinstance(report, MessageReceived)
+                and report.media is not None
+                and not self._ignored(session, report.chat_id)
+            ):
+                media[report.id] = await self._store_inbound(session.id, report.id, report.media)
+        inbound = {
+            report.id: await self._prepare_inbound(session, report, media.get(report.id))
+            for report in reports
+            if isinstance(report, MessageReceived)
+        }
+        try:
+            await self._reports.run(partial(self._apply_run, session, reports, inbound))
+            return
+        except Exception as exc:
+            if len(reports) == 1:
+                await self._set_aside(session, reports[0], exc)
+                return
+        for report in reports:
+            try:
+                await self._reports.run(partial(self._apply_run, session, [report], inbound))
+            except Exception as exc:
+                await self._set_aside(session, report, exc)
+
+    async def _apply_run(
+        self,
+        session: SessionRow,
+        reports: list[EngineEvent],
+        inbound: dict[str, _Inbound | None],
+        db: AsyncSession,
+    ) -> None:
+        known = await MessageRepository(db).known_ids(
+            session.id, [r.id for r in reports if isinstance(r, MessageReceived)]
+        )
+        # The messages the run acks, locked at once in id order (as the sender locks
+        # them), so that the two never wait on each other in a cycle on PostgreSQL.
+        acked = sorted({r.message_id for r in reports if isinstance(r, MessageAck)})
+        locked = await MessageRepository(db).lock_many(session.id, acked)
+        run = _Run(known=known, locked=locked, inbound=inbound)
+        events: list[Event] = []
+        for report in reports:
+            events += await self._apply(db, session, report, run)
+        for chat_id, push_name in run.contacts.items():
+            await upsert_contact(db, session.id, chat_id, push_name=push_name)
+        await self._events.append(db, events)
+
+    async def _set_aside(self, session: SessionRow, report: EngineEvent, error: Exception) -> None:
+        log.error(
+            "engine_report_set_aside",
+            session_id=session.id,
+            kind=type(report).__name__,
+            error=repr(error)[:500],
+        )
+        row = SetAsideReportRow(
+            session_id=session.id,
+            kind=type(report).__name__,
+            report=report_record(report),
+            error=repr(error)[:2000],
+            created_at=utcnow(),
+        )
+        try:
+            async with self._db() as db, db.begin():
+                db.add(row)
+        except Exception:
+            log.exception("engine_report_lost", session_id=session.id)
+
+    async def _apply(
+        self,
+        db: AsyncSession,
+        session: SessionRow,
+        report: EngineEvent,
+        run: _Run,
+    ) -> list[Event]:
+        match report:
+            case MessageAck():
+                return await self._ack(db, session, report, run)
+            case MessageReceived():
+                return await self._received(db, session, report, run.inbound.get(report.id), run)
+            case MessageRevoked():
+                return await self._revoked(db, session, report)
+            case ReactionReceived():
+                target = await MessageRepository(db).find(session.id, report.message_id)
+                data: dict[str, Any] = {
+                    "messageId": target.id if target is not None else report.message_id,
+                    "chatId": report.chat_id,
+                    "from": report.sender,
+                    "emoji": report.emoji,
+                }
+                return self._event(session, MESSAGE_REACTION, data, report.chat_id)
+            case GroupUpdated():
+                update = {
+                    "groupId": report.group_id,
+                    "action": report.action,
+                    "participants": report.participants,
+                    "by": report.by,
+                }
+                return self._event(session, GROUP_UPDATE, update, report.group_id)
+            case ContactsSeen(names=names):
+                for chat_id, name in names.items():
+                    if chat_kind(chat_id) == "user":
+                        run.contact(chat_id, name)
+        return []
+
+    def _ignored(self, session: SessionRow, chat_id: str) -> bool:
+        flag = _IGNORE_FLAGS.get(chat_kind(chat_id))
+        return bool(flag and ((session.config or {}).get("ignore") or {}).get(flag))
+
+    def _event(
+        self, session: SessionRow, name: str, data: dict[str, Any], chat_id: str
+    ) -> list[Event]:
+        return [] if self._ignored(session, chat_id) else [session_event(session, name, data)]
+
+    async def _revoked(
+        self, db: AsyncSession, session: SessionRow, revoked: MessageRevoked
+    ) -> list[Event]:
+        if self._ignored(session, revoked.chat_id):
+            return []
+        row = await MessageRepository(db).find(session.id, revoked.id)
+        if row is not None:
+            if row.revoked_at is not None:
+                return []
+            row.revoked_at = row.updated_at = utcnow()
+        data = {"id": row.id if row is not None else revoked.id, "chatId": revoked.chat_id}
+        return [session_event(session, MESSAGE_REVOKED, data)]
+
+    async def _ack(
+        self, db: AsyncSession, session: SessionRow, ack: MessageAck, run: _Run
+    ) -> list[Event]:
+        """Record the changes the ack implies, each with its event, under the row lock
+        (the send worker records `sent` in a transaction of its own and may come later).
+
+        An ack for a message still `pending` means the engine has taken it: `sent` is
+        recorded first, as the sender would record it (`message.sent`, the message as
+        sent), and the sender then logs nothing for it."""
+        target = parse(ack.status)
+        if target is None:
+            return []
+        row = run.locked.get(ack.message_id)
+        if row is None:  # named by the engine's id, or not locked with the run
+            row = await MessageRepository(db).lock(session.id, ack.message_id)
+        if row is None:
+            return []
+        events: list[Event] = []
+        now = utcnow()
+        for step in path(MessageStatus(row.status), target):
+            row.status, row.updated_at = step.value, now
+            if step == MessageStatus.SENT:
+                events.append(
+                    session_event(session, MESSAGE_SENT, await event_data(self._links, row))
+                )
+            else:
+                data = {"id": row.id, "chatId": row.chat_id, "status": step.value}
+                events.append(session_event(session, MESSAGE_ACK, data))
+        return events
+
+    async def _received(
+        self,
+        db: AsyncSession,
+        session: SessionRow,
+        received: MessageReceived,
+        prepared: _Inbound | None,
+        run: _Run,
+    ) -> list[Event]:
+        if prepared is None:  # an ignored chat
+            return []
+        if received.id in run.known:
+            return []  # already stored: an engine may report a message twice (or sync it)
+        run.known.add(received.id)
+        MessageRepository(db).add(prepared.row())
+        if received.sender and chat_kind(received.chat_id) == "user" and not received.from_me:
+            run.contact(received.sender, received.push_name)
+        return [] if prepared.event is None else [prepared.event]
+
+    async def _prepare_inbound(
+        self, session: SessionRow, received: MessageReceived, media: dict[str, Any] | None
+    ) -> _Inbound | None:
+        """The row and event of an inbound message, made before the transaction (no
+        Python work while the writer is held); None for a chat the session ignores."""
+        if self._ignored(session, received.chat_id):
+            return None
+        content = dict(received.content)
+        if media is not None:
+            content["media"] = media
+        now = utcnow()
+        row = MessageRow(
+            session_id=session.id,
+            id=received.id,
+            chat_id=received.chat_id,
+            from_me=received.from_me,
+            sender=received.sender,
+            type=received.type,
+            content=content,
+            media_key=(content.get("media") or {}).get("key"),
+            status=(MessageStatus.SENT if received.from_me else MessageStatus.RECEIVED).value,
+            timestamp=received.timestamp,
+            # Synced history does not count as unread: WhatsApp does not say what was.
+            read_at=now if received.history else None,
+            created_at=now,
+            updated_at=now,
+        )
+        values = {key: getattr(row, key) for key in _MESSAGE_COLUMNS}
+        if received.history:
+            return _Inbound(values, None)  # synced history is stored, not announced
+        name = MESSAGE_SENT if received.from_me else MESSAGE_RECEIVED
+        return _Inbound(values, session_event(session, name, await event_data(self._links, row)))
+
+    async def _store_inbound(
+        self, session_id: str, message_id: str, media: InboundMedia
+    ) -> dict[str, Any]:
+        """Put inbound media in our storage under our own key; the content's `media`."""
+        key = media_key(session_id, safe_id(message_id), extension_for(media.mimetype))
+        if media.data is not None:
+            await self._storage.put(key, media.data, media.mimetype)
+        elif media.source_key is not None:
+            await self._storage.copy(media.source_key, key)
+        stored: dict[str, Any] = {"key": key, "mimetype": media.mimetype, "size": media.size}
+        if media.filename:
+            stored["filename"] = media.filename
+        return stored
