@@ -40,6 +40,7 @@ from openwa.db import migrate
 from openwa.db.engine import create_engine, create_reader, create_session_factory
 from openwa.db.group_commit import GroupCommit
 from openwa.db.instance_lock import instance_lock
+from openwa.engines.mock.control import MockControl
 from openwa.engines.mock.engine import MockEngine
 from openwa.engines.mock.store import SqlMockDirectory, SqlMockNetworkStore
 from openwa.engines.registry import EngineRegistry
@@ -206,6 +207,7 @@ def build_services(settings: Settings) -> Services:
         runtime=runtime,
         keys=KeyService(db, cache, read=db_read),
         sessions=SessionService(db, runtime, engines, events, webhooks, directory),
+        mock_control=MockControl(directory, runtime, engines),
         messages=messages,
         reports=reports,
         sender=sender,

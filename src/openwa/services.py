@@ -11,6 +11,7 @@ from openwa.cache.base import Cache
 from openwa.chats.service import ChatService
 from openwa.config import Settings
 from openwa.contacts.service import ContactService
+from openwa.engines.mock.control import MockControl
 from openwa.engines.registry import EngineRegistry
 from openwa.events.bus import EventBus
 from openwa.events.log import EventLog
@@ -49,6 +50,7 @@ class Services:
     runtime: SessionRuntime
     keys: KeyService
     sessions: SessionService
+    mock_control: MockControl
     messages: MessageService
     reports: ReportApplier
     sender: SendWorker

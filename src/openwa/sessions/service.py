@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.db.models import SessionRow
-from openwa.engines.base import InboundMedia, PairingNotAvailable, SendFailed
-from openwa.engines.mock.engine import MockClient, MockEngine
-from openwa.engines.mock.store import MockNetworkStore
+from openwa.engines.base import PairingNotAvailable
 from openwa.engines.registry import EngineRegistry
 from openwa.errors import (
     EngineError,
@@ -26,13 +23,10 @@ from openwa.errors import (
 from openwa.events.log import EventLog
 from openwa.events.types import SESSION_STATUS
 from openwa.keys.principal import Principal
-from openwa.kit.chat_ids import normalize_chat_id
 from openwa.kit.clock import iso, utcnow
 from openwa.kit.ids import new_id
 from openwa.kit.pagination import PageParams
 from openwa.kit.phone import normalize_phone
-from openwa.media.ingest import StagedMedia
-from openwa.messages.schemas import MockInbound, Transmission
 from openwa.sessions.directory import SessionDirectory
 from openwa.sessions.qr import qr_data_url, qr_png
 from openwa.sessions.repository import SessionRepository
@@ -248,64 +242,6 @@ class SessionService:
             return await client.request_pairing_code(digits)
         except PairingNotAvailable as exc:
             raise EngineError(str(exc), details={"status": row.status}) from exc
-
-    async def mock_scan(self, session_id: str) -> Session:
-        client = await self._mock_client(session_id)
-        try:
-            await client.scan()
-        except PairingNotAvailable as exc:
-            raise QrNotAvailable(str(exc)) from exc
-        return await self.get(session_id)
-
-    async def mock_disconnect(self, session_id: str, reason: str | None) -> Session:
-        client = await self._mock_client(session_id)
-        await client.drop(reason or "connection dropped by mock/disconnect")
-        return await self.get(session_id)
-
-    async def mock_inbound(
-        self, session_id: str, body: MockInbound, media: StagedMedia | None
-    ) -> str:
-        client = await self._mock_client(session_id)
-        content: dict[str, Any] = {}
-        if body.text is not None:
-            content["text"] = body.text
-        inbound = None
-        if media is not None:
-            data = await asyncio.to_thread(media.path.read_bytes)
-            media.discard()
-            inbound = InboundMedia(media.mimetype, media.size, media.filename, data=data)
-        try:
-            return await client.inbound(normalize_chat_id(body.from_), body.type, content, inbound)
-        except SendFailed as exc:
-            raise SessionNotReady(str(exc)) from exc
-
-    async def mock_transmitted(self, session_id: str, limit: int) -> list[Transmission]:
-        row = await self._row(session_id)
-        self._require_mock(row)
-        store = self._mock_store()
-        items = await store.transmissions(session_id, limit)
-        return [Transmission.model_validate(item) for item in items]
-
-    def _mock_store(self) -> MockNetworkStore:
-        engine = self._engines.get("mock")
-        assert isinstance(engine, MockEngine)
-        return engine.network.store
-
-    @staticmethod
-    def _require_mock(row: SessionRow) -> None:
-        if row.engine != "mock":
-            raise NotSupported(
-                "mock control is served only for mock sessions",
-                details={"engine": row.engine, "capability": "mock_control"},
-            )
-
-    async def _mock_client(self, session_id: str) -> MockClient:
-        row = await self._row(session_id)
-        self._require_mock(row)
-        client = self._runtime.client(session_id)
-        if not isinstance(client, MockClient):
-            raise SessionNotReady("the session is not running", details={"status": row.status})
-        return client
 
     async def _row(self, session_id: str) -> SessionRow:
         row = self._directory.get(session_id)

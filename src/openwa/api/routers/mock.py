@@ -22,7 +22,7 @@ router = APIRouter(prefix="/api/sessions/{id}/mock", tags=["mock engine"])
 )
 async def mock_scan(_: WriterDep, session: SessionDep, services: ServicesDep) -> Envelope[Session]:
     """Link now instead of waiting MOCK_AUTH_DELAY_MS."""
-    return ok(await services.sessions.mock_scan(session.id))
+    return ok(await services.mock_control.mock_scan(session.id))
 
 
 @router.post("/disconnect", responses=errors(403, 404, 409, 501))
@@ -34,7 +34,7 @@ async def mock_disconnect(
 ) -> Envelope[Session]:
     """Drop the connection; the session reconnects by itself."""
     reason = body.reason if body else None
-    return ok(await services.sessions.mock_disconnect(session.id, reason))
+    return ok(await services.mock_control.mock_disconnect(session.id, reason))
 
 
 @router.post("/inbound", status_code=202, responses=errors(403, 404, 409, 501))
@@ -47,7 +47,7 @@ async def mock_inbound(
         media = await services.media_ingest.from_source(
             body.type if body.type in ALLOWED else "document", body.media
         )
-    message_id = await services.sessions.mock_inbound(session.id, body, media)
+    message_id = await services.mock_control.mock_inbound(session.id, body, media)
     return ok(MockInboundResult(id=message_id))
 
 
@@ -59,4 +59,4 @@ async def mock_transmitted(
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> Envelope[list[Transmission]]:
     """The mock's durable log of what this session transmitted, oldest first."""
-    return ok(await services.sessions.mock_transmitted(session.id, limit))
+    return ok(await services.mock_control.mock_transmitted(session.id, limit))
