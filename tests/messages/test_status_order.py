@@ -85,7 +85,8 @@ async def test_acks_before_the_send_is_recorded_imply_sent_first(api: Api) -> No
 
     reports = [MessageAck(message_id, accepted["chatId"], s) for s in ("delivered", "read")]
     await services.reports.on_engine_events(session, list(reports))
-    await services.sender._sent(job, message, session, "ENGINE-ID-1")
+    # The sender records its send of this one message as it records a run.
+    await services.sender._record(session, [], [(job, message)], ["ENGINE-ID-1"])
 
     events = await page_all(api, sessions=alice["id"])
     assert _statuses(events, message_id) == FORWARD

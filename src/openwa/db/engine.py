@@ -33,6 +33,12 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def is_postgres(db: AsyncSession) -> bool:
+    """Whether `db` talks to PostgreSQL (row locks, `SKIP LOCKED`); SQLite serialises
+    writers instead."""
+    return db.get_bind().dialect.name == "postgresql"
+
+
 def sqlite_path(url: str) -> Path | None:
     """The file behind a SQLite URL, or None for memory databases and other backends."""
     parsed = make_url(url)

@@ -51,8 +51,7 @@ class GroupCommit:
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
-        # Figures for tests and metrics: transactions begun, and units committed.
-        self.transactions = 0
+        # Units committed, for tests.
         self.committed = 0
 
     async def run(self, work: Work[T]) -> T:
@@ -121,7 +120,6 @@ class GroupCommit:
                     item.future.set_result(result)
 
     async def _transaction(self, items: list[_Item[Any]]) -> list[Any]:
-        self.transactions += 1
         async with self._db() as db, db.begin():
             results = [await item.work(db) for item in items]
         self.committed += len(items)

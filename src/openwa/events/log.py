@@ -38,10 +38,6 @@ def _values(event: Event, cursor: int) -> dict[str, Any]:
     }
 
 
-def to_row(event: Event, cursor: int) -> EventRow:
-    return EventRow(**_values(event, cursor))
-
-
 def from_row(row: EventRow) -> Event:
     return Event(
         event=row.event,

@@ -14,7 +14,6 @@ from typing import Any
 
 import orjson
 import structlog
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.db.group_commit import GroupCommit
@@ -71,19 +70,13 @@ class _Run:
             self.contacts[chat_id] = push_name
 
 
-_MESSAGE_COLUMNS = [attr.key for attr in sa_inspect(MessageRow).column_attrs]
-
-
 @dataclass(frozen=True)
 class _Inbound:
-    """An inbound message made ready outside the transaction: its row's values (a new
-    row each time, so a unit retried alone adds a fresh one) and its event, if any."""
+    """An inbound message made ready outside the transaction: its row (a run retried
+    report by report adds it again: the rollback left it transient) and its event."""
 
-    values: dict[str, Any]
+    row: MessageRow
     event: Event | None
-
-    def row(self) -> MessageRow:
-        return MessageRow(**self.values)
 
 
 def report_record(report: EngineEvent) -> dict[str, Any]:
@@ -124,17 +117,8 @@ class ReportApplier:
         A run that fails is applied again one report at a time; a report that fails
         alone is set aside (`set_aside_reports`) with its error, so it neither sinks
         the reports around it nor disappears."""
-        media: dict[str, dict[str, Any]] = {}
-        for report in reports:
-            # Media goes to storage before the transaction (no I/O while it is open).
-            if (
-                isinstance(report, MessageReceived)
-                and report.media is not None
-                and not self._ignored(session, report.chat_id)
-            ):
-                media[report.id] = await self._store_inbound(session.id, report.id, report.media)
         inbound = {
-            report.id: await self._prepare_inbound(session, report, media.get(report.id))
+            report.id: await self._prepare_inbound(session, report)
             for report in reports
             if isinstance(report, MessageReceived)
         }
@@ -295,21 +279,22 @@ class ReportApplier:
         if received.id in run.known:
             return []  # already stored: an engine may report a message twice (or sync it)
         run.known.add(received.id)
-        MessageRepository(db).add(prepared.row())
+        MessageRepository(db).add(prepared.row)
         if received.sender and chat_kind(received.chat_id) == "user" and not received.from_me:
             run.contact(received.sender, received.push_name)
         return [] if prepared.event is None else [prepared.event]
 
     async def _prepare_inbound(
-        self, session: SessionRow, received: MessageReceived, media: dict[str, Any] | None
+        self, session: SessionRow, received: MessageReceived
     ) -> _Inbound | None:
-        """The row and event of an inbound message, made before the transaction (no
-        Python work while the writer is held); None for a chat the session ignores."""
+        """The row and event of an inbound message, and its media in storage, made
+        before the transaction (no I/O or Python work while the writer is held); None
+        for a chat the session ignores."""
         if self._ignored(session, received.chat_id):
             return None
         content = dict(received.content)
-        if media is not None:
-            content["media"] = media
+        if received.media is not None:
+            content["media"] = await self._store_inbound(session.id, received.id, received.media)
         now = utcnow()
         row = MessageRow(
             session_id=session.id,
@@ -327,11 +312,10 @@ class ReportApplier:
             created_at=now,
             updated_at=now,
         )
-        values = {key: getattr(row, key) for key in _MESSAGE_COLUMNS}
         if received.history:
-            return _Inbound(values, None)  # synced history is stored, not announced
+            return _Inbound(row, None)  # synced history is stored, not announced
         name = MESSAGE_SENT if received.from_me else MESSAGE_RECEIVED
-        return _Inbound(values, session_event(session, name, await event_data(self._links, row)))
+        return _Inbound(row, session_event(session, name, await event_data(self._links, row)))
 
     async def _store_inbound(
         self, session_id: str, message_id: str, media: InboundMedia

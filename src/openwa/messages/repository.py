@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openwa.db.engine import is_postgres
 from openwa.db.models import ContactRow, MessageRow
 from openwa.kit.clock import utcnow
 from openwa.messages.status import MessageStatus
+
+Query = TypeVar("Query", bound=Select[*tuple[Any, ...]])
 
 
 class MessageRepository:
@@ -32,34 +36,33 @@ class MessageRepository:
         )
         return found.scalar_one_or_none()
 
+    def _locked(self, query: Query) -> Query:
+        """`query` holding its rows until the transaction ends, on PostgreSQL (SQLite has
+        one writer at a time already: `BEGIN IMMEDIATE`)."""
+        return query.with_for_update() if is_postgres(self.db) else query
+
+    def _in_id_order(self, query: Query, session_id: str, ids: Sequence[str]) -> Query:
+        # Locks taken in id order: two transactions locking overlapping sets never wait
+        # on each other in a cycle.
+        where = (MessageRow.session_id == session_id, MessageRow.id.in_(ids))
+        return self._locked(query.where(*where).order_by(MessageRow.id))
+
     async def lock_many(self, session_id: str, ids: Sequence[str]) -> dict[str, MessageRow]:
-        """`lock` for many messages by our ids, taken in id order so that two
-        transactions locking overlapping sets never wait on each other in a cycle."""
+        """`lock` for many messages by our ids, in id order."""
         if not ids:
             return {}
-        query = (
-            select(MessageRow)
-            .where(MessageRow.session_id == session_id, MessageRow.id.in_(ids))
-            .order_by(MessageRow.id)
-            .execution_options(populate_existing=True)
-        )
-        if self.db.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update()
-        return {row.id: row for row in (await self.db.execute(query)).scalars()}
+        query = select(MessageRow).execution_options(populate_existing=True)
+        found = await self.db.execute(self._in_id_order(query, session_id, ids))
+        return {row.id: row for row in found.scalars()}
 
     async def lock_statuses(self, session_id: str, ids: Sequence[str]) -> dict[str, MessageStatus]:
-        """The statuses of these messages (by our ids), their rows locked in id order on
-        PostgreSQL as `lock_many` does; no ORM objects, for the hot path."""
+        """The statuses of these messages (by our ids), locked as `lock_many` locks them;
+        no ORM objects, for the hot path."""
         if not ids:
             return {}
-        query = (
-            select(MessageRow.id, MessageRow.status)
-            .where(MessageRow.session_id == session_id, MessageRow.id.in_(ids))
-            .order_by(MessageRow.id)
-        )
-        if self.db.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update()
-        return {id_: MessageStatus(status) for id_, status in (await self.db.execute(query)).all()}
+        query = select(MessageRow.id, MessageRow.status)
+        found = await self.db.execute(self._in_id_order(query, session_id, ids))
+        return {id_: MessageStatus(status) for id_, status in found.all()}
 
     async def known_ids(self, session_id: str, ids: Sequence[str]) -> set[str]:
         """Which of `ids` the session has stored already (by our id), in one query."""
@@ -79,12 +82,11 @@ class MessageRepository:
         already (`BEGIN IMMEDIATE`). `populate_existing` because an earlier unlocked
         read in the same transaction may have left an older status in the session.
         """
-        postgres = self.db.get_bind().dialect.name == "postgresql"
         row = await self.db.get(
             MessageRow,
             (session_id, message_id),
             populate_existing=True,
-            with_for_update=True if postgres else None,
+            with_for_update=True if is_postgres(self.db) else None,
         )
         if row is not None:
             return row
@@ -94,9 +96,7 @@ class MessageRepository:
             .limit(1)
             .execution_options(populate_existing=True)
         )
-        if postgres:
-            query = query.with_for_update()
-        return (await self.db.execute(query)).scalar_one_or_none()
+        return (await self.db.execute(self._locked(query))).scalar_one_or_none()
 
     def add(self, row: MessageRow) -> None:
         self.db.add(row)

@@ -300,12 +300,6 @@ class SendWorker:
             )
         return [announced[i] for i in moving if i in announced]
 
-    async def _sent(
-        self, job: OutboxJobRow, message: MessageRow, session: SessionRow, engine_id: str | None
-    ) -> None:
-        """One job's send recorded (the run's record with a single outcome)."""
-        await self._record(session, [], [(job, message)], [engine_id])
-
     async def _engine_references(self, message: MessageRow) -> dict[str, Any]:
         """The content with the messages it points at (a reaction's target, a reply's
         quote) named by the engine's ids, where an engine gave them others."""
@@ -313,7 +307,7 @@ class SendWorker:
         refs = {"messageId": content.get("messageId"), "replyTo": content.get("replyTo")}
         if not any(refs.values()):
             return content
-        async with self._db() as db:
+        async with self._read() as db:
             repo = MessageRepository(db)
             for field, ref in refs.items():
                 if not ref:
@@ -351,8 +345,8 @@ class SendWorker:
             return
         await self._fail_message(db, row, f"ENGINE_ERROR: {reason}")
 
-    async def _fail_message(self, db: AsyncSession, job: OutboxJobRow, error: str) -> bool:
-        """Finish the job and fail its message if it never went; whether it failed.
+    async def _fail_message(self, db: AsyncSession, job: OutboxJobRow, error: str) -> None:
+        """Finish the job and fail its message if it never went.
 
         The job's end is flushed first, then the message locked (the order the sender
         takes them in): an ack applied meanwhile means the engine took the message,
@@ -362,14 +356,13 @@ class SendWorker:
         message = await MessageRepository(db).lock(job.session_id, job.message_id)
         session = await db.get(SessionRow, job.session_id)
         if message is None or session is None:
-            return False
+            return
         if MessageStatus(message.status) != MessageStatus.PENDING:
-            return False
+            return
         failed = MessageStatus.FAILED
         message.status, message.error, message.updated_at = failed.value, error, utcnow()
         data = {"id": message.id, "chatId": message.chat_id, "status": failed.value, "error": error}
         await self._events.append(db, [session_event(session, MESSAGE_ACK, data)])
-        return True
 
     async def expire_waiting(self) -> None:
         """Fail sends whose session has not been ready for `SEND_READY_TIMEOUT_S`.

@@ -260,20 +260,17 @@ class MessageService:
         # The session as last committed, from memory: no read on the hot path.
         current = self._directory.get(session.id)
         refusing = current is None or Status(current.status) in _REFUSING
-        if staged is not None and (refusing or idem_id is not None):
-            # Settle a replay before storing bytes that a replay would not need.
+        stored = None
+        if idem_id is not None and (refusing or staged is not None):
+            # A replay is answered even by a stopped session, and before storing bytes
+            # that it would not need; the hot path (text, running session) reads nothing.
             async with self._read() as db:
-                stored = await db.get(IdempotencyRow, idem_id) if idem_id is not None else None
-            if stored is not None or refusing:
+                stored = await db.get(IdempotencyRow, idem_id)
+        if stored is not None or refusing:
+            if staged is not None:
                 staged.discard()
-                if stored is not None:
-                    return self._replay(stored, request_hash)
-        if refusing:
-            if idem_id is not None and staged is None:
-                async with self._read() as db:
-                    stored = await db.get(IdempotencyRow, idem_id)
-                if stored is not None:
-                    return self._replay(stored, request_hash)
+            if stored is not None:
+                return self._replay(stored, request_hash)
             raise SessionNotReady(
                 "start the session first", details={"status": current.status if current else None}
             )

@@ -21,6 +21,8 @@ from sqlalchemy import ColumnElement, and_, exists, false, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from openwa.db.engine import is_postgres
+
 Row = TypeVar("Row")
 Columns = Callable[[Any], Sequence[Any]]
 Condition = Callable[[Any], ColumnElement[bool]]
@@ -48,10 +50,6 @@ def _before(spec: QueueSpec[Any], earlier: Any, row: Any) -> ColumnElement[bool]
     return condition
 
 
-def _is_postgres(db: AsyncSession) -> bool:
-    return db.get_bind().dialect.name == "postgresql"
-
-
 async def claim_runs(
     db: AsyncSession,
     spec: QueueSpec[Row],
@@ -77,7 +75,7 @@ async def claim_runs(
         .order_by(*spec.order(table))
         .limit(limit)
     )
-    if _is_postgres(db):
+    if is_postgres(db):
         heads_query = heads_query.with_for_update(skip_locked=True, of=table)
     runs: list[list[Row]] = []
     for head in (await db.execute(heads_query)).scalars():
@@ -88,7 +86,7 @@ async def claim_runs(
             .order_by(*spec.order(table))
             .limit(per_group)
         )
-        if _is_postgres(db):
+        if is_postgres(db):
             run_query = run_query.with_for_update(skip_locked=True, of=table)
         due_key = spec.due_at(table).key
         run: list[Row] = []

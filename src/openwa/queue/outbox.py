@@ -13,13 +13,10 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openwa.db.engine import is_postgres
 from openwa.db.models import OutboxJobRow
 from openwa.queue.claims import QueueSpec, claim_runs
 from openwa.queue.claims import release as release_rows
-
-
-def _is_postgres(db: AsyncSession) -> bool:
-    return db.get_bind().dialect.name == "postgresql"
 
 
 def enqueue(
@@ -89,7 +86,7 @@ async def job_for(db: AsyncSession, session_id: str, message_id: str) -> OutboxJ
         OutboxJobRow.message_id == message_id,
         OutboxJobRow.done.is_(False),
     )
-    if _is_postgres(db):
+    if is_postgres(db):
         query = query.with_for_update()
     return (await db.execute(query)).scalar_one_or_none()
 
@@ -111,6 +108,6 @@ async def waiting_too_long(
     if ready:
         query = query.where(OutboxJobRow.session_id.not_in(ready))
     query = query.order_by(OutboxJobRow.id).limit(limit)
-    if _is_postgres(db):
+    if is_postgres(db):
         query = query.with_for_update(skip_locked=True)
     return list((await db.execute(query)).scalars())

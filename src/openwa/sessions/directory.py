@@ -15,7 +15,7 @@ their own transaction, which flows back here when it commits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import event, inspect, select
@@ -41,7 +41,6 @@ class SessionDirectory:
     def __init__(self) -> None:
         self._by_id: dict[str, SessionRow] = {}
         self._by_name: dict[str, str] = {}
-        self._loaded = False
         self._watched: type[Session] | None = None
 
     async def load(self, db: async_sessionmaker[AsyncSession]) -> None:
@@ -51,12 +50,7 @@ class SessionDirectory:
         self._by_id.clear()
         self._by_name.clear()
         for row in rows:
-            self._put(row)
-        self._loaded = True
-
-    @property
-    def loaded(self) -> bool:
-        return self._loaded
+            self._put(row)  # detached once the session closed: nobody else holds them
 
     def get(self, session_id: str) -> SessionRow | None:
         return self._by_id.get(session_id)
@@ -69,10 +63,6 @@ class SessionDirectory:
             return None
         session_id = self._by_name.get(ref)
         return self._by_id.get(session_id) if session_id is not None else None
-
-    def ids(self, refs: Iterable[str]) -> dict[str, str]:
-        """Each given id or name that names a session, to its id."""
-        return {ref: row.id for ref in refs if (row := self.resolve(ref)) is not None}
 
     def page(self, params: PageParams, only: Sequence[str] | None) -> tuple[list[SessionRow], int]:
         rows = self._by_id.values()
@@ -89,13 +79,13 @@ class SessionDirectory:
         return counts
 
     def _put(self, row: SessionRow) -> None:
+        """Keep `row`, which the caller hands over: no unit of work may hold it."""
         old = self._by_id.get(row.id)
         if old is not None and old.updated_at > row.updated_at:
             return  # an older commit that reached us late
         if old is not None and old.name != row.name:
             self._by_name.pop(old.name, None)
-        copy = _copy(row)
-        self._by_id[row.id] = copy
+        self._by_id[row.id] = row
         self._by_name[row.name] = row.id
 
     def _drop(self, session_id: str) -> None:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.db.models import SessionRow
 from openwa.kit.names import is_session_id, name_problem
-from openwa.kit.pagination import PageParams
 
 
 class SessionRepository:
@@ -28,22 +27,6 @@ class SessionRepository:
         result = await self.db.execute(select(SessionRow).where(SessionRow.name == ref))
         return result.scalar_one_or_none()
 
-    async def page(
-        self, params: PageParams, only: Sequence[str] | None
-    ) -> tuple[list[SessionRow], int]:
-        query = select(SessionRow)
-        count = select(func.count()).select_from(SessionRow)
-        if only is not None:
-            query = query.where(SessionRow.id.in_(only))
-            count = count.where(SessionRow.id.in_(only))
-        total = (await self.db.execute(count)).scalar_one()
-        rows = await self.db.execute(
-            query.order_by(SessionRow.created_at, SessionRow.id)
-            .offset(params.offset)
-            .limit(params.limit)
-        )
-        return list(rows.scalars()), total
-
     async def ids(self, refs: Sequence[str]) -> dict[str, str]:
         """Map each given id or name to its session id; unknown ones are left out."""
         found: dict[str, str] = {}
@@ -58,12 +41,6 @@ class SessionRepository:
             select(SessionRow).where(SessionRow.should_run.is_(True)).order_by(SessionRow.id)
         )
         return list(result.scalars())
-
-    async def counts_by_status(self) -> dict[str, int]:
-        result = await self.db.execute(
-            select(SessionRow.status, func.count()).group_by(SessionRow.status)
-        )
-        return {status: count for status, count in result.all()}
 
     def add(self, row: SessionRow) -> None:
         self.db.add(row)

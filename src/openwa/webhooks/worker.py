@@ -95,12 +95,12 @@ class DeliveryWorker:
         backoff_base_s: float,
         backoff_max_s: float,
         max_attempts: int,
-        read: async_sessionmaker[AsyncSession] | None = None,
+        read: async_sessionmaker[AsyncSession],
         allow_private: bool,
         concurrency: int = 16,
     ) -> None:
         self._db = db
-        self._read = read or db
+        self._read = read
         # Results of every lane, written together: one commit for many lanes' batches.
         self._results = GroupCommit(db, name="delivery-results")
         self._events = events

@@ -191,10 +191,7 @@ class MockClient:
             store = self._network.store
             fresh = await store.transmit_many(self._ctx.session_id, [t for _, t in prepared])
             for (_message, transmission), phones in zip(prepared, fresh, strict=True):
-                for phone in phones:
-                    recipient = self._network.online(phone)
-                    if recipient is not None:
-                        await recipient.receive(transmission.payload)
+                await self._hand_over(phones, transmission.payload)
             acked = [message for message, _ in prepared if message.type != "reaction"]
             if acked:
                 self._spawn(self._acks(acked))
@@ -238,7 +235,12 @@ class MockClient:
         fresh = await self._network.store.transmit(
             self._ctx.session_id, message_id, chat_id, payload, phones
         )
-        for phone in fresh:
+        await self._hand_over(fresh, payload)
+
+    async def _hand_over(self, phones: Sequence[str], payload: dict[str, Any]) -> None:
+        """Give a transmitted payload to those of `phones` that are online now; the
+        others find it in their inbox when they connect."""
+        for phone in phones:
             recipient = self._network.online(phone)
             if recipient is not None:
                 await recipient.receive(payload)
