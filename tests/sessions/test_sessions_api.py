@@ -35,6 +35,11 @@ async def total_sessions(api: Api) -> int:
     return total
 
 
+def response_meta_differs(first: dict[str, Any], second: dict[str, Any]) -> bool:
+    """Each response has its own request id, even when the data is a kept rendering."""
+    return bool(first["meta"]["requestId"] != second["meta"]["requestId"])
+
+
 # Create.
 
 
@@ -358,6 +363,25 @@ async def test_get_by_id_or_name(api: Api) -> None:
     assert set(data) >= SESSION_FIELDS
     assert data["id"] == created["id"]
     assert data["name"] == "lookup"
+
+    # The GET's JSON is rendered once per committed row: it is the list's rendering of
+    # the same row, and a change (a rename, a status move) is seen at once.
+    listed = (await api.request("GET", "/api/sessions")).json()["data"]
+    assert [item for item in listed if item["id"] == created["id"]] == [data]
+    changed = await api.request(
+        "PATCH", "/api/sessions/lookup", json={"config": {"metadata": {"team": "b"}}}
+    )
+    assert changed.status_code == 200, changed.text
+    assert (await api.session(created["id"]))["config"]["metadata"] == {"team": "b"}
+    await api.request("POST", f"/api/sessions/{created['id']}/start")
+    for _ in range(200):
+        if (await api.session(created["id"]))["status"] == "ready":
+            break
+        await asyncio.sleep(0.02)
+    after = await api.session(created["id"])
+    assert after["status"] == "ready"
+    assert after["statusHistory"] != data["statusHistory"]
+    assert response_meta_differs(by_id.json(), (await api.request("GET", by_id.url)).json())
 
     # Unknown sessions are 404 on every route, by name or by id.
     routes: list[tuple[str, str, dict[str, Any]]] = [

@@ -77,14 +77,18 @@ SessionRef = Annotated[
 ]
 
 
-async def get_session(id: SessionRef, services: ServicesDep, principal: PrincipalDep) -> SessionRow:
-    if not is_session_ref(id):
+async def resolve_session(services: Services, ref: str, principal: Principal) -> SessionRow:
+    if not is_session_ref(ref):
         raise ValidationFailed(
             details=[
                 {"field": "path.id", "message": "not a session id or name", "type": "value_error"}
             ]
         )
-    return await services.sessions.resolve(id, principal)
+    return await services.sessions.resolve(ref, principal)
+
+
+async def get_session(id: SessionRef, services: ServicesDep, principal: PrincipalDep) -> SessionRow:
+    return await resolve_session(services, id, principal)
 
 
 SessionDep = Annotated[SessionRow, Depends(get_session)]

@@ -7,6 +7,7 @@ from typing import Any, Generic, Literal, TypeVar
 import orjson
 from pydantic import Field
 from starlette.responses import JSONResponse as StarletteJSONResponse
+from starlette.responses import Response
 
 from openwa.api.context import request_id_var
 from openwa.kit.clock import iso, utcnow
@@ -59,6 +60,18 @@ def meta() -> Meta:
 
 def ok(data: T) -> Envelope[T]:
     return Envelope[T](data=data, meta=meta())
+
+
+_OK_HEAD = b'{"success":true,"data":'
+
+
+def ok_json(data: bytes, status: int = 200) -> Response:
+    """The envelope around `data`, already rendered as JSON: for hot reads whose data is
+    rendered once and kept (the session directory's views), so only `meta` is new."""
+    body = b"".join(
+        (_OK_HEAD, data, b',"meta":', orjson.dumps(meta().model_dump(by_alias=True)), b"}")
+    )
+    return Response(body, status, media_type="application/json")
 
 
 def paged(items: list[T], params: PageParams, total: int) -> PageEnvelope[T]:

@@ -15,7 +15,7 @@ their own transaction, which flows back here when it commits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import event, inspect, select
@@ -41,6 +41,9 @@ class SessionDirectory:
     def __init__(self) -> None:
         self._by_id: dict[str, SessionRow] = {}
         self._by_name: dict[str, str] = {}
+        # Rendered views of a committed row (the JSON of `GET /api/sessions/{id}`), by
+        # session and variant; a commit of the row drops them.
+        self._views: dict[str, dict[str, bytes]] = {}
         self._watched: type[Session] | None = None
 
     async def load(self, db: async_sessionmaker[AsyncSession]) -> None:
@@ -49,11 +52,23 @@ class SessionDirectory:
             rows = (await session.execute(select(SessionRow))).scalars().all()
         self._by_id.clear()
         self._by_name.clear()
+        self._views.clear()
         for row in rows:
             self._put(row)  # detached once the session closed: nobody else holds them
 
     def get(self, session_id: str) -> SessionRow | None:
         return self._by_id.get(session_id)
+
+    def view(self, row: SessionRow, variant: str, render: Callable[[SessionRow], bytes]) -> bytes:
+        """`render(row)` made once per committed row and variant: a session is read far
+        more often than it changes, and rendering it was most of a GET's own cost."""
+        views = self._views.get(row.id)
+        if views is not None and (cached := views.get(variant)) is not None:
+            return cached
+        rendered = render(row)
+        if self._by_id.get(row.id) is row:  # not a copy a later commit has replaced
+            self._views.setdefault(row.id, {})[variant] = rendered
+        return rendered
 
     def resolve(self, ref: str) -> SessionRow | None:
         """A session by id, or by name when `ref` is not an id."""
@@ -85,6 +100,7 @@ class SessionDirectory:
             return  # an older commit that reached us late
         if old is not None and old.name != row.name:
             self._by_name.pop(old.name, None)
+        self._views.pop(row.id, None)
         self._by_id[row.id] = row
         self._by_name[row.name] = row.id
 
@@ -92,6 +108,7 @@ class SessionDirectory:
         old = self._by_id.pop(session_id, None)
         if old is not None:
             self._by_name.pop(old.name, None)
+        self._views.pop(session_id, None)
 
     def watch(self, db: async_sessionmaker[AsyncSession]) -> None:
         """Follow commits of session rows made through `db`'s units of work."""

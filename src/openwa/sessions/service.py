@@ -67,6 +67,10 @@ def to_schema(row: SessionRow) -> Session:
     )
 
 
+def _render(row: SessionRow) -> bytes:
+    return Session.__pydantic_serializer__.to_json(to_schema(row), by_alias=True)
+
+
 def _config_dict(config: SessionConfig) -> dict[str, Any]:
     # Webhooks given in the config are stored as webhooks, not in the config.
     return config.model_dump(by_alias=True, exclude_none=True, exclude={"webhooks"})
@@ -149,6 +153,10 @@ class SessionService:
         if row is None:
             raise SessionNotFound(details={"session": session_id})
         return to_schema(row)
+
+    def get_json(self, row: SessionRow) -> bytes:
+        """A resolved session as the JSON of its schema, rendered once per committed row."""
+        return self._directory.view(row, "session", _render)
 
     async def page(self, params: PageParams, principal: Principal) -> tuple[list[Session], int]:
         only = sorted(principal.sessions) if principal.sessions is not None else None

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
-from openwa.api.deps import PageDep, PrincipalDep, ServicesDep, SessionDep, WriterDep
-from openwa.api.envelope import Deleted, Envelope, PageEnvelope, ok, paged
+from openwa.api.deps import (
+    PageDep,
+    PrincipalDep,
+    ServicesDep,
+    SessionDep,
+    SessionRef,
+    WriterDep,
+    raw_api_key,
+    resolve_session,
+)
+from openwa.api.envelope import Deleted, Envelope, PageEnvelope, ok, ok_json, paged
 from openwa.api.responses import errors
+from openwa.services import Services
 from openwa.sessions.schemas import (
     PairingCode,
     PairingCodeRequest,
@@ -48,10 +58,15 @@ async def list_sessions(
     return paged(items, page, total)
 
 
-@router.get("/{id}", responses=errors(403, 404))
-async def get_session(session: SessionDep, services: ServicesDep) -> Envelope[Session]:
+@router.get("/{id}", response_model=Envelope[Session], responses=errors(403, 404))
+async def get_session(request: Request, id: SessionRef) -> Response:
     """One session by id or name."""
-    return ok(await services.sessions.get(session.id))
+    # The hottest read: no dependencies beyond the path (each costs on every request),
+    # and the session's JSON rendered once per change by the session directory.
+    services: Services = request.app.state.services
+    principal = await services.keys.authenticate(raw_api_key(request))
+    session = await resolve_session(services, id, principal)
+    return ok_json(services.sessions.get_json(session))
 
 
 @router.patch("/{id}", responses=errors(403, 404))
