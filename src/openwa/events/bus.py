@@ -22,6 +22,8 @@ class EventBus(Protocol):
 
     def subscribe(self, max_queue: int = 1000) -> Subscription: ...
 
+    def has_subscribers(self) -> bool: ...
+
     async def close(self) -> None: ...
 
 
@@ -65,6 +67,9 @@ class InMemoryEventBus:
         subscription = Subscription(self, max_queue)
         self._subscribers.add(subscription)
         return subscription
+
+    def has_subscribers(self) -> bool:
+        return bool(self._subscribers)
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self._subscribers.discard(subscription)

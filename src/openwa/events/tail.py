@@ -25,7 +25,7 @@ and are correct under READ COMMITTED as well as in SQLite's one-writer transacti
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -68,16 +68,23 @@ async def tail(
     names: Sequence[str] | None = None,
     limit: int = 500,
     poll_s: float = 1.0,
+    unread: Callable[[], bool] | None = None,
 ) -> AsyncGenerator[Batch]:
     """Batches after `after`, forever, in cursor order; each read yields one (maybe empty).
 
-    Once caught up it waits for `log.appended` (an append on this instance) or `poll_s`
+    While `unread()` is true the events are stepped over (the event pump with no
+    subscriber). Once caught up it waits for `log.appended` (an append on this instance) or `poll_s`
     (appends by other instances on the same database) before reading again.
     """
     cursor = after
     while True:
         async with db() as session:
-            batch = await read_batch(session, log, cursor, limit, sessions, names)
+            if unread is not None and unread():
+                # Nobody would see the events: step over them without loading them.
+                high = await log.last_cursor(session)
+                batch = Batch([], max(cursor, high), caught_up=True)
+            else:
+                batch = await read_batch(session, log, cursor, limit, sessions, names)
         cursor = batch.cursor
         yield batch
         if batch.caught_up:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import orjson
 import structlog
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import ColumnElement, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa import __version__
@@ -49,7 +49,7 @@ DELIVERIES = QueueSpec(
 )
 
 _PER_GROUP = 50
-_PER_LANE = 50  # deliveries a lane takes per claim; its lease is sized to them
+_PER_LANE = 100  # deliveries a lane takes per round; its lease is sized to them
 _CLAIM_HEADS_PER_SLOT = 4
 _IDLE_WAIT_S = 0.5
 _RECORD_BATCH = 20
@@ -68,6 +68,7 @@ class _Lane:
 
     webhook_id: str
     runs: list[list[DeliveryRow]]
+    claimed: int = 0  # deliveries claimed over the lane's life (its rounds)
     since: float | None = None  # monotonic start of the request in flight, if any
     slow: bool = False
     task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -117,6 +118,9 @@ class DeliveryWorker:
         self._loop = BackgroundTask("delivery-worker", self._run)
         self._lanes: dict[str, _Lane] = {}
         self._claiming = asyncio.Lock()
+        # Set when a dispatch found no free slot (a webhook may be waiting for one):
+        # lanes then end after their round instead of claiming their next one.
+        self._starved = False
         # Set when a lane ends or a slow request is answered; cleared before each claim,
         # so that nothing that happens during a claim is missed.
         self._changed = asyncio.Event()
@@ -177,7 +181,7 @@ class DeliveryWorker:
         tasks = [lane.task for lane in started if lane.task is not None]
         if tasks:
             await asyncio.wait(tasks)
-        return sum(len(run) for lane in started for run in lane.runs)
+        return sum(lane.claimed for lane in started)
 
     def _mark_slow(self) -> None:
         """Lanes whose request is past the grace stop counting against the bound."""
@@ -212,8 +216,15 @@ class DeliveryWorker:
             self._mark_slow()
             free = self._concurrency - self._busy()
             if free <= 0:
+                self._starved = True
                 return []
-            lanes = await self._claim(free)
+            active = select(WebhookRow.id).where(WebhookRow.active.is_(True))
+            scope = [DeliveryRow.webhook_id.in_(active)]
+            if self._lanes:
+                scope.append(DeliveryRow.webhook_id.not_in(list(self._lanes)))
+            lanes = await self._claim(scope, free)
+            if len(lanes) < free:
+                self._starved = False  # every webhook with work due has a lane
             for lane in lanes:
                 self._lanes[lane.webhook_id] = lane
                 lane.task = asyncio.create_task(
@@ -221,16 +232,28 @@ class DeliveryWorker:
                 )
             return lanes
 
-    async def _claim(self, free: int) -> list[_Lane]:
-        """Runs for webhooks without a lane, made into at most `free` lanes.
+    async def _claim_next(self, lane: _Lane) -> bool:
+        """The lane's next round: runs of its own webhook, claimed by the lane itself.
+
+        A lane that goes back to the dispatcher after every round makes a claim over
+        every webhook's queue each time; claiming for one webhook reads only its part.
+        While another webhook may be waiting for a slot, the lane ends instead.
+        """
+        if self._starved:
+            return False
+        active = select(WebhookRow.id).where(WebhookRow.active.is_(True))
+        scope = [DeliveryRow.webhook_id == lane.webhook_id, DeliveryRow.webhook_id.in_(active)]
+        claimed = await self._claim(scope, 1)
+        lane.runs = claimed[0].runs if claimed else []
+        lane.claimed += sum(len(run) for run in lane.runs)
+        return bool(lane.runs)
+
+    async def _claim(self, scope: Sequence[ColumnElement[bool]], free: int) -> list[_Lane]:
+        """Runs of the deliveries in `scope`, made into at most `free` lanes.
 
         Runs beyond what the lanes take are given back in the same transaction (they keep
         their place); each lane's lease covers every request it may make.
         """
-        active = select(WebhookRow.id).where(WebhookRow.active.is_(True))
-        scope = [DeliveryRow.webhook_id.in_(active)]
-        if self._lanes:
-            scope.append(DeliveryRow.webhook_id.not_in(list(self._lanes)))
         now = utcnow()
         async with self._db() as db, db.begin():
             runs = await claim_runs(
@@ -264,6 +287,7 @@ class DeliveryWorker:
                     .where(DeliveryRow.id.in_(ids))
                     .values(locked_until=now + timedelta(seconds=self._lease_s(len(ids))))
                 )
+                lane.claimed = len(ids)
         return list(lanes.values())
 
     def _lease_s(self, deliveries: int) -> float:
@@ -272,8 +296,12 @@ class DeliveryWorker:
 
     async def _deliver_lane(self, lane: _Lane) -> None:
         try:
-            for run in lane.runs:
-                await self._deliver_run(lane, run)
+            while True:
+                for run in lane.runs:
+                    await self._deliver_run(lane, run)
+                lane.runs = []
+                if not await self._claim_next(lane):
+                    break
         except Exception:
             log.exception("delivery_lane_failed", webhook_id=lane.webhook_id)
             try:
