@@ -12,12 +12,13 @@ serialised by `BEGIN IMMEDIATE`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, and_, exists, false, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -50,6 +51,20 @@ def _before(spec: QueueSpec[Any], earlier: Any, row: Any) -> ColumnElement[bool]
     return condition
 
 
+@functools.cache
+def _heads(spec: QueueSpec[Any]) -> Select[Any]:
+    """Pending rows with no pending row of their group before them, built once per
+    queue: building the correlated condition took a tenth of a busy worker's CPU."""
+    table: Any = spec.model
+    earlier: Any = aliased(spec.model)
+    blocked = exists().where(
+        *[a == b for a, b in zip(spec.group(earlier), spec.group(table), strict=True)],
+        spec.pending(earlier),
+        _before(spec, earlier, table),
+    )
+    return select(table).where(spec.pending(table), ~blocked)
+
+
 async def claim_runs(
     db: AsyncSession,
     spec: QueueSpec[Row],
@@ -62,16 +77,10 @@ async def claim_runs(
     per_group: int,
 ) -> list[list[Row]]:
     table: Any = spec.model
-    earlier: Any = aliased(spec.model)
-    blocked = exists().where(
-        *[a == b for a, b in zip(spec.group(earlier), spec.group(table), strict=True)],
-        spec.pending(earlier),
-        _before(spec, earlier, table),
-    )
     free = or_(table.locked_until.is_(None), table.locked_until < now)
     heads_query = (
-        select(table)
-        .where(spec.pending(table), spec.due_at(table) <= now, free, ~blocked, *scope)
+        _heads(spec)
+        .where(spec.due_at(table) <= now, free, *scope)
         .order_by(*spec.order(table))
         .limit(limit)
     )
