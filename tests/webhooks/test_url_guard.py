@@ -134,3 +134,14 @@ async def test_delivery_checks_what_a_name_resolves_to(apps: Apps, receiver: Rec
     for attempt in delivery["log"]:
         assert "forbidden" in (attempt["error"] or "").lower(), attempt
     assert "forbidden" in delivery["lastError"].lower()
+
+
+async def test_a_loopback_target_is_refused_with_the_setting_off(
+    apps: Apps, receiver: Receiver
+) -> None:
+    """With `WEBHOOK_ALLOW_PRIVATE` off, the connection itself is refused (not only the
+    URL when saved): the receiver on loopback gets nothing."""
+    delivery = await refused_at_delivery(
+        apps, receiver, f"http://[::ffff:127.0.0.1]:{receiver.port}/hook"
+    )
+    assert "forbidden" in delivery["lastError"].lower()
