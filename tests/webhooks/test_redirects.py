@@ -21,10 +21,10 @@ from tests.fixtures.server import free_port
 from tests.webhooks.conftest import Apps
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.support import (
+    failed_for_good,
     inbound,
     ready_session,
     register,
-    settled,
     wait_deliveries,
 )
 
@@ -81,14 +81,7 @@ async def failed_delivery(api: Api, url: str, attempts: int) -> dict[str, Any]:
         headers={"Authorization": "Bearer receiver-credential"},
     )
     await inbound(api, session["id"], "where does this go")
-    [delivery] = await wait_deliveries(
-        api,
-        session["id"],
-        hook["id"],
-        lambda ds: len(ds) == 1 and ds[0]["status"] == "failed",
-        what=f"the delivery to {url} to fail",
-    )
-    await settled(api)
+    delivery = await failed_for_good(api, session["id"], hook["id"], url)
     assert delivery["attempts"] == attempts
     result: dict[str, Any] = delivery
     return result
