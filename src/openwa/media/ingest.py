@@ -147,7 +147,8 @@ class MediaIngest:
                 aiohttp.ClientSession(
                     connector=guarded_connector(self._allow_private), timeout=timeout
                 ) as http,
-                http.get(url, max_redirects=MAX_REDIRECTS) as response,
+                # aiohttp refuses the Nth redirect: N - 1 are followed.
+                http.get(url, max_redirects=MAX_REDIRECTS + 1) as response,
             ):
                 if response.status != 200:
                     raise ValidationFailed(
