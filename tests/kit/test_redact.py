@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
+import structlog
 
 from openwa.kit.redact import redact_text, redact_url
+from openwa.logs import configure_logging
 
 KEY = "owa_k3yMaterial_ABCdef0123456789"
 
@@ -53,3 +57,18 @@ def test_proxy_urls_show_no_credential(url: str, shown: str) -> None:
 
 def test_logged_urls_keep_ordinary_query_values() -> None:
     assert redact_url("https://h/p?token=abc&page=2") == "https://h/p?token=***&page=2"
+
+
+def test_both_kinds_of_log_line_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    """Our structlog lines and standard-library lines (uvicorn's) pass the same helper."""
+    configure_logging("info", "json")
+    structlog.get_logger("test").info("fetch_failed", url=f"https://u:pw@h/x?apiKey={KEY}")
+    logging.getLogger("uvicorn.error").info(
+        '%s - "WebSocket %s" [accepted]', "127.0.0.1:1", f"/ws?apiKey={KEY}"
+    )
+    logging.getLogger("aiohttp.client").warning("retrying %s", f"http://h/?token={KEY}")
+    err = capsys.readouterr().err
+    for shown in ("fetch_failed", "WebSocket /ws?apiKey=***", "retrying"):
+        assert shown in err, err
+    for hidden in (KEY, "pw@"):
+        assert hidden not in err, err
