@@ -40,12 +40,6 @@ def redact_text(text: str) -> str:
     return _API_KEY.sub(f"owa_{MASK}", text)
 
 
-def has_credentials(url: str) -> bool:
-    """Whether a URL carries a user name, a password or any query parameter."""
-    parts = urlsplit(url)
-    return bool(parts.username or parts.password or parts.query or parts.fragment)
-
-
 def redact_url(url: str, *, every_query: bool = False) -> str:
     """The URL with its user info (name and password) masked, and the values of its
     key-like query parameters (or, with `every_query`, of all of them) masked.
