@@ -29,6 +29,7 @@ def serve(
 ) -> None:
     """Serve the API (upgrades the database schema first)."""
     from openwa.app import create_app
+    from openwa.logs import install_redaction
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = Settings(**overrides)  # type: ignore[arg-type]
@@ -44,6 +45,8 @@ def serve(
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
     )
+    # uvicorn configured its loggers just now (their WebSocket lines carry the query).
+    install_redaction()
     server = _Server(config)
     server.run()
     if not server.started:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 
+from openwa.media.ingest import MAX_REDIRECTS
 from tests.media.conftest import Loopback, MediaApps, MediaStore
 from tests.media.support import (
     OUTSIDER,
@@ -74,18 +76,38 @@ async def test_url_answering_404_is_400(
     assert local_store.objects() == set()
 
 
-async def test_redirects_are_not_followed(
+def redirects(loopback: Loopback, target: str, hops: int) -> str:
+    """A URL that reaches `target` after `hops` redirects."""
+    url = target
+    for _ in range(hops):
+        url = f"{loopback.base}/redirect?to={quote(url, safe='')}"
+    return url
+
+
+async def test_redirects_are_followed_up_to_the_limit(
     media_apps: MediaApps, local_store: MediaStore, loopback: Loopback
 ) -> None:
     api = await media_apps.start(local_store)
     await ready_session(api, "alice")
-    target = loopback.serve("target.png", png(), "image/png")
-    # A redirect could lead anywhere (a private address, too): it is not followed.
-    response = await post_media_json(
-        api, "alice", OUTSIDER, "image", {"url": f"{loopback.base}/redirect?to={target}"}
-    )
+    image = png()
+    target = loopback.serve("target.png", image, "image/png")
+    # CDNs and signed links redirect: up to MAX_REDIRECTS hops are followed.
+    url = redirects(loopback, target, MAX_REDIRECTS)
+    sent = data_of(await post_media_json(api, "alice", OUTSIDER, "image", {"url": url}), 202)
+    assert sent["media"]["size"] == len(image)
+    assert loopback.fetched == ["redirect"] * MAX_REDIRECTS + ["target.png"]
+    # One more is refused, and the target is not fetched.
+    loopback.fetched.clear()
+    url = redirects(loopback, target, MAX_REDIRECTS + 1)
+    response = await post_media_json(api, "alice", OUTSIDER, "image", {"url": url})
+    error = error_of(response, 400, "VALIDATION_ERROR")
+    assert "redirect" in error["message"], error
+    assert "target.png" not in loopback.fetched
+    # A redirect to something that is not http(s) is not followed either.
+    loopback.fetched.clear()
+    url = redirects(loopback, "file:///etc/passwd", 1)
+    response = await post_media_json(api, "alice", OUTSIDER, "image", {"url": url})
     error_of(response, 400, "VALIDATION_ERROR")
-    assert loopback.fetched == ["redirect"]
 
 
 async def test_url_slower_than_the_fetch_timeout_is_400(

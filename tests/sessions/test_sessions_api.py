@@ -240,7 +240,7 @@ async def test_create_rejects_bad_config_and_engines(api: Api) -> None:
 
 async def test_proxy_credentials_are_masked_everywhere(api: Api) -> None:
     proxy = "http://alice:s3cr3t-pw@proxy.example:3128"
-    masked = "http://alice:***@proxy.example:3128"
+    masked = "http://***:***@proxy.example:3128"
     created = await api.create_session("masked", autoStart=False, config={"proxy": proxy})
     assert created["config"]["proxy"] == masked
     one = await api.request("GET", "/api/sessions/masked")
@@ -261,9 +261,12 @@ async def test_proxy_credentials_are_masked_everywhere(api: Api) -> None:
         assert row.config["proxy"] == proxy
 
     cases = [
-        ("https://bob:pw@secure.example", "https://bob:***@secure.example"),
-        ("socks5://carol:pw@10.0.0.1:1080", "socks5://carol:***@10.0.0.1:1080"),
+        ("https://bob:pw@secure.example", "https://***:***@secure.example"),
+        ("socks5://carol:pw@10.0.0.1:1080", "socks5://***:***@10.0.0.1:1080"),
         ("http://proxy.example:8080", "http://proxy.example:8080"),
+        # A token as the user name, and a password as a query parameter, are credentials.
+        ("http://T0KEN-as-user@proxy.example:3128", "http://***@proxy.example:3128"),
+        ("http://proxy.example:3128/?password=pw", "http://proxy.example:3128/?password=***"),
     ]
     for i, (given, shown) in enumerate(cases):
         session = await api.create_session(f"px{i}", autoStart=False, config={"proxy": given})
@@ -275,7 +278,23 @@ async def test_proxy_masking_of_an_ipv6_host(api: Api) -> None:
         "px6", autoStart=False, config={"proxy": "http://dave:pw@[2001:db8::1]:3128"}
     )
     # The brackets must stay, or the masked URL is no longer a URL.
-    assert created["config"]["proxy"] == "http://dave:***@[2001:db8::1]:3128"
+    assert created["config"]["proxy"] == "http://***:***@[2001:db8::1]:3128"
+
+
+async def test_no_role_sees_proxy_credentials(api: Api) -> None:
+    """The contract shows proxy credentials to nobody once set: admin, operator and
+    viewer keys all read the masked URL (the probe found a token as user name shown)."""
+    proxy = "http://T0KEN-as-user@proxy.example:3128/?token=t0k3n&password=pa55"
+    created = await api.create_session("px-roles", autoStart=False, config={"proxy": proxy})
+    masked = "http://***@proxy.example:3128/?token=***&password=***"
+    assert created["config"]["proxy"] == masked
+    for role in ("admin", "operator", "viewer"):
+        key = await api.new_key(role)
+        for path in ("/api/sessions/px-roles", "/api/sessions"):
+            response = await api.request("GET", path, key=key)
+            assert response.status_code == 200, response.text
+            for secret in ("T0KEN-as-user", "t0k3n", "pa55"):
+                assert secret not in response.text, (role, path)
 
 
 async def test_concurrent_creates_respect_the_session_limit(app_factory: AppFactory) -> None:

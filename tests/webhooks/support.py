@@ -103,6 +103,19 @@ async def wait_deliveries(
     return result
 
 
+async def failed_for_good(api: Api, session_id: str, webhook_id: str, url: str) -> Any:
+    """The webhook's one delivery, once it has failed for good and the app has settled."""
+    [delivery] = await wait_deliveries(
+        api,
+        session_id,
+        webhook_id,
+        lambda ds: len(ds) == 1 and ds[0]["status"] == "failed",
+        what=f"the delivery to {url} to fail",
+    )
+    await settled(api)
+    return delivery
+
+
 async def received_events(api: Api, session_id: str, event: str) -> list[dict[str, Any]]:
     response = await api.request(
         "GET", "/api/events", params={"sessions": session_id, "events": event, "limit": 100}

@@ -10,12 +10,11 @@ from tests.webhooks.receiver import Receiver
 from tests.webhooks.support import (
     data_of,
     error_of,
+    failed_for_good,
     hooks_path,
     inbound,
     ready_session,
     register,
-    settled,
-    wait_deliveries,
 )
 
 PUBLIC_URL = "http://93.184.215.14/hook"  # an IP literal: no DNS needed to check it
@@ -106,14 +105,7 @@ async def refused_at_delivery(apps: Apps, receiver: Receiver, url: str) -> dict[
     await guarded.wait_status(session["id"], "ready")
     await inbound(guarded, session["id"], "must not leave")
 
-    [delivery] = await wait_deliveries(
-        guarded,
-        session["id"],
-        hook["id"],
-        lambda ds: len(ds) == 1 and ds[0]["status"] == "failed",
-        what=f"the delivery to {url} to fail",
-    )
-    await settled(guarded)
+    delivery = await failed_for_good(guarded, session["id"], hook["id"], url)
     assert receiver.requests == [], "a forbidden address was connected to"
     assert delivery["attempts"] == 2
     assert [a["statusCode"] for a in delivery["log"]] == [None, None]
@@ -133,4 +125,15 @@ async def test_delivery_checks_what_a_name_resolves_to(apps: Apps, receiver: Rec
     # The log says why, as it does for an address literal.
     for attempt in delivery["log"]:
         assert "forbidden" in (attempt["error"] or "").lower(), attempt
+    assert "forbidden" in delivery["lastError"].lower()
+
+
+async def test_a_loopback_target_is_refused_with_the_setting_off(
+    apps: Apps, receiver: Receiver
+) -> None:
+    """With `WEBHOOK_ALLOW_PRIVATE` off, the connection itself is refused (not only the
+    URL when saved): the receiver on loopback gets nothing."""
+    delivery = await refused_at_delivery(
+        apps, receiver, f"http://[::ffff:127.0.0.1]:{receiver.port}/hook"
+    )
     assert "forbidden" in delivery["lastError"].lower()

@@ -25,14 +25,20 @@ from openwa.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
     ValidationFailed,
+    WebhookUrlForbidden,
 )
+from openwa.kit.addresses import ForbiddenAddress, check_url, guarded_connector
+from openwa.kit.redact import redact_text, redact_url
 from openwa.media.convert import convert_if_needed
 from openwa.media.types import ALLOWED, OCTET_STREAM, detect
 from openwa.messages.schemas import MediaSource
-from openwa.webhooks.url_guard import GuardedResolver, check_url
 
 _CHUNK = 256 * 1024
 _SNIFF = 8192
+# Redirects a media URL may take (CDNs and signed links redirect); each hop's address
+# is checked when it is connected to, like the first.
+MAX_REDIRECTS = 5
+_URL_FIELD = "body.media.url"
 
 
 @dataclass
@@ -127,31 +133,45 @@ class MediaIngest:
         return await self._finish(type_, await self._spool(chunks()), claimed, filename)
 
     async def from_url(self, type_: str, url: str, filename: str | None) -> StagedMedia:
-        # check_url resolves the host, an IP literal included, and refuses forbidden ones.
-        await check_url(url, self._allow_private)
-        resolver = None if self._allow_private else GuardedResolver()
+        """Fetch a client's URL, following at most `MAX_REDIRECTS` redirects.
+
+        `check_url` answers early for the URL given; the binding check is the guarded
+        connector's, on the address of every connection (each redirect hop included),
+        so a redirect or a name that resolves elsewhere later cannot reach a private
+        address. The body is capped at `MAX_MEDIA_BYTES` while it streams.
+        """
+        await check_url(url, self._allow_private, _URL_FIELD)
         timeout = aiohttp.ClientTimeout(total=self._fetch_timeout_s)
         try:
             async with (
                 aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(resolver=resolver), timeout=timeout
+                    connector=guarded_connector(self._allow_private), timeout=timeout
                 ) as http,
-                http.get(url, allow_redirects=False) as response,
+                # aiohttp refuses the Nth redirect: N - 1 are followed.
+                http.get(url, max_redirects=MAX_REDIRECTS + 1) as response,
             ):
                 if response.status != 200:
                     raise ValidationFailed(
                         "the media URL did not answer 200",
-                        details=[{"field": "body.media.url", "message": f"HTTP {response.status}"}],
+                        details=[{"field": _URL_FIELD, "message": f"HTTP {response.status}"}],
                     )
                 claimed = response.headers.get("Content-Type")
                 name = filename or _clean_filename(response.url.path.rsplit("/", 1)[-1])
                 spooled = await self._spool(response.content.iter_chunked(_CHUNK))
+        except aiohttp.TooManyRedirects as exc:
+            raise ValidationFailed(
+                "the media URL redirected too often",
+                details=[{"field": _URL_FIELD, "message": f"over {MAX_REDIRECTS} redirects"}],
+            ) from exc
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            reason = redact_text(f"{type(exc).__name__}: {exc}")[:300]
+            if isinstance(getattr(exc, "os_error", None), ForbiddenAddress):
+                raise WebhookUrlForbidden(
+                    details={"url": redact_url(url), "reason": reason}
+                ) from exc
             raise ValidationFailed(
                 "the media URL could not be fetched",
-                details=[
-                    {"field": "body.media.url", "message": f"{type(exc).__name__}: {exc}"[:300]}
-                ],
+                details=[{"field": _URL_FIELD, "message": reason}],
             ) from exc
         return await self._finish(type_, spooled, claimed, name)
 

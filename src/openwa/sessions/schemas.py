@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, field_validator
 
 from openwa.config import EngineName
 from openwa.kit.names import name_problem
+from openwa.kit.redact import redact_url
 from openwa.kit.schema import CamelModel, StrictCamelModel
 from openwa.sessions.status import Status
 from openwa.webhooks.schemas import WebhookCreate, WebhookWithSecret
@@ -38,18 +39,10 @@ def _check_proxy(value: str | None) -> str | None:
 
 
 def mask_proxy(value: str | None) -> str | None:
-    """The proxy URL with its password replaced, so responses never show credentials."""
-    if not value:
-        return value
-    parts = urlsplit(value)
-    if parts.password is None:
-        return value
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"  # an IPv6 literal keeps its brackets
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    """The proxy URL with any credential masked, for every role (the contract shows proxy
+    credentials to nobody after they are set): a user name alone may be a token, and a
+    query parameter may be a password, so the user info and every query value go."""
+    return redact_url(value, every_query=True) if value else value
 
 
 SessionName = Annotated[str, AfterValidator(_check_name)]

@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import Field, field_validator
 
 from openwa.events.types import EVENT_NAMES
+from openwa.kit.redact import MASK
 from openwa.kit.schema import CamelModel, StrictCamelModel
 from openwa.webhooks.signing import secret_key
 
@@ -92,6 +93,14 @@ class Webhook(CamelModel):
     created_at: datetime
     updated_at: datetime
 
+    def for_role(self, can_write: bool) -> Webhook:
+        """As a key of this role may see it: receiver header values are credentials
+        (`Authorization: Bearer ...`), so a key that cannot change them (a viewer) sees
+        the names only, each value as `***`."""
+        if can_write or not self.headers:
+            return self
+        return self.model_copy(update={"headers": dict.fromkeys(self.headers, MASK)})
+
 
 class WebhookWithSecret(Webhook):
     secret: str = Field(description="Shown only on create and rotate")
@@ -114,6 +123,13 @@ class DeliveryAttempt(CamelModel):
     status_code: int | None
     error: str | None
     duration_ms: int
+    location: str | None = Field(
+        default=None,
+        description=(
+            "The `Location` a 3xx answer pointed to (credentials masked); redirects are "
+            "never followed, so a 3xx is a failed attempt"
+        ),
+    )
 
 
 class Delivery(CamelModel):

@@ -13,6 +13,7 @@ from openwa.db.models import DeliveryAttemptRow, DeliveryRow, EventRow, WebhookR
 from openwa.errors import NotFound, WebhookNotFound
 from openwa.events.log import EventLog
 from openwa.events.types import WEBHOOK_TEST, Event
+from openwa.kit.addresses import check_url
 from openwa.kit.clock import utcnow
 from openwa.kit.ids import new_id
 from openwa.kit.pagination import PageParams
@@ -29,7 +30,6 @@ from openwa.webhooks.schemas import (
     WebhookWithSecret,
 )
 from openwa.webhooks.signing import generate_secret
-from openwa.webhooks.url_guard import check_url
 
 
 def to_schema(row: WebhookRow) -> Webhook:
@@ -71,6 +71,7 @@ def _delivery(row: DeliveryRow, attempts: list[DeliveryAttemptRow]) -> Delivery:
                 status_code=a.status_code,
                 error=a.error,
                 duration_ms=a.duration_ms,
+                location=(a.details or {}).get("location"),
             )
             for a in attempts
         ],

@@ -30,13 +30,14 @@ from openwa import __version__
 from openwa.db.group_commit import GroupCommit
 from openwa.db.models import DeliveryAttemptRow, DeliveryRow, EventRow, WebhookRow
 from openwa.events.log import EventLog, from_row
+from openwa.kit.addresses import guarded_connector
 from openwa.kit.background import BackgroundTask
 from openwa.kit.backoff import backoff_s
 from openwa.kit.clock import utcnow
+from openwa.kit.redact import redact_text, redact_url
 from openwa.kit.signal import Signal
 from openwa.queue.claims import QueueSpec, claim_runs, release, release_all
 from openwa.webhooks.signing import signature_header
-from openwa.webhooks.url_guard import GuardedResolver, literal_forbidden
 
 log = structlog.get_logger(__name__)
 
@@ -126,10 +127,8 @@ class DeliveryWorker:
         self._changed = asyncio.Event()
 
     async def start(self) -> None:
-        resolver = None if self._allow_private else GuardedResolver()
-        connector = aiohttp.TCPConnector(
-            limit=self._concurrency + self._slow_cap, resolver=resolver
-        )
+        # Every connect is checked against the address it is about to reach.
+        connector = guarded_connector(self._allow_private, limit=self._concurrency + self._slow_cap)
         self._http = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=self._timeout_s),
@@ -334,21 +333,22 @@ class DeliveryWorker:
                 gone = _Failure(delivery, None, "event or webhook no longer exists", 0, final=True)
                 await self._record([], gone)
                 continue
-            status, error, duration_ms = await self._timed_post(lane, hook, event)
-            if error is None:
-                succeeded.append((delivery, status or 0, duration_ms))
+            answer = await self._timed_post(lane, hook, event)
+            if answer.error is None:
+                succeeded.append((delivery, answer.status or 0, answer.duration_ms))
                 if len(succeeded) >= _RECORD_BATCH:
                     await self._record(succeeded, None)
                     succeeded = []
                 continue
             rest = [d.id for d in run[index + 1 :]]
-            await self._record(succeeded, _Failure(delivery, status, error, duration_ms), rest)
+            failure = _Failure(
+                delivery, answer.status, answer.error, answer.duration_ms, answer.location
+            )
+            await self._record(succeeded, failure, rest)
             return
         await self._record(succeeded, None)
 
-    async def _timed_post(
-        self, lane: _Lane, hook: WebhookRow, event: EventRow
-    ) -> tuple[int | None, str | None, int]:
+    async def _timed_post(self, lane: _Lane, hook: WebhookRow, event: EventRow) -> _Answer:
         """A POST during which the lane is in flight (and may turn slow)."""
         lane.since = time.monotonic()
         try:
@@ -360,8 +360,13 @@ class DeliveryWorker:
                 lane.slow = False
                 self._changed.set()
 
-    async def _post(self, hook: WebhookRow, event: EventRow) -> tuple[int | None, str | None, int]:
-        """One signed POST: (status, error or None on a 2xx, milliseconds)."""
+    async def _post(self, hook: WebhookRow, event: EventRow) -> _Answer:
+        """One signed POST, never following a redirect.
+
+        A 3xx is a failed attempt (as Stripe and GitHub treat it), kept with the
+        `Location` it pointed to: following it would send the signed body and the
+        webhook's headers wherever the receiver says, a private address included.
+        """
         body = orjson.dumps(from_row(event).envelope())
         timestamp = int(time.time())
         secrets_ = [hook.secret]
@@ -381,22 +386,26 @@ class DeliveryWorker:
         started = time.perf_counter()
         status: int | None = None
         error: str | None = None
-        if not self._allow_private and literal_forbidden(hook.url):
-            error = "WEBHOOK_URL_FORBIDDEN: the URL is a forbidden address"
-        else:
-            assert self._http is not None
-            try:
-                async with self._http.post(hook.url, data=body, headers=headers) as response:
-                    status = response.status
-                    await response.read()
-            except TimeoutError:
-                error = f"no answer within {self._timeout_s:g}s"
-            except (aiohttp.ClientError, OSError) as exc:
-                error = f"{type(exc).__name__}: {exc}"[:500]
+        location: str | None = None
+        assert self._http is not None
+        try:
+            async with self._http.post(
+                hook.url, data=body, headers=headers, allow_redirects=False
+            ) as response:
+                status = response.status
+                if 300 <= status < 400:
+                    location = redact_url(response.headers.get("Location", ""))[:2048] or None
+                await response.read()
+        except TimeoutError:
+            error = f"no answer within {self._timeout_s:g}s"
+        except (aiohttp.ClientError, OSError) as exc:
+            error = redact_text(f"{type(exc).__name__}: {exc}")[:500]
         duration_ms = int((time.perf_counter() - started) * 1000)
-        if error is None and not (status is not None and 200 <= status < 300):
+        if error is None and status is not None and 300 <= status < 400:
+            error = f"HTTP {status}: redirects are not followed"
+        elif error is None and not (status is not None and 200 <= status < 300):
             error = f"HTTP {status}"
-        return status, error, duration_ms
+        return _Answer(status, error, duration_ms, location)
 
     async def _record(
         self,
@@ -463,7 +472,7 @@ class DeliveryWorker:
             row = await db.get(DeliveryRow, failure.delivery.id)
             if row is None:
                 return
-            self._attempt(db, row, now, failure.status, failure.error, failure.duration_ms)
+            self._attempt(db, row, now, failure)
             if failure.final or row.attempts >= self._max_attempts:
                 row.status = "failed"
             else:
@@ -471,27 +480,31 @@ class DeliveryWorker:
                 row.next_attempt_at = now + timedelta(seconds=delay)
 
     @staticmethod
-    def _attempt(
-        db: AsyncSession,
-        row: DeliveryRow,
-        now: datetime,
-        status: int | None,
-        error: str | None,
-        duration_ms: int,
-    ) -> None:
+    def _attempt(db: AsyncSession, row: DeliveryRow, now: datetime, failure: _Failure) -> None:
         row.attempts += 1
-        row.last_status_code, row.last_error = status, error
+        row.last_status_code, row.last_error = failure.status, failure.error
         row.locked_until, row.updated_at = None, now
         db.add(
             DeliveryAttemptRow(
                 delivery_id=row.id,
                 attempt=row.attempts,
                 at=now,
-                status_code=status,
-                error=error,
-                duration_ms=duration_ms,
+                status_code=failure.status,
+                error=failure.error,
+                duration_ms=failure.duration_ms,
+                details={"location": failure.location} if failure.location else None,
             )
         )
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What one POST came to: `error` is None on a 2xx; `location` is a redirect's."""
+
+    status: int | None
+    error: str | None
+    duration_ms: int
+    location: str | None = None
 
 
 @dataclass(frozen=True)
@@ -503,6 +516,7 @@ class _Failure:
     status: int | None
     error: str
     duration_ms: int
+    location: str | None = None
     final: bool = False
 
 

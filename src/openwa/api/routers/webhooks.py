@@ -68,18 +68,19 @@ def make_router(
 
     @router.get("", responses=errors(403, 404))
     async def list_webhooks(
-        owner: Reader, services: ServicesDep, page: PageDep
+        owner: Reader, principal: PrincipalDep, services: ServicesDep, page: PageDep
     ) -> PageEnvelope[Webhook]:
-        """List webhooks (without secrets)."""
+        """List webhooks (without secrets; header values masked for viewer keys)."""
         items, total = await services.webhooks.page(owner, page)
-        return paged(items, page, total)
+        return paged([w.for_role(principal.can_write) for w in items], page, total)
 
     @router.get("/{webhook_id}", responses=errors(403, 404, s404=_NOT_FOUND))
     async def get_webhook(
-        webhook_id: WebhookId, owner: Reader, services: ServicesDep
+        webhook_id: WebhookId, owner: Reader, principal: PrincipalDep, services: ServicesDep
     ) -> Envelope[Webhook]:
-        """One webhook."""
-        return ok(await services.webhooks.get(owner, webhook_id))
+        """One webhook (without its secret; header values masked for viewer keys)."""
+        hook = await services.webhooks.get(owner, webhook_id)
+        return ok(hook.for_role(principal.can_write))
 
     @router.patch("/{webhook_id}", responses=errors(403, 404, s404=_NOT_FOUND))
     async def update_webhook(

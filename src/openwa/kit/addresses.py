@@ -1,0 +1,118 @@
+"""Which network addresses a user-supplied URL may reach (SSRF), in one place.
+
+Webhook deliveries and media fetched from a client's URL connect where a client said.
+The rule is one: the address connected to must be global (`ipaddress` `is_global`, not
+multicast, not reserved) after unwrapping the IPv6 forms that carry an IPv4 address
+(IPv4-mapped, IPv4-compatible, 6to4, Teredo, NAT64), unless the operator allowed
+private targets (`WEBHOOK_ALLOW_PRIVATE`). The check runs on the socket about to be
+connected (`guarded_connector`), so a name that resolved to a public address when a
+webhook was saved and to 127.0.0.1 at delivery (DNS rebinding) is still refused, and
+so is every redirect hop of a media fetch. The server's own connections (database,
+Redis, S3, other instances) are configured by the operator and are not checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from openwa.errors import ValidationFailed, WebhookUrlForbidden
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 form carries, if it is one of the forms that do."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]  # the client's address, which the packets reach
+    if any(ip in net for net in _NAT64) or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def is_forbidden(address: str | IpAddress) -> bool:
+    """True when `address` is not a global unicast address (after unwrapping).
+
+    `ipaddress` alone would let `2002:7f00:1::` (6to4 around 127.0.0.1) pass, and would
+    refuse `64:ff9b::` + a public address (NAT64 on an IPv6-only host) as reserved."""
+    ip = ipaddress.ip_address(address.split("%")[0] if isinstance(address, str) else address)
+    if isinstance(ip, ipaddress.IPv6Address):
+        # A form that carries an IPv4 address goes where that address goes: judge it.
+        ip = _embedded_ipv4(ip) or ip
+    return not ip.is_global or ip.is_multicast or ip.is_reserved or ip.is_unspecified
+
+
+def parse_url(url: str, field: str = "body.url") -> tuple[str, int]:
+    """(host, port) of an http(s) URL; anything else is a VALIDATION_ERROR on `field`."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationFailed(
+            details=[{"field": field, "message": "must be an http(s) URL with a host"}]
+        )
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise ValidationFailed(
+            details=[{"field": field, "message": "has an invalid port"}]
+        ) from exc
+    return parts.hostname, port
+
+
+async def check_url(url: str, allow_private: bool, field: str = "body.url") -> None:
+    """Refuse, when saved or asked for, a URL whose host resolves to a forbidden address.
+
+    An early, friendly answer (400 `WEBHOOK_URL_FORBIDDEN`); the binding check is the one
+    `guarded_connector` makes on every connect.
+    """
+    host, port = parse_url(url, field)
+    if allow_private:
+        return
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ValidationFailed(
+            details=[{"field": field, "message": f"host does not resolve: {exc}"}]
+        ) from exc
+    forbidden = sorted({str(info[4][0]) for info in infos if is_forbidden(str(info[4][0]))})
+    if forbidden:
+        raise WebhookUrlForbidden(details={"url": url, "addresses": forbidden})
+
+
+class ForbiddenAddress(OSError):
+    """Raised instead of connecting to a forbidden address."""
+
+
+def _guarded_socket(addr_info: Any) -> socket.socket:
+    """The socket for one resolved address, made only when the address is allowed.
+
+    aiohttp hands every address it is about to connect to (IP literals, resolved names,
+    each happy-eyeballs candidate, each redirect hop) to this factory, and connects to
+    exactly that address: checking here leaves no window between check and connect.
+    """
+    family, type_, proto, _canon, sockaddr = addr_info
+    host = str(sockaddr[0])
+    if is_forbidden(host):
+        raise ForbiddenAddress(
+            errno.EACCES, f"WEBHOOK_URL_FORBIDDEN: {host} is a forbidden address"
+        )
+    return socket.socket(family=family, type=type_, proto=proto)
+
+
+def guarded_connector(allow_private: bool, **kwargs: Any) -> aiohttp.TCPConnector:
+    """A connector for user-supplied URLs: forbidden addresses refused at connect time."""
+    if allow_private:
+        return aiohttp.TCPConnector(**kwargs)
+    return aiohttp.TCPConnector(socket_factory=_guarded_socket, **kwargs)

@@ -1,0 +1,63 @@
+"""Who sees a webhook's credentials: receiver header values are masked for viewer keys,
+and the secret is shown on create and rotate only, to nobody afterwards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.fixtures.app import Api
+from tests.webhooks.support import data_of, hooks_path, ready_session, register
+
+PUBLIC_URL = "http://93.184.215.14/hook"
+HEADERS = {"Authorization": "Bearer receiver-credential-0123", "X-Tenant": "acme-tenant"}
+
+
+def shown(response: Any) -> list[dict[str, Any]]:
+    data = data_of(response)
+    return data if isinstance(data, list) else [data]
+
+
+async def test_viewers_see_header_names_but_no_values(api: Api) -> None:
+    session = await ready_session(api)
+    hook = await register(api, session["id"], PUBLIC_URL, headers=HEADERS, active=False)
+    base = hooks_path(session["id"])
+    viewer = await api.new_key("viewer")
+    scoped_viewer = await api.new_key("viewer", sessions=[session["id"]])
+    for key in (viewer, scoped_viewer):
+        for path in (base, f"{base}/{hook['id']}"):
+            response = await api.request("GET", path, key=key)
+            for item in shown(response):
+                assert item["headers"] == {"Authorization": "***", "X-Tenant": "***"}
+            for value in HEADERS.values():
+                assert value not in response.text, path
+    # Keys that may change the headers see them as they are.
+    for role in ("admin", "operator"):
+        key = await api.new_key(role)
+        for path in (base, f"{base}/{hook['id']}"):
+            for item in shown(await api.request("GET", path, key=key)):
+                assert item["headers"] == HEADERS, role
+
+
+async def test_the_secret_is_never_returned_after_create(api: Api) -> None:
+    session = await ready_session(api)
+    hook = await register(api, session["id"], PUBLIC_URL, headers=HEADERS, active=False)
+    secret = hook["secret"]
+    assert secret.startswith("whsec_")
+    instance = await register(api, None, PUBLIC_URL, active=False)
+    viewer = await api.new_key("viewer")
+    for owner, item in ((session["id"], hook), (None, instance)):
+        base = hooks_path(owner)
+        path = f"{base}/{item['id']}"
+        responses = [
+            await api.request("GET", base),
+            await api.request("GET", path),
+            await api.request("PATCH", path, json={"events": ["message.received"]}),
+            await api.request("GET", f"{path}/deliveries"),
+        ]
+        if owner is not None:
+            responses.append(await api.request("GET", base, key=viewer))
+            responses.append(await api.request("GET", f"/api/sessions/{owner}"))
+        for response in responses:
+            assert response.status_code == 200, response.text
+            assert item["secret"] not in response.text
+            assert '"secret"' not in response.text
