@@ -57,14 +57,15 @@ def silence_flac(directory: Path, seconds: int) -> bytes:
     )
 
 
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose header claims `width` x `height` over a few bytes of pixel data."""
+def png_claiming(width: int, height: int, rows: int = 4096) -> bytes:
+    """A PNG whose header claims `width` x `height` over `rows` bytes of pixel data
+    (zeros, so that a whole 4096x4096 image compresses to about 50 KB)."""
 
     def chunk(tag: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * 4096)
+    idat = zlib.compress(b"\x00" * rows)
     return (
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
     )
@@ -192,7 +193,7 @@ async def test_image_dimensions_are_capped_before_decoding(
     # and ffmpeg never started for any of them.
     cases = [
         (png(65, 8), "image/png", 65, 8),
-        (png_header_only(16000, 16000), "image/png", 16000, 16000),
+        (png_claiming(16000, 16000), "image/png", 16000, 16000),
         (
             synth(
                 tmp_path, "wide.jpg", "-f", "lavfi", "-i", "color=c=red:s=80x16", "-frames:v", "1"
@@ -221,7 +222,7 @@ async def test_huge_png_is_refused_under_the_default_cap(
 ) -> None:
     api, spy, bob = await spied(media_apps, local_store, tmp_path)
     response = await send(
-        api, "alice", bob, png_header_only(16000, 16000), "sticker", "s.png", "image/png"
+        api, "alice", bob, png_claiming(16000, 16000), "sticker", "s.png", "image/png"
     )
     error = error_of(response, 413, "PAYLOAD_TOO_LARGE")
     assert error["details"]["maxDimension"] == 4096
@@ -263,6 +264,20 @@ async def test_long_audio_is_refused_and_limits_reach_ffmpeg(
         }
         # Its own process group: the timeout kills ffmpeg and anything it started.
         assert start["pgid"] == start["pid"]
+
+
+async def test_conversion_over_its_memory_is_413(
+    media_apps: MediaApps, local_store: MediaStore, tmp_path: Path
+) -> None:
+    # 256 MB of address space is too little for ffmpeg's libraries plus a 4096x4096 frame.
+    api, spy, bob = await spied(media_apps, local_store, tmp_path, media_conversion_memory_mb=256)
+    big = png_claiming(4096, 4096, rows=4096 * (1 + 3 * 4096))
+    response = await send(api, "alice", bob, big, "sticker", "big.png", "image/png")
+    error = error_of(response, 413, "PAYLOAD_TOO_LARGE")
+    assert error["details"]["limit"] == "MEDIA_CONVERSION_MEMORY_MB"
+    assert_no_leak(response, api)
+    (start,) = spy.starts()
+    assert start["limits"]["RLIMIT_AS"] == 256 * MB
 
 
 async def test_mp4_with_its_index_last_is_refused_clearly(

@@ -307,7 +307,8 @@ class MediaConverter:
         if code == -signal.SIGXFSZ:
             raise _over("the converted media is over MAX_MEDIA_BYTES", "MAX_MEDIA_BYTES")
         if code != 0:
-            if "Cannot allocate memory" in errors:
+            # ENOMEM while decoding, or too little address space to even map its libraries.
+            if "Cannot allocate memory" in errors or "error while loading shared" in errors:
                 raise _over(
                     f"media conversion needed over MEDIA_CONVERSION_MEMORY_MB "
                     f"({limits.memory_mb} MB)",
