@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from openwa.media.probe import NotMp4, mp4_move_index_first
 from tests.fixtures.app import Api, wait_for
 from tests.media.conftest import MediaApps, MediaStore
 from tests.media.ffmpeg_spy import FfmpegSpy, make_spy
@@ -280,20 +282,48 @@ async def test_conversion_over_its_memory_is_413(
     assert start["limits"]["RLIMIT_AS"] == 256 * MB
 
 
-async def test_mp4_with_its_index_last_is_refused_clearly(
+async def test_mp4_with_its_index_last_is_reordered_for_the_pipe(
     media_apps: MediaApps, local_store: MediaStore, tmp_path: Path
 ) -> None:
     api = await media_apps.start(local_store)
     _, bob = await ready_pair(api)
-    sine = ("-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac")
-    last = synth(tmp_path, "last.m4a", *sine)
+    sine = ("-f", "lavfi", "-i", "sine=duration=3", "-c:a", "aac")
+    last = synth(tmp_path, "last.m4a", *sine)  # ffmpeg writes moov after mdat by default
+    assert last.index(b"moov") > last.index(b"mdat")
     first = synth(tmp_path, "first.m4a", *sine, "-movflags", "+faststart")
 
-    response = await send(api, "alice", bob, last, "voice", "a.m4a", "audio/mp4")
-    error = error_of(response, 415, "UNSUPPORTED_MEDIA_TYPE")
-    assert "fast start" in error["message"]
-    sent = data_of(await send(api, "alice", bob, first, "voice", "a.m4a", "audio/mp4"), 202)
-    assert sent["media"]["mimetype"] == "audio/ogg"
+    for content in (last, first):
+        sent = data_of(await send(api, "alice", bob, content, "voice", "a.m4a", "audio/mp4"), 202)
+        assert sent["media"]["mimetype"] == "audio/ogg"
+        assert sent["media"]["size"] > 1000  # three seconds of audio, not an empty stream
+
+    # Cut short, the boxes no longer tile the file: refused, nothing left behind.
+    response = await send(api, "alice", bob, last[: len(last) // 2], "voice", "a.m4a", "audio/mp4")
+    error_of(response, 415, "UNSUPPORTED_MEDIA_TYPE")
+    assert_no_leak(response, api)
+    assert [p for p in (api.settings.data_dir / "tmp").rglob("*") if p.is_file()] == []
+
+
+def test_mp4_reordering_refuses_malformed_boxes(tmp_path: Path) -> None:
+    def box(kind: bytes, payload: bytes, size: int | None = None) -> bytes:
+        return struct.pack(">I4s", len(payload) + 8 if size is None else size, kind) + payload
+
+    ftyp = box(b"ftyp", b"M4A \x00\x00\x00\x00")
+    mdat = box(b"mdat", b"\x00" * 32)
+    huge_count = box(b"stco", b"\x00" * 4 + struct.pack(">I", 1 << 30))
+    stbl = box(b"moov", box(b"trak", box(b"mdia", box(b"minf", box(b"stbl", huge_count)))))
+    cases = [
+        ftyp + mdat + box(b"moov", b"", size=4),  # a size under its own header
+        ftyp + mdat + box(b"moov", b"x" * 8, size=1),  # a 64-bit size cut short
+        ftyp + mdat + box(b"moov", b"", size=1 << 20),  # runs past the end
+        ftyp + mdat + stbl,  # a chunk table that claims 2^30 entries
+        ftyp + mdat,  # no index at all
+    ]
+    for number, content in enumerate(cases):
+        source = tmp_path / f"case{number}.m4a"
+        source.write_bytes(content)
+        with pytest.raises(NotMp4):
+            mp4_move_index_first(source, tmp_path / f"out{number}.m4a")
 
 
 async def test_conversion_over_its_time_is_killed(

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from openwa.errors import EngineError, NotSupported, PayloadTooLarge, UnsupportedMediaType
-from openwa.media.probe import image_size, mp4_index_first
+from openwa.media.probe import NotMp4, image_size, mp4_move_index_first
 
 if TYPE_CHECKING:
     from openwa.config import Settings
@@ -189,12 +189,23 @@ class MediaConverter:
                     height=size[1],
                     maxDimension=cap,
                 )
-        if staged.mimetype in _MP4 and not mp4_index_first(staged.path):
-            raise UnsupportedMediaType(
-                "MP4 audio must have its index (moov) before its data (fast start)",
-                details={"type": type_, "detected": staged.mimetype},
-            )
         return demuxer
+
+    async def _pipeable(self, type_: str, staged: StagedMedia, work: Path) -> Path:
+        """The file to hand ffmpeg: `staged`, or for an MP4 with its index last, a copy
+        with the index first (a pipe cannot seek back to it)."""
+        if staged.mimetype not in _MP4:
+            return staged.path
+        reordered = work.with_name(work.name + ".mp4")
+        try:
+            moved = await asyncio.to_thread(mp4_move_index_first, staged.path, reordered)
+        except NotMp4 as exc:
+            reordered.unlink(missing_ok=True)
+            raise UnsupportedMediaType(
+                "the MP4 file's structure could not be read",
+                details={"type": type_, "detected": staged.mimetype},
+            ) from exc
+        return reordered if moved else staged.path
 
     def command(self, ffmpeg: str, demuxer: str, target: _Target) -> list[str]:
         """ffmpeg's arguments: stdin in through `demuxer` only, one relative output."""
@@ -237,18 +248,25 @@ class MediaConverter:
         demuxer = self._check_input(type_, target, staged)
         self._tmp_dir.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(dir=self._tmp_dir, prefix="convert-"))
+        source = staged.path
         try:
+            source = await self._pipeable(type_, staged, work)
             async with self._slots:
-                await self._run(self.command(ffmpeg, demuxer, target), staged, target, work)
+                argv = self.command(ffmpeg, demuxer, target)
+                await self._run(argv, source, staged, target, work)
             return self._adopt(staged, target, work / target.output)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+            if source != staged.path:
+                source.unlink(missing_ok=True)
 
-    async def _run(self, argv: list[str], staged: StagedMedia, target: _Target, work: Path) -> None:
-        with staged.path.open("rb") as source:
+    async def _run(
+        self, argv: list[str], source: Path, staged: StagedMedia, target: _Target, work: Path
+    ) -> None:
+        with source.open("rb") as stdin:
             process = await asyncio.create_subprocess_exec(
                 *argv,
-                stdin=source,
+                stdin=stdin,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 cwd=work,

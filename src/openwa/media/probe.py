@@ -8,7 +8,9 @@ lets a hostile file be refused before it reaches a decoder at all.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 # JPEG start-of-frame markers (the ones that carry the frame size): C0-CF but C4, C8, CC.
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -82,30 +84,117 @@ def _webp_size(head: bytes) -> tuple[int, int] | None:
     return None
 
 
-def mp4_index_first(path: Path) -> bool:
-    """Whether an MP4/MOV file has its index (`moov`) before its data (`mdat`).
+class NotMp4(ValueError):
+    """The file's box structure is not a well-formed MP4 we can reorder."""
+
+
+_MP4_CONTAINERS = frozenset({b"moov", b"trak", b"mdia", b"minf", b"stbl"})
+_MOOV_MAX = 16 << 20  # an index over 16 MB is no voice note
+
+
+def _top_boxes(file: BinaryIO, length: int) -> list[tuple[bytes, int, int]]:
+    """(kind, start, size) of each top-level box; NotMp4 when they do not tile the file."""
+    boxes: list[tuple[bytes, int, int]] = []
+    at = 0
+    while at < length:
+        if len(boxes) >= _MP4_MAX_BOXES:
+            raise NotMp4("too many top-level boxes")
+        file.seek(at)
+        header = file.read(16)
+        if len(header) < 8:
+            raise NotMp4("truncated box header")
+        size, kind = struct.unpack(">I4s", header[:8])
+        if size == 1:
+            if len(header) < 16:
+                raise NotMp4("truncated box header")
+            (size,) = struct.unpack(">Q", header[8:16])
+        elif size == 0:
+            size = length - at
+        if size < 8 or at + size > length:
+            raise NotMp4("box size out of the file")
+        boxes.append((kind, at, size))
+        at += size
+    return boxes
+
+
+def _shift_chunk_offsets(moov: bytearray, start: int, end: int, move: Callable[[int], int]) -> None:
+    """Rewrite every `stco`/`co64` chunk offset under moov[start:end] through `move`."""
+    at = start
+    while at + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", moov, at)
+        header = 8
+        if size == 1:
+            if at + 16 > end:
+                raise NotMp4("truncated box header")
+            (size,) = struct.unpack_from(">Q", moov, at + 8)
+            header = 16
+        elif size == 0:
+            size = end - at
+        if size < header or at + size > end:
+            raise NotMp4("box size out of its parent")
+        body = at + header
+        if kind in _MP4_CONTAINERS:
+            _shift_chunk_offsets(moov, body, at + size, move)
+        elif kind in (b"stco", b"co64"):
+            width, fmt = (4, ">I") if kind == b"stco" else (8, ">Q")
+            if body + 8 > at + size:
+                raise NotMp4("truncated chunk offset table")
+            (count,) = struct.unpack_from(">I", moov, body + 4)
+            if body + 8 + count * width > at + size:
+                raise NotMp4("chunk offset table out of its box")
+            for entry in range(body + 8, body + 8 + count * width, width):
+                (offset,) = struct.unpack_from(fmt, moov, entry)
+                moved = move(offset)
+                if moved >= 1 << (8 * width):
+                    raise NotMp4("chunk offset overflows")
+                struct.pack_into(fmt, moov, entry, moved)
+        at += size
+
+
+def mp4_move_index_first(source: Path, target: Path) -> bool:
+    """Write to `target` the MP4 `source` with its index (`moov`) before its data.
 
     ffmpeg reads our inputs from a pipe, where it cannot seek back: an MP4 whose index
-    comes last decodes to nothing, so such a file is refused with a clear reason instead.
+    comes after its data (as phones often write them) would decode to nothing. The boxes
+    are reordered in Python (the chunk offsets in the index shifted to match), as
+    `-movflags +faststart` would. False when the index is already first (`target` is not
+    written); NotMp4 when the structure is not one we can reorder.
     """
-    with path.open("rb") as file:
-        for _ in range(_MP4_MAX_BOXES):
-            header = file.read(8)
-            if len(header) < 8:
-                return False
-            size, kind = struct.unpack(">I4s", header)
-            if kind == b"moov":
-                return True
-            if kind == b"mdat":
-                return False
-            if size == 1:
-                large = file.read(8)
-                if len(large) < 8:
-                    return False
-                size = struct.unpack(">Q", large)[0] - 8
-            elif size == 0:  # the box runs to the end of the file
-                return False
-            if size < 8:
-                return False
-            file.seek(size - 8, 1)
-    return False
+    length = source.stat().st_size
+    with source.open("rb") as file:
+        boxes = _top_boxes(file, length)
+        kinds = [kind for kind, _, _ in boxes]
+        if b"moov" not in kinds or b"mdat" not in kinds:
+            raise NotMp4("no moov or no mdat box")
+        moov_at = kinds.index(b"moov")
+        data_at = kinds.index(b"mdat")
+        if moov_at < data_at:
+            return False
+        _, moov_start, moov_size = boxes[moov_at]
+        if moov_size > _MOOV_MAX:
+            raise NotMp4("index too large")
+        file.seek(moov_start)
+        moov = bytearray(file.read(moov_size))
+        data_start = boxes[data_at][1]
+
+        def move(offset: int) -> int:
+            # Everything from the first mdat up to the old moov moves down by moov's size.
+            return offset + moov_size if data_start <= offset < moov_start else offset
+
+        header = 16 if struct.unpack_from(">I", moov)[0] == 1 else 8
+        _shift_chunk_offsets(moov, header, moov_size, move)
+        order = [*boxes[:data_at], None, *(b for b in boxes[data_at:] if b[0] != b"moov")]
+        with target.open("wb") as out:
+            for box in order:
+                if box is None:
+                    out.write(moov)
+                    continue
+                file.seek(box[1])
+                left = box[2]
+                while left > 0:
+                    chunk = file.read(min(left, 1 << 20))
+                    if not chunk:
+                        raise NotMp4("file changed while read")
+                    out.write(chunk)
+                    left -= len(chunk)
+    return True
