@@ -55,6 +55,7 @@ from openwa.kit.ids import ulid
 from openwa.kit.signal import Signal
 from openwa.logs import configure_logging
 from openwa.maintenance import Maintenance
+from openwa.media.convert import MediaConverter
 from openwa.media.ingest import MediaIngest
 from openwa.media.links import MediaLinks
 from openwa.messages.reports import ReportApplier
@@ -217,6 +218,7 @@ def build_services(settings: Settings) -> Services:
             fetch_timeout_s=settings.media_fetch_timeout_s,
             allow_private=settings.webhook_allow_private,
             tmp_dir=settings.data_dir / "tmp",
+            converter=MediaConverter.from_settings(settings),
         ),
         groups=GroupService(db, runtime, engines),
         chats=ChatService(db, runtime, engines),

@@ -67,6 +67,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_media_bytes: int = Field(default=67_108_864, ge=1024)
 
+    # Media conversions (ffmpeg): how many at once, and the caps of each one.
+    ffmpeg_path: str | None = None
+    media_conversion_concurrency: int = Field(default=2, ge=1)
+    media_conversion_timeout_s: float = Field(default=120.0, gt=0)
+    media_conversion_cpu_s: int = Field(default=60, ge=1)
+    media_conversion_memory_mb: int = Field(default=1024, ge=256)
+    media_max_duration_s: int = Field(default=1800, ge=1)
+    media_max_image_dimension: int = Field(default=4096, ge=16, le=16384)
+
     # Sends: engine failures are retried with backoff this many times, then the message fails.
     send_max_attempts: int = Field(default=5, ge=1)
     send_backoff_base_s: float = Field(default=1.0, gt=0)

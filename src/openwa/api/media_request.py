@@ -17,6 +17,7 @@ from starlette.datastructures import UploadFile
 from openwa.api.errors import validation_details
 from openwa.errors import UnsupportedMediaType, ValidationFailed
 from openwa.media.ingest import StagedMedia
+from openwa.media.types import INLINE_SAFE, OCTET_STREAM, essence, extension_for, valid_mimetype
 from openwa.messages.schemas import MediaMessageCreate, MediaUploadFields
 from openwa.services import Services
 
@@ -44,6 +45,12 @@ async def read_media_request(
                 fields = MediaUploadFields.model_validate(values)
             except ValidationError as exc:
                 raise _invalid(exc, "body") from exc
+            if upload.content_type and not valid_mimetype(upload.content_type):
+                raise ValidationFailed(
+                    details=[
+                        {"field": "body.file", "message": "the part's Content-Type is malformed"}
+                    ]
+                )
             staged = await ingest.from_stream(
                 fields.type, upload, upload.content_type, fields.filename or upload.filename
             )
@@ -62,6 +69,41 @@ async def read_media_request(
 
 
 def content_disposition(filename: str) -> str:
-    """An attachment header that survives any name (RFC 6266, UTF-8 form as well)."""
-    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "")
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
+    """A Content-Disposition that survives any name (RFC 6266, UTF-8 form as well).
+
+    The quoted ASCII form keeps printable ASCII but quotes and backslashes; the UTF-8
+    form percent-encodes everything else, so no name can break the header.
+    """
+    ascii_name = (
+        "".join(ch if " " <= ch <= "~" and ch not in '"\\' else "_" for ch in filename).strip()
+        or "media"
+    )
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+# Served with every download: the bytes are someone else's, so a browser must neither
+# guess another type (nosniff) nor run them (a sandbox with nothing allowed).
+_DOWNLOAD_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "sandbox; default-src 'none'",
+}
+
+
+def download_headers(media: dict[str, Any], message_id: str) -> tuple[str, dict[str, str]]:
+    """The Content-Type and headers a stored media download is served with.
+
+    A stored type that is not a well-formed media type (an engine's report, a row from
+    before the check at the edge) is served as application/octet-stream. Only a short
+    allow-list of image, audio and video types may show inline; anything else (HTML,
+    SVG, PDF, ...) is an attachment, with the stored name or `{messageId}.{ext}`.
+    """
+    stored = str(media.get("mimetype") or "")
+    mimetype = essence(stored) if valid_mimetype(stored) else OCTET_STREAM
+    headers = {**_DOWNLOAD_HEADERS, "Content-Length": str(media["size"])}
+    filename = media.get("filename")
+    if mimetype not in INLINE_SAFE:
+        name = filename or f"{message_id}.{extension_for(mimetype)}"
+        headers["Content-Disposition"] = content_disposition(name)
+    elif filename:
+        headers["Content-Disposition"] = content_disposition(filename)
+    return mimetype, headers

@@ -3,7 +3,9 @@
 Whatever the source, bytes are streamed to a temporary file with a running size check
 (413 over `MAX_MEDIA_BYTES`), never held whole in memory; the type is read from the
 bytes themselves and must fit the message type (415 otherwise); voice notes become
-OGG/Opus and stickers WebP (ffmpeg). The caller stores the file under a key it makes.
+OGG/Opus and stickers WebP (ffmpeg, boxed in: see `openwa.media.convert`). A claimed
+type is only a fallback and only kept when it is a well-formed media type. The caller
+stores the file under a key it makes.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from openwa.errors import (
 )
 from openwa.kit.addresses import ForbiddenAddress, check_url, guarded_connector
 from openwa.kit.redact import redact_text, redact_url
-from openwa.media.convert import convert_if_needed
-from openwa.media.types import ALLOWED, OCTET_STREAM, detect
+from openwa.media.convert import MediaConverter
+from openwa.media.types import ALLOWED, OCTET_STREAM, detect, essence, valid_mimetype
 from openwa.messages.schemas import MediaSource
 
 _CHUNK = 256 * 1024
@@ -69,12 +71,19 @@ def _clean_filename(name: str | None) -> str | None:
 
 class MediaIngest:
     def __init__(
-        self, *, max_bytes: int, fetch_timeout_s: float, allow_private: bool, tmp_dir: Path
+        self,
+        *,
+        max_bytes: int,
+        fetch_timeout_s: float,
+        allow_private: bool,
+        tmp_dir: Path,
+        converter: MediaConverter,
     ) -> None:
         self._max_bytes = max_bytes
         self._fetch_timeout_s = fetch_timeout_s
         self._allow_private = allow_private
         self._tmp_dir = tmp_dir
+        self.converter = converter
 
     async def _spool(self, chunks: AsyncIterator[bytes]) -> tuple[Path, int, str, bytes]:
         self._tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -193,7 +202,9 @@ class MediaIngest:
         try:
             detected = detect(head)
             allowed = ALLOWED[type_]
-            claimed_type = (claimed or "").split(";")[0].strip().lower() or None
+            # A remote server's Content-Type is not checked at the edge: a malformed one
+            # counts as none, so it can never reach a download's headers.
+            claimed_type = essence(claimed) if claimed and valid_mimetype(claimed) else None
             mimetype = detected or (claimed_type if allowed is None else None) or OCTET_STREAM
             if allowed is not None and mimetype not in allowed:
                 raise UnsupportedMediaType(
@@ -201,7 +212,7 @@ class MediaIngest:
                     details={"type": type_, "detected": detected, "claimed": claimed_type},
                 )
             staged = StagedMedia(path, mimetype, size, sha256, _clean_filename(filename))
-            return await convert_if_needed(type_, staged, self._tmp_dir)
+            return await self.converter.convert_if_needed(type_, staged)
         except BaseException:
             path.unlink(missing_ok=True)
             raise

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from openwa.kit.schema import CamelModel, StrictCamelModel
+from openwa.media.types import valid_mimetype
 
 
 class SendOptions(StrictCamelModel):
@@ -47,6 +48,14 @@ class MediaSource(StrictCamelModel):
     base64: str | None = Field(default=None, description="The bytes, base64 (or a data: URL)")
     mimetype: str | None = Field(default=None, max_length=128, examples=["image/jpeg"])
     filename: str | None = Field(default=None, max_length=255)
+
+    @field_validator("mimetype")
+    @classmethod
+    def _media_type(cls, value: str | None) -> str | None:
+        # Served back as a Content-Type: CR, LF or NUL here would split the response.
+        if value is not None and not valid_mimetype(value):
+            raise ValueError("must be a media type such as image/jpeg (RFC 6838)")
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> MediaSource:

@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from openwa.api.deps import PrincipalDep, ServicesDep, SessionDep, WriterDep
 from openwa.api.envelope import Envelope, ok
-from openwa.api.media_request import content_disposition, read_media_request
+from openwa.api.media_request import download_headers, read_media_request
 from openwa.api.responses import errors
 from openwa.messages.schemas import (
     ContactMessageCreate,
@@ -171,9 +171,8 @@ async def send_reaction(
 async def get_media(
     message_id: MessageId, _: PrincipalDep, session: SessionDep, services: ServicesDep
 ) -> StreamingResponse:
-    """The stored media of a message, with its content type."""
+    """The stored media of a message, with its content type (never run by a browser:
+    `nosniff`, a sandboxing CSP, and an attachment unless it is plain image/audio/video)."""
     media, chunks = await services.messages.media(session.id, message_id)
-    headers = {"Content-Length": str(media["size"])}
-    if media.get("filename"):
-        headers["Content-Disposition"] = content_disposition(media["filename"])
-    return StreamingResponse(chunks, media_type=media["mimetype"], headers=headers)
+    mimetype, headers = download_headers(media, message_id)
+    return StreamingResponse(chunks, media_type=mimetype, headers=headers)
