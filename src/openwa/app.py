@@ -49,6 +49,7 @@ from openwa.events.bus import InMemoryEventBus
 from openwa.events.log import EventLog
 from openwa.events.pump import EventPump
 from openwa.events.service import EventService
+from openwa.events.streams import StreamRegistry
 from openwa.groups.service import GroupService
 from openwa.keys.service import KeyService
 from openwa.kit.ids import ulid
@@ -126,6 +127,11 @@ def build_services(settings: Settings) -> Services:
     storage = _build_storage(settings)
     bus = InMemoryEventBus()
     events = EventLog()
+    pump = EventPump(db_read, events, bus)
+    streams = StreamRegistry(settings.streams_per_key, settings.max_streams)
+    keys = KeyService(db, cache, read=db_read)
+    # A deleted key's open WebSocket and SSE streams end once the deletion commits.
+    keys.add_revocation_listener(streams.revoke)
     mock = MockEngine(
         SqlMockNetworkStore(db),
         SqlMockDirectory(db),
@@ -202,10 +208,11 @@ def build_services(settings: Settings) -> Services:
         storage=storage,
         bus=bus,
         events=events,
-        pump=EventPump(db_read, events, bus),
+        pump=pump,
+        streams=streams,
         engines=engines,
         runtime=runtime,
-        keys=KeyService(db, cache, read=db_read),
+        keys=keys,
         sessions=SessionService(db, runtime, engines, events, webhooks, directory),
         mock_control=MockControl(directory, runtime, engines),
         messages=messages,
@@ -223,7 +230,7 @@ def build_services(settings: Settings) -> Services:
         groups=GroupService(db, runtime, engines),
         chats=ChatService(db, runtime, engines),
         contacts=ContactService(db, runtime, engines),
-        event_reader=EventService(db_read, events),
+        event_reader=EventService(db_read, events, pump),
         maintenance=Maintenance(
             db,
             events,

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # Event log and live streams.
     event_retention_days: int = Field(default=7, ge=1)
     ws_max_queue: int = Field(default=1000, ge=1)
+    # Open WebSocket and SSE streams: per key, and on this instance (429 / 1013 over).
+    streams_per_key: int = Field(default=20, ge=1)
+    max_streams: int = Field(default=1000, ge=1)
 
     # Mock engine pacing.
     mock_auth_delay_ms: int = Field(default=1500, ge=0)

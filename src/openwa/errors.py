@@ -111,3 +111,7 @@ class MessageNotPending(OpenWAError):
 
 class WebhookUrlForbidden(OpenWAError):
     status, code, message = 400, "WEBHOOK_URL_FORBIDDEN", "URL resolves to a forbidden address"
+
+
+class TooManyStreams(OpenWAError):
+    status, code, message = 429, "RATE_LIMITED", "Too many open streams"

@@ -17,6 +17,7 @@ from openwa.events.bus import EventBus
 from openwa.events.log import EventLog
 from openwa.events.pump import EventPump
 from openwa.events.service import EventService
+from openwa.events.streams import StreamRegistry
 from openwa.groups.service import GroupService
 from openwa.keys.service import KeyService
 from openwa.maintenance import Maintenance
@@ -46,6 +47,7 @@ class Services:
     bus: EventBus
     events: EventLog
     pump: EventPump
+    streams: StreamRegistry
     engines: EngineRegistry
     runtime: SessionRuntime
     keys: KeyService

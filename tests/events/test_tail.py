@@ -81,7 +81,9 @@ async def test_an_event_committed_between_the_streams_two_reads_is_sent(
     if not database_url.startswith("postgresql"):
         # SQLite reads in a BEGIN IMMEDIATE transaction: no commit can land in between.
         pytest.skip("a PostgreSQL race (READ COMMITTED: one snapshot per statement)")
-    service = EventService(create_session_factory(stream_engine), api.services.events)
+    service = EventService(
+        create_session_factory(stream_engine), api.services.events, api.services.pump
+    )
     await _append(api, _event("other", "before"))
     start = await _last_cursor(api)
     hooked = asyncio.Event()

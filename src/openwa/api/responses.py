@@ -14,6 +14,7 @@ _EXAMPLES: dict[int, tuple[str, str, str]] = {
     404: ("SESSION_NOT_FOUND", "Session not found", "Unknown id"),
     409: ("SESSION_NOT_READY", "Session is not ready", "The session's state does not allow it"),
     413: ("PAYLOAD_TOO_LARGE", "Request body is over the limit", "Body over MAX_BODY_BYTES"),
+    429: ("RATE_LIMITED", "Too many open streams", "Over a limit; see `Retry-After`"),
     501: ("NOT_SUPPORTED", "The session's engine cannot do this", "Engine lacks the capability"),
     422: ("ENGINE_ERROR", "The engine refused the operation", "The engine said no"),
     503: ("NOT_READY", "The instance is starting or draining", "Try again shortly"),

@@ -8,6 +8,9 @@ kernel's socket buffers already hold (a few MB on loopback) is not seen by the s
 so a client that stops reading is noticed once those are full, or once a send has
 been stuck for 10 s.
 Pings (every 20 s) are sent by the server (uvicorn's `ws_ping_interval`).
+A socket takes a slot of its key's (`STREAMS_PER_KEY`) and the instance's
+(`MAX_STREAMS`): over either it is accepted and closed at once with 1013 (try again
+later), so the client sees why. Deleting the key closes its sockets with 1008.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import structlog
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from openwa.api.deps import raw_api_key
-from openwa.errors import OpenWAError
+from openwa.errors import OpenWAError, TooManyStreams
 from openwa.events.bus import SubscriberOverflow
 from openwa.services import Services
 
@@ -52,6 +55,25 @@ async def events_socket(websocket: WebSocket) -> None:
         return
     names = _split(websocket.query_params.get("events"))
     allowed = set(sessions) if sessions is not None else None
+    try:
+        live = services.streams.open(principal.key_id)
+    except TooManyStreams as exc:
+        await websocket.accept()
+        await websocket.close(code=1013, reason=exc.message)
+        return
+    try:
+        await _serve(websocket, services, live.revoked, allowed, names)
+    finally:
+        live.release()
+
+
+async def _serve(
+    websocket: WebSocket,
+    services: Services,
+    revoked: asyncio.Event,
+    allowed: set[str] | None,
+    names: set[str] | None,
+) -> None:
     subscription = services.bus.subscribe(max_queue=services.settings.ws_max_queue)
     await websocket.accept()
 
@@ -75,8 +97,12 @@ async def events_socket(websocket: WebSocket) -> None:
 
     sender = asyncio.create_task(pump())
     reader = asyncio.create_task(drain())
+    ended = asyncio.create_task(revoked.wait())
     try:
-        done, _ = await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({sender, reader, ended}, return_when=asyncio.FIRST_COMPLETED)
+        if ended in done:
+            await websocket.close(code=1008, reason="the API key was revoked")
+            return
         for task in done:
             if isinstance(task.exception(), SubscriberOverflow | TimeoutError):
                 # Logged so an operator can tell clients that keep falling behind.
@@ -86,7 +112,7 @@ async def events_socket(websocket: WebSocket) -> None:
         pass
     finally:
         subscription.close()
-        for task in (sender, reader):
+        for task in (sender, reader, ended):
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task

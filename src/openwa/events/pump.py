@@ -3,6 +3,10 @@
 Live consumers (the WebSocket) read the bus; the bus is fed only from committed log
 rows, so they see exactly what `/api/events` shows, in the same order, including
 events written by other instances on the same database.
+
+The pump is also the one reader that watches the log for the whole instance: SSE
+streams wait on `advanced` (the pump read past their cursor) instead of each polling
+the database, so an idle stream costs no query however many are open.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from openwa.events.bus import EventBus
 from openwa.events.log import EventLog
 from openwa.events.tail import tail
 from openwa.kit.background import BackgroundTask
+from openwa.kit.signal import Signal
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +38,13 @@ class EventPump:
         self._bus = bus
         self._loop = BackgroundTask("event-pump", self._run)
         self._cursor = 0
+        # Notified whenever `cursor` grows (events of this instance or of others).
+        self.advanced = Signal()
+
+    @property
+    def cursor(self) -> int:
+        """The log's committed high-water mark as of the pump's last read."""
+        return self._cursor
 
     async def start(self) -> None:
         async with self._db() as db:
@@ -43,6 +55,7 @@ class EventPump:
         await self._loop.stop()
 
     async def _run(self) -> None:
+        seen = self._cursor
         while True:
             try:
                 batches = tail(
@@ -61,6 +74,9 @@ class EventPump:
                             await self._bus.publish(event)
                             self._cursor = event.cursor or self._cursor
                         self._cursor = batch.cursor
+                        if self._cursor > seen:
+                            seen = self._cursor
+                            self.advanced.notify()
             except Exception:
                 log.exception("event_pump_failed")
             # After a failure, carry on from the last event published.

@@ -25,7 +25,7 @@ and are correct under READ COMMITTED as well as in SQLite's one-writer transacti
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -59,6 +59,10 @@ async def read_batch(
     return Batch(events, events[-1].cursor or after, caught_up=False)
 
 
+# Given the cursor a caught-up reader stands at, waits and says whether to read again.
+Wake = Callable[[int], Awaitable[bool]]
+
+
 async def tail(
     db: async_sessionmaker[AsyncSession],
     log: EventLog,
@@ -69,12 +73,16 @@ async def tail(
     limit: int = 500,
     poll_s: float = 1.0,
     unread: Callable[[], bool] | None = None,
+    wake: Wake | None = None,
 ) -> AsyncGenerator[Batch]:
     """Batches after `after`, forever, in cursor order; each read yields one (maybe empty).
 
     While `unread()` is true the events are stepped over (the event pump with no
-    subscriber). Once caught up it waits for `log.appended` (an append on this instance) or `poll_s`
-    (appends by other instances on the same database) before reading again.
+    subscriber). Once caught up it waits for `log.appended` (an append on this instance)
+    or `poll_s` (appends by other instances on the same database) before reading again.
+    Given `wake` (SSE: woken by the pump, so idle streams cost no query), it reads again
+    when `wake(cursor)` says so; each time it says no, an empty batch is yielded without
+    a read, so the reader can send a heartbeat or stop.
     """
     cursor = after
     while True:
@@ -88,4 +96,8 @@ async def tail(
         cursor = batch.cursor
         yield batch
         if batch.caught_up:
-            await log.appended.wait(poll_s)
+            if wake is None:
+                await log.appended.wait(poll_s)
+                continue
+            while not await wake(cursor):
+                yield Batch([], cursor, caught_up=True)

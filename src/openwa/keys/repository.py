@@ -36,11 +36,14 @@ class ApiKeyRepository:
         )
         return result.first() is not None
 
-    async def delete_by_source(self, source: str) -> list[str]:
+    async def delete_by_source(self, source: str) -> list[tuple[str, str]]:
+        """Delete the keys from `source`; their (id, key hash) pairs."""
         result = await self.db.execute(
-            delete(ApiKeyRow).where(ApiKeyRow.source == source).returning(ApiKeyRow.key_hash)
+            delete(ApiKeyRow)
+            .where(ApiKeyRow.source == source)
+            .returning(ApiKeyRow.id, ApiKeyRow.key_hash)
         )
-        return list(result.scalars())
+        return [(row.id, row.key_hash) for row in result]
 
     def add(self, row: ApiKeyRow) -> None:
         self.db.add(row)

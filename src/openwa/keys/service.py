@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.cache.base import Cache
+from openwa.db.engine import on_commit
 from openwa.db.models import ApiKeyRow
 from openwa.errors import KeyNotFound, Unauthorized, ValidationFailed
 from openwa.keys.principal import Principal, Role
@@ -67,6 +69,22 @@ class KeyService:
         self._read = read
         self._db = db
         self._cache = cache
+        self._revocation_listeners: list[Callable[[str], None]] = []
+
+    def add_revocation_listener(self, listener: Callable[[str], None]) -> None:
+        """`listener(key_id)` runs once a change that ends a key's validity commits
+        (the live streams registry: a key's open WebSocket and SSE streams end)."""
+        self._revocation_listeners.append(listener)
+
+    def _revoke_on_commit(self, db: AsyncSession, key_id: str) -> None:
+        """The one place a key stops being valid for what is already open: deletion now;
+        a change of role or scope, or an expiry, must come through here too."""
+
+        def revoke() -> None:
+            for listener in self._revocation_listeners:
+                listener(key_id)
+
+        on_commit(db, revoke, key=("revoke-key", key_id))
 
     async def authenticate(self, raw_key: str | None) -> Principal:
         if not raw_key:
@@ -131,6 +149,7 @@ class KeyService:
                 raise KeyNotFound(details={"id": key_id})
             key_hash = row.key_hash
             await repo.delete(row)
+            self._revoke_on_commit(db, key_id)
         await self._cache.delete(_cache_key(key_hash))
 
     async def bootstrap(self, api_key: str | None) -> str | None:
@@ -143,8 +162,9 @@ class KeyService:
             repo = ApiKeyRepository(db)
             if api_key is not None:
                 if await repo.by_hash(hash_key(api_key)) is None:
-                    for old_hash in await repo.delete_by_source("env"):
+                    for old_id, old_hash in await repo.delete_by_source("env"):
                         await self._cache.delete(_cache_key(old_hash))
+                        self._revoke_on_commit(db, old_id)
                     repo.add(_new_row("API_KEY", Role.ADMIN, api_key, "env", None))
                 return None
             if await repo.admin_exists():

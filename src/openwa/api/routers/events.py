@@ -8,12 +8,14 @@ from typing import Annotated
 import orjson
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from openwa.api.deps import PrincipalDep, ServicesDep
 from openwa.api.envelope import Envelope, ok
 from openwa.api.responses import errors
 from openwa.events.schemas import EventPage
 from openwa.events.service import logged
+from openwa.events.streams import LiveStream
 
 router = APIRouter(prefix="/api/events", tags=["events"])
 
@@ -24,6 +26,26 @@ Sessions = Annotated[
     str | None, Query(max_length=4096, description="Comma-separated session ids or names")
 ]
 Events = Annotated[str | None, Query(max_length=1024, description="Comma-separated event names")]
+
+
+class _LiveStreamResponse(StreamingResponse):
+    """An SSE response that gives its stream slot back however it ends: a client gone
+    before the first frame never starts the body's generator, whose `finally` then
+    would not run."""
+
+    def __init__(self, content: AsyncIterator[bytes], live: LiveStream) -> None:
+        super().__init__(
+            content,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self._live = live
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._live.release()
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -49,7 +71,7 @@ async def list_events(
     "/stream",
     response_class=StreamingResponse,
     responses={
-        **errors(403),
+        **errors(403, 429, s429=("RATE_LIMITED", "this key has STREAMS_PER_KEY streams open")),
         200: {"content": {"text/event-stream": {}}, "description": "SSE; `id:` is the cursor"},
     },
 )
@@ -61,11 +83,15 @@ async def stream_events(
     events: Events = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=32)] = None,
 ) -> StreamingResponse:
-    """The same events as Server-Sent Events; resumes after the `Last-Event-ID` header."""
+    """The same events as Server-Sent Events; resumes after the `Last-Event-ID` header.
+
+    Ends when the key is deleted; over `STREAMS_PER_KEY` or `MAX_STREAMS`, 429.
+    """
     if last_event_id is not None and last_event_id.isdigit():
         after = int(last_event_id)
     visible = await services.event_reader.visible_sessions(principal, _split(sessions))
-    source = services.event_reader.stream(after, visible, _split(events))
+    live = services.streams.open(principal.key_id)
+    source = services.event_reader.stream(after, visible, _split(events), live=live)
 
     async def frames() -> AsyncIterator[bytes]:
         yield b"retry: 2000\n\n"
@@ -80,8 +106,4 @@ async def stream_events(
                 data,
             )
 
-    return StreamingResponse(
-        frames(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return _LiveStreamResponse(frames(), live)

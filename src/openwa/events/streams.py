@@ -1,0 +1,96 @@
+"""The live streams (WebSocket and SSE) open on this instance, per API key.
+
+Two jobs, in one place: caps (`STREAMS_PER_KEY` per key, `MAX_STREAMS` on the instance),
+so a key cannot hold the instance's connections or memory hostage; and revocation, so a
+key that is deleted (or, later, changed or expired) loses its open streams at once, not
+only its next REST call. The key service calls `revoke` from its after-commit hook; the
+stream handlers wait on `LiveStream.revoked` beside their work and end when it is set.
+
+This registry is in-process: a key deleted through this instance ends the streams held
+here. With several instances the same call must reach the others; the scale-out work
+carries `revoke(key_id)` over Redis pub/sub to each instance's registry (the cache
+already evicts the key everywhere, so their REST answers 401 already).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from openwa.errors import TooManyStreams
+
+# How long a client refused for the caps is told to wait before it tries again.
+RETRY_AFTER_S = 5
+# A stream authenticated just before its key was revoked registers just after: revoked
+# ids are remembered this long (beyond the key cache's 30 s), so it starts revoked.
+_REMEMBER_REVOKED_S = 120.0
+
+
+class LiveStream:
+    """One open stream's slot: `revoked` is set when its key stops being valid."""
+
+    def __init__(self, key_id: str, release: Callable[[LiveStream], None]) -> None:
+        self.key_id = key_id
+        self.revoked = asyncio.Event()
+        self._release = release
+        self._released = False
+
+    def release(self) -> None:
+        """Give the slot back; idempotent, so every way out of a handler may call it."""
+        if not self._released:
+            self._released = True
+            self._release(self)
+
+
+class StreamRegistry:
+    def __init__(self, per_key: int, total: int) -> None:
+        self._per_key = per_key
+        self._total = total
+        self._by_key: dict[str, set[LiveStream]] = {}
+        self._count = 0
+        self._revoked: dict[str, float] = {}  # key id -> when it is forgotten
+
+    def open(self, key_id: str) -> LiveStream:
+        """A slot for a new stream of `key_id`, or `TooManyStreams` over either cap."""
+        held = self._by_key.get(key_id, set())
+        if len(held) >= self._per_key:
+            raise TooManyStreams(
+                "this key has STREAMS_PER_KEY streams open",
+                details={"limit": self._per_key, "scope": "key"},
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
+        if self._count >= self._total:
+            raise TooManyStreams(
+                "this instance has MAX_STREAMS streams open",
+                details={"limit": self._total, "scope": "instance"},
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
+        stream = LiveStream(key_id, self._released)
+        self._by_key.setdefault(key_id, set()).add(stream)
+        self._count += 1
+        if key_id in self._revoked:
+            stream.revoked.set()
+        return stream
+
+    def revoke(self, key_id: str) -> None:
+        """End every open stream of `key_id` (each handler closes itself when told)."""
+        now = time.monotonic()
+        self._revoked = {k: until for k, until in self._revoked.items() if until > now}
+        self._revoked[key_id] = now + _REMEMBER_REVOKED_S
+        for stream in self._by_key.get(key_id, ()):
+            stream.revoked.set()
+
+    def count(self, key_id: str | None = None) -> int:
+        if key_id is None:
+            return self._count
+        return len(self._by_key.get(key_id, ()))
+
+    def _released(self, stream: LiveStream) -> None:
+        held = self._by_key.get(stream.key_id)
+        if held is None or stream not in held:
+            return
+        held.discard(stream)
+        self._count -= 1
+        if not held:
+            del self._by_key[stream.key_id]
