@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from openwa.db.engine import create_engine
 from tests.events.support import page_all
 from tests.fixtures.app import Api, wait_for
 
@@ -60,6 +63,16 @@ async def make_pair(api: Api) -> Pair:
 
     await wait_for(lambda: page_all(api), settled, 15.0, "the pair's events")
     return Pair(a=a, b=b, inbound_a=inbound_a, inbound_b=inbound_b, a_to_b=a_to_b)
+
+
+@pytest.fixture
+async def stream_engine(api: Api) -> AsyncIterator[AsyncEngine]:
+    """An engine of the stream's own, so a hook on it sees only the stream's statements."""
+    engine = create_engine(api.settings.resolved_database_url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture

@@ -10,14 +10,14 @@ fix every turn was a read; now none is, and an event costs each stream one read.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from openwa.db.engine import create_engine, create_session_factory
+from openwa.db.engine import create_session_factory
 from openwa.errors import TooManyStreams
 from openwa.events.log import EventLog
 from openwa.events.service import EventService
@@ -39,20 +39,20 @@ def _event(text: str) -> Event:
     )
 
 
-def _is_log_read(statement: str) -> bool:
-    """A read of the event log or its cursor counter (not a driver's own statements)."""
-    return statement.lstrip().upper().startswith("SELECT") and (
-        "FROM events" in statement or "FROM counters" in statement
-    )
+class _LogReads:
+    """Counts the reads of the event log or its cursor counter on `engine` (not the
+    driver's own statements)."""
 
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.count = 0
+        sa_event.listen(engine.sync_engine, "before_cursor_execute", self._seen)
 
-@pytest.fixture
-async def stream_engine(api: Api) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(api.settings.resolved_database_url)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
+    def _seen(self, *args: Any) -> None:
+        statement: str = args[2]
+        if statement.lstrip().upper().startswith("SELECT") and (
+            "FROM events" in statement or "FROM counters" in statement
+        ):
+            self.count += 1
 
 
 class _Reader:
@@ -77,20 +77,33 @@ class _Reader:
         await self.stream.aclose()
 
 
+def _service(api: Api, engine: AsyncEngine, fallback_s: float) -> EventService:
+    """The app's event reader, reading on `engine` (whose statements are counted)."""
+    return EventService(
+        create_session_factory(engine),
+        api.services.events,
+        api.services.pump,
+        fallback_s=fallback_s,
+    )
+
+
+async def _idle_turns(readers: list[_Reader]) -> None:
+    """Until every stream has waited `TICKS` more times (a heartbeat each)."""
+    marks = [r.beats for r in readers]
+    await wait_for(
+        lambda: asyncio.sleep(0, [r.beats - m for r, m in zip(readers, marks, strict=True)]),
+        lambda beats: min(beats) >= TICKS,
+        15,
+        f"{TICKS} idle turns of every stream",
+    )
+
+
 async def test_idle_streams_read_only_when_woken_and_all_get_the_event(
     api: Api, stream_engine: AsyncEngine
 ) -> None:
     log: EventLog = api.services.events
-    service = EventService(
-        create_session_factory(stream_engine), log, api.services.pump, fallback_s=3600
-    )
-    reads = 0
-
-    @sa_event.listens_for(stream_engine.sync_engine, "before_cursor_execute")
-    def count(*args: Any) -> None:
-        nonlocal reads
-        reads += _is_log_read(args[2])
-
+    service = _service(api, stream_engine, fallback_s=3600)
+    reads = _LogReads(stream_engine)
     async with api.services.db() as db:
         start = await log.last_cursor(db)
     readers = [
@@ -104,16 +117,10 @@ async def test_idle_streams_read_only_when_woken_and_all_get_the_event(
             15,
             "every stream idle",
         )
-        idle_reads = reads
+        idle_reads = reads.count
         assert idle_reads == 2 * STREAMS
-        marks = [r.beats for r in readers]
-        await wait_for(
-            lambda: asyncio.sleep(0, [r.beats - m for r, m in zip(readers, marks, strict=True)]),
-            lambda beats: min(beats) >= TICKS,
-            15,
-            f"{TICKS} idle turns of every stream",
-        )
-        assert reads == idle_reads, "idle streams read the database"
+        await _idle_turns(readers)
+        assert reads.count == idle_reads, "idle streams read the database"
 
         # One event: the pump reads it and wakes them; each reads once and gets it.
         async with api.services.db() as db, db.begin():
@@ -124,14 +131,8 @@ async def test_idle_streams_read_only_when_woken_and_all_get_the_event(
             15,
             "the event on every stream",
         )
-        marks = [r.beats for r in readers]
-        await wait_for(
-            lambda: asyncio.sleep(0, [r.beats - m for r, m in zip(readers, marks, strict=True)]),
-            lambda beats: min(beats) >= TICKS,
-            15,
-            f"{TICKS} more idle turns",
-        )
-        assert reads == idle_reads + 2 * STREAMS
+        await _idle_turns(readers)
+        assert reads.count == idle_reads + 2 * STREAMS
     finally:
         for reader in readers:
             await reader.stop()
@@ -140,24 +141,17 @@ async def test_idle_streams_read_only_when_woken_and_all_get_the_event(
 async def test_a_revoked_stream_ends_and_an_idle_one_falls_back_to_a_rare_read(
     api: Api, stream_engine: AsyncEngine
 ) -> None:
-    log: EventLog = api.services.events
-    service = EventService(
-        create_session_factory(stream_engine), log, api.services.pump, fallback_s=0.01
-    )
+    service = _service(api, stream_engine, fallback_s=0.01)
     registry = StreamRegistry(per_key=5, total=5)
     live = registry.open("key_1")
     stream = service.stream(0, ["target"], None, heartbeat_s=3600, live=live)
     reader = _Reader(stream)
     try:
         # Not woken, the stream still reads once per fallback interval (60 s in service).
-        reads = 0
-
-        @sa_event.listens_for(stream_engine.sync_engine, "before_cursor_execute")
-        def count(*args: Any) -> None:
-            nonlocal reads
-            reads += _is_log_read(args[2])
-
-        await wait_for(lambda: asyncio.sleep(0, reads), lambda n: n >= 6, 15, "fallback reads")
+        reads = _LogReads(stream_engine)
+        await wait_for(
+            lambda: asyncio.sleep(0, reads.count), lambda n: n >= 6, 15, "fallback reads"
+        )
         registry.revoke("key_1")
         await asyncio.wait_for(reader.task, 15)
     finally:

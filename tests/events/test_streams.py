@@ -44,6 +44,10 @@ async def _close_code(ws: Any, timeout: float = 10.0) -> int:
     return closed.value.rcvd.code
 
 
+async def _sees(ws: Any, message_id: str, what: str) -> None:
+    await collect(ws, lambda got: any(e["data"].get("id") == message_id for e in got), 10, what)
+
+
 def _ends(stream: SseStream, timeout: float = 10.0) -> bool:
     """Read `stream` to its end in a thread; whether the server ended it within `timeout`
     (the read timeout of the client is longer than the server's heartbeat)."""
@@ -68,9 +72,9 @@ async def test_deleting_a_key_ends_its_websocket_and_sse_streams(
     server = server_factory()
     server.start()
     with server.client() as client:
+        other = _new_key(client, "viewer")
         alpha = create_ready_session(client, "alpha")
         viewer = _new_key(client, "viewer", sessions=[alpha["id"]])
-        other = _new_key(client, "viewer")
 
     async with open_ws(server, key=viewer["key"]) as ws, open_ws(server, key=other["key"]) as kept:
         with SseStream(server.url, viewer["key"], params={"events": "message.received"}) as sse:
@@ -78,12 +82,7 @@ async def test_deleting_a_key_ends_its_websocket_and_sse_streams(
             # Both streams are live: they see an event.
             with server.client() as client:
                 message_id = inbound(client, alpha["id"], "before the deletion")
-            await collect(
-                ws,
-                lambda got: any(e["data"].get("id") == message_id for e in got),
-                10,
-                "the event on the socket",
-            )
+            await _sees(ws, message_id, "the event on the socket")
             sse.events_until(
                 lambda frames: any(f.json["data"].get("id") == message_id for f in frames),
                 10,
@@ -102,12 +101,7 @@ async def test_deleting_a_key_ends_its_websocket_and_sse_streams(
             assert_error(client.get("/api/events/stream"), 401, "UNAUTHORIZED")
         with server.client() as client:
             message_id = inbound(client, alpha["id"], "after the deletion")
-        await collect(
-            kept,
-            lambda got: any(e["data"].get("id") == message_id for e in got),
-            10,
-            "the event on the other key's socket",
-        )
+        await _sees(kept, message_id, "the event on the other key's socket")
 
 
 async def test_streams_are_capped_per_key_and_per_instance(

@@ -9,7 +9,7 @@ event (the cursor read by the second statement already counted it) and never sen
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import await_only
 
-from openwa.db.engine import create_engine, create_session_factory
+from openwa.db.engine import create_session_factory
 from openwa.events.log import EventLog
 from openwa.events.service import EventService
 from openwa.events.tail import Batch, read_batch
@@ -46,16 +46,6 @@ async def _append(api: Api, *events: Event) -> None:
 async def _last_cursor(api: Api) -> int:
     async with api.services.db() as db:
         return await api.services.events.last_cursor(db)
-
-
-@pytest.fixture
-async def stream_engine(api: Api) -> AsyncIterator[AsyncEngine]:
-    """An engine of the stream's own, so a hook on it sees only the stream's statements."""
-    engine = create_engine(api.settings.resolved_database_url)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 async def _take_until(
