@@ -49,6 +49,26 @@ from openwa.engines.base import (
     QrUpdated,
     ReactionReceived,
 )
+from openwa.engines.content import (
+    MEDIA_KINDS,
+    Audio,
+    ContactCard,
+    Contacts,
+    Content,
+    Document,
+    Image,
+    Location,
+    MediaFile,
+    Reaction,
+    Reply,
+    Sticker,
+    Target,
+    Text,
+    UnknownContent,
+    Video,
+    Voice,
+    from_stored,
+)
 from openwa.engines.whatsmeow import translate
 from openwa.engines.whatsmeow.commands import CommandError, run_command
 from openwa.engines.whatsmeow.protocol import (
@@ -661,15 +681,13 @@ def test_worker_history_marks_messages_and_reports_names() -> None:
 
 
 def test_plain_text_is_a_conversation() -> None:
-    msg = serializable(translate.text_message({"text": "hi"}))
+    msg = serializable(translate.text_message(Text("hi")))
     assert fields_of(msg) == ["conversation"]
     assert msg.conversation == "hi"
 
 
 def test_text_with_mentions_and_reply() -> None:
-    msg = serializable(
-        translate.text_message({"text": "@bob hi", "mentions": [BOB], "replyTo": "Q1"})
-    )
+    msg = serializable(translate.text_message(Text("@bob hi", Reply("Q1"), (BOB,))))
     assert fields_of(msg) == ["extendedTextMessage"]
     ext = msg.extendedTextMessage
     assert ext.text == "@bob hi"
@@ -679,7 +697,7 @@ def test_text_with_mentions_and_reply() -> None:
 
 
 def test_text_with_mentions_only() -> None:
-    msg = serializable(translate.text_message({"text": "@bob", "mentions": [BOB]}))
+    msg = serializable(translate.text_message(Text("@bob", mentions=(BOB,))))
     context = msg.extendedTextMessage.contextInfo
     assert list(context.mentionedJID) == [BOB]
     assert not context.HasField("stanzaID")
@@ -708,12 +726,9 @@ def assert_uploaded(media: Any, mimetype: str) -> None:
     ],
 )
 def test_media_message(kind: str, field: str, mimetype: str, caption: str | None) -> None:
-    content: dict[str, Any] = {"media": {"key": "k", "mimetype": mimetype, "size": 3}}
-    if caption:
-        content["caption"] = caption
-    if kind == "document":
-        content["media"]["filename"] = "r.pdf"
-    msg = serializable(translate.media_message(kind, content, upload()))
+    filename = "r.pdf" if kind == "document" else None
+    content = MEDIA_KINDS[kind](MediaFile("k", mimetype, 3, filename), caption)
+    msg = serializable(translate.media_message(content, upload()))
     assert fields_of(msg) == [field]
     media = getattr(msg, field)
     assert_uploaded(media, mimetype)
@@ -727,48 +742,43 @@ def test_media_message(kind: str, field: str, mimetype: str, caption: str | None
 
 
 def test_media_without_caption_has_none() -> None:
-    content = {"media": {"key": "k", "mimetype": "image/png", "size": 3}}
-    msg = serializable(translate.media_message("image", content, upload()))
+    content = Image(MediaFile("k", "image/png", 3))
+    msg = serializable(translate.media_message(content, upload()))
     assert not msg.imageMessage.HasField("caption")
 
 
 def test_document_without_filename() -> None:
-    content = {"media": {"key": "k", "mimetype": "application/octet-stream", "size": 3}}
-    msg = serializable(translate.media_message("document", content, upload()))
+    content = Document(MediaFile("k", "application/octet-stream", 3))
+    msg = serializable(translate.media_message(content, upload()))
     assert msg.documentMessage.fileName == "file"
     assert msg.documentMessage.title == "file"
 
 
-def test_media_reply_and_mentions() -> None:
-    content = {
-        "media": {"key": "k", "mimetype": "video/mp4", "size": 3},
-        "replyTo": "Q2",
-        "mentions": [ALICE],
-    }
-    msg = serializable(translate.media_message("video", content, upload()))
-    assert msg.videoMessage.contextInfo.stanzaID == "Q2"
-    assert list(msg.videoMessage.contextInfo.mentionedJID) == [ALICE]
+def test_media_reply() -> None:
+    content = Video(MediaFile("k", "video/mp4", 3), reply_to=Reply("Q2", "the quote", BOB))
+    msg = serializable(translate.media_message(content, upload()))
+    context = msg.videoMessage.contextInfo
+    assert context.stanzaID == "Q2"
+    assert context.quotedMessage.conversation == "the quote"
+    assert context.participant == BOB
 
 
 def test_location_message() -> None:
-    content = {"location": {"latitude": -6.2, "longitude": 106.8, "name": "Monas"}}
-    msg = serializable(translate.location_message(content))
+    msg = serializable(translate.location_message(Location(-6.2, 106.8, "Monas")))
     loc = msg.locationMessage
     assert (loc.degreesLatitude, loc.degreesLongitude, loc.name) == (-6.2, 106.8, "Monas")
     assert not loc.HasField("address")
 
 
 def test_one_contact_card() -> None:
-    msg = serializable(
-        translate.contacts_message({"contacts": [{"name": "Carol", "vcard": VCARD}]})
-    )
+    msg = serializable(translate.contacts_message(Contacts((ContactCard("Carol", "+1", VCARD),))))
     assert fields_of(msg) == ["contactMessage"]
     assert (msg.contactMessage.displayName, msg.contactMessage.vcard) == ("Carol", VCARD)
 
 
 def test_several_contact_cards() -> None:
-    cards = [{"name": "Carol", "vcard": VCARD}, {"name": "Dave", "vcard": "BEGIN:VCARD"}]
-    msg = serializable(translate.contacts_message({"contacts": cards}))
+    cards = (ContactCard("Carol", "+1", VCARD), ContactCard("Dave", "+2", "BEGIN:VCARD"))
+    msg = serializable(translate.contacts_message(Contacts(cards)))
     assert fields_of(msg) == ["contactsArrayMessage"]
     array = msg.contactsArrayMessage
     assert array.displayName == "2 contacts"
@@ -782,7 +792,7 @@ def test_several_contact_cards() -> None:
 def test_reaction_message(from_me: bool) -> None:
     msg = serializable(
         translate.reaction_message(
-            ALICE, {"messageId": "T1", "emoji": "❤️"}, from_me=from_me, now_ms=1_700_000_000_000
+            ALICE, Reaction("T1", "❤️", Target(from_me)), now_ms=1_700_000_000_000
         )
     )
     reaction = msg.reactionMessage
@@ -794,7 +804,7 @@ def test_reaction_message(from_me: bool) -> None:
 
 
 def test_reaction_removal_is_empty_text() -> None:
-    msg = translate.reaction_message(ALICE, {"messageId": "T1"}, from_me=True, now_ms=1)
+    msg = translate.reaction_message(ALICE, Reaction("T1", "", Target(True)), now_ms=1)
     assert serializable(msg).reactionMessage.text == ""
 
 
@@ -810,38 +820,36 @@ def test_revoke_message(chat: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "content", "field"),
+    ("content", "field"),
     [
-        ("text", {"text": "hi"}, "conversation"),
-        ("location", {"location": {"latitude": 1.0, "longitude": 2.0}}, "locationMessage"),
-        ("contacts", {"contacts": [{"name": "C", "vcard": VCARD}]}, "contactMessage"),
-        ("reaction", {"messageId": "T", "emoji": "👍"}, "reactionMessage"),
-        ("image", {"media": {"mimetype": "image/png"}}, "imageMessage"),
-        ("video", {"media": {"mimetype": "video/mp4"}}, "videoMessage"),
-        ("audio", {"media": {"mimetype": "audio/mpeg"}}, "audioMessage"),
-        ("voice", {"media": {"mimetype": "audio/ogg"}}, "audioMessage"),
-        ("sticker", {"media": {"mimetype": "image/webp"}}, "stickerMessage"),
-        ("document", {"media": {"mimetype": "text/plain"}}, "documentMessage"),
+        (Text("hi"), "conversation"),
+        (Location(1.0, 2.0), "locationMessage"),
+        (Contacts((ContactCard("C", "+1", VCARD),)), "contactMessage"),
+        (Reaction("T", "👍"), "reactionMessage"),
+        (Image(MediaFile("k", "image/png", 1)), "imageMessage"),
+        (Video(MediaFile("k", "video/mp4", 1)), "videoMessage"),
+        (Audio(MediaFile("k", "audio/mpeg", 1)), "audioMessage"),
+        (Voice(MediaFile("k", "audio/ogg", 1)), "audioMessage"),
+        (Sticker(MediaFile("k", "image/webp", 1)), "stickerMessage"),
+        (Document(MediaFile("k", "text/plain", 1)), "documentMessage"),
     ],
 )
-def test_outgoing_message_dispatch(kind: str, content: dict[str, Any], field: str) -> None:
-    message = OutgoingMessage("OUR1", ALICE, kind, content)
+def test_outgoing_message_dispatch(content: Content, field: str) -> None:
+    message = OutgoingMessage("OUR1", ALICE, content)
     built = translate.outgoing_message(message, upload=upload(), now_ms=5)
     assert fields_of(serializable(built)) == [field]
 
 
 def test_outgoing_reaction_target_from_me() -> None:
-    message = OutgoingMessage(
-        "OUR1", ALICE, "reaction", {"messageId": "T", "emoji": "👍", "targetFromMe": True}
-    )
+    message = OutgoingMessage("OUR1", ALICE, Reaction("T", "👍", Target(True)))
     built = translate.outgoing_message(message, now_ms=42)
     assert built.reactionMessage.key.fromMe is True
     assert built.reactionMessage.senderTimestampMS == 42
 
 
-def test_outgoing_unknown_type_is_refused() -> None:
-    with pytest.raises(ValueError, match="poll"):
-        translate.outgoing_message(OutgoingMessage("OUR1", ALICE, "poll", {}))
+def test_an_unknown_stored_type_is_refused() -> None:
+    with pytest.raises(UnknownContent, match="poll"):
+        from_stored("poll", {})
 
 
 # ---------------------------------------------------------------------------------------

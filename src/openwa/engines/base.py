@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from openwa.engines.content import Content
+
 
 @dataclass(frozen=True, slots=True)
 class QrUpdated:
@@ -155,12 +157,18 @@ EventSink = Callable[[EngineEvent], Awaitable[None]]
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
     """A message to send. `id` is ours, made at acceptance and kept on every retry, so a
-    resend after a crash is the same message to WhatsApp (recipients drop duplicates)."""
+    resend after a crash is the same message to WhatsApp (recipients drop duplicates).
+
+    `content` is typed (`openwa.engines.content`): engines match on its class."""
 
     id: str
     chat_id: str
-    type: str
-    content: dict[str, Any]
+    content: Content
+
+    @property
+    def type(self) -> str:
+        """The message's type as the API names it (`text`, `image`, `reaction`, ...)."""
+        return self.content.kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,10 +267,10 @@ class EngineClient(Protocol):
         Returns the id WhatsApp knows the message by when the engine could not use ours
         (acks, reactions and revokes then name that id), else None.
 
-        Media is in `content["media"]` as `{key, mimetype, size, filename?}`, readable
-        through the context's `MediaReader`. A reaction's `messageId` and a reply's
-        `replyTo` already name the target by the engine's id, and a reaction says
-        whether its target is one of ours (`targetFromMe`).
+        Media is a `MediaFile` (`content.media`) readable through the context's
+        `MediaReader`. A reaction's `message_id` and a reply's `reply_to.id` already
+        name the target by the engine's id, and a reaction says whose its target is
+        (`target`).
         """
         ...
 

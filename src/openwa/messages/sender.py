@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +26,16 @@ from openwa.engines.base import (
     OutgoingMessage,
     SendFailed,
     SendResult,
+)
+from openwa.engines.content import (
+    Media,
+    Reaction,
+    Reply,
+    Target,
+    Text,
+    UnknownContent,
+    from_stored,
+    reply_of,
 )
 from openwa.events.log import EventLog
 from openwa.events.types import MESSAGE_ACK, MESSAGE_SENT, Event
@@ -169,11 +180,20 @@ class SendWorker:
             and client is not None
             and session_id in self._runtime.ready_sessions()
         ):
-            outgoing = [
-                OutgoingMessage(m.id, m.chat_id, m.type, await self._engine_references(m))
-                for _, m in sending
-            ]
-            outcomes = await self._hand_over(client, outgoing, session_id)
+            outgoing: list[OutgoingMessage] = []
+            unsendable: SendFailed | None = None
+            for _job, message in sending:
+                try:
+                    outgoing.append(await self._outgoing(message))
+                except (UnknownContent, KeyError, TypeError, ValueError) as exc:
+                    # A row no engine can take fails for good, in its turn.
+                    reason = f"the stored message cannot be sent: {exc!r}"
+                    unsendable = SendFailed(reason, retryable=False)
+                    break
+            outcomes = await self._hand_over(client, outgoing, session_id) if outgoing else []
+            went_all = not any(isinstance(out, BaseException) for out in outcomes)
+            if unsendable is not None and went_all and len(outcomes) == len(outgoing):
+                outcomes.append(unsendable)
         await self._record(session, finished, sending, outcomes)
 
     @staticmethod
@@ -300,34 +320,30 @@ class SendWorker:
             )
         return [announced[i] for i in moving if i in announced]
 
-    async def _engine_references(self, message: MessageRow) -> dict[str, Any]:
-        """The content with the messages it points at (a reaction's target, a reply's
-        quote) named by the engine's ids, where an engine gave them others."""
-        content = dict(message.content)
-        refs = {"messageId": content.get("messageId"), "replyTo": content.get("replyTo")}
-        if not any(refs.values()):
-            return content
+    async def _outgoing(self, message: MessageRow) -> OutgoingMessage:
+        """The stored message as the engine takes it: typed, and with the messages it
+        points at (a reaction's target, a reply's quote) named by the engine's ids,
+        where an engine gave them others."""
+        content = from_stored(message.type, message.content or {})
+        reply = reply_of(content)
+        ref = content.message_id if isinstance(content, Reaction) else reply and reply.id
+        if not ref:
+            return OutgoingMessage(message.id, message.chat_id, content)
         async with self._read() as db:
-            repo = MessageRepository(db)
-            for field, ref in refs.items():
-                if not ref:
-                    continue
-                target = await repo.get(message.session_id, ref)
-                if target is None:
-                    continue
-                if target.engine_id:
-                    content[field] = target.engine_id
+            target = await MessageRepository(db).get(message.session_id, ref)
+        if target is not None:
+            engine_ref = target.engine_id or target.id
+            if isinstance(content, Reaction):
                 # Whose message it is: WhatsApp's key for a target in a group names it.
-                if field == "messageId":
-                    content["targetFromMe"] = target.from_me
-                    content["targetSender"] = target.sender
-                else:
-                    # A quote shows the quoted words; WhatsApp takes them from the reply.
-                    quoted = target.content or {}
-                    content["replyToText"] = quoted.get("text") or quoted.get("caption") or ""
-                    if target.sender:
-                        content["replyToSender"] = target.sender
-        return content
+                content = replace(
+                    content, message_id=engine_ref, target=Target(target.from_me, target.sender)
+                )
+            elif isinstance(content, Text | Media):
+                # A quote shows the quoted words; WhatsApp takes them from the reply.
+                quoted = target.content or {}
+                words = quoted.get("text") or quoted.get("caption") or ""
+                content = replace(content, reply_to=Reply(engine_ref, words, target.sender))
+        return OutgoingMessage(message.id, message.chat_id, content)
 
     async def _failed(
         self, db: AsyncSession, job: OutboxJobRow, reason: str, *, retryable: bool

@@ -7,6 +7,7 @@ Applying engine reports lives in `messages/reports.py`, the wire mapping in
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -21,6 +22,18 @@ from openwa.engines.base import (
     EngineClient,
     EngineRefused,
     SendFailed,
+)
+from openwa.engines.content import (
+    MEDIA_KINDS,
+    ContactCard,
+    Contacts,
+    Content,
+    Location,
+    MediaFile,
+    Reaction,
+    Reply,
+    Text,
+    to_json,
 )
 from openwa.errors import (
     EngineError,
@@ -109,19 +122,13 @@ class MessageService:
         body: TextMessageCreate,
         idempotency_key: str | None,
     ) -> Message:
-        content: dict[str, Any] = {"text": body.text}
-        if body.reply_to:
-            content["replyTo"] = body.reply_to
-        if body.mentions:
-            content["mentions"] = [normalize_chat_id(m) for m in body.mentions]
+        content = Text(
+            body.text,
+            Reply(body.reply_to) if body.reply_to else None,
+            tuple(normalize_chat_id(m) for m in body.mentions or ()),
+        )
         return await self._accept(
-            session,
-            principal,
-            "text",
-            body.chat_id,
-            content,
-            body,
-            idempotency_key,
+            session, principal, content.kind, body.chat_id, content, body, idempotency_key
         )
 
     async def accept_media(
@@ -132,17 +139,14 @@ class MessageService:
         staged: StagedMedia,
         idempotency_key: str | None,
     ) -> Message:
-        content: dict[str, Any] = {}
-        if fields.caption:
-            content["caption"] = fields.caption
-        if fields.reply_to:
-            content["replyTo"] = fields.reply_to
+        kind = MEDIA_KINDS[fields.type]
+        reply = Reply(fields.reply_to) if fields.reply_to else None
         return await self._accept(
             session,
             principal,
             fields.type,
             fields.chat_id,
-            content,
+            lambda media: kind(media, fields.caption or None, reply),
             fields,
             idempotency_key,
             staged,
@@ -155,17 +159,9 @@ class MessageService:
         body: LocationMessageCreate,
         idempotency_key: str | None,
     ) -> Message:
-        location = body.model_dump(
-            by_alias=True, exclude_none=True, include={"latitude", "longitude", "name", "address"}
-        )
+        content = Location(body.latitude, body.longitude, body.name, body.address)
         return await self._accept(
-            session,
-            principal,
-            "location",
-            body.chat_id,
-            {"location": location},
-            body,
-            idempotency_key,
+            session, principal, content.kind, body.chat_id, content, body, idempotency_key
         )
 
     async def accept_contacts(
@@ -178,17 +174,10 @@ class MessageService:
         cards = []
         for card in body.contacts:
             phone = normalize_phone(card.phone_number)
-            cards.append(
-                {"name": card.name, "phoneNumber": phone, "vcard": vcard(card.name, phone)}
-            )
+            cards.append(ContactCard(card.name, phone, vcard(card.name, phone)))
+        content = Contacts(tuple(cards))
         return await self._accept(
-            session,
-            principal,
-            "contacts",
-            body.chat_id,
-            {"contacts": cards},
-            body,
-            idempotency_key,
+            session, principal, content.kind, body.chat_id, content, body, idempotency_key
         )
 
     async def accept_reaction(
@@ -202,14 +191,9 @@ class MessageService:
             target = await MessageRepository(db).get(session.id, body.message_id)
         if target is None:
             raise MessageNotFound(details={"messageId": body.message_id})
+        content = Reaction(target.id, body.emoji)
         return await self._accept(
-            session,
-            principal,
-            "reaction",
-            target.chat_id,
-            {"messageId": target.id, "emoji": body.emoji},
-            body,
-            idempotency_key,
+            session, principal, content.kind, target.chat_id, content, body, idempotency_key
         )
 
     async def media(self, session_id: str, message_id: str) -> tuple[dict[str, Any], Any]:
@@ -242,12 +226,15 @@ class MessageService:
         principal: Principal,
         type_: str,
         raw_chat_id: str,
-        content: dict[str, Any],
+        content: Content | Callable[[MediaFile], Content],
         body: SendOptions,
         idempotency_key: str | None,
         staged: StagedMedia | None = None,
     ) -> Message:
-        """Store the message and its outbox job (and the idempotent answer) at once."""
+        """Store the message and its outbox job (and the idempotent answer) at once.
+
+        A media send's content is made once its bytes are stored (`content` is then a
+        function of the stored file); the row keeps the content's JSON form."""
         chat_id = raw_chat_id if type_ == "reaction" else normalize_chat_id(raw_chat_id)
         send_at = body.send_at
         request = body.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -281,10 +268,14 @@ class MessageService:
                 await self._storage.put(key, staged.path, staged.mimetype)
             finally:
                 staged.discard()
-            media: dict[str, Any] = {"key": key, "mimetype": staged.mimetype, "size": staged.size}
-            if staged.filename:
-                media["filename"] = staged.filename
-            content = {**content, "media": media}
+            stored_media: MediaFile | None = MediaFile(
+                key, staged.mimetype, staged.size, staged.filename or None
+            )
+        else:
+            stored_media = None
+        if callable(content):
+            assert stored_media is not None  # a media send always comes with its bytes
+            content = content(stored_media)
         sender = current.phone_number and f"{current.phone_number}@s.whatsapp.net"
         # Everything but the writes is done before the transaction, so the group's
         # transaction holds the writer only for them.
@@ -297,13 +288,13 @@ class MessageService:
             "from_me": True,
             "sender": sender,
             "type": type_,
-            "content": content,
+            "content": to_json(content),
             "status": MessageStatus.PENDING.value,
             "send_at": send_at,
             "timestamp": now,
             "created_at": now,
             "updated_at": now,
-            "media_key": (content.get("media") or {}).get("key"),
+            "media_key": stored_media.key if stored_media is not None else None,
         }
         row = MessageRow(**values)
         message = to_schema(row)

@@ -11,11 +11,12 @@ message id it has already received. The transmit log and inboxes are durable
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 import string
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from openwa.engines.base import (
     WHATSAPP_CAPABILITIES,
@@ -38,6 +39,7 @@ from openwa.engines.base import (
     SendResult,
     SessionContext,
 )
+from openwa.engines.content import Reaction, to_json
 from openwa.engines.mock.groups import MockGroups
 from openwa.engines.mock.store import MockNetworkStore, SqlMockDirectory, Transmission
 from openwa.kit.chat_ids import GROUP_SUFFIX, USER_SUFFIX, phone_of
@@ -80,14 +82,28 @@ class MockNetwork:
             del self._online[phone]
 
 
+def own_engine_id(message_id: str) -> str:
+    """The id the mock network knows one of our sends by in `MOCK_ENGINE_IDS=own`: made
+    from ours (in the form of an iPhone's ids), so a resend is still the same message to
+    the recipients, yet never equal to ours, as with whatsmeow."""
+    return "3A" + hashlib.sha256(b"mock:" + message_id.encode()).hexdigest()[:18].upper()
+
+
 class MockClient:
     def __init__(
-        self, context: SessionContext, network: MockNetwork, auth_delay_s: float, ack_delay_s: float
+        self,
+        context: SessionContext,
+        network: MockNetwork,
+        auth_delay_s: float,
+        ack_delay_s: float,
+        *,
+        own_ids: bool = False,
     ) -> None:
         self._ctx = context
         self._network = network
         self._auth_delay_s = auth_delay_s
         self._ack_delay_s = ack_delay_s
+        self._own_ids = own_ids
         self._link_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._awaiting_link = False
@@ -192,22 +208,24 @@ class MockClient:
             fresh = await store.transmit_many(self._ctx.session_id, [t for _, t in prepared])
             for (_message, transmission), phones in zip(prepared, fresh, strict=True):
                 await self._hand_over(phones, transmission.payload)
-            acked = [message for message, _ in prepared if message.type != "reaction"]
+            acked = [t for m, t in prepared if not isinstance(m.content, Reaction)]
             if acked:
                 self._spawn(self._acks(acked))
-        # The mock network knows messages by our ids: no engine ids.
-        results: list[SendResult] = [None] * len(prepared)
+        # By default the mock network knows messages by our ids: no engine ids.
+        results: list[SendResult] = [t.message_id if self._own_ids else None for _, t in prepared]
         if failure is not None:
             results.append(failure)
         return results
 
     async def _prepare(self, message: OutgoingMessage) -> Transmission:
+        """The network payload of a send: its content's JSON, media beside it."""
         phone = self.phone
-        content = dict(message.content)
+        content = to_json(message.content)
         media = content.pop("media", None)
+        wire_id = own_engine_id(message.id) if self._own_ids else message.id
         payload: dict[str, Any] = {
-            "kind": "reaction" if message.type == "reaction" else "message",
-            "id": message.id,
+            "kind": "reaction" if isinstance(message.content, Reaction) else "message",
+            "id": wire_id,
             "chatId": phone + USER_SUFFIX,
             "from": phone + USER_SUFFIX,
             "pushName": self._push_name,
@@ -225,7 +243,7 @@ class MockClient:
             if recipient is not None and recipient.startswith(UNKNOWN_PREFIX):
                 raise SendFailed(f"{recipient} is not on WhatsApp", retryable=False)
             recipients = [recipient] if recipient else []
-        return Transmission(message.id, message.chat_id, payload, recipients)
+        return Transmission(wire_id, message.chat_id, payload, recipients)
 
     async def _transmit(
         self, chat_id: str, phones: list[str], message_id: str, payload: dict[str, Any]
@@ -245,11 +263,14 @@ class MockClient:
             if recipient is not None:
                 await recipient.receive(payload)
 
-    async def _acks(self, messages: Sequence[OutgoingMessage]) -> None:
+    async def _acks(self, sent: Sequence[Transmission]) -> None:
+        """`delivered` then `read` for each, named as the network knows them."""
         for status in ("delivered", "read"):
             await asyncio.sleep(self._ack_delay_s)
-            for message in messages:
-                await self._ctx.emit(MessageAck(message.id, message.chat_id, status))
+            for transmission in sent:
+                await self._ctx.emit(
+                    MessageAck(transmission.message_id, transmission.chat_id, status)
+                )
 
     async def receive(self, payload: dict[str, Any]) -> None:
         kind = payload.get("kind", "message")
@@ -419,13 +440,19 @@ class MockEngine:
         directory: SqlMockDirectory,
         auth_delay_ms: int = 1500,
         ack_delay_ms: int = 200,
+        engine_ids: Literal["ours", "own"] = "ours",
     ) -> None:
         self.network = MockNetwork(store, directory)
         self._auth_delay_s = auth_delay_ms / 1000
         self._ack_delay_s = ack_delay_ms / 1000
+        # `own` (MOCK_ENGINE_IDS): sends go out under ids of the mock's own, reported as
+        # engine ids, so the tests exercise the `engineId` mapping as whatsmeow needs it.
+        self._own_ids = engine_ids == "own"
 
     def client(self, context: SessionContext) -> EngineClient:
-        return MockClient(context, self.network, self._auth_delay_s, self._ack_delay_s)
+        return MockClient(
+            context, self.network, self._auth_delay_s, self._ack_delay_s, own_ids=self._own_ids
+        )
 
     async def check(self) -> None:
         return None

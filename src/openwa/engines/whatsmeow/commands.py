@@ -13,9 +13,9 @@ import base64
 import time
 from typing import Any
 
-from openwa.engines.base import OutgoingMessage
+from openwa.engines.content import Media
 from openwa.engines.whatsmeow import translate
-from openwa.engines.whatsmeow.protocol import encode_group
+from openwa.engines.whatsmeow.protocol import encode_group, outgoing_from_wire
 from openwa.engines.whatsmeow.worker_session import WorkerSession
 
 
@@ -58,9 +58,9 @@ def _pair(session: WorkerSession, client: Any, args: dict[str, Any]) -> str:
 
 
 def _send(session: WorkerSession, client: Any, args: dict[str, Any]) -> str:
-    message = OutgoingMessage(**args["message"])
+    message = outgoing_from_wire(args["message"])
     upload = None
-    if message.type in translate.MEDIA_TYPES:
+    if isinstance(message.content, Media):
         data = base64.b64decode(args["media"])
         upload = client.upload(data, translate.MEDIA_TYPES[message.type])
     built = translate.outgoing_message(message, upload=upload, now_ms=int(time.time() * 1000))

@@ -35,7 +35,14 @@ from openwa.engines.base import (
     SendFailed,
     SessionContext,
 )
-from openwa.engines.whatsmeow.protocol import decode_event, decode_group, pack, read_frame
+from openwa.engines.content import Media
+from openwa.engines.whatsmeow.protocol import (
+    decode_event,
+    decode_group,
+    outgoing_wire,
+    pack,
+    read_frame,
+)
 from openwa.engines.whatsmeow.store import DeviceStore
 
 log = structlog.get_logger(__name__)
@@ -376,19 +383,13 @@ class WhatsmeowClient:
     # Messages.
 
     async def send(self, message: OutgoingMessage) -> str | None:
-        media = message.content.get("media")
         data: bytes | None = None
-        if media is not None:
+        if isinstance(message.content, Media):
             if self._ctx.media is None:
                 raise SendFailed("no media storage for the engine", retryable=False)
-            chunks = [chunk async for chunk in self._ctx.media.stream(media["key"])]
+            chunks = [chunk async for chunk in self._ctx.media.stream(message.content.media.key)]
             data = b"".join(chunks)
-        payload = {
-            "id": message.id,
-            "chat_id": message.chat_id,
-            "type": message.type,
-            "content": message.content,
-        }
+        payload = outgoing_wire(message)
         engine_id: str = await self._call("send", message=payload, media=data)
         return engine_id if engine_id != message.id else None
 

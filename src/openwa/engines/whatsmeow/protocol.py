@@ -15,7 +15,14 @@ from typing import Any, get_args
 
 import orjson
 
-from openwa.engines.base import EngineEvent, GroupInfo, InboundMedia, MessageReceived
+from openwa.engines.base import (
+    EngineEvent,
+    GroupInfo,
+    InboundMedia,
+    MessageReceived,
+    OutgoingMessage,
+)
+from openwa.engines.content import from_stored, to_json
 
 _HEADER = struct.Struct(">I")
 # A frame carries at most one media file (base64) and its message.
@@ -74,3 +81,19 @@ def encode_group(group: GroupInfo) -> dict[str, Any]:
 def decode_group(data: dict[str, Any]) -> GroupInfo:
     created = data.get("created_at")
     return GroupInfo(**{**data, "created_at": datetime.fromisoformat(created) if created else None})
+
+
+def outgoing_wire(message: OutgoingMessage) -> dict[str, Any]:
+    """A send as it crosses to the worker: its typed content as JSON, with its type."""
+    return {
+        "id": message.id,
+        "chat_id": message.chat_id,
+        "type": message.type,
+        "content": to_json(message.content),
+    }
+
+
+def outgoing_from_wire(payload: dict[str, Any]) -> OutgoingMessage:
+    """The send `outgoing_wire` made, typed again on the worker's side."""
+    content = from_stored(payload["type"], payload["content"])
+    return OutgoingMessage(payload["id"], payload["chat_id"], content)

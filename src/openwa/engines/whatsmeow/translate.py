@@ -28,6 +28,18 @@ from openwa.engines.base import (
     OutgoingMessage,
     ReactionReceived,
 )
+from openwa.engines.content import (
+    Audio,
+    Contacts,
+    Image,
+    Location,
+    Media,
+    Reaction,
+    Sticker,
+    Text,
+    Video,
+    Voice,
+)
 from openwa.kit.chat_ids import GROUP_SUFFIX, USER_SUFFIX
 
 USER_SERVER = USER_SUFFIX[1:]
@@ -349,32 +361,32 @@ MEDIA_TYPES = {
 }
 
 
-def _context_info(content: dict[str, Any]) -> Any | None:
-    mentions = content.get("mentions") or []
-    reply_to = content.get("replyTo")
-    if not mentions and not reply_to:
+def _context_info(content: Text | Media) -> Any | None:
+    mentions = content.mentions if isinstance(content, Text) else ()
+    reply = content.reply_to
+    if not mentions and reply is None:
         return None
     context = wa.ContextInfo(mentionedJID=list(mentions))
-    if reply_to:
-        context.stanzaID = reply_to
-        context.quotedMessage.CopyFrom(wa.Message(conversation=content.get("replyToText", "")))
-        if content.get("replyToSender"):
-            context.participant = content["replyToSender"]
+    if reply is not None:
+        context.stanzaID = reply.id
+        context.quotedMessage.CopyFrom(wa.Message(conversation=reply.text or ""))
+        if reply.sender:
+            context.participant = reply.sender
     return context
 
 
-def text_message(content: dict[str, Any]) -> Any:
+def text_message(content: Text) -> Any:
     context = _context_info(content)
     if context is None:
-        return wa.Message(conversation=content["text"])
+        return wa.Message(conversation=content.text)
     return wa.Message(
-        extendedTextMessage=wa.ExtendedTextMessage(text=content["text"], contextInfo=context)
+        extendedTextMessage=wa.ExtendedTextMessage(text=content.text, contextInfo=context)
     )
 
 
-def media_message(kind: str, content: dict[str, Any], upload: Any) -> Any:
+def media_message(content: Media, upload: Any) -> Any:
     """The message for media already uploaded (`upload`: neonize's `UploadResponse`)."""
-    media = content["media"]
+    media = content.media
     common: dict[str, Any] = {
         "URL": upload.url,
         "directPath": upload.DirectPath,
@@ -382,21 +394,23 @@ def media_message(kind: str, content: dict[str, Any], upload: Any) -> Any:
         "fileEncSHA256": upload.FileEncSHA256,
         "fileSHA256": upload.FileSHA256,
         "fileLength": upload.FileLength,
-        "mimetype": media["mimetype"],
+        "mimetype": media.mimetype,
     }
     context = _context_info(content)
     if context is not None:
         common["contextInfo"] = context
-    caption = content.get("caption")
-    if kind == "image":
-        return wa.Message(imageMessage=wa.ImageMessage(caption=caption, **common))
-    if kind == "video":
-        return wa.Message(videoMessage=wa.VideoMessage(caption=caption, **common))
-    if kind in ("audio", "voice"):
-        return wa.Message(audioMessage=wa.AudioMessage(PTT=kind == "voice", **common))
-    if kind == "sticker":
-        return wa.Message(stickerMessage=wa.StickerMessage(**common))
-    filename = media.get("filename") or "file"
+    caption = content.caption
+    match content:
+        case Image():
+            return wa.Message(imageMessage=wa.ImageMessage(caption=caption, **common))
+        case Video():
+            return wa.Message(videoMessage=wa.VideoMessage(caption=caption, **common))
+        case Audio() | Voice():
+            voice = isinstance(content, Voice)
+            return wa.Message(audioMessage=wa.AudioMessage(PTT=voice, **common))
+        case Sticker():
+            return wa.Message(stickerMessage=wa.StickerMessage(**common))
+    filename = media.filename or "file"
     return wa.Message(
         documentMessage=wa.DocumentMessage(
             caption=caption, fileName=filename, title=filename, **common
@@ -404,21 +418,19 @@ def media_message(kind: str, content: dict[str, Any], upload: Any) -> Any:
     )
 
 
-def location_message(content: dict[str, Any]) -> Any:
-    location = content["location"]
+def location_message(content: Location) -> Any:
     return wa.Message(
         locationMessage=wa.LocationMessage(
-            degreesLatitude=location["latitude"],
-            degreesLongitude=location["longitude"],
-            name=location.get("name"),
-            address=location.get("address"),
+            degreesLatitude=content.latitude,
+            degreesLongitude=content.longitude,
+            name=content.name,
+            address=content.address,
         )
     )
 
 
-def contacts_message(content: dict[str, Any]) -> Any:
-    cards = content["contacts"]
-    messages = [wa.ContactMessage(displayName=c["name"], vcard=c["vcard"]) for c in cards]
+def contacts_message(content: Contacts) -> Any:
+    messages = [wa.ContactMessage(displayName=c.name, vcard=c.vcard) for c in content.cards]
     if len(messages) == 1:
         return wa.Message(contactMessage=messages[0])
     return wa.Message(
@@ -428,15 +440,15 @@ def contacts_message(content: dict[str, Any]) -> Any:
     )
 
 
-def reaction_message(chat_id: str, content: dict[str, Any], *, from_me: bool, now_ms: int) -> Any:
-    """A reaction to `content["messageId"]`; `from_me` says whose message it is."""
-    key = MessageKey(remoteJID=chat_id, fromMe=from_me, ID=content["messageId"])
-    if not from_me and chat_id.endswith(GROUP_SUFFIX) and content.get("targetSender"):
-        key.participant = content["targetSender"]
+def reaction_message(chat_id: str, content: Reaction, *, now_ms: int) -> Any:
+    """A reaction to `content.message_id`; its `target` says whose message that is."""
+    target = content.target
+    from_me = target is not None and target.from_me
+    key = MessageKey(remoteJID=chat_id, fromMe=from_me, ID=content.message_id)
+    if not from_me and chat_id.endswith(GROUP_SUFFIX) and target is not None and target.sender:
+        key.participant = target.sender
     return wa.Message(
-        reactionMessage=wa.ReactionMessage(
-            key=key, text=content.get("emoji", ""), senderTimestampMS=now_ms
-        )
+        reactionMessage=wa.ReactionMessage(key=key, text=content.emoji, senderTimestampMS=now_ms)
     )
 
 
@@ -447,17 +459,15 @@ def revoke_message(chat_id: str, message_id: str, me: str) -> Any:
 
 def outgoing_message(message: OutgoingMessage, *, upload: Any = None, now_ms: int = 0) -> Any:
     """The WhatsApp message for one of our sends (media: after `upload`)."""
-    content = message.content
-    match message.type:
-        case "text":
-            return text_message(content)
-        case "location":
-            return location_message(content)
-        case "contacts":
-            return contacts_message(content)
-        case "reaction":
-            from_me = bool(content.get("targetFromMe", False))
-            return reaction_message(message.chat_id, content, from_me=from_me, now_ms=now_ms)
-        case kind if kind in MEDIA_TYPES:
-            return media_message(kind, content, upload)
+    match message.content:
+        case Text() as text:
+            return text_message(text)
+        case Location() as location:
+            return location_message(location)
+        case Contacts() as contacts:
+            return contacts_message(contacts)
+        case Reaction() as reaction:
+            return reaction_message(message.chat_id, reaction, now_ms=now_ms)
+        case Media() as media:
+            return media_message(media, upload)
     raise ValueError(f"message type {message.type!r} cannot be sent")
