@@ -228,7 +228,7 @@ def build_services(settings: Settings) -> Services:
             converter=MediaConverter.from_settings(settings),
         ),
         groups=GroupService(db, runtime, engines),
-        chats=ChatService(db, runtime, engines),
+        chats=ChatService(db, runtime, engines, links=media_links),
         contacts=ContactService(db, runtime, engines),
         event_reader=EventService(db_read, events, pump),
         maintenance=Maintenance(

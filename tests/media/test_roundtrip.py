@@ -22,6 +22,7 @@ from tests.media.support import (
     data_of,
     download,
     error_of,
+    get_message,
     inbound,
     jid,
     object_key,
@@ -252,3 +253,43 @@ async def test_mock_inbound_media_is_stored(
         object_key(bob["id"], result["id"], "png"),
         object_key(bob["id"], result2["id"], "png"),
     }
+
+
+async def test_a_media_link_is_the_same_in_rest_events_and_webhooks(
+    media_apps: MediaApps, store: MediaStore, loopback: Loopback
+) -> None:
+    """One builder links media for REST and for events: the message read back, its
+    `message.received` event, its webhook payload and the chat's history all point at
+    the same URL (and the sender's side too, from the 202 on)."""
+    api = await media_apps.start(store)
+    alice, bob = await ready_pair(api)
+    await register_hook(api, "bob", loopback)
+    image = png()
+    sent = data_of(
+        await post_multipart(
+            api, "alice", image, filename="same.png", chatId=plus(bob), type="image"
+        ),
+        202,
+    )
+    message_id = sent["id"]
+    received = await wait_event(api, bob["id"], "message.received", id=message_id)
+    delivered = await hook_for(loopback, message_id)
+    read_back = await get_message(api, "bob", message_id)
+    history = data_of(await api.request("GET", f"/api/sessions/bob/chats/{jid(alice)}/messages"))
+    expected = {
+        "url": route_url(api, bob["id"], message_id),
+        "mimetype": "image/png",
+        "size": len(image),
+        "filename": "same.png",
+    }
+    assert read_back["media"] == expected
+    assert received["data"]["media"] == expected
+    assert delivered["data"]["media"] == expected
+    assert [m["media"] for m in history if m["id"] == message_id] == [expected]
+
+    # The sender's copy: its 202, its `message.sent` and the message read back.
+    mine = {**expected, "url": route_url(api, alice["id"], message_id)}
+    assert sent["media"] == mine
+    announced = await wait_event(api, alice["id"], "message.sent", id=message_id)
+    assert announced["data"]["media"] == mine
+    assert (await get_message(api, "alice", message_id))["media"] == mine

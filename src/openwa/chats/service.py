@@ -13,18 +13,19 @@ from openwa.engines.registry import EngineRegistry
 from openwa.kit.chat_ids import GROUP_SUFFIX, normalize_chat_id
 from openwa.kit.clock import utcnow
 from openwa.kit.pagination import PageParams
+from openwa.media.links import MediaLinks
 from openwa.messages.schemas import Message
 from openwa.messages.wire import to_schema as message_schema
 from openwa.sessions.calls import engine_call, ready_client
 from openwa.sessions.runtime import SessionRuntime
 
 
-def _chat(summary: ChatSummary, name: str | None) -> Chat:
+async def _chat(links: MediaLinks, summary: ChatSummary, name: str | None) -> Chat:
     return Chat(
         id=summary.chat_id,
         name=name,
         is_group=summary.chat_id.endswith(GROUP_SUFFIX),
-        last_message=message_schema(summary.last_message),
+        last_message=await message_schema(links, summary.last_message),
         unread_count=summary.unread_count,
         last_activity_at=summary.last_activity_at,
     )
@@ -36,10 +37,13 @@ class ChatService:
         db: async_sessionmaker[AsyncSession],
         runtime: SessionRuntime,
         engines: EngineRegistry,
+        *,
+        links: MediaLinks,
     ) -> None:
         self._db = db
         self._runtime = runtime
         self._engines = engines
+        self._links = links
 
     async def page(self, session_id: str, params: PageParams) -> tuple[list[Chat], int]:
         async with self._db() as db:
@@ -47,7 +51,7 @@ class ChatService:
             names = await ContactRepository(db).display_names(
                 session_id, [s.chat_id for s in summaries]
             )
-        return [_chat(s, names.get(s.chat_id)) for s in summaries], total
+        return [await _chat(self._links, s, names.get(s.chat_id)) for s in summaries], total
 
     async def history(
         self, session_id: str, chat_id: str, params: PageParams
@@ -56,7 +60,7 @@ class ChatService:
         address = normalize_chat_id(chat_id)
         async with self._db() as db:
             rows, total = await ChatRepository(db).history(session_id, address, params)
-        return [message_schema(row) for row in rows], total
+        return [await message_schema(self._links, row) for row in rows], total
 
     async def mark_read(self, session: SessionRow, chat_id: str) -> ChatRead:
         """Tell WhatsApp the chat's unread inbound messages were read, then remember it."""

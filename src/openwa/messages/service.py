@@ -297,7 +297,7 @@ class MessageService:
             "media_key": stored_media.key if stored_media is not None else None,
         }
         row = MessageRow(**values)
-        message = to_schema(row)
+        message = await to_schema(self._links, row)
         answer = message.model_dump(mode="json", by_alias=True) if idem_id is not None else None
         # A send due later wakes nobody: the worker waits for the next due time itself.
         due_now = send_at is None or send_at <= now
@@ -353,7 +353,7 @@ class MessageService:
             row = await MessageRepository(db).get(session_id, message_id)
         if row is None:
             raise MessageNotFound(details={"messageId": message_id})
-        return to_schema(row)
+        return await to_schema(self._links, row)
 
     async def cancel_or_revoke(
         self, session_id: str, message_id: str, client: EngineClient | None
@@ -393,6 +393,6 @@ class MessageService:
             if job is not None:
                 job.done = True
             row.status, row.updated_at = MessageStatus.CANCELLED.value, utcnow()
-        return to_schema(row)
+        return await to_schema(self._links, row)
 
     # Reports from engines, applied in order by the session's runtime worker.

@@ -1,7 +1,7 @@
 """The wire mapping of messages: a stored row as the API answers it and as events carry it.
 
-One place decides what clients see of a message (never our storage keys), so REST and
-events cannot drift apart.
+One place decides what clients see of a message (never our storage keys), and its media
+link comes from `MediaLinks` for both, so REST and events cannot drift apart.
 """
 
 from __future__ import annotations
@@ -13,23 +13,8 @@ from openwa.media.links import MediaLinks
 from openwa.messages.schemas import Message
 
 
-def _media_view(row: MessageRow, media: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Media as clients see it: where to download it, never our storage key."""
-    if not media:
-        return None
-    if not media.get("key"):
-        return {"deleted": True, "mimetype": media.get("mimetype"), "size": media.get("size")}
-    view = {
-        "url": f"/api/sessions/{row.session_id}/messages/{row.id}/media",
-        "mimetype": media["mimetype"],
-        "size": media["size"],
-    }
-    if media.get("filename"):
-        view["filename"] = media["filename"]
-    return view
-
-
-def to_schema(row: MessageRow) -> Message:
+async def to_schema(links: MediaLinks, row: MessageRow) -> Message:
+    """The message as REST answers it, its media linked."""
     content = row.content or {}
     reaction = None
     if row.type == "reaction":
@@ -45,7 +30,7 @@ def to_schema(row: MessageRow) -> Message:
         reply_to=content.get("replyTo"),
         mentions=content.get("mentions"),
         caption=content.get("caption"),
-        media=_media_view(row, content.get("media")),
+        media=await links.view(row.session_id, row.id, content.get("media")),
         media_error=content.get("mediaError"),
         location=content.get("location"),
         contacts=content.get("contacts"),
@@ -60,16 +45,8 @@ def to_schema(row: MessageRow) -> Message:
     )
 
 
-def message_data(row: MessageRow) -> dict[str, Any]:
-    """The message as events carry it (camelCase, no nulls), media not yet linked."""
-    data: dict[str, Any] = to_schema(row).model_dump(mode="json", by_alias=True, exclude_none=True)
-    return data
-
-
 async def event_data(links: MediaLinks, row: MessageRow) -> dict[str, Any]:
-    """The message as events carry it, with its media linked."""
-    data = message_data(row)
-    media = (row.content or {}).get("media")
-    if media:
-        data["media"] = await links.describe(row.session_id, row.id, media)
+    """The message as events carry it: the REST form, camelCase, without nulls."""
+    message = await to_schema(links, row)
+    data: dict[str, Any] = message.model_dump(mode="json", by_alias=True, exclude_none=True)
     return data
