@@ -59,6 +59,7 @@ from openwa.maintenance import Maintenance
 from openwa.media.convert import MediaConverter
 from openwa.media.ingest import MediaIngest
 from openwa.media.links import MediaLinks
+from openwa.messages.engine_ids import EngineIds
 from openwa.messages.reports import ReportApplier
 from openwa.messages.sender import SendWorker
 from openwa.messages.service import MessageService
@@ -137,6 +138,7 @@ def build_services(settings: Settings) -> Services:
         SqlMockDirectory(db),
         auth_delay_ms=settings.mock_auth_delay_ms,
         ack_delay_ms=settings.mock_ack_delay_ms,
+        engine_ids=settings.mock_engine_ids,
     )
     whatsmeow = WhatsmeowEngine(
         DeviceStore(settings.data_dir / "whatsmeow", whatsmeow_dsn(settings.resolved_database_url)),
@@ -182,7 +184,10 @@ def build_services(settings: Settings) -> Services:
         accepts=GroupCommit(db, name="accepts"),
         read=db_read,
     )
-    reports = ReportApplier(db, events, storage, media_links, GroupCommit(db, name="reports"))
+    engine_ids = EngineIds()
+    reports = ReportApplier(
+        db, events, storage, media_links, GroupCommit(db, name="reports"), ids=engine_ids
+    )
     runtime.set_message_handler(reports.on_engine_events)
     sender = SendWorker(
         db,
@@ -196,6 +201,8 @@ def build_services(settings: Settings) -> Services:
         ready_timeout_s=settings.send_ready_timeout_s,
         max_attempts=settings.send_max_attempts,
         backoff_base_s=settings.send_backoff_base_s,
+        ids=engine_ids,
+        apply_reports=reports.on_engine_events,
     )
     return Services(
         settings=settings,

@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     # Mock engine pacing.
     mock_auth_delay_ms: int = Field(default=1500, ge=0)
     mock_ack_delay_ms: int = Field(default=200, ge=0)
+    # `ours`: the mock sends under our message ids (as the contract's engines should);
+    # `own`: under ids of its own, reported as engine ids, as whatsmeow does (tests).
+    mock_engine_ids: Literal["ours", "own"] = "ours"
 
     # Reconnect policy after an engine reports a lost connection.
     reconnect_base_s: float = Field(default=1.0, gt=0)

@@ -42,6 +42,7 @@ from openwa.kit.chat_ids import chat_kind
 from openwa.kit.clock import utcnow
 from openwa.media.links import MediaLinks
 from openwa.media.types import extension_for
+from openwa.messages.engine_ids import EngineIds
 from openwa.messages.repository import MessageRepository, upsert_contact
 from openwa.messages.status import MessageStatus, parse, path
 from openwa.messages.wire import event_data
@@ -98,12 +99,16 @@ class ReportApplier:
         storage: Storage,
         links: MediaLinks,
         reports: GroupCommit,
+        *,
+        ids: EngineIds | None = None,
     ) -> None:
         self._db = db
         self._events = events
         self._storage = storage
         self._links = links
         self._reports = reports
+        # Engine ids of recent sends, shared with the send worker.
+        self._ids = ids if ids is not None else EngineIds()
 
     async def close(self) -> None:
         """Commit the runs still queued, then stop the group writer."""
@@ -147,7 +152,9 @@ class ReportApplier:
         )
         # The messages the run acks, locked at once in id order (as the sender locks
         # them), so that the two never wait on each other in a cycle on PostgreSQL.
-        acked = sorted({r.message_id for r in reports if isinstance(r, MessageAck)})
+        acked = sorted(
+            {self._ids.ours(session.id, r.message_id) for r in reports if isinstance(r, MessageAck)}
+        )
         locked = await MessageRepository(db).lock_many(session.id, acked)
         run = _Run(known=known, locked=locked, inbound=inbound)
         events: list[Event] = []
@@ -192,7 +199,9 @@ class ReportApplier:
             case MessageRevoked():
                 return await self._revoked(db, session, report)
             case ReactionReceived():
-                target = await MessageRepository(db).find(session.id, report.message_id)
+                target = await MessageRepository(db).find(
+                    session.id, self._ids.ours(session.id, report.message_id)
+                )
                 data: dict[str, Any] = {
                     "messageId": target.id if target is not None else report.message_id,
                     "chatId": report.chat_id,
@@ -228,7 +237,7 @@ class ReportApplier:
     ) -> list[Event]:
         if self._ignored(session, revoked.chat_id):
             return []
-        row = await MessageRepository(db).find(session.id, revoked.id)
+        row = await MessageRepository(db).find(session.id, self._ids.ours(session.id, revoked.id))
         if row is not None:
             if row.revoked_at is not None:
                 return []
@@ -244,13 +253,21 @@ class ReportApplier:
 
         An ack for a message still `pending` means the engine has taken it: `sent` is
         recorded first, as the sender would record it (`message.sent`, the message as
-        sent), and the sender then logs nothing for it."""
+        sent), and the sender then logs nothing for it.
+
+        An ack naming an engine id the sender has not learned yet is held until it
+        does (`EngineIds`), then applied."""
         target = parse(ack.status)
         if target is None:
             return []
-        row = run.locked.get(ack.message_id)
+        message_id = self._ids.ours(session.id, ack.message_id)
+        row = run.locked.get(message_id)
         if row is None:  # named by the engine's id, or not locked with the run
-            row = await MessageRepository(db).lock(session.id, ack.message_id)
+            row = await MessageRepository(db).lock(session.id, message_id)
+        if row is None and not self._ids.hold(session.id, ack):
+            # The engine's id was learned while we looked: it names ours now.
+            message_id = self._ids.ours(session.id, ack.message_id)
+            row = await MessageRepository(db).lock(session.id, message_id)
         if row is None:
             return []
         events: list[Event] = []
@@ -279,10 +296,28 @@ class ReportApplier:
         if received.id in run.known:
             return []  # already stored: an engine may report a message twice (or sync it)
         run.known.add(received.id)
+        await self._quote_by_our_id(db, session, prepared)
         MessageRepository(db).add(prepared.row)
         if received.sender and chat_kind(received.chat_id) == "user" and not received.from_me:
             run.contact(received.sender, received.push_name)
         return [] if prepared.event is None else [prepared.event]
+
+    async def _quote_by_our_id(
+        self, db: AsyncSession, session: SessionRow, prepared: _Inbound
+    ) -> None:
+        """A reply to one of our sends names it by the engine's id; clients know it by
+        ours (`engineId` is internal), so the stored message and its event say ours."""
+        content = prepared.row.content or {}
+        quoted = content.get("replyTo")
+        if not quoted:
+            return
+        repo = MessageRepository(db)
+        target = await repo.find(session.id, self._ids.ours(session.id, quoted))
+        if target is None or target.id == quoted:
+            return
+        prepared.row.content = {**content, "replyTo": target.id}
+        if prepared.event is not None:
+            prepared.event.data["replyTo"] = target.id
 
     async def _prepare_inbound(
         self, session: SessionRow, received: MessageReceived

@@ -10,7 +10,7 @@ A job whose session does not become ready within `SEND_READY_TIMEOUT_S` fails wi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +23,7 @@ from openwa.db.models import MessageRow, OutboxJobRow, SessionRow
 from openwa.engines.base import (
     BatchSender,
     EngineClient,
+    EngineEvent,
     OutgoingMessage,
     SendFailed,
     SendResult,
@@ -43,6 +44,7 @@ from openwa.kit.background import BackgroundTask
 from openwa.kit.backoff import backoff_s
 from openwa.kit.clock import utcnow
 from openwa.kit.signal import Signal
+from openwa.messages.engine_ids import EngineIds
 from openwa.messages.repository import MessageRepository
 from openwa.messages.service import MessageService
 from openwa.messages.status import MessageStatus, path
@@ -52,6 +54,8 @@ from openwa.sessions.directory import SessionDirectory
 from openwa.sessions.runtime import SessionRuntime, session_event
 
 log = structlog.get_logger(__name__)
+
+ReportSink = Callable[[SessionRow, list[EngineEvent]], Awaitable[None]]
 
 _BATCH = 64
 _IDLE_WAIT_S = 0.5
@@ -77,6 +81,8 @@ class SendWorker:
         backoff_max_s: float = 60.0,
         lease_s: float = 60.0,
         sweep_every_s: float = _SWEEP_EVERY_S,
+        ids: EngineIds | None = None,
+        apply_reports: ReportSink | None = None,
     ) -> None:
         self._db = db
         self._directory = directory
@@ -92,6 +98,10 @@ class SendWorker:
         self._backoff_max_s = backoff_max_s
         self._lease_s = lease_s
         self._sweep_every_s = sweep_every_s
+        # Engine ids of recent sends, shared with the report path; acks it held for
+        # them go back to it (`apply_reports`) once the ids are learned.
+        self._ids = ids if ids is not None else EngineIds()
+        self._apply_reports = apply_reports
         self._loop = BackgroundTask("send-worker", self._run)
         self._last_sweep = 0.0
 
@@ -194,7 +204,31 @@ class SendWorker:
             went_all = not any(isinstance(out, BaseException) for out in outcomes)
             if unsendable is not None and went_all and len(outcomes) == len(outgoing):
                 outcomes.append(unsendable)
+        await self._finish(session_id, session, finished, sending, outcomes)
+
+    async def _finish(
+        self,
+        session_id: str,
+        session: SessionRow | None,
+        finished: list[OutboxJobRow],
+        sending: list[tuple[OutboxJobRow, MessageRow]],
+        outcomes: list[SendResult],
+    ) -> None:
+        """Learn the engine's ids, record the run, then apply the acks that came for
+        those ids before they were known.
+
+        The ids are known from the moment the engine returned them, before they are
+        recorded: an ack may overtake the record (and one may have come before the
+        engine even returned, then it was held)."""
+        engine_ids = [
+            (str(out), message.id)
+            for (_job, message), out in zip(sending, outcomes, strict=False)
+            if out is not None and not isinstance(out, BaseException)
+        ]
+        held = self._ids.learn(session_id, engine_ids) if engine_ids else []
         await self._record(session, finished, sending, outcomes)
+        if held and session is not None and self._apply_reports is not None:
+            await self._apply_reports(session, list(held))
 
     @staticmethod
     async def _hand_over(
