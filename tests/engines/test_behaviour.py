@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pytest
@@ -342,6 +343,25 @@ async def two_accounts(api: Api, driver: Driver) -> tuple[str, str, str, str]:
     return alice, bob, f"{alice_phone}@s.whatsapp.net", f"{bob_phone}@s.whatsapp.net"
 
 
+@dataclass(frozen=True)
+class Exchange:
+    """Alice sent Bob `text`: her id for it (`mine`) and Bob's (`theirs`)."""
+
+    alice: str
+    bob: str
+    alice_chat: str
+    bob_chat: str
+    mine: str
+    theirs: str
+
+
+async def exchange(api: Api, driver: Driver, text: str) -> Exchange:
+    alice, bob, alice_chat, bob_chat = await two_accounts(api, driver)
+    first = await send(api, alice, "text", {"chatId": bob_chat, "text": text})
+    received = await wait_logged(api, bob, "message.received", text=text)
+    return Exchange(alice, bob, alice_chat, bob_chat, first["id"], received["data"]["id"])
+
+
 async def test_a_send_is_acked_in_order_under_our_id(api: Api, driver: Driver) -> None:
     needs_network(driver)
     alice, bob, alice_chat, bob_chat = await two_accounts(api, driver)
@@ -363,49 +383,39 @@ async def test_a_send_is_acked_in_order_under_our_id(api: Api, driver: Driver) -
 
 async def test_a_reply_quotes_the_message_by_each_sides_id(api: Api, driver: Driver) -> None:
     needs_network(driver)
-    alice, bob, alice_chat, bob_chat = await two_accounts(api, driver)
-    first = await send(api, alice, "text", {"chatId": bob_chat, "text": "question"})
-    received = await wait_logged(api, bob, "message.received", text="question")
-    theirs = received["data"]["id"]
-    reply = await send(
-        api, bob, "text", {"chatId": alice_chat, "text": "answer", "replyTo": theirs}
-    )
-    assert reply["replyTo"] == theirs
-    answer = await wait_logged(api, alice, "message.received", text="answer")
-    assert answer["data"]["replyTo"] == first["id"]
-    stored = await message(api, alice, answer["data"]["id"])
-    assert stored["replyTo"] == first["id"]
+    x = await exchange(api, driver, "question")
+    body = {"chatId": x.alice_chat, "text": "answer", "replyTo": x.theirs}
+    reply = await send(api, x.bob, "text", body)
+    assert reply["replyTo"] == x.theirs
+    answer = await wait_logged(api, x.alice, "message.received", text="answer")
+    assert answer["data"]["replyTo"] == x.mine
+    assert (await message(api, x.alice, answer["data"]["id"]))["replyTo"] == x.mine
     # And the other way: Alice quotes her own message.
-    await send(api, alice, "text", {"chatId": bob_chat, "text": "again", "replyTo": first["id"]})
-    again = await wait_logged(api, bob, "message.received", text="again")
-    assert again["data"]["replyTo"] == theirs
+    await send(api, x.alice, "text", {"chatId": x.bob_chat, "text": "again", "replyTo": x.mine})
+    again = await wait_logged(api, x.bob, "message.received", text="again")
+    assert again["data"]["replyTo"] == x.theirs
 
 
 async def test_reactions_name_each_sides_message(api: Api, driver: Driver) -> None:
     needs_network(driver)
-    alice, bob, _alice_chat, bob_chat = await two_accounts(api, driver)
-    first = await send(api, alice, "text", {"chatId": bob_chat, "text": "react to me"})
-    received = await wait_logged(api, bob, "message.received", text="react to me")
-    theirs = received["data"]["id"]
-    await send(api, bob, "reaction", {"messageId": theirs, "emoji": "👍"})
-    reaction = await wait_logged(api, alice, "message.reaction", emoji="👍")
-    assert reaction["data"]["messageId"] == first["id"]
-    await wait_status(api, alice, first["id"], "read")
-    await send(api, alice, "reaction", {"messageId": first["id"], "emoji": "🎉"})
-    own = await wait_logged(api, bob, "message.reaction", emoji="🎉")
-    assert own["data"]["messageId"] == theirs
+    x = await exchange(api, driver, "react to me")
+    await send(api, x.bob, "reaction", {"messageId": x.theirs, "emoji": "👍"})
+    reaction = await wait_logged(api, x.alice, "message.reaction", emoji="👍")
+    assert reaction["data"]["messageId"] == x.mine
+    await wait_status(api, x.alice, x.mine, "read")
+    await send(api, x.alice, "reaction", {"messageId": x.mine, "emoji": "🎉"})
+    own = await wait_logged(api, x.bob, "message.reaction", emoji="🎉")
+    assert own["data"]["messageId"] == x.theirs
 
 
 async def test_a_revoke_reaches_both_sides_by_their_ids(api: Api, driver: Driver) -> None:
     needs_network(driver)
-    alice, bob, _alice_chat, bob_chat = await two_accounts(api, driver)
-    first = await send(api, alice, "text", {"chatId": bob_chat, "text": "oops"})
-    received = await wait_logged(api, bob, "message.received", text="oops")
-    await wait_status(api, alice, first["id"], "read")
-    response = await api.request("DELETE", f"/api/sessions/{alice}/messages/{first['id']}")
+    x = await exchange(api, driver, "oops")
+    await wait_status(api, x.alice, x.mine, "read")
+    response = await api.request("DELETE", f"/api/sessions/{x.alice}/messages/{x.mine}")
     assert response.status_code == 200, response.text
-    mine = await wait_logged(api, alice, "message.revoked", id=first["id"])
-    assert mine["data"]["chatId"] == bob_chat
-    await wait_logged(api, bob, "message.revoked", id=received["data"]["id"])
-    assert (await message(api, alice, first["id"]))["revoked"] is True
-    assert (await message(api, bob, received["data"]["id"]))["revoked"] is True
+    revoked = await wait_logged(api, x.alice, "message.revoked", id=x.mine)
+    assert revoked["data"]["chatId"] == x.bob_chat
+    await wait_logged(api, x.bob, "message.revoked", id=x.theirs)
+    assert (await message(api, x.alice, x.mine))["revoked"] is True
+    assert (await message(api, x.bob, x.theirs))["revoked"] is True

@@ -32,6 +32,7 @@ from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as wa
 from neonize.proto.waHistorySync import WAWebProtobufsHistorySync_pb2 as hs
 from neonize.proto.waWeb import WAWebProtobufsWeb_pb2 as web
 
+from openwa.engines import content as sent
 from openwa.engines.base import (
     Authenticated,
     Connected,
@@ -48,26 +49,6 @@ from openwa.engines.base import (
     OutgoingMessage,
     QrUpdated,
     ReactionReceived,
-)
-from openwa.engines.content import (
-    MEDIA_KINDS,
-    Audio,
-    ContactCard,
-    Contacts,
-    Content,
-    Document,
-    Image,
-    Location,
-    MediaFile,
-    Reaction,
-    Reply,
-    Sticker,
-    Target,
-    Text,
-    UnknownContent,
-    Video,
-    Voice,
-    from_stored,
 )
 from openwa.engines.whatsmeow import translate
 from openwa.engines.whatsmeow.commands import CommandError, run_command
@@ -681,13 +662,13 @@ def test_worker_history_marks_messages_and_reports_names() -> None:
 
 
 def test_plain_text_is_a_conversation() -> None:
-    msg = serializable(translate.text_message(Text("hi")))
+    msg = serializable(translate.text_message(sent.Text("hi")))
     assert fields_of(msg) == ["conversation"]
     assert msg.conversation == "hi"
 
 
 def test_text_with_mentions_and_reply() -> None:
-    msg = serializable(translate.text_message(Text("@bob hi", Reply("Q1"), (BOB,))))
+    msg = serializable(translate.text_message(sent.Text("@bob hi", sent.Reply("Q1"), (BOB,))))
     assert fields_of(msg) == ["extendedTextMessage"]
     ext = msg.extendedTextMessage
     assert ext.text == "@bob hi"
@@ -697,7 +678,7 @@ def test_text_with_mentions_and_reply() -> None:
 
 
 def test_text_with_mentions_only() -> None:
-    msg = serializable(translate.text_message(Text("@bob", mentions=(BOB,))))
+    msg = serializable(translate.text_message(sent.Text("@bob", mentions=(BOB,))))
     context = msg.extendedTextMessage.contextInfo
     assert list(context.mentionedJID) == [BOB]
     assert not context.HasField("stanzaID")
@@ -727,7 +708,7 @@ def assert_uploaded(media: Any, mimetype: str) -> None:
 )
 def test_media_message(kind: str, field: str, mimetype: str, caption: str | None) -> None:
     filename = "r.pdf" if kind == "document" else None
-    content = MEDIA_KINDS[kind](MediaFile("k", mimetype, 3, filename), caption)
+    content = sent.MEDIA_KINDS[kind](sent.MediaFile("k", mimetype, 3, filename), caption)
     msg = serializable(translate.media_message(content, upload()))
     assert fields_of(msg) == [field]
     media = getattr(msg, field)
@@ -742,20 +723,22 @@ def test_media_message(kind: str, field: str, mimetype: str, caption: str | None
 
 
 def test_media_without_caption_has_none() -> None:
-    content = Image(MediaFile("k", "image/png", 3))
+    content = sent.Image(sent.MediaFile("k", "image/png", 3))
     msg = serializable(translate.media_message(content, upload()))
     assert not msg.imageMessage.HasField("caption")
 
 
 def test_document_without_filename() -> None:
-    content = Document(MediaFile("k", "application/octet-stream", 3))
+    content = sent.Document(sent.MediaFile("k", "application/octet-stream", 3))
     msg = serializable(translate.media_message(content, upload()))
     assert msg.documentMessage.fileName == "file"
     assert msg.documentMessage.title == "file"
 
 
 def test_media_reply() -> None:
-    content = Video(MediaFile("k", "video/mp4", 3), reply_to=Reply("Q2", "the quote", BOB))
+    content = sent.Video(
+        sent.MediaFile("k", "video/mp4", 3), reply_to=sent.Reply("Q2", "the quote", BOB)
+    )
     msg = serializable(translate.media_message(content, upload()))
     context = msg.videoMessage.contextInfo
     assert context.stanzaID == "Q2"
@@ -764,21 +747,23 @@ def test_media_reply() -> None:
 
 
 def test_location_message() -> None:
-    msg = serializable(translate.location_message(Location(-6.2, 106.8, "Monas")))
+    msg = serializable(translate.location_message(sent.Location(-6.2, 106.8, "Monas")))
     loc = msg.locationMessage
     assert (loc.degreesLatitude, loc.degreesLongitude, loc.name) == (-6.2, 106.8, "Monas")
     assert not loc.HasField("address")
 
 
 def test_one_contact_card() -> None:
-    msg = serializable(translate.contacts_message(Contacts((ContactCard("Carol", "+1", VCARD),))))
+    msg = serializable(
+        translate.contacts_message(sent.Contacts((sent.ContactCard("Carol", "+1", VCARD),)))
+    )
     assert fields_of(msg) == ["contactMessage"]
     assert (msg.contactMessage.displayName, msg.contactMessage.vcard) == ("Carol", VCARD)
 
 
 def test_several_contact_cards() -> None:
-    cards = (ContactCard("Carol", "+1", VCARD), ContactCard("Dave", "+2", "BEGIN:VCARD"))
-    msg = serializable(translate.contacts_message(Contacts(cards)))
+    cards = (sent.ContactCard("Carol", "+1", VCARD), sent.ContactCard("Dave", "+2", "BEGIN:VCARD"))
+    msg = serializable(translate.contacts_message(sent.Contacts(cards)))
     assert fields_of(msg) == ["contactsArrayMessage"]
     array = msg.contactsArrayMessage
     assert array.displayName == "2 contacts"
@@ -792,7 +777,7 @@ def test_several_contact_cards() -> None:
 def test_reaction_message(from_me: bool) -> None:
     msg = serializable(
         translate.reaction_message(
-            ALICE, Reaction("T1", "❤️", Target(from_me)), now_ms=1_700_000_000_000
+            ALICE, sent.Reaction("T1", "❤️", sent.Target(from_me)), now_ms=1_700_000_000_000
         )
     )
     reaction = msg.reactionMessage
@@ -804,7 +789,7 @@ def test_reaction_message(from_me: bool) -> None:
 
 
 def test_reaction_removal_is_empty_text() -> None:
-    msg = translate.reaction_message(ALICE, Reaction("T1", "", Target(True)), now_ms=1)
+    msg = translate.reaction_message(ALICE, sent.Reaction("T1", "", sent.Target(True)), now_ms=1)
     assert serializable(msg).reactionMessage.text == ""
 
 
@@ -822,34 +807,34 @@ def test_revoke_message(chat: str) -> None:
 @pytest.mark.parametrize(
     ("content", "field"),
     [
-        (Text("hi"), "conversation"),
-        (Location(1.0, 2.0), "locationMessage"),
-        (Contacts((ContactCard("C", "+1", VCARD),)), "contactMessage"),
-        (Reaction("T", "👍"), "reactionMessage"),
-        (Image(MediaFile("k", "image/png", 1)), "imageMessage"),
-        (Video(MediaFile("k", "video/mp4", 1)), "videoMessage"),
-        (Audio(MediaFile("k", "audio/mpeg", 1)), "audioMessage"),
-        (Voice(MediaFile("k", "audio/ogg", 1)), "audioMessage"),
-        (Sticker(MediaFile("k", "image/webp", 1)), "stickerMessage"),
-        (Document(MediaFile("k", "text/plain", 1)), "documentMessage"),
+        (sent.Text("hi"), "conversation"),
+        (sent.Location(1.0, 2.0), "locationMessage"),
+        (sent.Contacts((sent.ContactCard("C", "+1", VCARD),)), "contactMessage"),
+        (sent.Reaction("T", "👍"), "reactionMessage"),
+        (sent.Image(sent.MediaFile("k", "image/png", 1)), "imageMessage"),
+        (sent.Video(sent.MediaFile("k", "video/mp4", 1)), "videoMessage"),
+        (sent.Audio(sent.MediaFile("k", "audio/mpeg", 1)), "audioMessage"),
+        (sent.Voice(sent.MediaFile("k", "audio/ogg", 1)), "audioMessage"),
+        (sent.Sticker(sent.MediaFile("k", "image/webp", 1)), "stickerMessage"),
+        (sent.Document(sent.MediaFile("k", "text/plain", 1)), "documentMessage"),
     ],
 )
-def test_outgoing_message_dispatch(content: Content, field: str) -> None:
+def test_outgoing_message_dispatch(content: sent.Content, field: str) -> None:
     message = OutgoingMessage("OUR1", ALICE, content)
     built = translate.outgoing_message(message, upload=upload(), now_ms=5)
     assert fields_of(serializable(built)) == [field]
 
 
 def test_outgoing_reaction_target_from_me() -> None:
-    message = OutgoingMessage("OUR1", ALICE, Reaction("T", "👍", Target(True)))
+    message = OutgoingMessage("OUR1", ALICE, sent.Reaction("T", "👍", sent.Target(True)))
     built = translate.outgoing_message(message, now_ms=42)
     assert built.reactionMessage.key.fromMe is True
     assert built.reactionMessage.senderTimestampMS == 42
 
 
 def test_an_unknown_stored_type_is_refused() -> None:
-    with pytest.raises(UnknownContent, match="poll"):
-        from_stored("poll", {})
+    with pytest.raises(sent.UnknownContent, match="poll"):
+        sent.from_stored("poll", {})
 
 
 # ---------------------------------------------------------------------------------------

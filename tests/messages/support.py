@@ -178,3 +178,13 @@ def is_event(name: str, session_id: str, **data: Any) -> Callable[[Event], bool]
 def parse_time(value: str) -> datetime:
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def logged_statuses(events: list[dict[str, Any]], message_id: str) -> list[str]:
+    """The statuses a message's `message.sent` and `message.ack` events record, in
+    cursor order."""
+    return [
+        e["data"]["status"]
+        for e in sorted(events, key=lambda e: e["cursor"])
+        if e["event"] in ("message.sent", "message.ack") and e["data"].get("id") == message_id
+    ]

@@ -14,13 +14,13 @@ from typing import Any
 
 from openwa.db.models import MessageRow, OutboxJobRow, SessionRow
 from openwa.engines.base import MessageAck
-from openwa.events.types import MESSAGE_ACK, MESSAGE_SENT
+from openwa.events.types import MESSAGE_SENT
 from openwa.messages.engine_ids import EngineIds
 from openwa.messages.repository import MessageRepository
 from openwa.queue import outbox
 from tests.events.support import page_all
 from tests.fixtures.app import Api
-from tests.messages.support import plus, ready_pair, send_text
+from tests.messages.support import logged_statuses, plus, ready_pair, send_text
 
 FORWARD = ["sent", "delivered", "read"]
 
@@ -48,14 +48,6 @@ def test_held_acks_come_back_under_our_id_once_the_engine_id_is_learned() -> Non
     assert ids.learn("s1", [("X2", "O2")]) == [MessageAck("O2", "c", "read")]
 
 
-def _statuses(events: list[dict[str, Any]], message_id: str) -> list[str]:
-    return [
-        e["data"]["status"]
-        for e in sorted(events, key=lambda e: e["cursor"])
-        if e["event"] in (MESSAGE_SENT, MESSAGE_ACK) and e["data"].get("id") == message_id
-    ]
-
-
 async def _pending(
     api: Api,
 ) -> tuple[SessionRow, OutboxJobRow, MessageRow, dict[str, Any]]:
@@ -76,7 +68,7 @@ async def _pending(
 
 async def _assert_forward_once(api: Api, session_id: str, message_id: str, engine_id: str) -> None:
     events = await page_all(api, sessions=session_id)
-    assert _statuses(events, message_id) == FORWARD
+    assert logged_statuses(events, message_id) == FORWARD
     sent = [e for e in events if e["event"] == MESSAGE_SENT and e["data"]["id"] == message_id]
     assert len(sent) == 1
     async with api.services.db() as db:
@@ -92,7 +84,7 @@ async def test_acks_before_the_engine_returned_its_id_are_held_then_applied(api:
     acks = [MessageAck("ENGINE-EARLY", accepted["chatId"], s) for s in ("delivered", "read")]
     await services.reports.on_engine_events(session, list(acks))
     # Nothing names the message yet: nothing changed, nothing logged, nothing lost.
-    assert _statuses(await page_all(api, sessions=session.id), message.id) == []
+    assert logged_statuses(await page_all(api, sessions=session.id), message.id) == []
     # The engine returns its id; the sender records the run and applies what was held.
     await services.sender._finish(session.id, session, [], [(job, message)], ["ENGINE-EARLY"])
     await _assert_forward_once(api, session.id, message.id, "ENGINE-EARLY")
@@ -106,6 +98,6 @@ async def test_acks_after_the_engine_returned_but_before_the_record(api: Api) ->
     services.sender._ids.learn(session.id, [("ENGINE-LATE", message.id)])
     acks = [MessageAck("ENGINE-LATE", accepted["chatId"], s) for s in ("delivered", "read")]
     await services.reports.on_engine_events(session, list(acks))
-    assert _statuses(await page_all(api, sessions=session.id), message.id) == FORWARD
+    assert logged_statuses(await page_all(api, sessions=session.id), message.id) == FORWARD
     await services.sender._finish(session.id, session, [], [(job, message)], ["ENGINE-LATE"])
     await _assert_forward_once(api, session.id, message.id, "ENGINE-LATE")

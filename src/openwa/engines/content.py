@@ -58,33 +58,43 @@ class Media:
 
 @dataclass(frozen=True, slots=True)
 class Image(Media):
+    """Shown inline, with its caption."""
+
     kind: ClassVar[str] = "image"
 
 
 @dataclass(frozen=True, slots=True)
 class Video(Media):
+    """Played inline, with its caption."""
+
     kind: ClassVar[str] = "video"
 
 
 @dataclass(frozen=True, slots=True)
 class Audio(Media):
+    """An audio file (a player, no caption); not a voice note."""
+
     kind: ClassVar[str] = "audio"
 
 
 @dataclass(frozen=True, slots=True)
 class Voice(Media):
-    """A voice note (WhatsApp's push-to-talk audio)."""
+    """A voice note (WhatsApp's push-to-talk audio, OGG/Opus)."""
 
     kind: ClassVar[str] = "voice"
 
 
 @dataclass(frozen=True, slots=True)
 class Document(Media):
+    """A file to download, named by its `filename`, with a caption."""
+
     kind: ClassVar[str] = "document"
 
 
 @dataclass(frozen=True, slots=True)
 class Sticker(Media):
+    """A WebP sticker; WhatsApp shows no caption with it."""
+
     kind: ClassVar[str] = "sticker"
 
 
