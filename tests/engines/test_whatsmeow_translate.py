@@ -10,7 +10,9 @@ import asyncio
 import re
 import threading
 import time
+from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -57,6 +59,7 @@ from openwa.engines.whatsmeow.protocol import (
     decode_group,
     encode_event,
     encode_group,
+    outgoing_wire,
     pack,
     read_frame,
 )
@@ -1049,6 +1052,50 @@ def test_commands_wait_for_a_connected_client() -> None:
     with pytest.raises(CommandError) as pairing:
         run_command(session, "pair", {"phone": "1"})
     assert pairing.value.kind == "pairing"
+
+
+class NeonizeStandIn:
+    """neonize's client as far as the send command uses it: an upload, a send that
+    answers with WhatsApp's id."""
+
+    def __init__(self) -> None:
+        self.uploads: list[tuple[bytes, Any]] = []
+        self.sent: list[tuple[Any, Any]] = []
+
+    def upload(self, data: bytes, media_type: Any) -> Any:
+        self.uploads.append((data, media_type))
+        return upload()
+
+    def send_message(self, jid: Any, message: Any) -> Any:
+        self.sent.append((jid, message))
+        return SimpleNamespace(ID=f"WA{len(self.sent)}")
+
+
+def test_a_typed_send_crosses_to_the_worker_and_is_built_there() -> None:
+    """What the API process hands the worker (a frame) is typed again there: a media
+    send is uploaded and built with its caption and quote, a text is not uploaded, and
+    each engine id is remembered against ours."""
+    stand_in = NeonizeStandIn()
+    session = object.__new__(WorkerSession)
+    session.go_lock = threading.Lock()
+    session.go_connected = True
+    session.client = stand_in
+    session.sent = OrderedDict()
+    image = sent.Image(sent.MediaFile("k", "image/png", 3), "look", sent.Reply("Q1", "hi", BOB))
+    for our_id, content, media in [
+        ("OUR1", image, b"png"),
+        ("OUR2", sent.Text("plain"), None),
+    ]:
+        wire = OutgoingMessage(our_id, ALICE, content)
+        frame = orjson.loads(pack({"message": outgoing_wire(wire), "media": media})[4:])
+        run_command(session, "send", frame)
+    assert stand_in.uploads == [(b"png", translate.MEDIA_TYPES["image"])]
+    built = serializable(stand_in.sent[0][1]).imageMessage
+    assert built.caption == "look"
+    assert built.contextInfo.stanzaID == "Q1"
+    assert built.contextInfo.participant == BOB
+    assert serializable(stand_in.sent[1][1]).conversation == "plain"
+    assert dict(session.sent) == {"WA1": "OUR1", "WA2": "OUR2"}
 
 
 def test_group_records_survive_the_wire() -> None:
