@@ -46,7 +46,7 @@ from openwa.messages.engine_ids import EngineIds
 from openwa.messages.repository import MessageRepository, upsert_contact
 from openwa.messages.status import MessageStatus, parse, path
 from openwa.messages.wire import event_data
-from openwa.sessions.runtime import session_event
+from openwa.sessions.records import session_event
 from openwa.storage.base import Storage
 from openwa.storage.keys import media_key, safe_id
 

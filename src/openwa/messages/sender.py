@@ -51,7 +51,8 @@ from openwa.messages.status import MessageStatus, path
 from openwa.queue import outbox
 from openwa.queue.claims import release_all
 from openwa.sessions.directory import SessionDirectory
-from openwa.sessions.runtime import SessionRuntime, session_event
+from openwa.sessions.records import session_event
+from openwa.sessions.runtime import SessionRuntime
 
 log = structlog.get_logger(__name__)
 

@@ -87,6 +87,10 @@ class SessionDirectory:
         ordered = sorted(rows, key=lambda row: (row.created_at, row.id))
         return ordered[params.offset : params.offset + params.limit], len(ordered)
 
+    def to_restore(self) -> list[str]:
+        """Ids of the sessions that should run (they were running when the server stopped)."""
+        return sorted(row.id for row in self._by_id.values() if row.should_run)
+
     def counts_by_status(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for row in self._by_id.values():

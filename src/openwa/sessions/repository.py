@@ -36,15 +36,6 @@ class SessionRepository:
                 found[ref] = row.id
         return found
 
-    async def to_restore(self) -> list[SessionRow]:
-        result = await self.db.execute(
-            select(SessionRow).where(SessionRow.should_run.is_(True)).order_by(SessionRow.id)
-        )
-        return list(result.scalars())
-
-    def add(self, row: SessionRow) -> None:
-        self.db.add(row)
-
     async def delete(self, row: SessionRow) -> None:
         await self.db.delete(row)
         await self.db.flush()

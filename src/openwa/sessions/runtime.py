@@ -1,10 +1,14 @@
-"""The running side of sessions: engine clients, their events, reconnects, restore.
+"""Supervising sessions: engine clients, their reports, reconnects with backoff, restore.
+
+Why a module of its own: this is the part that runs engines and holds what only lives
+in memory (the client of each running session, its queue of reports, whether it is
+ready, its reconnect timer). What gets written about a session when it moves is
+`records.py`'s business; this module only says what happened, each move in its own
+unit of work, and publishes nothing itself (the commit does).
 
 Each running session has one engine client and one task that applies the client's
 events in order. Engines only enqueue events, so an engine that reports while we
-are inside `connect()` never waits on a lock we hold. Every status change is
-written to the database first and published second, so a subscriber never sees a
-status that a reader of the API cannot.
+are inside `connect()` never waits on a lock we hold.
 """
 
 from __future__ import annotations
@@ -13,11 +17,11 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from openwa.db.engine import on_commit
 from openwa.db.models import SessionRow
 from openwa.engines.base import (
     Authenticated,
@@ -38,17 +42,13 @@ from openwa.engines.base import (
     SessionContext,
 )
 from openwa.engines.registry import EngineRegistry
-from openwa.errors import SessionLimitReached, SessionNotFound
+from openwa.errors import SessionLimitReached
 from openwa.events.log import EventLog
-from openwa.events.types import SESSION_QR, SESSION_STATUS, Event
 from openwa.kit.backoff import backoff_s
-from openwa.kit.clock import iso, utcnow
 from openwa.kit.signal import Signal
 from openwa.sessions.auth_store import DatabaseAuthStore
 from openwa.sessions.directory import SessionDirectory
-from openwa.sessions.qr import qr_data_url
-from openwa.sessions.repository import SessionRepository
-from openwa.sessions.status import HISTORY_LENGTH, Status, can_move
+from openwa.sessions.records import SessionRecords
 
 log = structlog.get_logger(__name__)
 
@@ -89,18 +89,6 @@ class ReconnectPolicy:
         return backoff_s(attempt, self.base_s, self.max_s)
 
 
-def session_metadata(row: SessionRow) -> dict[str, str]:
-    metadata = (row.config or {}).get("metadata") or {}
-    return {str(k): str(v) for k, v in metadata.items()}
-
-
-def session_event(row: SessionRow, name: str, data: dict[str, Any]) -> Event:
-    """An event of `row`'s session, carrying its engine and `metadata`."""
-    return Event(
-        event=name, session_id=row.id, engine=row.engine, data=data, metadata=session_metadata(row)
-    )
-
-
 class SessionRuntime:
     def __init__(
         self,
@@ -116,7 +104,7 @@ class SessionRuntime:
         self._media = media
         self._db = db
         self._engines = engines
-        self._events = events
+        self._records = SessionRecords(events)
         self._max_sessions = max_sessions
         self._reconnect = reconnect
         self._running: dict[str, _Running] = {}
@@ -167,9 +155,8 @@ class SessionRuntime:
             )
         self._starting.add(session_id)
         try:
-            row = await self._transition(
-                session_id, Status.INITIALIZING, reason, should_run=True, last_error=None
-            )
+            async with self._db() as db, db.begin():
+                row = await self._records.starting(db, session_id, reason)
             running = _Running(session_id=session_id, engine=row.engine)
             engine = self._engines.get(row.engine)
 
@@ -196,24 +183,22 @@ class SessionRuntime:
         running = self._running.pop(session_id, None)
         if running is not None:
             await self._close(running)
-        row = await self._load(session_id)
-        if row is None:
+        if self._directory.get(session_id) is None:
             return
-        if Status(row.status) not in (Status.STOPPED, Status.CREATED):
-            await self._transition(session_id, Status.STOPPED, reason, should_run=keep_running)
-        elif not keep_running and row.should_run:
-            await self._update(session_id, should_run=False)
+        async with self._db() as db, db.begin():
+            await self._records.stopped(db, session_id, reason, keep_running=keep_running)
 
     async def logout(self, session_id: str, reason: str) -> None:
         running = self._running.get(session_id)
         if running is not None and running.client is not None:
             await running.client.logout()
         else:
-            row = await self._load(session_id)
+            row = self._directory.get(session_id)
             if row is not None:
                 await self._forget_auth(session_id, row.engine)
         await self.stop(session_id, reason)
-        await self._update(session_id, phone_number=None, push_name=None, qr=None)
+        async with self._db() as db, db.begin():
+            await self._records.signed_out(db, session_id)
 
     async def forget(self, session_id: str) -> None:
         """Drop what the runtime keeps for a deleted session."""
@@ -224,25 +209,17 @@ class SessionRuntime:
 
     async def restore(self) -> None:
         """Start every session that was running when the server stopped."""
-        async with self._db() as db:
-            rows = await SessionRepository(db).to_restore()
-        for row in rows:
-            async with self.lock(row.id):
+        for session_id in self._directory.to_restore():
+            async with self.lock(session_id):
                 try:
-                    await self.start(row.id, "restored after server start")
+                    await self.start(session_id, "restored after server start")
                 except SessionLimitReached:
-                    await self._transition(
-                        row.id,
-                        Status.FAILED,
-                        "MAX_SESSIONS reached on restore",
-                        should_run=False,
-                        last_error="SESSION_LIMIT_REACHED: no room on this instance at start",
-                    )
+                    async with self._db() as db, db.begin():
+                        await self._records.no_room_at_restore(db, session_id)
                 except Exception as exc:  # one bad session must not stop the others
-                    log.exception("restore_failed", session_id=row.id)
-                    await self._transition(
-                        row.id, Status.FAILED, "restore failed", last_error=str(exc)
-                    )
+                    log.exception("restore_failed", session_id=session_id)
+                    async with self._db() as db, db.begin():
+                        await self._records.restore_failed(db, session_id, str(exc))
 
     async def shutdown(self) -> None:
         for session_id in list(self._running):
@@ -304,7 +281,7 @@ class SessionRuntime:
                     return
 
     async def _apply_reports(self, running: _Running, reports: list[EngineEvent]) -> None:
-        row = await self._load(running.session_id)
+        row = self._directory.get(running.session_id)
         if row is not None and self._message_handler is not None:
             await self._message_handler(row, reports)
         received = [r.id for r in reports if isinstance(r, MessageReceived)]
@@ -315,26 +292,28 @@ class SessionRuntime:
         sid = running.session_id
         match event:
             case QrUpdated(qr=qr):
-                qr_event = (SESSION_QR, {"qr": qr, "image": qr_data_url(qr)})
-                await self._transition(sid, Status.QR_READY, "waiting for scan", qr_event, qr=qr)
+                async with self._db() as db, db.begin():
+                    await self._records.qr_shown(db, sid, qr)
             case Authenticated(phone_number=phone, push_name=push):
-                await self._transition(
-                    sid, Status.AUTHENTICATED, "linked", qr=None, phone_number=phone, push_name=push
-                )
+                async with self._db() as db, db.begin():
+                    await self._records.linked(db, sid, phone, push)
             case Connected():
                 running.attempts = 0
                 # Ready here before `ready` is committed: whoever reads `ready` (from the
                 # session directory, at once) may use the session at once.
                 running.ready = True
                 try:
-                    await self._transition(sid, Status.READY, "connected", last_error=None)
+                    async with self._db() as db, db.begin():
+                        await self._records.ready(db, sid)
+                        # Queued sends may go once `ready` is committed.
+                        on_commit(db, self.became_ready.notify)
                 except BaseException:
                     running.ready = False
                     raise
-                self.became_ready.notify()
             case Disconnected(reason=reason):
                 running.ready = False
-                await self._transition(sid, Status.DISCONNECTED, reason, qr=None, last_error=reason)
+                async with self._db() as db, db.begin():
+                    await self._records.disconnected(db, sid, reason)
                 self._schedule_reconnect(running)
             case LoggedOut(reason=reason):
                 await self._end(running, reason, clear_auth=True)
@@ -351,11 +330,10 @@ class SessionRuntime:
         if running.client is not None:
             with contextlib.suppress(Exception):
                 await running.client.disconnect()
-        fields: dict[str, Any] = {"should_run": False, "last_error": reason, "qr": None}
         if clear_auth:
             await self._forget_auth(sid, running.engine)
-            fields.update(phone_number=None, push_name=None)
-        await self._transition(sid, Status.FAILED, reason, **fields)
+        async with self._db() as db, db.begin():
+            await self._records.ended(db, sid, reason, logged_out=clear_auth)
 
     async def _forget_auth(self, session_id: str, engine_name: str) -> None:
         """The device is gone: the engine drops its own state, then ours goes."""
@@ -372,67 +350,8 @@ class SessionRuntime:
             async with self.lock(running.session_id):
                 if running.closed:
                     return
-                await self._transition(
-                    running.session_id,
-                    Status.INITIALIZING,
-                    f"reconnecting (attempt {running.attempts})",
-                )
+                async with self._db() as db, db.begin():
+                    await self._records.reconnecting(db, running.session_id, running.attempts)
             await self._connect(running)
 
         running.reconnect = asyncio.create_task(reconnect())
-
-    async def _load(self, session_id: str) -> SessionRow | None:
-        """The session as last committed (a read-only copy)."""
-        return self._directory.get(session_id)
-
-    async def _update(self, session_id: str, **fields: Any) -> None:
-        async with self._db() as db, db.begin():
-            row = await db.get(SessionRow, session_id)
-            if row is None:
-                return
-            for name, value in fields.items():
-                setattr(row, name, value)
-            row.updated_at = utcnow()
-
-    async def _transition(
-        self,
-        session_id: str,
-        status: Status,
-        reason: str | None,
-        extra_event: tuple[str, dict[str, Any]] | None = None,
-        **fields: Any,
-    ) -> SessionRow:
-        """Move to `status`, record it in `statusHistory` and log `session.status`.
-
-        The row, its history and the events are written in one transaction.
-        """
-        async with self._db() as db, db.begin():
-            row = await db.get(SessionRow, session_id)
-            if row is None:
-                raise SessionNotFound(details={"id": session_id})
-            previous = Status(row.status)
-            if not can_move(previous, status) and previous != status:
-                log.warning("status_move_refused", session_id=session_id, frm=previous, to=status)
-                return row
-            now = utcnow()
-            for name, value in fields.items():
-                setattr(row, name, value)
-            row.updated_at = now
-            events = []
-            if previous != status:
-                row.status = status.value
-                change = {
-                    "status": status.value,
-                    "previousStatus": previous.value,
-                    "reason": reason,
-                    "at": iso(now),
-                }
-                row.status_history = [*row.status_history, change][-HISTORY_LENGTH:]
-                data: dict[str, Any] = {"status": status.value, "previousStatus": previous.value}
-                if reason:
-                    data["reason"] = reason
-                events.append(session_event(row, SESSION_STATUS, data))
-            if extra_event is not None:
-                events.append(session_event(row, *extra_event))
-            await self._events.append(db, events)
-        return row

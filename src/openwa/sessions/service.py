@@ -21,16 +21,16 @@ from openwa.errors import (
     SessionNotReady,
 )
 from openwa.events.log import EventLog
-from openwa.events.types import SESSION_STATUS
 from openwa.keys.principal import Principal
-from openwa.kit.clock import iso, utcnow
+from openwa.kit.clock import utcnow
 from openwa.kit.ids import new_id
 from openwa.kit.pagination import PageParams
 from openwa.kit.phone import normalize_phone
 from openwa.sessions.directory import SessionDirectory
 from openwa.sessions.qr import qr_data_url, qr_png
+from openwa.sessions.records import SessionRecords
 from openwa.sessions.repository import SessionRepository
-from openwa.sessions.runtime import SessionRuntime, session_event
+from openwa.sessions.runtime import SessionRuntime
 from openwa.sessions.schemas import (
     QrCode,
     Session,
@@ -90,7 +90,7 @@ class SessionService:
         self._db = db
         self._runtime = runtime
         self._engines = engines
-        self._events = events
+        self._records = SessionRecords(events)
         self._webhooks = webhooks
 
     async def resolve(self, ref: str, principal: Principal) -> SessionRow:
@@ -109,32 +109,17 @@ class SessionService:
         self._engines.get(engine_name)
         if data.auto_start and not self._runtime.has_room():
             raise SessionLimitReached(details={"running": self._runtime.running_count})
-        now = utcnow()
         session_id = new_id("ses")
         hooks = [
             await self._webhooks.prepare(session_id, body, "config")
             for body in data.config.webhooks or []
         ]
-        row = SessionRow(
-            id=session_id,
-            name=data.name,
-            engine=engine_name,
-            status=Status.CREATED.value,
-            status_history=[
-                {"status": "created", "previousStatus": None, "reason": "created", "at": iso(now)}
-            ],
-            config=_config_dict(data.config),
-            should_run=False,
-            created_at=now,
-            updated_at=now,
-        )
-        created = {"status": "created", "previousStatus": None, "reason": "created"}
+        config = _config_dict(data.config)
         try:
             async with self._db() as db, db.begin():
-                SessionRepository(db).add(row)
-                await db.flush()
-                db.add_all(hooks)
-                await self._events.append(db, [session_event(row, SESSION_STATUS, created)])
+                row = await self._records.create(
+                    db, session_id, data.name, engine_name, config, hooks
+                )
         except IntegrityError as exc:
             raise SessionExists(details={"name": data.name}) from exc
         if data.auto_start:
@@ -149,10 +134,7 @@ class SessionService:
         return SessionCreated(**session.model_dump(), webhooks=[with_secret(h) for h in hooks])
 
     async def get(self, session_id: str) -> Session:
-        row = self._directory.get(session_id)
-        if row is None:
-            raise SessionNotFound(details={"session": session_id})
-        return to_schema(row)
+        return to_schema(await self._row(session_id))
 
     def get_json(self, row: SessionRow) -> bytes:
         """A resolved session as the JSON of its schema, rendered once per committed row."""
@@ -252,6 +234,7 @@ class SessionService:
             raise EngineError(str(exc), details={"status": row.status}) from exc
 
     async def _row(self, session_id: str) -> SessionRow:
+        """The session as last committed (the directory's copy: no database read)."""
         row = self._directory.get(session_id)
         if row is None:
             raise SessionNotFound(details={"session": session_id})
