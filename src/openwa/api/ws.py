@@ -5,8 +5,8 @@ client sees what `/api/events` shows, in the same order. A client more than
 `WS_MAX_QUEUE` events behind is closed with 1008 and can catch up from the log.
 "Behind" counts the events waiting in the server's queue for that socket; what the
 kernel's socket buffers already hold (a few MB on loopback) is not seen by the server,
-so a client that stops reading is noticed once those are full, or once a send has
-been stuck for 10 s.
+so a client that stops reading is noticed once those are full and its queue overflows
+(at once, even while a send to it is stuck), or once a send has been stuck for 10 s.
 Pings (every 20 s) are sent by the server (uvicorn's `ws_ping_interval`).
 A socket takes a slot of its key's (`STREAMS_PER_KEY`) and the instance's
 (`MAX_STREAMS`): over either it is accepted and closed at once with 1013 (try again
@@ -24,7 +24,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from openwa.api.deps import raw_api_key
 from openwa.errors import OpenWAError, TooManyStreams
-from openwa.events.bus import SubscriberOverflow
+from openwa.events.bus import SubscriberOverflow, Subscription
 from openwa.services import Services
 
 log = structlog.get_logger(__name__)
@@ -40,6 +40,15 @@ def _split(value: str | None) -> set[str] | None:
 def _key(websocket: WebSocket) -> str | None:
     # Browsers cannot set headers on a WebSocket: the key may come as `apiKey` too.
     return raw_api_key(websocket) or websocket.query_params.get("apiKey")
+
+
+def _behind(sender: asyncio.Task[None], subscription: Subscription) -> str | None:
+    """Why the sender stopped, if it is because the client fell behind."""
+    if subscription.overflowed:
+        return SubscriberOverflow.__name__
+    if not sender.cancelled() and isinstance(sender.exception(), TimeoutError):
+        return TimeoutError.__name__
+    return None
 
 
 @router.websocket("/ws")
@@ -98,16 +107,18 @@ async def _serve(
     sender = asyncio.create_task(pump())
     reader = asyncio.create_task(drain())
     ended = asyncio.create_task(revoked.wait())
+    # A send stuck on a full socket would otherwise hold a client that is already more
+    # than WS_MAX_QUEUE behind until the send times out.
+    subscription.on_overflow = sender.cancel
     try:
         done, _ = await asyncio.wait({sender, reader, ended}, return_when=asyncio.FIRST_COMPLETED)
         if ended in done:
             await websocket.close(code=1008, reason="the API key was revoked")
             return
-        for task in done:
-            if isinstance(task.exception(), SubscriberOverflow | TimeoutError):
-                # Logged so an operator can tell clients that keep falling behind.
-                log.info("ws_closed_behind", reason=type(task.exception()).__name__)
-                await websocket.close(code=1008, reason="too far behind; catch up from /api/events")
+        if sender in done and (reason := _behind(sender, subscription)) is not None:
+            # Logged so an operator can tell clients that keep falling behind.
+            log.info("ws_closed_behind", reason=reason)
+            await websocket.close(code=1008, reason="too far behind; catch up from /api/events")
     except WebSocketDisconnect:
         pass
     finally:

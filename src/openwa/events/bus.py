@@ -8,6 +8,7 @@ publishes. A Redis adapter can replace this one for several instances.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Protocol
 
 from openwa.events.types import Event
@@ -32,6 +33,9 @@ class Subscription:
         self._bus = bus
         self._queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=max_queue)
         self.overflowed = False
+        # Called once on overflow: a reader stuck elsewhere (a send on a full socket)
+        # learns at once that it is too far behind, not at its next `get`.
+        self.on_overflow: Callable[[], object] | None = None
 
     def _offer(self, event: Event) -> None:
         if self.overflowed:
@@ -44,6 +48,8 @@ class Subscription:
             # Wake the reader so it sees the overflow now, not at its next event.
             self._queue.get_nowait()
             self._queue.put_nowait(None)
+            if self.on_overflow is not None:
+                self.on_overflow()
 
     async def get(self) -> Event:
         item = await self._queue.get()
