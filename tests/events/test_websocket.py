@@ -247,7 +247,7 @@ async def test_a_client_that_stops_reading_under_a_flood_is_closed_with_1008(
     with server.client() as client:
         alpha = create_ready_session(client, "alpha")
         logged = page_all_sync(client)
-        start = logged[-1]["cursor"] if logged else 0
+        last_cursor = logged[-1]["cursor"] if logged else 0
 
     slow = RawWebSocket(server, ADMIN_KEY)
     count = _flood_size(60_000)
@@ -266,11 +266,11 @@ async def test_a_client_that_stops_reading_under_a_flood_is_closed_with_1008(
 
                 await asyncio.gather(*(one(n) for n in range(start, start + 25)))
         with server.client() as client:
-            # Cursors are dense: an event at `start + count` means the flood is logged
+            # Cursors are dense: an event at `last_cursor + count` means the flood is logged
             # (one small read a poll, where paging megabytes would slow the server).
             wait_sync(
                 lambda: client.get(
-                    "/api/events", params={"after": start + count - 1, "limit": 1}
+                    "/api/events", params={"after": last_cursor + count - 1, "limit": 1}
                 ).json()["data"]["events"],
                 bool,
                 30,
