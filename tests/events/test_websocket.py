@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -288,8 +289,18 @@ async def test_a_client_that_stops_reading_under_a_flood_is_closed_with_1008(
         slow.close()
     assert code == 1008, f"no 1008 close; read {len(events)} events, close code {code}"
     assert len(events) < count
-    # The server is fine afterwards: a new client gets new events.
-    async with open_ws(server, key=ADMIN_KEY) as ws:
-        with server.client() as client:
-            message_id = inbound(client, alpha["id"], "after the flood")
-        await collect(ws, _has("message.received", message_id), 10, "an event after the flood")
+    # The server is fine afterwards: a new client gets new events. One that connects
+    # while the pump still hands the flood's tail to the bus may be more than
+    # WS_MAX_QUEUE (5) behind at once and closed with 1008 too; as the contract says,
+    # it reconnects (the tail is finite, so a later client is not behind).
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            async with open_ws(server, key=ADMIN_KEY) as ws:
+                with server.client() as client:
+                    message_id = inbound(client, alpha["id"], "after the flood")
+                await collect(ws, _has("message.received", message_id), 10, "an event after it")
+            return
+        except ConnectionClosed as exc:
+            if exc.rcvd is None or exc.rcvd.code != 1008 or time.monotonic() > deadline:
+                raise
