@@ -78,7 +78,7 @@ async def tail(
     """Batches after `after`, forever, in cursor order; each read yields one (maybe empty).
 
     While `unread()` is true the events are stepped over (the event pump with no
-    subscriber). Once caught up it waits for `log.appended` (an append on this instance)
+    subscriber), if it is still true once the log's mark has been read. Once caught up it waits for `log.appended` (an append on this instance)
     or `poll_s` (appends by other instances on the same database) before reading again.
     Given `wake` (SSE: woken by the pump, so idle streams cost no query), it reads again
     when `wake(cursor)` says so; each time it says no, an empty batch is yielded without
@@ -87,11 +87,15 @@ async def tail(
     cursor = after
     while True:
         async with db() as session:
+            batch = None
             if unread is not None and unread():
-                # Nobody would see the events: step over them without loading them.
+                # Nobody would see the events: step over them without loading them. If
+                # someone subscribed while the mark was read, an event committed after
+                # they did may lie below it: then the range is read, never stepped over.
                 high = await log.last_cursor(session)
-                batch = Batch([], max(cursor, high), caught_up=True)
-            else:
+                if unread():
+                    batch = Batch([], max(cursor, high), caught_up=True)
+            if batch is None:
                 batch = await read_batch(session, log, cursor, limit, sessions, names)
         cursor = batch.cursor
         yield batch
