@@ -64,7 +64,7 @@ async def test_docs_policy_allows_its_page_and_nothing_else(api: Api) -> None:
     assert response.status_code == 200
     common(response, "/docs")
     policy = dict(
-        (part.strip().split(" ", 1) + [""])[:2]
+        ([*part.strip().split(" ", 1), ""])[:2]
         for part in response.headers["content-security-policy"].split(";")
     )
     assert policy["default-src"] == "'none'"

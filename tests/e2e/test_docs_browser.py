@@ -61,7 +61,8 @@ def test_swagger_ui_renders_without_csp_violations(tmp_path: Path) -> None:
                 page.on("pageerror", lambda error: problems.append(str(error)))
                 page.add_init_script(LISTEN)
                 response = page.goto(server.url + "/docs", wait_until="networkidle")
-                assert response is not None and response.status == 200
+                assert response is not None
+                assert response.status == 200
                 assert "default-src 'none'" in response.headers["content-security-policy"]
                 # Swagger UI loaded the document from /openapi.json and drew its operations.
                 summary = page.locator(

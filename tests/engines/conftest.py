@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from openwa.config import Settings
 from tests.engines.proxies import RecordingProxy, SilentProxy
 from tests.fixtures.app import Api, AppFactory
 
@@ -29,3 +32,16 @@ async def recorder() -> AsyncIterator[RecordingProxy]:
     proxy = await RecordingProxy().start()
     yield proxy
     await proxy.close()
+
+
+class LoopbackProxyApps(AppFactory):
+    """Apps that accept session proxies on loopback, where these tests' proxies listen."""
+
+    def settings(self, **overrides: Any) -> Settings:
+        overrides.setdefault("proxy_allow_private", True)
+        return super().settings(**overrides)
+
+
+@pytest.fixture
+def app_factory(database_url: str, tmp_path: Path) -> AppFactory:
+    return LoopbackProxyApps(database_url, tmp_path / "data")

@@ -56,13 +56,14 @@ def _with_security(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _swagger_page() -> bytes:
-    return get_swagger_ui_html(
+    page = get_swagger_ui_html(
         openapi_url="/openapi.json",
         title="OpenWA API",
         swagger_js_url="/docs/static/swagger-ui-bundle.js",
         swagger_css_url="/docs/static/swagger-ui.css",
         swagger_favicon_url="/docs/static/favicon.png",
-    ).body
+    )
+    return bytes(page.body)
 
 
 def _docs_csp(page: bytes) -> str:
