@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from openwa.config import Settings
 from tests.engines.proxies import RecordingProxy, SilentProxy
 from tests.fixtures.app import Api, AppFactory
+from tests.fixtures.proxy_apps import AnyProxyApps
 
 
 @pytest.fixture
@@ -34,14 +33,7 @@ async def recorder() -> AsyncIterator[RecordingProxy]:
     await proxy.close()
 
 
-class LoopbackProxyApps(AppFactory):
-    """Apps that accept session proxies on loopback, where these tests' proxies listen."""
-
-    def settings(self, **overrides: Any) -> Settings:
-        overrides.setdefault("proxy_allow_private", True)
-        return super().settings(**overrides)
-
-
 @pytest.fixture
 def app_factory(database_url: str, tmp_path: Path) -> AppFactory:
-    return LoopbackProxyApps(database_url, tmp_path / "data")
+    """Session proxies on loopback, where these tests' proxies listen, are allowed."""
+    return AnyProxyApps(database_url, tmp_path / "data")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 
 from tests.fixtures.app import Api, AppFactory
@@ -20,6 +22,13 @@ PRIVATE_PROXIES = [
     "http://0.0.0.0:3128",
 ]
 PUBLIC_PROXY = "socks5://T0KEN@8.8.8.8:1080"  # a literal: nothing is resolved or dialled
+
+
+@pytest.fixture
+async def api(app_factory: AppFactory) -> AsyncIterator[Api]:
+    """The default: the setting off (this directory's apps turn it on for other tests)."""
+    async with app_factory.running(proxy_allow_private=False) as started:
+        yield started
 
 
 def refused(response: object, url: str) -> None:
