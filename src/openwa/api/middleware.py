@@ -43,7 +43,7 @@ def security_headers(path: str) -> Headers:
     """The security headers for a path: `/docs` needs its page's scripts and styles."""
     if path.startswith("/api"):
         return API_HEADERS
-    if path.startswith("/docs"):
+    if path == "/docs" or path.startswith("/docs/"):
         return DOCS_HEADERS
     return OTHER_HEADERS
 
