@@ -45,6 +45,13 @@ def test_data_dir_is_private_after_a_media_send(tmp_path: Path) -> None:
             message_id = sent.json()["data"]["id"]
             stored = client.get(f"/api/sessions/alice/messages/{message_id}/media")
             assert stored.status_code == 200, stored.text
+            # The download keeps the media route's own sandbox policy; the rest is added.
+            assert stored.headers.get_list("content-security-policy") == [
+                "sandbox; default-src 'none'"
+            ]
+            assert stored.headers.get_list("x-content-type-options") == ["nosniff"]
+            assert stored.headers["x-frame-options"] == "DENY"
+            assert stored.headers["cache-control"] == "no-store"
         names = {p.name for p in data_dir.rglob("*")}
         assert {"openwa.db", "media"} <= names, names
         assert any(p.is_file() for p in (data_dir / "media").rglob("*")), "no media stored"
