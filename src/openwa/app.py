@@ -53,6 +53,7 @@ from openwa.events.streams import StreamRegistry
 from openwa.groups.service import GroupService
 from openwa.keys.service import KeyService
 from openwa.kit.ids import ulid
+from openwa.kit.private_files import write_private
 from openwa.kit.signal import Signal
 from openwa.logs import configure_logging
 from openwa.maintenance import Maintenance
@@ -96,9 +97,8 @@ def _stable_instance_id(data_dir: Path) -> str:
     try:
         return path.read_text().strip()
     except FileNotFoundError:
-        data_dir.mkdir(parents=True, exist_ok=True)
         instance_id = f"instance-{ulid()}"
-        path.write_text(instance_id)
+        write_private(path, instance_id)
         return instance_id
 
 
@@ -220,7 +220,15 @@ def build_services(settings: Settings) -> Services:
         engines=engines,
         runtime=runtime,
         keys=keys,
-        sessions=SessionService(db, runtime, engines, events, webhooks, directory),
+        sessions=SessionService(
+            db,
+            runtime,
+            engines,
+            events,
+            webhooks,
+            directory,
+            proxy_allow_private=settings.proxy_allow_private,
+        ),
         mock_control=MockControl(directory, runtime, engines),
         messages=messages,
         reports=reports,

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from openwa.config import Settings
 from openwa.db.instance_lock import InstanceLocked
 from openwa.keys.principal import Role
+from openwa.kit.private_files import use_private_umask
 
 app = typer.Typer(help="OpenWA: a self-hosted WhatsApp HTTP API gateway.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys directly in the database.", no_args_is_help=True)
@@ -148,4 +149,6 @@ def keys_create(
 
 
 def main() -> None:
+    # Before anything is created under DATA_DIR (see `openwa.kit.private_files`).
+    use_private_umask()
     app()

@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(default=10, ge=1)
     webhook_concurrency: int = Field(default=16, ge=1)
     webhook_allow_private: bool = False
+    # Session proxies on loopback, private or link-local addresses (refused unless true).
+    proxy_allow_private: bool = False
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
     webhook_events: str = "*"

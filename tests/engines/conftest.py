@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from tests.engines.proxies import RecordingProxy, SilentProxy
 from tests.fixtures.app import Api, AppFactory
+from tests.fixtures.proxy_apps import AnyProxyApps
 
 
 @pytest.fixture
@@ -29,3 +31,9 @@ async def recorder() -> AsyncIterator[RecordingProxy]:
     proxy = await RecordingProxy().start()
     yield proxy
     await proxy.close()
+
+
+@pytest.fixture
+def app_factory(database_url: str, tmp_path: Path) -> AppFactory:
+    """Session proxies on loopback, where these tests' proxies listen, are allowed."""
+    return AnyProxyApps(database_url, tmp_path / "data")

@@ -1,7 +1,17 @@
-"""Swagger UI from the installed `swagger-ui-bundle` package: no CDN, works offline."""
+"""Swagger UI from the installed `fastapi-offline` package: no CDN, works offline.
+
+`fastapi-offline` ships Swagger UI 5, which reads the OpenAPI 3.1 document FastAPI
+writes (`swagger-ui-bundle`'s Swagger UI 4 refused it: "does not specify a valid
+version field"); only its static files are used.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
+from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -9,7 +19,6 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path
 
 
 def _without_default_422(schema: dict[str, Any]) -> dict[str, Any]:
@@ -46,6 +55,42 @@ def _with_security(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def _swagger_page() -> bytes:
+    page = get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="OpenWA API",
+        swagger_js_url="/docs/static/swagger-ui-bundle.js",
+        swagger_css_url="/docs/static/swagger-ui.css",
+        swagger_favicon_url="/docs/static/favicon.png",
+    )
+    return bytes(page.body)
+
+
+def _docs_csp(page: bytes) -> str:
+    """The page's one inline script (Swagger UI's start-up call) is allowed by its hash,
+    so no `'unsafe-inline'` at all (Swagger UI 5 sets its styles through the DOM, which a
+    policy does not govern); its stylesheet draws icons from `data:` images; "Try it out"
+    calls this same origin."""
+    inline = re.findall(rb"<script>(.*?)</script>", page, re.DOTALL)
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(script).digest()).decode() + "'"
+        for script in inline
+    )
+    return (
+        "default-src 'none'; "
+        f"script-src 'self' {hashes}; "
+        "style-src 'self'; "
+        "img-src 'self' data:; "
+        "connect-src 'self'; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+
+
+SWAGGER_PAGE = _swagger_page()
+# Read by the request middleware, which sends it on every `/docs` response.
+DOCS_CSP = _docs_csp(SWAGGER_PAGE)
+
+
 def install_docs(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -62,14 +107,10 @@ def install_docs(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.mount("/docs/static", StaticFiles(directory=swagger_ui_path), name="swagger-static")
+    static = Path(str(files("fastapi_offline") / "static"))
+    app.mount("/docs/static", StaticFiles(directory=static), name="swagger-static")
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title="OpenWA API",
-            swagger_js_url="/docs/static/swagger-ui-bundle.js",
-            swagger_css_url="/docs/static/swagger-ui.css",
-            swagger_favicon_url="/docs/static/favicon-32x32.png",
-        )
+        # Rendered once at import: the CSP carries the hash of exactly this page's script.
+        return HTMLResponse(SWAGGER_PAGE)

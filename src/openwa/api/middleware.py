@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request ids, the body size limit, draining, request metrics.
+"""Pure ASGI middleware: request ids, security headers, the body size limit, draining,
+request metrics.
 
 Pure ASGI (not BaseHTTPMiddleware) keeps the request in one task, so the request id
 context variable is visible to the route and its error handlers, and streaming
@@ -15,10 +16,45 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openwa.api.context import choose_request_id, request_id_var
+from openwa.api.docs import DOCS_CSP
 from openwa.api.envelope import error_response
 from openwa.api.metrics import HttpMetrics
 
 log = structlog.get_logger(__name__)
+
+Headers = tuple[tuple[bytes, bytes], ...]
+
+_COMMON: Headers = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+)
+_NOTHING_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+# Built once: the hottest route pays for one tuple splice, not for string building.
+# JSON answers load nothing, so their policy allows nothing; API answers carry data
+# that must not sit in a shared or browser cache.
+API_HEADERS: Headers = (*_COMMON, _NOTHING_CSP, (b"cache-control", b"no-store"))
+OTHER_HEADERS: Headers = (*_COMMON, _NOTHING_CSP)
+DOCS_HEADERS: Headers = (*_COMMON, (b"content-security-policy", DOCS_CSP.encode("latin-1")))
+SECURITY_HEADER_NAMES = frozenset(name for name, _ in API_HEADERS)
+
+
+def security_headers(path: str) -> Headers:
+    """The security headers for a path: `/docs` needs its page's scripts and styles."""
+    if path.startswith("/api"):
+        return API_HEADERS
+    if path == "/docs" or path.startswith("/docs/"):
+        return DOCS_HEADERS
+    return OTHER_HEADERS
+
+
+def with_security_headers(headers: Any, extra: Headers) -> list[tuple[bytes, bytes]]:
+    """A route's own security headers win (media downloads set their own sandbox CSP,
+    the event stream its own Cache-Control); the rest are added."""
+    own = [name for name, _ in headers if name in SECURITY_HEADER_NAMES]
+    if own:
+        return [*headers, *(header for header in extra if header[0] not in own)]
+    return [*headers, *extra]
 
 
 class RequestContextMiddleware:
@@ -49,16 +85,16 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status_holder = {"status": 500}
         response_started = {"value": False}
+        extra_headers = security_headers(scope["path"])
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 response_started["value"] = True
                 status_holder["status"] = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [
-                    *message["headers"],
-                    (b"x-request-id", request_id.encode("latin-1")),
-                ]
+                message["headers"] = with_security_headers(
+                    message.get("headers") or (), extra_headers
+                )
+                message["headers"].append((b"x-request-id", request_id.encode("latin-1")))
             await send(message)
 
         try:

@@ -28,6 +28,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session
 
+from openwa.kit.private_files import touch_private
+
 
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
@@ -109,7 +111,7 @@ def create_engine(url: str) -> AsyncEngine:
     if is_sqlite(url):
         path = sqlite_path(url)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            touch_private(path)
         # One connection: SQLite has one writer at a time anyway, and queueing for the
         # pool (a wake-up) is far faster than SQLite's busy handler (sleep and retry).
         engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import NullPool
 
 from openwa.db.engine import is_sqlite, sqlite_path
+from openwa.kit.private_files import touch_private
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # An arbitrary 64-bit constant naming OpenWA's migration lock among advisory locks.
@@ -47,7 +48,7 @@ def _downgrade(connection: Connection, revision: str) -> None:
 
 @contextlib.asynccontextmanager
 async def _file_lock(path: Path) -> AsyncIterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    touch_private(path)
     with path.open("a") as handle:
         await asyncio.to_thread(fcntl.flock, handle.fileno(), fcntl.LOCK_EX)
         try:

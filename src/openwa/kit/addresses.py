@@ -4,7 +4,7 @@ Webhook deliveries and media fetched from a client's URL connect where a client 
 The rule is one: the address connected to must be global (`ipaddress` `is_global`, not
 multicast, not reserved) after unwrapping the IPv6 forms that carry an IPv4 address
 (IPv4-mapped, IPv4-compatible, 6to4, Teredo, NAT64), unless the operator allowed
-private targets (`WEBHOOK_ALLOW_PRIVATE`). The check runs on the socket about to be
+private targets (`WEBHOOK_ALLOW_PRIVATE`; for session proxies `PROXY_ALLOW_PRIVATE`). The check runs on the socket about to be
 connected (`guarded_connector`), so a name that resolved to a public address when a
 webhook was saved and to 127.0.0.1 at delivery (DNS rebinding) is still refused, and
 so is every redirect hop of a media fetch. The server's own connections (database,
@@ -80,15 +80,39 @@ async def check_url(url: str, allow_private: bool, field: str = "body.url") -> N
     host, port = parse_url(url, field)
     if allow_private:
         return
+    forbidden = await _forbidden_addresses(host, port, field)
+    if forbidden:
+        raise WebhookUrlForbidden(details={"url": url, "addresses": forbidden})
+
+
+async def check_proxy(url: str, allow_private: bool, field: str = "body.config.proxy") -> None:
+    """Refuse a session proxy whose host is, or resolves to, a forbidden address.
+
+    The proxy's connection is made by the engine (whatsmeow's Go code, not our sockets), so
+    this check when the proxy is set is the only one: a name that later resolves elsewhere
+    is not caught. The URL is not echoed back: it may carry the proxy's credentials."""
+    if allow_private:
+        return
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise ValidationFailed(details=[{"field": field, "message": "must have a host"}])
+    forbidden = await _forbidden_addresses(parts.hostname, parts.port or 1080, field)
+    if forbidden:
+        raise WebhookUrlForbidden(
+            "The proxy resolves to a forbidden address",
+            details={"field": field, "host": parts.hostname, "addresses": forbidden},
+        )
+
+
+async def _forbidden_addresses(host: str, port: int, field: str) -> list[str]:
+    """The forbidden addresses among those `host` resolves to (a literal is its own)."""
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise ValidationFailed(
             details=[{"field": field, "message": f"host does not resolve: {exc}"}]
         ) from exc
-    forbidden = sorted({str(info[4][0]) for info in infos if is_forbidden(str(info[4][0]))})
-    if forbidden:
-        raise WebhookUrlForbidden(details={"url": url, "addresses": forbidden})
+    return sorted({str(info[4][0]) for info in infos if is_forbidden(str(info[4][0]))})
 
 
 class ForbiddenAddress(OSError):

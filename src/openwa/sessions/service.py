@@ -22,6 +22,7 @@ from openwa.errors import (
 )
 from openwa.events.log import EventLog
 from openwa.keys.principal import Principal
+from openwa.kit.addresses import check_proxy
 from openwa.kit.clock import utcnow
 from openwa.kit.ids import new_id
 from openwa.kit.pagination import PageParams
@@ -85,7 +86,10 @@ class SessionService:
         events: EventLog,
         webhooks: WebhookService,
         directory: SessionDirectory,
+        *,
+        proxy_allow_private: bool = False,
     ) -> None:
+        self._proxy_allow_private = proxy_allow_private
         self._directory = directory
         self._db = db
         self._runtime = runtime
@@ -109,6 +113,8 @@ class SessionService:
         self._engines.get(engine_name)
         if data.auto_start and not self._runtime.has_room():
             raise SessionLimitReached(details={"running": self._runtime.running_count})
+        if data.config.proxy:
+            await check_proxy(data.config.proxy, self._proxy_allow_private)
         session_id = new_id("ses")
         hooks = [
             await self._webhooks.prepare(session_id, body, "config")
@@ -149,6 +155,8 @@ class SessionService:
         changes = config.model_dump(by_alias=True, exclude_unset=True)
         hook_bodies = config.webhooks if "webhooks" in changes else None
         changes.pop("webhooks", None)
+        if config.proxy:
+            await check_proxy(config.proxy, self._proxy_allow_private)
         hooks = [
             await self._webhooks.prepare(session_id, body, "config") for body in hook_bodies or []
         ]

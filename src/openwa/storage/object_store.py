@@ -11,6 +11,7 @@ from typing import Any
 import obstore
 from obstore.store import LocalStore, S3Store
 
+from openwa.kit.private_files import private_dir
 from openwa.storage.keys import is_safe_key
 
 
@@ -21,7 +22,7 @@ class ObjectStorage:
 
     @classmethod
     def local(cls, root: Path) -> ObjectStorage:
-        root.mkdir(parents=True, exist_ok=True)
+        private_dir(root)
         return cls(LocalStore(prefix=root.resolve(), mkdir=True), "local")
 
     @classmethod

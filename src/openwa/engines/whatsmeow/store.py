@@ -20,6 +20,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 import structlog
 
+from openwa.kit.private_files import private_dir
+
 log = structlog.get_logger(__name__)
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -62,7 +64,7 @@ class DeviceStore:
         """What neonize's `NewClient(name=...)` gets for this session."""
         if self.dsn:
             return self.dsn
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         return str(self._file(session_id))
 
     async def has_device(self, session_id: str, jid: str) -> bool:
