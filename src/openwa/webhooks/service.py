@@ -252,7 +252,7 @@ class WebhookService:
         await self.create(None, body, source="env")
 
     async def _row(self, db: AsyncSession, session_id: str | None, webhook_id: str) -> WebhookRow:
-        row = await WebhookRepository(db).get(session_id, webhook_id)
+        row = await WebhookRepository(db).owned(session_id, webhook_id)
         if row is None:
             raise WebhookNotFound(details={"webhookId": webhook_id})
         return row
