@@ -39,6 +39,7 @@ from openwa.db import migrate
 from openwa.db.engine import create_engine, create_reader, create_session_factory
 from openwa.db.group_commit import GroupCommit
 from openwa.db.instance_lock import instance_lock
+from openwa.db.unit_of_work import unit_of_work
 from openwa.engines.mock.control import MockControl
 from openwa.engines.mock.engine import MockEngine
 from openwa.engines.mock.store import SqlMockDirectory, SqlMockNetworkStore
@@ -129,7 +130,7 @@ def build_services(settings: Settings) -> Services:
     events = EventLog()
     pump = EventPump(db_read, events, bus)
     streams = StreamRegistry(settings.streams_per_key, settings.max_streams)
-    keys = KeyService(db, cache, read=db_read)
+    keys = KeyService(cache, read=db_read)
     # A deleted key's open WebSocket and SSE streams end once the deletion commits.
     keys.add_revocation_listener(streams.revoke)
     mock = MockEngine(
@@ -266,7 +267,9 @@ def create_app(settings: Settings) -> FastAPI:
 
         async def bootstrap() -> None:
             api_key = settings.api_key.get_secret_value() if settings.api_key else None
-            if key := await services.keys.bootstrap(api_key):
+            async with unit_of_work(services.db) as db:
+                key = await services.keys.bootstrap(db, api_key)
+            if key:
                 generated.append(key)
 
         await migrate.upgrade(services.db_engine, after=bootstrap)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
+import structlog
 from fastapi import Depends, Path, Query, Request
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
 from openwa.db.models import SessionRow
-from openwa.errors import ValidationFailed
+from openwa.db.unit_of_work import commit
+from openwa.errors import DatabaseUnavailable, ValidationFailed
 from openwa.keys.principal import Principal
 from openwa.kit.names import is_session_ref
 from openwa.kit.pagination import PageParams
@@ -21,6 +26,36 @@ async def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+log = structlog.get_logger(__name__)
+
+
+async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's unit of work on the writer: committed once when the endpoint has
+    returned and before the response is sent (`scope="function"`), so a 2xx means the
+    rows are durable; rolled back when the endpoint raises. BEGIN waits for the first
+    statement, so an endpoint that fails early never takes the write lock."""
+    services: Services = request.app.state.services
+    async with services.db() as db:
+        yield db  # an exception from the endpoint lands here: closing rolls back
+        try:
+            await commit(db)
+        except (SQLAlchemyError, OSError) as exc:
+            # Rolled back as the session closes: nothing of the request is written.
+            log.warning("commit_failed", error_type=type(exc).__name__)
+            raise DatabaseUnavailable(headers={"Retry-After": "1"}) from exc
+
+
+async def get_read_db(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session on the reader (SQLite: deferred, `query_only`, beside the writer, so a
+    read never queues for the write lock; PostgreSQL: the writer's pool). Never commits."""
+    services: Services = request.app.state.services
+    async with services.db_read() as db:
+        yield db
+
+
+DbDep = Annotated[AsyncSession, Depends(get_db, scope="function")]
+ReadDbDep = Annotated[AsyncSession, Depends(get_read_db, scope="function")]
 
 
 def raw_api_key(connection: HTTPConnection) -> str | None:
