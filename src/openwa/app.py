@@ -157,7 +157,7 @@ def build_services(settings: Settings) -> Services:
     instance_id = settings.instance_id or _stable_instance_id(settings.data_dir)
     wake_deliveries = Signal()
     webhooks = WebhookService(
-        db, events, allow_private=settings.webhook_allow_private, wake=wake_deliveries
+        events, allow_private=settings.webhook_allow_private, wake=wake_deliveries
     )
     deliveries = DeliveryWorker(
         db,
@@ -279,7 +279,8 @@ def create_app(settings: Settings) -> FastAPI:
         if settings.webhook_url:
             secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
             events = [e.strip() for e in settings.webhook_events.split(",") if e.strip()]
-            await services.webhooks.register_from_env(settings.webhook_url, secret, events)
+            async with unit_of_work(services.db) as db:
+                await services.webhooks.register_from_env(db, settings.webhook_url, secret, events)
         await services.pump.start()
         await services.runtime.restore()
         # Work this instance had claimed when it last stopped (or died) is taken back now.
