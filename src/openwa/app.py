@@ -228,9 +228,9 @@ def build_services(settings: Settings) -> Services:
             tmp_dir=settings.data_dir / "tmp",
             converter=MediaConverter.from_settings(settings),
         ),
-        groups=GroupService(db, runtime, engines),
-        chats=ChatService(db, runtime, engines),
-        contacts=ContactService(db, runtime, engines),
+        groups=GroupService(runtime, engines),
+        chats=ChatService(runtime, engines),
+        contacts=ContactService(runtime, engines),
         event_reader=EventService(db_read, events, pump),
         maintenance=Maintenance(
             db,
