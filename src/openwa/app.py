@@ -174,7 +174,6 @@ def build_services(settings: Settings) -> Services:
     )
     media_links = MediaLinks(storage, settings.resolved_public_url, presign=settings.s3_presign)
     messages = MessageService(
-        db,
         events,
         runtime.became_ready,
         storage,
