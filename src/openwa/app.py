@@ -213,7 +213,7 @@ def build_services(settings: Settings) -> Services:
         engines=engines,
         runtime=runtime,
         keys=keys,
-        sessions=SessionService(db, runtime, engines, events, webhooks, directory),
+        sessions=SessionService(runtime, engines, events, webhooks, directory),
         mock_control=MockControl(directory, runtime, engines),
         messages=messages,
         reports=reports,

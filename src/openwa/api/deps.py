@@ -5,15 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-import structlog
 from fastapi import Depends, Path, Query, Request
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
 from openwa.db.models import SessionRow
 from openwa.db.unit_of_work import commit
-from openwa.errors import DatabaseUnavailable, ValidationFailed
+from openwa.errors import ValidationFailed
 from openwa.keys.principal import Principal
 from openwa.kit.names import is_session_ref
 from openwa.kit.pagination import PageParams
@@ -27,8 +25,6 @@ async def get_services(request: Request) -> Services:
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 
-log = structlog.get_logger(__name__)
-
 
 async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's unit of work on the writer: committed once when the endpoint has
@@ -38,12 +34,7 @@ async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
     services: Services = request.app.state.services
     async with services.db() as db:
         yield db  # an exception from the endpoint lands here: closing rolls back
-        try:
-            await commit(db)
-        except (SQLAlchemyError, OSError) as exc:
-            # Rolled back as the session closes: nothing of the request is written.
-            log.warning("commit_failed", error_type=type(exc).__name__)
-            raise DatabaseUnavailable(headers={"Retry-After": "1"}) from exc
+        await commit(db)  # a failed commit: 503 NOT_READY, nothing written
 
 
 async def get_read_db(request: Request) -> AsyncIterator[AsyncSession]:

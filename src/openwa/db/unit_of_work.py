@@ -21,7 +21,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from openwa.errors import DatabaseUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -38,13 +41,20 @@ def after_commit_await(db: AsyncSession, hook: AfterCommit) -> None:
 async def commit(db: AsyncSession) -> None:
     """Commit the unit of work, then await its after-commit hooks.
 
-    A failed commit raises (the caller turns it into its own error) and drops the
-    hooks. A failing hook is logged, not raised: the work is committed by then.
+    A commit that fails (database down, locked past the busy timeout, connection lost)
+    is rolled back as the session closes, so nothing of the unit of work is written; it
+    raises `DatabaseUnavailable` (the contract's 503 `NOT_READY`: try again), never a raw
+    driver error, and drops the hooks. A failing hook is logged, not raised: the work is
+    committed by then. With no transaction open (nothing was read or written, or it
+    committed early) this issues nothing.
     """
     try:
         await db.commit()
-    finally:
-        hooks: list[AfterCommit] = db.info.pop(_AWAIT_AFTER_COMMIT, [])
+    except (SQLAlchemyError, OSError) as exc:
+        db.info.pop(_AWAIT_AFTER_COMMIT, None)
+        log.warning("commit_failed", error_type=type(exc).__name__)
+        raise DatabaseUnavailable(headers={"Retry-After": "1"}) from exc
+    hooks: list[AfterCommit] = db.info.pop(_AWAIT_AFTER_COMMIT, [])
     for hook in hooks:
         try:
             await hook()
