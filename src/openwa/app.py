@@ -39,6 +39,7 @@ from openwa.db import migrate
 from openwa.db.engine import create_engine, create_reader, create_session_factory
 from openwa.db.group_commit import GroupCommit
 from openwa.db.instance_lock import instance_lock
+from openwa.db.unit_of_work import unit_of_work
 from openwa.engines.mock.control import MockControl
 from openwa.engines.mock.engine import MockEngine
 from openwa.engines.mock.store import SqlMockDirectory, SqlMockNetworkStore
@@ -130,7 +131,7 @@ def build_services(settings: Settings) -> Services:
     events = EventLog()
     pump = EventPump(db_read, events, bus)
     streams = StreamRegistry(settings.streams_per_key, settings.max_streams)
-    keys = KeyService(db, cache, read=db_read)
+    keys = KeyService(cache, read=db_read)
     # A deleted key's open WebSocket and SSE streams end once the deletion commits.
     keys.add_revocation_listener(streams.revoke)
     mock = MockEngine(
@@ -158,7 +159,7 @@ def build_services(settings: Settings) -> Services:
     instance_id = settings.instance_id or _stable_instance_id(settings.data_dir)
     wake_deliveries = Signal()
     webhooks = WebhookService(
-        db, events, allow_private=settings.webhook_allow_private, wake=wake_deliveries
+        events, allow_private=settings.webhook_allow_private, wake=wake_deliveries
     )
     deliveries = DeliveryWorker(
         db,
@@ -175,7 +176,6 @@ def build_services(settings: Settings) -> Services:
     )
     media_links = MediaLinks(storage, settings.resolved_public_url, presign=settings.s3_presign)
     messages = MessageService(
-        db,
         events,
         runtime.became_ready,
         storage,
@@ -221,7 +221,6 @@ def build_services(settings: Settings) -> Services:
         runtime=runtime,
         keys=keys,
         sessions=SessionService(
-            db,
             runtime,
             engines,
             events,
@@ -242,9 +241,9 @@ def build_services(settings: Settings) -> Services:
             tmp_dir=settings.data_dir / "tmp",
             converter=MediaConverter.from_settings(settings),
         ),
-        groups=GroupService(db, runtime, engines),
-        chats=ChatService(db, runtime, engines, links=media_links),
-        contacts=ContactService(db, runtime, engines),
+        groups=GroupService(runtime, engines),
+        chats=ChatService(runtime, engines, links=media_links),
+        contacts=ContactService(runtime, engines),
         event_reader=EventService(db_read, events, pump),
         maintenance=Maintenance(
             db,
@@ -281,7 +280,9 @@ def create_app(settings: Settings) -> FastAPI:
 
         async def bootstrap() -> None:
             api_key = settings.api_key.get_secret_value() if settings.api_key else None
-            if key := await services.keys.bootstrap(api_key):
+            async with unit_of_work(services.db) as db:
+                key = await services.keys.bootstrap(db, api_key)
+            if key:
                 generated.append(key)
 
         await migrate.upgrade(services.db_engine, after=bootstrap)
@@ -291,7 +292,8 @@ def create_app(settings: Settings) -> FastAPI:
         if settings.webhook_url:
             secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
             events = [e.strip() for e in settings.webhook_events.split(",") if e.strip()]
-            await services.webhooks.register_from_env(settings.webhook_url, secret, events)
+            async with unit_of_work(services.db) as db:
+                await services.webhooks.register_from_env(db, settings.webhook_url, secret, events)
         await services.pump.start()
         await services.runtime.restore()
         # Work this instance had claimed when it last stopped (or died) is taken back now.

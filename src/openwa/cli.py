@@ -129,6 +129,7 @@ def keys_create(
     """Create a key and print it (shown only this once)."""
     from openwa.app import build_services
     from openwa.db import migrate
+    from openwa.db.unit_of_work import unit_of_work
     from openwa.keys.schemas import ApiKeyCreate
 
     settings = Settings()
@@ -137,9 +138,10 @@ def keys_create(
         services = build_services(settings)
         try:
             await migrate.upgrade(services.db_engine)
-            created = await services.keys.create(
-                ApiKeyCreate(name=name, role=role, sessions=session or None)
-            )
+            async with unit_of_work(services.db) as db:
+                created = await services.keys.create(
+                    db, ApiKeyCreate(name=name, role=role, sessions=session or None)
+                )
             return created.key
         finally:
             await services.cache.close()

@@ -61,6 +61,13 @@ class SessionNotReady(OpenWAError):
     status, code, message = 409, "SESSION_NOT_READY", "Session is not ready"
 
 
+class DatabaseUnavailable(OpenWAError):
+    """The unit of work could not commit (database down, locked past the timeout): the
+    request wrote nothing and may be sent again."""
+
+    status, code, message = 503, "NOT_READY", "The database could not commit; try again"
+
+
 class SessionExists(OpenWAError):
     status, code, message = 409, "SESSION_EXISTS", "A session with that name exists"
 

@@ -12,6 +12,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.db.models import DeliveryRow, IdempotencyRow, MessageRow
+from openwa.db.unit_of_work import unit_of_work
 from openwa.events.log import EventLog
 from openwa.kit.background import BackgroundTask
 from openwa.kit.clock import utcnow
@@ -23,6 +24,9 @@ IDEMPOTENCY_TTL = timedelta(hours=24)
 
 
 class Maintenance:
+    """Retention jobs; each step is one unit of work of its own (a batch of media, the
+    prune of events and deliveries), so a failed step leaves the earlier ones done."""
+
     def __init__(
         self,
         db: async_sessionmaker[AsyncSession],
@@ -59,7 +63,7 @@ class Maintenance:
 
     async def run_once(self) -> None:
         now = utcnow()
-        async with self._db() as db, db.begin():
+        async with unit_of_work(self._db) as db:
             events = await self._events.prune(db, self._retention_days)
             cutoff = now - timedelta(days=self._retention_days)
             await db.execute(
@@ -96,7 +100,7 @@ class Maintenance:
             for row in rows:
                 with contextlib.suppress(FileNotFoundError):
                     await self._storage.delete(row.media_key or "")
-            async with self._db() as db, db.begin():
+            async with unit_of_work(self._db) as db:
                 for row in rows:
                     await db.execute(
                         update(MessageRow)
@@ -108,7 +112,7 @@ class Maintenance:
     async def prune_messages(self, cutoff: datetime) -> int:
         """Delete messages older than `cutoff` (their media goes first)."""
         await self.prune_media(cutoff)
-        async with self._db() as db, db.begin():
+        async with unit_of_work(self._db) as db:
             result = await db.execute(delete(MessageRow).where(MessageRow.timestamp < cutoff))
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 

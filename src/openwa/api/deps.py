@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
 from openwa.db.models import SessionRow
+from openwa.db.unit_of_work import commit
 from openwa.errors import ValidationFailed
 from openwa.keys.principal import Principal
 from openwa.kit.names import is_session_ref
@@ -21,6 +24,29 @@ async def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's unit of work on the writer: committed once when the endpoint has
+    returned and before the response is sent (`scope="function"`), so a 2xx means the
+    rows are durable; rolled back when the endpoint raises. BEGIN waits for the first
+    statement, so an endpoint that fails early never takes the write lock."""
+    services: Services = request.app.state.services
+    async with services.db() as db:
+        yield db  # an exception from the endpoint lands here: closing rolls back
+        await commit(db)  # a failed commit: 503 NOT_READY, nothing written
+
+
+async def get_read_db(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session on the reader (SQLite: deferred, `query_only`, beside the writer, so a
+    read never queues for the write lock; PostgreSQL: the writer's pool). Never commits."""
+    services: Services = request.app.state.services
+    async with services.db_read() as db:
+        yield db
+
+
+DbDep = Annotated[AsyncSession, Depends(get_db, scope="function")]
+ReadDbDep = Annotated[AsyncSession, Depends(get_read_db, scope="function")]
 
 
 def raw_api_key(connection: HTTPConnection) -> str | None:

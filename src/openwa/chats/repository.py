@@ -14,9 +14,9 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, and_, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.db.models import MessageRow
+from openwa.db.repository import Repository
 from openwa.kit.pagination import PageParams
 
 # Bound parameters per statement stay far below SQLite's and asyncpg's limits.
@@ -40,30 +40,26 @@ def _inbound_unread(session_id: str, chat_ids: Sequence[str]) -> Any:
     )
 
 
-class ChatRepository:
-    def __init__(self, db: AsyncSession) -> None:
-        self.db = db
+class ChatRepository(Repository[MessageRow]):
+    model = MessageRow
 
     async def page(self, session_id: str, params: PageParams) -> tuple[list[ChatSummary], int]:
         """The session's chats, newest activity first (ties by chat id), with the total."""
-        total = (
-            await self.db.execute(
-                select(func.count(func.distinct(MessageRow.chat_id))).where(
-                    MessageRow.session_id == session_id
-                )
-            )
-        ).scalar_one()
-        if total == 0 or params.offset >= total:
-            return [], total
-
-        last_at = func.max(MessageRow.timestamp).label("last_at")
-        window = (
-            select(MessageRow.chat_id.label("chat_id"), last_at)
+        last_at = func.max(MessageRow.timestamp)
+        chats = (
+            select(MessageRow.chat_id)
             .where(MessageRow.session_id == session_id)
             .group_by(MessageRow.chat_id)
             .order_by(last_at.desc(), MessageRow.chat_id)
-            .offset(params.offset)
-            .limit(params.limit)
+        )
+        chat_ids, total = await self.paginate(chats, params)
+        if not chat_ids:
+            return [], total
+
+        window = (
+            select(MessageRow.chat_id.label("chat_id"), last_at.label("last_at"))
+            .where(MessageRow.session_id == session_id, MessageRow.chat_id.in_(chat_ids))
+            .group_by(MessageRow.chat_id)
             .subquery()
         )
         # The newest message of each chat of the page, joined on the chat's newest time.
@@ -89,7 +85,7 @@ class ChatRepository:
                 newest[message.chat_id] = (message, at)
 
         unread = await self.unread_counts(session_id, list(newest))
-        chats = [
+        summaries = [
             ChatSummary(
                 chat_id=chat_id,
                 last_activity_at=at,
@@ -98,9 +94,9 @@ class ChatRepository:
             )
             for chat_id, (message, at) in newest.items()
         ]
-        chats.sort(key=lambda chat: chat.chat_id)
-        chats.sort(key=lambda chat: chat.last_activity_at, reverse=True)
-        return chats, total
+        order = {chat_id: index for index, chat_id in enumerate(chat_ids)}
+        summaries.sort(key=lambda chat: order[chat.chat_id])
+        return summaries, total
 
     async def unread_counts(self, session_id: str, chat_ids: Sequence[str]) -> dict[str, int]:
         if not chat_ids:
@@ -116,20 +112,14 @@ class ChatRepository:
         self, session_id: str, chat_id: str, params: PageParams
     ) -> tuple[list[MessageRow], int]:
         """The chat's stored messages, newest first, with the total."""
-        where = (MessageRow.session_id == session_id, MessageRow.chat_id == chat_id)
-        total = (
-            await self.db.execute(select(func.count()).select_from(MessageRow).where(*where))
-        ).scalar_one()
-        rows = await self.db.execute(
+        statement = (
             select(MessageRow)
-            .where(*where)
+            .where(MessageRow.session_id == session_id, MessageRow.chat_id == chat_id)
             .order_by(
                 MessageRow.timestamp.desc(), MessageRow.created_at.desc(), MessageRow.id.desc()
             )
-            .offset(params.offset)
-            .limit(params.limit)
         )
-        return list(rows.scalars()), total
+        return await self.paginate(statement, params)
 
     async def unread(self, session_id: str, chat_id: str) -> dict[str, str | None]:
         """The chat's inbound messages not yet marked read, oldest first: id -> sender."""

@@ -3,7 +3,7 @@ marking a chat read and showing typing (through the engine, on a `ready` session
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.chats.repository import ChatRepository, ChatSummary
 from openwa.chats.schemas import Chat, ChatRead, Presence, PresenceState
@@ -32,50 +32,50 @@ async def _chat(links: MediaLinks, summary: ChatSummary, name: str | None) -> Ch
 
 
 class ChatService:
+    """Chat use cases on the sessions the caller hands over (a request's reader or unit
+    of work); the service itself holds only the runtime, the engines and the links."""
+
     def __init__(
-        self,
-        db: async_sessionmaker[AsyncSession],
-        runtime: SessionRuntime,
-        engines: EngineRegistry,
-        *,
-        links: MediaLinks,
+        self, runtime: SessionRuntime, engines: EngineRegistry, *, links: MediaLinks
     ) -> None:
-        self._db = db
         self._runtime = runtime
         self._engines = engines
         self._links = links
 
-    async def page(self, session_id: str, params: PageParams) -> tuple[list[Chat], int]:
-        async with self._db() as db:
-            summaries, total = await ChatRepository(db).page(session_id, params)
-            names = await ContactRepository(db).display_names(
-                session_id, [s.chat_id for s in summaries]
-            )
+    async def page(
+        self, db: AsyncSession, session_id: str, params: PageParams
+    ) -> tuple[list[Chat], int]:
+        summaries, total = await ChatRepository(db).page(session_id, params)
+        names = await ContactRepository(db).display_names(
+            session_id, [s.chat_id for s in summaries]
+        )
         return [await _chat(self._links, s, names.get(s.chat_id)) for s in summaries], total
 
     async def history(
-        self, session_id: str, chat_id: str, params: PageParams
+        self, db: AsyncSession, session_id: str, chat_id: str, params: PageParams
     ) -> tuple[list[Message], int]:
         """The chat's stored messages, newest first; an unknown chat is an empty page."""
         address = normalize_chat_id(chat_id)
-        async with self._db() as db:
-            rows, total = await ChatRepository(db).history(session_id, address, params)
+        rows, total = await ChatRepository(db).history(session_id, address, params)
         return [await message_schema(self._links, row) for row in rows], total
 
-    async def mark_read(self, session: SessionRow, chat_id: str) -> ChatRead:
-        """Tell WhatsApp the chat's unread inbound messages were read, then remember it."""
+    async def mark_read(
+        self, db: AsyncSession, session: SessionRow, chat_id: str, *, read: AsyncSession
+    ) -> ChatRead:
+        """Tell WhatsApp the chat's unread inbound messages were read, then remember it.
+
+        The unread ones are read on `read`, so the engine call runs before the unit of
+        work `db` takes its first statement (and, on SQLite, the write lock)."""
         address = normalize_chat_id(chat_id)
         client = ready_client(self._runtime, self._engines, session, "chats")
-        async with self._db() as db:
-            unread = await ChatRepository(db).unread(session.id, address)
+        unread = await ChatRepository(read).unread(session.id, address)
         if not unread:
             return ChatRead(chat_id=address, marked=0)
         ids = list(unread)
         senders = {mid: sender for mid, sender in unread.items() if sender}
         # The engine first: when it fails the messages stay unread and the call can be retried.
         await engine_call(client.mark_read(address, ids, senders), chatId=address)
-        async with self._db() as db, db.begin():
-            marked = await ChatRepository(db).mark_read(session.id, address, ids, utcnow())
+        marked = await ChatRepository(db).mark_read(session.id, address, ids, utcnow())
         return ChatRead(chat_id=address, marked=marked)
 
     async def set_presence(

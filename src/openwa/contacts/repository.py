@@ -4,37 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
 
 from openwa.db.models import ContactRow
+from openwa.db.repository import Repository
 from openwa.kit.pagination import PageParams
 
 
-class ContactRepository:
-    def __init__(self, db: AsyncSession) -> None:
-        self.db = db
+class ContactRepository(Repository[ContactRow]):
+    """`get(session_id, chat_id)` comes from the base (the composite primary key)."""
 
-    async def get(self, session_id: str, chat_id: str) -> ContactRow | None:
-        return await self.db.get(ContactRow, (session_id, chat_id))
+    model = ContactRow
 
     async def page(self, session_id: str, params: PageParams) -> tuple[list[ContactRow], int]:
         """The session's contacts by address: the primary key order, stable on both databases."""
-        total = (
-            await self.db.execute(
-                select(func.count())
-                .select_from(ContactRow)
-                .where(ContactRow.session_id == session_id)
-            )
-        ).scalar_one()
-        rows = await self.db.execute(
+        statement = (
             select(ContactRow)
             .where(ContactRow.session_id == session_id)
             .order_by(ContactRow.chat_id)
-            .offset(params.offset)
-            .limit(params.limit)
         )
-        return list(rows.scalars()), total
+        return await self.paginate(statement, params)
 
     async def display_names(self, session_id: str, chat_ids: Sequence[str]) -> dict[str, str]:
         """The name to show for each address that has one: saved name, else push name."""

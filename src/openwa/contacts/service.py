@@ -3,7 +3,7 @@ in any state), profile pictures and "is this number on WhatsApp" (through the en
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.contacts.repository import ContactRepository
 from openwa.contacts.schemas import Contact, NumberCheck, ProfilePicture
@@ -30,25 +30,21 @@ def to_schema(row: ContactRow) -> Contact:
 
 
 class ContactService:
-    def __init__(
-        self,
-        db: async_sessionmaker[AsyncSession],
-        runtime: SessionRuntime,
-        engines: EngineRegistry,
-    ) -> None:
-        self._db = db
+    """Contact use cases; directory reads on the session the caller hands over."""
+
+    def __init__(self, runtime: SessionRuntime, engines: EngineRegistry) -> None:
         self._runtime = runtime
         self._engines = engines
 
-    async def page(self, session_id: str, params: PageParams) -> tuple[list[Contact], int]:
-        async with self._db() as db:
-            rows, total = await ContactRepository(db).page(session_id, params)
+    async def page(
+        self, db: AsyncSession, session_id: str, params: PageParams
+    ) -> tuple[list[Contact], int]:
+        rows, total = await ContactRepository(db).page(session_id, params)
         return [to_schema(row) for row in rows], total
 
-    async def get(self, session_id: str, contact_id: str) -> Contact:
+    async def get(self, db: AsyncSession, session_id: str, contact_id: str) -> Contact:
         address = normalize_chat_id(contact_id)
-        async with self._db() as db:
-            row = await ContactRepository(db).get(session_id, address)
+        row = await ContactRepository(db).get(session_id, address)
         if row is None:
             raise NotFound("contact not found", details={"contactId": address})
         return to_schema(row)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from openwa.db.models import SessionRow
 from openwa.engines.base import GroupInfo
 from openwa.engines.registry import EngineRegistry
@@ -86,13 +84,9 @@ def _sort_key(info: GroupInfo) -> tuple[datetime, str]:
 
 
 class GroupService:
-    def __init__(
-        self,
-        db: async_sessionmaker[AsyncSession],
-        runtime: SessionRuntime,
-        engines: EngineRegistry,
-    ) -> None:
-        self._db = db
+    """Group use cases: every one goes to the engine, none to the database."""
+
+    def __init__(self, runtime: SessionRuntime, engines: EngineRegistry) -> None:
         self._runtime = runtime
         self._engines = engines
 

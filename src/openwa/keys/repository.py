@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import delete, select
 
 from openwa.db.models import ApiKeyRow
+from openwa.db.repository import Repository
 from openwa.kit.pagination import PageParams
 
 
-class ApiKeyRepository:
-    def __init__(self, db: AsyncSession) -> None:
-        self.db = db
+class ApiKeyRepository(Repository[ApiKeyRow]):
+    model = ApiKeyRow
 
     async def by_hash(self, key_hash: str) -> ApiKeyRow | None:
         result = await self.db.execute(select(ApiKeyRow).where(ApiKeyRow.key_hash == key_hash))
         return result.scalar_one_or_none()
 
-    async def get(self, key_id: str) -> ApiKeyRow | None:
-        return await self.db.get(ApiKeyRow, key_id)
-
     async def page(self, params: PageParams) -> tuple[list[ApiKeyRow], int]:
-        total = (await self.db.execute(select(func.count()).select_from(ApiKeyRow))).scalar_one()
-        rows = await self.db.execute(
-            select(ApiKeyRow)
-            .order_by(ApiKeyRow.created_at, ApiKeyRow.id)
-            .offset(params.offset)
-            .limit(params.limit)
+        return await self.paginate(
+            select(ApiKeyRow).order_by(ApiKeyRow.created_at, ApiKeyRow.id), params
         )
-        return list(rows.scalars()), total
 
     async def admin_exists(self) -> bool:
         result = await self.db.execute(
@@ -44,10 +35,3 @@ class ApiKeyRepository:
             .returning(ApiKeyRow.id, ApiKeyRow.key_hash)
         )
         return [(row.id, row.key_hash) for row in result]
-
-    def add(self, row: ApiKeyRow) -> None:
-        self.db.add(row)
-
-    async def delete(self, row: ApiKeyRow) -> None:
-        await self.db.delete(row)
-        await self.db.flush()

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from openwa.cache.base import Cache
 from openwa.db.engine import on_commit
 from openwa.db.models import ApiKeyRow
+from openwa.db.unit_of_work import after_commit_await
 from openwa.errors import KeyNotFound, Unauthorized, ValidationFailed
 from openwa.keys.principal import Principal, Role
 from openwa.keys.repository import ApiKeyRepository
@@ -59,15 +60,11 @@ def _new_row(name: str, role: Role, key: str, source: str, sessions: list[str] |
 
 
 class KeyService:
-    def __init__(
-        self,
-        db: async_sessionmaker[AsyncSession],
-        cache: Cache,
-        *,
-        read: async_sessionmaker[AsyncSession],
-    ) -> None:
+    """Key use cases on the caller's unit of work. Only authentication reads on its own
+    (the reader, on a cache miss): it runs before a request knows whether it needs one."""
+
+    def __init__(self, cache: Cache, *, read: async_sessionmaker[AsyncSession]) -> None:
         self._read = read
-        self._db = db
         self._cache = cache
         self._revocation_listeners: list[Callable[[str], None]] = []
 
@@ -116,59 +113,62 @@ class KeyService:
             log.warning("cache_unavailable", during="authentication")
             return None
 
-    async def create(self, data: ApiKeyCreate) -> ApiKeyCreated:
+    async def create(self, db: AsyncSession, data: ApiKeyCreate) -> ApiKeyCreated:
         key = generate_key()
-        async with self._db() as db, db.begin():
-            sessions = None
-            if data.sessions is not None:
-                found = await SessionRepository(db).ids(data.sessions)
-                unknown = [ref for ref in data.sessions if ref not in found]
-                if unknown:
-                    raise ValidationFailed(
-                        "unknown sessions",
-                        details=[
-                            {"field": "body.sessions", "message": f"no session {ref!r}"}
-                            for ref in unknown
-                        ],
-                    )
-                sessions = sorted(set(found.values()))
-            row = _new_row(data.name, data.role, key, "api", sessions)
-            ApiKeyRepository(db).add(row)
+        sessions = None
+        if data.sessions is not None:
+            found = await SessionRepository(db).ids(data.sessions)
+            unknown = [ref for ref in data.sessions if ref not in found]
+            if unknown:
+                raise ValidationFailed(
+                    "unknown sessions",
+                    details=[
+                        {"field": "body.sessions", "message": f"no session {ref!r}"}
+                        for ref in unknown
+                    ],
+                )
+            sessions = sorted(set(found.values()))
+        row = _new_row(data.name, data.role, key, "api", sessions)
+        ApiKeyRepository(db).add(row)
         return ApiKeyCreated(**_to_schema(row).model_dump(), key=key)
 
-    async def page(self, params: PageParams) -> tuple[list[ApiKey], int]:
-        async with self._db() as db:
-            rows, total = await ApiKeyRepository(db).page(params)
+    async def page(self, db: AsyncSession, params: PageParams) -> tuple[list[ApiKey], int]:
+        rows, total = await ApiKeyRepository(db).page(params)
         return [_to_schema(row) for row in rows], total
 
-    async def delete(self, key_id: str) -> None:
-        async with self._db() as db, db.begin():
-            repo = ApiKeyRepository(db)
-            row = await repo.get(key_id)
-            if row is None:
-                raise KeyNotFound(details={"id": key_id})
-            key_hash = row.key_hash
-            await repo.delete(row)
-            self._revoke_on_commit(db, key_id)
-        await self._cache.delete(_cache_key(key_hash))
+    async def delete(self, db: AsyncSession, key_id: str) -> None:
+        repo = ApiKeyRepository(db)
+        row = await repo.get(key_id)
+        if row is None:
+            raise KeyNotFound(details={"id": key_id})
+        await repo.delete(row)
+        self._evict_after_commit(db, row.key_hash)
+        self._revoke_on_commit(db, key_id)
 
-    async def bootstrap(self, api_key: str | None) -> str | None:
+    def _evict_after_commit(self, db: AsyncSession, key_hash: str) -> None:
+        # After the commit, not before: a request authenticating in between would read
+        # the key (still committed) and cache it again for the whole TTL.
+        async def evict() -> None:
+            await self._cache.delete(_cache_key(key_hash))
+
+        after_commit_await(db, evict)
+
+    async def bootstrap(self, db: AsyncSession, api_key: str | None) -> str | None:
         """Make sure an admin key exists; return a generated one to print, once.
 
         Runs under the migration lock, so instances started together create one key.
         With `API_KEY` set, that key is the admin key (replacing an earlier `API_KEY`).
         """
-        async with self._db() as db, db.begin():
-            repo = ApiKeyRepository(db)
-            if api_key is not None:
-                if await repo.by_hash(hash_key(api_key)) is None:
-                    for old_id, old_hash in await repo.delete_by_source("env"):
-                        await self._cache.delete(_cache_key(old_hash))
-                        self._revoke_on_commit(db, old_id)
-                    repo.add(_new_row("API_KEY", Role.ADMIN, api_key, "env", None))
-                return None
-            if await repo.admin_exists():
-                return None
-            key = generate_key()
-            repo.add(_new_row("generated admin key", Role.ADMIN, key, "generated", None))
-            return key
+        repo = ApiKeyRepository(db)
+        if api_key is not None:
+            if await repo.by_hash(hash_key(api_key)) is None:
+                for old_id, old_hash in await repo.delete_by_source("env"):
+                    self._evict_after_commit(db, old_hash)
+                    self._revoke_on_commit(db, old_id)
+                repo.add(_new_row("API_KEY", Role.ADMIN, api_key, "env", None))
+            return None
+        if await repo.admin_exists():
+            return None
+        key = generate_key()
+        repo.add(_new_row("generated admin key", Role.ADMIN, key, "generated", None))
+        return key

@@ -10,18 +10,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.db.engine import is_postgres
 from openwa.db.models import ContactRow, MessageRow
+from openwa.db.repository import Repository
 from openwa.kit.clock import utcnow
 from openwa.messages.status import MessageStatus
 
 Query = TypeVar("Query", bound=Select[*tuple[Any, ...]])
 
 
-class MessageRepository:
-    def __init__(self, db: AsyncSession) -> None:
-        self.db = db
+class MessageRepository(Repository[MessageRow]):
+    """`get(session_id, message_id)` comes from the base (the composite primary key)."""
 
-    async def get(self, session_id: str, message_id: str) -> MessageRow | None:
-        return await self.db.get(MessageRow, (session_id, message_id))
+    model = MessageRow
 
     async def find(self, session_id: str, message_id: str) -> MessageRow | None:
         """A message by our id or by the id its engine gave it (acks, reactions and
@@ -97,9 +96,6 @@ class MessageRepository:
             .execution_options(populate_existing=True)
         )
         return (await self.db.execute(self._locked(query))).scalar_one_or_none()
-
-    def add(self, row: MessageRow) -> None:
-        self.db.add(row)
 
 
 async def upsert_contact(

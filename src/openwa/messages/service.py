@@ -86,9 +86,12 @@ def _request_hash(route: str, body: dict[str, Any]) -> str:
 
 
 class MessageService:
+    """Accepting sends (through the group writer, its own unit of work), and reading and
+    cancelling messages on the session the caller hands over; no session factory of its
+    own beside the reader for accepts."""
+
     def __init__(
         self,
-        db: async_sessionmaker[AsyncSession],
         events: EventLog,
         queued: Signal,
         storage: Storage,
@@ -101,7 +104,6 @@ class MessageService:
         self._directory = directory
         self._accepts = accepts
         self._read = read
-        self._db = db
         self._events = events
         self._queued = queued
         self._storage = storage
@@ -196,10 +198,11 @@ class MessageService:
             session, principal, content.kind, target.chat_id, content, body, idempotency_key
         )
 
-    async def media(self, session_id: str, message_id: str) -> tuple[dict[str, Any], Any]:
+    async def media(
+        self, db: AsyncSession, session_id: str, message_id: str
+    ) -> tuple[dict[str, Any], Any]:
         """The message's media description and a stream of its bytes."""
-        async with self._db() as db:
-            row = await MessageRepository(db).get(session_id, message_id)
+        row = await MessageRepository(db).get(session_id, message_id)
         if row is None:
             raise MessageNotFound(details={"messageId": message_id})
         media = (row.content or {}).get("media")
@@ -348,23 +351,29 @@ class MessageService:
             raise IdempotencyConflict(details={"idempotencyKey": stored.key})
         return Message.model_validate(stored.response)
 
-    async def get(self, session_id: str, message_id: str) -> Message:
-        async with self._db() as db:
-            row = await MessageRepository(db).get(session_id, message_id)
+    async def get(self, db: AsyncSession, session_id: str, message_id: str) -> Message:
+        row = await MessageRepository(db).get(session_id, message_id)
         if row is None:
             raise MessageNotFound(details={"messageId": message_id})
         return await to_schema(self._links, row)
 
     async def cancel_or_revoke(
-        self, session_id: str, message_id: str, client: EngineClient | None
+        self,
+        db: AsyncSession,
+        session_id: str,
+        message_id: str,
+        client: EngineClient | None,
+        *,
+        read: AsyncSession,
     ) -> Message:
-        """Cancel a pending message, or revoke a sent one for everyone."""
-        async with self._db() as db:
-            row = await MessageRepository(db).get(session_id, message_id)
+        """Cancel a pending message (on the unit of work `db`), or revoke a sent one for
+        everyone (an engine call: the message is read on `read`, so no write lock is held
+        while the engine answers)."""
+        row = await MessageRepository(read).get(session_id, message_id)
         if row is None:
             raise MessageNotFound(details={"messageId": message_id})
         if can_cancel(MessageStatus(row.status)):
-            return await self._cancel(session_id, message_id)
+            return await self._cancel(db, session_id, message_id)
         if not row.from_me:
             raise EngineError("only your own messages can be revoked", details={"fromMe": False})
         if row.status not in GONE_OUT:
@@ -375,24 +384,22 @@ class MessageService:
             await client.revoke(row.chat_id, row.engine_id or row.id)
         except (SendFailed, EngineRefused) as exc:
             raise EngineError(str(exc)) from exc
-        return await self.get(session_id, message_id)
+        await read.rollback()  # a fresh snapshot: the engine may have reported meanwhile
+        return await self.get(read, session_id, message_id)
 
-    async def _cancel(self, session_id: str, message_id: str) -> Message:
-        async with self._db() as db, db.begin():
-            # The job before the message: the order the sender locks them in.
-            job = await outbox.job_for(db, session_id, message_id)
-            row = await MessageRepository(db).lock(session_id, message_id)
-            if row is None:
-                raise MessageNotFound(details={"messageId": message_id})
-            if not can_cancel(MessageStatus(row.status)):
-                raise MessageNotPending(details={"status": row.status})
-            if job is not None and job.locked_until is not None and job.locked_until > utcnow():
-                raise MessageNotPending(
-                    "the message is being sent now", details={"status": "sending"}
-                )
-            if job is not None:
-                job.done = True
-            row.status, row.updated_at = MessageStatus.CANCELLED.value, utcnow()
+    async def _cancel(self, db: AsyncSession, session_id: str, message_id: str) -> Message:
+        # The job before the message: the order the sender locks them in.
+        job = await outbox.job_for(db, session_id, message_id)
+        row = await MessageRepository(db).lock(session_id, message_id)
+        if row is None:
+            raise MessageNotFound(details={"messageId": message_id})
+        if not can_cancel(MessageStatus(row.status)):
+            raise MessageNotPending(details={"status": row.status})
+        if job is not None and job.locked_until is not None and job.locked_until > utcnow():
+            raise MessageNotPending("the message is being sent now", details={"status": "sending"})
+        if job is not None:
+            job.done = True
+        row.status, row.updated_at = MessageStatus.CANCELLED.value, utcnow()
         return await to_schema(self._links, row)
 
     # Reports from engines, applied in order by the session's runtime worker.

@@ -5,18 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.db.models import SessionRow
+from openwa.db.repository import Repository
 from openwa.kit.names import is_session_id, name_problem
 
 
-class SessionRepository:
-    def __init__(self, db: AsyncSession) -> None:
-        self.db = db
-
-    async def get(self, session_id: str) -> SessionRow | None:
-        return await self.db.get(SessionRow, session_id)
+class SessionRepository(Repository[SessionRow]):
+    model = SessionRow
 
     async def resolve(self, ref: str) -> SessionRow | None:
         """A session by id, or by name when `ref` is not an id."""
@@ -35,7 +31,3 @@ class SessionRepository:
             if row is not None:
                 found[ref] = row.id
         return found
-
-    async def delete(self, row: SessionRow) -> None:
-        await self.db.delete(row)
-        await self.db.flush()

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.db.models import SessionRow
+from openwa.db.unit_of_work import commit
 from openwa.engines.base import PairingNotAvailable
 from openwa.engines.registry import EngineRegistry
 from openwa.errors import (
@@ -78,9 +79,14 @@ def _config_dict(config: SessionConfig) -> dict[str, Any]:
 
 
 class SessionService:
+    """Session use cases. Reads come from the in-memory directory; writes go to the
+    caller's unit of work. The runtime supervises sessions from committed rows (in units
+    of work of its own), so a write the runtime must see (a new session it starts, a
+    config it connects with, a row it forgets) commits that unit of work early, under
+    the session's lock; the caller's final commit then has nothing left to do."""
+
     def __init__(
         self,
-        db: async_sessionmaker[AsyncSession],
         runtime: SessionRuntime,
         engines: EngineRegistry,
         events: EventLog,
@@ -91,7 +97,6 @@ class SessionService:
     ) -> None:
         self._proxy_allow_private = proxy_allow_private
         self._directory = directory
-        self._db = db
         self._runtime = runtime
         self._engines = engines
         self._records = SessionRecords(events)
@@ -108,7 +113,7 @@ class SessionService:
             raise Forbidden("this key may not touch that session", details={"session": ref})
         return row
 
-    async def create(self, data: SessionCreate) -> SessionCreated:
+    async def create(self, db: AsyncSession, data: SessionCreate) -> SessionCreated:
         engine_name = data.engine or self._engines.default
         self._engines.get(engine_name)
         if data.auto_start and not self._runtime.has_room():
@@ -122,22 +127,22 @@ class SessionService:
         ]
         config = _config_dict(data.config)
         try:
-            async with self._db() as db, db.begin():
-                row = await self._records.create(
-                    db, session_id, data.name, engine_name, config, hooks
-                )
+            row = await self._records.create(db, session_id, data.name, engine_name, config, hooks)
         except IntegrityError as exc:
             raise SessionExists(details={"name": data.name}) from exc
-        if data.auto_start:
-            try:
-                async with self._runtime.lock(row.id):
-                    await self._runtime.start(row.id, "auto start")
-            except SessionLimitReached:
-                # Another create took the last place meanwhile: leave no half-made session.
-                await self._remove(row.id)
-                raise
+        webhooks = [with_secret(h) for h in hooks]
+        if not data.auto_start:
+            return SessionCreated(**to_schema(row).model_dump(), webhooks=webhooks)
+        await commit(db)  # the runtime starts the session from its committed row
+        try:
+            async with self._runtime.lock(row.id):
+                await self._runtime.start(row.id, "auto start")
+        except SessionLimitReached:
+            # Another create took the last place meanwhile: leave no half-made session.
+            await self._remove(db, row.id)
+            raise
         session = await self.get(row.id)
-        return SessionCreated(**session.model_dump(), webhooks=[with_secret(h) for h in hooks])
+        return SessionCreated(**session.model_dump(), webhooks=webhooks)
 
     async def get(self, session_id: str) -> Session:
         return to_schema(await self._row(session_id))
@@ -151,7 +156,9 @@ class SessionService:
         rows, total = self._directory.page(params, only)
         return [to_schema(row) for row in rows], total
 
-    async def update(self, session_id: str, config: SessionConfig) -> SessionUpdated:
+    async def update(
+        self, db: AsyncSession, session_id: str, config: SessionConfig
+    ) -> SessionUpdated:
         changes = config.model_dump(by_alias=True, exclude_unset=True)
         hook_bodies = config.webhooks if "webhooks" in changes else None
         changes.pop("webhooks", None)
@@ -161,21 +168,22 @@ class SessionService:
             await self._webhooks.prepare(session_id, body, "config") for body in hook_bodies or []
         ]
         async with self._runtime.lock(session_id):
-            async with self._db() as db, db.begin():
-                if hook_bodies is not None:
-                    await self._webhooks.replace_config_webhooks(db, session_id, hooks)
-                row = await SessionRepository(db).get(session_id)
-                if row is None:
-                    raise SessionNotFound(details={"session": session_id})
-                merged = dict(row.config or {})
-                for key, value in changes.items():
-                    if value is None:
-                        merged.pop(key, None)
-                    else:
-                        merged[key] = value
-                changed = {k for k in changes if (row.config or {}).get(k) != merged.get(k)}
-                row.config = merged
-                row.updated_at = utcnow()
+            if hook_bodies is not None:
+                await self._webhooks.replace_config_webhooks(db, session_id, hooks)
+            row = await SessionRepository(db).get(session_id)
+            if row is None:
+                raise SessionNotFound(details={"session": session_id})
+            merged = dict(row.config or {})
+            for key, value in changes.items():
+                if value is None:
+                    merged.pop(key, None)
+                else:
+                    merged[key] = value
+            changed = {k for k in changes if (row.config or {}).get(k) != merged.get(k)}
+            row.config = merged
+            row.updated_at = utcnow()
+            # Under the lock: a start of this session connects with the new config.
+            await commit(db)
             reconnect = bool(changed & _RECONNECT_FIELDS) and self._runtime.is_running(session_id)
         session = await self.get(session_id)
         return SessionUpdated(
@@ -184,17 +192,19 @@ class SessionService:
             reconnect_required=reconnect,
         )
 
-    async def delete(self, session_id: str) -> None:
+    async def delete(self, db: AsyncSession, session_id: str) -> None:
         async with self._runtime.lock(session_id):
             await self._runtime.logout(session_id, "deleted")
-            await self._remove(session_id)
+            await self._remove(db, session_id)
 
-    async def _remove(self, session_id: str) -> None:
-        async with self._db() as db, db.begin():
-            repo = SessionRepository(db)
-            row = await repo.get(session_id)
-            if row is not None:
-                await repo.delete(row)
+    async def _remove(self, db: AsyncSession, session_id: str) -> None:
+        """Delete the row and commit (under the session's lock: no start sees it half
+        gone), then drop what the runtime keeps for it."""
+        repo = SessionRepository(db)
+        row = await repo.get(session_id)
+        if row is not None:
+            await repo.delete(row)
+        await commit(db)
         await self._runtime.forget(session_id)
 
     async def start(self, session_id: str) -> Session:

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import or_, select
 
 from openwa.db.models import DeliveryAttemptRow, DeliveryRow, WebhookRow
+from openwa.db.repository import Repository
 from openwa.kit.pagination import PageParams
 
 
-class WebhookRepository:
-    def __init__(self, db: AsyncSession) -> None:
-        self.db = db
+class WebhookRepository(Repository[WebhookRow]):
+    model = WebhookRow
 
-    async def get(self, session_id: str | None, webhook_id: str) -> WebhookRow | None:
-        row = await self.db.get(WebhookRow, webhook_id)
+    async def owned(self, session_id: str | None, webhook_id: str) -> WebhookRow | None:
+        """The webhook if it belongs to `session_id` (None: an instance-wide one)."""
+        row = await self.get(webhook_id)
         if row is None or row.session_id != session_id:
             return None
         return row
@@ -29,17 +29,8 @@ class WebhookRepository:
             if session_id is None
             else WebhookRow.session_id == session_id
         )
-        total = (
-            await self.db.execute(select(func.count()).select_from(WebhookRow).where(where))
-        ).scalar_one()
-        rows = await self.db.execute(
-            select(WebhookRow)
-            .where(where)
-            .order_by(WebhookRow.created_at, WebhookRow.id)
-            .offset(params.offset)
-            .limit(params.limit)
-        )
-        return list(rows.scalars()), total
+        statement = select(WebhookRow).where(where).order_by(WebhookRow.created_at, WebhookRow.id)
+        return await self.paginate(statement, params)
 
     async def active_for(self, session_ids: Sequence[str]) -> list[WebhookRow]:
         """Active webhooks that receive events of these sessions (instance-wide included)."""
@@ -63,18 +54,12 @@ class WebhookRepository:
     async def deliveries(
         self, webhook_id: str, params: PageParams
     ) -> tuple[list[DeliveryRow], int]:
-        where = DeliveryRow.webhook_id == webhook_id
-        total = (
-            await self.db.execute(select(func.count()).select_from(DeliveryRow).where(where))
-        ).scalar_one()
-        rows = await self.db.execute(
+        statement = (
             select(DeliveryRow)
-            .where(where)
+            .where(DeliveryRow.webhook_id == webhook_id)
             .order_by(DeliveryRow.id.desc())
-            .offset(params.offset)
-            .limit(params.limit)
         )
-        return list(rows.scalars()), total
+        return await self.paginate(statement, params)
 
     async def attempts(self, delivery_ids: Sequence[int]) -> list[DeliveryAttemptRow]:
         if not delivery_ids:

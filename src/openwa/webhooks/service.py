@@ -7,8 +7,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from openwa.db.engine import on_commit
 from openwa.db.models import DeliveryAttemptRow, DeliveryRow, EventRow, WebhookRow
 from openwa.errors import NotFound, WebhookNotFound
 from openwa.events.log import EventLog
@@ -102,15 +103,9 @@ def wants(webhook: WebhookRow, event: str) -> bool:
 
 
 class WebhookService:
-    def __init__(
-        self,
-        db: async_sessionmaker[AsyncSession],
-        events: EventLog,
-        *,
-        allow_private: bool,
-        wake: Signal,
-    ) -> None:
-        self._db = db
+    """Webhook use cases on the caller's unit of work (a request's, or a job's)."""
+
+    def __init__(self, events: EventLog, *, allow_private: bool, wake: Signal) -> None:
         self._events = events
         self._allow_private = allow_private
         self._wake = wake
@@ -152,11 +147,10 @@ class WebhookService:
         )
 
     async def create(
-        self, session_id: str | None, body: WebhookCreate, source: str = "api"
+        self, db: AsyncSession, session_id: str | None, body: WebhookCreate, source: str = "api"
     ) -> WebhookWithSecret:
         row = await self.prepare(session_id, body, source)
-        async with self._db() as db, db.begin():
-            db.add(row)
+        WebhookRepository(db).add(row)
         return with_secret(row)
 
     async def replace_config_webhooks(
@@ -167,92 +161,91 @@ class WebhookService:
             await db.delete(old)
         db.add_all(rows)
 
-    async def page(self, session_id: str | None, params: PageParams) -> tuple[list[Webhook], int]:
-        async with self._db() as db:
-            rows, total = await WebhookRepository(db).page(session_id, params)
+    async def page(
+        self, db: AsyncSession, session_id: str | None, params: PageParams
+    ) -> tuple[list[Webhook], int]:
+        rows, total = await WebhookRepository(db).page(session_id, params)
         return [to_schema(row) for row in rows], total
 
-    async def get(self, session_id: str | None, webhook_id: str) -> Webhook:
-        async with self._db() as db:
-            return to_schema(await self._row(db, session_id, webhook_id))
+    async def get(self, db: AsyncSession, session_id: str | None, webhook_id: str) -> Webhook:
+        return to_schema(await self._row(db, session_id, webhook_id))
 
-    async def update(self, session_id: str | None, webhook_id: str, body: WebhookUpdate) -> Webhook:
+    async def update(
+        self, db: AsyncSession, session_id: str | None, webhook_id: str, body: WebhookUpdate
+    ) -> Webhook:
         if body.url is not None:
             await check_url(body.url, self._allow_private)
-        async with self._db() as db, db.begin():
-            row = await self._row(db, session_id, webhook_id)
-            for name, value in body.model_dump(exclude_unset=True).items():
-                if value is not None:
-                    setattr(row, name, value)
-            row.updated_at = utcnow()
-        self._wake.notify()
+        row = await self._row(db, session_id, webhook_id)
+        for name, value in body.model_dump(exclude_unset=True).items():
+            if value is not None:
+                setattr(row, name, value)
+        row.updated_at = utcnow()
+        on_commit(db, self._wake.notify)  # a reactivated webhook has deliveries waiting
         return to_schema(row)
 
-    async def delete(self, session_id: str | None, webhook_id: str) -> None:
-        async with self._db() as db, db.begin():
-            await db.delete(await self._row(db, session_id, webhook_id))
+    async def delete(self, db: AsyncSession, session_id: str | None, webhook_id: str) -> None:
+        await WebhookRepository(db).delete(await self._row(db, session_id, webhook_id))
 
     async def rotate(
-        self, session_id: str | None, webhook_id: str, grace_seconds: int
+        self, db: AsyncSession, session_id: str | None, webhook_id: str, grace_seconds: int
     ) -> RotatedSecret:
-        async with self._db() as db, db.begin():
-            row = await self._row(db, session_id, webhook_id)
-            until = utcnow() + timedelta(seconds=grace_seconds)
-            row.previous_secret, row.previous_secret_until = row.secret, until
-            row.secret, row.updated_at = generate_secret(), utcnow()
+        row = await self._row(db, session_id, webhook_id)
+        until = utcnow() + timedelta(seconds=grace_seconds)
+        row.previous_secret, row.previous_secret_until = row.secret, until
+        row.secret, row.updated_at = generate_secret(), utcnow()
         return RotatedSecret(secret=row.secret, previous_secret_valid_until=until)
 
     async def deliveries(
-        self, session_id: str | None, webhook_id: str, params: PageParams
+        self, db: AsyncSession, session_id: str | None, webhook_id: str, params: PageParams
     ) -> tuple[list[Delivery], int]:
-        async with self._db() as db:
-            await self._row(db, session_id, webhook_id)
-            repo = WebhookRepository(db)
-            rows, total = await repo.deliveries(webhook_id, params)
-            attempts = await repo.attempts([row.id for row in rows])
+        await self._row(db, session_id, webhook_id)
+        repo = WebhookRepository(db)
+        rows, total = await repo.deliveries(webhook_id, params)
+        attempts = await repo.attempts([row.id for row in rows])
         by_delivery: dict[int, list[DeliveryAttemptRow]] = {}
         for attempt in attempts:
             by_delivery.setdefault(attempt.delivery_id, []).append(attempt)
         return [_delivery(row, by_delivery.get(row.id, [])) for row in rows], total
 
-    async def retry(self, session_id: str | None, webhook_id: str, delivery_id: int) -> Delivery:
+    async def retry(
+        self, db: AsyncSession, session_id: str | None, webhook_id: str, delivery_id: int
+    ) -> Delivery:
         """Replay a delivery: pending again, with a fresh set of attempts."""
-        async with self._db() as db, db.begin():
-            await self._row(db, session_id, webhook_id)
-            row = await db.get(DeliveryRow, delivery_id)
-            if row is None or row.webhook_id != webhook_id:
-                raise NotFound("delivery not found", details={"deliveryId": delivery_id})
-            row.status, row.attempts, row.locked_until = "pending", 0, None
-            row.next_attempt_at = row.updated_at = utcnow()
-            attempts = await WebhookRepository(db).attempts([row.id])
-        self._wake.notify()
+        await self._row(db, session_id, webhook_id)
+        row = await db.get(DeliveryRow, delivery_id)
+        if row is None or row.webhook_id != webhook_id:
+            raise NotFound("delivery not found", details={"deliveryId": delivery_id})
+        row.status, row.attempts, row.locked_until = "pending", 0, None
+        row.next_attempt_at = row.updated_at = utcnow()
+        attempts = await WebhookRepository(db).attempts([row.id])
+        on_commit(db, self._wake.notify)
         return _delivery(row, attempts)
 
-    async def test(self, session_id: str | None, webhook_id: str) -> TestDelivery:
+    async def test(self, db: AsyncSession, session_id: str | None, webhook_id: str) -> TestDelivery:
         """Log a `webhook.test` event and deliver it to this webhook only."""
-        async with self._db() as db, db.begin():
-            hook = await self._row(db, session_id, webhook_id)
-            event = Event(event=WEBHOOK_TEST, session_id=session_id or "", engine="", data={})
-            [row] = await self._events.append(db, [event])
-            delivery = new_delivery(hook.id, row)
-            db.add(delivery)
-            await db.flush()
+        hook = await self._row(db, session_id, webhook_id)
+        event = Event(event=WEBHOOK_TEST, session_id=session_id or "", engine="", data={})
+        [row] = await self._events.append(db, [event])
+        delivery = new_delivery(hook.id, row)
+        db.add(delivery)
+        await db.flush()
         return TestDelivery(event_id=event.id, delivery_id=delivery.id)
 
-    async def register_from_env(self, url: str, secret: str | None, events: list[str]) -> None:
+    async def register_from_env(
+        self, db: AsyncSession, url: str, secret: str | None, events: list[str]
+    ) -> None:
         """`WEBHOOK_URL`: one instance-wide webhook, replaced when the variables change."""
         body = WebhookCreate(url=url, events=events, secret=secret)
         wanted = body.events or ["*"]
-        async with self._db() as db, db.begin():
-            existing = await WebhookRepository(db).by_source("env", None)
-            for row in existing:
-                if row.url == url and row.events == wanted and secret in (None, row.secret):
-                    return
-                await db.delete(row)
-        await self.create(None, body, source="env")
+        repo = WebhookRepository(db)
+        for row in await repo.by_source("env", None):
+            if row.url == url and row.events == wanted and secret in (None, row.secret):
+                return
+            await repo.delete(row)
+        await self.create(db, None, body, source="env")
 
     async def _row(self, db: AsyncSession, session_id: str | None, webhook_id: str) -> WebhookRow:
-        row = await WebhookRepository(db).get(session_id, webhook_id)
+        row = await WebhookRepository(db).owned(session_id, webhook_id)
         if row is None:
             raise WebhookNotFound(details={"webhookId": webhook_id})
         return row

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path
 
-from openwa.api.deps import PageDep, ServicesDep, SessionDep, WriterDep
+from openwa.api.deps import DbDep, PageDep, ReadDbDep, ServicesDep, SessionDep, WriterDep
 from openwa.api.envelope import Envelope, PageEnvelope, ok, paged
 from openwa.api.responses import chat_errors, errors
 from openwa.chats.schemas import CHAT_ID_EXAMPLE, Chat, ChatRead, Presence, PresenceUpdate
@@ -29,28 +29,33 @@ _NOT_READY = ("SESSION_NOT_READY", "The session must be ready for this")
 
 @router.get("", responses=errors(403, 404))
 async def list_chats(
-    session: SessionDep, services: ServicesDep, page: PageDep
+    session: SessionDep, services: ServicesDep, page: PageDep, db: ReadDbDep
 ) -> PageEnvelope[Chat]:
     """List the session's chats from its stored messages, newest activity first."""
-    items, total = await services.chats.page(session.id, page)
+    items, total = await services.chats.page(db, session.id, page)
     return paged(items, page, total)
 
 
 @router.get("/{chat_id}/messages", responses=chat_errors(403, 404))
 async def chat_messages(
-    chat_id: ChatId, session: SessionDep, services: ServicesDep, page: PageDep
+    chat_id: ChatId, session: SessionDep, services: ServicesDep, page: PageDep, db: ReadDbDep
 ) -> PageEnvelope[Message]:
     """The chat's stored messages, newest first."""
-    items, total = await services.chats.history(session.id, chat_id, page)
+    items, total = await services.chats.history(db, session.id, chat_id, page)
     return paged(items, page, total)
 
 
 @router.post("/{chat_id}/read", responses=chat_errors(403, 404, 409, 422, 501, s409=_NOT_READY))
 async def mark_chat_read(
-    chat_id: ChatId, _: WriterDep, session: SessionDep, services: ServicesDep
+    chat_id: ChatId,
+    _: WriterDep,
+    session: SessionDep,
+    services: ServicesDep,
+    db: DbDep,
+    read: ReadDbDep,
 ) -> Envelope[ChatRead]:
     """Mark the chat's unread inbound messages read (blue ticks to their senders)."""
-    return ok(await services.chats.mark_read(session, chat_id))
+    return ok(await services.chats.mark_read(db, session, chat_id, read=read))
 
 
 @router.post("/{chat_id}/typing", responses=chat_errors(403, 404, 409, 422, 501, s409=_NOT_READY))

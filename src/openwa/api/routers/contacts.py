@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from openwa.api.deps import PageDep, ServicesDep, SessionDep
+from openwa.api.deps import PageDep, ReadDbDep, ServicesDep, SessionDep
 from openwa.api.envelope import Envelope, PageEnvelope, ok, paged
 from openwa.api.responses import chat_errors, errors
 from openwa.contacts.schemas import CONTACT_ID_EXAMPLE, Contact, NumberCheck, ProfilePicture
@@ -37,10 +37,10 @@ _NOT_READY = ("SESSION_NOT_READY", "The session must be ready to ask WhatsApp")
 
 @router.get("", responses=errors(403, 404))
 async def list_contacts(
-    session: SessionDep, services: ServicesDep, page: PageDep
+    session: SessionDep, services: ServicesDep, page: PageDep, db: ReadDbDep
 ) -> PageEnvelope[Contact]:
     """List the contacts the session knows from its chats, by address."""
-    items, total = await services.contacts.page(session.id, page)
+    items, total = await services.contacts.page(db, session.id, page)
     return paged(items, page, total)
 
 
@@ -60,10 +60,10 @@ async def check_number(
     responses=chat_errors(403, 404, s404=("NOT_FOUND", "contact not found")),
 )
 async def get_contact(
-    contact_id: ContactId, session: SessionDep, services: ServicesDep
+    contact_id: ContactId, session: SessionDep, services: ServicesDep, db: ReadDbDep
 ) -> Envelope[Contact]:
     """One contact of the session's directory."""
-    return ok(await services.contacts.get(session.id, contact_id))
+    return ok(await services.contacts.get(db, session.id, contact_id))
 
 
 @router.get(

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from openwa.api.deps import AdminDep, PageDep, ServicesDep
+from openwa.api.deps import AdminDep, DbDep, PageDep, ReadDbDep, ServicesDep
 from openwa.api.envelope import Deleted, Envelope, PageEnvelope, ok, paged
 from openwa.api.responses import errors
 from openwa.keys.schemas import ApiKey, ApiKeyCreate, ApiKeyCreated
@@ -18,21 +18,25 @@ KeyId = Annotated[str, Path(max_length=40, description="The key's id (`key_...`)
 
 @router.post("", status_code=201, responses=errors(403))
 async def create_key(
-    body: ApiKeyCreate, _: AdminDep, services: ServicesDep
+    body: ApiKeyCreate, _: AdminDep, services: ServicesDep, db: DbDep
 ) -> Envelope[ApiKeyCreated]:
     """Create a key; the key itself is in this response only."""
-    return ok(await services.keys.create(body))
+    return ok(await services.keys.create(db, body))
 
 
 @router.get("", responses=errors(403))
-async def list_keys(_: AdminDep, services: ServicesDep, page: PageDep) -> PageEnvelope[ApiKey]:
+async def list_keys(
+    _: AdminDep, services: ServicesDep, page: PageDep, db: ReadDbDep
+) -> PageEnvelope[ApiKey]:
     """List keys (never the keys themselves)."""
-    items, total = await services.keys.page(page)
+    items, total = await services.keys.page(db, page)
     return paged(items, page, total)
 
 
 @router.delete("/{key_id}", responses=errors(403, 404, s404=("NOT_FOUND", "API key not found")))
-async def delete_key(key_id: KeyId, _: AdminDep, services: ServicesDep) -> Envelope[Deleted]:
+async def delete_key(
+    key_id: KeyId, _: AdminDep, services: ServicesDep, db: DbDep
+) -> Envelope[Deleted]:
     """Delete a key; it stops working at once."""
-    await services.keys.delete(key_id)
+    await services.keys.delete(db, key_id)
     return ok(Deleted(id=key_id))

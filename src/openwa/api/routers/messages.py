@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import StreamingResponse
 
-from openwa.api.deps import PrincipalDep, ServicesDep, SessionDep, WriterDep
+from openwa.api.deps import DbDep, PrincipalDep, ReadDbDep, ServicesDep, SessionDep, WriterDep
 from openwa.api.envelope import Envelope, ok
 from openwa.api.media_request import download_headers, read_media_request
 from openwa.api.responses import errors
@@ -59,10 +59,14 @@ async def send_text(
 
 @router.get("/{message_id}", responses=errors(403, 404))
 async def get_message(
-    message_id: MessageId, _: PrincipalDep, session: SessionDep, services: ServicesDep
+    message_id: MessageId,
+    _: PrincipalDep,
+    session: SessionDep,
+    services: ServicesDep,
+    db: ReadDbDep,
 ) -> Envelope[Message]:
     """One message with its current status."""
-    return ok(await services.messages.get(session.id, message_id))
+    return ok(await services.messages.get(db, session.id, message_id))
 
 
 @router.delete(
@@ -70,14 +74,20 @@ async def get_message(
     responses=errors(403, 404, 409, 501, s409=("MESSAGE_NOT_PENDING", "No longer pending")),
 )
 async def delete_message(
-    message_id: MessageId, _: WriterDep, session: SessionDep, services: ServicesDep
+    message_id: MessageId,
+    _: WriterDep,
+    session: SessionDep,
+    services: ServicesDep,
+    db: DbDep,
+    read: ReadDbDep,
 ) -> Envelope[Message]:
     """Cancel a `pending` message; revoke a sent one for everyone."""
     client = services.runtime.client(session.id)
     ready = session.id in services.runtime.ready_sessions()
-    return ok(
-        await services.messages.cancel_or_revoke(session.id, message_id, client if ready else None)
+    message = await services.messages.cancel_or_revoke(
+        db, session.id, message_id, client if ready else None, read=read
     )
+    return ok(message)
 
 
 @router.post(
@@ -169,10 +179,14 @@ async def send_reaction(
     },
 )
 async def get_media(
-    message_id: MessageId, _: PrincipalDep, session: SessionDep, services: ServicesDep
+    message_id: MessageId,
+    _: PrincipalDep,
+    session: SessionDep,
+    services: ServicesDep,
+    db: ReadDbDep,
 ) -> StreamingResponse:
     """The stored media of a message, with its content type (never run by a browser:
     `nosniff`, a sandboxing CSP, and an attachment unless it is plain image/audio/video)."""
-    media, chunks = await services.messages.media(session.id, message_id)
+    media, chunks = await services.messages.media(db, session.id, message_id)
     mimetype, headers = download_headers(media, message_id)
     return StreamingResponse(chunks, media_type=mimetype, headers=headers)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
 from openwa.api.deps import (
+    DbDep,
     PageDep,
     PrincipalDep,
     ServicesDep,
@@ -42,11 +43,11 @@ _LIMIT = ("SESSION_LIMIT_REACHED", "MAX_SESSIONS sessions are running")
     responses=errors(403, 409, 501, s409=("SESSION_EXISTS", "A session with that name exists")),
 )
 async def create_session(
-    body: SessionCreate, principal: WriterDep, services: ServicesDep
+    body: SessionCreate, principal: WriterDep, services: ServicesDep, db: DbDep
 ) -> Envelope[SessionCreated]:
     """Create a session (started at once unless `autoStart` is false)."""
     principal.require_unscoped()
-    return ok(await services.sessions.create(body))
+    return ok(await services.sessions.create(db, body))
 
 
 @router.get("", responses=errors())
@@ -71,18 +72,18 @@ async def get_session(request: Request, id: SessionRef) -> Response:
 
 @router.patch("/{id}", responses=errors(403, 404))
 async def update_session(
-    body: SessionUpdate, _: WriterDep, session: SessionDep, services: ServicesDep
+    body: SessionUpdate, _: WriterDep, session: SessionDep, services: ServicesDep, db: DbDep
 ) -> Envelope[SessionUpdated]:
     """Change the session's config; `reconnectRequired` says when a restart applies it."""
-    return ok(await services.sessions.update(session.id, body.config))
+    return ok(await services.sessions.update(db, session.id, body.config))
 
 
 @router.delete("/{id}", responses=errors(403, 404))
 async def delete_session(
-    _: WriterDep, session: SessionDep, services: ServicesDep
+    _: WriterDep, session: SessionDep, services: ServicesDep, db: DbDep
 ) -> Envelope[Deleted]:
     """Stop, log out and delete the session with its data and auth state."""
-    await services.sessions.delete(session.id)
+    await services.sessions.delete(db, session.id)
     return ok(Deleted(id=session.id))
 
 

@@ -12,8 +12,10 @@ from fastapi import APIRouter, Body, Depends, Path
 
 from openwa.api.deps import (
     AdminDep,
+    DbDep,
     PageDep,
     PrincipalDep,
+    ReadDbDep,
     ServicesDep,
     SessionDep,
     WriterDep,
@@ -61,48 +63,56 @@ def make_router(
 
     @router.post("", status_code=201, responses=errors(403, 404, s400=_FORBIDDEN_URL))
     async def create_webhook(
-        body: WebhookCreate, owner: Writer, services: ServicesDep
+        body: WebhookCreate, owner: Writer, services: ServicesDep, db: DbDep
     ) -> Envelope[WebhookWithSecret]:
         """Register a webhook; its `secret` is in this response only."""
-        return ok(await services.webhooks.create(owner, body))
+        return ok(await services.webhooks.create(db, owner, body))
 
     @router.get("", responses=errors(403, 404))
     async def list_webhooks(
-        owner: Reader, principal: PrincipalDep, services: ServicesDep, page: PageDep
+        owner: Reader,
+        principal: PrincipalDep,
+        services: ServicesDep,
+        db: ReadDbDep,
+        page: PageDep,
     ) -> PageEnvelope[Webhook]:
         """List webhooks (without secrets; header values masked for viewer keys)."""
-        items, total = await services.webhooks.page(owner, page)
+        items, total = await services.webhooks.page(db, owner, page)
         return paged([w.for_role(principal.can_write) for w in items], page, total)
 
     @router.get("/{webhook_id}", responses=errors(403, 404, s404=_NOT_FOUND))
     async def get_webhook(
-        webhook_id: WebhookId, owner: Reader, principal: PrincipalDep, services: ServicesDep
+        webhook_id: WebhookId,
+        owner: Reader,
+        principal: PrincipalDep,
+        services: ServicesDep,
+        db: ReadDbDep,
     ) -> Envelope[Webhook]:
         """One webhook (without its secret; header values masked for viewer keys)."""
-        hook = await services.webhooks.get(owner, webhook_id)
+        hook = await services.webhooks.get(db, owner, webhook_id)
         return ok(hook.for_role(principal.can_write))
 
     @router.patch("/{webhook_id}", responses=errors(403, 404, s404=_NOT_FOUND))
     async def update_webhook(
-        webhook_id: WebhookId, body: WebhookUpdate, owner: Writer, services: ServicesDep
+        webhook_id: WebhookId, body: WebhookUpdate, owner: Writer, services: ServicesDep, db: DbDep
     ) -> Envelope[Webhook]:
         """Change url, events, headers or active."""
-        return ok(await services.webhooks.update(owner, webhook_id, body))
+        return ok(await services.webhooks.update(db, owner, webhook_id, body))
 
     @router.delete("/{webhook_id}", responses=errors(403, 404, s404=_NOT_FOUND))
     async def delete_webhook(
-        webhook_id: WebhookId, owner: Writer, services: ServicesDep
+        webhook_id: WebhookId, owner: Writer, services: ServicesDep, db: DbDep
     ) -> Envelope[Deleted]:
         """Delete a webhook and its delivery log."""
-        await services.webhooks.delete(owner, webhook_id)
+        await services.webhooks.delete(db, owner, webhook_id)
         return ok(Deleted(id=webhook_id))
 
     @router.get("/{webhook_id}/deliveries", responses=errors(403, 404, s404=_NOT_FOUND))
     async def list_deliveries(
-        webhook_id: WebhookId, owner: Reader, services: ServicesDep, page: PageDep
+        webhook_id: WebhookId, owner: Reader, services: ServicesDep, db: ReadDbDep, page: PageDep
     ) -> PageEnvelope[Delivery]:
         """The delivery log, newest first: each attempt, status code, error, next retry."""
-        items, total = await services.webhooks.deliveries(owner, webhook_id, page)
+        items, total = await services.webhooks.deliveries(db, owner, webhook_id, page)
         return paged(items, page, total)
 
     @router.post(
@@ -110,28 +120,33 @@ def make_router(
         responses=errors(403, 404, s404=_NOT_FOUND),
     )
     async def retry_delivery(
-        webhook_id: WebhookId, delivery_id: DeliveryId, owner: Writer, services: ServicesDep
+        webhook_id: WebhookId,
+        delivery_id: DeliveryId,
+        owner: Writer,
+        services: ServicesDep,
+        db: DbDep,
     ) -> Envelope[Delivery]:
         """Replay one delivery (a failed one gets a fresh set of attempts)."""
-        return ok(await services.webhooks.retry(owner, webhook_id, delivery_id))
+        return ok(await services.webhooks.retry(db, owner, webhook_id, delivery_id))
 
     @router.post("/{webhook_id}/test", status_code=202, responses=errors(403, 404))
     async def test_webhook(
-        webhook_id: WebhookId, owner: Writer, services: ServicesDep
+        webhook_id: WebhookId, owner: Writer, services: ServicesDep, db: DbDep
     ) -> Envelope[TestDelivery]:
         """Send a `webhook.test` event to this webhook."""
-        return ok(await services.webhooks.test(owner, webhook_id))
+        return ok(await services.webhooks.test(db, owner, webhook_id))
 
     @router.post("/{webhook_id}/rotate-secret", responses=errors(403, 404, s404=_NOT_FOUND))
     async def rotate_secret(
         webhook_id: WebhookId,
         owner: Writer,
         services: ServicesDep,
+        db: DbDep,
         body: Annotated[RotateSecret | None, Body()] = None,
     ) -> Envelope[RotatedSecret]:
         """A new secret; the old one stays valid for `graceSeconds` (deliveries carry both)."""
         grace = (body or RotateSecret()).grace_seconds
-        return ok(await services.webhooks.rotate(owner, webhook_id, grace))
+        return ok(await services.webhooks.rotate(db, owner, webhook_id, grace))
 
     return router
 

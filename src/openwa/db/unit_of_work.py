@@ -1,0 +1,70 @@
+"""One transaction per request and per job: the unit of work around an `AsyncSession`.
+
+A request gets its session from `DbDep` (api/deps.py), a background job from
+`unit_of_work(factory)`; either way services and repositories only read, add and
+flush on the session they are handed, and the unit of work commits once at the end (or
+rolls back on any exception: nothing of a failed request or job is written).
+
+BEGIN is issued lazily, at the first statement: a request that ends up touching
+nothing (an early 404, a call answered from memory) opens no transaction, and work done
+before the first statement (an engine call) holds no write lock on SQLite.
+
+After the commit, synchronous hooks registered with `db.engine.on_commit` run from the
+session's after-commit event (wake-ups, in-memory copies); work that must be awaited
+once the commit is durable and before the caller is answered (evicting a deleted key
+from a shared cache) is registered with `after_commit_await`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import structlog
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from openwa.errors import DatabaseUnavailable
+
+log = structlog.get_logger(__name__)
+
+_AWAIT_AFTER_COMMIT = "openwa.await_after_commit"
+
+AfterCommit = Callable[[], Awaitable[None]]
+
+
+def after_commit_await(db: AsyncSession, hook: AfterCommit) -> None:
+    """Await `hook` once this unit of work has committed (never if it rolls back)."""
+    db.info.setdefault(_AWAIT_AFTER_COMMIT, []).append(hook)
+
+
+async def commit(db: AsyncSession) -> None:
+    """Commit the unit of work, then await its after-commit hooks.
+
+    A commit that fails (database down, locked past the busy timeout, connection lost)
+    is rolled back as the session closes, so nothing of the unit of work is written; it
+    raises `DatabaseUnavailable` (the contract's 503 `NOT_READY`: try again), never a raw
+    driver error, and drops the hooks. A failing hook is logged, not raised: the work is
+    committed by then. With no transaction open (nothing was read or written, or it
+    committed early) this issues nothing.
+    """
+    try:
+        await db.commit()
+    except (SQLAlchemyError, OSError) as exc:
+        db.info.pop(_AWAIT_AFTER_COMMIT, None)
+        log.warning("commit_failed", error_type=type(exc).__name__)
+        raise DatabaseUnavailable(headers={"Retry-After": "1"}) from exc
+    hooks: list[AfterCommit] = db.info.pop(_AWAIT_AFTER_COMMIT, [])
+    for hook in hooks:
+        try:
+            await hook()
+        except Exception:
+            log.warning("after_commit_failed", hook=getattr(hook, "__qualname__", repr(hook)))
+
+
+@asynccontextmanager
+async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session for one job: committed once when the block ends, rolled back if it raises."""
+    async with factory() as db:
+        yield db  # an exception here leaves the block: closing the session rolls back
+        await commit(db)
