@@ -17,6 +17,7 @@ from sqlalchemy import text
 from openwa.app import build_services
 from openwa.db import migrate
 from openwa.db.engine import create_engine
+from openwa.db.unit_of_work import unit_of_work
 from openwa.services import Services
 from tests.e2e.support import UnkeyedServer, generated_keys, log_problems, wait_until
 from tests.fixtures.app import make_settings
@@ -147,7 +148,9 @@ async def test_upgrades_run_together_make_one_schema_and_one_admin_key(
 
     async def upgrade(own: Services) -> None:
         async def bootstrap() -> None:
-            if key := await own.keys.bootstrap(None):
+            async with unit_of_work(own.db) as db:
+                key = await own.keys.bootstrap(db, None)
+            if key:
                 generated.append(key)
 
         await migrate.upgrade(own.db_engine, after=bootstrap)
