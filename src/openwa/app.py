@@ -36,9 +36,12 @@ from openwa.chats.service import ChatService
 from openwa.config import Settings
 from openwa.contacts.service import ContactService
 from openwa.db import migrate
+from openwa.db.encryption import prepare as prepare_encryption
 from openwa.db.engine import create_engine, create_reader, create_session_factory
 from openwa.db.group_commit import GroupCommit
 from openwa.db.instance_lock import instance_lock
+from openwa.db.sealing import Sealer
+from openwa.db.sealing import install as install_sealing
 from openwa.db.unit_of_work import unit_of_work
 from openwa.engines.mock.control import MockControl
 from openwa.engines.mock.engine import MockEngine
@@ -123,6 +126,12 @@ def build_services(settings: Settings) -> Services:
     db = create_session_factory(db_engine)
     read_engine = create_reader(settings.resolved_database_url, db_engine)
     db_read = db if read_engine is db_engine else create_session_factory(read_engine)
+    cipher = settings.cipher()
+    if cipher is not None:
+        # Stored secrets are encrypted on flush and decrypted on load (db/sealing.py).
+        sealer = Sealer(cipher)
+        for factory in (db,) if db_read is db else (db, db_read):
+            install_sealing(factory, sealer)
     directory = SessionDirectory()
     directory.watch(db)
     cache = _build_cache(settings)
@@ -254,6 +263,7 @@ def build_services(settings: Settings) -> Services:
             media_retention_days=settings.media_retention_days,
         ),
         metrics=HttpMetrics(),
+        cipher=cipher,
     )
 
 
@@ -281,7 +291,11 @@ def create_app(settings: Settings) -> FastAPI:
         async def bootstrap() -> None:
             api_key = settings.api_key.get_secret_value() if settings.api_key else None
             async with unit_of_work(services.db) as db:
+                # Refuses a wrong or missing ENCRYPTION_KEY before anything else is read.
+                encrypted = await prepare_encryption(db, services.cipher)
                 key = await services.keys.bootstrap(db, api_key)
+            if encrypted:
+                log.info("encrypted_at_rest", values=encrypted)
             if key:
                 generated.append(key)
 

@@ -12,6 +12,7 @@ import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openwa.config import Settings
+from openwa.db.encryption import EncryptionKeyError
 from openwa.db.instance_lock import InstanceLocked
 from openwa.keys.principal import Role
 from openwa.kit.private_files import use_private_umask
@@ -55,7 +56,8 @@ def serve(
 
 
 class _OneLineRefusal:
-    """A start refused because another instance holds the database fails with one line.
+    """A start refused because another instance holds the database, or because
+    ENCRYPTION_KEY is missing or wrong, fails with one line.
 
     Starlette reports a failed startup with the whole traceback, which uvicorn logs; for
     an expected refusal that buries the reason. Other failures keep their traceback.
@@ -78,7 +80,7 @@ class _OneLineRefusal:
 
         try:
             await self.app(scope, receive, hold_failure)
-        except InstanceLocked as exc:
+        except (InstanceLocked, EncryptionKeyError) as exc:
             await send({"type": "lifespan.startup.failed", "message": str(exc)})
             return
         except BaseException:
@@ -148,6 +150,60 @@ def keys_create(
             await services.db_engine.dispose()
 
     typer.echo(asyncio.run(run()))
+
+
+@keys_app.command("gen-encryption-key")
+def keys_gen_encryption_key() -> None:
+    """Print a new random key for ENCRYPTION_KEY (32 bytes, base64url)."""
+    from openwa.kit.cipher import generate_key
+
+    typer.echo(generate_key())
+
+
+@keys_app.command("rotate-encryption")
+def keys_rotate_encryption() -> None:
+    """Re-encrypt stored secrets from ENCRYPTION_KEY to ENCRYPTION_KEY_NEW (server stopped).
+
+    One transaction: on any failure nothing changes. Afterwards start the server with
+    ENCRYPTION_KEY set to the new key; the old one no longer opens the database.
+    """
+    from openwa.db import migrate
+    from openwa.db.encryption import rotate
+    from openwa.db.engine import create_engine, create_session_factory
+    from openwa.db.instance_lock import instance_lock
+    from openwa.db.unit_of_work import unit_of_work
+    from openwa.kit.cipher import Cipher
+
+    settings = Settings()
+    old, new = settings.cipher(), settings.encryption_key_new
+    if old is None or new is None:
+        typer.echo("set ENCRYPTION_KEY (the key in use) and ENCRYPTION_KEY_NEW", err=True)
+        raise typer.Exit(2)
+    new_cipher = Cipher.from_text(new.get_secret_value())
+
+    async def run() -> int:
+        # A running server would go on writing with the old key: it must be stopped.
+        lock = instance_lock(settings.resolved_database_url)
+        await lock.acquire()
+        engine = create_engine(settings.resolved_database_url)
+        try:
+            await migrate.upgrade(engine)
+            async with unit_of_work(create_session_factory(engine)) as db:
+                return await rotate(db, old, new_cipher)
+        finally:
+            await engine.dispose()
+            await lock.release()
+
+    try:
+        written = asyncio.run(run())
+    except InstanceLocked as exc:
+        typer.echo(f"stop the server before rotating: {exc}", err=True)
+        raise typer.Exit(3) from None
+    except EncryptionKeyError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(3) from None
+    typer.echo(f"re-encrypted {written} values with key id {new_cipher.kid}")
+    typer.echo("start the server with ENCRYPTION_KEY set to the new key")
 
 
 def main() -> None:

@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from openwa.kit.cipher import Cipher, CipherError, parse_key
+
 EngineName = Literal["mock", "whatsmeow", "baileys", "webjs"]
 
 
@@ -62,6 +64,11 @@ class Settings(BaseSettings):
     # Authentication: the first admin key.
     api_key: SecretStr | None = None
     metrics_require_key: bool = False
+
+    # Encryption at rest of engine auth state and stored secrets (32 bytes, base64url).
+    encryption_key: SecretStr | None = None
+    # Only `openwa keys rotate-encryption` reads it: the key to re-encrypt with.
+    encryption_key_new: SecretStr | None = None
 
     # Limits.
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
@@ -122,6 +129,8 @@ class Settings(BaseSettings):
         "public_url",
         "webhook_url",
         "webhook_secret",
+        "encryption_key",
+        "encryption_key_new",
         mode="before",
     )
     @classmethod
@@ -148,7 +157,21 @@ class Settings(BaseSettings):
         key = self.api_key.get_secret_value() if self.api_key else None
         if key is not None and len(key) < 16:
             raise ValueError("API_KEY must be at least 16 characters")
+        for name, secret in (
+            ("ENCRYPTION_KEY", self.encryption_key),
+            ("ENCRYPTION_KEY_NEW", self.encryption_key_new),
+        ):
+            if secret is not None:
+                try:
+                    parse_key(secret.get_secret_value())
+                except CipherError as exc:
+                    raise ValueError(str(exc).replace("ENCRYPTION_KEY", name, 1)) from None
         return self
+
+    def cipher(self) -> Cipher | None:
+        """The cipher of ENCRYPTION_KEY, or None when values are kept in clear."""
+        key = self.encryption_key
+        return Cipher.from_text(key.get_secret_value()) if key is not None else None
 
     @property
     def resolved_public_url(self) -> str:

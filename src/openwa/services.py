@@ -20,6 +20,7 @@ from openwa.events.service import EventService
 from openwa.events.streams import StreamRegistry
 from openwa.groups.service import GroupService
 from openwa.keys.service import KeyService
+from openwa.kit.cipher import Cipher
 from openwa.maintenance import Maintenance
 from openwa.media.ingest import MediaIngest
 from openwa.messages.reports import ReportApplier
@@ -65,3 +66,5 @@ class Services:
     chats: ChatService
     contacts: ContactService
     metrics: HttpMetrics
+    # ENCRYPTION_KEY's cipher; None keeps stored secrets in clear.
+    cipher: Cipher | None = None

@@ -2,6 +2,7 @@
 
 from openwa.db.models.api_key import ApiKeyRow
 from openwa.db.models.contact import ContactRow
+from openwa.db.models.encryption_state import EncryptionStateRow
 from openwa.db.models.engine_auth import EngineAuthRow
 from openwa.db.models.event import CounterRow, EventRow
 from openwa.db.models.idempotency import IdempotencyRow
@@ -24,6 +25,7 @@ __all__ = [
     "CounterRow",
     "DeliveryAttemptRow",
     "DeliveryRow",
+    "EncryptionStateRow",
     "EngineAuthRow",
     "EventRow",
     "IdempotencyRow",

@@ -20,8 +20,10 @@ class WebhookRow(Base):
     )
     url: Mapped[str] = mapped_column(Text)
     events: Mapped[list[str]] = mapped_column(JSON)
-    secret: Mapped[str] = mapped_column(String(128))
-    previous_secret: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # Secrets and header values are encrypted at rest with ENCRYPTION_KEY (db/sealing.py),
+    # hence text columns: a token is longer than the secret it holds.
+    secret: Mapped[str] = mapped_column(Text)
+    previous_secret: Mapped[str | None] = mapped_column(Text, nullable=True)
     previous_secret_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     headers: Mapped[dict[str, str]] = mapped_column(JSON)
     active: Mapped[bool] = mapped_column(Boolean)

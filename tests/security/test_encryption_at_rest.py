@@ -1,0 +1,242 @@
+"""Encryption at rest (ENCRYPTION_KEY): what the database holds, start-up refusals, rotation.
+
+The stored values are read raw (the SQLite file's bytes, and plain SQL on both
+databases), never through OpenWA's models; signatures are checked with
+`standardwebhooks`, as a receiver would.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from openwa.config import Settings
+from openwa.db.encryption import EncryptionKeyError
+from openwa.db.models import WebhookRow
+from openwa.db.sealing import SEALED, Sealer
+from openwa.kit.cipher import Cipher, CipherError, generate_key
+from tests.fixtures.app import Api, AppFactory, make_settings
+from tests.fixtures.server import ServerProcess
+from tests.webhooks.conftest import FAST_WEBHOOKS, receiver  # noqa: F401 (a fixture)
+from tests.webhooks.receiver import Receiver
+from tests.webhooks.support import inbound, new_secret, ready_session, register, verifies
+
+KEY_A, KEY_B = generate_key(), generate_key()
+HEADER = "Bearer receiver-token-4f1c9e0d7a"
+PROXY_PASSWORD = "proxy-pass-8b2e61c0"
+PROXY = f"http://proxyuser:{PROXY_PASSWORD}@127.0.0.1:3128"
+# Fast webhooks, loopback proxies allowed.
+SETTINGS: dict[str, Any] = {**FAST_WEBHOOKS, "proxy_allow_private": True}
+
+
+async def _raw(database_url: str) -> dict[str, list[str]]:
+    """Every stored value of the encrypted columns, as text, read with plain SQL."""
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    values: dict[str, list[str]] = {}
+    try:
+        async with engine.connect() as conn:
+            for field in SEALED:
+                cast = "::text" if engine.dialect.name == "postgresql" else ""
+                rows = await conn.execute(
+                    text(f"SELECT {field.column}{cast} FROM {field.table}")  # noqa: S608
+                )
+                values[f"{field.table}.{field.column}"] = [r[0] for r in rows if r[0] is not None]
+    finally:
+        await engine.dispose()
+    return values
+
+
+def _file_bytes(database_url: str) -> bytes:
+    if not database_url.startswith("sqlite"):
+        return b""
+    path = Path(database_url.split("///", 1)[1])
+    return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+
+
+async def _secrets_setup(api: Api, receiver: Receiver) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A ready session with a proxy, and a webhook with a secret and a header."""
+    session = await ready_session(api, config={"proxy": PROXY})
+    hook = await register(
+        api,
+        session["id"],
+        receiver.url,
+        events=["message.received"],
+        secret=new_secret(),
+        headers={"Authorization": HEADER},
+    )
+    return session, hook
+
+
+async def _delivered(api: Api, receiver: Receiver, session_id: str, secret: str) -> None:
+    """A new event reaches the receiver signed with `secret` and with the stored header."""
+    message_id = await inbound(api, session_id, "hello")
+
+    def arrived(requests: list[Any]) -> bool:
+        return any(r.payload["data"].get("id") == message_id for r in requests)
+
+    requests = await receiver.wait_for(arrived, what=f"delivery of {message_id}")
+    request = next(r for r in requests if r.payload["data"].get("id") == message_id)
+    assert verifies(secret, request)
+    assert request.headers["authorization"] == HEADER
+
+
+def _assert_sealed(raw: dict[str, list[str]], file_bytes: bytes, secrets: list[str]) -> None:
+    for column in ("webhooks.secret", "webhooks.headers", "engine_auth.data"):
+        assert raw[column], column
+        assert all("enc:v1:" in value for value in raw[column]), (column, raw[column])
+    assert all(PROXY_PASSWORD not in v and "enc:v1:" in v for v in raw["sessions.config"])
+    for secret in secrets:
+        assert not any(secret in value for values in raw.values() for value in values)
+        assert secret.encode() not in file_bytes
+
+
+async def test_secrets_are_stored_encrypted_and_still_used(
+    app_factory: AppFactory, receiver: Receiver, database_url: str
+) -> None:
+    # Written in clear by an app without a key, then encrypted by the first start with one.
+    async with app_factory.running(**SETTINGS) as api:
+        old_session, old_hook = await _secrets_setup(api, receiver)
+    raw = await _raw(database_url)
+    assert any(old_hook["secret"] in v for v in raw["webhooks.secret"])  # clear so far
+
+    async with app_factory.running(**SETTINGS, encryption_key=KEY_A) as api:
+        session, hook = await _secrets_setup(api, receiver)
+        await _delivered(api, receiver, old_session["id"], old_hook["secret"])
+        await _delivered(api, receiver, session["id"], hook["secret"])
+        # The API shows clear values (the proxy masked, as always).
+        shown = await api.request("GET", f"/api/sessions/{session['id']}/webhooks/{hook['id']}")
+        assert shown.json()["data"]["headers"] == {"Authorization": HEADER}
+        assert (await api.session(session["id"]))["config"]["proxy"].startswith("http://***")
+        # The engine is handed the clear proxy.
+        assert api.services.directory.get(session["id"]).config["proxy"] == PROXY  # type: ignore[union-attr]
+
+    raw = await _raw(database_url)
+    secrets = [old_hook["secret"], hook["secret"], HEADER, PROXY_PASSWORD]
+    _assert_sealed(raw, _file_bytes(database_url), secrets)
+    # A restart with the key reads them back (deliveries signed with the stored secret).
+    async with app_factory.running(**SETTINGS, encryption_key=KEY_A) as api:
+        await _delivered(api, receiver, session["id"], hook["secret"])
+
+
+async def _refusal(app_factory: AppFactory, **overrides: Any) -> str:
+    with pytest.raises(EncryptionKeyError) as refused:
+        async with app_factory.running(**SETTINGS, **overrides):
+            pass
+    return str(refused.value)
+
+
+async def test_wrong_or_missing_key_refuses_to_start(
+    app_factory: AppFactory, receiver: Receiver
+) -> None:
+    async with app_factory.running(**SETTINGS, encryption_key=KEY_A) as api:
+        await _secrets_setup(api, receiver)
+    kid_a, kid_b = Cipher.from_text(KEY_A).kid, Cipher.from_text(KEY_B).kid
+
+    wrong = await _refusal(app_factory, encryption_key=KEY_B)
+    assert "is not the key this database was encrypted with" in wrong
+    assert kid_a in wrong and kid_b in wrong
+    missing = await _refusal(app_factory)
+    assert "ENCRYPTION_KEY is not set" in missing
+
+
+def test_malformed_key_is_refused(tmp_path: Path) -> None:
+    for bad in ("correct horse battery staple", KEY_A[:-2], KEY_A + "AAAA"):
+        with pytest.raises(ValueError, match="32 random bytes"):
+            make_settings("sqlite+aiosqlite://", tmp_path, encryption_key=bad)
+
+
+def test_a_token_does_not_open_in_another_row_or_column() -> None:
+    sealer = Sealer(Cipher.from_text(KEY_A))
+    secret_field, previous_field = SEALED[0], SEALED[1]
+    assert secret_field.model is WebhookRow and previous_field.model is WebhookRow
+    token = sealer.seal(secret_field, "whk_1", "whsec_abc")
+    assert sealer.open(secret_field, "whk_1", token) == "whsec_abc"
+    with pytest.raises(CipherError):
+        Sealer(sealer.cipher).open(secret_field, "whk_2", token)
+    with pytest.raises(CipherError):
+        Sealer(sealer.cipher).open(previous_field, "whk_1", token)
+
+
+def _cli(
+    database_url: str, data_dir: Path, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("ENCRYPTION_KEY")}
+    environ.update(DATABASE_URL=database_url, DATA_DIR=str(data_dir), **env)
+    return subprocess.run(
+        [sys.executable, "-m", "openwa", *args],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=data_dir.parent,
+    )
+
+
+async def test_rotation_re_encrypts_and_the_old_key_then_fails(
+    app_factory: AppFactory, receiver: Receiver, database_url: str, tmp_path: Path
+) -> None:
+    async with app_factory.running(**SETTINGS, encryption_key=KEY_A) as api:
+        session, hook = await _secrets_setup(api, receiver)
+    before = await _raw(database_url)
+
+    rotated = _cli(
+        database_url,
+        app_factory.data_dir,
+        "keys",
+        "rotate-encryption",
+        ENCRYPTION_KEY=KEY_A,
+        ENCRYPTION_KEY_NEW=KEY_B,
+    )
+    assert rotated.returncode == 0, rotated.stderr
+    kid_b = Cipher.from_text(KEY_B).kid
+    assert kid_b in rotated.stdout
+
+    after = await _raw(database_url)
+    for column, values in after.items():
+        if column != "sessions.config":
+            assert all(f"enc:v1:{kid_b}:" in v for v in values), (column, values)
+    assert after["webhooks.secret"] != before["webhooks.secret"]
+    assert "is not the key" in await _refusal(app_factory, encryption_key=KEY_A)
+    async with app_factory.running(**SETTINGS, encryption_key=KEY_B) as api:
+        await _delivered(api, receiver, session["id"], hook["secret"])
+
+    # Rotating again from the old key is refused, and changes nothing.
+    again = _cli(
+        database_url,
+        app_factory.data_dir,
+        "keys",
+        "rotate-encryption",
+        ENCRYPTION_KEY=KEY_A,
+        ENCRYPTION_KEY_NEW=generate_key(),
+    )
+    assert again.returncode == 3 and "is not the key" in again.stderr, again.stderr
+    assert await _raw(database_url) == after
+
+
+def test_server_refuses_to_start_with_a_wrong_key(database_url: str, tmp_path: Path) -> None:
+    server = ServerProcess(database_url, tmp_path / "data", ENCRYPTION_KEY=KEY_A)
+    server.start()
+    server.stop()
+    for env in ({"ENCRYPTION_KEY": KEY_B}, {"ENCRYPTION_KEY": ""}):
+        refused = ServerProcess(database_url, tmp_path / "data", **env)
+        refused.launch()
+        assert refused.wait_exit() == 3, refused.log()
+        assert "ENCRYPTION_KEY" in refused.log()
+        assert "Traceback" not in refused.log()
+
+
+def test_generated_keys_are_accepted(tmp_path: Path) -> None:
+    made = _cli("sqlite+aiosqlite://", tmp_path / "data", "keys", "gen-encryption-key")
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    assert len(key) == 43
+    settings: Settings = make_settings("sqlite+aiosqlite://", tmp_path, encryption_key=key)
+    assert settings.cipher() is not None
