@@ -25,7 +25,7 @@ from openwa.db.sealing import SEALED, Sealer
 from openwa.kit.cipher import Cipher, CipherError, generate_key
 from tests.fixtures.app import Api, AppFactory, make_settings
 from tests.fixtures.server import ServerProcess
-from tests.webhooks.conftest import FAST_WEBHOOKS, receiver  # noqa: F401 (a fixture)
+from tests.webhooks.conftest import FAST_WEBHOOKS
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.support import inbound, new_secret, ready_session, register, verifies
 
@@ -45,9 +45,7 @@ async def _raw(database_url: str) -> dict[str, list[str]]:
         async with engine.connect() as conn:
             for field in SEALED:
                 cast = "::text" if engine.dialect.name == "postgresql" else ""
-                rows = await conn.execute(
-                    text(f"SELECT {field.column}{cast} FROM {field.table}")  # noqa: S608
-                )
+                rows = await conn.execute(text(f"SELECT {field.column}{cast} FROM {field.table}"))
                 values[f"{field.table}.{field.column}"] = [r[0] for r in rows if r[0] is not None]
     finally:
         await engine.dispose()
@@ -142,7 +140,8 @@ async def test_wrong_or_missing_key_refuses_to_start(
 
     wrong = await _refusal(app_factory, encryption_key=KEY_B)
     assert "is not the key this database was encrypted with" in wrong
-    assert kid_a in wrong and kid_b in wrong
+    assert kid_a in wrong
+    assert kid_b in wrong
     missing = await _refusal(app_factory)
     assert "ENCRYPTION_KEY is not set" in missing
 
@@ -156,7 +155,7 @@ def test_malformed_key_is_refused(tmp_path: Path) -> None:
 def test_a_token_does_not_open_in_another_row_or_column() -> None:
     sealer = Sealer(Cipher.from_text(KEY_A))
     secret_field, previous_field = SEALED[0], SEALED[1]
-    assert secret_field.model is WebhookRow and previous_field.model is WebhookRow
+    assert secret_field.model is previous_field.model is WebhookRow
     token = sealer.seal(secret_field, "whk_1", "whsec_abc")
     assert sealer.open(secret_field, "whk_1", token) == "whsec_abc"
     with pytest.raises(CipherError):
@@ -217,7 +216,8 @@ async def test_rotation_re_encrypts_and_the_old_key_then_fails(
         ENCRYPTION_KEY=KEY_A,
         ENCRYPTION_KEY_NEW=generate_key(),
     )
-    assert again.returncode == 3 and "is not the key" in again.stderr, again.stderr
+    assert again.returncode == 3, again.stderr
+    assert "is not the key" in again.stderr
     assert await _raw(database_url) == after
 
 
