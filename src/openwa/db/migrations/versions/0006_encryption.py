@@ -1,6 +1,6 @@
 """Encryption at rest: the key verifier, and webhook secrets widened for their tokens.
 
-Revision ID: 0008
+Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-03 05:00:00
 """
@@ -12,7 +12,7 @@ from alembic import op
 
 from openwa.db.base import UTCDateTime
 
-revision: str = "0008"
+revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
