@@ -8,6 +8,8 @@ from fastapi.responses import Response
 from openwa import __version__
 from openwa.api.deps import ServicesDep, raw_api_key
 from openwa.api.envelope import Envelope, JSONResponse, meta, ok
+from openwa.api.responses import errors
+from openwa.errors import Unauthorized
 from openwa.health import readiness
 
 router = APIRouter(tags=["health"])
@@ -36,7 +38,7 @@ async def ready(services: ServicesDep, request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if is_ready else 503)
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, responses=errors(Unauthorized))
 async def metrics(services: ServicesDep, request: Request) -> Response:
     """Prometheus text: requests by route and status, latency, sessions by status."""
     if services.settings.metrics_require_key:
