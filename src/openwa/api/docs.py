@@ -56,6 +56,11 @@ def _with_errors(schema: dict[str, Any], routes: list[BaseRoute]) -> dict[str, A
     return schema
 
 
+def operation_id(route: APIRoute) -> str:
+    """An operation's id: its endpoint's name, or the id its router gives it."""
+    return route.name
+
+
 SECURITY_SCHEMES = {
     "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
     "Bearer": {"type": "http", "scheme": "bearer", "description": "The API key as a bearer token"},

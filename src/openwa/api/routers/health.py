@@ -10,15 +10,15 @@ from openwa.api.deps import ServicesDep, raw_api_key
 from openwa.api.envelope import Envelope, JSONResponse, meta, ok
 from openwa.api.responses import errors
 from openwa.errors import Unauthorized
-from openwa.health import readiness
+from openwa.health import Liveness, readiness
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
-async def health() -> Envelope[dict[str, str]]:
+async def health() -> Envelope[Liveness]:
     """200 while the process lives."""
-    return ok({"status": "ok", "version": __version__})
+    return ok(Liveness(version=__version__))
 
 
 @router.get(

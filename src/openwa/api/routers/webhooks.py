@@ -55,8 +55,14 @@ def make_router(
     tag: str,
     reader: Callable[..., Awaitable[str | None]],
     writer: Callable[..., Awaitable[str | None]],
+    id_prefix: str = "",
 ) -> APIRouter:
-    router = APIRouter(prefix=prefix, tags=[tag])
+    # Both routers have the same endpoints: the operation ids tell them apart.
+    router = APIRouter(
+        prefix=prefix,
+        tags=[tag],
+        generate_unique_id_function=lambda route: f"{id_prefix}{route.name}",
+    )
     Reader = Annotated[str | None, Depends(reader)]
     Writer = Annotated[str | None, Depends(writer)]
 
@@ -150,4 +156,6 @@ def make_router(
 session_router = make_router(
     "/api/sessions/{id}/webhooks", "webhooks", _session_reader, _session_writer
 )
-instance_router = make_router("/api/webhooks", "instance webhooks", _instance, _instance)
+instance_router = make_router(
+    "/api/webhooks", "instance webhooks", _instance, _instance, id_prefix="instance_"
+)
