@@ -13,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from openwa import __version__
 from openwa.api import ws
-from openwa.api.docs import install_docs
+from openwa.api.docs import install_docs, operation_id
 from openwa.api.errors import install_error_handlers
 from openwa.api.metrics import HttpMetrics
 from openwa.api.middleware import RequestContextMiddleware
@@ -360,6 +360,9 @@ def create_app(settings: Settings) -> FastAPI:
         # FastAPI's native OpenTelemetry wraps every request; we export Prometheus
         # metrics and structured logs instead, and it cost a tenth of a session GET.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # Operation ids are the endpoints' names (`create_session`), which clients
+        # generated from the document take as their function names.
+        generate_unique_id_function=operation_id,
     )
     app.state.services = services
     app.state.draining = False

@@ -7,10 +7,18 @@ import os
 import tempfile
 from collections.abc import Awaitable
 from pathlib import Path
+from typing import Literal
 
 from sqlalchemy import text
 
+from openwa.kit.schema import CamelModel
 from openwa.services import Services
+
+
+class Liveness(CamelModel):
+    status: Literal["ok"] = "ok"
+    version: str
+
 
 _CHECK_TIMEOUT_S = 3.0
 

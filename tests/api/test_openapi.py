@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import openwa.errors
 from tests.api.checks import api_routes
 from tests.fixtures.app import Api
 
@@ -144,30 +145,125 @@ async def test_every_route_is_described(api: Api) -> None:
         assert operation.get("tags"), (method, path)
 
 
+def contract_codes() -> set[str]:
+    """Every code the server can put in an error envelope."""
+    codes = {
+        cls.code
+        for cls in vars(openwa.errors).values()
+        if isinstance(cls, type) and issubclass(cls, openwa.errors.OpenWAError)
+    }
+    return codes | {"RATE_LIMITED", "NOT_READY", "NOT_FOUND", "METHOD_NOT_ALLOWED"}
+
+
+def documented_codes(response: dict[str, Any]) -> set[str]:
+    examples = response["content"]["application/json"]["examples"]
+    return {example["value"]["error"]["code"] for example in examples.values()}
+
+
+# Operations that call the session's engine: 409 SESSION_NOT_READY, 422, 501.
+ENGINE_OPERATIONS = {
+    ("post", "/api/sessions/{id}/pairing-code"),
+    ("post", "/api/sessions/{id}/chats/{chat_id}/read"),
+    ("post", "/api/sessions/{id}/chats/{chat_id}/typing"),
+    ("get", "/api/sessions/{id}/contacts/check/{phone_number}"),
+    ("get", "/api/sessions/{id}/contacts/{contact_id}/profile-picture"),
+    ("get", "/api/sessions/{id}/groups"),
+    ("post", "/api/sessions/{id}/groups"),
+    ("get", "/api/sessions/{id}/groups/{group_id}"),
+    ("patch", "/api/sessions/{id}/groups/{group_id}"),
+    ("post", "/api/sessions/{id}/groups/{group_id}/participants"),
+    ("get", "/api/sessions/{id}/groups/{group_id}/invite-code"),
+    ("post", "/api/sessions/{id}/groups/{group_id}/leave"),
+}
+NOT_FOUND_BY_PARAM = {
+    "{id}": "SESSION_NOT_FOUND",
+    "{message_id}": "MESSAGE_NOT_FOUND",
+    "{webhook_id}": "WEBHOOK_NOT_FOUND",
+    "{key_id}": "NOT_FOUND",
+    "{delivery_id}": "NOT_FOUND",
+}
+
+
 async def test_api_routes_document_their_errors(api: Api) -> None:
     document = await spec(api)
     api_ops = [(m, p, op) for m, p, op in operations(document) if p.startswith("/api")]
     assert api_ops
+    codes = contract_codes()
     missing = []
     for method, path, operation in api_ops:
         responses = operation["responses"]
-        wanted = ["400", "401"]
-        if method != "get" or path.startswith(("/api/keys", "/api/webhooks")):
-            wanted.append("403")  # writes are refused to viewers, admin routes to the rest
-        if "{id}" in path:
-            wanted += ["403", "404"]
-        missing += [f"{method.upper()} {path}: {s}" for s in wanted if s not in responses]
+        wanted: dict[str, set[str]] = {
+            "400": {"VALIDATION_ERROR"},
+            "401": {"UNAUTHORIZED"},
+            "403": {"FORBIDDEN"},
+            "429": {"RATE_LIMITED"},
+            "503": {"NOT_READY"},
+        }
+        for param, code in NOT_FOUND_BY_PARAM.items():
+            if param in path:
+                wanted.setdefault("404", set()).add(code)
+        if method in ("post", "patch"):
+            wanted["413"] = {"PAYLOAD_TOO_LARGE"}
+        if (method, path) in ENGINE_OPERATIONS:
+            wanted.update({"409": {"SESSION_NOT_READY"}, "422": {"ENGINE_ERROR"}})
+            wanted["501"] = {"NOT_SUPPORTED"}
+        if path.endswith("/messages/media"):
+            wanted["415"] = {"UNSUPPORTED_MEDIA_TYPE"}
+        if "{chat_id}" in path or "{group_id}" in path or path.endswith("/messages/text"):
+            wanted["400"].add("INVALID_CHAT_ID")
+        for status, want in wanted.items():
+            if status not in responses:
+                missing.append(f"{method.upper()} {path}: {status}")
+            elif not want <= documented_codes(responses[status]):
+                missing.append(f"{method.upper()} {path}: {status} {want}")
+        assert "Retry-After" in responses["429"]["headers"], (method, path)
         for status, response in responses.items():
             assert response.get("description"), (method, path, status)
-            ref = response.get("content", {}).get("application/json", {}).get("schema", {})
-            if str(ref.get("$ref", "")).endswith("/HTTPValidationError"):
-                continue  # FastAPI's own 422: its own test below
             if int(status) >= 400:
                 assert error_schema_ok(document, response), (method, path, status, response)
-                example = response["content"]["application/json"].get("example")
-                if example is not None:
-                    assert re.fullmatch(r"[A-Z][A-Z0-9_]*", example["error"]["code"])
+                for code in documented_codes(response):
+                    assert code in codes, (method, path, status, code)
+                    assert re.fullmatch(r"[A-Z][A-Z0-9_]*", code)
     assert not missing, missing
+
+
+async def test_every_ref_resolves(api: Api) -> None:
+    """Walk the whole document: each `$ref` names a component that exists."""
+    document = await spec(api)
+    refs: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("$ref"), str):
+                refs.append(node["$ref"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(document)
+    assert any(ref.endswith("/MediaMessageCreate") for ref in refs)
+    dangling = []
+    for ref in refs:
+        assert ref.startswith("#/"), ref
+        target: Any = document
+        for part in ref[2:].split("/"):
+            if not isinstance(target, dict) or part not in target:
+                dangling.append(ref)
+                break
+            target = target[part]
+    assert not dangling, sorted(set(dangling))
+
+
+async def test_model_names_are_distinct(api: Api) -> None:
+    """A request model and a response model never share a title (a generated client
+    names its classes by title and drops the second of two)."""
+    document = await spec(api)
+    titles = [s.get("title", n) for n, s in document["components"]["schemas"].items()]
+    assert len(titles) == len(set(titles)), titles
+    session = document["components"]["schemas"]["Session"]
+    assert session["properties"]["config"] == {"$ref": "#/components/schemas/SessionConfigView"}
 
 
 async def test_no_error_status_is_documented_that_the_server_does_not_use(api: Api) -> None:

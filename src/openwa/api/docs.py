@@ -18,22 +18,47 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import BaseRoute
+
+from openwa.api.envelope import ErrorEnvelope
+from openwa.api.request_bodies import extra_schemas, model_schemas
+from openwa.api.responses import METHOD_NOT_ALLOWED, NO_SUCH_ROUTE, document, route_answers
 
 
-def _without_default_422(schema: dict[str, Any]) -> dict[str, Any]:
-    """FastAPI documents a 422 for every route with parameters; we answer validation
-    errors with 400 VALIDATION_ERROR, so drop its 422 (our own 422 ENGINE_ERROR stays)."""
-    for methods in schema.get("paths", {}).values():
-        for operation in methods.values():
-            responses = operation.get("responses", {})
-            ref = str(responses.get("422", {}).get("content", {}).get("application/json", {}))
-            if "HTTPValidationError" in ref:
+def _with_errors(schema: dict[str, Any], routes: list[BaseRoute]) -> dict[str, Any]:
+    """Each operation's error responses, all derived in `api/responses.py`: the error
+    envelope for every status the route can answer. FastAPI's own 422 (a validation
+    error shape we never send: validation is a 400 VALIDATION_ERROR) goes with them."""
+    for route in iter_route_contexts(routes):
+        if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
+            continue
+        item = schema["paths"].get(route.path_format, {})
+        for method in route.methods or ():
+            operation = item.get(method.lower())
+            if operation is None:
+                continue
+            responses = operation["responses"]
+            if "HTTPValidationError" in str(responses.get("422", "")):
                 del responses["422"]
-    components = schema.get("components", {}).get("schemas", {})
+            responses.update({str(k): v for k, v in document(route_answers(route)).items()})
+    components = schema.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
-        components.pop(name, None)
+        schemas.pop(name, None)
+    for name, component in {**extra_schemas(), **model_schemas(ErrorEnvelope)}.items():
+        schemas.setdefault(name, component)  # FastAPI's own rendering of a model stays
+    components["responses"] = {
+        "MethodNotAllowed": document([METHOD_NOT_ALLOWED])[405],
+        "NoSuchRoute": {**document([NO_SUCH_ROUTE])[404], "description": "No route has this path"},
+    }
     return schema
+
+
+def operation_id(route: APIRoute) -> str:
+    """An operation's id: its endpoint's name, or the id its router gives it."""
+    return route.name
 
 
 SECURITY_SCHEMES = {
@@ -94,16 +119,13 @@ DOCS_CSP = _docs_csp(SWAGGER_PAGE)
 def install_docs(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = _with_security(
-                _without_default_422(
-                    get_openapi(
-                        title=app.title,
-                        version=app.version,
-                        description=app.description,
-                        routes=app.routes,
-                    )
-                )
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
             )
+            app.openapi_schema = _with_security(_with_errors(document, app.routes))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, field_validator
@@ -108,6 +108,25 @@ class SessionUpdate(StrictCamelModel):
     )
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
+class SessionConfigView(CamelModel):
+    """The config as a session shows it: the fields that were set (proxy credentials
+    masked); webhooks given in the config are webhooks of their own, not shown here.
+
+    A model apart from the request's `SessionConfig`, so that the two shapes keep
+    distinct names in the OpenAPI document and in clients generated from it."""
+
+    proxy: str | None = Field(
+        default=None, exclude_if=_absent, description="The proxy URL, credentials masked"
+    )
+    metadata: dict[str, str] | None = Field(default=None, exclude_if=_absent)
+    ignore: IgnoreConfig | None = Field(default=None, exclude_if=_absent)
+    mark_online: bool | None = Field(default=None, exclude_if=_absent)
+
+
 class StatusChange(CamelModel):
     status: Status
     previous_status: Status | None
@@ -123,7 +142,7 @@ class Session(CamelModel):
     status_history: list[StatusChange]
     phone_number: str | None
     push_name: str | None
-    config: dict[str, Any]
+    config: SessionConfigView
     created_at: datetime
     updated_at: datetime
     last_error: str | None

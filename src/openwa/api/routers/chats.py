@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Path
 
 from openwa.api.deps import DbDep, PageDep, ReadDbDep, ServicesDep, SessionDep, WriterDep
 from openwa.api.envelope import Envelope, PageEnvelope, ok, paged
-from openwa.api.responses import chat_errors, errors
+from openwa.api.responses import ENGINE_CALL, errors
 from openwa.chats.schemas import CHAT_ID_EXAMPLE, Chat, ChatRead, Presence, PresenceUpdate
 from openwa.messages.schemas import Message
 
@@ -24,10 +24,9 @@ ChatId = Annotated[
         examples=[CHAT_ID_EXAMPLE],
     ),
 ]
-_NOT_READY = ("SESSION_NOT_READY", "The session must be ready for this")
 
 
-@router.get("", responses=errors(403, 404))
+@router.get("")
 async def list_chats(
     session: SessionDep, services: ServicesDep, page: PageDep, db: ReadDbDep
 ) -> PageEnvelope[Chat]:
@@ -36,7 +35,7 @@ async def list_chats(
     return paged(items, page, total)
 
 
-@router.get("/{chat_id}/messages", responses=chat_errors(403, 404))
+@router.get("/{chat_id}/messages")
 async def chat_messages(
     chat_id: ChatId, session: SessionDep, services: ServicesDep, page: PageDep, db: ReadDbDep
 ) -> PageEnvelope[Message]:
@@ -45,7 +44,7 @@ async def chat_messages(
     return paged(items, page, total)
 
 
-@router.post("/{chat_id}/read", responses=chat_errors(403, 404, 409, 422, 501, s409=_NOT_READY))
+@router.post("/{chat_id}/read", responses=errors(*ENGINE_CALL))
 async def mark_chat_read(
     chat_id: ChatId,
     _: WriterDep,
@@ -58,7 +57,7 @@ async def mark_chat_read(
     return ok(await services.chats.mark_read(db, session, chat_id, read=read))
 
 
-@router.post("/{chat_id}/typing", responses=chat_errors(403, 404, 409, 422, 501, s409=_NOT_READY))
+@router.post("/{chat_id}/typing", responses=errors(*ENGINE_CALL))
 async def set_chat_presence(
     chat_id: ChatId,
     _: WriterDep,

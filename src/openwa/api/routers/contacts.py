@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path
 
 from openwa.api.deps import PageDep, ReadDbDep, ServicesDep, SessionDep
 from openwa.api.envelope import Envelope, PageEnvelope, ok, paged
-from openwa.api.responses import chat_errors, errors
+from openwa.api.responses import CONTACT_NOT_FOUND, ENGINE_CALL, errors
 from openwa.contacts.schemas import CONTACT_ID_EXAMPLE, Contact, NumberCheck, ProfilePicture
 
 router = APIRouter(prefix="/api/sessions/{id}/contacts", tags=["contacts"])
@@ -32,10 +32,9 @@ PhoneNumber = Annotated[
         examples=["+62 812-3456-7890"],
     ),
 ]
-_NOT_READY = ("SESSION_NOT_READY", "The session must be ready to ask WhatsApp")
 
 
-@router.get("", responses=errors(403, 404))
+@router.get("")
 async def list_contacts(
     session: SessionDep, services: ServicesDep, page: PageDep, db: ReadDbDep
 ) -> PageEnvelope[Contact]:
@@ -45,9 +44,7 @@ async def list_contacts(
 
 
 # Before `/{contact_id}...`, so that `check/...` is never taken for a contact id.
-@router.get(
-    "/check/{phone_number}", responses=chat_errors(403, 404, 409, 422, 501, s409=_NOT_READY)
-)
+@router.get("/check/{phone_number}", responses=errors(*ENGINE_CALL))
 async def check_number(
     phone_number: PhoneNumber, session: SessionDep, services: ServicesDep
 ) -> Envelope[NumberCheck]:
@@ -55,10 +52,7 @@ async def check_number(
     return ok(await services.contacts.check(session, phone_number))
 
 
-@router.get(
-    "/{contact_id}",
-    responses=chat_errors(403, 404, s404=("NOT_FOUND", "contact not found")),
-)
+@router.get("/{contact_id}", responses=errors(CONTACT_NOT_FOUND))
 async def get_contact(
     contact_id: ContactId, session: SessionDep, services: ServicesDep, db: ReadDbDep
 ) -> Envelope[Contact]:
@@ -68,7 +62,7 @@ async def get_contact(
 
 @router.get(
     "/{contact_id}/profile-picture",
-    responses=chat_errors(403, 404, 409, 422, 501, s409=_NOT_READY),
+    responses=errors(*ENGINE_CALL),
 )
 async def contact_profile_picture(
     contact_id: ContactId, session: SessionDep, services: ServicesDep

@@ -12,7 +12,6 @@ from starlette.types import Receive, Scope, Send
 
 from openwa.api.deps import PrincipalDep, ServicesDep
 from openwa.api.envelope import Envelope, ok
-from openwa.api.responses import errors
 from openwa.events.schemas import EventPage
 from openwa.events.service import logged
 from openwa.events.streams import LiveStream
@@ -53,7 +52,7 @@ def _split(value: str | None) -> list[str] | None:
     return items or None
 
 
-@router.get("", responses=errors(403))
+@router.get("")
 async def list_events(
     principal: PrincipalDep,
     services: ServicesDep,
@@ -71,7 +70,6 @@ async def list_events(
     "/stream",
     response_class=StreamingResponse,
     responses={
-        **errors(403, 429, s429=("RATE_LIMITED", "this key has STREAMS_PER_KEY streams open")),
         200: {"content": {"text/event-stream": {}}, "description": "SSE; `id:` is the cursor"},
     },
 )

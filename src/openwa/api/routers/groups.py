@@ -8,7 +8,8 @@ from fastapi import APIRouter, Path
 
 from openwa.api.deps import PageDep, ServicesDep, SessionDep, WriterDep
 from openwa.api.envelope import Envelope, PageEnvelope, ok, paged
-from openwa.api.responses import chat_errors, errors
+from openwa.api.responses import ENGINE_CALL, errors
+from openwa.errors import InvalidChatId
 from openwa.groups.schemas import (
     GROUP_ID_EXAMPLE,
     Group,
@@ -31,11 +32,9 @@ GroupId = Annotated[
         examples=[GROUP_ID_EXAMPLE],
     ),
 ]
-_NOT_READY = ("SESSION_NOT_READY", "The session must be ready to manage groups")
-_REFUSED = ("ENGINE_ERROR", "this account is not an admin of the group")
 
 
-@router.get("", responses=errors(403, 404, 409, 422, 501, s409=_NOT_READY))
+@router.get("", responses=errors(*ENGINE_CALL))
 async def list_groups(
     session: SessionDep, services: ServicesDep, page: PageDep
 ) -> PageEnvelope[Group]:
@@ -47,7 +46,7 @@ async def list_groups(
 @router.post(
     "",
     status_code=201,
-    responses=chat_errors(403, 404, 409, 422, 501, s409=_NOT_READY),
+    responses=errors(*ENGINE_CALL, InvalidChatId),
 )
 async def create_group(
     body: GroupCreate, _: WriterDep, session: SessionDep, services: ServicesDep
@@ -58,7 +57,7 @@ async def create_group(
 
 @router.get(
     "/{group_id}",
-    responses=chat_errors(403, 404, 409, 422, 501, s409=_NOT_READY, s422=_REFUSED),
+    responses=errors(*ENGINE_CALL),
 )
 async def get_group(
     group_id: GroupId, session: SessionDep, services: ServicesDep
@@ -69,7 +68,7 @@ async def get_group(
 
 @router.patch(
     "/{group_id}",
-    responses=chat_errors(403, 404, 409, 422, 501, s409=_NOT_READY, s422=_REFUSED),
+    responses=errors(*ENGINE_CALL),
 )
 async def update_group(
     group_id: GroupId,
@@ -84,7 +83,7 @@ async def update_group(
 
 @router.post(
     "/{group_id}/participants",
-    responses=chat_errors(403, 404, 409, 422, 501, s409=_NOT_READY, s422=_REFUSED),
+    responses=errors(*ENGINE_CALL),
 )
 async def change_participants(
     group_id: GroupId,
@@ -99,7 +98,7 @@ async def change_participants(
 
 @router.get(
     "/{group_id}/invite-code",
-    responses=chat_errors(403, 404, 409, 422, 501, s409=_NOT_READY, s422=_REFUSED),
+    responses=errors(*ENGINE_CALL),
 )
 async def invite_code(
     group_id: GroupId, session: SessionDep, services: ServicesDep
@@ -110,15 +109,7 @@ async def invite_code(
 
 @router.post(
     "/{group_id}/leave",
-    responses=chat_errors(
-        403,
-        404,
-        409,
-        422,
-        501,
-        s409=_NOT_READY,
-        s422=("ENGINE_ERROR", "this account is not a participant of the group"),
-    ),
+    responses=errors(*ENGINE_CALL),
 )
 async def leave_group(
     group_id: GroupId, _: WriterDep, session: SessionDep, services: ServicesDep

@@ -8,15 +8,17 @@ from fastapi.responses import Response
 from openwa import __version__
 from openwa.api.deps import ServicesDep, raw_api_key
 from openwa.api.envelope import Envelope, JSONResponse, meta, ok
-from openwa.health import readiness
+from openwa.api.responses import errors
+from openwa.errors import Unauthorized
+from openwa.health import Liveness, readiness
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
-async def health() -> Envelope[dict[str, str]]:
+async def health() -> Envelope[Liveness]:
     """200 while the process lives."""
-    return ok({"status": "ok", "version": __version__})
+    return ok(Liveness(version=__version__))
 
 
 @router.get(
@@ -36,7 +38,7 @@ async def ready(services: ServicesDep, request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if is_ready else 503)
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, responses=errors(Unauthorized))
 async def metrics(services: ServicesDep, request: Request) -> Response:
     """Prometheus text: requests by route and status, latency, sessions by status."""
     if services.settings.metrics_require_key:

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Path
 
 from openwa.api.deps import AdminDep, DbDep, PageDep, ReadDbDep, ServicesDep
 from openwa.api.envelope import Deleted, Envelope, PageEnvelope, ok, paged
-from openwa.api.responses import errors
 from openwa.keys.schemas import ApiKey, ApiKeyCreate, ApiKeyCreated
 
 router = APIRouter(prefix="/api/keys", tags=["keys"])
@@ -16,7 +15,7 @@ router = APIRouter(prefix="/api/keys", tags=["keys"])
 KeyId = Annotated[str, Path(max_length=40, description="The key's id (`key_...`)")]
 
 
-@router.post("", status_code=201, responses=errors(403))
+@router.post("", status_code=201)
 async def create_key(
     body: ApiKeyCreate, _: AdminDep, services: ServicesDep, db: DbDep
 ) -> Envelope[ApiKeyCreated]:
@@ -24,7 +23,7 @@ async def create_key(
     return ok(await services.keys.create(db, body))
 
 
-@router.get("", responses=errors(403))
+@router.get("")
 async def list_keys(
     _: AdminDep, services: ServicesDep, page: PageDep, db: ReadDbDep
 ) -> PageEnvelope[ApiKey]:
@@ -33,7 +32,7 @@ async def list_keys(
     return paged(items, page, total)
 
 
-@router.delete("/{key_id}", responses=errors(403, 404, s404=("NOT_FOUND", "API key not found")))
+@router.delete("/{key_id}")
 async def delete_key(
     key_id: KeyId, _: AdminDep, services: ServicesDep, db: DbDep
 ) -> Envelope[Deleted]:

@@ -10,10 +10,23 @@ from fastapi.responses import StreamingResponse
 from openwa.api.deps import DbDep, PrincipalDep, ReadDbDep, ServicesDep, SessionDep, WriterDep
 from openwa.api.envelope import Envelope, ok
 from openwa.api.media_request import download_headers, read_media_request
-from openwa.api.responses import errors
+from openwa.api.request_bodies import alternatives
+from openwa.api.responses import MEDIA_NOT_FOUND, errors
+from openwa.errors import (
+    EngineError,
+    InvalidChatId,
+    MessageNotFound,
+    MessageNotPending,
+    NotSupported,
+    SessionNotReady,
+    UnsupportedMediaType,
+    WebhookUrlForbidden,
+)
 from openwa.messages.schemas import (
     ContactMessageCreate,
     LocationMessageCreate,
+    MediaMessageCreate,
+    MediaUploadFields,
     Message,
     ReactionCreate,
     TextMessageCreate,
@@ -38,14 +51,11 @@ IdempotencyKey = Annotated[
         description="Send again with the same key to get the first answer instead of a resend",
     ),
 ]
-_NOT_READY = ("SESSION_NOT_READY", "Session is not ready")
+# A send is queued: only a session that will never be ready refuses it at once.
+_SEND = (SessionNotReady, InvalidChatId)
 
 
-@router.post(
-    "/text",
-    status_code=202,
-    responses=errors(403, 404, 409, s409=_NOT_READY),
-)
+@router.post("/text", status_code=202, responses=errors(*_SEND))
 async def send_text(
     body: TextMessageCreate,
     principal: WriterDep,
@@ -57,7 +67,7 @@ async def send_text(
     return ok(await services.messages.accept_text(session, principal, body, idempotency_key))
 
 
-@router.get("/{message_id}", responses=errors(403, 404))
+@router.get("/{message_id}")
 async def get_message(
     message_id: MessageId,
     _: PrincipalDep,
@@ -71,7 +81,7 @@ async def get_message(
 
 @router.delete(
     "/{message_id}",
-    responses=errors(403, 404, 409, 501, s409=("MESSAGE_NOT_PENDING", "No longer pending")),
+    responses=errors(MessageNotPending, SessionNotReady, EngineError),
 )
 async def delete_message(
     message_id: MessageId,
@@ -93,32 +103,8 @@ async def delete_message(
 @router.post(
     "/media",
     status_code=202,
-    responses=errors(403, 404, 409, 413, 501, s409=_NOT_READY),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/MediaMessageCreate"}},
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["chatId", "type", "file"],
-                        "properties": {
-                            "chatId": {"type": "string"},
-                            "type": {
-                                "type": "string",
-                                "enum": ["image", "video", "audio", "voice", "document", "sticker"],
-                            },
-                            "caption": {"type": "string"},
-                            "replyTo": {"type": "string"},
-                            "sendAt": {"type": "string", "format": "date-time"},
-                            "file": {"type": "string", "format": "binary"},
-                        },
-                    }
-                },
-            },
-        }
-    },
+    responses=errors(*_SEND, UnsupportedMediaType, WebhookUrlForbidden, NotSupported, EngineError),
+    openapi_extra=alternatives(MediaMessageCreate, MediaUploadFields, "file", "MediaUpload"),
 )
 async def send_media(
     request: Request,
@@ -134,7 +120,7 @@ async def send_media(
     )
 
 
-@router.post("/location", status_code=202, responses=errors(403, 404, 409, s409=_NOT_READY))
+@router.post("/location", status_code=202, responses=errors(*_SEND))
 async def send_location(
     body: LocationMessageCreate,
     principal: WriterDep,
@@ -146,7 +132,7 @@ async def send_location(
     return ok(await services.messages.accept_location(session, principal, body, idempotency_key))
 
 
-@router.post("/contact", status_code=202, responses=errors(403, 404, 409, s409=_NOT_READY))
+@router.post("/contact", status_code=202, responses=errors(*_SEND))
 async def send_contact(
     body: ContactMessageCreate,
     principal: WriterDep,
@@ -158,7 +144,7 @@ async def send_contact(
     return ok(await services.messages.accept_contacts(session, principal, body, idempotency_key))
 
 
-@router.post("/reaction", status_code=202, responses=errors(403, 404, 409, s409=_NOT_READY))
+@router.post("/reaction", status_code=202, responses=errors(SessionNotReady, MessageNotFound))
 async def send_reaction(
     body: ReactionCreate,
     principal: WriterDep,
@@ -174,7 +160,7 @@ async def send_reaction(
     "/{message_id}/media",
     response_class=StreamingResponse,
     responses={
-        **errors(403, 404),
+        **errors(MEDIA_NOT_FOUND),
         200: {"content": {"application/octet-stream": {}}, "description": "The media bytes"},
     },
 )

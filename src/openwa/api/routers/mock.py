@@ -9,6 +9,14 @@ from fastapi import APIRouter, Body, Query
 from openwa.api.deps import PrincipalDep, ServicesDep, SessionDep, WriterDep
 from openwa.api.envelope import Envelope, ok
 from openwa.api.responses import errors
+from openwa.errors import (
+    InvalidChatId,
+    NotSupported,
+    QrNotAvailable,
+    SessionNotReady,
+    UnsupportedMediaType,
+    WebhookUrlForbidden,
+)
 from openwa.media.types import ALLOWED
 from openwa.messages.schemas import MockInbound, MockInboundResult, Transmission
 from openwa.sessions.schemas import MockDisconnect, Session
@@ -18,14 +26,14 @@ router = APIRouter(prefix="/api/sessions/{id}/mock", tags=["mock engine"])
 
 @router.post(
     "/scan",
-    responses=errors(403, 404, 409, 501, s409=("QR_NOT_AVAILABLE", "No QR code to scan")),
+    responses=errors(QrNotAvailable, SessionNotReady, NotSupported),
 )
 async def mock_scan(_: WriterDep, session: SessionDep, services: ServicesDep) -> Envelope[Session]:
     """Link now instead of waiting MOCK_AUTH_DELAY_MS."""
     return ok(await services.mock_control.mock_scan(session.id))
 
 
-@router.post("/disconnect", responses=errors(403, 404, 409, 501))
+@router.post("/disconnect", responses=errors(SessionNotReady, NotSupported))
 async def mock_disconnect(
     _: WriterDep,
     session: SessionDep,
@@ -37,7 +45,13 @@ async def mock_disconnect(
     return ok(await services.mock_control.mock_disconnect(session.id, reason))
 
 
-@router.post("/inbound", status_code=202, responses=errors(403, 404, 409, 501))
+@router.post(
+    "/inbound",
+    status_code=202,
+    responses=errors(
+        SessionNotReady, NotSupported, InvalidChatId, UnsupportedMediaType, WebhookUrlForbidden
+    ),
+)
 async def mock_inbound(
     body: MockInbound, _: WriterDep, session: SessionDep, services: ServicesDep
 ) -> Envelope[MockInboundResult]:
@@ -51,7 +65,7 @@ async def mock_inbound(
     return ok(MockInboundResult(id=message_id))
 
 
-@router.get("/transmitted", responses=errors(403, 404, 501))
+@router.get("/transmitted", responses=errors(NotSupported))
 async def mock_transmitted(
     _: PrincipalDep,
     session: SessionDep,

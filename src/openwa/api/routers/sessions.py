@@ -19,7 +19,14 @@ from openwa.api.deps import (
     resolve_session,
 )
 from openwa.api.envelope import Deleted, Envelope, PageEnvelope, ok, ok_json, paged
-from openwa.api.responses import errors
+from openwa.api.responses import ENGINE_CALL, errors
+from openwa.errors import (
+    NotSupported,
+    QrNotAvailable,
+    SessionExists,
+    SessionLimitReached,
+    WebhookUrlForbidden,
+)
 from openwa.services import Services
 from openwa.sessions.schemas import (
     PairingCode,
@@ -34,13 +41,14 @@ from openwa.sessions.schemas import (
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
 
-_LIMIT = ("SESSION_LIMIT_REACHED", "MAX_SESSIONS sessions are running")
+# Starting needs room on the instance and an engine that is installed here.
+_START = (SessionLimitReached, NotSupported)
 
 
 @router.post(
     "",
     status_code=201,
-    responses=errors(403, 409, 501, s409=("SESSION_EXISTS", "A session with that name exists")),
+    responses=errors(SessionExists, *_START, WebhookUrlForbidden),
 )
 async def create_session(
     body: SessionCreate, principal: WriterDep, services: ServicesDep, db: DbDep
@@ -50,7 +58,7 @@ async def create_session(
     return ok(await services.sessions.create(db, body))
 
 
-@router.get("", responses=errors())
+@router.get("")
 async def list_sessions(
     principal: PrincipalDep, services: ServicesDep, page: PageDep
 ) -> PageEnvelope[Session]:
@@ -59,7 +67,7 @@ async def list_sessions(
     return paged(items, page, total)
 
 
-@router.get("/{id}", response_model=Envelope[Session], responses=errors(403, 404))
+@router.get("/{id}", response_model=Envelope[Session])
 async def get_session(request: Request, id: SessionRef) -> Response:
     """One session by id or name."""
     # The hottest read: no dependencies beyond the path (each costs on every request),
@@ -70,7 +78,7 @@ async def get_session(request: Request, id: SessionRef) -> Response:
     return ok_json(services.sessions.get_json(session))
 
 
-@router.patch("/{id}", responses=errors(403, 404))
+@router.patch("/{id}", responses=errors(WebhookUrlForbidden))
 async def update_session(
     body: SessionUpdate, _: WriterDep, session: SessionDep, services: ServicesDep, db: DbDep
 ) -> Envelope[SessionUpdated]:
@@ -78,7 +86,7 @@ async def update_session(
     return ok(await services.sessions.update(db, session.id, body.config))
 
 
-@router.delete("/{id}", responses=errors(403, 404))
+@router.delete("/{id}")
 async def delete_session(
     _: WriterDep, session: SessionDep, services: ServicesDep, db: DbDep
 ) -> Envelope[Deleted]:
@@ -87,7 +95,7 @@ async def delete_session(
     return ok(Deleted(id=session.id))
 
 
-@router.post("/{id}/start", responses=errors(403, 404, 409, s409=_LIMIT))
+@router.post("/{id}/start", responses=errors(*_START))
 async def start_session(
     _: WriterDep, session: SessionDep, services: ServicesDep
 ) -> Envelope[Session]:
@@ -95,7 +103,7 @@ async def start_session(
     return ok(await services.sessions.start(session.id))
 
 
-@router.post("/{id}/stop", responses=errors(403, 404))
+@router.post("/{id}/stop")
 async def stop_session(
     _: WriterDep, session: SessionDep, services: ServicesDep
 ) -> Envelope[Session]:
@@ -103,7 +111,7 @@ async def stop_session(
     return ok(await services.sessions.stop(session.id))
 
 
-@router.post("/{id}/restart", responses=errors(403, 404, 409, s409=_LIMIT))
+@router.post("/{id}/restart", responses=errors(*_START))
 async def restart_session(
     _: WriterDep, session: SessionDep, services: ServicesDep
 ) -> Envelope[Session]:
@@ -111,7 +119,7 @@ async def restart_session(
     return ok(await services.sessions.restart(session.id))
 
 
-@router.post("/{id}/logout", responses=errors(403, 404))
+@router.post("/{id}/logout")
 async def logout_session(
     _: WriterDep, session: SessionDep, services: ServicesDep
 ) -> Envelope[Session]:
@@ -123,7 +131,7 @@ async def logout_session(
     "/{id}/qr",
     response_model=Envelope[QrCode],
     responses={
-        **errors(403, 404, 409, s409=("QR_NOT_AVAILABLE", "The session shows no QR code now")),
+        **errors(QrNotAvailable),
         200: {"content": {"image/png": {}}, "description": "JSON, or the PNG on Accept: image/png"},
     },
 )
@@ -138,10 +146,7 @@ async def get_qr(
     return ok(await services.sessions.qr(session.id))
 
 
-@router.post(
-    "/{id}/pairing-code",
-    responses=errors(403, 404, 409, 422, 501),
-)
+@router.post("/{id}/pairing-code", responses=errors(*ENGINE_CALL))
 async def pairing_code(
     body: PairingCodeRequest, _: WriterDep, session: SessionDep, services: ServicesDep
 ) -> Envelope[PairingCode]:

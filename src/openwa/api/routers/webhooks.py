@@ -22,6 +22,7 @@ from openwa.api.deps import (
 )
 from openwa.api.envelope import Deleted, Envelope, PageEnvelope, ok, paged
 from openwa.api.responses import errors
+from openwa.errors import WebhookUrlForbidden
 from openwa.webhooks.schemas import (
     Delivery,
     RotatedSecret,
@@ -35,8 +36,6 @@ from openwa.webhooks.schemas import (
 
 WebhookId = Annotated[str, Path(max_length=40, description="The webhook's id (`wh_...`)")]
 DeliveryId = Annotated[int, Path(ge=1, description="The delivery's id")]
-_NOT_FOUND = ("WEBHOOK_NOT_FOUND", "Webhook not found")
-_FORBIDDEN_URL = ("WEBHOOK_URL_FORBIDDEN", "URL resolves to a forbidden address")
 
 
 async def _session_reader(session: SessionDep, _: PrincipalDep) -> str | None:
@@ -56,19 +55,25 @@ def make_router(
     tag: str,
     reader: Callable[..., Awaitable[str | None]],
     writer: Callable[..., Awaitable[str | None]],
+    id_prefix: str = "",
 ) -> APIRouter:
-    router = APIRouter(prefix=prefix, tags=[tag])
+    # Both routers have the same endpoints: the operation ids tell them apart.
+    router = APIRouter(
+        prefix=prefix,
+        tags=[tag],
+        generate_unique_id_function=lambda route: f"{id_prefix}{route.name}",
+    )
     Reader = Annotated[str | None, Depends(reader)]
     Writer = Annotated[str | None, Depends(writer)]
 
-    @router.post("", status_code=201, responses=errors(403, 404, s400=_FORBIDDEN_URL))
+    @router.post("", status_code=201, responses=errors(WebhookUrlForbidden))
     async def create_webhook(
         body: WebhookCreate, owner: Writer, services: ServicesDep, db: DbDep
     ) -> Envelope[WebhookWithSecret]:
         """Register a webhook; its `secret` is in this response only."""
         return ok(await services.webhooks.create(db, owner, body))
 
-    @router.get("", responses=errors(403, 404))
+    @router.get("")
     async def list_webhooks(
         owner: Reader,
         principal: PrincipalDep,
@@ -80,7 +85,7 @@ def make_router(
         items, total = await services.webhooks.page(db, owner, page)
         return paged([w.for_role(principal.can_write) for w in items], page, total)
 
-    @router.get("/{webhook_id}", responses=errors(403, 404, s404=_NOT_FOUND))
+    @router.get("/{webhook_id}")
     async def get_webhook(
         webhook_id: WebhookId,
         owner: Reader,
@@ -92,14 +97,14 @@ def make_router(
         hook = await services.webhooks.get(db, owner, webhook_id)
         return ok(hook.for_role(principal.can_write))
 
-    @router.patch("/{webhook_id}", responses=errors(403, 404, s404=_NOT_FOUND))
+    @router.patch("/{webhook_id}", responses=errors(WebhookUrlForbidden))
     async def update_webhook(
         webhook_id: WebhookId, body: WebhookUpdate, owner: Writer, services: ServicesDep, db: DbDep
     ) -> Envelope[Webhook]:
         """Change url, events, headers or active."""
         return ok(await services.webhooks.update(db, owner, webhook_id, body))
 
-    @router.delete("/{webhook_id}", responses=errors(403, 404, s404=_NOT_FOUND))
+    @router.delete("/{webhook_id}")
     async def delete_webhook(
         webhook_id: WebhookId, owner: Writer, services: ServicesDep, db: DbDep
     ) -> Envelope[Deleted]:
@@ -107,7 +112,7 @@ def make_router(
         await services.webhooks.delete(db, owner, webhook_id)
         return ok(Deleted(id=webhook_id))
 
-    @router.get("/{webhook_id}/deliveries", responses=errors(403, 404, s404=_NOT_FOUND))
+    @router.get("/{webhook_id}/deliveries")
     async def list_deliveries(
         webhook_id: WebhookId, owner: Reader, services: ServicesDep, db: ReadDbDep, page: PageDep
     ) -> PageEnvelope[Delivery]:
@@ -115,10 +120,7 @@ def make_router(
         items, total = await services.webhooks.deliveries(db, owner, webhook_id, page)
         return paged(items, page, total)
 
-    @router.post(
-        "/{webhook_id}/deliveries/{delivery_id}/retry",
-        responses=errors(403, 404, s404=_NOT_FOUND),
-    )
+    @router.post("/{webhook_id}/deliveries/{delivery_id}/retry")
     async def retry_delivery(
         webhook_id: WebhookId,
         delivery_id: DeliveryId,
@@ -129,14 +131,14 @@ def make_router(
         """Replay one delivery (a failed one gets a fresh set of attempts)."""
         return ok(await services.webhooks.retry(db, owner, webhook_id, delivery_id))
 
-    @router.post("/{webhook_id}/test", status_code=202, responses=errors(403, 404))
+    @router.post("/{webhook_id}/test", status_code=202)
     async def test_webhook(
         webhook_id: WebhookId, owner: Writer, services: ServicesDep, db: DbDep
     ) -> Envelope[TestDelivery]:
         """Send a `webhook.test` event to this webhook."""
         return ok(await services.webhooks.test(db, owner, webhook_id))
 
-    @router.post("/{webhook_id}/rotate-secret", responses=errors(403, 404, s404=_NOT_FOUND))
+    @router.post("/{webhook_id}/rotate-secret")
     async def rotate_secret(
         webhook_id: WebhookId,
         owner: Writer,
@@ -154,4 +156,6 @@ def make_router(
 session_router = make_router(
     "/api/sessions/{id}/webhooks", "webhooks", _session_reader, _session_writer
 )
-instance_router = make_router("/api/webhooks", "instance webhooks", _instance, _instance)
+instance_router = make_router(
+    "/api/webhooks", "instance webhooks", _instance, _instance, id_prefix="instance_"
+)
