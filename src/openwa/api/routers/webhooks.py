@@ -22,6 +22,7 @@ from openwa.api.deps import (
 )
 from openwa.api.envelope import Deleted, Envelope, PageEnvelope, ok, paged
 from openwa.api.responses import errors
+from openwa.kit.schema import INT64_MAX
 from openwa.webhooks.schemas import (
     Delivery,
     RotatedSecret,
@@ -34,7 +35,7 @@ from openwa.webhooks.schemas import (
 )
 
 WebhookId = Annotated[str, Path(max_length=40, description="The webhook's id (`wh_...`)")]
-DeliveryId = Annotated[int, Path(ge=1, description="The delivery's id")]
+DeliveryId = Annotated[int, Path(ge=1, le=INT64_MAX, description="The delivery's id")]
 _NOT_FOUND = ("WEBHOOK_NOT_FOUND", "Webhook not found")
 _FORBIDDEN_URL = ("WEBHOOK_URL_FORBIDDEN", "URL resolves to a forbidden address")
 
