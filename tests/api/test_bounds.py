@@ -15,13 +15,20 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from openwa.db.models import ContactRow, MessageRow, SetAsideReportRow
+from openwa.db.models import ContactRow
 from openwa.engines.base import Disconnected, MessageReceived
 from openwa.messages import reports as reports_module
 from openwa.sessions.records import SessionRecords
 from tests.api.checks import assert_error, problem
 from tests.fixtures.app import Api, wait_for
-from tests.messages.support import plus, ready_pair, ready_session, send_text, wait_message
+from tests.messages.support import (
+    plus,
+    ready_pair,
+    ready_session,
+    send_text,
+    stored_and_set_aside,
+    wait_message,
+)
 
 TOO_BIG = 2**63
 TOO_SMALL = -(2**63) - 1
@@ -332,22 +339,10 @@ async def test_push_names_are_cleaned_before_storage(api: Api) -> None:
         _received(3, now, "L" * 5000),
     ]
     await api.services.reports.on_engine_events(row, list(reports))
+    stored, aside = await stored_and_set_aside(api, row.id)
     async with api.services.db() as db:
-        stored = set(
-            (await db.execute(select(MessageRow.id).where(MessageRow.session_id == row.id)))
-            .scalars()
-            .all()
-        )
-        names = dict(
-            (
-                await db.execute(
-                    select(ContactRow.chat_id, ContactRow.push_name).where(
-                        ContactRow.session_id == row.id
-                    )
-                )
-            ).all()
-        )
-        aside = (await db.execute(select(SetAsideReportRow))).scalars().all()
+        query = select(ContactRow.chat_id, ContactRow.push_name)
+        names = dict((await db.execute(query.where(ContactRow.session_id == row.id))).all())
     assert {r.id for r in reports} <= stored
     assert aside == []
     assert names[reports[1].chat_id] == "bad  name"
@@ -373,13 +368,7 @@ async def test_one_failing_report_does_not_sink_its_run(
 
     monkeypatch.setattr(reports_module, "upsert_contact", poisoned)
     await api.services.reports.on_engine_events(row, list(reports))
-    async with api.services.db() as db:
-        stored = set(
-            (await db.execute(select(MessageRow.id).where(MessageRow.session_id == row.id)))
-            .scalars()
-            .all()
-        )
-        aside = (await db.execute(select(SetAsideReportRow))).scalars().all()
+    stored, aside = await stored_and_set_aside(api, row.id)
     assert stored >= {reports[0].id, reports[2].id}
     assert reports[1].id not in stored
     assert [(r.kind, r.report["id"]) for r in aside] == [("MessageReceived", reports[1].id)]

@@ -18,10 +18,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.db.group_commit import GroupCommit
-from openwa.db.models import CounterRow, MessageRow, SetAsideReportRow
+from openwa.db.models import CounterRow
 from openwa.engines.base import MessageReceived
 from tests.fixtures.app import Api
-from tests.messages.support import data_of, plus, post_text, ready_pair, ready_session
+from tests.messages.support import (
+    data_of,
+    plus,
+    post_text,
+    ready_pair,
+    ready_session,
+    stored_and_set_aside,
+)
 
 
 async def test_a_clashing_unit_fails_alone(api: Api) -> None:
@@ -90,13 +97,7 @@ async def test_a_report_the_database_refuses_is_set_aside(api: Api, database_kin
     # report alone must fail, the others of its run are stored.
     reports = [received(1, "text"), received(2, "x" * 40), received(3, "text")]
     await api.services.reports.on_engine_events(row, list(reports))
-    async with api.services.db() as db:
-        stored = set(
-            (await db.execute(select(MessageRow.id).where(MessageRow.session_id == row.id)))
-            .scalars()
-            .all()
-        )
-        aside = (await db.execute(select(SetAsideReportRow))).scalars().all()
+    stored, aside = await stored_and_set_aside(api, row.id)
     assert reports[0].id in stored
     assert reports[2].id in stored
     assert reports[1].id not in stored
