@@ -13,6 +13,7 @@ from starlette.routing import Match
 
 from openwa.api.envelope import error_response
 from openwa.errors import OpenWAError
+from openwa.kit.schema import NUL_ERROR
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +39,8 @@ def validation_details(errors: Any) -> list[dict[str, str]]:
         loc = [str(part) for part in error.get("loc", ())]
         if error.get("type") == "json_invalid":
             loc = loc[:1]  # the rest is a character offset, not a field
+        if error.get("type") == NUL_ERROR:
+            loc.append(str((error.get("ctx") or {}).get("where", "")))
         details.append(
             {
                 "field": ".".join(loc) or "request",

@@ -9,12 +9,16 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Strict
 from pydantic import model_validator as _model_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 # What a BIGINT column (and SQLite's INTEGER) holds: a larger number reaching the
 # database is an overflow there, so integers from clients are bounded to it.
 # Every integer parameter declares `le=INT64_MAX` (tests/api/test_bounds.py holds every
 # route to it); body integers carry their own, smaller, bounds.
 INT64_MAX = 2**63 - 1
+
+
+NUL_ERROR = "string_nul"
 
 
 def nul_path(value: Any, path: tuple[str, ...] = ()) -> str | None:
@@ -74,5 +78,7 @@ class StrictCamelModel(CamelModel):
     def _no_nul(cls, data: Any) -> Any:
         where = nul_path(data)
         if where is not None:
-            raise ValueError(f"{where} holds a NUL character")
+            # The error sits on the model; `where` says which field (api/errors.py
+            # appends it to the location).
+            raise PydanticCustomError(NUL_ERROR, "holds a NUL character", {"where": where})
         return data
