@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
+from openwa.db.models import MessageRow, SetAsideReportRow
 from openwa.events.bus import Subscription
 from openwa.events.types import Event
 from tests.fixtures.app import ADMIN_KEY, Api, wait_for
@@ -188,3 +190,15 @@ def logged_statuses(events: list[dict[str, Any]], message_id: str) -> list[str]:
         for e in sorted(events, key=lambda e: e["cursor"])
         if e["event"] in ("message.sent", "message.ack") and e["data"].get("id") == message_id
     ]
+
+
+async def stored_and_set_aside(api: Api, session_id: str) -> tuple[set[str], list[Any]]:
+    """The ids of the session's stored messages, and every set-aside report."""
+    async with api.services.db() as db:
+        stored = set(
+            (await db.execute(select(MessageRow.id).where(MessageRow.session_id == session_id)))
+            .scalars()
+            .all()
+        )
+        aside = list((await db.execute(select(SetAsideReportRow))).scalars().all())
+    return stored, aside

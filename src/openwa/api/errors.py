@@ -9,14 +9,18 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from openwa.api.envelope import error_response
 from openwa.errors import OpenWAError
+from openwa.kit.schema import NUL_ERROR
 
 log = structlog.get_logger(__name__)
 
+# Starlette's own 400s (a multipart body it cannot parse, a bad boundary) are
+# validation failures of the body in the contract's terms.
 _HTTP_CODES = {
-    400: "BAD_REQUEST",
+    400: "VALIDATION_ERROR",
     401: "UNAUTHORIZED",
     403: "FORBIDDEN",
     404: "NOT_FOUND",
@@ -35,6 +39,8 @@ def validation_details(errors: Any) -> list[dict[str, str]]:
         loc = [str(part) for part in error.get("loc", ())]
         if error.get("type") == "json_invalid":
             loc = loc[:1]  # the rest is a character offset, not a field
+        if error.get("type") == NUL_ERROR:
+            loc.append(str((error.get("ctx") or {}).get("where", "")))
         details.append(
             {
                 "field": ".".join(loc) or "request",
@@ -57,7 +63,7 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
     )
 
 
-async def _http_error(_request: Request, exc: Exception) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ").lower()
@@ -69,9 +75,30 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
             "Request validation failed",
             [{"field": "body", "message": "not valid UTF-8 JSON", "type": "json_invalid"}],
         )
+    headers = dict(exc.headers or {})
+    details = None
+    if exc.status_code == 400:
+        details = [{"field": "body", "message": message, "type": "body_invalid"}]
+        message = "Request validation failed"
     if exc.status_code == 404:
         message = "No such route"
-    return error_response(exc.status_code, code, message, None, dict(exc.headers or {}))
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return error_response(exc.status_code, code, message, details, headers)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path: Starlette names only those of the
+    first route that matched the path, and one path often has a route per method."""
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -42,9 +42,14 @@ async def read_media_request(
                 )
             values: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
             try:
-                fields = MediaUploadFields.model_validate(values)
+                # Form values are strings: read as such ("true", "1.5"), still strictly.
+                fields = MediaUploadFields.model_validate_strings(values)
             except ValidationError as exc:
                 raise _invalid(exc, "body") from exc
+            if upload.filename and "\x00" in upload.filename:
+                raise ValidationFailed(
+                    details=[{"field": "body.file", "message": "the file name holds a NUL"}]
+                )
             if upload.content_type and not valid_mimetype(upload.content_type):
                 raise ValidationFailed(
                     details=[

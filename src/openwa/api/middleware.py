@@ -57,6 +57,21 @@ def with_security_headers(headers: Any, extra: Headers) -> list[tuple[bytes, byt
     return [*headers, *extra]
 
 
+def nul_in_target(scope: Scope) -> str | None:
+    """`path` or `query` when the request's target holds a NUL, else None.
+
+    PostgreSQL refuses NUL in text: one in a path or query value would reach a lookup
+    and fail there as a 500. Checked here once for every route (bodies are checked by
+    their models). Any `%00` in a query decodes to a NUL: percent-decoding leaves no
+    other way to spell one."""
+    if "\x00" in scope["path"]:
+        return "path"
+    query: bytes = scope.get("query_string") or b""
+    if b"%00" in query or b"\x00" in query:
+        return "query"
+    return None
+
+
 class RequestContextMiddleware:
     def __init__(
         self,
@@ -133,6 +148,14 @@ class RequestContextMiddleware:
     def _reject(self, scope: Scope, headers: dict[bytes, bytes]) -> Any:
         if getattr(self.state, "draining", False) and scope["path"].startswith("/api"):
             return error_response(503, "NOT_READY", "The instance is draining")
+        where = nul_in_target(scope)
+        if where is not None:
+            return error_response(
+                400,
+                "VALIDATION_ERROR",
+                "Request validation failed",
+                [{"field": where, "message": "holds a NUL character", "type": "value_error"}],
+            )
         length = headers.get(b"content-length")
         if length is not None:
             try:

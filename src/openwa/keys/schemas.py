@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, Strict
 
 from openwa.keys.principal import Role
 from openwa.kit.schema import CamelModel, StrictCamelModel
@@ -14,7 +15,7 @@ class ApiKeyCreate(StrictCamelModel):
     name: str = Field(
         min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$", examples=["crm-integration"]
     )
-    role: Role = Field(examples=["operator"])
+    role: Annotated[Role, Strict(False)] = Field(examples=["operator"])
     sessions: list[str] | None = Field(
         default=None,
         max_length=1000,

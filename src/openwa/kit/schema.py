@@ -1,9 +1,60 @@
-"""Base for wire schemas: camelCase on the wire, snake_case in Python."""
+"""Base for wire schemas: camelCase on the wire, snake_case in Python; and the bounds
+every request input is held to before it can reach the database."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Strict
+from pydantic import model_validator as _model_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+# What a BIGINT column (and SQLite's INTEGER) holds: a larger number reaching the
+# database is an overflow there, so integers from clients are bounded to it.
+# Every integer parameter declares `le=INT64_MAX` (tests/api/test_bounds.py holds every
+# route to it); body integers carry their own, smaller, bounds.
+INT64_MAX = 2**63 - 1
+
+
+NUL_ERROR = "string_nul"
+
+
+def nul_path(value: Any, path: tuple[str, ...] = ()) -> str | None:
+    """Where a NUL character sits in decoded JSON (keys included), or None.
+
+    PostgreSQL refuses NUL in text and JSONB: a value carrying one would fail at the
+    database as a 500, so it is refused at the edge as a validation error instead."""
+    for where, item in _strings(value, path):
+        if "\x00" in item:
+            return ".".join(where) or "value"
+    return None
+
+
+def _strings(value: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str):
+                yield (*path, key), key
+            yield from _strings(item, (*path, str(key)))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _strings(item, (*path, str(index)))
+
+
+def _iso_only(value: object) -> object:
+    # Strict datetimes would want a datetime object (FastAPI validates decoded JSON);
+    # lax ones take a bare number as Unix time. Only an ISO 8601 string is a date here.
+    if value is not None and not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 string with an offset")
+    return value
+
+
+IsoDatetime = Annotated[AwareDatetime, Strict(False), BeforeValidator(_iso_only)]
+"""A date-time in a request body: an ISO 8601 string with an offset, nothing else."""
 
 
 class CamelModel(BaseModel):
@@ -11,6 +62,23 @@ class CamelModel(BaseModel):
 
 
 class StrictCamelModel(CamelModel):
-    """For request bodies: unknown fields are an error, so typos do not pass silently."""
+    """For request bodies: unknown fields are an error, so typos do not pass silently;
+    types are strict (`0` is not `false`, `"1.5"` not a number, `5.0` not an integer);
+    no string anywhere in the body may hold a NUL.
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    Strict validation of decoded JSON wants Python objects for dates and enums: declare
+    date-times as `IsoDatetime` and enums with `Strict(False)`."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", strict=True
+    )
+
+    @_model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        where = nul_path(data)
+        if where is not None:
+            # The error sits on the model; `where` says which field (api/errors.py
+            # appends it to the location).
+            raise PydanticCustomError(NUL_ERROR, "holds a NUL character", {"where": where})
+        return data

@@ -12,6 +12,7 @@ from openwa.db.engine import is_postgres
 from openwa.db.models import ContactRow, MessageRow
 from openwa.db.repository import Repository
 from openwa.kit.clock import utcnow
+from openwa.kit.text import clean_text
 from openwa.messages.status import MessageStatus
 
 Query = TypeVar("Query", bound=Select[*tuple[Any, ...]])
@@ -102,6 +103,7 @@ async def upsert_contact(
     db: AsyncSession, session_id: str, chat_id: str, *, push_name: str | None = None
 ) -> None:
     """Remember a contact the session has talked with (keeping a known push name)."""
+    push_name = clean_text(push_name, 256)  # the column's length
     row = await db.get(ContactRow, (session_id, chat_id))
     if row is None:
         db.add(

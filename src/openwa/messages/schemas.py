@@ -5,25 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from openwa.kit.schema import CamelModel, StrictCamelModel
+from openwa.kit.schema import CamelModel, IsoDatetime, StrictCamelModel
 from openwa.media.types import valid_mimetype
 
 
 class SendOptions(StrictCamelModel):
-    send_at: AwareDatetime | None = Field(
+    send_at: IsoDatetime | None = Field(
         default=None,
         description="ISO 8601 with an offset: hold the message in the queue until then",
         examples=["2026-12-01T09:00:00+07:00"],
     )
-
-    @field_validator("send_at", mode="before")
-    @classmethod
-    def _iso_only(cls, value: object) -> object:
-        if value is not None and not isinstance(value, str):
-            raise ValueError("must be an ISO 8601 string with an offset")
-        return value
 
 
 class TextMessageCreate(SendOptions):

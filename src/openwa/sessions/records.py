@@ -26,6 +26,7 @@ from openwa.errors import SessionNotFound
 from openwa.events.log import EventLog
 from openwa.events.types import SESSION_QR, SESSION_STATUS, Event
 from openwa.kit.clock import iso, utcnow
+from openwa.kit.text import REASON_MAX, clean_text
 from openwa.sessions.qr import qr_data_url
 from openwa.sessions.status import HISTORY_LENGTH, Status, can_move
 
@@ -109,7 +110,7 @@ class SessionRecords:
             "linked",
             qr=None,
             phone_number=phone_number,
-            push_name=push_name,
+            push_name=clean_text(push_name, 100),  # the column's length
         )
 
     async def ready(self, db: AsyncSession, session_id: str) -> None:
@@ -186,6 +187,10 @@ class SessionRecords:
         row = await db.get(SessionRow, session_id)
         if row is None:
             raise SessionNotFound(details={"id": session_id})
+        # Reasons and errors are often an engine's words: cleaned, so that they store.
+        reason = clean_text(reason, REASON_MAX)
+        if isinstance(fields.get("last_error"), str):
+            fields["last_error"] = clean_text(fields["last_error"], REASON_MAX)
         previous = Status(row.status)
         if not can_move(previous, status) and previous != status:
             log.warning("status_move_refused", session_id=session_id, frm=previous, to=status)

@@ -312,9 +312,14 @@ class SessionRuntime:
                     raise
             case Disconnected(reason=reason):
                 running.ready = False
-                async with self._db() as db, db.begin():
-                    await self._records.disconnected(db, sid, reason)
-                self._schedule_reconnect(running)
+                try:
+                    async with self._db() as db, db.begin():
+                        await self._records.disconnected(db, sid, reason)
+                finally:
+                    # Reconnect even when the write failed: the connection is gone
+                    # either way, and the reconnect's own writes (`initializing`, then
+                    # `ready`) bring the row back in line with the runtime.
+                    self._schedule_reconnect(running)
             case LoggedOut(reason=reason):
                 await self._end(running, reason, clear_auth=True)
             case Failed(reason=reason):

@@ -12,14 +12,17 @@ from starlette.types import Receive, Scope, Send
 
 from openwa.api.deps import PrincipalDep, ServicesDep
 from openwa.api.envelope import Envelope, ok
+from openwa.errors import ValidationFailed
 from openwa.events.schemas import EventPage
 from openwa.events.service import logged
 from openwa.events.streams import LiveStream
+from openwa.kit.schema import INT64_MAX
 
 router = APIRouter(prefix="/api/events", tags=["events"])
 
 After = Annotated[
-    int, Query(ge=0, description="Return events after this cursor (0: from the start)")
+    int,
+    Query(ge=0, le=INT64_MAX, description="Return events after this cursor (0: from the start)"),
 ]
 Sessions = Annotated[
     str | None, Query(max_length=4096, description="Comma-separated session ids or names")
@@ -45,6 +48,24 @@ class _LiveStreamResponse(StreamingResponse):
             await super().__call__(scope, receive, send)
         finally:
             self._live.release()
+
+
+def _resume_cursor(last_event_id: str) -> int:
+    """The cursor a client resumes after: one we handed out (`id:`), so ASCII digits
+    within int64; anything else is refused now rather than failing mid-stream."""
+    if last_event_id.isascii() and last_event_id.isdigit():
+        cursor = int(last_event_id)
+        if cursor <= INT64_MAX:
+            return cursor
+    raise ValidationFailed(
+        details=[
+            {
+                "field": "header.Last-Event-ID",
+                "message": "must be a cursor this server sent (digits, at most 2^63-1)",
+                "type": "value_error",
+            }
+        ]
+    )
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -85,8 +106,8 @@ async def stream_events(
 
     Ends when the key is deleted; over `STREAMS_PER_KEY` or `MAX_STREAMS`, 429.
     """
-    if last_event_id is not None and last_event_id.isdigit():
-        after = int(last_event_id)
+    if last_event_id:
+        after = _resume_cursor(last_event_id)
     visible = await services.event_reader.visible_sessions(principal, _split(sessions))
     live = services.streams.open(principal.key_id)
     source = services.event_reader.stream(after, visible, _split(events), live=live)

@@ -23,6 +23,7 @@ from openwa.api.deps import (
 from openwa.api.envelope import Deleted, Envelope, PageEnvelope, ok, paged
 from openwa.api.responses import errors
 from openwa.errors import WebhookUrlForbidden
+from openwa.kit.schema import INT64_MAX
 from openwa.webhooks.schemas import (
     Delivery,
     RotatedSecret,
@@ -35,7 +36,7 @@ from openwa.webhooks.schemas import (
 )
 
 WebhookId = Annotated[str, Path(max_length=40, description="The webhook's id (`wh_...`)")]
-DeliveryId = Annotated[int, Path(ge=1, description="The delivery's id")]
+DeliveryId = Annotated[int, Path(ge=1, le=INT64_MAX, description="The delivery's id")]
 
 
 async def _session_reader(session: SessionDep, _: PrincipalDep) -> str | None:
