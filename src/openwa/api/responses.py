@@ -14,7 +14,12 @@ _EXAMPLES: dict[int, tuple[str, str, str]] = {
     404: ("SESSION_NOT_FOUND", "Session not found", "Unknown id"),
     409: ("SESSION_NOT_READY", "Session is not ready", "The session's state does not allow it"),
     413: ("PAYLOAD_TOO_LARGE", "Request body is over the limit", "Body over MAX_BODY_BYTES"),
-    429: ("RATE_LIMITED", "Too many open streams", "Over a limit; see `Retry-After`"),
+    429: (
+        "RATE_LIMITED",
+        "over the rate limit of 20 per 1 second; retry after 1 s",
+        "Over the key's rate limit (`RATE_LIMIT_*`, per role) or too many failed "
+        "authentications from this address; retry after `Retry-After` seconds",
+    ),
     501: ("NOT_SUPPORTED", "The session's engine cannot do this", "Engine lacks the capability"),
     422: ("ENGINE_ERROR", "The engine refused the operation", "The engine said no"),
     503: ("NOT_READY", "The instance is starting or draining", "Try again shortly"),
@@ -28,7 +33,8 @@ def errors(*statuses: int, **overrides: tuple[str, str]) -> dict[int | str, dict
     conflict (say) has another code than the default example.
     """
     result: dict[int | str, dict[str, Any]] = {}
-    for status in dict.fromkeys((400, 401, *statuses)):
+    # Every route checks a key, so each may answer 401 and 429 (rate limits).
+    for status in dict.fromkeys((400, 401, 429, *statuses)):
         code, message, description = _EXAMPLES[status]
         code, message = overrides.get(f"s{status}", (code, message))
         result[status] = {
@@ -44,6 +50,12 @@ def errors(*statuses: int, **overrides: tuple[str, str]) -> dict[int | str, dict
                 }
             },
         }
+    result[429]["headers"] = {
+        "Retry-After": {
+            "description": "Whole seconds (at least 1) until the limit's window ends",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    }
     return result
 
 
