@@ -18,7 +18,7 @@ from openwa.config import Settings
 from openwa.db.models import ApiKeyRow
 from openwa.db.unit_of_work import unit_of_work
 from tests.api.checks import assert_error, assert_ok
-from tests.api.test_health import LOCAL_REDIS, require_redis
+from tests.api.test_health import DEAD_REDIS, LOCAL_REDIS, require_redis
 from tests.events.wsclient import close_code, open_ws
 from tests.fixtures.app import ADMIN_KEY, Api, AppFactory
 from tests.fixtures.server import ServerProcess
@@ -226,3 +226,14 @@ async def test_redis_counters_are_shared_by_instances(database_url: str, tmp_pat
             assert_error(await sessions_as(api, WRONG_KEY), 401, "UNAUTHORIZED")
         assert_limited(await sessions_as(two, WRONG_KEY), "address")
         assert_limited(await sessions_as(one, WRONG_KEY), "address")
+
+
+async def test_an_unreachable_redis_lets_requests_through(app_factory: AppFactory) -> None:
+    limits = {"rate_limit_admin": "1/minute", "rate_limit_auth_failures": "1/minute"}
+    api, manager = await app_factory.start(cache_type="redis", redis_url=DEAD_REDIS, **limits)
+    try:
+        for _ in range(3):
+            assert_ok(await sessions_as(api, ADMIN_KEY))
+            assert_error(await sessions_as(api, WRONG_KEY), 401, "UNAUTHORIZED")
+    finally:
+        await AppFactory.stop(api, manager)
