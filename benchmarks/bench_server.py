@@ -37,8 +37,18 @@ def free_port() -> int:
 def serve(
     port: int, env: dict[str, str], log: IO[bytes] | int, cwd: Path | None = None
 ) -> subprocess.Popen[bytes]:
-    """`openwa serve` on `port` with the benchmark key, quiet logs and `env` on top."""
-    defaults = {"API_KEY": KEY, "ENGINE_TYPE": "mock", "LOG_LEVEL": "warning", "LOG_FORMAT": "json"}
+    """`openwa serve` on `port` with the benchmark key, quiet logs, rate limits far above
+    what a benchmark sends (so they cost their check but never throttle), `env` on top."""
+    defaults = {
+        "API_KEY": KEY,
+        "ENGINE_TYPE": "mock",
+        "LOG_LEVEL": "warning",
+        "LOG_FORMAT": "json",
+        "RATE_LIMIT_ADMIN": "1000000/second",
+        "RATE_LIMIT_OPERATOR": "1000000/second",
+        "RATE_LIMIT_VIEWER": "1000000/second",
+        "RATE_LIMIT_AUTH_FAILURES": "1000000/minute",
+    }
     return spawn(["-m", "openwa", "serve", "--port", str(port)], {**defaults, **env}, log, cwd)
 
 

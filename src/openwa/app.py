@@ -6,10 +6,13 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import structlog
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from limits.aio.storage import MemoryStorage, RedisStorage
+from redis.asyncio import ConnectionPool
 
 from openwa import __version__
 from openwa.api import ws
@@ -55,6 +58,7 @@ from openwa.events.pump import EventPump
 from openwa.events.service import EventService
 from openwa.events.streams import StreamRegistry
 from openwa.groups.service import GroupService
+from openwa.keys.principal import Role
 from openwa.keys.service import KeyService
 from openwa.kit.ids import ulid
 from openwa.kit.private_files import write_private
@@ -68,6 +72,9 @@ from openwa.messages.engine_ids import EngineIds
 from openwa.messages.reports import ReportApplier
 from openwa.messages.sender import SendWorker
 from openwa.messages.service import MessageService
+from openwa.ratelimits.limiter import WindowRateLimits
+from openwa.ratelimits.notation import parse_limits
+from openwa.ratelimits.port import RateLimits
 from openwa.services import Services
 from openwa.sessions.directory import SessionDirectory
 from openwa.sessions.runtime import ReconnectPolicy, SessionRuntime
@@ -92,6 +99,32 @@ def _build_cache(settings: Settings) -> Cache:
         assert settings.redis_url is not None  # checked by Settings
         return RedisCache(settings.redis_url)
     return MemoryCache()
+
+
+def _build_rate_limits(settings: Settings) -> RateLimits:
+    """Counters in this process, or in Redis with `CACHE_TYPE=redis` (the cache's server),
+    so that instances behind one balancer share each key's limit."""
+    per_role = {
+        Role.ADMIN: parse_limits(settings.rate_limit_admin),
+        Role.OPERATOR: parse_limits(settings.rate_limit_operator),
+        Role.VIEWER: parse_limits(settings.rate_limit_viewer),
+    }
+    auth_failures = parse_limits(settings.rate_limit_auth_failures)
+    if settings.cache_type == "redis":
+        assert settings.redis_url is not None  # checked by Settings
+        # Our own pool, whatever the URL's scheme (`limits` reads only the scheme here),
+        # so that shutdown can close its connections.
+        pool = ConnectionPool.from_url(settings.redis_url)
+        # `limits` types its pass-through options as scalars; a pool is passed through too.
+        options: dict[str, Any] = {"connection_pool": pool}
+        storage = RedisStorage(
+            "async+redis://",
+            implementation="redispy",
+            key_prefix=settings.rate_limit_namespace,
+            **options,
+        )
+        return WindowRateLimits(storage, per_role, auth_failures, close=pool.aclose)
+    return WindowRateLimits(MemoryStorage(), per_role, auth_failures)
 
 
 def _stable_instance_id(data_dir: Path) -> str:
@@ -221,6 +254,7 @@ def build_services(settings: Settings) -> Services:
         db_read=db_read,
         directory=directory,
         cache=cache,
+        rate_limits=_build_rate_limits(settings),
         storage=storage,
         bus=bus,
         events=events,
@@ -333,6 +367,7 @@ def create_app(settings: Settings) -> FastAPI:
             await services.engines.close()
             await services.bus.close()
             await services.cache.close()
+            await services.rate_limits.close()
             services.directory.unwatch()
             if services.read_engine is not services.db_engine:
                 await services.read_engine.dispose()

@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from openwa.kit.cipher import Cipher, CipherError, parse_key
+from openwa.ratelimits.notation import parse_limits
 
 EngineName = Literal["mock", "whatsmeow", "baileys", "webjs"]
 
@@ -69,6 +70,15 @@ class Settings(BaseSettings):
     encryption_key: SecretStr | None = None
     # Only `openwa keys rotate-encryption` reads it: the key to re-encrypt with.
     encryption_key_new: SecretStr | None = None
+
+    # Request rate limits in `limits` notation (`50/second`, `10/minute; 100/hour`);
+    # empty: no limit. Per key by its role, and failed authentication per client address.
+    rate_limit_admin: str = "50/second"
+    rate_limit_operator: str = "20/second"
+    rate_limit_viewer: str = "20/second"
+    rate_limit_auth_failures: str = "10/minute"
+    # Prefix of the counters in Redis (CACHE_TYPE=redis): instances that share it share limits.
+    rate_limit_namespace: str = Field(default="openwa:ratelimit", min_length=1)
 
     # Limits.
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
@@ -137,6 +147,17 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         # `API_KEY=` in a .env file means "not set", not "the empty key".
         return None if value == "" else value
+
+    @field_validator(
+        "rate_limit_admin",
+        "rate_limit_operator",
+        "rate_limit_viewer",
+        "rate_limit_auth_failures",
+    )
+    @classmethod
+    def _rate_limit_notation(cls, value: str) -> str:
+        parse_limits(value)  # a bad value refuses the start here, not on the first request
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

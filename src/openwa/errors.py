@@ -120,5 +120,11 @@ class WebhookUrlForbidden(OpenWAError):
     status, code, message = 400, "WEBHOOK_URL_FORBIDDEN", "URL resolves to a forbidden address"
 
 
-class TooManyStreams(OpenWAError):
-    status, code, message = 429, "RATE_LIMITED", "Too many open streams"
+class RateLimited(OpenWAError):
+    """Over a rate limit; carries `Retry-After` (whole seconds, at least 1)."""
+
+    status, code, message = 429, "RATE_LIMITED", "Too many requests; try again later"
+
+
+class TooManyStreams(RateLimited):
+    message = "Too many open streams"

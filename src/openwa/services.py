@@ -26,6 +26,7 @@ from openwa.media.ingest import MediaIngest
 from openwa.messages.reports import ReportApplier
 from openwa.messages.sender import SendWorker
 from openwa.messages.service import MessageService
+from openwa.ratelimits.port import RateLimits
 from openwa.sessions.directory import SessionDirectory
 from openwa.sessions.runtime import SessionRuntime
 from openwa.sessions.service import SessionService
@@ -44,6 +45,7 @@ class Services:
     db_read: async_sessionmaker[AsyncSession]
     directory: SessionDirectory
     cache: Cache
+    rate_limits: RateLimits
     storage: Storage
     bus: EventBus
     events: EventLog

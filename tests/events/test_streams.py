@@ -3,19 +3,16 @@ streams at once, and streams are capped per key and per instance (issue 11, 4 an
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
-from websockets.exceptions import ConnectionClosed
 
 from tests.api.checks import assert_error
 from tests.events.sseclient import SseStream
 from tests.events.support import create_ready_session, inbound, wait_sync
-from tests.events.wsclient import collect, open_ws
+from tests.events.wsclient import close_code, collect, open_ws
 from tests.fixtures.server import ServerProcess
 
 ServerFactory = Callable[..., ServerProcess]
@@ -29,19 +26,6 @@ def _new_key(client: httpx.Client, role: str, sessions: list[str] | None = None)
     assert response.status_code == 201, response.text
     data: dict[str, Any] = response.json()["data"]
     return data
-
-
-async def _close_code(ws: Any, timeout: float = 10.0) -> int:
-    """The code the server closes `ws` with (events before it are skipped)."""
-
-    async def read_all() -> None:
-        while True:
-            await ws.recv()
-
-    with pytest.raises(ConnectionClosed) as closed:
-        await asyncio.wait_for(read_all(), timeout)
-    assert closed.value.rcvd is not None, closed.value
-    return closed.value.rcvd.code
 
 
 async def _sees(ws: Any, message_id: str, what: str) -> None:
@@ -92,7 +76,7 @@ async def test_deleting_a_key_ends_its_websocket_and_sse_streams(
             with server.client() as client:
                 deleted = client.delete(f"/api/keys/{viewer['id']}")
                 assert deleted.status_code == 200, deleted.text
-            assert await _close_code(ws) == 1008
+            assert await close_code(ws) == 1008
             assert _ends(sse), "the SSE stream of the deleted key did not end"
 
         # REST refuses the key, a new stream too; another key's socket is untouched.
@@ -127,13 +111,13 @@ async def test_streams_are_capped_per_key_and_per_instance(
             # The key holds two streams: a third, SSE or WebSocket, is refused.
             assert refused(first)["details"]["scope"] == "key"
             async with open_ws(server, key=first) as over:
-                assert await _close_code(over) == 1013
+                assert await close_code(over) == 1013
             # One more for another key fills the instance.
             with SseStream(server.url, second) as third:
                 assert third.response.status_code == 200
                 assert refused(second)["details"]["scope"] == "instance"
                 async with open_ws(server, key=second) as over:
-                    assert await _close_code(over) == 1013
+                    assert await close_code(over) == 1013
         finally:
             sse.close()
         # A closed stream frees its slot (once the server has seen it go).

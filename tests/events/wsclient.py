@@ -11,9 +11,24 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from tests.fixtures.server import ServerProcess
+
+
+async def close_code(ws: ClientConnection, timeout: float = 10.0) -> int:
+    """The code the server closes `ws` with (events before it are skipped)."""
+
+    async def read_all() -> None:
+        while True:
+            await ws.recv()
+
+    with pytest.raises(ConnectionClosed) as closed:
+        await asyncio.wait_for(read_all(), timeout)
+    assert closed.value.rcvd is not None, closed.value
+    return closed.value.rcvd.code
 
 
 def ws_url(server: ServerProcess, query: str = "") -> str:

@@ -9,6 +9,7 @@ from fastapi import Depends, Path, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
+from openwa.api.authentication import authenticate
 from openwa.db.models import SessionRow
 from openwa.db.unit_of_work import commit
 from openwa.errors import ValidationFailed
@@ -61,8 +62,7 @@ def raw_api_key(connection: HTTPConnection) -> str | None:
 async def get_principal(request: Request) -> Principal:
     # Read here rather than through FastAPI's security classes: each dependency costs
     # on every request. The schemes are declared in the OpenAPI document (api/docs.py).
-    services: Services = request.app.state.services
-    return await services.keys.authenticate(raw_api_key(request))
+    return await authenticate(request, raw_api_key(request))
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

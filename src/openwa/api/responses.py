@@ -94,7 +94,10 @@ _DESCRIPTIONS = {
     413: "The body (or the media) is over the configured limit",
     415: "The content or media type is not accepted",
     422: "The session's engine refused the operation (`details` say why)",
-    429: "Over a rate limit; retry after the `Retry-After` seconds",
+    429: (
+        "Over the key's rate limit (`RATE_LIMIT_*`, per role), too many failed "
+        "authentications from this address, or a stream cap; retry after `Retry-After`"
+    ),
     501: "The session's engine cannot do this (`details` name the engine and capability)",
     503: "The instance is starting or draining, or the database could not commit",
 }
@@ -102,8 +105,8 @@ _HEADERS: dict[int, dict[str, Any]] = {
     405: {"Allow": {"description": "The methods the path takes", "schema": {"type": "string"}}},
     429: {
         "Retry-After": {
-            "description": "Seconds to wait before trying again",
-            "schema": {"type": "integer", "minimum": 0},
+            "description": "Whole seconds (at least 1) until the limit's window ends",
+            "schema": {"type": "integer", "minimum": 1},
         }
     },
 }

@@ -10,7 +10,9 @@ so a client that stops reading is noticed once those are full and its queue over
 Pings (every 20 s) are sent by the server (uvicorn's `ws_ping_interval`).
 A socket takes a slot of its key's (`STREAMS_PER_KEY`) and the instance's
 (`MAX_STREAMS`): over either it is accepted and closed at once with 1013 (try again
-later), so the client sees why. Deleting the key closes its sockets with 1008.
+later), so the client sees why. So is a handshake over its key's rate limit
+(`RATE_LIMIT_*`) or from an address that failed authentication too often, the close
+reason saying when to retry. Deleting the key closes its sockets with 1008.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ import orjson
 import structlog
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from openwa.api.authentication import authenticate
 from openwa.api.deps import raw_api_key
-from openwa.errors import OpenWAError, TooManyStreams
+from openwa.errors import OpenWAError, RateLimited
 from openwa.events.bus import SubscriberOverflow, Subscription
 from openwa.services import Services
 
@@ -42,6 +45,15 @@ def _key(websocket: WebSocket) -> str | None:
     return raw_api_key(websocket) or websocket.query_params.get("apiKey")
 
 
+def _retry_reason(exc: RateLimited) -> str:
+    """The close reason (at most 123 bytes): the error's code and when to come back."""
+    retry_after = exc.headers.get("Retry-After")
+    reason = f"{exc.code}: {exc.message}"
+    if retry_after and "retry after" not in exc.message:
+        reason += f"; retry after {retry_after} s"
+    return reason[:123]
+
+
 def _behind(sender: asyncio.Task[None], subscription: Subscription) -> str | None:
     """Why the sender stopped, if it is because the client fell behind."""
     if subscription.overflowed:
@@ -55,20 +67,20 @@ def _behind(sender: asyncio.Task[None], subscription: Subscription) -> str | Non
 async def events_socket(websocket: WebSocket) -> None:
     services: Services = websocket.app.state.services
     try:
-        principal = await services.keys.authenticate(_key(websocket))
+        principal = await authenticate(websocket, _key(websocket))
         sessions = await services.event_reader.visible_sessions(
             principal, sorted(_split(websocket.query_params.get("sessions")) or []) or None
         )
+        names = _split(websocket.query_params.get("events"))
+        allowed = set(sessions) if sessions is not None else None
+        live = services.streams.open(principal.key_id)
+    except RateLimited as exc:
+        # Accepted first: a refused handshake reaches a browser as a bare failure.
+        await websocket.accept()
+        await websocket.close(code=1013, reason=_retry_reason(exc))
+        return
     except OpenWAError as exc:
         await websocket.close(code=1008, reason=exc.code)
-        return
-    names = _split(websocket.query_params.get("events"))
-    allowed = set(sessions) if sessions is not None else None
-    try:
-        live = services.streams.open(principal.key_id)
-    except TooManyStreams as exc:
-        await websocket.accept()
-        await websocket.close(code=1013, reason=exc.message)
         return
     try:
         await _serve(websocket, services, live.revoked, allowed, names)

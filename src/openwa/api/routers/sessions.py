@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
+from openwa.api.authentication import authenticate
 from openwa.api.deps import (
     DbDep,
     PageDep,
@@ -73,7 +74,7 @@ async def get_session(request: Request, id: SessionRef) -> Response:
     # The hottest read: no dependencies beyond the path (each costs on every request),
     # and the session's JSON rendered once per change by the session directory.
     services: Services = request.app.state.services
-    principal = await services.keys.authenticate(raw_api_key(request))
+    principal = await authenticate(request, raw_api_key(request))
     session = await resolve_session(services, id, principal)
     return ok_json(services.sessions.get_json(session))
 
