@@ -58,11 +58,18 @@ def raw_api_key(connection: HTTPConnection) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
+def client_address(connection: HTTPConnection) -> str | None:
+    """The client's address, matched against a key's `allowedCidrs`: the socket's peer,
+    or what a proxy listed in `FORWARDED_ALLOW_IPS` says in `X-Forwarded-For` (uvicorn
+    rewrites the peer for those, and only for those)."""
+    return connection.client.host if connection.client is not None else None
+
+
 async def get_principal(request: Request) -> Principal:
     # Read here rather than through FastAPI's security classes: each dependency costs
     # on every request. The schemes are declared in the OpenAPI document (api/docs.py).
     services: Services = request.app.state.services
-    return await services.keys.authenticate(raw_api_key(request))
+    return await services.keys.authenticate(raw_api_key(request), client_address(request))
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -10,7 +10,8 @@ so a client that stops reading is noticed once those are full and its queue over
 Pings (every 20 s) are sent by the server (uvicorn's `ws_ping_interval`).
 A socket takes a slot of its key's (`STREAMS_PER_KEY`) and the instance's
 (`MAX_STREAMS`): over either it is accepted and closed at once with 1013 (try again
-later), so the client sees why. Deleting the key closes its sockets with 1008.
+later), so the client sees why. Deleting or changing the key, or its `expiresAt`
+passing, closes its sockets with 1008.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ import orjson
 import structlog
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from openwa.api.deps import raw_api_key
+from openwa.api.deps import client_address, raw_api_key
 from openwa.errors import OpenWAError, TooManyStreams
 from openwa.events.bus import SubscriberOverflow, Subscription
+from openwa.events.streams import LiveStream
 from openwa.services import Services
 
 log = structlog.get_logger(__name__)
@@ -55,7 +57,7 @@ def _behind(sender: asyncio.Task[None], subscription: Subscription) -> str | Non
 async def events_socket(websocket: WebSocket) -> None:
     services: Services = websocket.app.state.services
     try:
-        principal = await services.keys.authenticate(_key(websocket))
+        principal = await services.keys.authenticate(_key(websocket), client_address(websocket))
         sessions = await services.event_reader.visible_sessions(
             principal, sorted(_split(websocket.query_params.get("sessions")) or []) or None
         )
@@ -65,13 +67,13 @@ async def events_socket(websocket: WebSocket) -> None:
     names = _split(websocket.query_params.get("events"))
     allowed = set(sessions) if sessions is not None else None
     try:
-        live = services.streams.open(principal.key_id)
+        live = services.streams.open(principal.key_id, principal)
     except TooManyStreams as exc:
         await websocket.accept()
         await websocket.close(code=1013, reason=exc.message)
         return
     try:
-        await _serve(websocket, services, live.revoked, allowed, names)
+        await _serve(websocket, services, live, allowed, names)
     finally:
         live.release()
 
@@ -79,7 +81,7 @@ async def events_socket(websocket: WebSocket) -> None:
 async def _serve(
     websocket: WebSocket,
     services: Services,
-    revoked: asyncio.Event,
+    live: LiveStream,
     allowed: set[str] | None,
     names: set[str] | None,
 ) -> None:
@@ -106,14 +108,14 @@ async def _serve(
 
     sender = asyncio.create_task(pump())
     reader = asyncio.create_task(drain())
-    ended = asyncio.create_task(revoked.wait())
+    ended = asyncio.create_task(live.revoked.wait())
     # A send stuck on a full socket would otherwise hold a client that is already more
     # than WS_MAX_QUEUE behind until the send times out.
     subscription.on_overflow = sender.cancel
     try:
         done, _ = await asyncio.wait({sender, reader, ended}, return_when=asyncio.FIRST_COMPLETED)
         if ended in done:
-            await websocket.close(code=1008, reason="the API key was revoked")
+            await websocket.close(code=1008, reason=live.reason)
             return
         if sender in done and (reason := _behind(sender, subscription)) is not None:
             # Logged so an operator can tell clients that keep falling behind.

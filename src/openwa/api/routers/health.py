@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from openwa import __version__
-from openwa.api.deps import ServicesDep, raw_api_key
+from openwa.api.deps import ServicesDep, client_address, raw_api_key
 from openwa.api.envelope import Envelope, JSONResponse, meta, ok
 from openwa.health import readiness
 
@@ -40,7 +40,7 @@ async def ready(services: ServicesDep, request: Request) -> JSONResponse:
 async def metrics(services: ServicesDep, request: Request) -> Response:
     """Prometheus text: requests by route and status, latency, sessions by status."""
     if services.settings.metrics_require_key:
-        await services.keys.authenticate(raw_api_key(request))
+        await services.keys.authenticate(raw_api_key(request), client_address(request))
     counts = await services.sessions.counts_by_status()
     body = services.metrics.render(counts, services.runtime.running_count)
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -15,6 +15,7 @@ from openwa.api.deps import (
     SessionDep,
     SessionRef,
     WriterDep,
+    client_address,
     raw_api_key,
     resolve_session,
 )
@@ -65,7 +66,7 @@ async def get_session(request: Request, id: SessionRef) -> Response:
     # The hottest read: no dependencies beyond the path (each costs on every request),
     # and the session's JSON rendered once per change by the session directory.
     services: Services = request.app.state.services
-    principal = await services.keys.authenticate(raw_api_key(request))
+    principal = await services.keys.authenticate(raw_api_key(request), client_address(request))
     session = await resolve_session(services, id, principal)
     return ok_json(services.sessions.get_json(session))
 
