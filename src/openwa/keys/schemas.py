@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, Field, field_validator
@@ -17,7 +17,7 @@ def _in_future(value: datetime) -> datetime:
     # Checked when set (create, PATCH) only: a key that has since expired is still listed.
     if value <= utcnow():
         raise ValueError("must be in the future")
-    return value
+    return value.astimezone(UTC)
 
 
 KeyName = Annotated[

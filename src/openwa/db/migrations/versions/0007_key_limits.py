@@ -20,23 +20,31 @@ depends_on: str | Sequence[str] | None = None
 _MARKER = "owa_"
 
 
-def _shortened(prefix: str) -> str:
-    """The stored prefix cut to what `display_prefix` keeps now. The key itself is gone,
-    so for a key without the `owa_` marker its length is not known: a quarter of the
-    stored prefix (at most 12 characters of it) is never more than a quarter of the key."""
+def _shortened(prefix: str, source: str) -> str:
+    """The stored prefix cut to what `display_prefix` keeps now: `owa_` and at most 4
+    characters of the secret, and never more than a quarter of it. Keys the server made
+    (`api`, `generated`) have 43 secret characters; an `API_KEY` (`env`) is gone and its
+    length unknown, so a quarter of what was stored of it (at most 12 characters, the
+    whole key when shorter) is never more than a quarter of the key."""
     marker = _MARKER if prefix.startswith(_MARKER) else ""
     rest = prefix[len(marker) :]
-    shown = 4 if marker else min(4, len(rest) // 4)
+    shown = 4 if source != "env" else min(4, len(rest) // 4)
     return marker + rest[:shown]
 
 
 def upgrade() -> None:
     op.add_column("api_keys", sa.Column("expires_at", UTCDateTime(), nullable=True))
     op.add_column("api_keys", sa.Column("allowed_cidrs", sa.JSON(), nullable=True))
-    keys = sa.table("api_keys", sa.column("id", sa.String), sa.column("prefix", sa.String))
+    keys = sa.table(
+        "api_keys",
+        sa.column("id", sa.String),
+        sa.column("prefix", sa.String),
+        sa.column("source", sa.String),
+    )
     bind = op.get_bind()
-    for key_id, prefix in bind.execute(sa.select(keys.c.id, keys.c.prefix)).all():
-        if (short := _shortened(prefix)) != prefix:
+    rows = bind.execute(sa.select(keys.c.id, keys.c.prefix, keys.c.source)).all()
+    for key_id, prefix, source in rows:
+        if (short := _shortened(prefix, source)) != prefix:
             bind.execute(keys.update().where(keys.c.id == key_id).values(prefix=short))
 
 
