@@ -1,7 +1,7 @@
 """API keys may expire and be limited to client networks; stored prefixes shortened.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-03 04:30:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from openwa.db.base import UTCDateTime
 
 revision: str = "0007"
-down_revision: str | None = "0005"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
