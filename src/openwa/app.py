@@ -174,7 +174,7 @@ def build_services(settings: Settings) -> Services:
     pump = EventPump(db_read, events, bus)
     streams = StreamRegistry(settings.streams_per_key, settings.max_streams)
     keys = KeyService(cache, read=db_read)
-    # A deleted key's open WebSocket and SSE streams end once the deletion commits.
+    # A deleted or changed key's open WebSocket and SSE streams end once that commits.
     keys.add_revocation_listener(streams.revoke)
     mock = MockEngine(
         SqlMockNetworkStore(db),

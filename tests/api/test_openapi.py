@@ -19,6 +19,8 @@ EXPECTED = {
     ("post", "/api/keys"),
     ("get", "/api/keys"),
     ("delete", "/api/keys/{key_id}"),
+    ("patch", "/api/keys/{key_id}"),
+    ("get", "/api/keys/self"),
     ("post", "/api/sessions"),
     ("get", "/api/sessions"),
     ("get", "/api/sessions/{id}"),

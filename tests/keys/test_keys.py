@@ -13,7 +13,17 @@ from tests.api.checks import assert_error, assert_ok, assert_page, problem
 from tests.fixtures.app import ADMIN_KEY, Api, AppFactory
 
 KEY_ID_RE = re.compile(r"^key_[0-9A-HJKMNP-TV-Z]{26}$")
-PUBLIC_FIELDS = {"id", "name", "role", "prefix", "sessions", "source", "createdAt"}
+PUBLIC_FIELDS = {
+    "id",
+    "name",
+    "role",
+    "prefix",
+    "sessions",
+    "source",
+    "createdAt",
+    "expiresAt",
+    "allowedCidrs",
+}
 
 
 async def create_key(api: Api, **body: Any) -> dict[str, Any]:

@@ -15,21 +15,24 @@ from openwa.keys.principal import Principal
 from openwa.services import Services
 
 
-def client_address(connection: HTTPConnection) -> str:
-    """The socket peer; behind a proxy listed in `FORWARDED_ALLOW_IPS`, the client it
-    names (uvicorn rewrites the peer from `X-Forwarded-For` for those proxies only)."""
-    return connection.client.host if connection.client else "unknown"
+def client_address(connection: HTTPConnection) -> str | None:
+    """The client's address (rate limits, a key's `allowedCidrs`, the audit log): the
+    socket's peer, or what a proxy listed in `FORWARDED_ALLOW_IPS` says in
+    `X-Forwarded-For` (uvicorn rewrites the peer for those, and only for those)."""
+    return connection.client.host if connection.client is not None else None
 
 
 async def authenticate(connection: HTTPConnection, raw_key: str | None) -> Principal:
     services: Services = connection.app.state.services
     limits = services.rate_limits
     address = client_address(connection)
-    await limits.check_address(address)
+    counted = address or "unknown"
+    await limits.check_address(counted)
     try:
-        principal = await services.keys.authenticate(raw_key)
+        # An expired key is refused here too (401), so it counts as a failed attempt.
+        principal = await services.keys.authenticate(raw_key, address)
     except Unauthorized:
-        await limits.failed_authentication(address)
+        await limits.failed_authentication(counted)
         raise
     await limits.hit_key(principal.key_id, principal.role)
     return principal

@@ -12,7 +12,8 @@ A socket takes a slot of its key's (`STREAMS_PER_KEY`) and the instance's
 (`MAX_STREAMS`): over either it is accepted and closed at once with 1013 (try again
 later), so the client sees why. So is a handshake over its key's rate limit
 (`RATE_LIMIT_*`) or from an address that failed authentication too often, the close
-reason saying when to retry. Deleting the key closes its sockets with 1008.
+reason saying when to retry. Deleting or changing the key,
+or its `expiresAt` passing, closes its sockets with 1008.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from openwa.api.authentication import authenticate
 from openwa.api.deps import raw_api_key
 from openwa.errors import OpenWAError, RateLimited
 from openwa.events.bus import SubscriberOverflow, Subscription
+from openwa.events.streams import LiveStream
 from openwa.services import Services
 
 log = structlog.get_logger(__name__)
@@ -73,7 +75,7 @@ async def events_socket(websocket: WebSocket) -> None:
         )
         names = _split(websocket.query_params.get("events"))
         allowed = set(sessions) if sessions is not None else None
-        live = services.streams.open(principal.key_id)
+        live = services.streams.open(principal.key_id, principal)
     except RateLimited as exc:
         # Accepted first: a refused handshake reaches a browser as a bare failure.
         await websocket.accept()
@@ -83,7 +85,7 @@ async def events_socket(websocket: WebSocket) -> None:
         await websocket.close(code=1008, reason=exc.code)
         return
     try:
-        await _serve(websocket, services, live.revoked, allowed, names)
+        await _serve(websocket, services, live, allowed, names)
     finally:
         live.release()
 
@@ -91,7 +93,7 @@ async def events_socket(websocket: WebSocket) -> None:
 async def _serve(
     websocket: WebSocket,
     services: Services,
-    revoked: asyncio.Event,
+    live: LiveStream,
     allowed: set[str] | None,
     names: set[str] | None,
 ) -> None:
@@ -118,14 +120,14 @@ async def _serve(
 
     sender = asyncio.create_task(pump())
     reader = asyncio.create_task(drain())
-    ended = asyncio.create_task(revoked.wait())
+    ended = asyncio.create_task(live.revoked.wait())
     # A send stuck on a full socket would otherwise hold a client that is already more
     # than WS_MAX_QUEUE behind until the send times out.
     subscription.on_overflow = sender.cancel
     try:
         done, _ = await asyncio.wait({sender, reader, ended}, return_when=asyncio.FIRST_COMPLETED)
         if ended in done:
-            await websocket.close(code=1008, reason="the API key was revoked")
+            await websocket.close(code=1008, reason=live.reason)
             return
         if sender in done and (reason := _behind(sender, subscription)) is not None:
             # Logged so an operator can tell clients that keep falling behind.

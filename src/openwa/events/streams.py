@@ -2,8 +2,9 @@
 
 Two jobs, in one place: caps (`STREAMS_PER_KEY` per key, `MAX_STREAMS` on the instance),
 so a key cannot hold the instance's connections or memory hostage; and revocation, so a
-key that is deleted (or, later, changed or expired) loses its open streams at once, not
-only its next REST call. The key service calls `revoke` from its after-commit hook; the
+key that is deleted, changed or expired loses its open streams at once, not only its
+next REST call. The key service calls `revoke` from its after-commit hook; a stream of
+a key with `expiresAt` has a timer on the event loop for that moment (no polling); the
 stream handlers wait on `LiveStream.revoked` beside their work and end when it is set.
 
 This registry is in-process: a key deleted through this instance ends the streams held
@@ -19,27 +20,47 @@ import time
 from collections.abc import Callable
 
 from openwa.errors import TooManyStreams
+from openwa.keys.principal import Principal
+from openwa.kit.clock import utcnow
 
 # How long a client refused for the caps is told to wait before it tries again.
 RETRY_AFTER_S = 5
 # A stream authenticated just before its key was revoked registers just after: revoked
 # ids are remembered this long (beyond the key cache's 30 s), so it starts revoked.
 _REMEMBER_REVOKED_S = 120.0
+_CHANGED = "the API key was changed; reconnect"
 
 
 class LiveStream:
-    """One open stream's slot: `revoked` is set when its key stops being valid."""
+    """One open stream's slot: `revoked` is set when its key stops being valid, and
+    `reason` says why (for the WebSocket's close reason)."""
 
     def __init__(self, key_id: str, release: Callable[[LiveStream], None]) -> None:
         self.key_id = key_id
         self.revoked = asyncio.Event()
+        self.reason = "the API key was revoked"
         self._release = release
         self._released = False
+        self._expiry: asyncio.TimerHandle | None = None
+
+    def end(self, reason: str) -> None:
+        if not self.revoked.is_set():
+            self.reason = reason
+            self.revoked.set()
+
+    def end_at_expiry(self, principal: Principal) -> None:
+        """End the stream when the key's `expiresAt` passes (needs a running loop)."""
+        if principal.expires_at is None:
+            return
+        delay = max(0.0, (principal.expires_at - utcnow()).total_seconds())
+        self._expiry = asyncio.get_running_loop().call_later(delay, self.end, "the API key expired")
 
     def release(self) -> None:
         """Give the slot back; idempotent, so every way out of a handler may call it."""
         if not self._released:
             self._released = True
+            if self._expiry is not None:
+                self._expiry.cancel()
             self._release(self)
 
 
@@ -49,10 +70,15 @@ class StreamRegistry:
         self._total = total
         self._by_key: dict[str, set[LiveStream]] = {}
         self._count = 0
-        self._revoked: dict[str, float] = {}  # key id -> when it is forgotten
+        # key id -> (when it is forgotten, the key as it was changed to; None: deleted)
+        self._revoked: dict[str, tuple[float, Principal | None]] = {}
 
-    def open(self, key_id: str) -> LiveStream:
-        """A slot for a new stream of `key_id`, or `TooManyStreams` over either cap."""
+    def open(self, key_id: str, principal: Principal | None = None) -> LiveStream:
+        """A slot for a new stream of `key_id`, or `TooManyStreams` over either cap.
+
+        `principal` is the key as the stream authenticated it: its expiry ends the
+        stream, and a stream opened with a key as it was before a change starts ended.
+        """
         held = self._by_key.get(key_id, set())
         if len(held) >= self._per_key:
             raise TooManyStreams(
@@ -69,17 +95,27 @@ class StreamRegistry:
         stream = LiveStream(key_id, self._released)
         self._by_key.setdefault(key_id, set()).add(stream)
         self._count += 1
-        if key_id in self._revoked:
-            stream.revoked.set()
+        if (revoked := self._revoked.get(key_id)) is not None:
+            successor = revoked[1]
+            if successor is None or successor != principal:
+                stream.end("the API key was revoked" if successor is None else _CHANGED)
+        if principal is not None:
+            stream.end_at_expiry(principal)
         return stream
 
-    def revoke(self, key_id: str) -> None:
-        """End every open stream of `key_id` (each handler closes itself when told)."""
+    def revoke(self, key_id: str, successor: Principal | None = None) -> None:
+        """End every open stream of `key_id` (each handler closes itself when told).
+
+        `successor`: the key as a change (PATCH) left it, None when it was deleted. New
+        streams opened with exactly that key are left alone; ones authenticated before
+        the change (from the cache, say) that register after it start ended.
+        """
         now = time.monotonic()
-        self._revoked = {k: until for k, until in self._revoked.items() if until > now}
-        self._revoked[key_id] = now + _REMEMBER_REVOKED_S
+        self._revoked = {k: v for k, v in self._revoked.items() if v[0] > now}
+        self._revoked[key_id] = (now + _REMEMBER_REVOKED_S, successor)
+        reason = "the API key was revoked" if successor is None else _CHANGED
         for stream in self._by_key.get(key_id, ()):
-            stream.revoked.set()
+            stream.end(reason)
 
     def count(self, key_id: str | None = None) -> int:
         if key_id is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import delete, select
 
 from openwa.db.models import ApiKeyRow
@@ -26,6 +28,18 @@ class ApiKeyRepository(Repository[ApiKeyRow]):
             select(ApiKeyRow.id).where(ApiKeyRow.role == "admin").limit(1)
         )
         return result.first() is not None
+
+    async def lock_admins(self) -> list[tuple[str, list[str] | None, datetime | None]]:
+        """Every admin key's (id, sessions, expires_at), fresh from the database and
+        locked until the unit of work ends (PostgreSQL; SQLite serialises writers), so
+        two admins demoted at once cannot both see the other as the one left."""
+        result = await self.db.execute(
+            select(ApiKeyRow.id, ApiKeyRow.sessions, ApiKeyRow.expires_at)
+            .where(ApiKeyRow.role == "admin")
+            .order_by(ApiKeyRow.id)
+            .with_for_update()
+        )
+        return [(row.id, row.sessions, row.expires_at) for row in result]
 
     async def delete_by_source(self, source: str) -> list[tuple[str, str]]:
         """Delete the keys from `source`; their (id, key hash) pairs."""

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
 import orjson
 import structlog
+from pydantic.alias_generators import to_camel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.cache.base import Cache
@@ -14,9 +17,10 @@ from openwa.db.engine import on_commit
 from openwa.db.models import ApiKeyRow
 from openwa.db.unit_of_work import after_commit_await
 from openwa.errors import KeyNotFound, Unauthorized, ValidationFailed
+from openwa.keys.networks import parse_networks
 from openwa.keys.principal import Principal, Role
 from openwa.keys.repository import ApiKeyRepository
-from openwa.keys.schemas import ApiKey, ApiKeyCreate, ApiKeyCreated
+from openwa.keys.schemas import ApiKey, ApiKeyCreate, ApiKeyCreated, ApiKeyUpdate
 from openwa.keys.secrets import display_prefix, generate_key, hash_key
 from openwa.kit.clock import utcnow
 from openwa.kit.ids import new_id
@@ -43,6 +47,35 @@ def _to_schema(row: ApiKeyRow) -> ApiKey:
         sessions=row.sessions,
         source=row.source,
         created_at=row.created_at,
+        expires_at=row.expires_at,
+        allowed_cidrs=row.allowed_cidrs,
+    )
+
+
+def _cached_form(row: ApiKeyRow) -> dict[str, Any]:
+    """What authentication needs of a key, as kept in the cache (JSON)."""
+    return {
+        "id": row.id,
+        "name": row.name,
+        "role": row.role,
+        "sessions": row.sessions,
+        # Full precision: a principal read from the cache must equal one built from the row.
+        "expiresAt": row.expires_at.isoformat() if row.expires_at is not None else None,
+        "allowedCidrs": row.allowed_cidrs,
+    }
+
+
+def _principal(data: dict[str, Any]) -> Principal:
+    sessions = data["sessions"]
+    expires_at = data.get("expiresAt")
+    cidrs = data.get("allowedCidrs")
+    return Principal(
+        key_id=data["id"],
+        name=data["name"],
+        role=Role(data["role"]),
+        sessions=frozenset(sessions) if sessions is not None else None,
+        expires_at=datetime.fromisoformat(expires_at) if expires_at is not None else None,
+        networks=parse_networks(tuple(cidrs)) if cidrs is not None else None,
     )
 
 
@@ -59,6 +92,22 @@ def _new_row(name: str, role: Role, key: str, source: str, sessions: list[str] |
     )
 
 
+def _lasting_admin(role: str, sessions: list[str] | None, expires_at: datetime | None) -> bool:
+    """A key that can manage keys for good: admin, on every session, never expiring."""
+    return role == Role.ADMIN.value and sessions is None and expires_at is None
+
+
+RevocationListener = Callable[[str, Principal | None], None]
+
+
+# The instance must keep one lasting admin key: without it nobody could manage keys
+# again (a restart makes a new admin key only when no admin key exists at all).
+_LAST_ADMIN = (
+    "the instance's last admin key that is on every session and never expires; "
+    "create another such key first"
+)
+
+
 class KeyService:
     """Key use cases on the caller's unit of work. Only authentication reads on its own
     (the reader, on a cache miss): it runs before a request knows whether it needs one."""
@@ -66,24 +115,31 @@ class KeyService:
     def __init__(self, cache: Cache, *, read: async_sessionmaker[AsyncSession]) -> None:
         self._read = read
         self._cache = cache
-        self._revocation_listeners: list[Callable[[str], None]] = []
+        self._revocation_listeners: list[RevocationListener] = []
 
-    def add_revocation_listener(self, listener: Callable[[str], None]) -> None:
-        """`listener(key_id)` runs once a change that ends a key's validity commits
-        (the live streams registry: a key's open WebSocket and SSE streams end)."""
+    def add_revocation_listener(self, listener: RevocationListener) -> None:
+        """`listener(key_id, successor)` runs once a change that ends what a key has open
+        commits (the live streams registry: the key's WebSocket and SSE streams end).
+        `successor` is the key as it is now (None: deleted): streams opened with exactly
+        that key may stay, streams opened before the change may not."""
         self._revocation_listeners.append(listener)
 
-    def _revoke_on_commit(self, db: AsyncSession, key_id: str) -> None:
-        """The one place a key stops being valid for what is already open: deletion now;
-        a change of role or scope, or an expiry, must come through here too."""
+    def _revoke_on_commit(
+        self, db: AsyncSession, key_id: str, successor: Principal | None = None
+    ) -> None:
+        """The one place a key stops being valid for what is already open: deletion, and
+        a change (PATCH) of anything the key's streams were opened with. An expiry needs
+        no change: each stream ends itself when its key's `expiresAt` passes."""
 
         def revoke() -> None:
             for listener in self._revocation_listeners:
-                listener(key_id)
+                listener(key_id, successor)
 
         on_commit(db, revoke, key=("revoke-key", key_id))
 
-    async def authenticate(self, raw_key: str | None) -> Principal:
+    async def authenticate(self, raw_key: str | None, address: str | None) -> Principal:
+        """The key's principal, if the key is known, unexpired, and used from one of its
+        networks (`address`: the client's, see `api.deps.client_address`)."""
         if not raw_key:
             raise Unauthorized("send the API key in X-API-Key or Authorization: Bearer")
         key_hash = hash_key(raw_key)
@@ -95,16 +151,12 @@ class KeyService:
                 row = await ApiKeyRepository(db).by_hash(key_hash)
             if row is None:
                 raise Unauthorized("unknown API key")
-            data = {"id": row.id, "name": row.name, "role": row.role, "sessions": row.sessions}
+            data = _cached_form(row)
             with contextlib.suppress(Exception):  # a cache that is down only costs speed
                 await self._cache.set(_cache_key(key_hash), orjson.dumps(data), _AUTH_TTL_S)
-        sessions = data["sessions"]
-        return Principal(
-            key_id=data["id"],
-            name=data["name"],
-            role=Role(data["role"]),
-            sessions=frozenset(sessions) if sessions is not None else None,
-        )
+        principal = _principal(data)
+        principal.require_usable(utcnow(), address)
+        return principal
 
     async def _cached(self, key_hash: str) -> bytes | None:
         try:
@@ -113,24 +165,81 @@ class KeyService:
             log.warning("cache_unavailable", during="authentication")
             return None
 
+    @staticmethod
+    async def _scope(db: AsyncSession, refs: list[str] | None) -> list[str] | None:
+        """Session ids or names as the sorted ids a key is limited to (None: all)."""
+        if refs is None:
+            return None
+        found = await SessionRepository(db).ids(refs)
+        unknown = [ref for ref in refs if ref not in found]
+        if unknown:
+            raise ValidationFailed(
+                "unknown sessions",
+                details=[
+                    {"field": "body.sessions", "message": f"no session {ref!r}"} for ref in unknown
+                ],
+            )
+        return sorted(set(found.values()))
+
     async def create(self, db: AsyncSession, data: ApiKeyCreate) -> ApiKeyCreated:
         key = generate_key()
-        sessions = None
-        if data.sessions is not None:
-            found = await SessionRepository(db).ids(data.sessions)
-            unknown = [ref for ref in data.sessions if ref not in found]
-            if unknown:
-                raise ValidationFailed(
-                    "unknown sessions",
-                    details=[
-                        {"field": "body.sessions", "message": f"no session {ref!r}"}
-                        for ref in unknown
-                    ],
-                )
-            sessions = sorted(set(found.values()))
-        row = _new_row(data.name, data.role, key, "api", sessions)
+        row = _new_row(data.name, data.role, key, "api", await self._scope(db, data.sessions))
+        row.expires_at = data.expires_at
+        row.allowed_cidrs = data.allowed_cidrs
         ApiKeyRepository(db).add(row)
         return ApiKeyCreated(**_to_schema(row).model_dump(), key=key)
+
+    async def own(self, db: AsyncSession, principal: Principal) -> ApiKey:
+        """The caller's own key (`GET /api/keys/self`)."""
+        row = await ApiKeyRepository(db).get(principal.key_id)
+        if row is None:  # deleted since it was authenticated (from the cache)
+            raise Unauthorized("unknown API key")
+        return _to_schema(row)
+
+    async def update(self, db: AsyncSession, key_id: str, data: ApiKeyUpdate) -> ApiKey:
+        """A partial change. Once it commits, the key's open streams end and its cached
+        lookup is evicted, so nothing keeps the old role, scope or limits."""
+        repo = ApiKeyRepository(db)
+        row = await repo.get(key_id)
+        if row is None:
+            raise KeyNotFound(details={"id": key_id})
+        changed = data.model_fields_set
+        if not changed:
+            return _to_schema(row)
+        # Locked before anything changes (a flush would lock this row first, and two
+        # requests would then wait on each other's admin rows).
+        others = await self._other_lasting_admins(repo, row)
+        if data.name is not None:
+            row.name = data.name
+        if data.role is not None:
+            row.role = data.role.value
+        if "sessions" in changed:
+            row.sessions = await self._scope(db, data.sessions)
+        if "expires_at" in changed:
+            row.expires_at = data.expires_at
+        if "allowed_cidrs" in changed:
+            row.allowed_cidrs = data.allowed_cidrs
+        if others == [] and not _lasting_admin(row.role, row.sessions, row.expires_at):
+            field = next(f for f in ("role", "sessions", "expires_at") if f in changed)
+            raise ValidationFailed(
+                _LAST_ADMIN,
+                details=[{"field": f"body.{to_camel(field)}", "message": _LAST_ADMIN}],
+            )
+        self._evict_after_commit(db, row.key_hash)
+        self._revoke_on_commit(db, key_id, _principal(_cached_form(row)))
+        return _to_schema(row)
+
+    @staticmethod
+    async def _other_lasting_admins(repo: ApiKeyRepository, row: ApiKeyRow) -> list[str] | None:
+        """The ids of the lasting admin keys besides `row`, locked; None when `row` is
+        not one itself (then no change of it can take the last one away)."""
+        if not _lasting_admin(row.role, row.sessions, row.expires_at):
+            return None
+        return [
+            key_id
+            for key_id, sessions, expires_at in await repo.lock_admins()
+            if key_id != row.id and _lasting_admin(Role.ADMIN.value, sessions, expires_at)
+        ]
 
     async def page(self, db: AsyncSession, params: PageParams) -> tuple[list[ApiKey], int]:
         rows, total = await ApiKeyRepository(db).page(params)
@@ -141,6 +250,10 @@ class KeyService:
         row = await repo.get(key_id)
         if row is None:
             raise KeyNotFound(details={"id": key_id})
+        if await self._other_lasting_admins(repo, row) == []:
+            raise ValidationFailed(
+                _LAST_ADMIN, details=[{"field": "path.key_id", "message": _LAST_ADMIN}]
+            )
         await repo.delete(row)
         self._evict_after_commit(db, row.key_hash)
         self._revoke_on_commit(db, key_id)

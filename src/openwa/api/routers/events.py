@@ -104,12 +104,12 @@ async def stream_events(
 ) -> StreamingResponse:
     """The same events as Server-Sent Events; resumes after the `Last-Event-ID` header.
 
-    Ends when the key is deleted; over `STREAMS_PER_KEY` or `MAX_STREAMS`, 429.
+    Ends when the key is deleted, changed or expires; over `STREAMS_PER_KEY` or `MAX_STREAMS`, 429.
     """
     if last_event_id:
         after = _resume_cursor(last_event_id)
     visible = await services.event_reader.visible_sessions(principal, _split(sessions))
-    live = services.streams.open(principal.key_id)
+    live = services.streams.open(principal.key_id, principal)
     source = services.event_reader.stream(after, visible, _split(events), live=live)
 
     async def frames() -> AsyncIterator[bytes]:

@@ -23,3 +23,7 @@ class ApiKeyRow(Base):
     source: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # None: never expires. From then on the key is refused (401).
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # None: any client address. Otherwise normalised networks ("10.0.0.0/8", "2001:db8::/32").
+    allowed_cidrs: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
