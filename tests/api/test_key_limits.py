@@ -21,9 +21,9 @@ from openwa.keys.secrets import display_prefix, generate_key
 from tests.api.checks import assert_error, assert_ok, problem
 from tests.events.sseclient import SseStream
 from tests.events.support import create_ready_session, inbound
-from tests.events.test_streams import ServerFactory, _close_code, _ends
+from tests.events.test_streams import ServerFactory, _ends
 from tests.events.test_websocket import _refused
-from tests.events.wsclient import collect, open_ws
+from tests.events.wsclient import close_code, collect, open_ws
 from tests.fixtures.app import ADMIN_KEY, Api
 
 
@@ -405,7 +405,7 @@ async def test_changing_a_key_ends_its_streams_and_new_ones_stay(
                 started = time.monotonic()
                 with server.client() as client:
                     assert_ok(client.patch(f"/api/keys/{viewer['id']}", json=change))
-                assert await _close_code(ws) == 1008
+                assert await close_code(ws) == 1008
                 assert _ends(sse, 10), f"the SSE stream outlived {change}"
                 assert time.monotonic() - started < 10
 
@@ -430,7 +430,7 @@ async def test_an_expiring_key_loses_its_streams(server_factory: ServerFactory) 
     async with open_ws(server, key=brief["key"]) as ws:
         with SseStream(server.url, brief["key"]) as sse:
             assert sse.response.status_code == 200
-            assert await _close_code(ws, timeout=10) == 1008
+            assert await close_code(ws, timeout=10) == 1008
             assert _ends(sse, 5), "the SSE stream outlived its key's expiry"
     # Ended at the expiry, not long after (the close itself takes a moment).
     late = (datetime.now(UTC) - expires).total_seconds()
