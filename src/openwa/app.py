@@ -13,11 +13,13 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from openwa import __version__
 from openwa.api import ws
+from openwa.api.audit import AuditMiddleware
 from openwa.api.docs import install_docs
 from openwa.api.errors import install_error_handlers
 from openwa.api.metrics import HttpMetrics
 from openwa.api.middleware import RequestContextMiddleware
 from openwa.api.routers import (
+    audit,
     chats,
     contacts,
     events,
@@ -29,6 +31,8 @@ from openwa.api.routers import (
     sessions,
     webhooks,
 )
+from openwa.audit.seen import SeenPairs
+from openwa.audit.service import AuditService
 from openwa.cache.base import Cache
 from openwa.cache.memory import MemoryCache
 from openwa.cache.redis import RedisCache
@@ -134,6 +138,7 @@ def build_services(settings: Settings) -> Services:
     keys = KeyService(cache, read=db_read)
     # A deleted key's open WebSocket and SSE streams end once the deletion commits.
     keys.add_revocation_listener(streams.revoke)
+    audit_log = AuditService(db, SeenPairs())
     mock = MockEngine(
         SqlMockNetworkStore(db),
         SqlMockDirectory(db),
@@ -181,7 +186,7 @@ def build_services(settings: Settings) -> Services:
         storage,
         media_links,
         directory=directory,
-        accepts=GroupCommit(db, name="accepts"),
+        accepts=GroupCommit(db, name="accepts", carries_requests=True),
         read=db_read,
     )
     engine_ids = EngineIds()
@@ -220,6 +225,7 @@ def build_services(settings: Settings) -> Services:
         engines=engines,
         runtime=runtime,
         keys=keys,
+        audit=audit_log,
         sessions=SessionService(
             runtime,
             engines,
@@ -249,7 +255,9 @@ def build_services(settings: Settings) -> Services:
             db,
             events,
             storage,
+            audit_log,
             event_retention_days=settings.event_retention_days,
+            audit_retention_days=settings.audit_retention_days,
             message_retention_days=settings.message_retention_days,
             media_retention_days=settings.media_retention_days,
         ),
@@ -354,6 +362,7 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (
         health.router,
         keys.router,
+        audit.router,
         sessions.router,
         messages.router,
         webhooks.session_router,
@@ -366,6 +375,9 @@ def create_app(settings: Settings) -> FastAPI:
         ws.router,
     ):
         app.include_router(router)
+    # Innermost: inside the request id and the body limit, so what they refuse (no route
+    # matched) is not an operation's call.
+    app.add_middleware(AuditMiddleware, state=app.state)
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,

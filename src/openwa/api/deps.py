@@ -9,8 +9,10 @@ from fastapi import Depends, Path, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
+from openwa.api.context import request_id_var
+from openwa.audit.draft import note_session
 from openwa.db.models import SessionRow
-from openwa.db.unit_of_work import commit
+from openwa.db.unit_of_work import commit, mark_request_scoped
 from openwa.errors import ValidationFailed
 from openwa.keys.principal import Principal
 from openwa.kit.names import is_session_ref
@@ -33,6 +35,7 @@ async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
     statement, so an endpoint that fails early never takes the write lock."""
     services: Services = request.app.state.services
     async with services.db() as db:
+        mark_request_scoped(db)  # its commits carry the request's audit entry
         yield db  # an exception from the endpoint lands here: closing rolls back
         await commit(db)  # a failed commit: 503 NOT_READY, nothing written
 
@@ -62,10 +65,27 @@ async def get_principal(request: Request) -> Principal:
     # Read here rather than through FastAPI's security classes: each dependency costs
     # on every request. The schemes are declared in the OpenAPI document (api/docs.py).
     services: Services = request.app.state.services
-    return await services.keys.authenticate(raw_api_key(request))
+    principal = await services.keys.authenticate(raw_api_key(request))
+    await note_key_use(services, request, principal)
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def note_key_use(
+    services: Services, connection: HTTPConnection, principal: Principal
+) -> None:
+    """For the audit log: the request's key, and its first use from this address."""
+    client = connection.scope.get("client")
+    route = connection.scope.get("route")
+    await services.audit.note_key_use(
+        principal.key_id,
+        client[0] if client else None,
+        connection.scope.get("method", "WS"),
+        getattr(route, "path", None) or connection.url.path,
+        request_id_var.get(),
+    )
 
 
 async def get_writer(principal: PrincipalDep) -> Principal:
@@ -110,7 +130,9 @@ async def resolve_session(services: Services, ref: str, principal: Principal) ->
                 {"field": "path.id", "message": "not a session id or name", "type": "value_error"}
             ]
         )
-    return await services.sessions.resolve(ref, principal)
+    session = await services.sessions.resolve(ref, principal)
+    note_session(session.id)
+    return session
 
 
 async def get_session(id: SessionRef, services: ServicesDep, principal: PrincipalDep) -> SessionRow:

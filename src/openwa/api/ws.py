@@ -22,7 +22,7 @@ import orjson
 import structlog
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from openwa.api.deps import raw_api_key
+from openwa.api.deps import note_key_use, raw_api_key
 from openwa.errors import OpenWAError, TooManyStreams
 from openwa.events.bus import SubscriberOverflow, Subscription
 from openwa.services import Services
@@ -56,6 +56,7 @@ async def events_socket(websocket: WebSocket) -> None:
     services: Services = websocket.app.state.services
     try:
         principal = await services.keys.authenticate(_key(websocket))
+        await note_key_use(services, websocket, principal)
         sessions = await services.event_reader.visible_sessions(
             principal, sorted(_split(websocket.query_params.get("sessions")) or []) or None
         )

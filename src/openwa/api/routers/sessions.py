@@ -15,6 +15,7 @@ from openwa.api.deps import (
     SessionDep,
     SessionRef,
     WriterDep,
+    note_key_use,
     raw_api_key,
     resolve_session,
 )
@@ -66,6 +67,7 @@ async def get_session(request: Request, id: SessionRef) -> Response:
     # and the session's JSON rendered once per change by the session directory.
     services: Services = request.app.state.services
     principal = await services.keys.authenticate(raw_api_key(request))
+    await note_key_use(services, request, principal)
     session = await resolve_session(services, id, principal)
     return ok_json(services.sessions.get_json(session))
 
