@@ -128,8 +128,14 @@ class AuditService:
         try:
             async with unit_of_work(self._db) as db:
                 await self.stage(db, draft, outcome, status, again=again)
-        except Exception:
-            log.warning("audit_write_failed", route=draft.scope.get("path"), outcome=outcome)
+        except Exception as exc:
+            # The answer goes out all the same; the log says which entry is missing.
+            log.warning(
+                "audit_write_failed",
+                route=draft.scope.get("path"),
+                outcome=outcome,
+                error_type=type(exc).__name__,
+            )
 
     async def _claim(
         self,
