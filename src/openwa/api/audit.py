@@ -17,7 +17,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openwa.api.context import request_id_var
-from openwa.audit.draft import OK, AuditDraft, current_draft, field_names
+from openwa.audit.draft import OK, AuditDraft, clean, current_draft, field_names
 from openwa.db.unit_of_work import request_work
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -50,7 +50,7 @@ class AuditMiddleware:
         client = scope.get("client")
         draft = AuditDraft(
             method=scope["method"],
-            address=client[0] if client else None,
+            address=clean(client[0], 64) if client else None,
             request_id=request_id_var.get(),
             scope=scope,
         )

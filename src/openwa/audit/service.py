@@ -70,9 +70,9 @@ class AuditService:
         draft = note_key(key_id)
         if address is None:
             return
-        address = clean(address, 64)
         if (key_id, address) in self._seen:
             return
+        address = clean(address, 64)
         if draft is not None:
             draft.first_use = True
             return
