@@ -23,21 +23,8 @@ log = structlog.get_logger(__name__)
 
 
 def _to_schema(row: AuditRow) -> AuditEntry:
-    return AuditEntry(
-        id=row.id,
-        at=row.at,
-        key_id=row.key_id,
-        address=row.address,
-        action=row.action,
-        method=row.method,
-        route=row.route,
-        session_id=row.session_id,
-        target=row.target,
-        fields=row.fields,
-        outcome=row.outcome,
-        status=row.status,
-        request_id=row.request_id,
-    )
+    # The row's columns are the entry's fields, one for one.
+    return AuditEntry.model_validate(row, from_attributes=True)
 
 
 _CREATED_SESSION = "openwa.audit_created_session"
