@@ -16,11 +16,13 @@ from redis.asyncio import ConnectionPool
 
 from openwa import __version__
 from openwa.api import ws
+from openwa.api.audit import AuditMiddleware
 from openwa.api.docs import install_docs, operation_id
 from openwa.api.errors import install_error_handlers
 from openwa.api.metrics import HttpMetrics
 from openwa.api.middleware import RequestContextMiddleware
 from openwa.api.routers import (
+    audit,
     chats,
     contacts,
     events,
@@ -32,6 +34,8 @@ from openwa.api.routers import (
     sessions,
     webhooks,
 )
+from openwa.audit.seen import SeenPairs
+from openwa.audit.service import AuditService
 from openwa.cache.base import Cache
 from openwa.cache.memory import MemoryCache
 from openwa.cache.redis import RedisCache
@@ -176,6 +180,7 @@ def build_services(settings: Settings) -> Services:
     keys = KeyService(cache, read=db_read)
     # A deleted or changed key's open WebSocket and SSE streams end once that commits.
     keys.add_revocation_listener(streams.revoke)
+    audit_log = AuditService(db, SeenPairs())
     mock = MockEngine(
         SqlMockNetworkStore(db),
         SqlMockDirectory(db),
@@ -223,7 +228,7 @@ def build_services(settings: Settings) -> Services:
         storage,
         media_links,
         directory=directory,
-        accepts=GroupCommit(db, name="accepts"),
+        accepts=GroupCommit(db, name="accepts", carries_requests=True),
         read=db_read,
     )
     engine_ids = EngineIds()
@@ -263,6 +268,7 @@ def build_services(settings: Settings) -> Services:
         engines=engines,
         runtime=runtime,
         keys=keys,
+        audit=audit_log,
         sessions=SessionService(
             runtime,
             engines,
@@ -292,7 +298,9 @@ def build_services(settings: Settings) -> Services:
             db,
             events,
             storage,
+            audit_log,
             event_retention_days=settings.event_retention_days,
+            audit_retention_days=settings.audit_retention_days,
             message_retention_days=settings.message_retention_days,
             media_retention_days=settings.media_retention_days,
         ),
@@ -406,6 +414,7 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (
         health.router,
         keys.router,
+        audit.router,
         sessions.router,
         messages.router,
         webhooks.session_router,
@@ -418,6 +427,9 @@ def create_app(settings: Settings) -> FastAPI:
         ws.router,
     ):
         app.include_router(router)
+    # Innermost: inside the request id and the body limit, so what they refuse (no route
+    # matched) is not an operation's call.
+    app.add_middleware(AuditMiddleware, state=app.state)
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,

@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_events: str = "*"
 
+    # Audit log: mutating calls and first uses of keys from new addresses, kept this long.
+    audit_retention_days: int = Field(default=90, ge=1)
+
     # Event log and live streams.
     event_retention_days: int = Field(default=7, ge=1)
     ws_max_queue: int = Field(default=1000, ge=1)

@@ -1,4 +1,4 @@
-"""Periodic clean-up: the event log, delivery logs and idempotency keys age out."""
+"""Periodic clean-up: the event log, delivery logs, idempotency keys and the audit log age out."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import structlog
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from openwa.audit.service import AuditService
 from openwa.db.models import DeliveryRow, IdempotencyRow, MessageRow
 from openwa.db.unit_of_work import unit_of_work
 from openwa.events.log import EventLog
@@ -32,10 +33,12 @@ class Maintenance:
         db: async_sessionmaker[AsyncSession],
         events: EventLog,
         storage: Storage,
+        audit: AuditService,
         *,
         event_retention_days: int,
         message_retention_days: int,
         media_retention_days: int,
+        audit_retention_days: int = 90,
         every_s: float = 600.0,
     ) -> None:
         self._db = db
@@ -44,6 +47,8 @@ class Maintenance:
         self._retention_days = event_retention_days
         self._message_days = message_retention_days
         self._media_days = media_retention_days
+        self._audit = audit
+        self._audit_days = audit_retention_days
         self._every_s = every_s
         self._loop = BackgroundTask("maintenance", self._run)
 
@@ -76,8 +81,17 @@ class Maintenance:
             )
         if events:
             log.info("events_pruned", count=events)
+        await self.prune_audit(now - timedelta(days=self._audit_days))
         await self.prune_media(now - timedelta(days=self._media_days))
         await self.prune_messages(now - timedelta(days=self._message_days))
+
+    async def prune_audit(self, cutoff: datetime) -> int:
+        """Delete audit entries older than `cutoff`."""
+        async with unit_of_work(self._db) as db:
+            removed = await self._audit.prune(db, cutoff)
+        if removed:
+            log.info("audit_pruned", count=removed)
+        return removed
 
     async def prune_media(self, cutoff: datetime, batch: int = 500) -> int:
         """Delete stored media of messages older than `cutoff` (the messages stay)."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from openwa.api.metrics import HttpMetrics
+from openwa.audit.service import AuditService
 from openwa.cache.base import Cache
 from openwa.chats.service import ChatService
 from openwa.config import Settings
@@ -54,6 +55,7 @@ class Services:
     engines: EngineRegistry
     runtime: SessionRuntime
     keys: KeyService
+    audit: AuditService
     sessions: SessionService
     mock_control: MockControl
     messages: MessageService

@@ -14,7 +14,7 @@ from tests.fixtures.app import ADMIN_KEY, Api, AppFactory
 UNKNOWN_ID = "ses_01JD8X0000000000000000000A"
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 # Routes that only an admin key (and, for instance-wide ones, an unscoped key) may use.
-ADMIN_PREFIXES = ("/api/keys", "/api/webhooks", "/api/cluster")
+ADMIN_PREFIXES = ("/api/keys", "/api/webhooks", "/api/cluster", "/api/audit")
 # Under those prefixes, but for every key: a key reading itself.
 ANY_KEY = {"/api/keys/self"}
 # Placeholders for path parameters other than the session; 403 must come before lookups.

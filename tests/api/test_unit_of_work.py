@@ -54,6 +54,9 @@ def watching(engine: AsyncEngine, *, fail_commit: bool = False) -> Iterator[Writ
         writes.seen.append(("commit", request_id))
         if armed[0] and request_id is not None:
             armed[0] = False
+            # As when the connection is lost: the server drops the transaction (else the
+            # pool would hand out a connection still inside it).
+            _conn.connection.dbapi_connection.rollback()
             raise OperationalError("COMMIT", {}, ConnectionResetError("connection lost"))
 
     target = engine.sync_engine
@@ -104,7 +107,14 @@ async def _fail_midway(api: Api) -> None:
     with watching(api.services.db_engine) as writes:
         response = await api.request("POST", "/api/test/half-written")
     assert_error(response, 422, "ENGINE_ERROR")
-    assert writes.of(response.headers["x-request-id"]) == ["begin"], writes.seen
+    # The change's transaction is rolled back; the refusal's audit entry commits alone.
+    assert writes.of(response.headers["x-request-id"]) == ["begin", "begin", "commit"], writes.seen
+    (entry,) = [
+        e
+        for e in assert_page(await api.request("GET", "/api/audit"))[0]
+        if e["route"] == "/api/test/half-written"
+    ]
+    assert entry["outcome"] == "ENGINE_ERROR"
 
     keys, _ = assert_page(await api.request("GET", "/api/keys"))
     assert "half-written" not in [key["name"] for key in keys]
@@ -121,7 +131,8 @@ async def test_a_failed_commit_answers_503_and_writes_nothing(api: Api) -> None:
     error = assert_error(response, 503, "NOT_READY")
     assert "commit" in error["message"]
     assert response.headers["retry-after"] == "1"
-    assert writes.of(response.headers["x-request-id"]) == ["begin", "commit"], writes.seen
+    # The failed commit, then the refusal's audit entry in a transaction of its own.
+    assert writes.of(response.headers["x-request-id"]) == ["begin", "commit"] * 2, writes.seen
 
     keys, _ = assert_page(await api.request("GET", "/api/keys"))
     assert "never-stored" not in [key["name"] for key in keys]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from starlette.requests import HTTPConnection
 
+from openwa.api.context import request_id_var
 from openwa.errors import Unauthorized
 from openwa.keys.principal import Principal
 from openwa.services import Services
@@ -35,4 +36,20 @@ async def authenticate(connection: HTTPConnection, raw_key: str | None) -> Princ
         await limits.failed_authentication(counted)
         raise
     await limits.hit_key(principal.key_id, principal.role)
+    await _note_key_use(services, connection, principal, address)
     return principal
+
+
+async def _note_key_use(
+    services: Services, connection: HTTPConnection, principal: Principal, address: str | None
+) -> None:
+    """For the audit log: the request's key, and its first use from this address (a
+    known pair costs no query)."""
+    route = connection.scope.get("route")
+    await services.audit.note_key_use(
+        principal.key_id,
+        address,
+        connection.scope.get("method", "WS"),
+        getattr(route, "path", None) or connection.url.path,
+        request_id_var.get(),
+    )

@@ -10,8 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
 from openwa.api.authentication import authenticate
+from openwa.audit.draft import note_session
 from openwa.db.models import SessionRow
-from openwa.db.unit_of_work import commit
+from openwa.db.unit_of_work import commit, mark_request_scoped
 from openwa.errors import ValidationFailed
 from openwa.keys.principal import Principal
 from openwa.kit.names import is_session_ref
@@ -34,6 +35,7 @@ async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
     statement, so an endpoint that fails early never takes the write lock."""
     services: Services = request.app.state.services
     async with services.db() as db:
+        mark_request_scoped(db)  # its commits carry the request's audit entry
         yield db  # an exception from the endpoint lands here: closing rolls back
         await commit(db)  # a failed commit: 503 NOT_READY, nothing written
 
@@ -110,7 +112,9 @@ async def resolve_session(services: Services, ref: str, principal: Principal) ->
                 {"field": "path.id", "message": "not a session id or name", "type": "value_error"}
             ]
         )
-    return await services.sessions.resolve(ref, principal)
+    session = await services.sessions.resolve(ref, principal)
+    note_session(session.id)
+    return session
 
 
 async def get_session(id: SessionRef, services: ServicesDep, principal: PrincipalDep) -> SessionRow:

@@ -13,6 +13,10 @@ every unit is run again alone, in a transaction of its own: only the one that fa
 gets the error, the others commit. Units therefore must be safe to run twice (they are:
 nothing they did in the rolled-back attempt survives, and they must not have outside
 effects before the commit; use `on_commit` for those).
+
+A writer that `carries_requests` commits units on behalf of HTTP requests (accepted
+sends): each unit also runs its request's `request_work` (the audit entry), so that
+commits with the change, in the same transaction, at no extra round trip.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from typing import Any, Generic, TypeVar
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from openwa.db.unit_of_work import request_work
 
 log = structlog.get_logger(__name__)
 
@@ -40,12 +46,28 @@ class _Item(Generic[T]):
         self.future = future
 
 
+def _with_request_work(work: Work[T], extra: Callable[[AsyncSession], Awaitable[None]]) -> Work[T]:
+    # Captured here, in the request's context: the writer task runs in a context of its own.
+    async def unit(db: AsyncSession) -> T:
+        result = await work(db)
+        await extra(db)
+        return result
+
+    return unit
+
+
 class GroupCommit:
     def __init__(
-        self, db: async_sessionmaker[AsyncSession], *, name: str, max_batch: int = 256
+        self,
+        db: async_sessionmaker[AsyncSession],
+        *,
+        name: str,
+        max_batch: int = 256,
+        carries_requests: bool = False,
     ) -> None:
         self._db = db
         self._name = name
+        self._carries_requests = carries_requests
         self._max_batch = max_batch
         self._queue: list[_Item[Any]] = []
         self._wake = asyncio.Event()
@@ -59,6 +81,9 @@ class GroupCommit:
         if self._closed:
             raise RuntimeError(f"{self._name} is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        extra = request_work.get() if self._carries_requests else None
+        if extra is not None:
+            work = _with_request_work(work, extra)
         self._queue.append(_Item(work, future))
         self._wake.set()
         if self._writer is None or self._writer.done():

@@ -19,18 +19,33 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from openwa.errors import DatabaseUnavailable
 
 log = structlog.get_logger(__name__)
 
 _AWAIT_AFTER_COMMIT = "openwa.await_after_commit"
+_REQUEST_SCOPED = "openwa.request_scoped"
 
 AfterCommit = Callable[[], Awaitable[None]]
+RequestWork = Callable[[AsyncSession], Awaitable[None]]
+
+request_work: ContextVar[RequestWork | None] = ContextVar("openwa.request_work", default=None)
+
+
+def mark_request_scoped(db: AsyncSession) -> None:
+    """`db` is a request's own unit of work: its commits carry the request's work."""
+    db.info[_REQUEST_SCOPED] = True
+
+
+def is_request_scoped(db: AsyncSession | Session) -> bool:
+    return bool(db.info.get(_REQUEST_SCOPED))
 
 
 def after_commit_await(db: AsyncSession, hook: AfterCommit) -> None:
@@ -46,9 +61,11 @@ async def commit(db: AsyncSession) -> None:
     raises `DatabaseUnavailable` (the contract's 503 `NOT_READY`: try again), never a raw
     driver error, and drops the hooks. A failing hook is logged, not raised: the work is
     committed by then. With no transaction open (nothing was read or written, or it
-    committed early) this issues nothing.
+    committed early) this issues nothing, unless the request has work to add.
     """
     try:
+        if db.info.get(_REQUEST_SCOPED) and (work := request_work.get()) is not None:
+            await work(db)
         await db.commit()
     except (SQLAlchemyError, OSError) as exc:
         db.info.pop(_AWAIT_AFTER_COMMIT, None)

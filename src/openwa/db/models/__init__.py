@@ -1,6 +1,7 @@
 """Every table, imported so that `Base.metadata` knows them all (Alembic reads it)."""
 
 from openwa.db.models.api_key import ApiKeyRow
+from openwa.db.models.audit import AuditRow, KeyAddressRow
 from openwa.db.models.contact import ContactRow
 from openwa.db.models.encryption_state import EncryptionStateRow
 from openwa.db.models.engine_auth import EngineAuthRow
@@ -21,6 +22,7 @@ from openwa.db.models.webhook import DeliveryAttemptRow, DeliveryRow, WebhookRow
 
 __all__ = [
     "ApiKeyRow",
+    "AuditRow",
     "ContactRow",
     "CounterRow",
     "DeliveryAttemptRow",
@@ -29,6 +31,7 @@ __all__ = [
     "EngineAuthRow",
     "EventRow",
     "IdempotencyRow",
+    "KeyAddressRow",
     "MessageRow",
     "MockAccountRow",
     "MockGroupMemberRow",
