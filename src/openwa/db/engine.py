@@ -14,6 +14,9 @@ refreshing in-memory copies) is registered with `on_commit` and runs from one ho
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import weakref
 from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -85,6 +88,38 @@ def on_commit(db: AsyncSession | Session, callback: Callback, key: Hashable = No
     return registered
 
 
+class ClosingConnection(sqlite3.Connection):
+    """A SQLite connection that lets go of its locks when closed.
+
+    `sqlite3.Connection.close()` with a cursor still alive (one whose task was cancelled
+    mid-query keeps a half-read statement) leaves the connection a zombie that holds its
+    transaction and its write lock until the cursor is collected: the next writer then
+    fails with "database is locked". Closing every cursor and rolling back first ends
+    the transaction with the connection.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._cursors: weakref.WeakSet[sqlite3.Cursor] = weakref.WeakSet()
+
+    def cursor(self, factory: Any = sqlite3.Cursor) -> Any:
+        cursor = super().cursor(factory)
+        self._cursors.add(cursor)
+        return cursor
+
+    def close(self) -> None:
+        for cursor in list(self._cursors):
+            with contextlib.suppress(sqlite3.Error):
+                cursor.close()
+        with contextlib.suppress(sqlite3.Error):
+            if self.in_transaction:
+                self.rollback()
+        super().close()
+
+
+_SQLITE_CONNECT_ARGS = {"factory": ClosingConnection}
+
+
 def _configure_sqlite(engine: AsyncEngine, *, reader: bool = False) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -114,7 +149,9 @@ def create_engine(url: str) -> AsyncEngine:
             touch_private(path)
         # One connection: SQLite has one writer at a time anyway, and queueing for the
         # pool (a wake-up) is far faster than SQLite's busy handler (sleep and retry).
-        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+        engine = create_async_engine(
+            url, pool_size=1, max_overflow=0, pool_timeout=60, connect_args=_SQLITE_CONNECT_ARGS
+        )
         _configure_sqlite(engine)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
@@ -124,7 +161,9 @@ def create_reader(url: str, writer: AsyncEngine) -> AsyncEngine:
     """The engine for reads: beside the writer on a SQLite file, the writer itself else."""
     if not is_sqlite(url) or sqlite_path(url) is None:
         return writer
-    engine = create_async_engine(url, pool_size=4, max_overflow=0, pool_timeout=60)
+    engine = create_async_engine(
+        url, pool_size=4, max_overflow=0, pool_timeout=60, connect_args=_SQLITE_CONNECT_ARGS
+    )
     _configure_sqlite(engine, reader=True)
     return engine
 
