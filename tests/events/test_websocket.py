@@ -103,6 +103,19 @@ async def test_ws_authenticates_by_header_query_or_bearer_and_refuses_bad_keys(
     await _refused(server, "apiKey=")
 
 
+async def test_ws_refuses_a_nul_in_its_query(server_factory: ServerFactory) -> None:
+    # PostgreSQL refuses NUL in text: a NUL in `sessions=` reached a session lookup.
+    server = server_factory()
+    server.start()
+    for query in ("sessions=a%00b", "events=message.received%00", "x=%00"):
+        async with open_ws(server, query, key=ADMIN_KEY) as ws:
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 5)
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1008, "VALIDATION_ERROR")
+    assert "Traceback" not in server.log()
+
+
 async def test_ws_filters_scope_and_the_order_of_a_conversation(
     server_factory: ServerFactory,
 ) -> None:

@@ -27,6 +27,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from openwa.api.authentication import authenticate
 from openwa.api.deps import raw_api_key
+from openwa.api.middleware import nul_in_target
 from openwa.errors import OpenWAError, RateLimited
 from openwa.events.bus import SubscriberOverflow, Subscription
 from openwa.events.streams import LiveStream
@@ -68,6 +69,12 @@ def _behind(sender: asyncio.Task[None], subscription: Subscription) -> str | Non
 @router.websocket("/ws")
 async def events_socket(websocket: WebSocket) -> None:
     services: Services = websocket.app.state.services
+    if nul_in_target(websocket.scope) is not None:
+        # As for HTTP (the middleware): a NUL would reach PostgreSQL in a session lookup.
+        # Accepted first, so that the client sees why.
+        await websocket.accept()
+        await websocket.close(code=1008, reason="VALIDATION_ERROR")
+        return
     try:
         principal = await authenticate(websocket, _key(websocket))
         sessions = await services.event_reader.visible_sessions(
