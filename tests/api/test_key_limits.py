@@ -415,6 +415,11 @@ async def test_changing_a_key_ends_its_streams_and_new_ones_stay(
         with server.client() as client:
             message_id = inbound(client, alpha["id"], "after the changes")
         await collect(ws, lambda got: _has(got, message_id), 10, "the event after the change")
+        # A rename changes nothing the stream may see: it stays open.
+        with server.client() as client:
+            assert_ok(client.patch(f"/api/keys/{viewer['id']}", json={"name": "renamed"}))
+            renamed = inbound(client, alpha["id"], "after a rename")
+        await collect(ws, lambda got: _has(got, renamed), 10, "the event after a rename")
 
 
 async def test_an_expiring_key_loses_its_streams(server_factory: ServerFactory) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -209,6 +210,7 @@ class KeyService:
         # Locked before anything changes (a flush would lock this row first, and two
         # requests would then wait on each other's admin rows).
         others = await self._other_lasting_admins(repo, row)
+        before = _principal(_cached_form(row))
         if data.name is not None:
             row.name = data.name
         if data.role is not None:
@@ -226,7 +228,10 @@ class KeyService:
                 details=[{"field": f"body.{to_camel(field)}", "message": _LAST_ADMIN}],
             )
         self._evict_after_commit(db, row.key_hash)
-        self._revoke_on_commit(db, key_id, _principal(_cached_form(row)))
+        after = _principal(_cached_form(row))
+        # A rename changes nothing a stream was allowed: its streams stay open.
+        if replace(after, name=before.name) != before:
+            self._revoke_on_commit(db, key_id, after)
         return _to_schema(row)
 
     @staticmethod
