@@ -25,6 +25,15 @@ class ContactRepository(Repository[ContactRow]):
         )
         return await self.paginate(statement, params)
 
+    async def by_lid(self, session_id: str, lid: str) -> ContactRow | None:
+        """The phone-number contact a LID is mapped to, if any."""
+        found = await self.db.execute(
+            select(ContactRow)
+            .where(ContactRow.session_id == session_id, ContactRow.lid == lid)
+            .limit(1)
+        )
+        return found.scalar_one_or_none()
+
     async def display_names(self, session_id: str, chat_ids: Sequence[str]) -> dict[str, str]:
         """The name to show for each address that has one: saved name, else push name."""
         if not chat_ids:

@@ -24,6 +24,12 @@ class Contact(CamelModel):
         description="International digits of a user address; null for other addresses",
         examples=["6281234567890"],
     )
+    lid: str | None = Field(
+        default=None,
+        description="The WhatsApp LID this phone number is also known by, once the engine "
+        "has mapped it (chats under it were merged into this contact's)",
+        examples=["123456789012345@lid"],
+    )
     updated_at: datetime = Field(examples=["2026-11-26T10:00:00.000Z"])
 
 

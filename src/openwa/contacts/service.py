@@ -10,7 +10,7 @@ from openwa.contacts.schemas import Contact, NumberCheck, ProfilePicture
 from openwa.db.models import ContactRow, SessionRow
 from openwa.engines.registry import EngineRegistry
 from openwa.errors import NotFound
-from openwa.kit.chat_ids import normalize_chat_id, phone_of
+from openwa.kit.chat_ids import is_lid, normalize_chat_id, phone_of
 from openwa.kit.pagination import PageParams
 from openwa.kit.phone import normalize_phone
 from openwa.sessions.calls import engine_call, ready_client
@@ -25,6 +25,7 @@ def to_schema(row: ContactRow) -> Contact:
         name=row.name,
         push_name=row.push_name,
         phone_number=phone_of(row.chat_id),
+        lid=row.lid,
         updated_at=row.updated_at,
     )
 
@@ -44,7 +45,10 @@ class ContactService:
 
     async def get(self, db: AsyncSession, session_id: str, contact_id: str) -> Contact:
         address = normalize_chat_id(contact_id)
-        row = await ContactRepository(db).get(session_id, address)
+        contacts = ContactRepository(db)
+        row = await contacts.get(session_id, address)
+        if row is None and is_lid(address):  # merged into the phone number it maps to
+            row = await contacts.by_lid(session_id, address)
         if row is None:
             raise NotFound("contact not found", details={"contactId": address})
         return to_schema(row)

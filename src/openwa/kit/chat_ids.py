@@ -10,6 +10,7 @@ from openwa.kit.phone import normalize_phone
 
 USER_SUFFIX = "@s.whatsapp.net"
 GROUP_SUFFIX = "@g.us"
+LID_SUFFIX = "@lid"
 STATUS_BROADCAST = "status@broadcast"
 _GROUP_RE = re.compile(r"^[0-9]{5,20}(-[0-9]{5,20})?@g\.us$")
 # Addresses that engines report and that we pass through unchanged.
@@ -46,6 +47,12 @@ def phone_of(chat_id: str) -> str | None:
     if chat_id.endswith(USER_SUFFIX):
         return chat_id[: -len(USER_SUFFIX)]
     return None
+
+
+def is_lid(address: str | None) -> bool:
+    """Whether an address is a WhatsApp LID (`...@lid`), the id WhatsApp hides a phone
+    number behind."""
+    return address is not None and address.endswith(LID_SUFFIX)
 
 
 def chat_kind(chat_id: str) -> str:

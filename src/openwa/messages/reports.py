@@ -1,4 +1,5 @@
-"""Applying engine reports: acks, inbound messages, revokes, reactions, group changes.
+"""Applying engine reports: acks, inbound messages, revokes, reactions, group changes,
+contacts (and the LIDs WhatsApp addresses people by, mapped to their phone numbers).
 
 Reports arrive from each session's runtime in order, in runs. A run is one unit of
 work, group-committed with other sessions' runs; whatever can be made before the
@@ -20,6 +21,7 @@ from openwa.db.group_commit import GroupCommit
 from openwa.db.models import MessageRow, SessionRow, SetAsideReportRow
 from openwa.engines.base import (
     ContactsSeen,
+    ContactUpdated,
     EngineEvent,
     GroupUpdated,
     InboundMedia,
@@ -30,6 +32,7 @@ from openwa.engines.base import (
 )
 from openwa.events.log import EventLog
 from openwa.events.types import (
+    CONTACT_UPDATE,
     GROUP_UPDATE,
     MESSAGE_ACK,
     MESSAGE_REACTION,
@@ -43,6 +46,7 @@ from openwa.kit.clock import utcnow
 from openwa.media.links import MediaLinks
 from openwa.media.types import extension_for
 from openwa.messages.engine_ids import EngineIds
+from openwa.messages.lids import RunLids, lid_pair, lids_named
 from openwa.messages.repository import MessageRepository, upsert_contact
 from openwa.messages.status import MessageStatus, parse, path
 from openwa.messages.wire import event_data
@@ -58,9 +62,10 @@ _IGNORE_FLAGS = {"group": "groups", "status": "status", "channel": "channels"}
 @dataclass
 class _Run:
     """What one run of reports has seen so far: stored message ids, the messages it
-    acks (locked), contacts to note."""
+    acks (locked), contacts to note, the LIDs it can map to phone numbers."""
 
     known: set[str]
+    lids: RunLids
     locked: dict[str, MessageRow] = field(default_factory=dict)
     inbound: dict[str, _Inbound | None] = field(default_factory=dict)
     contacts: dict[str, str | None] = field(default_factory=dict)
@@ -70,6 +75,15 @@ class _Run:
         if push_name or chat_id not in self.contacts:
             self.contacts[chat_id] = push_name
 
+    async def learn_lid(self, db: AsyncSession, phone_id: str, lid: str) -> bool:
+        """Map `lid` to `phone_id` (`RunLids.learn`); a contact noted under the LID is
+        noted under the number instead."""
+        if not await self.lids.learn(db, phone_id, lid):
+            return False
+        if lid in self.contacts:
+            self.contact(phone_id, self.contacts.pop(lid))
+        return True
+
 
 @dataclass(frozen=True)
 class _Inbound:
@@ -78,6 +92,20 @@ class _Inbound:
 
     row: MessageRow
     event: Event | None
+
+
+def _lids_named(reports: list[EngineEvent]) -> set[str]:
+    """The LIDs a run's reports name, to look their mappings up at once."""
+    named: set[str | None] = set()
+    for report in reports:
+        match report:
+            case MessageReceived():
+                named |= {report.chat_id, report.sender, report.chat_lid, report.sender_lid}
+            case ContactUpdated():
+                named |= {report.contact_id, report.lid}
+            case ContactsSeen():
+                named |= set(report.names)
+    return lids_named(named)
 
 
 def report_record(report: EngineEvent) -> dict[str, Any]:
@@ -156,7 +184,8 @@ class ReportApplier:
             {self._ids.ours(session.id, r.message_id) for r in reports if isinstance(r, MessageAck)}
         )
         locked = await MessageRepository(db).lock_many(session.id, acked)
-        run = _Run(known=known, locked=locked, inbound=inbound)
+        lids = await RunLids.load(db, session.id, _lids_named(reports))
+        run = _Run(known=known, lids=lids, locked=locked, inbound=inbound)
         events: list[Event] = []
         for report in reports:
             events += await self._apply(db, session, report, run)
@@ -217,10 +246,12 @@ class ReportApplier:
                     "by": report.by,
                 }
                 return self._event(session, GROUP_UPDATE, update, report.group_id)
+            case ContactUpdated():
+                return await self._contact_updated(db, session, report, run)
             case ContactsSeen(names=names):
                 for chat_id, name in names.items():
                     if chat_kind(chat_id) == "user":
-                        run.contact(chat_id, name)
+                        run.contact(run.lids.address(chat_id, None)[0], name)
         return []
 
     def _ignored(self, session: SessionRow, chat_id: str) -> bool:
@@ -296,11 +327,59 @@ class ReportApplier:
         if received.id in run.known:
             return []  # already stored: an engine may report a message twice (or sync it)
         run.known.add(received.id)
+        events = await self._by_phone_number(db, session, received, prepared, run)
         await self._quote_by_our_id(db, session, prepared)
         MessageRepository(db).add(prepared.row)
-        if received.sender and chat_kind(received.chat_id) == "user" and not received.from_me:
-            run.contact(received.sender, received.push_name)
-        return [] if prepared.event is None else [prepared.event]
+        sender = prepared.row.sender
+        if sender and chat_kind(received.chat_id) == "user" and not received.from_me:
+            run.contact(sender, received.push_name)
+        return events if prepared.event is None else [*events, prepared.event]
+
+    async def _by_phone_number(
+        self,
+        db: AsyncSession,
+        session: SessionRow,
+        received: MessageReceived,
+        prepared: _Inbound,
+        run: _Run,
+    ) -> list[Event]:
+        """Address the message by phone numbers wherever a LID of it is mapped, the LID
+        alongside; a mapping the engine gives with it is learned first (`contact.update`:
+        what was stored under the LID joins the phone number's chat)."""
+        events: list[Event] = []
+        pairs = (
+            lid_pair(received.sender, received.sender_lid),
+            lid_pair(received.chat_id, received.chat_lid),
+        )
+        for pair in filter(None, pairs):
+            if await run.learn_lid(db, *pair):
+                data = {"contactId": pair[0], "lid": pair[1]}
+                events.append(session_event(session, CONTACT_UPDATE, data))
+        row = prepared.row
+        row.chat_id, row.chat_lid = run.lids.address(row.chat_id, row.chat_lid)
+        if row.sender is not None:
+            row.sender, row.sender_lid = run.lids.address(row.sender, row.sender_lid)
+        if prepared.event is not None:
+            shown = {"chatId": row.chat_id, "chatLid": row.chat_lid}
+            shown |= {"from": row.sender, "fromLid": row.sender_lid}
+            prepared.event.data.update({k: v for k, v in shown.items() if v is not None})
+        return events
+
+    async def _contact_updated(
+        self, db: AsyncSession, session: SessionRow, updated: ContactUpdated, run: _Run
+    ) -> list[Event]:
+        """A new push name, or the LID of a phone number: the mapping is kept and what
+        was stored under the LID moves to the number (one chat per person)."""
+        contact_id = run.lids.address(updated.contact_id, None)[0]
+        data: dict[str, Any] = {"contactId": contact_id}
+        if updated.push_name:
+            run.contact(contact_id, updated.push_name)
+            data["pushName"] = updated.push_name
+        pair = lid_pair(contact_id, updated.lid)
+        if pair is not None:
+            await run.learn_lid(db, *pair)
+            data["lid"] = pair[1]
+        return [session_event(session, CONTACT_UPDATE, data)]
 
     async def _quote_by_our_id(
         self, db: AsyncSession, session: SessionRow, prepared: _Inbound
@@ -337,6 +416,8 @@ class ReportApplier:
             chat_id=received.chat_id,
             from_me=received.from_me,
             sender=received.sender,
+            sender_lid=received.sender_lid,
+            chat_lid=received.chat_lid,
             type=received.type,
             content=content,
             media_key=(content.get("media") or {}).get("key"),

@@ -10,6 +10,9 @@ from pydantic import Field, field_validator, model_validator
 from openwa.kit.schema import CamelModel, IsoDatetime, StrictCamelModel
 from openwa.media.types import valid_mimetype
 
+# A WhatsApp LID as engines report it (the mock's control takes them in this form).
+LID_PATTERN = r"^[0-9]{1,32}@lid$"
+
 
 class SendOptions(StrictCamelModel):
     send_at: IsoDatetime | None = Field(
@@ -104,6 +107,16 @@ class Message(CamelModel):
     chat_id: str
     from_me: bool
     from_: str | None = Field(alias="from")
+    from_lid: str | None = Field(
+        default=None,
+        description="The WhatsApp LID behind a phone-number `from`, when known",
+        examples=["123456789012345@lid"],
+    )
+    chat_lid: str | None = Field(
+        default=None,
+        description="The WhatsApp LID behind a phone-number `chatId`, when known",
+        examples=["123456789012345@lid"],
+    )
     type: str
     text: str | None = None
     reply_to: str | None = None
@@ -135,6 +148,22 @@ class MockInboundResult(CamelModel):
     id: str
 
 
+class MockLid(StrictCamelModel):
+    lid: str = Field(pattern=LID_PATTERN, examples=["123456789012345@lid"])
+    phone_number: str = Field(
+        min_length=1,
+        max_length=128,
+        description="Phone number or user address",
+        examples=["+1 555 0100 200"],
+    )
+    push_name: str | None = Field(default=None, max_length=256, examples=["Ann"])
+
+
+class MockLidResult(CamelModel):
+    contact_id: str = Field(examples=["15550100200@s.whatsapp.net"])
+    lid: str = Field(examples=["123456789012345@lid"])
+
+
 class Transmission(CamelModel):
     message_id: str
     chat_id: str
@@ -144,7 +173,27 @@ class Transmission(CamelModel):
 
 
 class MockInbound(StrictCamelModel):
-    from_: str = Field(alias="from", min_length=1, max_length=128, examples=["+1 555 0100 200"])
+    from_: str = Field(
+        alias="from",
+        min_length=1,
+        max_length=128,
+        description="The sender: a phone number or user address, a group (the group "
+        "writes), or a LID (`...@lid`: the engine could not map it to a phone number)",
+        examples=["+1 555 0100 200"],
+    )
+    from_lid: str | None = Field(
+        default=None,
+        pattern=LID_PATTERN,
+        description="The sender's LID, with a phone-number `from`: as an engine that "
+        "mapped the LID reports the message",
+        examples=["123456789012345@lid"],
+    )
+    chat_id: str | None = Field(
+        default=None,
+        max_length=128,
+        description="The group the message arrives in (default: the sender's own chat)",
+        examples=["123456789-123456@g.us"],
+    )
     text: str | None = Field(default=None, max_length=65536)
     type: str = Field(default="text", pattern="^[a-z]{1,16}$")
     media: MediaSource | None = Field(

@@ -25,6 +25,8 @@ async def to_schema(links: MediaLinks, row: MessageRow) -> Message:
         chat_id=row.chat_id,
         from_me=row.from_me,
         **{"from": row.sender},
+        from_lid=row.sender_lid,
+        chat_lid=row.chat_lid,
         type=row.type,
         text=content.get("text"),
         reply_to=content.get("replyTo"),

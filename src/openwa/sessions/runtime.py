@@ -27,6 +27,7 @@ from openwa.engines.base import (
     Authenticated,
     Connected,
     ContactsSeen,
+    ContactUpdated,
     Disconnected,
     EngineClient,
     EngineEvent,
@@ -61,6 +62,7 @@ _REPORTS = (
     ReactionReceived,
     GroupUpdated,
     ContactsSeen,
+    ContactUpdated,
 )
 _REPORT_BATCH = 200
 

@@ -15,10 +15,17 @@ from openwa.errors import (
     QrNotAvailable,
     SessionNotReady,
     UnsupportedMediaType,
+    ValidationFailed,
     WebhookUrlForbidden,
 )
 from openwa.media.types import ALLOWED
-from openwa.messages.schemas import MockInbound, MockInboundResult, Transmission
+from openwa.messages.schemas import (
+    MockInbound,
+    MockInboundResult,
+    MockLid,
+    MockLidResult,
+    Transmission,
+)
 from openwa.sessions.schemas import MockDisconnect, Session
 
 router = APIRouter(prefix="/api/sessions/{id}/mock", tags=["mock engine"])
@@ -49,13 +56,19 @@ async def mock_disconnect(
     "/inbound",
     status_code=202,
     responses=errors(
-        SessionNotReady, NotSupported, InvalidChatId, UnsupportedMediaType, WebhookUrlForbidden
+        SessionNotReady,
+        NotSupported,
+        InvalidChatId,
+        ValidationFailed,
+        UnsupportedMediaType,
+        WebhookUrlForbidden,
     ),
 )
 async def mock_inbound(
     body: MockInbound, _: WriterDep, session: SessionDep, services: ServicesDep
 ) -> Envelope[MockInboundResult]:
-    """Deliver an inbound message to the session, as if sent from `from`."""
+    """Deliver an inbound message to the session, as if sent from `from` (a LID when
+    the engine could not map it; `fromLid` beside a phone number when it could)."""
     media = None
     if body.media is not None:
         media = await services.media_ingest.from_source(
@@ -63,6 +76,17 @@ async def mock_inbound(
         )
     message_id = await services.mock_control.mock_inbound(session.id, body, media)
     return ok(MockInboundResult(id=message_id))
+
+
+@router.post(
+    "/lid", status_code=202, responses=errors(SessionNotReady, NotSupported, InvalidChatId)
+)
+async def mock_lid(
+    body: MockLid, _: WriterDep, session: SessionDep, services: ServicesDep
+) -> Envelope[MockLidResult]:
+    """Report that WhatsApp's LID `lid` is `phoneNumber`, as an engine does once it learns
+    it: chats stored under the LID merge into the phone number's (`contact.update`)."""
+    return ok(await services.mock_control.mock_lid(session.id, body))
 
 
 @router.get("/transmitted", responses=errors(NotSupported))

@@ -27,6 +27,9 @@ class MessageRow(Base):
     chat_id: Mapped[str] = mapped_column(String(128))
     from_me: Mapped[bool] = mapped_column(Boolean)
     sender: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # The WhatsApp LIDs behind a phone-number `sender` / `chat_id` (`fromLid` / `chatLid`).
+    sender_lid: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    chat_lid: Mapped[str | None] = mapped_column(String(128), nullable=True)
     type: Mapped[str] = mapped_column(String(16))
     # The message's content as the contract shows it (text, replyTo, mentions, ...).
     content: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -1,4 +1,5 @@
-"""The mock engine's control routes (`/mock/...`): scan, disconnect, inbound, transmitted.
+"""The mock engine's control routes (`/mock/...`): scan, disconnect, inbound, LIDs,
+transmitted.
 
 They drive the simulated network of a mock session, so they belong to the mock engine,
 not to the session use cases; they answer 501 for sessions of any other engine.
@@ -14,10 +15,17 @@ from openwa.engines.base import InboundMedia, PairingNotAvailable, SendFailed
 from openwa.engines.mock.engine import MockClient, MockEngine
 from openwa.engines.mock.store import MockNetworkStore
 from openwa.engines.registry import EngineRegistry
-from openwa.errors import NotSupported, QrNotAvailable, SessionNotFound, SessionNotReady
-from openwa.kit.chat_ids import normalize_chat_id
+from openwa.errors import (
+    InvalidChatId,
+    NotSupported,
+    QrNotAvailable,
+    SessionNotFound,
+    SessionNotReady,
+    ValidationFailed,
+)
+from openwa.kit.chat_ids import normalize_chat_id, phone_of
 from openwa.media.ingest import StagedMedia
-from openwa.messages.schemas import MockInbound, Transmission
+from openwa.messages.schemas import MockInbound, MockLid, MockLidResult, Transmission
 from openwa.sessions.directory import SessionDirectory
 from openwa.sessions.runtime import SessionRuntime
 from openwa.sessions.schemas import Session
@@ -67,10 +75,29 @@ class MockControl:
             data = await asyncio.to_thread(media.path.read_bytes)
             media.discard()
             inbound = InboundMedia(media.mimetype, media.size, media.filename, data=data)
+        sender = normalize_chat_id(body.from_)
+        if body.from_lid is not None and phone_of(sender) is None:
+            raise ValidationFailed(
+                "fromLid goes with a phone-number from", details={"from": sender}
+            )
+        chat_id = normalize_chat_id(body.chat_id) if body.chat_id is not None else None
         try:
-            return await client.inbound(normalize_chat_id(body.from_), body.type, content, inbound)
+            return await client.inbound(
+                sender, body.type, content, inbound, sender_lid=body.from_lid, chat_id=chat_id
+            )
         except SendFailed as exc:
             raise SessionNotReady(str(exc)) from exc
+
+    async def mock_lid(self, session_id: str, body: MockLid) -> MockLidResult:
+        client = await self._mock_client(session_id)
+        contact_id = normalize_chat_id(body.phone_number)
+        if phone_of(contact_id) is None:
+            raise InvalidChatId("not a phone number", details={"phoneNumber": body.phone_number})
+        try:
+            await client.announce_lid(contact_id, body.lid, body.push_name)
+        except SendFailed as exc:
+            raise SessionNotReady(str(exc)) from exc
+        return MockLidResult(contact_id=contact_id, lid=body.lid)
 
     async def mock_transmitted(self, session_id: str, limit: int) -> list[Transmission]:
         row = self._row(session_id)

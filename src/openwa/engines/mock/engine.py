@@ -22,6 +22,7 @@ from openwa.engines.base import (
     WHATSAPP_CAPABILITIES,
     Authenticated,
     Connected,
+    ContactUpdated,
     Disconnected,
     EngineClient,
     EngineEvent,
@@ -411,23 +412,36 @@ class MockClient:
         type_: str,
         content: dict[str, Any],
         media: InboundMedia | None = None,
+        *,
+        sender_lid: str | None = None,
+        chat_id: str | None = None,
     ) -> str:
-        """Deliver a message from `sender` (a chat id) as if it came over the network."""
+        """Deliver a message from `sender` (a chat id) as if it came over the network:
+        in `chat_id` (a group) or the sender's own chat; with `sender_lid`, as an engine
+        that mapped the sender's LID to its phone number reports it."""
         if self._phone is None:
             raise SendFailed("the mock session is not linked")
         message_id = whatsapp_message_id()
         await self._ctx.emit(
             MessageReceived(
                 id=message_id,
-                chat_id=sender,
+                chat_id=chat_id or sender,
                 sender=sender,
                 type=type_,
                 content=content,
                 timestamp=utcnow(),
                 media=media,
+                sender_lid=sender_lid,
+                chat_lid=None if chat_id else sender_lid,
             )
         )
         return message_id
+
+    async def announce_lid(self, phone_id: str, lid: str, push_name: str | None) -> None:
+        """Report that `lid` is `phone_id`, as an engine does once it learns the mapping."""
+        if self._phone is None:
+            raise SendFailed("the mock session is not linked")
+        await self._ctx.emit(ContactUpdated(phone_id, push_name=push_name, lid=lid))
 
 
 class MockEngine:

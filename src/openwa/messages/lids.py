@@ -1,0 +1,121 @@
+"""WhatsApp LIDs: the ids WhatsApp hides phone numbers behind, mapped back to them.
+
+A contact learns its LID (`contacts.lid`) when the engine maps one to a phone number:
+a `ContactUpdated` report, or a message that came with both. From then on a report that
+still names the LID is stored under the phone-number id, the LID kept alongside
+(`chat_lid` / `sender_lid`), and what was stored under the LID before moves to the phone
+number: one chat per person, as clients expect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openwa.db.models import ContactRow, MessageRow
+from openwa.kit.chat_ids import USER_SUFFIX, is_lid
+from openwa.kit.clock import utcnow
+
+# Bound parameters per statement stay far below SQLite's and asyncpg's limits.
+_CHUNK = 500
+
+
+def lid_pair(phone_id: str | None, lid: str | None) -> tuple[str, str] | None:
+    """`(phone-number id, LID)` when the two name one person as a mapping can keep them."""
+    if phone_id is None or lid is None or not is_lid(lid) or not phone_id.endswith(USER_SUFFIX):
+        return None
+    return phone_id, lid
+
+
+async def phone_ids(db: AsyncSession, session_id: str, lids: Collection[str]) -> dict[str, str]:
+    """The phone-number ids the session knows these LIDs by: LID -> phone-number id."""
+    wanted = sorted(lids)
+    mapped: dict[str, str] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        rows = await db.execute(
+            select(ContactRow.lid, ContactRow.chat_id).where(
+                ContactRow.session_id == session_id,
+                ContactRow.lid.in_(wanted[start : start + _CHUNK]),
+            )
+        )
+        mapped.update({lid: chat_id for lid, chat_id in rows if lid is not None})
+    return mapped
+
+
+async def map_lid(db: AsyncSession, session_id: str, phone_id: str, lid: str) -> None:
+    """Record that `lid` is `phone_id`, and move what was stored under the LID there.
+
+    In the caller's unit of work, so the move is all or nothing. Chats are the messages'
+    `chat_id`s, so a chat kept under both ids becomes one, its messages in their order
+    (their timestamps do not change); a message is one row, so none is lost or doubled.
+    """
+    now = utcnow()
+    # A LID names one account: another number that had it (a changed number) lets go.
+    await db.execute(
+        update(ContactRow)
+        .where(
+            ContactRow.session_id == session_id,
+            ContactRow.lid == lid,
+            ContactRow.chat_id != phone_id,
+        )
+        .values(lid=None, updated_at=now)
+        .execution_options(synchronize_session="fetch")
+    )
+    by_lid = await db.get(ContactRow, (session_id, lid))
+    contact = await db.get(ContactRow, (session_id, phone_id))
+    if contact is None:
+        contact = ContactRow(session_id=session_id, chat_id=phone_id, updated_at=now)
+        db.add(contact)
+    contact.lid, contact.updated_at = lid, now
+    if by_lid is not None:
+        # The names learned under the LID stay with the person.
+        contact.name = contact.name or by_lid.name
+        contact.push_name = contact.push_name or by_lid.push_name
+        await db.delete(by_lid)
+    await db.execute(
+        update(MessageRow)
+        .where(MessageRow.session_id == session_id, MessageRow.chat_id == lid)
+        .values(chat_id=phone_id, chat_lid=lid, updated_at=now)
+        .execution_options(synchronize_session="fetch")
+    )
+    await db.execute(
+        update(MessageRow)
+        .where(MessageRow.session_id == session_id, MessageRow.sender == lid)
+        .values(sender=phone_id, sender_lid=lid, updated_at=now)
+        .execution_options(synchronize_session="fetch")
+    )
+
+
+def lids_named(addresses: Iterable[str | None]) -> set[str]:
+    return {address for address in addresses if address is not None and is_lid(address)}
+
+
+@dataclass
+class RunLids:
+    """The LID mappings one run of reports knows: read in one query at its start (none
+    when no report names a LID), and grown as the run learns new ones."""
+
+    session_id: str
+    known: dict[str, str] = field(default_factory=dict)  # LID -> phone-number id
+
+    @classmethod
+    async def load(cls, db: AsyncSession, session_id: str, lids: Collection[str]) -> RunLids:
+        return cls(session_id, await phone_ids(db, session_id, lids) if lids else {})
+
+    async def learn(self, db: AsyncSession, phone_id: str, lid: str) -> bool:
+        """Map `lid` to `phone_id` (moving what was stored under the LID) unless the
+        session knew it already; whether it was new."""
+        if self.known.get(lid) == phone_id:
+            return False
+        await map_lid(db, self.session_id, phone_id, lid)
+        self.known[lid] = phone_id
+        return True
+
+    def address(self, address: str, lid: str | None) -> tuple[str, str | None]:
+        """`(address, its LID)`: the phone-number id for a mapped LID, kept alongside."""
+        if address in self.known:
+            return self.known[address], address
+        return address, lid

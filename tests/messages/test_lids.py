@@ -1,0 +1,159 @@
+"""WhatsApp LIDs through the mock: a sender known only by LID, the mapping arriving
+later (its chat merged into the phone number's), and LIDs shown beside phone numbers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from openwa.engines.base import ContactUpdated
+from openwa.engines.mock.engine import MockClient
+from tests.chats.support import chats, encoded, history, inbound, wait_history
+from tests.fixtures.app import Api
+from tests.messages.support import (
+    USER_SUFFIX,
+    data_of,
+    error_of,
+    get_message,
+    is_event,
+    ready_session,
+    recording,
+    send_text,
+    wait_sent,
+)
+
+CAROL_LID = "100000000000001@lid"
+CAROL_ID = "6281234567890" + USER_SUFFIX
+DAN_LID = "100000000000002@lid"
+DAN_ID = "6281298765432" + USER_SUFFIX
+GROUP = "120363000000000001@g.us"
+
+
+async def post_inbound(api: Api, session: str, **body: Any) -> str:
+    response = await api.request("POST", f"/api/sessions/{session}/mock/inbound", json=body)
+    message_id: str = data_of(response, 202)["id"]
+    return message_id
+
+
+async def announce(api: Api, session: str, lid: str, phone: str) -> dict[str, Any]:
+    body = {"lid": lid, "phoneNumber": phone}
+    response = await api.request("POST", f"/api/sessions/{session}/mock/lid", json=body)
+    result: dict[str, Any] = data_of(response, 202)
+    return result
+
+
+async def test_a_lid_chat_merges_into_the_phone_numbers_when_the_mapping_arrives(
+    api: Api,
+) -> None:
+    bob = await ready_session(api, "bob")
+    # Earlier, one chat under each id: a send to the number, two messages by LID only.
+    sent = await send_text(api, "bob", CAROL_ID, "to the number")
+    await wait_sent(api, "bob", sent["id"])
+    first = await inbound(api, "bob", CAROL_LID, "by lid 1")
+    second = await inbound(api, "bob", CAROL_LID, "by lid 2")
+    stored = await get_message(api, "bob", first)
+    assert (stored["chatId"], stored["from"]) == (CAROL_LID, CAROL_LID)
+    assert stored["fromLid"] is None
+    assert stored["chatLid"] is None
+    assert {c["id"] for c in await chats(api, "bob")} == {CAROL_ID, CAROL_LID}
+
+    async with recording(api) as events:
+        assert await announce(api, "bob", CAROL_LID, "+62 812-3456-7890") == {
+            "contactId": CAROL_ID,
+            "lid": CAROL_LID,
+        }
+        update = await events.one(is_event("contact.update", bob["id"], contactId=CAROL_ID))
+    assert update.data == {"contactId": CAROL_ID, "lid": CAROL_LID}
+
+    listed = await chats(api, "bob")
+    assert [c["id"] for c in listed] == [CAROL_ID]
+    assert listed[0]["unreadCount"] == 2
+    merged = await history(api, "bob", CAROL_ID)
+    assert [m["id"] for m in merged] == [second, first, sent["id"]]  # newest first
+    for message in merged[:2]:
+        assert (message["chatId"], message["chatLid"]) == (CAROL_ID, CAROL_LID)
+        assert (message["from"], message["fromLid"]) == (CAROL_ID, CAROL_LID)
+    assert await history(api, "bob", encoded(CAROL_LID)) == merged  # the LID names it too
+
+    contacts = data_of(await api.request("GET", "/api/sessions/bob/contacts"))
+    assert [(c["id"], c["lid"]) for c in contacts] == [(CAROL_ID, CAROL_LID)]
+    by_lid = data_of(await api.request("GET", f"/api/sessions/bob/contacts/{CAROL_LID}"))
+    assert by_lid["id"] == CAROL_ID
+
+    # Later reports still addressed by LID land in the phone number's chat.
+    async with recording(api) as events:
+        later = await post_inbound(api, "bob", **{"from": CAROL_LID, "text": "by lid 3"})
+        received = await events.one(is_event("message.received", bob["id"], id=later))
+    assert received.data["chatId"] == CAROL_ID
+    assert received.data["from"] == CAROL_ID
+    assert received.data["fromLid"] == CAROL_LID
+    assert received.data["chatLid"] == CAROL_LID
+    assert not events.matching(is_event("contact.update", bob["id"]))
+    items = await wait_history(api, "bob", CAROL_ID, 4)
+    assert [m["id"] for m in items] == [later, second, first, sent["id"]]
+    assert [c["id"] for c in await chats(api, "bob")] == [CAROL_ID]
+
+
+async def test_a_mapping_given_with_a_message_is_learned_and_shown(api: Api) -> None:
+    bob = await ready_session(api, "bob")
+    old = await inbound(api, "bob", DAN_LID, "before the mapping")
+    async with recording(api) as events:
+        body = {"from": DAN_ID, "fromLid": DAN_LID, "text": "mapped by the engine"}
+        mapped = await post_inbound(api, "bob", **body)
+        received = await events.one(is_event("message.received", bob["id"], id=mapped))
+        update = events.matching(is_event("contact.update", bob["id"]))
+    assert [e.data for e in update] == [{"contactId": DAN_ID, "lid": DAN_LID}]
+    assert received.data["chatId"] == DAN_ID
+    assert received.data["from"] == DAN_ID
+    assert received.data["chatLid"] == DAN_LID
+    assert received.data["fromLid"] == DAN_LID
+    assert [m["id"] for m in await history(api, "bob", DAN_ID)] == [mapped, old]
+    assert [c["id"] for c in await chats(api, "bob")] == [DAN_ID]
+
+    # Known now: the next one fires no contact.update.
+    async with recording(api) as events:
+        again = await post_inbound(api, "bob", **body)
+        await events.one(is_event("message.received", bob["id"], id=again))
+        assert not events.matching(is_event("contact.update", bob["id"]))
+
+
+async def test_group_messages_from_lid_participants_show_the_phone_sender(api: Api) -> None:
+    bob = await ready_session(api, "bob")
+    unmapped = await post_inbound(api, "bob", **{"from": DAN_LID, "chatId": GROUP, "text": "a"})
+    await wait_history(api, "bob", GROUP, 1)
+    assert (await get_message(api, "bob", unmapped))["from"] == DAN_LID
+
+    await announce(api, "bob", DAN_LID, DAN_ID)
+    async with recording(api) as events:
+        later = await post_inbound(api, "bob", **{"from": DAN_LID, "chatId": GROUP, "text": "b"})
+        received = await events.one(is_event("message.received", bob["id"], id=later))
+    assert received.data["chatId"] == GROUP
+    assert "chatLid" not in received.data
+    assert (received.data["from"], received.data["fromLid"]) == (DAN_ID, DAN_LID)
+    moved = await get_message(api, "bob", unmapped)
+    assert (moved["chatId"], moved["from"], moved["fromLid"]) == (GROUP, DAN_ID, DAN_LID)
+    assert [c["id"] for c in await chats(api, "bob")] == [GROUP]
+
+
+async def test_a_push_name_alone_renames_the_contact(api: Api) -> None:
+    bob = await ready_session(api, "bob")
+    await inbound(api, "bob", CAROL_ID, "hello")
+    client = api.services.runtime.client(bob["id"])
+    assert isinstance(client, MockClient)
+    async with recording(api) as events:
+        await client.emit(ContactUpdated(CAROL_ID, push_name="Carol"))
+        update = await events.one(is_event("contact.update", bob["id"]))
+    assert update.data == {"contactId": CAROL_ID, "pushName": "Carol"}
+    contact = data_of(await api.request("GET", f"/api/sessions/bob/contacts/{CAROL_ID}"))
+    assert (contact["pushName"], contact["lid"]) == ("Carol", None)
+
+
+async def test_mock_lid_controls_refuse_bad_input(api: Api) -> None:
+    await ready_session(api, "bob")
+    url = "/api/sessions/bob/mock/lid"
+    response = await api.request("POST", url, json={"lid": "123", "phoneNumber": CAROL_ID})
+    error_of(response, 400, "VALIDATION_ERROR")
+    response = await api.request("POST", url, json={"lid": CAROL_LID, "phoneNumber": GROUP})
+    error_of(response, 400, "INVALID_CHAT_ID")
+    body = {"from": DAN_LID, "fromLid": CAROL_LID, "text": "x"}
+    response = await api.request("POST", "/api/sessions/bob/mock/inbound", json=body)
+    error_of(response, 400, "VALIDATION_ERROR")
