@@ -88,8 +88,11 @@ async def test_a_lid_chat_merges_into_the_phone_numbers_when_the_mapping_arrives
     assert received.data["fromLid"] == CAROL_LID
     assert received.data["chatLid"] == CAROL_LID
     assert not events.matching(is_event("contact.update", bob["id"]))
-    items = await wait_history(api, "bob", CAROL_ID, 4)
-    assert [m["id"] for m in items] == [later, second, first, sent["id"]]
+    # And a send to the LID goes to the same chat.
+    reply = await send_text(api, "bob", CAROL_LID, "to the lid")
+    assert (reply["chatId"], reply["chatLid"]) == (CAROL_ID, CAROL_LID)
+    items = await wait_history(api, "bob", CAROL_ID, 5)
+    assert [m["id"] for m in items] == [reply["id"], later, second, first, sent["id"]]
     assert [c["id"] for c in await chats(api, "bob")] == [CAROL_ID]
 
 

@@ -15,6 +15,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from openwa.contacts.repository import ContactRepository
 from openwa.db.engine import on_commit
 from openwa.db.group_commit import GroupCommit
 from openwa.db.models import IdempotencyRow, MessageRow, SessionRow
@@ -45,7 +46,7 @@ from openwa.errors import (
 )
 from openwa.events.log import EventLog
 from openwa.keys.principal import Principal
-from openwa.kit.chat_ids import normalize_chat_id
+from openwa.kit.chat_ids import is_lid, normalize_chat_id
 from openwa.kit.clock import utcnow
 from openwa.kit.ids import whatsapp_message_id
 from openwa.kit.phone import normalize_phone
@@ -223,6 +224,15 @@ class MessageService:
 
         return media, chunks()
 
+    async def _by_phone_number(self, session_id: str, chat_id: str) -> tuple[str, str | None]:
+        """`(chat id, its LID)`: a send to a LID the session has mapped goes to the phone
+        number's chat, so that it stays one chat (a read, for LIDs only)."""
+        if not is_lid(chat_id):
+            return chat_id, None
+        async with self._read() as db:
+            mapped = await ContactRepository(db).by_lid(session_id, chat_id)
+        return (mapped.chat_id, chat_id) if mapped is not None else (chat_id, None)
+
     async def _accept(
         self,
         session: SessionRow,
@@ -239,6 +249,7 @@ class MessageService:
         A media send's content is made once its bytes are stored (`content` is then a
         function of the stored file); the row keeps the content's JSON form."""
         chat_id = raw_chat_id if type_ == "reaction" else normalize_chat_id(raw_chat_id)
+        chat_id, chat_lid = await self._by_phone_number(session.id, chat_id)
         send_at = body.send_at
         request = body.model_dump(mode="json", by_alias=True, exclude_none=True)
         if staged is not None:
@@ -288,6 +299,7 @@ class MessageService:
             "session_id": session.id,
             "id": message_id,
             "chat_id": chat_id,
+            "chat_lid": chat_lid,
             "from_me": True,
             "sender": sender,
             "type": type_,
