@@ -44,6 +44,17 @@ class Driver(Protocol):
 
     async def receive_text(self, api: Api, session_id: str, phone: str, text: str) -> str: ...
 
+    async def receive_by_lid(
+        self, api: Api, session_id: str, lid: str, text: str, phone: str | None = None
+    ) -> str:
+        """A text from the account WhatsApp addresses by `lid`: mapped by the engine to
+        `phone` when given, else by LID only."""
+        ...
+
+    async def announce_lid(self, api: Api, session_id: str, lid: str, phone: str) -> None:
+        """WhatsApp tells the engine that `lid` is `phone`."""
+        ...
+
 
 class MockDriver:
     """The mock engine; with `own_ids` (`MOCK_ENGINE_IDS=own`) it sends under ids of its
@@ -94,6 +105,22 @@ class MockDriver:
         message_id: str = response.json()["data"]["id"]
         return message_id
 
+    async def receive_by_lid(
+        self, api: Api, session_id: str, lid: str, text: str, phone: str | None = None
+    ) -> str:
+        body = {"from": lid, "text": text} if phone is None else {"from": phone, "fromLid": lid}
+        response = await api.request(
+            "POST", f"/api/sessions/{session_id}/mock/inbound", json={"text": text, **body}
+        )
+        assert response.status_code == 202, response.text
+        message_id: str = response.json()["data"]["id"]
+        return message_id
+
+    async def announce_lid(self, api: Api, session_id: str, lid: str, phone: str) -> None:
+        body = {"lid": lid, "phoneNumber": phone}
+        response = await api.request("POST", f"/api/sessions/{session_id}/mock/lid", json=body)
+        assert response.status_code == 202, response.text
+
 
 class WhatsmeowDriver:
     engine = "whatsmeow"
@@ -132,6 +159,14 @@ class WhatsmeowDriver:
             api, session_id, ev.MessageEv(Info=info, Message=wa.Message(conversation=text))
         )
         return message_id
+
+    async def receive_by_lid(
+        self, api: Api, session_id: str, lid: str, text: str, phone: str | None = None
+    ) -> str:
+        pytest.skip("whatsmeow's LID addresses (SenderAlt, ...) are translated separately")
+
+    async def announce_lid(self, api: Api, session_id: str, lid: str, phone: str) -> None:
+        pytest.skip("whatsmeow's LID mappings are translated separately")
 
 
 @pytest.fixture(params=["mock", "mock-own-ids", "whatsmeow"])
@@ -419,3 +454,34 @@ async def test_a_revoke_reaches_both_sides_by_their_ids(api: Api, driver: Driver
     await wait_logged(api, x.bob, "message.revoked", id=x.theirs)
     assert (await message(api, x.alice, x.mine))["revoked"] is True
     assert (await message(api, x.bob, x.theirs))["revoked"] is True
+
+
+# ---------------------------------------------------------------------------------------
+# LIDs: WhatsApp may address a person by LID instead of phone number; chats stay keyed
+# by phone number wherever the engine can map the LID, the LID shown alongside.
+
+LID = "100000000000077@lid"
+
+
+async def test_a_lid_chat_joins_the_phone_numbers_once_mapped(api: Api, driver: Driver) -> None:
+    if isinstance(driver, WhatsmeowDriver):
+        # Its LID steps skip (they come with the whatsmeow translation): skip before linking.
+        await driver.announce_lid(api, "", LID, SENDER)
+    session_id = await linked(api, driver)
+    phone_chat = f"{SENDER}@s.whatsapp.net"
+    by_lid = await driver.receive_by_lid(api, session_id, LID, "who am I")
+    await wait_logged(api, session_id, "message.received", id=by_lid, chatId=LID)
+    await driver.announce_lid(api, session_id, LID, SENDER)
+    update = await wait_logged(api, session_id, "contact.update", contactId=phone_chat)
+    assert update["data"]["lid"] == LID
+    mapped = await driver.receive_by_lid(api, session_id, LID, "mapped", phone=SENDER)
+    later = await driver.receive_by_lid(api, session_id, LID, "still by lid")
+    for message_id in (mapped, later):
+        received = await wait_logged(api, session_id, "message.received", id=message_id)
+        assert received["data"]["chatId"] == phone_chat
+        assert received["data"]["from"] == phone_chat
+        assert received["data"]["fromLid"] == LID
+    chats = await api.request("GET", f"/api/sessions/{session_id}/chats")
+    assert [c["id"] for c in chats.json()["data"]] == [phone_chat]
+    history = await api.request("GET", f"/api/sessions/{session_id}/chats/{phone_chat}/messages")
+    assert [m["id"] for m in history.json()["data"]] == [later, mapped, by_lid]
