@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from openwa.engines.base import ContactUpdated
+from openwa.engines.base import ContactUpdated, MessageReceived
 from openwa.engines.mock.engine import MockClient
+from openwa.kit.clock import utcnow
+from openwa.kit.ids import whatsapp_message_id
 from tests.chats.support import chats, encoded, history, inbound, wait_history
 from tests.fixtures.app import Api
 from tests.messages.support import (
@@ -137,7 +139,19 @@ async def test_group_messages_from_lid_participants_show_the_phone_sender(api: A
     assert [c["id"] for c in await chats(api, "bob")] == [GROUP]
 
 
-async def test_a_push_name_alone_renames_the_contact(api: Api) -> None:
+def by_lid(text: str) -> MessageReceived:
+    return MessageReceived(
+        id=whatsapp_message_id(),
+        chat_id=CAROL_LID,
+        sender=CAROL_LID,
+        type="text",
+        content={"text": text},
+        timestamp=utcnow(),
+        push_name="Caroline",
+    )
+
+
+async def test_contact_reports_rename_and_map_within_one_run(api: Api) -> None:
     bob = await ready_session(api, "bob")
     await inbound(api, "bob", CAROL_ID, "hello")
     client = api.services.runtime.client(bob["id"])
@@ -148,6 +162,24 @@ async def test_a_push_name_alone_renames_the_contact(api: Api) -> None:
     assert update.data == {"contactId": CAROL_ID, "pushName": "Carol"}
     contact = data_of(await api.request("GET", f"/api/sessions/bob/contacts/{CAROL_ID}"))
     assert (contact["pushName"], contact["lid"]) == ("Carol", None)
+
+    # Queued together, so applied as one run: a message by LID, the mapping, another.
+    before, after = by_lid("before"), by_lid("after")
+    async with recording(api) as events:
+        for report in (before, ContactUpdated(CAROL_ID, lid=CAROL_LID), after):
+            await client.emit(report)
+        received = await events.wait(is_event("message.received", bob["id"]), 2)
+    assert [(e.data["chatId"], e.data.get("fromLid")) for e in received] == [
+        (CAROL_LID, None),
+        (CAROL_ID, CAROL_LID),
+    ]
+    items = await wait_history(api, "bob", CAROL_ID, 3)
+    assert [m["text"] for m in items] == ["after", "before", "hello"]
+    assert [c["id"] for c in await chats(api, "bob")] == [CAROL_ID]
+    contacts = data_of(await api.request("GET", "/api/sessions/bob/contacts"))
+    assert [(c["id"], c["pushName"], c["lid"]) for c in contacts] == [
+        (CAROL_ID, "Caroline", CAROL_LID)  # the name her messages carry
+    ]
 
 
 async def test_mock_lid_controls_refuse_bad_input(api: Api) -> None:

@@ -372,7 +372,7 @@ class ReportApplier:
         was stored under the LID moves to the number (one chat per person)."""
         contact_id = run.lids.address(updated.contact_id, None)[0]
         data: dict[str, Any] = {"contactId": contact_id}
-        if updated.push_name:
+        if updated.push_name and chat_kind(contact_id) == "user":
             run.contact(contact_id, updated.push_name)
             data["pushName"] = updated.push_name
         pair = lid_pair(contact_id, updated.lid)
