@@ -188,12 +188,21 @@ class ParticipantResult:
     status: str  # "ok", or why not: "not_found", "not_member", "already_member"
 
 
-class SendFailed(Exception):
-    """The engine could not send; `retryable` says whether trying again may help."""
+# The error codes a failed message can carry (the contract's Messages section).
+ENGINE_ERROR = "ENGINE_ERROR"
+# The engine cannot tell whether the message went out (its worker died mid-send, or the
+# send ran past its deadline) and cannot resend under the same id: never retried.
+SEND_OUTCOME_UNKNOWN = "SEND_OUTCOME_UNKNOWN"
 
-    def __init__(self, reason: str, *, retryable: bool = True) -> None:
+
+class SendFailed(Exception):
+    """The engine could not send; `retryable` says whether trying again may help, `code`
+    is the error code the message fails with when it is not retried."""
+
+    def __init__(self, reason: str, *, retryable: bool = True, code: str = ENGINE_ERROR) -> None:
         super().__init__(reason)
         self.retryable = retryable
+        self.code = code
 
 
 class EngineRefused(Exception):

@@ -22,6 +22,8 @@ from typing import Any
 import structlog
 
 from openwa.engines.base import (
+    ENGINE_ERROR,
+    SEND_OUTCOME_UNKNOWN,
     WHATSAPP_CAPABILITIES,
     Disconnected,
     EngineClient,
@@ -57,8 +59,16 @@ class WorkerGone(Exception):
     """The worker process exited (or never started) while a command waited."""
 
 
+class OutcomeUnknown(WorkerGone):
+    """The command reached the worker, which then exited or did not answer in time: it
+    may have run, in part or in full (a send may have gone out)."""
+
+
 class WorkerProcess:
     """One `openwa.engines.whatsmeow.worker` child and the socket pair to it."""
+
+    # The worker's module; the tests run the real worker with a stand-in at Go's edge.
+    module = "openwa.engines.whatsmeow.worker"
 
     def __init__(self, on_frame: FrameHandler, on_exit: Callable[[], Awaitable[None]]) -> None:
         self._on_frame = on_frame
@@ -81,7 +91,7 @@ class WorkerProcess:
             self._process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "openwa.engines.whatsmeow.worker",
+                self.module,
                 "--fd",
                 str(theirs.fileno()),
                 "--log-level",
@@ -113,7 +123,7 @@ class WorkerProcess:
             self.alive = False
             for future in self._pending.values():
                 if not future.done():
-                    future.set_exception(WorkerGone("the whatsmeow worker exited"))
+                    future.set_exception(OutcomeUnknown("the whatsmeow worker exited"))
             self._pending.clear()
             code = None
             if self._process is not None:
@@ -151,9 +161,10 @@ class WorkerProcess:
                 await self._writer.drain()
             reply: dict[str, Any] = await asyncio.wait_for(future, timeout)
         except (ConnectionError, OSError) as exc:
-            raise WorkerGone(f"the whatsmeow worker is unreachable: {exc}") from exc
+            # Some of the frame may have gone: whether the worker read it is unknown.
+            raise OutcomeUnknown(f"the whatsmeow worker is unreachable: {exc}") from exc
         except TimeoutError as exc:
-            raise WorkerGone(
+            raise OutcomeUnknown(
                 f"the whatsmeow worker did not answer {op!r} in {timeout:.0f} s"
             ) from exc
         finally:
@@ -186,7 +197,8 @@ def _error(op: str, error: dict[str, Any]) -> Exception:
     if kind == "pairing":
         return PairingNotAvailable(message)
     if kind in ("send_failed", "not_ready"):
-        return SendFailed(message, retryable=bool(error.get("retryable", True)))
+        retryable = bool(error.get("retryable", True))
+        return SendFailed(message, retryable=retryable, code=error.get("code") or ENGINE_ERROR)
     if op == "send":
         return SendFailed(message, retryable=False)
     return EngineRefused(message)
@@ -246,7 +258,12 @@ class WhatsmeowEngine:
             raise SendFailed("the session's whatsmeow worker is not running")
         try:
             return await worker.request(op, **args)
-        except WorkerGone as exc:  # also a command the worker did not answer in time
+        except OutcomeUnknown as exc:
+            if op == "send":
+                # neonize cannot send under our id: a resend would be a second message.
+                raise SendFailed(str(exc), retryable=False, code=SEND_OUTCOME_UNKNOWN) from exc
+            raise SendFailed(str(exc)) from exc
+        except WorkerGone as exc:  # never reached the worker: nothing was done
             raise SendFailed(str(exc)) from exc
 
     async def _on_frame(self, frame: dict[str, Any]) -> None:

@@ -332,6 +332,27 @@ def _role(participant: Any) -> str:
     return "admin" if participant.IsAdmin else "member"
 
 
+# WhatsApp's per-participant answer codes to a membership change (whatsmeow passes the
+# `error` attribute through as `GroupParticipant.Error`): 404 no such account (or, for a
+# change to someone, no such member), 409 already in the group, 403 their privacy
+# settings refuse, 408 they left recently and cannot be added back yet, 500 full group.
+_NOT_ALLOWED_CODES = frozenset({403, 408, 500})
+
+
+def participant_status(action: str, code: int) -> str:
+    """The contract's word for one participant's result; an unknown code keeps its
+    number (`error_<code>`) rather than being guessed at."""
+    if not code or code == 200:
+        return "ok"
+    if code == 404:
+        return "not_found" if action == "add" else "not_member"
+    if code == 409:
+        return "already_member"
+    if code in _NOT_ALLOWED_CODES:
+        return "not_allowed"
+    return f"error_{code}"
+
+
 def group_info(info: Any) -> GroupInfo:
     created = datetime.fromtimestamp(info.GroupCreated, UTC) if info.GroupCreated else None
     return GroupInfo(

@@ -84,7 +84,12 @@ class Worker:
             args["_deadline"] = frame.get("deadline")
             reply["result"] = await self.handle(frame["op"], args)
         except CommandError as exc:
-            reply["error"] = {"kind": exc.kind, "message": str(exc), "retryable": exc.retryable}
+            reply["error"] = {
+                "kind": exc.kind,
+                "message": str(exc),
+                "retryable": exc.retryable,
+                "code": exc.code,
+            }
         except NotSettled as exc:
             reply["error"] = {"kind": "not_ready", "message": str(exc)}
         except Exception as exc:
@@ -110,8 +115,8 @@ class Worker:
             return {"attempts": self.attempts, "sessions": len(self.sessions), "live": live}
         if op == "close":
             session = self.sessions.get(args["session"])
-            if session is not None and session.active:
-                session.stop()
+            if session is not None:
+                session.stop()  # also after a QR timeout, which left Go's client up
             return None
         if op == "forget":
             session = self.sessions.pop(args["session"], None)

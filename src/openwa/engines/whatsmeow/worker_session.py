@@ -127,6 +127,10 @@ class WorkerSession:
         self.proxy: str | None = None
         self.thread: threading.Thread | None = None
         self.stopping: threading.Thread | None = None
+        # Go holds a client for this uuid from a connect until Go's Stop; only Stop
+        # ends neonize's connect call (it waits on the client's context even after
+        # whatsmeow itself gave up, as after the last QR code).
+        self.go_started = False
         self.go_lock = threading.Lock()
         self.generation = 0
         self.me: Any = None
@@ -192,6 +196,7 @@ class WorkerSession:
         self.client.new_device = jid is None
         self.proxy = proxy
         self.active = True
+        self.go_started = True
         self.generation += 1
         self.thread = threading.Thread(
             target=self._run, args=(self.generation,), name=f"neonize-{self.session_id}"
@@ -240,8 +245,9 @@ class WorkerSession:
         self.announced = False
         if self.watchdog is not None:
             self.watchdog.cancel()
-        if self.thread is None:
-            return  # never connected: Go has no client to stop
+        if not self.go_started:
+            return  # never connected, or stopped already: Go has no client to stop
+        self.go_started = False
         self.stopping = threading.Thread(target=self._stop_go, daemon=True)
         self.stopping.start()
 
@@ -308,7 +314,8 @@ class WorkerSession:
             case "qr_timeout":
                 if not self.waiting_link or event != self.last_qr:
                     return []
-                self.active = False
+                # Go's connect call outlives the expired QR until Go's Stop ends it.
+                self.stop()
                 return [Failed("QR_TIMEOUT: the QR code was not scanned; start the session again")]
             case "connect_error":
                 generation, error = event
