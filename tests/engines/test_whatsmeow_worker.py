@@ -10,14 +10,17 @@ import signal
 import socket
 import threading
 from collections.abc import AsyncIterator
+from hashlib import sha256
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from neonize import client as neonize_client
+from neonize import events as ev
 from neonize.exc import GetProfilePictureError, SendMessageError
 from neonize.proto import Neonize_pb2 as neonize
+from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as wa
 
 from openwa.engines.base import SEND_OUTCOME_UNKNOWN
 from openwa.engines.whatsmeow import go_errors
@@ -27,8 +30,10 @@ from openwa.engines.whatsmeow.protocol import read_frame
 from openwa.engines.whatsmeow.worker import Worker
 from openwa.engines.whatsmeow.worker_session import WorkerSession
 from tests.engines.go_standin import GoStandIn
-from tests.engines.whatsmeow_support import started, whatsmeow
+from tests.engines.standin_worker import INBOUND
+from tests.engines.whatsmeow_support import inject, started, whatsmeow
 from tests.fixtures.app import Api, wait_for
+from tests.media.support import b64, png
 
 ANN = "15550101111"
 
@@ -38,13 +43,22 @@ def jid(user: str, server: str = "s.whatsapp.net") -> Any:
 
 
 @pytest.fixture
-async def worker(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Worker, Any]]:
+async def worker(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> AsyncIterator[tuple[Worker, Any]]:
     """A worker on a socket pair, its Go clients stand-ins; and the API's end."""
     monkeypatch.setattr(neonize_client, "NewClient", GoStandIn)
     ours, theirs = socket.socketpair()
     reader, writer = await asyncio.open_unix_connection(sock=theirs)
     api_reader, api_writer = await asyncio.open_unix_connection(sock=ours)
-    running = Worker(reader, writer, max_media_bytes=1 << 20, qr_timeout_s=0.05)
+    running = Worker(
+        reader,
+        writer,
+        max_media_bytes=1 << 20,
+        qr_timeout_s=0.05,
+        transfer_dir=tmp_path,
+        download_timeout_s=0.5,
+    )
     yield running, api_reader
     for session_id in list(running.sessions):
         await running.handle("forget", {"session": session_id})
@@ -179,15 +193,24 @@ def test_a_send_whose_answer_timed_out_is_not_retried() -> None:
     assert (error.value.retryable, error.value.code) == (False, SEND_OUTCOME_UNKNOWN)
 
 
-async def test_a_send_whose_worker_dies_mid_send_fails_and_never_goes_twice(
-    wm_api: Api, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """The real worker, up to a Go client whose send never answers: the worker is killed
-    while the send is in flight."""
+@pytest.fixture
+def edge(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The real worker process with Go's client a stand-in (`standin_worker`); the file
+    where it writes down what reached WhatsApp's edge."""
     sends = tmp_path / "sends"
     sends.touch()
     monkeypatch.setenv("OPENWA_TEST_SENDS", str(sends))
     monkeypatch.setattr(WorkerProcess, "module", "tests.engines.standin_worker")
+    return sends
+
+
+async def test_a_send_whose_worker_dies_mid_send_fails_and_never_goes_twice(
+    wm_api: Api, edge: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real worker, up to a Go client whose send never answers: the worker is killed
+    while the send is in flight."""
+    monkeypatch.setenv("OPENWA_TEST_SEND_HANGS", "1")
+    sends = edge
     session_id = await started(wm_api)
     await wm_api.wait_status(session_id, "ready", 20)
     accepted = await wm_api.request(
@@ -197,7 +220,7 @@ async def test_a_send_whose_worker_dies_mid_send_fails_and_never_goes_twice(
     message_id = accepted.json()["data"]["id"]
 
     async def transmitted() -> int:
-        return len(sends.read_text().splitlines())
+        return sum(line.startswith("send ") for line in sends.read_text().splitlines())
 
     await wait_for(transmitted, bool, 20, "the send reaching Go")
     engine = whatsmeow(wm_api)
@@ -220,3 +243,90 @@ async def test_a_send_whose_worker_dies_mid_send_fails_and_never_goes_twice(
     )
     await wm_api.wait_status(session_id, "ready", 20)
     assert await transmitted() == 1
+
+
+class SlowDownloads(GoStandIn):
+    """Downloads answer at once, except an image captioned `stuck`, until released."""
+
+    def __init__(self, name: str = "unset", uuid: str = "") -> None:
+        super().__init__(name, uuid)
+        self.release = threading.Event()
+
+    def download_any(self, message: Any) -> bytes:
+        if message.imageMessage.caption == "stuck":
+            self.release.wait()
+        return b"picture bytes"
+
+
+def image_message(message_id: str, caption: str) -> Any:
+    source = neonize.MessageSource(Chat=jid(ANN), Sender=jid(ANN))
+    info = neonize.MessageInfo(MessageSource=source, ID=message_id, Timestamp=1_764_000_000_000)
+    image = wa.ImageMessage(mimetype="image/jpeg", fileLength=13, caption=caption)
+    return ev.MessageEv(Info=info, Message=wa.Message(imageMessage=image))
+
+
+async def test_a_stuck_download_holds_up_neither_other_events_nor_the_session(
+    worker: tuple[Worker, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(neonize_client, "NewClient", SlowDownloads)
+    running, api = worker
+    connect = {"session": "s1", "location": "unused", "jid": None, "proxy": None}
+    await running.handle("connect", connect)
+    session = running.sessions["s1"]
+    session.go_connected = True  # as whatsmeow reports it
+    session.push("MessageEv", image_message("STUCK", "stuck"))
+    session.push("MessageEv", image_message("FINE", "fine"))
+    text = image_message("TEXT", "")
+    text.Message.Clear()
+    text.Message.conversation = "after the pictures"
+    session.push("MessageEv", text)
+    received = [(await next_event(api, "MessageReceived"))["data"] for _ in range(3)]
+    # The stuck one comes last, given up after the download timeout.
+    assert {m["id"] for m in received[:2]} == {"FINE", "TEXT"}
+    stuck = received[2]
+    assert stuck["id"] == "STUCK"
+    assert stuck["media"] is None
+    assert stuck["content"]["mediaError"] == "download failed: no answer in 0.5 s"
+    fine = next(m for m in received if m["id"] == "FINE")
+    path = Path(fine["media"]["path"])
+    assert path.parent == tmp_path
+    assert path.read_bytes() == b"picture bytes"
+    assert fine["media"]["data"] is None
+    assert path.stat().st_mode & 0o777 == 0o600
+    session.client.release.set()
+    await wait_for(lambda: asyncio.sleep(0, session.reading), lambda n: n == 0, 10, "the thread")
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # the stuck one wrote nothing
+
+
+async def test_media_crosses_to_and_from_the_worker_as_files(wm_api: Api, edge: Path) -> None:
+    session_id = await started(wm_api)
+    await wm_api.wait_status(session_id, "ready", 20)
+    transfers = whatsmeow(wm_api).transfers.path
+    picture = png(8, 8)
+    accepted = await wm_api.request(
+        "POST",
+        f"/api/sessions/{session_id}/messages/media",
+        json={"chatId": ANN, "type": "image", "media": {"base64": b64(picture)}},
+    )
+    assert accepted.status_code == 202, accepted.text
+    sent_id = accepted.json()["data"]["id"]
+    await wait_for(
+        lambda: wm_api.request("GET", f"/api/sessions/{session_id}/messages/{sent_id}"),
+        lambda r: r.json()["data"]["status"] == "sent",
+        20,
+        "the send",
+    )
+    stored = await wm_api.request("GET", f"/api/sessions/{session_id}/messages/{sent_id}/media")
+    uploaded = [line.split() for line in edge.read_text().splitlines() if line.startswith("upload")]
+    assert uploaded == [["upload", str(len(stored.content)), sha256(stored.content).hexdigest()]]
+    assert list(transfers.iterdir()) == []  # removed once the worker answered
+
+    await inject(wm_api, session_id, image_message("INBOUND1", "from Ann"))
+    inbound = await wait_for(
+        lambda: wm_api.request("GET", f"/api/sessions/{session_id}/messages/INBOUND1/media"),
+        lambda r: r.status_code == 200,
+        20,
+        "the inbound media stored",
+    )
+    assert inbound.content == INBOUND
+    assert list(transfers.iterdir()) == []  # moved into our storage

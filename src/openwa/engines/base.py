@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from openwa.engines.content import Content
@@ -73,14 +74,17 @@ class MessageAck:
 
 @dataclass(frozen=True, slots=True)
 class InboundMedia:
-    """Media that came with a message. Exactly one of `data` (bytes an engine downloaded)
-    or `source_key` (an object already in our storage, as the mock network passes it)."""
+    """Media that came with a message. Exactly one of `data` (bytes an engine downloaded),
+    `path` (a file an engine downloaded to, handed over: storing the report moves it
+    into our storage, and an ignored report deletes it) or `source_key` (an object
+    already in our storage, as the mock network passes it)."""
 
     mimetype: str
     size: int
     filename: str | None = None
     data: bytes | None = None
     source_key: str | None = None
+    path: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,8 @@ and that panic would end every session of the worker.
 
 from __future__ import annotations
 
-import base64
 import time
+from pathlib import Path
 from typing import Any
 
 from openwa.engines.base import SEND_OUTCOME_UNKNOWN
@@ -70,7 +70,7 @@ def _send(session: WorkerSession, client: Any, args: dict[str, Any]) -> str:
     message = outgoing_from_wire(args["message"])
     upload = None
     if isinstance(message.content, Media):
-        data = base64.b64decode(args["media"])
+        data = Path(args["media_path"]).read_bytes()  # the API process removes it
         upload = client.upload(data, translate.MEDIA_TYPES[message.type])
     built = translate.outgoing_message(message, upload=upload, now_ms=int(time.time() * 1000))
     response = client.send_message(translate.jid_of(message.chat_id), built)

@@ -17,6 +17,7 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -46,6 +47,7 @@ from openwa.engines.whatsmeow.protocol import (
     read_frame,
 )
 from openwa.engines.whatsmeow.store import DeviceStore
+from openwa.engines.whatsmeow.transfer import TransferDirectory
 
 log = structlog.get_logger(__name__)
 
@@ -85,7 +87,14 @@ class WorkerProcess:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
-    async def start(self, log_level: str, max_media_bytes: int, qr_timeout_s: float) -> None:
+    async def start(
+        self,
+        log_level: str,
+        max_media_bytes: int,
+        qr_timeout_s: float,
+        transfer_dir: Path,
+        download_timeout_s: float,
+    ) -> None:
         ours, theirs = socket.socketpair()
         try:
             self._process = await asyncio.create_subprocess_exec(
@@ -100,6 +109,10 @@ class WorkerProcess:
                 str(max_media_bytes),
                 "--qr-timeout-s",
                 str(qr_timeout_s),
+                "--transfer-dir",
+                str(transfer_dir),
+                "--download-timeout-s",
+                str(download_timeout_s),
                 pass_fds=(theirs.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
                 # whatsmeow prints on stdout by itself: it goes to our stderr, a log.
@@ -225,6 +238,9 @@ class WhatsmeowEngine:
         # whatsmeow shows a first QR for 60 s and each next one for 20 s: a code still up
         # this long after it came was not scanned.
         self.qr_timeout_s = 75.0
+        # An inbound download that has not ended by then is given up (`mediaError`).
+        self.download_timeout_s = 300.0
+        self.transfers = TransferDirectory(store.directory / "transfer")
 
     def client(self, context: SessionContext) -> EngineClient:
         client = WhatsmeowClient(self, context)
@@ -243,7 +259,13 @@ class WhatsmeowEngine:
         async with self._lock:
             if self._worker is None or not self._worker.alive:
                 worker = WorkerProcess(self._on_frame, self._on_exit)
-                await worker.start(self._log_level, self._max_media_bytes, self.qr_timeout_s)
+                await worker.start(
+                    self._log_level,
+                    self._max_media_bytes,
+                    self.qr_timeout_s,
+                    self.transfers.path,
+                    self.download_timeout_s,
+                )
                 self._worker = worker
             return self._worker
 
@@ -316,6 +338,7 @@ class WhatsmeowEngine:
         if self._worker is not None:
             await self._worker.stop()
             self._worker = None
+        self.transfers.close()
 
 
 class WhatsmeowClient:
@@ -400,14 +423,18 @@ class WhatsmeowClient:
     # Messages.
 
     async def send(self, message: OutgoingMessage) -> str | None:
-        data: bytes | None = None
-        if isinstance(message.content, Media):
-            if self._ctx.media is None:
-                raise SendFailed("no media storage for the engine", retryable=False)
-            chunks = [chunk async for chunk in self._ctx.media.stream(message.content.media.key)]
-            data = b"".join(chunks)
         payload = outgoing_wire(message)
-        engine_id: str = await self._call("send", message=payload, media=data)
+        if not isinstance(message.content, Media):
+            engine_id: str = await self._call("send", message=payload)
+            return engine_id if engine_id != message.id else None
+        if self._ctx.media is None:
+            raise SendFailed("no media storage for the engine", retryable=False)
+        # The file crosses to the worker by its path; gone once the worker answered.
+        path = await self._engine.transfers.write(self._ctx.media.stream(message.content.media.key))
+        try:
+            engine_id = await self._call("send", message=payload, media_path=str(path))
+        finally:
+            path.unlink(missing_ok=True)
         return engine_id if engine_id != message.id else None
 
     async def stored(self, message_ids: list[str]) -> None:
