@@ -1,6 +1,7 @@
 """The real whatsmeow worker process, with Go's client replaced by a stand-in at the
 network's edge. What reaches that edge is written down, one line each, in the file
-`OPENWA_TEST_SENDS` names: `upload <size> <sha256>` and `send <session>`. A send never
+`OPENWA_TEST_SENDS` names: `upload <size> <sha256>` and `send <session> <image's
+width>x<height> <thumbnail bytes>`. A send never
 answers when `OPENWA_TEST_SEND_HANGS` is set (a send in flight when the test kills the
 worker); a download answers with `OPENWA_TEST_INBOUND` bytes."""
 
@@ -38,8 +39,9 @@ class EdgeOfWhatsApp(LinkedGoStandIn):
             FileLength=len(data),
         )
 
-    def send_message(self, _to: Any, _message: Any) -> Any:
-        _note(f"send {self.uuid}")
+    def send_message(self, _to: Any, message: Any) -> Any:
+        image = message.imageMessage
+        _note(f"send {self.uuid} {image.width}x{image.height} {len(image.JPEGThumbnail)}")
         if os.environ.get("OPENWA_TEST_SEND_HANGS"):
             threading.Event().wait()  # WhatsApp's answer never comes
         return SimpleNamespace(ID="3EB0STANDIN" + os.urandom(6).hex().upper())

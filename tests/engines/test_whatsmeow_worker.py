@@ -320,6 +320,9 @@ async def test_media_crosses_to_and_from_the_worker_as_files(wm_api: Api, edge: 
     uploaded = [line.split() for line in edge.read_text().splitlines() if line.startswith("upload")]
     assert uploaded == [["upload", str(len(stored.content)), sha256(stored.content).hexdigest()]]
     assert list(transfers.iterdir()) == []  # removed once the worker answered
+    [send] = [line.split() for line in edge.read_text().splitlines() if line.startswith("send")]
+    assert send[2] == "8x8"  # the picture's size, read from the file in the worker
+    assert int(send[3]) > 0  # and its thumbnail
 
     await inject(wm_api, session_id, image_message("INBOUND1", "from Ann"))
     inbound = await wait_for(

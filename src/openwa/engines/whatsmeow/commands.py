@@ -15,7 +15,7 @@ from typing import Any
 
 from openwa.engines.base import SEND_OUTCOME_UNKNOWN
 from openwa.engines.content import Media
-from openwa.engines.whatsmeow import go_errors, translate
+from openwa.engines.whatsmeow import go_errors, media_details, translate
 from openwa.engines.whatsmeow.protocol import encode_group, outgoing_from_wire
 from openwa.engines.whatsmeow.worker_session import WorkerSession
 
@@ -40,6 +40,12 @@ def run_command(
     command = _COMMANDS.get(op)
     if command is None:
         raise CommandError("refused", f"unknown command {op!r}")
+    if op == "send" and args.get("media_path"):
+        # ffprobe and ffmpeg take a while: not while holding the session's commands.
+        content = outgoing_from_wire(args["message"]).content
+        if isinstance(content, Media):
+            path = Path(args["media_path"])
+            args["details"] = media_details.describe(path, content.kind, content.media.mimetype)
     with session.go_lock:
         if deadline and time.time() > deadline:
             # The API process has given up on it: not done, so it may be retried.
@@ -72,7 +78,9 @@ def _send(session: WorkerSession, client: Any, args: dict[str, Any]) -> str:
     if isinstance(message.content, Media):
         data = Path(args["media_path"]).read_bytes()  # the API process removes it
         upload = client.upload(data, translate.MEDIA_TYPES[message.type])
-    built = translate.outgoing_message(message, upload=upload, now_ms=int(time.time() * 1000))
+    built = translate.outgoing_message(
+        message, upload=upload, details=args.get("details"), now_ms=int(time.time() * 1000)
+    )
     response = client.send_message(translate.jid_of(message.chat_id), built)
     engine_id = str(response.ID)
     session.remember_send(engine_id, message.id)
