@@ -614,7 +614,7 @@ def chat_presence(event: Any) -> PresenceUpdated | None:
         return None
     if event.State == neonize.ChatPresence.PAUSED:
         state = "paused"
-    elif event.Media == neonize.ChatPresenceMedia.AUDIO:
+    elif event.Media == neonize.ChatPresence.AUDIO:
         state = "recording"
     else:
         state = "composing"
