@@ -37,6 +37,7 @@ from neonize.proto.waWeb import WAWebProtobufsWeb_pb2 as web
 from openwa.engines.base import (
     CallReceived,
     ChatUpdated,
+    ContactsSeen,
     ContactUpdated,
     EngineEvent,
     GroupUpdated,
@@ -920,3 +921,39 @@ async def test_one_bad_report_never_drops_the_next() -> None:
 def test_new_reports_cross_the_wire(event: Any) -> None:
     body = pack(encode_event(event))[4:]
     assert decode_event(orjson.loads(body)) == event
+
+
+def test_history_names_lid_chats_and_senders_by_phone() -> None:
+    direct = hs.Conversation(
+        ID=ALICE_LID,
+        pnJID=ALICE,
+        messages=[hs.HistorySyncMsg(message=web_message("D1", wa.Message(conversation="hi")))],
+    )
+    in_group = web.WebMessageInfo(
+        key=MessageKey(remoteJID=GROUP, participant="100000000000002:3@lid", ID="G1"),
+        message=wa.Message(conversation="hello"),
+        messageTimestamp=T0,
+    )
+    group = hs.Conversation(ID=GROUP, messages=[hs.HistorySyncMsg(message=in_group)])
+    data = hs.HistorySync(
+        conversations=[direct, group],
+        phoneNumberToLidMappings=[hs.PhoneNumberToLIDMapping(pnJID=BOB, lidJID=BOB_LID)],
+        pushnames=[hs.Pushname(ID=BOB_LID, pushname="Bob")],
+    )
+    memory = SessionMemory()
+    out = history_events(HistorySyncEv(Data=data), memory)
+    assert out[:2] == [ContactUpdated(BOB, lid=BOB_LID), ContactUpdated(ALICE, lid=ALICE_LID)]
+    first, second = out[2], out[3]
+    assert isinstance(first, MessageReceived)
+    assert isinstance(second, MessageReceived)
+    assert (first.chat_id, first.chat_lid, first.sender, first.sender_lid) == (
+        ALICE,
+        ALICE_LID,
+        ALICE,
+        ALICE_LID,
+    )
+    assert (second.chat_id, second.sender, second.sender_lid) == (GROUP, BOB, BOB_LID)
+    assert out[4] == ContactsSeen({BOB: "Bob"})
+    assert history_events(HistorySyncEv(Data=data), memory)[:1] != [
+        ContactUpdated(BOB, lid=BOB_LID)
+    ]

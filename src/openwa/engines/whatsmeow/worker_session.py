@@ -564,10 +564,11 @@ def history_events(event: Any, memory: SessionMemory | None = None) -> list[Engi
     """Stored-not-announced messages, edits and revokes, and contact names from one
     history sync chunk; its polls' options are remembered for the votes to come."""
     batch = translate.history_batch(event)
+    out: list[EngineEvent] = []
     if memory is not None:
         for poll_id, options in batch.polls.items():
             memory.remember_poll(poll_id, options)
-    out: list[EngineEvent] = []
+        out.extend(memory.learn(batch.lids))
     for item in batch.messages:
         if not isinstance(item.event, MessageReceived) or item.media is None:
             out.append(item.event)
