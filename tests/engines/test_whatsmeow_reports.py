@@ -486,54 +486,44 @@ def test_a_group_invite() -> None:
     }
 
 
+_FLOW = wa.InteractiveResponseMessage.NativeFlowResponseMessage
+_REPLIES = {
+    "buttons": wa.Message(
+        buttonsResponseMessage=wa.ButtonsResponseMessage(
+            selectedButtonID="b1", selectedDisplayText="Yes"
+        )
+    ),
+    "list": wa.Message(
+        listResponseMessage=wa.ListResponseMessage(
+            title="Large",
+            singleSelectReply=wa.ListResponseMessage.SingleSelectReply(selectedRowID="r2"),
+        )
+    ),
+    "template": wa.Message(
+        templateButtonReplyMessage=wa.TemplateButtonReplyMessage(
+            selectedID="t3", selectedDisplayText="Call me"
+        )
+    ),
+    "interactive": wa.Message(
+        interactiveResponseMessage=wa.InteractiveResponseMessage(
+            nativeFlowResponseMessage=_FLOW(name="flow4"),
+            body=wa.InteractiveResponseMessage.Body(text="Sent"),
+        )
+    ),
+}
+
+
 @pytest.mark.parametrize(
-    ("msg", "chosen", "text"),
+    ("kind", "chosen", "text"),
     [
-        (
-            wa.Message(
-                buttonsResponseMessage=wa.ButtonsResponseMessage(
-                    selectedButtonID="b1", selectedDisplayText="Yes"
-                )
-            ),
-            "b1",
-            "Yes",
-        ),
-        (
-            wa.Message(
-                listResponseMessage=wa.ListResponseMessage(
-                    title="Large",
-                    singleSelectReply=wa.ListResponseMessage.SingleSelectReply(selectedRowID="r2"),
-                )
-            ),
-            "r2",
-            "Large",
-        ),
-        (
-            wa.Message(
-                templateButtonReplyMessage=wa.TemplateButtonReplyMessage(
-                    selectedID="t3", selectedDisplayText="Call me"
-                )
-            ),
-            "t3",
-            "Call me",
-        ),
-        (
-            wa.Message(
-                interactiveResponseMessage=wa.InteractiveResponseMessage(
-                    nativeFlowResponseMessage=wa.InteractiveResponseMessage.NativeFlowResponseMessage(
-                        name="flow4"
-                    ),
-                    body=wa.InteractiveResponseMessage.Body(text="Sent"),
-                )
-            ),
-            "flow4",
-            "Sent",
-        ),
+        ("buttons", "b1", "Yes"),
+        ("list", "r2", "Large"),
+        ("template", "t3", "Call me"),
+        ("interactive", "flow4", "Sent"),
     ],
-    ids=["buttons", "list", "template", "interactive"],
 )
-def test_button_replies(msg: Any, chosen: str, text: str) -> None:
-    event = event_of(msg)
+def test_button_replies(kind: str, chosen: str, text: str) -> None:
+    event = event_of(_REPLIES[kind])
     assert event.type == "button_reply"
     assert event.content == {"text": text, "buttonReply": {"id": chosen, "text": text}}
 
@@ -624,36 +614,24 @@ def test_a_phone_sender_with_a_lid_alternative() -> None:
     assert (event.sender, event.sender_lid) == (BOB, BOB_LID)
 
 
-def test_a_lid_direct_message_lands_in_the_phone_chat() -> None:
-    src = source(ALICE_LID, sender_alt=ALICE, lid=True)
+@pytest.mark.parametrize(
+    ("src", "expected"),
+    [
+        (source(ALICE_LID, sender_alt=ALICE, lid=True), (ALICE, ALICE_LID, ALICE, ALICE_LID)),
+        (
+            source(ALICE_LID, ME_LID, from_me=True, recipient_alt=ALICE, sender_alt=ME, lid=True),
+            (ALICE, ALICE_LID, ME, ME_LID),
+        ),
+        (source(ALICE_LID, lid=True), (ALICE_LID, None, ALICE_LID, None)),
+    ],
+    ids=["theirs", "own-from-the-phone", "no-alternative"],
+)
+def test_a_lid_direct_chat_is_the_phone_chat_when_whatsapp_gives_the_number(
+    src: Any, expected: tuple[str, str | None, str, str | None]
+) -> None:
+    """(chat, chat LID, sender, sender LID); without the number the LID stays."""
     event = event_of(wa.Message(conversation="hi"), src)
-    assert (event.chat_id, event.chat_lid, event.sender, event.sender_lid) == (
-        ALICE,
-        ALICE_LID,
-        ALICE,
-        ALICE_LID,
-    )
-
-
-def test_an_own_message_to_a_lid_chat_lands_in_the_phone_chat() -> None:
-    src = source(ALICE_LID, ME_LID, from_me=True, recipient_alt=ALICE, sender_alt=ME, lid=True)
-    event = event_of(wa.Message(conversation="hi"), src)
-    assert (event.chat_id, event.chat_lid, event.sender, event.sender_lid) == (
-        ALICE,
-        ALICE_LID,
-        ME,
-        ME_LID,
-    )
-
-
-def test_a_lid_without_alternative_stays_a_lid() -> None:
-    event = event_of(wa.Message(conversation="hi"), source(ALICE_LID, lid=True))
-    assert (event.chat_id, event.chat_lid, event.sender, event.sender_lid) == (
-        ALICE_LID,
-        None,
-        ALICE_LID,
-        None,
-    )
+    assert (event.chat_id, event.chat_lid, event.sender, event.sender_lid) == expected
 
 
 async def test_the_worker_reports_each_new_lid_pair_once_before_the_message() -> None:
