@@ -653,6 +653,11 @@ async def test_the_worker_reports_each_new_lid_pair_once_before_the_message() ->
     )
     assert third[0] == ContactUpdated(ALICE, lid=ALICE_LID)
     assert len(third) == 2
+    session.memory.own = ME  # the account's own pair is remembered, not reported
+    mine = source(ALICE_LID, ME_LID, from_me=True, recipient_alt=ALICE, sender_alt=ME, lid=True)
+    fourth = await session._translate("MessageEv", message_ev(wa.Message(conversation="4"), mine))
+    assert [type(e) for e in fourth] == [MessageReceived]
+    assert session.memory.phone_of(ME_LID) == ME
 
 
 async def test_the_worker_reports_a_changed_push_name() -> None:

@@ -33,6 +33,8 @@ class SessionMemory:
         self.phones: OrderedDict[str, str] = OrderedDict()  # LID -> phone id
         self.polls: OrderedDict[str, dict[bytes, str]] = OrderedDict()
         self.names: OrderedDict[str, str] = OrderedDict()
+        # The account's own phone id: its LID is remembered, never reported as a contact.
+        self.own: str | None = None
 
     def learn(
         self, pairs: list[tuple[str, str]] | tuple[tuple[str, str], ...]
@@ -40,7 +42,7 @@ class SessionMemory:
         """Remember (phone id, LID) pairs; a `ContactUpdated` for each one not known yet."""
         updates: list[ContactUpdated] = []
         for phone, lid in pairs:
-            if self.phones.get(lid) != phone:
+            if self.phones.get(lid) != phone and phone != self.own:
                 updates.append(ContactUpdated(phone, lid=lid))
             _put(self.phones, lid, phone, _LIDS)
         return updates

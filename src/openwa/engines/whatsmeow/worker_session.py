@@ -427,6 +427,7 @@ class WorkerSession:
 
     async def _linked(self, jid: Any, push_name: str | None) -> list[EngineEvent]:
         self.me = jid
+        self.memory.own = f"{jid.User}@{jid.Server}"
         self.announced = True
         self.waiting_link = False
         if self.watchdog is not None:
