@@ -50,7 +50,7 @@ from openwa.engines.base import (
     ReactionReceived,
     ReadBySelf,
 )
-from openwa.engines.whatsmeow import translate
+from openwa.engines.whatsmeow import notices, translate
 from openwa.engines.whatsmeow.protocol import decode_event, encode_event, pack
 from openwa.engines.whatsmeow.session_memory import SessionMemory
 from openwa.engines.whatsmeow.translate import MediaRef
@@ -225,42 +225,42 @@ def receipt(kind: int, ids: list[str], src: Any = None) -> Any:
 
 def test_a_read_receipt_from_the_phone_marks_inbound_messages_read() -> None:
     src = source(ALICE, ME, from_me=True)
-    events = translate.receipt_events(receipt(neonize.Receipt.READ_SELF, ["IN1", "IN2"], src))
+    events = notices.receipt_events(receipt(neonize.Receipt.READ_SELF, ["IN1", "IN2"], src))
     assert events == [ReadBySelf(ALICE, ["IN1", "IN2"])]
-    played = translate.receipt_events(receipt(neonize.Receipt.PLAYED_SELF, ["V1"], src))
+    played = notices.receipt_events(receipt(neonize.Receipt.PLAYED_SELF, ["V1"], src))
     assert played == [ReadBySelf(ALICE, ["V1"])]
-    assert translate.receipt_events(receipt(neonize.Receipt.READ_SELF, [], src)) == []
+    assert notices.receipt_events(receipt(neonize.Receipt.READ_SELF, [], src)) == []
 
 
 def test_a_read_receipt_from_the_phone_in_a_lid_chat_names_the_phone_chat() -> None:
     src = source(ALICE_LID, ME_LID, from_me=True, recipient_alt=ALICE, sender_alt=ME)
-    events = translate.receipt_events(receipt(neonize.Receipt.READ_SELF, ["IN1"], src))
+    events = notices.receipt_events(receipt(neonize.Receipt.READ_SELF, ["IN1"], src))
     assert events == [ReadBySelf(ALICE, ["IN1"])]
 
 
 def test_a_server_error_receipt_fails_the_message() -> None:
-    events = translate.receipt_events(receipt(neonize.Receipt.SERVER_ERROR, ["OUT1"]))
+    events = notices.receipt_events(receipt(neonize.Receipt.SERVER_ERROR, ["OUT1"]))
     assert events == [MessageAck("OUT1", ALICE, "failed")]
-    assert translate.receipt_acks(receipt(neonize.Receipt.SERVER_ERROR, ["OUT1"])) == events
+    assert notices.receipt_acks(receipt(neonize.Receipt.SERVER_ERROR, ["OUT1"])) == events
 
 
 def test_group_read_receipts_say_who_read() -> None:
     src = source(GROUP, BOB)
-    assert translate.receipt_events(receipt(neonize.Receipt.READ, ["G1"], src)) == [
+    assert notices.receipt_events(receipt(neonize.Receipt.READ, ["G1"], src)) == [
         MessageAck("G1", GROUP, "read", by=BOB)
     ]
-    assert translate.receipt_events(receipt(neonize.Receipt.DELIVERED, ["G1"], src)) == [
+    assert notices.receipt_events(receipt(neonize.Receipt.DELIVERED, ["G1"], src)) == [
         MessageAck("G1", GROUP, "delivered")
     ]
     lid = source(GROUP, BOB_LID, sender_alt=BOB, lid=True)
-    assert translate.receipt_events(receipt(neonize.Receipt.PLAYED, ["G2"], lid)) == [
+    assert notices.receipt_events(receipt(neonize.Receipt.PLAYED, ["G2"], lid)) == [
         MessageAck("G2", GROUP, "played", by=BOB)
     ]
 
 
 def test_a_direct_read_receipt_has_no_by_and_a_lid_chat_is_the_phone_chat() -> None:
     src = source(ALICE_LID, sender_alt=ALICE, lid=True)
-    assert translate.receipt_events(receipt(neonize.Receipt.READ, ["D1"], src)) == [
+    assert notices.receipt_events(receipt(neonize.Receipt.READ, ["D1"], src)) == [
         MessageAck("D1", ALICE, "read")
     ]
 
@@ -269,7 +269,7 @@ def test_a_direct_read_receipt_has_no_by_and_a_lid_chat_is_the_phone_chat() -> N
     "kind", [neonize.Receipt.SENDER, neonize.Receipt.RETRY, neonize.Receipt.INACTIVE]
 )
 def test_other_receipts_report_nothing(kind: int) -> None:
-    assert translate.receipt_events(receipt(kind, ["X"])) == []
+    assert notices.receipt_events(receipt(kind, ["X"])) == []
 
 
 # ---------------------------------------------------------------------------------------
@@ -739,13 +739,13 @@ async def test_group_changes_name_lid_members_by_phone() -> None:
 
 def test_presence() -> None:
     away = PresenceEv(From=jid(ALICE), Unavailable=True, LastSeen=T0)
-    assert translate.presence(away) == PresenceUpdated(ALICE, ALICE, "unavailable", at(T0))
+    assert notices.presence(away) == PresenceUpdated(ALICE, ALICE, "unavailable", at(T0))
     hidden = PresenceEv(From=jid(ALICE), Unavailable=True)
-    assert translate.presence(hidden) == PresenceUpdated(ALICE, ALICE, "unavailable")
-    assert translate.presence(PresenceEv(From=jid(ALICE))) == PresenceUpdated(
+    assert notices.presence(hidden) == PresenceUpdated(ALICE, ALICE, "unavailable")
+    assert notices.presence(PresenceEv(From=jid(ALICE))) == PresenceUpdated(
         ALICE, ALICE, "available"
     )
-    assert translate.presence(PresenceEv()) is None
+    assert notices.presence(PresenceEv()) is None
 
 
 @pytest.mark.parametrize(
@@ -760,7 +760,7 @@ def test_chat_presence(state: int, media: int, expected: str) -> None:
     event = ChatPresenceEv(
         MessageSource=source(GROUP, BOB_LID, sender_alt=BOB), State=state, Media=media
     )
-    assert translate.chat_presence(event) == PresenceUpdated(GROUP, BOB, expected)
+    assert notices.chat_presence(event) == PresenceUpdated(GROUP, BOB, expected)
 
 
 async def test_the_worker_names_a_lid_presence_by_phone() -> None:
@@ -787,7 +787,7 @@ def test_a_call_offer(video: bool, expected: bool) -> None:
         basicCallMeta=call_meta(**{"from": jid(ALICE)}, callCreator=jid(ALICE)),
         data=node("offer", *media),
     )
-    assert translate.call_received(offer) == CallReceived("CALL1", ALICE, expected, False, at(T0))
+    assert notices.call_received(offer) == CallReceived("CALL1", ALICE, expected, False, at(T0))
 
 
 def test_a_call_from_a_lid_is_named_by_phone() -> None:
@@ -795,15 +795,15 @@ def test_a_call_from_a_lid_is_named_by_phone() -> None:
         basicCallMeta=call_meta(callCreator=jid(ALICE_LID), callCreatorAlt=jid(ALICE)),
         data=node("offer", node("audio")),
     )
-    assert translate.call_received(offer) == CallReceived("CALL1", ALICE, False, False, at(T0))
-    assert translate.call_lids(offer) == [(ALICE, ALICE_LID)]
+    assert notices.call_received(offer) == CallReceived("CALL1", ALICE, False, False, at(T0))
+    assert notices.call_lids(offer) == [(ALICE, ALICE_LID)]
 
 
 def test_a_group_call_notice() -> None:
     notice = CallOfferNoticeEv(
         basicCallMeta=call_meta(**{"from": jid(BOB)}), media="video", type="group"
     )
-    assert translate.call_received(notice) == CallReceived("CALL1", BOB, True, True, at(T0))
+    assert notices.call_received(notice) == CallReceived("CALL1", BOB, True, True, at(T0))
 
 
 async def test_the_worker_reports_calls_with_their_lid_pair() -> None:

@@ -52,7 +52,7 @@ from openwa.engines.base import (
     QrUpdated,
     ReactionReceived,
 )
-from openwa.engines.whatsmeow import translate
+from openwa.engines.whatsmeow import history, notices, translate
 from openwa.engines.whatsmeow.commands import CommandError, run_command
 from openwa.engines.whatsmeow.protocol import (
     decode_event,
@@ -434,7 +434,7 @@ def receipt(kind: int, ids: list[str], chat: str = ALICE) -> Any:
     ],
 )
 def test_receipt_acks(kind: int, status: str) -> None:
-    assert translate.receipt_acks(receipt(kind, ["A", "B"], chat=GROUP)) == [
+    assert notices.receipt_acks(receipt(kind, ["A", "B"], chat=GROUP)) == [
         MessageAck("A", GROUP, status),
         MessageAck("B", GROUP, status),
     ]
@@ -450,7 +450,7 @@ def test_receipt_acks(kind: int, status: str) -> None:
     ],
 )
 def test_other_receipts_give_nothing(kind: int) -> None:
-    assert translate.receipt_acks(receipt(kind, ["A"])) == []
+    assert notices.receipt_acks(receipt(kind, ["A"])) == []
 
 
 # ---------------------------------------------------------------------------------------
@@ -509,7 +509,7 @@ def group_event(**changes: Any) -> Any:
     ],
 )
 def test_group_metadata_updates(changes: dict[str, Any], action: str, value: str | None) -> None:
-    assert translate.group_updates(group_event(**changes)) == [
+    assert notices.group_updates(group_event(**changes)) == [
         GroupUpdated(GROUP, action, by=ALICE, value=value)
     ]
 
@@ -520,7 +520,7 @@ def test_group_metadata_updates(changes: dict[str, Any], action: str, value: str
 )
 def test_group_participant_updates(field: str, action: str) -> None:
     event = group_event(**{field: [jid(BOB, device=3), jid(ALICE)]})
-    assert translate.group_updates(event) == [GroupUpdated(GROUP, action, [BOB, ALICE], by=ALICE)]
+    assert notices.group_updates(event) == [GroupUpdated(GROUP, action, [BOB, ALICE], by=ALICE)]
 
 
 def test_several_group_updates_in_one_event() -> None:
@@ -531,7 +531,7 @@ def test_several_group_updates_in_one_event() -> None:
         Join=[jid(BOB)],
         Demote=[jid(ALICE)],
     )
-    assert translate.group_updates(event) == [
+    assert notices.group_updates(event) == [
         GroupUpdated(GROUP, "subject", by=ALICE, value="n"),
         GroupUpdated(GROUP, "settings", by=ALICE),
         GroupUpdated(GROUP, "add", [BOB], by=ALICE),
@@ -540,8 +540,8 @@ def test_several_group_updates_in_one_event() -> None:
 
 
 def test_group_update_without_changes_or_sender() -> None:
-    assert translate.group_updates(GroupInfoEv(JID=jid(GROUP))) == []
-    assert translate.group_updates(GroupInfoEv(JID=jid(GROUP), Leave=[jid(BOB)])) == [
+    assert notices.group_updates(GroupInfoEv(JID=jid(GROUP))) == []
+    assert notices.group_updates(GroupInfoEv(JID=jid(GROUP), Leave=[jid(BOB)])) == [
         GroupUpdated(GROUP, "remove", [BOB], by=None)
     ]
 
@@ -551,7 +551,7 @@ def test_joined_group(create_key: str, action: str) -> None:
     event = JoinedGroupEv(
         GroupInfo=neonize.GroupInfo(JID=jid(GROUP)), CreateKey=create_key, Sender=jid(BOB)
     )
-    assert translate.joined_group(event) == GroupUpdated(GROUP, action, by=BOB)
+    assert notices.joined_group(event) == GroupUpdated(GROUP, action, by=BOB)
 
 
 def test_group_info_conversion() -> None:
@@ -653,7 +653,7 @@ def history_event() -> Any:
 
 
 def test_history_batch_messages() -> None:
-    batch = translate.history_batch(history_event())
+    batch = history.history_batch(history_event())
     events = [item.event for item in batch.messages]
     assert all(isinstance(event, MessageReceived) for event in events)
     assert [(e.id, e.chat_id, e.sender, e.from_me) for e in events] == [  # type: ignore[union-attr]
@@ -669,7 +669,7 @@ def test_history_batch_messages() -> None:
 
 
 def test_history_batch_names() -> None:
-    batch = translate.history_batch(history_event())
+    batch = history.history_batch(history_event())
     assert batch.names == {ALICE: "Alice", BOB: "Bob", GROUP: "Team"}
 
 
@@ -681,7 +681,7 @@ def test_history_participant_from_the_web_message() -> None:
         syncType=hs.HistorySync.RECENT,
         conversations=[hs.Conversation(ID=GROUP, messages=[hs.HistorySyncMsg(message=info)])],
     )
-    batch = translate.history_batch(HistorySyncEv(Data=data))
+    batch = history.history_batch(HistorySyncEv(Data=data))
     assert batch.messages[0].event.sender == BOB  # type: ignore[union-attr]
 
 

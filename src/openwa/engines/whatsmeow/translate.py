@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,20 +21,15 @@ from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as wa
 from neonize.utils.enum import MediaType
 
 from openwa.engines.base import (
-    CallReceived,
     ChatUpdated,
     EngineEvent,
     GroupInfo,
-    GroupUpdated,
-    MessageAck,
     MessageEdited,
     MessageReceived,
     MessageRevoked,
     OutgoingMessage,
     PollVoted,
-    PresenceUpdated,
     ReactionReceived,
-    ReadBySelf,
 )
 from openwa.engines.content import (
     Audio,
@@ -131,7 +126,7 @@ def lid_pairs(*addresses: Address) -> list[tuple[str, str]]:
     return pairs
 
 
-def _seconds_or_ms(value: int) -> datetime | None:
+def unix_time(value: int) -> datetime | None:
     """A Unix time neonize gives in seconds or milliseconds (it differs by event)."""
     if value <= 0:
         return None
@@ -225,7 +220,7 @@ def _card(contact: Any) -> dict[str, Any]:
     return card
 
 
-def _timestamp(value: int, *, milliseconds: bool) -> datetime:
+def timestamp_of(value: int, *, milliseconds: bool) -> datetime:
     # neonize reports live messages in Unix milliseconds, history sync in seconds;
     # 0 means "not given".
     if not value:
@@ -325,7 +320,7 @@ def _other(message: Any) -> Parts | None:
             "code": invite.inviteCode,
             "groupName": invite.groupName,
         }
-        expires = _seconds_or_ms(invite.inviteExpiration)
+        expires = unix_time(invite.inviteExpiration)
         if expires is not None:
             details["expiresAt"] = expires.isoformat()
         content = {"invite": details}
@@ -413,7 +408,7 @@ def _protocol(protocol: Any, where: Where) -> EngineEvent | None:
         if text is None:
             log.info("edit of %s without text: nothing to report", protocol.key.ID)
             return None
-        at = _seconds_or_ms(protocol.timestampMS) or where.timestamp
+        at = unix_time(protocol.timestampMS) or where.timestamp
         return MessageEdited(
             protocol.key.ID, chat_id, sender, text, at, where.from_me, history=where.history
         )
@@ -476,7 +471,7 @@ def _where(info: Any, *, history: bool = False) -> Where:
         sender=sender,
         from_me=bool(info.MessageSource.IsFromMe),
         id=info.ID,
-        timestamp=_timestamp(info.Timestamp, milliseconds=not history),
+        timestamp=timestamp_of(info.Timestamp, milliseconds=not history),
         push_name=info.Pushname or None,
         history=history,
     )
@@ -563,239 +558,7 @@ def poll_vote(ref: VoteRef, selected: Any, options: dict[bytes, str]) -> PollVot
 
 
 # ---------------------------------------------------------------------------------------
-# Receipts, presence, calls
-
-
-_RECEIPTS = {
-    neonize.Receipt.DELIVERED: "delivered",
-    neonize.Receipt.READ: "read",
-    neonize.Receipt.PLAYED: "played",
-    neonize.Receipt.SERVER_ERROR: "failed",
-}
-_READ_ELSEWHERE = (neonize.Receipt.READ_SELF, neonize.Receipt.PLAYED_SELF)
-
-
-def receipt_events(event: Any) -> list[MessageAck | ReadBySelf]:
-    """A neonize `ReceiptEv`: acks for our messages, or inbound messages read on the
-    account's own phone (`READ_SELF`). In groups an ack says who read it (`by`)."""
-    source = event.MessageSource
-    chat, sender = source_addresses(source)
-    if chat.id is None:
-        return []
-    ids = list(event.MessageIDs)
-    if event.Type in _READ_ELSEWHERE:
-        return [ReadBySelf(chat.id, ids)] if ids else []
-    status = _RECEIPTS.get(event.Type)
-    if status is None:
-        return []
-    by = sender.id if source.IsGroup and status in ("read", "played") else None
-    return [MessageAck(message_id, chat.id, status, by=by) for message_id in ids]
-
-
-def receipt_acks(event: Any) -> list[MessageAck]:
-    """Only the acks of a `ReceiptEv`."""
-    return [e for e in receipt_events(event) if isinstance(e, MessageAck)]
-
-
-def presence(event: Any) -> PresenceUpdated | None:
-    """A neonize `PresenceEv`: someone came online or went away (with when)."""
-    who = chat_id_of(event.From)
-    if who is None:
-        return None
-    if event.Unavailable:
-        return PresenceUpdated(who, who, "unavailable", _seconds_or_ms(event.LastSeen))
-    return PresenceUpdated(who, who, "available")
-
-
-def chat_presence(event: Any) -> PresenceUpdated | None:
-    """A neonize `ChatPresenceEv`: typing, recording (audio) or stopped, in a chat."""
-    chat, sender = source_addresses(event.MessageSource)
-    if chat.id is None:
-        return None
-    if event.State == neonize.ChatPresence.PAUSED:
-        state = "paused"
-    elif event.Media == neonize.ChatPresence.AUDIO:
-        state = "recording"
-    else:
-        state = "composing"
-    return PresenceUpdated(chat.id, sender.id, state)
-
-
-def _has_child(node: Any, tag: str) -> bool:
-    return any(child.Tag == tag for child in node.Nodes)
-
-
-def call_received(event: Any) -> CallReceived | None:
-    """A neonize `CallOfferEv` (one-to-one) or `CallOfferNoticeEv` (group calls)."""
-    meta = event.basicCallMeta
-    caller = address(meta.callCreator, meta.callCreatorAlt)
-    if caller.id is None:
-        caller = address(getattr(meta, "from"))
-    if caller.id is None or not meta.callID:
-        return None
-    at = _seconds_or_ms(meta.timestamp) or datetime.now(UTC)
-    if isinstance(event, neonize.CallOfferNotice):
-        return CallReceived(
-            meta.callID, caller.id, event.media == "video", event.type == "group", at
-        )
-    video = _has_child(event.data, "video")
-    group = _has_child(event.data, "group_info")
-    return CallReceived(meta.callID, caller.id, video, group, at)
-
-
-def call_lids(event: Any) -> list[tuple[str, str]]:
-    meta = event.basicCallMeta
-    return lid_pairs(address(meta.callCreator, meta.callCreatorAlt))
-
-
-# ---------------------------------------------------------------------------------------
-# History sync
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryBatch:
-    # messages, edits and revokes (all with `history`), in the chunk's order
-    messages: list[Inbound]
-    # chat id -> name, from conversations and push names
-    names: dict[str, str]
-    # option names by hash of the polls in this chunk, by poll id
-    polls: dict[str, dict[bytes, str]] = field(default_factory=dict)
-    # (phone id, LID) pairs the chunk maps
-    lids: list[tuple[str, str]] = field(default_factory=list)
-
-
-_HISTORY_EVENTS = (MessageReceived, MessageRevoked, MessageEdited)
-
-
-def _plain(text: str) -> str:
-    """A JID's text without its device part (`123:4@s.whatsapp.net` -> `123@...`)."""
-    user, _, server = text.partition("@")
-    return f"{user.partition(':')[0]}@{server}" if server else text
-
-
-def _history_phones(data: Any) -> dict[str, str]:
-    """LID -> phone id, from a chunk's mapping table and its conversations."""
-    phones: dict[str, str] = {}
-    found = [(m.pnJID, m.lidJID) for m in data.phoneNumberToLidMappings]
-    found += [(c.pnJID, c.lidJID or c.ID) for c in data.conversations]
-    for phone, lid in found:
-        if phone and is_lid(_plain(lid)) and not is_lid(_plain(phone)):
-            phones[_plain(lid)] = _plain(phone)
-    return phones
-
-
-def _history_address(chat_id: str | None, phones: dict[str, str]) -> Address:
-    if chat_id is None:
-        return Address(None)
-    chat_id = _plain(chat_id)
-    phone = phones.get(chat_id)
-    return Address(phone, chat_id) if phone else Address(chat_id)
-
-
-def history_batch(event: Any) -> HistoryBatch:
-    """Messages and names from a neonize `HistorySyncEv` (one chunk of many), LID
-    chats and senders named by phone where the chunk maps them."""
-    data = event.Data
-    phones = _history_phones(data)
-    names: dict[str, str] = {}
-    for pushname in data.pushnames:
-        if pushname.ID and pushname.pushname:
-            names[_history_address(pushname.ID, phones).id or pushname.ID] = pushname.pushname
-    batch = HistoryBatch([], names, lids=[(phone, lid) for lid, phone in phones.items()])
-    for conversation in data.conversations:
-        if not conversation.ID:
-            continue
-        chat = _history_address(conversation.ID, phones)
-        if conversation.name and conversation.ID.endswith(GROUP_SUFFIX):
-            names[conversation.ID] = conversation.name
-        for item in conversation.messages:
-            _history_message(batch, chat, item.message, phones)
-    return batch
-
-
-def _history_message(batch: HistoryBatch, chat: Address, web: Any, phones: dict[str, str]) -> None:
-    key = web.key
-    sender = Address(None)
-    if not key.fromMe:
-        sender = _history_address(key.participant or web.participant or chat.lid or chat.id, phones)
-    where = Where(
-        chat=chat,
-        sender=sender,
-        from_me=bool(key.fromMe),
-        id=key.ID,
-        timestamp=_timestamp(web.messageTimestamp, milliseconds=False),
-        push_name=web.pushName or None,
-        history=True,
-    )
-    translated = translate_message(web.message, where)
-    if translated is not None and isinstance(translated.event, _HISTORY_EVENTS):
-        batch.messages.append(translated)
-    options = poll_options(web.message)
-    if options is not None and key.ID:
-        batch.polls[key.ID] = options
-
-
-# ---------------------------------------------------------------------------------------
 # Groups
-
-
-def _jids(jids: Any) -> list[str]:
-    return [chat_id for chat_id in (chat_id_of(j) for j in jids) if chat_id]
-
-
-def _group_values(event: Any) -> list[tuple[str, str | None]]:
-    """(action, value) of the changes to a group's own data in a `GroupInfoEv`."""
-    changes: list[tuple[str, str | None]] = []
-    if event.HasField("Name"):
-        changes.append(("subject", event.Name.Name))
-    if event.HasField("Topic"):
-        changes.append(("description", None if event.Topic.TopicDeleted else event.Topic.Topic))
-    if event.HasField("Locked") or event.HasField("Announce"):
-        changes.append(("settings", None))
-    if event.HasField("Ephemeral"):
-        timer = event.Ephemeral.DisappearingTimer if event.Ephemeral.IsEphemeral else 0
-        changes.append(("ephemeral", str(timer)))
-    if event.HasField("NewInviteLink"):
-        changes.append(("invite_link", event.NewInviteLink))
-    if event.HasField("Delete"):
-        changes.append(("delete", event.Delete.DeletedReason or None))
-    for name, action in (("Link", "link"), ("Unlink", "unlink")):
-        if event.HasField(name):
-            changes.append((action, chat_id_of(getattr(event, name).Group.JID)))
-    return changes
-
-
-def group_updates(event: Any) -> list[GroupUpdated]:
-    """Our `group.update`s from a neonize `GroupInfoEv` (one event may hold several).
-
-    Membership-approval changes never reach us: whatsmeow parses them into a field
-    neonize 0.5.2's protobuf lacks."""
-    group_id = chat_id_of(event.JID)
-    if group_id is None:
-        return []
-    by = chat_id_of(event.Sender)
-    updates = [
-        GroupUpdated(group_id, action, by=by, value=value) for action, value in _group_values(event)
-    ]
-    for name, action in (
-        ("Join", "add"),
-        ("Leave", "remove"),
-        ("Promote", "promote"),
-        ("Demote", "demote"),
-    ):
-        participants = _jids(getattr(event, name))
-        if participants:
-            updates.append(GroupUpdated(group_id, action, participants, by=by))
-    return updates
-
-
-def joined_group(event: Any) -> GroupUpdated | None:
-    """A neonize `JoinedGroupEv`: we were added to (or created) a group."""
-    group_id = chat_id_of(event.GroupInfo.JID)
-    if group_id is None:
-        return None
-    action = "created" if event.CreateKey else "join"
-    return GroupUpdated(group_id, action, by=address(event.Sender, event.SenderPN).id)
 
 
 def _role(participant: Any) -> str:

@@ -40,7 +40,7 @@ from openwa.engines.base import (
     QrUpdated,
     ReactionReceived,
 )
-from openwa.engines.whatsmeow import translate
+from openwa.engines.whatsmeow import history, notices, translate
 from openwa.engines.whatsmeow.session_memory import SessionMemory
 
 log = logging.getLogger("openwa.whatsmeow.worker")
@@ -369,24 +369,24 @@ class WorkerSession:
             case "ReceiptEv":
                 chat, sender = translate.source_addresses(event.MessageSource)
                 pairs = translate.lid_pairs(chat, sender)
-                return [*self.memory.learn(pairs), *translate.receipt_events(event)]
+                return [*self.memory.learn(pairs), *notices.receipt_events(event)]
             case "PresenceEv" | "ChatPresenceEv":
                 found = (
-                    translate.presence(event)
+                    notices.presence(event)
                     if kind == "PresenceEv"
-                    else translate.chat_presence(event)
+                    else notices.chat_presence(event)
                 )
                 return [] if found is None else [await self._by_phone(found)]
             case "CallOfferEv" | "CallOfferNoticeEv":
-                call = translate.call_received(event)
+                call = notices.call_received(event)
                 if call is None:
                     return []
-                learned = self.memory.learn(translate.call_lids(event))
+                learned = self.memory.learn(notices.call_lids(event))
                 return [*learned, await self._by_phone(call)]
             case "GroupInfoEv":
-                return [await self._by_phone(u) for u in translate.group_updates(event)]
+                return [await self._by_phone(u) for u in notices.group_updates(event)]
             case "JoinedGroupEv":
-                joined = translate.joined_group(event)
+                joined = notices.joined_group(event)
                 events: list[EngineEvent] = [
                     *self.memory.learn(translate.group_lids(event.GroupInfo))
                 ]
@@ -564,7 +564,7 @@ class WorkerSession:
 def history_events(event: Any, memory: SessionMemory | None = None) -> list[EngineEvent]:
     """Stored-not-announced messages, edits and revokes, and contact names from one
     history sync chunk; its polls' options are remembered for the votes to come."""
-    batch = translate.history_batch(event)
+    batch = history.history_batch(event)
     out: list[EngineEvent] = []
     if memory is not None:
         for poll_id, options in batch.polls.items():
