@@ -940,3 +940,15 @@ def test_history_names_lid_chats_and_senders_by_phone() -> None:
     assert history_events(HistorySyncEv(Data=data), memory)[:1] != [
         ContactUpdated(BOB, lid=BOB_LID)
     ]
+
+
+def test_a_time_out_of_range_does_not_lose_the_report() -> None:
+    huge = 2**62
+    event = event_of(wa.Message(conversation="hi"), ts=huge)
+    assert isinstance(event, MessageReceived)
+    assert event.content == {"text": "hi"}  # kept, with the time it arrived instead
+    assert event.timestamp.tzinfo == UTC
+    edited = event_of(edit("ORIG", wa.Message(conversation="x"), ms=huge), ts=T0 * 1000)
+    assert edited == MessageEdited("ORIG", ALICE, ALICE, "x", at(T0))
+    away = PresenceEv(From=jid(ALICE), Unavailable=True, LastSeen=-5)
+    assert notices.presence(away) == PresenceUpdated(ALICE, ALICE, "unavailable")

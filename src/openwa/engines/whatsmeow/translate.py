@@ -130,7 +130,10 @@ def unix_time(value: int) -> datetime | None:
     """A Unix time neonize gives in seconds or milliseconds (it differs by event)."""
     if value <= 0:
         return None
-    return datetime.fromtimestamp(value / 1000 if value > 10**11 else value, UTC)
+    try:
+        return datetime.fromtimestamp(value / 1000 if value > 10**11 else value, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 # ---------------------------------------------------------------------------------------
@@ -222,10 +225,13 @@ def _card(contact: Any) -> dict[str, Any]:
 
 def timestamp_of(value: int, *, milliseconds: bool) -> datetime:
     # neonize reports live messages in Unix milliseconds, history sync in seconds;
-    # 0 means "not given".
-    if not value:
+    # 0 means "not given", and a time out of range is no reason to lose the message.
+    if value <= 0:
         return datetime.now(UTC)
-    return datetime.fromtimestamp(value / 1000 if milliseconds else value, UTC)
+    try:
+        return datetime.fromtimestamp(value / 1000 if milliseconds else value, UTC)
+    except (OverflowError, OSError, ValueError):
+        return datetime.now(UTC)
 
 
 Parts = tuple[str, dict[str, Any], MediaRef | None]
