@@ -470,16 +470,16 @@ def translate_message(message: Any, where: Where) -> Inbound | None:
     return Inbound(event, media, lids)
 
 
-def _where(info: Any, *, history: bool = False) -> Where:
+def _where(info: Any) -> Where:
+    """Where a live message (neonize's `MessageInfo`) belongs."""
     chat, sender = source_addresses(info.MessageSource)
     return Where(
         chat=chat,
         sender=sender,
         from_me=bool(info.MessageSource.IsFromMe),
         id=info.ID,
-        timestamp=timestamp_of(info.Timestamp, milliseconds=not history),
+        timestamp=timestamp_of(info.Timestamp, milliseconds=True),
         push_name=info.Pushname or None,
-        history=history,
     )
 
 
