@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.db.models import ContactRow, MessageRow
+from openwa.db.models.message import LID_SENDER
 from openwa.kit.chat_ids import USER_SUFFIX, is_lid
 from openwa.kit.clock import utcnow
 
@@ -83,7 +84,7 @@ async def map_lid(db: AsyncSession, session_id: str, phone_id: str, lid: str) ->
     )
     await db.execute(
         update(MessageRow)
-        .where(MessageRow.session_id == session_id, MessageRow.sender == lid)
+        .where(MessageRow.session_id == session_id, MessageRow.sender == lid, LID_SENDER)
         .values(sender=phone_id, sender_lid=lid, updated_at=now)
         .execution_options(synchronize_session="fetch")
     )
