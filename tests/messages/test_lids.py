@@ -138,6 +138,16 @@ async def test_group_messages_from_lid_participants_show_the_phone_sender(api: A
     assert (moved["chatId"], moved["from"], moved["fromLid"]) == (GROUP, DAN_ID, DAN_LID)
     assert [c["id"] for c in await chats(api, "bob")] == [GROUP]
 
+    # The mock's LID controls refuse what is not a LID or a phone number.
+    url = "/api/sessions/bob/mock/lid"
+    response = await api.request("POST", url, json={"lid": "123", "phoneNumber": CAROL_ID})
+    error_of(response, 400, "VALIDATION_ERROR")
+    response = await api.request("POST", url, json={"lid": CAROL_LID, "phoneNumber": GROUP})
+    error_of(response, 400, "INVALID_CHAT_ID")
+    body = {"from": DAN_LID, "fromLid": CAROL_LID, "text": "x"}
+    response = await api.request("POST", "/api/sessions/bob/mock/inbound", json=body)
+    error_of(response, 400, "VALIDATION_ERROR")
+
 
 def by_lid(text: str) -> MessageReceived:
     return MessageReceived(
@@ -180,15 +190,3 @@ async def test_contact_reports_rename_and_map_within_one_run(api: Api) -> None:
     assert [(c["id"], c["pushName"], c["lid"]) for c in contacts] == [
         (CAROL_ID, "Caroline", CAROL_LID)  # the name her messages carry
     ]
-
-
-async def test_mock_lid_controls_refuse_bad_input(api: Api) -> None:
-    await ready_session(api, "bob")
-    url = "/api/sessions/bob/mock/lid"
-    response = await api.request("POST", url, json={"lid": "123", "phoneNumber": CAROL_ID})
-    error_of(response, 400, "VALIDATION_ERROR")
-    response = await api.request("POST", url, json={"lid": CAROL_LID, "phoneNumber": GROUP})
-    error_of(response, 400, "INVALID_CHAT_ID")
-    body = {"from": DAN_LID, "fromLid": CAROL_LID, "text": "x"}
-    response = await api.request("POST", "/api/sessions/bob/mock/inbound", json=body)
-    error_of(response, 400, "VALIDATION_ERROR")
