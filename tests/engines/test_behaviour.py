@@ -44,6 +44,12 @@ class Driver(Protocol):
 
     async def receive_text(self, api: Api, session_id: str, phone: str, text: str) -> str: ...
 
+    async def report(self, api: Api, session_id: str, body: dict[str, Any]) -> str | None:
+        """Make WhatsApp report what `body` describes, in `/mock/report`'s terms (`kind`:
+        edit, revoke, poll_vote, read_self, presence, call, chat_update, group_update,
+        server_error, unknown); the id of an `unknown` message."""
+        ...
+
 
 class MockDriver:
     """The mock engine; with `own_ids` (`MOCK_ENGINE_IDS=own`) it sends under ids of its
@@ -94,6 +100,12 @@ class MockDriver:
         message_id: str = response.json()["data"]["id"]
         return message_id
 
+    async def report(self, api: Api, session_id: str, body: dict[str, Any]) -> str | None:
+        response = await api.request("POST", f"/api/sessions/{session_id}/mock/report", json=body)
+        assert response.status_code == 202, response.text
+        reported: str | None = response.json()["data"]["id"]
+        return reported
+
 
 class WhatsmeowDriver:
     engine = "whatsmeow"
@@ -132,6 +144,14 @@ class WhatsmeowDriver:
             api, session_id, ev.MessageEv(Info=info, Message=wa.Message(conversation=text))
         )
         return message_id
+
+    async def report(self, api: Api, session_id: str, body: dict[str, Any]) -> str | None:
+        # neonize's events for these are translated on the `translate` branch: then this
+        # injects them (edits, votes, READ_SELF receipts, presence, calls, ...).
+        pytest.skip(f"whatsmeow does not translate {body['kind']} reports yet")
+
+    # Until `report` injects neonize's events: skipped before the session links.
+    translates_reports = False
 
 
 @pytest.fixture(params=["mock", "mock-own-ids", "whatsmeow"])
@@ -419,3 +439,63 @@ async def test_a_revoke_reaches_both_sides_by_their_ids(api: Api, driver: Driver
     await wait_logged(api, x.bob, "message.revoked", id=x.theirs)
     assert (await message(api, x.alice, x.mine))["revoked"] is True
     assert (await message(api, x.bob, x.theirs))["revoked"] is True
+
+
+# ---------------------------------------------------------------------------------------
+# What WhatsApp reports besides messages and acks: edits, votes, reads on the phone,
+# presence, calls, chat and group changes, messages we cannot translate.
+
+
+async def test_edits_votes_phone_reads_and_announcements(api: Api, driver: Driver) -> None:
+    if not getattr(driver, "translates_reports", True):
+        pytest.skip("the engine does not translate these reports yet")
+    session_id = await linked(api, driver)
+    message_id = await driver.receive_text(api, session_id, SENDER, "first")
+    chat_id = f"{SENDER}@s.whatsapp.net"
+    await wait_logged(api, session_id, "message.received", id=message_id)
+    at = {"from": SENDER}
+
+    await driver.report(
+        api, session_id, {"kind": "edit", "messageId": message_id, "text": "second", **at}
+    )
+    edited = await wait_logged(api, session_id, "message.edited", id=message_id)
+    assert (edited["data"]["text"], edited["data"]["from"]) == ("second", chat_id)
+    stored = await message(api, session_id, message_id)
+    assert stored["text"] == "second"
+    assert [e["text"] for e in stored["edits"]] == ["first"]
+
+    vote = {"kind": "poll_vote", "pollId": message_id, "selected": ["yes"], **at}
+    await driver.report(api, session_id, vote)
+    voted = await wait_logged(api, session_id, "message.poll_vote", pollId=message_id)
+    assert voted["data"]["selected"] == ["yes"]
+
+    read = {"kind": "read_self", "chatId": chat_id, "messageIds": [message_id]}
+    await driver.report(api, session_id, read)
+    await wait_logged(api, session_id, "message.ack", id=message_id, status="read")
+    chats = await api.request("GET", f"/api/sessions/{session_id}/chats")
+    assert chats.json()["data"][0]["unreadCount"] == 0
+
+    await driver.report(api, session_id, {"kind": "presence", "presence": "composing", **at})
+    await wait_logged(api, session_id, "presence.update", chatId=chat_id, presence="composing")
+    await driver.report(api, session_id, {"kind": "call", "isVideo": True, **at})
+    await wait_logged(api, session_id, "call.received", isVideo=True)
+    timer = {"kind": "chat_update", "chatId": chat_id, "ephemeralSeconds": 86400}
+    await driver.report(api, session_id, timer)
+    await wait_logged(api, session_id, "chat.update", ephemeralSeconds=86400)
+    group = "120363000000000042@g.us"
+    subject = {"kind": "group_update", "groupId": group, "action": "subject", "value": "Team"}
+    await driver.report(api, session_id, subject)
+    await wait_logged(api, session_id, "group.update", groupId=group, value="Team")
+
+    unknown_id = await driver.report(
+        api, session_id, {"kind": "unknown", "rawType": "futureMessage", **at}
+    )
+    unknown = await wait_logged(api, session_id, "message.unknown", id=unknown_id)
+    assert unknown["data"]["rawType"] == "futureMessage"
+    assert (await message(api, session_id, str(unknown_id)))["type"] == "unknown"
+    everything = await logged(api, session_id, "*")
+    assert unknown_id not in [e["data"].get("id") for e in everything]
+
+    await driver.report(api, session_id, {"kind": "revoke", "messageId": message_id, **at})
+    await wait_logged(api, session_id, "message.revoked", id=message_id)
+    assert (await message(api, session_id, message_id))["revoked"] is True
