@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from openwa.db.group_commit import GroupCommit
 from openwa.db.models import MessageRow, SessionRow, SetAsideReportRow
 from openwa.engines.base import (
+    SERVER_REFUSED,
     CallReceived,
     ChatUpdated,
     ContactsSeen,
@@ -65,8 +66,6 @@ from openwa.storage.keys import media_key, safe_id
 log = structlog.get_logger(__name__)
 
 _IGNORE_FLAGS = {"group": "groups", "status": "status", "channel": "channels"}
-# The code a message fails with when WhatsApp's server refused it after taking it.
-SERVER_REFUSED = "SERVER_REFUSED"
 
 
 @dataclass
@@ -396,6 +395,8 @@ class ReportApplier:
         before the transaction (no I/O or Python work while the writer is held); None
         for a chat the session ignores."""
         if self._ignored(session, received.chat_id):
+            if received.media is not None and received.media.path is not None:
+                received.media.path.unlink(missing_ok=True)  # handed over to us: ours to drop
             return None
         content = dict(received.content)
         if received.type == "unknown":
@@ -440,6 +441,10 @@ class ReportApplier:
         key = media_key(session_id, safe_id(message_id), extension_for(media.mimetype))
         if media.data is not None:
             await self._storage.put(key, media.data, media.mimetype)
+        elif media.path is not None:
+            # The engine's file is handed over: stored, then gone (not kept twice).
+            await self._storage.put(key, media.path, media.mimetype)
+            media.path.unlink(missing_ok=True)
         elif media.source_key is not None:
             await self._storage.copy(media.source_key, key)
         stored: dict[str, Any] = {"key": key, "mimetype": media.mimetype, "size": media.size}

@@ -161,7 +161,7 @@ class Message(CamelModel):
     error: str | None = None
     error_code: str | None = Field(
         default=None,
-        description="Why it failed: ENGINE_ERROR, SESSION_NOT_READY, SERVER_REFUSED, ...",
+        description="Why it failed: ENGINE_ERROR, SESSION_NOT_READY, SEND_OUTCOME_UNKNOWN, SERVER_REFUSED",
     )
     send_at: datetime | None = None
     timestamp: datetime
