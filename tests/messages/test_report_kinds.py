@@ -13,6 +13,7 @@ import pytest
 
 from openwa.db.models import SessionRow
 from openwa.engines.base import (
+    UNDECRYPTABLE,
     CallReceived,
     ChatUpdated,
     EngineEvent,
@@ -131,6 +132,25 @@ async def test_edits_history_revokes_poll_votes_and_unknown_messages(api: Api) -
     named = await logged(api, row.id, "message.unknown")
     assert [e["data"] for e in named] == [
         {"id": "3EB0U1", "chatId": ANN, "from": ANN, "rawType": "someNewMessage"}
+    ]
+
+
+async def test_a_message_replaces_its_undecryptable_placeholder(api: Api) -> None:
+    """WhatsApp's retry brings a message that first arrived undecryptable under the same
+    id: the real content replaces the placeholder and is announced; a second
+    placeholder, or the message again, changes nothing."""
+    row = await session_row(api, "alice")
+    placeholder = MessageReceived("3EB0X1", ANN, ANN, UNDECRYPTABLE, {"reason": "placeholder"}, AT)
+    await apply(api, row, placeholder)
+    assert (await get_message(api, row.id, "3EB0X1"))["type"] == UNDECRYPTABLE
+    real = text_from(ANN, "3EB0X1", "at last")
+    await apply(api, row, real, placeholder, real)
+    message = await get_message(api, row.id, "3EB0X1")
+    assert (message["type"], message["text"]) == ("text", "at last")
+    received = [e["data"] for e in await logged(api, row.id, "message.received")]
+    assert [(e["type"], e.get("text")) for e in received] == [
+        (UNDECRYPTABLE, None),
+        ("text", "at last"),
     ]
 
 

@@ -98,6 +98,11 @@ class InboundMedia:
     path: Path | None = None
 
 
+# The type of a message WhatsApp could not decrypt for us (yet): a placeholder that the
+# message itself replaces when a retry brings it under the same id.
+UNDECRYPTABLE = "undecryptable"
+
+
 @dataclass(frozen=True, slots=True)
 class MessageReceived:
     """A message arrived (or, with `from_me`, was sent from the phone itself)."""

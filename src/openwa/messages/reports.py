@@ -22,6 +22,7 @@ from openwa.db.group_commit import GroupCommit
 from openwa.db.models import MessageRow, SessionRow, SetAsideReportRow
 from openwa.engines.base import (
     SERVER_REFUSED,
+    UNDECRYPTABLE,
     CallReceived,
     ChatUpdated,
     ContactsSeen,
@@ -73,7 +74,7 @@ class _Run:
     """What one run of reports has seen so far: stored message ids, the messages it
     acks (locked), contacts to note."""
 
-    known: set[str]
+    known: dict[str, str]  # stored message id -> its type
     locked: dict[str, MessageRow] = field(default_factory=dict)
     inbound: dict[str, _Inbound | None] = field(default_factory=dict)
     contacts: dict[str, str | None] = field(default_factory=dict)
@@ -160,7 +161,7 @@ class ReportApplier:
         inbound: dict[str, _Inbound | None],
         db: AsyncSession,
     ) -> None:
-        known = await MessageRepository(db).known_ids(
+        known = await MessageRepository(db).known_types(
             session.id, [r.id for r in reports if isinstance(r, MessageReceived)]
         )
         # The messages the run acks, locked at once in id order (as the sender locks
@@ -362,11 +363,17 @@ class ReportApplier:
     ) -> list[Event]:
         if prepared is None:  # an ignored chat
             return []
-        if received.id in run.known:
+        stored = run.known.get(received.id)
+        if stored is not None and not (stored == UNDECRYPTABLE and received.type != UNDECRYPTABLE):
             return []  # already stored: an engine may report a message twice (or sync it)
-        run.known.add(received.id)
+        run.known[received.id] = received.type
         await self._quote_by_our_id(db, session, prepared)
-        MessageRepository(db).add(prepared.row)
+        if stored is None:
+            MessageRepository(db).add(prepared.row)
+        else:
+            # WhatsApp's retry brought the message a placeholder stood for: the real
+            # content replaces it, and is announced now.
+            await MessageRepository(db).replace_placeholder(prepared.row)
         if received.sender and chat_kind(received.chat_id) == "user" and not received.from_me:
             run.contact(received.sender, received.push_name)
         return [] if prepared.event is None else [prepared.event]
