@@ -6,6 +6,8 @@ Go's callbacks run on Go-owned threads; they only hand their event to the worker
 neonize's Go side dereferences a client that does not exist (a panic ends the whole
 process), so Go is only asked for anything while whatsmeow itself has reported the
 client connected (`go_connected`), under the session's `go_lock`, which a stop also takes.
+neonize's Go maps are shared by every session of the process: each call into Go also
+holds the worker's `GoMapsLock`, shared, and a connect or a stop holds it exclusively.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -36,6 +39,7 @@ from openwa.engines.base import (
     ReactionReceived,
 )
 from openwa.engines.whatsmeow import translate
+from openwa.engines.whatsmeow.go_maps import ExclusiveHold, GoMapsLock
 
 log = logging.getLogger("openwa.whatsmeow.worker")
 
@@ -65,6 +69,11 @@ _SUBSCRIBED = (
 # has WhatsApp's id (it is stored after the send returns).
 _RECENT_SENDS = 5000
 _SETTLE_TIMEOUT_S = 5.0
+# How long a connect keeps the worker's Go maps to itself when Go gives no sign of being
+# past its map writes (no callback, call not returned): its writes come before the dial,
+# within milliseconds of the call (a database store opens first); a dial through a
+# silent proxy would otherwise hold every other session of the worker for a minute.
+_CONNECT_EXCLUSIVE_S = 5.0
 
 
 class Host(Protocol):
@@ -72,6 +81,7 @@ class Host(Protocol):
 
     max_media_bytes: int
     qr_timeout_s: float
+    go_maps: GoMapsLock
 
     async def send_frame(self, frame: dict[str, Any]) -> None: ...
 
@@ -129,6 +139,10 @@ class WorkerSession:
         self.stopping: threading.Thread | None = None
         self.go_lock = threading.Lock()
         self.generation = 0
+        # Connection attempts started in this process (each leaves a device store open
+        # in neonize), and the exclusive hold of the latest one.
+        self.attempts = 0
+        self.attempt: ExclusiveHold | None = None
         self.me: Any = None
         self.go_connected = False
         self.go_socket_up = False
@@ -144,6 +158,7 @@ class WorkerSession:
         # newer connection of the same session. Built without a JID so the uuid stays
         # the session id; the device to resume is set before each connect.
         self.client = NewClient("unset", uuid=session_id)
+        self._watch_go_calls()
         self._subscribe()
         self.task = asyncio.create_task(self._handle_events())
         self.watchdog: asyncio.Task[None] | None = None
@@ -156,7 +171,24 @@ class WorkerSession:
 
     def _on_qr(self, _client: Any, data: bytes) -> None:
         self.go_socket_up = True  # a QR from Go: its client exists, socket up, unlinked
+        self._go_reached()
         self.push("qr", bytes(data).decode())
+
+    def _go_reached(self) -> None:
+        attempt = self.attempt
+        if attempt is not None and not attempt.reached.is_set():
+            attempt.go_reached()
+
+    def _watch_go_calls(self) -> None:
+        """Every event Go hands over (the first one, `me`, comes right after `Neonize()`
+        read its maps once connected) shows that the connect is past its map writes."""
+        execute = self.client.event.execute
+
+        def watched(uuid: Any, binary: Any, size: int, code: int) -> Any:
+            self._go_reached()
+            return execute(uuid, binary, size, code)
+
+        self.client.event.execute = watched
 
     def _subscribe(self) -> None:
         from neonize import events as ev
@@ -175,9 +207,13 @@ class WorkerSession:
 
     # Connection.
 
+    def keeps_connection(self) -> bool:
+        """Whether a connect would find this session connecting or connected already."""
+        return self.active and self.running()
+
     async def connect(self, location: str, jid: str | None, proxy: str | None) -> bool:
         """Start connecting; whether a new attempt was started."""
-        if self.active and self.running():
+        if self.keeps_connection():
             # Still connecting, or connected: once a connection was up whatsmeow
             # reconnects it by itself, so there is nothing to start.
             if self.go_connected:
@@ -193,24 +229,31 @@ class WorkerSession:
         self.proxy = proxy
         self.active = True
         self.generation += 1
+        self.attempts += 1
+        self.attempt = ExclusiveHold(self.host.go_maps, _CONNECT_EXCLUSIVE_S)
         self.thread = threading.Thread(
-            target=self._run, args=(self.generation,), name=f"neonize-{self.session_id}"
+            target=self._run,
+            args=(self.generation, self.attempt),
+            name=f"neonize-{self.session_id}",
         )
         self.thread.daemon = True
         self.thread.start()
         return True
 
-    def _run(self, generation: int) -> None:
+    def _run(self, generation: int, attempt: ExclusiveHold) -> None:
         from neonize._binder import ProxySettings
         from neonize.exc import NeonizeError
 
         settings = ProxySettings(proxy_address=self.proxy) if self.proxy else None
-        try:
-            self.client.connect(settings)
-        except NeonizeError as exc:
-            self.push("connect_error", (generation, str(exc)))
-        except Exception as exc:  # a bug in neonize must still end as a report
-            self.push("connect_error", (generation, f"{type(exc).__name__}: {exc}"))
+        with attempt:
+            if generation != self.generation:
+                return  # stopped while waiting for the lock: Go was never called
+            try:
+                self.client.connect(settings)
+            except NeonizeError as exc:
+                self.push("connect_error", (generation, str(exc)))
+            except Exception as exc:  # a bug in neonize must still end as a report
+                self.push("connect_error", (generation, f"{type(exc).__name__}: {exc}"))
 
     async def _settle(self) -> None:
         """A previous connection must have ended before the next starts: Go's Stop
@@ -242,12 +285,23 @@ class WorkerSession:
             self.watchdog.cancel()
         if self.thread is None:
             return  # never connected: Go has no client to stop
-        self.stopping = threading.Thread(target=self._stop_go, daemon=True)
+        self.stopping = threading.Thread(target=self._stop_go, args=(self.attempt,), daemon=True)
         self.stopping.start()
 
-    def _stop_go(self) -> None:
-        with self.go_lock, contextlib.suppress(Exception):
+    def _stop_go(self, attempt: ExclusiveHold | None) -> None:
+        # Go's Stop waits for a dial to end: it waits here, holding nothing, rather than
+        # inside Go holding the worker's maps.
+        if attempt is not None:
+            attempt.reached.wait()
+        with self.go_lock, self.host.go_maps.exclusive(), contextlib.suppress(Exception):
             self.client.stop()
+
+    @contextlib.contextmanager
+    def go_call(self) -> Iterator[None]:
+        """Hold what a call into Go needs: the session's lock (no stop under it) and the
+        worker's maps, shared."""
+        with self.go_lock, self.host.go_maps.shared():
+            yield
 
     async def close(self) -> None:
         """Stop, and let go of the client for good (the session was deleted)."""
@@ -376,13 +430,19 @@ class WorkerSession:
         jid, push_name = None, None
         if self.go_connected:
             with contextlib.suppress(Exception):
-                me = await asyncio.to_thread(self.client.get_me)
+                me = await asyncio.to_thread(self._get_me)
                 jid, push_name = me.JID, me.PushName or None
         if jid is None or not jid.User:
             jid = self.me or self.client.jid  # the device we linked or resumed
         if jid is None:
             return []
         return await self._linked(jid, push_name)
+
+    def _get_me(self) -> Any:
+        with self.go_call():
+            if not self.go_connected:
+                raise RuntimeError("not connected to WhatsApp")
+            return self.client.get_me()
 
     async def _linked(self, jid: Any, push_name: str | None) -> list[EngineEvent]:
         self.me = jid
@@ -416,7 +476,7 @@ class WorkerSession:
             raise ValueError(f"{size} bytes, over MAX_MEDIA_BYTES ({self.host.max_media_bytes})")
 
         def fetch() -> bytes:
-            with self.go_lock:
+            with self.go_call():
                 if not self.go_connected:
                     raise RuntimeError("not connected to WhatsApp")
                 return bytes(self.client.download_any(message))
