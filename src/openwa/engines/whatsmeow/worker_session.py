@@ -70,10 +70,12 @@ _SUBSCRIBED = (
 _RECENT_SENDS = 5000
 _SETTLE_TIMEOUT_S = 5.0
 # How long a connect keeps the worker's Go maps to itself when Go gives no sign of being
-# past its map writes (no callback, call not returned): its writes come before the dial,
-# within milliseconds of the call (a database store opens first); a dial through a
-# silent proxy would otherwise hold every other session of the worker for a minute.
-_CONNECT_EXCLUSIVE_S = 5.0
+# past its map writes (no callback, call not returned); a dial through a silent proxy
+# would otherwise hold every other session of the worker for a minute. The writes come
+# before the dial: measured from the command to the dial reaching a proxy, 3 to 100 ms,
+# but about 3 s for a process's first connect (on a loaded 2-core machine).
+_CONNECT_EXCLUSIVE_S = 1.0
+_FIRST_CONNECT_EXCLUSIVE_S = 5.0
 
 
 class Host(Protocol):
@@ -82,6 +84,7 @@ class Host(Protocol):
     max_media_bytes: int
     qr_timeout_s: float
     go_maps: GoMapsLock
+    attempts: int  # connection attempts started in the process
 
     async def send_frame(self, frame: dict[str, Any]) -> None: ...
 
@@ -139,9 +142,7 @@ class WorkerSession:
         self.stopping: threading.Thread | None = None
         self.go_lock = threading.Lock()
         self.generation = 0
-        # Connection attempts started in this process (each leaves a device store open
-        # in neonize), and the exclusive hold of the latest one.
-        self.attempts = 0
+        # The latest connection attempt's exclusive hold of the worker's Go maps.
         self.attempt: ExclusiveHold | None = None
         self.me: Any = None
         self.go_connected = False
@@ -229,8 +230,9 @@ class WorkerSession:
         self.proxy = proxy
         self.active = True
         self.generation += 1
-        self.attempts += 1
-        self.attempt = ExclusiveHold(self.host.go_maps, _CONNECT_EXCLUSIVE_S)
+        first = self.host.attempts == 0
+        bound = _FIRST_CONNECT_EXCLUSIVE_S if first else _CONNECT_EXCLUSIVE_S
+        self.attempt = ExclusiveHold(self.host.go_maps, bound)
         self.thread = threading.Thread(
             target=self._run,
             args=(self.generation, self.attempt),
