@@ -52,7 +52,7 @@ from openwa.engines.base import (
     QrUpdated,
     ReactionReceived,
 )
-from openwa.engines.whatsmeow import translate
+from openwa.engines.whatsmeow import history, notices, translate
 from openwa.engines.whatsmeow.commands import CommandError, run_command
 from openwa.engines.whatsmeow.protocol import (
     decode_event,
@@ -63,6 +63,7 @@ from openwa.engines.whatsmeow.protocol import (
     pack,
     read_frame,
 )
+from openwa.engines.whatsmeow.session_memory import SessionMemory
 from openwa.engines.whatsmeow.translate import MediaRef
 from openwa.engines.whatsmeow.worker_session import (
     WorkerSession,
@@ -76,6 +77,7 @@ from openwa.engines.whatsmeow.worker_session import (
 ALICE = "6281111111111@s.whatsapp.net"
 BOB = "6282222222222@s.whatsapp.net"
 GROUP = "120363000000000001@g.us"
+COMMUNITY = "120363000000000009@g.us"
 VCARD = "BEGIN:VCARD\nVERSION:3.0\nFN:Carol\nTEL;type=CELL;waid=6283333333333:+62 833\nEND:VCARD"
 
 # ---------------------------------------------------------------------------------------
@@ -247,9 +249,7 @@ def test_media_reply_keeps_its_context() -> None:
     assert received(wa.Message(imageMessage=image)).content == {"replyTo": "Q"}
 
 
-@pytest.mark.parametrize(
-    "wrapper", ["ephemeralMessage", "viewOnceMessage", "viewOnceMessageV2", "editedMessage"]
-)
+@pytest.mark.parametrize("wrapper", ["ephemeralMessage", "viewOnceMessage", "viewOnceMessageV2"])
 def test_wrapped_messages_are_unwrapped(wrapper: str) -> None:
     inner = wa.Message(imageMessage=wa.ImageMessage(mimetype="image/jpeg", fileLength=2))
     msg = wa.Message(**{wrapper: wa.FutureProofMessage(message=inner)})
@@ -334,7 +334,6 @@ def test_revoke() -> None:
 @pytest.mark.parametrize(
     "msg",
     [
-        wa.Message(protocolMessage=wa.ProtocolMessage(type=wa.ProtocolMessage.EPHEMERAL_SETTING)),
         wa.Message(
             protocolMessage=wa.ProtocolMessage(type=wa.ProtocolMessage.HISTORY_SYNC_NOTIFICATION)
         ),
@@ -347,7 +346,6 @@ def test_revoke() -> None:
         wa.Message(),
     ],
     ids=[
-        "ephemeral-setting",
         "history-notice",
         "revoke-without-id",
         "sender-key",
@@ -368,10 +366,11 @@ def test_group_sender_key_with_text_is_the_text() -> None:
 
 
 def test_unknown_content_type() -> None:
-    poll = wa.PollCreationMessage(name="Lunch?", options=[wa.PollCreationMessage.Option()])
-    event = received(wa.Message(pollCreationMessage=poll))
+    order = wa.OrderMessage(orderID="O1")
+    event = received(wa.Message(orderMessage=order))
     assert event.type == "unknown"
-    assert event.content == {"whatsappType": "pollCreationMessage"}
+    assert event.content == {}
+    assert event.raw_type == "orderMessage"
 
 
 @pytest.mark.parametrize("extra", ["messageContextInfo", "senderKeyDistributionMessage"])
@@ -380,10 +379,9 @@ def test_unknown_content_type_ignores_plumbing_fields(extra: str) -> None:
         "messageContextInfo": wa.MessageContextInfo(messageSecret=b"s" * 32),
         "senderKeyDistributionMessage": wa.SenderKeyDistributionMessage(groupID=GROUP),
     }[extra]
-    poll = wa.PollCreationMessage(name="Lunch?")
-    msg = wa.Message(pollCreationMessage=poll, **{extra: plumbing})
+    msg = wa.Message(orderMessage=wa.OrderMessage(orderID="O1"), **{extra: plumbing})
     event = received(msg, chat=GROUP, sender=BOB)
-    assert event.content == {"whatsappType": "pollCreationMessage"}
+    assert (event.type, event.raw_type) == ("unknown", "orderMessage")
 
 
 def test_group_message_chat_and_participant() -> None:
@@ -436,7 +434,7 @@ def receipt(kind: int, ids: list[str], chat: str = ALICE) -> Any:
     ],
 )
 def test_receipt_acks(kind: int, status: str) -> None:
-    assert translate.receipt_acks(receipt(kind, ["A", "B"], chat=GROUP)) == [
+    assert notices.receipt_acks(receipt(kind, ["A", "B"], chat=GROUP)) == [
         MessageAck("A", GROUP, status),
         MessageAck("B", GROUP, status),
     ]
@@ -452,7 +450,7 @@ def test_receipt_acks(kind: int, status: str) -> None:
     ],
 )
 def test_other_receipts_give_nothing(kind: int) -> None:
-    assert translate.receipt_acks(receipt(kind, ["A"])) == []
+    assert notices.receipt_acks(receipt(kind, ["A"])) == []
 
 
 # ---------------------------------------------------------------------------------------
@@ -464,18 +462,55 @@ def group_event(**changes: Any) -> Any:
 
 
 @pytest.mark.parametrize(
-    ("changes", "action"),
+    ("changes", "action", "value"),
     [
-        ({"Name": neonize.GroupName(Name="New name")}, "subject"),
-        ({"Topic": neonize.GroupTopic(Topic="About")}, "description"),
-        ({"Locked": neonize.GroupLocked(isLocked=True)}, "settings"),
-        ({"Announce": neonize.GroupAnnounce(IsAnnounce=False)}, "settings"),
+        ({"Name": neonize.GroupName(Name="New name")}, "subject", "New name"),
+        ({"Topic": neonize.GroupTopic(Topic="About")}, "description", "About"),
+        ({"Topic": neonize.GroupTopic(Topic="x", TopicDeleted=True)}, "description", None),
+        ({"Locked": neonize.GroupLocked(isLocked=True)}, "settings", None),
+        ({"Announce": neonize.GroupAnnounce(IsAnnounce=False)}, "settings", None),
+        (
+            {"Ephemeral": neonize.GroupEphemeral(IsEphemeral=True, DisappearingTimer=86400)},
+            "ephemeral",
+            "86400",
+        ),
+        ({"Ephemeral": neonize.GroupEphemeral(IsEphemeral=False)}, "ephemeral", "0"),
+        (
+            {"NewInviteLink": "https://chat.whatsapp.com/AbC"},
+            "invite_link",
+            "https://chat.whatsapp.com/AbC",
+        ),
+        ({"Delete": neonize.GroupDelete(Deleted=True, DeletedReason="admin")}, "delete", "admin"),
+        ({"Delete": neonize.GroupDelete(Deleted=True)}, "delete", None),
+        (
+            {"Link": neonize.GroupLinkChange(Group=neonize.GroupLinkTarget(JID=jid(COMMUNITY)))},
+            "link",
+            COMMUNITY,
+        ),
+        (
+            {"Unlink": neonize.GroupLinkChange(Group=neonize.GroupLinkTarget(JID=jid(COMMUNITY)))},
+            "unlink",
+            COMMUNITY,
+        ),
     ],
-    ids=["name", "topic", "locked", "announce"],
+    ids=[
+        "name",
+        "topic",
+        "topic-deleted",
+        "locked",
+        "announce",
+        "ephemeral-on",
+        "ephemeral-off",
+        "invite-link",
+        "delete",
+        "delete-no-reason",
+        "link",
+        "unlink",
+    ],
 )
-def test_group_metadata_updates(changes: dict[str, Any], action: str) -> None:
-    assert translate.group_updates(group_event(**changes)) == [
-        GroupUpdated(GROUP, action, by=ALICE)
+def test_group_metadata_updates(changes: dict[str, Any], action: str, value: str | None) -> None:
+    assert notices.group_updates(group_event(**changes)) == [
+        GroupUpdated(GROUP, action, by=ALICE, value=value)
     ]
 
 
@@ -485,7 +520,7 @@ def test_group_metadata_updates(changes: dict[str, Any], action: str) -> None:
 )
 def test_group_participant_updates(field: str, action: str) -> None:
     event = group_event(**{field: [jid(BOB, device=3), jid(ALICE)]})
-    assert translate.group_updates(event) == [GroupUpdated(GROUP, action, [BOB, ALICE], by=ALICE)]
+    assert notices.group_updates(event) == [GroupUpdated(GROUP, action, [BOB, ALICE], by=ALICE)]
 
 
 def test_several_group_updates_in_one_event() -> None:
@@ -496,8 +531,8 @@ def test_several_group_updates_in_one_event() -> None:
         Join=[jid(BOB)],
         Demote=[jid(ALICE)],
     )
-    assert translate.group_updates(event) == [
-        GroupUpdated(GROUP, "subject", by=ALICE),
+    assert notices.group_updates(event) == [
+        GroupUpdated(GROUP, "subject", by=ALICE, value="n"),
         GroupUpdated(GROUP, "settings", by=ALICE),
         GroupUpdated(GROUP, "add", [BOB], by=ALICE),
         GroupUpdated(GROUP, "demote", [ALICE], by=ALICE),
@@ -505,8 +540,8 @@ def test_several_group_updates_in_one_event() -> None:
 
 
 def test_group_update_without_changes_or_sender() -> None:
-    assert translate.group_updates(GroupInfoEv(JID=jid(GROUP))) == []
-    assert translate.group_updates(GroupInfoEv(JID=jid(GROUP), Leave=[jid(BOB)])) == [
+    assert notices.group_updates(GroupInfoEv(JID=jid(GROUP))) == []
+    assert notices.group_updates(GroupInfoEv(JID=jid(GROUP), Leave=[jid(BOB)])) == [
         GroupUpdated(GROUP, "remove", [BOB], by=None)
     ]
 
@@ -516,7 +551,7 @@ def test_joined_group(create_key: str, action: str) -> None:
     event = JoinedGroupEv(
         GroupInfo=neonize.GroupInfo(JID=jid(GROUP)), CreateKey=create_key, Sender=jid(BOB)
     )
-    assert translate.joined_group(event) == GroupUpdated(GROUP, action, by=BOB)
+    assert notices.joined_group(event) == GroupUpdated(GROUP, action, by=BOB)
 
 
 def test_group_info_conversion() -> None:
@@ -618,7 +653,7 @@ def history_event() -> Any:
 
 
 def test_history_batch_messages() -> None:
-    batch = translate.history_batch(history_event())
+    batch = history.history_batch(history_event())
     events = [item.event for item in batch.messages]
     assert all(isinstance(event, MessageReceived) for event in events)
     assert [(e.id, e.chat_id, e.sender, e.from_me) for e in events] == [  # type: ignore[union-attr]
@@ -634,7 +669,7 @@ def test_history_batch_messages() -> None:
 
 
 def test_history_batch_names() -> None:
-    batch = translate.history_batch(history_event())
+    batch = history.history_batch(history_event())
     assert batch.names == {ALICE: "Alice", BOB: "Bob", GROUP: "Team"}
 
 
@@ -646,7 +681,7 @@ def test_history_participant_from_the_web_message() -> None:
         syncType=hs.HistorySync.RECENT,
         conversations=[hs.Conversation(ID=GROUP, messages=[hs.HistorySyncMsg(message=info)])],
     )
-    batch = translate.history_batch(HistorySyncEv(Data=data))
+    batch = history.history_batch(HistorySyncEv(Data=data))
     assert batch.messages[0].event.sender == BOB  # type: ignore[union-attr]
 
 
@@ -1012,6 +1047,7 @@ def testban_reason() -> None:
 async def test_worker_translates_events_without_a_client() -> None:
     session = object.__new__(WorkerSession)
     session.announced = True
+    session.memory = SessionMemory()
     translated = session._translate
     assert await translated("LoggedOutEv", LoggedOutEv(Reason=neonize.LOGGED_OUT)) == [
         LoggedOut("LOGGED_OUT: LOGGED_OUT (unlinked from the phone or by WhatsApp)")

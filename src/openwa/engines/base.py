@@ -64,11 +64,22 @@ class Failed:
 
 @dataclass(frozen=True, slots=True)
 class MessageAck:
-    """WhatsApp acknowledged one of our messages: `sent`, `delivered`, `read` or `played`."""
+    """WhatsApp acknowledged one of our messages: `sent`, `delivered`, `read` or `played`;
+    or `failed` when its server refused a message it had taken (a server-error receipt).
+    `by` is who read it, in groups."""
 
     message_id: str
     chat_id: str
     status: str
+    by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadBySelf:
+    """The account read these inbound messages elsewhere (its phone): ours are read too."""
+
+    chat_id: str
+    message_ids: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +109,12 @@ class MessageReceived:
     push_name: str | None = None
     # From the history an engine syncs after linking: stored, but no webhook for it.
     history: bool = False
+    # The WhatsApp LIDs behind `sender` / `chat_id` when the engine mapped them to phone
+    # numbers (`fromLid` / `chatLid`); when it could not, `sender`/`chat_id` are the LIDs.
+    sender_lid: str | None = None
+    chat_lid: str | None = None
+    # For `type == "unknown"`: the engine's own name of what it could not translate.
+    raw_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +122,70 @@ class MessageRevoked:
     id: str
     chat_id: str
     by: str | None = None
+    history: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEdited:
+    """The sender changed a message's text (`id` names the edited message)."""
+
+    id: str
+    chat_id: str
+    sender: str | None
+    text: str
+    edited_at: datetime
+    from_me: bool = False
+    history: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PollVoted:
+    """A (decrypted) vote on poll `poll_id`: the option names now selected (none: retracted)."""
+
+    poll_id: str
+    chat_id: str
+    sender: str | None
+    selected: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceUpdated:
+    """`presence`: available, unavailable, composing, recording or paused."""
+
+    chat_id: str
+    sender: str | None
+    presence: str
+    last_seen: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallReceived:
+    call_id: str
+    sender: str
+    is_video: bool
+    is_group: bool
+    timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ChatUpdated:
+    """A chat's settings changed; only the fields given changed."""
+
+    chat_id: str
+    ephemeral_seconds: int | None = None
+    archived: bool | None = None
+    pinned: bool | None = None
+    muted: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContactUpdated:
+    """A contact's new push name, or the LID WhatsApp uses for this phone number
+    (`contact_id` is the phone-number address): earlier `@lid` chats merge into it."""
+
+    contact_id: str
+    push_name: str | None = None
+    lid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +200,15 @@ class ReactionReceived:
 
 @dataclass(frozen=True, slots=True)
 class GroupUpdated:
-    """`action`: created, subject, description, settings, add, remove, promote, demote,
-    leave, join."""
+    """`action`: created, subject, description, settings, ephemeral, invite_link, join,
+    leave, add, remove, promote, demote, approval, delete, link, unlink; `value` is the
+    new subject, description, timer seconds, invite link, ... where the action has one."""
 
     group_id: str
     action: str
     participants: list[str] = field(default_factory=list)
     by: str | None = None
+    value: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +230,15 @@ EngineEvent = (
     | MessageAck
     | MessageReceived
     | MessageRevoked
+    | MessageEdited
     | ReactionReceived
+    | PollVoted
+    | ReadBySelf
+    | PresenceUpdated
+    | CallReceived
     | GroupUpdated
+    | ChatUpdated
+    | ContactUpdated
     | ContactsSeen
 )
 EventSink = Callable[[EngineEvent], Awaitable[None]]

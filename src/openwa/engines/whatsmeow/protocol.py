@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import struct
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import datetime
 from typing import Any, get_args
 
@@ -30,6 +30,11 @@ MAX_FRAME = 256 * 1024 * 1024
 
 # Every event of the port, by class name (`EngineEvent` is their union).
 _EVENTS: dict[str, type[Any]] = {cls.__name__: cls for cls in get_args(EngineEvent)}
+# Their fields that hold times (ISO 8601 strings on the wire).
+_TIMES: dict[type[Any], tuple[str, ...]] = {
+    cls: tuple(f.name for f in fields(cls) if str(f.type).startswith("datetime"))
+    for cls in _EVENTS.values()
+}
 
 
 def _default(value: Any) -> Any:
@@ -63,8 +68,10 @@ def encode_event(event: EngineEvent) -> dict[str, Any]:
 def decode_event(payload: dict[str, Any]) -> EngineEvent:
     cls = _EVENTS[payload["type"]]
     data = dict(payload["data"])
+    for name in _TIMES.get(cls, ()):
+        if data.get(name) is not None:
+            data[name] = datetime.fromisoformat(data[name])
     if cls is MessageReceived:
-        data["timestamp"] = datetime.fromisoformat(data["timestamp"])
         media = data.get("media")
         if media is not None:
             raw = media.get("data")

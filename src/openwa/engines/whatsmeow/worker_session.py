@@ -25,21 +25,27 @@ from typing import Any, Protocol
 
 from openwa.engines.base import (
     Authenticated,
+    CallReceived,
     Connected,
     ContactsSeen,
     Disconnected,
     EngineEvent,
     Failed,
+    GroupUpdated,
     InboundMedia,
     LoggedOut,
     MessageAck,
+    MessageEdited,
     MessageReceived,
     MessageRevoked,
+    PollVoted,
+    PresenceUpdated,
     QrUpdated,
     ReactionReceived,
 )
-from openwa.engines.whatsmeow import translate
+from openwa.engines.whatsmeow import history, notices, translate
 from openwa.engines.whatsmeow.go_maps import ExclusiveHold, GoMapsLock
+from openwa.engines.whatsmeow.session_memory import SessionMemory
 
 log = logging.getLogger("openwa.whatsmeow.worker")
 
@@ -63,6 +69,11 @@ _SUBSCRIBED = (
     "GroupInfoEv",
     "JoinedGroupEv",
     "HistorySyncEv",
+    "UndecryptableMessageEv",
+    "PresenceEv",
+    "ChatPresenceEv",
+    "CallOfferEv",
+    "CallOfferNoticeEv",
     *sorted(_CONNECTION_ENDS),
 )
 # Our ids of recent sends by WhatsApp's ids, for acks that come before our database
@@ -154,6 +165,7 @@ class WorkerSession:
         self.waiting_link = False
         self.last_qr = 0.0
         self.sent: OrderedDict[str, str] = OrderedDict()
+        self.memory = SessionMemory()
         # One client object for the session's life in this process: neonize stops the
         # Go client of a uuid when its Python object is collected, which would end a
         # newer connection of the same session. Built without a JID so the uuid stays
@@ -350,8 +362,10 @@ class WorkerSession:
                 return replace(event, message_id=self.sent[mid])
             case ReactionReceived(message_id=mid) if mid in self.sent:
                 return replace(event, message_id=self.sent[mid])
-            case MessageRevoked(id=mid) if mid in self.sent:
+            case MessageRevoked(id=mid) | MessageEdited(id=mid) if mid in self.sent:
                 return replace(event, id=self.sent[mid])
+            case PollVoted(poll_id=mid) if mid in self.sent:
+                return replace(event, poll_id=self.sent[mid])
         return event
 
     async def _translate(self, kind: str, event: Any) -> list[EngineEvent]:
@@ -399,17 +413,44 @@ class WorkerSession:
                 return [Failed("CLIENT_OUTDATED: WhatsApp refuses this whatsmeow version")]
             case "StreamErrorEv":
                 return [Disconnected(f"stream error {event.Code}")]
+        return await self._translate_content(kind, event)
+
+    async def _translate_content(self, kind: str, event: Any) -> list[EngineEvent]:
+        """What users and chats did: messages, receipts, presence, calls, groups."""
+        match kind:
             case "MessageEv":
                 return await self._message(event)
+            case "UndecryptableMessageEv":
+                return self._inbound(translate.undecryptable(event))
             case "ReceiptEv":
-                return list(translate.receipt_acks(event))
+                chat, sender = translate.source_addresses(event.MessageSource)
+                pairs = translate.lid_pairs(chat, sender)
+                return [*self.memory.learn(pairs), *notices.receipt_events(event)]
+            case "PresenceEv" | "ChatPresenceEv":
+                found = (
+                    notices.presence(event)
+                    if kind == "PresenceEv"
+                    else notices.chat_presence(event)
+                )
+                return [] if found is None else [await self._by_phone(found)]
+            case "CallOfferEv" | "CallOfferNoticeEv":
+                call = notices.call_received(event)
+                if call is None:
+                    return []
+                learned = self.memory.learn(notices.call_lids(event))
+                return [*learned, await self._by_phone(call)]
             case "GroupInfoEv":
-                return list(translate.group_updates(event))
+                return [await self._by_phone(u) for u in notices.group_updates(event)]
             case "JoinedGroupEv":
-                joined = translate.joined_group(event)
-                return [joined] if joined else []
+                joined = notices.joined_group(event)
+                events: list[EngineEvent] = [
+                    *self.memory.learn(translate.group_lids(event.GroupInfo))
+                ]
+                if joined is not None:
+                    events.append(await self._by_phone(joined))
+                return events
             case "HistorySyncEv":
-                return history_events(event)
+                return history_events(event, self.memory)
         return []
 
     def _qr_shown(self) -> None:
@@ -448,6 +489,7 @@ class WorkerSession:
 
     async def _linked(self, jid: Any, push_name: str | None) -> list[EngineEvent]:
         self.me = jid
+        self.memory.own = f"{jid.User}@{jid.Server}"
         self.announced = True
         self.waiting_link = False
         if self.watchdog is not None:
@@ -457,21 +499,116 @@ class WorkerSession:
         )
         return [Authenticated(phone_number=jid.User, push_name=push_name)]
 
-    async def _message(self, event: Any) -> list[EngineEvent]:
-        inbound = translate.inbound_message(event)
+    def _inbound(self, inbound: translate.Inbound | None) -> list[EngineEvent]:
+        """A translated message, after the LID pairs and name change it revealed (so
+        the core merges a `@lid` chat before the message lands in it)."""
         if inbound is None:
             return []
-        if inbound.media is None or not isinstance(inbound.event, MessageReceived):
-            return [inbound.event]
+        events: list[EngineEvent] = list(self.memory.learn(inbound.lids))
+        received = inbound.event
+        match received:
+            case MessageReceived(
+                from_me=False, history=False, sender=str(who), push_name=str(name)
+            ):
+                renamed = self.memory.renamed(who, name)
+                if renamed is not None:
+                    events.append(renamed)
+        events.append(received)
+        return events
+
+    async def _message(self, event: Any) -> list[EngineEvent]:
+        vote = translate.vote_ref(event)
+        if vote is not None:
+            return await self._vote(event, vote)
+        options = translate.poll_options(event.Message)
+        if options is not None:
+            self.memory.remember_poll(event.Info.ID, options)
+        inbound = translate.inbound_message(event)
+        events = self._inbound(inbound)
+        if inbound is None or inbound.media is None:
+            return events
+        received = events.pop()
+        assert isinstance(received, MessageReceived)
         try:
-            data = await self._download(event.Message, inbound.media.size)
+            message = translate.downloadable(event.Message)
+            data = await self._download(message, inbound.media.size)
         except Exception as exc:
-            log.warning("media download failed for %s: %s", inbound.event.id, exc)
-            content = {**inbound.event.content, "mediaError": f"download failed: {exc}"}
-            return [replace(inbound.event, content=content)]
+            log.warning("media download failed for %s: %s", received.id, exc)
+            content = {**received.content, "mediaError": f"download failed: {exc}"}
+            return [*events, replace(received, content=content)]
         ref = inbound.media
         media = InboundMedia(ref.mimetype, len(data), ref.filename, data=data)
-        return [replace(inbound.event, media=media)]
+        return [*events, replace(received, media=media)]
+
+    async def _vote(self, event: Any, vote: translate.VoteRef) -> list[EngineEvent]:
+        """A poll vote, decrypted by the client (the key is in whatsmeow's store), its
+        options named from the poll as we saw it."""
+        learned: list[EngineEvent] = list(
+            self.memory.learn(translate.lid_pairs(vote.chat, vote.sender))
+        )
+        options = self.memory.polls.get(vote.poll_id)
+        if options is None:
+            log.info("vote on poll %s skipped: its options are not known here", vote.poll_id)
+            return learned
+
+        def decrypt() -> Any:
+            with self.go_call():
+                if not self.go_connected:
+                    raise RuntimeError("not connected to WhatsApp")
+                return self.client.decrypt_poll_vote(event)
+
+        try:
+            decrypted = await asyncio.to_thread(decrypt)
+        except Exception as exc:
+            log.warning("vote on poll %s could not be decrypted: %s", vote.poll_id, exc)
+            return learned
+        voted = translate.poll_vote(vote, decrypted.selectedOptions, options)
+        if voted is None:
+            log.warning("vote on poll %s names an option the poll lacks", vote.poll_id)
+            return learned
+        return [*learned, voted]
+
+    async def _by_phone(self, event: EngineEvent) -> EngineEvent:
+        """Phone ids in place of the LIDs left in events whatsmeow gives no alternative
+        for (group changes, presence, calls): from what this session learned, else
+        from whatsmeow's own LID store."""
+        match event:
+            case GroupUpdated():
+                participants = [await self._phone_of(p) or p for p in event.participants]
+                return replace(event, participants=participants, by=await self._phone_of(event.by))
+            case PresenceUpdated():
+                return replace(
+                    event,
+                    chat_id=await self._phone_of(event.chat_id) or event.chat_id,
+                    sender=await self._phone_of(event.sender),
+                )
+            case CallReceived():
+                return replace(event, sender=await self._phone_of(event.sender) or event.sender)
+        return event
+
+    async def _phone_of(self, chat_id: str | None) -> str | None:
+        if not translate.is_lid(chat_id):
+            return chat_id
+        known = self.memory.phone_of(chat_id)
+        if known != chat_id or not self.go_connected:
+            return known
+        assert chat_id is not None
+
+        def lookup() -> str | None:
+            with self.go_call():
+                if not self.go_connected:
+                    return None
+                return translate.chat_id_of(self.client.get_pn_from_lid(translate.jid_of(chat_id)))
+
+        try:
+            phone = await asyncio.to_thread(lookup)
+        except Exception as exc:  # not in whatsmeow's store: the LID stays
+            log.debug("no phone number for %s: %s", chat_id, exc)
+            return chat_id
+        if not phone or translate.is_lid(phone):
+            return chat_id
+        self.memory.learn([(phone, chat_id)])
+        return phone
 
     async def _download(self, message: Any, size: int) -> bytes:
         if size > self.host.max_media_bytes:
@@ -486,17 +623,22 @@ class WorkerSession:
         return await asyncio.to_thread(fetch)
 
 
-def history_events(event: Any) -> list[EngineEvent]:
-    """Stored-not-announced messages and contact names from one history sync chunk."""
-    batch = translate.history_batch(event)
+def history_events(event: Any, memory: SessionMemory | None = None) -> list[EngineEvent]:
+    """Stored-not-announced messages, edits and revokes, and contact names from one
+    history sync chunk; its polls' options are remembered for the votes to come."""
+    batch = history.history_batch(event)
     out: list[EngineEvent] = []
+    if memory is not None:
+        for poll_id, options in batch.polls.items():
+            memory.remember_poll(poll_id, options)
+        out.extend(memory.learn(batch.lids))
     for item in batch.messages:
-        assert isinstance(item.event, MessageReceived)
-        content = dict(item.event.content)
-        if item.media is not None:
-            # Old media is not fetched: a history chunk can name thousands.
-            content["mediaError"] = "not downloaded: media from a history sync"
-        out.append(replace(item.event, content=content, history=True))
+        if not isinstance(item.event, MessageReceived) or item.media is None:
+            out.append(item.event)
+            continue
+        # Old media is not fetched: a history chunk can name thousands.
+        content = {**item.event.content, "mediaError": "not downloaded: media from a history sync"}
+        out.append(replace(item.event, content=content))
     if batch.names:
         out.append(ContactsSeen(batch.names))
     return out
