@@ -51,6 +51,7 @@ from openwa.engines.base import (
     ReadBySelf,
 )
 from openwa.engines.whatsmeow import notices, translate
+from openwa.engines.whatsmeow.go_maps import GoMapsLock
 from openwa.engines.whatsmeow.protocol import decode_event, encode_event, pack
 from openwa.engines.whatsmeow.session_memory import SessionMemory
 from openwa.engines.whatsmeow.translate import MediaRef
@@ -356,7 +357,9 @@ def worker(client: Any = None, *, connected: bool = True) -> WorkerSession:
     session.client = client or GoStandIn()
     session.sent = OrderedDict()
     session.announced = True
-    session.host = SimpleNamespace(max_media_bytes=1 << 20)  # type: ignore[assignment]
+    session.host = SimpleNamespace(  # type: ignore[assignment]
+        max_media_bytes=1 << 20, go_maps=GoMapsLock()
+    )
     return session
 
 
@@ -854,7 +857,9 @@ async def test_one_bad_report_never_drops_the_next() -> None:
         arrived.set()
 
     session = worker()
-    session.host = SimpleNamespace(emit=emit, max_media_bytes=1)  # type: ignore[assignment]
+    session.host = SimpleNamespace(  # type: ignore[assignment]
+        emit=emit, max_media_bytes=1, go_maps=GoMapsLock()
+    )
     session.session_id = "s1"
     session.active = True
     session.queue = asyncio.Queue()
