@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
+from openwa.config import Settings
 from openwa.engines.base import SendFailed
 from openwa.engines.whatsmeow.engine import WorkerGone, WorkerProcess
-from openwa.engines.whatsmeow.shards import WorkerLoad
+from openwa.engines.whatsmeow.shards import ShardMap, WorkerLoad
 from tests.engines.proxies import RecordingProxy, SilentProxy
 from tests.engines.whatsmeow_support import client_of, link, plant_device, started, whatsmeow
 from tests.fixtures.app import Api, AppFactory, wait_for
@@ -213,3 +215,30 @@ async def test_rounds_of_concurrent_connects_and_stops_leave_the_worker_running(
         assert len(recorder.requests) == STRESS_SESSIONS * STRESS_ROUNDS
     finally:
         await worker.stop()
+
+
+def test_sessions_fill_a_shard_then_the_next_and_skip_a_sealed_one() -> None:
+    shards = ShardMap(sessions_per_worker=2)
+    placed = [shards.place(f"s{n}").number for n in range(5)]
+    assert placed == [0, 0, 1, 1, 2]
+    assert shards.place("s0").number == 0  # a session keeps its shard
+    shards.drop("s1")
+    shards.shards[0].sealed = True
+    assert shards.place("s5").number == 2  # room on 0, but it takes no new attempts
+    shards.shards[0].sealed = False
+    assert shards.place("s6").number == 0
+    assert WorkerLoad(attempts=13, sessions=2, live=1).leaked == 11
+
+
+def test_the_shard_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WHATSMEOW_WORKER_MAX_MB", "")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.whatsmeow_sessions_per_worker == 50
+    assert settings.whatsmeow_worker_max_mb is None
+    monkeypatch.setenv("WHATSMEOW_WORKER_MAX_MB", "512")
+    monkeypatch.setenv("WHATSMEOW_SESSIONS_PER_WORKER", "2")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert (settings.whatsmeow_sessions_per_worker, settings.whatsmeow_worker_max_mb) == (2, 512)
+    monkeypatch.setenv("WHATSMEOW_SESSIONS_PER_WORKER", "0")
+    with pytest.raises(ValidationError, match="whatsmeow_sessions_per_worker"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
