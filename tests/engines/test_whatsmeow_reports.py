@@ -11,6 +11,7 @@ import logging
 import threading
 from collections import OrderedDict
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -349,17 +350,36 @@ class GoStandIn:
         return b"video bytes"
 
 
-def worker(client: Any = None, *, connected: bool = True) -> WorkerSession:
+class Host:
+    """The worker as a session sees it: media downloads land in `transfer_dir`, and a
+    message with media is reported (`emitted`) once its download ended."""
+
+    def __init__(self, transfer_dir: Path | None = None) -> None:
+        self.max_media_bytes = 1 << 20
+        self.transfer_dir = transfer_dir or Path("/nonexistent")
+        self.download_timeout_s = 10.0
+        self.go_maps = GoMapsLock()
+        self.emitted: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def emit(self, _session_id: str, event: Any) -> None:
+        await self.emitted.put(event)
+
+
+def worker(
+    client: Any = None, *, connected: bool = True, transfer_dir: Path | None = None
+) -> WorkerSession:
     session = object.__new__(WorkerSession)
+    session.session_id = "s1"
     session.memory = SessionMemory()
     session.go_lock = threading.Lock()
+    session.go_readers = threading.Condition()
+    session.reading = 0
+    session.downloads = set()
     session.go_connected = connected
     session.client = client or GoStandIn()
     session.sent = OrderedDict()
     session.announced = True
-    session.host = SimpleNamespace(  # type: ignore[assignment]
-        max_media_bytes=1 << 20, go_maps=GoMapsLock()
-    )
+    session.host = Host(transfer_dir)  # type: ignore[assignment]
     return session
 
 
@@ -440,13 +460,17 @@ def test_a_round_video_is_a_video_downloaded_as_one() -> None:
     assert translate.downloadable(wrapped) == wa.Message(videoMessage=ptv)
 
 
-async def test_the_worker_downloads_a_round_video() -> None:
-    session = worker()
+async def test_the_worker_downloads_a_round_video(tmp_path: Path) -> None:
+    session = worker(transfer_dir=tmp_path)
     ptv = wa.VideoMessage(mimetype="video/mp4", fileLength=11)
-    [event] = await session._translate("MessageEv", message_ev(wa.Message(ptvMessage=ptv)))
+    # Reported once downloaded, off the session's event path.
+    assert await session._translate("MessageEv", message_ev(wa.Message(ptvMessage=ptv))) == []
+    event = await asyncio.wait_for(session.host.emitted.get(), 10)  # type: ignore[attr-defined]
     assert isinstance(event, MessageReceived)
+    assert event.type == "video"
     assert event.media is not None
-    assert event.media.data == b"video bytes"
+    assert event.media.path is not None
+    assert event.media.path.read_bytes() == b"video bytes"
 
 
 def test_a_live_location() -> None:

@@ -179,7 +179,7 @@ async def test_rounds_of_concurrent_connects_and_stops_leave_the_worker_running(
         exited.set()
 
     worker = WorkerProcess(on_frame, on_exit)
-    await worker.start("WARNING", 1 << 20, 75.0)
+    await worker.start("WARNING", 1 << 20, 75.0, tmp_path / "transfer", 10.0)
     proxy = f"http://127.0.0.1:{recorder.port}"
 
     async def connect(session_id: str, location: str) -> None:

@@ -11,7 +11,9 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -955,7 +957,7 @@ STAMP = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
             {"caption": "c"},
             STAMP,
             from_me=True,
-            media=InboundMedia("application/pdf", 4, "a.pdf", data=b"\x00\xffPK"),
+            media=InboundMedia("application/pdf", 4, "a.pdf", path=Path("/t/in-1")),
             push_name="Me",
             history=True,
         ),
@@ -978,12 +980,17 @@ def test_contacts_seen_round_trip() -> None:
     assert through_the_wire(event) == event
 
 
-def test_media_bytes_travel_as_base64() -> None:
-    media = InboundMedia("image/png", 3, data=b"\x89PN")
+def test_media_travels_as_a_file_named_in_the_frame() -> None:
+    media = InboundMedia("image/png", 3, path=Path("/data/whatsmeow/transfer/in-1"))
     event = MessageReceived("M", ALICE, ALICE, "image", {}, STAMP, media=media)
-    body = orjson.loads(pack(encode_event(event))[4:])
-    assert body["data"]["media"]["data"] == "iVBO"
+    frame = pack(encode_event(event))
+    body = orjson.loads(frame[4:])
+    assert body["data"]["media"]["path"] == "/data/whatsmeow/transfer/in-1"
+    assert body["data"]["media"]["data"] is None
     assert body["data"]["timestamp"] == "2024-05-06T07:08:09.123456+00:00"
+    assert decode_event(body) == event
+    with pytest.raises(ValueError, match="as a file"):
+        encode_event(replace(event, media=InboundMedia("image/png", 3, data=b"png")))
 
 
 async def test_read_frame() -> None:
@@ -1110,7 +1117,7 @@ class NeonizeStandIn:
         return SimpleNamespace(ID=f"WA{len(self.sent)}")
 
 
-def test_a_typed_send_crosses_to_the_worker_and_is_built_there() -> None:
+def test_a_typed_send_crosses_to_the_worker_and_is_built_there(tmp_path: Path) -> None:
     """What the API process hands the worker (a frame) is typed again there: a media
     send is uploaded and built with its caption and quote, a text is not uploaded, and
     each engine id is remembered against ours."""
@@ -1122,12 +1129,14 @@ def test_a_typed_send_crosses_to_the_worker_and_is_built_there() -> None:
     session.client = stand_in
     session.sent = OrderedDict()
     image = sent.Image(sent.MediaFile("k", "image/png", 3), "look", sent.Reply("Q1", "hi", BOB))
+    file = tmp_path / "out-1"
+    file.write_bytes(b"png")
     for our_id, content, media in [
-        ("OUR1", image, b"png"),
-        ("OUR2", sent.Text("plain"), None),
+        ("OUR1", image, {"media_path": str(file)}),
+        ("OUR2", sent.Text("plain"), {}),
     ]:
         wire = OutgoingMessage(our_id, ALICE, content)
-        frame = orjson.loads(pack({"message": outgoing_wire(wire), "media": media})[4:])
+        frame = orjson.loads(pack({"message": outgoing_wire(wire), **media})[4:])
         run_command(session, "send", frame)
     assert stand_in.uploads == [(b"png", translate.MEDIA_TYPES["image"])]
     built = serializable(stand_in.sent[0][1]).imageMessage

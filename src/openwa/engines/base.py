@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from openwa.engines.content import Content
@@ -84,14 +85,17 @@ class ReadBySelf:
 
 @dataclass(frozen=True, slots=True)
 class InboundMedia:
-    """Media that came with a message. Exactly one of `data` (bytes an engine downloaded)
-    or `source_key` (an object already in our storage, as the mock network passes it)."""
+    """Media that came with a message. Exactly one of `data` (bytes an engine downloaded),
+    `path` (a file an engine downloaded to, handed over: storing the report moves it
+    into our storage, and an ignored report deletes it) or `source_key` (an object
+    already in our storage, as the mock network passes it)."""
 
     mimetype: str
     size: int
     filename: str | None = None
     data: bytes | None = None
     source_key: str | None = None
+    path: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,12 +282,21 @@ class ParticipantResult:
     status: str  # "ok", or why not: "not_found", "not_member", "already_member"
 
 
-class SendFailed(Exception):
-    """The engine could not send; `retryable` says whether trying again may help."""
+# The error codes a failed message can carry (the contract's Messages section).
+ENGINE_ERROR = "ENGINE_ERROR"
+# The engine cannot tell whether the message went out (its worker died mid-send, or the
+# send ran past its deadline) and cannot resend under the same id: never retried.
+SEND_OUTCOME_UNKNOWN = "SEND_OUTCOME_UNKNOWN"
 
-    def __init__(self, reason: str, *, retryable: bool = True) -> None:
+
+class SendFailed(Exception):
+    """The engine could not send; `retryable` says whether trying again may help, `code`
+    is the error code the message fails with when it is not retried."""
+
+    def __init__(self, reason: str, *, retryable: bool = True, code: str = ENGINE_ERROR) -> None:
         super().__init__(reason)
         self.retryable = retryable
+        self.code = code
 
 
 class EngineRefused(Exception):

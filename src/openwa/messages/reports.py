@@ -326,6 +326,8 @@ class ReportApplier:
         before the transaction (no I/O or Python work while the writer is held); None
         for a chat the session ignores."""
         if self._ignored(session, received.chat_id):
+            if received.media is not None and received.media.path is not None:
+                received.media.path.unlink(missing_ok=True)  # handed over to us: ours to drop
             return None
         content = dict(received.content)
         if received.media is not None:
@@ -359,6 +361,10 @@ class ReportApplier:
         key = media_key(session_id, safe_id(message_id), extension_for(media.mimetype))
         if media.data is not None:
             await self._storage.put(key, media.data, media.mimetype)
+        elif media.path is not None:
+            # The engine's file is handed over: stored, then gone (not kept twice).
+            await self._storage.put(key, media.path, media.mimetype)
+            media.path.unlink(missing_ok=True)
         elif media.source_key is not None:
             await self._storage.copy(media.source_key, key)
         stored: dict[str, Any] = {"key": key, "mimetype": media.mimetype, "size": media.size}

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.db.models import MessageRow, OutboxJobRow, SessionRow
 from openwa.engines.base import (
+    ENGINE_ERROR,
     BatchSender,
     EngineClient,
     EngineEvent,
@@ -308,13 +309,12 @@ class SendWorker:
             if failure is not None:
                 job, error = failure
                 assert isinstance(error, BaseException)
-                retryable = error.retryable if isinstance(error, SendFailed) else True
-                reason = (
-                    str(error)
-                    if isinstance(error, SendFailed)
-                    else f"{type(error).__name__}: {error}"
-                )
-                await self._failed(db, job, reason, retryable=retryable)
+                if isinstance(error, SendFailed):
+                    retryable, code, reason = error.retryable, error.code, str(error)
+                else:
+                    retryable, code = True, ENGINE_ERROR
+                    reason = f"{type(error).__name__}: {error}"
+                await self._failed(db, job, reason, retryable=retryable, code=code)
             if not_tried:
                 await outbox.release(db, not_tried, self._worker_id)
 
@@ -381,7 +381,7 @@ class SendWorker:
         return OutgoingMessage(message.id, message.chat_id, content)
 
     async def _failed(
-        self, db: AsyncSession, job: OutboxJobRow, reason: str, *, retryable: bool
+        self, db: AsyncSession, job: OutboxJobRow, reason: str, *, retryable: bool, code: str
     ) -> None:
         """An attempt that failed: retried after a backoff, or the message fails."""
         row = await db.get(OutboxJobRow, job.id)
@@ -394,7 +394,7 @@ class SendWorker:
             # The lease doubles as the wait: the session's later jobs wait behind it.
             row.locked_until = utcnow() + timedelta(seconds=delay)
             return
-        await self._fail_message(db, row, f"ENGINE_ERROR: {reason}")
+        await self._fail_message(db, row, f"{code}: {reason}")
 
     async def _fail_message(self, db: AsyncSession, job: OutboxJobRow, error: str) -> None:
         """Finish the job and fail its message if it never went.

@@ -18,11 +18,14 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
 
 from openwa.engines.base import (
+    ENGINE_ERROR,
+    SEND_OUTCOME_UNKNOWN,
     WHATSAPP_CAPABILITIES,
     Disconnected,
     EngineClient,
@@ -46,6 +49,7 @@ from openwa.engines.whatsmeow.protocol import (
 )
 from openwa.engines.whatsmeow.shards import Shard, ShardMap, WorkerLoad, rss_mb
 from openwa.engines.whatsmeow.store import DeviceStore
+from openwa.engines.whatsmeow.transfer import TransferDirectory
 
 log = structlog.get_logger(__name__)
 
@@ -61,8 +65,16 @@ class WorkerGone(Exception):
     """The worker process exited (or never started) while a command waited."""
 
 
+class OutcomeUnknown(WorkerGone):
+    """The command reached the worker, which then exited or did not answer in time: it
+    may have run, in part or in full (a send may have gone out)."""
+
+
 class WorkerProcess:
     """One `openwa.engines.whatsmeow.worker` child and the socket pair to it."""
+
+    # The worker's module; the tests run the real worker with a stand-in at Go's edge.
+    module = "openwa.engines.whatsmeow.worker"
 
     def __init__(self, on_frame: FrameHandler, on_exit: Callable[[], Awaitable[None]]) -> None:
         self._on_frame = on_frame
@@ -80,14 +92,20 @@ class WorkerProcess:
         return self._process.pid if self._process else None
 
     async def start(
-        self, log_level: str, max_media_bytes: int, qr_timeout_s: float, shard: int = 0
+        self,
+        log_level: str,
+        max_media_bytes: int,
+        qr_timeout_s: float,
+        transfer_dir: Path,
+        download_timeout_s: float,
+        shard: int = 0,
     ) -> None:
         ours, theirs = socket.socketpair()
         try:
             self._process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "openwa.engines.whatsmeow.worker",
+                self.module,
                 "--fd",
                 str(theirs.fileno()),
                 "--log-level",
@@ -96,6 +114,10 @@ class WorkerProcess:
                 str(max_media_bytes),
                 "--qr-timeout-s",
                 str(qr_timeout_s),
+                "--transfer-dir",
+                str(transfer_dir),
+                "--download-timeout-s",
+                str(download_timeout_s),
                 pass_fds=(theirs.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
                 # whatsmeow prints on stdout by itself: it goes to our stderr, a log.
@@ -119,7 +141,7 @@ class WorkerProcess:
             self.alive = False
             for future in self._pending.values():
                 if not future.done():
-                    future.set_exception(WorkerGone("the whatsmeow worker exited"))
+                    future.set_exception(OutcomeUnknown("the whatsmeow worker exited"))
             self._pending.clear()
             code = None
             if self._process is not None:
@@ -157,9 +179,10 @@ class WorkerProcess:
                 await self._writer.drain()
             reply: dict[str, Any] = await asyncio.wait_for(future, timeout)
         except (ConnectionError, OSError) as exc:
-            raise WorkerGone(f"the whatsmeow worker is unreachable: {exc}") from exc
+            # Some of the frame may have gone: whether the worker read it is unknown.
+            raise OutcomeUnknown(f"the whatsmeow worker is unreachable: {exc}") from exc
         except TimeoutError as exc:
-            raise WorkerGone(
+            raise OutcomeUnknown(
                 f"the whatsmeow worker did not answer {op!r} in {timeout:.0f} s"
             ) from exc
         finally:
@@ -192,7 +215,8 @@ def _error(op: str, error: dict[str, Any]) -> Exception:
     if kind == "pairing":
         return PairingNotAvailable(message)
     if kind in ("send_failed", "not_ready"):
-        return SendFailed(message, retryable=bool(error.get("retryable", True)))
+        retryable = bool(error.get("retryable", True))
+        return SendFailed(message, retryable=retryable, code=error.get("code") or ENGINE_ERROR)
     if op == "send":
         return SendFailed(message, retryable=False)
     return EngineRefused(message)
@@ -225,6 +249,9 @@ class WhatsmeowEngine:
         # whatsmeow shows a first QR for 60 s and each next one for 20 s: a code still up
         # this long after it came was not scanned.
         self.qr_timeout_s = 75.0
+        # An inbound download that has not ended by then is given up (`mediaError`).
+        self.download_timeout_s = 300.0
+        self.transfers = TransferDirectory(store.directory / "transfer")
 
     def client(self, context: SessionContext) -> EngineClient:
         client = WhatsmeowClient(self, context)
@@ -244,7 +271,12 @@ class WhatsmeowEngine:
             if shard.process is None or not shard.process.alive:
                 worker = WorkerProcess(self._on_frame, lambda: self._on_exit(shard))
                 await worker.start(
-                    self._log_level, self._max_media_bytes, self.qr_timeout_s, shard.number
+                    self._log_level,
+                    self._max_media_bytes,
+                    self.qr_timeout_s,
+                    self.transfers.path,
+                    self.download_timeout_s,
+                    shard.number,
                 )
                 shard.process, shard.sealed = worker, False
                 if self._watch is None or self._watch.done():
@@ -273,7 +305,12 @@ class WhatsmeowEngine:
             raise SendFailed("the session's whatsmeow worker is not running")
         try:
             return await worker.request(op, session=session, **args)
-        except WorkerGone as exc:  # also a command the worker did not answer in time
+        except OutcomeUnknown as exc:
+            if op == "send":
+                # neonize cannot send under our id: a resend would be a second message.
+                raise SendFailed(str(exc), retryable=False, code=SEND_OUTCOME_UNKNOWN) from exc
+            raise SendFailed(str(exc)) from exc
+        except WorkerGone as exc:  # never reached the worker: nothing was done
             raise SendFailed(str(exc)) from exc
 
     async def _on_frame(self, frame: dict[str, Any]) -> None:
@@ -395,6 +432,7 @@ class WhatsmeowEngine:
         )
         for shard in self.shards.shards:
             shard.process = None
+        self.transfers.close()
 
 
 class WhatsmeowClient:
@@ -476,14 +514,18 @@ class WhatsmeowClient:
     # Messages.
 
     async def send(self, message: OutgoingMessage) -> str | None:
-        data: bytes | None = None
-        if isinstance(message.content, Media):
-            if self._ctx.media is None:
-                raise SendFailed("no media storage for the engine", retryable=False)
-            chunks = [chunk async for chunk in self._ctx.media.stream(message.content.media.key)]
-            data = b"".join(chunks)
         payload = outgoing_wire(message)
-        engine_id: str = await self._call("send", message=payload, media=data)
+        if not isinstance(message.content, Media):
+            engine_id: str = await self._call("send", message=payload)
+            return engine_id if engine_id != message.id else None
+        if self._ctx.media is None:
+            raise SendFailed("no media storage for the engine", retryable=False)
+        # The file crosses to the worker by its path; gone once the worker answered.
+        path = await self._engine.transfers.write(self._ctx.media.stream(message.content.media.key))
+        try:
+            engine_id = await self._call("send", message=payload, media_path=str(path))
+        finally:
+            path.unlink(missing_ok=True)
         return engine_id if engine_id != message.id else None
 
     async def stored(self, message_ids: list[str]) -> None:

@@ -72,20 +72,26 @@ class GoMapsLock:
             self.release_exclusive()
 
 
-class ExclusiveHold:
-    """An exclusive hold released once, by whichever comes first: Go's sign that it is
-    past its map writes, the end of the Go call, or `bound_s` (so a dial that hangs
-    does not freeze the worker's other sessions for a minute)."""
+class BoundedHold:
+    """A hold released once, by whichever comes first: Go's sign that it is past its map
+    accesses, the end of the Go call, or `bound_s`. A connect holds the lock exclusively
+    this way (a dial that hangs must not freeze the worker's other sessions for a
+    minute), a download shared (Go reads its map once, as the call starts; the download
+    itself may take minutes, or hang)."""
 
-    def __init__(self, lock: GoMapsLock, bound_s: float) -> None:
+    def __init__(self, lock: GoMapsLock, bound_s: float, *, exclusive: bool = True) -> None:
         self._lock = lock
         self._bound_s = bound_s
+        self._exclusive = exclusive
         self._guard = threading.Lock()
         self._held = False
         self.reached = threading.Event()
 
-    def __enter__(self) -> ExclusiveHold:
-        self._lock.acquire_exclusive()
+    def __enter__(self) -> BoundedHold:
+        if self._exclusive:
+            self._lock.acquire_exclusive()
+        else:
+            self._lock.acquire_shared()
         self._held = True
         threading.Thread(target=self._expire, name="go-maps-hold", daemon=True).start()
         return self
@@ -95,7 +101,7 @@ class ExclusiveHold:
         self._release()
 
     def go_reached(self) -> None:
-        """Go called back, or its call returned: past its map writes (and its dial)."""
+        """Go called back, or its call returned: past its map accesses (and its dial)."""
         self.reached.set()
         self._release()
 
@@ -103,7 +109,10 @@ class ExclusiveHold:
         with self._guard:
             if self._held:
                 self._held = False
-                self._lock.release_exclusive()
+                if self._exclusive:
+                    self._lock.release_exclusive()
+                else:
+                    self._lock.release_shared()
 
     def __exit__(self, *_exc: object) -> None:
         self.go_reached()

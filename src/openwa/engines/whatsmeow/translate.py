@@ -43,6 +43,7 @@ from openwa.engines.content import (
     Video,
     Voice,
 )
+from openwa.engines.whatsmeow.media_details import MediaDetails
 from openwa.kit.chat_ids import GROUP_SUFFIX, USER_SUFFIX
 
 USER_SERVER = USER_SUFFIX[1:]
@@ -573,6 +574,27 @@ def _role(participant: Any) -> str:
     return "admin" if participant.IsAdmin else "member"
 
 
+# WhatsApp's per-participant answer codes to a membership change (whatsmeow passes the
+# `error` attribute through as `GroupParticipant.Error`): 404 no such account (or, for a
+# change to someone, no such member), 409 already in the group, 403 their privacy
+# settings refuse, 408 they left recently and cannot be added back yet, 500 full group.
+_NOT_ALLOWED_CODES = frozenset({403, 408, 500})
+
+
+def participant_status(action: str, code: int) -> str:
+    """The contract's word for one participant's result; an unknown code keeps its
+    number (`error_<code>`) rather than being guessed at."""
+    if not code or code == 200:
+        return "ok"
+    if code == 404:
+        return "not_found" if action == "add" else "not_member"
+    if code == 409:
+        return "already_member"
+    if code in _NOT_ALLOWED_CODES:
+        return "not_allowed"
+    return f"error_{code}"
+
+
 def participant_address(participant: Any) -> Address:
     """A group member by phone id, with the LID, from `JID`, `PhoneNumber` and `LID`."""
     found = address(participant.JID, participant.PhoneNumber)
@@ -647,8 +669,17 @@ def text_message(content: Text) -> Any:
     )
 
 
-def media_message(content: Media, upload: Any) -> Any:
-    """The message for media already uploaded (`upload`: neonize's `UploadResponse`)."""
+def _known(**fields: Any) -> dict[str, Any]:
+    """The fields that have a value (protobuf takes no None)."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def media_message(content: Media, upload: Any, details: MediaDetails | None = None) -> Any:
+    """The message for media already uploaded (`upload`: neonize's `UploadResponse`),
+    with what WhatsApp shows of it before a download (`details`, where known)."""
+    shown = details or MediaDetails()
+    size = {"width": shown.width, "height": shown.height}
+    thumbnail = {"JPEGThumbnail": shown.thumbnail}
     media = content.media
     common: dict[str, Any] = {
         "URL": upload.url,
@@ -665,14 +696,17 @@ def media_message(content: Media, upload: Any) -> Any:
     caption = content.caption
     match content:
         case Image():
-            return wa.Message(imageMessage=wa.ImageMessage(caption=caption, **common))
+            image = _known(caption=caption, **size, **thumbnail, **common)
+            return wa.Message(imageMessage=wa.ImageMessage(**image))
         case Video():
-            return wa.Message(videoMessage=wa.VideoMessage(caption=caption, **common))
+            video = _known(caption=caption, seconds=shown.seconds, **size, **thumbnail, **common)
+            return wa.Message(videoMessage=wa.VideoMessage(**video))
         case Audio() | Voice():
             voice = isinstance(content, Voice)
-            return wa.Message(audioMessage=wa.AudioMessage(PTT=voice, **common))
+            audio = _known(PTT=voice, seconds=shown.seconds, waveform=shown.waveform, **common)
+            return wa.Message(audioMessage=wa.AudioMessage(**audio))
         case Sticker():
-            return wa.Message(stickerMessage=wa.StickerMessage(**common))
+            return wa.Message(stickerMessage=wa.StickerMessage(**_known(**size, **common)))
     filename = media.filename or "file"
     return wa.Message(
         documentMessage=wa.DocumentMessage(
@@ -720,7 +754,13 @@ def revoke_message(chat_id: str, message_id: str, me: str) -> Any:
     return build_revoke(jid_of(chat_id), jid_of(me), message_id, jid_of(me))
 
 
-def outgoing_message(message: OutgoingMessage, *, upload: Any = None, now_ms: int = 0) -> Any:
+def outgoing_message(
+    message: OutgoingMessage,
+    *,
+    upload: Any = None,
+    details: MediaDetails | None = None,
+    now_ms: int = 0,
+) -> Any:
     """The WhatsApp message for one of our sends (media: after `upload`)."""
     match message.content:
         case Text() as text:
@@ -732,5 +772,5 @@ def outgoing_message(message: OutgoingMessage, *, upload: Any = None, now_ms: in
         case Reaction() as reaction:
             return reaction_message(message.chat_id, reaction, now_ms=now_ms)
         case Media() as media:
-            return media_message(media, upload)
+            return media_message(media, upload, details or MediaDetails())
     raise ValueError(f"message type {message.type!r} cannot be sent")

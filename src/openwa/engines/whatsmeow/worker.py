@@ -20,6 +20,7 @@ import os
 import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from openwa.engines.base import EngineEvent
@@ -38,11 +39,16 @@ class Worker:
         writer: asyncio.StreamWriter,
         max_media_bytes: int,
         qr_timeout_s: float,
+        *,
+        transfer_dir: Path,
+        download_timeout_s: float,
     ) -> None:
         self.reader = reader
         self.writer = writer
         self.max_media_bytes = max_media_bytes
         self.qr_timeout_s = qr_timeout_s
+        self.transfer_dir = transfer_dir
+        self.download_timeout_s = download_timeout_s
         self.sessions: dict[str, WorkerSession] = {}
         self._write_lock = asyncio.Lock()
         self.gone = False
@@ -87,7 +93,12 @@ class Worker:
             args["_deadline"] = frame.get("deadline")
             reply["result"] = await self.handle(frame["op"], args)
         except CommandError as exc:
-            reply["error"] = {"kind": exc.kind, "message": str(exc), "retryable": exc.retryable}
+            reply["error"] = {
+                "kind": exc.kind,
+                "message": str(exc),
+                "retryable": exc.retryable,
+                "code": exc.code,
+            }
         except NotSettled as exc:
             reply["error"] = {"kind": "not_ready", "message": str(exc)}
         except Exception as exc:
@@ -122,8 +133,8 @@ class Worker:
             return self._load()
         if op == "close":
             session = self.sessions.get(args["session"])
-            if session is not None and session.active:
-                session.stop()
+            if session is not None:
+                session.stop()  # also after a QR timeout, which left Go's client up
             return None
         if op == "forget":
             session = self.sessions.pop(args["session"], None)
@@ -153,10 +164,18 @@ class Worker:
         session.push(args["type"], event_type.FromString(data))
 
 
-async def _serve(fd: int, max_media_bytes: int, qr_timeout_s: float) -> None:
-    sock = socket.socket(fileno=fd)
+async def _serve(args: argparse.Namespace) -> None:
+    sock = socket.socket(fileno=args.fd)
     reader, writer = await asyncio.open_unix_connection(sock=sock, limit=2**20)
-    await Worker(reader, writer, max_media_bytes, qr_timeout_s).run()
+    worker = Worker(
+        reader,
+        writer,
+        args.max_media_bytes,
+        args.qr_timeout_s,
+        transfer_dir=Path(args.transfer_dir),
+        download_timeout_s=args.download_timeout_s,
+    )
+    await worker.run()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -165,6 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-level", default="WARNING")
     parser.add_argument("--max-media-bytes", type=int, default=64 * 1024 * 1024)
     parser.add_argument("--qr-timeout-s", type=float, default=75.0)
+    parser.add_argument("--transfer-dir", required=True)
+    parser.add_argument("--download-timeout-s", type=float, default=300.0)
     args = parser.parse_args(argv)
     logging.basicConfig(
         stream=sys.stderr,
@@ -174,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     # neonize logs whatsmeow's own lines through the `whatsmeow` logger.
     logging.getLogger("whatsmeow").setLevel(args.log_level.upper())
     try:
-        asyncio.run(_serve(args.fd, args.max_media_bytes, args.qr_timeout_s))
+        asyncio.run(_serve(args))
     except Exception:
         log.exception("the worker failed")
     finally:

@@ -8,6 +8,14 @@ process), so Go is only asked for anything while whatsmeow itself has reported t
 client connected (`go_connected`), under the session's `go_lock`, which a stop also takes.
 neonize's Go maps are shared by every session of the process: each call into Go also
 holds the worker's `GoMapsLock`, shared, and a connect or a stop holds it exclusively.
+
+Media downloads are the exception: one can take minutes, or hang, so each runs on a
+thread of its own, bounded by a timeout, outside the event task and the `go_lock` (Go's
+map of clients is only read by it, as by a command); a stop waits for the downloads
+under way (`go_readers`) before Go's Stop removes the client, at most for the timeout.
+A download holds the worker's Go maps shared only as the call starts (`BoundedHold`).
+A message with media is therefore reported when its download ended, which may be after
+messages that came after it.
 """
 
 from __future__ import annotations
@@ -18,9 +26,10 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from openwa.engines.base import (
@@ -43,8 +52,8 @@ from openwa.engines.base import (
     QrUpdated,
     ReactionReceived,
 )
-from openwa.engines.whatsmeow import history, notices, translate
-from openwa.engines.whatsmeow.go_maps import ExclusiveHold, GoMapsLock
+from openwa.engines.whatsmeow import history, notices, transfer, translate
+from openwa.engines.whatsmeow.go_maps import BoundedHold, GoMapsLock
 from openwa.engines.whatsmeow.session_memory import SessionMemory
 
 log = logging.getLogger("openwa.whatsmeow.worker")
@@ -87,6 +96,12 @@ _SETTLE_TIMEOUT_S = 5.0
 # but about 3 s for a process's first connect (on a loaded 2-core machine).
 _CONNECT_EXCLUSIVE_S = 1.0
 _FIRST_CONNECT_EXCLUSIVE_S = 5.0
+# whatsmeow gives up a dial after a minute: a stop waits that long for a connect to reach
+# Go's first callback or return before stopping it anyway.
+_DIAL_WAIT_S = 75.0
+# A download holds the worker's Go maps shared only this long (or until it ends): Go reads
+# its map of clients as the call starts, then may download for minutes, or hang.
+_DOWNLOAD_SHARED_S = 1.0
 
 
 class Host(Protocol):
@@ -96,6 +111,8 @@ class Host(Protocol):
     qr_timeout_s: float
     go_maps: GoMapsLock
     attempts: int  # connection attempts started in the process
+    transfer_dir: Path
+    download_timeout_s: float
 
     async def send_frame(self, frame: dict[str, Any]) -> None: ...
 
@@ -151,10 +168,18 @@ class WorkerSession:
         self.proxy: str | None = None
         self.thread: threading.Thread | None = None
         self.stopping: threading.Thread | None = None
+        # Go holds a client for this uuid from a connect until Go's Stop; only Stop
+        # ends neonize's connect call (it waits on the client's context even after
+        # whatsmeow itself gave up, as after the last QR code).
+        self.go_started = False
         self.go_lock = threading.Lock()
+        # Downloads reading Go's client outside `go_lock`, which Go's Stop waits for.
+        self.go_readers = threading.Condition()
+        self.reading = 0
+        self.downloads: set[asyncio.Task[None]] = set()
         self.generation = 0
         # The latest connection attempt's exclusive hold of the worker's Go maps.
-        self.attempt: ExclusiveHold | None = None
+        self.attempt: BoundedHold | None = None
         self.me: Any = None
         self.go_connected = False
         self.go_socket_up = False
@@ -241,10 +266,11 @@ class WorkerSession:
         self.client.new_device = jid is None
         self.proxy = proxy
         self.active = True
+        self.go_started = True
         self.generation += 1
         first = self.host.attempts == 0
         bound = _FIRST_CONNECT_EXCLUSIVE_S if first else _CONNECT_EXCLUSIVE_S
-        self.attempt = ExclusiveHold(self.host.go_maps, bound)
+        self.attempt = BoundedHold(self.host.go_maps, bound)
         self.thread = threading.Thread(
             target=self._run,
             args=(self.generation, self.attempt),
@@ -254,7 +280,7 @@ class WorkerSession:
         self.thread.start()
         return True
 
-    def _run(self, generation: int, attempt: ExclusiveHold) -> None:
+    def _run(self, generation: int, attempt: BoundedHold) -> None:
         from neonize._binder import ProxySettings
         from neonize.exc import NeonizeError
 
@@ -297,18 +323,22 @@ class WorkerSession:
         self.announced = False
         if self.watchdog is not None:
             self.watchdog.cancel()
-        if self.thread is None:
-            return  # never connected: Go has no client to stop
+        if not self.go_started:
+            return  # never connected, or stopped already: Go has no client to stop
+        self.go_started = False
         self.stopping = threading.Thread(target=self._stop_go, args=(self.attempt,), daemon=True)
         self.stopping.start()
 
-    def _stop_go(self, attempt: ExclusiveHold | None) -> None:
+    def _stop_go(self, attempt: BoundedHold | None) -> None:
         # Go's Stop waits for a dial to end: it waits here, holding nothing, rather than
         # inside Go holding the worker's maps.
         if attempt is not None:
-            attempt.reached.wait()
-        with self.go_lock, self.host.go_maps.exclusive(), contextlib.suppress(Exception):
-            self.client.stop()
+            attempt.reached.wait(_DIAL_WAIT_S)
+        with self.go_lock:
+            with self.go_readers:
+                self.go_readers.wait_for(lambda: not self.reading, self.host.download_timeout_s)
+            with self.host.go_maps.exclusive(), contextlib.suppress(Exception):
+                self.client.stop()
 
     @contextlib.contextmanager
     def go_call(self) -> Iterator[None]:
@@ -322,9 +352,11 @@ class WorkerSession:
         self.stop()
         # Collecting the client must not stop a later client of the same uuid.
         self.client._stop_finalizer.detach()
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
+        for task in (self.task, *self.downloads):
+            task.cancel()
+        for task in (self.task, *self.downloads):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def describe(self) -> dict[str, Any]:
         """What this session's client was last told (for operators and tests)."""
@@ -378,7 +410,8 @@ class WorkerSession:
             case "qr_timeout":
                 if not self.waiting_link or event != self.last_qr:
                     return []
-                self.active = False
+                # Go's connect call outlives the expired QR until Go's Stop ends it.
+                self.stop()
                 return [Failed("QR_TIMEOUT: the QR code was not scanned; start the session again")]
             case "connect_error":
                 generation, error = event
@@ -529,16 +562,10 @@ class WorkerSession:
             return events
         received = events.pop()
         assert isinstance(received, MessageReceived)
-        try:
-            message = translate.downloadable(event.Message)
-            data = await self._download(message, inbound.media.size)
-        except Exception as exc:
-            log.warning("media download failed for %s: %s", received.id, exc)
-            content = {**received.content, "mediaError": f"download failed: {exc}"}
-            return [*events, replace(received, content=content)]
-        ref = inbound.media
-        media = InboundMedia(ref.mimetype, len(data), ref.filename, data=data)
-        return [*events, replace(received, media=media)]
+        task = asyncio.create_task(self._with_media(received, inbound.media, event.Message))
+        self.downloads.add(task)
+        task.add_done_callback(self.downloads.discard)
+        return events
 
     async def _vote(self, event: Any, vote: translate.VoteRef) -> list[EngineEvent]:
         """A poll vote, decrypted by the client (the key is in whatsmeow's store), its
@@ -610,17 +637,85 @@ class WorkerSession:
         self.memory.learn([(phone, chat_id)])
         return phone
 
-    async def _download(self, message: Any, size: int) -> bytes:
+    async def _with_media(
+        self, received: MessageReceived, ref: translate.MediaRef, message: Any
+    ) -> None:
+        """Report the message once its media is downloaded, or saying why it is not."""
+        try:
+            path = await self._download(translate.downloadable(message), ref.size)
+        except Exception as exc:
+            reason = str(exc) or type(exc).__name__
+            if isinstance(exc, TimeoutError):
+                reason = f"no answer in {self.host.download_timeout_s:g} s"
+            log.warning("media download failed for %s: %s", received.id, reason)
+            content = {**received.content, "mediaError": f"download failed: {reason}"}
+            event: EngineEvent = replace(received, content=content)
+        else:
+            size = path.stat().st_size
+            event = replace(
+                received, media=InboundMedia(ref.mimetype, size, ref.filename, path=path)
+            )
+        try:
+            await self.host.emit(self.session_id, event)
+        except Exception:
+            log.exception("media message %s of %s failed", received.id, self.session_id)
+
+    async def _download(self, message: Any, size: int) -> Path:
+        """The media in a new transfer file, or an error (a timeout included)."""
         if size > self.host.max_media_bytes:
             raise ValueError(f"{size} bytes, over MAX_MEDIA_BYTES ({self.host.max_media_bytes})")
+        path = transfer.new_path(self.host.transfer_dir, "in")
+        given_up = threading.Event()
 
-        def fetch() -> bytes:
-            with self.go_call():
+        def fetch() -> None:
+            with self.go_readers:
                 if not self.go_connected:
                     raise RuntimeError("not connected to WhatsApp")
-                return bytes(self.client.download_any(message))
+                self.reading += 1
+            try:
+                with BoundedHold(self.host.go_maps, _DOWNLOAD_SHARED_S, exclusive=False):
+                    data = bytes(self.client.download_any(message))
+            finally:
+                with self.go_readers:
+                    self.reading -= 1
+                    self.go_readers.notify_all()
+            if not given_up.is_set():
+                transfer.write_file(path, data)
 
-        return await asyncio.to_thread(fetch)
+        try:
+            await asyncio.wait_for(on_own_thread(fetch), self.host.download_timeout_s)
+        except BaseException:
+            given_up.set()
+            path.unlink(missing_ok=True)
+            raise
+        return path
+
+
+def on_own_thread(work: Callable[[], None]) -> asyncio.Future[None]:
+    """Run `work` on a daemon thread of its own: a call that hangs in Go holds only that
+    thread (the loop's default pool is small, and shared with joins and lookups)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            work()
+        except BaseException as exc:
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop has ended: nobody waits
+            loop.call_soon_threadsafe(settle, error)
+
+    threading.Thread(target=run, name="download", daemon=True).start()
+    return done
 
 
 def history_events(event: Any, memory: SessionMemory | None = None) -> list[EngineEvent]:
