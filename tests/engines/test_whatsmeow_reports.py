@@ -52,6 +52,7 @@ from openwa.engines.base import (
     ReadBySelf,
 )
 from openwa.engines.whatsmeow import notices, translate
+from openwa.engines.whatsmeow.go_maps import GoMapsLock
 from openwa.engines.whatsmeow.protocol import decode_event, encode_event, pack
 from openwa.engines.whatsmeow.session_memory import SessionMemory
 from openwa.engines.whatsmeow.translate import MediaRef
@@ -357,6 +358,7 @@ class Host:
         self.max_media_bytes = 1 << 20
         self.transfer_dir = transfer_dir or Path("/nonexistent")
         self.download_timeout_s = 10.0
+        self.go_maps = GoMapsLock()
         self.emitted: asyncio.Queue[Any] = asyncio.Queue()
 
     async def emit(self, _session_id: str, event: Any) -> None:
@@ -879,7 +881,9 @@ async def test_one_bad_report_never_drops_the_next() -> None:
         arrived.set()
 
     session = worker()
-    session.host = SimpleNamespace(emit=emit, max_media_bytes=1)  # type: ignore[assignment]
+    session.host = SimpleNamespace(  # type: ignore[assignment]
+        emit=emit, max_media_bytes=1, go_maps=GoMapsLock()
+    )
     session.session_id = "s1"
     session.active = True
     session.queue = asyncio.Queue()

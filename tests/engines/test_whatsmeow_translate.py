@@ -56,6 +56,7 @@ from openwa.engines.base import (
 )
 from openwa.engines.whatsmeow import history, notices, translate
 from openwa.engines.whatsmeow.commands import CommandError, run_command
+from openwa.engines.whatsmeow.go_maps import GoMapsLock
 from openwa.engines.whatsmeow.protocol import (
     decode_event,
     decode_group,
@@ -1077,6 +1078,7 @@ def test_a_command_past_its_deadline_never_reaches_go() -> None:
     """The API process gave up waiting: running it now could only duplicate a retry."""
     session = object.__new__(WorkerSession)
     session.go_lock = threading.Lock()
+    session.host = SimpleNamespace(go_maps=GoMapsLock())  # type: ignore[assignment]
     session.go_connected = True
     with pytest.raises(CommandError) as refused:
         run_command(session, "check", {"phone": "15550101111"}, deadline=time.time() - 1)
@@ -1086,6 +1088,7 @@ def test_a_command_past_its_deadline_never_reaches_go() -> None:
 def test_commands_wait_for_a_connected_client() -> None:
     session = object.__new__(WorkerSession)
     session.go_lock = threading.Lock()
+    session.host = SimpleNamespace(go_maps=GoMapsLock())  # type: ignore[assignment]
     session.go_connected = False
     session.go_socket_up = False
     session.waiting_link = False
@@ -1121,6 +1124,7 @@ def test_a_typed_send_crosses_to_the_worker_and_is_built_there(tmp_path: Path) -
     stand_in = NeonizeStandIn()
     session = object.__new__(WorkerSession)
     session.go_lock = threading.Lock()
+    session.host = SimpleNamespace(go_maps=GoMapsLock())  # type: ignore[assignment]
     session.go_connected = True
     session.client = stand_in
     session.sent = OrderedDict()

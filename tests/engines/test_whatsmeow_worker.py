@@ -26,6 +26,7 @@ from openwa.engines.base import SEND_OUTCOME_UNKNOWN
 from openwa.engines.whatsmeow import go_errors
 from openwa.engines.whatsmeow.commands import CommandError, run_command
 from openwa.engines.whatsmeow.engine import WorkerProcess
+from openwa.engines.whatsmeow.go_maps import GoMapsLock
 from openwa.engines.whatsmeow.protocol import read_frame
 from openwa.engines.whatsmeow.worker import Worker
 from openwa.engines.whatsmeow.worker_session import WorkerSession
@@ -101,6 +102,7 @@ class Answers(SimpleNamespace):
 def command(op: str, client: Any, args: dict[str, Any]) -> Any:
     session = object.__new__(WorkerSession)
     session.go_lock = threading.Lock()
+    session.host = SimpleNamespace(go_maps=GoMapsLock())  # type: ignore[assignment]
     session.go_connected = True
     session.client = client
     return run_command(session, op, args)
@@ -185,6 +187,7 @@ def test_a_send_whose_answer_timed_out_is_not_retried() -> None:
 
     session = object.__new__(WorkerSession)
     session.go_lock = threading.Lock()
+    session.host = SimpleNamespace(go_maps=GoMapsLock())  # type: ignore[assignment]
     session.go_connected = True
     session.client = Answers(send_message=timed_out)
     message = {"id": "OUR1", "chat_id": ANN, "type": "text", "content": {"text": "hi"}}

@@ -98,6 +98,11 @@ class InboundMedia:
     path: Path | None = None
 
 
+# The type of a message WhatsApp could not decrypt for us (yet): a placeholder that the
+# message itself replaces when a retry brings it under the same id.
+UNDECRYPTABLE = "undecryptable"
+
+
 @dataclass(frozen=True, slots=True)
 class MessageReceived:
     """A message arrived (or, with `from_me`, was sent from the phone itself)."""
@@ -287,6 +292,8 @@ ENGINE_ERROR = "ENGINE_ERROR"
 # The engine cannot tell whether the message went out (its worker died mid-send, or the
 # send ran past its deadline) and cannot resend under the same id: never retried.
 SEND_OUTCOME_UNKNOWN = "SEND_OUTCOME_UNKNOWN"
+# WhatsApp's server refused a message it had taken (an engine's `failed` receipt).
+SERVER_REFUSED = "SERVER_REFUSED"
 
 
 class SendFailed(Exception):

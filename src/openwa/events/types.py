@@ -62,6 +62,23 @@ def wanted(filters: Iterable[str], event: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class EventFilter:
+    """`wanted` as a query on the event log: the names to take (None: any) and those to
+    leave out."""
+
+    names: tuple[str, ...] | None
+    leave_out: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, filters: Iterable[str] | None) -> EventFilter:
+        """The filter a reader asked for; none is `"*"`."""
+        names = set(filters or ["*"])
+        if "*" in names:
+            return cls(None, tuple(sorted(ONLY_WHEN_NAMED - names)))
+        return cls(tuple(sorted(names)))
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     event: str
     session_id: str

@@ -1,5 +1,5 @@
-"""The mock engine's control routes (`/mock/...`): scan, disconnect, inbound, LIDs,
-transmitted.
+"""The mock engine's control routes (`/mock/...`): scan, disconnect, inbound, report,
+LIDs, transmitted.
 
 They drive the simulated network of a mock session, so they belong to the mock engine,
 not to the session use cases; they answer 501 for sessions of any other engine.
@@ -11,8 +11,15 @@ import asyncio
 from typing import Any
 
 from openwa.db.models import SessionRow
-from openwa.engines.base import InboundMedia, PairingNotAvailable, SendFailed
+from openwa.engines.base import (
+    ContactUpdated,
+    InboundMedia,
+    MessageReceived,
+    PairingNotAvailable,
+    SendFailed,
+)
 from openwa.engines.mock.engine import MockClient, MockEngine
+from openwa.engines.mock.reports import MockReport, MockReportResult, engine_report
 from openwa.engines.mock.store import MockNetworkStore
 from openwa.engines.registry import EngineRegistry
 from openwa.errors import (
@@ -94,10 +101,21 @@ class MockControl:
         if phone_of(contact_id) is None:
             raise InvalidChatId("not a phone number", details={"phoneNumber": body.phone_number})
         try:
-            await client.announce_lid(contact_id, body.lid, body.push_name)
+            await client.report(ContactUpdated(contact_id, push_name=body.push_name, lid=body.lid))
         except SendFailed as exc:
             raise SessionNotReady(str(exc)) from exc
         return MockLidResult(contact_id=contact_id, lid=body.lid)
+
+    async def mock_report(self, session_id: str, body: MockReport) -> MockReportResult:
+        """Make the mock report `body` as a real engine would (an edit, a vote, ...)."""
+        report = engine_report(body)
+        client = await self._mock_client(session_id)
+        try:
+            await client.report(report)
+        except SendFailed as exc:
+            raise SessionNotReady(str(exc)) from exc
+        message_id = report.id if isinstance(report, MessageReceived) else None
+        return MockReportResult(kind=body.kind, id=message_id)
 
     async def mock_transmitted(self, session_id: str, limit: int) -> list[Transmission]:
         row = self._row(session_id)

@@ -22,7 +22,6 @@ from openwa.engines.base import (
     WHATSAPP_CAPABILITIES,
     Authenticated,
     Connected,
-    ContactUpdated,
     Disconnected,
     EngineClient,
     EngineEvent,
@@ -437,11 +436,11 @@ class MockClient:
         )
         return message_id
 
-    async def announce_lid(self, phone_id: str, lid: str, push_name: str | None) -> None:
-        """Report that `lid` is `phone_id`, as an engine does once it learns the mapping."""
+    async def report(self, report: EngineEvent) -> None:
+        """Report what the network would (an edit, a vote, a read on the phone, ...)."""
         if self._phone is None:
             raise SendFailed("the mock session is not linked")
-        await self._ctx.emit(ContactUpdated(phone_id, push_name=push_name, lid=lid))
+        await self._ctx.emit(report)
 
 
 class MockEngine:

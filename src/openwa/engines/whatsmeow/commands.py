@@ -4,7 +4,9 @@ each on a thread of the worker's pool.
 A command reaches Go only while whatsmeow reports the session's client connected (or,
 for a pairing code, while it shows a QR), and under the session's `go_lock`, so a stop
 cannot remove the client from under it: neonize's Go side dereferences a missing client,
-and that panic would end every session of the worker.
+and that panic would end every session of the worker. It also holds the worker's Go maps
+shared (`WorkerSession.go_call`): no connect or stop of another session writes them
+meanwhile.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def run_command(
         if isinstance(content, Media):
             path = Path(args["media_path"])
             args["details"] = media_details.describe(path, content.kind, content.media.mimetype)
-    with session.go_lock:
+    with session.go_call():
         if deadline and time.time() > deadline:
             # The API process has given up on it: not done, so it may be retried.
             raise CommandError("not_ready", "the command waited too long in the worker")

@@ -21,6 +21,7 @@ from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as wa
 from neonize.utils.enum import MediaType
 
 from openwa.engines.base import (
+    UNDECRYPTABLE,
     ChatUpdated,
     EngineEvent,
     GroupInfo,
@@ -340,7 +341,7 @@ def _other(message: Any) -> Parts | None:
         return "pin", {"pin": {"messageId": pin.key.ID, "pinned": pinned}}, None
     if message.HasField("placeholderMessage"):
         # What WhatsApp shows linked devices in place of a message kept from them.
-        return "undecryptable", {"reason": "placeholder"}, None
+        return UNDECRYPTABLE, {"reason": "placeholder"}, None
     return None
 
 
@@ -503,7 +504,7 @@ def undecryptable(event: Any) -> Inbound | None:
         id=where.id,
         chat_id=where.chat.id,
         sender=where.sender.id,
-        type="undecryptable",
+        type=UNDECRYPTABLE,
         content={"reason": reason},
         timestamp=where.timestamp,
         from_me=where.from_me,

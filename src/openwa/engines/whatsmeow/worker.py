@@ -25,6 +25,7 @@ from typing import Any
 
 from openwa.engines.base import EngineEvent
 from openwa.engines.whatsmeow.commands import CommandError, run_command
+from openwa.engines.whatsmeow.go_maps import GoMapsLock
 from openwa.engines.whatsmeow.protocol import encode_event, pack, read_frame
 from openwa.engines.whatsmeow.worker_session import NotSettled, WorkerSession
 
@@ -53,6 +54,8 @@ class Worker:
         self.gone = False
         # Connection attempts started (each leaves a device store open in neonize).
         self.attempts = 0
+        # neonize's Go maps are one per process: every session's calls share this lock.
+        self.go_maps = GoMapsLock()
         # Commands have threads of their own: a burst of slow sends must not hold up
         # the downloads and joins that use the loop's default pool.
         self.commands = ThreadPoolExecutor(max_workers=32, thread_name_prefix="command")
@@ -102,6 +105,12 @@ class Worker:
             reply["error"] = {"kind": "refused", "message": str(exc) or type(exc).__name__}
         await self.send_frame(reply)
 
+    def _load(self) -> dict[str, int]:
+        """What the engine's recycling reads: attempts (each leaves a device store open),
+        sessions, and those whatsmeow reports connected."""
+        live = sum(1 for s in self.sessions.values() if s.go_connected)
+        return {"attempts": self.attempts, "sessions": len(self.sessions), "live": live}
+
     def _session(self, args: dict[str, Any]) -> WorkerSession:
         session = self.sessions.get(args["session"])
         if session is None:
@@ -110,15 +119,18 @@ class Worker:
 
     async def handle(self, op: str, args: dict[str, Any]) -> Any:
         if op == "ping":
-            return {"pid": os.getpid(), "sessions": len(self.sessions)}
+            return {"pid": os.getpid(), **self._load()}
         if op == "connect":
             session = self.sessions.get(args["session"])
+            if args.get("sealed") and (session is None or not session.keeps_connection()):
+                # This worker takes no new attempts (it holds enough of neonize's leaks):
+                # the engine restarts the session alone on another worker.
+                return {"moved": True, **self._load()}
             if session is None:
                 session = self.sessions[args["session"]] = WorkerSession(self, args["session"])
             if await session.connect(args["location"], args.get("jid"), args.get("proxy")):
                 self.attempts += 1
-            live = sum(1 for s in self.sessions.values() if s.go_connected)
-            return {"attempts": self.attempts, "sessions": len(self.sessions), "live": live}
+            return self._load()
         if op == "close":
             session = self.sessions.get(args["session"])
             if session is not None:

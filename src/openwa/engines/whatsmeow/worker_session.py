@@ -6,11 +6,14 @@ Go's callbacks run on Go-owned threads; they only hand their event to the worker
 neonize's Go side dereferences a client that does not exist (a panic ends the whole
 process), so Go is only asked for anything while whatsmeow itself has reported the
 client connected (`go_connected`), under the session's `go_lock`, which a stop also takes.
+neonize's Go maps are shared by every session of the process: each call into Go also
+holds the worker's `GoMapsLock`, shared, and a connect or a stop holds it exclusively.
 
 Media downloads are the exception: one can take minutes, or hang, so each runs on a
 thread of its own, bounded by a timeout, outside the event task and the `go_lock` (Go's
 map of clients is only read by it, as by a command); a stop waits for the downloads
 under way (`go_readers`) before Go's Stop removes the client, at most for the timeout.
+A download holds the worker's Go maps shared only as the call starts (`BoundedHold`).
 A message with media is therefore reported when its download ended, which may be after
 messages that came after it.
 """
@@ -23,7 +26,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +53,7 @@ from openwa.engines.base import (
     ReactionReceived,
 )
 from openwa.engines.whatsmeow import history, notices, transfer, translate
+from openwa.engines.whatsmeow.go_maps import BoundedHold, GoMapsLock
 from openwa.engines.whatsmeow.session_memory import SessionMemory
 
 log = logging.getLogger("openwa.whatsmeow.worker")
@@ -85,6 +89,19 @@ _SUBSCRIBED = (
 # has WhatsApp's id (it is stored after the send returns).
 _RECENT_SENDS = 5000
 _SETTLE_TIMEOUT_S = 5.0
+# How long a connect keeps the worker's Go maps to itself when Go gives no sign of being
+# past its map writes (no callback, call not returned); a dial through a silent proxy
+# would otherwise hold every other session of the worker for a minute. The writes come
+# before the dial: measured from the command to the dial reaching a proxy, 3 to 100 ms,
+# but about 3 s for a process's first connect (on a loaded 2-core machine).
+_CONNECT_EXCLUSIVE_S = 1.0
+_FIRST_CONNECT_EXCLUSIVE_S = 5.0
+# whatsmeow gives up a dial after a minute: a stop waits that long for a connect to reach
+# Go's first callback or return before stopping it anyway.
+_DIAL_WAIT_S = 75.0
+# A download holds the worker's Go maps shared only this long (or until it ends): Go reads
+# its map of clients as the call starts, then may download for minutes, or hang.
+_DOWNLOAD_SHARED_S = 1.0
 
 
 class Host(Protocol):
@@ -92,6 +109,8 @@ class Host(Protocol):
 
     max_media_bytes: int
     qr_timeout_s: float
+    go_maps: GoMapsLock
+    attempts: int  # connection attempts started in the process
     transfer_dir: Path
     download_timeout_s: float
 
@@ -159,6 +178,8 @@ class WorkerSession:
         self.reading = 0
         self.downloads: set[asyncio.Task[None]] = set()
         self.generation = 0
+        # The latest connection attempt's exclusive hold of the worker's Go maps.
+        self.attempt: BoundedHold | None = None
         self.me: Any = None
         self.go_connected = False
         self.go_socket_up = False
@@ -175,6 +196,7 @@ class WorkerSession:
         # newer connection of the same session. Built without a JID so the uuid stays
         # the session id; the device to resume is set before each connect.
         self.client = NewClient("unset", uuid=session_id)
+        self._watch_go_calls()
         self._subscribe()
         self.task = asyncio.create_task(self._handle_events())
         self.watchdog: asyncio.Task[None] | None = None
@@ -187,7 +209,24 @@ class WorkerSession:
 
     def _on_qr(self, _client: Any, data: bytes) -> None:
         self.go_socket_up = True  # a QR from Go: its client exists, socket up, unlinked
+        self._go_reached()
         self.push("qr", bytes(data).decode())
+
+    def _go_reached(self) -> None:
+        attempt = self.attempt
+        if attempt is not None and not attempt.reached.is_set():
+            attempt.go_reached()
+
+    def _watch_go_calls(self) -> None:
+        """Every event Go hands over (the first one, `me`, comes right after `Neonize()`
+        read its maps once connected) shows that the connect is past its map writes."""
+        execute = self.client.event.execute
+
+        def watched(uuid: Any, binary: Any, size: int, code: int) -> Any:
+            self._go_reached()
+            return execute(uuid, binary, size, code)
+
+        self.client.event.execute = watched
 
     def _subscribe(self) -> None:
         from neonize import events as ev
@@ -206,9 +245,13 @@ class WorkerSession:
 
     # Connection.
 
+    def keeps_connection(self) -> bool:
+        """Whether a connect would find this session connecting or connected already."""
+        return self.active and self.running()
+
     async def connect(self, location: str, jid: str | None, proxy: str | None) -> bool:
         """Start connecting; whether a new attempt was started."""
-        if self.active and self.running():
+        if self.keeps_connection():
             # Still connecting, or connected: once a connection was up whatsmeow
             # reconnects it by itself, so there is nothing to start.
             if self.go_connected:
@@ -225,24 +268,32 @@ class WorkerSession:
         self.active = True
         self.go_started = True
         self.generation += 1
+        first = self.host.attempts == 0
+        bound = _FIRST_CONNECT_EXCLUSIVE_S if first else _CONNECT_EXCLUSIVE_S
+        self.attempt = BoundedHold(self.host.go_maps, bound)
         self.thread = threading.Thread(
-            target=self._run, args=(self.generation,), name=f"neonize-{self.session_id}"
+            target=self._run,
+            args=(self.generation, self.attempt),
+            name=f"neonize-{self.session_id}",
         )
         self.thread.daemon = True
         self.thread.start()
         return True
 
-    def _run(self, generation: int) -> None:
+    def _run(self, generation: int, attempt: BoundedHold) -> None:
         from neonize._binder import ProxySettings
         from neonize.exc import NeonizeError
 
         settings = ProxySettings(proxy_address=self.proxy) if self.proxy else None
-        try:
-            self.client.connect(settings)
-        except NeonizeError as exc:
-            self.push("connect_error", (generation, str(exc)))
-        except Exception as exc:  # a bug in neonize must still end as a report
-            self.push("connect_error", (generation, f"{type(exc).__name__}: {exc}"))
+        with attempt:
+            if generation != self.generation:
+                return  # stopped while waiting for the lock: Go was never called
+            try:
+                self.client.connect(settings)
+            except NeonizeError as exc:
+                self.push("connect_error", (generation, str(exc)))
+            except Exception as exc:  # a bug in neonize must still end as a report
+                self.push("connect_error", (generation, f"{type(exc).__name__}: {exc}"))
 
     async def _settle(self) -> None:
         """A previous connection must have ended before the next starts: Go's Stop
@@ -275,15 +326,26 @@ class WorkerSession:
         if not self.go_started:
             return  # never connected, or stopped already: Go has no client to stop
         self.go_started = False
-        self.stopping = threading.Thread(target=self._stop_go, daemon=True)
+        self.stopping = threading.Thread(target=self._stop_go, args=(self.attempt,), daemon=True)
         self.stopping.start()
 
-    def _stop_go(self) -> None:
+    def _stop_go(self, attempt: BoundedHold | None) -> None:
+        # Go's Stop waits for a dial to end: it waits here, holding nothing, rather than
+        # inside Go holding the worker's maps.
+        if attempt is not None:
+            attempt.reached.wait(_DIAL_WAIT_S)
         with self.go_lock:
             with self.go_readers:
                 self.go_readers.wait_for(lambda: not self.reading, self.host.download_timeout_s)
-            with contextlib.suppress(Exception):
+            with self.host.go_maps.exclusive(), contextlib.suppress(Exception):
                 self.client.stop()
+
+    @contextlib.contextmanager
+    def go_call(self) -> Iterator[None]:
+        """Hold what a call into Go needs: the session's lock (no stop under it) and the
+        worker's maps, shared."""
+        with self.go_lock, self.host.go_maps.shared():
+            yield
 
     async def close(self) -> None:
         """Stop, and let go of the client for good (the session was deleted)."""
@@ -444,13 +506,19 @@ class WorkerSession:
         jid, push_name = None, None
         if self.go_connected:
             with contextlib.suppress(Exception):
-                me = await asyncio.to_thread(self.client.get_me)
+                me = await asyncio.to_thread(self._get_me)
                 jid, push_name = me.JID, me.PushName or None
         if jid is None or not jid.User:
             jid = self.me or self.client.jid  # the device we linked or resumed
         if jid is None:
             return []
         return await self._linked(jid, push_name)
+
+    def _get_me(self) -> Any:
+        with self.go_call():
+            if not self.go_connected:
+                raise RuntimeError("not connected to WhatsApp")
+            return self.client.get_me()
 
     async def _linked(self, jid: Any, push_name: str | None) -> list[EngineEvent]:
         self.me = jid
@@ -511,7 +579,7 @@ class WorkerSession:
             return learned
 
         def decrypt() -> Any:
-            with self.go_lock:
+            with self.go_call():
                 if not self.go_connected:
                     raise RuntimeError("not connected to WhatsApp")
                 return self.client.decrypt_poll_vote(event)
@@ -554,7 +622,7 @@ class WorkerSession:
         assert chat_id is not None
 
         def lookup() -> str | None:
-            with self.go_lock:
+            with self.go_call():
                 if not self.go_connected:
                     return None
                 return translate.chat_id_of(self.client.get_pn_from_lid(translate.jid_of(chat_id)))
@@ -605,7 +673,8 @@ class WorkerSession:
                     raise RuntimeError("not connected to WhatsApp")
                 self.reading += 1
             try:
-                data = bytes(self.client.download_any(message))
+                with BoundedHold(self.host.go_maps, _DOWNLOAD_SHARED_S, exclusive=False):
+                    data = bytes(self.client.download_any(message))
             finally:
                 with self.go_readers:
                     self.reading -= 1
