@@ -2,9 +2,10 @@
 
 Starts the real server (`python -m openwa serve`, SQLite in a temporary directory unless
 `--database-url` is given) twice, once per engine, and reads the resident memory
-(VmRSS in /proc/<pid>/status) of the server and, for whatsmeow, of its one worker
-process (`python -m openwa.engines.whatsmeow.worker`, a child of the server started
-with the first whatsmeow session).
+(VmRSS in /proc/<pid>/status) of the server and, for whatsmeow, of its worker processes
+added up (`python -m openwa.engines.whatsmeow.worker`, children of the server: one per
+`WHATSMEOW_SESSIONS_PER_WORKER` sessions, default 50, taken from this script's
+environment).
 
 whatsmeow: this machine has no route to WhatsApp, and a session that cannot dial fails
 at once and retries with backoff, which is not idle. So every session gets
@@ -111,15 +112,17 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def worker_pid(server_pid: int) -> int | None:
+def worker_pids(server_pid: int) -> list[int]:
+    """The server's whatsmeow workers (one per `WHATSMEOW_SESSIONS_PER_WORKER` sessions)."""
+    found = []
     for pid in children(server_pid):
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
         if WORKER_MODULE.encode() in argv:
-            return pid
-    return None
+            found.append(pid)
+    return found
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -228,6 +231,9 @@ class Server:
             "ENGINE_TYPE": engine,
             "MAX_SESSIONS": "2000",
             "MOCK_AUTH_DELAY_MS": "0",
+            # The "black hole" proxy listens on loopback, which sessions may not use unless
+            # allowed.
+            "PROXY_ALLOW_PRIVATE": "true",
         }
         with self.log.open("ab") as log:
             self.process = serve(self.port, env, log, cwd=work)
@@ -347,10 +353,18 @@ def join_notes(*notes: str) -> str:
 
 
 async def read_point(server: Server, engine: str, sessions: int) -> Point:
-    wpid = worker_pid(server.pid)
-    point = Point(engine, sessions, memory(server.pid), memory(wpid) if wpid is not None else None)
+    """The server's memory and its workers' added up (RSS and threads)."""
+    workers = [memory(pid) for pid in worker_pids(server.pid)]
+    total = (
+        Memory(sum(w.rss for w in workers), sum(w.threads for w in workers)) if workers else None
+    )
+    point = Point(engine, sessions, memory(server.pid), total)
+    if workers:
+        point.note = f"{len(workers)} worker process(es)"
     if server.database is not None:
-        point.note = f"{await postgres_connections(server.database)} PostgreSQL connections"
+        point.note = join_notes(
+            point.note, f"{await postgres_connections(server.database)} PostgreSQL connections"
+        )
     return point
 
 
@@ -441,20 +455,20 @@ async def whatsmeow_phase(work: Path, url: str, count: int, settle: float) -> Ph
         # A session's stop waits for its dial to end; with the proxy gone every dial
         # ends at once, so the server's stop is quick.
         await hole.stop()
-        wpid = worker_pid(server.pid) if server.process.poll() is None else None
+        wpids = worker_pids(server.pid) if server.process.poll() is None else []
         stop_started = time.monotonic()
         server.stop()
         phase.notes.append(
             f"the server stopped in {time.monotonic() - stop_started:.1f} s "
             f"(exit code {server.process.returncode})"
         )
-        if wpid is not None:
-            for _ in range(150):  # the server gives its worker 10 s to stop
-                if not alive(wpid):
-                    break
-                await asyncio.sleep(0.1)
-            else:
-                phase.notes.append(f"the worker {wpid} was still running 15 s after the server")
+        for _ in range(150):  # the server gives its workers 10 s to stop
+            if not any(alive(wpid) for wpid in wpids):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            still = [wpid for wpid in wpids if alive(wpid)]
+            phase.notes.append(f"workers {still} were still running 15 s after the server")
         phase.notes += log_summary(server.log, phase.last_reading)
     return phase
 
@@ -539,7 +553,7 @@ def mb(value: float) -> str:
 
 def report(phases: list[Phase]) -> None:
     print(
-        f"\nResident memory (VmRSS) of the server and the whatsmeow worker, {os.cpu_count()} cores\n"
+        f"\nResident memory (VmRSS) of the server and the whatsmeow workers, {os.cpu_count()} cores\n"
     )
     print("| engine | sessions | server MB | worker MB | total MB | worker threads | note |")
     print("| --- | --- | --- | --- | --- | --- | --- |")

@@ -194,6 +194,8 @@ def build_services(settings: Settings) -> Services:
         DeviceStore(settings.data_dir / "whatsmeow", whatsmeow_dsn(settings.resolved_database_url)),
         log_level=settings.log_level.upper(),
         max_media_bytes=settings.max_media_bytes,
+        sessions_per_worker=settings.whatsmeow_sessions_per_worker,
+        worker_max_mb=settings.whatsmeow_worker_max_mb,
     )
     engines = EngineRegistry([mock, whatsmeow], default=settings.engine_type)
     runtime = SessionRuntime(

@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     shutdown_timeout_s: int = Field(default=30, ge=0)
     instance_id: str | None = None
 
+    # whatsmeow: sessions per worker process (a shard; a dead worker takes only its own
+    # down), and the resident memory over which a worker is recycled (unset: no budget).
+    whatsmeow_sessions_per_worker: int = Field(default=50, ge=1)
+    whatsmeow_worker_max_mb: int | None = Field(default=None, ge=64)
+
     # Authentication: the first admin key.
     api_key: SecretStr | None = None
     metrics_require_key: bool = False
@@ -144,6 +149,7 @@ class Settings(BaseSettings):
         "webhook_secret",
         "encryption_key",
         "encryption_key_new",
+        "whatsmeow_worker_max_mb",
         mode="before",
     )
     @classmethod

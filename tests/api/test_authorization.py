@@ -38,6 +38,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/sessions/{id}/pairing-code"): {"phoneNumber": "+1 555 0100 0000"},
     ("POST", "/api/sessions/{id}/mock/disconnect"): {"reason": "test"},
     ("POST", "/api/sessions/{id}/mock/inbound"): {"from": "+1 555 0100 0001", "text": "hi"},
+    ("POST", "/api/sessions/{id}/mock/report"): {"kind": "call", "from": "+1 555 0100 0001"},
     ("POST", "/api/sessions/{id}/messages/text"): {"chatId": "+1 555 0100 0001", "text": "hi"},
     ("POST", "/api/sessions/{id}/webhooks"): {"url": "https://example.com/hook"},
     ("POST", "/api/webhooks"): {"url": "https://example.com/hook"},

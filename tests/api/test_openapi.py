@@ -35,6 +35,7 @@ EXPECTED = {
     ("post", "/api/sessions/{id}/mock/scan"),
     ("post", "/api/sessions/{id}/mock/disconnect"),
     ("post", "/api/sessions/{id}/mock/inbound"),
+    ("post", "/api/sessions/{id}/mock/report"),
     ("get", "/api/sessions/{id}/mock/transmitted"),
     ("post", "/api/sessions/{id}/messages/text"),
     ("get", "/api/sessions/{id}/messages/{message_id}"),

@@ -3,7 +3,8 @@
 - `RecordingProxy` answers HTTP `CONNECT` with 502 and SOCKS5 requests with "refused",
   after writing down the host and port the engine asked for.
 - `SilentProxy` accepts and never answers: the engine's dial waits (whatsmeow: 60 s),
-  so a session stays quietly "connecting" while a test drives it with built events.
+  so a session stays quietly "connecting" while a test drives it with built events. It
+  writes down each request line too: one per dial.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class RecordingProxy:
 class SilentProxy:
     server: asyncio.Server | None = None
     held: list[asyncio.StreamWriter] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -81,8 +83,12 @@ class SilentProxy:
         self.server = await asyncio.start_server(self._hold, "127.0.0.1", 0)
         return self
 
-    async def _hold(self, _reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.held.append(writer)
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            line = await reader.readline()
+            if line:
+                self.requests.append(line.decode(errors="replace").strip())
 
     async def close(self) -> None:
         for writer in self.held:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import pytest
 from neonize import events as ev
 from neonize.proto import Neonize_pb2 as neonize
+from neonize.proto.waCommon.WACommon_pb2 import MessageKey
 from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as wa
 
 from tests.engines.proxies import SilentProxy
@@ -29,6 +30,7 @@ SENDER = "15550107777"
 
 class Driver(Protocol):
     engine: str
+    kinds: frozenset[str]
 
     def settings(self) -> dict[str, Any]: ...
 
@@ -43,6 +45,13 @@ class Driver(Protocol):
     async def back(self, api: Api, session_id: str) -> None: ...
 
     async def receive_text(self, api: Api, session_id: str, phone: str, text: str) -> str: ...
+
+    async def report(self, api: Api, session_id: str, body: dict[str, Any]) -> str | None:
+        """Make WhatsApp report what `body` describes, in `/mock/report`'s terms (`kind`:
+        edit, revoke, poll_vote, read_self, presence, call, chat_update, group_update,
+        server_error, unknown); the id of an `unknown` message. `kinds`: those the driver
+        can make the engine report."""
+        ...
 
 
 class MockDriver:
@@ -94,6 +103,103 @@ class MockDriver:
         message_id: str = response.json()["data"]["id"]
         return message_id
 
+    kinds = frozenset(
+        {
+            "edit",
+            "revoke",
+            "poll_vote",
+            "read_self",
+            "presence",
+            "call",
+            "chat_update",
+            "group_update",
+            "server_error",
+            "unknown",
+        }
+    )
+
+    async def report(self, api: Api, session_id: str, body: dict[str, Any]) -> str | None:
+        response = await api.request("POST", f"/api/sessions/{session_id}/mock/report", json=body)
+        assert response.status_code == 202, response.text
+        reported: str | None = response.json()["data"]["id"]
+        return reported
+
+
+def _jid(address: str) -> Any:
+    """neonize's JID of a phone number or address."""
+    user, _, server = address.partition("@")
+    return user_jid(user.lstrip("+"), server=server or "s.whatsapp.net")
+
+
+_NOW_MS = 1_764_000_100_000
+
+
+def _carried(body: dict[str, Any]) -> Any:
+    """The WhatsApp message that carries an edit, revoke, timer change or unknown type."""
+    kind = body["kind"]
+    if kind == "edit":
+        edited = wa.ProtocolMessage(
+            type=wa.ProtocolMessage.MESSAGE_EDIT,
+            key=MessageKey(ID=body["messageId"]),
+            editedMessage=wa.Message(conversation=body["text"]),
+            timestampMS=_NOW_MS,
+        )
+        return wa.Message(protocolMessage=edited)
+    if kind == "revoke":
+        revoke = wa.ProtocolMessage(
+            type=wa.ProtocolMessage.REVOKE, key=MessageKey(ID=body["messageId"])
+        )
+        return wa.Message(protocolMessage=revoke)
+    if kind == "chat_update":
+        setting = wa.ProtocolMessage(
+            type=wa.ProtocolMessage.EPHEMERAL_SETTING,
+            ephemeralExpiration=body["ephemeralSeconds"],
+        )
+        return wa.Message(protocolMessage=setting)
+    return wa.Message(eventMessage=wa.EventMessage(name="Party"))  # not translated
+
+
+def _neonize_event(body: dict[str, Any], message_id: str) -> Any:
+    """neonize's event for a `/mock/report` body (the kinds `WhatsmeowDriver` takes)."""
+    kind = body["kind"]
+    sender = _jid(body.get("from") or PHONE)
+    chat = _jid(body.get("chatId") or body.get("from") or PHONE)
+    if kind in ("edit", "revoke", "chat_update", "unknown"):
+        info = neonize.MessageInfo(
+            MessageSource=neonize.MessageSource(Chat=chat, Sender=sender),
+            ID=message_id,
+            Timestamp=_NOW_MS,
+            Edit="1" if kind == "edit" else "",
+        )
+        return ev.MessageEv(Info=info, Message=_carried(body))
+    if kind == "read_self":
+        return ev.ReceiptEv(
+            MessageSource=neonize.MessageSource(Chat=chat, Sender=_jid(PHONE), IsFromMe=True),
+            MessageIDs=body["messageIds"],
+            Type=neonize.Receipt.READ_SELF,
+            Timestamp=_NOW_MS // 1000,
+        )
+    if kind == "presence":
+        assert body["presence"] == "composing", body
+        return ev.ChatPresenceEv(
+            MessageSource=neonize.MessageSource(Chat=chat, Sender=sender),
+            State=neonize.ChatPresence.COMPOSING,
+            Media=neonize.ChatPresence.TEXT,
+        )
+    if kind == "call":
+        media = [neonize.Node(Tag="audio")]
+        if body.get("isVideo"):
+            media.append(neonize.Node(Tag="video"))
+        meta = neonize.BasicCallMeta(
+            callID=message_id, timestamp=_NOW_MS // 1000, callCreator=sender
+        )
+        getattr(meta, "from").CopyFrom(sender)
+        return ev.CallOfferEv(basicCallMeta=meta, data=neonize.Node(Tag="offer", Nodes=media))
+    assert (kind, body["action"]) == ("group_update", "subject"), body
+    return ev.GroupInfoEv(
+        JID=_jid(body["groupId"]), Sender=sender, Name=neonize.GroupName(Name=body["value"])
+    )
+
 
 class WhatsmeowDriver:
     engine = "whatsmeow"
@@ -132,6 +238,29 @@ class WhatsmeowDriver:
             api, session_id, ev.MessageEv(Info=info, Message=wa.Message(conversation=text))
         )
         return message_id
+
+    # Poll votes reach the core only once the worker's client decrypted them, which
+    # needs the poll's keys from WhatsApp: not injectable.
+    kinds = frozenset(
+        {
+            "edit",
+            "revoke",
+            "read_self",
+            "presence",
+            "call",
+            "chat_update",
+            "group_update",
+            "unknown",
+        }
+    )
+
+    async def report(self, api: Api, session_id: str, body: dict[str, Any]) -> str | None:
+        """neonize's own event for each kind, as WhatsApp makes whatsmeow report it."""
+        if body["kind"] not in self.kinds:
+            pytest.skip(f"whatsmeow cannot be made to report {body['kind']} offline")
+        message_id = "3EB0" + secrets.token_hex(8).upper()
+        await inject(api, session_id, _neonize_event(body, message_id))
+        return message_id if body["kind"] == "unknown" else None
 
 
 @pytest.fixture(params=["mock", "mock-own-ids", "whatsmeow"])
@@ -419,3 +548,62 @@ async def test_a_revoke_reaches_both_sides_by_their_ids(api: Api, driver: Driver
     await wait_logged(api, x.bob, "message.revoked", id=x.theirs)
     assert (await message(api, x.alice, x.mine))["revoked"] is True
     assert (await message(api, x.bob, x.theirs))["revoked"] is True
+
+
+# ---------------------------------------------------------------------------------------
+# What WhatsApp reports besides messages and acks: edits, votes, reads on the phone,
+# presence, calls, chat and group changes, messages we cannot translate.
+
+
+async def test_edits_votes_phone_reads_and_announcements(api: Api, driver: Driver) -> None:
+    session_id = await linked(api, driver)
+    message_id = await driver.receive_text(api, session_id, SENDER, "first")
+    chat_id = f"{SENDER}@s.whatsapp.net"
+    await wait_logged(api, session_id, "message.received", id=message_id)
+    at = {"from": SENDER}
+
+    await driver.report(
+        api, session_id, {"kind": "edit", "messageId": message_id, "text": "second", **at}
+    )
+    edited = await wait_logged(api, session_id, "message.edited", id=message_id)
+    assert (edited["data"]["text"], edited["data"]["from"]) == ("second", chat_id)
+    stored = await message(api, session_id, message_id)
+    assert stored["text"] == "second"
+    assert [e["text"] for e in stored["edits"]] == ["first"]
+
+    if "poll_vote" in driver.kinds:
+        vote = {"kind": "poll_vote", "pollId": message_id, "selected": ["yes"], **at}
+        await driver.report(api, session_id, vote)
+        voted = await wait_logged(api, session_id, "message.poll_vote", pollId=message_id)
+        assert voted["data"]["selected"] == ["yes"]
+
+    read = {"kind": "read_self", "chatId": chat_id, "messageIds": [message_id]}
+    await driver.report(api, session_id, read)
+    await wait_logged(api, session_id, "message.ack", id=message_id, status="read")
+    chats = await api.request("GET", f"/api/sessions/{session_id}/chats")
+    assert chats.json()["data"][0]["unreadCount"] == 0
+
+    await driver.report(api, session_id, {"kind": "presence", "presence": "composing", **at})
+    await wait_logged(api, session_id, "presence.update", chatId=chat_id, presence="composing")
+    await driver.report(api, session_id, {"kind": "call", "isVideo": True, **at})
+    await wait_logged(api, session_id, "call.received", isVideo=True)
+    timer = {"kind": "chat_update", "chatId": chat_id, "ephemeralSeconds": 86400}
+    await driver.report(api, session_id, timer)
+    await wait_logged(api, session_id, "chat.update", ephemeralSeconds=86400)
+    group = "120363000000000042@g.us"
+    subject = {"kind": "group_update", "groupId": group, "action": "subject", "value": "Team"}
+    await driver.report(api, session_id, subject)
+    await wait_logged(api, session_id, "group.update", groupId=group, value="Team")
+
+    unknown_id = await driver.report(
+        api, session_id, {"kind": "unknown", "rawType": "futureMessage", **at}
+    )
+    unknown = await wait_logged(api, session_id, "message.unknown", id=unknown_id)
+    assert unknown["data"]["rawType"]  # the engine's own name (the mock's: as asked)
+    assert (await message(api, session_id, str(unknown_id)))["type"] == "unknown"
+    everything = await logged(api, session_id, "*")
+    assert unknown_id not in [e["data"].get("id") for e in everything]
+
+    await driver.report(api, session_id, {"kind": "revoke", "messageId": message_id, **at})
+    await wait_logged(api, session_id, "message.revoked", id=message_id)
+    assert (await message(api, session_id, message_id))["revoked"] is True

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from neonize import events as ev
 from neonize.proto import Neonize_pb2 as neonize
 from neonize.proto.waCommon.WACommon_pb2 import MessageKey
@@ -172,3 +173,33 @@ async def test_inbound_media_over_the_size_limit_is_not_fetched(
         lambda: events_of(wm_api, session_id, "message.received"), bool, 20, "received"
     )
     assert "over MAX_MEDIA_BYTES" in received[0]["data"]["mediaError"]
+
+
+# Translation in the worker, whichever database stores it: one database is enough.
+@pytest.mark.parametrize("database_kind", ["sqlite"])
+async def test_lid_senders_reach_the_api_by_phone_number(wm_api: Api, silent: SilentProxy) -> None:
+    """One chat per person: a LID direct message lands in the phone-number chat, and a
+    LID sender in a group is named by phone."""
+    session_id = await linked(wm_api, silent.url)
+    ann_lid = user_jid("100000000000001", server="lid")
+    group = user_jid(GROUP.split("@")[0], server="g.us")
+    direct = neonize.MessageSource(Chat=ann_lid, Sender=ann_lid, SenderAlt=user_jid(ANN))
+    in_group = neonize.MessageSource(
+        Chat=group, Sender=ann_lid, SenderAlt=user_jid(ANN), IsGroup=True
+    )
+    for message_id, source in (("L1", direct), ("L2", in_group)):
+        info = neonize.MessageInfo(MessageSource=source, ID=message_id, Timestamp=1_764_000_000_000)
+        message = wa.Message(conversation=f"hi {message_id}")
+        await inject(wm_api, session_id, ev.MessageEv(Info=info, Message=message))
+    received = await wait_for(
+        lambda: events_of(wm_api, session_id, "message.received"),
+        lambda found: len(found) == 2,
+        20,
+        "messages",
+    )
+    assert sorted((r["data"]["chatId"], r["data"]["from"]) for r in received) == [
+        (GROUP, ANN_CHAT),
+        (ANN_CHAT, ANN_CHAT),
+    ]
+    chats = (await wm_api.request("GET", f"/api/sessions/{session_id}/chats")).json()["data"]
+    assert sorted(c["id"] for c in chats) == sorted([ANN_CHAT, GROUP])

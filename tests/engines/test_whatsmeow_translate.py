@@ -11,7 +11,9 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -52,8 +54,9 @@ from openwa.engines.base import (
     QrUpdated,
     ReactionReceived,
 )
-from openwa.engines.whatsmeow import translate
+from openwa.engines.whatsmeow import history, notices, translate
 from openwa.engines.whatsmeow.commands import CommandError, run_command
+from openwa.engines.whatsmeow.go_maps import GoMapsLock
 from openwa.engines.whatsmeow.protocol import (
     decode_event,
     decode_group,
@@ -63,6 +66,7 @@ from openwa.engines.whatsmeow.protocol import (
     pack,
     read_frame,
 )
+from openwa.engines.whatsmeow.session_memory import SessionMemory
 from openwa.engines.whatsmeow.translate import MediaRef
 from openwa.engines.whatsmeow.worker_session import (
     WorkerSession,
@@ -76,6 +80,7 @@ from openwa.engines.whatsmeow.worker_session import (
 ALICE = "6281111111111@s.whatsapp.net"
 BOB = "6282222222222@s.whatsapp.net"
 GROUP = "120363000000000001@g.us"
+COMMUNITY = "120363000000000009@g.us"
 VCARD = "BEGIN:VCARD\nVERSION:3.0\nFN:Carol\nTEL;type=CELL;waid=6283333333333:+62 833\nEND:VCARD"
 
 # ---------------------------------------------------------------------------------------
@@ -247,9 +252,7 @@ def test_media_reply_keeps_its_context() -> None:
     assert received(wa.Message(imageMessage=image)).content == {"replyTo": "Q"}
 
 
-@pytest.mark.parametrize(
-    "wrapper", ["ephemeralMessage", "viewOnceMessage", "viewOnceMessageV2", "editedMessage"]
-)
+@pytest.mark.parametrize("wrapper", ["ephemeralMessage", "viewOnceMessage", "viewOnceMessageV2"])
 def test_wrapped_messages_are_unwrapped(wrapper: str) -> None:
     inner = wa.Message(imageMessage=wa.ImageMessage(mimetype="image/jpeg", fileLength=2))
     msg = wa.Message(**{wrapper: wa.FutureProofMessage(message=inner)})
@@ -334,7 +337,6 @@ def test_revoke() -> None:
 @pytest.mark.parametrize(
     "msg",
     [
-        wa.Message(protocolMessage=wa.ProtocolMessage(type=wa.ProtocolMessage.EPHEMERAL_SETTING)),
         wa.Message(
             protocolMessage=wa.ProtocolMessage(type=wa.ProtocolMessage.HISTORY_SYNC_NOTIFICATION)
         ),
@@ -347,7 +349,6 @@ def test_revoke() -> None:
         wa.Message(),
     ],
     ids=[
-        "ephemeral-setting",
         "history-notice",
         "revoke-without-id",
         "sender-key",
@@ -368,10 +369,11 @@ def test_group_sender_key_with_text_is_the_text() -> None:
 
 
 def test_unknown_content_type() -> None:
-    poll = wa.PollCreationMessage(name="Lunch?", options=[wa.PollCreationMessage.Option()])
-    event = received(wa.Message(pollCreationMessage=poll))
+    order = wa.OrderMessage(orderID="O1")
+    event = received(wa.Message(orderMessage=order))
     assert event.type == "unknown"
-    assert event.content == {"whatsappType": "pollCreationMessage"}
+    assert event.content == {}
+    assert event.raw_type == "orderMessage"
 
 
 @pytest.mark.parametrize("extra", ["messageContextInfo", "senderKeyDistributionMessage"])
@@ -380,10 +382,9 @@ def test_unknown_content_type_ignores_plumbing_fields(extra: str) -> None:
         "messageContextInfo": wa.MessageContextInfo(messageSecret=b"s" * 32),
         "senderKeyDistributionMessage": wa.SenderKeyDistributionMessage(groupID=GROUP),
     }[extra]
-    poll = wa.PollCreationMessage(name="Lunch?")
-    msg = wa.Message(pollCreationMessage=poll, **{extra: plumbing})
+    msg = wa.Message(orderMessage=wa.OrderMessage(orderID="O1"), **{extra: plumbing})
     event = received(msg, chat=GROUP, sender=BOB)
-    assert event.content == {"whatsappType": "pollCreationMessage"}
+    assert (event.type, event.raw_type) == ("unknown", "orderMessage")
 
 
 def test_group_message_chat_and_participant() -> None:
@@ -436,7 +437,7 @@ def receipt(kind: int, ids: list[str], chat: str = ALICE) -> Any:
     ],
 )
 def test_receipt_acks(kind: int, status: str) -> None:
-    assert translate.receipt_acks(receipt(kind, ["A", "B"], chat=GROUP)) == [
+    assert notices.receipt_acks(receipt(kind, ["A", "B"], chat=GROUP)) == [
         MessageAck("A", GROUP, status),
         MessageAck("B", GROUP, status),
     ]
@@ -452,7 +453,7 @@ def test_receipt_acks(kind: int, status: str) -> None:
     ],
 )
 def test_other_receipts_give_nothing(kind: int) -> None:
-    assert translate.receipt_acks(receipt(kind, ["A"])) == []
+    assert notices.receipt_acks(receipt(kind, ["A"])) == []
 
 
 # ---------------------------------------------------------------------------------------
@@ -464,18 +465,55 @@ def group_event(**changes: Any) -> Any:
 
 
 @pytest.mark.parametrize(
-    ("changes", "action"),
+    ("changes", "action", "value"),
     [
-        ({"Name": neonize.GroupName(Name="New name")}, "subject"),
-        ({"Topic": neonize.GroupTopic(Topic="About")}, "description"),
-        ({"Locked": neonize.GroupLocked(isLocked=True)}, "settings"),
-        ({"Announce": neonize.GroupAnnounce(IsAnnounce=False)}, "settings"),
+        ({"Name": neonize.GroupName(Name="New name")}, "subject", "New name"),
+        ({"Topic": neonize.GroupTopic(Topic="About")}, "description", "About"),
+        ({"Topic": neonize.GroupTopic(Topic="x", TopicDeleted=True)}, "description", None),
+        ({"Locked": neonize.GroupLocked(isLocked=True)}, "settings", None),
+        ({"Announce": neonize.GroupAnnounce(IsAnnounce=False)}, "settings", None),
+        (
+            {"Ephemeral": neonize.GroupEphemeral(IsEphemeral=True, DisappearingTimer=86400)},
+            "ephemeral",
+            "86400",
+        ),
+        ({"Ephemeral": neonize.GroupEphemeral(IsEphemeral=False)}, "ephemeral", "0"),
+        (
+            {"NewInviteLink": "https://chat.whatsapp.com/AbC"},
+            "invite_link",
+            "https://chat.whatsapp.com/AbC",
+        ),
+        ({"Delete": neonize.GroupDelete(Deleted=True, DeletedReason="admin")}, "delete", "admin"),
+        ({"Delete": neonize.GroupDelete(Deleted=True)}, "delete", None),
+        (
+            {"Link": neonize.GroupLinkChange(Group=neonize.GroupLinkTarget(JID=jid(COMMUNITY)))},
+            "link",
+            COMMUNITY,
+        ),
+        (
+            {"Unlink": neonize.GroupLinkChange(Group=neonize.GroupLinkTarget(JID=jid(COMMUNITY)))},
+            "unlink",
+            COMMUNITY,
+        ),
     ],
-    ids=["name", "topic", "locked", "announce"],
+    ids=[
+        "name",
+        "topic",
+        "topic-deleted",
+        "locked",
+        "announce",
+        "ephemeral-on",
+        "ephemeral-off",
+        "invite-link",
+        "delete",
+        "delete-no-reason",
+        "link",
+        "unlink",
+    ],
 )
-def test_group_metadata_updates(changes: dict[str, Any], action: str) -> None:
-    assert translate.group_updates(group_event(**changes)) == [
-        GroupUpdated(GROUP, action, by=ALICE)
+def test_group_metadata_updates(changes: dict[str, Any], action: str, value: str | None) -> None:
+    assert notices.group_updates(group_event(**changes)) == [
+        GroupUpdated(GROUP, action, by=ALICE, value=value)
     ]
 
 
@@ -485,7 +523,7 @@ def test_group_metadata_updates(changes: dict[str, Any], action: str) -> None:
 )
 def test_group_participant_updates(field: str, action: str) -> None:
     event = group_event(**{field: [jid(BOB, device=3), jid(ALICE)]})
-    assert translate.group_updates(event) == [GroupUpdated(GROUP, action, [BOB, ALICE], by=ALICE)]
+    assert notices.group_updates(event) == [GroupUpdated(GROUP, action, [BOB, ALICE], by=ALICE)]
 
 
 def test_several_group_updates_in_one_event() -> None:
@@ -496,8 +534,8 @@ def test_several_group_updates_in_one_event() -> None:
         Join=[jid(BOB)],
         Demote=[jid(ALICE)],
     )
-    assert translate.group_updates(event) == [
-        GroupUpdated(GROUP, "subject", by=ALICE),
+    assert notices.group_updates(event) == [
+        GroupUpdated(GROUP, "subject", by=ALICE, value="n"),
         GroupUpdated(GROUP, "settings", by=ALICE),
         GroupUpdated(GROUP, "add", [BOB], by=ALICE),
         GroupUpdated(GROUP, "demote", [ALICE], by=ALICE),
@@ -505,8 +543,8 @@ def test_several_group_updates_in_one_event() -> None:
 
 
 def test_group_update_without_changes_or_sender() -> None:
-    assert translate.group_updates(GroupInfoEv(JID=jid(GROUP))) == []
-    assert translate.group_updates(GroupInfoEv(JID=jid(GROUP), Leave=[jid(BOB)])) == [
+    assert notices.group_updates(GroupInfoEv(JID=jid(GROUP))) == []
+    assert notices.group_updates(GroupInfoEv(JID=jid(GROUP), Leave=[jid(BOB)])) == [
         GroupUpdated(GROUP, "remove", [BOB], by=None)
     ]
 
@@ -516,7 +554,7 @@ def test_joined_group(create_key: str, action: str) -> None:
     event = JoinedGroupEv(
         GroupInfo=neonize.GroupInfo(JID=jid(GROUP)), CreateKey=create_key, Sender=jid(BOB)
     )
-    assert translate.joined_group(event) == GroupUpdated(GROUP, action, by=BOB)
+    assert notices.joined_group(event) == GroupUpdated(GROUP, action, by=BOB)
 
 
 def test_group_info_conversion() -> None:
@@ -618,7 +656,7 @@ def history_event() -> Any:
 
 
 def test_history_batch_messages() -> None:
-    batch = translate.history_batch(history_event())
+    batch = history.history_batch(history_event())
     events = [item.event for item in batch.messages]
     assert all(isinstance(event, MessageReceived) for event in events)
     assert [(e.id, e.chat_id, e.sender, e.from_me) for e in events] == [  # type: ignore[union-attr]
@@ -634,7 +672,7 @@ def test_history_batch_messages() -> None:
 
 
 def test_history_batch_names() -> None:
-    batch = translate.history_batch(history_event())
+    batch = history.history_batch(history_event())
     assert batch.names == {ALICE: "Alice", BOB: "Bob", GROUP: "Team"}
 
 
@@ -646,7 +684,7 @@ def test_history_participant_from_the_web_message() -> None:
         syncType=hs.HistorySync.RECENT,
         conversations=[hs.Conversation(ID=GROUP, messages=[hs.HistorySyncMsg(message=info)])],
     )
-    batch = translate.history_batch(HistorySyncEv(Data=data))
+    batch = history.history_batch(HistorySyncEv(Data=data))
     assert batch.messages[0].event.sender == BOB  # type: ignore[union-attr]
 
 
@@ -919,7 +957,7 @@ STAMP = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
             {"caption": "c"},
             STAMP,
             from_me=True,
-            media=InboundMedia("application/pdf", 4, "a.pdf", data=b"\x00\xffPK"),
+            media=InboundMedia("application/pdf", 4, "a.pdf", path=Path("/t/in-1")),
             push_name="Me",
             history=True,
         ),
@@ -942,12 +980,17 @@ def test_contacts_seen_round_trip() -> None:
     assert through_the_wire(event) == event
 
 
-def test_media_bytes_travel_as_base64() -> None:
-    media = InboundMedia("image/png", 3, data=b"\x89PN")
+def test_media_travels_as_a_file_named_in_the_frame() -> None:
+    media = InboundMedia("image/png", 3, path=Path("/data/whatsmeow/transfer/in-1"))
     event = MessageReceived("M", ALICE, ALICE, "image", {}, STAMP, media=media)
-    body = orjson.loads(pack(encode_event(event))[4:])
-    assert body["data"]["media"]["data"] == "iVBO"
+    frame = pack(encode_event(event))
+    body = orjson.loads(frame[4:])
+    assert body["data"]["media"]["path"] == "/data/whatsmeow/transfer/in-1"
+    assert body["data"]["media"]["data"] is None
     assert body["data"]["timestamp"] == "2024-05-06T07:08:09.123456+00:00"
+    assert decode_event(body) == event
+    with pytest.raises(ValueError, match="as a file"):
+        encode_event(replace(event, media=InboundMedia("image/png", 3, data=b"png")))
 
 
 async def test_read_frame() -> None:
@@ -1012,6 +1055,7 @@ def testban_reason() -> None:
 async def test_worker_translates_events_without_a_client() -> None:
     session = object.__new__(WorkerSession)
     session.announced = True
+    session.memory = SessionMemory()
     translated = session._translate
     assert await translated("LoggedOutEv", LoggedOutEv(Reason=neonize.LOGGED_OUT)) == [
         LoggedOut("LOGGED_OUT: LOGGED_OUT (unlinked from the phone or by WhatsApp)")
@@ -1034,6 +1078,7 @@ def test_a_command_past_its_deadline_never_reaches_go() -> None:
     """The API process gave up waiting: running it now could only duplicate a retry."""
     session = object.__new__(WorkerSession)
     session.go_lock = threading.Lock()
+    session.host = SimpleNamespace(go_maps=GoMapsLock())  # type: ignore[assignment]
     session.go_connected = True
     with pytest.raises(CommandError) as refused:
         run_command(session, "check", {"phone": "15550101111"}, deadline=time.time() - 1)
@@ -1043,6 +1088,7 @@ def test_a_command_past_its_deadline_never_reaches_go() -> None:
 def test_commands_wait_for_a_connected_client() -> None:
     session = object.__new__(WorkerSession)
     session.go_lock = threading.Lock()
+    session.host = SimpleNamespace(go_maps=GoMapsLock())  # type: ignore[assignment]
     session.go_connected = False
     session.go_socket_up = False
     session.waiting_link = False
@@ -1071,23 +1117,26 @@ class NeonizeStandIn:
         return SimpleNamespace(ID=f"WA{len(self.sent)}")
 
 
-def test_a_typed_send_crosses_to_the_worker_and_is_built_there() -> None:
+def test_a_typed_send_crosses_to_the_worker_and_is_built_there(tmp_path: Path) -> None:
     """What the API process hands the worker (a frame) is typed again there: a media
     send is uploaded and built with its caption and quote, a text is not uploaded, and
     each engine id is remembered against ours."""
     stand_in = NeonizeStandIn()
     session = object.__new__(WorkerSession)
     session.go_lock = threading.Lock()
+    session.host = SimpleNamespace(go_maps=GoMapsLock())  # type: ignore[assignment]
     session.go_connected = True
     session.client = stand_in
     session.sent = OrderedDict()
     image = sent.Image(sent.MediaFile("k", "image/png", 3), "look", sent.Reply("Q1", "hi", BOB))
+    file = tmp_path / "out-1"
+    file.write_bytes(b"png")
     for our_id, content, media in [
-        ("OUR1", image, b"png"),
-        ("OUR2", sent.Text("plain"), None),
+        ("OUR1", image, {"media_path": str(file)}),
+        ("OUR2", sent.Text("plain"), {}),
     ]:
         wire = OutgoingMessage(our_id, ALICE, content)
-        frame = orjson.loads(pack({"message": outgoing_wire(wire), "media": media})[4:])
+        frame = orjson.loads(pack({"message": outgoing_wire(wire), **media})[4:])
         run_command(session, "send", frame)
     assert stand_in.uploads == [(b"png", translate.MEDIA_TYPES["image"])]
     built = serializable(stand_in.sent[0][1]).imageMessage

@@ -13,6 +13,7 @@ from openwa.messages.status import (
     can_fail,
     parse,
     path,
+    refused,
 )
 
 S = MessageStatus
@@ -64,6 +65,13 @@ def test_path(current: S, target: S, steps: list[S]) -> None:
 def test_can_fail_and_cancel() -> None:
     assert {s for s in ALL if can_fail(s)} == {S.PENDING, S.SENT}
     assert {s for s in ALL if can_cancel(s)} == {S.PENDING}
+
+
+def test_a_refusal_fails_only_what_was_sent() -> None:
+    # The server took it: `sent` first if it was still pending, as any ack records it.
+    assert refused(S.PENDING) == [S.SENT, S.FAILED]
+    assert refused(S.SENT) == [S.FAILED]
+    assert {s for s in ALL if not refused(s)} == set(ALL) - {S.PENDING, S.SENT}
 
 
 def test_parse() -> None:

@@ -183,8 +183,8 @@ async def test_events_name_their_own_session(api: Api) -> None:
 
         await next_event(sub, both_ready)
         # The session that was not started said only that it was created...
-        assert len(seen[quiet["id"]]) == 1
-        wire = check_envelope(seen[quiet["id"]][0], quiet["id"], {})
+        assert [e.event for e in seen[quiet["id"]]] == ["session.created", "session.status"]
+        wire = check_envelope(seen[quiet["id"]][1], quiet["id"], {})
         assert wire["event"] == "session.status"
         assert wire["data"]["status"] == "created"
         assert wire["data"]["previousStatus"] is None
@@ -200,3 +200,29 @@ async def test_events_name_their_own_session(api: Api) -> None:
         assert [e.data["status"] for e in status_events(events)] == NORMAL_LIFE
         for event in events:
             check_envelope(event, session["id"], {"who": name})
+
+
+async def test_creating_and_deleting_a_session_are_events(api: Api) -> None:
+    """`session.created` / `session.deleted` `{id, name, engine}`, written with the row
+    change; the log keeps them after the session is gone."""
+    sub = api.services.bus.subscribe()
+    try:
+        created = await api.create_session("fleeting", autoStart=False)
+        first = await next_event(sub, lambda e: e.session_id == created["id"])
+        response = await api.request("DELETE", "/api/sessions/fleeting")
+        assert response.status_code == 200, response.text
+        gone = await next_event(
+            sub, lambda e: e.session_id == created["id"] and e.event == "session.deleted"
+        )
+    finally:
+        sub.close()
+    identity = {"id": created["id"], "name": "fleeting", "engine": "mock"}
+    assert (first.event, first.data) == ("session.created", identity)
+    assert gone.data == identity
+    check_envelope(gone, created["id"], {})
+    params = {"sessions": created["id"], "events": "session.created,session.deleted"}
+    logged = (await api.request("GET", "/api/events", params=params)).json()["data"]["events"]
+    assert [(e["event"], e["data"]) for e in logged] == [
+        ("session.created", identity),
+        ("session.deleted", identity),
+    ]

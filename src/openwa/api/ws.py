@@ -31,6 +31,7 @@ from openwa.api.middleware import nul_in_target
 from openwa.errors import OpenWAError, RateLimited
 from openwa.events.bus import SubscriberOverflow, Subscription
 from openwa.events.streams import LiveStream
+from openwa.events.types import wanted
 from openwa.services import Services
 
 log = structlog.get_logger(__name__)
@@ -105,6 +106,7 @@ async def _serve(
     names: set[str] | None,
 ) -> None:
     subscription = services.bus.subscribe(max_queue=services.settings.ws_max_queue)
+    filters = names or {"*"}  # no filter takes what `"*"` takes
     await websocket.accept()
 
     async def pump() -> None:
@@ -112,7 +114,7 @@ async def _serve(
             event = await subscription.get()
             if allowed is not None and event.session_id not in allowed:
                 continue
-            if names is not None and event.event not in names:
+            if not wanted(filters, event.event):
                 continue
             # A send blocks only once the socket's buffers are full: a client that stalls
             # there for long is as far behind as one whose queue overflowed.

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from openwa.engines.content import Content
@@ -64,23 +65,42 @@ class Failed:
 
 @dataclass(frozen=True, slots=True)
 class MessageAck:
-    """WhatsApp acknowledged one of our messages: `sent`, `delivered`, `read` or `played`."""
+    """WhatsApp acknowledged one of our messages: `sent`, `delivered`, `read` or `played`;
+    or `failed` when its server refused a message it had taken (a server-error receipt).
+    `by` is who read it, in groups."""
 
     message_id: str
     chat_id: str
     status: str
+    by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadBySelf:
+    """The account read these inbound messages elsewhere (its phone): ours are read too."""
+
+    chat_id: str
+    message_ids: list[str]
 
 
 @dataclass(frozen=True, slots=True)
 class InboundMedia:
-    """Media that came with a message. Exactly one of `data` (bytes an engine downloaded)
-    or `source_key` (an object already in our storage, as the mock network passes it)."""
+    """Media that came with a message. Exactly one of `data` (bytes an engine downloaded),
+    `path` (a file an engine downloaded to, handed over: storing the report moves it
+    into our storage, and an ignored report deletes it) or `source_key` (an object
+    already in our storage, as the mock network passes it)."""
 
     mimetype: str
     size: int
     filename: str | None = None
     data: bytes | None = None
     source_key: str | None = None
+    path: Path | None = None
+
+
+# The type of a message WhatsApp could not decrypt for us (yet): a placeholder that the
+# message itself replaces when a retry brings it under the same id.
+UNDECRYPTABLE = "undecryptable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +118,12 @@ class MessageReceived:
     push_name: str | None = None
     # From the history an engine syncs after linking: stored, but no webhook for it.
     history: bool = False
+    # The WhatsApp LIDs behind `sender` / `chat_id` when the engine mapped them to phone
+    # numbers (`fromLid` / `chatLid`); when it could not, `sender`/`chat_id` are the LIDs.
+    sender_lid: str | None = None
+    chat_lid: str | None = None
+    # For `type == "unknown"`: the engine's own name of what it could not translate.
+    raw_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +131,70 @@ class MessageRevoked:
     id: str
     chat_id: str
     by: str | None = None
+    history: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEdited:
+    """The sender changed a message's text (`id` names the edited message)."""
+
+    id: str
+    chat_id: str
+    sender: str | None
+    text: str
+    edited_at: datetime
+    from_me: bool = False
+    history: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PollVoted:
+    """A (decrypted) vote on poll `poll_id`: the option names now selected (none: retracted)."""
+
+    poll_id: str
+    chat_id: str
+    sender: str | None
+    selected: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceUpdated:
+    """`presence`: available, unavailable, composing, recording or paused."""
+
+    chat_id: str
+    sender: str | None
+    presence: str
+    last_seen: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallReceived:
+    call_id: str
+    sender: str
+    is_video: bool
+    is_group: bool
+    timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ChatUpdated:
+    """A chat's settings changed; only the fields given changed."""
+
+    chat_id: str
+    ephemeral_seconds: int | None = None
+    archived: bool | None = None
+    pinned: bool | None = None
+    muted: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContactUpdated:
+    """A contact's new push name, or the LID WhatsApp uses for this phone number
+    (`contact_id` is the phone-number address): earlier `@lid` chats merge into it."""
+
+    contact_id: str
+    push_name: str | None = None
+    lid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +209,15 @@ class ReactionReceived:
 
 @dataclass(frozen=True, slots=True)
 class GroupUpdated:
-    """`action`: created, subject, description, settings, add, remove, promote, demote,
-    leave, join."""
+    """`action`: created, subject, description, settings, ephemeral, invite_link, join,
+    leave, add, remove, promote, demote, approval, delete, link, unlink; `value` is the
+    new subject, description, timer seconds, invite link, ... where the action has one."""
 
     group_id: str
     action: str
     participants: list[str] = field(default_factory=list)
     by: str | None = None
+    value: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +239,15 @@ EngineEvent = (
     | MessageAck
     | MessageReceived
     | MessageRevoked
+    | MessageEdited
     | ReactionReceived
+    | PollVoted
+    | ReadBySelf
+    | PresenceUpdated
+    | CallReceived
     | GroupUpdated
+    | ChatUpdated
+    | ContactUpdated
     | ContactsSeen
 )
 EventSink = Callable[[EngineEvent], Awaitable[None]]
@@ -188,12 +287,23 @@ class ParticipantResult:
     status: str  # "ok", or why not: "not_found", "not_member", "already_member"
 
 
-class SendFailed(Exception):
-    """The engine could not send; `retryable` says whether trying again may help."""
+# The error codes a failed message can carry (the contract's Messages section).
+ENGINE_ERROR = "ENGINE_ERROR"
+# The engine cannot tell whether the message went out (its worker died mid-send, or the
+# send ran past its deadline) and cannot resend under the same id: never retried.
+SEND_OUTCOME_UNKNOWN = "SEND_OUTCOME_UNKNOWN"
+# WhatsApp's server refused a message it had taken (an engine's `failed` receipt).
+SERVER_REFUSED = "SERVER_REFUSED"
 
-    def __init__(self, reason: str, *, retryable: bool = True) -> None:
+
+class SendFailed(Exception):
+    """The engine could not send; `retryable` says whether trying again may help, `code`
+    is the error code the message fails with when it is not retried."""
+
+    def __init__(self, reason: str, *, retryable: bool = True, code: str = ENGINE_ERROR) -> None:
         super().__init__(reason)
         self.retryable = retryable
+        self.code = code
 
 
 class EngineRefused(Exception):

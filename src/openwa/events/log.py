@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.db.engine import on_commit
 from openwa.db.models import CounterRow, EventRow
-from openwa.events.types import Event
+from openwa.events.types import Event, EventFilter
 from openwa.kit.clock import utcnow
 from openwa.kit.signal import Signal
 
@@ -90,17 +90,20 @@ class EventLog:
         cursor: int,
         limit: int,
         sessions: Sequence[str] | None = None,
-        names: Sequence[str] | None = None,
+        names: EventFilter | None = None,
         upto: int | None = None,
     ) -> list[Event]:
-        """Up to `limit` events after `cursor` (and at most `upto`), oldest first."""
+        """Up to `limit` events after `cursor` (and at most `upto`), oldest first; those
+        `names` takes (None: every event)."""
         query = select(EventRow).where(EventRow.cursor > cursor)
         if upto is not None:
             query = query.where(EventRow.cursor <= upto)
         if sessions is not None:
             query = query.where(EventRow.session_id.in_(sessions))
-        if names:
-            query = query.where(EventRow.event.in_(names))
+        if names is not None and names.names is not None:
+            query = query.where(EventRow.event.in_(names.names))
+        if names is not None and names.leave_out:
+            query = query.where(EventRow.event.not_in(names.leave_out))
         result = await db.execute(query.order_by(EventRow.cursor).limit(limit))
         return [from_row(row) for row in result.scalars()]
 

@@ -15,7 +15,7 @@ from openwa.events.pump import EventPump
 from openwa.events.schemas import EventPage, LoggedEvent
 from openwa.events.streams import LiveStream
 from openwa.events.tail import tail
-from openwa.events.types import Event
+from openwa.events.types import Event, EventFilter
 from openwa.keys.principal import Principal
 from openwa.kit.names import is_session_ref
 from openwa.sessions.repository import SessionRepository
@@ -113,7 +113,7 @@ class EventService:
         names: list[str] | None,
     ) -> EventPage:
         async with self._db() as db:
-            events = await self._log.after(db, after, limit, sessions, names)
+            events = await self._log.after(db, after, limit, sessions, EventFilter.of(names))
         next_cursor = events[-1].cursor if events else after
         return EventPage(events=[logged(e) for e in events], next_cursor=next_cursor or after)
 
@@ -132,7 +132,9 @@ class EventService:
         """
         quiet_since = time.monotonic()
         wake = _Waker(self._pump, live, heartbeat_s, self._fallback_s)
-        batches = tail(self._db, self._log, after, sessions=sessions, names=names, wake=wake)
+        batches = tail(
+            self._db, self._log, after, sessions=sessions, names=EventFilter.of(names), wake=wake
+        )
         async with aclosing(batches):
             async for batch in batches:
                 for event in batch.events:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.events.log import EventLog
-from openwa.events.types import Event
+from openwa.events.types import Event, EventFilter
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ async def read_batch(
     after: int,
     limit: int,
     sessions: Sequence[str] | None = None,
-    names: Sequence[str] | None = None,
+    names: EventFilter | None = None,
 ) -> Batch:
     """The next events after `after`; see the module docstring for why this order."""
     high = await log.last_cursor(db)
@@ -69,7 +69,7 @@ async def tail(
     after: int,
     *,
     sessions: Sequence[str] | None = None,
-    names: Sequence[str] | None = None,
+    names: EventFilter | None = None,
     limit: int = 500,
     poll_s: float = 1.0,
     unread: Callable[[], bool] | None = None,

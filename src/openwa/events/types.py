@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,7 +17,16 @@ MESSAGE_SENT = "message.sent"
 MESSAGE_ACK = "message.ack"
 MESSAGE_REVOKED = "message.revoked"
 MESSAGE_REACTION = "message.reaction"
+MESSAGE_EDITED = "message.edited"
+MESSAGE_POLL_VOTE = "message.poll_vote"
+MESSAGE_UNKNOWN = "message.unknown"
+PRESENCE_UPDATE = "presence.update"
+CALL_RECEIVED = "call.received"
 GROUP_UPDATE = "group.update"
+CHAT_UPDATE = "chat.update"
+CONTACT_UPDATE = "contact.update"
+SESSION_CREATED = "session.created"
+SESSION_DELETED = "session.deleted"
 WEBHOOK_TEST = "webhook.test"
 
 EVENT_NAMES = (
@@ -27,9 +37,45 @@ EVENT_NAMES = (
     MESSAGE_ACK,
     MESSAGE_REVOKED,
     MESSAGE_REACTION,
+    MESSAGE_EDITED,
+    MESSAGE_POLL_VOTE,
+    MESSAGE_UNKNOWN,
+    PRESENCE_UPDATE,
+    CALL_RECEIVED,
     GROUP_UPDATE,
+    CHAT_UPDATE,
+    CONTACT_UPDATE,
+    SESSION_CREATED,
+    SESSION_DELETED,
     WEBHOOK_TEST,
 )
+
+# Events a `"*"` filter (webhooks, streams) leaves out: delivered only when named, so a
+# consumer that takes everything is not handed messages we could not translate.
+ONLY_WHEN_NAMED = frozenset({MESSAGE_UNKNOWN})
+
+
+def wanted(filters: Iterable[str], event: str) -> bool:
+    """Whether an event filter (`["*"]`, or names) takes `event`."""
+    names = set(filters)
+    return event in names or ("*" in names and event not in ONLY_WHEN_NAMED)
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """`wanted` as a query on the event log: the names to take (None: any) and those to
+    leave out."""
+
+    names: tuple[str, ...] | None
+    leave_out: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, filters: Iterable[str] | None) -> EventFilter:
+        """The filter a reader asked for; none is `"*"`."""
+        names = set(filters or ["*"])
+        if "*" in names:
+            return cls(None, tuple(sorted(ONLY_WHEN_NAMED - names)))
+        return cls(tuple(sorted(names)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,7 +91,9 @@ class ParticipantResult(CamelModel):
     status: str = Field(
         description=(
             "`ok`, or why not: `not_found`, `not_member`, `already_member`, `not_allowed` "
-            "(the owner cannot be removed or demoted)"
+            "(the owner cannot be removed or demoted; their privacy settings refuse; they "
+            "left recently; the group is full); a code WhatsApp gave that has no word "
+            "here is `error_<code>`"
         ),
         examples=["ok"],
     )

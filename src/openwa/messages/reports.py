@@ -1,4 +1,6 @@
-"""Applying engine reports: acks, inbound messages, revokes, reactions, group changes.
+"""Applying engine reports: acks, inbound messages, revokes, edits, reactions, poll votes,
+reads from the account's phone, and what is only announced (presence, calls, chat and
+group changes).
 
 Reports arrive from each session's runtime in order, in runs. A run is one unit of
 work, group-committed with other sessions' runs; whatever can be made before the
@@ -19,33 +21,45 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from openwa.db.group_commit import GroupCommit
 from openwa.db.models import MessageRow, SessionRow, SetAsideReportRow
 from openwa.engines.base import (
+    SERVER_REFUSED,
+    UNDECRYPTABLE,
+    CallReceived,
+    ChatUpdated,
     ContactsSeen,
     EngineEvent,
     GroupUpdated,
     InboundMedia,
     MessageAck,
+    MessageEdited,
     MessageReceived,
     MessageRevoked,
+    PollVoted,
+    PresenceUpdated,
     ReactionReceived,
+    ReadBySelf,
 )
 from openwa.events.log import EventLog
 from openwa.events.types import (
-    GROUP_UPDATE,
     MESSAGE_ACK,
+    MESSAGE_EDITED,
+    MESSAGE_POLL_VOTE,
     MESSAGE_REACTION,
     MESSAGE_RECEIVED,
     MESSAGE_REVOKED,
     MESSAGE_SENT,
+    MESSAGE_UNKNOWN,
     Event,
 )
 from openwa.kit.chat_ids import chat_kind
 from openwa.kit.clock import utcnow
 from openwa.media.links import MediaLinks
 from openwa.media.types import extension_for
+from openwa.messages.edits import apply_edit, edited_data
 from openwa.messages.engine_ids import EngineIds
+from openwa.messages.notices import announcement
 from openwa.messages.repository import MessageRepository, upsert_contact
-from openwa.messages.status import MessageStatus, parse, path
-from openwa.messages.wire import event_data
+from openwa.messages.status import MessageStatus, parse, path, refused
+from openwa.messages.wire import ack_data, event_data
 from openwa.sessions.records import session_event
 from openwa.storage.base import Storage
 from openwa.storage.keys import media_key, safe_id
@@ -60,7 +74,7 @@ class _Run:
     """What one run of reports has seen so far: stored message ids, the messages it
     acks (locked), contacts to note."""
 
-    known: set[str]
+    known: dict[str, str]  # stored message id -> its type
     locked: dict[str, MessageRow] = field(default_factory=dict)
     inbound: dict[str, _Inbound | None] = field(default_factory=dict)
     contacts: dict[str, str | None] = field(default_factory=dict)
@@ -147,7 +161,7 @@ class ReportApplier:
         inbound: dict[str, _Inbound | None],
         db: AsyncSession,
     ) -> None:
-        known = await MessageRepository(db).known_ids(
+        known = await MessageRepository(db).known_types(
             session.id, [r.id for r in reports if isinstance(r, MessageReceived)]
         )
         # The messages the run acks, locked at once in id order (as the sender locks
@@ -198,30 +212,40 @@ class ReportApplier:
                 return await self._received(db, session, report, run.inbound.get(report.id), run)
             case MessageRevoked():
                 return await self._revoked(db, session, report)
+            case MessageEdited():
+                return await self._edited(db, session, report)
+            case ReadBySelf():
+                return await self._read_by_self(db, session, report)
             case ReactionReceived():
-                target = await MessageRepository(db).find(
-                    session.id, self._ids.ours(session.id, report.message_id)
-                )
                 data: dict[str, Any] = {
-                    "messageId": target.id if target is not None else report.message_id,
+                    "messageId": await self._our_id(db, session, report.message_id),
                     "chatId": report.chat_id,
                     "from": report.sender,
                     "emoji": report.emoji,
                 }
                 return self._event(session, MESSAGE_REACTION, data, report.chat_id)
-            case GroupUpdated():
-                update = {
-                    "groupId": report.group_id,
-                    "action": report.action,
-                    "participants": report.participants,
-                    "by": report.by,
+            case PollVoted():
+                vote = {
+                    "pollId": await self._our_id(db, session, report.poll_id),
+                    "chatId": report.chat_id,
+                    "from": report.sender,
+                    "selected": report.selected,
                 }
-                return self._event(session, GROUP_UPDATE, update, report.group_id)
+                return self._event(session, MESSAGE_POLL_VOTE, vote, report.chat_id)
+            case PresenceUpdated() | CallReceived() | ChatUpdated() | GroupUpdated():
+                told = announcement(report)
+                return self._event(session, told.event, told.data, told.chat_id)
             case ContactsSeen(names=names):
                 for chat_id, name in names.items():
                     if chat_kind(chat_id) == "user":
                         run.contact(chat_id, name)
         return []
+
+    async def _our_id(self, db: AsyncSession, session: SessionRow, engine_id: str) -> str:
+        """Our id of a message a report names by the engine's id (reactions, votes);
+        the engine's id when we have no such message."""
+        target = await MessageRepository(db).find(session.id, self._ids.ours(session.id, engine_id))
+        return target.id if target is not None else engine_id
 
     def _ignored(self, session: SessionRow, chat_id: str) -> bool:
         flag = _IGNORE_FLAGS.get(chat_kind(chat_id))
@@ -242,8 +266,48 @@ class ReportApplier:
             if row.revoked_at is not None:
                 return []
             row.revoked_at = row.updated_at = utcnow()
+        if revoked.history:
+            return []  # synced history is stored, not announced
         data = {"id": row.id if row is not None else revoked.id, "chatId": revoked.chat_id}
+        if revoked.by is not None:
+            data["by"] = revoked.by
         return [session_event(session, MESSAGE_REVOKED, data)]
+
+    async def _edited(
+        self, db: AsyncSession, session: SessionRow, edit: MessageEdited
+    ) -> list[Event]:
+        """The stored message takes the new text and keeps its history; an edit of a
+        message we do not have is still announced (the client may know it)."""
+        if self._ignored(session, edit.chat_id):
+            return []
+        row = await MessageRepository(db).find(session.id, self._ids.ours(session.id, edit.id))
+        if row is not None:
+            if not apply_edit(row, edit):
+                return []  # it says that already: the same edit, reported again
+            row.updated_at = utcnow()
+        if edit.history:
+            return []
+        data = edited_data(row.id if row is not None else edit.id, edit)
+        return [session_event(session, MESSAGE_EDITED, data)]
+
+    async def _read_by_self(
+        self, db: AsyncSession, session: SessionRow, read: ReadBySelf
+    ) -> list[Event]:
+        """The account read these inbound messages on its phone: they are read here too,
+        each with one `message.ack` (`read`); already read, nothing is recorded again."""
+        if self._ignored(session, read.chat_id):
+            return []
+        ids = sorted({self._ids.ours(session.id, i) for i in read.message_ids})
+        rows = await MessageRepository(db).lock_many(session.id, ids)
+        now = utcnow()
+        events: list[Event] = []
+        for message_id in ids:
+            row = rows.get(message_id)
+            if row is None or row.from_me or row.read_at is not None:
+                continue
+            row.read_at = row.updated_at = now
+            events.append(session_event(session, MESSAGE_ACK, ack_data(row, "read")))
+        return events
 
     async def _ack(
         self, db: AsyncSession, session: SessionRow, ack: MessageAck, run: _Run
@@ -272,15 +336,21 @@ class ReportApplier:
             return []
         events: list[Event] = []
         now = utcnow()
-        for step in path(MessageStatus(row.status), target):
+        current = MessageStatus(row.status)
+        failed = target == MessageStatus.FAILED
+        # A `failed` receipt: the server refused a message it had taken.
+        for step in refused(current) if failed else path(current, target):
             row.status, row.updated_at = step.value, now
+            if step == MessageStatus.FAILED:
+                row.error_code = SERVER_REFUSED
+                row.error = f"{SERVER_REFUSED}: WhatsApp's server refused the message"
             if step == MessageStatus.SENT:
                 events.append(
                     session_event(session, MESSAGE_SENT, await event_data(self._links, row))
                 )
             else:
-                data = {"id": row.id, "chatId": row.chat_id, "status": step.value}
-                events.append(session_event(session, MESSAGE_ACK, data))
+                by = ack.by if step == target else None
+                events.append(session_event(session, MESSAGE_ACK, ack_data(row, step.value, by=by)))
         return events
 
     async def _received(
@@ -293,11 +363,17 @@ class ReportApplier:
     ) -> list[Event]:
         if prepared is None:  # an ignored chat
             return []
-        if received.id in run.known:
+        stored = run.known.get(received.id)
+        if stored is not None and not (stored == UNDECRYPTABLE and received.type != UNDECRYPTABLE):
             return []  # already stored: an engine may report a message twice (or sync it)
-        run.known.add(received.id)
+        run.known[received.id] = received.type
         await self._quote_by_our_id(db, session, prepared)
-        MessageRepository(db).add(prepared.row)
+        if stored is None:
+            MessageRepository(db).add(prepared.row)
+        else:
+            # WhatsApp's retry brought the message a placeholder stood for: the real
+            # content replaces it, and is announced now.
+            await MessageRepository(db).replace_placeholder(prepared.row)
         if received.sender and chat_kind(received.chat_id) == "user" and not received.from_me:
             run.contact(received.sender, received.push_name)
         return [] if prepared.event is None else [prepared.event]
@@ -326,8 +402,12 @@ class ReportApplier:
         before the transaction (no I/O or Python work while the writer is held); None
         for a chat the session ignores."""
         if self._ignored(session, received.chat_id):
+            if received.media is not None and received.media.path is not None:
+                received.media.path.unlink(missing_ok=True)  # handed over to us: ours to drop
             return None
         content = dict(received.content)
+        if received.type == "unknown":
+            content["rawType"] = received.raw_type
         if received.media is not None:
             content["media"] = await self._store_inbound(session.id, received.id, received.media)
         now = utcnow()
@@ -349,6 +429,15 @@ class ReportApplier:
         )
         if received.history:
             return _Inbound(row, None)  # synced history is stored, not announced
+        if received.type == "unknown":
+            # Only for those who ask for it by name (`"*"` leaves it out): no content.
+            data = {
+                "id": row.id,
+                "chatId": row.chat_id,
+                "from": row.sender,
+                "rawType": received.raw_type,
+            }
+            return _Inbound(row, session_event(session, MESSAGE_UNKNOWN, data))
         name = MESSAGE_SENT if received.from_me else MESSAGE_RECEIVED
         return _Inbound(row, session_event(session, name, await event_data(self._links, row)))
 
@@ -359,6 +448,10 @@ class ReportApplier:
         key = media_key(session_id, safe_id(message_id), extension_for(media.mimetype))
         if media.data is not None:
             await self._storage.put(key, media.data, media.mimetype)
+        elif media.path is not None:
+            # The engine's file is handed over: stored, then gone (not kept twice).
+            await self._storage.put(key, media.path, media.mimetype)
+            media.path.unlink(missing_ok=True)
         elif media.source_key is not None:
             await self._storage.copy(media.source_key, key)
         stored: dict[str, Any] = {"key": key, "mimetype": media.mimetype, "size": media.size}

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.db.engine import is_postgres
 from openwa.db.models import ContactRow, MessageRow
 from openwa.db.repository import Repository
+from openwa.engines.base import UNDECRYPTABLE
 from openwa.kit.clock import utcnow
 from openwa.kit.text import clean_text
 from openwa.messages.status import MessageStatus
@@ -64,14 +65,37 @@ class MessageRepository(Repository[MessageRow]):
         found = await self.db.execute(self._in_id_order(query, session_id, ids))
         return {id_: MessageStatus(status) for id_, status in found.all()}
 
-    async def known_ids(self, session_id: str, ids: Sequence[str]) -> set[str]:
-        """Which of `ids` the session has stored already (by our id), in one query."""
+    async def known_types(self, session_id: str, ids: Sequence[str]) -> dict[str, str]:
+        """Which of `ids` the session has stored already (by our id), with their
+        types, in one query."""
         if not ids:
-            return set()
+            return {}
         found = await self.db.execute(
-            select(MessageRow.id).where(MessageRow.session_id == session_id, MessageRow.id.in_(ids))
+            select(MessageRow.id, MessageRow.type).where(
+                MessageRow.session_id == session_id, MessageRow.id.in_(ids)
+            )
         )
-        return set(found.scalars())
+        return {id_: type_ for id_, type_ in found.all()}
+
+    async def replace_placeholder(self, row: MessageRow) -> None:
+        """Put a message WhatsApp delivered at last in place of the `undecryptable`
+        placeholder stored under the same id (its status and read state stay)."""
+        await self.db.execute(
+            update(MessageRow)
+            .where(
+                MessageRow.session_id == row.session_id,
+                MessageRow.id == row.id,
+                MessageRow.type == UNDECRYPTABLE,
+            )
+            .values(
+                type=row.type,
+                sender=row.sender,
+                content=row.content,
+                media_key=row.media_key,
+                timestamp=row.timestamp,
+                updated_at=row.updated_at,
+            )
+        )
 
     async def lock(self, session_id: str, message_id: str) -> MessageRow | None:
         """`find`, holding the row until the transaction ends, read fresh.

@@ -32,6 +32,26 @@ class TextMessageCreate(SendOptions):
 
 
 MediaType = Literal["image", "video", "audio", "voice", "document", "sticker"]
+# The message types of the contract's Events section: what an inbound message may be.
+InboundType = Literal[
+    "text",
+    "image",
+    "video",
+    "audio",
+    "voice",
+    "document",
+    "sticker",
+    "location",
+    "live_location",
+    "contacts",
+    "reaction",
+    "poll",
+    "invite",
+    "button_reply",
+    "pin",
+    "undecryptable",
+    "unknown",
+]
 
 
 class MediaSource(StrictCamelModel):
@@ -98,6 +118,11 @@ class ReactionCreate(SendOptions):
     emoji: str = Field(max_length=16, description="An empty string removes the reaction")
 
 
+class MessageEdit(CamelModel):
+    text: str
+    at: datetime
+
+
 class Message(CamelModel):
     id: str = Field(description="WhatsApp's message id", examples=["3EB0A1B2C3D4E5F6A7B8C9D0"])
     session_id: str
@@ -120,11 +145,24 @@ class Message(CamelModel):
     location: dict[str, Any] | None = None
     contacts: list[dict[str, Any]] | None = None
     reaction: dict[str, Any] | None = None
+    raw_type: str | None = Field(
+        default=None,
+        description="For type unknown: the engine's own name of what it could not translate",
+    )
     revoked: bool = False
+    edits: list[MessageEdit] | None = Field(
+        default=None,
+        description="The texts the message had before each edit, oldest first; `at`: when "
+        "the edit replaced it (the current text is `text`, or `caption` for media)",
+    )
     status: str = Field(
         description="pending, sent, delivered, read, played, failed, cancelled; received (inbound)"
     )
     error: str | None = None
+    error_code: str | None = Field(
+        default=None,
+        description="Why it failed: ENGINE_ERROR, SESSION_NOT_READY, SEND_OUTCOME_UNKNOWN, SERVER_REFUSED",
+    )
     send_at: datetime | None = None
     timestamp: datetime
     created_at: datetime
@@ -146,7 +184,7 @@ class Transmission(CamelModel):
 class MockInbound(StrictCamelModel):
     from_: str = Field(alias="from", min_length=1, max_length=128, examples=["+1 555 0100 200"])
     text: str | None = Field(default=None, max_length=65536)
-    type: str = Field(default="text", pattern="^[a-z]{1,16}$")
+    type: InboundType = "text"
     media: MediaSource | None = Field(
         default=None, description="Media that comes with it ({base64, mimetype} or {url})"
     )

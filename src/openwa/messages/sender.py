@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.db.models import MessageRow, OutboxJobRow, SessionRow
 from openwa.engines.base import (
+    ENGINE_ERROR,
     BatchSender,
     EngineClient,
     EngineEvent,
@@ -48,6 +49,7 @@ from openwa.messages.engine_ids import EngineIds
 from openwa.messages.repository import MessageRepository
 from openwa.messages.service import MessageService
 from openwa.messages.status import MessageStatus, path
+from openwa.messages.wire import ack_data
 from openwa.queue import outbox
 from openwa.queue.claims import release_all
 from openwa.sessions.directory import SessionDirectory
@@ -308,13 +310,12 @@ class SendWorker:
             if failure is not None:
                 job, error = failure
                 assert isinstance(error, BaseException)
-                retryable = error.retryable if isinstance(error, SendFailed) else True
-                reason = (
-                    str(error)
-                    if isinstance(error, SendFailed)
-                    else f"{type(error).__name__}: {error}"
-                )
-                await self._failed(db, job, reason, retryable=retryable)
+                if isinstance(error, SendFailed):
+                    retryable, code, reason = error.retryable, error.code, str(error)
+                else:
+                    retryable, code = True, ENGINE_ERROR
+                    reason = f"{type(error).__name__}: {error}"
+                await self._failed(db, job, reason, retryable=retryable, code=code)
             if not_tried:
                 await outbox.release(db, not_tried, self._worker_id)
 
@@ -381,7 +382,7 @@ class SendWorker:
         return OutgoingMessage(message.id, message.chat_id, content)
 
     async def _failed(
-        self, db: AsyncSession, job: OutboxJobRow, reason: str, *, retryable: bool
+        self, db: AsyncSession, job: OutboxJobRow, reason: str, *, retryable: bool, code: str
     ) -> None:
         """An attempt that failed: retried after a backoff, or the message fails."""
         row = await db.get(OutboxJobRow, job.id)
@@ -394,9 +395,11 @@ class SendWorker:
             # The lease doubles as the wait: the session's later jobs wait behind it.
             row.locked_until = utcnow() + timedelta(seconds=delay)
             return
-        await self._fail_message(db, row, f"ENGINE_ERROR: {reason}")
+        await self._fail_message(db, row, code, reason)
 
-    async def _fail_message(self, db: AsyncSession, job: OutboxJobRow, error: str) -> None:
+    async def _fail_message(
+        self, db: AsyncSession, job: OutboxJobRow, code: str, reason: str
+    ) -> None:
         """Finish the job and fail its message if it never went.
 
         The job's end is flushed first, then the message locked (the order the sender
@@ -411,8 +414,9 @@ class SendWorker:
         if MessageStatus(message.status) != MessageStatus.PENDING:
             return
         failed = MessageStatus.FAILED
-        message.status, message.error, message.updated_at = failed.value, error, utcnow()
-        data = {"id": message.id, "chatId": message.chat_id, "status": failed.value, "error": error}
+        message.status, message.updated_at = failed.value, utcnow()
+        message.error_code, message.error = code, f"{code}: {reason}"
+        data = ack_data(message, failed.value)
         await self._events.append(db, [session_event(session, MESSAGE_ACK, data)])
 
     async def expire_waiting(self) -> None:
@@ -426,5 +430,5 @@ class SendWorker:
             jobs = await outbox.waiting_too_long(db, ready, cutoff, 500)
             for job in jobs:
                 await self._fail_message(
-                    db, job, "SESSION_NOT_READY: the session was not ready in time"
+                    db, job, "SESSION_NOT_READY", "the session was not ready in time"
                 )

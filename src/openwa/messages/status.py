@@ -52,6 +52,15 @@ def can_fail(current: MessageStatus) -> bool:
     return current in (MessageStatus.PENDING, MessageStatus.SENT)
 
 
+def refused(current: MessageStatus) -> list[MessageStatus]:
+    """The changes a server's refusal (an engine's `failed` receipt) records: the
+    message went, so `failed` follows `sent` (recorded first if the message was still
+    pending, as any ack does); once delivered, a refusal changes nothing."""
+    if current == MessageStatus.PENDING:
+        return [MessageStatus.SENT, MessageStatus.FAILED]
+    return [MessageStatus.FAILED] if current == MessageStatus.SENT else []
+
+
 def can_cancel(current: MessageStatus) -> bool:
     return current == MessageStatus.PENDING
 

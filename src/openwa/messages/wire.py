@@ -35,9 +35,12 @@ async def to_schema(links: MediaLinks, row: MessageRow) -> Message:
         location=content.get("location"),
         contacts=content.get("contacts"),
         reaction=reaction,
+        raw_type=content.get("rawType"),
         revoked=row.revoked_at is not None,
+        edits=row.edits or None,
         status=row.status,
         error=row.error,
+        error_code=row.error_code,
         send_at=row.send_at,
         timestamp=row.timestamp,
         created_at=row.created_at,
@@ -49,4 +52,16 @@ async def event_data(links: MediaLinks, row: MessageRow) -> dict[str, Any]:
     """The message as events carry it: the REST form, camelCase, without nulls."""
     message = await to_schema(links, row)
     data: dict[str, Any] = message.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return data
+
+
+def ack_data(row: MessageRow, status: str, *, by: str | None = None) -> dict[str, Any]:
+    """A `message.ack` event's data: `{id, chatId, status, by?}`, and for `failed` the
+    message's `error` and `errorCode`."""
+    data: dict[str, Any] = {"id": row.id, "chatId": row.chat_id, "status": status}
+    if by is not None:
+        data["by"] = by
+    if status == "failed":
+        data["error"] = row.error
+        data["errorCode"] = row.error_code
     return data

@@ -24,13 +24,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openwa.db.models import SessionRow, WebhookRow
 from openwa.errors import SessionNotFound
 from openwa.events.log import EventLog
-from openwa.events.types import SESSION_QR, SESSION_STATUS, Event
+from openwa.events.types import (
+    SESSION_CREATED,
+    SESSION_DELETED,
+    SESSION_QR,
+    SESSION_STATUS,
+    Event,
+)
 from openwa.kit.clock import iso, utcnow
 from openwa.kit.text import REASON_MAX, clean_text
 from openwa.sessions.qr import qr_data_url
 from openwa.sessions.status import HISTORY_LENGTH, Status, can_move
 
 log = structlog.get_logger(__name__)
+
+
+def _identity(row: SessionRow) -> dict[str, Any]:
+    """`session.created` / `session.deleted` data."""
+    return {"id": row.id, "name": row.name, "engine": row.engine}
 
 
 def session_metadata(row: SessionRow) -> dict[str, str]:
@@ -80,8 +91,19 @@ class SessionRecords:
         db.add(row)
         await db.flush()
         db.add_all(webhooks)
-        await self._events.append(db, [session_event(row, SESSION_STATUS, created)])
+        await self._events.append(
+            db,
+            [
+                session_event(row, SESSION_CREATED, _identity(row)),
+                session_event(row, SESSION_STATUS, created),
+            ],
+        )
         return row
+
+    async def deleted(self, db: AsyncSession, row: SessionRow) -> None:
+        """`session.deleted`, written with the row's removal (its own webhooks go with
+        the row: instance-wide webhooks and the event log keep it)."""
+        await self._events.append(db, [session_event(row, SESSION_DELETED, _identity(row))])
 
     # The runtime's moves, one method per thing that happened.
 

@@ -25,6 +25,8 @@ from openwa.db.engine import on_commit
 from openwa.db.models import SessionRow
 from openwa.engines.base import (
     Authenticated,
+    CallReceived,
+    ChatUpdated,
     Connected,
     ContactsSeen,
     Disconnected,
@@ -35,10 +37,14 @@ from openwa.engines.base import (
     LoggedOut,
     MediaReader,
     MessageAck,
+    MessageEdited,
     MessageReceived,
     MessageRevoked,
+    PollVoted,
+    PresenceUpdated,
     QrUpdated,
     ReactionReceived,
+    ReadBySelf,
     SessionContext,
 )
 from openwa.engines.registry import EngineRegistry
@@ -53,13 +59,20 @@ from openwa.sessions.records import SessionRecords
 log = structlog.get_logger(__name__)
 
 MessageHandler = Callable[[SessionRow, list[EngineEvent]], Awaitable[None]]
-# Engine reports about messages and groups (not about the connection), batched together.
+# Engine reports about messages, chats, groups and contacts (not about the connection),
+# batched together.
 _REPORTS = (
     MessageAck,
     MessageReceived,
     MessageRevoked,
+    MessageEdited,
     ReactionReceived,
+    PollVoted,
+    ReadBySelf,
+    PresenceUpdated,
+    CallReceived,
     GroupUpdated,
+    ChatUpdated,
     ContactsSeen,
 )
 _REPORT_BATCH = 200

@@ -204,6 +204,7 @@ class SessionService:
         repo = SessionRepository(db)
         row = await repo.get(session_id)
         if row is not None:
+            await self._records.deleted(db, row)
             await repo.delete(row)
         await commit(db)
         await self._runtime.forget(session_id)

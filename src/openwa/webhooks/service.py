@@ -13,7 +13,7 @@ from openwa.db.engine import on_commit
 from openwa.db.models import DeliveryAttemptRow, DeliveryRow, EventRow, WebhookRow
 from openwa.errors import NotFound, WebhookNotFound
 from openwa.events.log import EventLog
-from openwa.events.types import WEBHOOK_TEST, Event
+from openwa.events.types import WEBHOOK_TEST, Event, wanted
 from openwa.kit.addresses import check_url
 from openwa.kit.clock import utcnow
 from openwa.kit.ids import new_id
@@ -99,7 +99,7 @@ def new_delivery(webhook_id: str, event: EventRow) -> DeliveryRow:
 
 
 def wants(webhook: WebhookRow, event: str) -> bool:
-    return "*" in webhook.events or event in webhook.events
+    return wanted(webhook.events, event)
 
 
 class WebhookService:

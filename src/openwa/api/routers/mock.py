@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Query
 from openwa.api.deps import PrincipalDep, ServicesDep, SessionDep, WriterDep
 from openwa.api.envelope import Envelope, ok
 from openwa.api.responses import errors
+from openwa.engines.mock.reports import MockReport, MockReportResult
 from openwa.errors import (
     InvalidChatId,
     NotSupported,
@@ -63,6 +64,21 @@ async def mock_inbound(
         )
     message_id = await services.mock_control.mock_inbound(session.id, body, media)
     return ok(MockInboundResult(id=message_id))
+
+
+@router.post(
+    "/report",
+    status_code=202,
+    responses=errors(SessionNotReady, NotSupported, InvalidChatId),
+)
+async def mock_report(
+    body: MockReport, _: WriterDep, session: SessionDep, services: ServicesDep
+) -> Envelope[MockReportResult]:
+    """Make the mock network report something (by `kind`): a contact's edit, revoke, poll
+    vote, presence or call; a read on the account's phone; a chat's or group's change;
+    WhatsApp's server refusing a sent message; a message of a type it cannot translate
+    (`unknown`, answered with its `id`). Mock sessions only."""
+    return ok(await services.mock_control.mock_report(session.id, body))
 
 
 @router.get("/transmitted", responses=errors(NotSupported))

@@ -32,6 +32,10 @@ class MessageRow(Base):
     content: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Why it failed, as a code clients can match on (`error` says it in words too).
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The texts it had before each edit, oldest first: [{text, at}] (`at`: when replaced).
+    edits: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     send_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # Inbound: when it was marked read. Any: when it was revoked for everyone.
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

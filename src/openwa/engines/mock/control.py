@@ -1,4 +1,5 @@
-"""The mock engine's control routes (`/mock/...`): scan, disconnect, inbound, transmitted.
+"""The mock engine's control routes (`/mock/...`): scan, disconnect, inbound, report,
+transmitted.
 
 They drive the simulated network of a mock session, so they belong to the mock engine,
 not to the session use cases; they answer 501 for sessions of any other engine.
@@ -10,8 +11,9 @@ import asyncio
 from typing import Any
 
 from openwa.db.models import SessionRow
-from openwa.engines.base import InboundMedia, PairingNotAvailable, SendFailed
+from openwa.engines.base import InboundMedia, MessageReceived, PairingNotAvailable, SendFailed
 from openwa.engines.mock.engine import MockClient, MockEngine
+from openwa.engines.mock.reports import MockReport, MockReportResult, engine_report
 from openwa.engines.mock.store import MockNetworkStore
 from openwa.engines.registry import EngineRegistry
 from openwa.errors import NotSupported, QrNotAvailable, SessionNotFound, SessionNotReady
@@ -71,6 +73,17 @@ class MockControl:
             return await client.inbound(normalize_chat_id(body.from_), body.type, content, inbound)
         except SendFailed as exc:
             raise SessionNotReady(str(exc)) from exc
+
+    async def mock_report(self, session_id: str, body: MockReport) -> MockReportResult:
+        """Make the mock report `body` as a real engine would (an edit, a vote, ...)."""
+        report = engine_report(body)
+        client = await self._mock_client(session_id)
+        try:
+            await client.report(report)
+        except SendFailed as exc:
+            raise SessionNotReady(str(exc)) from exc
+        message_id = report.id if isinstance(report, MessageReceived) else None
+        return MockReportResult(kind=body.kind, id=message_id)
 
     async def mock_transmitted(self, session_id: str, limit: int) -> list[Transmission]:
         row = self._row(session_id)

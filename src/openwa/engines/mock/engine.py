@@ -429,6 +429,12 @@ class MockClient:
         )
         return message_id
 
+    async def report(self, report: EngineEvent) -> None:
+        """Report what the network would (an edit, a vote, a read on the phone, ...)."""
+        if self._phone is None:
+            raise SendFailed("the mock session is not linked")
+        await self._ctx.emit(report)
+
 
 class MockEngine:
     name = "mock"

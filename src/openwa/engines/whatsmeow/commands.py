@@ -4,17 +4,20 @@ each on a thread of the worker's pool.
 A command reaches Go only while whatsmeow reports the session's client connected (or,
 for a pairing code, while it shows a QR), and under the session's `go_lock`, so a stop
 cannot remove the client from under it: neonize's Go side dereferences a missing client,
-and that panic would end every session of the worker.
+and that panic would end every session of the worker. It also holds the worker's Go maps
+shared (`WorkerSession.go_call`): no connect or stop of another session writes them
+meanwhile.
 """
 
 from __future__ import annotations
 
-import base64
 import time
+from pathlib import Path
 from typing import Any
 
+from openwa.engines.base import SEND_OUTCOME_UNKNOWN
 from openwa.engines.content import Media
-from openwa.engines.whatsmeow import translate
+from openwa.engines.whatsmeow import go_errors, media_details, translate
 from openwa.engines.whatsmeow.protocol import encode_group, outgoing_from_wire
 from openwa.engines.whatsmeow.worker_session import WorkerSession
 
@@ -22,10 +25,13 @@ from openwa.engines.whatsmeow.worker_session import WorkerSession
 class CommandError(Exception):
     """A command failed; `kind` tells the API process which exception to raise."""
 
-    def __init__(self, kind: str, message: str, *, retryable: bool = True) -> None:
+    def __init__(
+        self, kind: str, message: str, *, retryable: bool = True, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.retryable = retryable
+        self.code = code
 
 
 def run_command(
@@ -36,7 +42,13 @@ def run_command(
     command = _COMMANDS.get(op)
     if command is None:
         raise CommandError("refused", f"unknown command {op!r}")
-    with session.go_lock:
+    if op == "send" and args.get("media_path"):
+        # ffprobe and ffmpeg take a while: not while holding the session's commands.
+        content = outgoing_from_wire(args["message"]).content
+        if isinstance(content, Media):
+            path = Path(args["media_path"])
+            args["details"] = media_details.describe(path, content.kind, content.media.mimetype)
+    with session.go_call():
         if deadline and time.time() > deadline:
             # The API process has given up on it: not done, so it may be retried.
             raise CommandError("not_ready", "the command waited too long in the worker")
@@ -48,6 +60,11 @@ def run_command(
         try:
             return command(session, session.client, args)
         except NeonizeError as exc:
+            if op == "send" and go_errors.send_timed_out(exc):
+                # It went out and WhatsApp's answer was lost: never resent by itself.
+                raise CommandError(
+                    "send_failed", str(exc), retryable=False, code=SEND_OUTCOME_UNKNOWN
+                ) from exc
             kind = "send_failed" if op == "send" else "refused"
             raise CommandError(kind, str(exc) or type(exc).__name__) from exc
 
@@ -61,9 +78,11 @@ def _send(session: WorkerSession, client: Any, args: dict[str, Any]) -> str:
     message = outgoing_from_wire(args["message"])
     upload = None
     if isinstance(message.content, Media):
-        data = base64.b64decode(args["media"])
+        data = Path(args["media_path"]).read_bytes()  # the API process removes it
         upload = client.upload(data, translate.MEDIA_TYPES[message.type])
-    built = translate.outgoing_message(message, upload=upload, now_ms=int(time.time() * 1000))
+    built = translate.outgoing_message(
+        message, upload=upload, details=args.get("details"), now_ms=int(time.time() * 1000)
+    )
     response = client.send_message(translate.jid_of(message.chat_id), built)
     engine_id = str(response.ID)
     session.remember_send(engine_id, message.id)
@@ -113,14 +132,21 @@ def _presence(session: WorkerSession, client: Any, args: dict[str, Any]) -> None
 
 
 def _check(session: WorkerSession, client: Any, args: dict[str, Any]) -> str | None:
-    for answer in client.is_on_whatsapp(args["phone"]):
+    # whatsmeow's IsOnWhatsApp takes numbers in international form with their `+`.
+    phone = "+" + str(args["phone"]).lstrip("+")
+    for answer in client.is_on_whatsapp(phone):
         if answer.IsIn:
             return translate.chat_id_of(answer.JID)
     return None
 
 
 def _picture(session: WorkerSession, client: Any, args: dict[str, Any]) -> str | None:
-    info = client.get_profile_picture(translate.jid_of(args["chat"]))
+    try:
+        info = client.get_profile_picture(translate.jid_of(args["chat"]))
+    except Exception as exc:
+        if go_errors.no_picture(exc):
+            return None  # none set, or hidden from this account: the same to a client
+        raise
     return str(info.URL) if info is not None and info.URL else None
 
 
@@ -169,11 +195,13 @@ def _participants(
     }[args["action"]]
     members = [translate.jid_of(p) for p in args["participants"]]
     results = client.update_group_participants(translate.jid_of(args["group"]), members, change)
-    out = []
-    for result in results:
-        status = "ok" if not result.Error else f"error_{result.Error}"
-        out.append({"id": translate.chat_id_of(result.JID) or "", "status": status})
-    return out
+    return [
+        {
+            "id": translate.chat_id_of(result.JID) or "",
+            "status": translate.participant_status(args["action"], result.Error),
+        }
+        for result in results
+    ]
 
 
 def _invite(session: WorkerSession, client: Any, args: dict[str, Any]) -> str:

@@ -1,10 +1,11 @@
-"""The whatsmeow engine as the API process sees it: a worker process (started on the
-first session that needs it) that runs every whatsmeow session of this instance, and one
-thin client per session that turns port calls into commands and worker frames into
-engine events.
+"""The whatsmeow engine as the API process sees it: worker processes (shards, started
+as sessions need them) that run the whatsmeow sessions of this instance, at most
+`WHATSMEOW_SESSIONS_PER_WORKER` each, and one thin client per session that turns port
+calls into commands and worker frames into engine events.
 
-When the worker dies, every session on it reports `Disconnected` and the runtime's
-reconnect starts a new worker; devices are in whatsmeow's store, so no scan is needed.
+When a worker dies, only the sessions on it report `Disconnected`; the runtime's
+reconnect starts a replacement for that shard, and devices are in whatsmeow's store, so
+no scan is needed. The others keep their worker and their connection.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
 
 from openwa.engines.base import (
+    ENGINE_ERROR,
+    SEND_OUTCOME_UNKNOWN,
     WHATSAPP_CAPABILITIES,
     Disconnected,
     EngineClient,
@@ -43,13 +47,17 @@ from openwa.engines.whatsmeow.protocol import (
     pack,
     read_frame,
 )
+from openwa.engines.whatsmeow.shards import Shard, ShardMap, WorkerLoad, rss_mb
 from openwa.engines.whatsmeow.store import DeviceStore
+from openwa.engines.whatsmeow.transfer import TransferDirectory
 
 log = structlog.get_logger(__name__)
 
 WHATSMEOW_CAPABILITIES = WHATSAPP_CAPABILITIES | {"history_sync", "proxy"}
 _REQUEST_TIMEOUT_S = 120.0
 _STOP_TIMEOUT_S = 10.0
+# How often each worker's memory and connected sessions are looked at (recycling).
+_WATCH_S = 15.0
 FrameHandler = Callable[[dict[str, Any]], Awaitable[None]]
 
 
@@ -57,8 +65,16 @@ class WorkerGone(Exception):
     """The worker process exited (or never started) while a command waited."""
 
 
+class OutcomeUnknown(WorkerGone):
+    """The command reached the worker, which then exited or did not answer in time: it
+    may have run, in part or in full (a send may have gone out)."""
+
+
 class WorkerProcess:
     """One `openwa.engines.whatsmeow.worker` child and the socket pair to it."""
+
+    # The worker's module; the tests run the real worker with a stand-in at Go's edge.
+    module = "openwa.engines.whatsmeow.worker"
 
     def __init__(self, on_frame: FrameHandler, on_exit: Callable[[], Awaitable[None]]) -> None:
         self._on_frame = on_frame
@@ -75,13 +91,21 @@ class WorkerProcess:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
-    async def start(self, log_level: str, max_media_bytes: int, qr_timeout_s: float) -> None:
+    async def start(
+        self,
+        log_level: str,
+        max_media_bytes: int,
+        qr_timeout_s: float,
+        transfer_dir: Path,
+        download_timeout_s: float,
+        shard: int = 0,
+    ) -> None:
         ours, theirs = socket.socketpair()
         try:
             self._process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "openwa.engines.whatsmeow.worker",
+                self.module,
                 "--fd",
                 str(theirs.fileno()),
                 "--log-level",
@@ -90,6 +114,10 @@ class WorkerProcess:
                 str(max_media_bytes),
                 "--qr-timeout-s",
                 str(qr_timeout_s),
+                "--transfer-dir",
+                str(transfer_dir),
+                "--download-timeout-s",
+                str(download_timeout_s),
                 pass_fds=(theirs.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
                 # whatsmeow prints on stdout by itself: it goes to our stderr, a log.
@@ -100,7 +128,7 @@ class WorkerProcess:
         reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=2**20)
         self.alive = True
         self._reader_task = asyncio.create_task(self._read(reader))
-        log.info("whatsmeow_worker_started", pid=self._process.pid)
+        log.info("whatsmeow_worker_started", pid=self._process.pid, shard=shard)
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         try:
@@ -113,7 +141,7 @@ class WorkerProcess:
             self.alive = False
             for future in self._pending.values():
                 if not future.done():
-                    future.set_exception(WorkerGone("the whatsmeow worker exited"))
+                    future.set_exception(OutcomeUnknown("the whatsmeow worker exited"))
             self._pending.clear()
             code = None
             if self._process is not None:
@@ -151,9 +179,10 @@ class WorkerProcess:
                 await self._writer.drain()
             reply: dict[str, Any] = await asyncio.wait_for(future, timeout)
         except (ConnectionError, OSError) as exc:
-            raise WorkerGone(f"the whatsmeow worker is unreachable: {exc}") from exc
+            # Some of the frame may have gone: whether the worker read it is unknown.
+            raise OutcomeUnknown(f"the whatsmeow worker is unreachable: {exc}") from exc
         except TimeoutError as exc:
-            raise WorkerGone(
+            raise OutcomeUnknown(
                 f"the whatsmeow worker did not answer {op!r} in {timeout:.0f} s"
             ) from exc
         finally:
@@ -186,7 +215,8 @@ def _error(op: str, error: dict[str, Any]) -> Exception:
     if kind == "pairing":
         return PairingNotAvailable(message)
     if kind in ("send_failed", "not_ready"):
-        return SendFailed(message, retryable=bool(error.get("retryable", True)))
+        retryable = bool(error.get("retryable", True))
+        return SendFailed(message, retryable=retryable, code=error.get("code") or ENGINE_ERROR)
     if op == "send":
         return SendFailed(message, retryable=False)
     return EngineRefused(message)
@@ -197,22 +227,31 @@ class WhatsmeowEngine:
     capabilities = WHATSMEOW_CAPABILITIES
 
     def __init__(
-        self, store: DeviceStore, log_level: str = "WARNING", max_media_bytes: int = 64 << 20
+        self,
+        store: DeviceStore,
+        log_level: str = "WARNING",
+        max_media_bytes: int = 64 << 20,
+        sessions_per_worker: int = 50,
+        worker_max_mb: int | None = None,
     ) -> None:
         self.store = store
         self._log_level = log_level
         self._max_media_bytes = max_media_bytes
         self._clients: dict[str, WhatsmeowClient] = {}
-        self._worker: WorkerProcess | None = None
-        self._lock = asyncio.Lock()
-        self._exit_reason: str | None = None
-        self._recycling: asyncio.Task[None] | None = None
+        self.shards = ShardMap(sessions_per_worker)
+        self.worker_max_mb = worker_max_mb
+        self._stopping: set[asyncio.Task[None]] = set()
+        self._watch: asyncio.Task[None] | None = None
+        self.watch_s = _WATCH_S
         # Leaked device stores a worker may hold (see `after_connect`): PostgreSQL
         # connections are scarcer than file handles.
-        self.recycle_after = 40 if store.dsn else 400
+        self.recycle_after = 10 if store.dsn else 400
         # whatsmeow shows a first QR for 60 s and each next one for 20 s: a code still up
         # this long after it came was not scanned.
         self.qr_timeout_s = 75.0
+        # An inbound download that has not ended by then is given up (`mediaError`).
+        self.download_timeout_s = 300.0
+        self.transfers = TransferDirectory(store.directory / "transfer")
 
     def client(self, context: SessionContext) -> EngineClient:
         client = WhatsmeowClient(self, context)
@@ -226,27 +265,52 @@ class WhatsmeowEngine:
         if self._clients.get(client.session_id) is client:
             del self._clients[client.session_id]
 
+    async def shard_worker(self, shard: Shard) -> WorkerProcess:
+        """The shard's running worker, started when it has none (or the last one died)."""
+        async with shard.starting:
+            if shard.process is None or not shard.process.alive:
+                worker = WorkerProcess(self._on_frame, lambda: self._on_exit(shard))
+                await worker.start(
+                    self._log_level,
+                    self._max_media_bytes,
+                    self.qr_timeout_s,
+                    self.transfers.path,
+                    self.download_timeout_s,
+                    shard.number,
+                )
+                shard.process, shard.sealed = worker, False
+                if self._watch is None or self._watch.done():
+                    self._watch = asyncio.create_task(self._watch_workers())
+            return shard.process
+
     async def worker(self) -> WorkerProcess:
-        """The running worker, started when there is none (or the last one died)."""
-        async with self._lock:
-            if self._worker is None or not self._worker.alive:
-                worker = WorkerProcess(self._on_frame, self._on_exit)
-                await worker.start(self._log_level, self._max_media_bytes, self.qr_timeout_s)
-                self._worker = worker
-            return self._worker
+        """The first shard's worker (started when there is none)."""
+        if not self.shards.shards:
+            self.shards.shards.append(Shard(0))
+        return await self.shard_worker(self.shards.shards[0])
 
     @property
     def worker_pid(self) -> int | None:
-        worker = self._worker
-        return worker.pid if worker is not None and worker.alive else None
+        """The first shard's worker, when it runs."""
+        return self.shards.shards[0].pid if self.shards.shards else None
 
-    async def request(self, op: str, **args: Any) -> Any:
-        worker = self._worker
+    def worker_pid_of(self, session_id: str) -> int | None:
+        shard = self.shards.of(session_id)
+        return shard.pid if shard is not None else None
+
+    async def request(self, op: str, session: str, **args: Any) -> Any:
+        shard = self.shards.of(session)
+        worker = shard.process if shard is not None else None
         if worker is None or not worker.alive:
             raise SendFailed("the session's whatsmeow worker is not running")
         try:
-            return await worker.request(op, **args)
-        except WorkerGone as exc:  # also a command the worker did not answer in time
+            return await worker.request(op, session=session, **args)
+        except OutcomeUnknown as exc:
+            if op == "send":
+                # neonize cannot send under our id: a resend would be a second message.
+                raise SendFailed(str(exc), retryable=False, code=SEND_OUTCOME_UNKNOWN) from exc
+            raise SendFailed(str(exc)) from exc
+        except WorkerGone as exc:  # never reached the worker: nothing was done
             raise SendFailed(str(exc)) from exc
 
     async def _on_frame(self, frame: dict[str, Any]) -> None:
@@ -254,51 +318,121 @@ class WhatsmeowEngine:
         if client is not None:
             await client.on_frame(frame)
 
-    async def _on_exit(self) -> None:
-        reason = self._exit_reason or "the whatsmeow worker exited"
-        self._exit_reason = None
-        for client in list(self._clients.values()):
-            await client.on_worker_exit(reason)
+    async def _on_exit(self, shard: Shard) -> None:
+        reason = shard.exit_reason or "the whatsmeow worker exited"
+        shard.exit_reason = None
+        for session_id in list(shard.sessions):
+            client = self._clients.get(session_id)
+            if client is not None:
+                await client.on_worker_exit(reason)
 
-    def after_connect(self, worker: WorkerProcess, started: dict[str, int] | None) -> None:
-        """Recycle a worker that has piled up what neonize leaks.
+    async def connect(self, session_id: str, **args: Any) -> None:
+        """Start (or keep) the session's connection on its shard's worker; a shard that
+        takes no new attempts hands the session to another one, restarted alone."""
+        for _ in range(2):
+            shard = self.shards.place(session_id)
+            worker = await self.shard_worker(shard)
+            reply = await worker.request("connect", session=session_id, sealed=shard.sealed, **args)
+            if not reply.pop("moved", False):
+                self.after_connect(shard, WorkerLoad(**reply))
+                return
+            log.info("whatsmeow_session_moved", session=session_id, shard=shard.number)
+            with contextlib.suppress(WorkerGone, EngineRefused, SendFailed):
+                await worker.request("forget", session=session_id)
+            self.shards.drop(session_id)
+        raise SendFailed("no whatsmeow worker takes the session's connection now")
+
+    def after_connect(self, shard: Shard, load: WorkerLoad) -> None:
+        """Bound what neonize leaks without disconnecting connected sessions.
 
         neonize opens a new device store (a database connection pool, or SQLite file
         handles) for every connection attempt and never closes the old one: a session
         retrying through a network outage leaks one PostgreSQL connection per attempt.
-        Only ending the process frees them. The worker is recycled once the attempts
-        since it started exceed the sessions it runs by `recycle_after`; at once when
-        none of its sessions is connected (nothing is lost), else at four times that.
+        Only ending the process frees them. Once a worker holds `recycle_after` of
+        them it is recycled at once if none of its sessions is connected (nothing is
+        lost); otherwise it is sealed: it takes no new attempt, a session that needs one
+        is restarted alone on another shard, and the worker is recycled when nothing on
+        it is connected any more (`_watch_workers`).
         """
-        if not started:
+        if load.leaked < self.recycle_after or shard.process is None:
             return
-        leaked, live = started["attempts"] - started["sessions"], started["live"]
-        if leaked < self.recycle_after or (live and leaked < 4 * self.recycle_after):
+        if not load.live:
+            self._recycle(shard, "the whatsmeow worker was recycled (neonize leaks per attempt)")
+        elif not shard.sealed:
+            shard.sealed = True
+            log.warning(
+                "whatsmeow_worker_sealed", shard=shard.number, leaked=load.leaked, live=load.live
+            )
+
+    def _recycle(self, shard: Shard, reason: str) -> None:
+        """End the shard's process; its sessions reconnect to a fresh one."""
+        worker = shard.process
+        if worker is None or not worker.alive or shard.exit_reason is not None:
             return
-        if self._recycling is None or self._recycling.done():
-            log.warning("whatsmeow_worker_recycled", leaked=leaked, live=live)
-            self._exit_reason = "the whatsmeow worker was recycled (neonize leaks per attempt)"
-            self._recycling = asyncio.create_task(worker.stop())
+        log.warning("whatsmeow_worker_recycled", shard=shard.number, pid=worker.pid, why=reason)
+        shard.exit_reason = reason
+        task = asyncio.create_task(worker.stop())
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def _watch_workers(self) -> None:
+        """Recycle a worker over `WHATSMEOW_WORKER_MAX_MB`, or a sealed one whose sessions
+        are no longer connected."""
+        while True:
+            await asyncio.sleep(self.watch_s)
+            for shard in list(self.shards.shards):
+                with contextlib.suppress(Exception):
+                    await self._look_at(shard)
+
+    async def _look_at(self, shard: Shard) -> None:
+        worker = shard.process
+        if worker is None or not worker.alive or worker.pid is None:
+            return
+        rss = rss_mb(worker.pid)
+        if self.worker_max_mb is not None and rss is not None and rss > self.worker_max_mb:
+            self._recycle(
+                shard,
+                f"the whatsmeow worker was recycled ({rss:.0f} MB, over "
+                f"WHATSMEOW_WORKER_MAX_MB={self.worker_max_mb})",
+            )
+            return
+        if shard.sealed:
+            reply = await worker.request("ping", timeout=5)
+            load = WorkerLoad(reply["attempts"], reply["sessions"], reply["live"])
+            if not load.live:
+                self._recycle(
+                    shard, "the whatsmeow worker was recycled (neonize leaks per attempt)"
+                )
 
     async def check(self) -> None:
         if importlib.util.find_spec("neonize") is None:
             raise RuntimeError("neonize is not installed")
-        worker = self._worker
-        if worker is not None and worker.alive:
-            await worker.request("ping", timeout=5)
+        for shard in self.shards.shards:
+            worker = shard.process
+            if worker is not None and worker.alive:
+                await worker.request("ping", timeout=5)
 
     async def forget(self, session_id: str, auth: dict[str, Any] | None) -> None:
         with contextlib.suppress(EngineRefused, SendFailed):  # no worker: nothing to drop
             await self.request("forget", session=session_id)
+        self.shards.drop(session_id)
         await self.store.remove(session_id, (auth or {}).get("jid"))
 
     async def close(self) -> None:
-        if self._recycling is not None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        for task in list(self._stopping):
             with contextlib.suppress(Exception):
-                await self._recycling
-        if self._worker is not None:
-            await self._worker.stop()
-            self._worker = None
+                await task
+        await asyncio.gather(
+            *(s.process.stop() for s in self.shards.shards if s.process is not None),
+            return_exceptions=True,
+        )
+        for shard in self.shards.shards:
+            shard.process = None
+        self.transfers.close()
 
 
 class WhatsmeowClient:
@@ -346,16 +480,13 @@ class WhatsmeowClient:
             )
             return
         self._verified = jid
-        worker = await self._engine.worker()
         self._connected_once = True
-        started = await worker.request(
-            "connect",
-            session=self.session_id,
+        await self._engine.connect(
+            self.session_id,
             location=self._engine.store.location(self.session_id),
             jid=jid,
             proxy=self._ctx.config.get("proxy"),
         )
-        self._engine.after_connect(worker, started)
 
     async def disconnect(self) -> None:
         self._connected_once = False
@@ -383,14 +514,18 @@ class WhatsmeowClient:
     # Messages.
 
     async def send(self, message: OutgoingMessage) -> str | None:
-        data: bytes | None = None
-        if isinstance(message.content, Media):
-            if self._ctx.media is None:
-                raise SendFailed("no media storage for the engine", retryable=False)
-            chunks = [chunk async for chunk in self._ctx.media.stream(message.content.media.key)]
-            data = b"".join(chunks)
         payload = outgoing_wire(message)
-        engine_id: str = await self._call("send", message=payload, media=data)
+        if not isinstance(message.content, Media):
+            engine_id: str = await self._call("send", message=payload)
+            return engine_id if engine_id != message.id else None
+        if self._ctx.media is None:
+            raise SendFailed("no media storage for the engine", retryable=False)
+        # The file crosses to the worker by its path; gone once the worker answered.
+        path = await self._engine.transfers.write(self._ctx.media.stream(message.content.media.key))
+        try:
+            engine_id = await self._call("send", message=payload, media_path=str(path))
+        finally:
+            path.unlink(missing_ok=True)
         return engine_id if engine_id != message.id else None
 
     async def stored(self, message_ids: list[str]) -> None:

@@ -20,10 +20,12 @@ import os
 import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from openwa.engines.base import EngineEvent
 from openwa.engines.whatsmeow.commands import CommandError, run_command
+from openwa.engines.whatsmeow.go_maps import GoMapsLock
 from openwa.engines.whatsmeow.protocol import encode_event, pack, read_frame
 from openwa.engines.whatsmeow.worker_session import NotSettled, WorkerSession
 
@@ -37,16 +39,23 @@ class Worker:
         writer: asyncio.StreamWriter,
         max_media_bytes: int,
         qr_timeout_s: float,
+        *,
+        transfer_dir: Path,
+        download_timeout_s: float,
     ) -> None:
         self.reader = reader
         self.writer = writer
         self.max_media_bytes = max_media_bytes
         self.qr_timeout_s = qr_timeout_s
+        self.transfer_dir = transfer_dir
+        self.download_timeout_s = download_timeout_s
         self.sessions: dict[str, WorkerSession] = {}
         self._write_lock = asyncio.Lock()
         self.gone = False
         # Connection attempts started (each leaves a device store open in neonize).
         self.attempts = 0
+        # neonize's Go maps are one per process: every session's calls share this lock.
+        self.go_maps = GoMapsLock()
         # Commands have threads of their own: a burst of slow sends must not hold up
         # the downloads and joins that use the loop's default pool.
         self.commands = ThreadPoolExecutor(max_workers=32, thread_name_prefix="command")
@@ -84,12 +93,23 @@ class Worker:
             args["_deadline"] = frame.get("deadline")
             reply["result"] = await self.handle(frame["op"], args)
         except CommandError as exc:
-            reply["error"] = {"kind": exc.kind, "message": str(exc), "retryable": exc.retryable}
+            reply["error"] = {
+                "kind": exc.kind,
+                "message": str(exc),
+                "retryable": exc.retryable,
+                "code": exc.code,
+            }
         except NotSettled as exc:
             reply["error"] = {"kind": "not_ready", "message": str(exc)}
         except Exception as exc:
             reply["error"] = {"kind": "refused", "message": str(exc) or type(exc).__name__}
         await self.send_frame(reply)
+
+    def _load(self) -> dict[str, int]:
+        """What the engine's recycling reads: attempts (each leaves a device store open),
+        sessions, and those whatsmeow reports connected."""
+        live = sum(1 for s in self.sessions.values() if s.go_connected)
+        return {"attempts": self.attempts, "sessions": len(self.sessions), "live": live}
 
     def _session(self, args: dict[str, Any]) -> WorkerSession:
         session = self.sessions.get(args["session"])
@@ -99,19 +119,22 @@ class Worker:
 
     async def handle(self, op: str, args: dict[str, Any]) -> Any:
         if op == "ping":
-            return {"pid": os.getpid(), "sessions": len(self.sessions)}
+            return {"pid": os.getpid(), **self._load()}
         if op == "connect":
             session = self.sessions.get(args["session"])
+            if args.get("sealed") and (session is None or not session.keeps_connection()):
+                # This worker takes no new attempts (it holds enough of neonize's leaks):
+                # the engine restarts the session alone on another worker.
+                return {"moved": True, **self._load()}
             if session is None:
                 session = self.sessions[args["session"]] = WorkerSession(self, args["session"])
             if await session.connect(args["location"], args.get("jid"), args.get("proxy")):
                 self.attempts += 1
-            live = sum(1 for s in self.sessions.values() if s.go_connected)
-            return {"attempts": self.attempts, "sessions": len(self.sessions), "live": live}
+            return self._load()
         if op == "close":
             session = self.sessions.get(args["session"])
-            if session is not None and session.active:
-                session.stop()
+            if session is not None:
+                session.stop()  # also after a QR timeout, which left Go's client up
             return None
         if op == "forget":
             session = self.sessions.pop(args["session"], None)
@@ -141,10 +164,18 @@ class Worker:
         session.push(args["type"], event_type.FromString(data))
 
 
-async def _serve(fd: int, max_media_bytes: int, qr_timeout_s: float) -> None:
-    sock = socket.socket(fileno=fd)
+async def _serve(args: argparse.Namespace) -> None:
+    sock = socket.socket(fileno=args.fd)
     reader, writer = await asyncio.open_unix_connection(sock=sock, limit=2**20)
-    await Worker(reader, writer, max_media_bytes, qr_timeout_s).run()
+    worker = Worker(
+        reader,
+        writer,
+        args.max_media_bytes,
+        args.qr_timeout_s,
+        transfer_dir=Path(args.transfer_dir),
+        download_timeout_s=args.download_timeout_s,
+    )
+    await worker.run()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -153,6 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-level", default="WARNING")
     parser.add_argument("--max-media-bytes", type=int, default=64 * 1024 * 1024)
     parser.add_argument("--qr-timeout-s", type=float, default=75.0)
+    parser.add_argument("--transfer-dir", required=True)
+    parser.add_argument("--download-timeout-s", type=float, default=300.0)
     args = parser.parse_args(argv)
     logging.basicConfig(
         stream=sys.stderr,
@@ -162,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     # neonize logs whatsmeow's own lines through the `whatsmeow` logger.
     logging.getLogger("whatsmeow").setLevel(args.log_level.upper())
     try:
-        asyncio.run(_serve(args.fd, args.max_media_bytes, args.qr_timeout_s))
+        asyncio.run(_serve(args))
     except Exception:
         log.exception("the worker failed")
     finally:

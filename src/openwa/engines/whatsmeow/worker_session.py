@@ -6,6 +6,16 @@ Go's callbacks run on Go-owned threads; they only hand their event to the worker
 neonize's Go side dereferences a client that does not exist (a panic ends the whole
 process), so Go is only asked for anything while whatsmeow itself has reported the
 client connected (`go_connected`), under the session's `go_lock`, which a stop also takes.
+neonize's Go maps are shared by every session of the process: each call into Go also
+holds the worker's `GoMapsLock`, shared, and a connect or a stop holds it exclusively.
+
+Media downloads are the exception: one can take minutes, or hang, so each runs on a
+thread of its own, bounded by a timeout, outside the event task and the `go_lock` (Go's
+map of clients is only read by it, as by a command); a stop waits for the downloads
+under way (`go_readers`) before Go's Stop removes the client, at most for the timeout.
+A download holds the worker's Go maps shared only as the call starts (`BoundedHold`).
+A message with media is therefore reported when its download ended, which may be after
+messages that came after it.
 """
 
 from __future__ import annotations
@@ -16,26 +26,35 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from openwa.engines.base import (
     Authenticated,
+    CallReceived,
     Connected,
     ContactsSeen,
     Disconnected,
     EngineEvent,
     Failed,
+    GroupUpdated,
     InboundMedia,
     LoggedOut,
     MessageAck,
+    MessageEdited,
     MessageReceived,
     MessageRevoked,
+    PollVoted,
+    PresenceUpdated,
     QrUpdated,
     ReactionReceived,
 )
-from openwa.engines.whatsmeow import translate
+from openwa.engines.whatsmeow import history, notices, transfer, translate
+from openwa.engines.whatsmeow.go_maps import BoundedHold, GoMapsLock
+from openwa.engines.whatsmeow.session_memory import SessionMemory
 
 log = logging.getLogger("openwa.whatsmeow.worker")
 
@@ -59,12 +78,30 @@ _SUBSCRIBED = (
     "GroupInfoEv",
     "JoinedGroupEv",
     "HistorySyncEv",
+    "UndecryptableMessageEv",
+    "PresenceEv",
+    "ChatPresenceEv",
+    "CallOfferEv",
+    "CallOfferNoticeEv",
     *sorted(_CONNECTION_ENDS),
 )
 # Our ids of recent sends by WhatsApp's ids, for acks that come before our database
 # has WhatsApp's id (it is stored after the send returns).
 _RECENT_SENDS = 5000
 _SETTLE_TIMEOUT_S = 5.0
+# How long a connect keeps the worker's Go maps to itself when Go gives no sign of being
+# past its map writes (no callback, call not returned); a dial through a silent proxy
+# would otherwise hold every other session of the worker for a minute. The writes come
+# before the dial: measured from the command to the dial reaching a proxy, 3 to 100 ms,
+# but about 3 s for a process's first connect (on a loaded 2-core machine).
+_CONNECT_EXCLUSIVE_S = 1.0
+_FIRST_CONNECT_EXCLUSIVE_S = 5.0
+# whatsmeow gives up a dial after a minute: a stop waits that long for a connect to reach
+# Go's first callback or return before stopping it anyway.
+_DIAL_WAIT_S = 75.0
+# A download holds the worker's Go maps shared only this long (or until it ends): Go reads
+# its map of clients as the call starts, then may download for minutes, or hang.
+_DOWNLOAD_SHARED_S = 1.0
 
 
 class Host(Protocol):
@@ -72,6 +109,10 @@ class Host(Protocol):
 
     max_media_bytes: int
     qr_timeout_s: float
+    go_maps: GoMapsLock
+    attempts: int  # connection attempts started in the process
+    transfer_dir: Path
+    download_timeout_s: float
 
     async def send_frame(self, frame: dict[str, Any]) -> None: ...
 
@@ -127,8 +168,18 @@ class WorkerSession:
         self.proxy: str | None = None
         self.thread: threading.Thread | None = None
         self.stopping: threading.Thread | None = None
+        # Go holds a client for this uuid from a connect until Go's Stop; only Stop
+        # ends neonize's connect call (it waits on the client's context even after
+        # whatsmeow itself gave up, as after the last QR code).
+        self.go_started = False
         self.go_lock = threading.Lock()
+        # Downloads reading Go's client outside `go_lock`, which Go's Stop waits for.
+        self.go_readers = threading.Condition()
+        self.reading = 0
+        self.downloads: set[asyncio.Task[None]] = set()
         self.generation = 0
+        # The latest connection attempt's exclusive hold of the worker's Go maps.
+        self.attempt: BoundedHold | None = None
         self.me: Any = None
         self.go_connected = False
         self.go_socket_up = False
@@ -139,11 +190,13 @@ class WorkerSession:
         self.waiting_link = False
         self.last_qr = 0.0
         self.sent: OrderedDict[str, str] = OrderedDict()
+        self.memory = SessionMemory()
         # One client object for the session's life in this process: neonize stops the
         # Go client of a uuid when its Python object is collected, which would end a
         # newer connection of the same session. Built without a JID so the uuid stays
         # the session id; the device to resume is set before each connect.
         self.client = NewClient("unset", uuid=session_id)
+        self._watch_go_calls()
         self._subscribe()
         self.task = asyncio.create_task(self._handle_events())
         self.watchdog: asyncio.Task[None] | None = None
@@ -156,7 +209,24 @@ class WorkerSession:
 
     def _on_qr(self, _client: Any, data: bytes) -> None:
         self.go_socket_up = True  # a QR from Go: its client exists, socket up, unlinked
+        self._go_reached()
         self.push("qr", bytes(data).decode())
+
+    def _go_reached(self) -> None:
+        attempt = self.attempt
+        if attempt is not None and not attempt.reached.is_set():
+            attempt.go_reached()
+
+    def _watch_go_calls(self) -> None:
+        """Every event Go hands over (the first one, `me`, comes right after `Neonize()`
+        read its maps once connected) shows that the connect is past its map writes."""
+        execute = self.client.event.execute
+
+        def watched(uuid: Any, binary: Any, size: int, code: int) -> Any:
+            self._go_reached()
+            return execute(uuid, binary, size, code)
+
+        self.client.event.execute = watched
 
     def _subscribe(self) -> None:
         from neonize import events as ev
@@ -175,9 +245,13 @@ class WorkerSession:
 
     # Connection.
 
+    def keeps_connection(self) -> bool:
+        """Whether a connect would find this session connecting or connected already."""
+        return self.active and self.running()
+
     async def connect(self, location: str, jid: str | None, proxy: str | None) -> bool:
         """Start connecting; whether a new attempt was started."""
-        if self.active and self.running():
+        if self.keeps_connection():
             # Still connecting, or connected: once a connection was up whatsmeow
             # reconnects it by itself, so there is nothing to start.
             if self.go_connected:
@@ -192,25 +266,34 @@ class WorkerSession:
         self.client.new_device = jid is None
         self.proxy = proxy
         self.active = True
+        self.go_started = True
         self.generation += 1
+        first = self.host.attempts == 0
+        bound = _FIRST_CONNECT_EXCLUSIVE_S if first else _CONNECT_EXCLUSIVE_S
+        self.attempt = BoundedHold(self.host.go_maps, bound)
         self.thread = threading.Thread(
-            target=self._run, args=(self.generation,), name=f"neonize-{self.session_id}"
+            target=self._run,
+            args=(self.generation, self.attempt),
+            name=f"neonize-{self.session_id}",
         )
         self.thread.daemon = True
         self.thread.start()
         return True
 
-    def _run(self, generation: int) -> None:
+    def _run(self, generation: int, attempt: BoundedHold) -> None:
         from neonize._binder import ProxySettings
         from neonize.exc import NeonizeError
 
         settings = ProxySettings(proxy_address=self.proxy) if self.proxy else None
-        try:
-            self.client.connect(settings)
-        except NeonizeError as exc:
-            self.push("connect_error", (generation, str(exc)))
-        except Exception as exc:  # a bug in neonize must still end as a report
-            self.push("connect_error", (generation, f"{type(exc).__name__}: {exc}"))
+        with attempt:
+            if generation != self.generation:
+                return  # stopped while waiting for the lock: Go was never called
+            try:
+                self.client.connect(settings)
+            except NeonizeError as exc:
+                self.push("connect_error", (generation, str(exc)))
+            except Exception as exc:  # a bug in neonize must still end as a report
+                self.push("connect_error", (generation, f"{type(exc).__name__}: {exc}"))
 
     async def _settle(self) -> None:
         """A previous connection must have ended before the next starts: Go's Stop
@@ -240,23 +323,40 @@ class WorkerSession:
         self.announced = False
         if self.watchdog is not None:
             self.watchdog.cancel()
-        if self.thread is None:
-            return  # never connected: Go has no client to stop
-        self.stopping = threading.Thread(target=self._stop_go, daemon=True)
+        if not self.go_started:
+            return  # never connected, or stopped already: Go has no client to stop
+        self.go_started = False
+        self.stopping = threading.Thread(target=self._stop_go, args=(self.attempt,), daemon=True)
         self.stopping.start()
 
-    def _stop_go(self) -> None:
-        with self.go_lock, contextlib.suppress(Exception):
-            self.client.stop()
+    def _stop_go(self, attempt: BoundedHold | None) -> None:
+        # Go's Stop waits for a dial to end: it waits here, holding nothing, rather than
+        # inside Go holding the worker's maps.
+        if attempt is not None:
+            attempt.reached.wait(_DIAL_WAIT_S)
+        with self.go_lock:
+            with self.go_readers:
+                self.go_readers.wait_for(lambda: not self.reading, self.host.download_timeout_s)
+            with self.host.go_maps.exclusive(), contextlib.suppress(Exception):
+                self.client.stop()
+
+    @contextlib.contextmanager
+    def go_call(self) -> Iterator[None]:
+        """Hold what a call into Go needs: the session's lock (no stop under it) and the
+        worker's maps, shared."""
+        with self.go_lock, self.host.go_maps.shared():
+            yield
 
     async def close(self) -> None:
         """Stop, and let go of the client for good (the session was deleted)."""
         self.stop()
         # Collecting the client must not stop a later client of the same uuid.
         self.client._stop_finalizer.detach()
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
+        for task in (self.task, *self.downloads):
+            task.cancel()
+        for task in (self.task, *self.downloads):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def describe(self) -> dict[str, Any]:
         """What this session's client was last told (for operators and tests)."""
@@ -294,8 +394,10 @@ class WorkerSession:
                 return replace(event, message_id=self.sent[mid])
             case ReactionReceived(message_id=mid) if mid in self.sent:
                 return replace(event, message_id=self.sent[mid])
-            case MessageRevoked(id=mid) if mid in self.sent:
+            case MessageRevoked(id=mid) | MessageEdited(id=mid) if mid in self.sent:
                 return replace(event, id=self.sent[mid])
+            case PollVoted(poll_id=mid) if mid in self.sent:
+                return replace(event, poll_id=self.sent[mid])
         return event
 
     async def _translate(self, kind: str, event: Any) -> list[EngineEvent]:
@@ -308,7 +410,8 @@ class WorkerSession:
             case "qr_timeout":
                 if not self.waiting_link or event != self.last_qr:
                     return []
-                self.active = False
+                # Go's connect call outlives the expired QR until Go's Stop ends it.
+                self.stop()
                 return [Failed("QR_TIMEOUT: the QR code was not scanned; start the session again")]
             case "connect_error":
                 generation, error = event
@@ -343,17 +446,44 @@ class WorkerSession:
                 return [Failed("CLIENT_OUTDATED: WhatsApp refuses this whatsmeow version")]
             case "StreamErrorEv":
                 return [Disconnected(f"stream error {event.Code}")]
+        return await self._translate_content(kind, event)
+
+    async def _translate_content(self, kind: str, event: Any) -> list[EngineEvent]:
+        """What users and chats did: messages, receipts, presence, calls, groups."""
+        match kind:
             case "MessageEv":
                 return await self._message(event)
+            case "UndecryptableMessageEv":
+                return self._inbound(translate.undecryptable(event))
             case "ReceiptEv":
-                return list(translate.receipt_acks(event))
+                chat, sender = translate.source_addresses(event.MessageSource)
+                pairs = translate.lid_pairs(chat, sender)
+                return [*self.memory.learn(pairs), *notices.receipt_events(event)]
+            case "PresenceEv" | "ChatPresenceEv":
+                found = (
+                    notices.presence(event)
+                    if kind == "PresenceEv"
+                    else notices.chat_presence(event)
+                )
+                return [] if found is None else [await self._by_phone(found)]
+            case "CallOfferEv" | "CallOfferNoticeEv":
+                call = notices.call_received(event)
+                if call is None:
+                    return []
+                learned = self.memory.learn(notices.call_lids(event))
+                return [*learned, await self._by_phone(call)]
             case "GroupInfoEv":
-                return list(translate.group_updates(event))
+                return [await self._by_phone(u) for u in notices.group_updates(event)]
             case "JoinedGroupEv":
-                joined = translate.joined_group(event)
-                return [joined] if joined else []
+                joined = notices.joined_group(event)
+                events: list[EngineEvent] = [
+                    *self.memory.learn(translate.group_lids(event.GroupInfo))
+                ]
+                if joined is not None:
+                    events.append(await self._by_phone(joined))
+                return events
             case "HistorySyncEv":
-                return history_events(event)
+                return history_events(event, self.memory)
         return []
 
     def _qr_shown(self) -> None:
@@ -376,7 +506,7 @@ class WorkerSession:
         jid, push_name = None, None
         if self.go_connected:
             with contextlib.suppress(Exception):
-                me = await asyncio.to_thread(self.client.get_me)
+                me = await asyncio.to_thread(self._get_me)
                 jid, push_name = me.JID, me.PushName or None
         if jid is None or not jid.User:
             jid = self.me or self.client.jid  # the device we linked or resumed
@@ -384,8 +514,15 @@ class WorkerSession:
             return []
         return await self._linked(jid, push_name)
 
+    def _get_me(self) -> Any:
+        with self.go_call():
+            if not self.go_connected:
+                raise RuntimeError("not connected to WhatsApp")
+            return self.client.get_me()
+
     async def _linked(self, jid: Any, push_name: str | None) -> list[EngineEvent]:
         self.me = jid
+        self.memory.own = f"{jid.User}@{jid.Server}"
         self.announced = True
         self.waiting_link = False
         if self.watchdog is not None:
@@ -395,46 +532,208 @@ class WorkerSession:
         )
         return [Authenticated(phone_number=jid.User, push_name=push_name)]
 
-    async def _message(self, event: Any) -> list[EngineEvent]:
-        inbound = translate.inbound_message(event)
+    def _inbound(self, inbound: translate.Inbound | None) -> list[EngineEvent]:
+        """A translated message, after the LID pairs and name change it revealed (so
+        the core merges a `@lid` chat before the message lands in it)."""
         if inbound is None:
             return []
-        if inbound.media is None or not isinstance(inbound.event, MessageReceived):
-            return [inbound.event]
-        try:
-            data = await self._download(event.Message, inbound.media.size)
-        except Exception as exc:
-            log.warning("media download failed for %s: %s", inbound.event.id, exc)
-            content = {**inbound.event.content, "mediaError": f"download failed: {exc}"}
-            return [replace(inbound.event, content=content)]
-        ref = inbound.media
-        media = InboundMedia(ref.mimetype, len(data), ref.filename, data=data)
-        return [replace(inbound.event, media=media)]
+        events: list[EngineEvent] = list(self.memory.learn(inbound.lids))
+        received = inbound.event
+        match received:
+            case MessageReceived(
+                from_me=False, history=False, sender=str(who), push_name=str(name)
+            ):
+                renamed = self.memory.renamed(who, name)
+                if renamed is not None:
+                    events.append(renamed)
+        events.append(received)
+        return events
 
-    async def _download(self, message: Any, size: int) -> bytes:
-        if size > self.host.max_media_bytes:
-            raise ValueError(f"{size} bytes, over MAX_MEDIA_BYTES ({self.host.max_media_bytes})")
+    async def _message(self, event: Any) -> list[EngineEvent]:
+        vote = translate.vote_ref(event)
+        if vote is not None:
+            return await self._vote(event, vote)
+        options = translate.poll_options(event.Message)
+        if options is not None:
+            self.memory.remember_poll(event.Info.ID, options)
+        inbound = translate.inbound_message(event)
+        events = self._inbound(inbound)
+        if inbound is None or inbound.media is None:
+            return events
+        received = events.pop()
+        assert isinstance(received, MessageReceived)
+        task = asyncio.create_task(self._with_media(received, inbound.media, event.Message))
+        self.downloads.add(task)
+        task.add_done_callback(self.downloads.discard)
+        return events
 
-        def fetch() -> bytes:
-            with self.go_lock:
+    async def _vote(self, event: Any, vote: translate.VoteRef) -> list[EngineEvent]:
+        """A poll vote, decrypted by the client (the key is in whatsmeow's store), its
+        options named from the poll as we saw it."""
+        learned: list[EngineEvent] = list(
+            self.memory.learn(translate.lid_pairs(vote.chat, vote.sender))
+        )
+        options = self.memory.polls.get(vote.poll_id)
+        if options is None:
+            log.info("vote on poll %s skipped: its options are not known here", vote.poll_id)
+            return learned
+
+        def decrypt() -> Any:
+            with self.go_call():
                 if not self.go_connected:
                     raise RuntimeError("not connected to WhatsApp")
-                return bytes(self.client.download_any(message))
+                return self.client.decrypt_poll_vote(event)
 
-        return await asyncio.to_thread(fetch)
+        try:
+            decrypted = await asyncio.to_thread(decrypt)
+        except Exception as exc:
+            log.warning("vote on poll %s could not be decrypted: %s", vote.poll_id, exc)
+            return learned
+        voted = translate.poll_vote(vote, decrypted.selectedOptions, options)
+        if voted is None:
+            log.warning("vote on poll %s names an option the poll lacks", vote.poll_id)
+            return learned
+        return [*learned, voted]
+
+    async def _by_phone(self, event: EngineEvent) -> EngineEvent:
+        """Phone ids in place of the LIDs left in events whatsmeow gives no alternative
+        for (group changes, presence, calls): from what this session learned, else
+        from whatsmeow's own LID store."""
+        match event:
+            case GroupUpdated():
+                participants = [await self._phone_of(p) or p for p in event.participants]
+                return replace(event, participants=participants, by=await self._phone_of(event.by))
+            case PresenceUpdated():
+                return replace(
+                    event,
+                    chat_id=await self._phone_of(event.chat_id) or event.chat_id,
+                    sender=await self._phone_of(event.sender),
+                )
+            case CallReceived():
+                return replace(event, sender=await self._phone_of(event.sender) or event.sender)
+        return event
+
+    async def _phone_of(self, chat_id: str | None) -> str | None:
+        if not translate.is_lid(chat_id):
+            return chat_id
+        known = self.memory.phone_of(chat_id)
+        if known != chat_id or not self.go_connected:
+            return known
+        assert chat_id is not None
+
+        def lookup() -> str | None:
+            with self.go_call():
+                if not self.go_connected:
+                    return None
+                return translate.chat_id_of(self.client.get_pn_from_lid(translate.jid_of(chat_id)))
+
+        try:
+            phone = await asyncio.to_thread(lookup)
+        except Exception as exc:  # not in whatsmeow's store: the LID stays
+            log.debug("no phone number for %s: %s", chat_id, exc)
+            return chat_id
+        if not phone or translate.is_lid(phone):
+            return chat_id
+        self.memory.learn([(phone, chat_id)])
+        return phone
+
+    async def _with_media(
+        self, received: MessageReceived, ref: translate.MediaRef, message: Any
+    ) -> None:
+        """Report the message once its media is downloaded, or saying why it is not."""
+        try:
+            path = await self._download(translate.downloadable(message), ref.size)
+        except Exception as exc:
+            reason = str(exc) or type(exc).__name__
+            if isinstance(exc, TimeoutError):
+                reason = f"no answer in {self.host.download_timeout_s:g} s"
+            log.warning("media download failed for %s: %s", received.id, reason)
+            content = {**received.content, "mediaError": f"download failed: {reason}"}
+            event: EngineEvent = replace(received, content=content)
+        else:
+            size = path.stat().st_size
+            event = replace(
+                received, media=InboundMedia(ref.mimetype, size, ref.filename, path=path)
+            )
+        try:
+            await self.host.emit(self.session_id, event)
+        except Exception:
+            log.exception("media message %s of %s failed", received.id, self.session_id)
+
+    async def _download(self, message: Any, size: int) -> Path:
+        """The media in a new transfer file, or an error (a timeout included)."""
+        if size > self.host.max_media_bytes:
+            raise ValueError(f"{size} bytes, over MAX_MEDIA_BYTES ({self.host.max_media_bytes})")
+        path = transfer.new_path(self.host.transfer_dir, "in")
+        given_up = threading.Event()
+
+        def fetch() -> None:
+            with self.go_readers:
+                if not self.go_connected:
+                    raise RuntimeError("not connected to WhatsApp")
+                self.reading += 1
+            try:
+                with BoundedHold(self.host.go_maps, _DOWNLOAD_SHARED_S, exclusive=False):
+                    data = bytes(self.client.download_any(message))
+            finally:
+                with self.go_readers:
+                    self.reading -= 1
+                    self.go_readers.notify_all()
+            if not given_up.is_set():
+                transfer.write_file(path, data)
+
+        try:
+            await asyncio.wait_for(on_own_thread(fetch), self.host.download_timeout_s)
+        except BaseException:
+            given_up.set()
+            path.unlink(missing_ok=True)
+            raise
+        return path
 
 
-def history_events(event: Any) -> list[EngineEvent]:
-    """Stored-not-announced messages and contact names from one history sync chunk."""
-    batch = translate.history_batch(event)
+def on_own_thread(work: Callable[[], None]) -> asyncio.Future[None]:
+    """Run `work` on a daemon thread of its own: a call that hangs in Go holds only that
+    thread (the loop's default pool is small, and shared with joins and lookups)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            work()
+        except BaseException as exc:
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop has ended: nobody waits
+            loop.call_soon_threadsafe(settle, error)
+
+    threading.Thread(target=run, name="download", daemon=True).start()
+    return done
+
+
+def history_events(event: Any, memory: SessionMemory | None = None) -> list[EngineEvent]:
+    """Stored-not-announced messages, edits and revokes, and contact names from one
+    history sync chunk; its polls' options are remembered for the votes to come."""
+    batch = history.history_batch(event)
     out: list[EngineEvent] = []
+    if memory is not None:
+        for poll_id, options in batch.polls.items():
+            memory.remember_poll(poll_id, options)
+        out.extend(memory.learn(batch.lids))
     for item in batch.messages:
-        assert isinstance(item.event, MessageReceived)
-        content = dict(item.event.content)
-        if item.media is not None:
-            # Old media is not fetched: a history chunk can name thousands.
-            content["mediaError"] = "not downloaded: media from a history sync"
-        out.append(replace(item.event, content=content, history=True))
+        if not isinstance(item.event, MessageReceived) or item.media is None:
+            out.append(item.event)
+            continue
+        # Old media is not fetched: a history chunk can name thousands.
+        content = {**item.event.content, "mediaError": "not downloaded: media from a history sync"}
+        out.append(replace(item.event, content=content))
     if batch.names:
         out.append(ContactsSeen(batch.names))
     return out

@@ -1,0 +1,102 @@
+"""Translation of a history sync chunk (what the phone hands a newly linked device):
+its messages, edits and revokes, contact names, polls, and the LIDs it maps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from openwa.engines.base import MessageEdited, MessageReceived, MessageRevoked
+from openwa.engines.whatsmeow.translate import (
+    Address,
+    Inbound,
+    Where,
+    is_lid,
+    poll_options,
+    timestamp_of,
+    translate_message,
+)
+from openwa.kit.chat_ids import GROUP_SUFFIX
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryBatch:
+    # messages, edits and revokes (all with `history`), in the chunk's order
+    messages: list[Inbound]
+    # chat id -> name, from conversations and push names
+    names: dict[str, str]
+    # option names by hash of the polls in this chunk, by poll id
+    polls: dict[str, dict[bytes, str]] = field(default_factory=dict)
+    # (phone id, LID) pairs the chunk maps
+    lids: list[tuple[str, str]] = field(default_factory=list)
+
+
+_HISTORY_EVENTS = (MessageReceived, MessageRevoked, MessageEdited)
+
+
+def _plain(text: str) -> str:
+    """A JID's text without its device part (`123:4@s.whatsapp.net` -> `123@...`)."""
+    user, _, server = text.partition("@")
+    return f"{user.partition(':')[0]}@{server}" if server else text
+
+
+def _history_phones(data: Any) -> dict[str, str]:
+    """LID -> phone id, from a chunk's mapping table and its conversations."""
+    phones: dict[str, str] = {}
+    found = [(m.pnJID, m.lidJID) for m in data.phoneNumberToLidMappings]
+    found += [(c.pnJID, c.lidJID or c.ID) for c in data.conversations]
+    for phone, lid in found:
+        if phone and is_lid(_plain(lid)) and not is_lid(_plain(phone)):
+            phones[_plain(lid)] = _plain(phone)
+    return phones
+
+
+def _history_address(chat_id: str | None, phones: dict[str, str]) -> Address:
+    if chat_id is None:
+        return Address(None)
+    chat_id = _plain(chat_id)
+    phone = phones.get(chat_id)
+    return Address(phone, chat_id) if phone else Address(chat_id)
+
+
+def history_batch(event: Any) -> HistoryBatch:
+    """Messages and names from a neonize `HistorySyncEv` (one chunk of many), LID
+    chats and senders named by phone where the chunk maps them."""
+    data = event.Data
+    phones = _history_phones(data)
+    names: dict[str, str] = {}
+    for pushname in data.pushnames:
+        if pushname.ID and pushname.pushname:
+            names[_history_address(pushname.ID, phones).id or pushname.ID] = pushname.pushname
+    batch = HistoryBatch([], names, lids=[(phone, lid) for lid, phone in phones.items()])
+    for conversation in data.conversations:
+        if not conversation.ID:
+            continue
+        chat = _history_address(conversation.ID, phones)
+        if conversation.name and conversation.ID.endswith(GROUP_SUFFIX):
+            names[conversation.ID] = conversation.name
+        for item in conversation.messages:
+            _history_message(batch, chat, item.message, phones)
+    return batch
+
+
+def _history_message(batch: HistoryBatch, chat: Address, web: Any, phones: dict[str, str]) -> None:
+    key = web.key
+    sender = Address(None)
+    if not key.fromMe:
+        sender = _history_address(key.participant or web.participant or chat.lid or chat.id, phones)
+    where = Where(
+        chat=chat,
+        sender=sender,
+        from_me=bool(key.fromMe),
+        id=key.ID,
+        timestamp=timestamp_of(web.messageTimestamp, milliseconds=False),
+        push_name=web.pushName or None,
+        history=True,
+    )
+    translated = translate_message(web.message, where)
+    if translated is not None and isinstance(translated.event, _HISTORY_EVENTS):
+        batch.messages.append(translated)
+    options = poll_options(web.message)
+    if options is not None and key.ID:
+        batch.polls[key.ID] = options

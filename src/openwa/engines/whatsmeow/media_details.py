@@ -1,0 +1,158 @@
+"""What WhatsApp shows of a media message before it is downloaded: the picture's size,
+a small JPEG thumbnail, a clip's length, a voice note's waveform.
+
+Read in the worker from the file a send hands over, before the upload and outside the
+session's command lock: image sizes from the header (`media.probe`), the rest from
+`ffprobe`/`ffmpeg` (which neonize needs anyway) under a CPU, memory and time cap. The
+file has already passed our ingestion caps; still, none of this may fail a send: what
+cannot be read is left out, and WhatsApp shows the message without it.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import json
+import logging
+import resource
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from openwa.media.probe import image_size
+
+log = logging.getLogger("openwa.whatsmeow.worker")
+
+THUMBNAIL_SIDE = 72  # pixels on the longer side, as WhatsApp's own clients send
+WAVEFORM_BARS = 64  # one byte each, 0 to 100
+_TIMEOUT_S = 30.0
+_CPU_S = 20
+_MEMORY = 512 * 1024 * 1024
+_WAVEFORM_RATE = 8000  # samples per second: plenty for 64 bars
+_WAVEFORM_MAX_S = 1800
+
+
+@dataclass(frozen=True, slots=True)
+class MediaDetails:
+    width: int | None = None
+    height: int | None = None
+    seconds: int | None = None
+    thumbnail: bytes | None = None
+    waveform: bytes | None = None
+
+
+def describe(path: Path, kind: str, mimetype: str) -> MediaDetails:
+    """The details WhatsApp shows for a `kind` (`image`, `video`, `voice`, ...) of media."""
+    try:
+        if kind in ("image", "sticker"):
+            size = image_size(path, mimetype)
+            width, height = size if size else (None, None)
+            thumbnail = _thumbnail(path) if kind == "image" else None
+            return MediaDetails(width, height, thumbnail=thumbnail)
+        if kind == "video":
+            width, height, seconds = _probe(path, video=True)
+            return MediaDetails(width, height, seconds, thumbnail=_thumbnail(path))
+        if kind in ("audio", "voice"):
+            _w, _h, seconds = _probe(path, video=False)
+            waveform = _waveform(path) if kind == "voice" else None
+            return MediaDetails(seconds=seconds, waveform=waveform)
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        log.info("no media details for a %s (%s): %s", kind, mimetype, exc)
+    return MediaDetails()
+
+
+_LIMITS = (
+    (resource.RLIMIT_AS, (_MEMORY, _MEMORY)),
+    (resource.RLIMIT_CPU, (_CPU_S, _CPU_S + 1)),
+    (resource.RLIMIT_CORE, (0, 0)),
+)
+
+
+def _run(tool: str, *args: str) -> bytes:
+    """The tool's output. Its caps are set on the running child (`prlimit`), not by a
+    `preexec_fn`: this process runs Go's threads, and Python code between fork and exec
+    is not safe there. The child is still starting ffmpeg when they apply."""
+    binary = shutil.which(tool)
+    if binary is None:
+        raise OSError(f"{tool} is not installed")
+    # One decoding thread: each thread's stacks would count against the memory cap.
+    extra = ["-nostdin", "-threads", "1"] if tool == "ffmpeg" else []
+    command = [binary, "-v", "error", *extra, *args]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    with child:
+        for limit, value in _LIMITS:
+            with contextlib.suppress(ProcessLookupError):
+                resource.prlimit(child.pid, limit, value)
+        try:
+            out, _ = child.communicate(timeout=_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            raise
+    if child.returncode:
+        raise subprocess.CalledProcessError(child.returncode, tool)
+    return out
+
+
+def _probe(path: Path, *, video: bool) -> tuple[int | None, int | None, int | None]:
+    """(width, height, whole seconds) of the first video stream and the container."""
+    args = ["-show_entries", "format=duration", "-of", "json"]
+    if video:
+        args = ["-select_streams", "v:0", "-show_entries", "stream=width,height", *args]
+    found = json.loads(_run("ffprobe", *args, str(path)))
+    stream = (found.get("streams") or [{}])[0]
+    duration = (found.get("format") or {}).get("duration")
+    seconds = round(float(duration)) if duration not in (None, "N/A") else None
+    return stream.get("width"), stream.get("height"), seconds
+
+
+def _thumbnail(path: Path) -> bytes | None:
+    side = THUMBNAIL_SIDE
+    scale = f"scale={side}:{side}:force_original_aspect_ratio=decrease"
+    jpeg = _run(
+        "ffmpeg",
+        "-i",
+        str(path),
+        "-frames:v",
+        "1",
+        "-vf",
+        scale,
+        "-q:v",
+        "5",
+        "-f",
+        "image2",
+        "-c:v",
+        "mjpeg",
+        "pipe:1",
+    )
+    return jpeg if jpeg.startswith(b"\xff\xd8") else None
+
+
+def _waveform(path: Path) -> bytes | None:
+    """64 bars of the note's loudness (mean amplitude per slice), the loudest 100."""
+    pcm = _run(
+        "ffmpeg",
+        "-i",
+        str(path),
+        "-t",
+        str(_WAVEFORM_MAX_S),
+        "-ac",
+        "1",
+        "-ar",
+        str(_WAVEFORM_RATE),
+        "-f",
+        "s16le",
+        "-acodec",
+        "pcm_s16le",
+        "pipe:1",
+    )
+    samples = array.array("h")
+    samples.frombytes(pcm[: len(pcm) - len(pcm) % 2])
+    if len(samples) < WAVEFORM_BARS:
+        return None
+    step = len(samples) // WAVEFORM_BARS
+    bars = [
+        sum(abs(s) for s in samples[i * step : (i + 1) * step]) / step for i in range(WAVEFORM_BARS)
+    ]
+    loudest = max(bars) or 1.0
+    return bytes(round(100 * bar / loudest) for bar in bars)
