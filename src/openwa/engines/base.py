@@ -342,6 +342,16 @@ SendResult = str | None | BaseException
 
 
 @runtime_checkable
+class ResendsSafely(Protocol):
+    """A client whose sends carry our message id (the mock, Baileys): a send cut short by a
+    crash can go again, since recipients drop the duplicate. Sends of any other client
+    (whatsmeow, whatsapp-web.js) that may have gone out are never repeated by themselves:
+    they fail with `SEND_OUTCOME_UNKNOWN`."""
+
+    resends_safely: bool
+
+
+@runtime_checkable
 class BatchSender(Protocol):
     """A client that can hand a run of messages to WhatsApp at once (the mock engine).
 

@@ -22,10 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from openwa.db.models import MessageRow, OutboxJobRow, SessionRow
 from openwa.engines.base import (
     ENGINE_ERROR,
+    SEND_OUTCOME_UNKNOWN,
     BatchSender,
     EngineClient,
     EngineEvent,
     OutgoingMessage,
+    ResendsSafely,
     SendFailed,
     SendResult,
 )
@@ -64,6 +66,7 @@ _BATCH = 64
 _IDLE_WAIT_S = 0.5
 _SWEEP_EVERY_S = 5.0
 _SENT = [MessageStatus.SENT]
+_IN_DOUBT = "a send in progress was cut short (crash or stop); it may have gone out, so it is not sent again"
 
 
 class SendWorker:
@@ -118,7 +121,8 @@ class SendWorker:
 
     async def stop(self) -> None:
         await self._loop.stop()
-        # A send cut short may have reached the engine: it goes again with the same id.
+        # A send cut short may have reached the engine: it goes again with the same id,
+        # or, for an engine that cannot resend safely, fails as SEND_OUTCOME_UNKNOWN.
         await self.release_claims()
 
     async def _run(self) -> None:
@@ -193,9 +197,15 @@ class SendWorker:
             and client is not None
             and session_id in self._runtime.ready_sessions()
         ):
+            safe = isinstance(client, ResendsSafely) and client.resends_safely
             outgoing: list[OutgoingMessage] = []
             unsendable: SendFailed | None = None
-            for _job, message in sending:
+            for job, message in sending:
+                if job.handed_at is not None and not safe:
+                    # Handed over before a crash or a stop: it may have gone out under an
+                    # id we never learned. Never twice: the client decides.
+                    unsendable = SendFailed(_IN_DOUBT, retryable=False, code=SEND_OUTCOME_UNKNOWN)
+                    break
                 try:
                     outgoing.append(await self._outgoing(message))
                 except (UnknownContent, KeyError, TypeError, ValueError) as exc:
@@ -203,6 +213,8 @@ class SendWorker:
                     reason = f"the stored message cannot be sent: {exc!r}"
                     unsendable = SendFailed(reason, retryable=False)
                     break
+            if outgoing and not safe:
+                await self._mark_handed([job.id for job, _m in sending[: len(outgoing)]])
             outcomes = await self._hand_over(client, outgoing, session_id) if outgoing else []
             went_all = not any(isinstance(out, BaseException) for out in outcomes)
             if unsendable is not None and went_all and len(outcomes) == len(outgoing):
@@ -232,6 +244,14 @@ class SendWorker:
         await self._record(session, finished, sending, outcomes)
         if held and session is not None and self._apply_reports is not None:
             await self._apply_reports(session, list(held))
+
+    async def _mark_handed(self, job_ids: list[int]) -> None:
+        """Record, durably and before the engine sees them, that these jobs go out now
+        (one transaction per run, only for engines that cannot resend safely)."""
+        async with self._db() as db, db.begin():
+            await db.execute(
+                update(OutboxJobRow).where(OutboxJobRow.id.in_(job_ids)).values(handed_at=utcnow())
+            )
 
     @staticmethod
     async def _hand_over(
@@ -315,9 +335,22 @@ class SendWorker:
                 else:
                     retryable, code = True, ENGINE_ERROR
                     reason = f"{type(error).__name__}: {error}"
-                await self._failed(db, job, reason, retryable=retryable, code=code)
+                # Only the engine's own `SendFailed` says the message did not go.
+                await self._failed(
+                    db,
+                    job,
+                    reason,
+                    retryable=retryable,
+                    code=code,
+                    not_sent=isinstance(error, SendFailed),
+                )
             if not_tried:
                 await outbox.release(db, not_tried, self._worker_id)
+                await db.execute(
+                    update(OutboxJobRow)
+                    .where(OutboxJobRow.id.in_(not_tried))
+                    .values(handed_at=None)  # never reached the engine
+                )
 
     @staticmethod
     async def _mark_sent(
@@ -382,7 +415,14 @@ class SendWorker:
         return OutgoingMessage(message.id, message.chat_id, content)
 
     async def _failed(
-        self, db: AsyncSession, job: OutboxJobRow, reason: str, *, retryable: bool, code: str
+        self,
+        db: AsyncSession,
+        job: OutboxJobRow,
+        reason: str,
+        *,
+        retryable: bool,
+        code: str,
+        not_sent: bool,
     ) -> None:
         """An attempt that failed: retried after a backoff, or the message fails."""
         row = await db.get(OutboxJobRow, job.id)
@@ -391,6 +431,8 @@ class SendWorker:
         row.attempts += 1
         row.last_error = reason
         if retryable and row.attempts < self._max_attempts:
+            if not_sent:
+                row.handed_at = None  # the engine said it did not go: safe to try again
             delay = backoff_s(row.attempts - 1, self._backoff_base_s, self._backoff_max_s)
             # The lease doubles as the wait: the session's later jobs wait behind it.
             row.locked_until = utcnow() + timedelta(seconds=delay)

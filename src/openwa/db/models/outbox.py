@@ -25,4 +25,7 @@ class OutboxJobRow(Base):
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     locked_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Set just before the job goes to an engine that cannot resend under our id (whatsmeow):
+    # a job claimed again with this set may have gone out, so it is never sent again.
+    handed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

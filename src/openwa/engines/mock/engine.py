@@ -104,6 +104,9 @@ class MockClient:
         self._auth_delay_s = auth_delay_s
         self._ack_delay_s = ack_delay_s
         self._own_ids = own_ids
+        # Under our ids a resend is dropped by the recipient; under ids of its own (as
+        # whatsmeow) it would arrive twice.
+        self.resends_safely = not own_ids
         self._link_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._awaiting_link = False

@@ -1,0 +1,58 @@
+"""A send cut short by a crash or a stop, on an engine that cannot resend under our id
+(whatsmeow; the mock with `MOCK_ENGINE_IDS=own`): it may have gone out under an id we
+never learned, so it is not sent again but fails with `SEND_OUTCOME_UNKNOWN`. Under our
+own ids (the mock's default) the same send goes again: recipients drop the duplicate.
+
+The crash is set up as the sender leaves it: the job marked handed over, not done."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from openwa.db.models import OutboxJobRow
+from tests.fixtures.app import AppFactory
+from tests.messages.support import (
+    get_message,
+    plus,
+    ready_pair,
+    send_text,
+    transmitted,
+    transmitted_ids,
+    wait_sent,
+)
+
+
+@pytest.mark.parametrize("engine_ids", ["own", "ours"])
+async def test_a_send_handed_over_before_a_crash_is_never_sent_twice(
+    app_factory: AppFactory, engine_ids: str
+) -> None:
+    async with app_factory.running(mock_engine_ids=engine_ids, mock_ack_delay_ms=0) as api:
+        _alice, bob = await ready_pair(api)
+        # A normal send on an engine that cannot resend safely is marked before it goes.
+        first = await send_text(api, "alice", plus(bob), "first")
+        await wait_sent(api, "alice", first["id"])
+        async with api.services.db() as db:
+            query = select(OutboxJobRow.handed_at).where(OutboxJobRow.message_id == first["id"])
+            handed_at = (await db.execute(query)).scalar_one()
+        assert (handed_at is not None) == (engine_ids == "own")
+
+        later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+        cut = await send_text(api, "alice", plus(bob), "cut short", sendAt=later)
+        async with api.services.db() as db, db.begin():
+            await db.execute(
+                update(OutboxJobRow)
+                .where(OutboxJobRow.message_id == cut["id"])
+                .values(handed_at=datetime.now(UTC), due_at=datetime.now(UTC))
+            )
+        assert await api.services.sender.run_once() == 1
+        message = await get_message(api, "alice", cut["id"])
+        went = await transmitted(api, "alice")
+        if engine_ids == "own":
+            assert (message["status"], message["errorCode"]) == ("failed", "SEND_OUTCOME_UNKNOWN")
+            assert len(went) == 1  # only the first: the cut-short send is not repeated
+        else:
+            assert message["status"] != "failed"
+            assert transmitted_ids(went) == [first["id"], cut["id"]]
