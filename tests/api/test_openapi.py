@@ -148,6 +148,15 @@ async def test_every_route_is_described(api: Api) -> None:
         assert operation.get("tags"), (method, path)
 
 
+async def test_sections_keep_their_reading_order(api: Api) -> None:
+    """Routers are matched hottest first; the document lists every tag in TAG_ORDER."""
+    document = await spec(api)
+    tags = [tag["name"] for tag in document["tags"]]
+    used = {tag for _, _, operation in operations(document) for tag in operation["tags"]}
+    assert tags[0] == "health"
+    assert set(tags) == used
+
+
 def contract_codes() -> set[str]:
     """Every code the server can put in an error envelope."""
     codes = {

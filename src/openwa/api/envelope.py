@@ -68,9 +68,9 @@ _OK_HEAD = b'{"success":true,"data":'
 def ok_json(data: bytes, status: int = 200) -> Response:
     """The envelope around `data`, already rendered as JSON: for hot reads whose data is
     rendered once and kept (the session directory's views), so only `meta` is new."""
-    body = b"".join(
-        (_OK_HEAD, data, b',"meta":', orjson.dumps(meta().model_dump(by_alias=True)), b"}")
-    )
+    # `meta` as `Meta` renders it, without building the model.
+    rendered_meta = orjson.dumps({"timestamp": iso(utcnow()), "requestId": request_id_var.get()})
+    body = b"".join((_OK_HEAD, data, b',"meta":', rendered_meta, b"}"))
     return Response(body, status, media_type="application/json")
 
 

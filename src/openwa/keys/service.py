@@ -33,6 +33,8 @@ log = structlog.get_logger(__name__)
 # How long a key lookup is cached. Deleting a key evicts it at once (everywhere, with
 # Redis); this bounds only what another process could still see.
 _AUTH_TTL_S = 30.0
+# Parsed principals kept by their cached entry (a frozen Principal is shared by requests).
+_PARSED_MAX = 1024
 
 
 def _cache_key(key_hash: str) -> str:
@@ -116,6 +118,7 @@ class KeyService:
     def __init__(self, cache: Cache, *, read: async_sessionmaker[AsyncSession]) -> None:
         self._read = read
         self._cache = cache
+        self._parsed: dict[bytes, Principal] = {}
         self._revocation_listeners: list[RevocationListener] = []
 
     def add_revocation_listener(self, listener: RevocationListener) -> None:
@@ -146,7 +149,7 @@ class KeyService:
         key_hash = hash_key(raw_key)
         cached = await self._cached(key_hash)
         if cached is not None:
-            data = orjson.loads(cached)
+            principal = self._parsed.get(cached) or self._parse(cached)
         else:
             async with self._read() as db:
                 row = await ApiKeyRepository(db).by_hash(key_hash)
@@ -155,8 +158,17 @@ class KeyService:
             data = _cached_form(row)
             with contextlib.suppress(Exception):  # a cache that is down only costs speed
                 await self._cache.set(_cache_key(key_hash), orjson.dumps(data), _AUTH_TTL_S)
-        principal = _principal(data)
+            principal = _principal(data)
         principal.require_usable(utcnow(), address)
+        return principal
+
+    def _parse(self, cached: bytes) -> Principal:
+        """The principal of a cached entry, kept by the entry's bytes: they hold all it is
+        made of, so a changed key (a new entry) can never get an old principal."""
+        principal = _principal(orjson.loads(cached))
+        if len(self._parsed) >= _PARSED_MAX:
+            self._parsed.clear()
+        self._parsed[cached] = principal
         return principal
 
     async def _cached(self, key_hash: str) -> bytes | None:

@@ -11,15 +11,17 @@ ULID_PATTERN = "[0-9A-HJKMNP-TV-Z]{26}"
 SESSION_ID_RE = re.compile(rf"^ses_{ULID_PATTERN}$")
 
 
+# Two characters per 10 bits: 13 lookups per id instead of 26 (every request and every
+# event makes one).
+_PAIRS = [high + low for high in _CROCKFORD for low in _CROCKFORD]
+_PAIR_SHIFTS = range(120, -10, -10)
+
+
 def ulid(now_ms: int | None = None) -> str:
     """48 bits of milliseconds then 80 random bits, in Crockford base32 (26 characters)."""
     ms = int(time.time() * 1000) if now_ms is None else now_ms
     value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _PAIR_SHIFTS])
 
 
 def new_id(prefix: str) -> str:

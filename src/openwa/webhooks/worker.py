@@ -61,6 +61,42 @@ SLOW_AFTER_S = 1.0
 SLOW_PER_SLOT = 4
 # Time for the database work of a lane, on top of its requests, in its lease.
 _LEASE_MARGIN_S = 60.0
+# Rendered event bodies kept for the other webhooks of the same events (see `_Bodies`).
+_BODIES_MAX = 4096
+_BODY_TTL_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Body:
+    """An event as it is posted: its id (the `webhook-id`) and its signed JSON."""
+
+    event_id: str
+    json: bytes
+
+
+class _Bodies:
+    """Event bodies by cursor, shared by the lanes: an event that goes to ten webhooks
+    is read and rendered once, not once per webhook. Logged events never change; an
+    entry is kept at most `_BODY_TTL_S`, far inside any retention, so an event deleted
+    since is not delivered from here."""
+
+    def __init__(self) -> None:
+        self._items: dict[int, tuple[float, _Body]] = {}
+
+    def get(self, cursor: int, now: float) -> _Body | None:
+        item = self._items.get(cursor)
+        return item[1] if item is not None and item[0] > now else None
+
+    def put(self, cursor: int, body: _Body, now: float) -> None:
+        if len(self._items) >= _BODIES_MAX:
+            live = {c: item for c, item in self._items.items() if item[0] > now}
+            # Oldest first (insertion order): keep the newer half when all are live.
+            self._items = (
+                live
+                if len(live) < _BODIES_MAX // 2
+                else dict(list(live.items())[-(_BODIES_MAX // 2) :])
+            )
+        self._items[cursor] = (now + _BODY_TTL_S, body)
 
 
 @dataclass(eq=False)
@@ -118,6 +154,7 @@ class DeliveryWorker:
         self._http: aiohttp.ClientSession | None = None
         self._loop = BackgroundTask("delivery-worker", self._run)
         self._lanes: dict[str, _Lane] = {}
+        self._bodies = _Bodies()
         self._claiming = asyncio.Lock()
         # Set when a dispatch found no free slot (a webhook may be waiting for one):
         # lanes then end after their round instead of claiming their next one.
@@ -321,14 +358,23 @@ class DeliveryWorker:
         Successes are recorded a batch at a time: a crash before the record means a
         redelivery with the same `webhook-id` (at least once), never a loss.
         """
+        now = time.monotonic()
+        bodies: dict[int, _Body] = {}
+        for delivery in run:
+            if (body := self._bodies.get(delivery.event_cursor, now)) is not None:
+                bodies[delivery.event_cursor] = body
         async with self._read() as db:
             hook = await db.get(WebhookRow, run[0].webhook_id)
-            cursors = [d.event_cursor for d in run]
-            found = await db.execute(select(EventRow).where(EventRow.cursor.in_(cursors)))
-            events = {row.cursor: row for row in found.scalars()}
+            missing = [d.event_cursor for d in run if d.event_cursor not in bodies]
+            if missing:
+                found = await db.execute(select(EventRow).where(EventRow.cursor.in_(missing)))
+                for row in found.scalars():
+                    body = _Body(row.id, orjson.dumps(from_row(row).envelope()))
+                    self._bodies.put(row.cursor, body, now)
+                    bodies[row.cursor] = body
         succeeded: list[tuple[DeliveryRow, int, int]] = []
         for index, delivery in enumerate(run):
-            event = events.get(delivery.event_cursor)
+            event = bodies.get(delivery.event_cursor)
             if hook is None or event is None:
                 gone = _Failure(delivery, None, "event or webhook no longer exists", 0, final=True)
                 await self._record([], gone)
@@ -348,7 +394,7 @@ class DeliveryWorker:
             return
         await self._record(succeeded, None)
 
-    async def _timed_post(self, lane: _Lane, hook: WebhookRow, event: EventRow) -> _Answer:
+    async def _timed_post(self, lane: _Lane, hook: WebhookRow, event: _Body) -> _Answer:
         """A POST during which the lane is in flight (and may turn slow)."""
         lane.since = time.monotonic()
         try:
@@ -360,14 +406,14 @@ class DeliveryWorker:
                 lane.slow = False
                 self._changed.set()
 
-    async def _post(self, hook: WebhookRow, event: EventRow) -> _Answer:
+    async def _post(self, hook: WebhookRow, event: _Body) -> _Answer:
         """One signed POST, never following a redirect.
 
         A 3xx is a failed attempt (as Stripe and GitHub treat it), kept with the
         `Location` it pointed to: following it would send the signed body and the
         webhook's headers wherever the receiver says, a private address included.
         """
-        body = orjson.dumps(from_row(event).envelope())
+        body = event.json
         timestamp = int(time.time())
         secrets_ = [hook.secret]
         if (
@@ -379,9 +425,9 @@ class DeliveryWorker:
         headers = {
             **hook.headers,
             "Content-Type": "application/json",
-            "webhook-id": event.id,
+            "webhook-id": event.event_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature_header(secrets_, event.id, timestamp, body),
+            "webhook-signature": signature_header(secrets_, event.event_id, timestamp, body),
         }
         started = time.perf_counter()
         status: int | None = None
