@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Test processes in parallel (pytest-xdist); every test has its own database and ports.
+# Test processes in parallel (pytest-xdist; `worksteal` evens out the long tests at the
+# end); every test has its own database and ports. `--durations` prints the slowest.
 JOBS ?= 2
 
 .PHONY: run test lint typecheck check install clean
@@ -27,7 +28,7 @@ run: $(STAMP)
 
 ## Lint, type-check and run every test (SQLite and PostgreSQL).
 test: $(STAMP) lint typecheck
-	$(BIN)/python -m pytest -n $(JOBS)
+	$(BIN)/python -m pytest -n $(JOBS) --dist worksteal --durations=25
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
