@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -55,10 +55,11 @@ EVENT_NAMES = (
 ONLY_WHEN_NAMED = frozenset({MESSAGE_UNKNOWN})
 
 
-def wanted(filters: Iterable[str], event: str) -> bool:
+def wanted(filters: Collection[str], event: str) -> bool:
     """Whether an event filter (`["*"]`, or names) takes `event`."""
-    names = set(filters)
-    return event in names or ("*" in names and event not in ONLY_WHEN_NAMED)
+    # Called per webhook for every event fanned out: filters are short lists, searched
+    # as they are rather than copied into a set each time.
+    return event in filters or ("*" in filters and event not in ONLY_WHEN_NAMED)
 
 
 @dataclass(frozen=True, slots=True)
