@@ -346,11 +346,6 @@ class SendWorker:
                 )
             if not_tried:
                 await outbox.release(db, not_tried, self._worker_id)
-                await db.execute(
-                    update(OutboxJobRow)
-                    .where(OutboxJobRow.id.in_(not_tried))
-                    .values(handed_at=None)  # never reached the engine
-                )
 
     @staticmethod
     async def _mark_sent(

@@ -127,11 +127,14 @@ async def release_all(db: AsyncSession, spec: QueueSpec[Any], worker: str) -> No
     )
 
 
-async def release(db: AsyncSession, model: Any, ids: Sequence[int], worker: str) -> None:
-    """Give back claimed rows that were not attempted (they keep their place)."""
+async def release(
+    db: AsyncSession, model: Any, ids: Sequence[int], worker: str, **reset: Any
+) -> None:
+    """Give back claimed rows that were not attempted (they keep their place); `reset`
+    names further columns a queue clears on rows it gives back."""
     if ids:
         await db.execute(
             update(model)
             .where(model.id.in_(ids), model.locked_by == worker)
-            .values(locked_until=None)
+            .values(locked_until=None, **reset)
         )

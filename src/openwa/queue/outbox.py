@@ -77,7 +77,8 @@ async def next_due(db: AsyncSession, sessions: Sequence[str], after: datetime) -
 
 
 async def release(db: AsyncSession, job_ids: Sequence[int], worker: str) -> None:
-    await release_rows(db, OutboxJobRow, job_ids, worker)
+    # A job given back never reached the engine: it is no longer in doubt.
+    await release_rows(db, OutboxJobRow, job_ids, worker, handed_at=None)
 
 
 async def job_for(db: AsyncSession, session_id: str, message_id: str) -> OutboxJobRow | None:

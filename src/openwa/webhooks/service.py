@@ -98,10 +98,6 @@ def new_delivery(webhook_id: str, event: EventRow) -> DeliveryRow:
     return DeliveryRow(**_delivery_values(webhook_id, event, utcnow()))
 
 
-def wants(webhook: WebhookRow, event: str) -> bool:
-    return wanted(webhook.events, event)
-
-
 class WebhookService:
     """Webhook use cases on the caller's unit of work (a request's, or a job's)."""
 
@@ -123,7 +119,7 @@ class WebhookService:
             for row in rows
             for hook in hooks
             if (hook.session_id is None or hook.session_id == row.session_id)
-            and wants(hook, row.event)
+            and wanted(hook.events, row.event)
         ]
         if deliveries:
             # One executemany for the whole fan-out.

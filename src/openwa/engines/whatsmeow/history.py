@@ -11,12 +11,11 @@ from openwa.engines.whatsmeow.translate import (
     Address,
     Inbound,
     Where,
-    is_lid,
     poll_options,
     timestamp_of,
     translate_message,
 )
-from openwa.kit.chat_ids import GROUP_SUFFIX
+from openwa.kit.chat_ids import GROUP_SUFFIX, is_lid
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,16 +45,13 @@ from openwa.engines.content import (
     Voice,
 )
 from openwa.engines.whatsmeow.media_details import MediaDetails
-from openwa.kit.chat_ids import GROUP_SUFFIX, USER_SUFFIX
+from openwa.kit.chat_ids import GROUP_SUFFIX, USER_SUFFIX, is_lid
 
 USER_SERVER = USER_SUFFIX[1:]
 log = logging.getLogger("openwa.whatsmeow.translate")
 
 # ---------------------------------------------------------------------------------------
 # Addresses
-
-LID_SERVER = "lid"
-_LID_SUFFIX = "@" + LID_SERVER
 
 
 def chat_id_of(jid: Any) -> str | None:
@@ -71,10 +68,6 @@ def jid_of(chat_id: str) -> Any:
     user, _, server = chat_id.partition("@")
     # RawAgent is a required field: neonize serializes every JID it is given.
     return neonize.JID(User=user, Server=server or USER_SERVER, Device=0, Integrator=0, RawAgent=0)
-
-
-def is_lid(chat_id: str | None) -> bool:
-    return chat_id is not None and chat_id.endswith(_LID_SUFFIX)
 
 
 @dataclass(frozen=True, slots=True)

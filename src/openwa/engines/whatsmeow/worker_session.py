@@ -55,6 +55,7 @@ from openwa.engines.base import (
 from openwa.engines.whatsmeow import history, notices, transfer, translate
 from openwa.engines.whatsmeow.go_maps import BoundedHold, GoMapsLock
 from openwa.engines.whatsmeow.session_memory import SessionMemory
+from openwa.kit.chat_ids import is_lid
 
 log = logging.getLogger("openwa.whatsmeow.worker")
 
@@ -614,7 +615,7 @@ class WorkerSession:
         return event
 
     async def _phone_of(self, chat_id: str | None) -> str | None:
-        if not translate.is_lid(chat_id):
+        if not is_lid(chat_id):
             return chat_id
         known = self.memory.phone_of(chat_id)
         if known != chat_id or not self.go_connected:
@@ -632,7 +633,7 @@ class WorkerSession:
         except Exception as exc:  # not in whatsmeow's store: the LID stays
             log.debug("no phone number for %s: %s", chat_id, exc)
             return chat_id
-        if not phone or translate.is_lid(phone):
+        if not phone or is_lid(phone):
             return chat_id
         self.memory.learn([(phone, chat_id)])
         return phone
