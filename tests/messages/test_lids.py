@@ -5,7 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from openwa.engines.base import ContactUpdated, MessageReceived
+from openwa.engines.base import (
+    CallReceived,
+    ChatUpdated,
+    ContactUpdated,
+    GroupUpdated,
+    MessageAck,
+    MessageEdited,
+    MessageReceived,
+    MessageRevoked,
+    PollVoted,
+    PresenceUpdated,
+    ReactionReceived,
+)
 from openwa.engines.mock.engine import MockClient
 from openwa.kit.clock import utcnow
 from openwa.kit.ids import whatsapp_message_id
@@ -190,3 +202,65 @@ async def test_contact_reports_rename_and_map_within_one_run(api: Api) -> None:
     assert [(c["id"], c["pushName"], c["lid"]) for c in contacts] == [
         (CAROL_ID, "Caroline", CAROL_LID)  # the name her messages carry
     ]
+
+
+async def test_every_report_naming_a_mapped_lid_names_the_phone_number(api: Api) -> None:
+    """Reactions, votes, edits, revokes, readers, presence, calls, chat and group changes
+    and mentions: once a LID is mapped, events say the phone number, whatever WhatsApp
+    addressed."""
+    bob = await ready_session(api, "bob")
+    await announce(api, "bob", CAROL_LID, CAROL_ID)
+    sent = await send_text(api, "bob", CAROL_ID, "hello")
+    await wait_sent(api, "bob", sent["id"])
+    client = api.services.runtime.client(bob["id"])
+    assert isinstance(client, MockClient)
+    at = utcnow()
+    reports = [
+        ReactionReceived(sent["id"], CAROL_LID, CAROL_LID, "👍"),
+        PollVoted("poll-1", CAROL_LID, CAROL_LID, ["a"]),
+        MessageEdited("m-1", CAROL_LID, CAROL_LID, "new text", at),
+        MessageRevoked("m-2", CAROL_LID, by=CAROL_LID),
+        MessageAck(sent["id"], GROUP, "read", by=CAROL_LID),
+        PresenceUpdated(CAROL_LID, CAROL_LID, "composing"),
+        CallReceived("call-1", CAROL_LID, False, False, at),
+        ChatUpdated(CAROL_LID, ephemeral_seconds=86400),
+        GroupUpdated(GROUP, "add", [CAROL_LID, DAN_LID], by=CAROL_LID),
+        MessageReceived(
+            id=whatsapp_message_id(),
+            chat_id=GROUP,
+            sender=DAN_ID,
+            type="text",
+            content={"text": "hi @carol", "mentions": [CAROL_LID, DAN_LID]},
+            timestamp=at,
+        ),
+    ]
+    async with recording(api) as events:
+        for report in reports:
+            await client.emit(report)
+        seen = {
+            name: (await events.one(is_event(name, bob["id"]))).data
+            for name in (
+                "message.reaction",
+                "message.poll_vote",
+                "message.edited",
+                "message.revoked",
+                "presence.update",
+                "call.received",
+                "chat.update",
+                "group.update",
+                "message.received",
+            )
+        }
+        read = await events.one(is_event("message.ack", bob["id"], status="read"))
+    for name in ("message.reaction", "message.poll_vote", "message.edited", "presence.update"):
+        assert (seen[name]["chatId"], seen[name]["from"]) == (CAROL_ID, CAROL_ID), name
+    assert (seen["message.revoked"]["chatId"], seen["message.revoked"]["by"]) == (CAROL_ID,) * 2
+    assert seen["call.received"]["from"] == CAROL_ID
+    assert seen["chat.update"]["chatId"] == CAROL_ID
+    # Only the mapped LID changes; an unmapped one stays as WhatsApp said it.
+    assert seen["group.update"]["participants"] == [CAROL_ID, DAN_LID]
+    assert seen["group.update"]["by"] == CAROL_ID
+    assert seen["message.received"]["mentions"] == [CAROL_ID, DAN_LID]
+    assert read.data["by"] == CAROL_ID
+    stored = await get_message(api, "bob", seen["message.received"]["id"])
+    assert stored["mentions"] == [CAROL_ID, DAN_LID]

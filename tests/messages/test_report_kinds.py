@@ -5,6 +5,7 @@ databases, in the batched runs the runtime hands over."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -121,6 +122,19 @@ async def test_edits_history_revokes_poll_votes_and_unknown_messages(api: Api) -
         {"pollId": "3EB0UNKNOWN", "chatId": ANN, "from": ANN, "selected": []},
     ]
     assert (await get_message(api, row.id, "3EB0P1"))["type"] == "poll"
+
+    # Options an engine could only give as hashes are named from the stored poll.
+    lunch = {"poll": {"question": "Lunch?", "options": ["Pizza", "Sushi"], "selectableCount": 2}}
+    poll = MessageReceived("3EB0P2", ANN, ANN, "poll", lunch, AT)
+    hashes = [hashlib.sha256(name.encode()).hexdigest() for name in ("Sushi", "Pizza")]
+    await apply(api, row, poll, PollVoted("3EB0P2", ANN, ANN, [], option_hashes=hashes))
+    # A hash no option has, or a poll never stored: not announced (names are the event).
+    await apply(api, row, PollVoted("3EB0P2", ANN, ANN, [], option_hashes=["00" * 32]))
+    await apply(api, row, PollVoted("3EB0NONE", ANN, ANN, [], option_hashes=hashes))
+    votes = [e["data"] for e in await logged(api, row.id, "message.poll_vote")]
+    assert votes[2:] == [
+        {"pollId": "3EB0P2", "chatId": ANN, "from": ANN, "selected": ["Sushi", "Pizza"]}
+    ]
 
     # An unknown message: stored with its raw type, announced only to who names it.
     unknown = MessageReceived("3EB0U1", ANN, ANN, "unknown", {}, AT, raw_type="someNewMessage")

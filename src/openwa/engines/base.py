@@ -149,12 +149,17 @@ class MessageEdited:
 
 @dataclass(frozen=True, slots=True)
 class PollVoted:
-    """A (decrypted) vote on poll `poll_id`: the option names now selected (none: retracted)."""
+    """A (decrypted) vote on poll `poll_id`: the option names now selected (none: retracted).
+
+    An engine that cannot name the options (whatsmeow once its worker restarted: votes
+    name options by hash, and the poll was seen before) gives `option_hashes` instead,
+    the hex SHA-256 of each chosen name; the core names them from the stored poll."""
 
     poll_id: str
     chat_id: str
     sender: str | None
     selected: list[str]
+    option_hashes: list[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,14 +9,28 @@ number: one chat per person, as clients expect.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.db.models import ContactRow, MessageRow
 from openwa.db.models.message import LID_SENDER
+from openwa.engines.base import (
+    CallReceived,
+    ChatUpdated,
+    EngineEvent,
+    GroupUpdated,
+    MessageAck,
+    MessageEdited,
+    MessageRevoked,
+    PollVoted,
+    PresenceUpdated,
+    ReactionReceived,
+    ReadBySelf,
+)
 from openwa.kit.chat_ids import USER_SUFFIX, is_lid
 from openwa.kit.clock import utcnow
 
@@ -90,6 +104,33 @@ async def map_lid(db: AsyncSession, session_id: str, phone_id: str, lid: str) ->
     )
 
 
+# The fields of each report that name a person (or a chat) and may hold a LID; an
+# inbound message and a contact's update keep the LID beside the number, so they are
+# addressed where they are applied, not here.
+_ADDRESSES: dict[type[Any], tuple[str, ...]] = {
+    MessageAck: ("chat_id", "by"),
+    ReadBySelf: ("chat_id",),
+    MessageRevoked: ("chat_id", "by"),
+    MessageEdited: ("chat_id", "sender"),
+    PollVoted: ("chat_id", "sender"),
+    ReactionReceived: ("chat_id", "sender"),
+    PresenceUpdated: ("chat_id", "sender"),
+    CallReceived: ("sender",),
+    ChatUpdated: ("chat_id",),
+    GroupUpdated: ("by", "participants"),
+}
+
+
+def addresses_of(report: EngineEvent) -> Iterator[str | None]:
+    """The people and chats a report names in its address fields."""
+    for name in _ADDRESSES.get(type(report), ()):
+        value = getattr(report, name)
+        if isinstance(value, list):
+            yield from value
+        else:
+            yield value
+
+
 def lids_named(addresses: Iterable[str | None]) -> set[str]:
     return {address for address in addresses if address is not None and is_lid(address)}
 
@@ -120,3 +161,25 @@ class RunLids:
         if address in self.known:
             return self.known[address], address
         return address, lid
+
+    def by_phone_number(self, report: EngineEvent) -> EngineEvent:
+        """The report with every mapped LID in its address fields replaced by the phone
+        number (reactions, votes, edits, revokes, receipts' readers, presence, calls,
+        group changes): clients see one id per person whatever WhatsApp addressed."""
+        changes: dict[str, Any] = {}
+        for name in _ADDRESSES.get(type(report), ()):
+            value = getattr(report, name)
+            if isinstance(value, list):
+                mapped: Any = [self.known.get(item, item) for item in value]
+            else:
+                mapped = self.known.get(value, value) if value is not None else None
+            if mapped != value:
+                changes[name] = mapped
+        return replace(report, **changes) if changes else report
+
+    def mentions(self, content: dict[str, Any]) -> dict[str, Any]:
+        """Message content whose mentions name mapped LIDs by their phone numbers."""
+        named = content.get("mentions")
+        if not isinstance(named, list) or not any(item in self.known for item in named):
+            return content
+        return {**content, "mentions": [self.known.get(item, item) for item in named]}

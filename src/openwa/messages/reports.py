@@ -59,8 +59,9 @@ from openwa.media.links import MediaLinks
 from openwa.media.types import extension_for
 from openwa.messages.edits import apply_edit, edited_data
 from openwa.messages.engine_ids import EngineIds
-from openwa.messages.lids import RunLids, lid_pair, lids_named
+from openwa.messages.lids import RunLids, addresses_of, lid_pair, lids_named
 from openwa.messages.notices import announcement
+from openwa.messages.polls import option_names
 from openwa.messages.repository import MessageRepository, upsert_contact
 from openwa.messages.status import MessageStatus, parse, path, refused
 from openwa.messages.wire import ack_data, event_data
@@ -115,10 +116,15 @@ def _lids_named(reports: list[EngineEvent]) -> set[str]:
         match report:
             case MessageReceived():
                 named |= {report.chat_id, report.sender, report.chat_lid, report.sender_lid}
+                mentions = report.content.get("mentions")
+                if isinstance(mentions, list):
+                    named |= {item for item in mentions if isinstance(item, str)}
             case ContactUpdated():
                 named |= {report.contact_id, report.lid}
             case ContactsSeen():
                 named |= set(report.names)
+            case _:
+                named |= set(addresses_of(report))
     return lids_named(named)
 
 
@@ -234,6 +240,7 @@ class ReportApplier:
         report: EngineEvent,
         run: _Run,
     ) -> list[Event]:
+        report = run.lids.by_phone_number(report)
         match report:
             case MessageAck():
                 return await self._ack(db, session, report, run)
@@ -254,13 +261,7 @@ class ReportApplier:
                 }
                 return self._event(session, MESSAGE_REACTION, data, report.chat_id)
             case PollVoted():
-                vote = {
-                    "pollId": await self._our_id(db, session, report.poll_id),
-                    "chatId": report.chat_id,
-                    "from": report.sender,
-                    "selected": report.selected,
-                }
-                return self._event(session, MESSAGE_POLL_VOTE, vote, report.chat_id)
+                return await self._poll_vote(db, session, report)
             case PresenceUpdated() | CallReceived() | ChatUpdated() | GroupUpdated():
                 told = announcement(report)
                 return self._event(session, told.event, told.data, told.chat_id)
@@ -277,6 +278,30 @@ class ReportApplier:
         the engine's id when we have no such message."""
         target = await MessageRepository(db).find(session.id, self._ids.ours(session.id, engine_id))
         return target.id if target is not None else engine_id
+
+    async def _poll_vote(
+        self, db: AsyncSession, session: SessionRow, voted: PollVoted
+    ) -> list[Event]:
+        """A vote, by our id of its poll; options given as hashes are named from the
+        stored poll (a vote that cannot be named is logged and not announced: the
+        event's `selected` holds names)."""
+        poll = await MessageRepository(db).find(
+            session.id, self._ids.ours(session.id, voted.poll_id)
+        )
+        selected = voted.selected
+        if voted.option_hashes is not None:
+            named = option_names(poll.content if poll is not None else None, voted.option_hashes)
+            if named is None:
+                log.warning("poll_vote_unnamed", session_id=session.id, poll_id=voted.poll_id)
+                return []
+            selected = named
+        vote = {
+            "pollId": poll.id if poll is not None else voted.poll_id,
+            "chatId": voted.chat_id,
+            "from": voted.sender,
+            "selected": selected,
+        }
+        return self._event(session, MESSAGE_POLL_VOTE, vote, voted.chat_id)
 
     def _ignored(self, session: SessionRow, chat_id: str) -> bool:
         flag = _IGNORE_FLAGS.get(chat_kind(chat_id))
@@ -435,9 +460,12 @@ class ReportApplier:
         row.chat_id, row.chat_lid = run.lids.address(row.chat_id, row.chat_lid)
         if row.sender is not None:
             row.sender, row.sender_lid = run.lids.address(row.sender, row.sender_lid)
+        if row.content:
+            row.content = run.lids.mentions(row.content)
         if prepared.event is not None:
             shown = {"chatId": row.chat_id, "chatLid": row.chat_lid}
             shown |= {"from": row.sender, "fromLid": row.sender_lid}
+            shown["mentions"] = (row.content or {}).get("mentions")
             prepared.event.data.update({k: v for k, v in shown.items() if v is not None})
         return events
 

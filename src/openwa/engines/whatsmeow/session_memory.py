@@ -3,7 +3,8 @@ LIDs it has seen (and which pairs it already reported), the option names of poll
 name options only by hash), and the push names last seen (a change is a contact update).
 
 Kept in the worker's memory only: after a worker restart, a pair is reported once more
-and a vote on a poll from before the restart cannot be named (it is skipped, logged).
+and a vote on a poll from before the restart goes to the core by option hashes (it names
+them from the poll it stored).
 """
 
 from __future__ import annotations

@@ -546,16 +546,22 @@ def poll_options(message: Any) -> dict[bytes, str] | None:
     return {option_hash(o.optionName): o.optionName for o in poll.options}
 
 
-def poll_vote(ref: VoteRef, selected: Any, options: dict[bytes, str]) -> PollVoted | None:
+def poll_vote(ref: VoteRef, selected: Any, options: dict[bytes, str] | None) -> PollVoted | None:
     """The vote with its options named (`selected`: the hashes of a decrypted
-    `PollVoteMessage`); None when a hash names no option of the poll we know."""
+    `PollVoteMessage`); None when a hash names no option of the poll we know. A poll
+    this worker has not seen (it restarted since) passes the hashes on, for the core to
+    name from the poll it stored."""
+    chat_id = ref.chat.id or ""
+    if options is None:
+        hashes = [bytes(digest).hex() for digest in selected]
+        return PollVoted(ref.poll_id, chat_id, ref.sender.id, [], option_hashes=hashes)
     names: list[str] = []
     for digest in selected:
         name = options.get(bytes(digest))
         if name is None:
             return None
         names.append(name)
-    return PollVoted(ref.poll_id, ref.chat.id or "", ref.sender.id, names)
+    return PollVoted(ref.poll_id, chat_id, ref.sender.id, names)
 
 
 # ---------------------------------------------------------------------------------------

@@ -570,14 +570,12 @@ class WorkerSession:
 
     async def _vote(self, event: Any, vote: translate.VoteRef) -> list[EngineEvent]:
         """A poll vote, decrypted by the client (the key is in whatsmeow's store), its
-        options named from the poll as we saw it."""
+        options named from the poll as we saw it, or passed on as hashes when this
+        worker did not see the poll (the core names them from the stored poll)."""
         learned: list[EngineEvent] = list(
             self.memory.learn(translate.lid_pairs(vote.chat, vote.sender))
         )
         options = self.memory.polls.get(vote.poll_id)
-        if options is None:
-            log.info("vote on poll %s skipped: its options are not known here", vote.poll_id)
-            return learned
 
         def decrypt() -> Any:
             with self.go_call():
