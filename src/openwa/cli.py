@@ -15,6 +15,7 @@ from openwa.config import Settings
 from openwa.db.encryption import EncryptionKeyError
 from openwa.db.instance_lock import InstanceLocked
 from openwa.keys.principal import Role
+from openwa.kit.fields import present
 from openwa.kit.private_files import use_private_umask
 
 app = typer.Typer(help="OpenWA: a self-hosted WhatsApp HTTP API gateway.", no_args_is_help=True)
@@ -33,8 +34,8 @@ def serve(
     from openwa.app import create_app
     from openwa.logs import install_redaction
 
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    overrides = present({"host": host, "port": port})
+    settings = Settings(**overrides)
     config = uvicorn.Config(
         _OneLineRefusal(create_app(settings)),
         host=settings.host,

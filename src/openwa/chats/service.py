@@ -10,7 +10,7 @@ from openwa.chats.schemas import Chat, ChatRead, Presence, PresenceState
 from openwa.contacts.repository import ContactRepository
 from openwa.db.models import SessionRow
 from openwa.engines.registry import EngineRegistry
-from openwa.kit.chat_ids import GROUP_SUFFIX, is_lid, normalize_chat_id
+from openwa.kit.chat_ids import GROUP_SUFFIX, normalize_chat_id
 from openwa.kit.clock import utcnow
 from openwa.kit.pagination import PageParams
 from openwa.media.links import MediaLinks
@@ -56,10 +56,7 @@ class ChatService:
     ) -> tuple[list[Message], int]:
         """The chat's stored messages, newest first; an unknown chat is an empty page.
         A mapped LID names the phone number's chat, where its messages were merged."""
-        address = normalize_chat_id(chat_id)
-        if is_lid(address):
-            mapped = await ContactRepository(db).by_lid(session_id, address)
-            address = mapped.chat_id if mapped is not None else address
+        address = await ContactRepository(db).phone_id(session_id, normalize_chat_id(chat_id))
         rows, total = await ChatRepository(db).history(session_id, address, params)
         return [await message_schema(self._links, row) for row in rows], total
 

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from openwa.db.models import ContactRow
 from openwa.db.repository import Repository
+from openwa.kit.chat_ids import is_lid
 from openwa.kit.pagination import PageParams
 
 
@@ -33,6 +34,14 @@ class ContactRepository(Repository[ContactRow]):
             .limit(1)
         )
         return found.scalar_one_or_none()
+
+    async def phone_id(self, session_id: str, address: str) -> str:
+        """The phone-number id a mapped LID stands for (its messages were merged there);
+        any other address as given."""
+        if not is_lid(address):
+            return address
+        mapped = await self.by_lid(session_id, address)
+        return mapped.chat_id if mapped is not None else address
 
     async def display_names(self, session_id: str, chat_ids: Sequence[str]) -> dict[str, str]:
         """The name to show for each address that has one: saved name, else push name."""

@@ -13,6 +13,7 @@ from typing import Any
 from openwa.engines.base import CallReceived, ChatUpdated, GroupUpdated, PresenceUpdated
 from openwa.events.types import CALL_RECEIVED, CHAT_UPDATE, GROUP_UPDATE, PRESENCE_UPDATE
 from openwa.kit.clock import iso
+from openwa.kit.fields import present
 
 Notice = PresenceUpdated | CallReceived | ChatUpdated | GroupUpdated
 
@@ -26,11 +27,6 @@ class Announcement:
     chat_id: str
 
 
-def _present(data: dict[str, Any]) -> dict[str, Any]:
-    # Optional members are left out rather than sent as null, as the contract writes them.
-    return {key: value for key, value in data.items() if value is not None}
-
-
 def announcement(report: Notice) -> Announcement:
     data: dict[str, Any]
     match report:
@@ -41,7 +37,7 @@ def announcement(report: Notice) -> Announcement:
                 "presence": report.presence,
                 "lastSeen": iso(report.last_seen) if report.last_seen else None,
             }
-            return Announcement(PRESENCE_UPDATE, _present(data), report.chat_id)
+            return Announcement(PRESENCE_UPDATE, present(data), report.chat_id)
         case CallReceived():
             data = {
                 "callId": report.call_id,
@@ -59,7 +55,7 @@ def announcement(report: Notice) -> Announcement:
                 "pinned": report.pinned,
                 "muted": report.muted,
             }
-            return Announcement(CHAT_UPDATE, _present(data), report.chat_id)
+            return Announcement(CHAT_UPDATE, present(data), report.chat_id)
         case GroupUpdated():
             data = {
                 "groupId": report.group_id,

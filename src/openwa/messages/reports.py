@@ -55,6 +55,7 @@ from openwa.events.types import (
 )
 from openwa.kit.chat_ids import chat_kind
 from openwa.kit.clock import utcnow
+from openwa.kit.fields import present
 from openwa.media.links import MediaLinks
 from openwa.media.types import extension_for
 from openwa.messages.edits import apply_edit, edited_data
@@ -466,7 +467,7 @@ class ReportApplier:
             shown = {"chatId": row.chat_id, "chatLid": row.chat_lid}
             shown |= {"from": row.sender, "fromLid": row.sender_lid}
             shown["mentions"] = (row.content or {}).get("mentions")
-            prepared.event.data.update({k: v for k, v in shown.items() if v is not None})
+            prepared.event.data.update(present(shown))
         return events
 
     async def _contact_updated(

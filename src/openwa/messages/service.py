@@ -230,8 +230,8 @@ class MessageService:
         if not is_lid(chat_id):
             return chat_id, None
         async with self._read() as db:
-            mapped = await ContactRepository(db).by_lid(session_id, chat_id)
-        return (mapped.chat_id, chat_id) if mapped is not None else (chat_id, None)
+            mapped = await ContactRepository(db).phone_id(session_id, chat_id)
+        return (mapped, chat_id) if mapped != chat_id else (chat_id, None)
 
     async def _accept(
         self,

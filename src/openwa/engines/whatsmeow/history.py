@@ -89,7 +89,7 @@ def _history_message(batch: HistoryBatch, chat: Address, web: Any, phones: dict[
         sender=sender,
         from_me=bool(key.fromMe),
         id=key.ID,
-        timestamp=timestamp_of(web.messageTimestamp, milliseconds=False),
+        timestamp=timestamp_of(web.messageTimestamp),
         push_name=web.pushName or None,
         history=True,
     )

@@ -46,6 +46,7 @@ from openwa.engines.content import (
 )
 from openwa.engines.whatsmeow.media_details import MediaDetails
 from openwa.kit.chat_ids import GROUP_SUFFIX, USER_SUFFIX, is_lid
+from openwa.kit.fields import present
 
 USER_SERVER = USER_SUFFIX[1:]
 log = logging.getLogger("openwa.whatsmeow.translate")
@@ -218,15 +219,10 @@ def _card(contact: Any) -> dict[str, Any]:
     return card
 
 
-def timestamp_of(value: int, *, milliseconds: bool) -> datetime:
-    # neonize reports live messages in Unix milliseconds, history sync in seconds;
-    # 0 means "not given", and a time out of range is no reason to lose the message.
-    if value <= 0:
-        return datetime.now(UTC)
-    try:
-        return datetime.fromtimestamp(value / 1000 if milliseconds else value, UTC)
-    except (OverflowError, OSError, ValueError):
-        return datetime.now(UTC)
+def timestamp_of(value: int) -> datetime:
+    """A message's time: 0 means "not given", and a time out of range is no reason to
+    lose the message (both are now)."""
+    return unix_time(value) or datetime.now(UTC)
 
 
 Parts = tuple[str, dict[str, Any], MediaRef | None]
@@ -473,7 +469,7 @@ def _where(info: Any) -> Where:
         sender=sender,
         from_me=bool(info.MessageSource.IsFromMe),
         id=info.ID,
-        timestamp=timestamp_of(info.Timestamp, milliseconds=True),
+        timestamp=timestamp_of(info.Timestamp),
         push_name=info.Pushname or None,
     )
 
@@ -669,11 +665,6 @@ def text_message(content: Text) -> Any:
     )
 
 
-def _known(**fields: Any) -> dict[str, Any]:
-    """The fields that have a value (protobuf takes no None)."""
-    return {name: value for name, value in fields.items() if value is not None}
-
-
 def media_message(content: Media, upload: Any, details: MediaDetails | None = None) -> Any:
     """The message for media already uploaded (`upload`: neonize's `UploadResponse`),
     with what WhatsApp shows of it before a download (`details`, where known)."""
@@ -696,17 +687,21 @@ def media_message(content: Media, upload: Any, details: MediaDetails | None = No
     caption = content.caption
     match content:
         case Image():
-            image = _known(caption=caption, **size, **thumbnail, **common)
+            image = present(dict(caption=caption, **size, **thumbnail, **common))
             return wa.Message(imageMessage=wa.ImageMessage(**image))
         case Video():
-            video = _known(caption=caption, seconds=shown.seconds, **size, **thumbnail, **common)
+            video = present(
+                dict(caption=caption, seconds=shown.seconds, **size, **thumbnail, **common)
+            )
             return wa.Message(videoMessage=wa.VideoMessage(**video))
         case Audio() | Voice():
             voice = isinstance(content, Voice)
-            audio = _known(PTT=voice, seconds=shown.seconds, waveform=shown.waveform, **common)
+            audio = present(
+                dict(PTT=voice, seconds=shown.seconds, waveform=shown.waveform, **common)
+            )
             return wa.Message(audioMessage=wa.AudioMessage(**audio))
         case Sticker():
-            return wa.Message(stickerMessage=wa.StickerMessage(**_known(**size, **common)))
+            return wa.Message(stickerMessage=wa.StickerMessage(**present(dict(**size, **common))))
     filename = media.filename or "file"
     return wa.Message(
         documentMessage=wa.DocumentMessage(
