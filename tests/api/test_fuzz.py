@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.fuzz, pytest.mark.slow, pytest.mark.e2e]
 
 SEED = 20261203
 MAX_EXAMPLES = 3
-MAX_TIME_S = 45
+MAX_TIME_S = 25
 
 
 def test_no_5xx_and_no_schema_violation(server_factory: Any, tmp_path: Path) -> None:
