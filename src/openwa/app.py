@@ -17,7 +17,7 @@ from redis.asyncio import ConnectionPool
 from openwa import __version__
 from openwa.api import ws
 from openwa.api.audit import AuditMiddleware
-from openwa.api.docs import install_docs, operation_id
+from openwa.api.docs import install_docs
 from openwa.api.errors import install_error_handlers
 from openwa.api.metrics import HttpMetrics
 from openwa.api.middleware import RequestContextMiddleware
@@ -34,6 +34,7 @@ from openwa.api.routers import (
     sessions,
     webhooks,
 )
+from openwa.api.routing import flat_routes, operation_id
 from openwa.audit.seen import SeenPairs
 from openwa.audit.service import AuditService
 from openwa.cache.base import Cache
@@ -97,6 +98,28 @@ Self-hosted WhatsApp HTTP API gateway.
 Every `/api` route needs an API key in `X-API-Key` (or `Authorization: Bearer`).
 Responses use one envelope: `{success, data, meta}` or `{success: false, error, meta}`.
 """
+
+
+# Tried in this order, so the hottest come first (see `api.routing`); the document
+# keeps its reading order (TAG_ORDER).
+API_ROUTES = flat_routes(
+    (
+        sessions.first,
+        sessions.router,
+        messages.router,
+        health.router,
+        keys.router,
+        audit.router,
+        webhooks.session_router,
+        webhooks.instance_router,
+        events.router,
+        chats.router,
+        contacts.router,
+        groups.router,
+        mock.router,
+        ws.router,
+    )
+)
 
 
 def _build_cache(settings: Settings) -> Cache:
@@ -410,31 +433,12 @@ def create_app(settings: Settings) -> FastAPI:
         # Operation ids are the endpoints' names (`create_session`), which clients
         # generated from the document take as their function names.
         generate_unique_id_function=operation_id,
+        routes=API_ROUTES,
     )
     app.state.services = services
     app.state.draining = False
     install_error_handlers(app)
-    # FastAPI tries the routers in the order they were included, each route in turn (and
-    # the chosen router's routes twice), so the hottest come first. No two routers share
-    # a path, so the order changes nothing else; the document keeps its reading order
-    # (TAG_ORDER).
-    sessions.include(app)
-    for router in (
-        messages.router,
-        health.router,
-        keys.router,
-        audit.router,
-        webhooks.session_router,
-        webhooks.instance_router,
-        events.router,
-        chats.router,
-        contacts.router,
-        groups.router,
-        mock.router,
-        ws.router,
-    ):
-        app.include_router(router)
-    install_docs(app)
+    install_docs(app, API_ROUTES)
     # Innermost: inside the request id and the body limit, so what they refuse (no route
     # matched) is not an operation's call.
     app.add_middleware(AuditMiddleware, state=app.state)

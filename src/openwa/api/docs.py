@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -74,11 +75,6 @@ TAG_ORDER = (
 )
 
 
-def operation_id(route: APIRoute) -> str:
-    """An operation's id: its endpoint's name, or the id its router gives it."""
-    return route.name
-
-
 SECURITY_SCHEMES = {
     "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
     "Bearer": {"type": "http", "scheme": "bearer", "description": "The API key as a bearer token"},
@@ -134,17 +130,32 @@ SWAGGER_PAGE = _swagger_page()
 DOCS_CSP = _docs_csp(SWAGGER_PAGE)
 
 
-def install_docs(app: FastAPI) -> None:
+# Documents made, by routes list: (the routes, kept so their id is not reused; document).
+_DOCUMENTS: dict[tuple[str, str, str, int], tuple[Sequence[BaseRoute], Any]] = {}
+
+
+def _document(title: str, version: str, description: str, routes: Sequence[BaseRoute]) -> Any:
+    """The OpenAPI document of these routes, made once per process: every app made from
+    the same routes shares it (it takes as long to make as the routes themselves)."""
+    key = (title, version, description, id(routes))
+    if key not in _DOCUMENTS:
+        document = get_openapi(
+            title=title,
+            version=version,
+            description=description,
+            routes=list(routes),
+            tags=[{"name": tag} for tag in TAG_ORDER],
+        )
+        _DOCUMENTS[key] = (routes, _with_security(_with_errors(document, list(routes))))
+    return _DOCUMENTS[key][1]
+
+
+def install_docs(app: FastAPI, routes: Sequence[BaseRoute]) -> None:
+    """The document of `routes` (the API's, shared by every app) and Swagger UI."""
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            document = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=app.routes,
-                tags=[{"name": tag} for tag in TAG_ORDER],
-            )
-            app.openapi_schema = _with_security(_with_errors(document, app.routes))
+            app.openapi_schema = _document(app.title, app.version, app.description, routes)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -23,11 +23,12 @@ import contextlib
 
 import orjson
 import structlog
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import WebSocket, WebSocketDisconnect
 
 from openwa.api.authentication import authenticate
 from openwa.api.deps import raw_api_key
 from openwa.api.middleware import nul_in_target
+from openwa.api.routing import api_router
 from openwa.errors import OpenWAError, RateLimited
 from openwa.events.bus import SubscriberOverflow, Subscription
 from openwa.events.streams import LiveStream
@@ -35,7 +36,7 @@ from openwa.events.types import wanted
 from openwa.services import Services
 
 log = structlog.get_logger(__name__)
-router = APIRouter()
+router = api_router()
 _SEND_TIMEOUT_S = 10.0
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 from pydantic import AwareDatetime
 
 from openwa.api.deps import AdminDep, PageDep, ReadDbDep, ServicesDep
 from openwa.api.envelope import PageEnvelope, paged
+from openwa.api.routing import api_router
 from openwa.audit.schemas import AuditEntry, AuditFilters
 
-router = APIRouter(prefix="/api/audit", tags=["audit"])
+router = api_router("/api/audit", ["audit"])
 
 
 @router.get("")

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path
+from fastapi import Body, Path
 
 from openwa.api.deps import DbDep, PageDep, ReadDbDep, ServicesDep, SessionDep, WriterDep
 from openwa.api.envelope import Envelope, PageEnvelope, ok, paged
 from openwa.api.responses import ENGINE_CALL, errors
+from openwa.api.routing import api_router
 from openwa.chats.schemas import CHAT_ID_EXAMPLE, Chat, ChatRead, Presence, PresenceUpdate
 from openwa.messages.schemas import Message
 
-router = APIRouter(prefix="/api/sessions/{id}/chats", tags=["chats"])
+router = api_router("/api/sessions/{id}/chats", ["chats"])
 
 # A chat id holds an `@`; it may come URL-encoded (`%40`) or not, both reach the route.
 ChatId = Annotated[

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import Path
 
 from openwa.api.deps import PageDep, ReadDbDep, ServicesDep, SessionDep
 from openwa.api.envelope import Envelope, PageEnvelope, ok, paged
 from openwa.api.responses import CONTACT_NOT_FOUND, ENGINE_CALL, errors
+from openwa.api.routing import api_router
 from openwa.contacts.schemas import CONTACT_ID_EXAMPLE, Contact, NumberCheck, ProfilePicture
 
-router = APIRouter(prefix="/api/sessions/{id}/contacts", tags=["contacts"])
+router = api_router("/api/sessions/{id}/contacts", ["contacts"])
 
 # A contact id holds an `@`; it may come URL-encoded (`%40`) or not, both reach the route.
 ContactId = Annotated[

@@ -6,19 +6,20 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Header, Query
+from fastapi import Header, Query
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from openwa.api.deps import PrincipalDep, ServicesDep
 from openwa.api.envelope import Envelope, ok
+from openwa.api.routing import api_router
 from openwa.errors import ValidationFailed
 from openwa.events.schemas import EventPage
 from openwa.events.service import logged
 from openwa.events.streams import LiveStream
 from openwa.kit.schema import INT64_MAX
 
-router = APIRouter(prefix="/api/events", tags=["events"])
+router = api_router("/api/events", ["events"])
 
 After = Annotated[
     int,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import Path
 
 from openwa.api.deps import PageDep, ServicesDep, SessionDep, WriterDep
 from openwa.api.envelope import Envelope, PageEnvelope, ok, paged
 from openwa.api.responses import ENGINE_CALL, errors
+from openwa.api.routing import api_router
 from openwa.errors import InvalidChatId
 from openwa.groups.schemas import (
     GROUP_ID_EXAMPLE,
@@ -21,7 +22,7 @@ from openwa.groups.schemas import (
     ParticipantResult,
 )
 
-router = APIRouter(prefix="/api/sessions/{id}/groups", tags=["groups"])
+router = api_router("/api/sessions/{id}/groups", ["groups"])
 
 GroupId = Annotated[
     str,

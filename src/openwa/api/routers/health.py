@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import Response
 
 from openwa import __version__
@@ -10,10 +10,11 @@ from openwa.api.authentication import authenticate
 from openwa.api.deps import ServicesDep, raw_api_key
 from openwa.api.envelope import Envelope, JSONResponse, meta, ok
 from openwa.api.responses import errors
+from openwa.api.routing import api_router
 from openwa.errors import Unauthorized
 from openwa.health import Liveness, readiness
 
-router = APIRouter(tags=["health"])
+router = api_router(tags=["health"])
 
 
 @router.get("/health")

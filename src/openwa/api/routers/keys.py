@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import Path
 
 from openwa.api.deps import AdminDep, DbDep, PageDep, PrincipalDep, ReadDbDep, ServicesDep
 from openwa.api.envelope import Deleted, Envelope, PageEnvelope, ok, paged
 from openwa.api.responses import Answer, errors
+from openwa.api.routing import api_router
 from openwa.keys.schemas import ApiKey, ApiKeyCreate, ApiKeyCreated, ApiKeyUpdate
 
-router = APIRouter(prefix="/api/keys", tags=["keys"])
+router = api_router("/api/keys", ["keys"])
 
 KeyId = Annotated[str, Path(max_length=40, description="The key's id (`key_...`)")]
 # Taking away the last admin key that is on every session and never expires.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Request
+from fastapi import Header, Path, Request
 from fastapi.responses import StreamingResponse
 
 from openwa.api.deps import DbDep, PrincipalDep, ReadDbDep, ServicesDep, SessionDep, WriterDep
@@ -12,6 +12,7 @@ from openwa.api.envelope import Envelope, ok
 from openwa.api.media_request import download_headers, read_media_request
 from openwa.api.request_bodies import alternatives
 from openwa.api.responses import MEDIA_NOT_FOUND, errors
+from openwa.api.routing import api_router
 from openwa.errors import (
     EngineError,
     InvalidChatId,
@@ -32,7 +33,7 @@ from openwa.messages.schemas import (
     TextMessageCreate,
 )
 
-router = APIRouter(prefix="/api/sessions/{id}/messages", tags=["messages"])
+router = api_router("/api/sessions/{id}/messages", ["messages"])
 
 MessageId = Annotated[
     str,

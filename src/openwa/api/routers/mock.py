@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query
+from fastapi import Body, Query
 
 from openwa.api.deps import PrincipalDep, ServicesDep, SessionDep, WriterDep
 from openwa.api.envelope import Envelope, ok
 from openwa.api.responses import errors
+from openwa.api.routing import api_router
 from openwa.engines.mock.reports import MockReport, MockReportResult
 from openwa.errors import (
     InvalidChatId,
@@ -29,7 +30,7 @@ from openwa.messages.schemas import (
 )
 from openwa.sessions.schemas import MockDisconnect, Session
 
-router = APIRouter(prefix="/api/sessions/{id}/mock", tags=["mock engine"])
+router = api_router("/api/sessions/{id}/mock", ["mock engine"])
 
 
 @router.post(

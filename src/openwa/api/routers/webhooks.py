@@ -22,6 +22,7 @@ from openwa.api.deps import (
 )
 from openwa.api.envelope import Deleted, Envelope, PageEnvelope, ok, paged
 from openwa.api.responses import errors
+from openwa.api.routing import api_router
 from openwa.errors import WebhookUrlForbidden
 from openwa.kit.schema import INT64_MAX
 from openwa.webhooks.schemas import (
@@ -59,11 +60,7 @@ def make_router(
     id_prefix: str = "",
 ) -> APIRouter:
     # Both routers have the same endpoints: the operation ids tell them apart.
-    router = APIRouter(
-        prefix=prefix,
-        tags=[tag],
-        generate_unique_id_function=lambda route: f"{id_prefix}{route.name}",
-    )
+    router = api_router(prefix, [tag], ids=lambda route: f"{id_prefix}{route.name}")
     Reader = Annotated[str | None, Depends(reader)]
     Writer = Annotated[str | None, Depends(writer)]
 
