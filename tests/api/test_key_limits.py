@@ -51,7 +51,9 @@ async def _env_admin_id(api: Api) -> str:
 
 
 async def test_an_expired_key_is_401_saying_expired(api: Api) -> None:
-    created = await _create(api, name="short", role="viewer", expiresAt=_at(3))  # room for a loaded machine
+    created = await _create(
+        api, name="short", role="viewer", expiresAt=_at(3)
+    )  # room for a loaded machine
     expires = datetime.fromisoformat(created["expiresAt"].replace("Z", "+00:00"))
     assert expires.tzinfo is not None
     # Used before it expires: the lookup is cached, so the check runs on the cached key.
