@@ -159,3 +159,17 @@ async def test_viewer_may_read_contacts(api: Api) -> None:
     await api.create_session("other", autoStart=False)
     response = await api.request("GET", contacts_url("other"), key=scoped)
     error_of(response, 403, "FORBIDDEN")
+
+
+async def test_following_a_contacts_presence(api: Api) -> None:
+    """An engine call for writers: ready sessions only, viewers refused, bad ids 400."""
+    await ready_session(api, "alice")
+    url = contacts_url("alice", f"/{encoded(CAROL)}/presence")
+    assert data_of(await api.request("POST", url)) == {"contactId": CAROL_ID, "subscribed": True}
+    viewer = await api.new_key("viewer")
+    error_of(await api.request("POST", url, key=viewer), 403, "FORBIDDEN")
+    response = await api.request("POST", contacts_url("alice", "/nobody/presence"))
+    error_of(response, 400, "INVALID_CHAT_ID")
+    await api.create_session("idle", autoStart=False)
+    response = await api.request("POST", contacts_url("idle", f"/{CAROL_ID}/presence"))
+    error_of(response, 409, "SESSION_NOT_READY")

@@ -1,7 +1,8 @@
 """The real whatsmeow worker process, with Go's client replaced by a stand-in at the
 network's edge. What reaches that edge is written down, one line each, in the file
-`OPENWA_TEST_SENDS` names: `upload <size> <sha256>` and `send <session> <image's
-width>x<height> <thumbnail bytes>`. A send never
+`OPENWA_TEST_SENDS` names: `upload <size> <sha256>`, `send <session> <image's
+width>x<height> <thumbnail bytes>`, `presence <session> <state>` and `subscribe <session>
+<contact>`. A send never
 answers when `OPENWA_TEST_SEND_HANGS` is set (a send in flight when the test kills the
 worker); a download answers with `OPENWA_TEST_INBOUND` bytes."""
 
@@ -48,6 +49,12 @@ class EdgeOfWhatsApp(LinkedGoStandIn):
 
     def download_any(self, _message: Any) -> bytes:
         return INBOUND
+
+    def send_presence(self, presence: Any) -> None:
+        _note(f"presence {self.uuid} {presence.name}")
+
+    def subscribe_presence(self, jid: Any) -> None:
+        _note(f"subscribe {self.uuid} {jid.User}@{jid.Server}")
 
 
 if __name__ == "__main__":

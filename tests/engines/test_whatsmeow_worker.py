@@ -336,3 +336,30 @@ async def test_media_crosses_to_and_from_the_worker_as_files(wm_api: Api, edge: 
     )
     assert inbound.content == INBOUND
     assert list(transfers.iterdir()) == []  # moved into our storage
+
+
+async def test_mark_online_shows_the_account_online_and_presence_can_be_followed(
+    wm_api: Api, edge: Path
+) -> None:
+    """`markOnline` makes the worker tell WhatsApp the account is available once
+    connected (else WhatsApp sends no presence); following a contact asks for its."""
+    online = await started(wm_api, markOnline=True)
+    quiet = await started(wm_api)
+    for session_id in (online, quiet):
+        await wm_api.wait_status(session_id, "ready", 20)
+
+    def noted(kind: str) -> list[list[str]]:
+        return [line.split() for line in edge.read_text().splitlines() if line.startswith(kind)]
+
+    await wait_for(lambda: asyncio.sleep(0, noted("presence")), bool, 20, "presence sent")
+    assert noted("presence") == [["presence", online, "AVAILABLE"]]
+    response = await wm_api.request("POST", f"/api/sessions/{online}/contacts/{ANN}/presence")
+    assert response.status_code == 200, response.text
+    contact = ANN + "@s.whatsapp.net"
+    assert response.json()["data"] == {"contactId": contact, "subscribed": True}
+    assert noted("subscribe") == [["subscribe", online, contact]]
+    # Applied on the next connection: the change says a restart is needed.
+    changed = await wm_api.request(
+        "PATCH", f"/api/sessions/{quiet}", json={"config": {"markOnline": True}}
+    )
+    assert changed.json()["data"]["reconnectRequired"] is True

@@ -533,7 +533,8 @@ async def test_patch_proxy_on_running_session_requires_reconnect(api: Api) -> No
     # The same proxy again is no change.
     assert (await patch({"proxy": "http://u:pw@proxy.example:3128"}))["reconnectRequired"] is False
     assert (await patch({"metadata": {"a": "b"}}))["reconnectRequired"] is False
-    assert (await patch({"markOnline": True}))["reconnectRequired"] is False
+    # Shown online on connecting: a change applies on the next connection.
+    assert (await patch({"markOnline": True}))["reconnectRequired"] is True
     # Removing the proxy needs a reconnect too.
     data = await patch({"proxy": None})
     assert data["reconnectRequired"] is True

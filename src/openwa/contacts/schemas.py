@@ -33,6 +33,11 @@ class Contact(CamelModel):
     updated_at: datetime = Field(examples=["2026-11-26T10:00:00.000Z"])
 
 
+class PresenceSubscribed(CamelModel):
+    contact_id: str = Field(examples=[CONTACT_ID_EXAMPLE])
+    subscribed: bool = True
+
+
 class ProfilePicture(CamelModel):
     url: str | None = Field(
         description="Where the picture can be downloaded (short-lived); null when there is none",

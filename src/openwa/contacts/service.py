@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.contacts.repository import ContactRepository
-from openwa.contacts.schemas import Contact, NumberCheck, ProfilePicture
+from openwa.contacts.schemas import Contact, NumberCheck, PresenceSubscribed, ProfilePicture
 from openwa.db.models import ContactRow, SessionRow
 from openwa.engines.registry import EngineRegistry
 from openwa.errors import NotFound
@@ -58,6 +58,14 @@ class ContactService:
         address = normalize_chat_id(contact_id)
         client = ready_client(self._runtime, self._engines, session, CAPABILITY)
         return ProfilePicture(url=await engine_call(client.profile_picture(address)))
+
+    async def subscribe_presence(self, session: SessionRow, contact_id: str) -> PresenceSubscribed:
+        """Presence of a contact from now on, as `presence.update` events (the engine
+        asks WhatsApp; it answers while the session shows itself online)."""
+        address = normalize_chat_id(contact_id)
+        client = ready_client(self._runtime, self._engines, session, "presence")
+        await engine_call(client.subscribe_presence(address), contactId=address)
+        return PresenceSubscribed(contact_id=address)
 
     async def check(self, session: SessionRow, phone_number: str) -> NumberCheck:
         digits = normalize_phone(phone_number)

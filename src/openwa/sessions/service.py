@@ -48,7 +48,7 @@ from openwa.sessions.status import Status, is_running
 from openwa.webhooks.service import WebhookService, with_secret
 
 # Config fields that an engine reads only when it connects.
-_RECONNECT_FIELDS = {"proxy"}
+_RECONNECT_FIELDS = {"proxy", "markOnline"}
 
 
 def to_schema(row: SessionRow) -> Session:

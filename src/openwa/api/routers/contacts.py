@@ -6,11 +6,17 @@ from typing import Annotated
 
 from fastapi import Path
 
-from openwa.api.deps import PageDep, ReadDbDep, ServicesDep, SessionDep
+from openwa.api.deps import PageDep, ReadDbDep, ServicesDep, SessionDep, WriterDep
 from openwa.api.envelope import Envelope, PageEnvelope, ok, paged
 from openwa.api.responses import CONTACT_NOT_FOUND, ENGINE_CALL, errors
 from openwa.api.routing import api_router
-from openwa.contacts.schemas import CONTACT_ID_EXAMPLE, Contact, NumberCheck, ProfilePicture
+from openwa.contacts.schemas import (
+    CONTACT_ID_EXAMPLE,
+    Contact,
+    NumberCheck,
+    PresenceSubscribed,
+    ProfilePicture,
+)
 
 router = api_router("/api/sessions/{id}/contacts", ["contacts"])
 
@@ -70,3 +76,13 @@ async def contact_profile_picture(
 ) -> Envelope[ProfilePicture]:
     """The URL of the contact's profile picture; `url` is null when there is none."""
     return ok(await services.contacts.profile_picture(session, contact_id))
+
+
+@router.post("/{contact_id}/presence", responses=errors(*ENGINE_CALL))
+async def subscribe_contact_presence(
+    contact_id: ContactId, _: WriterDep, session: SessionDep, services: ServicesDep
+) -> Envelope[PresenceSubscribed]:
+    """Follow the contact's presence: `presence.update` events (online, offline with
+    last seen, typing) while the session stays connected and shows itself online
+    (`markOnline`); WhatsApp forgets the request when the connection ends."""
+    return ok(await services.contacts.subscribe_presence(session, contact_id))

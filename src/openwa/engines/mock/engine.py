@@ -352,6 +352,9 @@ class MockClient:
         # except the "not on WhatsApp" range.
         return None if phone.startswith(UNKNOWN_PREFIX) else phone + USER_SUFFIX
 
+    async def subscribe_presence(self, chat_id: str) -> None:
+        self.phone  # noqa: B018  (must be connected; presence comes from `mock/report`)
+
     async def profile_picture(self, chat_id: str) -> str | None:
         self.phone  # noqa: B018  (must be connected)
         phone = phone_of(chat_id)

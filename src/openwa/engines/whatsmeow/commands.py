@@ -131,6 +131,12 @@ def _presence(session: WorkerSession, client: Any, args: dict[str, Any]) -> None
     client.send_chat_presence(translate.jid_of(args["chat"]), presence, media)
 
 
+def _subscribe_presence(session: WorkerSession, client: Any, args: dict[str, Any]) -> None:
+    # WhatsApp sends a contact's presence only to a client that asked for it, and only
+    # while that client shows itself online (`markOnline`).
+    client.subscribe_presence(translate.jid_of(args["chat"]))
+
+
 def _check(session: WorkerSession, client: Any, args: dict[str, Any]) -> str | None:
     # whatsmeow's IsOnWhatsApp takes numbers in international form with their `+`.
     phone = "+" + str(args["phone"]).lstrip("+")
@@ -223,6 +229,7 @@ _COMMANDS: dict[str, Any] = {
     "revoke": _revoke,
     "mark_read": _mark_read,
     "presence": _presence,
+    "subscribe_presence": _subscribe_presence,
     "check": _check,
     "picture": _picture,
     "groups": _groups,

@@ -486,6 +486,7 @@ class WhatsmeowClient:
             location=self._engine.store.location(self.session_id),
             jid=jid,
             proxy=self._ctx.config.get("proxy"),
+            online=bool(self._ctx.config.get("markOnline")),
         )
 
     async def disconnect(self) -> None:
@@ -548,6 +549,9 @@ class WhatsmeowClient:
     async def check_number(self, phone: str) -> str | None:
         found: str | None = await self._call("check", phone=phone)
         return found
+
+    async def subscribe_presence(self, chat_id: str) -> None:
+        await self._call("subscribe_presence", chat=chat_id)
 
     async def profile_picture(self, chat_id: str) -> str | None:
         url: str | None = await self._call("picture", chat=chat_id)

@@ -128,6 +128,7 @@ class Worker:
                 return {"moved": True, **self._load()}
             if session is None:
                 session = self.sessions[args["session"]] = WorkerSession(self, args["session"])
+            session.online = bool(args.get("online"))
             if await session.connect(args["location"], args.get("jid"), args.get("proxy")):
                 self.attempts += 1
             return self._load()

@@ -167,6 +167,10 @@ class WorkerSession:
         self.loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.proxy: str | None = None
+        # Show the account online once connected (`markOnline`): WhatsApp then sends
+        # presence (typing, and the contacts subscribed to), but the phone gets no
+        # notifications while a client is online.
+        self.online = False
         self.thread: threading.Thread | None = None
         self.stopping: threading.Thread | None = None
         # Go holds a client for this uuid from a connect until Go's Stop; only Stop
@@ -425,6 +429,8 @@ class WorkerSession:
                 return await self._linked(event.ID, None)
             case "ConnectedEv":
                 events = [] if self.announced else await self._announce()
+                if self.online:
+                    await self._show_online()
                 return [*events, Connected()]
             case "DisconnectedEv":
                 self.announced = False
@@ -514,6 +520,23 @@ class WorkerSession:
         if jid is None:
             return []
         return await self._linked(jid, push_name)
+
+    async def _show_online(self) -> None:
+        """Tell WhatsApp the account is available; a failure is logged, not fatal (the
+        session works, only presence stays away)."""
+
+        def send() -> None:
+            from neonize.utils.enum import Presence
+
+            with self.go_call():
+                if not self.go_connected:
+                    raise RuntimeError("not connected to WhatsApp")
+                self.client.send_presence(Presence.AVAILABLE)
+
+        try:
+            await asyncio.to_thread(send)
+        except Exception as exc:
+            log.warning("presence available not sent for %s: %s", self.session_id, exc)
 
     def _get_me(self) -> Any:
         with self.go_call():
