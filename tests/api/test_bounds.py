@@ -27,7 +27,7 @@ from tests.messages.support import (
     ready_session,
     send_text,
     stored_and_set_aside,
-    wait_message,
+    wait_sent,
 )
 
 TOO_BIG = 2**63
@@ -120,7 +120,7 @@ async def test_nul_bytes_anywhere_are_validation_errors(api: Api) -> None:
     # The refused disconnect left the session as it was: ready, and sending.
     assert (await api.session(sid))["status"] == "ready"
     sent = await send_text(api, sid, plus(b), "still here")
-    await wait_message(api, sid, sent["id"], "sent")
+    await wait_sent(api, sid, sent["id"])
 
 
 async def test_multipart_filename_with_nul_is_a_validation_error(api: Api) -> None:
@@ -178,7 +178,7 @@ async def test_a_disconnect_whose_write_fails_still_reconverges(
     # Whatever the database says, the session must be usable again by itself.
     await api.wait_status(a["id"], "ready")
     sent = await send_text(api, a["id"], plus(b), "after the failed write")
-    await wait_message(api, a["id"], sent["id"], "sent")
+    await wait_sent(api, a["id"], sent["id"])
 
 
 async def test_an_engine_reason_with_nul_is_stored_cleaned(api: Api) -> None:
