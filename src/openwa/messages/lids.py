@@ -166,6 +166,8 @@ class RunLids:
         """The report with every mapped LID in its address fields replaced by the phone
         number (reactions, votes, edits, revokes, receipts' readers, presence, calls,
         group changes): clients see one id per person whatever WhatsApp addressed."""
+        if not self.known:  # most runs (a burst of acks) name no mapped LID
+            return report
         changes: dict[str, Any] = {}
         for name in _ADDRESSES.get(type(report), ()):
             value = getattr(report, name)

@@ -352,6 +352,14 @@ class WorkerSession:
         with self.go_lock, self.host.go_maps.shared():
             yield
 
+    @contextlib.contextmanager
+    def connected_call(self) -> Iterator[None]:
+        """`go_call` for a call that needs the connection to WhatsApp up."""
+        with self.go_call():
+            if not self.go_connected:
+                raise RuntimeError("not connected to WhatsApp")
+            yield
+
     async def close(self) -> None:
         """Stop, and let go of the client for good (the session was deleted)."""
         self.stop()
@@ -528,9 +536,7 @@ class WorkerSession:
         def send() -> None:
             from neonize.utils.enum import Presence
 
-            with self.go_call():
-                if not self.go_connected:
-                    raise RuntimeError("not connected to WhatsApp")
+            with self.connected_call():
                 self.client.send_presence(Presence.AVAILABLE)
 
         try:
@@ -539,9 +545,7 @@ class WorkerSession:
             log.warning("presence available not sent for %s: %s", self.session_id, exc)
 
     def _get_me(self) -> Any:
-        with self.go_call():
-            if not self.go_connected:
-                raise RuntimeError("not connected to WhatsApp")
+        with self.connected_call():
             return self.client.get_me()
 
     async def _linked(self, jid: Any, push_name: str | None) -> list[EngineEvent]:
@@ -601,9 +605,7 @@ class WorkerSession:
         options = self.memory.polls.get(vote.poll_id)
 
         def decrypt() -> Any:
-            with self.go_call():
-                if not self.go_connected:
-                    raise RuntimeError("not connected to WhatsApp")
+            with self.connected_call():
                 return self.client.decrypt_poll_vote(event)
 
         try:
