@@ -16,8 +16,9 @@ from pydantic import ValidationError
 
 from openwa.config import Settings
 from openwa.engines.base import SendFailed
+from openwa.engines.shards import ShardMap
 from openwa.engines.whatsmeow.engine import WorkerGone, WorkerProcess
-from openwa.engines.whatsmeow.shards import ShardMap, WorkerLoad
+from openwa.engines.whatsmeow.load import WorkerLoad
 from tests.engines.proxies import RecordingProxy, SilentProxy
 from tests.engines.whatsmeow_support import client_of, link, plant_device, started, whatsmeow
 from tests.fixtures.app import Api, AppFactory, wait_for

@@ -13,11 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import itertools
-import socket
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +35,10 @@ from openwa.engines.base import (
     SendFailed,
     SessionContext,
 )
+from openwa.engines.children import ChildProcess, OutcomeUnknown, WorkerGone
 from openwa.engines.content import Media
+from openwa.engines.shards import Shard, ShardMap, rss_mb
+from openwa.engines.whatsmeow.load import WorkerLoad
 from openwa.engines.whatsmeow.protocol import (
     decode_event,
     decode_group,
@@ -47,49 +46,23 @@ from openwa.engines.whatsmeow.protocol import (
     pack,
     read_frame,
 )
-from openwa.engines.whatsmeow.shards import Shard, ShardMap, WorkerLoad, rss_mb
 from openwa.engines.whatsmeow.store import DeviceStore
 from openwa.engines.whatsmeow.transfer import TransferDirectory
 
 log = structlog.get_logger(__name__)
 
 WHATSMEOW_CAPABILITIES = WHATSAPP_CAPABILITIES | {"history_sync", "proxy"}
-_REQUEST_TIMEOUT_S = 120.0
-_STOP_TIMEOUT_S = 10.0
 # How often each worker's memory and connected sessions are looked at (recycling).
 _WATCH_S = 15.0
-FrameHandler = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-class WorkerGone(Exception):
-    """The worker process exited (or never started) while a command waited."""
+class WorkerProcess(ChildProcess):
+    """One `openwa.engines.whatsmeow.worker` child: length-prefixed orjson frames."""
 
-
-class OutcomeUnknown(WorkerGone):
-    """The command reached the worker, which then exited or did not answer in time: it
-    may have run, in part or in full (a send may have gone out)."""
-
-
-class WorkerProcess:
-    """One `openwa.engines.whatsmeow.worker` child and the socket pair to it."""
-
+    label = "whatsmeow worker"
+    event_prefix = "whatsmeow_worker"
     # The worker's module; the tests run the real worker with a stand-in at Go's edge.
     module = "openwa.engines.whatsmeow.worker"
-
-    def __init__(self, on_frame: FrameHandler, on_exit: Callable[[], Awaitable[None]]) -> None:
-        self._on_frame = on_frame
-        self._on_exit = on_exit
-        self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[Any]] = {}
-        self._process: asyncio.subprocess.Process | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._reader_task: asyncio.Task[None] | None = None
-        self._write_lock = asyncio.Lock()
-        self.alive = False
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
 
     async def start(
         self,
@@ -100,14 +73,11 @@ class WorkerProcess:
         download_timeout_s: float,
         shard: int = 0,
     ) -> None:
-        ours, theirs = socket.socketpair()
-        try:
-            self._process = await asyncio.create_subprocess_exec(
+        await self.spawn(
+            [
                 sys.executable,
                 "-m",
                 self.module,
-                "--fd",
-                str(theirs.fileno()),
                 "--log-level",
                 log_level,
                 "--max-media-bytes",
@@ -118,108 +88,26 @@ class WorkerProcess:
                 str(transfer_dir),
                 "--download-timeout-s",
                 str(download_timeout_s),
-                pass_fds=(theirs.fileno(),),
-                stdin=asyncio.subprocess.DEVNULL,
-                # whatsmeow prints on stdout by itself: it goes to our stderr, a log.
-                stdout=sys.stderr.fileno(),
-            )
-        finally:
-            theirs.close()
-        reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=2**20)
-        self.alive = True
-        self._reader_task = asyncio.create_task(self._read(reader))
-        log.info("whatsmeow_worker_started", pid=self._process.pid, shard=shard)
+            ]
+        )
+        log.info("whatsmeow_worker_started", pid=self.pid, shard=shard)
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
-        try:
-            await self._dispatch(reader)
-        except Exception:
-            # A frame we cannot read leaves the stream out of step: end the worker, and
-            # its sessions reconnect to a new one.
-            log.exception("whatsmeow_worker_unreadable")
-        finally:
-            self.alive = False
-            for future in self._pending.values():
-                if not future.done():
-                    future.set_exception(OutcomeUnknown("the whatsmeow worker exited"))
-            self._pending.clear()
-            code = None
-            if self._process is not None:
-                if self._process.returncode is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        self._process.kill()
-                code = await self._process.wait()
-            log.warning("whatsmeow_worker_exited", code=code)
-            await self._on_exit()
+    def encode(self, frame: dict[str, Any]) -> bytes:
+        return pack(frame)
 
-    async def _dispatch(self, reader: asyncio.StreamReader) -> None:
-        while (frame := await read_frame(reader)) is not None:
-            if frame.get("kind") == "reply":
-                future = self._pending.pop(frame["id"], None)
-                if future is not None and not future.done():
-                    future.set_result(frame)
-                continue
-            try:
-                await self._on_frame(frame)
-            except Exception:
-                log.exception("whatsmeow_frame_failed", kind=frame.get("kind"))
+    async def decode(self, reader: asyncio.StreamReader) -> dict[str, Any] | None:
+        return await read_frame(reader)
 
-    async def request(self, op: str, timeout: float = _REQUEST_TIMEOUT_S, **args: Any) -> Any:
-        if not self.alive or self._writer is None:
-            raise WorkerGone("the whatsmeow worker is not running")
-        request_id = next(self._ids)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
-        try:
-            # The worker drops a command it only reaches after this (nothing was done,
-            # so a retry is safe); one that runs over it is what may still be in doubt.
-            frame = {"id": request_id, "op": op, "args": args, "deadline": time.time() + timeout}
-            async with self._write_lock:
-                self._writer.write(pack(frame))
-                await self._writer.drain()
-            reply: dict[str, Any] = await asyncio.wait_for(future, timeout)
-        except (ConnectionError, OSError) as exc:
-            # Some of the frame may have gone: whether the worker read it is unknown.
-            raise OutcomeUnknown(f"the whatsmeow worker is unreachable: {exc}") from exc
-        except TimeoutError as exc:
-            raise OutcomeUnknown(
-                f"the whatsmeow worker did not answer {op!r} in {timeout:.0f} s"
-            ) from exc
-        finally:
-            self._pending.pop(request_id, None)
-        if "error" in reply:
-            raise _error(op, reply["error"])
-        return reply.get("result")
-
-    async def stop(self) -> None:
-        if self._writer is not None and self.alive:
-            with contextlib.suppress(Exception):
-                async with self._write_lock:
-                    self._writer.write(pack({"id": 0, "op": "shutdown"}))
-                    await self._writer.drain()
-        if self._process is not None and self._process.returncode is None:
-            try:
-                await asyncio.wait_for(self._process.wait(), _STOP_TIMEOUT_S)
-            except TimeoutError:
-                self._process.kill()
-                await self._process.wait()
-        if self._reader_task is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader_task
-        if self._writer is not None:
-            self._writer.close()
-
-
-def _error(op: str, error: dict[str, Any]) -> Exception:
-    kind, message = error.get("kind"), str(error.get("message") or "whatsmeow error")
-    if kind == "pairing":
-        return PairingNotAvailable(message)
-    if kind in ("send_failed", "not_ready"):
-        retryable = bool(error.get("retryable", True))
-        return SendFailed(message, retryable=retryable, code=error.get("code") or ENGINE_ERROR)
-    if op == "send":
-        return SendFailed(message, retryable=False)
-    return EngineRefused(message)
+    def error(self, op: str, error: dict[str, Any]) -> Exception:
+        kind, message = error.get("kind"), str(error.get("message") or "whatsmeow error")
+        if kind == "pairing":
+            return PairingNotAvailable(message)
+        if kind in ("send_failed", "not_ready"):
+            retryable = bool(error.get("retryable", True))
+            return SendFailed(message, retryable=retryable, code=error.get("code") or ENGINE_ERROR)
+        if op == "send":
+            return SendFailed(message, retryable=False)
+        return EngineRefused(message)
 
 
 class WhatsmeowEngine:
@@ -265,7 +153,7 @@ class WhatsmeowEngine:
         if self._clients.get(client.session_id) is client:
             del self._clients[client.session_id]
 
-    async def shard_worker(self, shard: Shard) -> WorkerProcess:
+    async def shard_worker(self, shard: Shard) -> ChildProcess:
         """The shard's running worker, started when it has none (or the last one died)."""
         async with shard.starting:
             if shard.process is None or not shard.process.alive:
@@ -283,7 +171,7 @@ class WhatsmeowEngine:
                     self._watch = asyncio.create_task(self._watch_workers())
             return shard.process
 
-    async def worker(self) -> WorkerProcess:
+    async def worker(self) -> ChildProcess:
         """The first shard's worker (started when there is none)."""
         if not self.shards.shards:
             self.shards.shards.append(Shard(0))

@@ -1,10 +1,11 @@
-"""Which whatsmeow worker process runs which session, and when a worker is recycled.
+"""Which engine process (a whatsmeow worker, a Node.js bridge) runs which session.
 
-Sessions are spread over worker processes of at most `WHATSMEOW_SESSIONS_PER_WORKER`
-each (a shard), so a worker that dies takes only its own sessions down: they reconnect
-to its replacement, the others never notice. A session stays on its shard for its life
-(its neonize client object lives there), unless its worker stops taking new connection
-attempts (see `Shard.sealed`); then it is restarted alone on another shard.
+Sessions are spread over processes of at most N sessions each (a shard:
+`WHATSMEOW_SESSIONS_PER_WORKER`, `BAILEYS_SESSIONS_PER_WORKER`, ...), so a process that
+dies takes only its own sessions down: they reconnect to its replacement, the others
+never notice. A session stays on its shard for its life (its library client lives
+there), unless its process stops taking new connection attempts (see `Shard.sealed`);
+then it is restarted alone on another shard.
 """
 
 from __future__ import annotations
@@ -15,21 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from openwa.engines.whatsmeow.engine import WorkerProcess
-
-
-@dataclass
-class WorkerLoad:
-    """What a worker reports of itself (`ping`, and every `connect`'s reply)."""
-
-    attempts: int  # connection attempts started in the process
-    sessions: int  # sessions it holds
-    live: int  # of them, connected to WhatsApp
-
-    @property
-    def leaked(self) -> int:
-        """Device stores neonize left open: one per attempt beyond each session's own."""
-        return max(0, self.attempts - self.sessions)
+    from openwa.engines.children import ChildProcess
 
 
 @dataclass(eq=False)
@@ -38,7 +25,7 @@ class Shard:
 
     number: int
     sessions: set[str] = field(default_factory=set)
-    process: WorkerProcess | None = None
+    process: ChildProcess | None = None
     # Set once its process holds `leak_budget` leaked device stores while some session
     # is connected: recycling would disconnect that session, so instead the process
     # takes no new attempt; a session that needs one moves to another shard. Cleared

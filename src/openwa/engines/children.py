@@ -1,0 +1,182 @@
+"""Engine processes the API process supervises (whatsmeow workers, Node.js bridges): a
+child with one end of a socket pair as an inherited descriptor, commands with request
+ids, replies matched to them, everything else handed on as frames.
+
+Never the child's stdout: the libraries inside print to it on their own. When a child
+exits, every command still waiting fails with `OutcomeUnknown` (it may have run), and
+the owner's exit handler tells the child's sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+FrameHandler = Callable[[dict[str, Any]], Awaitable[None]]
+REQUEST_TIMEOUT_S = 120.0
+_STOP_TIMEOUT_S = 10.0
+
+
+class WorkerGone(Exception):
+    """The child process exited (or never started) while a command waited."""
+
+
+class OutcomeUnknown(WorkerGone):
+    """The command reached the child, which then exited or did not answer in time: it
+    may have run, in part or in full (a send may have gone out)."""
+
+
+class ChildProcess:
+    """One engine child process and the socket pair to it. Subclasses say how to start
+    it (`argv`), how frames look on the wire (`encode`, `decode`, `command`) and what a
+    reply's error means (`error`)."""
+
+    label = "engine process"  # in logs and error messages
+    event_prefix = "engine_process"  # structlog event names
+
+    def __init__(self, on_frame: FrameHandler, on_exit: Callable[[], Awaitable[None]]) -> None:
+        self._on_frame = on_frame
+        self._on_exit = on_exit
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._process: asyncio.subprocess.Process | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._write_lock = asyncio.Lock()
+        self.alive = False
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    # What subclasses define.
+
+    def encode(self, frame: dict[str, Any]) -> bytes:
+        raise NotImplementedError
+
+    async def decode(self, reader: asyncio.StreamReader) -> dict[str, Any] | None:
+        """The next frame, or None when the other side has gone."""
+        raise NotImplementedError
+
+    def command(
+        self, request_id: int, op: str, args: dict[str, Any], deadline: float
+    ) -> dict[str, Any]:
+        # The child drops a command it only reaches after `deadline` (nothing was done,
+        # so a retry is safe); one that runs over it is what may still be in doubt.
+        return {"id": request_id, "op": op, "args": args, "deadline": deadline}
+
+    def error(self, op: str, error: dict[str, Any]) -> Exception:
+        raise NotImplementedError
+
+    # The process.
+
+    async def spawn(
+        self, argv: Sequence[str], fd_flag: str = "--fd", env: dict[str, str] | None = None
+    ) -> None:
+        """Start `argv` plus `fd_flag <n>`, `n` being the child's end of the pair."""
+        ours, theirs = socket.socketpair()
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                *argv,
+                fd_flag,
+                str(theirs.fileno()),
+                pass_fds=(theirs.fileno(),),
+                stdin=asyncio.subprocess.DEVNULL,
+                # What the libraries print goes to our stderr, a log.
+                stdout=sys.stderr.fileno(),
+                env=env,
+            )
+        finally:
+            theirs.close()
+        reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=2**20)
+        self.alive = True
+        self._reader_task = asyncio.create_task(self._read(reader))
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            await self._dispatch(reader)
+        except Exception:
+            # A frame we cannot read leaves the stream out of step: end the child, and
+            # its sessions reconnect to a new one.
+            log.exception(f"{self.event_prefix}_unreadable")
+        finally:
+            self.alive = False
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(OutcomeUnknown(f"the {self.label} exited"))
+            self._pending.clear()
+            code = None
+            if self._process is not None:
+                if self._process.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        self._process.kill()
+                code = await self._process.wait()
+            log.warning(f"{self.event_prefix}_exited", code=code)
+            await self._on_exit()
+
+    async def _dispatch(self, reader: asyncio.StreamReader) -> None:
+        while (frame := await self.decode(reader)) is not None:
+            if frame.get("kind") == "reply":
+                future = self._pending.pop(frame.get("id", 0), None)
+                if future is not None and not future.done():
+                    future.set_result(frame)
+                continue
+            try:
+                await self._on_frame(frame)
+            except Exception:
+                log.exception(f"{self.event_prefix}_frame_failed", kind=frame.get("kind"))
+
+    async def send_frame(self, frame: dict[str, Any]) -> None:
+        if self._writer is None:
+            raise WorkerGone(f"the {self.label} is not running")
+        async with self._write_lock:
+            self._writer.write(self.encode(frame))
+            await self._writer.drain()
+
+    async def request(self, op: str, timeout: float = REQUEST_TIMEOUT_S, **args: Any) -> Any:
+        if not self.alive or self._writer is None:
+            raise WorkerGone(f"the {self.label} is not running")
+        request_id = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            await self.send_frame(self.command(request_id, op, args, time.time() + timeout))
+            reply: dict[str, Any] = await asyncio.wait_for(future, timeout)
+        except (ConnectionError, OSError) as exc:
+            # Some of the frame may have gone: whether the child read it is unknown.
+            raise OutcomeUnknown(f"the {self.label} is unreachable: {exc}") from exc
+        except TimeoutError as exc:
+            raise OutcomeUnknown(
+                f"the {self.label} did not answer {op!r} in {timeout:.0f} s"
+            ) from exc
+        finally:
+            self._pending.pop(request_id, None)
+        if "error" in reply:
+            raise self.error(op, reply["error"])
+        return reply.get("result")
+
+    async def stop(self) -> None:
+        if self._writer is not None and self.alive:
+            with contextlib.suppress(Exception):
+                await self.send_frame(self.command(0, "shutdown", {}, time.time() + 5))
+        if self._process is not None and self._process.returncode is None:
+            try:
+                await asyncio.wait_for(self._process.wait(), _STOP_TIMEOUT_S)
+            except TimeoutError:
+                self._process.kill()
+                await self._process.wait()
+        if self._reader_task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader_task
+        if self._writer is not None:
+            self._writer.close()
