@@ -34,6 +34,7 @@ from openwa.api.routers import (
     sessions,
     webhooks,
 )
+from openwa.api.routers import engines as engine_routes
 from openwa.api.routing import flat_routes, operation_id
 from openwa.audit.seen import SeenPairs
 from openwa.audit.service import AuditService
@@ -51,6 +52,8 @@ from openwa.db.instance_lock import instance_lock
 from openwa.db.sealing import Sealer
 from openwa.db.sealing import install as install_sealing
 from openwa.db.unit_of_work import unit_of_work
+from openwa.engines.bridge.engine import BAILEYS, WEBJS, BridgeEngine
+from openwa.engines.bridge.install import NodeRuntime
 from openwa.engines.mock.control import MockControl
 from openwa.engines.mock.engine import MockEngine
 from openwa.engines.mock.store import SqlMockDirectory, SqlMockNetworkStore
@@ -109,6 +112,7 @@ API_ROUTES = flat_routes(
         messages.router,
         health.router,
         keys.router,
+        engine_routes.router,
         audit.router,
         webhooks.session_router,
         webhooks.instance_router,
@@ -220,7 +224,9 @@ def build_services(settings: Settings) -> Services:
         sessions_per_worker=settings.whatsmeow_sessions_per_worker,
         worker_max_mb=settings.whatsmeow_worker_max_mb,
     )
-    engines = EngineRegistry([mock, whatsmeow], default=settings.engine_type)
+    engines = EngineRegistry(
+        [mock, whatsmeow, *_bridge_engines(settings)], default=settings.engine_type
+    )
     runtime = SessionRuntime(
         db,
         engines,
@@ -346,6 +352,32 @@ def _announce_generated_key(key: str) -> None:
         file=sys.stdout,
         flush=True,
     )
+
+
+def _bridge_engines(settings: Settings) -> list[BridgeEngine]:
+    """Baileys and whatsapp-web.js: nothing starts (or installs) until a session needs it."""
+    node = NodeRuntime(settings.node_binary, settings.resolved_node_bridge_dir)
+    transfers = settings.data_dir / "bridge"
+    level = {"debug": "debug", "info": "info"}.get(settings.log_level, "warn")
+    return [
+        BridgeEngine(
+            BAILEYS,
+            node,
+            transfers,
+            sessions_per_worker=settings.baileys_sessions_per_worker,
+            log_level=level,
+        ),
+        BridgeEngine(
+            WEBJS,
+            node,
+            transfers,
+            sessions_per_worker=settings.webjs_sessions_per_worker,
+            max_sessions=settings.webjs_max_sessions,
+            chromium_path=settings.chromium_path,
+            worker_max_mb=settings.webjs_worker_max_mb,
+            log_level=level,
+        ),
+    ]
 
 
 def create_app(settings: Settings) -> FastAPI:

@@ -22,7 +22,11 @@ app = typer.Typer(help="OpenWA: a self-hosted WhatsApp HTTP API gateway.", no_ar
 keys_app = typer.Typer(help="Manage API keys directly in the database.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+engines_app = typer.Typer(
+    help="The Node.js bridge of Baileys and whatsapp-web.js.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
+app.add_typer(engines_app, name="engines")
 
 
 @app.command()
@@ -119,6 +123,28 @@ def db_upgrade() -> None:
 
     asyncio.run(run())
     typer.echo("database is up to date")
+
+
+@engines_app.command("install")
+def engines_install() -> None:
+    """Install the bridge's pinned Node.js dependencies (`npm ci`) under NODE_BRIDGE_DIR;
+    otherwise the first Baileys or whatsapp-web.js session does it."""
+    from openwa.engines.bridge.install import BridgeUnavailable, NodeRuntime
+
+    settings = Settings()
+    runtime = NodeRuntime(settings.node_binary, settings.resolved_node_bridge_dir)
+
+    async def run() -> str:
+        if not runtime.installed():
+            await runtime.install()
+        return await runtime.version()
+
+    try:
+        version = asyncio.run(run())
+    except BridgeUnavailable as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(3) from None
+    typer.echo(f"the bridge is installed in {runtime.directory} (Node.js {version})")
 
 
 @keys_app.command("create")

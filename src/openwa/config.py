@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from openwa.kit.cipher import Cipher, CipherError, parse_key
 from openwa.ratelimits.notation import parse_limits
 
-EngineName = Literal["mock", "whatsmeow", "baileys", "webjs"]
+
+def _engine_alias(value: object) -> object:
+    """whatsapp-web.js is also accepted under its package's name."""
+    return "webjs" if value == "whatsapp-web.js" else value
+
+
+EngineName = Annotated[
+    Literal["mock", "whatsmeow", "baileys", "webjs"], BeforeValidator(_engine_alias)
+]
 
 
 class Settings(BaseSettings):
@@ -66,6 +74,18 @@ class Settings(BaseSettings):
     # down), and the resident memory over which a worker is recycled (unset: no budget).
     whatsmeow_sessions_per_worker: int = Field(default=50, ge=1)
     whatsmeow_worker_max_mb: int | None = Field(default=None, ge=64)
+
+    # Baileys and whatsapp-web.js run in Node.js bridge processes (docs/bridge.md): the
+    # `node` to run them with, where their dependencies are installed (default
+    # `{DATA_DIR}/engines/node`), sessions per bridge process, and what whatsapp-web.js
+    # (one browser per session, hundreds of MB each) may take.
+    node_binary: str = "node"
+    node_bridge_dir: Path | None = None
+    baileys_sessions_per_worker: int = Field(default=50, ge=1)
+    webjs_sessions_per_worker: int = Field(default=5, ge=1)
+    webjs_max_sessions: int = Field(default=10, ge=1)
+    webjs_worker_max_mb: int | None = Field(default=None, ge=256)
+    chromium_path: str | None = None
 
     # Authentication: the first admin key.
     api_key: SecretStr | None = None
@@ -179,11 +199,6 @@ class Settings(BaseSettings):
             raise ValueError("CACHE_TYPE=redis needs REDIS_URL")
         if self.storage_type == "s3" and not self.s3_bucket:
             raise ValueError("STORAGE_TYPE=s3 needs S3_BUCKET")
-        if self.engine_type not in ("mock", "whatsmeow"):
-            # Baileys and whatsapp-web.js are still to come; refusing is clearer than failing later.
-            raise ValueError(
-                f"ENGINE_TYPE={self.engine_type} is not available yet; use whatsmeow or mock"
-            )
         key = self.api_key.get_secret_value() if self.api_key else None
         if key is not None and len(key) < 16:
             raise ValueError("API_KEY must be at least 16 characters")
@@ -216,6 +231,10 @@ class Settings(BaseSettings):
     @property
     def resolved_storage_path(self) -> Path:
         return self.storage_path or self.data_dir / "media"
+
+    @property
+    def resolved_node_bridge_dir(self) -> Path:
+        return self.node_bridge_dir or self.data_dir / "engines" / "node"
 
     @property
     def resolved_log_format(self) -> str:

@@ -63,6 +63,7 @@ TAG_ORDER = (
     "health",
     "keys",
     "audit",
+    "engines",
     "sessions",
     "messages",
     "webhooks",

@@ -457,6 +457,13 @@ class EngineClient(Protocol):
 class Engine(Protocol):
     name: str
     capabilities: frozenset[str]
+    # Running sessions of this engine an instance may hold (whatsapp-web.js: a browser
+    # each); None: only MAX_SESSIONS bounds them.
+    max_sessions: int | None
+
+    async def unavailable(self) -> str | None:
+        """Why this instance cannot run the engine's sessions (`GET /api/engines`)."""
+        ...
 
     def client(self, context: SessionContext) -> EngineClient: ...
 

@@ -43,6 +43,7 @@ class ChildProcess:
 
     label = "engine process"  # in logs and error messages
     event_prefix = "engine_process"  # structlog event names
+    read_limit = 2**20  # the stream reader's buffer: the largest frame a line-reader takes
 
     def __init__(self, on_frame: FrameHandler, on_exit: Callable[[], Awaitable[None]]) -> None:
         self._on_frame = on_frame
@@ -98,7 +99,7 @@ class ChildProcess:
             )
         finally:
             theirs.close()
-        reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=2**20)
+        reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=self.read_limit)
         self.alive = True
         self._reader_task = asyncio.create_task(self._read(reader))
 

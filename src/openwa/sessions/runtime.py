@@ -31,6 +31,7 @@ from openwa.engines.base import (
     ContactsSeen,
     ContactUpdated,
     Disconnected,
+    Engine,
     EngineClient,
     EngineEvent,
     Failed,
@@ -153,6 +154,18 @@ class SessionRuntime:
     def has_room(self) -> bool:
         return len(self._running) + len(self._starting) < self._max_sessions
 
+    def _check_engine_room(self, engine: Engine) -> None:
+        """An engine's own cap (WEBJS_MAX_SESSIONS: a browser per session)."""
+        cap = engine.max_sessions
+        if cap is None:
+            return
+        running = sum(1 for r in self._running.values() if r.engine == engine.name)
+        if running >= cap:
+            raise SessionLimitReached(
+                f"{cap} {engine.name} sessions are running, the most this instance takes",
+                details={"engine": engine.name, "maxSessions": cap, "running": running},
+            )
+
     def lock(self, session_id: str) -> asyncio.Lock:
         return self._locks.setdefault(session_id, asyncio.Lock())
 
@@ -168,12 +181,15 @@ class SessionRuntime:
             raise SessionLimitReached(
                 details={"maxSessions": self._max_sessions, "running": len(self._running)}
             )
+        known = self._directory.get(session_id)
+        if known is not None:
+            self._check_engine_room(self._engines.get(known.engine))
         self._starting.add(session_id)
         try:
             async with self._db() as db, db.begin():
                 row = await self._records.starting(db, session_id, reason)
-            running = _Running(session_id=session_id, engine=row.engine)
             engine = self._engines.get(row.engine)
+            running = _Running(session_id=session_id, engine=row.engine)
 
             async def emit(event: EngineEvent) -> None:
                 running.events.put_nowait(event)

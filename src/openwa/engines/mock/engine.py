@@ -452,6 +452,10 @@ class MockClient:
 class MockEngine:
     name = "mock"
     capabilities = MOCK_CAPABILITIES
+    max_sessions: int | None = None
+
+    async def unavailable(self) -> str | None:
+        return None
 
     def __init__(
         self,

@@ -113,6 +113,7 @@ class WorkerProcess(ChildProcess):
 class WhatsmeowEngine:
     name = "whatsmeow"
     capabilities = WHATSMEOW_CAPABILITIES
+    max_sessions: int | None = None
 
     def __init__(
         self,
@@ -291,6 +292,11 @@ class WhatsmeowEngine:
                 self._recycle(
                     shard, "the whatsmeow worker was recycled (neonize leaks per attempt)"
                 )
+
+    async def unavailable(self) -> str | None:
+        return (
+            None if importlib.util.find_spec("neonize") is not None else "neonize is not installed"
+        )
 
     async def check(self) -> None:
         if importlib.util.find_spec("neonize") is None:

@@ -1,0 +1,501 @@
+"""Baileys and whatsapp-web.js as the API process sees them: Node.js bridge processes
+(shards of at most N sessions of one engine each, started as sessions need them) and
+one thin client per session that turns port calls into bridge commands and the
+libraries' own events into ours (`baileys.py`, `webjs.py`).
+
+When a bridge dies, only its sessions report `Disconnected`; the runtime reconnects
+them to a new bridge with their saved auth state, so no scan is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from openwa.engines.base import (
+    SEND_OUTCOME_UNKNOWN,
+    WHATSAPP_CAPABILITIES,
+    Authenticated,
+    Connected,
+    Disconnected,
+    EngineClient,
+    EngineEvent,
+    EngineRefused,
+    GroupInfo,
+    OutgoingMessage,
+    PairingNotAvailable,
+    ParticipantResult,
+    SendFailed,
+    SessionContext,
+)
+from openwa.engines.bridge import baileys, webjs
+from openwa.engines.bridge.groups import group_info
+from openwa.engines.bridge.install import BridgeUnavailable, NodeRuntime
+from openwa.engines.bridge.process import BridgeProcess
+from openwa.engines.children import ChildProcess, OutcomeUnknown, WorkerGone
+from openwa.engines.content import Media, to_json
+from openwa.engines.shards import Shard, ShardMap, rss_mb
+from openwa.engines.whatsmeow.transfer import TransferDirectory
+
+log = structlog.get_logger(__name__)
+
+_WATCH_S = 15.0
+# whatsapp-web.js shows QR codes for about a minute each round; Baileys rotates them
+# every 20 s for about a minute: a code still up this long after it came was not scanned.
+_QR_TIMEOUT_S = 75.0
+
+
+@dataclass(frozen=True)
+class EngineKind:
+    """What differs between the bridge's engines."""
+
+    name: str
+    capabilities: frozenset[str]
+    # Whether a send cut short by a dying bridge may go again (same id: Baileys).
+    resends_safely: bool
+    translate: Callable[[str, Any, str | None], list[Any]]
+
+
+BAILEYS = EngineKind(
+    name="baileys",
+    capabilities=WHATSAPP_CAPABILITIES | {"proxy"},
+    resends_safely=True,
+    translate=baileys.translate,
+)
+WEBJS = EngineKind(
+    name="webjs",
+    capabilities=WHATSAPP_CAPABILITIES | {"proxy"},
+    resends_safely=False,
+    translate=webjs.translate,
+)
+
+
+class BridgeEngine:
+    def __init__(
+        self,
+        kind: EngineKind,
+        runtime: NodeRuntime,
+        transfer_root: Path,
+        *,
+        sessions_per_worker: int,
+        max_sessions: int | None = None,
+        chromium_path: str | None = None,
+        worker_max_mb: int | None = None,
+        log_level: str = "warn",
+    ) -> None:
+        self.kind = kind
+        self.name = kind.name
+        self.capabilities = kind.capabilities
+        self.max_sessions = max_sessions
+        self.node = runtime
+        self.chromium_path = chromium_path
+        self.worker_max_mb = worker_max_mb
+        self._log_level = log_level
+        self.shards = ShardMap(sessions_per_worker)
+        self.transfers = TransferDirectory(transfer_root)
+        self._clients: dict[str, BridgeClient] = {}
+        self._installing = asyncio.Lock()
+        self._watch: asyncio.Task[None] | None = None
+        self._stopping: set[asyncio.Task[None]] = set()
+        self.watch_s = _WATCH_S
+        self.qr_timeout_s = _QR_TIMEOUT_S
+
+    @property
+    def resends_safely(self) -> bool:
+        return self.kind.resends_safely
+
+    def client(self, context: SessionContext) -> EngineClient:
+        client = BridgeClient(self, context)
+        self._clients[context.session_id] = client
+        return client
+
+    def release(self, client: BridgeClient) -> None:
+        if self._clients.get(client.session_id) is client:
+            del self._clients[client.session_id]
+
+    async def unavailable(self) -> str | None:
+        """Why this instance cannot run the engine's sessions, or None."""
+        try:
+            await self.node.version()
+        except BridgeUnavailable as exc:
+            return str(exc)
+        if self.kind is WEBJS and not self.browser():
+            return "no chromium was found (CHROMIUM_PATH)"
+        return None
+
+    def browser(self) -> str | None:
+        """The browser whatsapp-web.js drives: CHROMIUM_PATH, else the first on PATH."""
+        if self.chromium_path:
+            return self.chromium_path if Path(self.chromium_path).exists() else None
+        for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+            found = shutil.which(name)
+            if found:
+                return found
+        return None
+
+    async def shard_worker(self, shard: Shard) -> ChildProcess:
+        async with shard.starting:
+            if shard.process is None or not shard.process.alive:
+                async with self._installing:
+                    await self.node.ensure()
+                process = BridgeProcess(self.name, self._on_frame, lambda: self._on_exit(shard))
+                await process.start(
+                    self.node.node,
+                    self.node.entry,
+                    self.transfers.path,
+                    shard.number,
+                    self._log_level,
+                )
+                shard.process = process
+                if self._watch is None or self._watch.done():
+                    self._watch = asyncio.create_task(self._watch_workers())
+            return shard.process
+
+    async def request(self, op: str, session: str, **args: Any) -> Any:
+        shard = self.shards.of(session)
+        process = shard.process if shard is not None else None
+        if process is None or not process.alive:
+            raise SendFailed(f"the session's {self.name} bridge is not running")
+        try:
+            return await process.request(op, session=session, **args)
+        except OutcomeUnknown as exc:
+            if op == "send" and not self.resends_safely:
+                raise SendFailed(str(exc), retryable=False, code=SEND_OUTCOME_UNKNOWN) from exc
+            raise SendFailed(str(exc)) from exc
+        except WorkerGone as exc:
+            raise SendFailed(str(exc)) from exc
+
+    async def start(self, session_id: str, **args: Any) -> None:
+        shard = self.shards.place(session_id)
+        process = await self.shard_worker(shard)
+        await process.request("start", session=session_id, **args)
+
+    async def _on_frame(self, frame: dict[str, Any]) -> None:
+        client = self._clients.get(frame.get("session") or "")
+        if client is not None:
+            await client.on_frame(frame)
+
+    async def _on_exit(self, shard: Shard) -> None:
+        reason = shard.exit_reason or f"the {self.name} bridge exited"
+        shard.exit_reason = None
+        for session_id in list(shard.sessions):
+            client = self._clients.get(session_id)
+            if client is not None:
+                await client.on_worker_exit(reason)
+
+    async def _watch_workers(self) -> None:
+        """Recycle a bridge over its memory budget (a leaking browser or library)."""
+        while True:
+            await asyncio.sleep(self.watch_s)
+            for shard in list(self.shards.shards):
+                process = shard.process
+                if process is None or not process.alive or process.pid is None:
+                    continue
+                rss = _tree_rss_mb(process.pid)
+                if self.worker_max_mb is not None and rss > self.worker_max_mb:
+                    log.warning("bridge_recycled", engine=self.name, shard=shard.number, mb=rss)
+                    shard.exit_reason = (
+                        f"the {self.name} bridge was recycled ({rss:.0f} MB, over its "
+                        f"budget of {self.worker_max_mb} MB)"
+                    )
+                    task = asyncio.create_task(process.stop())
+                    self._stopping.add(task)
+                    task.add_done_callback(self._stopping.discard)
+
+    async def check(self) -> None:
+        for shard in self.shards.shards:
+            process = shard.process
+            if process is not None and process.alive:
+                await process.request("ping", timeout=5)
+
+    async def forget(self, session_id: str, auth: dict[str, Any] | None) -> None:
+        with contextlib.suppress(SendFailed, EngineRefused):
+            await self.request("stop", session=session_id)
+        self.shards.drop(session_id)
+
+    async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        for task in list(self._stopping):
+            with contextlib.suppress(Exception):
+                await task
+        await asyncio.gather(
+            *(s.process.stop() for s in self.shards.shards if s.process is not None),
+            return_exceptions=True,
+        )
+        for shard in self.shards.shards:
+            shard.process = None
+        self.transfers.close()
+
+
+def _tree_rss_mb(pid: int) -> float:
+    """The resident memory of a bridge and its children (whatsapp-web.js' browsers)."""
+    total = rss_mb(pid) or 0.0
+    for child in _children(pid):
+        total += _tree_rss_mb(child)
+    return total
+
+
+def _children(pid: int) -> Iterable[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+class BridgeClient:
+    """One session on a bridge. Baileys' auth state (creds and signal keys) is kept here
+    as the bridge reports it and saved through the session's auth store."""
+
+    def __init__(self, engine: BridgeEngine, context: SessionContext) -> None:
+        self._engine = engine
+        self._ctx = context
+        self.session_id = context.session_id
+        self.resends_safely = engine.resends_safely
+        self._auth: dict[str, Any] | None = None
+        self._auth_lock = asyncio.Lock()
+        self._started = False
+        self._me: str | None = None
+
+    async def _call(self, op: str, **args: Any) -> Any:
+        return await self._engine.request(op, session=self.session_id, **args)
+
+    # Frames from the bridge, in order.
+
+    async def on_frame(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("kind")
+        if kind == "auth":
+            await self._on_auth(frame)
+        elif kind == "event":
+            name = str(frame.get("name") or "")
+            try:
+                found = self._engine.kind.translate(name, frame.get("data"), self._me)
+            except Exception:
+                log.warning("bridge_event_unreadable", engine=self._engine.name, name=name, exc_info=True)
+                return
+            for item in found:
+                await self._on_translated(item)
+
+    async def _on_translated(self, item: Any) -> None:
+        if isinstance(item, baileys.Opened | webjs.Ready):
+            me = getattr(item, "me", None) or _me_of(self._auth)
+            self._me = me
+            phone = baileys.phone_of(me)
+            name = getattr(item, "push_name", None) or _name_of(self._auth)
+            await self._ctx.emit(Authenticated(phone, name))
+            await self._ctx.emit(Connected())
+        elif isinstance(item, baileys.Closed):
+            if item.status == baileys.RESTART_REQUIRED:
+                # After a scan WhatsApp asks for a new connection with the new creds.
+                await self._start()
+                return
+            await self._ctx.emit(baileys.closed_event(item))
+        else:
+            event: EngineEvent = item
+            await self._ctx.emit(event)
+
+    async def _on_auth(self, frame: dict[str, Any]) -> None:
+        async with self._auth_lock:
+            state = dict(self._auth or {})
+            if frame.get("cleared"):
+                self._auth = None
+                await self._ctx.auth.clear()
+                return
+            if "creds" in frame:
+                state["creds"] = frame["creds"]
+            if "keys" in frame:
+                keys: dict[str, dict[str, Any]] = {
+                    k: dict(v) for k, v in (state.get("keys") or {}).items()
+                }
+                for kind, values in (frame["keys"] or {}).items():
+                    bucket = keys.setdefault(kind, {})
+                    for key_id, value in (values or {}).items():
+                        if value is None:
+                            bucket.pop(key_id, None)
+                        else:
+                            bucket[key_id] = value
+                state["keys"] = keys
+            self._auth = state
+            await self._ctx.auth.save(state)
+
+    async def on_worker_exit(self, reason: str) -> None:
+        if self._started:
+            await self._ctx.emit(Disconnected(reason))
+
+    # Connection.
+
+    async def _start(self) -> None:
+        args: dict[str, Any] = {
+            "auth": self._auth,
+            "proxy": self._ctx.config.get("proxy"),
+            "qrTimeoutS": self._engine.qr_timeout_s,
+            "transferDir": str(self._engine.transfers.path),
+        }
+        if self._engine.kind is WEBJS:
+            args["chromiumPath"] = self._engine.browser()
+        await self._engine.start(self.session_id, **args)
+
+    async def connect(self) -> None:
+        async with self._auth_lock:
+            self._auth = await self._ctx.auth.load()
+        self._me = _me_of(self._auth)
+        self._started = True
+        await self._start()
+
+    async def disconnect(self) -> None:
+        self._started = False
+        with contextlib.suppress(SendFailed, EngineRefused):
+            await self._call("stop")
+        self._engine.release(self)
+
+    async def logout(self) -> None:
+        with contextlib.suppress(SendFailed, EngineRefused):
+            await self._call("logout")
+        await self.disconnect()
+        await self._engine.forget(self.session_id, self._auth)
+        async with self._auth_lock:
+            self._auth = None
+            await self._ctx.auth.clear()
+
+    async def request_pairing_code(self, phone_number: str) -> str:
+        try:
+            result = await self._call("pairing_code", phone=phone_number)
+        except (SendFailed, EngineRefused) as exc:
+            raise PairingNotAvailable(str(exc)) from exc
+        return str(result["code"])
+
+    # Messages.
+
+    async def send(self, message: OutgoingMessage) -> str | None:
+        payload: dict[str, Any] = {
+            "id": message.id,
+            "chatId": message.chat_id,
+            "type": message.type,
+            "content": to_json(message.content),
+        }
+        if not isinstance(message.content, Media):
+            result = await self._call("send", **payload)
+            return _engine_id(result, message.id)
+        if self._ctx.media is None:
+            raise SendFailed("no media storage for the engine", retryable=False)
+        media = message.content.media
+        path = await self._engine.transfers.write(self._ctx.media.stream(media.key))
+        # The file crosses by its path; gone once the bridge answered.
+        payload["content"]["media"]["path"] = str(path)
+        try:
+            result = await self._call("send", **payload)
+        finally:
+            path.unlink(missing_ok=True)
+        return _engine_id(result, message.id)
+
+    async def stored(self, message_ids: list[str]) -> None:
+        return None  # the libraries acknowledge to WhatsApp by themselves
+
+    async def revoke(self, chat_id: str, message_id: str) -> None:
+        await self._call("revoke", chatId=chat_id, id=message_id)
+
+    async def mark_read(
+        self, chat_id: str, message_ids: list[str], senders: dict[str, str] | None = None
+    ) -> None:
+        await self._call("read", chatId=chat_id, ids=message_ids, senders=senders or {})
+
+    async def set_presence(self, chat_id: str, state: str) -> None:
+        await self._call("presence", chatId=chat_id, state=state)
+
+    async def check_number(self, phone: str) -> str | None:
+        result = await self._call("check", phone=phone)
+        found = (result or {}).get("id")
+        return baileys.chat_id(found) if found else None
+
+    async def subscribe_presence(self, chat_id: str) -> None:
+        await self._call("subscribe_presence", chatId=chat_id)
+
+    async def profile_picture(self, chat_id: str) -> str | None:
+        result = await self._call("picture", chatId=chat_id)
+        url = (result or {}).get("url")
+        return str(url) if url else None
+
+    # Groups.
+
+    async def groups(self) -> list[GroupInfo]:
+        found = await self._call("groups")
+        items = found.values() if isinstance(found, dict) else found or []
+        return [group_info(g) for g in items]
+
+    async def group_info(self, group_id: str) -> GroupInfo:
+        return group_info(await self._call("group_info", groupId=group_id))
+
+    async def create_group(self, subject: str, participants: list[str]) -> GroupInfo:
+        return group_info(
+            await self._call("create_group", subject=subject, participants=participants)
+        )
+
+    async def update_group(
+        self,
+        group_id: str,
+        subject: str | None,
+        description: str | None,
+        settings: dict[str, bool] | None,
+    ) -> GroupInfo:
+        data = await self._call(
+            "update_group",
+            groupId=group_id,
+            subject=subject,
+            description=description,
+            settings=settings,
+        )
+        return group_info(data)
+
+    async def change_participants(
+        self, group_id: str, action: str, participants: list[str]
+    ) -> list[ParticipantResult]:
+        results = await self._call(
+            "participants", groupId=group_id, action=action, participants=participants
+        )
+        return [
+            ParticipantResult(baileys.chat_id(r.get("jid") or r.get("id")) or "", _status(r))
+            for r in results or []
+        ]
+
+    async def invite_code(self, group_id: str) -> str:
+        result = await self._call("invite_code", groupId=group_id)
+        return str(result.get("code") if isinstance(result, dict) else result)
+
+    async def leave_group(self, group_id: str) -> None:
+        await self._call("leave_group", groupId=group_id)
+
+
+def _engine_id(result: Any, ours: str) -> str | None:
+    found = (result or {}).get("id") if isinstance(result, dict) else None
+    return str(found) if found and found != ours else None
+
+
+def _me_of(auth: dict[str, Any] | None) -> str | None:
+    me = ((auth or {}).get("creds") or {}).get("me") or {}
+    return baileys.chat_id(me.get("id"))
+
+
+def _name_of(auth: dict[str, Any] | None) -> str | None:
+    me = ((auth or {}).get("creds") or {}).get("me") or {}
+    name = me.get("name")
+    return str(name) if name else None
+
+
+def _status(result: dict[str, Any]) -> str:
+    status = str(result.get("status", "200"))
+    return {
+        "200": "ok",
+        "404": "not_found",
+        "409": "already_member",
+        "403": "not_member",
+    }.get(status, status)

@@ -1,0 +1,151 @@
+"""Installing the Node.js bridge: its program and pinned dependencies, copied from the
+package into a writable directory and installed there with `npm ci`.
+
+Never at import time: `openwa engines install` does it, or the first start of a Baileys
+or whatsapp-web.js session. The program's files and its lock file are hashed; an
+installation whose stamp names the same hash is used as it is, so a restart costs
+nothing and an upgrade of OpenWA installs the bridge again by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+MIN_NODE_MAJOR = 20
+_STAMP = ".openwa-installed"
+# The bridge's own files, relative to its folder in the package (never node_modules).
+_SKIP = {"node_modules", "test", "scripts", ".gitignore", "eslint.config.js"}
+_NPM_TIMEOUT_S = 600.0
+
+
+class BridgeUnavailable(Exception):
+    """Node.js is missing or too old, or the bridge's dependencies cannot be installed."""
+
+
+def source_dir() -> Path:
+    """The bridge program inside the installed package."""
+    return Path(str(resources.files("openwa.engines.bridge") / "node"))
+
+
+def _files(root: Path) -> list[Path]:
+    found: list[Path] = []
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if path.is_file() and relative.parts[0] not in _SKIP:
+            found.append(relative)
+    return found
+
+
+def source_hash(root: Path) -> str:
+    digest = hashlib.sha256()
+    for relative in _files(root):
+        digest.update(str(relative).encode() + b"\0" + (root / relative).read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class NodeRuntime:
+    """Where `node` and `npm` are, and where the bridge is installed."""
+
+    node: str
+    directory: Path
+
+    def _tool(self, name: str) -> str:
+        """`npm` beside the chosen `node` when there is one, else on PATH."""
+        node = shutil.which(self.node)
+        if node is not None:
+            sibling = Path(node).resolve().parent / name
+            if sibling.exists():
+                return str(sibling)
+        found = shutil.which(name)
+        if found is None:
+            raise BridgeUnavailable(f"{name} was not found (it comes with Node.js)")
+        return found
+
+    async def version(self) -> str:
+        """`node --version`, checked against the minimum."""
+        if shutil.which(self.node) is None:
+            raise BridgeUnavailable(
+                f"Node.js was not found ({self.node!r}); Baileys and whatsapp-web.js need "
+                f"Node.js {MIN_NODE_MAJOR} or newer (NODE_BINARY)"
+            )
+        process = await asyncio.create_subprocess_exec(
+            self.node,
+            "--version",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        out, _ = await process.communicate()
+        version = out.decode().strip()
+        match = re.match(r"v(\d+)\.", version)
+        if match is None or int(match.group(1)) < MIN_NODE_MAJOR:
+            raise BridgeUnavailable(
+                f"Node.js {version or 'of unknown version'} is too old: Baileys and "
+                f"whatsapp-web.js need Node.js {MIN_NODE_MAJOR} or newer"
+            )
+        return version
+
+    @property
+    def entry(self) -> Path:
+        return self.directory / "bridge.js"
+
+    def installed(self) -> bool:
+        stamp = self.directory / _STAMP
+        return stamp.exists() and stamp.read_text().strip() == source_hash(source_dir())
+
+    async def install(self) -> None:
+        """Copy the program and `npm ci` its runtime dependencies (no browser download:
+        whatsapp-web.js drives the machine's chromium)."""
+        await self.version()
+        source = source_dir()
+        wanted = source_hash(source)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for relative in _files(source):
+            target = self.directory / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / relative, target)
+        env = {
+            **os.environ,
+            "PUPPETEER_SKIP_DOWNLOAD": "1",
+            "npm_config_fund": "false",
+            "npm_config_audit": "false",
+            "npm_config_update_notifier": "false",
+        }
+        process = await asyncio.create_subprocess_exec(
+            self._tool("npm"),
+            "ci",
+            "--omit=dev",
+            "--no-progress",
+            cwd=self.directory,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            out, _ = await asyncio.wait_for(process.communicate(), _NPM_TIMEOUT_S)
+        except TimeoutError:
+            process.kill()
+            raise BridgeUnavailable("npm ci did not finish in time") from None
+        if process.returncode != 0:
+            tail = out.decode(errors="replace").strip().splitlines()[-5:]
+            raise BridgeUnavailable("npm ci failed: " + " | ".join(tail))
+        (self.directory / _STAMP).write_text(wanted)
+        log.info("bridge_installed", directory=str(self.directory))
+
+    async def ensure(self) -> None:
+        if not self.installed():
+            await self.install()
+        else:
+            await self.version()

@@ -1,0 +1,293 @@
+"""Translation of whatsapp-web.js' events, as the bridge forwards them (the JSON of the
+library's `Message`, `Reaction`, `GroupNotification` and `Call` objects, an event's
+arguments in order), into the engine port's events.
+
+whatsapp-web.js names users `<digits>@c.us`; ours are `<digits>@s.whatsapp.net`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from openwa.engines.base import (
+    CallReceived,
+    Disconnected,
+    EngineEvent,
+    GroupUpdated,
+    LoggedOut,
+    MessageAck,
+    MessageEdited,
+    MessageReceived,
+    MessageRevoked,
+    QrUpdated,
+    ReactionReceived,
+)
+from openwa.kit.chat_ids import USER_SUFFIX
+
+_ACKS = {-1: "failed", 1: "sent", 2: "delivered", 3: "read", 4: "played"}
+_MEDIA = {
+    "image": "image",
+    "video": "video",
+    "audio": "audio",
+    "ptt": "voice",
+    "document": "document",
+    "sticker": "sticker",
+}
+_GROUP_ACTIONS = {
+    "add": "add",
+    "invite": "join",
+    "remove": "remove",
+    "leave": "leave",
+    "promote": "promote",
+    "demote": "demote",
+    "subject": "subject",
+    "description": "description",
+    "announce": "settings",
+    "restrict": "settings",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """`ready`: linked and connected; `me` our own chat id when the bridge gave it."""
+
+    me: str | None = None
+    push_name: str | None = None
+
+
+def chat_id(value: Any) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("_serialized") or (
+            f"{value.get('user')}@{value.get('server')}" if value.get("user") else None
+        )
+    if not isinstance(value, str) or "@" not in value:
+        return None
+    user, server = value.split("@", 1)
+    if server == "c.us":
+        server = USER_SUFFIX[1:]
+    return f"{user.split(':', 1)[0]}@{server}"
+
+
+def _time(value: Any) -> datetime:
+    try:
+        seconds = int(value or 0)
+        return datetime.fromtimestamp(seconds, UTC) if seconds > 0 else datetime.now(UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return datetime.now(UTC)
+
+
+def _message_id(message: dict[str, Any]) -> str | None:
+    key = message.get("id")
+    if isinstance(key, dict):
+        found = key.get("id")
+        return str(found) if found else None
+    return None
+
+
+def _content(message: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    kind = str(message.get("type") or "")
+    body = message.get("body") or ""
+    content: dict[str, Any] = {}
+    if message.get("mentionedIds"):
+        content["mentions"] = [chat_id(m) or m for m in message["mentionedIds"]]
+    quoted = (message.get("_data") or {}).get("quotedStanzaID")
+    if quoted:
+        content["replyTo"] = quoted
+    if kind == "chat":
+        return "text", {"text": body, **content}
+    if kind in _MEDIA:
+        if body and kind in ("image", "video", "document"):
+            content["caption"] = body
+        content["mediaError"] = "not downloaded: the bridge engines do not fetch media yet"
+        return _MEDIA[kind], content
+    if kind == "location" and isinstance(message.get("location"), dict):
+        loc = message["location"]
+        where: dict[str, Any] = {
+            "latitude": float(loc.get("latitude") or 0),
+            "longitude": float(loc.get("longitude") or 0),
+        }
+        if loc.get("description"):
+            where["name"] = loc["description"]
+        return "location", {"location": where}
+    if kind in ("vcard", "multi_vcard"):
+        cards = [{"name": None, "vcard": v} for v in message.get("vCards") or []]
+        return "contacts", {"contacts": cards}
+    if kind == "poll_creation":
+        data = message.get("_data") or {}
+        options = [o.get("name", "") for o in data.get("pollOptions") or []]
+        poll = {
+            "question": data.get("pollName") or body,
+            "options": options,
+            "selectableCount": int(data.get("pollSelectableOptionsCount") or 0),
+        }
+        return "poll", {"poll": poll}
+    return "unknown", {}
+
+
+def message_event(message: dict[str, Any]) -> EngineEvent | None:
+    message_id = _message_id(message)
+    from_me = bool(message.get("fromMe"))
+    chat = chat_id(message.get("to") if from_me else message.get("from"))
+    if message_id is None or chat is None:
+        return None
+    kind = str(message.get("type") or "")
+    if kind in ("revoked", "e2e_notification", "notification_template", "gp2", "protocol"):
+        return None
+    sender = chat_id(message.get("author") or message.get("from"))
+    received, content = _content(message)
+    return MessageReceived(
+        id=message_id,
+        chat_id=chat,
+        sender=sender,
+        type=received,
+        content=content,
+        timestamp=_time(message.get("timestamp")),
+        from_me=from_me,
+        push_name=(message.get("_data") or {}).get("notifyName") or None,
+        raw_type=kind if received == "unknown" else None,
+    )
+
+
+def _args(data: Any) -> list[Any]:
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict) and isinstance(data.get("args"), list):
+        return list(data["args"])
+    return [data]
+
+
+Translated = EngineEvent | Ready
+
+
+def _message(args: list[Any]) -> Iterator[Translated]:
+    event = message_event(args[0]) if args and isinstance(args[0], dict) else None
+    if event is not None:
+        yield event
+
+
+def _own_message(args: list[Any]) -> Iterator[Translated]:
+    """`message_create` fires for every message; only ours are news (from the phone)."""
+    if args and isinstance(args[0], dict) and args[0].get("fromMe"):
+        yield from _message(args)
+
+
+def _ack(args: list[Any]) -> Iterator[Translated]:
+    message = args[0] if args and isinstance(args[0], dict) else {}
+    ack = args[1] if len(args) > 1 else message.get("ack")
+    status = _ACKS.get(int(ack)) if isinstance(ack, int) else None
+    message_id, chat = _message_id(message), chat_id(message.get("to"))
+    if status and message_id and chat and message.get("fromMe"):
+        yield MessageAck(message_id, chat, status)
+
+
+def _revoked(args: list[Any]) -> Iterator[Translated]:
+    before = args[1] if len(args) > 1 and isinstance(args[1], dict) else None
+    after = args[0] if args and isinstance(args[0], dict) else {}
+    message = before or after
+    message_id = _message_id(message)
+    from_me = bool(message.get("fromMe"))
+    chat = chat_id(message.get("to") if from_me else message.get("from"))
+    if message_id and chat:
+        yield MessageRevoked(message_id, chat, chat_id(message.get("author") or after.get("from")))
+
+
+def _reaction(args: list[Any]) -> Iterator[Translated]:
+    reaction = args[0] if args and isinstance(args[0], dict) else {}
+    target = reaction.get("msgId") or {}
+    message_id = target.get("id") if isinstance(target, dict) else None
+    chat = chat_id(target.get("remote") if isinstance(target, dict) else None)
+    if message_id and chat:
+        sender = chat_id(reaction.get("senderId"))
+        yield ReactionReceived(str(message_id), chat, sender, str(reaction.get("reaction") or ""))
+
+
+def _edit(args: list[Any]) -> Iterator[Translated]:
+    message = args[0] if args and isinstance(args[0], dict) else {}
+    text = args[1] if len(args) > 1 else message.get("body")
+    message_id = _message_id(message)
+    from_me = bool(message.get("fromMe"))
+    chat = chat_id(message.get("to") if from_me else message.get("from"))
+    if message_id and chat and isinstance(text, str):
+        sender = chat_id(message.get("author") or message.get("from"))
+        at = _time((message.get("_data") or {}).get("latestEditSenderTimestampMs", 0) // 1000)
+        yield MessageEdited(message_id, chat, sender, text, at, from_me)
+
+
+def _group(args: list[Any]) -> Iterator[Translated]:
+    note = args[0] if args and isinstance(args[0], dict) else {}
+    group = chat_id(note.get("chatId"))
+    action = _GROUP_ACTIONS.get(str(note.get("type") or ""))
+    if group is None or action is None:
+        return
+    people = [p for p in (chat_id(r) for r in note.get("recipientIds") or []) if p]
+    value = note.get("body") if action in ("subject", "description") else None
+    yield GroupUpdated(group, action, people, by=chat_id(note.get("author")), value=value)
+
+
+def _call(args: list[Any]) -> Iterator[Translated]:
+    call = args[0] if args and isinstance(args[0], dict) else {}
+    sender = chat_id(call.get("from"))
+    if sender is not None and not call.get("fromMe"):
+        yield CallReceived(
+            str(call.get("id") or ""),
+            sender,
+            bool(call.get("isVideo")),
+            bool(call.get("isGroup")),
+            _time(call.get("timestamp")),
+        )
+
+
+def _qr(args: list[Any]) -> Iterator[Translated]:
+    if args and isinstance(args[0], str):
+        yield QrUpdated(args[0])
+
+
+def _ready(args: list[Any]) -> Iterator[Translated]:
+    info = args[0] if args and isinstance(args[0], dict) else {}
+    yield Ready(chat_id(info.get("wid") or info.get("me")), info.get("pushname") or None)
+
+
+def _disconnected(args: list[Any]) -> Iterator[Translated]:
+    reason = str(args[0]) if args else "unknown"
+    if reason in ("LOGOUT", "UNPAIRED", "UNPAIRED_IDLE"):
+        yield LoggedOut(f"logged out: {reason}")
+    else:
+        yield Disconnected(f"whatsapp-web.js disconnected: {reason}")
+
+
+def _failed(args: list[Any]) -> Iterator[Translated]:
+    detail = args[0] if args else None
+    message = detail.get("message") if isinstance(detail, dict) else detail
+    yield Disconnected(f"whatsapp-web.js could not start: {message or 'unknown error'}")
+
+
+def _auth_failure(args: list[Any]) -> Iterator[Translated]:
+    yield LoggedOut(f"authentication failed: {args[0] if args else 'unknown'}")
+
+
+_BY_NAME: dict[str, Callable[[list[Any]], Iterator[Translated]]] = {
+    "qr": _qr,
+    "ready": _ready,
+    "message": _message,
+    "message_create": _own_message,
+    "message_ack": _ack,
+    "message_revoke_everyone": _revoked,
+    "message_reaction": _reaction,
+    "message_edit": _edit,
+    "group_join": _group,
+    "group_leave": _group,
+    "group_update": _group,
+    "group_admin_changed": _group,
+    "call": _call,
+    "disconnected": _disconnected,
+    "init_failed": _failed,
+    "auth_failure": _auth_failure,
+}
+
+
+def translate(name: str, data: Any, me: str | None) -> list[Translated]:
+    handler = _BY_NAME.get(name)
+    return [] if handler is None else list(handler(_args(data)))

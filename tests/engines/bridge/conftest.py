@@ -1,0 +1,74 @@
+"""Fixtures of the bridge engines' tests: the bridge installed once per machine (pinned
+`npm ci`, shared by the test processes under a file lock), apps that use it, and the
+loopback proxies where the libraries' connection attempts end."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from openwa.config import Settings
+from openwa.engines.bridge.install import BridgeUnavailable, NodeRuntime
+from tests.engines.proxies import RecordingProxy, SilentProxy
+from tests.fixtures.app import AppFactory
+from tests.fixtures.proxy_apps import AnyProxyApps
+
+ROOT = Path(__file__).resolve().parents[3]
+# Shared by every test process and run: installing takes about 20 s, checking a stamp none.
+BRIDGE_DIR = Path(os.environ.get("OPENWA_TEST_NODE_BRIDGE_DIR", ROOT / ".venv" / "node-bridge"))
+
+
+def _install() -> None:
+    BRIDGE_DIR.parent.mkdir(parents=True, exist_ok=True)
+    with open(BRIDGE_DIR.parent / "node-bridge.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        runtime = NodeRuntime("node", BRIDGE_DIR)
+        if not runtime.installed():
+            asyncio.run(runtime.install())
+
+
+@pytest.fixture(scope="session")
+def bridge_dir() -> Path:
+    try:
+        _install()
+    except BridgeUnavailable as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the Node.js bridge cannot be installed: {exc}", pytrace=False)
+        pytest.skip(f"the Node.js bridge cannot be installed: {exc}")
+    return BRIDGE_DIR
+
+
+@pytest.fixture
+def app_factory(database_url: str, tmp_path: Path, bridge_dir: Path) -> AppFactory:
+    """Session proxies on loopback are allowed; the bridge comes from the shared install."""
+    return BridgeApps(database_url, tmp_path / "data", bridge_dir)
+
+
+class BridgeApps(AnyProxyApps):
+    def __init__(self, database_url: str, data_dir: Path, bridge_dir: Path) -> None:
+        super().__init__(database_url, data_dir)
+        self.bridge_dir = bridge_dir
+
+    def settings(self, **overrides: Any) -> Settings:
+        overrides.setdefault("node_bridge_dir", self.bridge_dir)
+        return super().settings(**overrides)
+
+
+@pytest.fixture
+async def recorder() -> AsyncIterator[RecordingProxy]:
+    proxy = await RecordingProxy().start()
+    yield proxy
+    await proxy.close()
+
+
+@pytest.fixture
+async def silent() -> AsyncIterator[SilentProxy]:
+    proxy = await SilentProxy().start()
+    yield proxy
+    await proxy.close()

@@ -1,0 +1,147 @@
+"""Baileys and whatsapp-web.js up to the network's edge: the real bridge program with the
+real libraries in Node.js, their connection attempts ending at loopback proxies (this
+machine has no route to WhatsApp), supervised and restarted by the real engine."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from openwa.engines.bridge.engine import BridgeEngine
+from tests.engines.proxies import RecordingProxy, SilentProxy
+from tests.fixtures.app import Api, AppFactory, wait_for
+from tests.sessions.support import statuses
+
+WHATSAPP = "web.whatsapp.com:443"
+SQLITE_ONLY = pytest.mark.parametrize("database_kind", ["sqlite"])
+
+
+async def started(api: Api, engine: str, **config: Any) -> str:
+    session = await api.create_session(
+        f"{engine}-{os.urandom(3).hex()}", engine=engine, config=config
+    )
+    response = await api.request("POST", f"/api/sessions/{session['id']}/start")
+    assert response.status_code == 200, response.text
+    return str(session["id"])
+
+
+def bridge_of(api: Api, name: str) -> BridgeEngine:
+    engine = api.services.engines.get(name)
+    assert isinstance(engine, BridgeEngine)
+    return engine
+
+
+async def retried(api: Api, session_id: str, timeout: float = 40) -> dict[str, Any]:
+    def twice(s: dict[str, Any]) -> bool:
+        return statuses(s).count("disconnected") >= 2 and s["lastError"] is not None
+
+    found: dict[str, Any] = await wait_for(
+        lambda: api.session(session_id), twice, timeout, "retries"
+    )
+    return found
+
+
+async def test_a_baileys_session_reaches_whatsapp_through_its_proxy_and_retries(
+    app_factory: AppFactory, recorder: RecordingProxy
+) -> None:
+    async with app_factory.running(engine_type="baileys") as api:
+        session_id = await started(api, "baileys", proxy=f"http://127.0.0.1:{recorder.port}")
+        session = await retried(api, session_id)
+        assert session["engine"] == "baileys"
+        assert f"http CONNECT {WHATSAPP} HTTP/1.1" in recorder.requests
+        assert set(recorder.requests) == {f"http CONNECT {WHATSAPP} HTTP/1.1"}
+        assert "WhatsApp" in session["lastError"] or "connection" in session["lastError"]
+        ready = await api.request("GET", "/health/ready")
+        assert ready.status_code == 200, ready.text
+
+
+@SQLITE_ONLY
+async def test_a_killed_bridge_takes_down_only_its_own_sessions_which_come_back(
+    app_factory: AppFactory,
+) -> None:
+    first, second = await SilentProxy().start(), await SilentProxy().start()
+    try:
+        async with app_factory.running(baileys_sessions_per_worker=1) as api:
+            one = await started(api, "baileys", proxy=first.url)
+            two = await started(api, "baileys", proxy=second.url)
+            await wait_for(lambda: _count(first), bool, 30, "the first session's dial")
+            await wait_for(lambda: _count(second), bool, 30, "the second session's dial")
+            engine = bridge_of(api, "baileys")
+            shard_one, shard_two = engine.shards.of(one), engine.shards.of(two)
+            assert shard_one is not None
+            assert shard_two is not None
+            assert shard_one is not shard_two
+            pid_one, pid_two = shard_one.pid, shard_two.pid
+            assert pid_one
+            assert pid_two
+            assert pid_one != pid_two
+            dials_before = len(first.requests)
+            os.kill(pid_one, signal.SIGKILL)
+            # Its session dials again from a new bridge, with no scan.
+            await wait_for(lambda: _count(first), lambda n: n > dials_before, 40, "a new dial")
+            assert shard_one.pid not in (None, pid_one)
+            assert shard_two.pid == pid_two
+            assert len(second.requests) == 1
+            session = await api.session(one)
+            assert "bridge exited" in " ".join(
+                str(c.get("reason")) for c in session["statusHistory"]
+            )
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def _count(proxy: SilentProxy) -> int:
+    return len(proxy.requests)
+
+
+@SQLITE_ONLY
+async def test_a_webjs_session_drives_chromium_to_whatsapp_through_its_proxy(
+    app_factory: AppFactory, recorder: RecordingProxy
+) -> None:
+    if shutil.which("chromium") is None and os.environ.get("CI") != "true":
+        pytest.skip("chromium is not installed")
+    before = _browsers()
+    async with app_factory.running() as api:
+        session_id = await started(
+            api, "whatsapp-web.js", proxy=f"http://127.0.0.1:{recorder.port}"
+        )
+        wanted = f"http CONNECT {WHATSAPP} HTTP/1.1"
+        await wait_for(lambda: _requests(recorder), lambda r: wanted in r, 60, "chromium's CONNECT")
+        session = await retried(api, session_id, timeout=90)
+        assert session["engine"] == "webjs"
+        engine = bridge_of(api, "webjs")
+        shard = engine.shards.of(session_id)
+        assert shard is not None
+        assert shard.pid is not None
+        stop = await api.request("POST", f"/api/sessions/{session_id}/stop")
+        assert stop.status_code == 200, stop.text
+
+    # The app's shutdown ended the bridge and its browsers.
+    async def ours() -> set[int]:
+        return _browsers() - before
+
+    await wait_for(ours, lambda left: not left, 20, "no browser left")
+
+
+async def _requests(proxy: RecordingProxy) -> list[str]:
+    return list(proxy.requests)
+
+
+def _browsers() -> set[int]:
+    """Chromium processes on this machine."""
+    found = set()
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                name = Path(f"/proc/{pid}/comm").read_text().strip()
+            except OSError:
+                continue
+            if "chrom" in name:
+                found.add(int(pid))
+    return found

@@ -1,0 +1,419 @@
+"""Translation of the libraries' own event shapes (as the bridge forwards them) into the
+engine port's events, both engines; recorded shapes under tests/fixtures/bridge_shapes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from openwa.engines.base import (
+    CallReceived,
+    ContactsSeen,
+    ContactUpdated,
+    Disconnected,
+    GroupUpdated,
+    LoggedOut,
+    MessageAck,
+    MessageEdited,
+    MessageReceived,
+    MessageRevoked,
+    PresenceUpdated,
+    QrUpdated,
+    ReactionReceived,
+)
+from openwa.engines.bridge import baileys, webjs
+from openwa.engines.bridge.groups import group_info
+
+ME = "15550000001@s.whatsapp.net"
+PEER = "15550000002@s.whatsapp.net"
+GROUP = "120363000000000001@g.us"
+SHAPES = Path(__file__).resolve().parents[2] / "fixtures" / "bridge_shapes"
+
+
+def upsert(message: dict[str, Any], **key: Any) -> dict[str, Any]:
+    return {
+        "type": "notify",
+        "messages": [
+            {
+                "key": {"remoteJid": PEER, "fromMe": False, "id": "3EB0A1", **key},
+                "message": message,
+                "messageTimestamp": "1764770000",
+                "pushName": "Peer",
+            }
+        ],
+    }
+
+
+def one(name: str, data: Any) -> Any:
+    found = baileys.translate(name, data, ME)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_baileys_text_with_a_quote_and_mentions() -> None:
+    message = {
+        "extendedTextMessage": {
+            "text": "hi @15550000003",
+            "contextInfo": {
+                "stanzaId": "3EB0QUOTED",
+                "participant": PEER,
+                "mentionedJid": ["15550000003:4@s.whatsapp.net"],
+            },
+        }
+    }
+    event = one("messages.upsert", upsert(message))
+    assert isinstance(event, MessageReceived)
+    assert (event.id, event.chat_id, event.sender, event.type) == ("3EB0A1", PEER, PEER, "text")
+    assert event.content == {
+        "text": "hi @15550000003",
+        "replyTo": "3EB0QUOTED",
+        "mentions": ["15550000003@s.whatsapp.net"],
+    }
+    assert event.push_name == "Peer"
+    assert event.timestamp.year == 2025
+    assert event.history is False
+
+
+def test_baileys_group_message_names_its_participant_and_history_is_marked() -> None:
+    data = upsert(
+        {"conversation": "hello"}, remoteJid=GROUP, participant="15550000003:2@s.whatsapp.net"
+    )
+    data["type"] = "append"
+    event = one("messages.upsert", data)
+    assert isinstance(event, MessageReceived)
+    assert (event.chat_id, event.sender, event.history) == (
+        GROUP,
+        "15550000003@s.whatsapp.net",
+        True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("message", "kind", "content"),
+    [
+        (
+            {"imageMessage": {"caption": "look", "mimetype": "image/jpeg"}},
+            "image",
+            {"caption": "look"},
+        ),
+        ({"audioMessage": {"ptt": True, "mimetype": "audio/ogg"}}, "voice", {}),
+        (
+            {"documentWithCaptionMessage": {"message": {"documentMessage": {"caption": "c"}}}},
+            "document",
+            {"caption": "c"},
+        ),
+        (
+            {
+                "locationMessage": {
+                    "degreesLatitude": 52.5,
+                    "degreesLongitude": 13.4,
+                    "name": "Here",
+                }
+            },
+            "location",
+            {"location": {"latitude": 52.5, "longitude": 13.4, "name": "Here"}},
+        ),
+        (
+            {"contactMessage": {"displayName": "Ann", "vcard": "TEL;waid=15550000009:+1"}},
+            "contacts",
+            {
+                "contacts": [
+                    {
+                        "name": "Ann",
+                        "vcard": "TEL;waid=15550000009:+1",
+                        "phoneNumber": "15550000009",
+                    }
+                ]
+            },
+        ),
+        (
+            {
+                "pollCreationMessageV3": {
+                    "name": "Lunch?",
+                    "options": [{"optionName": "yes"}, {"optionName": "no"}],
+                    "selectableOptionsCount": 1,
+                }
+            },
+            "poll",
+            {"poll": {"question": "Lunch?", "options": ["yes", "no"], "selectableCount": 1}},
+        ),
+        ({"ephemeralMessage": {"message": {"conversation": "secret"}}}, "text", {"text": "secret"}),
+    ],
+)
+def test_baileys_message_types(message: dict[str, Any], kind: str, content: dict[str, Any]) -> None:
+    event = one("messages.upsert", upsert(message))
+    assert isinstance(event, MessageReceived)
+    assert event.type == kind
+    got = {k: v for k, v in event.content.items() if k != "mediaError"}
+    assert got == content
+    assert ("mediaError" in event.content) == (kind in ("image", "voice", "document"))
+
+
+def test_baileys_unknown_types_keep_their_name_and_plumbing_is_dropped() -> None:
+    event = one("messages.upsert", upsert({"pinInChatMessage": {"type": 1}}))
+    assert isinstance(event, MessageReceived)
+    assert (event.type, event.raw_type) == ("unknown", "pinInChatMessage")
+    assert (
+        baileys.translate("messages.upsert", upsert({"senderKeyDistributionMessage": {}}), ME) == []
+    )
+
+
+def test_baileys_reactions_revokes_and_edits() -> None:
+    reaction = one(
+        "messages.upsert", upsert({"reactionMessage": {"key": {"id": "3EB0T"}, "text": "👍"}})
+    )
+    assert reaction == ReactionReceived("3EB0T", PEER, PEER, "👍")
+    revoke = one(
+        "messages.upsert", upsert({"protocolMessage": {"type": "REVOKE", "key": {"id": "3EB0T"}}})
+    )
+    assert revoke == MessageRevoked("3EB0T", PEER, PEER)
+    edit = one(
+        "messages.upsert",
+        upsert(
+            {
+                "protocolMessage": {
+                    "type": 14,
+                    "key": {"id": "3EB0T"},
+                    "editedMessage": {"conversation": "fixed"},
+                    "timestampMs": "1764770001000",
+                }
+            }
+        ),
+    )
+    assert isinstance(edit, MessageEdited)
+    assert (edit.id, edit.text) == ("3EB0T", "fixed")
+    separate = one(
+        "messages.reaction",
+        [
+            {
+                "key": {"remoteJid": PEER, "id": "3EB0T"},
+                "reaction": {"key": {"remoteJid": PEER, "fromMe": True}, "text": ""},
+            }
+        ],
+    )
+    assert separate == ReactionReceived("3EB0T", PEER, ME, "")
+
+
+def test_baileys_statuses_and_receipts() -> None:
+    updates = baileys.translate(
+        "messages.update",
+        [
+            {"key": {"remoteJid": PEER, "id": "M1", "fromMe": True}, "update": {"status": 3}},
+            {"key": {"remoteJid": PEER, "id": "M2", "fromMe": True}, "update": {"status": "READ"}},
+            {"key": {"remoteJid": PEER, "id": "M3", "fromMe": False}, "update": {"status": 4}},
+            "not a dict",
+        ],
+        ME,
+    )
+    assert updates == [MessageAck("M1", PEER, "delivered"), MessageAck("M2", PEER, "read")]
+    receipt = one(
+        "message-receipt.update",
+        [
+            {
+                "key": {"remoteJid": GROUP, "id": "M4", "fromMe": True},
+                "receipt": {"userJid": "15550000003@s.whatsapp.net", "readTimestamp": 1764770000},
+            }
+        ],
+    )
+    assert receipt == MessageAck("M4", GROUP, "read", by="15550000003@s.whatsapp.net")
+
+
+def test_baileys_connection_updates() -> None:
+    assert baileys.translate("connection.update", {"qr": "2@abc"}, None) == [QrUpdated("2@abc")]
+    assert baileys.translate("connection.update", {"connection": "open"}, None) == [
+        baileys.Opened()
+    ]
+    (closed,) = baileys.translate(
+        "connection.update",
+        {
+            "connection": "close",
+            "lastDisconnect": {"statusCode": 401, "message": "Connection Failure"},
+        },
+        None,
+    )
+    assert isinstance(closed, baileys.Closed)
+    assert isinstance(baileys.closed_event(closed), LoggedOut)
+    (lost,) = baileys.translate(
+        "connection.update", {"connection": "close", "lastDisconnect": {"statusCode": 408}}, None
+    )
+    assert isinstance(lost, baileys.Closed)
+    event = baileys.closed_event(lost)
+    assert isinstance(event, Disconnected)
+    assert "408" in event.reason
+
+
+def test_baileys_groups_presence_calls_contacts() -> None:
+    added = one(
+        "group-participants.update",
+        {"id": GROUP, "participants": [PEER], "action": "add", "author": ME},
+    )
+    assert added == GroupUpdated(GROUP, "add", [PEER], by=ME)
+    subject = one("groups.update", [{"id": GROUP, "subject": "New"}])
+    assert subject == GroupUpdated(GROUP, "subject", value="New")
+    presence = one(
+        "presence.update", {"id": PEER, "presences": {PEER: {"lastKnownPresence": "composing"}}}
+    )
+    assert presence == PresenceUpdated(PEER, PEER, "composing", None)
+    call = one(
+        "call",
+        [
+            {
+                "id": "C1",
+                "from": PEER,
+                "status": "offer",
+                "isVideo": True,
+                "isGroup": False,
+                "date": "2025-12-03T10:00:00.000Z",
+            }
+        ],
+    )
+    assert isinstance(call, CallReceived)
+    assert (call.call_id, call.sender, call.is_video) == ("C1", PEER, True)
+    contacts = baileys.translate(
+        "contacts.upsert", [{"id": PEER, "notify": "Peer", "lid": "99999@lid"}], ME
+    )
+    assert contacts == [ContactUpdated(PEER, lid="99999@lid"), ContactsSeen({PEER: "Peer"})]
+
+
+def test_group_metadata_of_both_libraries() -> None:
+    info = group_info(
+        {
+            "id": GROUP,
+            "subject": "Team",
+            "owner": ME,
+            "creation": 1764770000,
+            "participants": [{"id": ME, "admin": "superadmin"}, {"id": PEER, "admin": None}],
+            "announce": True,
+        }
+    )
+    assert info.participants == [{"id": ME, "role": "superadmin"}, {"id": PEER, "role": "member"}]
+    assert info.settings == {"announce": True, "restrict": False}
+    webjs_info = group_info(
+        {
+            "id": {"_serialized": GROUP},
+            "subject": "Team",
+            "participants": [{"id": {"_serialized": "15550000002@c.us"}, "isAdmin": True}],
+        }
+    )
+    assert webjs_info.participants == [{"id": PEER, "role": "admin"}]
+
+
+def webjs_message(**fields: Any) -> dict[str, Any]:
+    return {
+        "id": {
+            "fromMe": False,
+            "remote": "15550000002@c.us",
+            "id": "3EB0W1",
+            "_serialized": "false_15550000002@c.us_3EB0W1",
+        },
+        "type": "chat",
+        "body": "hello",
+        "timestamp": 1764770000,
+        "from": "15550000002@c.us",
+        "to": "15550000001@c.us",
+        "fromMe": False,
+        "_data": {"notifyName": "Peer"},
+        **fields,
+    }
+
+
+def test_webjs_messages_acks_and_lifecycle() -> None:
+    (received,) = webjs.translate("message", [webjs_message()], None)
+    assert isinstance(received, MessageReceived)
+    assert (received.id, received.chat_id, received.sender, received.content) == (
+        "3EB0W1",
+        PEER,
+        PEER,
+        {"text": "hello"},
+    )
+    assert received.push_name == "Peer"
+    assert webjs.translate("message_create", [webjs_message()], None) == []
+    (ack,) = webjs.translate(
+        "message_ack", [webjs_message(fromMe=True, to="15550000002@c.us"), 3], None
+    )
+    assert ack == MessageAck("3EB0W1", PEER, "read")
+    (image,) = webjs.translate("message", [webjs_message(type="image", body="cap")], None)
+    assert isinstance(image, MessageReceived)
+    assert (image.type, image.content["caption"]) == ("image", "cap")
+    assert webjs.translate("qr", ["2@xyz"], None) == [QrUpdated("2@xyz")]
+    (ready,) = webjs.translate(
+        "ready", [{"wid": {"_serialized": "15550000001@c.us"}, "pushname": "Me"}], None
+    )
+    assert ready == webjs.Ready(ME, "Me")
+    assert isinstance(webjs.translate("disconnected", ["LOGOUT"], None)[0], LoggedOut)
+    assert isinstance(webjs.translate("disconnected", ["CONFLICT"], None)[0], Disconnected)
+    (failed,) = webjs.translate(
+        "init_failed", [{"message": "net::ERR_TUNNEL_CONNECTION_FAILED"}], None
+    )
+    assert isinstance(failed, Disconnected)
+    assert "ERR_TUNNEL" in failed.reason
+
+
+def test_webjs_reactions_revokes_edits_groups_calls() -> None:
+    (reaction,) = webjs.translate(
+        "message_reaction",
+        [
+            {
+                "msgId": {"id": "3EB0W1", "remote": "15550000002@c.us"},
+                "senderId": "15550000002@c.us",
+                "reaction": "❤",
+            }
+        ],
+        None,
+    )
+    assert reaction == ReactionReceived("3EB0W1", PEER, PEER, "❤")
+    (revoked,) = webjs.translate(
+        "message_revoke_everyone", [webjs_message(type="revoked"), webjs_message()], None
+    )
+    assert isinstance(revoked, MessageRevoked)
+    assert (revoked.id, revoked.chat_id) == ("3EB0W1", PEER)
+    (edited,) = webjs.translate("message_edit", [webjs_message(), "new words", "hello"], None)
+    assert isinstance(edited, MessageEdited)
+    assert edited.text == "new words"
+    (joined,) = webjs.translate(
+        "group_join",
+        [
+            {
+                "chatId": GROUP,
+                "type": "add",
+                "author": "15550000001@c.us",
+                "recipientIds": ["15550000002@c.us"],
+            }
+        ],
+        None,
+    )
+    assert joined == GroupUpdated(GROUP, "add", [PEER], by=ME)
+    (call,) = webjs.translate(
+        "call",
+        [
+            {
+                "id": "C2",
+                "from": "15550000002@c.us",
+                "isVideo": False,
+                "isGroup": False,
+                "timestamp": 1764770000,
+            }
+        ],
+        None,
+    )
+    assert isinstance(call, CallReceived)
+
+
+@pytest.mark.parametrize("engine", ["baileys", "webjs"])
+def test_every_recorded_shape_translates_without_error(engine: str) -> None:
+    """The bridge's own recordings of the libraries' shapes (scripts/record-shapes.js)."""
+    folder = SHAPES / engine
+    files = sorted(folder.glob("*.json")) if folder.exists() else []
+    if not files:
+        pytest.skip(f"no recorded {engine} shapes")
+    translate = baileys.translate if engine == "baileys" else webjs.translate
+    translated = 0
+    for path in files:
+        frame = json.loads(path.read_text())
+        assert frame["v"] == 1
+        found = translate(frame["name"], frame["data"], ME)
+        translated += len(found)
+    assert translated > 0
