@@ -1,0 +1,607 @@
+'use strict';
+// One Baileys session (one WASocket). The library module is injected so tests can drive
+// the adapter with a fake; `loadBaileys()` gives the real one.
+
+const fs = require('node:fs');
+const { BridgeError, badRequest, notReady } = require('./protocol');
+const { proxyAgent } = require('./proxy');
+
+// Library events forwarded as they come (Python translates them). `chats.phoneNumberShare`
+// is how Baileys 6.17.16 tells a LID's phone number; `lid-mapping.update` is listed for
+// versions that have it (nothing subscribes to a name the library never emits).
+const FORWARDED = [
+  'connection.update',
+  'messages.upsert',
+  'messages.update',
+  'message-receipt.update',
+  'messages.reaction',
+  'messages.delete',
+  'presence.update',
+  'chats.update',
+  'chats.upsert',
+  'chats.phoneNumberShare',
+  'contacts.update',
+  'contacts.upsert',
+  'groups.update',
+  'groups.upsert',
+  'group-participants.update',
+  'call',
+  'messaging-history.set',
+  'lid-mapping.update',
+];
+
+// A history sync can carry tens of thousands of messages: sent in frames of this many.
+const HISTORY_CHUNK = 500;
+// Our recent sends, for Baileys' getMessage (a recipient's retry request re-encrypts them).
+const SENT_CACHE = 1000;
+
+const PRESENCE = {
+  typing: 'composing',
+  recording: 'recording',
+  paused: 'paused',
+  available: 'available',
+  unavailable: 'unavailable',
+};
+
+const GROUP_SETTINGS = {
+  announce: ['announcement', 'not_announcement'],
+  locked: ['locked', 'unlocked'],
+};
+
+function loadBaileys() {
+  const lib = require('@whiskeysockets/baileys');
+  return {
+    makeWASocket: lib.default || lib.makeWASocket,
+    initAuthCreds: lib.initAuthCreds,
+    makeCacheableSignalKeyStore: lib.makeCacheableSignalKeyStore,
+    proto: lib.proto,
+    Browsers: lib.Browsers,
+    areJidsSameUser: lib.areJidsSameUser,
+    isJidGroup: lib.isJidGroup,
+    version: require('@whiskeysockets/baileys/package.json').version,
+    pino: require('pino'),
+  };
+}
+
+/**
+ * Baileys' SignalKeyStore over an in-memory map seeded from the saved keys
+ * (`{type: {id: value}}`). Every `set` is reported through `onSet(data)` (a `null` value
+ * is a deletion) so the Python side keeps the same state in its store.
+ */
+function makeKeyStore(seed, onSet, proto) {
+  const byType = new Map();
+  for (const [type, values] of Object.entries(seed || {})) {
+    byType.set(type, new Map(Object.entries(values || {}).filter(([, v]) => v !== null && v !== undefined)));
+  }
+  return {
+    async get(type, ids) {
+      const values = byType.get(type);
+      const out = {};
+      for (const id of ids) {
+        let value = values ? values.get(id) : undefined;
+        if (value !== undefined && type === 'app-state-sync-key' && proto) {
+          // saved as plain JSON; Baileys wants the protobuf object back
+          value = proto.Message.AppStateSyncKeyData.fromObject(value);
+        }
+        out[id] = value;
+      }
+      return out;
+    },
+    async set(data) {
+      const report = {};
+      for (const [type, values] of Object.entries(data || {})) {
+        if (!byType.has(type)) byType.set(type, new Map());
+        const map = byType.get(type);
+        report[type] = {};
+        for (const [id, value] of Object.entries(values || {})) {
+          if (value === null || value === undefined) {
+            map.delete(id);
+            report[type][id] = null;
+          } else {
+            map.set(id, value);
+            report[type][id] = value;
+          }
+        }
+      }
+      onSet(report);
+    },
+    // for tests and `ping`-style introspection
+    size() {
+      let n = 0;
+      for (const m of byType.values()) n += m.size;
+      return n;
+    },
+  };
+}
+
+/** The command's library failure in the wire's words. */
+function mapError(err, { sending = false } = {}) {
+  if (err instanceof BridgeError) return err;
+  const message = err && err.message ? err.message : String(err);
+  const status = err && err.output ? err.output.statusCode : undefined;
+  // Baileys' "Connection Closed" (428) and friends: the socket is not up
+  if (status === 428 || /connection (closed|terminated|lost)/i.test(message)) {
+    return notReady(message);
+  }
+  // an error node in WhatsApp's answer: Boom carries its code as `data`
+  const code = err && typeof err.data === 'number' ? err.data : undefined;
+  if (code !== undefined && code >= 400 && code < 500 && !sending) {
+    return new BridgeError('refused', `${message} (${code})`);
+  }
+  if (sending) {
+    // Baileys sends under our id, so another try cannot duplicate the message, except
+    // when WhatsApp refused it (a 4xx answer): trying again will not help then.
+    const refused = code !== undefined && code >= 400 && code < 500;
+    return new BridgeError('send_failed', message, { retryable: !refused });
+  }
+  return new BridgeError('internal', message);
+}
+
+function requireString(args, name) {
+  const v = args[name];
+  if (typeof v !== 'string' || !v) throw badRequest(`${name} is required`);
+  return v;
+}
+
+function groupIdOf(args) {
+  const v = args.groupId !== undefined ? args.groupId : args.group;
+  if (typeof v !== 'string' || !v) throw badRequest('groupId is required');
+  return v;
+}
+
+function mediaPath(content) {
+  const media = content.media || content;
+  const path = media.path;
+  if (typeof path !== 'string' || !path) throw badRequest('media needs a path');
+  if (!fs.existsSync(path)) throw badRequest(`media file ${path} does not exist`);
+  return { path, mimetype: media.mimetype, filename: media.filename };
+}
+
+/**
+ * sock.end(), then a listener for the error `ws` emits on the next tick when a socket
+ * still connecting is closed: end() removed Baileys' own 'error' listeners, and an
+ * 'error' nobody listens to would be thrown as an uncaught exception.
+ */
+function endQuietly(sock, err) {
+  try {
+    sock.end(err);
+  } finally {
+    if (sock.ws && typeof sock.ws.on === 'function'
+      && (typeof sock.ws.listenerCount !== 'function' || sock.ws.listenerCount('error') === 0)) {
+      sock.ws.on('error', () => {});
+    }
+  }
+}
+
+class BaileysSession {
+  /**
+   * @param {object} ctx  from Bridge.sessionContext: {session, event, auth, log, scope}
+   * @param {object} [lib]  loadBaileys() or a fake with the same shape
+   */
+  constructor(ctx, lib, options = {}) {
+    this.ctx = ctx;
+    this.lib = lib || loadBaileys();
+    this.agents = options.agentLoaders || {};
+    this.sock = null;
+    this.open = false;
+    this.closed = false;
+    this.sent = new Map(); // message id -> proto.IMessage, for getMessage
+  }
+
+  async start({ auth, proxy, qrTimeoutS, browser } = {}) {
+    const { lib, ctx } = this;
+    let creds = auth && auth.creds;
+    if (!creds) {
+      creds = lib.initAuthCreds();
+      // a new device: report its creds now, so the store never holds keys without them
+      ctx.auth({ creds });
+    }
+    const store = makeKeyStore(auth && auth.keys, (keys) => ctx.auth({ keys }), lib.proto);
+    // Baileys logs JSON to stdout unless given a logger; stdout is not our channel, but
+    // keep it quiet there anyway and put warnings on stderr.
+    const logger = lib.pino({ level: 'warn', base: { session: ctx.session } }, lib.pino.destination({ dest: 2, sync: true }));
+    const agent = proxy ? await proxyAgent(proxy, this.agents) : undefined;
+    const config = {
+      auth: { creds, keys: lib.makeCacheableSignalKeyStore(store, logger) },
+      logger,
+      browser: Array.isArray(browser) ? browser : lib.Browsers.ubuntu('Chrome'),
+      printQRInTerminal: false,
+      markOnlineOnConnect: false,
+      syncFullHistory: false,
+      getMessage: async (key) => this.sent.get(key.id),
+    };
+    if (agent) {
+      config.agent = agent;
+      config.fetchAgent = agent;
+    }
+    if (typeof qrTimeoutS === 'number' && qrTimeoutS > 0) config.qrTimeout = Math.round(qrTimeoutS * 1000);
+    this.creds = creds;
+    this.keyStore = store;
+    const sock = lib.makeWASocket(config);
+    this.sock = sock;
+    // Baileys' websocket client listens to 'unexpected-response' itself (to re-emit it),
+    // which tells `ws` not to fail the upgrade: an HTTP answer instead of a websocket
+    // (a proxy refusing CONNECT, replayed by https-proxy-agent) would leave the socket
+    // `connecting` forever. End it as a lost connection (408: Python retries) naming the
+    // HTTP status, rather than as WhatsApp's 403 `forbidden`, which it is not.
+    if (sock.ws && typeof sock.ws.on === 'function') {
+      sock.ws.on('unexpected-response', (req, res) => ctx.scope(() => {
+        const status = res && res.statusCode;
+        if (this.sock !== sock || this.closed) return;
+        const err = new Error(`the websocket upgrade was answered with HTTP ${status} (a proxy refusing the connection?)`);
+        err.output = { statusCode: 408 };
+        err.httpStatus = status;
+        endQuietly(sock, err);
+      }));
+    }
+    sock.ev.on('creds.update', () => ctx.scope(() => {
+      // the socket merged the update into `creds` already (its own listener came first)
+      if (this.sock === sock) ctx.auth({ creds: this.creds });
+    }));
+    for (const name of FORWARDED) {
+      sock.ev.on(name, (data) => ctx.scope(() => {
+        if (this.sock !== sock) return; // a replaced socket's late events
+        this.forward(name, data);
+      }));
+    }
+  }
+
+  forward(name, data) {
+    const { ctx } = this;
+    if (name === 'connection.update') {
+      const out = { ...data };
+      if (data.lastDisconnect) {
+        const error = data.lastDisconnect.error;
+        out.lastDisconnect = {
+          statusCode: error && error.output ? error.output.statusCode : undefined,
+          message: error ? error.message : undefined,
+        };
+        if (error && error.httpStatus) out.lastDisconnect.httpStatus = error.httpStatus;
+      }
+      if (data.connection === 'open') this.open = true;
+      if (data.connection === 'close') {
+        this.open = false;
+        this.closed = true;
+      }
+      ctx.event(name, out);
+      // Baileys never reconnects by itself and neither do we: the Python side decides.
+      if (data.connection === 'close') this.endSocket();
+      return;
+    }
+    if (name === 'messaging-history.set') {
+      // chats and contacts come again through their own events; only the messages here
+      const messages = data.messages || [];
+      const base = { isLatest: data.isLatest, progress: data.progress, syncType: data.syncType };
+      if (!messages.length) {
+        ctx.event(name, { ...base, messages: [] });
+        return;
+      }
+      for (let i = 0; i < messages.length; i += HISTORY_CHUNK) {
+        const last = i + HISTORY_CHUNK >= messages.length;
+        ctx.event(name, {
+          ...base,
+          // isLatest belongs to the whole set: only its last frame carries it
+          isLatest: last ? data.isLatest : false,
+          messages: messages.slice(i, i + HISTORY_CHUNK),
+        });
+      }
+      return;
+    }
+    ctx.event(name, data);
+  }
+
+  endSocket() {
+    const sock = this.sock;
+    if (!sock) return;
+    try {
+      endQuietly(sock, undefined);
+    } catch (err) {
+      this.ctx.log(`ending socket: ${err.message}`);
+    }
+  }
+
+  async stop() {
+    const sock = this.sock;
+    if (!sock) return;
+    this.open = false;
+    if (!this.closed) {
+      this.closed = true;
+      try {
+        // our own close: the `close` it emits goes to Python like any other
+        endQuietly(sock, undefined);
+      } catch (err) {
+        this.ctx.log(`stop: ${err.message}`);
+      }
+    }
+    this.sock = null;
+    try { sock.ev.removeAllListeners(); } catch { /* already gone */ }
+  }
+
+  async logout() {
+    const sock = this.sock;
+    if (!sock) return;
+    try {
+      if (this.open) await sock.logout();
+    } catch (err) {
+      throw mapError(err);
+    } finally {
+      await this.stop();
+    }
+  }
+
+  kill() {
+    // nothing outlives a Baileys socket but the process itself
+  }
+
+  connected() {
+    if (!this.sock || !this.open) throw notReady();
+    return this.sock;
+  }
+
+  async command(op, args) {
+    const handler = OPS[op];
+    if (!handler) throw badRequest(`unknown op ${op}`);
+    try {
+      return await handler.call(this, args);
+    } catch (err) {
+      throw mapError(err, { sending: op === 'send' });
+    }
+  }
+
+  // ---------------------------------------------------------------------------------
+  // Ops
+
+  async pairingCode(args) {
+    if (!this.sock || this.closed) throw notReady('no socket: start the session first');
+    if (this.creds && this.creds.registered) throw new BridgeError('pairing', 'this device is already linked');
+    const phone = String(args.phone || '').replace(/\D/g, '');
+    if (!phone) throw badRequest('phone is required (digits)');
+    try {
+      return { code: await this.sock.requestPairingCode(phone) };
+    } catch (err) {
+      const mapped = mapError(err);
+      if (mapped.kind === 'not_ready') throw mapped;
+      throw new BridgeError('pairing', mapped.message);
+    }
+  }
+
+  buildContent(type, content, chatId) {
+    const c = content || {};
+    switch (type) {
+      case 'text': {
+        if (typeof c.text !== 'string') throw badRequest('text is required');
+        const out = { text: c.text };
+        if (Array.isArray(c.mentions) && c.mentions.length) out.mentions = c.mentions;
+        return out;
+      }
+      case 'image':
+      case 'video':
+      case 'sticker': {
+        const m = mediaPath(c);
+        const out = { [type]: { url: m.path } };
+        if (m.mimetype) out.mimetype = m.mimetype;
+        if (c.caption && type !== 'sticker') out.caption = c.caption;
+        return out;
+      }
+      case 'audio':
+      case 'voice': {
+        const m = mediaPath(c);
+        // a voice note is WhatsApp's push-to-talk audio
+        return {
+          audio: { url: m.path },
+          mimetype: m.mimetype || (type === 'voice' ? 'audio/ogg; codecs=opus' : 'audio/mpeg'),
+          ptt: type === 'voice',
+        };
+      }
+      case 'document': {
+        const m = mediaPath(c);
+        const out = {
+          document: { url: m.path },
+          mimetype: m.mimetype || 'application/octet-stream',
+          fileName: m.filename || 'file',
+        };
+        if (c.caption) out.caption = c.caption;
+        return out;
+      }
+      case 'location': {
+        const where = c.location || c;
+        if (typeof where.latitude !== 'number' || typeof where.longitude !== 'number') {
+          throw badRequest('location needs latitude and longitude');
+        }
+        const location = { degreesLatitude: where.latitude, degreesLongitude: where.longitude };
+        if (where.name) location.name = where.name;
+        if (where.address) location.address = where.address;
+        return { location };
+      }
+      case 'contacts': {
+        const cards = c.contacts;
+        if (!Array.isArray(cards) || !cards.length) throw badRequest('contacts needs at least one card');
+        return {
+          contacts: {
+            displayName: cards.length === 1 ? cards[0].name : `${cards.length} contacts`,
+            contacts: cards.map((card) => ({ displayName: card.name, vcard: card.vcard })),
+          },
+        };
+      }
+      case 'reaction':
+        return { react: { text: c.emoji || '', key: this.reactionKey(c, chatId) } };
+      default:
+        throw badRequest(`message type ${type} cannot be sent`);
+    }
+  }
+
+  reactionKey(c, chatId) {
+    if (typeof c.messageId !== 'string' || !c.messageId) throw badRequest('reaction needs messageId');
+    const key = { remoteJid: chatId, id: c.messageId, fromMe: Boolean(c.targetFromMe) };
+    // in a group the key names who wrote the message reacted to
+    if (!key.fromMe && c.targetSender && this.isGroup(chatId)) key.participant = c.targetSender;
+    return key;
+  }
+
+  isGroup(jid) {
+    return this.lib.isJidGroup ? Boolean(this.lib.isJidGroup(jid)) : String(jid).endsWith('@g.us');
+  }
+
+  isMe(jid) {
+    const me = this.sock && this.sock.user;
+    if (!me || !jid) return false;
+    const same = this.lib.areJidsSameUser || ((a, b) => a.split(/[:@]/)[0] === b.split(/[:@]/)[0]);
+    return Boolean(same(jid, me.id) || (me.lid && same(jid, me.lid)));
+  }
+
+  quotedOf(chatId, c) {
+    if (!c.replyTo) return undefined;
+    const fromMe = this.isMe(c.replyToSender);
+    const key = { remoteJid: chatId, id: c.replyTo, fromMe };
+    if (!fromMe) key.participant = c.replyToSender || (this.isGroup(chatId) ? undefined : chatId);
+    // Baileys copies the quoted message into the reply: the words we have are enough
+    return { key, message: { conversation: c.replyToText || '' } };
+  }
+
+  async send(args) {
+    const chatId = requireString(args, 'chatId');
+    const id = requireString(args, 'id');
+    const type = requireString(args, 'type');
+    const content = this.buildContent(type, args.content, chatId);
+    const sock = this.connected();
+    const options = { messageId: id }; // a resend keeps the id: recipients drop the duplicate
+    const quoted = this.quotedOf(chatId, args.content || {});
+    if (quoted) options.quoted = quoted;
+    const msg = await sock.sendMessage(chatId, content, options);
+    const sentId = msg && msg.key ? msg.key.id : id;
+    if (msg && msg.message) {
+      this.sent.set(sentId, msg.message);
+      if (this.sent.size > SENT_CACHE) this.sent.delete(this.sent.keys().next().value);
+    }
+    return { id: sentId };
+  }
+
+  async read(args) {
+    const chatId = requireString(args, 'chatId');
+    const ids = Array.isArray(args.ids) ? args.ids : [];
+    if (!ids.length) throw badRequest('ids is required');
+    const senders = args.senders || {};
+    const group = this.isGroup(chatId);
+    const keys = ids.map((id) => {
+      const key = { remoteJid: chatId, id, fromMe: false };
+      // group receipts name the participant who wrote each message
+      if (group && senders[id]) key.participant = senders[id];
+      return key;
+    });
+    await this.connected().readMessages(keys);
+    return {};
+  }
+
+  async presence(args) {
+    const state = PRESENCE[args.state];
+    if (!state) throw badRequest(`presence state ${args.state} is not one of ${Object.keys(PRESENCE).join(', ')}`);
+    const chatId = state === 'available' || state === 'unavailable' ? undefined : requireString(args, 'chatId');
+    await this.connected().sendPresenceUpdate(state, chatId);
+    return {};
+  }
+
+  async subscribePresence(args) {
+    await this.connected().presenceSubscribe(requireString(args, 'chatId'));
+    return {};
+  }
+
+  async check(args) {
+    const phone = String(args.phone || '').replace(/\D/g, '');
+    if (!phone) throw badRequest('phone is required (digits)');
+    const found = await this.connected().onWhatsApp(`${phone}@s.whatsapp.net`);
+    const hit = (found || []).find((r) => r && r.exists);
+    return { id: hit ? hit.jid : null };
+  }
+
+  async picture(args) {
+    const sock = this.connected();
+    try {
+      const url = await sock.profilePictureUrl(requireString(args, 'chatId'), 'image');
+      return { url: url || null };
+    } catch (err) {
+      // none set (404) or hidden from us (401): the same to a client
+      const code = err && (err.data ?? (err.output && err.output.statusCode));
+      if (code === 404 || code === 401 || /item-not-found|not-authorized/i.test(err && err.message)) {
+        return { url: null };
+      }
+      throw err;
+    }
+  }
+
+  async revoke(args) {
+    const chatId = requireString(args, 'chatId');
+    const id = requireString(args, 'id');
+    // only our own messages can be revoked for everyone (admins: the key's participant)
+    const key = { remoteJid: chatId, id, fromMe: args.fromMe === undefined ? true : Boolean(args.fromMe) };
+    if (args.participant) key.participant = args.participant;
+    await this.connected().sendMessage(chatId, { delete: key });
+    return {};
+  }
+
+  async groups() {
+    const all = await this.connected().groupFetchAllParticipating();
+    return Object.values(all || {});
+  }
+
+  async groupInfo(args) {
+    return this.connected().groupMetadata(groupIdOf(args));
+  }
+
+  async createGroup(args) {
+    const subject = requireString(args, 'subject');
+    const participants = Array.isArray(args.participants) ? args.participants : [];
+    return this.connected().groupCreate(subject, participants);
+  }
+
+  async updateGroup(args) {
+    const sock = this.connected();
+    const group = groupIdOf(args);
+    if (typeof args.subject === 'string') await sock.groupUpdateSubject(group, args.subject);
+    if (typeof args.description === 'string') await sock.groupUpdateDescription(group, args.description);
+    for (const [name, value] of Object.entries(args.settings || {})) {
+      const pair = GROUP_SETTINGS[name];
+      if (!pair) throw badRequest(`group setting ${name} is not one of ${Object.keys(GROUP_SETTINGS).join(', ')}`);
+      await sock.groupSettingUpdate(group, value ? pair[0] : pair[1]);
+    }
+    return sock.groupMetadata(group);
+  }
+
+  async participants(args) {
+    const action = args.action;
+    if (!['add', 'remove', 'promote', 'demote'].includes(action)) throw badRequest(`participants action ${action}`);
+    const list = Array.isArray(args.participants) ? args.participants : [];
+    if (!list.length) throw badRequest('participants is required');
+    const results = await this.connected().groupParticipantsUpdate(groupIdOf(args), list, action);
+    // `status` is WhatsApp's code as a string ("200", "403", "404", "409", ...)
+    return (results || []).map((r) => ({ jid: r.jid, status: r.status }));
+  }
+
+  async inviteCode(args) {
+    return { code: await this.connected().groupInviteCode(groupIdOf(args)) };
+  }
+
+  async leaveGroup(args) {
+    await this.connected().groupLeave(groupIdOf(args));
+    return {};
+  }
+}
+
+const OPS = {
+  pairing_code: BaileysSession.prototype.pairingCode,
+  send: BaileysSession.prototype.send,
+  read: BaileysSession.prototype.read,
+  presence: BaileysSession.prototype.presence,
+  subscribe_presence: BaileysSession.prototype.subscribePresence,
+  check: BaileysSession.prototype.check,
+  picture: BaileysSession.prototype.picture,
+  revoke: BaileysSession.prototype.revoke,
+  groups: BaileysSession.prototype.groups,
+  group_info: BaileysSession.prototype.groupInfo,
+  create_group: BaileysSession.prototype.createGroup,
+  update_group: BaileysSession.prototype.updateGroup,
+  participants: BaileysSession.prototype.participants,
+  invite_code: BaileysSession.prototype.inviteCode,
+  leave_group: BaileysSession.prototype.leaveGroup,
+};
+
+module.exports = { BaileysSession, makeKeyStore, mapError, loadBaileys, FORWARDED, OPS };
