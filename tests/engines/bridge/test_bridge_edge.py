@@ -145,3 +145,41 @@ def _browsers() -> set[int]:
             if "chrom" in name:
                 found.add(int(pid))
     return found
+
+
+@SQLITE_ONLY
+async def test_webjs_sessions_are_capped_and_a_missing_node_is_a_clear_error(
+    app_factory: AppFactory,
+) -> None:
+    async with app_factory.running(node_binary="/nonexistent/node", webjs_max_sessions=1) as api:
+        engines = await api.request("GET", "/api/engines")
+        assert engines.status_code == 200, engines.text
+        by_name = {e["name"]: e for e in engines.json()["data"]}
+        assert by_name["webjs"]["available"] is False
+        assert "Node.js was not found" in by_name["webjs"]["reason"]
+        assert by_name["webjs"]["maxSessions"] == 1
+        assert by_name["mock"]["available"] is True
+        first = await api.create_session("first", engine="webjs")
+        await api.request("POST", f"/api/sessions/{first['id']}/start")
+        session = await wait_for(
+            lambda: api.session(first["id"]), lambda s: s["lastError"], 20, "the error"
+        )
+        assert "Node.js was not found" in session["lastError"]
+        body = {"name": "second", "engine": "whatsapp-web.js"}
+        refused_create = await api.request("POST", "/api/sessions", json=body)
+        assert refused_create.status_code == 409, refused_create.text
+        assert refused_create.json()["error"]["details"]["engine"] == "webjs"
+        listed = (await api.request("GET", "/api/sessions")).json()["data"]
+        assert [s["name"] for s in listed] == ["first"]  # no half-made session left
+        second = await api.create_session("second", engine="whatsapp-web.js", autoStart=False)
+        assert second["engine"] == "webjs"
+        refused = await api.request("POST", f"/api/sessions/{second['id']}/start")
+        assert refused.status_code == 409, refused.text
+        error = refused.json()["error"]
+        assert error["code"] == "SESSION_LIMIT_REACHED"
+        assert error["details"]["engine"] == "webjs"
+        assert error["details"]["maxSessions"] == 1
+        # Other engines are not held by the webjs cap.
+        other = await api.create_session("other", engine="mock")
+        started_other = await api.request("POST", f"/api/sessions/{other['id']}/start")
+        assert started_other.status_code == 200, started_other.text
