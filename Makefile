@@ -7,7 +7,11 @@ STAMP := $(VENV)/.installed
 # end); every test has its own database and ports. `--durations` prints the slowest.
 JOBS ?= 2
 
-.PHONY: run test lint typecheck check install clean bytecode
+.PHONY: run test lint typecheck check install clean bytecode bridge-check
+
+# The Node.js bridge of Baileys and whatsapp-web.js (docs/bridge.md): its own pinned
+# dependencies, with the linter; no browser download (the tests drive Debian's chromium).
+BRIDGE := src/openwa/engines/bridge/node
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,13 +38,20 @@ install: $(STAMP)
 run: $(STAMP) bytecode
 	$(BIN)/openwa serve
 
-## Lint, type-check and run every test (SQLite and PostgreSQL).
-test: $(STAMP) bytecode lint typecheck
+## Lint, type-check and run every test (SQLite and PostgreSQL), the bridge's too.
+test: $(STAMP) bytecode lint typecheck bridge-check
 	$(BIN)/python -m pytest -n $(JOBS) --dist worksteal --durations=25
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+
+$(BRIDGE)/node_modules/.installed: $(BRIDGE)/package-lock.json
+	cd $(BRIDGE) && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --no-progress
+	touch $@
+
+bridge-check: $(BRIDGE)/node_modules/.installed
+	cd $(BRIDGE) && npx eslint . && npm test
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -634,7 +634,7 @@ create_like = st.fixed_dictionaries(
         "name": st.one_of(
             json_values, st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,70}", fullmatch=True)
         ),
-        "engine": st.one_of(json_values, st.sampled_from(["mock", "whatsmeow", "baileys"])),
+        "engine": st.one_of(json_values, st.sampled_from(["mock", "whatsmeow", "telegram"])),
         "autoStart": st.one_of(st.just(False), json_values),
         "config": st.one_of(config_like, json_values),
     },
@@ -650,7 +650,7 @@ PROPERTY_SETTINGS = settings(
 
 def assert_envelope(response: httpx.Response) -> None:
     if response.status_code == 501:
-        # The one designed 5xx: an engine this instance does not run (`engine: "baileys"`).
+        # The one designed 5xx: what a session's engine cannot do.
         assert_error(response, 501, "NOT_SUPPORTED")
         return
     assert response.status_code < 500, response.text

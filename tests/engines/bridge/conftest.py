@@ -5,7 +5,6 @@ loopback proxies where the libraries' connection attempts end."""
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,20 +16,12 @@ from openwa.config import Settings
 from openwa.engines.bridge.install import BridgeUnavailable, NodeRuntime
 from tests.engines.proxies import RecordingProxy, SilentProxy
 from tests.fixtures.app import AppFactory
+from tests.fixtures.bridge import BRIDGE_DIR
 from tests.fixtures.proxy_apps import AnyProxyApps
-
-ROOT = Path(__file__).resolve().parents[3]
-# Shared by every test process and run: installing takes about 20 s, checking a stamp none.
-BRIDGE_DIR = Path(os.environ.get("OPENWA_TEST_NODE_BRIDGE_DIR", ROOT / ".venv" / "node-bridge"))
 
 
 def _install() -> None:
-    BRIDGE_DIR.parent.mkdir(parents=True, exist_ok=True)
-    with open(BRIDGE_DIR.parent / "node-bridge.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        runtime = NodeRuntime("node", BRIDGE_DIR)
-        if not runtime.installed():
-            asyncio.run(runtime.install())
+    asyncio.run(NodeRuntime("node", BRIDGE_DIR).ensure())  # locked across test processes
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +47,7 @@ class BridgeApps(AnyProxyApps):
         self.bridge_dir = bridge_dir
 
     def settings(self, **overrides: Any) -> Settings:
-        overrides.setdefault("node_bridge_dir", self.bridge_dir)
+        overrides.setdefault("node_bridge_dir", self.bridge_dir)  # installed by the fixture
         return super().settings(**overrides)
 
 

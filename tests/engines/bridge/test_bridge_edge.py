@@ -22,9 +22,8 @@ SQLITE_ONLY = pytest.mark.parametrize("database_kind", ["sqlite"])
 
 
 async def started(api: Api, engine: str, **config: Any) -> str:
-    session = await api.create_session(
-        f"{engine}-{os.urandom(3).hex()}", engine=engine, config=config
-    )
+    name = f"{engine.replace('.', '')}-{os.urandom(3).hex()}"
+    session = await api.create_session(name, engine=engine, autoStart=False, config=config)
     response = await api.request("POST", f"/api/sessions/{session['id']}/start")
     assert response.status_code == 200, response.text
     return str(session["id"])

@@ -281,7 +281,9 @@ class BridgeClient:
             try:
                 found = self._engine.kind.translate(name, frame.get("data"), self._me)
             except Exception:
-                log.warning("bridge_event_unreadable", engine=self._engine.name, name=name, exc_info=True)
+                log.warning(
+                    "bridge_event_unreadable", engine=self._engine.name, name=name, exc_info=True
+                )
                 return
             for item in found:
                 await self._on_translated(item)

@@ -10,6 +10,7 @@ nothing and an upgrade of OpenWA installs the bridge again by itself.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import os
 import re
@@ -17,6 +18,7 @@ import shutil
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import IO
 
 import structlog
 
@@ -27,6 +29,12 @@ _STAMP = ".openwa-installed"
 # The bridge's own files, relative to its folder in the package (never node_modules).
 _SKIP = {"node_modules", "test", "scripts", ".gitignore", "eslint.config.js"}
 _NPM_TIMEOUT_S = 600.0
+
+
+def _locked(path: Path) -> IO[str]:
+    handle = open(path, "w")  # noqa: SIM115 - held until the caller closes it
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
 
 
 class BridgeUnavailable(Exception):
@@ -145,7 +153,15 @@ class NodeRuntime:
         log.info("bridge_installed", directory=str(self.directory))
 
     async def ensure(self) -> None:
-        if not self.installed():
-            await self.install()
-        else:
+        """Install unless installed; another process installing the same directory (an
+        instance beside this one, a test process) is waited for, not raced."""
+        if self.installed():
             await self.version()
+            return
+        self.directory.parent.mkdir(parents=True, exist_ok=True)
+        lock = await asyncio.to_thread(_locked, self.directory.with_suffix(".lock"))
+        try:
+            if not self.installed():
+                await self.install()
+        finally:
+            lock.close()  # closing the file releases the lock
