@@ -1,0 +1,556 @@
+'use strict';
+// One whatsapp-web.js session: a Client driving its own Chromium. The library module is
+// injected so tests can drive the adapter with a fake; `loadWebjs()` gives the real one.
+
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const crypto = require('node:crypto');
+const { BridgeError, badRequest, notReady } = require('./protocol');
+const { parseProxy } = require('./proxy');
+
+const DEFAULT_CHROMIUM = '/usr/bin/chromium';
+// RemoteAuth refuses anything shorter (it zips the whole profile each time)
+const BACKUP_INTERVAL_MS = 60000;
+// Strings in a message's `_data` longer than this are left out: for media they are the
+// inline thumbnail (base64), never what a client reads.
+const MAX_DATA_STRING = 16 * 1024;
+const DESTROY_TIMEOUT_MS = 3000;
+
+function loadWebjs() {
+  const lib = require('whatsapp-web.js');
+  return {
+    Client: lib.Client,
+    RemoteAuth: lib.RemoteAuth,
+    MessageMedia: lib.MessageMedia,
+    Location: lib.Location,
+    version: require('whatsapp-web.js/package.json').version,
+  };
+}
+
+/** A Message (or anything holding one) without the bulky parts of its `_data`. */
+function slimMessage(message) {
+  if (!message || typeof message !== 'object') return message;
+  const out = {};
+  for (const key of Object.keys(message)) out[key] = message[key];
+  if (out._data && typeof out._data === 'object') {
+    const data = {};
+    for (const [key, value] of Object.entries(out._data)) {
+      // a media message's `body` is its thumbnail; its caption is in `caption`
+      if (key === 'body' && message.hasMedia) continue;
+      if (typeof value === 'string' && value.length > MAX_DATA_STRING) continue;
+      if (key === 'mediaData' || key === 'streamingSidecar' || key === 'scanLengths') continue;
+      data[key] = value;
+    }
+    out._data = data;
+  }
+  return out;
+}
+
+// The library's listener arguments, named: each event's `data` is an object of them.
+const EVENTS = {
+  qr: (qr) => ({ qr }),
+  code: (code) => ({ code }),
+  authenticated: () => ({}),
+  auth_failure: (message) => ({ message: message === undefined ? null : String(message) }),
+  ready: null, // built by the adapter: it adds the client's own id
+  message: (message) => ({ message: slimMessage(message) }),
+  message_create: null, // fromMe only, see below
+  message_ack: (message, ack) => ({ message: slimMessage(message), ack }),
+  message_revoke_everyone: (message, revoked) => ({
+    message: slimMessage(message), revokedMessage: revoked ? slimMessage(revoked) : null,
+  }),
+  message_reaction: (reaction) => ({ reaction }),
+  message_edit: (message, newBody, prevBody) => ({ message: slimMessage(message), newBody, prevBody }),
+  group_join: (notification) => ({ notification }),
+  group_leave: (notification) => ({ notification }),
+  group_update: (notification) => ({ notification }),
+  disconnected: (reason) => ({ reason: reason === undefined ? null : String(reason) }),
+  change_state: (state) => ({ state }),
+  call: (call) => ({ call }),
+  vote_update: (vote) => ({
+    vote: vote && vote.parentMessage ? { ...vote, parentMessage: slimMessage(vote.parentMessage) } : vote,
+  }),
+};
+
+function clientIdOf(session) {
+  // RemoteAuth allows [-_\w] only; another character gets a hash so ids stay distinct
+  if (/^[-_\w]+$/.test(session)) return session;
+  const hash = crypto.createHash('sha256').update(session).digest('hex').slice(0, 12);
+  return `${session.replace(/[^-_\w]/g, '_')}-${hash}`;
+}
+
+function requireString(args, name) {
+  const v = args[name];
+  if (typeof v !== 'string' || !v) throw badRequest(`${name} is required`);
+  return v;
+}
+
+function groupIdOf(args) {
+  const v = args.groupId !== undefined ? args.groupId : args.group;
+  if (typeof v !== 'string' || !v) throw badRequest('groupId is required');
+  return v;
+}
+
+const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms); }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * RemoteAuth's store, kept by the Python side: `save` hands the zipped profile over as a
+ * file in the transfer directory (an `auth` frame names it), `extract` copies the saved
+ * profile `start` was given to where RemoteAuth wants it, `delete` reports `cleared`.
+ */
+class ProfileStore {
+  constructor({ ctx, profileZip, dataPath, transferDir }) {
+    this.ctx = ctx;
+    this.profileZip = profileZip || null;
+    this.dataPath = dataPath;
+    this.transferDir = transferDir;
+  }
+
+  async sessionExists() {
+    return Boolean(this.profileZip);
+  }
+
+  async extract({ path: dest }) {
+    await fs.promises.copyFile(this.profileZip, dest);
+  }
+
+  async save({ session }) {
+    // RemoteAuth wrote `<dataPath>/<session>.zip` and deletes it once we return
+    const source = path.join(this.dataPath, `${session}.zip`);
+    await fs.promises.mkdir(this.transferDir, { recursive: true });
+    const target = path.join(this.transferDir, `${this.ctx.session.replace(/[^-_\w]/g, '_')}-${Date.now()}-${crypto.randomBytes(4).toString('hex')}.zip`);
+    try {
+      await fs.promises.rename(source, target);
+    } catch (err) {
+      if (err.code !== 'EXDEV') throw err;
+      await fs.promises.copyFile(source, target);
+    }
+    this.profileZip = target;
+    this.ctx.auth({ profileZip: target });
+  }
+
+  async delete() {
+    this.profileZip = null;
+    this.ctx.auth({ cleared: true });
+  }
+}
+
+class WebjsSession {
+  constructor(ctx, lib, options = {}) {
+    this.ctx = ctx;
+    this.lib = lib || loadWebjs();
+    this.options = options;
+    this.client = null;
+    this.ready = false;
+    this.stopping = false;
+    this.initPending = false;
+    this.browserPid = null;
+  }
+
+  async start({ proxy, chromiumPath, profileZip, transferDir, dataPath } = {}) {
+    const { lib, ctx } = this;
+    const executablePath = chromiumPath || DEFAULT_CHROMIUM;
+    if (!fs.existsSync(executablePath)) throw badRequest(`chromium not found at ${executablePath}`);
+    if (profileZip && !fs.existsSync(profileZip)) throw badRequest(`profileZip ${profileZip} does not exist`);
+    const transfer = transferDir || ctx.transferDir || path.join(os.tmpdir(), 'openwa-bridge');
+    const profiles = dataPath || path.join(transfer, 'webjs-profiles');
+    await fs.promises.mkdir(profiles, { recursive: true });
+
+    const args = ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'];
+    let proxyAuthentication;
+    if (proxy) {
+      const p = parseProxy(proxy);
+      // Chromium speaks socks5 (remote DNS always) and http proxies; only http ones
+      // can ask for credentials (Puppeteer answers the 407 with page.authenticate)
+      args.push(`--proxy-server=${p.socks ? 'socks5' : p.scheme}://${p.host}:${p.port}`);
+      if (p.username || p.password) {
+        if (p.socks) throw badRequest('Chromium cannot log in to a SOCKS proxy: use an HTTP proxy for credentials');
+        proxyAuthentication = { username: p.username || '', password: p.password || '' };
+      }
+    }
+    this.store = new ProfileStore({ ctx, profileZip, dataPath: profiles, transferDir: transfer });
+    const authStrategy = new lib.RemoteAuth({
+      clientId: clientIdOf(ctx.session),
+      dataPath: profiles,
+      store: this.store,
+      backupSyncIntervalMs: BACKUP_INTERVAL_MS,
+    });
+    const client = new lib.Client({
+      authStrategy,
+      puppeteer: {
+        executablePath,
+        headless: true,
+        args,
+        // the bridge handles signals and exit itself (and kills Chromium then)
+        handleSIGINT: false,
+        handleSIGTERM: false,
+        handleSIGHUP: false,
+      },
+      proxyAuthentication,
+      // 'local' would write WhatsApp Web's page into the working directory
+      webVersionCache: { type: 'none' },
+    });
+    this.client = client;
+    this.subscribe(client);
+    this.initPending = true;
+    // initialize() runs until WhatsApp Web is loaded (or fails): progress comes as events
+    Promise.resolve()
+      .then(() => client.initialize())
+      .then(
+        () => { this.initPending = false; this.noteBrowser(); },
+        (err) => ctx.scope(() => {
+          this.initPending = false;
+          this.noteBrowser();
+          if (this.client !== client || this.stopping) return;
+          ctx.event('init_failed', { message: err && err.message ? err.message : String(err) });
+          // Chromium keeps running after a failed initialize(): close it now, the Python
+          // side decides whether to start again
+          this.closeClient(client);
+        }),
+      )
+      .finally(() => {
+        // a stop that came while the browser was still launching could not close it
+        if (this.stopping && this.client === client) this.closeClient(client);
+      });
+    this.watchBrowser(client);
+    return {};
+  }
+
+  // Learns Chromium's pid as soon as it runs, for kill() at exit.
+  async watchBrowser(client) {
+    for (let i = 0; i < 300 && this.client === client && !this.browserPid; i += 1) {
+      this.noteBrowser();
+      if (this.browserPid || !this.initPending) return;
+      await delay(100);
+    }
+  }
+
+  noteBrowser() {
+    const browser = this.client && this.client.pupBrowser;
+    const proc = browser && typeof browser.process === 'function' ? browser.process() : null;
+    if (proc && proc.pid) this.browserPid = proc.pid;
+  }
+
+  subscribe(client) {
+    const { ctx } = this;
+    for (const [name, build] of Object.entries(EVENTS)) {
+      client.on(name, (...args) => ctx.scope(() => {
+        if (this.client !== client) return;
+        if (name === 'ready') {
+          this.ready = true;
+          ctx.event('ready', { info: client.info ? { ...client.info } : null });
+          return;
+        }
+        if (name === 'message_create') {
+          // the other side's messages come as `message`; only ours are new here
+          const message = args[0];
+          if (message && message.fromMe) ctx.event(name, { message: slimMessage(message) });
+          return;
+        }
+        if (name === 'disconnected') this.ready = false;
+        ctx.event(name, build(...args));
+      }));
+    }
+  }
+
+  async closeClient(client) {
+    try {
+      // wait a little for a browser still being launched, so destroy() can close it
+      for (let i = 0; i < 50 && this.initPending && !client.pupBrowser; i += 1) await delay(100);
+      this.noteBrowser();
+      await withTimeout(Promise.resolve().then(() => client.destroy()), DESTROY_TIMEOUT_MS, 'destroy()');
+    } catch (err) {
+      this.ctx.log(`destroy: ${err && err.message}`);
+    }
+    this.kill();
+  }
+
+  async stop() {
+    const client = this.client;
+    if (!client || this.stopping) return;
+    this.stopping = true;
+    this.ready = false;
+    await this.closeClient(client);
+  }
+
+  async logout() {
+    const client = this.client;
+    if (!client) return;
+    try {
+      if (this.ready) await client.logout();
+    } catch (err) {
+      throw new BridgeError('internal', err && err.message ? err.message : String(err));
+    } finally {
+      await this.stop();
+    }
+  }
+
+  /** Kills Chromium (its whole process group) if it is still running. */
+  kill() {
+    const pid = this.browserPid;
+    if (!pid) return;
+    try {
+      process.kill(-pid, 'SIGKILL'); // Puppeteer starts Chromium as a group leader
+    } catch {
+      try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+    }
+  }
+
+  connected() {
+    if (!this.client || !this.ready || this.stopping) throw notReady();
+    return this.client;
+  }
+
+  async command(op, args) {
+    const handler = OPS[op];
+    if (handler === undefined) throw badRequest(`unknown op ${op}`);
+    if (handler === null) throw badRequest(`${op} is not supported by whatsapp-web.js`);
+    try {
+      return await handler.call(this, args);
+    } catch (err) {
+      if (err instanceof BridgeError) throw err;
+      const message = err && err.message ? err.message : String(err);
+      if (/Session closed|Target closed|detached Frame|Protocol error/i.test(message)) {
+        throw notReady(message);
+      }
+      // whatsapp-web.js sends under WhatsApp's id: a send in doubt must not be repeated
+      if (op === 'send') throw new BridgeError('send_failed', message, { retryable: false });
+      throw new BridgeError('internal', message);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------
+  // Ops
+
+  async pairingCode(args) {
+    const client = this.client;
+    if (!client || this.stopping || !client.pupPage) throw notReady('the browser is not up yet');
+    if (this.ready) throw new BridgeError('pairing', 'this device is already linked');
+    const phone = String(args.phone || '').replace(/\D/g, '');
+    if (!phone) throw badRequest('phone is required (digits)');
+    try {
+      return { code: await client.requestPairingCode(phone) };
+    } catch (err) {
+      throw new BridgeError('pairing', err && err.message ? err.message : String(err));
+    }
+  }
+
+  media(content, type) {
+    const m = content.media || content;
+    if (typeof m.path !== 'string' || !m.path) throw badRequest('media needs a path');
+    if (!fs.existsSync(m.path)) throw badRequest(`media file ${m.path} does not exist`);
+    const media = this.lib.MessageMedia.fromFilePath(m.path);
+    if (m.mimetype) media.mimetype = m.mimetype;
+    if (m.filename) media.filename = m.filename;
+    else if (type !== 'document') media.filename = null;
+    return media;
+  }
+
+  async send(args) {
+    const chatId = requireString(args, 'chatId');
+    const type = requireString(args, 'type');
+    const c = args.content || {};
+    const options = { sendSeen: false };
+    if (c.replyTo) options.quotedMessageId = c.replyTo;
+    let body;
+    switch (type) {
+      case 'text':
+        if (typeof c.text !== 'string') throw badRequest('text is required');
+        body = c.text;
+        if (Array.isArray(c.mentions) && c.mentions.length) options.mentions = c.mentions;
+        // a text that happens to start with BEGIN:VCARD stays a text
+        options.parseVCards = false;
+        break;
+      case 'image':
+      case 'video':
+      case 'audio':
+      case 'voice':
+      case 'document':
+      case 'sticker':
+        body = this.media(c, type);
+        if (c.caption && type !== 'sticker' && type !== 'audio' && type !== 'voice') options.caption = c.caption;
+        if (type === 'voice') options.sendAudioAsVoice = true;
+        if (type === 'document') options.sendMediaAsDocument = true;
+        if (type === 'sticker') options.sendMediaAsSticker = true;
+        break;
+      case 'location': {
+        const where = c.location || c;
+        if (typeof where.latitude !== 'number' || typeof where.longitude !== 'number') {
+          throw badRequest('location needs latitude and longitude');
+        }
+        body = new this.lib.Location(where.latitude, where.longitude, { name: where.name, address: where.address });
+        break;
+      }
+      case 'contacts': {
+        const cards = c.contacts;
+        if (!Array.isArray(cards) || cards.length !== 1) {
+          throw badRequest('whatsapp-web.js sends exactly one contact card per message');
+        }
+        body = cards[0].vcard;
+        options.parseVCards = true;
+        break;
+      }
+      case 'reaction': {
+        if (typeof c.messageId !== 'string' || !c.messageId) throw badRequest('reaction needs messageId');
+        const client = this.connected();
+        const target = await client.getMessageById(c.messageId);
+        if (!target) throw new BridgeError('refused', `message ${c.messageId} is not known to this client`);
+        await target.react(c.emoji || '');
+        // a reaction has no id of its own in whatsapp-web.js
+        return { id: null };
+      }
+      default:
+        throw badRequest(`message type ${type} cannot be sent`);
+    }
+    const msg = await this.connected().sendMessage(chatId, body, options);
+    if (!msg || !msg.id) throw new BridgeError('send_failed', 'whatsapp-web.js returned no message', { retryable: false });
+    return { id: msg.id._serialized };
+  }
+
+  async read(args) {
+    await this.connected().sendSeen(requireString(args, 'chatId'));
+    return {};
+  }
+
+  async presence(args) {
+    const client = this.connected();
+    switch (args.state) {
+      case 'available':
+        await client.sendPresenceAvailable();
+        return {};
+      case 'unavailable':
+        await client.sendPresenceUnavailable();
+        return {};
+      case 'typing':
+      case 'recording':
+      case 'paused': {
+        const chat = await client.getChatById(requireString(args, 'chatId'));
+        if (args.state === 'typing') await chat.sendStateTyping();
+        else if (args.state === 'recording') await chat.sendStateRecording();
+        else await chat.clearState();
+        return {};
+      }
+      default:
+        throw badRequest(`presence state ${args.state} is not one of typing, recording, paused, available, unavailable`);
+    }
+  }
+
+  async check(args) {
+    const phone = String(args.phone || '').replace(/\D/g, '');
+    if (!phone) throw badRequest('phone is required (digits)');
+    const found = await this.connected().getNumberId(phone);
+    return { id: found ? found._serialized : null };
+  }
+
+  async picture(args) {
+    const url = await this.connected().getProfilePicUrl(requireString(args, 'chatId'));
+    return { url: url || null };
+  }
+
+  async revoke(args) {
+    const client = this.connected();
+    const msg = await client.getMessageById(requireString(args, 'id'));
+    if (!msg) throw new BridgeError('refused', `message ${args.id} is not known to this client`);
+    await msg.delete(true);
+    return {};
+  }
+
+  async groupChat(groupId) {
+    const chat = await this.connected().getChatById(groupId);
+    if (!chat || !chat.isGroup) throw new BridgeError('refused', `${groupId} is not a group this account knows`);
+    return chat;
+  }
+
+  async groups() {
+    const chats = await this.connected().getChats();
+    return chats.filter((chat) => chat.isGroup).map(groupJson);
+  }
+
+  async groupInfo(args) {
+    return groupJson(await this.groupChat(groupIdOf(args)));
+  }
+
+  async createGroup(args) {
+    const subject = requireString(args, 'subject');
+    const participants = Array.isArray(args.participants) ? args.participants : [];
+    const created = await this.connected().createGroup(subject, participants);
+    if (typeof created === 'string') throw new BridgeError('refused', created);
+    return created;
+  }
+
+  async updateGroup(args) {
+    const chat = await this.groupChat(groupIdOf(args));
+    const check = (ok, what) => {
+      if (ok === false) throw new BridgeError('refused', `${what} refused (not an admin?)`);
+    };
+    if (typeof args.subject === 'string') check(await chat.setSubject(args.subject), 'subject');
+    if (typeof args.description === 'string') check(await chat.setDescription(args.description), 'description');
+    const settings = args.settings || {};
+    for (const name of Object.keys(settings)) {
+      if (name === 'announce') check(await chat.setMessagesAdminsOnly(Boolean(settings[name])), 'announce');
+      else if (name === 'locked') check(await chat.setInfoAdminsOnly(Boolean(settings[name])), 'locked');
+      else throw badRequest(`group setting ${name} is not one of announce, locked`);
+    }
+    return groupJson(await this.groupChat(groupIdOf(args)));
+  }
+
+  async participants(args) {
+    const chat = await this.groupChat(groupIdOf(args));
+    const list = Array.isArray(args.participants) ? args.participants : [];
+    if (!list.length) throw badRequest('participants is required');
+    const method = {
+      add: 'addParticipants', remove: 'removeParticipants', promote: 'promoteParticipants', demote: 'demoteParticipants',
+    }[args.action];
+    if (!method) throw badRequest(`participants action ${args.action}`);
+    // add: {id: {code, message, isInviteV4Sent}}; the others: {status}
+    return { action: args.action, result: await chat[method](list) };
+  }
+
+  async inviteCode(args) {
+    const chat = await this.groupChat(groupIdOf(args));
+    return { code: await chat.getInviteCode() };
+  }
+
+  async leaveGroup(args) {
+    const chat = await this.groupChat(groupIdOf(args));
+    await chat.leave();
+    return {};
+  }
+}
+
+function groupJson(chat) {
+  // the chat's own fields (id, name, groupMetadata with participants); not its last message
+  const out = {};
+  for (const key of Object.keys(chat)) if (key !== 'lastMessage') out[key] = chat[key];
+  return out;
+}
+
+// null: an op of the protocol whatsapp-web.js has no way to do
+const OPS = {
+  pairing_code: WebjsSession.prototype.pairingCode,
+  send: WebjsSession.prototype.send,
+  read: WebjsSession.prototype.read,
+  presence: WebjsSession.prototype.presence,
+  subscribe_presence: null,
+  check: WebjsSession.prototype.check,
+  picture: WebjsSession.prototype.picture,
+  revoke: WebjsSession.prototype.revoke,
+  groups: WebjsSession.prototype.groups,
+  group_info: WebjsSession.prototype.groupInfo,
+  create_group: WebjsSession.prototype.createGroup,
+  update_group: WebjsSession.prototype.updateGroup,
+  participants: WebjsSession.prototype.participants,
+  invite_code: WebjsSession.prototype.inviteCode,
+  leave_group: WebjsSession.prototype.leaveGroup,
+};
+
+module.exports = { WebjsSession, ProfileStore, slimMessage, clientIdOf, loadWebjs, EVENTS, OPS };
