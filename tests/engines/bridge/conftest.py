@@ -1,12 +1,11 @@
-"""Fixtures of the bridge engines' tests: the bridge installed once per machine (pinned
-`npm ci`, shared by the test processes under a file lock), apps that use it, and the
-loopback proxies where the libraries' connection attempts end."""
+"""Fixtures of the bridge engines' tests: the bridge installed once per checkout (pinned
+`npm ci`, shared by the test processes under a file lock) and apps that use it; the
+loopback proxies come from tests/engines/conftest.py."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,6 @@ import pytest
 
 from openwa.config import Settings
 from openwa.engines.bridge.install import BridgeUnavailable, NodeRuntime
-from tests.engines.proxies import RecordingProxy, SilentProxy
 from tests.fixtures.app import AppFactory
 from tests.fixtures.bridge import BRIDGE_DIR
 from tests.fixtures.proxy_apps import AnyProxyApps
@@ -49,17 +47,3 @@ class BridgeApps(AnyProxyApps):
     def settings(self, **overrides: Any) -> Settings:
         overrides.setdefault("node_bridge_dir", self.bridge_dir)  # installed by the fixture
         return super().settings(**overrides)
-
-
-@pytest.fixture
-async def recorder() -> AsyncIterator[RecordingProxy]:
-    proxy = await RecordingProxy().start()
-    yield proxy
-    await proxy.close()
-
-
-@pytest.fixture
-async def silent() -> AsyncIterator[SilentProxy]:
-    proxy = await SilentProxy().start()
-    yield proxy
-    await proxy.close()
