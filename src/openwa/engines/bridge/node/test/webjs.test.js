@@ -1,0 +1,196 @@
+'use strict';
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { EventEmitter } = require('node:events');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { WebjsSession, ProfileStore, slimMessage, clientIdOf } = require('../lib/webjs');
+const { toWireValue } = require('../lib/protocol');
+
+function fakeCtx(transferDir) {
+  const events = [];
+  const authFrames = [];
+  return {
+    session: 's1', transferDir, events, authFrames, log: () => {},
+    event: (name, data) => events.push({ name, data: toWireValue(data) }),
+    auth: (payload) => authFrames.push(payload),
+    scope: (fn) => fn(),
+  };
+}
+
+function fakeLib() {
+  const lib = { clients: [] };
+  lib.RemoteAuth = class { constructor(opts) { this.opts = opts; } };
+  lib.Location = class { constructor(lat, lng, o) { Object.assign(this, { latitude: lat, longitude: lng, ...o }); } };
+  lib.MessageMedia = { fromFilePath: (p) => ({ mimetype: 'image/jpeg', data: 'eA==', filename: path.basename(p) }) };
+  lib.Client = class extends EventEmitter {
+    constructor(options) {
+      super();
+      this.options = options;
+      this.calls = [];
+      this.pupBrowser = null;
+      this.pupPage = {};
+      this.info = { wid: { _serialized: '111@c.us' }, pushname: 'Me' };
+      lib.clients.push(this);
+    }
+    async initialize() { this.calls.push(['initialize']); if (this.failInit) throw new Error('net::ERR_TUNNEL_CONNECTION_FAILED'); }
+    async destroy() { this.calls.push(['destroy']); }
+    async logout() { this.calls.push(['logout']); }
+    async sendMessage(chatId, content, options) {
+      this.calls.push(['sendMessage', chatId, content, options]);
+      return { id: { _serialized: `true_${chatId}_3EB0ABC`, id: '3EB0ABC' } };
+    }
+    async getNumberId(phone) { return phone === '1' ? null : { _serialized: `${phone}@c.us` }; }
+    async getProfilePicUrl() { return undefined; }
+    async sendSeen(chatId) { this.calls.push(['sendSeen', chatId]); return true; }
+    async requestPairingCode(phone) { this.calls.push(['requestPairingCode', phone]); return 'WXYZ1234'; }
+    async getChatById(id) {
+      const client = this;
+      return {
+        id: { _serialized: id }, name: 'G', isGroup: id.endsWith('@g.us'), groupMetadata: { owner: 'o' }, lastMessage: { big: true },
+        async sendStateTyping() { client.calls.push(['typing', id]); },
+        async setSubject(s) { client.calls.push(['setSubject', s]); return false; },
+        async promoteParticipants(p) { return { status: 200, p }; },
+      };
+    }
+  };
+  return lib;
+}
+
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'webjs-test-'));
+
+async function started(extra = {}) {
+  const dir = tmp();
+  const ctx = fakeCtx(dir);
+  const lib = fakeLib();
+  const s = new WebjsSession(ctx, lib);
+  await s.start({ chromiumPath: process.execPath, ...extra });
+  await new Promise((r) => setImmediate(r));
+  return { dir, ctx, lib, s, client: lib.clients[0] };
+}
+
+test('start: puppeteer options, RemoteAuth with our store, proxy flags and credentials', async () => {
+  const { lib, client } = await started({ proxy: 'http://u:p%40ss@127.0.0.1:3128' });
+  const o = client.options;
+  assert.equal(o.puppeteer.executablePath, process.execPath);
+  assert.equal(o.puppeteer.headless, true);
+  assert.deepEqual(o.puppeteer.args, ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu', '--proxy-server=http://127.0.0.1:3128']);
+  assert.deepEqual(o.proxyAuthentication, { username: 'u', password: 'p@ss' });
+  assert.deepEqual(o.webVersionCache, { type: 'none' });
+  const auth = o.authStrategy;
+  assert.ok(auth instanceof lib.RemoteAuth);
+  assert.equal(auth.opts.backupSyncIntervalMs, 60000);
+  assert.ok(auth.opts.store instanceof ProfileStore);
+  assert.deepEqual(client.calls[0], ['initialize']);
+  const socks = await started({ proxy: 'socks5://127.0.0.1:1080' });
+  assert.equal(socks.client.options.puppeteer.args.at(-1), '--proxy-server=socks5://127.0.0.1:1080');
+  await assert.rejects(new WebjsSession(fakeCtx(tmp()), fakeLib()).start({ chromiumPath: '/no/chromium' }), { kind: 'bad_request' });
+});
+
+test('a failed initialize() is reported as init_failed and the client destroyed', async () => {
+  const dir = tmp();
+  const ctx = fakeCtx(dir);
+  const lib = fakeLib();
+  const orig = lib.Client;
+  lib.Client = class extends orig { constructor(o) { super(o); this.failInit = true; } };
+  const s = new WebjsSession(ctx, lib);
+  await s.start({ chromiumPath: process.execPath });
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(ctx.events, [{ name: 'init_failed', data: { message: 'net::ERR_TUNNEL_CONNECTION_FAILED' } }]);
+  assert.ok(lib.clients[0].calls.some((c) => c[0] === 'destroy'));
+});
+
+test('events: arguments named, message_create only when fromMe, ready carries info, _data slimmed', async () => {
+  const { ctx, client } = await started();
+  const msg = { id: { _serialized: 'false_1@c.us_A' }, fromMe: false, hasMedia: true, body: 'cap', _data: { body: '/9j/'.repeat(10), caption: 'cap', big: 'x'.repeat(20000), t: 1 } };
+  client.emit('qr', '2@ref');
+  client.emit('message', msg);
+  client.emit('message_create', msg);
+  client.emit('message_create', { ...msg, fromMe: true });
+  client.emit('message_ack', msg, 3);
+  client.emit('ready');
+  client.emit('disconnected', 'LOGOUT');
+  const names = ctx.events.map((e) => e.name);
+  assert.deepEqual(names, ['qr', 'message', 'message_create', 'message_ack', 'ready', 'disconnected']);
+  assert.deepEqual(ctx.events[0].data, { qr: '2@ref' });
+  assert.deepEqual(ctx.events[1].data.message._data, { caption: 'cap', t: 1 });
+  assert.equal(ctx.events[3].data.ack, 3);
+  assert.equal(ctx.events[4].data.info.wid._serialized, '111@c.us');
+  assert.deepEqual(ctx.events[5].data, { reason: 'LOGOUT' });
+});
+
+test('ops: not_ready before ready; send returns WhatsApp id; unsupported ops are bad_request', async () => {
+  const { s, client, dir } = await started();
+  await assert.rejects(s.command('send', { id: 'X', chatId: '2@c.us', type: 'text', content: { text: 'hi' } }), { kind: 'not_ready', retryable: true });
+  assert.deepEqual(await s.command('pairing_code', { phone: '49 1' }), { code: 'WXYZ1234' });
+  client.emit('ready');
+  const r = await s.command('send', { id: 'X', chatId: '2@c.us', type: 'text', content: { text: 'hi', replyTo: 'true_2@c.us_Q', mentions: ['3@c.us'] } });
+  assert.deepEqual(r, { id: 'true_2@c.us_3EB0ABC' });
+  const send = client.calls.find((c) => c[0] === 'sendMessage');
+  assert.deepEqual(send[3], { sendSeen: false, quotedMessageId: 'true_2@c.us_Q', mentions: ['3@c.us'], parseVCards: false });
+  const file = path.join(dir, 'v.ogg');
+  fs.writeFileSync(file, 'x');
+  await s.command('send', { id: 'Y', chatId: '2@c.us', type: 'voice', content: { media: { path: file, mimetype: 'audio/ogg' } } });
+  const voice = client.calls.filter((c) => c[0] === 'sendMessage')[1];
+  assert.equal(voice[2].mimetype, 'audio/ogg');
+  assert.equal(voice[3].sendAudioAsVoice, true);
+  await s.command('send', { id: 'Z', chatId: '2@c.us', type: 'location', content: { location: { latitude: 1, longitude: 2, name: 'N' } } });
+  assert.equal(client.calls.filter((c) => c[0] === 'sendMessage')[2][2].latitude, 1);
+  await assert.rejects(s.command('send', { id: 'Z', chatId: '2@c.us', type: 'contacts', content: { contacts: [{}, {}] } }), { kind: 'bad_request' });
+  await assert.rejects(s.command('subscribe_presence', { chatId: '2@c.us' }), { kind: 'bad_request', message: /not supported by whatsapp-web.js/ });
+  assert.deepEqual(await s.command('check', { phone: '1' }), { id: null });
+  assert.deepEqual(await s.command('check', { phone: '49' }), { id: '49@c.us' });
+  assert.deepEqual(await s.command('picture', { chatId: '2@c.us' }), { url: null });
+  await s.command('presence', { chatId: '2@c.us', state: 'typing' });
+  assert.ok(client.calls.some((c) => c[0] === 'typing'));
+  await s.command('read', { chatId: '2@c.us', ids: ['a'] });
+  assert.ok(client.calls.some((c) => c[0] === 'sendSeen'));
+  await assert.rejects(s.command('update_group', { groupId: 'g@g.us', subject: 'x' }), { kind: 'refused' });
+  const info = await s.command('group_info', { groupId: 'g@g.us' });
+  assert.equal(info.lastMessage, undefined);
+  assert.deepEqual(info.groupMetadata, { owner: 'o' });
+  await assert.rejects(s.command('pairing_code', { phone: '1' }), { kind: 'pairing' });
+});
+
+test('stop destroys the client once', async () => {
+  const { s, client } = await started();
+  await s.stop();
+  await s.stop();
+  assert.equal(client.calls.filter((c) => c[0] === 'destroy').length, 1);
+  await assert.rejects(s.command('check', { phone: '2' }), { kind: 'not_ready' });
+});
+
+test('profile store: save hands the zip over, extract copies the saved one, delete says cleared', async () => {
+  const dir = tmp();
+  const ctx = fakeCtx(dir);
+  const dataPath = path.join(dir, 'profiles');
+  fs.mkdirSync(dataPath);
+  const saved = path.join(dir, 'saved.zip');
+  fs.writeFileSync(saved, 'PK-old');
+  const store = new ProfileStore({ ctx, profileZip: saved, dataPath, transferDir: path.join(dir, 'out') });
+  assert.equal(await store.sessionExists({ session: 'RemoteAuth-s1' }), true);
+  const dest = path.join(dataPath, 'RemoteAuth-s1.zip');
+  await store.extract({ session: 'RemoteAuth-s1', path: dest });
+  assert.equal(fs.readFileSync(dest, 'utf8'), 'PK-old');
+  fs.writeFileSync(dest, 'PK-new');
+  await store.save({ session: 'RemoteAuth-s1' });
+  const { profileZip } = ctx.authFrames[0];
+  assert.equal(path.dirname(profileZip), path.join(dir, 'out'));
+  assert.equal(fs.readFileSync(profileZip, 'utf8'), 'PK-new');
+  assert.equal(fs.existsSync(dest), false);
+  await store.delete({ session: 'RemoteAuth-s1' });
+  assert.deepEqual(ctx.authFrames[1], { cleared: true });
+  assert.equal(await store.sessionExists({ session: 'RemoteAuth-s1' }), false);
+});
+
+test('client ids RemoteAuth accepts', () => {
+  assert.equal(clientIdOf('abc-1_2'), 'abc-1_2');
+  assert.match(clientIdOf('a b/c'), /^a_b_c-[0-9a-f]{12}$/);
+  assert.notEqual(clientIdOf('a b'), clientIdOf('a/b'));
+});
+
+test('slimMessage keeps a message as is when there is no _data', () => {
+  assert.deepEqual(slimMessage({ a: 1 }), { a: 1 });
+  assert.equal(slimMessage(null), null);
+});
