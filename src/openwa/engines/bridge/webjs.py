@@ -151,11 +151,34 @@ def message_event(message: dict[str, Any]) -> EngineEvent | None:
     )
 
 
-def _args(data: Any) -> list[Any]:
+# The bridge names an event's arguments; these are their places in the library's call.
+_ARGUMENTS = {
+    "message": ("message",),
+    "message_create": ("message",),
+    "message_ack": ("message", "ack"),
+    "message_revoke_everyone": ("message", "revokedMessage"),
+    "message_reaction": ("reaction",),
+    "message_edit": ("message", "newBody", "prevBody"),
+    "group_join": ("notification",),
+    "group_leave": ("notification",),
+    "group_update": ("notification",),
+    "group_admin_changed": ("notification",),
+    "call": ("call",),
+    "qr": ("qr",),
+    "ready": ("info",),
+    "disconnected": ("reason",),
+    "init_failed": ("message",),
+    "auth_failure": ("message",),
+}
+
+
+def _args(name: str, data: Any) -> list[Any]:
+    """An event's arguments in the library's order, from the bridge's named ones."""
     if isinstance(data, list):
         return data
-    if isinstance(data, dict) and isinstance(data.get("args"), list):
-        return list(data["args"])
+    names = _ARGUMENTS.get(name)
+    if isinstance(data, dict) and names is not None and any(n in data for n in names):
+        return [data.get(n) for n in names]
     return [data]
 
 
@@ -290,4 +313,4 @@ _BY_NAME: dict[str, Callable[[list[Any]], Iterator[Translated]]] = {
 
 def translate(name: str, data: Any, me: str | None) -> list[Translated]:
     handler = _BY_NAME.get(name)
-    return [] if handler is None else list(handler(_args(data)))
+    return [] if handler is None else list(handler(_args(name, data)))
