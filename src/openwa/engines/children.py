@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
+import signal
 import socket
 import sys
 import time
@@ -44,6 +46,9 @@ class ChildProcess:
     label = "engine process"  # in logs and error messages
     event_prefix = "engine_process"  # structlog event names
     read_limit = 2**20  # the stream reader's buffer: the largest frame a line-reader takes
+    # Run the child in a process group of its own and end the whole group when it exits:
+    # what it started (whatsapp-web.js' browsers) must not outlive it, even a kill -9.
+    own_group = False
 
     def __init__(self, on_frame: FrameHandler, on_exit: Callable[[], Awaitable[None]]) -> None:
         self._on_frame = on_frame
@@ -96,6 +101,7 @@ class ChildProcess:
                 # What the libraries print goes to our stderr, a log.
                 stdout=sys.stderr.fileno(),
                 env=env,
+                start_new_session=self.own_group,
             )
         finally:
             theirs.close()
@@ -122,6 +128,7 @@ class ChildProcess:
                     with contextlib.suppress(ProcessLookupError):
                         self._process.kill()
                 code = await self._process.wait()
+                self._end_group()
             log.warning(f"{self.event_prefix}_exited", code=code)
             await self._on_exit()
 
@@ -166,16 +173,24 @@ class ChildProcess:
             raise self.error(op, reply["error"])
         return reply.get("result")
 
+    def _end_group(self) -> None:
+        if self.own_group and self._process is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._process.pid, signal.SIGKILL)
+
     async def stop(self) -> None:
         if self._writer is not None and self.alive:
             with contextlib.suppress(Exception):
-                await self.send_frame(self.command(0, "shutdown", {}, time.time() + 5))
+                await self.send_frame(
+                    self.command(next(self._ids), "shutdown", {}, time.time() + 5)
+                )
         if self._process is not None and self._process.returncode is None:
             try:
                 await asyncio.wait_for(self._process.wait(), _STOP_TIMEOUT_S)
             except TimeoutError:
                 self._process.kill()
                 await self._process.wait()
+        self._end_group()
         if self._reader_task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader_task

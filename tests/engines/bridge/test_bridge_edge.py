@@ -45,6 +45,7 @@ async def retried(api: Api, session_id: str, timeout: float = 40) -> dict[str, A
     return found
 
 
+@SQLITE_ONLY
 async def test_a_baileys_session_reaches_whatsapp_through_its_proxy_and_retries(
     app_factory: AppFactory, recorder: RecordingProxy
 ) -> None:
@@ -105,15 +106,22 @@ async def test_a_webjs_session_drives_chromium_to_whatsapp_through_its_proxy(
 ) -> None:
     if shutil.which("chromium") is None and os.environ.get("CI") != "true":
         pytest.skip("chromium is not installed")
-    before = _browsers()
+    data_dir = app_factory.settings().data_dir
     async with app_factory.running() as api:
         session_id = await started(
             api, "whatsapp-web.js", proxy=f"http://127.0.0.1:{recorder.port}"
         )
         wanted = f"http CONNECT {WHATSAPP} HTTP/1.1"
         await wait_for(lambda: _requests(recorder), lambda r: wanted in r, 60, "chromium's CONNECT")
-        session = await retried(api, session_id, timeout=90)
+        # The refusal ends the attempt: disconnected, with why (the runtime retries).
+        session = await wait_for(
+            lambda: api.session(session_id),
+            lambda s: "disconnected" in statuses(s) and s["lastError"],
+            60,
+            "the failed attempt",
+        )
         assert session["engine"] == "webjs"
+        assert "whatsapp-web.js" in session["lastError"]
         engine = bridge_of(api, "webjs")
         shard = engine.shards.of(session_id)
         assert shard is not None
@@ -123,25 +131,61 @@ async def test_a_webjs_session_drives_chromium_to_whatsapp_through_its_proxy(
 
     # The app's shutdown ended the bridge and its browsers.
     async def ours() -> set[int]:
-        return _browsers() - before
+        return _browsers(data_dir)
 
     await wait_for(ours, lambda left: not left, 20, "no browser left")
+
+
+@SQLITE_ONLY
+async def test_a_killed_webjs_bridge_leaves_no_browser_behind_and_its_session_dials_again(
+    app_factory: AppFactory, silent: SilentProxy
+) -> None:
+    if shutil.which("chromium") is None and os.environ.get("CI") != "true":
+        pytest.skip("chromium is not installed")
+    data_dir = app_factory.settings().data_dir
+
+    async def dials() -> int:
+        return sum(WHATSAPP in line for line in silent.requests)
+
+    async with app_factory.running() as api:
+        session_id = await started(api, "webjs", proxy=silent.url)
+        await wait_for(dials, bool, 60, f"chromium's dial, held by the proxy: {silent.requests}")
+        launched = _browsers(data_dir)
+        assert launched
+        shard = bridge_of(api, "webjs").shards.of(session_id)
+        assert shard is not None
+        assert shard.pid is not None
+        os.kill(shard.pid, signal.SIGKILL)
+
+        async def left() -> set[int]:
+            return _browsers(data_dir) & launched
+
+        await wait_for(left, lambda pids: not pids, 20, "the killed bridge's browsers ended")
+        await wait_for(dials, lambda n: n >= 2, 60, "a dial from the new bridge")
+
+    async def ours() -> set[int]:
+        return _browsers(data_dir)
+
+    await wait_for(ours, lambda pids: not pids, 20, "no browser left")
 
 
 async def _requests(proxy: RecordingProxy) -> list[str]:
     return list(proxy.requests)
 
 
-def _browsers() -> set[int]:
-    """Chromium processes on this machine."""
+def _browsers(data_dir: Path) -> set[int]:
+    """Chromium processes of the app whose data directory is `data_dir` (their profile
+    lives under it), so browsers of tests running beside this one do not count."""
     found = set()
+    mark = str(data_dir).encode()
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
                 name = Path(f"/proc/{pid}/comm").read_text().strip()
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue
-            if "chrom" in name:
+            if "chrom" in name and mark in cmdline:
                 found.add(int(pid))
     return found
 

@@ -39,7 +39,7 @@ from openwa.engines.bridge import baileys, webjs
 from openwa.engines.bridge.groups import group_info
 from openwa.engines.bridge.install import BridgeUnavailable, NodeRuntime
 from openwa.engines.bridge.process import BridgeProcess
-from openwa.engines.children import ChildProcess, OutcomeUnknown, WorkerGone
+from openwa.engines.children import REQUEST_TIMEOUT_S, ChildProcess, OutcomeUnknown, WorkerGone
 from openwa.engines.content import Media, to_json
 from openwa.engines.shards import Shard, ShardMap, rss_mb
 from openwa.engines.whatsmeow.transfer import TransferDirectory
@@ -47,6 +47,10 @@ from openwa.engines.whatsmeow.transfer import TransferDirectory
 log = structlog.get_logger(__name__)
 
 _WATCH_S = 15.0
+# A stop or logout is not waited for longer: a browser stuck in a dial (a proxy that
+# never answers) can hold whatsapp-web.js' `destroy()`; the bridge's process group ends
+# whatever is left when the bridge itself stops.
+_STOP_TIMEOUT_S = 10.0
 # whatsapp-web.js shows QR codes for about a minute each round; Baileys rotates them
 # every 20 s for about a minute: a code still up this long after it came was not scanned.
 _QR_TIMEOUT_S = 75.0
@@ -158,13 +162,15 @@ class BridgeEngine:
                     self._watch = asyncio.create_task(self._watch_workers())
             return shard.process
 
-    async def request(self, op: str, session: str, **args: Any) -> Any:
+    async def request(
+        self, op: str, session: str, timeout: float = REQUEST_TIMEOUT_S, **args: Any
+    ) -> Any:
         shard = self.shards.of(session)
         process = shard.process if shard is not None else None
         if process is None or not process.alive:
             raise SendFailed(f"the session's {self.name} bridge is not running")
         try:
-            return await process.request(op, session=session, **args)
+            return await process.request(op, timeout, session=session, **args)
         except OutcomeUnknown as exc:
             if op == "send" and not self.resends_safely:
                 raise SendFailed(str(exc), retryable=False, code=SEND_OUTCOME_UNKNOWN) from exc
@@ -217,7 +223,7 @@ class BridgeEngine:
 
     async def forget(self, session_id: str, auth: dict[str, Any] | None) -> None:
         with contextlib.suppress(SendFailed, EngineRefused):
-            await self.request("stop", session=session_id)
+            await self.request("stop", session=session_id, timeout=_STOP_TIMEOUT_S)
         self.shards.drop(session_id)
 
     async def close(self) -> None:
@@ -357,12 +363,12 @@ class BridgeClient:
     async def disconnect(self) -> None:
         self._started = False
         with contextlib.suppress(SendFailed, EngineRefused):
-            await self._call("stop")
+            await self._engine.request("stop", self.session_id, _STOP_TIMEOUT_S)
         self._engine.release(self)
 
     async def logout(self) -> None:
         with contextlib.suppress(SendFailed, EngineRefused):
-            await self._call("logout")
+            await self._engine.request("logout", self.session_id, _STOP_TIMEOUT_S)
         await self.disconnect()
         await self._engine.forget(self.session_id, self._auth)
         async with self._auth_lock:

@@ -27,7 +27,15 @@ log = structlog.get_logger(__name__)
 MIN_NODE_MAJOR = 20
 _STAMP = ".openwa-installed"
 # The bridge's own files, relative to its folder in the package (never node_modules).
-_SKIP = {"node_modules", "test", "scripts", ".gitignore", "eslint.config.js"}
+_SKIP = {
+    "node_modules",
+    "test",
+    "test-support",
+    "scripts",
+    ".gitignore",
+    "eslint.config.js",
+    _STAMP,
+}
 _NPM_TIMEOUT_S = 600.0
 
 
@@ -112,6 +120,10 @@ class NodeRuntime:
         stamp = self.directory / _STAMP
         return stamp.exists() and stamp.read_text().strip() == source_hash(source_dir())
 
+    def stamp(self) -> None:
+        """Mark the directory installed (a copy whose dependencies someone else put in)."""
+        (self.directory / _STAMP).write_text(source_hash(source_dir()))
+
     async def install(self) -> None:
         """Copy the program and `npm ci` its runtime dependencies (no browser download:
         whatsapp-web.js drives the machine's chromium)."""
@@ -119,7 +131,8 @@ class NodeRuntime:
         source = source_dir()
         wanted = source_hash(source)
         self.directory.mkdir(parents=True, exist_ok=True)
-        for relative in _files(source):
+        in_place = self.directory.resolve() == source.resolve()
+        for relative in [] if in_place else _files(source):
             target = self.directory / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source / relative, target)

@@ -29,6 +29,7 @@ class BridgeProcess(ChildProcess):
 
     event_prefix = "bridge"
     read_limit = MAX_LINE
+    own_group = True
 
     def __init__(self, engine: str, *args: Any) -> None:
         super().__init__(*args)

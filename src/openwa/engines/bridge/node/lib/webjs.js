@@ -190,6 +190,9 @@ class WebjsSession {
         executablePath,
         headless: true,
         args,
+        // the DevTools pipe instead of a websocket: Chromium exits by itself when the
+        // pipe closes, so a bridge killed with SIGKILL leaves no browser behind
+        pipe: true,
         // the bridge handles signals and exit itself (and kills Chromium then)
         handleSIGINT: false,
         handleSIGTERM: false,
