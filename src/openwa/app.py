@@ -54,6 +54,7 @@ from openwa.db.sealing import install as install_sealing
 from openwa.db.unit_of_work import unit_of_work
 from openwa.engines.bridge.engine import BAILEYS, WEBJS, BridgeEngine
 from openwa.engines.bridge.install import NodeRuntime
+from openwa.engines.bridge.profiles import ProfileStore
 from openwa.engines.mock.control import MockControl
 from openwa.engines.mock.engine import MockEngine
 from openwa.engines.mock.store import SqlMockDirectory, SqlMockNetworkStore
@@ -68,6 +69,7 @@ from openwa.events.streams import StreamRegistry
 from openwa.groups.service import GroupService
 from openwa.keys.principal import Role
 from openwa.keys.service import KeyService
+from openwa.kit.cipher import Cipher
 from openwa.kit.ids import ulid
 from openwa.kit.private_files import write_private
 from openwa.kit.signal import Signal
@@ -225,7 +227,7 @@ def build_services(settings: Settings) -> Services:
         worker_max_mb=settings.whatsmeow_worker_max_mb,
     )
     engines = EngineRegistry(
-        [mock, whatsmeow, *_bridge_engines(settings)], default=settings.engine_type
+        [mock, whatsmeow, *_bridge_engines(settings, storage, cipher)], default=settings.engine_type
     )
     runtime = SessionRuntime(
         db,
@@ -354,7 +356,9 @@ def _announce_generated_key(key: str) -> None:
     )
 
 
-def _bridge_engines(settings: Settings) -> list[BridgeEngine]:
+def _bridge_engines(
+    settings: Settings, storage: Storage, cipher: Cipher | None
+) -> list[BridgeEngine]:
     """Baileys and whatsapp-web.js: nothing starts (or installs) until a session needs it."""
     node = NodeRuntime(settings.node_binary, settings.resolved_node_bridge_dir)
     transfers = settings.data_dir / "bridge"
@@ -376,6 +380,7 @@ def _bridge_engines(settings: Settings) -> list[BridgeEngine]:
             chromium_path=settings.chromium_path,
             worker_max_mb=settings.webjs_worker_max_mb,
             log_level=level,
+            profiles=ProfileStore(storage, cipher),
         ),
     ]
 

@@ -39,6 +39,7 @@ from openwa.engines.bridge import baileys, webjs
 from openwa.engines.bridge.groups import group_info
 from openwa.engines.bridge.install import BridgeUnavailable, NodeRuntime
 from openwa.engines.bridge.process import BridgeProcess
+from openwa.engines.bridge.profiles import ProfileStore
 from openwa.engines.children import REQUEST_TIMEOUT_S, ChildProcess, OutcomeUnknown, WorkerGone
 from openwa.engines.content import Media, to_json
 from openwa.engines.shards import Shard, ShardMap, rss_mb
@@ -93,6 +94,7 @@ class BridgeEngine:
         chromium_path: str | None = None,
         worker_max_mb: int | None = None,
         log_level: str = "warn",
+        profiles: ProfileStore | None = None,
     ) -> None:
         self.kind = kind
         self.name = kind.name
@@ -110,6 +112,8 @@ class BridgeEngine:
         self._stopping: set[asyncio.Task[None]] = set()
         self.watch_s = _WATCH_S
         self.qr_timeout_s = _QR_TIMEOUT_S
+        # whatsapp-web.js' saved browser profiles (its auth state), in our storage.
+        self.profiles = profiles
 
     @property
     def resends_safely(self) -> bool:
@@ -225,6 +229,8 @@ class BridgeEngine:
         with contextlib.suppress(SendFailed, EngineRefused):
             await self.request("stop", session=session_id, timeout=_STOP_TIMEOUT_S)
         self.shards.drop(session_id)
+        if self.profiles is not None:
+            await self.profiles.delete(session_id)
 
     async def close(self) -> None:
         if self._watch is not None:
@@ -272,6 +278,7 @@ class BridgeClient:
         self._auth_lock = asyncio.Lock()
         self._started = False
         self._me: str | None = None
+        self._profile: Path | None = None  # a saved profile handed to the bridge
 
     async def _call(self, op: str, **args: Any) -> Any:
         return await self._engine.request(op, session=self.session_id, **args)
@@ -313,6 +320,16 @@ class BridgeClient:
             await self._ctx.emit(event)
 
     async def _on_auth(self, frame: dict[str, Any]) -> None:
+        profiles = self._engine.profiles
+        if "profileZip" in frame and profiles is not None:
+            await profiles.save(self.session_id, Path(frame["profileZip"]))
+            return
+        if frame.get("cleared") and profiles is not None:
+            # whatsapp-web.js' RemoteAuth deletes its profile on many disconnects (a
+            # conflict with WhatsApp Web in a browser, too); a logout is ours to see
+            # (LoggedOut), and forgetting the session deletes the saved profile.
+            log.info("webjs_profile_cleared_ignored", session=self.session_id)
+            return
         async with self._auth_lock:
             state = dict(self._auth or {})
             if frame.get("cleared"):
@@ -351,7 +368,19 @@ class BridgeClient:
         }
         if self._engine.kind is WEBJS:
             args["chromiumPath"] = self._engine.browser()
+            self._drop_profile_file()
+            if self._engine.profiles is not None:
+                self._profile = await self._engine.profiles.load(
+                    self.session_id, self._engine.transfers.path
+                )
+                args["profileZip"] = str(self._profile) if self._profile else None
         await self._engine.start(self.session_id, **args)
+
+    def _drop_profile_file(self) -> None:
+        """The decrypted copy handed to the bridge is not kept longer than needed."""
+        if self._profile is not None:
+            self._profile.unlink(missing_ok=True)
+            self._profile = None
 
     async def connect(self) -> None:
         async with self._auth_lock:
@@ -362,6 +391,7 @@ class BridgeClient:
 
     async def disconnect(self) -> None:
         self._started = False
+        self._drop_profile_file()
         with contextlib.suppress(SendFailed, EngineRefused):
             await self._engine.request("stop", self.session_id, _STOP_TIMEOUT_S)
         self._engine.release(self)

@@ -1,0 +1,60 @@
+"""whatsapp-web.js' auth state: the browser profile its RemoteAuth zips, kept in our
+storage (local files or S3) so that a session survives restarts and can move between
+instances, sealed under `ENCRYPTION_KEY` when one is set, as other engine auth state."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from pathlib import Path
+
+from openwa.engines.whatsmeow.transfer import write_file
+from openwa.kit.cipher import Cipher
+from openwa.storage.base import Storage
+from openwa.storage.keys import media_key
+
+_SEALED = b"openwa-sealed:"
+
+
+class ProfileStore:
+    def __init__(self, storage: Storage, cipher: Cipher | None) -> None:
+        self._storage = storage
+        self._cipher = cipher
+
+    @staticmethod
+    def key(session_id: str) -> str:
+        return media_key(session_id, "webjs_profile", "zip")
+
+    def _context(self, session_id: str) -> str:
+        return f"webjs-profile:{session_id}"
+
+    async def save(self, session_id: str, path: Path) -> None:
+        """Keep the zip at `path` (the bridge's file, removed once kept)."""
+        data = await asyncio.to_thread(path.read_bytes)
+        if self._cipher is not None:
+            data = _SEALED + self._cipher.encrypt(data, self._context(session_id)).encode()
+        await self._storage.put(self.key(session_id), data, "application/zip")
+        path.unlink(missing_ok=True)
+
+    async def load(self, session_id: str, directory: Path) -> Path | None:
+        """The saved profile as a private file in `directory`, or None when there is none."""
+        chunks: list[bytes] = []
+        try:
+            async for chunk in self._storage.stream(self.key(session_id)):
+                chunks.append(chunk)
+        except FileNotFoundError:
+            return None
+        data = b"".join(chunks)
+        if data.startswith(_SEALED):
+            if self._cipher is None:
+                raise ValueError("the saved whatsapp-web.js profile is sealed: set ENCRYPTION_KEY")
+            token = data[len(_SEALED) :].decode()
+            data = self._cipher.decrypt(token, self._context(session_id))
+        path = directory / f"profile-{secrets.token_hex(8)}.zip"
+        await asyncio.to_thread(write_file, path, data)
+        return path
+
+    async def delete(self, session_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            await self._storage.delete(self.key(session_id))
