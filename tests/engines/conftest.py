@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from openwa.engines.bridge.install import BridgeUnavailable, NodeRuntime
 from tests.engines.proxies import RecordingProxy, SilentProxy
 from tests.fixtures.app import Api, AppFactory
+from tests.fixtures.bridge import BRIDGE_DIR
 from tests.fixtures.proxy_apps import AnyProxyApps
 
 
@@ -37,3 +42,18 @@ async def recorder() -> AsyncIterator[RecordingProxy]:
 def app_factory(database_url: str, tmp_path: Path) -> AppFactory:
     """Session proxies on loopback, where these tests' proxies listen, are allowed."""
     return AnyProxyApps(database_url, tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def bridge_dir() -> Path:
+    """The Node.js bridge, installed once for every test process (the install is locked
+    across processes; `make test` has put its dependencies in already)."""
+    try:
+        # On a thread: an async fixture may be the first to ask, inside its loop.
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, NodeRuntime("node", BRIDGE_DIR).ensure()).result()
+    except BridgeUnavailable as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the Node.js bridge cannot be installed: {exc}", pytrace=False)
+        pytest.skip(f"the Node.js bridge cannot be installed: {exc}")
+    return BRIDGE_DIR

@@ -9,7 +9,9 @@ needs WhatsApp's servers (a send reaching a phone) is skipped for whatsmeow, say
 
 from __future__ import annotations
 
+import os
 import secrets
+import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,6 +22,7 @@ from neonize.proto import Neonize_pb2 as neonize
 from neonize.proto.waCommon.WACommon_pb2 import MessageKey
 from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as wa
 
+from tests.engines.bridge_driver import BridgeDriver
 from tests.engines.proxies import SilentProxy
 from tests.engines.whatsmeow_support import PHONE, inject, inject_qr, user_jid
 from tests.fixtures.app import Api, AppFactory, wait_for
@@ -296,14 +299,27 @@ class WhatsmeowDriver:
         return message_id if body["kind"] == "unknown" else None
 
 
-@pytest.fixture(params=["mock", "mock-own-ids", "whatsmeow"])
+@pytest.fixture(params=["mock", "mock-own-ids", "whatsmeow", "baileys", "webjs"])
 async def driver(request: pytest.FixtureRequest) -> AsyncIterator[Driver]:
     if request.param.startswith("mock"):
         yield MockDriver(own_ids=request.param == "mock-own-ids")
         return
+    if request.param in ("baileys", "webjs"):
+        if request.getfixturevalue("database_kind") != "sqlite":
+            # Beyond its auth store (tests/engines/bridge, both databases) the engine
+            # never touches the database: what differs is the core, run here by the others.
+            pytest.skip("the bridge engines run this module on SQLite")
+        request.getfixturevalue("bridge_dir")
+        if request.param == "webjs" and shutil.which("chromium") is None:
+            if os.environ.get("CI") == "true":
+                pytest.fail("chromium is not installed", pytrace=False)
+            pytest.skip("chromium is not installed")
     proxy = await SilentProxy().start()
     try:
-        yield WhatsmeowDriver(proxy)
+        if request.param == "whatsmeow":
+            yield WhatsmeowDriver(proxy)
+        else:
+            yield BridgeDriver(request.param, proxy)
     finally:
         await proxy.close()
 
@@ -424,7 +440,7 @@ async def test_an_accepted_send_waits_for_the_session(api: Api, driver: Driver) 
     assert response.status_code == 202, response.text
     message = response.json()["data"]
     assert message["status"] == "pending"
-    if driver.engine == "whatsmeow":
+    if driver.engine != "mock":
         pytest.skip("handing the message to WhatsApp needs WhatsApp's servers")
     await driver.show_qr(api, session_id)
     await api.wait_status(session_id, "qr_ready", 20)
@@ -443,7 +459,7 @@ async def test_an_accepted_send_waits_for_the_session(api: Api, driver: Driver) 
 
 
 def needs_network(driver: Driver) -> None:
-    if driver.engine == "whatsmeow":
+    if driver.engine != "mock":
         pytest.skip("a send reaching another account needs WhatsApp's servers")
 
 

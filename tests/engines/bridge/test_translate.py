@@ -23,6 +23,7 @@ from openwa.engines.base import (
     PresenceUpdated,
     QrUpdated,
     ReactionReceived,
+    ReadBySelf,
 )
 from openwa.engines.bridge import baileys, webjs
 from openwa.engines.bridge.groups import group_info
@@ -208,7 +209,12 @@ def test_baileys_statuses_and_receipts() -> None:
         ],
         ME,
     )
-    assert updates == [MessageAck("M1", PEER, "delivered"), MessageAck("M2", PEER, "read")]
+    # M3 is a message we received, read on the phone: ours is read too.
+    assert updates == [
+        MessageAck("M1", PEER, "delivered"),
+        MessageAck("M2", PEER, "read"),
+        ReadBySelf(PEER, ["M3"]),
+    ]
     receipt = one(
         "message-receipt.update",
         [

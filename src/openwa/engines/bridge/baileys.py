@@ -32,6 +32,7 @@ from openwa.engines.base import (
     PresenceUpdated,
     QrUpdated,
     ReactionReceived,
+    ReadBySelf,
 )
 from openwa.kit.chat_ids import GROUP_SUFFIX, USER_SUFFIX
 
@@ -364,12 +365,18 @@ def _history(data: dict[str, Any], me: str | None) -> Iterator[Translated]:
 
 
 def _updates(data: list[dict[str, Any]], me: str | None) -> Iterator[Translated]:
+    """Statuses of our messages; on a message we received, READ is the account reading
+    it elsewhere (Baileys turns the phone's `read-self` receipts into this)."""
     for item in data:
         key, update = item.get("key") or {}, item.get("update") or {}
         chat = chat_id(key.get("remoteJid"))
         status = _STATUSES.get(update.get("status", -1))
-        if chat and key.get("id") and key.get("fromMe") and status is not None:
+        if not chat or not key.get("id") or status is None:
+            continue
+        if key.get("fromMe"):
             yield MessageAck(key["id"], chat, status)
+        elif status in ("read", "played"):
+            yield ReadBySelf(chat, [key["id"]])
 
 
 def _receipts(data: list[dict[str, Any]], me: str | None) -> Iterator[Translated]:

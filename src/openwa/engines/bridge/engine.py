@@ -305,6 +305,11 @@ class BridgeClient:
         if isinstance(item, baileys.Opened | webjs.Ready):
             me = getattr(item, "me", None) or _me_of(self._auth)
             self._me = me
+            if isinstance(item, webjs.Ready) and me and self._auth is None:
+                # The profile in storage is the device; this row says it is linked.
+                async with self._auth_lock:
+                    self._auth = {"me": me}
+                    await self._ctx.auth.save(self._auth)
             phone = baileys.phone_of(me)
             name = getattr(item, "push_name", None) or _name_of(self._auth)
             await self._ctx.emit(Authenticated(phone, name))
@@ -519,6 +524,8 @@ def _engine_id(result: Any, ours: str) -> str | None:
 
 
 def _me_of(auth: dict[str, Any] | None) -> str | None:
+    if isinstance((auth or {}).get("me"), str):  # whatsapp-web.js: the linked account
+        return baileys.chat_id((auth or {})["me"])
     me = ((auth or {}).get("creds") or {}).get("me") or {}
     return baileys.chat_id(me.get("id"))
 
