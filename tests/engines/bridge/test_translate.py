@@ -453,4 +453,5 @@ RECORDED = {
     "group_join.json": ["GroupUpdated"],
     "qr.json": ["QrUpdated"],
     "ready.json": ["Ready"],
+    "vote_update.json": ["PollVoted"],
 }

@@ -22,6 +22,7 @@ from openwa.engines.base import (
     MessageEdited,
     MessageReceived,
     MessageRevoked,
+    PollVoted,
     QrUpdated,
     ReactionReceived,
 )
@@ -164,6 +165,7 @@ _ARGUMENTS = {
     "group_update": ("notification",),
     "group_admin_changed": ("notification",),
     "call": ("call",),
+    "vote_update": ("vote",),
     "qr": ("qr",),
     "ready": ("info",),
     "disconnected": ("reason",),
@@ -263,6 +265,18 @@ def _call(args: list[Any]) -> Iterator[Translated]:
         )
 
 
+def _vote(args: list[Any]) -> Iterator[Translated]:
+    """A vote names its options: whatsapp-web.js decrypted it in the page."""
+    vote = args[0] if args and isinstance(args[0], dict) else {}
+    parent = vote.get("parentMessage") or {}
+    data = parent.get("_data") or parent
+    key = data.get("id") if isinstance(data.get("id"), dict) else {}
+    poll_id, chat = key.get("id"), chat_id(key.get("remote"))
+    if poll_id and chat:
+        selected = [str(o.get("name")) for o in vote.get("selectedOptions") or [] if o.get("name")]
+        yield PollVoted(str(poll_id), chat, chat_id(vote.get("voter")), selected)
+
+
 def _qr(args: list[Any]) -> Iterator[Translated]:
     if args and isinstance(args[0], str):
         yield QrUpdated(args[0])
@@ -305,6 +319,7 @@ _BY_NAME: dict[str, Callable[[list[Any]], Iterator[Translated]]] = {
     "group_update": _group,
     "group_admin_changed": _group,
     "call": _call,
+    "vote_update": _vote,
     "disconnected": _disconnected,
     "init_failed": _failed,
     "auth_failure": _auth_failure,
