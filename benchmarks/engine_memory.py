@@ -265,8 +265,13 @@ class Dial:
 
     @property
     def host(self) -> str:
+        """`CONNECT`'s host:port, or the host of a plain request (`GET http://host/...`)."""
         parts = (self.target or "").split()
-        return parts[1] if len(parts) > 1 else "(no request)"
+        if len(parts) < 2:
+            return "(no request)"
+        if parts[0] == "CONNECT":
+            return parts[1]
+        return f"{parts[0]} {urlsplit(parts[1]).netloc or parts[1]}"
 
 
 class BlackHole:
@@ -835,8 +840,9 @@ async def bridge_phase(work: Path, url: str, engine: str, count: int, settle: fl
                 first = min(wa_closed, key=lambda d: d.opened_at)
                 assert first.closed_at is not None
                 phase.notes.append(
-                    f"a dial to {WHATSAPP} ended {first.closed_at - first.opened_at:.0f} s after "
-                    "it opened (the library's own timeout on a silent proxy)"
+                    f"the first dial to {WHATSAPP} to end was closed by the client "
+                    f"{first.closed_at - first.opened_at:.0f} s after it opened; then: "
+                    + await check_dials(http, server, hole, engine, ids)
                 )
             else:
                 oldest = min(d.opened_at for d in hole.dials if d.connects_to(WHATSAPP))
