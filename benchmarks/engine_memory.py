@@ -1,7 +1,10 @@
-"""Memory per idle session: 100 whatsmeow sessions without network, 1,000 mock sessions.
+"""Memory per idle session: whatsmeow, Baileys, whatsapp-web.js (offline) and mock (linked).
+
+Defaults: 100 whatsmeow, 50 Baileys and 3 whatsapp-web.js sessions without network, 1,000
+mock sessions.
 
 Starts the real server (`python -m openwa serve`, SQLite in a temporary directory unless
-`--database-url` is given) twice, once per engine, and reads the resident memory
+`--database-url` is given) once per engine, and reads the resident memory
 (VmRSS in /proc/<pid>/status) of the server and, for whatsmeow, of its worker processes
 added up (`python -m openwa.engines.whatsmeow.worker`, children of the server: one per
 `WHATSMEOW_SESSIONS_PER_WORKER` sessions, default 50, taken from this script's
@@ -27,6 +30,27 @@ first dial to time out (to report how long whatsmeow waits), then closes the pro
 every dial fails at once and the server stops quickly. The server's log is summed up
 by level and event, split at the last reading.
 
+baileys and webjs (the Node.js bridge, docs/bridge.md): the same black hole, the same
+points (0, 1, N sessions; N = 50 and 3 by default), but the reading is the server's whole
+process tree, excluding nothing: the server, its bridge processes (`node bridge.js`, one
+per BAILEYS_SESSIONS_PER_WORKER / WEBJS_SESSIONS_PER_WORKER sessions) and everything
+under them (whatsapp-web.js runs one Chromium per session, a dozen processes), plus any
+process that left the tree (Chromium's crash handlers are reparented to init): the
+server gets `OPENWA_BENCH_MARK=<random>` in its environment, which all of them inherit,
+and /proc/*/environ finds them. Summed VmRSS counts pages shared between processes once
+per process (Chromium's processes share most of theirs); PSS (/proc/<pid>/smaps_rollup)
+divides each shared page among the processes that map it, so its sum does not (it also
+shrinks when unrelated processes map the same files). A session is waiting in its dial
+when it is `initializing` and, for Baileys, there are as many open `CONNECT
+web.whatsapp.com:443` as sessions (one websocket each, all in the bridge process); for
+whatsapp-web.js, when each browser's process tree holds an open one (found through the
+socket inodes in /proc/net/tcp and /proc/<pid>/fd). Chromium also calls Google hosts
+through the proxy; those are counted apart, not as dials. The bridge is installed once
+(`npm ci`) into NODE_BRIDGE_DIR (the server gets this script's environment: point it at
+an installed copy to skip the install). After the server's stop the script waits up to
+30 s for every process it saw (pid and start time) and every process carrying the mark
+to be gone, and kills and reports any left.
+
 With `--database-url postgresql+asyncpg://user@host:port/db`, each phase runs on a new
 database created on that server (through `db`, which must exist) and dropped after; the
 connections to it are shown at each reading. whatsmeow keeps one PostgreSQL connection
@@ -34,7 +58,8 @@ per session in the worker, so N whatsmeow sessions need max_connections above N 
 the server's pool.
 
 Usage: .venv/bin/python benchmarks/engine_memory.py [--whatsmeow 100] [--mock 1000]
-       [--settle-s 5] [--database-url URL] [--keep-logs]. Prints Markdown tables.
+       [--baileys 50] [--webjs 3] [--settle-s 5] [--database-url URL] [--keep-logs].
+       A phase runs when its N is above 1. Prints Markdown tables.
 """
 
 from __future__ import annotations
