@@ -445,10 +445,18 @@ async def create(
     http: aiohttp.ClientSession, server: Server, name: str, engine: str, config: dict[str, Any]
 ) -> str:
     body = {"name": name, "engine": engine, "config": config}
-    async with http.post(server.base + "/api/sessions", json=body) as response:
-        data = await response.json()
-        if response.status != 201:
-            raise RuntimeError(f"creating {name} answered {response.status}: {data}")
+    try:
+        async with http.post(server.base + "/api/sessions", json=body) as response:
+            data = await response.json()
+            if response.status != 201:
+                raise RuntimeError(f"creating {name} answered {response.status}: {data}")
+    except aiohttp.ServerDisconnectedError:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.process.wait(5)
+        raise RuntimeError(
+            f"the server went away while creating {name} (exit code "
+            f"{server.process.returncode}, pid {server.pid}); see {server.log}"
+        ) from None
     session_id: str = data["data"]["id"]
     return session_id
 
