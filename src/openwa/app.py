@@ -370,6 +370,7 @@ def _bridge_engines(
             transfers,
             sessions_per_worker=settings.baileys_sessions_per_worker,
             log_level=level,
+            max_media_bytes=settings.max_media_bytes,
         ),
         BridgeEngine(
             WEBJS,
@@ -381,6 +382,7 @@ def _bridge_engines(
             worker_max_mb=settings.webjs_worker_max_mb,
             log_level=level,
             profiles=ProfileStore(storage, cipher),
+            max_media_bytes=settings.max_media_bytes,
         ),
     ]
 

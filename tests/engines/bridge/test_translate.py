@@ -454,4 +454,5 @@ RECORDED = {
     "qr.json": ["QrUpdated"],
     "ready.json": ["Ready"],
     "vote_update.json": ["PollVoted"],
+    "chats.phoneNumberShare.json": ["ContactUpdated"],
 }

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -24,6 +25,7 @@ from openwa.engines.base import (
     Disconnected,
     EngineEvent,
     GroupUpdated,
+    InboundMedia,
     LoggedOut,
     MessageAck,
     MessageEdited,
@@ -174,8 +176,6 @@ def _content(message: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
             _context(content, media.get("contextInfo"))
             if kind == "audio" and media.get("ptt"):
                 kind = "voice"
-            # Media is not downloaded through the bridge yet: say so, as for history.
-            content["mediaError"] = "not downloaded: the bridge engines do not fetch media yet"
             return kind, content
     if "locationMessage" in message:
         return "location", {"location": _location(message["locationMessage"])}
@@ -272,9 +272,35 @@ def _protocol(protocol: dict[str, Any], where: _Where) -> EngineEvent | None:
     return None
 
 
-def message_event(info: dict[str, Any], me: str | None, history: bool) -> EngineEvent | None:
+def _media_of(message: dict[str, Any], fetched: dict[str, Any] | None) -> InboundMedia | None:
+    """The file the bridge downloaded for this message (`fetched`: its entry in the
+    event's `media`), described by the message's own media fields."""
+    if not fetched or not fetched.get("path"):
+        return None
+    media: dict[str, Any] = next((message[name] for name in _MEDIA if name in message), {})
+    filename = media.get("fileName") if "documentMessage" in message else None
+    return InboundMedia(
+        mimetype=str(media.get("mimetype") or "application/octet-stream"),
+        size=_int(fetched.get("size")),
+        filename=str(filename) if filename else None,
+        path=Path(str(fetched["path"])),
+    )
+
+
+def _media_error(fetched: dict[str, Any] | None, history: bool) -> str:
+    if history:
+        return "not downloaded: media from a history sync"
+    if fetched and fetched.get("error"):
+        return f"download failed: {fetched['error']}"
+    return "not downloaded"
+
+
+def message_event(
+    info: dict[str, Any], me: str | None, history: bool, fetched: dict[str, Any] | None = None
+) -> EngineEvent | None:
     """Our event for one `WebMessageInfo`: a message, reaction, edit, revoke or chat
-    setting; None for plumbing (keys, sync notices) and group stubs."""
+    setting; None for plumbing (keys, sync notices) and group stubs. `fetched` is what
+    the bridge downloaded of its media (`{path, size}`) or why not (`{error}`)."""
     where = _where(info, me, history)
     message = info.get("message")
     if where is None or not isinstance(message, dict):
@@ -294,6 +320,9 @@ def message_event(info: dict[str, Any], me: str | None, history: bool) -> Engine
     if parts is None:
         return None
     kind, content = parts
+    media = _media_of(message, fetched)
+    if media is None and any(name in message for name in _MEDIA):
+        content["mediaError"] = _media_error(fetched, history)
     return MessageReceived(
         id=where.id,
         chat_id=where.chat,
@@ -305,6 +334,7 @@ def message_event(info: dict[str, Any], me: str | None, history: bool) -> Engine
         push_name=where.push_name,
         history=where.history,
         raw_type=_raw_type(message) if kind == "unknown" else None,
+        media=media,
     )
 
 
@@ -351,8 +381,10 @@ def closed_event(closed: Closed) -> EngineEvent:
 
 def _upsert(data: dict[str, Any], me: str | None) -> Iterator[Translated]:
     history = data.get("type") != "notify"
+    fetched = data.get("media") or {}
     for info in data.get("messages") or []:
-        event = message_event(info, me, history)
+        key = (info.get("key") or {}).get("id")
+        event = message_event(info, me, history, fetched.get(key) if key else None)
         if event is not None:
             yield event
 
@@ -504,7 +536,15 @@ def _chats(data: list[dict[str, Any]], me: str | None) -> Iterator[Translated]:
             yield ChatUpdated(which, **changes)
 
 
+def _number_shared(data: dict[str, Any], me: str | None) -> Iterator[Translated]:
+    """Baileys 6.17.16's only LID-to-phone mapping: a contact shared its number."""
+    phone, lid = chat_id(data.get("jid")), chat_id(data.get("lid"))
+    if phone and lid and phone.endswith(USER_SUFFIX) and lid.endswith("@lid"):
+        yield ContactUpdated(phone, lid=lid)
+
+
 _BY_NAME: dict[str, Callable[[Any, str | None], Iterator[Translated]]] = {
+    "chats.phoneNumberShare": _number_shared,
     "messages.upsert": _upsert,
     "messaging-history.set": _history,
     "messages.update": _updates,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from openwa.engines.base import (
     EngineEvent,
     EngineRefused,
     GroupInfo,
+    MessageReceived,
     OutgoingMessage,
     PairingNotAvailable,
     ParticipantResult,
@@ -95,6 +97,7 @@ class BridgeEngine:
         worker_max_mb: int | None = None,
         log_level: str = "warn",
         profiles: ProfileStore | None = None,
+        max_media_bytes: int = 64 << 20,
     ) -> None:
         self.kind = kind
         self.name = kind.name
@@ -114,6 +117,9 @@ class BridgeEngine:
         self.qr_timeout_s = _QR_TIMEOUT_S
         # whatsapp-web.js' saved browser profiles (its auth state), in our storage.
         self.profiles = profiles
+        self.max_media_bytes = max_media_bytes
+        # An inbound download that has not ended by then is given up (`mediaError`).
+        self.download_timeout_s = 300.0
 
     @property
     def resends_safely(self) -> bool:
@@ -322,7 +328,19 @@ class BridgeClient:
             await self._ctx.emit(baileys.closed_event(item))
         else:
             event: EngineEvent = item
-            await self._ctx.emit(event)
+            await self._ctx.emit(self._checked_media(event))
+
+    def _checked_media(self, event: EngineEvent) -> EngineEvent:
+        """A downloaded file is taken only from this engine's transfer directory."""
+        if not isinstance(event, MessageReceived) or event.media is None:
+            return event
+        path = event.media.path
+        home = self._engine.transfers.path.resolve()
+        if path is not None and path.resolve().parent == home:
+            return event
+        log.warning("bridge_media_outside_transfer_dir", session=self.session_id)
+        content = {**event.content, "mediaError": "not downloaded"}
+        return dataclasses.replace(event, media=None, content=content)
 
     async def _on_auth(self, frame: dict[str, Any]) -> None:
         profiles = self._engine.profiles
@@ -370,6 +388,8 @@ class BridgeClient:
             "proxy": self._ctx.config.get("proxy"),
             "qrTimeoutS": self._engine.qr_timeout_s,
             "transferDir": str(self._engine.transfers.path),
+            "maxMediaBytes": self._engine.max_media_bytes,
+            "downloadTimeoutS": self._engine.download_timeout_s,
         }
         if self._engine.kind is WEBJS:
             args["chromiumPath"] = self._engine.browser()

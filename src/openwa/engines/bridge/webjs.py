@@ -268,9 +268,10 @@ def _call(args: list[Any]) -> Iterator[Translated]:
 def _vote(args: list[Any]) -> Iterator[Translated]:
     """A vote names its options: whatsapp-web.js decrypted it in the page."""
     vote = args[0] if args and isinstance(args[0], dict) else {}
-    parent = vote.get("parentMessage") or {}
-    data = parent.get("_data") or parent
-    key = data.get("id") if isinstance(data.get("id"), dict) else {}
+    parent: dict[str, Any] = vote.get("parentMessage") or {}
+    data: dict[str, Any] = parent.get("_data") or parent
+    found = data.get("id")
+    key: dict[str, Any] = found if isinstance(found, dict) else {}
     poll_id, chat = key.get("id"), chat_id(key.get("remote"))
     if poll_id and chat:
         selected = [str(o.get("name")) for o in vote.get("selectedOptions") or [] if o.get("name")]

@@ -2,7 +2,9 @@
 // One Baileys session (one WASocket). The library module is injected so tests can drive
 // the adapter with a fake; `loadBaileys()` gives the real one.
 
+const crypto = require('node:crypto');
 const fs = require('node:fs');
+const path = require('node:path');
 const { BridgeError, badRequest, notReady } = require('./protocol');
 const { proxyAgent } = require('./proxy');
 
@@ -43,6 +45,34 @@ const PRESENCE = {
   unavailable: 'unavailable',
 };
 
+// Media that comes with a message, by its field; the value is Baileys' media type.
+const MEDIA_FIELDS = {
+  imageMessage: 'image',
+  videoMessage: 'video',
+  ptvMessage: 'video',
+  audioMessage: 'audio',
+  documentMessage: 'document',
+  stickerMessage: 'sticker',
+};
+const WRAPPERS = ['ephemeralMessage', 'viewOnceMessage', 'viewOnceMessageV2', 'viewOnceMessageV2Extension', 'documentWithCaptionMessage'];
+const DEFAULT_MAX_MEDIA_BYTES = 64 * 1024 * 1024;
+const DEFAULT_DOWNLOAD_TIMEOUT_S = 300;
+
+/** The media part of a message (unwrapped), or null. */
+function mediaOf(message) {
+  let m = message;
+  for (let i = 0; m && i < 4; i += 1) {
+    const wrapper = WRAPPERS.find((w) => m[w] && m[w].message);
+    if (!wrapper) break;
+    m = m[wrapper].message;
+  }
+  if (!m) return null;
+  for (const [field, type] of Object.entries(MEDIA_FIELDS)) {
+    if (m[field]) return { type, media: m[field] };
+  }
+  return null;
+}
+
 const GROUP_SETTINGS = {
   announce: ['announcement', 'not_announcement'],
   locked: ['locked', 'unlocked'],
@@ -58,6 +88,7 @@ function loadBaileys() {
     Browsers: lib.Browsers,
     areJidsSameUser: lib.areJidsSameUser,
     isJidGroup: lib.isJidGroup,
+    downloadContentFromMessage: lib.downloadContentFromMessage,
     version: require('@whiskeysockets/baileys/package.json').version,
     pino: require('pino'),
   };
@@ -151,10 +182,10 @@ function groupIdOf(args) {
 
 function mediaPath(content) {
   const media = content.media || content;
-  const path = media.path;
-  if (typeof path !== 'string' || !path) throw badRequest('media needs a path');
-  if (!fs.existsSync(path)) throw badRequest(`media file ${path} does not exist`);
-  return { path, mimetype: media.mimetype, filename: media.filename };
+  const file = media.path;
+  if (typeof file !== 'string' || !file) throw badRequest('media needs a path');
+  if (!fs.existsSync(file)) throw badRequest(`media file ${file} does not exist`);
+  return { path: file, mimetype: media.mimetype, filename: media.filename };
 }
 
 /**
@@ -188,7 +219,7 @@ class BaileysSession {
     this.sent = new Map(); // message id -> proto.IMessage, for getMessage
   }
 
-  async start({ auth, proxy, qrTimeoutS, browser } = {}) {
+  async start({ auth, proxy, qrTimeoutS, browser, transferDir, maxMediaBytes, downloadTimeoutS } = {}) {
     const { lib, ctx } = this;
     let creds = auth && auth.creds;
     if (!creds) {
@@ -201,6 +232,13 @@ class BaileysSession {
     // keep it quiet there anyway and put warnings on stderr.
     const logger = lib.pino({ level: 'warn', base: { session: ctx.session } }, lib.pino.destination({ dest: 2, sync: true }));
     const agent = proxy ? await proxyAgent(proxy, this.agents) : undefined;
+    this.agent = agent;
+    this.transferDir = transferDir;
+    this.maxMediaBytes = maxMediaBytes || DEFAULT_MAX_MEDIA_BYTES;
+    this.downloadTimeoutS = downloadTimeoutS || DEFAULT_DOWNLOAD_TIMEOUT_S;
+    // Events go on in order, including those that wait for a download.
+    this.queue = Promise.resolve();
+    this.waiting = 0;
     const config = {
       auth: { creds, keys: lib.makeCacheableSignalKeyStore(store, logger) },
       logger,
@@ -241,8 +279,81 @@ class BaileysSession {
     for (const name of FORWARDED) {
       sock.ev.on(name, (data) => ctx.scope(() => {
         if (this.sock !== sock) return; // a replaced socket's late events
-        this.forward(name, data);
+        // At once, unless a download is under way or needed: then in line behind it.
+        if (!this.waiting && !this.needsDownload(name, data)) {
+          this.forward(name, data);
+          return;
+        }
+        this.waiting += 1;
+        this.queue = this.queue
+          .then(() => (this.sock === sock ? this.forwardWithMedia(name, data) : undefined))
+          .catch((err) => ctx.log(`forwarding ${name}: ${err && err.message}`))
+          .finally(() => { this.waiting -= 1; });
       }));
+    }
+  }
+
+  /**
+   * New messages' media is downloaded into the transfer directory before the event goes
+   * on; the frame then says, by message id, where each file is (`media: {id: {path,
+   * size}}`) or why there is none (`{error}`). History is not downloaded.
+   */
+  needsDownload(name, data) {
+    return name === 'messages.upsert' && data.type === 'notify' && Boolean(this.transferDir)
+      && (data.messages || []).some((info) => info && info.message && mediaOf(info.message));
+  }
+
+  async forwardWithMedia(name, data) {
+    if (!this.needsDownload(name, data)) {
+      this.forward(name, data);
+      return;
+    }
+    const media = {};
+    for (const info of data.messages || []) {
+      const found = info && info.message ? mediaOf(info.message) : null;
+      if (!found || !info.key || !info.key.id) continue;
+      try {
+        media[info.key.id] = await this.download(found);
+      } catch (err) {
+        media[info.key.id] = { error: String((err && err.message) || err) };
+      }
+    }
+    this.forward(name, Object.keys(media).length ? { ...data, media } : data);
+  }
+
+  async download({ type, media }) {
+    const size = Number(media.fileLength || 0);
+    if (size > this.maxMediaBytes) throw new Error(`over the media size limit (${size} bytes)`);
+    if (!media.mediaKey || !media.directPath) throw new Error('the message names no media to fetch');
+    // Never the message's own `url`: the sender writes it, and it could name any host.
+    // WhatsApp's media host, from the direct path; tests point it at loopback.
+    const base = process.env.OPENWA_BRIDGE_MEDIA_URL;
+    const download = { mediaKey: media.mediaKey, directPath: media.directPath, url: base ? base + media.directPath : undefined };
+    const timeoutMs = this.downloadTimeoutS * 1000;
+    const options = { timeout: timeoutMs, maxRedirects: 0 };
+    if (this.agent) Object.assign(options, { httpAgent: this.agent, httpsAgent: this.agent, proxy: false });
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), timeoutMs);
+    const file = path.join(this.transferDir, `in-${crypto.randomBytes(12).toString('hex')}`);
+    try {
+      const stream = await this.lib.downloadContentFromMessage(download, type, { options: { ...options, signal: controller.signal } });
+      let written = 0;
+      const out = fs.createWriteStream(file, { flags: 'wx', mode: 0o600 });
+      try {
+        for await (const chunk of stream) {
+          written += chunk.length;
+          if (written > this.maxMediaBytes) throw new Error('over the media size limit');
+          if (!out.write(chunk)) await new Promise((resolve) => out.once('drain', resolve));
+        }
+      } finally {
+        await new Promise((resolve) => out.end(resolve));
+      }
+      return { path: file, size: written };
+    } catch (err) {
+      await fs.promises.rm(file, { force: true });
+      throw err;
+    } finally {
+      clearTimeout(timer);
     }
   }
 
