@@ -456,3 +456,21 @@ RECORDED = {
     "vote_update.json": ["PollVoted"],
     "chats.phoneNumberShare.json": ["ContactUpdated"],
 }
+
+
+def test_webjs_media_the_bridge_fetched_or_why_not() -> None:
+    image = webjs_message(type="image", body="cap")
+    fetched = {"path": "/t/in-1", "size": 9, "mimetype": "image/jpeg", "filename": None}
+    (got,) = webjs.translate("message", {"message": image, "media": fetched}, None)
+    assert isinstance(got, MessageReceived)
+    assert got.media is not None
+    assert (got.media.path, got.media.size, got.media.mimetype) == (
+        Path("/t/in-1"),
+        9,
+        "image/jpeg",
+    )
+    assert got.content == {"caption": "cap"}
+    (failed,) = webjs.translate("message", {"message": image, "media": {"error": "gone"}}, None)
+    assert isinstance(failed, MessageReceived)
+    assert failed.media is None
+    assert failed.content["mediaError"] == "download failed: gone"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from openwa.engines.base import (
@@ -17,6 +18,7 @@ from openwa.engines.base import (
     Disconnected,
     EngineEvent,
     GroupUpdated,
+    InboundMedia,
     LoggedOut,
     MessageAck,
     MessageEdited,
@@ -88,6 +90,18 @@ def _message_id(message: dict[str, Any]) -> str | None:
     return None
 
 
+def _media(fetched: Any, mimetype: str | None) -> InboundMedia | None:
+    """The file the bridge downloaded (`{path, size, mimetype, filename}`), if any."""
+    if not isinstance(fetched, dict) or not fetched.get("path"):
+        return None
+    return InboundMedia(
+        mimetype=str(fetched.get("mimetype") or mimetype or "application/octet-stream"),
+        size=int(fetched.get("size") or 0),
+        filename=fetched.get("filename") or None,
+        path=Path(str(fetched["path"])),
+    )
+
+
 def _content(message: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     kind = str(message.get("type") or "")
     body = message.get("body") or ""
@@ -102,7 +116,6 @@ def _content(message: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if kind in _MEDIA:
         if body and kind in ("image", "video", "document"):
             content["caption"] = body
-        content["mediaError"] = "not downloaded: the bridge engines do not fetch media yet"
         return _MEDIA[kind], content
     if kind == "location" and isinstance(message.get("location"), dict):
         loc = message["location"]
@@ -128,7 +141,7 @@ def _content(message: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return "unknown", {}
 
 
-def message_event(message: dict[str, Any]) -> EngineEvent | None:
+def message_event(message: dict[str, Any], fetched: Any = None) -> EngineEvent | None:
     message_id = _message_id(message)
     from_me = bool(message.get("fromMe"))
     chat = chat_id(message.get("to") if from_me else message.get("from"))
@@ -139,6 +152,10 @@ def message_event(message: dict[str, Any]) -> EngineEvent | None:
         return None
     sender = chat_id(message.get("author") or message.get("from"))
     received, content = _content(message)
+    media = _media(fetched, (message.get("_data") or {}).get("mimetype"))
+    if media is None and kind in _MEDIA:
+        error = fetched.get("error") if isinstance(fetched, dict) else None
+        content["mediaError"] = f"download failed: {error}" if error else "not downloaded"
     return MessageReceived(
         id=message_id,
         chat_id=chat,
@@ -149,12 +166,13 @@ def message_event(message: dict[str, Any]) -> EngineEvent | None:
         from_me=from_me,
         push_name=(message.get("_data") or {}).get("notifyName") or None,
         raw_type=kind if received == "unknown" else None,
+        media=media,
     )
 
 
 # The bridge names an event's arguments; these are their places in the library's call.
 _ARGUMENTS = {
-    "message": ("message",),
+    "message": ("message", "media"),
     "message_create": ("message",),
     "message_ack": ("message", "ack"),
     "message_revoke_everyone": ("message", "revokedMessage"),
@@ -188,7 +206,8 @@ Translated = EngineEvent | Ready
 
 
 def _message(args: list[Any]) -> Iterator[Translated]:
-    event = message_event(args[0]) if args and isinstance(args[0], dict) else None
+    fetched = args[1] if len(args) > 1 else None
+    event = message_event(args[0], fetched) if args and isinstance(args[0], dict) else None
     if event is not None:
         yield event
 

@@ -16,6 +16,8 @@ const BACKUP_INTERVAL_MS = 60000;
 // inline thumbnail (base64), never what a client reads.
 const MAX_DATA_STRING = 16 * 1024;
 const DESTROY_TIMEOUT_MS = 3000;
+const DEFAULT_MAX_MEDIA_BYTES = 64 * 1024 * 1024;
+const DEFAULT_DOWNLOAD_TIMEOUT_S = 300;
 
 function loadWebjs() {
   const lib = require('whatsapp-web.js');
@@ -156,13 +158,19 @@ class WebjsSession {
     this.browserPid = null;
   }
 
-  async start({ proxy, chromiumPath, profileZip, transferDir, dataPath } = {}) {
+  async start({ proxy, chromiumPath, profileZip, transferDir, dataPath, maxMediaBytes, downloadTimeoutS } = {}) {
     const { lib, ctx } = this;
+    this.maxMediaBytes = maxMediaBytes || DEFAULT_MAX_MEDIA_BYTES;
+    this.downloadTimeoutMs = (downloadTimeoutS || DEFAULT_DOWNLOAD_TIMEOUT_S) * 1000;
+    // Events go on in order, including those that wait for a download.
+    this.queue = Promise.resolve();
+    this.waiting = 0;
     const executablePath = chromiumPath || DEFAULT_CHROMIUM;
     if (!fs.existsSync(executablePath)) throw badRequest(`chromium not found at ${executablePath}`);
     if (profileZip && !fs.existsSync(profileZip)) throw badRequest(`profileZip ${profileZip} does not exist`);
     const transfer = transferDir || ctx.transferDir || path.join(os.tmpdir(), 'openwa-bridge');
     const profiles = dataPath || path.join(transfer, 'webjs-profiles');
+    this.transferDir = transferDir;
     await fs.promises.mkdir(profiles, { recursive: true });
 
     const args = ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'];
@@ -260,8 +268,41 @@ class WebjsSession {
           return;
         }
         if (name === 'disconnected') this.ready = false;
-        ctx.event(name, build(...args));
+        const message = name === 'message' ? args[0] : null;
+        if (!this.waiting && !(message && message.hasMedia && this.transferDir)) {
+          ctx.event(name, build(...args));
+          return;
+        }
+        // In line behind a download (or its own): the order of events holds.
+        this.waiting += 1;
+        this.queue = this.queue
+          .then(async () => {
+            if (this.client !== client) return;
+            const data = build(...args);
+            if (message && message.hasMedia && this.transferDir) data.media = await this.fetched(message);
+            ctx.event(name, data);
+          })
+          .catch((err) => ctx.log(`forwarding ${name}: ${err && err.message}`))
+          .finally(() => { this.waiting -= 1; });
       }));
+    }
+  }
+
+  /** A message's media as a file in the transfer directory (`{path, size}`), or why not. */
+  async fetched(message) {
+    const file = path.join(this.transferDir, `in-${crypto.randomBytes(12).toString('hex')}`);
+    try {
+      const media = await withTimeout(Promise.resolve().then(() => message.downloadMedia()), this.downloadTimeoutMs, 'downloadMedia()');
+      if (!media || typeof media.data !== 'string') return { error: 'the media is no longer available' };
+      // base64 is a third larger than what it holds: refused before it is decoded
+      if (Math.floor((media.data.length * 3) / 4) > this.maxMediaBytes) return { error: 'over the media size limit' };
+      const bytes = Buffer.from(media.data, 'base64');
+      if (bytes.length > this.maxMediaBytes) return { error: 'over the media size limit' };
+      await fs.promises.writeFile(file, bytes, { flag: 'wx', mode: 0o600 });
+      return { path: file, size: bytes.length, mimetype: media.mimetype || null, filename: media.filename || null };
+    } catch (err) {
+      await fs.promises.rm(file, { force: true });
+      return { error: String((err && err.message) || err) };
     }
   }
 

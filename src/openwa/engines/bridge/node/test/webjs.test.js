@@ -194,3 +194,25 @@ test('slimMessage keeps a message as is when there is no _data', () => {
   assert.deepEqual(slimMessage({ a: 1 }), { a: 1 });
   assert.equal(slimMessage(null), null);
 });
+
+test('inbound media: fetched into the transfer directory before its event goes on, in order, capped', async () => {
+  const transfer = tmp();
+  const { ctx, client } = await started({ transferDir: transfer, maxMediaBytes: 1000 });
+  const picture = Buffer.from('a picture, of sorts');
+  const withMedia = (id, data) => ({
+    id: { _serialized: `false_1@c.us_${id}`, id }, fromMe: false, hasMedia: true, body: '', _data: { t: 1 },
+    downloadMedia: async () => ({ mimetype: 'image/jpeg', data, filename: null }),
+  });
+  client.emit('message', withMedia('P1', picture.toString('base64')));
+  client.emit('message', { id: { _serialized: 'false_1@c.us_T1', id: 'T1' }, fromMe: false, hasMedia: false, body: 'after', _data: {} });
+  client.emit('message', withMedia('P2', Buffer.alloc(2000).toString('base64')));
+  for (let i = 0; i < 50 && ctx.events.length < 3; i += 1) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(ctx.events.map((e) => e.data.message.id.id), ['P1', 'T1', 'P2']);
+  const first = ctx.events[0].data.media;
+  assert.equal(first.size, picture.length);
+  assert.deepEqual(fs.readFileSync(first.path), picture);
+  assert.equal(path.dirname(first.path), transfer);
+  assert.equal(ctx.events[1].data.media, undefined);
+  assert.deepEqual(ctx.events[2].data.media, { error: 'over the media size limit' });
+  assert.deepEqual(fs.readdirSync(transfer).filter((f) => f.startsWith('in-')).length, 1);
+});
