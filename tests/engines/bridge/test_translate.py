@@ -3,6 +3,8 @@ engine port's events, both engines; recorded shapes under tests/fixtures/bridge_
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from openwa.engines.base import (
     MessageEdited,
     MessageReceived,
     MessageRevoked,
+    PollVoted,
     PresenceUpdated,
     QrUpdated,
     ReactionReceived,
@@ -474,3 +477,27 @@ def test_webjs_media_the_bridge_fetched_or_why_not() -> None:
     assert isinstance(failed, MessageReceived)
     assert failed.media is None
     assert failed.content["mediaError"] == "download failed: gone"
+
+
+def test_baileys_votes_it_decrypted_name_options_by_hash() -> None:
+    """Baileys reports a vote it could decrypt as `pollUpdates`; the core names the
+    options from the stored poll by their SHA-256 (PollVoted.option_hashes)."""
+    yes = hashlib.sha256(b"yes").digest()
+    update = {
+        "key": {"remoteJid": GROUP, "id": "POLL1", "fromMe": True},
+        "update": {
+            "pollUpdates": [
+                {
+                    "pollUpdateMessageKey": {"remoteJid": GROUP, "participant": PEER, "id": "V1"},
+                    "vote": {
+                        "selectedOptions": [
+                            {"type": "Buffer", "data": base64.b64encode(yes).decode()}
+                        ]
+                    },
+                    "senderTimestampMs": 1764770000000,
+                }
+            ]
+        },
+    }
+    (vote,) = baileys.translate("messages.update", [update], ME)
+    assert vote == PollVoted("POLL1", GROUP, PEER, [], option_hashes=[yes.hex()])

@@ -8,6 +8,8 @@ enums as names (or numbers, for objects the library built by hand), bytes as bas
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ from openwa.engines.base import (
     MessageEdited,
     MessageReceived,
     MessageRevoked,
+    PollVoted,
     PresenceUpdated,
     QrUpdated,
     ReactionReceived,
@@ -396,11 +399,39 @@ def _history(data: dict[str, Any], me: str | None) -> Iterator[Translated]:
             yield event
 
 
+def _bytes_hex(value: Any) -> str | None:
+    """Bytes as the bridge writes them (`{"type": "Buffer", "data": base64}`, or the
+    base64 string protobuf.js gives), in hex."""
+    if isinstance(value, dict) and value.get("type") == "Buffer":
+        value = value.get("data")
+    if not isinstance(value, str):
+        return None
+    try:
+        return base64.b64decode(value + "=" * (-len(value) % 4)).hex()
+    except (ValueError, binascii.Error):
+        return None
+
+
+def _votes(key: dict[str, Any], update: dict[str, Any], me: str | None) -> Iterator[Translated]:
+    """Votes Baileys decrypted (its `getMessage` had the poll): options by hash."""
+    chat = chat_id(key.get("remoteJid"))
+    for poll_update in update.get("pollUpdates") or []:
+        by = poll_update.get("pollUpdateMessageKey") or {}
+        voter = me if by.get("fromMe") else chat_id(by.get("participant") or by.get("remoteJid"))
+        chosen = (poll_update.get("vote") or {}).get("selectedOptions") or []
+        hashes = [h for h in (_bytes_hex(o) for o in chosen) if h]
+        if chat and key.get("id"):
+            yield PollVoted(key["id"], chat, voter, [], option_hashes=hashes)
+
+
 def _updates(data: list[dict[str, Any]], me: str | None) -> Iterator[Translated]:
     """Statuses of our messages; on a message we received, READ is the account reading
-    it elsewhere (Baileys turns the phone's `read-self` receipts into this)."""
+    it elsewhere (Baileys turns the phone's `read-self` receipts into this); votes."""
     for item in data:
         key, update = item.get("key") or {}, item.get("update") or {}
+        if update.get("pollUpdates"):
+            yield from _votes(key, update, me)
+            continue
         chat = chat_id(key.get("remoteJid"))
         status = _STATUSES.get(update.get("status", -1))
         if not chat or not key.get("id") or status is None:

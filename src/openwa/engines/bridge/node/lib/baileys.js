@@ -217,6 +217,10 @@ class BaileysSession {
     this.open = false;
     this.closed = false;
     this.sent = new Map(); // message id -> proto.IMessage, for getMessage
+    // Polls we received, for getMessage too: Baileys decrypts a vote with its poll's
+    // secret and reports it as `messages.update` `pollUpdates` (in memory: a vote on a
+    // poll seen before this bridge started cannot be read).
+    this.polls = new Map();
   }
 
   async start({ auth, proxy, qrTimeoutS, browser, transferDir, maxMediaBytes, downloadTimeoutS } = {}) {
@@ -246,7 +250,7 @@ class BaileysSession {
       printQRInTerminal: false,
       markOnlineOnConnect: false,
       syncFullHistory: false,
-      getMessage: async (key) => this.sent.get(key.id),
+      getMessage: async (key) => this.sent.get(key.id) || this.polls.get(key.id),
     };
     if (agent) {
       config.agent = agent;
@@ -357,8 +361,20 @@ class BaileysSession {
     }
   }
 
+  rememberPolls(messages) {
+    for (const info of messages || []) {
+      const m = info && info.message;
+      if (!m || !info.key || !info.key.id) continue;
+      if (m.pollCreationMessage || m.pollCreationMessageV2 || m.pollCreationMessageV3) {
+        this.polls.set(info.key.id, m);
+        if (this.polls.size > SENT_CACHE) this.polls.delete(this.polls.keys().next().value);
+      }
+    }
+  }
+
   forward(name, data) {
     const { ctx } = this;
+    if (name === 'messages.upsert' || name === 'messaging-history.set') this.rememberPolls(data.messages);
     if (name === 'connection.update') {
       const out = { ...data };
       if (data.lastDisconnect) {
