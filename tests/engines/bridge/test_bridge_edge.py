@@ -226,3 +226,17 @@ async def test_webjs_sessions_are_capped_and_a_missing_node_is_a_clear_error(
         other = await api.create_session("other", engine="mock")
         started_other = await api.request("POST", f"/api/sessions/{other['id']}/start")
         assert started_other.status_code == 200, started_other.text
+
+
+@SQLITE_ONLY
+async def test_an_attempt_that_hears_nothing_is_ended_and_tried_again(
+    app_factory: AppFactory, silent: SilentProxy
+) -> None:
+    """A proxy that swallows the dial: Baileys would wait past its own timeout; the
+    engine ends the attempt, says why, and the runtime dials again."""
+    async with app_factory.running() as api:
+        bridge_of(api, "baileys").attempt_timeout_s = 1.0
+        session_id = await started(api, "baileys", proxy=silent.url)
+        session = await retried(api, session_id, timeout=30)
+        assert "no answer from WhatsApp in 1 s" in session["lastError"]
+        await wait_for(lambda: _count(silent), lambda n: n >= 2, 30, "a second dial")

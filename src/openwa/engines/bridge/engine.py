@@ -120,6 +120,8 @@ class BridgeEngine:
         self.max_media_bytes = max_media_bytes
         # An inbound download that has not ended by then is given up (`mediaError`).
         self.download_timeout_s = 300.0
+        # An attempt that hears nothing from the library for this long is ended.
+        self.attempt_timeout_s = 90.0
 
     @property
     def resends_safely(self) -> bool:
@@ -285,6 +287,9 @@ class BridgeClient:
         self._started = False
         self._me: str | None = None
         self._profile: Path | None = None  # a saved profile handed to the bridge
+        # Ends an attempt that hears nothing from the library (see `_watch_attempt`).
+        self._watchdog: asyncio.Task[None] | None = None
+        self._heard = asyncio.Event()
 
     async def _call(self, op: str, **args: Any) -> Any:
         return await self._engine.request(op, session=self.session_id, **args)
@@ -304,6 +309,8 @@ class BridgeClient:
                     "bridge_event_unreadable", engine=self._engine.name, name=name, exc_info=True
                 )
                 return
+            if found:  # progress (a QR, open, close, a message), not "connecting"
+                self._heard.set()
             for item in found:
                 await self._on_translated(item)
 
@@ -378,7 +385,27 @@ class BridgeClient:
 
     async def on_worker_exit(self, reason: str) -> None:
         if self._started:
+            self._stop_watching()
             await self._ctx.emit(Disconnected(reason))
+
+    async def _watch_attempt(self) -> None:
+        """A proxy or network that swallows the dial leaves both libraries waiting with
+        nothing to report (Baileys past its own connect timeout, whatsapp-web.js after
+        Chromium gave up): an attempt that hears nothing in `attempt_timeout_s` ends as
+        a lost connection, so the runtime tries again with backoff and says why."""
+        try:
+            await asyncio.wait_for(self._heard.wait(), self._engine.attempt_timeout_s)
+        except TimeoutError:
+            if self._started:
+                seconds = self._engine.attempt_timeout_s
+                await self._ctx.emit(
+                    Disconnected(f"no answer from WhatsApp in {seconds:.0f} s (network or proxy)")
+                )
+
+    def _stop_watching(self) -> None:
+        if self._watchdog is not None and self._watchdog is not asyncio.current_task():
+            self._watchdog.cancel()
+        self._watchdog = None
 
     # Connection.
 
@@ -399,7 +426,10 @@ class BridgeClient:
                     self.session_id, self._engine.transfers.path
                 )
                 args["profileZip"] = str(self._profile) if self._profile else None
+        self._stop_watching()
+        self._heard.clear()
         await self._engine.start(self.session_id, **args)
+        self._watchdog = asyncio.create_task(self._watch_attempt())
 
     def _drop_profile_file(self) -> None:
         """The decrypted copy handed to the bridge is not kept longer than needed."""
@@ -416,6 +446,7 @@ class BridgeClient:
 
     async def disconnect(self) -> None:
         self._started = False
+        self._stop_watching()
         self._drop_profile_file()
         with contextlib.suppress(SendFailed, EngineRefused):
             await self._engine.request("stop", self.session_id, _STOP_TIMEOUT_S)

@@ -431,16 +431,17 @@ class BaileysSession {
     const sock = this.sock;
     if (!sock) return;
     this.open = false;
+    // Our own close is not news: Python asked for it (a stop, or a new start replacing
+    // this socket), and a `close` from here would read as a lost connection.
+    this.sock = null;
     if (!this.closed) {
       this.closed = true;
       try {
-        // our own close: the `close` it emits goes to Python like any other
         endQuietly(sock, undefined);
       } catch (err) {
         this.ctx.log(`stop: ${err.message}`);
       }
     }
-    this.sock = null;
     try { sock.ev.removeAllListeners(); } catch { /* already gone */ }
   }
 
