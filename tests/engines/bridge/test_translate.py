@@ -16,6 +16,7 @@ from openwa.engines.base import (
     ContactsSeen,
     ContactUpdated,
     Disconnected,
+    Failed,
     GroupUpdated,
     LoggedOut,
     MessageAck,
@@ -501,3 +502,15 @@ def test_baileys_votes_it_decrypted_name_options_by_hash() -> None:
     }
     (vote,) = baileys.translate("messages.update", [update], ME)
     assert vote == PollVoted("POLL1", GROUP, PEER, [], option_hashes=[yes.hex()])
+
+
+def test_nobody_scanning_ends_in_qr_timeout_on_both() -> None:
+    ended = {
+        "connection": "close",
+        "lastDisconnect": {"statusCode": 408, "message": "QR refs attempts ended"},
+    }
+    (failed,) = baileys.translate("connection.update", ended, None)
+    assert isinstance(failed, Failed)
+    assert failed.reason.startswith("QR_TIMEOUT")
+    (gave_up,) = webjs.translate("disconnected", {"reason": "Max qrcode retries reached"}, None)
+    assert gave_up == failed

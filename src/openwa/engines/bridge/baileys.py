@@ -26,6 +26,7 @@ from openwa.engines.base import (
     ContactUpdated,
     Disconnected,
     EngineEvent,
+    Failed,
     GroupUpdated,
     InboundMedia,
     LoggedOut,
@@ -80,6 +81,7 @@ _STATUSES = {
 _REVOKE = (0, "REVOKE")
 _EDIT = (14, "MESSAGE_EDIT")
 _EPHEMERAL = (3, "EPHEMERAL_SETTING")
+QR_TIMEOUT = "QR_TIMEOUT: the QR code was not scanned; start the session again"
 # Baileys' DisconnectReason codes.
 LOGGED_OUT = 401
 RESTART_REQUIRED = 515
@@ -371,6 +373,10 @@ def connection(data: dict[str, Any]) -> Iterator[Translated]:
         last = data.get("lastDisconnect") or {}
         status = _int(last.get("statusCode"))
         message = str(last.get("message") or "").strip()
+        if "QR refs attempts ended" in message:
+            # Baileys showed its last code: nobody scanned (the session stops).
+            yield Failed(QR_TIMEOUT)
+            return
         reason = _CLOSE_REASONS.get(status, "the connection to WhatsApp closed")
         detail = f"{reason} ({status}{': ' + message if message else ''})"
         yield Closed(status, detail)

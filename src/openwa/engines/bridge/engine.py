@@ -54,9 +54,7 @@ _WATCH_S = 15.0
 # never answers) can hold whatsapp-web.js' `destroy()`; the bridge's process group ends
 # whatever is left when the bridge itself stops.
 _STOP_TIMEOUT_S = 10.0
-# whatsapp-web.js shows QR codes for about a minute each round; Baileys rotates them
-# every 20 s for about a minute: a code still up this long after it came was not scanned.
-_QR_TIMEOUT_S = 75.0
+_QR_MAX_RETRIES = 6
 
 
 @dataclass(frozen=True)
@@ -114,7 +112,6 @@ class BridgeEngine:
         self._watch: asyncio.Task[None] | None = None
         self._stopping: set[asyncio.Task[None]] = set()
         self.watch_s = _WATCH_S
-        self.qr_timeout_s = _QR_TIMEOUT_S
         # whatsapp-web.js' saved browser profiles (its auth state), in our storage.
         self.profiles = profiles
         self.max_media_bytes = max_media_bytes
@@ -413,7 +410,9 @@ class BridgeClient:
         args: dict[str, Any] = {
             "auth": self._auth,
             "proxy": self._ctx.config.get("proxy"),
-            "qrTimeoutS": self._engine.qr_timeout_s,
+            # whatsapp-web.js rotates codes every 20 s for as long as it is let: after
+            # this many the session fails with QR_TIMEOUT (Baileys stops by itself).
+            "qrMaxRetries": _QR_MAX_RETRIES,
             "transferDir": str(self._engine.transfers.path),
             "maxMediaBytes": self._engine.max_media_bytes,
             "downloadTimeoutS": self._engine.download_timeout_s,

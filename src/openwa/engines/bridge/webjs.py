@@ -17,6 +17,7 @@ from openwa.engines.base import (
     CallReceived,
     Disconnected,
     EngineEvent,
+    Failed,
     GroupUpdated,
     InboundMedia,
     LoggedOut,
@@ -28,6 +29,7 @@ from openwa.engines.base import (
     QrUpdated,
     ReactionReceived,
 )
+from openwa.engines.bridge.baileys import QR_TIMEOUT
 from openwa.kit.chat_ids import USER_SUFFIX
 
 _ACKS = {-1: "failed", 1: "sent", 2: "delivered", 3: "read", 4: "played"}
@@ -309,7 +311,9 @@ def _ready(args: list[Any]) -> Iterator[Translated]:
 
 def _disconnected(args: list[Any]) -> Iterator[Translated]:
     reason = str(args[0]) if args else "unknown"
-    if reason in ("LOGOUT", "UNPAIRED", "UNPAIRED_IDLE"):
+    if reason == "Max qrcode retries reached":  # the bridge's `qrMaxRetries`: nobody scanned
+        yield Failed(QR_TIMEOUT)
+    elif reason in ("LOGOUT", "UNPAIRED", "UNPAIRED_IDLE"):
         yield LoggedOut(f"logged out: {reason}")
     else:
         yield Disconnected(f"whatsapp-web.js disconnected: {reason}")

@@ -158,7 +158,7 @@ class WebjsSession {
     this.browserPid = null;
   }
 
-  async start({ proxy, chromiumPath, profileZip, transferDir, dataPath, maxMediaBytes, downloadTimeoutS } = {}) {
+  async start({ proxy, chromiumPath, profileZip, transferDir, dataPath, maxMediaBytes, downloadTimeoutS, qrMaxRetries } = {}) {
     const { lib, ctx } = this;
     this.maxMediaBytes = maxMediaBytes || DEFAULT_MAX_MEDIA_BYTES;
     this.downloadTimeoutMs = (downloadTimeoutS || DEFAULT_DOWNLOAD_TIMEOUT_S) * 1000;
@@ -207,6 +207,8 @@ class WebjsSession {
         handleSIGHUP: false,
       },
       proxyAuthentication,
+      // after this many codes nobody scanned, `disconnected` 'Max qrcode retries reached'
+      qrMaxRetries: Number(qrMaxRetries) || 0,
       // 'local' would write WhatsApp Web's page into the working directory
       webVersionCache: { type: 'none' },
     });
