@@ -43,6 +43,7 @@ from openwa.cache.memory import MemoryCache
 from openwa.cache.redis import RedisCache
 from openwa.chats.service import ChatService
 from openwa.config import Settings
+from openwa.dashboard import install_dashboard
 from openwa.contacts.service import ContactService
 from openwa.db import migrate
 from openwa.db.encryption import prepare as prepare_encryption
@@ -476,6 +477,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.draining = False
     install_error_handlers(app)
     install_docs(app, API_ROUTES)
+    install_dashboard(app)
     # Innermost: inside the request id and the body limit, so what they refuse (no route
     # matched) is not an operation's call.
     app.add_middleware(AuditMiddleware, state=app.state)
