@@ -3,7 +3,7 @@
 
 import { call, del, get, post, seg } from "./api.js";
 import { openSocket } from "./live.js";
-import { confirmAction, field, guarded, h, notify, showError, statusBadge, when } from "./ui.js";
+import { confirmAction, field, fill, guarded, h, notify, showError, statusBadge, when } from "./ui.js";
 
 /** @typedef {import("./api.js").Session} Session */
 
@@ -125,7 +125,8 @@ export function sessionsPage(main, access) {
         },
         label,
       );
-    entry.card.replaceChildren(
+    fill(
+      entry.card,
       h(
         "header",
         null,

@@ -34,6 +34,16 @@ export function h(tag, attrs, ...children) {
   return element;
 }
 
+/**
+ * Replaces an element's children, leaving out those not there (`null`, `false`):
+ * `replaceChildren` itself would show them as text.
+ * @param {HTMLElement} element
+ * @param {...(Node | string | null | undefined | false)} children
+ */
+export function fill(element, ...children) {
+  element.replaceChildren(...children.filter((child) => child !== null && child !== undefined && child !== false).map((c) => /** @type {Node | string} */ (c)));
+}
+
 /** The page's message area: errors and notices, announced by screen readers. */
 const notices = () => /** @type {HTMLElement} */ (document.getElementById("notices"));
 

@@ -3,7 +3,7 @@
 // delivery log with each attempt and the replay of a failed delivery.
 
 import { call, del, get, post, seg } from "./api.js";
-import { confirmAction, field, guarded, h, notify, showError, statusBadge, when } from "./ui.js";
+import { confirmAction, field, fill, guarded, h, notify, showError, statusBadge, when } from "./ui.js";
 
 /** @typedef {import("./api.js").Webhook} Webhook */
 /** @typedef {import("./api.js").Delivery} Delivery */
@@ -21,7 +21,8 @@ export function webhooksPage(main, access) {
   const base = () =>
     owner.value === INSTANCE ? "/api/webhooks" : `/api/sessions/${seg(owner.value)}/webhooks`;
 
-  main.append(
+  fill(
+    main,
     h("h1", null, "Webhooks"),
     h("div", { class: "card" }, field("Webhooks of", owner, "A session's own, or the whole instance's")),
     access.canWrite ? createForm() : null,
