@@ -43,8 +43,8 @@ from openwa.cache.memory import MemoryCache
 from openwa.cache.redis import RedisCache
 from openwa.chats.service import ChatService
 from openwa.config import Settings
-from openwa.dashboard import install_dashboard
 from openwa.contacts.service import ContactService
+from openwa.dashboard import install_dashboard
 from openwa.db import migrate
 from openwa.db.encryption import prepare as prepare_encryption
 from openwa.db.engine import create_engine, create_reader, create_session_factory

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -252,7 +253,8 @@ def test_a_sent_message_reaches_delivered(tab: Tab, api: httpx.Client) -> None:
     expect = _expect()
     sender = _ready_session(api, "sender")
     recipient = _ready_session(api, "recipient")
-    assert sender["phoneNumber"] and recipient["phoneNumber"]
+    assert sender["phoneNumber"]
+    assert recipient["phoneNumber"]
     tab.sign_in(ADMIN_KEY)
     page = tab.page
     page.get_by_role("link", name="sender", exact=True).click()
@@ -342,6 +344,54 @@ def test_a_viewer_sees_no_write_controls(tab: Tab, api: httpx.Client) -> None:
     expect(page.get_by_label("Webhooks of")).to_be_visible()
     expect(page.locator("#create-webhook")).to_have_count(0)
     expect(page.get_by_role("button", name="Send test")).to_have_count(0)
+
+
+def test_a_scoped_key_sees_its_sessions_only(tab: Tab, api: httpx.Client) -> None:
+    expect = _expect()
+    _ready_session(api, "mine")
+    _ready_session(api, "theirs")
+    made = api.post("/api/keys", json={"name": "one", "role": "operator", "sessions": ["mine"]})
+    assert made.status_code == 201, made.text
+    tab.sign_in(made.json()["data"]["key"])
+    page = tab.page
+    expect(page.locator("#role")).to_contain_text("1 session(s)")
+    expect(page.get_by_role("link", name="mine", exact=True)).to_be_visible()
+    expect(page.locator("article.session")).to_have_count(1)
+    # Creating sessions needs a key on every session: not offered; its own are operated.
+    expect(page.locator("#create-session")).to_have_count(0)
+    expect(page.get_by_role("button", name="Restart mine")).to_be_visible()
+
+
+def test_api_errors_are_shown_and_a_429_says_when_to_retry(tab: Tab, api: httpx.Client) -> None:
+    expect = _expect()
+    _ready_session(api, "taken")
+    tab.sign_in(ADMIN_KEY)
+    page = tab.page
+    form = page.locator("#create-session")
+    form.get_by_label("Name").fill("taken")
+    form.get_by_role("button", name="Create session").click()
+    # The envelope's message and code, as the API sent them.
+    expect(page.get_by_role("alert")).to_contain_text("SESSION_EXISTS")
+    page.get_by_role("button", name="Dismiss").click()
+    # A 429 (played by the browser: the server's limits are generous here).
+    envelope = {
+        "success": False,
+        "error": {"code": "RATE_LIMITED", "message": "Too many requests; try again later"},
+        "meta": {"timestamp": "2026-01-01T00:00:00Z", "requestId": "req_test"},
+    }
+    page.route(
+        "**/api/sessions/*/restart",
+        lambda route: route.fulfill(
+            status=429,
+            headers={"Retry-After": "7", "Content-Type": "application/json"},
+            body=json.dumps(envelope),
+        ),
+    )
+    page.get_by_role("button", name="Restart taken").click()
+    page.get_by_role("dialog").get_by_role("button", name="Restart").click()
+    expect(page.get_by_role("alert")).to_contain_text("Try again in 7 s")
+    # Chromium logs both refused calls as failed loads; nothing else may be logged.
+    tab.problems[:] = [p for p in tab.problems if not re.search(r"status of (409|429)", p)]
 
 
 def test_the_session_flow_on_a_phone(browser: Any, server: ServerProcess) -> None:
