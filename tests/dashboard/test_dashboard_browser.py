@@ -29,7 +29,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PHONE = {"width": 390, "height": 844}
 # Long enough to see the QR before the session links by itself; acks far enough apart
 # to see `delivered` before `read`.
-AUTH_DELAY_MS = "1500"
+AUTH_DELAY_MS = "3000"
 ACK_DELAY_MS = "600"
 TIMEOUT_MS = 15_000
 
@@ -175,6 +175,8 @@ def tab(browser: Any, server: ServerProcess) -> Iterator[Tab]:
 def _expect() -> Any:
     from playwright.sync_api import expect
 
+    # Two cores shared with other work: the default 5 s is short for a live update.
+    expect.set_options(timeout=TIMEOUT_MS)
     return expect
 
 

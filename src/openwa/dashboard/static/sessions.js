@@ -35,6 +35,17 @@ function parseMetadata(text) {
   return Object.keys(metadata).length ? metadata : undefined;
 }
 
+/**
+ * Whether `a` is an older reading of the session than `b` (times have milliseconds
+ * only: two moves within one are told apart by the history's length).
+ * @param {Session} a @param {Session} b
+ */
+function isOlder(a, b) {
+  const at = Date.parse(a.updatedAt);
+  const bt = Date.parse(b.updatedAt);
+  return at < bt || (at === bt && a.statusHistory.length < b.statusHistory.length);
+}
+
 /** @type {import("./app.js").Page} */
 export function sessionsPage(main, access) {
   /** @type {Map<string, {session: Session, card: HTMLElement, qr: string | null}>} */
@@ -49,14 +60,17 @@ export function sessionsPage(main, access) {
   /** @param {Session} session */
   function put(session) {
     const known = shown.get(session.id);
+    // Reads started by successive events may answer out of order: keep the newest.
+    if (known && isOlder(session, known.session)) return;
     const entry = known ?? { session, card: h("article", { class: "card session" }), qr: null };
     entry.session = session;
     if (session.status !== "qr_ready") entry.qr = null;
     if (!known) {
       shown.set(session.id, entry);
       list.append(h("li", { dataset: { sessionId: session.id } }, entry.card));
-      if (session.status === "qr_ready") loadQr(session.id);
     }
+    // A `session.qr` event may have come before the status did: read the QR then.
+    if (session.status === "qr_ready" && !entry.qr) loadQr(session.id);
     draw(entry);
     empty.hidden = shown.size > 0;
   }
@@ -98,6 +112,12 @@ export function sessionsPage(main, access) {
     const base = `/api/sessions/${seg(session.id)}`;
     const titleId = `s-${session.id}`;
     const metadata = Object.entries(session.config?.metadata ?? {});
+    // A redraw must not close the history someone opened, nor drop the focus of a
+    // keyboard user from the button they just used.
+    const historyOpen = entry.card.querySelector("details")?.open ?? false;
+    const focused = entry.card.contains(document.activeElement)
+      ? document.activeElement?.getAttribute("aria-label")
+      : null;
     entry.card.setAttribute("aria-labelledby", titleId);
     entry.card.dataset.status = session.status;
     /**
@@ -156,7 +176,7 @@ export function sessionsPage(main, access) {
       session.lastError ? h("p", { class: "problem" }, `Last error: ${session.lastError}`) : null,
       h(
         "details",
-        null,
+        { open: historyOpen },
         h("summary", null, "Status history"),
         h(
           "ol",
@@ -184,6 +204,9 @@ export function sessionsPage(main, access) {
           )
         : null,
     );
+    if (focused) {
+      /** @type {HTMLElement | null} */ (entry.card.querySelector(`[aria-label="${CSS.escape(focused)}"]`))?.focus();
+    }
   }
 
   function createForm() {
