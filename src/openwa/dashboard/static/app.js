@@ -13,12 +13,12 @@ import { eventsPage } from "./events.js";
  * depends on it: the server still decides every call.
  * @typedef {{key: import("./api.js").OwnKey, canWrite: boolean, unscoped: boolean,
  *   isAdmin: boolean}} Access
- * @typedef {(main: HTMLElement, access: Access, params: string[]) => (() => void) | void} Page
+ * @typedef {(main: HTMLElement, access: Access, params: string[]) => () => void} Page  returns what to do on leaving (close live connections)
  */
 
 /** @type {Access | null} */
 let access = null;
-/** @type {(() => void) | void} */
+/** @type {(() => void) | undefined} */
 let leave;
 
 const main = () => /** @type {HTMLElement} */ (document.getElementById("main"));
