@@ -220,7 +220,11 @@ def _session_flow(tab: Tab, name: str) -> None:
 
 def test_a_wrong_key_gets_a_clear_message(tab: Tab) -> None:
     expect = _expect()
-    tab.sign_in("owa_this-key-does-not-exist")
+    # By keyboard alone: the key field has the focus, Enter signs in.
+    tab.open()
+    expect(tab.page.get_by_label("API key")).to_be_focused()
+    tab.page.keyboard.type("owa_this-key-does-not-exist")
+    tab.page.keyboard.press("Enter")
     expect(tab.page.locator("#signin-problem")).to_contain_text("not accepted")
     expect(tab.page.locator("#nav")).to_be_hidden()
     assert tab.page.evaluate("sessionStorage.length") == 0
@@ -244,9 +248,14 @@ def test_sessions_link_live_and_follow_changes_made_elsewhere(tab: Tab, api: htt
     expect(elsewhere).to_have_count(0)
     # A lifecycle action asks first, then the status moves live.
     card = page.locator("article.session", has=page.get_by_role("link", name="alpha", exact=True))
-    card.get_by_role("button", name="Stop alpha").click()
+    stop = card.get_by_role("button", name="Stop alpha")
+    stop.click()
     dialog = page.get_by_role("dialog")
     expect(dialog).to_contain_text("Stop alpha?")
+    page.keyboard.press("Escape")  # cancelled: nothing happens
+    expect(dialog).to_be_hidden()
+    expect(card).to_have_attribute("data-status", "ready")
+    stop.click()
     dialog.get_by_role("button", name="Stop").click()
     expect(card).to_have_attribute("data-status", "stopped")
 
