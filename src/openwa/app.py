@@ -44,6 +44,7 @@ from openwa.cache.redis import RedisCache
 from openwa.chats.service import ChatService
 from openwa.config import Settings
 from openwa.contacts.service import ContactService
+from openwa.dashboard import install_dashboard
 from openwa.db import migrate
 from openwa.db.encryption import prepare as prepare_encryption
 from openwa.db.engine import create_engine, create_reader, create_session_factory
@@ -478,6 +479,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.draining = False
     install_error_handlers(app)
     install_docs(app, API_ROUTES)
+    install_dashboard(app)
     # Innermost: inside the request id and the body limit, so what they refuse (no route
     # matched) is not an operation's call.
     app.add_middleware(AuditMiddleware, state=app.state)

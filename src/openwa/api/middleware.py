@@ -19,6 +19,7 @@ from openwa.api.context import choose_request_id, request_id_var
 from openwa.api.docs import DOCS_CSP
 from openwa.api.envelope import error_response
 from openwa.api.metrics import HttpMetrics
+from openwa.dashboard import DASHBOARD_CSP
 
 log = structlog.get_logger(__name__)
 
@@ -36,15 +37,24 @@ _NOTHING_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestor
 API_HEADERS: Headers = (*_COMMON, _NOTHING_CSP, (b"cache-control", b"no-store"))
 OTHER_HEADERS: Headers = (*_COMMON, _NOTHING_CSP)
 DOCS_HEADERS: Headers = (*_COMMON, (b"content-security-policy", DOCS_CSP.encode("latin-1")))
+# The dashboard's files change with each release: revalidated, never used stale.
+DASHBOARD_HEADERS: Headers = (
+    *_COMMON,
+    (b"content-security-policy", DASHBOARD_CSP.encode("latin-1")),
+    (b"cache-control", b"no-cache"),
+)
 SECURITY_HEADER_NAMES = frozenset(name for name, _ in API_HEADERS)
 
 
 def security_headers(path: str) -> Headers:
-    """The security headers for a path: `/docs` needs its page's scripts and styles."""
+    """The security headers for a path: `/docs` and `/dashboard` need their pages'
+    scripts and styles."""
     if path.startswith("/api"):
         return API_HEADERS
     if path == "/docs" or path.startswith("/docs/"):
         return DOCS_HEADERS
+    if path == "/dashboard" or path.startswith("/dashboard/"):
+        return DASHBOARD_HEADERS
     return OTHER_HEADERS
 
 

@@ -1,0 +1,284 @@
+// @ts-check
+// Sessions: the list with live status and QR codes, creating one, and its lifecycle.
+
+import { call, del, get, post, seg } from "./api.js";
+import { openSocket } from "./live.js";
+import { confirmAction, field, fill, guarded, h, notify, showError, statusBadge, when } from "./ui.js";
+
+/** @typedef {import("./api.js").Session} Session */
+
+/** Every session this key may see, all pages of them. */
+async function allSessions() {
+  /** @type {Session[]} */
+  const sessions = [];
+  for (let page = 1; ; page++) {
+    const { data, pagination } = await call("GET", "/api/sessions", { query: { page, limit: 100 } });
+    sessions.push(...data);
+    if (!pagination || page >= pagination.totalPages) return sessions;
+  }
+}
+
+/**
+ * `name=value` lines as the metadata object the API takes.
+ * @param {string} text
+ * @returns {Record<string, string> | undefined}
+ */
+function parseMetadata(text) {
+  /** @type {Record<string, string>} */
+  const metadata = {};
+  for (const line of text.split("\n")) {
+    if (!line.trim()) continue;
+    const at = line.indexOf("=");
+    if (at <= 0) throw new Error(`Metadata line "${line}" is not name=value`);
+    metadata[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+  }
+  return Object.keys(metadata).length ? metadata : undefined;
+}
+
+/**
+ * Whether `a` is an older reading of the session than `b` (times have milliseconds
+ * only: two moves within one are told apart by the history's length).
+ * @param {Session} a @param {Session} b
+ */
+function isOlder(a, b) {
+  const at = Date.parse(a.updatedAt);
+  const bt = Date.parse(b.updatedAt);
+  return at < bt || (at === bt && a.statusHistory.length < b.statusHistory.length);
+}
+
+/** @type {import("./app.js").Page} */
+export function sessionsPage(main, access) {
+  /** @type {Map<string, {session: Session, card: HTMLElement, qr: string | null}>} */
+  const shown = new Map();
+  const list = h("ul", { class: "cards", id: "session-list", "aria-label": "Sessions" });
+  const empty = h("p", { class: "empty" }, "No sessions yet.");
+
+  main.append(h("h1", null, "Sessions"));
+  if (access.canWrite && access.unscoped) main.append(createForm());
+  main.append(h("h2", { class: "visually-hidden" }, "Your sessions"), empty, list);
+
+  /** @param {Session} session */
+  function put(session) {
+    const known = shown.get(session.id);
+    // Reads started by successive events may answer out of order: keep the newest.
+    if (known && isOlder(session, known.session)) return;
+    const entry = known ?? { session, card: h("article", { class: "card session" }), qr: null };
+    entry.session = session;
+    if (session.status !== "qr_ready") entry.qr = null;
+    if (!known) {
+      shown.set(session.id, entry);
+      list.append(h("li", { dataset: { sessionId: session.id } }, entry.card));
+    }
+    // A `session.qr` event may have come before the status did: read the QR then.
+    if (session.status === "qr_ready" && !entry.qr) loadQr(session.id);
+    draw(entry);
+    empty.hidden = shown.size > 0;
+  }
+
+  /** @param {string} id */
+  function remove(id) {
+    shown.get(id)?.card.parentElement?.remove();
+    shown.delete(id);
+    empty.hidden = shown.size > 0;
+  }
+
+  /** @param {string} id */
+  async function refresh(id) {
+    try {
+      put(await get(`/api/sessions/${seg(id)}`));
+    } catch (error) {
+      if (/** @type {any} */ (error).status === 404) remove(id);
+      else showError(error);
+    }
+  }
+
+  /** @param {string} id */
+  async function loadQr(id) {
+    try {
+      const qr = await get(`/api/sessions/${seg(id)}/qr`);
+      const entry = shown.get(id);
+      if (entry && entry.session.status === "qr_ready") {
+        entry.qr = qr.image;
+        draw(entry);
+      }
+    } catch {
+      // The QR is gone already (linked meanwhile): the status event says so.
+    }
+  }
+
+  /** @param {{session: Session, card: HTMLElement, qr: string | null}} entry */
+  function draw(entry) {
+    const { session } = entry;
+    const base = `/api/sessions/${seg(session.id)}`;
+    const titleId = `s-${session.id}`;
+    const metadata = Object.entries(session.config?.metadata ?? {});
+    // A redraw must not close the history someone opened, nor drop the focus of a
+    // keyboard user from the button they just used.
+    const historyOpen = entry.card.querySelector("details")?.open ?? false;
+    const focused = entry.card.contains(document.activeElement)
+      ? document.activeElement?.getAttribute("aria-label")
+      : null;
+    entry.card.setAttribute("aria-labelledby", titleId);
+    entry.card.dataset.status = session.status;
+    /**
+     * A lifecycle button; `question` asks first (null: nothing to undo).
+     * @param {string} label @param {string} path @param {string | null} question
+     */
+    const action = (label, path, question, removes = false) =>
+      h(
+        "button",
+        {
+          type: "button",
+          class: removes ? "danger" : "",
+          "aria-label": `${label} ${session.name}`,
+          onclick: (/** @type {Event} */ event) =>
+            guarded(/** @type {HTMLButtonElement} */ (event.currentTarget), async () => {
+              if (question && !(await confirmAction(question, label))) return;
+              if (removes) {
+                await del(base);
+                notify(`Session ${session.name} deleted`);
+              } else {
+                await post(`${base}/${path}`);
+              }
+              await refresh(session.id);
+            }),
+        },
+        label,
+      );
+    fill(
+      entry.card,
+      h(
+        "header",
+        null,
+        h("h3", { id: titleId }, h("a", { href: `#/sessions/${seg(session.id)}` }, session.name)),
+        statusBadge(session.status),
+      ),
+      h(
+        "dl",
+        { class: "facts" },
+        h("dt", null, "Engine"),
+        h("dd", null, session.engine),
+        h("dt", null, "Phone"),
+        h("dd", null, session.phoneNumber ?? "not linked"),
+        metadata.length ? h("dt", null, "Metadata") : null,
+        metadata.length ? h("dd", null, metadata.map(([k, v]) => `${k}=${v}`).join(", ")) : null,
+      ),
+      session.status === "qr_ready"
+        ? h(
+            "figure",
+            { class: "qr" },
+            entry.qr
+              ? h("img", { src: entry.qr, alt: `QR code to link ${session.name}`, width: 240, height: 240 })
+              : h("p", null, "Waiting for the QR code…"),
+            h("figcaption", null, "Scan with WhatsApp: Settings › Linked devices › Link a device."),
+          )
+        : null,
+      session.lastError ? h("p", { class: "problem" }, `Last error: ${session.lastError}`) : null,
+      h(
+        "details",
+        { open: historyOpen },
+        h("summary", null, "Status history"),
+        h(
+          "ol",
+          { class: "history" },
+          ...session.statusHistory.map((change) =>
+            h(
+              "li",
+              null,
+              h("time", { datetime: change.at }, when(change.at)),
+              ` ${change.previousStatus ?? "–"} → ${change.status}`,
+              change.reason ? ` (${change.reason})` : "",
+            ),
+          ),
+        ),
+      ),
+      access.canWrite
+        ? h(
+            "div",
+            { class: "actions" },
+            action("Start", "start", null),
+            action("Stop", "stop", `Stop ${session.name}? It stays linked.`),
+            action("Restart", "restart", `Restart ${session.name}?`),
+            action("Log out", "logout", `Log ${session.name} out? Linking it again needs a new QR scan.`),
+            action("Delete", "", `Delete ${session.name} and everything stored for it?`, true),
+          )
+        : null,
+    );
+    if (focused) {
+      /** @type {HTMLElement | null} */ (entry.card.querySelector(`[aria-label="${CSS.escape(focused)}"]`))?.focus();
+    }
+  }
+
+  function createForm() {
+    const name = h("input", { name: "name", required: true, maxlength: 64, autocomplete: "off" });
+    const engine = /** @type {HTMLSelectElement} */ (h("select", { name: "engine" }));
+    const metadata = h("textarea", { name: "metadata", rows: 2 });
+    get("/api/engines")
+      .then((/** @type {import("./api.js").EngineInfo[]} */ engines) => {
+        for (const info of engines) {
+          const label = info.available ? info.name : `${info.name} (unavailable: ${info.reason ?? ""})`;
+          engine.append(
+            h("option", { value: info.name, selected: info.default, disabled: !info.available }, label),
+          );
+        }
+      })
+      .catch(showError);
+    const form = h(
+      "form",
+      {
+        class: "card",
+        id: "create-session",
+        "aria-labelledby": "create-title",
+        onsubmit: (/** @type {SubmitEvent} */ event) => {
+          event.preventDefault();
+          const button = /** @type {HTMLButtonElement} */ (form.querySelector("button[type=submit]"));
+          guarded(button, async () => {
+            const body = {
+              name: /** @type {HTMLInputElement} */ (name).value.trim(),
+              engine: engine.value || undefined,
+              config: { metadata: parseMetadata(/** @type {HTMLTextAreaElement} */ (metadata).value) },
+            };
+            put(await post("/api/sessions", body));
+            /** @type {HTMLFormElement} */ (form).reset();
+            notify(`Session ${body.name} created`);
+          });
+        },
+      },
+      h("h2", { id: "create-title" }, "New session"),
+      h(
+        "div",
+        { class: "row" },
+        field("Name", name),
+        field("Engine", engine),
+        field("Metadata", metadata, "One name=value a line (optional)"),
+      ),
+      h("button", { type: "submit" }, "Create session"),
+    );
+    return form;
+  }
+
+  // Live first, then the list: nothing that happens in between is missed (a change seen
+  // twice only draws the same card again).
+  const socket = openSocket({
+    events: ["session.created", "session.deleted", "session.status", "session.qr"],
+    onEvent: (event) => {
+      if (event.event === "session.deleted") return remove(event.sessionId);
+      if (event.event === "session.qr") {
+        const entry = shown.get(event.sessionId);
+        if (entry) {
+          entry.qr = /** @type {string} */ (event.data.image);
+          draw(entry);
+        }
+        return;
+      }
+      refresh(event.sessionId);
+    },
+  });
+  allSessions()
+    .then((sessions) => {
+      for (const session of sessions) put(session);
+      empty.hidden = shown.size > 0;
+    })
+    .catch(showError);
+  return () => socket.close();
+}

@@ -1,0 +1,453 @@
+"""The dashboard in a real browser: headless Debian chromium, driven by playwright,
+against a real server on loopback (mock engine), a webhook receiver on loopback too.
+
+One server and one browser serve the whole module (a context per test): starting each
+costs seconds, and the tests share nothing else but the sessions they name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.fixtures.app import ADMIN_KEY
+from tests.fixtures.server import ServerProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+PHONE = {"width": 390, "height": 844}
+# Long enough to see the QR before the session links by itself; acks far enough apart
+# to see `delivered` before `read`.
+AUTH_DELAY_MS = "3000"
+ACK_DELAY_MS = "600"
+TIMEOUT_MS = 15_000
+
+# Collected in the page: every load or script the Content-Security-Policy blocks.
+LISTEN = """
+window.__violations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__violations.push(e.violatedDirective + " " + e.blockedURI);
+});
+"""
+
+
+def _sync_playwright() -> Any:
+    """Playwright's sync API, or a skip (a failure under CI, which installs both)."""
+    reason = None
+    if not os.path.exists(CHROMIUM):
+        reason = "chromium is not installed (apt-get install chromium)"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        reason = "playwright is not installed (pip install playwright)"
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return sync_playwright
+
+
+class Receiver:
+    """A webhook receiver on loopback: records each delivery; answers 500 when told."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.failing = False
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                receiver.bodies.append(json.loads(self.rfile.read(length) or b"{}"))
+                self.send_response(500 if receiver.failing else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    started = Receiver()
+    yield started
+    started.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    root: Path = tmp_path_factory.mktemp("dashboard")
+    data_dir = root / "data"
+    process = ServerProcess(
+        f"sqlite+aiosqlite:///{data_dir / 'openwa.db'}",
+        data_dir,
+        MOCK_AUTH_DELAY_MS=AUTH_DELAY_MS,
+        MOCK_ACK_DELAY_MS=ACK_DELAY_MS,
+        WEBHOOK_ALLOW_PRIVATE="true",
+        # One attempt: a receiver that answers 500 fails the delivery at once (replayable).
+        WEBHOOK_MAX_ATTEMPTS="1",
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def api(server: ServerProcess) -> Iterator[httpx.Client]:
+    with server.client() as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    sync_playwright = _sync_playwright()
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+class Tab:
+    """A page in a fresh browser context, watching the console and the policy."""
+
+    def __init__(self, browser: Any, base: str, viewport: dict[str, int] | None = None) -> None:
+        self.context = browser.new_context(viewport=viewport or {"width": 1280, "height": 800})
+        self.context.set_default_timeout(TIMEOUT_MS)
+        self.page = self.context.new_page()
+        self.base = base
+        self.problems: list[str] = []
+        self.page.on(
+            "console",
+            lambda message: self.problems.append(message.text) if message.type == "error" else None,
+        )
+        self.page.on("pageerror", lambda error: self.problems.append(str(error)))
+        self.page.add_init_script(LISTEN)
+
+    def open(self, hash_path: str = "") -> None:
+        self.page.goto(f"{self.base}/dashboard/{hash_path}")
+
+    def sign_in(self, key: str) -> None:
+        self.open()
+        self.page.get_by_label("API key").fill(key)
+        self.page.get_by_role("button", name="Sign in").click()
+
+    def check_clean(self, allowed: tuple[str, ...] = ()) -> None:
+        violations = self.page.evaluate("window.__violations")
+        assert violations == [], violations
+        unexpected = [p for p in self.problems if not any(a in p for a in allowed)]
+        assert unexpected == [], unexpected
+
+
+@pytest.fixture
+def tab(browser: Any, server: ServerProcess) -> Iterator[Tab]:
+    opened = Tab(browser, server.url)
+    yield opened
+    try:
+        opened.check_clean()
+    finally:
+        opened.context.close()
+
+
+def _expect() -> Any:
+    from playwright.sync_api import expect
+
+    # Two cores shared with other work: the default 5 s is short for a live update.
+    expect.set_options(timeout=TIMEOUT_MS)
+    return expect
+
+
+def _ready_session(api: httpx.Client, name: str) -> dict[str, Any]:
+    """A mock session made through the API, linked (it links by itself)."""
+    response = api.post("/api/sessions", json={"name": name, "engine": "mock"})
+    assert response.status_code == 201, response.text
+    response = api.post(f"/api/sessions/{name}/mock/scan")
+    assert response.status_code in (200, 202), response.text
+    for _ in range(200):
+        session: dict[str, Any] = api.get(f"/api/sessions/{name}").json()["data"]
+        if session["status"] == "ready":
+            return session
+        threading.Event().wait(0.05)
+    raise AssertionError(f"{name} never became ready: {session}")
+
+
+def _session_flow(tab: Tab, name: str) -> None:
+    """Sign in, create a mock session, see its QR, then `ready`, without a reload."""
+    expect = _expect()
+    page = tab.page
+    tab.sign_in(ADMIN_KEY)
+    expect(page.locator("#role")).to_have_attribute("data-role", "admin")
+    form = page.locator("#create-session")
+    form.get_by_label("Name").fill(name)
+    expect(form.get_by_label("Engine").locator("option[value=mock]")).to_have_count(1)
+    form.get_by_label("Engine").select_option("mock")
+    form.get_by_label("Metadata").fill("team=sales")
+    form.get_by_role("button", name="Create session").click()
+    card = page.locator("article.session", has=page.get_by_role("link", name=name, exact=True))
+    expect(card.get_by_role("img", name=f"QR code to link {name}")).to_be_visible()
+    src = card.get_by_role("img").get_attribute("src")
+    assert src is not None
+    assert src.startswith("data:image/")
+    expect(card).to_have_attribute("data-status", "ready")
+    expect(card.get_by_role("img")).to_have_count(0)
+    expect(card).to_contain_text("team=sales")
+    card.get_by_text("Status history").click()
+    expect(card.locator(".history li").last).to_contain_text("ready")
+
+
+def test_a_wrong_key_gets_a_clear_message(tab: Tab) -> None:
+    expect = _expect()
+    # By keyboard alone: the key field has the focus, Enter signs in.
+    tab.open()
+    expect(tab.page.get_by_label("API key")).to_be_focused()
+    tab.page.keyboard.type("owa_this-key-does-not-exist")
+    tab.page.keyboard.press("Enter")
+    expect(tab.page.locator("#signin-problem")).to_contain_text("not accepted")
+    expect(tab.page.locator("#nav")).to_be_hidden()
+    assert tab.page.evaluate("sessionStorage.length") == 0
+    # The refused sign-in is logged by chromium as a failed load; nothing else may be.
+    tab.problems[:] = [p for p in tab.problems if "status of 401" not in p]
+
+
+def test_sessions_link_live_and_follow_changes_made_elsewhere(tab: Tab, api: httpx.Client) -> None:
+    expect = _expect()
+    _session_flow(tab, "alpha")
+    page = tab.page
+    # The key stays for the tab only: in sessionStorage, nowhere else.
+    assert page.evaluate("sessionStorage.getItem('openwa.dashboard.key')") == ADMIN_KEY
+    assert page.evaluate("localStorage.length") == 0
+    # Created and deleted through the API: the list follows by itself.
+    created = api.post("/api/sessions", json={"name": "elsewhere", "autoStart": False})
+    assert created.status_code == 201, created.text
+    elsewhere = page.locator("article.session", has=page.get_by_role("link", name="elsewhere"))
+    expect(elsewhere).to_be_visible()
+    assert api.delete("/api/sessions/elsewhere").status_code == 200
+    expect(elsewhere).to_have_count(0)
+    # A lifecycle action asks first, then the status moves live.
+    card = page.locator("article.session", has=page.get_by_role("link", name="alpha", exact=True))
+    stop = card.get_by_role("button", name="Stop alpha")
+    stop.click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("Stop alpha?")
+    page.keyboard.press("Escape")  # cancelled: nothing happens
+    expect(dialog).to_be_hidden()
+    expect(card).to_have_attribute("data-status", "ready")
+    stop.click()
+    dialog.get_by_role("button", name="Stop").click()
+    expect(card).to_have_attribute("data-status", "stopped")
+
+
+def test_a_sent_message_reaches_delivered(tab: Tab, api: httpx.Client) -> None:
+    expect = _expect()
+    sender = _ready_session(api, "sender")
+    recipient = _ready_session(api, "recipient")
+    assert sender["phoneNumber"]
+    assert recipient["phoneNumber"]
+    tab.sign_in(ADMIN_KEY)
+    page = tab.page
+    page.get_by_role("link", name="sender", exact=True).click()
+    form = page.locator("#send-form")
+    form.get_by_label("To (phone number or chat id)").fill(recipient["phoneNumber"])
+    form.get_by_label("Text").fill("Hello from the dashboard")
+    form.get_by_role("button", name="Send").click()
+    message = page.locator("#message-list li", has_text="Hello from the dashboard")
+    expect(message).to_have_count(1)
+    expect(message.locator("[data-status]")).to_have_attribute("data-status", "delivered")
+    # The chat list shows the new chat; its page of messages shows the same message.
+    expect(page.locator("#chat-list button.chat")).to_have_count(1)
+    # The recipient got it: its own page shows it, received.
+    page.goto(f"{tab.base}/dashboard/#/sessions/recipient")
+    page.locator("#chat-list button.chat").first.click()
+    expect(page.locator("#message-list li", has_text="Hello from the dashboard")).to_be_visible()
+
+
+def test_a_webhook_delivery_is_shown_and_a_failed_one_replayed(
+    tab: Tab, api: httpx.Client, receiver: Receiver
+) -> None:
+    expect = _expect()
+    _ready_session(api, "hooked")
+    tab.sign_in(ADMIN_KEY)
+    page = tab.page
+    page.get_by_role("link", name="Webhooks").click()
+    page.get_by_label("Webhooks of").select_option(label="hooked")
+    form = page.locator("#create-webhook")
+    form.get_by_label("URL").fill(receiver.url)
+    form.get_by_label("Events").fill("webhook.test")
+    form.get_by_role("button", name="Add webhook").click()
+    expect(page.locator("#webhook-secret")).to_contain_text("whsec_")
+    card = page.locator("article.webhook", has_text=receiver.url)
+    card.get_by_role("button", name="Send test").click()
+    rows = card.locator("tr[data-delivery-id]")
+    expect(rows.first).to_have_attribute("data-status", "succeeded")
+    assert any(body.get("event") == "webhook.test" for body in receiver.bodies)
+    # A receiver that fails: the delivery fails (one attempt here), then is replayed.
+    receiver.failing = True
+    card.get_by_role("button", name="Send test").click()
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_have_attribute("data-status", "failed")
+    rows.first.locator("summary").click()
+    expect(rows.first.locator("details li")).to_contain_text("500")
+    receiver.failing = False
+    rows.first.get_by_role("button", name="Replay").click()
+    expect(rows.first).to_have_attribute("data-status", "succeeded")
+
+
+def test_an_event_arrives_live(tab: Tab, api: httpx.Client) -> None:
+    expect = _expect()
+    _ready_session(api, "watched")
+    tab.sign_in(ADMIN_KEY)
+    page = tab.page
+    page.get_by_role("link", name="Events").click()
+    page.get_by_label("Session").select_option(label="watched")
+    page.get_by_label("Types").fill("message.received")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.locator("#live-state")).to_have_text("Following live.")
+    received = page.locator("#event-list li[data-event='message.received']")
+    expect(received).to_have_count(0)
+    response = api.post(
+        "/api/sessions/watched/mock/inbound", json={"from": "+1 555 0100 777", "text": "live one"}
+    )
+    assert response.status_code in (200, 201, 202), response.text
+    expect(received).to_have_count(1)
+    received.locator("summary").click()
+    expect(received.locator("pre")).to_contain_text("live one")
+
+
+def test_a_viewer_sees_no_write_controls(tab: Tab, api: httpx.Client) -> None:
+    expect = _expect()
+    _ready_session(api, "viewed")
+    made = api.post("/api/keys", json={"name": "watcher", "role": "viewer"})
+    assert made.status_code == 201, made.text
+    tab.sign_in(made.json()["data"]["key"])
+    page = tab.page
+    expect(page.locator("#role")).to_have_attribute("data-role", "viewer")
+    card = page.locator("article.session", has=page.get_by_role("link", name="viewed"))
+    expect(card).to_be_visible()
+    expect(page.locator("#create-session")).to_have_count(0)
+    expect(page.locator("main button")).to_have_count(0)
+    card.get_by_role("link", name="viewed").click()
+    expect(page.locator("#chats-title")).to_be_visible()
+    expect(page.locator("#send-form")).to_have_count(0)
+    page.get_by_role("link", name="Webhooks").click()
+    expect(page.get_by_label("Webhooks of")).to_be_visible()
+    expect(page.locator("#create-webhook")).to_have_count(0)
+    expect(page.get_by_role("button", name="Send test")).to_have_count(0)
+
+
+def test_a_scoped_key_sees_its_sessions_only(tab: Tab, api: httpx.Client) -> None:
+    expect = _expect()
+    _ready_session(api, "mine")
+    _ready_session(api, "theirs")
+    made = api.post("/api/keys", json={"name": "one", "role": "operator", "sessions": ["mine"]})
+    assert made.status_code == 201, made.text
+    tab.sign_in(made.json()["data"]["key"])
+    page = tab.page
+    expect(page.locator("#role")).to_contain_text("1 session(s)")
+    expect(page.get_by_role("link", name="mine", exact=True)).to_be_visible()
+    expect(page.locator("article.session")).to_have_count(1)
+    # Creating sessions needs a key on every session: not offered; its own are operated.
+    expect(page.locator("#create-session")).to_have_count(0)
+    expect(page.get_by_role("button", name="Restart mine")).to_be_visible()
+
+
+def test_api_errors_are_shown_and_a_429_says_when_to_retry(tab: Tab, api: httpx.Client) -> None:
+    expect = _expect()
+    _ready_session(api, "taken")
+    tab.sign_in(ADMIN_KEY)
+    page = tab.page
+    form = page.locator("#create-session")
+    form.get_by_label("Name").fill("taken")
+    form.get_by_role("button", name="Create session").click()
+    # The envelope's message and code, as the API sent them.
+    expect(page.get_by_role("alert")).to_contain_text("SESSION_EXISTS")
+    page.get_by_role("button", name="Dismiss").click()
+    # A 429 (played by the browser: the server's limits are generous here).
+    envelope = {
+        "success": False,
+        "error": {"code": "RATE_LIMITED", "message": "Too many requests; try again later"},
+        "meta": {"timestamp": "2026-01-01T00:00:00Z", "requestId": "req_test"},
+    }
+    page.route(
+        "**/api/sessions/*/restart",
+        lambda route: route.fulfill(
+            status=429,
+            headers={"Retry-After": "7", "Content-Type": "application/json"},
+            body=json.dumps(envelope),
+        ),
+    )
+    page.get_by_role("button", name="Restart taken").click()
+    page.get_by_role("dialog").get_by_role("button", name="Restart").click()
+    expect(page.get_by_role("alert")).to_contain_text("Try again in 7 s")
+    # Chromium logs both refused calls as failed loads; nothing else may be logged.
+    tab.problems[:] = [p for p in tab.problems if not re.search(r"status of (409|429)", p)]
+
+
+def test_the_session_flow_on_a_phone(browser: Any, server: ServerProcess) -> None:
+    phone = Tab(browser, server.url, viewport=PHONE)
+    try:
+        _session_flow(phone, "pocket")
+        # Nothing wider than the screen: no sideways scrolling.
+        width = phone.page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], width
+        phone.check_clean()
+    finally:
+        phone.context.close()
+
+
+def test_each_page_has_no_serious_accessibility_violations(tab: Tab, api: httpx.Client) -> None:
+    try:
+        from axe_playwright_python.sync_playwright import Axe
+    except ImportError:
+        pytest.skip("axe-playwright-python is not installed (a dev extra)")
+    expect = _expect()
+    _ready_session(api, "audited")
+    axe = Axe()
+    page = tab.page
+    tab.open()
+    found: dict[str, list[str]] = {}
+
+    def audit(name: str) -> None:
+        results = axe.run(page)
+        found[name] = [
+            f"{v['id']}: {v['help']} ({len(v['nodes'])})"
+            for v in results.response["violations"]
+            if v["impact"] in ("serious", "critical")
+        ]
+
+    audit("sign-in")
+    tab.sign_in(ADMIN_KEY)
+    expect(page.locator("article.session").first).to_be_visible()
+    audit("sessions")
+    page.get_by_role("link", name="audited", exact=True).click()
+    expect(page.locator("#chats-title")).to_be_visible()
+    audit("session")
+    page.get_by_role("link", name="Webhooks").click()
+    expect(page.get_by_label("Webhooks of")).to_be_visible()
+    audit("webhooks")
+    page.get_by_role("link", name="Events").click()
+    expect(page.locator("#live-state")).to_have_text("Following live.")
+    audit("events")
+    assert all(not problems for problems in found.values()), found
