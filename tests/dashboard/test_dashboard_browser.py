@@ -8,9 +8,7 @@ costs seconds, and the tests share nothing else but the sessions they name.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,41 +19,18 @@ import httpx
 import pytest
 
 from tests.fixtures.app import ADMIN_KEY
+from tests.fixtures.browser import CHROMIUM, LISTEN
+from tests.fixtures.browser import sync_playwright as browser_api
 from tests.fixtures.server import ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PHONE = {"width": 390, "height": 844}
 # Long enough to see the QR before the session links by itself; acks far enough apart
 # to see `delivered` before `read`.
 AUTH_DELAY_MS = "3000"
 ACK_DELAY_MS = "600"
 TIMEOUT_MS = 15_000
-
-# Collected in the page: every load or script the Content-Security-Policy blocks.
-LISTEN = """
-window.__violations = [];
-document.addEventListener("securitypolicyviolation", (e) => {
-  window.__violations.push(e.violatedDirective + " " + e.blockedURI);
-});
-"""
-
-
-def _sync_playwright() -> Any:
-    """Playwright's sync API, or a skip (a failure under CI, which installs both)."""
-    reason = None
-    if not os.path.exists(CHROMIUM):
-        reason = "chromium is not installed (apt-get install chromium)"
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        reason = "playwright is not installed (pip install playwright)"
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return sync_playwright
 
 
 class Receiver:
@@ -122,7 +97,7 @@ def api(server: ServerProcess) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    sync_playwright = _sync_playwright()
+    sync_playwright = browser_api()
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:

@@ -2,47 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.fixtures.browser import CHROMIUM, LISTEN
+from tests.fixtures.browser import sync_playwright as browser_api
 from tests.fixtures.server import ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-# Collected in the page itself: the browser reports each blocked load or script here.
-LISTEN = """
-window.__violations = [];
-document.addEventListener("securitypolicyviolation", (e) => {
-  window.__violations.push(e.violatedDirective + " " + e.blockedURI);
-});
-"""
-
-
-def _playwright() -> Any:
-    """Playwright's sync API, or a skip (a failure under CI, which installs both)."""
-    reason = None
-    if not os.path.exists(CHROMIUM):
-        reason = "chromium is not installed (apt-get install chromium)"
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        reason = "playwright is not installed (pip install playwright)"
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return sync_playwright
-
 
 def test_swagger_ui_renders_without_csp_violations(tmp_path: Path) -> None:
-    sync_playwright = _playwright()
+    sync_playwright = browser_api()
     data_dir = tmp_path / "data"
     server = ServerProcess(f"sqlite+aiosqlite:///{data_dir / 'openwa.db'}", data_dir)
     server.start()
