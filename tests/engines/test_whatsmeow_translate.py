@@ -39,6 +39,7 @@ from neonize.proto.waWeb import WAWebProtobufsWeb_pb2 as web
 from openwa.engines import content as sent
 from openwa.engines.base import (
     Authenticated,
+    ChatUpdated,
     Connected,
     ContactsSeen,
     Disconnected,
@@ -1159,3 +1160,26 @@ def test_group_records_survive_the_wire() -> None:
     )
     frame = orjson.loads(pack({"result": encode_group(group)})[4:])
     assert decode_group(frame["result"]) == group
+
+
+def test_history_carries_the_phones_chat_settings() -> None:
+    """Archived, pinned, muted and timed chats as the phone has them; others say nothing."""
+    later = int(time.time()) + 3600
+    data = hs.HistorySync(
+        syncType=hs.HistorySync.INITIAL_BOOTSTRAP,
+        conversations=[
+            hs.Conversation(ID=ALICE, archived=True, pinned=1_700_000_000),
+            hs.Conversation(ID=GROUP, muteEndTime=later, ephemeralExpiration=86400),
+            hs.Conversation(ID=BOB, muteEndTime=1_600_000_000),  # a mute long over
+        ],
+    )
+    batch = history.history_batch(HistorySyncEv(Data=data))
+    assert batch.settings == [
+        ChatUpdated(ALICE, archived=True, pinned=True, muted=False),
+        ChatUpdated(GROUP, ephemeral_seconds=86400, archived=False, pinned=False, muted=True),
+    ]
+    assert history._muted(2**64 - 1)
+    assert history._muted(later * 1000)
+    assert ChatUpdated(ALICE, archived=True, pinned=True, muted=False) in history_events(
+        HistorySyncEv(Data=data)
+    )

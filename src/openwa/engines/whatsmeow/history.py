@@ -3,10 +3,11 @@ its messages, edits and revokes, contact names, polls, and the LIDs it maps."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from openwa.engines.base import MessageEdited, MessageReceived, MessageRevoked
+from openwa.engines.base import ChatUpdated, MessageEdited, MessageReceived, MessageRevoked
 from openwa.engines.whatsmeow.translate import (
     Address,
     Inbound,
@@ -28,6 +29,8 @@ class HistoryBatch:
     polls: dict[str, dict[bytes, str]] = field(default_factory=dict)
     # (phone id, LID) pairs the chunk maps
     lids: list[tuple[str, str]] = field(default_factory=list)
+    # chats archived, pinned, muted or with a disappearing timer on the phone
+    settings: list[ChatUpdated] = field(default_factory=list)
 
 
 _HISTORY_EVENTS = (MessageReceived, MessageRevoked, MessageEdited)
@@ -74,9 +77,42 @@ def history_batch(event: Any) -> HistoryBatch:
         chat = _history_address(conversation.ID, phones)
         if conversation.name and conversation.ID.endswith(GROUP_SUFFIX):
             names[conversation.ID] = conversation.name
+        settings = _chat_settings(chat.id or conversation.ID, conversation)
+        if settings is not None:
+            batch.settings.append(settings)
         for item in conversation.messages:
             _history_message(batch, chat, item.message, phones)
     return batch
+
+
+_FOREVER = 2**64 - 1  # WhatsApp's -1 in the unsigned field: muted for ever
+
+
+def _muted(end: int, now: float | None = None) -> bool:
+    """Muted now: for ever, or until a time still to come (seconds, or milliseconds)."""
+    if end == _FOREVER or end < 0:
+        return True
+    if end == 0:
+        return False
+    seconds = end / 1000 if end > 10**11 else end
+    return seconds > (time.time() if now is None else now)
+
+
+def _chat_settings(chat_id: str, conversation: Any) -> ChatUpdated | None:
+    """A chat's settings as the phone has them; only chats with any set (a chunk names
+    every chat: the others would announce nothing new)."""
+    muted = _muted(conversation.muteEndTime)
+    if not (
+        conversation.archived or conversation.pinned or muted or conversation.ephemeralExpiration
+    ):
+        return None
+    return ChatUpdated(
+        chat_id,
+        ephemeral_seconds=conversation.ephemeralExpiration or None,
+        archived=bool(conversation.archived),
+        pinned=bool(conversation.pinned),
+        muted=muted,
+    )
 
 
 def _history_message(batch: HistoryBatch, chat: Address, web: Any, phones: dict[str, str]) -> None:

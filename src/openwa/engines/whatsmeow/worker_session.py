@@ -743,8 +743,9 @@ def on_own_thread(work: Callable[[], None]) -> asyncio.Future[None]:
 
 
 def history_events(event: Any, memory: SessionMemory | None = None) -> list[EngineEvent]:
-    """Stored-not-announced messages, edits and revokes, and contact names from one
-    history sync chunk; its polls' options are remembered for the votes to come."""
+    """Stored-not-announced messages, edits and revokes, contact names and the chats'
+    settings (archived, pinned, muted, timer) from one history sync chunk; its polls'
+    options are remembered for the votes to come."""
     batch = history.history_batch(event)
     out: list[EngineEvent] = []
     if memory is not None:
@@ -760,4 +761,5 @@ def history_events(event: Any, memory: SessionMemory | None = None) -> list[Engi
         out.append(replace(item.event, content=content))
     if batch.names:
         out.append(ContactsSeen(batch.names))
+    out.extend(batch.settings)
     return out
