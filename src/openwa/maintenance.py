@@ -12,7 +12,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.audit.service import AuditService
-from openwa.db.models import DeliveryRow, IdempotencyRow, MessageRow
+from openwa.db.models import DeliveryRow, IdempotencyRow, MessageRow, PendingEditRow
 from openwa.db.unit_of_work import unit_of_work
 from openwa.events.log import EventLog
 from openwa.kit.background import BackgroundTask
@@ -128,6 +128,8 @@ class Maintenance:
         await self.prune_media(cutoff)
         async with unit_of_work(self._db) as db:
             result = await db.execute(delete(MessageRow).where(MessageRow.timestamp < cutoff))
+            # An edit whose message never came is given up with the messages of its age.
+            await db.execute(delete(PendingEditRow).where(PendingEditRow.created_at < cutoff))
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 

@@ -287,3 +287,36 @@ async def test_announcements_ignored_chats_and_a_failing_report(api: Api) -> Non
     assert "3EB0S1" in stored
     assert [(r.kind, r.report["presence"]) for r in aside] == [("PresenceUpdated", "unavailable")]
     assert (await get_message(api, row.id, "3EB0S1"))["text"] == "fixed"
+
+
+async def test_an_edit_before_its_message_waits_for_it_even_across_a_restart(
+    app_factory: AppFactory,
+) -> None:
+    """WhatsApp's order is not guaranteed: an edit that comes first is announced, kept,
+    and given to its message when that comes (the later of two edits wins), also after
+    a restart of the server."""
+    async with app_factory.running(mock_ack_delay_ms=600_000) as api:
+        row = await session_row(api, "early")
+        first = MessageEdited("3EB0P1", ANN, ANN, "edited once", AT + timedelta(minutes=1))
+        second = MessageEdited("3EB0P1", ANN, ANN, "edited twice", AT + timedelta(minutes=2))
+        await apply(api, row, second)
+        await apply(api, row, first)  # older: the newer edit stays
+        assert len(await logged(api, row.id, "message.edited")) == 2  # both announced
+        # One in the same run as its message, edit first.
+        same_run = MessageEdited("3EB0P2", ANN, ANN, "fixed", AT + timedelta(minutes=1))
+        await apply(api, row, same_run, text_from(ANN, "3EB0P2", "typo"))
+        stored = await get_message(api, row.id, "3EB0P2")
+        assert (stored["text"], [e["text"] for e in stored["edits"]]) == ("fixed", ["typo"])
+    async with app_factory.running(mock_ack_delay_ms=600_000) as api:
+        row = api.services.directory.get(row.id) or row
+        await apply(api, row, text_from(ANN, "3EB0P1", "original"))
+        message = await get_message(api, row.id, "3EB0P1")
+        assert message["text"] == "edited twice"
+        assert [e["text"] for e in message["edits"]] == ["original"]
+        received = [
+            e for e in await logged(api, row.id, "message.received") if e["data"]["id"] == "3EB0P1"
+        ]
+        assert received[0]["data"]["text"] == "edited twice"
+        # Taken: the same message reported again changes nothing.
+        await apply(api, row, text_from(ANN, "3EB0P1", "original"))
+        assert (await get_message(api, row.id, "3EB0P1"))["text"] == "edited twice"

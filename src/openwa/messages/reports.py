@@ -58,10 +58,11 @@ from openwa.kit.clock import utcnow
 from openwa.kit.fields import present
 from openwa.media.links import MediaLinks
 from openwa.media.types import extension_for
-from openwa.messages.edits import apply_edit, edited_data
+from openwa.messages.edits import apply_edit, edited_data, edited_field
 from openwa.messages.engine_ids import EngineIds
 from openwa.messages.lids import RunLids, addresses_of, lid_pair, lids_named
 from openwa.messages.notices import announcement
+from openwa.messages.pending_edits import PendingEdits
 from openwa.messages.polls import option_names
 from openwa.messages.repository import MessageRepository, upsert_contact
 from openwa.messages.status import MessageStatus, parse, path, refused
@@ -158,6 +159,7 @@ class ReportApplier:
         self._reports = reports
         # Engine ids of recent sends, shared with the send worker.
         self._ids = ids if ids is not None else EngineIds()
+        self._pending_edits = PendingEdits()
 
     async def close(self) -> None:
         """Commit the runs still queued, then stop the group writer."""
@@ -334,7 +336,8 @@ class ReportApplier:
         self, db: AsyncSession, session: SessionRow, edit: MessageEdited
     ) -> list[Event]:
         """The stored message takes the new text and keeps its history; an edit of a
-        message we do not have is still announced (the client may know it)."""
+        message we do not have is still announced (the client may know it) and waits
+        for the message, which takes it when it comes."""
         if self._ignored(session, edit.chat_id):
             return []
         row = await MessageRepository(db).find(session.id, self._ids.ours(session.id, edit.id))
@@ -342,6 +345,9 @@ class ReportApplier:
             if not apply_edit(row, edit):
                 return []  # it says that already: the same edit, reported again
             row.updated_at = utcnow()
+        else:
+            # Before its message (WhatsApp's order is not guaranteed): kept for it.
+            await self._pending_edits.keep(db, session.id, edit)
         if edit.history:
             return []
         data = edited_data(row.id if row is not None else edit.id, edit)
@@ -427,6 +433,7 @@ class ReportApplier:
         events = await self._by_phone_number(db, session, received, prepared, run)
         await self._quote_by_our_id(db, session, prepared)
         if stored is None:
+            await self._take_waiting_edit(db, session, received, prepared)
             MessageRepository(db).add(prepared.row)
         else:
             # WhatsApp's retry brought the message a placeholder stood for: the real
@@ -436,6 +443,18 @@ class ReportApplier:
         if sender and chat_kind(received.chat_id) == "user" and not received.from_me:
             run.contact(sender, received.push_name)
         return events if prepared.event is None else [*events, prepared.event]
+
+    async def _take_waiting_edit(
+        self, db: AsyncSession, session: SessionRow, received: MessageReceived, prepared: _Inbound
+    ) -> None:
+        """An edit that came first is applied now: stored and announced edited."""
+        of = MessageEdited(
+            received.id, received.chat_id, received.sender, "", received.timestamp, received.from_me
+        )
+        applied = await self._pending_edits.apply(db, session.id, prepared.row, of)
+        if applied and prepared.event is not None:
+            field = edited_field(prepared.row)
+            prepared.event.data[field] = (prepared.row.content or {}).get(field)
 
     async def _by_phone_number(
         self,

@@ -16,6 +16,7 @@ from openwa.db.models.mock_network import (
     MockTransmissionRow,
 )
 from openwa.db.models.outbox import OutboxJobRow
+from openwa.db.models.pending_edit import PendingEditRow
 from openwa.db.models.session import SessionRow
 from openwa.db.models.set_aside import SetAsideReportRow
 from openwa.db.models.webhook import DeliveryAttemptRow, DeliveryRow, WebhookRow
@@ -39,6 +40,7 @@ __all__ = [
     "MockInboxRow",
     "MockTransmissionRow",
     "OutboxJobRow",
+    "PendingEditRow",
     "SessionRow",
     "SetAsideReportRow",
     "WebhookRow",
