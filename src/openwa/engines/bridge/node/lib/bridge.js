@@ -101,16 +101,17 @@ class Bridge {
     try {
       frame = JSON.parse(line, reviveBuffers);
     } catch (err) {
-      this.log(`skipped a frame that is not JSON (${err.message}): ${line.slice(0, 200)}`);
+      // never the frame itself: a `start` carries the session's keys
+      this.log(`skipped a frame that is not JSON (${line.length} bytes): ${err.message}`);
       return;
     }
     if (frame === null || typeof frame !== 'object' || Array.isArray(frame)) {
-      this.log(`skipped a frame that is not an object: ${line.slice(0, 200)}`);
+      this.log(`skipped a frame that is not an object (${line.length} bytes)`);
       return;
     }
     const { id } = frame;
     if (!Number.isSafeInteger(id) || id <= 0) {
-      this.log(`skipped a frame without a valid id: ${line.slice(0, 200)}`);
+      this.log(`skipped a frame without a valid id (op ${JSON.stringify(String(frame.op)).slice(0, 40)})`);
       return;
     }
     if (this.inFlight.has(id)) {

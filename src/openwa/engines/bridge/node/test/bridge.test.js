@@ -114,6 +114,8 @@ test('bad frames: bad JSON and no id are skipped, a wrong version with an id is 
   const h = harness((ctx) => new FakeSession(ctx));
   h.send('this is not json\n');
   h.send('[1,2]\n');
+  h.send({ v: 1, op: 'start', args: { auth: { creds: { noiseKey: 'SECRET-KEY-MATERIAL' } } } });
+  h.send('{"v":1,"id":9,"op":"start","args":{"auth":"SECRET-KEY-MATERIAL"\n');
   h.send({ v: 1, op: 'ping' });
   h.send({ v: 2, id: 5, op: 'ping' });
   h.send({ v: 1, id: 6, op: 'ping' });
@@ -123,6 +125,8 @@ test('bad frames: bad JSON and no id are skipped, a wrong version with an id is 
   await h.reply(6);
   assert.equal(h.frames.filter((f) => f.kind === 'reply').length, 2);
   assert.ok(h.logs.some((l) => /not JSON/.test(l)));
+  // A bad frame is never echoed: a `start` carries the session's keys.
+  assert.ok(!h.logs.some((l) => l.includes('SECRET-KEY-MATERIAL')), h.logs.join('\n'));
 });
 
 test('an over-long line is skipped and the channel goes on', async () => {
