@@ -72,7 +72,7 @@ class BridgeDriver:
         if self.engine == "baileys":
             # The bridge reported the new device's creds at start; a scan adds `me`.
             client = await self._client(api, session_id)
-            (row,) = await auth_rows(api, session_id)
+            (row,) = await wait_for(lambda: auth_rows(api, session_id), bool, 20, "the creds")
             me = {"id": f"{PHONE}:3@s.whatsapp.net", "name": "Me"}
             creds = {**row.data["creds"], "me": me}
             await client.on_frame({"v": 1, "kind": "auth", "session": session_id, "creds": creds})

@@ -281,6 +281,8 @@ class BridgeClient:
         self.resends_safely = engine.resends_safely
         self._auth: dict[str, Any] | None = None
         self._auth_lock = asyncio.Lock()
+        self._auth_dirty = False
+        self._saver: asyncio.Task[None] | None = None
         self._started = False
         self._me: str | None = None
         self._profile: Path | None = None  # a saved profile handed to the bridge
@@ -357,28 +359,53 @@ class BridgeClient:
             # (LoggedOut), and forgetting the session deletes the saved profile.
             log.info("webjs_profile_cleared_ignored", session=self.session_id)
             return
-        async with self._auth_lock:
-            state = dict(self._auth or {})
-            if frame.get("cleared"):
+        if frame.get("cleared"):
+            await self._flush_auth()
+            async with self._auth_lock:
                 self._auth = None
                 await self._ctx.auth.clear()
-                return
-            if "creds" in frame:
-                state["creds"] = frame["creds"]
-            if "keys" in frame:
-                keys: dict[str, dict[str, Any]] = {
-                    k: dict(v) for k, v in (state.get("keys") or {}).items()
-                }
-                for kind, values in (frame["keys"] or {}).items():
-                    bucket = keys.setdefault(kind, {})
-                    for key_id, value in (values or {}).items():
-                        if value is None:
-                            bucket.pop(key_id, None)
-                        else:
-                            bucket[key_id] = value
-                state["keys"] = keys
-            self._auth = state
-            await self._ctx.auth.save(state)
+            return
+        self._merge_auth(frame)
+        # Saved by a task of its own, the latest state at a time: a bridge's frames (all
+        # its sessions') are not held while the database writes, and a burst of key
+        # updates (one per message) costs one write, not one each.
+        self._auth_dirty = True
+        if self._saver is None or self._saver.done():
+            self._saver = asyncio.create_task(self._save_auth())
+
+    def _merge_auth(self, frame: dict[str, Any]) -> None:
+        """`creds` replace, `keys` merge (None deletes), in place: only the buckets a
+        frame names are touched."""
+        state = self._auth if self._auth is not None else {}
+        if "creds" in frame:
+            state["creds"] = frame["creds"]
+        keys: dict[str, dict[str, Any]] = state.setdefault("keys", {})
+        for kind, values in (frame.get("keys") or {}).items():
+            bucket = keys.setdefault(kind, {})
+            for key_id, value in (values or {}).items():
+                if value is None:
+                    bucket.pop(key_id, None)
+                else:
+                    bucket[key_id] = value
+        self._auth = state
+
+    async def _save_auth(self) -> None:
+        while self._auth_dirty:
+            self._auth_dirty = False
+            async with self._auth_lock:
+                if self._auth is None:
+                    return
+                try:
+                    await self._ctx.auth.save(self._auth)
+                except Exception:
+                    log.exception("bridge_auth_save_failed", session=self.session_id)
+                    self._auth_dirty = True
+                    await asyncio.sleep(1.0)
+
+    async def _flush_auth(self) -> None:
+        """Wait until what the bridge reported is saved."""
+        while self._saver is not None and not self._saver.done():
+            await asyncio.shield(self._saver)
 
     async def on_worker_exit(self, reason: str) -> None:
         if self._started:
@@ -437,6 +464,7 @@ class BridgeClient:
             self._profile = None
 
     async def connect(self) -> None:
+        await self._flush_auth()
         async with self._auth_lock:
             self._auth = await self._ctx.auth.load()
         self._me = _me_of(self._auth)
@@ -447,6 +475,7 @@ class BridgeClient:
         self._started = False
         self._stop_watching()
         self._drop_profile_file()
+        await self._flush_auth()
         with contextlib.suppress(SendFailed, EngineRefused):
             await self._engine.request("stop", self.session_id, _STOP_TIMEOUT_S)
         self._engine.release(self)

@@ -1,0 +1,55 @@
+"""Baileys' auth state as the bridge reports it: merged in place and saved by a task of
+its own, the latest state at a time, so a burst of key updates is one write and the
+bridge's frames never wait for the database."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from openwa.engines.base import EngineEvent, SessionContext
+from openwa.engines.bridge.engine import BAILEYS, BridgeClient, BridgeEngine
+from openwa.engines.bridge.install import NodeRuntime
+
+
+class SlowStore:
+    """An auth store whose writes take a while, counting them."""
+
+    def __init__(self) -> None:
+        self.saved: dict[str, Any] | None = None
+        self.writes = 0
+
+    async def load(self) -> dict[str, Any] | None:
+        return self.saved
+
+    async def save(self, data: dict[str, Any]) -> None:
+        await asyncio.sleep(0.05)
+        self.writes += 1
+        self.saved = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+
+    async def clear(self) -> None:
+        self.saved = None
+
+
+async def test_a_burst_of_key_updates_is_merged_and_saved_once_it_settles(tmp_path: Path) -> None:
+    engine = BridgeEngine(
+        BAILEYS, NodeRuntime("node", tmp_path / "node"), tmp_path / "t", sessions_per_worker=1
+    )
+    store = SlowStore()
+
+    async def emit(event: EngineEvent) -> None:
+        return None
+
+    client = engine.client(SessionContext("s1", store, emit))
+    assert isinstance(client, BridgeClient)
+    await client.on_frame({"kind": "auth", "creds": {"me": {"id": "1@s.whatsapp.net"}}})
+    for n in range(50):
+        await client.on_frame({"kind": "auth", "keys": {"session": {f"k{n}": {"n": n}}}})
+    assert store.writes == 0  # the frames went on without waiting for a write
+    await client.on_frame({"kind": "auth", "keys": {"session": {"k0": None}}})  # a deletion
+    await client.disconnect()  # waits for what was reported to be saved
+    assert store.saved is not None
+    assert store.saved["creds"] == {"me": {"id": "1@s.whatsapp.net"}}
+    assert set(store.saved["keys"]["session"]) == {f"k{n}" for n in range(1, 50)}
+    assert store.writes < 10
