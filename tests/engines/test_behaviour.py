@@ -685,3 +685,26 @@ async def test_edits_votes_phone_reads_and_announcements(api: Api, driver: Drive
     await driver.report(api, session_id, {"kind": "revoke", "messageId": message_id, **at})
     await wait_logged(api, session_id, "message.revoked", id=message_id)
     assert (await message(api, session_id, message_id))["revoked"] is True
+
+
+# ---------------------------------------------------------------------------------------
+# What an engine cannot do: `GET /api/engines` says it, and the routes answer 501 with
+# the engine and the capability, from the same set.
+
+
+async def test_capabilities_are_what_engines_says_and_what_the_routes_answer(
+    api: Api, driver: Driver
+) -> None:
+    listed = await api.request("GET", "/api/engines")
+    engines = {e["name"]: e for e in listed.json()["data"]}
+    mine = engines[driver.engine]
+    assert mine["available"] is True, mine
+    session_id = await started(api, driver)
+    scan = await api.request("POST", f"/api/sessions/{session_id}/mock/scan")
+    if "mock_control" in mine["capabilities"]:
+        assert scan.status_code != 501, scan.text
+    else:
+        assert scan.status_code == 501, scan.text
+        error = scan.json()["error"]
+        assert error["code"] == "NOT_SUPPORTED"
+        assert error["details"] == {"engine": driver.engine, "capability": "mock_control"}
