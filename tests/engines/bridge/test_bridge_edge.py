@@ -4,6 +4,7 @@ machine has no route to WhatsApp), supervised and restarted by the real engine."
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from openwa.engines.bridge.engine import BridgeEngine
+from openwa.engines.bridge.engine import BridgeClient, BridgeEngine
 from tests.engines.proxies import RecordingProxy, SilentProxy
 from tests.fixtures.app import Api, AppFactory, wait_for
 from tests.sessions.support import statuses
@@ -240,3 +241,24 @@ async def test_an_attempt_that_hears_nothing_is_ended_and_tried_again(
         session = await retried(api, session_id, timeout=30)
         assert "no answer from WhatsApp in 1 s" in session["lastError"]
         await wait_for(lambda: _count(silent), lambda n: n >= 2, 30, "a second dial")
+
+
+@SQLITE_ONLY
+async def test_restart_required_after_a_scan_starts_a_new_socket_at_once(
+    app_factory: AppFactory, silent: SilentProxy
+) -> None:
+    """Baileys' 515 (restart required, right after a scan) makes the engine start the
+    session's socket again with the new creds, without a lost connection. (The frame
+    handler hands the start to a task: awaiting the bridge's answer on the loop that
+    reads it would wait for itself; the frame here is handed in directly.)"""
+    async with app_factory.running() as api:
+        session_id = await started(api, "baileys", proxy=silent.url)
+        await wait_for(lambda: _count(silent), bool, 30, "the first dial")
+        client = api.services.runtime.client(session_id)
+        assert isinstance(client, BridgeClient)
+        close = {"connection": "close", "lastDisconnect": {"statusCode": 515, "message": "restart"}}
+        frame = {"kind": "event", "name": "connection.update", "data": close}
+        await asyncio.wait_for(client.on_frame(frame), 5)
+        await wait_for(lambda: _count(silent), lambda n: n >= 2, 30, "a new socket's dial")
+        session = await api.session(session_id)
+        assert "disconnected" not in statuses(session)

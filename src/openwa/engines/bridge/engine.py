@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -283,6 +283,7 @@ class BridgeClient:
         self._auth_lock = asyncio.Lock()
         self._auth_dirty = False
         self._saver: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._started = False
         self._me: str | None = None
         self._profile: Path | None = None  # a saved profile handed to the bridge
@@ -326,10 +327,14 @@ class BridgeClient:
             name = getattr(item, "push_name", None) or _name_of(self._auth)
             await self._ctx.emit(Authenticated(phone, name))
             await self._ctx.emit(Connected())
+            if self._ctx.config.get("markOnline"):
+                self._in_background(
+                    self._call("presence", chatId=None, state="available"), "mark online"
+                )
         elif isinstance(item, baileys.Closed):
             if item.status == baileys.RESTART_REQUIRED:
                 # After a scan WhatsApp asks for a new connection with the new creds.
-                await self._start()
+                self._in_background(self._restart(), "restart")
                 return
             await self._ctx.emit(baileys.closed_event(item))
         else:
@@ -372,6 +377,28 @@ class BridgeClient:
         self._auth_dirty = True
         if self._saver is None or self._saver.done():
             self._saver = asyncio.create_task(self._save_auth())
+
+    def _in_background(self, work: Coroutine[Any, Any, Any], what: str) -> None:
+        """Bridge calls made on a frame's behalf run apart: the frame handler runs on the
+        bridge's reader, so awaiting a reply there would wait for itself."""
+
+        async def run() -> None:
+            try:
+                await work
+            except Exception as exc:
+                log.warning(
+                    "bridge_call_failed", session=self.session_id, what=what, error=str(exc)
+                )
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _restart(self) -> None:
+        try:
+            await self._start()
+        except Exception as exc:
+            await self._ctx.emit(Disconnected(f"restart after linking failed: {exc}"))
 
     def _merge_auth(self, frame: dict[str, Any]) -> None:
         """`creds` replace, `keys` merge (None deletes), in place: only the buckets a
