@@ -63,7 +63,7 @@ class ContactService:
         """Presence of a contact from now on, as `presence.update` events (the engine
         asks WhatsApp; it answers while the session shows itself online)."""
         address = normalize_chat_id(contact_id)
-        client = ready_client(self._runtime, self._engines, session, "presence")
+        client = ready_client(self._runtime, self._engines, session, "presence_subscribe")
         await engine_call(client.subscribe_presence(address), contactId=address)
         return PresenceSubscribed(contact_id=address)
 

@@ -495,6 +495,8 @@ WHATSAPP_CAPABILITIES = frozenset(
         "contacts",
         "groups",
         "presence",
+        # following a contact's presence (`POST .../contacts/{id}/presence`)
+        "presence_subscribe",
     }
 )
 

@@ -76,7 +76,8 @@ BAILEYS = EngineKind(
 )
 WEBJS = EngineKind(
     name="webjs",
-    capabilities=WHATSAPP_CAPABILITIES | {"proxy"},
+    # whatsapp-web.js cannot ask for a contact's presence.
+    capabilities=(WHATSAPP_CAPABILITIES - {"presence_subscribe"}) | {"proxy"},
     resends_safely=False,
     translate=webjs.translate,
 )
