@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from openwa.engines.base import (
+    UNDECRYPTABLE,
     CallReceived,
+    ChatUpdated,
     ContactsSeen,
     ContactUpdated,
     Disconnected,
@@ -514,3 +516,26 @@ def test_nobody_scanning_ends_in_qr_timeout_on_both() -> None:
     assert failed.reason.startswith("QR_TIMEOUT")
     (gave_up,) = webjs.translate("disconnected", {"reason": "Max qrcode retries reached"}, None)
     assert gave_up == failed
+
+
+def test_webjs_archives_join_requests_admin_changes_and_undecryptable_messages() -> None:
+    (archived,) = webjs.translate(
+        "chat_archived", {"chatId": "15550000002@c.us", "archived": True}, None
+    )
+    assert archived == ChatUpdated(PEER, archived=True)
+    request = {"chatId": GROUP, "type": "membership_approval_request", "author": "15550000002@c.us"}
+    (asked,) = webjs.translate("group_membership_request", {"notification": request}, None)
+    assert asked == GroupUpdated(GROUP, "approval", [PEER], by=PEER)
+    promoted = {
+        "chatId": GROUP,
+        "type": "promote",
+        "author": "15550000002@c.us",
+        "recipientIds": [ME],
+    }
+    (admin,) = webjs.translate("group_admin_changed", {"notification": promoted}, None)
+    assert admin == GroupUpdated(GROUP, "promote", [ME], by=PEER)
+    (hidden,) = webjs.translate(
+        "message_ciphertext", {"message": webjs_message(type="ciphertext")}, None
+    )
+    assert isinstance(hidden, MessageReceived)
+    assert (hidden.type, hidden.content) == (UNDECRYPTABLE, {"reason": "decryption_failed"})

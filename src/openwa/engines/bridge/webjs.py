@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from openwa.engines.base import (
+    UNDECRYPTABLE,
     CallReceived,
+    ChatUpdated,
     Disconnected,
     EngineEvent,
     Failed,
@@ -44,6 +46,7 @@ _MEDIA = {
 _GROUP_ACTIONS = {
     "add": "add",
     "invite": "join",
+    "membership_approval_request": "approval",
     "remove": "remove",
     "leave": "leave",
     "promote": "promote",
@@ -184,6 +187,9 @@ _ARGUMENTS = {
     "group_leave": ("notification",),
     "group_update": ("notification",),
     "group_admin_changed": ("notification",),
+    "group_membership_request": ("notification",),
+    "chat_archived": ("chatId", "archived"),
+    "message_ciphertext": ("message",),
     "call": ("call",),
     "vote_update": ("vote",),
     "qr": ("qr",),
@@ -269,8 +275,35 @@ def _group(args: list[Any]) -> Iterator[Translated]:
     if group is None or action is None:
         return
     people = [p for p in (chat_id(r) for r in note.get("recipientIds") or []) if p]
+    author = chat_id(note.get("author"))
+    if action == "approval" and not people and author:
+        people = [author]  # who asks to join
     value = note.get("body") if action in ("subject", "description") else None
     yield GroupUpdated(group, action, people, by=chat_id(note.get("author")), value=value)
+
+
+def _archived(args: list[Any]) -> Iterator[Translated]:
+    chat = chat_id(args[0]) if args else None
+    if chat is not None:
+        yield ChatUpdated(chat, archived=bool(args[1]) if len(args) > 1 else True)
+
+
+def _ciphertext(args: list[Any]) -> Iterator[Translated]:
+    """A message the page could not decrypt (yet): a placeholder that the message itself
+    replaces when it comes under the same id."""
+    message = args[0] if args and isinstance(args[0], dict) else {}
+    message_id, from_me = _message_id(message), bool(message.get("fromMe"))
+    chat = chat_id(message.get("to") if from_me else message.get("from"))
+    if message_id and chat:
+        yield MessageReceived(
+            id=message_id,
+            chat_id=chat,
+            sender=chat_id(message.get("author") or message.get("from")),
+            type=UNDECRYPTABLE,
+            content={"reason": "decryption_failed"},
+            timestamp=_time(message.get("timestamp")),
+            from_me=from_me,
+        )
 
 
 def _call(args: list[Any]) -> Iterator[Translated]:
@@ -342,6 +375,9 @@ _BY_NAME: dict[str, Callable[[list[Any]], Iterator[Translated]]] = {
     "group_leave": _group,
     "group_update": _group,
     "group_admin_changed": _group,
+    "group_membership_request": _group,
+    "chat_archived": _archived,
+    "message_ciphertext": _ciphertext,
     "call": _call,
     "vote_update": _vote,
     "disconnected": _disconnected,

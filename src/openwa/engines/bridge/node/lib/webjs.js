@@ -67,6 +67,12 @@ const EVENTS = {
   group_join: (notification) => ({ notification }),
   group_leave: (notification) => ({ notification }),
   group_update: (notification) => ({ notification }),
+  group_admin_changed: (notification) => ({ notification }),
+  group_membership_request: (notification) => ({ notification }),
+  chat_archived: (chat, currState) => ({
+    chatId: chat && chat.id ? chat.id._serialized || null : null, archived: Boolean(currState),
+  }),
+  message_ciphertext: (message) => ({ message: slimMessage(message) }),
   disconnected: (reason) => ({ reason: reason === undefined ? null : String(reason) }),
   change_state: (state) => ({ state }),
   call: (call) => ({ call }),
