@@ -34,7 +34,6 @@ _SKIP = {
     "scripts",
     ".gitignore",
     "eslint.config.js",
-    _STAMP,
 }
 _NPM_TIMEOUT_S = 600.0
 
@@ -58,7 +57,7 @@ def _files(root: Path) -> list[Path]:
     found: list[Path] = []
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
-        if path.is_file() and relative.parts[0] not in _SKIP:
+        if path.is_file() and relative.parts[0] not in _SKIP and not path.name.startswith(_STAMP):
             found.append(relative)
     return found
 
@@ -121,15 +120,22 @@ class NodeRuntime:
         return stamp.exists() and stamp.read_text().strip() == source_hash(source_dir())
 
     def stamp(self) -> None:
-        """Mark the directory installed (a copy whose dependencies someone else put in)."""
-        (self.directory / _STAMP).write_text(source_hash(source_dir()))
+        """Mark the directory installed (a copy whose dependencies someone else put in).
+        Atomic, and only when it changes: a process checking the stamp meanwhile never
+        reads it half-written (and installs again)."""
+        wanted = source_hash(source_dir())
+        stamp = self.directory / _STAMP
+        if stamp.exists() and stamp.read_text().strip() == wanted:
+            return
+        partial = stamp.with_name(f"{_STAMP}.{os.getpid()}")
+        partial.write_text(wanted)
+        partial.replace(stamp)
 
     async def install(self) -> None:
         """Copy the program and `npm ci` its runtime dependencies (no browser download:
         whatsapp-web.js drives the machine's chromium)."""
         await self.version()
         source = source_dir()
-        wanted = source_hash(source)
         self.directory.mkdir(parents=True, exist_ok=True)
         in_place = self.directory.resolve() == source.resolve()
         for relative in [] if in_place else _files(source):
@@ -162,7 +168,7 @@ class NodeRuntime:
         if process.returncode != 0:
             tail = out.decode(errors="replace").strip().splitlines()[-5:]
             raise BridgeUnavailable("npm ci failed: " + " | ".join(tail))
-        (self.directory / _STAMP).write_text(wanted)
+        self.stamp()
         log.info("bridge_installed", directory=str(self.directory))
 
     async def ensure(self) -> None:
