@@ -7,6 +7,7 @@ import { sessionsPage } from "./sessions.js";
 import { sessionPage } from "./session.js";
 import { webhooksPage } from "./webhooks.js";
 import { eventsPage } from "./events.js";
+import { keysPage } from "./keys.js";
 
 /**
  * What the signed-in key may do, from `GET /api/keys/self`. Only what is offered
@@ -29,6 +30,7 @@ const routes = [
   [/^\/sessions$/, sessionsPage],
   [/^\/webhooks$/, webhooksPage],
   [/^\/events$/, eventsPage],
+  [/^\/keys$/, keysPage],
 ];
 
 /** @param {import("./api.js").OwnKey} key @returns {Access} */
@@ -108,6 +110,10 @@ function showChrome() {
     " ",
     h("button", { type: "button", class: "link", onclick: signOut }, "Sign out"),
   );
+  // Keys and audit are for admins on every session: not offered to other keys.
+  for (const item of nav.querySelectorAll("[data-admin]")) {
+    /** @type {HTMLElement} */ (item).hidden = !(access.isAdmin && access.unscoped);
+  }
   nav.hidden = false;
   who.hidden = false;
 }
