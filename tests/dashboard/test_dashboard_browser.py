@@ -388,6 +388,7 @@ def test_an_admin_manages_keys_and_an_operator_sees_no_keys_page(
         expect(operator.page.locator("#role")).to_have_attribute("data-role", "operator")
         expect(operator.page.get_by_role("link", name="Sessions")).to_be_visible()
         expect(operator.page.get_by_role("link", name="Keys")).to_have_count(0)
+        expect(operator.page.get_by_role("link", name="Audit")).to_have_count(0)
         operator.open("#/keys")
         expect(operator.page.locator("#create-key")).to_have_count(0)
         operator.check_clean()
@@ -408,6 +409,35 @@ def test_an_admin_manages_keys_and_an_operator_sees_no_keys_page(
     page.get_by_role("dialog").get_by_role("button", name="Delete").click()
     expect(card).to_have_count(0)
     assert api.get("/api/keys/self", headers={"X-API-Key": secret}).status_code == 401
+
+
+def test_the_audit_log_shows_a_session_made_here(tab: Tab) -> None:
+    expect = _expect()
+    tab.sign_in(ADMIN_KEY)
+    page = tab.page
+    form = page.locator("#create-session")
+    form.get_by_label("Name").fill("logged")
+    form.get_by_label("Engine").select_option("mock")
+    form.get_by_role("button", name="Create session").click()
+    expect(page.get_by_role("link", name="logged", exact=True)).to_be_visible()
+    page.get_by_role("link", name="Audit").click()
+    filters = page.locator("#audit-filters")
+    expect(filters.get_by_label("Session").locator("option", has_text="logged")).to_have_count(1)
+    filters.get_by_label("Session").select_option(label="logged")
+    filters.get_by_label("Key").select_option(label="API_KEY")
+    filters.get_by_label("Action").fill("create_session")
+    filters.get_by_role("button", name="Apply").click()
+    rows = page.locator("#audit-rows tr[data-action]")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-action", "create_session")
+    expect(rows.first).to_contain_text("POST /api/sessions")
+    expect(rows.first).to_contain_text("logged")
+    expect(rows.first).to_contain_text("ok (201)")
+    # A time after the call: nothing.
+    filters.get_by_label("Since").fill("2999-01-01T00:00")
+    filters.get_by_role("button", name="Apply").click()
+    expect(rows).to_have_count(0)
+    expect(page.locator("#audit-rows")).to_contain_text("No entries.")
 
 
 def test_api_errors_are_shown_and_a_429_says_when_to_retry(tab: Tab, api: httpx.Client) -> None:
@@ -490,4 +520,7 @@ def test_each_page_has_no_serious_accessibility_violations(tab: Tab, api: httpx.
     page.get_by_role("link", name="Keys").click()
     expect(page.locator("article.key").first).to_be_visible()
     audit("keys")
+    page.get_by_role("link", name="Audit").click()
+    expect(page.locator("#audit-rows tr").first).to_be_visible()
+    audit("audit")
     assert all(not problems for problems in found.values()), found

@@ -8,6 +8,7 @@ import { sessionPage } from "./session.js";
 import { webhooksPage } from "./webhooks.js";
 import { eventsPage } from "./events.js";
 import { keysPage } from "./keys.js";
+import { auditPage } from "./audit.js";
 
 /**
  * What the signed-in key may do, from `GET /api/keys/self`. Only what is offered
@@ -31,6 +32,7 @@ const routes = [
   [/^\/webhooks$/, webhooksPage],
   [/^\/events$/, eventsPage],
   [/^\/keys$/, keysPage],
+  [/^\/audit$/, auditPage],
 ];
 
 /** @param {import("./api.js").OwnKey} key @returns {Access} */
