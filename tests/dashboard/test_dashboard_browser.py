@@ -440,6 +440,21 @@ def test_the_audit_log_shows_a_session_made_here(tab: Tab) -> None:
     expect(page.locator("#audit-rows")).to_contain_text("No entries.")
 
 
+def test_health_at_a_glance(tab: Tab) -> None:
+    expect = _expect()
+    tab.sign_in(ADMIN_KEY)
+    page = tab.page
+    state = page.locator("#health-state")
+    expect(state).to_have_attribute("data-health", "ready")
+    expect(state).to_contain_text("ready")
+    state.click()
+    expect(page.locator("#health-summary")).to_contain_text("The server is ready.")
+    rows = page.locator("#health-rows tr")
+    expect(rows).to_have_count(5)
+    expect(page.locator("#health-rows tr[data-status=up]")).to_have_count(5)
+    expect(page.locator("#health-rows tr[data-adapter=engines]")).to_contain_text("up")
+
+
 def test_api_errors_are_shown_and_a_429_says_when_to_retry(tab: Tab, api: httpx.Client) -> None:
     expect = _expect()
     _ready_session(api, "taken")
@@ -523,4 +538,7 @@ def test_each_page_has_no_serious_accessibility_violations(tab: Tab, api: httpx.
     page.get_by_role("link", name="Audit").click()
     expect(page.locator("#audit-rows tr").first).to_be_visible()
     audit("audit")
+    page.locator("#health-state").click()
+    expect(page.locator("#health-rows tr")).to_have_count(5)
+    audit("health")
     assert all(not problems for problems in found.values()), found

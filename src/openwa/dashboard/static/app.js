@@ -9,6 +9,7 @@ import { webhooksPage } from "./webhooks.js";
 import { eventsPage } from "./events.js";
 import { keysPage } from "./keys.js";
 import { auditPage } from "./audit.js";
+import { healthPage, watchHealth } from "./health.js";
 
 /**
  * What the signed-in key may do, from `GET /api/keys/self`. Only what is offered
@@ -22,6 +23,8 @@ import { auditPage } from "./audit.js";
 let access = null;
 /** @type {(() => void) | undefined} */
 let leave;
+/** @type {(() => void) | undefined} stops the header's health indicator */
+let unwatchHealth;
 
 const main = () => /** @type {HTMLElement} */ (document.getElementById("main"));
 
@@ -33,6 +36,7 @@ const routes = [
   [/^\/events$/, eventsPage],
   [/^\/keys$/, keysPage],
   [/^\/audit$/, auditPage],
+  [/^\/health$/, healthPage],
 ];
 
 /** @param {import("./api.js").OwnKey} key @returns {Access} */
@@ -100,11 +104,14 @@ function signInPage(/** @type {string} */ problem = "") {
 function showChrome() {
   const nav = /** @type {HTMLElement} */ (document.getElementById("nav"));
   const who = /** @type {HTMLElement} */ (document.getElementById("whoami"));
+  unwatchHealth?.();
+  unwatchHealth = undefined;
   if (!access) {
     nav.hidden = true;
     who.hidden = true;
     return;
   }
+  unwatchHealth = watchHealth(/** @type {HTMLElement} */ (document.getElementById("health")));
   const { key } = access;
   const scope = key.sessions === null ? "all sessions" : `${key.sessions.length} session(s)`;
   who.replaceChildren(
