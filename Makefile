@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # end); every test has its own database and ports. `--durations` prints the slowest.
 JOBS ?= 2
 
-.PHONY: run test lint typecheck check install clean bytecode bridge-check
+.PHONY: run test lint typecheck check install clean bytecode bridge-check screenshots
 
 # The Node.js bridge of Baileys and whatsapp-web.js (docs/bridge.md): its own pinned
 # dependencies, with the linter; no browser download (the tests drive Debian's chromium).
@@ -41,6 +41,11 @@ run: $(STAMP) bytecode
 ## Lint, type-check and run every test (SQLite and PostgreSQL), the bridge's too.
 test: $(STAMP) bytecode lint typecheck bridge-check
 	$(BIN)/python -m pytest -n $(JOBS) --dist worksteal --durations=25
+
+## A PNG of each dashboard page into docs/dashboard/ (mock engine, temporary data; needs
+## Debian's chromium). Not part of `make test`: the tree stays clean.
+screenshots: $(STAMP) bytecode
+	$(BIN)/python -m tests.dashboard.screenshots docs/dashboard
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -348,6 +348,132 @@ def test_a_scoped_key_sees_its_sessions_only(tab: Tab, api: httpx.Client) -> Non
     expect(page.get_by_role("button", name="Restart mine")).to_be_visible()
 
 
+def test_an_admin_manages_keys_and_an_operator_sees_no_keys_page(
+    tab: Tab, api: httpx.Client
+) -> None:
+    expect = _expect()
+    for name in ("key-a", "key-b"):
+        made = api.post("/api/sessions", json={"name": name, "autoStart": False})
+        assert made.status_code == 201, made.text
+    tab.sign_in(ADMIN_KEY)
+    page = tab.page
+    page.get_by_role("link", name="Keys").click()
+    form = page.locator("#create-key")
+    form.get_by_label("Name").fill("made-in-browser")
+    form.get_by_label("Role").select_option("operator")
+    form.get_by_label("Sessions").fill("key-a, key-b")
+    form.get_by_label("Allowed networks").fill("127.0.0.0/8")
+    form.get_by_role("button", name="Create key").click()
+    # Shown once, with a copy button; the list shows the key without its secret.
+    shown = page.locator("#new-key")
+    expect(shown).to_contain_text("owa_")
+    secret = shown.inner_text().strip()
+    expect(page.get_by_role("button", name="Copy key")).to_be_visible()
+    card = page.locator("article.key", has_text="made-in-browser")
+    expect(card).to_have_attribute("data-role", "operator")
+    expect(card).to_contain_text("key-a, key-b")
+    expect(card).to_contain_text("127.0.0.0/8")
+    assert secret not in page.locator("#key-list").inner_text()
+    page.get_by_role("button", name="Done").click()
+    expect(shown).to_have_count(0)
+    assert secret not in page.content()
+    assert page.evaluate("sessionStorage.length") == 1  # the signed-in key only
+    # The key works, as an operator, and sees no Keys page (the server refuses it too).
+    own = api.get("/api/keys/self", headers={"X-API-Key": secret})
+    assert own.json()["data"]["role"] == "operator"
+    assert api.get("/api/keys", headers={"X-API-Key": secret}).status_code == 403
+    operator = Tab(tab.context.browser, tab.base)
+    try:
+        operator.sign_in(secret)
+        expect(operator.page.locator("#role")).to_have_attribute("data-role", "operator")
+        expect(operator.page.get_by_role("link", name="Sessions")).to_be_visible()
+        expect(operator.page.get_by_role("link", name="Keys")).to_have_count(0)
+        expect(operator.page.get_by_role("link", name="Audit")).to_have_count(0)
+        operator.open("#/keys")
+        expect(operator.page.locator("#create-key")).to_have_count(0)
+        operator.check_clean()
+    finally:
+        operator.context.close()
+    # Its role changed to viewer, every session, then deleted after a confirmation.
+    card.get_by_role("button", name="Change made-in-browser").click()
+    editor = card.locator("form.edit-key")
+    editor.get_by_label("Role").select_option("viewer")
+    editor.get_by_label("Sessions").fill("")
+    editor.get_by_role("button", name="Save").click()
+    expect(card).to_have_attribute("data-role", "viewer")
+    expect(card).to_contain_text("every session")
+    assert api.get("/api/keys/self", headers={"X-API-Key": secret}).json()["data"]["role"] == (
+        "viewer"
+    )
+    card.get_by_role("button", name="Delete made-in-browser").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    expect(card).to_have_count(0)
+    assert api.get("/api/keys/self", headers={"X-API-Key": secret}).status_code == 401
+
+
+def test_the_audit_log_shows_a_session_made_here(tab: Tab) -> None:
+    expect = _expect()
+    tab.sign_in(ADMIN_KEY)
+    page = tab.page
+    form = page.locator("#create-session")
+    form.get_by_label("Name").fill("logged")
+    form.get_by_label("Engine").select_option("mock")
+    form.get_by_role("button", name="Create session").click()
+    expect(page.get_by_role("link", name="logged", exact=True)).to_be_visible()
+    page.get_by_role("link", name="Audit").click()
+    filters = page.locator("#audit-filters")
+    expect(filters.get_by_label("Session").locator("option", has_text="logged")).to_have_count(1)
+    filters.get_by_label("Session").select_option(label="logged")
+    filters.get_by_label("Key").select_option(label="API_KEY")
+    filters.get_by_label("Action").fill("create_session")
+    filters.get_by_role("button", name="Apply").click()
+    rows = page.locator("#audit-rows tr[data-action]")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-action", "create_session")
+    expect(rows.first).to_contain_text("POST /api/sessions")
+    expect(rows.first).to_contain_text("logged")
+    expect(rows.first).to_contain_text("ok (201)")
+    # A time after the call: nothing.
+    filters.get_by_label("Since").fill("2999-01-01T00:00")
+    filters.get_by_role("button", name="Apply").click()
+    expect(rows).to_have_count(0)
+    expect(page.locator("#audit-rows")).to_contain_text("No entries.")
+
+
+def test_health_at_a_glance(tab: Tab) -> None:
+    expect = _expect()
+    tab.sign_in(ADMIN_KEY)
+    page = tab.page
+    state = page.locator("#health-state")
+    expect(state).to_have_attribute("data-health", "ready")
+    expect(state).to_contain_text("ready")
+    state.click()
+    expect(page.locator("#health-summary")).to_contain_text("The server is ready.")
+    rows = page.locator("#health-rows tr")
+    expect(rows).to_have_count(5)
+    expect(page.locator("#health-rows tr[data-status=up]")).to_have_count(5)
+    expect(page.locator("#health-rows tr[data-adapter=engines]")).to_contain_text("up")
+
+
+def test_a_session_links_by_pairing_code(tab: Tab) -> None:
+    expect = _expect()
+    tab.sign_in(ADMIN_KEY)
+    page = tab.page
+    form = page.locator("#create-session")
+    form.get_by_label("Name").fill("paired")
+    form.get_by_label("Engine").select_option("mock")
+    form.get_by_role("button", name="Create session").click()
+    card = page.locator("article.session", has=page.get_by_role("link", name="paired", exact=True))
+    # Within the mock's link delay (it would link by itself after it).
+    card.get_by_label("Phone number to link paired").fill("+1 555 0100 999")
+    card.get_by_role("button", name="Get a pairing code for paired").click()
+    expect(card.locator("[data-code]")).to_have_text(re.compile(r"^[A-Z0-9]{4}-[A-Z0-9]{4}$"))
+    # The mock links as if the code were typed on that phone.
+    expect(card).to_have_attribute("data-status", "ready")
+    expect(card.locator(".facts")).to_contain_text("15550100999")
+    expect(card.locator("[data-code]")).to_have_count(0)
+
+
 def test_api_errors_are_shown_and_a_429_says_when_to_retry(tab: Tab, api: httpx.Client) -> None:
     expect = _expect()
     _ready_session(api, "taken")
@@ -425,4 +551,13 @@ def test_each_page_has_no_serious_accessibility_violations(tab: Tab, api: httpx.
     page.get_by_role("link", name="Events").click()
     expect(page.locator("#live-state")).to_have_text("Following live.")
     audit("events")
-    assert all(not problems for problems in found.values()), found
+    page.get_by_role("link", name="Keys").click()
+    expect(page.locator("article.key").first).to_be_visible()
+    audit("keys")
+    page.get_by_role("link", name="Audit").click()
+    expect(page.locator("#audit-rows tr").first).to_be_visible()
+    audit("audit")
+    page.locator("#health-state").click()
+    expect(page.locator("#health-rows tr")).to_have_count(5)
+    audit("health")
+    assert all(not problems for problems in found.values()), {k: v for k, v in found.items() if v}

@@ -27,6 +27,11 @@
  * @typedef {{id: number, webhookId: string, eventId: string, event: string,
  *   sessionId: string, status: string, attempts: number, lastStatusCode: number | null,
  *   lastError: string | null, createdAt: string, log: DeliveryAttempt[]}} Delivery
+ * @typedef {OwnKey & {key?: string}} ApiKey  `key` only in the answer to its creation
+ * @typedef {{id: number, at: string, keyId: string | null, address: string | null,
+ *   action: string, method: string, route: string, sessionId: string | null,
+ *   target: Record<string, string> | null, fields: string[] | null, outcome: string,
+ *   status: number | null, requestId: string}} AuditEntry
  * @typedef {{cursor?: number, id: string, event: string, sessionId: string,
  *   timestamp: string, data: Record<string, unknown>, engine: string}} OpenWAEvent
  */
@@ -152,3 +157,5 @@ export const del = async (path) => (await call("DELETE", path)).data;
 
 /** Path segments are escaped: session names and chat ids are user data. */
 export const seg = encodeURIComponent;
+/** @param {string} path @param {unknown} body */
+export const patch = async (path, body) => (await call("PATCH", path, { body })).data;

@@ -7,6 +7,9 @@ import { sessionsPage } from "./sessions.js";
 import { sessionPage } from "./session.js";
 import { webhooksPage } from "./webhooks.js";
 import { eventsPage } from "./events.js";
+import { keysPage } from "./keys.js";
+import { auditPage } from "./audit.js";
+import { healthPage, watchHealth } from "./health.js";
 
 /**
  * What the signed-in key may do, from `GET /api/keys/self`. Only what is offered
@@ -20,6 +23,8 @@ import { eventsPage } from "./events.js";
 let access = null;
 /** @type {(() => void) | undefined} */
 let leave;
+/** @type {(() => void) | undefined} stops the header's health indicator */
+let unwatchHealth;
 
 const main = () => /** @type {HTMLElement} */ (document.getElementById("main"));
 
@@ -29,6 +34,9 @@ const routes = [
   [/^\/sessions$/, sessionsPage],
   [/^\/webhooks$/, webhooksPage],
   [/^\/events$/, eventsPage],
+  [/^\/keys$/, keysPage],
+  [/^\/audit$/, auditPage],
+  [/^\/health$/, healthPage],
 ];
 
 /** @param {import("./api.js").OwnKey} key @returns {Access} */
@@ -96,11 +104,14 @@ function signInPage(/** @type {string} */ problem = "") {
 function showChrome() {
   const nav = /** @type {HTMLElement} */ (document.getElementById("nav"));
   const who = /** @type {HTMLElement} */ (document.getElementById("whoami"));
+  unwatchHealth?.();
+  unwatchHealth = undefined;
   if (!access) {
     nav.hidden = true;
     who.hidden = true;
     return;
   }
+  unwatchHealth = watchHealth(/** @type {HTMLElement} */ (document.getElementById("health")));
   const { key } = access;
   const scope = key.sessions === null ? "all sessions" : `${key.sessions.length} session(s)`;
   who.replaceChildren(
@@ -108,6 +119,10 @@ function showChrome() {
     " ",
     h("button", { type: "button", class: "link", onclick: signOut }, "Sign out"),
   );
+  // Keys and audit are for admins on every session: not offered to other keys.
+  for (const item of nav.querySelectorAll("[data-admin]")) {
+    /** @type {HTMLElement} */ (item).hidden = !(access.isAdmin && access.unscoped);
+  }
   nav.hidden = false;
   who.hidden = false;
 }

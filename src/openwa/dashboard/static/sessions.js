@@ -6,6 +6,12 @@ import { openSocket } from "./live.js";
 import { confirmAction, field, fill, guarded, h, notify, showError, statusBadge, when } from "./ui.js";
 
 /** @typedef {import("./api.js").Session} Session */
+/**
+ * A shown session: its card, its QR, and its pairing form (kept across redraws, so
+ * what is typed there stays) with the last code asked for.
+ * @typedef {{session: Session, card: HTMLElement, qr: string | null,
+ *   pairing?: HTMLElement, code?: string | null}} Entry
+ */
 
 /** Every session this key may see, all pages of them. */
 async function allSessions() {
@@ -48,7 +54,7 @@ function isOlder(a, b) {
 
 /** @type {import("./app.js").Page} */
 export function sessionsPage(main, access) {
-  /** @type {Map<string, {session: Session, card: HTMLElement, qr: string | null}>} */
+  /** @type {Map<string, Entry>} */
   const shown = new Map();
   const list = h("ul", { class: "cards", id: "session-list", "aria-label": "Sessions" });
   const empty = h("p", { class: "empty" }, "No sessions yet.");
@@ -106,7 +112,38 @@ export function sessionsPage(main, access) {
     }
   }
 
-  /** @param {{session: Session, card: HTMLElement, qr: string | null}} entry */
+  /**
+   * Linking by phone number instead of the QR: `POST .../pairing-code`; the code is
+   * typed on the phone (Linked devices › Link with phone number instead).
+   * @param {Entry} entry
+   */
+  function pairingForm(entry) {
+    const { name, id } = entry.session;
+    const phone = /** @type {HTMLInputElement} */ (
+      h("input", { type: "tel", name: "phoneNumber", required: true, minlength: 5, maxlength: 32, autocomplete: "off", "aria-label": `Phone number to link ${name}` })
+    );
+    const form = h(
+      "form",
+      {
+        class: "pairing",
+        "aria-label": `Link ${name} by phone number`,
+        onsubmit: (/** @type {SubmitEvent} */ event) => {
+          event.preventDefault();
+          const button = /** @type {HTMLButtonElement} */ (form.querySelector("button"));
+          guarded(button, async () => {
+            const { code } = await post(`/api/sessions/${seg(id)}/pairing-code`, { phoneNumber: phone.value.trim() });
+            entry.code = code;
+            draw(entry);
+          });
+        },
+      },
+      h("label", { for: (phone.id = `pair-${id}`) }, "Or link by phone number"),
+      h("div", { class: "row" }, phone, h("button", { type: "submit", "aria-label": `Get a pairing code for ${name}` }, "Get code")),
+    );
+    return form;
+  }
+
+  /** @param {Entry} entry */
   function draw(entry) {
     const { session } = entry;
     const base = `/api/sessions/${seg(session.id)}`;
@@ -118,6 +155,10 @@ export function sessionsPage(main, access) {
     const focused = entry.card.contains(document.activeElement)
       ? document.activeElement?.getAttribute("aria-label")
       : null;
+    if (session.status !== "qr_ready") {
+      entry.pairing = undefined;
+      entry.code = null;
+    }
     entry.card.setAttribute("aria-labelledby", titleId);
     entry.card.dataset.status = session.status;
     /**
@@ -171,6 +212,16 @@ export function sessionsPage(main, access) {
               ? h("img", { src: entry.qr, alt: `QR code to link ${session.name}`, width: 240, height: 240 })
               : h("p", null, "Waiting for the QR code…"),
             h("figcaption", null, "Scan with WhatsApp: Settings › Linked devices › Link a device."),
+          )
+        : null,
+      session.status === "qr_ready" && access.canWrite ? (entry.pairing ??= pairingForm(entry)) : null,
+      session.status === "qr_ready" && entry.code
+        ? h(
+            "p",
+            { class: "pairing-code", role: "status" },
+            "Pairing code: ",
+            h("strong", { dataset: { code: entry.code } }, entry.code),
+            " – on the phone: Linked devices › Link with phone number instead.",
           )
         : null,
       session.lastError ? h("p", { class: "problem" }, `Last error: ${session.lastError}`) : null,
