@@ -5,7 +5,7 @@
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
-const { BridgeError, badRequest, notReady } = require('./protocol');
+const { BridgeError, badRequest, notReady, requireString, groupIdOf } = require('./protocol');
 const { proxyAgent } = require('./proxy');
 
 // Library events forwarded as they come (Python translates them). `chats.phoneNumberShare`
@@ -166,18 +166,6 @@ function mapError(err, { sending = false } = {}) {
     return new BridgeError('send_failed', message, { retryable: !refused });
   }
   return new BridgeError('internal', message);
-}
-
-function requireString(args, name) {
-  const v = args[name];
-  if (typeof v !== 'string' || !v) throw badRequest(`${name} is required`);
-  return v;
-}
-
-function groupIdOf(args) {
-  const v = args.groupId !== undefined ? args.groupId : args.group;
-  if (typeof v !== 'string' || !v) throw badRequest('groupId is required');
-  return v;
 }
 
 function mediaPath(content) {

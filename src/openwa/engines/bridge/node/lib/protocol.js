@@ -275,6 +275,19 @@ class FrameWriter {
   }
 }
 
+// Arguments of an op, checked: a missing one is the caller's mistake (`bad_request`).
+function requireString(args, name) {
+  const v = args[name];
+  if (typeof v !== 'string' || !v) throw badRequest(`${name} is required`);
+  return v;
+}
+
+function groupIdOf(args) {
+  const v = args.groupId !== undefined ? args.groupId : args.group;
+  if (typeof v !== 'string' || !v) throw badRequest('groupId is required');
+  return v;
+}
+
 module.exports = {
   VERSION,
   MAX_LINE,
@@ -282,6 +295,8 @@ module.exports = {
   BridgeError,
   badRequest,
   notReady,
+  requireString,
+  groupIdOf,
   errorToWire,
   toWireValue,
   reviveBuffers,

@@ -6,7 +6,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const crypto = require('node:crypto');
-const { BridgeError, badRequest, notReady } = require('./protocol');
+const { BridgeError, badRequest, notReady, requireString, groupIdOf } = require('./protocol');
 const { parseProxy } = require('./proxy');
 
 const DEFAULT_CHROMIUM = '/usr/bin/chromium';
@@ -86,18 +86,6 @@ function clientIdOf(session) {
   if (/^[-_\w]+$/.test(session)) return session;
   const hash = crypto.createHash('sha256').update(session).digest('hex').slice(0, 12);
   return `${session.replace(/[^-_\w]/g, '_')}-${hash}`;
-}
-
-function requireString(args, name) {
-  const v = args[name];
-  if (typeof v !== 'string' || !v) throw badRequest(`${name} is required`);
-  return v;
-}
-
-function groupIdOf(args) {
-  const v = args.groupId !== undefined ? args.groupId : args.group;
-  if (typeof v !== 'string' || !v) throw badRequest('groupId is required');
-  return v;
 }
 
 const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
