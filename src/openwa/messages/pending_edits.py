@@ -53,21 +53,19 @@ class PendingEdits:
         waiting.add((session_id, edit.id))
 
     async def apply(
-        self, db: AsyncSession, session_id: str, message: MessageRow, edit_of: MessageEdited
+        self, db: AsyncSession, session_id: str, message_id: str, message: MessageRow
     ) -> bool:
-        """Give the message being stored the edit waiting for it, if any (`edit_of`
-        names it: its id as the edit named it, chat and sender); True if one was."""
+        """Give `message` (being stored; `message_id` as the engine named it) the edit
+        waiting for it, if any; True if one was."""
         waiting = await self._keys(db)
-        if (session_id, edit_of.id) not in waiting:
+        if (session_id, message_id) not in waiting:
             return False
-        waiting.discard((session_id, edit_of.id))
+        waiting.discard((session_id, message_id))
         repo = PendingEditRepository(db)
-        row = await repo.get(session_id, edit_of.id)
+        row = await repo.get(session_id, message_id)
         if row is None:
             return False
-        edit = MessageEdited(
-            edit_of.id, edit_of.chat_id, edit_of.sender, row.text, row.edited_at, edit_of.from_me
-        )
+        edit = MessageEdited(message_id, message.chat_id, message.sender, row.text, row.edited_at)
         applied = apply_edit(message, edit)
         await repo.delete(row)
         return applied

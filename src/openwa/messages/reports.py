@@ -448,10 +448,7 @@ class ReportApplier:
         self, db: AsyncSession, session: SessionRow, received: MessageReceived, prepared: _Inbound
     ) -> None:
         """An edit that came first is applied now: stored and announced edited."""
-        of = MessageEdited(
-            received.id, received.chat_id, received.sender, "", received.timestamp, received.from_me
-        )
-        applied = await self._pending_edits.apply(db, session.id, prepared.row, of)
+        applied = await self._pending_edits.apply(db, session.id, received.id, prepared.row)
         if applied and prepared.event is not None:
             field = edited_field(prepared.row)
             prepared.event.data[field] = (prepared.row.content or {}).get(field)
