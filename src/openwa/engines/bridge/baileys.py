@@ -102,7 +102,9 @@ def _int(value: Any) -> int:
         return 0
 
 
-def _time(value: Any) -> datetime:
+def time_of(value: Any) -> datetime:
+    """Unix seconds as a time; missing, zero or out of range is now (no reason to lose
+    what carries it)."""
     seconds = _int(value)
     try:
         return datetime.fromtimestamp(seconds, UTC) if seconds > 0 else datetime.now(UTC)
@@ -252,7 +254,7 @@ def _where(info: dict[str, Any], me: str | None, history: bool) -> _Where | None
         chat=chat,
         sender=sender,
         from_me=from_me,
-        timestamp=_time(info.get("messageTimestamp")),
+        timestamp=time_of(info.get("messageTimestamp")),
         push_name=info.get("pushName") or None,
         history=history,
     )
@@ -268,7 +270,7 @@ def _protocol(protocol: dict[str, Any], where: _Where) -> EngineEvent | None:
         if text is None:
             return None
         ms = _int(protocol.get("timestampMs"))
-        at = _time(ms // 1000) if ms else where.timestamp
+        at = time_of(ms // 1000) if ms else where.timestamp
         return MessageEdited(
             target, where.chat, where.sender, text, at, where.from_me, history=where.history
         )
@@ -485,7 +487,7 @@ def _presence(data: dict[str, Any], me: str | None) -> Iterator[Translated]:
         if not state:
             continue
         seen = _int(presence.get("lastSeen"))
-        yield PresenceUpdated(chat, chat_id(jid), str(state), _time(seen) if seen else None)
+        yield PresenceUpdated(chat, chat_id(jid), str(state), time_of(seen) if seen else None)
 
 
 def _participants(data: dict[str, Any], me: str | None) -> Iterator[Translated]:
@@ -536,7 +538,7 @@ def _time_of_date(value: Any) -> datetime:
             return datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             pass
-    return _time(value)
+    return time_of(value)
 
 
 def _contacts(data: list[dict[str, Any]], me: str | None) -> Iterator[Translated]:

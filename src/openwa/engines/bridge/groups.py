@@ -7,11 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from openwa.engines.base import GroupInfo
+
+# whatsapp-web.js' ids ({server, user, _serialized}, `@c.us`) as well as Baileys'.
 from openwa.engines.bridge.webjs import chat_id
-
-
-def _id(value: Any) -> str | None:
-    return chat_id(value)  # whatsapp-web.js: {server, user, _serialized} and `@c.us`
 
 
 def _role(participant: dict[str, Any]) -> str:
@@ -27,14 +25,14 @@ def group_info(data: dict[str, Any]) -> GroupInfo:
     participants = [
         {"id": who, "role": _role(p)}
         for p in data.get("participants") or []
-        if (who := _id(p.get("id"))) is not None
+        if (who := chat_id(p.get("id"))) is not None
     ]
     created = data.get("creation")
     return GroupInfo(
-        id=_id(data.get("id")) or "",
+        id=chat_id(data.get("id")) or "",
         subject=str(data.get("subject") or ""),
         description=data.get("desc") or None,
-        owner=_id(data.get("owner")),
+        owner=chat_id(data.get("owner")),
         participants=participants,
         settings={
             "announce": bool(data.get("announce")),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from openwa.engines.base import (
     ReactionReceived,
 )
 from openwa.engines.bridge.baileys import QR_TIMEOUT
+from openwa.engines.bridge.baileys import time_of as _time
 from openwa.kit.chat_ids import USER_SUFFIX
 
 _ACKS = {-1: "failed", 1: "sent", 2: "delivered", 3: "read", 4: "played"}
@@ -77,14 +77,6 @@ def chat_id(value: Any) -> str | None:
     if server == "c.us":
         server = USER_SUFFIX[1:]
     return f"{user.split(':', 1)[0]}@{server}"
-
-
-def _time(value: Any) -> datetime:
-    try:
-        seconds = int(value or 0)
-        return datetime.fromtimestamp(seconds, UTC) if seconds > 0 else datetime.now(UTC)
-    except (TypeError, ValueError, OverflowError, OSError):
-        return datetime.now(UTC)
 
 
 def _message_id(message: dict[str, Any]) -> str | None:
