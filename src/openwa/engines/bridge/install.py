@@ -44,6 +44,10 @@ def _locked(path: Path) -> IO[str]:
     return handle
 
 
+# `node --version` by binary, once it answered well: one process, not one per call.
+_VERSIONS: dict[str, str] = {}
+
+
 class BridgeUnavailable(Exception):
     """Node.js is missing or too old, or the bridge's dependencies cannot be installed."""
 
@@ -89,7 +93,11 @@ class NodeRuntime:
         return found
 
     async def version(self) -> str:
-        """`node --version`, checked against the minimum."""
+        """`node --version`, checked against the minimum; a good answer is kept (asked
+        by every `GET /api/engines` and bridge start), a refusal asked again."""
+        known = _VERSIONS.get(self.node)
+        if known is not None:
+            return known
         if shutil.which(self.node) is None:
             raise BridgeUnavailable(
                 f"Node.js was not found ({self.node!r}); Baileys and whatsapp-web.js need "
@@ -109,6 +117,7 @@ class NodeRuntime:
                 f"Node.js {version or 'of unknown version'} is too old: Baileys and "
                 f"whatsapp-web.js need Node.js {MIN_NODE_MAJOR} or newer"
             )
+        _VERSIONS[self.node] = version
         return version
 
     @property
