@@ -42,6 +42,7 @@ from openwa.cache.base import Cache
 from openwa.cache.memory import MemoryCache
 from openwa.cache.redis import RedisCache
 from openwa.chats.service import ChatService
+from openwa.cluster.ownership import Ownership
 from openwa.config import Settings
 from openwa.contacts.service import ContactService
 from openwa.dashboard import install_dashboard
@@ -49,7 +50,7 @@ from openwa.db import migrate
 from openwa.db.encryption import prepare as prepare_encryption
 from openwa.db.engine import create_engine, create_reader, create_session_factory
 from openwa.db.group_commit import GroupCommit
-from openwa.db.instance_lock import instance_lock
+from openwa.db.instance_lock import InstanceLock, instance_lock, member_lock
 from openwa.db.sealing import Sealer
 from openwa.db.sealing import install as install_sealing
 from openwa.db.unit_of_work import unit_of_work
@@ -219,6 +220,8 @@ def build_services(settings: Settings) -> Services:
         auth_delay_ms=settings.mock_auth_delay_ms,
         ack_delay_ms=settings.mock_ack_delay_ms,
         engine_ids=settings.mock_engine_ids,
+        # Mock sessions on other instances reach this one's through the database.
+        inbox_poll_s=0.5 if settings.clustered else None,
     )
     whatsmeow = WhatsmeowEngine(
         DeviceStore(settings.data_dir / "whatsmeow", whatsmeow_dsn(settings.resolved_database_url)),
@@ -230,6 +233,7 @@ def build_services(settings: Settings) -> Services:
     engines = EngineRegistry(
         [mock, whatsmeow, *_bridge_engines(settings, storage, cipher)], default=settings.engine_type
     )
+    instance_id = settings.instance_id or _stable_instance_id(settings.data_dir)
     runtime = SessionRuntime(
         db,
         engines,
@@ -239,7 +243,15 @@ def build_services(settings: Settings) -> Services:
         directory=directory,
         media=storage,
     )
-    instance_id = settings.instance_id or _stable_instance_id(settings.data_dir)
+    ownership = Ownership(
+        db,
+        instance_id,
+        settings.resolved_instance_url,
+        lease_s=settings.session_lease_s,
+        max_sessions=settings.max_sessions,
+        clustered=settings.clustered,
+    )
+    runtime.use_ownership(ownership)
     wake_deliveries = Signal()
     webhooks = WebhookService(
         events, allow_private=settings.webhook_allow_private, wake=wake_deliveries
@@ -303,6 +315,7 @@ def build_services(settings: Settings) -> Services:
         streams=streams,
         engines=engines,
         runtime=runtime,
+        ownership=ownership,
         keys=keys,
         audit=audit_log,
         sessions=SessionService(
@@ -388,10 +401,19 @@ def _bridge_engines(
     ]
 
 
+def _locks(settings: Settings, instance_id: str) -> list[InstanceLock]:
+    """Alone: the database's exclusive lock. Clustered: its shared lock (no lone instance
+    meanwhile) and this member's own, which tells the others it lives."""
+    url = settings.resolved_database_url
+    if not settings.clustered:
+        return [instance_lock(url)]
+    return [instance_lock(url, shared=True), member_lock(url, instance_id)]
+
+
 def create_app(settings: Settings) -> FastAPI:
     configure_logging(settings.log_level, settings.resolved_log_format)
     services = build_services(settings)
-    lock = instance_lock(settings.resolved_database_url)
+    locks = _locks(settings, services.ownership.instance_id)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -418,7 +440,10 @@ def create_app(settings: Settings) -> FastAPI:
             async with unit_of_work(services.db) as db:
                 await services.webhooks.register_from_env(db, settings.webhook_url, secret, events)
         await services.pump.start()
-        await services.runtime.restore()
+        if not settings.clustered:
+            await services.runtime.restore()
+        # Joins the members; clustered, takes the sessions no live instance runs.
+        await services.ownership.start()
         # Work this instance had claimed when it last stopped (or died) is taken back now.
         await services.sender.release_claims()
         await services.deliveries.release_claims()
@@ -431,9 +456,12 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             app.state.draining = True
+            await services.ownership.drain()
             await services.maintenance.stop()
             await services.sender.stop()
+            # Each session's lease is given back as it stops: others take it at once.
             await services.runtime.shutdown()
+            await services.ownership.leave()
             # After the sessions: their last reports still go through the group writer.
             await services.messages.close()
             await services.reports.close()
@@ -453,12 +481,16 @@ def create_app(settings: Settings) -> FastAPI:
     async def locked_lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Before anything touches the database, so a refused instance leaves it untouched;
         # released last, so a successor starts only once this one has let go of everything.
-        await lock.acquire()
+        held: list[InstanceLock] = []
         try:
+            for lock in locks:
+                await lock.acquire()
+                held.append(lock)
             async with lifespan(app):
                 yield
         finally:
-            await lock.release()
+            for lock in reversed(held):
+                await lock.release()
 
     app = FastAPI(
         title="OpenWA",

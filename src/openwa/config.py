@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     send_ready_timeout_s: int = Field(default=86400, ge=0)
     shutdown_timeout_s: int = Field(default=30, ge=0)
     instance_id: str | None = None
+    instance_url: str | None = None
+    # Ownership of sessions among instances (docs/deployment.md): each owner renews its
+    # leases every third of SESSION_LEASE_S. CLUSTER_SECRET turns several instances on
+    # one database on, and authenticates what they forward to each other.
+    session_lease_s: float = Field(default=15.0, ge=3.0, le=300.0)
+    cluster_secret: SecretStr | None = None
 
     # whatsmeow: sessions per worker process (a shard; a dead worker takes only its own
     # down), and the resident memory over which a worker is recycled (unset: no budget).
@@ -170,6 +176,8 @@ class Settings(BaseSettings):
         "encryption_key",
         "encryption_key_new",
         "whatsmeow_worker_max_mb",
+        "instance_url",
+        "cluster_secret",
         mode="before",
     )
     @classmethod
@@ -199,6 +207,8 @@ class Settings(BaseSettings):
             raise ValueError("CACHE_TYPE=redis needs REDIS_URL")
         if self.storage_type == "s3" and not self.s3_bucket:
             raise ValueError("STORAGE_TYPE=s3 needs S3_BUCKET")
+        if self.cluster_secret is not None:
+            self._check_cluster()
         key = self.api_key.get_secret_value() if self.api_key else None
         if key is not None and len(key) < 16:
             raise ValueError("API_KEY must be at least 16 characters")
@@ -212,6 +222,36 @@ class Settings(BaseSettings):
                 except CipherError as exc:
                     raise ValueError(str(exc).replace("ENCRYPTION_KEY", name, 1)) from None
         return self
+
+    def _check_cluster(self) -> None:
+        """Several instances share everything a session needs: refused at start, with
+        the reason, rather than found out when a session moves and its state is not there."""
+        assert self.cluster_secret is not None
+        if len(self.cluster_secret.get_secret_value()) < 16:
+            raise ValueError("CLUSTER_SECRET must be at least 16 characters")
+        if self.resolved_database_url.startswith("sqlite"):
+            raise ValueError(
+                "CLUSTER_SECRET (several instances) needs PostgreSQL in DATABASE_URL: "
+                "a SQLite file, and the whatsmeow device store in it, belong to one machine"
+            )
+        if self.storage_type != "s3":
+            raise ValueError(
+                "CLUSTER_SECRET (several instances) needs STORAGE_TYPE=s3: local media "
+                "files are not seen by the other instances"
+            )
+        if self.cache_type != "redis":
+            raise ValueError(
+                "CLUSTER_SECRET (several instances) needs CACHE_TYPE=redis: key revocations, "
+                "rate limits and stream caps must hold across instances"
+            )
+
+    @property
+    def clustered(self) -> bool:
+        return self.cluster_secret is not None
+
+    @property
+    def resolved_instance_url(self) -> str:
+        return (self.instance_url or self.resolved_public_url).rstrip("/")
 
     def cipher(self) -> Cipher | None:
         """The cipher of ENCRYPTION_KEY, or None when values are kept in clear."""

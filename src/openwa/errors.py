@@ -61,6 +61,20 @@ class SessionNotReady(OpenWAError):
     status, code, message = 409, "SESSION_NOT_READY", "Session is not ready"
 
 
+class OwnedElsewhere(SessionNotReady):
+    """Another instance holds the session's lease: a live call must go to it (`url`,
+    when known). The HTTP edge forwards it there; a client sees this only when that
+    fails or the request was forwarded already."""
+
+    message = "The session runs on another instance"
+
+    def __init__(
+        self, message: str | None = None, *, details: Any = None, url: str | None = None
+    ) -> None:
+        super().__init__(message, details=details)
+        self.url = url
+
+
 class DatabaseUnavailable(OpenWAError):
     """The unit of work could not commit (database down, locked past the timeout): the
     request wrote nothing and may be sent again."""

@@ -10,6 +10,7 @@ from openwa.api.metrics import HttpMetrics
 from openwa.audit.service import AuditService
 from openwa.cache.base import Cache
 from openwa.chats.service import ChatService
+from openwa.cluster.ownership import Ownership
 from openwa.config import Settings
 from openwa.contacts.service import ContactService
 from openwa.engines.mock.control import MockControl
@@ -54,6 +55,7 @@ class Services:
     streams: StreamRegistry
     engines: EngineRegistry
     runtime: SessionRuntime
+    ownership: Ownership
     keys: KeyService
     audit: AuditService
     sessions: SessionService

@@ -1,9 +1,12 @@
-"""One OpenWA instance per database, until several instances are supported.
+"""Who may use the database: one instance alone, or members of a cluster.
 
-Two servers on one database would each restore and run every session, so each WhatsApp
-account would be connected twice. Until instances share the work (session leases and
-membership, which will replace this module), the app holds a lock for its whole life and
-a second instance refuses to start.
+Two servers on one database that did not share the work would each run every session,
+so each WhatsApp account would be connected twice. An instance started without
+CLUSTER_SECRET holds an exclusive lock for its whole life, and any other instance
+refuses to start. Clustered instances (docs/deployment.md) hold the same lock shared,
+which keeps a lone instance (and `openwa keys rotate-encryption`) off while any runs,
+and each also holds a lock of its own id: the others read that lock to know it lives
+(its connection, and the lock with it, ends the moment its process dies).
 
 PostgreSQL: a session-level advisory lock (`pg_try_advisory_lock`) on a connection of its
 own, opened from the database URL outside the app's pool: pool recycling or pre-ping
@@ -23,7 +26,7 @@ import fcntl
 import hashlib
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import text
@@ -37,6 +40,7 @@ from openwa.kit.private_files import PRIVATE_FILE_MODE, private_dir
 log = structlog.get_logger(__name__)
 
 LOCK_NAME = "openwa-instance"
+MEMBER_PREFIX = "openwa-member:"
 # How often the PostgreSQL lock's connection is used, so that idle timeouts of firewalls
 # and poolers in between do not close it (and so that a lost connection is noticed).
 KEEPALIVE_S = 30.0
@@ -50,11 +54,12 @@ def advisory_key(name: str) -> int:
 class InstanceLocked(Exception):
     """Another instance holds the database: this one must not start."""
 
-    def __init__(self, database: str) -> None:
+    def __init__(self, database: str, message: str | None = None) -> None:
         self.database = database
         super().__init__(
-            f"another OpenWA instance is using the database {database}; "
-            "several instances on one database are not supported yet"
+            message
+            or f"another OpenWA instance is using the database {database}; several "
+            "instances on one database need CLUSTER_SECRET on each (docs/deployment.md)"
         )
 
 
@@ -112,11 +117,22 @@ class FileLock:
 class AdvisoryLock:
     """A session-level PostgreSQL advisory lock on a dedicated, kept-alive connection."""
 
-    def __init__(self, url: str, database: str, key: int, keepalive_s: float = KEEPALIVE_S):
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        key: int,
+        keepalive_s: float = KEEPALIVE_S,
+        *,
+        shared: bool = False,
+        refused: str | None = None,
+    ):
         self.url = url
         self.database = database
         self.key = key
         self.keepalive_s = keepalive_s
+        self.shared = shared
+        self.refused = refused  # what InstanceLocked says when another holds it
         self._engine: AsyncEngine | None = None
         self._conn: AsyncConnection | None = None
         self._keepalive: asyncio.Task[None] | None = None
@@ -133,7 +149,8 @@ class AdvisoryLock:
             conn = await engine.connect()
             try:
                 conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                taken = await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key})
+                how = "pg_try_advisory_lock_shared" if self.shared else "pg_try_advisory_lock"
+                taken = await conn.scalar(text(f"SELECT {how}(:k)"), {"k": self.key})
             except BaseException:
                 await conn.close()
                 raise
@@ -143,7 +160,7 @@ class AdvisoryLock:
         if not taken:
             await conn.close()
             await engine.dispose()
-            raise InstanceLocked(self.database)
+            raise InstanceLocked(self.database, self.refused)
         self._engine, self._conn = engine, conn
 
     async def _drop(self) -> None:
@@ -192,7 +209,8 @@ class AdvisoryLock:
                 await task
         if self._conn is not None:
             with contextlib.suppress(Exception):
-                await self._conn.scalar(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+                how = "pg_advisory_unlock_shared" if self.shared else "pg_advisory_unlock"
+                await self._conn.scalar(text(f"SELECT {how}(:k)"), {"k": self.key})
         await self._drop()
 
 
@@ -204,11 +222,51 @@ def describe(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def instance_lock(url: str, name: str = LOCK_NAME) -> InstanceLock:
-    """The lock that keeps a second instance off the database at `url`."""
+def instance_lock(url: str, name: str = LOCK_NAME, *, shared: bool = False) -> InstanceLock:
+    """The lock that keeps a second instance off the database at `url` (`shared`: the
+    one cluster members hold together, PostgreSQL only)."""
     if is_sqlite(url):
+        assert not shared, "a cluster needs PostgreSQL (checked by Settings)"
         path = sqlite_path(url)
         if path is None:
             return NoLock()
         return FileLock(path.with_name(path.name + ".lock"), describe(url))
-    return AdvisoryLock(url, describe(url), advisory_key(name))
+    refused = None
+    if shared:
+        refused = (
+            f"an OpenWA instance without CLUSTER_SECRET is using the database {describe(url)}; "
+            "stop it, or set the same CLUSTER_SECRET on every instance"
+        )
+    return AdvisoryLock(url, describe(url), advisory_key(name), shared=shared, refused=refused)
+
+
+def member_key(instance_id: str) -> int:
+    return advisory_key(MEMBER_PREFIX + instance_id)
+
+
+def member_lock(url: str, instance_id: str) -> AdvisoryLock:
+    """Held by a cluster member for its life: proof to the others that it lives, and a
+    refusal for a second process started with the same INSTANCE_ID."""
+    return AdvisoryLock(
+        url,
+        describe(url),
+        member_key(instance_id),
+        refused=f"another OpenWA instance runs with INSTANCE_ID {instance_id}",
+    )
+
+
+async def live_member_keys(conn: AsyncConnection | Any) -> set[int]:
+    """The member locks held now. PostgreSQL shows a one-bigint advisory lock as its
+    high and low 32 bits (`classid`, `objid`, with `objsubid` 1)."""
+    rows = await conn.execute(
+        text(
+            "SELECT classid::bigint, objid::bigint FROM pg_locks "
+            "WHERE locktype = 'advisory' AND objsubid = 1 AND granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+    )
+    keys = set()
+    for high, low in rows.all():
+        key = (int(high) << 32) | int(low)
+        keys.add(key - 2**64 if key >= 2**63 else key)
+    return keys

@@ -340,6 +340,10 @@ class SessionContext:
     emit: EventSink
     config: dict[str, Any] = field(default_factory=dict)
     media: MediaReader | None = None
+    # The instance running the session and its lease epoch (a fencing token): an engine
+    # that records or stamps what it does can say who did it, under which ownership.
+    instance: str = ""
+    epoch: int = 0
 
 
 # One message's outcome in a batched send: the engine's id (or None), or why it failed.

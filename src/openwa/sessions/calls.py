@@ -22,6 +22,7 @@ def ready_client(
     engine = engines.get(session.engine)
     if capability not in engine.capabilities:
         raise NotSupported(details={"engine": session.engine, "capability": capability})
+    runtime.require_here(session.id)
     client = runtime.client(session.id)
     if client is None or session.id not in runtime.ready_sessions():
         raise SessionNotReady(

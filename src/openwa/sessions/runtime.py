@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NoReturn
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -50,13 +51,16 @@ from openwa.engines.base import (
     SessionContext,
 )
 from openwa.engines.registry import EngineRegistry
-from openwa.errors import SessionLimitReached
+from openwa.errors import OwnedElsewhere, SessionLimitReached
 from openwa.events.log import EventLog
 from openwa.kit.backoff import backoff_s
 from openwa.kit.signal import Signal
 from openwa.sessions.auth_store import DatabaseAuthStore
 from openwa.sessions.directory import SessionDirectory
 from openwa.sessions.records import SessionRecords
+
+if TYPE_CHECKING:
+    from openwa.cluster.ownership import Ownership
 
 log = structlog.get_logger(__name__)
 
@@ -128,8 +132,17 @@ class SessionRuntime:
         self._starting: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         self._message_handler: MessageHandler | None = None
+        self._ownership: Ownership | None = None
         # Notified whenever a session becomes ready (queued sends may go now).
         self.became_ready = Signal()
+
+    def use_ownership(self, ownership: Ownership) -> None:
+        """Leases decide which sessions run here (wired by the composition root)."""
+        self._ownership = ownership
+        ownership.attach(self)
+
+    def _owns(self, session_id: str) -> bool:
+        return self._ownership is None or self._ownership.holds(session_id)
 
     def set_message_handler(self, handler: MessageHandler) -> None:
         """Where message reports (acks, inbound) go; wired by the composition root."""
@@ -145,11 +158,40 @@ class SessionRuntime:
         return session_id in self._running
 
     def ready_sessions(self) -> set[str]:
-        return {sid for sid, running in self._running.items() if running.ready}
+        """Connected sessions whose lease is surely ours: only these may send."""
+        return {sid for sid, running in self._running.items() if running.ready and self._owns(sid)}
 
     def client(self, session_id: str) -> EngineClient | None:
         running = self._running.get(session_id)
-        return running.client if running else None
+        if running is None or not self._owns(session_id):
+            return None
+        return running.client
+
+    def raise_no_room(self, session_id: str | None = None) -> NoReturn:
+        """No room here: the session goes to an instance that has some, if one does."""
+        if self._ownership is not None:
+            elsewhere = self._ownership.room_elsewhere(session_id)
+            if elsewhere is not None:
+                raise elsewhere
+        raise SessionLimitReached(
+            details={"maxSessions": self._max_sessions, "running": len(self._running)}
+        )
+
+    def require_here(self, session_id: str) -> None:
+        """A live engine call for a session another instance runs goes there."""
+        elsewhere = self.owner_elsewhere(session_id)
+        if elsewhere is not None:
+            raise elsewhere
+
+    def owner_elsewhere(self, session_id: str) -> OwnedElsewhere | None:
+        """When the session runs on another live instance: the error that sends a live
+        call there (the HTTP edge forwards it)."""
+        if session_id in self._running or self._ownership is None:
+            return None
+        owner = self._ownership.owner_of(session_id)
+        if owner is None:
+            return None
+        return OwnedElsewhere(details={"instance": owner.id}, url=owner.url)
 
     def has_room(self) -> bool:
         return len(self._running) + len(self._starting) < self._max_sessions
@@ -178,16 +220,21 @@ class SessionRuntime:
         if session_id in self._running:
             return
         if not self.has_room():
-            raise SessionLimitReached(
-                details={"maxSessions": self._max_sessions, "running": len(self._running)}
-            )
+            self.raise_no_room(session_id)
         known = self._directory.get(session_id)
         if known is not None:
             self._check_engine_room(self._engines.get(known.engine))
         self._starting.add(session_id)
         try:
-            async with self._db() as db, db.begin():
-                row = await self._records.starting(db, session_id, reason)
+            epoch = 0
+            if self._ownership is not None:
+                epoch = await self._ownership.acquire(session_id)
+            try:
+                async with self._db() as db, db.begin():
+                    row = await self._records.starting(db, session_id, reason)
+            except BaseException:
+                await self._release(session_id)
+                raise
             engine = self._engines.get(row.engine)
             running = _Running(session_id=session_id, engine=row.engine)
 
@@ -201,6 +248,8 @@ class SessionRuntime:
                     emit=emit,
                     config=dict(row.config or {}),
                     media=self._media,
+                    instance=self._ownership.instance_id if self._ownership else "",
+                    epoch=epoch,
                 )
             )
             running.worker = asyncio.create_task(self._apply_events(running))
@@ -212,15 +261,21 @@ class SessionRuntime:
     async def stop(self, session_id: str, reason: str, *, keep_running: bool = False) -> None:
         """Close the connection; `keep_running` keeps `should_run` (server shutdown)."""
         running = self._running.pop(session_id, None)
+        if running is None and (elsewhere := self.owner_elsewhere(session_id)) is not None:
+            raise elsewhere
         if running is not None:
             await self._close(running)
         if self._directory.get(session_id) is None:
             return
-        async with self._db() as db, db.begin():
-            await self._records.stopped(db, session_id, reason, keep_running=keep_running)
+        if self._owns(session_id) or running is None:
+            async with self._db() as db, db.begin():
+                await self._records.stopped(db, session_id, reason, keep_running=keep_running)
+        await self._release(session_id)
 
     async def logout(self, session_id: str, reason: str) -> None:
         running = self._running.get(session_id)
+        if running is None and (elsewhere := self.owner_elsewhere(session_id)) is not None:
+            raise elsewhere
         if running is not None and running.client is not None:
             await running.client.logout()
         else:
@@ -237,6 +292,26 @@ class SessionRuntime:
         if running is not None:
             await self._close(running)
         self._locks.pop(session_id, None)
+
+    async def take_over(self, session_id: str, reason: str) -> None:
+        """Start a session nobody runs (its owner died or let go), under its lock."""
+        async with self.lock(session_id):
+            await self.start(session_id, reason)
+
+    async def fence(self, session_id: str) -> None:
+        """The lease is lost: drop the connection and write nothing (the row is the new
+        owner's to write now)."""
+        running = self._running.pop(session_id, None)
+        if running is not None:
+            log.warning("session_fenced", session_id=session_id)
+            await self._close(running)
+
+    async def _release(self, session_id: str) -> None:
+        if self._ownership is not None:
+            try:
+                await self._ownership.release(session_id)
+            except Exception:
+                log.exception("lease_release_failed", session_id=session_id)
 
     async def restore(self) -> None:
         """Start every session that was running when the server stopped."""
@@ -321,6 +396,11 @@ class SessionRuntime:
 
     async def _apply(self, running: _Running, event: EngineEvent) -> None:
         sid = running.session_id
+        if not self._owns(sid):
+            # A stale owner (paused past its lease) writes no status over the new
+            # owner's; the ownership loop drops the session next.
+            log.warning("status_not_written_without_lease", session_id=sid)
+            return
         match event:
             case QrUpdated(qr=qr):
                 async with self._db() as db, db.begin():
@@ -370,6 +450,7 @@ class SessionRuntime:
             await self._forget_auth(sid, running.engine)
         async with self._db() as db, db.begin():
             await self._records.ended(db, sid, reason, logged_out=clear_auth)
+        await self._release(sid)
 
     async def _forget_auth(self, session_id: str, engine_name: str) -> None:
         """The device is gone: the engine drops its own state, then ours goes."""

@@ -118,7 +118,7 @@ class SessionService:
         engine_name = data.engine or self._engines.default
         self._engines.get(engine_name)
         if data.auto_start and not self._runtime.has_room():
-            raise SessionLimitReached(details={"running": self._runtime.running_count})
+            self._runtime.raise_no_room()
         if data.config.proxy:
             await check_proxy(data.config.proxy, self._proxy_allow_private)
         session_id = new_id("ses")
@@ -244,6 +244,7 @@ class SessionService:
         engine = self._engines.get(row.engine)
         if "pairing_code" not in engine.capabilities:
             raise NotSupported(details={"engine": row.engine, "capability": "pairing_code"})
+        self._runtime.require_here(session_id)
         client = self._runtime.client(session_id)
         if client is None or not is_running(Status(row.status)):
             raise SessionNotReady("start the session first", details={"status": row.status})

@@ -93,6 +93,7 @@ async def delete_message(
     read: ReadDbDep,
 ) -> Envelope[Message]:
     """Cancel a `pending` message; revoke a sent one for everyone."""
+    services.runtime.require_here(session.id)
     client = services.runtime.client(session.id)
     ready = session.id in services.runtime.ready_sessions()
     message = await services.messages.cancel_or_revoke(

@@ -2,6 +2,7 @@
 
 from openwa.db.models.api_key import ApiKeyRow
 from openwa.db.models.audit import AuditRow, KeyAddressRow
+from openwa.db.models.cluster import InstanceRow, SessionLeaseRow
 from openwa.db.models.contact import ContactRow
 from openwa.db.models.encryption_state import EncryptionStateRow
 from openwa.db.models.engine_auth import EngineAuthRow
@@ -10,6 +11,7 @@ from openwa.db.models.idempotency import IdempotencyRow
 from openwa.db.models.message import MessageRow
 from openwa.db.models.mock_network import (
     MockAccountRow,
+    MockConnectionRow,
     MockGroupMemberRow,
     MockGroupRow,
     MockInboxRow,
@@ -32,15 +34,18 @@ __all__ = [
     "EngineAuthRow",
     "EventRow",
     "IdempotencyRow",
+    "InstanceRow",
     "KeyAddressRow",
     "MessageRow",
     "MockAccountRow",
+    "MockConnectionRow",
     "MockGroupMemberRow",
     "MockGroupRow",
     "MockInboxRow",
     "MockTransmissionRow",
     "OutboxJobRow",
     "PendingEditRow",
+    "SessionLeaseRow",
     "SessionRow",
     "SetAsideReportRow",
     "WebhookRow",

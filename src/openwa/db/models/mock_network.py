@@ -22,6 +22,27 @@ class MockTransmissionRow(Base):
     chat_id: Mapped[str] = mapped_column(String(128))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Which instance sent it, under which lease epoch (unset before leases existed).
+    instance: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    epoch: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class MockConnectionRow(Base):
+    """Each time a mock session held its connection: which instance, under which lease
+    epoch, from when to when. Tests read it to show that no two instances ever held one
+    session at once (WhatsApp would log the device out)."""
+
+    __tablename__ = "mock_connections"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    session_id: Mapped[str] = mapped_column(String(40), index=True)
+    instance: Mapped[str] = mapped_column(String(64))
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    connected_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    end_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class MockInboxRow(Base):

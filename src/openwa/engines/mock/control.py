@@ -140,6 +140,7 @@ class MockControl:
     async def _mock_client(self, session_id: str) -> MockClient:
         row = self._row(session_id)
         self._require_mock(row)
+        self._runtime.require_here(session_id)
         client = self._runtime.client(session_id)
         if not isinstance(client, MockClient):
             raise SessionNotReady("the session is not running", details={"status": row.status})

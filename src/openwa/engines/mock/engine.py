@@ -11,12 +11,15 @@ message id it has already received. The transmit log and inboxes are durable
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import secrets
 import string
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
+
+import structlog
 
 from openwa.engines.base import (
     WHATSAPP_CAPABILITIES,
@@ -41,7 +44,7 @@ from openwa.engines.base import (
 )
 from openwa.engines.content import Reaction, to_json
 from openwa.engines.mock.groups import MockGroups
-from openwa.engines.mock.store import MockNetworkStore, SqlMockDirectory, Transmission
+from openwa.engines.mock.store import MockNetworkStore, SqlMockDirectory, Stamp, Transmission
 from openwa.kit.chat_ids import GROUP_SUFFIX, USER_SUFFIX, phone_of
 from openwa.kit.clock import iso, utcnow
 from openwa.kit.ids import whatsapp_message_id
@@ -50,6 +53,9 @@ MOCK_CAPABILITIES = WHATSAPP_CAPABILITIES | {"mock_control"}
 # Numbers under +1 555 0000 are "not on WhatsApp": sends to them fail for good, the way
 # a real engine refuses an unknown number.
 UNKNOWN_PREFIX = "15550000"
+
+
+log = structlog.get_logger(__name__)
 
 
 def _random_phone() -> str:
@@ -64,22 +70,63 @@ def _pairing_code() -> str:
 
 
 class MockNetwork:
-    """Which mock phones are online in this process, to hand messages over at once."""
+    """Which mock phones are online in this process, to hand messages over at once.
 
-    def __init__(self, store: MockNetworkStore, directory: SqlMockDirectory) -> None:
+    A phone whose session runs on another instance gets its messages from its inbox in
+    the database: with `poll_s` set (several instances), each instance looks there for
+    its online phones' undelivered messages that no one handed over in-process.
+    """
+
+    def __init__(
+        self, store: MockNetworkStore, directory: SqlMockDirectory, poll_s: float | None = None
+    ) -> None:
         self.store = store
         self.directory = directory
         self._online: dict[str, MockClient] = {}
+        self._poll_s = poll_s
+        self._poller: asyncio.Task[None] | None = None
+        self._handed: set[tuple[str, str]] = set()  # (phone, id) handed over by the poller
 
     def online(self, phone: str) -> MockClient | None:
         return self._online.get(phone)
 
     def join(self, phone: str, client: MockClient) -> None:
         self._online[phone] = client
+        if self._poll_s is not None and self._poller is None:
+            self._poller = asyncio.create_task(self._poll(self._poll_s), name="mock-inboxes")
 
     def leave(self, phone: str, client: MockClient) -> None:
         if self._online.get(phone) is client:
             del self._online[phone]
+
+    async def _poll(self, every_s: float) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.poll_once(utcnow() - timedelta(seconds=every_s))
+            except Exception:
+                log.exception("mock_inbox_poll_failed")
+
+    async def poll_once(self, before: datetime) -> None:
+        """Hand over what waits in online phones' inboxes (from senders elsewhere); our
+        side confirms each stored, and drops one it already has."""
+        found = await self.store.inboxes(list(self._online), before)
+        waiting = {(phone, str(payload.get("id"))) for phone, payload in found}
+        self._handed &= waiting  # confirmed ones are no longer waiting
+        for phone, payload in found:
+            key = (phone, str(payload.get("id")))
+            recipient = self._online.get(phone)
+            if recipient is None or key in self._handed:
+                continue
+            self._handed.add(key)
+            await recipient.receive(payload)
+
+    async def close(self) -> None:
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
 
 
 def own_engine_id(message_id: str) -> str:
@@ -113,6 +160,8 @@ class MockClient:
         self._phone: str | None = None
         self._push_name: str | None = None
         self.groups_ = MockGroups(self, network)
+        self._stamp = Stamp(context.instance, context.epoch)
+        self._connection: int | None = None  # its record in the network's log
 
     # Linking.
 
@@ -149,6 +198,10 @@ class MockClient:
         self._phone = phone
         self._push_name = push_name
         await self._network.directory.register(phone, self._ctx.session_id, push_name)
+        if self._connection is None:
+            self._connection = await self._network.store.connected(
+                self._ctx.session_id, self._stamp
+            )
         await self._ctx.emit(Authenticated(phone, push_name))
         await self._ctx.emit(Connected())
         self._network.join(phone, self)
@@ -164,6 +217,9 @@ class MockClient:
             self._network.leave(self._phone, self)
         for task in list(self._tasks):
             task.cancel()
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await self._network.store.disconnected(connection, "disconnected")
 
     async def logout(self) -> None:
         await self.disconnect()
@@ -208,7 +264,9 @@ class MockClient:
                 break
         if prepared:
             store = self._network.store
-            fresh = await store.transmit_many(self._ctx.session_id, [t for _, t in prepared])
+            fresh = await store.transmit_many(
+                self._ctx.session_id, [t for _, t in prepared], self._stamp
+            )
             for (_message, transmission), phones in zip(prepared, fresh, strict=True):
                 await self._hand_over(phones, transmission.payload)
             acked = [t for m, t in prepared if not isinstance(m.content, Reaction)]
@@ -253,8 +311,8 @@ class MockClient:
     ) -> None:
         """Log it as transmitted and put it in each recipient's inbox (a resent id is
         dropped there), in one step; then hand it to the recipients online now."""
-        fresh = await self._network.store.transmit(
-            self._ctx.session_id, message_id, chat_id, payload, phones
+        (fresh,) = await self._network.store.transmit_many(
+            self._ctx.session_id, [Transmission(message_id, chat_id, payload, phones)], self._stamp
         )
         await self._hand_over(fresh, payload)
 
@@ -464,8 +522,9 @@ class MockEngine:
         auth_delay_ms: int = 1500,
         ack_delay_ms: int = 200,
         engine_ids: Literal["ours", "own"] = "ours",
+        inbox_poll_s: float | None = None,
     ) -> None:
-        self.network = MockNetwork(store, directory)
+        self.network = MockNetwork(store, directory, inbox_poll_s)
         self._auth_delay_s = auth_delay_ms / 1000
         self._ack_delay_s = ack_delay_ms / 1000
         # `own` (MOCK_ENGINE_IDS): sends go out under ids of the mock's own, reported as
@@ -484,4 +543,4 @@ class MockEngine:
         return None  # the mock keeps nothing outside its AuthStore
 
     async def close(self) -> None:
-        return None
+        await self.network.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import insert, select, update
@@ -16,12 +17,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.db.models import (
     MockAccountRow,
+    MockConnectionRow,
     MockGroupMemberRow,
     MockGroupRow,
     MockInboxRow,
     MockTransmissionRow,
 )
 from openwa.kit.clock import utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    instance: str
+    epoch: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,22 +41,24 @@ class Transmission:
 
 
 class MockNetworkStore(Protocol):
-    async def transmit(
-        self,
-        session_id: str,
-        message_id: str,
-        chat_id: str,
-        payload: dict[str, Any],
-        recipients: Sequence[str],
-    ) -> list[str]:
-        """Log the transmission and put it in each recipient's inbox, in one transaction;
-        the recipients for whom it is new (a resent id is dropped, as WhatsApp does)."""
+    async def transmit_many(
+        self, session_id: str, transmissions: Sequence[Transmission], stamp: Stamp | None = None
+    ) -> list[list[str]]:
+        """Log each message as transmitted and put it in each recipient's inbox, in one
+        transaction; for each, the recipients for whom it is new (a resent id is dropped,
+        as WhatsApp does).
+        `stamp` says which instance sent them, under which lease epoch."""
         ...
 
-    async def transmit_many(
-        self, session_id: str, transmissions: Sequence[Transmission]
-    ) -> list[list[str]]:
-        """`transmit` for many messages in one transaction; each one's fresh recipients."""
+    async def connected(self, session_id: str, stamp: Stamp) -> int:
+        """A session's connection opened: its record's id. An open record of the same
+        session is closed as replaced (WhatsApp's "stream replaced")."""
+        ...
+
+    async def disconnected(self, connection: int, reason: str) -> None: ...
+
+    async def inboxes(self, phones: Sequence[str], before: datetime) -> list[tuple[str, Any]]:
+        """Undelivered payloads for `phones` put in their inbox before `before`."""
         ...
 
     async def transmissions(self, session_id: str, limit: int) -> list[dict[str, Any]]: ...
@@ -62,20 +72,8 @@ class SqlMockNetworkStore:
     def __init__(self, db: async_sessionmaker[AsyncSession]) -> None:
         self._db = db
 
-    async def transmit(
-        self,
-        session_id: str,
-        message_id: str,
-        chat_id: str,
-        payload: dict[str, Any],
-        recipients: Sequence[str],
-    ) -> list[str]:
-        item = Transmission(message_id, chat_id, payload, recipients)
-        (fresh,) = await self.transmit_many(session_id, [item])
-        return fresh
-
     async def transmit_many(
-        self, session_id: str, transmissions: Sequence[Transmission]
+        self, session_id: str, transmissions: Sequence[Transmission], stamp: Stamp | None = None
     ) -> list[list[str]]:
         now = utcnow()
         ids = [t.message_id for t in transmissions]
@@ -114,6 +112,8 @@ class SqlMockNetworkStore:
                         "chat_id": t.chat_id,
                         "payload": t.payload,
                         "created_at": now,
+                        "instance": stamp.instance if stamp else None,
+                        "epoch": stamp.epoch if stamp else None,
                     }
                     for t in transmissions
                 ],
@@ -140,6 +140,50 @@ class SqlMockNetworkStore:
                 }
                 for r in result.scalars()
             ]
+
+    async def connected(self, session_id: str, stamp: Stamp) -> int:
+        now = utcnow()
+        table = MockConnectionRow
+        async with self._db() as db, db.begin():
+            await db.execute(
+                update(table)
+                .where(table.session_id == session_id, table.ended_at.is_(None))
+                .values(ended_at=now, end_reason=f"replaced by {stamp.instance} ({stamp.epoch})")
+            )
+            row = table(
+                session_id=session_id,
+                instance=stamp.instance,
+                epoch=stamp.epoch,
+                connected_at=now,
+            )
+            db.add(row)
+            await db.flush()
+            return row.id
+
+    async def disconnected(self, connection: int, reason: str) -> None:
+        table = MockConnectionRow
+        async with self._db() as db, db.begin():
+            await db.execute(
+                update(table)
+                .where(table.id == connection, table.ended_at.is_(None))
+                .values(ended_at=utcnow(), end_reason=reason[:200])
+            )
+
+    async def inboxes(self, phones: Sequence[str], before: datetime) -> list[tuple[str, Any]]:
+        if not phones:
+            return []
+        async with self._db() as db:
+            result = await db.execute(
+                select(MockInboxRow.phone, MockInboxRow.payload)
+                .where(
+                    MockInboxRow.phone.in_(list(phones)),
+                    MockInboxRow.delivered_at.is_(None),
+                    MockInboxRow.created_at < before,
+                )
+                .order_by(MockInboxRow.created_at)
+                .limit(500)
+            )
+            return [(phone, dict(payload)) for phone, payload in result.all()]
 
     async def undelivered(self, phone: str) -> list[dict[str, Any]]:
         async with self._db() as db:
