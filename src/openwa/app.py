@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,6 +35,7 @@ from openwa.api.routers import (
     sessions,
     webhooks,
 )
+from openwa.api.routers import cluster as cluster_routes
 from openwa.api.routers import engines as engine_routes
 from openwa.api.routing import flat_routes, operation_id
 from openwa.audit.seen import SeenPairs
@@ -42,7 +44,9 @@ from openwa.cache.base import Cache
 from openwa.cache.memory import MemoryCache
 from openwa.cache.redis import RedisCache
 from openwa.chats.service import ChatService
+from openwa.cluster.broadcast import Broadcast, NoBroadcast, RedisBroadcast
 from openwa.cluster.ownership import Ownership
+from openwa.cluster.sync import ClusterSync
 from openwa.config import Settings
 from openwa.contacts.service import ContactService
 from openwa.dashboard import install_dashboard
@@ -117,6 +121,7 @@ API_ROUTES = flat_routes(
         health.router,
         keys.router,
         engine_routes.router,
+        cluster_routes.router,
         audit.router,
         webhooks.session_router,
         webhooks.instance_router,
@@ -191,6 +196,15 @@ def _build_storage(settings: Settings) -> Storage:
     return ObjectStorage.local(settings.resolved_storage_path)
 
 
+def _build_broadcast(settings: Settings, instance_id: str) -> Broadcast:
+    """Redis pub/sub for a cluster, on a channel of its own database (several clusters,
+    or test runs, may share one Redis)."""
+    if not settings.clustered or settings.redis_url is None:
+        return NoBroadcast()
+    database = hashlib.sha256(settings.resolved_database_url.encode()).hexdigest()[:16]
+    return RedisBroadcast(settings.redis_url, f"openwa:cluster:{database}", instance_id)
+
+
 def build_services(settings: Settings) -> Services:
     db_engine = create_engine(settings.resolved_database_url)
     db = create_session_factory(db_engine)
@@ -250,8 +264,24 @@ def build_services(settings: Settings) -> Services:
         lease_s=settings.session_lease_s,
         max_sessions=settings.max_sessions,
         clustered=settings.clustered,
+        member=(
+            member_lock(settings.resolved_database_url, instance_id) if settings.clustered else None
+        ),
     )
     runtime.use_ownership(ownership)
+    cluster_sync = (
+        ClusterSync(
+            db_read,
+            _build_broadcast(settings, instance_id),
+            directory=directory,
+            keys=keys,
+            streams=streams,
+            events=events,
+            queued=runtime.became_ready,
+        )
+        if settings.clustered
+        else None
+    )
     wake_deliveries = Signal()
     webhooks = WebhookService(
         events, allow_private=settings.webhook_allow_private, wake=wake_deliveries
@@ -316,6 +346,7 @@ def build_services(settings: Settings) -> Services:
         engines=engines,
         runtime=runtime,
         ownership=ownership,
+        cluster_sync=cluster_sync,
         keys=keys,
         audit=audit_log,
         sessions=SessionService(
@@ -401,19 +432,19 @@ def _bridge_engines(
     ]
 
 
-def _locks(settings: Settings, instance_id: str) -> list[InstanceLock]:
+def _locks(settings: Settings, member: InstanceLock | None) -> list[InstanceLock]:
     """Alone: the database's exclusive lock. Clustered: its shared lock (no lone instance
     meanwhile) and this member's own, which tells the others it lives."""
     url = settings.resolved_database_url
-    if not settings.clustered:
+    if member is None:
         return [instance_lock(url)]
-    return [instance_lock(url, shared=True), member_lock(url, instance_id)]
+    return [instance_lock(url, shared=True), member]
 
 
 def create_app(settings: Settings) -> FastAPI:
     configure_logging(settings.log_level, settings.resolved_log_format)
     services = build_services(settings)
-    locks = _locks(settings, services.ownership.instance_id)
+    locks = _locks(settings, services.ownership.member)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -432,6 +463,8 @@ def create_app(settings: Settings) -> FastAPI:
 
         await migrate.upgrade(services.db_engine, after=bootstrap)
         await services.directory.load(services.db)
+        if services.cluster_sync is not None:
+            await services.cluster_sync.start()
         for key in generated:
             _announce_generated_key(key)
         if settings.webhook_url:
@@ -469,6 +502,8 @@ def create_app(settings: Settings) -> FastAPI:
             await services.pump.stop()
             await services.engines.close()
             await services.bus.close()
+            if services.cluster_sync is not None:
+                await services.cluster_sync.stop()
             await services.cache.close()
             await services.rate_limits.close()
             services.directory.unwatch()

@@ -11,6 +11,7 @@ from openwa.audit.service import AuditService
 from openwa.cache.base import Cache
 from openwa.chats.service import ChatService
 from openwa.cluster.ownership import Ownership
+from openwa.cluster.sync import ClusterSync
 from openwa.config import Settings
 from openwa.contacts.service import ContactService
 from openwa.engines.mock.control import MockControl
@@ -56,6 +57,7 @@ class Services:
     engines: EngineRegistry
     runtime: SessionRuntime
     ownership: Ownership
+    cluster_sync: ClusterSync | None
     keys: KeyService
     audit: AuditService
     sessions: SessionService

@@ -64,6 +64,7 @@ TAG_ORDER = (
     "keys",
     "audit",
     "engines",
+    "cluster",
     "sessions",
     "messages",
     "webhooks",

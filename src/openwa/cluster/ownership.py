@@ -27,7 +27,7 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.cluster import leases
 from openwa.cluster.leases import Lease
-from openwa.db.instance_lock import live_member_keys, member_key
+from openwa.db.instance_lock import AdvisoryLock, live_member_keys, member_key
 from openwa.db.models import InstanceRow
 from openwa.errors import OwnedElsewhere, SessionLimitReached
 from openwa.kit.background import BackgroundTask
@@ -94,6 +94,7 @@ class Ownership:
         lease_s: float,
         max_sessions: int,
         clustered: bool,
+        member: AdvisoryLock | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._db = db
@@ -102,6 +103,8 @@ class Ownership:
         self._lease_s = lease_s
         self._max_sessions = max_sessions
         self.clustered = clustered
+        # Clustered: this member's lock, which the others read as "it lives".
+        self.member = member
         self._monotonic = monotonic
         self._runtime: Runtime | None = None
         self._held: dict[str, _Held] = {}
@@ -111,8 +114,6 @@ class Ownership:
         self._last_renewal = -math.inf
         self._draining = False
         self._loop = BackgroundTask("ownership", self._run)
-        # Called with a session id when it was taken over here (tests, metrics).
-        self.on_take_over: Callable[[str], Awaitable[None]] | None = None
 
     def attach(self, runtime: Runtime) -> None:
         self._runtime = runtime
@@ -229,6 +230,10 @@ class Ownership:
                 log.exception("ownership_tick_failed")
 
     async def tick(self) -> None:
+        if self.member is not None and not await self._member_intact():
+            # The others may have seen our lock gone and taken everything at once.
+            for session_id in list(self._held):
+                await self._drop(session_id)
         await self._fence_lapsed()
         if self._monotonic() - self._last_renewal >= self._lease_s / 3:
             await self._renew()
@@ -256,6 +261,13 @@ class Ownership:
             else:
                 log.warning("lease_lost", session_id=session_id, epoch=before.epoch)
                 await self._drop(session_id)
+
+    async def _member_intact(self) -> bool:
+        assert self.member is not None
+        try:
+            return await self.member.check()
+        except Exception:
+            return False  # not held now: nothing here may be taken as ours
 
     async def _fence_lapsed(self) -> None:
         """Sessions whose lease may have run out by our clock are dropped at once: the
@@ -320,6 +332,7 @@ class Ownership:
         if not orphans:
             return
         random.shuffle(orphans)  # instances taking at once collide on fewer sessions
+        taken = 0
         for session_id in orphans[: self._share(len(orphans))]:
             if not runtime.has_room():
                 break
@@ -339,8 +352,9 @@ class Ownership:
                 await self.release(session_id)
                 continue
             log.info("session_taken", session_id=session_id, reason=reason)
-            if self.on_take_over is not None:
-                await self.on_take_over(session_id)
+            taken += 1
+        if taken:
+            await self._beat()  # the others judge their shares by our room
 
     def _share(self, orphans: int) -> int:
         """This instance's part of the orphans: in proportion to its room among the live

@@ -122,7 +122,7 @@ class AdvisoryLock:
         url: str,
         database: str,
         key: int,
-        keepalive_s: float = KEEPALIVE_S,
+        keepalive_s: float | None = KEEPALIVE_S,
         *,
         shared: bool = False,
         refused: str | None = None,
@@ -141,7 +141,10 @@ class AdvisoryLock:
         if self._conn is not None:
             return
         await self._take()
-        self._keepalive = asyncio.create_task(self._keep_alive(), name="instance-lock-keepalive")
+        if self.keepalive_s is not None:  # None: its owner calls `check` often itself
+            self._keepalive = asyncio.create_task(
+                self._keep_alive(), name="instance-lock-keepalive"
+            )
 
     async def _take(self) -> None:
         engine = create_async_engine(self.url, poolclass=NullPool)
@@ -172,8 +175,9 @@ class AdvisoryLock:
         if engine is not None:
             await engine.dispose()
 
-    async def check(self) -> None:
+    async def check(self) -> bool:
         """Use the connection once; if it is gone (and the lock with it), take it again.
+        Whether the lock was held all along (False: it was lost, and is held again).
 
         A lock lost this way cannot be kept from another instance that starts meanwhile;
         if one did, this is logged as an error (the two now run the same sessions).
@@ -181,7 +185,7 @@ class AdvisoryLock:
         if self._conn is not None:
             try:
                 await self._conn.scalar(text("SELECT 1"))
-                return
+                return True
             except Exception as exc:
                 log.warning("instance_lock_connection_lost", error=str(exc))
         await self._drop()
@@ -194,8 +198,10 @@ class AdvisoryLock:
             log.warning("instance_lock_retake_failed", error=str(exc))
             raise
         log.info("instance_lock_retaken")
+        return False
 
     async def _keep_alive(self) -> None:
+        assert self.keepalive_s is not None
         while True:
             await asyncio.sleep(self.keepalive_s)
             with contextlib.suppress(Exception):
@@ -251,6 +257,7 @@ def member_lock(url: str, instance_id: str) -> AdvisoryLock:
         url,
         describe(url),
         member_key(instance_id),
+        None,  # the ownership loop checks it every second
         refused=f"another OpenWA instance runs with INSTANCE_ID {instance_id}",
     )
 

@@ -141,6 +141,12 @@ class KeyService:
 
         on_commit(db, revoke, key=("revoke-key", key_id))
 
+    async def current(self, key_id: str) -> Principal | None:
+        """The key as committed now (None: deleted): what another instance changed."""
+        async with self._read() as db:
+            row = await ApiKeyRepository(db).get(key_id)
+        return _principal(_cached_form(row)) if row is not None else None
+
     async def authenticate(self, raw_key: str | None, address: str | None) -> Principal:
         """The key's principal, if the key is known, unexpired, and used from one of its
         networks (`address`: the client's, see `api.deps.client_address`)."""

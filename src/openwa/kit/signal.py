@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 
 class Signal:
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        # Told of each local notify (several instances: the others are woken too).
+        self._echoes: list[Callable[[], object]] = []
 
-    def notify(self) -> None:
+    def echo(self, callback: Callable[[], object]) -> None:
+        self._echoes.append(callback)
+
+    def notify(self, *, echo: bool = True) -> None:
+        """Wake the waiters; `echo=False` for a wake that came from elsewhere."""
         self._event.set()
         self._event = asyncio.Event()
+        if echo:
+            for callback in self._echoes:
+                callback()
 
     async def wait(self, timeout: float) -> None:
         """Return when notified or after `timeout` seconds, whichever is first."""

@@ -4,10 +4,10 @@ Resolving `{id}` in a path and `GET /api/sessions/{id}` run on every request; re
 them from the database cost two transactions each. The directory holds a detached copy
 of each session row as last committed and is kept fresh by the unit of work: every
 flush notes the session rows it wrote, and the commit (never a rollback) puts them
-here. Nothing else writes the sessions table (there are no bulk UPDATEs of it), and one
-database serves one instance (the instance lock), so the copy is exact. Several
-instances sharing a database will need these changes carried between them (Redis
-pub/sub and a reload on reconnect); until then a second instance is refused.
+here. Nothing else writes the sessions table (there are no bulk UPDATEs of it), so on
+one instance the copy is exact. With several instances, rows the others commit arrive
+by `refresh`: at once when Redis carries their note (`cluster/sync.py`), within a poll
+otherwise.
 
 Copies are read-only by convention: callers that change a session load the row in
 their own transaction, which flows back here when it commits.
@@ -15,7 +15,8 @@ their own transaction, which flows back here when it commits.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import event, inspect, select
@@ -24,10 +25,12 @@ from sqlalchemy.orm import Session, UOWTransaction
 
 from openwa.db.engine import on_commit, session_class
 from openwa.db.models import SessionRow
+from openwa.kit.clock import utcnow
 from openwa.kit.names import is_session_id, name_problem
 from openwa.kit.pagination import PageParams
 
 _COLUMNS = [attr.key for attr in inspect(SessionRow).column_attrs]
+_CLOCK_WINDOW = timedelta(seconds=5)
 
 
 def _copy(row: SessionRow) -> SessionRow:
@@ -45,6 +48,9 @@ class SessionDirectory:
         # session and variant; a commit of the row drops them.
         self._views: dict[str, dict[str, bytes]] = {}
         self._watched: type[Session] | None = None
+        # Told the id of each session row this instance commits (to tell the others).
+        self.on_change: Callable[[str], object] | None = None
+        self._newest: datetime | None = None  # the latest `updated_at` held
 
     async def load(self, db: async_sessionmaker[AsyncSession]) -> None:
         """Read every session once, at start; afterwards commits keep the copy fresh."""
@@ -55,6 +61,33 @@ class SessionDirectory:
         self._views.clear()
         for row in rows:
             self._put(row)  # detached once the session closed: nobody else holds them
+
+    async def refresh(
+        self, db: async_sessionmaker[AsyncSession], session_ids: Collection[str] | None = None
+    ) -> None:
+        """Take rows other instances committed: the named ones, or (None) every row
+        changed lately, and drop the ones deleted. A row this instance put after the read
+        began is never dropped by it (it was not there to be read)."""
+        began = utcnow()
+        async with db() as session:
+            query = select(SessionRow)
+            if session_ids is not None:
+                query = query.where(SessionRow.id.in_(list(session_ids)))
+            elif self._newest is not None:
+                # Clocks of instances differ a little: re-read a window before the newest.
+                query = query.where(SessionRow.updated_at > self._newest - _CLOCK_WINDOW)
+            rows = (await session.execute(query)).scalars().all()
+            if session_ids is None:
+                present = set((await session.execute(select(SessionRow.id))).scalars())
+        for row in rows:
+            self._put(row)
+        looked_at = set(session_ids) if session_ids is not None else set(self._by_id)
+        if session_ids is not None:
+            present = {row.id for row in rows}
+        for session_id in looked_at - present:
+            held = self._by_id.get(session_id)
+            if held is not None and held.updated_at < began - _CLOCK_WINDOW:
+                self._drop(session_id)
 
     def get(self, session_id: str) -> SessionRow | None:
         return self._by_id.get(session_id)
@@ -107,6 +140,8 @@ class SessionDirectory:
         self._views.pop(row.id, None)
         self._by_id[row.id] = row
         self._by_name[row.name] = row.id
+        if self._newest is None or row.updated_at > self._newest:
+            self._newest = row.updated_at
 
     def _drop(self, session_id: str) -> None:
         old = self._by_id.pop(session_id, None)
@@ -151,3 +186,5 @@ class _Pending:
                 self.directory._drop(session_id)
             else:
                 self.directory._put(row)
+            if self.directory.on_change is not None:
+                self.directory.on_change(session_id)

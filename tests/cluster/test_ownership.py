@@ -1,0 +1,240 @@
+"""Session leases between instances, on the real PostgreSQL: one owner at a time, epochs
+that grow with each takeover, a dead owner's sessions taken at once, a paused owner
+fenced by its own clock, shares in proportion to room.
+
+Two `Ownership` services stand for two instances on one database; the runtime they
+drive is a small recorder of what they start and drop (the real runtime and engines
+run in the three-process tests of this package).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from openwa.cluster.ownership import Ownership
+from openwa.db.engine import create_engine, create_session_factory
+from openwa.db.instance_lock import member_lock
+from openwa.db.models import SessionLeaseRow, SessionRow
+from openwa.kit.clock import utcnow
+from tests.fixtures.databases import PgPool, pg_url, require_postgres
+
+pytestmark = pytest.mark.postgres
+
+LEASE_S = 1.5
+
+
+@pytest.fixture
+def cluster_url(pg_pool: PgPool, pg_template: str) -> Iterator[str]:
+    require_postgres()
+    name = pg_pool.take(pg_template)
+    try:
+        yield pg_url(name)
+    finally:
+        pg_pool.give_back(name)
+
+
+@pytest.fixture
+async def db(cluster_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine: AsyncEngine = create_engine(cluster_url)
+    try:
+        yield create_session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+class Recorder:
+    """The runtime as ownership sees it: what runs here, what was dropped."""
+
+    def __init__(self, ownership: Ownership, max_sessions: int = 10) -> None:
+        self.ownership = ownership
+        self.max_sessions = max_sessions
+        self.running: set[str] = set()
+        self.fenced: list[str] = []
+        ownership.attach(self)
+
+    @property
+    def running_count(self) -> int:
+        return len(self.running)
+
+    def has_room(self) -> bool:
+        return len(self.running) < self.max_sessions
+
+    async def take_over(self, session_id: str, reason: str) -> None:
+        await self.ownership.acquire(session_id)
+        self.running.add(session_id)
+
+    async def fence(self, session_id: str) -> None:
+        self.running.discard(session_id)
+        self.fenced.append(session_id)
+
+
+class Clock:
+    """A monotonic clock that a test can move forward, as a pause would."""
+
+    def __init__(self) -> None:
+        self.skew = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.skew
+
+
+@pytest.fixture
+async def cluster(
+    db: async_sessionmaker[AsyncSession], cluster_url: str
+) -> AsyncIterator[Callable[..., Awaitable[Recorder]]]:
+    """Makes members: each holds its member lock, as a started instance does."""
+    made: list[Recorder] = []
+
+    async def member(name: str, clock: Clock | None = None, room: int = 10) -> Recorder:
+        ownership = Ownership(
+            db,
+            name,
+            f"http://127.0.0.1/{name}",
+            lease_s=LEASE_S,
+            max_sessions=room,
+            clustered=True,
+            member=member_lock(cluster_url, name),
+            monotonic=clock or Clock(),
+        )
+        assert ownership.member is not None
+        await ownership.member.acquire()
+        made.append(Recorder(ownership, room))
+        return made[-1]
+
+    yield member
+    for recorder in made:
+        assert recorder.ownership.member is not None
+        await recorder.ownership.member.release()
+
+
+async def wanted_sessions(db: async_sessionmaker[AsyncSession], count: int) -> list[str]:
+    now = utcnow()
+    ids = [f"ses_cluster{i:03d}" for i in range(count)]
+    rows = [
+        {
+            "id": sid,
+            "name": sid,
+            "engine": "mock",
+            "status": "stopped",
+            "status_history": [],
+            "config": {},
+            "should_run": True,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for sid in ids
+    ]
+    async with db() as session, session.begin():
+        await session.execute(insert(SessionRow), rows)
+    return ids
+
+
+async def leases(db: async_sessionmaker[AsyncSession]) -> dict[str, tuple[str, int]]:
+    async with db() as session:
+        found = await session.execute(select(SessionLeaseRow))
+        return {row.session_id: (row.owner, row.epoch) for row in found.scalars()}
+
+
+Members = Callable[..., Awaitable[Recorder]]
+
+
+async def test_a_dead_owners_sessions_are_taken_at_once_under_a_new_epoch(
+    db: async_sessionmaker[AsyncSession], cluster: Members
+) -> None:
+    ids = await wanted_sessions(db, 6)
+    a, b = await cluster("inst-a"), await cluster("inst-b")
+    await a.ownership.tick()  # alone so far: takes every session
+    assert a.running == set(ids)
+    await b.ownership.tick()
+    assert b.running == set()  # all held by a live owner
+    assert set((await leases(db)).values()) == {("inst-a", 1)}
+
+    assert a.ownership.member is not None
+    await a.ownership.member.release()  # as a kill -9 ends its connection
+    await b.ownership.tick()  # long before the leases would run out
+    assert b.running == set(ids)
+    assert set((await leases(db)).values()) == {("inst-b", 2)}
+
+    # Were the old owner alive after all (its connection cut, not its process), its
+    # next round finds its lock had gone and drops everything before anything else.
+    await a.ownership.tick()
+    assert a.running == set()
+    assert sorted(a.fenced) == ids
+    assert not any(a.ownership.holds(sid) for sid in ids)
+    assert set((await leases(db)).values()) == {("inst-b", 2)}
+
+
+async def test_a_paused_owner_stops_by_its_own_clock_and_the_lease_then_moves(
+    db: async_sessionmaker[AsyncSession], cluster: Members
+) -> None:
+    ids = await wanted_sessions(db, 3)
+    paused_clock = Clock()
+    a, b = await cluster("inst-a", paused_clock), await cluster("inst-b")
+    await a.ownership.tick()
+    assert all(a.ownership.holds(sid) for sid in ids)
+    # Paused past its lease: on waking, by its own clock nothing is surely its own,
+    # before any renewal has been tried.
+    paused_clock.skew = LEASE_S
+    assert not any(a.ownership.holds(sid) for sid in ids)
+
+    # Its member lock still held (a paused process keeps its connection): the others
+    # wait for the leases to run out, then take them.
+    await b.ownership.tick()
+    assert b.running == set()
+    deadline = asyncio.get_running_loop().time() + 10
+    while b.running != set(ids):
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.1)
+        await b.ownership.tick()
+    assert set((await leases(db)).values()) == {("inst-b", 2)}
+
+    await a.ownership.tick()  # wakes: drops what it may no longer run
+    assert a.running == set()
+    assert sorted(a.fenced) == ids
+
+
+async def test_a_released_lease_is_taken_at_once_and_shares_follow_room(
+    db: async_sessionmaker[AsyncSession], cluster: Members
+) -> None:
+    ids = await wanted_sessions(db, 10)
+    a, b = await cluster("inst-a", room=10), await cluster("inst-b", room=10)
+    await b.ownership._beat()  # b has joined (with room) when a starts
+    await a.ownership.start()
+    await b.ownership.start()
+    try:
+        assert len(a.running) == 5  # half: b has as much room
+        await b.ownership.tick()  # shares are judged on room as last seen: a round more
+        assert a.running | b.running == set(ids)
+        assert not a.running & b.running
+
+        moved = sorted(a.running)
+        a.running.clear()
+        await a.ownership.drain()
+        await a.ownership.leave()  # a clean shutdown gives them back
+        await b.ownership.tick()
+        assert b.running == set(ids)
+        owners = await leases(db)
+        assert all(owners[sid] == ("inst-b", 2) for sid in moved)
+    finally:
+        await a.ownership.drain()
+        await b.ownership.drain()
+
+
+async def test_alone_every_lease_is_taken_whoever_held_it(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    (sid,) = await wanted_sessions(db, 1)
+    async with db() as session, session.begin():
+        later = utcnow().replace(year=utcnow().year + 1)
+        session.add(SessionLeaseRow(session_id=sid, owner="old", epoch=7, expires_at=later))
+    alone = Ownership(
+        db, "solo", "http://127.0.0.1", lease_s=LEASE_S, max_sessions=5, clustered=False
+    )
+    assert await alone.acquire(sid) == 8
+    assert alone.holds(sid)
