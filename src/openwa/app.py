@@ -46,6 +46,7 @@ from openwa.cache.redis import RedisCache
 from openwa.chats.service import ChatService
 from openwa.cluster.broadcast import Broadcast, NoBroadcast, RedisBroadcast
 from openwa.cluster.ownership import Ownership
+from openwa.cluster.stream_slots import RedisStreamSlots
 from openwa.cluster.sync import ClusterSync
 from openwa.config import Settings
 from openwa.contacts.service import ContactService
@@ -201,8 +202,14 @@ def _build_broadcast(settings: Settings, instance_id: str) -> Broadcast:
     or test runs, may share one Redis)."""
     if not settings.clustered or settings.redis_url is None:
         return NoBroadcast()
-    database = hashlib.sha256(settings.resolved_database_url.encode()).hexdigest()[:16]
-    return RedisBroadcast(settings.redis_url, f"openwa:cluster:{database}", instance_id)
+    channel = f"openwa:cluster:{_database_tag(settings)}"
+    return RedisBroadcast(settings.redis_url, channel, instance_id)
+
+
+def _database_tag(settings: Settings) -> str:
+    """Names a cluster's Redis keys by its database: clusters (and test runs) sharing a
+    Redis server never mix."""
+    return hashlib.sha256(settings.resolved_database_url.encode()).hexdigest()[:16]
 
 
 def build_services(settings: Settings) -> Services:
@@ -223,7 +230,15 @@ def build_services(settings: Settings) -> Services:
     bus = InMemoryEventBus()
     events = EventLog()
     pump = EventPump(db_read, events, bus)
-    streams = StreamRegistry(settings.streams_per_key, settings.max_streams)
+    streams = StreamRegistry(
+        settings.streams_per_key,
+        settings.max_streams,
+        shared=(
+            RedisStreamSlots(settings.redis_url, f"openwa:streams:{_database_tag(settings)}:")
+            if settings.clustered and settings.redis_url
+            else None
+        ),
+    )
     keys = KeyService(cache, read=db_read)
     # A deleted or changed key's open WebSocket and SSE streams end once that commits.
     keys.add_revocation_listener(streams.revoke)
@@ -504,6 +519,7 @@ def create_app(settings: Settings) -> FastAPI:
             await services.bus.close()
             if services.cluster_sync is not None:
                 await services.cluster_sync.stop()
+            await services.streams.close()
             await services.cache.close()
             await services.rate_limits.close()
             services.directory.unwatch()

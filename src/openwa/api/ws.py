@@ -84,7 +84,7 @@ async def events_socket(websocket: WebSocket) -> None:
         )
         names = _split(websocket.query_params.get("events"))
         allowed = set(sessions) if sessions is not None else None
-        live = services.streams.open(principal.key_id, principal)
+        live = await services.streams.open_live(principal.key_id, principal)
     except RateLimited as exc:
         # Accepted first: a refused handshake reaches a browser as a bare failure.
         await websocket.accept()

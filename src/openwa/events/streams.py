@@ -7,17 +7,19 @@ next REST call. The key service calls `revoke` from its after-commit hook; a str
 a key with `expiresAt` has a timer on the event loop for that moment (no polling); the
 stream handlers wait on `LiveStream.revoked` beside their work and end when it is set.
 
-This registry is in-process: a key deleted through this instance ends the streams held
-here. With several instances the same call must reach the others; the scale-out work
-carries `revoke(key_id)` over Redis pub/sub to each instance's registry (the cache
-already evicts the key everywhere, so their REST answers 401 already).
+The registry is per process. With several instances, a revocation committed on one
+reaches the others' registries over Redis (`cluster/sync.py`; the cache already evicts
+the key everywhere, so their REST answers 401 already), and `STREAMS_PER_KEY` is also
+counted across them (`cluster/stream_slots.py`); `MAX_STREAMS` stays per instance.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from openwa.errors import TooManyStreams
 from openwa.keys.principal import Principal
@@ -31,6 +33,16 @@ _REMEMBER_REVOKED_S = 120.0
 _CHANGED = "the API key was changed; reconnect"
 
 
+class SharedSlots(Protocol):
+    """A key's streams counted across instances."""
+
+    async def claim(self, key_id: str, member: str, limit: int) -> bool: ...
+
+    def release(self, key_id: str, member: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 class LiveStream:
     """One open stream's slot: `revoked` is set when its key stops being valid, and
     `reason` says why (for the WebSocket's close reason)."""
@@ -42,6 +54,8 @@ class LiveStream:
         self._release = release
         self._released = False
         self._expiry: asyncio.TimerHandle | None = None
+        self.member = secrets.token_hex(8)  # its name among the key's shared slots
+        self.shared = False  # whether it holds one
 
     def end(self, reason: str) -> None:
         if not self.revoked.is_set():
@@ -65,9 +79,10 @@ class LiveStream:
 
 
 class StreamRegistry:
-    def __init__(self, per_key: int, total: int) -> None:
+    def __init__(self, per_key: int, total: int, shared: SharedSlots | None = None) -> None:
         self._per_key = per_key
         self._total = total
+        self._shared = shared
         self._by_key: dict[str, set[LiveStream]] = {}
         self._count = 0
         # key id -> (when it is forgotten, the key as it was changed to; None: deleted)
@@ -103,6 +118,25 @@ class StreamRegistry:
             stream.end_at_expiry(principal)
         return stream
 
+    async def open_live(self, key_id: str, principal: Principal | None = None) -> LiveStream:
+        """`open`, then (several instances) a slot among the key's streams everywhere."""
+        stream = self.open(key_id, principal)
+        if self._shared is None:
+            return stream
+        if not await self._shared.claim(key_id, stream.member, self._per_key):
+            stream.release()
+            raise TooManyStreams(
+                "this key has STREAMS_PER_KEY streams open across the instances",
+                details={"limit": self._per_key, "scope": "key"},
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
+        stream.shared = True
+        return stream
+
+    async def close(self) -> None:
+        if self._shared is not None:
+            await self._shared.close()
+
     def revoke(self, key_id: str, successor: Principal | None = None) -> None:
         """End every open stream of `key_id` (each handler closes itself when told).
 
@@ -130,3 +164,5 @@ class StreamRegistry:
         self._count -= 1
         if not held:
             del self._by_key[stream.key_id]
+        if stream.shared and self._shared is not None:
+            self._shared.release(stream.key_id, stream.member)

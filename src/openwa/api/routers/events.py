@@ -110,7 +110,7 @@ async def stream_events(
     if last_event_id:
         after = _resume_cursor(last_event_id)
     visible = await services.event_reader.visible_sessions(principal, _split(sessions))
-    live = services.streams.open(principal.key_id, principal)
+    live = await services.streams.open_live(principal.key_id, principal)
     source = services.event_reader.stream(after, visible, _split(events), live=live)
 
     async def frames() -> AsyncIterator[bytes]:
