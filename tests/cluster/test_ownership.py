@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from openwa.cluster.leases import LeaseLost
 from openwa.cluster.ownership import Ownership
 from openwa.db.engine import create_engine, create_session_factory
 from openwa.db.instance_lock import member_lock
@@ -238,3 +239,24 @@ async def test_alone_every_lease_is_taken_whoever_held_it(
     )
     assert await alone.acquire(sid) == 8
     assert alone.holds(sid)
+
+
+async def test_a_status_write_is_fenced_by_the_epoch_in_its_own_transaction(
+    db: async_sessionmaker[AsyncSession], cluster: Members
+) -> None:
+    (sid,) = await wanted_sessions(db, 1)
+    a, b = await cluster("inst-a"), await cluster("inst-b")
+    await a.ownership.tick()
+    async with db() as session, session.begin():
+        await a.ownership.confirm(session, sid)  # still its own: the write may go
+
+    assert a.ownership.member is not None
+    await a.ownership.member.release()
+    await b.ownership.tick()
+    assert b.running == {sid}
+    # By its clock `a` still holds the lease (it has not noticed): the write's own
+    # transaction finds the epoch moved, and nothing is written.
+    assert a.ownership.holds(sid)
+    with pytest.raises(LeaseLost):
+        async with db() as session, session.begin():
+            await a.ownership.confirm(session, sid)

@@ -20,6 +20,10 @@ from openwa.db.engine import is_postgres
 from openwa.db.models import InstanceRow, SessionLeaseRow, SessionRow
 
 
+class LeaseLost(Exception):
+    """The session's lease is no longer this instance's (under the epoch it was given)."""
+
+
 @dataclass(frozen=True)
 class Lease:
     session_id: str
@@ -63,6 +67,19 @@ async def take(
         where=free,
     ).returning(table.epoch)
     return (await db.execute(statement)).scalar_one_or_none()
+
+
+async def confirm(db: AsyncSession, session_id: str, owner: str, epoch: int) -> None:
+    """In the caller's transaction: `owner` still holds the lease under `epoch`, and a
+    takeover waits for this transaction to end (a share lock on the row; PostgreSQL).
+    Raises `LeaseLost`."""
+    table = SessionLeaseRow
+    query = select(table.owner, table.epoch).where(table.session_id == session_id)
+    if is_postgres(db):
+        query = query.with_for_update(read=True)
+    found = (await db.execute(query)).one_or_none()
+    if found is None or tuple(found) != (owner, epoch):
+        raise LeaseLost(session_id)
 
 
 async def renew(

@@ -36,7 +36,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.cluster import leases
-from openwa.cluster.leases import Lease
+from openwa.cluster.leases import Lease, LeaseLost
 from openwa.db.instance_lock import AdvisoryLock, live_member_keys, member_key
 from openwa.db.models import InstanceRow
 from openwa.errors import OwnedElsewhere, SessionLimitReached
@@ -157,6 +157,17 @@ class Ownership:
         best = max(roomy, key=lambda m: m.max_sessions - m.running)
         return OwnedElsewhere(details={"instance": best.id}, url=best.url)
 
+    async def confirm(self, db: AsyncSession, session_id: str) -> None:
+        """Fence a write in the caller's transaction by the lease's epoch (clustered):
+        `LeaseLost` unless this instance still holds it, and no takeover can commit
+        before this transaction does. Alone, the instance lock already says so."""
+        if not self.clustered:
+            return
+        held = self._held.get(session_id)
+        if held is None:
+            raise LeaseLost(session_id)
+        await leases.confirm(db, session_id, self.instance_id, held.epoch)
+
     # Taking and giving back.
 
     async def acquire(self, session_id: str) -> int:
@@ -233,7 +244,7 @@ class Ownership:
         if self.member is not None and not await self._member_intact():
             # The others may have seen our lock gone and taken everything at once.
             for session_id in list(self._held):
-                await self._drop(session_id)
+                await self.drop(session_id)
         await self._fence_lapsed()
         if self._monotonic() - self._last_renewal >= self._lease_s / 3:
             await self._renew()
@@ -260,7 +271,7 @@ class Ownership:
                 before.valid_until = started + self._lease_s - CLOCK_MARGIN_S
             else:
                 log.warning("lease_lost", session_id=session_id, epoch=before.epoch)
-                await self._drop(session_id)
+                await self.drop(session_id)
 
     async def _member_intact(self) -> bool:
         assert self.member is not None
@@ -276,9 +287,10 @@ class Ownership:
         for session_id, held in list(self._held.items()):
             if held.valid_until <= now:
                 log.warning("lease_lapsed", session_id=session_id, epoch=held.epoch)
-                await self._drop(session_id)
+                await self.drop(session_id)
 
-    async def _drop(self, session_id: str) -> None:
+    async def drop(self, session_id: str) -> None:
+        """Forget the lease here and drop the session, writing nothing."""
         self._held.pop(session_id, None)
         if self._runtime is not None:
             try:

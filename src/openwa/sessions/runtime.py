@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from openwa.cluster.leases import LeaseLost
 from openwa.db.engine import on_commit
 from openwa.db.models import SessionRow
 from openwa.engines.base import (
@@ -306,6 +307,13 @@ class SessionRuntime:
             log.warning("session_fenced", session_id=session_id)
             await self._close(running)
 
+    async def _lost(self, session_id: str) -> None:
+        log.warning("status_not_written_lease_lost", session_id=session_id)
+        if self._ownership is not None:
+            await self._ownership.drop(session_id)
+        else:
+            await self.fence(session_id)
+
     async def _release(self, session_id: str) -> None:
         if self._ownership is not None:
             try:
@@ -394,6 +402,15 @@ class SessionRuntime:
         if received and running.client is not None:
             await running.client.stored(received)
 
+    @contextlib.asynccontextmanager
+    async def _status_unit(self, session_id: str) -> AsyncIterator[AsyncSession]:
+        """A unit of work for a status write, fenced by the lease: a stale owner (paused
+        past its lease, cut off) never writes over the new owner's row."""
+        async with self._db() as db, db.begin():
+            if self._ownership is not None:
+                await self._ownership.confirm(db, session_id)
+            yield db
+
     async def _apply(self, running: _Running, event: EngineEvent) -> None:
         sid = running.session_id
         if not self._owns(sid):
@@ -401,12 +418,19 @@ class SessionRuntime:
             # owner's; the ownership loop drops the session next.
             log.warning("status_not_written_without_lease", session_id=sid)
             return
+        try:
+            await self._apply_status(running, event)
+        except LeaseLost:
+            await self._lost(sid)
+
+    async def _apply_status(self, running: _Running, event: EngineEvent) -> None:
+        sid = running.session_id
         match event:
             case QrUpdated(qr=qr):
-                async with self._db() as db, db.begin():
+                async with self._status_unit(sid) as db:
                     await self._records.qr_shown(db, sid, qr)
             case Authenticated(phone_number=phone, push_name=push):
-                async with self._db() as db, db.begin():
+                async with self._status_unit(sid) as db:
                     await self._records.linked(db, sid, phone, push)
             case Connected():
                 running.attempts = 0
@@ -414,7 +438,7 @@ class SessionRuntime:
                 # session directory, at once) may use the session at once.
                 running.ready = True
                 try:
-                    async with self._db() as db, db.begin():
+                    async with self._status_unit(sid) as db:
                         await self._records.ready(db, sid)
                         # Queued sends may go once `ready` is committed.
                         on_commit(db, self.became_ready.notify)
@@ -424,7 +448,7 @@ class SessionRuntime:
             case Disconnected(reason=reason):
                 running.ready = False
                 try:
-                    async with self._db() as db, db.begin():
+                    async with self._status_unit(sid) as db:
                         await self._records.disconnected(db, sid, reason)
                 finally:
                     # Reconnect even when the write failed: the connection is gone
@@ -448,7 +472,7 @@ class SessionRuntime:
                 await running.client.disconnect()
         if clear_auth:
             await self._forget_auth(sid, running.engine)
-        async with self._db() as db, db.begin():
+        async with self._status_unit(sid) as db:
             await self._records.ended(db, sid, reason, logged_out=clear_auth)
         await self._release(sid)
 
@@ -467,8 +491,12 @@ class SessionRuntime:
             async with self.lock(running.session_id):
                 if running.closed:
                     return
-                async with self._db() as db, db.begin():
-                    await self._records.reconnecting(db, running.session_id, running.attempts)
+                try:
+                    async with self._status_unit(running.session_id) as db:
+                        await self._records.reconnecting(db, running.session_id, running.attempts)
+                except LeaseLost:
+                    await self._lost(running.session_id)
+                    return
             await self._connect(running)
 
         running.reconnect = asyncio.create_task(reconnect())
