@@ -223,8 +223,8 @@ async def test_a_released_lease_is_taken_at_once_and_shares_follow_room(
         owners = await leases(db)
         assert all(owners[sid] == ("inst-b", 2) for sid in moved)
     finally:
-        await a.ownership.drain()
-        await b.ownership.drain()
+        await a.ownership.leave()
+        await b.ownership.leave()
 
 
 async def test_alone_every_lease_is_taken_whoever_held_it(

@@ -123,7 +123,11 @@ class Ownership:
     def holds(self, session_id: str) -> bool:
         """Whether this instance may act for the session now (its lease is surely ours)."""
         held = self._held.get(session_id)
-        return held is not None and held.valid_until > self._monotonic()
+        if held is None:
+            return False
+        # Alone, the exclusive instance lock already keeps everyone else off: a slow
+        # database must not stop sessions that nobody else could take over.
+        return not self.clustered or held.valid_until > self._monotonic()
 
     def epoch(self, session_id: str) -> int | None:
         held = self._held.get(session_id)
@@ -218,14 +222,15 @@ class Ownership:
         self._loop.start()
 
     async def drain(self) -> None:
-        """Take nothing more (shutdown); the sessions are stopped next, then `leave`."""
+        """Take nothing more (shutdown). The sessions are stopped next, each lease given
+        back as its session stops; renewals go on meanwhile, until `leave`."""
         self._draining = True
-        await self._loop.stop()
         with contextlib.suppress(Exception):
             await self._beat()
 
     async def leave(self) -> None:
         """Give every lease back and drop this instance's row."""
+        await self._loop.stop()
         self._held.clear()
         with contextlib.suppress(Exception):
             async with self._db() as db, db.begin():
@@ -245,7 +250,8 @@ class Ownership:
             # The others may have seen our lock gone and taken everything at once.
             for session_id in list(self._held):
                 await self.drop(session_id)
-        await self._fence_lapsed()
+        if self.clustered:
+            await self._fence_lapsed()
         if self._monotonic() - self._last_renewal >= self._lease_s / 3:
             await self._renew()
             await self._beat()

@@ -293,6 +293,7 @@ class SessionRuntime:
         if running is not None:
             await self._close(running)
         self._locks.pop(session_id, None)
+        await self._release(session_id)  # its lease went with its row
 
     async def take_over(self, session_id: str, reason: str) -> None:
         """Start a session nobody runs (its owner died or let go), under its lock."""
