@@ -154,23 +154,47 @@ def keys_create(
     session: Annotated[
         list[str] | None, typer.Option("--session", help="Limit to this session (repeatable)")
     ] = None,
+    expires: Annotated[
+        str | None,
+        typer.Option(help="When the key stops working: ISO 8601 with a zone, in the future"),
+    ] = None,
+    cidr: Annotated[
+        list[str] | None,
+        typer.Option("--cidr", help="Accept the key only from this network (repeatable)"),
+    ] = None,
 ) -> None:
     """Create a key and print it (shown only this once)."""
+    from pydantic import ValidationError
+
     from openwa.app import build_services
     from openwa.db import migrate
     from openwa.db.unit_of_work import unit_of_work
     from openwa.keys.schemas import ApiKeyCreate
 
     settings = Settings()
+    try:
+        # The same checks as POST /api/keys: a bad value is refused before anything runs.
+        data = ApiKeyCreate.model_validate(
+            {
+                "name": name,
+                "role": role,
+                "sessions": session or None,
+                "expiresAt": expires,
+                "allowedCidrs": cidr or None,
+            }
+        )
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "key"
+            typer.echo(f"{field}: {error['msg']}", err=True)
+        raise typer.Exit(2) from None
 
     async def run() -> str:
         services = build_services(settings)
         try:
             await migrate.upgrade(services.db_engine)
             async with unit_of_work(services.db) as db:
-                created = await services.keys.create(
-                    db, ApiKeyCreate(name=name, role=role, sessions=session or None)
-                )
+                created = await services.keys.create(db, data)
             return created.key
         finally:
             await services.cache.close()

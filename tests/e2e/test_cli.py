@@ -70,3 +70,38 @@ def test_keys_create_refuses_an_unknown_role(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "Traceback" not in result.stdout + result.stderr
     assert not GENERATED_KEY.search(result.stdout)
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # the same on both
+def test_keys_create_with_an_expiry_and_networks(
+    database_url: str, tmp_path: Path, server_factory: Callable[..., ServerProcess]
+) -> None:
+    env = cli_env(database_url, tmp_path / "data")
+    result = run_cli(
+        "keys", "create", "--name", "limited", "--expires", "2999-01-01T00:00:00Z",
+        "--cidr", "10.0.0.0/8", "--cidr", "127.0.0.1/32", env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    key = result.stdout.strip()
+    server = server_factory()
+    server.start()
+    with server.client(key) as limited:  # from 127.0.0.1: one of its networks
+        assert limited.get("/api/sessions").status_code == 200
+    with server.client() as admin:
+        listed = admin.get("/api/keys", params={"limit": 100}).json()["data"]
+        (made,) = [k for k in listed if k["name"] == "limited"]
+        assert made["expiresAt"].startswith("2999-01-01")
+        assert made["allowedCidrs"] == ["10.0.0.0/8", "127.0.0.1/32"]
+
+
+def test_keys_create_refuses_a_bad_network(tmp_path: Path) -> None:
+    """The checks of POST /api/keys (the same model): one bad value is refused up front."""
+    env = cli_env(f"sqlite+aiosqlite:///{tmp_path / 'openwa.db'}", tmp_path / "data")
+    result = run_cli(
+        "keys", "create", "--name", "x", "--cidr", "10.0.0.300/8", env=env, cwd=tmp_path
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "allowedCidrs" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not GENERATED_KEY.search(result.stdout)
+    assert not (tmp_path / "openwa.db").exists()  # refused before anything was opened
