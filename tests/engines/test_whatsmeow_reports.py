@@ -379,6 +379,7 @@ def worker(
     session.client = client or GoStandIn()
     session.sent = OrderedDict()
     session.announced = True
+    session.generation = 0
     session.host = Host(transfer_dir)  # type: ignore[assignment]
     return session
 
