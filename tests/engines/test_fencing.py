@@ -5,31 +5,28 @@ told to; while heartbeats come, nothing happens. Real child processes, real adap
 the whatsmeow worker with Go's client a stand-in at its edge (`standin_worker`), and the
 bridge running Baileys, its dial held by a silent loopback proxy.
 
-A paused API process cannot be played by SIGSTOP here (the test is that process): the
-engine's child process holds its heartbeats (`heartbeats_held`), all else going on.
+Most tests hold the heartbeats (`heartbeats_held`), all else going on: SIGSTOP would
+pause the test too. One pauses a real API process of its own (`silent_owner`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from openwa.engines.base import (
-    Connected,
-    Disconnected,
-    EngineClient,
-    EngineEvent,
-    SessionContext,
-)
+from openwa.engines.base import Disconnected, EngineClient
 from openwa.engines.bridge.engine import BAILEYS, BridgeEngine
 from openwa.engines.bridge.install import NodeRuntime
 from openwa.engines.children import ChildProcess
 from openwa.engines.shards import ShardMap
-from openwa.engines.whatsmeow.engine import WhatsmeowEngine
-from openwa.engines.whatsmeow.store import DeviceStore
+from tests.engines.memory_session import Session
 from tests.engines.proxies import SilentProxy
 from tests.engines.whatsmeow_support import started, whatsmeow
 from tests.fixtures.app import AppFactory, wait_for
@@ -37,36 +34,6 @@ from tests.fixtures.app import AppFactory, wait_for
 FENCE_S = 1.0
 # How late a fence may come on a loaded machine (timers, a busy loop, the frame's trip).
 MARGIN_S = 2.0
-
-
-class Session:
-    """What the runtime gives an engine for one session: an auth store in memory, and
-    the events the engine emits, kept in order."""
-
-    def __init__(self, session_id: str, **config: Any) -> None:
-        self.saved: dict[str, Any] | None = None
-        self.events: list[EngineEvent] = []
-        self.context = SessionContext(session_id, self, self.emit, config)
-
-    async def load(self) -> dict[str, Any] | None:
-        return self.saved
-
-    async def save(self, data: dict[str, Any]) -> None:
-        self.saved = data
-
-    async def clear(self) -> None:
-        self.saved = None
-
-    async def emit(self, event: EngineEvent) -> None:
-        self.events.append(event)
-
-    def of(self, kind: type[EngineEvent]) -> list[EngineEvent]:
-        return [e for e in self.events if isinstance(e, kind)]
-
-    async def count(self, kind: type[EngineEvent], n: int, timeout: float, what: str) -> None:
-        await wait_for(
-            lambda: asyncio.sleep(0, len(self.of(kind))), lambda k: k >= n, timeout, what
-        )
 
 
 def child_of(shards: ShardMap, session_id: str) -> ChildProcess:
@@ -87,43 +54,62 @@ async def fenced(session: Session, child: ChildProcess) -> Disconnected:
     return event
 
 
-async def test_a_whatsmeow_worker_fences_itself_when_the_api_process_goes_silent(
+async def test_a_whatsmeow_worker_whose_api_process_is_paused_fences_itself(
     edge: Path, tmp_path: Path
 ) -> None:
-    engine = WhatsmeowEngine(DeviceStore(tmp_path / "whatsmeow"), fence_after_s=FENCE_S)
-    session = Session("s1")
-    client: EngineClient = engine.client(session.context)
+    """SIGSTOP of a real API process (`silent_owner`): its worker stops Go's client
+    within the fence's time and connects nothing while the owner stays paused; the owner,
+    running again, reads why, and its connect brings the session back."""
+    owner = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.engines.silent_owner",
+        str(FENCE_S),
+        str(tmp_path / "whatsmeow"),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert owner.stdin is not None
+    assert owner.stdout is not None
+    stdout = owner.stdout
+
+    async def next_of(kind: str) -> str:
+        while line := (await asyncio.wait_for(stdout.readline(), 30)).decode():
+            if line.startswith(kind):
+                return line
+        raise AssertionError(f"the API process ended before {kind}")
 
     def edge_lines() -> list[str]:
         return edge.read_text().splitlines()
 
     try:
-        await client.connect()
-        await session.count(Connected, 1, 30, "connected")
+        await next_of("Connected")
         # Heartbeats keep a healthy session untouched, for twice the fence's time.
         await asyncio.sleep(2 * FENCE_S)
-        assert session.of(Disconnected) == []
         assert edge_lines() == ["connect s1"]
 
-        worker = child_of(engine.shards, "s1")
-        event = await fenced(session, worker)
-        assert event.reason.startswith("fenced: the API process stopped answering"), event
-        assert edge_lines() == ["connect s1", "stop s1"]  # Go's client stopped, not logged out
-        # Nothing comes back by itself while the API process stays silent.
-        await asyncio.sleep(FENCE_S)
-        assert edge_lines() == ["connect s1", "stop s1"]
-        assert isinstance(session.events[-1], Disconnected)
-        assert worker.alive
-
-        # The API process is back: its connect un-fences the session, on the same worker.
-        worker.heartbeats_held = False
-        await client.connect()
-        await session.count(Connected, 2, 30, "connected again")
+        os.kill(owner.pid, signal.SIGSTOP)
+        paused = time.monotonic()
+        try:
+            await wait_for(
+                lambda: asyncio.sleep(0, edge_lines()),
+                lambda lines: "stop s1" in lines,
+                FENCE_S + MARGIN_S,
+                "the worker stopping Go's client",
+            )
+            # The last heartbeat came at most a third of the fence's time before the pause.
+            assert time.monotonic() - paused > FENCE_S * 2 / 3 - 0.1
+            await asyncio.sleep(FENCE_S)  # nothing connects by itself meanwhile
+            assert edge_lines() == ["connect s1", "stop s1"]
+        finally:
+            os.kill(owner.pid, signal.SIGCONT)
+        line = await next_of("Disconnected")
+        assert line.startswith("Disconnected fenced: the API process stopped answering"), line
+        await next_of("Connected")  # the owner's connect un-fenced it
         assert edge_lines() == ["connect s1", "stop s1", "connect s1"]
-        assert child_of(engine.shards, "s1") is worker
     finally:
-        await client.disconnect()
-        await engine.close()
+        owner.stdin.close()
+        await asyncio.wait_for(owner.wait(), 30)
 
 
 async def test_a_baileys_bridge_fences_itself_when_the_api_process_goes_silent(
