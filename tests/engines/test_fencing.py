@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
+from openwa.config import Settings
 from openwa.engines.base import Disconnected, EngineClient
 from openwa.engines.bridge.engine import BAILEYS, BridgeEngine
 from openwa.engines.bridge.install import NodeRuntime
@@ -189,3 +191,9 @@ async def test_engine_processes_fence_after_half_a_lease_and_the_runtime_reconne
         # The runtime took it as a lost connection: reconnected, on the same worker.
         await api.wait_status(session_id, "ready", 30)
         assert child_of(whatsmeow(api).shards, session_id) is worker
+
+
+def test_the_lease_is_15_s_unless_set_and_never_under_3_s() -> None:
+    assert Settings(_env_file=None).session_lease_s == 15  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="session_lease_s"):
+        Settings(_env_file=None, session_lease_s=2.5)  # type: ignore[call-arg]
