@@ -258,6 +258,7 @@ def build_services(settings: Settings) -> Services:
         max_media_bytes=settings.max_media_bytes,
         sessions_per_worker=settings.whatsmeow_sessions_per_worker,
         worker_max_mb=settings.whatsmeow_worker_max_mb,
+        fence_after_s=_fence_after_s(settings),
     )
     engines = EngineRegistry(
         [mock, whatsmeow, *_bridge_engines(settings, storage, cipher)], default=settings.engine_type
@@ -416,6 +417,12 @@ def _announce_generated_key(key: str) -> None:
     )
 
 
+def _fence_after_s(settings: Settings) -> float:
+    """Engine processes fence themselves after half a lease without a heartbeat: by the
+    time a lease given up by a silent owner can run out, its connections are down."""
+    return settings.session_lease_s / 2
+
+
 def _bridge_engines(
     settings: Settings, storage: Storage, cipher: Cipher | None
 ) -> list[BridgeEngine]:
@@ -431,6 +438,7 @@ def _bridge_engines(
             sessions_per_worker=settings.baileys_sessions_per_worker,
             log_level=level,
             max_media_bytes=settings.max_media_bytes,
+            fence_after_s=_fence_after_s(settings),
         ),
         BridgeEngine(
             WEBJS,
@@ -443,6 +451,7 @@ def _bridge_engines(
             log_level=level,
             profiles=ProfileStore(storage, cipher),
             max_media_bytes=settings.max_media_bytes,
+            fence_after_s=_fence_after_s(settings),
         ),
     ]
 

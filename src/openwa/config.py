@@ -71,8 +71,10 @@ class Settings(BaseSettings):
     instance_id: str | None = None
     instance_url: str | None = None
     # Ownership of sessions among instances (docs/deployment.md): each owner renews its
-    # leases every third of SESSION_LEASE_S. CLUSTER_SECRET turns several instances on
-    # one database on, and authenticates what they forward to each other.
+    # leases every third of SESSION_LEASE_S (and its engine processes drop their
+    # connections after half of it without a word from it: docs/engines.md, Fencing).
+    # CLUSTER_SECRET turns several instances on one database on, and authenticates what
+    # they forward to each other.
     session_lease_s: float = Field(default=15.0, ge=3.0, le=300.0)
     cluster_secret: SecretStr | None = None
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from openwa.engines.bridge.install import BridgeUnavailable, NodeRuntime
+from openwa.engines.whatsmeow.engine import WorkerProcess
 from tests.engines.proxies import RecordingProxy, SilentProxy
 from tests.fixtures.app import Api, AppFactory
 from tests.fixtures.bridge import BRIDGE_DIR
@@ -22,6 +23,17 @@ async def wm_api(app_factory: AppFactory) -> AsyncIterator[Api]:
     """The app with whatsmeow as the default engine."""
     async with app_factory.running(engine_type="whatsmeow") as started:
         yield started
+
+
+@pytest.fixture
+def edge(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The real worker process with Go's client a stand-in (`standin_worker`); the file
+    where it writes down what reached WhatsApp's edge."""
+    sends = tmp_path / "sends"
+    sends.touch()
+    monkeypatch.setenv("OPENWA_TEST_SENDS", str(sends))
+    monkeypatch.setattr(WorkerProcess, "module", "tests.engines.standin_worker")
+    return sends
 
 
 @pytest.fixture

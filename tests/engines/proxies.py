@@ -4,7 +4,9 @@
   after writing down the host and port the engine asked for.
 - `SilentProxy` accepts and never answers: the engine's dial waits (whatsmeow: 60 s),
   so a session stays quietly "connecting" while a test drives it with built events. It
-  writes down each request line too: one per dial.
+  writes down each request line too: one per dial; and counts the dials the engine
+  gave up (closed its end). With `tunnel`, it answers `CONNECT` (200) first and is
+  silent after: the engine's TLS handshake waits on a connection that is up.
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ class SilentProxy:
     server: asyncio.Server | None = None
     held: list[asyncio.StreamWriter] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
+    ended: int = 0
+    tunnel: bool = False
 
     @property
     def url(self) -> str:
@@ -89,6 +93,12 @@ class SilentProxy:
             line = await reader.readline()
             if line:
                 self.requests.append(line.decode(errors="replace").strip())
+            if self.tunnel:
+                await reader.readuntil(b"\r\n\r\n")  # the request's headers
+                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            while await reader.read(65536):
+                pass  # the rest of the request; never an answer
+            self.ended += 1
 
     async def close(self) -> None:
         for writer in self.held:

@@ -1,8 +1,9 @@
 """The real whatsmeow worker process, with Go's client replaced by a stand-in at the
 network's edge. What reaches that edge is written down, one line each, in the file
 `OPENWA_TEST_SENDS` names: `upload <size> <sha256>`, `send <session> <image's
-width>x<height> <thumbnail bytes>`, `presence <session> <state>` and `subscribe <session>
-<contact>`. A send never
+width>x<height> <thumbnail bytes>`, `presence <session> <state>`, `subscribe <session>
+<contact>`, and `connect <session>` and `stop <session>` for Go's client coming up and
+being stopped. A send never
 answers when `OPENWA_TEST_SEND_HANGS` is set (a send in flight when the test kills the
 worker); a download answers with `OPENWA_TEST_INBOUND` bytes."""
 
@@ -29,6 +30,14 @@ def _note(line: str) -> None:
 
 
 class EdgeOfWhatsApp(LinkedGoStandIn):
+    def connect(self, proxy: Any = None) -> None:
+        _note(f"connect {self.uuid}")
+        super().connect(proxy)
+
+    def stop(self) -> None:
+        _note(f"stop {self.uuid}")
+        super().stop()
+
     def upload(self, data: bytes, _media_type: Any = None) -> Any:
         _note(f"upload {len(data)} {hashlib.sha256(data).hexdigest()}")
         return neonize.UploadResponse(

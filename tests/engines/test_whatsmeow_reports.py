@@ -36,8 +36,10 @@ from neonize.proto.waHistorySync import WAWebProtobufsHistorySync_pb2 as hs
 from neonize.proto.waWeb import WAWebProtobufsWeb_pb2 as web
 
 from openwa.engines.base import (
+    Authenticated,
     CallReceived,
     ChatUpdated,
+    Connected,
     ContactsSeen,
     ContactUpdated,
     EngineEvent,
@@ -57,6 +59,7 @@ from openwa.engines.whatsmeow.protocol import decode_event, encode_event, pack
 from openwa.engines.whatsmeow.session_memory import SessionMemory
 from openwa.engines.whatsmeow.translate import MediaRef
 from openwa.engines.whatsmeow.worker_session import WorkerSession, history_events
+from tests.engines.go_standin import LinkedGoStandIn
 
 ALICE = "6281111111111@s.whatsapp.net"
 ALICE_LID = "100000000000001@lid"
@@ -360,9 +363,13 @@ class Host:
         self.download_timeout_s = 10.0
         self.go_maps = GoMapsLock()
         self.emitted: asyncio.Queue[Any] = asyncio.Queue()
+        self.frames: list[dict[str, Any]] = []
 
     async def emit(self, _session_id: str, event: Any) -> None:
         await self.emitted.put(event)
+
+    async def send_frame(self, frame: dict[str, Any]) -> None:
+        self.frames.append(frame)
 
 
 def worker(
@@ -379,6 +386,7 @@ def worker(
     session.client = client or GoStandIn()
     session.sent = OrderedDict()
     session.announced = True
+    session.generation = 0
     session.host = Host(transfer_dir)  # type: ignore[assignment]
     return session
 
@@ -901,6 +909,40 @@ async def test_one_bad_report_never_drops_the_next() -> None:
         task.cancel()
     assert isinstance(emitted[0], MessageReceived)
     assert emitted[0].content == {"text": "ok"}
+
+
+@pytest.mark.parametrize("stopped", [False, True])
+async def test_a_connection_stopped_while_its_coming_up_is_told_is_not_said_up(
+    stopped: bool,
+) -> None:
+    """A stop, or a fence, while the worker asks Go who we are for `Connected`: the
+    `Disconnected` a fence sends must stay the last word about that connection."""
+    session = worker()
+
+    class Answering(LinkedGoStandIn):
+        def get_me(self) -> Any:
+            if stopped:
+                session.generation += 1  # what a stop does, as Go answers
+            return super().get_me()
+
+    session.client = Answering()
+    session.active, session.announced, session.online = True, False, False
+    session.me, session.watchdog = None, None
+    session.queue = asyncio.Queue()
+    session.queue.put_nowait(("ConnectedEv", None))
+    session.queue.put_nowait(("MessageEv", message_ev(wa.Message(conversation="after"))))
+    host = session.host
+    assert isinstance(host, Host)
+    task = asyncio.create_task(session._handle_events())
+    try:
+        emitted = [await asyncio.wait_for(host.emitted.get(), 10)]
+        while not isinstance(emitted[-1], MessageReceived):
+            emitted.append(await asyncio.wait_for(host.emitted.get(), 10))
+    finally:
+        task.cancel()
+    up = [Authenticated, Connected]
+    assert [type(e) for e in emitted] == [*([] if stopped else up), MessageReceived]
+    assert [f["kind"] for f in host.frames] == ["linked"]  # the device is ours either way
 
 
 # ---------------------------------------------------------------------------------------

@@ -25,7 +25,6 @@ from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as wa
 from openwa.engines.base import SEND_OUTCOME_UNKNOWN
 from openwa.engines.whatsmeow import go_errors
 from openwa.engines.whatsmeow.commands import CommandError, run_command
-from openwa.engines.whatsmeow.engine import WorkerProcess
 from openwa.engines.whatsmeow.go_maps import GoMapsLock
 from openwa.engines.whatsmeow.protocol import read_frame
 from openwa.engines.whatsmeow.worker import Worker
@@ -194,17 +193,6 @@ def test_a_send_whose_answer_timed_out_is_not_retried() -> None:
     with pytest.raises(CommandError) as error:
         run_command(session, "send", {"message": message})
     assert (error.value.retryable, error.value.code) == (False, SEND_OUTCOME_UNKNOWN)
-
-
-@pytest.fixture
-def edge(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """The real worker process with Go's client a stand-in (`standin_worker`); the file
-    where it writes down what reached WhatsApp's edge."""
-    sends = tmp_path / "sends"
-    sends.touch()
-    monkeypatch.setenv("OPENWA_TEST_SENDS", str(sends))
-    monkeypatch.setattr(WorkerProcess, "module", "tests.engines.standin_worker")
-    return sends
 
 
 async def test_a_send_whose_worker_dies_mid_send_fails_and_never_goes_twice(

@@ -5,6 +5,13 @@ ids, replies matched to them, everything else handed on as frames.
 Never the child's stdout: the libraries inside print to it on their own. When a child
 exits, every command still waiting fails with `OutcomeUnknown` (it may have run), and
 the owner's exit handler tells the child's sessions.
+
+Fencing: given `fence_after_s`, the child is started with `--fence-after-s` and sent a
+heartbeat frame every third of it. A child that hears nothing from us for that long (we
+are paused, hung, or cut off without its socket closing) drops its WhatsApp connections
+by itself, keeping their auth, and reports each session disconnected: another instance
+may own those sessions by then (leases), and two clients of one device fight. A child
+whose socket closes (we died) exits, as before.
 """
 
 from __future__ import annotations
@@ -50,9 +57,21 @@ class ChildProcess:
     # what it started (whatsapp-web.js' browsers) must not outlive it, even a kill -9.
     own_group = False
 
-    def __init__(self, on_frame: FrameHandler, on_exit: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        on_frame: FrameHandler,
+        on_exit: Callable[[], Awaitable[None]],
+        *,
+        fence_after_s: float | None = None,
+    ) -> None:
         self._on_frame = on_frame
         self._on_exit = on_exit
+        # None: no heartbeats, and the child never fences itself.
+        self.fence_after_s = fence_after_s
+        self._heartbeat: asyncio.Task[None] | None = None
+        # Tests only: True sends no heartbeats, as if this process were paused, while
+        # everything else goes on (SIGSTOP would stop the test too).
+        self.heartbeats_held = False
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._process: asyncio.subprocess.Process | None = None
@@ -84,12 +103,19 @@ class ChildProcess:
     def error(self, op: str, error: dict[str, Any]) -> Exception:
         raise NotImplementedError
 
+    def heartbeat(self) -> dict[str, Any]:
+        """The frame that tells the child we are still here (no id, no reply)."""
+        return {"kind": "heartbeat"}
+
     # The process.
 
     async def spawn(
         self, argv: Sequence[str], fd_flag: str = "--fd", env: dict[str, str] | None = None
     ) -> None:
-        """Start `argv` plus `fd_flag <n>`, `n` being the child's end of the pair."""
+        """Start `argv` plus `fd_flag <n>`, `n` being the child's end of the pair (and
+        `--fence-after-s` when fencing)."""
+        if self.fence_after_s is not None:
+            argv = [*argv, "--fence-after-s", str(self.fence_after_s)]
         ours, theirs = socket.socketpair()
         try:
             self._process = await asyncio.create_subprocess_exec(
@@ -108,6 +134,25 @@ class ChildProcess:
         reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=self.read_limit)
         self.alive = True
         self._reader_task = asyncio.create_task(self._read(reader))
+        if self.fence_after_s is not None:
+            self._heartbeat = asyncio.create_task(self._beat(self.fence_after_s / 3))
+
+    async def _beat(self, every_s: float) -> None:
+        """A heartbeat every `every_s` until the child exits or is stopped. From a task
+        of this loop, so that a blocked loop, like a paused process, sends none: that is
+        what the child must notice."""
+        while self.alive:
+            if not self.heartbeats_held:
+                try:
+                    await self.send_frame(self.heartbeat())
+                except (WorkerGone, ConnectionError, OSError):
+                    return  # the reader sees the child go and reports it
+            await asyncio.sleep(every_s)
+
+    def _stop_heartbeats(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            self._heartbeat = None
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         try:
@@ -118,6 +163,7 @@ class ChildProcess:
             log.exception(f"{self.event_prefix}_unreadable")
         finally:
             self.alive = False
+            self._stop_heartbeats()
             for future in self._pending.values():
                 if not future.done():
                     future.set_exception(OutcomeUnknown(f"the {self.label} exited"))
@@ -179,6 +225,7 @@ class ChildProcess:
                 os.killpg(self._process.pid, signal.SIGKILL)
 
     async def stop(self) -> None:
+        self._stop_heartbeats()
         if self._writer is not None and self.alive:
             with contextlib.suppress(Exception):
                 await self.send_frame(

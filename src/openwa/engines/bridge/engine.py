@@ -55,6 +55,8 @@ _WATCH_S = 15.0
 # whatever is left when the bridge itself stops.
 _STOP_TIMEOUT_S = 10.0
 _QR_MAX_RETRIES = 6
+# The bridge's own event: it closed the session's connection, not having heard from us.
+FENCED = "bridge.fenced"
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class BridgeEngine:
         log_level: str = "warn",
         profiles: ProfileStore | None = None,
         max_media_bytes: int = 64 << 20,
+        fence_after_s: float | None = None,
     ) -> None:
         self.kind = kind
         self.name = kind.name
@@ -116,6 +119,9 @@ class BridgeEngine:
         # whatsapp-web.js' saved browser profiles (its auth state), in our storage.
         self.profiles = profiles
         self.max_media_bytes = max_media_bytes
+        # A bridge that hears nothing from us this long drops its sessions' connections
+        # (children.py, Fencing); None: never.
+        self.fence_after_s = fence_after_s
         # An inbound download that has not ended by then is given up (`mediaError`).
         self.download_timeout_s = 300.0
         # An attempt that hears nothing from the library for this long is ended.
@@ -159,7 +165,12 @@ class BridgeEngine:
             if shard.process is None or not shard.process.alive:
                 async with self._installing:
                     await self.node.ensure()
-                process = BridgeProcess(self.name, self._on_frame, lambda: self._on_exit(shard))
+                process = BridgeProcess(
+                    self.name,
+                    self._on_frame,
+                    lambda: self._on_exit(shard),
+                    fence_after_s=self.fence_after_s,
+                )
                 await process.start(
                     self.node.node,
                     self.node.entry,
@@ -303,6 +314,9 @@ class BridgeClient:
             await self._on_auth(frame)
         elif kind == "event":
             name = str(frame.get("name") or "")
+            if name == FENCED:
+                await self._on_fenced(frame.get("data") or {})
+                return
             try:
                 found = self._engine.kind.translate(name, frame.get("data"), self._me)
             except Exception:
@@ -439,6 +453,12 @@ class BridgeClient:
         if self._started:
             self._stop_watching()
             await self._ctx.emit(Disconnected(reason))
+
+    async def _on_fenced(self, data: dict[str, Any]) -> None:
+        """The bridge heard nothing from us for too long and closed the connection
+        (children.py, Fencing): lost, as far as the runtime's reconnect is concerned."""
+        reason = str(data.get("reason") or "fenced: the API process stopped answering")
+        await self.on_worker_exit(reason)
 
     async def _watch_attempt(self) -> None:
         """A proxy or network that swallows the dial leaves both libraries waiting with

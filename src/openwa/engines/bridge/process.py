@@ -31,8 +31,8 @@ class BridgeProcess(ChildProcess):
     read_limit = MAX_LINE
     own_group = True
 
-    def __init__(self, engine: str, *args: Any) -> None:
-        super().__init__(*args)
+    def __init__(self, engine: str, *args: Any, fence_after_s: float | None = None) -> None:
+        super().__init__(*args, fence_after_s=fence_after_s)
         self.engine = engine
         self.label = f"{engine} bridge"
         self.hello: dict[str, Any] | None = None
@@ -95,6 +95,9 @@ class BridgeProcess(ChildProcess):
         if session is not None:
             frame["session"] = session
         return frame
+
+    def heartbeat(self) -> dict[str, Any]:
+        return {"v": PROTOCOL_VERSION, "kind": "heartbeat"}
 
     def error(self, op: str, error: dict[str, Any]) -> Exception:
         kind = error.get("kind")

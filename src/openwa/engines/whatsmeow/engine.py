@@ -122,6 +122,7 @@ class WhatsmeowEngine:
         max_media_bytes: int = 64 << 20,
         sessions_per_worker: int = 50,
         worker_max_mb: int | None = None,
+        fence_after_s: float | None = None,
     ) -> None:
         self.store = store
         self._log_level = log_level
@@ -129,6 +130,9 @@ class WhatsmeowEngine:
         self._clients: dict[str, WhatsmeowClient] = {}
         self.shards = ShardMap(sessions_per_worker)
         self.worker_max_mb = worker_max_mb
+        # A worker that hears nothing from us this long drops its sessions' connections
+        # (children.py, Fencing); None: never.
+        self.fence_after_s = fence_after_s
         self._stopping: set[asyncio.Task[None]] = set()
         self._watch: asyncio.Task[None] | None = None
         self.watch_s = _WATCH_S
@@ -158,7 +162,9 @@ class WhatsmeowEngine:
         """The shard's running worker, started when it has none (or the last one died)."""
         async with shard.starting:
             if shard.process is None or not shard.process.alive:
-                worker = WorkerProcess(self._on_frame, lambda: self._on_exit(shard))
+                worker = WorkerProcess(
+                    self._on_frame, lambda: self._on_exit(shard), fence_after_s=self.fence_after_s
+                )
                 await worker.start(
                     self._log_level,
                     self._max_media_bytes,

@@ -6,7 +6,9 @@ side panics on some misuse. Here all of that stays away from the API's event loo
 crash costs a reconnect, not the server.
 
 Run by the engine adapter as `python -m openwa.engines.whatsmeow.worker --fd N`; frames go
-both ways on that socket (see `protocol`): requests with an id, replies, and events.
+both ways on that socket (see `protocol`): requests with an id, replies, and events, and
+the API process' heartbeats (`{"kind": "heartbeat"}`) when it runs us with
+`--fence-after-s`: hearing nothing for that long, the worker fences itself (`fence`).
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import logging
 import os
 import socket
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from openwa.engines.base import EngineEvent
+from openwa.engines.base import Disconnected, EngineEvent
 from openwa.engines.whatsmeow.commands import CommandError, run_command
 from openwa.engines.whatsmeow.go_maps import GoMapsLock
 from openwa.engines.whatsmeow.protocol import encode_event, pack, read_frame
@@ -42,6 +45,7 @@ class Worker:
         *,
         transfer_dir: Path,
         download_timeout_s: float,
+        fence_after_s: float | None = None,
     ) -> None:
         self.reader = reader
         self.writer = writer
@@ -59,6 +63,9 @@ class Worker:
         # Commands have threads of their own: a burst of slow sends must not hold up
         # the downloads and joins that use the loop's default pool.
         self.commands = ThreadPoolExecutor(max_workers=32, thread_name_prefix="command")
+        self.fence_after_s = fence_after_s
+        # When the API process was last heard from (any frame counts), monotonic.
+        self.heard = time.monotonic()
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         if self.gone:
@@ -76,15 +83,58 @@ class Worker:
 
     async def run(self) -> None:
         tasks: set[asyncio.Task[None]] = set()
+        watchdog = None
+        if self.fence_after_s is not None:
+            watchdog = asyncio.create_task(self._fence_when_silent(self.fence_after_s))
         while True:
             frame = await read_frame(self.reader)
             if frame is None or frame.get("op") == "shutdown":
                 break
+            self.heard = time.monotonic()
+            if frame.get("kind") == "heartbeat":
+                continue
             task = asyncio.create_task(self._answer(frame))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
+        if watchdog is not None:
+            watchdog.cancel()
         for session in list(self.sessions.values()):
             session.stop()
+
+    async def _fence_when_silent(self, after_s: float) -> None:
+        """Fence whenever the API process has been silent for `after_s`. Fencing again
+        while the silence lasts finds nothing to do: only a `connect`, which is hearing
+        from it, makes a session want its connection again."""
+        while True:
+            silent = time.monotonic() - self.heard
+            if silent < after_s:
+                await asyncio.sleep(after_s - silent)
+                continue
+            await self.fence(silent)
+            await asyncio.sleep(after_s / 3)
+
+    async def fence(self, silent_s: float) -> None:
+        """Drop every connection that is up or being made, as a `close` does (the device
+        stays in whatsmeow's store), then report each session `Disconnected`.
+
+        Our API process stopped answering: it may be paused or cut off while another
+        instance took its sessions over, and two clients of one device would take the
+        connection from each other. A stopped session does not reconnect by itself (Go's
+        client is stopped); the API process' next `connect` starts it again. All are
+        stopped before the first report is written: writing may wait on a paused reader.
+        """
+        fenced = [s for s in self.sessions.values() if s.active]
+        for session in fenced:
+            session.stop()
+        if fenced:
+            log.warning(
+                "fenced %d sessions: nothing from the API process for %.1f s",
+                len(fenced),
+                silent_s,
+            )
+        reason = f"fenced: the API process stopped answering (nothing for {silent_s:.1f} s)"
+        for session in fenced:
+            await self.emit(session.session_id, Disconnected(reason))
 
     async def _answer(self, frame: dict[str, Any]) -> None:
         reply: dict[str, Any] = {"kind": "reply", "id": frame["id"]}
@@ -175,6 +225,7 @@ async def _serve(args: argparse.Namespace) -> None:
         args.qr_timeout_s,
         transfer_dir=Path(args.transfer_dir),
         download_timeout_s=args.download_timeout_s,
+        fence_after_s=args.fence_after_s,
     )
     await worker.run()
 
@@ -187,6 +238,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--qr-timeout-s", type=float, default=75.0)
     parser.add_argument("--transfer-dir", required=True)
     parser.add_argument("--download-timeout-s", type=float, default=300.0)
+    # Unset: the worker never fences itself (nothing sends it heartbeats).
+    parser.add_argument("--fence-after-s", type=float, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(
         stream=sys.stderr,

@@ -86,6 +86,8 @@ _SUBSCRIBED = (
     "CallOfferNoticeEv",
     *sorted(_CONNECTION_ENDS),
 )
+# What says a connection is up: dropped when the connection ended while it was built.
+_UP = (Authenticated, Connected)
 # Our ids of recent sends by WhatsApp's ids, for acks that come before our database
 # has WhatsApp's id (it is stored after the send returns).
 _RECENT_SENDS = 5000
@@ -394,8 +396,13 @@ class WorkerSession:
             kind, payload = await self.queue.get()
             if not self.active:
                 continue
+            generation = self.generation
             try:
                 for event in await self._translate(kind, payload):
+                    if generation != self.generation and isinstance(event, _UP):
+                        # The connection was stopped (a close, a fence) while this was
+                        # translated: that it came up is no longer true.
+                        continue
                     await self.host.emit(self.session_id, self._our_ids(event))
             except Exception:
                 log.exception("event %s of %s failed", kind, self.session_id)

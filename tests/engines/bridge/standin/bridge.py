@@ -20,6 +20,7 @@ def main() -> None:
     parser.add_argument("--engine", required=True)
     parser.add_argument("--transfer-dir")
     parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--fence-after-s", type=float)  # it never fences
     args = parser.parse_args()
     channel = socket.socket(fileno=args.fd)
     reader = channel.makefile("rb")
@@ -31,6 +32,8 @@ def main() -> None:
     write({"kind": "hello", "engine": args.engine, "pid": os.getpid()})
     for line in reader:
         command = json.loads(line)
+        if command.get("kind") == "heartbeat":
+            continue
         op, session = command.get("op"), command.get("session")
         if op == "shutdown":
             break

@@ -7,6 +7,7 @@ const { AsyncLocalStorage } = require('node:async_hooks');
 const {
   VERSION, BridgeError, badRequest, errorToWire, reviveBuffers, LineReader, FrameWriter,
 } = require('./protocol');
+const { Watchdog } = require('./fence');
 
 // Which session an async chain works for, so an exception nobody caught can be reported
 // to that session (as a `bridge.error` event) instead of killing the process.
@@ -30,8 +31,11 @@ class Bridge {
    * @param {(msg: string) => void} [opts.log]  to stderr
    * @param {(code: number) => void} [opts.exit]
    * @param {string} [opts.transferDir]
+   * @param {number} [opts.fenceAfterMs]  fence after this long without a frame (lib/fence.js); unset: never
    */
-  constructor({ engine, library, createSession, channel, log, exit, transferDir, closeGraceMs }) {
+  constructor({
+    engine, library, createSession, channel, log, exit, transferDir, closeGraceMs, fenceAfterMs,
+  }) {
     this.engine = engine;
     this.library = library;
     this.createSession = createSession;
@@ -45,6 +49,9 @@ class Bridge {
     this.lifecycle = new Map(); // session id -> tail of its start/stop/logout chain
     this.inFlight = new Set(); // command ids not answered yet
     this.closing = null;
+    this.watchdog = fenceAfterMs
+      ? new Watchdog({ afterMs: fenceAfterMs, onSilence: (silentMs) => this.fence(silentMs) })
+      : null;
     this.writer = new FrameWriter(channel, { onError: (err) => this.log(`write: ${err.message}`) });
     this.reader = new LineReader({
       onLine: (line) => this.onLine(line),
@@ -57,7 +64,11 @@ class Bridge {
     this.send({
       kind: 'hello', engine: this.engine, node: process.version, library: this.library, pid: process.pid,
     });
-    this.channel.on('data', (chunk) => this.reader.push(chunk));
+    this.channel.on('data', (chunk) => {
+      if (this.watchdog) this.watchdog.heard();
+      this.reader.push(chunk);
+    });
+    if (this.watchdog) this.watchdog.start();
     const gone = (why) => () => this.shutdown(`channel ${why}`);
     this.channel.on('end', gone('ended'));
     this.channel.on('close', gone('closed'));
@@ -109,6 +120,7 @@ class Bridge {
       this.log(`skipped a frame that is not an object (${line.length} bytes)`);
       return;
     }
+    if (frame.kind === 'heartbeat') return; // its arrival was all it had to say
     const { id } = frame;
     if (!Number.isSafeInteger(id) || id <= 0) {
       this.log(`skipped a frame without a valid id (op ${JSON.stringify(String(frame.op)).slice(0, 40)})`);
@@ -207,6 +219,27 @@ class Bridge {
     return {};
   }
 
+  /**
+   * Our API process has been silent for `silentMs`: every session's connection is
+   * closed as `stop` closes it (auth and whatsapp-web.js' profile are kept), then
+   * reported with a `bridge.fenced` event. The adapter is dropped, so nothing
+   * reconnects by itself; the API process' next `start` brings the session back. Runs
+   * in each session's lifecycle chain, after a start or stop already under way.
+   */
+  fence(silentMs) {
+    if (this.closing || !this.sessions.size) return Promise.resolve();
+    const reason = `fenced: the API process stopped answering (nothing for ${(silentMs / 1000).toFixed(1)} s)`;
+    this.log(`${reason}: closing ${this.sessions.size} sessions`);
+    return Promise.all([...this.sessions.keys()].map((session) => sessionScope.run({ session }, () =>
+      this.inLifecycle(session, async () => {
+        const adapter = this.sessions.get(session);
+        if (!adapter) return; // stopped meanwhile
+        this.sessions.delete(session);
+        await this.closeAdapter(session, adapter);
+        this.send({ kind: 'event', session, name: 'bridge.fenced', data: { reason } });
+      }))));
+  }
+
   async closeAdapter(session, adapter) {
     try {
       await adapter.stop();
@@ -223,6 +256,7 @@ class Bridge {
   shutdown(why) {
     if (this.closing) return this.closing;
     this.log(`shutting down: ${why}`);
+    if (this.watchdog) this.watchdog.stop();
     const timer = setTimeout(() => {
       this.log('sessions did not close in time; exiting anyway');
       this.finish(1);

@@ -210,3 +210,47 @@ test('a session that will not close does not keep the process: exit after the gr
   assert.deepEqual(h.exits, [1]);
   assert.ok(killed);
 });
+
+test('a silent API process gets every session fenced: closed, reported, not started again', async () => {
+  const created = [];
+  const h = harness((ctx) => { const s = new FakeSession(ctx); created.push(s); return s; }, { fenceAfterMs: 150 });
+  try {
+    h.send({ v: 1, id: 1, op: 'start', session: 's1' });
+    h.send({ v: 1, id: 2, op: 'start', session: 's2' });
+    await h.reply(1);
+    await h.reply(2);
+    const fenced = (session) => h.waitFor((f) => f.name === 'bridge.fenced' && f.session === session);
+    for (const f of [await fenced('s1'), await fenced('s2')]) {
+      assert.equal(f.kind, 'event');
+      assert.match(f.data.reason, /^fenced: the API process stopped answering \(nothing for 0\.\d s\)$/);
+    }
+    assert.deepEqual(created.map((s) => s.stopped), [1, 1], 'closed as a stop closes them');
+    assert.ok(!created.some((s) => s.loggedOut), 'never logged out');
+    assert.equal(h.bridge.sessions.size, 0, 'nothing left to reconnect by itself');
+    // The API process is back: the fenced session is gone until it starts it again.
+    h.send({ v: 1, id: 3, op: 'echo', session: 's1' });
+    assert.equal((await h.reply(3)).error.kind, 'no_session');
+    h.send({ v: 1, id: 4, op: 'start', session: 's1' });
+    await h.reply(4);
+    assert.equal(created.length, 3);
+    assert.equal(h.frames.filter((f) => f.name === 'bridge.fenced').length, 2);
+  } finally {
+    h.bridge.watchdog.stop();
+  }
+});
+
+test('heartbeats keep the sessions: no fence while they come', async () => {
+  const h = harness((ctx) => new FakeSession(ctx), { fenceAfterMs: 250 });
+  const beat = setInterval(() => h.send({ v: 1, kind: 'heartbeat' }), 40);
+  try {
+    h.send({ v: 1, id: 1, op: 'start', session: 's1' });
+    await h.reply(1);
+    await new Promise((r) => setTimeout(r, 750)); // three times the fence's silence
+    assert.equal(FakeSession.last.stopped, 0);
+    assert.equal(h.frames.filter((f) => f.name === 'bridge.fenced').length, 0);
+    assert.ok(!h.logs.some((l) => /skipped/.test(l)), 'a heartbeat is not a bad frame');
+  } finally {
+    clearInterval(beat);
+    h.bridge.watchdog.stop();
+  }
+});
