@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import sys
 from collections.abc import AsyncIterator
@@ -517,7 +518,14 @@ def create_app(settings: Settings) -> FastAPI:
             await services.maintenance.stop()
             await services.sender.stop()
             # Each session's lease is given back as it stops: others take it at once.
-            await services.runtime.shutdown()
+            try:
+                async with asyncio.timeout(settings.shutdown_timeout_s):
+                    await services.runtime.shutdown()
+            except TimeoutError:
+                # What still runs goes down with its engine processes, before the rest
+                # of the leases are given back: never two instances on one session.
+                log.warning("shutdown_timeout", running=services.runtime.running_count)
+                await services.engines.close()
             await services.ownership.leave()
             # After the sessions: their last reports still go through the group writer.
             await services.messages.close()
