@@ -462,7 +462,8 @@ class SendWorker:
         The jobs are claimed (`waiting_too_long` locks them, skipping those another
         sweep holds), so instances sweeping at once fail each message one time."""
         cutoff = utcnow() - timedelta(seconds=self._ready_timeout_s)
-        ready = sorted(self._runtime.ready_sessions())
+        # Ready here, or (several instances) ready on the instance that runs it.
+        ready = sorted(self._runtime.ready_sessions() | self._directory.with_status("ready"))
         async with self._db() as db, db.begin():
             jobs = await outbox.waiting_too_long(db, ready, cutoff, 500)
             for job in jobs:

@@ -124,6 +124,9 @@ class SessionDirectory:
         """Ids of the sessions that should run (they were running when the server stopped)."""
         return sorted(row.id for row in self._by_id.values() if row.should_run)
 
+    def with_status(self, status: str) -> set[str]:
+        return {row.id for row in self._by_id.values() if row.status == status}
+
     def counts_by_status(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for row in self._by_id.values():
