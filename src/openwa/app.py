@@ -485,6 +485,18 @@ def create_app(settings: Settings) -> FastAPI:
                 log.info("encrypted_at_rest", values=encrypted)
             if key:
                 generated.append(key)
+            if settings.webhook_url:
+                # Under the migration lock too: instances starting together would each
+                # find no env webhook and make one, and every event would go twice.
+                secret = settings.webhook_secret
+                events = [e.strip() for e in settings.webhook_events.split(",") if e.strip()]
+                async with unit_of_work(services.db) as db:
+                    await services.webhooks.register_from_env(
+                        db,
+                        settings.webhook_url,
+                        secret.get_secret_value() if secret else None,
+                        events,
+                    )
 
         await migrate.upgrade(services.db_engine, after=bootstrap)
         await services.directory.load(services.db)
@@ -492,11 +504,6 @@ def create_app(settings: Settings) -> FastAPI:
             await services.cluster_sync.start()
         for key in generated:
             _announce_generated_key(key)
-        if settings.webhook_url:
-            secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-            events = [e.strip() for e in settings.webhook_events.split(",") if e.strip()]
-            async with unit_of_work(services.db) as db:
-                await services.webhooks.register_from_env(db, settings.webhook_url, secret, events)
         await services.pump.start()
         if not settings.clustered:
             await services.runtime.restore()
