@@ -331,6 +331,7 @@ def build_services(settings: Settings) -> Services:
         db, events, storage, media_links, GroupCommit(db, name="reports"), ids=engine_ids
     )
     runtime.set_message_handler(reports.on_engine_events)
+    runtime.add_start_listener(reports.session_starting)
     sender = SendWorker(
         db,
         runtime,

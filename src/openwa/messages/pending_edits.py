@@ -2,8 +2,10 @@
 the message is stored.
 
 Every inbound message would otherwise cost a lookup for an edit that almost never
-waits: the ids of waiting edits are kept in memory too (loaded once from the table),
-so a message with none costs nothing.
+waits: the ids of waiting edits are kept in memory too (loaded from the table for each
+session the first time it is needed), so a message with none costs nothing. Only the
+instance running a session adds its edits; when a session starts here (it may have run
+on another instance meanwhile), its ids are read again.
 """
 
 from __future__ import annotations
@@ -24,17 +26,24 @@ class PendingEditRepository(Repository[PendingEditRow]):
 
 class PendingEdits:
     def __init__(self) -> None:
-        self._waiting: set[tuple[str, str]] | None = None  # loaded on first use
+        self._waiting: dict[str, set[str]] = {}  # session -> message ids, loaded on first use
 
-    async def _keys(self, db: AsyncSession) -> set[tuple[str, str]]:
-        if self._waiting is None:
-            rows = await db.execute(select(PendingEditRow.session_id, PendingEditRow.message_id))
-            self._waiting = {(session, message) for session, message in rows}
-        return self._waiting
+    async def _keys(self, db: AsyncSession, session_id: str) -> set[str]:
+        waiting = self._waiting.get(session_id)
+        if waiting is None:
+            rows = await db.execute(
+                select(PendingEditRow.message_id).where(PendingEditRow.session_id == session_id)
+            )
+            waiting = self._waiting[session_id] = set(rows.scalars())
+        return waiting
+
+    def forget(self, session_id: str) -> None:
+        """The session (re)starts here: its waiting edits are read afresh when needed."""
+        self._waiting.pop(session_id, None)
 
     async def keep(self, db: AsyncSession, session_id: str, edit: MessageEdited) -> None:
         """The edit waits for its message; of two waiting edits the later one stays."""
-        waiting = await self._keys(db)
+        waiting = await self._keys(db, session_id)
         repo = PendingEditRepository(db)
         row = await repo.get(session_id, edit.id)
         if row is None:
@@ -50,17 +59,17 @@ class PendingEdits:
         elif edit.edited_at >= row.edited_at:
             row.text, row.edited_at = edit.text, edit.edited_at
         # A rolled-back transaction leaves a key without a row: harmless, one lookup.
-        waiting.add((session_id, edit.id))
+        waiting.add(edit.id)
 
     async def apply(
         self, db: AsyncSession, session_id: str, message_id: str, message: MessageRow
     ) -> bool:
         """Give `message` (being stored; `message_id` as the engine named it) the edit
         waiting for it, if any; True if one was."""
-        waiting = await self._keys(db)
-        if (session_id, message_id) not in waiting:
+        waiting = await self._keys(db, session_id)
+        if message_id not in waiting:
             return False
-        waiting.discard((session_id, message_id))
+        waiting.discard(message_id)
         repo = PendingEditRepository(db)
         row = await repo.get(session_id, message_id)
         if row is None:

@@ -161,6 +161,11 @@ class ReportApplier:
         self._ids = ids if ids is not None else EngineIds()
         self._pending_edits = PendingEdits()
 
+    def session_starting(self, session_id: str) -> None:
+        """The session starts here: what was kept in memory of it (from before it ran
+        on another instance) is read again."""
+        self._pending_edits.forget(session_id)
+
     async def close(self) -> None:
         """Commit the runs still queued, then stop the group writer."""
         await self._reports.close()

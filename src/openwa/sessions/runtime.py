@@ -134,6 +134,8 @@ class SessionRuntime:
         self._locks: dict[str, asyncio.Lock] = {}
         self._message_handler: MessageHandler | None = None
         self._ownership: Ownership | None = None
+        # Told each session id that starts here (what was kept of it may be stale).
+        self._start_listeners: list[Callable[[str], None]] = []
         # Notified whenever a session becomes ready (queued sends may go now).
         self.became_ready = Signal()
 
@@ -144,6 +146,9 @@ class SessionRuntime:
 
     def _owns(self, session_id: str) -> bool:
         return self._ownership is None or self._ownership.holds(session_id)
+
+    def add_start_listener(self, listener: Callable[[str], None]) -> None:
+        self._start_listeners.append(listener)
 
     def set_message_handler(self, handler: MessageHandler) -> None:
         """Where message reports (acks, inbound) go; wired by the composition root."""
@@ -236,6 +241,8 @@ class SessionRuntime:
             except BaseException:
                 await self._release(session_id)
                 raise
+            for listener in self._start_listeners:
+                listener(session_id)
             engine = self._engines.get(row.engine)
             running = _Running(session_id=session_id, engine=row.engine)
 
