@@ -3,7 +3,8 @@
 Two real server processes (`openwa serve`) on one PostgreSQL database, one Redis and one
 S3 bucket (the test radosgw), with CLUSTER_SECRET. A runs the sessions; B forwards to
 A's INSTANCE_URL, which is a TCP relay in front of A, so that "the owner does not
-answer" is a relay that refuses connections while A runs on and keeps its leases.
+answer" is a relay that refuses connections while A runs on and keeps its leases. B
+takes one session at most (MAX_SESSIONS=1), so that a create there goes to A.
 
 Clients connect from distinct loopback addresses (127.0.0.2, 127.0.0.3) to tell
 whose address an instance used; B reaches A from 127.0.0.1 through the relay.
@@ -210,7 +211,9 @@ def cluster(
     a = ServerProcess(pg_url(database), base / "a" / "data", INSTANCE_ID="inst-a", **shared)
     relay = Relay(a.port)
     a.extra_env["INSTANCE_URL"] = relay.url
-    b = ServerProcess(pg_url(database), base / "b" / "data", INSTANCE_ID="inst-b", **shared)
+    b = ServerProcess(
+        pg_url(database), base / "b" / "data", INSTANCE_ID="inst-b", MAX_SESSIONS="1", **shared
+    )
     b.extra_env["INSTANCE_URL"] = b.url
     try:
         relay.open()
@@ -305,6 +308,11 @@ def test_live_calls_on_b_are_answered_by_the_owner(cluster: Cluster) -> None:
             lambda r: r.status_code != 409,
         )
         _forwarded(moved, by="inst-b")
+
+        # B is full now (MAX_SESSIONS=1): a create through B is made on A, which has room.
+        created = b.post("/api/sessions", json={"name": "made-on-a"})
+        assert created.status_code == 201
+        assert _forwarded(created)["name"] == "made-on-a"
 
 
 def test_owner_sees_the_original_client_for_audit_and_key_networks(cluster: Cluster) -> None:
