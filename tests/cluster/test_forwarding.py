@@ -8,9 +8,6 @@ takes one session at most (MAX_SESSIONS=1), so that a create there goes to A.
 
 Clients connect from distinct loopback addresses (127.0.0.2, 127.0.0.3) to tell
 whose address an instance used; B reaches A from 127.0.0.1 through the relay.
-
-The sessions are created on A before B starts, so that B's session directory knows
-them (it reads the database at start).
 """
 
 from __future__ import annotations
@@ -217,15 +214,20 @@ def cluster(
     b.extra_env["INSTANCE_URL"] = b.url
     try:
         relay.open()
-        a.start()
+        a.launch()
+        b.launch()
+        _await_health(a, b)
         with a.client() as http:
             made = [
                 http.post("/api/sessions", json={"name": name}) for name in ("lifecycle", "calls")
             ]
         assert all(r.status_code == 201 for r in made), [r.text for r in made]
-        b.launch()
-        _await_health(b)
-        yield Cluster(a, b, relay, *(r.json()["data"]["id"] for r in made))
+        ids = [r.json()["data"]["id"] for r in made]
+        with b.client() as http:
+            # B's session directory hears of A's new rows over Redis.
+            for session in ids:
+                until(lambda s=session: http.get(f"/api/sessions/{s}"), lambda r: r.is_success)
+        yield Cluster(a, b, relay, *ids)
     finally:
         for server in (b, a):
             server.stop(signal.SIGKILL)
