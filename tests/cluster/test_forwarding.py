@@ -416,7 +416,11 @@ def test_forwarding_headers_count_only_with_a_valid_proof(cluster: Cluster) -> N
             response = a.post(target, content=body, headers=headers)
             assert response.status_code == 403, (name, response.text)
         good = a.post(target, content=body, headers=_signed("POST", target, body))
+        # A valid proof vouches for the address, never for the key: it is checked again.
+        unknown = {**_signed("POST", target, body), "X-API-Key": "unknown-key-0123456789abcdef"}
+        stranger = a.post(target, content=body, headers=unknown)
     assert good.status_code == 202, good.text
+    assert stranger.status_code == 401, stranger.text
 
 
 def test_a_forwarded_call_is_never_forwarded_again(cluster: Cluster) -> None:
