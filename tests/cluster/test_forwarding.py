@@ -224,9 +224,14 @@ def cluster(
         assert all(r.status_code == 201 for r in made), [r.text for r in made]
         ids = [r.json()["data"]["id"] for r in made]
         with b.client() as http:
-            # B's session directory hears of A's new rows over Redis.
+            # B's session directory hears of A's new rows over Redis, and its next look at
+            # the leases (every second) that A runs them: until then B answers live calls
+            # as for a session nobody runs.
             for session in ids:
-                until(lambda s=session: http.get(f"/api/sessions/{s}"), lambda r: r.is_success)
+                until(
+                    lambda s=session: http.get(f"/api/sessions/{s}/contacts/check/6281234567890"),
+                    lambda r: r.headers.get("x-openwa-served-by") == "inst-a",
+                )
         yield Cluster(a, b, relay, *ids)
     finally:
         for server in (b, a):
