@@ -21,6 +21,7 @@ from openwa.api import ws
 from openwa.api.audit import AuditMiddleware
 from openwa.api.docs import install_docs
 from openwa.api.errors import install_error_handlers
+from openwa.api.forwarding import Forwarder, ForwardingMiddleware
 from openwa.api.metrics import HttpMetrics
 from openwa.api.middleware import RequestContextMiddleware
 from openwa.api.routers import (
@@ -467,10 +468,18 @@ def _locks(settings: Settings, member: InstanceLock | None) -> list[InstanceLock
     return [instance_lock(url, shared=True), member]
 
 
+def _forwarder(settings: Settings, instance_id: str) -> Forwarder | None:
+    """Clustered: live calls for sessions another instance runs are replayed there."""
+    if settings.cluster_secret is None:
+        return None
+    return Forwarder(settings.cluster_secret.get_secret_value().encode(), instance_id)
+
+
 def create_app(settings: Settings) -> FastAPI:
     configure_logging(settings.log_level, settings.resolved_log_format)
     services = build_services(settings)
     locks = _locks(settings, services.ownership.member)
+    forwarder = _forwarder(settings, services.ownership.instance_id)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -516,6 +525,8 @@ def create_app(settings: Settings) -> FastAPI:
         await services.sender.start()
         await services.deliveries.start()
         await services.maintenance.start()
+        if forwarder is not None:
+            await forwarder.open()
         app.state.draining = False
         log.info("started", version=__version__, public_url=settings.resolved_public_url)
         try:
@@ -547,6 +558,8 @@ def create_app(settings: Settings) -> FastAPI:
             await services.streams.close()
             await services.cache.close()
             await services.rate_limits.close()
+            if forwarder is not None:
+                await forwarder.close()
             services.directory.unwatch()
             if services.read_engine is not services.db_engine:
                 await services.read_engine.dispose()
@@ -585,12 +598,20 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.services = services
     app.state.draining = False
-    install_error_handlers(app)
+    install_error_handlers(app, forwarder)
     install_docs(app, API_ROUTES)
     install_dashboard(app)
     # Innermost: inside the request id and the body limit, so what they refuse (no route
     # matched) is not an operation's call.
     app.add_middleware(AuditMiddleware, state=app.state)
+    if settings.cluster_secret is not None:
+        # Outside the audit (it records the forwarded client's address), inside the body
+        # limit (it reads a forwarded body to check its proof).
+        app.add_middleware(
+            ForwardingMiddleware,
+            secret=settings.cluster_secret.get_secret_value().encode(),
+            max_body_bytes=settings.max_body_bytes,
+        )
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,

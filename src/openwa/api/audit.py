@@ -6,7 +6,8 @@ request's `request_work`, so the unit of work that commits the change (the reque
 that committed nothing by the time its response starts (refused, failed, or an
 engine-only operation such as start or typing) gets its entry in a small transaction of
 its own then: refusals carry their error code as the outcome. Calls that match no route
-are not calls of any operation and are not recorded.
+are not calls of any operation and are not recorded. A call forwarded to the instance
+that runs its session is recorded there, once (api/forwarding.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openwa.api.context import request_id_var
+from openwa.api.forwarding import served_elsewhere
 from openwa.audit.draft import OK, AuditDraft, clean, current_draft, field_names
 from openwa.db.unit_of_work import request_work
 
@@ -67,6 +69,9 @@ class AuditMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                if served_elsewhere(scope):
+                    await send(message)  # the instance that served the call audited it
+                    return
                 if message["status"] >= 400:
                     held.append(message)  # the error code is in the body
                     return

@@ -11,6 +11,7 @@ from __future__ import annotations
 from starlette.requests import HTTPConnection
 
 from openwa.api.context import request_id_var
+from openwa.api.forwarding import forwarded_from
 from openwa.errors import Unauthorized
 from openwa.keys.principal import Principal
 from openwa.services import Services
@@ -19,14 +20,21 @@ from openwa.services import Services
 def client_address(connection: HTTPConnection) -> str | None:
     """The client's address (rate limits, a key's `allowedCidrs`, the audit log): the
     socket's peer, or what a proxy listed in `FORWARDED_ALLOW_IPS` says in
-    `X-Forwarded-For` (uvicorn rewrites the peer for those, and only for those)."""
+    `X-Forwarded-For` (uvicorn rewrites the peer for those, and only for those), or, on
+    a call another instance forwarded with a valid proof, the client it was forwarded
+    for (api/forwarding.py rewrites the peer for those, and only for those)."""
     return connection.client.host if connection.client is not None else None
 
 
 async def authenticate(connection: HTTPConnection, raw_key: str | None) -> Principal:
     services: Services = connection.app.state.services
-    limits = services.rate_limits
     address = client_address(connection)
+    if forwarded_from(connection.scope) is not None:
+        # Counted where the client sent it; the key is checked again all the same.
+        principal = await services.keys.authenticate(raw_key, address)
+        await _note_key_use(services, connection, principal, address)
+        return principal
+    limits = services.rate_limits
     counted = address or "unknown"
     await limits.check_address(counted)
     try:

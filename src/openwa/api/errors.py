@@ -12,7 +12,8 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from openwa.api.envelope import error_response
-from openwa.errors import OpenWAError
+from openwa.api.forwarding import Forwarder
+from openwa.errors import OpenWAError, OwnedElsewhere
 from openwa.kit.schema import NUL_ERROR
 
 log = structlog.get_logger(__name__)
@@ -106,8 +107,12 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(500, "INTERNAL_ERROR", "Internal error; the request id is in the logs")
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, forwarder: Forwarder | None = None) -> None:
+    """`forwarder` (clustered): a live call for a session another instance runs is
+    answered by that instance instead of as a 409 (api/forwarding.py)."""
     app.add_exception_handler(OpenWAError, _openwa_error)
+    if forwarder is not None:
+        app.add_exception_handler(OwnedElsewhere, forwarder.handle)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

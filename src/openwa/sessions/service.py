@@ -15,6 +15,7 @@ from openwa.errors import (
     EngineError,
     Forbidden,
     NotSupported,
+    OwnedElsewhere,
     QrNotAvailable,
     SessionExists,
     SessionLimitReached,
@@ -138,8 +139,9 @@ class SessionService:
         try:
             async with self._runtime.lock(row.id):
                 await self._runtime.start(row.id, "auto start")
-        except SessionLimitReached:
-            # Another create took the last place meanwhile: leave no half-made session.
+        except (SessionLimitReached, OwnedElsewhere):
+            # Another create took the last place meanwhile: leave no half-made session
+            # (forwarded to an instance with room, the create is made there afresh).
             await self._remove(db, row.id)
             raise
         session = await self.get(row.id)
