@@ -296,6 +296,7 @@ def build_services(settings: Settings) -> Services:
             streams=streams,
             events=events,
             queued=runtime.became_ready,
+            leases_changed=ownership.scan,
         )
         if settings.clustered
         else None

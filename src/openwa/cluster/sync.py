@@ -10,6 +10,7 @@ answer forever; the event pump and the send worker poll on their own.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -39,6 +40,7 @@ class ClusterSync:
         streams: StreamRegistry,
         events: EventLog,
         queued: Signal,
+        leases_changed: Callable[[], Awaitable[None]] | None = None,
         poll_s: float = 1.0,
     ) -> None:
         self._db = db
@@ -46,6 +48,9 @@ class ClusterSync:
         self._directory = directory
         self._keys = keys
         self._streams = streams
+        # A session row changes when it starts or moves, after its lease was taken:
+        # reading the leases then lets live calls go to the new owner at once.
+        self._leases_changed = leases_changed
         self._poll_s = poll_s
         self._changed: set[str] = set()
         self._wake = Signal()
@@ -100,5 +105,7 @@ class ClusterSync:
                 elif self._changed:
                     changed, self._changed = self._changed, set()
                     await self._directory.refresh(self._db, changed)
+                    if self._leases_changed is not None:
+                        await self._leases_changed()
             except Exception:
                 log.exception("cluster_sync_failed")
