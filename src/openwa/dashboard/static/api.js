@@ -11,17 +11,29 @@
  *   at: string}} StatusChange
  * @typedef {{id: string, name: string, engine: string, status: string,
  *   statusHistory: StatusChange[], phoneNumber: string | null, pushName: string | null,
- *   config: {metadata?: Record<string, string> | null}, createdAt: string,
- *   updatedAt: string, lastError: string | null}} Session
+ *   config: {metadata?: Record<string, string> | null, proxy?: string | null},
+ *   createdAt: string, updatedAt: string, lastError: string | null}} Session
+ * @typedef {Session & {webhooks: Webhook[]}} SessionCreated  each webhook with its secret
  * @typedef {{name: string, default: boolean, available: boolean, reason?: string | null,
  *   capabilities: string[]}} EngineInfo
+ * @typedef {{url?: string, mimetype: string | null, size: number | null,
+ *   filename?: string, deleted?: boolean}} MediaInfo  `deleted`: retention removed the bytes
  * @typedef {{id: string, sessionId: string, chatId: string, fromMe: boolean,
  *   from: string | null, type: string, text: string | null, caption: string | null,
+ *   media?: MediaInfo | null, mediaError?: string | null,
  *   status: string, error: string | null, timestamp: string}} Message
  * @typedef {{id: string, name: string | null, isGroup: boolean, lastMessage: Message,
  *   unreadCount: number, lastActivityAt: string}} Chat
  * @typedef {{id: string, sessionId: string | null, url: string, events: string[],
- *   active: boolean, source: string, createdAt: string, secret?: string}} Webhook
+ *   headers: Record<string, string>, active: boolean, source: string, createdAt: string,
+ *   updatedAt: string, secret?: string}} Webhook  `secret` only in the answer to its creation
+ * @typedef {{secret: string, previousSecretValidUntil: string}} RotatedSecret
+ * @typedef {{id: string, epoch: number, expiresAt: string}} OwnedSession
+ * @typedef {{id: string, url: string, startedAt: string, lastSeen: string, live: boolean,
+ *   draining: boolean, this: boolean, maxSessions: number, running: number,
+ *   sessions: OwnedSession[]}} InstanceInfo
+ * @typedef {{clustered: boolean, leaseSeconds: number, instances: InstanceInfo[],
+ *   unowned: string[]}} ClusterInfo
  * @typedef {{attempt: number, at: string, statusCode: number | null,
  *   error: string | null, durationMs: number, location: string | null}} DeliveryAttempt
  * @typedef {{id: number, webhookId: string, eventId: string, event: string,
@@ -109,43 +121,86 @@ export function authHeaders() {
 }
 
 /**
- * Calls the API and unwraps the envelope; an error envelope becomes an ApiError.
- * @param {string} method
- * @param {string} path
- * @param {{body?: unknown, query?: Record<string, string | number | undefined | null>,
- *   key?: string}} [options]
- * @returns {Promise<{data: any, pagination?: Pagination}>}
+ * The ApiError a refused answer stands for: the envelope's `error` when there is one
+ * (a proxy's HTML error page, or an empty body, is described by its status), and the
+ * `Retry-After` of a 429.
+ * @param {Response} response
  */
-export async function call(method, path, options = {}) {
-  const headers = authHeaders();
-  if (options.key) headers["X-API-Key"] = options.key;
-  /** @type {RequestInit} */
-  const init = { method, headers };
-  if (options.body !== undefined) {
-    headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(options.body);
-  }
-  let response;
-  try {
-    response = await fetch(url(path, options.query), init);
-  } catch {
-    throw new ApiError(0, { code: "NETWORK_ERROR", message: "The server could not be reached" });
-  }
+export async function errorOf(response) {
   let envelope = null;
   try {
     envelope = await response.json();
   } catch {
-    // A proxy's HTML error page, or an empty body: described by its status below.
-  }
-  if (response.ok && envelope && envelope.success) {
-    return { data: envelope.data, pagination: envelope.pagination };
+    // not an envelope
   }
   const retry = Number(response.headers.get("Retry-After"));
   const body =
     envelope && envelope.error
       ? envelope.error
       : { code: `HTTP_${response.status}`, message: response.statusText || "Request failed" };
-  throw new ApiError(response.status, body, Number.isFinite(retry) && retry > 0 ? retry : null);
+  return new ApiError(response.status, body, Number.isFinite(retry) && retry > 0 ? retry : null);
+}
+
+/**
+ * @typedef {{body?: unknown, form?: FormData,
+ *   query?: Record<string, string | number | undefined | null>, key?: string}} CallOptions
+ *   `form` goes as multipart/form-data (a file upload): the browser sets its boundary.
+ */
+
+/**
+ * Sends one request with the key; a network failure becomes an ApiError (status 0).
+ * @param {string} method @param {string} path @param {CallOptions} options
+ */
+async function send(method, path, options) {
+  const headers = authHeaders();
+  if (options.key) headers["X-API-Key"] = options.key;
+  /** @type {RequestInit} */
+  const init = { method, headers };
+  if (options.form !== undefined) {
+    init.body = options.form;
+  } else if (options.body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(options.body);
+  }
+  try {
+    return await fetch(url(path, options.query), init);
+  } catch {
+    throw new ApiError(0, { code: "NETWORK_ERROR", message: "The server could not be reached" });
+  }
+}
+
+/**
+ * Calls the API and unwraps the envelope; an error envelope becomes an ApiError.
+ * @param {string} method
+ * @param {string} path
+ * @param {CallOptions} [options]
+ * @returns {Promise<{data: any, pagination?: Pagination}>}
+ */
+export async function call(method, path, options = {}) {
+  const response = await send(method, path, options);
+  if (!response.ok) throw await errorOf(response);
+  let envelope = null;
+  try {
+    envelope = await response.json();
+  } catch {
+    // described below
+  }
+  if (envelope && envelope.success) {
+    return { data: envelope.data, pagination: envelope.pagination };
+  }
+  throw new ApiError(response.status, { code: "BAD_ANSWER", message: "The answer was not the API's envelope" });
+}
+
+/**
+ * The bytes of a download route (a message's media), with the key as a header: they
+ * become a `blob:` URL, so the key never goes into an `<img>` or `<a>` URL.
+ * @param {string} path
+ * @returns {Promise<Blob>}
+ */
+export async function download(path) {
+  const response = await send("GET", path, {});
+  if (!response.ok) throw await errorOf(response);
+  return response.blob();
 }
 
 /** @param {string} path @param {Record<string, string | number | undefined | null>} [query] */

@@ -3,7 +3,7 @@
 // sessions, expiry and networks, delete. The server decides every call all the same.
 
 import { call, del, patch, post, seg } from "./api.js";
-import { confirmAction, field, fill, guarded, h, notify, pager, showError, when } from "./ui.js";
+import { confirmAction, field, fill, guarded, h, notify, pager, showError, showOnce, when } from "./ui.js";
 
 /** @typedef {import("./api.js").ApiKey} ApiKey */
 
@@ -87,45 +87,6 @@ export function keysPage(main, access) {
     );
   }
 
-  /** Shown once: the page keeps it nowhere but here, and "Done" takes it away. @param {ApiKey} key */
-  function showOnce(key) {
-    const secret = h("code", { id: "new-key" }, key.key ?? "");
-    const copy = h(
-      "button",
-      {
-        type: "button",
-        onclick: async () => {
-          try {
-            await navigator.clipboard.writeText(secret.textContent ?? "");
-            notify("Key copied.");
-          } catch {
-            getSelection()?.selectAllChildren(secret);
-            notify("Copying was refused by the browser: the key is selected, copy it by hand.");
-          }
-        },
-      },
-      "Copy key",
-    );
-    created.replaceChildren(
-      h(
-        "div",
-        { class: "notice info", role: "status" },
-        h(
-          "p",
-          null,
-          `The key "${key.name}" (${key.role}), shown only now; the server keeps a hash of it only: `,
-          secret,
-        ),
-        h(
-          "div",
-          { class: "actions" },
-          copy,
-          h("button", { type: "button", onclick: () => created.replaceChildren() }, "Done"),
-        ),
-      ),
-    );
-  }
-
   function createForm() {
     const name = /** @type {HTMLInputElement} */ (h("input", { name: "name", required: true, maxlength: 100, autocomplete: "off" }));
     const fields = keyFields(null);
@@ -148,7 +109,11 @@ export function keysPage(main, access) {
               allowedCidrs: listOrNull(fields.cidrs.value),
             });
             /** @type {HTMLFormElement} */ (form).reset();
-            showOnce(made);
+            showOnce(
+              created,
+              `The key "${made.name}" (${made.role}), shown only now; the server keeps a hash of it only.`,
+              [{ secret: made.key ?? "", id: "new-key", copy: "Copy key" }],
+            );
             await load();
           });
         },

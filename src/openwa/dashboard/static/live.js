@@ -2,7 +2,7 @@
 // Live events: the WebSocket for the pages' own updates, SSE (read through fetch) for
 // the event log. Both come back by themselves after a dropped connection.
 
-import { ApiError, authHeaders, credentials } from "./api.js";
+import { ApiError, authHeaders, credentials, errorOf } from "./api.js";
 
 /** @typedef {import("./api.js").OpenWAEvent} OpenWAEvent */
 
@@ -99,16 +99,7 @@ export function followStream(options) {
       headers: { ...authHeaders(), Accept: "text/event-stream" },
       signal: abort.signal,
     });
-    if (!response.ok || !response.body) {
-      let body = { code: `HTTP_${response.status}`, message: response.statusText };
-      try {
-        body = (await response.json()).error ?? body;
-      } catch {
-        // not an envelope
-      }
-      const retry = Number(response.headers.get("Retry-After"));
-      throw new ApiError(response.status, body, retry > 0 ? retry : null);
-    }
+    if (!response.ok || !response.body) throw await errorOf(response);
     options.onState?.("open");
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";

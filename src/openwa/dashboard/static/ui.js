@@ -47,11 +47,14 @@ export function fill(element, ...children) {
 /** The page's message area: errors and notices, announced by screen readers. */
 const notices = () => /** @type {HTMLElement} */ (document.getElementById("notices"));
 
+/** What went wrong, in one sentence: the API's message and code when it answered. @param {unknown} error */
+export function describe(error) {
+  return error instanceof ApiError ? error.describe() : error instanceof Error ? error.message : String(error);
+}
+
 /** @param {unknown} error */
 export function showError(error) {
-  const text =
-    error instanceof ApiError ? error.describe() : error instanceof Error ? error.message : String(error);
-  notify(text, "error");
+  notify(describe(error), "error");
 }
 
 /**
@@ -157,4 +160,52 @@ export function field(label, control, hint) {
     control,
     hintId ? h("small", { id: hintId }, hint) : null,
   );
+}
+
+/**
+ * A secret the server shows in one answer only (a new key, a webhook's signing secret):
+ * shown in `box`, each with its Copy button, until "Done" takes them away. The page
+ * keeps them in no variable or storage, so they are gone for good after that.
+ * @param {HTMLElement} box
+ * @param {string} intro what they are, and that they are shown only now
+ * @param {Array<{secret: string, id: string, copy: string, label?: string}>} secrets
+ *   `id` of the `<code>`, `copy` the button's name, `label` what the secret is for
+ */
+export function showOnce(box, intro, secrets) {
+  const items = secrets.map(({ secret, id, copy, label }) => {
+    const code = h("code", { id }, secret);
+    const button = h(
+      "button",
+      {
+        type: "button",
+        onclick: async () => {
+          try {
+            await navigator.clipboard.writeText(code.textContent ?? "");
+            notify("Copied.");
+          } catch {
+            getSelection()?.selectAllChildren(code);
+            notify("Copying was refused by the browser: it is selected, copy it by hand.");
+          }
+        },
+      },
+      copy,
+    );
+    return h("li", null, label ? `${label}: ` : null, code, " ", button);
+  });
+  box.replaceChildren(
+    h(
+      "div",
+      { class: "notice info once", role: "status" },
+      h("div", null, h("p", null, intro), h("ul", { class: "secrets" }, ...items)),
+      h("button", { type: "button", onclick: () => box.replaceChildren() }, "Done"),
+    ),
+  );
+}
+
+/** A byte count for people (sizes of media). @param {number | null | undefined} bytes */
+export function size(bytes) {
+  if (bytes === null || bytes === undefined) return "size unknown";
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} kB`;
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
 }
