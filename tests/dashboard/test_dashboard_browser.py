@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from openwa.webhooks.signing import sign
 from tests.fixtures.app import ADMIN_KEY
 from tests.fixtures.browser import CHROMIUM, LISTEN
 from tests.fixtures.browser import sync_playwright as browser_api
@@ -38,13 +39,16 @@ class Receiver:
 
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
+        self.received: list[tuple[dict[str, str], bytes]] = []
         self.failing = False
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                receiver.bodies.append(json.loads(self.rfile.read(length) or b"{}"))
+                raw = self.rfile.read(length)
+                receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, raw))
+                receiver.bodies.append(json.loads(raw or b"{}"))
                 self.send_response(500 if receiver.failing else 200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -56,6 +60,14 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def signed_with(self, secret: str) -> bool:
+        """Whether a delivery came signed with `secret` (Standard Webhooks)."""
+        return any(
+            sign(secret, headers["webhook-id"], int(headers["webhook-timestamp"]), body)
+            in headers["webhook-signature"].split()
+            for headers, body in self.received
+        )
 
     def close(self) -> None:
         self.server.shutdown()
@@ -167,6 +179,24 @@ def _ready_session(api: httpx.Client, name: str) -> dict[str, Any]:
             return session
         threading.Event().wait(0.05)
     raise AssertionError(f"{name} never became ready: {session}")
+
+
+def _wait_for(check: Callable[[], bool], seconds: float = TIMEOUT_MS / 1000) -> bool:
+    """Whether `check` comes true within `seconds` (things outside the page)."""
+    for _ in range(int(seconds / 0.05)):
+        if check():
+            return True
+        threading.Event().wait(0.05)
+    return check()
+
+
+def _new_session_form(tab: Tab, name: str) -> Any:
+    """Signed in as the admin, the create form filled with a mock session's name."""
+    tab.sign_in(ADMIN_KEY)
+    form = tab.page.locator("#create-session")
+    form.get_by_label("Name").fill(name)
+    form.get_by_label("Engine").select_option("mock")
+    return form
 
 
 def _session_flow(tab: Tab, name: str) -> None:
@@ -290,6 +320,97 @@ def test_a_webhook_delivery_is_shown_and_a_failed_one_replayed(
     expect(rows.first).to_have_attribute("data-status", "succeeded")
 
 
+def test_a_session_is_made_with_a_proxy_and_webhooks_whose_secrets_show_once(
+    tab: Tab, api: httpx.Client
+) -> None:
+    expect = _expect()
+    form = _new_session_form(tab, "proxied")
+    page = tab.page
+    form.get_by_label("Proxy").fill("socks5://user:hunter2@93.184.216.34:1080")
+    add = form.get_by_role("button", name="Add a webhook")
+    for url, events in (
+        ("https://example.com/one", "message.received"),
+        ("https://example.com/two", "*"),
+    ):
+        add.click()
+        hook = form.locator(".new-webhooks li").last
+        expect(hook.get_by_label("URL")).to_be_focused()
+        hook.get_by_label("URL").fill(url)
+        hook.get_by_label("Events").fill(events)
+    form.get_by_role("button", name="Create session").click()
+    # Each secret shown once, by the webhook's URL; the form is empty again.
+    shown = page.locator("#session-secrets")
+    expect(shown.locator("#webhook-secret-1")).to_contain_text("whsec_")
+    expect(shown).to_contain_text("https://example.com/two")
+    secrets = {shown.locator(f"#webhook-secret-{n}").inner_text() for n in (1, 2)}
+    assert len(secrets) == 2
+    expect(form.locator(".new-webhooks li")).to_have_count(0)
+    # The proxy as the API shows it: its password masked.
+    card = page.locator("article.session", has=page.get_by_role("link", name="proxied", exact=True))
+    expect(card.locator(".facts")).to_contain_text("socks5://")
+    assert "hunter2" not in card.inner_text()
+    hooks = api.get("/api/sessions/proxied/webhooks").json()["data"]
+    assert sorted((h["url"], h["events"], h["source"]) for h in hooks) == [
+        ("https://example.com/one", ["message.received"], "config"),
+        ("https://example.com/two", ["*"], "config"),
+    ]
+    shown.get_by_role("button", name="Done").click()
+    expect(shown.locator("code")).to_have_count(0)
+    assert not any(secret in page.content() for secret in secrets)
+
+
+def test_webhooks_are_changed_and_their_secrets_rotated(
+    tab: Tab, api: httpx.Client, receiver: Receiver
+) -> None:
+    """A session's webhook changed field by field; an instance-wide one's secret rotated,
+    the new secret shown once and signing the next delivery."""
+    expect = _expect()
+    _ready_session(api, "changed")
+    made = api.post("/api/sessions/changed/webhooks", json={"url": "https://example.com/before"})
+    assert made.status_code == 201, made.text
+    # Only the test event: every other test's events would be delivered to it too.
+    wide = api.post("/api/webhooks", json={"url": receiver.url, "events": ["webhook.test"]})
+    assert wide.status_code == 201, wide.text
+    wide_id, old_secret = wide.json()["data"]["id"], wide.json()["data"]["secret"]
+    try:
+        tab.sign_in(ADMIN_KEY)
+        page = tab.page
+        page.get_by_role("link", name="Webhooks").click()
+        page.get_by_label("Webhooks of").select_option(label="changed")
+        card = page.locator("article.webhook", has_text="https://example.com/before")
+        card.get_by_role("button", name="Change").click()
+        editor = card.locator("form.edit-webhook")
+        editor.get_by_label("URL").fill("https://example.com/after")
+        editor.get_by_label("Events").fill("message.received, message.ack")
+        editor.get_by_label("Headers").fill("Authorization: Bearer abc")
+        editor.get_by_label("Active").uncheck()
+        editor.get_by_role("button", name="Save").click()
+        card = page.locator("article.webhook", has_text="https://example.com/after")
+        expect(card).to_have_attribute("data-active", "false")
+        expect(card).to_contain_text("message.ack, message.received")
+        hook = api.get(f"/api/sessions/changed/webhooks/{made.json()['data']['id']}").json()["data"]
+        assert hook["headers"] == {"Authorization": "Bearer abc"}
+        assert hook["active"] is False
+        # Instance-wide: a new secret, the old one valid no longer.
+        page.get_by_label("Webhooks of").select_option(label="Instance-wide (every session)")
+        card = page.locator(f"article.webhook[data-webhook-id='{wide_id}']")
+        card.get_by_role("button", name="Rotate secret").click()
+        rotate = card.locator("form.rotate-secret")
+        rotate.get_by_label("The old secret stays valid for").select_option("0")
+        rotate.get_by_role("button", name="Rotate").click()
+        secret = page.locator("#webhook-secret")
+        expect(secret).to_contain_text("whsec_")
+        expect(rotate).to_have_count(0)
+        new_secret = secret.inner_text().strip()
+        assert new_secret != old_secret
+        sent = api.post(f"/api/webhooks/{wide_id}/test")
+        assert sent.status_code == 202, sent.text
+        delivered = _wait_for(lambda: receiver.signed_with(new_secret))
+        assert delivered
+    finally:
+        api.delete(f"/api/webhooks/{wide_id}")
+
+
 def test_an_event_arrives_live(tab: Tab, api: httpx.Client) -> None:
     expect = _expect()
     _ready_session(api, "watched")
@@ -314,6 +435,11 @@ def test_an_event_arrives_live(tab: Tab, api: httpx.Client) -> None:
 def test_a_viewer_sees_no_write_controls(tab: Tab, api: httpx.Client) -> None:
     expect = _expect()
     _ready_session(api, "viewed")
+    hook = api.post(
+        "/api/sessions/viewed/webhooks",
+        json={"url": "https://example.com/viewed", "headers": {"X-Token": "s3cret"}},
+    )
+    assert hook.status_code == 201, hook.text
     made = api.post("/api/keys", json={"name": "watcher", "role": "viewer"})
     assert made.status_code == 201, made.text
     tab.sign_in(made.json()["data"]["key"])
@@ -327,9 +453,12 @@ def test_a_viewer_sees_no_write_controls(tab: Tab, api: httpx.Client) -> None:
     expect(page.locator("#chats-title")).to_be_visible()
     expect(page.locator("#send-form")).to_have_count(0)
     page.get_by_role("link", name="Webhooks").click()
-    expect(page.get_by_label("Webhooks of")).to_be_visible()
+    page.get_by_label("Webhooks of").select_option(label="viewed")
+    card = page.locator("article.webhook", has_text="https://example.com/viewed")
+    # The log may be read; nothing may be changed (and header values come masked).
+    expect(card.get_by_role("button")).to_have_text(["Deliveries"])
+    expect(card).to_contain_text("headers: X-Token")
     expect(page.locator("#create-webhook")).to_have_count(0)
-    expect(page.get_by_role("button", name="Send test")).to_have_count(0)
 
 
 def test_a_scoped_key_sees_its_sessions_only(tab: Tab, api: httpx.Client) -> None:
@@ -413,11 +542,8 @@ def test_an_admin_manages_keys_and_an_operator_sees_no_keys_page(
 
 def test_the_audit_log_shows_a_session_made_here(tab: Tab) -> None:
     expect = _expect()
-    tab.sign_in(ADMIN_KEY)
+    form = _new_session_form(tab, "logged")
     page = tab.page
-    form = page.locator("#create-session")
-    form.get_by_label("Name").fill("logged")
-    form.get_by_label("Engine").select_option("mock")
     form.get_by_role("button", name="Create session").click()
     expect(page.get_by_role("link", name="logged", exact=True)).to_be_visible()
     page.get_by_role("link", name="Audit").click()
@@ -457,11 +583,8 @@ def test_health_at_a_glance(tab: Tab) -> None:
 
 def test_a_session_links_by_pairing_code(tab: Tab) -> None:
     expect = _expect()
-    tab.sign_in(ADMIN_KEY)
+    form = _new_session_form(tab, "paired")
     page = tab.page
-    form = page.locator("#create-session")
-    form.get_by_label("Name").fill("paired")
-    form.get_by_label("Engine").select_option("mock")
     form.get_by_role("button", name="Create session").click()
     card = page.locator("article.session", has=page.get_by_role("link", name="paired", exact=True))
     # Within the mock's link delay (it would link by itself after it).
@@ -507,12 +630,21 @@ def test_api_errors_are_shown_and_a_429_says_when_to_retry(tab: Tab, api: httpx.
 
 
 def test_the_session_flow_on_a_phone(browser: Any, server: ServerProcess) -> None:
+    expect = _expect()
     phone = Tab(browser, server.url, viewport=PHONE)
+    page = phone.page
+
+    def fits() -> None:
+        # Nothing wider than the screen: no sideways scrolling.
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], (page.url, width)
+
     try:
         _session_flow(phone, "pocket")
-        # Nothing wider than the screen: no sideways scrolling.
-        width = phone.page.evaluate("document.documentElement.scrollWidth")
-        assert width <= PHONE["width"], width
+        fits()
+        page.get_by_role("button", name="Add a webhook").click()
+        expect(page.locator(".new-webhooks li")).to_have_count(1)
+        fits()
         phone.check_clean()
     finally:
         phone.context.close()
@@ -525,6 +657,8 @@ def test_each_page_has_no_serious_accessibility_violations(tab: Tab, api: httpx.
         pytest.skip("axe-playwright-python is not installed (a dev extra)")
     expect = _expect()
     _ready_session(api, "audited")
+    hook = api.post("/api/sessions/audited/webhooks", json={"url": "https://example.com/audited"})
+    assert hook.status_code == 201, hook.text
     axe = Axe()
     page = tab.page
     tab.open()
@@ -541,12 +675,15 @@ def test_each_page_has_no_serious_accessibility_violations(tab: Tab, api: httpx.
     audit("sign-in")
     tab.sign_in(ADMIN_KEY)
     expect(page.locator("article.session").first).to_be_visible()
+    page.get_by_role("button", name="Add a webhook").click()
     audit("sessions")
     page.get_by_role("link", name="audited", exact=True).click()
     expect(page.locator("#chats-title")).to_be_visible()
     audit("session")
     page.get_by_role("link", name="Webhooks").click()
-    expect(page.get_by_label("Webhooks of")).to_be_visible()
+    page.get_by_label("Webhooks of").select_option(label="audited")
+    page.get_by_role("button", name="Change").click()
+    expect(page.locator("form.edit-webhook")).to_be_visible()
     audit("webhooks")
     page.get_by_role("link", name="Events").click()
     expect(page.locator("#live-state")).to_have_text("Following live.")

@@ -3,7 +3,8 @@
 
 import { call, del, get, post, seg } from "./api.js";
 import { openSocket } from "./live.js";
-import { confirmAction, field, fill, guarded, h, notify, showError, statusBadge, when } from "./ui.js";
+import { confirmAction, field, fill, guarded, h, notify, showError, showOnce, statusBadge, when } from "./ui.js";
+import { webhookFields } from "./webhooks.js";
 
 /** @typedef {import("./api.js").Session} Session */
 /**
@@ -12,6 +13,9 @@ import { confirmAction, field, fill, guarded, h, notify, showError, statusBadge,
  * @typedef {{session: Session, card: HTMLElement, qr: string | null,
  *   pairing?: HTMLElement, code?: string | null}} Entry
  */
+
+/** The API takes up to ten webhooks with a session (`config.webhooks`). */
+const MAX_WEBHOOKS = 10;
 
 /** Every session this key may see, all pages of them. */
 async function allSessions() {
@@ -60,7 +64,8 @@ export function sessionsPage(main, access) {
   const empty = h("p", { class: "empty" }, "No sessions yet.");
 
   main.append(h("h1", null, "Sessions"));
-  if (access.canWrite && access.unscoped) main.append(createForm());
+  const secrets = h("div", { id: "session-secrets" });
+  if (access.canWrite && access.unscoped) main.append(createForm(), secrets);
   main.append(h("h2", { class: "visually-hidden" }, "Your sessions"), empty, list);
 
   /** @param {Session} session */
@@ -203,6 +208,9 @@ export function sessionsPage(main, access) {
         h("dd", null, session.phoneNumber ?? "not linked"),
         metadata.length ? h("dt", null, "Metadata") : null,
         metadata.length ? h("dd", null, metadata.map(([k, v]) => `${k}=${v}`).join(", ")) : null,
+        // As the API shows it: credentials masked.
+        session.config?.proxy ? h("dt", null, "Proxy") : null,
+        session.config?.proxy ? h("dd", null, session.config.proxy) : null,
       ),
       session.status === "qr_ready"
         ? h(
@@ -260,10 +268,74 @@ export function sessionsPage(main, access) {
     }
   }
 
+  /**
+   * The webhooks of a new session (`config.webhooks`): none at first, up to the API's
+   * ten, each made of the Webhooks page's own fields.
+   */
+  function webhookList() {
+    /** @type {Array<{value: () => Record<string, unknown>, item: HTMLElement}>} */
+    const added = [];
+    const items = h("ol", { class: "new-webhooks" });
+    const add = h(
+      "button",
+      {
+        type: "button",
+        onclick: () => {
+          const fields = webhookFields(null);
+          const entry = { value: fields.value, item: h("li") };
+          entry.item.append(
+            fields.controls,
+            h(
+              "button",
+              {
+                type: "button",
+                class: "link",
+                onclick: () => {
+                  added.splice(added.indexOf(entry), 1);
+                  entry.item.remove();
+                  add.hidden = false;
+                  add.focus();
+                },
+                "aria-label": "Remove this webhook",
+              },
+              "Remove",
+            ),
+          );
+          added.push(entry);
+          items.append(entry.item);
+          add.hidden = added.length >= MAX_WEBHOOKS;
+          /** @type {HTMLElement} */ (entry.item.querySelector("input"))?.focus();
+        },
+      },
+      "Add a webhook",
+    );
+    const fieldset = h(
+      "fieldset",
+      { class: "webhooks" },
+      h("legend", null, "Webhooks (optional; each secret is shown once, after creating)"),
+      items,
+      add,
+    );
+    return {
+      fieldset,
+      /** @returns {Record<string, unknown>[] | undefined} */
+      value: () => (added.length ? added.map((entry) => entry.value()) : undefined),
+      clear: () => {
+        added.length = 0;
+        items.replaceChildren();
+        add.hidden = false;
+      },
+    };
+  }
+
   function createForm() {
     const name = h("input", { name: "name", required: true, maxlength: 64, autocomplete: "off" });
     const engine = /** @type {HTMLSelectElement} */ (h("select", { name: "engine" }));
     const metadata = h("textarea", { name: "metadata", rows: 2 });
+    const proxy = /** @type {HTMLInputElement} */ (
+      h("input", { type: "url", name: "proxy", autocomplete: "off", spellcheck: "false", placeholder: "socks5://user:password@host:1080" })
+    );
+    const webhooks = webhookList();
     get("/api/engines")
       .then((/** @type {import("./api.js").EngineInfo[]} */ engines) => {
         for (const info of engines) {
@@ -287,11 +359,19 @@ export function sessionsPage(main, access) {
             const body = {
               name: /** @type {HTMLInputElement} */ (name).value.trim(),
               engine: engine.value || undefined,
-              config: { metadata: parseMetadata(/** @type {HTMLTextAreaElement} */ (metadata).value) },
+              config: {
+                metadata: parseMetadata(/** @type {HTMLTextAreaElement} */ (metadata).value),
+                proxy: proxy.value.trim() || undefined,
+                webhooks: webhooks.value(),
+              },
             };
-            put(await post("/api/sessions", body));
+            /** @type {import("./api.js").SessionCreated} */
+            const created = await post("/api/sessions", body);
+            put(created);
             /** @type {HTMLFormElement} */ (form).reset();
+            webhooks.clear();
             notify(`Session ${body.name} created`);
+            showSecrets(created);
           });
         },
       },
@@ -302,10 +382,32 @@ export function sessionsPage(main, access) {
         field("Name", name),
         field("Engine", engine),
         field("Metadata", metadata, "One name=value a line (optional)"),
+        field("Proxy", proxy, "http://, https:// or socks5:// URL (optional); its credentials are never shown again"),
       ),
+      webhooks.fieldset,
       h("button", { type: "submit" }, "Create session"),
     );
     return form;
+  }
+
+  /**
+   * The signing secrets of the webhooks made with a session: in this answer only.
+   * @param {import("./api.js").SessionCreated} created
+   */
+  function showSecrets(created) {
+    const hooks = created.webhooks ?? [];
+    if (!hooks.length) return;
+    const many = hooks.length > 1;
+    showOnce(
+      secrets,
+      `Signing secrets of the webhooks of ${created.name}, shown only now:`,
+      hooks.map((hook, index) => ({
+        secret: hook.secret ?? "",
+        id: `webhook-secret-${index + 1}`,
+        copy: many ? `Copy secret ${index + 1}` : "Copy secret",
+        label: many ? `${index + 1}. ${hook.url}` : hook.url,
+      })),
+    );
   }
 
   // Live first, then the list: nothing that happens in between is missed (a change seen

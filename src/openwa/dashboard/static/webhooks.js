@@ -1,20 +1,97 @@
 // @ts-check
-// Webhooks of a session (or the instance's, for admins): create, test, delete, and the
-// delivery log with each attempt and the replay of a failed delivery.
+// Webhooks of a session (or the instance's, for admins): create, change, test, rotate
+// the secret, delete, and the delivery log with each attempt and the replay of a failed
+// delivery. The fields of a webhook are shared with the session create form.
 
-import { call, del, get, post, seg } from "./api.js";
-import { confirmAction, field, fill, guarded, h, notify, showError, statusBadge, when } from "./ui.js";
+import { call, del, patch, post, seg } from "./api.js";
+import { confirmAction, field, fill, guarded, h, notify, showError, showOnce, statusBadge, when } from "./ui.js";
 
 /** @typedef {import("./api.js").Webhook} Webhook */
 /** @typedef {import("./api.js").Delivery} Delivery */
+/** @typedef {import("./api.js").RotatedSecret} RotatedSecret */
 
 const INSTANCE = "";
+
+/** How long a rotated-out secret stays valid (the API's `graceSeconds`, 0 to 7 days). */
+const GRACE = [
+  [0, "No longer: only the new one is valid"],
+  [3600, "1 hour"],
+  [86400, "1 day"],
+  [7 * 86400, "7 days"],
+];
+
+/** @param {string} text comma-separated event names; empty: every event */
+function eventNames(text) {
+  const names = text.split(",").map((name) => name.trim()).filter(Boolean);
+  return names.length ? names : ["*"];
+}
+
+/**
+ * `Name: value` lines as a headers object (receivers' credentials, such as
+ * `Authorization: Bearer ...`).
+ * @param {string} text
+ * @returns {Record<string, string>}
+ */
+function parseHeaders(text) {
+  /** @type {Record<string, string>} */
+  const headers = {};
+  for (const line of text.split("\n")) {
+    if (!line.trim()) continue;
+    const at = line.indexOf(":");
+    if (at <= 0) throw new Error(`Header line "${line}" is not Name: value`);
+    headers[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+  }
+  return headers;
+}
+
+/** @param {Record<string, string>} headers */
+const headerLines = (headers) =>
+  Object.entries(headers)
+    .map(([name, value]) => `${name}: ${value}`)
+    .join("\n");
+
+/**
+ * The fields a webhook is made or changed with, here and in the session create form;
+ * `value()` reads them as the API's body (headers and events parsed).
+ * @param {Webhook | null} hook
+ */
+export function webhookFields(hook) {
+  const url = /** @type {HTMLInputElement} */ (
+    h("input", { type: "url", name: "url", required: true, value: hook?.url ?? "", placeholder: "https://example.com/openwa", autocomplete: "off" })
+  );
+  const events = /** @type {HTMLInputElement} */ (
+    h("input", { name: "events", value: hook?.events.join(", ") ?? "*", autocomplete: "off" })
+  );
+  const headers = /** @type {HTMLTextAreaElement} */ (
+    h("textarea", { name: "headers", rows: 2, autocomplete: "off", spellcheck: "false", placeholder: "Authorization: Bearer ..." })
+  );
+  headers.value = headerLines(hook?.headers ?? {});
+  const active = /** @type {HTMLInputElement} */ (
+    h("input", { type: "checkbox", name: "active", checked: hook?.active ?? true })
+  );
+  active.id = `a-${Math.random().toString(36).slice(2, 9)}`;
+  const controls = h(
+    "div",
+    { class: "row" },
+    field("URL", url),
+    field("Events", events, "Comma-separated event names; * for all"),
+    field("Headers", headers, "One Name: value a line, sent with each delivery (optional)"),
+    h("div", { class: "field inline" }, active, h("label", { for: active.id }, "Active")),
+  );
+  const value = () => ({
+    url: url.value.trim(),
+    events: eventNames(events.value),
+    headers: parseHeaders(headers.value),
+    active: active.checked,
+  });
+  return { controls, value };
+}
 
 /** @type {import("./app.js").Page} */
 export function webhooksPage(main, access) {
   const owner = /** @type {HTMLSelectElement} */ (h("select", { id: "webhook-owner" }));
   const list = h("ul", { class: "cards", id: "webhook-list", "aria-label": "Webhooks" });
-  const secretBox = h("div", { id: "secret", "aria-live": "polite" });
+  const secretBox = h("div", { id: "secret" });
   /** @type {Set<number>} refresh timers of open delivery logs */
   const timers = new Set();
 
@@ -41,14 +118,17 @@ export function webhooksPage(main, access) {
     if (access.isAdmin && access.unscoped) {
       owner.append(h("option", { value: INSTANCE }, "Instance-wide (every session)"));
     }
-    owner.addEventListener("change", () => load().catch(showError));
+    owner.addEventListener("change", () => {
+      // A secret shown once stays until "Done" or until another owner's list is shown.
+      secretBox.replaceChildren();
+      load().catch(showError);
+    });
     if (owner.options.length) await load();
     else list.replaceChildren(h("li", { class: "empty" }, "No sessions yet: create one first."));
   }
 
   async function load() {
     stopTimers();
-    secretBox.replaceChildren();
     const { data } = await call("GET", base(), { query: { limit: 100 } });
     list.replaceChildren(
       ...(data.length ? [] : [h("li", { class: "empty" }, "No webhooks here yet.")]),
@@ -60,6 +140,7 @@ export function webhooksPage(main, access) {
   function card(hook) {
     const path = `${base()}/${seg(hook.id)}`;
     const log = h("div", { class: "deliveries" });
+    const panel = h("div");
     const titleId = `w-${hook.id}`;
     /** @type {number} */
     let timer = 0;
@@ -89,19 +170,53 @@ export function webhooksPage(main, access) {
       },
       "Deliveries",
     );
+    /** @type {HTMLElement[]} the buttons that open a form in `panel` (one at a time) */
+    const openers = [];
+    const close = () => {
+      for (const button of openers) button.setAttribute("aria-expanded", "false");
+      panel.replaceChildren();
+    };
+    /**
+     * A button that shows `form(close)` in the card's panel, or hides it again.
+     * @param {string} label @param {(close: () => void) => HTMLElement} form
+     */
+    const opener = (label, form) => {
+      const button = h(
+        "button",
+        {
+          type: "button",
+          "aria-expanded": "false",
+          onclick: () => {
+            const open = button.getAttribute("aria-expanded") !== "true";
+            close();
+            if (open) {
+              button.setAttribute("aria-expanded", "true");
+              panel.replaceChildren(form(close));
+            }
+          },
+        },
+        label,
+      );
+      openers.push(button);
+      return button;
+    };
+    const headerNames = Object.keys(hook.headers ?? {});
     return h(
       "article",
-      { class: "card webhook", "aria-labelledby": titleId, dataset: { webhookId: hook.id } },
+      { class: "card webhook", "aria-labelledby": titleId, dataset: { webhookId: hook.id, active: String(hook.active) } },
       h("h2", { id: titleId, class: "url" }, hook.url),
       h(
         "p",
         null,
         `Events: ${hook.events.join(", ") || "*"} · ${hook.active ? "active" : "inactive"} · ${hook.source}`,
+        headerNames.length ? ` · headers: ${headerNames.join(", ")}` : "",
       ),
       h(
         "div",
         { class: "actions" },
         toggle,
+        access.canWrite ? opener("Change", () => editForm(hook, path)) : null,
+        access.canWrite ? opener("Rotate secret", (done) => rotateForm(hook, path, done)) : null,
         access.canWrite
           ? h(
               "button",
@@ -135,8 +250,79 @@ export function webhooksPage(main, access) {
             )
           : null,
       ),
+      panel,
       log,
     );
+  }
+
+  /**
+   * Only what changed is sent: a PATCH replaces each field given.
+   * @param {Webhook} hook @param {string} path
+   */
+  function editForm(hook, path) {
+    const fields = webhookFields(hook);
+    const form = h(
+      "form",
+      {
+        class: "edit-webhook",
+        "aria-label": `Change the webhook to ${hook.url}`,
+        onsubmit: (/** @type {SubmitEvent} */ event) => {
+          event.preventDefault();
+          const button = /** @type {HTMLButtonElement} */ (form.querySelector("button[type=submit]"));
+          guarded(button, async () => {
+            const wanted = fields.value();
+            /** @type {Record<string, unknown>} */
+            const change = {};
+            if (wanted.url !== hook.url) change.url = wanted.url;
+            if (JSON.stringify(wanted.events) !== JSON.stringify(hook.events)) change.events = wanted.events;
+            if (JSON.stringify(wanted.headers) !== JSON.stringify(hook.headers ?? {})) change.headers = wanted.headers;
+            if (wanted.active !== hook.active) change.active = wanted.active;
+            if (!Object.keys(change).length) return notify("Nothing changed.");
+            await patch(path, change);
+            notify("Webhook changed.");
+            await load();
+          });
+        },
+      },
+      fields.controls,
+      h("button", { type: "submit" }, "Save"),
+    );
+    return form;
+  }
+
+  /**
+   * A new signing secret, shown once; the old one stays valid for the grace chosen
+   * (deliveries are signed with both meanwhile), so the receiver can be switched first.
+   * @param {Webhook} hook @param {string} path @param {() => void} done closes the form
+   */
+  function rotateForm(hook, path, done) {
+    const grace = /** @type {HTMLSelectElement} */ (
+      h("select", { name: "graceSeconds" }, ...GRACE.map(([seconds, label]) => h("option", { value: seconds, selected: seconds === 86400 }, label)))
+    );
+    const form = h(
+      "form",
+      {
+        class: "rotate-secret",
+        "aria-label": `Rotate the secret of the webhook to ${hook.url}`,
+        onsubmit: (/** @type {SubmitEvent} */ event) => {
+          event.preventDefault();
+          const button = /** @type {HTMLButtonElement} */ (form.querySelector("button[type=submit]"));
+          guarded(button, async () => {
+            /** @type {RotatedSecret} */
+            const rotated = await post(`${path}/rotate-secret`, { graceSeconds: Number(grace.value) });
+            done();
+            showOnce(
+              secretBox,
+              `New signing secret of the webhook to ${hook.url}, shown only now; the old one is valid until ${when(rotated.previousSecretValidUntil)}.`,
+              [{ secret: rotated.secret, id: "webhook-secret", copy: "Copy secret" }],
+            );
+            secretBox.scrollIntoView({ block: "nearest" });
+          });
+        },
+      },
+      h("div", { class: "row" }, field("The old secret stays valid for", grace), h("button", { type: "submit" }, "Rotate")),
+    );
+    return form;
   }
 
   /**
@@ -218,8 +404,7 @@ export function webhooksPage(main, access) {
   }
 
   function createForm() {
-    const url = h("input", { type: "url", name: "url", required: true, placeholder: "https://example.com/openwa" });
-    const events = h("input", { name: "events", value: "*", autocomplete: "off" });
+    const fields = webhookFields(null);
     const form = h(
       "form",
       {
@@ -228,38 +413,21 @@ export function webhooksPage(main, access) {
         "aria-labelledby": "webhook-create-title",
         onsubmit: (/** @type {SubmitEvent} */ event) => {
           event.preventDefault();
-          const button = /** @type {HTMLButtonElement} */ (form.querySelector("button"));
+          const button = /** @type {HTMLButtonElement} */ (form.querySelector("button[type=submit]"));
           guarded(button, async () => {
-            const names = /** @type {HTMLInputElement} */ (events).value
-              .split(",")
-              .map((name) => name.trim())
-              .filter(Boolean);
             /** @type {Webhook} */
-            const created = await post(base(), {
-              url: /** @type {HTMLInputElement} */ (url).value.trim(),
-              events: names.length ? names : ["*"],
-            });
+            const created = await post(base(), fields.value());
             /** @type {HTMLFormElement} */ (form).reset();
             await load();
             // Shown once: the server keeps it and never shows it again.
-            secretBox.replaceChildren(
-              h(
-                "p",
-                { class: "notice info" },
-                "Signing secret (shown only now): ",
-                h("code", { id: "webhook-secret" }, created.secret ?? ""),
-              ),
-            );
+            showOnce(secretBox, `Signing secret of the webhook to ${created.url}, shown only now:`, [
+              { secret: created.secret ?? "", id: "webhook-secret", copy: "Copy secret" },
+            ]);
           });
         },
       },
       h("h2", { id: "webhook-create-title" }, "New webhook"),
-      h(
-        "div",
-        { class: "row" },
-        field("URL", url),
-        field("Events", events, "Comma-separated event names; * for all"),
-      ),
+      fields.controls,
       h("button", { type: "submit" }, "Add webhook"),
     );
     return form;
