@@ -411,6 +411,73 @@ def test_webhooks_are_changed_and_their_secrets_rotated(
         api.delete(f"/api/webhooks/{wide_id}")
 
 
+def test_the_cluster_view_shows_each_instance_and_its_sessions(tab: Tab, api: httpx.Client) -> None:
+    expect = _expect()
+    running = _ready_session(api, "leased")
+    tab.sign_in(ADMIN_KEY)
+    page = tab.page
+    page.get_by_role("link", name="Cluster").click()
+    # One instance here: this one, live, holding the running session's lease.
+    summary = page.locator("#cluster-summary")
+    expect(summary).to_contain_text("A single instance")
+    instances = page.locator("article.instance")
+    expect(instances).to_have_count(1)
+    expect(instances.first).to_have_attribute("data-this", "true")
+    expect(instances.first).to_have_attribute("data-state", "live")
+    owned = instances.first.locator(f"li[data-session-id='{running['id']}']")
+    expect(owned.get_by_role("link", name="leased")).to_be_visible()
+    # Several instances (played by the browser: one server here), read again when a
+    # session changes.
+    now = "2026-01-01T00:00:00Z"
+
+    def instance(name: str, **fields: Any) -> dict[str, Any]:
+        return {
+            "id": name,
+            "url": f"http://{name}:8080",
+            "startedAt": now,
+            "lastSeen": now,
+            "live": True,
+            "draining": False,
+            "this": False,
+            "maxSessions": 100,
+            "running": 0,
+            "sessions": [],
+            **fields,
+        }
+
+    cluster = {
+        "clustered": True,
+        "leaseSeconds": 15.0,
+        "instances": [
+            instance(
+                "a",
+                this=True,
+                running=1,
+                sessions=[{"id": running["id"], "epoch": 3, "expiresAt": now}],
+            ),
+            instance("b", draining=True),
+            instance("c", live=False),
+        ],
+        "unowned": ["ses_01JD8X0000000000000000000Z"],
+    }
+    envelope = {"success": True, "data": cluster, "meta": {"requestId": "req_test"}}
+    page.route(
+        "**/api/cluster",
+        lambda route: route.fulfill(
+            status=200, headers={"Content-Type": "application/json"}, body=json.dumps(envelope)
+        ),
+    )
+    assert api.post("/api/sessions", json={"name": "moved", "autoStart": False}).status_code == 201
+    expect(instances).to_have_count(3)
+    expect(summary).to_contain_text("3 instances, 2 live; leases of 15 s")
+    states = [instances.nth(n).get_attribute("data-state") for n in range(3)]
+    assert states == ["live", "draining", "gone"]
+    expect(instances.first.locator(f"li[data-session-id='{running['id']}']")).to_contain_text(
+        "epoch 3"
+    )
+    expect(page.locator("#unowned")).to_contain_text("ses_01JD8X0000000000000000000Z")
+
+
 def test_an_event_arrives_live(tab: Tab, api: httpx.Client) -> None:
     expect = _expect()
     _ready_session(api, "watched")
@@ -452,6 +519,7 @@ def test_a_viewer_sees_no_write_controls(tab: Tab, api: httpx.Client) -> None:
     card.get_by_role("link", name="viewed").click()
     expect(page.locator("#chats-title")).to_be_visible()
     expect(page.locator("#send-form")).to_have_count(0)
+    expect(page.get_by_role("link", name="Cluster")).to_have_count(0)
     page.get_by_role("link", name="Webhooks").click()
     page.get_by_label("Webhooks of").select_option(label="viewed")
     card = page.locator("article.webhook", has_text="https://example.com/viewed")
@@ -518,6 +586,7 @@ def test_an_admin_manages_keys_and_an_operator_sees_no_keys_page(
         expect(operator.page.get_by_role("link", name="Sessions")).to_be_visible()
         expect(operator.page.get_by_role("link", name="Keys")).to_have_count(0)
         expect(operator.page.get_by_role("link", name="Audit")).to_have_count(0)
+        expect(operator.page.get_by_role("link", name="Cluster")).to_have_count(0)
         operator.open("#/keys")
         expect(operator.page.locator("#create-key")).to_have_count(0)
         operator.check_clean()
@@ -645,6 +714,9 @@ def test_the_session_flow_on_a_phone(browser: Any, server: ServerProcess) -> Non
         page.get_by_role("button", name="Add a webhook").click()
         expect(page.locator(".new-webhooks li")).to_have_count(1)
         fits()
+        page.get_by_role("link", name="Cluster").click()
+        expect(page.locator("article.instance")).to_have_count(1)
+        fits()
         phone.check_clean()
     finally:
         phone.context.close()
@@ -694,6 +766,9 @@ def test_each_page_has_no_serious_accessibility_violations(tab: Tab, api: httpx.
     page.get_by_role("link", name="Audit").click()
     expect(page.locator("#audit-rows tr").first).to_be_visible()
     audit("audit")
+    page.get_by_role("link", name="Cluster").click()
+    expect(page.locator("article.instance")).to_have_count(1)
+    audit("cluster")
     page.locator("#health-state").click()
     expect(page.locator("#health-rows tr")).to_have_count(5)
     audit("health")

@@ -9,6 +9,7 @@ import { webhooksPage } from "./webhooks.js";
 import { eventsPage } from "./events.js";
 import { keysPage } from "./keys.js";
 import { auditPage } from "./audit.js";
+import { clusterPage } from "./cluster.js";
 import { healthPage, watchHealth } from "./health.js";
 
 /**
@@ -36,6 +37,7 @@ const routes = [
   [/^\/events$/, eventsPage],
   [/^\/keys$/, keysPage],
   [/^\/audit$/, auditPage],
+  [/^\/cluster$/, clusterPage],
   [/^\/health$/, healthPage],
 ];
 
@@ -119,7 +121,7 @@ function showChrome() {
     " ",
     h("button", { type: "button", class: "link", onclick: signOut }, "Sign out"),
   );
-  // Keys and audit are for admins on every session: not offered to other keys.
+  // Keys, audit and the cluster are for admins on every session: not offered to other keys.
   for (const item of nav.querySelectorAll("[data-admin]")) {
     /** @type {HTMLElement} */ (item).hidden = !(access.isAdmin && access.unscoped);
   }

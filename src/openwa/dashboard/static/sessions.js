@@ -18,7 +18,7 @@ import { webhookFields } from "./webhooks.js";
 const MAX_WEBHOOKS = 10;
 
 /** Every session this key may see, all pages of them. */
-async function allSessions() {
+export async function allSessions() {
   /** @type {Session[]} */
   const sessions = [];
   for (let page = 1; ; page++) {
