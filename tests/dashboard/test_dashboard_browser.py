@@ -23,6 +23,7 @@ from tests.fixtures.app import ADMIN_KEY
 from tests.fixtures.browser import CHROMIUM, LISTEN
 from tests.fixtures.browser import sync_playwright as browser_api
 from tests.fixtures.server import ServerProcess
+from tests.media.support import b64, png
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -265,7 +266,7 @@ def test_sessions_link_live_and_follow_changes_made_elsewhere(tab: Tab, api: htt
     expect(card).to_have_attribute("data-status", "stopped")
 
 
-def test_a_sent_message_reaches_delivered(tab: Tab, api: httpx.Client) -> None:
+def test_a_text_and_a_file_reach_delivered_and_media_shows(tab: Tab, api: httpx.Client) -> None:
     expect = _expect()
     sender = _ready_session(api, "sender")
     recipient = _ready_session(api, "recipient")
@@ -283,10 +284,42 @@ def test_a_sent_message_reaches_delivered(tab: Tab, api: httpx.Client) -> None:
     expect(message.locator("[data-status]")).to_have_attribute("data-status", "delivered")
     # The chat list shows the new chat; its page of messages shows the same message.
     expect(page.locator("#chat-list button.chat")).to_have_count(1)
-    # The recipient got it: its own page shows it, received.
+    # A file, the text its caption, sent as what its type says (multipart upload).
+    form.get_by_label("Text").fill("A picture")
+    expect(form.get_by_label("Send as")).to_be_hidden()
+    form.get_by_label("Attach a file").set_input_files(
+        {"name": "dot.png", "mimeType": "image/png", "buffer": png(24, 16)}
+    )
+    expect(form.get_by_label("Send as")).to_have_value("image")
+    form.get_by_role("button", name="Send").click()
+    sent = page.locator("#message-list li[data-type=image]")
+    expect(sent).to_contain_text("A picture")
+    # Fetched with the key into a blob: URL (no key in any URL), and drawn.
+    image = sent.locator("img[data-loaded]")
+    expect(image).to_have_attribute("src", re.compile(r"^blob:"))
+    assert image.evaluate("img => img.complete && img.naturalWidth") == 24
+    expect(sent.locator("[data-status]")).to_have_attribute("data-status", "delivered")
+    # A file that is not shown comes in live, and is downloaded on a click as its bytes.
+    notes = b"plain notes, not for showing\n" * 10
+    inbound = api.post(
+        "/api/sessions/sender/mock/inbound",
+        json={
+            "from": recipient["phoneNumber"],
+            "type": "document",
+            "media": {"base64": b64(notes), "mimetype": "text/plain", "filename": "notes.txt"},
+        },
+    )
+    assert inbound.status_code in (200, 201, 202), inbound.text
+    with page.expect_download() as download:
+        page.get_by_role("button", name=re.compile(r"^Download notes\.txt")).click()
+    assert download.value.suggested_filename == "notes.txt"
+    assert Path(download.value.path()).read_bytes() == notes
+    expect(page.locator("#message-list")).to_contain_text("Downloaded notes.txt")
+    # The recipient got both: its own page shows them, received, the picture drawn.
     page.goto(f"{tab.base}/dashboard/#/sessions/recipient")
     page.locator("#chat-list button.chat").first.click()
     expect(page.locator("#message-list li", has_text="Hello from the dashboard")).to_be_visible()
+    expect(page.locator("#message-list li.in img[data-loaded]")).to_be_visible()
 
 
 def test_a_webhook_delivery_is_shown_and_a_failed_one_replayed(
@@ -714,6 +747,9 @@ def test_the_session_flow_on_a_phone(browser: Any, server: ServerProcess) -> Non
         page.get_by_role("button", name="Add a webhook").click()
         expect(page.locator(".new-webhooks li")).to_have_count(1)
         fits()
+        page.get_by_role("link", name="pocket", exact=True).click()
+        expect(page.get_by_label("Attach a file")).to_be_visible()
+        fits()
         page.get_by_role("link", name="Cluster").click()
         expect(page.locator("article.instance")).to_have_count(1)
         fits()
@@ -731,6 +767,16 @@ def test_each_page_has_no_serious_accessibility_violations(tab: Tab, api: httpx.
     _ready_session(api, "audited")
     hook = api.post("/api/sessions/audited/webhooks", json={"url": "https://example.com/audited"})
     assert hook.status_code == 201, hook.text
+    inbound = api.post(
+        "/api/sessions/audited/mock/inbound",
+        json={
+            "from": "+1 555 0100 321",
+            "type": "image",
+            "text": "a picture",
+            "media": {"base64": b64(png()), "mimetype": "image/png"},
+        },
+    )
+    assert inbound.status_code in (200, 201, 202), inbound.text
     axe = Axe()
     page = tab.page
     tab.open()
@@ -750,7 +796,8 @@ def test_each_page_has_no_serious_accessibility_violations(tab: Tab, api: httpx.
     page.get_by_role("button", name="Add a webhook").click()
     audit("sessions")
     page.get_by_role("link", name="audited", exact=True).click()
-    expect(page.locator("#chats-title")).to_be_visible()
+    page.locator("#chat-list button.chat").first.click()
+    expect(page.locator("#message-list img[data-loaded]")).to_be_visible()
     audit("session")
     page.get_by_role("link", name="Webhooks").click()
     page.get_by_label("Webhooks of").select_option(label="audited")

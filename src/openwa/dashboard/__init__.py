@@ -18,13 +18,15 @@ STATIC_DIR = Path(str(files("openwa.dashboard") / "static"))
 
 # Read by the request middleware for every `/dashboard` response. The page loads only
 # its own scripts and styles (no inline script or style); the QR is a `data:` image,
-# media previews are `blob:` URLs made from `fetch`; the API, the event stream and the
-# WebSocket are on this origin (`'self'` covers `ws:`/`wss:` to it in CSP Level 3).
+# media previews (images, audio and video players) are `blob:` URLs made from `fetch`;
+# the API, the event stream and the WebSocket are on this origin (`'self'` covers
+# `ws:`/`wss:` to it in CSP Level 3).
 DASHBOARD_CSP = (
     "default-src 'none'; "
     "script-src 'self'; "
     "style-src 'self'; "
     "img-src 'self' data: blob:; "
+    "media-src blob:; "
     "connect-src 'self'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
