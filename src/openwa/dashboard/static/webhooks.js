@@ -127,9 +127,14 @@ export function webhooksPage(main, access) {
     else list.replaceChildren(h("li", { class: "empty" }, "No sessions yet: create one first."));
   }
 
+  /** Counts reads of the list: one that answers after a later one is dropped. */
+  let reads = 0;
+
   async function load() {
     stopTimers();
+    const read = ++reads;
     const { data } = await call("GET", base(), { query: { limit: 100 } });
+    if (read !== reads) return;
     list.replaceChildren(
       ...(data.length ? [] : [h("li", { class: "empty" }, "No webhooks here yet.")]),
       ...data.map((/** @type {Webhook} */ hook) => h("li", null, card(hook))),
