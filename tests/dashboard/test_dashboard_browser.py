@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -190,6 +191,28 @@ def _ready_session(api: httpx.Client, name: str) -> dict[str, Any]:
     raise AssertionError(f"{name} never became ready: {session}")
 
 
+def _wav(seconds: float = 0.2, rate: int = 8000) -> bytes:
+    """A short silent PCM WAV, something a browser plays."""
+    samples = b"\x00\x00" * int(seconds * rate)
+    header = struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        36 + len(samples),
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,
+        1,
+        rate,
+        rate * 2,
+        2,
+        16,
+        b"data",
+        len(samples),
+    )
+    return header + samples
+
+
 def _wait_for(check: Callable[[], bool], seconds: float = TIMEOUT_MS / 1000) -> bool:
     """Whether `check` comes true within `seconds` (things outside the page)."""
     for _ in range(int(seconds / 0.05)):
@@ -323,6 +346,21 @@ def test_a_text_and_a_file_reach_delivered_and_media_shows(tab: Tab, api: httpx.
     assert download.value.suggested_filename == "notes.txt"
     assert Path(download.value.path()).read_bytes() == notes
     expect(page.locator("#message-list")).to_contain_text("Downloaded notes.txt")
+    # Audio plays from a blob: URL on a click (the policy's media-src).
+    inbound = api.post(
+        "/api/sessions/sender/mock/inbound",
+        json={
+            "from": recipient["phoneNumber"],
+            "type": "audio",
+            "media": {"base64": b64(_wav()), "mimetype": "audio/wav"},
+        },
+    )
+    assert inbound.status_code in (200, 201, 202), inbound.text
+    page.get_by_role("button", name=re.compile(r"^Play the audio")).click()
+    audio = page.locator("#message-list audio")
+    expect(audio).to_have_attribute("src", re.compile(r"^blob:"))
+    # Its header read (the policy blocking it would leave it at HAVE_NOTHING).
+    page.wait_for_function("a => a.readyState >= 1", arg=audio.element_handle())
     # The recipient got both: its own page shows them, received, the picture drawn.
     page.goto(f"{tab.base}/dashboard/#/sessions/recipient")
     page.locator("#chat-list button.chat").first.click()
