@@ -11,10 +11,13 @@ collects `test_*.py` only).
 
 from __future__ import annotations
 
+import base64
+import struct
 import sys
 import tempfile
 import threading
 import time
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -50,6 +53,28 @@ def _wait(api: httpx.Client, name: str, status: str) -> dict[str, Any]:
     raise RuntimeError(f"{name} never became {status}")
 
 
+def _picture(width: int = 240, height: int = 150) -> bytes:
+    """A PNG of a soft gradient: something to preview that is not noise."""
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    rows = b"".join(
+        b"\x00"
+        + b"".join(
+            bytes((40 + x * 150 // width, 110 + y * 100 // height, 140)) for x in range(width)
+        )
+        for y in range(height)
+    )
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
 def _traffic(api: httpx.Client, hook_url: str) -> None:
     """Two linked sessions talking, one waiting for its QR, a webhook with deliveries."""
     for name, team in (("sales", "sales"), ("support", "care")):
@@ -77,6 +102,16 @@ def _traffic(api: httpx.Client, hook_url: str) -> None:
     api.post(
         "/api/sessions/sales/mock/inbound",
         json={"from": "+1 555 0100 777", "text": "Do you open on Sunday?"},
+    ).raise_for_status()
+    picture = base64.b64encode(_picture()).decode()
+    api.post(
+        "/api/sessions/sales/mock/inbound",
+        json={
+            "from": "+1 555 0100 777",
+            "type": "image",
+            "text": "This is the shop front.",
+            "media": {"base64": picture, "mimetype": "image/png", "filename": "shop.png"},
+        },
     ).raise_for_status()
     # Waiting for its QR (the mock links only after MOCK_AUTH_DELAY_MS).
     api.post("/api/sessions", json={"name": "warehouse", "engine": "mock"}).raise_for_status()
@@ -109,7 +144,7 @@ def _shoot(browser: Any, base: str, out: Path) -> list[Path]:
     save("sessions")
     page.get_by_role("link", name="sales", exact=True).click()
     page.locator("#chat-list button.chat").first.click()
-    page.locator("#message-list li").first.wait_for()
+    page.locator("#message-list img[data-loaded]").first.wait_for()
     save("session")
     page.get_by_role("link", name="Webhooks").click()
     page.get_by_label("Webhooks of").select_option(label="sales")
@@ -125,6 +160,9 @@ def _shoot(browser: Any, base: str, out: Path) -> list[Path]:
     page.get_by_role("link", name="Audit").click()
     page.locator("#audit-rows tr[data-action]").first.wait_for()
     save("audit", full=False)
+    page.get_by_role("link", name="Cluster").click()
+    page.locator("article.instance").first.wait_for()
+    save("cluster", full=False)
     page.locator("#health-state").click()
     page.locator("#health-rows tr").first.wait_for()
     save("health")
