@@ -12,12 +12,10 @@ collects `test_*.py` only).
 from __future__ import annotations
 
 import base64
-import struct
 import sys
 import tempfile
 import threading
 import time
-import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ import httpx
 from tests.fixtures.app import ADMIN_KEY
 from tests.fixtures.browser import CHROMIUM
 from tests.fixtures.server import ServerProcess
+from tests.media.support import png
 
 ROOT = Path(__file__).resolve().parents[2]
 DESKTOP = {"width": 1280, "height": 800}
@@ -55,23 +54,8 @@ def _wait(api: httpx.Client, name: str, status: str) -> dict[str, Any]:
 
 def _picture(width: int = 240, height: int = 150) -> bytes:
     """A PNG of a soft gradient: something to preview that is not noise."""
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-    rows = b"".join(
-        b"\x00"
-        + b"".join(
-            bytes((40 + x * 150 // width, 110 + y * 100 // height, 140)) for x in range(width)
-        )
-        for y in range(height)
-    )
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
+    return png(
+        width, height, lambda x, y: bytes((40 + x * 150 // width, 110 + y * 100 // height, 140))
     )
 
 

@@ -11,6 +11,7 @@ import shutil
 import struct
 import subprocess
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +30,20 @@ SENT = ("sent", "delivered", "read", "played")
 # ---------------------------------------------------------------------------- media bytes
 
 
-def png(width: int = 4, height: int = 4) -> bytes:
-    """A valid RGB PNG with random pixels (so every call gives other bytes)."""
+def png(width: int = 4, height: int = 4, pixel: Callable[[int, int], bytes] | None = None) -> bytes:
+    """A valid RGB PNG: random pixels (so every call gives other bytes), or each one's
+    three bytes from `pixel(x, y)` (a picture to look at)."""
 
     def chunk(tag: bytes, data: bytes) -> bytes:
         crc = zlib.crc32(tag + data) & 0xFFFFFFFF
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", crc)
 
-    rows = b"".join(b"\x00" + os.urandom(3 * width) for _ in range(height))
+    def row(y: int) -> bytes:
+        if pixel is None:
+            return os.urandom(3 * width)
+        return b"".join(pixel(x, y) for x in range(width))
+
+    rows = b"".join(b"\x00" + row(y) for y in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (
         b"\x89PNG\r\n\x1a\n"
