@@ -30,8 +30,8 @@ from openwa.api.forwarding import proof
 from tests.api.test_health import LOCAL_REDIS, require_redis
 from tests.fixtures.app import ADMIN_KEY
 from tests.fixtures.databases import PgPool, pg_url, require_postgres
+from tests.fixtures.s3 import S3Server
 from tests.fixtures.server import ServerProcess, free_port
-from tests.media.conftest import S3Server, s3_server  # noqa: F401  (the session's radosgw)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 
@@ -176,7 +176,7 @@ def _await_health(*servers: ServerProcess, timeout: float = 30.0) -> None:
 def cluster(
     pg_pool: PgPool,
     pg_template: str,
-    s3_server: S3Server,  # noqa: F811
+    s3_server: S3Server,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Cluster]:
     require_postgres()

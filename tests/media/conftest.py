@@ -1,10 +1,6 @@
-"""Fixtures of the media tests: a real S3 server, a store per test, a loopback HTTP server.
+"""Fixtures of the media tests: a store per test, a loopback HTTP server.
 
-- `s3_server` (session): one throwaway Ceph radosgw for the whole run, started with
-  `tools/start-radosgw.sh` in a temporary directory on free ports and killed at the end.
-  Without the Ceph packages the S3 cases are skipped with a clear line; with `CI=true`
-  they fail instead (CI must install `radosgw ceph-mon ceph-osd`).
-- `s3_bucket`: a fresh bucket per test (boto3), emptied and removed afterwards.
+- `s3_server`, `s3_bucket`: a real S3 server and a bucket of the test (tests/fixtures/s3.py).
 - `store`: the media store of the test, `local` (files under STORAGE_PATH) or `s3`
   (the bucket above); it gives the settings for the app and lists what is stored.
 - `loopback`: an aiohttp server on 127.0.0.1 that records webhook deliveries and serves
@@ -16,150 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import secrets
-import shutil
-import signal
-import subprocess
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3  # type: ignore[import-untyped]
 import pytest
 from aiohttp import web
-from botocore.config import Config  # type: ignore[import-untyped]
 
 from tests.fixtures.app import Api, AppFactory
+from tests.fixtures.s3 import S3Server
 from tests.fixtures.server import free_port
-
-REPO = Path(__file__).resolve().parents[2]
-RGW_SCRIPT = REPO / "tools" / "start-radosgw.sh"
-# What tools/start-radosgw.sh runs (ceph, radosgw-admin, monmaptool come with the packages).
-CEPH_TOOLS = ("radosgw", "radosgw-admin", "ceph-mon", "ceph-osd", "ceph", "monmaptool", "curl")
-CEPH_APT = "apt-get install -y --no-install-recommends radosgw ceph-mon ceph-osd curl"
-S3_ACCESS_KEY = "testkey"
-S3_SECRET_KEY = "testsecret"
-S3_REGION = "us-east-1"
-
-
-# ---------------------------------------------------------------------------- S3 server
-
-
-@dataclass
-class S3Server:
-    endpoint: str
-    directory: Path
-    access_key: str = S3_ACCESS_KEY
-    secret_key: str = S3_SECRET_KEY
-    region: str = S3_REGION
-
-    def client(self) -> Any:
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key,
-            region_name=self.region,
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
-        )
-
-
-def _kill_ceph(directory: Path) -> None:
-    """kill -9 every daemon the script started (their pid files are in run/)."""
-    for pid_file in sorted((directory / "run").glob("*.pid")):
-        try:
-            pid = int(pid_file.read_text().strip())
-        except (OSError, ValueError):
-            continue
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
-def _start_radosgw(base: Path, attempts: int = 5) -> S3Server:
-    """Start a radosgw, retrying the script: its OSD start loses a race with the monitor
-    ("wrong fsid") in about 2 of 5 runs here, and then fails within 2 s."""
-    failures: list[str] = []
-    for attempt in range(attempts):
-        directory = base / f"ceph{attempt}"
-        port = int(os.environ.get("OPENWA_TEST_RGW_PORT") or free_port())
-        env = {
-            **os.environ,
-            "CEPH_TEST_DIR": str(directory),
-            "RGW_PORT": str(port),
-            "MON_PORT": str(free_port()),
-            "S3_ACCESS_KEY": S3_ACCESS_KEY,
-            "S3_SECRET_KEY": S3_SECRET_KEY,
-        }
-        try:
-            result = subprocess.run(
-                ["bash", str(RGW_SCRIPT)],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
-            output = result.stdout + result.stderr
-            ok = result.returncode == 0
-        except subprocess.TimeoutExpired as exc:
-            output, ok = f"timed out: {exc}", False
-        if ok:
-            return S3Server(endpoint=f"http://127.0.0.1:{port}", directory=directory)
-        _kill_ceph(directory)
-        logs = ""
-        for log in sorted((directory / "log").glob("*.log")):
-            lines = log.read_text(errors="replace").splitlines()
-            logs += f"\n--- {log.name}\n" + "\n".join(lines[-5:])
-        failures.append(f"attempt {attempt + 1}: {output.strip()[-800:]}{logs}")
-    raise RuntimeError("radosgw did not start:\n" + "\n".join(failures))
-
-
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """One radosgw for the whole session (about 12 s to start), killed at the end."""
-    missing = [tool for tool in CEPH_TOOLS if shutil.which(tool) is None]
-    if missing:
-        message = f"Ceph radosgw is not installed (missing {', '.join(missing)}; `{CEPH_APT}`)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + "; CI must run the S3 cases", pytrace=False)
-        pytest.skip(message + "; skipping the S3 cases")
-    base = tmp_path_factory.mktemp("rgw", numbered=True)
-    short = None
-    if len(str(base)) > 60:
-        # Unix socket paths (run/*.asok) must stay under 108 characters.
-        base = short = Path(tempfile.mkdtemp(prefix="owa-rgw-"))
-    try:
-        server = _start_radosgw(base)
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield server
-    finally:
-        _kill_ceph(server.directory)
-        if short is not None:
-            shutil.rmtree(short, ignore_errors=True)
-
-
-@pytest.fixture
-def s3_bucket(s3_server: S3Server) -> Iterator[str]:
-    """A fresh, empty bucket for one test; emptied and removed afterwards (radosgw is RAM)."""
-    client = s3_server.client()
-    name = "openwa-t-" + secrets.token_hex(6)
-    client.create_bucket(Bucket=name)
-    try:
-        yield name
-    finally:
-        while True:
-            listed = client.list_objects_v2(Bucket=name)
-            objects = [{"Key": o["Key"]} for o in listed.get("Contents", [])]
-            if not objects:
-                break
-            client.delete_objects(Bucket=name, Delete={"Objects": objects})
-        client.delete_bucket(Bucket=name)
-
 
 # ---------------------------------------------------------------------------- media store
 
