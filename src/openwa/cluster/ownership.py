@@ -27,7 +27,7 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -114,6 +114,12 @@ class Ownership:
         self._last_renewal = -math.inf
         self._draining = False
         self._loop = BackgroundTask("ownership", self._run)
+        # Renewals run on their own: a scan that takes over many sessions (each a
+        # start, hundreds of milliseconds) must not hold them up, or the leases held
+        # here lapse meanwhile and move in turn.
+        self._renewals = BackgroundTask("ownership-renewals", self._keep_loop)
+        # Called with a session id when it was taken over here (tests, metrics).
+        self.on_take_over: Callable[[str], Awaitable[None]] | None = None
 
     def attach(self, runtime: Runtime) -> None:
         self._runtime = runtime
@@ -219,6 +225,7 @@ class Ownership:
         if self.clustered:
             await self.scan()
             await self._take_orphans()
+        self._renewals.start()
         self._loop.start()
 
     async def drain(self) -> None:
@@ -231,6 +238,7 @@ class Ownership:
     async def leave(self) -> None:
         """Give every lease back and drop this instance's row."""
         await self._loop.stop()
+        await self._renewals.stop()
         self._held.clear()
         with contextlib.suppress(Exception):
             async with self._db() as db, db.begin():
@@ -238,14 +246,31 @@ class Ownership:
                 await leases.leave(db, self.instance_id)
 
     async def _run(self) -> None:
+        if not self.clustered:
+            return  # alone, there is nothing to scan for: renewals are all there is
         while True:
-            await asyncio.sleep(SCAN_EVERY_S if self.clustered else self._lease_s / 3)
+            await asyncio.sleep(SCAN_EVERY_S)
             try:
-                await self.tick()
+                await self.scan_and_take()
             except Exception:
                 log.exception("ownership_tick_failed")
 
+    async def _keep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(min(SCAN_EVERY_S, self._lease_s / 6))
+            try:
+                await self.keep()
+            except Exception:
+                log.exception("ownership_renewal_failed")
+
     async def tick(self) -> None:
+        """One round of both loops, in order (tests drive this)."""
+        await self.keep()
+        await self.scan_and_take()
+
+    async def keep(self) -> None:
+        """Check this member's lock, drop what may have lapsed, and renew when a third
+        of the lease has passed."""
         if self.member is not None and not await self._member_intact():
             # The others may have seen our lock gone and taken everything at once.
             for session_id in list(self._held):
@@ -255,6 +280,8 @@ class Ownership:
         if self._monotonic() - self._last_renewal >= self._lease_s / 3:
             await self._renew()
             await self._beat()
+
+    async def scan_and_take(self) -> None:
         if self.clustered and not self._draining:
             await self.scan()
             await self._take_orphans()
@@ -265,11 +292,17 @@ class Ownership:
             self._last_renewal = self._monotonic()
             return
         started = self._monotonic()
+        late = started - self._last_renewal - self._lease_s / 3
         async with self._db() as db, db.begin():
             kept = await leases.renew(
                 db, self.instance_id, list(held), now=utcnow(), lease_s=self._lease_s
             )
         self._last_renewal = started
+        took = self._monotonic() - started
+        if took > self._lease_s / 6 or late > self._lease_s / 6:
+            # Leases lapse when renewals are this slow: the database or this process is
+            # overloaded (or the lease too short for them).
+            log.warning("lease_renewal_slow", took_s=round(took, 3), late_s=round(late, 3))
         for session_id, before in held.items():
             if self._held.get(session_id) is not before:
                 continue  # released or taken again meanwhile

@@ -1,0 +1,127 @@
+"""Ownership's loops on the real PostgreSQL: renewals never wait behind take-overs.
+
+Found by the three-instance tests: after a `kill -9`, each survivor took the dead
+instance's sessions one start at a time in the same loop that renews its own leases; a
+few slow starts and its own leases lapsed (the process fenced its own sessions), the
+others took those, and the cluster thrashed for a minute. Here one member with a
+session of its own finds orphans whose starts are slow (longer, together, than its
+lease): it must take them all and keep its own session throughout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from openwa.cluster.ownership import Ownership
+from openwa.db.engine import create_engine, create_session_factory
+from openwa.db.instance_lock import member_lock
+from openwa.db.models import SessionRow
+from openwa.kit.clock import utcnow
+from tests.fixtures.databases import PgPool, pg_url, require_postgres
+
+pytestmark = pytest.mark.postgres
+
+LEASE_S = 3.0
+START_S = 0.5  # one take-over's start: eight of them outlast the lease
+ORPHANS = 8
+
+
+@pytest.fixture
+def url(pg_pool: PgPool, pg_template: str) -> Iterator[str]:
+    require_postgres()
+    name = pg_pool.take(pg_template)
+    try:
+        yield pg_url(name)
+    finally:
+        pg_pool.give_back(name)
+
+
+@pytest.fixture
+async def db(url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(url)
+    try:
+        yield create_session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+class SlowStarts:
+    """The runtime as ownership sees it, with starts that take `START_S` each."""
+
+    def __init__(self, ownership: Ownership) -> None:
+        self.ownership = ownership
+        self.running: set[str] = set()
+        self.fenced: list[str] = []
+        ownership.attach(self)
+
+    @property
+    def running_count(self) -> int:
+        return len(self.running)
+
+    def has_room(self) -> bool:
+        return True
+
+    async def take_over(self, session_id: str, reason: str) -> None:
+        await self.ownership.acquire(session_id)
+        await asyncio.sleep(START_S)
+        self.running.add(session_id)
+
+    async def fence(self, session_id: str) -> None:
+        self.running.discard(session_id)
+        self.fenced.append(session_id)
+
+
+async def _sessions(db: async_sessionmaker[AsyncSession], prefix: str, count: int) -> list[str]:
+    """Sessions that should run and that no instance owns yet."""
+    now = utcnow()
+    ids = [f"ses_{prefix}{i:02d}" for i in range(count)]
+    async with db() as session, session.begin():
+        await session.execute(
+            insert(SessionRow),
+            [
+                {
+                    "id": sid,
+                    "name": sid.replace("ses_", "n"),
+                    "engine": "mock",
+                    "status": "stopped",
+                    "status_history": [],
+                    "config": {},
+                    "should_run": True,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for sid in ids
+            ],
+        )
+    return ids
+
+
+async def test_renewals_go_on_while_slow_take_overs_run(
+    db: async_sessionmaker[AsyncSession], url: str
+) -> None:
+    (own,) = await _sessions(db, "own", 1)
+    member = member_lock(url, "x")
+    await member.acquire()
+    ownership = Ownership(db, "x", "http://x", lease_s=LEASE_S, max_sessions=100, clustered=True)
+    runtime = SlowStarts(ownership)
+    await ownership.acquire(own)
+    runtime.running.add(own)
+    await ownership.start()
+    try:
+        # Orphans that appear once the member runs (a dead instance's, say).
+        orphans = await _sessions(db, "orphan", ORPHANS)
+        deadline = asyncio.get_running_loop().time() + ORPHANS * START_S + 3 * LEASE_S
+        while not runtime.running >= {own, *orphans}:
+            assert asyncio.get_running_loop().time() < deadline, runtime.running
+            await asyncio.sleep(0.1)
+        assert runtime.fenced == []
+        assert ownership.holds(own)
+    finally:
+        await ownership.drain()
+        await ownership.leave()
+        await member.release()
