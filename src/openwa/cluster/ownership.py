@@ -52,6 +52,8 @@ CLOCK_MARGIN_S = 1.0
 SCAN_EVERY_S = 1.0
 # After a session failed to start here, it is left to others for this long.
 RETRY_AFTER_S = 30.0
+# Orphans started at once by one instance.
+TAKE_AT_ONCE = 8
 
 
 class Runtime(Protocol):
@@ -383,29 +385,41 @@ class Ownership:
         if not orphans:
             return
         random.shuffle(orphans)  # instances taking at once collide on fewer sessions
-        taken = 0
-        for session_id in orphans[: self._share(len(orphans))]:
-            if not runtime.has_room():
-                break
-            lease = self._view.leases.get(session_id)
-            reason = (
-                "restored after server start"
-                if lease is None or lease.owner == self.instance_id
-                else f"taken over from {lease.owner}"
-            )
-            try:
-                await runtime.take_over(session_id, reason)
-            except (OwnedElsewhere, SessionLimitReached):
-                continue
-            except Exception:
-                log.exception("take_over_failed", session_id=session_id)
-                self._failed[session_id] = self._monotonic() + RETRY_AFTER_S
-                await self.release(session_id)
-                continue
-            log.info("session_taken", session_id=session_id, reason=reason)
-            taken += 1
-        if taken:
+        # Several at a time: each is a start (an engine connecting), and a dead
+        # instance's sessions wait for the slowest of the survivors' runs of them.
+        gate = asyncio.Semaphore(TAKE_AT_ONCE)
+
+        async def take(session_id: str) -> bool:
+            async with gate:
+                return await self._take_one(runtime, session_id)
+
+        chosen = orphans[: self._share(len(orphans))]
+        if any(await asyncio.gather(*(take(sid) for sid in chosen))):
             await self._beat()  # the others judge their shares by our room
+
+    async def _take_one(self, runtime: Runtime, session_id: str) -> bool:
+        """Start one orphan here; whether it was taken."""
+        if not runtime.has_room():
+            return False
+        lease = self._view.leases.get(session_id)
+        reason = (
+            "restored after server start"
+            if lease is None or lease.owner == self.instance_id
+            else f"taken over from {lease.owner}"
+        )
+        try:
+            await runtime.take_over(session_id, reason)
+        except (OwnedElsewhere, SessionLimitReached):
+            return False
+        except Exception:
+            log.exception("take_over_failed", session_id=session_id)
+            self._failed[session_id] = self._monotonic() + RETRY_AFTER_S
+            await self.release(session_id)
+            return False
+        log.info("session_taken", session_id=session_id, reason=reason)
+        if self.on_take_over is not None:
+            await self.on_take_over(session_id)
+        return True
 
     def _share(self, orphans: int) -> int:
         """This instance's part of the orphans: in proportion to its room among the live
