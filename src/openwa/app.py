@@ -215,7 +215,10 @@ def _database_tag(settings: Settings) -> str:
 
 
 def build_services(settings: Settings) -> Services:
-    db_engine = create_engine(settings.resolved_database_url)
+    db_engine = create_engine(
+        settings.resolved_database_url,
+        idle_in_transaction_s=settings.session_lease_s if settings.clustered else None,
+    )
     db = create_session_factory(db_engine)
     read_engine = create_reader(settings.resolved_database_url, db_engine)
     db_read = db if read_engine is db_engine else create_session_factory(read_engine)

@@ -1,4 +1,5 @@
-"""Ownership's loops on the real PostgreSQL: renewals never wait behind take-overs.
+"""Ownership on the real PostgreSQL: renewals never wait behind take-overs, and a paused
+owner's open transaction never holds a take-over up.
 
 Found by the three-instance tests: after a `kill -9`, each survivor took the dead
 instance's sessions one start at a time in the same loop that renews its own leases; a
@@ -12,15 +13,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from openwa.cluster import leases
 from openwa.cluster.ownership import Ownership
 from openwa.db.engine import create_engine, create_session_factory
 from openwa.db.instance_lock import member_lock
-from openwa.db.models import SessionRow
+from openwa.db.models import SessionLeaseRow, SessionRow
 from openwa.kit.clock import utcnow
 from tests.fixtures.databases import PgPool, pg_url, require_postgres
 
@@ -102,8 +105,9 @@ async def _sessions(db: async_sessionmaker[AsyncSession], prefix: str, count: in
 
 
 async def test_renewals_go_on_while_slow_take_overs_run(
-    db: async_sessionmaker[AsyncSession], url: str
+    db: async_sessionmaker[AsyncSession], url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("openwa.cluster.ownership.TAKE_AT_ONCE", 1)  # one start at a time
     (own,) = await _sessions(db, "own", 1)
     member = member_lock(url, "x")
     await member.acquire()
@@ -125,3 +129,33 @@ async def test_renewals_go_on_while_slow_take_overs_run(
         await ownership.drain()
         await ownership.leave()
         await member.release()
+
+
+async def test_a_transaction_left_open_by_a_paused_owner_ends_with_the_lease(
+    db: async_sessionmaker[AsyncSession], url: str
+) -> None:
+    (sid,) = await _sessions(db, "paused", 1)
+    async with db() as session, session.begin():
+        await leases.take(session, sid, "p", now=utcnow(), lease_s=LEASE_S, dead=None)
+    # The paused owner: in the middle of a renewal (its lease row locked), then frozen.
+    paused = create_engine(url, idle_in_transaction_s=1.0)
+    try:
+        conn = await paused.connect()
+        await conn.begin()
+        await conn.execute(
+            update(SessionLeaseRow)
+            .where(SessionLeaseRow.session_id == sid)
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+
+        async def take() -> int | None:
+            async with db() as session, session.begin():
+                return await leases.take(
+                    session, sid, "q", now=utcnow(), lease_s=LEASE_S, dead={"p"}
+                )
+
+        # The server ends the idle transaction after a second, and the lock with it.
+        assert await asyncio.wait_for(take(), 10) == 2
+        await conn.invalidate()
+    finally:
+        await paused.dispose()

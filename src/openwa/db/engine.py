@@ -142,7 +142,11 @@ def _configure_sqlite(engine: AsyncEngine, *, reader: bool = False) -> None:
         conn.exec_driver_sql(begin)
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, idle_in_transaction_s: float | None = None) -> AsyncEngine:
+    """The app's engine. `idle_in_transaction_s` (PostgreSQL): the server ends a
+    connection left that long inside a transaction, and its locks with it; a cluster
+    sets it to the session lease, so that a paused instance (SIGSTOP, a frozen VM) that
+    stopped mid-transaction holds no row the others need to take its sessions over."""
     if is_sqlite(url):
         path = sqlite_path(url)
         if path is not None:
@@ -154,7 +158,13 @@ def create_engine(url: str) -> AsyncEngine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    connect_args: dict[str, Any] = {}
+    if idle_in_transaction_s is not None:
+        timeout_ms = str(max(1, int(idle_in_transaction_s * 1000)))
+        connect_args["server_settings"] = {"idle_in_transaction_session_timeout": timeout_ms}
+    return create_async_engine(
+        url, pool_size=10, max_overflow=10, pool_pre_ping=True, connect_args=connect_args
+    )
 
 
 def create_reader(url: str, writer: AsyncEngine) -> AsyncEngine:
