@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from limits.aio.storage import RedisStorage
 from redis.asyncio import ConnectionPool
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa import __version__
 from openwa.api import ws
@@ -91,6 +92,8 @@ from openwa.messages.engine_ids import EngineIds
 from openwa.messages.reports import ReportApplier
 from openwa.messages.sender import SendWorker
 from openwa.messages.service import MessageService
+from openwa.queue import outbox
+from openwa.queue.claims import release_all
 from openwa.ratelimits.limiter import WindowRateLimits
 from openwa.ratelimits.notation import parse_limits
 from openwa.ratelimits.port import RateLimits
@@ -102,7 +105,7 @@ from openwa.sessions.service import SessionService
 from openwa.storage.base import Storage
 from openwa.storage.object_store import ObjectStorage
 from openwa.webhooks.service import WebhookService
-from openwa.webhooks.worker import DeliveryWorker
+from openwa.webhooks.worker import DELIVERIES, DeliveryWorker
 
 log = structlog.get_logger(__name__)
 
@@ -304,6 +307,7 @@ def build_services(settings: Settings) -> Services:
         if settings.clustered
         else None
     )
+    ownership.on_dead = _release_claims_of(db)
     wake_deliveries = Signal()
     webhooks = WebhookService(
         events, allow_private=settings.webhook_allow_private, wake=wake_deliveries
@@ -461,6 +465,21 @@ def _bridge_engines(
             fence_after_s=_fence_after_s(settings),
         ),
     ]
+
+
+def _release_claims_of(
+    db: async_sessionmaker[AsyncSession],
+) -> Callable[[set[str]], Awaitable[None]]:
+    """Give back what dead instances had claimed from the durable queues: sends (the
+    sessions' new owners send them, under the same ids) and webhook deliveries."""
+
+    async def release(instances: set[str]) -> None:
+        async with db() as session, session.begin():
+            for worker in sorted(instances):
+                await release_all(session, outbox.SENDS, worker)
+                await release_all(session, DELIVERIES, worker)
+
+    return release
 
 
 def _locks(settings: Settings, member: InstanceLock | None) -> list[InstanceLock]:

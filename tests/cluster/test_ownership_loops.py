@@ -159,3 +159,27 @@ async def test_a_transaction_left_open_by_a_paused_owner_ends_with_the_lease(
         await conn.invalidate()
     finally:
         await paused.dispose()
+
+
+async def test_an_instance_seen_dead_has_its_claims_given_back_once(
+    db: async_sessionmaker[AsyncSession], url: str
+) -> None:
+    (sid,) = await _sessions(db, "deadclaims", 1)
+    async with db() as session, session.begin():
+        # An owner "y" that holds no member lock: dead, as after a kill -9.
+        await leases.take(session, sid, "y", now=utcnow(), lease_s=LEASE_S, dead=None)
+    member = member_lock(url, "x")
+    await member.acquire()
+    seen: list[set[str]] = []
+
+    async def released(instances: set[str]) -> None:
+        seen.append(instances)
+
+    ownership = Ownership(db, "x", "http://x", lease_s=LEASE_S, max_sessions=1, clustered=True)
+    ownership.on_dead = released
+    try:
+        await ownership.scan()
+        await ownership.scan()
+        assert seen == [{"y"}]
+    finally:
+        await member.release()

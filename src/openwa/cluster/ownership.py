@@ -122,6 +122,11 @@ class Ownership:
         self._renewals = BackgroundTask("ownership-renewals", self._keep_loop)
         # Called with a session id when it was taken over here (tests, metrics).
         self.on_take_over: Callable[[str], Awaitable[None]] | None = None
+        # Called with the instances newly seen dead: the work they had claimed from the
+        # durable queues (sends, webhook deliveries) is given back at once, instead of
+        # waiting out claims sized for a live worker (a minute, or far more).
+        self.on_dead: Callable[[set[str]], Awaitable[None]] | None = None
+        self._seen_dead: set[str] = set()
 
     def attach(self, runtime: Runtime) -> None:
         self._runtime = runtime
@@ -363,6 +368,13 @@ class Ownership:
         dead = {name for name in names if self.clustered and member_key(name) not in live}
         dead.discard(self.instance_id)
         self._view = ClusterView(all_leases, [m for m in members if m.id not in dead], dead)
+        newly_dead, self._seen_dead = dead - self._seen_dead, dead
+        if newly_dead and self.on_dead is not None:
+            try:
+                await self.on_dead(newly_dead)
+            except Exception:
+                log.exception("dead_instances_claims_not_released", instances=sorted(newly_dead))
+                self._seen_dead -= newly_dead  # tried again next round
         gone = [m.id for m in members if m.id in dead and _long_gone(m, self._lease_s)]
         if gone:
             async with self._db() as db, db.begin():
