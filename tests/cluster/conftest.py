@@ -1,0 +1,37 @@
+"""One cluster for the whole module: three instances, one database, Redis, S3.
+
+Starting three servers costs seconds each on a busy machine, so the scenarios share one
+cluster and run in the module's order; each leaves all three instances running (a
+killed or stopped one is started again) for the next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.cluster.support import Cluster, Database
+from tests.fixtures.databases import create_pg_database, drop_pg_database, require_postgres
+from tests.fixtures.s3 import S3Server, new_bucket, remove_bucket
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    pg_template: str, s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    require_postgres()
+    name = create_pg_database(template=pg_template)
+    bucket = new_bucket(s3_server)
+    # Kept after the run (pytest keeps the last few): the instances' logs are there.
+    directory = tmp_path_factory.mktemp("cluster")
+    cluster = Cluster(Database(name), s3_server, bucket, directory)
+    try:
+        for instance in ("a", "b", "c"):
+            cluster.add(instance)
+        cluster.start("a", "b", "c")
+        yield cluster
+    finally:
+        cluster.stop_all()
+        drop_pg_database(name)
+        remove_bucket(s3_server, bucket)
