@@ -188,3 +188,16 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
 def session_class(factory: async_sessionmaker[AsyncSession]) -> type[Session]:
     cls: type[Session] = factory.kw["sync_session_class"]
     return cls
+
+
+# PostgreSQL's "deadlock detected" and "could not serialize": the transaction was rolled
+# back whole, and the same work done again may well succeed.
+_RETRYABLE_SQLSTATES = {"40P01", "40001"}
+
+
+def lost_a_deadlock(exc: BaseException) -> bool:
+    """Whether `exc` is a transaction PostgreSQL rolled back to break a deadlock (or a
+    serialization conflict): nothing of it was written, so it may be run again."""
+    orig = getattr(exc, "orig", None)
+    driver = getattr(orig, "driver_exception", orig)
+    return getattr(driver, "sqlstate", None) in _RETRYABLE_SQLSTATES

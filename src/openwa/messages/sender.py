@@ -10,6 +10,7 @@ A job whose session does not become ready within `SEND_READY_TIMEOUT_S` fails wi
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -17,8 +18,10 @@ from typing import Any
 
 import structlog
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from openwa.db.engine import lost_a_deadlock
 from openwa.db.models import MessageRow, OutboxJobRow, SessionRow
 from openwa.engines.base import (
     ENGINE_ERROR,
@@ -65,6 +68,9 @@ ReportSink = Callable[[SessionRow, list[EngineEvent]], Awaitable[None]]
 _BATCH = 64
 _IDLE_WAIT_S = 0.5
 _SWEEP_EVERY_S = 5.0
+# Tries at writing a run's outcomes when PostgreSQL rolls them back to break a deadlock
+# (instances writing the event log at once).
+_RECORD_ATTEMPTS = 4
 _SENT = [MessageStatus.SENT]
 _IN_DOUBT = "a send in progress was cut short (crash or stop); it may have gone out, so it is not sent again"
 
@@ -241,7 +247,17 @@ class SendWorker:
             if out is not None and not isinstance(out, BaseException)
         ]
         held = self._ids.learn(session_id, engine_ids) if engine_ids else []
-        await self._record(session, finished, sending, outcomes)
+        for attempt in range(1, _RECORD_ATTEMPTS + 1):
+            try:
+                await self._record(session, finished, sending, outcomes)
+                break
+            except DBAPIError as exc:
+                # Left unwritten, the run would stay claimed (and its session's queue
+                # held) until the claim ran out, a minute; what went out goes again.
+                if attempt == _RECORD_ATTEMPTS or not lost_a_deadlock(exc):
+                    raise
+                log.info("send_record_retried", session_id=session_id, attempt=attempt)
+                await asyncio.sleep(random.uniform(0.01, 0.1) * attempt)
         if held and session is not None and self._apply_reports is not None:
             await self._apply_reports(session, list(held))
 
