@@ -308,6 +308,7 @@ def build_services(settings: Settings) -> Services:
         else None
     )
     ownership.on_dead = _release_claims_of(db)
+    ownership.on_take_over = _take_back_sends(db, instance_id)
     wake_deliveries = Signal()
     webhooks = WebhookService(
         events, allow_private=settings.webhook_allow_private, wake=wake_deliveries
@@ -480,6 +481,19 @@ def _release_claims_of(
                 await release_all(session, DELIVERIES, worker)
 
     return release
+
+
+def _take_back_sends(
+    db: async_sessionmaker[AsyncSession], instance_id: str
+) -> Callable[[str], Awaitable[None]]:
+    """A session taken over here: the sends its last owner had claimed are ours now
+    (that owner may be paused, holding them for a minute)."""
+
+    async def take_back(session_id: str) -> None:
+        async with db() as session, session.begin():
+            await outbox.take_back(session, session_id, instance_id)
+
+    return take_back
 
 
 def _locks(settings: Settings, member: InstanceLock | None) -> list[InstanceLock]:

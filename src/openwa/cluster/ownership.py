@@ -430,7 +430,10 @@ class Ownership:
             return False
         log.info("session_taken", session_id=session_id, reason=reason)
         if self.on_take_over is not None:
-            await self.on_take_over(session_id)
+            try:
+                await self.on_take_over(session_id)
+            except Exception:
+                log.exception("take_over_hook_failed", session_id=session_id)
         return True
 
     def _share(self, orphans: int) -> int:

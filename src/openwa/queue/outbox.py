@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.db.engine import is_postgres
@@ -112,3 +112,22 @@ async def waiting_too_long(
     if is_postgres(db):
         query = query.with_for_update(skip_locked=True)
     return list((await db.execute(query)).scalars())
+
+
+async def take_back(db: AsyncSession, session_id: str, worker: str) -> None:
+    """The session's new owner (`worker`) takes back the sends another instance had
+    claimed for it: that instance may not send for it any more (its lease is gone), and
+    its claims would hold the session's queue until they ran out (a minute). A job
+    given back may have been handed to the engine already: it goes again under the
+    same id (recipients drop a repeat), or fails as SEND_OUTCOME_UNKNOWN where the
+    engine cannot resend safely."""
+    await db.execute(
+        update(OutboxJobRow)
+        .where(
+            OutboxJobRow.session_id == session_id,
+            OutboxJobRow.done.is_(False),
+            OutboxJobRow.locked_until.is_not(None),
+            OutboxJobRow.locked_by != worker,
+        )
+        .values(locked_until=None)
+    )
