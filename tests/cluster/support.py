@@ -142,6 +142,19 @@ class Database:
         )
         return {r["id"]: r["n"] for r in rows}
 
+    def sends(self, message_ids: Iterable[str]) -> list[str]:
+        """Where these messages stand: status, and their send job's claim (a failure's
+        message)."""
+        rows = self.fetch(
+            "SELECT m.id, m.session_id, m.status, m.error, m.created_at, o.locked_by,"
+            " o.locked_until, o.attempts, o.done, l.owner, l.epoch FROM messages m"
+            " LEFT JOIN outbox_jobs o ON o.message_id = m.id"
+            " LEFT JOIN session_leases l ON l.session_id = m.session_id"
+            " WHERE m.id = ANY($1::text[]) AND m.from_me",
+            list(message_ids),
+        )
+        return [str(dict(r)) for r in rows]
+
     def transmissions(self, message_ids: Iterable[str]) -> list[asyncpg.Record]:
         return self.fetch(
             "SELECT session_id, message_id, instance, epoch, created_at, payload"
@@ -176,6 +189,7 @@ class Instance:
     # When this test run stopped it by signal, and how (for judging its connections).
     killed_at: datetime | None = None
     paused_at: datetime | None = None
+    serving: bool = False  # answered /health/ready since it was last started
 
     @property
     def url(self) -> str:
@@ -187,6 +201,7 @@ class Instance:
         return self.process.pid
 
     def launch(self) -> None:
+        self.serving = False
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 ["bash", str(SCRIPT), f"{self.name}:{self.port}"],
@@ -206,12 +221,14 @@ class Instance:
                 return False
 
         wait_for(healthy, timeout, f"instance {self.name} to be ready")
+        self.serving = True
 
     def signal(self, sig: signal.Signals) -> None:
         assert self.process is not None
         os.kill(self.process.pid, sig)
 
     def kill(self) -> None:
+        self.serving = False
         self.killed_at = now()
         self.signal(signal.SIGKILL)
         assert self.process is not None
@@ -222,6 +239,7 @@ class Instance:
         """SIGTERM and wait: (exit code, seconds it took)."""
         assert self.process is not None
         started = time.monotonic()
+        self.serving = False
         self.signal(signal.SIGTERM)
         code = self.process.wait(timeout)
         self.process = None
@@ -319,13 +337,17 @@ class Cluster:
     def live(self) -> list[Instance]:
         return [i for i in self.instances.values() if i.alive()]
 
+    def serving(self) -> list[Instance]:
+        """The instances that answer now (started, not stopped or paused)."""
+        return [i for i in self.live() if i.serving and i.paused_at is None]
+
     def client(self, name: str) -> httpx.Client:
         return self.instances[name].client(self.api_key)
 
     def knows(self, session_id: str, alive: Iterable[str] | None = None) -> str:
         """An instance that can serve this session's routes now: the one it was
         created through, else its owner (which loaded it when it took it over)."""
-        names = set(alive if alive is not None else (i.name for i in self.live()))
+        names = set(alive if alive is not None else (i.name for i in self.serving()))
         created = self.created_on[session_id]
         if created in names:
             return created
