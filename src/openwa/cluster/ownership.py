@@ -299,7 +299,9 @@ class Ownership:
             self._last_renewal = self._monotonic()
             return
         started = self._monotonic()
-        late = started - self._last_renewal - self._lease_s / 3
+        late = max(0.0, started - self._last_renewal - self._lease_s / 3)
+        if math.isinf(late):
+            late = 0.0  # the first renewal
         async with self._db() as db, db.begin():
             kept = await leases.renew(
                 db, self.instance_id, list(held), now=utcnow(), lease_s=self._lease_s
