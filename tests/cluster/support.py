@@ -282,6 +282,8 @@ class Cluster:
     # Which instance each session was created through (its directory knows it).
     created_on: dict[str, str] = field(default_factory=dict)
     phones: dict[str, str] = field(default_factory=dict)
+    # Settings on top of the defaults below (the benchmark's lease, say).
+    overrides: dict[str, str] = field(default_factory=dict)
     # When instance b was paused and resumed (the SIGSTOP test).
     paused_window: tuple[datetime, datetime] | None = None
 
@@ -319,6 +321,7 @@ class Cluster:
             "LOG_LEVEL": "info",
         }
         env.update({name.upper(): value for name, value in GENEROUS_RATE_LIMITS.items()})
+        env.update(self.overrides)
         return env
 
     def add(self, name: str) -> Instance:

@@ -104,6 +104,14 @@ async def _sessions(db: async_sessionmaker[AsyncSession], prefix: str, count: in
     return ids
 
 
+async def _leased(db: async_sessionmaker[AsyncSession], prefix: str, owner: str) -> str:
+    """A session that should run, leased to `owner`."""
+    (sid,) = await _sessions(db, prefix, 1)
+    async with db() as session, session.begin():
+        await leases.take(session, sid, owner, now=utcnow(), lease_s=LEASE_S, dead=None)
+    return sid
+
+
 async def test_renewals_go_on_while_slow_take_overs_run(
     db: async_sessionmaker[AsyncSession], url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -134,9 +142,7 @@ async def test_renewals_go_on_while_slow_take_overs_run(
 async def test_a_transaction_left_open_by_a_paused_owner_ends_with_the_lease(
     db: async_sessionmaker[AsyncSession], url: str
 ) -> None:
-    (sid,) = await _sessions(db, "paused", 1)
-    async with db() as session, session.begin():
-        await leases.take(session, sid, "p", now=utcnow(), lease_s=LEASE_S, dead=None)
+    sid = await _leased(db, "paused", "p")
     # The paused owner: in the middle of a renewal (its lease row locked), then frozen.
     paused = create_engine(url, idle_in_transaction_s=1.0)
     try:
@@ -164,10 +170,8 @@ async def test_a_transaction_left_open_by_a_paused_owner_ends_with_the_lease(
 async def test_an_instance_seen_dead_has_its_claims_given_back_once(
     db: async_sessionmaker[AsyncSession], url: str
 ) -> None:
-    (sid,) = await _sessions(db, "deadclaims", 1)
-    async with db() as session, session.begin():
-        # An owner "y" that holds no member lock: dead, as after a kill -9.
-        await leases.take(session, sid, "y", now=utcnow(), lease_s=LEASE_S, dead=None)
+    # An owner "y" that holds no member lock: dead, as after a kill -9.
+    await _leased(db, "deadclaims", "y")
     member = member_lock(url, "x")
     await member.acquire()
     seen: list[set[str]] = []
