@@ -52,5 +52,5 @@ for spec in "${specs[@]}"; do
 done
 # Ctrl-C or SIGTERM: every instance drains (hands its sessions to the others as they
 # stop, within SHUTDOWN_TIMEOUT_S) and the script ends with the last of them.
-trap 'kill -TERM "${pids[@]}" 2>/dev/null || true; wait' INT TERM
+trap 'kill -TERM "${pids[@]}" 2>/dev/null || true; wait; exit' INT TERM
 wait
