@@ -413,11 +413,18 @@ class SessionRuntime:
     @contextlib.asynccontextmanager
     async def _status_unit(self, session_id: str) -> AsyncIterator[AsyncSession]:
         """A unit of work for a status write, fenced by the lease: a stale owner (paused
-        past its lease, cut off) never writes over the new owner's row."""
+        past its lease, cut off) never writes over the new owner's row.
+
+        The lease is confirmed last, just before the commit: its share lock holds off a
+        takeover only from then on, and this instance's own renewals too (an UPDATE of
+        the same rows). Taken first, it was held while the write waited for the event
+        log's counter row, seconds under load; renewals of every session queued behind
+        it, the leases lapsed, and the sessions thrashed between instances (found by
+        tests/cluster/test_cluster.py)."""
         async with self._db() as db, db.begin():
+            yield db
             if self._ownership is not None:
                 await self._ownership.confirm(db, session_id)
-            yield db
 
     async def _apply(self, running: _Running, event: EngineEvent) -> None:
         sid = running.session_id
