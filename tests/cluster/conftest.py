@@ -1,18 +1,28 @@
-"""One cluster for the whole module: three instances, one database, Redis, S3.
+"""Fixtures of the cluster tests.
 
-Starting three servers costs seconds each on a busy machine, so the scenarios share one
-cluster and run in the module's order; each leaves all three instances running (a
-killed or stopped one is started again) for the next.
+- `cluster` (module): three real instances on one database, Redis and S3. Starting three
+  servers costs seconds each on a busy machine, so the scenarios of test_cluster.py
+  share one cluster and run in the module's order.
+- `cluster_url`, `db`: a migrated PostgreSQL database of one test, and a session
+  factory on it, for `Ownership` services driven in-process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from openwa.db.engine import create_engine, create_session_factory
 from tests.cluster.support import Cluster, Database
-from tests.fixtures.databases import create_pg_database, drop_pg_database, require_postgres
+from tests.fixtures.databases import (
+    PgPool,
+    create_pg_database,
+    drop_pg_database,
+    pg_url,
+    require_postgres,
+)
 from tests.fixtures.s3 import S3Server, new_bucket, remove_bucket
 
 
@@ -35,3 +45,22 @@ def cluster(
         cluster.stop_all()
         drop_pg_database(name)
         remove_bucket(s3_server, bucket)
+
+
+@pytest.fixture
+def cluster_url(pg_pool: PgPool, pg_template: str) -> Iterator[str]:
+    require_postgres()
+    name = pg_pool.take(pg_template)
+    try:
+        yield pg_url(name)
+    finally:
+        pg_pool.give_back(name)
+
+
+@pytest.fixture
+async def db(cluster_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine: AsyncEngine = create_engine(cluster_url)
+    try:
+        yield create_session_factory(engine)
+    finally:
+        await engine.dispose()

@@ -28,8 +28,13 @@ from typing import Any, TypeVar
 
 import asyncpg
 import httpx
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from openwa.cluster.ownership import Ownership
 from openwa.db.instance_lock import live_member_keys, member_key
+from openwa.db.models import SessionRow
+from openwa.kit.clock import utcnow
 from tests.fixtures.app import GENEROUS_RATE_LIMITS
 from tests.fixtures.databases import PG_HOST, PG_PORT, PG_USER, pg_url
 from tests.fixtures.s3 import S3Server
@@ -417,3 +422,55 @@ def send_text(cluster: Cluster, via: str, sender: str, recipient: str, text: str
         return None
     message_id: str = response.json()["data"]["id"]
     return message_id
+
+
+class Recorder:
+    """The runtime as ownership sees it: what runs here, what was dropped."""
+
+    def __init__(self, ownership: Ownership, max_sessions: int = 10) -> None:
+        self.ownership = ownership
+        self.max_sessions = max_sessions
+        self.running: set[str] = set()
+        self.fenced: list[str] = []
+        ownership.attach(self)
+
+    @property
+    def running_count(self) -> int:
+        return len(self.running)
+
+    def has_room(self) -> bool:
+        return len(self.running) < self.max_sessions
+
+    async def take_over(self, session_id: str, reason: str) -> None:
+        await self.ownership.acquire(session_id)
+        self.running.add(session_id)
+
+    async def fence(self, session_id: str) -> None:
+        self.running.discard(session_id)
+        self.fenced.append(session_id)
+
+
+async def wanted_sessions(
+    db: async_sessionmaker[AsyncSession], count: int, prefix: str = "cluster"
+) -> list[str]:
+    """Sessions that should run and that no instance owns yet, written straight to the
+    database (for `Ownership` services driven in-process)."""
+    now = utcnow()
+    ids = [f"ses_{prefix}{i:03d}" for i in range(count)]
+    rows = [
+        {
+            "id": sid,
+            "name": sid,
+            "engine": "mock",
+            "status": "stopped",
+            "status_history": [],
+            "config": {},
+            "should_run": True,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for sid in ids
+    ]
+    async with db() as session, session.begin():
+        await session.execute(insert(SessionRow), rows)
+    return ids

@@ -11,68 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.cluster.leases import LeaseLost
 from openwa.cluster.ownership import Ownership
-from openwa.db.engine import create_engine, create_session_factory
 from openwa.db.instance_lock import member_lock
-from openwa.db.models import SessionLeaseRow, SessionRow
+from openwa.db.models import SessionLeaseRow
 from openwa.kit.clock import utcnow
-from tests.fixtures.databases import PgPool, pg_url, require_postgres
+from tests.cluster.support import Recorder, wanted_sessions
 
 pytestmark = pytest.mark.postgres
 
 LEASE_S = 1.5
-
-
-@pytest.fixture
-def cluster_url(pg_pool: PgPool, pg_template: str) -> Iterator[str]:
-    require_postgres()
-    name = pg_pool.take(pg_template)
-    try:
-        yield pg_url(name)
-    finally:
-        pg_pool.give_back(name)
-
-
-@pytest.fixture
-async def db(cluster_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine: AsyncEngine = create_engine(cluster_url)
-    try:
-        yield create_session_factory(engine)
-    finally:
-        await engine.dispose()
-
-
-class Recorder:
-    """The runtime as ownership sees it: what runs here, what was dropped."""
-
-    def __init__(self, ownership: Ownership, max_sessions: int = 10) -> None:
-        self.ownership = ownership
-        self.max_sessions = max_sessions
-        self.running: set[str] = set()
-        self.fenced: list[str] = []
-        ownership.attach(self)
-
-    @property
-    def running_count(self) -> int:
-        return len(self.running)
-
-    def has_room(self) -> bool:
-        return len(self.running) < self.max_sessions
-
-    async def take_over(self, session_id: str, reason: str) -> None:
-        await self.ownership.acquire(session_id)
-        self.running.add(session_id)
-
-    async def fence(self, session_id: str) -> None:
-        self.running.discard(session_id)
-        self.fenced.append(session_id)
 
 
 class Clock:
@@ -112,28 +66,6 @@ async def cluster(
     for recorder in made:
         assert recorder.ownership.member is not None
         await recorder.ownership.member.release()
-
-
-async def wanted_sessions(db: async_sessionmaker[AsyncSession], count: int) -> list[str]:
-    now = utcnow()
-    ids = [f"ses_cluster{i:03d}" for i in range(count)]
-    rows = [
-        {
-            "id": sid,
-            "name": sid,
-            "engine": "mock",
-            "status": "stopped",
-            "status_history": [],
-            "config": {},
-            "should_run": True,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for sid in ids
-    ]
-    async with db() as session, session.begin():
-        await session.execute(insert(SessionRow), rows)
-    return ids
 
 
 async def leases(db: async_sessionmaker[AsyncSession]) -> dict[str, tuple[str, int]]:

@@ -12,20 +12,19 @@ lease): it must take them all and keep its own session throughout.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import insert, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.cluster import leases
 from openwa.cluster.ownership import Ownership
-from openwa.db.engine import create_engine, create_session_factory
+from openwa.db.engine import create_engine
 from openwa.db.instance_lock import member_lock
-from openwa.db.models import SessionLeaseRow, SessionRow
+from openwa.db.models import SessionLeaseRow
 from openwa.kit.clock import utcnow
-from tests.fixtures.databases import PgPool, pg_url, require_postgres
+from tests.cluster.support import Recorder, wanted_sessions
 
 pytestmark = pytest.mark.postgres
 
@@ -34,99 +33,38 @@ START_S = 0.5  # one take-over's start: eight of them outlast the lease
 ORPHANS = 8
 
 
-@pytest.fixture
-def url(pg_pool: PgPool, pg_template: str) -> Iterator[str]:
-    require_postgres()
-    name = pg_pool.take(pg_template)
-    try:
-        yield pg_url(name)
-    finally:
-        pg_pool.give_back(name)
-
-
-@pytest.fixture
-async def db(url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(url)
-    try:
-        yield create_session_factory(engine)
-    finally:
-        await engine.dispose()
-
-
-class SlowStarts:
+class SlowStarts(Recorder):
     """The runtime as ownership sees it, with starts that take `START_S` each."""
-
-    def __init__(self, ownership: Ownership) -> None:
-        self.ownership = ownership
-        self.running: set[str] = set()
-        self.fenced: list[str] = []
-        ownership.attach(self)
-
-    @property
-    def running_count(self) -> int:
-        return len(self.running)
-
-    def has_room(self) -> bool:
-        return True
 
     async def take_over(self, session_id: str, reason: str) -> None:
         await self.ownership.acquire(session_id)
         await asyncio.sleep(START_S)
         self.running.add(session_id)
 
-    async def fence(self, session_id: str) -> None:
-        self.running.discard(session_id)
-        self.fenced.append(session_id)
-
-
-async def _sessions(db: async_sessionmaker[AsyncSession], prefix: str, count: int) -> list[str]:
-    """Sessions that should run and that no instance owns yet."""
-    now = utcnow()
-    ids = [f"ses_{prefix}{i:02d}" for i in range(count)]
-    async with db() as session, session.begin():
-        await session.execute(
-            insert(SessionRow),
-            [
-                {
-                    "id": sid,
-                    "name": sid.replace("ses_", "n"),
-                    "engine": "mock",
-                    "status": "stopped",
-                    "status_history": [],
-                    "config": {},
-                    "should_run": True,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for sid in ids
-            ],
-        )
-    return ids
-
 
 async def _leased(db: async_sessionmaker[AsyncSession], prefix: str, owner: str) -> str:
     """A session that should run, leased to `owner`."""
-    (sid,) = await _sessions(db, prefix, 1)
+    (sid,) = await wanted_sessions(db, 1, prefix)
     async with db() as session, session.begin():
         await leases.take(session, sid, owner, now=utcnow(), lease_s=LEASE_S, dead=None)
     return sid
 
 
 async def test_renewals_go_on_while_slow_take_overs_run(
-    db: async_sessionmaker[AsyncSession], url: str, monkeypatch: pytest.MonkeyPatch
+    db: async_sessionmaker[AsyncSession], cluster_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("openwa.cluster.ownership.TAKE_AT_ONCE", 1)  # one start at a time
-    (own,) = await _sessions(db, "own", 1)
-    member = member_lock(url, "x")
+    (own,) = await wanted_sessions(db, 1, "own")
+    member = member_lock(cluster_url, "x")
     await member.acquire()
     ownership = Ownership(db, "x", "http://x", lease_s=LEASE_S, max_sessions=100, clustered=True)
-    runtime = SlowStarts(ownership)
+    runtime = SlowStarts(ownership, max_sessions=100)
     await ownership.acquire(own)
     runtime.running.add(own)
     await ownership.start()
     try:
         # Orphans that appear once the member runs (a dead instance's, say).
-        orphans = await _sessions(db, "orphan", ORPHANS)
+        orphans = await wanted_sessions(db, ORPHANS, "orphan")
         deadline = asyncio.get_running_loop().time() + ORPHANS * START_S + 3 * LEASE_S
         while not runtime.running >= {own, *orphans}:
             assert asyncio.get_running_loop().time() < deadline, runtime.running
@@ -140,11 +78,11 @@ async def test_renewals_go_on_while_slow_take_overs_run(
 
 
 async def test_a_transaction_left_open_by_a_paused_owner_ends_with_the_lease(
-    db: async_sessionmaker[AsyncSession], url: str
+    db: async_sessionmaker[AsyncSession], cluster_url: str
 ) -> None:
     sid = await _leased(db, "paused", "p")
     # The paused owner: in the middle of a renewal (its lease row locked), then frozen.
-    paused = create_engine(url, idle_in_transaction_s=1.0)
+    paused = create_engine(cluster_url, idle_in_transaction_s=1.0)
     try:
         conn = await paused.connect()
         await conn.begin()
@@ -168,11 +106,11 @@ async def test_a_transaction_left_open_by_a_paused_owner_ends_with_the_lease(
 
 
 async def test_an_instance_seen_dead_has_its_claims_given_back_once(
-    db: async_sessionmaker[AsyncSession], url: str
+    db: async_sessionmaker[AsyncSession], cluster_url: str
 ) -> None:
     # An owner "y" that holds no member lock: dead, as after a kill -9.
     await _leased(db, "deadclaims", "y")
-    member = member_lock(url, "x")
+    member = member_lock(cluster_url, "x")
     await member.acquire()
     seen: list[set[str]] = []
 
