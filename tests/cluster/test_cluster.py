@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -433,8 +434,13 @@ def test_the_example_script_starts_all_three_and_stops_them_together(cluster: Cl
     ports = {name: free_port() for name in NAMES}
     specs = [f"{name}:{port}" for name, port in ports.items()]
     log = (cluster.directory / "example.log").open("ab")
+    # A process group of its own: a failing test ends the script and its instances.
     script = subprocess.Popen(
-        ["bash", str(SCRIPT), *specs], env=cluster.env(), stdout=log, stderr=subprocess.STDOUT
+        ["bash", str(SCRIPT), *specs],
+        env=cluster.env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         _, took = wait_for(
@@ -447,6 +453,7 @@ def test_the_example_script_starts_all_three_and_stops_them_together(cluster: Cl
         assert script.wait(SHUTDOWN_TIMEOUT_S + 20) == 0
         assert cluster.database.live_members(NAMES) == set()
     finally:
-        if script.poll() is None:
-            script.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(script.pid, signal.SIGKILL)  # the instances too, if any are left
+        script.wait(10)
         log.close()
