@@ -780,6 +780,16 @@ def test_api_errors_are_shown_and_a_429_says_when_to_retry(tab: Tab, api: httpx.
     tab.problems[:] = [p for p in tab.problems if not re.search(r"status of (409|429)", p)]
 
 
+# What sticks out past the viewport's right edge, innermost first (for the message).
+WIDEST = """
+[...document.querySelectorAll("body *")]
+  .filter((e) => e.getBoundingClientRect().right > innerWidth)
+  .slice(-3)
+  .map((e) => e.tagName + "." + e.className + " " + Math.round(e.getBoundingClientRect().right)
+    + " " + (e.textContent || "").slice(0, 60))
+"""
+
+
 def test_the_session_flow_on_a_phone(browser: Any, server: ServerProcess) -> None:
     expect = _expect()
     phone = Tab(browser, server.url, viewport=PHONE)
@@ -788,7 +798,8 @@ def test_the_session_flow_on_a_phone(browser: Any, server: ServerProcess) -> Non
     def fits() -> None:
         # Nothing wider than the screen: no sideways scrolling.
         width = page.evaluate("document.documentElement.scrollWidth")
-        assert width <= PHONE["width"], (page.url, width)
+        wide = page.evaluate(WIDEST)
+        assert width <= PHONE["width"], (page.url, width, wide)
 
     try:
         _session_flow(phone, "pocket")
