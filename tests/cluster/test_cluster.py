@@ -19,22 +19,18 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import os
 import signal
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 from websockets.sync.client import connect
 
 from tests.cluster.support import (
     LEASE_S,
-    SCRIPT,
     SHUTDOWN_TIMEOUT_S,
     Cluster,
     Sent,
@@ -422,38 +418,3 @@ def test_every_event_reached_the_webhook(
     verifier = Webhook(webhook_secret)
     for delivery in receiver.snapshot():
         verifier.verify(delivery.body.decode(), delivery.headers)
-
-
-def test_the_example_script_starts_all_three_and_stops_them_together(cluster: Cluster) -> None:
-    """docs/deployment.md's example as a reader runs it: `tools/cluster-example.sh` with
-    the three instances named, in the foreground, then Ctrl-C (SIGTERM here). Started
-    after the others stopped, it also shows the whole cluster coming back: every session
-    `ready` again on the three, without a scan."""
-    for instance in cluster.live():
-        instance.terminate(timeout=SHUTDOWN_TIMEOUT_S + 20)
-    ports = {name: free_port() for name in NAMES}
-    specs = [f"{name}:{port}" for name, port in ports.items()]
-    log = (cluster.directory / "example.log").open("ab")
-    # A process group of its own: a failing test ends the script and its instances.
-    script = subprocess.Popen(
-        ["bash", str(SCRIPT), *specs],
-        env=cluster.env(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        _, took = wait_for(
-            lambda: cluster.settled(cluster.created_on, NAMES), SETTLE_S, "every session back"
-        )
-        print(f"\nthe example's three instances: every session ready after {took:.1f} s")
-        for port in ports.values():
-            assert httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=5).status_code == 200
-        script.send_signal(signal.SIGTERM)
-        assert script.wait(SHUTDOWN_TIMEOUT_S + 20) == 0
-        assert cluster.database.live_members(NAMES) == set()
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(script.pid, signal.SIGKILL)  # the instances too, if any are left
-        script.wait(10)
-        log.close()
