@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Test processes in parallel (pytest-xdist; `worksteal` evens out the long tests at the
 # end); every test has its own database and ports. `--durations` prints the slowest.
-JOBS ?= 4
+JOBS ?= 3
 
 .PHONY: run test lint typecheck check install clean bytecode bridge-check screenshots
 
