@@ -3,8 +3,8 @@
 - `cluster` (module): three real instances on one database, Redis and S3. Starting three
   servers costs seconds each on a busy machine, so the scenarios of test_cluster.py
   share one cluster and run in the module's order.
-- `cluster_url`, `db`: a migrated PostgreSQL database of one test, and a session
-  factory on it, for `Ownership` services driven in-process.
+- `db`: a session factory on `postgres_url` (a migrated PostgreSQL database of one
+  test), for `Ownership` services driven in-process.
 """
 
 from __future__ import annotations
@@ -17,10 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from openwa.db.engine import create_engine, create_session_factory
 from tests.cluster.support import Cluster, Database
 from tests.fixtures.databases import (
-    PgPool,
     create_pg_database,
     drop_pg_database,
-    pg_url,
     require_postgres,
 )
 from tests.fixtures.s3 import S3Server, new_bucket, remove_bucket
@@ -48,18 +46,8 @@ def cluster(
 
 
 @pytest.fixture
-def cluster_url(pg_pool: PgPool, pg_template: str) -> Iterator[str]:
-    require_postgres()
-    name = pg_pool.take(pg_template)
-    try:
-        yield pg_url(name)
-    finally:
-        pg_pool.give_back(name)
-
-
-@pytest.fixture
-async def db(cluster_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine: AsyncEngine = create_engine(cluster_url)
+async def db(postgres_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine: AsyncEngine = create_engine(postgres_url)
     try:
         yield create_session_factory(engine)
     finally:

@@ -41,7 +41,7 @@ class Clock:
 
 @pytest.fixture
 async def cluster(
-    db: async_sessionmaker[AsyncSession], cluster_url: str
+    db: async_sessionmaker[AsyncSession], postgres_url: str
 ) -> AsyncIterator[Callable[..., Awaitable[Recorder]]]:
     """Makes members: each holds its member lock, as a started instance does."""
     made: list[Recorder] = []
@@ -54,7 +54,7 @@ async def cluster(
             lease_s=LEASE_S,
             max_sessions=room,
             clustered=True,
-            member=member_lock(cluster_url, name),
+            member=member_lock(postgres_url, name),
             monotonic=clock or Clock(),
         )
         assert ownership.member is not None

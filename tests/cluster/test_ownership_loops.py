@@ -51,11 +51,11 @@ async def _leased(db: async_sessionmaker[AsyncSession], prefix: str, owner: str)
 
 
 async def test_renewals_go_on_while_slow_take_overs_run(
-    db: async_sessionmaker[AsyncSession], cluster_url: str, monkeypatch: pytest.MonkeyPatch
+    db: async_sessionmaker[AsyncSession], postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("openwa.cluster.ownership.TAKE_AT_ONCE", 1)  # one start at a time
     (own,) = await wanted_sessions(db, 1, "own")
-    member = member_lock(cluster_url, "x")
+    member = member_lock(postgres_url, "x")
     await member.acquire()
     ownership = Ownership(db, "x", "http://x", lease_s=LEASE_S, max_sessions=100, clustered=True)
     runtime = SlowStarts(ownership, max_sessions=100)
@@ -78,11 +78,11 @@ async def test_renewals_go_on_while_slow_take_overs_run(
 
 
 async def test_a_transaction_left_open_by_a_paused_owner_ends_with_the_lease(
-    db: async_sessionmaker[AsyncSession], cluster_url: str
+    db: async_sessionmaker[AsyncSession], postgres_url: str
 ) -> None:
     sid = await _leased(db, "paused", "p")
     # The paused owner: in the middle of a renewal (its lease row locked), then frozen.
-    paused = create_engine(cluster_url, idle_in_transaction_s=1.0)
+    paused = create_engine(postgres_url, idle_in_transaction_s=1.0)
     try:
         conn = await paused.connect()
         await conn.begin()
@@ -106,11 +106,11 @@ async def test_a_transaction_left_open_by_a_paused_owner_ends_with_the_lease(
 
 
 async def test_an_instance_seen_dead_has_its_claims_given_back_once(
-    db: async_sessionmaker[AsyncSession], cluster_url: str
+    db: async_sessionmaker[AsyncSession], postgres_url: str
 ) -> None:
     # An owner "y" that holds no member lock: dead, as after a kill -9.
     await _leased(db, "deadclaims", "y")
-    member = member_lock(cluster_url, "x")
+    member = member_lock(postgres_url, "x")
     await member.acquire()
     seen: list[set[str]] = []
 

@@ -9,7 +9,6 @@ each with its own whatsmeow worker process.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,25 +26,14 @@ from tests.engines.whatsmeow_support import (
     started,
 )
 from tests.fixtures.app import AppFactory, wait_for
-from tests.fixtures.databases import PgPool, pg_url, require_postgres
 from tests.fixtures.s3 import S3Server
 from tests.sessions.support import statuses
 
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture
-def shared_database(pg_pool: PgPool, pg_template: str) -> Iterator[str]:
-    require_postgres()
-    name = pg_pool.take(pg_template)
-    try:
-        yield pg_url(name)
-    finally:
-        pg_pool.give_back(name)
-
-
 async def test_a_linked_device_resumes_on_the_instance_that_takes_the_session_over(
-    shared_database: str,
+    postgres_url: str,
     tmp_path: Path,
     s3_server: S3Server,
     s3_bucket: str,
@@ -65,8 +53,8 @@ async def test_a_linked_device_resumes_on_the_instance_that_takes_the_session_ov
         "session_lease_s": 3,
         "proxy_allow_private": True,  # the loopback proxy
     }
-    first = AppFactory(shared_database, tmp_path / "a")
-    second = AppFactory(shared_database, tmp_path / "b")
+    first = AppFactory(postgres_url, tmp_path / "a")
+    second = AppFactory(postgres_url, tmp_path / "b")
     a, a_manager = await first.start(instance_id="wm-a", **shared)
     b, b_manager = await second.start(instance_id="wm-b", **shared)
     try:
