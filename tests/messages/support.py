@@ -143,8 +143,10 @@ class Recorder:
         while len(found := self.matching(keep)) < count:
             left = deadline - time.monotonic()
             if left <= 0:
+                others = [(e.event, e.session_id) for e in self.events[-20:]]
                 raise AssertionError(
-                    f"timed out: {len(found)} of {count} events; have {[e.data for e in found]}"
+                    f"timed out: {len(found)} of {count} events; have {[e.data for e in found]};"
+                    f" of {len(self.events)} events recorded, the last: {others}"
                 )
             try:
                 self.events.append(await asyncio.wait_for(self._sub.get(), left))
