@@ -266,6 +266,15 @@ class Instance:
                     continue
         return found
 
+    def complaints(self, last: int = 12) -> list[str]:
+        """The last warnings and errors in the log (for a failure's message)."""
+        found = [
+            line[:400]
+            for line in self.log().splitlines()
+            if '"warning"' in line or '"error"' in line or "Traceback" in line
+        ]
+        return found[-last:]
+
     def client(self, key: str) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"X-API-Key": key}, timeout=10)
 
@@ -365,19 +374,37 @@ class Cluster:
     def owned_by(self, name: str) -> list[str]:
         return sorted(s for s, (owner, _) in self.database.leases().items() if owner == name)
 
-    def settled(self, sessions: Iterable[str], on: Iterable[str]) -> bool:
-        """Each session `ready`, leased to one of `on`, its one open connection held by
-        that owner under the lease's epoch."""
+    def unsettled(self, sessions: Iterable[str], on: Iterable[str]) -> dict[str, str]:
+        """What keeps each session from being settled: `ready`, leased to one of `on`,
+        its one open connection held by that owner under the lease's epoch."""
         owners = set(on)
         leases, statuses = self.database.leases(), self.database.statuses()
         connections = self.database.open_connections()
+        why = {}
         for session_id in sessions:
-            lease = leases.get(session_id)
-            if lease is None or lease[0] not in owners or statuses.get(session_id) != READY:
-                return False
-            if connections.get(session_id) != [lease]:
-                return False
-        return True
+            lease, status = leases.get(session_id), statuses.get(session_id)
+            if lease is None or lease[0] not in owners or status != READY:
+                why[session_id] = f"lease {lease}, status {status}"
+            elif connections.get(session_id) != [lease]:
+                why[session_id] = f"lease {lease}, open connections {connections.get(session_id)}"
+        return why
+
+    def settled(self, sessions: Iterable[str], on: Iterable[str]) -> bool:
+        return not self.unsettled(sessions, on)
+
+    def wait_settled(
+        self, sessions: Iterable[str], on: Iterable[str], timeout: float, what: str
+    ) -> float:
+        """Seconds until `sessions` settle on `on`; on a timeout, the failure says what
+        each was still missing and what the instances last complained of."""
+        sessions, on = list(sessions), list(on)
+        try:
+            return wait_for(lambda: self.settled(sessions, on), timeout, what)[1]
+        except AssertionError as exc:
+            complaints = {name: i.complaints() for name, i in self.instances.items()}
+            raise AssertionError(
+                f"{exc}\nunsettled: {self.unsettled(sessions, on)}\ncomplaints: {complaints}"
+            ) from None
 
     def stop_all(self) -> None:
         for instance in self.instances.values():

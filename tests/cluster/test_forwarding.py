@@ -27,9 +27,9 @@ import orjson
 import pytest
 
 from openwa.api.forwarding import proof
-from tests.api.test_health import LOCAL_REDIS, require_redis
 from tests.fixtures.app import ADMIN_KEY
 from tests.fixtures.databases import PgPool, pg_url, require_postgres
+from tests.fixtures.redis import LOCAL_REDIS, require_redis
 from tests.fixtures.s3 import S3Server
 from tests.fixtures.server import ServerProcess, free_port
 

@@ -11,7 +11,7 @@ import pytest
 from openwa.cluster.stream_slots import RedisStreamSlots
 from openwa.errors import TooManyStreams
 from openwa.events.streams import StreamRegistry
-from tests.api.test_health import DEAD_REDIS, LOCAL_REDIS, require_redis
+from tests.fixtures.redis import DEAD_REDIS, LOCAL_REDIS, require_redis
 
 
 async def test_a_keys_streams_are_capped_across_instances() -> None:
