@@ -205,8 +205,9 @@ def _build_storage(settings: Settings) -> Storage:
 def _build_broadcast(settings: Settings, instance_id: str) -> Broadcast:
     """Redis pub/sub for a cluster, on a channel of its own database (several clusters,
     or test runs, may share one Redis)."""
-    if not settings.clustered or settings.redis_url is None:
+    if not settings.clustered:
         return NoBroadcast()
+    assert settings.redis_url is not None  # clustered needs CACHE_TYPE=redis (Settings)
     channel = f"openwa:cluster:{_database_tag(settings)}"
     return RedisBroadcast(settings.redis_url, channel, instance_id)
 

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
 from typing import Any
 
-import pytest
-
 from tests.api.checks import assert_meta
 from tests.fixtures.app import Api, AppFactory
+from tests.fixtures.redis import DEAD_REDIS, LOCAL_REDIS, require_redis
 
 ADAPTERS = ("database", "cache", "queue", "storage", "engines")
-LOCAL_REDIS = "redis://127.0.0.1:6379/0"
-DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
 
 def readiness_body(response: Any) -> dict[str, Any]:
@@ -25,32 +20,6 @@ def readiness_body(response: Any) -> dict[str, Any]:
         assert isinstance(data.get(name), dict), (name, data)
         assert data[name]["status"] in ("up", "down"), (name, data)
     return dict(data)
-
-
-async def redis_problem() -> str | None:
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", 6379), 2)
-    except (OSError, TimeoutError) as exc:
-        return f"{type(exc).__name__}: {exc}"
-    try:
-        writer.write(b"PING\r\n")
-        await writer.drain()
-        answer = await asyncio.wait_for(reader.readline(), 2)
-    except (OSError, TimeoutError) as exc:
-        return f"{type(exc).__name__}: {exc}"
-    finally:
-        writer.close()
-    return None if answer.startswith(b"+PONG") else f"unexpected answer {answer!r}"
-
-
-async def require_redis() -> None:
-    problem = await redis_problem()
-    if problem is None:
-        return
-    message = f"Redis at 127.0.0.1:6379 is not reachable ({problem})"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message + "; CI must run the Redis cases", pytrace=False)
-    pytest.skip(message + "; skipping the Redis case")
 
 
 # --- liveness and readiness ------------------------------------------------------------------

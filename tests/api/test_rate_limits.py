@@ -18,9 +18,9 @@ from openwa.config import Settings
 from openwa.db.models import ApiKeyRow
 from openwa.db.unit_of_work import unit_of_work
 from tests.api.checks import assert_error, assert_ok
-from tests.api.test_health import DEAD_REDIS, LOCAL_REDIS, require_redis
 from tests.events.wsclient import close_code, open_ws
 from tests.fixtures.app import ADMIN_KEY, Api, AppFactory
+from tests.fixtures.redis import DEAD_REDIS, LOCAL_REDIS, require_redis
 from tests.fixtures.server import ServerProcess
 
 ServerFactory = Callable[..., ServerProcess]

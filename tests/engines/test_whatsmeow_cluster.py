@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from openwa.engines.base import SendFailed
-from tests.api.test_health import LOCAL_REDIS, require_redis
 from tests.engines.proxies import SilentProxy
 from tests.engines.whatsmeow_support import (
     DEVICE_JID,
@@ -26,6 +25,7 @@ from tests.engines.whatsmeow_support import (
     started,
 )
 from tests.fixtures.app import AppFactory, wait_for
+from tests.fixtures.redis import LOCAL_REDIS, require_redis
 from tests.fixtures.s3 import S3Server
 from tests.sessions.support import statuses
 
