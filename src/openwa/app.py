@@ -144,7 +144,9 @@ API_ROUTES = flat_routes(
 def _build_cache(settings: Settings) -> Cache:
     if settings.cache_type == "redis":
         assert settings.redis_url is not None  # checked by Settings
-        return RedisCache(settings.redis_url)
+        # Entries (API keys by hash) belong to this deployment's database: deployments
+        # sharing one Redis with the same key never read each other's rows.
+        return RedisCache(settings.redis_url, f"openwa:{_database_tag(settings)}:")
     return MemoryCache()
 
 

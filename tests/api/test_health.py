@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from tests.api.checks import assert_meta
@@ -96,6 +97,30 @@ async def test_ready_with_a_real_redis(app_factory: AppFactory) -> None:
         assert (await api.request("GET", "/api/sessions", key=key)).status_code == 401
     finally:
         await AppFactory.stop(api, manager)
+
+
+async def test_deployments_sharing_a_redis_never_share_a_cached_key(
+    app_factory: AppFactory, tmp_path: Path
+) -> None:
+    """Two deployments (databases) on one Redis, configured with the same API_KEY: each
+    answers with its own key row, never with what the other cached for that key."""
+    await require_redis()
+    other = AppFactory(f"sqlite+aiosqlite:///{tmp_path / 'other.db'}", tmp_path / "other")
+    first, first_manager = await app_factory.start(cache_type="redis", redis_url=LOCAL_REDIS)
+    try:
+        second, second_manager = await other.start(cache_type="redis", redis_url=LOCAL_REDIS)
+        try:
+            mine = assert_meta(await first.request("GET", "/api/keys/self"))["data"]
+            answer = await second.request("GET", "/api/keys/self")
+            assert answer.status_code == 200, answer.text
+            theirs = assert_meta(answer)["data"]
+            assert mine["id"] != theirs["id"]
+            again = assert_meta(await first.request("GET", "/api/keys/self"))["data"]
+            assert again["id"] == mine["id"]
+        finally:
+            await AppFactory.stop(second, second_manager)
+    finally:
+        await AppFactory.stop(first, first_manager)
 
 
 async def test_api_still_answers_while_the_cache_is_down(app_factory: AppFactory) -> None:
