@@ -11,15 +11,16 @@ pytest_plugins = [
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The three-instance scenario (`cluster` marker) runs first, in order, in one process.
+    """Modules marked `in_order` (the three-instance scenario, the forwarding pair) are
+    collected first, each module's tests in their order, so that one process runs each.
 
-    Its tests share one cluster (module scope) and follow each other (`kill -9`, then
-    SIGSTOP, then SIGTERM). pytest-xdist's `worksteal` gives each process a contiguous
-    block of tests and, when a process runs dry, moves the *tail* of another's queue:
-    placed first, the scenario is at the head of the first block, so it can never be
-    split across processes; and its minute and a half starts at once, not at the end.
+    Their tests share one cluster (module scope) and follow each other (`kill -9`, then
+    SIGSTOP, then SIGTERM; a scan, then the calls that need it). pytest-xdist's
+    `worksteal` gives each process a contiguous block of tests and, when a process runs
+    dry, moves the *tail* of another's queue: at the head of the first block, such a
+    module can never be split across processes; and its long set-up starts at once.
     """
-    first = [item for item in items if item.get_closest_marker("cluster")]
+    first = [item for item in items if item.get_closest_marker("in_order")]
     if first:
-        rest = [item for item in items if not item.get_closest_marker("cluster")]
+        rest = [item for item in items if not item.get_closest_marker("in_order")]
         items[:] = first + rest

@@ -42,7 +42,7 @@ from tests.e2e.test_crash import Receiver
 from tests.fixtures.server import free_port
 from tests.media.support import b64, png
 
-pytestmark = [pytest.mark.cluster, pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = [pytest.mark.cluster, pytest.mark.in_order, pytest.mark.e2e, pytest.mark.postgres]
 
 SESSIONS = 30
 NAMES = ("a", "b", "c")

@@ -33,7 +33,7 @@ from tests.fixtures.redis import LOCAL_REDIS, require_redis
 from tests.fixtures.s3 import S3Server
 from tests.fixtures.server import ServerProcess, free_port
 
-pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
+pytestmark = [pytest.mark.in_order, pytest.mark.postgres, pytest.mark.e2e]
 
 SECRET = "cluster-secret-" + secrets.token_hex(8)
 ALLOWED = "127.0.0.2"
