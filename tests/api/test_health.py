@@ -123,6 +123,25 @@ async def test_deployments_sharing_a_redis_never_share_a_cached_key(
         await AppFactory.stop(first, first_manager)
 
 
+async def test_a_database_made_again_is_not_answered_from_the_old_cached_key(
+    tmp_path: Path,
+) -> None:
+    """A database dropped and made again under the same address, with Redis keeping what
+    it cached of the old one: the API_KEY's new row is used at once."""
+    await require_redis()
+    path = tmp_path / "again.db"
+    factory = AppFactory(f"sqlite+aiosqlite:///{path}", tmp_path / "again")
+    ids = []
+    for _ in range(2):
+        path.unlink(missing_ok=True)
+        api, manager = await factory.start(cache_type="redis", redis_url=LOCAL_REDIS)
+        try:
+            ids.append(assert_meta(await api.request("GET", "/api/keys/self"))["data"]["id"])
+        finally:
+            await AppFactory.stop(api, manager)
+    assert ids[0] != ids[1]
+
+
 async def test_api_still_answers_while_the_cache_is_down(app_factory: AppFactory) -> None:
     """A dead cache makes the instance not ready; requests must not turn into 500s."""
     api, manager = await app_factory.start(cache_type="redis", redis_url=DEAD_REDIS)

@@ -302,6 +302,9 @@ class KeyService:
                     self._evict_after_commit(db, old_hash)
                     self._revoke_on_commit(db, old_id)
                 repo.add(_new_row("API_KEY", Role.ADMIN, api_key, "env", None))
+                # A shared cache may still hold this key's row from an earlier database
+                # under the same address (dropped and made again): the new row wins.
+                self._evict_after_commit(db, hash_key(api_key))
             return None
         if await repo.admin_exists():
             return None
