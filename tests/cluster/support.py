@@ -37,6 +37,7 @@ from openwa.db.models import SessionRow
 from openwa.kit.clock import utcnow
 from tests.fixtures.app import GENEROUS_RATE_LIMITS
 from tests.fixtures.databases import PG_HOST, PG_PORT, PG_USER, pg_url
+from tests.fixtures.redis import LOCAL_REDIS
 from tests.fixtures.s3 import S3Server
 from tests.fixtures.server import free_port
 
@@ -44,7 +45,7 @@ T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "tools" / "cluster-example.sh"
-REDIS_URL = os.environ.get("OPENWA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = os.environ.get("OPENWA_TEST_REDIS_URL", LOCAL_REDIS)
 LEASE_S = 3.0
 SHUTDOWN_TIMEOUT_S = 10
 READY = "ready"

@@ -254,7 +254,7 @@ async def test_every_report_naming_a_mapped_lid_names_the_phone_number(api: Api)
             )
         }
         # The receipt names its reader.
-        read = await events.one(is_event("message.ack", bob["id"], status="played"))
+        receipt = await events.one(is_event("message.ack", bob["id"], status="played"))
     for name in ("message.reaction", "message.poll_vote", "message.edited", "presence.update"):
         assert (seen[name]["chatId"], seen[name]["from"]) == (CAROL_ID, CAROL_ID), name
     assert (seen["message.revoked"]["chatId"], seen["message.revoked"]["by"]) == (CAROL_ID,) * 2
@@ -264,6 +264,6 @@ async def test_every_report_naming_a_mapped_lid_names_the_phone_number(api: Api)
     assert seen["group.update"]["participants"] == [CAROL_ID, DAN_LID]
     assert seen["group.update"]["by"] == CAROL_ID
     assert seen["message.received"]["mentions"] == [CAROL_ID, DAN_LID]
-    assert read.data["by"] == CAROL_ID
+    assert receipt.data["by"] == CAROL_ID
     stored = await get_message(api, "bob", seen["message.received"]["id"])
     assert stored["mentions"] == [CAROL_ID, DAN_LID]
