@@ -589,6 +589,7 @@ def create_app(settings: Settings) -> FastAPI:
             # After the sessions: their last reports still go through the group writer.
             await services.messages.close()
             await services.reports.close()
+            await services.audit.close()
             await services.deliveries.stop()
             await services.pump.stop()
             await services.engines.close()

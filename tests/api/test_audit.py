@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -89,6 +90,34 @@ async def test_a_change_and_its_entry_commit_together(api: Api) -> None:
     assert patched["sessionId"] == created["id"]
     assert patched["target"] == {"id": "audited"}
     assert patched["fields"] == ["config"]
+
+
+async def test_a_burst_of_refused_calls_keeps_every_entry_in_shared_transactions(
+    api: Api,
+) -> None:
+    """Entries written alone are group-committed: 40 concurrent refusals cost fewer
+    commits than calls, and each call is answered once its own entry is durable."""
+    await api.create_session("taken", autoStart=False)
+    commits: list[object] = []
+
+    def committed(conn: object) -> None:
+        commits.append(conn)
+
+    target = api.services.db_engine.sync_engine
+    event.listen(target, "commit", committed)
+
+    async def refused() -> str:
+        response = await api.request("POST", "/api/sessions", json={"name": "taken"})
+        assert_error(response, 409, "SESSION_EXISTS")
+        return response.headers["x-request-id"]
+
+    try:
+        request_ids = await asyncio.gather(*(refused() for _ in range(40)))
+    finally:
+        event.remove(target, "commit", committed)
+    written = {e["requestId"] for e in await entries(api, action="create_session")}
+    assert set(request_ids) <= written
+    assert len(commits) < len(request_ids), len(commits)
 
 
 async def test_a_refused_change_is_rolled_back_and_its_entry_kept(api: Api) -> None:

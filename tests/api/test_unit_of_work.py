@@ -107,8 +107,9 @@ async def _fail_midway(api: Api) -> None:
     with watching(api.services.db_engine) as writes:
         response = await api.request("POST", "/api/test/half-written")
     assert_error(response, 422, "ENGINE_ERROR")
-    # The change's transaction is rolled back; the refusal's audit entry commits alone.
-    assert writes.of(response.headers["x-request-id"]) == ["begin", "begin", "commit"], writes.seen
+    # The change's transaction is rolled back; the refusal's audit entry commits in the
+    # audit's group transaction (its writer belongs to no request), before the answer.
+    assert writes.of(response.headers["x-request-id"]) == ["begin"], writes.seen
     (entry,) = [
         e
         for e in assert_page(await api.request("GET", "/api/audit"))[0]
@@ -131,8 +132,14 @@ async def test_a_failed_commit_answers_503_and_writes_nothing(api: Api) -> None:
     error = assert_error(response, 503, "NOT_READY")
     assert "commit" in error["message"]
     assert response.headers["retry-after"] == "1"
-    # The failed commit, then the refusal's audit entry in a transaction of its own.
-    assert writes.of(response.headers["x-request-id"]) == ["begin", "commit"] * 2, writes.seen
+    # The failed commit, then the refusal's audit entry in the audit's group transaction.
+    assert writes.of(response.headers["x-request-id"]) == ["begin", "commit"], writes.seen
+    (entry,) = [
+        e
+        for e in assert_page(await api.request("GET", "/api/audit"))[0]
+        if e["requestId"] == response.headers["x-request-id"]
+    ]
+    assert (entry["outcome"], entry["status"]) == ("NOT_READY", 503), entry
 
     keys, _ = assert_page(await api.request("GET", "/api/keys"))
     assert "never-stored" not in [key["name"] for key in keys]

@@ -373,26 +373,35 @@ class DeliveryWorker:
                     self._bodies.put(row.cursor, body, now)
                     bodies[row.cursor] = body
         succeeded: list[tuple[DeliveryRow, int, int]] = []
-        for index, delivery in enumerate(run):
-            event = bodies.get(delivery.event_cursor)
-            if hook is None or event is None:
-                gone = _Failure(delivery, None, "event or webhook no longer exists", 0, final=True)
-                await self._record([], gone)
-                continue
-            answer = await self._timed_post(lane, hook, event)
-            if answer.error is None:
-                succeeded.append((delivery, answer.status or 0, answer.duration_ms))
-                if len(succeeded) >= _RECORD_BATCH:
-                    await self._record(succeeded, None)
-                    succeeded = []
-                continue
-            rest = [d.id for d in run[index + 1 :]]
-            failure = _Failure(
-                delivery, answer.status, answer.error, answer.duration_ms, answer.location
-            )
-            await self._record(succeeded, failure, rest)
-            return
-        await self._record(succeeded, None)
+        # Full batches of successes are recorded while the next requests go out; the
+        # run ends only once every record has committed (the lane's next claim sees them).
+        recording: list[asyncio.Task[None]] = []
+        try:
+            for index, delivery in enumerate(run):
+                event = bodies.get(delivery.event_cursor)
+                if hook is None or event is None:
+                    gone = _Failure(
+                        delivery, None, "event or webhook no longer exists", 0, final=True
+                    )
+                    await self._record([], gone)
+                    continue
+                answer = await self._timed_post(lane, hook, event)
+                if answer.error is None:
+                    succeeded.append((delivery, answer.status or 0, answer.duration_ms))
+                    if len(succeeded) >= _RECORD_BATCH:
+                        recording.append(asyncio.create_task(self._record(succeeded, None)))
+                        succeeded = []
+                    continue
+                rest = [d.id for d in run[index + 1 :]]
+                failure = _Failure(
+                    delivery, answer.status, answer.error, answer.duration_ms, answer.location
+                )
+                await self._record(succeeded, failure, rest)
+                return
+            await self._record(succeeded, None)
+        finally:
+            if recording:
+                await asyncio.gather(*recording)
 
     async def _timed_post(self, lane: _Lane, hook: WebhookRow, event: _Body) -> _Answer:
         """A POST during which the lane is in flight (and may turn slow)."""
