@@ -65,6 +65,12 @@ def spawn(
     )
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
     """SIGTERM and wait; SIGKILL if it has not gone after `timeout_s`."""
     if process.poll() is not None:

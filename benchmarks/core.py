@@ -55,6 +55,7 @@ import aiohttp
 import orjson
 from bench_server import (
     KEY,
+    cpu_seconds,
     free_port,
     fresh_database,
     link_mock,
@@ -117,6 +118,7 @@ class Bench:
     receiver: str
     logs: Path
     accept_rate: float | None = None  # row 2 of this run, to size row 3's head start
+    server: Any = None  # the process of the server running now
     _started: int = field(default=0)
 
     @contextlib.asynccontextmanager
@@ -129,7 +131,7 @@ class Bench:
         async with fresh_database(self.database) as url:
             port = free_port()
             with log_path.open("wb") as log:
-                process = start(port, url, log)
+                process = self.server = start(port, url, log)
                 try:
                     base = f"http://127.0.0.1:{port}"
                     await wait_healthy(self.http, base, process, log_path)
@@ -162,6 +164,17 @@ class Bench:
     async def rate(self, total: int, call: Callable[[int], Awaitable[object]]) -> float:
         _, seconds = await run_clients(CLIENTS, total, call)
         return total / seconds
+
+    def cpu_clock(self, label: str = "server") -> Callable[[int], str]:
+        """Starts counting the server's CPU time; the function returned says, when the
+        window ends, how busy the server was and its CPU time per item (`n` items)."""
+        started, used = time.monotonic(), cpu_seconds(self.server.pid)
+
+        def per_item(n: int) -> str:
+            wall, cpu = time.monotonic() - started, cpu_seconds(self.server.pid) - used
+            return f"{label} {1000 * cpu / n:.2f} ms CPU per item, {100 * cpu / wall:.0f} % busy"
+
+        return per_item
 
     def hook(self, tag: str) -> str:
         return f"{self.receiver}/hook/{tag}"
@@ -210,14 +223,18 @@ async def accept_text(b: Bench) -> Figure:
         def post(i: int) -> Awaitable[object]:
             return b.call("POST", url, 202, {"chatId": to_b, "text": f"bench {i}", "sendAt": later})
 
+        clock = b.cpu_clock()
         value = await b.rate(b.counts.accept, post)
+        used = clock(b.counts.accept)
     b.accept_rate = value
     async with b.bare() as base:
+        clock = b.cpu_clock("bare route")
         baseline = await b.rate(
             b.counts.accept,
             lambda i: b.call("POST", base + "/insert", 202, {"chatId": to_b, "text": f"b {i}"}),
         )
-    return Figure(value, baseline)
+        used += "; " + clock(b.counts.accept)
+    return Figure(value, baseline, note=used)
 
 
 async def accept_vs_raw(b: Bench) -> Figure:
@@ -288,17 +305,21 @@ async def webhook_fanout(b: Bench) -> Figure:
         for _ in range(WEBHOOKS):
             await b.call("POST", hooks, 201, {"url": b.hook(tag), "events": ["message.received"]})
         url = f"{base}/api/sessions/{a['id']}/mock/inbound"
+        clock = b.cpu_clock()
         started, _ = await run_clients(
             CLIENTS,
             inbound,
             lambda i: b.call("POST", url, 202, {"from": SENDER, "text": f"in {i}"}),
         )
         value = total / (await b.received(tag, total) - started)
-    return Figure(value, await direct_deliveries(b, total))
+        used = clock(total)
+    baseline, loops = await direct_deliveries(b, total)
+    return Figure(value, baseline, note=f"{used}; {loops}")
 
 
-async def direct_deliveries(b: Bench, total: int) -> float:
-    """`total` signed POSTs of a message.received envelope, one loop per webhook."""
+async def direct_deliveries(b: Bench, total: int) -> tuple[float, str]:
+    """`total` signed POSTs of a message.received envelope, one loop per webhook: their
+    rate, and the CPU time they took in this process (the floor of a POST's cost)."""
     tag, secret = secrets.token_hex(6), generate_secret()
     url = b.hook(tag)
 
@@ -334,8 +355,11 @@ async def direct_deliveries(b: Bench, total: int) -> float:
         async with b.http.post(url, data=body, headers=headers) as response:
             await response.read()
 
+    clock, cpu = time.monotonic(), time.process_time()
     started, _ = await run_clients(WEBHOOKS, total, deliver)
-    return total / (await b.received(tag, total) - started)
+    rate = total / (await b.received(tag, total) - started)
+    wall, cpu = time.monotonic() - clock, time.process_time() - cpu
+    return rate, f"loops {1000 * cpu / total:.2f} ms CPU per POST, {100 * cpu / wall:.0f} % busy"
 
 
 async def end_to_end(b: Bench) -> Figure:
@@ -346,10 +370,12 @@ async def end_to_end(b: Bench) -> Figure:
         hook = {"url": b.hook(tag), "events": ["message.received"]}
         await b.call("POST", f"{base}/api/sessions/{session_b['id']}/webhooks", 201, hook)
         url = f"{base}/api/sessions/{a['id']}/messages/text"
+        clock = b.cpu_clock()
         started, _ = await run_clients(
             CLIENTS, total, lambda i: b.call("POST", url, 202, {"chatId": to_b, "text": f"e {i}"})
         )
-        return Figure(total / (await b.received(tag, total) - started))
+        value = total / (await b.received(tag, total) - started)
+        return Figure(value, note=clock(total))
 
 
 @dataclass(frozen=True)
