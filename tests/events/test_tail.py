@@ -119,11 +119,14 @@ async def test_the_pump_never_steps_over_an_event_committed_after_someone_subscr
     await pump.start()
     subscribed: list[Subscription] = []
     injected = asyncio.Event()
+    # Armed once "unheard" has committed: the pump's first read may run before it does,
+    # and the event injected there would then come before "unheard" in the log.
+    armed = asyncio.Event()
 
     @sa_event.listens_for(stream_engine.sync_engine, "before_cursor_execute")
     def before_the_mark(*args: Any) -> None:
         statement: str = args[2]
-        if subscribed or "FROM counters" not in statement:
+        if not armed.is_set() or subscribed or "FROM counters" not in statement:
             return
         subscribed.append(bus.subscribe())
         # Runs inside the pump's read (a greenlet): commit on another connection now.
@@ -133,6 +136,7 @@ async def test_the_pump_never_steps_over_an_event_committed_after_someone_subscr
     try:
         # Nobody listens: the pump steps over this one, reading the mark (the hook).
         await _append(api, _event("other", "unheard"))
+        armed.set()
         await asyncio.wait_for(injected.wait(), 15)
         await _append(api, _event("target", "later"))
         (subscription,) = subscribed

