@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from openwa.db.models import DeliveryRow
@@ -230,3 +232,47 @@ async def test_lanes_keep_order_and_a_retried_head_holds_back_only_its_group(
     answered = [r for r in paths.at("/retried") if r.ok]
     assert message_ids(answered) == sent
     assert all(r.headers["webhook-id"] == r.payload["id"] for r in paths.at("/retried"))
+
+
+async def test_a_record_that_fails_behind_the_requests_loses_no_delivery(
+    apps: Apps, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lane records a batch of successes while its next requests go out; when such a
+    record fails, the lane gives its deliveries back and they go again, with the same
+    `webhook-id`: at least once, never lost."""
+    api = await apps.start(webhook_timeout_s=NEVER)
+    session = await ready_session(api)
+    paths = Paths(receiver)
+    paths.held.add("/hook")  # the first request waits until every message is in
+    hook = await register(api, session["id"], paths.url("/hook"), events=["message.received"])
+    worker = api.services.deliveries
+    write_results = worker._write_results
+    failed: dict[int, int] = {}  # first delivery id of a failed batch -> failures
+    sizes: list[int] = []
+
+    async def failing(succeeded: list[Any], *args: Any) -> None:
+        # The first full batch (recorded behind the requests) fails, alone and in its group.
+        first = succeeded[0][0].id if len(succeeded) >= 20 else None
+        if first is not None and (not failed or first in failed) and failed.get(first, 0) < 2:
+            failed[first] = failed.get(first, 0) + 1
+            sizes.append(len(succeeded))
+            raise RuntimeError("the results write failed")
+        await write_results(succeeded, *args)
+
+    monkeypatch.setattr(worker, "_write_results", failing)
+    sent = [await inbound(api, session["id"], f"message {i}") for i in range(60)]
+    paths.release.set()
+
+    await wait_deliveries(
+        api,
+        session["id"],
+        hook["id"],
+        lambda ds: len(ds) == 60 and {d["status"] for d in ds} == {"succeeded"},
+        timeout=FAILSAFE_S,
+        what="every delivery to succeed",
+    )
+    assert sizes, "no batch recorded behind the requests failed: nothing was tested"
+    received = paths.at("/hook")
+    assert set(message_ids(received)) == set(sent)
+    assert len(received) > len(sent)  # the unrecorded batch went again
+    assert all(r.headers["webhook-id"] == r.payload["id"] for r in received)

@@ -400,8 +400,11 @@ class DeliveryWorker:
                 return
             await self._record(succeeded, None)
         finally:
-            if recording:
-                await asyncio.gather(*recording)
+            # Every record is waited for, so none is left running unwatched; the first
+            # that failed fails the run (the lane then gives its deliveries back).
+            for outcome in await asyncio.gather(*recording, return_exceptions=True):
+                if isinstance(outcome, Exception):
+                    raise outcome
 
     async def _timed_post(self, lane: _Lane, hook: WebhookRow, event: _Body) -> _Answer:
         """A POST during which the lane is in flight (and may turn slow)."""
