@@ -29,6 +29,11 @@ kind. Rows:
 5. End to end: 2,000 texts from A to B (32 clients, no `sendAt`) until B's webhook has
    received all 2,000 `message.received`, from the first post. Goal: 500 events/s.
 
+Rows 2, 4 and 5 also print how busy the server was over the measured window and its CPU
+time per item (and the same for their baselines: the bare route's process, this
+process's aiohttp loops), read from /proc: a server near 100 % busy is bound by its one
+core, and the baselines' CPU per item is the floor of the same work.
+
 The webhook receiver is a process of its own (benchmarks/receiver.py, see why there),
 the bare app too (benchmarks/baselines.py). A row's figure is the median of its runs;
 its ratio is the median of the runs' ratios (each run's figure over that run's
