@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+from collections.abc import Callable
 from itertools import count
 from typing import Any
 
@@ -87,6 +88,11 @@ async def deliveries(api: Api, session_id: str | None, webhook_id: str) -> list[
     )
     items: list[dict[str, Any]] = data_of(response)
     return sorted(items, key=lambda d: d["id"])
+
+
+def all_succeeded(n: int) -> Callable[[list[dict[str, Any]]], bool]:
+    """A `wait_deliveries` condition: `n` deliveries, every one of them succeeded."""
+    return lambda ds: len(ds) == n and {d["status"] for d in ds} == {"succeeded"}
 
 
 async def wait_deliveries(

@@ -6,6 +6,7 @@ from tests.fixtures.app import wait_for
 from tests.webhooks.conftest import Apps
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.support import (
+    all_succeeded,
     deliveries,
     first_seen,
     inbound,
@@ -41,7 +42,7 @@ async def test_events_made_while_down_arrive_after_a_restart_in_order(
     await receiver.start()
     await wait_for(
         lambda: deliveries(api, None, hook["id"]),
-        lambda ds: len(ds) == 10 and {d["status"] for d in ds} == {"succeeded"},
+        all_succeeded(10),
         timeout=20,
         what="every delivery after the restart",
     )

@@ -6,6 +6,7 @@ from tests.fixtures.app import Api
 from tests.webhooks.conftest import Apps
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.support import (
+    all_succeeded,
     data_of,
     error_of,
     inbound,
@@ -78,7 +79,7 @@ async def test_instance_webhook_gets_events_of_every_session(hapi: Api, receiver
         hapi,
         None,
         hook["id"],
-        lambda ds: len(ds) == 2 and {d["status"] for d in ds} == {"succeeded"},
+        all_succeeded(2),
         what="two deliveries in the instance webhook's log",
     )
 

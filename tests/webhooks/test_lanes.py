@@ -19,9 +19,11 @@ from sqlalchemy import select
 
 from openwa.db.models import DeliveryRow
 from openwa.kit.clock import utcnow
+from tests.fixtures.app import Api
 from tests.webhooks.conftest import Apps
 from tests.webhooks.receiver import Received, Receiver
 from tests.webhooks.support import (
+    all_succeeded,
     deliveries,
     inbound,
     message_ids,
@@ -34,6 +36,13 @@ from tests.webhooks.support import (
 NEVER = 600.0
 # Only against a hang: the conditions below are met in well under a second of work.
 FAILSAFE_S = 30.0
+
+
+async def _delivered(api: Api, session_id: str, webhook_id: str, n: int, what: str) -> None:
+    """Wait until the webhook's `n` deliveries have all succeeded."""
+    await wait_deliveries(
+        api, session_id, webhook_id, all_succeeded(n), timeout=FAILSAFE_S, what=what
+    )
 
 
 class Paths:
@@ -128,7 +137,7 @@ async def test_a_held_receiver_does_not_hold_back_other_webhooks(
         api,
         one["id"],
         slow["id"],
-        lambda ds: len(ds) == 21 and {d["status"] for d in ds} == {"succeeded"},
+        all_succeeded(21),
         what="S's deliveries recorded",
     )
 
@@ -170,13 +179,7 @@ async def test_more_held_webhooks_than_the_bound_leave_a_fast_one_going(
     finally:
         paths.release.set()
 
-    await wait_deliveries(
-        api,
-        session["id"],
-        fast["id"],
-        lambda ds: len(ds) == 11 and {d["status"] for d in ds} == {"succeeded"},
-        what="the fast webhook's deliveries recorded",
-    )
+    await _delivered(api, session["id"], fast["id"], 11, "the fast webhook's deliveries recorded")
     await receiver.wait_for(
         lambda _: all(len(paths.at(p)) == 11 for p in slow_paths),
         timeout=FAILSAFE_S,
@@ -200,13 +203,8 @@ async def test_lanes_keep_order_and_a_retried_head_holds_back_only_its_group(
     sent = [await inbound(api, session["id"], f"message {i}") for i in range(50)]
 
     # The other webhook gets all 50, in cursor order, while the head of /retried fails.
-    await wait_deliveries(
-        api,
-        session["id"],
-        ordered["id"],
-        lambda ds: len(ds) == 50 and {d["status"] for d in ds} == {"succeeded"},
-        timeout=FAILSAFE_S,
-        what="the 50 deliveries to the other webhook",
+    await _delivered(
+        api, session["id"], ordered["id"], 50, "the 50 deliveries to the other webhook"
     )
     assert message_ids(paths.at("/ordered")) == sent
     await receiver.wait_for(
@@ -263,14 +261,7 @@ async def test_a_record_that_fails_behind_the_requests_loses_no_delivery(
     sent = [await inbound(api, session["id"], f"message {i}") for i in range(60)]
     paths.release.set()
 
-    await wait_deliveries(
-        api,
-        session["id"],
-        hook["id"],
-        lambda ds: len(ds) == 60 and {d["status"] for d in ds} == {"succeeded"},
-        timeout=FAILSAFE_S,
-        what="every delivery to succeed",
-    )
+    await _delivered(api, session["id"], hook["id"], 60, "every delivery to succeed")
     assert sizes, "no batch recorded behind the requests failed: nothing was tested"
     received = paths.at("/hook")
     assert set(message_ids(received)) == set(sent)

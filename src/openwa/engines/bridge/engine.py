@@ -112,7 +112,7 @@ class BridgeEngine:
         self.shards = ShardMap(sessions_per_worker)
         self.transfers = TransferDirectory(transfer_root)
         self._clients: dict[str, BridgeClient] = {}
-        self._installing = asyncio.Lock()
+        self._install: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self._stopping: set[asyncio.Task[None]] = set()
         self.watch_s = _WATCH_S
@@ -160,11 +160,21 @@ class BridgeEngine:
                 return found
         return None
 
+    async def installed(self) -> None:
+        """Return once the bridge is installed (`npm ci` the first time, about 20 s).
+
+        One task installs for every session waiting, so a session that stops waiting
+        (stopped, deleted) never cancels the install for the others. After a failed
+        install, the next caller tries again."""
+        task = self._install
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            task = self._install = asyncio.create_task(self.node.ensure())
+        await asyncio.shield(task)
+
     async def shard_worker(self, shard: Shard) -> ChildProcess:
         async with shard.starting:
             if shard.process is None or not shard.process.alive:
-                async with self._installing:
-                    await self.node.ensure()
+                await self.installed()
                 process = BridgeProcess(
                     self.name,
                     self._on_frame,
@@ -302,6 +312,8 @@ class BridgeClient:
         # Ends an attempt that hears nothing from the library (see `_watch_attempt`).
         self._watchdog: asyncio.Task[None] | None = None
         self._heard = asyncio.Event()
+        # A start waiting for the bridge's first install (see `connect`).
+        self._waiting: asyncio.Task[None] | None = None
 
     async def _call(self, op: str, **args: Any) -> Any:
         return await self._engine.request(op, session=self.session_id, **args)
@@ -517,10 +529,30 @@ class BridgeClient:
             self._auth = await self._ctx.auth.load()
         self._me = _me_of(self._auth)
         self._started = True
-        await self._start()
+        if self._engine.node.installed():
+            await self._start()
+            return
+        # The first session on a machine waits for the bridge's install (`npm ci`, about
+        # 20 s): the caller (a create or start request) is answered now, the session
+        # stays `initializing`, and a failed install is reported as a failed connect.
+        if self._waiting is None or self._waiting.done():
+            self._waiting = asyncio.create_task(self._start_once_installed())
+
+    async def _start_once_installed(self) -> None:
+        try:
+            await self._engine.installed()
+            if self._started:
+                await self._start()
+        except Exception as exc:
+            log.warning("bridge_connect_failed", session=self.session_id, error=str(exc))
+            await self._ctx.emit(Disconnected(f"connect failed: {exc}"))
 
     async def disconnect(self) -> None:
         self._started = False
+        if self._waiting is not None and not self._waiting.done():
+            self._waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._waiting
         self._stop_watching()
         self._drop_profile_file()
         await self._flush_auth()
