@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -181,8 +181,8 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
     A ping on asyncpg is three round trips (BEGIN, a query, ROLLBACK): on every unit of
     work it was 7 % of the server's time under load. Connections that died (a server
     restart, a dropped network) are found after an idle spell, which is when that happens;
-    one that dies while busy fails its unit of work, which SQLAlchemy answers by
-    invalidating the pool, and the caller gets its 503 or its retry as before."""
+    one that dies while busy fails its unit of work (a 503, a job's retry), and SQLAlchemy
+    then drops the pool's other connections of before."""
     pool = engine.sync_engine.pool
 
     @event.listens_for(pool, "checkin")
@@ -197,8 +197,10 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
         try:
             engine.dialect.do_ping(dbapi_connection)
         except Exception as exc:
-            # The pool drops this connection and hands out another (a new one if need be).
-            raise DisconnectionError() from exc
+            # As `pool_pre_ping` does: a dead connection usually means the server
+            # restarted, so every pooled connection older than now is dropped with it
+            # and this checkout gets a new one.
+            raise InvalidatePoolError() from exc
 
 
 def create_reader(url: str, writer: AsyncEngine) -> AsyncEngine:

@@ -372,39 +372,53 @@ class DeliveryWorker:
                     body = _Body(row.id, orjson.dumps(from_row(row).envelope()))
                     self._bodies.put(row.cursor, body, now)
                     bodies[row.cursor] = body
-        succeeded: list[tuple[DeliveryRow, int, int]] = []
         # Full batches of successes are recorded while the next requests go out; the
         # run ends only once every record has committed (the lane's next claim sees them).
         recording: list[asyncio.Task[None]] = []
         try:
-            for index, delivery in enumerate(run):
-                event = bodies.get(delivery.event_cursor)
-                if hook is None or event is None:
-                    gone = _Failure(
-                        delivery, None, "event or webhook no longer exists", 0, final=True
-                    )
-                    await self._record([], gone)
-                    continue
-                answer = await self._timed_post(lane, hook, event)
-                if answer.error is None:
-                    succeeded.append((delivery, answer.status or 0, answer.duration_ms))
-                    if len(succeeded) >= _RECORD_BATCH:
-                        recording.append(asyncio.create_task(self._record(succeeded, None)))
-                        succeeded = []
-                    continue
-                rest = [d.id for d in run[index + 1 :]]
-                failure = _Failure(
-                    delivery, answer.status, answer.error, answer.duration_ms, answer.location
-                )
-                await self._record(succeeded, failure, rest)
+            await self._post_run(lane, run, hook, bodies, recording)
+        except BaseException:
+            # Failing or cancelled: the records are still waited for (none is left running
+            # unwatched); the lane gives the run's deliveries back either way.
+            await asyncio.gather(*recording, return_exceptions=True)
+            raise
+        for outcome in await asyncio.gather(*recording, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                raise outcome  # the run fails: its deliveries are given back, in order
+
+    async def _post_run(
+        self,
+        lane: _Lane,
+        run: list[DeliveryRow],
+        hook: WebhookRow | None,
+        bodies: dict[int, _Body],
+        recording: list[asyncio.Task[None]],
+    ) -> None:
+        succeeded: list[tuple[DeliveryRow, int, int]] = []
+        for index, delivery in enumerate(run):
+            if any(t.done() and not t.cancelled() and t.exception() for t in recording):
+                # A record failed: nothing newer goes out before the run is given back,
+                # so the receiver never sees these events again after later ones.
                 return
-            await self._record(succeeded, None)
-        finally:
-            # Every record is waited for, so none is left running unwatched; the first
-            # that failed fails the run (the lane then gives its deliveries back).
-            for outcome in await asyncio.gather(*recording, return_exceptions=True):
-                if isinstance(outcome, Exception):
-                    raise outcome
+            event = bodies.get(delivery.event_cursor)
+            if hook is None or event is None:
+                gone = _Failure(delivery, None, "event or webhook no longer exists", 0, final=True)
+                await self._record([], gone)
+                continue
+            answer = await self._timed_post(lane, hook, event)
+            if answer.error is None:
+                succeeded.append((delivery, answer.status or 0, answer.duration_ms))
+                if len(succeeded) >= _RECORD_BATCH:
+                    recording.append(asyncio.create_task(self._record(succeeded, None)))
+                    succeeded = []
+                continue
+            rest = [d.id for d in run[index + 1 :]]
+            failure = _Failure(
+                delivery, answer.status, answer.error, answer.duration_ms, answer.location
+            )
+            await self._record(succeeded, failure, rest)
+            return
+        await self._record(succeeded, None)
 
     async def _timed_post(self, lane: _Lane, hook: WebhookRow, event: _Body) -> _Answer:
         """A POST during which the lane is in flight (and may turn slow)."""

@@ -21,7 +21,8 @@ STANDIN = Path(__file__).parent / "standin"
 @pytest.fixture
 def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """`node` (the stand-in) and `npm` side by side, as an install of Node.js has them:
-    `npm ci` waits until the file `gate` exists, then exits with `NPM_EXIT` (0)."""
+    `npm ci` logs its call to `npm.log`, waits until the file `gate` exists, then exits
+    with `NPM_EXIT` (0)."""
     directory = tmp_path / "tools"
     directory.mkdir()
     node = directory / "node"
@@ -29,6 +30,7 @@ def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     npm = directory / "npm"
     npm.write_text(
         "#!/bin/sh\n"
+        f'echo "$@" >> "{directory / "npm.log"}"\n'
         f'while [ ! -e "{directory / "gate"}" ]; do sleep 0.05; done\n'
         'echo "npm stand-in: exit ${NPM_EXIT:-0}"\n'
         "exit ${NPM_EXIT:-0}\n"
@@ -75,3 +77,26 @@ async def test_a_failed_install_is_a_failed_connect_and_is_tried_again(
         # The reconnect tries the install again: once npm works, the session comes up.
         monkeypatch.setenv("NPM_EXIT", "0")
         await api.wait_status(created["id"], "ready", timeout=30)
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"])
+async def test_sessions_waiting_for_the_install_share_it_and_one_may_stop(
+    app_factory: AppFactory, tools: Path, tmp_path: Path
+) -> None:
+    """Two sessions wait for one install; the one stopped meanwhile does not cancel it."""
+    settings = {"node_binary": str(tools / "node"), "node_bridge_dir": tmp_path / "bridge"}
+    async with app_factory.running(**settings) as api:
+        first = await asyncio.wait_for(api.create_session("first", engine="baileys"), 15)
+        second = await asyncio.wait_for(api.create_session("second", engine="baileys"), 15)
+        await wait_for(
+            lambda: asyncio.to_thread((tools / "npm.log").exists),
+            bool,
+            15,
+            "npm ci to start",
+        )
+        stopped = await api.request("POST", f"/api/sessions/{first['id']}/stop")
+        assert stopped.status_code == 200, stopped.text
+        (tools / "gate").touch()
+        await api.wait_status(second["id"], "ready", timeout=20)
+        assert (await api.session(first["id"]))["status"] == "stopped"
+        assert (tools / "npm.log").read_text().splitlines() == ["ci --omit=dev --no-progress"]

@@ -164,10 +164,12 @@ class BridgeEngine:
         """Return once the bridge is installed (`npm ci` the first time, about 20 s).
 
         One task installs for every session waiting, so a session that stops waiting
-        (stopped, deleted) never cancels the install for the others. After a failed
-        install, the next caller tries again."""
+        (stopped, deleted) never cancels the install for the others; shutting down
+        does (`close`). After a failed install, the next caller tries again."""
         task = self._install
-        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+        if task is None or task.done():
+            # Checked again each time (cheap once installed): a directory removed or
+            # stamped by another version since is installed again.
             task = self._install = asyncio.create_task(self.node.ensure())
         await asyncio.shield(task)
 
@@ -260,6 +262,10 @@ class BridgeEngine:
             await self.profiles.delete(session_id)
 
     async def close(self) -> None:
+        if self._install is not None and not self._install.done():
+            self._install.cancel()  # `npm ci` is killed with it (install.py)
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._install
         if self._watch is not None:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -529,6 +535,8 @@ class BridgeClient:
             self._auth = await self._ctx.auth.load()
         self._me = _me_of(self._auth)
         self._started = True
+        if self._waiting is not None and not self._waiting.done():
+            return  # a start already waits for the install; it starts the session
         if self._engine.node.installed():
             await self._start()
             return

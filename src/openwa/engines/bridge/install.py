@@ -10,6 +10,7 @@ nothing and an upgrade of OpenWA installs the bridge again by itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -64,6 +65,12 @@ def _files(root: Path) -> list[Path]:
         if path.is_file() and relative.parts[0] not in _SKIP and not path.name.startswith(_STAMP):
             found.append(relative)
     return found
+
+
+async def _kill(process: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        process.kill()
+    await process.wait()
 
 
 def source_hash(root: Path) -> str:
@@ -172,8 +179,13 @@ class NodeRuntime:
         try:
             out, _ = await asyncio.wait_for(process.communicate(), _NPM_TIMEOUT_S)
         except TimeoutError:
-            process.kill()
+            await _kill(process)
             raise BridgeUnavailable("npm ci did not finish in time") from None
+        except BaseException:
+            # Cancelled (shutdown): no `npm ci` is left writing into the directory after
+            # its lock is released, where the next install would run beside it.
+            await _kill(process)
+            raise
         if process.returncode != 0:
             tail = out.decode(errors="replace").strip().splitlines()[-5:]
             raise BridgeUnavailable("npm ci failed: " + " | ".join(tail))
