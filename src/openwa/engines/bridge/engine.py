@@ -160,7 +160,7 @@ class BridgeEngine:
                 return found
         return None
 
-    async def installed(self) -> None:
+    async def ensure_installed(self) -> None:
         """Return once the bridge is installed (`npm ci` the first time, about 20 s).
 
         One task installs for every session waiting, so a session that stops waiting
@@ -176,7 +176,7 @@ class BridgeEngine:
     async def shard_worker(self, shard: Shard) -> ChildProcess:
         async with shard.starting:
             if shard.process is None or not shard.process.alive:
-                await self.installed()
+                await self.ensure_installed()
                 process = BridgeProcess(
                     self.name,
                     self._on_frame,
@@ -543,12 +543,11 @@ class BridgeClient:
         # The first session on a machine waits for the bridge's install (`npm ci`, about
         # 20 s): the caller (a create or start request) is answered now, the session
         # stays `initializing`, and a failed install is reported as a failed connect.
-        if self._waiting is None or self._waiting.done():
-            self._waiting = asyncio.create_task(self._start_once_installed())
+        self._waiting = asyncio.create_task(self._start_once_installed())
 
     async def _start_once_installed(self) -> None:
         try:
-            await self._engine.installed()
+            await self._engine.ensure_installed()
             if self._started:
                 await self._start()
         except Exception as exc:
