@@ -47,7 +47,9 @@ import asyncio
 import contextlib
 import os
 import secrets
+import signal
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -122,6 +124,7 @@ class Bench:
     http: aiohttp.ClientSession
     receiver: str
     logs: Path
+    profile: Path | None = None  # py-spy profiles of the server's measured windows go here
     accept_rate: float | None = None  # row 2 of this run, to size row 3's head start
     server: Any = None  # the process of the server running now
     _started: int = field(default=0)
@@ -174,12 +177,31 @@ class Bench:
         """Starts counting the server's CPU time; the function returned says, when the
         window ends, how busy the server was and its CPU time per item (`n` items)."""
         started, used = time.monotonic(), cpu_seconds(self.server.pid)
+        spy = self._spy(label)
 
         def per_item(n: int) -> str:
             wall, cpu = time.monotonic() - started, cpu_seconds(self.server.pid) - used
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its profile when interrupted
+                spy.wait(60)
             return f"{label} {1000 * cpu / n:.2f} ms CPU per item, {100 * cpu / wall:.0f} % busy"
 
         return per_item
+
+    def _spy(self, label: str) -> subprocess.Popen[bytes] | None:
+        """py-spy sampling the server (its native frames left out), when `--profile` asks."""
+        if self.profile is None:
+            return None
+        self.profile.mkdir(parents=True, exist_ok=True)
+        out = self.profile / f"{self.database}-{time.time_ns()}-{label}.txt"
+        return subprocess.Popen(
+            [
+                *(os.environ.get("PY_SPY", "py-spy"), "record", "--pid", str(self.server.pid)),
+                *("--format", "raw", "--rate", "250", "--nonblocking", "--output", str(out)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def hook(self, tag: str) -> str:
         return f"{self.receiver}/hook/{tag}"
@@ -520,10 +542,11 @@ async def bench_database(
     receiver: str,
     logs: Path,
     rows: list[Row],
+    profile: Path | None = None,
 ) -> str:
     results: dict[str, list[Figure | str]] = {row.label: [] for row in rows}
     for run in range(runs):
-        b = Bench(database, counts, http, receiver, logs)
+        b = Bench(database, counts, http, receiver, logs, profile)
         for row in rows:
             figure = await measure(row, b)
             results[row.label].append(figure)
@@ -537,6 +560,12 @@ async def main() -> None:
     parser.add_argument("--databases", default="sqlite,postgres")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="one run with small counts")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="write a py-spy profile (raw, collapsed stacks) of each measured window here;"
+        " py-spy from PATH or $PY_SPY",
+    )
     parser.add_argument(
         "--rows", default="", help="comma-separated row numbers from 1 (default: every row)"
     )
@@ -557,7 +586,9 @@ async def main() -> None:
                 await wait_healthy(http, receiver, process)
                 for database in args.databases.split(","):
                     tables.append(
-                        await bench_database(database, runs, counts, http, receiver, logs, rows)
+                        await bench_database(
+                            database, runs, counts, http, receiver, logs, rows, args.profile
+                        )
                     )
         finally:
             stop(process)

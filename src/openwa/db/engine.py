@@ -22,6 +22,7 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InvalidatePoolError
@@ -34,6 +35,16 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session
 
 from openwa.kit.private_files import touch_private
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+# JSON columns (message content, event data, audit fields) through orjson: the standard
+# library's encoder was 2 % of the server's time end to end. Keys that are not strings
+# become strings, as the standard library makes them.
+_JSON_CODEC: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
 
 
 def is_sqlite(url: str) -> bool:
@@ -156,7 +167,12 @@ def create_engine(url: str, *, idle_in_transaction_s: float | None = None) -> As
         # One connection: SQLite has one writer at a time anyway, and queueing for the
         # pool (a wake-up) is far faster than SQLite's busy handler (sleep and retry).
         engine = create_async_engine(
-            url, pool_size=1, max_overflow=0, pool_timeout=60, connect_args=_SQLITE_CONNECT_ARGS
+            url,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=60,
+            connect_args=_SQLITE_CONNECT_ARGS,
+            **_JSON_CODEC,
         )
         _configure_sqlite(engine)
         return engine
@@ -164,7 +180,9 @@ def create_engine(url: str, *, idle_in_transaction_s: float | None = None) -> As
     if idle_in_transaction_s is not None:
         timeout_ms = str(max(1, int(idle_in_transaction_s * 1000)))
         connect_args["server_settings"] = {"idle_in_transaction_session_timeout": timeout_ms}
-    engine = create_async_engine(url, pool_size=10, max_overflow=10, connect_args=connect_args)
+    engine = create_async_engine(
+        url, pool_size=10, max_overflow=10, connect_args=connect_args, **_JSON_CODEC
+    )
     _ping_when_idle(engine)
     return engine
 
@@ -208,7 +226,12 @@ def create_reader(url: str, writer: AsyncEngine) -> AsyncEngine:
     if not is_sqlite(url) or sqlite_path(url) is None:
         return writer
     engine = create_async_engine(
-        url, pool_size=4, max_overflow=0, pool_timeout=60, connect_args=_SQLITE_CONNECT_ARGS
+        url,
+        pool_size=4,
+        max_overflow=0,
+        pool_timeout=60,
+        connect_args=_SQLITE_CONNECT_ARGS,
+        **_JSON_CODEC,
     )
     _configure_sqlite(engine, reader=True)
     return engine

@@ -322,6 +322,7 @@ class DeliveryWorker:
                     update(DeliveryRow)
                     .where(DeliveryRow.id.in_(ids))
                     .values(locked_until=now + timedelta(seconds=self._lease_s(len(ids))))
+                    .execution_options(synchronize_session=False)
                 )
                 lane.claimed = len(ids)
         return list(lanes.values())
