@@ -10,30 +10,34 @@ On SQLite every writer is serialised anyway; the same code serves both.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openwa.db.base import table_of
 from openwa.db.engine import on_commit
 from openwa.db.models import CounterRow, EventRow
 from openwa.events.types import Event, EventFilter
 from openwa.kit.clock import utcnow
 from openwa.kit.signal import Signal
 
-FanOut = Callable[[AsyncSession, Sequence[EventRow]], Awaitable[None]]
+# Called with the events as stored (each with its cursor).
+FanOut = Callable[[AsyncSession, Sequence[Event]], Awaitable[None]]
 
 
-def _values(event: Event, cursor: int) -> dict[str, Any]:
+def _values(event: Event) -> dict[str, Any]:
+    """The event as a Core row of `events` (keys are column names)."""
     return {
-        "cursor": cursor,
+        "cursor": event.cursor,
         "id": event.id,
         "event": event.event,
         "session_id": event.session_id,
         "engine": event.engine,
         "data": event.data,
-        "meta": event.metadata,
+        "metadata": event.metadata,
         "created_at": event.timestamp,
     }
 
@@ -60,8 +64,9 @@ class EventLog:
         """Called in the appending transaction (webhook deliveries are made there)."""
         self._fan_outs.append(fan_out)
 
-    async def append(self, db: AsyncSession, events: Sequence[Event]) -> list[EventRow]:
-        """Write `events` in the caller's transaction; readers are woken once it commits."""
+    async def append(self, db: AsyncSession, events: Sequence[Event]) -> list[Event]:
+        """Write `events` in the caller's transaction; readers are woken once it commits.
+        The events are returned as stored, with their cursors."""
         if not events:
             return []
         on_commit(db, self.committed)
@@ -73,13 +78,12 @@ class EventLog:
         )
         last = result.scalar_one()
         first = last - len(events) + 1
-        values = [_values(event, first + i) for i, event in enumerate(events)]
-        # One executemany for the batch (Core speed), then plain rows for the fan-outs.
-        await db.execute(insert(EventRow), values)
-        rows = [EventRow(**v) for v in values]
+        stored = [replace(event, cursor=first + i) for i, event in enumerate(events)]
+        # One executemany for the batch, in Core: no ORM objects on this path.
+        await db.execute(insert(table_of(EventRow)), [_values(event) for event in stored])
         for fan_out in self._fan_outs:
-            await fan_out(db, rows)
-        return rows
+            await fan_out(db, stored)
+        return stored
 
     def committed(self) -> None:
         self.appended.notify()

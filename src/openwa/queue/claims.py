@@ -22,6 +22,7 @@ from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select, 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from openwa.db.base import table_of
 from openwa.db.engine import is_postgres
 
 Row = TypeVar("Row")
@@ -108,14 +109,14 @@ async def claim_runs(
             runs.append(run)
     claimed = [row.id for run in runs for row in run]  # type: ignore[attr-defined]
     if claimed:
-        # The rows returned are never read for their lease, so the ORM is told not to
-        # bring the session's copies in step (that evaluation was a tenth of the CPU of
-        # a busy delivery worker); the same holds for every update below.
+        # A Core UPDATE: through the ORM, the session's copies of the rows would be
+        # brought in step (a tenth of the CPU of a busy delivery worker), and they are
+        # never read for their lease; the same holds for the updates below.
+        core = table_of(table)
         await db.execute(
-            update(table)
-            .where(table.id.in_(claimed))
+            update(core)
+            .where(core.c.id.in_(claimed))
             .values(locked_until=now + timedelta(seconds=lease_s), locked_by=worker)
-            .execution_options(synchronize_session=False)
         )
     return runs
 
@@ -138,9 +139,9 @@ async def release(
     """Give back claimed rows that were not attempted (they keep their place); `reset`
     names further columns a queue clears on rows it gives back."""
     if ids:
+        table = table_of(model)
         await db.execute(
-            update(model)
-            .where(model.id.in_(ids), model.locked_by == worker)
+            update(table)
+            .where(table.c.id.in_(ids), table.c.locked_by == worker)
             .values(locked_until=None, **reset)
-            .execution_options(synchronize_session=False)
         )

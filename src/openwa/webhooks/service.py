@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openwa.db.base import table_of
 from openwa.db.engine import on_commit
-from openwa.db.models import DeliveryAttemptRow, DeliveryRow, EventRow, WebhookRow
+from openwa.db.models import DeliveryAttemptRow, DeliveryRow, WebhookRow
 from openwa.errors import NotFound, WebhookNotFound
 from openwa.events.log import EventLog
 from openwa.events.types import WEBHOOK_TEST, Event, wanted
@@ -79,7 +80,8 @@ def _delivery(row: DeliveryRow, attempts: list[DeliveryAttemptRow]) -> Delivery:
     )
 
 
-def _delivery_values(webhook_id: str, event: EventRow, now: datetime) -> dict[str, Any]:
+def _delivery_values(webhook_id: str, event: Event, now: datetime) -> dict[str, Any]:
+    assert event.cursor is not None, "deliveries are made of stored events"
     return {
         "webhook_id": webhook_id,
         "session_id": event.session_id,
@@ -94,7 +96,7 @@ def _delivery_values(webhook_id: str, event: EventRow, now: datetime) -> dict[st
     }
 
 
-def new_delivery(webhook_id: str, event: EventRow) -> DeliveryRow:
+def new_delivery(webhook_id: str, event: Event) -> DeliveryRow:
     return DeliveryRow(**_delivery_values(webhook_id, event, utcnow()))
 
 
@@ -107,7 +109,7 @@ class WebhookService:
         self._wake = wake
         events.add_fan_out(self.fan_out)
 
-    async def fan_out(self, db: AsyncSession, rows: Sequence[EventRow]) -> None:
+    async def fan_out(self, db: AsyncSession, rows: Sequence[Event]) -> None:
         """One delivery per event and matching webhook, in the event's own transaction."""
         rows = [row for row in rows if row.event != WEBHOOK_TEST]
         if not rows:
@@ -123,7 +125,7 @@ class WebhookService:
         ]
         if deliveries:
             # One executemany for the whole fan-out.
-            await db.execute(insert(DeliveryRow), deliveries)
+            await db.execute(insert(table_of(DeliveryRow)), deliveries)
 
     async def prepare(self, session_id: str | None, body: WebhookCreate, source: str) -> WebhookRow:
         """A checked, unsaved webhook row (the caller adds it in its own transaction)."""

@@ -27,6 +27,7 @@ from sqlalchemy import ColumnElement, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa import __version__
+from openwa.db.base import table_of
 from openwa.db.group_commit import GroupCommit
 from openwa.db.models import DeliveryAttemptRow, DeliveryRow, EventRow, WebhookRow
 from openwa.events.log import EventLog, from_row
@@ -318,11 +319,11 @@ class DeliveryWorker:
             await release(db, DeliveryRow, spare, self._worker_id)
             for lane in lanes.values():
                 ids = [d.id for run in lane.runs for d in run]
+                table = table_of(DeliveryRow)
                 await db.execute(
-                    update(DeliveryRow)
-                    .where(DeliveryRow.id.in_(ids))
+                    update(table)
+                    .where(table.c.id.in_(ids))
                     .values(locked_until=now + timedelta(seconds=self._lease_s(len(ids))))
-                    .execution_options(synchronize_session=False)
                 )
                 lane.claimed = len(ids)
         return list(lanes.values())
@@ -510,7 +511,7 @@ class DeliveryWorker:
         now = utcnow()
         await release(db, DeliveryRow, unattempted or [], self._worker_id)
         if succeeded:
-            table: Any = DeliveryRow.__table__
+            table = table_of(DeliveryRow)
             await db.execute(
                 update(table)
                 .where(table.c.id == bindparam("b_id"))
@@ -528,7 +529,7 @@ class DeliveryWorker:
                 ],
             )
             await db.execute(
-                insert(DeliveryAttemptRow),
+                insert(table_of(DeliveryAttemptRow)),
                 [
                     {
                         "delivery_id": d.id,

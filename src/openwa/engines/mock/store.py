@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from openwa.db.base import table_of
 from openwa.db.models import (
     MockAccountRow,
     MockConnectionRow,
@@ -104,7 +105,7 @@ class SqlMockNetworkStore:
                 fresh_lists.append(fresh)
             # One executemany each: a run of sends costs two statements, not a row each.
             await db.execute(
-                insert(MockTransmissionRow),
+                insert(table_of(MockTransmissionRow)),
                 [
                     {
                         "session_id": session_id,
@@ -119,7 +120,7 @@ class SqlMockNetworkStore:
                 ],
             )
             if inbox:
-                await db.execute(insert(MockInboxRow), inbox)
+                await db.execute(insert(table_of(MockInboxRow)), inbox)
         return fresh_lists
 
     async def transmissions(self, session_id: str, limit: int) -> list[dict[str, Any]]:
