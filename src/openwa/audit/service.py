@@ -13,7 +13,8 @@ from openwa.audit.draft import FIRST_USE, OK, AuditDraft, clean, note_key
 from openwa.audit.repository import AuditRepository
 from openwa.audit.schemas import AuditEntry, AuditFilters
 from openwa.audit.seen import SeenPairs
-from openwa.db.engine import UnitOfWorkSession, on_commit
+from openwa.db.base import table_of
+from openwa.db.engine import UnitOfWorkSession, on_commit, stage_insert
 from openwa.db.group_commit import GroupCommit
 from openwa.db.models import AuditRow, SessionRow
 from openwa.db.unit_of_work import is_request_scoped, unit_of_work
@@ -98,21 +99,24 @@ class AuditService:
             await self._claim(
                 db, draft.key_id, draft.address, draft.method, route.path, draft.request_id
             )
-        AuditRepository(db).add(
-            AuditRow(
-                at=utcnow(),
-                key_id=draft.key_id,
-                address=draft.address,
-                action=clean(route.name, 64),
-                method=draft.method,
-                route=clean(route.path),
-                session_id=draft.session_id or db.info.get(_CREATED_SESSION),
-                target=draft.target(),
-                fields=draft.fields,
-                outcome=clean(outcome, 64),
-                status=status,
-                request_id=draft.request_id,
-            )
+        # Staged: the entries of a group commit's units go in one statement.
+        stage_insert(
+            db,
+            table_of(AuditRow),
+            {
+                "at": utcnow(),
+                "key_id": draft.key_id,
+                "address": draft.address,
+                "action": clean(route.name, 64),
+                "method": draft.method,
+                "route": clean(route.path),
+                "session_id": draft.session_id or db.info.get(_CREATED_SESSION),
+                "target": draft.target(),
+                "fields": draft.fields,
+                "outcome": clean(outcome, 64),
+                "status": status,
+                "request_id": draft.request_id,
+            },
         )
         on_commit(db, draft.mark_written)
 

@@ -16,7 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.contacts.repository import ContactRepository
-from openwa.db.engine import on_commit
+from openwa.db.base import table_of
+from openwa.db.engine import on_commit, stage_insert
 from openwa.db.group_commit import GroupCommit
 from openwa.db.models import IdempotencyRow, MessageRow, SessionRow
 from openwa.engines.base import (
@@ -323,8 +324,8 @@ class MessageService:
                 stored = await db.get(IdempotencyRow, idem_id)
                 if stored is not None:
                     return stored
-            # The same row on a retry alone: a rollback leaves it transient again.
-            MessageRepository(db).add(row)
+            # Staged: written with the other accepts of the group, before its commit.
+            stage_insert(db, table_of(MessageRow), values)
             outbox.enqueue(db, session.id, message_id, due, now)
             if idem_id is not None:
                 db.add(

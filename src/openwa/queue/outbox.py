@@ -13,7 +13,8 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from openwa.db.engine import is_postgres
+from openwa.db.base import table_of
+from openwa.db.engine import is_postgres, stage_insert
 from openwa.db.models import OutboxJobRow
 from openwa.queue.claims import QueueSpec, claim_runs
 from openwa.queue.claims import release as release_rows
@@ -22,15 +23,18 @@ from openwa.queue.claims import release as release_rows
 def enqueue(
     db: AsyncSession, session_id: str, message_id: str, due_at: datetime, now: datetime
 ) -> None:
-    db.add(
-        OutboxJobRow(
-            session_id=session_id,
-            message_id=message_id,
-            due_at=due_at,
-            attempts=0,
-            done=False,
-            created_at=now,
-        )
+    """A send job, written when the transaction commits (see `stage_insert`)."""
+    stage_insert(
+        db,
+        table_of(OutboxJobRow),
+        {
+            "session_id": session_id,
+            "message_id": message_id,
+            "due_at": due_at,
+            "attempts": 0,
+            "done": False,
+            "created_at": now,
+        },
     )
 
 
