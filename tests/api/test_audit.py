@@ -245,6 +245,9 @@ async def test_first_use_from_a_new_address_is_recorded_once(api: Api) -> None:
     assert sorted(e["address"] for e in uses) == ["192.0.2.50", "198.51.100.7", "203.0.113.9"]
     assert {e["route"] for e in uses} == {"/api/sessions"}
     assert {e["status"] for e in uses} == {None}
+    # Newest first: the third address's first use is older than the call that made it.
+    third_entries = [e for e in await entries(api, keyId=viewer_id) if e["address"] == "192.0.2.50"]
+    assert [e["action"] for e in third_entries] == ["create_session", FIRST_USE]
 
     # Another instance (its own memory) seeing the same pair writes nothing more.
     elsewhere = AuditService(api.services.db, SeenPairs())

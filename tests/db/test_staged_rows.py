@@ -87,14 +87,37 @@ async def test_staged_rows_go_with_a_rollback(database_url: str) -> None:
         async with factory() as db:
             with pytest.raises(RuntimeError):
                 await _fail_after_staging(db, "ses_b")
-        # The same session's next transaction does not carry them either.
+        # The same session's next transaction does not carry them either, nor does one
+        # after a close that neither committed nor rolled back.
         async with factory() as db:
             with pytest.raises(RuntimeError):
                 await _fail_after_staging(db, "ses_c")
+            await db.execute(select(1))
+            stage_insert(db, table_of(SessionRow), _session("ses_e"))
+            await db.close()
             async with db.begin():
                 stage_insert(db, table_of(SessionRow), _session("ses_d"))
         async with factory() as db:
             names = set((await db.scalars(select(SessionRow.id))).all())
         assert names == {"ses_d"}
+    finally:
+        await engine.dispose()
+
+
+async def test_json_the_standard_library_takes_is_stored_and_read(database_url: str) -> None:
+    """Half an emoji (a lone surrogate, as a JSON body may carry it) and an integer beyond
+    64 bits: orjson refuses both, the column codec falls back to the standard library."""
+    engine = create_engine(database_url)
+    factory = create_session_factory(engine)
+    content = {"text": "cut \ud83d here", "big": 2**70, "nested": {"1": [1.5, None]}}
+    try:
+        async with factory() as db, db.begin():
+            stage_insert(db, table_of(SessionRow), _session("ses_j"))
+        async with factory() as db, db.begin():
+            stage_insert(db, table_of(MessageRow), _message("ses_j", "m1", content=content))
+        async with factory() as db:
+            stored = await db.get(MessageRow, ("ses_j", "m1"))
+            assert stored is not None
+            assert stored.content == content
     finally:
         await engine.dispose()

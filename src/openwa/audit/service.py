@@ -150,23 +150,25 @@ class AuditService:
         request_id: str,
     ) -> None:
         now = utcnow()
-        repo = AuditRepository(db)
-        if await repo.claim_pair(key_id, address, now):
-            repo.add(
-                AuditRow(
-                    at=now,
-                    key_id=key_id,
-                    address=address,
-                    action=FIRST_USE,
-                    method=method,
-                    route=clean(route),
-                    session_id=None,
-                    target=None,
-                    fields=None,
-                    outcome=OK,
-                    status=None,
-                    request_id=request_id,
-                )
+        if await AuditRepository(db).claim_pair(key_id, address, now):
+            # Staged like the call's own entry, and before it: the first use keeps the lower id.
+            stage_insert(
+                db,
+                table_of(AuditRow),
+                {
+                    "at": now,
+                    "key_id": key_id,
+                    "address": address,
+                    "action": FIRST_USE,
+                    "method": method,
+                    "route": clean(route),
+                    "session_id": None,
+                    "target": None,
+                    "fields": None,
+                    "outcome": OK,
+                    "status": None,
+                    "request_id": request_id,
+                },
             )
         on_commit(db, lambda: self._seen.add((key_id, address)), key=("seen", key_id, address))
 

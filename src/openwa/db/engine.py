@@ -15,6 +15,7 @@ refreshing in-memory copies) is registered with `on_commit` and runs from one ho
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import time
 import weakref
@@ -32,19 +33,33 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from openwa.kit.private_files import touch_private
 
 
 def _json_dumps(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        # What orjson refuses and the standard library writes: a lone surrogate (half an
+        # emoji in a text), an integer beyond 64 bits, very deep nesting.
+        return json.dumps(value)
+
+
+def _json_loads(text: str | bytes) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        # Written by the standard library (before orjson, or by the fallback above).
+        return json.loads(text)
 
 
 # JSON columns (message content, event data, audit fields) through orjson: the standard
 # library's encoder was 2 % of the server's time end to end. Keys that are not strings
-# become strings, as the standard library makes them.
-_JSON_CODEC: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+# become strings, as the standard library makes them; what orjson cannot take goes
+# through the standard library, so every value stored before still reads.
+_JSON_CODEC: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": _json_loads}
 
 
 def is_sqlite(url: str) -> bool:
@@ -83,7 +98,13 @@ def _run_after_commit(session: Session) -> None:
 @event.listens_for(UnitOfWorkSession, "after_rollback")
 def _drop_after_commit(session: Session) -> None:
     session.info.pop(_AFTER_COMMIT, None)
-    session.info.pop(_STAGED, None)
+
+
+@event.listens_for(UnitOfWorkSession, "after_transaction_end")
+def _drop_staged(session: Session, transaction: SessionTransaction) -> None:
+    # Whatever ended the transaction (a rollback, a close), its staged rows end with it.
+    if transaction.parent is None:
+        session.info.pop(_STAGED, None)
 
 
 _STAGED = "openwa.staged_rows"
@@ -97,7 +118,9 @@ def stage_insert(db: AsyncSession | Session, table: Table, values: dict[str, Any
     then cost one statement per table, without an ORM object each (the ORM's flush of
     them was the larger part of an accepted send's database time). A staged row is not
     seen by reads in its own transaction, so stage only rows it does not read back; a
-    row that fails to insert fails the commit, as a flushed one would.
+    row that fails to insert fails the commit, as a flushed one would. Nor may a staged
+    row reference a row added through the ORM in the same transaction (that one is
+    flushed after it). Rows are written at the outermost commit, not at a savepoint's.
     """
     sync = db.sync_session if isinstance(db, AsyncSession) else db
     sync.info.setdefault(_STAGED, {}).setdefault(table, []).append(values)
@@ -105,6 +128,8 @@ def stage_insert(db: AsyncSession | Session, table: Table, values: dict[str, Any
 
 @event.listens_for(UnitOfWorkSession, "before_commit")
 def _insert_staged(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint released: the rows wait for the outer commit
     staged: dict[Table, list[dict[str, Any]]] | None = session.info.pop(_STAGED, None)
     if not staged:
         return

@@ -77,6 +77,9 @@ async def claim_runs(
     limit: int,
     per_group: int,
 ) -> list[list[Row]]:
+    """The runs claimed (their lease written). The rows keep the lease columns they were
+    read with: change a lease by an UPDATE, never by setting the attribute on them (the
+    ORM would see no change from the value it loaded)."""
     table: Any = spec.model
     free = or_(table.locked_until.is_(None), table.locked_until < now)
     heads_query = (
