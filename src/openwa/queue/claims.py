@@ -12,13 +12,12 @@ serialised by `BEGIN IMMEDIATE`.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select, update
+from sqlalchemy import ColumnElement, Select, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -42,28 +41,35 @@ class QueueSpec(Generic[Row]):
         return tuple(getattr(row, c.key) for c in self.group(self.model))
 
 
-def _before(spec: QueueSpec[Any], earlier: Any, row: Any) -> ColumnElement[bool]:
-    """`earlier` comes strictly before `row` in the group order."""
-    condition: ColumnElement[bool] = false()
-    equal: list[ColumnElement[bool]] = []
-    for mine, theirs in zip(spec.order(earlier), spec.order(row), strict=True):
-        condition = or_(condition, and_(*equal, mine < theirs))
-        equal.append(mine == theirs)
-    return condition
+def _heads(spec: QueueSpec[Any], scope: Sequence[ColumnElement[bool]]) -> Select[Any]:
+    """The first pending row of each group in `scope`: its head.
 
-
-@functools.cache
-def _heads(spec: QueueSpec[Any]) -> Select[Any]:
-    """Pending rows with no pending row of their group before them, built once per
-    queue: building the correlated condition took a tenth of a busy worker's CPU."""
+    Built as "the groups with pending rows, then each one's first row by an index
+    probe", not as "pending rows with no pending row of their group before them": that
+    evaluated a correlated probe for every pending row, a cost that grew with the queue
+    (0.5 ms for one webhook's 300 waiting deliveries on SQLite, 0.1 ms this way). The
+    scope names group columns only (sessions, webhooks), so it narrows the groups.
+    """
     table: Any = spec.model
-    earlier: Any = aliased(spec.model)
-    blocked = exists().where(
-        *[a == b for a, b in zip(spec.group(earlier), spec.group(table), strict=True)],
-        spec.pending(earlier),
-        _before(spec, earlier, table),
+    groups = (
+        select(*spec.group(table))
+        .where(spec.pending(table), *scope)
+        .distinct()
+        .correlate(None)  # its own FROM, not the outer query's table
+        .subquery("queue_groups")
     )
-    return select(table).where(spec.pending(table), ~blocked)
+    first: Any = aliased(spec.model)
+    first_id = (
+        select(first.id)
+        .where(
+            *[mine == theirs for mine, theirs in zip(spec.group(first), groups.c, strict=True)],
+            spec.pending(first),
+        )
+        .order_by(*spec.order(first))
+        .limit(1)
+        .scalar_subquery()
+    )
+    return select(table).where(table.id.in_(select(first_id).select_from(groups)))
 
 
 async def claim_runs(
@@ -83,8 +89,8 @@ async def claim_runs(
     table: Any = spec.model
     free = or_(table.locked_until.is_(None), table.locked_until < now)
     heads_query = (
-        _heads(spec)
-        .where(spec.due_at(table) <= now, free, *scope)
+        _heads(spec, scope)
+        .where(spec.due_at(table) <= now, free)
         .order_by(*spec.order(table))
         .limit(limit)
     )

@@ -1,0 +1,62 @@
+"""What a claim takes from a table-backed queue: each group's head and the due rows right
+behind it, never a row whose group has an earlier row still pending (done ones do not
+count), and nothing of a group whose head is leased or not yet due."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from openwa.db.engine import create_engine, create_session_factory
+from openwa.db.models import OutboxJobRow
+from openwa.kit.clock import utcnow
+from openwa.queue import outbox
+
+
+async def test_a_claim_takes_each_groups_head_and_the_due_rows_behind_it(
+    database_url: str,
+) -> None:
+    engine = create_engine(database_url)
+    factory = create_session_factory(engine)
+    now = utcnow()
+    past, later = now - timedelta(minutes=5), now + timedelta(hours=1)
+
+    def job(session_id: str, name: str, due: Any, **extra: Any) -> OutboxJobRow:
+        values: dict[str, Any] = {"attempts": 0, "done": False, **extra}
+        return OutboxJobRow(
+            session_id=session_id, message_id=name, due_at=due, created_at=now, **values
+        )
+
+    try:
+        async with factory() as db, db.begin():
+            db.add_all(
+                [
+                    # a: three due, in due order (the second one the earliest)
+                    job("a", "a2", past + timedelta(seconds=2)),
+                    job("a", "a1", past + timedelta(seconds=1)),
+                    job("a", "a3", past + timedelta(seconds=3)),
+                    # b: the head is leased by another worker; the rest waits behind it
+                    job("b", "b1", past, locked_until=later, locked_by="other"),
+                    job("b", "b2", past),
+                    # c: the head is not due yet; a due row behind it waits
+                    job("c", "c1", later),
+                    job("c", "c2", later + timedelta(seconds=1)),
+                    # d: a finished row first (not pending), then two due, then one not due
+                    job("d", "d0", past - timedelta(seconds=9), done=True),
+                    job("d", "d1", past),
+                    job("d", "d2", past + timedelta(seconds=1)),
+                    job("d", "d3", later),
+                    # e: not in the claim's scope
+                    job("e", "e1", past),
+                ]
+            )
+        async with factory() as db, db.begin():
+            runs = await outbox.claim(db, ["a", "b", "c", "d"], utcnow(), 60.0, "me", 10)
+        taken = sorted([job.message_id for job in run] for run in runs)
+        assert taken == [["a1", "a2", "a3"], ["d1", "d2"]]
+        # Claimed for this worker: another claim now finds nothing of theirs.
+        async with factory() as db, db.begin():
+            again = await outbox.claim(db, ["a", "b", "c", "d"], utcnow(), 60.0, "you", 10)
+        assert again == []
+    finally:
+        await engine.dispose()
