@@ -100,14 +100,14 @@ def _drop_after_commit(session: Session) -> None:
     session.info.pop(_AFTER_COMMIT, None)
 
 
+_STAGED = "openwa.staged_rows"
+
+
 @event.listens_for(UnitOfWorkSession, "after_transaction_end")
 def _drop_staged(session: Session, transaction: SessionTransaction) -> None:
     # Whatever ended the transaction (a rollback, a close), its staged rows end with it.
     if transaction.parent is None:
         session.info.pop(_STAGED, None)
-
-
-_STAGED = "openwa.staged_rows"
 
 
 def stage_insert(db: AsyncSession | Session, table: Table, values: dict[str, Any]) -> None:

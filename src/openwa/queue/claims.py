@@ -12,6 +12,7 @@ serialised by `BEGIN IMMEDIATE`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,6 +42,13 @@ class QueueSpec(Generic[Row]):
         return tuple(getattr(row, c.key) for c in self.group(self.model))
 
 
+@functools.cache
+def _first_alias(spec: QueueSpec[Any]) -> Any:
+    """The alias a head's probe reads through, made once per queue: a new alias builds
+    its columns on first use, 1.1 ms per claim, six times the rest of the statement."""
+    return aliased(spec.model)
+
+
 def _heads(spec: QueueSpec[Any], scope: Sequence[ColumnElement[bool]]) -> Select[Any]:
     """The first pending row of each group in `scope`: its head.
 
@@ -58,7 +66,7 @@ def _heads(spec: QueueSpec[Any], scope: Sequence[ColumnElement[bool]]) -> Select
         .correlate(None)  # its own FROM, not the outer query's table
         .subquery("queue_groups")
     )
-    first: Any = aliased(spec.model)
+    first = _first_alias(spec)
     first_id = (
         select(first.id)
         .where(

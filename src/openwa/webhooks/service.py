@@ -109,19 +109,19 @@ class WebhookService:
         self._wake = wake
         events.add_fan_out(self.fan_out)
 
-    async def fan_out(self, db: AsyncSession, rows: Sequence[Event]) -> None:
+    async def fan_out(self, db: AsyncSession, events: Sequence[Event]) -> None:
         """One delivery per event and matching webhook, in the event's own transaction."""
-        rows = [row for row in rows if row.event != WEBHOOK_TEST]
-        if not rows:
+        events = [e for e in events if e.event != WEBHOOK_TEST]
+        if not events:
             return
-        hooks = await WebhookRepository(db).active_for(sorted({r.session_id for r in rows}))
+        hooks = await WebhookRepository(db).active_for(sorted({e.session_id for e in events}))
         now = utcnow()
         deliveries = [
-            _delivery_values(hook.id, row, now)
-            for row in rows
+            _delivery_values(hook.id, event, now)
+            for event in events
             for hook in hooks
-            if (hook.session_id is None or hook.session_id == row.session_id)
-            and wanted(hook.events, row.event)
+            if (hook.session_id is None or hook.session_id == event.session_id)
+            and wanted(hook.events, event.event)
         ]
         if deliveries:
             # One executemany for the whole fan-out.

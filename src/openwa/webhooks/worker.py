@@ -317,9 +317,9 @@ class DeliveryWorker:
                     taken[webhook_id] = taken.get(webhook_id, 0) + len(run[:room])
                 spare.extend(d.id for d in run[max(room, 0) :])
             await release(db, DeliveryRow, spare, self._worker_id)
+            table = table_of(DeliveryRow)
             for lane in lanes.values():
                 ids = [d.id for run in lane.runs for d in run]
-                table = table_of(DeliveryRow)
                 await db.execute(
                     update(table)
                     .where(table.c.id.in_(ids))
