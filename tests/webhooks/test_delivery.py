@@ -253,3 +253,40 @@ async def test_a_receiver_that_is_down_is_retried_until_it_is_up(
         what="the delivery after the receiver came up",
     )
     assert message_ids(receiver.acknowledged()) == [message_id]
+
+
+async def test_a_replayed_success_keeps_its_first_success_in_the_log(
+    hapi: Api, receiver: Receiver
+) -> None:
+    """A success is kept on its delivery row, not as an attempt row; a replay makes it a
+    row of its own first, so the log still shows both deliveries, in order."""
+    session = await ready_session(hapi)
+    hook = await register(hapi, session["id"], receiver.url, events=["message.received"])
+    message_id = await inbound(hapi, session["id"], "twice")
+    [first] = await wait_deliveries(
+        hapi,
+        session["id"],
+        hook["id"],
+        lambda ds: len(ds) == 1 and ds[0]["status"] == "succeeded",
+        what="the first delivery",
+    )
+    [success] = first["log"]
+    assert (success["attempt"], success["statusCode"], success["error"]) == (1, 200, None)
+    assert success["at"] == first["updatedAt"]
+    assert success["durationMs"] >= 0
+
+    path = f"{hooks_path(session['id'])}/{hook['id']}/deliveries/{first['id']}/retry"
+    replayed = data_of(await hapi.request("POST", path))
+    assert replayed["status"] == "pending"
+    assert replayed["log"] == first["log"]
+    [again] = await wait_deliveries(
+        hapi,
+        session["id"],
+        hook["id"],
+        lambda ds: ds[0]["status"] == "succeeded",
+        what="the replay",
+    )
+    assert [(a["attempt"], a["statusCode"]) for a in again["log"]] == [(1, 200), (1, 200)]
+    assert again["log"][0] == success
+    assert again["log"][0]["at"] <= again["log"][1]["at"]
+    assert message_ids(receiver.acknowledged()) == [message_id, message_id]

@@ -75,9 +75,25 @@ def _delivery(row: DeliveryRow, attempts: list[DeliveryAttemptRow]) -> Delivery:
                 duration_ms=a.duration_ms,
                 location=(a.details or {}).get("location"),
             )
-            for a in attempts
+            for a in [*attempts, *_success_on_row(row)]
         ],
     )
+
+
+def _success_on_row(row: DeliveryRow) -> list[DeliveryAttemptRow]:
+    """The successful last attempt kept on the delivery row (it has no row of its own)."""
+    if row.last_duration_ms is None:
+        return []
+    return [
+        DeliveryAttemptRow(
+            delivery_id=row.id,
+            attempt=row.attempts,
+            at=row.updated_at,
+            status_code=row.last_status_code,
+            error=None,
+            duration_ms=row.last_duration_ms,
+        )
+    ]
 
 
 def _delivery_values(webhook_id: str, event: Event, now: datetime) -> dict[str, Any]:
@@ -213,6 +229,9 @@ class WebhookService:
         row = await db.get(DeliveryRow, delivery_id)
         if row is None or row.webhook_id != webhook_id:
             raise NotFound("delivery not found", details={"deliveryId": delivery_id})
+        # The success kept on the row becomes a row of its own: the log keeps it.
+        db.add_all(_success_on_row(row))
+        row.last_duration_ms = None
         row.status, row.attempts, row.locked_until = "pending", 0, None
         row.next_attempt_at = row.updated_at = utcnow()
         attempts = await WebhookRepository(db).attempts([row.id])

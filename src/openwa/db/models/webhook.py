@@ -58,6 +58,10 @@ class DeliveryRow(Base):
     locked_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Set when the last attempt succeeded: that attempt has no row of its own (most
+    # deliveries succeed at once, and a row each doubled their writes); the log shows it
+    # from these columns, after the failed attempts' rows.
+    last_duration_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
