@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from openwa.db.models import DeliveryRow
 from openwa.kit.clock import utcnow
@@ -267,3 +267,50 @@ async def test_a_record_that_fails_behind_the_requests_loses_no_delivery(
     assert set(message_ids(received)) == set(sent)
     assert len(received) > len(sent)  # the unrecorded batch went again
     assert all(r.headers["webhook-id"] == r.payload["id"] for r in received)
+
+
+async def test_no_claim_is_made_while_every_active_webhook_has_a_lane(
+    apps: Apps, receiver: Receiver
+) -> None:
+    """New events wake the dispatcher; with a lane for every webhook it reads the
+    webhooks instead of claiming (the lanes claim their own next rounds)."""
+    api = await apps.start(webhook_timeout_s=NEVER)
+    session = await ready_session(api)
+    paths = Paths(receiver)
+    paths.held.update({"/s", "/t"})
+    events = ["message.received"]
+    for path in ("/s", "/t"):
+        await register(api, session["id"], paths.url(path), events=events)
+    claims: list[str] = []
+
+    def record(*args: Any) -> None:
+        statement: str = args[2]
+        if statement.lstrip().upper().startswith("SELECT") and "FROM deliveries" in statement:
+            claims.append(statement)
+
+    engine = api.services.db_engine.sync_engine
+    try:
+        first = await inbound(api, session["id"], "held at both")
+        await receiver.wait_for(
+            lambda _: len(paths.at("/s")) == len(paths.at("/t")) == 1,
+            what="both lanes holding their first",
+        )
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            second = await inbound(api, session["id"], "behind it")
+            assert await api.services.deliveries.run_once() == 0
+            assert claims == []
+            # A webhook without a lane: the dispatcher claims again.
+            await register(api, session["id"], paths.url("/u"), events=events)
+            assert await api.services.deliveries.run_once() == 0
+            assert claims
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+    finally:
+        paths.release.set()
+    await receiver.wait_for(
+        lambda _: len(paths.at("/s")) == len(paths.at("/t")) == 2,
+        timeout=FAILSAFE_S,
+        what="both deliveries at both webhooks once released",
+    )
+    assert message_ids(paths.at("/s")) == message_ids(paths.at("/t")) == [first, second]

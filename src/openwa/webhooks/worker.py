@@ -256,6 +256,11 @@ class DeliveryWorker:
             if free <= 0:
                 self._starved = True
                 return []
+            if self._lanes and not await self._laneless_webhook():
+                # Every active webhook has a lane, and each claims its own next round:
+                # a claim here would find nothing (on SQLite, while holding the writer).
+                self._starved = False
+                return []
             active = select(WebhookRow.id).where(WebhookRow.active.is_(True))
             scope = [DeliveryRow.webhook_id.in_(active)]
             if self._lanes:
@@ -269,6 +274,19 @@ class DeliveryWorker:
                     self._deliver_lane(lane), name=f"delivery-lane-{lane.webhook_id}"
                 )
             return lanes
+
+    async def _laneless_webhook(self) -> bool:
+        """Whether an active webhook has no lane here, read beside the writer.
+
+        New events wake the dispatcher; while every webhook is already in a lane (a
+        busy receiver's steady state) this one-row read replaces a claim each time."""
+        async with self._read() as db:
+            found = await db.execute(
+                select(WebhookRow.id)
+                .where(WebhookRow.active.is_(True), WebhookRow.id.not_in(list(self._lanes)))
+                .limit(1)
+            )
+            return found.first() is not None
 
     async def _claim_next(self, lane: _Lane) -> bool:
         """The lane's next round: runs of its own webhook, claimed by the lane itself.
