@@ -71,6 +71,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU time PostgreSQL's processes have used so far, on this machine's cores.
+
+    Each process's own time plus the time of its exited children (the postmaster's:
+    backends that ended), so a backend that ends inside a window is still counted."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            comm, rest = stat.read_text().split(" (", 1)[1].rsplit(")", 1)
+        except (OSError, IndexError, ValueError):
+            continue  # gone, or not readable
+        if comm == "postgres":
+            fields = rest.split()
+            total += sum(int(f) for f in fields[11:15])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def stop(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
     """SIGTERM and wait; SIGKILL if it has not gone after `timeout_s`."""
     if process.poll() is not None:
