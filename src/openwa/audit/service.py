@@ -42,6 +42,43 @@ def _note_created_session(session: Session, _context: object) -> None:
                 session.info[_CREATED_SESSION] = row.id
 
 
+def _stage_entry(
+    db: AsyncSession,
+    *,
+    at: datetime,
+    key_id: str | None,
+    address: str | None,
+    action: str,
+    method: str,
+    route: str,
+    request_id: str,
+    outcome: str,
+    session_id: str | None = None,
+    target: dict[str, str] | None = None,
+    fields: list[str] | None = None,
+    status: int | None = None,
+) -> None:
+    """One audit entry, written with the transaction's other staged rows at its commit."""
+    stage_insert(
+        db,
+        table_of(AuditRow),
+        {
+            "at": at,
+            "key_id": key_id,
+            "address": address,
+            "action": action,
+            "method": method,
+            "route": route,
+            "session_id": session_id,
+            "target": target,
+            "fields": fields,
+            "outcome": outcome,
+            "status": status,
+            "request_id": request_id,
+        },
+    )
+
+
 class AuditService:
     """Entries are staged on the unit of work that carries the request's change; only a
     request that committed nothing, and a first use seen on a read, write on their own."""
@@ -100,23 +137,20 @@ class AuditService:
                 db, draft.key_id, draft.address, draft.method, route.path, draft.request_id
             )
         # Staged: the entries of a group commit's units go in one statement.
-        stage_insert(
+        _stage_entry(
             db,
-            table_of(AuditRow),
-            {
-                "at": utcnow(),
-                "key_id": draft.key_id,
-                "address": draft.address,
-                "action": clean(route.name, 64),
-                "method": draft.method,
-                "route": clean(route.path),
-                "session_id": draft.session_id or db.info.get(_CREATED_SESSION),
-                "target": draft.target(),
-                "fields": draft.fields,
-                "outcome": clean(outcome, 64),
-                "status": status,
-                "request_id": draft.request_id,
-            },
+            at=utcnow(),
+            key_id=draft.key_id,
+            address=draft.address,
+            action=clean(route.name, 64),
+            method=draft.method,
+            route=clean(route.path),
+            request_id=draft.request_id,
+            outcome=clean(outcome, 64),
+            session_id=draft.session_id or db.info.get(_CREATED_SESSION),
+            target=draft.target(),
+            fields=draft.fields,
+            status=status,
         )
         on_commit(db, draft.mark_written)
 
@@ -152,23 +186,16 @@ class AuditService:
         now = utcnow()
         if await AuditRepository(db).claim_pair(key_id, address, now):
             # Staged like the call's own entry, and before it: the first use keeps the lower id.
-            stage_insert(
+            _stage_entry(
                 db,
-                table_of(AuditRow),
-                {
-                    "at": now,
-                    "key_id": key_id,
-                    "address": address,
-                    "action": FIRST_USE,
-                    "method": method,
-                    "route": clean(route),
-                    "session_id": None,
-                    "target": None,
-                    "fields": None,
-                    "outcome": OK,
-                    "status": None,
-                    "request_id": request_id,
-                },
+                at=now,
+                key_id=key_id,
+                address=address,
+                action=FIRST_USE,
+                method=method,
+                route=clean(route),
+                request_id=request_id,
+                outcome=OK,
             )
         on_commit(db, lambda: self._seen.add((key_id, address)), key=("seen", key_id, address))
 
