@@ -17,6 +17,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import await_only
 
+import openwa.events.tail as tail_module
 from openwa.db.engine import create_session_factory
 from openwa.events.bus import InMemoryEventBus, Subscription
 from openwa.events.log import EventLog
@@ -189,3 +190,35 @@ async def test_the_stream_beats_when_idle_and_resumes_after_a_cursor(api: Api) -
         assert await _take_until(stream, "t3") == ["t3"]
     finally:
         await stream.aclose()
+
+
+async def test_an_event_committed_while_the_tail_reads_wakes_it(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event committed after a caught-up read, before the tail waits, used to be
+    missed until the next poll; with the poll made 600 s only the wake-up brings it."""
+    read = tail_module.read_batch
+    appended: list[str] = []
+
+    async def reading(*args: Any, **kwargs: Any) -> Batch:
+        batch = await read(*args, **kwargs)
+        if batch.caught_up and not appended:
+            appended.append("while reading")
+            await _append(api, _event("tailed", "while reading"))
+        return batch
+
+    monkeypatch.setattr(tail_module, "read_batch", reading)
+    start = await _last_cursor(api)
+    batches = tail_module.tail(api.services.db_read, api.services.events, start, poll_s=600.0)
+    seen: list[str] = []
+
+    async def take() -> None:
+        async for batch in batches:
+            seen.extend(e.data["id"] for e in batch.events)
+            if appended and seen == appended:
+                return
+
+    try:
+        await asyncio.wait_for(take(), 15)
+    finally:
+        await batches.aclose()

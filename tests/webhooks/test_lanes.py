@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select
 
+import openwa.webhooks.worker as worker_module
 from openwa.db.models import DeliveryRow
+from openwa.events.types import MESSAGE_RECEIVED, Event
 from openwa.kit.clock import utcnow
 from tests.fixtures.app import Api
 from tests.webhooks.conftest import Apps
@@ -314,3 +316,41 @@ async def test_no_claim_is_made_while_every_active_webhook_has_a_lane(
         what="both deliveries at both webhooks once released",
     )
     assert message_ids(paths.at("/s")) == message_ids(paths.at("/t")) == [first, second]
+
+
+async def test_an_event_appended_while_the_dispatcher_claims_wakes_it(
+    apps: Apps, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event committed after a claim's read, before the dispatcher waits, used to be
+    missed until the idle poll; with the poll made 600 s only the wake-up delivers it."""
+    api = await apps.start(webhook_timeout_s=NEVER)
+    session = await ready_session(api)
+    await register(api, session["id"], receiver.url, events=["message.received"])
+    worker = api.services.deliveries
+    dispatch = worker._dispatch
+    sent: list[str] = []
+
+    async def claiming() -> Any:
+        lanes = await dispatch()
+        if not sent and not lanes:  # once: committed after the claim found nothing
+            # One event, one wake-up: nothing else comes along to wake the worker.
+            event = Event(
+                event=MESSAGE_RECEIVED,
+                session_id=session["id"],
+                engine="mock",
+                data={"id": "while-claiming", "text": "while claiming"},
+                metadata={},
+            )
+            async with api.services.db() as db, db.begin():
+                await api.services.events.append(db, [event])
+            api.services.events.committed()
+            sent.append("while-claiming")
+        return lanes
+
+    monkeypatch.setattr(worker_module, "_IDLE_WAIT_S", NEVER)
+    monkeypatch.setattr(worker, "_dispatch", claiming)
+    await receiver.wait_for(
+        lambda _: bool(sent) and message_ids(receiver.of("message.received")) == sent,
+        timeout=FAILSAFE_S,
+        what="the event appended during a claim to be delivered",
+    )

@@ -86,6 +86,7 @@ async def tail(
     """
     cursor = after
     while True:
+        appended = log.appended.ticket()  # an event committed while we read still wakes us
         async with db() as session:
             batch = None
             if unread is not None and unread():
@@ -101,7 +102,7 @@ async def tail(
         yield batch
         if batch.caught_up:
             if wake is None:
-                await log.appended.wait(poll_s)
+                await log.appended.wait(poll_s, appended)
                 continue
             while not await wake(cursor):
                 yield Batch([], cursor, caught_up=True)

@@ -1,4 +1,9 @@
-"""A wake-up call for background loops: `notify` wakes every current waiter at once."""
+"""A wake-up call for background loops: `notify` wakes every current waiter at once.
+
+A loop that looks for work and then waits takes a `ticket` before it looks: a notify
+that comes while it looks (a commit its query did not see) then ends the wait at once,
+instead of being missed until the wait's timeout.
+"""
 
 from __future__ import annotations
 
@@ -24,9 +29,14 @@ class Signal:
             for callback in self._echoes:
                 callback()
 
-    async def wait(self, timeout: float) -> None:
-        """Return when notified or after `timeout` seconds, whichever is first."""
-        event = self._event
+    def ticket(self) -> asyncio.Event:
+        """What the next notify sets; pass it to `wait` to catch notifies from now on."""
+        return self._event
+
+    async def wait(self, timeout: float, ticket: asyncio.Event | None = None) -> None:
+        """Return when notified (since `ticket` was taken, if given) or after `timeout`
+        seconds, whichever is first."""
+        event = self._event if ticket is None else ticket
         # asyncio.timeout, not wait_for: no inner task that a cancel could leave behind.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):

@@ -134,6 +134,7 @@ class SendWorker:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            queued = self._queued.ticket()  # a send accepted while we look still wakes us
             try:
                 sent = await self.run_once()
                 if loop.time() - self._last_sweep > self._sweep_every_s:
@@ -143,7 +144,7 @@ class SendWorker:
                 log.exception("send_worker_failed")
                 sent = 0
             if not sent:
-                await self._queued.wait(await self._idle_wait())
+                await self._queued.wait(await self._idle_wait(), queued)
 
     async def _idle_wait(self) -> float:
         """How long to wait for work: until the next scheduled send falls due, if that is

@@ -198,6 +198,8 @@ class DeliveryWorker:
     async def _run(self) -> None:
         while True:
             self._changed.clear()
+            # Events and wake-ups that come while we claim still wake us afterwards.
+            appended, woken = self._events.appended.ticket(), self._wake.ticket()
             try:
                 started = await self._dispatch()
             except Exception:
@@ -208,7 +210,10 @@ class DeliveryWorker:
             # New events and replays wake us, and so does a lane that ends; retries are
             # found by polling; a request that turns slow is noticed on time.
             await _first(
-                [self._events.appended.wait(_IDLE_WAIT_S), self._wake.wait(_IDLE_WAIT_S)],
+                [
+                    self._events.appended.wait(_IDLE_WAIT_S, appended),
+                    self._wake.wait(_IDLE_WAIT_S, woken),
+                ],
                 self._changed,
                 self._next_slow_check(),
             )
