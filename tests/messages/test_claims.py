@@ -7,10 +7,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import select
+
 from openwa.db.engine import create_engine, create_session_factory
 from openwa.db.models import OutboxJobRow
 from openwa.kit.clock import utcnow
 from openwa.queue import outbox
+from openwa.queue.claims import claim_runs
 
 
 async def test_a_claim_takes_each_groups_head_and_the_due_rows_behind_it(
@@ -58,5 +61,51 @@ async def test_a_claim_takes_each_groups_head_and_the_due_rows_behind_it(
         async with factory() as db, db.begin():
             again = await outbox.claim(db, ["a", "b", "c", "d"], utcnow(), 60.0, "you", 10)
         assert again == []
+    finally:
+        await engine.dispose()
+
+
+async def test_a_budget_caps_the_rows_claimed_per_key_and_leases_no_more(
+    database_url: str,
+) -> None:
+    """The delivery lanes' budget: rows a key has no room for are neither run nor leased."""
+    engine = create_engine(database_url)
+    factory = create_session_factory(engine)
+    now = utcnow()
+    past = now - timedelta(minutes=5)
+    names = ["a1", "a2", "a3", "d1", "d2"]
+    try:
+        async with factory() as db, db.begin():
+            db.add_all(
+                [
+                    OutboxJobRow(
+                        session_id=name[0],
+                        message_id=name,
+                        due_at=past + timedelta(seconds=i),
+                        created_at=now,
+                        attempts=0,
+                        done=False,
+                    )
+                    for i, name in enumerate(names)
+                ]
+            )
+        async with factory() as db, db.begin():
+            runs = await claim_runs(
+                db,
+                outbox.SENDS,
+                scope=[OutboxJobRow.session_id.in_(["a", "d"])],
+                now=utcnow(),
+                lease_s=60.0,
+                worker="me",
+                limit=10,
+                per_group=10,
+                budget=(lambda _row: "one key", 4),
+            )
+        assert [[job.message_id for job in run] for run in runs] == [["a1", "a2", "a3"], ["d1"]]
+        async with factory() as db:
+            leased = await db.execute(
+                select(OutboxJobRow.message_id).where(OutboxJobRow.locked_by == "me")
+            )
+            assert sorted(leased.scalars()) == ["a1", "a2", "a3", "d1"]
     finally:
         await engine.dispose()

@@ -57,13 +57,16 @@ class _Waker:
     async def __call__(self, cursor: int) -> bool:
         if self.revoked():
             return False
+        # Taken before the check: the task below starts later, after an advance it
+        # would otherwise miss until the next tick.
+        ticket = self._pump.advanced.ticket()
         if self._due(cursor):
             return True
         timeout = min(self._tick_s, self._last_read + self._fallback_s - time.monotonic())
         if self._live is None:
-            await self._pump.advanced.wait(timeout)
+            await self._pump.advanced.wait(timeout, ticket)
         else:
-            advanced = asyncio.ensure_future(self._pump.advanced.wait(timeout))
+            advanced = asyncio.ensure_future(self._pump.advanced.wait(timeout, ticket))
             revoked = asyncio.ensure_future(self._live.revoked.wait())
             try:
                 await asyncio.wait((advanced, revoked), return_when=asyncio.FIRST_COMPLETED)

@@ -90,10 +90,15 @@ async def claim_runs(
     worker: str,
     limit: int,
     per_group: int,
+    budget: tuple[Callable[[Any], Any], int] | None = None,
 ) -> list[list[Row]]:
     """The runs claimed (their lease written). The rows keep the lease columns they were
     read with: change a lease by an UPDATE, never by setting the attribute on them (the
-    ORM would see no change from the value it loaded)."""
+    ORM would see no change from the value it loaded).
+
+    `budget` (a key of a row, and a number) caps the rows claimed per key across runs:
+    the deliveries one webhook's lane can take, so that rows it could not are neither
+    read, locked nor leased only to be given back."""
     table: Any = spec.model
     free = or_(table.locked_until.is_(None), table.locked_until < now)
     heads_query = (
@@ -105,13 +110,19 @@ async def claim_runs(
     if is_postgres(db):
         heads_query = heads_query.with_for_update(skip_locked=True, of=table)
     runs: list[list[Row]] = []
+    taken: dict[Any, int] = {}
     for head in (await db.execute(heads_query)).scalars():
+        room = per_group
+        if budget is not None:
+            room = min(room, budget[1] - taken.get(budget[0](head), 0))
+            if room <= 0:
+                continue
         group = [c == getattr(head, c.key) for c in spec.group(table)]
         run_query = (
             select(table)
             .where(spec.pending(table), *group)
             .order_by(*spec.order(table))
-            .limit(per_group)
+            .limit(room)
         )
         if is_postgres(db):
             run_query = run_query.with_for_update(skip_locked=True, of=table)
@@ -124,6 +135,9 @@ async def claim_runs(
             run.append(row)
         if run and run[0] is head:
             runs.append(run)
+            if budget is not None:
+                key = budget[0](head)
+                taken[key] = taken.get(key, 0) + len(run)
     claimed = [row.id for run in runs for row in run]  # type: ignore[attr-defined]
     if claimed:
         # A Core UPDATE: through the ORM, the session's copies of the rows would be

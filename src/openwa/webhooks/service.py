@@ -75,14 +75,23 @@ def _delivery(row: DeliveryRow, attempts: list[DeliveryAttemptRow]) -> Delivery:
                 duration_ms=a.duration_ms,
                 location=(a.details or {}).get("location"),
             )
-            for a in [*attempts, *_success_on_row(row)]
+            for a in [*attempts, *_success_on_row(row, attempts)]
         ],
     )
 
 
-def _success_on_row(row: DeliveryRow) -> list[DeliveryAttemptRow]:
-    """The successful last attempt kept on the delivery row (it has no row of its own)."""
-    if row.last_duration_ms is None:
+def _success_on_row(
+    row: DeliveryRow, attempts: list[DeliveryAttemptRow]
+) -> list[DeliveryAttemptRow]:
+    """The successful last attempt kept on the delivery row (it has no row of its own).
+
+    During a rolling upgrade an instance still on the older code writes every success
+    as an attempt row (stamped with the row's `updated_at`) and never clears
+    `last_duration_ms`: a success that has its row, or a delivery no longer succeeded,
+    shows nothing from here."""
+    if row.last_duration_ms is None or row.status != "succeeded":
+        return []
+    if any(a.attempt == row.attempts and a.at == row.updated_at for a in attempts):
         return []
     return [
         DeliveryAttemptRow(
@@ -226,15 +235,17 @@ class WebhookService:
     ) -> Delivery:
         """Replay a delivery: pending again, with a fresh set of attempts."""
         await self._row(db, session_id, webhook_id)
-        row = await db.get(DeliveryRow, delivery_id)
+        # Locked: two replays at once would each turn the success below into a row.
+        row = await db.get(DeliveryRow, delivery_id, with_for_update=True)
         if row is None or row.webhook_id != webhook_id:
             raise NotFound("delivery not found", details={"deliveryId": delivery_id})
+        repo = WebhookRepository(db)
         # The success kept on the row becomes a row of its own: the log keeps it.
-        db.add_all(_success_on_row(row))
+        db.add_all(_success_on_row(row, await repo.attempts([row.id])))
         row.last_duration_ms = None
         row.status, row.attempts, row.locked_until = "pending", 0, None
         row.next_attempt_at = row.updated_at = utcnow()
-        attempts = await WebhookRepository(db).attempts([row.id])
+        attempts = await repo.attempts([row.id])
         on_commit(db, self._wake.notify)
         return _delivery(row, attempts)
 

@@ -68,6 +68,10 @@ _BODIES_MAX = 4096
 _BODY_TTL_S = 60.0
 
 
+def _webhook_of(delivery: DeliveryRow) -> str:
+    return delivery.webhook_id
+
+
 @dataclass(frozen=True, slots=True)
 class _Body:
     """An event as it is posted: its id (the `webhook-id`) and its signed JSON."""
@@ -326,6 +330,7 @@ class DeliveryWorker:
                 worker=self._worker_id,
                 limit=free * _CLAIM_HEADS_PER_SLOT,
                 per_group=_PER_GROUP,
+                budget=(_webhook_of, _PER_LANE),
             )
             lanes: dict[str, _Lane] = {}
             spare: list[int] = []

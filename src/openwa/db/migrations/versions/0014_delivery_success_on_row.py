@@ -30,7 +30,10 @@ def downgrade() -> None:
     op.execute(
         "INSERT INTO delivery_attempts (delivery_id, attempt, at, status_code, error, "
         "duration_ms, details) SELECT id, attempts, updated_at, last_status_code, NULL, "
-        "last_duration_ms, NULL FROM deliveries WHERE last_duration_ms IS NOT NULL"
+        "last_duration_ms, NULL FROM deliveries WHERE last_duration_ms IS NOT NULL "
+        "AND status = 'succeeded' AND NOT EXISTS (SELECT 1 FROM delivery_attempts a "
+        "WHERE a.delivery_id = deliveries.id AND a.attempt = deliveries.attempts "
+        "AND a.at = deliveries.updated_at)"
     )
     with op.batch_alter_table("deliveries") as batch:
         batch.drop_column("last_duration_ms")
