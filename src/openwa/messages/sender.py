@@ -66,7 +66,6 @@ log = structlog.get_logger(__name__)
 ReportSink = Callable[[SessionRow, list[EngineEvent]], Awaitable[None]]
 
 _BATCH = 64
-_IDLE_WAIT_S = 0.5
 _SWEEP_EVERY_S = 5.0
 # Tries at writing a run's outcomes when PostgreSQL rolls them back to break a deadlock
 # (instances writing the event log at once).
@@ -135,6 +134,7 @@ class SendWorker:
         loop = asyncio.get_running_loop()
         while True:
             queued = self._queued.ticket()  # a send accepted while we look still wakes us
+            looked = utcnow()
             try:
                 sent = await self.run_once()
                 if loop.time() - self._last_sweep > self._sweep_every_s:
@@ -144,23 +144,27 @@ class SendWorker:
                 log.exception("send_worker_failed")
                 sent = 0
             if not sent:
-                await self._queued.wait(await self._idle_wait(), queued)
+                await self._queued.wait(await self._idle_wait(looked), queued)
 
-    async def _idle_wait(self) -> float:
+    async def _idle_wait(self, looked: datetime) -> float:
         """How long to wait for work: until the next scheduled send falls due, if that is
-        sooner than the idle poll (new sends wake the worker at once anyway)."""
+        sooner than the idle poll (new sends wake the worker at once anyway).
+
+        Sends that fall due after `looked` (when the claim began) count, those in the
+        past included: a send that fell due during the claim would otherwise be
+        "not after now" here and wait for the idle poll (0.5 s late, measured)."""
         ready = sorted(self._runtime.ready_sessions())
         if not ready:
-            return _IDLE_WAIT_S
+            return outbox.LOOK_EVERY_S
         try:
             async with self._read() as db:
-                due = await outbox.next_due(db, ready, utcnow())
+                due = await outbox.next_due(db, ready, looked)
         except Exception:
             log.exception("send_worker_next_due_failed")
-            return _IDLE_WAIT_S
+            return outbox.LOOK_EVERY_S
         if due is None:
-            return _IDLE_WAIT_S
-        return min(_IDLE_WAIT_S, max(0.0, (due - utcnow()).total_seconds()))
+            return outbox.LOOK_EVERY_S
+        return min(outbox.LOOK_EVERY_S, max(0.0, (due - utcnow()).total_seconds()))
 
     async def run_once(self) -> int:
         """Claim and send one batch; the number of jobs claimed."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -315,8 +316,10 @@ class MessageService:
         row = MessageRow(**values)
         message = await to_schema(self._links, row)
         answer = message.model_dump(mode="json", by_alias=True) if idem_id is not None else None
-        # A send due later wakes nobody: the worker waits for the next due time itself.
-        due_now = send_at is None or send_at <= now
+        # A send due beyond the worker's next look wakes nobody: that look finds it and
+        # waits until its due time. One due sooner wakes the worker, which would
+        # otherwise take it up to a look late.
+        wake = send_at is None or send_at <= now + timedelta(seconds=outbox.LOOK_EVERY_S)
 
         async def write(db: AsyncSession) -> Message | IdempotencyRow:
             """The message, its outbox job and the idempotent answer: one unit of work."""
@@ -339,7 +342,7 @@ class MessageService:
                         created_at=now,
                     )
                 )
-            if due_now:
+            if wake:
                 on_commit(db, self._queued.notify)
             return message
 

@@ -69,6 +69,12 @@ async def claim(
     )
 
 
+# The send worker looks for due sends at least this often. A send due sooner than that
+# wakes it when accepted; one due later is found by its next look, which then waits
+# until exactly its due time.
+LOOK_EVERY_S = 0.5
+
+
 async def next_due(db: AsyncSession, sessions: Sequence[str], after: datetime) -> datetime | None:
     """When the next pending job of these sessions falls due, if later than `after`."""
     query = select(func.min(OutboxJobRow.due_at)).where(
