@@ -209,7 +209,9 @@ async def test_an_event_committed_while_the_tail_reads_wakes_it(
 
     monkeypatch.setattr(tail_module, "read_batch", reading)
     start = await _last_cursor(api)
-    batches = tail_module.tail(api.services.db_read, api.services.events, start, poll_s=600.0)
+    batches = tail_module.tail(
+        api.services.db_read, api.services.events, start, sessions=["tailed"], poll_s=600.0
+    )
     seen: list[str] = []
 
     async def take() -> None:

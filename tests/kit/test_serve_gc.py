@@ -30,7 +30,8 @@ class _Watched(_Server):
 
 async def test_a_started_server_has_frozen_its_start_up_objects() -> None:
     threshold = gc.get_threshold()
-    server = _Watched(uvicorn.Config(_app, host="127.0.0.1", port=0, lifespan="off"))
+    config = uvicorn.Config(_app, host="127.0.0.1", port=0, lifespan="off", log_config=None)
+    server = _Watched(config)
     survivor: list[object] = []  # alive before the server starts: frozen with the rest
     gc.unfreeze()
     serving = asyncio.create_task(server.serve())
