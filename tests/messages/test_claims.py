@@ -16,6 +16,13 @@ from openwa.queue import outbox
 from openwa.queue.claims import claim_runs
 
 
+def _job(session_id: str, name: str, due: Any, now: Any, **extra: Any) -> OutboxJobRow:
+    values: dict[str, Any] = {"attempts": 0, "done": False, **extra}
+    return OutboxJobRow(
+        session_id=session_id, message_id=name, due_at=due, created_at=now, **values
+    )
+
+
 async def test_a_claim_takes_each_groups_head_and_the_due_rows_behind_it(
     database_url: str,
 ) -> None:
@@ -25,10 +32,7 @@ async def test_a_claim_takes_each_groups_head_and_the_due_rows_behind_it(
     past, later = now - timedelta(minutes=5), now + timedelta(hours=1)
 
     def job(session_id: str, name: str, due: Any, **extra: Any) -> OutboxJobRow:
-        values: dict[str, Any] = {"attempts": 0, "done": False, **extra}
-        return OutboxJobRow(
-            session_id=session_id, message_id=name, due_at=due, created_at=now, **values
-        )
+        return _job(session_id, name, due, now, **extra)
 
     try:
         async with factory() as db, db.begin():
@@ -78,14 +82,7 @@ async def test_a_budget_caps_the_rows_claimed_per_key_and_leases_no_more(
         async with factory() as db, db.begin():
             db.add_all(
                 [
-                    OutboxJobRow(
-                        session_id=name[0],
-                        message_id=name,
-                        due_at=past + timedelta(seconds=i),
-                        created_at=now,
-                        attempts=0,
-                        done=False,
-                    )
+                    _job(name[0], name, past + timedelta(seconds=i), now)
                     for i, name in enumerate(names)
                 ]
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import count
 from typing import Any
 
@@ -107,6 +108,34 @@ async def wait_deliveries(
         lambda: deliveries(api, session_id, webhook_id), done, timeout, what
     )
     return result
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """One inbound message delivered to a new webhook of a new session."""
+
+    session: dict[str, Any]
+    hook: dict[str, Any]
+    message_id: str
+    delivery: dict[str, Any]
+
+    def retry_path(self) -> str:
+        base = f"{hooks_path(self.session['id'])}/{self.hook['id']}/deliveries"
+        return f"{base}/{self.delivery['id']}/retry"
+
+
+async def delivered_once(api: Api, url: str, text: str) -> Delivered:
+    session = await ready_session(api)
+    hook = await register(api, session["id"], url, events=["message.received"])
+    message_id = await inbound(api, session["id"], text)
+    [delivery] = await wait_deliveries(
+        api,
+        session["id"],
+        hook["id"],
+        lambda ds: len(ds) == 1 and ds[0]["status"] == "succeeded",
+        what="the first delivery",
+    )
+    return Delivered(session, hook, message_id, delivery)
 
 
 async def failed_for_good(api: Api, session_id: str, webhook_id: str, url: str) -> Any:

@@ -10,6 +10,7 @@ from tests.webhooks.conftest import Apps
 from tests.webhooks.receiver import Received, Receiver
 from tests.webhooks.support import (
     data_of,
+    delivered_once,
     deliveries,
     first_seen,
     hooks_path,
@@ -260,23 +261,14 @@ async def test_a_replayed_success_keeps_its_first_success_in_the_log(
 ) -> None:
     """A success is kept on its delivery row, not as an attempt row; a replay makes it a
     row of its own first, so the log still shows both deliveries, in order."""
-    session = await ready_session(hapi)
-    hook = await register(hapi, session["id"], receiver.url, events=["message.received"])
-    message_id = await inbound(hapi, session["id"], "twice")
-    [first] = await wait_deliveries(
-        hapi,
-        session["id"],
-        hook["id"],
-        lambda ds: len(ds) == 1 and ds[0]["status"] == "succeeded",
-        what="the first delivery",
-    )
+    done = await delivered_once(hapi, receiver.url, "twice")
+    session, hook, message_id, first = done.session, done.hook, done.message_id, done.delivery
     [success] = first["log"]
     assert (success["attempt"], success["statusCode"], success["error"]) == (1, 200, None)
     assert success["at"] == first["updatedAt"]
     assert success["durationMs"] >= 0
 
-    path = f"{hooks_path(session['id'])}/{hook['id']}/deliveries/{first['id']}/retry"
-    replayed = data_of(await hapi.request("POST", path))
+    replayed = data_of(await hapi.request("POST", done.retry_path()))
     assert replayed["status"] == "pending"
     assert replayed["log"] == first["log"]
     [again] = await wait_deliveries(

@@ -10,14 +10,7 @@ from openwa.kit.clock import utcnow
 from openwa.webhooks.service import _delivery
 from tests.fixtures.app import Api
 from tests.webhooks.receiver import Receiver
-from tests.webhooks.support import (
-    data_of,
-    hooks_path,
-    inbound,
-    ready_session,
-    register,
-    wait_deliveries,
-)
+from tests.webhooks.support import data_of, delivered_once, wait_deliveries
 
 
 def _row(**values: object) -> DeliveryRow:
@@ -77,17 +70,9 @@ def test_a_success_after_a_replay_of_failures_shows_after_them() -> None:
 
 
 async def test_two_replays_at_once_keep_the_success_once(hapi: Api, receiver: Receiver) -> None:
-    session = await ready_session(hapi)
-    hook = await register(hapi, session["id"], receiver.url, events=["message.received"])
-    await inbound(hapi, session["id"], "replayed twice")
-    [first] = await wait_deliveries(
-        hapi,
-        session["id"],
-        hook["id"],
-        lambda ds: len(ds) == 1 and ds[0]["status"] == "succeeded",
-        what="the first delivery",
-    )
-    path = f"{hooks_path(session['id'])}/{hook['id']}/deliveries/{first['id']}/retry"
+    done = await delivered_once(hapi, receiver.url, "replayed twice")
+    session, hook, first = done.session, done.hook, done.delivery
+    path = done.retry_path()
     answers = await asyncio.gather(*(hapi.request("POST", path) for _ in range(2)))
     for answer in answers:
         data_of(answer)
