@@ -354,3 +354,41 @@ async def test_an_event_appended_while_the_dispatcher_claims_wakes_it(
         timeout=FAILSAFE_S,
         what="the event appended during a claim to be delivered",
     )
+
+
+async def test_a_replay_of_a_delivery_going_out_leaves_it_to_its_lane(
+    apps: Apps, receiver: Receiver
+) -> None:
+    """Replaying a delivery whose request is in flight changes nothing: it goes once,
+    and its lane records it."""
+    api = await apps.start(webhook_timeout_s=NEVER)
+    session = await ready_session(api)
+    paths = Paths(receiver)
+    paths.held.add("/hook")
+    hook = await register(api, session["id"], paths.url("/hook"), events=["message.received"])
+    try:
+        sent = await inbound(api, session["id"], "in flight")
+        await receiver.wait_for(lambda _: len(paths.at("/hook")) == 1, what="the request held")
+        [delivery] = await deliveries(api, session["id"], hook["id"])
+        path = (
+            f"/api/sessions/{session['id']}/webhooks/{hook['id']}/deliveries/{delivery['id']}/retry"
+        )
+        response = await api.request("POST", path)
+        assert response.status_code == 200, response.text
+        replayed = response.json()["data"]
+        assert (replayed["status"], replayed["attempts"]) == ("pending", 0)
+        # Its lease stands: no other instance may claim it and send it beside the
+        # held request (this one's own lanes leave a webhook in flight alone).
+        async with api.services.db() as db:
+            lease = await db.scalar(
+                select(DeliveryRow.locked_until).where(DeliveryRow.id == delivery["id"])
+            )
+        assert lease is not None
+        assert lease > utcnow() + timedelta(seconds=60)
+        assert await api.services.deliveries.run_once() == 0
+    finally:
+        paths.release.set()
+    await _delivered(api, session["id"], hook["id"], 1, "the held delivery")
+    assert message_ids(paths.at("/hook")) == [sent]
+    [done] = await deliveries(api, session["id"], hook["id"])
+    assert (done["status"], done["attempts"]) == ("succeeded", 1)

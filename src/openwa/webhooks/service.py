@@ -233,13 +233,18 @@ class WebhookService:
     async def retry(
         self, db: AsyncSession, session_id: str | None, webhook_id: str, delivery_id: int
     ) -> Delivery:
-        """Replay a delivery: pending again, with a fresh set of attempts."""
+        """Replay a delivery: pending again, due now, with a fresh set of attempts (one
+        that a lane is delivering right now is left to it, as it is)."""
         await self._row(db, session_id, webhook_id)
         # Locked: two replays at once would each turn the success below into a row.
         row = await db.get(DeliveryRow, delivery_id, with_for_update=True)
         if row is None or row.webhook_id != webhook_id:
             raise NotFound("delivery not found", details={"deliveryId": delivery_id})
         repo = WebhookRepository(db)
+        if row.status == "pending" and row.locked_until is not None and row.locked_until > utcnow():
+            # In a lane's hands now: it is going out. Replaying it would send it again
+            # beside the lane's request, and the lane's result would then overwrite it.
+            return _delivery(row, await repo.attempts([row.id]))
         # The success kept on the row becomes a row of its own: the log keeps it.
         db.add_all(_success_on_row(row, await repo.attempts([row.id])))
         row.last_duration_ms = None
