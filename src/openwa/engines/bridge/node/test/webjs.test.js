@@ -58,7 +58,16 @@ function fakeLib() {
   return lib;
 }
 
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'webjs-test-'));
+// Each test's scratch directories, removed once the file's tests are done.
+const made = [];
+const tmp = () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'webjs-test-'));
+  made.push(dir);
+  return dir;
+};
+test.after(() => {
+  for (const dir of made) fs.rmSync(dir, { recursive: true, force: true });
+});
 
 async function started(extra = {}) {
   const dir = tmp();
