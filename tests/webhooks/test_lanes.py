@@ -21,7 +21,8 @@ import openwa.webhooks.worker as worker_module
 from openwa.db.models import DeliveryRow
 from openwa.events.types import MESSAGE_RECEIVED, Event
 from openwa.kit.clock import utcnow
-from tests.fixtures.app import Api
+from tests.events.support import page_all
+from tests.fixtures.app import Api, wait_for
 from tests.webhooks.conftest import Apps
 from tests.webhooks.receiver import Received, Receiver
 from tests.webhooks.support import (
@@ -300,6 +301,14 @@ async def test_no_claim_is_made_while_every_active_webhook_has_a_lane(
         event.listen(engine, "before_cursor_execute", record)
         try:
             second = await inbound(api, session["id"], "behind it")
+            # The mock applies an inbound message after answering: wait until it is
+            # logged (and fanned out), so the dispatcher has been woken by it.
+            await wait_for(
+                lambda: page_all(api),
+                lambda events: second in [e["data"].get("id") for e in events],
+                FAILSAFE_S,
+                "the second message logged",
+            )
             assert await api.services.deliveries.run_once() == 0
             assert claims == []
             # A webhook without a lane: the dispatcher claims again.
