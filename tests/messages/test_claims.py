@@ -4,10 +4,13 @@ count), and nothing of a group whose head is leased or not yet due."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.db.engine import create_engine, create_session_factory
 from openwa.db.models import OutboxJobRow
@@ -23,86 +26,82 @@ def _job(session_id: str, name: str, due: Any, now: Any, **extra: Any) -> Outbox
     )
 
 
-async def test_a_claim_takes_each_groups_head_and_the_due_rows_behind_it(
-    database_url: str,
-) -> None:
+@pytest.fixture
+async def factory(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     engine = create_engine(database_url)
-    factory = create_session_factory(engine)
+    try:
+        yield create_session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_claim_takes_each_groups_head_and_the_due_rows_behind_it(
+    factory: async_sessionmaker[AsyncSession],
+) -> None:
     now = utcnow()
     past, later = now - timedelta(minutes=5), now + timedelta(hours=1)
 
     def job(session_id: str, name: str, due: Any, **extra: Any) -> OutboxJobRow:
         return _job(session_id, name, due, now, **extra)
 
-    try:
-        async with factory() as db, db.begin():
-            db.add_all(
-                [
-                    # a: three due, in due order (the second one the earliest)
-                    job("a", "a2", past + timedelta(seconds=2)),
-                    job("a", "a1", past + timedelta(seconds=1)),
-                    job("a", "a3", past + timedelta(seconds=3)),
-                    # b: the head is leased by another worker; the rest waits behind it
-                    job("b", "b1", past, locked_until=later, locked_by="other"),
-                    job("b", "b2", past),
-                    # c: the head is not due yet; a due row behind it waits
-                    job("c", "c1", later),
-                    job("c", "c2", later + timedelta(seconds=1)),
-                    # d: a finished row first (not pending), then two due, then one not due
-                    job("d", "d0", past - timedelta(seconds=9), done=True),
-                    job("d", "d1", past),
-                    job("d", "d2", past + timedelta(seconds=1)),
-                    job("d", "d3", later),
-                    # e: not in the claim's scope
-                    job("e", "e1", past),
-                ]
-            )
-        async with factory() as db, db.begin():
-            runs = await outbox.claim(db, ["a", "b", "c", "d"], utcnow(), 60.0, "me", 10)
-        taken = sorted([job.message_id for job in run] for run in runs)
-        assert taken == [["a1", "a2", "a3"], ["d1", "d2"]]
-        # Claimed for this worker: another claim now finds nothing of theirs.
-        async with factory() as db, db.begin():
-            again = await outbox.claim(db, ["a", "b", "c", "d"], utcnow(), 60.0, "you", 10)
-        assert again == []
-    finally:
-        await engine.dispose()
+    async with factory() as db, db.begin():
+        db.add_all(
+            [
+                # a: three due, in due order (the second one the earliest)
+                job("a", "a2", past + timedelta(seconds=2)),
+                job("a", "a1", past + timedelta(seconds=1)),
+                job("a", "a3", past + timedelta(seconds=3)),
+                # b: the head is leased by another worker; the rest waits behind it
+                job("b", "b1", past, locked_until=later, locked_by="other"),
+                job("b", "b2", past),
+                # c: the head is not due yet; a due row behind it waits
+                job("c", "c1", later),
+                job("c", "c2", later + timedelta(seconds=1)),
+                # d: a finished row first (not pending), then two due, then one not due
+                job("d", "d0", past - timedelta(seconds=9), done=True),
+                job("d", "d1", past),
+                job("d", "d2", past + timedelta(seconds=1)),
+                job("d", "d3", later),
+                # e: not in the claim's scope
+                job("e", "e1", past),
+            ]
+        )
+    async with factory() as db, db.begin():
+        runs = await outbox.claim(db, ["a", "b", "c", "d"], utcnow(), 60.0, "me", 10)
+    taken = sorted([job.message_id for job in run] for run in runs)
+    assert taken == [["a1", "a2", "a3"], ["d1", "d2"]]
+    # Claimed for this worker: another claim now finds nothing of theirs.
+    async with factory() as db, db.begin():
+        again = await outbox.claim(db, ["a", "b", "c", "d"], utcnow(), 60.0, "you", 10)
+    assert again == []
 
 
 async def test_a_budget_caps_the_rows_claimed_per_key_and_leases_no_more(
-    database_url: str,
+    factory: async_sessionmaker[AsyncSession],
 ) -> None:
     """The delivery lanes' budget: rows a key has no room for are neither run nor leased."""
-    engine = create_engine(database_url)
-    factory = create_session_factory(engine)
     now = utcnow()
     past = now - timedelta(minutes=5)
     names = ["a1", "a2", "a3", "d1", "d2"]
-    try:
-        async with factory() as db, db.begin():
-            db.add_all(
-                [
-                    _job(name[0], name, past + timedelta(seconds=i), now)
-                    for i, name in enumerate(names)
-                ]
-            )
-        async with factory() as db, db.begin():
-            runs = await claim_runs(
-                db,
-                outbox.SENDS,
-                scope=[OutboxJobRow.session_id.in_(["a", "d"])],
-                now=utcnow(),
-                lease_s=60.0,
-                worker="me",
-                limit=10,
-                per_group=10,
-                budget=(lambda _row: "one key", 4),
-            )
-        assert [[job.message_id for job in run] for run in runs] == [["a1", "a2", "a3"], ["d1"]]
-        async with factory() as db:
-            leased = await db.execute(
-                select(OutboxJobRow.message_id).where(OutboxJobRow.locked_by == "me")
-            )
-            assert sorted(leased.scalars()) == ["a1", "a2", "a3", "d1"]
-    finally:
-        await engine.dispose()
+    async with factory() as db, db.begin():
+        db.add_all(
+            [_job(name[0], name, past + timedelta(seconds=i), now) for i, name in enumerate(names)]
+        )
+    async with factory() as db, db.begin():
+        runs = await claim_runs(
+            db,
+            outbox.SENDS,
+            scope=[OutboxJobRow.session_id.in_(["a", "d"])],
+            now=utcnow(),
+            lease_s=60.0,
+            worker="me",
+            limit=10,
+            per_group=10,
+            budget=(lambda _row: "one key", 4),
+        )
+    assert [[job.message_id for job in run] for run in runs] == [["a1", "a2", "a3"], ["d1"]]
+    async with factory() as db:
+        leased = await db.execute(
+            select(OutboxJobRow.message_id).where(OutboxJobRow.locked_by == "me")
+        )
+        assert sorted(leased.scalars()) == ["a1", "a2", "a3", "d1"]

@@ -112,11 +112,10 @@ async def claim_runs(
     runs: list[list[Row]] = []
     taken: dict[Any, int] = {}
     for head in (await db.execute(heads_query)).scalars():
-        room = per_group
-        if budget is not None:
-            room = min(room, budget[1] - taken.get(budget[0](head), 0))
-            if room <= 0:
-                continue
+        key = budget[0](head) if budget is not None else None
+        room = per_group if budget is None else min(per_group, budget[1] - taken.get(key, 0))
+        if room <= 0:
+            continue
         group = [c == getattr(head, c.key) for c in spec.group(table)]
         run_query = (
             select(table)
@@ -135,9 +134,7 @@ async def claim_runs(
             run.append(row)
         if run and run[0] is head:
             runs.append(run)
-            if budget is not None:
-                key = budget[0](head)
-                taken[key] = taken.get(key, 0) + len(run)
+            taken[key] = taken.get(key, 0) + len(run)
     claimed = [row.id for run in runs for row in run]  # type: ignore[attr-defined]
     if claimed:
         # A Core UPDATE: through the ORM, the session's copies of the rows would be

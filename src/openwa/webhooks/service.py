@@ -240,19 +240,19 @@ class WebhookService:
         row = await db.get(DeliveryRow, delivery_id, with_for_update=True)
         if row is None or row.webhook_id != webhook_id:
             raise NotFound("delivery not found", details={"deliveryId": delivery_id})
-        repo = WebhookRepository(db)
+        attempts = await WebhookRepository(db).attempts([row.id])
         if row.status == "pending" and row.locked_until is not None and row.locked_until > utcnow():
             # In a lane's hands now: it is going out. Replaying it would send it again
             # beside the lane's request, and the lane's result would then overwrite it.
-            return _delivery(row, await repo.attempts([row.id]))
+            return _delivery(row, attempts)
         # The success kept on the row becomes a row of its own: the log keeps it.
-        db.add_all(_success_on_row(row, await repo.attempts([row.id])))
+        kept = _success_on_row(row, attempts)
+        db.add_all(kept)
         row.last_duration_ms = None
         row.status, row.attempts, row.locked_until = "pending", 0, None
         row.next_attempt_at = row.updated_at = utcnow()
-        attempts = await repo.attempts([row.id])
         on_commit(db, self._wake.notify)
-        return _delivery(row, attempts)
+        return _delivery(row, [*attempts, *kept])
 
     async def test(self, db: AsyncSession, session_id: str | None, webhook_id: str) -> TestDelivery:
         """Log a `webhook.test` event and deliver it to this webhook only."""

@@ -51,8 +51,6 @@ DELIVERIES = QueueSpec(
 )
 
 _PER_LANE = 100  # deliveries a lane takes per round; its lease is sized to them
-# A run may fill its lane's round: a claim costs about as much for 100 rows as for 50.
-_PER_GROUP = _PER_LANE
 _CLAIM_HEADS_PER_SLOT = 4
 _IDLE_WAIT_S = 0.5
 _RECORD_BATCH = 20
@@ -329,22 +327,24 @@ class DeliveryWorker:
                 lease_s=self._lease_s(_PER_LANE),
                 worker=self._worker_id,
                 limit=free * _CLAIM_HEADS_PER_SLOT,
-                per_group=_PER_GROUP,
+                # A run may fill its lane's round: a claim costs about as much for 100
+                # rows as for 50.
+                per_group=_PER_LANE,
                 budget=(_webhook_of, _PER_LANE),
             )
+            # The budget holds each webhook's runs to one lane's round: a lane takes
+            # all of its webhook's; runs of webhooks beyond `free` lanes go back.
             lanes: dict[str, _Lane] = {}
             spare: list[int] = []
-            taken: dict[str, int] = {}
             for run in runs:
                 webhook_id = run[0].webhook_id
                 lane = lanes.get(webhook_id)
                 if lane is None and len(lanes) < free:
                     lane = lanes[webhook_id] = _Lane(webhook_id, [])
-                room = _PER_LANE - taken.get(webhook_id, 0) if lane is not None else 0
-                if lane is not None and room > 0:
-                    lane.runs.append(run[:room])
-                    taken[webhook_id] = taken.get(webhook_id, 0) + len(run[:room])
-                spare.extend(d.id for d in run[max(room, 0) :])
+                if lane is None:
+                    spare.extend(d.id for d in run)
+                else:
+                    lane.runs.append(run)
             await release(db, DeliveryRow, spare, self._worker_id)
             table = table_of(DeliveryRow)
             for lane in lanes.values():
