@@ -37,7 +37,9 @@ async def test_a_send_accepted_while_the_worker_looks_is_sent(
 
     monkeypatch.setattr(outbox, "LOOK_EVERY_S", NEVER)
     monkeypatch.setattr(worker, "_idle_wait", looking)
-    # The worker comes round within its old poll, looks, and meets the send.
+    # The worker may be mid-look, about to wait the new 600 s: wake it, so that it
+    # comes round, looks through `looking`, and meets the send.
+    worker._queued.notify()
     await wait_for(_made(accepted), bool, 15, "the worker to look for work")
     await wait_sent(api, "alice", accepted[0]["id"], timeout=15)
 

@@ -358,6 +358,9 @@ async def test_an_event_appended_while_the_dispatcher_claims_wakes_it(
 
     monkeypatch.setattr(worker_module, "_IDLE_WAIT_S", NEVER)
     monkeypatch.setattr(worker, "_dispatch", claiming)
+    # The dispatcher may be mid-claim, about to wait the new 600 s: wake it, so that
+    # it comes round and claims through `claiming`.
+    worker._wake.notify()
     await receiver.wait_for(
         lambda _: bool(sent) and message_ids(receiver.of("message.received")) == sent,
         timeout=FAILSAFE_S,
