@@ -15,10 +15,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select, update
 
 import openwa.webhooks.worker as worker_module
-from openwa.db.models import DeliveryRow
+from openwa.db.models import DeliveryAttemptRow, DeliveryRow
 from openwa.events.types import MESSAGE_RECEIVED, Event
 from openwa.kit.clock import utcnow
 from tests.events.support import page_all
@@ -404,3 +404,48 @@ async def test_a_replay_of_a_delivery_going_out_leaves_it_to_its_lane(
     assert message_ids(paths.at("/hook")) == [sent]
     [done] = await deliveries(api, session["id"], hook["id"])
     assert (done["status"], done["attempts"]) == ("succeeded", 1)
+
+
+@pytest.mark.parametrize("answer", [200, 503])
+async def test_a_lane_whose_lease_was_taken_over_records_nothing(
+    apps: Apps, receiver: Receiver, answer: int
+) -> None:
+    """A lane whose lease ran out while its request was out (its instance paused past
+    it) finds the delivery taken by another instance when the answer comes: the other's
+    request is the one that counts. Recording ours cleared the other's lease, so a third
+    claim could send it beside it, or marked a delivery still being sent as done."""
+    api = await apps.start(webhook_timeout_s=NEVER)
+    session = await ready_session(api)
+    paths = Paths(receiver)
+    paths.held.add("/hook")
+    if answer != 200:
+        paths.failing["/hook"] = ""
+    hook = await register(api, session["id"], paths.url("/hook"), events=["message.received"])
+    worker = api.services.deliveries
+    taken_until = utcnow() + timedelta(hours=1)
+    try:
+        await inbound(api, session["id"], "taken over")
+        await receiver.wait_for(lambda _: len(paths.at("/hook")) == 1, what="the request held")
+        async with api.services.db() as db, db.begin():
+            await db.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.webhook_id == hook["id"])
+                .values(locked_by="another-instance", locked_until=taken_until)
+            )
+    finally:
+        paths.release.set()
+    await wait_for(_lanes_of(worker), lambda lanes: not lanes, FAILSAFE_S, "the lane to end")
+    async with api.services.db() as db:
+        row = await db.scalar(select(DeliveryRow).where(DeliveryRow.webhook_id == hook["id"]))
+        attempts = await db.scalar(select(func.count()).select_from(DeliveryAttemptRow))
+    assert row is not None
+    assert (row.status, row.attempts, row.locked_by) == ("pending", 0, "another-instance")
+    assert row.locked_until == taken_until
+    assert attempts == 0
+
+
+def _lanes_of(worker: Any) -> Callable[[], Any]:
+    async def fetch() -> list[str]:
+        return list(worker._lanes)
+
+    return fetch

@@ -537,14 +537,19 @@ class DeliveryWorker:
         Successes are one UPDATE executed for the whole batch, the successful attempt
         kept on its delivery row (`last_duration_ms`) rather than as a row of its own: a
         delivery is leased to this lane, so its attempt count is the one it was claimed
-        with."""
+        with.
+
+        A result is written only while this worker still holds the delivery: a lease
+        that ran out (the instance paused past it) may have been taken by another
+        instance, whose request is then the one that counts; writing ours would clear
+        its lease, or mark a delivery it is still sending as done."""
         now = utcnow()
         await release(db, DeliveryRow, unattempted or [], self._worker_id)
         if succeeded:
             table = table_of(DeliveryRow)
             await db.execute(
                 update(table)
-                .where(table.c.id == bindparam("b_id"))
+                .where(table.c.id == bindparam("b_id"), table.c.locked_by == self._worker_id)
                 .values(
                     status="succeeded",
                     attempts=bindparam("b_attempts"),
@@ -566,7 +571,7 @@ class DeliveryWorker:
             )
         if failure is not None:
             row = await db.get(DeliveryRow, failure.delivery.id)
-            if row is None:
+            if row is None or row.locked_by != self._worker_id:
                 return
             self._attempt(db, row, now, failure)
             if failure.final or row.attempts >= self._max_attempts:
