@@ -16,7 +16,7 @@ from openwa.db.engine import create_engine, create_session_factory
 from openwa.db.models import OutboxJobRow
 from openwa.kit.clock import utcnow
 from openwa.queue import outbox
-from openwa.queue.claims import claim_runs
+from openwa.queue.claims import Budget, claim_runs
 
 
 def _job(session_id: str, name: str, due: Any, now: Any, **extra: Any) -> OutboxJobRow:
@@ -76,10 +76,20 @@ async def test_a_claim_takes_each_groups_head_and_the_due_rows_behind_it(
     assert again == []
 
 
+@pytest.mark.parametrize(
+    ("budget", "claimed"),
+    [
+        # Four rows for the one key: a's three, then d's first.
+        (Budget(lambda _row: "one key", 4), [["a1", "a2", "a3"], ["d1"]]),
+        # Rows of one key (a lane free) at most: d's are not touched.
+        (Budget(lambda row: row.session_id, 2, keys=1), [["a1", "a2"]]),
+    ],
+)
 async def test_a_budget_caps_the_rows_claimed_per_key_and_leases_no_more(
-    factory: async_sessionmaker[AsyncSession],
+    factory: async_sessionmaker[AsyncSession], budget: Budget, claimed: list[list[str]]
 ) -> None:
-    """The delivery lanes' budget: rows a key has no room for are neither run nor leased."""
+    """The delivery lanes' budget: rows a key has no room for, and rows of keys beyond
+    the lanes free, are neither run nor leased."""
     now = utcnow()
     past = now - timedelta(minutes=5)
     names = ["a1", "a2", "a3", "d1", "d2"]
@@ -97,11 +107,11 @@ async def test_a_budget_caps_the_rows_claimed_per_key_and_leases_no_more(
             worker="me",
             limit=10,
             per_group=10,
-            budget=(lambda _row: "one key", 4),
+            budget=budget,
         )
-    assert [[job.message_id for job in run] for run in runs] == [["a1", "a2", "a3"], ["d1"]]
+    assert [[job.message_id for job in run] for run in runs] == claimed
     async with factory() as db:
         leased = await db.execute(
             select(OutboxJobRow.message_id).where(OutboxJobRow.locked_by == "me")
         )
-        assert sorted(leased.scalars()) == ["a1", "a2", "a3", "d1"]
+        assert sorted(leased.scalars()) == sorted(name for run in claimed for name in run)

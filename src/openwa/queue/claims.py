@@ -42,6 +42,24 @@ class QueueSpec(Generic[Row]):
         return tuple(getattr(row, c.key) for c in self.group(self.model))
 
 
+@dataclass(frozen=True)
+class Budget:
+    """Caps on what one claim takes, by a key of its rows (a delivery's webhook): at
+    most `per_key` rows for each key, and rows of at most `keys` keys (the lanes free
+    to take them), so that rows nobody could work now are neither read, locked nor
+    leased only to be given back."""
+
+    key: Callable[[Any], Any]
+    per_key: int
+    keys: int | None = None
+
+    def room(self, taken: dict[Any, int], key: Any) -> int:
+        """Rows the key may still take."""
+        if key not in taken and self.keys is not None and len(taken) >= self.keys:
+            return 0
+        return self.per_key - taken.get(key, 0)
+
+
 @functools.cache
 def _first_alias(spec: QueueSpec[Any]) -> Any:
     """The alias a head's probe reads through, made once per queue: a new alias builds
@@ -90,15 +108,11 @@ async def claim_runs(
     worker: str,
     limit: int,
     per_group: int,
-    budget: tuple[Callable[[Any], Any], int] | None = None,
+    budget: Budget | None = None,
 ) -> list[list[Row]]:
     """The runs claimed (their lease written). The rows keep the lease columns they were
     read with: change a lease by an UPDATE, never by setting the attribute on them (the
-    ORM would see no change from the value it loaded).
-
-    `budget` (a key of a row, and a number) caps the rows claimed per key across runs:
-    the deliveries one webhook's lane can take, so that rows it could not are neither
-    read, locked nor leased only to be given back."""
+    ORM would see no change from the value it loaded)."""
     table: Any = spec.model
     free = or_(table.locked_until.is_(None), table.locked_until < now)
     heads_query = (
@@ -112,8 +126,8 @@ async def claim_runs(
     runs: list[list[Row]] = []
     taken: dict[Any, int] = {}
     for head in (await db.execute(heads_query)).scalars():
-        key = budget[0](head) if budget is not None else None
-        room = per_group if budget is None else min(per_group, budget[1] - taken.get(key, 0))
+        key = budget.key(head) if budget is not None else None
+        room = per_group if budget is None else min(per_group, budget.room(taken, key))
         if room <= 0:
             continue
         group = [c == getattr(head, c.key) for c in spec.group(table)]

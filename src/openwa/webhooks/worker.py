@@ -37,7 +37,7 @@ from openwa.kit.backoff import backoff_s
 from openwa.kit.clock import utcnow
 from openwa.kit.redact import redact_text, redact_url
 from openwa.kit.signal import Signal
-from openwa.queue.claims import QueueSpec, claim_runs, release, release_all
+from openwa.queue.claims import Budget, QueueSpec, claim_runs, release, release_all
 from openwa.webhooks.signing import signature_header
 
 log = structlog.get_logger(__name__)
@@ -312,11 +312,8 @@ class DeliveryWorker:
         return bool(lane.runs)
 
     async def _claim(self, scope: Sequence[ColumnElement[bool]], free: int) -> list[_Lane]:
-        """Runs of the deliveries in `scope`, made into at most `free` lanes.
-
-        Runs beyond what the lanes take are given back in the same transaction (they keep
-        their place); each lane's lease covers every request it may make.
-        """
+        """Runs of the deliveries in `scope`, made into at most `free` lanes; each
+        lane's lease covers every request it may make."""
         now = utcnow()
         async with self._db() as db, db.begin():
             runs = await claim_runs(
@@ -330,22 +327,14 @@ class DeliveryWorker:
                 # A run may fill its lane's round: a claim costs about as much for 100
                 # rows as for 50.
                 per_group=_PER_LANE,
-                budget=(_webhook_of, _PER_LANE),
+                # One lane's round for each of at most `free` webhooks: a lane takes
+                # all of its webhook's runs, and nothing is claimed for no lane.
+                budget=Budget(_webhook_of, _PER_LANE, keys=free),
             )
-            # The budget holds each webhook's runs to one lane's round: a lane takes
-            # all of its webhook's; runs of webhooks beyond `free` lanes go back.
             lanes: dict[str, _Lane] = {}
-            spare: list[int] = []
             for run in runs:
                 webhook_id = run[0].webhook_id
-                lane = lanes.get(webhook_id)
-                if lane is None and len(lanes) < free:
-                    lane = lanes[webhook_id] = _Lane(webhook_id, [])
-                if lane is None:
-                    spare.extend(d.id for d in run)
-                else:
-                    lane.runs.append(run)
-            await release(db, DeliveryRow, spare, self._worker_id)
+                lanes.setdefault(webhook_id, _Lane(webhook_id, [])).runs.append(run)
             table = table_of(DeliveryRow)
             for lane in lanes.values():
                 ids = [d.id for run in lane.runs for d in run]
