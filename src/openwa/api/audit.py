@@ -18,6 +18,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openwa.api.context import request_id_var
+from openwa.api.errors import unexpected_outcome
 from openwa.api.forwarding import served_elsewhere
 from openwa.audit.draft import OK, AuditDraft, clean, current_draft, field_names
 from openwa.db.unit_of_work import request_work
@@ -88,9 +89,10 @@ class AuditMiddleware:
 
         try:
             await self.app(scope, _reading_fields(receive, draft), send_audited)
-        except Exception:
+        except Exception as exc:
             if not started or held:
-                await audit.write_alone(draft, "INTERNAL_ERROR", 500)
+                status, code = unexpected_outcome(exc)
+                await audit.write_alone(draft, code, status)
             raise
         finally:
             draft.closed = True

@@ -13,6 +13,7 @@ from starlette.routing import Match
 
 from openwa.api.envelope import error_response
 from openwa.api.forwarding import Forwarder
+from openwa.db.engine import lost_to_a_conflict
 from openwa.errors import OpenWAError, OwnedElsewhere
 from openwa.kit.schema import NUL_ERROR
 
@@ -103,8 +104,30 @@ def _allowed_methods(request: Request) -> list[str]:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled_error", path=request.url.path, error_type=type(exc).__name__)
-    return error_response(500, "INTERNAL_ERROR", "Internal error; the request id is in the logs")
+    return unexpected_response(exc, request.url.path)
+
+
+def unexpected_outcome(exc: BaseException) -> tuple[int, str]:
+    """The status and code of an exception nothing else mapped: a 500, unless it is the
+    database giving up on a conflict with other work of the moment (a deadlock it broke
+    by rolling this call's transaction back, SQLite busy past its timeout). That call
+    wrote nothing and may well pass when tried again: a 503 NOT_READY says so, as for a
+    commit that fails (`DatabaseUnavailable`)."""
+    return (503, "NOT_READY") if lost_to_a_conflict(exc) else (500, "INTERNAL_ERROR")
+
+
+def unexpected_response(exc: BaseException, path: str | None) -> Response:
+    status, code = unexpected_outcome(exc)
+    if status == 503:
+        log.warning("database_conflict", path=path, error_type=type(exc).__name__)
+        return error_response(
+            status,
+            code,
+            "The database gave up on this call in a conflict with other work; try again",
+            headers={"Retry-After": "1"},
+        )
+    log.error("unhandled_error", path=path, error_type=type(exc).__name__, exc_info=exc)
+    return error_response(status, code, "Internal error; the request id is in the logs")
 
 
 def install_error_handlers(app: FastAPI, forwarder: Forwarder | None = None) -> None:

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from openwa.api.context import choose_request_id, request_id_var
 from openwa.api.docs import DOCS_CSP
 from openwa.api.envelope import error_response
+from openwa.api.errors import unexpected_response
 from openwa.api.metrics import HttpMetrics
 from openwa.dashboard import DASHBOARD_CSP
 
@@ -130,13 +131,10 @@ class RequestContextMiddleware:
                     return
                 receive = self._limited(receive, self._limit_for(scope))
             await self.app(scope, receive, send_with_id)
-        except Exception:
-            # Render it here, inside the request's context, so the 500 keeps its id.
-            log.exception("unhandled_error", path=scope.get("path"))
+        except Exception as exc:
+            # Render it here, inside the request's context, so the answer keeps its id.
+            response = unexpected_response(exc, scope.get("path"))
             if scope["type"] == "http" and not response_started["value"]:
-                response = error_response(
-                    500, "INTERNAL_ERROR", "Internal error; the request id is in the logs"
-                )
                 await response(scope, receive, send_with_id)
         finally:
             if scope["type"] == "http":

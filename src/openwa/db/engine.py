@@ -312,9 +312,21 @@ def session_class(factory: async_sessionmaker[AsyncSession]) -> type[Session]:
 _RETRYABLE_SQLSTATES = {"40P01", "40001"}
 
 
+# SQLite's SQLITE_BUSY and SQLITE_LOCKED: another connection held the lock past the
+# busy timeout; the statement was not run.
+_BUSY_SQLITE_CODES = {5, 6}
+
+
 def lost_a_deadlock(exc: BaseException) -> bool:
     """Whether `exc` is a transaction PostgreSQL rolled back to break a deadlock (or a
     serialization conflict): nothing of it was written, so it may be run again."""
     orig = getattr(exc, "orig", None)
     driver = getattr(orig, "driver_exception", orig)
     return getattr(driver, "sqlstate", None) in _RETRYABLE_SQLSTATES
+
+
+def lost_to_a_conflict(exc: BaseException) -> bool:
+    """A deadlock or serialization loss on PostgreSQL, or SQLite busy past its timeout:
+    a conflict with other work of the moment, which the same call may well pass later."""
+    orig = getattr(exc, "orig", None)
+    return lost_a_deadlock(exc) or getattr(orig, "sqlite_errorcode", None) in _BUSY_SQLITE_CODES

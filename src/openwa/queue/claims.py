@@ -104,7 +104,7 @@ async def claim_runs(
     *,
     scope: Sequence[ColumnElement[bool]],
     now: datetime,
-    lease_s: float,
+    lease_s: float | Callable[[int], float],
     worker: str,
     limit: int,
     per_group: int,
@@ -112,7 +112,14 @@ async def claim_runs(
 ) -> list[list[Row]]:
     """The runs claimed (their lease written). The rows keep the lease columns they were
     read with: change a lease by an UPDATE, never by setting the attribute on them (the
-    ORM would see no change from the value it loaded)."""
+    ORM would see no change from the value it loaded).
+
+    `lease_s` may be a function of the rows claimed under one budget key (a lane's
+    lease covers each of its requests). Either way each row is written once here, and
+    must not be written again in the same transaction: PostgreSQL checks the foreign
+    keys of a row this transaction has already updated on every later update (key
+    changed or not), and that check waits for a parent row being deleted (a webhook
+    deleted beside a claim: a deadlock, measured)."""
     table: Any = spec.model
     free = or_(table.locked_until.is_(None), table.locked_until < now)
     heads_query = (
@@ -149,16 +156,21 @@ async def claim_runs(
         if run and run[0] is head:
             runs.append(run)
             taken[key] = taken.get(key, 0) + len(run)
-    claimed = [row.id for run in runs for row in run]  # type: ignore[attr-defined]
-    if claimed:
+    # One lease per length of what a key took (one for all, given a plain number).
+    leases: dict[float, list[Any]] = {}
+    for run in runs:
+        key = budget.key(run[0]) if budget is not None else None
+        seconds = lease_s(taken[key]) if callable(lease_s) else lease_s
+        leases.setdefault(seconds, []).extend(row.id for row in run)  # type: ignore[attr-defined]
+    core = table_of(table)
+    for seconds, ids in leases.items():
         # A Core UPDATE: through the ORM, the session's copies of the rows would be
         # brought in step (a tenth of the CPU of a busy delivery worker), and they are
         # never read for their lease; the same holds for the updates below.
-        core = table_of(table)
         await db.execute(
             update(core)
-            .where(core.c.id.in_(claimed))
-            .values(locked_until=now + timedelta(seconds=lease_s), locked_by=worker)
+            .where(core.c.id.in_(ids))
+            .values(locked_until=now + timedelta(seconds=seconds), locked_by=worker)
         )
     return runs
 

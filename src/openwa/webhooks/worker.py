@@ -321,7 +321,7 @@ class DeliveryWorker:
                 DELIVERIES,
                 scope=scope,
                 now=now,
-                lease_s=self._lease_s(_PER_LANE),
+                lease_s=self._lease_s,
                 worker=self._worker_id,
                 limit=free * _CLAIM_HEADS_PER_SLOT,
                 # A run may fill its lane's round: a claim costs about as much for 100
@@ -335,15 +335,8 @@ class DeliveryWorker:
             for run in runs:
                 webhook_id = run[0].webhook_id
                 lanes.setdefault(webhook_id, _Lane(webhook_id, [])).runs.append(run)
-            table = table_of(DeliveryRow)
             for lane in lanes.values():
-                ids = [d.id for run in lane.runs for d in run]
-                await db.execute(
-                    update(table)
-                    .where(table.c.id.in_(ids))
-                    .values(locked_until=now + timedelta(seconds=self._lease_s(len(ids))))
-                )
-                lane.claimed = len(ids)
+                lane.claimed = sum(len(run) for run in lane.runs)
         return list(lanes.values())
 
     def _lease_s(self, deliveries: int) -> float:
