@@ -20,7 +20,7 @@ from sqlalchemy.pool import NullPool
 
 from openwa.config import Settings
 from openwa.db.encryption import EncryptionKeyError
-from openwa.db.models import WebhookRow
+from openwa.db.models import EngineAuthRow, WebhookRow
 from openwa.db.sealing import SEALED, Sealer
 from openwa.kit.cipher import Cipher, CipherError, generate_key
 from tests.fixtures.app import Api, AppFactory, make_settings
@@ -162,6 +162,19 @@ def test_a_token_does_not_open_in_another_row_or_column() -> None:
         Sealer(sealer.cipher).open(secret_field, "whk_2", token)
     with pytest.raises(CipherError):
         Sealer(sealer.cipher).open(previous_field, "whk_1", token)
+
+
+def test_large_values_such_as_an_engines_auth_state_are_not_kept_decrypted() -> None:
+    """Each save of an engine's auth state reads its row first and writes a new token:
+    kept decrypted, up to 4096 copies of a state of megabytes stayed in memory."""
+    sealer = Sealer(Cipher.from_text(KEY_A))
+    auth = next(f for f in SEALED if f.model is EngineAuthRow)
+    state = {"creds": "x" * 100_000}
+    for _save in range(3):
+        assert sealer.open(auth, "ses_1", sealer.seal(auth, "ses_1", state)) == state
+    secret = SEALED[0]
+    assert sealer.open(secret, "whk_1", sealer.seal(secret, "whk_1", "whsec_abc")) == "whsec_abc"
+    assert len(sealer._opened) == 1  # the secret, read by every delivery, is kept
 
 
 def _cli(

@@ -32,6 +32,10 @@ _RESTORE = "openwa.sealed_restore"
 # Decrypted values kept per token: a delivery reads its webhook's secret and headers
 # each time, and a token is never reused for another value (fresh nonce per write).
 _CACHE_MAX = 4096
+# Only small values are kept (secrets, headers, a proxy URL). An engine's auth state is
+# large (a Baileys account's keys: 100 KB to MBs) and gets a new token on every save,
+# each save reading the row first: kept, 4096 of them held gigabytes before the clear.
+_CACHED_VALUE_MAX = 2048
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,8 @@ class Sealer:
         plain = self._opened.get(token)
         if plain is None:
             plain = self.cipher.decrypt(token, field.context(row_id))
+            if len(plain) > _CACHED_VALUE_MAX:
+                return plain
             if len(self._opened) >= _CACHE_MAX:
                 self._opened.clear()
             self._opened[token] = plain
