@@ -48,6 +48,22 @@ def test_held_acks_come_back_under_our_id_once_the_engine_id_is_learned() -> Non
     assert ids.learn("s1", [("X2", "O2")]) == [MessageAck("O2", "c", "read")]
 
 
+def test_acks_held_for_one_id_are_bounded() -> None:
+    """A message sent from the phone into a big group is never learned; its acks (one
+    per member and status) stop being held past a few, and ids are forgotten in the
+    order they were first held, however many acks keep coming for the oldest."""
+    ids = EngineIds(known=2, held=2, per_id=3)
+    for member in range(1000):
+        ids.hold("s1", MessageAck("PHONE", f"{member}@s.whatsapp.net", "read"))
+    assert len(ids.learn("s1", [("PHONE", "OURS")])) == 3
+    ids.hold("s1", MessageAck("A", "c", "read"))
+    ids.hold("s1", MessageAck("B", "c", "read"))
+    ids.hold("s1", MessageAck("A", "c", "played"))  # A first held: forgotten first
+    ids.hold("s1", MessageAck("C", "c", "read"))
+    assert ids.learn("s1", [("A", "OA")]) == []
+    assert ids.learn("s1", [("B", "OB")]) == [MessageAck("OB", "c", "read")]
+
+
 async def _pending(
     api: Api,
 ) -> tuple[SessionRow, OutboxJobRow, MessageRow, dict[str, Any]]:

@@ -23,14 +23,19 @@ from openwa.engines.base import MessageAck
 
 _KNOWN = 16_384
 _HELD = 4_096
+# Acks held per id: a send's own early acks are a few (one per recipient device within
+# the moment before its id is known). A message sent from the phone into a big group is
+# never learned, and its acks (one per member and status) would pile up under its id.
+_HELD_PER_ID = 32
 
 
 class EngineIds:
-    def __init__(self, known: int = _KNOWN, held: int = _HELD) -> None:
+    def __init__(self, known: int = _KNOWN, held: int = _HELD, per_id: int = _HELD_PER_ID) -> None:
         self._ours: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._held: OrderedDict[tuple[str, str], list[MessageAck]] = OrderedDict()
         self._known_max = known
         self._held_max = held
+        self._per_id = per_id
 
     def ours(self, session_id: str, message_id: str) -> str:
         """Our id for `message_id` when it is the engine's id of a recent send of ours,
@@ -57,9 +62,11 @@ class EngineIds:
         key = (session_id, ack.message_id)
         if key in self._ours:
             return False
-        self._held.setdefault(key, []).append(ack)
-        self._held.move_to_end(key)
+        held = self._held.setdefault(key, [])
+        if len(held) < self._per_id:
+            held.append(ack)
+        # Oldest first held, first forgotten: acks for messages that are not ours (sent
+        # from the phone) end up here too, and keep coming for a while.
         while len(self._held) > self._held_max:
-            # Acks for messages that are not ours (sent from the phone) end up here too.
             self._held.popitem(last=False)
         return True
