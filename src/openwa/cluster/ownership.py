@@ -389,6 +389,8 @@ class Ownership:
         async with self._db() as db:
             wanted = await leases.wanted(db)
         now, clock = utcnow(), self._monotonic()
+        # Failed takes wait out their pause, then are forgotten (a deleted session's too).
+        self._failed = {sid: until for sid, until in self._failed.items() if until > clock}
         orphans = [
             sid
             for sid in wanted
