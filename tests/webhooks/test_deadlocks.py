@@ -13,16 +13,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
 
 import openwa.webhooks.worker as worker_module
-from openwa.api.errors import unexpected_outcome
 from openwa.db.engine import create_engine
 from tests.fixtures.app import Api, wait_for
 from tests.webhooks.conftest import Apps
@@ -138,18 +134,3 @@ async def test_a_call_that_loses_a_deadlock_is_answered_503_to_try_again(
     # Nothing of it was written: the webhook is there, and the same call now passes.
     assert (await api.request("GET", path)).status_code == 200
     assert (await api.request("DELETE", path)).status_code == 200
-
-
-def test_sqlite_busy_past_its_timeout_is_a_conflict_to_try_again(tmp_path: Path) -> None:
-    """The same answer for SQLite's "database is locked", told by its error code."""
-    engine = create_sync_engine(f"sqlite:///{tmp_path / 'busy.db'}", connect_args={"timeout": 0})
-    try:
-        with engine.connect() as holder, engine.connect() as other:
-            holder.exec_driver_sql("BEGIN IMMEDIATE")
-            with pytest.raises(OperationalError) as refused:
-                other.exec_driver_sql("BEGIN IMMEDIATE")
-            holder.exec_driver_sql("ROLLBACK")
-    finally:
-        engine.dispose()
-    assert unexpected_outcome(refused.value) == (503, "NOT_READY")
-    assert unexpected_outcome(RuntimeError("anything else")) == (500, "INTERNAL_ERROR")

@@ -13,6 +13,7 @@ from starlette.routing import Match
 
 from openwa.api.envelope import error_response
 from openwa.api.forwarding import Forwarder
+from openwa.db.commits import committed_in_request
 from openwa.db.engine import lost_to_a_conflict
 from openwa.errors import OpenWAError, OwnedElsewhere
 from openwa.kit.schema import NUL_ERROR
@@ -110,10 +111,13 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 def unexpected_outcome(exc: BaseException) -> tuple[int, str]:
     """The status and code of an exception nothing else mapped: a 500, unless it is the
     database giving up on a conflict with other work of the moment (a deadlock it broke
-    by rolling this call's transaction back, SQLite busy past its timeout). That call
-    wrote nothing and may well pass when tried again: a 503 NOT_READY says so, as for a
-    commit that fails (`DatabaseUnavailable`)."""
-    return (503, "NOT_READY") if lost_to_a_conflict(exc) else (500, "INTERNAL_ERROR")
+    by rolling this call's transaction back, SQLite busy past its timeout) in a call
+    that had committed nothing before (`db/commits.py`). That call wrote nothing and may
+    well pass when tried again: a 503 NOT_READY says so, as for a commit that fails
+    (`DatabaseUnavailable`)."""
+    if lost_to_a_conflict(exc) and not committed_in_request():
+        return 503, "NOT_READY"
+    return 500, "INTERNAL_ERROR"
 
 
 def unexpected_response(exc: BaseException, path: str | None) -> Response:

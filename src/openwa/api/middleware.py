@@ -21,6 +21,7 @@ from openwa.api.envelope import error_response
 from openwa.api.errors import unexpected_response
 from openwa.api.metrics import HttpMetrics
 from openwa.dashboard import DASHBOARD_CSP
+from openwa.db.commits import begin_request, end_request
 
 log = structlog.get_logger(__name__)
 
@@ -107,7 +108,7 @@ class RequestContextMiddleware:
         headers = dict(scope.get("headers") or [])
         raw_id = headers.get(b"x-request-id")
         request_id = choose_request_id(raw_id.decode("latin-1") if raw_id else None)
-        token = request_id_var.set(request_id)
+        token, commits = request_id_var.set(request_id), begin_request()
         started = time.perf_counter()
         status_holder = {"status": 500}
         response_started = {"value": False}
@@ -147,6 +148,7 @@ class RequestContextMiddleware:
                     time.perf_counter() - started,
                 )
             request_id_var.reset(token)
+            end_request(commits)
 
     def _limit_for(self, scope: Scope) -> int:
         if scope["method"] == "POST" and scope["path"].endswith("/messages/media"):

@@ -89,7 +89,7 @@ class AuditService:
         # Entries written alone (calls whose change commits elsewhere, such as the mock's
         # inbound reports, and refusals) share transactions: a burst of them costs a few
         # commits, not one each; each call is still answered after its entry is durable.
-        self._alone = GroupCommit(db, name="audit")
+        self._alone = GroupCommit(db, name="audit", part_of_the_call=False)
 
     async def close(self) -> None:
         """Write the entries still queued (after the last request has been answered)."""

@@ -33,8 +33,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, UOWTransaction
 
+from openwa.db.commits import note_commit
 from openwa.kit.private_files import touch_private
 
 
@@ -89,8 +90,26 @@ class UnitOfWorkSession(Session):
     """The sync session behind every `AsyncSession` here; carries the after-commit hook."""
 
 
+# Set when a transaction writes (a flush, or an INSERT, UPDATE or DELETE statement): its
+# commit then counts as one of the request's (db/commits.py); a read-only one does not.
+_WROTE = "openwa.wrote"
+
+
+@event.listens_for(UnitOfWorkSession, "do_orm_execute")
+def _note_write(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        state.session.info[_WROTE] = True
+
+
+@event.listens_for(UnitOfWorkSession, "after_flush")
+def _note_flush(session: Session, _context: UOWTransaction) -> None:
+    session.info[_WROTE] = True
+
+
 @event.listens_for(UnitOfWorkSession, "after_commit")
 def _run_after_commit(session: Session) -> None:
+    if session.info.pop(_WROTE, False):
+        note_commit()
     for callback in session.info.pop(_AFTER_COMMIT, {}).values():
         callback()
 
@@ -98,6 +117,7 @@ def _run_after_commit(session: Session) -> None:
 @event.listens_for(UnitOfWorkSession, "after_rollback")
 def _drop_after_commit(session: Session) -> None:
     session.info.pop(_AFTER_COMMIT, None)
+    session.info.pop(_WROTE, None)
 
 
 _STAGED = "openwa.staged_rows"
@@ -312,8 +332,9 @@ def session_class(factory: async_sessionmaker[AsyncSession]) -> type[Session]:
 _RETRYABLE_SQLSTATES = {"40P01", "40001"}
 
 
-# SQLite's SQLITE_BUSY and SQLITE_LOCKED: another connection held the lock past the
-# busy timeout; the statement was not run.
+# SQLite's SQLITE_BUSY (another connection held the lock past the busy timeout) and
+# SQLITE_LOCKED (a conflict within a shared cache), primary codes: Python gives the
+# extended code (SQLITE_BUSY_SNAPSHOT is 517), whose low byte is the primary one.
 _BUSY_SQLITE_CODES = {5, 6}
 
 
@@ -328,5 +349,5 @@ def lost_a_deadlock(exc: BaseException) -> bool:
 def lost_to_a_conflict(exc: BaseException) -> bool:
     """A deadlock or serialization loss on PostgreSQL, or SQLite busy past its timeout:
     a conflict with other work of the moment, which the same call may well pass later."""
-    orig = getattr(exc, "orig", None)
-    return lost_a_deadlock(exc) or getattr(orig, "sqlite_errorcode", None) in _BUSY_SQLITE_CODES
+    code = getattr(getattr(exc, "orig", None), "sqlite_errorcode", None)
+    return lost_a_deadlock(exc) or (isinstance(code, int) and code & 0xFF in _BUSY_SQLITE_CODES)

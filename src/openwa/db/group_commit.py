@@ -30,6 +30,7 @@ from typing import Any, Generic, TypeVar
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from openwa.db.commits import note_commit
 from openwa.db.unit_of_work import request_work
 
 log = structlog.get_logger(__name__)
@@ -64,10 +65,15 @@ class GroupCommit:
         name: str,
         max_batch: int = 256,
         carries_requests: bool = False,
+        part_of_the_call: bool = True,
     ) -> None:
+        """`part_of_the_call=False`: what this one commits is not the change of the
+        call that waits for it (the audit's entries), and does not count as one of the
+        call's commits (db/commits.py)."""
         self._db = db
         self._name = name
         self._carries_requests = carries_requests
+        self._part_of_the_call = part_of_the_call
         self._max_batch = max_batch
         self._queue: list[_Item[Any]] = []
         self._wake = asyncio.Event()
@@ -91,7 +97,10 @@ class GroupCommit:
             self._writer = asyncio.create_task(
                 self._write(), name=f"group-commit:{self._name}", context=contextvars.Context()
             )
-        return await future
+        result = await future
+        if self._part_of_the_call:
+            note_commit()  # in the caller's context: the writer's is its own
+        return result
 
     async def close(self) -> None:
         """Finish what is queued, then stop the writer."""
