@@ -55,7 +55,8 @@ def test_acks_held_for_one_id_are_bounded() -> None:
     ids = EngineIds(known=2, held=2, per_id=3)
     for member in range(1000):
         ids.hold("s1", MessageAck("PHONE", f"{member}@s.whatsapp.net", "read"))
-    assert len(ids.learn("s1", [("PHONE", "OURS")])) == 3
+    released = ids.learn("s1", [("PHONE", "OURS")])
+    assert [ack.chat_id for ack in released] == [f"{m}@s.whatsapp.net" for m in (997, 998, 999)]
     ids.hold("s1", MessageAck("A", "c", "read"))
     ids.hold("s1", MessageAck("B", "c", "read"))
     ids.hold("s1", MessageAck("A", "c", "played"))  # A first held: forgotten first

@@ -15,7 +15,7 @@ message by `engineId` in the database.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import replace
 
@@ -32,7 +32,7 @@ _HELD_PER_ID = 32
 class EngineIds:
     def __init__(self, known: int = _KNOWN, held: int = _HELD, per_id: int = _HELD_PER_ID) -> None:
         self._ours: OrderedDict[tuple[str, str], str] = OrderedDict()
-        self._held: OrderedDict[tuple[str, str], list[MessageAck]] = OrderedDict()
+        self._held: OrderedDict[tuple[str, str], deque[MessageAck]] = OrderedDict()
         self._known_max = known
         self._held_max = held
         self._per_id = per_id
@@ -62,9 +62,8 @@ class EngineIds:
         key = (session_id, ack.message_id)
         if key in self._ours:
             return False
-        held = self._held.setdefault(key, [])
-        if len(held) < self._per_id:
-            held.append(ack)
+        # The newest kept: later acks carry the further statuses.
+        self._held.setdefault(key, deque(maxlen=self._per_id)).append(ack)
         # Oldest first held, first forgotten: acks for messages that are not ours (sent
         # from the phone) end up here too, and keep coming for a while.
         while len(self._held) > self._held_max:

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import String, bindparam, func, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -377,33 +377,45 @@ class SendWorker:
         now: datetime,
     ) -> list[Event]:
         """Record `sent` for the messages still `pending` (an ack may have been first),
-        with Core statements: the statuses read under the row locks in id order, one
-        UPDATE for the moves, one for the engine's ids; the events of the moves."""
+        with Core statements: the statuses read under the row locks in id order, then
+        one UPDATE per message for its move and its engine id together; the events of
+        the moves.
+
+        Each row is written once: on PostgreSQL a second write of a row in the same
+        transaction checks its foreign keys again, which waits for its session being
+        deleted beside it, while the delete waits for these row locks (a deadlock)."""
         ids = [message.id for _job, message, _out in sent]
         statuses = await MessageRepository(db).lock_statuses(session_id, ids)
-        moving = [
+        moving = {
             i for i in ids if i in statuses and path(statuses[i], MessageStatus.SENT) == _SENT
-        ]
+        }
         table: Any = MessageRow.__table__
-        if moving:
-            await db.execute(
-                update(table)
-                .where(table.c.session_id == session_id, table.c.id.in_(moving))
-                .values(status=MessageStatus.SENT.value, updated_at=now)
-            )
-        engine_ids = [
-            {"b_id": message.id, "b_engine_id": str(out)}
+        writes = [
+            {
+                "b_id": message.id,
+                "b_status": MessageStatus.SENT.value if message.id in moving else None,
+                "b_at": now if message.id in moving else None,
+                "b_engine_id": None if out is None else str(out),
+            }
             for _job, message, out in sent
-            if out is not None and message.id in statuses
+            if message.id in statuses and (message.id in moving or out is not None)
         ]
-        if engine_ids:
+        if writes:
             await db.execute(
                 update(table)
                 .where(table.c.session_id == session_id, table.c.id == bindparam("b_id"))
-                .values(engine_id=bindparam("b_engine_id")),
-                engine_ids,
+                .values(
+                    status=func.coalesce(bindparam("b_status", type_=String), table.c.status),
+                    updated_at=func.coalesce(
+                        bindparam("b_at", type_=table.c.updated_at.type), table.c.updated_at
+                    ),
+                    engine_id=func.coalesce(
+                        bindparam("b_engine_id", type_=String), table.c.engine_id
+                    ),
+                ),
+                writes,
             )
-        return [announced[i] for i in moving if i in announced]
+        return [announced[i] for i in ids if i in moving and i in announced]
 
     async def _outgoing(self, message: MessageRow) -> OutgoingMessage:
         """The stored message as the engine takes it: typed, and with the messages it

@@ -46,8 +46,9 @@ class QueueSpec(Generic[Row]):
 class Budget:
     """Caps on what one claim takes, by a key of its rows (a delivery's webhook): at
     most `per_key` rows for each key, and rows of at most `keys` keys (the lanes free
-    to take them), so that rows nobody could work now are neither read, locked nor
-    leased only to be given back."""
+    to take them), so that rows nobody could work now are neither run nor leased only
+    to be given back (the heads of further keys are still read, and on PostgreSQL
+    locked until the claim commits)."""
 
     key: Callable[[Any], Any]
     per_key: int

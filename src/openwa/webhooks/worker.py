@@ -552,7 +552,9 @@ class DeliveryWorker:
                 ],
             )
         if failure is not None:
-            row = await db.get(DeliveryRow, failure.delivery.id)
+            # Locked: another instance's claim cannot take it between this read and
+            # the write (a claim skips locked rows).
+            row = await db.get(DeliveryRow, failure.delivery.id, with_for_update=True)
             if row is None or row.locked_by != self._worker_id:
                 return
             self._attempt(db, row, now, failure)
