@@ -378,27 +378,38 @@ class SendWorker:
     ) -> list[Event]:
         """Record `sent` for the messages still `pending` (an ack may have been first),
         with Core statements: the statuses read under the row locks in id order, then
-        one UPDATE per message for its move and its engine id together; the events of
+        the moves and the engine ids, a message's both in one UPDATE; the events of
         the moves.
 
-        Each row is written once: on PostgreSQL a second write of a row in the same
-        transaction checks its foreign keys again, which waits for its session being
-        deleted beside it, while the delete waits for these row locks (a deadlock)."""
+        Each row is written by one statement: on PostgreSQL a second write of a row in
+        the same transaction checks its foreign keys again, which waits for its session
+        being deleted beside it, while the delete waits for these row locks (a
+        deadlock)."""
         ids = [message.id for _job, message, _out in sent]
         statuses = await MessageRepository(db).lock_statuses(session_id, ids)
         moving = {
             i for i in ids if i in statuses and path(statuses[i], MessageStatus.SENT) == _SENT
         }
         table: Any = MessageRow.__table__
+        # Moves without an engine id (an engine sending under our id) in one statement;
+        # the rows with an engine id one statement each (an executemany), their move too.
+        with_ids = {message.id: str(out) for _j, message, out in sent if out is not None}
+        bare = [i for i in ids if i in moving and i not in with_ids]
+        if bare:
+            await db.execute(
+                update(table)
+                .where(table.c.session_id == session_id, table.c.id.in_(bare))
+                .values(status=MessageStatus.SENT.value, updated_at=now)
+            )
         writes = [
             {
-                "b_id": message.id,
-                "b_status": MessageStatus.SENT.value if message.id in moving else None,
-                "b_at": now if message.id in moving else None,
-                "b_engine_id": None if out is None else str(out),
+                "b_id": i,
+                "b_status": MessageStatus.SENT.value if i in moving else None,
+                "b_at": now if i in moving else None,
+                "b_engine_id": engine_id,
             }
-            for _job, message, out in sent
-            if message.id in statuses and (message.id in moving or out is not None)
+            for i, engine_id in with_ids.items()
+            if i in statuses
         ]
         if writes:
             await db.execute(
