@@ -27,6 +27,10 @@ import asyncpg
 KEY = "bench-admin-key-0123456789abcdef"
 
 
+# What the benchmarks' mock servers share: acks at once, webhooks to loopback receivers.
+MOCK_ENV = {"MOCK_ACK_DELAY_MS": "0", "WEBHOOK_ALLOW_PRIVATE": "true"}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -62,6 +62,7 @@ import aiohttp
 import orjson
 from bench_server import (
     KEY,
+    MOCK_ENV,
     cpu_seconds,
     free_port,
     fresh_database,
@@ -80,11 +81,7 @@ HERE = Path(__file__).resolve().parent
 CLIENTS = 32
 WEBHOOKS = 10
 SENDER = "+4915112345678"  # who the mock inbound messages are from
-SERVER_ENV = {
-    "MOCK_AUTH_DELAY_MS": "100",
-    "MOCK_ACK_DELAY_MS": "0",
-    "WEBHOOK_ALLOW_PRIVATE": "true",
-}
+SERVER_ENV = {**MOCK_ENV, "MOCK_AUTH_DELAY_MS": "100"}
 
 
 @dataclass(frozen=True)

@@ -33,25 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from bench_server import (
-    KEY,
-    free_port,
-    fresh_database,
-    link_mock,
-    run_clients,
-    serve,
-    spawn,
-    stop,
-    wait_healthy,
-)
+import bench_server as bench
 
 HERE = Path(__file__).resolve().parent
 CLIENTS = 32
-SERVER_ENV = {
-    "MOCK_AUTH_DELAY_MS": "0",
-    "MOCK_ACK_DELAY_MS": "0",
-    "WEBHOOK_ALLOW_PRIVATE": "true",
-}
+SERVER_ENV = {**bench.MOCK_ENV, "MOCK_AUTH_DELAY_MS": "0"}  # sessions linked at once
 WARM_UP_WAVES = 2
 
 
@@ -92,7 +78,7 @@ async def dropped_stream(port: int, request: str) -> None:
 
 
 async def dropped_streams(port: int, a_id: str) -> None:
-    key = f"X-API-Key: {KEY}\r\nHost: 127.0.0.1\r\n"
+    key = f"X-API-Key: {bench.KEY}\r\nHost: 127.0.0.1\r\n"
     for _ in range(5):
         await dropped_stream(port, f"GET /api/events/stream HTTP/1.1\r\n{key}\r\n")
         await dropped_stream(
@@ -106,7 +92,7 @@ async def dropped_streams(port: int, a_id: str) -> None:
 async def churn(http: aiohttp.ClientSession, base: str, receiver: str, a_id: str) -> None:
     """Sessions and webhooks that come and go."""
     for i in range(3):
-        session = await link_mock(http, base, f"churn-{secrets.token_hex(3)}-{i}")
+        session = await bench.link_mock(http, base, f"churn-{secrets.token_hex(3)}-{i}")
         await call(http, "DELETE", f"{base}/api/sessions/{session['id']}", 200)
     hooks = f"{base}/api/sessions/{a_id}/webhooks"
     hook = await call(http, "POST", hooks, 201, json={"url": f"{receiver}/hook/churn"})
@@ -122,22 +108,22 @@ def slope_mb_per_10k(points: list[tuple[int, float]]) -> float:
 
 async def soak(database: str, waves: int, per_wave: int, receiver: str, logs: Path) -> str:
     async with (
-        fresh_database(database) as url,
+        bench.fresh_database(database) as url,
         aiohttp.ClientSession(
-            headers={"X-API-Key": KEY}, connector=aiohttp.TCPConnector(limit=CLIENTS + 8)
+            headers={"X-API-Key": bench.KEY}, connector=aiohttp.TCPConnector(limit=CLIENTS + 8)
         ) as http,
     ):
-        port = free_port()
+        port = bench.free_port()
         data_dir = tempfile.mkdtemp(prefix="openwa-soak-", dir=logs)
         log_path = logs / f"{database}-server.log"
         with log_path.open("wb") as log:
             env = {**SERVER_ENV, "DATABASE_URL": url, "DATA_DIR": data_dir}
-            process = serve(port, env, log)
+            process = bench.serve(port, env, log)
             try:
                 base = f"http://127.0.0.1:{port}"
-                await wait_healthy(http, base, process, log_path)
-                a = await link_mock(http, base, "a")
-                b = await link_mock(http, base, "b")
+                await bench.wait_healthy(http, base, process, log_path)
+                a = await bench.link_mock(http, base, "a")
+                b = await bench.link_mock(http, base, "b")
                 tag = secrets.token_hex(6)
                 hook = {"url": f"{receiver}/hook/{tag}", "events": ["message.received"]}
                 await call(http, "POST", f"{base}/api/sessions/{b['id']}/webhooks", 201, json=hook)
@@ -147,7 +133,7 @@ async def soak(database: str, waves: int, per_wave: int, receiver: str, logs: Pa
                 lines = [f"| 0 | 0 | {points[0][1]:.1f} | |"]
                 for wave in range(1, waves + 1):
                     started = time.perf_counter()
-                    await run_clients(
+                    await bench.run_clients(
                         CLIENTS,
                         per_wave,
                         lambda i: call(http, "POST", texts, 202, json={**body, "text": f"s {i}"}),
@@ -162,7 +148,7 @@ async def soak(database: str, waves: int, per_wave: int, receiver: str, logs: Pa
                         f"| {wave} | {wave * per_wave:,} | {points[-1][1]:.1f} | {seconds:.1f} |"
                     )
             finally:
-                stop(process)
+                bench.stop(process)
     head = "| wave | messages so far | server RSS (MB) | wave took (s) |\n| --- | --- | --- | --- |"
     return f"### {database}\n\n{head}\n" + "\n".join(lines) + "\n\n" + _slopes(points)
 
@@ -192,16 +178,16 @@ async def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="openwa-soak-") as directory:
         logs = Path(directory)
-        receiver_port = free_port()
+        receiver_port = bench.free_port()
         receiver = f"http://127.0.0.1:{receiver_port}"
-        process = spawn([str(HERE / "receiver.py"), "--port", str(receiver_port)], {}, 1)
+        process = bench.spawn([str(HERE / "receiver.py"), "--port", str(receiver_port)], {}, 1)
         try:
             async with aiohttp.ClientSession() as http:
-                await wait_healthy(http, receiver, process)
+                await bench.wait_healthy(http, receiver, process)
             for database in args.databases.split(","):
                 print(await soak(database, args.waves, args.per_wave, receiver, logs), flush=True)
         finally:
-            stop(process)
+            bench.stop(process)
 
 
 if __name__ == "__main__":
