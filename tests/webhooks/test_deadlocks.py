@@ -23,7 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import openwa.webhooks.worker as worker_module
 from openwa.db.engine import create_engine, lost_a_deadlock
+from openwa.messages.repository import MessageRepository
 from tests.fixtures.app import Api, wait_for
+from tests.messages.support import plus, ready_pair, send_text
 from tests.webhooks.conftest import Apps
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.support import (
@@ -43,20 +45,25 @@ def _postgres_only(database_url: str) -> None:
         pytest.skip("SQLite runs one writer at a time: its transactions cannot deadlock")
 
 
-def _waiting_deletes(api: Api) -> Callable[[], Awaitable[int]]:
-    """How many deletes of a webhook wait for a lock in this test's database."""
+def _waiting(api: Api, statement: str) -> Callable[[], Awaitable[int]]:
+    """How many statements starting so wait for a lock in this test's database."""
 
     async def fetch() -> int:
         async with api.services.db() as db:
             found = await db.scalar(
                 text(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM webhooks%'"
-                )
+                    " AND wait_event_type = 'Lock' AND query LIKE :statement"
+                ),
+                {"statement": statement + "%"},
             )
         return int(found or 0)
 
     return fetch
+
+
+def _waiting_deletes(api: Api) -> Callable[[], Awaitable[int]]:
+    return _waiting(api, "DELETE FROM webhooks")
 
 
 async def test_a_webhook_deleted_while_its_deliveries_are_claimed_is_deleted(
@@ -98,6 +105,39 @@ async def test_a_webhook_deleted_while_its_deliveries_are_claimed_is_deleted(
     response = await deleting
     assert response.status_code == 200, response.text
     assert failures == []
+
+
+async def test_a_session_deleted_while_its_sends_are_recorded_is_deleted(
+    apps: Apps, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same with the send worker: recording `sent`, it locks the run's messages and
+    wrote each twice (its status, then the engine's id), the second write checking the
+    message's session, which the delete (cascading to the messages) holds."""
+    _postgres_only(database_url)
+    api = await apps.start(mock_engine_ids="own", mock_ack_delay_ms=600_000)
+    alice, bob = await ready_pair(api)
+    paused, proceed = asyncio.Event(), asyncio.Event()
+    lock_statuses = MessageRepository.lock_statuses
+
+    async def pausing(repo: MessageRepository, session_id: str, ids: Any) -> Any:
+        statuses = await lock_statuses(repo, session_id, ids)
+        if session_id == alice["id"] and not paused.is_set():
+            paused.set()
+            await proceed.wait()  # the record's transaction stays open, its rows locked
+        return statuses
+
+    monkeypatch.setattr(MessageRepository, "lock_statuses", pausing)
+    await send_text(api, "alice", plus(bob), "being recorded")
+    await asyncio.wait_for(paused.wait(), FAILSAFE_S)
+    deleting = asyncio.ensure_future(api.request("DELETE", f"/api/sessions/{alice['id']}"))
+    try:
+        await wait_for(
+            _waiting(api, "DELETE FROM sessions"), bool, FAILSAFE_S, "the delete to wait"
+        )
+    finally:
+        proceed.set()
+    response = await deleting
+    assert response.status_code == 200, response.text
 
 
 async def test_a_call_that_loses_a_deadlock_is_answered_503_to_try_again(

@@ -206,8 +206,12 @@ class SessionService:
         repo = SessionRepository(db)
         row = await repo.get(session_id)
         if row is not None:
-            await self._records.deleted(db, row)
+            # The row first, its event after: appending an event takes the event
+            # counter's row lock until the commit, and the delete (cascading to the
+            # messages) may wait for a send being recorded, which appends its own events
+            # next: with the event first, each waited for the other (PostgreSQL).
             await repo.delete(row)
+            await self._records.deleted(db, row)
         await commit(db)
         await self._runtime.forget(session_id)
 
