@@ -132,6 +132,7 @@ async def claim_runs(
     if is_postgres(db):
         heads_query = heads_query.with_for_update(skip_locked=True, of=table)
     runs: list[list[Row]] = []
+    run_keys: list[Any] = []  # each run's budget key, for its lease below
     taken: dict[Any, int] = {}
     for head in (await db.execute(heads_query)).scalars():
         key = budget.key(head) if budget is not None else None
@@ -156,11 +157,11 @@ async def claim_runs(
             run.append(row)
         if run and run[0] is head:
             runs.append(run)
+            run_keys.append(key)
             taken[key] = taken.get(key, 0) + len(run)
     # One lease per length of what a key took (one for all, given a plain number).
     leases: dict[float, list[Any]] = {}
-    for run in runs:
-        key = budget.key(run[0]) if budget is not None else None
+    for run, key in zip(runs, run_keys, strict=True):
         seconds = lease_s(taken[key]) if callable(lease_s) else lease_s
         leases.setdefault(seconds, []).extend(row.id for row in run)  # type: ignore[attr-defined]
     core = table_of(table)
