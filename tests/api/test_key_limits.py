@@ -18,13 +18,15 @@ from openwa.db.base import UTCDateTime
 from openwa.db.engine import create_engine
 from openwa.keys.networks import address_allowed, parse_networks
 from openwa.keys.secrets import display_prefix, generate_key
+from openwa.keys.service import KeyService
 from tests.api.checks import assert_error, assert_ok, problem
 from tests.events.sseclient import SseStream
 from tests.events.support import create_ready_session, inbound
 from tests.events.test_streams import ServerFactory, _ends
 from tests.events.test_websocket import _refused
 from tests.events.wsclient import close_code, collect, open_ws
-from tests.fixtures.app import ADMIN_KEY, Api
+from tests.fixtures.app import ADMIN_KEY, Api, wait_for
+from tests.fixtures.locks import postgres_only, waiting
 
 
 def _at(seconds: float) -> str:
@@ -316,6 +318,40 @@ async def test_two_admins_demoted_at_once_leave_one(api: Api) -> None:
         and (item := response.json()["data"])["role"] == "admin"
     ]
     assert len(admins) == 1, admins
+
+
+async def test_a_key_deleted_while_it_is_changed_is_changed_then_deleted(
+    api: Api, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The change read the key, the delete committed, and the change then updated no row:
+    503 "try again", which could only find the key gone (PostgreSQL). The change now
+    holds the key from its read: the delete waits for it, then goes through."""
+    postgres_only(database_url)
+    key = await _create(api, name="changing", role="operator")
+    read, proceed = asyncio.Event(), asyncio.Event()
+    scope = KeyService._scope
+
+    async def pausing(*args: Any) -> Any:
+        read.set()
+        await proceed.wait()
+        return await scope(*args)
+
+    monkeypatch.setattr(KeyService, "_scope", staticmethod(pausing))
+    changing = asyncio.ensure_future(_patch(api, key["id"], name="renamed", sessions=None))
+    await asyncio.wait_for(read.wait(), 30)
+    deleting = asyncio.ensure_future(api.request("DELETE", f"/api/keys/{key['id']}"))
+    locks = waiting(api)
+
+    async def delete_done_or_waiting() -> bool:
+        return deleting.done() or await locks() > 0
+
+    try:
+        await wait_for(delete_done_or_waiting, bool, 30, "the delete to end or wait")
+    finally:
+        proceed.set()
+    assert_ok(await changing)
+    assert_ok(await deleting)
+    assert_error(await _patch(api, key["id"], name="after"), 404)
 
 
 # --- the stored prefix --------------------------------------------------------------

@@ -25,6 +25,7 @@ import openwa.webhooks.worker as worker_module
 from openwa.db.engine import create_engine, lost_a_deadlock
 from openwa.messages.repository import MessageRepository
 from tests.fixtures.app import Api, wait_for
+from tests.fixtures.locks import postgres_only, waiting
 from tests.messages.support import plus, ready_pair, send_text
 from tests.webhooks.conftest import Apps
 from tests.webhooks.receiver import Receiver
@@ -40,36 +41,14 @@ FAILSAFE_S = 30.0
 NEVER = 600.0
 
 
-def _postgres_only(database_url: str) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("SQLite runs one writer at a time: its transactions cannot deadlock")
-
-
-def _waiting(api: Api, statement: str) -> Callable[[], Awaitable[int]]:
-    """How many statements starting so wait for a lock in this test's database."""
-
-    async def fetch() -> int:
-        async with api.services.db() as db:
-            found = await db.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND wait_event_type = 'Lock' AND query LIKE :statement"
-                ),
-                {"statement": statement + "%"},
-            )
-        return int(found or 0)
-
-    return fetch
-
-
 def _waiting_deletes(api: Api) -> Callable[[], Awaitable[int]]:
-    return _waiting(api, "DELETE FROM webhooks")
+    return waiting(api, "DELETE FROM webhooks")
 
 
 async def test_a_webhook_deleted_while_its_deliveries_are_claimed_is_deleted(
     apps: Apps, receiver: Receiver, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _postgres_only(database_url)
+    postgres_only(database_url)
     api = await apps.start(webhook_timeout_s=NEVER)
     session = await ready_session(api)
     hook = await register(api, session["id"], receiver.url, events=["message.received"])
@@ -113,7 +92,7 @@ async def test_a_session_deleted_while_its_sends_are_recorded_is_deleted(
     """The same with the send worker: recording `sent`, it locks the run's messages and
     wrote each twice (its status, then the engine's id), the second write checking the
     message's session, which the delete (cascading to the messages) holds."""
-    _postgres_only(database_url)
+    postgres_only(database_url)
     api = await apps.start(mock_engine_ids="own", mock_ack_delay_ms=600_000)
     alice, bob = await ready_pair(api)
     paused, proceed = asyncio.Event(), asyncio.Event()
@@ -131,9 +110,7 @@ async def test_a_session_deleted_while_its_sends_are_recorded_is_deleted(
     await asyncio.wait_for(paused.wait(), FAILSAFE_S)
     deleting = asyncio.ensure_future(api.request("DELETE", f"/api/sessions/{alice['id']}"))
     try:
-        await wait_for(
-            _waiting(api, "DELETE FROM sessions"), bool, FAILSAFE_S, "the delete to wait"
-        )
+        await wait_for(waiting(api, "DELETE FROM sessions"), bool, FAILSAFE_S, "the delete to wait")
     finally:
         proceed.set()
     response = await deleting
@@ -150,7 +127,7 @@ async def test_a_call_that_loses_a_deadlock_is_answered_503_to_try_again(
     5 s. Should the delete's check run before the cycle is made (the test stalled for a
     second between two statements), it finds none, the test's transaction is the one
     rolled back, and the round is made again."""
-    _postgres_only(database_url)
+    postgres_only(database_url)
     api = await apps.start()
     session = await ready_session(api)
     engine = create_engine(database_url)

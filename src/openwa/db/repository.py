@@ -8,7 +8,7 @@ once, for every list endpoint.
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +18,9 @@ from openwa.kit.pagination import PageParams
 
 RowT = TypeVar("RowT", bound=Base)
 ItemT = TypeVar("ItemT")
+
+# Why a unit of work holds a row it has read (`Repository.get_held`).
+Held = Literal["to change", "to refer to"]
 
 
 class Repository(Generic[RowT]):
@@ -31,6 +34,20 @@ class Repository(Generic[RowT]):
     async def get(self, *key: Any) -> RowT | None:
         """A row by its primary key (the columns in order, for a composite key)."""
         return await self.db.get(self.model, key if len(key) > 1 else key[0])
+
+    async def get_held(self, *key: Any, held: Held) -> RowT | None:
+        """A row by its primary key, held against deletes until the unit of work ends,
+        for one that writes after it reads (PostgreSQL; SQLite runs one writer at a
+        time): a delete committed in between would leave a change nothing to update
+        ("to change": FOR NO KEY UPDATE), or break the foreign key of a row added that
+        refers to this one ("to refer to": FOR KEY SHARE). Neither holds back other units of work that
+        add rows referring to it, so neither waits for the event counter's holders."""
+        return await self.db.get(
+            self.model,
+            key if len(key) > 1 else key[0],
+            with_for_update={"read": held == "to refer to", "key_share": True},
+            populate_existing=True,
+        )
 
     def add(self, row: RowT) -> None:
         self.db.add(row)

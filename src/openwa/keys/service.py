@@ -219,15 +219,10 @@ class KeyService:
         """A partial change. Once it commits, the key's open streams end and its cached
         lookup is evicted, so nothing keeps the old role, scope or limits."""
         repo = ApiKeyRepository(db)
-        row = await repo.get(key_id)
-        if row is None:
-            raise KeyNotFound(details={"id": key_id})
+        row, others = await self._held(repo, key_id)
         changed = data.model_fields_set
         if not changed:
             return _to_schema(row)
-        # Locked before anything changes (a flush would lock this row first, and two
-        # requests would then wait on each other's admin rows).
-        others = await self._other_lasting_admins(repo, row)
         before = _principal(_cached_form(row))
         if data.name is not None:
             row.name = data.name
@@ -253,15 +248,25 @@ class KeyService:
         return _to_schema(row)
 
     @staticmethod
-    async def _other_lasting_admins(repo: ApiKeyRepository, row: ApiKeyRow) -> list[str] | None:
-        """The ids of the lasting admin keys besides `row`, locked; None when `row` is
-        not one itself (then no change of it can take the last one away)."""
+    async def _held(repo: ApiKeyRepository, key_id: str) -> tuple[ApiKeyRow, list[str] | None]:
+        """The key, held to be changed or deleted, and the ids of the lasting admin keys
+        besides it, locked; None when it is not one itself (then no change of it can
+        take the last one away).
+
+        The admin keys are locked first, in the order of their ids, then the key: every
+        change of a key takes its locks in this one order, so two never wait on each
+        other, and one deleted or changed by another call meanwhile is read as it is now
+        (PostgreSQL; SQLite runs one writer at a time)."""
+        admins = await repo.lock_admins()
+        row = await repo.get_held(key_id, held="to change")
+        if row is None:
+            raise KeyNotFound(details={"id": key_id})
         if not _lasting_admin(row.role, row.sessions, row.expires_at):
-            return None
-        return [
-            key_id
-            for key_id, sessions, expires_at in await repo.lock_admins()
-            if key_id != row.id and _lasting_admin(Role.ADMIN.value, sessions, expires_at)
+            return row, None
+        return row, [
+            other
+            for other, sessions, expires_at in admins
+            if other != row.id and _lasting_admin(Role.ADMIN.value, sessions, expires_at)
         ]
 
     async def page(self, db: AsyncSession, params: PageParams) -> tuple[list[ApiKey], int]:
@@ -270,10 +275,8 @@ class KeyService:
 
     async def delete(self, db: AsyncSession, key_id: str) -> None:
         repo = ApiKeyRepository(db)
-        row = await repo.get(key_id)
-        if row is None:
-            raise KeyNotFound(details={"id": key_id})
-        if await self._other_lasting_admins(repo, row) == []:
+        row, others = await self._held(repo, key_id)
+        if others == []:
             raise ValidationFailed(
                 _LAST_ADMIN, details=[{"field": "path.key_id", "message": _LAST_ADMIN}]
             )

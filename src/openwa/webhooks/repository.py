@@ -7,16 +7,22 @@ from collections.abc import Sequence
 from sqlalchemy import or_, select
 
 from openwa.db.models import DeliveryAttemptRow, DeliveryRow, WebhookRow
-from openwa.db.repository import Repository
+from openwa.db.repository import Held, Repository
 from openwa.kit.pagination import PageParams
 
 
 class WebhookRepository(Repository[WebhookRow]):
     model = WebhookRow
 
-    async def owned(self, session_id: str | None, webhook_id: str) -> WebhookRow | None:
-        """The webhook if it belongs to `session_id` (None: an instance-wide one)."""
-        row = await self.get(webhook_id)
+    async def owned(
+        self, session_id: str | None, webhook_id: str, *, held: Held | None = None
+    ) -> WebhookRow | None:
+        """The webhook if it belongs to `session_id` (None: an instance-wide one); `held`:
+        for a call that writes after reading it (`Repository.get_held`)."""
+        if held is None:
+            row = await self.get(webhook_id)
+        else:
+            row = await self.get_held(webhook_id, held=held)
         if row is None or row.session_id != session_id:
             return None
         return row

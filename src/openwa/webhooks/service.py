@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openwa.db.base import table_of
 from openwa.db.engine import on_commit
 from openwa.db.models import DeliveryAttemptRow, DeliveryRow, WebhookRow
+from openwa.db.repository import Held
 from openwa.errors import NotFound, WebhookNotFound
 from openwa.events.log import EventLog
 from openwa.events.types import WEBHOOK_TEST, Event, wanted
@@ -198,7 +199,7 @@ class WebhookService:
     ) -> Webhook:
         if body.url is not None:
             await check_url(body.url, self._allow_private)
-        row = await self._row(db, session_id, webhook_id)
+        row = await self._row(db, session_id, webhook_id, "to change")
         for name, value in body.model_dump(exclude_unset=True).items():
             if value is not None:
                 setattr(row, name, value)
@@ -212,7 +213,7 @@ class WebhookService:
     async def rotate(
         self, db: AsyncSession, session_id: str | None, webhook_id: str, grace_seconds: int
     ) -> RotatedSecret:
-        row = await self._row(db, session_id, webhook_id)
+        row = await self._row(db, session_id, webhook_id, "to change")
         until = utcnow() + timedelta(seconds=grace_seconds)
         row.previous_secret, row.previous_secret_until = row.secret, until
         row.secret, row.updated_at = generate_secret(), utcnow()
@@ -256,7 +257,7 @@ class WebhookService:
 
     async def test(self, db: AsyncSession, session_id: str | None, webhook_id: str) -> TestDelivery:
         """Log a `webhook.test` event and deliver it to this webhook only."""
-        hook = await self._row(db, session_id, webhook_id)
+        hook = await self._row(db, session_id, webhook_id, "to refer to")
         event = Event(event=WEBHOOK_TEST, session_id=session_id or "", engine="", data={})
         [row] = await self._events.append(db, [event])
         delivery = new_delivery(hook.id, row)
@@ -277,8 +278,14 @@ class WebhookService:
             await repo.delete(row)
         await self.create(db, None, body, source="env")
 
-    async def _row(self, db: AsyncSession, session_id: str | None, webhook_id: str) -> WebhookRow:
-        row = await WebhookRepository(db).owned(session_id, webhook_id)
+    async def _row(
+        self,
+        db: AsyncSession,
+        session_id: str | None,
+        webhook_id: str,
+        held: Held | None = None,
+    ) -> WebhookRow:
+        row = await WebhookRepository(db).owned(session_id, webhook_id, held=held)
         if row is None:
             raise WebhookNotFound(details={"webhookId": webhook_id})
         return row
