@@ -35,9 +35,10 @@ from openwa.kit.addresses import guarded_connector
 from openwa.kit.background import BackgroundTask
 from openwa.kit.backoff import backoff_s
 from openwa.kit.clock import utcnow
-from openwa.kit.redact import redact_text, redact_url
+from openwa.kit.redact import redact_text
 from openwa.kit.signal import Signal
 from openwa.queue.claims import Budget, QueueSpec, claim_runs, release, release_all
+from openwa.webhooks import posting
 from openwa.webhooks.signing import signature_header
 
 log = structlog.get_logger(__name__)
@@ -474,13 +475,8 @@ class DeliveryWorker:
         location: str | None = None
         assert self._http is not None
         try:
-            async with self._http.post(
-                hook.url, data=body, headers=headers, allow_redirects=False
-            ) as response:
-                status = response.status
-                if 300 <= status < 400:
-                    location = redact_url(response.headers.get("Location", ""))[:2048] or None
-                await response.read()
+            answered = await posting.post(self._http, hook.url, body, headers, self._timeout_s)
+            status, location = answered.status, answered.location
         except TimeoutError:
             error = f"no answer within {self._timeout_s:g}s"
         except (aiohttp.ClientError, OSError) as exc:

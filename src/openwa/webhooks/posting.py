@@ -1,0 +1,74 @@
+"""One webhook POST on the pooled connections, and what to do when one was dead.
+
+Receivers close idle connections after a few seconds (Node and uvicorn after 5,
+gunicorn after 2). A POST that takes such a connection from the pool just as it closes
+gets no answer, and the receiver never read it; aiohttp sends a request again on a new
+connection only for idempotent methods, never a POST. Left so, that delivery logged a
+failed attempt and waited for its retry (`tests/webhooks/test_keepalive.py`). It is sent
+once more at once, within what is left of the same timeout: at worst the receiver gets
+it twice, which its `webhook-id` lets it tell (deliveries are at least once anyway).
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+from dataclasses import dataclass
+
+import aiohttp
+
+from openwa.kit.redact import redact_url
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    status: int
+    location: str | None  # a 3xx answer's `Location` (credentials masked)
+
+
+def _closed_under_it(exc: BaseException) -> bool:
+    """Whether a request failed as one does on a connection closed as it went out."""
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return True
+    return (
+        isinstance(exc, aiohttp.ClientOSError)
+        and not isinstance(exc, aiohttp.ClientConnectorError)  # never connected at all
+        and exc.errno in (errno.ECONNRESET, errno.EPIPE)
+    )
+
+
+async def post(
+    http: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout_s: float,
+) -> Answered:
+    """The receiver's answer, never following a redirect; raises what aiohttp raises
+    (`TimeoutError` past `timeout_s`, counted over both sends)."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        return await _send(http, url, body, headers, None)
+    except (aiohttp.ClientError, OSError) as exc:
+        left = deadline - time.monotonic()
+        if not _closed_under_it(exc) or left <= 0:
+            raise
+    return await _send(http, url, body, headers, aiohttp.ClientTimeout(total=left))
+
+
+async def _send(
+    http: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout: aiohttp.ClientTimeout | None,
+) -> Answered:
+    # `timeout` None: the session's own (WEBHOOK_TIMEOUT_S), no object made per request.
+    async with http.post(
+        url, data=body, headers=headers, allow_redirects=False, timeout=timeout or http.timeout
+    ) as r:
+        location = None
+        if 300 <= r.status < 400:
+            location = redact_url(r.headers.get("Location", ""))[:2048] or None
+        await r.read()
+        return Answered(r.status, location)
