@@ -42,24 +42,33 @@ def serve(
 
     overrides = present({"host": host, "port": port})
     settings = Settings(**overrides)
-    config = uvicorn.Config(
-        _OneLineRefusal(create_app(settings)),
-        host=settings.host,
-        port=settings.port,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-        timeout_graceful_shutdown=settings.shutdown_timeout_s,
-        log_level=settings.log_level,
-        access_log=False,
-        ws_ping_interval=20.0,
-        ws_ping_timeout=20.0,
-    )
+    config = server_config(settings, _OneLineRefusal(create_app(settings)))
     # uvicorn configured its loggers just now (their WebSocket lines carry the query).
     install_redaction()
     server = _Server(config)
     server.run()
     if not server.started:
         raise typer.Exit(3)
+
+
+def server_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
+    """uvicorn's configuration. Idle connections are kept `HTTP_KEEPALIVE_S` (uvicorn's
+    own default is 5 s): a proxy or client that keeps its connections longer (nginx's
+    upstream pools, load balancers at 60 s) sends its next request on one the server is
+    closing just then, and gets a 502 or "Server disconnected" for a request never read."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        timeout_keep_alive=settings.http_keepalive_s,
+        log_level=settings.log_level,
+        access_log=False,
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+    )
 
 
 class _OneLineRefusal:

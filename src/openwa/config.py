@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     public_url: str | None = None
     forwarded_allow_ips: str = "127.0.0.1"
     cors_origins: str = ""
+    http_keepalive_s: int = Field(default=75, ge=1, le=3600)
 
     # Local state: the SQLite file, local media and engines' own files.
     data_dir: Path = Path("./data")
