@@ -345,6 +345,8 @@ def build_services(settings: Settings) -> Services:
     )
     runtime.set_message_handler(reports.on_engine_events)
     runtime.add_start_listener(reports.session_starting)
+    directory.add_drop_listener(runtime.session_dropped)
+    directory.add_drop_listener(reports.session_dropped)
     sender = SendWorker(
         db,
         runtime,

@@ -166,6 +166,10 @@ class ReportApplier:
         on another instance) is read again."""
         self._pending_edits.forget(session_id)
 
+    def session_dropped(self, session_id: str) -> None:
+        """The session is deleted: nothing of it is kept in memory."""
+        self._pending_edits.forget(session_id)
+
     async def close(self) -> None:
         """Commit the runs still queued, then stop the group writer."""
         await self._reports.close()

@@ -51,6 +51,12 @@ class SessionDirectory:
         # Told the id of each session row this instance commits (to tell the others).
         self.on_change: Callable[[str], object] | None = None
         self._newest: datetime | None = None  # the latest `updated_at` held
+        # Told the id of each session dropped, deleted here or by another instance:
+        # what is kept in memory per session elsewhere goes with it.
+        self._drop_listeners: list[Callable[[str], None]] = []
+
+    def add_drop_listener(self, listener: Callable[[str], None]) -> None:
+        self._drop_listeners.append(listener)
 
     async def load(self, db: async_sessionmaker[AsyncSession]) -> None:
         """Read every session once, at start; afterwards commits keep the copy fresh."""
@@ -151,6 +157,8 @@ class SessionDirectory:
         if old is not None:
             self._by_name.pop(old.name, None)
         self._views.pop(session_id, None)
+        for listener in self._drop_listeners:
+            listener(session_id)
 
     def watch(self, db: async_sessionmaker[AsyncSession]) -> None:
         """Follow commits of session rows made through `db`'s units of work."""

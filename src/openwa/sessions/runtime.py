@@ -150,6 +150,14 @@ class SessionRuntime:
     def add_start_listener(self, listener: Callable[[str], None]) -> None:
         self._start_listeners.append(listener)
 
+    def session_dropped(self, session_id: str) -> None:
+        """A deleted session's lock goes with it, on every instance (`forget` runs only
+        on the one that deleted it), unless a call holds it now: one lock per session
+        ever seen would otherwise stay for the process's life."""
+        lock = self._locks.get(session_id)
+        if lock is not None and not lock.locked():
+            del self._locks[session_id]
+
     def set_message_handler(self, handler: MessageHandler) -> None:
         """Where message reports (acks, inbound) go; wired by the composition root."""
         self._message_handler = handler
