@@ -33,13 +33,14 @@ from datetime import datetime
 from typing import Protocol
 
 import structlog
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.cluster import leases
 from openwa.cluster.leases import Lease, LeaseLost
 from openwa.db.instance_lock import AdvisoryLock, live_member_keys, member_key
 from openwa.db.models import InstanceRow
-from openwa.errors import OwnedElsewhere, SessionLimitReached
+from openwa.errors import OwnedElsewhere, SessionLimitReached, SessionNotFound
 from openwa.kit.background import BackgroundTask
 from openwa.kit.clock import utcnow
 
@@ -193,15 +194,22 @@ class Ownership:
         if self.holds(session_id):
             return self._held[session_id].epoch
         started = self._monotonic()
-        async with self._db() as db, db.begin():
-            epoch = await leases.take(
-                db,
-                session_id,
-                self.instance_id,
-                now=utcnow(),
-                lease_s=self._lease_s,
-                dead=self._dead_for_taking() if self.clustered else None,
-            )
+        try:
+            async with self._db() as db, db.begin():
+                epoch = await leases.take(
+                    db,
+                    session_id,
+                    self.instance_id,
+                    now=utcnow(),
+                    lease_s=self._lease_s,
+                    dead=self._dead_for_taking() if self.clustered else None,
+                )
+        except IntegrityError:
+            # The lease refers to its session (a clash of leases is an update): the
+            # session was deleted since the caller looked it up, here while a start
+            # waited for its lock, or on another instance (this one's copy of the
+            # sessions lags by up to a poll).
+            raise SessionNotFound(details={"session": session_id}) from None
         if epoch is None:
             await self.scan()  # learn who has it, for the caller to forward
             owner = self.owner_of(session_id)

@@ -44,6 +44,7 @@ from openwa.errors import (
     MessageNotFound,
     MessageNotPending,
     NotFound,
+    SessionNotFound,
     SessionNotReady,
 )
 from openwa.events.log import EventLog
@@ -349,17 +350,29 @@ class MessageService:
         try:
             result = await self._accepts.run(write)
         except IntegrityError:
-            # The same key raced in from a parallel request: answer as it was answered.
-            if idem_id is None:
-                raise
+            # Nothing of this send was written (its group ran it again alone): the bytes
+            # it stored would belong to no message.
+            if stored_media is not None:
+                await self._discard_media(stored_media.key)
             async with self._read() as db:
-                stored = await db.get(IdempotencyRow, idem_id)
-            if stored is None:
-                raise
-            return self._replay(stored, request_hash)
+                # The same key raced in from a parallel request: answer as it was answered.
+                stored = await db.get(IdempotencyRow, idem_id) if idem_id is not None else None
+                gone = stored is None and await db.get(SessionRow, session.id) is None
+            if stored is not None:
+                return self._replay(stored, request_hash)
+            if gone:
+                # Deleted since it was looked up: the message's foreign key refused it.
+                raise SessionNotFound(details={"session": session.id}) from None
+            raise
         if isinstance(result, IdempotencyRow):
             return self._replay(result, request_hash)
         return result
+
+    async def _discard_media(self, key: str) -> None:
+        try:
+            await self._storage.delete(key)
+        except Exception:  # left for nobody; a failure here must not hide the answer
+            log.warning("unsent_media_left", key=key, exc_info=True)
 
     @staticmethod
     def _replay(stored: IdempotencyRow, request_hash: str) -> Message:

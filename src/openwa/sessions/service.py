@@ -171,11 +171,14 @@ class SessionService:
             await self._webhooks.prepare(session_id, body, "config") for body in hook_bodies or []
         ]
         async with self._runtime.lock(session_id):
-            if hook_bodies is not None:
-                await self._webhooks.replace_config_webhooks(db, session_id, hooks)
-            row = await SessionRepository(db).get(session_id)
+            # The row first, and held: a delete committed since the route looked it up
+            # is a 404 here rather than a broken foreign key for the webhooks below, and
+            # one on another instance waits for this change.
+            row = await SessionRepository(db).get_held(session_id, held="to change")
             if row is None:
                 raise SessionNotFound(details={"session": session_id})
+            if hook_bodies is not None:
+                await self._webhooks.replace_config_webhooks(db, session_id, hooks)
             merged = dict(row.config or {})
             for key, value in changes.items():
                 if value is None:

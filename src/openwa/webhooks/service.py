@@ -13,7 +13,7 @@ from openwa.db.base import table_of
 from openwa.db.engine import on_commit
 from openwa.db.models import DeliveryAttemptRow, DeliveryRow, WebhookRow
 from openwa.db.repository import Held
-from openwa.errors import NotFound, WebhookNotFound
+from openwa.errors import NotFound, SessionNotFound, WebhookNotFound
 from openwa.events.log import EventLog
 from openwa.events.types import WEBHOOK_TEST, Event, wanted
 from openwa.kit.addresses import check_url
@@ -21,6 +21,7 @@ from openwa.kit.clock import utcnow
 from openwa.kit.ids import new_id
 from openwa.kit.pagination import PageParams
 from openwa.kit.signal import Signal
+from openwa.sessions.repository import SessionRepository
 from openwa.webhooks.repository import WebhookRepository
 from openwa.webhooks.schemas import (
     Delivery,
@@ -174,6 +175,13 @@ class WebhookService:
         self, db: AsyncSession, session_id: str | None, body: WebhookCreate, source: str = "api"
     ) -> WebhookWithSecret:
         row = await self.prepare(session_id, body, source)
+        if (
+            session_id is not None
+            and await SessionRepository(db).get_held(session_id, held="to refer to") is None
+        ):
+            # Deleted since the route looked it up: a 404, not a foreign key that breaks
+            # at the commit (503 "try again", which could only find it gone).
+            raise SessionNotFound(details={"session": session_id})
         WebhookRepository(db).add(row)
         return with_secret(row)
 
