@@ -23,7 +23,7 @@ from openwa.api.audit import AuditMiddleware
 from openwa.api.docs import install_docs
 from openwa.api.errors import install_error_handlers
 from openwa.api.forwarding import Forwarder, ForwardingMiddleware
-from openwa.api.metrics import HttpMetrics
+from openwa.api.metrics import Metrics
 from openwa.api.middleware import RequestContextMiddleware
 from openwa.api.routers import (
     audit,
@@ -239,7 +239,9 @@ def build_services(settings: Settings) -> Services:
     cache = _build_cache(settings)
     storage = _build_storage(settings)
     bus = InMemoryEventBus()
+    metrics = Metrics()
     events = EventLog()
+    events.add_commit_listener(metrics.events_logged)
     pump = EventPump(db_read, events, bus)
     streams = StreamRegistry(
         settings.streams_per_key,
@@ -328,6 +330,7 @@ def build_services(settings: Settings) -> Services:
         allow_private=settings.webhook_allow_private,
         read=db_read,
         concurrency=settings.webhook_concurrency,
+        on_results=metrics.webhook_results,
     )
     media_links = MediaLinks(storage, settings.resolved_public_url, presign=settings.s3_presign)
     messages = MessageService(
@@ -417,7 +420,7 @@ def build_services(settings: Settings) -> Services:
             message_retention_days=settings.message_retention_days,
             media_retention_days=settings.media_retention_days,
         ),
-        metrics=HttpMetrics(),
+        metrics=metrics,
         cipher=cipher,
     )
 

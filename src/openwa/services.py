@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from openwa.api.metrics import HttpMetrics
+from openwa.api.metrics import Metrics
 from openwa.audit.service import AuditService
 from openwa.cache.base import Cache
 from openwa.chats.service import ChatService
@@ -73,6 +73,6 @@ class Services:
     groups: GroupService
     chats: ChatService
     contacts: ContactService
-    metrics: HttpMetrics
+    metrics: Metrics
     # ENCRYPTION_KEY's cipher; None keeps stored secrets in clear.
     cipher: Cipher | None = None

@@ -59,7 +59,7 @@ async def _writer(api: Api, session_id: str, writer: int, committed: set[str]) -
             pass
         else:
             committed.update(e.id for e in events)
-            log.committed()
+            log.appended.notify()
         await asyncio.sleep(rng.uniform(0, 0.01))
 
 

@@ -43,7 +43,7 @@ async def _append(api: Api, *events: Event) -> None:
     log: EventLog = api.services.events
     async with api.services.db() as db, db.begin():
         await log.append(db, list(events))
-    log.committed()
+    log.appended.notify()
 
 
 async def _last_cursor(api: Api) -> int:

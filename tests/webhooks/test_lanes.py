@@ -352,7 +352,7 @@ async def test_an_event_appended_while_the_dispatcher_claims_wakes_it(
             )
             async with api.services.db() as db, db.begin():
                 await api.services.events.append(db, [event])
-            api.services.events.committed()
+            api.services.events.appended.notify()
             sent.append("while-claiming")
         return lanes
 

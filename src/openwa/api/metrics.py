@@ -1,13 +1,34 @@
-"""Prometheus metrics, in a registry per app so that several apps can live in one process."""
+"""Prometheus metrics, in a registry per app so that several apps can live in one process.
+
+Besides the HTTP requests: what the gateway moved (events logged, webhook attempts by
+result, deliveries given up) counted by this instance as each commits, and what waits
+to go out (deliveries, sends, engine reports), read at each scrape. A webhook receiver
+that has been failing for an hour shows as a growing backlog and an old oldest
+delivery, not only in its delivery log.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _Children = tuple[Counter, Histogram]
 
 
-class HttpMetrics:
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What waits to go out, at the moment of a scrape."""
+
+    deliveries_pending: int  # webhook deliveries not yet made, every instance's
+    oldest_delivery_s: float  # age of the oldest of them (0 when none)
+    sends_due: int  # accepted sends due and not yet handed to their engine
+    sends_scheduled: int  # accepted sends due later (`sendAt`)
+    reports_queued: int  # engine reports waiting to be written, on this instance
+
+
+class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
@@ -33,9 +54,50 @@ class HttpMetrics:
             "Sessions with a live engine client on this instance",
             registry=self.registry,
         )
+        self.events = Counter(
+            "openwa_events_total",
+            "Events this instance logged (committed), by event name",
+            ["event"],
+            registry=self.registry,
+        )
+        self.webhook_attempts = Counter(
+            "openwa_webhook_attempts_total",
+            "Webhook delivery attempts this instance recorded, by result",
+            ["result"],
+            registry=self.registry,
+        )
+        self.webhooks_given_up = Counter(
+            "openwa_webhook_deliveries_failed_total",
+            "Webhook deliveries that ran out of attempts (failed; replayable) on this instance",
+            registry=self.registry,
+        )
+        self.deliveries_pending = Gauge(
+            "openwa_webhook_deliveries_pending",
+            "Webhook deliveries not yet made (every instance's)",
+            registry=self.registry,
+        )
+        self.oldest_delivery = Gauge(
+            "openwa_webhook_delivery_oldest_pending_seconds",
+            "Age of the oldest webhook delivery not yet made (0 when none)",
+            registry=self.registry,
+        )
+        self.sends_queued = Gauge(
+            "openwa_sends_queued",
+            "Accepted sends not yet handed to their engine: due now, or scheduled later",
+            ["state"],
+            registry=self.registry,
+        )
+        self.reports_queued = Gauge(
+            "openwa_engine_reports_queued",
+            "Engine reports (messages, acks, changes) waiting to be written, on this instance",
+            registry=self.registry,
+        )
         # Labelled children by (method, route, status): looking them up through
         # `labels()` on every request was a tenth of a cheap request's cost.
         self._children: dict[tuple[str, str, int], _Children] = {}
+        self._event_children: dict[str, Counter] = {}
+        self._succeeded = self.webhook_attempts.labels("succeeded")
+        self._failed = self.webhook_attempts.labels("failed")
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, status)
@@ -49,9 +111,29 @@ class HttpMetrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    def render(self, sessions_by_status: dict[str, int], running: int) -> bytes:
+    def events_logged(self, names: Sequence[str]) -> None:
+        for name in names:
+            child = self._event_children.get(name)
+            if child is None:
+                child = self._event_children[name] = self.events.labels(name)
+            child.inc()
+
+    def webhook_results(self, succeeded: int, failed: int, given_up: int) -> None:
+        if succeeded:
+            self._succeeded.inc(succeeded)
+        if failed:
+            self._failed.inc(failed)
+        if given_up:
+            self.webhooks_given_up.inc(given_up)
+
+    def render(self, sessions_by_status: dict[str, int], running: int, backlog: Backlog) -> bytes:
         self.sessions.clear()
         for status, count in sessions_by_status.items():
             self.sessions.labels(status).set(count)
         self.running.set(running)
+        self.deliveries_pending.set(backlog.deliveries_pending)
+        self.oldest_delivery.set(backlog.oldest_delivery_s)
+        self.sends_queued.labels("due").set(backlog.sends_due)
+        self.sends_queued.labels("scheduled").set(backlog.sends_scheduled)
+        self.reports_queued.set(backlog.reports_queued)
         return generate_latest(self.registry)

@@ -19,7 +19,7 @@ from openwa.api.context import choose_request_id, request_id_var
 from openwa.api.docs import DOCS_CSP
 from openwa.api.envelope import error_response
 from openwa.api.errors import unexpected_response
-from openwa.api.metrics import HttpMetrics
+from openwa.api.metrics import Metrics
 from openwa.dashboard import DASHBOARD_CSP
 from openwa.db.commits import begin_request, end_request
 
@@ -91,7 +91,7 @@ class RequestContextMiddleware:
         *,
         max_body_bytes: int,
         max_media_bytes: int,
-        metrics: HttpMetrics,
+        metrics: Metrics,
         state: Any,
     ) -> None:
         self.app = app

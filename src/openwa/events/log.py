@@ -55,21 +55,41 @@ def from_row(row: EventRow) -> Event:
     )
 
 
+class _Committed:
+    """The events one transaction appended, told once it commits (never on a rollback)."""
+
+    def __init__(self, log: EventLog) -> None:
+        self.log = log
+        self.names: list[str] = []
+
+    def __call__(self) -> None:
+        self.log.appended.notify()
+        for listener in self.log._commit_listeners:
+            listener(self.names)
+
+
 class EventLog:
     def __init__(self) -> None:
         self.appended = Signal()
         self._fan_outs: list[FanOut] = []
+        self._commit_listeners: list[Callable[[Sequence[str]], None]] = []
 
     def add_fan_out(self, fan_out: FanOut) -> None:
         """Called in the appending transaction (webhook deliveries are made there)."""
         self._fan_outs.append(fan_out)
+
+    def add_commit_listener(self, listener: Callable[[Sequence[str]], None]) -> None:
+        """Told the names of the events each transaction logged, once it commits."""
+        self._commit_listeners.append(listener)
 
     async def append(self, db: AsyncSession, events: Sequence[Event]) -> list[Event]:
         """Write `events` in the caller's transaction; readers are woken once it commits.
         The events are returned as stored, with their cursors."""
         if not events:
             return []
-        on_commit(db, self.committed)
+        committed = on_commit(db, _Committed(self), key=self)
+        assert isinstance(committed, _Committed)
+        committed.names.extend(event.event for event in events)
         result = await db.execute(
             update(CounterRow)
             .where(CounterRow.name == "events")
@@ -84,9 +104,6 @@ class EventLog:
         for fan_out in self._fan_outs:
             await fan_out(db, stored)
         return stored
-
-    def committed(self) -> None:
-        self.appended.notify()
 
     async def after(
         self,

@@ -168,6 +168,12 @@ class SessionRuntime:
     def running_count(self) -> int:
         return len(self._running)
 
+    @property
+    def reports_queued(self) -> int:
+        """Engine reports waiting to be written, over the sessions running here (the
+        queues have no bound yet: docs/BENCHMARKS.md, Memory; this shows them)."""
+        return sum(running.events.qsize() for running in self._running.values())
+
     def is_running(self, session_id: str) -> bool:
         return session_id in self._running
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa import __version__
 from openwa.db.base import table_of
+from openwa.db.engine import on_commit
 from openwa.db.group_commit import GroupCommit
 from openwa.db.models import DeliveryAttemptRow, DeliveryRow, EventRow, WebhookRow
 from openwa.events.log import EventLog, from_row
@@ -141,7 +142,9 @@ class DeliveryWorker:
         read: async_sessionmaker[AsyncSession],
         allow_private: bool,
         concurrency: int = 16,
+        on_results: Callable[[int, int, int], None] | None = None,
     ) -> None:
+        """`on_results(succeeded, failed, given_up)`: attempts recorded, once committed."""
         self._db = db
         self._read = read
         # Results of every lane, written together: one commit for many lanes' batches.
@@ -155,6 +158,7 @@ class DeliveryWorker:
         self._max_attempts = max_attempts
         self._allow_private = allow_private
         self._concurrency = concurrency
+        self._on_results = on_results
         self._slow_cap = SLOW_PER_SLOT * concurrency
         self._http: aiohttp.ClientSession | None = None
         self._loop = BackgroundTask("delivery-worker", self._run)
@@ -547,18 +551,22 @@ class DeliveryWorker:
                     for d, status, duration_ms in succeeded
                 ],
             )
+        failed = given_up = 0
         if failure is not None:
             # Locked: another instance's claim cannot take it between this read and
             # the write (a claim skips locked rows).
             row = await db.get(DeliveryRow, failure.delivery.id, with_for_update=True)
-            if row is None or row.locked_by != self._worker_id:
-                return
-            self._attempt(db, row, now, failure)
-            if failure.final or row.attempts >= self._max_attempts:
-                row.status = "failed"
-            else:
-                delay = backoff_s(row.attempts - 1, self._backoff_base_s, self._backoff_max_s)
-                row.next_attempt_at = now + timedelta(seconds=delay)
+            if row is not None and row.locked_by == self._worker_id:
+                failed = 1
+                self._attempt(db, row, now, failure)
+                if failure.final or row.attempts >= self._max_attempts:
+                    row.status, given_up = "failed", 1
+                else:
+                    delay = backoff_s(row.attempts - 1, self._backoff_base_s, self._backoff_max_s)
+                    row.next_attempt_at = now + timedelta(seconds=delay)
+        if self._on_results is not None and (succeeded or failed):
+            # Successes a lease lost to another instance are counted here all the same.
+            on_commit(db, partial(self._on_results, len(succeeded), failed, given_up))
 
     @staticmethod
     def _attempt(db: AsyncSession, row: DeliveryRow, now: datetime, failure: _Failure) -> None:

@@ -11,6 +11,7 @@ from openwa.api.deps import ServicesDep, raw_api_key
 from openwa.api.envelope import Envelope, JSONResponse, meta, ok
 from openwa.api.responses import errors
 from openwa.api.routing import api_router
+from openwa.backlog import current_backlog
 from openwa.errors import Unauthorized
 from openwa.health import Liveness, readiness
 
@@ -42,9 +43,11 @@ async def ready(services: ServicesDep, request: Request) -> JSONResponse:
 
 @router.get("/metrics", response_class=Response, responses=errors(Unauthorized))
 async def metrics(services: ServicesDep, request: Request) -> Response:
-    """Prometheus text: requests by route and status, latency, sessions by status."""
+    """Prometheus text: requests by route and status, latency, sessions by status, what
+    the gateway moved and what waits to go out (docs/deployment.md, Metrics)."""
     if services.settings.metrics_require_key:
         await authenticate(request, raw_api_key(request))
     counts = await services.sessions.counts_by_status()
-    body = services.metrics.render(counts, services.runtime.running_count)
+    backlog = await current_backlog(services)
+    body = services.metrics.render(counts, services.runtime.running_count, backlog)
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")

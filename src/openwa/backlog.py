@@ -1,0 +1,45 @@
+"""What waits to go out, read for `/metrics` at each scrape (on the reader: a scrape
+never queues for SQLite's write lock)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openwa.api.metrics import Backlog
+from openwa.db.models import DeliveryRow, OutboxJobRow, WebhookRow
+from openwa.kit.clock import utcnow
+from openwa.services import Services
+
+
+async def current_backlog(services: Services) -> Backlog:
+    async with services.db_read() as db:
+        return await read_backlog(db, utcnow(), services.runtime.reports_queued)
+
+
+async def read_backlog(db: AsyncSession, now: datetime, reports_queued: int) -> Backlog:
+    """Deliveries of active webhooks not yet made (a paused webhook's wait on purpose),
+    and accepted sends not yet handed over; `reports_queued` is this instance's own."""
+    active = select(WebhookRow.id).where(WebhookRow.active.is_(True))
+    deliveries = await db.execute(
+        select(func.count(), func.min(DeliveryRow.created_at)).where(
+            DeliveryRow.status == "pending", DeliveryRow.webhook_id.in_(active)
+        )
+    )
+    pending, oldest = deliveries.one()
+    sends = await db.execute(
+        select(
+            func.count().filter(OutboxJobRow.due_at <= now),
+            func.count().filter(OutboxJobRow.due_at > now),
+        ).where(OutboxJobRow.done.is_(False))
+    )
+    due, scheduled = sends.one()
+    return Backlog(
+        deliveries_pending=int(pending),
+        oldest_delivery_s=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
+        sends_due=int(due),
+        sends_scheduled=int(scheduled),
+        reports_queued=reports_queued,
+    )
