@@ -573,12 +573,18 @@ async def main() -> None:
     parser.add_argument(
         "--rows", default="", help="comma-separated row numbers from 1 (default: every row)"
     )
+    parser.add_argument(
+        "--keep", type=Path, help="keep the servers' logs and data here (default: removed)"
+    )
     args = parser.parse_args()
     rows = [ROWS[int(n) - 1] for n in args.rows.split(",") if n] or ROWS
     counts, runs = (QUICK, 1) if args.quick else (Counts(), args.runs)
     tables = []
     with tempfile.TemporaryDirectory(prefix="openwa-core-bench-") as directory:
         logs = Path(directory)
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            logs = args.keep
         receiver_port = free_port()
         receiver = f"http://127.0.0.1:{receiver_port}"
         process = spawn([str(HERE / "receiver.py"), "--port", str(receiver_port)], {}, 1)

@@ -89,6 +89,7 @@ from openwa.media.convert import MediaConverter
 from openwa.media.ingest import MediaIngest
 from openwa.media.links import MediaLinks
 from openwa.messages.engine_ids import EngineIds
+from openwa.messages.pacing import Pacing, SendInterval
 from openwa.messages.reports import ReportApplier
 from openwa.messages.sender import SendWorker
 from openwa.messages.service import MessageService
@@ -364,6 +365,9 @@ def build_services(settings: Settings) -> Services:
         backoff_base_s=settings.send_backoff_base_s,
         ids=engine_ids,
         apply_reports=reports.on_engine_events,
+        pacing=Pacing(
+            SendInterval(min_ms=settings.send_interval_min_ms, max_ms=settings.send_interval_max_ms)
+        ),
     )
     return Services(
         settings=settings,

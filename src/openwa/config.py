@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     # Sends: engine failures are retried with backoff this many times, then the message fails.
     send_max_attempts: int = Field(default=5, ge=1)
     send_backoff_base_s: float = Field(default=1.0, gt=0)
+    # A random gap between two sends of a session (messages/pacing.py); 0: none.
+    send_interval_min_ms: int = Field(default=0, ge=0, le=600_000)
+    send_interval_max_ms: int | None = Field(default=None, ge=0, le=600_000)
 
     # Webhooks: delivery timeout, retries, and the instance-wide one from the environment.
     webhook_timeout_s: float = Field(default=10.0, gt=0)
@@ -212,6 +215,10 @@ class Settings(BaseSettings):
             raise ValueError("STORAGE_TYPE=s3 needs S3_BUCKET")
         if self.cluster_secret is not None:
             self._check_cluster()
+        if self.send_interval_max_ms is not None and (
+            self.send_interval_max_ms < self.send_interval_min_ms
+        ):
+            raise ValueError("SEND_INTERVAL_MAX_MS must be at least SEND_INTERVAL_MIN_MS")
         key = self.api_key.get_secret_value() if self.api_key else None
         if key is not None and len(key) < 16:
             raise ValueError("API_KEY must be at least 16 characters")

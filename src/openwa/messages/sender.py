@@ -51,6 +51,7 @@ from openwa.kit.backoff import backoff_s
 from openwa.kit.clock import utcnow
 from openwa.kit.signal import Signal
 from openwa.messages.engine_ids import EngineIds
+from openwa.messages.pacing import Pacing
 from openwa.messages.repository import MessageRepository
 from openwa.messages.service import MessageService
 from openwa.messages.status import MessageStatus, path
@@ -94,6 +95,7 @@ class SendWorker:
         sweep_every_s: float = _SWEEP_EVERY_S,
         ids: EngineIds | None = None,
         apply_reports: ReportSink | None = None,
+        pacing: Pacing | None = None,
     ) -> None:
         self._db = db
         self._directory = directory
@@ -113,6 +115,7 @@ class SendWorker:
         # them go back to it (`apply_reports`) once the ids are learned.
         self._ids = ids if ids is not None else EngineIds()
         self._apply_reports = apply_reports
+        self._pacing = pacing if pacing is not None else Pacing(None)
         self._loop = BackgroundTask("send-worker", self._run)
         self._last_sweep = 0.0
 
@@ -162,19 +165,41 @@ class SendWorker:
         except Exception:
             log.exception("send_worker_next_due_failed")
             return outbox.LOOK_EVERY_S
-        if due is None:
-            return outbox.LOOK_EVERY_S
-        return min(outbox.LOOK_EVERY_S, max(0.0, (due - utcnow()).total_seconds()))
+        wait = outbox.LOOK_EVERY_S
+        if due is not None:
+            wait = min(wait, max(0.0, (due - utcnow()).total_seconds()))
+        paced = self._pacing.wait_s()  # a paced session's next gap ends
+        return wait if paced is None else min(wait, paced)
 
     async def run_once(self) -> int:
-        """Claim and send one batch; the number of jobs claimed."""
+        """Claim and send one batch; the number of jobs claimed.
+
+        A paced session (`messages/pacing.py`) is claimed one send at a time, and only
+        once its gap since the last has passed."""
         ready = self._runtime.ready_sessions()
+        self._pacing.keep_only(ready)
         if not ready:
             return 0
+        free: list[str] = []
+        paced: list[str] = []
+        for session_id in sorted(ready):
+            row = self._directory.get(session_id)
+            if row is None or self._pacing.interval(row.config) is None:
+                free.append(session_id)
+            elif self._pacing.may_send(session_id):
+                paced.append(session_id)
+        if not free and not paced:
+            return 0
+        now = utcnow()
         async with self._db() as db, db.begin():
-            runs = await outbox.claim(
-                db, sorted(ready), utcnow(), self._lease_s, self._worker_id, _BATCH
-            )
+            runs = []
+            if free:
+                runs += await outbox.claim(db, free, now, self._lease_s, self._worker_id, _BATCH)
+            if paced:
+                runs += await outbox.claim(
+                    db, paced, now, self._lease_s, self._worker_id, _BATCH, per_session=1
+                )
+        self._pacing.claimed(paced, {run[0].session_id for run in runs})
         if runs:
             await asyncio.gather(*(self._send_run(run) for run in runs))
         return sum(len(run) for run in runs)
@@ -227,6 +252,8 @@ class SendWorker:
             if outgoing and not safe:
                 await self._mark_handed([job.id for job, _m in sending[: len(outgoing)]])
             outcomes = await self._hand_over(client, outgoing, session_id) if outgoing else []
+            if outgoing and (interval := self._pacing.interval(session.config)) is not None:
+                self._pacing.sent(session_id, interval)
             went_all = not any(isinstance(out, BaseException) for out in outcomes)
             if unsendable is not None and went_all and len(outcomes) == len(outgoing):
                 outcomes.append(unsendable)

@@ -12,6 +12,7 @@ from openwa.config import EngineName
 from openwa.kit.names import name_problem
 from openwa.kit.redact import redact_url
 from openwa.kit.schema import CamelModel, StrictCamelModel
+from openwa.messages.pacing import SendInterval
 from openwa.sessions.status import Status
 from openwa.webhooks.schemas import WebhookCreate, WebhookWithSecret
 
@@ -63,6 +64,14 @@ class SessionConfig(StrictCamelModel):
     )
     ignore: IgnoreConfig | None = None
     mark_online: bool | None = None
+    send_interval: SendInterval | None = Field(
+        default=None,
+        description=(
+            "A random gap, drawn anew each time between `minMs` and `maxMs`, between two "
+            "messages the session sends (instead of SEND_INTERVAL_MIN_MS/MAX_MS); "
+            "`{minMs: 0}` sends at the engine's pace"
+        ),
+    )
     webhooks: list[WebhookCreate] | None = Field(
         default=None,
         max_length=10,
@@ -125,6 +134,7 @@ class SessionConfigView(CamelModel):
     metadata: dict[str, str] | None = Field(default=None, exclude_if=_absent)
     ignore: IgnoreConfig | None = Field(default=None, exclude_if=_absent)
     mark_online: bool | None = Field(default=None, exclude_if=_absent)
+    send_interval: SendInterval | None = Field(default=None, exclude_if=_absent)
 
 
 class StatusChange(CamelModel):

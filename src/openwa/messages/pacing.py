@@ -1,0 +1,77 @@
+"""Pacing a session's sends: a random gap between two messages it hands to its engine.
+
+Accounts that send in bursts, at machine speed and regular intervals, are the ones
+WhatsApp restricts and bans. A gap drawn anew each time from `[minMs, maxMs]` spaces a
+session's sends as a person's would be spaced. It is set per instance (`SEND_INTERVAL_MIN_MS`,
+`SEND_INTERVAL_MAX_MS`; off by default) and per session (`config.sendInterval`, which
+wins; `{minMs: 0}` turns it off for that session). Only the instance that runs a session
+sends for it, so the times live in its memory.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Collection, Mapping
+from typing import Any, Self
+
+from pydantic import Field, model_validator
+
+from openwa.kit.schema import StrictCamelModel
+
+MAX_INTERVAL_MS = 600_000
+
+
+class SendInterval(StrictCamelModel):
+    min_ms: int = Field(ge=0, le=MAX_INTERVAL_MS, description="shortest gap between two sends")
+    max_ms: int | None = Field(
+        default=None, ge=0, le=MAX_INTERVAL_MS, description="longest gap (default: `minMs`)"
+    )
+
+    @model_validator(mode="after")
+    def _check_order(self) -> Self:
+        if self.max_ms is not None and self.max_ms < self.min_ms:
+            raise ValueError("maxMs must be at least minMs")
+        return self
+
+    @property
+    def longest_ms(self) -> int:
+        return self.min_ms if self.max_ms is None else self.max_ms
+
+
+class Pacing:
+    """When each paced session running here may hand over its next message."""
+
+    def __init__(self, default: SendInterval | None) -> None:
+        self._default = default
+        self._next_at: dict[str, float] = {}  # session -> monotonic time; only while it has sends
+
+    def interval(self, config: Mapping[str, Any] | None) -> SendInterval | None:
+        """The session's gap (its config's, else the instance's); None when it sends
+        at the engine's pace."""
+        raw = (config or {}).get("sendInterval")
+        chosen = SendInterval.model_validate(raw) if raw is not None else self._default
+        return chosen if chosen is not None and chosen.longest_ms > 0 else None
+
+    def may_send(self, session_id: str) -> bool:
+        return self._next_at.get(session_id, 0.0) <= time.monotonic()
+
+    def sent(self, session_id: str, interval: SendInterval) -> None:
+        gap_ms = random.uniform(interval.min_ms, interval.longest_ms)
+        self._next_at[session_id] = time.monotonic() + gap_ms / 1000
+
+    def claimed(self, looked_for: Collection[str], found: Collection[str]) -> None:
+        """Paced sessions whose claim found nothing have nothing waiting: no wake-up."""
+        for session_id in looked_for:
+            if session_id not in found:
+                self._next_at.pop(session_id, None)
+
+    def keep_only(self, running: Collection[str]) -> None:
+        for session_id in [s for s in self._next_at if s not in running]:
+            del self._next_at[session_id]
+
+    def wait_s(self) -> float | None:
+        """Seconds until a paced session may send again, if one waits to."""
+        if not self._next_at:
+            return None
+        return max(0.0, min(self._next_at.values()) - time.monotonic())
