@@ -3,8 +3,10 @@ never queues for SQLite's write lock)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
+import structlog
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,10 +15,22 @@ from openwa.db.models import DeliveryRow, OutboxJobRow, WebhookRow
 from openwa.kit.clock import utcnow
 from openwa.services import Services
 
+log = structlog.get_logger(__name__)
+
+
+# A scrape waits this long for the database; the rest of `/metrics` (the requests and
+# their errors) matters most when it does not answer.
+_READ_TIMEOUT_S = 2.0
+
 
 async def current_backlog(services: Services) -> Backlog:
-    async with services.db_read() as db:
-        return await read_backlog(db, utcnow(), services.runtime.reports_queued)
+    reports = services.runtime.reports_queued
+    try:
+        async with asyncio.timeout(_READ_TIMEOUT_S), services.db_read() as db:
+            return await read_backlog(db, utcnow(), reports)
+    except Exception:
+        log.warning("backlog_unread", exc_info=True)
+        return Backlog.unread(reports)
 
 
 async def read_backlog(db: AsyncSession, now: datetime, reports_queued: int) -> Backlog:

@@ -324,8 +324,9 @@ async def test_a_key_deleted_while_it_is_changed_is_changed_then_deleted(
     api: Api, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The change read the key, the delete committed, and the change then updated no row:
-    503 "try again", which could only find the key gone (PostgreSQL). The change now
-    holds the key from its read: the delete waits for it, then goes through."""
+    503 "try again", which could only find the key gone (PostgreSQL). A change or delete
+    of a key now locks the admin keys, then the key, before it reads: the delete waits
+    at the first lock the change holds, then goes through."""
     postgres_only(database_url)
     key = await _create(api, name="changing", role="operator")
     read, proceed = asyncio.Event(), asyncio.Event()

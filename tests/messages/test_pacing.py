@@ -59,7 +59,7 @@ async def test_the_instances_interval_spaces_a_sessions_sends(
     assert_spaced(times, GAP_MS)
 
 
-async def test_a_sessions_interval_wins_and_is_shown(
+async def test_a_sessions_interval_spaces_its_sends_and_is_shown(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     times = handed_times(monkeypatch)
@@ -90,3 +90,17 @@ def test_which_interval_a_session_gets() -> None:
     assert instance.interval({"sendInterval": {"minMs": 0}}) is None  # off for this one
     assert Pacing(SendInterval(min_ms=0)).interval({}) is None  # off by default
     assert Pacing(None).interval(None) is None
+
+
+async def test_a_session_paced_no_more_leaves_the_worker_waiting(api: Api) -> None:
+    """Its last gap was kept and, once passed, woke the worker at once, over and over
+    (a claim each time: on SQLite the write lock), while the session stayed ready."""
+    await ready_session(api, "alice", config={"sendInterval": {"minMs": 200}})
+    await send_three(api, "alice")
+    response = await api.request(
+        "PATCH", "/api/sessions/alice", json={"config": {"sendInterval": {"minMs": 0}}}
+    )
+    assert response.status_code == 200, response.text
+    sender = api.services.sender
+    await sender.run_once()
+    assert sender._pacing.wait_s() is None  # nothing to wake for

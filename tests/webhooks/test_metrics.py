@@ -4,8 +4,12 @@ delivery log."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+from openwa import backlog
 from tests.api.test_health import find, metrics
 from tests.webhooks.conftest import Apps
 from tests.webhooks.receiver import Receiver
@@ -76,4 +80,24 @@ async def test_a_delivery_given_up_and_the_queued_sends_show(
     assert find(found, "openwa_webhook_deliveries_pending") == [0.0]
     assert find(found, "openwa_sends_queued", state="scheduled") == [1.0]
     assert find(found, "openwa_sends_queued", state="due") == [0.0]
+    assert find(found, "openwa_engine_reports_queued") == [0.0]
+
+
+async def test_metrics_answer_when_the_backlog_cannot_be_read(
+    apps: Apps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The requests and their errors matter most when the database does not answer: the
+    scrape gives them, and the backlog it could not read as NaN (not stale values)."""
+    api = await apps.start()
+
+    async def unreadable(*_args: object) -> None:
+        raise ConnectionRefusedError("the database does not answer")
+
+    monkeypatch.setattr(backlog, "read_backlog", unreadable)
+    assert (await api.request("GET", "/api/sessions")).status_code == 200
+    found = await metrics(api)
+    total = "openwa_http_requests_total"
+    assert find(found, total, route="/api/sessions", status="200") == [1.0]  # the rest is there
+    [pending] = find(found, "openwa_webhook_deliveries_pending")
+    assert math.isnan(pending)
     assert find(found, "openwa_engine_reports_queued") == [0.0]

@@ -17,15 +17,22 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 _Children = tuple[Counter, Histogram]
 
 
+UNKNOWN = float("nan")  # a gauge the scrape could not read (the database did not answer)
+
+
 @dataclass(frozen=True, slots=True)
 class Backlog:
     """What waits to go out, at the moment of a scrape."""
 
-    deliveries_pending: int  # webhook deliveries not yet made, every instance's
+    deliveries_pending: float  # webhook deliveries not yet made, every instance's
     oldest_delivery_s: float  # age of the oldest of them (0 when none)
-    sends_due: int  # accepted sends due and not yet handed to their engine
-    sends_scheduled: int  # accepted sends due later (`sendAt`)
+    sends_due: float  # accepted sends due and not yet handed to their engine
+    sends_scheduled: float  # accepted sends due later (`sendAt`)
     reports_queued: int  # engine reports waiting to be written, on this instance
+
+    @classmethod
+    def unread(cls, reports_queued: int) -> Backlog:
+        return cls(UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, reports_queued)
 
 
 class Metrics:

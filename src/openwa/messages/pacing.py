@@ -15,9 +15,12 @@ import time
 from collections.abc import Collection, Mapping
 from typing import Any, Self
 
-from pydantic import Field, model_validator
+import structlog
+from pydantic import Field, ValidationError, model_validator
 
 from openwa.kit.schema import StrictCamelModel
+
+log = structlog.get_logger(__name__)
 
 MAX_INTERVAL_MS = 600_000
 
@@ -48,9 +51,16 @@ class Pacing:
 
     def interval(self, config: Mapping[str, Any] | None) -> SendInterval | None:
         """The session's gap (its config's, else the instance's); None when it sends
-        at the engine's pace."""
+        at the engine's pace. A stored value that no longer reads (edited by hand) paces
+        nothing, and stops no other session's sends."""
         raw = (config or {}).get("sendInterval")
-        chosen = SendInterval.model_validate(raw) if raw is not None else self._default
+        chosen = self._default
+        if raw is not None:
+            try:
+                chosen = SendInterval.model_validate(raw)
+            except ValidationError:
+                log.warning("send_interval_unreadable", value=str(raw)[:200])
+                return None
         return chosen if chosen is not None and chosen.longest_ms > 0 else None
 
     def may_send(self, session_id: str) -> bool:
@@ -66,8 +76,10 @@ class Pacing:
             if session_id not in found:
                 self._next_at.pop(session_id, None)
 
-    def keep_only(self, running: Collection[str]) -> None:
-        for session_id in [s for s in self._next_at if s not in running]:
+    def keep_only(self, paced: Collection[str]) -> None:
+        """Forget the sessions no longer paced here (stopped, or paced no more): a gap
+        kept for one would wake the worker at once, and again, for ever."""
+        for session_id in [s for s in self._next_at if s not in paced]:
             del self._next_at[session_id]
 
     def wait_s(self) -> float | None:

@@ -177,17 +177,16 @@ class SendWorker:
         A paced session (`messages/pacing.py`) is claimed one send at a time, and only
         once its gap since the last has passed."""
         ready = self._runtime.ready_sessions()
-        self._pacing.keep_only(ready)
-        if not ready:
-            return 0
         free: list[str] = []
-        paced: list[str] = []
+        paced_here: list[str] = []
         for session_id in sorted(ready):
             row = self._directory.get(session_id)
             if row is None or self._pacing.interval(row.config) is None:
                 free.append(session_id)
-            elif self._pacing.may_send(session_id):
-                paced.append(session_id)
+            else:
+                paced_here.append(session_id)
+        self._pacing.keep_only(paced_here)
+        paced = [s for s in paced_here if self._pacing.may_send(s)]
         if not free and not paced:
             return 0
         now = utcnow()

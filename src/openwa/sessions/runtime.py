@@ -155,7 +155,9 @@ class SessionRuntime:
         on the one that deleted it), unless a call holds it now: one lock per session
         ever seen would otherwise stay for the process's life."""
         lock = self._locks.get(session_id)
-        if lock is not None and not lock.locked():
+        # Not while held, nor while a caller is being handed it (released, not yet
+        # taken: `locked()` is False then, and a new lock would make two holders).
+        if lock is not None and not lock.locked() and not getattr(lock, "_waiters", None):
             del self._locks[session_id]
 
     def set_message_handler(self, handler: MessageHandler) -> None:

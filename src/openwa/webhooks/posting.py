@@ -27,14 +27,21 @@ class Answered:
 
 
 def _closed_under_it(exc: BaseException) -> bool:
-    """Whether a request failed as one does on a connection closed as it went out."""
+    """Whether a request failed as one does on a connection closed as it went out: no
+    answer at all, or a reset or broken pipe while writing it (aiohttp wraps a write to
+    a closing transport in a `ClientOSError` without an errno, its cause the reset)."""
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return True
-    return (
-        isinstance(exc, aiohttp.ClientOSError)
-        and not isinstance(exc, aiohttp.ClientConnectorError)  # never connected at all
-        and exc.errno in (errno.ECONNRESET, errno.EPIPE)
-    )
+    if isinstance(exc, aiohttp.ClientConnectorError):  # never connected at all
+        return False
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionResetError | BrokenPipeError) or (
+            isinstance(seen, OSError) and seen.errno in (errno.ECONNRESET, errno.EPIPE)
+        ):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 async def post(
