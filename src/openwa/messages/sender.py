@@ -51,7 +51,7 @@ from openwa.kit.backoff import backoff_s
 from openwa.kit.clock import utcnow
 from openwa.kit.signal import Signal
 from openwa.messages.engine_ids import EngineIds
-from openwa.messages.pacing import Pacing
+from openwa.messages.pacing import Pacing, SendInterval
 from openwa.messages.repository import MessageRepository
 from openwa.messages.service import MessageService
 from openwa.messages.status import MessageStatus, path
@@ -178,15 +178,16 @@ class SendWorker:
         once its gap since the last has passed."""
         ready = self._runtime.ready_sessions()
         free: list[str] = []
-        paced_here: list[str] = []
+        intervals: dict[str, SendInterval] = {}  # the paced sessions, decided once here
         for session_id in sorted(ready):
             row = self._directory.get(session_id)
-            if row is None or self._pacing.interval(row.config) is None:
+            interval = self._pacing.interval(row.config) if row is not None else None
+            if interval is None:
                 free.append(session_id)
             else:
-                paced_here.append(session_id)
-        self._pacing.keep_only(paced_here)
-        paced = [s for s in paced_here if self._pacing.may_send(s)]
+                intervals[session_id] = interval
+        self._pacing.keep_only(intervals)
+        paced = [s for s in intervals if self._pacing.may_send(s)]
         if not free and not paced:
             return 0
         now = utcnow()
@@ -200,12 +201,15 @@ class SendWorker:
                 )
         self._pacing.claimed(paced, {run[0].session_id for run in runs})
         if runs:
-            await asyncio.gather(*(self._send_run(run) for run in runs))
+            await asyncio.gather(
+                *(self._send_run(run, intervals.get(run[0].session_id)) for run in runs)
+            )
         return sum(len(run) for run in runs)
 
-    async def _send_run(self, run: list[OutboxJobRow]) -> None:
+    async def _send_run(self, run: list[OutboxJobRow], interval: SendInterval | None) -> None:
         """Send one session's run in order, as one batch where the engine can, and record
-        every outcome in one transaction; the jobs after a failure are given back."""
+        every outcome in one transaction; the jobs after a failure are given back.
+        `interval`: the session's pace as its claim decided it (None: not paced)."""
         session_id = run[0].session_id
         session = self._directory.get(session_id)
         async with self._read() as db:
@@ -251,7 +255,7 @@ class SendWorker:
             if outgoing and not safe:
                 await self._mark_handed([job.id for job, _m in sending[: len(outgoing)]])
             outcomes = await self._hand_over(client, outgoing, session_id) if outgoing else []
-            if outgoing and (interval := self._pacing.interval(session.config)) is not None:
+            if outgoing and interval is not None:
                 self._pacing.sent(session_id, interval)
             went_all = not any(isinstance(out, BaseException) for out in outcomes)
             if unsendable is not None and went_all and len(outcomes) == len(outgoing):
