@@ -348,9 +348,9 @@ def build_services(settings: Settings) -> Services:
         db, events, storage, media_links, GroupCommit(db, name="reports"), ids=engine_ids
     )
     runtime.set_message_handler(reports.on_engine_events)
-    runtime.add_start_listener(reports.session_starting)
+    runtime.add_start_listener(reports.forget_session)
     directory.add_drop_listener(runtime.session_dropped)
-    directory.add_drop_listener(reports.session_dropped)
+    directory.add_drop_listener(reports.forget_session)
     sender = SendWorker(
         db,
         runtime,

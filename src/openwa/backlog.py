@@ -11,9 +11,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.api.metrics import Backlog
-from openwa.db.models import DeliveryRow, OutboxJobRow, WebhookRow
+from openwa.db.models import DeliveryRow, OutboxJobRow
 from openwa.kit.clock import utcnow
 from openwa.services import Services
+from openwa.webhooks.repository import active_ids
 
 log = structlog.get_logger(__name__)
 
@@ -36,10 +37,9 @@ async def current_backlog(services: Services) -> Backlog:
 async def read_backlog(db: AsyncSession, now: datetime, reports_queued: int) -> Backlog:
     """Deliveries of active webhooks not yet made (a paused webhook's wait on purpose),
     and accepted sends not yet handed over; `reports_queued` is this instance's own."""
-    active = select(WebhookRow.id).where(WebhookRow.active.is_(True))
     deliveries = await db.execute(
         select(func.count(), func.min(DeliveryRow.created_at)).where(
-            DeliveryRow.status == "pending", DeliveryRow.webhook_id.in_(active)
+            DeliveryRow.status == "pending", DeliveryRow.webhook_id.in_(active_ids())
         )
     )
     pending, oldest = deliveries.one()

@@ -40,8 +40,9 @@ class Repository(Generic[RowT]):
         for one that writes after it reads (PostgreSQL; SQLite runs one writer at a
         time): a delete committed in between would leave a change nothing to update
         ("to change": FOR NO KEY UPDATE), or break the foreign key of a row added that
-        refers to this one ("to refer to": FOR KEY SHARE). Neither holds back other units of work that
-        add rows referring to it, so neither waits for the event counter's holders."""
+        refers to this one ("to refer to": FOR KEY SHARE). Neither holds back other units
+        of work that add rows referring to it, so neither waits for the event counter's
+        holders."""
         return await self.db.get(
             self.model,
             key if len(key) > 1 else key[0],

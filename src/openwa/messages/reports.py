@@ -161,13 +161,10 @@ class ReportApplier:
         self._ids = ids if ids is not None else EngineIds()
         self._pending_edits = PendingEdits()
 
-    def session_starting(self, session_id: str) -> None:
-        """The session starts here: what was kept in memory of it (from before it ran
-        on another instance) is read again."""
-        self._pending_edits.forget(session_id)
-
-    def session_dropped(self, session_id: str) -> None:
-        """The session is deleted: nothing of it is kept in memory."""
+    def forget_session(self, session_id: str) -> None:
+        """Drop what is kept in memory of the session: when it starts here (what was kept
+        from before it ran on another instance is read again when needed) and when it is
+        deleted (nothing of it stays)."""
         self._pending_edits.forget(session_id)
 
     async def close(self) -> None:

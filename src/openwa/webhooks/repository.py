@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import or_, select
+from sqlalchemy import Select, or_, select
 
 from openwa.db.models import DeliveryAttemptRow, DeliveryRow, WebhookRow
 from openwa.db.repository import Held, Repository
 from openwa.kit.pagination import PageParams
+
+
+def active_ids() -> Select[str]:
+    """The ids of the webhooks that deliver (a paused one's deliveries wait on purpose),
+    for `DeliveryRow.webhook_id.in_(...)`."""
+    return select(WebhookRow.id).where(WebhookRow.active.is_(True))
 
 
 class WebhookRepository(Repository[WebhookRow]):

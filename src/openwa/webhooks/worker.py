@@ -40,6 +40,7 @@ from openwa.kit.redact import redact_text
 from openwa.kit.signal import Signal
 from openwa.queue.claims import Budget, QueueSpec, claim_runs, release, release_all
 from openwa.webhooks import posting
+from openwa.webhooks.repository import active_ids
 from openwa.webhooks.signing import signature_header
 
 log = structlog.get_logger(__name__)
@@ -273,8 +274,7 @@ class DeliveryWorker:
                 # a claim here would find nothing (on SQLite, while holding the writer).
                 self._starved = False
                 return []
-            active = select(WebhookRow.id).where(WebhookRow.active.is_(True))
-            scope = [DeliveryRow.webhook_id.in_(active)]
+            scope = [DeliveryRow.webhook_id.in_(active_ids())]
             if self._lanes:
                 scope.append(DeliveryRow.webhook_id.not_in(list(self._lanes)))
             lanes = await self._claim(scope, free)
@@ -294,9 +294,7 @@ class DeliveryWorker:
         busy receiver's steady state) this one-row read replaces a claim each time."""
         async with self._read() as db:
             found = await db.execute(
-                select(WebhookRow.id)
-                .where(WebhookRow.active.is_(True), WebhookRow.id.not_in(list(self._lanes)))
-                .limit(1)
+                active_ids().where(WebhookRow.id.not_in(list(self._lanes))).limit(1)
             )
             return found.first() is not None
 
@@ -309,8 +307,10 @@ class DeliveryWorker:
         """
         if self._starved:
             return False
-        active = select(WebhookRow.id).where(WebhookRow.active.is_(True))
-        scope = [DeliveryRow.webhook_id == lane.webhook_id, DeliveryRow.webhook_id.in_(active)]
+        scope = [
+            DeliveryRow.webhook_id == lane.webhook_id,
+            DeliveryRow.webhook_id.in_(active_ids()),
+        ]
         claimed = await self._claim(scope, 1)
         lane.runs = claimed[0].runs if claimed else []
         lane.claimed += sum(len(run) for run in lane.runs)
