@@ -1,6 +1,7 @@
 """What the benchmarks share: their admin key, a free port, starting the real server
 (`python -m openwa serve`) and waiting until it answers `/health`, a fresh database per
-server, linking a mock session, and running N calls from C concurrent clients.
+server, linking a mock session, a webhook receiver in a process of its own, and running N
+calls from C concurrent clients.
 
 Benchmarks run as scripts (`python benchmarks/x.py`), so they import this module by its
 plain name. Servers start on the mock engine unless a benchmark asks for another.
@@ -123,6 +124,22 @@ async def wait_healthy(
             pass
         await asyncio.sleep(0.1)
     raise RuntimeError(f"server did not become healthy in {timeout_s:.0f} s")
+
+
+@contextlib.asynccontextmanager
+async def webhook_receiver(http: aiohttp.ClientSession) -> AsyncIterator[str]:
+    """`receiver.py` in a process of its own (so that it shares no CPU with the client),
+    on a free port, answering: its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = spawn(
+        [str(Path(__file__).resolve().parent / "receiver.py"), "--port", str(port)], {}, 1
+    )
+    try:
+        await wait_healthy(http, url, process)
+        yield url
+    finally:
+        stop(process)
 
 
 async def run_clients(

@@ -73,6 +73,7 @@ from bench_server import (
     spawn,
     stop,
     wait_healthy,
+    webhook_receiver,
 )
 
 from openwa.webhooks.signing import generate_secret, signature_header
@@ -585,26 +586,20 @@ async def main() -> None:
         if args.keep is not None:
             args.keep.mkdir(parents=True, exist_ok=True)
             logs = args.keep
-        receiver_port = free_port()
-        receiver = f"http://127.0.0.1:{receiver_port}"
-        process = spawn([str(HERE / "receiver.py"), "--port", str(receiver_port)], {}, 1)
         # Idle connections are let go before uvicorn's 5 s keep-alive ends them: a call
         # made on one just as the server closes it fails ("Server disconnected"), and
         # aiohttp sends a POST again only on a connection it made itself.
         connector = aiohttp.TCPConnector(limit=CLIENTS + WEBHOOKS, keepalive_timeout=2)
-        try:
-            async with aiohttp.ClientSession(
-                headers={"X-API-Key": KEY}, connector=connector
-            ) as http:
-                await wait_healthy(http, receiver, process)
-                for database in args.databases.split(","):
-                    tables.append(
-                        await bench_database(
-                            database, runs, counts, http, receiver, logs, rows, args.profile
-                        )
+        async with (
+            aiohttp.ClientSession(headers={"X-API-Key": KEY}, connector=connector) as http,
+            webhook_receiver(http) as receiver,
+        ):
+            for database in args.databases.split(","):
+                tables.append(
+                    await bench_database(
+                        database, runs, counts, http, receiver, logs, rows, args.profile
                     )
-        finally:
-            stop(process)
+                )
     print(f"\n{runs} run(s), median shown; {os.cpu_count()} cores\n")
     print("\n\n".join(tables))
 

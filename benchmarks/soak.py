@@ -35,7 +35,6 @@ from typing import Any
 import aiohttp
 import bench_server as bench
 
-HERE = Path(__file__).resolve().parent
 CLIENTS = 32
 SERVER_ENV = {**bench.MOCK_ENV, "MOCK_AUTH_DELAY_MS": "0"}  # sessions linked at once
 WARM_UP_WAVES = 2
@@ -178,16 +177,9 @@ async def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="openwa-soak-") as directory:
         logs = Path(directory)
-        receiver_port = bench.free_port()
-        receiver = f"http://127.0.0.1:{receiver_port}"
-        process = bench.spawn([str(HERE / "receiver.py"), "--port", str(receiver_port)], {}, 1)
-        try:
-            async with aiohttp.ClientSession() as http:
-                await bench.wait_healthy(http, receiver, process)
+        async with aiohttp.ClientSession() as http, bench.webhook_receiver(http) as receiver:
             for database in args.databases.split(","):
                 print(await soak(database, args.waves, args.per_wave, receiver, logs), flush=True)
-        finally:
-            bench.stop(process)
 
 
 if __name__ == "__main__":
