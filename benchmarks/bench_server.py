@@ -40,10 +40,15 @@ def free_port() -> int:
 
 
 def serve(
-    port: int, env: dict[str, str], log: IO[bytes] | int, cwd: Path | None = None
+    port: int,
+    env: dict[str, str],
+    log: IO[bytes] | int,
+    cwd: Path | None = None,
+    program: list[str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """`openwa serve` on `port` with the benchmark key, quiet logs, rate limits far above
-    what a benchmark sends (so they cost their check but never throttle), `env` on top."""
+    what a benchmark sends (so they cost their check but never throttle), `env` on top.
+    `program` runs instead of `-m openwa` (a script that takes the same arguments)."""
     defaults = {
         "API_KEY": KEY,
         "ENGINE_TYPE": "mock",
@@ -54,7 +59,8 @@ def serve(
         "RATE_LIMIT_VIEWER": "1000000/second",
         "RATE_LIMIT_AUTH_FAILURES": "1000000/minute",
     }
-    return spawn(["-m", "openwa", "serve", "--port", str(port)], {**defaults, **env}, log, cwd)
+    argv = [*(program or ["-m", "openwa"]), "serve", "--port", str(port)]
+    return spawn(argv, {**defaults, **env}, log, cwd)
 
 
 def spawn(

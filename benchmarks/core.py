@@ -125,6 +125,7 @@ class Bench:
     logs: Path
     profile: Path | None = None  # py-spy profiles of the server's measured windows go here
     accept_rate: float | None = None  # row 2 of this run, to size row 3's head start
+    program: list[str] | None = None  # runs instead of `-m openwa` (fanout_ceiling.py)
     server: Any = None  # the process of the server running now
     _started: int = field(default=0)
 
@@ -149,7 +150,8 @@ class Bench:
     def openwa(self) -> contextlib.AbstractAsyncContextManager[str]:
         def start(port: int, url: str, log: Any) -> Any:
             data_dir = tempfile.mkdtemp(prefix="openwa-bench-", dir=self.logs)
-            return serve(port, {**SERVER_ENV, "DATABASE_URL": url, "DATA_DIR": data_dir}, log)
+            env = {**SERVER_ENV, "DATABASE_URL": url, "DATA_DIR": data_dir}
+            return serve(port, env, log, program=self.program)
 
         return self.process("openwa", start)
 

@@ -1,0 +1,187 @@
+"""How far any delivery design that writes nothing per delivery could take the fan-out row.
+
+`.venv/bin/python benchmarks/fanout_ceiling.py [--databases sqlite,postgres] [--runs 3]
+[--profile DIR]`
+
+Issue 10's fan-out goal (row 5 of core.py: 300 inbound messages to 10 webhooks of one
+session, at half the rate of bare aiohttp loops) is missed, and the rebuild proposed for
+it keeps a cursor per (webhook, session) instead of a row per delivery. Before building
+it, this measures its ceiling: the same row against a server whose deliveries touch no
+database at all. The inbound requests, message rows and event rows are written as
+always, and the webhooks matching each event are read in its transaction as always; but
+instead of delivery rows, the events are handed in memory, once committed, to one
+posting loop per webhook, which signs and POSTs them with the worker's own `_post` and
+records nothing. No crash safety, no retries, no leases: a design with those can only be
+slower. Each run measures the real server and the probe back to back, each with its own
+baseline (10 aiohttp loops in this process, as in core.py).
+
+`python benchmarks/fanout_ceiling.py serve --port N` is the probe server itself: the
+patches below, then `openwa serve`. Nothing here is used outside the benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+HERE = Path(__file__).resolve()
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One event for one webhook, as the posting loop needs it."""
+
+    hook: SimpleNamespace
+    event_id: str
+    body: bytes
+
+
+class _Probe:
+    """Per-webhook queues and posting loops, fed from the fan-out once its events commit."""
+
+    def __init__(self) -> None:
+        self.worker: Any = None
+        self.queues: dict[str, asyncio.Queue[_Target]] = {}
+        self.loops: list[asyncio.Task[None]] = []
+
+    def push(self, targets: list[_Target]) -> None:
+        for target in targets:
+            queue = self.queues.get(target.hook.id)
+            if queue is None:
+                queue = self.queues[target.hook.id] = asyncio.Queue()
+                self.loops.append(asyncio.create_task(self._post_loop(queue)))
+            queue.put_nowait(target)
+
+    async def _post_loop(self, queue: asyncio.Queue[_Target]) -> None:
+        from openwa.webhooks.worker import _Body
+
+        while True:
+            target = await queue.get()
+            await self.worker._post(target.hook, _Body(target.event_id, target.body))
+
+
+def _patch() -> None:
+    """Deliveries without rows: the fan-out hands events over in memory, the worker
+    claims nothing and only lends its HTTP client and `_post`."""
+    import orjson
+
+    from openwa.db.engine import on_commit
+    from openwa.events.types import WEBHOOK_TEST, Event, wanted
+    from openwa.webhooks.repository import WebhookRepository
+    from openwa.webhooks.service import WebhookService
+    from openwa.webhooks.worker import DeliveryWorker
+
+    probe = _Probe()
+
+    async def fan_out(self: WebhookService, db: Any, events: Sequence[Event]) -> None:
+        events = [e for e in events if e.event != WEBHOOK_TEST]
+        if not events:
+            return
+        hooks = await WebhookRepository(db).active_for(sorted({e.session_id for e in events}))
+        plain = [
+            SimpleNamespace(
+                id=h.id,
+                session_id=h.session_id,
+                events=list(h.events),
+                url=h.url,
+                secret=h.secret,
+                previous_secret=None,
+                previous_secret_until=None,
+                headers=dict(h.headers),
+            )
+            for h in hooks
+        ]
+        targets: list[_Target] = []
+        for event in events:
+            body = orjson.dumps(event.envelope())
+            targets.extend(
+                _Target(hook, event.id, body)
+                for hook in plain
+                if (hook.session_id is None or hook.session_id == event.session_id)
+                and wanted(hook.events, event.event)
+            )
+        if targets:
+            # A fresh callback each time: one transaction's fan-outs each push their own.
+            on_commit(db, lambda: probe.push(targets), key=object())
+
+    start = DeliveryWorker.start
+
+    async def start_and_lend(self: DeliveryWorker) -> None:
+        await start(self)
+        probe.worker = self
+
+    async def claim_nothing(self: DeliveryWorker) -> list[Any]:
+        return []
+
+    WebhookService.fan_out = fan_out  # type: ignore[method-assign]
+    DeliveryWorker.start = start_and_lend  # type: ignore[method-assign]
+    DeliveryWorker._dispatch = claim_nothing  # type: ignore[method-assign]
+
+
+async def _compare(databases: list[str], runs: int, profile: Path | None) -> None:
+    import aiohttp
+    from bench_server import KEY, webhook_receiver
+    from core import CLIENTS, ROWS, WEBHOOKS, Bench, Counts, Figure, measure
+
+    row = ROWS[4]  # the fan-out
+    with tempfile.TemporaryDirectory(prefix="openwa-fanout-ceiling-") as directory:
+        logs = Path(directory)
+        connector = aiohttp.TCPConnector(limit=CLIENTS + WEBHOOKS, keepalive_timeout=2)
+        async with (
+            aiohttp.ClientSession(headers={"X-API-Key": KEY}, connector=connector) as http,
+            webhook_receiver(http) as receiver,
+        ):
+            for database in databases:
+                ratios: dict[str, list[float]] = {"server": [], "probe": []}
+                for run in range(runs):
+                    for label, program in (
+                        ("server", None),
+                        ("probe", [str(HERE)]),
+                    ):
+                        b = Bench(
+                            database, Counts(), http, receiver, logs, profile, program=program
+                        )
+                        figure = await measure(row, b)
+                        if isinstance(figure, Figure) and figure.ratio is not None:
+                            ratios[label].append(figure.ratio)
+                            shown = (
+                                f"{figure.value:,.0f} vs {figure.baseline:,.0f} /s, "
+                                f"ratio {figure.ratio:.2f} ({figure.note})"
+                            )
+                        else:
+                            shown = str(figure)
+                        print(f"{database} run {run + 1} {label}: {shown}", flush=True)
+                for label, values in ratios.items():
+                    if values:
+                        median = statistics.median(values)
+                        print(f"{database} {label}: median ratio {median:.2f} of {len(values)}")
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["serve"]:
+        _patch()
+        from openwa.cli import main as openwa_main
+
+        openwa_main()
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--databases", default="sqlite,postgres")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--profile", type=Path, help="py-spy profiles here, as core.py's")
+    args = parser.parse_args()
+    sys.path.insert(0, str(HERE.parent))
+    asyncio.run(_compare(args.databases.split(","), args.runs, args.profile))
+    print(f"\n{os.cpu_count()} cores")
+
+
+if __name__ == "__main__":
+    main()
