@@ -286,6 +286,7 @@ def build_services(settings: Settings) -> Services:
         reconnect=ReconnectPolicy(settings.reconnect_base_s, settings.reconnect_max_s),
         directory=directory,
         media=storage,
+        report_queue_max=settings.engine_report_queue_max,
     )
     ownership = Ownership(
         db,

@@ -25,18 +25,20 @@ _READ_TIMEOUT_S = 2.0
 
 
 async def current_backlog(services: Services) -> Backlog:
-    reports = services.runtime.reports_queued
+    reports, held_back = services.runtime.reports_queued, services.runtime.held_back
     try:
         async with asyncio.timeout(_READ_TIMEOUT_S), services.db_read() as db:
-            return await read_backlog(db, utcnow(), reports)
+            return await read_backlog(db, utcnow(), reports, held_back)
     except Exception:
         log.warning("backlog_unread", exc_info=True)
-        return Backlog.unread(reports)
+        return Backlog.unread(reports, held_back)
 
 
-async def read_backlog(db: AsyncSession, now: datetime, reports_queued: int) -> Backlog:
+async def read_backlog(
+    db: AsyncSession, now: datetime, reports_queued: int, held_back: int
+) -> Backlog:
     """Deliveries of active webhooks not yet made (a paused webhook's wait on purpose),
-    and accepted sends not yet handed over; `reports_queued` is this instance's own."""
+    and accepted sends not yet handed over; the engines' reports are this instance's."""
     deliveries = await db.execute(
         select(func.count(), func.min(DeliveryRow.created_at)).where(
             DeliveryRow.status == "pending", DeliveryRow.webhook_id.in_(active_ids())
@@ -56,4 +58,5 @@ async def read_backlog(db: AsyncSession, now: datetime, reports_queued: int) -> 
         sends_due=int(due),
         sends_scheduled=int(scheduled),
         reports_queued=reports_queued,
+        held_back=held_back,
     )

@@ -29,10 +29,11 @@ class Backlog:
     sends_due: float  # accepted sends due and not yet handed to their engine
     sends_scheduled: float  # accepted sends due later (`sendAt`)
     reports_queued: int  # engine reports waiting to be written, on this instance
+    held_back: int  # sessions whose engine is asked to hold back (engines/flow.py), here
 
     @classmethod
-    def unread(cls, reports_queued: int) -> Backlog:
-        return cls(UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, reports_queued)
+    def unread(cls, reports_queued: int, held_back: int) -> Backlog:
+        return cls(UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, reports_queued, held_back)
 
 
 class Metrics:
@@ -99,6 +100,12 @@ class Metrics:
             "Engine reports (messages, acks, changes) waiting to be written, on this instance",
             registry=self.registry,
         )
+        self.held_back = Gauge(
+            "openwa_engine_sessions_held_back",
+            "Sessions whose engine is asked to hold back: their reports are at"
+            " ENGINE_REPORT_QUEUE_MAX, on this instance",
+            registry=self.registry,
+        )
         # Labelled children by (method, route, status): looking them up through
         # `labels()` on every request was a tenth of a cheap request's cost.
         self._children: dict[tuple[str, str, int], _Children] = {}
@@ -143,4 +150,5 @@ class Metrics:
         self.sends_queued.labels("due").set(backlog.sends_due)
         self.sends_queued.labels("scheduled").set(backlog.sends_scheduled)
         self.reports_queued.set(backlog.reports_queued)
+        self.held_back.set(backlog.held_back)
         return generate_latest(self.registry)

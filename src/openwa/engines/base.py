@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from openwa.engines.content import Content
+from openwa.engines.flow import ReportFlow
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,6 +345,9 @@ class SessionContext:
     # that records or stamps what it does can say who did it, under which ownership.
     instance: str = ""
     epoch: int = 0
+    # Closed while the core is behind with this session's reports: hold back what you
+    # can (see `engines.flow`); `emit` itself never waits.
+    flow: ReportFlow = field(default_factory=ReportFlow)
 
 
 # One message's outcome in a batched send: the engine's id (or None), or why it failed.

@@ -156,7 +156,7 @@ class SendWorker:
         Sends that fall due after `looked` (when the claim began) count, those in the
         past included: a send that fell due during the claim would otherwise be
         "not after now" here and wait for the idle poll (0.5 s late, measured)."""
-        ready = sorted(self._runtime.ready_sessions())
+        ready = sorted(self._runtime.sending_sessions())
         if not ready:
             return outbox.LOOK_EVERY_S
         try:
@@ -176,7 +176,7 @@ class SendWorker:
 
         A paced session (`messages/pacing.py`) is claimed one send at a time, and only
         once its gap since the last has passed."""
-        ready = self._runtime.ready_sessions()
+        ready = self._runtime.sending_sessions()
         free: list[str] = []
         intervals: dict[str, SendInterval] = {}  # the paced sessions, decided once here
         for session_id in sorted(ready):
@@ -234,7 +234,7 @@ class SendWorker:
             sending
             and session is not None
             and client is not None
-            and session_id in self._runtime.ready_sessions()
+            and session_id in self._runtime.sending_sessions()
         ):
             safe = isinstance(client, ResendsSafely) and client.resends_safely
             outgoing: list[OutgoingMessage] = []

@@ -51,6 +51,7 @@ from openwa.engines.base import (
     ReadBySelf,
     SessionContext,
 )
+from openwa.engines.flow import ReportFlow
 from openwa.engines.registry import EngineRegistry
 from openwa.errors import OwnedElsewhere, SessionLimitReached
 from openwa.events.log import EventLog
@@ -99,6 +100,8 @@ class _Running:
     ready: bool = False
     # An event taken from the queue while batching that must go next, on its own.
     held: EngineEvent | None = None
+    # Closed while `events` is over the runtime's bound (`engines.flow`).
+    flow: ReportFlow = field(default_factory=ReportFlow)
 
 
 @dataclass(frozen=True)
@@ -120,8 +123,12 @@ class SessionRuntime:
         reconnect: ReconnectPolicy,
         directory: SessionDirectory,
         media: MediaReader | None = None,
+        report_queue_max: int = 1000,
     ) -> None:
+        """`report_queue_max`: a session's unwritten reports at which its engine is
+        asked to hold back (`engines.flow`); it may go on once half are written."""
         self._directory = directory
+        self._report_queue_max = report_queue_max
         self._media = media
         self._db = db
         self._engines = engines
@@ -136,7 +143,8 @@ class SessionRuntime:
         self._ownership: Ownership | None = None
         # Told each session id that starts here (what was kept of it may be stale).
         self._start_listeners: list[Callable[[str], None]] = []
-        # Notified whenever a session becomes ready (queued sends may go now).
+        # Notified whenever a session becomes ready, or may send again after being held
+        # back (queued sends may go now).
         self.became_ready = Signal()
 
     def use_ownership(self, ownership: Ownership) -> None:
@@ -172,16 +180,31 @@ class SessionRuntime:
 
     @property
     def reports_queued(self) -> int:
-        """Engine reports waiting to be written, over the sessions running here (the
-        queues have no bound yet: docs/BENCHMARKS.md, Memory; this shows them)."""
+        """Engine reports waiting to be written, over the sessions running here (each
+        session's queue is bounded: `engines.flow`)."""
         return sum(running.events.qsize() for running in self._running.values())
+
+    @property
+    def held_back(self) -> int:
+        """Sessions running here whose engine is asked to hold back (`engines.flow`)."""
+        return sum(1 for running in self._running.values() if not running.flow.is_open)
 
     def is_running(self, session_id: str) -> bool:
         return session_id in self._running
 
     def ready_sessions(self) -> set[str]:
-        """Connected sessions whose lease is surely ours: only these may send."""
+        """Connected sessions whose lease is surely ours: only these may be used."""
         return {sid for sid, running in self._running.items() if running.ready and self._owns(sid)}
+
+    def sending_sessions(self) -> set[str]:
+        """Ready sessions that may send now: not those held back (`engines.flow`), whose
+        engine may have stopped reading from WhatsApp (a send's answer would not come),
+        and whose reports, acks of their sends among them, are behind already."""
+        return {
+            sid
+            for sid, running in self._running.items()
+            if running.ready and running.flow.is_open and self._owns(sid)
+        }
 
     def client(self, session_id: str) -> EngineClient | None:
         running = self._running.get(session_id)
@@ -264,6 +287,8 @@ class SessionRuntime:
 
             async def emit(event: EngineEvent) -> None:
                 running.events.put_nowait(event)
+                if running.events.qsize() >= self._report_queue_max:
+                    running.flow.set_open(False)
 
             running.client = engine.client(
                 SessionContext(
@@ -274,6 +299,7 @@ class SessionRuntime:
                     media=self._media,
                     instance=self._ownership.instance_id if self._ownership else "",
                     epoch=epoch,
+                    flow=running.flow,
                 )
             )
             running.worker = asyncio.create_task(self._apply_events(running))
@@ -378,6 +404,7 @@ class SessionRuntime:
     async def _close(self, running: _Running) -> None:
         running.closed = True
         running.ready = False
+        running.flow.set_open(True)  # nobody waits on a session that is gone
         for task in (running.reconnect, running.worker):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
@@ -417,6 +444,9 @@ class SessionRuntime:
                     log.exception("engine_event_failed", session_id=running.session_id)
                 if running.closed:
                     return
+            if not running.flow.is_open and running.events.qsize() <= self._report_queue_max // 2:
+                running.flow.set_open(True)
+                self.became_ready.notify()  # its queued sends may go again
 
     async def _apply_reports(self, running: _Running, reports: list[EngineEvent]) -> None:
         row = self._directory.get(running.session_id)

@@ -211,7 +211,12 @@ class MockClient:
         await self._ctx.emit(Connected())
         self._network.join(phone, self)
         # What reached this phone but was never confirmed stored (it was offline, or the
-        # server died in between) arrives now; our side drops what it already has.
+        # server died in between) arrives now; our side drops what it already has. In a
+        # task: a connect runs under the session's lock, which writing reports needs,
+        # and handing a large inbox over may wait for them to be written (`emit`).
+        self._spawn(self._hand_inbox_over(phone))
+
+    async def _hand_inbox_over(self, phone: str) -> None:
         for payload in await self._network.store.undelivered(phone):
             await self.receive(payload)
 
@@ -334,15 +339,13 @@ class MockClient:
         for status in ("delivered", "read"):
             await asyncio.sleep(self._ack_delay_s)
             for transmission in sent:
-                await self._ctx.emit(
-                    MessageAck(transmission.message_id, transmission.chat_id, status)
-                )
+                await self.emit(MessageAck(transmission.message_id, transmission.chat_id, status))
 
     async def receive(self, payload: dict[str, Any]) -> None:
         kind = payload.get("kind", "message")
         if kind == "reaction":
             content = payload.get("content") or {}
-            await self._ctx.emit(
+            await self.emit(
                 ReactionReceived(
                     message_id=content.get("messageId", ""),
                     chat_id=payload["chatId"],
@@ -352,12 +355,12 @@ class MockClient:
             )
             return
         if kind == "revoke":
-            await self._ctx.emit(
+            await self.emit(
                 MessageRevoked(payload["messageId"], payload["chatId"], payload.get("from"))
             )
             return
         media = payload.get("media")
-        await self._ctx.emit(
+        await self.emit(
             MessageReceived(
                 id=payload["id"],
                 chat_id=payload["chatId"],
@@ -399,7 +402,7 @@ class MockClient:
             "timestamp": iso(utcnow()),
         }
         await self._transmit(chat_id, recipients, payload["id"], payload)
-        await self._ctx.emit(MessageRevoked(message_id, chat_id, phone + USER_SUFFIX))
+        await self.emit(MessageRevoked(message_id, chat_id, phone + USER_SUFFIX))
 
     async def mark_read(
         self, chat_id: str, message_ids: list[str], senders: dict[str, str] | None = None
@@ -455,6 +458,10 @@ class MockClient:
         await self.groups_.leave(group_id)
 
     async def emit(self, event: EngineEvent) -> None:
+        """A report, as the network hands it over: while the core is behind with this
+        session's reports (`engines.flow`), whoever hands it over waits, as a phone's
+        connection stops taking data from WhatsApp."""
+        await self._ctx.flow.wait_open()
         await self._ctx.emit(event)
 
     def _spawn(self, coroutine: Any) -> None:
@@ -490,7 +497,7 @@ class MockClient:
         if self._phone is None:
             raise SendFailed("the mock session is not linked")
         message_id = whatsapp_message_id()
-        await self._ctx.emit(
+        await self.emit(
             MessageReceived(
                 id=message_id,
                 chat_id=chat_id or sender,
@@ -509,7 +516,7 @@ class MockClient:
         """Report what the network would (an edit, a vote, a read on the phone, ...)."""
         if self._phone is None:
             raise SendFailed("the mock session is not linked")
-        await self._ctx.emit(report)
+        await self.emit(report)
 
 
 class MockEngine:

@@ -194,7 +194,10 @@ class Worker:
             return None
         session = self._session(args)
         if op == "inject":
-            return self._inject(session, args)
+            return await self._inject(session, args)
+        if op == "hold":
+            session.hold(bool(args.get("hold")))
+            return None
         if op == "describe":
             return session.describe()
         deadline = float(args.pop("_deadline", 0) or 0)
@@ -202,17 +205,18 @@ class Worker:
         return await loop.run_in_executor(self.commands, run_command, session, op, args, deadline)
 
     @staticmethod
-    def _inject(session: WorkerSession, args: dict[str, Any]) -> None:
-        """Hand a serialized neonize event to the session as if Go had sent it: how the
-        tests drive the worker's whole path without WhatsApp."""
+    async def _inject(session: WorkerSession, args: dict[str, Any]) -> None:
+        """Hand a serialized neonize event to the session as if Go had sent it, from a
+        thread as Go's are (so it waits while the session is held back): how the tests
+        drive the worker's whole path without WhatsApp."""
         from neonize import events as ev
 
         data = base64.b64decode(args["data"])
         if args["type"] == "qr":  # the QR callback passes the code itself
-            session.push("qr", data.decode())
+            await asyncio.to_thread(session.push, "qr", data.decode())
             return
         event_type = getattr(ev, args["type"])
-        session.push(args["type"], event_type.FromString(data))
+        await asyncio.to_thread(session.push, args["type"], event_type.FromString(data))
 
 
 async def _serve(args: argparse.Namespace) -> None:

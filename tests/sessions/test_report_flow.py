@@ -1,0 +1,128 @@
+"""Memory stays bounded when writing falls behind: a session's engine is asked to hold
+back once `ENGINE_REPORT_QUEUE_MAX` of its reports wait to be written, and nothing that
+was held back is lost (`engines.flow`).
+
+The writer is stalled for real: the session's lock, which every batch of reports takes
+(as a start, a stop or a config change of the session holds it), is held by the test.
+The mock engine holds back by making whoever hands it a report wait, here the
+`mock/inbound` calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from sqlalchemy import func, select
+
+from openwa.db.models import EventRow, MessageRow
+from openwa.engines.flow import ReportFlow
+from tests.api.test_health import find, metrics
+from tests.fixtures.app import AppFactory, wait_for
+from tests.messages.support import ready_session
+
+BOUND = 5
+CALLS = 30
+SENDER = "+4915112345678"
+
+
+async def test_a_stalled_writer_holds_the_engine_back_and_loses_nothing(
+    app_factory: AppFactory,
+) -> None:
+    async with app_factory.running(engine_report_queue_max=BOUND) as api:
+        session = await ready_session(api, "alice")
+        runtime = api.services.runtime
+        url = f"/api/sessions/{session['id']}/mock/inbound"
+
+        def inbound(i: int) -> asyncio.Task[httpx.Response]:
+            body = {"from": SENDER, "text": f"held {i}"}
+            return asyncio.create_task(api.request("POST", url, json=body))
+
+        async with runtime.lock(session["id"]):
+            calls = [inbound(i) for i in range(CALLS)]
+            # The writer takes what is queued into its batch, then waits for the lock;
+            # the queue fills to its bound, which closes the flow; the rest wait.
+            await wait_for(
+                lambda: asyncio.sleep(0, runtime.held_back), lambda held: held == 1, what="held"
+            )
+            taken = sum(call.done() for call in calls)
+            # At most a bound in the writer's batch and a bound in the queue.
+            assert BOUND <= taken < 2 * BOUND
+            assert runtime.reports_queued <= BOUND
+            # Nothing moves while the writer is stalled.
+            for _ in range(50):
+                await asyncio.sleep(0)
+            assert sum(call.done() for call in calls) == taken
+            assert runtime.held_back == 1
+            assert find(await metrics(api), "openwa_engine_sessions_held_back") == [1.0]
+            # A held session sends nothing: its acks would only queue behind the rest.
+            text = {"chatId": SENDER, "text": "waits for the session to catch up"}
+            sending = await api.request(
+                "POST", f"/api/sessions/{session['id']}/messages/text", json=text
+            )
+            assert sending.status_code == 202, sending.text
+            assert await api.services.sender.run_once() == 0
+            sent = sending.json()["data"]["id"]
+            held = await api.request("GET", f"/api/sessions/{session['id']}/messages/{sent}")
+            assert held.json()["data"]["status"] == "pending"
+        answers = await asyncio.wait_for(asyncio.gather(*calls), 30)
+        assert [a.status_code for a in answers] == [202] * CALLS
+
+        async def stored() -> tuple[int, int]:
+            async with api.services.db() as db:
+                messages = await db.scalar(
+                    select(func.count())
+                    .select_from(MessageRow)
+                    .where(MessageRow.session_id == session["id"], MessageRow.from_me.is_(False))
+                )
+                events = await db.scalar(
+                    select(func.count())
+                    .select_from(EventRow)
+                    .where(
+                        EventRow.session_id == session["id"], EventRow.event == "message.received"
+                    )
+                )
+            return int(messages or 0), int(events or 0)
+
+        assert await wait_for(stored, lambda n: n == (CALLS, CALLS)) == (CALLS, CALLS)
+        assert runtime.reports_queued == 0
+        # Opened once the last batch's writing has finished (after its commit).
+        await wait_for(lambda: asyncio.sleep(0, runtime.held_back), lambda held: held == 0)
+        assert find(await metrics(api), "openwa_engine_sessions_held_back") == [0.0]
+        await wait_for(
+            lambda: api.request("GET", f"/api/sessions/{session['id']}/messages/{sent}"),
+            lambda answer: answer.json()["data"]["status"] != "pending",
+            what="the held send",
+        )
+
+
+async def test_waiters_woken_together_keep_the_bound() -> None:
+    """Opened, the flow lets through only as many as fit before it closes again."""
+    flow = ReportFlow()
+    queue: list[int] = []
+    flow.set_open(False)
+
+    async def hand_over(i: int) -> None:
+        await flow.wait_open()
+        queue.append(i)
+        if len(queue) >= 3:
+            flow.set_open(False)
+
+    waiters = [asyncio.create_task(hand_over(i)) for i in range(10)]
+    await asyncio.sleep(0)
+    told: list[bool] = []
+    flow.listen(told.append)
+    flow.set_open(True)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert len(queue) == 3
+    assert not flow.is_open
+    assert told == [True, False]
+    queue.clear()
+    flow.set_open(True)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert len(queue) == 3
+    for waiter in waiters:
+        waiter.cancel()
+    await asyncio.gather(*waiters, return_exceptions=True)
