@@ -16,7 +16,7 @@ import httpx
 from sqlalchemy import func, select
 
 from openwa.db.models import EventRow, MessageRow
-from openwa.engines.flow import ReportFlow
+from openwa.engines.flow import HoldTeller, ReportFlow
 from tests.api.test_health import find, metrics
 from tests.fixtures.app import AppFactory, wait_for
 from tests.messages.support import ready_session
@@ -126,3 +126,33 @@ async def test_waiters_woken_together_keep_the_bound() -> None:
     for waiter in waiters:
         waiter.cancel()
     await asyncio.gather(*waiters, return_exceptions=True)
+
+
+async def test_the_engine_process_is_told_the_last_word_once_and_again_after_a_connect() -> None:
+    """`HoldTeller`: one word in flight at a time, the flow's latest state told last; a
+    word that cannot be told is dropped (the next connect tells it); a connect re-tells
+    a closed flow, since a new connection reads freely."""
+    flow = ReportFlow()
+    told: list[bool] = []
+    answer = asyncio.Event()
+    failing = False
+
+    async def tell(held: bool) -> None:
+        await answer.wait()
+        if failing:
+            raise ConnectionError("the session is not in the process")
+        told.append(held)
+
+    teller = HoldTeller(flow, tell, "ses_1")
+    flow.set_open(False)
+    flow.set_open(True)
+    flow.set_open(False)  # three changes while the first word waits for its answer
+    answer.set()
+    await wait_for(lambda: asyncio.sleep(0, list(told)), lambda words: words == [True])
+    teller.connected()
+    await wait_for(lambda: asyncio.sleep(0, list(told)), lambda words: words == [True, True])
+    failing = True
+    flow.set_open(True)
+    teller.connected()  # closed no more: nothing to tell
+    await asyncio.sleep(0)
+    assert told == [True, True]

@@ -12,6 +12,7 @@ it costs nothing and is not lost:
   transmission);
 - whatsmeow's worker stops taking events from Go, so whatsmeow stops reading from
   WhatsApp, which keeps what it has not been acknowledged;
+- Baileys' bridge pauses the session's websocket (it stops reading it);
 - an engine that cannot hold back ignores it, and its reports queue as before.
 
 Nothing is dropped: the bound is where holding back starts, and what is already on its
@@ -21,7 +22,11 @@ way (between the engine's process and ours) is still queued.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+log = structlog.get_logger(__name__)
 
 
 class ReportFlow:
@@ -55,3 +60,38 @@ class ReportFlow:
             self._open.clear()
         for listener in self._listeners:
             listener(value)
+
+
+class HoldTeller:
+    """Tells an engine process to hold a session's reports back, or to go on, as its
+    flow changes: one word at a time, so the last one wins. A connection the process
+    starts anew reads freely: `connected()` says it again if the flow is closed."""
+
+    def __init__(
+        self, flow: ReportFlow, tell: Callable[[bool], Awaitable[object]], session_id: str
+    ) -> None:
+        self._flow = flow
+        self._tell_process = tell
+        self._session_id = session_id
+        self._told_held = False
+        self._telling: asyncio.Task[None] | None = None
+        flow.listen(self._changed)
+
+    def connected(self) -> None:
+        self._told_held = False
+        if not self._flow.is_open:
+            self._changed(False)
+
+    def _changed(self, _is_open: bool) -> None:
+        if self._telling is None or self._telling.done():
+            self._telling = asyncio.create_task(self._tell())
+
+    async def _tell(self) -> None:
+        while (held := not self._flow.is_open) != self._told_held:
+            try:
+                await self._tell_process(held)
+            except Exception as exc:
+                # Not in the process (yet, or any more): its next connect tells it anew.
+                log.warning("engine_hold_untold", session_id=self._session_id, error=str(exc))
+                return
+            self._told_held = held

@@ -44,6 +44,7 @@ from openwa.engines.bridge.process import BridgeProcess
 from openwa.engines.bridge.profiles import ProfileStore
 from openwa.engines.children import REQUEST_TIMEOUT_S, ChildProcess, OutcomeUnknown, WorkerGone
 from openwa.engines.content import Media, to_json
+from openwa.engines.flow import HoldTeller
 from openwa.engines.shards import Shard, ShardMap, rss_mb
 from openwa.engines.whatsmeow.transfer import TransferDirectory
 
@@ -68,6 +69,9 @@ class EngineKind:
     # Whether a send cut short by a dying bridge may go again (same id: Baileys).
     resends_safely: bool
     translate: Callable[[str, Any, str | None], list[Any]]
+    # Whether the bridge can hold a session's reports back (`engines.flow`): Baileys
+    # pauses its websocket; whatsapp-web.js has no such handle on its browser.
+    holds_back: bool = False
 
 
 BAILEYS = EngineKind(
@@ -75,6 +79,7 @@ BAILEYS = EngineKind(
     capabilities=WHATSAPP_CAPABILITIES | {"proxy"},
     resends_safely=True,
     translate=baileys.translate,
+    holds_back=True,
 )
 WEBJS = EngineKind(
     name="webjs",
@@ -320,6 +325,12 @@ class BridgeClient:
         self._heard = asyncio.Event()
         # A start waiting for the bridge's first install (see `connect`).
         self._waiting: asyncio.Task[None] | None = None
+        # The bridge holds back while the core is behind with this session's reports.
+        self._hold = (
+            HoldTeller(context.flow, lambda held: self._call("hold", hold=held), self.session_id)
+            if engine.kind.holds_back
+            else None
+        )
 
     async def _call(self, op: str, **args: Any) -> Any:
         return await self._engine.request(op, session=self.session_id, **args)
@@ -522,6 +533,8 @@ class BridgeClient:
         self._heard.clear()
         await self._engine.start(self.session_id, **args)
         self._watchdog = asyncio.create_task(self._watch_attempt())
+        if self._hold is not None:
+            self._hold.connected()  # a new socket reads freely
 
     def _drop_profile_file(self) -> None:
         """The decrypted copy handed to the bridge is not kept longer than needed."""

@@ -37,6 +37,7 @@ from openwa.engines.base import (
 )
 from openwa.engines.children import ChildProcess, OutcomeUnknown, WorkerGone
 from openwa.engines.content import Media
+from openwa.engines.flow import HoldTeller
 from openwa.engines.shards import Shard, ShardMap, rss_mb
 from openwa.engines.whatsmeow.load import WorkerLoad
 from openwa.engines.whatsmeow.protocol import (
@@ -343,27 +344,10 @@ class WhatsmeowClient:
         self._connected_once = False
         # A device this client saw linked or found in the store: no need to look again.
         self._verified: str | None = None
-        # Whether the worker was last told to hold this session's reports back
-        # (`engines.flow`), and the task telling it the flow's latest state.
-        self._told_held = False
-        self._telling: asyncio.Task[None] | None = None
-        context.flow.listen(self._flow_changed)
-
-    def _flow_changed(self, _is_open: bool) -> None:
-        if self._telling is None or self._telling.done():
-            self._telling = asyncio.create_task(self._tell_flow())
-
-    async def _tell_flow(self) -> None:
-        """Tell the worker to hold Go back, or to let it go on, until it has the flow's
-        latest state: one word at a time, so the last one wins."""
-        while (held := not self._ctx.flow.is_open) != self._told_held:
-            try:
-                await self._call("hold", hold=held)
-            except Exception as exc:
-                # Not in the worker (yet, or any more): its next connect tells it anew.
-                log.warning("whatsmeow_hold_untold", session_id=self.session_id, error=str(exc))
-                return
-            self._told_held = held
+        # Go held back while the core is behind with this session's reports.
+        self._hold = HoldTeller(
+            context.flow, lambda held: self._call("hold", hold=held), self.session_id
+        )
 
     async def _call(self, op: str, **args: Any) -> Any:
         return await self._engine.request(op, session=self.session_id, **args)
@@ -410,9 +394,7 @@ class WhatsmeowClient:
             online=bool(self._ctx.config.get("markOnline")),
         )
         # A connection starts flowing in the worker: hold it back again if need be.
-        self._told_held = False
-        if not self._ctx.flow.is_open:
-            self._flow_changed(False)
+        self._hold.connected()
 
     async def disconnect(self) -> None:
         self._connected_once = False

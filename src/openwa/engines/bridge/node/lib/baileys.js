@@ -696,6 +696,22 @@ class BaileysSession {
     return { code: await this.connected().groupInviteCode(groupIdOf(args)) };
   }
 
+  /**
+   * Our API process is behind with this session's reports (`hold: true`): stop reading
+   * the websocket, so WhatsApp keeps what it has not been acknowledged; read again when
+   * told (`hold: false`). A socket made later (a reconnect) reads: Python tells it again.
+   */
+  hold(args) {
+    const held = Boolean(args && args.hold);
+    const socket = this.sock && this.sock.ws && this.sock.ws.socket;
+    if (socket && typeof socket.pause === 'function') {
+      if (held) socket.pause();
+      else socket.resume();
+    }
+    this.held = held;
+    return {};
+  }
+
   async leaveGroup(args) {
     await this.connected().groupLeave(groupIdOf(args));
     return {};
@@ -718,6 +734,7 @@ const OPS = {
   participants: BaileysSession.prototype.participants,
   invite_code: BaileysSession.prototype.inviteCode,
   leave_group: BaileysSession.prototype.leaveGroup,
+  hold: BaileysSession.prototype.hold,
 };
 
 module.exports = { BaileysSession, makeKeyStore, mapError, loadBaileys, FORWARDED, OPS };

@@ -263,3 +263,39 @@ test('logout tells WhatsApp, stop just closes', async () => {
   assert.ok(b.sock.ended);
   assert.equal(b.s.sock, null);
 });
+
+test('hold pauses the session websocket; what came meanwhile is read, in order, once it goes on', async () => {
+  const { WebSocket, WebSocketServer } = require('ws');
+  const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await new Promise((resolve) => server.once('listening', resolve));
+  const peer = new Promise((resolve) => server.once('connection', resolve));
+  const { s, sock } = await started();
+  // Baileys' websocket client keeps its `ws` socket as `socket`: a real one, on loopback.
+  sock.ws.socket = new WebSocket(`ws://127.0.0.1:${server.address().port}`);
+  const received = [];
+  sock.ws.socket.on('message', (data) => received.push(String(data)));
+  await new Promise((resolve) => sock.ws.socket.once('open', resolve));
+  const whatsapp = await peer;
+  try {
+    whatsapp.send('before');
+    while (received.length < 1) await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.deepEqual(await s.command('hold', { hold: true }), {});
+    assert.equal(s.held, true);
+    assert.equal(sock.ws.socket.isPaused, true); // `ws` reads nothing off the socket
+    for (let i = 0; i < 3; i += 1) whatsapp.send(`held ${i}`);
+    assert.deepEqual(await s.command('hold', { hold: false }), {});
+    assert.equal(sock.ws.socket.isPaused, false);
+    while (received.length < 4) await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.deepEqual(received, ['before', 'held 0', 'held 1', 'held 2']);
+  } finally {
+    sock.ws.socket.terminate();
+    await new Promise((resolve) => server.close(resolve));
+  }
+});
+
+test('hold on a session whose socket is gone only records it', async () => {
+  const { s } = await started();
+  await s.stop();
+  assert.deepEqual(await s.command('hold', { hold: true }), {});
+  assert.equal(s.held, true);
+});
