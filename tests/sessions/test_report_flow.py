@@ -5,7 +5,7 @@ was held back is lost (`engines.flow`).
 The writer is stalled for real: the session's lock, which every batch of reports takes
 (as a start, a stop or a config change of the session holds it), is held by the test.
 The mock engine holds back by making whoever hands it a report wait, here the
-`mock/inbound` calls.
+`mock/inbound` calls; what other sessions send it waits in its inbox.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from sqlalchemy import func, select
 from openwa.db.models import EventRow, MessageRow
 from openwa.engines.flow import HoldTeller, ReportFlow
 from tests.api.test_health import find, metrics
-from tests.fixtures.app import AppFactory, wait_for
-from tests.messages.support import ready_session
+from tests.fixtures.app import Api, AppFactory, wait_for
+from tests.messages.support import plus, ready_session, send_text, wait_message
 
 BOUND = 5
 CALLS = 30
@@ -156,3 +156,62 @@ async def test_the_engine_process_is_told_the_last_word_once_and_again_after_a_c
     teller.connected()  # closed no more: nothing to tell
     await asyncio.sleep(0)
     assert told == [True, True]
+
+
+def inbound_calls(api: Api, session_id: str, count: int) -> list[asyncio.Task[httpx.Response]]:
+    url = f"/api/sessions/{session_id}/mock/inbound"
+    return [
+        asyncio.create_task(api.request("POST", url, json={"from": SENDER, "text": f"in {i}"}))
+        for i in range(count)
+    ]
+
+
+async def held(api: Api) -> None:
+    runtime = api.services.runtime
+    await wait_for(lambda: asyncio.sleep(0, runtime.held_back), lambda n: n == 1, what="held")
+
+
+async def test_a_session_stopped_while_held_leaves_nobody_waiting(app_factory: AppFactory) -> None:
+    """Its queue is no longer drained: the flow opens for good, and every caller that
+    waited is answered (what it handed over goes with the session, as any report queued
+    when a session stops)."""
+    async with app_factory.running(engine_report_queue_max=BOUND) as api:
+        session = await ready_session(api, "alice")
+        runtime = api.services.runtime
+        async with runtime.lock(session["id"]):
+            calls = inbound_calls(api, session["id"], CALLS)
+            await held(api)
+            await runtime.stop(session["id"], "stopped while held")  # as a stop does
+        answers = await asyncio.wait_for(asyncio.gather(*calls), 30)
+        assert {a.status_code for a in answers} <= {202, 409}
+        assert runtime.held_back == 0
+
+
+async def test_a_held_recipient_holds_up_no_sender_and_gets_its_messages_after(
+    app_factory: AppFactory,
+) -> None:
+    """A mock session held back takes nothing live: what is sent to it waits in its
+    inbox and comes once it goes on, so its senders, and everyone else's sends, go on."""
+    async with app_factory.running(engine_report_queue_max=BOUND) as api:
+        alice, bob, carol = [await ready_session(api, name) for name in ("alice", "bob", "carol")]
+        runtime = api.services.runtime
+        async with runtime.lock(bob["id"]):
+            calls = inbound_calls(api, bob["id"], CALLS)
+            await held(api)
+            to_bob = await send_text(api, alice["id"], plus(bob), "while bob is held")
+            elsewhere = await send_text(api, carol["id"], SENDER, "unrelated")
+            await wait_message(api, alice["id"], to_bob["id"], "sent", 20)
+            await wait_message(api, carol["id"], elsewhere["id"], "sent", 20)
+        await asyncio.wait_for(asyncio.gather(*calls), 30)
+
+        async def bobs_texts() -> list[str]:
+            response = await api.request(
+                "GET", "/api/events", params={"sessions": bob["id"], "events": "message.received"}
+            )
+            return [e["data"].get("text") for e in response.json()["data"]["events"]]
+
+        texts = await wait_for(
+            bobs_texts, lambda found: "while bob is held" in found, 20, "bob's message"
+        )
+        assert texts.count("while bob is held") == 1
+        assert runtime.held_back == 0

@@ -10,10 +10,14 @@ it costs nothing and is not lost:
 
 - the mock makes whoever hands it a report wait (a `mock/inbound` call, a sender's
   transmission);
-- whatsmeow's worker stops taking events from Go, so whatsmeow stops reading from
-  WhatsApp, which keeps what it has not been acknowledged;
-- Baileys' bridge pauses the session's websocket (it stops reading it);
-- an engine that cannot hold back ignores it, and its reports queue as before.
+- Baileys' bridge pauses the session's websocket: nothing more is read from WhatsApp,
+  which keeps what it has not been acknowledged;
+- an engine that cannot hold back ignores it, and its reports queue as before:
+  whatsmeow never stops reading (once its handler queue is full it goes on in new
+  goroutines, so blocking its callbacks would only move the memory into Go and lose
+  the order), and whatsapp-web.js' browser is out of reach.
+
+Whatever the engine, a held session sends nothing until it goes on (`sending_sessions`).
 
 Nothing is dropped: the bound is where holding back starts, and what is already on its
 way (between the engine's process and ours) is still queued.
@@ -35,6 +39,7 @@ class ReportFlow:
     def __init__(self) -> None:
         self._open = asyncio.Event()
         self._open.set()
+        self._released = False
         self._listeners: list[Callable[[bool], None]] = []
 
     @property
@@ -51,8 +56,14 @@ class ReportFlow:
         """`listener(open)` is told each change, at once (it must not block)."""
         self._listeners.append(listener)
 
+    def release(self) -> None:
+        """Open for good: the session's runtime is gone, and whoever still waits must not
+        wait on a queue that nobody drains any more."""
+        self._released = True
+        self.set_open(True)
+
     def set_open(self, value: bool) -> None:
-        if value == self.is_open:
+        if value == self.is_open or (self._released and not value):
             return
         if value:
             self._open.set()

@@ -287,7 +287,7 @@ class SessionRuntime:
 
             async def emit(event: EngineEvent) -> None:
                 running.events.put_nowait(event)
-                if running.events.qsize() >= self._report_queue_max:
+                if running.events.qsize() >= self._report_queue_max and not running.closed:
                     running.flow.set_open(False)
 
             running.client = engine.client(
@@ -404,7 +404,7 @@ class SessionRuntime:
     async def _close(self, running: _Running) -> None:
         running.closed = True
         running.ready = False
-        running.flow.set_open(True)  # nobody waits on a session that is gone
+        running.flow.release()  # nobody waits on a session that is gone
         for task in (running.reconnect, running.worker):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
@@ -526,6 +526,7 @@ class SessionRuntime:
         self._running.pop(sid, None)
         running.closed = True
         running.ready = False
+        running.flow.release()  # nobody waits on a session that is gone
         if running.reconnect is not None:
             running.reconnect.cancel()
         if running.client is not None:

@@ -123,8 +123,8 @@ class MockNetwork:
             recipient = self._online.get(phone)
             if recipient is None or key in self._handed:
                 continue
-            self._handed.add(key)
-            await recipient.receive(payload)
+            if await recipient.receive_live(payload):
+                self._handed.add(key)
 
     async def close(self) -> None:
         poller, self._poller = self._poller, None
@@ -167,6 +167,9 @@ class MockClient:
         self.groups_ = MockGroups(self, network)
         self._stamp = Stamp(context.instance, context.epoch)
         self._connection: int | None = None  # its record in the network's log
+        # Payloads left in the inbox while held back (`receive_live`).
+        self._inbox_behind = False
+        context.flow.listen(self._flow_changed)
 
     # Linking.
 
@@ -213,12 +216,34 @@ class MockClient:
         # What reached this phone but was never confirmed stored (it was offline, or the
         # server died in between) arrives now; our side drops what it already has. In a
         # task: a connect runs under the session's lock, which writing reports needs,
-        # and handing a large inbox over may wait for them to be written (`emit`).
+        # and handing a large inbox over may wait for them to be written
+        # (`_network_report`).
         self._spawn(self._hand_inbox_over(phone))
 
     async def _hand_inbox_over(self, phone: str) -> None:
-        for payload in await self._network.store.undelivered(phone):
-            await self.receive(payload)
+        try:
+            for payload in await self._network.store.undelivered(phone):
+                await self.receive(payload)
+        except Exception:
+            # It stays in the inbox: the next connect, or the next time this session
+            # goes on after being held back, hands it over.
+            self._inbox_behind = True
+            log.exception("mock_inbox_hand_over_failed", session_id=self._ctx.session_id)
+
+    async def receive_live(self, payload: dict[str, Any]) -> bool:
+        """Hand a payload over as it arrives, or, while the core is behind with this
+        session's reports, not now (False): it stays in the inbox, handed over once the
+        session goes on. A sender never waits on its recipients."""
+        if not self._ctx.flow.is_open:
+            self._inbox_behind = True
+            return False
+        await self.receive(payload)  # open: it does not wait
+        return True
+
+    def _flow_changed(self, is_open: bool) -> None:
+        if is_open and self._inbox_behind and self._phone is not None:
+            self._inbox_behind = False
+            self._spawn(self._hand_inbox_over(self._phone))
 
     async def disconnect(self) -> None:
         self._awaiting_link = False
@@ -332,20 +357,22 @@ class MockClient:
         for phone in phones:
             recipient = self._network.online(phone)
             if recipient is not None:
-                await recipient.receive(payload)
+                await recipient.receive_live(payload)
 
     async def _acks(self, sent: Sequence[Transmission]) -> None:
         """`delivered` then `read` for each, named as the network knows them."""
         for status in ("delivered", "read"):
             await asyncio.sleep(self._ack_delay_s)
             for transmission in sent:
-                await self.emit(MessageAck(transmission.message_id, transmission.chat_id, status))
+                await self._network_report(
+                    MessageAck(transmission.message_id, transmission.chat_id, status)
+                )
 
     async def receive(self, payload: dict[str, Any]) -> None:
         kind = payload.get("kind", "message")
         if kind == "reaction":
             content = payload.get("content") or {}
-            await self.emit(
+            await self._network_report(
                 ReactionReceived(
                     message_id=content.get("messageId", ""),
                     chat_id=payload["chatId"],
@@ -355,12 +382,12 @@ class MockClient:
             )
             return
         if kind == "revoke":
-            await self.emit(
+            await self._network_report(
                 MessageRevoked(payload["messageId"], payload["chatId"], payload.get("from"))
             )
             return
         media = payload.get("media")
-        await self.emit(
+        await self._network_report(
             MessageReceived(
                 id=payload["id"],
                 chat_id=payload["chatId"],
@@ -402,7 +429,7 @@ class MockClient:
             "timestamp": iso(utcnow()),
         }
         await self._transmit(chat_id, recipients, payload["id"], payload)
-        await self.emit(MessageRevoked(message_id, chat_id, phone + USER_SUFFIX))
+        await self._ctx.emit(MessageRevoked(message_id, chat_id, phone + USER_SUFFIX))
 
     async def mark_read(
         self, chat_id: str, message_ids: list[str], senders: dict[str, str] | None = None
@@ -458,9 +485,12 @@ class MockClient:
         await self.groups_.leave(group_id)
 
     async def emit(self, event: EngineEvent) -> None:
-        """A report, as the network hands it over: while the core is behind with this
-        session's reports (`engines.flow`), whoever hands it over waits, as a phone's
-        connection stops taking data from WhatsApp."""
+        await self._ctx.emit(event)
+
+    async def _network_report(self, event: EngineEvent) -> None:
+        """A report as the network hands it over: while the core is behind with this
+        session's reports (`engines.flow`), whoever hands it over waits (a `mock/inbound`
+        call, this session's own ack task), as a phone's connection stops taking data."""
         await self._ctx.flow.wait_open()
         await self._ctx.emit(event)
 
@@ -497,7 +527,7 @@ class MockClient:
         if self._phone is None:
             raise SendFailed("the mock session is not linked")
         message_id = whatsapp_message_id()
-        await self.emit(
+        await self._network_report(
             MessageReceived(
                 id=message_id,
                 chat_id=chat_id or sender,
@@ -516,7 +546,7 @@ class MockClient:
         """Report what the network would (an edit, a vote, a read on the phone, ...)."""
         if self._phone is None:
             raise SendFailed("the mock session is not linked")
-        await self.emit(report)
+        await self._network_report(report)
 
 
 class MockEngine:

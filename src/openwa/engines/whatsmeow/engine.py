@@ -37,7 +37,6 @@ from openwa.engines.base import (
 )
 from openwa.engines.children import ChildProcess, OutcomeUnknown, WorkerGone
 from openwa.engines.content import Media
-from openwa.engines.flow import HoldTeller
 from openwa.engines.shards import Shard, ShardMap, rss_mb
 from openwa.engines.whatsmeow.load import WorkerLoad
 from openwa.engines.whatsmeow.protocol import (
@@ -344,10 +343,6 @@ class WhatsmeowClient:
         self._connected_once = False
         # A device this client saw linked or found in the store: no need to look again.
         self._verified: str | None = None
-        # Go held back while the core is behind with this session's reports.
-        self._hold = HoldTeller(
-            context.flow, lambda held: self._call("hold", hold=held), self.session_id
-        )
 
     async def _call(self, op: str, **args: Any) -> Any:
         return await self._engine.request(op, session=self.session_id, **args)
@@ -393,8 +388,6 @@ class WhatsmeowClient:
             proxy=self._ctx.config.get("proxy"),
             online=bool(self._ctx.config.get("markOnline")),
         )
-        # A connection starts flowing in the worker: hold it back again if need be.
-        self._hold.connected()
 
     async def disconnect(self) -> None:
         self._connected_once = False

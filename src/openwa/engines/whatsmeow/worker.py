@@ -194,10 +194,7 @@ class Worker:
             return None
         session = self._session(args)
         if op == "inject":
-            return await self._inject(session, args)
-        if op == "hold":
-            session.hold(bool(args.get("hold")))
-            return None
+            return self._inject(session, args)
         if op == "describe":
             return session.describe()
         deadline = float(args.pop("_deadline", 0) or 0)
@@ -205,18 +202,17 @@ class Worker:
         return await loop.run_in_executor(self.commands, run_command, session, op, args, deadline)
 
     @staticmethod
-    async def _inject(session: WorkerSession, args: dict[str, Any]) -> None:
-        """Hand a serialized neonize event to the session as if Go had sent it, from a
-        thread as Go's are (so it waits while the session is held back): how the tests
-        drive the worker's whole path without WhatsApp."""
+    def _inject(session: WorkerSession, args: dict[str, Any]) -> None:
+        """Hand a serialized neonize event to the session as if Go had sent it: how the
+        tests drive the worker's whole path without WhatsApp."""
         from neonize import events as ev
 
         data = base64.b64decode(args["data"])
         if args["type"] == "qr":  # the QR callback passes the code itself
-            await asyncio.to_thread(session.push, "qr", data.decode())
+            session.push("qr", data.decode())
             return
         event_type = getattr(ev, args["type"])
-        await asyncio.to_thread(session.push, args["type"], event_type.FromString(data))
+        session.push(args["type"], event_type.FromString(data))
 
 
 async def _serve(args: argparse.Namespace) -> None:

@@ -167,13 +167,7 @@ class WorkerSession:
         self.host = host
         self.session_id = session_id
         self.loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
         self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        # Cleared while the API process is behind with this session's reports (`hold`):
-        # Go's threads then wait in `push`, so whatsmeow stops reading from WhatsApp,
-        # which keeps what it has not been acknowledged (openwa.engines.flow).
-        self.flowing = threading.Event()
-        self.flowing.set()
         self.proxy: str | None = None
         # Show the account online once connected (`markOnline`): WhatsApp then sends
         # presence (typing, and the contacts subscribed to), but the phone gets no
@@ -217,19 +211,8 @@ class WorkerSession:
     # Go's threads.
 
     def push(self, kind: str, payload: Any) -> None:
-        """Hand an event to the loop (called on Go's threads); while the session is held
-        back, wait until it may go on first (never on the loop's own thread)."""
-        if threading.get_ident() != self._loop_thread:
-            self.flowing.wait()
+        """Hand an event to the loop and return at once (called on Go's threads)."""
         self.loop.call_soon_threadsafe(self.queue.put_nowait, (kind, payload))
-
-    def hold(self, held: bool) -> None:
-        """Hold Go's reports back, or let them go on (`flowing`); a session that is not
-        connecting or connected is never held (its stop must not wait for Go)."""
-        if held and self.active:
-            self.flowing.clear()
-        else:
-            self.flowing.set()
 
     def _on_qr(self, _client: Any, data: bytes) -> None:
         self.go_socket_up = True  # a QR from Go: its client exists, socket up, unlinked
@@ -340,7 +323,6 @@ class WorkerSession:
         whatever the ended connection still reports is dropped (`active`, `generation`).
         """
         self.active = False
-        self.flowing.set()  # Go's threads must not wait on a connection being ended
         self.go_connected = False
         self.go_socket_up = False
         self.generation += 1
@@ -400,7 +382,6 @@ class WorkerSession:
             "proxy": self.proxy,
             "active": self.active,
             "connecting": self.running(),
-            "held": not self.flowing.is_set(),
         }
 
     def remember_send(self, engine_id: str, our_id: str) -> None:
