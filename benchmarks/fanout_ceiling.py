@@ -1,7 +1,7 @@
 """How far any delivery design that writes nothing per delivery could take the fan-out row.
 
 `.venv/bin/python benchmarks/fanout_ceiling.py [--databases sqlite,postgres] [--runs 3]
-[--profile DIR]`
+[--profile DIR] [--inbound 300]`
 
 Issue 10's fan-out goal (row 5 of core.py: 300 inbound messages to 10 webhooks of one
 session, at half the rate of bare aiohttp loops) is missed, and the rebuild proposed for
@@ -127,7 +127,7 @@ def _patch() -> None:
     DeliveryWorker._dispatch = claim_nothing  # type: ignore[method-assign]
 
 
-async def _compare(databases: list[str], runs: int, profile: Path | None) -> None:
+async def _compare(databases: list[str], runs: int, profile: Path | None, inbound: int) -> None:
     import aiohttp
     from bench_server import KEY, webhook_receiver
     from core import CLIENTS, ROWS, WEBHOOKS, Bench, Counts, Figure, measure
@@ -177,9 +177,15 @@ def main() -> None:
     parser.add_argument("--databases", default="sqlite,postgres")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--profile", type=Path, help="py-spy profiles here, as core.py's")
+    parser.add_argument(
+        "--inbound",
+        type=int,
+        default=300,
+        help="inbound messages (x10 deliveries; longer windows give profiles more samples)",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(HERE.parent))
-    asyncio.run(_compare(args.databases.split(","), args.runs, args.profile))
+    asyncio.run(_compare(args.databases.split(","), args.runs, args.profile, args.inbound))
     print(f"\n{os.cpu_count()} cores")
 
 
