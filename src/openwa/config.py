@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     max_sessions: int = Field(default=100, ge=1)
     # A session's reports waiting to be written at which its engine is asked to hold
     # back (engines/flow.py); it goes on once half of them are written.
-    engine_report_queue_max: int = Field(default=1000, ge=1)
+    engine_report_queue_max: int = Field(default=10_000, ge=1)
     send_ready_timeout_s: int = Field(default=86400, ge=0)
     shutdown_timeout_s: int = Field(default=30, ge=0)
     instance_id: str | None = None

@@ -123,7 +123,7 @@ class SessionRuntime:
         reconnect: ReconnectPolicy,
         directory: SessionDirectory,
         media: MediaReader | None = None,
-        report_queue_max: int = 1000,
+        report_queue_max: int = 10_000,
     ) -> None:
         """`report_queue_max`: a session's unwritten reports at which its engine is
         asked to hold back (`engines.flow`); it may go on once half are written."""

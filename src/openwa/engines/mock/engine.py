@@ -167,8 +167,12 @@ class MockClient:
         self.groups_ = MockGroups(self, network)
         self._stamp = Stamp(context.instance, context.epoch)
         self._connection: int | None = None  # its record in the network's log
-        # Payloads left in the inbox while held back (`receive_live`).
+        # Payloads left in the inbox while held back (`receive_live`), and the messages
+        # handed over and not yet confirmed stored (`stored`): handing the inbox over
+        # again when the session goes on leaves those out, rather than queueing every
+        # one still waiting to be written a second time.
         self._inbox_behind = False
+        self._handed: set[str] = set()
         context.flow.listen(self._flow_changed)
 
     # Linking.
@@ -213,6 +217,7 @@ class MockClient:
         await self._ctx.emit(Authenticated(phone, push_name))
         await self._ctx.emit(Connected())
         self._network.join(phone, self)
+        self._handed.clear()  # a new connection is handed everything not confirmed
         # What reached this phone but was never confirmed stored (it was offline, or the
         # server died in between) arrives now; our side drops what it already has. In a
         # task: a connect runs under the session's lock, which writing reports needs,
@@ -223,7 +228,8 @@ class MockClient:
     async def _hand_inbox_over(self, phone: str) -> None:
         try:
             for payload in await self._network.store.undelivered(phone):
-                await self.receive(payload)
+                if str(payload.get("id")) not in self._handed:
+                    await self.receive(payload)
         except Exception:
             # It stays in the inbox: the next connect, or the next time this session
             # goes on after being held back, hands it over.
@@ -406,9 +412,11 @@ class MockClient:
                 else None,
             )
         )
+        self._handed.add(str(payload["id"]))
 
     async def stored(self, message_ids: list[str]) -> None:
         """Our side has stored incoming messages: the inbox may let go of them."""
+        self._handed.difference_update(message_ids)
         if self._phone is not None:
             await self._network.store.mark_delivered(self._phone, message_ids)
 
