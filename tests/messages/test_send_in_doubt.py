@@ -56,3 +56,41 @@ async def test_a_send_handed_over_before_a_crash_is_never_sent_twice(
         else:
             assert message["status"] != "failed"
             assert transmitted_ids(went) == [first["id"], cut["id"]]
+
+
+async def test_a_send_in_doubt_given_back_untried_stays_in_doubt(
+    app_factory: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that claims it but cannot try it (its session held back, or no longer ready,
+    between the claim and the send) gives it back still in doubt: it then fails as in
+    doubt rather than going out a second time."""
+    async with app_factory.running(mock_engine_ids="own", mock_ack_delay_ms=0) as api:
+        _alice, bob = await ready_pair(api)
+        await api.services.sender.stop()  # only this test's runs claim
+        later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+        cut = await send_text(api, "alice", plus(bob), "cut short", sendAt=later)
+        async with api.services.db() as db, db.begin():
+            await db.execute(
+                update(OutboxJobRow)
+                .where(OutboxJobRow.message_id == cut["id"])
+                .values(handed_at=datetime.now(UTC), due_at=datetime.now(UTC))
+            )
+        runtime = api.services.runtime
+        sending = runtime.sending_sessions
+        looks = 0
+
+        def held_after_the_claim() -> set[str]:
+            nonlocal looks
+            looks += 1
+            return sending() if looks == 1 else set()
+
+        monkeypatch.setattr(runtime, "sending_sessions", held_after_the_claim)
+        assert await api.services.sender.run_once() == 1
+        monkeypatch.undo()
+        async with api.services.db() as db:
+            query = select(OutboxJobRow.handed_at).where(OutboxJobRow.message_id == cut["id"])
+            assert (await db.execute(query)).scalar_one() is not None
+        assert await api.services.sender.run_once() == 1
+        message = await get_message(api, "alice", cut["id"])
+        assert (message["status"], message["errorCode"]) == ("failed", "SEND_OUTCOME_UNKNOWN")
+        assert await transmitted(api, "alice") == []

@@ -350,7 +350,7 @@ class SendWorker:
         failure = next(
             ((job, out) for job, _m, out in went if isinstance(out, BaseException)), None
         )
-        not_tried = [job.id for job, _m in sending[len(outcomes) :]]
+        not_tried = [job for job, _m in sending[len(outcomes) :]]
         events: list[Event] = []
         now = utcnow()
         # Each message's `message.sent` is made before the transaction (no Python work

@@ -86,9 +86,15 @@ async def next_due(db: AsyncSession, sessions: Sequence[str], after: datetime) -
     return due
 
 
-async def release(db: AsyncSession, job_ids: Sequence[int], worker: str) -> None:
-    # A job given back never reached the engine: it is no longer in doubt.
-    await release_rows(db, OutboxJobRow, job_ids, worker, handed_at=None)
+async def release(db: AsyncSession, jobs: Sequence[OutboxJobRow], worker: str) -> None:
+    """Give back jobs this run did not attempt. Those handed over only in this run never
+    reached the engine: no longer in doubt. One handed over in an earlier run (cut short
+    by a crash or a stop) stays in doubt, whatever stopped this run from trying it (its
+    session not ready, or held back)."""
+    fresh = [job.id for job in jobs if job.handed_at is None]
+    in_doubt = [job.id for job in jobs if job.handed_at is not None]
+    await release_rows(db, OutboxJobRow, fresh, worker, handed_at=None)
+    await release_rows(db, OutboxJobRow, in_doubt, worker)
 
 
 async def job_for(db: AsyncSession, session_id: str, message_id: str) -> OutboxJobRow | None:
