@@ -92,16 +92,16 @@ async def test_released_jobs_are_free_at_once_and_keep_their_place(api: Api) -> 
         run = runs[0]
     # A stranger cannot release another worker's lease.
     async with db() as s, s.begin():
-        await outbox.release(s, [job.id for job in run], "worker-2")
+        await outbox.release(s, run, "worker-2")
     async with db() as s, s.begin():
         assert await outbox.claim(s, [session_id], now, 30, "worker-2", 10) == []
     # The owner gives back all but the head: the head's lease still blocks the session.
     async with db() as s, s.begin():
-        await outbox.release(s, [job.id for job in run[1:]], "worker-1")
+        await outbox.release(s, run[1:], "worker-1")
     async with db() as s, s.begin():
         assert await outbox.claim(s, [session_id], now, 30, "worker-2", 10) == []
     async with db() as s, s.begin():
-        await outbox.release(s, [run[0].id], "worker-1")
+        await outbox.release(s, [run[0]], "worker-1")
     async with db() as s, s.begin():
         again = await outbox.claim(s, [session_id], now, 30, "worker-2", 10)
     assert [[job.message_id for job in r] for r in again] == [ids]

@@ -130,17 +130,19 @@ async def test_waiters_woken_together_keep_the_bound() -> None:
 
 async def test_the_engine_process_is_told_the_last_word_once_and_again_after_a_connect() -> None:
     """`HoldTeller`: one word in flight at a time, the flow's latest state told last; a
-    word that cannot be told is dropped (the next connect tells it); a connect re-tells
-    a closed flow, since a new connection reads freely."""
+    word that does not get through is said again; a connect re-tells a closed flow,
+    since a new connection reads freely."""
     flow = ReportFlow()
     told: list[bool] = []
     answer = asyncio.Event()
-    failing = False
+    refusals = 0
 
     async def tell(held: bool) -> None:
+        nonlocal refusals
         await answer.wait()
-        if failing:
-            raise ConnectionError("the session is not in the process")
+        if refusals:
+            refusals -= 1
+            raise ConnectionError("the bridge did not answer")
         told.append(held)
 
     teller = HoldTeller(flow, tell, "ses_1")
@@ -151,11 +153,12 @@ async def test_the_engine_process_is_told_the_last_word_once_and_again_after_a_c
     await wait_for(lambda: asyncio.sleep(0, list(told)), lambda words: words == [True])
     teller.connected()
     await wait_for(lambda: asyncio.sleep(0, list(told)), lambda words: words == [True, True])
-    failing = True
-    flow.set_open(True)
-    teller.connected()  # closed no more: nothing to tell
+    refusals = 1
+    flow.set_open(True)  # "go on" is refused once, then said again
+    await wait_for(lambda: asyncio.sleep(0, list(told)), lambda words: words == [True, True, False])
+    teller.connected()  # open: nothing to tell
     await asyncio.sleep(0)
-    assert told == [True, True]
+    assert told == [True, True, False]
 
 
 def inbound_calls(api: Api, session_id: str, count: int) -> list[asyncio.Task[httpx.Response]]:
@@ -173,17 +176,22 @@ async def held(api: Api) -> None:
 
 async def test_a_session_stopped_while_held_leaves_nobody_waiting(app_factory: AppFactory) -> None:
     """Its queue is no longer drained: the flow opens for good, and every caller that
-    waited is answered (what it handed over goes with the session, as any report queued
-    when a session stops)."""
+    waited is answered 409 (what was queued before goes with the session, as any report
+    queued when a session stops)."""
     async with app_factory.running(engine_report_queue_max=BOUND) as api:
         session = await ready_session(api, "alice")
         runtime = api.services.runtime
         async with runtime.lock(session["id"]):
             calls = inbound_calls(api, session["id"], CALLS)
             await held(api)
+            waiting = [call for call in calls if not call.done()]
             await runtime.stop(session["id"], "stopped while held")  # as a stop does
         answers = await asyncio.wait_for(asyncio.gather(*calls), 30)
         assert {a.status_code for a in answers} <= {202, 409}
+        # Those that waited are told the session stopped, not answered 202 for a
+        # message that has no session left to be written for.
+        assert waiting
+        assert {call.result().status_code for call in waiting} == {409}
         assert runtime.held_back == 0
 
 

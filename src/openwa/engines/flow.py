@@ -32,6 +32,9 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
+_TELL_TRIES = 3
+_TELL_BACKOFF_S = 0.5
+
 
 class ReportFlow:
     """Open while the core keeps up with a session's reports."""
@@ -45,6 +48,11 @@ class ReportFlow:
     @property
     def is_open(self) -> bool:
         return self._open.is_set()
+
+    @property
+    def released(self) -> bool:
+        """Open for good because the session's runtime is gone (`release`)."""
+        return self._released
 
     async def wait_open(self) -> None:
         """Until open. Waiters woken together re-check in turn: the first one's report
@@ -98,11 +106,18 @@ class HoldTeller:
             self._telling = asyncio.create_task(self._tell())
 
     async def _tell(self) -> None:
+        failures = 0
         while (held := not self._flow.is_open) != self._told_held:
             try:
                 await self._tell_process(held)
             except Exception as exc:
-                # Not in the process (yet, or any more): its next connect tells it anew.
+                # A word that does not get through is said again a few times (a "go on"
+                # lost would leave the connection paused); past that, the session is not
+                # in the process (yet, or any more), and its next connect tells it anew.
+                failures += 1
                 log.warning("engine_hold_untold", session_id=self._session_id, error=str(exc))
-                return
+                if failures >= _TELL_TRIES:
+                    return
+                await asyncio.sleep(_TELL_BACKOFF_S * 2 ** (failures - 1))
+                continue
             self._told_held = held

@@ -173,6 +173,9 @@ class MockClient:
         # one still waiting to be written a second time.
         self._inbox_behind = False
         self._handed: set[str] = set()
+        # One inbox hand-over at a time; asked again while one runs, it reads again after.
+        self._handing: asyncio.Task[None] | None = None
+        self._inbox_again = False
         context.flow.listen(self._flow_changed)
 
     # Linking.
@@ -223,33 +226,53 @@ class MockClient:
         # task: a connect runs under the session's lock, which writing reports needs,
         # and handing a large inbox over may wait for them to be written
         # (`_network_report`).
-        self._spawn(self._hand_inbox_over(phone))
+        self._hand_inbox_over(phone)
 
-    async def _hand_inbox_over(self, phone: str) -> None:
-        try:
-            for payload in await self._network.store.undelivered(phone):
-                if str(payload.get("id")) not in self._handed:
-                    await self.receive(payload)
-        except Exception:
-            # It stays in the inbox: the next connect, or the next time this session
-            # goes on after being held back, hands it over.
-            self._inbox_behind = True
-            log.exception("mock_inbox_hand_over_failed", session_id=self._ctx.session_id)
+    def _hand_inbox_over(self, phone: str) -> None:
+        if self._handing is not None and not self._handing.done():
+            self._inbox_again = True
+            return
+        self._handing = asyncio.create_task(self._hand_inbox_over_now(phone))
+        self._tasks.add(self._handing)
+        self._handing.add_done_callback(self._tasks.discard)
+
+    async def _hand_inbox_over_now(self, phone: str) -> None:
+        again = True
+        while again:
+            self._inbox_again = False
+            try:
+                for payload in await self._network.store.undelivered(phone):
+                    # Waiting first: what was handed over meanwhile is not handed twice.
+                    await self._ctx.flow.wait_open()
+                    if str(payload.get("id")) not in self._handed:
+                        await self.receive(payload)
+            except SendFailed:
+                return  # the session stopped: its next connect hands the inbox over
+            except Exception:
+                # It stays in the inbox: the next connect, or the next time this session
+                # goes on after being held back, hands it over.
+                self._inbox_behind = True
+                log.exception("mock_inbox_hand_over_failed", session_id=self._ctx.session_id)
+                return
+            again = self._inbox_again
 
     async def receive_live(self, payload: dict[str, Any]) -> bool:
         """Hand a payload over as it arrives, or, while the core is behind with this
         session's reports, not now (False): it stays in the inbox, handed over once the
         session goes on. A sender never waits on its recipients."""
-        if not self._ctx.flow.is_open:
-            self._inbox_behind = True
+        if not self._ctx.flow.is_open or self._ctx.flow.released:
+            self._inbox_behind = True  # (released: the session is stopping; it stays)
             return False
         await self.receive(payload)  # open: it does not wait
         return True
 
     def _flow_changed(self, is_open: bool) -> None:
-        if is_open and self._inbox_behind and self._phone is not None:
+        phone, released = self._phone, self._ctx.flow.released
+        if not (is_open and self._inbox_behind and not released):
+            return
+        if phone is not None and self._connection is not None:  # still connected
             self._inbox_behind = False
-            self._spawn(self._hand_inbox_over(self._phone))
+            self._hand_inbox_over(phone)
 
     async def disconnect(self) -> None:
         self._awaiting_link = False
@@ -366,13 +389,15 @@ class MockClient:
                 await recipient.receive_live(payload)
 
     async def _acks(self, sent: Sequence[Transmission]) -> None:
-        """`delivered` then `read` for each, named as the network knows them."""
-        for status in ("delivered", "read"):
-            await asyncio.sleep(self._ack_delay_s)
-            for transmission in sent:
-                await self._network_report(
-                    MessageAck(transmission.message_id, transmission.chat_id, status)
-                )
+        """`delivered` then `read` for each, named as the network knows them (none once
+        the session has stopped)."""
+        with contextlib.suppress(SendFailed):
+            for status in ("delivered", "read"):
+                await asyncio.sleep(self._ack_delay_s)
+                for transmission in sent:
+                    await self._network_report(
+                        MessageAck(transmission.message_id, transmission.chat_id, status)
+                    )
 
     async def receive(self, payload: dict[str, Any]) -> None:
         kind = payload.get("kind", "message")
@@ -500,6 +525,10 @@ class MockClient:
         session's reports (`engines.flow`), whoever hands it over waits (a `mock/inbound`
         call, this session's own ack task), as a phone's connection stops taking data."""
         await self._ctx.flow.wait_open()
+        if self._ctx.flow.released:
+            # Let go because the session stopped: what it would hand over has no session
+            # left to be written for, so the caller is told (409), not answered 202.
+            raise SendFailed("the session stopped")
         await self._ctx.emit(event)
 
     def _spawn(self, coroutine: Any) -> None:

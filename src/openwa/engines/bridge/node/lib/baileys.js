@@ -373,7 +373,10 @@ class BaileysSession {
         };
         if (error && error.httpStatus) out.lastDisconnect.httpStatus = error.httpStatus;
       }
-      if (data.connection === 'open') this.open = true;
+      if (data.connection === 'open') {
+        this.open = true;
+        this.applyHold();
+      }
       if (data.connection === 'close') {
         this.open = false;
         this.closed = true;
@@ -699,17 +702,24 @@ class BaileysSession {
   /**
    * Our API process is behind with this session's reports (`hold: true`): stop reading
    * the websocket, so WhatsApp keeps what it has not been acknowledged; read again when
-   * told (`hold: false`). A socket made later (a reconnect) reads: Python tells it again.
+   * told (`hold: false`). A socket made later (a reconnect) reads: Python tells it again,
+   * and a hold told while it connects is applied when it opens.
    */
   hold(args) {
-    const held = Boolean(args && args.hold);
-    const socket = this.sock && this.sock.ws && this.sock.ws.socket;
-    if (socket && typeof socket.pause === 'function') {
-      if (held) socket.pause();
-      else socket.resume();
-    }
-    this.held = held;
+    this.held = Boolean(args && args.hold);
+    this.applyHold();
     return {};
+  }
+
+  /**
+   * A socket still connecting cannot be paused (`ws` ignores it, and the handshake must
+   * go on): a hold told then is applied once the connection is open.
+   */
+  applyHold() {
+    const socket = this.sock && this.sock.ws && this.sock.ws.socket;
+    if (!socket || typeof socket.pause !== 'function') return;
+    if (this.held) socket.pause();
+    else socket.resume();
   }
 
   async leaveGroup(args) {

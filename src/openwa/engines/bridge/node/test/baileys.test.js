@@ -299,3 +299,13 @@ test('hold on a session whose socket is gone only records it', async () => {
   assert.deepEqual(await s.command('hold', { hold: true }), {});
   assert.equal(s.held, true);
 });
+
+test('a hold told while the socket connects is applied once the connection is open', async () => {
+  const { s, sock } = await started();
+  const calls = [];
+  sock.ws.socket = { pause: () => calls.push('pause'), resume: () => calls.push('resume') };
+  assert.deepEqual(await s.command('hold', { hold: true }), {});
+  calls.length = 0; // a connecting `ws` socket ignores pause(): what counts is the open
+  sock.ev.emit('connection.update', { connection: 'open' });
+  assert.deepEqual(calls, ['pause']);
+});
