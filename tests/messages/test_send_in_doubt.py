@@ -8,12 +8,13 @@ The crash is set up as the sender leaves it: the job marked handed over, not don
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select, update
 
 from openwa.db.models import OutboxJobRow
-from tests.fixtures.app import AppFactory
+from tests.fixtures.app import Api, AppFactory
 from tests.messages.support import (
     get_message,
     plus,
@@ -23,6 +24,19 @@ from tests.messages.support import (
     transmitted_ids,
     wait_sent,
 )
+
+
+async def cut_short(api: Api, to: str) -> Any:
+    """A send to `to` as a crash leaves it: its job marked handed over, due, not done."""
+    later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    cut = await send_text(api, "alice", to, "cut short", sendAt=later)
+    async with api.services.db() as db, db.begin():
+        await db.execute(
+            update(OutboxJobRow)
+            .where(OutboxJobRow.message_id == cut["id"])
+            .values(handed_at=datetime.now(UTC), due_at=datetime.now(UTC))
+        )
+    return cut
 
 
 @pytest.mark.parametrize("engine_ids", ["own", "ours"])
@@ -39,14 +53,7 @@ async def test_a_send_handed_over_before_a_crash_is_never_sent_twice(
             handed_at = (await db.execute(query)).scalar_one()
         assert (handed_at is not None) == (engine_ids == "own")
 
-        later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
-        cut = await send_text(api, "alice", plus(bob), "cut short", sendAt=later)
-        async with api.services.db() as db, db.begin():
-            await db.execute(
-                update(OutboxJobRow)
-                .where(OutboxJobRow.message_id == cut["id"])
-                .values(handed_at=datetime.now(UTC), due_at=datetime.now(UTC))
-            )
+        cut = await cut_short(api, plus(bob))
         assert await api.services.sender.run_once() == 1
         message = await get_message(api, "alice", cut["id"])
         went = await transmitted(api, "alice")
@@ -67,14 +74,7 @@ async def test_a_send_in_doubt_given_back_untried_stays_in_doubt(
     async with app_factory.running(mock_engine_ids="own", mock_ack_delay_ms=0) as api:
         _alice, bob = await ready_pair(api)
         await api.services.sender.stop()  # only this test's runs claim
-        later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
-        cut = await send_text(api, "alice", plus(bob), "cut short", sendAt=later)
-        async with api.services.db() as db, db.begin():
-            await db.execute(
-                update(OutboxJobRow)
-                .where(OutboxJobRow.message_id == cut["id"])
-                .values(handed_at=datetime.now(UTC), due_at=datetime.now(UTC))
-            )
+        cut = await cut_short(api, plus(bob))
         runtime = api.services.runtime
         sending = runtime.sending_sessions
         looks = 0

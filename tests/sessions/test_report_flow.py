@@ -45,14 +45,18 @@ async def test_a_stalled_writer_holds_the_engine_back_and_loses_nothing(
             await wait_for(
                 lambda: asyncio.sleep(0, runtime.held_back), lambda held: held == 1, what="held"
             )
-            taken = sum(call.done() for call in calls)
-            # At most a bound in the writer's batch and a bound in the queue.
-            assert BOUND <= taken < 2 * BOUND
+            # Those whose reports were taken are answered (an answer may wait for the
+            # audit log's write); however long that takes, no more than a bound in the
+            # writer's batch and a bound in the queue are ever taken: the rest wait.
+            await wait_for(
+                lambda: asyncio.sleep(0, sum(call.done() for call in calls)),
+                lambda done: done >= BOUND,
+                what="the calls whose reports were taken",
+            )
             assert runtime.reports_queued <= BOUND
-            # Nothing moves while the writer is stalled.
             for _ in range(50):
                 await asyncio.sleep(0)
-            assert sum(call.done() for call in calls) == taken
+            assert sum(call.done() for call in calls) < 2 * BOUND
             assert runtime.held_back == 1
             assert find(await metrics(api), "openwa_engine_sessions_held_back") == [1.0]
             # A held session sends nothing: its acks would only queue behind the rest.
@@ -184,14 +188,13 @@ async def test_a_session_stopped_while_held_leaves_nobody_waiting(app_factory: A
         async with runtime.lock(session["id"]):
             calls = inbound_calls(api, session["id"], CALLS)
             await held(api)
-            waiting = [call for call in calls if not call.done()]
             await runtime.stop(session["id"], "stopped while held")  # as a stop does
         answers = await asyncio.wait_for(asyncio.gather(*calls), 30)
-        assert {a.status_code for a in answers} <= {202, 409}
-        # Those that waited are told the session stopped, not answered 202 for a
-        # message that has no session left to be written for.
-        assert waiting
-        assert {call.result().status_code for call in waiting} == {409}
+        codes = [a.status_code for a in answers]
+        assert set(codes) <= {202, 409}
+        # Fewer than two bounds were taken before the stop; those that waited are told
+        # the session stopped, not answered 202 for a message with no session left.
+        assert codes.count(409) > CALLS - 2 * BOUND
         assert runtime.held_back == 0
 
 
