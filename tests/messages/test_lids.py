@@ -32,6 +32,7 @@ from tests.messages.support import (
     ready_session,
     recording,
     send_text,
+    wait_message,
     wait_sent,
 )
 
@@ -61,7 +62,9 @@ async def test_a_lid_chat_merges_into_the_phone_numbers_when_the_mapping_arrives
     bob = await ready_session(api, "bob")
     # Earlier, one chat under each id: a send to the number, two messages by LID only.
     sent = await send_text(api, "bob", CAROL_ID, "to the number")
-    await wait_sent(api, "bob", sent["id"])
+    # Its acks end at `read`: waited for, so that no ack lands between the two reads of
+    # the history compared below (CI saw `delivered`, then `read`).
+    await wait_message(api, "bob", sent["id"], "read")
     first = await inbound(api, "bob", CAROL_LID, "by lid 1")
     second = await inbound(api, "bob", CAROL_LID, "by lid 2")
     stored = await get_message(api, "bob", first)
