@@ -5,30 +5,15 @@ under the same id; whatsapp-web.js cannot, so it fails with SEND_OUTCOME_UNKNOWN
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-from openwa.engines.bridge.install import NodeRuntime
 from tests.fixtures.app import AppFactory
 from tests.messages.support import get_message, send_text, wait_message
 
 STANDIN = Path(__file__).parent / "standin"
 PEER = "15550000002@s.whatsapp.net"
-
-
-@pytest.fixture
-def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A bridge directory whose `bridge.js` the stand-in `node` replaces; its send log."""
-    directory = tmp_path / "standin-bridge"
-    directory.mkdir()
-    (directory / "bridge.js").write_text("// run by tests/engines/bridge/standin/node\n")
-    NodeRuntime("node", directory).stamp()
-    log = tmp_path / "sends.log"
-    monkeypatch.setenv("STANDIN_LOG", str(log))
-    monkeypatch.setenv("STANDIN_PYTHON", sys.executable)
-    return directory
 
 
 def sends(log: Path) -> list[str]:

@@ -1,7 +1,9 @@
 """A stand-in for the Node.js bridge at the libraries' edge: it speaks the bridge's wire
 protocol (docs/bridge.md) and plays a linked account, so the engine's Python side is
 tested whole without WhatsApp. Every `send` is appended to `$STANDIN_LOG`; the first one
-of each message id makes the process die before answering (a crash mid-send)."""
+of each message id makes the process die before answering (a crash mid-send). Every
+`hold` word is appended to `$STANDIN_HOLDS`; `standin_inbound` (the tests' own op) makes
+it report that many text messages at once."""
 
 from __future__ import annotations
 
@@ -46,10 +48,31 @@ def main() -> None:
                 os._exit(1)  # the message may have gone out; no answer comes
             write({"kind": "reply", "id": command["id"], "result": {"id": message_id}})
             continue
+        if op == "hold":
+            # What the bridge is told about the session's report flow, one word a line.
+            with open(os.environ.get("STANDIN_HOLDS", os.devnull), "a") as holds:
+                holds.write(f"{'hold' if command['args']['hold'] else 'go on'}\n")
         write({"kind": "reply", "id": command["id"], "result": {}})
         if op == "start":
             linked(write, args.engine, session)
+        if op == "standin_inbound":  # the test's own: N text messages from a peer, at once
+            for i in range(command["args"]["count"]):
+                write(
+                    {
+                        "kind": "event",
+                        "session": session,
+                        "name": "messages.upsert",
+                        "data": inbound(i),
+                    }
+                )
     sys.exit(0)
+
+
+def inbound(i: int) -> dict[str, object]:
+    """A text message as Baileys reports it (`messages.upsert` of type `notify`)."""
+    key = {"remoteJid": "15550000002@s.whatsapp.net", "fromMe": False, "id": f"3EB0IN{i:04d}"}
+    message = {"key": key, "message": {"conversation": f"in {i}"}, "pushName": "Peer"}
+    return {"type": "notify", "messages": [{**message, "messageTimestamp": "1764770000"}]}
 
 
 def linked(write, engine: str, session: str) -> None:  # type: ignore[no-untyped-def]
