@@ -103,6 +103,12 @@ class _Running:
     # Closed while `events` is over the runtime's bound (`engines.flow`).
     flow: ReportFlow = field(default_factory=ReportFlow)
 
+    def gone(self) -> None:
+        """Closed or ended: not ready, and nobody waits on its reports any more."""
+        self.closed = True
+        self.ready = False
+        self.flow.release()
+
 
 @dataclass(frozen=True)
 class ReconnectPolicy:
@@ -200,11 +206,7 @@ class SessionRuntime:
         """Ready sessions that may send now: not those held back (`engines.flow`), whose
         engine may have stopped reading from WhatsApp (a send's answer would not come),
         and whose reports, acks of their sends among them, are behind already."""
-        return {
-            sid
-            for sid, running in self._running.items()
-            if running.ready and running.flow.is_open and self._owns(sid)
-        }
+        return {sid for sid in self.ready_sessions() if self._running[sid].flow.is_open}
 
     def client(self, session_id: str) -> EngineClient | None:
         running = self._running.get(session_id)
@@ -402,9 +404,7 @@ class SessionRuntime:
             running.events.put_nowait(Disconnected(f"connect failed: {exc}"))
 
     async def _close(self, running: _Running) -> None:
-        running.closed = True
-        running.ready = False
-        running.flow.release()  # nobody waits on a session that is gone
+        running.gone()
         for task in (running.reconnect, running.worker):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
@@ -524,9 +524,7 @@ class SessionRuntime:
     async def _end(self, running: _Running, reason: str, *, clear_auth: bool) -> None:
         sid = running.session_id
         self._running.pop(sid, None)
-        running.closed = True
-        running.ready = False
-        running.flow.release()  # nobody waits on a session that is gone
+        running.gone()
         if running.reconnect is not None:
             running.reconnect.cancel()
         if running.client is not None:

@@ -232,9 +232,7 @@ class MockClient:
         if self._handing is not None and not self._handing.done():
             self._inbox_again = True
             return
-        self._handing = asyncio.create_task(self._hand_inbox_over_now(phone))
-        self._tasks.add(self._handing)
-        self._handing.add_done_callback(self._tasks.discard)
+        self._handing = self._spawn(self._hand_inbox_over_now(phone))
 
     async def _hand_inbox_over_now(self, phone: str) -> None:
         again = True
@@ -531,10 +529,11 @@ class MockClient:
             raise SendFailed("the session stopped")
         await self._ctx.emit(event)
 
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.create_task(coroutine)
+    def _spawn(self, coroutine: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # Test and demo control (the `/mock/...` routes).
 
