@@ -104,3 +104,58 @@ async def test_a_session_paced_no_more_leaves_the_worker_waiting(api: Api) -> No
     sender = api.services.sender
     await sender.run_once()
     assert sender._pacing.wait_s() is None  # nothing to wake for
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_gap_outlives_a_pause_in_sending() -> None:
+    """A session that stops sending for a while (reconnecting, held back, restarted)
+    within its gap waits out the rest of it when it comes back; meanwhile the worker is
+    not woken for it; an ended gap is forgotten. Before, the pause dropped the gap and
+    the next message went at once."""
+    clock = Clock()
+    pacing = Pacing(None, clock)
+    pacing.sent("alice", SendInterval(min_ms=10_000))
+    pacing.keep_only(["alice"])
+    assert not pacing.may_send("alice")
+    clock.now += 2
+    pacing.keep_only([])  # alice cannot send for now
+    assert pacing.wait_s() is None  # nothing to wake for
+    clock.now += 3
+    pacing.keep_only(["alice"])  # back within her gap
+    assert not pacing.may_send("alice")
+    assert pacing.wait_s() == pytest.approx(5.0)
+    clock.now += 5
+    assert pacing.may_send("alice")
+    pacing.sent("alice", SendInterval(min_ms=1_000))
+    pacing.keep_only([])
+    clock.now += 1
+    pacing.keep_only([])  # her gap ended while she rested: forgotten
+    assert pacing._resting == {}
+    pacing.keep_only(["alice"])
+    assert pacing.may_send("alice")
+    assert pacing.wait_s() is None
+
+
+async def test_a_session_restarted_within_its_gap_waits_out_the_rest(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    times = handed_times(monkeypatch)
+    gap_ms = 1_500
+    await ready_session(api, "alice", config={"sendInterval": {"minMs": gap_ms}})
+    first = await send_text(api, "alice", OUTSIDER, "before the restart")
+    await wait_sent(api, "alice", first["id"])
+    assert (await api.request("POST", "/api/sessions/alice/stop")).status_code == 200
+    await api.services.sender.run_once()  # the worker looks while alice cannot send
+    assert (await api.request("POST", "/api/sessions/alice/start")).status_code == 200
+    await api.wait_status("alice", "ready")
+    second = await send_text(api, "alice", OUTSIDER, "after the restart")
+    await wait_sent(api, "alice", second["id"])
+    assert len(times) == 2, times
+    assert times[1] - times[0] >= gap_ms / 1000

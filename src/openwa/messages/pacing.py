@@ -6,13 +6,17 @@ session's sends as a person's would be spaced. It is set per instance (`SEND_INT
 `SEND_INTERVAL_MAX_MS`; off by default) and per session (`config.sendInterval`, which
 wins; `{minMs: 0}` turns it off for that session). Only the instance that runs a session
 sends for it, so the times live in its memory.
+
+A gap outlives a pause in the session's sending: one that reconnects, is held back
+(engine reports past their bound) or is stopped and started again within its gap still
+waits out the rest of it, rather than sending at once when it comes back.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Self
 
 import structlog
@@ -45,9 +49,15 @@ class SendInterval(StrictCamelModel):
 class Pacing:
     """When each paced session running here may hand over its next message."""
 
-    def __init__(self, default: SendInterval | None) -> None:
+    def __init__(
+        self, default: SendInterval | None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._default = default
+        self._clock = clock
         self._next_at: dict[str, float] = {}  # session -> monotonic time; only while it has sends
+        # Gaps still running of sessions not paced here at the moment (not sending, or
+        # paced no more): remembered, never waited on; each is dropped once it ends.
+        self._resting: dict[str, float] = {}
 
     def interval(self, config: Mapping[str, Any] | None) -> SendInterval | None:
         """The session's gap (its config's, else the instance's); None when it sends
@@ -64,11 +74,11 @@ class Pacing:
         return chosen if chosen is not None and chosen.longest_ms > 0 else None
 
     def may_send(self, session_id: str) -> bool:
-        return self._next_at.get(session_id, 0.0) <= time.monotonic()
+        return self._next_at.get(session_id, 0.0) <= self._clock()
 
     def sent(self, session_id: str, interval: SendInterval) -> None:
         gap_ms = random.uniform(interval.min_ms, interval.longest_ms)
-        self._next_at[session_id] = time.monotonic() + gap_ms / 1000
+        self._next_at[session_id] = self._clock() + gap_ms / 1000
 
     def claimed(self, looked_for: Collection[str], found: Collection[str]) -> None:
         """Paced sessions whose claim found nothing have nothing waiting: no wake-up."""
@@ -77,13 +87,20 @@ class Pacing:
                 self._next_at.pop(session_id, None)
 
     def keep_only(self, paced: Collection[str]) -> None:
-        """Forget the sessions no longer paced here (stopped, or paced no more): a gap
-        kept for one would wake the worker at once, and again, for ever."""
+        """Wait only for the sessions paced here now. The others' gaps rest until they
+        are paced again (a gap waited on for a session that cannot send would wake the
+        worker at once, and again, for ever); an ended gap is forgotten."""
+        now = self._clock()
         for session_id in [s for s in self._next_at if s not in paced]:
-            del self._next_at[session_id]
+            self._resting[session_id] = self._next_at.pop(session_id)
+        for session_id, next_at in list(self._resting.items()):
+            if next_at <= now:
+                del self._resting[session_id]
+            elif session_id in paced:
+                self._next_at[session_id] = self._resting.pop(session_id)
 
     def wait_s(self) -> float | None:
         """Seconds until a paced session may send again, if one waits to."""
         if not self._next_at:
             return None
-        return max(0.0, min(self._next_at.values()) - time.monotonic())
+        return max(0.0, min(self._next_at.values()) - self._clock())
