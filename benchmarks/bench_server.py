@@ -19,11 +19,15 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import aiohttp
 import asyncpg
+import orjson
+
+from openwa.webhooks.signing import generate_secret, signature_header
 
 KEY = "bench-admin-key-0123456789abcdef"
 
@@ -132,6 +136,9 @@ async def wait_healthy(
     raise RuntimeError(f"server did not become healthy in {timeout_s:.0f} s")
 
 
+RECEIVER_PIDS: dict[str, int] = {}  # a running receiver's process, by its URL (its CPU time)
+
+
 @contextlib.asynccontextmanager
 async def webhook_receiver(http: aiohttp.ClientSession) -> AsyncIterator[str]:
     """`receiver.py` in a process of its own (so that it shares no CPU with the client),
@@ -141,11 +148,76 @@ async def webhook_receiver(http: aiohttp.ClientSession) -> AsyncIterator[str]:
     process = spawn(
         [str(Path(__file__).resolve().parent / "receiver.py"), "--port", str(port)], {}, 1
     )
+    RECEIVER_PIDS[url] = process.pid
     try:
         await wait_healthy(http, url, process)
         yield url
     finally:
+        del RECEIVER_PIDS[url]
         stop(process)
+
+
+async def received(http: aiohttp.ClientSession, receiver: str, tag: str, expected: int) -> float:
+    """Wait until the receiver has `expected` deliveries to `tag`; the last one's time."""
+    while True:
+        async with http.get(f"{receiver}/stats/{tag}") as response:
+            stats = await response.json()
+        if stats["count"] >= expected:
+            last: float = stats["last"]
+            return last
+        await asyncio.sleep(0.1)
+
+
+async def signed_post_loops(
+    http: aiohttp.ClientSession, receiver: str, total: int, loops: int
+) -> tuple[float, str]:
+    """`total` signed POSTs of a message.received envelope to the receiver, from `loops`
+    sequential loops (one per webhook): their rate, and the CPU time they took in this
+    process (the floor of a delivery's cost)."""
+    tag, secret = secrets.token_hex(6), generate_secret()
+    url = f"{receiver}/hook/{tag}"
+
+    async def deliver(i: int) -> None:
+        event_id = f"evt_{tag}_{i}"
+        now = time.time()
+        body = orjson.dumps(
+            {
+                "id": event_id,
+                "event": "message.received",
+                "sessionId": "ses_0123456789abcdef",
+                "timestamp": iso(now),
+                "data": {
+                    "id": f"3EB0{i:016X}",
+                    "chatId": "4915112345678@s.whatsapp.net",
+                    "from": "4915112345678@s.whatsapp.net",
+                    "fromMe": False,
+                    "type": "text",
+                    "text": f"in {i}",
+                    "timestamp": iso(now),
+                },
+                "engine": "mock",
+                "metadata": {},
+            }
+        )
+        stamp = int(now)
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": event_id,
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": signature_header([secret], event_id, stamp, body),
+        }
+        async with http.post(url, data=body, headers=headers) as response:
+            await response.read()
+
+    clock, cpu = time.monotonic(), time.process_time()
+    started, _ = await run_clients(loops, total, deliver)
+    rate = total / (await received(http, receiver, tag, total) - started)
+    wall, cpu = time.monotonic() - clock, time.process_time() - cpu
+    return rate, f"loops {1000 * cpu / total:.2f} ms CPU per POST, {100 * cpu / wall:.0f} % busy"
+
+
+def iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat()
 
 
 async def run_clients(

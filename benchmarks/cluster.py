@@ -1,7 +1,7 @@
 """Several instances: failover times, and sends per second with 1, 2 and 3 instances.
 
 `.venv/bin/python benchmarks/cluster.py [--runs 1] [--lease 15] [--messages 3000]
-[--rows 1,2,3]`
+[--rows 1,2,3,4]`
 
 Every cluster is started the way docs/deployment.md shows (tools/cluster-example.sh, one
 instance per process) on a fresh PostgreSQL database (127.0.0.1:5432, migrated by the
@@ -20,6 +20,13 @@ the tests use, tools/start-radosgw.sh), mock engine, `MOCK_ACK_DELAY_MS=0`. Rows
    the instances that serve their senders; then every send job is made due at once (one
    UPDATE of `outbox_jobs` and `messages`), and the clock runs from that moment to the
    last transmission in the mock network's log.
+4. Webhook deliveries with 1 and 2 instances: core.py's fan-out row (300 `mock/inbound`
+   messages to one session, fanned out to its 10 webhooks at a receiver process of its
+   own, from the first inbound post to the last delivery received) on a cluster, the
+   inbound posted to the session's owner; every instance claims deliveries, so with two
+   the POSTs are spread over two processes. Shown as the ratio to core.py's baseline
+   (10 signed aiohttp POST loops to the same receiver) measured right after, in the same
+   run: how far deliveries in processes of their own go on these cores.
 
 A row's figure is the median of its runs.
 """
@@ -29,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import shutil
 import signal
 import statistics
@@ -38,9 +46,19 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import aiohttp
+from bench_server import (
+    RECEIVER_PIDS,
+    cpu_seconds,
+    postgres_cpu_seconds,
+    received,
+    run_clients,
+    signed_post_loops,
+    webhook_receiver,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the tests' cluster helpers (a script sees only benchmarks/)
@@ -56,6 +74,9 @@ from tests.fixtures.s3 import (  # noqa: E402
 )
 
 NAMES = ("a", "b", "c")
+WEBHOOKS = 10
+INBOUND = 300
+SENDER = "+4915112345678"  # who the inbound messages are from
 FAILOVER_SESSIONS = 30
 SEND_SESSIONS = 12
 CLIENTS = 32
@@ -143,7 +164,8 @@ def sends_per_second(
             return r["last"] if r["n"] >= messages else None
 
         last, _ = wait_for(drained, TIMEOUT_S, f"{messages} transmissions", 0.25)
-        return messages / (last - due).total_seconds()
+        seconds: float = (last - due).total_seconds()
+        return messages / seconds
 
 
 async def post_all(
@@ -169,12 +191,94 @@ async def post_all(
         await asyncio.gather(*(client(http) for _ in range(CLIENTS)))
 
 
+def fanout_ratio(s3: S3Server, directory: Path, lease: float, instances: int) -> float:
+    """Row 4 with `instances` instances: deliveries per second over the baseline's."""
+    names = NAMES[:instances]
+    settings = {"MOCK_ACK_DELAY_MS": "0", "SESSION_LEASE_S": str(lease)}
+    with cluster_of(s3, directory, names, **settings) as cluster:
+        (session,) = create_sessions(cluster, 1, names)
+        owner, _ = cluster.database.leases()[session]
+        base = f"{cluster.instances[owner].url}/api/sessions/{session}"
+        pids = {name: cluster.instances[name].pid for name in names}
+        rate, baseline, used = asyncio.run(fan_out(base, cluster.api_key, pids, owner))
+        print(
+            f"  {instances} instance(s): {rate:,.0f} deliveries/s, baseline {baseline:,.0f}/s;"
+            f" ms CPU per delivery: {used}"
+        )
+        return rate / baseline
+
+
+async def fan_out(
+    base: str, key: str, pids: dict[str, int], owner: str
+) -> tuple[float, float, str]:
+    """(deliveries/s of the fan-out of the session at `base`, on `owner`; the signed
+    POST loops' rate after it; the CPU time per delivery of each instance, of
+    PostgreSQL and of the receiver, and of the receiver and the loops in the baseline)."""
+    total, tag = INBOUND * WEBHOOKS, secrets.token_hex(6)
+    # Idle connections go before uvicorn's 5 s keep-alive ends them (see core.py).
+    connector = aiohttp.TCPConnector(limit=CLIENTS + WEBHOOKS, keepalive_timeout=2)
+    headers = {"X-API-Key": key}
+    async with (
+        aiohttp.ClientSession(headers=headers, connector=connector) as http,
+        webhook_receiver(http) as receiver,
+    ):
+
+        async def call(path: str, body: dict[str, object], expect: int) -> None:
+            async with http.post(base + path, json=body) as response:
+                if response.status != expect:
+                    raise RuntimeError(
+                        f"{path} answered {response.status}: {await response.text()}"
+                    )
+
+        for _ in range(WEBHOOKS):
+            hook: dict[str, object] = {
+                "url": f"{receiver}/hook/{tag}",
+                "events": ["message.received"],
+            }
+            await call("/webhooks", hook, 201)
+        pids = {**pids, "receiver": RECEIVER_PIDS[receiver]}
+        clock = _cpu_clock(pids, total)
+        started, _ = await run_clients(
+            CLIENTS,
+            INBOUND,
+            lambda i: call("/mock/inbound", {"from": SENDER, "text": f"in {i}"}, 202),
+        )
+        rate = total / (await received(http, receiver, tag, total) - started)
+        used = clock().replace(f"{owner} ", f"{owner} (owner) ", 1)
+        clock = _cpu_clock({"receiver": RECEIVER_PIDS[receiver]}, total, postgres=False)
+        baseline, loops = await signed_post_loops(http, receiver, total, WEBHOOKS)
+        used += f"; baseline: {clock()}, {loops}"
+    return rate, baseline, used
+
+
+def _cpu_clock(pids: dict[str, int], items: int, postgres: bool = True) -> Callable[[], str]:
+    """Starts counting the CPU time of `pids` (and PostgreSQL's); the function returned
+    says each one's milliseconds per item since."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    database = postgres_cpu_seconds() if postgres else 0.0
+
+    def per_item() -> str:
+        used = [
+            f"{name} {1000 * (cpu_seconds(pid) - before[name]) / items:.2f}"
+            for name, pid in pids.items()
+        ]
+        if postgres:
+            used.append(f"PostgreSQL {1000 * (postgres_cpu_seconds() - database) / items:.2f}")
+        return ", ".join(used)
+
+    return per_item
+
+
+def _shown(value: float) -> str:
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--lease", type=float, default=15.0, help="SESSION_LEASE_S")
     parser.add_argument("--messages", type=int, default=3000)
-    parser.add_argument("--rows", default="1,2,3")
+    parser.add_argument("--rows", default="1,2,3,4")
     args = parser.parse_args()
     rows = {int(n) for n in args.rows.split(",") if n}
     results: dict[str, list[float]] = {}
@@ -205,9 +309,17 @@ def main() -> None:
                         figures.append(
                             (
                                 f"sends per second, {n} instance(s)",
-                                lambda n=n: sends_per_second(
-                                    s3, directory, args.lease, n, args.messages
+                                partial(
+                                    sends_per_second, s3, directory, args.lease, n, args.messages
                                 ),
+                            )
+                        )
+                if 4 in rows:
+                    for n in (1, 2):
+                        figures.append(
+                            (
+                                f"webhook deliveries, {n} instance(s), ratio to the baseline",
+                                partial(fanout_ratio, s3, directory, args.lease, n),
                             )
                         )
                 for label, measure in figures:
@@ -217,14 +329,15 @@ def main() -> None:
                         print(f"run {run + 1}: {label}: failed: {exc}"[:500], flush=True)
                         continue
                     results.setdefault(label, []).append(value)
-                    print(f"run {run + 1}: {label}: {value:.1f}", flush=True)
+                    print(f"run {run + 1}: {label}: {_shown(value)}", flush=True)
         finally:
             kill_ceph(s3.directory)
             shutil.rmtree(rgw, ignore_errors=True)
     print(f"\n{args.runs} run(s), median shown; {os.cpu_count()} cores")
     for label, values in results.items():
         print(
-            f"| {label} | {statistics.median(values):.1f} | {', '.join(f'{v:.1f}' for v in values)} |"
+            f"| {label} | {_shown(statistics.median(values))} |"
+            f" {', '.join(_shown(v) for v in values)} |"
         )
 
 

@@ -54,29 +54,29 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import orjson
 from bench_server import (
     KEY,
     MOCK_ENV,
     cpu_seconds,
     free_port,
     fresh_database,
+    iso,
     link_mock,
     postgres_cpu_seconds,
+    received,
     run_clients,
     serve,
+    signed_post_loops,
     spawn,
     stop,
     wait_healthy,
     webhook_receiver,
 )
-
-from openwa.webhooks.signing import generate_secret, signature_header
 
 HERE = Path(__file__).resolve().parent
 CLIENTS = 32
@@ -214,18 +214,7 @@ class Bench:
         return f"{self.receiver}/hook/{tag}"
 
     async def received(self, tag: str, expected: int) -> float:
-        """Wait until the receiver has `expected` deliveries to `tag`; the last one's time."""
-        while True:
-            async with self.http.get(f"{self.receiver}/stats/{tag}") as response:
-                stats = await response.json()
-            if stats["count"] >= expected:
-                last: float = stats["last"]
-                return last
-            await asyncio.sleep(0.1)
-
-
-def iso(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).isoformat()
+        return await received(self.http, self.receiver, tag, expected)
 
 
 async def link_pair(b: Bench, base: str) -> tuple[dict[str, Any], dict[str, Any], str]:
@@ -347,53 +336,8 @@ async def webhook_fanout(b: Bench) -> Figure:
         )
         value = total / (await b.received(tag, total) - started)
         used = clock(total)
-    baseline, loops = await direct_deliveries(b, total)
+    baseline, loops = await signed_post_loops(b.http, b.receiver, total, WEBHOOKS)
     return Figure(value, baseline, note=f"{used}; {loops}")
-
-
-async def direct_deliveries(b: Bench, total: int) -> tuple[float, str]:
-    """`total` signed POSTs of a message.received envelope, one loop per webhook: their
-    rate, and the CPU time they took in this process (the floor of a POST's cost)."""
-    tag, secret = secrets.token_hex(6), generate_secret()
-    url = b.hook(tag)
-
-    async def deliver(i: int) -> None:
-        event_id = f"evt_{tag}_{i}"
-        now = time.time()
-        body = orjson.dumps(
-            {
-                "id": event_id,
-                "event": "message.received",
-                "sessionId": "ses_0123456789abcdef",
-                "timestamp": iso(now),
-                "data": {
-                    "id": f"3EB0{i:016X}",
-                    "chatId": "4915112345678@s.whatsapp.net",
-                    "from": "4915112345678@s.whatsapp.net",
-                    "fromMe": False,
-                    "type": "text",
-                    "text": f"in {i}",
-                    "timestamp": iso(now),
-                },
-                "engine": "mock",
-                "metadata": {},
-            }
-        )
-        stamp = int(now)
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": event_id,
-            "webhook-timestamp": str(stamp),
-            "webhook-signature": signature_header([secret], event_id, stamp, body),
-        }
-        async with b.http.post(url, data=body, headers=headers) as response:
-            await response.read()
-
-    clock, cpu = time.monotonic(), time.process_time()
-    started, _ = await run_clients(WEBHOOKS, total, deliver)
-    rate = total / (await b.received(tag, total) - started)
-    wall, cpu = time.monotonic() - clock, time.process_time() - cpu
-    return rate, f"loops {1000 * cpu / total:.2f} ms CPU per POST, {100 * cpu / wall:.0f} % busy"
 
 
 async def end_to_end(b: Bench) -> Figure:

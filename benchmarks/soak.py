@@ -56,14 +56,6 @@ async def call(http: aiohttp.ClientSession, method: str, url: str, expect: int, 
         return None if response.status == 204 else await response.json()
 
 
-async def received(http: aiohttp.ClientSession, receiver: str, tag: str, expected: int) -> None:
-    while True:
-        async with http.get(f"{receiver}/stats/{tag}") as response:
-            if (await response.json())["count"] >= expected:
-                return
-        await asyncio.sleep(0.1)
-
-
 async def dropped_stream(port: int, request: str) -> None:
     """A client that reads the start of a stream and then goes away without a goodbye
     (no close frame, no FIN: the socket is reset)."""
@@ -137,7 +129,7 @@ async def soak(database: str, waves: int, per_wave: int, receiver: str, logs: Pa
                         per_wave,
                         lambda i: call(http, "POST", texts, 202, json={**body, "text": f"s {i}"}),
                     )
-                    await received(http, receiver, tag, wave * per_wave)
+                    await bench.received(http, receiver, tag, wave * per_wave)
                     await churn(http, base, receiver, a["id"])
                     await dropped_streams(port, a["id"])
                     seconds = time.perf_counter() - started
