@@ -93,8 +93,15 @@ class BridgeDriver:
             await self._frame(api, session_id, "ready", {"info": info})
 
     async def _message(
-        self, api: Api, session_id: str, chat: str, message: dict[str, Any], body: str = ""
+        self,
+        api: Api,
+        session_id: str,
+        chat: str,
+        message: dict[str, Any],
+        body: str = "",
+        addressing: dict[str, str] | None = None,
     ) -> str:
+        """`addressing`: (Baileys) what the bridge read off the message's stanza."""
         message_id = _id()
         if self.engine == "baileys":
             info = {
@@ -103,9 +110,10 @@ class BridgeDriver:
                 "messageTimestamp": 1_764_000_000,
                 "pushName": "Ann",
             }
-            await self._frame(
-                api, session_id, "messages.upsert", {"type": "notify", "messages": [info]}
-            )
+            upsert: dict[str, Any] = {"type": "notify", "messages": [info]}
+            if addressing is not None:
+                upsert["addressing"] = {message_id: addressing}
+            await self._frame(api, session_id, "messages.upsert", upsert)
         else:
             user = chat.replace("@s.whatsapp.net", "@c.us")
             data = {
@@ -130,12 +138,12 @@ class BridgeDriver:
     ) -> str:
         if self.engine != "baileys":
             pytest.skip("whatsapp-web.js reports no LID mapping the bridge passes on")
-        if phone is not None:
-            # Baileys 6.17.16 has no phone number in a LID message's key: the mapping
-            # comes from the contact it reports.
-            contact = [{"id": f"{phone}@s.whatsapp.net", "lid": lid, "notify": "Ann"}]
-            await self._frame(api, session_id, "contacts.upsert", contact)
-        return await self._message(api, session_id, lid, {"conversation": text}, body=text)
+        # Baileys 6.17.16 has no phone number in a LID message's key: the bridge reads
+        # the one WhatsApp wrote on the stanza and hands it over with the message.
+        addressing = None if phone is None else {"sender_pn": f"{phone}@s.whatsapp.net"}
+        return await self._message(
+            api, session_id, lid, {"conversation": text}, body=text, addressing=addressing
+        )
 
     async def report(self, api: Api, session_id: str, body: dict[str, Any]) -> str | None:
         kind = body["kind"]

@@ -98,6 +98,53 @@ def test_baileys_group_message_names_its_participant_and_history_is_marked() -> 
     )
 
 
+LID = "8792385306797@lid"
+
+
+def addressed(data: dict[str, Any], **addressing: str) -> dict[str, Any]:
+    """An upsert with the stanza addresses the bridge read for its message."""
+    return {**data, "addressing": {"3EB0A1": addressing}}
+
+
+def lids_of(event: Any) -> tuple[Any, ...]:
+    return (event.chat_id, event.chat_lid, event.sender, event.sender_lid)
+
+
+def test_baileys_lid_senders_are_named_by_the_number_on_their_stanza() -> None:
+    """Baileys 6.17.16 keys a LID-addressed message by the LID alone; the number
+    WhatsApp wrote beside it on the stanza (read by the bridge) names the sender, the
+    LID kept alongside, as whatsmeow's `SenderAlt` does."""
+    text = {"conversation": "hi"}
+    in_group = upsert(text, remoteJid=GROUP, participant="8792385306797:3@lid")
+    event = one("messages.upsert", addressed(in_group, addressing_mode="lid", participant_pn=PEER))
+    assert lids_of(event) == (GROUP, None, PEER, LID)
+    direct = upsert(text, remoteJid=LID)
+    event = one("messages.upsert", addressed(direct, addressing_mode="lid", sender_pn=PEER))
+    assert lids_of(event) == (PEER, LID, PEER, LID)
+    # addressed by number, the LID beside it
+    event = one("messages.upsert", addressed(upsert(text), addressing_mode="pn", sender_lid=LID))
+    assert lids_of(event) == (PEER, LID, PEER, LID)
+    # ours, sent from the phone to a LID-addressed chat
+    mine = upsert(text, remoteJid=LID, fromMe=True)
+    event = one("messages.upsert", addressed(mine, recipient_pn=PEER))
+    assert lids_of(event) == (PEER, LID, ME, None)
+    # without addresses, or with ones that do not pair a LID with a number: as keyed
+    assert lids_of(one("messages.upsert", direct)) == (LID, None, LID, None)
+    for odd in ({"sender_pn": "not a jid"}, {"sender_pn": "1-2@g.us"}, {"sender_pn": LID}):
+        assert lids_of(one("messages.upsert", addressed(direct, **odd))) == (LID, None, LID, None)
+    assert lids_of(one("messages.upsert", {**direct, "addressing": ["x"]})) == (
+        LID,
+        None,
+        LID,
+        None,
+    )
+    # a reaction by a LID-addressed member names the member by number too
+    reaction = {"reactionMessage": {"key": {"id": "3EB0T"}, "text": "+"}}
+    in_group = upsert(reaction, remoteJid=GROUP, participant=LID)
+    event = one("messages.upsert", addressed(in_group, participant_pn=PEER))
+    assert (event.chat_id, event.sender) == (GROUP, PEER)
+
+
 @pytest.mark.parametrize(
     ("message", "kind", "content"),
     [
@@ -440,6 +487,7 @@ RECORDED = {
     "messages.upsert.revoke.json": ["MessageRevoked"],
     "messages.upsert.reaction.json": ["ReactionReceived"],
     "messages.upsert.group-lid.json": ["MessageReceived"],
+    "messages.upsert.group-lid-addressed.json": ["MessageReceived"],
     "messages.update.read.json": ["MessageAck"],
     "message-receipt.update.group-read.json": ["MessageAck"],
     "connection.update.close-401.json": ["Closed"],

@@ -40,7 +40,7 @@ from openwa.engines.base import (
     ReactionReceived,
     ReadBySelf,
 )
-from openwa.kit.chat_ids import GROUP_SUFFIX, USER_SUFFIX
+from openwa.kit.chat_ids import GROUP_SUFFIX, USER_SUFFIX, is_lid
 
 log = structlog.get_logger(__name__)
 
@@ -235,20 +235,60 @@ class _Where:
     timestamp: datetime
     push_name: str | None
     history: bool
+    # The LIDs behind `chat` / `sender` when the stanza gave both a LID and a number.
+    chat_lid: str | None = None
+    sender_lid: str | None = None
 
 
-def _where(info: dict[str, Any], me: str | None, history: bool) -> _Where | None:
+def _other(addressing: dict[str, Any], *names: str) -> str | None:
+    """The first of the stanza's alternative addresses (`participant_pn`, ...) given."""
+    for name in names:
+        found = chat_id(addressing.get(name))
+        if found is not None:
+            return found
+    return None
+
+
+def _by_number(address: str, other: str | None) -> tuple[str, str | None]:
+    """`(phone-number id, LID)` when one of the two is a LID and the other a number, as
+    whatsmeow's `SenderAlt` reads; else the address as given, with no LID."""
+    if other is None:
+        return address, None
+    if is_lid(address) and other.endswith(USER_SUFFIX):
+        return other, address
+    if address.endswith(USER_SUFFIX) and is_lid(other):
+        return address, other
+    return address, None
+
+
+def _where(
+    info: dict[str, Any], me: str | None, history: bool, addressing: Any = None
+) -> _Where | None:
+    """Where a message belongs; `addressing` is what the bridge read off its stanza (the
+    other address of a LID- or number-addressed sender and recipient), so that a LID
+    sender is named by the phone number WhatsApp gave beside it."""
     key = info.get("key") or {}
     chat = chat_id(key.get("remoteJid"))
     if chat is None or not key.get("id"):
         return None
+    other = addressing if isinstance(addressing, dict) else {}
     from_me = bool(key.get("fromMe"))
+    group = chat.endswith(GROUP_SUFFIX) or chat == "status@broadcast"
+    sender: str | None
+    sender_lid = chat_lid = None
     if from_me:
         sender = me
-    elif chat.endswith(GROUP_SUFFIX) or chat == "status@broadcast":
+        if not group:
+            chat, chat_lid = _by_number(chat, _other(other, "recipient_pn", "recipient_lid"))
+    elif group:
         sender = chat_id(key.get("participant"))
+        if sender is not None:
+            sender, sender_lid = _by_number(
+                sender, _other(other, "participant_pn", "participant_lid")
+            )
     else:
-        sender = chat
+        chat, chat_lid = _by_number(chat, _other(other, "sender_pn", "sender_lid"))
+        sender, sender_lid = chat, chat_lid
     return _Where(
         id=key["id"],
         chat=chat,
@@ -257,6 +297,8 @@ def _where(info: dict[str, Any], me: str | None, history: bool) -> _Where | None
         timestamp=time_of(info.get("messageTimestamp")),
         push_name=info.get("pushName") or None,
         history=history,
+        chat_lid=chat_lid,
+        sender_lid=sender_lid,
     )
 
 
@@ -303,12 +345,17 @@ def _media_error(fetched: dict[str, Any] | None, history: bool) -> str:
 
 
 def message_event(
-    info: dict[str, Any], me: str | None, history: bool, fetched: dict[str, Any] | None = None
+    info: dict[str, Any],
+    me: str | None,
+    history: bool,
+    fetched: dict[str, Any] | None = None,
+    addressing: Any = None,
 ) -> EngineEvent | None:
     """Our event for one `WebMessageInfo`: a message, reaction, edit, revoke or chat
     setting; None for plumbing (keys, sync notices) and group stubs. `fetched` is what
-    the bridge downloaded of its media (`{path, size}`) or why not (`{error}`)."""
-    where = _where(info, me, history)
+    the bridge downloaded of its media (`{path, size}`) or why not (`{error}`);
+    `addressing` what it read off the message's stanza (see `_where`)."""
+    where = _where(info, me, history, addressing)
     message = info.get("message")
     if where is None or not isinstance(message, dict):
         return None
@@ -342,6 +389,8 @@ def message_event(
         history=where.history,
         raw_type=_raw_type(message) if kind == "unknown" else None,
         media=media,
+        sender_lid=where.sender_lid,
+        chat_lid=where.chat_lid,
     )
 
 
@@ -393,9 +442,17 @@ def closed_event(closed: Closed) -> EngineEvent:
 def _upsert(data: dict[str, Any], me: str | None) -> Iterator[Translated]:
     history = data.get("type") != "notify"
     fetched = data.get("media") or {}
+    addressing = data.get("addressing")
+    addressing = addressing if isinstance(addressing, dict) else {}
     for info in data.get("messages") or []:
         key = (info.get("key") or {}).get("id")
-        event = message_event(info, me, history, fetched.get(key) if key else None)
+        event = message_event(
+            info,
+            me,
+            history,
+            fetched.get(key) if key else None,
+            addressing.get(key) if key else None,
+        )
         if event is not None:
             yield event
 

@@ -32,6 +32,31 @@ const FORWARDED = [
   'lid-mapping.update',
 ];
 
+// The other address WhatsApp writes on a message stanza next to its sender and recipient:
+// a LID-addressed sender's phone number (`participant_pn` in groups, `sender_pn` in direct
+// chats), a number-addressed one's LID (`*_lid`), and the same for the recipient of a
+// message we sent from another device. Baileys 6.17.16 reads the stanza but passes none of
+// them on, so a LID sender would stay a LID: the bridge keeps them by message id from the
+// raw stanza and hands them over with the message's `messages.upsert` (`addressing`).
+const ADDRESSING_ATTRS = [
+  'addressing_mode',
+  'participant_pn', 'sender_pn', 'recipient_pn',
+  'participant_lid', 'sender_lid', 'recipient_lid',
+];
+// Stanzas whose message never comes (undecryptable, a retry) are forgotten past this many.
+const ADDRESSING_KEPT = 2000;
+
+/** The alternative addresses on a message stanza's attributes, or null when it has none. */
+function stanzaAddressing(attrs) {
+  if (!attrs || typeof attrs.id !== 'string' || !attrs.id) return null;
+  const found = {};
+  for (const name of ADDRESSING_ATTRS) {
+    const value = attrs[name];
+    if (typeof value === 'string' && value && value.length <= 200) found[name] = value;
+  }
+  return Object.keys(found).some((name) => name !== 'addressing_mode') ? found : null;
+}
+
 // A history sync can carry tens of thousands of messages: sent in frames of this many.
 const HISTORY_CHUNK = 500;
 // Our recent sends, for Baileys' getMessage (a recipient's retry request re-encrypts them).
@@ -209,6 +234,7 @@ class BaileysSession {
     // secret and reports it as `messages.update` `pollUpdates` (in memory: a vote on a
     // poll seen before this bridge started cannot be read).
     this.polls = new Map();
+    this.addressing = new Map(); // message id -> stanzaAddressing(), until its upsert
   }
 
   async start({ auth, proxy, qrTimeoutS, browser, transferDir, maxMediaBytes, downloadTimeoutS } = {}) {
@@ -262,6 +288,19 @@ class BaileysSession {
         err.output = { statusCode: 408 };
         err.httpStatus = status;
         endQuietly(sock, err);
+      }));
+    }
+    if (sock.ws && typeof sock.ws.on === 'function') {
+      // Baileys' own listener decrypts first (asynchronously): the message comes later.
+      sock.ws.on('CB:message', (node) => ctx.scope(() => {
+        if (this.sock !== sock) return;
+        const found = stanzaAddressing(node && node.attrs);
+        if (!found) return;
+        this.addressing.delete(node.attrs.id);
+        this.addressing.set(node.attrs.id, found);
+        if (this.addressing.size > ADDRESSING_KEPT) {
+          this.addressing.delete(this.addressing.keys().next().value);
+        }
       }));
     }
     sock.ev.on('creds.update', () => ctx.scope(() => {
@@ -405,7 +444,21 @@ class BaileysSession {
       }
       return;
     }
-    ctx.event(name, data);
+    ctx.event(name, name === 'messages.upsert' ? this.withAddressing(data) : data);
+  }
+
+  /** An upsert with the stanza addresses of its messages (`addressing`: by message id). */
+  withAddressing(data) {
+    const found = {};
+    for (const info of (data && data.messages) || []) {
+      const id = info && info.key && info.key.id;
+      const addressing = typeof id === 'string' ? this.addressing.get(id) : undefined;
+      if (addressing) {
+        found[id] = addressing;
+        this.addressing.delete(id);
+      }
+    }
+    return Object.keys(found).length ? { ...data, addressing: found } : data;
   }
 
   endSocket() {
@@ -747,4 +800,6 @@ const OPS = {
   hold: BaileysSession.prototype.hold,
 };
 
-module.exports = { BaileysSession, makeKeyStore, mapError, loadBaileys, FORWARDED, OPS };
+module.exports = {
+  BaileysSession, makeKeyStore, mapError, loadBaileys, stanzaAddressing, FORWARDED, OPS, ADDRESSING_KEPT,
+};

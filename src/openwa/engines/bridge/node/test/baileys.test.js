@@ -5,7 +5,7 @@ const { EventEmitter } = require('node:events');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { BaileysSession, makeKeyStore, mapError } = require('../lib/baileys');
+const { BaileysSession, makeKeyStore, mapError, ADDRESSING_KEPT } = require('../lib/baileys');
 const { toWireValue } = require('../lib/protocol');
 const { proto } = require('@whiskeysockets/baileys');
 
@@ -308,4 +308,34 @@ test('a hold told while the socket connects is applied once the connection is op
   calls.length = 0; // a connecting `ws` socket ignores pause(): what counts is the open
   sock.ev.emit('connection.update', { connection: 'open' });
   assert.deepEqual(calls, ['pause']);
+});
+
+test('a message stanza\'s other addresses go with its upsert, by message id', async () => {
+  const { ctx, sock } = await started();
+  const lidStanza = {
+    id: 'M1', from: '120363@g.us', participant: '8792385306797@lid', addressing_mode: 'lid',
+    participant_pn: '4915112345678@s.whatsapp.net', t: '1790580591', notify: 'x',
+  };
+  sock.ws.emit('CB:message', { tag: 'message', attrs: lidStanza });
+  sock.ws.emit('CB:message', { tag: 'message', attrs: { id: 'M2', from: '4915112345678@s.whatsapp.net' } });
+  const message = (id) => proto.WebMessageInfo.fromObject({ key: { id, remoteJid: '120363@g.us' }, message: { conversation: 'hi' } });
+  sock.ev.emit('messages.upsert', { type: 'notify', messages: [message('M1'), message('M2')] });
+  const upsert = ctx.events.find((e) => e.name === 'messages.upsert');
+  assert.deepEqual(upsert.data.addressing, {
+    M1: { addressing_mode: 'lid', participant_pn: '4915112345678@s.whatsapp.net' },
+  });
+  // handed over once: the same id again (a retry) carries nothing
+  sock.ev.emit('messages.upsert', { type: 'notify', messages: [message('M1')] });
+  assert.equal(ctx.events.filter((e) => e.name === 'messages.upsert')[1].data.addressing, undefined);
+});
+
+test('stanza addresses whose message never comes are kept within a bound', async () => {
+  const { s, sock } = await started();
+  for (let i = 0; i <= ADDRESSING_KEPT; i += 1) {
+    sock.ws.emit('CB:message', { attrs: { id: `M${i}`, from: `${i}@lid`, sender_pn: `${i}@s.whatsapp.net` } });
+  }
+  assert.equal(s.addressing.size, ADDRESSING_KEPT);
+  assert.equal(s.addressing.has('M0'), false);
+  assert.equal(s.addressing.has(`M${ADDRESSING_KEPT}`), true);
+  sock.ws.emit('CB:message', null); // a stanza without attributes is passed by
 });

@@ -102,3 +102,27 @@ test('whatsapp-web.js: the parent dying mid-start leaves no Chromium either', { 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('Baileys: its socket hands each message stanza to our listener as well as its own', { timeout: 40000 }, async () => {
+  // The bridge reads the stanza's other addresses (a LID sender's number) from the
+  // library's `CB:message` emission, which the pinned version makes for every stanza.
+  const { BaileysSession, loadBaileys } = require('../lib/baileys');
+  const proxy = await refusingProxy();
+  const events = [];
+  const ctx = {
+    session: 's1', log: () => {}, auth: () => {}, scope: (fn) => fn(),
+    event: (name, data) => events.push({ name, data }),
+  };
+  const session = new BaileysSession(ctx, loadBaileys());
+  try {
+    await session.start({ auth: null, proxy: proxy.url, qrTimeoutS: 60 });
+    const listeners = session.sock.ws.listeners('CB:message');
+    assert.ok(listeners.length >= 2, 'Baileys\' listener and ours');
+    // ours alone (Baileys' would try to decrypt the made-up stanza)
+    listeners.at(-1)({ tag: 'message', attrs: { id: 'M1', from: '1@lid', sender_pn: '2@s.whatsapp.net' } });
+    assert.deepEqual(session.addressing.get('M1'), { sender_pn: '2@s.whatsapp.net' });
+  } finally {
+    session.endSocket();
+    await proxy.close();
+  }
+});
