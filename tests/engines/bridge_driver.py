@@ -99,9 +99,10 @@ class BridgeDriver:
         chat: str,
         message: dict[str, Any],
         body: str = "",
-        addressing: dict[str, str] | None = None,
+        known: dict[str, str] | None = None,
     ) -> str:
-        """`addressing`: (Baileys) what the bridge read off the message's stanza."""
+        """`known`: what the bridge learned of the sender's other address (Baileys: off
+        the message's stanza; whatsapp-web.js: LID -> number, from the page)."""
         message_id = _id()
         if self.engine == "baileys":
             info = {
@@ -111,8 +112,8 @@ class BridgeDriver:
                 "pushName": "Ann",
             }
             upsert: dict[str, Any] = {"type": "notify", "messages": [info]}
-            if addressing is not None:
-                upsert["addressing"] = {message_id: addressing}
+            if known is not None:
+                upsert["addressing"] = {message_id: known}
             await self._frame(api, session_id, "messages.upsert", upsert)
         else:
             user = chat.replace("@s.whatsapp.net", "@c.us")
@@ -126,7 +127,10 @@ class BridgeDriver:
                 "fromMe": False,
                 "_data": {"notifyName": "Ann"},
             }
-            await self._frame(api, session_id, "message", {"message": data})
+            frame: dict[str, Any] = {"message": data}
+            if known is not None:
+                frame["lids"] = known
+            await self._frame(api, session_id, "message", frame)
         return message_id
 
     async def receive_text(self, api: Api, session_id: str, phone: str, text: str) -> str:
@@ -136,13 +140,16 @@ class BridgeDriver:
     async def receive_by_lid(
         self, api: Api, session_id: str, lid: str, text: str, phone: str | None = None
     ) -> str:
-        if self.engine != "baileys":
-            pytest.skip("whatsapp-web.js reports no LID mapping the bridge passes on")
-        # Baileys 6.17.16 has no phone number in a LID message's key: the bridge reads
-        # the one WhatsApp wrote on the stanza and hands it over with the message.
-        addressing = None if phone is None else {"sender_pn": f"{phone}@s.whatsapp.net"}
+        # Neither library has the phone number in a LID message itself: the Baileys
+        # bridge reads the one WhatsApp wrote on the stanza, the whatsapp-web.js bridge
+        # asks the page; each hands it over with the message.
+        known: dict[str, str] | None = None
+        if phone is not None and self.engine == "baileys":
+            known = {"sender_pn": f"{phone}@s.whatsapp.net"}
+        elif phone is not None:
+            known = {lid: f"{phone}@c.us"}
         return await self._message(
-            api, session_id, lid, {"conversation": text}, body=text, addressing=addressing
+            api, session_id, lid, {"conversation": text}, body=text, known=known
         )
 
     async def report(self, api: Api, session_id: str, body: dict[str, Any]) -> str | None:

@@ -411,6 +411,35 @@ def test_webjs_messages_acks_and_lifecycle() -> None:
     assert "ERR_TUNNEL" in failed.reason
 
 
+def test_webjs_lid_senders_are_named_by_the_number_the_page_gave() -> None:
+    """The bridge asks the page for the number behind a message's LIDs (`lids`); the
+    sender and a direct chat come out by number, the LID alongside."""
+    numbers = {"77@lid": "4915112345678@c.us"}
+    phone = "4915112345678@s.whatsapp.net"
+    direct = webjs_message(**{"from": "77@lid"})
+    (event,) = webjs.translate("message", {"message": direct, "lids": numbers}, None)
+    assert (event.chat_id, event.chat_lid, event.sender, event.sender_lid) == (
+        phone,
+        "77@lid",
+        phone,
+        "77@lid",
+    )
+    group = webjs_message(**{"from": "9@g.us", "author": "77@lid"})
+    (event,) = webjs.translate("message", {"message": group, "lids": numbers}, None)
+    assert (event.chat_id, event.chat_lid, event.sender, event.sender_lid) == (
+        "9@g.us",
+        None,
+        phone,
+        "77@lid",
+    )
+    mine = webjs_message(**{"fromMe": True, "to": "77@lid", "from": "111@c.us"})
+    (event,) = webjs.translate("message_create", {"message": mine, "lids": numbers}, None)
+    assert (event.chat_id, event.chat_lid) == (phone, "77@lid")
+    for odd in (None, ["x"], {"77@lid": "77@lid"}, {"77@lid": 5}, {"1@c.us": "2@c.us"}):
+        (event,) = webjs.translate("message", {"message": direct, "lids": odd}, None)
+        assert (event.chat_id, event.sender_lid) == ("77@lid", None)
+
+
 def test_webjs_reactions_revokes_edits_groups_calls() -> None:
     (reaction,) = webjs.translate(
         "message_reaction",

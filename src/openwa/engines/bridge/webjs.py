@@ -32,7 +32,7 @@ from openwa.engines.base import (
 )
 from openwa.engines.bridge.baileys import QR_TIMEOUT
 from openwa.engines.bridge.baileys import time_of as _time
-from openwa.kit.chat_ids import USER_SUFFIX
+from openwa.kit.chat_ids import USER_SUFFIX, is_lid
 
 _ACKS = {-1: "failed", 1: "sent", 2: "delivered", 3: "read", 4: "played"}
 _MEDIA = {
@@ -138,16 +138,44 @@ def _content(message: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return "unknown", {}
 
 
-def message_event(message: dict[str, Any], fetched: Any = None) -> EngineEvent | None:
+def _numbers(lids: Any) -> dict[str, str]:
+    """The bridge's `lids` (LID -> the number the page gave for it) as our ids, only the
+    pairs that map a LID to a phone number."""
+    if not isinstance(lids, dict):
+        return {}
+    numbers: dict[str, str] = {}
+    for lid, number in lids.items():
+        lid_id, phone = chat_id(lid), chat_id(number)
+        if is_lid(lid_id) and phone is not None and phone.endswith(USER_SUFFIX):
+            numbers[str(lid_id)] = phone
+    return numbers
+
+
+def _by_number(address: str | None, numbers: dict[str, str]) -> tuple[str | None, str | None]:
+    """`(phone-number id, LID)` for a LID the page mapped; else the address, no LID."""
+    if address is not None and address in numbers:
+        return numbers[address], address
+    return address, None
+
+
+def message_event(
+    message: dict[str, Any], fetched: Any = None, lids: Any = None
+) -> EngineEvent | None:
+    """Our event for one message; `lids` the numbers the page gave for the LIDs it
+    names (the bridge asks), so a LID sender or chat is named by number, the LID
+    alongside."""
     message_id = _message_id(message)
     from_me = bool(message.get("fromMe"))
-    chat = chat_id(message.get("to") if from_me else message.get("from"))
+    numbers = _numbers(lids)
+    chat, chat_lid = _by_number(
+        chat_id(message.get("to") if from_me else message.get("from")), numbers
+    )
     if message_id is None or chat is None:
         return None
     kind = str(message.get("type") or "")
     if kind in ("revoked", "e2e_notification", "notification_template", "gp2", "protocol"):
         return None
-    sender = chat_id(message.get("author") or message.get("from"))
+    sender, sender_lid = _by_number(chat_id(message.get("author") or message.get("from")), numbers)
     received, content = _content(message)
     media = _media(fetched, (message.get("_data") or {}).get("mimetype"))
     if media is None and kind in _MEDIA:
@@ -164,13 +192,15 @@ def message_event(message: dict[str, Any], fetched: Any = None) -> EngineEvent |
         push_name=(message.get("_data") or {}).get("notifyName") or None,
         raw_type=kind if received == "unknown" else None,
         media=media,
+        sender_lid=sender_lid,
+        chat_lid=chat_lid,
     )
 
 
 # The bridge names an event's arguments; these are their places in the library's call.
 _ARGUMENTS = {
-    "message": ("message", "media"),
-    "message_create": ("message",),
+    "message": ("message", "media", "lids"),
+    "message_create": ("message", "lids"),
     "message_ack": ("message", "ack"),
     "message_revoke_everyone": ("message", "revokedMessage"),
     "message_reaction": ("reaction",),
@@ -207,7 +237,8 @@ Translated = EngineEvent | Ready
 
 def _message(args: list[Any]) -> Iterator[Translated]:
     fetched = args[1] if len(args) > 1 else None
-    event = message_event(args[0], fetched) if args and isinstance(args[0], dict) else None
+    lids = args[2] if len(args) > 2 else None
+    event = message_event(args[0], fetched, lids) if args and isinstance(args[0], dict) else None
     if event is not None:
         yield event
 
@@ -215,7 +246,10 @@ def _message(args: list[Any]) -> Iterator[Translated]:
 def _own_message(args: list[Any]) -> Iterator[Translated]:
     """`message_create` fires for every message; only ours are news (from the phone)."""
     if args and isinstance(args[0], dict) and args[0].get("fromMe"):
-        yield from _message(args)
+        lids = args[1] if len(args) > 1 else None
+        event = message_event(args[0], None, lids)
+        if event is not None:
+            yield event
 
 
 def _ack(args: list[Any]) -> Iterator[Translated]:

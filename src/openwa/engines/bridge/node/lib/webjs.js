@@ -18,6 +18,29 @@ const MAX_DATA_STRING = 16 * 1024;
 const DESTROY_TIMEOUT_MS = 3000;
 const DEFAULT_MAX_MEDIA_BYTES = 64 * 1024 * 1024;
 const DEFAULT_DOWNLOAD_TIMEOUT_S = 300;
+// A LID-addressed message names its sender (and a direct chat) by LID only; the page knows
+// the phone number behind it (`getContactLidAndPhone`). Asked once per LID, within this
+// long (it may ask WhatsApp); the answers are kept, the newest this many.
+const LID_LOOKUP_TIMEOUT_MS = 5000;
+const LIDS_KEPT = 5000;
+// A LID the page could not map is asked about again only after this long.
+const LID_RETRY_MS = 10 * 60 * 1000;
+
+/** `map[key] = value`, newest last, the oldest dropped past LIDS_KEPT. */
+function keep(map, key, value) {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > LIDS_KEPT) map.delete(map.keys().next().value);
+}
+
+/** The LIDs a message names (sender, chat, group author), each once. */
+function lidsOf(message) {
+  if (!message || typeof message !== 'object') return [];
+  const found = [message.from, message.to, message.author]
+    .map((v) => (v && typeof v === 'object' ? v._serialized : v))
+    .filter((v) => typeof v === 'string' && v.endsWith('@lid'));
+  return [...new Set(found)];
+}
 
 function loadWebjs() {
   const lib = require('whatsapp-web.js');
@@ -159,6 +182,9 @@ class WebjsSession {
     // Events go on in order, including those that wait for a download.
     this.queue = Promise.resolve();
     this.waiting = 0;
+    this.lidNumbers = new Map(); // LID -> its phone number (`...@c.us`), as the page said
+    this.lidMisses = new Map(); // LID -> when the page last could not say
+    this.lidAsking = new Set(); // LIDs whose lookup is under way (messages behind it wait)
     const executablePath = chromiumPath || DEFAULT_CHROMIUM;
     if (!fs.existsSync(executablePath)) throw badRequest(`chromium not found at ${executablePath}`);
     if (profileZip && !fs.existsSync(profileZip)) throw badRequest(`profileZip ${profileZip} does not exist`);
@@ -260,28 +286,70 @@ class WebjsSession {
         if (name === 'message_create') {
           // the other side's messages come as `message`; only ours are new here
           const message = args[0];
-          if (message && message.fromMe) ctx.event(name, { message: slimMessage(message) });
+          if (message && message.fromMe) ctx.event(name, this.withLids({ message: slimMessage(message) }, message));
           return;
         }
         if (name === 'disconnected') this.ready = false;
         const message = name === 'message' ? args[0] : null;
-        if (!this.waiting && !(message && message.hasMedia && this.transferDir)) {
-          ctx.event(name, build(...args));
+        const download = Boolean(message && message.hasMedia && this.transferDir);
+        const lookup = message ? lidsOf(message).filter((lid) => this.shouldLookUp(lid)) : [];
+        for (const lid of lookup) this.lidAsking.add(lid);
+        if (!this.waiting && !download && !lookup.length) {
+          ctx.event(name, this.withLids(build(...args), message));
           return;
         }
-        // In line behind a download (or its own): the order of events holds.
+        // In line behind a download or a lookup (or its own): the order of events holds.
         this.waiting += 1;
         this.queue = this.queue
           .then(async () => {
-            if (this.client !== client) return;
+            if (this.client !== client) {
+              for (const lid of lookup) this.lidAsking.delete(lid);
+              return;
+            }
             const data = build(...args);
-            if (message && message.hasMedia && this.transferDir) data.media = await this.fetched(message);
-            ctx.event(name, data);
+            if (download) data.media = await this.fetched(message);
+            if (lookup.length) await this.lookUpLids(client, lookup);
+            ctx.event(name, this.withLids(data, message));
           })
           .catch((err) => ctx.log(`forwarding ${name}: ${err && err.message}`))
           .finally(() => { this.waiting -= 1; });
       }));
     }
+  }
+
+  /** Event data with the phone numbers known for the message's LIDs (`lids`: LID -> number). */
+  withLids(data, message) {
+    const lids = {};
+    for (const lid of lidsOf(message)) {
+      if (this.lidNumbers.has(lid)) lids[lid] = this.lidNumbers.get(lid);
+    }
+    return Object.keys(lids).length ? { ...data, lids } : data;
+  }
+
+  shouldLookUp(lid) {
+    if (this.lidNumbers.has(lid) || this.lidAsking.has(lid)) return false;
+    const missed = this.lidMisses.get(lid);
+    return missed === undefined || Date.now() - missed > LID_RETRY_MS;
+  }
+
+  /** Ask the page for the numbers behind these LIDs; what it cannot say stays unknown
+   * (and is not asked about again for a while). */
+  async lookUpLids(client, lids) {
+    let found = null;
+    if (typeof client.getContactLidAndPhone === 'function') {
+      try {
+        const call = Promise.resolve().then(() => client.getContactLidAndPhone(lids));
+        found = await withTimeout(call, LID_LOOKUP_TIMEOUT_MS, 'getContactLidAndPhone()');
+      } catch (err) {
+        this.ctx.log(`LID lookup: ${err && err.message}`);
+      }
+    }
+    lids.forEach((lid, i) => {
+      const pn = Array.isArray(found) && found[i] ? found[i].pn : null;
+      const ok = typeof pn === 'string' && pn.endsWith('@c.us');
+      keep(ok ? this.lidNumbers : this.lidMisses, lid, ok ? pn : Date.now());
+      this.lidAsking.delete(lid);
+    });
   }
 
   /** A message's media as a file in the transfer directory (`{path, size}`), or why not. */
@@ -593,4 +661,6 @@ const OPS = {
   leave_group: WebjsSession.prototype.leaveGroup,
 };
 
-module.exports = { WebjsSession, ProfileStore, slimMessage, clientIdOf, loadWebjs, EVENTS, OPS };
+module.exports = {
+  WebjsSession, ProfileStore, slimMessage, clientIdOf, loadWebjs, lidsOf, EVENTS, OPS, LIDS_KEPT,
+};

@@ -126,3 +126,8 @@ test('Baileys: its socket hands each message stanza to our listener as well as i
     await proxy.close();
   }
 });
+
+test('whatsapp-web.js: the client can say the number behind a LID (the bridge asks it)', () => {
+  const { Client } = require('whatsapp-web.js');
+  assert.equal(typeof Client.prototype.getContactLidAndPhone, 'function');
+});

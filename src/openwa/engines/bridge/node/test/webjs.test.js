@@ -225,3 +225,33 @@ test('inbound media: fetched into the transfer directory before its event goes o
   assert.deepEqual(ctx.events[2].data.media, { error: 'over the media size limit' });
   assert.deepEqual(fs.readdirSync(transfer).filter((f) => f.startsWith('in-')).length, 1);
 });
+
+test('a LID-addressed message carries the number the page knows behind it, in order, asked once', async () => {
+  const { ctx, client } = await started();
+  const asked = [];
+  client.getContactLidAndPhone = async (ids) => {
+    asked.push(ids);
+    return ids.map((lid) => ({ lid, pn: lid === '77@lid' ? '4915112345678@c.us' : undefined }));
+  };
+  const text = (id, from, author) => ({ id: { _serialized: `false_${from}_${id}`, id }, from, author, fromMe: false, hasMedia: false, body: id, _data: {} });
+  client.emit('message', text('L1', '77@lid'));
+  client.emit('message', text('P1', '1@c.us'));
+  client.emit('message', text('G1', '9@g.us', '88@lid')); // a member the page cannot map
+  client.emit('message', text('L2', '77@lid'));
+  client.emit('message', text('G2', '9@g.us', '88@lid'));
+  for (let i = 0; i < 50 && ctx.events.length < 5; i += 1) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(ctx.events.map((e) => e.data.message.id.id), ['L1', 'P1', 'G1', 'L2', 'G2']);
+  assert.deepEqual(ctx.events.map((e) => e.data.lids), [
+    { '77@lid': '4915112345678@c.us' }, undefined, undefined, { '77@lid': '4915112345678@c.us' }, undefined,
+  ]);
+  assert.deepEqual(asked, [['77@lid'], ['88@lid']], 'each LID asked about once, a miss too');
+});
+
+test('a LID lookup that fails or hangs lets the message go on without a number', async () => {
+  const { ctx, client } = await started();
+  client.getContactLidAndPhone = async () => { throw new Error('Evaluation failed'); };
+  client.emit('message', { id: { _serialized: 'false_5@lid_X', id: 'X' }, from: '5@lid', fromMe: false, hasMedia: false, body: 'x', _data: {} });
+  for (let i = 0; i < 50 && ctx.events.length < 1; i += 1) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(ctx.events.length, 1);
+  assert.equal(ctx.events[0].data.lids, undefined);
+});
