@@ -38,7 +38,7 @@ class BridgeDriver:
                 "unknown",
             }
             if engine == "baileys"
-            else {"edit", "revoke", "call", "group_update", "unknown"}
+            else {"edit", "revoke", "read_self", "call", "group_update", "unknown"}
         )
 
     def settings(self) -> dict[str, Any]:
@@ -238,6 +238,11 @@ class BridgeDriver:
                 "message_revoke_everyone",
                 {"message": {**message, "type": "revoked"}, "revokedMessage": message},
             )
+        elif kind == "read_self":
+            # the chat's unread count fell to zero; the bridge names what came since
+            where = {"id": str(body.get("chatId")).replace("@s.whatsapp.net", "@c.us")}
+            read = {"chat": {**where, "unreadCount": 0}, "readIds": body.get("messageIds")}
+            await self._frame(api, session_id, "unread_count", read)
         elif kind == "call":
             call = {
                 "id": _id(),

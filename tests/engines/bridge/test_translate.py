@@ -440,6 +440,20 @@ def test_webjs_lid_senders_are_named_by_the_number_the_page_gave() -> None:
         assert (event.chat_id, event.sender_lid) == ("77@lid", None)
 
 
+def test_webjs_a_chat_read_on_the_phone_reads_what_came_since() -> None:
+    chat = {"id": "15550000002@c.us", "unreadCount": 0}
+    (event,) = webjs.translate("unread_count", {"chat": chat, "readIds": ["A1", "A2"]}, None)
+    assert event == ReadBySelf(PEER, ["A1", "A2"])
+    for odd in (
+        {"chat": {**chat, "unreadCount": 2}, "readIds": ["A1"]},  # not read
+        {"chat": chat, "readIds": []},
+        {"chat": chat, "readIds": "A1"},
+        {"chat": {"unreadCount": 0}, "readIds": ["A1"]},
+        {"chat": chat},
+    ):
+        assert webjs.translate("unread_count", odd, None) == []
+
+
 def test_webjs_reactions_revokes_edits_groups_calls() -> None:
     (reaction,) = webjs.translate(
         "message_reaction",

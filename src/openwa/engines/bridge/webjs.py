@@ -29,6 +29,7 @@ from openwa.engines.base import (
     PollVoted,
     QrUpdated,
     ReactionReceived,
+    ReadBySelf,
 )
 from openwa.engines.bridge.baileys import QR_TIMEOUT
 from openwa.engines.bridge.baileys import time_of as _time
@@ -214,6 +215,7 @@ _ARGUMENTS = {
     "message_ciphertext": ("message",),
     "call": ("call",),
     "vote_update": ("vote",),
+    "unread_count": ("chat", "readIds"),
     "qr": ("qr",),
     "ready": ("info",),
     "disconnected": ("reason",),
@@ -384,6 +386,17 @@ def _failed(args: list[Any]) -> Iterator[Translated]:
     yield Disconnected(f"whatsapp-web.js could not start: {message or 'unknown error'}")
 
 
+def _read_on_phone(args: list[Any]) -> Iterator[Translated]:
+    """A chat's unread count fell to zero: the messages the bridge saw come in it since
+    (`readIds`) were read elsewhere, the phone most often; ours are read too."""
+    chat = args[0] if args and isinstance(args[0], dict) else {}
+    ids = args[1] if len(args) > 1 and isinstance(args[1], list) else []
+    which = chat_id(chat.get("id"))
+    read = [str(i) for i in ids if isinstance(i, str) and i]
+    if which is not None and chat.get("unreadCount") == 0 and read:
+        yield ReadBySelf(which, read)
+
+
 def _auth_failure(args: list[Any]) -> Iterator[Translated]:
     yield LoggedOut(f"authentication failed: {args[0] if args else 'unknown'}")
 
@@ -404,6 +417,7 @@ _BY_NAME: dict[str, Callable[[list[Any]], Iterator[Translated]]] = {
     "group_membership_request": _group,
     "chat_archived": _archived,
     "message_ciphertext": _ciphertext,
+    "unread_count": _read_on_phone,
     "call": _call,
     "vote_update": _vote,
     "disconnected": _disconnected,

@@ -26,11 +26,17 @@ const LIDS_KEPT = 5000;
 // A LID the page could not map is asked about again only after this long.
 const LID_RETRY_MS = 10 * 60 * 1000;
 
-/** `map[key] = value`, newest last, the oldest dropped past LIDS_KEPT. */
-function keep(map, key, value) {
+// Reads on the phone: whatsapp-web.js tells only that a chat's unread count changed
+// (`unread_count`); at zero, the messages received in it since are the ones read. Kept
+// per chat, the newest this many, for this many chats.
+const UNREAD_PER_CHAT = 500;
+const UNREAD_CHATS = 1000;
+
+/** `map[key] = value`, newest last, the oldest dropped past `most` (LIDS_KEPT). */
+function keep(map, key, value, most = LIDS_KEPT) {
   map.delete(key);
   map.set(key, value);
-  if (map.size > LIDS_KEPT) map.delete(map.keys().next().value);
+  if (map.size > most) map.delete(map.keys().next().value);
 }
 
 /** The LIDs a message names (sender, chat, group author), each once. */
@@ -96,6 +102,7 @@ const EVENTS = {
     chatId: chat && chat.id ? chat.id._serialized || null : null, archived: Boolean(currState),
   }),
   message_ciphertext: (message) => ({ message: slimMessage(message) }),
+  unread_count: null, // built by the adapter: the messages read, when it falls to zero
   disconnected: (reason) => ({ reason: reason === undefined ? null : String(reason) }),
   change_state: (state) => ({ state }),
   call: (call) => ({ call }),
@@ -185,6 +192,7 @@ class WebjsSession {
     this.lidNumbers = new Map(); // LID -> its phone number (`...@c.us`), as the page said
     this.lidMisses = new Map(); // LID -> when the page last could not say
     this.lidAsking = new Set(); // LIDs whose lookup is under way (messages behind it wait)
+    this.unread = new Map(); // chat id -> ids of the messages received in it since its last read
     const executablePath = chromiumPath || DEFAULT_CHROMIUM;
     if (!fs.existsSync(executablePath)) throw badRequest(`chromium not found at ${executablePath}`);
     if (profileZip && !fs.existsSync(profileZip)) throw badRequest(`profileZip ${profileZip} does not exist`);
@@ -289,8 +297,16 @@ class WebjsSession {
           if (message && message.fromMe) ctx.event(name, this.withLids({ message: slimMessage(message) }, message));
           return;
         }
+        if (name === 'unread_count') {
+          // the read messages are decided now: those received before it, in line or not
+          const read = this.readOnPhone(args[0]);
+          if (read && !this.waiting) ctx.event(name, read);
+          else if (read) this.inLine(client, name, () => ctx.event(name, read));
+          return;
+        }
         if (name === 'disconnected') this.ready = false;
         const message = name === 'message' ? args[0] : null;
+        if (message) this.noteUnread(message);
         const download = Boolean(message && message.hasMedia && this.transferDir);
         const lookup = message ? lidsOf(message).filter((lid) => this.shouldLookUp(lid)) : [];
         for (const lid of lookup) this.lidAsking.add(lid);
@@ -299,22 +315,46 @@ class WebjsSession {
           return;
         }
         // In line behind a download or a lookup (or its own): the order of events holds.
-        this.waiting += 1;
-        this.queue = this.queue
-          .then(async () => {
-            if (this.client !== client) {
-              for (const lid of lookup) this.lidAsking.delete(lid);
-              return;
-            }
-            const data = build(...args);
-            if (download) data.media = await this.fetched(message);
-            if (lookup.length) await this.lookUpLids(client, lookup);
-            ctx.event(name, this.withLids(data, message));
-          })
-          .catch((err) => ctx.log(`forwarding ${name}: ${err && err.message}`))
-          .finally(() => { this.waiting -= 1; });
+        this.inLine(client, name, async () => {
+          const data = build(...args);
+          if (download) data.media = await this.fetched(message);
+          if (lookup.length) await this.lookUpLids(client, lookup);
+          ctx.event(name, this.withLids(data, message));
+        }, () => { for (const lid of lookup) this.lidAsking.delete(lid); });
       }));
     }
+  }
+
+  /**
+   * `work` behind what waits already (downloads, lookups), so the order of events holds;
+   * `dropped` runs instead when the client was replaced meanwhile.
+   */
+  inLine(client, name, work, dropped = () => {}) {
+    this.waiting += 1;
+    this.queue = this.queue
+      .then(() => (this.client === client ? work() : dropped()))
+      .catch((err) => this.ctx.log(`forwarding ${name}: ${err && err.message}`))
+      .finally(() => { this.waiting -= 1; });
+  }
+
+  /** An inbound message, kept as unread in its chat until the chat's count falls to zero. */
+  noteUnread(message) {
+    const chatId = message.from && typeof message.from === 'object' ? message.from._serialized : message.from;
+    const id = message.id && message.id.id;
+    if (message.fromMe || typeof chatId !== 'string' || typeof id !== 'string') return;
+    const ids = this.unread.get(chatId) || [];
+    ids.push(id);
+    if (ids.length > UNREAD_PER_CHAT) ids.shift();
+    keep(this.unread, chatId, ids, UNREAD_CHATS);
+  }
+
+  /** `unread_count` at zero (read on the phone, or by us): the messages read, or null. */
+  readOnPhone(chat) {
+    const chatId = chat && chat.id ? chat.id._serialized : null;
+    if (typeof chatId !== 'string' || chat.unreadCount !== 0) return null;
+    const ids = this.unread.get(chatId);
+    this.unread.delete(chatId);
+    return ids && ids.length ? { chat: { id: chatId, unreadCount: 0 }, readIds: ids } : null;
   }
 
   /** Event data with the phone numbers known for the message's LIDs (`lids`: LID -> number). */

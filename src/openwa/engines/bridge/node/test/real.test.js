@@ -127,7 +127,10 @@ test('Baileys: its socket hands each message stanza to our listener as well as i
   }
 });
 
-test('whatsapp-web.js: the client can say the number behind a LID (the bridge asks it)', () => {
-  const { Client } = require('whatsapp-web.js');
+test('whatsapp-web.js: what the bridge relies on is in the pinned library', () => {
+  const { Client, Events } = require('whatsapp-web.js');
+  // the number behind a LID, asked of the page
   assert.equal(typeof Client.prototype.getContactLidAndPhone, 'function');
+  // a chat's unread count changing: at zero, read on the phone
+  assert.equal(Events.UNREAD_COUNT, 'unread_count');
 });

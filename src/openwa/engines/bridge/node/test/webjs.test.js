@@ -255,3 +255,21 @@ test('a LID lookup that fails or hangs lets the message go on without a number',
   assert.equal(ctx.events.length, 1);
   assert.equal(ctx.events[0].data.lids, undefined);
 });
+
+test('a chat read on the phone (its unread count falls to zero) names the messages received since', async () => {
+  const { ctx, client } = await started();
+  const text = (id, from, fromMe = false) => ({ id: { _serialized: `${fromMe}_${from}_${id}`, id }, from, fromMe, hasMedia: false, body: id, _data: {} });
+  client.emit('message', text('A1', '1@c.us'));
+  client.emit('message', text('A2', '1@c.us'));
+  client.emit('message', text('B1', '2@c.us'));
+  client.emit('unread_count', { id: { _serialized: '1@c.us' }, unreadCount: 1 }); // not read yet
+  client.emit('unread_count', { id: { _serialized: '1@c.us' }, unreadCount: 0 });
+  client.emit('unread_count', { id: { _serialized: '1@c.us' }, unreadCount: 0 }); // nothing new since
+  client.emit('message', text('A3', '1@c.us'));
+  client.emit('unread_count', { id: { _serialized: '1@c.us' }, unreadCount: 0 });
+  const reads = ctx.events.filter((e) => e.name === 'unread_count').map((e) => e.data);
+  assert.deepEqual(reads, [
+    { chat: { id: '1@c.us', unreadCount: 0 }, readIds: ['A1', 'A2'] },
+    { chat: { id: '1@c.us', unreadCount: 0 }, readIds: ['A3'] },
+  ]);
+});
