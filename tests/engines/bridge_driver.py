@@ -39,7 +39,7 @@ class BridgeDriver:
             }
             if engine == "baileys"
             else {"edit", "revoke", "read_self", "call", "group_update", "unknown"}
-        )
+        ) | {"history"}
 
     def settings(self) -> dict[str, Any]:
         return {}
@@ -157,6 +157,9 @@ class BridgeDriver:
         if kind not in self.kinds:
             pytest.skip(f"{self.engine} cannot be made to report {kind} offline")
         chat = f"{body.get('from', '')}@s.whatsapp.net"
+        if kind == "history":
+            await self._history(api, session_id, chat, body)
+            return None
         if self.engine == "webjs":
             return await self._webjs_report(api, session_id, body, chat)
         if kind == "unknown":
@@ -208,6 +211,40 @@ class BridgeDriver:
         name, data = events[kind]
         await self._frame(api, session_id, name, data)
         return None
+
+    async def _history(self, api: Api, session_id: str, chat: str, body: dict[str, Any]) -> None:
+        """Baileys' own `messaging-history.set`; for whatsapp-web.js, what its bridge
+        reads off the page once the session is ready (`history`: chats, then messages)."""
+        items = body["messages"]
+        if self.engine == "baileys":
+            messages = [
+                {
+                    "key": {"remoteJid": chat, "fromMe": item["fromMe"], "id": item["id"]},
+                    "message": {"conversation": item["text"]},
+                    "messageTimestamp": 1_764_000_000 + i,
+                }
+                for i, item in enumerate(items)
+            ]
+            data = {"messages": messages, "isLatest": True, "syncType": 0}
+            await self._frame(api, session_id, "messaging-history.set", data)
+            return
+        user = chat.replace("@s.whatsapp.net", "@c.us")
+        listed = {"id": user, "name": body.get("name"), "archived": True, "isGroup": False}
+        await self._frame(api, session_id, "history", {"chats": [listed], "messages": []})
+        messages = [
+            {
+                "id": {"fromMe": item["fromMe"], "remote": user, "id": item["id"]},
+                "type": "chat",
+                "body": item["text"],
+                "timestamp": 1_764_000_000 + i,
+                "from": f"{PHONE}@c.us" if item["fromMe"] else user,
+                "to": user if item["fromMe"] else f"{PHONE}@c.us",
+                "fromMe": item["fromMe"],
+                "_data": {},
+            }
+            for i, item in enumerate(items)
+        ]
+        await self._frame(api, session_id, "history", {"chats": [], "messages": messages})
 
     async def _webjs_report(
         self, api: Api, session_id: str, body: dict[str, Any], chat: str

@@ -629,6 +629,32 @@ async def test_a_lid_chat_joins_the_phone_numbers_once_mapped(api: Api, driver: 
     assert {m["id"] for m in history.json()["data"]} == {later, mapped, by_lid}
 
 
+async def test_history_after_linking_is_stored_without_events(api: Api, driver: Driver) -> None:
+    """What WhatsApp hands over after linking (Baileys' `messaging-history.set`; for
+    whatsapp-web.js what its bridge reads off the page once ready) is stored as history:
+    the chat and its messages, with no `message.received`. whatsmeow's history sync has
+    its own test (`test_whatsmeow_events.py`); the mock has none."""
+    if "history" not in driver.kinds:
+        pytest.skip(f"{driver.engine} is not driven through a history sync here")
+    session_id = await linked(api, driver)
+    chat_id = f"{SENDER}@s.whatsapp.net"
+    items = [
+        {"id": "3EB0HISTORY0001", "text": "hi there", "fromMe": False},
+        {"id": "3EB0HISTORY0002", "text": "see you", "fromMe": True},
+    ]
+    body = {"kind": "history", "from": SENDER, "name": "Ann", "messages": items}
+    await driver.report(api, session_id, body)
+    history = await wait_for(
+        lambda: api.request("GET", f"/api/sessions/{session_id}/chats/{chat_id}/messages"),
+        lambda r: len(r.json()["data"]) == 2,
+        20,
+        "synced history",
+    )
+    stored = {(m["id"], m["text"], m["fromMe"]) for m in history.json()["data"]}
+    assert stored == {(i["id"], i["text"], i["fromMe"]) for i in items}
+    assert await logged(api, session_id, "message.received") == []
+
+
 # What WhatsApp reports besides messages and acks: edits, votes, reads on the phone,
 # presence, calls, chat and group changes, messages we cannot translate.
 

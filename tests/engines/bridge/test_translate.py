@@ -454,6 +454,27 @@ def test_webjs_a_chat_read_on_the_phone_reads_what_came_since() -> None:
         assert webjs.translate("unread_count", odd, None) == []
 
 
+def test_webjs_history_the_bridge_read_off_the_page() -> None:
+    chats = [
+        {"id": "15550000002@c.us", "name": "Peer", "archived": True, "pinned": False},
+        {"id": "15550000003@c.us", "name": "+1 555 000 0003", "isMuted": True},  # no name
+        {"id": "120363000000000001@g.us", "name": "Team", "pinned": True},
+        {"id": None},
+        "odd",
+    ]
+    found = webjs.translate("history", {"chats": chats, "messages": []}, None)
+    assert found == [
+        ChatUpdated(PEER, archived=True, pinned=False, muted=False),
+        ChatUpdated("15550000003@s.whatsapp.net", archived=False, pinned=False, muted=True),
+        ChatUpdated(GROUP, archived=False, pinned=True, muted=False),
+        ContactsSeen({PEER: "Peer"}),
+    ]
+    messages = [webjs_message(), {"id": "no id"}, "odd", webjs_message(_data=5)]
+    found = webjs.translate("history", {"chats": "odd", "messages": messages}, None)
+    assert [(type(e).__name__, e.history) for e in found] == [("MessageReceived", True)]
+    assert webjs.translate("history", ["odd"], None) == []
+
+
 def test_webjs_reactions_revokes_edits_groups_calls() -> None:
     (reaction,) = webjs.translate(
         "message_reaction",

@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from openwa.engines.base import (
     UNDECRYPTABLE,
     CallReceived,
     ChatUpdated,
+    ContactsSeen,
     Disconnected,
     EngineEvent,
     Failed,
@@ -34,6 +37,8 @@ from openwa.engines.base import (
 from openwa.engines.bridge.baileys import QR_TIMEOUT
 from openwa.engines.bridge.baileys import time_of as _time
 from openwa.kit.chat_ids import USER_SUFFIX, is_lid
+
+log = structlog.get_logger(__name__)
 
 _ACKS = {-1: "failed", 1: "sent", 2: "delivered", 3: "read", 4: "played"}
 _MEDIA = {
@@ -160,7 +165,7 @@ def _by_number(address: str | None, numbers: dict[str, str]) -> tuple[str | None
 
 
 def message_event(
-    message: dict[str, Any], fetched: Any = None, lids: Any = None
+    message: dict[str, Any], fetched: Any = None, lids: Any = None, history: bool = False
 ) -> EngineEvent | None:
     """Our event for one message; `lids` the numbers the page gave for the LIDs it
     names (the bridge asks), so a LID sender or chat is named by number, the LID
@@ -193,6 +198,7 @@ def message_event(
         push_name=(message.get("_data") or {}).get("notifyName") or None,
         raw_type=kind if received == "unknown" else None,
         media=media,
+        history=history,
         sender_lid=sender_lid,
         chat_lid=chat_lid,
     )
@@ -397,6 +403,44 @@ def _read_on_phone(args: list[Any]) -> Iterator[Translated]:
         yield ReadBySelf(which, read)
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _history(args: list[Any]) -> Iterator[Translated]:
+    """What the bridge sends once a session is ready: its recent chats' settings and
+    names, then their latest messages, stored as history (without events)."""
+    data = args[0] if args and isinstance(args[0], dict) else {}
+    chats = _list(data.get("chats"))
+    names: dict[str, str] = {}
+    for chat in chats:
+        which = chat_id(chat.get("id")) if isinstance(chat, dict) else None
+        if which is None:
+            continue
+        yield ChatUpdated(
+            which,
+            archived=bool(chat.get("archived")),
+            pinned=bool(chat.get("pinned")),
+            muted=bool(chat.get("isMuted")),
+        )
+        name = chat.get("name")
+        named = isinstance(name, str) and name.strip() and which.endswith(USER_SUFFIX)
+        # a chat without a saved name is titled by its number: no name to keep
+        if named and name.lstrip("+").replace(" ", "") != which.split("@", 1)[0]:
+            names[which] = name.strip()
+    if names:
+        yield ContactsSeen(names)
+    messages = _list(data.get("messages"))
+    for message in messages:
+        try:
+            event = message_event(message, history=True) if isinstance(message, dict) else None
+        except Exception:  # one message it cannot read, never the ones beside it
+            log.warning("webjs_history_message_unreadable", exc_info=True)
+            continue
+        if event is not None:
+            yield event
+
+
 def _auth_failure(args: list[Any]) -> Iterator[Translated]:
     yield LoggedOut(f"authentication failed: {args[0] if args else 'unknown'}")
 
@@ -418,6 +462,7 @@ _BY_NAME: dict[str, Callable[[list[Any]], Iterator[Translated]]] = {
     "chat_archived": _archived,
     "message_ciphertext": _ciphertext,
     "unread_count": _read_on_phone,
+    "history": _history,
     "call": _call,
     "vote_update": _vote,
     "disconnected": _disconnected,

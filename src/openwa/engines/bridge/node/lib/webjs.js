@@ -32,6 +32,28 @@ const LID_RETRY_MS = 10 * 60 * 1000;
 const UNREAD_PER_CHAT = 500;
 const UNREAD_CHATS = 1000;
 
+// History after linking: whatsapp-web.js has no history event, but the page holds the
+// chats and loads their messages on request. Once a session is ready, the bridge sends
+// its most recent chats' settings and their latest messages (`history` frames), once per
+// session per bridge: the API process stores them without events, and ids it has already
+// are dropped there. Each page call has its own time limit.
+const HISTORY_CHATS = 50;
+const HISTORY_MESSAGES = 20;
+const HISTORY_CALL_TIMEOUT_MS = 30000;
+
+/** The parts of a Chat the API process keeps (its settings, its name). */
+function chatJson(chat) {
+  return {
+    id: chat.id && chat.id._serialized,
+    name: typeof chat.name === 'string' ? chat.name : null,
+    isGroup: Boolean(chat.isGroup),
+    archived: Boolean(chat.archived),
+    pinned: Boolean(chat.pinned),
+    isMuted: Boolean(chat.isMuted),
+    timestamp: typeof chat.timestamp === 'number' ? chat.timestamp : null,
+  };
+}
+
 /** `map[key] = value`, newest last, the oldest dropped past `most` (LIDS_KEPT). */
 function keep(map, key, value, most = LIDS_KEPT) {
   map.delete(key);
@@ -180,6 +202,7 @@ class WebjsSession {
     this.stopping = false;
     this.initPending = false;
     this.browserPid = null;
+    this.historySent = false; // once per session per bridge (sendHistory)
   }
 
   async start({ proxy, chromiumPath, profileZip, transferDir, dataPath, maxMediaBytes, downloadTimeoutS, qrMaxRetries } = {}) {
@@ -289,6 +312,10 @@ class WebjsSession {
         if (name === 'ready') {
           this.ready = true;
           ctx.event('ready', { info: client.info ? { ...client.info } : null });
+          if (!this.historySent) {
+            this.historySent = true;
+            this.sendHistory(client).catch((err) => ctx.log(`history: ${err && err.message}`));
+          }
           return;
         }
         if (name === 'message_create') {
@@ -335,6 +362,29 @@ class WebjsSession {
       .then(() => (this.client === client ? work() : dropped()))
       .catch((err) => this.ctx.log(`forwarding ${name}: ${err && err.message}`))
       .finally(() => { this.waiting -= 1; });
+  }
+
+  /** The most recent chats and their latest messages, as `history` frames (see HISTORY_CHATS). */
+  async sendHistory(client) {
+    const page = (call, what) => withTimeout(Promise.resolve().then(call), HISTORY_CALL_TIMEOUT_MS, what);
+    const chats = await page(() => client.getChats(), 'getChats()');
+    const recent = (Array.isArray(chats) ? chats : [])
+      .filter((chat) => chat && chat.id && typeof chat.id._serialized === 'string')
+      .sort((a, b) => (b.timestamp || 0) - (a.timestamp || 0))
+      .slice(0, HISTORY_CHATS);
+    if (this.client !== client) return;
+    this.ctx.event('history', { chats: recent.map(chatJson), messages: [] });
+    for (const chat of recent) {
+      if (this.client !== client || typeof chat.fetchMessages !== 'function') return;
+      try {
+        const messages = await page(() => chat.fetchMessages({ limit: HISTORY_MESSAGES }), 'fetchMessages()');
+        if (this.client === client && Array.isArray(messages) && messages.length) {
+          this.ctx.event('history', { chats: [], messages: messages.map(slimMessage) });
+        }
+      } catch (err) {
+        this.ctx.log(`history of ${chat.id._serialized}: ${err && err.message}`);
+      }
+    }
   }
 
   /** An inbound message, kept as unread in its chat until the chat's count falls to zero. */

@@ -273,3 +273,26 @@ test('a chat read on the phone (its unread count falls to zero) names the messag
     { chat: { id: '1@c.us', unreadCount: 0 }, readIds: ['A3'] },
   ]);
 });
+
+test('once ready, the most recent chats and their latest messages go as history, once', async () => {
+  const { ctx, client } = await started();
+  const message = (id, chat) => ({ id: { _serialized: `false_${chat}_${id}`, id }, from: chat, fromMe: false, body: id, _data: { big: 'x'.repeat(20000) } });
+  const asked = [];
+  const chat = (n, timestamp, failing = false) => ({
+    id: { _serialized: `${n}@c.us` }, name: `Chat ${n}`, isGroup: false, archived: n === 2, pinned: false, isMuted: false, timestamp,
+    async fetchMessages(options) {
+      asked.push([n, options.limit]);
+      if (failing) throw new Error('Evaluation failed');
+      return [message(`M${n}`, `${n}@c.us`)];
+    },
+  });
+  client.getChats = async () => [chat(1, 10), chat(2, 30), chat(3, 20, true)];
+  client.emit('ready');
+  client.emit('ready'); // a reconnect: no second history
+  for (let i = 0; i < 50 && ctx.events.filter((e) => e.name === 'history').length < 3; i += 1) await new Promise((r) => setTimeout(r, 10));
+  const history = ctx.events.filter((e) => e.name === 'history').map((e) => e.data);
+  assert.deepEqual(history[0].chats.map((c) => [c.id, c.archived, c.name]), [['2@c.us', true, 'Chat 2'], ['3@c.us', false, 'Chat 3'], ['1@c.us', false, 'Chat 1']]);
+  assert.deepEqual(history.slice(1).map((h) => h.messages.map((m) => m.id.id)), [['M2'], ['M1']]);
+  assert.equal(history[1].messages[0]._data.big, undefined, 'slimmed as live messages are');
+  assert.deepEqual(asked, [[2, 20], [3, 20], [1, 20]]);
+});
