@@ -55,6 +55,25 @@ def is_lid(address: str | None) -> bool:
     return address is not None and address.endswith(LID_SUFFIX)
 
 
+def _digits(user: str) -> bool:
+    return re.fullmatch(r"[0-9]{1,32}", user) is not None
+
+
+def is_number(address: str | None) -> bool:
+    """Whether an address is a phone number's (`<digits>@s.whatsapp.net`): what an
+    engine's other address for a LID must be before we map one to the other."""
+    return (
+        address is not None
+        and address.endswith(USER_SUFFIX)
+        and _digits(address[: -len(USER_SUFFIX)])
+    )
+
+
+def is_numeric_lid(address: str | None) -> bool:
+    """A LID as WhatsApp makes them (`<digits>@lid`)."""
+    return is_lid(address) and address is not None and _digits(address[: -len(LID_SUFFIX)])
+
+
 def chat_kind(chat_id: str) -> str:
     """`user`, `group`, `status` or `channel`: what `config.ignore` filters by."""
     if chat_id.endswith(GROUP_SUFFIX):

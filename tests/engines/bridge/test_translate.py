@@ -126,11 +126,18 @@ def test_baileys_lid_senders_are_named_by_the_number_on_their_stanza() -> None:
     assert lids_of(event) == (PEER, LID, PEER, LID)
     # ours, sent from the phone to a LID-addressed chat
     mine = upsert(text, remoteJid=LID, fromMe=True)
-    event = one("messages.upsert", addressed(mine, recipient_pn=PEER))
-    assert lids_of(event) == (PEER, LID, ME, None)
+    for recipient in ("peer_recipient_pn", "recipient_pn"):
+        event = one("messages.upsert", addressed(mine, **{recipient: PEER}))
+        assert lids_of(event) == (PEER, LID, ME, None)
     # without addresses, or with ones that do not pair a LID with a number: as keyed
     assert lids_of(one("messages.upsert", direct)) == (LID, None, LID, None)
-    for odd in ({"sender_pn": "not a jid"}, {"sender_pn": "1-2@g.us"}, {"sender_pn": LID}):
+    odd_numbers = (
+        {"sender_pn": "not a jid"},
+        {"sender_pn": "1-2@g.us"},
+        {"sender_pn": LID},
+        {"sender_pn": "a@b@s.whatsapp.net"},
+    )
+    for odd in odd_numbers:
         assert lids_of(one("messages.upsert", addressed(direct, **odd))) == (LID, None, LID, None)
     assert lids_of(one("messages.upsert", {**direct, "addressing": ["x"]})) == (
         LID,
@@ -435,9 +442,23 @@ def test_webjs_lid_senders_are_named_by_the_number_the_page_gave() -> None:
     mine = webjs_message(**{"fromMe": True, "to": "77@lid", "from": "111@c.us"})
     (event,) = webjs.translate("message_create", {"message": mine, "lids": numbers}, None)
     assert (event.chat_id, event.chat_lid) == (phone, "77@lid")
-    for odd in (None, ["x"], {"77@lid": "77@lid"}, {"77@lid": 5}, {"1@c.us": "2@c.us"}):
+    odd_numbers = (
+        None,
+        ["x"],
+        {"77@lid": "77@lid"},
+        {"77@lid": 5},
+        {"1@c.us": "2@c.us"},
+        {"77@lid": "a@b@c.us"},
+        {"x7@lid": "4915112345678@c.us"},
+    )
+    for odd in odd_numbers:
         (event,) = webjs.translate("message", {"message": direct, "lids": odd}, None)
         assert (event.chat_id, event.sender_lid) == ("77@lid", None)
+    # a group member's number, asked about beside the events
+    (mapped,) = webjs.translate("lid_mapping", {"lids": numbers}, None)
+    assert mapped == ContactUpdated(phone, lid="77@lid")
+    for odd in odd_numbers:
+        assert webjs.translate("lid_mapping", {"lids": odd}, None) == []
 
 
 def test_webjs_a_chat_read_on_the_phone_reads_what_came_since() -> None:

@@ -40,7 +40,7 @@ from openwa.engines.base import (
     ReactionReceived,
     ReadBySelf,
 )
-from openwa.kit.chat_ids import GROUP_SUFFIX, USER_SUFFIX, is_lid
+from openwa.kit.chat_ids import GROUP_SUFFIX, USER_SUFFIX, is_number, is_numeric_lid
 
 log = structlog.get_logger(__name__)
 
@@ -254,9 +254,9 @@ def _by_number(address: str, other: str | None) -> tuple[str, str | None]:
     whatsmeow's `SenderAlt` reads; else the address as given, with no LID."""
     if other is None:
         return address, None
-    if is_lid(address) and other.endswith(USER_SUFFIX):
+    if is_numeric_lid(address) and is_number(other):
         return other, address
-    if address.endswith(USER_SUFFIX) and is_lid(other):
+    if is_number(address) and is_numeric_lid(other):
         return address, other
     return address, None
 
@@ -279,7 +279,11 @@ def _where(
     if from_me:
         sender = me
         if not group:
-            chat, chat_lid = _by_number(chat, _other(other, "recipient_pn", "recipient_lid"))
+            # whatsmeow reads `peer_recipient_*` for our own sends from another device
+            recipient = _other(
+                other, "peer_recipient_pn", "recipient_pn", "peer_recipient_lid", "recipient_lid"
+            )
+            chat, chat_lid = _by_number(chat, recipient)
     elif group:
         sender = chat_id(key.get("participant"))
         if sender is not None:

@@ -19,6 +19,7 @@ from openwa.engines.base import (
     CallReceived,
     ChatUpdated,
     ContactsSeen,
+    ContactUpdated,
     Disconnected,
     EngineEvent,
     Failed,
@@ -36,7 +37,7 @@ from openwa.engines.base import (
 )
 from openwa.engines.bridge.baileys import QR_TIMEOUT
 from openwa.engines.bridge.baileys import time_of as _time
-from openwa.kit.chat_ids import USER_SUFFIX, is_lid
+from openwa.kit.chat_ids import USER_SUFFIX, is_number, is_numeric_lid
 
 log = structlog.get_logger(__name__)
 
@@ -152,8 +153,8 @@ def _numbers(lids: Any) -> dict[str, str]:
     numbers: dict[str, str] = {}
     for lid, number in lids.items():
         lid_id, phone = chat_id(lid), chat_id(number)
-        if is_lid(lid_id) and phone is not None and phone.endswith(USER_SUFFIX):
-            numbers[str(lid_id)] = phone
+        if is_numeric_lid(lid_id) and is_number(phone):
+            numbers[str(lid_id)] = str(phone)
     return numbers
 
 
@@ -222,6 +223,7 @@ _ARGUMENTS = {
     "call": ("call",),
     "vote_update": ("vote",),
     "unread_count": ("chat", "readIds"),
+    "lid_mapping": ("lids",),
     "qr": ("qr",),
     "ready": ("info",),
     "disconnected": ("reason",),
@@ -403,6 +405,13 @@ def _read_on_phone(args: list[Any]) -> Iterator[Translated]:
         yield ReadBySelf(which, read)
 
 
+def _lid_mapping(args: list[Any]) -> Iterator[Translated]:
+    """Numbers the page gave for LIDs the bridge asked about beside the events (a group
+    member's): each maps its LID, and what was stored under it joins the number's."""
+    for lid, phone in _numbers(args[0] if args else None).items():
+        yield ContactUpdated(phone, lid=lid)
+
+
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
@@ -463,6 +472,7 @@ _BY_NAME: dict[str, Callable[[list[Any]], Iterator[Translated]]] = {
     "message_ciphertext": _ciphertext,
     "unread_count": _read_on_phone,
     "history": _history,
+    "lid_mapping": _lid_mapping,
     "call": _call,
     "vote_update": _vote,
     "disconnected": _disconnected,

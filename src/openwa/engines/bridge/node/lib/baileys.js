@@ -35,16 +35,18 @@ const FORWARDED = [
 // The other address WhatsApp writes on a message stanza next to its sender and recipient:
 // a LID-addressed sender's phone number (`participant_pn` in groups, `sender_pn` in direct
 // chats), a number-addressed one's LID (`*_lid`), and the same for the recipient of a
-// message we sent from another device. Baileys 6.17.16 reads the stanza but passes none of
+// message we sent from another device (`peer_recipient_*`, as whatsmeow reads it, else
+// `recipient_*`). Baileys 6.17.16 reads the stanza but passes none of
 // them on, so a LID sender would stay a LID: the bridge keeps them by message id from the
 // raw stanza and hands them over with the message's `messages.upsert` (`addressing`).
 const ADDRESSING_ATTRS = [
   'addressing_mode',
-  'participant_pn', 'sender_pn', 'recipient_pn',
-  'participant_lid', 'sender_lid', 'recipient_lid',
+  'participant_pn', 'sender_pn', 'peer_recipient_pn', 'recipient_pn',
+  'participant_lid', 'sender_lid', 'peer_recipient_lid', 'recipient_lid',
 ];
-// Stanzas whose message never comes (undecryptable, a retry) are forgotten past this many.
-const ADDRESSING_KEPT = 2000;
+// Stanzas whose message never comes (undecryptable, a retry) are forgotten past this many:
+// room for an offline backlog, whose stanzas all arrive before Baileys decrypts them.
+const ADDRESSING_KEPT = 20000;
 
 /** The alternative addresses on a message stanza's attributes, or null when it has none. */
 function stanzaAddressing(attrs) {
@@ -308,8 +310,10 @@ class BaileysSession {
       if (this.sock === sock) ctx.auth({ creds: this.creds });
     }));
     for (const name of FORWARDED) {
-      sock.ev.on(name, (data) => ctx.scope(() => {
+      sock.ev.on(name, (event) => ctx.scope(() => {
         if (this.sock !== sock) return; // a replaced socket's late events
+        // taken now, not when the event's turn comes behind a download
+        const data = name === 'messages.upsert' ? this.withAddressing(event) : event;
         // At once, unless a download is under way or needed: then in line behind it.
         if (!this.waiting && !this.needsDownload(name, data)) {
           this.forward(name, data);
@@ -444,7 +448,7 @@ class BaileysSession {
       }
       return;
     }
-    ctx.event(name, name === 'messages.upsert' ? this.withAddressing(data) : data);
+    ctx.event(name, data);
   }
 
   /** An upsert with the stanza addresses of its messages (`addressing`: by message id). */

@@ -61,11 +61,14 @@ function keep(map, key, value, most = LIDS_KEPT) {
   if (map.size > most) map.delete(map.keys().next().value);
 }
 
+/** A serialized id, whether given as one or as a {_serialized} object. */
+const idOf = (v) => (v && typeof v === 'object' ? v._serialized : v);
+
 /** The LIDs a message names (sender, chat, group author), each once. */
 function lidsOf(message) {
   if (!message || typeof message !== 'object') return [];
   const found = [message.from, message.to, message.author]
-    .map((v) => (v && typeof v === 'object' ? v._serialized : v))
+    .map(idOf)
     .filter((v) => typeof v === 'string' && v.endsWith('@lid'));
   return [...new Set(found)];
 }
@@ -321,7 +324,11 @@ class WebjsSession {
         if (name === 'message_create') {
           // the other side's messages come as `message`; only ours are new here
           const message = args[0];
-          if (message && message.fromMe) ctx.event(name, this.withLids({ message: slimMessage(message) }, message));
+          if (!message || !message.fromMe) return;
+          this.lookUpBeside(client, lidsOf(message));
+          const emit = () => ctx.event(name, this.withLids({ message: slimMessage(message) }, message));
+          if (!this.waiting) emit();
+          else this.inLine(client, name, emit);
           return;
         }
         if (name === 'unread_count') {
@@ -335,19 +342,29 @@ class WebjsSession {
         const message = name === 'message' ? args[0] : null;
         if (message) this.noteUnread(message);
         const download = Boolean(message && message.hasMedia && this.transferDir);
-        const lookup = message ? lidsOf(message).filter((lid) => this.shouldLookUp(lid)) : [];
-        for (const lid of lookup) this.lidAsking.add(lid);
-        if (!this.waiting && !download && !lookup.length) {
+        // A direct chat's LID sender names the chat: its number is waited for. A group
+        // member's is asked beside (a group of LID members would otherwise hold every
+        // event behind one lookup each); its number follows as `lid_mapping`.
+        const asked = message ? lidsOf(message).filter((lid) => this.shouldLookUp(lid)) : [];
+        const wait = asked.filter((lid) => lid === idOf(message.from));
+        this.lookUpBeside(client, asked.filter((lid) => !wait.includes(lid)));
+        for (const lid of wait) this.lidAsking.add(lid);
+        const asking = () => { for (const lid of wait) this.lidAsking.delete(lid); };
+        if (!this.waiting && !download && !wait.length) {
           ctx.event(name, this.withLids(build(...args), message));
           return;
         }
         // In line behind a download or a lookup (or its own): the order of events holds.
         this.inLine(client, name, async () => {
-          const data = build(...args);
-          if (download) data.media = await this.fetched(message);
-          if (lookup.length) await this.lookUpLids(client, lookup);
-          ctx.event(name, this.withLids(data, message));
-        }, () => { for (const lid of lookup) this.lidAsking.delete(lid); });
+          try {
+            const data = build(...args);
+            if (download) data.media = await this.fetched(message);
+            if (wait.length) await this.lookUpLids(client, wait);
+            ctx.event(name, this.withLids(data, message));
+          } finally {
+            asking();
+          }
+        }, asking);
       }));
     }
   }
@@ -389,22 +406,30 @@ class WebjsSession {
 
   /** An inbound message, kept as unread in its chat until the chat's count falls to zero. */
   noteUnread(message) {
-    const chatId = message.from && typeof message.from === 'object' ? message.from._serialized : message.from;
+    const chatId = idOf(message.id && message.id.remote) || idOf(message.from);
     const id = message.id && message.id.id;
     if (message.fromMe || typeof chatId !== 'string' || typeof id !== 'string') return;
     const ids = this.unread.get(chatId) || [];
-    ids.push(id);
+    ids.push({ id, t: typeof message.timestamp === 'number' ? message.timestamp : null });
     if (ids.length > UNREAD_PER_CHAT) ids.shift();
     keep(this.unread, chatId, ids, UNREAD_CHATS);
   }
 
-  /** `unread_count` at zero (read on the phone, or by us): the messages read, or null. */
+  /**
+   * `unread_count` at zero (read on the phone, or by us): the messages read, or null. The
+   * library reads the chat before it awaits more of it (a group's metadata), so a message
+   * that came meanwhile is kept unread: only those no newer than the chat's own time go.
+   */
   readOnPhone(chat) {
     const chatId = chat && chat.id ? chat.id._serialized : null;
     if (typeof chatId !== 'string' || chat.unreadCount !== 0) return null;
-    const ids = this.unread.get(chatId);
-    this.unread.delete(chatId);
-    return ids && ids.length ? { chat: { id: chatId, unreadCount: 0 }, readIds: ids } : null;
+    const noted = this.unread.get(chatId) || [];
+    const upTo = typeof chat.timestamp === 'number' ? chat.timestamp : Infinity;
+    const read = noted.filter((m) => m.t === null || m.t <= upTo);
+    const left = noted.filter((m) => !read.includes(m));
+    if (left.length) this.unread.set(chatId, left);
+    else this.unread.delete(chatId);
+    return read.length ? { chat: { id: chatId, unreadCount: 0 }, readIds: read.map((m) => m.id) } : null;
   }
 
   /** Event data with the phone numbers known for the message's LIDs (`lids`: LID -> number). */
@@ -414,6 +439,26 @@ class WebjsSession {
       if (this.lidNumbers.has(lid)) lids[lid] = this.lidNumbers.get(lid);
     }
     return Object.keys(lids).length ? { ...data, lids } : data;
+  }
+
+  /**
+   * Ask about these LIDs without holding any event; what the page says goes as its own
+   * `lid_mapping` frame (`{lids: {LID: number}}`), and with later messages. One at a time.
+   */
+  lookUpBeside(client, lids) {
+    const fresh = lids.filter((lid) => this.shouldLookUp(lid));
+    if (!fresh.length) return;
+    for (const lid of fresh) this.lidAsking.add(lid);
+    this.besides = (this.besides || Promise.resolve())
+      .then(async () => {
+        if (this.client !== client) return;
+        await this.lookUpLids(client, fresh);
+        const found = {};
+        for (const lid of fresh) if (this.lidNumbers.has(lid)) found[lid] = this.lidNumbers.get(lid);
+        if (this.client === client && Object.keys(found).length) this.ctx.event('lid_mapping', { lids: found });
+      })
+      .catch((err) => this.ctx.log(`LID lookup: ${err && err.message}`))
+      .finally(() => { for (const lid of fresh) this.lidAsking.delete(lid); });
   }
 
   shouldLookUp(lid) {

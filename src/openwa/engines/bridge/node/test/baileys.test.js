@@ -339,3 +339,11 @@ test('stanza addresses whose message never comes are kept within a bound', async
   assert.equal(s.addressing.has(`M${ADDRESSING_KEPT}`), true);
   sock.ws.emit('CB:message', null); // a stanza without attributes is passed by
 });
+
+test('stanza addresses: our own sends from the phone carry the recipient\'s (peer_recipient_*)', () => {
+  const { stanzaAddressing } = require('../lib/baileys');
+  assert.deepEqual(stanzaAddressing({ id: 'O1', from: '111@s.whatsapp.net', recipient: '77@lid', peer_recipient_pn: '4915112345678@s.whatsapp.net' }), { peer_recipient_pn: '4915112345678@s.whatsapp.net' });
+  assert.equal(stanzaAddressing({ id: 'O2', from: '1@s.whatsapp.net', addressing_mode: 'pn' }), null);
+  assert.equal(stanzaAddressing({ from: '1@lid', sender_pn: '2@s.whatsapp.net' }), null, 'no id');
+  assert.equal(stanzaAddressing({ id: 'X', sender_pn: 'x'.repeat(500) }), null, 'too long');
+});

@@ -296,3 +296,47 @@ test('once ready, the most recent chats and their latest messages go as history,
   assert.equal(history[1].messages[0]._data.big, undefined, 'slimmed as live messages are');
   assert.deepEqual(asked, [[2, 20], [3, 20], [1, 20]]);
 });
+
+test('a group member\'s LID is asked about beside the events, its number following as lid_mapping', async () => {
+  const { ctx, client } = await started();
+  let answer;
+  client.getContactLidAndPhone = (ids) => new Promise((resolve) => { answer = () => resolve(ids.map((lid) => ({ lid, pn: '4915112345678@c.us' }))); });
+  const text = (id, from, author) => ({ id: { _serialized: `false_${from}_${id}`, id, remote: from }, from, author, fromMe: false, hasMedia: false, body: id, _data: {} });
+  client.emit('message', text('G1', '9@g.us', '99@lid'));
+  client.emit('message', text('P1', '1@c.us'));
+  // neither waits for the lookup, still unanswered
+  assert.deepEqual(ctx.events.map((e) => [e.name, e.data.message.id.id, e.data.lids]), [['message', 'G1', undefined], ['message', 'P1', undefined]]);
+  for (let i = 0; i < 50 && !answer; i += 1) await new Promise((r) => setTimeout(r, 10));
+  answer();
+  for (let i = 0; i < 50 && ctx.events.length < 3; i += 1) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(ctx.events[2], { name: 'lid_mapping', data: { lids: { '99@lid': '4915112345678@c.us' } } });
+  client.emit('message', text('G2', '9@g.us', '99@lid'));
+  assert.deepEqual(ctx.events[3].data.lids, { '99@lid': '4915112345678@c.us' });
+});
+
+test('our own message from the phone waits in line behind what waits', async () => {
+  const { ctx, client } = await started({ transferDir: tmp() });
+  let downloaded;
+  const picture = {
+    id: { _serialized: 'false_1@c.us_P1', id: 'P1', remote: '1@c.us' }, from: '1@c.us', fromMe: false, hasMedia: true, body: '', _data: {},
+    downloadMedia: () => new Promise((resolve) => { downloaded = () => resolve({ mimetype: 'image/jpeg', data: 'eA==' }); }),
+  };
+  client.emit('message', picture);
+  client.emit('message_create', { id: { _serialized: 'true_1@c.us_O1', id: 'O1', remote: '1@c.us' }, from: '111@c.us', to: '1@c.us', fromMe: true, body: 'mine', _data: {} });
+  for (let i = 0; i < 50 && !downloaded; i += 1) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(ctx.events.length, 0);
+  downloaded();
+  for (let i = 0; i < 50 && ctx.events.length < 2; i += 1) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(ctx.events.map((e) => e.data.message.id.id), ['P1', 'O1']);
+});
+
+test('a read whose chat was read before a message came keeps that message unread', async () => {
+  const { ctx, client } = await started();
+  const text = (id, t) => ({ id: { _serialized: `false_9@g.us_${id}`, id, remote: '9@g.us' }, from: '9@g.us', author: '1@c.us', fromMe: false, hasMedia: false, body: id, timestamp: t, _data: {} });
+  client.emit('message', text('A1', 100));
+  client.emit('message', text('A2', 105)); // came while the library read the chat (at 100)
+  client.emit('unread_count', { id: { _serialized: '9@g.us' }, unreadCount: 0, timestamp: 100 });
+  client.emit('unread_count', { id: { _serialized: '9@g.us' }, unreadCount: 0, timestamp: 105 });
+  const reads = ctx.events.filter((e) => e.name === 'unread_count').map((e) => e.data.readIds);
+  assert.deepEqual(reads, [['A1'], ['A2']]);
+});
