@@ -145,6 +145,10 @@ def test_baileys_lid_senders_are_named_by_the_number_on_their_stanza() -> None:
         LID,
         None,
     )
+    # ours from the phone in a LID group: Baileys thinks someone else wrote it
+    in_group = upsert(text, remoteJid=GROUP, participant="8792385306799@lid")
+    event = one("messages.upsert", addressed(in_group, participant_pn=ME))
+    assert (event.from_me, event.sender, event.sender_lid) == (True, ME, None)
     # a reaction by a LID-addressed member names the member by number too
     reaction = {"reactionMessage": {"key": {"id": "3EB0T"}, "text": "+"}}
     in_group = upsert(reaction, remoteJid=GROUP, participant=LID)

@@ -290,6 +290,11 @@ def _where(
             sender, sender_lid = _by_number(
                 sender, _other(other, "participant_pn", "participant_lid")
             )
+        # Baileys 6.17.16 tells our own messages in a LID group by comparing its LID
+        # participant with our number, so ours from the phone come as someone else's;
+        # the number on the stanza says they are ours.
+        if me is not None and sender == me:
+            from_me, sender_lid = True, None
     else:
         chat, chat_lid = _by_number(chat, _other(other, "sender_pn", "sender_lid"))
         sender, sender_lid = chat, chat_lid
