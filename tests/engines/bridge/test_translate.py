@@ -482,7 +482,7 @@ def test_webjs_a_chat_read_on_the_phone_reads_what_came_since() -> None:
 def test_webjs_history_the_bridge_read_off_the_page() -> None:
     chats = [
         {"id": "15550000002@c.us", "name": "Peer", "archived": True, "pinned": False},
-        {"id": "15550000003@c.us", "name": "+1 555 000 0003", "isMuted": True},  # no name
+        {"id": "15550000003@c.us", "name": "+1 (555) 000-0003", "isMuted": True},  # no name
         {"id": "120363000000000001@g.us", "name": "Team", "pinned": True},
         {"id": None},
         "odd",
@@ -497,6 +497,9 @@ def test_webjs_history_the_bridge_read_off_the_page() -> None:
     messages = [webjs_message(), {"id": "no id"}, "odd", webjs_message(_data=5)]
     found = webjs.translate("history", {"chats": "odd", "messages": messages}, None)
     assert [(type(e).__name__, e.history) for e in found] == [("MessageReceived", True)]
+    image = webjs_message(type="image", hasMedia=True, body="")
+    (event,) = webjs.translate("history", {"messages": [image]}, None)
+    assert event.content["mediaError"] == "not downloaded: media from a history sync"
     assert webjs.translate("history", ["odd"], None) == []
 
 

@@ -345,7 +345,8 @@ def _media_of(message: dict[str, Any], fetched: dict[str, Any] | None) -> Inboun
     )
 
 
-def _media_error(fetched: dict[str, Any] | None, history: bool) -> str:
+def media_error(fetched: dict[str, Any] | None, history: bool) -> str:
+    """Why a message's media is not stored, in the words every engine uses."""
     if history:
         return "not downloaded: media from a history sync"
     if fetched and fetched.get("error"):
@@ -385,7 +386,7 @@ def message_event(
     kind, content = parts
     media = _media_of(message, fetched)
     if media is None and any(name in message for name in _MEDIA):
-        content["mediaError"] = _media_error(fetched, history)
+        content["mediaError"] = media_error(fetched, history)
     return MessageReceived(
         id=where.id,
         chat_id=where.chat,

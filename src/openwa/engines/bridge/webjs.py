@@ -35,7 +35,7 @@ from openwa.engines.base import (
     ReactionReceived,
     ReadBySelf,
 )
-from openwa.engines.bridge.baileys import QR_TIMEOUT
+from openwa.engines.bridge.baileys import QR_TIMEOUT, media_error
 from openwa.engines.bridge.baileys import time_of as _time
 from openwa.kit.chat_ids import USER_SUFFIX, is_number, is_numeric_lid
 
@@ -186,8 +186,7 @@ def message_event(
     received, content = _content(message)
     media = _media(fetched, (message.get("_data") or {}).get("mimetype"))
     if media is None and kind in _MEDIA:
-        error = fetched.get("error") if isinstance(fetched, dict) else None
-        content["mediaError"] = f"download failed: {error}" if error else "not downloaded"
+        content["mediaError"] = media_error(fetched if isinstance(fetched, dict) else None, history)
     return MessageReceived(
         id=message_id,
         chat_id=chat,
@@ -434,8 +433,8 @@ def _history(args: list[Any]) -> Iterator[Translated]:
         )
         name = chat.get("name")
         named = isinstance(name, str) and name.strip() and which.endswith(USER_SUFFIX)
-        # a chat without a saved name is titled by its number: no name to keep
-        if named and name.lstrip("+").replace(" ", "") != which.split("@", 1)[0]:
+        # a chat without a saved name is titled by its number (formatted): no name to keep
+        if named and "".join(c for c in name if c.isdigit()) != which.split("@", 1)[0]:
             names[which] = name.strip()
     if names:
         yield ContactsSeen(names)

@@ -205,7 +205,7 @@ class WebjsSession {
     this.stopping = false;
     this.initPending = false;
     this.browserPid = null;
-    this.historySent = false; // once per session per bridge (sendHistory)
+    this.historySent = false; // sent, or not wanted: a start from a saved profile (sendHistory)
   }
 
   async start({ proxy, chromiumPath, profileZip, transferDir, dataPath, maxMediaBytes, downloadTimeoutS, qrMaxRetries } = {}) {
@@ -240,6 +240,8 @@ class WebjsSession {
       }
     }
     this.store = new ProfileStore({ ctx, profileZip, dataPath: profiles, transferDir: transfer });
+    // History goes once, after a link: a start from a saved profile has sent it before.
+    this.historySent = Boolean(profileZip);
     const authStrategy = new lib.RemoteAuth({
       clientId: clientIdOf(ctx.session),
       dataPath: profiles,
@@ -346,11 +348,15 @@ class WebjsSession {
         // member's is asked beside (a group of LID members would otherwise hold every
         // event behind one lookup each); its number follows as `lid_mapping`.
         const asked = message ? lidsOf(message).filter((lid) => this.shouldLookUp(lid)) : [];
-        const wait = asked.filter((lid) => lid === idOf(message.from));
+        const sender = message ? idOf(message.from) : null;
+        const wait = asked.filter((lid) => lid === sender);
+        // a sender already being asked about beside the events: wait for that answer
+        const besideNow = !wait.length && typeof sender === 'string' && sender.endsWith('@lid')
+          && this.lidAsking.has(sender) && !this.lidNumbers.has(sender);
         this.lookUpBeside(client, asked.filter((lid) => !wait.includes(lid)));
         for (const lid of wait) this.lidAsking.add(lid);
         const asking = () => { for (const lid of wait) this.lidAsking.delete(lid); };
-        if (!this.waiting && !download && !wait.length) {
+        if (!this.waiting && !download && !wait.length && !besideNow) {
           ctx.event(name, this.withLids(build(...args), message));
           return;
         }
@@ -360,6 +366,7 @@ class WebjsSession {
             const data = build(...args);
             if (download) data.media = await this.fetched(message);
             if (wait.length) await this.lookUpLids(client, wait);
+            if (besideNow) await this.besides;
             ctx.event(name, this.withLids(data, message));
           } finally {
             asking();
@@ -384,20 +391,31 @@ class WebjsSession {
   /** The most recent chats and their latest messages, as `history` frames (see HISTORY_CHATS). */
   async sendHistory(client) {
     const page = (call, what) => withTimeout(Promise.resolve().then(call), HISTORY_CALL_TIMEOUT_MS, what);
+    // In line with the live events: a live message still waiting (for its media, say)
+    // goes before the history page that holds it, so it is not taken for history.
+    const send = (data) => new Promise((resolve) => {
+      this.inLine(client, 'history', () => { this.ctx.event('history', data); resolve(); }, resolve);
+    });
     const chats = await page(() => client.getChats(), 'getChats()');
     const recent = (Array.isArray(chats) ? chats : [])
       .filter((chat) => chat && chat.id && typeof chat.id._serialized === 'string')
       .sort((a, b) => (b.timestamp || 0) - (a.timestamp || 0))
       .slice(0, HISTORY_CHATS);
     if (this.client !== client) return;
-    this.ctx.event('history', { chats: recent.map(chatJson), messages: [] });
+    // LID chats are named by number once the page says it (lid_mapping)
+    this.lookUpBeside(client, recent.map((chat) => chat.id._serialized).filter((id) => id.endsWith('@lid')));
+    await send({ chats: recent.map(chatJson), messages: [] });
     for (const chat of recent) {
       if (this.client !== client || typeof chat.fetchMessages !== 'function') return;
       try {
-        const messages = await page(() => chat.fetchMessages({ limit: HISTORY_MESSAGES }), 'fetchMessages()');
-        if (this.client === client && Array.isArray(messages) && messages.length) {
-          this.ctx.event('history', { chats: [], messages: messages.map(slimMessage) });
-        }
+        const found = await page(() => chat.fetchMessages({ limit: HISTORY_MESSAGES }), 'fetchMessages()');
+        // New ones come live too (as `message`), and a message not decrypted yet comes
+        // again when it is: neither is history.
+        const messages = (Array.isArray(found) ? found : [])
+          .filter((m) => m && !(m._data && m._data.isNewMsg) && m.type !== 'ciphertext');
+        if (this.client !== client || !messages.length) continue;
+        this.lookUpBeside(client, [...new Set(messages.flatMap(lidsOf))]);
+        await send({ chats: [], messages: messages.map(slimMessage) });
       } catch (err) {
         this.ctx.log(`history of ${chat.id._serialized}: ${err && err.message}`);
       }

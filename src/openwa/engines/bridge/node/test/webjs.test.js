@@ -340,3 +340,37 @@ test('a read whose chat was read before a message came keeps that message unread
   const reads = ctx.events.filter((e) => e.name === 'unread_count').map((e) => e.data.readIds);
   assert.deepEqual(reads, [['A1'], ['A2']]);
 });
+
+test('history: only after a link, behind live messages still waiting, without live or undecrypted ones', async () => {
+  const transfer = tmp();
+  const profile = path.join(transfer, 'profile.zip');
+  fs.writeFileSync(profile, 'zip');
+  const restored = await started({ profileZip: profile });
+  restored.client.getChats = async () => { throw new Error('not asked'); };
+  restored.client.emit('ready');
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(restored.ctx.events.filter((e) => e.name === 'history').length, 0, 'a start from a saved profile');
+
+  const { ctx, client } = await started({ transferDir: tmp() });
+  let downloaded;
+  const live = {
+    id: { _serialized: 'false_1@c.us_M1', id: 'M1', remote: '1@c.us' }, from: '1@c.us', fromMe: false, hasMedia: true, body: '', _data: {},
+    downloadMedia: () => new Promise((resolve) => { downloaded = () => resolve({ mimetype: 'image/jpeg', data: 'eA==' }); }),
+  };
+  const old = (id, extra = {}) => ({ id: { _serialized: `false_1@c.us_${id}`, id, remote: '1@c.us' }, from: '1@c.us', fromMe: false, body: id, _data: {}, ...extra });
+  client.getChats = async () => [{
+    id: { _serialized: '1@c.us' }, name: 'One', timestamp: 5,
+    fetchMessages: async () => [old('H1'), old('M1', { _data: { isNewMsg: true } }), old('C1', { type: 'ciphertext' })],
+  }, { id: { _serialized: '55@lid' }, name: 'Lid chat', timestamp: 4, fetchMessages: async () => [] }];
+  client.getContactLidAndPhone = async (ids) => ids.map((lid) => ({ lid, pn: '4915112345678@c.us' }));
+  client.emit('message', live);
+  client.emit('ready');
+  for (let i = 0; i < 50 && !downloaded; i += 1) await new Promise((r) => setTimeout(r, 10));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(ctx.events.map((e) => e.name).filter((n) => n !== 'ready' && n !== 'lid_mapping'), [], 'all wait behind the download');
+  downloaded();
+  for (let i = 0; i < 50 && ctx.events.filter((e) => e.name === 'history').length < 2; i += 1) await new Promise((r) => setTimeout(r, 10));
+  const names = ctx.events.map((e) => (e.name === 'history' ? `history:${e.data.messages.map((m) => m.id.id).join(',')}` : e.name));
+  assert.deepEqual(names.filter((n) => n !== 'ready' && n !== 'lid_mapping'), ['message', 'history:', 'history:H1']);
+  assert.deepEqual(ctx.events.find((e) => e.name === 'lid_mapping').data, { lids: { '55@lid': '4915112345678@c.us' } });
+});
