@@ -61,6 +61,13 @@ function stanzaAddressing(attrs) {
 
 // A history sync can carry tens of thousands of messages: sent in frames of this many.
 const HISTORY_CHUNK = 500;
+// Polls kept with the session's auth state (a key kind of ours in the key store, saved by
+// the API process with the rest), so that a vote is read after a bridge restart too: the
+// newest this many, each only what decrypting a vote needs (the poll and its secret).
+const POLL_KIND = 'openwa-poll';
+const POLLS_KEPT = 200;
+const POLL_FIELDS = ['pollCreationMessage', 'pollCreationMessageV2', 'pollCreationMessageV3', 'messageContextInfo'];
+
 // Our recent sends, for Baileys' getMessage (a recipient's retry request re-encrypts them).
 const SENT_CACHE = 1000;
 
@@ -266,7 +273,7 @@ class BaileysSession {
       printQRInTerminal: false,
       markOnlineOnConnect: false,
       syncFullHistory: false,
-      getMessage: async (key) => this.sent.get(key.id) || this.polls.get(key.id),
+      getMessage: async (key) => this.sent.get(key.id) || this.polls.get(key.id) || this.savedPoll(key.id),
     };
     if (agent) {
       config.agent = agent;
@@ -275,6 +282,8 @@ class BaileysSession {
     if (typeof qrTimeoutS === 'number' && qrTimeoutS > 0) config.qrTimeout = Math.round(qrTimeoutS * 1000);
     this.creds = creds;
     this.keyStore = store;
+    // the saved polls, oldest first, so the bound drops the oldest
+    this.pollOrder = Object.keys((auth && auth.keys && auth.keys[POLL_KIND]) || {});
     const sock = lib.makeWASocket(config);
     this.sock = sock;
     // Baileys' websocket client listens to 'unexpected-response' itself (to re-emit it),
@@ -393,13 +402,34 @@ class BaileysSession {
   }
 
   rememberPolls(messages) {
+    const saved = {};
     for (const info of messages || []) {
       const m = info && info.message;
-      if (!m || !info.key || !info.key.id) continue;
+      if (!m || !info.key || typeof info.key.id !== 'string') continue;
       if (m.pollCreationMessage || m.pollCreationMessageV2 || m.pollCreationMessageV3) {
         this.polls.set(info.key.id, m);
         if (this.polls.size > SENT_CACHE) this.polls.delete(this.polls.keys().next().value);
+        const kept = {};
+        for (const field of POLL_FIELDS) if (m[field]) kept[field] = m[field];
+        saved[info.key.id] = kept;
+        this.pollOrder = this.pollOrder.filter((id) => id !== info.key.id).concat(info.key.id);
       }
+    }
+    if (!Object.keys(saved).length || !this.keyStore) return;
+    while (this.pollOrder.length > POLLS_KEPT) saved[this.pollOrder.shift()] = null;
+    this.keyStore.set({ [POLL_KIND]: saved }).catch((err) => this.ctx.log(`saving polls: ${err && err.message}`));
+  }
+
+  /** A poll kept with the auth state (see POLL_KIND), as the message Baileys wants back. */
+  async savedPoll(id) {
+    if (!this.keyStore || typeof id !== 'string') return undefined;
+    const value = (await this.keyStore.get(POLL_KIND, [id]))[id];
+    if (!value) return undefined;
+    try {
+      return this.lib.proto.Message.fromObject(value);
+    } catch (err) {
+      this.ctx.log(`a saved poll could not be read: ${err && err.message}`);
+      return undefined;
     }
   }
 
@@ -806,4 +836,5 @@ const OPS = {
 
 module.exports = {
   BaileysSession, makeKeyStore, mapError, loadBaileys, stanzaAddressing, FORWARDED, OPS, ADDRESSING_KEPT,
+  POLL_KIND, POLLS_KEPT,
 };

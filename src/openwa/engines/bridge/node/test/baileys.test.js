@@ -5,7 +5,8 @@ const { EventEmitter } = require('node:events');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { BaileysSession, makeKeyStore, mapError, ADDRESSING_KEPT } = require('../lib/baileys');
+const { BaileysSession, makeKeyStore, mapError, ADDRESSING_KEPT, POLL_KIND, POLLS_KEPT } = require('../lib/baileys');
+const { reviveBuffers } = require('../lib/protocol');
 const { toWireValue } = require('../lib/protocol');
 const { proto } = require('@whiskeysockets/baileys');
 
@@ -346,4 +347,32 @@ test('stanza addresses: our own sends from the phone carry the recipient\'s (pee
   assert.equal(stanzaAddressing({ id: 'O2', from: '1@s.whatsapp.net', addressing_mode: 'pn' }), null);
   assert.equal(stanzaAddressing({ from: '1@lid', sender_pn: '2@s.whatsapp.net' }), null, 'no id');
   assert.equal(stanzaAddressing({ id: 'X', sender_pn: 'x'.repeat(500) }), null, 'too long');
+});
+
+test('polls are kept with the auth state, so a vote is read after a restart; the newest only', async () => {
+  const { ctx, sock } = await started();
+  const secret = Buffer.alloc(32, 7);
+  const poll = (id) => proto.WebMessageInfo.fromObject({
+    key: { id, remoteJid: '1@s.whatsapp.net' },
+    message: { pollCreationMessage: { name: 'Lunch?', options: [{ optionName: 'yes' }], selectableOptionsCount: 1 }, messageContextInfo: { messageSecret: secret } },
+  });
+  sock.ev.emit('messages.upsert', { type: 'notify', messages: [poll('P1')] });
+  await new Promise((r) => setImmediate(r));
+  const saved = ctx.authFrames.find((f) => f.keys && f.keys[POLL_KIND]);
+  assert.deepEqual(Object.keys(saved.keys[POLL_KIND]), ['P1']);
+  assert.equal(saved.keys[POLL_KIND].P1.messageContextInfo.messageSecret.data, secret.toString('base64'));
+  // a new bridge: the API process hands the saved keys back at start (JSON, Buffers revived)
+  const seeded = JSON.parse(JSON.stringify(saved.keys), reviveBuffers);
+  const ctx2 = fakeCtx();
+  const lib2 = fakeLib();
+  await new BaileysSession(ctx2, lib2).start({ auth: { creds: { registered: true }, keys: seeded } });
+  const back = await lib2.configs[0].getMessage({ id: 'P1' });
+  assert.equal(back.pollCreationMessage.name, 'Lunch?');
+  assert.deepEqual(Buffer.from(back.messageContextInfo.messageSecret), secret);
+  assert.equal(await lib2.configs[0].getMessage({ id: 'nope' }), undefined);
+  // the newest POLLS_KEPT only: the oldest is deleted as the next one comes
+  for (let i = 0; i < POLLS_KEPT; i += 1) lib2.sockets[0].ev.emit('messages.upsert', { type: 'notify', messages: [poll(`Q${i}`)] });
+  await new Promise((r) => setImmediate(r));
+  const deleted = ctx2.authFrames.filter((f) => f.keys && f.keys[POLL_KIND] && f.keys[POLL_KIND].P1 === null);
+  assert.equal(deleted.length, 1);
 });
