@@ -63,10 +63,11 @@ function stanzaAddressing(attrs) {
 const HISTORY_CHUNK = 500;
 // Polls kept with the session's auth state (a key kind of ours in the key store, saved by
 // the API process with the rest), so that a vote is read after a bridge restart too: the
-// newest this many, each only what decrypting a vote needs (the poll and its secret).
+// newest this many by the poll's time, each only what decrypting a vote needs: the poll,
+// its secret (on the message, or, in a history sync, on the WebMessageInfo) and its time.
 const POLL_KIND = 'openwa-poll';
 const POLLS_KEPT = 200;
-const POLL_FIELDS = ['pollCreationMessage', 'pollCreationMessageV2', 'pollCreationMessageV3', 'messageContextInfo'];
+const POLL_FIELDS = ['pollCreationMessage', 'pollCreationMessageV2', 'pollCreationMessageV3'];
 
 // Our recent sends, for Baileys' getMessage (a recipient's retry request re-encrypts them).
 const SENT_CACHE = 1000;
@@ -282,8 +283,11 @@ class BaileysSession {
     if (typeof qrTimeoutS === 'number' && qrTimeoutS > 0) config.qrTimeout = Math.round(qrTimeoutS * 1000);
     this.creds = creds;
     this.keyStore = store;
-    // the saved polls, oldest first, so the bound drops the oldest
-    this.pollOrder = Object.keys((auth && auth.keys && auth.keys[POLL_KIND]) || {});
+    // the saved polls (id, time), oldest first, so the bound drops the oldest
+    this.pollOrder = Object.entries((auth && auth.keys && auth.keys[POLL_KIND]) || {})
+      .filter(([, value]) => value)
+      .map(([id, value]) => [id, Number(value.t) || 0])
+      .sort((a, b) => a[1] - b[1]);
     const sock = lib.makeWASocket(config);
     this.sock = sock;
     // Baileys' websocket client listens to 'unexpected-response' itself (to re-emit it),
@@ -409,14 +413,22 @@ class BaileysSession {
       if (m.pollCreationMessage || m.pollCreationMessageV2 || m.pollCreationMessageV3) {
         this.polls.set(info.key.id, m);
         if (this.polls.size > SENT_CACHE) this.polls.delete(this.polls.keys().next().value);
-        const kept = {};
+        const secret = (m.messageContextInfo && m.messageContextInfo.messageSecret) || info.messageSecret;
+        if (!secret || !secret.length) continue; // a vote on it could not be read anyway
+        const t = Number(info.messageTimestamp) || Math.floor(Date.now() / 1000);
+        const kept = { messageContextInfo: { messageSecret: secret }, t };
         for (const field of POLL_FIELDS) if (m[field]) kept[field] = m[field];
         saved[info.key.id] = kept;
-        this.pollOrder = this.pollOrder.filter((id) => id !== info.key.id).concat(info.key.id);
+        this.pollOrder = this.pollOrder.filter(([id]) => id !== info.key.id);
+        this.pollOrder.push([info.key.id, t]);
       }
     }
     if (!Object.keys(saved).length || !this.keyStore) return;
-    while (this.pollOrder.length > POLLS_KEPT) saved[this.pollOrder.shift()] = null;
+    this.pollOrder.sort((a, b) => a[1] - b[1]);
+    while (this.pollOrder.length > POLLS_KEPT) {
+      const [id] = this.pollOrder.shift();
+      saved[id] = null; // dropped, whether kept before or just now
+    }
     this.keyStore.set({ [POLL_KIND]: saved }).catch((err) => this.ctx.log(`saving polls: ${err && err.message}`));
   }
 
@@ -426,7 +438,9 @@ class BaileysSession {
     const value = (await this.keyStore.get(POLL_KIND, [id]))[id];
     if (!value) return undefined;
     try {
-      return this.lib.proto.Message.fromObject(value);
+      const message = { ...value };
+      delete message.t; // ours, not the message's
+      return this.lib.proto.Message.fromObject(message);
     } catch (err) {
       this.ctx.log(`a saved poll could not be read: ${err && err.message}`);
       return undefined;

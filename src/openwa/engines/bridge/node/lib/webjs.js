@@ -218,6 +218,7 @@ class WebjsSession {
     this.lidNumbers = new Map(); // LID -> its phone number (`...@c.us`), as the page said
     this.lidMisses = new Map(); // LID -> when the page last could not say
     this.lidAsking = new Set(); // LIDs whose lookup is under way (messages behind it wait)
+    this.lidPending = new Map(); // LID -> the lookup beside the events that asks about it
     this.unread = new Map(); // chat id -> ids of the messages received in it since its last read
     const executablePath = chromiumPath || DEFAULT_CHROMIUM;
     if (!fs.existsSync(executablePath)) throw badRequest(`chromium not found at ${executablePath}`);
@@ -314,6 +315,8 @@ class WebjsSession {
     for (const [name, build] of Object.entries(EVENTS)) {
       client.on(name, (...args) => ctx.scope(() => {
         if (this.client !== client) return;
+        // a QR means a link is under way (a saved profile may be one the phone unlinked)
+        if (name === 'qr') this.historySent = false;
         if (name === 'ready') {
           this.ready = true;
           ctx.event('ready', { info: client.info ? { ...client.info } : null });
@@ -351,8 +354,8 @@ class WebjsSession {
         const sender = message ? idOf(message.from) : null;
         const wait = asked.filter((lid) => lid === sender);
         // a sender already being asked about beside the events: wait for that answer
-        const besideNow = !wait.length && typeof sender === 'string' && sender.endsWith('@lid')
-          && this.lidAsking.has(sender) && !this.lidNumbers.has(sender);
+        const besideNow = !wait.length && typeof sender === 'string' && !this.lidNumbers.has(sender)
+          ? this.lidPending.get(sender) : undefined;
         this.lookUpBeside(client, asked.filter((lid) => !wait.includes(lid)));
         for (const lid of wait) this.lidAsking.add(lid);
         const asking = () => { for (const lid of wait) this.lidAsking.delete(lid); };
@@ -366,7 +369,7 @@ class WebjsSession {
             const data = build(...args);
             if (download) data.media = await this.fetched(message);
             if (wait.length) await this.lookUpLids(client, wait);
-            if (besideNow) await this.besides;
+            if (besideNow) await besideNow; // that LID's own lookup, not the whole chain
             ctx.event(name, this.withLids(data, message));
           } finally {
             asking();
@@ -467,7 +470,7 @@ class WebjsSession {
     const fresh = lids.filter((lid) => this.shouldLookUp(lid));
     if (!fresh.length) return;
     for (const lid of fresh) this.lidAsking.add(lid);
-    this.besides = (this.besides || Promise.resolve())
+    const done = (this.besides || Promise.resolve())
       .then(async () => {
         if (this.client !== client) return;
         await this.lookUpLids(client, fresh);
@@ -476,7 +479,14 @@ class WebjsSession {
         if (this.client === client && Object.keys(found).length) this.ctx.event('lid_mapping', { lids: found });
       })
       .catch((err) => this.ctx.log(`LID lookup: ${err && err.message}`))
-      .finally(() => { for (const lid of fresh) this.lidAsking.delete(lid); });
+      .finally(() => {
+        for (const lid of fresh) {
+          this.lidAsking.delete(lid);
+          if (this.lidPending.get(lid) === done) this.lidPending.delete(lid);
+        }
+      });
+    this.besides = done;
+    for (const lid of fresh) this.lidPending.set(lid, done);
   }
 
   shouldLookUp(lid) {

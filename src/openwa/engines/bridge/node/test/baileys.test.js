@@ -376,3 +376,24 @@ test('polls are kept with the auth state, so a vote is read after a restart; the
   const deleted = ctx2.authFrames.filter((f) => f.keys && f.keys[POLL_KIND] && f.keys[POLL_KIND].P1 === null);
   assert.equal(deleted.length, 1);
 });
+
+test('polls from a history sync keep the secret on their WebMessageInfo; the newest by time are kept', async () => {
+  const { ctx, sock } = await started();
+  const secret = Buffer.alloc(32, 9);
+  const poll = (id, t, withSecret = true) => proto.WebMessageInfo.fromObject({
+    key: { id, remoteJid: '1@s.whatsapp.net' },
+    messageTimestamp: t,
+    ...(withSecret ? { messageSecret: secret } : {}),
+    message: { pollCreationMessageV3: { name: `poll ${id}`, options: [{ optionName: 'a' }], selectableOptionsCount: 1 } },
+  });
+  // newer live polls first, then a history chunk of older ones (and one without a secret)
+  for (let i = 0; i < POLLS_KEPT; i += 1) sock.ev.emit('messages.upsert', { type: 'notify', messages: [poll(`L${i}`, 2000 + i)] });
+  sock.ev.emit('messaging-history.set', { messages: [poll('H1', 1000), poll('H2', 1001, false)], isLatest: true });
+  await new Promise((r) => setImmediate(r));
+  const writes = ctx.authFrames.filter((f) => f.keys && f.keys[POLL_KIND]).map((f) => f.keys[POLL_KIND]);
+  const last = writes[writes.length - 1];
+  assert.equal(last.H1, null, 'an older history poll does not push out newer ones');
+  assert.ok(!writes.some((w) => w.H2), 'a poll without a secret is not kept');
+  assert.equal(writes[0].L0.messageContextInfo.messageSecret.data, secret.toString('base64'), 'the WebMessageInfo secret');
+  assert.equal(writes[0].L0.t, 2000);
+});

@@ -374,3 +374,32 @@ test('history: only after a link, behind live messages still waiting, without li
   assert.deepEqual(names.filter((n) => n !== 'ready' && n !== 'lid_mapping'), ['message', 'history:', 'history:H1']);
   assert.deepEqual(ctx.events.find((e) => e.name === 'lid_mapping').data, { lids: { '55@lid': '4915112345678@c.us' } });
 });
+
+test('a QR after a start from a saved profile means a new link: history goes once ready', async () => {
+  const transfer = tmp();
+  const profile = path.join(transfer, 'profile.zip');
+  fs.writeFileSync(profile, 'zip');
+  const { ctx, client } = await started({ profileZip: profile });
+  client.getChats = async () => [];
+  client.emit('qr', '2@code');
+  client.emit('ready');
+  for (let i = 0; i < 50 && !ctx.events.some((e) => e.name === 'history'); i += 1) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(ctx.events.some((e) => e.name === 'history'));
+});
+
+test('a direct chat\'s LID already asked about beside waits for that lookup only', async () => {
+  const { ctx, client } = await started();
+  const answers = [];
+  client.getContactLidAndPhone = (ids) => new Promise((resolve) => { answers.push(() => resolve(ids.map((lid) => ({ lid, pn: `${lid.split('@')[0]}0@c.us` })))); });
+  const text = (id, from, author) => ({ id: { _serialized: `false_${from}_${id}`, id, remote: from }, from, author, fromMe: false, hasMedia: false, body: id, _data: {} });
+  client.emit('message', text('G1', '9@g.us', '77@lid')); // 77 asked beside
+  client.emit('message', text('G2', '9@g.us', '88@lid')); // 88 asked beside, after 77
+  client.emit('message', text('D1', '77@lid')); // 77 writes directly: waits for 77's answer
+  for (let i = 0; i < 50 && answers.length < 1; i += 1) await new Promise((r) => setTimeout(r, 10));
+  answers[0]();
+  for (let i = 0; i < 50 && !ctx.events.some((e) => e.data.message && e.data.message.id.id === 'D1'); i += 1) await new Promise((r) => setTimeout(r, 10));
+  const d1 = ctx.events.find((e) => e.data.message && e.data.message.id.id === 'D1');
+  assert.deepEqual(d1.data.lids, { '77@lid': '770@c.us' }, 'out before 88\'s lookup is answered');
+  for (let i = 0; i < 50 && answers.length < 2; i += 1) await new Promise((r) => setTimeout(r, 10));
+  answers[1]();
+});
