@@ -30,10 +30,12 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
+from openwa.kit.backoff import backoff_s
+
 log = structlog.get_logger(__name__)
 
 _TELL_TRIES = 3
-_TELL_BACKOFF_S = 0.5
+_TELL_BACKOFF_S = 0.5  # then doubling, between the tries
 
 
 class ReportFlow:
@@ -118,6 +120,8 @@ class HoldTeller:
                 log.warning("engine_hold_untold", session_id=self._session_id, error=str(exc))
                 if failures >= _TELL_TRIES:
                     return
-                await asyncio.sleep(_TELL_BACKOFF_S * 2 ** (failures - 1))
+                await asyncio.sleep(
+                    backoff_s(failures - 1, _TELL_BACKOFF_S, _TELL_BACKOFF_S * 2**_TELL_TRIES)
+                )
                 continue
             self._told_held = held

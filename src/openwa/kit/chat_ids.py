@@ -62,11 +62,8 @@ def _digits(user: str) -> bool:
 def is_number(address: str | None) -> bool:
     """Whether an address is a phone number's (`<digits>@s.whatsapp.net`): what an
     engine's other address for a LID must be before we map one to the other."""
-    return (
-        address is not None
-        and address.endswith(USER_SUFFIX)
-        and _digits(address[: -len(USER_SUFFIX)])
-    )
+    phone = phone_of(address) if address is not None else None
+    return phone is not None and _digits(phone)
 
 
 def is_numeric_lid(address: str | None) -> bool:

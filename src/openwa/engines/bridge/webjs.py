@@ -37,7 +37,7 @@ from openwa.engines.base import (
 )
 from openwa.engines.bridge.baileys import QR_TIMEOUT, media_error
 from openwa.engines.bridge.baileys import time_of as _time
-from openwa.kit.chat_ids import USER_SUFFIX, is_number, is_numeric_lid
+from openwa.kit.chat_ids import USER_SUFFIX, is_number, is_numeric_lid, phone_of
 
 log = structlog.get_logger(__name__)
 
@@ -434,7 +434,7 @@ def _history(args: list[Any]) -> Iterator[Translated]:
         name = chat.get("name")
         named = isinstance(name, str) and name.strip() and which.endswith(USER_SUFFIX)
         # a chat without a saved name is titled by its number (formatted): no name to keep
-        if named and "".join(c for c in name if c.isdigit()) != which.split("@", 1)[0]:
+        if named and "".join(c for c in name if c.isdigit()) != phone_of(which):
             names[which] = name.strip()
     if names:
         yield ContactsSeen(names)

@@ -7,6 +7,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { BridgeError, badRequest, notReady, requireString, groupIdOf } = require('./protocol');
 const { proxyAgent } = require('./proxy');
+const { keepNewest } = require('./bounded');
 
 // Library events forwarded as they come (Python translates them). `chats.phoneNumberShare`
 // is how Baileys 6.17.16 tells a LID's phone number; `lid-mapping.update` is listed for
@@ -311,11 +312,7 @@ class BaileysSession {
         if (this.sock !== sock) return;
         const found = stanzaAddressing(node && node.attrs);
         if (!found) return;
-        this.addressing.delete(node.attrs.id);
-        this.addressing.set(node.attrs.id, found);
-        if (this.addressing.size > ADDRESSING_KEPT) {
-          this.addressing.delete(this.addressing.keys().next().value);
-        }
+        keepNewest(this.addressing, node.attrs.id, found, ADDRESSING_KEPT);
       }));
     }
     sock.ev.on('creds.update', () => ctx.scope(() => {
@@ -411,8 +408,7 @@ class BaileysSession {
       const m = info && info.message;
       if (!m || !info.key || typeof info.key.id !== 'string') continue;
       if (m.pollCreationMessage || m.pollCreationMessageV2 || m.pollCreationMessageV3) {
-        this.polls.set(info.key.id, m);
-        if (this.polls.size > SENT_CACHE) this.polls.delete(this.polls.keys().next().value);
+        keepNewest(this.polls, info.key.id, m, SENT_CACHE);
         const secret = (m.messageContextInfo && m.messageContextInfo.messageSecret) || info.messageSecret;
         if (!secret || !secret.length) continue; // a vote on it could not be read anyway
         const t = Number(info.messageTimestamp) || Math.floor(Date.now() / 1000);
@@ -690,8 +686,7 @@ class BaileysSession {
     const msg = await sock.sendMessage(chatId, content, options);
     const sentId = msg && msg.key ? msg.key.id : id;
     if (msg && msg.message) {
-      this.sent.set(sentId, msg.message);
-      if (this.sent.size > SENT_CACHE) this.sent.delete(this.sent.keys().next().value);
+      keepNewest(this.sent, sentId, msg.message, SENT_CACHE);
     }
     return { id: sentId };
   }

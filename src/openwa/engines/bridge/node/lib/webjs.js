@@ -8,6 +8,7 @@ const path = require('node:path');
 const crypto = require('node:crypto');
 const { BridgeError, badRequest, notReady, requireString, groupIdOf } = require('./protocol');
 const { parseProxy } = require('./proxy');
+const { keepNewest } = require('./bounded');
 
 const DEFAULT_CHROMIUM = '/usr/bin/chromium';
 // RemoteAuth refuses anything shorter (it zips the whole profile each time)
@@ -52,13 +53,6 @@ function chatJson(chat) {
     isMuted: Boolean(chat.isMuted),
     timestamp: typeof chat.timestamp === 'number' ? chat.timestamp : null,
   };
-}
-
-/** `map[key] = value`, newest last, the oldest dropped past `most` (LIDS_KEPT). */
-function keep(map, key, value, most = LIDS_KEPT) {
-  map.delete(key);
-  map.set(key, value);
-  if (map.size > most) map.delete(map.keys().next().value);
 }
 
 /** A serialized id, whether given as one or as a {_serialized} object. */
@@ -433,7 +427,7 @@ class WebjsSession {
     const ids = this.unread.get(chatId) || [];
     ids.push({ id, t: typeof message.timestamp === 'number' ? message.timestamp : null });
     if (ids.length > UNREAD_PER_CHAT) ids.shift();
-    keep(this.unread, chatId, ids, UNREAD_CHATS);
+    keepNewest(this.unread, chatId, ids, UNREAD_CHATS);
   }
 
   /**
@@ -510,7 +504,7 @@ class WebjsSession {
     lids.forEach((lid, i) => {
       const pn = Array.isArray(found) && found[i] ? found[i].pn : null;
       const ok = typeof pn === 'string' && pn.endsWith('@c.us');
-      keep(ok ? this.lidNumbers : this.lidMisses, lid, ok ? pn : Date.now());
+      keepNewest(ok ? this.lidNumbers : this.lidMisses, lid, ok ? pn : Date.now(), LIDS_KEPT);
       this.lidAsking.delete(lid);
     });
   }
