@@ -34,10 +34,10 @@ const UNREAD_PER_CHAT = 500;
 const UNREAD_CHATS = 1000;
 
 // History after linking: whatsapp-web.js has no history event, but the page holds the
-// chats and loads their messages on request. Once a session is ready, the bridge sends
-// its most recent chats' settings and their latest messages (`history` frames), once per
-// session per bridge: the API process stores them without events, and ids it has already
-// are dropped there. Each page call has its own time limit.
+// chats and loads their messages on request. Once a session is ready after a link, the
+// bridge sends its most recent chats' settings and their latest messages (`history`
+// frames): the API process stores them without events, and ids it has already are
+// dropped there. Each page call has its own time limit.
 const HISTORY_CHATS = 50;
 const HISTORY_MESSAGES = 20;
 const HISTORY_CALL_TIMEOUT_MS = 30000;
@@ -325,16 +325,13 @@ class WebjsSession {
           const message = args[0];
           if (!message || !message.fromMe) return;
           this.lookUpBeside(client, lidsOf(message));
-          const emit = () => ctx.event(name, this.withLids({ message: slimMessage(message) }, message));
-          if (!this.waiting) emit();
-          else this.inLine(client, name, emit);
+          this.inOrder(client, name, () => ctx.event(name, this.withLids({ message: slimMessage(message) }, message)));
           return;
         }
         if (name === 'unread_count') {
           // the read messages are decided now: those received before it, in line or not
           const read = this.readOnPhone(args[0]);
-          if (read && !this.waiting) ctx.event(name, read);
-          else if (read) this.inLine(client, name, () => ctx.event(name, read));
+          if (read) this.inOrder(client, name, () => ctx.event(name, read));
           return;
         }
         if (name === 'disconnected') this.ready = false;
@@ -371,6 +368,12 @@ class WebjsSession {
         }, asking);
       }));
     }
+  }
+
+  /** `emit` at once when nothing waits, else in line behind what does (`inLine`). */
+  inOrder(client, name, emit) {
+    if (this.waiting) this.inLine(client, name, emit);
+    else emit();
   }
 
   /**
