@@ -38,31 +38,38 @@ def history_message(chat: str, message_id: str, text: str, *, from_me: bool, ts:
     return hs.HistorySyncMsg(message=info)
 
 
+def ann_bootstrap(messages: list[Any], *, unread: int = 0, **fields: Any) -> Any:
+    """A link's first history chunk, holding Ann's chat."""
+    conversation = hs.Conversation(ID=ANN_CHAT, unreadCount=unread, messages=messages)
+    return hs.HistorySync(
+        syncType=hs.HistorySync.INITIAL_BOOTSTRAP, conversations=[conversation], **fields
+    )
+
+
+async def synced(api: Api, session_id: str, sync: Any, path: str, count: int) -> Any:
+    """The session's `path` list once it holds `count` items, after the sync is injected."""
+    await inject(api, session_id, ev.HistorySyncEv(Data=sync))
+    found = await wait_for(
+        lambda: api.request("GET", f"/api/sessions/{session_id}/{path}"),
+        lambda r: len(r.json()["data"]) == count,
+        20,
+        f"synced {path}",
+    )
+    return found.json()["data"]
+
+
 async def test_history_sync_fills_chats_history_and_contacts_without_webhooks(
     wm_api: Api, silent: SilentProxy
 ) -> None:
     session_id = await linked(wm_api, silent.url)
-    sync = hs.HistorySync(
-        syncType=hs.HistorySync.INITIAL_BOOTSTRAP,
-        conversations=[
-            hs.Conversation(
-                ID=ANN_CHAT,
-                messages=[
-                    history_message(ANN_CHAT, "H2", "see you", from_me=True, ts=1_764_000_060),
-                    history_message(ANN_CHAT, "H1", "hi there", from_me=False, ts=1_764_000_000),
-                ],
-            )
+    sync = ann_bootstrap(
+        [
+            history_message(ANN_CHAT, "H2", "see you", from_me=True, ts=1_764_000_060),
+            history_message(ANN_CHAT, "H1", "hi there", from_me=False, ts=1_764_000_000),
         ],
         pushnames=[hs.Pushname(ID=ANN_CHAT, pushname="Ann")],
     )
-    await inject(wm_api, session_id, ev.HistorySyncEv(Data=sync))
-    history = await wait_for(
-        lambda: wm_api.request("GET", f"/api/sessions/{session_id}/chats/{ANN_CHAT}/messages"),
-        lambda r: len(r.json()["data"]) == 2,
-        20,
-        "synced history",
-    )
-    messages = history.json()["data"]
+    messages = await synced(wm_api, session_id, sync, f"chats/{ANN_CHAT}/messages", 2)
     assert [(m["id"], m["text"], m["fromMe"]) for m in messages] == [
         ("H2", "see you", True),
         ("H1", "hi there", False),
@@ -72,6 +79,23 @@ async def test_history_sync_fills_chats_history_and_contacts_without_webhooks(
     contact = await wm_api.request("GET", f"/api/sessions/{session_id}/contacts/{ANN_CHAT}")
     assert contact.json()["data"]["pushName"] == "Ann"
     assert await events_of(wm_api, session_id, "message.received") == []
+
+
+async def test_history_keeps_what_the_phone_has_unread(wm_api: Api, silent: SilentProxy) -> None:
+    """The conversation's unread count names its newest messages from others: they stay
+    unread (the chat counts them), the rest of the history is read."""
+    session_id = await linked(wm_api, silent.url)
+    sync = ann_bootstrap(
+        [
+            history_message(ANN_CHAT, "U4", "mine", from_me=True, ts=1_764_000_400),
+            history_message(ANN_CHAT, "U3", "third", from_me=False, ts=1_764_000_300),
+            history_message(ANN_CHAT, "U1", "first", from_me=False, ts=1_764_000_100),
+            history_message(ANN_CHAT, "U2", "second", from_me=False, ts=1_764_000_200),
+        ],
+        unread=2,
+    )
+    (chat,) = await synced(wm_api, session_id, sync, "chats", 1)
+    assert chat["unreadCount"] == 2
 
 
 async def test_inbound_media_that_cannot_be_fetched_is_stored_saying_why(

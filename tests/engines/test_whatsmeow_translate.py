@@ -1183,3 +1183,41 @@ def test_history_carries_the_phones_chat_settings() -> None:
     assert ChatUpdated(ALICE, archived=True, pinned=True, muted=False) in history_events(
         HistorySyncEv(Data=data)
     )
+
+
+def test_history_keeps_the_phones_unread_messages_unread() -> None:
+    """A conversation's unread count names its newest messages from others, whatever
+    order the chunk lists them in; our own and older ones, and other chats', are read."""
+    data = hs.HistorySync(
+        syncType=hs.HistorySync.INITIAL_BOOTSTRAP,
+        conversations=[
+            hs.Conversation(
+                ID=ALICE,
+                unreadCount=2,
+                messages=[
+                    history_item(wa.Message(conversation="a"), "U1", ts=1_700_000_100),
+                    history_item(wa.Message(conversation="b"), "U3", ts=1_700_000_300),
+                    history_item(
+                        wa.Message(conversation="c"), "U4", from_me=True, ts=1_700_000_400
+                    ),
+                    history_item(wa.Message(conversation="d"), "U2", ts=1_700_000_200),
+                ],
+            ),
+            hs.Conversation(
+                ID=BOB, messages=[history_item(wa.Message(conversation="e"), "B1", ts=1)]
+            ),
+        ],
+    )
+    assert _unread_ids(data) == {"U2", "U3"}
+    # A later sync (older messages under the same count) and a chunk without the chat's
+    # last message keep nothing unread: the newest messages are not there.
+    data.syncType = hs.HistorySync.RECENT
+    assert not _unread_ids(data)
+    data.syncType = hs.HistorySync.INITIAL_BOOTSTRAP
+    data.conversations[0].lastMsgTimestamp = 1_700_000_500
+    assert not _unread_ids(data)
+
+
+def _unread_ids(data: Any) -> set[str]:
+    events = history_events(HistorySyncEv(Data=data))
+    return {e.id for e in events if isinstance(e, MessageReceived) and e.unread}

@@ -119,6 +119,8 @@ class MessageReceived:
     push_name: str | None = None
     # From the history an engine syncs after linking: stored, but no webhook for it.
     history: bool = False
+    # A history message still unread on the phone (stored unread; other history is read).
+    unread: bool = False
     # The WhatsApp LIDs behind `sender` / `chat_id` when the engine mapped them to phone
     # numbers (`fromLid` / `chatLid`); when it could not, `sender`/`chat_id` are the LIDs.
     sender_lid: str | None = None

@@ -554,8 +554,8 @@ class ReportApplier:
             media_key=(content.get("media") or {}).get("key"),
             status=(MessageStatus.SENT if received.from_me else MessageStatus.RECEIVED).value,
             timestamp=received.timestamp,
-            # Synced history does not count as unread: WhatsApp does not say what was.
-            read_at=now if received.history else None,
+            # Synced history counts as read, but for what the phone still has unread.
+            read_at=now if received.history and not received.unread else None,
             created_at=now,
             updated_at=now,
         )

@@ -679,3 +679,32 @@ def test_webjs_archives_join_requests_admin_changes_and_undecryptable_messages()
     )
     assert isinstance(hidden, MessageReceived)
     assert (hidden.type, hidden.content) == (UNDECRYPTABLE, {"reason": "decryption_failed"})
+
+
+def test_history_the_phone_still_has_unread_stays_unread_on_both_bridges() -> None:
+    """The bridges name the history messages still unread on the phone (`unreadIds`);
+    only inbound ones are taken, and odd values name none."""
+
+    def baileys_info(message_id: str, from_me: bool = False) -> dict[str, Any]:
+        info = upsert({"conversation": "x"}, id=message_id, fromMe=from_me)["messages"][0]
+        return dict(info)
+
+    infos = [baileys_info("B1"), baileys_info("B2"), baileys_info("B3", from_me=True)]
+    frame = {"messages": infos, "unreadIds": ["B2", "B3", 7, None]}
+    found = baileys.translate("messaging-history.set", frame, ME)
+    assert [(e.id, e.history, e.unread) for e in found] == [
+        ("B1", True, False),
+        ("B2", True, True),
+        ("B3", True, False),  # our own is never unread
+    ]
+    odd = baileys.translate("messaging-history.set", {**frame, "unreadIds": "B1"}, ME)
+    assert [e.unread for e in odd] == [False, False, False]
+    second = webjs_message(id={"id": "3EB0W2", "remote": "15550000002@c.us"})
+    frame = {"messages": [webjs_message(), second], "unreadIds": ["3EB0W2"]}
+    assert [(e.id, e.unread) for e in webjs.translate("history", frame, None)] == [
+        ("3EB0W1", False),
+        ("3EB0W2", True),
+    ]
+    # a live message is never marked: only history is
+    live = webjs.translate("message", {"message": second, "unreadIds": ["3EB0W2"]}, None)
+    assert [e.unread for e in live] == [False]

@@ -40,6 +40,7 @@ from openwa.engines.base import (
     ReactionReceived,
     ReadBySelf,
 )
+from openwa.engines.unread import marked_unread, unread_ids
 from openwa.kit.chat_ids import GROUP_SUFFIX, USER_SUFFIX, is_number, is_numeric_lid
 
 log = structlog.get_logger(__name__)
@@ -468,10 +469,11 @@ def _upsert(data: dict[str, Any], me: str | None) -> Iterator[Translated]:
 
 
 def _history(data: dict[str, Any], me: str | None) -> Iterator[Translated]:
+    unread = unread_ids(data)
     for info in data.get("messages") or []:
         event = message_event(info, me, True)
         if event is not None:
-            yield event
+            yield marked_unread(event, unread)
 
 
 def _bytes_hex(value: Any) -> str | None:

@@ -37,6 +37,7 @@ from openwa.engines.base import (
 )
 from openwa.engines.bridge.baileys import QR_TIMEOUT, media_error
 from openwa.engines.bridge.baileys import time_of as _time
+from openwa.engines.unread import marked_unread, unread_ids
 from openwa.kit.chat_ids import USER_SUFFIX, is_number, is_numeric_lid, phone_of
 
 log = structlog.get_logger(__name__)
@@ -439,6 +440,7 @@ def _history(args: list[Any]) -> Iterator[Translated]:
     if names:
         yield ContactsSeen(names)
     messages = _list(data.get("messages"))
+    unread = unread_ids(data)
     for message in messages:
         try:
             event = message_event(message, history=True) if isinstance(message, dict) else None
@@ -446,7 +448,7 @@ def _history(args: list[Any]) -> Iterator[Translated]:
             log.warning("webjs_history_message_unreadable", exc_info=True)
             continue
         if event is not None:
-            yield event
+            yield marked_unread(event, unread)
 
 
 def _auth_failure(args: list[Any]) -> Iterator[Translated]:

@@ -4,10 +4,11 @@ its messages, edits and revokes, contact names, polls, and the LIDs it maps."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from openwa.engines.base import ChatUpdated, MessageEdited, MessageReceived, MessageRevoked
+from openwa.engines.unread import marked_unread, newest_inbound
 from openwa.engines.whatsmeow.translate import (
     Address,
     Inbound,
@@ -80,9 +81,32 @@ def history_batch(event: Any) -> HistoryBatch:
         settings = _chat_settings(chat.id or conversation.ID, conversation)
         if settings is not None:
             batch.settings.append(settings)
+        start = len(batch.messages)
         for item in conversation.messages:
             _history_message(batch, chat, item.message, phones)
+        if data.syncType == _INITIAL_BOOTSTRAP:
+            _keep_unread(batch.messages, start, conversation)
     return batch
+
+
+_INITIAL_BOOTSTRAP = 0  # HistorySync.INITIAL_BOOTSTRAP: the chats as they are at the link
+
+
+def _keep_unread(items: list[Inbound], start: int, conversation: Any) -> None:
+    """Of the conversation's messages (`items[start:]`), those the phone still has
+    unread (its `unreadCount` newest from others) are stored unread.
+
+    Only from the first chunks of a link (later syncs bring older messages, and a count
+    repeated there would name old ones that no read receipt will ever mend), and only
+    when the chunk holds the chat's last message: the newest messages must be here."""
+    mine = items[start:]
+    received = [i.event for i in mine if isinstance(i.event, MessageReceived)]
+    last = conversation.lastMsgTimestamp
+    if not received or (last and max(m.timestamp for m in received) < timestamp_of(last)):
+        return
+    ids = newest_inbound(received, conversation.unreadCount)
+    if ids:
+        items[start:] = [replace(i, event=marked_unread(i.event, ids)) for i in mine]
 
 
 _FOREVER = 2**64 - 1  # WhatsApp's -1 in the unsigned field: muted for ever

@@ -8,6 +8,7 @@ const path = require('node:path');
 const { BridgeError, badRequest, notReady, requireString, groupIdOf } = require('./protocol');
 const { proxyAgent } = require('./proxy');
 const { keepNewest } = require('./bounded');
+const { stillUnread, unreadCounts } = require('./unread');
 
 // Library events forwarded as they come (Python translates them). `chats.phoneNumberShare`
 // is how Baileys 6.17.16 tells a LID's phone number; `lid-mapping.update` is listed for
@@ -58,6 +59,21 @@ function stanzaAddressing(attrs) {
     if (typeof value === 'string' && value && value.length <= 200) found[name] = value;
   }
   return Object.keys(found).some((name) => name !== 'addressing_mode') ? found : null;
+}
+
+// proto.HistorySync.HistorySyncType.INITIAL_BOOTSTRAP: the chats as they are at the link.
+const INITIAL_BOOTSTRAP = 0;
+// What WhatsApp does not count as unread: messages that only change another one.
+const NOT_COUNTED = new Set([
+  'protocolMessage', 'reactionMessage', 'encReactionMessage', 'pollUpdateMessage', 'keepInChatMessage', 'pinInChatMessage',
+]);
+const BESIDE = new Set(['messageContextInfo', 'senderKeyDistributionMessage']);
+
+/** Whether a history entry counts toward its chat's unread count (notices do not either). */
+function countsAsUnread(info) {
+  if (!info || !info.key || !info.message || info.messageStubType) return false;
+  const kinds = Object.keys(info.message).filter((kind) => !BESIDE.has(kind));
+  return kinds.length > 0 && !kinds.every((kind) => NOT_COUNTED.has(kind));
 }
 
 // A history sync can carry tens of thousands of messages: sent in frames of this many.
@@ -470,20 +486,28 @@ class BaileysSession {
       return;
     }
     if (name === 'messaging-history.set') {
-      // chats and contacts come again through their own events; only the messages here
+      // chats and contacts come again through their own events; only the messages here,
+      // and which of them the phone still has unread (found before the set is cut)
       const messages = data.messages || [];
       const base = { isLatest: data.isLatest, progress: data.progress, syncType: data.syncType };
       if (!messages.length) {
         ctx.event(name, { ...base, messages: [] });
         return;
       }
+      // only the sync a link starts with (later ones bring older messages under the same counts)
+      const { counts, lastOf } = unreadCounts(data.syncType === INITIAL_BOOTSTRAP ? data.chats : [], (chat) => chat.id);
+      const unread = stillUnread(messages, counts, (info) => countsAsUnread(info) && {
+        chat: info.key.remoteJid, id: info.key.id, fromMe: info.key.fromMe, t: info.messageTimestamp,
+      }, lastOf);
       for (let i = 0; i < messages.length; i += HISTORY_CHUNK) {
         const last = i + HISTORY_CHUNK >= messages.length;
+        const slice = messages.slice(i, i + HISTORY_CHUNK);
         ctx.event(name, {
           ...base,
           // isLatest belongs to the whole set: only its last frame carries it
           isLatest: last ? data.isLatest : false,
-          messages: messages.slice(i, i + HISTORY_CHUNK),
+          messages: slice,
+          unreadIds: slice.map((info) => info && info.key && info.key.id).filter((id) => unread.has(id)),
         });
       }
       return;

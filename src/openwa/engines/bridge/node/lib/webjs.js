@@ -9,6 +9,7 @@ const crypto = require('node:crypto');
 const { BridgeError, badRequest, notReady, requireString, groupIdOf } = require('./protocol');
 const { parseProxy } = require('./proxy');
 const { keepNewest } = require('./bounded');
+const { seconds, stillUnread, unreadCounts } = require('./unread');
 
 const DEFAULT_CHROMIUM = '/usr/bin/chromium';
 // RemoteAuth refuses anything shorter (it zips the whole profile each time)
@@ -43,6 +44,9 @@ const HISTORY_MESSAGES = 20;
 const HISTORY_CALL_TIMEOUT_MS = 30000;
 
 /** The parts of a Chat the API process keeps (its settings, its name). */
+// Notices, which WhatsApp does not count as unread (nor do we store them as messages).
+const NOT_COUNTED = new Set(['revoked', 'e2e_notification', 'notification_template', 'gp2', 'protocol']);
+
 function chatJson(chat) {
   return {
     id: chat.id && chat.id._serialized,
@@ -415,7 +419,17 @@ class WebjsSession {
           .filter((m) => m && !(m._data && m._data.isNewMsg) && m.type !== 'ciphertext');
         if (this.client !== client || !messages.length) continue;
         this.lookUpBeside(client, [...new Set(messages.flatMap(lidsOf))]);
-        await send({ chats: [], messages: messages.map(slimMessage) });
+        // Those the phone still has unread stay so, and are read when the chat is: counted
+        // over every message fetched (a live or undecrypted one takes its place in the count).
+        const chatId = chat.id._serialized;
+        const { counts } = unreadCounts([chat], () => chatId);
+        const unread = stillUnread(Array.isArray(found) ? found : [], counts, (m) => m && !NOT_COUNTED.has(m.type) && {
+          chat: chatId, id: m.id && m.id.id, fromMe: m.fromMe, t: m.timestamp,
+        });
+        const unreadOnes = messages.filter((m) => unread.has(m.id && m.id.id))
+          .sort((a, b) => seconds(a.timestamp) - seconds(b.timestamp));
+        for (const message of unreadOnes) this.noteUnread(message);
+        await send({ chats: [], messages: messages.map(slimMessage), unreadIds: unreadOnes.map((m) => m.id.id) });
       } catch (err) {
         this.ctx.log(`history of ${chat.id._serialized}: ${err && err.message}`);
       }

@@ -182,6 +182,25 @@ test('history sync: messages only, in chunks, isLatest on the last', async () =>
   assert.equal(frames[0].data.chats, undefined);
 });
 
+test('history sync: the phone\'s unread messages are named across the frames a set is cut into', async () => {
+  const { ctx, sock } = await started();
+  const info = (id, chat, t, fromMe = false, message = { conversation: id }) => ({ key: { id, remoteJid: chat, fromMe }, message, messageTimestamp: t });
+  const long = (n) => ({ toNumber: () => n });
+  const filler = Array.from({ length: 499 }, (_, i) => info(`f${i}`, 'b@s.whatsapp.net', i));
+  const a = 'a@s.whatsapp.net';
+  const messages = [...filler, info('A1', a, 350), info('A2', a, long(300)), info('A3', a, '200'), info('A4', a, 400, true),
+    info('A5', a, 500, false, { reactionMessage: { text: 'x' } }), { ...info('A6', a, 600), messageStubType: 1 },
+    info('C1', 'c@s.whatsapp.net', 10)];
+  const chats = [{ id: a, unreadCount: 2 }, { id: 'b@s.whatsapp.net', unreadCount: 0 }, { id: 'c@s.whatsapp.net', unreadCount: 1, lastMsgTimestamp: 20 }];
+  sock.ev.emit('messaging-history.set', { chats, messages, isLatest: true, syncType: 0 });
+  sock.ev.emit('messaging-history.set', { chats, messages: [info('A7', a, 700)], isLatest: true, syncType: 3 });
+  const frames = ctx.events.filter((e) => e.name === 'messaging-history.set');
+  // the newest two from the other side over the whole set: A1 (350) and A2 (300), not A3
+  // (the newest two of the second frame alone), our own A4, a reaction or a notice; not
+  // C1 (its chat's last message is not in the set), nor anything of a later sync
+  assert.deepEqual(frames.map((f) => f.data.unreadIds), [['A1'], ['A2'], []]);
+});
+
 test('send: our id as messageId, typed content to Baileys content, quotes', async () => {
   const { s, sock } = await started();
   sock.ev.emit('connection.update', { connection: 'open' });

@@ -297,6 +297,25 @@ test('once ready, the most recent chats and their latest messages go as history,
   assert.deepEqual(asked, [[2, 20], [3, 20], [1, 20]]);
 });
 
+test('history keeps what the phone has unread: the chat\'s newest messages from others, read with the chat', async () => {
+  const { ctx, client } = await started();
+  const message = (id, timestamp, fromMe = false) => ({ id: { _serialized: `${fromMe}_1@c.us_${id}`, id, remote: '1@c.us' }, from: fromMe ? '9@c.us' : '1@c.us', to: '1@c.us', fromMe, timestamp, body: id, _data: {} });
+  client.getChats = async () => [{
+    id: { _serialized: '1@c.us' }, name: 'Chat 1', timestamp: 40, unreadCount: 3,
+    async fetchMessages() {
+      const live = { ...message('H5', 50), _data: { isNewMsg: true } }; // comes live: not history, but counted
+      return [message('H0', 5), message('H1', 10), message('H2', 20), message('H3', 30), { ...message('N1', 35), type: 'e2e_notification' }, message('H4', 40, true), live];
+    },
+  }];
+  client.emit('ready');
+  for (let i = 0; i < 50 && ctx.events.filter((e) => e.name === 'history').length < 2; i += 1) await new Promise((r) => setTimeout(r, 10));
+  const history = ctx.events.filter((e) => e.name === 'history').map((e) => e.data);
+  assert.deepEqual(history[1].unreadIds, ['H2', 'H3'], 'of the newest three from the other side (H5 comes live), not our own H4 or a notice');
+  client.emit('unread_count', { id: { _serialized: '1@c.us' }, unreadCount: 0, timestamp: 40 });
+  const read = ctx.events.find((e) => e.name === 'unread_count');
+  assert.deepEqual(read.data.readIds, ['H2', 'H3'], 'read on the phone: the history ones go read too');
+});
+
 test('a group member\'s LID is asked about beside the events, its number following as lid_mapping', async () => {
   const { ctx, client } = await started();
   let answer;
