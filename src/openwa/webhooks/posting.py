@@ -17,7 +17,28 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from openwa import __version__
 from openwa.kit.redact import redact_url
+
+# Of a receiver's answer only the status (and a redirect's `Location`) matters. Its body
+# is read to its end so that the connection can carry the next POST, up to this many
+# bytes; a longer one closes the connection instead of being read into memory (at
+# loopback speed a receiver sends gigabytes within the timeout), and a compressed body is
+# never inflated (a small gzip body can stand for gigabytes).
+ANSWER_MAX_BYTES = 64 * 1024
+_READ_CHUNK = 16 * 1024
+
+
+def webhook_client(connector: aiohttp.BaseConnector, timeout_s: float) -> aiohttp.ClientSession:
+    """The client deliveries are posted with. No cookie jar: a cookie one receiver sets
+    would go along to every webhook of every session on the same host."""
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=timeout_s),
+        headers={"User-Agent": f"OpenWA/{__version__}"},
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,5 +98,15 @@ async def _send(
         location = None
         if 300 <= r.status < 400:
             location = redact_url(r.headers.get("Location", ""))[:2048] or None
-        await r.read()
+        await _read_to_end(r)
         return Answered(r.status, location)
+
+
+async def _read_to_end(response: aiohttp.ClientResponse) -> None:
+    """Read and drop the answer's body; past `ANSWER_MAX_BYTES`, close its connection."""
+    seen = 0
+    while chunk := await response.content.read(_READ_CHUNK):
+        seen += len(chunk)
+        if seen > ANSWER_MAX_BYTES:
+            response.close()
+            return

@@ -26,7 +26,6 @@ import structlog
 from sqlalchemy import ColumnElement, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from openwa import __version__
 from openwa.db.base import table_of
 from openwa.db.engine import on_commit
 from openwa.db.group_commit import GroupCommit
@@ -176,11 +175,7 @@ class DeliveryWorker:
     async def start(self) -> None:
         # Every connect is checked against the address it is about to reach.
         connector = guarded_connector(self._allow_private, limit=self._concurrency + self._slow_cap)
-        self._http = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=self._timeout_s),
-            headers={"User-Agent": f"OpenWA/{__version__}"},
-        )
+        self._http = posting.webhook_client(connector, self._timeout_s)
         self._loop.start()
 
     async def release_claims(self) -> None:
