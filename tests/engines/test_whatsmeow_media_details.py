@@ -101,3 +101,28 @@ def test_the_details_are_in_the_message_sent() -> None:
     bare = translate.media_message(sent.Image(file, None), uploaded()).imageMessage
     assert not bare.HasField("width")
     assert not bare.HasField("JPEGThumbnail")
+
+
+def test_a_file_that_hides_a_playlist_reads_nothing_it_names(tmp_path: Path) -> None:
+    """An "MP3" (an ID3 tag) that goes on as an HLS playlist: ffmpeg left to guess reads
+    it as the playlist and then the files it names, such as another account's voice
+    note, whose length and waveform went out as this one's. Named as MP3 it is read as
+    one, from itself alone."""
+    other = tmp_path / "someone-elses.m4a"
+    subprocess.run(
+        [
+            *("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=3"),
+            *("-c:a", "aac", str(other)),
+        ],
+        check=True,
+    )
+    playlist = f"#EXTM3U\n#EXT-X-TARGETDURATION:3\n#EXTINF:3,\n{other}\n#EXT-X-ENDLIST\n"
+    path = tmp_path / "note.mp3"
+    path.write_bytes(b"ID3\x04\x00\x00\x00\x00\x00\x00" + playlist.encode())  # an empty tag
+    assert describe(path, "voice", "audio/mpeg") == MediaDetails()
+
+
+def test_a_type_without_a_known_demuxer_is_not_read(tmp_path: Path) -> None:
+    path = tmp_path / "clip.bin"
+    path.write_bytes(b"\x00" * 64)
+    assert describe(path, "video", "video/x-unknown") == MediaDetails()

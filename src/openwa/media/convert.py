@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from openwa.errors import EngineError, NotSupported, PayloadTooLarge, UnsupportedMediaType
+from openwa.media.demuxers import DEMUXERS
 from openwa.media.probe import NotMp4, image_size, mp4_move_index_first
 
 if TYPE_CHECKING:
@@ -41,21 +42,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-# Detected type -> the one ffmpeg demuxer that may read it (nothing else is ever probed).
-DEMUXERS: dict[str, str] = {
-    "audio/mpeg": "mp3",
-    "audio/ogg": "ogg",
-    "audio/mp4": "mov",
-    "video/mp4": "mov",
-    "audio/aac": "aac",
-    "audio/x-wav": "wav",
-    "audio/wav": "wav",
-    "audio/amr": "amr",
-    "audio/x-flac": "flac",
-    "audio/webm": "matroska",
-    "image/png": "png_pipe",
-    "image/jpeg": "jpeg_pipe",
-}
 _MP4 = frozenset({"audio/mp4", "video/mp4"})
 _STDERR_KEEP = 4000  # bytes of ffmpeg's stderr kept for the server log
 _DURATION_SLACK_US = 50_000

@@ -3,7 +3,8 @@ a small JPEG thumbnail, a clip's length, a voice note's waveform.
 
 Read in the worker from the file a send hands over, before the upload and outside the
 session's command lock: image sizes from the header (`media.probe`), the rest from
-`ffprobe`/`ffmpeg` (which neonize needs anyway) under a CPU, memory and time cap. The
+`ffprobe`/`ffmpeg` (which neonize needs anyway) under a CPU, memory and time cap, each
+told the one demuxer that may read the type and allowed local files only. The
 file has already passed our ingestion caps; still, none of this may fail a send: what
 cannot be read is left out, and WhatsApp shows the message without it.
 """
@@ -20,6 +21,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from openwa.media.demuxers import demuxer_for
 from openwa.media.probe import image_size
 
 log = logging.getLogger("openwa.whatsmeow.worker")
@@ -44,22 +46,38 @@ class MediaDetails:
 
 def describe(path: Path, kind: str, mimetype: str) -> MediaDetails:
     """The details WhatsApp shows for a `kind` (`image`, `video`, `voice`, ...) of media."""
+    demuxer = demuxer_for(mimetype)
     try:
         if kind in ("image", "sticker"):
             size = image_size(path, mimetype)
             width, height = size if size else (None, None)
-            thumbnail = _thumbnail(path) if kind == "image" else None
+            thumbnail = _thumbnail(_Input(path, demuxer)) if kind == "image" else None
             return MediaDetails(width, height, thumbnail=thumbnail)
         if kind == "video":
-            width, height, seconds = _probe(path, video=True)
-            return MediaDetails(width, height, seconds, thumbnail=_thumbnail(path))
+            width, height, seconds = _probe(_Input(path, demuxer), video=True)
+            return MediaDetails(width, height, seconds, thumbnail=_thumbnail(_Input(path, demuxer)))
         if kind in ("audio", "voice"):
-            _w, _h, seconds = _probe(path, video=False)
-            waveform = _waveform(path) if kind == "voice" else None
+            _w, _h, seconds = _probe(_Input(path, demuxer), video=False)
+            waveform = _waveform(_Input(path, demuxer)) if kind == "voice" else None
             return MediaDetails(seconds=seconds, waveform=waveform)
     except (OSError, ValueError, subprocess.SubprocessError) as exc:
         log.info("no media details for a %s (%s): %s", kind, mimetype, exc)
     return MediaDetails()
+
+
+@dataclass(frozen=True, slots=True)
+class _Input:
+    """A file for ffprobe or ffmpeg to read, and the one demuxer that may read it."""
+
+    path: Path
+    demuxer: str | None
+
+    def args(self) -> list[str]:
+        """The input's arguments: its demuxer named (never guessed), local files only
+        (no demuxer may open an address it names). No demuxer known: nothing is read."""
+        if self.demuxer is None:
+            raise ValueError("no demuxer is allowed for this type")
+        return ["-f", self.demuxer, "-protocol_whitelist", "file", "-i", f"file:{self.path}"]
 
 
 _LIMITS = (
@@ -94,25 +112,24 @@ def _run(tool: str, *args: str) -> bytes:
     return out
 
 
-def _probe(path: Path, *, video: bool) -> tuple[int | None, int | None, int | None]:
+def _probe(source: _Input, *, video: bool) -> tuple[int | None, int | None, int | None]:
     """(width, height, whole seconds) of the first video stream and the container."""
     args = ["-show_entries", "format=duration", "-of", "json"]
     if video:
         args = ["-select_streams", "v:0", "-show_entries", "stream=width,height", *args]
-    found = json.loads(_run("ffprobe", *args, str(path)))
+    found = json.loads(_run("ffprobe", *args, *source.args()))
     stream = (found.get("streams") or [{}])[0]
     duration = (found.get("format") or {}).get("duration")
     seconds = round(float(duration)) if duration not in (None, "N/A") else None
     return stream.get("width"), stream.get("height"), seconds
 
 
-def _thumbnail(path: Path) -> bytes | None:
+def _thumbnail(source: _Input) -> bytes | None:
     side = THUMBNAIL_SIDE
     scale = f"scale={side}:{side}:force_original_aspect_ratio=decrease"
     jpeg = _run(
         "ffmpeg",
-        "-i",
-        str(path),
+        *source.args(),
         "-frames:v",
         "1",
         "-vf",
@@ -128,12 +145,11 @@ def _thumbnail(path: Path) -> bytes | None:
     return jpeg if jpeg.startswith(b"\xff\xd8") else None
 
 
-def _waveform(path: Path) -> bytes | None:
+def _waveform(source: _Input) -> bytes | None:
     """64 bars of the note's loudness (mean amplitude per slice), the loudest 100."""
     pcm = _run(
         "ffmpeg",
-        "-i",
-        str(path),
+        *source.args(),
         "-t",
         str(_WAVEFORM_MAX_S),
         "-ac",
