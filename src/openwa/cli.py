@@ -68,7 +68,15 @@ def server_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
         access_log=False,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
+        # Clients of /ws have nothing to send (their messages are read and dropped): a
+        # large one closes the socket (1009) instead of being read, and no compression is
+        # agreed, so no small frame inflates into a large one here.
+        ws_max_size=WS_MAX_CLIENT_MESSAGE,
+        ws_per_message_deflate=False,
     )
+
+
+WS_MAX_CLIENT_MESSAGE = 4096  # bytes
 
 
 class _OneLineRefusal:

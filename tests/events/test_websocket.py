@@ -20,7 +20,7 @@ from tests.events.support import (
     page_all_sync,
     wait_sync,
 )
-from tests.events.wsclient import RawWebSocket, collect, drain, open_ws
+from tests.events.wsclient import RawWebSocket, close_code, collect, drain, open_ws
 from tests.fixtures.app import ADMIN_KEY
 from tests.fixtures.server import ServerProcess
 
@@ -113,6 +113,21 @@ async def test_ws_refuses_a_nul_in_its_query(server_factory: ServerFactory) -> N
                 await asyncio.wait_for(ws.recv(), 5)
         assert closed.value.rcvd is not None
         assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1008, "VALIDATION_ERROR")
+    assert "Traceback" not in server.log()
+
+
+async def test_ws_takes_no_large_or_compressed_client_messages(
+    server_factory: ServerFactory,
+) -> None:
+    """Clients have nothing to send: a message over 4 KiB closes the socket (1009)
+    rather than be read (up to 16 MiB each, by default), and no compression is agreed,
+    so no small frame inflates into a large one on the server."""
+    server = server_factory()
+    server.start()
+    async with open_ws(server, key=ADMIN_KEY) as ws:
+        assert ws.protocol.extensions == []  # offered by the client, not agreed
+        await ws.send("x" * 65536)
+        assert await close_code(ws) == 1009
     assert "Traceback" not in server.log()
 
 
