@@ -19,7 +19,12 @@ _SECRET_PARAMS = re.compile(
     r"xamzsignature|xamzcredential|xamzsecuritytoken|credential.*|sessionid",
 )
 _QUERY_PAIR = re.compile(r"(?P<lead>[?&;])(?P<name>[A-Za-z0-9_.\-]+)=(?P<value>[^&;#\s\"'<>]*)")
-_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/?#\s@\"'<>]+@")
+# A scheme is short: at most 32 characters are scanned back from its `://`, so that a
+# long run of scheme characters without one (`a.a.a.a...`) costs a short scan from each
+# place, not one to the end of the line (that was quadratic: seconds for a 64 KB line,
+# and a WebSocket path reaches the log). A longer "scheme" still has its user info
+# masked: the match starts within its last 32 characters.
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]{0,31}://)[^/?#\s@\"'<>]+@")
 _API_KEY = re.compile(r"\bowa_[A-Za-z0-9_\-]{4,}")
 
 
