@@ -312,12 +312,16 @@ def test_mp4_reordering_refuses_malformed_boxes(tmp_path: Path) -> None:
     mdat = box(b"mdat", b"\x00" * 32)
     huge_count = box(b"stco", b"\x00" * 4 + struct.pack(">I", 1 << 30))
     stbl = box(b"moov", box(b"trak", box(b"mdia", box(b"minf", box(b"stbl", huge_count)))))
+    deep = b""
+    for _ in range(5000):  # past Python's recursion limit, eight bytes a level
+        deep = box(b"trak", deep)
     cases = [
         ftyp + mdat + box(b"moov", b"", size=4),  # a size under its own header
         ftyp + mdat + box(b"moov", b"x" * 8, size=1),  # a 64-bit size cut short
         ftyp + mdat + box(b"moov", b"", size=1 << 20),  # runs past the end
         ftyp + mdat + stbl,  # a chunk table that claims 2^30 entries
         ftyp + mdat,  # no index at all
+        ftyp + mdat + box(b"moov", deep),  # nested 5,000 deep (was a RecursionError: a 500)
     ]
     for number, content in enumerate(cases):
         source = tmp_path / f"case{number}.m4a"

@@ -117,8 +117,17 @@ def _top_boxes(file: BinaryIO, length: int) -> list[tuple[bytes, int, int]]:
     return boxes
 
 
-def _shift_chunk_offsets(moov: bytearray, start: int, end: int, move: Callable[[int], int]) -> None:
+# Boxes nest about five deep in a real index (moov/trak/mdia/minf/stbl); a crafted one
+# nests eight bytes a level, deeper than Python's recursion limit (an error, not a 415).
+_MP4_MAX_DEPTH = 16
+
+
+def _shift_chunk_offsets(
+    moov: bytearray, start: int, end: int, move: Callable[[int], int], depth: int = 0
+) -> None:
     """Rewrite every `stco`/`co64` chunk offset under moov[start:end] through `move`."""
+    if depth > _MP4_MAX_DEPTH:
+        raise NotMp4("boxes nested too deeply")
     at = start
     while at + 8 <= end:
         size, kind = struct.unpack_from(">I4s", moov, at)
@@ -134,7 +143,7 @@ def _shift_chunk_offsets(moov: bytearray, start: int, end: int, move: Callable[[
             raise NotMp4("box size out of its parent")
         body = at + header
         if kind in _MP4_CONTAINERS:
-            _shift_chunk_offsets(moov, body, at + size, move)
+            _shift_chunk_offsets(moov, body, at + size, move, depth + 1)
         elif kind in (b"stco", b"co64"):
             width, fmt = (4, ">I") if kind == b"stco" else (8, ">Q")
             if body + 8 > at + size:
