@@ -529,6 +529,10 @@ class WebjsSession {
   /** A message's media as a file in the transfer directory (`{path, size}`), or why not. */
   async fetched(message) {
     const file = path.join(this.transferDir, `in-${crypto.randomBytes(12).toString('hex')}`);
+    // The size the message states, before anything is downloaded: the page hands a file
+    // over whole (as base64), so one over the limit would be held in memory first.
+    const stated = Number(message._data && message._data.size);
+    if (Number.isFinite(stated) && stated > this.maxMediaBytes) return { error: 'over the media size limit' };
     try {
       const media = await withTimeout(Promise.resolve().then(() => message.downloadMedia()), this.downloadTimeoutMs, 'downloadMedia()');
       if (!media || typeof media.data !== 'string') return { error: 'the media is no longer available' };

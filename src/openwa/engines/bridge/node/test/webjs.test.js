@@ -215,8 +215,12 @@ test('inbound media: fetched into the transfer directory before its event goes o
   client.emit('message', withMedia('P1', picture.toString('base64')));
   client.emit('message', { id: { _serialized: 'false_1@c.us_T1', id: 'T1' }, fromMe: false, hasMedia: false, body: 'after', _data: {} });
   client.emit('message', withMedia('P2', Buffer.alloc(2000).toString('base64')));
-  for (let i = 0; i < 50 && ctx.events.length < 3; i += 1) await new Promise((r) => setTimeout(r, 10));
-  assert.deepEqual(ctx.events.map((e) => e.data.message.id.id), ['P1', 'T1', 'P2']);
+  let downloaded = false;
+  client.emit('message', { ...withMedia('P3', 'eA=='), _data: { t: 2, size: 2 ** 31 }, downloadMedia: async () => { downloaded = true; return null; } });
+  for (let i = 0; i < 50 && ctx.events.length < 4; i += 1) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(ctx.events.map((e) => e.data.message.id.id), ['P1', 'T1', 'P2', 'P3']);
+  assert.deepEqual(ctx.events[3].data.media, { error: 'over the media size limit' });
+  assert.equal(downloaded, false, 'a file stated over the limit is not downloaded at all');
   const first = ctx.events[0].data.media;
   assert.equal(first.size, picture.length);
   assert.deepEqual(fs.readFileSync(first.path), picture);
