@@ -77,6 +77,7 @@ from openwa.events.pump import EventPump
 from openwa.events.service import EventService
 from openwa.events.streams import StreamRegistry
 from openwa.groups.service import GroupService
+from openwa.health import SharedReadiness
 from openwa.keys.principal import Role
 from openwa.keys.service import KeyService
 from openwa.kit.cipher import Cipher
@@ -648,6 +649,7 @@ def create_app(settings: Settings) -> FastAPI:
         routes=API_ROUTES,
     )
     app.state.services = services
+    app.state.readiness = SharedReadiness(services)
     app.state.draining = False
     install_error_handlers(app, forwarder)
     install_docs(app, API_ROUTES)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+import time
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Literal
@@ -55,7 +56,39 @@ async def _engines(services: Services) -> None:
         await engine.check()
 
 
-async def readiness(services: Services) -> tuple[bool, dict[str, dict[str, str]]]:
+Checks = tuple[bool, dict[str, dict[str, str]]]
+
+# A check's answer is reused this long: `/health/ready` is open to anyone, and each check
+# writes to storage (on S3, a PUT and a DELETE) and asks every engine process.
+READY_FRESH_S = 1.0
+
+
+class SharedReadiness:
+    """Readiness checked at most once at a time and once a second: callers that come
+    meanwhile share the check under way or the one just made."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._running: asyncio.Task[Checks] | None = None
+        self._last: tuple[float, Checks] | None = None
+
+    async def __call__(self) -> Checks:
+        now = time.monotonic()
+        if self._last is not None and now - self._last[0] < READY_FRESH_S:
+            return self._last[1]
+        if self._running is None:
+            self._running = asyncio.create_task(readiness(self._services))
+            self._running.add_done_callback(self._done)
+        # Shielded: one caller going away does not cancel the others' check.
+        return await asyncio.shield(self._running)
+
+    def _done(self, task: asyncio.Task[Checks]) -> None:
+        self._running = None
+        if not task.cancelled() and task.exception() is None:
+            self._last = (time.monotonic(), task.result())
+
+
+async def readiness(services: Services) -> Checks:
     database, cache, storage, engines = await asyncio.gather(
         _check(_database(services)),
         _check(services.cache.ping()),

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import pytest
+
+from openwa import health
+from openwa.services import Services
 from tests.api.checks import assert_meta
 from tests.fixtures.app import Api, AppFactory
 from tests.fixtures.redis import DEAD_REDIS, LOCAL_REDIS, require_redis
@@ -237,3 +242,34 @@ async def test_metrics_count_errors_too(api: Api) -> None:
     total = "openwa_http_requests_total"
     assert find(found, total, method="POST", route="/api/sessions", status="400") == [1.0]
     assert sum(find(found, total, method="PUT", status="405")) == 1.0
+
+
+async def test_readiness_is_checked_once_for_callers_at_the_same_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`/health/ready` is open to anyone and each check writes to storage: callers at
+    the same time share one check, and one made within a second is reused; a caller
+    that goes away does not cancel the others' check."""
+    runs = 0
+    release = asyncio.Event()
+
+    async def counted(_services: object) -> health.Checks:
+        nonlocal runs
+        runs += 1
+        await release.wait()
+        return True, {"database": {"status": "up"}}
+
+    monkeypatch.setattr(health, "readiness", counted)
+    shared = health.SharedReadiness(cast(Services, None))
+    callers = [asyncio.create_task(shared()) for _ in range(10)]
+    await asyncio.sleep(0)
+    callers[0].cancel()
+    release.set()
+    results = await asyncio.gather(*callers[1:])
+    assert runs == 1
+    assert all(result == (True, {"database": {"status": "up"}}) for result in results)
+    await shared()
+    assert runs == 1  # within a second: the same answer
+    monkeypatch.setattr(health, "READY_FRESH_S", 0.0)
+    await shared()
+    assert runs == 2

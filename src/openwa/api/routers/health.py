@@ -13,7 +13,7 @@ from openwa.api.responses import errors
 from openwa.api.routing import api_router
 from openwa.backlog import current_backlog
 from openwa.errors import Unauthorized
-from openwa.health import Liveness, readiness
+from openwa.health import Liveness, SharedReadiness
 
 router = api_router(tags=["health"])
 
@@ -28,9 +28,10 @@ async def health() -> Envelope[Liveness]:
     "/health/ready",
     responses={503: {"description": "An adapter is down; the body says which"}},
 )
-async def ready(services: ServicesDep, request: Request) -> JSONResponse:
+async def ready(request: Request) -> JSONResponse:
     """200 when every adapter is usable, 503 with the same body when one is not."""
-    is_ready, checks = await readiness(services)
+    shared: SharedReadiness = request.app.state.readiness  # one per app (create_app)
+    is_ready, checks = await shared()
     draining = bool(getattr(request.app.state, "draining", False))
     is_ready = is_ready and not draining
     body = {
