@@ -584,6 +584,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             app.state.draining = True
+            await app.state.readiness.close()  # a check nobody waits for any more
             await services.ownership.drain()
             await services.maintenance.stop()
             await services.sender.stop()

@@ -82,6 +82,12 @@ class SharedReadiness:
         # Shielded: one caller going away does not cancel the others' check.
         return await asyncio.shield(self._running)
 
+    async def close(self) -> None:
+        """Cancel a check still under way (at shutdown, before the adapters close)."""
+        if self._running is not None:
+            self._running.cancel()
+            await asyncio.gather(self._running, return_exceptions=True)
+
     def _done(self, task: asyncio.Task[Checks]) -> None:
         self._running = None
         if not task.cancelled() and task.exception() is None:

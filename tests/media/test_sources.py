@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
 from urllib.parse import quote
 
+import pytest
+
+from openwa.media import ingest
 from openwa.media.ingest import MAX_REDIRECTS
 from tests.media.conftest import Loopback, MediaApps, MediaStore
 from tests.media.support import (
@@ -149,3 +154,20 @@ async def test_media_source_must_be_exactly_one(
     ):
         response = await post_media_json(api, "alice", OUTSIDER, "image", media)
         error_of(response, 400, "VALIDATION_ERROR", media)
+
+
+def test_base64_is_decoded_a_slice_at_a_time_as_one_string(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Slices of a body (so that the event loop runs between them) decode to what the
+    whole does, and refuse what the whole refuses: padding before the end."""
+    monkeypatch.setattr(ingest, "_DECODE_SLICE", 8)
+    raw = bytes(range(256)) * 3 + b"xy"  # ends in padding
+    text = base64.b64encode(raw).decode()
+    assert ingest._decode_base64(text) == raw
+    assert ingest._decode_base64("data:application/octet-stream;base64," + text) == raw
+    for bad in ("QQ==QUJDQUJD", "QUJD!UJDQUJD", "QUJDQUJDQ"):
+        with pytest.raises((binascii.Error, ValueError)):
+            base64.b64decode(bad, validate=True)  # refused whole ...
+        with pytest.raises((binascii.Error, ValueError)):
+            ingest._decode_base64(bad)  # ... and in slices

@@ -70,14 +70,25 @@ def _clean_filename(name: str | None) -> str | None:
     return base if base.strip(".") else None  # "." and ".." are no names
 
 
-def _decode_base64(data: str) -> bytes:
-    """The bytes of plain base64 or of a `data:` URI's base64."""
-    start = data.find(",") + 1 if data.startswith("data:") else 0
-    return base64.b64decode(data[start:] if start else data, validate=True)
-
-
+# Characters of base64 decoded at a time (a multiple of 4): decoding holds the GIL, so
+# a whole body at MAX_MEDIA_BYTES decoded in one call held the event loop for about a
+# quarter of a second even from a thread; between slices the loop runs.
+_DECODE_SLICE = 1 << 20
 # Base64 bodies decoded at once per process (each may be a MAX_MEDIA_BYTES file).
 _DECODES_AT_ONCE = 2
+
+
+def _decode_base64(data: str) -> bytes:
+    """The bytes of plain base64 or of a `data:` URI's base64, a slice at a time. Padding
+    belongs at the end only: a slice before the last with `=` in it is not valid."""
+    start = data.find(",") + 1 if data.startswith("data:") else 0
+    parts = []
+    for at in range(start, len(data), _DECODE_SLICE):
+        piece = data[at : at + _DECODE_SLICE]
+        if "=" in piece and at + _DECODE_SLICE < len(data):
+            raise binascii.Error("padding before the end")
+        parts.append(base64.b64decode(piece, validate=True))
+    return b"".join(parts)
 
 
 class MediaIngest:
@@ -139,10 +150,7 @@ class MediaIngest:
                 "media is over MAX_MEDIA_BYTES", details={"maxBytes": self._max_bytes}
             )
         try:
-            # Off the event loop, and a few at a time: a body at MAX_MEDIA_BYTES decodes
-            # for about a third of a second and holds its text and its bytes meanwhile.
-            async with self._decoding:
-                raw = await asyncio.to_thread(_decode_base64, data)
+            raw = await self._decode(data)
         except (binascii.Error, ValueError) as exc:
             raise ValidationFailed(
                 details=[{"field": "body.media.base64", "message": "not valid base64"}]
@@ -153,6 +161,19 @@ class MediaIngest:
                 yield raw[start : start + _CHUNK]
 
         return await self._finish(type_, await self._spool(chunks()), claimed, filename)
+
+    async def _decode(self, data: str) -> bytes:
+        """Decoded in a thread, at most `_DECODES_AT_ONCE` at a time: a permit is held
+        until its decoding ends, even when the request that asked went away."""
+        await self._decoding.acquire()
+        decoding = asyncio.ensure_future(asyncio.to_thread(_decode_base64, data))
+        decoding.add_done_callback(self._decoded)
+        return await asyncio.shield(decoding)
+
+    def _decoded(self, decoding: asyncio.Future[bytes]) -> None:
+        self._decoding.release()
+        if not decoding.cancelled():
+            decoding.exception()  # retrieved: nobody may be waiting for it any more
 
     async def from_url(self, type_: str, url: str, filename: str | None) -> StagedMedia:
         """Fetch a client's URL, following at most `MAX_REDIRECTS` redirects.
