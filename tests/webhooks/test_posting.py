@@ -47,6 +47,7 @@ class AnsweringReceiver:
     def __init__(self) -> None:
         self.connections = 0
         self.cookies = 0  # requests that carried a cookie
+        self.heads: list[bytes] = []  # each request's head, lower-case
         self.url = ""
         self._server: asyncio.Server | None = None
         self._bomb = b""
@@ -77,6 +78,7 @@ class AnsweringReceiver:
                 )
                 await reader.readexactly(length)
                 self.cookies += head.lower().count(b"\r\ncookie:")
+                self.heads.append(head.lower())
                 if path == b"/endless":
                     writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
                     chunk = b"x" * 65536
@@ -134,6 +136,7 @@ async def test_a_short_answer_keeps_its_connection_for_the_next_post() -> None:
             answered = await posting.post(http, f"{receiver.url}/small", b"{}", {}, 30.0)
             assert answered.status == 200
         assert receiver.connections == 1
+        assert all(b"\r\naccept-encoding: identity\r\n" in head for head in receiver.heads)
 
 
 async def test_a_cookie_a_receiver_sets_is_not_sent_back() -> None:

@@ -35,7 +35,8 @@ def webhook_client(connector: aiohttp.BaseConnector, timeout_s: float) -> aiohtt
     return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=timeout_s),
-        headers={"User-Agent": f"OpenWA/{__version__}"},
+        # The answer's body is dropped: nothing for the receiver to compress.
+        headers={"User-Agent": f"OpenWA/{__version__}", "Accept-Encoding": "identity"},
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
     )
