@@ -13,7 +13,6 @@ Redis, S3, other instances) are configured by the operator and are not checked.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import ipaddress
 import socket
@@ -104,15 +103,47 @@ async def check_proxy(url: str, allow_private: bool, field: str = "body.config.p
         )
 
 
+def resolver() -> aiohttp.abc.AbstractResolver:
+    """How names a client chose are looked up: asynchronously (c-ares, through aiodns),
+    never in a thread. The system's resolver runs in the event loop's default thread
+    pool (a handful of threads, shared with file work), and a name whose DNS servers
+    never answer holds its thread until the lookup gives up: a few such webhooks or
+    media URLs held them all. aiohttp's connectors take this one by themselves."""
+    return aiohttp.AsyncResolver()
+
+
+def _literal(host: str) -> str | None:
+    """The address a host names by itself, if it is one: an IP literal, or IPv4 in one
+    of the older forms the system's resolver reads as an address (`2130706433`,
+    `127.1`, `0x7f.1`), which c-ares would look up as a name instead."""
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        pass
+    try:
+        return socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
 async def _forbidden_addresses(host: str, port: int, field: str) -> list[str]:
     """The forbidden addresses among those `host` resolves to (a literal is its own)."""
+    literal = _literal(host)
+    addresses = [literal] if literal is not None else await _resolve(host, port, field)
+    return sorted({address for address in addresses if is_forbidden(address)})
+
+
+async def _resolve(host: str, port: int, field: str) -> list[str]:
+    lookup = resolver()
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = await lookup.resolve(host, port, family=socket.AF_UNSPEC)
     except OSError as exc:
         raise ValidationFailed(
             details=[{"field": field, "message": f"host does not resolve: {exc}"}]
         ) from exc
-    return sorted({str(info[4][0]) for info in infos if is_forbidden(str(info[4][0]))})
+    finally:
+        await lookup.close()
+    return [str(info["host"]) for info in infos]
 
 
 class ForbiddenAddress(OSError):
@@ -136,7 +167,8 @@ def _guarded_socket(addr_info: Any) -> socket.socket:
 
 
 def guarded_connector(allow_private: bool, **kwargs: Any) -> aiohttp.TCPConnector:
-    """A connector for user-supplied URLs: forbidden addresses refused at connect time."""
+    """A connector for user-supplied URLs: forbidden addresses refused at connect time,
+    names looked up without a thread (`resolver`)."""
     if allow_private:
-        return aiohttp.TCPConnector(**kwargs)
-    return aiohttp.TCPConnector(socket_factory=_guarded_socket, **kwargs)
+        return aiohttp.TCPConnector(resolver=resolver(), **kwargs)
+    return aiohttp.TCPConnector(resolver=resolver(), socket_factory=_guarded_socket, **kwargs)
