@@ -23,12 +23,10 @@ from typing import Any
 import aiohttp
 import orjson
 import structlog
-from sqlalchemy import BigInteger, ColumnElement, Integer, bindparam, func, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from openwa.db.base import table_of
-from openwa.db.engine import is_postgres, on_commit
+from openwa.db.engine import on_commit
 from openwa.db.group_commit import GroupCommit
 from openwa.db.models import DeliveryAttemptRow, DeliveryRow, EventRow, WebhookRow
 from openwa.events.log import EventLog, from_row
@@ -42,6 +40,7 @@ from openwa.queue.claims import Budget, QueueSpec, claim_runs, release, release_
 from openwa.webhooks import posting
 from openwa.webhooks.repository import active_ids
 from openwa.webhooks.signing import signature_header
+from openwa.webhooks.successes import write_successes
 
 log = structlog.get_logger(__name__)
 
@@ -524,7 +523,7 @@ class DeliveryWorker:
         now = utcnow()
         await release(db, DeliveryRow, unattempted or [], self._worker_id)
         if succeeded:
-            await _write_successes(db, succeeded, self._worker_id, now)
+            await write_successes(db, succeeded, self._worker_id, now)
         failed = given_up = 0
         if failure is not None:
             # Locked: another instance's claim cannot take it between this read and
@@ -559,82 +558,6 @@ class DeliveryWorker:
                 details={"location": failure.location} if failure.location else None,
             )
         )
-
-
-_DELIVERIES = table_of(DeliveryRow)
-_SUCCEEDED: dict[str, Any] = {
-    "status": "succeeded",
-    "last_error": None,
-    "locked_until": None,
-    "updated_at": bindparam("b_now"),
-}
-# PostgreSQL: a batch of successes is one statement over arrays, not a statement per row
-# (each row of an executemany is a statement of its own to the server, and a parameter
-# set of its own to SQLAlchemy).
-_DONE = (
-    func.unnest(
-        bindparam("b_ids", type_=ARRAY(BigInteger)),
-        bindparam("b_attempts", type_=ARRAY(Integer)),
-        bindparam("b_statuses", type_=ARRAY(Integer)),
-        bindparam("b_ms", type_=ARRAY(Integer)),
-    )
-    .table_valued("id", "attempts", "status", "ms")
-    .render_derived(name="done")
-)
-_SUCCEEDED_AT_ONCE = (
-    update(_DELIVERIES)
-    .where(_DELIVERIES.c.id == _DONE.c.id, _DELIVERIES.c.locked_by == bindparam("b_worker"))
-    .values(
-        attempts=_DONE.c.attempts,
-        last_status_code=_DONE.c.status,
-        last_duration_ms=_DONE.c.ms,
-        **_SUCCEEDED,
-    )
-)
-_SUCCEEDED_ONE = (
-    update(_DELIVERIES)
-    .where(_DELIVERIES.c.id == bindparam("b_id"), _DELIVERIES.c.locked_by == bindparam("b_worker"))
-    .values(
-        attempts=bindparam("b_attempts"),
-        last_status_code=bindparam("b_status"),
-        last_duration_ms=bindparam("b_ms"),
-        **_SUCCEEDED,
-    )
-)
-
-
-async def _write_successes(
-    db: AsyncSession, succeeded: list[tuple[DeliveryRow, int, int]], worker: str, now: datetime
-) -> None:
-    """End the deliveries that succeeded, each only while `worker` still holds it."""
-    if is_postgres(db):
-        await db.execute(
-            _SUCCEEDED_AT_ONCE,
-            {
-                "b_ids": [d.id for d, _, _ in succeeded],
-                "b_attempts": [d.attempts + 1 for d, _, _ in succeeded],
-                "b_statuses": [status for _, status, _ in succeeded],
-                "b_ms": [ms for _, _, ms in succeeded],
-                "b_worker": worker,
-                "b_now": now,
-            },
-        )
-        return
-    # SQLite runs an executemany in C, row after row, without a round trip each.
-    await db.execute(
-        _SUCCEEDED_ONE,
-        [
-            {
-                "b_id": d.id,
-                "b_attempts": d.attempts + 1,
-                "b_status": status,
-                "b_ms": ms,
-                "b_worker": worker,
-                "b_now": now,
-            }
-            for d, status, ms in succeeded
-        ],
-    )
 
 
 @dataclass(frozen=True)
