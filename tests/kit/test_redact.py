@@ -26,6 +26,7 @@ KEY = "owa_k3yMaterial_ABCdef0123456789"
         (f"Authorization failed for {KEY}", KEY),
         ("socks5://u:hunter2@10.0.0.1:1080", "hunter2"),
         ("x" * 40 + "://u:hunter2@h", "hunter2"),  # a "scheme" longer than any real one
+        ("http://u:hunt@er2@h/x", "er2"),  # an unencoded @ in the password
     ],
 )
 def test_secrets_leave_log_lines(line: str, secret: str) -> None:

@@ -24,7 +24,9 @@ _QUERY_PAIR = re.compile(r"(?P<lead>[?&;])(?P<name>[A-Za-z0-9_.\-]+)=(?P<value>[
 # place, not one to the end of the line (that was quadratic: seconds for a 64 KB line,
 # and a WebSocket path reaches the log). A longer "scheme" still has its user info
 # masked: the match starts within its last 32 characters.
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]{0,31}://)[^/?#\s@\"'<>]+@")
+# The user info runs to the last `@` before the path (an unencoded `@` in a password
+# belongs to it, as URL parsers read it).
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]{0,31}://)[^/?#\s\"'<>]+@")
 _API_KEY = re.compile(r"\bowa_[A-Za-z0-9_\-]{4,}")
 
 
