@@ -484,6 +484,7 @@ def test_webjs_history_the_bridge_read_off_the_page() -> None:
         {"id": "15550000002@c.us", "name": "Peer", "archived": True, "pinned": False},
         {"id": "15550000003@c.us", "name": "+1 (555) 000-0003", "isMuted": True},  # no name
         {"id": "120363000000000001@g.us", "name": "Team", "pinned": True},
+        {"id": "15550000004@c.us", "name": "Plain"},  # nothing set: no event, its name kept
         {"id": None},
         "odd",
     ]
@@ -492,7 +493,7 @@ def test_webjs_history_the_bridge_read_off_the_page() -> None:
         ChatUpdated(PEER, archived=True, pinned=False, muted=False),
         ChatUpdated("15550000003@s.whatsapp.net", archived=False, pinned=False, muted=True),
         ChatUpdated(GROUP, archived=False, pinned=True, muted=False),
-        ContactsSeen({PEER: "Peer"}),
+        ContactsSeen({PEER: "Peer", "15550000004@s.whatsapp.net": "Plain"}),
     ]
     messages = [webjs_message(), {"id": "no id"}, "odd", webjs_message(_data=5)]
     found = webjs.translate("history", {"chats": "odd", "messages": messages}, None)

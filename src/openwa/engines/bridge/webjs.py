@@ -426,12 +426,15 @@ def _history(args: list[Any]) -> Iterator[Translated]:
         which = chat_id(chat.get("id")) if isinstance(chat, dict) else None
         if which is None:
             continue
-        yield ChatUpdated(
+        settings = ChatUpdated(
             which,
             archived=bool(chat.get("archived")),
             pinned=bool(chat.get("pinned")),
             muted=bool(chat.get("isMuted")),
         )
+        # Only chats with a setting on, as for whatsmeow: the others announce nothing.
+        if settings.archived or settings.pinned or settings.muted:
+            yield settings
         name = chat.get("name")
         named = isinstance(name, str) and name.strip() and which.endswith(USER_SUFFIX)
         # a chat without a saved name is titled by its number (formatted): no name to keep
