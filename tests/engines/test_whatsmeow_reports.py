@@ -654,6 +654,19 @@ def test_a_phone_sender_with_a_lid_alternative() -> None:
     assert (event.sender, event.sender_lid) == (BOB, BOB_LID)
 
 
+def test_a_lid_is_paired_only_with_a_phone_number_both_of_digits() -> None:
+    """An alternative that is no phone number's address (a group, a name) or a LID that
+    is not digits pairs with nothing: it would map a LID onto a group."""
+    for sender, alt in [
+        (BOB_LID, GROUP),
+        (GROUP, BOB_LID),
+        (BOB_LID, "bob@s.whatsapp.net"),
+        ("bob@lid", BOB),
+    ]:
+        event = event_of(wa.Message(conversation="hi"), source(GROUP, sender, sender_alt=alt))
+        assert (event.sender, event.sender_lid) == (sender, None), (sender, alt)
+
+
 @pytest.mark.parametrize(
     ("src", "expected"),
     [

@@ -17,7 +17,7 @@ from openwa.engines.whatsmeow.translate import (
     timestamp_of,
     translate_message,
 )
-from openwa.kit.chat_ids import GROUP_SUFFIX, is_lid
+from openwa.kit.chat_ids import GROUP_SUFFIX, is_number, is_numeric_lid
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +49,8 @@ def _history_phones(data: Any) -> dict[str, str]:
     found = [(m.pnJID, m.lidJID) for m in data.phoneNumberToLidMappings]
     found += [(c.pnJID, c.lidJID or c.ID) for c in data.conversations]
     for phone, lid in found:
-        if phone and is_lid(_plain(lid)) and not is_lid(_plain(phone)):
+        # Paired as `address()` pairs them: a phone number's address and a LID, of digits.
+        if phone and is_numeric_lid(_plain(lid)) and is_number(_plain(phone)):
             phones[_plain(lid)] = _plain(phone)
     return phones
 

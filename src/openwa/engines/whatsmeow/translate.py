@@ -45,7 +45,7 @@ from openwa.engines.content import (
     Voice,
 )
 from openwa.engines.whatsmeow.media_details import MediaDetails
-from openwa.kit.chat_ids import GROUP_SUFFIX, USER_SUFFIX, is_lid
+from openwa.kit.chat_ids import GROUP_SUFFIX, USER_SUFFIX, is_lid, is_number, is_numeric_lid
 from openwa.kit.fields import present
 
 USER_SERVER = USER_SUFFIX[1:]
@@ -87,12 +87,14 @@ class Address:
 
 def address(jid: Any, alt: Any = None) -> Address:
     """A JID and the alternative whatsmeow gives next to it (`SenderAlt`, `PhoneNumber`,
-    ...): whichever of the two is a LID goes into `lid`, the other is the id."""
+    ...): whichever of the two is a LID goes into `lid`, the other is the id. They are
+    paired only as a phone number's address and a LID, both of digits (as the bridge
+    engines pair them): anything else would map a LID onto a group or a bot."""
     main = chat_id_of(jid)
     other = chat_id_of(alt) if alt is not None else None
-    if is_lid(main) and other and not is_lid(other):
+    if is_numeric_lid(main) and is_number(other):
         return Address(other, main)
-    if main and not is_lid(main) and is_lid(other):
+    if is_number(main) and is_numeric_lid(other):
         return Address(main, other)
     return Address(main)
 
