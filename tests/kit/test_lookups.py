@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from openwa.errors import WebhookUrlForbidden
+from openwa.errors import ValidationFailed, WebhookUrlForbidden
 from openwa.kit.addresses import check_url, guarded_connector
 
 
@@ -58,3 +58,15 @@ async def test_a_post_to_a_name_is_made_without_a_thread(no_default_threads: Any
             assert response.status == 200
     finally:
         await runner.cleanup()
+
+
+async def test_a_name_is_checked_as_it_will_be_connected_to() -> None:
+    """Names are IDNA-encoded first, as the HTTP client encodes them to connect
+    (`ⓛocalhost` is `localhost`); one the lookup cannot take is a 400, never a 500."""
+    fullwidth_l = "\uff2c"  # a fullwidth capital L, which IDNA maps to "l"
+    for url in ("http://ⓛocalhost/hook", f"http://{fullwidth_l}ocalhost:8080/hook"):
+        with pytest.raises(WebhookUrlForbidden):
+            await check_url(url, allow_private=False, field="body.url")
+    for url in ("http://i❤.ws/hook", "http://8.8.8.8 x/hook"):
+        with pytest.raises(ValidationFailed):
+            await check_url(url, allow_private=False, field="body.url")

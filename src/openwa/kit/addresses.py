@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import re
 import socket
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import aiohttp.resolver
+from yarl import URL
 
 from openwa.errors import ValidationFailed, WebhookUrlForbidden
 
@@ -103,13 +106,28 @@ async def check_proxy(url: str, allow_private: bool, field: str = "body.config.p
         )
 
 
-def resolver() -> aiohttp.abc.AbstractResolver:
-    """How names a client chose are looked up: asynchronously (c-ares, through aiodns),
-    never in a thread. The system's resolver runs in the event loop's default thread
-    pool (a handful of threads, shared with file work), and a name whose DNS servers
-    never answer holds its thread until the lookup gives up: a few such webhooks or
-    media URLs held them all. aiohttp's connectors take this one by themselves."""
-    return aiohttp.AsyncResolver()
+# Names a client chose are looked up asynchronously (c-ares, through aiodns, a
+# dependency), never in a thread: the system's resolver runs in the event loop's default
+# thread pool (a handful of threads, shared with file work), and a name whose DNS servers
+# never answer held its thread until the lookup gave up, so a few such webhooks or media
+# URLs held them all. aiohttp's connectors take aiodns by themselves when it is there
+# (and own, and close, their resolver); without it they would fall back to threads.
+if aiohttp.resolver.DefaultResolver is not aiohttp.AsyncResolver:  # pragma: no cover
+    raise ImportError("aiodns is required: names are looked up without a thread")
+
+_OLD_IPV4 = re.compile(r"[0-9A-Fa-fxX.]+")
+
+
+def _connect_host(host: str, field: str) -> str:
+    """The host as the HTTP client will connect to it: IDNA-encoded (`ⓛocalhost` is
+    `localhost`, `bücher.de` is `xn--bcher-kva.de`); a name that has no such form is
+    a validation error, not a lookup."""
+    try:
+        return str(URL.build(scheme="http", host=host).raw_host)
+    except (ValueError, UnicodeError) as exc:
+        raise ValidationFailed(
+            details=[{"field": field, "message": "host is not a valid name"}]
+        ) from exc
 
 
 def _literal(host: str) -> str | None:
@@ -120,6 +138,8 @@ def _literal(host: str) -> str | None:
         return str(ipaddress.ip_address(host.strip("[]")))
     except ValueError:
         pass
+    if not _OLD_IPV4.fullmatch(host):
+        return None
     try:
         return socket.inet_ntoa(socket.inet_aton(host))
     except OSError:
@@ -128,16 +148,17 @@ def _literal(host: str) -> str | None:
 
 async def _forbidden_addresses(host: str, port: int, field: str) -> list[str]:
     """The forbidden addresses among those `host` resolves to (a literal is its own)."""
+    host = _connect_host(host, field)
     literal = _literal(host)
     addresses = [literal] if literal is not None else await _resolve(host, port, field)
     return sorted({address for address in addresses if is_forbidden(address)})
 
 
 async def _resolve(host: str, port: int, field: str) -> list[str]:
-    lookup = resolver()
+    lookup = aiohttp.AsyncResolver()
     try:
         infos = await lookup.resolve(host, port, family=socket.AF_UNSPEC)
-    except OSError as exc:
+    except (OSError, ValueError, UnicodeError) as exc:
         raise ValidationFailed(
             details=[{"field": field, "message": f"host does not resolve: {exc}"}]
         ) from exc
@@ -168,7 +189,7 @@ def _guarded_socket(addr_info: Any) -> socket.socket:
 
 def guarded_connector(allow_private: bool, **kwargs: Any) -> aiohttp.TCPConnector:
     """A connector for user-supplied URLs: forbidden addresses refused at connect time,
-    names looked up without a thread (`resolver`)."""
+    names looked up without a thread (aiodns, above)."""
     if allow_private:
-        return aiohttp.TCPConnector(resolver=resolver(), **kwargs)
-    return aiohttp.TCPConnector(resolver=resolver(), socket_factory=_guarded_socket, **kwargs)
+        return aiohttp.TCPConnector(**kwargs)
+    return aiohttp.TCPConnector(socket_factory=_guarded_socket, **kwargs)
