@@ -6,6 +6,7 @@ receiver would, never with OpenWA's own signing code.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 from collections.abc import Callable
@@ -24,6 +25,19 @@ from tests.webhooks.receiver import Received
 
 SENDER = "+1 555 0100 200"
 _names = count(1)
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    """One HTTP/1.1 request off a raw connection (for receivers that misbehave on
+    purpose): its head, returned, and its body (by Content-Length), read and dropped."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    await reader.readexactly(length)
+    return head
 
 
 def new_secret(size: int = 32) -> str:

@@ -17,7 +17,14 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.webhooks.conftest import Apps
-from tests.webhooks.support import all_succeeded, inbound, ready_session, register, wait_deliveries
+from tests.webhooks.support import (
+    all_succeeded,
+    inbound,
+    read_request,
+    ready_session,
+    register,
+    wait_deliveries,
+)
 
 
 class ClosingReceiver:
@@ -43,13 +50,7 @@ class ClosingReceiver:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             for number in range(2):
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next(
-                    int(line.split(b":", 1)[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length:")
-                )
-                await reader.readexactly(length)
+                await read_request(reader)
                 if number == 1:
                     self.dropped += 1
                     return

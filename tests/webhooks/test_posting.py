@@ -14,6 +14,7 @@ from aiohttp.client_reqrep import ConnectionKey
 
 from openwa.webhooks import posting
 from openwa.webhooks.posting import _closed_under_it
+from tests.webhooks.support import read_request
 
 
 def _wrapped(cause: BaseException) -> aiohttp.ClientOSError:
@@ -69,14 +70,8 @@ class AnsweringReceiver:
         self.connections += 1
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
+                head = await read_request(reader)
                 path = head.split(b" ", 2)[1]
-                length = next(
-                    int(line.split(b":", 1)[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length:")
-                )
-                await reader.readexactly(length)
                 self.cookies += head.lower().count(b"\r\ncookie:")
                 self.heads.append(head.lower())
                 if path == b"/endless":
