@@ -37,6 +37,7 @@ DETAIL_DEMUXERS: dict[str, str] = {
 }
 
 
-def demuxer_for(mimetype: str, demuxers: dict[str, str] = DETAIL_DEMUXERS) -> str | None:
-    """The demuxer for a type (its parameters, such as `; codecs=opus`, ignored)."""
-    return demuxers.get(mimetype.partition(";")[0].strip().lower())
+def demuxer_for(mimetype: str) -> str | None:
+    """The demuxer the details of a send may read a type with (its parameters, such as
+    `; codecs=opus`, ignored)."""
+    return DETAIL_DEMUXERS.get(mimetype.partition(";")[0].strip().lower())

@@ -46,19 +46,19 @@ class MediaDetails:
 
 def describe(path: Path, kind: str, mimetype: str) -> MediaDetails:
     """The details WhatsApp shows for a `kind` (`image`, `video`, `voice`, ...) of media."""
-    demuxer = demuxer_for(mimetype)
+    source = _Input(path, demuxer_for(mimetype))
     try:
         if kind in ("image", "sticker"):
             size = image_size(path, mimetype)
             width, height = size if size else (None, None)
-            thumbnail = _thumbnail(_Input(path, demuxer)) if kind == "image" else None
+            thumbnail = _thumbnail(source) if kind == "image" else None
             return MediaDetails(width, height, thumbnail=thumbnail)
         if kind == "video":
-            width, height, seconds = _probe(_Input(path, demuxer), video=True)
-            return MediaDetails(width, height, seconds, thumbnail=_thumbnail(_Input(path, demuxer)))
+            width, height, seconds = _probe(source, video=True)
+            return MediaDetails(width, height, seconds, thumbnail=_thumbnail(source))
         if kind in ("audio", "voice"):
-            _w, _h, seconds = _probe(_Input(path, demuxer), video=False)
-            waveform = _waveform(_Input(path, demuxer)) if kind == "voice" else None
+            _w, _h, seconds = _probe(source, video=False)
+            waveform = _waveform(source) if kind == "voice" else None
             return MediaDetails(seconds=seconds, waveform=waveform)
     except (OSError, ValueError, subprocess.SubprocessError) as exc:
         log.info("no media details for a %s (%s): %s", kind, mimetype, exc)

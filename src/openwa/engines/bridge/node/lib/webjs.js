@@ -43,10 +43,10 @@ const HISTORY_CHATS = 50;
 const HISTORY_MESSAGES = 20;
 const HISTORY_CALL_TIMEOUT_MS = 30000;
 
-/** The parts of a Chat the API process keeps (its settings, its name). */
 // Notices, which WhatsApp does not count as unread (nor do we store them as messages).
 const NOT_COUNTED = new Set(['revoked', 'e2e_notification', 'notification_template', 'gp2', 'protocol']);
 
+/** The parts of a Chat the API process keeps (its settings, its name). */
 function chatJson(chat) {
   return {
     id: chat.id && chat.id._serialized,
@@ -412,18 +412,18 @@ class WebjsSession {
     for (const chat of recent) {
       if (this.client !== client || typeof chat.fetchMessages !== 'function') return;
       try {
-        const found = await page(() => chat.fetchMessages({ limit: HISTORY_MESSAGES }), 'fetchMessages()');
+        const answer = await page(() => chat.fetchMessages({ limit: HISTORY_MESSAGES }), 'fetchMessages()');
+        const found = Array.isArray(answer) ? answer : [];
         // New ones come live too (as `message`), and a message not decrypted yet comes
         // again when it is: neither is history.
-        const messages = (Array.isArray(found) ? found : [])
-          .filter((m) => m && !(m._data && m._data.isNewMsg) && m.type !== 'ciphertext');
+        const messages = found.filter((m) => m && !(m._data && m._data.isNewMsg) && m.type !== 'ciphertext');
         if (this.client !== client || !messages.length) continue;
         this.lookUpBeside(client, [...new Set(messages.flatMap(lidsOf))]);
         // Those the phone still has unread stay so, and are read when the chat is: counted
         // over every message fetched (a live or undecrypted one takes its place in the count).
         const chatId = chat.id._serialized;
         const { counts } = unreadCounts([chat], () => chatId);
-        const unread = stillUnread(Array.isArray(found) ? found : [], counts, (m) => m && !NOT_COUNTED.has(m.type) && {
+        const unread = stillUnread(found, counts, (m) => m && !NOT_COUNTED.has(m.type) && {
           chat: chatId, id: m.id && m.id.id, fromMe: m.fromMe, t: m.timestamp,
         });
         const unreadOnes = messages.filter((m) => unread.has(m.id && m.id.id))
