@@ -319,7 +319,10 @@ def build_services(settings: Settings) -> Services:
     ownership.on_take_over = _take_back_sends(db, instance_id)
     wake_deliveries = Signal()
     webhooks = WebhookService(
-        events, allow_private=settings.webhook_allow_private, wake=wake_deliveries
+        events,
+        allow_private=settings.webhook_allow_private,
+        wake=wake_deliveries,
+        max_per_session=settings.webhook_max_per_session,
     )
     deliveries = DeliveryWorker(
         db,

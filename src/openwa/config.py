@@ -143,6 +143,10 @@ class Settings(BaseSettings):
     webhook_backoff_max_s: float = Field(default=300.0, gt=0)
     webhook_max_attempts: int = Field(default=10, ge=1)
     webhook_concurrency: int = Field(default=16, ge=1)
+    # Webhooks a session may hold (config ones included), and instance-wide ones: every
+    # event goes to each, so the cap bounds one event's deliveries. At least the 10 a
+    # session's config may list.
+    webhook_max_per_session: int = Field(default=20, ge=10, le=1000)
     webhook_allow_private: bool = False
     # Session proxies on loopback, private or link-local addresses (refused unless true).
     proxy_allow_private: bool = False

@@ -90,6 +90,14 @@ class SessionLimitReached(OpenWAError):
     status, code, message = 409, "SESSION_LIMIT_REACHED", "MAX_SESSIONS sessions are running"
 
 
+class WebhookLimitReached(OpenWAError):
+    status, code, message = (
+        409,
+        "WEBHOOK_LIMIT_REACHED",
+        "WEBHOOK_MAX_PER_SESSION webhooks are registered here",
+    )
+
+
 class QrNotAvailable(OpenWAError):
     status, code, message = 409, "QR_NOT_AVAILABLE", "The session shows no QR code now"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 
 from openwa.db.models import DeliveryAttemptRow, DeliveryRow, WebhookRow
 from openwa.db.repository import Held, Repository
@@ -15,6 +15,13 @@ def active_ids() -> Select[str]:
     """The ids of the webhooks that deliver (a paused one's deliveries wait on purpose),
     for `DeliveryRow.webhook_id.in_(...)`."""
     return select(WebhookRow.id).where(WebhookRow.active.is_(True))
+
+
+def _owner(session_id: str | None) -> ColumnElement[bool]:
+    """Webhooks of a session, or (None) the instance-wide ones."""
+    if session_id is None:
+        return WebhookRow.session_id.is_(None)
+    return WebhookRow.session_id == session_id
 
 
 class WebhookRepository(Repository[WebhookRow]):
@@ -36,13 +43,20 @@ class WebhookRepository(Repository[WebhookRow]):
     async def page(
         self, session_id: str | None, params: PageParams
     ) -> tuple[list[WebhookRow], int]:
-        where = (
-            WebhookRow.session_id.is_(None)
-            if session_id is None
-            else WebhookRow.session_id == session_id
+        statement = (
+            select(WebhookRow)
+            .where(_owner(session_id))
+            .order_by(WebhookRow.created_at, WebhookRow.id)
         )
-        statement = select(WebhookRow).where(where).order_by(WebhookRow.created_at, WebhookRow.id)
         return await self.paginate(statement, params)
+
+    async def count(self, session_id: str | None, *, besides_source: str | None = None) -> int:
+        """Webhooks of `session_id` (None: the instance-wide ones), leaving out those of
+        `besides_source` (a list about to be replaced)."""
+        statement = select(func.count()).select_from(WebhookRow).where(_owner(session_id))
+        if besides_source is not None:
+            statement = statement.where(WebhookRow.source != besides_source)
+        return int((await self.db.execute(statement)).scalar_one())
 
     async def active_for(self, session_ids: Sequence[str]) -> list[WebhookRow]:
         """Active webhooks that receive events of these sessions (instance-wide included)."""
@@ -55,12 +69,9 @@ class WebhookRepository(Repository[WebhookRow]):
         return list(result.scalars())
 
     async def by_source(self, source: str, session_id: str | None) -> list[WebhookRow]:
-        owner = (
-            WebhookRow.session_id.is_(None)
-            if session_id is None
-            else WebhookRow.session_id == session_id
+        result = await self.db.execute(
+            select(WebhookRow).where(WebhookRow.source == source, _owner(session_id))
         )
-        result = await self.db.execute(select(WebhookRow).where(WebhookRow.source == source, owner))
         return list(result.scalars())
 
     async def deliveries(

@@ -6,14 +6,15 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.db.base import table_of
-from openwa.db.engine import on_commit
+from openwa.db.engine import is_postgres, on_commit
+from openwa.db.instance_lock import advisory_key
 from openwa.db.models import DeliveryAttemptRow, DeliveryRow, WebhookRow
 from openwa.db.repository import Held
-from openwa.errors import NotFound, SessionNotFound, WebhookNotFound
+from openwa.errors import NotFound, SessionNotFound, WebhookLimitReached, WebhookNotFound
 from openwa.events.log import EventLog
 from openwa.events.types import WEBHOOK_TEST, Event, wanted
 from openwa.kit.addresses import check_url
@@ -130,10 +131,18 @@ def new_delivery(webhook_id: str, event: Event) -> DeliveryRow:
 class WebhookService:
     """Webhook use cases on the caller's unit of work (a request's, or a job's)."""
 
-    def __init__(self, events: EventLog, *, allow_private: bool, wake: Signal) -> None:
+    def __init__(
+        self,
+        events: EventLog,
+        *,
+        allow_private: bool,
+        wake: Signal,
+        max_per_session: int,
+    ) -> None:
         self._events = events
         self._allow_private = allow_private
         self._wake = wake
+        self._max_per_session = max_per_session
         events.add_fan_out(self.fan_out)
 
     async def fan_out(self, db: AsyncSession, events: Sequence[Event]) -> None:
@@ -182,13 +191,36 @@ class WebhookService:
             # Deleted since the route looked it up: a 404, not a foreign key that breaks
             # at the commit (503 "try again", which could only find it gone).
             raise SessionNotFound(details={"session": session_id})
+        if source == "api":
+            await self.check_room(db, session_id, 1)
         WebhookRepository(db).add(row)
         return with_secret(row)
+
+    async def check_room(
+        self, db: AsyncSession, session_id: str | None, adding: int, *, replacing: str | None = None
+    ) -> None:
+        """Refuse `adding` webhooks past `WEBHOOK_MAX_PER_SESSION` for this owner (a
+        session, or None: instance-wide), those of source `replacing` left out.
+
+        Every event goes to each webhook of its session and to every instance-wide one,
+        so without a bound one key could make each event thousands of deliveries.
+        On PostgreSQL the count and the insert hold a lock for the owner until the unit
+        of work ends, so two creates at once cannot both take the last place (SQLite
+        runs one writer at a time)."""
+        if is_postgres(db):
+            key = advisory_key(f"webhooks:{session_id or '*'}")
+            await db.execute(select(func.pg_advisory_xact_lock(key)))
+        held = await WebhookRepository(db).count(session_id, besides_source=replacing)
+        if held + adding > self._max_per_session:
+            raise WebhookLimitReached(
+                details={"limit": self._max_per_session, "registered": held},
+            )
 
     async def replace_config_webhooks(
         self, db: AsyncSession, session_id: str, rows: Sequence[WebhookRow]
     ) -> None:
         """In the caller's transaction: the session's `config.webhooks` become `rows`."""
+        await self.check_room(db, session_id, len(rows), replacing="config")
         for old in await WebhookRepository(db).by_source("config", session_id):
             await db.delete(old)
         db.add_all(rows)

@@ -27,6 +27,7 @@ from openwa.errors import (
     QrNotAvailable,
     SessionExists,
     SessionLimitReached,
+    WebhookLimitReached,
     WebhookUrlForbidden,
 )
 from openwa.services import Services
@@ -82,7 +83,7 @@ async def get_session(request: Request, id: SessionRef) -> Response:
     return ok_json(services.sessions.get_json(session))
 
 
-@router.patch("/{id}", responses=errors(WebhookUrlForbidden))
+@router.patch("/{id}", responses=errors(WebhookUrlForbidden, WebhookLimitReached))
 async def update_session(
     body: SessionUpdate, _: WriterDep, session: SessionDep, services: ServicesDep, db: DbDep
 ) -> Envelope[SessionUpdated]:

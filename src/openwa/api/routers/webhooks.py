@@ -23,7 +23,7 @@ from openwa.api.deps import (
 from openwa.api.envelope import Deleted, Envelope, PageEnvelope, ok, paged
 from openwa.api.responses import errors
 from openwa.api.routing import api_router
-from openwa.errors import WebhookUrlForbidden
+from openwa.errors import WebhookLimitReached, WebhookUrlForbidden
 from openwa.kit.schema import INT64_MAX
 from openwa.webhooks.schemas import (
     Delivery,
@@ -64,7 +64,7 @@ def make_router(
     Reader = Annotated[str | None, Depends(reader)]
     Writer = Annotated[str | None, Depends(writer)]
 
-    @router.post("", status_code=201, responses=errors(WebhookUrlForbidden))
+    @router.post("", status_code=201, responses=errors(WebhookUrlForbidden, WebhookLimitReached))
     async def create_webhook(
         body: WebhookCreate, owner: Writer, services: ServicesDep, db: DbDep
     ) -> Envelope[WebhookWithSecret]:
