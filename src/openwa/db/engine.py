@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, UOWTransaction
 
 from openwa.db.commits import note_commit
+from openwa.db.sqlite_driver import one_trip_dbapi
 from openwa.kit.private_files import touch_private
 
 
@@ -250,6 +251,7 @@ def create_engine(url: str, *, idle_in_transaction_s: float | None = None) -> As
             max_overflow=0,
             pool_timeout=60,
             connect_args=_SQLITE_CONNECT_ARGS,
+            module=one_trip_dbapi(),
             **_JSON_CODEC,
         )
         _configure_sqlite(engine)
@@ -309,6 +311,7 @@ def create_reader(url: str, writer: AsyncEngine) -> AsyncEngine:
         max_overflow=0,
         pool_timeout=60,
         connect_args=_SQLITE_CONNECT_ARGS,
+        module=one_trip_dbapi(),
         **_JSON_CODEC,
     )
     _configure_sqlite(engine, reader=True)
