@@ -94,7 +94,7 @@ class WebhookLimitReached(OpenWAError):
     status, code, message = (
         409,
         "WEBHOOK_LIMIT_REACHED",
-        "WEBHOOK_MAX_PER_SESSION webhooks are registered here",
+        "The change would pass WEBHOOK_MAX_PER_SESSION webhooks here",
     )
 
 

@@ -28,7 +28,7 @@ async def test_a_session_and_the_instance_hold_at_most_the_limit(
         made = [await register(api, owner, f"{receiver.base}/{i}") for i in range(LIMIT)]
         response = await api.request("POST", hooks_path(owner), json={"url": receiver.url})
         error = error_of(response, 409, "WEBHOOK_LIMIT_REACHED", owner)
-        assert error["details"] == {"limit": LIMIT, "registered": LIMIT}
+        assert error["details"] == {"limit": LIMIT, "registered": LIMIT, "after": LIMIT + 1}
         assert await _count(api, owner) == LIMIT
         # A place freed is a place to take.
         path = f"{hooks_path(owner)}/{made[0]['id']}"
@@ -84,3 +84,43 @@ async def test_concurrent_creates_never_pass_the_limit(apps: Apps, receiver: Rec
             a.text for a in answers
         ]
         assert await _count(api, owner) == LIMIT
+
+
+async def test_an_owner_over_a_lowered_limit_may_shrink_but_not_grow(
+    apps: Apps, receiver: Receiver
+) -> None:
+    api = await apps.start(webhook_max_per_session=LIMIT + 2)
+    config = {"webhooks": [{"url": f"{receiver.base}/c{i}"} for i in range(4)]}
+    session = data_of(
+        await api.request(
+            "POST", "/api/sessions", json={"name": "lowered", "engine": "mock", "config": config}
+        ),
+        201,
+    )
+    for i in range(LIMIT - 2):
+        await register(api, session["id"], f"{receiver.base}/a{i}")
+    await apps.stop(api)
+
+    api = await apps.start(webhook_max_per_session=LIMIT)
+    path = f"/api/sessions/{session['id']}"
+
+    def urls(n: int, tag: str) -> dict[str, object]:
+        return {"webhooks": [{"url": f"{receiver.base}/{tag}{i}"} for i in range(n)]}
+
+    # 12 held against 10: rewriting the config as long, or shorter, passes.
+    data_of(await api.request("PATCH", path, json={"config": urls(4, "d")}))
+    data_of(await api.request("PATCH", path, json={"config": urls(3, "e")}))
+    assert await _count(api, session["id"]) == LIMIT + 1
+    # Growing does not: neither a new webhook nor a longer config.
+    error_of(
+        await api.request("POST", hooks_path(session["id"]), json={"url": receiver.url}),
+        409,
+        "WEBHOOK_LIMIT_REACHED",
+    )
+    error = error_of(
+        await api.request("PATCH", path, json={"config": urls(4, "f")}),
+        409,
+        "WEBHOOK_LIMIT_REACHED",
+    )
+    assert error["details"] == {"limit": LIMIT, "registered": LIMIT + 1, "after": LIMIT + 2}
+    assert await _count(api, session["id"]) == LIMIT + 1

@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import sqlite3
 from collections.abc import Awaitable, Callable
+from sqlite3 import NotSupportedError
 from typing import Any
 
 import aiosqlite
@@ -103,7 +104,16 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
     def executemany(self, operation: Any, seq_of_parameters: Any) -> Any:
         self._trip(operation, seq_of_parameters, many=True)
 
+    def nextset(self) -> None:
+        raise NotSupportedError("SQLite statements have one result set")
+
+    def setinputsizes(self, *inputsizes: Any) -> None:
+        raise NotSupportedError("SQLite takes no input sizes")
+
     def _trip(self, operation: Any, parameters: Any, *, many: bool) -> None:
+        # Nothing of the previous statement stays readable if this one fails.
+        self._description, self._rowcount, self._lastrowid = None, -1, None
+        self._rows.clear()
         try:
             outcome = await_(self._call(operation, parameters, many))
         except Exception as error:

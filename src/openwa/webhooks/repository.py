@@ -50,12 +50,9 @@ class WebhookRepository(Repository[WebhookRow]):
         )
         return await self.paginate(statement, params)
 
-    async def count(self, session_id: str | None, *, besides_source: str | None = None) -> int:
-        """Webhooks of `session_id` (None: the instance-wide ones), leaving out those of
-        `besides_source` (a list about to be replaced)."""
+    async def count(self, session_id: str | None) -> int:
+        """Webhooks of `session_id` (None: the instance-wide ones)."""
         statement = select(func.count()).select_from(WebhookRow).where(_owner(session_id))
-        if besides_source is not None:
-            statement = statement.where(WebhookRow.source != besides_source)
         return int((await self.db.execute(statement)).scalar_one())
 
     async def active_for(self, session_ids: Sequence[str]) -> list[WebhookRow]:

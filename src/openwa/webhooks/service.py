@@ -197,10 +197,13 @@ class WebhookService:
         return with_secret(row)
 
     async def check_room(
-        self, db: AsyncSession, session_id: str | None, adding: int, *, replacing: str | None = None
+        self, db: AsyncSession, session_id: str | None, adding: int, *, removing: int = 0
     ) -> None:
-        """Refuse `adding` webhooks past `WEBHOOK_MAX_PER_SESSION` for this owner (a
-        session, or None: instance-wide), those of source `replacing` left out.
+        """Refuse a change that adds `adding` webhooks and removes `removing` of this
+        owner's (a session, or None: instance-wide) if it leaves more than
+        `WEBHOOK_MAX_PER_SESSION` and more than there are now: a change that does not
+        grow the list always passes, so that an owner over a lowered bound can still
+        shrink or rewrite its config.
 
         Every event goes to each webhook of its session and to every instance-wide one,
         so without a bound one key could make each event thousands of deliveries.
@@ -210,19 +213,21 @@ class WebhookService:
         if is_postgres(db):
             key = advisory_key(f"webhooks:{session_id or '*'}")
             await db.execute(select(func.pg_advisory_xact_lock(key)))
-        held = await WebhookRepository(db).count(session_id, besides_source=replacing)
-        if held + adding > self._max_per_session:
+        held = await WebhookRepository(db).count(session_id)
+        after = held - removing + adding
+        if after > self._max_per_session and after > held:
             raise WebhookLimitReached(
-                details={"limit": self._max_per_session, "registered": held},
+                details={"limit": self._max_per_session, "registered": held, "after": after},
             )
 
     async def replace_config_webhooks(
         self, db: AsyncSession, session_id: str, rows: Sequence[WebhookRow]
     ) -> None:
         """In the caller's transaction: the session's `config.webhooks` become `rows`."""
-        await self.check_room(db, session_id, len(rows), replacing="config")
-        for old in await WebhookRepository(db).by_source("config", session_id):
-            await db.delete(old)
+        old = await WebhookRepository(db).by_source("config", session_id)
+        await self.check_room(db, session_id, len(rows), removing=len(old))
+        for row in old:
+            await db.delete(row)
         db.add_all(rows)
 
     async def page(
