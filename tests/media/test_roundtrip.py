@@ -293,3 +293,44 @@ async def test_a_media_link_is_the_same_in_rest_events_and_webhooks(
     announced = await wait_event(api, alice["id"], "message.sent", id=message_id)
     assert announced["data"]["media"] == mine
     assert (await get_message(api, "alice", message_id))["media"] == mine
+
+
+async def test_presigned_links_serve_what_a_browser_might_run_as_an_attachment(
+    media_apps: MediaApps, s3_store: MediaStore, loopback: Loopback
+) -> None:
+    """A presigned link bypasses the media route's headers: an HTML document comes
+    straight from the bucket as an opaque attachment, an image as itself."""
+    api = await media_apps.start(s3_store, s3_presign=True)
+    _, bob = await ready_pair(api)
+    page = b"<!doctype html><html><body><script>alert(1)</script></body></html>"
+    sent = {
+        "page": data_of(
+            await post_multipart(
+                api,
+                "alice",
+                page,
+                filename="page.html",
+                content_type="text/html",
+                chatId=plus(bob),
+                type="document",
+            ),
+            202,
+        ),
+        "image": data_of(
+            await post_multipart(api, "alice", png(), chatId=plus(bob), type="image"), 202
+        ),
+    }
+    async with httpx.AsyncClient(timeout=10) as http:
+        for name, message in sent.items():
+            event = await wait_event(api, bob["id"], "message.received", id=message["id"])
+            response = await http.get(event["data"]["media"]["url"])
+            assert response.status_code == 200, response.text
+            if name == "page":
+                assert response.headers["content-type"] == "application/octet-stream"
+                assert response.headers["content-disposition"] == "attachment"
+                assert response.content == page
+            else:
+                assert response.headers["content-type"] == "image/png"
+                assert "content-disposition" not in response.headers
+    # The message keeps its real type.
+    assert event["data"]["media"]["mimetype"] == "image/png"

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import time
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
 from openwa.media import ingest
+from openwa.media.convert import ConversionLimits, MediaConverter
 from openwa.media.ingest import MAX_REDIRECTS
 from tests.media.conftest import Loopback, MediaApps, MediaStore
 from tests.media.support import (
@@ -156,6 +159,11 @@ async def test_media_source_must_be_exactly_one(
         error_of(response, 400, "VALIDATION_ERROR", media)
 
 
+def _decoded(text: str) -> bytes:
+    """What the spool receives, slice by slice."""
+    return b"".join(ingest._decode_slice(piece) for piece in ingest._base64_slices(text))
+
+
 def test_base64_is_decoded_a_slice_at_a_time_as_one_string(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -164,10 +172,42 @@ def test_base64_is_decoded_a_slice_at_a_time_as_one_string(
     monkeypatch.setattr(ingest, "_DECODE_SLICE", 8)
     raw = bytes(range(256)) * 3 + b"xy"  # ends in padding
     text = base64.b64encode(raw).decode()
-    assert ingest._decode_base64(text) == raw
-    assert ingest._decode_base64("data:application/octet-stream;base64," + text) == raw
+    assert _decoded(text) == raw
+    assert _decoded("data:application/octet-stream;base64," + text) == raw
     for bad in ("QQ==QUJDQUJD", "QUJD!UJDQUJD", "QUJDQUJDQ"):
         with pytest.raises((binascii.Error, ValueError)):
             base64.b64decode(bad, validate=True)  # refused whole ...
         with pytest.raises((binascii.Error, ValueError)):
-            ingest._decode_base64(bad)  # ... and in slices
+            _decoded(bad)  # ... and in slices
+
+
+async def test_large_json_bodies_are_read_a_few_at_a_time(tmp_path: Path) -> None:
+    """A JSON body over the threshold (or of no stated length) waits for a permit before
+    it is read; small ones never wait."""
+    media = ingest.MediaIngest(
+        max_bytes=1 << 20,
+        fetch_timeout_s=1.0,
+        allow_private=True,
+        tmp_dir=tmp_path,
+        converter=MediaConverter(ConversionLimits(), tmp_path, None),
+    )
+    large = str(ingest._LARGE_JSON_BODY + 1)
+    held = [media.reading_json(length) for length in (large, None)]
+    for permit in held:
+        await permit.__aenter__()
+    entered = asyncio.Event()
+
+    async def third() -> None:
+        async with media.reading_json(large):
+            entered.set()
+
+    waiting = asyncio.create_task(third())
+    async with media.reading_json("100"):  # a small body goes through meanwhile
+        pass
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not entered.is_set()
+    await held[0].__aexit__(None, None, None)
+    await waiting
+    assert entered.is_set()
+    await held[1].__aexit__(None, None, None)

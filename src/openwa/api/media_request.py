@@ -16,6 +16,7 @@ from starlette.datastructures import UploadFile
 
 from openwa.api.errors import validation_details
 from openwa.errors import UnsupportedMediaType, ValidationFailed
+from openwa.kit.chat_ids import normalize_chat_id
 from openwa.media.ingest import StagedMedia
 from openwa.media.types import INLINE_SAFE, OCTET_STREAM, essence, extension_for, valid_mimetype
 from openwa.messages.schemas import MediaMessageCreate, MediaUploadFields
@@ -56,6 +57,8 @@ async def read_media_request(
                         {"field": "body.file", "message": "the part's Content-Type is malformed"}
                     ]
                 )
+            # A chat id that cannot be an address is refused before any byte is read.
+            normalize_chat_id(fields.chat_id)
             staged = await ingest.from_stream(
                 fields.type, upload, upload.content_type, fields.filename or upload.filename
             )
@@ -63,11 +66,13 @@ async def read_media_request(
             await form.close()
         return fields, staged
     if content_type.startswith("application/json") or not content_type:
-        try:
-            body = MediaMessageCreate.model_validate_json(await request.body())
-        except ValidationError as exc:
-            raise _invalid(exc, "body") from exc
-        return body, await ingest.from_source(body.type, body.media)
+        async with ingest.reading_json(request.headers.get("content-length")):
+            try:
+                body = MediaMessageCreate.model_validate_json(await request.body())
+            except ValidationError as exc:
+                raise _invalid(exc, "body") from exc
+            normalize_chat_id(body.chat_id)
+            return body, await ingest.from_source(body.type, body.media)
     raise UnsupportedMediaType(
         "send application/json or multipart/form-data", details={"contentType": content_type}
     )

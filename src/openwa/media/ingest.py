@@ -17,7 +17,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -72,23 +72,32 @@ def _clean_filename(name: str | None) -> str | None:
 
 # Characters of base64 decoded at a time (a multiple of 4): decoding holds the GIL, so
 # a whole body at MAX_MEDIA_BYTES decoded in one call held the event loop for about a
-# quarter of a second even from a thread; between slices the loop runs.
+# quarter of a second even from a thread; between slices the loop runs. Each slice goes
+# to the staged file as it is decoded: the decoded whole is never in memory.
 _DECODE_SLICE = 1 << 20
 # Base64 bodies decoded at once per process (each may be a MAX_MEDIA_BYTES file).
 _DECODES_AT_ONCE = 2
 
 
-def _decode_base64(data: str) -> bytes:
-    """The bytes of plain base64 or of a `data:` URI's base64, a slice at a time. Padding
-    belongs at the end only: a slice before the last with `=` in it is not valid."""
+def _base64_slices(data: str) -> Iterator[str]:
+    """The slices of plain base64 or of a `data:` URI's base64. Padding belongs at the
+    end only: a slice before the last with `=` in it is not valid."""
     start = data.find(",") + 1 if data.startswith("data:") else 0
-    parts = []
     for at in range(start, len(data), _DECODE_SLICE):
         piece = data[at : at + _DECODE_SLICE]
         if "=" in piece and at + _DECODE_SLICE < len(data):
             raise binascii.Error("padding before the end")
-        parts.append(base64.b64decode(piece, validate=True))
-    return b"".join(parts)
+        yield piece
+
+
+def _decode_slice(piece: str) -> bytes:
+    return base64.b64decode(piece, validate=True)
+
+
+# A JSON media body longer than this (or of no stated length) is read, parsed and
+# staged by at most `_DECODES_AT_ONCE` requests at a time: each holds the body, its
+# parsed string and a slice in memory, about 2.7 times its media's size.
+_LARGE_JSON_BODY = 1 << 20
 
 
 class MediaIngest:
@@ -103,6 +112,7 @@ class MediaIngest:
     ) -> None:
         self._max_bytes = max_bytes
         self._decoding = asyncio.Semaphore(_DECODES_AT_ONCE)
+        self._large_bodies = asyncio.Semaphore(_DECODES_AT_ONCE)
         self._fetch_timeout_s = fetch_timeout_s
         self._allow_private = allow_private
         self._tmp_dir = tmp_dir
@@ -149,31 +159,35 @@ class MediaIngest:
             raise PayloadTooLarge(
                 "media is over MAX_MEDIA_BYTES", details={"maxBytes": self._max_bytes}
             )
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for piece in _base64_slices(data):
+                # On a thread: the loop runs while a slice decodes.
+                yield await asyncio.to_thread(_decode_slice, piece)
+
         try:
-            raw = await self._decode(data)
+            # At most `_DECODES_AT_ONCE` at a time. A request that goes away mid-decode
+            # gives its permit back at once; the slice then decoding (a megabyte)
+            # finishes on its thread and is dropped.
+            async with self._decoding:
+                spooled = await self._spool(chunks())
         except (binascii.Error, ValueError) as exc:
             raise ValidationFailed(
                 details=[{"field": "body.media.base64", "message": "not valid base64"}]
             ) from exc
+        return await self._finish(type_, spooled, claimed, filename)
 
-        async def chunks() -> AsyncIterator[bytes]:
-            for start in range(0, len(raw), _CHUNK):
-                yield raw[start : start + _CHUNK]
-
-        return await self._finish(type_, await self._spool(chunks()), claimed, filename)
-
-    async def _decode(self, data: str) -> bytes:
-        """Decoded in a thread, at most `_DECODES_AT_ONCE` at a time: a permit is held
-        until its decoding ends, even when the request that asked went away."""
-        await self._decoding.acquire()
-        decoding = asyncio.ensure_future(asyncio.to_thread(_decode_base64, data))
-        decoding.add_done_callback(self._decoded)
-        return await asyncio.shield(decoding)
-
-    def _decoded(self, decoding: asyncio.Future[bytes]) -> None:
-        self._decoding.release()
-        if not decoding.cancelled():
-            decoding.exception()  # retrieved: nobody may be waiting for it any more
+    @contextlib.asynccontextmanager
+    async def reading_json(self, content_length: str | None) -> AsyncIterator[None]:
+        """Around reading, parsing and staging a JSON media body: a large one waits its
+        turn, so that concurrent base64 sends cannot hold memory without bound (a body
+        at MAX_MEDIA_BYTES is about 4/3 of it as bytes, and as much again parsed)."""
+        small = content_length is not None and content_length.isdigit()
+        if small and int(content_length or 0) <= _LARGE_JSON_BODY:
+            yield
+            return
+        async with self._large_bodies:
+            yield
 
     async def from_url(self, type_: str, url: str, filename: str | None) -> StagedMedia:
         """Fetch a client's URL, following at most `MAX_REDIRECTS` redirects.

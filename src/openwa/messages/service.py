@@ -250,7 +250,29 @@ class MessageService:
         """Store the message and its outbox job (and the idempotent answer) at once.
 
         A media send's content is made once its bytes are stored (`content` is then a
-        function of the stored file); the row keeps the content's JSON form."""
+        function of the stored file); the row keeps the content's JSON form. Its staged
+        upload is removed however the send ends (a refused chat id included): a file
+        left in the staging folder would belong to nobody, and nothing else removes it.
+        """
+        try:
+            return await self._accept_staged(
+                session, principal, type_, raw_chat_id, content, body, idempotency_key, staged
+            )
+        finally:
+            if staged is not None:
+                staged.discard()
+
+    async def _accept_staged(
+        self,
+        session: SessionRow,
+        principal: Principal,
+        type_: str,
+        raw_chat_id: str,
+        content: Content | Callable[[MediaFile], Content],
+        body: SendOptions,
+        idempotency_key: str | None,
+        staged: StagedMedia | None,
+    ) -> Message:
         chat_id = raw_chat_id if type_ == "reaction" else normalize_chat_id(raw_chat_id)
         chat_id, chat_lid = await self._by_phone_number(session.id, chat_id)
         send_at = body.send_at
@@ -365,6 +387,10 @@ class MessageService:
                 raise SessionNotFound(details={"session": session.id}) from None
             raise
         if isinstance(result, IdempotencyRow):
+            # A parallel request with the same key was written first: this one wrote
+            # nothing, and the bytes it stored belong to no message.
+            if stored_media is not None:
+                await self._discard_media(stored_media.key)
             return self._replay(result, request_hash)
         return result
 

@@ -6,13 +6,17 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import obstore
 from obstore.store import LocalStore, S3Store
 
 from openwa.kit.private_files import private_dir
+from openwa.media.types import INLINE_SAFE, OCTET_STREAM, essence
 from openwa.storage.keys import is_safe_key
+
+if TYPE_CHECKING:  # a name of the type stubs only
+    from obstore import Attributes
 
 
 class ObjectStorage:
@@ -55,7 +59,7 @@ class ObjectStorage:
 
     async def put(self, key: str, source: bytes | Path, content_type: str) -> None:
         # Local files keep no attributes (the content type lives with the message).
-        attributes = {"Content-Type": content_type} if self.kind == "s3" else None
+        attributes = _served_as(content_type) if self.kind == "s3" else None
         # 5 MB parts, two at a time: bounded memory whatever the object's size.
         await obstore.put_async(
             self._store,
@@ -90,3 +94,14 @@ class ObjectStorage:
         probe = f"health/{uuid.uuid4().hex}.txt"
         await obstore.put_async(self._store, probe, b"ok")
         await obstore.delete_async(self._store, probe)
+
+
+def _served_as(content_type: str) -> Attributes:
+    """What S3 serves an object with. A presigned link (`S3_PRESIGN`) hands the object
+    to browsers straight from the bucket, without the media route's `nosniff`, sandbox
+    and `attachment` headers: so anything a browser might run (HTML, SVG, PDF, ...) is
+    stored as an opaque attachment, and only what renders safely keeps its type. The
+    message keeps the real type; the API's own route serves from that."""
+    if essence(content_type) in INLINE_SAFE:
+        return {"Content-Type": content_type}
+    return {"Content-Type": OCTET_STREAM, "Content-Disposition": "attachment"}

@@ -73,6 +73,16 @@ class MockControl:
     async def mock_inbound(
         self, session_id: str, body: MockInbound, media: StagedMedia | None
     ) -> str:
+        """The staged media is removed however this ends (a session not ready included)."""
+        try:
+            return await self._mock_inbound(session_id, body, media)
+        finally:
+            if media is not None:
+                media.discard()
+
+    async def _mock_inbound(
+        self, session_id: str, body: MockInbound, media: StagedMedia | None
+    ) -> str:
         client = await self._mock_client(session_id)
         content: dict[str, Any] = {}
         if body.text is not None:
