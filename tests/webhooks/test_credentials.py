@@ -38,6 +38,31 @@ async def test_viewers_see_header_names_but_no_values(api: Api) -> None:
                 assert item["headers"] == HEADERS, role
 
 
+async def test_viewers_see_only_where_a_webhook_points(api: Api) -> None:
+    """Receivers keep credentials in URLs too: user info, a token in the query, a path
+    that is itself the token (Slack, Discord). A viewer sees scheme, host and port."""
+    session = await ready_session(api)
+    url = "https://user:pw-0123@93.184.215.14:8443/services/T0/B0/path-token-0123?token=q-0123#f"
+    hook = await register(api, session["id"], url, active=False)
+    bare = await register(api, session["id"], "https://93.184.215.14", active=False)
+    base = hooks_path(session["id"])
+    for key in (
+        await api.new_key("viewer"),
+        await api.new_key("viewer", sessions=[session["id"]]),
+    ):
+        response = await api.request("GET", f"{base}/{hook['id']}", key=key)
+        assert data_of(response)["url"] == "https://***:***@93.184.215.14:8443/***?token=***#***"
+        for secret in ("pw-0123", "path-token-0123", "q-0123", "user"):
+            assert secret not in response.text
+        listed = {
+            item["id"]: item["url"] for item in shown(await api.request("GET", base, key=key))
+        }
+        assert listed[bare["id"]] == "https://93.184.215.14"
+    operator = await api.new_key("operator")
+    response = await api.request("GET", f"{base}/{hook['id']}", key=operator)
+    assert data_of(response)["url"] == url
+
+
 async def test_the_secret_is_never_returned_after_create(api: Api) -> None:
     session = await ready_session(api)
     hook = await register(api, session["id"], PUBLIC_URL, headers=HEADERS, active=False)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, field_validator
 
 from openwa.events.types import EVENT_NAMES
-from openwa.kit.redact import MASK
+from openwa.kit.redact import MASK, redact_url
 from openwa.kit.schema import CamelModel, StrictCamelModel
 from openwa.webhooks.signing import secret_key
 
@@ -94,12 +95,22 @@ class Webhook(CamelModel):
     updated_at: datetime
 
     def for_role(self, can_write: bool) -> Webhook:
-        """As a key of this role may see it: receiver header values are credentials
-        (`Authorization: Bearer ...`), so a key that cannot change them (a viewer) sees
-        the names only, each value as `***`."""
-        if can_write or not self.headers:
+        """As a key of this role may see it. Receivers carry credentials in header values
+        (`Authorization: Bearer ...`) and in URLs (user info, `?token=`, a path holding
+        the token as Slack's and Discord's do), so a key that cannot change them (a
+        viewer) sees header names with each value as `***`, and of the URL its scheme,
+        host and port, with user info, path, query and fragment masked."""
+        if can_write:
             return self
-        return self.model_copy(update={"headers": dict.fromkeys(self.headers, MASK)})
+        return self.model_copy(
+            update={"headers": dict.fromkeys(self.headers, MASK), "url": _origin_only(self.url)}
+        )
+
+
+def _origin_only(url: str) -> str:
+    parts = urlsplit(redact_url(url, every_query=True))
+    path = parts.path if parts.path in ("", "/") else f"/{MASK}"
+    return urlunsplit(parts._replace(path=path))
 
 
 class WebhookWithSecret(Webhook):
