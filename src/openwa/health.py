@@ -12,6 +12,7 @@ from typing import Literal
 
 from sqlalchemy import text
 
+from openwa.kit.redact import redact_text
 from openwa.kit.schema import CamelModel
 from openwa.services import Services
 
@@ -30,7 +31,8 @@ async def _check(probe: Awaitable[object]) -> dict[str, str]:
     except TimeoutError:
         return {"status": "down", "error": f"no answer within {_CHECK_TIMEOUT_S:g}s"}
     except Exception as exc:
-        return {"status": "down", "error": f"{type(exc).__name__}: {exc}"[:300]}
+        # Unauthenticated callers read this: a driver's words may quote a URL's password.
+        return {"status": "down", "error": redact_text(f"{type(exc).__name__}: {exc}")[:300]}
     return {"status": "up"}
 
 

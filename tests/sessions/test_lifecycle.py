@@ -411,6 +411,27 @@ async def test_mock_disconnect_reconnects_by_itself(api: Api) -> None:
     assert again["statusHistory"][-4]["reason"]
 
 
+async def test_reasons_are_redacted_before_anyone_sees_them(api: Api) -> None:
+    """Reasons are an engine's words, and every role, stream and webhook reads them: a
+    proxy URL's password or a key quoted in one is masked before it is stored."""
+    await api.create_session("leaky")
+    await api.wait_status("leaky", "ready")
+    reason = (
+        "connect failed: http://user:hunter2-pw@proxy.example:3128 with owa_0123456789abcdefghij"
+    )
+    response = await api.request(
+        "POST", "/api/sessions/leaky/mock/disconnect", json={"reason": reason}
+    )
+    assert response.status_code == 200, response.text
+    back = await wait_history(api, "leaky", ends_with(["disconnected", *RECONNECT]))
+    dropped = back["statusHistory"][-len(RECONNECT) - 1]
+    assert dropped["reason"].startswith("connect failed: http://***@proxy.example:3128")
+    events = await api.request("GET", "/api/events", params={"events": "session.status"})
+    for text in (str(back), events.text):
+        assert "hunter2-pw" not in text
+        assert "0123456789abcdefghij" not in text
+
+
 # MAX_SESSIONS.
 
 

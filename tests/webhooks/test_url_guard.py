@@ -55,6 +55,16 @@ async def test_private_urls_are_refused_on_create(api: Api) -> None:
         assert data_of(await api.request("GET", base)) == []
 
 
+async def test_a_refused_url_is_echoed_without_its_credentials(api: Api) -> None:
+    session = await api.create_session("guarded-echo", engine="mock")
+    url = "http://user:pw-0123@127.0.0.1:8080/hook?token=t-0123&page=2"
+    response = await api.request("POST", hooks_path(session["id"]), json={"url": url})
+    error = error_of(response, 400, "WEBHOOK_URL_FORBIDDEN")
+    assert error["details"]["url"] == "http://***:***@127.0.0.1:8080/hook?token=***&page=2"
+    assert "pw-0123" not in response.text
+    assert "t-0123" not in response.text
+
+
 async def test_private_urls_are_refused_on_patch(api: Api) -> None:
     session = await api.create_session("guarded-patch", engine="mock")
     for owner in (session["id"], None):

@@ -25,6 +25,7 @@ import aiohttp.resolver
 from yarl import URL
 
 from openwa.errors import ValidationFailed, WebhookUrlForbidden
+from openwa.kit.redact import redact_url
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -84,7 +85,8 @@ async def check_url(url: str, allow_private: bool, field: str = "body.url") -> N
         return
     forbidden = await _forbidden_addresses(host, port, field)
     if forbidden:
-        raise WebhookUrlForbidden(details={"url": url, "addresses": forbidden})
+        # Echoed with its user info and key-like query values masked, as in logs.
+        raise WebhookUrlForbidden(details={"url": redact_url(url), "addresses": forbidden})
 
 
 async def check_proxy(url: str, allow_private: bool, field: str = "body.config.proxy") -> None:

@@ -32,6 +32,7 @@ from openwa.events.types import (
     Event,
 )
 from openwa.kit.clock import iso, utcnow
+from openwa.kit.redact import redact_text
 from openwa.kit.text import REASON_MAX, clean_text
 from openwa.sessions.qr import qr_data_url
 from openwa.sessions.status import HISTORY_LENGTH, Status, can_move
@@ -209,10 +210,12 @@ class SessionRecords:
         row = await db.get(SessionRow, session_id)
         if row is None:
             raise SessionNotFound(details={"id": session_id})
-        # Reasons and errors are often an engine's words: cleaned, so that they store.
-        reason = clean_text(reason, REASON_MAX)
+        # Reasons and errors are often an engine's words: cleaned, so that they store,
+        # and redacted, since every role, event stream and webhook sees them (an error
+        # may quote a proxy URL with its password, or a key).
+        reason = _reported(reason)
         if isinstance(fields.get("last_error"), str):
-            fields["last_error"] = clean_text(fields["last_error"], REASON_MAX)
+            fields["last_error"] = _reported(fields["last_error"])
         previous = Status(row.status)
         if not can_move(previous, status) and previous != status:
             log.warning("status_move_refused", session_id=session_id, frm=previous, to=status)
@@ -239,3 +242,7 @@ class SessionRecords:
             events.append(session_event(row, *extra_event))
         await self._events.append(db, events)
         return row
+
+
+def _reported(text: str | None) -> str | None:
+    return clean_text(redact_text(text) if text else text, REASON_MAX)

@@ -9,13 +9,13 @@ function parseProxy(url) {
   try {
     parsed = new URL(url);
   } catch {
-    throw badRequest(`proxy is not a URL: ${url}`);
+    throw badRequest('proxy is not a URL'); // not echoed: it may hold a password
   }
   const scheme = parsed.protocol.replace(/:$/, '');
   if (!['http', 'https', 'socks5', 'socks5h', 'socks'].includes(scheme)) {
     throw badRequest(`proxy scheme ${scheme} is not supported (http, https, socks5)`);
   }
-  if (!parsed.hostname) throw badRequest(`proxy has no host: ${url}`);
+  if (!parsed.hostname) throw badRequest('proxy has no host');
   const socks = scheme.startsWith('socks');
   const port = parsed.port || (socks ? '1080' : scheme === 'https' ? '443' : '80');
   return {
