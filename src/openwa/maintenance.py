@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.audit.service import AuditService
@@ -17,6 +17,7 @@ from openwa.db.unit_of_work import unit_of_work
 from openwa.events.log import EventLog
 from openwa.kit.background import BackgroundTask
 from openwa.kit.clock import utcnow
+from openwa.messages.status import MessageStatus
 from openwa.storage.base import Storage
 
 log = structlog.get_logger(__name__)
@@ -102,7 +103,7 @@ class Maintenance:
                     (
                         await db.execute(
                             select(MessageRow)
-                            .where(MessageRow.media_key.is_not(None), MessageRow.timestamp < cutoff)
+                            .where(MessageRow.media_key.is_not(None), _older_than(cutoff))
                             .limit(batch)
                         )
                     )
@@ -127,10 +128,20 @@ class Maintenance:
         """Delete messages older than `cutoff` (their media goes first)."""
         await self.prune_media(cutoff)
         async with unit_of_work(self._db) as db:
-            result = await db.execute(delete(MessageRow).where(MessageRow.timestamp < cutoff))
+            result = await db.execute(delete(MessageRow).where(_older_than(cutoff)))
             # An edit whose message never came is given up with the messages of its age.
             await db.execute(delete(PendingEditRow).where(PendingEditRow.created_at < cutoff))
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _older_than(cutoff: datetime) -> ColumnElement[bool]:
+    """Messages past a retention. A scheduled send is aged from when it is due, not from
+    when it was accepted, and one still waiting to go is never past it: otherwise a send
+    scheduled beyond the retention would lose its media, or itself, before its time."""
+    return and_(
+        func.coalesce(MessageRow.send_at, MessageRow.timestamp) < cutoff,
+        MessageRow.status != MessageStatus.PENDING.value,
+    )
 
 
 def _without_media(content: dict[str, Any]) -> dict[str, Any]:

@@ -128,3 +128,24 @@ async def test_retention_prunes_old_media_and_messages(
     await api.services.maintenance.run_once()
     assert store.objects() == keys_of("fresh")
     assert await stored_ids(api) == remaining
+
+
+async def test_a_send_scheduled_beyond_the_retention_keeps_its_media(
+    media_apps: MediaApps, store: MediaStore
+) -> None:
+    """A scheduled send is aged from when it is due: accepted long ago and due in a
+    year, its media and the message itself stay until then and a retention after."""
+    api = await media_apps.start(store, message_retention_days=90, media_retention_days=30)
+    alice, bob = await ready_pair(api)
+    due = (utcnow() + timedelta(days=365)).isoformat()
+    response = await post_multipart(api, "alice", png(), chatId=plus(bob), type="image", sendAt=due)
+    message_id = data_of(response, 202)["id"]
+    await age(api, [message_id], 100)  # accepted 100 days ago
+    await api.services.maintenance.run_once()
+
+    assert message_id in await stored_ids(api)
+    message = await get_message(api, "alice", message_id)
+    assert message["status"] == "pending"
+    assert "deleted" not in message["media"], message
+    assert (await download(api, "alice", message_id)).status_code == 200
+    assert store.objects() == {object_key(alice["id"], message_id, "png")}
