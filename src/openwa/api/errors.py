@@ -8,6 +8,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Match
 
@@ -108,6 +109,10 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return unexpected_response(exc, request.url.path)
 
 
+# What the logs and metrics record for a request its client abandoned (nginx's number).
+CLIENT_CLOSED = 499
+
+
 def unexpected_outcome(exc: BaseException) -> tuple[int, str]:
     """The status and code of an exception nothing else mapped: a 500, unless it is the
     database giving up on a conflict with other work of the moment (a deadlock it broke
@@ -115,6 +120,8 @@ def unexpected_outcome(exc: BaseException) -> tuple[int, str]:
     that had committed nothing before (`db/commits.py`). That call wrote nothing and may
     well pass when tried again: a 503 NOT_READY says so, as for a commit that fails
     (`DatabaseUnavailable`)."""
+    if isinstance(exc, ClientDisconnect):
+        return CLIENT_CLOSED, "CLIENT_CLOSED_REQUEST"
     if lost_to_a_conflict(exc) and not committed_in_request():
         return 503, "NOT_READY"
     return 500, "INTERNAL_ERROR"
@@ -122,6 +129,11 @@ def unexpected_outcome(exc: BaseException) -> tuple[int, str]:
 
 def unexpected_response(exc: BaseException, path: str | None) -> Response:
     status, code = unexpected_outcome(exc)
+    if status == CLIENT_CLOSED:
+        # The client went away mid-request (an upload cut short): nobody reads the
+        # answer, and nothing failed on our side.
+        log.info("client_disconnected", path=path)
+        return error_response(status, code, "The client closed the request")
     if status == 503:
         log.warning("database_conflict", path=path, error_type=type(exc).__name__)
         return error_response(
