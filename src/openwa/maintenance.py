@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, and_, delete, func, select, update
+from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.audit.service import AuditService
@@ -139,7 +139,9 @@ def _older_than(cutoff: datetime) -> ColumnElement[bool]:
     when it was accepted, and one still waiting to go is never past it: otherwise a send
     scheduled beyond the retention would lose its media, or itself, before its time."""
     return and_(
-        func.coalesce(MessageRow.send_at, MessageRow.timestamp) < cutoff,
+        MessageRow.timestamp < cutoff,
+        # The later of the two: a `sendAt` in the past (sent at once) does not age it.
+        or_(MessageRow.send_at.is_(None), MessageRow.send_at < cutoff),
         MessageRow.status != MessageStatus.PENDING.value,
     )
 

@@ -141,11 +141,18 @@ async def test_a_send_scheduled_beyond_the_retention_keeps_its_media(
     response = await post_multipart(api, "alice", png(), chatId=plus(bob), type="image", sendAt=due)
     message_id = data_of(response, 202)["id"]
     await age(api, [message_id], 100)  # accepted 100 days ago
+    # And one sent now with a `sendAt` years past: it is as young as its acceptance.
+    response = await post_multipart(
+        api, "alice", png(), chatId=plus(bob), type="image", sendAt="2015-01-01T00:00:00Z"
+    )
+    past_id = data_of(response, 202)["id"]
+    await wait_sent(api, "alice", past_id)
     await api.services.maintenance.run_once()
 
-    assert message_id in await stored_ids(api)
+    assert {message_id, past_id} <= await stored_ids(api)
+    assert (await download(api, "alice", past_id)).status_code == 200
     message = await get_message(api, "alice", message_id)
     assert message["status"] == "pending"
     assert "deleted" not in message["media"], message
     assert (await download(api, "alice", message_id)).status_code == 200
-    assert store.objects() == {object_key(alice["id"], message_id, "png")}
+    assert object_key(alice["id"], message_id, "png") in store.objects()

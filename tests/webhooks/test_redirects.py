@@ -21,6 +21,7 @@ from tests.fixtures.server import free_port
 from tests.webhooks.conftest import Apps
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.support import (
+    data_of,
     failed_for_good,
     inbound,
     ready_session,
@@ -105,6 +106,13 @@ async def test_a_redirect_is_a_failed_attempt_and_not_followed(
         assert "redirect" in attempt["error"].lower()
         # Where it pointed, kept for the operator, with its token masked.
         assert attempt["location"] == f"{receiver.base}/internal/admin?token=***"
+    # A viewer sees where it pointed, not the path (a receiver's token may be in it).
+    viewer = await api.new_key("viewer")
+    path = f"/api/sessions/{delivery['sessionId']}/webhooks/{delivery['webhookId']}/deliveries"
+    response = await api.request("GET", path, key=viewer)
+    [shown] = data_of(response)
+    assert {a["location"] for a in shown["log"]} == {f"{receiver.base}/***?***"}
+    assert "internal" not in response.text
 
 
 async def test_a_redirect_to_the_metadata_address_is_not_attempted(

@@ -103,14 +103,21 @@ class Webhook(CamelModel):
         if can_write:
             return self
         return self.model_copy(
-            update={"headers": dict.fromkeys(self.headers, MASK), "url": _origin_only(self.url)}
+            update={"headers": dict.fromkeys(self.headers, MASK), "url": origin_only(self.url)}
         )
 
 
-def _origin_only(url: str) -> str:
+def origin_only(url: str) -> str:
+    """Scheme, host and port of `url`; user info, path, query and fragment masked whole
+    (a bare `?TOKEN` has no name to keep)."""
     parts = urlsplit(redact_url(url, every_query=True))
-    path = parts.path if parts.path in ("", "/") else f"/{MASK}"
-    return urlunsplit(parts._replace(path=path))
+    return urlunsplit(
+        parts._replace(
+            path=parts.path if parts.path in ("", "/") else f"/{MASK}",
+            query=MASK if parts.query else "",
+            fragment=MASK if parts.fragment else "",
+        )
+    )
 
 
 class WebhookWithSecret(Webhook):
@@ -157,6 +164,17 @@ class Delivery(CamelModel):
     created_at: datetime
     updated_at: datetime
     log: list[DeliveryAttempt]
+
+    def for_role(self, can_write: bool) -> Delivery:
+        """A redirect's `location` is the receiver's URL, its token as like as not in
+        the path: a key that cannot change the webhook sees its origin only."""
+        if can_write or not any(a.location for a in self.log):
+            return self
+        log = [
+            a.model_copy(update={"location": origin_only(a.location)}) if a.location else a
+            for a in self.log
+        ]
+        return self.model_copy(update={"log": log})
 
 
 class TestDelivery(CamelModel):

@@ -112,11 +112,17 @@ def make_router(
 
     @router.get("/{webhook_id}/deliveries")
     async def list_deliveries(
-        webhook_id: WebhookId, owner: Reader, services: ServicesDep, db: ReadDbDep, page: PageDep
+        webhook_id: WebhookId,
+        owner: Reader,
+        principal: PrincipalDep,
+        services: ServicesDep,
+        db: ReadDbDep,
+        page: PageDep,
     ) -> PageEnvelope[Delivery]:
-        """The delivery log, newest first: each attempt, status code, error, next retry."""
+        """The delivery log, newest first: each attempt, status code, error, next retry
+        (a redirect's location shown to viewer keys as its origin only)."""
         items, total = await services.webhooks.deliveries(db, owner, webhook_id, page)
-        return paged(items, page, total)
+        return paged([d.for_role(principal.can_write) for d in items], page, total)
 
     @router.post("/{webhook_id}/deliveries/{delivery_id}/retry")
     async def retry_delivery(
