@@ -69,6 +69,9 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, ClientDisconnect):
+        # FastAPI's 400 for a body it could not read: the client went away mid-body.
+        return unexpected_response(exc.__cause__, request.url.path)
     code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ").lower()
     if exc.status_code == 400 and "parsing the body" in message:
