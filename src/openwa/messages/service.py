@@ -372,14 +372,16 @@ class MessageService:
         try:
             result = await self._accepts.run(write)
         except IntegrityError:
-            # Nothing of this send was written (its group ran it again alone): the bytes
-            # it stored would belong to no message.
-            if stored_media is not None:
-                await self._discard_media(stored_media.key)
             async with self._read() as db:
                 # The same key raced in from a parallel request: answer as it was answered.
                 stored = await db.get(IdempotencyRow, idem_id) if idem_id is not None else None
                 gone = stored is None and await db.get(SessionRow, session.id) is None
+                # A commit that reached the database though its answer was lost, then
+                # run again alone, clashes with itself: its message is there.
+                written = await db.get(MessageRow, (session.id, message_id)) is not None
+            if stored_media is not None and not written:
+                # Nothing of this send was written: its bytes would belong to no message.
+                await self._discard_media(stored_media.key)
             if stored is not None:
                 return self._replay(stored, request_hash)
             if gone:
@@ -388,8 +390,9 @@ class MessageService:
             raise
         if isinstance(result, IdempotencyRow):
             # A parallel request with the same key was written first: this one wrote
-            # nothing, and the bytes it stored belong to no message.
-            if stored_media is not None:
+            # nothing, and the bytes it stored belong to no message (unless the record
+            # is this send's own, committed though its answer was lost, then run again).
+            if stored_media is not None and (result.response or {}).get("id") != message_id:
                 await self._discard_media(stored_media.key)
             return self._replay(result, request_hash)
         return result
