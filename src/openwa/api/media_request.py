@@ -7,6 +7,7 @@ whole in memory.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import quote
 
@@ -17,10 +18,13 @@ from starlette.datastructures import UploadFile
 from openwa.api.errors import validation_details
 from openwa.errors import UnsupportedMediaType, ValidationFailed
 from openwa.kit.chat_ids import normalize_chat_id
-from openwa.media.ingest import StagedMedia
+from openwa.media.ingest import MediaIngest, StagedMedia
 from openwa.media.types import INLINE_SAFE, OCTET_STREAM, essence, extension_for, valid_mimetype
 from openwa.messages.schemas import MediaMessageCreate, MediaUploadFields
 from openwa.services import Services
+
+# A JSON media body (up to MAX_MEDIA_BYTES as base64) must arrive within this.
+_BODY_TIMEOUT_S = 120.0
 
 
 def _invalid(exc: ValidationError, prefix: str) -> ValidationFailed:
@@ -66,16 +70,51 @@ async def read_media_request(
             await form.close()
         return fields, staged
     if content_type.startswith("application/json") or not content_type:
-        async with ingest.reading_json(request.headers.get("content-length")):
-            try:
-                body = MediaMessageCreate.model_validate_json(await request.body())
-            except ValidationError as exc:
-                raise _invalid(exc, "body") from exc
-            normalize_chat_id(body.chat_id)
-            return body, await ingest.from_source(body.type, body.media)
+        return await _read_json(request, ingest)
     raise UnsupportedMediaType(
         "send application/json or multipart/form-data", details={"contentType": content_type}
     )
+
+
+async def _read_json(
+    request: Request, ingest: MediaIngest
+) -> tuple[MediaMessageCreate, StagedMedia]:
+    """A JSON media send: the body read, parsed and its base64 decoded into a staged file
+    under a permit when it is large (`MediaIngest.reading_json`), each copy let go as
+    soon as the next is made; typing, conversion and URL fetches come after the permit."""
+    async with ingest.reading_json(request.headers.get("content-length")):
+        body = await _parse_json(request)
+        normalize_chat_id(body.chat_id)
+        media = body.media
+        if media.base64 is None:
+            spooled = None
+        else:
+            spooled = await ingest.spool_base64(media.base64)
+            # The staged file holds the bytes now: the string goes with the request's copy.
+            body = body.model_copy(update={"media": media.model_copy(update={"base64": None})})
+            media = body.media
+    if spooled is not None:
+        return body, await ingest.finish(body.type, spooled, media.mimetype, media.filename)
+    assert media.url is not None
+    return body, await ingest.from_url(body.type, media.url, media.filename)
+
+
+async def _parse_json(request: Request) -> MediaMessageCreate:
+    """The body read from the stream (not kept on the request, as `request.body()`
+    would), within `_BODY_TIMEOUT_S`: a client that trickles it holds a permit."""
+    raw = bytearray()
+    try:
+        async with asyncio.timeout(_BODY_TIMEOUT_S):
+            async for chunk in request.stream():
+                raw += chunk
+    except TimeoutError:
+        raise ValidationFailed(
+            details=[{"field": "body", "message": f"not received within {_BODY_TIMEOUT_S:g}s"}]
+        ) from None
+    try:
+        return MediaMessageCreate.model_validate_json(raw)
+    except ValidationError as exc:
+        raise _invalid(exc, "body") from exc
 
 
 def content_disposition(filename: str) -> str:

@@ -57,6 +57,10 @@ class StagedMedia:
             self.path.unlink()
 
 
+# A staged file as spooled: its path, size, SHA-256 and first bytes (for the type).
+Spooled = tuple[Path, int, str, bytes]
+
+
 class Readable(Protocol):
     async def read(self, size: int = -1) -> bytes: ...
 
@@ -118,7 +122,7 @@ class MediaIngest:
         self._tmp_dir = tmp_dir
         self.converter = converter
 
-    async def _spool(self, chunks: AsyncIterator[bytes]) -> tuple[Path, int, str, bytes]:
+    async def _spool(self, chunks: AsyncIterator[bytes]) -> Spooled:
         self._tmp_dir.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=self._tmp_dir, prefix="upload-")
         path = Path(name)
@@ -150,11 +154,15 @@ class MediaIngest:
             while chunk := await source.read(_CHUNK):
                 yield chunk
 
-        return await self._finish(type_, await self._spool(chunks()), claimed, filename)
+        return await self.finish(type_, await self._spool(chunks()), claimed, filename)
 
     async def from_base64(
         self, type_: str, data: str, claimed: str | None, filename: str | None
     ) -> StagedMedia:
+        return await self.finish(type_, await self.spool_base64(data), claimed, filename)
+
+    async def spool_base64(self, data: str) -> Spooled:
+        """Base64 decoded into a staged file, a slice at a time (`finish` types it)."""
         if len(data) * 3 // 4 > self._max_bytes + 3:
             raise PayloadTooLarge(
                 "media is over MAX_MEDIA_BYTES", details={"maxBytes": self._max_bytes}
@@ -170,12 +178,11 @@ class MediaIngest:
             # gives its permit back at once; the slice then decoding (a megabyte)
             # finishes on its thread and is dropped.
             async with self._decoding:
-                spooled = await self._spool(chunks())
+                return await self._spool(chunks())
         except (binascii.Error, ValueError) as exc:
             raise ValidationFailed(
                 details=[{"field": "body.media.base64", "message": "not valid base64"}]
             ) from exc
-        return await self._finish(type_, spooled, claimed, filename)
 
     @contextlib.asynccontextmanager
     async def reading_json(self, content_length: str | None) -> AsyncIterator[None]:
@@ -230,7 +237,7 @@ class MediaIngest:
                 "the media URL could not be fetched",
                 details=[{"field": _URL_FIELD, "message": reason}],
             ) from exc
-        return await self._finish(type_, spooled, claimed, name)
+        return await self.finish(type_, spooled, claimed, name)
 
     async def from_source(self, type_: str, source: MediaSource) -> StagedMedia:
         """From a JSON media object: `{url}` or `{base64, mimetype}`."""
@@ -239,13 +246,15 @@ class MediaIngest:
         assert source.base64 is not None
         return await self.from_base64(type_, source.base64, source.mimetype, source.filename)
 
-    async def _finish(
+    async def finish(
         self,
         type_: str,
-        spooled: tuple[Path, int, str, bytes],
+        spooled: Spooled,
         claimed: str | None,
         filename: str | None,
     ) -> StagedMedia:
+        """A spooled file typed from its bytes (and converted where the type needs it);
+        the file is removed if it is refused."""
         path, size, sha256, head = spooled
         try:
             detected = detect(head)
