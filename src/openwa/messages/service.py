@@ -145,18 +145,24 @@ class MessageService:
         staged: StagedMedia,
         idempotency_key: str | None,
     ) -> Message:
+        """The staged upload is removed however the send ends (a refused chat id
+        included): a file left in the staging folder would belong to nobody, and
+        nothing else removes it."""
         kind = MEDIA_KINDS[fields.type]
         reply = Reply(fields.reply_to) if fields.reply_to else None
-        return await self._accept(
-            session,
-            principal,
-            fields.type,
-            fields.chat_id,
-            lambda media: kind(media, fields.caption or None, reply),
-            fields,
-            idempotency_key,
-            staged,
-        )
+        try:
+            return await self._accept(
+                session,
+                principal,
+                fields.type,
+                fields.chat_id,
+                lambda media: kind(media, fields.caption or None, reply),
+                fields,
+                idempotency_key,
+                staged,
+            )
+        finally:
+            staged.discard()
 
     async def accept_location(
         self,
@@ -250,29 +256,7 @@ class MessageService:
         """Store the message and its outbox job (and the idempotent answer) at once.
 
         A media send's content is made once its bytes are stored (`content` is then a
-        function of the stored file); the row keeps the content's JSON form. Its staged
-        upload is removed however the send ends (a refused chat id included): a file
-        left in the staging folder would belong to nobody, and nothing else removes it.
-        """
-        try:
-            return await self._accept_staged(
-                session, principal, type_, raw_chat_id, content, body, idempotency_key, staged
-            )
-        finally:
-            if staged is not None:
-                staged.discard()
-
-    async def _accept_staged(
-        self,
-        session: SessionRow,
-        principal: Principal,
-        type_: str,
-        raw_chat_id: str,
-        content: Content | Callable[[MediaFile], Content],
-        body: SendOptions,
-        idempotency_key: str | None,
-        staged: StagedMedia | None,
-    ) -> Message:
+        function of the stored file); the row keeps the content's JSON form."""
         chat_id = raw_chat_id if type_ == "reaction" else normalize_chat_id(raw_chat_id)
         chat_id, chat_lid = await self._by_phone_number(session.id, chat_id)
         send_at = body.send_at
