@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.fixtures.app import Api
 from tests.media.conftest import MediaApps, MediaStore
 from tests.media.support import (
     OUTSIDER,
@@ -19,6 +20,11 @@ from tests.media.support import (
     ready_session,
 )
 from tests.media.test_limits import leftovers
+
+
+def assert_nothing_left(api: Api, store: MediaStore) -> None:
+    assert leftovers(api) == []
+    assert store.objects() == set()
 
 
 async def test_a_refused_chat_id_stages_nothing(
@@ -41,8 +47,7 @@ async def test_a_refused_chat_id_stages_nothing(
             "INVALID_CHAT_ID",
             chat_id,
         )
-    assert leftovers(api) == []
-    assert local_store.objects() == set()
+    assert_nothing_left(api, local_store)
 
 
 async def test_media_for_a_session_not_ready_stages_nothing(
@@ -60,8 +65,7 @@ async def test_media_for_a_session_not_ready_stages_nothing(
     error_of(
         await post_media_json(api, "alice", OUTSIDER, "image", media), 409, "SESSION_NOT_READY"
     )
-    assert leftovers(api) == []
-    assert local_store.objects() == set()
+    assert_nothing_left(api, local_store)
 
 
 async def test_sends_at_once_with_one_idempotency_key_store_one_file(
