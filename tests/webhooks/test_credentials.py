@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from openwa.webhooks.schemas import origin_only
 from tests.fixtures.app import Api
 from tests.webhooks.support import data_of, hooks_path, ready_session, register
 
@@ -86,3 +87,11 @@ async def test_the_secret_is_never_returned_after_create(api: Api) -> None:
             assert response.status_code == 200, response.text
             assert item["secret"] not in response.text
             assert '"secret"' not in response.text
+
+
+def test_a_location_that_does_not_parse_is_masked_whole() -> None:
+    """A receiver's `Location` is stored as it came; one that is no URL must not fail a
+    viewer's listing of the delivery log."""
+    assert origin_only("http://[::1/abc?token=x") == "***"
+    assert origin_only("https://h.example:8443/p/t?x#f") == "https://h.example:8443/***?***#***"
+    assert origin_only("https://h.example") == "https://h.example"

@@ -115,7 +115,9 @@ def _reading_fields(receive: Receive, draft: AuditDraft) -> Receive:
             chunk = message.get("body", b"")
             size += len(chunk)
             chunks.append(chunk)
-            if not message.get("more_body", False) and size <= _FIELDS_BODY_LIMIT:
+            if size > _FIELDS_BODY_LIMIT:
+                chunks.clear()  # too long to read for names: nothing more is kept
+            elif not message.get("more_body", False):
                 try:
                     body = orjson.loads(b"".join(chunks))
                 except orjson.JSONDecodeError:

@@ -148,9 +148,9 @@ class MessageService:
         """The staged upload is removed however the send ends (a refused chat id
         included): a file left in the staging folder would belong to nobody, and
         nothing else removes it."""
-        kind = MEDIA_KINDS[fields.type]
-        reply = Reply(fields.reply_to) if fields.reply_to else None
         try:
+            kind = MEDIA_KINDS[fields.type]
+            reply = Reply(fields.reply_to) if fields.reply_to else None
             return await self._accept(
                 session,
                 principal,
@@ -363,7 +363,9 @@ class MessageService:
                 # A commit that reached the database though its answer was lost, then
                 # run again alone, clashes with itself: its message is there.
                 written = await db.get(MessageRow, (session.id, message_id)) is not None
-            if stored_media is not None and not written:
+            if written:
+                return message  # no other request writes this message id
+            if stored_media is not None:
                 # Nothing of this send was written: its bytes would belong to no message.
                 await self._discard_media(stored_media.key)
             if stored is not None:

@@ -110,7 +110,10 @@ class Webhook(CamelModel):
 def origin_only(url: str) -> str:
     """Scheme, host and port of `url`; user info, path, query and fragment masked whole
     (a bare `?TOKEN` has no name to keep)."""
-    parts = urlsplit(redact_url(url, every_query=True))
+    try:
+        parts = urlsplit(redact_url(url, every_query=True))
+    except ValueError:  # a receiver's `Location` need not parse (`http://[::1/x`)
+        return MASK
     return urlunsplit(
         parts._replace(
             path=parts.path if parts.path in ("", "/") else f"/{MASK}",
