@@ -10,7 +10,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from starlette.requests import Request
 
+from openwa.api import media_request
+from openwa.errors import ValidationFailed
 from openwa.media import ingest
 from openwa.media.convert import ConversionLimits, MediaConverter
 from openwa.media.ingest import MAX_REDIRECTS
@@ -211,3 +214,22 @@ async def test_large_json_bodies_are_read_a_few_at_a_time(tmp_path: Path) -> Non
     await waiting
     assert entered.is_set()
     await held[1].__aexit__(None, None, None)
+
+
+async def test_a_json_body_that_stops_arriving_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that starts a JSON media body and then sends nothing is answered (400)
+    instead of holding its permit for as long as it likes."""
+    monkeypatch.setattr(media_request, "_BODY_IDLE_S", 0.05)
+    stalled = asyncio.Event()
+
+    async def receive() -> dict[str, object]:
+        if not stalled.is_set():
+            stalled.set()
+            return {"type": "http.request", "body": b'{"chatId": "+62', "more_body": True}
+        await asyncio.Event().wait()  # never more
+        raise AssertionError("unreachable")
+
+    request = Request({"type": "http", "method": "POST", "headers": []}, receive)
+    with pytest.raises(ValidationFailed) as refused:
+        await media_request._parse_json(request)
+    assert refused.value.details == [{"field": "body", "message": "nothing received for 0.05s"}]
