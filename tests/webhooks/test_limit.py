@@ -49,6 +49,9 @@ async def test_config_webhooks_count_and_a_refused_update_changes_nothing(
         ),
         201,
     )
+    # Status changes fan out to the config webhooks: the PATCHes below come after them
+    # (a PATCH that loses a deadlock with one is a 503 to retry, not what this tests).
+    await api.wait_status(session["id"], "ready")
     for i in range(LIMIT - 4):
         await register(api, session["id"], f"{receiver.base}/a{i}")
     error_of(
@@ -102,6 +105,7 @@ async def test_an_owner_over_a_lowered_limit_may_shrink_but_not_grow(
     await apps.stop(api)
 
     api = await apps.start(webhook_max_per_session=LIMIT)
+    await api.wait_status(session["id"], "ready")  # restored: its status changes are over
     path = f"/api/sessions/{session['id']}"
 
     def urls(n: int, tag: str) -> dict[str, object]:
