@@ -118,9 +118,8 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
             outcome = await_(self._call(operation, parameters, many))
         except Exception as error:
             self._adapt_connection._handle_exception(error)
-        description, rows, self._rowcount, self._lastrowid = outcome
-        self._description = description
-        self._rows = collections.deque(rows) if rows else collections.deque()
+        self._description, rows, self._rowcount, self._lastrowid = outcome
+        self._rows.extend(rows or ())
 
     async def _call(self, operation: Any, parameters: Any, many: bool) -> _Outcome:
         connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]

@@ -277,8 +277,6 @@ class MessageService:
             async with self._read() as db:
                 stored = await db.get(IdempotencyRow, idem_id)
         if stored is not None or refusing:
-            if staged is not None:
-                staged.discard()
             if stored is not None:
                 return self._replay(stored, request_hash)
             raise SessionNotReady(
@@ -287,10 +285,8 @@ class MessageService:
         assert current is not None
         if staged is not None:
             key = media_key(session.id, message_id, extension_for(staged.mimetype))
-            try:
-                await self._storage.put(key, staged.path, staged.mimetype)
-            finally:
-                staged.discard()
+            await self._storage.put(key, staged.path, staged.mimetype)
+            staged.discard()  # stored: the staging space is free before the write waits
             stored_media: MediaFile | None = MediaFile(
                 key, staged.mimetype, staged.size, staged.filename or None
             )

@@ -192,11 +192,11 @@ class WebhookService:
             # at the commit (503 "try again", which could only find it gone).
             raise SessionNotFound(details={"session": session_id})
         if source == "api":
-            await self.check_room(db, session_id, 1)
+            await self._check_room(db, session_id, 1)
         WebhookRepository(db).add(row)
         return with_secret(row)
 
-    async def check_room(
+    async def _check_room(
         self, db: AsyncSession, session_id: str | None, adding: int, *, removing: int = 0
     ) -> None:
         """Refuse a change that adds `adding` webhooks and removes `removing` of this
@@ -225,7 +225,7 @@ class WebhookService:
     ) -> None:
         """In the caller's transaction: the session's `config.webhooks` become `rows`."""
         old = await WebhookRepository(db).by_source("config", session_id)
-        await self.check_room(db, session_id, len(rows), removing=len(old))
+        await self._check_room(db, session_id, len(rows), removing=len(old))
         for row in old:
             await db.delete(row)
         db.add_all(rows)

@@ -90,7 +90,6 @@ class MockControl:
         inbound = None
         if media is not None:
             data = await asyncio.to_thread(media.path.read_bytes)
-            media.discard()
             inbound = InboundMedia(media.mimetype, media.size, media.filename, data=data)
         sender = normalize_chat_id(body.from_)
         if body.from_lid is not None and phone_of(sender) is None:
