@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.audit.service import AuditService
 from openwa.db.models import DeliveryRow, IdempotencyRow, MessageRow, PendingEditRow
+from openwa.db.sqlite_driver import off_the_loop
 from openwa.db.unit_of_work import unit_of_work
 from openwa.events.log import EventLog
 from openwa.kit.background import BackgroundTask
@@ -68,6 +69,12 @@ class Maintenance:
             await asyncio.sleep(self._every_s)
 
     async def run_once(self) -> None:
+        # Each step may touch many rows: on SQLite they run on the driver's thread, so
+        # the event loop goes on meanwhile.
+        with off_the_loop():
+            await self._run_steps()
+
+    async def _run_steps(self) -> None:
         now = utcnow()
         async with unit_of_work(self._db) as db:
             events = await self._events.prune(db, self._retention_days)

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, UOWTransaction
 
 from openwa.db.commits import note_commit
-from openwa.db.sqlite_driver import one_trip_dbapi
+from openwa.db.sqlite_driver import BUSY_WAIT_MS, off_the_loop, one_trip_dbapi
 from openwa.kit.private_files import touch_private
 
 
@@ -209,7 +209,9 @@ class ClosingConnection(sqlite3.Connection):
         super().close()
 
 
-_SQLITE_CONNECT_ARGS = {"factory": ClosingConnection}
+# Not bound to the thread that opened it: the writer's statements run on the event loop
+# (db/sqlite_driver.py), aiosqlite opens it on its own thread.
+_SQLITE_CONNECT_ARGS = {"factory": ClosingConnection, "check_same_thread": False}
 
 
 def _configure_sqlite(engine: AsyncEngine, *, reader: bool = False) -> None:
@@ -218,13 +220,15 @@ def _configure_sqlite(engine: AsyncEngine, *, reader: bool = False) -> None:
         # Let SQLAlchemy's "begin" event issue BEGIN itself instead of the driver.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        pragmas = ["PRAGMA busy_timeout=10000", "PRAGMA foreign_keys=ON"]
+        pragmas = ["PRAGMA foreign_keys=ON"]
         if reader:
-            pragmas.append("PRAGMA query_only=ON")
+            pragmas += [f"PRAGMA busy_timeout={BUSY_WAIT_MS}", "PRAGMA query_only=ON"]
         else:
+            # The writer's busy timeout and checkpoints are its driver's (inline).
             pragmas[:0] = ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL"]
-        for pragma in pragmas:
-            cursor.execute(pragma)
+        with off_the_loop():  # a new file's change to WAL syncs it several times
+            for pragma in pragmas:
+                cursor.execute(pragma)
         cursor.close()
 
     begin = "BEGIN" if reader else "BEGIN IMMEDIATE"
@@ -251,7 +255,7 @@ def create_engine(url: str, *, idle_in_transaction_s: float | None = None) -> As
             max_overflow=0,
             pool_timeout=60,
             connect_args=_SQLITE_CONNECT_ARGS,
-            module=one_trip_dbapi(),
+            module=one_trip_dbapi(inline=True),
             **_JSON_CODEC,
         )
         _configure_sqlite(engine)

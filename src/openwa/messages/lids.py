@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.db.models import ContactRow, MessageRow
 from openwa.db.models.message import LID_SENDER
+from openwa.db.sqlite_driver import off_the_loop
 from openwa.engines.base import (
     CallReceived,
     ChatUpdated,
@@ -90,18 +91,19 @@ async def map_lid(db: AsyncSession, session_id: str, phone_id: str, lid: str) ->
         contact.name = contact.name or by_lid.name
         contact.push_name = contact.push_name or by_lid.push_name
         await db.delete(by_lid)
-    await db.execute(
-        update(MessageRow)
-        .where(MessageRow.session_id == session_id, MessageRow.chat_id == lid)
-        .values(chat_id=phone_id, chat_lid=lid, updated_at=now)
-        .execution_options(synchronize_session="fetch")
-    )
-    await db.execute(
-        update(MessageRow)
-        .where(MessageRow.session_id == session_id, MessageRow.sender == lid, LID_SENDER)
-        .values(sender=phone_id, sender_lid=lid, updated_at=now)
-        .execution_options(synchronize_session="fetch")
-    )
+    with off_the_loop():  # a chat's every message may move: off SQLite's event loop
+        await db.execute(
+            update(MessageRow)
+            .where(MessageRow.session_id == session_id, MessageRow.chat_id == lid)
+            .values(chat_id=phone_id, chat_lid=lid, updated_at=now)
+            .execution_options(synchronize_session="fetch")
+        )
+        await db.execute(
+            update(MessageRow)
+            .where(MessageRow.session_id == session_id, MessageRow.sender == lid, LID_SENDER)
+            .values(sender=phone_id, sender_lid=lid, updated_at=now)
+            .execution_options(synchronize_session="fetch")
+        )
 
 
 # The fields of each report that name a person (or a chat) and may hold a LID; an

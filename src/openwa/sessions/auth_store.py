@@ -8,6 +8,7 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.db.models import EngineAuthRow
+from openwa.db.sqlite_driver import off_the_loop
 from openwa.kit.clock import utcnow
 
 
@@ -27,6 +28,11 @@ class DatabaseAuthStore:
             return dict(row.data)
 
     async def save(self, data: dict[str, Any]) -> None:
+        # An engine's auth state may be megabytes: written off SQLite's event loop.
+        with off_the_loop():
+            await self._save(data)
+
+    async def _save(self, data: dict[str, Any]) -> None:
         async with self._sessions() as db, db.begin():
             row = await db.get(EngineAuthRow, self._session_id)
             if row is None:

@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.db.models import SessionRow
+from openwa.db.sqlite_driver import off_the_loop
 from openwa.db.unit_of_work import commit
 from openwa.engines.base import PairingNotAvailable
 from openwa.engines.registry import EngineRegistry
@@ -208,14 +209,17 @@ class SessionService:
         gone), then drop what the runtime keeps for it."""
         repo = SessionRepository(db)
         row = await repo.get(session_id)
-        if row is not None:
-            # The row first, its event after: appending an event takes the event
-            # counter's row lock until the commit, and the delete (cascading to the
-            # messages) may wait for a send being recorded, which appends its own events
-            # next: with the event first, each waited for the other (PostgreSQL).
-            await repo.delete(row)
-            await self._records.deleted(db, row)
-        await commit(db)
+        # The cascade may reach every message the session has: off SQLite's event loop.
+        with off_the_loop():
+            if row is not None:
+                # The row first, its event after: appending an event takes the event
+                # counter's row lock until the commit, and the delete (cascading to the
+                # messages) may wait for a send being recorded, which appends its own
+                # events next: with the event first, each waited for the other
+                # (PostgreSQL).
+                await repo.delete(row)
+                await self._records.deleted(db, row)
+            await commit(db)
         await self._runtime.forget(session_id)
 
     async def start(self, session_id: str) -> Session:

@@ -14,6 +14,7 @@ from openwa.db.engine import is_postgres, on_commit
 from openwa.db.instance_lock import advisory_key
 from openwa.db.models import DeliveryAttemptRow, DeliveryRow, WebhookRow
 from openwa.db.repository import Held
+from openwa.db.sqlite_driver import off_the_loop
 from openwa.errors import NotFound, SessionNotFound, WebhookLimitReached, WebhookNotFound
 from openwa.events.log import EventLog
 from openwa.events.types import WEBHOOK_TEST, Event, wanted
@@ -228,6 +229,8 @@ class WebhookService:
         await self._check_room(db, session_id, len(rows), removing=len(old))
         for row in old:
             await db.delete(row)
+        with off_the_loop():  # their deliveries go with them: maybe many rows
+            await db.flush()
         db.add_all(rows)
 
     async def page(
@@ -253,7 +256,9 @@ class WebhookService:
         return to_schema(row)
 
     async def delete(self, db: AsyncSession, session_id: str | None, webhook_id: str) -> None:
-        await WebhookRepository(db).delete(await self._row(db, session_id, webhook_id))
+        row = await self._row(db, session_id, webhook_id)
+        with off_the_loop():  # its deliveries go with it: maybe many rows
+            await WebhookRepository(db).delete(row)
 
     async def rotate(
         self, db: AsyncSession, session_id: str | None, webhook_id: str, grace_seconds: int
@@ -320,7 +325,8 @@ class WebhookService:
         for row in await repo.by_source("env", None):
             if row.url == url and row.events == wanted and secret in (None, row.secret):
                 return
-            await repo.delete(row)
+            with off_the_loop():
+                await repo.delete(row)
         await self.create(db, None, body, source="env")
 
     async def _row(
