@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError
+from structlog.testing import capture_logs
 
 from openwa.api.errors import unexpected_outcome
+from openwa.db.engine import conflict_detail
 from tests.fixtures.app import Api
 
 
@@ -37,6 +39,8 @@ def _busy(tmp_path: Path) -> OperationalError:
 def test_sqlite_busy_is_told_by_its_error_code(tmp_path: Path) -> None:
     assert unexpected_outcome(_busy(tmp_path)) == (503, "NOT_READY")
     assert unexpected_outcome(RuntimeError("anything else")) == (500, "INTERNAL_ERROR")
+    assert conflict_detail(_busy(tmp_path)) == {"sqlite_code": "SQLITE_BUSY"}
+    assert conflict_detail(RuntimeError("anything else")) == {}
 
 
 async def test_a_call_that_wrote_nothing_is_answered_503_to_try_again(
@@ -49,9 +53,13 @@ async def test_a_call_that_wrote_nothing_is_answered_503_to_try_again(
 
     monkeypatch.setattr(api.services.webhooks, "create", refused)
     session = await api.create_session("conflicts", engine="mock")
-    response = await api.request(
-        "POST", f"/api/sessions/{session['id']}/webhooks", json={"url": "https://example.com/h"}
-    )
+    with capture_logs() as logs:
+        response = await api.request(
+            "POST", f"/api/sessions/{session['id']}/webhooks", json={"url": "https://example.com/h"}
+        )
+    assert [e.get("sqlite_code") for e in logs if e["event"] == "database_conflict"] == [
+        "SQLITE_BUSY"  # what the database said is in the log
+    ]
     assert response.status_code == 503, response.text
     assert response.json()["error"]["code"] == "NOT_READY"
     assert response.headers["Retry-After"] == "1"

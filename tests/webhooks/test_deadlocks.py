@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from structlog.testing import capture_logs
 
 import openwa.webhooks.worker as worker_module
 from openwa.db.engine import create_engine, lost_a_deadlock
@@ -137,7 +138,8 @@ async def test_a_call_that_loses_a_deadlock_is_answered_503_to_try_again(
             path = f"/api/sessions/{session['id']}/webhooks/{hook['id']}"
             await inbound(api, session["id"], "locked")
             await wait_deliveries(api, session["id"], hook["id"], all_succeeded(1), FAILSAFE_S)
-            response = await _delete_in_a_cycle(api, engine, hook["id"], path)
+            with capture_logs() as logs:
+                response = await _delete_in_a_cycle(api, engine, hook["id"], path)
             if response is not None:
                 break
             await api.request("DELETE", path)  # the round's webhook, before the next
@@ -148,6 +150,11 @@ async def test_a_call_that_loses_a_deadlock_is_answered_503_to_try_again(
     assert response.status_code == 503, response.text
     assert response.json()["error"]["code"] == "NOT_READY"
     assert response.headers["Retry-After"] == "1"
+    # The log says which locks met where, so that a deadlock can be traced.
+    (logged,) = [e for e in logs if e["event"] == "database_conflict"]
+    assert logged["sqlstate"] == "40P01"
+    assert "waits for" in logged["detail"]
+    assert "webhooks" in logged["context"] or "deliveries" in logged["context"]
     # Nothing of it was written: the webhook is there, and the same call now passes.
     assert (await api.request("GET", path)).status_code == 200
     assert (await api.request("DELETE", path)).status_code == 200

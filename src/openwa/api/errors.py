@@ -15,7 +15,7 @@ from starlette.routing import Match
 from openwa.api.envelope import error_response
 from openwa.api.forwarding import Forwarder
 from openwa.db.commits import committed_in_request
-from openwa.db.engine import lost_to_a_conflict
+from openwa.db.engine import conflict_detail, lost_to_a_conflict
 from openwa.errors import OpenWAError, OwnedElsewhere
 from openwa.kit.schema import NUL_ERROR
 
@@ -138,7 +138,9 @@ def unexpected_response(exc: BaseException, path: str | None) -> Response:
         log.info("client_disconnected", path=path)
         return error_response(status, code, "The client closed the request")
     if status == 503:
-        log.warning("database_conflict", path=path, error_type=type(exc).__name__)
+        log.warning(
+            "database_conflict", path=path, error_type=type(exc).__name__, **conflict_detail(exc)
+        )
         return error_response(
             status,
             code,

@@ -38,6 +38,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, UOWTran
 from openwa.db.commits import note_commit
 from openwa.db.sqlite_driver import BUSY_WAIT_MS, off_the_loop, one_trip_dbapi
 from openwa.kit.private_files import touch_private
+from openwa.kit.redact import redact_text
 
 
 def _json_dumps(value: Any) -> str:
@@ -351,6 +352,23 @@ def lost_a_deadlock(exc: BaseException) -> bool:
     orig = getattr(exc, "orig", None)
     driver = getattr(orig, "driver_exception", orig)
     return getattr(driver, "sqlstate", None) in _RETRYABLE_SQLSTATES
+
+
+def conflict_detail(exc: BaseException) -> dict[str, str]:
+    """What the database said of a conflict, for the logs: PostgreSQL's SQLSTATE, its
+    detail (which process waited for which lock of which other) and context (the
+    statement's table and row), or SQLite's extended code; without them a deadlock in
+    the logs cannot be told from another. PostgreSQL leaves the statements' texts and
+    values out of what the client gets; redacted all the same."""
+    orig = getattr(exc, "orig", None)
+    driver = getattr(orig, "driver_exception", orig)
+    said = {
+        "sqlstate": getattr(driver, "sqlstate", None),
+        "detail": getattr(driver, "detail", None),
+        "context": getattr(driver, "context", None),
+        "sqlite_code": getattr(orig, "sqlite_errorname", None),
+    }
+    return {name: redact_text(str(value)) for name, value in said.items() if value}
 
 
 def lost_to_a_conflict(exc: BaseException) -> bool:

@@ -21,7 +21,7 @@ from sqlalchemy import String, bindparam, func, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from openwa.db.engine import lost_a_deadlock
+from openwa.db.engine import conflict_detail, lost_a_deadlock
 from openwa.db.models import MessageRow, OutboxJobRow, SessionRow
 from openwa.engines.base import (
     ENGINE_ERROR,
@@ -291,7 +291,12 @@ class SendWorker:
                 # held) until the claim ran out, a minute; what went out goes again.
                 if attempt == _RECORD_ATTEMPTS or not lost_a_deadlock(exc):
                     raise
-                log.info("send_record_retried", session_id=session_id, attempt=attempt)
+                log.info(
+                    "send_record_retried",
+                    session_id=session_id,
+                    attempt=attempt,
+                    **conflict_detail(exc),
+                )
                 await asyncio.sleep(random.uniform(0.01, 0.1) * attempt)
         if held and session is not None and self._apply_reports is not None:
             await self._apply_reports(session, list(held))
