@@ -400,6 +400,7 @@ def build_services(settings: Settings) -> Services:
             events,
             webhooks,
             directory,
+            storage,
             proxy_allow_private=settings.proxy_allow_private,
         ),
         mock_control=MockControl(directory, runtime, engines),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,6 +32,7 @@ from openwa.kit.clock import utcnow
 from openwa.kit.ids import new_id
 from openwa.kit.pagination import PageParams
 from openwa.kit.phone import normalize_phone
+from openwa.kit.redact import redact_text
 from openwa.sessions.directory import SessionDirectory
 from openwa.sessions.qr import qr_data_url, qr_png
 from openwa.sessions.records import SessionRecords
@@ -47,6 +50,7 @@ from openwa.sessions.schemas import (
     mask_proxy,
 )
 from openwa.sessions.status import Status, is_running
+from openwa.storage.base import Storage
 from openwa.webhooks.service import WebhookService, with_secret
 
 # Config fields that an engine reads only when it connects.
@@ -81,6 +85,12 @@ def _config_dict(config: SessionConfig) -> dict[str, Any]:
     return config.model_dump(by_alias=True, exclude_none=True, exclude={"webhooks"})
 
 
+log = structlog.get_logger(__name__)
+
+# How long a session's delete waits for its media to be deleted from the store.
+_FORGET_MEDIA_S = 15.0
+
+
 class SessionService:
     """Session use cases. Reads come from the in-memory directory; writes go to the
     caller's unit of work. The runtime supervises sessions from committed rows (in units
@@ -95,10 +105,12 @@ class SessionService:
         events: EventLog,
         webhooks: WebhookService,
         directory: SessionDirectory,
+        media: Storage,
         *,
         proxy_allow_private: bool = False,
     ) -> None:
         self._proxy_allow_private = proxy_allow_private
+        self._media = media
         self._directory = directory
         self._runtime = runtime
         self._engines = engines
@@ -203,6 +215,7 @@ class SessionService:
         async with self._runtime.lock(session_id):
             await self._runtime.logout(session_id, "deleted")
             await self._remove(db, session_id)
+        await self._forget_media(session_id)
 
     async def _remove(self, db: AsyncSession, session_id: str) -> None:
         """Delete the row and commit (under the session's lock: no start sees it half
@@ -221,6 +234,23 @@ class SessionService:
                 await self._records.deleted(db, row)
             await commit(db)
         await self._runtime.forget(session_id)
+
+    async def _forget_media(self, session_id: str) -> None:
+        """What the session stored (media of its messages, an engine's profile) goes
+        with it. After the commit, so a delete that failed keeps its media; a failure
+        here (the store unreachable, or too slow: obstore retries for minutes) is logged
+        and leaves the files, and the delete is answered all the same."""
+        try:
+            async with asyncio.timeout(_FORGET_MEDIA_S):
+                removed = await self._media.delete_under(session_id)
+        except Exception as exc:
+            log.warning(
+                "session_media_not_deleted",
+                session_id=session_id,
+                error=redact_text(str(exc)) or type(exc).__name__,
+            )
+        else:
+            log.info("session_media_deleted", session_id=session_id, count=removed)
 
     async def start(self, session_id: str) -> Session:
         async with self._runtime.lock(session_id):

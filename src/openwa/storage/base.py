@@ -22,6 +22,11 @@ class Storage(Protocol):
 
     async def delete(self, key: str) -> None: ...
 
+    async def delete_under(self, prefix: str) -> int:
+        """Delete every object whose key starts with `prefix/` (a session's id: what it
+        stored); how many there were."""
+        ...
+
     async def presign(self, key: str, expires_s: int) -> str | None:
         """A time-limited GET URL, or None where the store cannot make one (local files)."""
         ...

@@ -21,6 +21,10 @@ def media_key(session_id: str, message_id: str, extension: str) -> str:
     return f"{session_id}/{message_id}.{extension}"
 
 
+def is_safe_part(part: str) -> bool:
+    return bool(_PART_RE.fullmatch(part))
+
+
 def is_safe_key(key: str) -> bool:
     session, _, rest = key.partition("/")
     stem, _, ext = rest.rpartition(".")

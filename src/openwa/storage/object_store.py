@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -13,21 +14,26 @@ from obstore.store import LocalStore, S3Store
 
 from openwa.kit.private_files import private_dir
 from openwa.media.types import INLINE_SAFE, OCTET_STREAM, essence
-from openwa.storage.keys import is_safe_key
+from openwa.storage.keys import is_safe_key, is_safe_part
 
 if TYPE_CHECKING:  # a name of the type stubs only
     from obstore import Attributes
 
 
+# Listings of a prefix being deleted, at most: more would mean objects that keep coming.
+_DELETE_ROUNDS = 5
+
+
 class ObjectStorage:
-    def __init__(self, store: Any, kind: str) -> None:
+    def __init__(self, store: Any, kind: str, root: Path | None = None) -> None:
         self._store = store
         self.kind = kind
+        self._root = root  # local files: the directory the keys are paths under
 
     @classmethod
     def local(cls, root: Path) -> ObjectStorage:
         private_dir(root)
-        return cls(LocalStore(prefix=root.resolve(), mkdir=True), "local")
+        return cls(LocalStore(prefix=root.resolve(), mkdir=True), "local", root.resolve())
 
     @classmethod
     def s3(
@@ -80,6 +86,31 @@ class ObjectStorage:
 
     async def delete(self, key: str) -> None:
         await obstore.delete_async(self._store, self._checked(key))
+
+    async def delete_under(self, prefix: str) -> int:
+        if not is_safe_part(prefix):
+            raise ValueError(f"unsafe storage prefix {prefix!r}")
+        deleted = 0
+        for _round in range(_DELETE_ROUNDS):
+            # Listed again until empty: one listing need not see what came meanwhile.
+            found = 0
+            async for batch in obstore.list(self._store, prefix=f"{prefix}/", chunk_size=500):
+                paths = [meta["path"] for meta in batch]
+                try:
+                    await obstore.delete_async(self._store, paths)
+                except FileNotFoundError:
+                    # Local files: one gone meanwhile (retention) fails the batch.
+                    for path in paths:
+                        with contextlib.suppress(FileNotFoundError):
+                            await obstore.delete_async(self._store, path)
+                found += len(paths)
+            deleted += found
+            if not found:
+                break
+        if self._root is not None:
+            with contextlib.suppress(OSError):  # the directory the files were in
+                (self._root / prefix).rmdir()
+        return deleted
 
     async def presign(self, key: str, expires_s: int) -> str | None:
         if self.kind != "s3":
