@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import httpx
@@ -32,6 +33,7 @@ from tests.webhooks.conftest import Apps
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.support import (
     all_succeeded,
+    data_of,
     inbound,
     ready_session,
     register,
@@ -139,7 +141,9 @@ async def test_a_call_that_loses_a_deadlock_is_answered_503_to_try_again(
             await inbound(api, session["id"], "locked")
             await wait_deliveries(api, session["id"], hook["id"], all_succeeded(1), FAILSAFE_S)
             with capture_logs() as logs:
-                response = await _delete_in_a_cycle(api, engine, hook["id"], path)
+                response = await _in_a_cycle(
+                    api, engine, hook["id"], partial(api.request, "DELETE", path)
+                )
             if response is not None:
                 break
             await api.request("DELETE", path)  # the round's webhook, before the next
@@ -160,10 +164,11 @@ async def test_a_call_that_loses_a_deadlock_is_answered_503_to_try_again(
     assert (await api.request("DELETE", path)).status_code == 200
 
 
-async def _delete_in_a_cycle(
-    api: Api, engine: AsyncEngine, webhook_id: str, path: str
+async def _in_a_cycle(
+    api: Api, engine: AsyncEngine, webhook_id: str, call: Callable[[], Awaitable[httpx.Response]]
 ) -> httpx.Response | None:
-    """The delete's answer, or None when the test's transaction was the one rolled back."""
+    """The answer of `call` (which deletes the webhook: its DELETE, or a PATCH of the
+    config that lists it), or None when the test's transaction was the one rolled back."""
     async with engine.connect() as conn:
         transaction = await conn.begin()
         await conn.execute(text("SET LOCAL deadlock_timeout = '5s'"))
@@ -171,7 +176,7 @@ async def _delete_in_a_cycle(
             text("SELECT id FROM deliveries WHERE webhook_id = :id FOR UPDATE"), {"id": webhook_id}
         )
         assert locked.first() is not None
-        deleting = asyncio.ensure_future(api.request("DELETE", path))
+        calling = asyncio.ensure_future(call())
         await wait_for(_waiting_deletes(api), bool, FAILSAFE_S, "the delete to wait")
         try:
             await conn.execute(
@@ -181,8 +186,45 @@ async def _delete_in_a_cycle(
             if not lost_a_deadlock(exc):
                 raise
             await transaction.rollback()
-            answered = await deleting
+            answered = await calling
             assert answered.status_code == 200, answered.text  # it went through instead
             return None
         await transaction.rollback()
-        return await deleting
+        return await calling
+
+
+async def test_a_config_change_that_loses_a_deadlock_is_done_again(
+    apps: Apps, receiver: Receiver, database_url: str
+) -> None:
+    """Replacing a session's `config.webhooks` deletes the old ones with their
+    deliveries, which the delivery worker may be recording meanwhile: the same cycle as
+    above, with a PATCH. The PATCH wrote nothing when it lost, and nothing outside the
+    database was done for it yet, so it is done again rather than answered 503."""
+    postgres_only(database_url)
+    api = await apps.start()
+    events = ["message.received"]
+    session = await ready_session(
+        api, config={"webhooks": [{"url": receiver.url, "events": events}]}
+    )
+    path = f"/api/sessions/{session['id']}"
+    engine = create_engine(database_url)
+    try:
+        for _round in range(3):
+            listed = data_of(await api.request("GET", f"{path}/webhooks"))
+            (hook,) = [h for h in listed if h["source"] == "config"]
+            await inbound(api, session["id"], "locked")
+            await wait_deliveries(api, session["id"], hook["id"], all_succeeded(1), FAILSAFE_S)
+            body = {"config": {"webhooks": [{"url": f"{receiver.url}?v=2", "events": events}]}}
+            response = await _in_a_cycle(
+                api, engine, hook["id"], partial(api.request, "PATCH", path, json=body)
+            )
+            if response is not None:
+                break
+        else:
+            raise AssertionError("the test's own transaction lost every round")
+    finally:
+        await engine.dispose()
+    assert response.status_code == 200, response.text
+    listed = data_of(await api.request("GET", f"{path}/webhooks"))
+    assert [h["url"] for h in listed if h["source"] == "config"] == [f"{receiver.url}?v=2"]
+    assert all(h["id"] != hook["id"] for h in listed)

@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
+from openwa.db.engine import conflict_detail
 from openwa.errors import DatabaseUnavailable
 
 log = structlog.get_logger(__name__)
@@ -69,7 +70,7 @@ async def commit(db: AsyncSession) -> None:
         await db.commit()
     except (SQLAlchemyError, OSError) as exc:
         db.info.pop(_AWAIT_AFTER_COMMIT, None)
-        log.warning("commit_failed", error_type=type(exc).__name__)
+        log.warning("commit_failed", error_type=type(exc).__name__, **conflict_detail(exc))
         raise DatabaseUnavailable(headers={"Retry-After": "1"}) from exc
     hooks: list[AfterCommit] = db.info.pop(_AWAIT_AFTER_COMMIT, [])
     for hook in hooks:

@@ -6,15 +6,17 @@ import asyncio
 from typing import Any
 
 import structlog
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from openwa.db.models import SessionRow
+from openwa.db.engine import conflict_detail, lost_a_deadlock
+from openwa.db.models import SessionRow, WebhookRow
 from openwa.db.sqlite_driver import off_the_loop
 from openwa.db.unit_of_work import commit
 from openwa.engines.base import PairingNotAvailable
 from openwa.engines.registry import EngineRegistry
 from openwa.errors import (
+    DatabaseUnavailable,
     EngineError,
     Forbidden,
     NotSupported,
@@ -86,6 +88,9 @@ def _config_dict(config: SessionConfig) -> dict[str, Any]:
 
 
 log = structlog.get_logger(__name__)
+
+# Tries of a config change that loses a deadlock (PostgreSQL) before it is a 503.
+_UPDATE_ATTEMPTS = 3
 
 # How long a session's delete waits for its media to be deleted from the store.
 _FORGET_MEDIA_S = 15.0
@@ -184,25 +189,26 @@ class SessionService:
             await self._webhooks.prepare(session_id, body, "config") for body in hook_bodies or []
         ]
         async with self._runtime.lock(session_id):
-            # The row first, and held: a delete committed since the route looked it up
-            # is a 404 here rather than a broken foreign key for the webhooks below, and
-            # one on another instance waits for this change.
-            row = await SessionRepository(db).get_held(session_id, held="to change")
-            if row is None:
-                raise SessionNotFound(details={"session": session_id})
-            if hook_bodies is not None:
-                await self._webhooks.replace_config_webhooks(db, session_id, hooks)
-            merged = dict(row.config or {})
-            for key, value in changes.items():
-                if value is None:
-                    merged.pop(key, None)
-                else:
-                    merged[key] = value
-            changed = {k for k in changes if (row.config or {}).get(k) != merged.get(k)}
-            row.config = merged
-            row.updated_at = utcnow()
-            # Under the lock: a start of this session connects with the new config.
-            await commit(db)
+            for attempt in range(1, _UPDATE_ATTEMPTS + 1):
+                try:
+                    changed = await self._change_config(
+                        db, session_id, changes, hooks if hook_bodies is not None else None
+                    )
+                    break
+                except (DBAPIError, DatabaseUnavailable) as exc:
+                    # Replacing config webhooks deletes their deliveries, which the
+                    # delivery worker may be recording (PostgreSQL: a deadlock, this
+                    # transaction rolled back whole). Nothing was written: done again.
+                    cause = exc.__cause__ if isinstance(exc, DatabaseUnavailable) else exc
+                    if cause is None or attempt == _UPDATE_ATTEMPTS or not lost_a_deadlock(cause):
+                        raise
+                    await db.rollback()
+                    log.info(
+                        "session_update_retried",
+                        session_id=session_id,
+                        attempt=attempt,
+                        **conflict_detail(cause),
+                    )
             reconnect = bool(changed & _RECONNECT_FIELDS) and self._runtime.is_running(session_id)
         session = await self.get(session_id)
         return SessionUpdated(
@@ -210,6 +216,36 @@ class SessionService:
             webhooks=[with_secret(h) for h in hooks],
             reconnect_required=reconnect,
         )
+
+    async def _change_config(
+        self,
+        db: AsyncSession,
+        session_id: str,
+        changes: dict[str, Any],
+        hooks: list[WebhookRow] | None,
+    ) -> set[str]:
+        """Apply and commit a config change (under the session's lock); the fields whose
+        value changed."""
+        # The row first, and held: a delete committed since the route looked it up is a
+        # 404 here rather than a broken foreign key for the webhooks below, and one on
+        # another instance waits for this change.
+        row = await SessionRepository(db).get_held(session_id, held="to change")
+        if row is None:
+            raise SessionNotFound(details={"session": session_id})
+        if hooks is not None:
+            await self._webhooks.replace_config_webhooks(db, session_id, hooks)
+        merged = dict(row.config or {})
+        for key, value in changes.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        changed = {k for k in changes if (row.config or {}).get(k) != merged.get(k)}
+        row.config = merged
+        row.updated_at = utcnow()
+        # Under the lock: a start of this session connects with the new config.
+        await commit(db)
+        return changed
 
     async def delete(self, db: AsyncSession, session_id: str) -> None:
         async with self._runtime.lock(session_id):
