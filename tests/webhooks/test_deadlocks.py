@@ -12,11 +12,14 @@ again as it was.
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -25,6 +28,7 @@ from structlog.testing import capture_logs
 
 import openwa.webhooks.worker as worker_module
 from openwa.db.engine import create_engine, lost_a_deadlock
+from openwa.kit.cipher import generate_key
 from openwa.messages.repository import MessageRepository
 from tests.fixtures.app import Api, wait_for
 from tests.fixtures.locks import postgres_only, waiting
@@ -228,3 +232,68 @@ async def test_a_config_change_that_loses_a_deadlock_is_done_again(
     listed = data_of(await api.request("GET", f"{path}/webhooks"))
     assert [h["url"] for h in listed if h["source"] == "config"] == [f"{receiver.url}?v=2"]
     assert all(h["id"] != hook["id"] for h in listed)
+
+
+async def test_a_config_change_that_loses_a_deadlock_at_its_commit_is_done_again_whole(
+    apps: Apps, receiver: Receiver, database_url: str
+) -> None:
+    """Lost at the commit's own flush, with secrets sealed (`ENCRYPTION_KEY`): the flush
+    that failed had put encrypted values into the new webhook, and nothing put the clear
+    ones back, so the change done again kept the old config in the database while it
+    answered the new one. A trigger of the test's own makes the cycle: the session's
+    update waits for an advisory lock the test holds, the test then waits for the
+    session row the change holds."""
+    postgres_only(database_url)
+    api = await apps.start(encryption_key=generate_key())
+    events = ["message.received"]
+    config = {"markOnline": False, "webhooks": [{"url": receiver.url, "events": events}]}
+    session = await ready_session(api, config=config)
+    secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    hooks = [{"url": f"{receiver.url}?v=2", "events": events, "secret": secret}]
+    body = {"config": {"markOnline": True, "webhooks": hooks}}
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(_BLOCKING_FUNCTION))
+            await conn.execute(
+                text(
+                    "CREATE TRIGGER test_block BEFORE UPDATE ON sessions"
+                    " FOR EACH ROW EXECUTE FUNCTION test_block()"
+                )
+            )
+        async with engine.connect() as conn:
+            transaction = await conn.begin()
+            await conn.execute(text("SET LOCAL deadlock_timeout = '5s'"))
+            await conn.execute(text(f"SELECT pg_advisory_xact_lock({_LOCK})"))
+            patching = asyncio.ensure_future(
+                api.request("PATCH", f"/api/sessions/{session['id']}", json=body)
+            )
+            await wait_for(waiting(api, "UPDATE sessions"), bool, FAILSAFE_S, "the commit")
+            with contextlib.suppress(DBAPIError):  # the change, or this, is rolled back
+                await conn.execute(
+                    text("SELECT id FROM sessions WHERE id = :id FOR UPDATE"),
+                    {"id": session["id"]},
+                )
+            await transaction.rollback()
+            answered = data_of(await patching)
+        async with engine.begin() as conn:
+            await conn.execute(text("DROP TRIGGER test_block ON sessions"))
+            stored = (
+                await conn.execute(
+                    text("SELECT config::text FROM sessions WHERE id = :id"),
+                    {"id": session["id"]},
+                )
+            ).scalar_one()
+    finally:
+        await engine.dispose()
+    assert answered["config"]["markOnline"] is True
+    assert answered["reconnectRequired"] is True
+    assert [h["secret"] for h in answered["webhooks"]] == [secret]
+    assert orjson.loads(stored) == {"markOnline": True}  # what it answered is what it wrote
+    listed = data_of(await api.request("GET", f"/api/sessions/{session['id']}/webhooks"))
+    assert [h["url"] for h in listed if h["source"] == "config"] == [f"{receiver.url}?v=2"]
+
+
+_LOCK = 770_01
+_BLOCKING_FUNCTION = f"""CREATE OR REPLACE FUNCTION test_block() RETURNS trigger AS $$
+BEGIN PERFORM pg_advisory_xact_lock({_LOCK}); RETURN NEW; END $$ LANGUAGE plpgsql"""

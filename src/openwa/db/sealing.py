@@ -142,6 +142,7 @@ def install(factory: async_sessionmaker[AsyncSession], sealer: Sealer) -> None:
     event.listen(cls, "before_flush", _seal_before_flush)
     # First among the after-flush listeners: the session directory copies rows there.
     event.listen(cls, "after_flush", _restore_after_flush, insert=True)
+    event.listen(cls, "after_rollback", _restore_after_rollback)
 
 
 def _open_row(target: Base, session: Session | None, attrs: Any = None) -> None:
@@ -199,3 +200,13 @@ def _restore_after_flush(session: Session, _flush: UOWTransaction) -> None:
     # Written encrypted; the objects go on holding the clear values.
     for target, column, clear in session.info.pop(_RESTORE, []):
         set_committed_value(target, column, clear)
+
+
+def _restore_after_rollback(session: Session) -> None:
+    """A flush that failed ran no after-flush: its objects hold encrypted values. Those
+    the rollback leaves unsaved (new rows, which a unit of work done again adds again)
+    get their clear values back, to be sealed once by the next flush; saved ones are
+    expired by the rollback and read again, opened, when next used."""
+    for target, column, clear in session.info.pop(_RESTORE, []):
+        if not inspect(target).persistent:
+            set_committed_value(target, column, clear)

@@ -22,11 +22,12 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 
 import structlog
+from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
-from openwa.db.engine import conflict_detail
+from openwa.db.engine import UnitOfWorkSession, conflict_detail
 from openwa.errors import DatabaseUnavailable
 
 log = structlog.get_logger(__name__)
@@ -47,6 +48,12 @@ def mark_request_scoped(db: AsyncSession) -> None:
 
 def is_request_scoped(db: AsyncSession | Session) -> bool:
     return bool(db.info.get(_REQUEST_SCOPED))
+
+
+@event.listens_for(UnitOfWorkSession, "after_rollback")
+def _drop_awaited(session: Session) -> None:
+    # Registered in work that was rolled back: never to run (a retry registers again).
+    session.info.pop(_AWAIT_AFTER_COMMIT, None)
 
 
 def after_commit_await(db: AsyncSession, hook: AfterCommit) -> None:
