@@ -346,11 +346,16 @@ _RETRYABLE_SQLSTATES = {"40P01", "40001"}
 _BUSY_SQLITE_CODES = {5, 6}
 
 
+def _driver_error(exc: BaseException) -> Any:
+    """The driver's own exception behind SQLAlchemy's (asyncpg's, beneath its adapter)."""
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "driver_exception", orig)
+
+
 def lost_a_deadlock(exc: BaseException) -> bool:
     """Whether `exc` is a transaction PostgreSQL rolled back to break a deadlock (or a
     serialization conflict): nothing of it was written, so it may be run again."""
-    orig = getattr(exc, "orig", None)
-    driver = getattr(orig, "driver_exception", orig)
+    driver = _driver_error(exc)
     return getattr(driver, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
@@ -361,7 +366,7 @@ def conflict_detail(exc: BaseException) -> dict[str, str]:
     the logs cannot be told from another. PostgreSQL leaves the statements' texts and
     values out of what the client gets; redacted all the same."""
     orig = getattr(exc, "orig", None)
-    driver = getattr(orig, "driver_exception", orig)
+    driver = _driver_error(exc)
     said = {
         "sqlstate": getattr(driver, "sqlstate", None),
         "detail": getattr(driver, "detail", None),

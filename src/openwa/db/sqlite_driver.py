@@ -217,11 +217,12 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         self._wal_reset = True
         self._wal_reset_changes = 0
 
-    async def run(self, work: Callable[[sqlite3.Connection], _T], *, off_loop: bool = False) -> _T:
+    async def run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         """`work` on the SQLite connection: inline on the writer, else (or inside
-        `off_the_loop()`, or when the database is locked) on aiosqlite's thread."""
+        `off_the_loop()`, or while the WAL may start over, or when the database is
+        locked) on aiosqlite's thread."""
         connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
-        inline = self._inline and not (off_loop or self._wal_reset or _off_the_loop.get())
+        inline = self._inline and not _off_the_loop.get()
         if inline:
             now = time.monotonic()
             if now - self._last_end > YIELD_EVERY_S:
@@ -233,9 +234,8 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
             if not connection._running:
                 raise ValueError("Connection closed")  # as aiosqlite's own calls say it
             conn = connection._conn
-            if inline and self._wal_reset:  # a checkpoint copied the WAL meanwhile
-                inline = False
-            if inline:
+            # Read under the mutex: a checkpoint may have copied the WAL meanwhile.
+            if inline and not self._wal_reset:
                 changes = conn.total_changes
                 try:
                     return work(conn)
