@@ -1,4 +1,5 @@
-"""Periodic clean-up: the event log, delivery logs, idempotency keys and the audit log age out."""
+"""Periodic clean-up: the event log, delivery logs, idempotency keys and the audit log age
+out, and stored files that belong to nothing are deleted (`media/sweep.py`)."""
 
 from __future__ import annotations
 
@@ -18,12 +19,16 @@ from openwa.db.unit_of_work import unit_of_work
 from openwa.events.log import EventLog
 from openwa.kit.background import BackgroundTask
 from openwa.kit.clock import utcnow
+from openwa.media.sweep import ORPHAN_GRACE, MediaSweep
 from openwa.messages.status import MessageStatus
 from openwa.storage.base import Storage
 
 log = structlog.get_logger(__name__)
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
+# Listing every session's files is slow on a large store: live sessions' files that no
+# message refers to are looked for this often (and at start).
+SWEEP_LIVE_EVERY = timedelta(hours=6)
 
 
 class Maintenance:
@@ -53,6 +58,8 @@ class Maintenance:
         self._audit_days = audit_retention_days
         self._every_s = every_s
         self._loop = BackgroundTask("maintenance", self._run)
+        self.media_sweep = MediaSweep(db, storage)
+        self._swept_live_at: datetime | None = None
 
     async def start(self) -> None:
         self._loop.start()
@@ -92,6 +99,10 @@ class Maintenance:
         await self.prune_audit(now - timedelta(days=self._audit_days))
         await self.prune_media(now - timedelta(days=self._media_days))
         await self.prune_messages(now - timedelta(days=self._message_days))
+        await self.media_sweep.empty_deleted(now)
+        if self._swept_live_at is None or now - self._swept_live_at >= SWEEP_LIVE_EVERY:
+            await self.media_sweep.sweep_live(now - ORPHAN_GRACE)
+            self._swept_live_at = now
 
     async def prune_audit(self, cutoff: datetime) -> int:
         """Delete audit entries older than `cutoff`."""

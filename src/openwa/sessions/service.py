@@ -35,6 +35,7 @@ from openwa.kit.ids import new_id
 from openwa.kit.pagination import PageParams
 from openwa.kit.phone import normalize_phone
 from openwa.kit.redact import redact_text
+from openwa.media.sweep import MediaTombstones
 from openwa.sessions.directory import SessionDirectory
 from openwa.sessions.qr import qr_data_url, qr_png
 from openwa.sessions.records import SessionRecords
@@ -268,6 +269,9 @@ class SessionService:
                 # (PostgreSQL).
                 await repo.delete(row)
                 await self._records.deleted(db, row)
+                # Its files are deleted after the commit; should that fail or be cut
+                # short, maintenance finds the prefix by this row (`media/sweep.py`).
+                await MediaTombstones(db).remember(row.id, utcnow())
             await commit(db)
         await self._runtime.forget(session_id)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -25,6 +26,11 @@ class Storage(Protocol):
     async def delete_under(self, prefix: str) -> int:
         """Delete every object whose key starts with `prefix/` (a session's id: what it
         stored); how many there were."""
+        ...
+
+    def listed(self, prefix: str, before: datetime) -> AsyncIterator[list[str]]:
+        """Keys under `prefix/` (a session's id) last written before `before`, a batch
+        at a time: what maintenance looks at for files no message refers to."""
         ...
 
     async def presign(self, key: str, expires_s: int) -> str | None:

@@ -21,6 +21,15 @@ def media_key(session_id: str, message_id: str, extension: str) -> str:
     return f"{session_id}/{message_id}.{extension}"
 
 
+# The one object of a session that is not a message's media: an engine's saved profile
+# (whatsapp-web.js' browser profile), kept as long as the session is.
+PROFILE_STEM = "webjs_profile"
+
+
+def profile_key(session_id: str) -> str:
+    return media_key(session_id, PROFILE_STEM, "zip")
+
+
 def is_safe_part(part: str) -> bool:
     return bool(_PART_RE.fullmatch(part))
 

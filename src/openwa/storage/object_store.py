@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # a name of the type stubs only
 
 # Listings of a prefix being deleted, at most: more would mean objects that keep coming.
 _DELETE_ROUNDS = 5
+# Where `/health/ready` writes its probe object.
+_HEALTH = "health"
 
 
 class ObjectStorage:
@@ -112,6 +114,14 @@ class ObjectStorage:
                 (self._root / prefix).rmdir()
         return deleted
 
+    async def listed(self, prefix: str, before: datetime) -> AsyncIterator[list[str]]:
+        if not is_safe_part(prefix):
+            raise ValueError(f"unsafe storage prefix {prefix!r}")
+        async for batch in obstore.list(self._store, prefix=f"{prefix}/", chunk_size=500):
+            keys = [meta["path"] for meta in batch if meta["last_modified"] < before]
+            if keys:
+                yield keys
+
     async def presign(self, key: str, expires_s: int) -> str | None:
         if self.kind != "s3":
             return None
@@ -122,9 +132,13 @@ class ObjectStorage:
         )
 
     async def check(self) -> None:
-        probe = f"health/{uuid.uuid4().hex}.txt"
+        probe = f"{_HEALTH}/{uuid.uuid4().hex}.txt"
         await obstore.put_async(self._store, probe, b"ok")
         await obstore.delete_async(self._store, probe)
+        if self._root is not None:
+            # Local files: the probe's directory goes too (another probe may be in it).
+            with contextlib.suppress(OSError):
+                (self._root / _HEALTH).rmdir()
 
 
 def _served_as(content_type: str) -> Attributes:

@@ -8,6 +8,7 @@ from openwa.db.models.encryption_state import EncryptionStateRow
 from openwa.db.models.engine_auth import EngineAuthRow
 from openwa.db.models.event import CounterRow, EventRow
 from openwa.db.models.idempotency import IdempotencyRow
+from openwa.db.models.media_tombstone import MediaTombstoneRow
 from openwa.db.models.message import MessageRow
 from openwa.db.models.mock_network import (
     MockAccountRow,
@@ -36,6 +37,7 @@ __all__ = [
     "IdempotencyRow",
     "InstanceRow",
     "KeyAddressRow",
+    "MediaTombstoneRow",
     "MessageRow",
     "MockAccountRow",
     "MockConnectionRow",

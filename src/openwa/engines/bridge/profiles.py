@@ -12,7 +12,7 @@ from pathlib import Path
 from openwa.engines.whatsmeow.transfer import write_file
 from openwa.kit.cipher import Cipher
 from openwa.storage.base import Storage
-from openwa.storage.keys import media_key
+from openwa.storage.keys import profile_key
 
 _SEALED = b"openwa-sealed:"
 
@@ -24,7 +24,7 @@ class ProfileStore:
 
     @staticmethod
     def key(session_id: str) -> str:
-        return media_key(session_id, "webjs_profile", "zip")
+        return profile_key(session_id)
 
     def _context(self, session_id: str) -> str:
         return f"webjs-profile:{session_id}"

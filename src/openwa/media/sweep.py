@@ -1,0 +1,131 @@
+"""Stored files that belong to nothing any more, found and deleted by maintenance.
+
+Files are stored before the rows that refer to them are committed, and deleted after
+the rows that referred to them are gone, so a crash, an unreachable store or a database
+that is down at the wrong moment can leave files behind. Two kinds:
+
+- Under a deleted session's prefix: its media is deleted right after the session, but
+  that can fail, be cut short by a crash, or be outrun by a late engine report that
+  stores one more file. The delete leaves a tombstone in its own transaction, and the
+  prefix is emptied again `TOMBSTONE_WAIT` later; only then does the tombstone go.
+- Under a live session's prefix, a file no message refers to: a send whose bytes were
+  stored but whose row never committed (the database down, the process killed in
+  between), or a file whose delete failed when retention cleared its message. Such a
+  file is deleted once it is older than `ORPHAN_GRACE`, far longer than a file waits for
+  its row (engine reports wait in memory while the database is down), and never the
+  session's engine profile, which no message refers to.
+
+Only prefixes that are sessions' ids, live or remembered, are looked at: a bucket shared
+with other data loses nothing that OpenWA did not store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from openwa.db.models import MediaTombstoneRow, MessageRow, SessionRow
+from openwa.db.repository import Repository
+from openwa.db.unit_of_work import unit_of_work
+from openwa.kit.redact import redact_text
+from openwa.storage.base import Storage
+from openwa.storage.keys import is_safe_key, is_safe_part, profile_key
+
+log = structlog.get_logger(__name__)
+
+TOMBSTONE_WAIT = timedelta(minutes=10)
+ORPHAN_GRACE = timedelta(hours=24)
+_TOMBSTONES_PER_RUN = 100
+
+
+class MediaTombstones(Repository[MediaTombstoneRow]):
+    model = MediaTombstoneRow
+
+    async def remember(self, session_id: str, at: datetime) -> None:
+        """The deleted session's prefix is to be emptied again (a later delete of a
+        session of the same id moves the time on)."""
+        await self.db.merge(MediaTombstoneRow(session_id=session_id, deleted_at=at))
+
+
+class MediaSweep:
+    """Deletes the files described above; stateless between runs."""
+
+    def __init__(self, db: async_sessionmaker[AsyncSession], storage: Storage) -> None:
+        self._db = db
+        self._storage = storage
+
+    async def empty_deleted(self, now: datetime) -> int:
+        """Empty the prefixes of sessions deleted at least `TOMBSTONE_WAIT` ago; files deleted."""
+        async with self._db() as db:
+            tombstones = list(
+                (
+                    await db.execute(
+                        select(MediaTombstoneRow)
+                        .where(MediaTombstoneRow.deleted_at < now - TOMBSTONE_WAIT)
+                        .order_by(MediaTombstoneRow.deleted_at)
+                        .limit(_TOMBSTONES_PER_RUN)
+                    )
+                ).scalars()
+            )
+            ids = [t.session_id for t in tombstones]
+            live = set(
+                (await db.execute(select(SessionRow.id).where(SessionRow.id.in_(ids)))).scalars()
+            )
+        removed = 0
+        for tombstone in tombstones:
+            session_id = tombstone.session_id
+            # A session created again under the same id owns the prefix now.
+            if session_id not in live and is_safe_part(session_id):
+                try:
+                    removed += await self._storage.delete_under(session_id)
+                except Exception as exc:  # the store unreachable: the tombstone stays
+                    log.warning(
+                        "session_media_not_deleted",
+                        session_id=session_id,
+                        error=redact_text(str(exc)) or type(exc).__name__,
+                    )
+                    continue
+            async with unit_of_work(self._db) as db:
+                # Only this tombstone: a delete of a newer session of the id keeps its own.
+                await db.execute(
+                    delete(MediaTombstoneRow).where(
+                        MediaTombstoneRow.session_id == session_id,
+                        MediaTombstoneRow.deleted_at == tombstone.deleted_at,
+                    )
+                )
+        if removed:
+            log.info("deleted_sessions_media_deleted", count=removed)
+        return removed
+
+    async def sweep_live(self, before: datetime) -> int:
+        """Delete live sessions' files last written before `before` that no message
+        refers to (the engine profile aside); files deleted."""
+        async with self._db() as db:
+            sessions = list((await db.execute(select(SessionRow.id))).scalars())
+        removed = 0
+        for session_id in sessions:
+            if not is_safe_part(session_id):
+                continue
+            async for keys in self._storage.listed(session_id, before):
+                async with self._db() as db:
+                    referenced = set(
+                        (
+                            await db.execute(
+                                select(MessageRow.media_key).where(MessageRow.media_key.in_(keys))
+                            )
+                        ).scalars()
+                    )
+                kept = referenced | {profile_key(session_id)}
+                for key in keys:
+                    # A name OpenWA would not make is not ours to delete.
+                    if key not in kept and is_safe_key(key):
+                        with contextlib.suppress(FileNotFoundError):
+                            await self._storage.delete(key)
+                        removed += 1
+        if removed:
+            log.info("unreferenced_media_deleted", count=removed)
+        return removed

@@ -1,0 +1,95 @@
+"""Stored files that belong to nothing are deleted by maintenance, on local files and on
+a real S3 (radosgw): what a deleted session's prefix gains after its delete, and what a
+live session stored that no message refers to; nothing else is touched."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from openwa.db.models import MediaTombstoneRow
+from openwa.kit.clock import utcnow
+from openwa.media.sweep import TOMBSTONE_WAIT
+from tests.fixtures.app import Api
+from tests.media.conftest import MediaApps, MediaStore
+from tests.media.support import (
+    data_of,
+    object_key,
+    plus,
+    png,
+    post_multipart,
+    ready_pair,
+    wait_event,
+)
+
+
+async def _tombstones(api: Api) -> list[str]:
+    async with api.services.db() as db:
+        return list((await db.execute(select(MediaTombstoneRow.session_id))).scalars())
+
+
+async def test_a_deleted_sessions_prefix_is_emptied_again(
+    media_apps: MediaApps, store: MediaStore
+) -> None:
+    """A file stored under a deleted session's prefix after its delete (an engine's late
+    report) goes at the sweep after `TOMBSTONE_WAIT`, and the tombstone with it."""
+    api = await media_apps.start(store)
+    alice, bob = await ready_pair(api)
+    sent = data_of(await post_multipart(api, "alice", png(), chatId=plus(bob), type="image"), 202)
+    await wait_event(api, bob["id"], "message.received", id=sent["id"])
+    assert (await api.request("DELETE", f"/api/sessions/{bob['id']}")).status_code == 200
+    assert await _tombstones(api) == [bob["id"]]
+    late = f"{bob['id']}/late.png"
+    await api.services.storage.put(late, b"late", "image/png")
+    sweep = api.services.maintenance.media_sweep
+
+    # Too soon: the tombstone waits for late reports.
+    assert await sweep.empty_deleted(utcnow()) == 0
+    assert late in store.objects()
+
+    assert await sweep.empty_deleted(utcnow() + TOMBSTONE_WAIT + timedelta(seconds=1)) == 1
+    assert store.objects() == {object_key(alice["id"], sent["id"], "png")}
+    assert await _tombstones(api) == []
+
+
+async def test_unreferenced_files_of_live_sessions_are_swept(
+    media_apps: MediaApps, store: MediaStore
+) -> None:
+    """Once old enough, a file no message refers to goes; a message's file, the engine
+    profile, names OpenWA does not make and prefixes that are no session's stay."""
+    api = await media_apps.start(store)
+    alice, bob = await ready_pair(api)
+    sent = data_of(await post_multipart(api, "alice", png(), chatId=plus(bob), type="image"), 202)
+    await wait_event(api, bob["id"], "message.received", id=sent["id"])
+    storage = api.services.storage
+    orphan = f"{alice['id']}/orphan.png"
+    kept = {
+        object_key(alice["id"], sent["id"], "png"),
+        object_key(bob["id"], sent["id"], "png"),
+        f"{alice['id']}/webjs_profile.zip",
+        "someone/else.png",
+    }
+    for key in [orphan, *kept]:
+        await storage.put(key, b"x", "application/octet-stream")
+    if store.kind == "local":
+        # A name OpenWA does not make, under a session's prefix.
+        (store.root / alice["id"] / "Not-Ours.txt").write_bytes(b"x")
+        kept.add(f"{alice['id']}/Not-Ours.txt")
+    sweep = api.services.maintenance.media_sweep
+
+    # Younger than the grace: kept (it may be waiting for its row).
+    assert await sweep.sweep_live(utcnow() - timedelta(hours=1)) == 0
+    assert orphan in store.objects()
+
+    assert await sweep.sweep_live(utcnow() + timedelta(seconds=1)) == 1
+    assert store.objects() == kept
+
+
+async def test_the_health_probe_leaves_nothing(
+    media_apps: MediaApps, local_store: MediaStore
+) -> None:
+    api = await media_apps.start(local_store)
+    assert (await api.request("GET", "/health/ready")).status_code == 200
+    assert local_store.objects() == set()
+    assert not (local_store.root / "health").exists()
