@@ -669,6 +669,7 @@ def create_app(settings: Settings) -> FastAPI:
             ForwardingMiddleware,
             secret=settings.cluster_secret.get_secret_value().encode(),
             max_body_bytes=settings.max_body_bytes,
+            seen=services.cache,
         )
     if settings.cors_origin_list:
         app.add_middleware(

@@ -373,17 +373,21 @@ def _signed(
     at: int | None = None,
     secret: str = SECRET,
     signed_body: bytes | None = None,
+    nonce: str | None = None,
 ) -> dict[str, str]:
     """Forwarding headers as instance B would send them (the proof made by the same
     function the server uses), or with one part wrong."""
     stamp = str(int(time.time()) if at is None else at)
+    nonce = secrets.token_hex(16) if nonce is None else nonce
     return {
         "X-OpenWA-Forwarded-By": "inst-b",
         "X-OpenWA-Forwarded-For": client,
         "X-OpenWA-Forwarded-At": stamp,
+        "X-OpenWA-Forwarded-Nonce": nonce,
         "X-OpenWA-Forwarded-Proof": proof(
             secret.encode(),
             at=stamp,
+            nonce=nonce,
             method=method,
             target=target,
             client=client,
@@ -415,17 +419,30 @@ def test_forwarding_headers_count_only_with_a_valid_proof(cluster: Cluster) -> N
             "X-OpenWA-Forwarded-For": ALLOWED,
         },
         "stale": _signed("POST", target, body, at=int(time.time()) - 120),
+        "no nonce": {
+            k: v
+            for k, v in _signed("POST", target, body).items()
+            if k != "X-OpenWA-Forwarded-Nonce"
+        },
+        "a nonce not of ours": _signed("POST", target, body, nonce="not-hex"),
     }
     with cluster.client(cluster.a, key, source=OTHER) as a:
         for name, headers in wrong.items():
             response = a.post(target, content=body, headers=headers)
             assert response.status_code == 403, (name, response.text)
-        good = a.post(target, content=body, headers=_signed("POST", target, body))
+        signed = _signed("POST", target, body)
+        good = a.post(target, content=body, headers=signed)
+        # A proof seen on the wire is good once, here or on any other instance.
+        again = a.post(target, content=body, headers=signed)
         # A valid proof vouches for the address, never for the key: it is checked again.
         unknown = {**_signed("POST", target, body), "X-API-Key": "unknown-key-0123456789abcdef"}
         stranger = a.post(target, content=body, headers=unknown)
+    with cluster.client(cluster.b, key, source=OTHER) as b:
+        elsewhere = b.post(target, content=body, headers=signed)
     assert good.status_code == 202, good.text
     assert stranger.status_code == 401, stranger.text
+    for replayed in (again, elsewhere):
+        assert replayed.status_code == 403, replayed.text
 
 
 def test_a_forwarded_call_is_never_forwarded_again(cluster: Cluster) -> None:

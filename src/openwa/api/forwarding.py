@@ -19,15 +19,18 @@ Two halves, installed only with CLUSTER_SECRET:
 
 The proof is an HMAC-SHA256, keyed with CLUSTER_SECRET, over a timestamp, the method,
 the target (path and query), the original client address, the forwarding instance and
-a hash of the body: a client that does not know the secret cannot claim another address
-or a rate-limit exemption, and a proof seen on the wire is good for one request, for at
-most PROOF_MAX_AGE_S.
+a hash of the body, and a nonce: a client that does not know the secret cannot claim
+another address or a rate-limit exemption, and a proof seen on the wire is good once, on
+any instance (the nonces seen are kept in the shared cache), for at most
+PROOF_MAX_AGE_S.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -44,6 +47,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openwa.api.context import request_id_var
 from openwa.api.envelope import error_response
+from openwa.cache.base import Cache
 from openwa.errors import OwnedElsewhere, PayloadTooLarge
 
 log = structlog.get_logger(__name__)
@@ -52,13 +56,17 @@ log = structlog.get_logger(__name__)
 FORWARDED_BY = "x-openwa-forwarded-by"  # the forwarding instance's id
 FORWARDED_FOR = "x-openwa-forwarded-for"  # the original client's address ("" for none)
 FORWARDED_AT = "x-openwa-forwarded-at"  # Unix seconds when it was forwarded
-FORWARDED_PROOF = "x-openwa-forwarded-proof"  # "v1=" + hex HMAC-SHA256
+FORWARDED_NONCE = "x-openwa-forwarded-nonce"  # 32 random hex digits, new for each call
+FORWARDED_PROOF = "x-openwa-forwarded-proof"  # "v2=" + hex HMAC-SHA256
 # Response header of a forwarded call: the instance that served it.
 SERVED_BY = "x-openwa-served-by"
 
 # A proof older (or further ahead of this clock) than this is refused: instances keep
 # their clocks in step (NTP), and a forwarded call is sent at once.
 PROOF_MAX_AGE_S = 60
+_NONCE_RE = re.compile(r"^[0-9a-f]{32}$")
+# A nonce is remembered while a proof carrying it could still be fresh (either way).
+_NONCE_KEPT_S = 2 * PROOF_MAX_AGE_S + 1
 # The whole exchange with the owner: live calls answer in seconds (a pairing code, a
 # contact check); one that takes longer has failed there too.
 FORWARD_TIMEOUT_S = 30.0
@@ -182,18 +190,19 @@ def proof(
     secret: bytes,
     *,
     at: str,
+    nonce: str,
     method: str,
     target: str,
     client: str,
     instance: str,
     body: bytes,
 ) -> str:
-    """The proof of a forwarded request: `v1=` and the hex HMAC-SHA256 of its parts, one
+    """The proof of a forwarded request: `v2=` and the hex HMAC-SHA256 of its parts, one
     a line (none may hold a newline: header values cannot)."""
     message = "\n".join(
-        ("v1", at, method, target, client, instance, hashlib.sha256(body).hexdigest())
+        ("v2", at, nonce, method, target, client, instance, hashlib.sha256(body).hexdigest())
     )
-    return "v1=" + hmac.new(secret, message.encode("utf-8"), hashlib.sha256).hexdigest()
+    return "v2=" + hmac.new(secret, message.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
@@ -207,9 +216,11 @@ class ForwardingMiddleware:
     """Keeps each `/api` body for a replay; takes a forwarded request's client address,
     and spares it the rate limits, only on a valid proof."""
 
-    def __init__(self, app: ASGIApp, *, secret: bytes, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, secret: bytes, max_body_bytes: int, seen: Cache) -> None:
+        """`seen`: the shared cache, where the nonces of the proofs taken are kept."""
         self.app = app
         self._secret = secret
+        self._seen = seen
         self._max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -237,22 +248,27 @@ class ForwardingMiddleware:
             refusal = error_response(413, PayloadTooLarge.code, PayloadTooLarge.message)
             await refusal(scope, receive, send)
             return
-        if whole is not None and (origin := self._check(scope, headers, whole)) is not None:
+        if whole is not None and (origin := await self._check(scope, headers, whole)) is not None:
             scope[_FORWARDED] = ForwardedFrom(origin[0])
             # As uvicorn does for a trusted proxy's X-Forwarded-For: every reader of the
             # client's address (key networks, the audit log) sees the original client.
             scope["client"] = (origin[1], 0) if origin[1] else None
         await self.app(scope, _replaying(read, receive), send)
 
-    def _check(
+    async def _check(
         self, scope: Scope, headers: list[tuple[bytes, bytes]], body: bytes
     ) -> tuple[str, str] | None:
-        """(forwarding instance, client address) when the proof checks out, else None."""
+        """(forwarding instance, client address) when the proof checks out and was not
+        taken before, else None."""
         by = _header(headers, FORWARDED_BY.encode())
         client = _header(headers, FORWARDED_FOR.encode())
         at = _header(headers, FORWARDED_AT.encode())
+        nonce = _header(headers, FORWARDED_NONCE.encode())
         given = _header(headers, FORWARDED_PROOF.encode())
-        if by is None or client is None or at is None or given is None:
+        if by is None or client is None or at is None or given is None or nonce is None:
+            return None
+        if not _NONCE_RE.fullmatch(nonce):
+            log.warning("forward_proof_refused", reason="nonce", instance=by)
             return None
         try:
             age = time.time() - int(at)
@@ -264,6 +280,7 @@ class ForwardingMiddleware:
         expected = proof(
             self._secret,
             at=at,
+            nonce=nonce,
             method=scope["method"],
             target=target_of(scope),
             client=client,
@@ -272,6 +289,14 @@ class ForwardingMiddleware:
         )
         if not hmac.compare_digest(expected.encode(), given.encode()):
             log.warning("forward_proof_refused", reason="mismatch", instance=by)
+            return None
+        try:
+            first = await self._seen.add(f"forwarded-nonce:{nonce}", b"1", _NONCE_KEPT_S)
+        except Exception as exc:  # the shared cache is down: a replay could not be told
+            log.warning("forward_proof_refused", reason="unchecked", instance=by, error=str(exc))
+            return None
+        if not first:
+            log.warning("forward_proof_refused", reason="replayed", instance=by)
             return None
         return by, client
 
@@ -370,6 +395,7 @@ class Forwarder:
         assert self._http is not None
         client = request.client.host if request.client is not None else ""
         at = str(int(time.time()))
+        nonce = secrets.token_hex(16)
         headers = [
             (name, value)
             for name, value in request.headers.items()
@@ -380,11 +406,13 @@ class Forwarder:
             (FORWARDED_BY, self._instance_id),
             (FORWARDED_FOR, client),
             (FORWARDED_AT, at),
+            (FORWARDED_NONCE, nonce),
             (
                 FORWARDED_PROOF,
                 proof(
                     self._secret,
                     at=at,
+                    nonce=nonce,
                     method=request.method,
                     target=target,
                     client=client,

@@ -10,6 +10,11 @@ class Cache(Protocol):
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None: ...
 
+    async def add(self, key: str, value: bytes, ttl_s: float) -> bool:
+        """Set `key` only when it is not there (atomically, across instances on Redis);
+        whether it was set."""
+        ...
+
     async def delete(self, key: str) -> None: ...
 
     async def ping(self) -> None:

@@ -27,6 +27,12 @@ class MemoryCache:
         while len(self._items) > self._max_items:
             self._items.popitem(last=False)
 
+    async def add(self, key: str, value: bytes, ttl_s: float) -> bool:
+        if await self.get(key) is not None:
+            return False
+        await self.set(key, value, ttl_s)
+        return True
+
     async def delete(self, key: str) -> None:
         self._items.pop(key, None)
 

@@ -17,6 +17,10 @@ class RedisCache:
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
         await self._redis.set(self._ns + key, value, px=max(1, int(ttl_s * 1000)))
 
+    async def add(self, key: str, value: bytes, ttl_s: float) -> bool:
+        added = await self._redis.set(self._ns + key, value, px=max(1, int(ttl_s * 1000)), nx=True)
+        return bool(added)
+
     async def delete(self, key: str) -> None:
         await self._redis.delete(self._ns + key)
 
