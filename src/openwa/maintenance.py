@@ -27,8 +27,10 @@ log = structlog.get_logger(__name__)
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 # Listing every session's files is slow on a large store: live sessions' files that no
-# message refers to are looked for this often (and at start).
+# message refers to are looked for this often, the first time an hour after the start
+# (not at it: instances restarted together would all list at once).
 SWEEP_LIVE_EVERY = timedelta(hours=6)
+SWEEP_LIVE_FIRST = timedelta(hours=1)
 
 
 class Maintenance:
@@ -59,7 +61,7 @@ class Maintenance:
         self._every_s = every_s
         self._loop = BackgroundTask("maintenance", self._run)
         self.media_sweep = MediaSweep(db, storage)
-        self._swept_live_at: datetime | None = None
+        self._swept_live_at = utcnow() - SWEEP_LIVE_EVERY + SWEEP_LIVE_FIRST
 
     async def start(self) -> None:
         self._loop.start()
@@ -100,9 +102,9 @@ class Maintenance:
         await self.prune_media(now - timedelta(days=self._media_days))
         await self.prune_messages(now - timedelta(days=self._message_days))
         await self.media_sweep.empty_deleted(now)
-        if self._swept_live_at is None or now - self._swept_live_at >= SWEEP_LIVE_EVERY:
+        if now - self._swept_live_at >= SWEEP_LIVE_EVERY:
+            self._swept_live_at = now  # a failed sweep too waits for the next turn
             await self.media_sweep.sweep_live(now - ORPHAN_GRACE)
-            self._swept_live_at = now
 
     async def prune_audit(self, cutoff: datetime) -> int:
         """Delete audit entries older than `cutoff`."""

@@ -21,6 +21,7 @@ with other data loses nothing that OpenWA did not store.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from datetime import datetime, timedelta
 
@@ -40,6 +41,9 @@ log = structlog.get_logger(__name__)
 TOMBSTONE_WAIT = timedelta(minutes=10)
 ORPHAN_GRACE = timedelta(hours=24)
 _TOMBSTONES_PER_RUN = 100
+# One call of the store at most (obstore retries a store that does not answer for
+# minutes): the other maintenance steps wait behind the sweep.
+_STORE_CALL_S = 30.0
 
 
 class MediaTombstones(Repository[MediaTombstoneRow]):
@@ -78,17 +82,17 @@ class MediaSweep:
         removed = 0
         for tombstone in tombstones:
             session_id = tombstone.session_id
-            # A session created again under the same id owns the prefix now.
+            # A session created again under the same id owns the prefix now (ids are
+            # made by the server and never reused: a guard only).
             if session_id not in live and is_safe_part(session_id):
                 try:
-                    removed += await self._storage.delete_under(session_id)
-                except Exception as exc:  # the store unreachable: the tombstone stays
-                    log.warning(
-                        "session_media_not_deleted",
-                        session_id=session_id,
-                        error=redact_text(str(exc)) or type(exc).__name__,
-                    )
-                    continue
+                    async with asyncio.timeout(_STORE_CALL_S):
+                        removed += await self._storage.delete_under(session_id)
+                except Exception as exc:
+                    # The store unreachable: this and the other tombstones stay for the
+                    # next run, rather than each waiting out the store in turn.
+                    _store_failed("session_media_not_deleted", exc, session_id=session_id)
+                    break
             async with unit_of_work(self._db) as db:
                 # Only this tombstone: a delete of a newer session of the id keeps its own.
                 await db.execute(
@@ -103,29 +107,47 @@ class MediaSweep:
 
     async def sweep_live(self, before: datetime) -> int:
         """Delete live sessions' files last written before `before` that no message
-        refers to (the engine profile aside); files deleted."""
+        refers to (the engine profile aside); files deleted. A store that fails ends the
+        run (the next is hours away)."""
         async with self._db() as db:
             sessions = list((await db.execute(select(SessionRow.id))).scalars())
         removed = 0
-        for session_id in sessions:
-            if not is_safe_part(session_id):
-                continue
-            async for keys in self._storage.listed(session_id, before):
-                async with self._db() as db:
-                    referenced = set(
-                        (
-                            await db.execute(
-                                select(MessageRow.media_key).where(MessageRow.media_key.in_(keys))
-                            )
-                        ).scalars()
-                    )
-                kept = referenced | {profile_key(session_id)}
-                for key in keys:
-                    # A name OpenWA would not make is not ours to delete.
-                    if key not in kept and is_safe_key(key):
-                        with contextlib.suppress(FileNotFoundError):
-                            await self._storage.delete(key)
-                        removed += 1
+        try:
+            for session_id in sessions:
+                if not is_safe_part(session_id):
+                    continue
+                async with contextlib.aclosing(self._storage.listed(session_id, before)) as listing:
+                    while True:
+                        async with asyncio.timeout(_STORE_CALL_S):
+                            keys = await anext(listing, None)
+                        if keys is None:
+                            break
+                        for key in await self._unreferenced(session_id, keys):
+                            with contextlib.suppress(FileNotFoundError):
+                                async with asyncio.timeout(_STORE_CALL_S):
+                                    await self._storage.delete(key)
+                                removed += 1
+        except Exception as exc:
+            _store_failed("unreferenced_media_not_swept", exc)
         if removed:
             log.info("unreferenced_media_deleted", count=removed)
         return removed
+
+    async def _unreferenced(self, session_id: str, keys: list[str]) -> list[str]:
+        """Of a session's `keys`, those no message refers to, but its engine profile and
+        names OpenWA would not make (not ours to delete)."""
+        async with self._db() as db:
+            referenced = set(
+                (
+                    await db.execute(
+                        select(MessageRow.media_key).where(MessageRow.media_key.in_(keys))
+                    )
+                ).scalars()
+            )
+        kept = referenced | {profile_key(session_id)}
+        return [key for key in keys if key not in kept and is_safe_key(key)]
+
+
+def _store_failed(event: str, exc: Exception, **fields: str) -> None:
+    error = "no answer in time" if isinstance(exc, TimeoutError) else str(exc)
+    log.warning(event, error=redact_text(error) or type(exc).__name__, **fields)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -28,7 +28,7 @@ class Storage(Protocol):
         stored); how many there were."""
         ...
 
-    def listed(self, prefix: str, before: datetime) -> AsyncIterator[list[str]]:
+    def listed(self, prefix: str, before: datetime) -> AsyncGenerator[list[str], None]:
         """Keys under `prefix/` (a session's id) last written before `before`, a batch
         at a time: what maintenance looks at for files no message refers to."""
         ...

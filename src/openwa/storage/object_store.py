@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,6 +81,12 @@ class ObjectStorage:
 
     async def copy(self, source: str, target: str) -> None:
         await obstore.copy_async(self._store, self._checked(source), self._checked(target))
+        if self._root is not None:
+            # Local files: the copy is a hard link, as old as its source; it is written
+            # now (the sweep of files no message refers to goes by that age). The source
+            # is touched too, harmlessly.
+            with contextlib.suppress(OSError):
+                os.utime(self._root / target)
 
     async def stream(self, key: str) -> AsyncIterator[bytes]:
         result = await obstore.get_async(self._store, self._checked(key))
@@ -114,7 +121,7 @@ class ObjectStorage:
                 (self._root / prefix).rmdir()
         return deleted
 
-    async def listed(self, prefix: str, before: datetime) -> AsyncIterator[list[str]]:
+    async def listed(self, prefix: str, before: datetime) -> AsyncGenerator[list[str], None]:
         if not is_safe_part(prefix):
             raise ValueError(f"unsafe storage prefix {prefix!r}")
         async for batch in obstore.list(self._store, prefix=f"{prefix}/", chunk_size=500):
