@@ -15,8 +15,15 @@ records nothing. No crash safety, no retries, no leases: a design with those can
 slower. Each run measures the real server and the probe back to back, each with its own
 baseline (10 aiohttp loops in this process, as in core.py).
 
+A second probe (`probe2`) asks the same of a layout with deliveries in a process of
+their own, the one way left to use the machine's second core: the server hands each
+committed event (its body once, and the ids of the webhooks it goes to) down a pipe to a
+poster process, which signs and POSTs with the worker's own `_post` and records nothing.
+
 `python benchmarks/fanout_ceiling.py serve --port N` is the probe server itself: the
-patches below, then `openwa serve`. Nothing here is used outside the benchmark.
+patches below, then `openwa serve` (`FANOUT_PROBE_POSTER=process` for the second probe);
+`python benchmarks/fanout_ceiling.py poster` is the second probe's poster. Nothing here
+is used outside the benchmark.
 """
 
 from __future__ import annotations
@@ -69,9 +76,91 @@ class _Probe:
             await self.worker._post(target.hook, _Body(target.event_id, target.body))
 
 
+class _Piped:
+    """The second probe's server side: events go down a pipe to the poster process, each
+    as a header line (its id, its webhooks' ids, the body's length) and the body; a
+    webhook's URL and secret go once, before its first event."""
+
+    def __init__(self) -> None:
+        self.worker: Any = None
+        self._poster: asyncio.subprocess.Process | None = None
+        self._known: set[str] = set()
+
+    async def start(self) -> None:
+        self._poster = await asyncio.create_subprocess_exec(
+            sys.executable, str(HERE), "poster", stdin=asyncio.subprocess.PIPE
+        )
+
+    def push(self, targets: list[_Target]) -> None:
+        import orjson
+
+        assert self._poster is not None
+        assert self._poster.stdin is not None
+        pipe = self._poster.stdin
+        by_event: dict[str, tuple[bytes, list[str]]] = {}
+        for target in targets:
+            if target.hook.id not in self._known:
+                self._known.add(target.hook.id)
+                hook = orjson.dumps(
+                    {"id": target.hook.id, "url": target.hook.url, "secret": target.hook.secret}
+                )
+                pipe.write(b"H %d\n" % len(hook) + hook)
+            by_event.setdefault(target.event_id, (target.body, []))[1].append(target.hook.id)
+        for event_id, (body, hooks) in by_event.items():
+            head = orjson.dumps([event_id, hooks])
+            pipe.write(b"E %d %d\n" % (len(head), len(body)) + head + body)
+
+
+async def _poster() -> None:
+    """The second probe's poster: reads events from stdin, one posting loop per webhook."""
+    from types import SimpleNamespace as Hook
+
+    import orjson
+
+    from openwa.kit.addresses import guarded_connector
+    from openwa.webhooks import posting
+    from openwa.webhooks.worker import DeliveryWorker, _Body
+
+    http = posting.webhook_client(guarded_connector(True, limit=64), 10.0)
+    lender = SimpleNamespace(_http=http, _timeout_s=10.0)
+    queues: dict[str, asyncio.Queue[_Body]] = {}
+    hooks: dict[str, Any] = {}
+    loops: list[asyncio.Task[None]] = []
+
+    async def post_loop(hook: Any, queue: asyncio.Queue[_Body]) -> None:
+        while True:
+            body = await queue.get()
+            await DeliveryWorker._post(lender, hook, body)  # type: ignore[arg-type]
+
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=2**20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := await reader.readline():
+        kind, *sizes = line.split()
+        if kind == b"H":
+            item = orjson.loads(await reader.readexactly(int(sizes[0])))
+            hooks[item["id"]] = Hook(
+                id=item["id"],
+                url=item["url"],
+                secret=item["secret"],
+                previous_secret=None,
+                previous_secret_until=None,
+                headers={},
+            )
+            queues[item["id"]] = asyncio.Queue()
+            loops.append(asyncio.create_task(post_loop(hooks[item["id"]], queues[item["id"]])))
+            continue
+        event_id, hook_ids = orjson.loads(await reader.readexactly(int(sizes[0])))
+        body = _Body(event_id, await reader.readexactly(int(sizes[1])))
+        for hook_id in hook_ids:
+            queues[hook_id].put_nowait(body)
+    await http.close()
+
+
 def _patch() -> None:
     """Deliveries without rows: the fan-out hands events over in memory, the worker
-    claims nothing and only lends its HTTP client and `_post`."""
+    claims nothing and only lends its HTTP client and `_post` (or, for the second
+    probe, events go to the poster process)."""
     import orjson
 
     from openwa.db.engine import on_commit
@@ -80,7 +169,9 @@ def _patch() -> None:
     from openwa.webhooks.service import WebhookService
     from openwa.webhooks.worker import DeliveryWorker
 
-    probe = _Probe()
+    probe: _Probe | _Piped = (
+        _Piped() if os.environ.get("FANOUT_PROBE_POSTER") == "process" else _Probe()
+    )
 
     async def fan_out(self: WebhookService, db: Any, events: Sequence[Event]) -> None:
         events = [e for e in events if e.event != WEBHOOK_TEST]
@@ -118,6 +209,8 @@ def _patch() -> None:
     async def start_and_lend(self: DeliveryWorker) -> None:
         await start(self)
         probe.worker = self
+        if isinstance(probe, _Piped):
+            await probe.start()
 
     async def claim_nothing(self: DeliveryWorker) -> list[Any]:
         return []
@@ -127,12 +220,16 @@ def _patch() -> None:
     DeliveryWorker._dispatch = claim_nothing  # type: ignore[method-assign]
 
 
-async def _compare(databases: list[str], runs: int, profile: Path | None, inbound: int) -> None:
+async def _compare(
+    databases: list[str], runs: int, profile: Path | None, inbound: int, which: list[str]
+) -> None:
     import aiohttp
     from bench_server import KEY, webhook_receiver
     from core import CLIENTS, ROWS, WEBHOOKS, Bench, Counts, Figure, measure
 
     row = ROWS[4]  # the fan-out
+    programs = {"server": None, "probe": [str(HERE)], "probe2": [str(HERE)]}
+    variants = [(label, programs[label]) for label in which]
     with tempfile.TemporaryDirectory(prefix="openwa-fanout-ceiling-") as directory:
         logs = Path(directory)
         connector = aiohttp.TCPConnector(limit=CLIENTS + WEBHOOKS, keepalive_timeout=2)
@@ -141,14 +238,19 @@ async def _compare(databases: list[str], runs: int, profile: Path | None, inboun
             webhook_receiver(http) as receiver,
         ):
             for database in databases:
-                ratios: dict[str, list[float]] = {"server": [], "probe": []}
+                ratios: dict[str, list[float]] = {label: [] for label, _ in variants}
                 for run in range(runs):
-                    for label, program in (
-                        ("server", None),
-                        ("probe", [str(HERE)]),
-                    ):
+                    for label, program in variants:
+                        # The server process takes this environment (bench_server.spawn).
+                        os.environ["FANOUT_PROBE_POSTER"] = "process" if label == "probe2" else ""
                         b = Bench(
-                            database, Counts(), http, receiver, logs, profile, program=program
+                            database,
+                            Counts(inbound=inbound),
+                            http,
+                            receiver,
+                            logs,
+                            profile,
+                            program=program,
                         )
                         figure = await measure(row, b)
                         if isinstance(figure, Figure) and figure.ratio is not None:
@@ -167,6 +269,10 @@ async def _compare(databases: list[str], runs: int, profile: Path | None, inboun
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["poster"]:
+        sys.path.insert(0, str(HERE.parent.parent / "src"))
+        asyncio.run(_poster())
+        return
     if sys.argv[1:2] == ["serve"]:
         _patch()
         from openwa.cli import main as openwa_main
@@ -183,9 +289,15 @@ def main() -> None:
         default=300,
         help="inbound messages (x10 deliveries; longer windows give profiles more samples)",
     )
+    parser.add_argument(
+        "--variants",
+        default="server,probe,probe2",
+        help="which servers, back to back: server, probe (one process), probe2 (a poster process)",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(HERE.parent))
-    asyncio.run(_compare(args.databases.split(","), args.runs, args.profile, args.inbound))
+    which = args.variants.split(",")
+    asyncio.run(_compare(args.databases.split(","), args.runs, args.profile, args.inbound, which))
     print(f"\n{os.cpu_count()} cores")
 
 
