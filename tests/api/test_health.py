@@ -66,6 +66,34 @@ async def test_ready_is_503_when_the_cache_is_down(app_factory: AppFactory) -> N
         await AppFactory.stop(api, manager)
 
 
+async def test_ready_never_shows_a_stores_credentials(
+    app_factory: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`/health/ready` is open to anyone, and the S3 client quotes the URL it failed on,
+    user info included: the answer masks it."""
+    # The S3 client's own retries (about 2 s) end before the check's time does, even on
+    # a busy machine: its error is the answer, not "no answer".
+    monkeypatch.setattr(health, "_CHECK_TIMEOUT_S", 60.0)
+    secret = "hunter2-topsecret"
+    api, manager = await app_factory.start(
+        storage_type="s3",
+        s3_bucket="media",
+        s3_endpoint=f"http://alice:{secret}@127.0.0.1:9",
+        s3_access_key_id="AKIAEXAMPLEKEYID",
+        s3_secret_access_key=secret,
+    )
+    try:
+        response = await api.request("GET", "/health/ready", key=None)
+    finally:
+        await app_factory.stop(api, manager)
+    assert response.status_code == 503, response.text
+    data = readiness_body(response)
+    assert data["storage"]["status"] == "down"
+    assert "127.0.0.1:9" in data["storage"]["error"]  # it does quote the URL
+    assert secret not in response.text
+    assert "alice" not in response.text
+
+
 async def test_ready_body_has_the_same_shape_up_or_down(app_factory: AppFactory) -> None:
     up, manager = await app_factory.start()
     try:
