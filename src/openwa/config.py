@@ -85,7 +85,9 @@ class Settings(BaseSettings):
     # whatsmeow: sessions per worker process (a shard; a dead worker takes only its own
     # down), and the resident memory over which a worker is recycled (unset: no budget).
     whatsmeow_sessions_per_worker: int = Field(default=50, ge=1)
-    whatsmeow_worker_max_mb: int | None = Field(default=None, ge=64)
+    # A safety net against leaks: about 20 times what a worker of 50 idle sessions holds
+    # (docs/BENCHMARKS.md, Memory per idle session); empty turns the budget off.
+    whatsmeow_worker_max_mb: int | None = Field(default=2048, ge=64)
 
     # Baileys and whatsapp-web.js run in Node.js bridge processes (docs/bridge.md): the
     # `node` to run them with, where their dependencies are installed (default

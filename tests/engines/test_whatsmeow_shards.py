@@ -232,10 +232,13 @@ def test_sessions_fill_a_shard_then_the_next_and_skip_a_sealed_one() -> None:
 
 
 def test_the_shard_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WHATSMEOW_WORKER_MAX_MB", "")
+    monkeypatch.delenv("WHATSMEOW_WORKER_MAX_MB", raising=False)
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.whatsmeow_sessions_per_worker == 50
-    assert settings.whatsmeow_worker_max_mb is None
+    assert settings.whatsmeow_worker_max_mb == 2048  # a budget by default
+    monkeypatch.setenv("WHATSMEOW_WORKER_MAX_MB", "")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.whatsmeow_worker_max_mb is None  # turned off
     monkeypatch.setenv("WHATSMEOW_WORKER_MAX_MB", "512")
     monkeypatch.setenv("WHATSMEOW_SESSIONS_PER_WORKER", "2")
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
