@@ -265,10 +265,12 @@ class ForwardingMiddleware:
         at = _header(headers, FORWARDED_AT.encode())
         nonce = _header(headers, FORWARDED_NONCE.encode())
         given = _header(headers, FORWARDED_PROOF.encode())
-        if by is None or client is None or at is None or given is None or nonce is None:
+        if by is None or client is None or at is None or given is None:
             return None
-        if not _NONCE_RE.fullmatch(nonce):
-            log.warning("forward_proof_refused", reason="nonce", instance=by)
+        if nonce is None or not _NONCE_RE.fullmatch(nonce):
+            # An instance of an earlier version signs without a nonce ("v1=").
+            reason = "version" if given.startswith("v1=") else "nonce"
+            log.warning("forward_proof_refused", reason=reason, instance=by)
             return None
         try:
             age = time.time() - int(at)
@@ -394,8 +396,28 @@ class Forwarder:
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         assert self._http is not None
         client = request.client.host if request.client is not None else ""
-        at = str(int(time.time()))
-        nonce = secrets.token_hex(16)
+
+        async def signed(
+            attempt: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+        ) -> aiohttp.ClientResponse:
+            """A proof of its own for each attempt: aiohttp sends an idempotent request
+            again by itself on a dropped keep-alive connection, and a proof the owner
+            may have taken already would be refused as replayed."""
+            at, nonce = str(int(time.time())), secrets.token_hex(16)
+            attempt.headers[FORWARDED_AT] = at
+            attempt.headers[FORWARDED_NONCE] = nonce
+            attempt.headers[FORWARDED_PROOF] = proof(
+                self._secret,
+                at=at,
+                nonce=nonce,
+                method=request.method,
+                target=target,
+                client=client,
+                instance=self._instance_id,
+                body=content,
+            )
+            return await handler(attempt)
+
         headers = [
             (name, value)
             for name, value in request.headers.items()
@@ -405,21 +427,6 @@ class Forwarder:
             ("x-request-id", request_id_var.get()),
             (FORWARDED_BY, self._instance_id),
             (FORWARDED_FOR, client),
-            (FORWARDED_AT, at),
-            (FORWARDED_NONCE, nonce),
-            (
-                FORWARDED_PROOF,
-                proof(
-                    self._secret,
-                    at=at,
-                    nonce=nonce,
-                    method=request.method,
-                    target=target,
-                    client=client,
-                    instance=self._instance_id,
-                    body=content,
-                ),
-            ),
         ]
         async with self._http.request(
             request.method,
@@ -427,6 +434,7 @@ class Forwarder:
             headers=CIMultiDict(headers),  # a repeated header stays repeated
             data=content or None,
             allow_redirects=False,
+            middlewares=(signed,),
         ) as answer:
             returned = [
                 (name.lower(), value)
