@@ -106,9 +106,15 @@ async def _serve(
     allowed: set[str] | None,
     names: set[str] | None,
 ) -> None:
+    # Subscribed before the accept, so that nothing from the accept on is missed; a
+    # client gone by then fails the accept, and its subscription goes with it.
     subscription = services.bus.subscribe(max_queue=services.settings.ws_max_queue)
     filters = names or {"*"}  # no filter takes what `"*"` takes
-    await websocket.accept()
+    try:
+        await websocket.accept()
+    except BaseException:
+        subscription.close()
+        raise
 
     async def pump() -> None:
         while True:
