@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse as StarletteJSONResponse
 from starlette.responses import Response
 
 from openwa.api.context import request_id_var
+from openwa.kit import wire_json
 from openwa.kit.clock import iso, utcnow
 from openwa.kit.pagination import PageParams, total_pages
 from openwa.kit.schema import CamelModel
@@ -91,7 +92,7 @@ class JSONResponse(StarletteJSONResponse):
     """orjson-rendered JSON (16x the standard library here)."""
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
+        return wire_json.dumps(content)
 
 
 def error_response(

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-import orjson
 import structlog
 from fastapi import WebSocket, WebSocketDisconnect
 
@@ -33,6 +32,7 @@ from openwa.errors import OpenWAError, RateLimited
 from openwa.events.bus import SubscriberOverflow, Subscription
 from openwa.events.streams import LiveStream
 from openwa.events.types import wanted
+from openwa.kit import wire_json
 from openwa.services import Services
 
 log = structlog.get_logger(__name__)
@@ -126,7 +126,7 @@ async def _serve(
             # A send blocks only once the socket's buffers are full: a client that stalls
             # there for long is as far behind as one whose queue overflowed.
             await asyncio.wait_for(
-                websocket.send_text(orjson.dumps(event.envelope()).decode()), _SEND_TIMEOUT_S
+                websocket.send_text(wire_json.dumps(event.envelope()).decode()), _SEND_TIMEOUT_S
             )
 
     async def drain() -> None:

@@ -39,14 +39,23 @@ from openwa.db.commits import note_commit
 from openwa.db.sqlite_driver import BUSY_WAIT_MS, off_the_loop, one_trip_dbapi
 from openwa.kit.private_files import touch_private
 from openwa.kit.redact import redact_text
+from openwa.kit.wire_json import well_formed
 
 
 def _json_dumps(value: Any) -> str:
     try:
         return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
     except orjson.JSONEncodeError:
-        # What orjson refuses and the standard library writes: a lone surrogate (half an
-        # emoji in a text), an integer beyond 64 bits, very deep nesting.
+        pass
+    # A lone surrogate (half an emoji in an engine's text) is kept as U+FFFD: stored as
+    # it came, every API answer that showed it failed to render (and with it a whole
+    # page of messages or events).
+    value = well_formed(value)
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        # What orjson refuses and the standard library writes: an integer beyond 64
+        # bits, very deep nesting.
         return json.dumps(value)
 
 
@@ -54,8 +63,9 @@ def _json_loads(text: str | bytes) -> Any:
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
-        # Written by the standard library (before orjson, or by the fallback above).
-        return json.loads(text)
+        # Written by the standard library (before orjson, or by the fallback above;
+        # rows written earlier may hold lone surrogates, made well-formed here).
+        return well_formed(json.loads(text))
 
 
 # JSON columns (message content, event data, audit fields) through orjson: the standard

@@ -98,7 +98,9 @@ async def _send(
     ) as r:
         location = None
         if 300 <= r.status < 400:
-            location = redact_url(r.headers.get("Location", ""))[:2048] or None
+            # Bytes that are not UTF-8 reach us as lone surrogates; kept as U+FFFD.
+            raw = r.headers.get("Location", "").encode("utf-8", "surrogateescape")
+            location = redact_url(raw.decode("utf-8", "replace"))[:2048] or None
         await _read_to_end(r)
         return Answered(r.status, location)
 

@@ -21,7 +21,6 @@ from functools import partial
 from typing import Any
 
 import aiohttp
-import orjson
 import structlog
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -30,6 +29,7 @@ from openwa.db.engine import on_commit
 from openwa.db.group_commit import GroupCommit
 from openwa.db.models import DeliveryAttemptRow, DeliveryRow, EventRow, WebhookRow
 from openwa.events.log import EventLog, from_row
+from openwa.kit import wire_json
 from openwa.kit.addresses import guarded_connector
 from openwa.kit.background import BackgroundTask
 from openwa.kit.backoff import backoff_s
@@ -63,6 +63,9 @@ SLOW_AFTER_S = 1.0
 SLOW_PER_SLOT = 4
 # Time for the database work of a lane, on top of its requests, in its lease.
 _LEASE_MARGIN_S = 60.0
+# A lane that failed (its database work, say) keeps its webhook this long before the
+# webhook is claimed again, rather than retaking and reposting its deliveries at once.
+_LANE_FAILED_PAUSE_S = 5.0
 # Rendered event bodies kept for the other webhooks of the same events (see `_Bodies`).
 _BODIES_MAX = 4096
 _BODY_TTL_S = 60.0
@@ -360,6 +363,8 @@ class DeliveryWorker:
                     await release(db, DeliveryRow, ids, self._worker_id)
             except Exception:
                 log.exception("delivery_lane_release_failed", webhook_id=lane.webhook_id)
+            # Still counted as the webhook's lane meanwhile: no claim takes its work.
+            await asyncio.sleep(_LANE_FAILED_PAUSE_S)
         finally:
             if self._lanes.get(lane.webhook_id) is lane:
                 del self._lanes[lane.webhook_id]
@@ -382,7 +387,7 @@ class DeliveryWorker:
             if missing:
                 found = await db.execute(select(EventRow).where(EventRow.cursor.in_(missing)))
                 for row in found.scalars():
-                    body = _Body(row.id, orjson.dumps(from_row(row).envelope()))
+                    body = _Body(row.id, wire_json.dumps(from_row(row).envelope()))
                     self._bodies.put(row.cursor, body, now)
                     bodies[row.cursor] = body
         # Full batches of successes are recorded while the next requests go out; the
@@ -478,7 +483,11 @@ class DeliveryWorker:
             status, location = answered.status, answered.location
         except TimeoutError:
             error = f"no answer within {self._timeout_s:g}s"
-        except (aiohttp.ClientError, OSError) as exc:
+        except Exception as exc:
+            # Whatever the receiver's answer makes of the client (aiohttp's errors, a
+            # header it cannot read) is this attempt's failure, logged and retried: an
+            # error escaping here would fail the lane, and the delivery would be taken
+            # again at once, with no attempt in its log and every later one held up.
             error = redact_text(f"{type(exc).__name__}: {exc}")[:500]
         duration_ms = int((time.perf_counter() - started) * 1000)
         if error is None and status is not None and 300 <= status < 400:

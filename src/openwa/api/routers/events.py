@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-import orjson
 from fastapi import Header, Query
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -17,6 +16,7 @@ from openwa.errors import ValidationFailed
 from openwa.events.schemas import EventPage
 from openwa.events.service import logged
 from openwa.events.streams import LiveStream
+from openwa.kit import wire_json
 from openwa.kit.schema import INT64_MAX
 
 router = api_router("/api/events", ["events"])
@@ -119,7 +119,7 @@ async def stream_events(
             if event is None:
                 yield b": heartbeat\n\n"
                 continue
-            data = orjson.dumps(logged(event).model_dump(by_alias=True))
+            data = wire_json.dumps(logged(event).model_dump(by_alias=True))
             yield b"id: %d\nevent: %s\ndata: %s\n\n" % (
                 event.cursor or 0,
                 event.event.encode(),
