@@ -88,9 +88,11 @@ class Maintenance:
         async with unit_of_work(self._db) as db:
             events = await self._events.prune(db, self._retention_days)
             cutoff = now - timedelta(days=self._retention_days)
+            # By their last change: a delivery that failed for good today, after a long
+            # wait behind a receiver that was down, stays in the log to be replayed.
             await db.execute(
                 delete(DeliveryRow).where(
-                    DeliveryRow.created_at < cutoff, DeliveryRow.status != "pending"
+                    DeliveryRow.updated_at < cutoff, DeliveryRow.status != "pending"
                 )
             )
             await db.execute(

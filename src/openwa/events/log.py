@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.db.base import table_of
 from openwa.db.engine import on_commit
-from openwa.db.models import CounterRow, EventRow
+from openwa.db.models import CounterRow, DeliveryRow, EventRow
 from openwa.events.types import Event, EventFilter
 from openwa.kit.clock import utcnow
 from openwa.kit.signal import Signal
@@ -133,6 +133,15 @@ class EventLog:
         return int(result.scalar_one_or_none() or 0)
 
     async def prune(self, db: AsyncSession, retention_days: int) -> int:
+        """Delete events past the retention, but those a pending delivery still has to
+        send: a webhook that was inactive, or whose receiver was down, longer than the
+        retention would otherwise find its queue gone ("no longer exists") when it works
+        again. (`NOT IN` over the pending deliveries' cursors: read once, not per event.)"""
         cutoff = utcnow() - timedelta(days=retention_days)
-        result = await db.execute(delete(EventRow).where(EventRow.created_at < cutoff))
+        waiting = select(DeliveryRow.event_cursor).where(
+            DeliveryRow.status == "pending", DeliveryRow.event_cursor.is_not(None)
+        )
+        result = await db.execute(
+            delete(EventRow).where(EventRow.created_at < cutoff, EventRow.cursor.not_in(waiting))
+        )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
