@@ -17,6 +17,7 @@ from openwa.db.models import OutboxJobRow
 from openwa.kit.clock import utcnow
 from openwa.queue import outbox
 from openwa.queue.claims import Budget, claim_runs
+from tests.fixtures.locks import postgres_only
 
 
 def _job(session_id: str, name: str, due: Any, now: Any, **extra: Any) -> OutboxJobRow:
@@ -115,3 +116,23 @@ async def test_a_budget_caps_the_rows_claimed_per_key_and_leases_no_more(
             select(OutboxJobRow.message_id).where(OutboxJobRow.locked_by == "me")
         )
         assert sorted(leased.scalars()) == sorted(name for run in claimed for name in run)
+
+
+async def test_a_row_held_by_another_transaction_cuts_the_run_there(
+    factory: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    """PostgreSQL claims with SKIP LOCKED: a row in the middle of a group that another
+    transaction holds (a replay of it, another instance's results) was left out of the
+    run, whose later rows then went out before it."""
+    postgres_only(database_url)
+    now = utcnow()
+    past = now - timedelta(minutes=5)
+    async with factory() as db, db.begin():
+        db.add_all([_job("a", f"a{n}", past + timedelta(seconds=n), now) for n in (1, 2, 3)])
+    async with factory() as holder, holder.begin():
+        await holder.execute(
+            select(OutboxJobRow).where(OutboxJobRow.message_id == "a2").with_for_update()
+        )
+        async with factory() as db, db.begin():
+            runs = await outbox.claim(db, ["a"], utcnow(), 60.0, "me", 10)
+    assert [[job.message_id for job in run] for run in runs] == [["a1"]]

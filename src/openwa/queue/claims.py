@@ -146,13 +146,21 @@ async def claim_runs(
             .order_by(*spec.order(table))
             .limit(room)
         )
+        in_order: list[Any] | None = None
         if is_postgres(db):
+            # SKIP LOCKED leaves out a row another transaction holds (a replay of it,
+            # another instance's results) wherever it stands in the group: read in
+            # order without locking first, and cut the run where a row is missing,
+            # or its rows would go out with a gap, the skipped one after them.
+            in_order = list((await db.execute(run_query.with_only_columns(table.id))).scalars())
             run_query = run_query.with_for_update(skip_locked=True, of=table)
         due_key = spec.due_at(table).key
         run: list[Row] = []
         for row in (await db.execute(run_query)).scalars():
             leased = row.locked_until is not None and row.locked_until >= now
             if getattr(row, due_key) > now or (leased and row is not head):
+                break
+            if in_order is not None and (len(run) >= len(in_order) or in_order[len(run)] != row.id):
                 break
             run.append(row)
         if run and run[0] is head:
