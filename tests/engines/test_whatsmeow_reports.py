@@ -58,7 +58,7 @@ from openwa.engines.whatsmeow.go_maps import GoMapsLock
 from openwa.engines.whatsmeow.protocol import decode_event, encode_event, pack
 from openwa.engines.whatsmeow.session_memory import SessionMemory
 from openwa.engines.whatsmeow.translate import MediaRef
-from openwa.engines.whatsmeow.worker_session import WorkerSession, history_events
+from openwa.engines.whatsmeow.worker_session import Downloads, WorkerSession, history_events
 from tests.engines.go_standin import LinkedGoStandIn
 
 ALICE = "6281111111111@s.whatsapp.net"
@@ -361,6 +361,7 @@ class Host:
         self.max_media_bytes = 1 << 20
         self.transfer_dir = transfer_dir or Path("/nonexistent")
         self.download_timeout_s = 10.0
+        self.downloads = Downloads()
         self.go_maps = GoMapsLock()
         self.emitted: asyncio.Queue[Any] = asyncio.Queue()
         self.frames: list[dict[str, Any]] = []

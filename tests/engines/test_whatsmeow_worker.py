@@ -28,7 +28,7 @@ from openwa.engines.whatsmeow.commands import CommandError, run_command
 from openwa.engines.whatsmeow.go_maps import GoMapsLock
 from openwa.engines.whatsmeow.protocol import read_frame
 from openwa.engines.whatsmeow.worker import Worker
-from openwa.engines.whatsmeow.worker_session import WorkerSession
+from openwa.engines.whatsmeow.worker_session import Downloads, WorkerSession
 from tests.engines.go_standin import GoStandIn
 from tests.engines.standin_worker import INBOUND
 from tests.engines.whatsmeow_support import inject, started, whatsmeow
@@ -287,6 +287,36 @@ async def test_a_stuck_download_holds_up_neither_other_events_nor_the_session(
     session.client.release.set()
     await wait_for(lambda: asyncio.sleep(0, session.reading), lambda n: n == 0, 10, "the thread")
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # the stuck one wrote nothing
+
+
+async def test_downloads_are_bounded_and_stuck_ones_stop_new_ones(
+    worker: tuple[Worker, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of media messages downloads a few at a time (each holds its file in
+    memory), and once enough downloads hang in Go (their threads cannot be stopped) new
+    ones are refused at once, the messages reported with `mediaError`."""
+    monkeypatch.setattr(neonize_client, "NewClient", SlowDownloads)
+    running, api = worker
+    running.downloads = Downloads(at_once=2, stuck_max=3)
+    await running.handle(
+        "connect", {"session": "s1", "location": "unused", "jid": None, "proxy": None}
+    )
+    session = running.sessions["s1"]
+    session.go_connected = True
+    for n in range(5):
+        session.push("MessageEv", image_message(f"STUCK{n}", "stuck"))
+    await wait_for(lambda: asyncio.sleep(0, session.reading), lambda n: n == 2, 10, "two")
+    await asyncio.sleep(0.1)
+    assert session.reading == 2  # the others wait for a slot
+    received = [(await next_event(api, "MessageReceived"))["data"] for _ in range(5)]
+    errors = sorted(m["content"]["mediaError"] for m in received)
+    # Given up after the timeout two at a time, until the stuck ones reach the bound;
+    # the last then refused at once.
+    refused = "download failed: 4 earlier downloads of this worker are stuck"
+    assert errors == [refused] + ["download failed: no answer in 0.5 s"] * 4
+    assert running.downloads.stuck == 4
+    session.client.release.set()
+    await wait_for(lambda: asyncio.sleep(0, running.downloads.stuck), lambda n: n == 0, 10, "ended")
 
 
 async def test_media_crosses_to_and_from_the_worker_as_files(wm_api: Api, edge: Path) -> None:

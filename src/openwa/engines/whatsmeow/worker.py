@@ -30,7 +30,7 @@ from openwa.engines.base import Disconnected, EngineEvent
 from openwa.engines.whatsmeow.commands import CommandError, run_command
 from openwa.engines.whatsmeow.go_maps import GoMapsLock
 from openwa.engines.whatsmeow.protocol import encode_event, pack, read_frame
-from openwa.engines.whatsmeow.worker_session import NotSettled, WorkerSession
+from openwa.engines.whatsmeow.worker_session import Downloads, NotSettled, WorkerSession
 
 log = logging.getLogger("openwa.whatsmeow.worker")
 
@@ -53,6 +53,7 @@ class Worker:
         self.qr_timeout_s = qr_timeout_s
         self.transfer_dir = transfer_dir
         self.download_timeout_s = download_timeout_s
+        self.downloads = Downloads()
         self.sessions: dict[str, WorkerSession] = {}
         self._write_lock = asyncio.Lock()
         self.gone = False

@@ -105,6 +105,51 @@ _DIAL_WAIT_S = 75.0
 # A download holds the worker's Go maps shared only this long (or until it ends): Go reads
 # its map of clients as the call starts, then may download for minutes, or hang.
 _DOWNLOAD_SHARED_S = 1.0
+# Inbound media downloads of a worker at once: neonize hands each file over whole, in
+# memory (up to MAX_MEDIA_BYTES, and Go's copy besides), each on a thread of its own.
+DOWNLOADS_AT_ONCE = 8
+# Given-up downloads whose threads still hang in Go (they cannot be stopped) at which the
+# worker starts no more: the messages are reported with `mediaError` instead.
+STUCK_DOWNLOADS_MAX = 16
+
+
+class Downloads:
+    """The worker's inbound media downloads, bounded (see above): a burst of media
+    messages, or downloads that hang, would otherwise take memory and threads without
+    end."""
+
+    def __init__(
+        self, at_once: int = DOWNLOADS_AT_ONCE, stuck_max: int = STUCK_DOWNLOADS_MAX
+    ) -> None:
+        self.slots = asyncio.Semaphore(at_once)
+        self.stuck_max = stuck_max
+        self.stuck = 0  # given up, their threads still running
+        self._lock = threading.Lock()
+
+    def give_up(self, ticket: _Ticket) -> None:
+        with self._lock:
+            if not ticket.ended:
+                ticket.given_up = True
+                self.stuck += 1
+
+    def end(self, ticket: _Ticket) -> bool:
+        """A download's thread is done with Go; whether its file is still wanted."""
+        with self._lock:
+            ticket.ended = True
+            if ticket.given_up:
+                self.stuck -= 1
+                return False
+            return True
+
+
+class _Ticket:
+    """One download, between its thread and the event loop (under `Downloads._lock`)."""
+
+    __slots__ = ("ended", "given_up")
+
+    def __init__(self) -> None:
+        self.ended = False
+        self.given_up = False
 
 
 class Host(Protocol):
@@ -116,6 +161,7 @@ class Host(Protocol):
     attempts: int  # connection attempts started in the process
     transfer_dir: Path
     download_timeout_s: float
+    downloads: Downloads
 
     async def send_frame(self, frame: dict[str, Any]) -> None: ...
 
@@ -695,31 +741,37 @@ class WorkerSession:
         """The media in a new transfer file, or an error (a timeout included)."""
         if size > self.host.max_media_bytes:
             raise ValueError(f"{size} bytes, over MAX_MEDIA_BYTES ({self.host.max_media_bytes})")
-        path = transfer.new_path(self.host.transfer_dir, "in")
-        given_up = threading.Event()
+        downloads = self.host.downloads
+        async with downloads.slots:
+            if downloads.stuck >= downloads.stuck_max:
+                raise RuntimeError(f"{downloads.stuck} earlier downloads of this worker are stuck")
+            path = transfer.new_path(self.host.transfer_dir, "in")
+            ticket = _Ticket()
 
-        def fetch() -> None:
-            with self.go_readers:
-                if not self.go_connected:
-                    raise RuntimeError("not connected to WhatsApp")
-                self.reading += 1
-            try:
-                with BoundedHold(self.host.go_maps, _DOWNLOAD_SHARED_S, exclusive=False):
-                    data = bytes(self.client.download_any(message))
-            finally:
+            def fetch() -> None:
                 with self.go_readers:
-                    self.reading -= 1
-                    self.go_readers.notify_all()
-            if not given_up.is_set():
-                transfer.write_file(path, data)
+                    if not self.go_connected:
+                        downloads.end(ticket)
+                        raise RuntimeError("not connected to WhatsApp")
+                    self.reading += 1
+                try:
+                    with BoundedHold(self.host.go_maps, _DOWNLOAD_SHARED_S, exclusive=False):
+                        data = bytes(self.client.download_any(message))
+                finally:
+                    with self.go_readers:
+                        self.reading -= 1
+                        self.go_readers.notify_all()
+                    wanted = downloads.end(ticket)
+                if wanted:
+                    transfer.write_file(path, data)
 
-        try:
-            await asyncio.wait_for(on_own_thread(fetch), self.host.download_timeout_s)
-        except BaseException:
-            given_up.set()
-            path.unlink(missing_ok=True)
-            raise
-        return path
+            try:
+                await asyncio.wait_for(on_own_thread(fetch), self.host.download_timeout_s)
+            except BaseException:
+                downloads.give_up(ticket)
+                path.unlink(missing_ok=True)
+                raise
+            return path
 
 
 def on_own_thread(work: Callable[[], None]) -> asyncio.Future[None]:
