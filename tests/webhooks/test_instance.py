@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from openwa.db.models import WebhookRow
 from tests.fixtures.app import Api
 from tests.webhooks.conftest import Apps
-from tests.webhooks.receiver import Receiver
+from tests.webhooks.receiver import Received, Receiver
 from tests.webhooks.support import (
     all_succeeded,
     data_of,
@@ -153,17 +154,39 @@ async def test_env_webhook_without_secret_is_kept_whatever_the_events_order(
         assert again["id"] == hook["id"], "a restart replaced the env webhook (and its secret)"
 
 
-async def test_changed_webhook_url_setting_replaces_the_env_webhook(
+async def test_changed_webhook_url_setting_changes_the_env_webhook_in_place(
     apps: Apps, receiver: Receiver
 ) -> None:
-    api = await apps.start(webhook_url=f"{receiver.base}/one")
+    """Its queue stays: replacing the webhook deleted the deliveries that waited for a
+    receiver that was down (and, without WEBHOOK_SECRET, gave it a secret nobody knew)."""
+    retrying = {"webhook_max_attempts": 1000}  # it waits, retrying, across the restart
+    api = await apps.start(webhook_url=f"{receiver.base}/one", **retrying)
     [one] = data_of(await api.request("GET", "/api/webhooks"))
     api_made = await register(api, None, f"{receiver.base}/mine")
+    await receiver.stop()
+    session = await ready_session(api)
+    waiting = await inbound(api, session["id"], "waiting for a receiver")
+    await wait_deliveries(api, None, one["id"], lambda ds: ds and ds[0]["attempts"])
+    secret = await _secret_of(api, one["id"])
     await apps.stop(api)
 
-    api = await apps.start(webhook_url=f"{receiver.base}/two")
+    await receiver.start()
+    api = await apps.start(webhook_url=f"{receiver.base}/two", **retrying)
     hooks = data_of(await api.request("GET", "/api/webhooks"))
     env_hooks = [h for h in hooks if h["source"] == "env"]
-    assert [h["url"] for h in env_hooks] == [f"{receiver.base}/two"]
-    assert env_hooks[0]["id"] != one["id"]
+    assert [(h["id"], h["url"]) for h in env_hooks] == [(one["id"], f"{receiver.base}/two")]
     assert api_made["id"] in {h["id"] for h in hooks}, "an API-made webhook was removed"
+
+    def waited(rs: list[Received]) -> list[Received]:
+        return [r for r in rs if r.path == "/two" and message_ids([r]) == [waiting]]
+
+    await receiver.wait_for(lambda rs: bool(waited(rs)), what="the waiting delivery", timeout=30)
+    sent = waited(receiver.requests)[0]
+    assert verifies(secret, sent)  # the same secret as before
+
+
+async def _secret_of(api: Api, webhook_id: str) -> str:
+    async with api.services.db() as db:
+        row = await db.get(WebhookRow, webhook_id)
+        assert row is not None
+        return row.secret

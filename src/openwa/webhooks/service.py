@@ -37,6 +37,10 @@ from openwa.webhooks.schemas import (
 )
 from openwa.webhooks.signing import generate_secret
 
+# When WEBHOOK_SECRET changes, the env webhook's old secret signs beside the new one this
+# long, so a receiver that still has the old one goes on verifying meanwhile.
+ENV_SECRET_GRACE = timedelta(hours=24)
+
 
 def to_schema(row: WebhookRow) -> Webhook:
     return Webhook(
@@ -318,16 +322,32 @@ class WebhookService:
     async def register_from_env(
         self, db: AsyncSession, url: str, secret: str | None, events: list[str]
     ) -> None:
-        """`WEBHOOK_URL`: one instance-wide webhook, replaced when the variables change."""
+        """`WEBHOOK_URL`: one instance-wide webhook, changed in place when the variables
+        change. Replacing it deleted its queue with it (deliveries waiting for a receiver
+        that was down, and their log), and, without `WEBHOOK_SECRET`, gave it a new
+        secret that no receiver knew; its secret now stays unless `WEBHOOK_SECRET` names
+        another, and the old one then signs beside it for `ENV_SECRET_GRACE`."""
         body = WebhookCreate(url=url, events=events, secret=secret)
         wanted = body.events or ["*"]
         repo = WebhookRepository(db)
-        for row in await repo.by_source("env", None):
-            if row.url == url and row.events == wanted and secret in (None, row.secret):
-                return
+        rows = await repo.by_source("env", None)
+        if not rows:
+            await self.create(db, None, body, source="env")
+            return
+        row, *extra = rows
+        for other in extra:  # only ever one; a second would double every delivery
             with off_the_loop():
-                await repo.delete(row)
-        await self.create(db, None, body, source="env")
+                await repo.delete(other)
+        if row.url == url and row.events == wanted and secret in (None, row.secret):
+            return
+        if row.url != url:
+            await check_url(url, self._allow_private)
+        now = utcnow()
+        row.url, row.events, row.updated_at = url, wanted, now
+        if secret is not None and secret != row.secret:
+            row.previous_secret, row.previous_secret_until = row.secret, now + ENV_SECRET_GRACE
+            row.secret = secret
+        on_commit(db, self._wake.notify)
 
     async def _row(
         self,
