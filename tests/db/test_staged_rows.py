@@ -105,8 +105,9 @@ async def test_staged_rows_go_with_a_rollback(database_url: str) -> None:
 
 
 async def test_json_the_standard_library_takes_is_stored_and_read(database_url: str) -> None:
-    """Half an emoji (a lone surrogate, as a JSON body may carry it) and an integer beyond
-    64 bits: orjson refuses both, the column codec falls back to the standard library."""
+    """Half an emoji (a lone surrogate, as an engine may report it) and an integer beyond
+    64 bits: orjson refuses both. The integer is stored by the standard library, the
+    half emoji as U+FFFD (kept as it came, it failed every API answer that showed it)."""
     engine = create_engine(database_url)
     factory = create_session_factory(engine)
     content = {"text": "cut \ud83d here", "big": 2**70, "nested": {"1": [1.5, None]}}
@@ -118,6 +119,6 @@ async def test_json_the_standard_library_takes_is_stored_and_read(database_url: 
         async with factory() as db:
             stored = await db.get(MessageRow, ("ses_j", "m1"))
             assert stored is not None
-            assert stored.content == content
+            assert stored.content == {**content, "text": "cut \ufffd here"}
     finally:
         await engine.dispose()

@@ -14,11 +14,11 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.db.base import table_of
-from openwa.db.engine import on_commit
+from openwa.db.engine import is_postgres, on_commit
 from openwa.db.models import CounterRow, DeliveryRow, EventRow
 from openwa.events.types import Event, EventFilter
 from openwa.kit.clock import utcnow
@@ -136,12 +136,17 @@ class EventLog:
         """Delete events past the retention, but those a pending delivery still has to
         send: a webhook that was inactive, or whose receiver was down, longer than the
         retention would otherwise find its queue gone ("no longer exists") when it works
-        again. (`NOT IN` over the pending deliveries' cursors: read once, not per event.)"""
+        again."""
         cutoff = utcnow() - timedelta(days=retention_days)
-        waiting = select(DeliveryRow.event_cursor).where(
-            DeliveryRow.status == "pending", DeliveryRow.event_cursor.is_not(None)
-        )
-        result = await db.execute(
-            delete(EventRow).where(EventRow.created_at < cutoff, EventRow.cursor.not_in(waiting))
-        )
+        pending = DeliveryRow.status == "pending"
+        if is_postgres(db):
+            # An anti-join, hashed whatever the number of pending deliveries (`NOT IN`
+            # over a subquery falls back to a scan per event past `work_mem`).
+            waited_for = exists().where(DeliveryRow.event_cursor == EventRow.cursor, pending)
+            keep = ~waited_for
+        else:
+            # SQLite reads the subquery once into an index of its own (`NOT EXISTS` would
+            # search the pending deliveries once per event). `event_cursor` is never NULL.
+            keep = EventRow.cursor.not_in(select(DeliveryRow.event_cursor).where(pending))
+        result = await db.execute(delete(EventRow).where(EventRow.created_at < cutoff, keep))
         return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -23,8 +23,9 @@ def dumps(value: Any) -> bytes:
         return orjson.dumps(value)
     except orjson.JSONEncodeError:
         pass
+    value = well_formed(value)
     try:
-        return orjson.dumps(well_formed(value))
+        return orjson.dumps(value)
     except orjson.JSONEncodeError:
         # What is left (an integer beyond 64 bits, very deep nesting): the standard
         # library writes it, in ASCII.

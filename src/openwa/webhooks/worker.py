@@ -488,6 +488,9 @@ class DeliveryWorker:
             # header it cannot read) is this attempt's failure, logged and retried: an
             # error escaping here would fail the lane, and the delivery would be taken
             # again at once, with no attempt in its log and every later one held up.
+            if not isinstance(exc, aiohttp.ClientError | OSError):
+                # Not the network's doing: kept with its traceback for whoever mends it.
+                log.exception("delivery_post_failed", webhook_id=hook.id)
             error = redact_text(f"{type(exc).__name__}: {exc}")[:500]
         duration_ms = int((time.perf_counter() - started) * 1000)
         if error is None and status is not None and 300 <= status < 400:

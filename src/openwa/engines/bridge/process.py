@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from openwa.engines.base import (
     SendFailed,
 )
 from openwa.engines.children import ChildProcess
+from openwa.kit.wire_json import well_formed
 
 log = structlog.get_logger(__name__)
 
@@ -68,8 +70,8 @@ class BridgeProcess(ChildProcess):
             except ConnectionError:
                 return None
             try:
-                frame = orjson.loads(line)
-            except orjson.JSONDecodeError:
+                frame = _frame_of(line)
+            except ValueError:
                 # One bad line is skipped: the next newline puts the stream in step again.
                 log.warning("bridge_frame_unreadable", engine=self.engine, size=len(line))
                 continue
@@ -119,3 +121,14 @@ class BridgeProcess(ChildProcess):
 
 def _version(frame: Any) -> Any:
     return frame.get("v") if isinstance(frame, dict) else None
+
+
+def _frame_of(line: bytes) -> Any:
+    """A frame from its line. Node writes half an emoji in a string (a lone surrogate,
+    which JavaScript strings may hold) as a `\\ud83d` escape, which orjson refuses: such
+    a frame (an inbound message) is read by the standard library and its text made
+    well-formed, rather than skipped and lost."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return well_formed(json.loads(line))

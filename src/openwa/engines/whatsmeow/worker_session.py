@@ -128,28 +128,42 @@ class Downloads:
 
     def give_up(self, ticket: _Ticket) -> None:
         with self._lock:
-            if not ticket.ended:
-                ticket.given_up = True
-                self.stuck += 1
+            ticket.given_up = True
+            if ticket.started and not ticket.ended:
+                self._count(ticket)
+
+    def start(self, ticket: _Ticket) -> None:
+        """Its thread runs (a download whose thread never started is never stuck)."""
+        with self._lock:
+            ticket.started = True
+            if ticket.given_up:
+                self._count(ticket)
 
     def end(self, ticket: _Ticket) -> bool:
         """A download's thread is done with Go; whether its file is still wanted."""
         with self._lock:
             ticket.ended = True
-            if ticket.given_up:
+            if ticket.counted:
+                ticket.counted = False
                 self.stuck -= 1
-                return False
-            return True
+            return not ticket.given_up
+
+    def _count(self, ticket: _Ticket) -> None:
+        if not ticket.counted:
+            ticket.counted = True
+            self.stuck += 1
 
 
 class _Ticket:
     """One download, between its thread and the event loop (under `Downloads._lock`)."""
 
-    __slots__ = ("ended", "given_up")
+    __slots__ = ("counted", "ended", "given_up", "started")
 
     def __init__(self) -> None:
+        self.started = False
         self.ended = False
         self.given_up = False
+        self.counted = False  # among the stuck ones
 
 
 class Host(Protocol):
@@ -749,6 +763,7 @@ class WorkerSession:
             ticket = _Ticket()
 
             def fetch() -> None:
+                downloads.start(ticket)
                 with self.go_readers:
                     if not self.go_connected:
                         downloads.end(ticket)
