@@ -356,6 +356,7 @@ def build_services(settings: Settings) -> Services:
     runtime.add_start_listener(reports.forget_session)
     directory.add_drop_listener(runtime.session_dropped)
     directory.add_drop_listener(reports.forget_session)
+    directory.add_drop_listener(engines.forget_deleted)
     sender = SendWorker(
         db,
         runtime,
