@@ -103,11 +103,19 @@ class DeviceStore:
 
 
 def _sqlite_has_device(path: Path, jid: str) -> bool:
+    """Whether the file holds the device. Opened for writing, though only read: a write
+    of whatsmeow's cut short (the worker killed mid-transaction) leaves a hot journal
+    that only a connection that may write rolls back; read-only, the open failed, the
+    device was taken for missing, and the file was deleted with it (a new scan). Only a
+    file without whatsmeow's tables is "no device"; any other error is raised, and the
+    connect is tried again later."""
     if not path.exists():
         return False
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
-        try:
-            row = db.execute("SELECT 1 FROM whatsmeow_device WHERE jid = ?", (jid,)).fetchone()
-        except sqlite3.OperationalError:  # no such table: whatsmeow never stored a device
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=10)) as db:
+        tables = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'whatsmeow_device'"
+        ).fetchone()
+        if tables is None:  # whatsmeow never stored a device here
             return False
+        row = db.execute("SELECT 1 FROM whatsmeow_device WHERE jid = ?", (jid,)).fetchone()
     return row is not None
