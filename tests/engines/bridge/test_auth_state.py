@@ -53,3 +53,30 @@ async def test_a_burst_of_key_updates_is_merged_and_saved_once_it_settles(tmp_pa
     assert store.saved["creds"] == {"me": {"id": "1@s.whatsapp.net"}}
     assert set(store.saved["keys"]["session"]) == {f"k{n}" for n in range(1, 50)}
     assert store.writes < 10
+
+
+async def test_the_session_counts_as_linked_only_once_its_creds_are_saved(
+    tmp_path: Path,
+) -> None:
+    """Right after a scan Baileys reports the new device's creds, then the connection
+    open: `Authenticated` and `Connected` waited for nothing, so a kill in between lost
+    the creds and the next start showed a QR again."""
+    engine = BridgeEngine(
+        BAILEYS, NodeRuntime("node", tmp_path / "node"), tmp_path / "t", sessions_per_worker=1
+    )
+    store = SlowStore()
+    seen: list[tuple[str, bool]] = []
+
+    async def emit(event: EngineEvent) -> None:
+        seen.append((type(event).__name__, store.saved is not None))
+
+    client = engine.client(SessionContext("s1", store, emit))
+    assert isinstance(client, BridgeClient)
+    await client.on_frame({"kind": "auth", "creds": {"me": {"id": "1@s.whatsapp.net"}}})
+    await client.on_frame(
+        {"kind": "event", "name": "connection.update", "data": {"connection": "open"}}
+    )
+    assert ("Authenticated", True) in seen
+    assert ("Connected", True) in seen
+    assert all(saved for _, saved in seen)
+    await client.disconnect()

@@ -360,6 +360,9 @@ class BridgeClient:
 
     async def _on_translated(self, item: Any) -> None:
         if isinstance(item, baileys.Opened | webjs.Ready):
+            # What the bridge reported is saved before the session counts as linked: a
+            # kill right after a scan otherwise lost the new device's creds (a new QR).
+            await self._flush_auth()
             me = getattr(item, "me", None) or _me_of(self._auth)
             self._me = me
             if isinstance(item, webjs.Ready) and me and self._auth is None:
@@ -440,6 +443,7 @@ class BridgeClient:
 
     async def _restart(self) -> None:
         try:
+            await self._flush_auth()  # the creds of the scan, before connecting with them
             await self._start()
         except Exception as exc:
             await self._ctx.emit(Disconnected(f"restart after linking failed: {exc}"))
