@@ -18,6 +18,8 @@ const BACKUP_INTERVAL_MS = 60000;
 // inline thumbnail (base64), never what a client reads.
 const MAX_DATA_STRING = 16 * 1024;
 const DESTROY_TIMEOUT_MS = 3000;
+// Zipping a profile on stop: within the stop request's own time (10 s, with destroy())
+const SAVE_TIMEOUT_MS = 6000;
 const DEFAULT_MAX_MEDIA_BYTES = 64 * 1024 * 1024;
 const DEFAULT_DOWNLOAD_TIMEOUT_S = 300;
 // A LID-addressed message names its sender (and a direct chat) by LID only; the page knows
@@ -563,9 +565,25 @@ class WebjsSession {
   async stop() {
     const client = this.client;
     if (!client || this.stopping) return;
+    const wasReady = this.ready;
     this.stopping = true;
     this.ready = false;
+    // RemoteAuth saves the profile a minute after a link, then once a minute: a session
+    // stopped (or moved, or restarted) before that had no saved profile, and showed a
+    // QR again. It is saved now, before the browser closes; the `auth` frame naming it
+    // goes out before this stop's answer.
+    if (wasReady) await this.saveProfile(client);
     await this.closeClient(client);
+  }
+
+  async saveProfile(client) {
+    const strategy = client.authStrategy || client.options.authStrategy;
+    if (!strategy || typeof strategy.storeRemoteSession !== 'function') return;
+    try {
+      await withTimeout(Promise.resolve().then(() => strategy.storeRemoteSession({ emit: false })), SAVE_TIMEOUT_MS, 'storeRemoteSession()');
+    } catch (err) {
+      this.ctx.log(`profile save on stop: ${err && err.message}`);
+    }
   }
 
   async logout() {

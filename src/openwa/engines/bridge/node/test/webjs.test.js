@@ -162,6 +162,37 @@ test('ops: not_ready before ready; send returns WhatsApp id; unsupported ops are
   await assert.rejects(s.command('pairing_code', { phone: '1' }), { kind: 'pairing' });
 });
 
+test('a stop of a ready session saves its profile first; one never ready saves none', async () => {
+  const ready = await started();
+  const saved = [];
+  ready.client.options.authStrategy.storeRemoteSession = async (o) => {
+    saved.push(['save', o, ready.client.calls.length]);
+  };
+  ready.client.emit('ready');
+  await new Promise((r) => setImmediate(r));
+  await ready.s.stop();
+  assert.equal(saved.length, 1);
+  assert.deepEqual(saved[0][1], { emit: false });
+  // before the browser closed
+  assert.ok(!ready.client.calls.slice(0, saved[0][2]).some((c) => c[0] === 'destroy'));
+  assert.equal(ready.client.calls.filter((c) => c[0] === 'destroy').length, 1);
+
+  const linking = await started();
+  let asked = 0;
+  linking.client.options.authStrategy.storeRemoteSession = async () => { asked += 1; };
+  await linking.s.stop();
+  assert.equal(asked, 0);
+});
+
+test('a profile save that fails or hangs does not hold up the stop', async () => {
+  const { s, client } = await started();
+  client.options.authStrategy.storeRemoteSession = async () => { throw new Error('zip failed'); };
+  client.emit('ready');
+  await new Promise((r) => setImmediate(r));
+  await s.stop();
+  assert.equal(client.calls.filter((c) => c[0] === 'destroy').length, 1);
+});
+
 test('stop destroys the client once', async () => {
   const { s, client } = await started();
   await s.stop();
