@@ -191,7 +191,7 @@ def _stable_instance_id(data_dir: Path) -> str:
         return instance_id
 
 
-def _build_storage(settings: Settings) -> Storage:
+def build_storage(settings: Settings) -> Storage:
     if settings.storage_type == "s3":
         assert settings.s3_bucket is not None  # checked by Settings
         secret = settings.s3_secret_access_key
@@ -239,7 +239,7 @@ def build_services(settings: Settings) -> Services:
     directory = SessionDirectory()
     directory.watch(db)
     cache = _build_cache(settings)
-    storage = _build_storage(settings)
+    storage = build_storage(settings)
     bus = InMemoryEventBus()
     metrics = Metrics()
     events = EventLog()

@@ -7,7 +7,7 @@ import contextlib
 import gc
 import socket
 from collections.abc import Iterator
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvicorn
@@ -19,6 +19,9 @@ from openwa.db.instance_lock import InstanceLocked
 from openwa.keys.principal import Role
 from openwa.kit.fields import present
 from openwa.kit.private_files import use_private_umask
+
+if TYPE_CHECKING:
+    from openwa.kit.cipher import Cipher
 
 app = typer.Typer(help="OpenWA: a self-hosted WhatsApp HTTP API gateway.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys directly in the database.", no_args_is_help=True)
@@ -256,10 +259,13 @@ def keys_rotate_encryption() -> None:
     One transaction: on any failure nothing changes. Afterwards start the server with
     ENCRYPTION_KEY set to the new key; the old one no longer opens the database.
     """
+    from sqlalchemy import select
+
     from openwa.db import migrate
-    from openwa.db.encryption import rotate
+    from openwa.db.encryption import is_under, rotate
     from openwa.db.engine import create_engine, create_session_factory
     from openwa.db.instance_lock import instance_lock
+    from openwa.db.models import SessionRow
     from openwa.db.unit_of_work import unit_of_work
     from openwa.kit.cipher import Cipher
 
@@ -270,29 +276,73 @@ def keys_rotate_encryption() -> None:
         raise typer.Exit(2)
     new_cipher = Cipher.from_text(new.get_secret_value())
 
-    async def run() -> int:
+    async def run() -> tuple[int | None, int, list[str]]:
         # A running server would go on writing with the old key: it must be stopped.
         lock = instance_lock(settings.resolved_database_url)
         await lock.acquire()
         engine = create_engine(settings.resolved_database_url)
         try:
             await migrate.upgrade(engine)
-            async with unit_of_work(create_session_factory(engine)) as db:
-                return await rotate(db, old, new_cipher)
+            factory = create_session_factory(engine)
+            written: int | None
+            async with factory() as db:
+                # Run again after the profiles' step failed: the database is done.
+                done = await is_under(db, new_cipher)
+            if done:
+                written = None
+            else:
+                async with unit_of_work(factory) as db:
+                    written = await rotate(db, old, new_cipher)
+            async with factory() as db:
+                session_ids = list((await db.execute(select(SessionRow.id))).scalars())
+            resealed, failed = await _reseal_profiles(settings, old, new_cipher, session_ids)
+            return written, resealed, failed
         finally:
             await engine.dispose()
             await lock.release()
 
     try:
-        written = asyncio.run(run())
+        written, resealed, failed = asyncio.run(run())
     except InstanceLocked as exc:
         typer.echo(f"stop the server before rotating: {exc}", err=True)
         raise typer.Exit(3) from None
     except EncryptionKeyError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(3) from None
-    typer.echo(f"re-encrypted {written} values with key id {new_cipher.kid}")
+    if written is None:
+        typer.echo(f"the database is already encrypted with key id {new_cipher.kid}")
+    else:
+        typer.echo(f"re-encrypted {written} values with key id {new_cipher.kid}")
+    typer.echo(f"re-encrypted {resealed} whatsapp-web.js profiles in storage")
+    if failed:
+        typer.echo(
+            "could not re-encrypt the stored profiles of sessions "
+            f"{', '.join(failed)}: run this command again with the same keys",
+            err=True,
+        )
+        raise typer.Exit(4)
     typer.echo("start the server with ENCRYPTION_KEY set to the new key")
+
+
+async def _reseal_profiles(
+    settings: Settings, old: Cipher, new: Cipher, session_ids: list[str]
+) -> tuple[int, list[str]]:
+    """whatsapp-web.js' profiles live in storage, beside the database: sealed again
+    with the new key, or their sessions could not start after a rotation (a new link
+    the only way out). Each on its own: the ones that fail are named, and a run again
+    does only those (the others are under the new key already)."""
+    from openwa.app import build_storage
+    from openwa.engines.bridge.profiles import ProfileStore
+
+    profiles = ProfileStore(build_storage(settings), old)
+    resealed, failed = 0, []
+    for session_id in session_ids:
+        try:
+            resealed += await profiles.reseal(session_id, new)
+        except Exception as exc:
+            typer.echo(f"profile of {session_id}: {type(exc).__name__}: {exc}", err=True)
+            failed.append(session_id)
+    return resealed, failed
 
 
 def main() -> None:

@@ -18,10 +18,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from openwa.app import build_storage
 from openwa.config import Settings
 from openwa.db.encryption import EncryptionKeyError
 from openwa.db.models import EngineAuthRow, WebhookRow
 from openwa.db.sealing import SEALED, Sealer
+from openwa.engines.bridge.profiles import ProfileStore
 from openwa.kit.cipher import Cipher, CipherError, generate_key
 from tests.fixtures.app import Api, AppFactory, make_settings
 from tests.fixtures.server import ServerProcess
@@ -232,6 +234,46 @@ async def test_rotation_re_encrypts_and_the_old_key_then_fails(
     assert again.returncode == 3, again.stderr
     assert "is not the key" in again.stderr
     assert await _raw(database_url) == after
+
+
+async def test_rotation_re_encrypts_the_stored_webjs_profiles_too(
+    app_factory: AppFactory, database_url: str, tmp_path: Path
+) -> None:
+    """whatsapp-web.js' profiles are kept in storage, not in the database: left sealed
+    with the old key, their sessions could not start again after a rotation."""
+    old, new = Cipher.from_text(KEY_A), Cipher.from_text(KEY_B)
+    zipped = tmp_path / "profile.zip"
+    async with app_factory.running(**SETTINGS, encryption_key=KEY_A) as api:
+        session = await api.create_session("webjs-profile", engine="mock")
+        zipped.write_bytes(b"PK profile bytes")
+        await ProfileStore(api.services.storage, old).save(session["id"], zipped)
+    storage = build_storage(app_factory.settings(**SETTINGS))
+
+    def rotate() -> subprocess.CompletedProcess[str]:
+        # The server stopped: a rotation refuses to run beside it.
+        return _cli(
+            database_url,
+            app_factory.data_dir,
+            "keys",
+            "rotate-encryption",
+            ENCRYPTION_KEY=KEY_A,
+            ENCRYPTION_KEY_NEW=KEY_B,
+        )
+
+    rotated = rotate()
+    assert rotated.returncode == 0, rotated.stderr
+    assert "re-encrypted 1 whatsapp-web.js profiles" in rotated.stdout
+    opened = await ProfileStore(storage, new).load(session["id"], tmp_path)
+    assert opened is not None
+    assert opened.read_bytes() == b"PK profile bytes"
+    with pytest.raises(CipherError):
+        await ProfileStore(storage, old).load(session["id"], tmp_path)
+
+    # A run again with the same keys finds the database and the profile done.
+    again = rotate()
+    assert again.returncode == 0, again.stderr
+    assert "already encrypted" in again.stdout
+    assert "re-encrypted 0 whatsapp-web.js profiles" in again.stdout
 
 
 # The refusal reads the same row through the same code on both databases: one is enough

@@ -52,6 +52,18 @@ def _check_verifier(cipher: Cipher, state: EncryptionStateRow) -> None:
         )
 
 
+async def is_under(db: AsyncSession, cipher: Cipher) -> bool:
+    """Whether the database's values are encrypted with `cipher` (a rotation to it done)."""
+    state = await _state(db)
+    if state is None:
+        return False
+    try:
+        _check_verifier(cipher, state)
+    except EncryptionKeyError:
+        return False
+    return True
+
+
 async def _rewrite(
     db: AsyncSession, field: SealedField, change: Callable[[object, Any], Any | None]
 ) -> int:

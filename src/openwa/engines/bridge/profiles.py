@@ -10,7 +10,7 @@ import secrets
 from pathlib import Path
 
 from openwa.engines.whatsmeow.transfer import write_file
-from openwa.kit.cipher import Cipher
+from openwa.kit.cipher import Cipher, token_kid
 from openwa.storage.base import Storage
 from openwa.storage.keys import profile_key
 
@@ -37,15 +37,38 @@ class ProfileStore:
         await self._storage.put(self.key(session_id), data, "application/zip")
         path.unlink(missing_ok=True)
 
-    async def load(self, session_id: str, directory: Path) -> Path | None:
-        """The saved profile as a private file in `directory`, or None when there is none."""
+    async def _read(self, session_id: str) -> bytes | None:
         chunks: list[bytes] = []
         try:
             async for chunk in self._storage.stream(self.key(session_id)):
                 chunks.append(chunk)
         except FileNotFoundError:
             return None
-        data = b"".join(chunks)
+        return b"".join(chunks)
+
+    async def reseal(self, session_id: str, new: Cipher) -> bool:
+        """The profile sealed with this store's key sealed again with `new` (`openwa
+        keys rotate-encryption`: the database's values are rotated, and the profiles,
+        kept in storage, with them); whether it was. One in clear, or already under
+        `new`, or none, is left as it is."""
+        data = await self._read(session_id)
+        if data is None or not data.startswith(_SEALED):
+            return False
+        token = data[len(_SEALED) :].decode()
+        if token_kid(token) == new.kid:
+            return False
+        if self._cipher is None:
+            raise ValueError("the saved whatsapp-web.js profile is sealed: set ENCRYPTION_KEY")
+        clear = self._cipher.decrypt(token, self._context(session_id))
+        sealed = _SEALED + new.encrypt(clear, self._context(session_id)).encode()
+        await self._storage.put(self.key(session_id), sealed, "application/zip")
+        return True
+
+    async def load(self, session_id: str, directory: Path) -> Path | None:
+        """The saved profile as a private file in `directory`, or None when there is none."""
+        data = await self._read(session_id)
+        if data is None:
+            return None
         if data.startswith(_SEALED):
             if self._cipher is None:
                 raise ValueError("the saved whatsapp-web.js profile is sealed: set ENCRYPTION_KEY")
