@@ -256,8 +256,10 @@ def keys_gen_encryption_key() -> None:
 def keys_rotate_encryption() -> None:
     """Re-encrypt stored secrets from ENCRYPTION_KEY to ENCRYPTION_KEY_NEW (server stopped).
 
-    One transaction: on any failure nothing changes. Afterwards start the server with
-    ENCRYPTION_KEY set to the new key; the old one no longer opens the database.
+    The database in one transaction (on any failure there nothing changes), then the
+    whatsapp-web.js profiles in storage, each on its own (a run again with the same keys
+    does what is left). Afterwards start the server with ENCRYPTION_KEY set to the new
+    key; the old one no longer opens the database.
     """
     from sqlalchemy import select
 
@@ -267,6 +269,7 @@ def keys_rotate_encryption() -> None:
     from openwa.db.instance_lock import instance_lock
     from openwa.db.models import SessionRow
     from openwa.db.unit_of_work import unit_of_work
+    from openwa.engines.bridge.engine import WEBJS
     from openwa.kit.cipher import Cipher
 
     settings = Settings()
@@ -294,7 +297,13 @@ def keys_rotate_encryption() -> None:
                 async with unit_of_work(factory) as db:
                     written = await rotate(db, old, new_cipher)
             async with factory() as db:
-                session_ids = list((await db.execute(select(SessionRow.id))).scalars())
+                session_ids = list(
+                    (
+                        await db.execute(
+                            select(SessionRow.id).where(SessionRow.engine == WEBJS.name)
+                        )
+                    ).scalars()
+                )
             resealed, failed = await _reseal_profiles(settings, old, new_cipher, session_ids)
             return written, resealed, failed
         finally:
@@ -334,6 +343,8 @@ async def _reseal_profiles(
     from openwa.app import build_storage
     from openwa.engines.bridge.profiles import ProfileStore
 
+    if not session_ids:
+        return 0, []  # no store opened for nothing (S3 may be slow to answer)
     profiles = ProfileStore(build_storage(settings), old)
     resealed, failed = 0, []
     for session_id in session_ids:

@@ -247,6 +247,16 @@ async def test_rotation_re_encrypts_the_stored_webjs_profiles_too(
         session = await api.create_session("webjs-profile", engine="mock")
         zipped.write_bytes(b"PK profile bytes")
         await ProfileStore(api.services.storage, old).save(session["id"], zipped)
+    # A whatsapp-web.js session as far as the rotation looks (starting one needs the
+    # bridge): only those have a profile to re-encrypt.
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE sessions SET engine = 'webjs' WHERE id = :id"), {"id": session["id"]}
+            )
+    finally:
+        await engine.dispose()
     storage = build_storage(app_factory.settings(**SETTINGS))
 
     def rotate() -> subprocess.CompletedProcess[str]:

@@ -21,6 +21,7 @@ class EngineRegistry:
             raise ValueError(f"default engine {default!r} is not registered")
         self.default = default
         self._forgetting: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     def get(self, name: str) -> Engine:
         engine = self._engines.get(name)
@@ -47,6 +48,8 @@ class EngineRegistry:
         in a worker shard and a worker's client of it. The instance that deleted it did
         so already; one that ran it before it moved would otherwise keep it for life,
         counted against its workers' room."""
+        if self._closed:
+            return
         for engine in self._engines.values():
             task = asyncio.create_task(self._forget(engine, session_id))
             self._forgetting.add(task)
@@ -65,6 +68,7 @@ class EngineRegistry:
             await asyncio.gather(*self._forgetting, return_exceptions=True)
 
     async def close(self) -> None:
+        self._closed = True
         for task in list(self._forgetting):
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -55,6 +55,8 @@ _WATCH_S = 15.0
 # never answers) can hold whatsapp-web.js' `destroy()`; the bridge's process group ends
 # whatever is left when the bridge itself stops.
 _STOP_TIMEOUT_S = 10.0
+# How long a session's link waits for its auth state to be saved (see `_on_translated`).
+_LINKED_SAVE_WAIT_S = 5.0
 _QR_MAX_RETRIES = 6
 # The bridge's own event: it closed the session's connection, not having heard from us.
 FENCED = "bridge.fenced"
@@ -362,7 +364,10 @@ class BridgeClient:
         if isinstance(item, baileys.Opened | webjs.Ready):
             # What the bridge reported is saved before the session counts as linked: a
             # kill right after a scan otherwise lost the new device's creds (a new QR).
-            await self._flush_auth()
+            # Bounded: this runs on the bridge's reader, and a save that keeps failing
+            # (the database down) must not hold up its other sessions' frames.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._flush_auth()), _LINKED_SAVE_WAIT_S)
             me = getattr(item, "me", None) or _me_of(self._auth)
             self._me = me
             if isinstance(item, webjs.Ready) and me and self._auth is None:

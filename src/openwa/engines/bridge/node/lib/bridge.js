@@ -235,14 +235,15 @@ class Bridge {
         const adapter = this.sessions.get(session);
         if (!adapter) return; // stopped meanwhile
         this.sessions.delete(session);
-        await this.closeAdapter(session, adapter);
+        // no profile saved: another instance may run the session by now
+        await this.closeAdapter(session, adapter, { save: false });
         this.send({ kind: 'event', session, name: 'bridge.fenced', data: { reason } });
       }))));
   }
 
-  async closeAdapter(session, adapter) {
+  async closeAdapter(session, adapter, options = {}) {
     try {
-      await adapter.stop();
+      await adapter.stop(options);
       this.unclosed.delete(adapter);
     } catch (err) {
       this.log(`${session}: closing: ${err && err.message}`);
@@ -261,8 +262,9 @@ class Bridge {
       this.log('sessions did not close in time; exiting anyway');
       this.finish(1);
     }, this.closeGraceMs);
+    // no profile saved: the API process is gone or closing, and would not take it
     const all = [...this.sessions.entries()].map(([session, adapter]) =>
-      sessionScope.run({ session }, () => this.closeAdapter(session, adapter)));
+      sessionScope.run({ session }, () => this.closeAdapter(session, adapter, { save: false })));
     this.sessions.clear();
     this.closing = Promise.all(all).then(() => {
       clearTimeout(timer);

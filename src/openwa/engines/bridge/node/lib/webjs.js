@@ -249,6 +249,7 @@ class WebjsSession {
       store: this.store,
       backupSyncIntervalMs: BACKUP_INTERVAL_MS,
     });
+    this.serializeSaves(authStrategy);
     const client = new lib.Client({
       authStrategy,
       puppeteer: {
@@ -562,23 +563,51 @@ class WebjsSession {
     this.kill();
   }
 
-  async stop() {
+  /**
+   * RemoteAuth's saves, one at a time (each zips the profile into the same temporary
+   * place), and none once the session has stopped: RemoteAuth's first save comes a
+   * minute after a link without being waited for, and a session stopped before it went
+   * on saving its leftover profile every minute, for nobody.
+   */
+  serializeSaves(strategy) {
+    if (!strategy || typeof strategy.storeRemoteSession !== 'function') return;
+    const save = strategy.storeRemoteSession.bind(strategy);
+    let last = Promise.resolve();
+    this.authStrategy = strategy;
+    this.profileClosed = false;
+    strategy.storeRemoteSession = (options) => {
+      if (this.profileClosed) {
+        clearInterval(strategy.backupSync);
+        return Promise.resolve();
+      }
+      const run = last.then(() => save(options));
+      last = run.catch(() => {});
+      return run;
+    };
+  }
+
+  /**
+   * `save: false` when the API process cannot take the profile (a fence: another
+   * instance may own the session by now; the bridge shutting down).
+   */
+  async stop({ save = true } = {}) {
     const client = this.client;
     if (!client || this.stopping) return;
     const wasReady = this.ready;
     this.stopping = true;
     this.ready = false;
     // RemoteAuth saves the profile a minute after a link, then once a minute: a session
-    // stopped (or moved, or restarted) before that had no saved profile, and showed a
-    // QR again. It is saved now, before the browser closes; the `auth` frame naming it
-    // goes out before this stop's answer.
-    if (wasReady) await this.saveProfile(client);
+    // stopped (or restarted) before that had no saved profile, and showed a QR again.
+    // It is saved now, before the browser closes; the `auth` frame naming it goes out
+    // before this stop's answer.
+    if (wasReady && save) await this.saveProfile();
+    this.profileClosed = true;
     await this.closeClient(client);
   }
 
-  async saveProfile(client) {
-    const strategy = client.authStrategy || client.options.authStrategy;
-    if (!strategy || typeof strategy.storeRemoteSession !== 'function') return;
+  async saveProfile() {
+    const strategy = this.authStrategy;
+    if (!strategy) return;
     try {
       await withTimeout(Promise.resolve().then(() => strategy.storeRemoteSession({ emit: false })), SAVE_TIMEOUT_MS, 'storeRemoteSession()');
     } catch (err) {
@@ -589,8 +618,10 @@ class WebjsSession {
   async logout() {
     const client = this.client;
     if (!client) return;
+    const wasReady = this.ready;
+    this.ready = false; // the stop below saves no profile of a device being unlinked
     try {
-      if (this.ready) await client.logout();
+      if (wasReady) await client.logout();
     } catch (err) {
       throw new BridgeError('internal', err && err.message ? err.message : String(err));
     } finally {
