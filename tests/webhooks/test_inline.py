@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.fixtures.app import Api
+from tests.webhooks.conftest import Apps
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.support import (
     data_of,
@@ -15,6 +16,7 @@ from tests.webhooks.support import (
     received_events,
     settled,
     verifies,
+    wait_deliveries,
 )
 
 GROUP = "120363012345678901@g.us"
@@ -54,6 +56,40 @@ async def test_config_webhooks_are_returned_with_secrets_and_deliver(
         [request] = receiver.of(path=f"/{name}")
         assert message_ids([request]) == [message_id]
         assert verifies(hook["secret"], request)
+
+
+async def test_config_sent_again_keeps_its_webhooks_and_their_queue(
+    apps: Apps, receiver: Receiver
+) -> None:
+    """A client that sends the session's whole config again to change another field
+    replaced every config webhook: their waiting deliveries were deleted, and one
+    without a secret in the body got a new secret its receiver did not know."""
+    api = await apps.start(webhook_max_attempts=1000)  # it waits, retrying, meanwhile
+    hooks = [{"url": f"{receiver.base}/kept", "events": ["message.received"]}]
+    created = await ready_session(api, config={"webhooks": hooks})
+    [hook] = created["webhooks"]
+    path = f"/api/sessions/{created['id']}"
+    await receiver.stop()
+    waiting = await inbound(api, created["id"], "while the receiver is down")
+    await wait_deliveries(api, created["id"], hook["id"], lambda ds: ds and ds[0]["attempts"])
+
+    again = data_of(
+        await api.request("PATCH", path, json={"config": {"markOnline": True, "webhooks": hooks}})
+    )
+    assert [(h["id"], h["secret"]) for h in again["webhooks"]] == [(hook["id"], hook["secret"])]
+    await receiver.start()
+    await receiver.wait_for(
+        lambda rs: waiting in message_ids(rs), what="the delivery that waited", timeout=30
+    )
+    [request] = [r for r in receiver.requests if message_ids([r]) == [waiting]][:1]
+    assert verifies(hook["secret"], request)
+
+    # Changed, it is replaced (a new webhook, its queue gone with the old one).
+    moved = [{"url": f"{receiver.base}/moved", "events": ["message.received"]}]
+    replaced = data_of(await api.request("PATCH", path, json={"config": {"webhooks": moved}}))
+    assert [h["id"] for h in replaced["webhooks"]] != [hook["id"]]
+    listed = data_of(await api.request("GET", hooks_path(created["id"])))
+    assert [h["url"] for h in listed] == [f"{receiver.base}/moved"]
 
 
 async def test_config_webhook_with_a_bad_secret_or_url_is_refused(api: Api) -> None:

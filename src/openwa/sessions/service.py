@@ -54,6 +54,7 @@ from openwa.sessions.schemas import (
 )
 from openwa.sessions.status import Status, is_running
 from openwa.storage.base import Storage
+from openwa.webhooks.schemas import WebhookCreate
 from openwa.webhooks.service import WebhookService, with_secret
 
 # Config fields that an engine reads only when it connects.
@@ -186,15 +187,14 @@ class SessionService:
         changes.pop("webhooks", None)
         if config.proxy:
             await check_proxy(config.proxy, self._proxy_allow_private)
-        hooks = [
+        prepared = [
             await self._webhooks.prepare(session_id, body, "config") for body in hook_bodies or []
         ]
+        given = (prepared, hook_bodies) if hook_bodies is not None else None
         async with self._runtime.lock(session_id):
             for attempt in range(1, _UPDATE_ATTEMPTS + 1):
                 try:
-                    changed = await self._change_config(
-                        db, session_id, changes, hooks if hook_bodies is not None else None
-                    )
+                    changed, hooks = await self._change_config(db, session_id, changes, given)
                     break
                 except (DBAPIError, DatabaseUnavailable) as exc:
                     # Replacing config webhooks deletes their deliveries, which the
@@ -214,7 +214,7 @@ class SessionService:
         session = await self.get(session_id)
         return SessionUpdated(
             **session.model_dump(),
-            webhooks=[with_secret(h) for h in hooks],
+            webhooks=[with_secret(h) for h in hooks or []],
             reconnect_required=reconnect,
         )
 
@@ -223,18 +223,19 @@ class SessionService:
         db: AsyncSession,
         session_id: str,
         changes: dict[str, Any],
-        hooks: list[WebhookRow] | None,
-    ) -> set[str]:
+        hooks: tuple[list[WebhookRow], list[WebhookCreate]] | None,
+    ) -> tuple[set[str], list[WebhookRow] | None]:
         """Apply and commit a config change (under the session's lock); the fields whose
-        value changed."""
+        value changed, and the config webhooks as they are now (when they were given)."""
         # The row first, and held: a delete committed since the route looked it up is a
         # 404 here rather than a broken foreign key for the webhooks below, and one on
         # another instance waits for this change.
         row = await SessionRepository(db).get_held(session_id, held="to change")
         if row is None:
             raise SessionNotFound(details={"session": session_id})
+        webhooks = None
         if hooks is not None:
-            await self._webhooks.replace_config_webhooks(db, session_id, hooks)
+            webhooks = await self._webhooks.replace_config_webhooks(db, session_id, *hooks)
         merged = dict(row.config or {})
         for key, value in changes.items():
             if value is None:
@@ -246,7 +247,7 @@ class SessionService:
         row.updated_at = utcnow()
         # Under the lock: a start of this session connects with the new config.
         await commit(db)
-        return changed
+        return changed, webhooks
 
     async def delete(self, db: AsyncSession, session_id: str) -> None:
         async with self._runtime.lock(session_id):

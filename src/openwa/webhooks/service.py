@@ -129,6 +129,17 @@ def _delivery_values(webhook_id: str, event: Event, now: datetime) -> dict[str, 
     }
 
 
+def _listed_again(row: WebhookRow, new: WebhookRow, body: WebhookCreate) -> bool:
+    """Whether `new` (made from `body`) is the config webhook `row` listed again."""
+    return (
+        row.url == new.url
+        and sorted(row.events) == sorted(new.events)
+        and (row.headers or {}) == (new.headers or {})
+        and row.active == new.active
+        and (body.secret is None or body.secret == row.secret)
+    )
+
+
 def new_delivery(webhook_id: str, event: Event) -> DeliveryRow:
     return DeliveryRow(**_delivery_values(webhook_id, event, utcnow()))
 
@@ -226,16 +237,39 @@ class WebhookService:
             )
 
     async def replace_config_webhooks(
-        self, db: AsyncSession, session_id: str, rows: Sequence[WebhookRow]
-    ) -> None:
-        """In the caller's transaction: the session's `config.webhooks` become `rows`."""
+        self,
+        db: AsyncSession,
+        session_id: str,
+        rows: Sequence[WebhookRow],
+        bodies: Sequence[WebhookCreate],
+    ) -> list[WebhookRow]:
+        """In the caller's transaction: the session's `config.webhooks` become `rows`
+        (made from `bodies`); the webhooks as they are now, in the order given.
+
+        A webhook listed again as it is (the same URL, events, headers and state, and
+        the same secret where one is given) is kept as it is, with its id, its secret
+        and its queue: a client that sends its whole config again (to change another
+        field) used to replace them all, losing the deliveries that waited for a
+        receiver that was down and, without a secret in the body, the secret its
+        receiver checks."""
         old = await WebhookRepository(db).by_source("config", session_id)
-        await self._check_room(db, session_id, len(rows), removing=len(old))
-        for row in old:
-            await db.delete(row)
+        result: list[WebhookRow] = []
+        added: list[WebhookRow] = []
+        for row, body in zip(rows, bodies, strict=True):
+            same = next((o for o in old if _listed_again(o, row, body)), None)
+            if same is not None:
+                old.remove(same)
+                result.append(same)
+            else:
+                added.append(row)
+                result.append(row)
+        await self._check_room(db, session_id, len(added), removing=len(old))
+        for gone in old:
+            await db.delete(gone)
         with off_the_loop():  # their deliveries go with them: maybe many rows
             await db.flush()
-        db.add_all(rows)
+        db.add_all(added)
+        return result
 
     async def page(
         self, db: AsyncSession, session_id: str | None, params: PageParams
