@@ -194,6 +194,20 @@ def _cli(
     )
 
 
+def _rotate(
+    database_url: str, data_dir: Path, new: str = KEY_B
+) -> subprocess.CompletedProcess[str]:
+    """`openwa keys rotate-encryption` from KEY_A to `new`."""
+    return _cli(
+        database_url,
+        data_dir,
+        "keys",
+        "rotate-encryption",
+        ENCRYPTION_KEY=KEY_A,
+        ENCRYPTION_KEY_NEW=new,
+    )
+
+
 async def test_rotation_re_encrypts_and_the_old_key_then_fails(
     app_factory: AppFactory, receiver: Receiver, database_url: str, tmp_path: Path
 ) -> None:
@@ -201,14 +215,7 @@ async def test_rotation_re_encrypts_and_the_old_key_then_fails(
         session, hook = await _secrets_setup(api, receiver)
     before = await _raw(database_url)
 
-    rotated = _cli(
-        database_url,
-        app_factory.data_dir,
-        "keys",
-        "rotate-encryption",
-        ENCRYPTION_KEY=KEY_A,
-        ENCRYPTION_KEY_NEW=KEY_B,
-    )
+    rotated = _rotate(database_url, app_factory.data_dir)
     assert rotated.returncode == 0, rotated.stderr
     kid_b = Cipher.from_text(KEY_B).kid
     assert kid_b in rotated.stdout
@@ -223,14 +230,7 @@ async def test_rotation_re_encrypts_and_the_old_key_then_fails(
         await _delivered(api, receiver, session["id"], hook["secret"])
 
     # Rotating again from the old key is refused, and changes nothing.
-    again = _cli(
-        database_url,
-        app_factory.data_dir,
-        "keys",
-        "rotate-encryption",
-        ENCRYPTION_KEY=KEY_A,
-        ENCRYPTION_KEY_NEW=generate_key(),
-    )
+    again = _rotate(database_url, app_factory.data_dir, new=generate_key())
     assert again.returncode == 3, again.stderr
     assert "is not the key" in again.stderr
     assert await _raw(database_url) == after
@@ -259,18 +259,7 @@ async def test_rotation_re_encrypts_the_stored_webjs_profiles_too(
         await engine.dispose()
     storage = build_storage(app_factory.settings(**SETTINGS))
 
-    def rotate() -> subprocess.CompletedProcess[str]:
-        # The server stopped: a rotation refuses to run beside it.
-        return _cli(
-            database_url,
-            app_factory.data_dir,
-            "keys",
-            "rotate-encryption",
-            ENCRYPTION_KEY=KEY_A,
-            ENCRYPTION_KEY_NEW=KEY_B,
-        )
-
-    rotated = rotate()
+    rotated = _rotate(database_url, app_factory.data_dir)  # the server stopped
     assert rotated.returncode == 0, rotated.stderr
     assert "re-encrypted 1 whatsapp-web.js profiles" in rotated.stdout
     opened = await ProfileStore(storage, new).load(session["id"], tmp_path)
@@ -280,7 +269,7 @@ async def test_rotation_re_encrypts_the_stored_webjs_profiles_too(
         await ProfileStore(storage, old).load(session["id"], tmp_path)
 
     # A run again with the same keys finds the database and the profile done.
-    again = rotate()
+    again = _rotate(database_url, app_factory.data_dir)
     assert again.returncode == 0, again.stderr
     assert "already encrypted" in again.stdout
     assert "re-encrypted 0 whatsapp-web.js profiles" in again.stdout
