@@ -39,7 +39,7 @@ from tests.fixtures.app import GENEROUS_RATE_LIMITS
 from tests.fixtures.databases import PG_HOST, PG_PORT, PG_USER, pg_url
 from tests.fixtures.redis import LOCAL_REDIS
 from tests.fixtures.s3 import S3Server
-from tests.fixtures.server import free_port
+from tests.fixtures.server import free_port, is_openwa_health
 
 T = TypeVar("T")
 
@@ -222,7 +222,7 @@ class Instance:
             if self.process.poll() is not None:
                 raise AssertionError(f"{self.name} exited early:\n{self.log()[-3000:]}")
             try:
-                return httpx.get(self.url + "/health/ready", timeout=1).status_code == 200
+                return is_openwa_health(httpx.get(self.url + "/health/ready", timeout=1))
             except httpx.HTTPError:
                 return False
 

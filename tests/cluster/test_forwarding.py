@@ -31,7 +31,7 @@ from tests.fixtures.app import ADMIN_KEY
 from tests.fixtures.databases import PgPool, pg_url, require_postgres
 from tests.fixtures.redis import LOCAL_REDIS, require_redis
 from tests.fixtures.s3 import S3Server
-from tests.fixtures.server import ServerProcess, free_port
+from tests.fixtures.server import ServerProcess, free_port, is_openwa_health
 
 pytestmark = [pytest.mark.in_order, pytest.mark.postgres, pytest.mark.e2e]
 
@@ -166,7 +166,7 @@ def _await_health(*servers: ServerProcess, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"server did not start:\n{server.log()}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(server.url + "/health", timeout=1).status_code == 200:
+            if is_openwa_health(httpx.get(server.url + "/health", timeout=1)):
                 waiting.pop(0)
                 continue
         time.sleep(0.05)
