@@ -76,13 +76,19 @@ async def test_config_sent_again_keeps_its_webhooks_and_their_queue(
     again = data_of(
         await api.request("PATCH", path, json={"config": {"markOnline": True, "webhooks": hooks}})
     )
-    assert [(h["id"], h["secret"]) for h in again["webhooks"]] == [(hook["id"], hook["secret"])]
+    # Kept, and its secret not shown again (it was shown when the webhook was made).
+    assert [(h["id"], h["secret"]) for h in again["webhooks"]] == [(hook["id"], None)]
     await receiver.start()
     await receiver.wait_for(
         lambda rs: waiting in message_ids(rs), what="the delivery that waited", timeout=30
     )
     [request] = [r for r in receiver.requests if message_ids([r]) == [waiting]][:1]
     assert verifies(hook["secret"], request)
+
+    # Listed with its secret, it is kept too, and shown with the secret the body gave.
+    given = [{**hooks[0], "secret": hook["secret"]}]
+    named = data_of(await api.request("PATCH", path, json={"config": {"webhooks": given}}))
+    assert [(h["id"], h["secret"]) for h in named["webhooks"]] == [(hook["id"], hook["secret"])]
 
     # Changed, it is replaced (a new webhook, its queue gone with the old one).
     moved = [{"url": f"{receiver.base}/moved", "events": ["message.received"]}]

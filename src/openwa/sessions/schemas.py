@@ -14,7 +14,7 @@ from openwa.kit.redact import redact_url
 from openwa.kit.schema import CamelModel, StrictCamelModel
 from openwa.messages.pacing import SendInterval
 from openwa.sessions.status import Status
-from openwa.webhooks.schemas import WebhookCreate, WebhookWithSecret
+from openwa.webhooks.schemas import ConfigWebhook, WebhookCreate, WebhookWithSecret
 
 _PROXY_SCHEMES = {"http", "https", "socks5", "socks5h"}
 
@@ -164,7 +164,14 @@ class SessionCreated(Session):
     )
 
 
-class SessionUpdated(SessionCreated):
+class SessionUpdated(Session):
+    webhooks: list[ConfigWebhook] = Field(
+        default_factory=list,
+        description=(
+            "The config webhooks when `config.webhooks` was given: those it made with their "
+            "secrets, those kept as they were without"
+        ),
+    )
     reconnect_required: bool = Field(
         description="True when the change takes effect only after a restart of the session"
     )

@@ -55,7 +55,7 @@ from openwa.sessions.schemas import (
 from openwa.sessions.status import Status, is_running
 from openwa.storage.base import Storage
 from openwa.webhooks.schemas import WebhookCreate
-from openwa.webhooks.service import WebhookService, with_secret
+from openwa.webhooks.service import WebhookService, as_configured, with_secret
 
 # Config fields that an engine reads only when it connects.
 _RECONNECT_FIELDS = {"proxy", "markOnline"}
@@ -214,7 +214,7 @@ class SessionService:
         session = await self.get(session_id)
         return SessionUpdated(
             **session.model_dump(),
-            webhooks=[with_secret(h) for h in hooks or []],
+            webhooks=[as_configured(row, shown) for row, shown in hooks or []],
             reconnect_required=reconnect,
         )
 
@@ -224,7 +224,7 @@ class SessionService:
         session_id: str,
         changes: dict[str, Any],
         hooks: tuple[list[WebhookRow], list[WebhookCreate]] | None,
-    ) -> tuple[set[str], list[WebhookRow] | None]:
+    ) -> tuple[set[str], list[tuple[WebhookRow, bool]] | None]:
         """Apply and commit a config change (under the session's lock); the fields whose
         value changed, and the config webhooks as they are now (when they were given)."""
         # The row first, and held: a delete committed since the route looked it up is a

@@ -127,6 +127,17 @@ class WebhookWithSecret(Webhook):
     secret: str = Field(description="Shown only on create and rotate")
 
 
+class ConfigWebhook(Webhook):
+    """A config webhook as a session PATCH left it."""
+
+    secret: str | None = Field(
+        description=(
+            "Shown for a webhook this change made, or whose secret the change gave; null "
+            "for one kept as it was (its secret was shown when it was made)"
+        )
+    )
+
+
 class RotateSecret(StrictCamelModel):
     grace_seconds: int = Field(
         default=86400, ge=0, le=7 * 86400, description="How long the old secret stays valid"

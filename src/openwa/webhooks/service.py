@@ -26,6 +26,7 @@ from openwa.kit.signal import Signal
 from openwa.sessions.repository import SessionRepository
 from openwa.webhooks.repository import WebhookRepository
 from openwa.webhooks.schemas import (
+    ConfigWebhook,
     Delivery,
     DeliveryAttempt,
     RotatedSecret,
@@ -58,6 +59,10 @@ def to_schema(row: WebhookRow) -> Webhook:
 
 def with_secret(row: WebhookRow) -> WebhookWithSecret:
     return WebhookWithSecret(**to_schema(row).model_dump(), secret=row.secret)
+
+
+def as_configured(row: WebhookRow, shown: bool) -> ConfigWebhook:
+    return ConfigWebhook(**to_schema(row).model_dump(), secret=row.secret if shown else None)
 
 
 def _delivery(row: DeliveryRow, attempts: list[DeliveryAttemptRow]) -> Delivery:
@@ -242,9 +247,11 @@ class WebhookService:
         session_id: str,
         rows: Sequence[WebhookRow],
         bodies: Sequence[WebhookCreate],
-    ) -> list[WebhookRow]:
+    ) -> list[tuple[WebhookRow, bool]]:
         """In the caller's transaction: the session's `config.webhooks` become `rows`
-        (made from `bodies`); the webhooks as they are now, in the order given.
+        (made from `bodies`); the webhooks as they are now, in the order given, each with
+        whether its secret may be shown (made now, or given in the body: a kept one's
+        secret is not shown again, as for any webhook after its creation).
 
         A webhook listed again as it is (the same URL, events, headers and state, and
         the same secret where one is given) is kept as it is, with its id, its secret
@@ -253,16 +260,23 @@ class WebhookService:
         receiver that was down and, without a secret in the body, the secret its
         receiver checks."""
         old = await WebhookRepository(db).by_source("config", session_id)
-        result: list[WebhookRow] = []
-        added: list[WebhookRow] = []
-        for row, body in zip(rows, bodies, strict=True):
-            same = next((o for o in old if _listed_again(o, row, body)), None)
+        found: dict[int, WebhookRow] = {}
+        # Entries that give a secret first: one without could otherwise take the row
+        # whose secret a later entry names, and that row would be replaced.
+        order = sorted(range(len(bodies)), key=lambda i: bodies[i].secret is None)
+        for index in order:
+            same = next((o for o in old if _listed_again(o, rows[index], bodies[index])), None)
             if same is not None:
                 old.remove(same)
-                result.append(same)
+                found[index] = same
+        result: list[tuple[WebhookRow, bool]] = []
+        added: list[WebhookRow] = []
+        for index, (row, body) in enumerate(zip(rows, bodies, strict=True)):
+            if index in found:
+                result.append((found[index], body.secret is not None))
             else:
                 added.append(row)
-                result.append(row)
+                result.append((row, True))
         await self._check_room(db, session_id, len(added), removing=len(old))
         for gone in old:
             await db.delete(gone)
