@@ -127,6 +127,14 @@ async def ready_pair(api: Api) -> tuple[dict[str, Any], dict[str, Any]]:
     return a, b
 
 
+async def image_exchanged(api: Api) -> tuple[str, str, str]:
+    """Alice sends Bob an image: each side stores its copy. Their ids, the message's."""
+    alice, bob = await ready_pair(api)
+    sent = data_of(await post_multipart(api, "alice", png(), chatId=plus(bob), type="image"), 202)
+    await wait_event(api, bob["id"], "message.received", id=sent["id"])
+    return alice["id"], bob["id"], sent["id"]
+
+
 def plus(session: dict[str, Any]) -> str:
     return "+" + str(session["phoneNumber"])
 

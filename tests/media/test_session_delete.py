@@ -4,10 +4,10 @@ sessions' media is untouched."""
 
 from __future__ import annotations
 
-from tests.fixtures.app import Api
 from tests.media.conftest import MediaApps, MediaStore
 from tests.media.support import (
     data_of,
+    image_exchanged,
     object_key,
     plus,
     png,
@@ -18,19 +18,11 @@ from tests.media.support import (
 )
 
 
-async def _exchanged(api: Api) -> tuple[str, str, str]:
-    """Alice sends Bob an image: each side stores its copy. Their ids, the message's."""
-    alice, bob = await ready_pair(api)
-    sent = data_of(await post_multipart(api, "alice", png(), chatId=plus(bob), type="image"), 202)
-    await wait_event(api, bob["id"], "message.received", id=sent["id"])
-    return alice["id"], bob["id"], sent["id"]
-
-
 async def test_a_deleted_sessions_media_is_deleted(
     media_apps: MediaApps, store: MediaStore
 ) -> None:
     api = await media_apps.start(store)
-    alice, bob, message_id = await _exchanged(api)
+    alice, bob, message_id = await image_exchanged(api)
     # A name under the session's prefix of another kind (an engine's profile) goes too;
     # one that only begins with its id does not.
     await api.services.storage.put(f"{bob}/webjs_profile.zip", b"profile", "application/zip")

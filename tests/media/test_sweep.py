@@ -17,16 +17,7 @@ from openwa.kit.clock import utcnow
 from openwa.media.sweep import TOMBSTONE_WAIT
 from tests.fixtures.app import Api
 from tests.media.conftest import MediaApps, MediaStore
-from tests.media.support import (
-    data_of,
-    object_key,
-    plus,
-    png,
-    post_multipart,
-    ready_pair,
-    ready_session,
-    wait_event,
-)
+from tests.media.support import image_exchanged, object_key, ready_session
 
 
 async def _tombstones(api: Api) -> list[str]:
@@ -40,12 +31,10 @@ async def test_a_deleted_sessions_prefix_is_emptied_again(
     """A file stored under a deleted session's prefix after its delete (an engine's late
     report) goes at the sweep after `TOMBSTONE_WAIT`, and the tombstone with it."""
     api = await media_apps.start(store)
-    alice, bob = await ready_pair(api)
-    sent = data_of(await post_multipart(api, "alice", png(), chatId=plus(bob), type="image"), 202)
-    await wait_event(api, bob["id"], "message.received", id=sent["id"])
-    assert (await api.request("DELETE", f"/api/sessions/{bob['id']}")).status_code == 200
-    assert await _tombstones(api) == [bob["id"]]
-    late = f"{bob['id']}/late.png"
+    alice, bob, message_id = await image_exchanged(api)
+    assert (await api.request("DELETE", f"/api/sessions/{bob}")).status_code == 200
+    assert await _tombstones(api) == [bob]
+    late = f"{bob}/late.png"
     await api.services.storage.put(late, b"late", "image/png")
     sweep = api.services.maintenance.media_sweep
 
@@ -61,10 +50,10 @@ async def test_a_deleted_sessions_prefix_is_emptied_again(
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(api.services.storage, "delete_under", unreachable)
         assert await sweep.empty_deleted(due) == 0
-    assert await _tombstones(api) == [bob["id"]]
+    assert await _tombstones(api) == [bob]
 
     assert await sweep.empty_deleted(due) == 1
-    assert store.objects() == {object_key(alice["id"], sent["id"], "png")}
+    assert store.objects() == {object_key(alice, message_id, "png")}
     assert await _tombstones(api) == []
 
 
@@ -74,23 +63,21 @@ async def test_unreferenced_files_of_live_sessions_are_swept(
     """Once old enough, a file no message refers to goes; a message's file, the engine
     profile, names OpenWA does not make and prefixes that are no session's stay."""
     api = await media_apps.start(store)
-    alice, bob = await ready_pair(api)
-    sent = data_of(await post_multipart(api, "alice", png(), chatId=plus(bob), type="image"), 202)
-    await wait_event(api, bob["id"], "message.received", id=sent["id"])
+    alice, bob, message_id = await image_exchanged(api)
     storage = api.services.storage
-    orphan = f"{alice['id']}/orphan.png"
+    orphan = f"{alice}/orphan.png"
     kept = {
-        object_key(alice["id"], sent["id"], "png"),
-        object_key(bob["id"], sent["id"], "png"),
-        f"{alice['id']}/webjs_profile.zip",
+        object_key(alice, message_id, "png"),
+        object_key(bob, message_id, "png"),
+        f"{alice}/webjs_profile.zip",
         "someone/else.png",
     }
     for key in [orphan, *kept]:
         await storage.put(key, b"x", "application/octet-stream")
     if store.kind == "local":
         # A name OpenWA does not make, under a session's prefix.
-        (store.root / alice["id"] / "Not-Ours.txt").write_bytes(b"x")
-        kept.add(f"{alice['id']}/Not-Ours.txt")
+        (store.root / alice / "Not-Ours.txt").write_bytes(b"x")
+        kept.add(f"{alice}/Not-Ours.txt")
     sweep = api.services.maintenance.media_sweep
 
     # Younger than the grace: kept (it may be waiting for its row).

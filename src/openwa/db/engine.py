@@ -37,6 +37,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, UOWTran
 
 from openwa.db.commits import note_commit
 from openwa.db.sqlite_driver import BUSY_WAIT_MS, off_the_loop, one_trip_dbapi
+from openwa.kit import wire_json
 from openwa.kit.private_files import touch_private
 from openwa.kit.redact import redact_text
 from openwa.kit.wire_json import well_formed
@@ -60,12 +61,9 @@ def _json_dumps(value: Any) -> str:
 
 
 def _json_loads(text: str | bytes) -> Any:
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        # Written by the standard library (before orjson, or by the fallback above;
-        # rows written earlier may hold lone surrogates, made well-formed here).
-        return well_formed(json.loads(text))
+    # What the standard library wrote (before orjson, or by the fallback above) is read
+    # by it too; rows written earlier may hold lone surrogates, made well-formed here.
+    return wire_json.loads(text)
 
 
 # JSON columns (message content, event data, audit fields) through orjson: the standard

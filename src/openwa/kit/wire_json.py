@@ -32,6 +32,16 @@ def dumps(value: Any) -> bytes:
         return json.dumps(value, default=str).encode()
 
 
+def loads(text: str | bytes) -> Any:
+    """orjson first; what it refuses (a `\\ud83d` escape of half an emoji, as Node and
+    the standard library write it) is read by the standard library, made well-formed.
+    Raises ValueError for what is not JSON."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return well_formed(json.loads(text))
+
+
 def well_formed(value: Any) -> Any:
     """`value` with every string in it well-formed Unicode (lone surrogates as U+FFFD,
     split pairs joined); other values as they are."""

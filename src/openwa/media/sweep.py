@@ -85,14 +85,12 @@ class MediaSweep:
             # A session created again under the same id owns the prefix now (ids are
             # made by the server and never reused: a guard only).
             if session_id not in live and is_safe_part(session_id):
-                try:
-                    async with asyncio.timeout(_STORE_CALL_S):
-                        removed += await self._storage.delete_under(session_id)
-                except Exception as exc:
+                deleted = await delete_prefix(self._storage, session_id)
+                if deleted is None:
                     # The store unreachable: this and the other tombstones stay for the
                     # next run, rather than each waiting out the store in turn.
-                    _store_failed("session_media_not_deleted", exc, session_id=session_id)
                     break
+                removed += deleted
             async with unit_of_work(self._db) as db:
                 # Only this tombstone: a delete of a newer session of the id keeps its own.
                 await db.execute(
@@ -146,6 +144,20 @@ class MediaSweep:
             )
         kept = referenced | {profile_key(session_id)}
         return [key for key in keys if key not in kept and is_safe_key(key)]
+
+
+async def delete_prefix(
+    storage: Storage, session_id: str, timeout_s: float = _STORE_CALL_S
+) -> int | None:
+    """Every file under a session's prefix deleted (a session delete, then the sweep of
+    its tombstone); how many, or None when the store failed or did not answer within
+    `timeout_s` (obstore retries for minutes), which is logged."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await storage.delete_under(session_id)
+    except Exception as exc:
+        _store_failed("session_media_not_deleted", exc, session_id=session_id)
+        return None
 
 
 def _store_failed(event: str, exc: Exception, **fields: str) -> None:

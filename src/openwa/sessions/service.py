@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import structlog
@@ -34,8 +33,7 @@ from openwa.kit.clock import utcnow
 from openwa.kit.ids import new_id
 from openwa.kit.pagination import PageParams
 from openwa.kit.phone import normalize_phone
-from openwa.kit.redact import redact_text
-from openwa.media.sweep import MediaTombstones
+from openwa.media.sweep import MediaTombstones, delete_prefix
 from openwa.sessions.directory import SessionDirectory
 from openwa.sessions.qr import qr_data_url, qr_png
 from openwa.sessions.records import SessionRecords
@@ -281,16 +279,8 @@ class SessionService:
         with it. After the commit, so a delete that failed keeps its media; a failure
         here (the store unreachable, or too slow: obstore retries for minutes) is logged
         and leaves the files, and the delete is answered all the same."""
-        try:
-            async with asyncio.timeout(_FORGET_MEDIA_S):
-                removed = await self._media.delete_under(session_id)
-        except Exception as exc:
-            log.warning(
-                "session_media_not_deleted",
-                session_id=session_id,
-                error=redact_text(str(exc)) or type(exc).__name__,
-            )
-        else:
+        removed = await delete_prefix(self._media, session_id, _FORGET_MEDIA_S)
+        if removed is not None:
             log.info("session_media_deleted", session_id=session_id, count=removed)
 
     async def start(self, session_id: str) -> Session:

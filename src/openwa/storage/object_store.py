@@ -97,13 +97,12 @@ class ObjectStorage:
         await obstore.delete_async(self._store, self._checked(key))
 
     async def delete_under(self, prefix: str) -> int:
-        if not is_safe_part(prefix):
-            raise ValueError(f"unsafe storage prefix {prefix!r}")
+        under = _prefixed(prefix)
         deleted = 0
         for _round in range(_DELETE_ROUNDS):
             # Listed again until empty: one listing need not see what came meanwhile.
             found = 0
-            async for batch in obstore.list(self._store, prefix=f"{prefix}/", chunk_size=500):
+            async for batch in obstore.list(self._store, prefix=under, chunk_size=500):
                 paths = [meta["path"] for meta in batch]
                 try:
                     await obstore.delete_async(self._store, paths)
@@ -122,9 +121,7 @@ class ObjectStorage:
         return deleted
 
     async def listed(self, prefix: str, before: datetime) -> AsyncGenerator[list[str], None]:
-        if not is_safe_part(prefix):
-            raise ValueError(f"unsafe storage prefix {prefix!r}")
-        async for batch in obstore.list(self._store, prefix=f"{prefix}/", chunk_size=500):
+        async for batch in obstore.list(self._store, prefix=_prefixed(prefix), chunk_size=500):
             keys = [meta["path"] for meta in batch if meta["last_modified"] < before]
             if keys:
                 yield keys
@@ -146,6 +143,13 @@ class ObjectStorage:
             # Local files: the probe's directory goes too (another probe may be in it).
             with contextlib.suppress(OSError):
                 (self._root / _HEALTH).rmdir()
+
+
+def _prefixed(prefix: str) -> str:
+    """What a listing of a session's files asks for: `{sessionId}/`, a safe id only."""
+    if not is_safe_part(prefix):
+        raise ValueError(f"unsafe storage prefix {prefix!r}")
+    return f"{prefix}/"
 
 
 def _served_as(content_type: str) -> Attributes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from openwa.engines.base import (
     SendFailed,
 )
 from openwa.engines.children import ChildProcess
-from openwa.kit.wire_json import well_formed
+from openwa.kit import wire_json
 
 log = structlog.get_logger(__name__)
 
@@ -70,7 +69,10 @@ class BridgeProcess(ChildProcess):
             except ConnectionError:
                 return None
             try:
-                frame = _frame_of(line)
+                # Node writes half an emoji in a string (a lone surrogate, which
+                # JavaScript strings may hold) as an escape orjson refuses: such a frame
+                # (an inbound message) is read all the same, with U+FFFD.
+                frame = wire_json.loads(line)
             except ValueError:
                 # One bad line is skipped: the next newline puts the stream in step again.
                 log.warning("bridge_frame_unreadable", engine=self.engine, size=len(line))
@@ -121,14 +123,3 @@ class BridgeProcess(ChildProcess):
 
 def _version(frame: Any) -> Any:
     return frame.get("v") if isinstance(frame, dict) else None
-
-
-def _frame_of(line: bytes) -> Any:
-    """A frame from its line. Node writes half an emoji in a string (a lone surrogate,
-    which JavaScript strings may hold) as a `\\ud83d` escape, which orjson refuses: such
-    a frame (an inbound message) is read by the standard library and its text made
-    well-formed, rather than skipped and lost."""
-    try:
-        return orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return well_formed(json.loads(line))

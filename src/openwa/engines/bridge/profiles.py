@@ -33,9 +33,17 @@ class ProfileStore:
         """Keep the zip at `path` (the bridge's file, removed once kept)."""
         data = await asyncio.to_thread(path.read_bytes)
         if self._cipher is not None:
-            data = _SEALED + self._cipher.encrypt(data, self._context(session_id)).encode()
+            data = self._sealed(self._cipher, session_id, data)
         await self._storage.put(self.key(session_id), data, "application/zip")
         path.unlink(missing_ok=True)
+
+    def _sealed(self, cipher: Cipher, session_id: str, clear: bytes) -> bytes:
+        return _SEALED + cipher.encrypt(clear, self._context(session_id)).encode()
+
+    def _opened(self, session_id: str, token: str) -> bytes:
+        if self._cipher is None:
+            raise ValueError("the saved whatsapp-web.js profile is sealed: set ENCRYPTION_KEY")
+        return self._cipher.decrypt(token, self._context(session_id))
 
     async def _read(self, session_id: str) -> bytes | None:
         chunks: list[bytes] = []
@@ -57,10 +65,7 @@ class ProfileStore:
         token = data[len(_SEALED) :].decode()
         if token_kid(token) == new.kid:
             return False
-        if self._cipher is None:
-            raise ValueError("the saved whatsapp-web.js profile is sealed: set ENCRYPTION_KEY")
-        clear = self._cipher.decrypt(token, self._context(session_id))
-        sealed = _SEALED + new.encrypt(clear, self._context(session_id)).encode()
+        sealed = self._sealed(new, session_id, self._opened(session_id, token))
         await self._storage.put(self.key(session_id), sealed, "application/zip")
         return True
 
@@ -70,10 +75,7 @@ class ProfileStore:
         if data is None:
             return None
         if data.startswith(_SEALED):
-            if self._cipher is None:
-                raise ValueError("the saved whatsapp-web.js profile is sealed: set ENCRYPTION_KEY")
-            token = data[len(_SEALED) :].decode()
-            data = self._cipher.decrypt(token, self._context(session_id))
+            data = self._opened(session_id, data[len(_SEALED) :].decode())
         path = directory / f"profile-{secrets.token_hex(8)}.zip"
         await asyncio.to_thread(write_file, path, data)
         return path
