@@ -444,6 +444,110 @@ async def test_a_lane_whose_lease_was_taken_over_records_nothing(
     assert attempts == 0
 
 
+async def test_a_lane_past_its_lease_posts_no_more(apps: Apps, receiver: Receiver) -> None:
+    """A lane whose lease ran out during a request (its instance paused past it) may
+    have lost the rest of its round to another instance, which sends them itself: the
+    lane posts none of them, and leaves them to their holder."""
+    api = await apps.start(webhook_timeout_s=NEVER)
+    session = await ready_session(api)
+    hook = await register(api, session["id"], f"{receiver.base}/hook", events=["message.received"])
+    worker = api.services.deliveries
+    first_held, second_held = asyncio.Event(), asyncio.Event()
+
+    async def respond(request: Received) -> int:
+        count = len(receiver.of("message.received", path="/hook"))
+        if count == 1:
+            await first_held.wait()  # the rest pile up behind it
+        elif count == 2:
+            # The second round's first request, out when its lease runs out.
+            worker._lanes[hook["id"]].lease_until = 0.0
+            await second_held.wait()
+        return 200
+
+    receiver.respond = respond
+    taken_until = utcnow() + timedelta(hours=1)
+    try:
+        await inbound(api, session["id"], "first")
+        await receiver.wait_for(lambda _: len(paths_at(receiver)) == 1, what="the first held")
+        later = [await inbound(api, session["id"], f"later {i}") for i in range(3)]
+        first_held.set()
+        await receiver.wait_for(lambda _: len(paths_at(receiver)) == 2, what="the second held")
+        assert message_ids(paths_at(receiver)[1:]) == later[:1]
+        async with api.services.db() as db, db.begin():
+            # Another instance took what the lane has not sent yet.
+            await db.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.webhook_id == hook["id"], DeliveryRow.status == "pending")
+                .where(DeliveryRow.id.not_in(await _sent_ids(db, hook["id"], 2)))
+                .values(locked_by="another-instance", locked_until=taken_until)
+            )
+    finally:
+        first_held.set()
+        second_held.set()
+    await wait_for(_lanes_of(worker), lambda lanes: not lanes, FAILSAFE_S, "the lane to end")
+    assert len(paths_at(receiver)) == 2
+    async with api.services.db() as db:
+        rows = (
+            await db.scalars(
+                select(DeliveryRow)
+                .where(DeliveryRow.webhook_id == hook["id"])
+                .order_by(DeliveryRow.event_cursor)
+            )
+        ).all()
+    assert [(r.status, r.locked_by) for r in rows] == [
+        ("succeeded", worker._worker_id),
+        ("succeeded", worker._worker_id),
+        ("pending", "another-instance"),
+        ("pending", "another-instance"),
+    ]
+
+
+async def test_a_failed_lane_waits_without_holding_a_slot(
+    apps: Apps, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lane that failed keeps its webhook for a pause before it is claimed again;
+    meanwhile the one slot of WEBHOOK_CONCURRENCY=1 goes to another webhook."""
+    monkeypatch.setattr(worker_module, "_LANE_FAILED_PAUSE_S", NEVER)
+    api = await apps.start(webhook_timeout_s=NEVER, webhook_concurrency=1)
+    session = await ready_session(api)
+    paths = Paths(receiver)
+    events = ["message.received"]
+    broken = await register(api, session["id"], paths.url("/broken"), events=events)
+    worker = api.services.deliveries
+    write_results = worker._write_results
+    failed = asyncio.Event()
+
+    async def failing(succeeded: list[Any], failure: Any, *args: Any) -> None:
+        if any(d.webhook_id == broken["id"] for d, _, _ in succeeded):
+            failed.set()
+            raise RuntimeError("the results write failed")
+        await write_results(succeeded, failure, *args)
+
+    monkeypatch.setattr(worker, "_write_results", failing)
+    await inbound(api, session["id"], "fails to be recorded")
+    await _until(failed, "the broken webhook's record to fail")
+    fine = await register(api, session["id"], paths.url("/fine"), events=events)
+    sent = await inbound(api, session["id"], "for the other webhook")
+    await _delivered(api, session["id"], fine["id"], 1, "a delivery while the other lane waits")
+    assert message_ids(paths.at("/fine")) == [sent]
+    assert list(worker._lanes) == [broken["id"]]  # still held by its paused lane
+
+
+async def _sent_ids(db: Any, webhook_id: str, n: int) -> list[int]:
+    """The ids of the webhook's first `n` deliveries, in their order."""
+    found = await db.scalars(
+        select(DeliveryRow.id)
+        .where(DeliveryRow.webhook_id == webhook_id)
+        .order_by(DeliveryRow.event_cursor)
+        .limit(n)
+    )
+    return list(found)
+
+
+def paths_at(receiver: Receiver) -> list[Received]:
+    return receiver.of("message.received", path="/hook")
+
+
 def _lanes_of(worker: Any) -> Callable[[], Any]:
     async def fetch() -> list[str]:
         return list(worker._lanes)

@@ -65,7 +65,13 @@ SLOW_PER_SLOT = 4
 _LEASE_MARGIN_S = 60.0
 # A lane that failed (its database work, say) keeps its webhook this long before the
 # webhook is claimed again, rather than retaking and reposting its deliveries at once.
+# A paused lane counts against no bound: its slot goes to another webhook meanwhile.
 _LANE_FAILED_PAUSE_S = 5.0
+# A lane posts only while its lease will outlast the request by this much: past its
+# lease (its instance paused, its database stalled), another instance may have taken
+# its deliveries and be sending them, and a request of ours beside it would send them
+# twice, or out of order.
+_LEASE_SAFETY_S = 5.0
 # Rendered event bodies kept for the other webhooks of the same events (see `_Bodies`).
 _BODIES_MAX = 4096
 _BODY_TTL_S = 60.0
@@ -117,6 +123,8 @@ class _Lane:
     claimed: int = 0  # deliveries claimed over the lane's life (its rounds)
     since: float | None = None  # monotonic start of the request in flight, if any
     slow: bool = False
+    paused: bool = False  # failed, and waiting before its webhook is claimed again
+    lease_until: float = 0.0  # monotonic end of the lease of its round's deliveries
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -198,8 +206,8 @@ class DeliveryWorker:
             await self._http.close()
 
     def _busy(self) -> int:
-        """Lanes that count against the bound (all but the slow ones)."""
-        return sum(1 for lane in self._lanes.values() if not lane.slow)
+        """Lanes that count against the bound (all but the slow and the paused ones)."""
+        return sum(1 for lane in self._lanes.values() if not (lane.slow or lane.paused))
 
     async def _run(self) -> None:
         while True:
@@ -311,12 +319,16 @@ class DeliveryWorker:
         ]
         claimed = await self._claim(scope, 1)
         lane.runs = claimed[0].runs if claimed else []
+        if claimed:
+            lane.lease_until = claimed[0].lease_until
         lane.claimed += sum(len(run) for run in lane.runs)
         return bool(lane.runs)
 
     async def _claim(self, scope: Sequence[ColumnElement[bool]], free: int) -> list[_Lane]:
         """Runs of the deliveries in `scope`, made into at most `free` lanes; each
         lane's lease covers every request it may make."""
+        # Taken before the lease is written: the lane's own reckoning ends no later.
+        started = time.monotonic()
         now = utcnow()
         async with self._db() as db, db.begin():
             runs = await claim_runs(
@@ -340,6 +352,7 @@ class DeliveryWorker:
                 lanes.setdefault(webhook_id, _Lane(webhook_id, [])).runs.append(run)
             for lane in lanes.values():
                 lane.claimed = sum(len(run) for run in lane.runs)
+                lane.lease_until = started + self._lease_s(lane.claimed)
         return list(lanes.values())
 
     def _lease_s(self, deliveries: int) -> float:
@@ -363,7 +376,10 @@ class DeliveryWorker:
                     await release(db, DeliveryRow, ids, self._worker_id)
             except Exception:
                 log.exception("delivery_lane_release_failed", webhook_id=lane.webhook_id)
-            # Still counted as the webhook's lane meanwhile: no claim takes its work.
+            # Still the webhook's lane meanwhile, so no claim takes its work; but no
+            # longer busy, so its slot goes to another webhook.
+            lane.paused = True
+            self._changed.set()
             await asyncio.sleep(_LANE_FAILED_PAUSE_S)
         finally:
             if self._lanes.get(lane.webhook_id) is lane:
@@ -417,6 +433,12 @@ class DeliveryWorker:
             if any(t.done() and not t.cancelled() and t.exception() for t in recording):
                 # A record failed: nothing newer goes out before the run is given back,
                 # so the receiver never sees these events again after later ones.
+                return
+            if time.monotonic() + self._timeout_s + _LEASE_SAFETY_S > lane.lease_until:
+                # Its lease may end before this request would: the rest are given back
+                # (those still ours), and the lane's next claim leases them afresh.
+                log.warning("delivery_lane_lease_ran_out", webhook_id=lane.webhook_id)
+                await self._record(succeeded, None, [d.id for d in run[index:]])
                 return
             event = bodies.get(delivery.event_cursor)
             if hook is None or event is None:
@@ -510,7 +532,7 @@ class DeliveryWorker:
         The deliveries behind a failure (`unattempted`) are given back in the same
         transaction: they keep their place and wait for the retry.
         """
-        if not succeeded and failure is None:
+        if not succeeded and failure is None and not unattempted:
             return
         await self._results.run(partial(self._write_results, succeeded, failure, unattempted))
 
