@@ -10,6 +10,7 @@ run in the three-process tests of this package).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -21,7 +22,9 @@ from openwa.cluster.leases import LeaseLost
 from openwa.cluster.ownership import Ownership
 from openwa.db.instance_lock import member_lock
 from openwa.db.models import SessionLeaseRow
+from openwa.engines.base import AuthNotOurs
 from openwa.kit.clock import utcnow
+from openwa.sessions.auth_store import DatabaseAuthStore
 from tests.cluster.support import Recorder, wanted_sessions
 
 pytestmark = pytest.mark.postgres
@@ -192,3 +195,28 @@ async def test_a_status_write_is_fenced_by_the_epoch_in_its_own_transaction(
     with pytest.raises(LeaseLost):
         async with db() as session, session.begin():
             await a.ownership.confirm(session, sid)
+
+
+async def test_an_engines_auth_write_is_fenced_by_the_lease(
+    db: async_sessionmaker[AsyncSession], cluster: Members
+) -> None:
+    """A paused owner's engine still holds the old connection's keys: once the session
+    has moved, its saves and clears leave the new owner's auth state as it is."""
+    (sid,) = await wanted_sessions(db, 1)
+    a, b = await cluster("inst-a"), await cluster("inst-b")
+    await a.ownership.tick()
+    fence = functools.partial(a.ownership.confirm, session_id=sid)
+    stale = DatabaseAuthStore(db, sid, "baileys", fence)
+    await stale.save({"keys": "while a owned it"})
+
+    assert a.ownership.member is not None
+    await a.ownership.member.release()
+    await b.ownership.tick()
+    assert b.running == {sid}
+    await DatabaseAuthStore(db, sid, "baileys").save({"keys": "b's"})
+    assert a.ownership.holds(sid)  # by its own clock: it has not noticed yet
+    with pytest.raises(AuthNotOurs):
+        await stale.save({"keys": "a's, stale"})
+    with pytest.raises(AuthNotOurs):
+        await stale.clear()
+    assert await DatabaseAuthStore(db, sid, "baileys").load() == {"keys": "b's"}

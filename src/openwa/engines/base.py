@@ -324,8 +324,15 @@ class MediaReader(Protocol):
     def stream(self, key: str) -> Any: ...
 
 
+class AuthNotOurs(Exception):
+    """A write of the session's auth state refused because this instance no longer owns
+    the session (another took it over): trying again cannot help, and the runtime
+    stops the session here."""
+
+
 class AuthStore(Protocol):
-    """One session's auth state, kept by OpenWA (in its database)."""
+    """One session's auth state, kept by OpenWA (in its database). `save` and `clear`
+    raise `AuthNotOurs` once the session belongs to another instance."""
 
     async def load(self) -> dict[str, Any] | None: ...
 

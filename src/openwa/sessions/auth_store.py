@@ -1,24 +1,42 @@
-"""The engines' `AuthStore`, kept in our database so a device survives restarts."""
+"""The engines' `AuthStore`, kept in our database so a device survives restarts.
+
+In a cluster every write is fenced by the session's lease (`Fence`): an instance paused
+past its lease, whose engine still holds the old connection's keys, must not write
+them over those of the instance that took the session over (its messages would no
+longer decrypt), nor clear them on a logout only it saw.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from openwa.cluster.leases import LeaseLost
 from openwa.db.models import EngineAuthRow
 from openwa.db.sqlite_driver import off_the_loop
+from openwa.engines.base import AuthNotOurs
 from openwa.kit.clock import utcnow
+
+# Raises `LeaseLost` unless this instance still owns the session, in the caller's
+# transaction (`Ownership.confirm`); run last, just before the commit.
+Fence = Callable[[AsyncSession], Awaitable[None]]
 
 
 class DatabaseAuthStore:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], session_id: str, engine: str
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        session_id: str,
+        engine: str,
+        fence: Fence | None = None,
     ) -> None:
         self._sessions = sessions
         self._session_id = session_id
         self._engine = engine
+        self._fence = fence
 
     async def load(self) -> dict[str, Any] | None:
         async with self._sessions() as db:
@@ -46,9 +64,18 @@ class DatabaseAuthStore:
                 )
             else:
                 row.engine, row.data, row.updated_at = self._engine, data, utcnow()
+            await self._fenced(db)
 
     async def clear(self) -> None:
         async with self._sessions() as db, db.begin():
             await db.execute(
                 delete(EngineAuthRow).where(EngineAuthRow.session_id == self._session_id)
             )
+            await self._fenced(db)
+
+    async def _fenced(self, db: AsyncSession) -> None:
+        if self._fence is not None:
+            try:
+                await self._fence(db)
+            except LeaseLost as exc:
+                raise AuthNotOurs(f"session {self._session_id} is owned elsewhere") from exc

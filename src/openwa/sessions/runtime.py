@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn
@@ -258,8 +259,17 @@ class SessionRuntime:
     def lock(self, session_id: str) -> asyncio.Lock:
         return self._locks.setdefault(session_id, asyncio.Lock())
 
-    def auth_store(self, session_id: str, engine: str) -> DatabaseAuthStore:
-        return DatabaseAuthStore(self._db, session_id, engine)
+    def auth_store(
+        self, session_id: str, engine: str, *, fenced: bool = False
+    ) -> DatabaseAuthStore:
+        """`fenced`: the store of the session's running client, whose writes need this
+        instance's lease (a stopped session's, forgotten by a logout, needs none)."""
+        fence = (
+            functools.partial(self._ownership.confirm, session_id=session_id)
+            if fenced and self._ownership is not None
+            else None
+        )
+        return DatabaseAuthStore(self._db, session_id, engine, fence)
 
     # Lifecycle. Callers hold `lock(session_id)`.
 
@@ -295,7 +305,7 @@ class SessionRuntime:
             running.client = engine.client(
                 SessionContext(
                     session_id=session_id,
-                    auth=self.auth_store(session_id, row.engine),
+                    auth=self.auth_store(session_id, row.engine, fenced=True),
                     emit=emit,
                     config=dict(row.config or {}),
                     media=self._media,
