@@ -337,6 +337,7 @@ def build_services(settings: Settings) -> Services:
         read=db_read,
         concurrency=settings.webhook_concurrency,
         on_results=metrics.webhook_results,
+        disable_after=settings.webhook_disable_after,
     )
     media_links = MediaLinks(storage, settings.resolved_public_url, presign=settings.s3_presign)
     messages = MessageService(

@@ -7,6 +7,7 @@ object and passes what each part needs; nothing else reads environment variables
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -145,6 +146,9 @@ class Settings(BaseSettings):
     webhook_backoff_max_s: float = Field(default=300.0, gt=0)
     webhook_max_attempts: int = Field(default=10, ge=1)
     webhook_concurrency: int = Field(default=16, ge=1)
+    # A webhook with no successful delivery for this long, still failing, is switched
+    # off (webhooks/failing.py); 0 never.
+    webhook_disable_after_days: float = Field(default=5.0, ge=0)
     # Webhooks a session may hold (config ones included), and instance-wide ones: every
     # event goes to each, so the cap bounds one event's deliveries. At least the 10 a
     # session's config may list.
@@ -267,6 +271,11 @@ class Settings(BaseSettings):
     @property
     def clustered(self) -> bool:
         return self.cluster_secret is not None
+
+    @property
+    def webhook_disable_after(self) -> timedelta | None:
+        days = self.webhook_disable_after_days
+        return timedelta(days=days) if days > 0 else None
 
     @property
     def resolved_instance_url(self) -> str:

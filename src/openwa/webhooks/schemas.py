@@ -91,6 +91,16 @@ class Webhook(CamelModel):
     headers: dict[str, str]
     active: bool
     source: str = Field(description="api, env (WEBHOOK_URL) or config (session config)")
+    failing_since: datetime | None = Field(
+        default=None,
+        description="The first failed attempt since the last successful one; null while "
+        "deliveries succeed",
+    )
+    disabled_reason: str | None = Field(
+        default=None,
+        description="Why OpenWA switched it off (no successful delivery for "
+        "WEBHOOK_DISABLE_AFTER_DAYS); null unless so. Setting active clears it",
+    )
     created_at: datetime
     updated_at: datetime
 

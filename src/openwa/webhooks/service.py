@@ -52,6 +52,8 @@ def to_schema(row: WebhookRow) -> Webhook:
         headers=row.headers,
         active=row.active,
         source=row.source,
+        failing_since=row.failing_since,
+        disabled_reason=row.disabled_reason,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -140,9 +142,16 @@ def _listed_again(row: WebhookRow, new: WebhookRow, body: WebhookCreate) -> bool
         row.url == new.url
         and sorted(row.events) == sorted(new.events)
         and (row.headers or {}) == (new.headers or {})
-        and row.active == new.active
+        # One we switched off, listed again as active, is the same webhook switched on.
+        and (row.active == new.active or (row.disabled_reason is not None and new.active))
         and (body.secret is None or body.secret == row.secret)
     )
+
+
+def switch_on(row: WebhookRow) -> None:
+    """Active again by a client's word (or config): our reason and its run of failures
+    end (webhooks/failing.py)."""
+    row.active, row.disabled_reason, row.failing_since = True, None, None
 
 
 def new_delivery(webhook_id: str, event: Event) -> DeliveryRow:
@@ -269,6 +278,9 @@ class WebhookService:
             if same is not None:
                 old.remove(same)
                 found[index] = same
+                if rows[index].active and not same.active:
+                    switch_on(same)
+                    same.updated_at = utcnow()
         result: list[tuple[WebhookRow, bool]] = []
         added: list[WebhookRow] = []
         for index, (row, body) in enumerate(zip(rows, bodies, strict=True)):
@@ -303,6 +315,10 @@ class WebhookService:
         for name, value in body.model_dump(exclude_unset=True).items():
             if value is not None:
                 setattr(row, name, value)
+        if body.active:
+            switch_on(row)
+        elif body.active is not None:
+            row.disabled_reason = None  # the client's word on it now, not ours
         row.updated_at = utcnow()
         on_commit(db, self._wake.notify)  # a reactivated webhook has deliveries waiting
         return to_schema(row)
@@ -390,6 +406,8 @@ class WebhookService:
             return
         if row.url != url:
             await check_url(url, self._allow_private)
+            if row.disabled_reason is not None:
+                switch_on(row)  # a new receiver, where the old one failed for days
         now = utcnow()
         row.url, row.events, row.updated_at = url, wanted, now
         if secret is not None and secret != row.secret:

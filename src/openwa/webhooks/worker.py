@@ -38,6 +38,7 @@ from openwa.kit.redact import redact_text
 from openwa.kit.signal import Signal
 from openwa.queue.claims import Budget, QueueSpec, claim_runs, release, release_all
 from openwa.webhooks import posting
+from openwa.webhooks.failing import note_failure, note_success
 from openwa.webhooks.repository import active_ids
 from openwa.webhooks.signing import signature_header
 from openwa.webhooks.successes import write_successes
@@ -154,8 +155,10 @@ class DeliveryWorker:
         allow_private: bool,
         concurrency: int = 16,
         on_results: Callable[[int, int, int], None] | None = None,
+        disable_after: timedelta | None = None,
     ) -> None:
-        """`on_results(succeeded, failed, given_up)`: attempts recorded, once committed."""
+        """`on_results(succeeded, failed, given_up)`: attempts recorded, once committed;
+        `disable_after`: WEBHOOK_DISABLE_AFTER_DAYS (webhooks/failing.py)."""
         self._db = db
         self._read = read
         # Results of every lane, written together: one commit for many lanes' batches.
@@ -170,6 +173,7 @@ class DeliveryWorker:
         self._allow_private = allow_private
         self._concurrency = concurrency
         self._on_results = on_results
+        self._disable_after = disable_after
         self._slow_cap = SLOW_PER_SLOT * concurrency
         self._http: aiohttp.ClientSession | None = None
         self._loop = BackgroundTask("delivery-worker", self._run)
@@ -429,6 +433,7 @@ class DeliveryWorker:
         recording: list[asyncio.Task[None]],
     ) -> None:
         succeeded: list[tuple[DeliveryRow, int, int]] = []
+        recovered = hook is None or hook.failing_since is None
         for index, delivery in enumerate(run):
             if any(t.done() and not t.cancelled() and t.exception() for t in recording):
                 # A record failed: nothing newer goes out before the run is given back,
@@ -447,6 +452,8 @@ class DeliveryWorker:
                 continue
             answer = await self._timed_post(lane, hook, event)
             if answer.error is None:
+                if not recovered:
+                    recovered = await self._note_health(hook, failed=False)
                 succeeded.append((delivery, answer.status or 0, answer.duration_ms))
                 if len(succeeded) >= _RECORD_BATCH:
                     recording.append(asyncio.create_task(self._record(succeeded, None)))
@@ -457,8 +464,31 @@ class DeliveryWorker:
                 delivery, answer.status, answer.error, answer.duration_ms, answer.location
             )
             await self._record(succeeded, failure, rest)
+            await self._note_health(hook, failed=True)
             return
         await self._record(succeeded, None)
+
+    async def _note_health(self, hook: WebhookRow, *, failed: bool) -> bool:
+        """Keep the webhook's run of failures (webhooks/failing.py), which may switch it
+        off. Apart from the results and at most once a run: a failure to write it is
+        logged and costs no delivery. Whether it was written."""
+        try:
+            async with self._db() as db, db.begin():
+                if not failed:
+                    await note_success(db, hook.id)
+                    return True
+                off = await note_failure(db, hook.id, utcnow(), self._disable_after)
+        except Exception:
+            log.exception("webhook_failing_note_failed", webhook_id=hook.id)
+            return False
+        if off:
+            log.error(
+                "webhook_disabled",
+                webhook_id=hook.id,
+                session_id=hook.session_id,
+                failing_since=hook.failing_since.isoformat() if hook.failing_since else None,
+            )
+        return True
 
     async def _timed_post(self, lane: _Lane, hook: WebhookRow, event: _Body) -> _Answer:
         """A POST during which the lane is in flight (and may turn slow)."""

@@ -216,6 +216,8 @@ export function webhooksPage(main, access) {
         `Events: ${hook.events.join(", ") || "*"} · ${hook.active ? "active" : "inactive"} · ${hook.source}`,
         headerNames.length ? ` · headers: ${headerNames.join(", ")}` : "",
       ),
+      // Switched off by OpenWA after days of failures: say so, and how to resume.
+      hook.disabledReason ? h("p", { class: "problem" }, hook.disabledReason) : null,
       h(
         "div",
         { class: "actions" },
