@@ -23,7 +23,7 @@ from neonize.proto import Neonize_pb2 as neonize
 from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as wa
 
 from openwa.engines.base import SEND_OUTCOME_UNKNOWN
-from openwa.engines.whatsmeow import go_errors
+from openwa.engines.whatsmeow import go_errors, transfer
 from openwa.engines.whatsmeow.commands import CommandError, run_command
 from openwa.engines.whatsmeow.go_maps import GoMapsLock
 from openwa.engines.whatsmeow.protocol import read_frame
@@ -320,6 +320,86 @@ async def test_downloads_are_bounded_and_stuck_ones_stop_new_ones(
     assert running.downloads.stuck == len(timed_out)
     session.client.release.set()
     await wait_for(lambda: asyncio.sleep(0, running.downloads.stuck), lambda n: n == 0, 10, "ended")
+
+
+class HeldWrite:
+    """`transfer.write_file` held until the test lets it go: before it creates the file,
+    or with the file made and part of it written."""
+
+    def __init__(self, *, created: bool) -> None:
+        self.created = created
+        self.real = transfer.write_file
+        self.entered, self.go_on, self.done = (
+            threading.Event(),
+            threading.Event(),
+            threading.Event(),
+        )
+
+    def __call__(self, path: Path, data: bytes) -> None:
+        self.entered.set()
+        try:
+            if not self.created:
+                self.go_on.wait(10)
+                self.real(path, data)
+                return
+            with path.open("xb") as handle:
+                handle.write(data[:4])
+                handle.flush()
+                self.go_on.wait(10)
+                handle.write(data[4:])
+        finally:
+            self.done.set()
+
+
+@pytest.mark.parametrize("created", [False, True], ids=["before-the-file", "mid-write"])
+@pytest.mark.parametrize("interrupted", [TimeoutError, asyncio.CancelledError])
+async def test_a_download_given_up_during_its_write_leaves_no_file(
+    worker: tuple[Worker, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    created: bool,
+    interrupted: type[BaseException],
+) -> None:
+    """Go answered, and the worker's thread is writing the file when the download is
+    given up (its timeout, or its task cancelled). The loop removed the file at once:
+    a thread that had yet to create it then made it, and it stayed until the engine's
+    transfer directory went. Now the thread removes it when it is done writing."""
+    monkeypatch.setattr(neonize_client, "NewClient", SlowDownloads)
+    running, _api = worker
+    await running.handle(
+        "connect", {"session": "s1", "location": "unused", "jid": None, "proxy": None}
+    )
+    session = running.sessions["s1"]
+    session.go_connected = True
+    write = HeldWrite(created=created)
+    monkeypatch.setattr(transfer, "write_file", write)
+    message = image_message("HELD", "fine").Message
+    downloading = asyncio.ensure_future(session._download(message, 13))
+    await wait_for(lambda: asyncio.sleep(0, write.entered.is_set()), bool, 10, "the write")
+    if interrupted is asyncio.CancelledError:
+        downloading.cancel()
+    with pytest.raises(interrupted):
+        await downloading  # the timeout is the worker fixture's 0.5 s
+    write.go_on.set()
+    await wait_for(lambda: asyncio.sleep(0, write.done.is_set()), bool, 10, "the write's end")
+    await wait_for(lambda: asyncio.sleep(0, list(tmp_path.iterdir())), lambda left: not left, 2)
+
+
+async def test_a_transfer_write_that_fails_leaves_no_file(tmp_path: Path) -> None:
+    """Either way a transfer file is written, one cut short (a full disk, a stream that
+    breaks or is cancelled) is removed, never taken for a whole one or left behind."""
+
+    async def breaking() -> AsyncIterator[bytes]:
+        yield b"part"
+        raise OSError("the store went away")
+
+    transfers = transfer.TransferDirectory(tmp_path)
+    with pytest.raises(OSError, match="went away"):
+        await transfers.write(breaking())
+    with pytest.raises(TypeError):
+        transfer.write_file(tmp_path / "in-broken", "not bytes")  # type: ignore[arg-type]
+    assert list(tmp_path.rglob("*-*")) == [transfers.path]
+    transfers.close()
 
 
 async def test_media_crosses_to_and_from_the_worker_as_files(wm_api: Api, edge: Path) -> None:

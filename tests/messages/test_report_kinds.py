@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import openwa.messages.pending_edits as pending_edits_module
 from openwa.db.models import SessionRow
 from openwa.engines.base import (
     UNDECRYPTABLE,
@@ -320,3 +321,28 @@ async def test_an_edit_before_its_message_waits_for_it_even_across_a_restart(
         # Taken: the same message reported again changes nothing.
         await apply(api, row, text_from(ANN, "3EB0P1", "original"))
         assert (await get_message(api, row.id, "3EB0P1"))["text"] == "edited twice"
+
+
+async def test_waiting_edit_ids_in_memory_follow_the_table(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Maintenance gives up an edit whose message never came, with the messages of its
+    age; the id kept in memory for it went only with the process, so a long-running
+    server's sets only grew. Read again once stale, they hold what the table holds."""
+    row = await session_row(api, "forgotten")
+    clock = [datetime.now(UTC)]
+    monkeypatch.setattr(pending_edits_module, "utcnow", lambda: clock[0])
+    waiting = api.services.reports._pending_edits._waiting
+    await apply(api, row, MessageEdited("3EB0F1", ANN, ANN, "never came", AT))
+    assert waiting[row.id] == {"3EB0F1"}
+    await api.services.maintenance.prune_messages(clock[0] + timedelta(seconds=1))
+    clock[0] += timedelta(minutes=1)  # fresh: the ids are used as they are
+    await apply(api, row, MessageEdited("3EB0F2", ANN, ANN, "waits", AT))
+    assert waiting[row.id] == {"3EB0F1", "3EB0F2"}
+    clock[0] += timedelta(days=1)  # well past the reload's interval
+    await apply(api, row, MessageEdited("3EB0F3", ANN, ANN, "waits too", AT))
+    assert waiting[row.id] == {"3EB0F2", "3EB0F3"}
+    # What still waits is given to its message as before.
+    await apply(api, row, text_from(ANN, "3EB0F2", "original"))
+    assert (await get_message(api, row.id, "3EB0F2"))["text"] == "waits"
+    assert waiting[row.id] == {"3EB0F3"}

@@ -5,7 +5,8 @@ waits for the claim. The claim used to write its rows twice: PostgreSQL checks t
 foreign keys of a row its own transaction has already updated on every later update, key
 changed or not, and that check waits for the webhook being deleted. A deadlock: the
 delete was answered 500 (the soak benchmark met it 17 times in 40). And a call that does
-lose a deadlock is answered 503 with `Retry-After`: it wrote nothing, and may be sent
+lose a deadlock is done again (a delete, a config change: `db/retry.py`), or, once it
+has lost every try, answered 503 with `Retry-After`: it wrote nothing, and may be sent
 again as it was.
 """
 
@@ -26,6 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
 
+import openwa.db.retry as retry_module
 import openwa.webhooks.worker as worker_module
 from openwa.db.engine import create_engine, lost_a_deadlock
 from openwa.kit.cipher import generate_key
@@ -38,6 +40,7 @@ from tests.webhooks.receiver import Receiver
 from tests.webhooks.support import (
     all_succeeded,
     data_of,
+    hooks_path,
     inbound,
     ready_session,
     register,
@@ -124,8 +127,8 @@ async def test_a_session_deleted_while_its_sends_are_recorded_is_deleted(
     assert response.status_code == 200, response.text
 
 
-async def test_a_call_that_loses_a_deadlock_is_answered_503_to_try_again(
-    apps: Apps, receiver: Receiver, database_url: str
+async def test_a_call_that_loses_a_deadlock_on_its_last_try_is_answered_503(
+    apps: Apps, receiver: Receiver, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A transaction of the test's own makes the cycle: it locks the webhook's delivery,
     the delete (which cascades to it) waits for it, and it then waits for the webhook
@@ -133,8 +136,10 @@ async def test_a_call_that_loses_a_deadlock_is_answered_503_to_try_again(
     deadlock check runs first: the delete's (after 1 s of waiting), the test's waiting
     5 s. Should the delete's check run before the cycle is made (the test stalled for a
     second between two statements), it finds none, the test's transaction is the one
-    rolled back, and the round is made again."""
+    rolled back, and the round is made again. The delete has one try here: with more it
+    is done again (the next test)."""
     postgres_only(database_url)
+    monkeypatch.setattr(retry_module, "ATTEMPTS", 1)
     api = await apps.start()
     session = await ready_session(api)
     engine = create_engine(database_url)
@@ -168,24 +173,42 @@ async def test_a_call_that_loses_a_deadlock_is_answered_503_to_try_again(
     assert (await api.request("DELETE", path)).status_code == 200
 
 
+# The test's side of a cycle with a call that deletes a webhook: its deliveries locked
+# first (the cascade waits for them), then the webhook (the delete holds it).
+_WEBHOOK_CYCLE = (
+    "SELECT id FROM deliveries WHERE webhook_id = :id FOR UPDATE",
+    "SELECT id FROM webhooks WHERE id = :id FOR KEY SHARE",
+    "DELETE FROM webhooks",
+)
+# The same with a session's delete: its webhooks first, then the session.
+_SESSION_CYCLE = (
+    "SELECT id FROM webhooks WHERE session_id = :id FOR UPDATE",
+    "SELECT id FROM sessions WHERE id = :id FOR KEY SHARE",
+    "DELETE FROM sessions",
+)
+
+
 async def _in_a_cycle(
-    api: Api, engine: AsyncEngine, webhook_id: str, call: Callable[[], Awaitable[httpx.Response]]
+    api: Api,
+    engine: AsyncEngine,
+    row_id: str,
+    call: Callable[[], Awaitable[httpx.Response]],
+    cycle: tuple[str, str, str] = _WEBHOOK_CYCLE,
 ) -> httpx.Response | None:
-    """The answer of `call` (which deletes the webhook: its DELETE, or a PATCH of the
-    config that lists it), or None when the test's transaction was the one rolled back."""
+    """The answer of `call` (which deletes the row `row_id` with what refers to it: a
+    webhook's DELETE, a PATCH of the config that lists it, a session's DELETE), or None
+    when the test's transaction was the one rolled back. `cycle`: the test's two locks,
+    and the statement of `call` that waits for the first."""
+    first, then, waits = cycle
     async with engine.connect() as conn:
         transaction = await conn.begin()
         await conn.execute(text("SET LOCAL deadlock_timeout = '5s'"))
-        locked = await conn.execute(
-            text("SELECT id FROM deliveries WHERE webhook_id = :id FOR UPDATE"), {"id": webhook_id}
-        )
+        locked = await conn.execute(text(first), {"id": row_id})
         assert locked.first() is not None
         calling = asyncio.ensure_future(call())
-        await wait_for(_waiting_deletes(api), bool, FAILSAFE_S, "the delete to wait")
+        await wait_for(waiting(api, waits), bool, FAILSAFE_S, "the delete to wait")
         try:
-            await conn.execute(
-                text("SELECT id FROM webhooks WHERE id = :id FOR KEY SHARE"), {"id": webhook_id}
-            )
+            await conn.execute(text(then), {"id": row_id})
         except DBAPIError as exc:
             if not lost_a_deadlock(exc):
                 raise
@@ -195,6 +218,83 @@ async def _in_a_cycle(
             return None
         await transaction.rollback()
         return await calling
+
+
+@pytest.mark.parametrize("owner", ["session", "instance"])
+async def test_a_webhook_delete_that_loses_a_deadlock_is_done_again(
+    apps: Apps, receiver: Receiver, database_url: str, owner: str
+) -> None:
+    """The cycle of the test above, with the tries the delete has: it loses the first
+    (nothing written), is done again once the test's transaction is gone, and passes.
+    The same for a session's webhook and an instance-wide one (one service call)."""
+    postgres_only(database_url)
+    api = await apps.start(log_level="info")  # the retry is logged at info
+    session = await ready_session(api)
+    owner_id = session["id"] if owner == "session" else None
+    engine = create_engine(database_url)
+    try:
+        for _round in range(3):
+            hook = await register(api, owner_id, receiver.url, events=["message.received"])
+            path = f"{hooks_path(owner_id)}/{hook['id']}"
+            await inbound(api, session["id"], "locked")
+            await wait_deliveries(api, owner_id, hook["id"], all_succeeded(1), FAILSAFE_S)
+            with capture_logs() as logs:
+                response = await _in_a_cycle(
+                    api, engine, hook["id"], partial(api.request, "DELETE", path)
+                )
+            if response is not None:
+                break
+        else:
+            raise AssertionError("the test's own transaction lost every round")
+    finally:
+        await engine.dispose()
+    assert response.status_code == 200, response.text
+    (retried,) = [e for e in logs if e["event"] == "webhook_delete_retried"]
+    assert (retried["sqlstate"], retried["webhook_id"]) == ("40P01", hook["id"])
+    assert not [e for e in logs if e["event"] == "database_conflict"]
+    assert (await api.request("GET", path)).status_code == 404
+
+
+async def test_a_session_delete_that_loses_a_deadlock_is_done_again(
+    apps: Apps, receiver: Receiver, database_url: str
+) -> None:
+    """A session's delete cascades to its webhooks (and their deliveries, its messages),
+    which the workers lock while they record: the test's transaction plays the worker,
+    holding the session's webhook, then waiting for the session the delete holds. The
+    delete loses, is done again, and passes."""
+    postgres_only(database_url)
+    api = await apps.start(log_level="info")
+    engine = create_engine(database_url)
+    try:
+        for _round in range(3):
+            session = await ready_session(api)
+            # Not for `session.status`: the logout before the delete would wait for
+            # the test's lock to queue its delivery.
+            await register(api, session["id"], receiver.url, events=["message.received"])
+            path = f"/api/sessions/{session['id']}"
+            with capture_logs() as logs:
+                response = await _in_a_cycle(
+                    api,
+                    engine,
+                    session["id"],
+                    partial(api.request, "DELETE", path),
+                    _SESSION_CYCLE,
+                )
+            if response is not None:
+                break
+        else:
+            raise AssertionError("the test's own transaction lost every round")
+    finally:
+        await engine.dispose()
+    assert response.status_code == 200, response.text
+    (retried,) = [e for e in logs if e["event"] == "session_delete_retried"]
+    assert (retried["sqlstate"], retried["session_id"]) == ("40P01", session["id"])
+    assert (await api.request("GET", path)).status_code == 404
+    async with api.services.db() as db:
+        left = await db.scalar(
+            text("SELECT count(*) FROM webhooks WHERE session_id = :id"), {"id": session["id"]}
+        )
+    assert left == 0
 
 
 async def test_a_config_change_that_loses_a_deadlock_is_done_again(

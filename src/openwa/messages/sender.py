@@ -10,19 +10,18 @@ A job whose session does not become ready within `SEND_READY_TIMEOUT_S` fails wi
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import structlog
 from sqlalchemy import String, bindparam, func, select, update
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from openwa.db.engine import conflict_detail, lost_a_deadlock
 from openwa.db.models import MessageRow, OutboxJobRow, SessionRow
+from openwa.db.retry import again_if_deadlocked
 from openwa.engines.base import (
     ENGINE_ERROR,
     SEND_OUTCOME_UNKNOWN,
@@ -282,22 +281,14 @@ class SendWorker:
             if out is not None and not isinstance(out, BaseException)
         ]
         held = self._ids.learn(session_id, engine_ids) if engine_ids else []
-        for attempt in range(1, _RECORD_ATTEMPTS + 1):
-            try:
-                await self._record(session, finished, sending, outcomes)
-                break
-            except DBAPIError as exc:
-                # Left unwritten, the run would stay claimed (and its session's queue
-                # held) until the claim ran out, a minute; what went out goes again.
-                if attempt == _RECORD_ATTEMPTS or not lost_a_deadlock(exc):
-                    raise
-                log.info(
-                    "send_record_retried",
-                    session_id=session_id,
-                    attempt=attempt,
-                    **conflict_detail(exc),
-                )
-                await asyncio.sleep(random.uniform(0.01, 0.1) * attempt)
+        # Left unwritten, the run would stay claimed (and its session's queue held)
+        # until the claim ran out, a minute; what went out goes again.
+        await again_if_deadlocked(
+            partial(self._record, session, finished, sending, outcomes),
+            event="send_record_retried",
+            attempts=_RECORD_ATTEMPTS,
+            session_id=session_id,
+        )
         if held and session is not None and self._apply_reports is not None:
             await self._apply_reports(session, list(held))
 

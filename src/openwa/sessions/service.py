@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import structlog
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from openwa.db.engine import conflict_detail, lost_a_deadlock
 from openwa.db.models import SessionRow, WebhookRow
+from openwa.db.retry import again_if_deadlocked
 from openwa.db.sqlite_driver import off_the_loop
 from openwa.db.unit_of_work import commit
 from openwa.engines.base import PairingNotAvailable
 from openwa.engines.registry import EngineRegistry
 from openwa.errors import (
-    DatabaseUnavailable,
     EngineError,
     Forbidden,
     NotSupported,
@@ -88,9 +88,6 @@ def _config_dict(config: SessionConfig) -> dict[str, Any]:
 
 
 log = structlog.get_logger(__name__)
-
-# Tries of a config change that loses a deadlock (PostgreSQL) before it is a 503.
-_UPDATE_ATTEMPTS = 3
 
 # How long a session's delete waits for its media to be deleted from the store.
 _FORGET_MEDIA_S = 15.0
@@ -190,24 +187,16 @@ class SessionService:
         ]
         given = (prepared, hook_bodies) if hook_bodies is not None else None
         async with self._runtime.lock(session_id):
-            for attempt in range(1, _UPDATE_ATTEMPTS + 1):
-                try:
-                    changed, hooks = await self._change_config(db, session_id, changes, given)
-                    break
-                except (DBAPIError, DatabaseUnavailable) as exc:
-                    # Replacing config webhooks deletes their deliveries, which the
-                    # delivery worker may be recording (PostgreSQL: a deadlock, this
-                    # transaction rolled back whole). Nothing was written: done again.
-                    cause = exc.__cause__ if isinstance(exc, DatabaseUnavailable) else exc
-                    if cause is None or attempt == _UPDATE_ATTEMPTS or not lost_a_deadlock(cause):
-                        raise
-                    await db.rollback()
-                    log.info(
-                        "session_update_retried",
-                        session_id=session_id,
-                        attempt=attempt,
-                        **conflict_detail(cause),
-                    )
+            # Replacing config webhooks deletes their deliveries, which the delivery
+            # worker may be recording (PostgreSQL: a deadlock, the change rolled back
+            # whole): nothing was written, nor done outside the database, so it is done
+            # again.
+            changed, hooks = await again_if_deadlocked(
+                partial(self._change_config, db, session_id, changes, given),
+                event="session_update_retried",
+                db=db,
+                session_id=session_id,
+            )
             reconnect = bool(changed & _RECONNECT_FIELDS) and self._runtime.is_running(session_id)
         session = await self.get(session_id)
         return SessionUpdated(
@@ -255,7 +244,21 @@ class SessionService:
 
     async def _remove(self, db: AsyncSession, session_id: str) -> None:
         """Delete the row and commit (under the session's lock: no start sees it half
-        gone), then drop what the runtime keeps for it."""
+        gone), then drop what the runtime keeps for it.
+
+        The delete cascades to rows the workers lock meanwhile (deliveries being
+        recorded, messages being sent): on PostgreSQL it may lose a deadlock to them,
+        and is then done again rather than answered 503; the engine was logged out
+        before, and stays so."""
+        await again_if_deadlocked(
+            partial(self._delete_row, db, session_id),
+            event="session_delete_retried",
+            db=db,
+            session_id=session_id,
+        )
+        await self._runtime.forget(session_id)
+
+    async def _delete_row(self, db: AsyncSession, session_id: str) -> None:
         repo = SessionRepository(db)
         row = await repo.get(session_id)
         # The cascade may reach every message the session has: off SQLite's event loop.
@@ -272,7 +275,6 @@ class SessionService:
                 # short, maintenance finds the prefix by this row (`media/sweep.py`).
                 await MediaTombstones(db).remember(row.id, utcnow())
             await commit(db)
-        await self._runtime.forget(session_id)
 
     async def _forget_media(self, session_id: str) -> None:
         """What the session stored (media of its messages, an engine's profile) goes

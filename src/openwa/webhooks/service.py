@@ -14,6 +14,7 @@ from openwa.db.engine import is_postgres, on_commit
 from openwa.db.instance_lock import advisory_key
 from openwa.db.models import DeliveryAttemptRow, DeliveryRow, WebhookRow
 from openwa.db.repository import Held
+from openwa.db.retry import again_if_deadlocked
 from openwa.db.sqlite_driver import off_the_loop
 from openwa.errors import NotFound, SessionNotFound, WebhookLimitReached, WebhookNotFound
 from openwa.events.log import EventLog
@@ -324,9 +325,20 @@ class WebhookService:
         return to_schema(row)
 
     async def delete(self, db: AsyncSession, session_id: str | None, webhook_id: str) -> None:
-        row = await self._row(db, session_id, webhook_id)
-        with off_the_loop():  # its deliveries go with it: maybe many rows
-            await WebhookRepository(db).delete(row)
+        """Delete the webhook (first thing in the caller's unit of work) with its queue.
+
+        The delete cascades to its deliveries, which the delivery worker may be
+        claiming or recording meanwhile: on PostgreSQL it may lose a deadlock to it,
+        and is then done again rather than answered 503 "try again"."""
+
+        async def remove() -> None:
+            row = await self._row(db, session_id, webhook_id)
+            with off_the_loop():  # its deliveries go with it: maybe many rows
+                await WebhookRepository(db).delete(row)
+
+        await again_if_deadlocked(
+            remove, event="webhook_delete_retried", db=db, webhook_id=webhook_id
+        )
 
     async def rotate(
         self, db: AsyncSession, session_id: str | None, webhook_id: str, grace_seconds: int

@@ -11,20 +11,35 @@ is gone is removed when the next engine makes its own.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from openwa.kit.private_files import PRIVATE_FILE_MODE, private_dir
 
 
-def write_file(path: Path, data: bytes) -> None:
-    """Write a transfer file, readable by this user only."""
+@contextlib.contextmanager
+def _new_file(path: Path) -> Iterator[BinaryIO]:
+    """A new file at `path`, readable by this user only, open for writing; removed if
+    anything (a full disk, a cancellation of the write's task) interrupts the block, so
+    that no partial file is taken for a whole one, or left behind."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE_MODE)
-    with os.fdopen(fd, "wb") as handle:
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Write a transfer file, readable by this user only (none is left if it fails)."""
+    with _new_file(path) as handle:
         handle.write(data)
 
 
@@ -51,14 +66,9 @@ class TransferDirectory:
     async def write(self, chunks: AsyncIterator[bytes]) -> Path:
         """A new file holding `chunks` (a stored object, on its way to the worker)."""
         path = new_path(self.path, "out")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE_MODE)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                async for chunk in chunks:
-                    handle.write(chunk)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
+        with _new_file(path) as handle:
+            async for chunk in chunks:
+                handle.write(chunk)
         return path
 
     def close(self) -> None:

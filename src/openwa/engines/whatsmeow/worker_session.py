@@ -126,11 +126,20 @@ class Downloads:
         self.stuck = 0  # given up, their threads still running
         self._lock = threading.Lock()
 
-    def give_up(self, ticket: _Ticket) -> None:
+    def give_up(self, ticket: _Ticket) -> bool:
+        """The event loop stops waiting for the download (a timeout, a cancellation);
+        whether its thread is done with the file, which the caller then removes.
+
+        The thread writes the file after Go answered, and the loop may give up at any
+        point of that: removing the file here while the thread had yet to create it left
+        the file behind for good (until the engine's transfer directory went). So the
+        one that comes second removes it: the loop if the thread was done, else the
+        thread once it is (`written`)."""
         with self._lock:
             ticket.given_up = True
             if ticket.started and not ticket.ended:
                 self._count(ticket)
+            return ticket.written
 
     def start(self, ticket: _Ticket) -> None:
         """Its thread runs (a download whose thread never started is never stuck)."""
@@ -148,6 +157,13 @@ class Downloads:
                 self.stuck -= 1
             return not ticket.given_up
 
+    def written(self, ticket: _Ticket) -> bool:
+        """A download's thread is done with its file (whole, or failed); whether the
+        loop still waits for it. If not, the thread removes the file (`give_up`)."""
+        with self._lock:
+            ticket.written = True
+            return not ticket.given_up
+
     def _count(self, ticket: _Ticket) -> None:
         if not ticket.counted:
             ticket.counted = True
@@ -157,13 +173,14 @@ class Downloads:
 class _Ticket:
     """One download, between its thread and the event loop (under `Downloads._lock`)."""
 
-    __slots__ = ("counted", "ended", "given_up", "started")
+    __slots__ = ("counted", "ended", "given_up", "started", "written")
 
     def __init__(self) -> None:
         self.started = False
         self.ended = False
         self.given_up = False
         self.counted = False  # among the stuck ones
+        self.written = False  # the thread is done with the file
 
 
 class Host(Protocol):
@@ -777,14 +794,19 @@ class WorkerSession:
                         self.reading -= 1
                         self.go_readers.notify_all()
                     wanted = downloads.end(ticket)
-                if wanted:
+                if not wanted:
+                    return
+                try:
                     transfer.write_file(path, data)
+                finally:
+                    if not downloads.written(ticket):
+                        path.unlink(missing_ok=True)  # given up during the write
 
             try:
                 await asyncio.wait_for(on_own_thread(fetch), self.host.download_timeout_s)
             except BaseException:
-                downloads.give_up(ticket)
-                path.unlink(missing_ok=True)
+                if downloads.give_up(ticket):
+                    path.unlink(missing_ok=True)
                 raise
             return path
 
