@@ -22,10 +22,12 @@ so far, so no id with a row goes missing.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openwa.db.engine import on_commit
 from openwa.db.models import MessageRow, PendingEditRow
 from openwa.db.repository import Repository
 from openwa.engines.base import MessageEdited
@@ -93,10 +95,13 @@ class PendingEdits:
         waiting = await self._keys(db, session_id)
         if message_id not in waiting:
             return False
-        waiting.discard(message_id)
+        # Dropped once the row's delete commits: a run rolled back (and applied again
+        # report by report) must find the id again, or the row would stay behind.
+        on_commit(db, partial(waiting.discard, message_id))
         repo = PendingEditRepository(db)
         row = await repo.get(session_id, message_id)
         if row is None:
+            waiting.discard(message_id)  # none in the table: nothing to wait for
             return False
         edit = MessageEdited(message_id, message.chat_id, message.sender, row.text, row.edited_at)
         applied = apply_edit(message, edit)
