@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.api.metrics import Backlog
-from openwa.db.models import DeliveryRow, OutboxJobRow
+from openwa.db.models import DeliveryRow, OutboxJobRow, WebhookRow
 from openwa.kit.clock import utcnow
 from openwa.services import Services
 from openwa.webhooks.repository import active_ids
@@ -52,6 +52,9 @@ async def read_backlog(
         ).where(OutboxJobRow.done.is_(False))
     )
     due, scheduled = sends.one()
+    switched_off = await db.scalar(
+        select(func.count()).where(WebhookRow.disabled_reason.is_not(None))
+    )
     return Backlog(
         deliveries_pending=int(pending),
         oldest_delivery_s=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
@@ -59,4 +62,5 @@ async def read_backlog(
         sends_scheduled=int(scheduled),
         reports_queued=reports_queued,
         held_back=held_back,
+        webhooks_switched_off=int(switched_off or 0),
     )

@@ -205,8 +205,7 @@ async def test_an_engines_auth_write_is_fenced_by_the_lease(
     (sid,) = await wanted_sessions(db, 1)
     a, b = await cluster("inst-a"), await cluster("inst-b")
     await a.ownership.tick()
-    fence = functools.partial(a.ownership.confirm, session_id=sid)
-    stale = DatabaseAuthStore(db, sid, "baileys", fence)
+    stale = _client_store(db, a, sid)
     await stale.save({"keys": "while a owned it"})
 
     assert a.ownership.member is not None
@@ -220,3 +219,33 @@ async def test_an_engines_auth_write_is_fenced_by_the_lease(
     with pytest.raises(AuthNotOurs):
         await stale.clear()
     assert await DatabaseAuthStore(db, sid, "baileys").load() == {"keys": "b's"}
+
+
+async def test_a_client_left_over_from_an_earlier_start_here_writes_nothing(
+    db: async_sessionmaker[AsyncSession], cluster: Members
+) -> None:
+    """The fence is the epoch a client was started under, not the instance's current
+    one: an old client's late save, once the session has been started here again
+    under a new epoch, would write its stale keys over the new client's."""
+    (sid,) = await wanted_sessions(db, 1)
+    a = await cluster("inst-a")
+    await a.ownership.tick()
+    old_client = _client_store(db, a, sid)
+    await a.ownership.release(sid)  # stopped here
+    with pytest.raises(AuthNotOurs):
+        await old_client.save({"keys": "old client's"})
+    await a.ownership.acquire(sid)  # started here again: a new client, a new epoch
+    new_client = _client_store(db, a, sid)
+    await new_client.save({"keys": "new client's"})
+    with pytest.raises(AuthNotOurs):
+        await old_client.save({"keys": "old client's, stale"})
+    assert await DatabaseAuthStore(db, sid, "baileys").load() == {"keys": "new client's"}
+
+
+def _client_store(
+    db: async_sessionmaker[AsyncSession], member: Recorder, sid: str
+) -> DatabaseAuthStore:
+    """The store a client started now on `member` gets (as the runtime makes it)."""
+    epoch = member.ownership._held[sid].epoch
+    fence = functools.partial(member.ownership.confirm_epoch, session_id=sid, epoch=epoch)
+    return DatabaseAuthStore(db, sid, "baileys", fence)

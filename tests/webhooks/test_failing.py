@@ -1,13 +1,14 @@
 """A webhook whose receiver fails for days is switched off, with the reason shown; its
 waiting deliveries stay and go out once a client switches it on again.
 
-"Days" are made by moving the start of the run of failures back in the database: the
-worker's rule reads that column, so nothing here waits on a clock.
+"Days" are made by moving the start of the run of failures back in the database (and
+its latest failure, for a quiet time): the worker's rule reads those columns, so
+nothing here waits on a clock.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import update
@@ -43,12 +44,19 @@ def _until(api: Api, session_id: str | None, webhook_id: str, what: str, done: A
     return wait_for(lambda: _webhook(api, session_id, webhook_id), done, 15.0, what)
 
 
-async def _failing_for_days(api: Api, webhook_id: str, days: float) -> None:
+async def _failing_for_days(
+    api: Api, webhook_id: str, days: float, *, quiet_since_days: float = 0.0
+) -> None:
+    """The run began `days` ago; its latest failure was `quiet_since_days` ago."""
+    now = utcnow()
     async with api.services.db() as db, db.begin():
         await db.execute(
             update(WebhookRow)
             .where(WebhookRow.id == webhook_id)
-            .values(failing_since=utcnow() - timedelta(days=days))
+            .values(
+                failing_since=now - timedelta(days=days),
+                last_failure_at=now - timedelta(days=quiet_since_days),
+            )
         )
 
 
@@ -86,6 +94,8 @@ async def test_a_webhook_failing_for_days_is_switched_off_and_resumes_when_switc
 
     off = await _until(api, session["id"], hook["id"], "switched off", lambda h: not h["active"])
     assert "WEBHOOK_DISABLE_AFTER_DAYS=5" in off["disabledReason"]
+    metrics = (await api.request("GET", "/metrics")).text
+    assert "openwa_webhooks_switched_off 1.0" in metrics
     # Nothing waiting is lost; events while it is off are not queued for it.
     await inbound(api, session["id"], "while it is off")
     [waiting] = await deliveries(api, session["id"], hook["id"])
@@ -159,6 +169,43 @@ async def test_a_config_webhook_switched_off_is_switched_on_by_listing_it_again(
     assert again["active"]
     assert again["disabledReason"] is None
     await wait_deliveries(api, session["id"], hook["id"], all_succeeded(1))
+
+
+async def test_a_failure_after_a_quiet_time_starts_a_new_run(
+    apps: Apps, receiver: Receiver
+) -> None:
+    """A webhook whose last delivery failed six days ago, with no events since, is not
+    six days failing: its next failure starts a run, and it stays on."""
+    api = await apps.start(webhook_disable_after_days=5)
+    session = await ready_session(api)
+    hook = await register(api, session["id"], f"{receiver.base}/hook", events=EVENTS)
+    receiver.respond = lambda _: 503
+    await inbound(api, session["id"], "fails")
+    await _until(api, session["id"], hook["id"], "failing", lambda h: h["failingSince"])
+    await _failing_for_days(api, hook["id"], 6, quiet_since_days=6)
+    started = utcnow() - timedelta(minutes=1)
+    restarted = await _until(
+        api,
+        session["id"],
+        hook["id"],
+        "a new run",
+        lambda h: datetime.fromisoformat(h["failingSince"]) > started,
+    )
+    assert restarted["active"]
+    assert restarted["disabledReason"] is None
+
+
+async def test_a_new_url_starts_afresh(apps: Apps, receiver: Receiver) -> None:
+    api = await apps.start(webhook_disable_after_days=5)
+    session = await ready_session(api)
+    hook = await register(api, session["id"], f"{receiver.base}/old", events=EVENTS)
+    receiver.respond = lambda _: 503
+    await inbound(api, session["id"], "fails")
+    await _until(api, session["id"], hook["id"], "failing", lambda h: h["failingSince"])
+    path = f"{hooks_path(session['id'])}/{hook['id']}"
+    moved = data_of(await api.request("PATCH", path, json={"url": f"{receiver.base}/new"}))
+    assert moved["failingSince"] is None
+    assert moved["active"]
 
 
 async def _count(receiver: Receiver) -> int:

@@ -460,7 +460,7 @@ async def test_a_lane_past_its_lease_posts_no_more(apps: Apps, receiver: Receive
             await first_held.wait()  # the rest pile up behind it
         elif count == 2:
             # The second round's first request, out when its lease runs out.
-            worker._lanes[hook["id"]].lease_until = 0.0
+            worker._lanes[hook["id"]].lease_until = utcnow() - timedelta(seconds=1)
             await second_held.wait()
         return 200
 

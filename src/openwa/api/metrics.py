@@ -30,10 +30,13 @@ class Backlog:
     sends_scheduled: float  # accepted sends due later (`sendAt`)
     reports_queued: int  # engine reports waiting to be written, on this instance
     held_back: int  # sessions whose engine is asked to hold back (engines/flow.py), here
+    # Webhooks OpenWA switched off for failing too long (webhooks/failing.py): their
+    # queues leave `deliveries_pending` then, and wait for a client.
+    webhooks_switched_off: float = 0.0
 
     @classmethod
     def unread(cls, reports_queued: int, held_back: int) -> Backlog:
-        return cls(UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, reports_queued, held_back)
+        return cls(UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, reports_queued, held_back, UNKNOWN)
 
 
 class Metrics:
@@ -87,6 +90,12 @@ class Metrics:
         self.oldest_delivery = Gauge(
             "openwa_webhook_delivery_oldest_pending_seconds",
             "Age of the oldest webhook delivery not yet made (0 when none)",
+            registry=self.registry,
+        )
+        self.webhooks_switched_off = Gauge(
+            "openwa_webhooks_switched_off",
+            "Webhooks OpenWA switched off after WEBHOOK_DISABLE_AFTER_DAYS of failures"
+            " (their waiting deliveries wait for a client to switch them on)",
             registry=self.registry,
         )
         self.sends_queued = Gauge(
@@ -147,6 +156,7 @@ class Metrics:
         self.running.set(running)
         self.deliveries_pending.set(backlog.deliveries_pending)
         self.oldest_delivery.set(backlog.oldest_delivery_s)
+        self.webhooks_switched_off.set(backlog.webhooks_switched_off)
         self.sends_queued.labels("due").set(backlog.sends_due)
         self.sends_queued.labels("scheduled").set(backlog.sends_scheduled)
         self.reports_queued.set(backlog.reports_queued)

@@ -186,6 +186,18 @@ class Ownership:
             raise LeaseLost(session_id)
         await leases.confirm(db, session_id, self.instance_id, held.epoch)
 
+    async def confirm_epoch(self, db: AsyncSession, session_id: str, epoch: int) -> None:
+        """As `confirm`, under `epoch` (the one a client was started with) rather than
+        the one held now: a client left over from an earlier start of the session here
+        must not write as the newer one, nor after the session stopped (a lease given
+        back keeps its owner and epoch in the database until another takes it)."""
+        if not self.clustered:
+            return
+        held = self._held.get(session_id)
+        if held is None or held.epoch != epoch:
+            raise LeaseLost(session_id)
+        await leases.confirm(db, session_id, self.instance_id, epoch)
+
     # Taking and giving back.
 
     async def acquire(self, session_id: str) -> int:

@@ -326,8 +326,9 @@ class MediaReader(Protocol):
 
 class AuthNotOurs(Exception):
     """A write of the session's auth state refused because this instance no longer owns
-    the session (another took it over): trying again cannot help, and the runtime
-    stops the session here."""
+    the session under the epoch its client was started with (another instance took it
+    over, or a newer client runs it here): trying again cannot help. The ownership loop
+    drops a session it lost; an engine stops writing."""
 
 
 class AuthStore(Protocol):

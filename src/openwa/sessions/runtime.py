@@ -260,13 +260,14 @@ class SessionRuntime:
         return self._locks.setdefault(session_id, asyncio.Lock())
 
     def auth_store(
-        self, session_id: str, engine: str, *, fenced: bool = False
+        self, session_id: str, engine: str, *, epoch: int | None = None
     ) -> DatabaseAuthStore:
-        """`fenced`: the store of the session's running client, whose writes need this
-        instance's lease (a stopped session's, forgotten by a logout, needs none)."""
+        """`epoch`: the store of a client started under that lease epoch, whose writes
+        need it still to be this instance's (a stopped session's store, used by a
+        logout, needs none)."""
         fence = (
-            functools.partial(self._ownership.confirm, session_id=session_id)
-            if fenced and self._ownership is not None
+            functools.partial(self._ownership.confirm_epoch, session_id=session_id, epoch=epoch)
+            if epoch is not None and self._ownership is not None
             else None
         )
         return DatabaseAuthStore(self._db, session_id, engine, fence)
@@ -305,7 +306,7 @@ class SessionRuntime:
             running.client = engine.client(
                 SessionContext(
                     session_id=session_id,
-                    auth=self.auth_store(session_id, row.engine, fenced=True),
+                    auth=self.auth_store(session_id, row.engine, epoch=epoch),
                     emit=emit,
                     config=dict(row.config or {}),
                     media=self._media,

@@ -89,7 +89,10 @@ class Webhook(CamelModel):
     url: str
     events: list[str]
     headers: dict[str, str]
-    active: bool
+    active: bool = Field(
+        description="false: nothing is delivered or queued for it. OpenWA sets it false "
+        "itself when deliveries have failed for WEBHOOK_DISABLE_AFTER_DAYS (disabledReason)"
+    )
     source: str = Field(description="api, env (WEBHOOK_URL) or config (session config)")
     failing_since: datetime | None = Field(
         default=None,

@@ -25,6 +25,7 @@ from openwa.kit.ids import new_id
 from openwa.kit.pagination import PageParams
 from openwa.kit.signal import Signal
 from openwa.sessions.repository import SessionRepository
+from openwa.webhooks.failing import new_receiver, switch_on
 from openwa.webhooks.repository import WebhookRepository
 from openwa.webhooks.schemas import (
     ConfigWebhook,
@@ -147,12 +148,6 @@ def _listed_again(row: WebhookRow, new: WebhookRow, body: WebhookCreate) -> bool
         and (row.active == new.active or (row.disabled_reason is not None and new.active))
         and (body.secret is None or body.secret == row.secret)
     )
-
-
-def switch_on(row: WebhookRow) -> None:
-    """Active again by a client's word (or config): our reason and its run of failures
-    end (webhooks/failing.py)."""
-    row.active, row.disabled_reason, row.failing_since = True, None, None
 
 
 def new_delivery(webhook_id: str, event: Event) -> DeliveryRow:
@@ -313,12 +308,15 @@ class WebhookService:
         if body.url is not None:
             await check_url(body.url, self._allow_private)
         row = await self._row(db, session_id, webhook_id, "to change")
+        was_active, old_url = row.active, row.url
         for name, value in body.model_dump(exclude_unset=True).items():
             if value is not None:
                 setattr(row, name, value)
-        if body.active:
+        if row.url != old_url:
+            new_receiver(row)
+        if body.active and not was_active:
             switch_on(row)
-        elif body.active is not None:
+        elif body.active is False:
             row.disabled_reason = None  # the client's word on it now, not ours
         row.updated_at = utcnow()
         on_commit(db, self._wake.notify)  # a reactivated webhook has deliveries waiting
@@ -418,8 +416,8 @@ class WebhookService:
             return
         if row.url != url:
             await check_url(url, self._allow_private)
-            if row.disabled_reason is not None:
-                switch_on(row)  # a new receiver, where the old one failed for days
+            # A new receiver: switched on again if the old one failed for days.
+            switch_on(row) if row.disabled_reason is not None else new_receiver(row)
         now = utcnow()
         row.url, row.events, row.updated_at = url, wanted, now
         if secret is not None and secret != row.secret:

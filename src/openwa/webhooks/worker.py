@@ -16,7 +16,7 @@ import asyncio
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -115,6 +115,9 @@ class _Bodies:
         self._items[cursor] = (now + _BODY_TTL_S, body)
 
 
+_NO_LEASE = datetime.min.replace(tzinfo=UTC)
+
+
 @dataclass(eq=False)
 class _Lane:
     """One webhook's work in flight: its claimed runs, delivered one after another."""
@@ -125,7 +128,9 @@ class _Lane:
     since: float | None = None  # monotonic start of the request in flight, if any
     slow: bool = False
     paused: bool = False  # failed, and waiting before its webhook is claimed again
-    lease_until: float = 0.0  # monotonic end of the lease of its round's deliveries
+    # End of the lease of its round's deliveries, on the wall clock, as other instances
+    # judge it (a monotonic clock stands still while the host is suspended).
+    lease_until: datetime = _NO_LEASE
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -331,8 +336,6 @@ class DeliveryWorker:
     async def _claim(self, scope: Sequence[ColumnElement[bool]], free: int) -> list[_Lane]:
         """Runs of the deliveries in `scope`, made into at most `free` lanes; each
         lane's lease covers every request it may make."""
-        # Taken before the lease is written: the lane's own reckoning ends no later.
-        started = time.monotonic()
         now = utcnow()
         async with self._db() as db, db.begin():
             runs = await claim_runs(
@@ -356,7 +359,7 @@ class DeliveryWorker:
                 lanes.setdefault(webhook_id, _Lane(webhook_id, [])).runs.append(run)
             for lane in lanes.values():
                 lane.claimed = sum(len(run) for run in lane.runs)
-                lane.lease_until = started + self._lease_s(lane.claimed)
+                lane.lease_until = now + timedelta(seconds=self._lease_s(lane.claimed))
         return list(lanes.values())
 
     def _lease_s(self, deliveries: int) -> float:
@@ -439,7 +442,7 @@ class DeliveryWorker:
                 # A record failed: nothing newer goes out before the run is given back,
                 # so the receiver never sees these events again after later ones.
                 return
-            if time.monotonic() + self._timeout_s + _LEASE_SAFETY_S > lane.lease_until:
+            if utcnow() + timedelta(seconds=self._timeout_s + _LEASE_SAFETY_S) > lane.lease_until:
                 # Its lease may end before this request would: the rest are given back
                 # (those still ours), and the lane's next claim leases them afresh.
                 log.warning("delivery_lane_lease_ran_out", webhook_id=lane.webhook_id)
@@ -470,8 +473,9 @@ class DeliveryWorker:
 
     async def _note_health(self, hook: WebhookRow, *, failed: bool) -> bool:
         """Keep the webhook's run of failures (webhooks/failing.py), which may switch it
-        off. Apart from the results and at most once a run: a failure to write it is
-        logged and costs no delivery. Whether it was written."""
+        off. Apart from the results (a failure to write it is logged and costs no
+        delivery): once for a run's failure, and for its first success if the webhook
+        was failing. Whether it was written."""
         try:
             async with self._db() as db, db.begin():
                 if not failed:

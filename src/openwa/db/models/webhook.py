@@ -29,8 +29,10 @@ class WebhookRow(Base):
     active: Mapped[bool] = mapped_column(Boolean)
     # "api", "env" (WEBHOOK_URL) or "config" (a session's config.webhooks).
     source: Mapped[str] = mapped_column(String(16))
-    # The first failed attempt since the last successful one (webhooks/failing.py).
+    # The first failed attempt of the current run of failures, and the latest one
+    # (webhooks/failing.py).
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # Why it was switched off by us, not by a client (failing too long); None otherwise.
     disabled_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -22,10 +22,12 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("webhooks") as batch:
         batch.add_column(sa.Column("failing_since", UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column("last_failure_at", UTCDateTime(), nullable=True))
         batch.add_column(sa.Column("disabled_reason", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("webhooks") as batch:
         batch.drop_column("disabled_reason")
+        batch.drop_column("last_failure_at")
         batch.drop_column("failing_since")
