@@ -53,6 +53,13 @@ class SessionNotFound(NotFound):
     code, message = "SESSION_NOT_FOUND", "Session not found"
 
 
+class EventNotFound(NotFound):
+    code, message = (
+        "NOT_FOUND",
+        "No such event in the log (unknown, pruned, or not visible to this key)",
+    )
+
+
 class KeyNotFound(NotFound):
     code, message = "NOT_FOUND", "API key not found"
 

@@ -217,3 +217,30 @@ async def test_the_log_needs_a_key(api: Api, key: str | None) -> None:
     response = await api.request("GET", "/api/events", key=key)
     assert response.status_code == 401, response.text
     assert response.json()["error"]["code"] == "UNAUTHORIZED"
+
+
+async def test_after_id_resumes_after_an_event_known_by_its_id(api: Api, pair: Pair) -> None:
+    """A WebSocket frame or a webhook carries the event's id, not its cursor: a client
+    cut off catches up from the last event it handled, by id."""
+    everything = await page_all(api)
+    middle = everything[len(everything) // 2]
+    response = await api.request(
+        "GET", "/api/events", params={"afterId": middle["id"], "limit": 1000}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["events"] == [
+        e for e in everything if e["cursor"] > middle["cursor"]
+    ]
+
+    for unknown in ("evt_unknown", "x" * 40):
+        response = await api.request("GET", "/api/events", params={"afterId": unknown})
+        assert response.status_code == 404, response.text
+        assert response.json()["error"]["code"] == "NOT_FOUND"
+    response = await api.request("GET", "/api/events", params={"afterId": "x" * 41})
+    assert response.status_code == 400, response.text
+
+    # Another session's event is as unknown to a key limited to A as one never logged.
+    of_b = next(e for e in everything if e["sessionId"] == pair.b["id"])
+    key = await api.new_key("viewer", sessions=[pair.a["id"]])
+    response = await api.request("GET", "/api/events", key=key, params={"afterId": of_b["id"]})
+    assert response.status_code == 404, response.text

@@ -115,6 +115,9 @@ def test_sse_after_parameter_filters_and_scope(server_factory: ServerFactory) ->
     assert read(ADMIN_KEY, len(after), params={"after": middle}) == after
     # Last-Event-ID wins over `after` (it is what a browser sends when it reconnects).
     assert read(ADMIN_KEY, len(after), params={"after": 0}, last_event_id=str(middle)) == after
+    # By the id of the last event handled (what a WebSocket frame carries).
+    middle_id = log[len(log) // 2]["id"]
+    assert read(ADMIN_KEY, len(after), params={"afterId": middle_id}) == after
 
     only_b = [e for e in log if e["sessionId"] == beta["id"]]
     assert read(ADMIN_KEY, len(only_b), params={"sessions": "beta"}) == only_b

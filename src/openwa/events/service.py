@@ -8,8 +8,11 @@ import time
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from openwa.db.models import EventRow
+from openwa.errors import EventNotFound
 from openwa.events.log import EventLog
 from openwa.events.pump import EventPump
 from openwa.events.schemas import EventPage, LoggedEvent
@@ -107,6 +110,22 @@ class EventService:
             return sorted(ids) if ids is not None else None
         allowed = set(principal.sessions)
         return sorted(allowed if ids is None else ids & allowed)
+
+    async def cursor_of(self, event_id: str, principal: Principal) -> int:
+        """The cursor of the logged event `event_id`, to resume after it: WebSocket frames
+        and webhooks carry the event's id, not its cursor, and a client cut off (a
+        WebSocket closed for lagging, say) catches up from the last one it handled. An
+        event of a session this key may not see is as unknown as one never logged."""
+        async with self._db() as db:
+            found = (
+                await db.execute(
+                    select(EventRow.cursor, EventRow.session_id).where(EventRow.id == event_id)
+                )
+            ).one_or_none()
+        if found is None or not principal.may_see(found.session_id):
+            raise EventNotFound(details={"eventId": event_id})
+        cursor: int = found.cursor
+        return cursor
 
     async def page(
         self,

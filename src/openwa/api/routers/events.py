@@ -29,6 +29,16 @@ Sessions = Annotated[
     str | None, Query(max_length=4096, description="Comma-separated session ids or names")
 ]
 Events = Annotated[str | None, Query(max_length=1024, description="Comma-separated event names")]
+AfterId = Annotated[
+    str | None,
+    Query(
+        alias="afterId",
+        min_length=1,
+        max_length=40,
+        description="Return events after the one with this id (the `id` a WebSocket frame or a"
+        " webhook carried); instead of `after`. 404 NOT_FOUND once it is no longer in the log",
+    ),
+]
 
 
 class _LiveStreamResponse(StreamingResponse):
@@ -82,9 +92,13 @@ async def list_events(
     sessions: Sessions = None,
     events: Events = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after_id: AfterId = None,
 ) -> Envelope[EventPage]:
-    """Events after the cursor, oldest first; continue from `nextCursor`."""
+    """Events after the cursor (or the event `afterId`), oldest first; continue from
+    `nextCursor`."""
     visible = await services.event_reader.visible_sessions(principal, _split(sessions))
+    if after_id is not None:
+        after = await services.event_reader.cursor_of(after_id, principal)
     return ok(await services.event_reader.page(after, limit, visible, _split(events)))
 
 
@@ -102,14 +116,17 @@ async def stream_events(
     sessions: Sessions = None,
     events: Events = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=32)] = None,
+    after_id: AfterId = None,
 ) -> StreamingResponse:
     """The same events as Server-Sent Events; resumes after the `Last-Event-ID` header.
 
     Ends when the key is deleted, changed or expires; over `STREAMS_PER_KEY` or `MAX_STREAMS`, 429.
     """
+    visible = await services.event_reader.visible_sessions(principal, _split(sessions))
     if last_event_id:
         after = _resume_cursor(last_event_id)
-    visible = await services.event_reader.visible_sessions(principal, _split(sessions))
+    elif after_id is not None:
+        after = await services.event_reader.cursor_of(after_id, principal)
     live = await services.streams.open_live(principal.key_id, principal)
     source = services.event_reader.stream(after, visible, _split(events), live=live)
 
