@@ -11,8 +11,9 @@ from starlette.types import Receive, Scope, Send
 
 from openwa.api.deps import PrincipalDep, ServicesDep
 from openwa.api.envelope import Envelope, ok
+from openwa.api.responses import errors
 from openwa.api.routing import api_router
-from openwa.errors import ValidationFailed
+from openwa.errors import EventNotFound, ValidationFailed
 from openwa.events.schemas import EventPage
 from openwa.events.service import logged
 from openwa.events.streams import LiveStream
@@ -84,7 +85,7 @@ def _split(value: str | None) -> list[str] | None:
     return items or None
 
 
-@router.get("")
+@router.get("", responses=errors(EventNotFound))
 async def list_events(
     principal: PrincipalDep,
     services: ServicesDep,
@@ -107,6 +108,7 @@ async def list_events(
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "SSE; `id:` is the cursor"},
+        **errors(EventNotFound),
     },
 )
 async def stream_events(
