@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from openwa.engines.base import EngineEvent, SessionContext
+import openwa.engines.bridge.engine as engine_module
+from openwa.engines.base import AuthNotOurs, EngineEvent, SessionContext
 from openwa.engines.bridge.engine import BAILEYS, BridgeClient, BridgeEngine
 from openwa.engines.bridge.install import NodeRuntime
 from tests.engines.proxies import SilentProxy
@@ -212,6 +213,43 @@ async def test_a_write_that_fails_tells_nothing_until_one_succeeds(
     await _settle()
     assert store.writes == 1
     assert [(epoch, seq) for epoch, seq, _ in told.words] == [("e1", 2)]
+
+
+class NotOursStore(SlowStore):
+    """The store of a client whose session is no longer its own (a cluster's lease
+    gone, or a newer client of it here): every write is refused."""
+
+    async def save(self, data: dict[str, Any]) -> None:
+        self.writes += 1
+        raise AuthNotOurs("owned elsewhere")
+
+
+async def test_a_write_refused_as_not_ours_is_not_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Trying again cannot help: a saver that kept trying every second held up the
+    client's stop, and with it the ownership loop that stops it (every other lease of
+    the instance then lapsed)."""
+    store = NotOursStore()
+    client, told = _client(tmp_path, store, monkeypatch)
+    await client.on_frame(_keys(1))
+    await asyncio.wait_for(client.disconnect(), 5)
+    assert store.writes == 1
+    assert told.words == []
+
+
+async def test_a_stop_waits_for_a_save_only_so_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database down: the stop goes on without the save (which keeps trying)."""
+    monkeypatch.setattr(engine_module, "_STOP_SAVE_WAIT_S", 0.2)
+    store = GatedStore(failures=1)
+    client, _told = _client(tmp_path, store, monkeypatch)
+    await client.on_frame(_keys(1))
+    await asyncio.wait_for(client.disconnect(), 5)
+    assert store.writes == 0
+    store.gate.set()  # the database back: the save still goes through
+    await wait_for(lambda: asyncio.sleep(0, store.writes), lambda n: n == 1, 5, "the save")
 
 
 async def test_the_real_bridge_dials_only_once_its_pre_keys_are_saved(

@@ -24,6 +24,7 @@ from openwa.engines.base import (
     SEND_OUTCOME_UNKNOWN,
     WHATSAPP_CAPABILITIES,
     Authenticated,
+    AuthNotOurs,
     Connected,
     Disconnected,
     EngineClient,
@@ -57,6 +58,10 @@ _WATCH_S = 15.0
 _STOP_TIMEOUT_S = 10.0
 # How long a session's link waits for its auth state to be saved (see `_on_translated`).
 _LINKED_SAVE_WAIT_S = 5.0
+# A stop waits this long for the auth state to be saved: a database that is down keeps
+# the saver trying (it goes on after the stop), and a stop that waited for it held up
+# whoever stops the session (a shutdown, the ownership loop of a cluster).
+_STOP_SAVE_WAIT_S = 10.0
 # How long telling the bridge that its auth frames are saved may take: the bridge stops
 # waiting for that word after 15 s (lib/acks.js), so a later one helps nobody.
 _SAVED_TELL_TIMEOUT_S = 15.0
@@ -492,6 +497,14 @@ class BridgeClient:
                 covered, self._unsaved = self._unsaved, {}
                 try:
                     await self._ctx.auth.save(self._auth)
+                except AuthNotOurs:
+                    # The session is another's now (or a newer client's here): trying
+                    # again cannot help, and a saver that kept trying held up this
+                    # client's stop, and with it the ownership loop that stops it.
+                    # What waits for this save is told nothing: the bridge's waits fail.
+                    log.warning("bridge_auth_not_ours", session=self.session_id)
+                    self._auth_dirty = False
+                    return
                 except Exception:
                     log.exception("bridge_auth_save_failed", session=self.session_id)
                     self._not_saved_yet(covered)  # the next write covers them
@@ -616,7 +629,10 @@ class BridgeClient:
                 await self._waiting
         self._stop_watching()
         self._drop_profile_file()
-        await self._flush_auth()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._flush_auth()), _STOP_SAVE_WAIT_S)
+        except TimeoutError:
+            log.warning("bridge_auth_unsaved_at_stop", session=self.session_id)
         with contextlib.suppress(SendFailed, EngineRefused):
             await self._engine.request("stop", self.session_id, _STOP_TIMEOUT_S)
         self._engine.release(self)
