@@ -11,6 +11,7 @@ for the writes.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -178,12 +179,23 @@ class ReportApplier:
 
         A run that fails is applied again one report at a time; a report that fails
         alone is set aside (`set_aside_reports`) with its error, so it neither sinks
-        the reports around it nor disappears."""
-        inbound = {
-            report.id: await self._prepare_inbound(session, report)
-            for report in reports
-            if isinstance(report, MessageReceived)
-        }
+        the reports around it nor disappears. So is an inbound message that cannot be
+        made ready (`_prepare_inbound`), before the run: the run goes on without it.
+        Media that cannot be stored does not count as such: the message is stored
+        without it, with `mediaError`."""
+        inbound: dict[str, _Inbound | None] = {}
+        ready: list[EngineEvent] = []
+        for report in reports:
+            if isinstance(report, MessageReceived):
+                try:
+                    inbound[report.id] = await self._prepare_inbound(session, report)
+                except Exception as exc:
+                    await self._set_aside(session, report, exc)
+                    continue
+            ready.append(report)
+        if not ready:
+            return
+        reports = ready
         try:
             await self._reports.run(partial(self._apply_run, session, reports, inbound))
             return
@@ -547,6 +559,23 @@ class ReportApplier:
                 # The mock's copy from its sender, whose media went meanwhile (the
                 # sender deleted, or past its retention): the message, without it.
                 content["mediaError"] = "not available"
+            except Exception as exc:
+                # Our storage failed (a full disk, a bucket out of reach, beyond what
+                # its client retries): the message is kept, its text and caption
+                # shown, without the media; one file must not sink the run around it.
+                log.error(
+                    "inbound_media_not_stored",
+                    session_id=session.id,
+                    message_id=received.id,
+                    error=repr(exc)[:500],
+                )
+                content["mediaError"] = (
+                    f"not stored: our media storage failed ({type(exc).__name__})"
+                )
+                if received.media.path is not None:
+                    # Handed over to us, and no message refers to it: not left behind.
+                    with contextlib.suppress(OSError):
+                        received.media.path.unlink(missing_ok=True)
         now = utcnow()
         row = MessageRow(
             session_id=session.id,
