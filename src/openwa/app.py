@@ -354,7 +354,7 @@ def build_services(settings: Settings) -> Services:
     reports = ReportApplier(
         db, events, storage, media_links, GroupCommit(db, name="reports"), ids=engine_ids
     )
-    runtime.set_message_handler(reports.on_engine_events)
+    runtime.set_message_handler(reports.apply_reports)
     runtime.add_start_listener(reports.forget_session)
     directory.add_drop_listener(runtime.session_dropped)
     directory.add_drop_listener(reports.forget_session)

@@ -140,8 +140,9 @@ async def test_a_stuck_database_holds_a_stop_no_longer_than_its_bound(
         runtime = api.services.runtime
         stuck = asyncio.Event()
 
-        async def never(_row: Any, _reports: list[EngineEvent]) -> None:
+        async def never(_row: Any, _reports: list[EngineEvent]) -> list[str]:
             await stuck.wait()
+            return []
 
         async with runtime.lock(session["id"]):
             await accepted([inbound(api, session["id"], f"stuck {i}") for i in range(3)])

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn
 
@@ -73,7 +73,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-MessageHandler = Callable[[SessionRow, list[EngineEvent]], Awaitable[None]]
+# Applies a run of reports; the ids of the inbound messages it is done with (written, or
+# set aside for a reason of their own), which the engine may then let go of.
+MessageHandler = Callable[[SessionRow, list[EngineEvent]], Awaitable[Collection[str]]]
 # Engine reports about messages, chats, groups and contacts (not about the connection),
 # batched together.
 _REPORTS = (
@@ -559,10 +561,14 @@ class SessionRuntime:
                 self.became_ready.notify()  # its queued sends may go again
 
     async def _apply_reports(self, running: _Running, reports: list[EngineEvent]) -> None:
+        """Write a run of reports; the engine is told which inbound messages are stored
+        (only those: one the core could not write for a reason of the moment is handed
+        over again by an engine that can, the mock's inbox)."""
         row = self._directory.get(running.session_id)
-        if row is not None and self._message_handler is not None:
-            await self._message_handler(row, reports)
-        received = [r.id for r in reports if isinstance(r, MessageReceived)]
+        if row is None or self._message_handler is None:
+            return
+        done = await self._message_handler(row, reports)
+        received = [r.id for r in reports if isinstance(r, MessageReceived) and r.id in done]
         if received and running.client is not None:
             await running.client.stored(received)
 
