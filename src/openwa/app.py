@@ -288,6 +288,7 @@ def build_services(settings: Settings) -> Services:
         directory=directory,
         media=storage,
         report_queue_max=settings.engine_report_queue_max,
+        drain_timeout_s=settings.shutdown_timeout_s,
     )
     ownership = Ownership(
         db,
@@ -353,7 +354,7 @@ def build_services(settings: Settings) -> Services:
     reports = ReportApplier(
         db, events, storage, media_links, GroupCommit(db, name="reports"), ids=engine_ids
     )
-    runtime.set_message_handler(reports.on_engine_events)
+    runtime.set_message_handler(reports.apply_reports)
     runtime.add_start_listener(reports.forget_session)
     directory.add_drop_listener(runtime.session_dropped)
     directory.add_drop_listener(reports.forget_session)
@@ -594,17 +595,25 @@ def create_app(settings: Settings) -> FastAPI:
             await services.ownership.drain()
             await services.maintenance.stop()
             await services.sender.stop()
-            # Each session's lease is given back as it stops: others take it at once.
+            # Each session stops in turn: its engine is disconnected, the reports it
+            # had handed over are written (runtime `_drain`), and its lease is given
+            # back, so others take it at once.
             try:
                 async with asyncio.timeout(settings.shutdown_timeout_s):
                     await services.runtime.shutdown()
             except TimeoutError:
                 # What still runs goes down with its engine processes, before the rest
                 # of the leases are given back: never two instances on one session.
-                log.warning("shutdown_timeout", running=services.runtime.running_count)
+                # Their queued reports are lost (counted here; the drain cut short logs
+                # its own).
+                log.warning(
+                    "shutdown_timeout",
+                    running=services.runtime.running_count,
+                    reports_not_written=services.runtime.reports_queued,
+                )
                 await services.engines.close()
             await services.ownership.leave()
-            # After the sessions: their last reports still go through the group writer.
+            # After the sessions: their drains wrote through the reports' group writer.
             await services.messages.close()
             await services.reports.close()
             await services.audit.close()

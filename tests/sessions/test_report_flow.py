@@ -179,9 +179,9 @@ async def held(api: Api) -> None:
 
 
 async def test_a_session_stopped_while_held_leaves_nobody_waiting(app_factory: AppFactory) -> None:
-    """Its queue is no longer drained: the flow opens for good, and every caller that
-    waited is answered 409 (what was queued before goes with the session, as any report
-    queued when a session stops)."""
+    """The flow opens for good, and every caller that waited is answered 409; what was
+    queued before (answered 202) is written by the stop, as any report queued when a
+    session stops (tests/sessions/test_queued_reports.py)."""
     async with app_factory.running(engine_report_queue_max=BOUND) as api:
         session = await ready_session(api, "alice")
         runtime = api.services.runtime
@@ -196,6 +196,12 @@ async def test_a_session_stopped_while_held_leaves_nobody_waiting(app_factory: A
         # the session stopped, not answered 202 for a message with no session left.
         assert codes.count(409) > CALLS - 2 * BOUND
         assert runtime.held_back == 0
+        accepted = {a.json()["data"]["id"] for a in answers if a.status_code == 202}
+        async with api.services.db() as db:
+            rows = await db.execute(
+                select(MessageRow.id).where(MessageRow.session_id == session["id"])
+            )
+            assert set(rows.scalars()) == accepted
 
 
 async def test_a_held_recipient_holds_up_no_sender_and_gets_its_messages_after(

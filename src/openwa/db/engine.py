@@ -26,7 +26,8 @@ from typing import Any, TypeVar
 import orjson
 from sqlalchemy import Table, event, insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import InvalidatePoolError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -389,3 +390,29 @@ def lost_to_a_conflict(exc: BaseException) -> bool:
     a conflict with other work of the moment, which the same call may well pass later."""
     code = getattr(getattr(exc, "orig", None), "sqlite_errorcode", None)
     return lost_a_deadlock(exc) or (isinstance(code, int) and code & 0xFF in _BUSY_SQLITE_CODES)
+
+
+# PostgreSQL's classes of failure that say nothing of the work that met them: the
+# connection (08), resources (53: too many connections, out of memory or disk), the
+# server shutting down or not yet taking connections (57P01 to 57P03).
+_PASSING_SQLSTATE_PREFIXES = ("08", "53", "57P0")
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether the database failed for a reason of the moment, not because of the work:
+    a conflict with other work (`lost_to_a_conflict`), the connection lost or refused,
+    no pooled connection in time, the server out of connections or restarting. The same
+    work may well pass a moment later; a value refused, a clash of keys or a bug would
+    only fail again. Nothing of the failed transaction was written, except when the
+    connection was lost during the commit itself, which may have gone through: work
+    tried again after this must be safe to do twice (a run of reports is: messages by
+    id, statuses forward only; an announcement may go out twice, as events are
+    delivered at least once)."""
+    if lost_to_a_conflict(exc) or isinstance(exc, (PoolTimeout, ConnectionError, TimeoutError)):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(_driver_error(exc), "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(_PASSING_SQLSTATE_PREFIXES)

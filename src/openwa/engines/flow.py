@@ -20,7 +20,12 @@ it costs nothing and is not lost:
 Whatever the engine, a held session sends nothing until it goes on (`sending_sessions`).
 
 Nothing is dropped: the bound is where holding back starts, and what is already on its
-way (between the engine's process and ours) is still queued.
+way (between the engine's process and ours) is still queued. A session that stops,
+restarts, logs out or ends, or a server that shuts down gracefully, disconnects the
+engine and then writes what is queued before it goes on (`SessionRuntime._drain`,
+within `SHUTDOWN_TIMEOUT_S`; what is left past it is logged with its count). Only a
+fence (the session's lease lost to another instance) drops the queue: see
+`SessionRuntime.fence`.
 """
 
 from __future__ import annotations

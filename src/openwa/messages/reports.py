@@ -11,6 +11,8 @@ for the writes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -19,6 +21,7 @@ import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from openwa.db.engine import conflict_detail, transient
 from openwa.db.group_commit import GroupCommit
 from openwa.db.models import MessageRow, SessionRow, SetAsideReportRow
 from openwa.engines.base import (
@@ -53,6 +56,7 @@ from openwa.events.types import (
     MESSAGE_UNKNOWN,
     Event,
 )
+from openwa.kit.backoff import backoff_s
 from openwa.kit.chat_ids import chat_kind
 from openwa.kit.clock import utcnow
 from openwa.kit.fields import present
@@ -130,6 +134,45 @@ def _lids_named(reports: list[EngineEvent]) -> set[str]:
     return lids_named(named)
 
 
+def _received_ids(reports: list[EngineEvent]) -> set[str]:
+    return {report.id for report in reports if isinstance(report, MessageReceived)}
+
+
+# Pauses before a run that failed for a reason of the moment is tried again: from
+# 0.1 s, doubling, ±20 %; `_RETRIES` of them per call of `apply_reports` (batch and
+# report-by-report runs share them), about 3 s in all: a busy spell of SQLite, a
+# deadlock lost, a connection dropped by a restart that ends within it. A database away
+# for longer gets the run set aside (logged) rather than this session's reports held up
+# without end.
+_RETRY_BASE_S = 0.1
+_RETRY_MAX_S = 1.6
+_RETRIES = 5
+
+
+class _Retries:
+    """What is left of one call's retries."""
+
+    def __init__(self, session_id: str) -> None:
+        self._session_id = session_id
+        self._used = 0
+
+    async def pause(self, error: Exception, size: int) -> bool:
+        """Wait before the next try; False, at once, when none is left."""
+        if self._used >= _RETRIES:
+            return False
+        log.warning(
+            "engine_reports_retried",
+            session_id=self._session_id,
+            reports=size,
+            attempt=self._used + 1,
+            error=repr(error)[:500],
+            **conflict_detail(error),
+        )
+        await asyncio.sleep(backoff_s(self._used, _RETRY_BASE_S, _RETRY_MAX_S))
+        self._used += 1
+        return True
+
+
 def report_record(report: EngineEvent) -> dict[str, Any]:
     """A report as JSON for inspection (media bytes left out)."""
     record: dict[str, Any] = orjson.loads(
@@ -172,30 +215,79 @@ class ReportApplier:
         await self._reports.close()
 
     async def on_engine_events(self, session: SessionRow, reports: list[EngineEvent]) -> None:
+        """`apply_reports`, for callers that need not know what was done (the send
+        worker's held acks, tests)."""
+        await self.apply_reports(session, reports)
+
+    async def apply_reports(self, session: SessionRow, reports: list[EngineEvent]) -> set[str]:
         """Apply a run of engine reports (acks, messages, revokes, reactions, group
         changes) in order, in one unit of work, group-committed with other sessions'
-        runs: a burst of acks costs one commit.
+        runs: a burst of acks costs one commit. Returns the ids of the inbound messages
+        it is done with: written (or left out as the session ignores their chat), or
+        set aside for a reason of their own. Only those may be confirmed to the engine
+        as stored (`EngineClient.stored`); the others it should hand over again.
 
-        A run that fails is applied again one report at a time; a report that fails
-        alone is set aside (`set_aside_reports`) with its error, so it neither sinks
-        the reports around it nor disappears."""
-        inbound = {
-            report.id: await self._prepare_inbound(session, report)
-            for report in reports
-            if isinstance(report, MessageReceived)
-        }
-        try:
-            await self._reports.run(partial(self._apply_run, session, reports, inbound))
-            return
-        except Exception as exc:
-            if len(reports) == 1:
-                await self._set_aside(session, reports[0], exc)
-                return
+        A run that fails for a reason of the moment (`db.engine.transient`: a deadlock
+        lost, SQLite busy, the connection lost) is tried again after a short pause, a
+        few times (`_RETRIES`). A run that fails otherwise, or still fails then, is
+        applied again one report at a time; a report that fails alone is set aside
+        (`set_aside_reports`) with its error, so it neither sinks the reports around it
+        nor disappears. So is an inbound message that cannot be made ready
+        (`_prepare_inbound`), before the run: the run goes on without it. Media that
+        cannot be stored does not count as such: the message is stored without it,
+        with `mediaError`."""
+        done: set[str] = set()
+        inbound: dict[str, _Inbound | None] = {}
+        ready: list[EngineEvent] = []
         for report in reports:
+            if isinstance(report, MessageReceived):
+                try:
+                    inbound[report.id] = await self._prepare_inbound(session, report)
+                except Exception as exc:
+                    if await self._set_aside(session, report, exc):
+                        done.add(report.id)
+                    continue
+            ready.append(report)
+        if not ready:
+            return done
+        retries = _Retries(session.id)
+        failed = await self._run(session, ready, inbound, retries)
+        if failed is None:
+            return done | _received_ids(ready)
+        left: list[tuple[EngineEvent, Exception]] = []
+        if len(ready) == 1:
+            left.append((ready[0], failed))
+        else:
+            for report in ready:
+                alone = await self._run(session, [report], inbound, retries)
+                if alone is None:
+                    done |= _received_ids([report])
+                else:
+                    left.append((report, alone))
+        for report, error in left:
+            # Set aside for a reason of the moment that outlasted the retries: kept for
+            # inspection, but not confirmed stored, so an engine that can hand it over
+            # again (the mock's inbox) does, and it is stored then.
+            if await self._set_aside(session, report, error) and not transient(error):
+                done |= _received_ids([report])
+        return done
+
+    async def _run(
+        self,
+        session: SessionRow,
+        reports: list[EngineEvent],
+        inbound: dict[str, _Inbound | None],
+        retries: _Retries,
+    ) -> Exception | None:
+        """Apply `reports` in one unit of work, again while it fails for a reason of the
+        moment and `retries` allow; None once it committed, else its last error."""
+        while True:
             try:
-                await self._reports.run(partial(self._apply_run, session, [report], inbound))
+                await self._reports.run(partial(self._apply_run, session, reports, inbound))
+                return None
             except Exception as exc:
-                await self._set_aside(session, report, exc)
+                if not transient(exc) or not await retries.pause(exc, len(reports)):
+                    return exc
 
     async def _apply_run(
         self,
@@ -222,7 +314,9 @@ class ReportApplier:
             await upsert_contact(db, session.id, chat_id, push_name=push_name)
         await self._events.append(db, events)
 
-    async def _set_aside(self, session: SessionRow, report: EngineEvent, error: Exception) -> None:
+    async def _set_aside(self, session: SessionRow, report: EngineEvent, error: Exception) -> bool:
+        """Keep the report in `set_aside_reports` with its error; whether that was
+        written."""
         log.error(
             "engine_report_set_aside",
             session_id=session.id,
@@ -241,6 +335,8 @@ class ReportApplier:
                 db.add(row)
         except Exception:
             log.exception("engine_report_lost", session_id=session.id)
+            return False
+        return True
 
     async def _apply(
         self,
@@ -547,6 +643,23 @@ class ReportApplier:
                 # The mock's copy from its sender, whose media went meanwhile (the
                 # sender deleted, or past its retention): the message, without it.
                 content["mediaError"] = "not available"
+            except Exception as exc:
+                # Our storage failed (a full disk, a bucket out of reach, beyond what
+                # its client retries): the message is kept, its text and caption
+                # shown, without the media; one file must not sink the run around it.
+                log.error(
+                    "inbound_media_not_stored",
+                    session_id=session.id,
+                    message_id=received.id,
+                    error=repr(exc)[:500],
+                )
+                content["mediaError"] = (
+                    f"not stored: our media storage failed ({type(exc).__name__})"
+                )
+                if received.media.path is not None:
+                    # Handed over to us, and no message refers to it: not left behind.
+                    with contextlib.suppress(OSError):
+                        received.media.path.unlink(missing_ok=True)
         now = utcnow()
         row = MessageRow(
             session_id=session.id,

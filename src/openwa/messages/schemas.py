@@ -152,8 +152,8 @@ class Message(CamelModel):
     )
     media_error: str | None = Field(
         default=None,
-        description="Why an inbound message's media is missing (download failed, or old "
-        "media from a history sync, which is not fetched)",
+        description="Why an inbound message's media is missing (download failed, old "
+        "media from a history sync, which is not fetched, or our storage failed to keep it)",
     )
     location: dict[str, Any] | None = None
     contacts: list[dict[str, Any]] | None = None

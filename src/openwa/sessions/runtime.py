@@ -9,6 +9,12 @@ unit of work, and publishes nothing itself (the commit does).
 Each running session has one engine client and one task that applies the client's
 events in order. Engines only enqueue events, so an engine that reports while we
 are inside `connect()` never waits on a lock we hold.
+
+A session that stops (through the API, a restart, a logout, the server's shutdown) or
+ends (logged out, failed) writes the reports its engine handed over before it is gone
+(`_drain`): for whatsmeow, Baileys and whatsapp-web.js they were acknowledged to
+WhatsApp already, and the queue is their only copy. Only a fence (the lease lost:
+another instance owns the session now) drops them.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn
 
@@ -67,7 +73,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-MessageHandler = Callable[[SessionRow, list[EngineEvent]], Awaitable[None]]
+# Applies a run of reports; the ids of the inbound messages it is done with (written, or
+# set aside for a reason of their own), which the engine may then let go of.
+MessageHandler = Callable[[SessionRow, list[EngineEvent]], Awaitable[Collection[str]]]
 # Engine reports about messages, chats, groups and contacts (not about the connection),
 # batched together.
 _REPORTS = (
@@ -86,6 +94,10 @@ _REPORTS = (
     ContactUpdated,
 )
 _REPORT_BATCH = 200
+# How long a stop waits, by default, for its session's queued reports to be written
+# (the app passes SHUTDOWN_TIMEOUT_S): a stuck database must not hold a stop, or the
+# server's shutdown, for ever.
+DRAIN_TIMEOUT_S = 30.0
 
 
 @dataclass(eq=False)
@@ -101,6 +113,9 @@ class _Running:
     ready: bool = False
     # An event taken from the queue while batching that must go next, on its own.
     held: EngineEvent | None = None
+    # The batch the worker took from the queue and has not applied yet. It waits for
+    # the session's lock, which a stop holds: the stop's drain writes it (`_drain`).
+    taken: list[EngineEvent] = field(default_factory=list)
     # Closed while `events` is over the runtime's bound (`engines.flow`).
     flow: ReportFlow = field(default_factory=ReportFlow)
 
@@ -109,6 +124,15 @@ class _Running:
         self.closed = True
         self.ready = False
         self.flow.release()
+
+    def unapplied(self) -> list[EngineEvent]:
+        """What the engine handed over and the worker has not applied (its batch, the
+        event it held back, the queue), in order; taken from where it waited."""
+        pending = [*self.taken, *([self.held] if self.held is not None else [])]
+        self.taken, self.held = [], None
+        while not self.events.empty():
+            pending.append(self.events.get_nowait())
+        return pending
 
 
 @dataclass(frozen=True)
@@ -131,11 +155,15 @@ class SessionRuntime:
         directory: SessionDirectory,
         media: MediaReader | None = None,
         report_queue_max: int = 10_000,
+        drain_timeout_s: float = DRAIN_TIMEOUT_S,
     ) -> None:
         """`report_queue_max`: a session's unwritten reports at which its engine is
-        asked to hold back (`engines.flow`); it may go on once half are written."""
+        asked to hold back (`engines.flow`); it may go on once half are written.
+        `drain_timeout_s`: how long a stop waits for its session's queued reports to be
+        written (`_drain`); what is left then is logged and dropped."""
         self._directory = directory
         self._report_queue_max = report_queue_max
+        self._drain_timeout_s = drain_timeout_s
         self._media = media
         self._db = db
         self._engines = engines
@@ -321,13 +349,22 @@ class SessionRuntime:
             self._starting.discard(session_id)
         await self._connect(running)
 
-    async def stop(self, session_id: str, reason: str, *, keep_running: bool = False) -> None:
-        """Close the connection; `keep_running` keeps `should_run` (server shutdown)."""
+    async def stop(
+        self,
+        session_id: str,
+        reason: str,
+        *,
+        keep_running: bool = False,
+        keep_reports: bool = True,
+    ) -> None:
+        """Close the connection, then write the reports its engine handed over
+        (`_drain`); `keep_running` keeps `should_run` (server shutdown); `keep_reports`
+        False drops them instead (the session is being deleted)."""
         running = self._running.pop(session_id, None)
         if running is None and (elsewhere := self.owner_elsewhere(session_id)) is not None:
             raise elsewhere
         if running is not None:
-            await self._close(running)
+            await self._close(running, drain=keep_reports)
         if self._directory.get(session_id) is None:
             return
         if self._owns(session_id) or running is None:
@@ -335,7 +372,7 @@ class SessionRuntime:
                 await self._records.stopped(db, session_id, reason, keep_running=keep_running)
         await self._release(session_id)
 
-    async def logout(self, session_id: str, reason: str) -> None:
+    async def logout(self, session_id: str, reason: str, *, keep_reports: bool = True) -> None:
         running = self._running.get(session_id)
         if running is None and (elsewhere := self.owner_elsewhere(session_id)) is not None:
             raise elsewhere
@@ -345,7 +382,7 @@ class SessionRuntime:
             row = self._directory.get(session_id)
             if row is not None:
                 await self._forget_auth(session_id, row.engine)
-        await self.stop(session_id, reason)
+        await self.stop(session_id, reason, keep_reports=keep_reports)
         async with self._db() as db, db.begin():
             await self._records.signed_out(db, session_id)
 
@@ -353,7 +390,7 @@ class SessionRuntime:
         """Drop what the runtime keeps for a deleted session."""
         running = self._running.pop(session_id, None)
         if running is not None:
-            await self._close(running)
+            await self._close(running, drain=False)
         self._locks.pop(session_id, None)
         await self._release(session_id)  # its lease went with its row
 
@@ -364,11 +401,19 @@ class SessionRuntime:
 
     async def fence(self, session_id: str) -> None:
         """The lease is lost: drop the connection and write nothing (the row is the new
-        owner's to write now)."""
+        owner's to write now).
+
+        The reports still queued are dropped too: this instance was paused or cut off
+        (it may not reach the database at all), and the ownership loop that fences must
+        not wait on writes while other leases need renewing. The mock network's inbox
+        keeps every message from another session until it is confirmed stored, and
+        hands it to the new owner's connection; whatsmeow, Baileys and whatsapp-web.js
+        acknowledged theirs to WhatsApp already, which does not hand them over again:
+        those are lost (logged with their count, `engine_reports_dropped`)."""
         running = self._running.pop(session_id, None)
         if running is not None:
             log.warning("session_fenced", session_id=session_id)
-            await self._close(running)
+            await self._close(running, drain=False)
 
     async def _lost(self, session_id: str) -> None:
         log.warning("status_not_written_lease_lost", session_id=session_id)
@@ -414,7 +459,13 @@ class SessionRuntime:
             log.warning("connect_failed", session_id=running.session_id, error=str(exc))
             running.events.put_nowait(Disconnected(f"connect failed: {exc}"))
 
-    async def _close(self, running: _Running) -> None:
+    async def _close(self, running: _Running, *, drain: bool) -> None:
+        """Stop the session's tasks, disconnect its client (it hands nothing more over),
+        then write what it handed over (`drain`) or drop it.
+
+        A caller that drains holds the session's lock: the worker is then not applying
+        a batch but waiting for the lock (its batch in `taken`) or for the queue, and
+        is cancelled losing nothing. A fence holds no lock and drains nothing."""
         running.gone()
         for task in (running.reconnect, running.worker):
             if task is not None and task is not asyncio.current_task():
@@ -424,6 +475,54 @@ class SessionRuntime:
         if running.client is not None:
             with contextlib.suppress(Exception):
                 await running.client.disconnect()
+        if drain:
+            await self._drain(running)
+            return
+        dropped = sum(isinstance(event, _REPORTS) for event in running.unapplied())
+        if dropped:
+            log.warning("engine_reports_dropped", session_id=running.session_id, count=dropped)
+
+    async def _drain(self, running: _Running) -> None:
+        """Write the reports the session's engine handed over and the worker has not
+        applied, through the worker's own path (`_apply_reports`, in batches), once the
+        session is closed and its client disconnected; under the session's lock, with
+        the worker stopped (or from the worker itself: `_end`).
+
+        Status changes among them are not applied (the stop or the end writes the
+        session's status). Bounded by `drain_timeout_s`: what is left then, or when the
+        drain itself is cancelled (the server's shutdown ran out of time), is logged
+        with its count and dropped."""
+        sid = running.session_id
+        pending: list[EngineEvent] = [e for e in running.unapplied() if isinstance(e, _REPORTS)]
+        applied = 0
+        try:
+            async with asyncio.timeout(self._drain_timeout_s):
+                while pending:
+                    batch = pending[:_REPORT_BATCH]
+                    try:
+                        await self._apply_reports(running, batch)
+                    except Exception:
+                        log.exception("engine_event_failed", session_id=sid)
+                    del pending[: len(batch)]
+                    applied += len(batch)
+                    # What was on its way while the client disconnected.
+                    pending += [e for e in running.unapplied() if isinstance(e, _REPORTS)]
+        except TimeoutError:
+            log.error(
+                "engine_reports_not_written",
+                session_id=sid,
+                applied=applied,
+                left=len(pending),
+                bound_s=self._drain_timeout_s,
+            )
+            return
+        except asyncio.CancelledError:
+            log.error(
+                "engine_reports_not_written", session_id=sid, applied=applied, left=len(pending)
+            )
+            raise
+        if applied:
+            log.info("engine_reports_drained", session_id=sid, count=applied)
 
     async def _apply_events(self, running: _Running) -> None:
         while True:
@@ -443,6 +542,8 @@ class SessionRuntime:
                     running.held = following
                     break
                 batch.append(following)
+            # Kept where a stop's drain finds it: the stop holds the lock awaited here.
+            running.taken = batch
             async with self.lock(running.session_id):
                 if running.closed:
                     return
@@ -453,6 +554,7 @@ class SessionRuntime:
                         await self._apply(running, batch[0])
                 except Exception:
                     log.exception("engine_event_failed", session_id=running.session_id)
+                running.taken = []
                 if running.closed:
                     return
             if not running.flow.is_open and running.events.qsize() <= self._report_queue_max // 2:
@@ -460,10 +562,14 @@ class SessionRuntime:
                 self.became_ready.notify()  # its queued sends may go again
 
     async def _apply_reports(self, running: _Running, reports: list[EngineEvent]) -> None:
+        """Write a run of reports; the engine is told which inbound messages are stored
+        (only those: one the core could not write for a reason of the moment is handed
+        over again by an engine that can, the mock's inbox)."""
         row = self._directory.get(running.session_id)
-        if row is not None and self._message_handler is not None:
-            await self._message_handler(row, reports)
-        received = [r.id for r in reports if isinstance(r, MessageReceived)]
+        if row is None or self._message_handler is None:
+            return
+        done = await self._message_handler(row, reports)
+        received = [r.id for r in reports if isinstance(r, MessageReceived) and r.id in done]
         if received and running.client is not None:
             await running.client.stored(received)
 
@@ -541,6 +647,8 @@ class SessionRuntime:
         if running.client is not None:
             with contextlib.suppress(Exception):
                 await running.client.disconnect()
+        # What it reported before it ended is written as a stop writes it.
+        await self._drain(running)
         if clear_auth:
             await self._forget_auth(sid, running.engine)
         async with self._status_unit(sid) as db:

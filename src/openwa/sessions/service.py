@@ -238,7 +238,8 @@ class SessionService:
 
     async def delete(self, db: AsyncSession, session_id: str) -> None:
         async with self._runtime.lock(session_id):
-            await self._runtime.logout(session_id, "deleted")
+            # Its queued reports are not written: its messages go with it.
+            await self._runtime.logout(session_id, "deleted", keep_reports=False)
             await self._remove(db, session_id)
         await self._forget_media(session_id)
 

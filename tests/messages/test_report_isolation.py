@@ -1,0 +1,275 @@
+"""One bad engine report never sinks the others of its run, and a bad moment of the
+database sinks none.
+
+Reports reach the core in runs (up to 200 of a session's reports, one batch of its
+runtime's worker). Whatever fails for one of them must stay with that one: the rest of
+the run is stored, and the one that failed is kept visible (stored with what could be
+made of it) or set aside (`set_aside_reports`), never dropped. A run the database
+refuses for a reason of the moment (SQLite busy, a deadlock PostgreSQL broke, a lost
+connection) is tried again, a few times, before anything is set aside; what is set
+aside for such a reason is not confirmed stored to the engine, which hands it over
+again if it can (the mock network's inbox).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy import create_engine, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from structlog.testing import capture_logs
+
+from openwa.db.models import SessionRow
+from openwa.db.models.mock_network import MockInboxRow
+from openwa.engines.base import EngineEvent, InboundMedia, MessageReceived
+from openwa.messages import reports as reports_module
+from tests.fixtures.app import Api, wait_for
+from tests.messages.support import (
+    data_of,
+    get_message,
+    plus,
+    ready_pair,
+    ready_session,
+    recording,
+    send_text,
+    stored_and_set_aside,
+)
+
+CHAT = "4915112345678@s.whatsapp.net"
+
+
+def received(n: int, **fields: Any) -> MessageReceived:
+    values: dict[str, Any] = {
+        "id": f"3EB0{n:020X}",
+        "chat_id": CHAT,
+        "sender": CHAT,
+        "type": "text",
+        "content": {"text": f"message {n}"},
+        "timestamp": datetime.now(UTC),
+    } | fields
+    return MessageReceived(**values)
+
+
+async def one_batch(api: Api, session_id: str, reports: list[EngineEvent]) -> None:
+    """Queue the reports as an engine does, so the worker takes them as one run."""
+    runtime = api.services.runtime
+    running = runtime._running[session_id]
+    async with runtime.lock(session_id):
+        for report in reports:
+            running.events.put_nowait(report)
+
+
+async def test_media_our_storage_refuses_leaves_the_message_and_its_run(
+    api: Api, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Stored with `mediaError`, its caption shown, the rest of the run stored; a file
+    an engine handed over (whatsmeow, the bridge) is not left behind."""
+    session = await ready_session(api, "alice")
+    storage = api.services.storage
+    put = storage.put
+
+    async def full_disk(key: str, source: Any, mimetype: str) -> None:
+        if "fails" in key:  # the message ids, made safe for a key
+            raise OSError(28, "No space left on device")
+        await put(key, source, mimetype)
+
+    monkeypatch.setattr(storage, "put", full_disk)
+    image = received(
+        2,
+        id="media-fails",
+        type="image",
+        content={"caption": "the caption"},
+        media=InboundMedia(mimetype="image/jpeg", size=3, data=b"abc"),
+    )
+    handed_over = tmp_path / "transfer.jpg"
+    handed_over.write_bytes(b"abc")
+    from_a_file = received(
+        4,
+        id="file-fails",
+        type="image",
+        content={},
+        media=InboundMedia(mimetype="image/jpeg", size=3, path=handed_over),
+    )
+    reports: list[EngineEvent] = [received(1), image, received(3), from_a_file]
+    ids = {r.id for r in reports if isinstance(r, MessageReceived)}
+    async with recording(api) as events:
+        await one_batch(api, session["id"], reports)
+        _, aside = await wait_for(
+            lambda: stored_and_set_aside(api, session["id"]),
+            lambda found: found[0] >= ids,
+            what="the run stored",
+        )
+        announced = await events.one(
+            lambda e: e.event == "message.received" and e.data["id"] == "media-fails"
+        )
+    assert aside == []
+    shown = await get_message(api, session["id"], "media-fails")
+    error = "not stored: our media storage failed (OSError)"
+    assert (shown["caption"], shown.get("media"), shown["mediaError"]) == (
+        "the caption",
+        None,
+        error,
+    )
+    assert announced.data["mediaError"] == error
+    assert announced.data["caption"] == "the caption"
+    assert (await get_message(api, session["id"], "file-fails"))["mediaError"] == error
+    assert not handed_over.exists()
+
+
+async def test_an_inbound_report_that_cannot_be_made_ready_is_set_aside_alone(
+    api: Api,
+) -> None:
+    """Content the message model refuses (an engine's `location` that is no object)
+    fails as the message is made ready, before the run: that one is set aside, the
+    rest of the run is stored."""
+    session = await ready_session(api, "alice")
+    bad = received(2, content={"text": "bad", "location": "not an object"})
+    reports: list[EngineEvent] = [received(1), bad, received(3)]
+    await one_batch(api, session["id"], reports)
+
+    good = {received(1).id, received(3).id}
+    stored, aside = await wait_for(
+        lambda: stored_and_set_aside(api, session["id"]),
+        lambda found: found[0] >= good and len(found[1]) == 1,
+        what="the run stored, the bad report set aside",
+    )
+    assert bad.id not in stored
+    assert [(r.kind, r.report["id"]) for r in aside] == [("MessageReceived", bad.id)]
+
+
+def of_the_moment(database_kind: str, tmp_path: Path) -> OperationalError:
+    """What the database says in a bad moment: SQLite busy past its timeout (a real
+    one: a second writer on a file another holds), PostgreSQL breaking a deadlock."""
+    if database_kind == "postgres":
+        deadlock = asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
+        return OperationalError("COMMIT", {}, deadlock)
+    engine = create_engine(f"sqlite:///{tmp_path / 'busy.db'}", connect_args={"timeout": 0})
+    try:
+        with engine.connect() as holder, engine.connect() as other:
+            holder.exec_driver_sql("BEGIN IMMEDIATE")
+            with pytest.raises(OperationalError) as refused:
+                other.exec_driver_sql("BEGIN IMMEDIATE")
+            holder.exec_driver_sql("ROLLBACK")
+    finally:
+        engine.dispose()
+    return refused.value
+
+
+async def in_the_inbox(api: Api, message_id: str) -> bool | None:
+    """Whether the mock network still waits to hand the message over (None: never
+    put in an inbox)."""
+    async with api.services.db() as db:
+        delivered = await db.execute(
+            select(MockInboxRow.delivered_at).where(MockInboxRow.message_id == message_id)
+        )
+        found = delivered.one_or_none()
+    return None if found is None else found[0] is None
+
+
+def failing_runs(
+    api: Api, monkeypatch: pytest.MonkeyPatch, error: Exception, session_id: str
+) -> dict[str, int]:
+    """Runs of the session's inbound messages fail with `error` while `left` > 0."""
+    applier = api.services.reports
+    apply_run = applier._apply_run
+    state = {"left": 0, "failed": 0}
+
+    async def flaky(session: SessionRow, reports: list[EngineEvent], *args: Any) -> None:
+        inbound = any(isinstance(r, MessageReceived) for r in reports)
+        if session.id == session_id and inbound and state["left"] > 0:
+            state["left"] -= 1
+            state["failed"] += 1
+            raise error
+        await apply_run(session, reports, *args)
+
+    monkeypatch.setattr(applier, "_apply_run", flaky)
+    return state
+
+
+async def test_a_run_that_meets_a_bad_moment_is_tried_again(
+    api: Api, monkeypatch: pytest.MonkeyPatch, database_kind: str, tmp_path: Path
+) -> None:
+    session = await ready_session(api, "alice")
+    state = failing_runs(api, monkeypatch, of_the_moment(database_kind, tmp_path), session["id"])
+    state["left"] = 2  # the run, then (before) the same report alone
+    with capture_logs() as logs:
+        answer = await api.request(
+            "POST",
+            f"/api/sessions/{session['id']}/mock/inbound",
+            json={"from": "+4915112345678", "text": "hello"},
+        )
+        message_id = data_of(answer, 202)["id"]
+        shown = await wait_for(
+            lambda: api.request("GET", f"/api/sessions/{session['id']}/messages/{message_id}"),
+            lambda r: r.status_code != 404,
+            what="the message stored",
+        )
+    assert data_of(shown)["text"] == "hello"
+    assert state["failed"] == 2
+    _, aside = await stored_and_set_aside(api, session["id"])
+    assert aside == []
+    retried = [e for e in logs if e["event"] == "engine_reports_retried"]
+    assert [e["attempt"] for e in retried] == [1, 2]
+    said = "sqlstate" if database_kind == "postgres" else "sqlite_code"
+    assert {e[said] for e in retried} == {"40P01" if database_kind == "postgres" else "SQLITE_BUSY"}
+
+
+async def test_a_run_failing_past_its_retries_is_handed_over_again(
+    api: Api, monkeypatch: pytest.MonkeyPatch, database_kind: str, tmp_path: Path
+) -> None:
+    """The bound reached, the message is set aside (logged), but not confirmed stored:
+    the mock's inbox hands it over again on the next connection, and it is stored then,
+    once."""
+    alice, bob = await ready_pair(api)
+    error = of_the_moment(database_kind, tmp_path)
+    state = failing_runs(api, monkeypatch, error, bob["id"])
+    state["left"] = 1000
+    sent = await send_text(api, alice["id"], plus(bob), "through a bad spell")
+    _, aside = await wait_for(
+        lambda: stored_and_set_aside(api, bob["id"]),
+        lambda found: len(found[1]) == 1,
+        what="the report set aside",
+    )
+    assert (aside[0].kind, aside[0].report["id"]) == ("MessageReceived", sent["id"])
+    tries = state["failed"]
+    state["left"] = 0
+    url = f"/api/sessions/{bob['id']}"
+    assert (await api.request("GET", f"{url}/messages/{sent['id']}")).status_code == 404
+    assert await in_the_inbox(api, sent["id"]) is True  # not confirmed stored
+    assert (await api.request("POST", f"{url}/mock/disconnect")).status_code < 300
+    await api.wait_status(bob["id"], "ready")
+    shown = await wait_for(
+        lambda: api.request("GET", f"{url}/messages/{sent['id']}"),
+        lambda r: r.status_code == 200,
+        what="the message handed over again and stored",
+    )
+    assert data_of(shown)["text"] == "through a bad spell"
+    assert tries == 1 + reports_module._RETRIES  # the run, then each retry
+
+
+async def test_a_run_refused_for_a_reason_of_its_own_is_not_tried_again(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clash (or a value refused) would fail again: set aside at once, and confirmed
+    stored (the engine would only hand over the same report)."""
+    alice, bob = await ready_pair(api)
+    clash = IntegrityError("INSERT", {}, Exception("duplicate key"))
+    state = failing_runs(api, monkeypatch, clash, bob["id"])
+    state["left"] = 1000
+    sent = await send_text(api, alice["id"], plus(bob), "refused")
+    _, aside = await wait_for(
+        lambda: stored_and_set_aside(api, bob["id"]),
+        lambda found: len(found[1]) == 1,
+        what="the report set aside",
+    )
+    assert state["failed"] == 1
+    assert aside[0].report["id"] == sent["id"]
+    await wait_for(
+        lambda: in_the_inbox(api, sent["id"]),
+        lambda waiting: waiting is False,
+        what="the inbox let go of it",
+    )
