@@ -58,13 +58,6 @@ _WATCH_S = 15.0
 _STOP_TIMEOUT_S = 10.0
 # How long a session's link waits for its auth state to be saved (see `_on_translated`).
 _LINKED_SAVE_WAIT_S = 5.0
-# A stop waits this long for the auth state to be saved: a database that is down keeps
-# the saver trying (it goes on after the stop), and a stop that waited for it held up
-# whoever stops the session (a shutdown, the ownership loop of a cluster).
-_STOP_SAVE_WAIT_S = 10.0
-# How long telling the bridge that its auth frames are saved may take: the bridge stops
-# waiting for that word after 15 s (lib/acks.js), so a later one helps nobody.
-_SAVED_TELL_TIMEOUT_S = 15.0
 _QR_MAX_RETRIES = 6
 # The bridge's own event: it closed the session's connection, not having heard from us.
 FENCED = "bridge.fenced"
@@ -315,8 +308,7 @@ def _children(pid: int) -> Iterable[int]:
 
 class BridgeClient:
     """One session on a bridge. Baileys' auth state (creds and signal keys) is kept here
-    as the bridge reports it and saved through the session's auth store; each save is
-    then acknowledged to the bridge (`auth_saved`), whose key changes wait for it."""
+    as the bridge reports it and saved through the session's auth store."""
 
     def __init__(self, engine: BridgeEngine, context: SessionContext) -> None:
         self._engine = engine
@@ -326,9 +318,6 @@ class BridgeClient:
         self._auth: dict[str, Any] | None = None
         self._auth_lock = asyncio.Lock()
         self._auth_dirty = False
-        # The newest auth frame merged and not saved yet, by the bridge adapter's epoch
-        # (docs/bridge.md, Auth state changes): what the next save acknowledges.
-        self._unsaved: dict[str, int] = {}
         self._saver: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = False
@@ -432,17 +421,12 @@ class BridgeClient:
             await self._flush_auth()
             async with self._auth_lock:
                 self._auth = None
-                self._unsaved.clear()
                 await self._ctx.auth.clear()
             return
         self._merge_auth(frame)
-        epoch, seq = frame.get("epoch"), frame.get("seq")
-        if isinstance(epoch, str) and isinstance(seq, int):
-            self._not_saved_yet({epoch: seq})
         # Saved by a task of its own, the latest state at a time: a bridge's frames (all
         # its sessions') are not held while the database writes, and a burst of key
-        # updates (one per message) costs one write, not one each. The bridge's key
-        # store holds Baileys back until the write that covers its change is told.
+        # updates (one per message) costs one write, not one each.
         self._auth_dirty = True
         if self._saver is None or self._saver.done():
             self._saver = asyncio.create_task(self._save_auth())
@@ -492,40 +476,19 @@ class BridgeClient:
             async with self._auth_lock:
                 if self._auth is None:
                     return
-                # Every frame merged by now is in the state this write takes (it is
-                # changed in place, only ever to newer values): the write covers them.
-                covered, self._unsaved = self._unsaved, {}
                 try:
                     await self._ctx.auth.save(self._auth)
                 except AuthNotOurs:
                     # The session is another's now (or a newer client's here): trying
                     # again cannot help, and a saver that kept trying held up this
                     # client's stop, and with it the ownership loop that stops it.
-                    # What waits for this save is told nothing: the bridge's waits fail.
                     log.warning("bridge_auth_not_ours", session=self.session_id)
                     self._auth_dirty = False
                     return
                 except Exception:
                     log.exception("bridge_auth_save_failed", session=self.session_id)
-                    self._not_saved_yet(covered)  # the next write covers them
                     self._auth_dirty = True
                     await asyncio.sleep(1.0)
-                    continue
-            for epoch, seq in covered.items():
-                self._in_background(self._tell_saved(epoch, seq), "auth saved")
-
-    def _not_saved_yet(self, frames: dict[str, int]) -> None:
-        """Frames (the newest of each epoch) the next save is to acknowledge."""
-        for epoch, seq in frames.items():
-            self._unsaved[epoch] = max(seq, self._unsaved.get(epoch, 0))
-
-    async def _tell_saved(self, epoch: str, seq: int) -> None:
-        """The bridge's key changes up to `seq` are saved (they wait for this word). A
-        session or bridge gone meanwhile has nothing waiting any more: not an error."""
-        with contextlib.suppress(SendFailed):
-            await self._engine.request(
-                "auth_saved", self.session_id, _SAVED_TELL_TIMEOUT_S, epoch=epoch, seq=seq
-            )
 
     async def _flush_auth(self) -> None:
         """Wait until what the bridge reported is saved."""
@@ -629,10 +592,7 @@ class BridgeClient:
                 await self._waiting
         self._stop_watching()
         self._drop_profile_file()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._flush_auth()), _STOP_SAVE_WAIT_S)
-        except TimeoutError:
-            log.warning("bridge_auth_unsaved_at_stop", session=self.session_id)
+        await self._flush_auth()
         with contextlib.suppress(SendFailed, EngineRefused):
             await self._engine.request("stop", self.session_id, _STOP_TIMEOUT_S)
         self._engine.release(self)

@@ -9,7 +9,6 @@ const { BridgeError, badRequest, notReady, requireString, groupIdOf } = require(
 const { proxyAgent } = require('./proxy');
 const { keepNewest } = require('./bounded');
 const { stillUnread, unreadCounts } = require('./unread');
-const { AuthAcks } = require('./acks');
 
 // Library events forwarded as they come (Python translates them). `chats.phoneNumberShare`
 // is how Baileys 6.17.16 tells a LID's phone number; `lid-mapping.update` is listed for
@@ -87,18 +86,6 @@ const POLL_KIND = 'openwa-poll';
 const POLLS_KEPT = 200;
 const POLL_FIELDS = ['pollCreationMessage', 'pollCreationMessageV2', 'pollCreationMessageV3'];
 
-// Pre-keys kept ready, saved before Baileys can hand them to WhatsApp. Baileys 6.17.16
-// makes the keys it uploads inside a key-store transaction (Socket/socket.js,
-// uploadPreKeys) that writes them to the store only after the upload: a kill in between
-// left WhatsApp giving new contacts keys we never kept, and their first message could
-// not be decrypted. It takes keys made earlier and not uploaded yet (ids from
-// creds.firstUnuploadedPreKeyId up to nextPreKeyId) from the store instead of making
-// new ones (Utils/signal.js, generateOrGetPreKeys): so the bridge makes them first.
-// One upload takes PREKEY_UPLOAD (Baileys' INITIAL_PREKEY_COUNT); twice that is kept,
-// so a retry receipt (one key) or an upload finds enough while the next are saved.
-const PREKEY_UPLOAD = 30;
-const PREKEYS_READY = 2 * PREKEY_UPLOAD;
-
 // Our recent sends, for Baileys' getMessage (a recipient's retry request re-encrypts them).
 const SENT_CACHE = 1000;
 
@@ -149,7 +136,6 @@ function loadBaileys() {
     makeWASocket: lib.default || lib.makeWASocket,
     initAuthCreds: lib.initAuthCreds,
     makeCacheableSignalKeyStore: lib.makeCacheableSignalKeyStore,
-    Curve: lib.Curve,
     proto: lib.proto,
     Browsers: lib.Browsers,
     areJidsSameUser: lib.areJidsSameUser,
@@ -163,10 +149,7 @@ function loadBaileys() {
 /**
  * Baileys' SignalKeyStore over an in-memory map seeded from the saved keys
  * (`{type: {id: value}}`). Every `set` is reported through `onSet(data)` (a `null` value
- * is a deletion) so the Python side keeps the same state in its store, and resolves
- * only when the promise `onSet` returns does: once that state is saved (lib/acks.js).
- * Baileys goes on after a `set` (acknowledges the message it decrypted, say) only then,
- * so a crash cannot lose a key WhatsApp already believes we have.
+ * is a deletion) so the Python side keeps the same state in its store.
  */
 function makeKeyStore(seed, onSet, proto) {
   const byType = new Map();
@@ -189,13 +172,11 @@ function makeKeyStore(seed, onSet, proto) {
     },
     async set(data) {
       const report = {};
-      let changed = 0;
       for (const [type, values] of Object.entries(data || {})) {
         if (!byType.has(type)) byType.set(type, new Map());
         const map = byType.get(type);
         report[type] = {};
         for (const [id, value] of Object.entries(values || {})) {
-          changed += 1;
           if (value === null || value === undefined) {
             map.delete(id);
             report[type][id] = null;
@@ -205,8 +186,7 @@ function makeKeyStore(seed, onSet, proto) {
           }
         }
       }
-      // Baileys commits an empty transaction as `{type: {}}`: nothing to save
-      if (changed) await onSet(report);
+      onSet(report);
     },
     // for tests and `ping`-style introspection
     size() {
@@ -273,8 +253,6 @@ class BaileysSession {
     this.ctx = ctx;
     this.lib = lib || loadBaileys();
     this.agents = options.agentLoaders || {};
-    this.saveWaitMs = options.saveWaitMs; // lib/acks.js, SAVE_WAIT_MS unless given
-    this.acks = null;
     this.sock = null;
     this.open = false;
     this.closed = false;
@@ -288,19 +266,13 @@ class BaileysSession {
 
   async start({ auth, proxy, qrTimeoutS, browser, transferDir, maxMediaBytes, downloadTimeoutS } = {}) {
     const { lib, ctx } = this;
-    const acks = new AuthAcks(ctx.auth, { waitMs: this.saveWaitMs });
-    this.acks = acks;
     let creds = auth && auth.creds;
     if (!creds) {
       creds = lib.initAuthCreds();
       // a new device: report its creds now, so the store never holds keys without them
-      acks.send({ creds });
+      ctx.auth({ creds });
     }
-    const store = makeKeyStore(auth && auth.keys, (keys) => acks.report({ keys }), lib.proto);
-    this.creds = creds;
-    this.keyStore = store;
-    // saved before the socket exists: it may upload pre-keys as soon as it logs in
-    await this.readyPreKeys();
+    const store = makeKeyStore(auth && auth.keys, (keys) => ctx.auth({ keys }), lib.proto);
     // Baileys logs JSON to stdout unless given a logger; stdout is not our channel, but
     // keep it quiet there anyway and put warnings on stderr.
     const logger = lib.pino({ level: 'warn', base: { session: ctx.session } }, lib.pino.destination({ dest: 2, sync: true }));
@@ -326,6 +298,8 @@ class BaileysSession {
       config.fetchAgent = agent;
     }
     if (typeof qrTimeoutS === 'number' && qrTimeoutS > 0) config.qrTimeout = Math.round(qrTimeoutS * 1000);
+    this.creds = creds;
+    this.keyStore = store;
     // the saved polls (id, time), oldest first, so the bound drops the oldest
     this.pollOrder = Object.entries((auth && auth.keys && auth.keys[POLL_KIND]) || {})
       .filter(([, value]) => value)
@@ -357,17 +331,9 @@ class BaileysSession {
         keepNewest(this.addressing, node.attrs.id, found, ADDRESSING_KEPT);
       }));
     }
-    sock.ev.on('creds.update', (update) => ctx.scope(() => {
+    sock.ev.on('creds.update', () => ctx.scope(() => {
       // the socket merged the update into `creds` already (its own listener came first)
-      if (this.sock !== sock) return;
-      // Not waited for: Baileys does not wait on an event. The frame goes before any
-      // key change after it, whose save covers it; the one counter that must never be
-      // lost (pre-keys made) is saved before Baileys can use it (readyPreKeys).
-      acks.send({ creds: this.creds });
-      if (update && update.firstUnuploadedPreKeyId !== undefined) {
-        // keys were uploaded (or one went in a retry receipt): make the next ones
-        this.readyPreKeys().catch((err) => ctx.log(`pre-keys: ${err && err.message}`));
-      }
+      if (this.sock === sock) ctx.auth({ creds: this.creds });
     }));
     for (const name of FORWARDED) {
       sock.ev.on(name, (event) => ctx.scope(() => {
@@ -386,28 +352,6 @@ class BaileysSession {
           .finally(() => { this.waiting -= 1; });
       }));
     }
-  }
-
-  /**
-   * Makes pre-keys ahead of Baileys, up to PREKEYS_READY not uploaded yet, and resolves
-   * once they and the creds that count them (`nextPreKeyId`) are saved. The keys' frame
-   * goes first: creds saved without their keys would name keys that do not exist, while
-   * keys saved without the creds are only made again. Counters it cannot read (a
-   * stand-in's creds) leave Baileys to make its own, as before.
-   */
-  async readyPreKeys() {
-    const { creds } = this;
-    const next = creds && creds.nextPreKeyId;
-    const first = creds && creds.firstUnuploadedPreKeyId;
-    if (!Number.isSafeInteger(next) || !Number.isSafeInteger(first)) return;
-    const last = first + PREKEYS_READY - 1;
-    if (next > last) return;
-    const made = {};
-    for (let id = next; id <= last; id += 1) made[id] = this.lib.Curve.generateKeyPair();
-    // all in this turn: Baileys reads the counter and the store as they are now
-    const keys = this.keyStore.set({ 'pre-key': made });
-    creds.nextPreKeyId = last + 1;
-    await Promise.all([keys, this.acks.report({ creds })]);
   }
 
   /**
@@ -596,8 +540,6 @@ class BaileysSession {
   }
 
   async stop() {
-    // a key change waiting to be saved fails now: nobody would say it was
-    if (this.acks) this.acks.close();
     const sock = this.sock;
     if (!sock) return;
     this.open = false;
@@ -900,15 +842,6 @@ class BaileysSession {
     else socket.resume();
   }
 
-  /**
-   * The API process saved this session's auth state up to the frame `{epoch, seq}`
-   * names (lib/acks.js): the key changes it covers are settled.
-   */
-  authSaved(args) {
-    if (this.acks) this.acks.ack(args || {});
-    return {};
-  }
-
   async leaveGroup(args) {
     await this.connected().groupLeave(groupIdOf(args));
     return {};
@@ -932,10 +865,9 @@ const OPS = {
   invite_code: BaileysSession.prototype.inviteCode,
   leave_group: BaileysSession.prototype.leaveGroup,
   hold: BaileysSession.prototype.hold,
-  auth_saved: BaileysSession.prototype.authSaved,
 };
 
 module.exports = {
   BaileysSession, makeKeyStore, mapError, loadBaileys, stanzaAddressing, FORWARDED, OPS, ADDRESSING_KEPT,
-  POLL_KIND, POLLS_KEPT, PREKEY_UPLOAD, PREKEYS_READY,
+  POLL_KIND, POLLS_KEPT,
 };

@@ -5,9 +5,7 @@ const { EventEmitter } = require('node:events');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const {
-  BaileysSession, makeKeyStore, mapError, ADDRESSING_KEPT, POLL_KIND, POLLS_KEPT, PREKEY_UPLOAD, PREKEYS_READY,
-} = require('../lib/baileys');
+const { BaileysSession, makeKeyStore, mapError, ADDRESSING_KEPT, POLL_KIND, POLLS_KEPT } = require('../lib/baileys');
 const { reviveBuffers } = require('../lib/protocol');
 const { toWireValue } = require('../lib/protocol');
 const { proto } = require('@whiskeysockets/baileys');
@@ -79,8 +77,7 @@ function fakeLib() {
 async function started(args = {}) {
   const ctx = fakeCtx();
   const lib = fakeLib();
-  // nothing answers its auth frames here: a key change (a poll kept) fails soon
-  const s = new BaileysSession(ctx, lib, { saveWaitMs: 100 });
+  const s = new BaileysSession(ctx, lib);
   await s.start({ auth: null, ...args });
   return { ctx, lib, s, sock: lib.sockets[0] };
 }
@@ -109,7 +106,7 @@ test('key store: app-state-sync-key values come back as protobuf objects', async
 });
 
 test('start: a new device reports its creds; creds.update reports the full creds; keys.set reports keys', async () => {
-  const { ctx, lib, s, sock } = await started({ qrTimeoutS: 30 });
+  const { ctx, lib, sock } = await started({ qrTimeoutS: 30 });
   const config = lib.configs[0];
   assert.equal(config.printQRInTerminal, false);
   assert.equal(config.markOnlineOnConnect, false);
@@ -121,156 +118,8 @@ test('start: a new device reports its creds; creds.update reports the full creds
   sock.ev.emit('creds.update', { me: { id: '111@s.whatsapp.net' } });
   assert.equal(ctx.authFrames[1].creds.me.id, '111@s.whatsapp.net');
   assert.ok(ctx.authFrames[1].creds.noiseKey, 'the full creds, not the update');
-  const set = config.auth.keys.set({ 'sender-key': { k: null } });
-  const { epoch } = ctx.authFrames[0];
-  assert.deepEqual(ctx.authFrames.map((f) => f.seq), [1, 2, 3], 'every frame numbered, in order');
-  assert.deepEqual(ctx.authFrames[2], { keys: { 'sender-key': { k: null } }, epoch, seq: 3 });
-  await s.command('auth_saved', { epoch, seq: 3 });
-  await set;
-});
-
-/** A started session whose creds count pre-keys (as Baileys' own do), and a way to answer its auth frames. */
-async function startedCounting(waitMs, saved = {}) {
-  const ctx = fakeCtx();
-  const lib = fakeLib();
-  lib.Curve = { generateKeyPair: () => ({ private: Buffer.alloc(32, 1), public: Buffer.alloc(32, 2) }) };
-  const s = new BaileysSession(ctx, lib, { saveWaitMs: waitMs });
-  const creds = { registered: true, nextPreKeyId: 31, firstUnuploadedPreKeyId: 31, ...saved };
-  const starting = s.start({ auth: { creds, keys: {} } });
-  /** What the API process says once it saved every frame so far. */
-  const saveAll = () => {
-    const last = ctx.authFrames.at(-1);
-    return s.command('auth_saved', { epoch: last.epoch, seq: last.seq });
-  };
-  return { ctx, lib, s, starting, saveAll };
-}
-
-const settled = async (promise) => {
-  let state = 'pending';
-  promise.then(() => { state = 'resolved'; }, () => { state = 'rejected'; });
-  for (let i = 0; i < 5; i += 1) await new Promise((r) => setImmediate(r));
-  return state;
-};
-
-test('key store: a set resolves only once the API process says a save covered it; one answer settles many', async () => {
-  const { ctx, lib, s, starting, saveAll } = await startedCounting(60000);
-  await saveAll(); // the pre-keys made at start
-  await starting;
-  const { keys } = lib.configs[0].auth;
-  const sets = [
-    keys.set({ session: { 'a.0': Buffer.from('one') } }),
-    keys.set({ 'pre-key': { 31: null } }),
-    keys.set({ 'sender-key': { 'g.a': Buffer.from('two') } }),
-  ];
-  const [first, , last] = ctx.authFrames.slice(-3);
-  assert.deepEqual(first.keys, { session: { 'a.0': { type: 'Buffer', data: 'b25l' } } }, 'reported at once');
-  for (const set of sets) assert.equal(await settled(set), 'pending', 'reported, not saved yet');
-  // an answer about another adapter's frames (the session started again) settles nothing
-  await s.command('auth_saved', { epoch: 'another', seq: 99 });
-  assert.equal(await settled(sets[0]), 'pending');
-  // a save that held the first frame only
-  await s.command('auth_saved', { epoch: first.epoch, seq: first.seq });
-  assert.deepEqual(await Promise.all(sets.map(settled)), ['resolved', 'pending', 'pending']);
-  // one save that held the other two: one answer settles both
-  await s.command('auth_saved', { epoch: last.epoch, seq: last.seq });
-  assert.deepEqual(await Promise.all(sets.map(settled)), ['resolved', 'resolved', 'resolved']);
-  // an older answer coming late changes nothing
-  await s.command('auth_saved', { epoch: first.epoch, seq: first.seq });
-  assert.equal(s.acks.pending, 0);
-});
-
-test('key store: a set nobody says was saved rejects after the bounded wait', async () => {
-  const { lib, s, starting, saveAll } = await startedCounting(50);
-  await saveAll();
-  await starting;
-  const began = Date.now();
-  await assert.rejects(lib.configs[0].auth.keys.set({ session: { 'a.0': Buffer.from('x') } }), /not saved by the API process within 50 ms/);
-  assert.ok(Date.now() - began >= 45);
-  assert.equal(s.acks.pending, 0);
-});
-
-test('key store: sets waiting when the session stops fail then, and later ones at once', async () => {
-  const { lib, s, starting, saveAll } = await startedCounting(60000);
-  await saveAll();
-  await starting;
-  const { keys } = lib.configs[0].auth;
-  const waiting = [keys.set({ session: { a: Buffer.from('1') } }), keys.set({ session: { b: Buffer.from('2') } })];
-  assert.equal(await settled(waiting[0]), 'pending');
-  await s.stop();
-  for (const set of waiting) await assert.rejects(set, /the session stopped/);
-  await assert.rejects(keys.set({ session: { c: Buffer.from('3') } }), /the session stopped/);
-  assert.equal(s.acks.pending, 0);
-  // a stopped session's answer is no error
-  assert.deepEqual(await s.command('auth_saved', { epoch: 'x', seq: 1 }), {});
-});
-
-test('start makes pre-keys ahead of Baileys and answers only once they and their count are saved', async () => {
-  const { ctx, lib, starting, saveAll } = await startedCounting(60000);
-  assert.equal(await settled(starting), 'pending', 'no socket before the keys are saved');
-  assert.equal(lib.sockets.length, 0);
-  const [keys, creds] = ctx.authFrames;
-  const ids = Object.keys(keys.keys['pre-key']).map(Number);
-  assert.deepEqual(ids, Array.from({ length: PREKEYS_READY }, (_, i) => 31 + i));
-  assert.equal(creds.creds.nextPreKeyId, 31 + PREKEYS_READY, 'the count, after the keys');
-  assert.ok(creds.seq > keys.seq);
-  await saveAll();
-  await starting;
-  assert.equal(lib.sockets.length, 1);
-  // enough ready: a restart makes none
-  const again = await startedCounting(60000, { nextPreKeyId: 31 + PREKEYS_READY });
-  await again.starting;
-  assert.deepEqual(again.ctx.authFrames, []);
-});
-
-test('an upload (firstUnuploadedPreKeyId moved on) has the next pre-keys made and saved', async () => {
-  const { ctx, lib, s, starting, saveAll } = await startedCounting(60000);
-  await saveAll();
-  await starting;
-  const { creds } = lib.configs[0].auth;
-  const before = ctx.authFrames.length;
-  // Baileys uploaded 30 of the keys ready: its own listener moved the counter already
-  creds.firstUnuploadedPreKeyId += PREKEY_UPLOAD;
-  lib.sockets[0].ev.emit('creds.update', { firstUnuploadedPreKeyId: creds.firstUnuploadedPreKeyId, nextPreKeyId: creds.nextPreKeyId });
-  const frames = ctx.authFrames.slice(before);
-  assert.ok(frames[0].creds, 'the update itself');
-  const made = Object.keys(frames[1].keys['pre-key']).map(Number);
-  assert.deepEqual(made, Array.from({ length: PREKEY_UPLOAD }, (_, i) => 31 + PREKEYS_READY + i));
-  assert.equal(frames[2].creds.nextPreKeyId, 31 + PREKEYS_READY + PREKEY_UPLOAD);
-  assert.equal(s.acks.pending, 2);
-  await saveAll();
-  assert.equal(s.acks.pending, 0);
-  // any other creds update makes none
-  lib.sockets[0].ev.emit('creds.update', { me: { id: '1@s.whatsapp.net' } });
-  assert.equal(ctx.authFrames.length, before + 4);
-});
-
-test('the pre-keys made ahead are what the real Baileys uploads, and it makes none of its own', async () => {
-  const baileys = require('@whiskeysockets/baileys');
-  assert.equal(PREKEY_UPLOAD, baileys.INITIAL_PREKEY_COUNT);
-  const ctx = fakeCtx();
-  const lib = { ...fakeLib(), Curve: baileys.Curve, initAuthCreds: baileys.initAuthCreds };
-  const s = new BaileysSession(ctx, lib, { saveWaitMs: 60000 });
-  const starting = s.start({ auth: null });
-  while (!ctx.authFrames.some((f) => f.keys)) await new Promise((r) => setImmediate(r));
-  const last = ctx.authFrames.at(-1);
-  await s.command('auth_saved', { epoch: last.epoch, seq: last.seq });
-  await starting;
-  const madeAhead = ctx.authFrames.find((f) => f.keys).keys['pre-key'];
-  // as Baileys' socket wraps the store it is given, and as its uploadPreKeys asks
-  const logger = { trace() {}, debug() {}, info() {}, warn() {}, error() {} };
-  const keys = baileys.addTransactionCapability(lib.configs[0].auth.keys, logger, { maxCommitRetries: 1, delayBetweenTriesMs: 1 });
-  const before = ctx.authFrames.length;
-  const { update, node } = await keys.transaction(() => baileys.getNextPreKeysNode({ creds: s.creds, keys }, baileys.INITIAL_PREKEY_COUNT));
-  const list = node.content.find((n) => n.tag === 'list').content;
-  assert.equal(list.length, PREKEY_UPLOAD);
-  for (const key of list) {
-    const id = Buffer.from(key.content.find((n) => n.tag === 'id').content).readUIntBE(0, 3);
-    const value = key.content.find((n) => n.tag === 'value').content;
-    assert.equal(Buffer.from(value).toString('base64'), madeAhead[id].public.data, `key ${id} is one made ahead`);
-  }
-  assert.deepEqual(ctx.authFrames.slice(before), [], 'nothing new to save');
-  assert.equal(update.firstUnuploadedPreKeyId, 1 + PREKEY_UPLOAD);
-  assert.equal(update.nextPreKeyId, 1 + PREKEYS_READY, 'the count stays ours');
+  await config.auth.keys.set({ 'sender-key': { k: null } });
+  assert.deepEqual(ctx.authFrames[2], { keys: { 'sender-key': { k: null } } });
 });
 
 test('start with saved auth: no creds frame, keys seeded', async () => {
@@ -535,7 +384,7 @@ test('polls are kept with the auth state, so a vote is read after a restart; the
   const seeded = JSON.parse(JSON.stringify(saved.keys), reviveBuffers);
   const ctx2 = fakeCtx();
   const lib2 = fakeLib();
-  await new BaileysSession(ctx2, lib2, { saveWaitMs: 100 }).start({ auth: { creds: { registered: true }, keys: seeded } });
+  await new BaileysSession(ctx2, lib2).start({ auth: { creds: { registered: true }, keys: seeded } });
   const back = await lib2.configs[0].getMessage({ id: 'P1' });
   assert.equal(back.pollCreationMessage.name, 'Lunch?');
   assert.deepEqual(Buffer.from(back.messageContextInfo.messageSecret), secret);
