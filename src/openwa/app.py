@@ -288,7 +288,9 @@ def build_services(settings: Settings) -> Services:
         directory=directory,
         media=storage,
         report_queue_max=settings.engine_report_queue_max,
-        drain_timeout_s=settings.shutdown_timeout_s,
+        # SHUTDOWN_TIMEOUT_S=0 is a shutdown that does not wait, not a stop that drops
+        # what its engine reported: a stop's drain then has no bound of its own.
+        drain_timeout_s=settings.shutdown_timeout_s or None,
     )
     ownership = Ownership(
         db,

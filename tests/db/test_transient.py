@@ -3,6 +3,8 @@ run is tried again after (messages/reports.py), rather than set aside at once.""
 
 from __future__ import annotations
 
+import socket
+
 import asyncpg
 import pytest
 from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
@@ -26,6 +28,10 @@ def _postgres(error: Exception) -> OperationalError:
         (InterfaceError("SELECT 1", {}, Exception("closed"), connection_invalidated=True), True),
         (PoolTimeout("QueuePool limit reached"), True),
         (ConnectionRefusedError(111, "Connection refused"), True),
+        (socket.gaierror(-3, "Temporary failure in name resolution"), True),
+        (OSError(113, "No route to host"), True),
+        (FileNotFoundError(2, "No such file or directory"), False),
+        (_postgres(asyncpg.exceptions.DatabaseDroppedError("database dropped")), False),
         (IntegrityError("INSERT", {}, asyncpg.exceptions.UniqueViolationError("dup")), False),
         (DataError("INSERT", {}, asyncpg.exceptions.StringDataRightTruncationError("long")), False),
         (OperationalError("SELECT 1", {}, Exception("no such table: messages")), False),

@@ -165,6 +165,26 @@ async def test_the_engine_process_is_told_the_last_word_once_and_again_after_a_c
     assert told == [True, True, False]
 
 
+async def test_a_held_engine_is_not_told_to_go_on_when_its_session_goes() -> None:
+    """A stop releases the flow's waiters, but the engine hears no "go on": it is
+    disconnected next, and reading on would have it take from WhatsApp (and acknowledge)
+    what it held back, into a queue being closed, when its writes are already slow."""
+    flow = ReportFlow()
+    told: list[bool] = []
+
+    async def tell(held: bool) -> None:
+        told.append(held)
+
+    HoldTeller(flow, tell, "ses_1")
+    flow.set_open(False)
+    await wait_for(lambda: asyncio.sleep(0, list(told)), lambda words: words == [True])
+    flow.release()
+    await asyncio.wait_for(flow.wait_open(), 1)  # nobody waits on it any more
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert told == [True]
+
+
 def inbound_calls(api: Api, session_id: str, count: int) -> list[asyncio.Task[httpx.Response]]:
     url = f"/api/sessions/{session_id}/mock/inbound"
     return [

@@ -394,8 +394,19 @@ def lost_to_a_conflict(exc: BaseException) -> bool:
 
 # PostgreSQL's classes of failure that say nothing of the work that met them: the
 # connection (08), resources (53: too many connections, out of memory or disk), the
-# server shutting down or not yet taking connections (57P01 to 57P03).
-_PASSING_SQLSTATE_PREFIXES = ("08", "53", "57P0")
+# server shutting down or not yet taking connections (57P01 to 57P03; 57P04, the
+# database dropped, is not passing).
+_PASSING_SQLSTATE_PREFIXES = ("08", "53", "57P01", "57P02", "57P03")
+
+
+# OSErrors of files, not of the network: a missing media file fails again.
+_FILES = (
+    FileNotFoundError,
+    FileExistsError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+)
 
 
 def transient(exc: BaseException) -> bool:
@@ -405,10 +416,15 @@ def transient(exc: BaseException) -> bool:
     work may well pass a moment later; a value refused, a clash of keys or a bug would
     only fail again. Nothing of the failed transaction was written, except when the
     connection was lost during the commit itself, which may have gone through: work
-    tried again after this must be safe to do twice (a run of reports is: messages by
-    id, statuses forward only; an announcement may go out twice, as events are
-    delivered at least once)."""
-    if lost_to_a_conflict(exc) or isinstance(exc, (PoolTimeout, ConnectionError, TimeoutError)):
+    tried again after this must be safe to do twice (a run of reports is, as stored
+    state: messages by id, statuses forward only; an announcement of it may then go out
+    twice, under a new event id).
+
+    An `OSError` is the network's (asyncpg's connect lets them through as they are: a
+    name not resolved while the database's container restarts, a host unreachable)."""
+    if isinstance(exc, _FILES):
+        return False
+    if lost_to_a_conflict(exc) or isinstance(exc, (PoolTimeout, OSError, TimeoutError)):
         return True
     if not isinstance(exc, DBAPIError):
         return False

@@ -23,9 +23,9 @@ Nothing is dropped: the bound is where holding back starts, and what is already 
 way (between the engine's process and ours) is still queued. A session that stops,
 restarts, logs out or ends, or a server that shuts down gracefully, disconnects the
 engine and then writes what is queued before it goes on (`SessionRuntime._drain`,
-within `SHUTDOWN_TIMEOUT_S`; what is left past it is logged with its count). Only a
-fence (the session's lease lost to another instance) drops the queue: see
-`SessionRuntime.fence`.
+within `SHUTDOWN_TIMEOUT_S`; what is left past it is logged with its count). A fence
+(the session's lease lost to another instance: see `SessionRuntime.fence`) drops the
+queue, and so does a delete (the messages go with the session).
 """
 
 from __future__ import annotations
@@ -73,9 +73,11 @@ class ReportFlow:
 
     def release(self) -> None:
         """Open for good: the session's runtime is gone, and whoever still waits must not
-        wait on a queue that nobody drains any more."""
+        wait on a queue that nobody drains any more. The engine is not told: its client
+        is disconnected next, and a "go on" now would have it read (and acknowledge to
+        WhatsApp) what it held back, into a queue being closed."""
         self._released = True
-        self.set_open(True)
+        self._open.set()
 
     def set_open(self, value: bool) -> None:
         if value == self.is_open or (self._released and not value):

@@ -140,7 +140,8 @@ def _received_ids(reports: list[EngineEvent]) -> set[str]:
 
 # Pauses before a run that failed for a reason of the moment is tried again: from
 # 0.1 s, doubling, ±20 %; `_RETRIES` of them per call of `apply_reports` (batch and
-# report-by-report runs share them), about 3 s in all: a busy spell of SQLite, a
+# report-by-report runs share them), about 3 s of pauses in all (on SQLite each try may
+# first wait out the busy timeout): a busy spell of SQLite, a
 # deadlock lost, a connection dropped by a restart that ends within it. A database away
 # for longer gets the run set aside (logged) rather than this session's reports held up
 # without end.
@@ -244,7 +245,9 @@ class ReportApplier:
                 try:
                     inbound[report.id] = await self._prepare_inbound(session, report)
                 except Exception as exc:
-                    if await self._set_aside(session, report, exc):
+                    # Told stored only if it would fail again: one of the moment (a
+                    # presign the storage did not answer, say) comes again (the mock).
+                    if await self._set_aside(session, report, exc) and not transient(exc):
                         done.add(report.id)
                     continue
             ready.append(report)

@@ -13,8 +13,9 @@ are inside `connect()` never waits on a lock we hold.
 A session that stops (through the API, a restart, a logout, the server's shutdown) or
 ends (logged out, failed) writes the reports its engine handed over before it is gone
 (`_drain`): for whatsmeow, Baileys and whatsapp-web.js they were acknowledged to
-WhatsApp already, and the queue is their only copy. Only a fence (the lease lost:
-another instance owns the session now) drops them.
+WhatsApp already, and the queue is their only copy. A fence (the lease lost: another
+instance owns the session now) drops them, as do a delete (the messages go with the
+session) and a drain past its bound (logged with its count).
 """
 
 from __future__ import annotations
@@ -95,8 +96,9 @@ _REPORTS = (
 )
 _REPORT_BATCH = 200
 # How long a stop waits, by default, for its session's queued reports to be written
-# (the app passes SHUTDOWN_TIMEOUT_S): a stuck database must not hold a stop, or the
-# server's shutdown, for ever.
+# (the app passes SHUTDOWN_TIMEOUT_S): a database that keeps failing must not hold a
+# stop for ever. (The stop's wait for the lock, held while a batch is written, is not
+# bounded here.)
 DRAIN_TIMEOUT_S = 30.0
 
 
@@ -155,12 +157,13 @@ class SessionRuntime:
         directory: SessionDirectory,
         media: MediaReader | None = None,
         report_queue_max: int = 10_000,
-        drain_timeout_s: float = DRAIN_TIMEOUT_S,
+        drain_timeout_s: float | None = DRAIN_TIMEOUT_S,
     ) -> None:
         """`report_queue_max`: a session's unwritten reports at which its engine is
         asked to hold back (`engines.flow`); it may go on once half are written.
         `drain_timeout_s`: how long a stop waits for its session's queued reports to be
-        written (`_drain`); what is left then is logged and dropped."""
+        written (`_drain`); what is left then is logged and dropped. None: no bound of
+        its own (a shutdown's own bound still ends it)."""
         self._directory = directory
         self._report_queue_max = report_queue_max
         self._drain_timeout_s = drain_timeout_s
