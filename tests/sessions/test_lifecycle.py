@@ -493,3 +493,40 @@ async def test_concurrent_starts_respect_the_session_limit(app_factory: AppFacto
         assert sorted(s["status"] != "created" for s in listed) == [False, False, True, True]
     finally:
         await AppFactory.stop(api, manager)
+
+
+async def test_a_shutdown_stops_its_sessions_side_by_side(api: Api) -> None:
+    """One after another, a slow disconnect (an engine process that answers late) of
+    each session used up the shutdown's bound for those after it, whose queued reports
+    were then lost: the sessions are stopped at once, each under its own lock."""
+    runtime = api.services.runtime
+    ids = []
+    for name in ("side-a", "side-b", "side-c"):
+        created = await api.create_session(name, engine="mock")
+        await api.wait_status(created["id"], "ready")
+        ids.append(created["id"])
+    release = asyncio.Event()
+    in_flight: set[str] = set()
+    for session_id in ids:
+        client = runtime._running[session_id].client
+        assert client is not None
+        disconnect = client.disconnect
+
+        async def slow(session_id: str = session_id, disconnect: Any = disconnect) -> None:
+            in_flight.add(session_id)
+            await release.wait()
+            await disconnect()
+
+        client.disconnect = slow  # type: ignore[method-assign]
+    shutdown = asyncio.create_task(runtime.shutdown())
+    try:
+        await wait_for(
+            lambda: asyncio.sleep(0, set(in_flight)),
+            lambda now: now == set(ids),
+            10.0,
+            "every session's disconnect in flight at once",
+        )
+    finally:
+        release.set()
+        await shutdown
+    assert not runtime._running

@@ -100,6 +100,9 @@ _REPORT_BATCH = 200
 # stop for ever. (The stop's wait for the lock, held while a batch is written, is not
 # bounded here.)
 DRAIN_TIMEOUT_S = 30.0
+# Sessions a shutdown stops at once: their disconnects wait mostly on engine processes,
+# their drains on the group writer, which batches them together.
+_SHUTDOWN_STOPS_AT_ONCE = 16
 
 
 @dataclass(eq=False)
@@ -447,10 +450,17 @@ class SessionRuntime:
                         await self._records.restore_failed(db, session_id, str(exc))
 
     async def shutdown(self) -> None:
-        for session_id in list(self._running):
-            async with self.lock(session_id):
+        """Stop every session here, several at once: one after another, a slow
+        disconnect or drain of each used up the shutdown's bound for those after it,
+        whose queued reports were then lost."""
+        gate = asyncio.Semaphore(_SHUTDOWN_STOPS_AT_ONCE)
+
+        async def stop(session_id: str) -> None:
+            async with gate, self.lock(session_id):
                 with contextlib.suppress(Exception):
                     await self.stop(session_id, "server shutdown", keep_running=True)
+
+        await asyncio.gather(*(stop(session_id) for session_id in list(self._running)))
 
     # Internals.
 
