@@ -92,7 +92,7 @@ from openwa.media.links import MediaLinks
 from openwa.messages.engine_ids import EngineIds
 from openwa.messages.pacing import Pacing, SendInterval
 from openwa.messages.reports import ReportApplier
-from openwa.messages.sender import SendWorker
+from openwa.messages.sender import STOP_GRACE_S, SendWorker
 from openwa.messages.service import MessageService
 from openwa.queue import outbox
 from openwa.queue.claims import release_all
@@ -378,6 +378,8 @@ def build_services(settings: Settings) -> Services:
         pacing=Pacing(
             SendInterval(min_ms=settings.send_interval_min_ms, max_ms=settings.send_interval_max_ms)
         ),
+        # A share of the time to drain: the sessions' stops get what it leaves.
+        stop_grace_s=min(STOP_GRACE_S, settings.shutdown_timeout_s / 3),
     )
     return Services(
         settings=settings,
@@ -596,12 +598,14 @@ def create_app(settings: Settings) -> FastAPI:
             await app.state.readiness.close()  # a check nobody waits for any more
             await services.ownership.drain()
             await services.maintenance.stop()
-            await services.sender.stop()
+            stopping = asyncio.get_running_loop().time()
+            await services.sender.stop()  # the sends in hand finish first
+            left = settings.shutdown_timeout_s - (asyncio.get_running_loop().time() - stopping)
             # Each session stops in turn: its engine is disconnected, the reports it
             # had handed over are written (runtime `_drain`), and its lease is given
             # back, so others take it at once.
             try:
-                async with asyncio.timeout(settings.shutdown_timeout_s):
+                async with asyncio.timeout(max(0.0, left)):
                     await services.runtime.shutdown()
             except TimeoutError:
                 # What still runs goes down with its engine processes, before the rest

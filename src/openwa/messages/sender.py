@@ -5,11 +5,15 @@ different sessions are sent concurrently. Engine failures are retried with
 exponential backoff (the job's lease doubles as the wait), then the message fails.
 A job whose session does not become ready within `SEND_READY_TIMEOUT_S` fails with
 `SESSION_NOT_READY`.
+
+A stop lets the runs in flight finish the send in hand and record what went, for up to
+`stop_grace_s`; the jobs they did not try are given back as they were.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -72,6 +76,9 @@ _SWEEP_EVERY_S = 5.0
 _RECORD_ATTEMPTS = 4
 _SENT = [MessageStatus.SENT]
 _IN_DOUBT = "a send in progress was cut short (crash or stop); it may have gone out, so it is not sent again"
+# How long a stop waits for the runs in flight to finish the send in hand and record
+# what went, before it cuts them short (a third of SHUTDOWN_TIMEOUT_S at most: app.py).
+STOP_GRACE_S = 10.0
 
 
 class SendWorker:
@@ -95,6 +102,7 @@ class SendWorker:
         ids: EngineIds | None = None,
         apply_reports: ReportSink | None = None,
         pacing: Pacing | None = None,
+        stop_grace_s: float = STOP_GRACE_S,
     ) -> None:
         self._db = db
         self._directory = directory
@@ -117,6 +125,12 @@ class SendWorker:
         self._pacing = pacing if pacing is not None else Pacing(None)
         self._loop = BackgroundTask("send-worker", self._run)
         self._last_sweep = 0.0
+        self._stop_grace_s = stop_grace_s
+        # Set by `stop`: no new claim, and no run hands over another message.
+        self._stopping = False
+        self._active = 0  # claims in progress, with their runs
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     async def start(self) -> None:
         self._loop.start()
@@ -127,10 +141,22 @@ class SendWorker:
             await release_all(db, outbox.SENDS, self._worker_id)
 
     async def stop(self) -> None:
-        await self._loop.stop()
-        # A send cut short may have reached the engine: it goes again with the same id,
-        # or, for an engine that cannot resend safely, fails as SEND_OUTCOME_UNKNOWN.
-        await self.release_claims()
+        """Claim nothing more; let the runs in flight finish the send in hand and record
+        their outcomes (what they did not try is given back untouched, not in doubt), for
+        up to `stop_grace_s`; then cut short what still runs and give back the rest."""
+        self._stopping = True
+        try:
+            if self._active:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._stop_grace_s):
+                        await self._idle.wait()
+            await self._loop.stop()
+            # A send cut short may have reached the engine: it goes again with the same
+            # id, or, for an engine that cannot resend safely, fails as
+            # SEND_OUTCOME_UNKNOWN (only that send: the later ones were never marked).
+            await self.release_claims()
+        finally:
+            self._stopping = False
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -187,23 +213,32 @@ class SendWorker:
                 intervals[session_id] = interval
         self._pacing.keep_only(intervals)
         paced = [s for s in intervals if self._pacing.may_send(s)]
-        if not free and not paced:
+        if (not free and not paced) or self._stopping:
             return 0
-        now = utcnow()
-        async with self._db() as db, db.begin():
-            runs = []
-            if free:
-                runs += await outbox.claim(db, free, now, self._lease_s, self._worker_id, _BATCH)
-            if paced:
-                runs += await outbox.claim(
-                    db, paced, now, self._lease_s, self._worker_id, _BATCH, per_session=1
+        self._active += 1
+        self._idle.clear()
+        try:
+            now = utcnow()
+            async with self._db() as db, db.begin():
+                runs = []
+                if free:
+                    runs += await outbox.claim(
+                        db, free, now, self._lease_s, self._worker_id, _BATCH
+                    )
+                if paced:
+                    runs += await outbox.claim(
+                        db, paced, now, self._lease_s, self._worker_id, _BATCH, per_session=1
+                    )
+            self._pacing.claimed(paced, {run[0].session_id for run in runs})
+            if runs:
+                await asyncio.gather(
+                    *(self._send_run(run, intervals.get(run[0].session_id)) for run in runs)
                 )
-        self._pacing.claimed(paced, {run[0].session_id for run in runs})
-        if runs:
-            await asyncio.gather(
-                *(self._send_run(run, intervals.get(run[0].session_id)) for run in runs)
-            )
-        return sum(len(run) for run in runs)
+            return sum(len(run) for run in runs)
+        finally:
+            self._active -= 1
+            if not self._active:
+                self._idle.set()
 
     async def _send_run(self, run: list[OutboxJobRow], interval: SendInterval | None) -> None:
         """Send one session's run in order, as one batch where the engine can, and record
@@ -228,38 +263,61 @@ class SendWorker:
             else:
                 sending.append((job, message))
         client = self._runtime.client(session_id)
-        outcomes: list[SendResult] = []
-        if (
-            sending
-            and session is not None
-            and client is not None
-            and session_id in self._runtime.sending_sessions()
-        ):
-            safe = isinstance(client, ResendsSafely) and client.resends_safely
-            outgoing: list[OutgoingMessage] = []
-            unsendable: SendFailed | None = None
-            for job, message in sending:
-                if job.handed_at is not None and not safe:
-                    # Handed over before a crash or a stop: it may have gone out under an
-                    # id we never learned. Never twice: the client decides.
-                    unsendable = SendFailed(_IN_DOUBT, retryable=False, code=SEND_OUTCOME_UNKNOWN)
-                    break
-                try:
-                    outgoing.append(await self._outgoing(message))
-                except (UnknownContent, KeyError, TypeError, ValueError) as exc:
-                    # A row no engine can take fails for good, in its turn.
-                    reason = f"the stored message cannot be sent: {exc!r}"
-                    unsendable = SendFailed(reason, retryable=False)
-                    break
-            if outgoing and not safe:
-                await self._mark_handed([job.id for job, _m in sending[: len(outgoing)]])
-            outcomes = await self._hand_over(client, outgoing, session_id) if outgoing else []
-            if outgoing and interval is not None:
-                self._pacing.sent(session_id, interval)
-            went_all = not any(isinstance(out, BaseException) for out in outcomes)
-            if unsendable is not None and went_all and len(outcomes) == len(outgoing):
-                outcomes.append(unsendable)
-        await self._finish(session_id, session, finished, sending, outcomes)
+        outcomes: list[SendResult] = []  # filled as the messages go (see `_hand_over`)
+        try:
+            if (
+                sending
+                and session is not None
+                and client is not None
+                and session_id in self._runtime.sending_sessions()
+            ):
+                safe = isinstance(client, ResendsSafely) and client.resends_safely
+                outgoing: list[OutgoingMessage] = []
+                unsendable: SendFailed | None = None
+                for job, message in sending:
+                    if job.handed_at is not None and not safe:
+                        # Handed over before a crash or a stop: it may have gone out under
+                        # an id we never learned. Never twice: the client decides.
+                        unsendable = SendFailed(
+                            _IN_DOUBT, retryable=False, code=SEND_OUTCOME_UNKNOWN
+                        )
+                        break
+                    try:
+                        outgoing.append(await self._outgoing(message))
+                    except (UnknownContent, KeyError, TypeError, ValueError) as exc:
+                        # A row no engine can take fails for good, in its turn.
+                        reason = f"the stored message cannot be sent: {exc!r}"
+                        unsendable = SendFailed(reason, retryable=False)
+                        break
+                if outgoing:
+                    jobs = [job for job, _m in sending[: len(outgoing)]]
+                    await self._hand_over(client, jobs, outgoing, session_id, outcomes, safe)
+                    if interval is not None:
+                        self._pacing.sent(session_id, interval)
+                went_all = not any(isinstance(out, BaseException) for out in outcomes)
+                if unsendable is not None and went_all and len(outcomes) == len(outgoing):
+                    outcomes.append(unsendable)
+        except asyncio.CancelledError:
+            # Cut short (a stop past its grace): what went is recorded. The send in hand,
+            # if any, is left as it was marked (in doubt where the engine cannot resend),
+            # the later jobs untouched (the stop gives back their claims).
+            tried = sending[: len(outcomes)]
+            await self._settle(self._finish(session_id, session, finished, tried, outcomes))
+            raise
+        await self._settle(self._finish(session_id, session, finished, sending, outcomes))
+
+    async def _settle(self, record: Awaitable[None]) -> None:
+        """Await a run's record, which a stop cutting the run short does not cut short
+        in turn: it is let finish for up to `stop_grace_s` more."""
+        task = asyncio.ensure_future(record)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    async with asyncio.timeout(self._stop_grace_s):
+                        await task
+            raise
 
     async def _finish(
         self,
@@ -294,25 +352,54 @@ class SendWorker:
 
     async def _mark_handed(self, job_ids: list[int]) -> None:
         """Record, durably and before the engine sees them, that these jobs go out now
-        (one transaction per run, only for engines that cannot resend safely)."""
+        (only for engines that cannot resend safely)."""
         async with self._db() as db, db.begin():
             await db.execute(
                 update(OutboxJobRow).where(OutboxJobRow.id.in_(job_ids)).values(handed_at=utcnow())
             )
 
-    @staticmethod
+    async def _marked(self, job_ids: list[int], session_id: str) -> bool:
+        """Mark the jobs handed over; False if that failed: they are not sent then (and
+        given back untried, the mark cleared, whether or not it was written)."""
+        try:
+            await self._mark_handed(job_ids)
+        except Exception:
+            log.exception("send_mark_failed", session_id=session_id)
+            return False
+        return True
+
     async def _hand_over(
-        client: EngineClient, outgoing: list[OutgoingMessage], session_id: str
-    ) -> list[SendResult]:
-        """The outcome of each message that was attempted, in order; stops at a failure."""
+        self,
+        client: EngineClient,
+        jobs: list[OutboxJobRow],
+        outgoing: list[OutgoingMessage],
+        session_id: str,
+        outcomes: list[SendResult],
+        safe: bool,
+    ) -> None:
+        """Send, appending to `outcomes` the outcome of each message attempted, in order;
+        stops at a failure, and before the next message once the worker is stopping.
+
+        Where the engine cannot resend safely, a job is marked handed over (committed)
+        just before the engine gets it: the whole run at once for a batch, else each job
+        before its own send, so that a stop or a crash mid-run leaves in doubt only what
+        the engine may have had, never the jobs behind it."""
+        if self._stopping:
+            return
         if isinstance(client, BatchSender):
+            if not safe and not await self._marked([job.id for job in jobs], session_id):
+                return
             try:
-                return await client.send_many(outgoing)
+                outcomes.extend(await client.send_many(outgoing))
             except Exception as exc:
                 log.exception("engine_send_failed", session_id=session_id)
-                return [exc]
-        outcomes: list[SendResult] = []
-        for message in outgoing:
+                outcomes.append(exc)
+            return
+        for job, message in zip(jobs, outgoing, strict=True):
+            if self._stopping:
+                return  # the rest is given back untried
+            if not safe and not await self._marked([job.id], session_id):
+                return
             try:
                 outcomes.append(await client.send(message))
             except Exception as exc:
@@ -321,8 +408,7 @@ class SendWorker:
                         "engine_send_failed", session_id=session_id, message_id=message.id
                     )
                 outcomes.append(exc)
-                break
-        return outcomes
+                return
 
     async def _record(
         self,

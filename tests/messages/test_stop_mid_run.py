@@ -1,0 +1,159 @@
+"""A stop (a deploy) in the middle of a run on an engine that takes messages one by one
+and cannot resend under our id (whatsmeow, whatsapp-web.js): only the message the engine
+may have had is in doubt, never the ones behind it in the run.
+
+Each job is marked handed over just before its own send; a stop lets the send in hand
+finish and records what went, and gives back the rest untouched, so they go after the
+restart. A stop that cannot wait for the send in hand (past its grace) leaves that one
+in doubt (`SEND_OUTCOME_UNKNOWN`) and still only that one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from openwa.db.models import OutboxJobRow
+from openwa.engines.base import OutgoingMessage
+from openwa.engines.mock.engine import own_engine_id
+from tests.fixtures.app import Api, AppFactory, wait_for
+from tests.messages.support import (
+    get_message,
+    plus,
+    ready_pair,
+    send_text,
+    transmitted,
+    transmitted_ids,
+)
+
+COUNT = 8
+
+
+class OneByOne:
+    """A client as whatsmeow's: no `send_many`, no resend under our id; each send takes
+    `delay_s` (a round trip to WhatsApp). Records which jobs were marked handed over
+    when each send began."""
+
+    resends_safely = False
+
+    def __init__(self, inner: Any, delay_s: float, api: Api) -> None:
+        self._inner = inner
+        self._delay_s = delay_s
+        self._api = api
+        self.begun: list[str] = []
+        self.marked_at_send: list[set[str]] = []
+        self.hang_at: int | None = None  # this send (from 0) hangs, as one WhatsApp never answers
+
+    async def send(self, message: OutgoingMessage) -> str | None:
+        self.begun.append(message.id)
+        self.marked_at_send.append(await handed(self._api))
+        await asyncio.sleep(60.0 if len(self.begun) - 1 == self.hang_at else self._delay_s)
+        result: str | None = await self._inner.send(message)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "send_many":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+async def handed(api: Api) -> set[str]:
+    """The message ids whose job is marked handed over (committed)."""
+    async with api.services.db() as db:
+        query = select(OutboxJobRow.message_id).where(OutboxJobRow.handed_at.is_not(None))
+        return set((await db.execute(query)).scalars())
+
+
+def one_by_one(api: Api, session_id: str, delay_s: float) -> OneByOne:
+    runtime = api.services.runtime
+    real: Callable[[str], Any] = runtime.client
+    wrapped = OneByOne(real(session_id), delay_s, api)
+
+    def client(sid: str) -> Any:
+        return wrapped if sid == session_id and real(sid) is not None else real(sid)
+
+    runtime.client = client  # type: ignore[method-assign]
+    return wrapped
+
+
+async def queue_run(api: Api, to: str) -> list[str]:
+    """COUNT texts due together in one second, so that one claim takes them as one run."""
+    at = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    return [(await send_text(api, "alice", to, f"m{i}", sendAt=at))["id"] for i in range(COUNT)]
+
+
+async def outcomes(api: Api, ids: list[str]) -> list[tuple[str, str | None]]:
+    found = [await get_message(api, "alice", i) for i in ids]
+    return [(m["status"], m.get("errorCode")) for m in found]
+
+
+async def test_a_stop_mid_run_leaves_the_unsent_jobs_of_the_run_to_go_after_a_restart(
+    app_factory: AppFactory,
+) -> None:
+    api, manager = await app_factory.start(mock_engine_ids="own", mock_ack_delay_ms=0)
+    try:
+        alice, bob = await ready_pair(api)
+        client = one_by_one(api, alice["id"], 0.3)
+        ids = await queue_run(api, plus(bob))
+        await wait_for(lambda: asyncio.sleep(0, len(client.begun)), lambda n: n >= 2, 10, "2 sends")
+    finally:
+        await app_factory.stop(api, manager)  # a graceful stop: a deploy
+    begun = len(client.begun)
+    assert begun < COUNT, "the stop came too late to tell"
+
+    async with app_factory.running(mock_engine_ids="own", mock_ack_delay_ms=0) as again:
+        await again.wait_status("alice", "ready")
+        await wait_for(
+            lambda: outcomes(again, ids),
+            lambda found: all(status != "pending" for status, _code in found),
+            10,
+            "every message to be settled",
+        )
+        found = await outcomes(again, ids)
+        went = transmitted_ids(await transmitted(again, "alice"))
+    print("sends begun before the stop:", begun, "outcomes after the restart:", found)
+    wire = [own_engine_id(i) for i in ids]  # the ids the mock sent them under
+    # The send in hand finished within the stop's grace: nothing is in doubt, every
+    # message went once, in order.
+    assert [code for _status, code in found] == [None] * COUNT, found
+    assert went == wire
+    # Each send began with its own job marked, and no job behind it.
+    assert client.marked_at_send == [set(ids[: n + 1]) for n in range(begun)]
+
+
+async def test_a_stop_past_its_grace_leaves_only_the_send_in_hand_in_doubt(
+    app_factory: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, manager = await app_factory.start(mock_engine_ids="own", mock_ack_delay_ms=0)
+    try:
+        alice, bob = await ready_pair(api)
+        client = one_by_one(api, alice["id"], 0.3)
+        ids = await queue_run(api, plus(bob))
+        client.hang_at = 2  # the third send outlasts the stop's grace: cut short mid-send
+        monkeypatch.setattr(api.services.sender, "_stop_grace_s", 0.2, raising=False)
+        await wait_for(lambda: asyncio.sleep(0, len(client.begun)), lambda n: n >= 3, 10, "3 sends")
+    finally:
+        await app_factory.stop(api, manager)
+    begun = len(client.begun)
+    assert begun == 3, begun
+
+    async with app_factory.running(mock_engine_ids="own", mock_ack_delay_ms=0) as again:
+        await again.wait_status("alice", "ready")
+        await wait_for(
+            lambda: outcomes(again, ids),
+            lambda found: all(status != "pending" for status, _code in found),
+            10,
+            "every message to be settled",
+        )
+        found = await outcomes(again, ids)
+        went = transmitted_ids(await transmitted(again, "alice"))
+    print("sends begun before the stop:", begun, "outcomes after the restart:", found)
+    wire = [own_engine_id(i) for i in ids]
+    cut = begun - 1  # the send that hung when the stop came
+    codes = [code for _status, code in found]
+    assert codes == [None] * cut + ["SEND_OUTCOME_UNKNOWN"] + [None] * (COUNT - cut - 1), found
+    assert went == wire[:cut] + wire[cut + 1 :]
