@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from openwa.db.models import MessageRow, SetAsideReportRow
+from openwa.db.models import MessageRow, OutboxJobRow, SetAsideReportRow
+from openwa.engines.base import OutgoingMessage
 from openwa.events.bus import Subscription
 from openwa.events.types import Event
 from tests.fixtures.app import ADMIN_KEY, Api, wait_for
@@ -204,3 +205,54 @@ async def stored_and_set_aside(api: Api, session_id: str) -> tuple[set[str], lis
         )
         aside = list((await db.execute(select(SetAsideReportRow))).scalars().all())
     return stored, aside
+
+
+class OneByOne:
+    """A client as whatsmeow's: no `send_many`, no resend under our id; each send takes
+    `delay_s` (a round trip to WhatsApp). Records which jobs were marked handed over
+    when each send began."""
+
+    resends_safely = False
+
+    def __init__(self, inner: Any, delay_s: float, api: Api) -> None:
+        self._inner = inner
+        self._delay_s = delay_s
+        self._api = api
+        self.begun: list[str] = []
+        self.marked_at_send: list[set[str]] = []
+        self.hang_at: int | None = None  # this send (from 0) hangs, as one WhatsApp never answers
+
+    async def send(self, message: OutgoingMessage) -> str | None:
+        self.begun.append(message.id)
+        self.marked_at_send.append(await handed(self._api))
+        await asyncio.sleep(60.0 if len(self.begun) - 1 == self.hang_at else self._delay_s)
+        result: str | None = await self._inner.send(message)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "send_many":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+async def handed(api: Api) -> set[str]:
+    """The message ids whose job is marked handed over (committed)."""
+    async with api.services.db() as db:
+        query = select(OutboxJobRow.message_id).where(OutboxJobRow.handed_at.is_not(None))
+        return set((await db.execute(query)).scalars())
+
+
+def one_by_one(api: Api, session_id: str, delay_s: float, *, safe: bool = False) -> OneByOne:
+    """The session's client from now on takes messages one at a time, as whatsmeow does
+    (start the app with `mock_engine_ids="own"`, so that it cannot resend safely), or
+    as Baileys does (`safe`: it resends under our ids)."""
+    runtime = api.services.runtime
+    real: Callable[[str], Any] = runtime.client
+    wrapped = OneByOne(real(session_id), delay_s, api)
+    wrapped.resends_safely = safe
+
+    def client(sid: str) -> Any:
+        return wrapped if sid == session_id and real(sid) is not None else real(sid)
+
+    runtime.client = client  # type: ignore[method-assign]
+    return wrapped

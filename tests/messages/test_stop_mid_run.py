@@ -10,19 +10,15 @@ in doubt (`SEND_OUTCOME_UNKNOWN`) and still only that one."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
-from sqlalchemy import select
 
-from openwa.db.models import OutboxJobRow
-from openwa.engines.base import OutgoingMessage
 from openwa.engines.mock.engine import own_engine_id
 from tests.fixtures.app import Api, AppFactory, wait_for
 from tests.messages.support import (
     get_message,
+    one_by_one,
     plus,
     ready_pair,
     send_text,
@@ -31,53 +27,6 @@ from tests.messages.support import (
 )
 
 COUNT = 8
-
-
-class OneByOne:
-    """A client as whatsmeow's: no `send_many`, no resend under our id; each send takes
-    `delay_s` (a round trip to WhatsApp). Records which jobs were marked handed over
-    when each send began."""
-
-    resends_safely = False
-
-    def __init__(self, inner: Any, delay_s: float, api: Api) -> None:
-        self._inner = inner
-        self._delay_s = delay_s
-        self._api = api
-        self.begun: list[str] = []
-        self.marked_at_send: list[set[str]] = []
-        self.hang_at: int | None = None  # this send (from 0) hangs, as one WhatsApp never answers
-
-    async def send(self, message: OutgoingMessage) -> str | None:
-        self.begun.append(message.id)
-        self.marked_at_send.append(await handed(self._api))
-        await asyncio.sleep(60.0 if len(self.begun) - 1 == self.hang_at else self._delay_s)
-        result: str | None = await self._inner.send(message)
-        return result
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "send_many":
-            raise AttributeError(name)
-        return getattr(self._inner, name)
-
-
-async def handed(api: Api) -> set[str]:
-    """The message ids whose job is marked handed over (committed)."""
-    async with api.services.db() as db:
-        query = select(OutboxJobRow.message_id).where(OutboxJobRow.handed_at.is_not(None))
-        return set((await db.execute(query)).scalars())
-
-
-def one_by_one(api: Api, session_id: str, delay_s: float) -> OneByOne:
-    runtime = api.services.runtime
-    real: Callable[[str], Any] = runtime.client
-    wrapped = OneByOne(real(session_id), delay_s, api)
-
-    def client(sid: str) -> Any:
-        return wrapped if sid == session_id and real(sid) is not None else real(sid)
-
-    runtime.client = client  # type: ignore[method-assign]
-    return wrapped
 
 
 async def queue_run(api: Api, to: str) -> list[str]:

@@ -6,6 +6,10 @@ exponential backoff (the job's lease doubles as the wait), then the message fail
 A job whose session does not become ready within `SEND_READY_TIMEOUT_S` fails with
 `SESSION_NOT_READY`.
 
+A run's claim is kept alive while it is sent (`_RunLease`): a run of many sends, one by
+one, may outlast any fixed lease, and a job whose lease ran out could be cancelled
+(`DELETE`) or claimed again while the run still meant to send it.
+
 A stop lets the runs in flight finish the send in hand and record what went, for up to
 `stop_grace_s`; the jobs they did not try are given back as they were.
 """
@@ -15,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -24,6 +28,7 @@ import structlog
 from sqlalchemy import String, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from openwa.db.base import table_of
 from openwa.db.models import MessageRow, OutboxJobRow, SessionRow
 from openwa.db.retry import again_if_deadlocked
 from openwa.engines.base import (
@@ -67,6 +72,8 @@ from openwa.sessions.runtime import SessionRuntime
 
 log = structlog.get_logger(__name__)
 
+_JOBS = table_of(OutboxJobRow)
+
 ReportSink = Callable[[SessionRow, list[EngineEvent]], Awaitable[None]]
 
 _BATCH = 64
@@ -79,6 +86,19 @@ _IN_DOUBT = "a send in progress was cut short (crash or stop); it may have gone 
 # How long a stop waits for the runs in flight to finish the send in hand and record
 # what went, before it cuts them short (a third of SHUTDOWN_TIMEOUT_S at most: app.py).
 STOP_GRACE_S = 10.0
+
+
+@dataclass(eq=False)
+class _RunLease:
+    """The lease of a run being sent, kept alive from a third of the lease on: renewed
+    every third of it for the jobs this worker still holds (`SendWorker._renew`).
+    `until`: when it runs out by the event loop's clock, as last written."""
+
+    job_ids: list[int]
+    until: float
+    timer: asyncio.TimerHandle | None = None
+    renewing: asyncio.Task[None] | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class SendWorker:
@@ -218,7 +238,7 @@ class SendWorker:
         self._active += 1
         self._idle.clear()
         try:
-            now = utcnow()
+            now, claimed = utcnow(), asyncio.get_running_loop().time()
             async with self._db() as db, db.begin():
                 runs = []
                 if free:
@@ -232,7 +252,10 @@ class SendWorker:
             self._pacing.claimed(paced, {run[0].session_id for run in runs})
             if runs:
                 await asyncio.gather(
-                    *(self._send_run(run, intervals.get(run[0].session_id)) for run in runs)
+                    *(
+                        self._send_run(run, intervals.get(run[0].session_id), claimed)
+                        for run in runs
+                    )
                 )
             return sum(len(run) for run in runs)
         finally:
@@ -240,10 +263,13 @@ class SendWorker:
             if not self._active:
                 self._idle.set()
 
-    async def _send_run(self, run: list[OutboxJobRow], interval: SendInterval | None) -> None:
+    async def _send_run(
+        self, run: list[OutboxJobRow], interval: SendInterval | None, claimed: float
+    ) -> None:
         """Send one session's run in order, as one batch where the engine can, and record
         every outcome in one transaction; the jobs after a failure are given back.
-        `interval`: the session's pace as its claim decided it (None: not paced)."""
+        `interval`: the session's pace as its claim decided it (None: not paced);
+        `claimed`: when its lease was written (the event loop's clock)."""
         session_id = run[0].session_id
         session = self._directory.get(session_id)
         async with self._read() as db:
@@ -291,7 +317,13 @@ class SendWorker:
                         break
                 if outgoing:
                     jobs = [job for job, _m in sending[: len(outgoing)]]
-                    await self._hand_over(client, jobs, outgoing, session_id, outcomes, safe)
+                    lease = self._hold([job.id for job, _m in sending], claimed)
+                    try:
+                        await self._hand_over(
+                            client, jobs, outgoing, session_id, outcomes, safe, lease
+                        )
+                    finally:
+                        await self._let_go(lease)  # before the record writes the leases
                     if interval is not None:
                         self._pacing.sent(session_id, interval)
                 went_all = not any(isinstance(out, BaseException) for out in outcomes)
@@ -350,23 +382,97 @@ class SendWorker:
         if held and session is not None and self._apply_reports is not None:
             await self._apply_reports(session, list(held))
 
-    async def _mark_handed(self, job_ids: list[int]) -> None:
+    async def _mark_handed(self, job_ids: list[int]) -> int:
         """Record, durably and before the engine sees them, that these jobs go out now
-        (only for engines that cannot resend safely)."""
+        (only for engines that cannot resend safely); the number of jobs marked: only
+        those this worker still holds (leased, not done: a job cancelled or claimed by
+        another meanwhile is not)."""
+        now = utcnow()
         async with self._db() as db, db.begin():
-            await db.execute(
-                update(OutboxJobRow).where(OutboxJobRow.id.in_(job_ids)).values(handed_at=utcnow())
+            result = await db.execute(
+                update(_JOBS)
+                .where(
+                    _JOBS.c.id.in_(job_ids),
+                    _JOBS.c.locked_by == self._worker_id,
+                    _JOBS.c.done.is_(False),
+                    _JOBS.c.locked_until > now,
+                )
+                .values(handed_at=now)
             )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def _marked(self, job_ids: list[int], session_id: str) -> bool:
-        """Mark the jobs handed over; False if that failed: they are not sent then (and
-        given back untried, the mark cleared, whether or not it was written)."""
+        """Mark the jobs handed over; False if that failed, or a job is no longer this
+        worker's: none is sent then (they are given back untried, the mark cleared,
+        whether or not it was written)."""
         try:
-            await self._mark_handed(job_ids)
+            marked = await self._mark_handed(job_ids)
         except Exception:
             log.exception("send_mark_failed", session_id=session_id)
             return False
+        if marked != len(job_ids):
+            log.warning("send_jobs_not_ours", session_id=session_id, jobs=len(job_ids) - marked)
+            return False
         return True
+
+    def _hold(self, job_ids: list[int], claimed: float) -> _RunLease:
+        """The run's lease, renewed from a third of it on until `_let_go` (a timer only:
+        a run that ends sooner, as most do, costs no write)."""
+        lease = _RunLease(job_ids, claimed + self._lease_s)
+        lease.timer = asyncio.get_running_loop().call_at(
+            claimed + self._lease_s / 3, self._start_renewing, lease
+        )
+        return lease
+
+    def _start_renewing(self, lease: _RunLease) -> None:
+        lease.renewing = asyncio.create_task(self._renew(lease), name="send-lease")
+
+    async def _renew(self, lease: _RunLease) -> None:
+        """Write the run's lease anew every third of it until the run is over; a write
+        that fails is tried again a third later (the run stops handing over once less
+        than a third is left: `_still_held`). A job of the run that this worker no
+        longer holds (its session taken over by another instance) ends the run."""
+        loop = asyncio.get_running_loop()
+        while not lease.done.is_set():
+            started = loop.time()
+            try:
+                now = utcnow()
+                async with self._db() as db, db.begin():
+                    result = await db.execute(
+                        update(_JOBS)
+                        .where(
+                            _JOBS.c.id.in_(lease.job_ids),
+                            _JOBS.c.locked_by == self._worker_id,
+                            _JOBS.c.done.is_(False),
+                            _JOBS.c.locked_until.is_not(None),
+                        )
+                        .values(locked_until=now + timedelta(seconds=self._lease_s))
+                    )
+                held = int(result.rowcount or 0)  # type: ignore[attr-defined]
+                if held == len(lease.job_ids):
+                    lease.until = started + self._lease_s
+                else:
+                    log.warning("send_jobs_not_ours", jobs=len(lease.job_ids) - held)
+                    lease.until = started  # no further hand-over
+            except Exception:
+                log.warning("send_lease_renewal_failed", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._lease_s / 3):
+                    await lease.done.wait()
+
+    def _still_held(self, lease: _RunLease) -> bool:
+        """Whether the run may hand over one more message: its lease has more than a
+        third left (renewals keep it at two thirds or more)."""
+        return asyncio.get_running_loop().time() < lease.until - self._lease_s / 3
+
+    @staticmethod
+    async def _let_go(lease: _RunLease) -> None:
+        """Stop renewing (a renewal being written is let finish)."""
+        if lease.timer is not None:
+            lease.timer.cancel()
+        lease.done.set()
+        if lease.renewing is not None:
+            await asyncio.shield(lease.renewing)
 
     async def _hand_over(
         self,
@@ -376,15 +482,18 @@ class SendWorker:
         session_id: str,
         outcomes: list[SendResult],
         safe: bool,
+        lease: _RunLease,
     ) -> None:
         """Send, appending to `outcomes` the outcome of each message attempted, in order;
-        stops at a failure, and before the next message once the worker is stopping.
+        stops at a failure, and before the next message once the worker is stopping or
+        the run's lease may run out (what is left is given back untried).
 
         Where the engine cannot resend safely, a job is marked handed over (committed)
         just before the engine gets it: the whole run at once for a batch, else each job
         before its own send, so that a stop or a crash mid-run leaves in doubt only what
-        the engine may have had, never the jobs behind it."""
-        if self._stopping:
+        the engine may have had, never the jobs behind it. The mark is written only on a
+        job this worker still holds: none that was cancelled meanwhile goes out."""
+        if self._stopping or not self._still_held(lease):
             return
         if isinstance(client, BatchSender):
             if not safe and not await self._marked([job.id for job in jobs], session_id):
@@ -396,7 +505,7 @@ class SendWorker:
                 outcomes.append(exc)
             return
         for job, message in zip(jobs, outgoing, strict=True):
-            if self._stopping:
+            if self._stopping or not self._still_held(lease):
                 return  # the rest is given back untried
             if not safe and not await self._marked([job.id], session_id):
                 return

@@ -435,7 +435,12 @@ class MessageService:
             raise MessageNotFound(details={"messageId": message_id})
         if not can_cancel(MessageStatus(row.status)):
             raise MessageNotPending(details={"status": row.status})
-        if job is not None and job.locked_until is not None and job.locked_until > utcnow():
+        # A job a send worker holds is its to send (its run renews the lease while it
+        # sends), and one marked handed over may have gone out: neither is cancelled.
+        if job is not None and (
+            job.handed_at is not None
+            or (job.locked_until is not None and job.locked_until > utcnow())
+        ):
             raise MessageNotPending("the message is being sent now", details={"status": "sending"})
         if job is not None:
             job.done = True
