@@ -4,6 +4,9 @@ folder (`DATA_DIR/tmp`), not in storage, where nothing would ever remove it."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+import pytest
 
 from tests.fixtures.app import Api
 from tests.media.conftest import MediaApps, MediaStore
@@ -90,3 +93,28 @@ async def test_sends_at_once_with_one_idempotency_key_store_one_file(
     assert len(set(ids)) == 1
     assert leftovers(api) == []
     assert len(local_store.objects()) == 1, local_store.objects()
+
+
+async def test_a_send_whose_accept_fails_leaves_no_file(
+    media_apps: MediaApps, store: MediaStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its bytes are stored before its rows are written: an accept that fails in any way
+    (here its write; a value the database refused was the case seen) removes them, not
+    only one that clashes on an idempotency key."""
+    api = await media_apps.start(store)
+    await ready_session(api, "alice")
+
+    async def failing(work: Any) -> Any:
+        raise RuntimeError("the accept failed")
+
+    monkeypatch.setattr(api.services.messages._accepts, "run", failing)
+    image = png()
+    error_of(
+        await post_multipart(api, "alice", image, chatId=OUTSIDER, type="image"),
+        500,
+        "INTERNAL_ERROR",
+    )
+    media = {"base64": b64(image), "mimetype": "image/png"}
+    error_of(await post_media_json(api, "alice", OUTSIDER, "image", media), 500, "INTERNAL_ERROR")
+    print("stored after two failed accepts:", store.objects())
+    assert_nothing_left(api, store)

@@ -4,9 +4,17 @@ every request input is held to before it can reach the database."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Strict
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Strict,
+)
 from pydantic import model_validator as _model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
@@ -53,8 +61,24 @@ def _iso_only(value: object) -> object:
     return value
 
 
-IsoDatetime = Annotated[AwareDatetime, Strict(False), BeforeValidator(_iso_only)]
-"""A date-time in a request body: an ISO 8601 string with an offset, nothing else."""
+def in_utc(value: datetime) -> datetime:
+    """The time in UTC, as it is stored; one whose UTC form is outside the years 1 to
+    9999 (`9999-12-31T23:59:59-12:00`, `0001-01-01T00:00:00+14:00`) is a validation
+    error here, not an overflow (a 500) where it is stored or compared."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once in UTC (years 1 to 9999)") from None
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(in_utc)]
+"""A date-time with an offset, in UTC (a query parameter)."""
+
+IsoDatetime = Annotated[
+    AwareDatetime, Strict(False), BeforeValidator(_iso_only), AfterValidator(in_utc)
+]
+"""A date-time in a request body: an ISO 8601 string with an offset, nothing else; given
+back in UTC."""
 
 
 class CamelModel(BaseModel):

@@ -292,92 +292,112 @@ class MessageService:
             )
         else:
             stored_media = None
-        if callable(content):
-            assert stored_media is not None  # a media send always comes with its bytes
-            content = content(stored_media)
-        sender = current.phone_number and f"{current.phone_number}@s.whatsapp.net"
-        # Everything but the writes is done before the transaction, so the group's
-        # transaction holds the writer only for them.
-        now = utcnow()
-        due = max(send_at, now) if send_at is not None else now
-        values: dict[str, Any] = {
-            "session_id": session.id,
-            "id": message_id,
-            "chat_id": chat_id,
-            "chat_lid": chat_lid,
-            "from_me": True,
-            "sender": sender,
-            "type": type_,
-            "content": to_json(content),
-            "status": MessageStatus.PENDING.value,
-            "send_at": send_at,
-            "timestamp": now,
-            "created_at": now,
-            "updated_at": now,
-            "media_key": stored_media.key if stored_media is not None else None,
-        }
-        row = MessageRow(**values)
-        message = await to_schema(self._links, row)
-        answer = message.model_dump(mode="json", by_alias=True) if idem_id is not None else None
-        # A send due beyond the worker's next look wakes nobody: that look finds it and
-        # waits until its due time. One due sooner wakes the worker, which would
-        # otherwise take it up to a look late.
-        wake = send_at is None or send_at <= now + timedelta(seconds=outbox.LOOK_EVERY_S)
-
-        async def write(db: AsyncSession) -> Message | IdempotencyRow:
-            """The message, its outbox job and the idempotent answer: one unit of work."""
-            if idem_id is not None:
-                stored = await db.get(IdempotencyRow, idem_id)
-                if stored is not None:
-                    return stored
-            # Staged: written with the other accepts of the group, before its commit.
-            stage_insert(db, table_of(MessageRow), values)
-            outbox.enqueue(db, session.id, message_id, due, now)
-            if idem_id is not None:
-                db.add(
-                    IdempotencyRow(
-                        api_key_id=idem_id[0],
-                        session_id=idem_id[1],
-                        key=idem_id[2],
-                        request_hash=request_hash,
-                        status_code=202,
-                        response=answer,
-                        created_at=now,
-                    )
-                )
-            if wake:
-                on_commit(db, self._queued.notify)
-            return message
-
         try:
-            result = await self._accepts.run(write)
-        except IntegrityError:
-            async with self._read() as db:
-                # The same key raced in from a parallel request: answer as it was answered.
-                stored = await db.get(IdempotencyRow, idem_id) if idem_id is not None else None
-                gone = stored is None and await db.get(SessionRow, session.id) is None
-                # A commit that reached the database though its answer was lost, then
-                # run again alone, clashes with itself: its message is there.
-                written = await db.get(MessageRow, (session.id, message_id)) is not None
-            if written:
-                return message  # no other request writes this message id
-            if stored_media is not None:
-                # Nothing of this send was written: its bytes would belong to no message.
+            if callable(content):
+                assert stored_media is not None  # a media send always comes with its bytes
+                content = content(stored_media)
+            sender = current.phone_number and f"{current.phone_number}@s.whatsapp.net"
+            # Everything but the writes is done before the transaction, so the group's
+            # transaction holds the writer only for them.
+            now = utcnow()
+            due = max(send_at, now) if send_at is not None else now
+            values: dict[str, Any] = {
+                "session_id": session.id,
+                "id": message_id,
+                "chat_id": chat_id,
+                "chat_lid": chat_lid,
+                "from_me": True,
+                "sender": sender,
+                "type": type_,
+                "content": to_json(content),
+                "status": MessageStatus.PENDING.value,
+                "send_at": send_at,
+                "timestamp": now,
+                "created_at": now,
+                "updated_at": now,
+                "media_key": stored_media.key if stored_media is not None else None,
+            }
+            row = MessageRow(**values)
+            message = await to_schema(self._links, row)
+            answer = message.model_dump(mode="json", by_alias=True) if idem_id is not None else None
+            # A send due beyond the worker's next look wakes nobody: that look finds it and
+            # waits until its due time. One due sooner wakes the worker, which would
+            # otherwise take it up to a look late.
+            wake = send_at is None or send_at <= now + timedelta(seconds=outbox.LOOK_EVERY_S)
+
+            async def write(db: AsyncSession) -> Message | IdempotencyRow:
+                """The message, its outbox job and the idempotent answer: one unit of work."""
+                if idem_id is not None:
+                    stored = await db.get(IdempotencyRow, idem_id)
+                    if stored is not None:
+                        return stored
+                # Staged: written with the other accepts of the group, before its commit.
+                stage_insert(db, table_of(MessageRow), values)
+                outbox.enqueue(db, session.id, message_id, due, now)
+                if idem_id is not None:
+                    db.add(
+                        IdempotencyRow(
+                            api_key_id=idem_id[0],
+                            session_id=idem_id[1],
+                            key=idem_id[2],
+                            request_hash=request_hash,
+                            status_code=202,
+                            response=answer,
+                            created_at=now,
+                        )
+                    )
+                if wake:
+                    on_commit(db, self._queued.notify)
+                return message
+
+            try:
+                result = await self._accepts.run(write)
+            except IntegrityError:
+                async with self._read() as db:
+                    # The same key raced in from a parallel request: answer as it was answered.
+                    stored = await db.get(IdempotencyRow, idem_id) if idem_id is not None else None
+                    gone = stored is None and await db.get(SessionRow, session.id) is None
+                    # A commit that reached the database though its answer was lost, then
+                    # run again alone, clashes with itself: its message is there.
+                    written = await db.get(MessageRow, (session.id, message_id)) is not None
+                if written:
+                    return message  # no other request writes this message id
+                if stored is not None:
+                    replayed = self._replay(stored, request_hash)
+                    if stored_media is not None:
+                        # Nothing of this send was written: its bytes belong to no message.
+                        await self._discard_media(stored_media.key)
+                    return replayed
+                if gone:
+                    # Deleted since it was looked up: the message's foreign key refused it.
+                    raise SessionNotFound(details={"session": session.id}) from None
+                raise
+            if isinstance(result, IdempotencyRow):
+                # A parallel request with the same key was written first: this one wrote
+                # nothing, and the bytes it stored belong to no message (unless the record
+                # is this send's own, committed though its answer was lost, then run again).
+                replayed = self._replay(result, request_hash)
+                if stored_media is not None and (result.response or {}).get("id") != message_id:
+                    await self._discard_media(stored_media.key)
+                return replayed
+            return result
+        except Exception:
+            # However the accept failed (a value the database refused, a clash, the
+            # database gone), bytes stored for it belong to no message unless its row
+            # was written after all.
+            if stored_media is not None and not await self._written(session.id, message_id):
                 await self._discard_media(stored_media.key)
-            if stored is not None:
-                return self._replay(stored, request_hash)
-            if gone:
-                # Deleted since it was looked up: the message's foreign key refused it.
-                raise SessionNotFound(details={"session": session.id}) from None
             raise
-        if isinstance(result, IdempotencyRow):
-            # A parallel request with the same key was written first: this one wrote
-            # nothing, and the bytes it stored belong to no message (unless the record
-            # is this send's own, committed though its answer was lost, then run again).
-            if stored_media is not None and (result.response or {}).get("id") != message_id:
-                await self._discard_media(stored_media.key)
-            return self._replay(result, request_hash)
-        return result
+
+    async def _written(self, session_id: str, message_id: str) -> bool:
+        """Whether the message's row is there; True when that cannot be read (its bytes
+        are then kept: the media sweep removes them a day later if it is not)."""
+        try:
+            async with self._read() as db:
+                return await db.get(MessageRow, (session_id, message_id)) is not None
+        except Exception:
+            log.warning("accept_outcome_unread", message_id=message_id, exc_info=True)
+            return True
 
     async def _discard_media(self, key: str) -> None:
         try:

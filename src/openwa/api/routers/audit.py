@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Query
-from pydantic import AwareDatetime
 
 from openwa.api.deps import AdminDep, PageDep, ReadDbDep, ServicesDep
 from openwa.api.envelope import PageEnvelope, paged
 from openwa.api.routing import api_router
 from openwa.audit.schemas import AuditEntry, AuditFilters
+from openwa.kit.schema import UtcDatetime
 
 router = api_router("/api/audit", ["audit"])
 
@@ -36,7 +36,7 @@ async def list_audit(
         ),
     ] = None,
     since: Annotated[
-        AwareDatetime | None,
+        UtcDatetime | None,
         Query(description="Only entries at or after this time (ISO 8601 with an offset)"),
     ] = None,
 ) -> PageEnvelope[AuditEntry]:
