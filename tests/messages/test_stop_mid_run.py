@@ -106,3 +106,71 @@ async def test_a_stop_past_its_grace_leaves_only_the_send_in_hand_in_doubt(
     codes = [code for _status, code in found]
     assert codes == [None] * cut + ["SEND_OUTCOME_UNKNOWN"] + [None] * (COUNT - cut - 1), found
     assert went == wire[:cut] + wire[cut + 1 :]
+
+
+async def test_a_run_that_fails_leaves_no_other_run_unwatched(api: Api) -> None:
+    """The runs of one claim are waited for together: when one failed, the wait used to
+    end while the others went on sending, unseen by a stop (which then gave their
+    claims back and let them go on)."""
+    alice, bob = await ready_pair(api)
+    sender = api.services.sender
+    send_run = sender._send_run
+    gate = asyncio.Event()
+    started: set[str] = set()
+
+    async def run(jobs: list, *args: object) -> None:  # type: ignore[type-arg]
+        session_id = jobs[0].session_id
+        started.add(session_id)
+        if session_id == alice["id"]:
+            raise RuntimeError("this run's record failed")
+        await gate.wait()
+        await send_run(jobs, *args)
+
+    sender._send_run = run  # type: ignore[method-assign]
+    at = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    await send_text(api, "alice", plus(bob), "fails", sendAt=at)
+    sent = await send_text(api, "bob", plus(alice), "goes", sendAt=at)
+    try:
+        await wait_for(
+            lambda: asyncio.sleep(0, set(started)),
+            lambda now: now == {alice["id"], bob["id"]},
+            10,
+            "both runs",
+        )
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert sender._active == 1, "the run still sending is no longer watched"
+    finally:
+        gate.set()
+    await wait_for(
+        lambda: get_message(api, "bob", sent["id"]), lambda m: m["status"] != "pending", 10
+    )
+
+
+async def test_the_record_of_a_run_cut_short_is_bounded_by_the_grace(api: Api) -> None:
+    """A run cancelled by a stop records what went, for up to the stop's grace: the run
+    was cancelled once already, and no second cancel would come to bound a record the
+    database keeps waiting (it held the stop, and the sessions' share of the
+    shutdown's time with it)."""
+    sender = api.services.sender
+    sender._stop_grace_s = 0.2
+    record_ended = asyncio.Event()
+
+    async def record() -> None:
+        try:
+            await asyncio.sleep(30)  # a database that does not answer
+        finally:
+            record_ended.set()
+
+    async def run() -> None:
+        try:
+            await asyncio.sleep(30)  # the send in hand
+        except asyncio.CancelledError:
+            await sender._settle(record(), cut_short=True)
+            raise
+
+    task = asyncio.create_task(run())
+    await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 5)
+    assert record_ended.is_set()  # cut short, not left running

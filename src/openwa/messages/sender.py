@@ -251,12 +251,19 @@ class SendWorker:
                     )
             self._pacing.claimed(paced, {run[0].session_id for run in runs})
             if runs:
-                await asyncio.gather(
+                # Every run is waited for, whichever fails: one that raised used to end
+                # the wait while the others went on sending, unseen by a stop, after
+                # their claims were given back.
+                outcomes = await asyncio.gather(
                     *(
                         self._send_run(run, intervals.get(run[0].session_id), claimed)
                         for run in runs
-                    )
+                    ),
+                    return_exceptions=True,
                 )
+                failures = [o for o in outcomes if isinstance(o, Exception)]
+                if failures:
+                    raise ExceptionGroup("send runs failed", failures)
             return sum(len(run) for run in runs)
         finally:
             self._active -= 1
@@ -334,22 +341,33 @@ class SendWorker:
             # if any, is left as it was marked (in doubt where the engine cannot resend),
             # the later jobs untouched (the stop gives back their claims).
             tried = sending[: len(outcomes)]
-            await self._settle(self._finish(session_id, session, finished, tried, outcomes))
+            record = self._finish(session_id, session, finished, tried, outcomes)
+            await self._settle(record, cut_short=True)
             raise
         await self._settle(self._finish(session_id, session, finished, sending, outcomes))
 
-    async def _settle(self, record: Awaitable[None]) -> None:
+    async def _settle(self, record: Awaitable[None], *, cut_short: bool = False) -> None:
         """Await a run's record, which a stop cutting the run short does not cut short
-        in turn: it is let finish for up to `stop_grace_s` more."""
+        in turn: it is let finish for up to `stop_grace_s` more. `cut_short`: the run
+        was cancelled already, and no second cancel would come to bound the wait (a
+        database that keeps the record waiting would have held the stop, and with it
+        the sessions' share of SHUTDOWN_TIMEOUT_S)."""
         task = asyncio.ensure_future(record)
+        if cut_short:
+            await self._within_grace(task)
+            return
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
             if not task.done():
-                with contextlib.suppress(Exception, asyncio.CancelledError):
-                    async with asyncio.timeout(self._stop_grace_s):
-                        await task
+                await self._within_grace(task)
             raise
+
+    async def _within_grace(self, task: asyncio.Future[None]) -> None:
+        """The record let finish for up to `stop_grace_s`, then cut short."""
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            async with asyncio.timeout(self._stop_grace_s):
+                await task
 
     async def _finish(
         self,
