@@ -40,6 +40,21 @@ async def outcomes(api: Api, ids: list[str]) -> list[tuple[str, str | None]]:
     return [(m["status"], m.get("errorCode")) for m in found]
 
 
+async def after_restart(
+    app_factory: AppFactory, ids: list[str]
+) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """Started again: every message's settled outcome, and the ids alice transmitted."""
+    async with app_factory.running(mock_engine_ids="own", mock_ack_delay_ms=0) as again:
+        await again.wait_status("alice", "ready")
+        await wait_for(
+            lambda: outcomes(again, ids),
+            lambda found: all(status != "pending" for status, _code in found),
+            10,
+            "every message to be settled",
+        )
+        return await outcomes(again, ids), transmitted_ids(await transmitted(again, "alice"))
+
+
 async def test_a_stop_mid_run_leaves_the_unsent_jobs_of_the_run_to_go_after_a_restart(
     app_factory: AppFactory,
 ) -> None:
@@ -54,16 +69,7 @@ async def test_a_stop_mid_run_leaves_the_unsent_jobs_of_the_run_to_go_after_a_re
     begun = len(client.begun)
     assert begun < COUNT, "the stop came too late to tell"
 
-    async with app_factory.running(mock_engine_ids="own", mock_ack_delay_ms=0) as again:
-        await again.wait_status("alice", "ready")
-        await wait_for(
-            lambda: outcomes(again, ids),
-            lambda found: all(status != "pending" for status, _code in found),
-            10,
-            "every message to be settled",
-        )
-        found = await outcomes(again, ids)
-        went = transmitted_ids(await transmitted(again, "alice"))
+    found, went = await after_restart(app_factory, ids)
     print("sends begun before the stop:", begun, "outcomes after the restart:", found)
     wire = [own_engine_id(i) for i in ids]  # the ids the mock sent them under
     # The send in hand finished within the stop's grace: nothing is in doubt, every
@@ -90,16 +96,7 @@ async def test_a_stop_past_its_grace_leaves_only_the_send_in_hand_in_doubt(
     begun = len(client.begun)
     assert begun == 3, begun
 
-    async with app_factory.running(mock_engine_ids="own", mock_ack_delay_ms=0) as again:
-        await again.wait_status("alice", "ready")
-        await wait_for(
-            lambda: outcomes(again, ids),
-            lambda found: all(status != "pending" for status, _code in found),
-            10,
-            "every message to be settled",
-        )
-        found = await outcomes(again, ids)
-        went = transmitted_ids(await transmitted(again, "alice"))
+    found, went = await after_restart(app_factory, ids)
     print("sends begun before the stop:", begun, "outcomes after the restart:", found)
     wire = [own_engine_id(i) for i in ids]
     cut = begun - 1  # the send that hung when the stop came

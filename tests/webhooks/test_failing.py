@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import update
 
 from openwa.db.models import WebhookRow
@@ -58,6 +59,19 @@ async def _failing_for_days(
                 last_failure_at=now - timedelta(days=quiet_since_days),
             )
         )
+
+
+async def _failing_hook(
+    apps: Apps, receiver: Receiver, disable_after_days: int
+) -> tuple[Api, dict[str, Any], dict[str, Any]]:
+    """An app, a session and its webhook whose receiver answers 503, once it is failing."""
+    api = await apps.start(webhook_disable_after_days=disable_after_days)
+    session = await ready_session(api)
+    hook = await register(api, session["id"], f"{receiver.base}/hook", events=EVENTS)
+    receiver.respond = lambda _: 503
+    await inbound(api, session["id"], "fails")
+    await _until(api, session["id"], hook["id"], "failing", lambda h: h["failingSince"])
+    return api, session, hook
 
 
 async def test_a_run_of_failures_is_kept_until_a_success(apps: Apps, receiver: Receiver) -> None:
@@ -116,29 +130,16 @@ async def test_a_webhook_failing_for_days_is_switched_off_and_resumes_when_switc
     assert message_ids(receiver.of("message.received"))[-1] == first
 
 
-async def test_a_webhook_failing_for_less_stays_on(apps: Apps, receiver: Receiver) -> None:
-    api = await apps.start(webhook_disable_after_days=5)
-    session = await ready_session(api)
-    hook = await register(api, session["id"], f"{receiver.base}/hook", events=EVENTS)
-    receiver.respond = lambda _: 503
-    await inbound(api, session["id"], "fails")
-    await _until(api, session["id"], hook["id"], "failing", lambda h: h["failingSince"])
-    await _failing_for_days(api, hook["id"], 4)
-    attempts = len(receiver.requests)
-    await wait_for(
-        lambda: _count(receiver), lambda n: n >= attempts + 2, 15.0, "two more failed attempts"
-    )
-    assert (await _webhook(api, session["id"], hook["id"]))["active"]
-
-
-async def test_zero_days_never_switches_a_webhook_off(apps: Apps, receiver: Receiver) -> None:
-    api = await apps.start(webhook_disable_after_days=0)
-    session = await ready_session(api)
-    hook = await register(api, session["id"], f"{receiver.base}/hook", events=EVENTS)
-    receiver.respond = lambda _: 503
-    await inbound(api, session["id"], "fails")
-    await _until(api, session["id"], hook["id"], "failing", lambda h: h["failingSince"])
-    await _failing_for_days(api, hook["id"], 365)
+@pytest.mark.parametrize(
+    ("disable_after_days", "failing_days"),
+    [(5, 4), (0, 365)],  # failing for less; 0 switches nothing off
+    ids=["failing-for-less", "zero-never"],
+)
+async def test_a_webhook_stays_on(
+    apps: Apps, receiver: Receiver, disable_after_days: int, failing_days: int
+) -> None:
+    api, session, hook = await _failing_hook(apps, receiver, disable_after_days)
+    await _failing_for_days(api, hook["id"], failing_days)
     attempts = len(receiver.requests)
     await wait_for(
         lambda: _count(receiver), lambda n: n >= attempts + 2, 15.0, "two more failed attempts"
@@ -176,12 +177,7 @@ async def test_a_failure_after_a_quiet_time_starts_a_new_run(
 ) -> None:
     """A webhook whose last delivery failed six days ago, with no events since, is not
     six days failing: its next failure starts a run, and it stays on."""
-    api = await apps.start(webhook_disable_after_days=5)
-    session = await ready_session(api)
-    hook = await register(api, session["id"], f"{receiver.base}/hook", events=EVENTS)
-    receiver.respond = lambda _: 503
-    await inbound(api, session["id"], "fails")
-    await _until(api, session["id"], hook["id"], "failing", lambda h: h["failingSince"])
+    api, session, hook = await _failing_hook(apps, receiver, 5)
     await _failing_for_days(api, hook["id"], 6, quiet_since_days=6)
     started = utcnow() - timedelta(minutes=1)
     restarted = await _until(
