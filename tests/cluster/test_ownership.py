@@ -247,5 +247,5 @@ def _client_store(
 ) -> DatabaseAuthStore:
     """The store a client started now on `member` gets (as the runtime makes it)."""
     epoch = member.ownership._held[sid].epoch
-    fence = functools.partial(member.ownership.confirm_epoch, session_id=sid, epoch=epoch)
+    fence = functools.partial(member.ownership.confirm, session_id=sid, epoch=epoch)
     return DatabaseAuthStore(db, sid, "baileys", fence)

@@ -175,28 +175,21 @@ class Ownership:
         best = max(roomy, key=lambda m: m.max_sessions - m.running)
         return OwnedElsewhere(details={"instance": best.id}, url=best.url)
 
-    async def confirm(self, db: AsyncSession, session_id: str) -> None:
+    async def confirm(self, db: AsyncSession, session_id: str, epoch: int | None = None) -> None:
         """Fence a write in the caller's transaction by the lease's epoch (clustered):
         `LeaseLost` unless this instance still holds it, and no takeover can commit
-        before this transaction does. Alone, the instance lock already says so."""
+        before this transaction does. Alone, the instance lock already says so.
+
+        `epoch`: the one a client was started with, rather than the one held now: a
+        client left over from an earlier start of the session here must not write as
+        the newer one, nor after the session stopped (a lease given back keeps its owner
+        and epoch in the database until another takes it)."""
         if not self.clustered:
             return
         held = self._held.get(session_id)
-        if held is None:
+        if held is None or epoch not in (None, held.epoch):
             raise LeaseLost(session_id)
         await leases.confirm(db, session_id, self.instance_id, held.epoch)
-
-    async def confirm_epoch(self, db: AsyncSession, session_id: str, epoch: int) -> None:
-        """As `confirm`, under `epoch` (the one a client was started with) rather than
-        the one held now: a client left over from an earlier start of the session here
-        must not write as the newer one, nor after the session stopped (a lease given
-        back keeps its owner and epoch in the database until another takes it)."""
-        if not self.clustered:
-            return
-        held = self._held.get(session_id)
-        if held is None or held.epoch != epoch:
-            raise LeaseLost(session_id)
-        await leases.confirm(db, session_id, self.instance_id, epoch)
 
     # Taking and giving back.
 

@@ -245,9 +245,7 @@ class ReportApplier:
                 try:
                     inbound[report.id] = await self._prepare_inbound(session, report)
                 except Exception as exc:
-                    # Told stored only if it would fail again: one of the moment (a
-                    # presign the storage did not answer, say) comes again (the mock).
-                    if await self._set_aside(session, report, exc) and not transient(exc):
+                    if await self._set_aside(session, report, exc):
                         done.add(report.id)
                     continue
             ready.append(report)
@@ -268,10 +266,7 @@ class ReportApplier:
                 else:
                     left.append((report, alone))
         for report, error in left:
-            # Set aside for a reason of the moment that outlasted the retries: kept for
-            # inspection, but not confirmed stored, so an engine that can hand it over
-            # again (the mock's inbox) does, and it is stored then.
-            if await self._set_aside(session, report, error) and not transient(error):
+            if await self._set_aside(session, report, error):
                 done |= _received_ids([report])
         return done
 
@@ -318,8 +313,12 @@ class ReportApplier:
         await self._events.append(db, events)
 
     async def _set_aside(self, session: SessionRow, report: EngineEvent, error: Exception) -> bool:
-        """Keep the report in `set_aside_reports` with its error; whether that was
-        written."""
+        """Keep the report in `set_aside_reports` with its error; whether the engine may
+        let go of it: written, and for a reason of its own (it would fail again). One
+        set aside for a reason of the moment that outlasted the retries (a presign the
+        storage did not answer, a database away) is kept for inspection but not
+        confirmed, so an engine that can hand it over again (the mock's inbox) does,
+        and it is stored then."""
         log.error(
             "engine_report_set_aside",
             session_id=session.id,
@@ -339,7 +338,7 @@ class ReportApplier:
         except Exception:
             log.exception("engine_report_lost", session_id=session.id)
             return False
-        return True
+        return not transient(error)
 
     async def _apply(
         self,

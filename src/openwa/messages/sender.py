@@ -25,7 +25,7 @@ from functools import partial
 from typing import Any
 
 import structlog
-from sqlalchemy import String, bindparam, func, select, update
+from sqlalchemy import ColumnElement, String, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.db.base import table_of
@@ -409,15 +409,19 @@ class SendWorker:
         async with self._db() as db, db.begin():
             result = await db.execute(
                 update(_JOBS)
-                .where(
-                    _JOBS.c.id.in_(job_ids),
-                    _JOBS.c.locked_by == self._worker_id,
-                    _JOBS.c.done.is_(False),
-                    _JOBS.c.locked_until > now,
-                )
+                .where(*self._still_ours(job_ids), _JOBS.c.locked_until > now)
                 .values(handed_at=now)
             )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    def _still_ours(self, job_ids: list[int]) -> list[ColumnElement[bool]]:
+        """Which of these jobs this worker still holds: claimed by it, not done (a job
+        cancelled, or claimed by another instance, is not)."""
+        return [
+            _JOBS.c.id.in_(job_ids),
+            _JOBS.c.locked_by == self._worker_id,
+            _JOBS.c.done.is_(False),
+        ]
 
     async def _marked(self, job_ids: list[int], session_id: str) -> bool:
         """Mark the jobs handed over; False if that failed, or a job is no longer this
@@ -458,12 +462,7 @@ class SendWorker:
                 async with self._db() as db, db.begin():
                     result = await db.execute(
                         update(_JOBS)
-                        .where(
-                            _JOBS.c.id.in_(lease.job_ids),
-                            _JOBS.c.locked_by == self._worker_id,
-                            _JOBS.c.done.is_(False),
-                            _JOBS.c.locked_until.is_not(None),
-                        )
+                        .where(*self._still_ours(lease.job_ids), _JOBS.c.locked_until.is_not(None))
                         .values(locked_until=now + timedelta(seconds=self._lease_s))
                     )
                 held = int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -300,7 +300,7 @@ class SessionRuntime:
         need it still to be this instance's (a stopped session's store, used by a
         logout, needs none)."""
         fence = (
-            functools.partial(self._ownership.confirm_epoch, session_id=session_id, epoch=epoch)
+            functools.partial(self._ownership.confirm, session_id=session_id, epoch=epoch)
             if epoch is not None and self._ownership is not None
             else None
         )
