@@ -354,7 +354,13 @@ def build_services(settings: Settings) -> Services:
     )
     engine_ids = EngineIds()
     reports = ReportApplier(
-        db, events, storage, media_links, GroupCommit(db, name="reports"), ids=engine_ids
+        db,
+        events,
+        storage,
+        media_links,
+        GroupCommit(db, name="reports"),
+        ids=engine_ids,
+        patience_s=settings.engine_report_retry_s,
     )
     runtime.set_message_handler(reports.apply_reports)
     runtime.add_start_listener(reports.forget_session)

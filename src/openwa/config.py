@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     # A session's reports waiting to be written at which its engine is asked to hold
     # back (engines/flow.py); it goes on once half of them are written.
     engine_report_queue_max: int = Field(default=10_000, ge=1)
+    # How long a run of reports the database refuses for a reason of the moment (away,
+    # busy, a deadlock lost) is tried again before it is set aside (messages/reports.py).
+    engine_report_retry_s: float = Field(default=300, ge=0, le=86400)
     send_ready_timeout_s: int = Field(default=86400, ge=0)
     shutdown_timeout_s: int = Field(default=30, ge=0)
     instance_id: str | None = None

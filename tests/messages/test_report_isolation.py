@@ -6,13 +6,15 @@ runtime's worker). Whatever fails for one of them must stay with that one: the r
 the run is stored, and the one that failed is kept visible (stored with what could be
 made of it) or set aside (`set_aside_reports`), never dropped. A run the database
 refuses for a reason of the moment (SQLite busy, a deadlock PostgreSQL broke, a lost
-connection) is tried again, a few times, before anything is set aside; what is set
+connection) is tried again, for as long as `ENGINE_REPORT_RETRY_S`, before anything is set
+aside (a stop or a config change waiting for the session meanwhile goes first); what is set
 aside for such a reason is not confirmed stored to the engine, which hands it over
 again if it can (the mock network's inbox).
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,8 +28,7 @@ from structlog.testing import capture_logs
 from openwa.db.models import SessionRow
 from openwa.db.models.mock_network import MockInboxRow
 from openwa.engines.base import EngineEvent, InboundMedia, MessageReceived
-from openwa.messages import reports as reports_module
-from tests.fixtures.app import Api, wait_for
+from tests.fixtures.app import Api, AppFactory, wait_for
 from tests.messages.support import (
     data_of,
     get_message,
@@ -218,45 +219,142 @@ async def test_a_run_that_meets_a_bad_moment_is_tried_again(
     assert {e[said] for e in retried} == {"40P01" if database_kind == "postgres" else "SQLITE_BUSY"}
 
 
-async def test_a_run_failing_past_its_retries_is_handed_over_again(
-    api: Api, monkeypatch: pytest.MonkeyPatch, database_kind: str, tmp_path: Path
-) -> None:
-    """The bound reached, the message is set aside (logged), but not confirmed stored:
-    the mock's inbox hands it over again on the next connection, and it is stored then,
-    once."""
-    alice, bob = await ready_pair(api)
-    error = of_the_moment(database_kind, tmp_path)
-    state = failing_runs(api, monkeypatch, error, bob["id"])
-    state["left"] = 1000
-    with capture_logs() as logs:
-        sent = await send_text(api, alice["id"], plus(bob), "through a bad spell")
-        _, aside = await wait_for(
-            lambda: stored_and_set_aside(api, bob["id"]),
-            lambda found: len(found[1]) == 1,
-            what="the report set aside",
-        )
-    assert (aside[0].kind, aside[0].report["id"]) == ("MessageReceived", sent["id"])
-    state["left"] = 0
-    # The run, then each retry. (Counted in the log, not in calls of the run: a try
-    # group-committed with another session's run fails the group, and the group's runs
-    # are then each tried alone, which calls this one twice in that try.)
-    retried = [
+def retried(logs: list[dict[str, Any]], session_id: str) -> list[int]:
+    """The attempts logged of the session's runs tried again."""
+    return [
         e["attempt"]
         for e in logs
-        if e["event"] == "engine_reports_retried" and e["session_id"] == bob["id"]
+        if e["event"] == "engine_reports_retried" and e["session_id"] == session_id
     ]
-    assert retried == list(range(1, 1 + reports_module._RETRIES))
+
+
+async def test_a_run_waits_out_a_database_away_for_longer_than_a_few_tries(
+    api: Api, monkeypatch: pytest.MonkeyPatch, database_kind: str, tmp_path: Path
+) -> None:
+    """A restart of the database takes longer than a few quick tries: the run waits it
+    out and is written without the engine handing anything over again (whatsmeow and
+    whatsapp-web.js do not), nothing set aside."""
+    alice, bob = await ready_pair(api)
+    state = failing_runs(api, monkeypatch, of_the_moment(database_kind, tmp_path), bob["id"])
+    state["left"] = 7
+    with capture_logs() as logs:
+        sent = await send_text(api, alice["id"], plus(bob), "through a restart")
+        shown = await wait_for(
+            lambda: api.request("GET", f"/api/sessions/{bob['id']}/messages/{sent['id']}"),
+            lambda r: r.status_code == 200,
+            what="the message stored",
+        )
+    assert data_of(shown)["text"] == "through a restart"
+    assert state["failed"] >= 7
+    assert retried(logs, bob["id"]) == list(range(1, 8))
+    _, aside = await stored_and_set_aside(api, bob["id"])
+    assert aside == []
+
+
+async def test_a_run_failing_past_its_patience_is_handed_over_again(
+    app_factory: AppFactory, monkeypatch: pytest.MonkeyPatch, database_kind: str, tmp_path: Path
+) -> None:
+    """The patience (`ENGINE_REPORT_RETRY_S`) used up, the message is set aside (logged),
+    but not confirmed stored: the mock's inbox hands it over again on the next
+    connection, and it is stored then, once."""
+    async with app_factory.running(engine_report_retry_s=1.0) as api:
+        alice, bob = await ready_pair(api)
+        error = of_the_moment(database_kind, tmp_path)
+        state = failing_runs(api, monkeypatch, error, bob["id"])
+        state["left"] = 1000
+        with capture_logs() as logs:
+            sent = await send_text(api, alice["id"], plus(bob), "through a bad spell")
+            _, aside = await wait_for(
+                lambda: stored_and_set_aside(api, bob["id"]),
+                lambda found: len(found[1]) == 1,
+                what="the report set aside",
+            )
+        assert (aside[0].kind, aside[0].report["id"]) == ("MessageReceived", sent["id"])
+        state["left"] = 0
+        tries = retried(logs, bob["id"])
+        assert tries == list(range(1, 1 + len(tries)))
+        assert 1 <= len(tries) <= 4  # 0.1 s, doubling (±20 %), within 1 s
+        url = f"/api/sessions/{bob['id']}"
+        assert (await api.request("GET", f"{url}/messages/{sent['id']}")).status_code == 404
+        assert await in_the_inbox(api, sent["id"]) is True  # not confirmed stored
+        assert (await api.request("POST", f"{url}/mock/disconnect")).status_code < 300
+        await api.wait_status(bob["id"], "ready")
+        shown = await wait_for(
+            lambda: api.request("GET", f"{url}/messages/{sent['id']}"),
+            lambda r: r.status_code == 200,
+            what="the message handed over again and stored",
+        )
+        assert data_of(shown)["text"] == "through a bad spell"
+
+
+async def waiting_out_the_database(
+    api: Api, monkeypatch: pytest.MonkeyPatch, database_kind: str, tmp_path: Path
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, int]]:
+    """Bob's runs fail for a reason of the moment until told otherwise; a message from
+    Alice is in a run that waits it out (tried again at least once). Returns Bob, the
+    message and the failing state."""
+    alice, bob = await ready_pair(api)
+    state = failing_runs(api, monkeypatch, of_the_moment(database_kind, tmp_path), bob["id"])
+    state["left"] = 1_000_000
+    sent = await send_text(api, alice["id"], plus(bob), "while the database is away")
+    await wait_for(
+        lambda: asyncio.sleep(0, state["failed"]),
+        lambda failed: failed >= 2,
+        what="the run tried again",
+    )
+    return bob, sent, state
+
+
+async def test_a_stop_does_not_wait_for_a_run_waiting_out_the_database(
+    app_factory: AppFactory, monkeypatch: pytest.MonkeyPatch, database_kind: str, tmp_path: Path
+) -> None:
+    """The run lets go of the session's lock: the stop's drain tries it for its own
+    bound (`SHUTDOWN_TIMEOUT_S`) instead of the stop waiting out the run's patience.
+    Not written, the message is not confirmed stored: the next connection hands it over
+    again."""
+    async with app_factory.running(shutdown_timeout_s=1) as api:
+        bob, sent, state = await waiting_out_the_database(api, monkeypatch, database_kind, tmp_path)
+        url = f"/api/sessions/{bob['id']}"
+        with capture_logs() as logs:
+            async with asyncio.timeout(60):  # the run's patience is 300 s
+                stopped = await api.request("POST", f"{url}/stop")
+        assert data_of(stopped)["status"] == "stopped"
+        [left] = [e for e in logs if e["event"] == "engine_reports_not_written"]
+        assert left["left"] == 1
+        state["left"] = 0
+        assert (await api.request("GET", f"{url}/messages/{sent['id']}")).status_code == 404
+        assert await in_the_inbox(api, sent["id"]) is True
+        assert (await api.request("POST", f"{url}/start")).status_code < 300
+        shown = await wait_for(
+            lambda: api.request("GET", f"{url}/messages/{sent['id']}"),
+            lambda r: r.status_code == 200,
+            what="the message handed over again and stored",
+        )
+        assert data_of(shown)["text"] == "while the database is away"
+
+
+async def test_a_run_put_off_for_a_config_change_is_written_after_it(
+    api: Api, monkeypatch: pytest.MonkeyPatch, database_kind: str, tmp_path: Path
+) -> None:
+    """A change of the session's config waits for its lock: the run waiting out the
+    database lets go of it, and goes on once the change is made, the connection kept."""
+    bob, sent, state = await waiting_out_the_database(api, monkeypatch, database_kind, tmp_path)
     url = f"/api/sessions/{bob['id']}"
-    assert (await api.request("GET", f"{url}/messages/{sent['id']}")).status_code == 404
-    assert await in_the_inbox(api, sent["id"]) is True  # not confirmed stored
-    assert (await api.request("POST", f"{url}/mock/disconnect")).status_code < 300
-    await api.wait_status(bob["id"], "ready")
+    async with asyncio.timeout(60):  # the run's patience is 300 s
+        changed = await api.request(
+            "PATCH", url, json={"config": {"metadata": {"team": "support"}}}
+        )
+    assert data_of(changed)["config"]["metadata"] == {"team": "support"}
+    state["left"] = 0
     shown = await wait_for(
         lambda: api.request("GET", f"{url}/messages/{sent['id']}"),
         lambda r: r.status_code == 200,
-        what="the message handed over again and stored",
+        what="the message stored",
     )
-    assert data_of(shown)["text"] == "through a bad spell"
+    assert data_of(shown)["text"] == "while the database is away"
+    assert await in_the_inbox(api, sent["id"]) is False  # confirmed, not handed over again
+    _, aside = await stored_and_set_aside(api, bob["id"])
+    assert aside == []
 
 
 async def test_a_run_refused_for_a_reason_of_its_own_is_not_tried_again(

@@ -140,7 +140,7 @@ async def test_a_stuck_database_holds_a_stop_no_longer_than_its_bound(
         runtime = api.services.runtime
         stuck = asyncio.Event()
 
-        async def never(_row: Any, _reports: list[EngineEvent]) -> list[str]:
+        async def never(_row: Any, _reports: list[EngineEvent], **_: Any) -> list[str]:
             await stuck.wait()
             return []
 

@@ -43,6 +43,13 @@ _TELL_TRIES = 3
 _TELL_BACKOFF_S = 0.5  # then doubling, between the tries
 
 
+class ReportsPutOff(Exception):
+    """A run of reports waiting out the database was given up for now, nothing of it
+    written: someone waits for the session (a stop, a restart), and the run would hold
+    them up for as long as the database is away. Whoever handed the run over keeps it
+    and hands it over again (the session's worker, or the stop's drain)."""
+
+
 class ReportFlow:
     """Open while the core keeps up with a session's reports."""
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -43,6 +45,7 @@ from openwa.engines.base import (
     ReactionReceived,
     ReadBySelf,
 )
+from openwa.engines.flow import ReportsPutOff
 from openwa.events.log import EventLog
 from openwa.events.types import (
     CONTACT_UPDATE,
@@ -139,27 +142,37 @@ def _received_ids(reports: list[EngineEvent]) -> set[str]:
 
 
 # Pauses before a run that failed for a reason of the moment is tried again: from
-# 0.1 s, doubling, ±20 %; `_RETRIES` of them per call of `apply_reports` (batch and
-# report-by-report runs share them), about 3 s of pauses in all (on SQLite each try may
-# first wait out the busy timeout): a busy spell of SQLite, a
-# deadlock lost, a connection dropped by a restart that ends within it. A database away
-# for longer gets the run set aside (logged) rather than this session's reports held up
-# without end.
+# 0.1 s, doubling up to 1.6 s, ±20 % (on SQLite each try may first wait out the busy
+# timeout): a busy spell of SQLite, a deadlock lost, a connection dropped by a restart
+# of the database. They go on for as long as the call's patience (`ENGINE_REPORT_RETRY_S`):
+# whatsmeow and whatsapp-web.js acknowledged their reports to WhatsApp already, so a
+# database that is away for a minute (a restart, a failover) must not lose what they
+# handed over meanwhile. Past it, the run is set aside (logged) rather than this
+# session's reports held up without end.
 _RETRY_BASE_S = 0.1
 _RETRY_MAX_S = 1.6
-_RETRIES = 5
+DEFAULT_PATIENCE_S = 300.0
 
 
 class _Retries:
-    """What is left of one call's retries."""
+    """What is left of one call's patience."""
 
-    def __init__(self, session_id: str) -> None:
+    def __init__(
+        self, session_id: str, patience_s: float, put_off: Callable[[], bool] | None
+    ) -> None:
         self._session_id = session_id
+        self._until = time.monotonic() + patience_s
         self._used = 0
+        # Until something of the call is written: a call put off is handed over again
+        # whole, and what it wrote would be written (and announced) twice.
+        self.put_off = put_off
 
     async def pause(self, error: Exception, size: int) -> bool:
-        """Wait before the next try; False, at once, when none is left."""
-        if self._used >= _RETRIES:
+        """Wait before the next try; False, at once, when the patience is used up.
+        Raises `ReportsPutOff`, at once or after the pause, when `put_off` says so."""
+        self._put_off_now()
+        delay = backoff_s(self._used, _RETRY_BASE_S, _RETRY_MAX_S)
+        if time.monotonic() + delay > self._until:
             return False
         log.warning(
             "engine_reports_retried",
@@ -169,9 +182,14 @@ class _Retries:
             error=repr(error)[:500],
             **conflict_detail(error),
         )
-        await asyncio.sleep(backoff_s(self._used, _RETRY_BASE_S, _RETRY_MAX_S))
+        await asyncio.sleep(delay)
         self._used += 1
+        self._put_off_now()
         return True
+
+    def _put_off_now(self) -> None:
+        if self.put_off is not None and self.put_off():
+            raise ReportsPutOff(self._session_id)
 
 
 def report_record(report: EngineEvent) -> dict[str, Any]:
@@ -195,12 +213,16 @@ class ReportApplier:
         reports: GroupCommit,
         *,
         ids: EngineIds | None = None,
+        patience_s: float = DEFAULT_PATIENCE_S,
     ) -> None:
+        """`patience_s`: how long a run the database refuses for a reason of the moment
+        is tried again before it is set aside (`ENGINE_REPORT_RETRY_S`)."""
         self._db = db
         self._events = events
         self._storage = storage
         self._links = links
         self._reports = reports
+        self._patience_s = patience_s
         # Engine ids of recent sends, shared with the send worker.
         self._ids = ids if ids is not None else EngineIds()
         self._pending_edits = PendingEdits()
@@ -220,7 +242,13 @@ class ReportApplier:
         worker's held acks, tests)."""
         await self.apply_reports(session, reports)
 
-    async def apply_reports(self, session: SessionRow, reports: list[EngineEvent]) -> set[str]:
+    async def apply_reports(
+        self,
+        session: SessionRow,
+        reports: list[EngineEvent],
+        *,
+        put_off: Callable[[], bool] | None = None,
+    ) -> set[str]:
         """Apply a run of engine reports (acks, messages, revokes, reactions, group
         changes) in order, in one unit of work, group-committed with other sessions'
         runs: a burst of acks costs one commit. Returns the ids of the inbound messages
@@ -229,8 +257,11 @@ class ReportApplier:
         as stored (`EngineClient.stored`); the others it should hand over again.
 
         A run that fails for a reason of the moment (`db.engine.transient`: a deadlock
-        lost, SQLite busy, the connection lost) is tried again after a short pause, a
-        few times (`_RETRIES`). A run that fails otherwise, or still fails then, is
+        lost, SQLite busy, the connection lost) is tried again after a short pause, for
+        as long as the applier's patience; a caller that must not wait that long gives
+        `put_off`, asked between tries until something of the call is written: when it
+        says so, `ReportsPutOff` is raised, nothing written (inbound media already
+        stored is left to the sweep). A run that fails otherwise, or still fails then, is
         applied again one report at a time; a report that fails alone is set aside
         (`set_aside_reports`) with its error, so it neither sinks the reports around it
         nor disappears. So is an inbound message that cannot be made ready
@@ -245,16 +276,18 @@ class ReportApplier:
                 try:
                     inbound[report.id] = await self._prepare_inbound(session, report)
                 except Exception as exc:
+                    put_off = None  # written: set aside
                     if await self._set_aside(session, report, exc):
                         done.add(report.id)
                     continue
             ready.append(report)
         if not ready:
             return done
-        retries = _Retries(session.id)
+        retries = _Retries(session.id, self._patience_s, put_off)
         failed = await self._run(session, ready, inbound, retries)
         if failed is None:
             return done | _received_ids(ready)
+        retries.put_off = None  # the reports alone are written one by one
         left: list[tuple[EngineEvent, Exception]] = []
         if len(ready) == 1:
             left.append((ready[0], failed))

@@ -25,7 +25,7 @@ import contextlib
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -59,12 +59,13 @@ from openwa.engines.base import (
     ReadBySelf,
     SessionContext,
 )
-from openwa.engines.flow import ReportFlow
+from openwa.engines.flow import ReportFlow, ReportsPutOff
 from openwa.engines.registry import EngineRegistry
 from openwa.errors import OwnedElsewhere, SessionLimitReached
 from openwa.events.log import EventLog
 from openwa.kit.backoff import backoff_s
 from openwa.kit.signal import Signal
+from openwa.kit.wanted_lock import WantedLock
 from openwa.sessions.auth_store import DatabaseAuthStore
 from openwa.sessions.directory import SessionDirectory
 from openwa.sessions.records import SessionRecords
@@ -74,9 +75,22 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-# Applies a run of reports; the ids of the inbound messages it is done with (written, or
-# set aside for a reason of their own), which the engine may then let go of.
-MessageHandler = Callable[[SessionRow, list[EngineEvent]], Awaitable[Collection[str]]]
+
+class MessageHandler(Protocol):
+    """Applies a run of reports; the ids of the inbound messages it is done with
+    (written, or set aside for a reason of their own), which the engine may then let
+    go of. Raises `ReportsPutOff` when `put_off` said so while it waited out the
+    database, nothing of the run written."""
+
+    def __call__(
+        self,
+        session: SessionRow,
+        reports: list[EngineEvent],
+        *,
+        put_off: Callable[[], bool] | None = None,
+    ) -> Awaitable[Collection[str]]: ...
+
+
 # Engine reports about messages, chats, groups and contacts (not about the connection),
 # batched together.
 _REPORTS = (
@@ -179,7 +193,7 @@ class SessionRuntime:
         self._running: dict[str, _Running] = {}
         # Sessions between the room check and joining `_running` (there are awaits).
         self._starting: set[str] = set()
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, WantedLock] = {}
         self._message_handler: MessageHandler | None = None
         self._ownership: Ownership | None = None
         # Told each session id that starts here (what was kept of it may be stale).
@@ -206,7 +220,7 @@ class SessionRuntime:
         lock = self._locks.get(session_id)
         # Not while held, nor while a caller is being handed it (released, not yet
         # taken: `locked()` is False then, and a new lock would make two holders).
-        if lock is not None and not lock.locked() and not getattr(lock, "_waiters", None):
+        if lock is not None and not lock.locked() and not lock.wanted():
             del self._locks[session_id]
 
     def set_message_handler(self, handler: MessageHandler) -> None:
@@ -290,8 +304,8 @@ class SessionRuntime:
                 details={"engine": engine.name, "maxSessions": cap, "running": running},
             )
 
-    def lock(self, session_id: str) -> asyncio.Lock:
-        return self._locks.setdefault(session_id, asyncio.Lock())
+    def lock(self, session_id: str) -> WantedLock:
+        return self._locks.setdefault(session_id, WantedLock())
 
     def auth_store(
         self, session_id: str, engine: str, *, epoch: int | None = None
@@ -539,14 +553,17 @@ class SessionRuntime:
 
     async def _apply_events(self, running: _Running) -> None:
         while True:
-            if running.held is not None:
+            if running.taken:
+                batch = running.taken  # put off (`_apply_reports`): first again
+            elif running.held is not None:
                 batch, running.held = [running.held], None
             else:
                 batch = [await running.events.get()]
             # Reports waiting right behind a report are applied with it, in one
             # transaction; a status change always goes alone, in its order.
             while (
-                isinstance(batch[0], _REPORTS)
+                batch is not running.taken
+                and isinstance(batch[0], _REPORTS)
                 and len(batch) < _REPORT_BATCH
                 and not running.events.empty()
             ):
@@ -557,14 +574,19 @@ class SessionRuntime:
                 batch.append(following)
             # Kept where a stop's drain finds it: the stop holds the lock awaited here.
             running.taken = batch
-            async with self.lock(running.session_id):
+            lock = self.lock(running.session_id)
+            async with lock:
                 if running.closed:
                     return
                 try:
                     if isinstance(batch[0], _REPORTS):
-                        await self._apply_reports(running, batch)
+                        await self._apply_reports(running, batch, put_off=lock.wanted)
                     else:
                         await self._apply(running, batch[0])
+                except ReportsPutOff:
+                    # Whoever waits for the lock goes first; the batch stays taken (a
+                    # stop's drain writes it) and is tried again after them.
+                    continue
                 except Exception:
                     log.exception("engine_event_failed", session_id=running.session_id)
                 running.taken = []
@@ -574,14 +596,20 @@ class SessionRuntime:
                 running.flow.set_open(True)
                 self.became_ready.notify()  # its queued sends may go again
 
-    async def _apply_reports(self, running: _Running, reports: list[EngineEvent]) -> None:
+    async def _apply_reports(
+        self,
+        running: _Running,
+        reports: list[EngineEvent],
+        *,
+        put_off: Callable[[], bool] | None = None,
+    ) -> None:
         """Write a run of reports; the engine is told which inbound messages are stored
         (only those: one the core could not write for a reason of the moment is handed
         over again by an engine that can, the mock's inbox)."""
         row = self._directory.get(running.session_id)
         if row is None or self._message_handler is None:
             return
-        done = await self._message_handler(row, reports)
+        done = await self._message_handler(row, reports, put_off=put_off)
         received = [r.id for r in reports if isinstance(r, MessageReceived) and r.id in done]
         if received and running.client is not None:
             await running.client.stored(received)
