@@ -7,6 +7,7 @@ pytest_plugins = [
     "tests.fixtures.app",
     "tests.fixtures.server",
     "tests.fixtures.s3",
+    "tests.fixtures.private_postgres",
 ]
 
 

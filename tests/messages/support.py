@@ -14,7 +14,7 @@ import httpx
 from sqlalchemy import select
 
 from openwa.db.models import MessageRow, OutboxJobRow, SetAsideReportRow
-from openwa.engines.base import OutgoingMessage
+from openwa.engines.base import EngineEvent, MessageReceived, OutgoingMessage
 from openwa.events.bus import Subscription
 from openwa.events.types import Event
 from tests.fixtures.app import ADMIN_KEY, Api, wait_for
@@ -256,3 +256,27 @@ def one_by_one(api: Api, session_id: str, delay_s: float, *, safe: bool = False)
 
     runtime.client = client  # type: ignore[method-assign]
     return wrapped
+
+
+INBOUND_CHAT = "4915112345678@s.whatsapp.net"
+
+
+def received(n: int, **fields: Any) -> MessageReceived:
+    values: dict[str, Any] = {
+        "id": f"3EB0{n:020X}",
+        "chat_id": INBOUND_CHAT,
+        "sender": INBOUND_CHAT,
+        "type": "text",
+        "content": {"text": f"message {n}"},
+        "timestamp": datetime.now(UTC),
+    } | fields
+    return MessageReceived(**values)
+
+
+async def one_batch(api: Api, session_id: str, reports: list[EngineEvent]) -> None:
+    """Queue the reports as an engine does, so the worker takes them as one run."""
+    runtime = api.services.runtime
+    running = runtime._running[session_id]
+    async with runtime.lock(session_id):
+        for report in reports:
+            running.events.put_nowait(report)

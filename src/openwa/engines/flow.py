@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import structlog
 
@@ -47,7 +48,20 @@ class ReportsPutOff(Exception):
     """A run of reports waiting out the database was given up for now, nothing of it
     written: someone waits for the session (a stop, a restart), and the run would hold
     them up for as long as the database is away. Whoever handed the run over keeps it
-    and hands it over again (the session's worker, or the stop's drain)."""
+    and hands it over again (the session's worker, or the stop's drain), with the same
+    `Patience`."""
+
+
+@dataclass
+class Patience:
+    """How long a run of reports may still wait out the database: the tries of one run
+    share it across put-offs (`ReportsPutOff`), so that a stop or a config change now
+    and then does not start its clock again, and the batches of one drain share one."""
+
+    # By the monotonic clock; set by the applier at the run's first failure.
+    until: float | None = None
+    # Pauses made so far (how long the next one is).
+    pauses: int = 0
 
 
 class ReportFlow:

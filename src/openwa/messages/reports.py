@@ -16,6 +16,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from functools import partial
 from typing import Any
 
@@ -45,7 +46,7 @@ from openwa.engines.base import (
     ReactionReceived,
     ReadBySelf,
 )
-from openwa.engines.flow import ReportsPutOff
+from openwa.engines.flow import Patience, ReportsPutOff
 from openwa.events.log import EventLog
 from openwa.events.types import (
     CONTACT_UPDATE,
@@ -155,14 +156,18 @@ DEFAULT_PATIENCE_S = 300.0
 
 
 class _Retries:
-    """What is left of one call's patience."""
+    """What is left of a run's patience, in one call."""
 
     def __init__(
-        self, session_id: str, patience_s: float, put_off: Callable[[], bool] | None
+        self,
+        session_id: str,
+        patience_s: float,
+        put_off: Callable[[], bool] | None,
+        patience: Patience | None,
     ) -> None:
         self._session_id = session_id
-        self._until = time.monotonic() + patience_s
-        self._used = 0
+        self._patience_s = patience_s
+        self._patience = patience if patience is not None else Patience()
         # Until something of the call is written: a call put off is handed over again
         # whole, and what it wrote would be written (and announced) twice.
         self.put_off = put_off
@@ -171,25 +176,50 @@ class _Retries:
         """Wait before the next try; False, at once, when the patience is used up.
         Raises `ReportsPutOff`, at once or after the pause, when `put_off` says so."""
         self._put_off_now()
-        delay = backoff_s(self._used, _RETRY_BASE_S, _RETRY_MAX_S)
-        if time.monotonic() + delay > self._until:
+        patience = self._patience
+        if patience.until is None:
+            patience.until = time.monotonic() + self._patience_s
+        delay = backoff_s(patience.pauses, _RETRY_BASE_S, _RETRY_MAX_S)
+        if time.monotonic() + delay > patience.until:
             return False
         log.warning(
             "engine_reports_retried",
             session_id=self._session_id,
             reports=size,
-            attempt=self._used + 1,
+            attempt=patience.pauses + 1,
             error=repr(error)[:500],
             **conflict_detail(error),
         )
         await asyncio.sleep(delay)
-        self._used += 1
+        patience.pauses += 1
         self._put_off_now()
         return True
 
     def _put_off_now(self) -> None:
         if self.put_off is not None and self.put_off():
             raise ReportsPutOff(self._session_id)
+
+
+class _Aside(Enum):
+    """What became of a report set aside."""
+
+    # Written, for a reason of its own (it would fail again): the engine may let go.
+    LET_GO = "let go"
+    # Written, for a reason of the moment: the engine should hand it over again.
+    KEPT = "kept"
+    # Not written (the database refused that too): logged only.
+    LOST = "lost"
+
+
+def _drop_handed_over(reports: list[EngineEvent]) -> None:
+    """Remove the media files the engine handed over with inbound messages: stored in
+    our storage by now, or not to be (an ignored chat, storage that failed, a report set
+    aside or dropped). Not kept twice, nor left behind."""
+    for report in reports:
+        media = report.media if isinstance(report, MessageReceived) else None
+        if media is not None and media.path is not None:
+            with contextlib.suppress(OSError):
+                media.path.unlink(missing_ok=True)
 
 
 def report_record(report: EngineEvent) -> dict[str, Any]:
@@ -248,6 +278,7 @@ class ReportApplier:
         reports: list[EngineEvent],
         *,
         put_off: Callable[[], bool] | None = None,
+        patience: Patience | None = None,
     ) -> set[str]:
         """Apply a run of engine reports (acks, messages, revokes, reactions, group
         changes) in order, in one unit of work, group-committed with other sessions'
@@ -258,16 +289,35 @@ class ReportApplier:
 
         A run that fails for a reason of the moment (`db.engine.transient`: a deadlock
         lost, SQLite busy, the connection lost) is tried again after a short pause, for
-        as long as the applier's patience; a caller that must not wait that long gives
-        `put_off`, asked between tries until something of the call is written: when it
-        says so, `ReportsPutOff` is raised, nothing written (inbound media already
-        stored is left to the sweep). A run that fails otherwise, or still fails then, is
+        as long as the applier's patience (`patience`: the caller's, kept across calls;
+        else the call's own). A caller that must not wait that long gives `put_off`,
+        asked between tries until something of the call is written: when it says so,
+        `ReportsPutOff` is raised, nothing written, and the caller hands the same
+        reports over again later (the engine's media files are still there for them).
+        A run that fails otherwise, or still fails then, is
         applied again one report at a time; a report that fails alone is set aside
         (`set_aside_reports`) with its error, so it neither sinks the reports around it
         nor disappears. So is an inbound message that cannot be made ready
         (`_prepare_inbound`), before the run: the run goes on without it. Media that
         cannot be stored does not count as such: the message is stored without it,
         with `mediaError`."""
+        try:
+            done = await self._apply_reports(session, reports, put_off, patience)
+        except (ReportsPutOff, asyncio.CancelledError):
+            raise  # handed over again: the engine's files are still needed
+        except BaseException:
+            _drop_handed_over(reports)
+            raise
+        _drop_handed_over(reports)
+        return done
+
+    async def _apply_reports(
+        self,
+        session: SessionRow,
+        reports: list[EngineEvent],
+        put_off: Callable[[], bool] | None,
+        patience: Patience | None,
+    ) -> set[str]:
         done: set[str] = set()
         inbound: dict[str, _Inbound | None] = {}
         ready: list[EngineEvent] = []
@@ -276,14 +326,16 @@ class ReportApplier:
                 try:
                     inbound[report.id] = await self._prepare_inbound(session, report)
                 except Exception as exc:
-                    put_off = None  # written: set aside
-                    if await self._set_aside(session, report, exc):
+                    aside = await self._set_aside(session, report, exc)
+                    if aside is not _Aside.LOST:
+                        put_off = None  # written: the call is not to be handed over again
+                    if aside is _Aside.LET_GO:
                         done.add(report.id)
                     continue
             ready.append(report)
         if not ready:
             return done
-        retries = _Retries(session.id, self._patience_s, put_off)
+        retries = _Retries(session.id, self._patience_s, put_off, patience)
         failed = await self._run(session, ready, inbound, retries)
         if failed is None:
             return done | _received_ids(ready)
@@ -299,7 +351,7 @@ class ReportApplier:
                 else:
                     left.append((report, alone))
         for report, error in left:
-            if await self._set_aside(session, report, error):
+            if await self._set_aside(session, report, error) is _Aside.LET_GO:
                 done |= _received_ids([report])
         return done
 
@@ -345,9 +397,11 @@ class ReportApplier:
             await upsert_contact(db, session.id, chat_id, push_name=push_name)
         await self._events.append(db, events)
 
-    async def _set_aside(self, session: SessionRow, report: EngineEvent, error: Exception) -> bool:
-        """Keep the report in `set_aside_reports` with its error; whether the engine may
-        let go of it: written, and for a reason of its own (it would fail again). One
+    async def _set_aside(
+        self, session: SessionRow, report: EngineEvent, error: Exception
+    ) -> _Aside:
+        """Keep the report in `set_aside_reports` with its error. The engine may let go
+        of it only if it was written for a reason of its own (it would fail again). One
         set aside for a reason of the moment that outlasted the retries (a presign the
         storage did not answer, a database away) is kept for inspection but not
         confirmed, so an engine that can hand it over again (the mock's inbox) does,
@@ -370,8 +424,8 @@ class ReportApplier:
                 db.add(row)
         except Exception:
             log.exception("engine_report_lost", session_id=session.id)
-            return False
-        return not transient(error)
+            return _Aside.LOST
+        return _Aside.KEPT if transient(error) else _Aside.LET_GO
 
     async def _apply(
         self,
@@ -663,9 +717,7 @@ class ReportApplier:
         before the transaction (no I/O or Python work while the writer is held); None
         for a chat the session ignores."""
         if self._ignored(session, received.chat_id):
-            if received.media is not None and received.media.path is not None:
-                received.media.path.unlink(missing_ok=True)  # handed over to us: ours to drop
-            return None
+            return None  # its media file, handed over to us, goes with the call
         content = dict(received.content)
         if received.type == "unknown":
             content["rawType"] = received.raw_type
@@ -691,10 +743,6 @@ class ReportApplier:
                 content["mediaError"] = (
                     f"not stored: our media storage failed ({type(exc).__name__})"
                 )
-                if received.media.path is not None:
-                    # Handed over to us, and no message refers to it: not left behind.
-                    with contextlib.suppress(OSError):
-                        received.media.path.unlink(missing_ok=True)
         now = utcnow()
         row = MessageRow(
             session_id=session.id,
@@ -736,9 +784,9 @@ class ReportApplier:
         if media.data is not None:
             await self._storage.put(key, media.data, media.mimetype)
         elif media.path is not None:
-            # The engine's file is handed over: stored, then gone (not kept twice).
+            # The engine's file, handed over: removed once the call is done with it
+            # (`_drop_handed_over`), not now: a run put off is made ready again.
             await self._storage.put(key, media.path, media.mimetype)
-            media.path.unlink(missing_ok=True)
         elif media.source_key is not None:
             await self._storage.copy(media.source_key, key)
         stored: dict[str, Any] = {"key": key, "mimetype": media.mimetype, "size": media.size}

@@ -59,7 +59,7 @@ from openwa.engines.base import (
     ReadBySelf,
     SessionContext,
 )
-from openwa.engines.flow import ReportFlow, ReportsPutOff
+from openwa.engines.flow import Patience, ReportFlow, ReportsPutOff
 from openwa.engines.registry import EngineRegistry
 from openwa.errors import OwnedElsewhere, SessionLimitReached
 from openwa.events.log import EventLog
@@ -80,7 +80,8 @@ class MessageHandler(Protocol):
     """Applies a run of reports; the ids of the inbound messages it is done with
     (written, or set aside for a reason of their own), which the engine may then let
     go of. Raises `ReportsPutOff` when `put_off` said so while it waited out the
-    database, nothing of the run written."""
+    database, nothing of the run written. `patience`: how long the run may still wait
+    out the database, kept by the caller across calls for the same run."""
 
     def __call__(
         self,
@@ -88,6 +89,7 @@ class MessageHandler(Protocol):
         reports: list[EngineEvent],
         *,
         put_off: Callable[[], bool] | None = None,
+        patience: Patience | None = None,
     ) -> Awaitable[Collection[str]]: ...
 
 
@@ -135,6 +137,9 @@ class _Running:
     # The batch the worker took from the queue and has not applied yet. It waits for
     # the session's lock, which a stop holds: the stop's drain writes it (`_drain`).
     taken: list[EngineEvent] = field(default_factory=list)
+    # How long `taken` may still wait out the database: kept while the run is put off
+    # (`ReportsPutOff`), and shared by the batches of a drain.
+    patience: Patience = field(default_factory=Patience)
     # Closed while `events` is over the runtime's bound (`engines.flow`).
     flow: ReportFlow = field(default_factory=ReportFlow)
 
@@ -521,13 +526,16 @@ class SessionRuntime:
         with its count and dropped."""
         sid = running.session_id
         pending: list[EngineEvent] = [e for e in running.unapplied() if isinstance(e, _REPORTS)]
+        # One patience for the whole drain (the batch the worker had put off goes on
+        # with its own): a database away costs it once, not once per batch.
+        patience = running.patience
         applied = 0
         try:
             async with asyncio.timeout(self._drain_timeout_s):
                 while pending:
                     batch = pending[:_REPORT_BATCH]
                     try:
-                        await self._apply_reports(running, batch)
+                        await self._apply_reports(running, batch, patience=patience)
                     except Exception:
                         log.exception("engine_event_failed", session_id=sid)
                     del pending[: len(batch)]
@@ -580,7 +588,9 @@ class SessionRuntime:
                     return
                 try:
                     if isinstance(batch[0], _REPORTS):
-                        await self._apply_reports(running, batch, put_off=lock.wanted)
+                        await self._apply_reports(
+                            running, batch, put_off=lock.wanted, patience=running.patience
+                        )
                     else:
                         await self._apply(running, batch[0])
                 except ReportsPutOff:
@@ -590,6 +600,7 @@ class SessionRuntime:
                 except Exception:
                     log.exception("engine_event_failed", session_id=running.session_id)
                 running.taken = []
+                running.patience = Patience()
                 if running.closed:
                     return
             if not running.flow.is_open and running.events.qsize() <= self._report_queue_max // 2:
@@ -602,6 +613,7 @@ class SessionRuntime:
         reports: list[EngineEvent],
         *,
         put_off: Callable[[], bool] | None = None,
+        patience: Patience | None = None,
     ) -> None:
         """Write a run of reports; the engine is told which inbound messages are stored
         (only those: one the core could not write for a reason of the moment is handed
@@ -609,7 +621,7 @@ class SessionRuntime:
         row = self._directory.get(running.session_id)
         if row is None or self._message_handler is None:
             return
-        done = await self._message_handler(row, reports, put_off=put_off)
+        done = await self._message_handler(row, reports, put_off=put_off, patience=patience)
         received = [r.id for r in reports if isinstance(r, MessageReceived) and r.id in done]
         if received and running.client is not None:
             await running.client.stored(received)
