@@ -10,6 +10,7 @@ longer than the few quick tries that used to be all a run got.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,19 @@ from tests.fixtures.app import AppFactory, wait_for
 from tests.fixtures.private_postgres import PrivatePostgres
 from tests.messages.support import (
     data_of,
+    error_of,
     one_batch,
+    plus,
+    ready_pair,
     ready_session,
     received,
+    send_text,
     stored_and_set_aside,
+    wait_sent,
 )
+from tests.webhooks.conftest import FAST_WEBHOOKS
+from tests.webhooks.receiver import Receiver
+from tests.webhooks.support import message_ids, register
 
 
 async def test_a_postgresql_restart_loses_no_report_an_engine_handed_over(
@@ -59,3 +68,49 @@ async def test_a_postgresql_restart_loses_no_report_an_engine_handed_over(
 
 async def _attempts(logs: list[Any]) -> list[int]:
     return [e["attempt"] for e in logs if e["event"] == "engine_reports_retried"]
+
+
+async def test_after_a_postgresql_restart_everything_goes_on(
+    private_postgres: PrivatePostgres, tmp_path: Path
+) -> None:
+    """While the database is away a send is refused with 503 NOT_READY (no 500, nothing
+    half-written); once it is back, without a restart of ours, a send is accepted, sent
+    and announced, and its webhook delivered: no worker of ours died with the database.
+    A send accepted just before it went away goes out too."""
+    receiver = Receiver()
+    await receiver.start()
+    factory = AppFactory(private_postgres.url, tmp_path / "data")
+    try:
+        async with factory.running(**FAST_WEBHOOKS) as api:
+            alice, bob = await ready_pair(api)
+            await register(api, bob["id"], receiver.url, events=["message.received"])
+            before = await send_text(api, alice["id"], plus(bob), "just before")
+            private_postgres.stop()
+            refused = await api.request(
+                "POST",
+                f"/api/sessions/{alice['id']}/messages/text",
+                json={"chatId": plus(bob), "text": "while it is away"},
+            )
+            error_of(refused, 503, "NOT_READY")
+            private_postgres.start()
+            after = await wait_for(
+                lambda: api.request(
+                    "POST",
+                    f"/api/sessions/{alice['id']}/messages/text",
+                    json={"chatId": plus(bob), "text": "after"},
+                ),
+                lambda r: r.status_code == 202,
+                timeout=30,
+                what="a send accepted again",
+            )
+            sent = data_of(after, 202)
+            for message in (before, sent):
+                await wait_sent(api, alice["id"], message["id"], timeout=60)
+            await wait_for(
+                lambda: asyncio.sleep(0, set(message_ids(receiver.requests))),
+                lambda ids: {before["id"], sent["id"]} <= ids,
+                timeout=60,
+                what="both messages delivered to Bob's webhook",
+            )
+    finally:
+        await receiver.stop()

@@ -7,6 +7,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
@@ -15,7 +16,7 @@ from starlette.routing import Match
 from openwa.api.envelope import error_response
 from openwa.api.forwarding import Forwarder
 from openwa.db.commits import committed_in_request
-from openwa.db.engine import conflict_detail, lost_to_a_conflict
+from openwa.db.engine import conflict_detail, lost_to_a_conflict, transient
 from openwa.errors import OpenWAError, OwnedElsewhere
 from openwa.kit.schema import NUL_ERROR
 
@@ -117,15 +118,16 @@ CLIENT_CLOSED = 499
 
 
 def unexpected_outcome(exc: BaseException) -> tuple[int, str]:
-    """The status and code of an exception nothing else mapped: a 500, unless it is the
-    database giving up on a conflict with other work of the moment (a deadlock it broke
-    by rolling this call's transaction back, SQLite busy past its timeout) in a call
-    that had committed nothing before (`db/commits.py`). That call wrote nothing and may
-    well pass when tried again: a 503 NOT_READY says so, as for a commit that fails
+    """The status and code of an exception nothing else mapped: a 500, unless the
+    database failed for a reason of the moment (`db.engine.transient`: a conflict with
+    other work it broke by rolling this call's transaction back, SQLite busy past its
+    timeout, the server restarting or out of reach) in a call that had committed
+    nothing before (`db/commits.py`). That call wrote nothing and may well pass when
+    tried again: a 503 NOT_READY says so, as for a commit that fails
     (`DatabaseUnavailable`)."""
     if isinstance(exc, ClientDisconnect):
         return CLIENT_CLOSED, "CLIENT_CLOSED_REQUEST"
-    if lost_to_a_conflict(exc) and not committed_in_request():
+    if transient(exc) and not committed_in_request():
         return 503, "NOT_READY"
     return 500, "INTERNAL_ERROR"
 
@@ -138,15 +140,21 @@ def unexpected_response(exc: BaseException, path: str | None) -> Response:
         log.info("client_disconnected", path=path)
         return error_response(status, code, "The client closed the request")
     if status == 503:
+        conflict = lost_to_a_conflict(exc)
         log.warning(
-            "database_conflict", path=path, error_type=type(exc).__name__, **conflict_detail(exc)
+            "database_conflict" if conflict else "database_unavailable",
+            path=path,
+            error_type=type(exc).__name__,
+            **conflict_detail(exc),
         )
-        return error_response(
-            status,
-            code,
-            "The database gave up on this call in a conflict with other work; try again",
-            headers={"Retry-After": "1"},
-        )
+        if conflict:
+            message = "The database gave up on this call in a conflict with other work"
+        elif isinstance(exc, DBAPIError):
+            message = "The database could not be reached for this call"
+        else:  # a connection refused or timed out on its way to the database (or storage)
+            message = "A service this call needs (database, storage) could not be reached"
+        message += "; try again"
+        return error_response(status, code, message, headers={"Retry-After": "1"})
     log.error("unhandled_error", path=path, error_type=type(exc).__name__, exc_info=exc)
     return error_response(status, code, "Internal error; the request id is in the logs")
 
