@@ -330,9 +330,33 @@ class Ownership:
                 continue  # released or taken again meanwhile
             if kept.get(session_id) == before.epoch:
                 before.valid_until = started + self._lease_s - CLOCK_MARGIN_S
+            elif not self.clustered and await self._restore(session_id, before, started):
+                continue
             else:
                 log.warning("lease_lost", session_id=session_id, epoch=before.epoch)
                 await self.drop(session_id)
+
+    async def _restore(self, session_id: str, held: _Held, started: float) -> bool:
+        """Alone, the instance lock says nobody else runs the session: a lease that is not
+        as written went with the database's state (a failover to a replica that had not
+        received the last commits, a backup restored), not to another instance. Take it
+        again rather than drop a session that nothing would start again. False when
+        that fails (the session was deleted meanwhile)."""
+        try:
+            async with self._db() as db, db.begin():
+                epoch = await leases.take(
+                    db, session_id, self.instance_id, now=utcnow(), lease_s=self._lease_s, dead=None
+                )
+        except IntegrityError:
+            return False  # its session row is gone: so is the session
+        if self._held.get(session_id) is not held:
+            return True  # stopped or started again meanwhile: not this renewal's to drop
+        if epoch is None:
+            return False
+        log.warning("lease_restored", session_id=session_id, was=held.epoch, epoch=epoch)
+        held.epoch = epoch
+        held.valid_until = started + self._lease_s - CLOCK_MARGIN_S
+        return True
 
     async def _member_intact(self) -> bool:
         assert self.member is not None
