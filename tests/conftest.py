@@ -8,6 +8,7 @@ pytest_plugins = [
     "tests.fixtures.server",
     "tests.fixtures.s3",
     "tests.fixtures.private_postgres",
+    "tests.fixtures.blackhole",
 ]
 
 

@@ -226,6 +226,8 @@ def build_services(settings: Settings) -> Services:
     db_engine = create_engine(
         settings.resolved_database_url,
         idle_in_transaction_s=settings.session_lease_s if settings.clustered else None,
+        command_timeout_s=settings.database_command_timeout_s or None,
+        connect_timeout_s=settings.database_connect_timeout_s or None,
     )
     db = create_session_factory(db_engine)
     read_engine = create_reader(settings.resolved_database_url, db_engine)
@@ -547,6 +549,8 @@ def create_app(settings: Settings) -> FastAPI:
     configure_logging(settings.log_level, settings.resolved_log_format)
     services = build_services(settings)
     locks = _locks(settings, services.ownership.member)
+    if services.ownership.member is None:
+        services.ownership.alone_lock = locks[0]
     forwarder = _forwarder(settings, services.ownership.instance_id)
 
     @asynccontextmanager

@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     # Local state: the SQLite file, local media and engines' own files.
     data_dir: Path = Path("./data")
     database_url: str | None = None
+    # PostgreSQL: how long one statement, and one connect, may wait for the server. A
+    # host that vanished (a failover that moved its address, a network that drops
+    # packets) sends no reset: without a bound, every call on its connections waits
+    # until the kernel gives up, many minutes, and the pool keeps them after. 0: none.
+    database_command_timeout_s: float = Field(default=60, ge=0, le=86400)
+    database_connect_timeout_s: float = Field(default=10, ge=0, le=3600)
 
     # Media storage: local files under STORAGE_PATH, or any S3-compatible server.
     storage_type: Literal["local", "s3"] = "local"

@@ -81,3 +81,18 @@ async def test_a_call_that_committed_a_part_first_is_a_500(
     assert response.json()["error"]["code"] == "INTERNAL_ERROR"
     listed = (await api.request("GET", "/api/sessions")).json()["data"]
     assert [s["name"] for s in listed] == ["half"]
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (ConnectionRefusedError(111, "Connect call failed"), 503),  # PostgreSQL restarting
+        (ConnectionResetError(104, "Connection reset by peer"), 503),
+        (TimeoutError(), 503),  # a statement past DATABASE_COMMAND_TIMEOUT_S
+        (OSError(28, "No space left on device"), 500),  # no reason to try again
+        (OSError(5, "Input/output error"), 500),
+        (PermissionError(13, "Permission denied"), 500),
+    ],
+)
+def test_only_a_failure_of_the_moment_is_a_503(error: BaseException, status: int) -> None:
+    assert unexpected_outcome(error)[0] == status

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
@@ -127,9 +129,18 @@ def unexpected_outcome(exc: BaseException) -> tuple[int, str]:
     (`DatabaseUnavailable`)."""
     if isinstance(exc, ClientDisconnect):
         return CLIENT_CLOSED, "CLIENT_CLOSED_REQUEST"
-    if transient(exc) and not committed_in_request():
+    if _of_the_moment(exc) and not committed_in_request():
         return 503, "NOT_READY"
     return 500, "INTERNAL_ERROR"
+
+
+def _of_the_moment(exc: BaseException) -> bool:
+    """The database's failures of the moment (`db.engine.transient`), and a connection
+    refused, reset or timed out on its way there (asyncpg lets those through as they
+    are). Not any `OSError`: a full or failing disk is no reason to try again."""
+    if isinstance(exc, (DBAPIError, PoolTimeout)):
+        return transient(exc)
+    return isinstance(exc, (ConnectionError, TimeoutError, socket.gaierror))
 
 
 def unexpected_response(exc: BaseException, path: str | None) -> Response:
@@ -145,14 +156,15 @@ def unexpected_response(exc: BaseException, path: str | None) -> Response:
             "database_conflict" if conflict else "database_unavailable",
             path=path,
             error_type=type(exc).__name__,
+            exc_info=None if conflict else exc,
             **conflict_detail(exc),
         )
         if conflict:
             message = "The database gave up on this call in a conflict with other work"
         elif isinstance(exc, DBAPIError):
             message = "The database could not be reached for this call"
-        else:  # a connection refused or timed out on its way to the database (or storage)
-            message = "A service this call needs (database, storage) could not be reached"
+        else:  # a connection refused, reset or timed out, on its way to the database
+            message = "A service this call needs (the database) did not answer in time"
         message += "; try again"
         return error_response(status, code, message, headers={"Retry-After": "1"})
     log.error("unhandled_error", path=path, error_type=type(exc).__name__, exc_info=exc)

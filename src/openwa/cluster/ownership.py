@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.cluster import leases
 from openwa.cluster.leases import Lease, LeaseLost
-from openwa.db.instance_lock import AdvisoryLock, live_member_keys, member_key
+from openwa.db.instance_lock import AdvisoryLock, InstanceLock, live_member_keys, member_key
 from openwa.db.models import InstanceRow
 from openwa.errors import OwnedElsewhere, SessionLimitReached, SessionNotFound
 from openwa.kit.background import BackgroundTask
@@ -128,6 +128,9 @@ class Ownership:
         # waiting out claims sized for a live worker (a minute, or far more).
         self.on_dead: Callable[[set[str]], Awaitable[None]] | None = None
         self._seen_dead: set[str] = set()
+        # Alone: the database's exclusive lock this instance holds (set by the app), which
+        # says whether a lease not as written may be taken again (`_restore`).
+        self.alone_lock: InstanceLock | None = None
 
     def attach(self, runtime: Runtime) -> None:
         self._runtime = runtime
@@ -341,7 +344,11 @@ class Ownership:
         as written went with the database's state (a failover to a replica that had not
         received the last commits, a backup restored), not to another instance. Take it
         again rather than drop a session that nothing would start again. False when
-        that fails (the session was deleted meanwhile)."""
+        that fails (the session was deleted meanwhile), or when the instance lock is not
+        surely held now: a restart of PostgreSQL ends the lock's connection too, and
+        another lone instance may have taken the lock (and the lease) meanwhile."""
+        if self.alone_lock is None or not await self.alone_lock.held():
+            return False
         try:
             async with self._db() as db, db.begin():
                 epoch = await leases.take(

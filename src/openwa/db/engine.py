@@ -248,11 +248,25 @@ def _configure_sqlite(engine: AsyncEngine, *, reader: bool = False) -> None:
         conn.exec_driver_sql(begin)
 
 
-def create_engine(url: str, *, idle_in_transaction_s: float | None = None) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    idle_in_transaction_s: float | None = None,
+    command_timeout_s: float | None = None,
+    connect_timeout_s: float | None = None,
+) -> AsyncEngine:
     """The app's engine. `idle_in_transaction_s` (PostgreSQL): the server ends a
     connection left that long inside a transaction, and its locks with it; a cluster
     sets it to the session lease, so that a paused instance (SIGSTOP, a frozen VM) that
-    stopped mid-transaction holds no row the others need to take its sessions over."""
+    stopped mid-transaction holds no row the others need to take its sessions over.
+
+    `command_timeout_s`, `connect_timeout_s` (PostgreSQL): bounds of one statement and
+    of one connect, on this side. A server that went silent (its host gone without a
+    reset) otherwise holds each call on its connections until the kernel gives up, many
+    minutes. A statement past its bound is cancelled (asyncpg asks the server on a new
+    connection) and, when its own connection does not answer that either, asyncpg
+    closes it, and the pool drops it: the silent connections leave the pool by
+    themselves (tests/e2e/test_database_silent.py)."""
     if is_sqlite(url):
         path = sqlite_path(url)
         if path is not None:
@@ -274,6 +288,10 @@ def create_engine(url: str, *, idle_in_transaction_s: float | None = None) -> As
     if idle_in_transaction_s is not None:
         timeout_ms = str(max(1, int(idle_in_transaction_s * 1000)))
         connect_args["server_settings"] = {"idle_in_transaction_session_timeout": timeout_ms}
+    if command_timeout_s is not None:
+        connect_args["command_timeout"] = command_timeout_s
+    if connect_timeout_s is not None:
+        connect_args["timeout"] = connect_timeout_s
     engine = create_async_engine(
         url, pool_size=10, max_overflow=10, connect_args=connect_args, **_JSON_CODEC
     )

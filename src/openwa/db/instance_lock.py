@@ -44,6 +44,8 @@ MEMBER_PREFIX = "openwa-member:"
 # How often the PostgreSQL lock's connection is used, so that idle timeouts of firewalls
 # and poolers in between do not close it (and so that a lost connection is noticed).
 KEEPALIVE_S = 30.0
+# How long one statement or connect of the lock's connection may wait for the server.
+_LOCK_WAIT_S = 10.0
 
 
 def advisory_key(name: str) -> int:
@@ -72,12 +74,19 @@ class InstanceLock(Protocol):
     async def release(self) -> None:
         """Give the lock up; safe to call when it is not held."""
 
+    async def held(self) -> bool:
+        """Whether this instance holds the lock now (taken again if its connection was
+        lost and nobody else took it meanwhile)."""
+
 
 class NoLock:
     """For an in-memory SQLite database: nothing else can open it."""
 
     async def acquire(self) -> None:
         return None
+
+    async def held(self) -> bool:
+        return True
 
     async def release(self) -> None:
         return None
@@ -105,6 +114,9 @@ class FileLock:
             os.close(fd)
             raise
         self._fd = fd
+
+    async def held(self) -> bool:
+        return self._fd is not None  # a flock ends only with its descriptor
 
     async def release(self) -> None:
         fd, self._fd = self._fd, None
@@ -147,7 +159,14 @@ class AdvisoryLock:
             )
 
     async def _take(self) -> None:
-        engine = create_async_engine(self.url, poolclass=NullPool)
+        # Bounded, as the app's own connections are (`db.engine.create_engine`): a server
+        # gone silent would otherwise hold the keep-alive, and the release at shutdown,
+        # until the kernel gives up (many minutes).
+        engine = create_async_engine(
+            self.url,
+            poolclass=NullPool,
+            connect_args={"command_timeout": _LOCK_WAIT_S, "timeout": _LOCK_WAIT_S},
+        )
         try:
             conn = await engine.connect()
             try:
@@ -199,6 +218,13 @@ class AdvisoryLock:
             raise
         log.info("instance_lock_retaken")
         return False
+
+    async def held(self) -> bool:
+        try:
+            await self.check()
+        except Exception:
+            return False
+        return True
 
     async def _keep_alive(self) -> None:
         assert self.keepalive_s is not None
