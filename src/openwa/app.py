@@ -227,7 +227,8 @@ def build_services(settings: Settings) -> Services:
         settings.resolved_database_url,
         idle_in_transaction_s=settings.session_lease_s if settings.clustered else None,
         command_timeout_s=settings.database_command_timeout_s or None,
-        connect_timeout_s=settings.database_connect_timeout_s or None,
+        connect_timeout_s=settings.database_connect_timeout_s,
+        tcp_timeout_s=settings.database_tcp_timeout_s or None,
     )
     db = create_session_factory(db_engine)
     read_engine = create_reader(settings.resolved_database_url, db_engine)

@@ -44,12 +44,13 @@ class Settings(BaseSettings):
     # Local state: the SQLite file, local media and engines' own files.
     data_dir: Path = Path("./data")
     database_url: str | None = None
-    # PostgreSQL: how long one statement, and one connect, may wait for the server. A
-    # host that vanished (a failover that moved its address, a network that drops
-    # packets) sends no reset: without a bound, every call on its connections waits
-    # until the kernel gives up, many minutes, and the pool keeps them after. 0: none.
-    database_command_timeout_s: float = Field(default=60, ge=0, le=86400)
-    database_connect_timeout_s: float = Field(default=10, ge=0, le=3600)
+    # PostgreSQL, on this side (db/dead_peer.py): how long the database's host may leave
+    # what we sent unacknowledged before its connection is taken as dead (0: the
+    # kernel's own, many minutes); how long a connect may take; and a bound on every
+    # statement (0: none; it cuts slow statements off too).
+    database_tcp_timeout_s: float = Field(default=30, ge=0, le=3600)
+    database_connect_timeout_s: float = Field(default=10, ge=1, le=3600)
+    database_command_timeout_s: float = Field(default=0, ge=0, le=86400)
 
     # Media storage: local files under STORAGE_PATH, or any S3-compatible server.
     storage_type: Literal["local", "s3"] = "local"

@@ -9,6 +9,7 @@ would find the part there; that is a 500 like any other failure.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,8 @@ async def test_a_call_that_committed_a_part_first_is_a_500(
         (ConnectionRefusedError(111, "Connect call failed"), 503),  # PostgreSQL restarting
         (ConnectionResetError(104, "Connection reset by peer"), 503),
         (TimeoutError(), 503),  # a statement past DATABASE_COMMAND_TIMEOUT_S
+        (OSError(errno.EHOSTUNREACH, "No route to host"), 503),
+        (OSError("Multiple exceptions: [Errno 111] ..., [Errno 111] ..."), 503),  # every address
         (OSError(28, "No space left on device"), 500),  # no reason to try again
         (OSError(5, "Input/output error"), 500),
         (PermissionError(13, "Permission denied"), 500),

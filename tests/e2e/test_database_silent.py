@@ -3,18 +3,26 @@ address or the network starts dropping packets. Calls must not wait for the kern
 give up (many minutes), and once the database answers again (new connections reach it)
 the server must carry on by itself: the silent connections leave the pool.
 
-The app reaches the machine's PostgreSQL through a relay on loopback
-(`tests/fixtures/blackhole.py`) whose connections so far go silent on a word, while
-new ones are relayed as before, as they reach the new primary after a failover.
+By default the sockets themselves end such connections (`db/dead_peer.py`): keep-alive
+probes and TCP_USER_TIMEOUT, which only the host's silence trips, never a slow
+statement. Dropping the host's packets needs rights over the network this machine's
+tests do not have, so the first test checks that every connection carries those
+options. The second goes through a relay on loopback (`tests/fixtures/blackhole.py`)
+whose connections so far go silent on a word while new ones are relayed as before (as
+they reach the new primary after a failover); the relay's own kernel acknowledges what
+it is sent, so there it is the statement bound (`DATABASE_COMMAND_TIMEOUT_S`, off
+unless set) that ends the wait.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import pytest
 
+from openwa.db.dead_peer import asyncpg_socket
 from tests.fixtures.app import AppFactory, wait_for
 from tests.fixtures.blackhole import BlackholeRelay
 from tests.fixtures.databases import PG_PORT
@@ -23,7 +31,32 @@ from tests.messages.support import data_of, plus, ready_pair, wait_sent
 pytestmark = pytest.mark.postgres
 
 
-async def test_a_silent_database_holds_calls_no_longer_than_the_timeout(
+async def test_every_connection_to_the_database_ends_when_its_host_goes_silent(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    async with (
+        AppFactory(postgres_url, tmp_path / "data").running(database_tcp_timeout_s=30) as api,
+        api.services.db_engine.connect() as conn,
+    ):
+        fairy = await conn.get_raw_connection()
+        sock = asyncpg_socket(fairy.dbapi_connection)
+        options = {
+            name: sock.getsockopt(level, getattr(socket, name))
+            for level, name in (
+                (socket.SOL_SOCKET, "SO_KEEPALIVE"),
+                (socket.IPPROTO_TCP, "TCP_USER_TIMEOUT"),
+                (socket.IPPROTO_TCP, "TCP_KEEPIDLE"),
+                (socket.IPPROTO_TCP, "TCP_KEEPINTVL"),
+                (socket.IPPROTO_TCP, "TCP_KEEPCNT"),
+            )
+        }
+    assert options["SO_KEEPALIVE"] == 1
+    assert options["TCP_USER_TIMEOUT"] == 30_000
+    # Silence found within the bound on an idle connection too.
+    assert options["TCP_KEEPIDLE"] + options["TCP_KEEPINTVL"] * options["TCP_KEEPCNT"] <= 30
+
+
+async def test_a_silent_database_holds_calls_no_longer_than_the_statement_bound(
     postgres_url: str, blackhole_relay: BlackholeRelay, tmp_path: Path
 ) -> None:
     url = postgres_url.replace(f":{PG_PORT}/", f":{blackhole_relay.port}/")

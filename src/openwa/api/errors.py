@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 from typing import Any
 
@@ -134,13 +135,29 @@ def unexpected_outcome(exc: BaseException) -> tuple[int, str]:
     return 500, "INTERNAL_ERROR"
 
 
+_NETWORK_ERRNOS = {
+    None,
+    errno.ENETUNREACH,
+    errno.EHOSTUNREACH,
+    errno.ENETDOWN,
+    errno.EHOSTDOWN,
+    errno.ETIMEDOUT,
+    errno.ECONNREFUSED,
+    errno.ECONNRESET,
+}
+
+
 def _of_the_moment(exc: BaseException) -> bool:
     """The database's failures of the moment (`db.engine.transient`), and a connection
     refused, reset or timed out on its way there (asyncpg lets those through as they
     are). Not any `OSError`: a full or failing disk is no reason to try again."""
     if isinstance(exc, (DBAPIError, PoolTimeout)):
         return transient(exc)
-    return isinstance(exc, (ConnectionError, TimeoutError, socket.gaierror))
+    if isinstance(exc, (ConnectionError, TimeoutError, socket.gaierror)):
+        return True
+    # A host unreachable, a network down, or asyncio's "Multiple exceptions" when every
+    # address of a name refused (no errno): the network's, not a disk's.
+    return type(exc) is OSError and exc.errno in _NETWORK_ERRNOS
 
 
 def unexpected_response(exc: BaseException, path: str | None) -> Response:
@@ -164,7 +181,7 @@ def unexpected_response(exc: BaseException, path: str | None) -> Response:
         elif isinstance(exc, DBAPIError):
             message = "The database could not be reached for this call"
         else:  # a connection refused, reset or timed out, on its way to the database
-            message = "A service this call needs (the database) did not answer in time"
+            message = "The database could not be reached or did not answer"
         message += "; try again"
         return error_response(status, code, message, headers={"Retry-After": "1"})
     log.error("unhandled_error", path=path, error_type=type(exc).__name__, exc_info=exc)

@@ -347,8 +347,14 @@ class Ownership:
         that fails (the session was deleted meanwhile), or when the instance lock is not
         surely held now: a restart of PostgreSQL ends the lock's connection too, and
         another lone instance may have taken the lock (and the lease) meanwhile."""
-        if self.alone_lock is None or not await self.alone_lock.held():
+        if self.alone_lock is None:
             return False
+        try:
+            if not await self.alone_lock.held():
+                return False
+        except Exception:
+            log.warning("lease_restore_put_off", session_id=session_id)
+            return True  # cannot be told now: kept, and asked again at the next renewal
         try:
             async with self._db() as db, db.begin():
                 epoch = await leases.take(

@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, UOWTransaction
 
 from openwa.db.commits import note_commit
+from openwa.db.dead_peer import bound_sockets
 from openwa.db.sqlite_driver import BUSY_WAIT_MS, off_the_loop, one_trip_dbapi
 from openwa.kit import wire_json
 from openwa.kit.private_files import touch_private
@@ -254,19 +255,19 @@ def create_engine(
     idle_in_transaction_s: float | None = None,
     command_timeout_s: float | None = None,
     connect_timeout_s: float | None = None,
+    tcp_timeout_s: float | None = None,
 ) -> AsyncEngine:
     """The app's engine. `idle_in_transaction_s` (PostgreSQL): the server ends a
     connection left that long inside a transaction, and its locks with it; a cluster
     sets it to the session lease, so that a paused instance (SIGSTOP, a frozen VM) that
     stopped mid-transaction holds no row the others need to take its sessions over.
 
-    `command_timeout_s`, `connect_timeout_s` (PostgreSQL): bounds of one statement and
-    of one connect, on this side. A server that went silent (its host gone without a
-    reset) otherwise holds each call on its connections until the kernel gives up, many
-    minutes. A statement past its bound is cancelled (asyncpg asks the server on a new
-    connection) and, when its own connection does not answer that either, asyncpg
-    closes it, and the pool drops it: the silent connections leave the pool by
-    themselves (tests/e2e/test_database_silent.py)."""
+    PostgreSQL, on this side: `tcp_timeout_s` ends a connection whose host went silent
+    (`db/dead_peer.py`); `connect_timeout_s` bounds a connect; `command_timeout_s`
+    (off unless set) bounds every statement, slow ones too, which also covers a server
+    whose host answers but whose database hangs. A statement past it is cancelled
+    (asyncpg asks the server on a new connection); when its own connection does not
+    answer that either, asyncpg closes it after as long again, and the pool drops it."""
     if is_sqlite(url):
         path = sqlite_path(url)
         if path is not None:
@@ -296,6 +297,8 @@ def create_engine(
         url, pool_size=10, max_overflow=10, connect_args=connect_args, **_JSON_CODEC
     )
     _ping_when_idle(engine)
+    if tcp_timeout_s is not None:
+        bound_sockets(engine, tcp_timeout_s)
     return engine
 
 

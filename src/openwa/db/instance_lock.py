@@ -34,6 +34,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from openwa.db.dead_peer import bound_sockets
 from openwa.db.engine import is_sqlite, sqlite_path
 from openwa.kit.private_files import PRIVATE_FILE_MODE, private_dir
 
@@ -76,7 +77,8 @@ class InstanceLock(Protocol):
 
     async def held(self) -> bool:
         """Whether this instance holds the lock now (taken again if its connection was
-        lost and nobody else took it meanwhile)."""
+        lost and nobody else took it meanwhile): False when another holds it. Raises
+        when that cannot be told now (the database out of reach)."""
 
 
 class NoLock:
@@ -148,6 +150,7 @@ class AdvisoryLock:
         self._engine: AsyncEngine | None = None
         self._conn: AsyncConnection | None = None
         self._keepalive: asyncio.Task[None] | None = None
+        self._checking = asyncio.Lock()
 
     async def acquire(self) -> None:
         if self._conn is not None:
@@ -167,6 +170,7 @@ class AdvisoryLock:
             poolclass=NullPool,
             connect_args={"command_timeout": _LOCK_WAIT_S, "timeout": _LOCK_WAIT_S},
         )
+        bound_sockets(engine, 3 * _LOCK_WAIT_S)
         try:
             conn = await engine.connect()
             try:
@@ -201,6 +205,12 @@ class AdvisoryLock:
         A lock lost this way cannot be kept from another instance that starts meanwhile;
         if one did, this is logged as an error (the two now run the same sessions).
         """
+        # One check at a time (the keep-alive and `held` may meet): two would each take
+        # the lock again, and the one that lost would say another instance has it.
+        async with self._checking:
+            return await self._check()
+
+    async def _check(self) -> bool:
         if self._conn is not None:
             try:
                 await self._conn.scalar(text("SELECT 1"))
@@ -222,7 +232,7 @@ class AdvisoryLock:
     async def held(self) -> bool:
         try:
             await self.check()
-        except Exception:
+        except InstanceLocked:
             return False
         return True
 
