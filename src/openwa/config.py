@@ -225,6 +225,14 @@ class Settings(BaseSettings):
         parse_limits(value)  # a bad value refuses the start here, not on the first request
         return value
 
+    @field_validator("database_tcp_timeout_s")
+    @classmethod
+    def _tcp_timeout_not_below_retransmits(cls, value: float) -> float:
+        # Under a few seconds, ordinary retransmits would end healthy connections.
+        if 0 < value < 5:
+            raise ValueError("DATABASE_TCP_TIMEOUT_S must be 0 (off) or at least 5")
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_level(cls, value: object) -> object:

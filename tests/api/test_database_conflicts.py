@@ -95,6 +95,7 @@ async def test_a_call_that_committed_a_part_first_is_a_500(
         (OSError(28, "No space left on device"), 500),  # no reason to try again
         (OSError(5, "Input/output error"), 500),
         (PermissionError(13, "Permission denied"), 500),
+        (OSError("Input/output error (os error 5)"), 500),  # obstore's disk errors: no errno
     ],
 )
 def test_only_a_failure_of_the_moment_is_a_503(error: BaseException, status: int) -> None:

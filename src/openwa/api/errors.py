@@ -135,16 +135,7 @@ def unexpected_outcome(exc: BaseException) -> tuple[int, str]:
     return 500, "INTERNAL_ERROR"
 
 
-_NETWORK_ERRNOS = {
-    None,
-    errno.ENETUNREACH,
-    errno.EHOSTUNREACH,
-    errno.ENETDOWN,
-    errno.EHOSTDOWN,
-    errno.ETIMEDOUT,
-    errno.ECONNREFUSED,
-    errno.ECONNRESET,
-}
+_NETWORK_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN}
 
 
 def _of_the_moment(exc: BaseException) -> bool:
@@ -155,9 +146,14 @@ def _of_the_moment(exc: BaseException) -> bool:
         return transient(exc)
     if isinstance(exc, (ConnectionError, TimeoutError, socket.gaierror)):
         return True
-    # A host unreachable, a network down, or asyncio's "Multiple exceptions" when every
-    # address of a name refused (no errno): the network's, not a disk's.
-    return type(exc) is OSError and exc.errno in _NETWORK_ERRNOS
+    # A host unreachable or a network down, or asyncio's "Multiple exceptions" when every
+    # address of a name refused (no errno): the network's. Not any errno-less OSError:
+    # obstore raises its disk errors so.
+    if type(exc) is not OSError:
+        return False
+    if exc.errno is None:
+        return str(exc).startswith("Multiple exceptions:")
+    return exc.errno in _NETWORK_ERRNOS
 
 
 def unexpected_response(exc: BaseException, path: str | None) -> Response:

@@ -9,8 +9,11 @@ is still working on (a large retention delete, a cascade): so the bound is set o
 socket instead, where only the host's silence counts. Keep-alive probes go out after
 a third of `DATABASE_TCP_TIMEOUT_S` without traffic, and `TCP_USER_TIMEOUT` ends the
 connection when what we sent (a statement, a probe) stays unacknowledged for
-`DATABASE_TCP_TIMEOUT_S`; a host that is up acknowledges both at once, whatever its
-database is doing. The connection then fails (`ConnectionResetError`, a reason of the
+`DATABASE_TCP_TIMEOUT_S` (on Linux it then also ends an idle connection at the first
+probe past it, about `DATABASE_TCP_TIMEOUT_S` plus a probe interval); a host that is up
+acknowledges both at once, whatever its database is doing. (One rare case it may also
+end: a very large batch sent while the server is blocked for longer than that and has
+stopped reading.) The connection then fails (`ConnectionResetError`, a reason of the
 moment: `db.engine.transient`), and the pool opens a new one.
 """
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+import structlog
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -29,6 +33,8 @@ _KEEPCNT = getattr(socket, "TCP_KEEPCNT", None)
 _USER_TIMEOUT = getattr(socket, "TCP_USER_TIMEOUT", None)
 _PROBES = 3
 
+log = structlog.get_logger(__name__)
+
 
 def bound_socket(sock: Any, timeout_s: float) -> None:
     """Set the keep-alive and user timeout on `sock` (TCP only: a Unix socket's peer is
@@ -37,15 +43,31 @@ def bound_socket(sock: Any, timeout_s: float) -> None:
         return
     idle = max(1, int(timeout_s / 3))
     interval = max(1, int((timeout_s - idle) / _PROBES))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for option, value in (
-        (_KEEPIDLE, idle),
-        (_KEEPINTVL, interval),
-        (_KEEPCNT, _PROBES),
-        (_USER_TIMEOUT, int(timeout_s * 1000)),
-    ):
-        if option is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+    options = [
+        (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+        (socket.IPPROTO_TCP, _KEEPIDLE, idle),
+        (socket.IPPROTO_TCP, _KEEPINTVL, interval),
+        (socket.IPPROTO_TCP, _KEEPCNT, _PROBES),
+        (socket.IPPROTO_TCP, _USER_TIMEOUT, int(timeout_s * 1000)),
+    ]
+    for level, option, value in options:
+        if option is None:
+            continue
+        try:
+            sock.setsockopt(level, option, value)
+        except OSError as exc:
+            # A kernel without the option (some sandboxes): the connection still works,
+            # only without this bound.
+            _refused_once(option, exc)
+
+
+_REFUSED: set[int] = set()
+
+
+def _refused_once(option: int, exc: OSError) -> None:
+    if option not in _REFUSED:
+        _REFUSED.add(option)
+        log.warning("database_socket_option_refused", option=option, error=str(exc))
 
 
 def bound_sockets(engine: AsyncEngine, timeout_s: float) -> None:
