@@ -257,17 +257,25 @@ async def test_a_run_failing_past_its_patience_is_handed_over_again(
         tries = retried(logs, bob["id"])
         assert tries == list(range(1, 1 + len(tries)))
         assert 1 <= len(tries) <= 4  # 0.1 s, doubling (±20 %), within 1 s
-        url = f"/api/sessions/{bob['id']}"
-        assert (await api.request("GET", f"{url}/messages/{sent['id']}")).status_code == 404
-        assert await in_the_inbox(api, sent["id"]) is True  # not confirmed stored
-        assert (await api.request("POST", f"{url}/mock/disconnect")).status_code < 300
-        await api.wait_status(bob["id"], "ready")
-        shown = await wait_for(
-            lambda: api.request("GET", f"{url}/messages/{sent['id']}"),
-            lambda r: r.status_code == 200,
-            what="the message handed over again and stored",
-        )
-        assert data_of(shown)["text"] == "through a bad spell"
+        await stored_when_handed_over_again(api, bob["id"], sent, "mock/disconnect")
+
+
+async def stored_when_handed_over_again(
+    api: Api, session_id: str, sent: dict[str, Any], action: str
+) -> None:
+    """The message, not stored nor confirmed to the mock's inbox, is handed over again
+    by the connection that `action` (a reconnect, a start) makes, and stored then."""
+    url = f"/api/sessions/{session_id}"
+    assert (await api.request("GET", f"{url}/messages/{sent['id']}")).status_code == 404
+    assert await in_the_inbox(api, sent["id"]) is True  # not confirmed stored
+    assert (await api.request("POST", f"{url}/{action}")).status_code < 300
+    await api.wait_status(session_id, "ready")
+    shown = await wait_for(
+        lambda: api.request("GET", f"{url}/messages/{sent['id']}"),
+        lambda r: r.status_code == 200,
+        what="the message handed over again and stored",
+    )
+    assert data_of(shown)["text"] == sent["text"]
 
 
 async def waiting_out_the_database(
@@ -305,15 +313,7 @@ async def test_a_stop_does_not_wait_for_a_run_waiting_out_the_database(
         [left] = [e for e in logs if e["event"] == "engine_reports_not_written"]
         assert left["left"] == 1
         state["left"] = 0
-        assert (await api.request("GET", f"{url}/messages/{sent['id']}")).status_code == 404
-        assert await in_the_inbox(api, sent["id"]) is True
-        assert (await api.request("POST", f"{url}/start")).status_code < 300
-        shown = await wait_for(
-            lambda: api.request("GET", f"{url}/messages/{sent['id']}"),
-            lambda r: r.status_code == 200,
-            what="the message handed over again and stored",
-        )
-        assert data_of(shown)["text"] == "while the database is away"
+        await stored_when_handed_over_again(api, bob["id"], sent, "start")
 
 
 async def test_a_run_put_off_for_a_config_change_is_written_after_it(

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from openwa.kit.private_files import PRIVATE_FILE_MODE, private_dir
+from openwa.kit.processes import alive
 
 
 @contextlib.contextmanager
@@ -81,16 +82,6 @@ def _remove_orphans(root: Path) -> None:
     """Remove the directories of engines whose process has ended (a crash)."""
     for child in root.iterdir():
         pid = child.name.removeprefix("pid").split("-", 1)[0]
-        if not child.is_dir() or not pid.isdigit() or _alive(int(pid)):
+        if not child.is_dir() or not pid.isdigit() or alive(int(pid)):
             continue
         shutil.rmtree(child, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
