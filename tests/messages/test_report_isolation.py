@@ -408,3 +408,27 @@ async def test_a_run_refused_for_a_reason_of_its_own_is_not_tried_again(
         lambda waiting: waiting is False,
         what="the inbox let go of it",
     )
+
+
+async def test_a_run_past_its_patience_is_set_aside_whole(
+    app_factory: AppFactory, monkeypatch: pytest.MonkeyPatch, database_kind: str, tmp_path: Path
+) -> None:
+    """The database still away past the patience: each report alone would only wait out
+    the same failure again (with a silent host, each a TCP bound), so the run is set
+    aside as it is, without a try per report."""
+    async with app_factory.running(engine_report_retry_s=0.5) as api:
+        session = await ready_session(api, "alice")
+        error = of_the_moment(database_kind, tmp_path)
+        state = failing_runs(api, monkeypatch, error, session["id"])
+        state["left"] = 1000
+        reports: list[EngineEvent] = [received(n) for n in (1, 2, 3)]
+        with capture_logs() as logs:
+            await one_batch(api, session["id"], reports)
+            _, aside = await wait_for(
+                lambda: stored_and_set_aside(api, session["id"]),
+                lambda found: len(found[1]) == 3,
+                what="the run set aside",
+            )
+        assert sorted(r.report["id"] for r in aside) == sorted(r.id for r in reports)
+        # The run's first try and its retries, and no try of a report alone.
+        assert state["failed"] == 1 + len(retried(logs, session["id"]))

@@ -294,8 +294,10 @@ class ReportApplier:
         asked between tries until something of the call is written: when it says so,
         `ReportsPutOff` is raised, nothing written, and the caller hands the same
         reports over again later (the engine's media files are still there for them).
-        A run that fails otherwise, or still fails then, is
-        applied again one report at a time; a report that fails alone is set aside
+        A run that fails otherwise is applied again one report at a time; one that
+        still fails for a reason of the moment past the patience is set aside whole
+        (one by one, each report would wait out the same failure); a report that
+        fails alone is set aside
         (`set_aside_reports`) with its error, so it neither sinks the reports around it
         nor disappears. So is an inbound message that cannot be made ready
         (`_prepare_inbound`), before the run: the run goes on without it. Media that
@@ -341,8 +343,10 @@ class ReportApplier:
             return done | _received_ids(ready)
         retries.put_off = None  # the reports alone are written one by one
         left: list[tuple[EngineEvent, Exception]] = []
-        if len(ready) == 1:
-            left.append((ready[0], failed))
+        if len(ready) == 1 or transient(failed):
+            # Alone, or the database still away past the patience: one by one, each
+            # would only wait out the same failure again (a silent host: each a TCP bound).
+            left += [(report, failed) for report in ready]
         else:
             for report in ready:
                 alone = await self._run(session, [report], inbound, retries)
