@@ -24,7 +24,7 @@ import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from openwa.db.engine import conflict_detail, transient
+from openwa.db.engine import conflict_detail, lost_to_a_conflict, transient
 from openwa.db.group_commit import GroupCommit
 from openwa.db.models import MessageRow, SessionRow, SetAsideReportRow
 from openwa.engines.base import (
@@ -294,10 +294,10 @@ class ReportApplier:
         asked between tries until something of the call is written: when it says so,
         `ReportsPutOff` is raised, nothing written, and the caller hands the same
         reports over again later (the engine's media files are still there for them).
-        A run that fails otherwise is applied again one report at a time; one that
-        still fails for a reason of the moment past the patience is set aside whole
-        (one by one, each report would wait out the same failure); a report that
-        fails alone is set aside
+        A run that fails otherwise, or still fails then in a conflict (a deadlock,
+        SQLite busy), is applied again one report at a time; one the database is still
+        out of reach for is set aside whole (one by one, each report would wait out the
+        same failure); a report that fails alone is set aside
         (`set_aside_reports`) with its error, so it neither sinks the reports around it
         nor disappears. So is an inbound message that cannot be made ready
         (`_prepare_inbound`), before the run: the run goes on without it. Media that
@@ -343,9 +343,10 @@ class ReportApplier:
             return done | _received_ids(ready)
         retries.put_off = None  # the reports alone are written one by one
         left: list[tuple[EngineEvent, Exception]] = []
-        if len(ready) == 1 or transient(failed):
-            # Alone, or the database still away past the patience: one by one, each
-            # would only wait out the same failure again (a silent host: each a TCP bound).
+        if len(ready) == 1 or (transient(failed) and not lost_to_a_conflict(failed)):
+            # Alone, or the database still out of reach past the patience: one by one,
+            # each would only wait out the same failure again (a silent host: each a TCP
+            # bound). A conflict (a deadlock, SQLite busy) may spare a report alone.
             left += [(report, failed) for report in ready]
         else:
             for report in ready:
