@@ -278,6 +278,15 @@ async def stored_when_handed_over_again(
     assert data_of(shown)["text"] == sent["text"]
 
 
+async def tried_again(state: dict[str, int]) -> None:
+    """Until the failing run was tried once more after its first failure."""
+    await wait_for(
+        lambda: asyncio.sleep(0, state["failed"]),
+        lambda failed: failed >= 2,
+        what="the run tried again",
+    )
+
+
 async def waiting_out_the_database(
     api: Api, monkeypatch: pytest.MonkeyPatch, database_kind: str, tmp_path: Path
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, int]]:
@@ -288,11 +297,7 @@ async def waiting_out_the_database(
     state = failing_runs(api, monkeypatch, of_the_moment(database_kind, tmp_path), bob["id"])
     state["left"] = 1_000_000
     sent = await send_text(api, alice["id"], plus(bob), "while the database is away")
-    await wait_for(
-        lambda: asyncio.sleep(0, state["failed"]),
-        lambda failed: failed >= 2,
-        what="the run tried again",
-    )
+    await tried_again(state)
     return bob, sent, state
 
 
@@ -366,11 +371,7 @@ async def test_a_put_off_run_keeps_the_media_file_its_engine_handed_over(
         7, type="image", content={}, media=InboundMedia("image/jpeg", 10, path=handed_over)
     )
     await one_batch(api, session["id"], [image])
-    await wait_for(
-        lambda: asyncio.sleep(0, state["failed"]),
-        lambda failed: failed >= 2,
-        what="the run tried again",
-    )
+    await tried_again(state)
     url = f"/api/sessions/{session['id']}"
     changed = await api.request("PATCH", url, json={"config": {"metadata": {"a": "b"}}})
     assert changed.status_code == 200

@@ -10,6 +10,7 @@ in doubt (`SEND_OUTCOME_UNKNOWN`) and still only that one."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from openwa.engines.mock.engine import own_engine_id
 from tests.fixtures.app import Api, AppFactory, wait_for
 from tests.messages.support import (
+    OneByOne,
     get_message,
     one_by_one,
     plus,
@@ -40,6 +42,33 @@ async def outcomes(api: Api, ids: list[str]) -> list[tuple[str, str | None]]:
     return [(m["status"], m.get("errorCode")) for m in found]
 
 
+async def stopped_mid_run(
+    app_factory: AppFactory,
+    *,
+    sends_begun: int,
+    before: Callable[[Api, OneByOne], None] | None = None,
+) -> tuple[OneByOne, list[str]]:
+    """A run of COUNT sends from alice, one by one, stopped gracefully (a deploy) once
+    `sends_begun` of them have begun; `before` adjusts the app and the engine first.
+    Returns alice's client and the messages' ids."""
+    api, manager = await app_factory.start(mock_engine_ids="own", mock_ack_delay_ms=0)
+    try:
+        alice, bob = await ready_pair(api)
+        client = one_by_one(api, alice["id"], 0.3)
+        ids = await queue_run(api, plus(bob))
+        if before is not None:
+            before(api, client)
+        await wait_for(
+            lambda: asyncio.sleep(0, len(client.begun)),
+            lambda n: n >= sends_begun,
+            10,
+            f"{sends_begun} sends",
+        )
+    finally:
+        await app_factory.stop(api, manager)
+    return client, ids
+
+
 async def after_restart(
     app_factory: AppFactory, ids: list[str]
 ) -> tuple[list[tuple[str, str | None]], list[str]]:
@@ -58,14 +87,7 @@ async def after_restart(
 async def test_a_stop_mid_run_leaves_the_unsent_jobs_of_the_run_to_go_after_a_restart(
     app_factory: AppFactory,
 ) -> None:
-    api, manager = await app_factory.start(mock_engine_ids="own", mock_ack_delay_ms=0)
-    try:
-        alice, bob = await ready_pair(api)
-        client = one_by_one(api, alice["id"], 0.3)
-        ids = await queue_run(api, plus(bob))
-        await wait_for(lambda: asyncio.sleep(0, len(client.begun)), lambda n: n >= 2, 10, "2 sends")
-    finally:
-        await app_factory.stop(api, manager)  # a graceful stop: a deploy
+    client, ids = await stopped_mid_run(app_factory, sends_begun=2)
     begun = len(client.begun)
     assert begun < COUNT, "the stop came too late to tell"
 
@@ -83,16 +105,11 @@ async def test_a_stop_mid_run_leaves_the_unsent_jobs_of_the_run_to_go_after_a_re
 async def test_a_stop_past_its_grace_leaves_only_the_send_in_hand_in_doubt(
     app_factory: AppFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    api, manager = await app_factory.start(mock_engine_ids="own", mock_ack_delay_ms=0)
-    try:
-        alice, bob = await ready_pair(api)
-        client = one_by_one(api, alice["id"], 0.3)
-        ids = await queue_run(api, plus(bob))
+    def past_the_grace(api: Api, client: OneByOne) -> None:
         client.hang_at = 2  # the third send outlasts the stop's grace: cut short mid-send
         monkeypatch.setattr(api.services.sender, "_stop_grace_s", 0.2, raising=False)
-        await wait_for(lambda: asyncio.sleep(0, len(client.begun)), lambda n: n >= 3, 10, "3 sends")
-    finally:
-        await app_factory.stop(api, manager)
+
+    client, ids = await stopped_mid_run(app_factory, sends_begun=3, before=past_the_grace)
     begun = len(client.begun)
     assert begun == 3, begun
 

@@ -162,9 +162,10 @@ class AdvisoryLock:
             )
 
     async def _take(self) -> None:
-        # Bounded, as the app's own connections are (`db.engine.create_engine`): a server
-        # gone silent would otherwise hold the keep-alive, and the release at shutdown,
-        # until the kernel gives up (many minutes).
+        # Bounded: a server gone silent would otherwise hold the keep-alive, and the
+        # release at shutdown, until the kernel gives up (many minutes). Its statements
+        # are tiny, so unlike the app's connections (`db.engine.create_engine`) they get
+        # a statement bound too, besides the socket's.
         engine = create_async_engine(
             self.url,
             poolclass=NullPool,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, Strict, field_validator
@@ -15,9 +15,10 @@ from openwa.kit.schema import CamelModel, IsoDatetime, StrictCamelModel
 
 def _in_future(value: datetime) -> datetime:
     # Checked when set (create, PATCH) only: a key that has since expired is still listed.
+    # (In UTC already: `IsoDatetime`.)
     if value <= utcnow():
         raise ValueError("must be in the future")
-    return value.astimezone(UTC)
+    return value
 
 
 KeyName = Annotated[
