@@ -271,7 +271,11 @@ def build_services(settings: Settings) -> Services:
         inbox_poll_s=0.5 if settings.clustered else None,
     )
     whatsmeow = WhatsmeowEngine(
-        DeviceStore(settings.data_dir / "whatsmeow", whatsmeow_dsn(settings.resolved_database_url)),
+        DeviceStore(
+            settings.data_dir / "whatsmeow",
+            whatsmeow_dsn(settings.resolved_database_url, settings.database_connect_timeout_s),
+            db_engine,
+        ),
         log_level=settings.log_level.upper(),
         max_media_bytes=settings.max_media_bytes,
         sessions_per_worker=settings.whatsmeow_sessions_per_worker,

@@ -8,6 +8,7 @@ import asyncio
 import os
 import secrets
 import signal
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -20,6 +21,7 @@ from tests.engines.proxies import RecordingProxy, SilentProxy
 from tests.engines.whatsmeow_support import (
     DEVICE_JID,
     PHONE,
+    asyncpg_address,
     client_of,
     inject,
     inject_qr,
@@ -29,6 +31,8 @@ from tests.engines.whatsmeow_support import (
     whatsmeow,
 )
 from tests.fixtures.app import Api, AppFactory, wait_for
+from tests.fixtures.locks import postgres_only
+from tests.fixtures.proxy_apps import AnyProxyApps
 from tests.sessions.support import auth_rows, statuses
 
 WHATSAPP = "web.whatsapp.com:443"
@@ -198,7 +202,7 @@ async def test_device_store_lives_where_the_composition_root_says(
         await wait_for(exists, bool, 20, "the device store file")
         return
     assert described["location"] == dsn
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(asyncpg_address(dsn))
     try:
         tables = await wait_for(
             lambda: conn.fetch(
@@ -308,9 +312,55 @@ def test_postgres_address_for_whatsmeow() -> None:
     assert whatsmeow_dsn("sqlite+aiosqlite:///x.db") is None
     assert (
         whatsmeow_dsn("postgresql+asyncpg://u:p@h:5433/db")
-        == "postgres://u:p@h:5433/db?sslmode=disable"
+        == "postgres://u:p@h:5433/db?sslmode=prefer&connect_timeout=10"
     )
-    assert whatsmeow_dsn("postgresql://h/db?ssl=require") == "postgres://h/db?sslmode=require"
+    assert (
+        whatsmeow_dsn("postgresql://h/db?ssl=require", 2.5)
+        == "postgres://h/db?sslmode=require&connect_timeout=3"
+    )
+    # asyncpg's names for what lib/pq calls otherwise.
+    assert whatsmeow_dsn("postgresql://h/db?timeout=4&direct_tls=true&ssl=require") == (
+        "postgres://h/db?connect_timeout=4&sslnegotiation=direct&sslmode=require"
+    )
+    # Options only our side takes are left out (lib/pq would send them to the server,
+    # which refuses the connection); those lib/pq reads itself go through.
+    assert whatsmeow_dsn(
+        "postgresql+asyncpg://h/db?prepared_statement_cache_size=0&command_timeout=5"
+        "&statement_cache_size=0&target_session_attrs=read-write&passfile=/p"
+    ) == (
+        "postgres://h/db?target_session_attrs=read-write&passfile=%2Fp"
+        "&sslmode=prefer&connect_timeout=10"
+    )
+
+
+async def test_a_database_url_with_options_of_ours_still_links_and_resumes(
+    database_url: str, tmp_path: Path, silent: SilentProxy
+) -> None:
+    """Behind PgBouncer, DATABASE_URL carries `prepared_statement_cache_size=0`, which
+    only SQLAlchemy understands (and `command_timeout` only asyncpg): whatsmeow's store
+    and our checks of it still work."""
+    postgres_only(database_url)
+    options = "prepared_statement_cache_size=0&command_timeout=30"
+    joined = f"{database_url}{'&' if '?' in database_url else '?'}{options}"
+    factory = AnyProxyApps(joined, tmp_path / "d")
+    api, manager = await factory.start(engine_type="whatsmeow")
+    try:
+        session_id = await started(api, proxy=silent.url)
+        await link(api, session_id)
+        location = (await (await client_of(api, session_id)).describe())["location"]
+        assert "prepared_statement_cache_size" not in location
+        assert "command_timeout" not in location
+        await plant_device(location, DEVICE_JID)  # whatsmeow made its tables: it connected
+    finally:
+        await AppFactory.stop(api, manager)
+    api, manager = await factory.start(engine_type="whatsmeow")
+    try:
+        # The resume first asks the store whether the device is there (our query).
+        client = await client_of(api, session_id)
+        described = await wait_for(client.describe, lambda d: d["connecting"], 20, "resume")
+        assert described["jid"] == DEVICE_JID
+    finally:
+        await AppFactory.stop(api, manager)
 
 
 async def test_the_mock_sandbox_routes_say_whatsmeow_cannot(wm_api: Api) -> None:
@@ -349,7 +399,7 @@ async def test_a_worker_piling_up_neonizes_leaks_is_recycled(wm_api: Api) -> Non
     )
     dsn = whatsmeow_dsn(wm_api.settings.resolved_database_url)
     if dsn is not None:
-        conn = await asyncpg.connect(dsn)
+        conn = await asyncpg.connect(asyncpg_address(dsn))
         try:
             database = dsn.rsplit("/", 1)[1].split("?")[0]
             count = await conn.fetchval(

@@ -11,6 +11,7 @@ import os
 import secrets
 import sqlite3
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 from neonize import events as neonize_events
@@ -84,6 +85,14 @@ _DEVICE_COLUMNS = {
 }
 
 
+def asyncpg_address(location: str) -> str:
+    """whatsmeow's (lib/pq) address as asyncpg takes it: without `connect_timeout`, which
+    asyncpg would send the server as a setting it does not have."""
+    parts = urlsplit(location)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "connect_timeout"]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 async def plant_device(location: str, jid: str) -> None:
     """Put a linked device (random keys) in whatsmeow's store, as a scan would have:
     what a restart then resumes. `location` is what the worker's client was given."""
@@ -92,7 +101,7 @@ async def plant_device(location: str, jid: str) -> None:
     row = [jid, 1234, 1, *values.values()]
     if location.startswith("postgres"):
         marks = ", ".join(f"${i + 1}" for i in range(len(columns)))
-        conn = await asyncpg.connect(location)
+        conn = await asyncpg.connect(asyncpg_address(location))
         try:
             # whatsmeow creates its tables when its client starts, a moment after ours.
             await wait_for(

@@ -11,45 +11,114 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import asyncpg
 import structlog
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from openwa.kit.private_files import private_dir
 
 log = structlog.get_logger(__name__)
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# whatsmeow makes its tables when its first client starts.
+_HAS_DEVICE_TABLE = text("SELECT to_regclass('whatsmeow_device') IS NOT NULL")
 
 
-def whatsmeow_dsn(database_url: str) -> str | None:
+# What lib/pq (whatsmeow's driver) reads from an address. It sends any other option to
+# the server as a setting, and the server refuses a connection over one it has no setting
+# for: `prepared_statement_cache_size=0` (the usual option behind PgBouncer) or
+# `command_timeout` in DATABASE_URL made every whatsmeow session fail to start. What
+# DATABASE_URL may hold is what SQLAlchemy's asyncpg dialect and `asyncpg.connect` take;
+# the options of theirs lib/pq has no use for are left out (and logged).
+_LIB_PQ_OPTIONS = frozenset(
+    {
+        "host",
+        "port",
+        "user",
+        "password",
+        "dbname",
+        "passfile",
+        "service",
+        "sslmode",
+        "sslnegotiation",
+        "sslcert",
+        "sslkey",
+        "sslrootcert",
+        "sslsni",
+        "connect_timeout",
+        "target_session_attrs",
+        "krbsrvname",
+        "krbspn",
+    }
+)
+
+
+def whatsmeow_dsn(database_url: str, connect_timeout_s: float = 10) -> str | None:
     """whatsmeow's (lib/pq) address for our PostgreSQL URL; None for SQLite.
 
-    lib/pq asks for TLS unless told otherwise, so a URL without `sslmode` gets
-    `sslmode=disable`, as asyncpg would try plain first on a local server.
+    `ssl` (asyncpg's name) becomes `sslmode`, `direct_tls` `sslnegotiation=direct` and
+    `timeout` (asyncpg's connect bound) `connect_timeout`; without `ssl`, lib/pq is told
+    `sslmode=prefer`, asyncpg's default (lib/pq's own, `require`, would refuse a server
+    without TLS that our side reaches). lib/pq waits for a connect without end unless
+    given `connect_timeout` (whole seconds), so it gets DATABASE_CONNECT_TIMEOUT_S. Only
+    lib/pq reads this address: our own queries on whatsmeow's tables go through our
+    engine (`DeviceStore.database`).
     """
     parts = urlsplit(database_url)
     scheme = parts.scheme.split("+", 1)[0]
     if scheme not in ("postgresql", "postgres"):
         return None
-    query = dict(parse_qsl(parts.query))
-    if "ssl" in query:
-        query["sslmode"] = query.pop("ssl")
-    query.setdefault("sslmode", "disable")
+    given = parse_qsl(parts.query)
+    query: list[tuple[str, str]] = []
+    left_out: list[str] = []
+    timeout = _whole_seconds(connect_timeout_s)
+    for name, value in given:
+        if name == "ssl":
+            name = "sslmode"
+        elif name == "direct_tls":
+            if value.lower() not in ("true", "1", "yes", "on"):
+                continue
+            name, value = "sslnegotiation", "direct"
+        elif name == "timeout":
+            name, value = "connect_timeout", _whole_seconds(value)
+        if name in _LIB_PQ_OPTIONS:
+            query.append((name, value))
+        else:
+            left_out.append(name)
+    if left_out:
+        log.info("whatsmeow_dsn_options_left_out", options=sorted(set(left_out)))
+    names = {name for name, _ in query}
+    if "sslmode" not in names:
+        query.append(("sslmode", "prefer"))
+    if "connect_timeout" not in names:
+        query.append(("connect_timeout", timeout))
     return urlunsplit(("postgres", parts.netloc, parts.path, urlencode(query), ""))
+
+
+def _whole_seconds(seconds: float | str) -> str:
+    """lib/pq's `connect_timeout`: whole seconds, at least one (0 would mean none)."""
+    try:
+        return str(max(1, math.ceil(float(seconds))))
+    except (ValueError, OverflowError):
+        return "10"  # not a number: SQLAlchemy refuses it too, before lib/pq sees it
 
 
 @dataclass(frozen=True)
 class DeviceStore:
-    """`dsn` for PostgreSQL, else one SQLite file per session in `directory`."""
+    """`dsn` (lib/pq's address) and `database` (our engine on the same database, for our
+    own queries on whatsmeow's tables) for PostgreSQL, else one SQLite file per session
+    in `directory`."""
 
     directory: Path
     dsn: str | None = None
+    database: AsyncEngine | None = None
 
     @property
     def kind(self) -> str:
@@ -73,14 +142,13 @@ class DeviceStore:
         if self.dsn is None:
             path = self._file(session_id)
             return await asyncio.to_thread(_sqlite_has_device, path, jid)
-        conn = await asyncpg.connect(self.dsn, timeout=10)
-        try:
-            if not await conn.fetchval("SELECT to_regclass('whatsmeow_device') IS NOT NULL"):
+        async with self._postgres().connect() as conn:
+            if not await conn.scalar(_HAS_DEVICE_TABLE):
                 return False
-            found = await conn.fetchval("SELECT 1 FROM whatsmeow_device WHERE jid = $1", jid)
+            found = await conn.scalar(
+                text("SELECT 1 FROM whatsmeow_device WHERE jid = :jid"), {"jid": jid}
+            )
             return found is not None
-        finally:
-            await conn.close()
 
     async def remove(self, session_id: str, jid: str | None) -> None:
         """Forget the session's device: its file, or its rows (whatsmeow's foreign keys
@@ -93,13 +161,16 @@ class DeviceStore:
             return
         if jid is None:
             return
-        conn = await asyncpg.connect(self.dsn, timeout=10)
-        try:
-            exists = await conn.fetchval("SELECT to_regclass('whatsmeow_device') IS NOT NULL")
-            if exists:
-                await conn.execute("DELETE FROM whatsmeow_device WHERE jid = $1", jid)
-        finally:
-            await conn.close()
+        async with self._postgres().begin() as conn:
+            if await conn.scalar(_HAS_DEVICE_TABLE):
+                await conn.execute(
+                    text("DELETE FROM whatsmeow_device WHERE jid = :jid"), {"jid": jid}
+                )
+
+    def _postgres(self) -> AsyncEngine:
+        if self.database is None:
+            raise RuntimeError("a PostgreSQL device store needs the engine of its database")
+        return self.database
 
 
 def _sqlite_has_device(path: Path, jid: str) -> bool:
