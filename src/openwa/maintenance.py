@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import ColumnElement, and_, delete, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.audit.service import AuditService
+from openwa.db.batches import PRUNE_BATCH, Key, delete_some
 from openwa.db.models import DeliveryRow, IdempotencyRow, MessageRow, PendingEditRow
 from openwa.db.sqlite_driver import off_the_loop
 from openwa.db.unit_of_work import unit_of_work
@@ -33,9 +36,22 @@ SWEEP_LIVE_EVERY = timedelta(hours=6)
 SWEEP_LIVE_FIRST = timedelta(hours=1)
 
 
+class BatchStep(Protocol):
+    """One batch of a batched delete (`delete_some` with its table and condition bound)."""
+
+    def __call__(
+        self, db: AsyncSession, *, limit: int, after: Key | None
+    ) -> Awaitable[tuple[int, Key | None]]: ...
+
+
+_IDEMPOTENCY_KEY = [IdempotencyRow.api_key_id, IdempotencyRow.session_id, IdempotencyRow.key]
+_MESSAGE_KEY = [MessageRow.session_id, MessageRow.id]
+_PENDING_EDIT_KEY = [PendingEditRow.session_id, PendingEditRow.message_id]
+
+
 class Maintenance:
-    """Retention jobs; each step is one unit of work of its own (a batch of media, the
-    prune of events and deliveries), so a failed step leaves the earlier ones done."""
+    """Retention jobs; each step is units of work of its own (a batch of media, of
+    events, of deliveries...), so a failed step leaves the earlier ones done."""
 
     def __init__(
         self,
@@ -49,6 +65,7 @@ class Maintenance:
         media_retention_days: int,
         audit_retention_days: int = 90,
         every_s: float = 600.0,
+        prune_batch: int = PRUNE_BATCH,
     ) -> None:
         self._db = db
         self._events = events
@@ -59,6 +76,7 @@ class Maintenance:
         self._audit = audit
         self._audit_days = audit_retention_days
         self._every_s = every_s
+        self._batch = prune_batch
         self._loop = BackgroundTask("maintenance", self._run)
         self.media_sweep = MediaSweep(db, storage)
         self._swept_live_at = utcnow() - SWEEP_LIVE_EVERY + SWEEP_LIVE_FIRST
@@ -85,21 +103,17 @@ class Maintenance:
 
     async def _run_steps(self) -> None:
         now = utcnow()
-        async with unit_of_work(self._db) as db:
-            events = await self._events.prune(db, self._retention_days)
-            cutoff = now - timedelta(days=self._retention_days)
-            # By their last change: a delivery that failed for good today, after a long
-            # wait behind a receiver that was down, stays in the log to be replayed.
-            await db.execute(
-                delete(DeliveryRow).where(
-                    DeliveryRow.updated_at < cutoff, DeliveryRow.status != "pending"
-                )
-            )
-            await db.execute(
-                delete(IdempotencyRow).where(IdempotencyRow.created_at < now - IDEMPOTENCY_TTL)
-            )
+        days = self._retention_days
+        events = await self._in_batches(partial(self._events.prune, retention_days=days))
         if events:
             log.info("events_pruned", count=events)
+        cutoff = now - timedelta(days=days)
+        # By their last change: a delivery that failed for good today, after a long
+        # wait behind a receiver that was down, stays in the log to be replayed.
+        ended = [DeliveryRow.updated_at < cutoff, DeliveryRow.status != "pending"]
+        await self._in_batches(partial(delete_some, keys=[DeliveryRow.id], where=ended))
+        expired = [IdempotencyRow.created_at < now - IDEMPOTENCY_TTL]
+        await self._in_batches(partial(delete_some, keys=_IDEMPOTENCY_KEY, where=expired))
         await self.prune_audit(now - timedelta(days=self._audit_days))
         await self.prune_media(now - timedelta(days=self._media_days))
         await self.prune_messages(now - timedelta(days=self._message_days))
@@ -108,10 +122,24 @@ class Maintenance:
             self._swept_live_at = now  # a failed sweep too waits for the next turn
             await self.media_sweep.sweep_live(now - ORPHAN_GRACE)
 
+    async def _in_batches(self, step: BatchStep) -> int:
+        """Run a batched delete (db/batches.py) to its end, each batch in a unit of work
+        of its own: rows deleted."""
+        removed, after = 0, None
+        while True:
+            async with unit_of_work(self._db) as db:
+                done, after = await step(db, limit=self._batch, after=after)
+            removed += done
+            if done < self._batch:
+                return removed
+            # Whoever waits for the writer (on SQLite, every other write) goes first.
+            await asyncio.sleep(0)
+
     async def prune_audit(self, cutoff: datetime) -> int:
         """Delete audit entries older than `cutoff`."""
+        removed = await self._in_batches(partial(self._audit.prune, cutoff=cutoff))
         async with unit_of_work(self._db) as db:
-            removed = await self._audit.prune(db, cutoff)
+            await self._audit.prune_pairs(db)
         if removed:
             log.info("audit_pruned", count=removed)
         return removed
@@ -149,11 +177,12 @@ class Maintenance:
     async def prune_messages(self, cutoff: datetime) -> int:
         """Delete messages older than `cutoff` (their media goes first)."""
         await self.prune_media(cutoff)
-        async with unit_of_work(self._db) as db:
-            result = await db.execute(delete(MessageRow).where(_older_than(cutoff)))
-            # An edit whose message never came is given up with the messages of its age.
-            await db.execute(delete(PendingEditRow).where(PendingEditRow.created_at < cutoff))
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        old = [_older_than(cutoff)]
+        removed = await self._in_batches(partial(delete_some, keys=_MESSAGE_KEY, where=old))
+        # An edit whose message never came is given up with the messages of its age.
+        edits = [PendingEditRow.created_at < cutoff]
+        await self._in_batches(partial(delete_some, keys=_PENDING_EDIT_KEY, where=edits))
+        return removed
 
 
 def _older_than(cutoff: datetime) -> ColumnElement[bool]:

@@ -14,6 +14,7 @@ from openwa.audit.repository import AuditRepository
 from openwa.audit.schemas import AuditEntry, AuditFilters
 from openwa.audit.seen import SeenPairs
 from openwa.db.base import table_of
+from openwa.db.batches import Key
 from openwa.db.engine import UnitOfWorkSession, on_commit, stage_insert
 from openwa.db.group_commit import GroupCommit
 from openwa.db.models import AuditRow, SessionRow
@@ -205,9 +206,12 @@ class AuditService:
         rows, total = await AuditRepository(db).page(filters, params)
         return [_to_schema(row) for row in rows], total
 
-    async def prune(self, db: AsyncSession, cutoff: datetime) -> int:
-        """Entries older than `cutoff`, and the seen pairs of keys that are gone."""
-        repo = AuditRepository(db)
-        removed = await repo.prune(cutoff)
-        await repo.prune_pairs()
-        return removed
+    async def prune(
+        self, db: AsyncSession, cutoff: datetime, limit: int, after: Key | None
+    ) -> tuple[int, Key | None]:
+        """A batch of the entries older than `cutoff` (db/batches.py)."""
+        return await AuditRepository(db).prune(cutoff, limit, after)
+
+    async def prune_pairs(self, db: AsyncSession) -> None:
+        """The seen pairs of keys that are gone."""
+        await AuditRepository(db).prune_pairs()

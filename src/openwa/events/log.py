@@ -14,10 +14,11 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, insert, select, update
+from sqlalchemy import exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.db.base import table_of
+from openwa.db.batches import Key, delete_some
 from openwa.db.engine import is_postgres, on_commit
 from openwa.db.models import CounterRow, DeliveryRow, EventRow
 from openwa.events.types import Event, EventFilter
@@ -132,11 +133,13 @@ class EventLog:
         result = await db.execute(select(CounterRow.value).where(CounterRow.name == "events"))
         return int(result.scalar_one_or_none() or 0)
 
-    async def prune(self, db: AsyncSession, retention_days: int) -> int:
-        """Delete events past the retention, but those a pending delivery still has to
-        send: a webhook that was inactive, or whose receiver was down, longer than the
-        retention would otherwise find its queue gone ("no longer exists") when it works
-        again."""
+    async def prune(
+        self, db: AsyncSession, retention_days: int, limit: int, after: Key | None
+    ) -> tuple[int, Key | None]:
+        """Delete a batch of events past the retention (`delete_some`), but those a
+        pending delivery still has to send: a webhook that was inactive, or whose
+        receiver was down, longer than the retention would otherwise find its queue
+        gone ("no longer exists") when it works again."""
         cutoff = utcnow() - timedelta(days=retention_days)
         pending = DeliveryRow.status == "pending"
         if is_postgres(db):
@@ -148,5 +151,5 @@ class EventLog:
             # SQLite reads the subquery once into an index of its own (`NOT EXISTS` would
             # search the pending deliveries once per event). `event_cursor` is never NULL.
             keep = EventRow.cursor.not_in(select(DeliveryRow.event_cursor).where(pending))
-        result = await db.execute(delete(EventRow).where(EventRow.created_at < cutoff, keep))
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        old = [EventRow.created_at < cutoff, keep]
+        return await delete_some(db, [EventRow.cursor], old, limit, after)
