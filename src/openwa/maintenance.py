@@ -130,7 +130,7 @@ class Maintenance:
             async with unit_of_work(self._db) as db:
                 done, after = await step(db, limit=self._batch, after=after)
             removed += done
-            if done < self._batch:
+            if after is None:
                 return removed
             # Whoever waits for the writer (on SQLite, every other write) goes first.
             await asyncio.sleep(0)

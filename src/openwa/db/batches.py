@@ -34,17 +34,25 @@ async def delete_some(
     after: Key | None,
 ) -> tuple[int, Key | None]:
     """Delete the first `limit` rows matching `where` whose primary key (`keys`, the
-    columns of one table's) comes after `after`, in the database's order of keys. How
-    many were deleted, and the last key of the batch (where the next one starts); fewer
-    than `limit` means none is left."""
-    table = keys[0].table
+    columns of one table's) comes after `after`, in the database's order of keys: how
+    many were deleted, and the last key of the batch, where the next one starts (None
+    once no row is left).
+
+    The batch is a range of keys, (after, the limit-th key], found by reading keys in
+    index order; the delete names the range, never a list of the keys (no bound on the
+    parameters of a statement to meet, whatever the batch)."""
     key: Any = keys[0] if len(keys) == 1 else tuple_(*keys)
     conditions = list(where)
     if after is not None:
-        conditions.append(key > (after[0] if len(keys) == 1 else tuple_(*after)))
-    chosen = (await db.execute(select(*keys).where(*conditions).order_by(*keys).limit(limit))).all()
-    if not chosen:
-        return 0, after
-    found = [row[0] for row in chosen] if len(keys) == 1 else [tuple(row) for row in chosen]
-    await db.execute(delete(table).where(key.in_(found)))
-    return len(chosen), tuple(chosen[-1])
+        conditions.append(key > _literal(after))
+    found = select(*keys).where(*conditions).order_by(*keys).offset(limit - 1).limit(1)
+    last = (await db.execute(found)).first()
+    if last is not None:
+        conditions.append(key <= _literal(tuple(last)))
+    result = await db.execute(delete(keys[0].table).where(*conditions))
+    deleted = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return deleted, tuple(last) if last is not None else None
+
+
+def _literal(key: Key) -> Any:
+    return key[0] if len(key) == 1 else tuple_(*key)
