@@ -1,12 +1,14 @@
 """Settings: the one place that reads the environment (and `.env`).
 
-Names follow the contract's Configuration table. `create_app` receives a `Settings`
+Names are those of the configuration table in README.md. `create_app` receives a `Settings`
 object and passes what each part needs; nothing else reads environment variables.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
+import typing
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -195,24 +197,18 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] | None = None
 
-    @field_validator(
-        "api_key",
-        "redis_url",
-        "database_url",
-        "public_url",
-        "webhook_url",
-        "webhook_secret",
-        "encryption_key",
-        "encryption_key_new",
-        "whatsmeow_worker_max_mb",
-        "instance_url",
-        "cluster_secret",
-        mode="before",
-    )
+    @model_validator(mode="before")
     @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        # `API_KEY=` in a .env file means "not set", not "the empty key".
-        return None if value == "" else value
+    def _empty_is_unset(cls, values: object) -> object:
+        # `API_KEY=` in a .env file means "not set", not "the empty key"; for every
+        # setting that may be unset, so that `STORAGE_PATH=` is not the working directory
+        # (`Path("")`) and `LOG_FORMAT=` does not stop the start.
+        if not isinstance(values, dict):
+            return values
+        return {
+            name: None if value == "" and name in _may_be_unset() else value
+            for name, value in values.items()
+        }
 
     @field_validator(
         "rate_limit_admin",
@@ -331,3 +327,13 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+
+@functools.cache
+def _may_be_unset() -> frozenset[str]:
+    """The settings whose type allows None (unset)."""
+    return frozenset(
+        name
+        for name, field in Settings.model_fields.items()
+        if field.annotation is not None and type(None) in typing.get_args(field.annotation)
+    )
