@@ -6,8 +6,8 @@ write (a unit of work like an accepted send's) made while the clean-up runs.
 A database of `--events` events past the retention is made (SQLite, in a temporary
 directory), then the clean-up (`Maintenance.run_once`) runs beside a task that writes
 one row per unit of work and times each. Each run measures the clean-up in batches as
-it ships (`PRUNE_BATCH`) and, as the baseline in the same run, in one batch as large as
-the table (the single delete it used to be), each on a fresh copy of the database.
+it ships (`PRUNE_BATCH`) and, as the baseline in the same run, the single DELETE it used
+to be, each on a fresh copy of the database.
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import insert, update
+from sqlalchemy import delete, insert, update
 
 from openwa.app import build_services
 from openwa.config import Settings
 from openwa.db import migrate
 from openwa.db.base import table_of
-from openwa.db.batches import PRUNE_BATCH
 from openwa.db.models import CounterRow, EventRow, IdempotencyRow
+from openwa.db.sqlite_driver import off_the_loop
 from openwa.db.unit_of_work import unit_of_work
 from openwa.kit.clock import utcnow
 from openwa.maintenance import Maintenance
@@ -62,7 +62,7 @@ async def _fill(data_dir: Path, count: int) -> None:
     await services.db_engine.dispose()
 
 
-async def _measure(data_dir: Path, batch: int) -> tuple[float, float, int]:
+async def _measure(data_dir: Path, batched: bool) -> tuple[float, float, int]:
     """The clean-up's wall time, the longest wait of a write beside it, writes made."""
     services = build_services(_settings(data_dir))
     maintenance = Maintenance(
@@ -73,8 +73,17 @@ async def _measure(data_dir: Path, batch: int) -> tuple[float, float, int]:
         event_retention_days=7,
         message_retention_days=90,
         media_retention_days=30,
-        prune_batch=batch,
+        read=services.db_read,
     )
+
+    async def one_delete() -> None:
+        """The clean-up as it was: one DELETE of every event past the retention."""
+        async with services.db_read() as read:
+            prune = await services.events.prunable(read, 7)
+        with off_the_loop():
+            async with unit_of_work(services.db) as db:
+                await db.execute(delete(EventRow).where(*prune.where, *prune.recheck))
+
     waits: list[float] = []
     done = asyncio.Event()
 
@@ -101,7 +110,7 @@ async def _measure(data_dir: Path, batch: int) -> tuple[float, float, int]:
     writer = asyncio.create_task(write())
     await asyncio.sleep(0.2)
     started = time.perf_counter()
-    await maintenance.run_once()
+    await (maintenance.run_once() if batched else one_delete())
     took = time.perf_counter() - started
     done.set()
     await writer
@@ -120,10 +129,10 @@ async def main() -> None:
         await _fill(filled, args.events)
         worst: dict[str, list[float]] = {"batches": [], "one delete": []}
         for run in range(args.runs):
-            for label, batch in (("batches", PRUNE_BATCH), ("one delete", args.events + 1)):
+            for label, batched in (("batches", True), ("one delete", False)):
                 copy = base / f"{label.replace(' ', '-')}-{run}"
                 shutil.copytree(filled, copy)
-                took, longest, writes = await _measure(copy, batch)
+                took, longest, writes = await _measure(copy, batched)
                 worst[label].append(longest)
                 print(
                     f"run {run + 1} {label}: clean-up {took:.2f} s, longest write wait"

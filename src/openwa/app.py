@@ -449,6 +449,7 @@ def build_services(settings: Settings) -> Services:
             audit_retention_days=settings.audit_retention_days,
             message_retention_days=settings.message_retention_days,
             media_retention_days=settings.media_retention_days,
+            read=db_read,
         ),
         metrics=metrics,
         cipher=cipher,

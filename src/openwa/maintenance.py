@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
 from datetime import datetime, timedelta
-from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.audit.service import AuditService
-from openwa.db.batches import PRUNE_BATCH, Key, delete_some
+from openwa.db.batches import PRUNE_BATCH, Prune
 from openwa.db.models import DeliveryRow, IdempotencyRow, MessageRow, PendingEditRow
 from openwa.db.sqlite_driver import off_the_loop
 from openwa.db.unit_of_work import unit_of_work
@@ -34,14 +32,6 @@ IDEMPOTENCY_TTL = timedelta(hours=24)
 # (not at it: instances restarted together would all list at once).
 SWEEP_LIVE_EVERY = timedelta(hours=6)
 SWEEP_LIVE_FIRST = timedelta(hours=1)
-
-
-class BatchStep(Protocol):
-    """One batch of a batched delete (`delete_some` with its table and condition bound)."""
-
-    def __call__(
-        self, db: AsyncSession, *, limit: int, after: Key | None
-    ) -> Awaitable[tuple[int, Key | None]]: ...
 
 
 _IDEMPOTENCY_KEY = [IdempotencyRow.api_key_id, IdempotencyRow.session_id, IdempotencyRow.key]
@@ -66,8 +56,11 @@ class Maintenance:
         audit_retention_days: int = 90,
         every_s: float = 600.0,
         prune_batch: int = PRUNE_BATCH,
+        read: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
+        """`read`: the reader beside the writer (the writer itself by default)."""
         self._db = db
+        self._read = read or db
         self._events = events
         self._storage = storage
         self._retention_days = event_retention_days
@@ -103,17 +96,18 @@ class Maintenance:
 
     async def _run_steps(self) -> None:
         now = utcnow()
-        days = self._retention_days
-        events = await self._in_batches(partial(self._events.prune, retention_days=days))
+        async with self._read() as read:
+            prunable = await self._events.prunable(read, self._retention_days)
+        events = await self._in_batches(prunable)
         if events:
             log.info("events_pruned", count=events)
-        cutoff = now - timedelta(days=days)
+        cutoff = now - timedelta(days=self._retention_days)
         # By their last change: a delivery that failed for good today, after a long
         # wait behind a receiver that was down, stays in the log to be replayed.
         ended = [DeliveryRow.updated_at < cutoff, DeliveryRow.status != "pending"]
-        await self._in_batches(partial(delete_some, keys=[DeliveryRow.id], where=ended))
+        await self._in_batches(Prune([DeliveryRow.id], ended))
         expired = [IdempotencyRow.created_at < now - IDEMPOTENCY_TTL]
-        await self._in_batches(partial(delete_some, keys=_IDEMPOTENCY_KEY, where=expired))
+        await self._in_batches(Prune(_IDEMPOTENCY_KEY, expired))
         await self.prune_audit(now - timedelta(days=self._audit_days))
         await self.prune_media(now - timedelta(days=self._media_days))
         await self.prune_messages(now - timedelta(days=self._message_days))
@@ -122,22 +116,25 @@ class Maintenance:
             self._swept_live_at = now  # a failed sweep too waits for the next turn
             await self.media_sweep.sweep_live(now - ORPHAN_GRACE)
 
-    async def _in_batches(self, step: BatchStep) -> int:
-        """Run a batched delete (db/batches.py) to its end, each batch in a unit of work
-        of its own: rows deleted."""
+    async def _in_batches(self, prune: Prune) -> int:
+        """Delete what `prune` names a batch at a time (db/batches.py): each batch's keys
+        read beside the writer, then deleted in a unit of work of its own. Rows deleted."""
         removed, after = 0, None
         while True:
-            async with unit_of_work(self._db) as db:
-                done, after = await step(db, limit=self._batch, after=after)
-            removed += done
-            if after is None:
+            async with self._read() as read:
+                keys = await prune.next_keys(read, self._batch, after)
+            if keys:
+                async with unit_of_work(self._db) as db:
+                    removed += await prune.delete(db, keys)
+                after = keys[-1]
+            if len(keys) < self._batch:
                 return removed
             # Whoever waits for the writer (on SQLite, every other write) goes first.
             await asyncio.sleep(0)
 
     async def prune_audit(self, cutoff: datetime) -> int:
         """Delete audit entries older than `cutoff`."""
-        removed = await self._in_batches(partial(self._audit.prune, cutoff=cutoff))
+        removed = await self._in_batches(self._audit.prunable(cutoff))
         async with unit_of_work(self._db) as db:
             await self._audit.prune_pairs(db)
         if removed:
@@ -177,11 +174,10 @@ class Maintenance:
     async def prune_messages(self, cutoff: datetime) -> int:
         """Delete messages older than `cutoff` (their media goes first)."""
         await self.prune_media(cutoff)
-        old = [_older_than(cutoff)]
-        removed = await self._in_batches(partial(delete_some, keys=_MESSAGE_KEY, where=old))
+        removed = await self._in_batches(Prune(_MESSAGE_KEY, [_older_than(cutoff)]))
         # An edit whose message never came is given up with the messages of its age.
         edits = [PendingEditRow.created_at < cutoff]
-        await self._in_batches(partial(delete_some, keys=_PENDING_EDIT_KEY, where=edits))
+        await self._in_batches(Prune(_PENDING_EDIT_KEY, edits))
         return removed
 
 

@@ -92,6 +92,7 @@ async def _prune_in_batches(api: Api) -> None:
         message_retention_days=90,
         media_retention_days=30,
         prune_batch=3,
+        read=services.db_read,
     )
     engine = services.db_engine.sync_engine
     event.listen(engine, "after_cursor_execute", executed)

@@ -8,7 +8,6 @@ from sqlalchemy import Select, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from openwa.audit.schemas import AuditFilters
-from openwa.db.batches import Key, delete_some
 from openwa.db.engine import is_postgres
 from openwa.db.models import ApiKeyRow, AuditRow, KeyAddressRow
 from openwa.db.repository import Repository
@@ -44,11 +43,6 @@ class AuditRepository(Repository[AuditRow]):
         )
         result = await self.db.execute(statement)
         return bool(result.rowcount)  # type: ignore[attr-defined]
-
-    async def prune(
-        self, cutoff: datetime, limit: int, after: Key | None
-    ) -> tuple[int, Key | None]:
-        return await delete_some(self.db, [AuditRow.id], [AuditRow.at < cutoff], limit, after)
 
     async def prune_pairs(self) -> None:
         """Pairs of deleted keys: they can never be used again."""

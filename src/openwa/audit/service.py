@@ -14,7 +14,7 @@ from openwa.audit.repository import AuditRepository
 from openwa.audit.schemas import AuditEntry, AuditFilters
 from openwa.audit.seen import SeenPairs
 from openwa.db.base import table_of
-from openwa.db.batches import Key
+from openwa.db.batches import Prune
 from openwa.db.engine import UnitOfWorkSession, on_commit, stage_insert
 from openwa.db.group_commit import GroupCommit
 from openwa.db.models import AuditRow, SessionRow
@@ -206,11 +206,10 @@ class AuditService:
         rows, total = await AuditRepository(db).page(filters, params)
         return [_to_schema(row) for row in rows], total
 
-    async def prune(
-        self, db: AsyncSession, cutoff: datetime, limit: int, after: Key | None
-    ) -> tuple[int, Key | None]:
-        """A batch of the entries older than `cutoff` (db/batches.py)."""
-        return await AuditRepository(db).prune(cutoff, limit, after)
+    @staticmethod
+    def prunable(cutoff: datetime) -> Prune:
+        """The entries older than `cutoff` (db/batches.py)."""
+        return Prune([AuditRow.id], [AuditRow.at < cutoff])
 
     async def prune_pairs(self, db: AsyncSession) -> None:
         """The seen pairs of keys that are gone."""

@@ -3,18 +3,21 @@
 A clean-up in one statement holds its transaction for as long as it runs: on SQLite
 that is the one writer, so every accepted send, report and delivery result waits behind
 a first prune of a year's events; on PostgreSQL, one transaction over millions of rows
-(their locks, their WAL, a replica's lag at once). A batch is one short transaction,
-and the next one starts only after the others waiting for the writer had their turn.
+(their locks, their WAL, a replica's lag at once). So a clean-up goes a batch at a time:
 
-The batches walk the table in primary-key order, each from where the last one ended:
-a batch that searched from the start again would read again, each time, the rows kept
-before it (a pending delivery's event, a message still waiting to be sent) and, on
-PostgreSQL, the pages emptied by the batches before it (quadratic on a large backlog).
+- the keys of a batch are read beside the writer (the reader, which on SQLite holds no
+  write lock), walking the primary key from where the last batch ended, so the rows
+  kept (a pending delivery's event, a message still waiting to be sent) are passed
+  once, not read again by every batch;
+- the writer deletes exactly those keys, the whole condition checked again (a row may
+  have changed since it was read), in a short transaction of its own;
+- the next batch starts only after whoever waits for the writer had its turn.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, select, tuple_
@@ -26,33 +29,35 @@ PRUNE_BATCH = 2000
 Key = tuple[Any, ...]
 
 
-async def delete_some(
-    db: AsyncSession,
-    keys: Sequence[Any],
-    where: Sequence[ColumnElement[bool]],
-    limit: int,
-    after: Key | None,
-) -> tuple[int, Key | None]:
-    """Delete the first `limit` rows matching `where` whose primary key (`keys`, the
-    columns of one table's) comes after `after`, in the database's order of keys: how
-    many were deleted, and the last key of the batch, where the next one starts (None
-    once no row is left).
+@dataclass(frozen=True)
+class Prune:
+    """The rows a clean-up deletes from one table: `keys`, its primary key's columns;
+    `where`, what picks them (read on the key walk, so best on indexed columns or
+    cheap per row); `recheck`, what is only checked as they are deleted (an anti-join
+    that would make every batch's read hash or sort the whole table)."""
 
-    The batch is a range of keys, (after, the limit-th key], found by reading keys in
-    index order; the delete names the range, never a list of the keys (no bound on the
-    parameters of a statement to meet, whatever the batch)."""
-    key: Any = keys[0] if len(keys) == 1 else tuple_(*keys)
-    conditions = list(where)
-    if after is not None:
-        conditions.append(key > _literal(after))
-    found = select(*keys).where(*conditions).order_by(*keys).offset(limit - 1).limit(1)
-    last = (await db.execute(found)).first()
-    if last is not None:
-        conditions.append(key <= _literal(tuple(last)))
-    result = await db.execute(delete(keys[0].table).where(*conditions))
-    deleted = int(result.rowcount or 0)  # type: ignore[attr-defined]
-    return deleted, tuple(last) if last is not None else None
+    keys: Sequence[Any]
+    where: Sequence[ColumnElement[bool]]
+    recheck: Sequence[ColumnElement[bool]] = field(default=())
 
+    @property
+    def key(self) -> Any:
+        return self.keys[0] if len(self.keys) == 1 else tuple_(*self.keys)
 
-def _literal(key: Key) -> Any:
-    return key[0] if len(key) == 1 else tuple_(*key)
+    async def next_keys(self, read: AsyncSession, limit: int, after: Key | None) -> list[Key]:
+        """Up to `limit` keys of rows to delete, in key order, after `after`; fewer
+        than `limit` means the walk has reached the end."""
+        conditions = list(self.where)
+        if after is not None:
+            conditions.append(self.key > (after[0] if len(after) == 1 else tuple_(*after)))
+        found = select(*self.keys).where(*conditions).order_by(*self.keys).limit(limit)
+        return [tuple(row) for row in await read.execute(found)]
+
+    async def delete(self, db: AsyncSession, keys: Sequence[Key]) -> int:
+        """Delete the rows of `keys` that still match: how many went."""
+        named = [key[0] for key in keys] if len(self.keys) == 1 else list(keys)
+        statement = delete(self.keys[0].table).where(
+            self.key.in_(named), *self.where, *self.recheck
+        )
+        result = await db.execute(statement)
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -14,11 +14,11 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import exists, insert, select, update
+from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.db.base import table_of
-from openwa.db.batches import Key, delete_some
+from openwa.db.batches import Prune
 from openwa.db.engine import is_postgres, on_commit
 from openwa.db.models import CounterRow, DeliveryRow, EventRow
 from openwa.events.types import Event, EventFilter
@@ -133,23 +133,27 @@ class EventLog:
         result = await db.execute(select(CounterRow.value).where(CounterRow.name == "events"))
         return int(result.scalar_one_or_none() or 0)
 
-    async def prune(
-        self, db: AsyncSession, retention_days: int, limit: int, after: Key | None
-    ) -> tuple[int, Key | None]:
-        """Delete a batch of events past the retention (`delete_some`), but those a
-        pending delivery still has to send: a webhook that was inactive, or whose
-        receiver was down, longer than the retention would otherwise find its queue
-        gone ("no longer exists") when it works again."""
+    async def prunable(self, read: AsyncSession, retention_days: int) -> Prune:
+        """The events past the retention (db/batches.py), but those a pending delivery
+        still has to send: a webhook that was inactive, or whose receiver was down,
+        longer than the retention would otherwise find its queue gone ("no longer
+        exists") when it works again. The walk ends at the newest event past the
+        retention, not at the end of the log."""
         cutoff = utcnow() - timedelta(days=retention_days)
+        newest = await read.scalar(
+            select(func.max(EventRow.cursor)).where(EventRow.created_at < cutoff)
+        )
         pending = DeliveryRow.status == "pending"
-        if is_postgres(db):
+        if is_postgres(read):
             # An anti-join, hashed whatever the number of pending deliveries (`NOT IN`
             # over a subquery falls back to a scan per event past `work_mem`).
-            waited_for = exists().where(DeliveryRow.event_cursor == EventRow.cursor, pending)
-            keep = ~waited_for
+            keep = ~exists().where(DeliveryRow.event_cursor == EventRow.cursor, pending)
         else:
             # SQLite reads the subquery once into an index of its own (`NOT EXISTS` would
             # search the pending deliveries once per event). `event_cursor` is never NULL.
             keep = EventRow.cursor.not_in(select(DeliveryRow.event_cursor).where(pending))
-        old = [EventRow.created_at < cutoff, keep]
-        return await delete_some(db, [EventRow.cursor], old, limit, after)
+        return Prune(
+            [EventRow.cursor],
+            [EventRow.cursor <= (newest or 0), EventRow.created_at < cutoff],
+            [keep],
+        )
