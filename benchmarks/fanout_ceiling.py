@@ -36,6 +36,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -50,6 +51,9 @@ class _Target:
     hook: SimpleNamespace
     event_id: str
     body: bytes
+    cursor: int = 0
+    session_id: str = ""
+    event: str = ""
 
 
 class _Probe:
@@ -59,6 +63,7 @@ class _Probe:
         self.worker: Any = None
         self.queues: dict[str, asyncio.Queue[_Target]] = {}
         self.loops: list[asyncio.Task[None]] = []
+        self.recording: set[asyncio.Task[None]] = set()
 
     def push(self, targets: list[_Target]) -> None:
         for target in targets:
@@ -69,11 +74,126 @@ class _Probe:
             queue.put_nowait(target)
 
     async def _post_loop(self, queue: asyncio.Queue[_Target]) -> None:
+        """Posts what the webhook's queue holds, a round at a time (at most a lane's
+        round of 100, what is there when the round starts): probe3 and probe4 read the
+        event log once per round, as a stream would, and record each 20 successes and
+        the rest at the round's end, as the worker does."""
         from openwa.webhooks.worker import _Body
 
+        poster = os.environ.get("FANOUT_PROBE_POSTER")
+        records = poster in ("records", "runs")
+        write = _write_run if poster == "runs" else _write_successes
         while True:
-            target = await queue.get()
-            await self.worker._post(target.hook, _Body(target.event_id, target.body))
+            round_ = [await queue.get()]
+            while not queue.empty() and len(round_) < _STREAM_READ:
+                round_.append(queue.get_nowait())
+            if records:
+                await _stream_read(self.worker, round_[0].cursor - 1)
+            done: list[tuple[_Target, int, int]] = []
+            for target in round_:
+                answer = await self.worker._post(target.hook, _Body(target.event_id, target.body))
+                if records:
+                    done.append((target, answer.status or 0, answer.duration_ms))
+                if len(done) >= _RECORD_BATCH or (done and target is round_[-1]):
+                    batch, done = done, []
+                    task = asyncio.create_task(self.worker._results.run(partial(write, batch)))
+                    self.recording.add(task)
+                    task.add_done_callback(self.recording.discard)
+
+
+# probe3: what a delivery stream would still write and read: a row per success, written
+# a batch at a time with the position of its webhook's stream, and a read of the event
+# log per round of a stream.
+_RECORD_BATCH = 20
+_STREAM_READ = 100
+
+
+async def _stream_read(worker: Any, after: int) -> None:
+    from sqlalchemy import select
+
+    from openwa.db.models import EventRow
+
+    async with worker._read() as db:
+        query = (
+            select(EventRow.cursor, EventRow.session_id, EventRow.event)
+            .where(EventRow.cursor > after)
+            .order_by(EventRow.cursor)
+            .limit(_STREAM_READ)
+        )
+        (await db.execute(query)).all()
+
+
+_RUNS_TABLE = """CREATE TABLE IF NOT EXISTS bench_delivery_runs (
+    id INTEGER PRIMARY KEY, webhook_id TEXT, first_cursor BIGINT, last_cursor BIGINT,
+    at TEXT, results TEXT)"""
+
+
+async def _write_run(batch: list[tuple[_Target, int, int]], db: Any) -> None:
+    """probe4: the batch's successes as one row (each delivery's event, status code and
+    time in a JSON array), with the stream's position."""
+    import orjson
+    from sqlalchemy import text, update
+
+    from openwa.db.base import table_of
+    from openwa.db.models import WebhookRow
+    from openwa.kit.clock import utcnow
+
+    now = utcnow()
+    if not _RUNS_MADE:
+        await db.execute(
+            text(_RUNS_TABLE.replace("INTEGER PRIMARY KEY", _SERIAL[db.bind.dialect.name]))
+        )
+        _RUNS_MADE.append(True)
+    results = orjson.dumps([[t.cursor, t.event_id, status, ms] for t, status, ms in batch])
+    await db.execute(
+        text(
+            "INSERT INTO bench_delivery_runs (webhook_id, first_cursor, last_cursor, at, results)"
+            " VALUES (:w, :f, :l, :at, :r)"
+        ),
+        {
+            "w": batch[0][0].hook.id,
+            "f": batch[0][0].cursor,
+            "l": batch[-1][0].cursor,
+            "at": now.isoformat(),
+            "r": results.decode(),
+        },
+    )
+    hooks = table_of(WebhookRow)
+    await db.execute(update(hooks).where(hooks.c.id == batch[0][0].hook.id).values(updated_at=now))
+
+
+_RUNS_MADE: list[bool] = []
+_SERIAL = {"sqlite": "INTEGER PRIMARY KEY", "postgresql": "BIGSERIAL PRIMARY KEY"}
+
+
+async def _write_successes(batch: list[tuple[_Target, int, int]], db: Any) -> None:
+    from sqlalchemy import insert, update
+
+    from openwa.db.base import table_of
+    from openwa.db.models import DeliveryRow, WebhookRow
+    from openwa.kit.clock import utcnow
+
+    now = utcnow()
+    rows = [
+        {
+            "webhook_id": target.hook.id,
+            "session_id": target.session_id,
+            "event_cursor": target.cursor,
+            "event_id": target.event_id,
+            "event": target.event,
+            "status": "succeeded",
+            "attempts": 1,
+            "next_attempt_at": now,
+            "last_status_code": status,
+            "last_duration_ms": ms,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for target, status, ms in batch
+    ]
+    await db.execute(insert(table_of(DeliveryRow)), rows)
+    hooks = table_of(WebhookRow)
+    await db.execute(update(hooks).where(hooks.c.id == batch[0][0].hook.id).values(updated_at=now))
 
 
 class _Piped:
@@ -195,7 +315,7 @@ def _patch() -> None:
         for event in events:
             body = orjson.dumps(event.envelope())
             targets.extend(
-                _Target(hook, event.id, body)
+                _Target(hook, event.id, body, event.cursor or 0, event.session_id, event.event)
                 for hook in plain
                 if (hook.session_id is None or hook.session_id == event.session_id)
                 and wanted(hook.events, event.event)
@@ -228,7 +348,13 @@ async def _compare(
     from core import CLIENTS, ROWS, WEBHOOKS, Bench, Counts, Figure, measure
 
     row = ROWS[4]  # the fan-out
-    programs = {"server": None, "probe": [str(HERE)], "probe2": [str(HERE)]}
+    programs = {
+        "server": None,
+        "probe": [str(HERE)],
+        "probe2": [str(HERE)],
+        "probe3": [str(HERE)],
+        "probe4": [str(HERE)],
+    }
     variants = [(label, programs[label]) for label in which]
     with tempfile.TemporaryDirectory(prefix="openwa-fanout-ceiling-") as directory:
         logs = Path(directory)
@@ -242,7 +368,7 @@ async def _compare(
                 for run in range(runs):
                     for label, program in variants:
                         # The server process takes this environment (bench_server.spawn).
-                        os.environ["FANOUT_PROBE_POSTER"] = "process" if label == "probe2" else ""
+                        os.environ["FANOUT_PROBE_POSTER"] = _POSTERS.get(label, "")
                         b = Bench(
                             database,
                             Counts(inbound=inbound),
@@ -266,6 +392,11 @@ async def _compare(
                     if values:
                         median = statistics.median(values)
                         print(f"{database} {label}: median ratio {median:.2f} of {len(values)}")
+
+
+# How each probe's server posts (FANOUT_PROBE_POSTER): in a process of its own, or in
+# its own process writing what a delivery stream would.
+_POSTERS = {"probe2": "process", "probe3": "records", "probe4": "runs"}
 
 
 def main() -> None:
@@ -292,7 +423,9 @@ def main() -> None:
     parser.add_argument(
         "--variants",
         default="server,probe,probe2",
-        help="which servers, back to back: server, probe (one process), probe2 (a poster process)",
+        help="which servers, back to back: server, probe (one process), probe2 (a poster"
+        " process), probe3 (one process, writing a row per success and reading streams),"
+        " probe4 (as probe3, one row per batch of successes)",
     )
     args = parser.parse_args()
     sys.path.insert(0, str(HERE.parent))
