@@ -31,7 +31,6 @@ from openwa.db.models import CounterRow, EventRow, IdempotencyRow
 from openwa.db.sqlite_driver import off_the_loop
 from openwa.db.unit_of_work import unit_of_work
 from openwa.kit.clock import utcnow
-from openwa.maintenance import Maintenance
 
 
 def _settings(data_dir: Path) -> Settings:
@@ -65,16 +64,6 @@ async def _fill(data_dir: Path, count: int) -> None:
 async def _measure(data_dir: Path, batched: bool) -> tuple[float, float, int]:
     """The clean-up's wall time, the longest wait of a write beside it, writes made."""
     services = build_services(_settings(data_dir))
-    maintenance = Maintenance(
-        services.db,
-        services.events,
-        services.storage,
-        services.audit,
-        event_retention_days=7,
-        message_retention_days=90,
-        media_retention_days=30,
-        read=services.db_read,
-    )
 
     async def one_delete() -> None:
         """The clean-up as it was: one DELETE of every event past the retention."""
@@ -110,7 +99,7 @@ async def _measure(data_dir: Path, batched: bool) -> tuple[float, float, int]:
     writer = asyncio.create_task(write())
     await asyncio.sleep(0.2)
     started = time.perf_counter()
-    await (maintenance.run_once() if batched else one_delete())
+    await (services.maintenance.run_once() if batched else one_delete())
     took = time.perf_counter() - started
     done.set()
     await writer

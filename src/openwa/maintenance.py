@@ -69,7 +69,8 @@ class Maintenance:
         self._audit = audit
         self._audit_days = audit_retention_days
         self._every_s = every_s
-        self._batch = prune_batch
+        # Rows per batch of a clean-up (db/batches.py); tests lower it.
+        self.prune_batch = prune_batch
         self._loop = BackgroundTask("maintenance", self._run)
         self.media_sweep = MediaSweep(db, storage)
         self._swept_live_at = utcnow() - SWEEP_LIVE_EVERY + SWEEP_LIVE_FIRST
@@ -122,12 +123,12 @@ class Maintenance:
         removed, after = 0, None
         while True:
             async with self._read() as read:
-                keys = await prune.next_keys(read, self._batch, after)
+                keys = await prune.next_keys(read, self.prune_batch, after)
             if keys:
                 async with unit_of_work(self._db) as db:
                     removed += await prune.delete(db, keys)
                 after = keys[-1]
-            if len(keys) < self._batch:
+            if len(keys) < self.prune_batch:
                 return removed
             # Whoever waits for the writer (on SQLite, every other write) goes first.
             await asyncio.sleep(0)

@@ -15,7 +15,6 @@ from sqlalchemy import event, func, select, update
 from openwa.db.models import AuditRow, DeliveryRow, EventRow, IdempotencyRow, MessageRow
 from openwa.db.unit_of_work import unit_of_work
 from openwa.kit.clock import utcnow
-from openwa.maintenance import Maintenance
 from tests.fixtures.app import Api, AppFactory, wait_for
 from tests.messages.support import send_text, wait_sent
 from tests.webhooks.support import data_of, hooks_path, inbound, ready_session, register
@@ -83,17 +82,8 @@ async def _prune_in_batches(api: Api) -> None:
         seen.append(("COMMIT", 0))
 
     services = api.services
-    maintenance = Maintenance(
-        services.db,
-        services.events,
-        services.storage,
-        services.audit,
-        event_retention_days=7,
-        message_retention_days=90,
-        media_retention_days=30,
-        prune_batch=3,
-        read=services.db_read,
-    )
+    maintenance = services.maintenance
+    maintenance.prune_batch = 3
     engine = services.db_engine.sync_engine
     event.listen(engine, "after_cursor_execute", executed)
     event.listen(engine, "commit", committed)

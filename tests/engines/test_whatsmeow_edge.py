@@ -26,7 +26,9 @@ from tests.engines.whatsmeow_support import (
     inject,
     inject_qr,
     link,
+    linked_device,
     plant_device,
+    resumed,
     started,
     whatsmeow,
 )
@@ -132,22 +134,18 @@ async def test_linking_keeps_the_device_and_a_restart_resumes_it_without_a_scan(
     api, manager = await app_factory.start(engine_type="whatsmeow")
     try:
         session_id = await started(api, proxy=silent.url)
-        await link(api, session_id)
+        # What whatsmeow itself saves when a real phone scans: the device and its keys.
+        await linked_device(api, session_id)
         session = await api.session(session_id)
         assert session["phoneNumber"] == PHONE
         assert statuses(session)[-2:] == ["authenticated", "ready"]
         rows = await auth_rows(api, session_id)
         assert [row.data for row in rows] == [{"jid": DEVICE_JID}]
-        # What whatsmeow itself saves when a real phone scans: the device and its keys.
-        location = (await (await client_of(api, session_id)).describe())["location"]
-        await plant_device(location, DEVICE_JID)
     finally:
         await AppFactory.stop(api, manager)
     api, manager = await app_factory.start(engine_type="whatsmeow")
     try:
-        client = await client_of(api, session_id)
-        described = await wait_for(client.describe, lambda d: d["connecting"], 20, "resume")
-        assert described["jid"] == DEVICE_JID
+        described = await resumed(api, session_id)
         assert described["proxy"] == silent.url
         session = await api.session(session_id)
         assert session["status"] == "initializing"
@@ -346,19 +344,16 @@ async def test_a_database_url_with_options_of_ours_still_links_and_resumes(
     api, manager = await factory.start(engine_type="whatsmeow")
     try:
         session_id = await started(api, proxy=silent.url)
-        await link(api, session_id)
-        location = (await (await client_of(api, session_id)).describe())["location"]
+        # Its device planted once whatsmeow made its tables: it connected.
+        location = await linked_device(api, session_id)
         assert "prepared_statement_cache_size" not in location
         assert "command_timeout" not in location
-        await plant_device(location, DEVICE_JID)  # whatsmeow made its tables: it connected
     finally:
         await AppFactory.stop(api, manager)
     api, manager = await factory.start(engine_type="whatsmeow")
     try:
         # The resume first asks the store whether the device is there (our query).
-        client = await client_of(api, session_id)
-        described = await wait_for(client.describe, lambda d: d["connecting"], 20, "resume")
-        assert described["jid"] == DEVICE_JID
+        await resumed(api, session_id)
     finally:
         await AppFactory.stop(api, manager)
 

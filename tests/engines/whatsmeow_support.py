@@ -93,6 +93,25 @@ def asyncpg_address(location: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+async def linked_device(api: Api, session_id: str) -> str:
+    """Link the session (events only) and put its device in whatsmeow's store, as a
+    phone's scan would have: what a restart then resumes. The store's location."""
+    await link(api, session_id)
+    location: str = (await (await client_of(api, session_id)).describe())["location"]
+    await plant_device(location, DEVICE_JID)
+    return location
+
+
+async def resumed(api: Api, session_id: str) -> dict[str, Any]:
+    """Wait for the session's client to dial again with its device (no scan)."""
+    client = await client_of(api, session_id)
+    described: dict[str, Any] = await wait_for(
+        client.describe, lambda d: d["connecting"], 20, "resume"
+    )
+    assert described["jid"] == DEVICE_JID
+    return described
+
+
 async def plant_device(location: str, jid: str) -> None:
     """Put a linked device (random keys) in whatsmeow's store, as a scan would have:
     what a restart then resumes. `location` is what the worker's client was given."""
