@@ -155,6 +155,35 @@ async def test_linking_keeps_the_device_and_a_restart_resumes_it_without_a_scan(
         await AppFactory.stop(api, manager)
 
 
+async def test_a_device_stored_but_never_recorded_is_resumed_without_a_scan(
+    app_factory: AppFactory, silent: SilentProxy
+) -> None:
+    """whatsmeow saves a device before it tells of the link: a worker or API process
+    that ended between the two left the device in the session's file and no JID in our
+    auth row, and the next start linked a new device (a new scan)."""
+    api, manager = await app_factory.start(engine_type="whatsmeow")
+    try:
+        if whatsmeow_dsn(api.settings.resolved_database_url) is not None:
+            pytest.skip("a shared PostgreSQL store cannot tell whose a device is")
+        session_id = await started(api, proxy=silent.url)
+        described = await wait_for(
+            (await client_of(api, session_id)).describe, lambda d: d["connecting"], 20, "dial"
+        )
+        assert described["jid"] is None  # linking a new device
+        await plant_device(described["location"], DEVICE_JID)  # saved; the link not told
+        assert await auth_rows(api, session_id) == []
+    finally:
+        await AppFactory.stop(api, manager)
+    api, manager = await app_factory.start(engine_type="whatsmeow")
+    try:
+        await resumed(api, session_id)
+        assert [row.data for row in await auth_rows(api, session_id)] == [{"jid": DEVICE_JID}]
+        session = await api.session(session_id)
+        assert session["phoneNumber"] == PHONE
+    finally:
+        await AppFactory.stop(api, manager)
+
+
 async def test_a_device_missing_from_the_store_fails_the_session_not_the_worker(
     app_factory: AppFactory, silent: SilentProxy
 ) -> None:

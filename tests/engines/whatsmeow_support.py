@@ -7,6 +7,7 @@ back to the API process as our engine events.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sqlite3
@@ -135,7 +136,18 @@ async def plant_device(location: str, jid: str) -> None:
         finally:
             await conn.close()
         return
-    with sqlite3.connect(location) as db:
+
+    async def made() -> bool:
+        if not os.path.exists(location):
+            return False
+        with contextlib.closing(sqlite3.connect(location)) as db:
+            found = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'whatsmeow_device'"
+            ).fetchone()
+        return found is not None
+
+    await wait_for(made, bool, 20, "whatsmeow's tables")
+    with contextlib.closing(sqlite3.connect(location)) as db, db:
         marks = ", ".join("?" for _ in columns)
         db.execute(f"INSERT INTO whatsmeow_device ({', '.join(columns)}) VALUES ({marks})", row)
 

@@ -23,6 +23,7 @@ from openwa.engines.base import (
     ENGINE_ERROR,
     SEND_OUTCOME_UNKNOWN,
     WHATSAPP_CAPABILITIES,
+    Authenticated,
     Disconnected,
     EngineClient,
     EngineRefused,
@@ -366,7 +367,7 @@ class WhatsmeowClient:
 
     async def connect(self) -> None:
         auth = await self._ctx.auth.load() or {}
-        jid = auth.get("jid")
+        jid = auth.get("jid") or await self._adopted()
         if (
             jid
             and jid != self._verified
@@ -388,6 +389,23 @@ class WhatsmeowClient:
             proxy=self._ctx.config.get("proxy"),
             online=bool(self._ctx.config.get("markOnline")),
         )
+
+    async def _adopted(self) -> str | None:
+        """A device whatsmeow stored for this session whose link never reached our auth
+        row: whatsmeow saves the device before it tells of the link, so a worker or an
+        API process that ended between the two left a linked device we did not know of,
+        and the next start linked a new one (a new scan). The session's own file holding
+        exactly one device (SQLite) is that device: it is resumed and recorded. A shared
+        PostgreSQL store cannot tell whose a device is, so there it is a new scan still."""
+        jid = await self._engine.store.sole_device(self.session_id)
+        if jid is None:
+            return None
+        log.warning("whatsmeow_device_adopted", session_id=self.session_id, jid=jid)
+        await self._ctx.auth.save({"jid": jid})
+        self._verified = jid
+        # Its phone number, which the lost link would have told.
+        await self._ctx.emit(Authenticated(phone_number=jid.split("@")[0].split(":")[0]))
+        return jid
 
     async def disconnect(self) -> None:
         self._connected_once = False

@@ -150,6 +150,13 @@ class DeviceStore:
             )
             return found is not None
 
+    async def sole_device(self, session_id: str) -> str | None:
+        """The JID of the one device the session's own file holds, if it holds exactly
+        one; None on PostgreSQL, whose shared store cannot tell whose a device is."""
+        if self.dsn is not None:
+            return None
+        return await asyncio.to_thread(_sqlite_sole_device, self._file(session_id))
+
     async def remove(self, session_id: str, jid: str | None) -> None:
         """Forget the session's device: its file, or its rows (whatsmeow's foreign keys
         cascade from `whatsmeow_device` to every other table)."""
@@ -171,6 +178,20 @@ class DeviceStore:
         if self.database is None:
             raise RuntimeError("a PostgreSQL device store needs the engine of its database")
         return self.database
+
+
+def _sqlite_sole_device(path: Path) -> str | None:
+    """The file's device, if it has exactly one (opened for writing, as below)."""
+    if not path.exists():
+        return None
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=10)) as db:
+        tables = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'whatsmeow_device'"
+        ).fetchone()
+        if tables is None:
+            return None
+        rows = db.execute("SELECT jid FROM whatsmeow_device LIMIT 2").fetchall()
+    return str(rows[0][0]) if len(rows) == 1 else None
 
 
 def _sqlite_has_device(path: Path, jid: str) -> bool:
