@@ -155,12 +155,15 @@ async def test_linking_keeps_the_device_and_a_restart_resumes_it_without_a_scan(
         await AppFactory.stop(api, manager)
 
 
+@pytest.mark.parametrize("whatsapp", ["accepts", "refuses"])
 async def test_a_device_stored_but_never_recorded_is_resumed_without_a_scan(
-    app_factory: AppFactory, silent: SilentProxy
+    app_factory: AppFactory, silent: SilentProxy, whatsapp: str
 ) -> None:
     """whatsmeow saves a device before it tells of the link: a worker or API process
     that ended between the two left the device in the session's file and no JID in our
-    auth row, and the next start linked a new device (a new scan)."""
+    auth row, and the next start linked a new device (a new scan). A device WhatsApp
+    never confirmed (the process ended mid-pairing) is refused: the session fails
+    saying so, and its next start links anew."""
     api, manager = await app_factory.start(engine_type="whatsmeow")
     try:
         if whatsmeow_dsn(api.settings.resolved_database_url) is not None:
@@ -178,7 +181,15 @@ async def test_a_device_stored_but_never_recorded_is_resumed_without_a_scan(
     try:
         await resumed(api, session_id)
         assert [row.data for row in await auth_rows(api, session_id)] == [{"jid": DEVICE_JID}]
-        session = await api.session(session_id)
+        if whatsapp == "refuses":
+            await inject(api, session_id, ev.LoggedOutEv(Reason=neonize.LOGGED_OUT))
+            session = await api.wait_status(session_id, "failed", 20)
+            assert "without a completed link" in session["lastError"]
+            assert await auth_rows(api, session_id) == []
+            return
+        # Connected: the worker tells of the link, with the phone number.
+        await inject(api, session_id, ev.ConnectedEv())
+        session = await api.wait_status(session_id, "ready", 20)
         assert session["phoneNumber"] == PHONE
     finally:
         await AppFactory.stop(api, manager)

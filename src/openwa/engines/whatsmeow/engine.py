@@ -23,7 +23,6 @@ from openwa.engines.base import (
     ENGINE_ERROR,
     SEND_OUTCOME_UNKNOWN,
     WHATSAPP_CAPABILITIES,
-    Authenticated,
     Disconnected,
     EngineClient,
     EngineRefused,
@@ -344,6 +343,9 @@ class WhatsmeowClient:
         self._connected_once = False
         # A device this client saw linked or found in the store: no need to look again.
         self._verified: str | None = None
+        # A device taken from the store without a link we recorded (`_adopted`), until
+        # its connection confirms it.
+        self._adopted_jid: str | None = None
 
     async def _call(self, op: str, **args: Any) -> Any:
         return await self._engine.request(op, session=self.session_id, **args)
@@ -354,10 +356,21 @@ class WhatsmeowClient:
         kind = frame.get("kind")
         if kind == "linked":
             self._verified = frame["jid"]
+            self._adopted_jid = None
             await self._ctx.auth.save({"jid": frame["jid"]})
         elif kind == "event":
             # A LoggedOut's device is forgotten by the runtime (`Engine.forget`).
-            await self._ctx.emit(decode_event(frame))
+            event = decode_event(frame)
+            if isinstance(event, LoggedOut) and self._adopted_jid is not None:
+                # Not the phone's doing, most likely: whatsmeow stores a device before
+                # WhatsApp has confirmed the pairing, so an adopted one may never have
+                # been linked at all.
+                event = LoggedOut(
+                    f"{event.reason} (the device {self._adopted_jid} was found in "
+                    "whatsmeow's store without a completed link, and WhatsApp refused it; "
+                    "start the session again to link it with a new QR)"
+                )
+            await self._ctx.emit(event)
 
     async def on_worker_exit(self, reason: str) -> None:
         if self._connected_once:
@@ -402,9 +415,9 @@ class WhatsmeowClient:
             return None
         log.warning("whatsmeow_device_adopted", session_id=self.session_id, jid=jid)
         await self._ctx.auth.save({"jid": jid})
-        self._verified = jid
-        # Its phone number, which the lost link would have told.
-        await self._ctx.emit(Authenticated(phone_number=jid.split("@")[0].split(":")[0]))
+        # Its phone number comes with the connection (the worker tells of the link once
+        # connected); until then the device is on trial (see `on_frame`).
+        self._verified = self._adopted_jid = jid
         return jid
 
     async def disconnect(self) -> None:

@@ -184,7 +184,9 @@ def _sqlite_sole_device(path: Path) -> str | None:
     """The file's device, if it has exactly one (opened for writing, as below)."""
     if not path.exists():
         return None
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=10)) as db:
+    with contextlib.closing(
+        sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=10)
+    ) as db:
         tables = db.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'whatsmeow_device'"
         ).fetchone()
@@ -203,7 +205,9 @@ def _sqlite_has_device(path: Path, jid: str) -> bool:
     connect is tried again later."""
     if not path.exists():
         return False
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=10)) as db:
+    with contextlib.closing(
+        sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=10)
+    ) as db:
         tables = db.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'whatsmeow_device'"
         ).fetchone()
