@@ -160,6 +160,24 @@ async def test_failed_authentication_is_limited_per_address(app_factory: AppFact
             assert_error(wrong, 401, "UNAUTHORIZED")
 
 
+async def test_a_burst_of_guesses_at_once_is_limited_as_if_one_by_one(
+    app_factory: AppFactory,
+) -> None:
+    """A failure is known only once its key's lookup ends: checked against the failures
+    alone, a burst of parallel guesses all passed before any was counted (1,000 at once
+    against a limit of 10 a minute). The keys being looked up count meanwhile; many
+    requests at once with one key are not guesses."""
+    async with app_factory.running(rate_limit_auth_failures="5/minute") as api:
+        at_once = await asyncio.gather(*(sessions_as(api, ADMIN_KEY) for _ in range(30)))
+        for response in at_once:
+            assert_ok(response)
+        guesses = [f"owa_guess-{secrets.token_hex(12)}" for _ in range(40)]
+        answers = await asyncio.gather(*(sessions_as(api, guess) for guess in guesses))
+        codes = [response.status_code for response in answers]
+        assert 1 <= codes.count(401) <= 5, codes
+        assert codes.count(429) == len(codes) - codes.count(401), codes
+
+
 # --- streams ---------------------------------------------------------------------------------------
 
 

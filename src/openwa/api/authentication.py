@@ -12,7 +12,6 @@ from starlette.requests import HTTPConnection
 
 from openwa.api.context import request_id_var
 from openwa.api.forwarding import forwarded_from
-from openwa.errors import Unauthorized
 from openwa.keys.principal import Principal
 from openwa.services import Services
 
@@ -35,14 +34,9 @@ async def authenticate(connection: HTTPConnection, raw_key: str | None) -> Princ
         await _note_key_use(services, connection, principal, address)
         return principal
     limits = services.rate_limits
-    counted = address or "unknown"
-    await limits.check_address(counted)
-    try:
-        # An expired key is refused here too (401), so it counts as a failed attempt.
+    # An expired key is refused here too (401), so it counts as a failed attempt.
+    async with limits.authenticating(address or "unknown", raw_key):
         principal = await services.keys.authenticate(raw_key, address)
-    except Unauthorized:
-        await limits.failed_authentication(counted)
-        raise
     await limits.hit_key(principal.key_id, principal.role)
     await _note_key_use(services, connection, principal, address)
     return principal

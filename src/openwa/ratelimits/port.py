@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from openwa.keys.principal import Role
@@ -14,13 +15,13 @@ class RateLimits(Protocol):
     check costs no database round trip: memory, or one Redis call with `CACHE_TYPE=redis`.
     """
 
-    async def check_address(self, address: str) -> None:
-        """Before the key is looked at: refuse an address that failed too often, so a
-        guessed key cannot be told apart from a wrong one once the limit is reached."""
-        ...
-
-    async def failed_authentication(self, address: str) -> None:
-        """Count one failed authentication (missing, unknown or expired key)."""
+    def authenticating(
+        self, address: str, raw_key: str | None
+    ) -> AbstractAsyncContextManager[None]:
+        """Around the lookup of `raw_key` from `address`: on entry, refuse an address that
+        failed too often (counting the lookups from it still under way), so a guessed
+        key cannot be told apart from a wrong one once the limit is reached; a lookup
+        that raises `Unauthorized` (missing, unknown or expired key) counts as a failure."""
         ...
 
     async def hit_key(self, key_id: str, role: Role) -> None:

@@ -27,8 +27,8 @@ class Windows(Protocol):
         """Count one request; False once the window holds more than `item` allows."""
         ...
 
-    async def test(self, item: RateLimitItem, *identifiers: str) -> bool:
-        """Whether one more request would be allowed, without counting it."""
+    async def test(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
+        """Whether `cost` more requests would be allowed, without counting them."""
         ...
 
     async def reset_in(self, item: RateLimitItem, *identifiers: str) -> float:
@@ -63,9 +63,9 @@ class MemoryWindows:
         window[1] += 1
         return window[1] <= item.amount
 
-    async def test(self, item: RateLimitItem, *identifiers: str) -> bool:
+    async def test(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
         window = self._live((item, identifiers), time.time())
-        return window is None or window[1] < item.amount
+        return (window[1] if window is not None else 0) + cost <= item.amount
 
     async def reset_in(self, item: RateLimitItem, *identifiers: str) -> float:
         now = time.time()
@@ -93,8 +93,8 @@ class StorageWindows:
     async def hit(self, item: RateLimitItem, *identifiers: str) -> bool:
         return await _safely(self._limiter.hit(item, *identifiers), True)
 
-    async def test(self, item: RateLimitItem, *identifiers: str) -> bool:
-        return await _safely(self._limiter.test(item, *identifiers), True)
+    async def test(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
+        return await _safely(self._limiter.test(item, *identifiers, cost=cost), True)
 
     async def reset_in(self, item: RateLimitItem, *identifiers: str) -> float:
         stats = await _safely(self._limiter.get_window_stats(item, *identifiers), None)
