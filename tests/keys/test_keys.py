@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -9,6 +10,12 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from openwa.cache.memory import MemoryCache
+from openwa.db.unit_of_work import unit_of_work
+from openwa.errors import Unauthorized
+from openwa.keys.principal import Role
+from openwa.keys.schemas import ApiKeyCreate
+from openwa.keys.service import KeyService
 from tests.api.checks import assert_error, assert_ok, assert_page, problem
 from tests.fixtures.app import ADMIN_KEY, Api, AppFactory
 
@@ -375,3 +382,49 @@ async def test_generated_admin_key_is_printed_once(
         assert len(await all_keys(second, key=generated)) == 1
     finally:
         await AppFactory.stop(second, manager)
+
+
+class _HeldWrites(MemoryCache):
+    """A cache whose first write of a key's entry waits until released: a lookup that
+    read the key's row and is about to cache it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holding = asyncio.Event()
+        self.release = asyncio.Event()
+        self._held = False
+
+    async def _maybe_hold(self, value: bytes) -> None:
+        if value.startswith(b"{") and not self._held:
+            self._held = True
+            self.holding.set()
+            await self.release.wait()
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None:
+        await self._maybe_hold(value)
+        await super().set(key, value, ttl_s)
+
+    async def add(self, key: str, value: bytes, ttl_s: float) -> bool:
+        await self._maybe_hold(value)
+        return await super().add(key, value, ttl_s)
+
+
+async def test_a_lookup_that_read_a_key_before_its_delete_does_not_cache_it_after(
+    api: Api,
+) -> None:
+    """The lookup read the row before the delete committed and wrote its cache entry
+    after the delete's eviction: the deleted key worked for the cache's whole TTL (an
+    audit made a new admin key with a deleted one, 29 s after the delete)."""
+    keys = KeyService(_HeldWrites(), read=api.services.db_read)
+    async with unit_of_work(api.services.db) as db:
+        created = await keys.create(db, ApiKeyCreate(name="doomed", role=Role.ADMIN))
+    lookup = asyncio.create_task(keys.authenticate(created.key, None))
+    cache = keys._cache
+    assert isinstance(cache, _HeldWrites)
+    await asyncio.wait_for(cache.holding.wait(), 10)  # read, not yet cached
+    async with unit_of_work(api.services.db) as db:
+        await keys.delete(db, created.id)  # committed, then evicted
+    cache.release.set()
+    assert (await lookup).key_id == created.id  # it began before the delete
+    with pytest.raises(Unauthorized):
+        await keys.authenticate(created.key, None)

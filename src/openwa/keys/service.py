@@ -33,6 +33,12 @@ log = structlog.get_logger(__name__)
 # How long a key lookup is cached. Deleting a key evicts it at once (everywhere, with
 # Redis); this bounds only what another process could still see.
 _AUTH_TTL_S = 30.0
+# What an evicted key's cache entry holds for a TTL: a lookup that read the row before
+# the change committed must not cache it after the eviction (for a deleted admin key,
+# 30 s more of use, a new admin key included: found by an audit). Lookups fill the
+# cache only where it holds nothing (`add`), so they never overwrite this; while it is
+# there they read the database.
+_EVICTED = b"evicted"
 # Parsed principals kept by their cached entry (a frozen Principal is shared by requests).
 _PARSED_MAX = 1024
 
@@ -154,7 +160,7 @@ class KeyService:
             raise Unauthorized("send the API key in X-API-Key or Authorization: Bearer")
         key_hash = hash_key(raw_key)
         cached = await self._cached(key_hash)
-        if cached is not None:
+        if cached is not None and cached != _EVICTED:
             principal = self._parsed.get(cached) or self._parse(cached)
         else:
             async with self._read() as db:
@@ -162,8 +168,9 @@ class KeyService:
             if row is None:
                 raise Unauthorized("unknown API key")
             data = _cached_form(row)
-            with contextlib.suppress(Exception):  # a cache that is down only costs speed
-                await self._cache.set(_cache_key(key_hash), orjson.dumps(data), _AUTH_TTL_S)
+            if cached is None:
+                with contextlib.suppress(Exception):  # a cache that is down only costs speed
+                    await self._cache.add(_cache_key(key_hash), orjson.dumps(data), _AUTH_TTL_S)
             principal = _principal(data)
         principal.require_usable(utcnow(), address)
         return principal
@@ -284,11 +291,16 @@ class KeyService:
         self._evict_after_commit(db, row.key_hash)
         self._revoke_on_commit(db, key_id)
 
-    def _evict_after_commit(self, db: AsyncSession, key_hash: str) -> None:
+    def _evict_after_commit(self, db: AsyncSession, key_hash: str, *, mark: bool = True) -> None:
         # After the commit, not before: a request authenticating in between would read
-        # the key (still committed) and cache it again for the whole TTL.
+        # the key (still committed) and cache it again for the whole TTL. And as a mark
+        # for the TTL (`_EVICTED`), not a delete: a lookup that read the row before the
+        # commit may write its entry after this.
         async def evict() -> None:
-            await self._cache.delete(_cache_key(key_hash))
+            if mark:
+                await self._cache.set(_cache_key(key_hash), _EVICTED, _AUTH_TTL_S)
+            else:
+                await self._cache.delete(_cache_key(key_hash))
 
         after_commit_await(db, evict)
 
@@ -306,8 +318,9 @@ class KeyService:
                     self._revoke_on_commit(db, old_id)
                 repo.add(_new_row("API_KEY", Role.ADMIN, api_key, "env", None))
                 # A shared cache may still hold this key's row from an earlier database
-                # under the same address (dropped and made again): the new row wins.
-                self._evict_after_commit(db, hash_key(api_key))
+                # under the same address (dropped and made again): the new row wins. A
+                # plain delete: no lookup can have read a row this key did not have.
+                self._evict_after_commit(db, hash_key(api_key), mark=False)
             return None
         if await repo.admin_exists():
             return None
