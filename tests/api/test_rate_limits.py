@@ -160,6 +160,21 @@ async def test_failed_authentication_is_limited_per_address(app_factory: AppFact
             assert_error(wrong, 401, "UNAUTHORIZED")
 
 
+async def test_an_ipv6_clients_failures_count_for_its_whole_64(app_factory: AppFactory) -> None:
+    """A subscriber is given a whole /64: counted per address, every guess could come
+    from a fresh one."""
+    async with app_factory.running(rate_limit_auth_failures="2/minute") as api:
+        for n in range(2):
+            async with from_address(api, f"2001:db8:1:2::{n + 1}") as client:
+                guess = await client.get("/api/sessions", headers={"X-API-Key": WRONG_KEY})
+                assert_error(guess, 401, "UNAUTHORIZED")
+        async with from_address(api, "2001:db8:1:2:ffff::9") as client:
+            response = await client.get("/api/sessions", headers={"X-API-Key": ADMIN_KEY})
+            assert_limited(response, "address")
+        async with from_address(api, "2001:db8:1:3::1") as client:  # another /64
+            assert_ok(await client.get("/api/sessions", headers={"X-API-Key": ADMIN_KEY}))
+
+
 async def test_a_burst_of_guesses_at_once_is_limited_as_if_one_by_one(
     app_factory: AppFactory,
 ) -> None:

@@ -8,6 +8,8 @@ already holds, so they cost no database round trip.
 
 from __future__ import annotations
 
+import ipaddress
+
 from starlette.requests import HTTPConnection
 
 from openwa.api.context import request_id_var
@@ -35,11 +37,26 @@ async def authenticate(connection: HTTPConnection, raw_key: str | None) -> Princ
         return principal
     limits = services.rate_limits
     # An expired key is refused here too (401), so it counts as a failed attempt.
-    async with limits.authenticating(address or "unknown", raw_key):
+    async with limits.authenticating(_counted(address), raw_key):
         principal = await services.keys.authenticate(raw_key, address)
     await limits.hit_key(principal.key_id, principal.role)
     await _note_key_use(services, connection, principal, address)
     return principal
+
+
+def _counted(address: str | None) -> str:
+    """What failed authentications count against: the client's address, but for IPv6
+    its /64, the prefix one subscriber is given whole (every address in it was a
+    counter of its own: a fresh one per guess took the limit away)."""
+    if address is None:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else ip)
 
 
 async def _note_key_use(
