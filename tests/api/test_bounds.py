@@ -9,6 +9,7 @@ refused), and a session never stays `ready` in the database while its runtime is
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +21,7 @@ from openwa.engines.base import Disconnected, MessageReceived
 from openwa.messages import reports as reports_module
 from openwa.sessions.records import SessionRecords
 from tests.api.checks import assert_error, problem
-from tests.fixtures.app import Api, wait_for
+from tests.fixtures.app import Api, AppFactory, wait_for
 from tests.messages.support import (
     plus,
     ready_pair,
@@ -121,6 +122,41 @@ async def test_nul_bytes_anywhere_are_validation_errors(api: Api) -> None:
     assert (await api.session(sid))["status"] == "ready"
     sent = await send_text(api, sid, plus(b), "still here")
     await wait_sent(api, sid, sent["id"])
+
+
+async def test_half_a_character_anywhere_is_a_validation_error(app_factory: AppFactory) -> None:
+    """A lone UTF-16 surrogate (`"\\ud800"` in JSON) cannot be written out as UTF-8: in a
+    session's `metadata` or a webhook's header it was stored, its answer was a 500, and
+    so was every later read of the session and the session list."""
+    async with app_factory.running(webhook_allow_private=True) as api:
+        a, b = await ready_pair(api)
+        sid = a["id"]
+        base = f"/api/sessions/{sid}"
+        hook = "http://127.0.0.1:9/"
+        made = (await api.request("POST", f"{base}/webhooks", json={"url": hook})).json()
+        half = "\ud800"
+        bodies: list[tuple[str, str, dict[str, Any]]] = [
+            ("PATCH", base, {"config": {"metadata": {"a": half}}}),
+            ("PATCH", base, {"config": {"metadata": {half: "a"}}}),
+            ("POST", "/api/sessions", {"name": "x", "config": {"metadata": {"a": half}}}),
+            ("POST", f"{base}/webhooks", {"url": hook, "headers": {"X-A": half}}),
+            ("POST", "/api/webhooks", {"url": hook, "headers": {"X-A": half}}),
+            ("PATCH", f"{base}/webhooks/{made['data']['id']}", {"headers": {"X-A": half}}),
+            ("PATCH", base, {"config": {"webhooks": [{"url": hook, "headers": {"X-A": half}}]}}),
+            ("POST", f"{base}/messages/text", {"chatId": plus(b), "text": f"hi{half}"}),
+        ]
+        # As a client sends it: the half character escaped (`json.dumps` escapes it).
+        cases = [
+            (method, url, {"content": json.dumps(body), "headers": JSON})
+            for method, url, body in bodies
+        ]
+        await _all_refused(api, cases)
+        # Nothing of them was kept, and the session reads as before.
+        assert (await api.session(sid))["config"] == a["config"]
+        listed = await api.request("GET", "/api/sessions")
+        assert listed.status_code == 200, listed.text
+        hooks = (await api.request("GET", f"{base}/webhooks")).json()["data"]
+        assert [h["id"] for h in hooks] == [made["data"]["id"]]
 
 
 async def test_multipart_filename_with_nul_is_a_validation_error(api: Api) -> None:

@@ -21,7 +21,8 @@ from openwa.api.forwarding import Forwarder
 from openwa.db.commits import committed_in_request
 from openwa.db.engine import conflict_detail, lost_to_a_conflict, transient
 from openwa.errors import OpenWAError, OwnedElsewhere
-from openwa.kit.schema import NUL_ERROR
+from openwa.kit.schema import NUL_ERROR, SURROGATE_ERROR
+from openwa.kit.wire_json import well_formed
 
 log = structlog.get_logger(__name__)
 
@@ -47,12 +48,14 @@ def validation_details(errors: Any) -> list[dict[str, str]]:
         loc = [str(part) for part in error.get("loc", ())]
         if error.get("type") == "json_invalid":
             loc = loc[:1]  # the rest is a character offset, not a field
-        if error.get("type") == NUL_ERROR:
+        if error.get("type") in (NUL_ERROR, SURROGATE_ERROR):
             loc.append(str((error.get("ctx") or {}).get("where", "")))
         details.append(
             {
-                "field": ".".join(loc) or "request",
-                "message": str(error.get("msg", "invalid")),
+                # A path names keys of the body, which may hold half a character (a lone
+                # surrogate): the answer must still be UTF-8.
+                "field": well_formed(".".join(loc)) or "request",
+                "message": well_formed(str(error.get("msg", "invalid"))),
                 "type": str(error.get("type", "invalid")),
             }
         )

@@ -19,6 +19,8 @@ from pydantic import model_validator as _model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from openwa.kit.wire_json import well_formed
+
 # What a BIGINT column (and SQLite's INTEGER) holds: a larger number reaching the
 # database is an overflow there, so integers from clients are bounded to it.
 # Every integer parameter declares `le=INT64_MAX` (tests/api/test_bounds.py holds every
@@ -27,6 +29,7 @@ INT64_MAX = 2**63 - 1
 
 
 NUL_ERROR = "string_nul"
+SURROGATE_ERROR = "string_lone_surrogate"
 
 
 def nul_path(value: Any, path: tuple[str, ...] = ()) -> str | None:
@@ -37,6 +40,21 @@ def nul_path(value: Any, path: tuple[str, ...] = ()) -> str | None:
     for where, item in _strings(value, path):
         if "\x00" in item:
             return ".".join(where) or "value"
+    return None
+
+
+def surrogate_path(value: Any, path: tuple[str, ...] = ()) -> str | None:
+    """Where a lone UTF-16 surrogate (half an emoji, `"\\ud800"` in JSON) sits in decoded
+    JSON (keys included), or None. Such a string cannot be encoded as UTF-8: a session's
+    `metadata` or a webhook's header holding one was stored, then every answer showing
+    it failed as a 500 (the session list for every client)."""
+    for where, item in _strings(value, path):
+        if not item.isascii():
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                # Said as a path the error can carry (the key may be the culprit).
+                return well_formed(".".join(where)) or "value"
     return None
 
 
@@ -100,9 +118,16 @@ class StrictCamelModel(CamelModel):
     @_model_validator(mode="before")
     @classmethod
     def _no_nul(cls, data: Any) -> Any:
+        # The errors sit on the model; `where` says which field (api/errors.py appends
+        # it to the location).
         where = nul_path(data)
         if where is not None:
-            # The error sits on the model; `where` says which field (api/errors.py
-            # appends it to the location).
             raise PydanticCustomError(NUL_ERROR, "holds a NUL character", {"where": where})
+        where = surrogate_path(data)
+        if where is not None:
+            raise PydanticCustomError(
+                SURROGATE_ERROR,
+                "holds half a character (a lone UTF-16 surrogate)",
+                {"where": where},
+            )
         return data
