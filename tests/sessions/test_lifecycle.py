@@ -411,6 +411,28 @@ async def test_mock_disconnect_reconnects_by_itself(api: Api) -> None:
     assert again["statusHistory"][-4]["reason"]
 
 
+async def test_losses_before_the_reconnect_share_it(api: Api) -> None:
+    """A second Disconnected before the reconnect has begun is the same loss: each got a
+    reconnect of its own, and the session went through a cycle of connecting for each
+    (five `mock/disconnect` calls in a row: five cycles over 17 s)."""
+    session = await api.create_session("flappy")
+    await api.wait_status("flappy", "ready")
+    for n in range(5):
+        response = await api.request(
+            "POST", "/api/sessions/flappy/mock/disconnect", json={"reason": f"drop {n}"}
+        )
+        assert response.status_code == 200, response.text
+    running = api.services.runtime._running[session["id"]]
+
+    async def applied() -> bool:
+        return running.events.empty() and not running.taken
+
+    await wait_for(applied, bool, 10, "the drops applied")
+    assert running.attempts == 1  # one reconnect scheduled, not five
+    back = await wait_history(api, "flappy", ends_with(["disconnected", *RECONNECT]))
+    assert statuses(back) == [*NORMAL_LIFE, "disconnected", *RECONNECT]
+
+
 async def test_reasons_are_redacted_before_anyone_sees_them(api: Api) -> None:
     """Reasons are an engine's words, and every role, stream and webhook reads them: a
     proxy URL's password or a key quoted in one is masked before it is stored."""

@@ -129,6 +129,8 @@ class _Running:
     events: asyncio.Queue[EngineEvent] = field(default_factory=asyncio.Queue)
     worker: asyncio.Task[None] | None = None
     reconnect: asyncio.Task[None] | None = None
+    # The reconnect is still waiting out its delay (it has not begun to connect).
+    reconnect_waiting: bool = False
     attempts: int = 0
     closed: bool = False
     ready: bool = False
@@ -715,11 +717,20 @@ class SessionRuntime:
         await store.clear()
 
     def _schedule_reconnect(self, running: _Running) -> None:
+        if running.reconnect_waiting and running.reconnect is not None:
+            # A reconnect already waits its turn: this loss is the one it will mend (a
+            # second Disconnected before it connected). Each used to get a reconnect of
+            # its own, and the session went through a cycle of connecting for each
+            # (five `mock/disconnect` calls in a row: five cycles over 17 s).
+            return
         delay = self._reconnect.delay(running.attempts)
         running.attempts += 1
 
         async def reconnect() -> None:
-            await asyncio.sleep(delay)
+            try:
+                await asyncio.sleep(delay)
+            finally:
+                running.reconnect_waiting = False
             async with self.lock(running.session_id):
                 if running.closed:
                     return
@@ -731,4 +742,5 @@ class SessionRuntime:
                     return
             await self._connect(running)
 
+        running.reconnect_waiting = True
         running.reconnect = asyncio.create_task(reconnect())
