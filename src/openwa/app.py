@@ -685,6 +685,9 @@ def create_app(settings: Settings) -> FastAPI:
         # generated from the document take as their function names.
         generate_unique_id_function=operation_id,
         routes=API_ROUTES,
+        # `/api/sessions/` is no route: a 404 in our envelope, not Starlette's bare 307
+        # before authentication, whose Location was built from the request's Host.
+        redirect_slashes=False,
     )
     app.state.services = services
     app.state.readiness = SharedReadiness(services)

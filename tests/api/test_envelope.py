@@ -409,11 +409,17 @@ async def test_unknown_route_is_404(api: Api) -> None:
         ("GET", "/nope"),
         ("GET", "/api"),
         ("GET", "/docs/static/nope.js"),
+        # A trailing slash is no route either (not a bare 307 to a Location built from
+        # the request's Host header, answered before authentication).
+        ("GET", "/api/sessions/"),
+        ("DELETE", "/api/sessions/x/"),
     ]:
-        response = await api.request(method, url)
+        response = await api.request(method, url, headers={"Host": "evil.example"})
         assert_error(response, 404, "NOT_FOUND")
+        assert "location" not in response.headers
     # Even without a key.
     assert_error(await api.request("GET", "/api/nope", key=None), 404, "NOT_FOUND")
+    assert_error(await api.request("GET", "/api/sessions/", key=None), 404, "NOT_FOUND")
 
 
 async def test_wrong_method_is_405(api: Api) -> None:
