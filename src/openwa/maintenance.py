@@ -22,6 +22,7 @@ from openwa.kit.background import BackgroundTask
 from openwa.kit.clock import utcnow
 from openwa.media.sweep import ORPHAN_GRACE, MediaSweep
 from openwa.messages.status import MessageStatus
+from openwa.queue import outbox
 from openwa.storage.base import Storage
 
 log = structlog.get_logger(__name__)
@@ -109,6 +110,8 @@ class Maintenance:
         await self._in_batches(Prune([DeliveryRow.id], ended))
         expired = [IdempotencyRow.created_at < now - IDEMPOTENCY_TTL]
         await self._in_batches(Prune(_IDEMPOTENCY_KEY, expired))
+        # Sends done a day ago: their messages keep what happened.
+        await self._in_batches(outbox.finished(now - IDEMPOTENCY_TTL))
         await self.prune_audit(now - timedelta(days=self._audit_days))
         await self.prune_media(now - timedelta(days=self._media_days))
         await self.prune_messages(now - timedelta(days=self._message_days))

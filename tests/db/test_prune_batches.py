@@ -12,7 +12,14 @@ from typing import Any
 
 from sqlalchemy import event, func, select, update
 
-from openwa.db.models import AuditRow, DeliveryRow, EventRow, IdempotencyRow, MessageRow
+from openwa.db.models import (
+    AuditRow,
+    DeliveryRow,
+    EventRow,
+    IdempotencyRow,
+    MessageRow,
+    OutboxJobRow,
+)
 from openwa.db.unit_of_work import unit_of_work
 from openwa.kit.clock import utcnow
 from tests.fixtures.app import Api, AppFactory, wait_for
@@ -24,6 +31,7 @@ _AGED = {
     AuditRow: AuditRow.at,
     IdempotencyRow: IdempotencyRow.created_at,
     MessageRow: MessageRow.timestamp,
+    OutboxJobRow: OutboxJobRow.created_at,
 }
 
 
@@ -63,10 +71,27 @@ async def _prune_in_batches(api: Api) -> None:
             api, session["id"], "15550001111", f"old {n}", idempotency_key=f"k{n}"
         )
         await wait_sent(api, session["id"], sent["id"])  # a pending send is never pruned
+    # A send scheduled far ahead: its message and job wait, whatever their age.
+    scheduled = {"chatId": "15550001111", "text": "later", "sendAt": "2099-01-01T00:00:00Z"}
+    response = await api.request(
+        "POST", f"/api/sessions/{session['id']}/messages/text", json=scheduled
+    )
+    assert response.status_code == 202, response.text
     waiting = await wait_for(lambda: _waited_for(api), lambda c: len(c) == 4, 15, "deliveries")
     path = f"{hooks_path(session['id'])}/{down['id']}"
     data_of(await api.request("PATCH", path, json={"active": False}))
     async with unit_of_work(api.services.db) as db:
+        # A job a session deleted before its jobs went with it left behind, not done.
+        db.add(
+            OutboxJobRow(
+                session_id="ses_01JD8X0000000000000000GONE",
+                message_id="gone",
+                due_at=utcnow(),
+                attempts=0,
+                done=False,
+                created_at=utcnow(),
+            )
+        )
         for model, column in _AGED.items():
             await db.execute(update(model).values({column.key: utcnow() - timedelta(days=400)}))
     aged = await _old(api)
@@ -94,11 +119,13 @@ async def _prune_in_batches(api: Api) -> None:
         event.remove(engine, "commit", committed)
 
     # The events the paused webhook still has to send stay (more than a batch holds).
-    assert await _old(api) == {**dict.fromkeys(aged, 0), "events": len(waiting)}
+    kept = {"events": len(waiting), "messages": 1, "outbox_jobs": 1}
+    assert await _old(api) == {**dict.fromkeys(aged, 0), **kept}
     async with api.services.db() as db:
         left = set((await db.execute(select(EventRow.cursor))).scalars())
     assert waiting <= left
-    aged["events"] -= len(waiting)
+    for table, count in kept.items():
+        aged[table] -= count
     for table, count in aged.items():
         deletes = [i for i, (name, _) in enumerate(seen) if name == table]
         # ceil(count / 3) full or partial batches, and one that finds the rest empty

@@ -15,8 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
 import openwa.messages.service as messages_service
+from openwa.db.models import OutboxJobRow
 from openwa.sessions.runtime import SessionRuntime
 from openwa.webhooks.service import WebhookService
 from tests.fixtures.app import Api, AppFactory, wait_for
@@ -156,3 +158,39 @@ async def test_webhooks_given_as_their_session_is_deleted_are_404(
         pause = pause_after(monkeypatch, WebhookService, "prepare")
         answered = await deleted_during(api, session["id"], calling, pause)
         error_of(answered, 404, "SESSION_NOT_FOUND")
+
+
+async def test_of_deletes_at_once_one_deletes_and_the_others_find_it_gone(api: Api) -> None:
+    """Each DELETE waited for the session's lock, found the row gone, and answered 200
+    all the same (five `deleted: true`, five audit entries of a delete)."""
+    session = await ready_session(api, "doomed")
+    answers = await asyncio.gather(
+        *(api.request("DELETE", f"/api/sessions/{session['id']}") for _ in range(5))
+    )
+    codes = sorted(response.status_code for response in answers)
+    assert codes == [200, 404, 404, 404, 404], [r.text for r in answers]
+    for response in answers:
+        if response.status_code == 404:
+            error_of(response, 404, "SESSION_NOT_FOUND")
+
+
+async def test_a_deleted_sessions_queued_sends_go_with_it(api: Api) -> None:
+    """Nothing holds a send's job to its session: a deleted session's jobs stayed for
+    good (and so did every job done), a row per message."""
+    session = await ready_session(api, "leaving")
+    later = {"chatId": "+15550001111", "text": "later", "sendAt": "2099-01-01T00:00:00Z"}
+    for _ in range(3):
+        response = await api.request(
+            "POST", f"/api/sessions/{session['id']}/messages/text", json=later
+        )
+        assert response.status_code == 202, response.text
+    assert await _jobs(api, session["id"]) == 3
+    deleted = await api.request("DELETE", f"/api/sessions/{session['id']}")
+    assert deleted.status_code == 200, deleted.text
+    assert await _jobs(api, session["id"]) == 0
+
+
+async def _jobs(api: Api, session_id: str) -> int:
+    async with api.services.db() as db:
+        found = await db.scalar(select(func.count()).where(OutboxJobRow.session_id == session_id))
+    return int(found or 0)

@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.db.base import table_of
+from openwa.db.batches import Prune
 from openwa.db.engine import is_postgres, stage_insert
-from openwa.db.models import OutboxJobRow
+from openwa.db.models import OutboxJobRow, SessionRow
 from openwa.queue.claims import QueueSpec, claim_runs
 from openwa.queue.claims import release as release_rows
 
@@ -146,4 +147,22 @@ async def take_back(db: AsyncSession, session_id: str, worker: str) -> None:
             OutboxJobRow.locked_by != worker,
         )
         .values(locked_until=None)
+    )
+
+
+async def drop_session(db: AsyncSession, session_id: str) -> None:
+    """A deleted session's jobs, in the delete's unit of work: no foreign key holds them
+    to the session (the queue is claimed by session id alone), and nothing else would
+    ever end them: they stayed for good."""
+    await db.execute(delete(OutboxJobRow).where(OutboxJobRow.session_id == session_id))
+
+
+def finished(before: datetime) -> Prune:
+    """Jobs done before `before`, and jobs of sessions that are gone (left by deletes
+    before `drop_session`): nothing reads either again (every query of the queue asks
+    for jobs not done), and the table grew by a row per message sent, for good."""
+    return Prune(
+        [OutboxJobRow.id],
+        [OutboxJobRow.created_at < before],
+        [OutboxJobRow.done.is_(True) | ~exists().where(SessionRow.id == OutboxJobRow.session_id)],
     )

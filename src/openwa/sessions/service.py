@@ -34,6 +34,7 @@ from openwa.kit.ids import new_id
 from openwa.kit.pagination import PageParams
 from openwa.kit.phone import normalize_phone
 from openwa.media.sweep import MediaTombstones, delete_prefix
+from openwa.queue import outbox
 from openwa.sessions.directory import SessionDirectory
 from openwa.sessions.qr import qr_data_url, qr_png
 from openwa.sessions.records import SessionRecords
@@ -264,17 +265,20 @@ class SessionService:
         row = await repo.get(session_id)
         # The cascade may reach every message the session has: off SQLite's event loop.
         with off_the_loop():
-            if row is not None:
-                # The row first, its event after: appending an event takes the event
-                # counter's row lock until the commit, and the delete (cascading to the
-                # messages) may wait for a send being recorded, which appends its own
-                # events next: with the event first, each waited for the other
-                # (PostgreSQL).
-                await repo.delete(row)
-                await self._records.deleted(db, row)
-                # Its files are deleted after the commit; should that fail or be cut
-                # short, maintenance finds the prefix by this row (`media/sweep.py`).
-                await MediaTombstones(db).remember(row.id, utcnow())
+            if row is None:
+                # Deleted meanwhile (another DELETE of it, which held the lock first).
+                raise SessionNotFound(details={"session": session_id})
+            # The row first, its event after: appending an event takes the event
+            # counter's row lock until the commit, and the delete (cascading to the
+            # messages) may wait for a send being recorded, which appends its own
+            # events next: with the event first, each waited for the other
+            # (PostgreSQL).
+            await repo.delete(row)
+            await outbox.drop_session(db, row.id)
+            await self._records.deleted(db, row)
+            # Its files are deleted after the commit; should that fail or be cut
+            # short, maintenance finds the prefix by this row (`media/sweep.py`).
+            await MediaTombstones(db).remember(row.id, utcnow())
             await commit(db)
 
     async def _forget_media(self, session_id: str) -> None:
