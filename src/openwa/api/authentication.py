@@ -37,8 +37,8 @@ async def authenticate(connection: HTTPConnection, raw_key: str | None) -> Princ
         return principal
     limits = services.rate_limits
     # An expired key is refused here too (401), so it counts as a failed attempt.
-    async with limits.authenticating(_counted(address), raw_key):
-        principal = await services.keys.authenticate(raw_key, address)
+    async with limits.authenticating(_counted(address), raw_key) as looking_up:
+        principal = await services.keys.authenticate(raw_key, address, looking_up)
     await limits.hit_key(principal.key_id, principal.role)
     await _note_key_use(services, connection, principal, address)
     return principal

@@ -26,6 +26,7 @@ from openwa.keys.secrets import display_prefix, generate_key, hash_key
 from openwa.kit.clock import utcnow
 from openwa.kit.ids import new_id
 from openwa.kit.pagination import PageParams
+from openwa.ratelimits.port import LookingUp
 from openwa.sessions.repository import SessionRepository
 
 log = structlog.get_logger(__name__)
@@ -153,9 +154,13 @@ class KeyService:
             row = await ApiKeyRepository(db).get(key_id)
         return _principal(_cached_form(row)) if row is not None else None
 
-    async def authenticate(self, raw_key: str | None, address: str | None) -> Principal:
+    async def authenticate(
+        self, raw_key: str | None, address: str | None, looking_up: LookingUp | None = None
+    ) -> Principal:
         """The key's principal, if the key is known, unexpired, and used from one of its
-        networks (`address`: the client's, see `api.deps.client_address`)."""
+        networks (`address`: the client's, see `api.deps.client_address`).
+        `looking_up` wraps the trip to the database of a key the cache did not know (the
+        limit of failed authentications counts those meanwhile)."""
         if not raw_key:
             raise Unauthorized("send the API key in X-API-Key or Authorization: Bearer")
         key_hash = hash_key(raw_key)
@@ -163,7 +168,8 @@ class KeyService:
         if cached is not None and cached != _EVICTED:
             principal = self._parsed.get(cached) or self._parse(cached)
         else:
-            async with self._read() as db:
+            trip = looking_up() if looking_up is not None else contextlib.nullcontext()
+            async with trip, self._read() as db:
                 row = await ApiKeyRepository(db).by_hash(key_hash)
             if row is None:
                 raise Unauthorized("unknown API key")

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import hashlib
 import math
 from collections.abc import AsyncIterator
+from functools import partial
 
 from limits import RateLimitItem
 
 from openwa.errors import RateLimited, Unauthorized
 from openwa.keys.principal import Role
+from openwa.ratelimits.port import LookingUp
 from openwa.ratelimits.windows import Windows
 
 
@@ -33,36 +34,48 @@ class WindowRateLimits:
         self._windows = windows
         self._per_role = per_role
         self._auth_failures = auth_failures
-        # Per address, the keys whose lookup is under way (digests, with their requests).
-        self._looking: dict[str, collections.Counter[bytes]] = {}
+        # Per address, the keys whose lookup is under way (with their requests).
+        self._looking: dict[str, collections.Counter[str]] = {}
 
     @contextlib.asynccontextmanager
-    async def authenticating(self, address: str, raw_key: str | None) -> AsyncIterator[None]:
-        """Around one key lookup from `address` (the port's contract). The distinct keys
-        being looked up from the address count as failures until their lookups end: a
-        failure is only known once its lookup is done, so with the failures alone a
-        burst of parallel guesses all passed before any was counted (1,000 at once,
-        against a limit of 10 a minute). Counting distinct keys, not requests, leaves a
-        client that sends many requests at once with its one key unaffected."""
-        guess = hashlib.blake2b((raw_key or "").encode(), digest_size=16).digest()
-        looking = self._looking.setdefault(address, collections.Counter())
-        looking[guess] += 1
+    async def authenticating(self, address: str, raw_key: str | None) -> AsyncIterator[LookingUp]:
+        """Around one key's authentication from `address` (the port's contract): refused
+        on entry once the address failed too often; an `Unauthorized` counts as a
+        failure; the lookup's trip to the database goes through what is yielded."""
+        await self._check(address, 1)
         try:
+            yield partial(self._looking_up, address, raw_key or "")
+        except Unauthorized:
             for item in self._auth_failures:
-                if not await self._windows.test(item, "auth", address, cost=len(looking)):
-                    await self._refuse(item, ("auth", address), scope="address")
-            try:
-                yield
-            except Unauthorized:
-                for item in self._auth_failures:
-                    await self._windows.hit(item, "auth", address)
-                raise
+                await self._windows.hit(item, "auth", address)
+            raise
+
+    @contextlib.asynccontextmanager
+    async def _looking_up(self, address: str, key: str) -> AsyncIterator[None]:
+        """A key the cache did not know, looked up in the database: until the lookup
+        ends, the distinct keys being looked up so from the address count as failures.
+        A failure is known only once its lookup is done, so with the failures alone a
+        burst of parallel guesses all passed before any was counted (1,000 at once
+        against a limit of 10 a minute). A key the cache knows (a client's own, in use)
+        is never counted, nor are many requests at once with one key."""
+        looking = self._looking.get(address)
+        if looking is None:
+            looking = self._looking[address] = collections.Counter()
+        looking[key] += 1
+        try:
+            await self._check(address, len(looking))
+            yield
         finally:
-            looking[guess] -= 1
-            if not looking[guess]:
-                del looking[guess]
+            looking[key] -= 1
+            if not looking[key]:
+                del looking[key]
                 if not looking:
                     self._looking.pop(address, None)
+
+    async def _check(self, address: str, cost: int) -> None:
+        for item in self._auth_failures:
+            if not await self._windows.test(item, "auth", address, cost=cost):
+                await self._refuse(item, ("auth", address), scope="address")
 
     async def hit_key(self, key_id: str, role: Role) -> None:
         for item in self._per_role.get(role, ()):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from openwa.keys.principal import Role
+
+# Wraps a key lookup's trip to the database (see `RateLimits.authenticating`).
+LookingUp = Callable[[], AbstractAsyncContextManager[None]]
 
 
 class RateLimits(Protocol):
@@ -17,11 +21,13 @@ class RateLimits(Protocol):
 
     def authenticating(
         self, address: str, raw_key: str | None
-    ) -> AbstractAsyncContextManager[None]:
-        """Around the lookup of `raw_key` from `address`: on entry, refuse an address that
-        failed too often (counting the lookups from it still under way), so a guessed
-        key cannot be told apart from a wrong one once the limit is reached; a lookup
-        that raises `Unauthorized` (missing, unknown or expired key) counts as a failure."""
+    ) -> AbstractAsyncContextManager[LookingUp]:
+        """Around the authentication of `raw_key` from `address`: on entry, refuse an
+        address that failed too often, so a guessed key cannot be told apart from a
+        wrong one once the limit is reached; a lookup that raises `Unauthorized`
+        (missing, unknown or expired key) counts as a failure. What it yields wraps the
+        lookup's trip to the database (a key the cache did not know): the keys on such
+        trips from the address count as failures meanwhile, and may be refused."""
         ...
 
     async def hit_key(self, key_id: str, role: Role) -> None:
