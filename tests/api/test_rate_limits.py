@@ -14,6 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import event, select, update
 
+from openwa.api.authentication import _counted
 from openwa.config import Settings
 from openwa.db.models import ApiKeyRow
 from openwa.db.unit_of_work import unit_of_work
@@ -158,6 +159,24 @@ async def test_failed_authentication_is_limited_per_address(app_factory: AppFact
             assert_ok(ok)
             wrong = await other.get("/api/sessions", headers={"X-API-Key": WRONG_KEY})
             assert_error(wrong, 401, "UNAUTHORIZED")
+
+
+@pytest.mark.parametrize(
+    ("address", "counted"),
+    [
+        ("192.0.2.1", "192.0.2.1"),
+        ("192.0.2.1:5678", "192.0.2.1"),  # a proxy's address with its port
+        ("[2001:db8:1:2::5]:443", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2::5", "2001:db8:1:2::/64"),
+        ("::ffff:192.0.2.1", "192.0.2.1"),
+        ("64:ff9b::c000:201", "192.0.2.1"),  # NAT64: the IPv4 client it carries
+        ("fe80::1%eth0", "fe80::/64"),
+        ("not an address", "not an address"),
+        (None, "unknown"),
+    ],
+)
+def test_what_failures_count_against(address: str | None, counted: str) -> None:
+    assert _counted(address) == counted
 
 
 async def test_an_ipv6_clients_failures_count_for_its_whole_64(app_factory: AppFactory) -> None:

@@ -44,19 +44,41 @@ async def authenticate(connection: HTTPConnection, raw_key: str | None) -> Princ
     return principal
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
 def _counted(address: str | None) -> str:
     """What failed authentications count against: the client's address, but for IPv6
     its /64, the prefix one subscriber is given whole (every address in it was a
-    counter of its own: a fresh one per guess took the limit away)."""
+    counter of its own: a fresh one per guess took the limit away). A proxy's
+    `[address]:port` or `address:port` is read without the port (a port per connection
+    was a counter per connection), and a NAT64 address as the IPv4 client it carries."""
     if address is None:
         return "unknown"
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
+    ip = _ip_of(address)
+    if ip is None:
         return address
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is None:
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        if ip in _NAT64:
+            return str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
         return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else ip)
+    return str(ip)
+
+
+def _ip_of(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    candidates = [address]
+    if address.startswith("["):  # [2001:db8::1]:443
+        candidates.append(address[1:].split("]", 1)[0])
+    elif address.count(":") == 1:  # 192.0.2.1:5678
+        candidates.append(address.split(":", 1)[0])
+    for candidate in candidates:
+        try:
+            return ipaddress.ip_address(candidate)
+        except ValueError:
+            continue
+    return None
 
 
 async def _note_key_use(

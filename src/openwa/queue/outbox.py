@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import ColumnElement, delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.db.base import table_of
@@ -150,11 +150,24 @@ async def take_back(db: AsyncSession, session_id: str, worker: str) -> None:
     )
 
 
+def _of_session(session_id: str) -> list[ColumnElement[bool]]:
+    # `done` named too, so the queue's index (done, session_id, ...) finds them.
+    return [OutboxJobRow.done.in_([False, True]), OutboxJobRow.session_id == session_id]
+
+
+async def lock_session(db: AsyncSession, session_id: str) -> None:
+    """Lock a session's jobs before its row (and, by cascade, its messages) is deleted:
+    the send worker records a run jobs first, then messages, and a delete taking them
+    the other way round deadlocked with it (PostgreSQL)."""
+    if is_postgres(db):
+        await db.execute(select(OutboxJobRow.id).where(*_of_session(session_id)).with_for_update())
+
+
 async def drop_session(db: AsyncSession, session_id: str) -> None:
     """A deleted session's jobs, in the delete's unit of work: no foreign key holds them
     to the session (the queue is claimed by session id alone), and nothing else would
     ever end them: they stayed for good."""
-    await db.execute(delete(OutboxJobRow).where(OutboxJobRow.session_id == session_id))
+    await db.execute(delete(OutboxJobRow).where(*_of_session(session_id)))
 
 
 def finished(before: datetime) -> Prune:

@@ -667,6 +667,9 @@ class SessionRuntime:
                     await self._records.linked(db, sid, phone, push)
             case Connected():
                 running.attempts = 0
+                if running.reconnect_waiting and running.reconnect is not None:
+                    # Back by itself: a reconnect still waiting would take it down again.
+                    running.reconnect.cancel()
                 # Ready here before `ready` is committed: whoever reads `ready` (from the
                 # session directory, at once) may use the session at once.
                 running.ready = True

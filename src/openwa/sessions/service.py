@@ -273,7 +273,9 @@ class SessionService:
             # messages) may wait for a send being recorded, which appends its own
             # events next: with the event first, each waited for the other
             # (PostgreSQL).
+            await outbox.lock_session(db, row.id)
             await repo.delete(row)
+            # After the row: a send accepted meanwhile has its job by then.
             await outbox.drop_session(db, row.id)
             await self._records.deleted(db, row)
             # Its files are deleted after the commit; should that fail or be cut
