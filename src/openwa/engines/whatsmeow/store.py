@@ -181,30 +181,25 @@ class DeviceStore:
 
 
 def _sqlite_sole_device(path: Path) -> str | None:
-    """The file's device, if it has exactly one (opened for writing, as below)."""
-    if not path.exists():
-        return None
-    with contextlib.closing(
-        sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=10)
-    ) as db:
-        tables = db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'whatsmeow_device'"
-        ).fetchone()
-        if tables is None:
-            return None
-        rows = db.execute("SELECT jid FROM whatsmeow_device LIMIT 2").fetchall()
-    return str(rows[0][0]) if len(rows) == 1 else None
+    """The file's device, if it has exactly one."""
+    jids = _sqlite_devices(path, None, 2)
+    return jids[0] if len(jids) == 1 else None
 
 
 def _sqlite_has_device(path: Path, jid: str) -> bool:
-    """Whether the file holds the device. Opened for writing, though only read: a write
-    of whatsmeow's cut short (the worker killed mid-transaction) leaves a hot journal
-    that only a connection that may write rolls back; read-only, the open failed, the
-    device was taken for missing, and the file was deleted with it (a new scan). Only a
-    file without whatsmeow's tables is "no device"; any other error is raised, and the
-    connect is tried again later."""
+    """Whether the file holds the device."""
+    return bool(_sqlite_devices(path, jid, 1))
+
+
+def _sqlite_devices(path: Path, jid: str | None, limit: int) -> list[str]:
+    """Up to `limit` JIDs of the file's devices (only `jid`, when given). Opened for
+    writing, though only read: a write of whatsmeow's cut short (the worker killed
+    mid-transaction) leaves a hot journal that only a connection that may write rolls
+    back; read-only, the open failed, the device was taken for missing, and the file was
+    deleted with it (a new scan). Only a missing file, or one without whatsmeow's tables,
+    holds no device; any other error is raised, and the connect is tried again later."""
     if not path.exists():
-        return False
+        return []
     with contextlib.closing(
         sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=10)
     ) as db:
@@ -212,6 +207,8 @@ def _sqlite_has_device(path: Path, jid: str) -> bool:
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'whatsmeow_device'"
         ).fetchone()
         if tables is None:  # whatsmeow never stored a device here
-            return False
-        row = db.execute("SELECT 1 FROM whatsmeow_device WHERE jid = ?", (jid,)).fetchone()
-    return row is not None
+            return []
+        query = "SELECT jid FROM whatsmeow_device"
+        query += " WHERE jid = ? LIMIT ?" if jid is not None else " LIMIT ?"
+        rows = db.execute(query, (jid, limit) if jid is not None else (limit,)).fetchall()
+    return [str(row[0]) for row in rows]
