@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,6 +19,10 @@ from openwa.api.authentication import _counted
 from openwa.config import Settings
 from openwa.db.models import ApiKeyRow
 from openwa.db.unit_of_work import unit_of_work
+from openwa.errors import RateLimited
+from openwa.ratelimits.limiter import WindowRateLimits
+from openwa.ratelimits.notation import parse_limits
+from openwa.ratelimits.windows import MemoryWindows
 from tests.api.checks import assert_error, assert_ok
 from tests.events.wsclient import close_code, open_ws
 from tests.fixtures.app import ADMIN_KEY, Api, AppFactory
@@ -177,6 +182,26 @@ async def test_failed_authentication_is_limited_per_address(app_factory: AppFact
 )
 def test_what_failures_count_against(address: str | None, counted: str) -> None:
     assert _counted(address) == counted
+
+
+async def test_a_key_in_use_is_refused_while_guesses_in_flight_fill_the_limit() -> None:
+    """A key the cache knows never goes to the database, so it is never counted as in
+    flight; but while the guesses in flight fill the limit it is refused like them, or
+    a burst could try any number of guesses against the keys in use."""
+    limits = WindowRateLimits(MemoryWindows(), {}, parse_limits("2/minute"))
+    async with contextlib.AsyncExitStack() as guesses:
+        for guess in ("owa_guess-1", "owa_guess-2"):
+            looking_up = await guesses.enter_async_context(
+                limits.authenticating("198.51.100.7", guess)
+            )
+            await guesses.enter_async_context(looking_up())  # its lookup under way
+        with pytest.raises(RateLimited):
+            async with limits.authenticating("198.51.100.7", "owa_cached-key"):
+                pass  # answered from the cache: no trip to the database
+        async with limits.authenticating("198.51.100.8", "owa_cached-key"):
+            pass  # another address is not held up
+    async with limits.authenticating("198.51.100.7", "owa_cached-key"):
+        pass  # the lookups over (and nothing failed): free again
 
 
 async def test_an_ipv6_clients_failures_count_for_its_whole_64(app_factory: AppFactory) -> None:

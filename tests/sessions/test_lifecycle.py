@@ -9,6 +9,7 @@ import itertools
 from datetime import datetime
 from typing import Any
 
+from openwa.engines.base import Connected
 from tests.fixtures.app import Api, AppFactory, wait_for
 from tests.sessions.support import (
     NORMAL_LIFE,
@@ -411,16 +412,27 @@ async def test_mock_disconnect_reconnects_by_itself(api: Api) -> None:
     assert again["statusHistory"][-4]["reason"]
 
 
-async def test_losses_before_the_reconnect_share_it(api: Api) -> None:
+async def test_losses_before_the_reconnect_share_it(app_factory: AppFactory) -> None:
     """A second Disconnected before the reconnect has begun is the same loss: each got a
     reconnect of its own, and the session went through a cycle of connecting for each
     (five `mock/disconnect` calls in a row: five cycles over 17 s)."""
+    # A first delay long enough that the five drops surely come within it.
+    async with app_factory.running(reconnect_base_s=4.0) as api:
+        await _five_drops_one_reconnect(api)
+
+
+async def _five_drops_one_reconnect(api: Api) -> None:
     session = await api.create_session("flappy")
     await api.wait_status("flappy", "ready")
-    for n in range(5):
-        response = await api.request(
-            "POST", "/api/sessions/flappy/mock/disconnect", json={"reason": f"drop {n}"}
+    drops = await asyncio.gather(
+        *(
+            api.request(
+                "POST", "/api/sessions/flappy/mock/disconnect", json={"reason": f"drop {n}"}
+            )
+            for n in range(5)
         )
+    )
+    for response in drops:
         assert response.status_code == 200, response.text
     running = api.services.runtime._running[session["id"]]
 
@@ -431,6 +443,28 @@ async def test_losses_before_the_reconnect_share_it(api: Api) -> None:
     assert running.attempts == 1  # one reconnect scheduled, not five
     back = await wait_history(api, "flappy", ends_with(["disconnected", *RECONNECT]))
     assert statuses(back) == [*NORMAL_LIFE, "disconnected", *RECONNECT]
+
+
+async def test_back_by_itself_cancels_the_waiting_reconnect_and_a_later_loss_gets_one(
+    api: Api,
+) -> None:
+    """A Connected while a reconnect waits its delay cancels it (it would take the
+    session down again), and leaves no mark of it behind: a reconnect cancelled before
+    it ever ran never cleared its own, and every later loss was taken as already being
+    mended (the session never reconnected again)."""
+    session = await api.create_session("bouncy")
+    await api.wait_status("bouncy", "ready")
+    runtime = api.services.runtime
+    running = runtime._running[session["id"]]
+    async with runtime.lock(session["id"]):
+        runtime._schedule_reconnect(running)  # a loss: its reconnect waits its delay
+        await runtime._apply_status(running, Connected())  # back at once, by itself
+    assert running.reconnect is None
+    assert not running.reconnect_waiting
+    response = await api.request("POST", "/api/sessions/bouncy/mock/disconnect")
+    assert response.status_code == 200, response.text
+    back = await wait_history(api, "bouncy", ends_with(["disconnected", *RECONNECT]))
+    assert back["status"] == "ready"
 
 
 async def test_reasons_are_redacted_before_anyone_sees_them(api: Api) -> None:

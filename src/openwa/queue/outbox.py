@@ -160,7 +160,12 @@ async def lock_session(db: AsyncSession, session_id: str) -> None:
     the send worker records a run jobs first, then messages, and a delete taking them
     the other way round deadlocked with it (PostgreSQL)."""
     if is_postgres(db):
-        await db.execute(select(OutboxJobRow.id).where(*_of_session(session_id)).with_for_update())
+        await db.execute(
+            select(OutboxJobRow.id)
+            .where(*_of_session(session_id))
+            .order_by(OutboxJobRow.id)
+            .with_for_update()
+        )
 
 
 async def drop_session(db: AsyncSession, session_id: str) -> None:

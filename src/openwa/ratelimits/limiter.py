@@ -41,36 +41,47 @@ class WindowRateLimits:
     async def authenticating(self, address: str, raw_key: str | None) -> AsyncIterator[LookingUp]:
         """Around one key's authentication from `address` (the port's contract): refused
         on entry once the address failed too often; an `Unauthorized` counts as a
-        failure; the lookup's trip to the database goes through what is yielded."""
+        failure; the lookup's trip to the database goes through what is yielded.
+
+        A key the cache did not know counts as a failure from its trip to the database
+        until it is answered: a failure is known only once its lookup is done, so with
+        the failures alone a burst of parallel guesses all passed before any was counted
+        (1,000 at once against a limit of 10 a minute). A key the cache knows is never
+        counted (many requests at once, with one key or with many keys in use), but is
+        refused like the others while the keys in flight fill the limit: otherwise a
+        burst could try guesses against every key in use for the price of the limit."""
+        trips: list[str] = []
         await self._check(address, 1)
         try:
-            yield partial(self._looking_up, address, raw_key or "")
+            yield partial(self._looking_up, address, raw_key or "", trips)
+            if not trips:
+                await self._check(address, 1 + len(self._looking.get(address, ())))
         except Unauthorized:
             for item in self._auth_failures:
                 await self._windows.hit(item, "auth", address)
             raise
+        finally:
+            looking = self._looking.get(address)
+            for key in trips:
+                if looking is not None:
+                    looking[key] -= 1
+                    if not looking[key]:
+                        del looking[key]
+            if looking is not None and not looking:
+                self._looking.pop(address, None)
 
     @contextlib.asynccontextmanager
-    async def _looking_up(self, address: str, key: str) -> AsyncIterator[None]:
-        """A key the cache did not know, looked up in the database: until the lookup
-        ends, the distinct keys being looked up so from the address count as failures.
-        A failure is known only once its lookup is done, so with the failures alone a
-        burst of parallel guesses all passed before any was counted (1,000 at once
-        against a limit of 10 a minute). A key the cache knows (a client's own, in use)
-        is never counted, nor are many requests at once with one key."""
+    async def _looking_up(self, address: str, key: str, trips: list[str]) -> AsyncIterator[None]:
+        """The key goes to the database: counted as in flight from here until its
+        authentication is answered (`authenticating` lets go, after counting a
+        failure), and refused if the keys in flight from the address fill the limit."""
         looking = self._looking.get(address)
         if looking is None:
             looking = self._looking[address] = collections.Counter()
         looking[key] += 1
-        try:
-            await self._check(address, len(looking))
-            yield
-        finally:
-            looking[key] -= 1
-            if not looking[key]:
-                del looking[key]
-                if not looking:
-                    self._looking.pop(address, None)
+        trips.append(key)
+        await self._check(address, len(looking))
+        yield
 
     async def _check(self, address: str, cost: int) -> None:
         for item in self._auth_failures:

@@ -667,9 +667,6 @@ class SessionRuntime:
                     await self._records.linked(db, sid, phone, push)
             case Connected():
                 running.attempts = 0
-                if running.reconnect_waiting and running.reconnect is not None:
-                    # Back by itself: a reconnect still waiting would take it down again.
-                    running.reconnect.cancel()
                 # Ready here before `ready` is committed: whoever reads `ready` (from the
                 # session directory, at once) may use the session at once.
                 running.ready = True
@@ -681,6 +678,12 @@ class SessionRuntime:
                 except BaseException:
                     running.ready = False
                     raise
+                if running.reconnect_waiting and running.reconnect is not None:
+                    # Back by itself: a reconnect still waiting would take it down again.
+                    # Its flags are cleared here: a task cancelled before it ever ran
+                    # never reaches its own `finally`.
+                    running.reconnect.cancel()
+                    running.reconnect, running.reconnect_waiting = None, False
             case Disconnected(reason=reason):
                 running.ready = False
                 try:
