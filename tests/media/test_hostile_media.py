@@ -140,7 +140,12 @@ async def test_id3_playlist_reads_no_other_file(
     alices_copy = local_store.root / alice["id"] / f"{note['id']}.ogg"
 
     async def stored() -> bool:
-        return bobs_file.is_file() and alices_copy.is_file()
+        if not (bobs_file.is_file() and alices_copy.is_file()):
+            return False
+        # Alice's message written too: the inbound copy (which reads bob's file) is over
+        # once its row is, not when its file first shows.
+        found = await api.request("GET", f"/api/sessions/{alice['id']}/messages/{note['id']}")
+        return found.status_code == 200 and bool(found.json()["data"].get("media"))
 
     await wait_for(stored, bool, 15, "bob's voice note stored at both ends")
     sentinel = tmp_path / "sentinel.wav"
