@@ -175,6 +175,8 @@ async def test_failed_authentication_is_limited_per_address(app_factory: AppFact
         ("2001:db8:1:2::5", "2001:db8:1:2::/64"),
         ("::ffff:192.0.2.1", "192.0.2.1"),
         ("64:ff9b::c000:201", "192.0.2.1"),  # NAT64: the IPv4 client it carries
+        ("64:ff9b:1::c000:201", "192.0.2.1"),  # local-use NAT64
+        ("2002:c000:201::1", "192.0.2.1"),  # 6to4
         ("fe80::1%eth0", "fe80::/64"),
         ("not an address", "not an address"),
         (None, "unknown"),

@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection
 from openwa.api.context import request_id_var
 from openwa.api.forwarding import forwarded_from
 from openwa.keys.principal import Principal
+from openwa.kit.addresses import embedded_ipv4
 from openwa.services import Services
 
 
@@ -44,25 +45,22 @@ async def authenticate(connection: HTTPConnection, raw_key: str | None) -> Princ
     return principal
 
 
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
-
 def _counted(address: str | None) -> str:
     """What failed authentications count against: the client's address, but for IPv6
     its /64, the prefix one subscriber is given whole (every address in it was a
     counter of its own: a fresh one per guess took the limit away). A proxy's
     `[address]:port` or `address:port` is read without the port (a port per connection
-    was a counter per connection), and a NAT64 address as the IPv4 client it carries."""
+    was a counter per connection), and an IPv6 form that carries an IPv4 address
+    (mapped, NAT64, 6to4, Teredo) as that IPv4 client, as the URL guard reads it."""
     if address is None:
         return "unknown"
     ip = _ip_of(address)
     if ip is None:
         return address
     if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        if ip in _NAT64:
-            return str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        carried = embedded_ipv4(ip)
+        if carried is not None:
+            return str(carried)
         return str(ipaddress.ip_network(f"{ip}/64", strict=False))
     return str(ip)
 

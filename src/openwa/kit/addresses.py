@@ -33,7 +33,7 @@ _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1:
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 
 
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     """The IPv4 address an IPv6 form carries, if it is one of the forms that do."""
     if ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
@@ -54,7 +54,7 @@ def is_forbidden(address: str | IpAddress) -> bool:
     ip = ipaddress.ip_address(address.split("%")[0] if isinstance(address, str) else address)
     if isinstance(ip, ipaddress.IPv6Address):
         # A form that carries an IPv4 address goes where that address goes: judge it.
-        ip = _embedded_ipv4(ip) or ip
+        ip = embedded_ipv4(ip) or ip
     return not ip.is_global or ip.is_multicast or ip.is_reserved or ip.is_unspecified
 
 

@@ -54,21 +54,23 @@ class WindowRateLimits:
         await self._check(address, 1)
         try:
             yield partial(self._looking_up, address, raw_key or "", trips)
-            if not trips:
-                await self._check(address, 1 + len(self._looking.get(address, ())))
+            in_flight = len(self._looking.get(address, ()))
+            if not trips and in_flight:
+                # Answered from the cache while keys from the address are in flight. With
+                # none, the check on entry stands: no second trip to the counters (Redis).
+                await self._check(address, 1 + in_flight)
         except Unauthorized:
             for item in self._auth_failures:
                 await self._windows.hit(item, "auth", address)
             raise
         finally:
-            looking = self._looking.get(address)
-            for key in trips:
-                if looking is not None:
-                    looking[key] -= 1
-                    if not looking[key]:
-                        del looking[key]
-            if looking is not None and not looking:
-                self._looking.pop(address, None)
+            if trips:  # one key, at most one trip
+                looking = self._looking[address]
+                looking[trips[0]] -= 1
+                if not looking[trips[0]]:
+                    del looking[trips[0]]
+                if not looking:
+                    del self._looking[address]
 
     @contextlib.asynccontextmanager
     async def _looking_up(self, address: str, key: str, trips: list[str]) -> AsyncIterator[None]:
