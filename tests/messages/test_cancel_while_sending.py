@@ -46,14 +46,20 @@ async def test_a_slow_batch_keeps_its_messages_from_being_cancelled(
     client = api.services.runtime.client(alice["id"])
     real = client.send_many  # type: ignore[attr-defined]
 
+    in_hand = asyncio.Event()
+
     async def slow(outgoing: Sequence[OutgoingMessage]) -> list[SendResult]:
+        in_hand.set()
         await asyncio.sleep(2.0)
         result: list[SendResult] = await real(outgoing)
         return result
 
     monkeypatch.setattr(client, "send_many", slow)
     sent = await send_text(api, "alice", plus(bob), "please cancel me")
-    await asyncio.sleep(1.2)  # the send is in hand, past the first lease
+    # The send is in hand (on a loaded machine the worker may take a while to begin), then
+    # past the first lease.
+    await asyncio.wait_for(in_hand.wait(), 20)
+    await asyncio.sleep(1.0)
     response = await delete(api, sent["id"])
     print("DELETE while the send is in hand:", response.status_code, response.text[:160])
     error_of(response, 409, "MESSAGE_NOT_PENDING")
