@@ -131,6 +131,26 @@ async def test_ws_takes_no_large_or_compressed_client_messages(
     assert "Traceback" not in server.log()
 
 
+async def test_ws_lets_go_of_what_a_client_sends_and_keeps_serving(
+    server_factory: ServerFactory,
+) -> None:
+    """Clients have nothing to send, but some send anyway (a keep-alive of their own, in
+    text or binary): the socket goes on. A binary frame once ended it without a close
+    frame (read as text, it failed the reader)."""
+    server = server_factory()
+    server.start()
+    with server.client() as client:
+        session = create_ready_session(client, "alpha")
+    async with open_ws(server, key=ADMIN_KEY) as ws:
+        await ws.send(b"\x00\x01binary ping")
+        await ws.send("text ping")
+        await ws.ping()
+        with server.client() as client:
+            sent = inbound(client, session["id"], "still here")
+        await collect(ws, _has("message.received", sent), 15, "the event after the frames")
+    assert "Traceback" not in server.log()
+
+
 async def test_ws_filters_scope_and_the_order_of_a_conversation(
     server_factory: ServerFactory,
 ) -> None:

@@ -130,9 +130,11 @@ async def _serve(
             )
 
     async def drain() -> None:
-        # Reading is how a disconnect is noticed; clients have nothing to send.
-        while True:
-            await websocket.receive_text()
+        # Reading is how a disconnect is noticed. Clients have nothing to send, and what
+        # they send anyway (text or binary, a keep-alive of their own) is let go: a
+        # binary frame read as text used to end the socket without a close frame.
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
 
     sender = asyncio.create_task(pump())
     reader = asyncio.create_task(drain())
