@@ -5,6 +5,7 @@ route to WhatsApp), and the session's life driven by built neonize events."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import secrets
 import signal
@@ -13,6 +14,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from neonize import events as ev
 from neonize.proto import Neonize_pb2 as neonize
 
@@ -167,7 +169,7 @@ async def test_a_device_stored_but_never_recorded_is_resumed_without_a_scan(
     api, manager = await app_factory.start(engine_type="whatsmeow")
     try:
         if whatsmeow_dsn(api.settings.resolved_database_url) is not None:
-            pytest.skip("a shared PostgreSQL store cannot tell whose a device is")
+            pytest.skip("PostgreSQL's shared store tells a device by its QR noise key (below)")
         session_id = await started(api, proxy=silent.url)
         described = await wait_for(
             (await client_of(api, session_id)).describe, lambda d: d["connecting"], 20, "dial"
@@ -188,6 +190,69 @@ async def test_a_device_stored_but_never_recorded_is_resumed_without_a_scan(
             assert await auth_rows(api, session_id) == []
             return
         # Connected: the worker tells of the link, with the phone number.
+        await inject(api, session_id, ev.ConnectedEv())
+        session = await api.wait_status(session_id, "ready", 20)
+        assert session["phoneNumber"] == PHONE
+    finally:
+        await AppFactory.stop(api, manager)
+
+
+def qr_code(noise: X25519PrivateKey) -> str:
+    """A QR code as whatsmeow makes it: ref, noise, identity and adv keys, client type."""
+    public = noise.public_key().public_bytes_raw()
+    keys = [base64.b64encode(k).decode() for k in (public, os.urandom(32), os.urandom(32))]
+    return f"https://wa.me/settings/linked_devices#2@{secrets.token_hex(8)},{','.join(keys)},1"
+
+
+async def test_a_device_stored_but_never_recorded_is_found_by_its_qr_noise_key(
+    app_factory: AppFactory, silent: SilentProxy
+) -> None:
+    """PostgreSQL's store is shared by every session, so a device whatsmeow stored before
+    it told of the link is found by the noise key of the QR code the session showed
+    (before: a new scan). A restart whose QR's device was never stored links anew."""
+    noise = X25519PrivateKey.generate()
+    api, manager = await app_factory.start(engine_type="whatsmeow")
+    try:
+        if whatsmeow_dsn(api.settings.resolved_database_url) is None:
+            pytest.skip("a session's own SQLite file tells its device (the test above)")
+        session_id, unlinked, deleted = [await started(api, proxy=silent.url) for _ in range(3)]
+        gone = X25519PrivateKey.generate()
+        for sid, key in (
+            (session_id, noise),
+            (unlinked, X25519PrivateKey.generate()),
+            (deleted, gone),
+        ):
+            described = await wait_for(
+                (await client_of(api, sid)).describe, lambda d: d["connecting"], 20, "dial"
+            )
+            assert described["jid"] is None  # linking a new device
+            await inject_qr(api, sid, qr_code(key))
+            await wait_for(lambda sid=sid: auth_rows(api, sid), bool, 20, "the QR's key recorded")
+        location = described["location"]
+        # Another device first: the store holds every session's devices.
+        await plant_device(location, "15550001111:3@s.whatsapp.net")
+        await plant_device(location, DEVICE_JID, noise.private_bytes_raw())
+        # A session deleted takes the device its QR linked, though never told of.
+        await plant_device(location, "15550002222:4@s.whatsapp.net", gone.private_bytes_raw())
+        response = await api.request("DELETE", f"/api/sessions/{deleted}")
+        assert response.status_code == 200, response.text
+        conn = await asyncpg.connect(asyncpg_address(location))
+        try:
+            jids = await conn.fetch("SELECT jid FROM whatsmeow_device ORDER BY jid")
+        finally:
+            await conn.close()
+        assert [r["jid"] for r in jids] == sorted(["15550001111:3@s.whatsapp.net", DEVICE_JID])
+    finally:
+        await AppFactory.stop(api, manager)
+    api, manager = await app_factory.start(engine_type="whatsmeow")
+    try:
+        await resumed(api, session_id)
+        assert [row.data for row in await auth_rows(api, session_id)] == [{"jid": DEVICE_JID}]
+        described = await wait_for(
+            (await client_of(api, unlinked)).describe, lambda d: d["connecting"], 20, "dial"
+        )
+        assert described["jid"] is None
+        assert await auth_rows(api, unlinked) == []
         await inject(api, session_id, ev.ConnectedEv())
         session = await api.wait_status(session_id, "ready", 20)
         assert session["phoneNumber"] == PHONE

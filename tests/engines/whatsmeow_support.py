@@ -113,10 +113,13 @@ async def resumed(api: Api, session_id: str) -> dict[str, Any]:
     return described
 
 
-async def plant_device(location: str, jid: str) -> None:
-    """Put a linked device (random keys) in whatsmeow's store, as a scan would have:
-    what a restart then resumes. `location` is what the worker's client was given."""
+async def plant_device(location: str, jid: str, noise_key: bytes | None = None) -> None:
+    """Put a linked device (random keys, or the private `noise_key`) in whatsmeow's
+    store, as a scan would have: what a restart then resumes. `location` is what the
+    worker's client was given."""
     values = {name: os.urandom(size) for name, size in _DEVICE_COLUMNS.items()}
+    if noise_key is not None:
+        values["noise_key"] = noise_key
     columns = ["jid", "registration_id", "signed_pre_key_id", *values]
     row = [jid, 1234, 1, *values.values()]
     if location.startswith("postgres"):

@@ -11,6 +11,8 @@ no scan is needed. The others keep their worker and their connection.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import importlib.util
 import sys
@@ -32,6 +34,7 @@ from openwa.engines.base import (
     OutgoingMessage,
     PairingNotAvailable,
     ParticipantResult,
+    QrUpdated,
     SendFailed,
     SessionContext,
 )
@@ -39,6 +42,7 @@ from openwa.engines.children import ChildProcess, OutcomeUnknown, WorkerGone
 from openwa.engines.content import Media
 from openwa.engines.shards import Shard, ShardMap, rss_mb
 from openwa.engines.whatsmeow.load import WorkerLoad
+from openwa.engines.whatsmeow.pairing import qr_noise_key
 from openwa.engines.whatsmeow.protocol import (
     decode_event,
     decode_group,
@@ -316,7 +320,12 @@ class WhatsmeowEngine:
         with contextlib.suppress(EngineRefused, SendFailed):  # no worker: nothing to drop
             await self.request("forget", session=session_id)
         self.shards.drop(session_id)
-        await self.store.remove(session_id, (auth or {}).get("jid"))
+        auth = auth or {}
+        jid = auth.get("jid")
+        if jid is None and (noise_key := pairing_noise_key(auth)) is not None:
+            # Stored, perhaps, and never told of: it is no other session's to keep.
+            jid = await self.store.unrecorded_device(session_id, noise_key)
+        await self.store.remove(session_id, jid)
 
     async def close(self) -> None:
         if self._watch is not None:
@@ -335,6 +344,21 @@ class WhatsmeowEngine:
         self.transfers.close()
 
 
+# The auth row's key for the noise key (base64) of the device an unlinked session's last
+# QR code would link (`WhatsmeowClient._note_pairing`).
+PAIRING_NOISE_KEY = "pairingNoiseKey"
+
+
+def pairing_noise_key(auth: dict[str, Any]) -> bytes | None:
+    text = auth.get(PAIRING_NOISE_KEY)
+    if not isinstance(text, str):
+        return None
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
 class WhatsmeowClient:
     def __init__(self, engine: WhatsmeowEngine, context: SessionContext) -> None:
         self._engine = engine
@@ -346,6 +370,8 @@ class WhatsmeowClient:
         # A device taken from the store without a link we recorded (`_adopted`), until
         # its connection confirms it.
         self._adopted_jid: str | None = None
+        # The noise key of the last QR code recorded (`_note_pairing`).
+        self._pairing_key: bytes | None = None
 
     async def _call(self, op: str, **args: Any) -> Any:
         return await self._engine.request(op, session=self.session_id, **args)
@@ -361,6 +387,8 @@ class WhatsmeowClient:
         elif kind == "event":
             # A LoggedOut's device is forgotten by the runtime (`Engine.forget`).
             event = decode_event(frame)
+            if isinstance(event, QrUpdated):
+                await self._note_pairing(event.qr)
             if isinstance(event, LoggedOut) and self._adopted_jid is not None:
                 # Not the phone's doing, most likely: whatsmeow stores a device before
                 # WhatsApp has confirmed the pairing, so an adopted one may never have
@@ -372,6 +400,23 @@ class WhatsmeowClient:
                 )
             await self._ctx.emit(event)
 
+    async def _note_pairing(self, code: str) -> None:
+        """On PostgreSQL, record the noise key of the device this QR code would link,
+        before the code is shown: if a process ends between whatsmeow's storing of the
+        device and its telling us of the link, the next start finds the device by it
+        (`_adopted`). Once per device (every connect of an unlinked session makes a new
+        one; its codes rotate with the same keys)."""
+        key = qr_noise_key(code)
+        if key is None or key == self._pairing_key or self._engine.store.dsn is None:
+            return
+        try:
+            await self._ctx.auth.save({PAIRING_NOISE_KEY: base64.b64encode(key).decode()})
+        except Exception:
+            # The code is shown all the same: only this narrow recovery is lost.
+            log.warning("whatsmeow_pairing_key_not_saved", session_id=self.session_id)
+            return
+        self._pairing_key = key
+
     async def on_worker_exit(self, reason: str) -> None:
         if self._connected_once:
             await self._ctx.emit(Disconnected(reason))
@@ -380,7 +425,7 @@ class WhatsmeowClient:
 
     async def connect(self) -> None:
         auth = await self._ctx.auth.load() or {}
-        jid = auth.get("jid") or await self._adopted()
+        jid = auth.get("jid") or await self._adopted(auth)
         if (
             jid
             and jid != self._verified
@@ -403,15 +448,20 @@ class WhatsmeowClient:
             online=bool(self._ctx.config.get("markOnline")),
         )
 
-    async def _adopted(self) -> str | None:
+    async def _adopted(self, auth: dict[str, Any]) -> str | None:
         """A device whatsmeow stored for this session whose link never reached our auth
         row: whatsmeow saves the device before it tells of the link, so a worker or an
         API process that ended between the two left a linked device we did not know of,
         and the next start linked a new one (a new scan). The session's own file holding
-        exactly one device (SQLite) is that device: it is resumed and recorded. A shared
-        PostgreSQL store cannot tell whose a device is, so there it is a new scan still."""
-        jid = await self._engine.store.sole_device(self.session_id)
+        exactly one device (SQLite), or the device of the noise key its last QR code
+        showed (PostgreSQL's shared store), is that device: it is resumed and recorded."""
+        noise_key = pairing_noise_key(auth)
+        jid = await self._engine.store.unrecorded_device(self.session_id, noise_key)
+        self._pairing_key = None
         if jid is None:
+            if noise_key is not None:
+                # That QR's device was never stored: this connect makes a new one.
+                await self._ctx.auth.clear()
             return None
         log.warning("whatsmeow_device_adopted", session_id=self.session_id, jid=jid)
         await self._ctx.auth.save({"jid": jid})

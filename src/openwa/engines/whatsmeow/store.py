@@ -4,7 +4,8 @@ migrations never touch them), so a session can move between instances; on SQLite
 file per session under `DATA_DIR/whatsmeow/`.
 
 Our own `engine_auth` row for the session keeps only the device's JID, which tells
-whatsmeow which of the devices in a shared database to resume.
+whatsmeow which of the devices in a shared database to resume (and, on PostgreSQL,
+while the session is unlinked, the noise key its QR code showed: `pairing.py`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from openwa.engines.whatsmeow.pairing import device_with_noise_key
 from openwa.kit.private_files import private_dir
 
 log = structlog.get_logger(__name__)
@@ -150,12 +152,20 @@ class DeviceStore:
             )
             return found is not None
 
-    async def sole_device(self, session_id: str) -> str | None:
-        """The JID of the one device the session's own file holds, if it holds exactly
-        one; None on PostgreSQL, whose shared store cannot tell whose a device is."""
-        if self.dsn is not None:
+    async def unrecorded_device(self, session_id: str, noise_key: bytes | None) -> str | None:
+        """The JID of a device whatsmeow stored for the session that our auth row does
+        not name: the one device of the session's own file (SQLite), or, in the store
+        every session shares (PostgreSQL), the device whose public noise key is the one
+        the session's last QR code showed (`pairing.py`)."""
+        if self.dsn is None:
+            return await asyncio.to_thread(_sqlite_sole_device, self._file(session_id))
+        if noise_key is None:
             return None
-        return await asyncio.to_thread(_sqlite_sole_device, self._file(session_id))
+        async with self._postgres().connect() as conn:
+            if not await conn.scalar(_HAS_DEVICE_TABLE):
+                return None
+            devices = await conn.execute(text("SELECT jid, noise_key FROM whatsmeow_device"))
+            return device_with_noise_key(((row[0], row[1]) for row in devices), noise_key)
 
     async def remove(self, session_id: str, jid: str | None) -> None:
         """Forget the session's device: its file, or its rows (whatsmeow's foreign keys
