@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tracemalloc
 
 import pytest
 from hypothesis import example, given, settings
@@ -167,3 +168,19 @@ def test_accepted_user_addresses_are_ascii_canonical(raw: str) -> None:
     normalized = _normalize_or_none(raw)
     if normalized is not None and normalized.endswith("@s.whatsapp.net"):
         assert CANONICAL_USER_RE.fullmatch(normalized), (raw, normalized)
+
+
+def test_the_cache_keeps_no_padding() -> None:
+    """Only the stripped address is a cache key: a raw one padded to a megabyte was kept
+    whole, up to the cache's 4,096 entries (4 GiB for anyone who may send)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(20):
+            padded = " " * (1 << 20) + f"+62812345678{i:02d}"
+            assert normalize_chat_id(padded) == f"62812345678{i:02d}@s.whatsapp.net"
+        del padded
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 1 << 20, kept

@@ -65,3 +65,15 @@ async def test_non_ascii_digits_do_not_pass_as_an_address(api: Api) -> None:
     else:
         assert response.status_code == 202, response.text
         assert response.json()["data"]["chatId"] == "6281234567890@s.whatsapp.net"
+
+
+async def test_a_mention_longer_than_an_address_is_400_and_nothing_is_stored(api: Api) -> None:
+    """A mention is an address: one padded to a megabyte was normalised (and kept whole
+    by the chat-id cache) before the send was refused."""
+    await ready_session(api, "alice")
+    mention = " " * 4096 + "+6281234567890"
+    response = await post_text(api, "alice", "+6281234567891", "hi", mentions=[mention])
+    error = error_of(response, 400, "VALIDATION_ERROR")
+    assert error["details"]
+    async with api.services.db() as db:
+        assert await db.scalar(select(func.count()).select_from(MessageRow)) == 0

@@ -17,28 +17,34 @@ _GROUP_RE = re.compile(r"^[0-9]{5,20}(-[0-9]{5,20})?@g\.us$")
 _PASSTHROUGH_RE = re.compile(r"^[0-9A-Za-z._:-]{1,64}@(lid|newsletter)$")
 
 
-@functools.lru_cache(maxsize=4096)
 def normalize_chat_id(raw: str) -> str:
-    # Cached: parsing a phone number costs more than the rest of an accepted send, and
-    # integrations write to the same chats again and again (errors are not cached).
     value = raw.strip()
     if not value or len(value) > 128:
         raise InvalidChatId(details={"chatId": raw[:128]})
+    return _normalized(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _normalized(value: str) -> str:
+    # Cached: parsing a phone number costs more than the rest of an accepted send, and
+    # integrations write to the same chats again and again (errors are not cached). Only
+    # stripped values of at most 128 characters are keys: a raw one padded to a
+    # megabyte was kept whole, 4,096 of them (4 GiB) for any key that may send.
     lowered = value.lower()
     if lowered == STATUS_BROADCAST or _PASSTHROUGH_RE.fullmatch(value):
         return value
     if lowered.endswith(GROUP_SUFFIX):
         if not _GROUP_RE.fullmatch(lowered):
-            raise InvalidChatId("not a group address", details={"chatId": raw})
+            raise InvalidChatId("not a group address", details={"chatId": value})
         return lowered
     for suffix in (USER_SUFFIX, "@c.us"):
         if lowered.endswith(suffix):
             user = value[: -len(suffix)].split(":")[0]
             if not (user.isascii() and user.isdigit()):
-                raise InvalidChatId(details={"chatId": raw})
+                raise InvalidChatId(details={"chatId": value})
             return normalize_phone(user) + USER_SUFFIX
     if "@" in value or not re.fullmatch(r"\+?[0-9 ()./-]{5,32}", value):
-        raise InvalidChatId(details={"chatId": raw})
+        raise InvalidChatId(details={"chatId": value})
     return normalize_phone(value) + USER_SUFFIX
 
 

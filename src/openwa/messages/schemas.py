@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from openwa.kit.schema import CamelModel, IsoDatetime, StrictCamelModel
 from openwa.media.types import valid_mimetype
@@ -31,7 +31,9 @@ class TextMessageCreate(SendOptions):
     )
     text: str = Field(min_length=1, max_length=65536, examples=["Hello from OpenWA"])
     reply_to: str | None = Field(default=None, max_length=128)
-    mentions: list[str] | None = Field(default=None, max_length=256)
+    mentions: list[Annotated[str, StringConstraints(min_length=1, max_length=128)]] | None = Field(
+        default=None, max_length=256
+    )
 
 
 MediaType = Literal["image", "video", "audio", "voice", "document", "sticker"]
