@@ -42,12 +42,15 @@ def test_other_failures_are_not() -> None:
 
 class AnsweringReceiver:
     """A loopback receiver whose answer depends on the path: `/endless` streams a body
-    that never ends, `/bomb` a small gzip body that inflates to 64 MiB, `/cookie` sets a cookie, `/small`
-    "ok"; it counts the connections made to it and the requests carrying a cookie."""
+    that never ends, `/bomb` a small gzip body that inflates to 64 MiB, `/cookie` sets a
+    cookie, `/cut` and `/stall` answer 200 with a body cut short (closed, or held open),
+    `/small` "ok"; it counts the connections made to it and the requests carrying a
+    cookie."""
 
     def __init__(self) -> None:
         self.connections = 0
         self.cookies = 0  # requests that carried a cookie
+        self.answered_short = 0  # requests answered 200 with a body cut short
         self.heads: list[bytes] = []  # each request's head, lower-case
         self.url = ""
         self._server: asyncio.Server | None = None
@@ -85,6 +88,14 @@ class AnsweringReceiver:
                         b"HTTP/1.1 200 OK\r\nSet-Cookie: session=abc; Path=/\r\n"
                         b"Content-Length: 0\r\n\r\n"
                     )
+                elif path in (b"/cut", b"/stall"):
+                    # A 200 whose body ends short: closed, or held open past the timeout.
+                    self.answered_short += 1
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok")
+                    await writer.drain()
+                    if path == b"/cut":
+                        return
+                    await asyncio.sleep(30)
                 elif path == b"/bomb":
                     writer.write(
                         b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n"
@@ -99,9 +110,19 @@ class AnsweringReceiver:
             writer.close()
 
 
-async def _post_to(url: str) -> posting.Answered:
-    async with posting.webhook_client(aiohttp.TCPConnector(), 30.0) as http:
-        return await posting.post(http, url, b"{}", {"Content-Type": "application/json"}, 30.0)
+async def _post_to(url: str, timeout_s: float = 30.0) -> posting.Answered:
+    async with posting.webhook_client(aiohttp.TCPConnector(), timeout_s) as http:
+        return await posting.post(http, url, b"{}", {"Content-Type": "application/json"}, timeout_s)
+
+
+async def test_a_200_whose_body_ends_short_is_a_success_sent_once() -> None:
+    """Of the answer only its status counts: a 200 whose body is cut short (closed), or
+    still coming at the timeout, was a failed attempt (retried, and on a closed
+    connection sent again at once), so the receiver got the event again and again."""
+    async with AnsweringReceiver() as receiver:
+        assert (await _post_to(f"{receiver.url}/cut")).status == 200
+        assert (await _post_to(f"{receiver.url}/stall", timeout_s=1.0)).status == 200
+        assert receiver.answered_short == 2
 
 
 async def test_an_answer_without_end_is_cut_off_not_read_until_the_timeout() -> None:

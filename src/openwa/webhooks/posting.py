@@ -101,7 +101,14 @@ async def _send(
             # Bytes that are not UTF-8 reach us as lone surrogates; kept as U+FFFD.
             raw = r.headers.get("Location", "").encode("utf-8", "surrogateescape")
             location = redact_url(raw.decode("utf-8", "replace"))[:2048] or None
-        await _read_to_end(r)
+        try:
+            await _read_to_end(r)
+        except (aiohttp.ClientError, OSError):  # TimeoutError is an OSError
+            # Of the answer only its status counts: a body cut short, or one still
+            # coming at the timeout, changes nothing of it (it was a failed attempt,
+            # retried: the receiver got every event again). Its connection cannot carry
+            # the next POST.
+            r.close()
         return Answered(r.status, location)
 
 
