@@ -56,12 +56,21 @@ class WebhookRepository(Repository[WebhookRow]):
         return int((await self.db.execute(statement)).scalar_one())
 
     async def active_for(self, session_ids: Sequence[str]) -> list[WebhookRow]:
-        """Active webhooks that receive events of these sessions (instance-wide included)."""
+        """Active webhooks that receive events of these sessions (instance-wide included).
+
+        Locked against deletes only (PostgreSQL's `FOR KEY SHARE`, which changes to a
+        webhook do not wait for), in id order: a webhook being deleted is waited for
+        and then left out. Read without it, a webhook whose delete had not committed
+        yet got a delivery whose foreign key then failed, and the event's whole
+        transaction with it (a send's `sent`, a session's `ready`)."""
         result = await self.db.execute(
-            select(WebhookRow).where(
+            select(WebhookRow)
+            .where(
                 WebhookRow.active.is_(True),
                 or_(WebhookRow.session_id.is_(None), WebhookRow.session_id.in_(session_ids)),
             )
+            .order_by(WebhookRow.id)
+            .with_for_update(read=True, key_share=True)
         )
         return list(result.scalars())
 
