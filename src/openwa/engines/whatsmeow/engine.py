@@ -370,8 +370,10 @@ class WhatsmeowClient:
         # A device taken from the store without a link we recorded (`_adopted`), until
         # its connection confirms it.
         self._adopted_jid: str | None = None
-        # The noise key of the last QR code recorded (`_note_pairing`).
+        # The noise key of the last QR code recorded (`_note_pairing`), and one a
+        # connect found no device for (`_adopted`).
         self._pairing_key: bytes | None = None
+        self._unmatched_key: bytes | None = None
 
     async def _call(self, op: str, **args: Any) -> Any:
         return await self._engine.request(op, session=self.session_id, **args)
@@ -407,7 +409,12 @@ class WhatsmeowClient:
         (`_adopted`). Once per device (every connect of an unlinked session makes a new
         one; its codes rotate with the same keys)."""
         key = qr_noise_key(code)
-        if key is None or key == self._pairing_key or self._engine.store.dsn is None:
+        if (
+            key is None
+            or key == self._pairing_key
+            or self._engine.store.dsn is None
+            or self._verified is not None  # linked: the row names its device
+        ):
             return
         try:
             await self._ctx.auth.save({PAIRING_NOISE_KEY: base64.b64encode(key).decode()})
@@ -456,12 +463,15 @@ class WhatsmeowClient:
         exactly one device (SQLite), or the device of the noise key its last QR code
         showed (PostgreSQL's shared store), is that device: it is resumed and recorded."""
         noise_key = pairing_noise_key(auth)
+        if noise_key is not None and noise_key == self._unmatched_key:
+            return None  # looked for already: a connect of this client found none
         jid = await self._engine.store.unrecorded_device(self.session_id, noise_key)
         self._pairing_key = None
         if jid is None:
-            if noise_key is not None:
-                # That QR's device was never stored: this connect makes a new one.
-                await self._ctx.auth.clear()
+            # That QR's device was never stored: this connect makes a new one, whose
+            # first code replaces the key. The row is not cleared here: a link told of
+            # meanwhile (the worker's frames go on beside a connect) would go with it.
+            self._unmatched_key = noise_key
             return None
         log.warning("whatsmeow_device_adopted", session_id=self.session_id, jid=jid)
         await self._ctx.auth.save({"jid": jid})
