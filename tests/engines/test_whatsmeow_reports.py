@@ -774,17 +774,24 @@ async def test_group_changes_name_lid_members_by_phone() -> None:
         Sender=jid(BOB_LID),
         Join=[jid("100000000000003@lid"), jid("100000000000004@lid")],
     )
-    # BOB from what the session learned, the third from whatsmeow's store, the fourth
-    # unknown anywhere (stays a LID).
+    # BOB from what the session learned, the third from whatsmeow's store (told first,
+    # so its LID chat merges: before, kept silently), the fourth unknown anywhere (stays
+    # a LID).
     assert await session._translate("GroupInfoEv", change) == [
+        ContactUpdated("6283333333333@s.whatsapp.net", lid="100000000000003@lid"),
         GroupUpdated(
             GROUP,
             "add",
             ["6283333333333@s.whatsapp.net", "100000000000004@lid"],
             by=BOB,
-        )
+        ),
     ]
     assert session.memory.phone_of("100000000000003@lid") == "6283333333333@s.whatsapp.net"
+    # Told once: the next change naming it has nothing new to tell.
+    again = GroupInfoEv(JID=jid(GROUP), Sender=jid(BOB_LID), Leave=[jid("100000000000003@lid")])
+    assert await session._translate("GroupInfoEv", again) == [
+        GroupUpdated(GROUP, "remove", ["6283333333333@s.whatsapp.net"], by=BOB)
+    ]
 
 
 # ---------------------------------------------------------------------------------------

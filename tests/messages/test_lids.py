@@ -111,6 +111,10 @@ async def test_a_lid_chat_merges_into_the_phone_numbers_when_the_mapping_arrives
     items = await wait_history(api, "bob", CAROL_ID, 5)
     assert [m["id"] for m in items] == [reply["id"], later, second, first, sent["id"]]
     assert [c["id"] for c in await chats(api, "bob")] == [CAROL_ID]
+    # Marked read by the LID too [before: nothing found under it, `marked` 0].
+    response = await api.request("POST", f"/api/sessions/bob/chats/{encoded(CAROL_LID)}/read")
+    assert data_of(response) == {"chatId": CAROL_ID, "marked": 3}
+    assert [c["unreadCount"] for c in await chats(api, "bob")] == [0]
 
 
 async def test_a_mapping_given_with_a_message_is_learned_and_shown(api: Api) -> None:

@@ -66,9 +66,12 @@ class ChatService:
         """Tell WhatsApp the chat's unread inbound messages were read, then remember it.
 
         The unread ones are read on `read`, so the engine call runs before the unit of
-        work `db` takes its first statement (and, on SQLite, the write lock)."""
+        work `db` takes its first statement (and, on SQLite, the write lock). A mapped
+        LID names the phone number's chat, where its messages were merged (as in
+        `history`): by the LID it found nothing to mark, and answered 0."""
         address = normalize_chat_id(chat_id)
         client = ready_client(self._runtime, self._engines, session, "chats")
+        address = await ContactRepository(read).phone_id(session.id, address)
         unread = await ChatRepository(read).unread(session.id, address)
         if not unread:
             return ChatRead(chat_id=address, marked=0)

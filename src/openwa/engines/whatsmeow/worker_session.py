@@ -29,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -564,22 +565,25 @@ class WorkerSession:
                     if kind == "PresenceEv"
                     else notices.chat_presence(event)
                 )
-                return [] if found is None else [await self._by_phone(found)]
+                return [] if found is None else await self._by_phone(found)
             case "CallOfferEv" | "CallOfferNoticeEv":
                 call = notices.call_received(event)
                 if call is None:
                     return []
                 learned = self.memory.learn(notices.call_lids(event))
-                return [*learned, await self._by_phone(call)]
+                return [*learned, *await self._by_phone(call)]
             case "GroupInfoEv":
-                return [await self._by_phone(u) for u in notices.group_updates(event)]
+                changes: list[EngineEvent] = []
+                for update in notices.group_updates(event):
+                    changes += await self._by_phone(update)
+                return changes
             case "JoinedGroupEv":
                 joined = notices.joined_group(event)
                 events: list[EngineEvent] = [
                     *self.memory.learn(translate.group_lids(event.GroupInfo))
                 ]
                 if joined is not None:
-                    events.append(await self._by_phone(joined))
+                    events += await self._by_phone(joined)
                 return events
             case "HistorySyncEv":
                 return history_events(event, self.memory)
@@ -703,25 +707,30 @@ class WorkerSession:
             return learned
         return [*learned, voted]
 
-    async def _by_phone(self, event: EngineEvent) -> EngineEvent:
+    async def _by_phone(self, event: EngineEvent) -> list[EngineEvent]:
         """Phone ids in place of the LIDs left in events whatsmeow gives no alternative
         for (group changes, presence, calls): from what this session learned, else
-        from whatsmeow's own LID store."""
+        from whatsmeow's own LID store; a mapping found there is reported first (a
+        `ContactUpdated`, which merges the LID's chat and contact), as one a message
+        brings is. It used to be kept silently: the event named the phone number while
+        the LID's chat and messages stayed apart, with no `contact.update`."""
+        learned: list[EngineEvent] = []
+        phone_of = partial(self._phone_of, learned=learned)
         match event:
             case GroupUpdated():
-                participants = [await self._phone_of(p) or p for p in event.participants]
-                return replace(event, participants=participants, by=await self._phone_of(event.by))
+                participants = [await phone_of(p) or p for p in event.participants]
+                event = replace(event, participants=participants, by=await phone_of(event.by))
             case PresenceUpdated():
-                return replace(
+                event = replace(
                     event,
-                    chat_id=await self._phone_of(event.chat_id) or event.chat_id,
-                    sender=await self._phone_of(event.sender),
+                    chat_id=await phone_of(event.chat_id) or event.chat_id,
+                    sender=await phone_of(event.sender),
                 )
             case CallReceived():
-                return replace(event, sender=await self._phone_of(event.sender) or event.sender)
-        return event
+                event = replace(event, sender=await phone_of(event.sender) or event.sender)
+        return [*learned, event]
 
-    async def _phone_of(self, chat_id: str | None) -> str | None:
+    async def _phone_of(self, chat_id: str | None, learned: list[EngineEvent]) -> str | None:
         if not is_lid(chat_id):
             return chat_id
         known = self.memory.phone_of(chat_id)
@@ -742,7 +751,7 @@ class WorkerSession:
             return chat_id
         if not phone or is_lid(phone):
             return chat_id
-        self.memory.learn([(phone, chat_id)])
+        learned += self.memory.learn([(phone, chat_id)])
         return phone
 
     async def _with_media(
