@@ -26,8 +26,17 @@ ParticipantAction = Literal["add", "remove", "promote", "demote"]
 
 
 class GroupParticipant(CamelModel):
-    id: str = Field(description="The member's address", examples=["6281234567890@s.whatsapp.net"])
+    id: str = Field(
+        description="The member's address: the phone number's wherever it is known, else "
+        "the `...@lid` one",
+        examples=["6281234567890@s.whatsapp.net"],
+    )
     role: str = Field(description="`member`, `admin` or `superadmin` (the owner)")
+    lid: str | None = Field(
+        default=None,
+        description="The member's LID beside its phone-number address, when known",
+        examples=["100000000000001@lid"],
+    )
 
 
 class GroupSettings(CamelModel):

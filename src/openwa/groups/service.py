@@ -1,13 +1,17 @@
 """Group use cases: list, create, read, change, membership, invite link, leave.
 
 Groups live in WhatsApp, not in our database: every call goes to the session's running
-engine client, so the session must be `ready` here. What the engine refuses (not a
+engine client, so the session must be `ready` here (the database only names members
+the engine left as LIDs by the numbers the session knows them by). What the engine refuses (not a
 participant, not an admin, unknown group) is ENGINE_ERROR with the engine's reason.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.db.models import SessionRow
 from openwa.engines.base import GroupInfo
@@ -25,8 +29,9 @@ from openwa.groups.schemas import (
     InviteCode,
     ParticipantResult,
 )
-from openwa.kit.chat_ids import GROUP_SUFFIX, USER_SUFFIX, normalize_chat_id
+from openwa.kit.chat_ids import GROUP_SUFFIX, USER_SUFFIX, is_lid, normalize_chat_id
 from openwa.kit.pagination import PageParams
+from openwa.messages.lids import phone_ids
 from openwa.sessions.calls import engine_call, ready_client
 from openwa.sessions.runtime import SessionRuntime
 
@@ -34,19 +39,46 @@ CAPABILITY = "groups"
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
-def to_schema(info: GroupInfo) -> Group:
+def to_schema(info: GroupInfo, phones: Mapping[str, str] | None = None) -> Group:
+    """The group as clients see it: members and owner by phone number where the engine
+    gave one or `phones` (LID -> phone id, the session's contacts) knows one, the LID
+    beside a member's."""
+    phones = phones or {}
+
+    def member(entry: dict[str, str]) -> GroupParticipant:
+        given, lid = entry["id"], entry.get("lid")
+        if is_lid(given):
+            given, lid = phones.get(given, given), given
+        return GroupParticipant(id=given, role=entry["role"], lid=lid if lid != given else None)
+
     return Group(
         id=info.id,
         subject=info.subject,
         description=info.description,
-        owner=info.owner,
-        participants=[GroupParticipant(id=p["id"], role=p["role"]) for p in info.participants],
+        owner=phones.get(info.owner, info.owner) if info.owner else info.owner,
+        participants=[member(p) for p in info.participants],
         settings=GroupSettings(
             announce=bool(info.settings.get("announce", False)),
             restrict=bool(info.settings.get("restrict", False)),
         ),
         created_at=info.created_at,
     )
+
+
+async def shown(read: AsyncSession, session_id: str, infos: Sequence[GroupInfo]) -> list[Group]:
+    """`infos` as clients see them (`to_schema`), the LIDs engines left in them mapped
+    from the session's contacts. Baileys and whatsapp-web.js name the members of a
+    group that addresses them by LID by it alone, though the session may have learned
+    their numbers from their messages: one person was a number in `message.received`
+    and a LID here."""
+    lids = {
+        who
+        for info in infos
+        for who in (info.owner, *(p["id"] for p in info.participants))
+        if who is not None and is_lid(who)
+    }
+    phones = await phone_ids(read, session_id, lids) if lids else {}
+    return [to_schema(info, phones) for info in infos]
 
 
 def group_address(raw: str) -> str:
@@ -84,30 +116,36 @@ def _sort_key(info: GroupInfo) -> tuple[datetime, str]:
 
 
 class GroupService:
-    """Group use cases: every one goes to the engine, none to the database."""
+    """Group use cases: every one goes to the engine."""
 
     def __init__(self, runtime: SessionRuntime, engines: EngineRegistry) -> None:
         self._runtime = runtime
         self._engines = engines
 
-    async def page(self, session: SessionRow, params: PageParams) -> tuple[list[Group], int]:
+    async def page(
+        self, read: AsyncSession, session: SessionRow, params: PageParams
+    ) -> tuple[list[Group], int]:
         """The groups the account is in, oldest first (engines hand out all at once)."""
         client = ready_client(self._runtime, self._engines, session, CAPABILITY)
         infos = sorted(await engine_call(client.groups()), key=_sort_key)
         chunk = infos[params.offset : params.offset + params.limit]
-        return [to_schema(info) for info in chunk], len(infos)
+        return await shown(read, session.id, chunk), len(infos)
 
-    async def create(self, session: SessionRow, body: GroupCreate) -> Group:
+    async def create(self, read: AsyncSession, session: SessionRow, body: GroupCreate) -> Group:
         participants = participant_addresses(body.participants)
         client = ready_client(self._runtime, self._engines, session, CAPABILITY)
-        return to_schema(await engine_call(client.create_group(body.name, participants)))
+        info = await engine_call(client.create_group(body.name, participants))
+        return (await shown(read, session.id, [info]))[0]
 
-    async def get(self, session: SessionRow, group_id: str) -> Group:
+    async def get(self, read: AsyncSession, session: SessionRow, group_id: str) -> Group:
         address = group_address(group_id)
         client = ready_client(self._runtime, self._engines, session, CAPABILITY)
-        return to_schema(await engine_call(client.group_info(address), groupId=address))
+        info = await engine_call(client.group_info(address), groupId=address)
+        return (await shown(read, session.id, [info]))[0]
 
-    async def update(self, session: SessionRow, group_id: str, body: GroupUpdate) -> Group:
+    async def update(
+        self, read: AsyncSession, session: SessionRow, group_id: str, body: GroupUpdate
+    ) -> Group:
         address = group_address(group_id)
         settings = (
             body.settings.model_dump(exclude_none=True) if body.settings is not None else None
@@ -117,7 +155,7 @@ class GroupService:
             client.update_group(address, body.subject, body.description, settings or None),
             groupId=address,
         )
-        return to_schema(info)
+        return (await shown(read, session.id, [info]))[0]
 
     async def change_participants(
         self, session: SessionRow, group_id: str, body: GroupParticipantsUpdate

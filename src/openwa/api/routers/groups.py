@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Path
 
-from openwa.api.deps import PageDep, ServicesDep, SessionDep, WriterDep
+from openwa.api.deps import PageDep, ReadDbDep, ServicesDep, SessionDep, WriterDep
 from openwa.api.envelope import Envelope, PageEnvelope, ok, paged
 from openwa.api.responses import ENGINE_CALL, errors
 from openwa.api.routing import api_router
@@ -37,10 +37,10 @@ GroupId = Annotated[
 
 @router.get("", responses=errors(*ENGINE_CALL))
 async def list_groups(
-    session: SessionDep, services: ServicesDep, page: PageDep
+    session: SessionDep, services: ServicesDep, page: PageDep, read: ReadDbDep
 ) -> PageEnvelope[Group]:
     """List the groups the session's account is in, oldest first."""
-    items, total = await services.groups.page(session, page)
+    items, total = await services.groups.page(read, session, page)
     return paged(items, page, total)
 
 
@@ -50,10 +50,10 @@ async def list_groups(
     responses=errors(*ENGINE_CALL, InvalidChatId),
 )
 async def create_group(
-    body: GroupCreate, _: WriterDep, session: SessionDep, services: ServicesDep
+    body: GroupCreate, _: WriterDep, session: SessionDep, services: ServicesDep, read: ReadDbDep
 ) -> Envelope[Group]:
     """Create a group with the given participants; the session's account owns it."""
-    return ok(await services.groups.create(session, body))
+    return ok(await services.groups.create(read, session, body))
 
 
 @router.get(
@@ -61,10 +61,10 @@ async def create_group(
     responses=errors(*ENGINE_CALL),
 )
 async def get_group(
-    group_id: GroupId, session: SessionDep, services: ServicesDep
+    group_id: GroupId, session: SessionDep, services: ServicesDep, read: ReadDbDep
 ) -> Envelope[Group]:
     """One group: subject, description, owner, participants with roles, settings."""
-    return ok(await services.groups.get(session, group_id))
+    return ok(await services.groups.get(read, session, group_id))
 
 
 @router.patch(
@@ -77,9 +77,10 @@ async def update_group(
     _: WriterDep,
     session: SessionDep,
     services: ServicesDep,
+    read: ReadDbDep,
 ) -> Envelope[Group]:
     """Change the subject, description or settings (admins only); the group as it is now."""
-    return ok(await services.groups.update(session, group_id, body))
+    return ok(await services.groups.update(read, session, group_id, body))
 
 
 @router.post(

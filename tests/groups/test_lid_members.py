@@ -1,0 +1,53 @@
+"""Group members an engine names by LID alone are shown by the number the session knows
+them by. Baileys and whatsapp-web.js name the members of a group that addresses them
+by LID by it alone; one person was a phone number in `message.received` and a LID in
+`GET .../groups/{id}`."""
+
+from __future__ import annotations
+
+from openwa.engines.bridge.groups import group_info
+from openwa.groups.service import shown
+from tests.fixtures.app import Api, wait_for
+from tests.messages.support import data_of, ready_session
+
+GROUP = "120363000000000009@g.us"
+CAROL_LID = "100000000000001@lid"
+CAROL_ID = "6281234567890@s.whatsapp.net"
+DAN_LID = "100000000000002@lid"  # no number known
+ERIN_ID = "6281200000005@s.whatsapp.net"
+
+
+async def test_lid_members_are_shown_by_the_number_the_session_knows(api: Api) -> None:
+    bob = await ready_session(api, "bob")
+    mapped = await api.request(
+        "POST", "/api/sessions/bob/mock/lid", json={"lid": CAROL_LID, "phoneNumber": CAROL_ID}
+    )
+    data_of(mapped, 202)
+    # Reported as an engine reports it: stored a moment later.
+    await wait_for(
+        lambda: api.request("GET", f"/api/sessions/bob/contacts/{CAROL_LID}"),
+        lambda r: r.status_code == 200,
+        20,
+        "the mapping stored",
+    )
+    # A group as Baileys hands it over for a LID-addressed group.
+    info = group_info(
+        {
+            "id": GROUP,
+            "subject": "LID group",
+            "owner": CAROL_LID,
+            "participants": [
+                {"id": CAROL_LID, "admin": "superadmin"},
+                {"id": DAN_LID, "admin": None},
+                {"id": ERIN_ID, "admin": "admin"},
+            ],
+        }
+    )
+    async with api.services.db_read() as read:
+        (group,) = await shown(read, bob["id"], [info])
+    assert group.owner == CAROL_ID
+    assert [(p.id, p.role, p.lid) for p in group.participants] == [
+        (CAROL_ID, "superadmin", CAROL_LID),
+        (DAN_LID, "member", None),
+        (ERIN_ID, "admin", None),
+    ]
