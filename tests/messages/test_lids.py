@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from openwa.engines.base import (
     CallReceived,
     ChatUpdated,
@@ -22,7 +24,7 @@ from openwa.engines.mock.engine import MockClient
 from openwa.kit.clock import utcnow
 from openwa.kit.ids import whatsapp_message_id
 from tests.chats.support import chats, encoded, history, inbound, wait_history
-from tests.fixtures.app import Api
+from tests.fixtures.app import Api, wait_for
 from tests.messages.support import (
     USER_SUFFIX,
     data_of,
@@ -274,3 +276,56 @@ async def test_every_report_naming_a_mapped_lid_names_the_phone_number(api: Api)
     assert receipt.data["by"] == CAROL_ID
     stored = await get_message(api, "bob", seen["message.received"]["id"])
     assert stored["mentions"] == [CAROL_ID, DAN_LID]
+
+
+async def mapped(api: Api, session: str, lid: str, phone: str) -> None:
+    """Report the mapping and wait for its merge to be stored."""
+    await announce(api, session, lid, phone)
+    await wait_for(
+        lambda: api.request("GET", f"/api/sessions/{session}/contacts/{lid}"),
+        lambda r: r.status_code == 200,
+        20,
+        "the mapping stored",
+    )
+
+
+async def test_a_send_to_a_lid_mapped_while_it_is_accepted_goes_to_the_number(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The send read the mapping before storing its media and writing: a merge that
+    came in between left it under the LID for good, a chat apart."""
+    await ready_session(api, "bob")
+    service = api.services.messages
+    before = service._by_phone_number
+
+    async def mapped_meanwhile(session_id: str, chat_id: str) -> tuple[str, str | None]:
+        found = await before(session_id, chat_id)
+        await mapped(api, "bob", CAROL_LID, CAROL_ID)
+        return found
+
+    monkeypatch.setattr(service, "_by_phone_number", mapped_meanwhile)
+    sent = await send_text(api, "bob", CAROL_LID, "while mapped")
+    assert (sent["chatId"], sent["chatLid"]) == (CAROL_ID, CAROL_LID)
+    stored = await get_message(api, "bob", sent["id"])
+    assert (stored["chatId"], stored["chatLid"]) == (CAROL_ID, CAROL_LID)
+
+
+async def test_message_sent_names_the_chat_a_merge_moved_the_message_to(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`message.sent` was made from the row read before the send: a mapping that came
+    during the send left it naming the LID after `contact.update` had merged it."""
+    bob = await ready_session(api, "bob")
+    client = api.services.runtime.client(bob["id"])
+    real = client.send_many  # type: ignore[attr-defined]
+
+    async def mapped_during(outgoing: Any) -> Any:
+        await mapped(api, "bob", CAROL_LID, CAROL_ID)
+        return await real(outgoing)
+
+    monkeypatch.setattr(client, "send_many", mapped_during)
+    async with recording(api) as events:
+        sent = await send_text(api, "bob", CAROL_LID, "while sending")
+        assert sent["chatId"] == CAROL_LID
+        announced = await events.one(is_event("message.sent", bob["id"], id=sent["id"]), 20)
+    assert (announced.data["chatId"], announced.data["chatLid"]) == (CAROL_ID, CAROL_LID)

@@ -106,16 +106,16 @@ async def test_a_session_deleted_while_its_sends_are_recorded_is_deleted(
     api = await apps.start(mock_engine_ids="own", mock_ack_delay_ms=600_000)
     alice, bob = await ready_pair(api)
     paused, proceed = asyncio.Event(), asyncio.Event()
-    lock_statuses = MessageRepository.lock_statuses
+    lock_chats = MessageRepository.lock_chats
 
     async def pausing(repo: MessageRepository, session_id: str, ids: Any) -> Any:
-        statuses = await lock_statuses(repo, session_id, ids)
+        statuses = await lock_chats(repo, session_id, ids)
         if session_id == alice["id"] and not paused.is_set():
             paused.set()
             await proceed.wait()  # the record's transaction stays open, its rows locked
         return statuses
 
-    monkeypatch.setattr(MessageRepository, "lock_statuses", pausing)
+    monkeypatch.setattr(MessageRepository, "lock_chats", pausing)
     await send_text(api, "alice", plus(bob), "being recorded")
     await asyncio.wait_for(paused.wait(), FAILSAFE_S)
     deleting = asyncio.ensure_future(api.request("DELETE", f"/api/sessions/{alice['id']}"))

@@ -56,14 +56,17 @@ class MessageRepository(Repository[MessageRow]):
         found = await self.db.execute(self._in_id_order(query, session_id, ids))
         return {row.id: row for row in found.scalars()}
 
-    async def lock_statuses(self, session_id: str, ids: Sequence[str]) -> dict[str, MessageStatus]:
-        """The statuses of these messages (by our ids), locked as `lock_many` locks them;
-        no ORM objects, for the hot path."""
+    async def lock_chats(
+        self, session_id: str, ids: Sequence[str]
+    ) -> dict[str, tuple[MessageStatus, str, str | None]]:
+        """The statuses of these messages (by our ids), locked as `lock_many` locks them,
+        no ORM objects, for the hot path; with each one's chat as it is now (its id and
+        LID): a LID's merge may have moved it since it was read."""
         if not ids:
             return {}
-        query = select(MessageRow.id, MessageRow.status)
+        query = select(MessageRow.id, MessageRow.status, MessageRow.chat_id, MessageRow.chat_lid)
         found = await self.db.execute(self._in_id_order(query, session_id, ids))
-        return {id_: MessageStatus(status) for id_, status in found.all()}
+        return {i: (MessageStatus(status), chat, lid) for i, status, chat, lid in found.all()}
 
     async def known_types(self, session_id: str, ids: Sequence[str]) -> dict[str, str]:
         """Which of `ids` the session has stored already (by our id), with their

@@ -624,7 +624,8 @@ class SendWorker:
         being deleted beside it, while the delete waits for these row locks (a
         deadlock)."""
         ids = [message.id for _job, message, _out in sent]
-        statuses = await MessageRepository(db).lock_statuses(session_id, ids)
+        chats = await MessageRepository(db).lock_chats(session_id, ids)
+        statuses = {i: status for i, (status, _chat, _lid) in chats.items()}
         moving = {
             i for i in ids if i in statuses and path(statuses[i], MessageStatus.SENT) == _SENT
         }
@@ -664,7 +665,9 @@ class SendWorker:
                 ),
                 writes,
             )
-        return [announced[i] for i in ids if i in moving and i in announced]
+        return [
+            _in_chat(announced[i], *chats[i][1:]) for i in ids if i in moving and i in announced
+        ]
 
     async def _outgoing(self, message: MessageRow) -> OutgoingMessage:
         """The stored message as the engine takes it: typed, and with the messages it
@@ -752,3 +755,16 @@ class SendWorker:
                 await self._fail_message(
                     db, job, "SESSION_NOT_READY", "the session was not ready in time"
                 )
+
+
+def _in_chat(event: Event, chat_id: str, chat_lid: str | None) -> Event:
+    """`message.sent` naming the message's chat as it is now: a LID's merge may have
+    moved it while it was being sent (a client that merged the chat on `contact.update`
+    made the LID's chat again from a `message.sent` that still named it)."""
+    if event.data.get("chatId") == chat_id:
+        return event
+    data = {**event.data, "chatId": chat_id}
+    data.pop("chatLid", None)  # events leave out what is null
+    if chat_lid is not None:
+        data["chatLid"] = chat_lid
+    return replace(event, data=data)

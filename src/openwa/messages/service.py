@@ -327,6 +327,17 @@ class MessageService:
 
             async def write(db: AsyncSession) -> Message | IdempotencyRow:
                 """The message, its outbox job and the idempotent answer: one unit of work."""
+                nonlocal message, answer
+                if chat_lid is None and is_lid(chat_id):
+                    # A mapping may have come since the read above (a media upload takes
+                    # seconds): under the LID, the message would have stayed a chat
+                    # apart for good, the merge having moved what was there before it.
+                    mapped = await ContactRepository(db).phone_id(session.id, chat_id)
+                    if mapped != chat_id:
+                        values.update(chat_id=mapped, chat_lid=chat_id)
+                        message = await to_schema(self._links, MessageRow(**values))
+                        if idem_id is not None:
+                            answer = message.model_dump(mode="json", by_alias=True)
                 if idem_id is not None:
                     stored = await db.get(IdempotencyRow, idem_id)
                     if stored is not None:
