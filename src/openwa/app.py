@@ -298,6 +298,7 @@ def build_services(settings: Settings) -> Services:
         # SHUTDOWN_TIMEOUT_S=0 is a shutdown that does not wait, not a stop that drops
         # what its engine reported: a stop's drain then has no bound of its own.
         drain_timeout_s=settings.shutdown_timeout_s or None,
+        status_retry_s=settings.engine_report_retry_s,
     )
     ownership = Ownership(
         db,

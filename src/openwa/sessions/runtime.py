@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn, Protocol
@@ -31,7 +32,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.cluster.leases import LeaseLost
-from openwa.db.engine import on_commit
+from openwa.db.engine import on_commit, transient
 from openwa.db.models import SessionRow
 from openwa.engines.base import (
     Authenticated,
@@ -116,6 +117,13 @@ _REPORT_BATCH = 200
 # stop for ever. (The stop's wait for the lock, held while a batch is written, is not
 # bounded here.)
 DRAIN_TIMEOUT_S = 30.0
+# Connection changes whose write is tried again when the database refuses it for a
+# reason of the moment (`_apply_patiently`): written again, each says the same (an end,
+# `LoggedOut` or `Failed`, is not among them: it has gone on without its session).
+_STATUS_CHANGES = (QrUpdated, Authenticated, Connected, Disconnected)
+STATUS_RETRY_S = 300.0
+_STATUS_RETRY_BASE_S = 0.1
+_STATUS_RETRY_MAX_S = 1.6
 # Sessions a shutdown stops at once: their disconnects wait mostly on engine processes,
 # their drains on the group writer, which batches them together.
 _SHUTDOWN_STOPS_AT_ONCE = 16
@@ -182,13 +190,17 @@ class SessionRuntime:
         media: MediaReader | None = None,
         report_queue_max: int = 10_000,
         drain_timeout_s: float | None = DRAIN_TIMEOUT_S,
+        status_retry_s: float = STATUS_RETRY_S,
     ) -> None:
         """`report_queue_max`: a session's unwritten reports at which its engine is
         asked to hold back (`engines.flow`); it may go on once half are written.
         `drain_timeout_s`: how long a stop waits for its session's queued reports to be
         written (`_drain`); what is left then is logged and dropped. None: no bound of
-        its own (a shutdown's own bound still ends it)."""
+        its own (a shutdown's own bound still ends it). `status_retry_s`: how long a
+        status change the database refuses for a reason of the moment is tried again
+        (`ENGINE_REPORT_RETRY_S`, as for reports)."""
         self._directory = directory
+        self._status_retry_s = status_retry_s
         self._report_queue_max = report_queue_max
         self._drain_timeout_s = drain_timeout_s
         self._media = media
@@ -594,7 +606,7 @@ class SessionRuntime:
                             running, batch, put_off=lock.wanted, patience=running.patience
                         )
                     else:
-                        await self._apply(running, batch[0])
+                        await self._apply_patiently(running, batch[0], lock.wanted)
                 except ReportsPutOff:
                     # Whoever waits for the lock goes first; the batch stays taken (a
                     # stop's drain writes it) and is tried again after them.
@@ -643,6 +655,38 @@ class SessionRuntime:
             yield db
             if self._ownership is not None:
                 await self._ownership.confirm(db, session_id)
+
+    async def _apply_patiently(
+        self, running: _Running, event: EngineEvent, wanted: Callable[[], bool]
+    ) -> None:
+        """`_apply`, tried again while the database refuses it for a reason of the
+        moment (a restart, a failover, a busy spell), for `status_retry_s`, unless
+        someone waits for the session (a stop or restart writes a status of its own).
+        A link's, a connection's or a QR's change that failed once used to be dropped:
+        a session connected stayed `authenticated` (not ready, its sends held) until
+        its next disconnect, days maybe."""
+        pauses, until = 0, None
+        while True:
+            try:
+                await self._apply(running, event)
+                return
+            except Exception as exc:
+                if not (transient(exc) and isinstance(event, _STATUS_CHANGES)):
+                    raise
+                delay = backoff_s(pauses, _STATUS_RETRY_BASE_S, _STATUS_RETRY_MAX_S)
+                now = time.monotonic()
+                until = until if until is not None else now + self._status_retry_s
+                if running.closed or wanted() or now + delay > until:
+                    raise
+                log.warning(
+                    "session_status_retried",
+                    session_id=running.session_id,
+                    status=type(event).__name__,
+                    attempt=pauses + 1,
+                    error=repr(exc)[:500],
+                )
+                await asyncio.sleep(delay)
+                pauses += 1
 
     async def _apply(self, running: _Running, event: EngineEvent) -> None:
         sid = running.session_id
@@ -745,6 +789,20 @@ class SessionRuntime:
                         await self._records.reconnecting(db, running.session_id, running.attempts)
                 except LeaseLost:
                     await self._lost(running.session_id)
+                    return
+                except Exception as exc:
+                    if not transient(exc):
+                        raise
+                    # Tried again after the next pause: the status machine takes the
+                    # connection's own writes only after this one. A failed write used
+                    # to end the reconnect, and the session stayed `disconnected`
+                    # until restarted by hand.
+                    log.warning(
+                        "session_reconnect_put_off",
+                        session_id=running.session_id,
+                        error=repr(exc)[:500],
+                    )
+                    self._schedule_reconnect(running)
                     return
             await self._connect(running)
 
