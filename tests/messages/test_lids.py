@@ -3,6 +3,7 @@ later (its chat merged into the phone number's), and LIDs shown beside phone num
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -23,8 +24,10 @@ from openwa.engines.base import (
 from openwa.engines.mock.engine import MockClient
 from openwa.kit.clock import utcnow
 from openwa.kit.ids import whatsapp_message_id
+from openwa.messages.lids import map_lid
 from tests.chats.support import chats, encoded, history, inbound, wait_history
 from tests.fixtures.app import Api, wait_for
+from tests.fixtures.locks import postgres_only, waiting
 from tests.messages.support import (
     USER_SUFFIX,
     data_of,
@@ -329,3 +332,26 @@ async def test_message_sent_names_the_chat_a_merge_moved_the_message_to(
         assert sent["chatId"] == CAROL_LID
         announced = await events.one(is_event("message.sent", bob["id"], id=sent["id"]), 20)
     assert (announced.data["chatId"], announced.data["chatLid"]) == (CAROL_ID, CAROL_LID)
+
+
+async def test_a_send_to_a_lid_beside_its_uncommitted_merge_goes_to_the_number(
+    api: Api, database_url: str
+) -> None:
+    """PostgreSQL, READ COMMITTED: the send saw no mapping (the merge had not committed)
+    and the merge no message to move (the send had not): the message stayed under the
+    LID for good. The send now waits for the merge of its LID."""
+    postgres_only(database_url)
+    bob = await ready_session(api, "bob")
+    async with api.services.db() as merging:
+        await map_lid(merging, bob["id"], CAROL_ID, CAROL_LID)
+        sending = asyncio.ensure_future(send_text(api, "bob", CAROL_LID, "beside the merge"))
+        waits = waiting(api)
+
+        async def done_or_waiting() -> bool:
+            return sending.done() or await waits() > 0
+
+        await wait_for(done_or_waiting, bool, 20, "the send to end or wait")
+        await merging.commit()
+    sent = await sending
+    stored = await get_message(api, "bob", sent["id"])
+    assert (stored["chatId"], stored["chatLid"]) == (CAROL_ID, CAROL_LID)

@@ -13,9 +13,11 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openwa.db.engine import is_postgres
+from openwa.db.instance_lock import advisory_key
 from openwa.db.models import ContactRow, MessageRow
 from openwa.db.models.message import LID_SENDER
 from openwa.db.sqlite_driver import off_the_loop
@@ -61,6 +63,17 @@ async def phone_ids(db: AsyncSession, session_id: str, lids: Collection[str]) ->
     return mapped
 
 
+async def hold_lid(db: AsyncSession, session_id: str, lid: str) -> None:
+    """Until the end of `db`'s transaction, hold the session's LID against a merge of it
+    (PostgreSQL; SQLite runs one writer at a time). A send to a LID not mapped yet and
+    the merge of that LID hold it both: without it, under READ COMMITTED neither saw the
+    other's uncommitted row (the send no mapping, the merge no message to move), and
+    the message stayed under the LID for good, a chat apart."""
+    if is_postgres(db):
+        key = advisory_key(f"lid:{session_id}:{lid}")
+        await db.execute(select(func.pg_advisory_xact_lock(key)))
+
+
 async def map_lid(db: AsyncSession, session_id: str, phone_id: str, lid: str) -> None:
     """Record that `lid` is `phone_id`, and move what was stored under the LID there.
 
@@ -68,6 +81,7 @@ async def map_lid(db: AsyncSession, session_id: str, phone_id: str, lid: str) ->
     `chat_id`s, so a chat kept under both ids becomes one, its messages in their order
     (their timestamps do not change); a message is one row, so none is lost or doubled.
     """
+    await hold_lid(db, session_id, lid)
     now = utcnow()
     # A LID names one account: another number that had it (a changed number) lets go.
     await db.execute(

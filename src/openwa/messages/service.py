@@ -57,6 +57,7 @@ from openwa.kit.signal import Signal
 from openwa.media.ingest import StagedMedia
 from openwa.media.links import MediaLinks
 from openwa.media.types import extension_for
+from openwa.messages.lids import hold_lid
 from openwa.messages.repository import MessageRepository
 from openwa.messages.schemas import (
     ContactMessageCreate,
@@ -332,6 +333,8 @@ class MessageService:
                     # A mapping may have come since the read above (a media upload takes
                     # seconds): under the LID, the message would have stayed a chat
                     # apart for good, the merge having moved what was there before it.
+                    # Held against a merge under way (`hold_lid`) until the commit.
+                    await hold_lid(db, session.id, chat_id)
                     mapped = await ContactRepository(db).phone_id(session.id, chat_id)
                     if mapped != chat_id:
                         values.update(chat_id=mapped, chat_lid=chat_id)
