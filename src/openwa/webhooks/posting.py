@@ -11,6 +11,7 @@ it twice, which its `webhook-id` lets it tell (deliveries are at least once anyw
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import time
 from dataclasses import dataclass
@@ -27,6 +28,10 @@ from openwa.kit.redact import redact_url
 # never inflated (a small gzip body can stand for gigabytes).
 ANSWER_MAX_BYTES = 64 * 1024
 _READ_CHUNK = 16 * 1024
+# How long the body of an answer whose status is in may take to be read (and dropped):
+# past it the connection is closed, the status kept. A receiver that answered 200 and
+# held its body open used to hold the lane for the whole WEBHOOK_TIMEOUT_S each time.
+ANSWER_BODY_S = 1.0
 
 
 def webhook_client(connector: aiohttp.BaseConnector, timeout_s: float) -> aiohttp.ClientSession:
@@ -102,10 +107,11 @@ async def _send(
             raw = r.headers.get("Location", "").encode("utf-8", "surrogateescape")
             location = redact_url(raw.decode("utf-8", "replace"))[:2048] or None
         try:
-            await _read_to_end(r)
+            async with asyncio.timeout(ANSWER_BODY_S):
+                await _read_to_end(r)
         except (aiohttp.ClientError, OSError):  # TimeoutError is an OSError
             # Of the answer only its status counts: a body cut short, or one still
-            # coming at the timeout, changes nothing of it (it was a failed attempt,
+            # coming after ANSWER_BODY_S (or at the timeout), changes nothing of it (it was a failed attempt,
             # retried: the receiver got every event again). Its connection cannot carry
             # the next POST.
             r.close()
