@@ -58,7 +58,7 @@ function main() {
   process.on('uncaughtException', (err) => bridge.reportUncaught(err, 'uncaughtException'));
   process.on('unhandledRejection', (err) => bridge.reportUncaught(err, 'unhandledRejection'));
   for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP']) {
-    process.on(signal, () => bridge.shutdown(signal));
+    process.on(signal, () => bridge.signalled(signal));
   }
   // whatever way the process ends, no Chromium of ours stays behind
   process.on('exit', () => bridge.killUnclosed());

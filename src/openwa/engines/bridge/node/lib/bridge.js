@@ -69,10 +69,14 @@ class Bridge {
       this.reader.push(chunk);
     });
     if (this.watchdog) this.watchdog.start();
-    const gone = (why) => () => this.shutdown(`channel ${why}`);
+    const gone = (why) => () => { this.channelGone = true; this.shutdown(`channel ${why}`); };
     this.channel.on('end', gone('ended'));
     this.channel.on('close', gone('closed'));
-    this.channel.on('error', (err) => { this.log(`channel error: ${err.message}`); this.shutdown('channel error'); });
+    this.channel.on('error', (err) => {
+      this.channelGone = true;
+      this.log(`channel error: ${err.message}`);
+      this.shutdown('channel error');
+    });
   }
 
   send(frame) {
@@ -248,6 +252,24 @@ class Bridge {
     } catch (err) {
       this.log(`${session}: closing: ${err && err.message}`);
     }
+  }
+
+  /**
+   * A signal to the process. A terminal's Ctrl-C, and systemd's SIGTERM to the service,
+   * reach the API process with us: while the channel is open, the API process drives
+   * the shutdown (it stops each session, whatsapp-web.js saving its profile then, and
+   * asks us to go). Shutting down at once, every session closed unsaved, lost the link
+   * of a whatsapp-web.js session made in the last minute (RemoteAuth's first save comes
+   * a minute after it): a new QR after the restart. A second signal, or one with the
+   * channel gone, shuts down at once.
+   */
+  signalled(signal) {
+    this.signals = (this.signals || 0) + 1;
+    if (this.signals === 1 && !this.channelGone) {
+      this.log(`${signal}: the API process stops the sessions and then us (a second signal: at once)`);
+      return;
+    }
+    this.shutdown(signal);
   }
 
   /**

@@ -198,6 +198,33 @@ test('shutdown answers, closes the sessions and exits; so does the channel endin
   assert.deepEqual(h2.exits, [0]);
 });
 
+test('a signal is left to the API process while the channel is open; a second one shuts down', async () => {
+  const h = harness((ctx) => new FakeSession(ctx));
+  h.send({ v: 1, id: 1, op: 'start', session: 's1' });
+  await h.reply(1);
+  const s = FakeSession.last;
+  h.bridge.signalled('SIGINT');
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(h.bridge.closing, null, 'not shutting down');
+  assert.equal(s.stopped, 0);
+  // The API process stops the session as it always does (whatsapp-web.js saves then).
+  h.send({ v: 1, id: 2, op: 'stop', session: 's1' });
+  const stopped = await h.reply(2);
+  assert.deepEqual(stopped.result, {}, JSON.stringify(stopped));
+  assert.equal(s.stopped, 1);
+  h.bridge.signalled('SIGINT');
+  await h.bridge.closing;
+  assert.deepEqual(h.exits, [0]);
+});
+
+test('a signal with the channel gone shuts down at once', async () => {
+  const h = harness((ctx) => new FakeSession(ctx));
+  h.bridge.channelGone = true;
+  h.bridge.signalled('SIGTERM');
+  await h.bridge.closing;
+  assert.deepEqual(h.exits, [0]);
+});
+
 test('a session that will not close does not keep the process: exit after the grace, kill() called', async () => {
   let killed = false;
   const h = harness((ctx) => Object.assign(new FakeSession(ctx), {
