@@ -184,9 +184,11 @@ _WEBHOOK_CYCLE = (
     "SELECT id FROM webhooks WHERE id = :id FOR KEY SHARE",
     "DELETE FROM webhooks",
 )
-# The same with a session's delete: its webhooks first, then the session.
+# The same with a session's delete: its webhooks first (as the workers hold them, for
+# an update that changes no key: an event's fan-out, which holds them against deletes
+# only, goes on beside it), then the session.
 _SESSION_CYCLE = (
-    "SELECT id FROM webhooks WHERE session_id = :id FOR UPDATE",
+    "SELECT id FROM webhooks WHERE session_id = :id FOR NO KEY UPDATE",
     "SELECT id FROM sessions WHERE id = :id FOR KEY SHARE",
     "DELETE FROM sessions",
 )

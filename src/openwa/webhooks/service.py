@@ -185,15 +185,6 @@ class WebhookService:
             if (hook.session_id is None or hook.session_id == event.session_id)
             and wanted(hook.events, event.event)
         ]
-        if deliveries and is_postgres(db):
-            # Read unlocked, a webhook whose delete had not committed yet got a delivery
-            # whose foreign key then failed, and the event's whole transaction with it
-            # (a send's `sent`, a session's `ready`): the webhooks given deliveries are
-            # held against deletes (waiting for one under way) before the insert.
-            there = await WebhookRepository(db).held_against_deletes(
-                {d["webhook_id"] for d in deliveries}
-            )
-            deliveries = [d for d in deliveries if d["webhook_id"] in there]
         if deliveries:
             # One executemany for the whole fan-out.
             await db.execute(insert(table_of(DeliveryRow)), deliveries)
