@@ -50,3 +50,40 @@ async def test_a_status_write_refused_once_leaves_the_session_ready(
         20,
         "the session ready to send",
     )
+
+
+async def test_a_ready_write_put_off_for_a_config_change_is_written_after_it(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call that waits for the session's lock (here a config change) goes first; the
+    `ready` write is tried again after it [review: it was given up, and the session
+    stayed `authenticated`]."""
+    session = await ready_session(api, "flaky")
+    runtime = api.services.runtime
+    records = runtime._records
+    real = records.ready
+    away = asyncio.Event()
+    away.set()
+    tries: list[int] = []
+
+    async def refused_while_away(*args: Any, **kwargs: Any) -> Any:
+        tries.append(1)
+        if away.is_set():
+            raise ConnectionResetError("the database went away")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(records, "ready", refused_while_away)
+    await api.request("POST", "/api/sessions/flaky/mock/disconnect", json={"reason": "blip"})
+    await wait_for(lambda: asyncio.sleep(0, len(tries)), bool, 20, "the ready write refused")
+    patched = await api.request(
+        "PATCH", "/api/sessions/flaky", json={"config": {"metadata": {"team": "a"}}}
+    )
+    assert patched.status_code == 200, patched.text
+    away.clear()
+    await api.wait_status("flaky", "ready", 20)
+    await wait_for(
+        lambda: asyncio.sleep(0, runtime.ready_sessions()),
+        lambda ready: session["id"] in ready,
+        20,
+        "the session ready to send",
+    )

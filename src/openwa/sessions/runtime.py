@@ -118,9 +118,8 @@ _REPORT_BATCH = 200
 # bounded here.)
 DRAIN_TIMEOUT_S = 30.0
 # Connection changes whose write is tried again when the database refuses it for a
-# reason of the moment (`_apply_patiently`): written again, each says the same (an end,
-# `LoggedOut` or `Failed`, is not among them: it has gone on without its session).
-_STATUS_CHANGES = (QrUpdated, Authenticated, Connected, Disconnected)
+# reason of the moment (`_apply_patiently`): written again, each says the same.
+_STATUS_CHANGES = (Authenticated, Connected)
 STATUS_RETRY_S = 300.0
 _STATUS_RETRY_BASE_S = 0.1
 _STATUS_RETRY_MAX_S = 1.6
@@ -660,33 +659,41 @@ class SessionRuntime:
         self, running: _Running, event: EngineEvent, wanted: Callable[[], bool]
     ) -> None:
         """`_apply`, tried again while the database refuses it for a reason of the
-        moment (a restart, a failover, a busy spell), for `status_retry_s`, unless
-        someone waits for the session (a stop or restart writes a status of its own).
-        A link's, a connection's or a QR's change that failed once used to be dropped:
-        a session connected stayed `authenticated` (not ready, its sends held) until
-        its next disconnect, days maybe."""
-        pauses, until = 0, None
+        moment (a restart, a failover, a busy spell), for `status_retry_s` over all its
+        tries. Whoever waits for the session's lock meanwhile (a stop, a config change,
+        a reconnect) goes first: the change is put off (`ReportsPutOff`, kept where a
+        stop's drain skips it) and tried again after them. A link's or a connection's
+        change that failed once used to be dropped: a session connected stayed
+        `authenticated` (not ready, its sends held) until its next disconnect, days
+        maybe. Only those two are tried again: a QR is replaced within seconds, and a
+        disconnect is followed by a reconnect, whose own writes set the status."""
+        patience = running.patience
         while True:
             try:
                 await self._apply(running, event)
                 return
             except Exception as exc:
-                if not (transient(exc) and isinstance(event, _STATUS_CHANGES)):
+                if not (transient(exc) and isinstance(event, _STATUS_CHANGES)) or running.closed:
                     raise
-                delay = backoff_s(pauses, _STATUS_RETRY_BASE_S, _STATUS_RETRY_MAX_S)
                 now = time.monotonic()
-                until = until if until is not None else now + self._status_retry_s
-                if running.closed or wanted() or now + delay > until:
+                if patience.until is None:
+                    patience.until = now + self._status_retry_s
+                delay = backoff_s(patience.pauses, _STATUS_RETRY_BASE_S, _STATUS_RETRY_MAX_S)
+                if now + delay > patience.until:
                     raise
                 log.warning(
                     "session_status_retried",
                     session_id=running.session_id,
                     status=type(event).__name__,
-                    attempt=pauses + 1,
+                    attempt=patience.pauses + 1,
                     error=repr(exc)[:500],
                 )
+                if wanted():
+                    raise ReportsPutOff(running.session_id) from exc
                 await asyncio.sleep(delay)
-                pauses += 1
+                patience.pauses += 1
+                if running.closed or wanted():
+                    raise ReportsPutOff(running.session_id) from exc
 
     async def _apply(self, running: _Running, event: EngineEvent) -> None:
         sid = running.session_id

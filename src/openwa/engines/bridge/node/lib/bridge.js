@@ -255,8 +255,9 @@ class Bridge {
   }
 
   /**
-   * A signal to the process. A terminal's Ctrl-C, and systemd's SIGTERM to the service,
-   * reach the API process with us: while the channel is open, the API process drives
+   * A signal to the process. We run in a process group of our own (a terminal's Ctrl-C
+   * reaches only the API process), but a signal to every process of the service
+   * (systemd's default KillMode) reaches us too: while the channel is open, the API process drives
    * the shutdown (it stops each session, whatsapp-web.js saving its profile then, and
    * asks us to go). Shutting down at once, every session closed unsaved, lost the link
    * of a whatsapp-web.js session made in the last minute (RemoteAuth's first save comes
