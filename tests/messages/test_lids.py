@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from openwa.chats.repository import ChatRepository
 from openwa.engines.base import (
     CallReceived,
     ChatUpdated,
@@ -355,3 +356,30 @@ async def test_a_send_to_a_lid_beside_its_uncommitted_merge_goes_to_the_number(
     sent = await sending
     stored = await get_message(api, "bob", sent["id"])
     assert (stored["chatId"], stored["chatLid"]) == (CAROL_ID, CAROL_LID)
+
+
+async def test_a_merge_between_the_reads_of_the_chats_page_takes_no_chat_away(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL reads the page in several statements, a snapshot each: a merge that
+    committed between them took the LID's chat away under the page, which answered
+    `data: []` with `total: 1`. The page is read again."""
+    bob = await ready_session(api, "bob")
+    await inbound(api, "bob", CAROL_LID, "by lid")
+    paginate = ChatRepository.paginate
+    merged: list[bool] = []
+
+    async def merging_meanwhile(repo: ChatRepository, *args: Any, **kwargs: Any) -> Any:
+        found = await paginate(repo, *args, **kwargs)
+        if not merged:
+            merged.append(True)
+            async with api.services.db() as db, db.begin():
+                await map_lid(db, bob["id"], CAROL_ID, CAROL_LID)
+        return found
+
+    monkeypatch.setattr(ChatRepository, "paginate", merging_meanwhile)
+    response = await api.request("GET", "/api/sessions/bob/chats")
+    assert merged
+    # PostgreSQL reads it again after the merge; SQLite's one snapshot is from before it.
+    assert [c["id"] for c in data_of(response)] in ([CAROL_ID], [CAROL_LID])
+    assert response.json()["pagination"]["total"] == 1

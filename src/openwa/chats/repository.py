@@ -40,11 +40,30 @@ def _inbound_unread(session_id: str, chat_ids: Sequence[str]) -> Any:
     )
 
 
+# Reads of a page at most, when a merge keeps taking chats away under it.
+_PAGE_TRIES = 3
+
+
 class ChatRepository(Repository[MessageRow]):
     model = MessageRow
 
     async def page(self, session_id: str, params: PageParams) -> tuple[list[ChatSummary], int]:
-        """The session's chats, newest activity first (ties by chat id), with the total."""
+        """The session's chats, newest activity first (ties by chat id), with the total.
+
+        Read in several statements: on PostgreSQL (one snapshot per statement) a LID's
+        merge that commits between them takes a chat away under the page, which then
+        answered fewer chats than it named (`data: []`, `total: 1`). Such a page is
+        read again."""
+        for _ in range(_PAGE_TRIES - 1):
+            chats, total, complete = await self._page(session_id, params)
+            if complete:
+                return chats, total
+        chats, total, _complete = await self._page(session_id, params)
+        return chats, total
+
+    async def _page(
+        self, session_id: str, params: PageParams
+    ) -> tuple[list[ChatSummary], int, bool]:
         last_at = func.max(MessageRow.timestamp)
         chats = (
             select(MessageRow.chat_id)
@@ -54,7 +73,7 @@ class ChatRepository(Repository[MessageRow]):
         )
         chat_ids, total = await self.paginate(chats, params)
         if not chat_ids:
-            return [], total
+            return [], total, True
 
         window = (
             select(MessageRow.chat_id.label("chat_id"), last_at.label("last_at"))
@@ -96,7 +115,7 @@ class ChatRepository(Repository[MessageRow]):
         ]
         order = {chat_id: index for index, chat_id in enumerate(chat_ids)}
         summaries.sort(key=lambda chat: order[chat.chat_id])
-        return summaries, total
+        return summaries, total, len(summaries) == len(chat_ids)
 
     async def unread_counts(self, session_id: str, chat_ids: Sequence[str]) -> dict[str, int]:
         if not chat_ids:
