@@ -219,11 +219,13 @@ class OneByOne:
         self._delay_s = delay_s
         self._api = api
         self.begun: list[str] = []
+        self.begun_at: list[float] = []  # when each send began (monotonic)
         self.marked_at_send: list[set[str]] = []
         self.hang_at: int | None = None  # this send (from 0) hangs, as one WhatsApp never answers
 
     async def send(self, message: OutgoingMessage) -> str | None:
         self.begun.append(message.id)
+        self.begun_at.append(time.monotonic())
         self.marked_at_send.append(await handed(self._api))
         await asyncio.sleep(60.0 if len(self.begun) - 1 == self.hang_at else self._delay_s)
         result: str | None = await self._inner.send(message)

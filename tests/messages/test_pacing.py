@@ -6,9 +6,11 @@ the interval's minimum (a slow machine only makes it longer)."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,8 +19,8 @@ from pydantic import ValidationError
 from openwa.config import Settings
 from openwa.engines.mock.engine import MockClient
 from openwa.messages.pacing import Pacing, SendInterval
-from tests.fixtures.app import Api, AppFactory
-from tests.messages.support import error_of, ready_session, send_text, wait_sent
+from tests.fixtures.app import Api, AppFactory, wait_for
+from tests.messages.support import error_of, one_by_one, ready_session, send_text, wait_sent
 
 OUTSIDER = "+1 555 0100 200"  # outside the mock network: sends go nowhere
 GAP_MS = 300
@@ -121,7 +123,7 @@ def test_a_gap_outlives_a_pause_in_sending() -> None:
     the next message went at once."""
     clock = Clock()
     pacing = Pacing(None, clock)
-    pacing.sent("alice", SendInterval(min_ms=10_000))
+    pacing.sent("alice", SendInterval(min_ms=10_000, max_ms=10_000))
     pacing.keep_only(["alice"])
     assert not pacing.may_send("alice")
     clock.now += 2
@@ -133,7 +135,7 @@ def test_a_gap_outlives_a_pause_in_sending() -> None:
     assert pacing.wait_s() == pytest.approx(5.0)
     clock.now += 5
     assert pacing.may_send("alice")
-    pacing.sent("alice", SendInterval(min_ms=1_000))
+    pacing.sent("alice", SendInterval(min_ms=1_000, max_ms=1_000))
     pacing.keep_only([])
     clock.now += 1
     pacing.keep_only([])  # her gap ended while she rested: forgotten
@@ -159,3 +161,48 @@ async def test_a_session_restarted_within_its_gap_waits_out_the_rest(
     await wait_sent(api, "alice", second["id"])
     assert len(times) == 2, times
     assert times[1] - times[0] >= gap_ms / 1000
+
+
+async def test_pacing_set_during_a_run_spaces_the_rest_of_it(app_factory: AppFactory) -> None:
+    """An unpaced session's run is claimed whole (up to 500 sends): pacing set while it
+    went out left the rest at machine speed, the config change answered 200 all the
+    same. The rest is now given back, and goes out one gap at a time."""
+    async with app_factory.running(mock_engine_ids="own", mock_ack_delay_ms=0) as api:
+        alice = await ready_session(api, "alice")
+        client = one_by_one(api, alice["id"], 0.1, safe=True)
+        at = (datetime.now(UTC) + timedelta(seconds=0.5)).isoformat()
+        ids = [
+            (await send_text(api, "alice", OUTSIDER, f"m{i}", sendAt=at))["id"] for i in range(6)
+        ]
+        await wait_for(lambda: asyncio.sleep(0, len(client.begun)), lambda n: n >= 2, 20, "sends")
+        interval = {"minMs": GAP_MS, "maxMs": GAP_MS}
+        response = await api.request(
+            "PATCH", "/api/sessions/alice", json={"config": {"sendInterval": interval}}
+        )
+        assert response.status_code == 200, response.text
+        paced_from = time.monotonic()
+        for message_id in ids:
+            await wait_sent(api, "alice", message_id)
+    later = [i for i, at_s in enumerate(client.begun_at) if at_s > paced_from]
+    assert later, client.begun_at
+    # From the send in hand at the change on, each is a gap after the one before.
+    times = client.begun_at[later[0] - 1 :]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert all(gap >= GAP_MS / 1000 for gap in gaps), gaps
+
+
+def test_only_a_minimum_gives_gaps_that_vary() -> None:
+    """With only `minMs` (or `SEND_INTERVAL_MIN_MS`), every gap was exactly it: a
+    regular interval, what WhatsApp restricts accounts for. The longest is now half as
+    much again."""
+    interval = SendInterval(min_ms=1000)
+    assert interval.longest_ms == 1500
+    assert SendInterval(min_ms=500_000).longest_ms == 600_000  # within the bound
+    now = [0.0]
+    pacing = Pacing(interval, clock=lambda: now[0])
+    gaps = set()
+    for _ in range(20):
+        pacing.sent("s", interval)
+        gaps.add(pacing._next_at["s"])
+    assert len(gaps) > 1, gaps
+    assert all(1.0 <= gap <= 1.5 for gap in gaps), gaps

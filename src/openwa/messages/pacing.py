@@ -29,10 +29,18 @@ log = structlog.get_logger(__name__)
 MAX_INTERVAL_MS = 600_000
 
 
+# The longest gap when only the shortest is given, as a multiple of it.
+DEFAULT_SPREAD = 1.5
+
+
 class SendInterval(StrictCamelModel):
     min_ms: int = Field(ge=0, le=MAX_INTERVAL_MS, description="shortest gap between two sends")
     max_ms: int | None = Field(
-        default=None, ge=0, le=MAX_INTERVAL_MS, description="longest gap (default: `minMs`)"
+        default=None,
+        ge=0,
+        le=MAX_INTERVAL_MS,
+        description="longest gap (default: `minMs` and half as much again: a gap that never "
+        "varies is as much a machine's as none)",
     )
 
     @model_validator(mode="after")
@@ -43,7 +51,12 @@ class SendInterval(StrictCamelModel):
 
     @property
     def longest_ms(self) -> int:
-        return self.min_ms if self.max_ms is None else self.max_ms
+        """`maxMs`, else half as much again as `minMs`: with only a minimum given, every
+        gap was exactly it, a regular interval, which WhatsApp restricts accounts for as
+        it does bursts."""
+        if self.max_ms is not None:
+            return self.max_ms
+        return min(MAX_INTERVAL_MS, round(self.min_ms * DEFAULT_SPREAD))
 
 
 class Pacing:

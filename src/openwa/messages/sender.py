@@ -327,10 +327,12 @@ class SendWorker:
                     lease = self._hold([job.id for job, _m in sending], claimed)
                     try:
                         await self._hand_over(
-                            client, jobs, outgoing, session_id, outcomes, safe, lease
+                            client, jobs, outgoing, session_id, outcomes, safe, lease, interval
                         )
                     finally:
                         await self._let_go(lease)  # before the record writes the leases
+                    # Paced since the run was claimed unpaced: the gap starts here too.
+                    interval = interval or self._paced_now(session_id)
                     if interval is not None:
                         self._pacing.sent(session_id, interval)
                 went_all = not any(isinstance(out, BaseException) for out in outcomes)
@@ -491,6 +493,11 @@ class SendWorker:
         if lease.renewing is not None:
             await asyncio.shield(lease.renewing)
 
+    def _paced_now(self, session_id: str) -> SendInterval | None:
+        """The session's send interval as its config says now (None: unpaced)."""
+        row = self._directory.get(session_id)
+        return self._pacing.interval(row.config) if row is not None else None
+
     async def _hand_over(
         self,
         client: EngineClient,
@@ -500,6 +507,7 @@ class SendWorker:
         outcomes: list[SendResult],
         safe: bool,
         lease: _RunLease,
+        interval: SendInterval | None = None,
     ) -> None:
         """Send, appending to `outcomes` the outcome of each message attempted, in order;
         stops at a failure, and before the next message once the worker is stopping or
@@ -524,6 +532,11 @@ class SendWorker:
         for job, message in zip(jobs, outgoing, strict=True):
             if self._stopping or not self._still_held(lease):
                 return  # the rest is given back untried
+            if outcomes and interval is None and self._paced_now(session_id) is not None:
+                # Paced since the run was claimed (up to 500 sends at machine speed): the
+                # rest is given back untried, and goes out one gap at a time. It used to
+                # go on at full speed, the config change answered 200 all the same.
+                return
             if not safe and not await self._marked([job.id], session_id):
                 return
             try:
