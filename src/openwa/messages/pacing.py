@@ -29,6 +29,8 @@ log = structlog.get_logger(__name__)
 MAX_INTERVAL_MS = 600_000
 
 
+# Unreadable stored intervals remembered as logged (then forgotten all at once).
+_UNREADABLE_KEPT = 256
 # The longest gap when only the shortest is given, as a multiple of it.
 DEFAULT_SPREAD = 1.5
 
@@ -71,6 +73,7 @@ class Pacing:
         # Gaps still running of sessions not paced here at the moment (not sending, or
         # paced no more): remembered, never waited on; each is dropped once it ends.
         self._resting: dict[str, float] = {}
+        self._unreadable: set[str] = set()  # stored values already logged as unreadable
 
     def interval(self, config: Mapping[str, Any] | None) -> SendInterval | None:
         """The session's gap (its config's, else the instance's); None when it sends
@@ -82,7 +85,13 @@ class Pacing:
             try:
                 chosen = SendInterval.model_validate(raw)
             except ValidationError:
-                log.warning("send_interval_unreadable", value=str(raw)[:200])
+                # Asked before each message of a run: said once per value.
+                said = str(raw)[:200]
+                if said not in self._unreadable:
+                    if len(self._unreadable) >= _UNREADABLE_KEPT:
+                        self._unreadable.clear()
+                    self._unreadable.add(said)
+                    log.warning("send_interval_unreadable", value=said)
                 return None
         return chosen if chosen is not None and chosen.longest_ms > 0 else None
 
