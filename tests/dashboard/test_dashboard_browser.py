@@ -697,6 +697,33 @@ def test_an_admin_manages_keys_and_an_operator_sees_no_keys_page(
     assert api.get("/api/keys/self", headers={"X-API-Key": secret}).status_code == 401
 
 
+def test_a_key_scoped_to_a_deleted_session_shows_its_id_not_a_new_namesakes_name(
+    tab: Tab, api: httpx.Client
+) -> None:
+    """The Keys page kept each session's name for its id across visits: after `sales`
+    was deleted and made again, a key scoped to the old one showed `sales`, and a change
+    of the key sent that name back, giving it the new session."""
+    expect = _expect()
+    old = api.post("/api/sessions", json={"name": "sales", "autoStart": False})
+    assert old.status_code == 201, old.text
+    old_id = old.json()["data"]["id"]
+    made = api.post("/api/keys", json={"name": "scoped", "role": "operator", "sessions": [old_id]})
+    assert made.status_code == 201, made.text
+    tab.sign_in(ADMIN_KEY)
+    page = tab.page
+    page.get_by_role("link", name="Keys").click()
+    card = page.locator("article.key", has_text="scoped")
+    expect(card).to_contain_text("sales")
+    assert api.delete(f"/api/sessions/{old_id}").status_code == 200
+    again = api.post("/api/sessions", json={"name": "sales", "autoStart": False})
+    assert again.status_code == 201, again.text
+    # Away and back within the page (no reload), as an admin moves about.
+    page.get_by_role("link", name="Sessions").click()
+    page.get_by_role("link", name="Keys").click()
+    expect(card).to_contain_text(old_id)
+    expect(card).not_to_contain_text("sales")
+
+
 def test_the_audit_log_shows_a_session_made_here(tab: Tab) -> None:
     expect = _expect()
     form = _new_session_form(tab, "logged")
