@@ -157,6 +157,12 @@ async def test_linking_keeps_the_device_and_a_restart_resumes_it_without_a_scan(
         await AppFactory.stop(api, manager)
 
 
+async def recorded_on_resume(api: Api, session_id: str) -> None:
+    """The session dials with the stored device, whose JID its auth row now names."""
+    await resumed(api, session_id)
+    assert [row.data for row in await auth_rows(api, session_id)] == [{"jid": DEVICE_JID}]
+
+
 @pytest.mark.parametrize("whatsapp", ["accepts", "refuses"])
 async def test_a_device_stored_but_never_recorded_is_resumed_without_a_scan(
     app_factory: AppFactory, silent: SilentProxy, whatsapp: str
@@ -181,8 +187,7 @@ async def test_a_device_stored_but_never_recorded_is_resumed_without_a_scan(
         await AppFactory.stop(api, manager)
     api, manager = await app_factory.start(engine_type="whatsmeow")
     try:
-        await resumed(api, session_id)
-        assert [row.data for row in await auth_rows(api, session_id)] == [{"jid": DEVICE_JID}]
+        await recorded_on_resume(api, session_id)
         if whatsapp == "refuses":
             await inject(api, session_id, ev.LoggedOutEv(Reason=neonize.LOGGED_OUT))
             session = await api.wait_status(session_id, "failed", 20)
@@ -252,8 +257,7 @@ async def test_a_device_stored_but_never_recorded_is_found_by_its_qr_noise_key(
         await AppFactory.stop(api, manager)
     api, manager = await app_factory.start(engine_type="whatsmeow")
     try:
-        await resumed(api, session_id)
-        assert [row.data for row in await auth_rows(api, session_id)] == [{"jid": DEVICE_JID}]
+        await recorded_on_resume(api, session_id)
         described = await wait_for(
             (await client_of(api, unlinked)).describe, lambda d: d["connecting"], 20, "dial"
         )

@@ -31,6 +31,17 @@ def refused_once(records: Any, name: str, monkeypatch: pytest.MonkeyPatch) -> li
     return refused
 
 
+async def ready_again(api: Api, session_id: str) -> None:
+    """The session `ready` again, in its row and to the send worker."""
+    await api.wait_status(session_id, "ready", 20)
+    await wait_for(
+        lambda: asyncio.sleep(0, api.services.runtime.ready_sessions()),
+        lambda ready: session_id in ready,
+        20,
+        "the session ready to send",
+    )
+
+
 @pytest.mark.parametrize("write", ["reconnecting", "ready"])
 async def test_a_status_write_refused_once_leaves_the_session_ready(
     api: Api, monkeypatch: pytest.MonkeyPatch, write: str
@@ -43,13 +54,7 @@ async def test_a_status_write_refused_once_leaves_the_session_ready(
     )
     assert response.status_code == 200, response.text
     await wait_for(lambda: asyncio.sleep(0, refused), bool, 20, f"the {write} write refused")
-    await api.wait_status("flaky", "ready", 20)
-    await wait_for(
-        lambda: asyncio.sleep(0, runtime.ready_sessions()),
-        lambda ready: session["id"] in ready,
-        20,
-        "the session ready to send",
-    )
+    await ready_again(api, session["id"])
 
 
 async def test_a_ready_write_put_off_for_a_config_change_is_written_after_it(
@@ -80,10 +85,4 @@ async def test_a_ready_write_put_off_for_a_config_change_is_written_after_it(
     )
     assert patched.status_code == 200, patched.text
     away.clear()
-    await api.wait_status("flaky", "ready", 20)
-    await wait_for(
-        lambda: asyncio.sleep(0, runtime.ready_sessions()),
-        lambda ready: session["id"] in ready,
-        20,
-        "the session ready to send",
-    )
+    await ready_again(api, session["id"])
