@@ -275,6 +275,8 @@ def test_a_wrong_key_gets_a_clear_message(tab: Tab) -> None:
 
 def test_sessions_link_live_and_follow_changes_made_elsewhere(tab: Tab, api: httpx.Client) -> None:
     expect = _expect()
+    sockets: list[str] = []
+    tab.page.on("websocket", lambda socket: sockets.append(socket.url))
     _session_flow(tab, "alpha")
     page = tab.page
     # The key stays for the tab only: in sessionStorage, nowhere else.
@@ -299,6 +301,10 @@ def test_sessions_link_live_and_follow_changes_made_elsewhere(tab: Tab, api: htt
     stop.click()
     dialog.get_by_role("button", name="Stop").click()
     expect(card).to_have_attribute("data-status", "stopped")
+    # Live over a WebSocket whose key went as a subprotocol, in no URL (a balancer's
+    # access log keeps URLs) [before: `/ws?apiKey=...`].
+    assert sockets, "no WebSocket opened"
+    assert not [url for url in sockets if "apiKey" in url or ADMIN_KEY in url], sockets
 
 
 def test_a_text_and_a_file_reach_delivered_and_media_shows(tab: Tab, api: httpx.Client) -> None:

@@ -20,7 +20,7 @@ from tests.events.support import (
     page_all_sync,
     wait_sync,
 )
-from tests.events.wsclient import RawWebSocket, close_code, collect, drain, open_ws
+from tests.events.wsclient import RawWebSocket, close_code, collect, drain, open_ws, ws_url
 from tests.fixtures.app import ADMIN_KEY
 from tests.fixtures.server import ServerProcess
 
@@ -352,3 +352,27 @@ async def test_a_client_that_stops_reading_under_a_flood_is_closed_with_1008(
         except ConnectionClosed as exc:
             if exc.rcvd is None or exc.rcvd.code != 1008 or time.monotonic() > deadline:
                 raise
+
+
+async def test_ws_takes_its_key_as_a_subprotocol_and_answers_with_openwa_alone(
+    server_factory: ServerFactory,
+) -> None:
+    """Browsers cannot set headers on a WebSocket: the key may come as a subprotocol
+    (`openwa.key.<key>`), in no URL (`?apiKey=` ends in a balancer's access log). The
+    server picks `openwa`, never echoing the key."""
+    server = server_factory()
+    server.start()
+    with server.client() as client:
+        session = create_ready_session(client, "alpha")
+    protocols: Any = ["openwa", f"openwa.key.{ADMIN_KEY}"]
+    async with connect(ws_url(server), subprotocols=protocols, proxy=None, open_timeout=10) as ws:
+        assert ws.subprotocol == "openwa"
+        with server.client() as client:
+            sent = inbound(client, session["id"], "by subprotocol")
+        await collect(ws, _has("message.received", sent), 15, "the event")
+    bad: Any = ["openwa", "openwa.key.owa_not_a_key"]
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(ws_url(server), subprotocols=bad, proxy=None, open_timeout=10):
+            pass
+    assert refused.value.response.status_code in (401, 403)
+    assert ADMIN_KEY not in server.log()

@@ -45,9 +45,32 @@ def _split(value: str | None) -> set[str] | None:
     return items or None
 
 
+# Browsers cannot set headers on a WebSocket, but they can offer subprotocols: a client
+# that offers `openwa` may send its key as a second one, `openwa.key.<key>`, and the
+# socket is accepted with `openwa` (never the key). Unlike `?apiKey=`, the key is then in
+# no URL, so no balancer's or proxy's access log keeps it.
+PROTOCOL = "openwa"
+KEY_PROTOCOL_PREFIX = "openwa.key."
+
+
+def _offered(websocket: WebSocket) -> list[str]:
+    return [str(p) for p in websocket.scope.get("subprotocols") or []]
+
+
 def _key(websocket: WebSocket) -> str | None:
-    # Browsers cannot set headers on a WebSocket: the key may come as `apiKey` too.
-    return raw_api_key(websocket) or websocket.query_params.get("apiKey")
+    """From the headers, else a key subprotocol, else the `apiKey` query parameter."""
+    if key := raw_api_key(websocket):
+        return key
+    for offered in _offered(websocket):
+        if offered.startswith(KEY_PROTOCOL_PREFIX) and len(offered) > len(KEY_PROTOCOL_PREFIX):
+            return offered[len(KEY_PROTOCOL_PREFIX) :]
+    return websocket.query_params.get("apiKey")
+
+
+async def _accept(websocket: WebSocket) -> None:
+    """Accepted with `openwa` when the client offered it (a browser fails a socket whose
+    offered subprotocols the server answers with none)."""
+    await websocket.accept(subprotocol=PROTOCOL if PROTOCOL in _offered(websocket) else None)
 
 
 def _retry_reason(exc: RateLimited) -> str:
@@ -74,7 +97,7 @@ async def events_socket(websocket: WebSocket) -> None:
     if nul_in_target(websocket.scope) is not None:
         # As for HTTP (the middleware): a NUL would reach PostgreSQL in a session lookup.
         # Accepted first, so that the client sees why.
-        await websocket.accept()
+        await _accept(websocket)
         await websocket.close(code=1008, reason="VALIDATION_ERROR")
         return
     try:
@@ -87,7 +110,7 @@ async def events_socket(websocket: WebSocket) -> None:
         live = await services.streams.open_live(principal.key_id, principal)
     except RateLimited as exc:
         # Accepted first: a refused handshake reaches a browser as a bare failure.
-        await websocket.accept()
+        await _accept(websocket)
         await websocket.close(code=1013, reason=_retry_reason(exc))
         return
     except OpenWAError as exc:
@@ -111,7 +134,7 @@ async def _serve(
     subscription = services.bus.subscribe(max_queue=services.settings.ws_max_queue)
     filters = names or {"*"}  # no filter takes what `"*"` takes
     try:
-        await websocket.accept()
+        await _accept(websocket)
     except BaseException:
         subscription.close()
         raise

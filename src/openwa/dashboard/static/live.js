@@ -22,10 +22,14 @@ export function openSocket(options) {
   const connect = () => {
     const target = new URL("/ws", location.href);
     target.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-    target.searchParams.set("apiKey", credentials.get() ?? "");
+    const key = credentials.get() ?? "";
+    // The key as a subprotocol, so that it is in no URL (a balancer's access log keeps
+    // URLs); one with characters a subprotocol cannot hold goes as `apiKey`, as before.
+    const asProtocol = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(key);
+    if (!asProtocol) target.searchParams.set("apiKey", key);
     if (options.sessions?.length) target.searchParams.set("sessions", options.sessions.join(","));
     if (options.events?.length) target.searchParams.set("events", options.events.join(","));
-    socket = new WebSocket(target);
+    socket = asProtocol ? new WebSocket(target, ["openwa", `openwa.key.${key}`]) : new WebSocket(target);
     socket.addEventListener("open", () => {
       delay = 500;
       options.onState?.("open");
