@@ -54,7 +54,8 @@ ReadDbDep = Annotated[AsyncSession, Depends(get_read_db, scope="function")]
 
 def raw_api_key(connection: HTTPConnection) -> str | None:
     """The key from `X-API-Key` or `Authorization: Bearer`: the one place keys are read
-    from a request (the WebSocket adds its `apiKey` query parameter)."""
+    from a request (the WebSocket adds its `openwa.key.` subprotocol and its `apiKey`
+    query parameter)."""
     if key := connection.headers.get("x-api-key"):
         return key
     scheme, _, token = connection.headers.get("authorization", "").partition(" ")

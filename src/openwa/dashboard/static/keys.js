@@ -218,11 +218,11 @@ export function keysPage(main, access) {
     return form;
   }
 
+  // Anew on each visit, even if the list fails: a session deleted since keeps its id,
+  // not its old name (a new session of that name would seem to be in the key's scope).
+  names.clear();
   call("GET", "/api/sessions", { query: { limit: 100 } })
     .then(({ data }) => {
-      // Anew on each visit: a session deleted since keeps its id, not its old name (a
-      // new session of that name would otherwise seem to be in the key's scope).
-      names.clear();
       for (const session of data) names.set(session.id, session.name);
     })
     .catch(showError)
