@@ -16,7 +16,9 @@ from tests.fixtures.app import Api
 class _GoneBeforeAccept:
     """What uvicorn's WebSocket does when the client left during the handshake."""
 
-    async def accept(self) -> None:
+    scope: dict[str, Any] = {"subprotocols": []}
+
+    async def accept(self, subprotocol: str | None = None) -> None:
         raise WebSocketDisconnect(code=1006)
 
 
