@@ -92,6 +92,11 @@ def test_which_interval_a_session_gets() -> None:
     assert instance.interval({"sendInterval": {"minMs": 0}}) is None  # off for this one
     assert Pacing(SendInterval(min_ms=0)).interval({}) is None  # off by default
     assert Pacing(None).interval(None) is None
+    # A stored value that no longer reads (edited by hand) falls back to the instance's
+    # [before: None, the session sent at machine speed].
+    backwards = {"sendInterval": {"minMs": 500, "maxMs": 100}}
+    assert instance.interval(backwards) == SendInterval(min_ms=1000, max_ms=2000)
+    assert Pacing(None).interval(backwards) is None
 
 
 async def test_a_session_paced_no_more_leaves_the_worker_waiting(api: Api) -> None:

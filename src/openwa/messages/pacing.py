@@ -77,8 +77,9 @@ class Pacing:
 
     def interval(self, config: Mapping[str, Any] | None) -> SendInterval | None:
         """The session's gap (its config's, else the instance's); None when it sends
-        at the engine's pace. A stored value that no longer reads (edited by hand) paces
-        nothing, and stops no other session's sends."""
+        at the engine's pace. A stored value that no longer reads (edited by hand) falls
+        back to the instance's, and stops no other session's sends: it used to turn the
+        session's pacing off, sends at machine speed, against an operator's setting."""
         raw = (config or {}).get("sendInterval")
         chosen = self._default
         if raw is not None:
@@ -92,7 +93,7 @@ class Pacing:
                         self._unreadable.clear()
                     self._unreadable.add(said)
                     log.warning("send_interval_unreadable", value=said)
-                return None
+                chosen = self._default
         return chosen if chosen is not None and chosen.longest_ms > 0 else None
 
     def may_send(self, session_id: str) -> bool:
