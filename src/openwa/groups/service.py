@@ -2,8 +2,9 @@
 
 Groups live in WhatsApp, not in our database: every call goes to the session's running
 engine client, so the session must be `ready` here (the database only names members
-the engine left as LIDs by the numbers the session knows them by). What the engine refuses (not a
-participant, not an admin, unknown group) is ENGINE_ERROR with the engine's reason.
+the engine left as LIDs by the numbers the session knows them by). What the engine
+refuses (not a participant, not an admin, unknown group) is ENGINE_ERROR with the
+engine's reason.
 """
 
 from __future__ import annotations
@@ -81,6 +82,11 @@ async def shown(read: AsyncSession, session_id: str, infos: Sequence[GroupInfo])
     return [to_schema(info, phones) for info in infos]
 
 
+async def _shown_one(read: AsyncSession, session: SessionRow, info: GroupInfo) -> Group:
+    (group,) = await shown(read, session.id, [info])
+    return group
+
+
 def group_address(raw: str) -> str:
     """The canonical group address in `raw`; INVALID_CHAT_ID when it is not one."""
     problem = InvalidChatId("not a group address (...@g.us)", details={"groupId": raw[:128]})
@@ -135,13 +141,13 @@ class GroupService:
         participants = participant_addresses(body.participants)
         client = ready_client(self._runtime, self._engines, session, CAPABILITY)
         info = await engine_call(client.create_group(body.name, participants))
-        return (await shown(read, session.id, [info]))[0]
+        return await _shown_one(read, session, info)
 
     async def get(self, read: AsyncSession, session: SessionRow, group_id: str) -> Group:
         address = group_address(group_id)
         client = ready_client(self._runtime, self._engines, session, CAPABILITY)
         info = await engine_call(client.group_info(address), groupId=address)
-        return (await shown(read, session.id, [info]))[0]
+        return await _shown_one(read, session, info)
 
     async def update(
         self, read: AsyncSession, session: SessionRow, group_id: str, body: GroupUpdate
@@ -155,7 +161,7 @@ class GroupService:
             client.update_group(address, body.subject, body.description, settings or None),
             groupId=address,
         )
-        return (await shown(read, session.id, [info]))[0]
+        return await _shown_one(read, session, info)
 
     async def change_participants(
         self, session: SessionRow, group_id: str, body: GroupParticipantsUpdate

@@ -93,7 +93,7 @@ class Pacing:
                         self._unreadable.clear()
                     self._unreadable.add(said)
                     log.warning("send_interval_unreadable", value=said)
-                chosen = self._default
+                # `chosen` is still the instance's.
         return chosen if chosen is not None and chosen.longest_ms > 0 else None
 
     def may_send(self, session_id: str) -> bool:

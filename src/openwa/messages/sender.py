@@ -225,8 +225,7 @@ class SendWorker:
         free: list[str] = []
         intervals: dict[str, SendInterval] = {}  # the paced sessions, decided once here
         for session_id in sorted(ready):
-            row = self._directory.get(session_id)
-            interval = self._pacing.interval(row.config) if row is not None else None
+            interval = self._paced_now(session_id)
             if interval is None:
                 free.append(session_id)
             else:

@@ -111,9 +111,9 @@ async def _send(
                 await _read_to_end(r)
         except (aiohttp.ClientError, OSError):  # TimeoutError is an OSError
             # Of the answer only its status counts: a body cut short, or one still
-            # coming after ANSWER_BODY_S (or at the timeout), changes nothing of it (it was a failed attempt,
-            # retried: the receiver got every event again). Its connection cannot carry
-            # the next POST.
+            # coming after ANSWER_BODY_S (or at the timeout), changes nothing of it (it
+            # was a failed attempt, retried: the receiver got every event again). Its
+            # connection cannot carry the next POST.
             r.close()
         return Answered(r.status, location)
 

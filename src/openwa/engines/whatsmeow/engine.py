@@ -11,8 +11,6 @@ no scan is needed. The others keep their worker and their connection.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import importlib.util
 import sys
@@ -42,7 +40,7 @@ from openwa.engines.children import ChildProcess, OutcomeUnknown, WorkerGone
 from openwa.engines.content import Media
 from openwa.engines.shards import Shard, ShardMap, rss_mb
 from openwa.engines.whatsmeow.load import WorkerLoad
-from openwa.engines.whatsmeow.pairing import qr_noise_key
+from openwa.engines.whatsmeow.pairing import pairing_noise_key, pairing_record, qr_noise_key
 from openwa.engines.whatsmeow.protocol import (
     decode_event,
     decode_group,
@@ -344,21 +342,6 @@ class WhatsmeowEngine:
         self.transfers.close()
 
 
-# The auth row's key for the noise key (base64) of the device an unlinked session's last
-# QR code would link (`WhatsmeowClient._note_pairing`).
-PAIRING_NOISE_KEY = "pairingNoiseKey"
-
-
-def pairing_noise_key(auth: dict[str, Any]) -> bytes | None:
-    text = auth.get(PAIRING_NOISE_KEY)
-    if not isinstance(text, str):
-        return None
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-
-
 class WhatsmeowClient:
     def __init__(self, engine: WhatsmeowEngine, context: SessionContext) -> None:
         self._engine = engine
@@ -417,7 +400,7 @@ class WhatsmeowClient:
         ):
             return
         try:
-            await self._ctx.auth.save({PAIRING_NOISE_KEY: base64.b64encode(key).decode()})
+            await self._ctx.auth.save(pairing_record(key))
         except Exception:
             # The code is shown all the same: only this narrow recovery is lost.
             log.warning("whatsmeow_pairing_key_not_saved", session_id=self.session_id)

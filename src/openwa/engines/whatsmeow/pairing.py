@@ -20,16 +20,36 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 _KEY_BYTES = 32
 
 
-def qr_noise_key(code: str) -> bytes | None:
-    """The public noise key a whatsmeow QR code carries; None for any other text."""
-    fields = code.rpartition("#")[2].split(",")
-    if len(fields) < 4:
+# The auth row's key for the noise key (base64) of the device an unlinked session's last
+# QR code would link (`WhatsmeowClient._note_pairing`).
+PAIRING_NOISE_KEY = "pairingNoiseKey"
+
+
+def _key(text: object) -> bytes | None:
+    """A 32-byte key from its base64 text; None for anything else."""
+    if not isinstance(text, str):
         return None
     try:
-        key = base64.b64decode(fields[1], validate=True)
+        key = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         return None
     return key if len(key) == _KEY_BYTES else None
+
+
+def qr_noise_key(code: str) -> bytes | None:
+    """The public noise key a whatsmeow QR code carries; None for any other text."""
+    fields = code.rpartition("#")[2].split(",")
+    return _key(fields[1]) if len(fields) >= 4 else None
+
+
+def pairing_noise_key(auth: dict[str, object]) -> bytes | None:
+    """The noise key an auth row keeps for an unlinked session, if any."""
+    return _key(auth.get(PAIRING_NOISE_KEY))
+
+
+def pairing_record(key: bytes) -> dict[str, object]:
+    """The auth row of an unlinked session whose last QR code showed `key`."""
+    return {PAIRING_NOISE_KEY: base64.b64encode(key).decode()}
 
 
 def public_noise_key(private: bytes) -> bytes | None:
