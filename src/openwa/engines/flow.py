@@ -31,8 +31,10 @@ queue, and so does a delete (the messages go with the session).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -62,6 +64,62 @@ class Patience:
     until: float | None = None
     # Pauses made so far (how long the next one is).
     pauses: int = 0
+
+
+# Pauses before a call that failed for a reason of the moment is tried again: from
+# 0.1 s, doubling up to 1.6 s, ±20 %.
+_RETRY_BASE_S = 0.1
+_RETRY_MAX_S = 1.6
+
+
+class Retries:
+    """What is left of a call's patience (a run of reports, a session's status change),
+    in one call: pauses between its tries while the database refuses it for a reason
+    of the moment, each logged as `event`."""
+
+    def __init__(
+        self,
+        session_id: str,
+        patience_s: float,
+        put_off: Callable[[], bool] | None,
+        patience: Patience | None,
+        *,
+        event: str,
+    ) -> None:
+        self._session_id = session_id
+        self._patience_s = patience_s
+        self._patience = patience if patience is not None else Patience()
+        self._event = event
+        # Until something of the call is written: a call put off is handed over again
+        # whole, and what it wrote would be written (and announced) twice.
+        self.put_off = put_off
+
+    async def pause(self, error: Exception, **logged: Any) -> bool:
+        """Wait before the next try; False, at once, when the patience is used up.
+        Raises `ReportsPutOff`, at once or after the pause, when `put_off` says so.
+        `logged`: what the log line says of the call, beside the error."""
+        self._put_off_now()
+        patience = self._patience
+        if patience.until is None:
+            patience.until = time.monotonic() + self._patience_s
+        delay = backoff_s(patience.pauses, _RETRY_BASE_S, _RETRY_MAX_S)
+        if time.monotonic() + delay > patience.until:
+            return False
+        log.warning(
+            self._event,
+            session_id=self._session_id,
+            attempt=patience.pauses + 1,
+            error=repr(error)[:500],
+            **logged,
+        )
+        await asyncio.sleep(delay)
+        patience.pauses += 1
+        self._put_off_now()
+        return True
+
+    def _put_off_now(self) -> None:
+        if self.put_off is not None and self.put_off():
+            raise ReportsPutOff(self._session_id)
 
 
 class ReportFlow:

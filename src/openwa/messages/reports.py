@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -46,7 +45,7 @@ from openwa.engines.base import (
     ReactionReceived,
     ReadBySelf,
 )
-from openwa.engines.flow import Patience, ReportsPutOff
+from openwa.engines.flow import Patience, ReportsPutOff, Retries
 from openwa.events.log import EventLog
 from openwa.events.types import (
     CONTACT_UPDATE,
@@ -60,7 +59,6 @@ from openwa.events.types import (
     MESSAGE_UNKNOWN,
     Event,
 )
-from openwa.kit.backoff import backoff_s
 from openwa.kit.chat_ids import chat_kind
 from openwa.kit.clock import utcnow
 from openwa.kit.fields import present
@@ -142,62 +140,15 @@ def _received_ids(reports: list[EngineEvent]) -> set[str]:
     return {report.id for report in reports if isinstance(report, MessageReceived)}
 
 
-# Pauses before a run that failed for a reason of the moment is tried again: from
-# 0.1 s, doubling up to 1.6 s, ±20 % (on SQLite each try may first wait out the busy
+# A run that failed for a reason of the moment is tried again (`engines.flow.Retries`:
+# from 0.1 s, doubling up to 1.6 s; on SQLite each try may first wait out the busy
 # timeout): a busy spell of SQLite, a deadlock lost, a connection dropped by a restart
-# of the database. They go on for as long as the call's patience (`ENGINE_REPORT_RETRY_S`):
-# whatsmeow and whatsapp-web.js acknowledged their reports to WhatsApp already, so a
+# of the database. The tries go on for as long as the call's patience
+# (`ENGINE_REPORT_RETRY_S`): whatsmeow and whatsapp-web.js acknowledged their reports to WhatsApp already, so a
 # database that is away for a minute (a restart, a failover) must not lose what they
 # handed over meanwhile. Past it, the run is set aside (logged) rather than this
 # session's reports held up without end.
-_RETRY_BASE_S = 0.1
-_RETRY_MAX_S = 1.6
 DEFAULT_PATIENCE_S = 300.0
-
-
-class _Retries:
-    """What is left of a run's patience, in one call."""
-
-    def __init__(
-        self,
-        session_id: str,
-        patience_s: float,
-        put_off: Callable[[], bool] | None,
-        patience: Patience | None,
-    ) -> None:
-        self._session_id = session_id
-        self._patience_s = patience_s
-        self._patience = patience if patience is not None else Patience()
-        # Until something of the call is written: a call put off is handed over again
-        # whole, and what it wrote would be written (and announced) twice.
-        self.put_off = put_off
-
-    async def pause(self, error: Exception, size: int) -> bool:
-        """Wait before the next try; False, at once, when the patience is used up.
-        Raises `ReportsPutOff`, at once or after the pause, when `put_off` says so."""
-        self._put_off_now()
-        patience = self._patience
-        if patience.until is None:
-            patience.until = time.monotonic() + self._patience_s
-        delay = backoff_s(patience.pauses, _RETRY_BASE_S, _RETRY_MAX_S)
-        if time.monotonic() + delay > patience.until:
-            return False
-        log.warning(
-            "engine_reports_retried",
-            session_id=self._session_id,
-            reports=size,
-            attempt=patience.pauses + 1,
-            error=repr(error)[:500],
-            **conflict_detail(error),
-        )
-        await asyncio.sleep(delay)
-        patience.pauses += 1
-        self._put_off_now()
-        return True
-
-    def _put_off_now(self) -> None:
-        if self.put_off is not None and self.put_off():
-            raise ReportsPutOff(self._session_id)
 
 
 class _Aside(Enum):
@@ -337,7 +288,9 @@ class ReportApplier:
             ready.append(report)
         if not ready:
             return done
-        retries = _Retries(session.id, self._patience_s, put_off, patience)
+        retries = Retries(
+            session.id, self._patience_s, put_off, patience, event="engine_reports_retried"
+        )
         failed = await self._run(session, ready, inbound, retries)
         if failed is None:
             return done | _received_ids(ready)
@@ -365,7 +318,7 @@ class ReportApplier:
         session: SessionRow,
         reports: list[EngineEvent],
         inbound: dict[str, _Inbound | None],
-        retries: _Retries,
+        retries: Retries,
     ) -> Exception | None:
         """Apply `reports` in one unit of work, again while it fails for a reason of the
         moment and `retries` allow; None once it committed, else its last error."""
@@ -374,7 +327,9 @@ class ReportApplier:
                 await self._reports.run(partial(self._apply_run, session, reports, inbound))
                 return None
             except Exception as exc:
-                if not transient(exc) or not await retries.pause(exc, len(reports)):
+                if not transient(exc) or not await retries.pause(
+                    exc, reports=len(reports), **conflict_detail(exc)
+                ):
                     return exc
 
     async def _apply_run(

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn, Protocol
@@ -60,7 +59,7 @@ from openwa.engines.base import (
     ReadBySelf,
     SessionContext,
 )
-from openwa.engines.flow import Patience, ReportFlow, ReportsPutOff
+from openwa.engines.flow import Patience, ReportFlow, ReportsPutOff, Retries
 from openwa.engines.registry import EngineRegistry
 from openwa.errors import OwnedElsewhere, SessionLimitReached
 from openwa.events.log import EventLog
@@ -121,8 +120,6 @@ DRAIN_TIMEOUT_S = 30.0
 # reason of the moment (`_apply_patiently`): written again, each says the same.
 _STATUS_CHANGES = (Authenticated, Connected)
 STATUS_RETRY_S = 300.0
-_STATUS_RETRY_BASE_S = 0.1
-_STATUS_RETRY_MAX_S = 1.6
 # Sessions a shutdown stops at once: their disconnects wait mostly on engine processes,
 # their drains on the group writer, which batches them together.
 _SHUTDOWN_STOPS_AT_ONCE = 16
@@ -667,7 +664,13 @@ class SessionRuntime:
         `authenticated` (not ready, its sends held) until its next disconnect, days
         maybe. Only those two are tried again: a QR is replaced within seconds, and a
         disconnect is followed by a reconnect, whose own writes set the status."""
-        patience = running.patience
+        retries = Retries(
+            running.session_id,
+            self._status_retry_s,
+            lambda: running.closed or wanted(),
+            running.patience,
+            event="session_status_retried",
+        )
         while True:
             try:
                 await self._apply(running, event)
@@ -675,25 +678,8 @@ class SessionRuntime:
             except Exception as exc:
                 if not (transient(exc) and isinstance(event, _STATUS_CHANGES)) or running.closed:
                     raise
-                now = time.monotonic()
-                if patience.until is None:
-                    patience.until = now + self._status_retry_s
-                delay = backoff_s(patience.pauses, _STATUS_RETRY_BASE_S, _STATUS_RETRY_MAX_S)
-                if now + delay > patience.until:
+                if not await retries.pause(exc, status=type(event).__name__):
                     raise
-                log.warning(
-                    "session_status_retried",
-                    session_id=running.session_id,
-                    status=type(event).__name__,
-                    attempt=patience.pauses + 1,
-                    error=repr(exc)[:500],
-                )
-                if wanted():
-                    raise ReportsPutOff(running.session_id) from exc
-                await asyncio.sleep(delay)
-                patience.pauses += 1
-                if running.closed or wanted():
-                    raise ReportsPutOff(running.session_id) from exc
 
     async def _apply(self, running: _Running, event: EngineEvent) -> None:
         sid = running.session_id
