@@ -30,6 +30,7 @@ from tests.cluster.support import Recorder, wanted_sessions
 pytestmark = pytest.mark.postgres
 
 LEASE_S = 1.5
+LONG_LEASE_S = 30.0
 
 
 class Clock:
@@ -49,12 +50,14 @@ async def cluster(
     """Makes members: each holds its member lock, as a started instance does."""
     made: list[Recorder] = []
 
-    async def member(name: str, clock: Clock | None = None, room: int = 10) -> Recorder:
+    async def member(
+        name: str, clock: Clock | None = None, room: int = 10, lease_s: float = LEASE_S
+    ) -> Recorder:
         ownership = Ownership(
             db,
             name,
             f"http://127.0.0.1/{name}",
-            lease_s=LEASE_S,
+            lease_s=lease_s,
             max_sessions=room,
             clustered=True,
             member=member_lock(postgres_url, name),
@@ -139,7 +142,11 @@ async def test_a_released_lease_is_taken_at_once_and_shares_follow_room(
     db: async_sessionmaker[AsyncSession], cluster: Members
 ) -> None:
     ids = await wanted_sessions(db, 10)
-    a, b = await cluster("inst-a", room=10), await cluster("inst-b", room=10)
+    # Their own loops run here: with the short lease (half a second surely held), a
+    # loaded machine's late renewal fences sessions this test does not mean to move.
+    # What moves them here is the release, never an expiry.
+    a = await cluster("inst-a", room=10, lease_s=LONG_LEASE_S)
+    b = await cluster("inst-b", room=10, lease_s=LONG_LEASE_S)
     await b.ownership._beat()  # b has joined (with room) when a starts
     await a.ownership.start()
     await b.ownership.start()

@@ -263,10 +263,14 @@ class Ownership:
         await self._loop.stop()
         await self._renewals.stop()
         self._held.clear()
-        with contextlib.suppress(Exception):
+        try:
             async with self._db() as db, db.begin():
                 await leases.release(db, self.instance_id, None, now=utcnow())
                 await leases.leave(db, self.instance_id)
+        except Exception:
+            # Not fatal: the member lock ends with the process, and the others take its
+            # leases at once then; but said, since they wait meanwhile.
+            log.exception("ownership_leave_failed")
 
     async def _run(self) -> None:
         if not self.clustered:
