@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.api.metrics import Backlog
-from openwa.db.models import DeliveryRow, OutboxJobRow, WebhookRow
+from openwa.db.models import DeliveryRow, OutboxJobRow, SetAsideReportRow, WebhookRow
 from openwa.kit.clock import utcnow
 from openwa.services import Services
 from openwa.webhooks.repository import active_ids
@@ -55,6 +55,7 @@ async def read_backlog(
     switched_off = await db.scalar(
         select(func.count()).where(WebhookRow.disabled_reason.is_not(None))
     )
+    set_aside = await db.scalar(select(func.count()).select_from(SetAsideReportRow))
     return Backlog(
         deliveries_pending=int(pending),
         oldest_delivery_s=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
@@ -63,4 +64,5 @@ async def read_backlog(
         reports_queued=reports_queued,
         held_back=held_back,
         webhooks_switched_off=int(switched_off or 0),
+        reports_set_aside=int(set_aside or 0),
     )

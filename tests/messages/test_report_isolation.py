@@ -27,6 +27,7 @@ from structlog.testing import capture_logs
 from openwa.db.models import SessionRow
 from openwa.db.models.mock_network import MockInboxRow
 from openwa.engines.base import EngineEvent, InboundMedia, MessageReceived
+from tests.api.test_health import find, read_metrics
 from tests.fixtures.app import Api, AppFactory, wait_for
 from tests.messages.support import (
     data_of,
@@ -118,6 +119,8 @@ async def test_an_inbound_report_that_cannot_be_made_ready_is_set_aside_alone(
     )
     assert bad.id not in stored
     assert [(r.kind, r.report["id"]) for r in aside] == [("MessageReceived", bad.id)]
+    # Not only in a table nobody reads: an alert can say that something was kept back.
+    assert find(await read_metrics(api), "openwa_engine_reports_set_aside") == [1.0]
 
 
 def of_the_moment(database_kind: str, tmp_path: Path) -> OperationalError:

@@ -10,8 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from openwa import backlog
-from tests.api.test_health import find, metrics
-from tests.fixtures.app import Api
+from tests.api.test_health import find, metrics, read_metrics
 from tests.webhooks.conftest import Apps
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.support import (
@@ -23,16 +22,6 @@ from tests.webhooks.support import (
 )
 
 LATER_S = 600.0  # a failed delivery's next attempt: after the test
-
-
-async def read_metrics(api: Api) -> list[tuple[str, dict[str, str], float]]:
-    """A scrape that read the backlog: one whose database read ran past its time (a
-    loaded CI machine) says NaN by design, and the next scrape reads it again."""
-    for _ in range(10):
-        found = await metrics(api)
-        if not any(math.isnan(v) for v in find(found, "openwa_webhook_deliveries_pending")):
-            return found
-    raise AssertionError("ten scrapes in a row could not read the backlog")
 
 
 async def test_attempts_are_counted_and_the_waiting_delivery_shows(

@@ -33,10 +33,13 @@ class Backlog:
     # Webhooks OpenWA switched off for failing too long (webhooks/failing.py): their
     # queues leave `deliveries_pending` then, and wait for a client.
     webhooks_switched_off: float = 0.0
+    # Engine reports the core could not store, kept in `set_aside_reports` (every
+    # instance's): each is a message or change no event announced.
+    reports_set_aside: float = 0.0
 
     @classmethod
     def unread(cls, reports_queued: int, held_back: int) -> Backlog:
-        return cls(UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, reports_queued, held_back, UNKNOWN)
+        return cls(UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, reports_queued, held_back, UNKNOWN, UNKNOWN)
 
 
 class Metrics:
@@ -115,6 +118,12 @@ class Metrics:
             " ENGINE_REPORT_QUEUE_MAX, on this instance",
             registry=self.registry,
         )
+        self.reports_set_aside = Gauge(
+            "openwa_engine_reports_set_aside",
+            "Engine reports the core could not store, kept in set_aside_reports for"
+            " inspection (every instance's): no event announced them",
+            registry=self.registry,
+        )
         # Labelled children by (method, route, status): looking them up through
         # `labels()` on every request was a tenth of a cheap request's cost.
         self._children: dict[tuple[str, str, int], _Children] = {}
@@ -161,4 +170,5 @@ class Metrics:
         self.sends_queued.labels("scheduled").set(backlog.sends_scheduled)
         self.reports_queued.set(backlog.reports_queued)
         self.held_back.set(backlog.held_back)
+        self.reports_set_aside.set(backlog.reports_set_aside)
         return generate_latest(self.registry)
