@@ -43,6 +43,7 @@ from openwa.api.routers import engines as engine_routes
 from openwa.api.routing import flat_routes, operation_id
 from openwa.audit.seen import SeenPairs
 from openwa.audit.service import AuditService
+from openwa.backlog import shared_scrape_reads
 from openwa.cache.base import Cache
 from openwa.cache.memory import MemoryCache
 from openwa.cache.redis import RedisCache
@@ -613,6 +614,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             app.state.draining = True
             await app.state.readiness.close()  # a check nobody waits for any more
+            await app.state.scrape_reads.close()
             await services.ownership.drain()
             await services.maintenance.stop()
             stopping = asyncio.get_running_loop().time()
@@ -692,6 +694,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.services = services
     app.state.readiness = SharedReadiness(services)
+    app.state.scrape_reads = shared_scrape_reads(services)
     app.state.draining = False
     install_error_handlers(app, forwarder)
     install_docs(app, API_ROUTES)

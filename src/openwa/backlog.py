@@ -4,6 +4,7 @@ never queues for SQLite's write lock)."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openwa.api.metrics import Backlog
 from openwa.db.models import DeliveryRow, OutboxJobRow, SetAsideReportRow, WebhookRow
 from openwa.kit.clock import utcnow
+from openwa.kit.shared_call import SharedCall
 from openwa.services import Services
 from openwa.webhooks.repository import active_ids
 
@@ -22,6 +24,26 @@ log = structlog.get_logger(__name__)
 # A scrape waits this long for the database; the rest of `/metrics` (the requests and
 # their errors) matters most when it does not answer.
 _READ_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class ScrapeReads:
+    """What a scrape reads of the database: sessions by status, and the backlog."""
+
+    sessions_by_status: dict[str, int]
+    backlog: Backlog
+
+
+def shared_scrape_reads(services: Services) -> SharedCall[ScrapeReads]:
+    """`/metrics` is open unless METRICS_REQUIRE_KEY: scrapes at the same time share one
+    read, so a flood of them costs the database one read at a time. Nothing is reused
+    after it (a scrape right after a change shows the change)."""
+
+    async def read() -> ScrapeReads:
+        counts = await services.sessions.counts_by_status()
+        return ScrapeReads(counts, await current_backlog(services))
+
+    return SharedCall(read, lambda: 0.0)
 
 
 async def current_backlog(services: Services) -> Backlog:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-import time
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Literal
@@ -14,6 +13,7 @@ from sqlalchemy import text
 
 from openwa.kit.redact import redact_text
 from openwa.kit.schema import CamelModel
+from openwa.kit.shared_call import SharedCall
 from openwa.services import Services
 
 
@@ -65,35 +65,12 @@ Checks = tuple[bool, dict[str, dict[str, str]]]
 READY_FRESH_S = 1.0
 
 
-class SharedReadiness:
+class SharedReadiness(SharedCall[Checks]):
     """Readiness checked at most once at a time and once a second: callers that come
     meanwhile share the check under way or the one just made."""
 
     def __init__(self, services: Services) -> None:
-        self._services = services
-        self._running: asyncio.Task[Checks] | None = None
-        self._last: tuple[float, Checks] | None = None
-
-    async def __call__(self) -> Checks:
-        now = time.monotonic()
-        if self._last is not None and now - self._last[0] < READY_FRESH_S:
-            return self._last[1]
-        if self._running is None:
-            self._running = asyncio.create_task(readiness(self._services))
-            self._running.add_done_callback(self._done)
-        # Shielded: one caller going away does not cancel the others' check.
-        return await asyncio.shield(self._running)
-
-    async def close(self) -> None:
-        """Cancel a check still under way (at shutdown, before the adapters close)."""
-        if self._running is not None:
-            self._running.cancel()
-            await asyncio.gather(self._running, return_exceptions=True)
-
-    def _done(self, task: asyncio.Task[Checks]) -> None:
-        self._running = None
-        if not task.cancelled() and task.exception() is None:
-            self._last = (time.monotonic(), task.result())
+        super().__init__(lambda: readiness(services), lambda: READY_FRESH_S)
 
 
 async def readiness(services: Services) -> Checks:

@@ -10,7 +10,9 @@ from typing import Any, cast
 
 import pytest
 
-from openwa import health
+from openwa import backlog, health
+from openwa.api.metrics import Backlog
+from openwa.backlog import ScrapeReads
 from openwa.services import Services
 from tests.api.checks import assert_meta
 from tests.fixtures.app import Api, AppFactory
@@ -312,3 +314,40 @@ async def test_readiness_is_checked_once_for_callers_at_the_same_time(
     monkeypatch.setattr(health, "READY_FRESH_S", 0.0)
     await shared()
     assert runs == 2
+
+
+async def test_scrapes_at_the_same_time_share_one_database_read(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`/metrics` is open by default: a flood of scrapes reads the database once at a
+    time, and a scrape after that read reads again (nothing stale is kept)."""
+    reads = 0
+    release = asyncio.Event()
+    read_backlog = backlog.read_backlog
+
+    async def counted(*args: Any) -> Backlog:
+        nonlocal reads
+        reads += 1
+        await release.wait()
+        return await read_backlog(*args)
+
+    monkeypatch.setattr(backlog, "read_backlog", counted)
+    shared = api.app.state.scrape_reads
+    arrived, all_in = 0, asyncio.Event()
+
+    async def arriving() -> ScrapeReads:
+        nonlocal arrived
+        arrived += 1
+        if arrived == 10:
+            all_in.set()
+        return cast(ScrapeReads, await shared())
+
+    monkeypatch.setattr(api.app.state, "scrape_reads", arriving)
+    scrapes = [asyncio.create_task(metrics(api)) for _ in range(10)]
+    await all_in.wait()
+    release.set()
+    for found in await asyncio.gather(*scrapes):
+        assert find(found, "openwa_webhook_deliveries_pending") == [0.0]
+    assert reads == 1
+    await metrics(api)
+    assert reads == 2

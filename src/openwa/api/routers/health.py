@@ -11,9 +11,10 @@ from openwa.api.deps import ServicesDep, raw_api_key
 from openwa.api.envelope import Envelope, JSONResponse, meta, ok
 from openwa.api.responses import errors
 from openwa.api.routing import api_router
-from openwa.backlog import current_backlog
+from openwa.backlog import ScrapeReads
 from openwa.errors import Unauthorized
 from openwa.health import Liveness, SharedReadiness
+from openwa.kit.shared_call import SharedCall
 
 router = api_router(tags=["health"])
 
@@ -48,7 +49,9 @@ async def metrics(services: ServicesDep, request: Request) -> Response:
     the gateway moved and what waits to go out (docs/deployment.md, Metrics)."""
     if services.settings.metrics_require_key:
         await authenticate(request, raw_api_key(request))
-    counts = await services.sessions.counts_by_status()
-    backlog = await current_backlog(services)
-    body = services.metrics.render(counts, services.runtime.running_count, backlog)
+    shared: SharedCall[ScrapeReads] = request.app.state.scrape_reads  # one per app
+    read = await shared()
+    body = services.metrics.render(
+        read.sessions_by_status, services.runtime.running_count, read.backlog
+    )
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
