@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from openwa.chats.repository import ChatRepository
+from openwa.contacts.repository import ContactRepository
 from openwa.engines.base import (
     CallReceived,
     ChatUpdated,
@@ -25,10 +26,11 @@ from openwa.engines.base import (
 from openwa.engines.mock.engine import MockClient
 from openwa.kit.clock import utcnow
 from openwa.kit.ids import whatsapp_message_id
+from openwa.messages import lids
 from openwa.messages.lids import map_lid
 from tests.chats.support import chats, encoded, history, inbound, wait_history
 from tests.fixtures.app import Api, wait_for
-from tests.fixtures.locks import postgres_only, waiting
+from tests.fixtures.locks import postgres_only
 from tests.messages.support import (
     USER_SUFFIX,
     data_of,
@@ -121,6 +123,28 @@ async def test_a_lid_chat_merges_into_the_phone_numbers_when_the_mapping_arrives
     response = await api.request("POST", f"/api/sessions/bob/chats/{encoded(CAROL_LID)}/read")
     assert data_of(response) == {"chatId": CAROL_ID, "marked": 3}
     assert [c["unreadCount"] for c in await chats(api, "bob")] == [0]
+
+
+async def test_a_chat_marked_read_while_its_lid_merges_is_marked(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its unread messages were read under the LID; the merge moved them to the number
+    during the engine's call: the marks went by chat, found none and answered 0 with
+    the chat still unread, although WhatsApp had been told they were read."""
+    bob = await ready_session(api, "bob")
+    first = await inbound(api, "bob", CAROL_LID, "by lid")
+    mark_read = MockClient.mark_read
+
+    async def merged_meanwhile(client: MockClient, *args: Any) -> None:
+        async with api.services.db() as db, db.begin():
+            await map_lid(db, bob["id"], CAROL_ID, CAROL_LID)
+        await mark_read(client, *args)
+
+    monkeypatch.setattr(MockClient, "mark_read", merged_meanwhile)
+    response = await api.request("POST", f"/api/sessions/bob/chats/{encoded(CAROL_LID)}/read")
+    assert data_of(response) == {"chatId": CAROL_LID, "marked": 1}
+    assert (await get_message(api, "bob", first))["chatId"] == CAROL_ID
+    assert [(c["id"], c["unreadCount"]) for c in await chats(api, "bob")] == [(CAROL_ID, 0)]
 
 
 async def test_a_mapping_given_with_a_message_is_learned_and_shown(api: Api) -> None:
@@ -336,24 +360,70 @@ async def test_message_sent_names_the_chat_a_merge_moved_the_message_to(
 
 
 async def test_a_send_to_a_lid_beside_its_uncommitted_merge_goes_to_the_number(
-    api: Api, database_url: str
+    api: Api, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """PostgreSQL, READ COMMITTED: the send saw no mapping (the merge had not committed)
     and the merge no message to move (the send had not): the message stayed under the
-    LID for good. The send now waits for the merge of its LID."""
+    LID for good. The run that merged moves it after its commit. The send waits for
+    nothing meanwhile: sends to other chats are not held up behind the merge."""
     postgres_only(database_url)
-    bob = await ready_session(api, "bob")
-    async with api.services.db() as merging:
-        await map_lid(merging, bob["id"], CAROL_ID, CAROL_LID)
-        sending = asyncio.ensure_future(send_text(api, "bob", CAROL_LID, "beside the merge"))
-        waits = waiting(api)
+    await ready_session(api, "bob")
+    merging, release = asyncio.Event(), asyncio.Event()
 
-        async def done_or_waiting() -> bool:
-            return sending.done() or await waits() > 0
+    async def held_open(*args: Any) -> None:
+        await map_lid(*args)
+        merging.set()
+        await release.wait()  # the run's transaction stays open, its merge in it
 
-        await wait_for(done_or_waiting, bool, 20, "the send to end or wait")
-        await merging.commit()
-    sent = await sending
+    monkeypatch.setattr(lids, "map_lid", held_open)
+    await announce(api, "bob", CAROL_LID, CAROL_ID)
+    await merging.wait()
+    sent = await send_text(api, "bob", CAROL_LID, "beside the merge")
+    assert (sent["chatId"], sent["chatLid"]) == (CAROL_LID, None)  # nothing to map to yet
+    other = await send_text(api, "bob", DAN_ID, "another chat")
+    assert other["chatId"] == DAN_ID
+    release.set()
+
+    async def moved() -> tuple[str, str | None]:
+        stored = await get_message(api, "bob", sent["id"])
+        return stored["chatId"], stored["chatLid"]
+
+    await wait_for(moved, lambda found: found == (CAROL_ID, CAROL_LID), 20, "the move")
+    assert {c["id"] for c in await chats(api, "bob")} >= {CAROL_ID}
+    assert CAROL_LID not in {c["id"] for c in await chats(api, "bob")}
+
+
+async def test_a_send_to_a_lid_whose_merge_commits_before_it_goes_to_the_number(
+    api: Api, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other order: the send looked the LID up (no mapping), then a merge ran and
+    committed (moving nothing: the send's row was not written yet), then the send
+    committed. The send looks again after its commit, moves it, and answers so."""
+    postgres_only(database_url)
+    await ready_session(api, "bob")
+    phone_id = ContactRepository.phone_id
+    lookups: list[str] = []
+    merged: list[bool] = []
+
+    async def merge_after_the_lookup(repo: ContactRepository, session_id: str, address: str) -> str:
+        found = await phone_id(repo, session_id, address)
+        lookups.append(address)
+        # The first is the send's read before its write; the second, in its write.
+        if lookups.count(CAROL_LID) == 2:
+            merged.append(True)
+            await announce(api, "bob", CAROL_LID, CAROL_ID)
+
+            async def mapped() -> str:
+                async with api.services.db() as db:
+                    return await phone_id(ContactRepository(db), session_id, address)
+
+            await wait_for(mapped, lambda found: found == CAROL_ID, 20, "the merge's commit")
+        return found
+
+    monkeypatch.setattr(ContactRepository, "phone_id", merge_after_the_lookup)
+    sent = await send_text(api, "bob", CAROL_LID, "after the merge")
+    assert merged
+    assert (sent["chatId"], sent["chatLid"]) == (CAROL_ID, CAROL_LID)
     stored = await get_message(api, "bob", sent["id"])
     assert (stored["chatId"], stored["chatLid"]) == (CAROL_ID, CAROL_LID)
 

@@ -150,16 +150,21 @@ class ChatRepository(Repository[MessageRow]):
         )
         return {message_id: sender for message_id, sender in rows}
 
-    async def mark_read(
-        self, session_id: str, chat_id: str, message_ids: Sequence[str], at: datetime
-    ) -> int:
-        """Set `read_at` on those of `message_ids` still unread; how many were."""
+    async def mark_read(self, session_id: str, message_ids: Sequence[str], at: datetime) -> int:
+        """Set `read_at` on those of `message_ids` still unread; how many were. By id
+        alone (ids are the session's own): a LID's merge that moved them to the phone
+        number's chat since they were read (during the engine's call) moves no mark."""
         marked = 0
         for start in range(0, len(message_ids), _CHUNK):
             chunk = message_ids[start : start + _CHUNK]
             result = await self.db.execute(
                 update(MessageRow)
-                .where(_inbound_unread(session_id, [chat_id]), MessageRow.id.in_(chunk))
+                .where(
+                    MessageRow.session_id == session_id,
+                    MessageRow.id.in_(chunk),
+                    MessageRow.from_me.is_(False),
+                    MessageRow.read_at.is_(None),
+                )
                 .values(read_at=at, updated_at=at)
                 .execution_options(synchronize_session=False)
             )

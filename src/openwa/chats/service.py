@@ -79,7 +79,7 @@ class ChatService:
         senders = {mid: sender for mid, sender in unread.items() if sender}
         # The engine first: when it fails the messages stay unread and the call can be retried.
         await engine_call(client.mark_read(address, ids, senders), chatId=address)
-        marked = await ChatRepository(db).mark_read(session.id, address, ids, utcnow())
+        marked = await ChatRepository(db).mark_read(session.id, ids, utcnow())
         return ChatRead(chat_id=address, marked=marked)
 
     async def set_presence(

@@ -13,11 +13,9 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from openwa.db.engine import is_postgres
-from openwa.db.instance_lock import advisory_key
 from openwa.db.models import ContactRow, MessageRow
 from openwa.db.models.message import LID_SENDER
 from openwa.db.sqlite_driver import off_the_loop
@@ -63,15 +61,35 @@ async def phone_ids(db: AsyncSession, session_id: str, lids: Collection[str]) ->
     return mapped
 
 
-async def hold_lid(db: AsyncSession, session_id: str, lid: str) -> None:
-    """Until the end of `db`'s transaction, hold the session's LID against a merge of it
-    (PostgreSQL; SQLite runs one writer at a time). A send to a LID not mapped yet and
-    the merge of that LID hold it both: without it, under READ COMMITTED neither saw the
-    other's uncommitted row (the send no mapping, the merge no message to move), and
-    the message stayed under the LID for good, a chat apart."""
-    if is_postgres(db):
-        key = advisory_key(f"lid:{session_id}:{lid}")
-        await db.execute(select(func.pg_advisory_xact_lock(key)))
+async def move_left_behind(db: AsyncSession, session_id: str, lids: Collection[str]) -> None:
+    """Move the session's messages still in the chats of these LIDs to the numbers the
+    LIDs map to now (those not mapped stay).
+
+    A send to a LID not mapped yet and the merge of that LID (`map_lid`) may each miss
+    the other on PostgreSQL (READ COMMITTED): the send saw no mapping, the merge no
+    message to move, as neither had committed. Each runs this in a transaction after its
+    own commit (the send for its LID, a run of reports for the LIDs it learned), so the
+    one that commits second sees the other's row, and the message joins its chat. No
+    lock is held across the two (one that was held every accept of the instance behind
+    a merge, and deadlocked a merge of two LIDs against a group of sends to them).
+    """
+    wanted = sorted(lids)
+    now = utcnow()
+    mapped = select(ContactRow.chat_id).where(
+        ContactRow.session_id == MessageRow.session_id, ContactRow.lid == MessageRow.chat_id
+    )
+    for start in range(0, len(wanted), _CHUNK):
+        await db.execute(
+            update(MessageRow)
+            .where(
+                MessageRow.session_id == session_id,
+                MessageRow.chat_id.in_(wanted[start : start + _CHUNK]),
+                mapped.exists(),
+            )
+            # Both read the row as it was: the LID goes beside the number.
+            .values(chat_id=mapped.scalar_subquery(), chat_lid=MessageRow.chat_id, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
 
 
 async def map_lid(db: AsyncSession, session_id: str, phone_id: str, lid: str) -> None:
@@ -81,7 +99,6 @@ async def map_lid(db: AsyncSession, session_id: str, phone_id: str, lid: str) ->
     `chat_id`s, so a chat kept under both ids becomes one, its messages in their order
     (their timestamps do not change); a message is one row, so none is lost or doubled.
     """
-    await hold_lid(db, session_id, lid)
     now = utcnow()
     # A LID names one account: another number that had it (a changed number) lets go.
     await db.execute(
@@ -158,6 +175,7 @@ class RunLids:
 
     session_id: str
     known: dict[str, str] = field(default_factory=dict)  # LID -> phone-number id
+    learned: list[str] = field(default_factory=list)  # LIDs this run mapped anew
 
     @classmethod
     async def load(cls, db: AsyncSession, session_id: str, lids: Collection[str]) -> RunLids:
@@ -170,6 +188,7 @@ class RunLids:
             return False
         await map_lid(db, self.session_id, phone_id, lid)
         self.known[lid] = phone_id
+        self.learned.append(lid)
         return True
 
     def address(self, address: str, lid: str | None) -> tuple[str, str | None]:

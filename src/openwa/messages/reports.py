@@ -66,7 +66,13 @@ from openwa.media.links import MediaLinks
 from openwa.media.types import extension_for
 from openwa.messages.edits import apply_edit, edited_data, edited_field
 from openwa.messages.engine_ids import EngineIds
-from openwa.messages.lids import RunLids, addresses_of, lid_pair, lids_named
+from openwa.messages.lids import (
+    RunLids,
+    addresses_of,
+    lid_pair,
+    lids_named,
+    move_left_behind,
+)
 from openwa.messages.notices import announcement
 from openwa.messages.pending_edits import PendingEdits
 from openwa.messages.polls import option_names
@@ -324,13 +330,28 @@ class ReportApplier:
         moment and `retries` allow; None once it committed, else its last error."""
         while True:
             try:
-                await self._reports.run(partial(self._apply_run, session, reports, inbound))
-                return None
+                learned = await self._reports.run(
+                    partial(self._apply_run, session, reports, inbound)
+                )
             except Exception as exc:
                 if not transient(exc) or not await retries.pause(
                     exc, reports=len(reports), **conflict_detail(exc)
                 ):
                     return exc
+                continue
+            if learned:
+                await self._move_left_behind(session.id, learned)
+            return None
+
+    async def _move_left_behind(self, session_id: str, learned: list[str]) -> None:
+        """After the commit of LIDs learned: what a send wrote under them meanwhile, which
+        the merge could not see yet, joins its chat (`lids.move_left_behind`). Once: a
+        failure leaves such a message in the LID's chat, not lost, and is logged."""
+        try:
+            async with self._db() as db, db.begin():
+                await move_left_behind(db, session_id, learned)
+        except Exception:
+            log.warning("lid_move_after_merge_failed", session_id=session_id, exc_info=True)
 
     async def _apply_run(
         self,
@@ -338,7 +359,8 @@ class ReportApplier:
         reports: list[EngineEvent],
         inbound: dict[str, _Inbound | None],
         db: AsyncSession,
-    ) -> None:
+    ) -> list[str]:
+        """The run, in the group's transaction: the LIDs it mapped anew."""
         known = await MessageRepository(db).known_types(
             session.id, [r.id for r in reports if isinstance(r, MessageReceived)]
         )
@@ -356,6 +378,7 @@ class ReportApplier:
         for chat_id, push_name in run.contacts.items():
             await upsert_contact(db, session.id, chat_id, push_name=push_name)
         await self._events.append(db, events)
+        return lids.learned
 
     async def _set_aside(
         self, session: SessionRow, report: EngineEvent, error: Exception

@@ -57,7 +57,7 @@ from openwa.kit.signal import Signal
 from openwa.media.ingest import StagedMedia
 from openwa.media.links import MediaLinks
 from openwa.media.types import extension_for
-from openwa.messages.lids import hold_lid
+from openwa.messages.lids import move_left_behind
 from openwa.messages.repository import MessageRepository
 from openwa.messages.schemas import (
     ContactMessageCreate,
@@ -333,8 +333,7 @@ class MessageService:
                     # A mapping may have come since the read above (a media upload takes
                     # seconds): under the LID, the message would have stayed a chat
                     # apart for good, the merge having moved what was there before it.
-                    # Held against a merge under way (`hold_lid`) until the commit.
-                    await hold_lid(db, session.id, chat_id)
+                    # (One not committed yet: `_left_behind`, after the commit.)
                     mapped = await ContactRepository(db).phone_id(session.id, chat_id)
                     if mapped != chat_id:
                         values.update(chat_id=mapped, chat_lid=chat_id)
@@ -394,6 +393,8 @@ class MessageService:
                 if stored_media is not None and (result.response or {}).get("id") != message_id:
                     await self._discard_media(stored_media.key)
                 return replayed
+            if result.chat_lid is None and is_lid(result.chat_id):
+                return await self._left_behind(session.id, result)
             return result
         except Exception:
             # However the accept failed (a value the database refused, a clash, the
@@ -402,6 +403,25 @@ class MessageService:
             if stored_media is not None and not await self._written(session.id, message_id):
                 await self._discard_media(stored_media.key)
             raise
+
+    async def _left_behind(self, session_id: str, message: Message) -> Message:
+        """A message written under a LID no mapping was found for: one a merge under way
+        (a run of reports) committed meanwhile could not move it, having not seen it.
+        Looked up again now that ours has committed, and moved to the number if mapped
+        (`lids.move_left_behind`; the run does the same after its commit, so the one
+        that commits second moves it). Answered as it is then."""
+        try:
+            async with self._read() as db:
+                mapped = await ContactRepository(db).phone_id(session_id, message.chat_id)
+            if mapped == message.chat_id:
+                return message  # not mapped: a merge still to come moves it
+            lid = message.chat_id
+            await self._accepts.run(lambda db: move_left_behind(db, session_id, [lid]))
+        except Exception:
+            # Accepted all the same: the message is written, in the LID's chat for now.
+            log.warning("lid_move_after_send_failed", message_id=message.id, exc_info=True)
+            return message
+        return message.model_copy(update={"chat_id": mapped, "chat_lid": message.chat_id})
 
     async def _written(self, session_id: str, message_id: str) -> bool:
         """Whether the message's row is there; True when that cannot be read (its bytes
