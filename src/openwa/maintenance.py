@@ -4,8 +4,9 @@ out, and stored files that belong to nothing are deleted (`media/sweep.py`)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import structlog
@@ -14,7 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.audit.service import AuditService
 from openwa.db.batches import PRUNE_BATCH, Prune
-from openwa.db.models import DeliveryRow, IdempotencyRow, MessageRow, PendingEditRow
+from openwa.db.models import (
+    DeliveryRow,
+    IdempotencyRow,
+    MessageRow,
+    PendingEditRow,
+    SetAsideReportRow,
+)
 from openwa.db.sqlite_driver import off_the_loop
 from openwa.db.unit_of_work import unit_of_work
 from openwa.events.log import EventLog
@@ -38,11 +45,15 @@ SWEEP_LIVE_FIRST = timedelta(hours=1)
 _IDEMPOTENCY_KEY = [IdempotencyRow.api_key_id, IdempotencyRow.session_id, IdempotencyRow.key]
 _MESSAGE_KEY = [MessageRow.session_id, MessageRow.id]
 _PENDING_EDIT_KEY = [PendingEditRow.session_id, PendingEditRow.message_id]
+_SET_ASIDE_KEY = [SetAsideReportRow.id]
+# A file's delete waits this long for the storage (a hung S3 request holds no batch up).
+_DELETE_TIMEOUT_S = 30.0
 
 
 class Maintenance:
     """Retention jobs; each step is units of work of its own (a batch of media, of
-    events, of deliveries...), so a failed step leaves the earlier ones done."""
+    events, of deliveries...), so a failed step leaves the earlier ones done, and the
+    later ones run all the same."""
 
     def __init__(
         self,
@@ -97,28 +108,61 @@ class Maintenance:
             await self._run_steps()
 
     async def _run_steps(self) -> None:
+        """Each step on its own: one that fails (a file the storage will not delete, a
+        table locked) is logged and the others still run, this time and every time;
+        before, the first failure ended the run, and a file that could not be deleted
+        stopped every later clean-up for good."""
         now = utcnow()
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("events", self._prune_events),
+            ("deliveries", partial(self._prune_deliveries, now)),
+            (
+                "idempotency_keys",
+                partial(
+                    self._in_batches,
+                    Prune(_IDEMPOTENCY_KEY, [IdempotencyRow.created_at < now - IDEMPOTENCY_TTL]),
+                ),
+            ),
+            # Sends done a day ago: their messages keep what happened.
+            ("outbox", partial(self._in_batches, outbox.finished(now - IDEMPOTENCY_TTL))),
+            ("audit", partial(self.prune_audit, now - timedelta(days=self._audit_days))),
+            ("media", partial(self.prune_media, now - timedelta(days=self._media_days))),
+            ("messages", partial(self.prune_messages, now - timedelta(days=self._message_days))),
+            # Reports set aside hold what the messages held: they age with them.
+            (
+                "set_aside_reports",
+                partial(
+                    self._in_batches,
+                    Prune(
+                        _SET_ASIDE_KEY,
+                        [SetAsideReportRow.created_at < now - timedelta(days=self._message_days)],
+                    ),
+                ),
+            ),
+            ("deleted_sessions_files", partial(self.media_sweep.empty_deleted, now)),
+        ]
+        if now - self._swept_live_at >= SWEEP_LIVE_EVERY:
+            self._swept_live_at = now  # a failed sweep too waits for the next turn
+            steps.append(("live_files", partial(self.media_sweep.sweep_live, now - ORPHAN_GRACE)))
+        for name, step in steps:
+            try:
+                await step()
+            except Exception:
+                log.exception("maintenance_step_failed", step=name)
+
+    async def _prune_events(self) -> None:
         async with self._read() as read:
             prunable = await self._events.prunable(read, self._retention_days)
         events = await self._in_batches(prunable)
         if events:
             log.info("events_pruned", count=events)
+
+    async def _prune_deliveries(self, now: datetime) -> None:
         cutoff = now - timedelta(days=self._retention_days)
         # By their last change: a delivery that failed for good today, after a long
         # wait behind a receiver that was down, stays in the log to be replayed.
         ended = [DeliveryRow.updated_at < cutoff, DeliveryRow.status != "pending"]
         await self._in_batches(Prune([DeliveryRow.id], ended))
-        expired = [IdempotencyRow.created_at < now - IDEMPOTENCY_TTL]
-        await self._in_batches(Prune(_IDEMPOTENCY_KEY, expired))
-        # Sends done a day ago: their messages keep what happened.
-        await self._in_batches(outbox.finished(now - IDEMPOTENCY_TTL))
-        await self.prune_audit(now - timedelta(days=self._audit_days))
-        await self.prune_media(now - timedelta(days=self._media_days))
-        await self.prune_messages(now - timedelta(days=self._message_days))
-        await self.media_sweep.empty_deleted(now)
-        if now - self._swept_live_at >= SWEEP_LIVE_EVERY:
-            self._swept_live_at = now  # a failed sweep too waits for the next turn
-            await self.media_sweep.sweep_live(now - ORPHAN_GRACE)
 
     async def _in_batches(self, prune: Prune) -> int:
         """Delete what `prune` names a batch at a time (db/batches.py): each batch's keys
@@ -164,8 +208,7 @@ class Maintenance:
             if not rows:
                 return removed
             for row in rows:
-                with contextlib.suppress(FileNotFoundError):
-                    await self._storage.delete(row.media_key or "")
+                await self._delete_file(row.media_key or "")
             async with unit_of_work(self._db) as db:
                 for row in rows:
                     await db.execute(
@@ -174,6 +217,20 @@ class Maintenance:
                         .values(media_key=None, content=_without_media(row.content))
                     )
             removed += len(rows)
+
+    async def _delete_file(self, key: str) -> None:
+        """Delete a message's file; one the storage refuses (a bucket policy without
+        delete, an object lock, a file owned by another user) or does not answer is
+        logged and left to the sweep of files no message refers to (`media/sweep.py`),
+        since its message lets go of it all the same: kept, it would be picked first
+        by every later batch, and nothing behind it would ever be pruned."""
+        try:
+            async with asyncio.timeout(_DELETE_TIMEOUT_S):
+                await self._storage.delete(key)
+        except FileNotFoundError:
+            pass
+        except Exception:
+            log.warning("media_delete_failed", key=key, exc_info=True)
 
     async def prune_messages(self, cutoff: datetime) -> int:
         """Delete messages older than `cutoff` (their media goes first)."""

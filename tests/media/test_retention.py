@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, update
 
-from openwa.db.models import MessageRow
+from openwa.db.models import MessageRow, SetAsideReportRow
 from openwa.kit.clock import utcnow
 from tests.fixtures.app import Api
 from tests.media.conftest import MediaApps, MediaStore
@@ -156,3 +157,54 @@ async def test_a_send_scheduled_beyond_the_retention_keeps_its_media(
     assert "deleted" not in message["media"], message
     assert (await download(api, "alice", message_id)).status_code == 200
     assert object_key(alice["id"], message_id, "png") in store.objects()
+
+
+async def test_a_file_the_storage_refuses_to_delete_holds_no_clean_up_back(
+    media_apps: MediaApps, local_store: MediaStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One file that cannot be deleted (a bucket policy without delete, an object lock)
+    made every run fail at the same rows: no message, no media and nothing after them
+    was ever pruned again. Its message lets go of it (the sweep tries it later), the
+    rest goes on; set-aside reports age with the messages."""
+    api = await media_apps.start(local_store, message_retention_days=90, media_retention_days=30)
+    alice, bob = await ready_pair(api)
+    sent: list[str] = []
+    for name in ("refused", "deletable"):
+        response = await post_multipart(
+            api, "alice", png(), filename=f"{name}.png", chatId=plus(bob), type="image"
+        )
+        sent.append(data_of(response, 202)["id"])
+    response = await post_json(api, "alice", "text", {"chatId": plus(bob), "text": "old text"})
+    sent.append(data_of(response, 202)["id"])
+    for message_id in sent:
+        await wait_event(api, bob["id"], "message.received", id=message_id)
+        await wait_sent(api, "alice", message_id)
+    await age(api, sent, 100)
+    async with api.services.db() as db, db.begin():
+        for days in (100, 1):
+            db.add(
+                SetAsideReportRow(
+                    session_id=alice["id"],
+                    kind="MessageReceived",
+                    report={"id": f"aside {days}"},
+                    error="refused",
+                    created_at=utcnow() - timedelta(days=days),
+                )
+            )
+    refused = {object_key(s["id"], sent[0], "png") for s in (alice, bob)}
+    storage = api.services.storage
+    delete = storage.delete
+
+    async def refusing(key: str) -> None:
+        if key in refused:
+            raise PermissionError(13, "Permission denied", key)
+        await delete(key)
+
+    monkeypatch.setattr(storage, "delete", refusing)
+    await api.services.maintenance.run_once()
+
+    assert not set(sent) & await stored_ids(api)
+    assert local_store.objects() == refused  # left for the sweep; nothing else is
+    async with api.services.db() as db:
+        aside = (await db.execute(select(SetAsideReportRow.report))).scalars().all()
+    assert [r["id"] for r in aside] == ["aside 1"]
