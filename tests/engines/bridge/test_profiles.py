@@ -46,6 +46,29 @@ async def test_a_profile_is_kept_sealed_and_comes_back_whole(tmp_path: Path) -> 
     await profiles.delete("ses_1")  # twice: nothing to delete is fine
 
 
+async def test_a_save_the_storage_refuses_leaves_no_zip_behind(tmp_path: Path) -> None:
+    """RemoteAuth saves every minute: each zip kept after a failed upload piled up on
+    disk for as long as the storage refused them. The one kept before stays kept."""
+    storage = ObjectStorage.local(tmp_path / "media")
+    profiles = ProfileStore(storage, None)
+    first = tmp_path / "first.zip"
+    first.write_bytes(ZIP)
+    await profiles.save("ses_1", first)
+
+    class Refusing(ObjectStorage):
+        async def put(self, *_args: object) -> None:
+            raise OSError(28, "No space left on device")
+
+    refusing = ProfileStore(Refusing.local(tmp_path / "media"), None)
+    zips = [tmp_path / f"save-{n}.zip" for n in range(3)]
+    for path in zips:
+        path.write_bytes(b"PK\x03\x04 newer")
+        with pytest.raises(OSError, match="No space"):
+            await refusing.save("ses_1", path)
+    assert not any(path.exists() for path in zips)
+    assert await stored(storage, ProfileStore.key("ses_1")) == ZIP
+
+
 @SQLITE_ONLY
 async def test_a_webjs_session_gets_its_saved_profile_back_at_its_next_start(
     app_factory: AppFactory,

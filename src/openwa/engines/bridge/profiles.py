@@ -30,12 +30,17 @@ class ProfileStore:
         return f"webjs-profile:{session_id}"
 
     async def save(self, session_id: str, path: Path) -> None:
-        """Keep the zip at `path` (the bridge's file, removed once kept)."""
-        data = await asyncio.to_thread(path.read_bytes)
-        if self._cipher is not None:
-            data = self._sealed(self._cipher, session_id, data)
-        await self._storage.put(self.key(session_id), data, "application/zip")
-        path.unlink(missing_ok=True)
+        """Keep the zip at `path` (the bridge's file, removed whether kept or not: a
+        failed save leaves the one kept before, and the next save, a minute later,
+        brings a new zip; kept here, one per minute per session piled up for as long as
+        the storage refused them)."""
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+            if self._cipher is not None:
+                data = self._sealed(self._cipher, session_id, data)
+            await self._storage.put(self.key(session_id), data, "application/zip")
+        finally:
+            path.unlink(missing_ok=True)
 
     def _sealed(self, cipher: Cipher, session_id: str, clear: bytes) -> bytes:
         return _SEALED + cipher.encrypt(clear, self._context(session_id)).encode()
