@@ -5,7 +5,11 @@ by LID by it alone; one person was a phone number in `message.received` and a LI
 
 from __future__ import annotations
 
+import pytest
+
+from openwa.engines.base import ParticipantResult
 from openwa.engines.bridge.groups import group_info
+from openwa.engines.mock.engine import MockClient
 from openwa.groups.service import shown
 from tests.fixtures.app import Api, wait_for
 from tests.messages.support import data_of, ready_session
@@ -17,19 +21,24 @@ DAN_LID = "100000000000002@lid"  # no number known
 ERIN_ID = "6281200000005@s.whatsapp.net"
 
 
-async def test_lid_members_are_shown_by_the_number_the_session_knows(api: Api) -> None:
-    bob = await ready_session(api, "bob")
+async def learn(api: Api, lid: str, phone_id: str) -> None:
+    """Bob's engine maps `lid` to `phone_id`, as an engine reports it: stored a moment
+    later."""
     mapped = await api.request(
-        "POST", "/api/sessions/bob/mock/lid", json={"lid": CAROL_LID, "phoneNumber": CAROL_ID}
+        "POST", "/api/sessions/bob/mock/lid", json={"lid": lid, "phoneNumber": phone_id}
     )
     data_of(mapped, 202)
-    # Reported as an engine reports it: stored a moment later.
     await wait_for(
-        lambda: api.request("GET", f"/api/sessions/bob/contacts/{CAROL_LID}"),
+        lambda: api.request("GET", f"/api/sessions/bob/contacts/{lid}"),
         lambda r: r.status_code == 200,
         20,
         "the mapping stored",
     )
+
+
+async def test_lid_members_are_shown_by_the_number_the_session_knows(api: Api) -> None:
+    bob = await ready_session(api, "bob")
+    await learn(api, CAROL_LID, CAROL_ID)
     # A group as Baileys hands it over for a LID-addressed group.
     info = group_info(
         {
@@ -51,3 +60,27 @@ async def test_lid_members_are_shown_by_the_number_the_session_knows(api: Api) -
         (DAN_LID, "member", None),
         (ERIN_ID, "admin", None),
     ]
+
+
+async def test_a_participant_change_answered_by_lid_names_the_number(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client removes Carol by the number the group's read showed; the engine (as
+    Baileys does for a LID-addressed group) answers by her LID: the answer named someone
+    the client never asked about."""
+    bob = await ready_session(api, "bob")
+    await learn(api, CAROL_LID, CAROL_ID)
+
+    async def by_lid(
+        _client: MockClient, _group_id: str, _action: str, participants: list[str]
+    ) -> list[ParticipantResult]:
+        lids = {CAROL_ID: CAROL_LID}
+        return [ParticipantResult(lids.get(p, p), "ok") for p in participants]
+
+    monkeypatch.setattr(MockClient, "change_participants", by_lid)
+    response = await api.request(
+        "POST",
+        f"/api/sessions/{bob['id']}/groups/{GROUP}/participants",
+        json={"action": "remove", "participants": [CAROL_ID, ERIN_ID]},
+    )
+    assert data_of(response) == [{"id": CAROL_ID, "status": "ok"}, {"id": ERIN_ID, "status": "ok"}]

@@ -164,15 +164,24 @@ class GroupService:
         return await _shown_one(read, session, info)
 
     async def change_participants(
-        self, session: SessionRow, group_id: str, body: GroupParticipantsUpdate
+        self,
+        read: AsyncSession,
+        session: SessionRow,
+        group_id: str,
+        body: GroupParticipantsUpdate,
     ) -> list[ParticipantResult]:
+        """A status per participant, each named as the group's reads name them (`shown`):
+        an engine answers for a LID-addressed group by LID, though the client named the
+        member by the number the group's read showed."""
         address = group_address(group_id)
         participants = participant_addresses(body.participants)
         client = ready_client(self._runtime, self._engines, session, CAPABILITY)
         results = await engine_call(
             client.change_participants(address, body.action, participants), groupId=address
         )
-        return [ParticipantResult(id=r.id, status=r.status) for r in results]
+        lids = {r.id for r in results if is_lid(r.id)}
+        phones = await phone_ids(read, session.id, lids) if lids else {}
+        return [ParticipantResult(id=phones.get(r.id, r.id), status=r.status) for r in results]
 
     async def invite_code(self, session: SessionRow, group_id: str) -> InviteCode:
         address = group_address(group_id)

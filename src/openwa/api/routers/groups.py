@@ -93,9 +93,10 @@ async def change_participants(
     _: WriterDep,
     session: SessionDep,
     services: ServicesDep,
+    read: ReadDbDep,
 ) -> Envelope[list[ParticipantResult]]:
     """Add, remove, promote or demote participants (admins only); a status per participant."""
-    return ok(await services.groups.change_participants(session, group_id, body))
+    return ok(await services.groups.change_participants(read, session, group_id, body))
 
 
 @router.get(
