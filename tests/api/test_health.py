@@ -12,10 +12,9 @@ import pytest
 
 from openwa import backlog, health
 from openwa.api.metrics import Backlog
-from openwa.backlog import ScrapeReads
 from openwa.services import Services
 from tests.api.checks import assert_meta
-from tests.fixtures.app import Api, AppFactory
+from tests.fixtures.app import Api, AppFactory, wait_for
 from tests.fixtures.redis import DEAD_REDIS, LOCAL_REDIS, require_redis
 
 ADAPTERS = ("database", "cache", "queue", "storage", "engines")
@@ -333,18 +332,8 @@ async def test_scrapes_at_the_same_time_share_one_database_read(
 
     monkeypatch.setattr(backlog, "read_backlog", counted)
     shared = api.app.state.scrape_reads
-    arrived, all_in = 0, asyncio.Event()
-
-    async def arriving() -> ScrapeReads:
-        nonlocal arrived
-        arrived += 1
-        if arrived == 10:
-            all_in.set()
-        return cast(ScrapeReads, await shared())
-
-    monkeypatch.setattr(api.app.state, "scrape_reads", arriving)
     scrapes = [asyncio.create_task(metrics(api)) for _ in range(10)]
-    await all_in.wait()
+    await wait_for(lambda: asyncio.sleep(0, shared.waiting), lambda n: n == 10, 20, "scrapes")
     release.set()
     for found in await asyncio.gather(*scrapes):
         assert find(found, "openwa_webhook_deliveries_pending") == [0.0]

@@ -24,6 +24,7 @@ class SharedCall(Generic[T]):
         self._fresh_s = fresh_s
         self._running: asyncio.Task[T] | None = None
         self._last: tuple[float, T] | None = None
+        self.waiting = 0  # callers waiting for the run under way
 
     async def __call__(self) -> T:
         now = time.monotonic()
@@ -33,7 +34,11 @@ class SharedCall(Generic[T]):
             self._running = asyncio.ensure_future(self._call())
             self._running.add_done_callback(self._done)
         # Shielded: one caller going away does not cancel the others' run.
-        return await asyncio.shield(self._running)
+        self.waiting += 1
+        try:
+            return await asyncio.shield(self._running)
+        finally:
+            self.waiting -= 1
 
     async def close(self) -> None:
         """Cancel a run still under way (at shutdown, before the adapters close)."""
