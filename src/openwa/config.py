@@ -33,7 +33,12 @@ EngineName = Annotated[
 class Settings(BaseSettings):
     """Validated configuration; refuses obviously unsafe values at start-up."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+    # Without the input in errors: a bad setting's message is printed at start-up, and it
+    # quoted the value (a short API_KEY, a WEBHOOK_SECRET), or the whole settings cut to
+    # its ends (the tail of a valid secret) for a mistake elsewhere.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", case_sensitive=False, hide_input_in_errors=True
+    )
 
     # Where the server listens and how it names itself.
     host: str = "127.0.0.1"

@@ -27,6 +27,9 @@ KEY = "owa_k3yMaterial_ABCdef0123456789"
         ("socks5://u:hunter2@10.0.0.1:1080", "hunter2"),
         ("x" * 40 + "://u:hunter2@h", "hunter2"),  # a "scheme" longer than any real one
         ("http://u:hunt@er2@h/x", "er2"),  # an unencoded @ in the password
+        # A failed statement's parameters, as a database error quotes them.
+        ("[parameters: ('whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', None)]", "LaLaSw"),
+        ('{"Authorization":"Bearer sk_live_SUPERSECRET"}', "sk_live_SUPERSECRET"),
     ],
 )
 def test_secrets_leave_log_lines(line: str, secret: str) -> None:

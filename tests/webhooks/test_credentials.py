@@ -3,11 +3,20 @@ and the secret is shown on create and rotate only, to nobody afterwards."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from openwa.webhooks.schemas import origin_only
 from tests.fixtures.app import Api
-from tests.webhooks.support import data_of, hooks_path, ready_session, register
+from tests.webhooks.conftest import Apps
+from tests.webhooks.support import (
+    data_of,
+    hooks_path,
+    inbound,
+    ready_session,
+    register,
+    wait_deliveries,
+)
 
 PUBLIC_URL = "http://93.184.215.14/hook"
 HEADERS = {"Authorization": "Bearer receiver-credential-0123", "X-Tenant": "acme-tenant"}
@@ -95,3 +104,33 @@ def test_a_location_that_does_not_parse_is_masked_whole() -> None:
     assert origin_only("http://[::1/abc?token=x") == "***"
     assert origin_only("https://h.example:8443/p/t?x#f") == "https://h.example:8443/***?***#***"
     assert origin_only("https://h.example") == "https://h.example"
+
+
+async def test_viewers_read_no_url_in_a_delivery_error(apps: Apps) -> None:
+    """A receiver whose answer aiohttp cannot read (a bad status line) made its error
+    quote the whole URL, path token and all, in the delivery log every viewer reads."""
+
+    async def garbled(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HELLO WORLD\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(garbled, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        api = await apps.start(webhook_max_attempts=1)
+        session = await ready_session(api)
+        url = f"http://127.0.0.1:{port}/services/T0/B0/path-token-0123"
+        hook = await register(api, session["id"], url, events=["message.received"])
+        await inbound(api, session["id"], "garbled")
+        await wait_deliveries(
+            api, session["id"], hook["id"], lambda ds: ds and ds[0]["status"] == "failed"
+        )
+    finally:
+        server.close()
+    path = f"{hooks_path(session['id'])}/{hook['id']}/deliveries"
+    for role in ("viewer", "admin"):
+        response = await api.request("GET", path, key=await api.new_key(role))
+        (delivery,) = data_of(response)
+        assert delivery["lastError"].startswith("ClientResponseError: 400"), delivery
+        assert "path-token-0123" not in response.text, role

@@ -72,7 +72,15 @@ def _json_loads(text: str | bytes) -> Any:
 # library's encoder was 2 % of the server's time end to end. Keys that are not strings
 # become strings, as the standard library makes them; what orjson cannot take goes
 # through the standard library, so every value stored before still reads.
-_JSON_CODEC: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": _json_loads}
+# Every engine of ours: JSON through orjson, and a failed statement's error without its
+# parameters. SQLAlchemy puts them in the error's text, which is logged (`unhandled_error`,
+# `database_unavailable`, a worker's traceback): a webhook's secret and its headers'
+# bearer tokens, an engine's auth state, a message's text.
+_ENGINE_OPTIONS: dict[str, Any] = {
+    "json_serializer": _json_dumps,
+    "json_deserializer": _json_loads,
+    "hide_parameters": True,
+}
 
 
 def is_sqlite(url: str) -> bool:
@@ -281,7 +289,7 @@ def create_engine(
             pool_timeout=60,
             connect_args=_SQLITE_CONNECT_ARGS,
             module=one_trip_dbapi(inline=True),
-            **_JSON_CODEC,
+            **_ENGINE_OPTIONS,
         )
         _configure_sqlite(engine)
         return engine
@@ -294,7 +302,7 @@ def create_engine(
     if connect_timeout_s is not None:
         connect_args["timeout"] = connect_timeout_s
     engine = create_async_engine(
-        url, pool_size=10, max_overflow=10, connect_args=connect_args, **_JSON_CODEC
+        url, pool_size=10, max_overflow=10, connect_args=connect_args, **_ENGINE_OPTIONS
     )
     _ping_when_idle(engine)
     if tcp_timeout_s is not None:
@@ -347,7 +355,7 @@ def create_reader(url: str, writer: AsyncEngine) -> AsyncEngine:
         pool_timeout=60,
         connect_args=_SQLITE_CONNECT_ARGS,
         module=one_trip_dbapi(),
-        **_JSON_CODEC,
+        **_ENGINE_OPTIONS,
     )
     _configure_sqlite(engine, reader=True)
     return engine

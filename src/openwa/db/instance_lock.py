@@ -170,6 +170,7 @@ class AdvisoryLock:
             self.url,
             poolclass=NullPool,
             connect_args={"command_timeout": _LOCK_WAIT_S, "timeout": _LOCK_WAIT_S},
+            hide_parameters=True,
         )
         bound_sockets(engine, 3 * _LOCK_WAIT_S)
         try:

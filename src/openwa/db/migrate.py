@@ -84,7 +84,7 @@ async def _null_lock() -> AsyncIterator[None]:
 def _own_engine(engine: AsyncEngine) -> AsyncEngine:
     """A connection of its own for migrating, outside the app's (small) pool."""
     url = engine.url.render_as_string(hide_password=False)
-    return create_async_engine(url, poolclass=NullPool)
+    return create_async_engine(url, poolclass=NullPool, hide_parameters=True)
 
 
 async def upgrade(

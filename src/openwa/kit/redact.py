@@ -28,6 +28,9 @@ _QUERY_PAIR = re.compile(r"(?P<lead>[?&;])(?P<name>[A-Za-z0-9_.\-]+)=(?P<value>[
 # belongs to it, as URL parsers read it).
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]{0,31}://)[^/?#\s\"'<>]+@")
 _API_KEY = re.compile(r"\bowa_[A-Za-z0-9_\-]{4,}")
+# Webhook secrets (Standard Webhooks' form) and bearer tokens, wherever a line holds one.
+_WEBHOOK_SECRET = re.compile(r"\bwhsec_[A-Za-z0-9+/=]{4,}")
+_BEARER = re.compile(r"(?i)\b(?P<scheme>bearer|basic)\s+[A-Za-z0-9._~+/=\-]{4,}")
 
 
 def is_secret_param(name: str) -> bool:
@@ -44,6 +47,8 @@ def redact_text(text: str) -> str:
         lambda m: f"{m['lead']}{m['name']}={MASK}" if is_secret_param(m["name"]) else m.group(0),
         text,
     )
+    text = _WEBHOOK_SECRET.sub(f"whsec_{MASK}", text)
+    text = _BEARER.sub(lambda m: f"{m['scheme']} {MASK}", text)
     return _API_KEY.sub(f"owa_{MASK}", text)
 
 

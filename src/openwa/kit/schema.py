@@ -100,7 +100,11 @@ back in UTC."""
 
 
 class CamelModel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+    # A model's error text never quotes the input: a webhook's secret read from the
+    # environment (`WEBHOOK_SECRET`) would be printed at start-up.
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, hide_input_in_errors=True
+    )
 
 
 class StrictCamelModel(CamelModel):
@@ -112,7 +116,11 @@ class StrictCamelModel(CamelModel):
     date-times as `IsoDatetime` and enums with `Strict(False)`."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", strict=True
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        strict=True,
+        hide_input_in_errors=True,
     )
 
     @_model_validator(mode="before")

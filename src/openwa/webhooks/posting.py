@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import aiohttp
 
 from openwa import __version__
-from openwa.kit.redact import redact_url
+from openwa.kit.redact import redact_text, redact_url
+from openwa.webhooks.schemas import urls_origin_only
 
 # Of a receiver's answer only the status (and a redirect's `Location`) matters. Its body
 # is read to its end so that the connection can carry the next POST, up to this many
@@ -126,3 +127,15 @@ async def _read_to_end(response: aiohttp.ClientResponse) -> None:
         if seen > ANSWER_MAX_BYTES:
             response.close()
             return
+
+
+def failure_text(exc: BaseException) -> str:
+    """A failed POST as its delivery log keeps it. Made from the error's fields where
+    aiohttp's text quotes the request's whole URL (`ClientResponseError`: an answer it
+    could not read), and any URL left cut to its origin: the log is shown to keys that
+    may not see the receiver's URL, whose path often is its token."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        text = f"{type(exc).__name__}: {exc.status}, {exc.message}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return redact_text(urls_origin_only(text))[:500]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from urllib.parse import urlsplit, urlunsplit
 
@@ -120,6 +121,15 @@ class Webhook(CamelModel):
         )
 
 
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]{0,31}://[^\s'\"<>]+")
+
+
+def urls_origin_only(text: str) -> str:
+    """`text` with every URL in it cut to its origin (`origin_only`): an error a client
+    library wrote may quote the receiver's whole URL, its token in the path."""
+    return _URL_IN_TEXT.sub(lambda m: origin_only(m.group(0)), text)
+
+
 def origin_only(url: str) -> str:
     """Scheme, host and port of `url`; user info, path, query and fragment masked whole
     (a bare `?TOKEN` has no name to keep)."""
@@ -194,14 +204,21 @@ class Delivery(CamelModel):
 
     def for_role(self, can_write: bool) -> Delivery:
         """A redirect's `location` is the receiver's URL, its token as like as not in
-        the path: a key that cannot change the webhook sees its origin only."""
-        if can_write or not any(a.location for a in self.log):
+        the path, and an error may quote the URL: a key that cannot change the webhook
+        sees their origins only."""
+        if can_write:
             return self
         log = [
-            a.model_copy(update={"location": origin_only(a.location)}) if a.location else a
+            a.model_copy(
+                update={
+                    "location": origin_only(a.location) if a.location else None,
+                    "error": urls_origin_only(a.error) if a.error else a.error,
+                }
+            )
             for a in self.log
         ]
-        return self.model_copy(update={"log": log})
+        last = urls_origin_only(self.last_error) if self.last_error else self.last_error
+        return self.model_copy(update={"log": log, "last_error": last})
 
 
 class TestDelivery(CamelModel):

@@ -34,7 +34,6 @@ from openwa.kit.addresses import guarded_connector
 from openwa.kit.background import BackgroundTask
 from openwa.kit.backoff import backoff_s
 from openwa.kit.clock import utcnow
-from openwa.kit.redact import redact_text
 from openwa.kit.signal import Signal
 from openwa.queue.claims import Budget, QueueSpec, claim_runs, release, release_all
 from openwa.webhooks import posting
@@ -547,7 +546,7 @@ class DeliveryWorker:
             if not isinstance(exc, aiohttp.ClientError | OSError):
                 # Not the network's doing: kept with its traceback for whoever mends it.
                 log.exception("delivery_post_failed", webhook_id=hook.id)
-            error = redact_text(f"{type(exc).__name__}: {exc}")[:500]
+            error = posting.failure_text(exc)
         duration_ms = int((time.perf_counter() - started) * 1000)
         if error is None and status is not None and 300 <= status < 400:
             error = f"HTTP {status}: redirects are not followed"
