@@ -273,6 +273,9 @@ async def test_proxy_credentials_are_masked_everywhere(api: Api) -> None:
         # A token as the user name, and a password as a query parameter, are credentials.
         ("http://T0KEN-as-user@proxy.example:3128", "http://***@proxy.example:3128"),
         ("http://proxy.example:3128/?password=pw", "http://proxy.example:3128/?password=***"),
+        # A bare token in the query, and a path that is one, have no name to keep.
+        ("http://proxy.example:3128/?T0KEN-bare", "http://proxy.example:3128/?***"),
+        ("http://proxy.example:3128/T0KEN-path", "http://proxy.example:3128/***"),
     ]
     for i, (given, shown) in enumerate(cases):
         session = await api.create_session(f"px{i}", autoStart=False, config={"proxy": given})

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from openwa.webhooks.schemas import origin_only
+from openwa.kit.redact import origin_only
 from tests.fixtures.app import Api
 from tests.webhooks.conftest import Apps
 from tests.webhooks.support import (

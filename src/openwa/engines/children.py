@@ -24,16 +24,27 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
+
+from openwa.config import Settings
 
 log = structlog.get_logger(__name__)
 
 FrameHandler = Callable[[dict[str, Any]], Awaitable[None]]
 REQUEST_TIMEOUT_S = 120.0
 _STOP_TIMEOUT_S = 10.0
+
+
+def child_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` without OpenWA's own settings: an engine's process (Node, Chromium, the Go
+    client) gets what it needs from its arguments and frames, and with the whole
+    environment it held API_KEY, ENCRYPTION_KEY, DATABASE_URL, the S3 secret and
+    CLUSTER_SECRET, for any library of its to print or send."""
+    ours = {name.upper() for name in Settings.model_fields}
+    return {name: value for name, value in env.items() if name.upper() not in ours}
 
 
 class WorkerGone(Exception):
@@ -116,6 +127,7 @@ class ChildProcess:
         `--fence-after-s` when fencing)."""
         if self.fence_after_s is not None:
             argv = [*argv, "--fence-after-s", str(self.fence_after_s)]
+        env = child_environment(os.environ if env is None else env)
         ours, theirs = socket.socketpair()
         try:
             self._process = await asyncio.create_subprocess_exec(

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AfterValidator, Field, field_validator
 
 from openwa.config import EngineName
 from openwa.kit.names import name_problem
-from openwa.kit.redact import redact_url
+from openwa.kit.redact import MASK, redact_url
 from openwa.kit.schema import CamelModel, StrictCamelModel
 from openwa.messages.pacing import SendInterval
 from openwa.sessions.status import Status
@@ -43,7 +43,19 @@ def mask_proxy(value: str | None) -> str | None:
     """The proxy URL with any credential masked, for every role (the contract shows proxy
     credentials to nobody after they are set): a user name alone may be a token, and a
     query parameter may be a password, so the user info and every query value go."""
-    return redact_url(value, every_query=True) if value else value
+    if not value:
+        return value
+    try:
+        given = urlsplit(value)
+        parts = urlsplit(redact_url(value, every_query=True))
+    except ValueError:
+        return MASK
+    # A bare `?TOKEN` has no name to keep, and a path may be a token too (proxies have
+    # no use for one): masked whole.
+    bare = any("=" not in item for item in given.query.split("&")) if given.query else False
+    query = MASK if bare else parts.query
+    path = parts.path if parts.path in ("", "/") else f"/{MASK}"
+    return urlunsplit(parts._replace(path=path, query=query))
 
 
 SessionName = Annotated[str, AfterValidator(_check_name)]

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from openwa import __version__
-from openwa.kit.redact import redact_text, redact_url
-from openwa.webhooks.schemas import urls_origin_only
+from openwa.kit.redact import redact_text, redact_url, urls_origin_only
 
 # Of a receiver's answer only the status (and a redirect's `Location`) matters. Its body
 # is read to its end so that the connection can carry the next POST, up to this many

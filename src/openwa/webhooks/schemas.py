@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, field_validator
 
 from openwa.events.types import EVENT_NAMES
-from openwa.kit.redact import MASK, redact_url
+from openwa.kit.redact import MASK, origin_only, urls_origin_only
 from openwa.kit.schema import CamelModel, StrictCamelModel
 from openwa.webhooks.signing import secret_key
 
@@ -119,31 +117,6 @@ class Webhook(CamelModel):
         return self.model_copy(
             update={"headers": dict.fromkeys(self.headers, MASK), "url": origin_only(self.url)}
         )
-
-
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]{0,31}://[^\s'\"<>]+")
-
-
-def urls_origin_only(text: str) -> str:
-    """`text` with every URL in it cut to its origin (`origin_only`): an error a client
-    library wrote may quote the receiver's whole URL, its token in the path."""
-    return _URL_IN_TEXT.sub(lambda m: origin_only(m.group(0)), text)
-
-
-def origin_only(url: str) -> str:
-    """Scheme, host and port of `url`; user info, path, query and fragment masked whole
-    (a bare `?TOKEN` has no name to keep)."""
-    try:
-        parts = urlsplit(redact_url(url, every_query=True))
-    except ValueError:  # a receiver's `Location` need not parse (`http://[::1/x`)
-        return MASK
-    return urlunsplit(
-        parts._replace(
-            path=parts.path if parts.path in ("", "/") else f"/{MASK}",
-            query=MASK if parts.query else "",
-            fragment=MASK if parts.fragment else "",
-        )
-    )
 
 
 class WebhookWithSecret(Webhook):

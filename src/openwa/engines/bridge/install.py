@@ -23,6 +23,8 @@ from typing import IO
 
 import structlog
 
+from openwa.engines.children import child_environment
+
 log = structlog.get_logger(__name__)
 
 MIN_NODE_MAJOR = 20
@@ -159,7 +161,8 @@ class NodeRuntime:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source / relative, target)
         env = {
-            **os.environ,
+            # The packages' install scripts run with it: none of our settings' secrets.
+            **child_environment(os.environ),
             "PUPPETEER_SKIP_DOWNLOAD": "1",
             "npm_config_fund": "false",
             "npm_config_audit": "false",
