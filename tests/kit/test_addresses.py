@@ -27,6 +27,8 @@ FORBIDDEN = [
     "fe80::1",
     "fe80::1%eth0",
     "fc00::1",
+    "fec0::1",  # site-local: deprecated, still routed inside some networks
+    "feff:ffff::1",
     "ff02::1",
     "::ffff:127.0.0.1",  # IPv4-mapped
     "::ffff:169.254.169.254",

@@ -2,13 +2,14 @@
 
 Webhook deliveries and media fetched from a client's URL connect where a client said.
 The rule is one: the address connected to must be global (`ipaddress` `is_global`, not
-multicast, not reserved) after unwrapping the IPv6 forms that carry an IPv4 address
-(IPv4-mapped, IPv4-compatible, 6to4, Teredo, NAT64), unless the operator allowed
-private targets (`WEBHOOK_ALLOW_PRIVATE`; for session proxies `PROXY_ALLOW_PRIVATE`). The check runs on the socket about to be
-connected (`guarded_connector`), so a name that resolved to a public address when a
-webhook was saved and to 127.0.0.1 at delivery (DNS rebinding) is still refused, and
-so is every redirect hop of a media fetch. The server's own connections (database,
-Redis, S3, other instances) are configured by the operator and are not checked.
+multicast, not reserved, not IPv6 site-local) after unwrapping the IPv6 forms that carry
+an IPv4 address (IPv4-mapped, IPv4-compatible, 6to4, Teredo, NAT64), unless the
+operator allowed private targets (`WEBHOOK_ALLOW_PRIVATE`; for session proxies
+`PROXY_ALLOW_PRIVATE`). The check runs on the socket about to be connected
+(`guarded_connector`), so a name that resolved to a public address when a webhook was
+saved and to 127.0.0.1 at delivery (DNS rebinding) is still refused, and so is every
+redirect hop of a media fetch. The server's own connections (database, Redis, S3, other
+instances) are configured by the operator and are not checked.
 """
 
 from __future__ import annotations
@@ -50,12 +51,15 @@ def is_forbidden(address: str | IpAddress) -> bool:
     """True when `address` is not a global unicast address (after unwrapping).
 
     `ipaddress` alone would let `2002:7f00:1::` (6to4 around 127.0.0.1) pass, and would
-    refuse `64:ff9b::` + a public address (NAT64 on an IPv6-only host) as reserved."""
+    refuse `64:ff9b::` + a public address (NAT64 on an IPv6-only host) as reserved. Nor
+    does `is_global` exclude IPv6 site-local (`fec0::/10`): deprecated, it is still routed
+    inside some networks, as private addresses are."""
     ip = ipaddress.ip_address(address.split("%")[0] if isinstance(address, str) else address)
     if isinstance(ip, ipaddress.IPv6Address):
         # A form that carries an IPv4 address goes where that address goes: judge it.
         ip = embedded_ipv4(ip) or ip
-    return not ip.is_global or ip.is_multicast or ip.is_reserved or ip.is_unspecified
+    site_local = isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local
+    return not ip.is_global or site_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified
 
 
 def parse_url(url: str, field: str = "body.url") -> tuple[str, int]:
