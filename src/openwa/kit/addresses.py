@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import aiohttp.abc
 import aiohttp.resolver
 from yarl import URL
 
@@ -174,7 +175,9 @@ async def _resolve(host: str, port: int, field: str) -> list[str]:
 
 
 class ForbiddenAddress(OSError):
-    """Raised instead of connecting to a forbidden address."""
+    """Raised instead of connecting to a forbidden address, or of looking up a name that
+    resolves to nothing else. Raised from a lookup or a connect, aiohttp hands it on as
+    the `os_error` of its `ClientConnectorError`: the reason travels as this type."""
 
 
 def _guarded_socket(addr_info: Any) -> socket.socket:
@@ -193,9 +196,56 @@ def _guarded_socket(addr_info: Any) -> socket.socket:
     return socket.socket(family=family, type=type_, proto=proto)
 
 
+class _GuardedResolver(aiohttp.abc.AbstractResolver):
+    """aiodns lookups (above) with the forbidden addresses left out, and a name that has
+    no other refused as such (`ForbiddenAddress`).
+
+    Left to the connect-time check alone, a name with several forbidden addresses
+    (`localhost`: `::1` and `127.0.0.1`) failed once per address, and aiohttp's happy
+    eyeballs folds differing failures into one plain OSError that says why only in its
+    text. The connect-time check stays the binding one (literals, and whatever a lookup
+    returned are checked there too)."""
+
+    def __init__(self) -> None:
+        self._lookup = aiohttp.AsyncResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
+        found = await self._lookup.resolve(host, port, family)
+        allowed = [result for result in found if not is_forbidden(result["host"])]
+        if found and not allowed:
+            refused = ", ".join(sorted({result["host"] for result in found}))
+            raise ForbiddenAddress(
+                errno.EACCES,
+                f"WEBHOOK_URL_FORBIDDEN: {host} resolves to forbidden addresses only ({refused})",
+            )
+        return allowed
+
+    async def close(self) -> None:
+        await self._lookup.close()
+
+
+class _GuardedConnector(aiohttp.TCPConnector):
+    """A TCPConnector that owns its `_GuardedResolver` (aiohttp closes only the
+    resolvers it made itself)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._guarded_resolver = _GuardedResolver()
+        super().__init__(resolver=self._guarded_resolver, socket_factory=_guarded_socket, **kwargs)
+
+    async def close(self, *, abort_ssl: bool = False) -> None:
+        try:
+            await super().close(abort_ssl=abort_ssl)
+        finally:
+            await self._guarded_resolver.close()
+
+
 def guarded_connector(allow_private: bool, **kwargs: Any) -> aiohttp.TCPConnector:
     """A connector for user-supplied URLs: forbidden addresses refused at connect time,
-    names looked up without a thread (aiodns, above)."""
+    names looked up without a thread (aiodns, above), a name that resolves to forbidden
+    addresses only refused at its lookup; either way the error's `os_error` is a
+    `ForbiddenAddress`."""
     if allow_private:
         return aiohttp.TCPConnector(**kwargs)
-    return aiohttp.TCPConnector(socket_factory=_guarded_socket, **kwargs)
+    return _GuardedConnector(**kwargs)
