@@ -279,6 +279,7 @@ def build_services(settings: Settings) -> Services:
         ),
         log_level=settings.log_level.upper(),
         max_media_bytes=settings.max_media_bytes,
+        max_image_dimension=settings.media_max_image_dimension,
         sessions_per_worker=settings.whatsmeow_sessions_per_worker,
         worker_max_mb=settings.whatsmeow_worker_max_mb,
         fence_after_s=_fence_after_s(settings),

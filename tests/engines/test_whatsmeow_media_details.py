@@ -1,21 +1,27 @@
 """What a whatsmeow media send carries for WhatsApp to show before a download: sizes,
 thumbnails, durations, a voice note's waveform; read from real files with the real
-ffprobe and ffmpeg."""
+ffprobe and ffmpeg. A picture over MEDIA_MAX_IMAGE_DIMENSION gets no thumbnail (ffmpeg
+not started), the decoder has `-max_pixels`, and only a few runs go at once (a stand-in
+ffmpeg first on PATH counts them)."""
 
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import struct
 import subprocess
+import threading
+import time
 import wave
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from neonize.proto import Neonize_pb2 as neonize
 
 from openwa.engines import content as sent
-from openwa.engines.whatsmeow import translate
+from openwa.engines.whatsmeow import media_details, translate
 from openwa.engines.whatsmeow.media_details import (
     THUMBNAIL_SIDE,
     WAVEFORM_BARS,
@@ -23,9 +29,12 @@ from openwa.engines.whatsmeow.media_details import (
     describe,
 )
 from openwa.media.probe import image_size
+from tests.media.ffmpeg_spy import FfmpegSpy, make_spy
 from tests.media.support import png
+from tests.media.test_hostile_media import png_claiming
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+FFMPEG = shutil.which("ffmpeg") or "ffmpeg"  # the real one, whatever a test puts on PATH
 
 
 def thumbnail_size(jpeg: bytes | None, tmp_path: Path) -> tuple[int, int] | None:
@@ -44,18 +53,86 @@ def test_an_image_has_its_size_and_a_small_thumbnail(tmp_path: Path) -> None:
     assert thumbnail_size(details.thumbnail, tmp_path) == (THUMBNAIL_SIDE, THUMBNAIL_SIDE // 2)
 
 
-def test_a_video_has_its_size_length_and_a_thumbnail(tmp_path: Path) -> None:
+def clip(tmp_path: Path) -> Path:
     path = tmp_path / "clip.mp4"
     subprocess.run(
         [
-            *("ffmpeg", "-v", "error", "-f", "lavfi"),
+            *(FFMPEG, "-v", "error", "-f", "lavfi"),
             *("-i", "testsrc=size=160x120:rate=5:duration=2", "-pix_fmt", "yuv420p", str(path)),
         ],
         check=True,
     )
-    details = describe(path, "video", "video/mp4")
+    return path
+
+
+def test_a_video_has_its_size_length_and_a_thumbnail(tmp_path: Path) -> None:
+    details = describe(clip(tmp_path), "video", "video/mp4")
     assert (details.width, details.height, details.seconds) == (160, 120, 2)
     assert thumbnail_size(details.thumbnail, tmp_path) == (72, 54)
+
+
+@pytest.fixture
+def spy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FfmpegSpy:
+    """A stand-in ffmpeg, first on PATH (ffprobe stays the real one)."""
+    found = make_spy(tmp_path / "spy", FFMPEG, gated=True)
+    monkeypatch.setenv("PATH", f"{found.path.parent}{os.pathsep}{os.environ['PATH']}")
+    return found
+
+
+def test_a_picture_over_the_cap_has_no_thumbnail_and_starts_no_ffmpeg(
+    tmp_path: Path, spy: FfmpegSpy
+) -> None:
+    """An 83-byte PNG that claims 16000x16000: ffmpeg decoding it for a thumbnail took
+    the worker's whole 512 MB (12000x12000: about 200 MB and over a second)."""
+    spy.open_gate()
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(png_claiming(16000, 16000))
+    details = describe(huge, "image", "image/png")
+    assert spy.starts() == []
+    assert details == MediaDetails(16000, 16000)
+    wide = tmp_path / "wide.png"
+    wide.write_bytes(png(144, 72))
+    assert describe(wide, "image", "image/png", max_side=100) == MediaDetails(144, 72)
+    assert describe(clip(tmp_path), "video", "video/mp4", max_side=100) == MediaDetails(160, 120, 2)
+    assert spy.starts() == []
+
+    # Within the cap: a thumbnail, from a decoder told the cap in pixels.
+    details = describe(wide, "image", "image/png", max_side=144)
+    assert thumbnail_size(details.thumbnail, tmp_path) == (THUMBNAIL_SIDE, THUMBNAIL_SIDE // 2)
+    (start,) = spy.starts()
+    argv = start["argv"]
+    assert argv[argv.index("-max_pixels") + 1] == str(144 * 144)
+    assert argv.index("-max_pixels") < argv.index("-i")
+
+
+def test_only_a_few_runs_go_at_once(
+    tmp_path: Path, spy: FfmpegSpy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's command threads are many (32): their ffmpeg runs wait their turn,
+    and one that waits longer than a run may take is sent without its details."""
+    paths = []
+    for number in range(5):
+        paths.append(tmp_path / f"{number}.png")
+        paths[-1].write_bytes(png(32, 32))
+    with ThreadPoolExecutor(max_workers=5) as threads:
+        described = [threads.submit(describe, p, "image", "image/png") for p in paths]
+        deadline = time.monotonic() + 20
+        while len(spy.starts()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)  # time for a third to start, were it let
+        assert len(spy.starts()) == 2
+        spy.open_gate()
+        results = [future.result(timeout=60) for future in described]
+    assert all(result.thumbnail for result in results)
+    assert len(spy.starts()) == 5
+    assert spy.most_in_flight() == 2
+
+    # Every turn taken, past the wait: no details, no ffmpeg, no failure.
+    monkeypatch.setattr(media_details, "_slots", threading.BoundedSemaphore(1))
+    monkeypatch.setattr(media_details, "_SLOT_WAIT_S", 0.1)
+    assert media_details._slots.acquire(timeout=1)
+    assert describe(paths[0], "image", "image/png") == MediaDetails(32, 32)
+    assert len(spy.starts()) == 5
 
 
 def test_a_voice_note_has_its_length_and_waveform(tmp_path: Path) -> None:

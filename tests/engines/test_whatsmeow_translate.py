@@ -1125,7 +1125,8 @@ def test_a_typed_send_crosses_to_the_worker_and_is_built_there(tmp_path: Path) -
     stand_in = NeonizeStandIn()
     session = object.__new__(WorkerSession)
     session.go_lock = threading.Lock()
-    session.host = SimpleNamespace(go_maps=GoMapsLock())  # type: ignore[assignment]
+    host = SimpleNamespace(go_maps=GoMapsLock(), max_image_dimension=4096)
+    session.host = host  # type: ignore[assignment]
     session.go_connected = True
     session.client = stand_in
     session.sent = OrderedDict()

@@ -27,6 +27,8 @@ FORBIDDEN = [
     "fe80::1",
     "fe80::1%eth0",
     "fc00::1",
+    "fec0::1",  # site-local: deprecated, still routed inside some networks
+    "feff:ffff::1",
     "ff02::1",
     "::ffff:127.0.0.1",  # IPv4-mapped
     "::ffff:169.254.169.254",
@@ -78,14 +80,14 @@ async def test_the_connector_refuses_at_connect_time() -> None:
     runner, port = await _served(received)
     try:
         async with aiohttp.ClientSession(connector=guarded_connector(False)) as http:
+            # `localhost` is two forbidden addresses (::1 and 127.0.0.1): refused at its
+            # lookup, as the same type (two refused connects would come back as one
+            # plain OSError that says why only in its text).
             for url in (f"http://127.0.0.1:{port}/a", f"http://localhost:{port}/b"):
                 with pytest.raises(aiohttp.ClientConnectorError) as caught:
                     await http.get(url)
+                assert isinstance(caught.value.os_error, ForbiddenAddress), caught.value
                 assert "forbidden" in str(caught.value).lower(), caught.value
-            literal = f"http://127.0.0.1:{port}/c"
-            with pytest.raises(aiohttp.ClientConnectorError) as caught:
-                await http.get(literal)
-            assert isinstance(caught.value.os_error, ForbiddenAddress)
         assert received == []
         # Allowed by the setting: the same connection goes through.
         async with (

@@ -5,6 +5,8 @@
   those files is read (their access times stay where the test put them);
 - images are measured from their header and refused over MEDIA_MAX_IMAGE_DIMENSION
   before ffmpeg runs; audio at MEDIA_MAX_DURATION_S or longer is refused;
+- an OGG voice note goes as it is only when it holds Opus alone: FLAC in OGG, or Opus
+  beside a second stream, is converted (and capped) like any other audio;
 - ffmpeg runs with the limits of the settings (seen from inside the process, through a
   stand-in binary at FFMPEG_PATH), is killed at MEDIA_CONVERSION_TIMEOUT_S, and never
   more than MEDIA_CONVERSION_CONCURRENCY run at once;
@@ -25,12 +27,13 @@ from typing import Any
 import httpx
 import pytest
 
-from openwa.media.probe import NotMp4, mp4_move_index_first
+from openwa.media.probe import NotMp4, is_ogg_opus, mp4_move_index_first
 from tests.fixtures.app import Api, wait_for
 from tests.media.conftest import MediaApps, MediaStore
 from tests.media.ffmpeg_spy import FfmpegSpy, make_spy
 from tests.media.support import (
     data_of,
+    download,
     error_of,
     plus,
     png,
@@ -271,6 +274,68 @@ async def test_long_audio_is_refused_and_limits_reach_ffmpeg(
         }
         # Its own process group: the timeout kills ffmpeg and anything it started.
         assert start["pgid"] == start["pid"]
+
+
+def ogg(directory: Path, name: str, seconds: int, *codec: str) -> bytes:
+    """`seconds` of a sine in an OGG container, in the codec (and streams) of `codec`."""
+    sine = ("-f", "lavfi", "-i", f"sine=duration={seconds}")
+    return synth(directory, name, *sine, *codec, "-f", "ogg")
+
+
+OPUS = ("-c:a", "libopus")
+FLAC = ("-c:a", "flac")
+# Opus first, FLAC beside it: the first page says OpusHead, the second opens another stream.
+OPUS_AND_FLAC = ("-map", "0:a", "-map", "0:a", "-c:a:0", "libopus", "-c:a:1", "flac")
+
+
+async def test_ogg_voice_notes_that_are_not_opus_alone_are_converted(
+    media_apps: MediaApps, local_store: MediaStore, tmp_path: Path
+) -> None:
+    api, spy, bob = await spied(media_apps, local_store, tmp_path, media_max_duration_s=5)
+
+    for name, codec in (("flac.ogg", FLAC), ("opus-and-flac.ogg", OPUS_AND_FLAC)):
+        content = ogg(tmp_path, name, 2, *codec)
+        sent = data_of(await send(api, "alice", bob, content, "voice", name, "audio/ogg"), 202)
+        assert sent["media"]["mimetype"] == "audio/ogg"
+        path = tmp_path / f"stored-{name}"
+        path.write_bytes((await download(api, "alice", sent["id"])).content)
+        assert is_ogg_opus(path), f"{name} was stored as it came"
+    assert_boxed(spy, api, "ogg")
+    runs = len(spy.starts())
+    assert runs == 2
+
+    # Converted, so capped: FLAC in OGG longer than MEDIA_MAX_DURATION_S is refused.
+    long_one = ogg(tmp_path, "long.ogg", 12, *FLAC)
+    response = await send(api, "alice", bob, long_one, "voice", "long.ogg", "audio/ogg")
+    error = error_of(response, 413, "PAYLOAD_TOO_LARGE")
+    assert error["details"]["limit"] == "MEDIA_MAX_DURATION_S"
+    assert len(spy.starts()) == runs + 1
+
+    # OGG/Opus goes as it is: the same bytes, and ffmpeg not run.
+    opus = ogg(tmp_path, "opus.ogg", 2, *OPUS)
+    sent = data_of(await send(api, "alice", bob, opus, "voice", "o.ogg", "audio/ogg"), 202)
+    assert sent["media"]["size"] == len(opus)
+    assert (await download(api, "alice", sent["id"])).content == opus
+    assert len(spy.starts()) == runs + 1
+
+
+def test_ogg_opus_is_read_from_the_first_pages(tmp_path: Path) -> None:
+    opus = ogg(tmp_path, "opus.ogg", 1, *OPUS)
+    first_page = 27 + opus[26] + sum(opus[27 : 27 + opus[26]])
+    cases = {
+        "opus": (opus, True),
+        "flac": (ogg(tmp_path, "flac.ogg", 1, *FLAC), False),
+        "opus and flac": (ogg(tmp_path, "both.ogg", 1, *OPUS_AND_FLAC), False),
+        "the first page alone": (opus[:first_page], False),
+        "cut in the first page": (opus[: first_page - 1], False),
+        "no BOS flag": (opus[:5] + b"\x00" + opus[6:], False),
+        "OpusHead later": (b"OggS" + b"\x00" * 60 + opus, False),
+        "empty": (b"", False),
+    }
+    for name, (content, expected) in cases.items():
+        path = tmp_path / "case.ogg"
+        path.write_bytes(content)
+        assert is_ogg_opus(path) is expected, name
 
 
 async def test_conversion_over_its_memory_is_413(

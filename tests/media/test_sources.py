@@ -10,13 +10,16 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from aiohttp import web
 from starlette.requests import Request
 
 from openwa.api import media_request
-from openwa.errors import ValidationFailed
+from openwa.errors import ValidationFailed, WebhookUrlForbidden
+from openwa.kit import addresses
 from openwa.media import ingest
 from openwa.media.convert import ConversionLimits, MediaConverter
 from openwa.media.ingest import MAX_REDIRECTS
+from tests.fixtures.server import free_port
 from tests.media.conftest import Loopback, MediaApps, MediaStore
 from tests.media.support import (
     OUTSIDER,
@@ -119,6 +122,40 @@ async def test_redirects_are_followed_up_to_the_limit(
     url = redirects(loopback, "file:///etc/passwd", 1)
     response = await post_media_json(api, "alice", OUTSIDER, "image", {"url": url})
     error_of(response, 400, "VALIDATION_ERROR")
+
+
+async def test_a_redirect_to_a_name_of_forbidden_addresses_is_forbidden(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`localhost` is two forbidden addresses (::1 and 127.0.0.1). Refused on connect,
+    one by one, they came back from aiohttp as one plain OSError, answered 400
+    VALIDATION_ERROR; the hop is refused at its lookup, as WEBHOOK_URL_FORBIDDEN."""
+    public = "127.0.0.2"  # stands for a public server: the only address allowed here
+    monkeypatch.setattr(addresses, "is_forbidden", lambda address: str(address) != public)
+    port = free_port()
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPFound(f"http://localhost:{port}/secret.png")
+
+    app = web.Application()
+    app.router.add_get("/go", redirect)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, public, port).start()
+    media = ingest.MediaIngest(
+        max_bytes=1 << 20,
+        fetch_timeout_s=5.0,
+        allow_private=False,
+        tmp_dir=tmp_path,
+        converter=MediaConverter(ConversionLimits(), tmp_path, None),
+    )
+    try:
+        with pytest.raises(WebhookUrlForbidden) as refused:
+            await media.from_url("image", f"http://{public}:{port}/go", None)
+        assert "localhost" in refused.value.details["reason"], refused.value.details
+    finally:
+        await runner.cleanup()
+    assert list(tmp_path.iterdir()) == []
 
 
 async def test_url_slower_than_the_fetch_timeout_is_400(

@@ -2,13 +2,14 @@
 
 Webhook deliveries and media fetched from a client's URL connect where a client said.
 The rule is one: the address connected to must be global (`ipaddress` `is_global`, not
-multicast, not reserved) after unwrapping the IPv6 forms that carry an IPv4 address
-(IPv4-mapped, IPv4-compatible, 6to4, Teredo, NAT64), unless the operator allowed
-private targets (`WEBHOOK_ALLOW_PRIVATE`; for session proxies `PROXY_ALLOW_PRIVATE`). The check runs on the socket about to be
-connected (`guarded_connector`), so a name that resolved to a public address when a
-webhook was saved and to 127.0.0.1 at delivery (DNS rebinding) is still refused, and
-so is every redirect hop of a media fetch. The server's own connections (database,
-Redis, S3, other instances) are configured by the operator and are not checked.
+multicast, not reserved, not IPv6 site-local) after unwrapping the IPv6 forms that carry
+an IPv4 address (IPv4-mapped, IPv4-compatible, 6to4, Teredo, NAT64), unless the
+operator allowed private targets (`WEBHOOK_ALLOW_PRIVATE`; for session proxies
+`PROXY_ALLOW_PRIVATE`). The check runs on the socket about to be connected
+(`guarded_connector`), so a name that resolved to a public address when a webhook was
+saved and to 127.0.0.1 at delivery (DNS rebinding) is still refused, and so is every
+redirect hop of a media fetch. The server's own connections (database, Redis, S3, other
+instances) are configured by the operator and are not checked.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import aiohttp.abc
 import aiohttp.resolver
 from yarl import URL
 
@@ -50,12 +52,15 @@ def is_forbidden(address: str | IpAddress) -> bool:
     """True when `address` is not a global unicast address (after unwrapping).
 
     `ipaddress` alone would let `2002:7f00:1::` (6to4 around 127.0.0.1) pass, and would
-    refuse `64:ff9b::` + a public address (NAT64 on an IPv6-only host) as reserved."""
+    refuse `64:ff9b::` + a public address (NAT64 on an IPv6-only host) as reserved. Nor
+    does `is_global` exclude IPv6 site-local (`fec0::/10`): deprecated, it is still routed
+    inside some networks, as private addresses are."""
     ip = ipaddress.ip_address(address.split("%")[0] if isinstance(address, str) else address)
     if isinstance(ip, ipaddress.IPv6Address):
         # A form that carries an IPv4 address goes where that address goes: judge it.
         ip = embedded_ipv4(ip) or ip
-    return not ip.is_global or ip.is_multicast or ip.is_reserved or ip.is_unspecified
+    site_local = isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local
+    return not ip.is_global or site_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified
 
 
 def parse_url(url: str, field: str = "body.url") -> tuple[str, int]:
@@ -170,7 +175,9 @@ async def _resolve(host: str, port: int, field: str) -> list[str]:
 
 
 class ForbiddenAddress(OSError):
-    """Raised instead of connecting to a forbidden address."""
+    """Raised instead of connecting to a forbidden address, or of looking up a name that
+    resolves to nothing else. Raised from a lookup or a connect, aiohttp hands it on as
+    the `os_error` of its `ClientConnectorError`: the reason travels as this type."""
 
 
 def _guarded_socket(addr_info: Any) -> socket.socket:
@@ -189,9 +196,56 @@ def _guarded_socket(addr_info: Any) -> socket.socket:
     return socket.socket(family=family, type=type_, proto=proto)
 
 
+class _GuardedResolver(aiohttp.abc.AbstractResolver):
+    """aiodns lookups (above) with the forbidden addresses left out, and a name that has
+    no other refused as such (`ForbiddenAddress`).
+
+    Left to the connect-time check alone, a name with several forbidden addresses
+    (`localhost`: `::1` and `127.0.0.1`) failed once per address, and aiohttp's happy
+    eyeballs folds differing failures into one plain OSError that says why only in its
+    text. The connect-time check stays the binding one (literals, and whatever a lookup
+    returned are checked there too)."""
+
+    def __init__(self) -> None:
+        self._lookup = aiohttp.AsyncResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
+        found = await self._lookup.resolve(host, port, family)
+        allowed = [result for result in found if not is_forbidden(result["host"])]
+        if found and not allowed:
+            refused = ", ".join(sorted({result["host"] for result in found}))
+            raise ForbiddenAddress(
+                errno.EACCES,
+                f"WEBHOOK_URL_FORBIDDEN: {host} resolves to forbidden addresses only ({refused})",
+            )
+        return allowed
+
+    async def close(self) -> None:
+        await self._lookup.close()
+
+
+class _GuardedConnector(aiohttp.TCPConnector):
+    """A TCPConnector that owns its `_GuardedResolver` (aiohttp closes only the
+    resolvers it made itself)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._guarded_resolver = _GuardedResolver()
+        super().__init__(resolver=self._guarded_resolver, socket_factory=_guarded_socket, **kwargs)
+
+    async def close(self, *, abort_ssl: bool = False) -> None:
+        try:
+            await super().close(abort_ssl=abort_ssl)
+        finally:
+            await self._guarded_resolver.close()
+
+
 def guarded_connector(allow_private: bool, **kwargs: Any) -> aiohttp.TCPConnector:
     """A connector for user-supplied URLs: forbidden addresses refused at connect time,
-    names looked up without a thread (aiodns, above)."""
+    names looked up without a thread (aiodns, above), a name that resolves to forbidden
+    addresses only refused at its lookup; either way the error's `os_error` is a
+    `ForbiddenAddress`."""
     if allow_private:
         return aiohttp.TCPConnector(**kwargs)
-    return aiohttp.TCPConnector(socket_factory=_guarded_socket, **kwargs)
+    return _GuardedConnector(**kwargs)

@@ -1,5 +1,9 @@
 """Format conversions WhatsApp expects: voice notes as OGG/Opus, stickers as WebP (ffmpeg).
 
+A voice note already in OGG goes as it is only when its header says the stream is Opus
+(`probe.is_ogg_opus`): `audio/ogg` names the container, which may hold FLAC or Vorbis,
+and those are converted (and cut at `MEDIA_MAX_DURATION_S`) like any other audio.
+
 ffmpeg is a large decoder fed with bytes from strangers, so it runs boxed in:
 
 - it reads its input only from stdin (`pipe:0`, `-protocol_whitelist pipe`), with the
@@ -34,7 +38,7 @@ import structlog
 
 from openwa.errors import EngineError, NotSupported, PayloadTooLarge, UnsupportedMediaType
 from openwa.media.demuxers import DEMUXERS
-from openwa.media.probe import NotMp4, image_size, mp4_move_index_first
+from openwa.media.probe import NotMp4, image_size, is_ogg_opus, mp4_move_index_first
 
 if TYPE_CHECKING:
     from openwa.config import Settings
@@ -53,6 +57,8 @@ class _Target:
     args: tuple[str, ...]
     output: str
     image: bool
+    # Whether a file already of `mimetype` may go as it is, from its header.
+    as_is: Callable[[Path], bool]
 
 
 _TARGETS = {
@@ -61,6 +67,7 @@ _TARGETS = {
         ("-map", "0:a:0", "-vn", "-c:a", "libopus", "-b:a", "32k", "-f", "ogg"),
         "out.ogg",
         image=False,
+        as_is=is_ogg_opus,
     ),
     "sticker": _Target(
         "image/webp",
@@ -76,6 +83,7 @@ _TARGETS = {
         ),
         "out.webp",
         image=True,
+        as_is=lambda _path: True,
     ),
 }
 
@@ -228,7 +236,9 @@ class MediaConverter:
     async def convert_if_needed(self, type_: str, staged: StagedMedia) -> StagedMedia:
         """`staged` as WhatsApp wants it for `type_` (converted, or as it is)."""
         target = _TARGETS.get(type_)
-        if target is None or staged.mimetype == target.mimetype:
+        if target is None:
+            return staged
+        if staged.mimetype == target.mimetype and target.as_is(staged.path):
             return staged
         ffmpeg = self._binary(target.mimetype, staged.mimetype)
         demuxer = self._check_input(type_, target, staged)

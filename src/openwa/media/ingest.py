@@ -229,6 +229,8 @@ class MediaIngest:
             ) from exc
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             reason = redact_text(f"{type(exc).__name__}: {exc}")[:300]
+            # Refused at a hop's connect or at its lookup (a name of forbidden addresses
+            # only): the guarded connector's own type, never read from the message.
             if isinstance(getattr(exc, "os_error", None), ForbiddenAddress):
                 raise WebhookUrlForbidden(
                     details={"url": redact_url(url), "reason": reason}

@@ -84,6 +84,44 @@ def _webp_size(head: bytes) -> tuple[int, int] | None:
     return None
 
 
+_OGG_PAGE = struct.Struct("<4sBBqIIIB")  # capture, version, flags, granule, serial, ...
+_OGG_BOS = 0x02  # the page opens a logical stream
+
+
+def _ogg_page(file: BinaryIO) -> tuple[int, int, bytes] | None:
+    """(flags, serial, body) of the Ogg page at the file's position (a body is at most
+    255 segments of 255 bytes), or None when no whole page is there."""
+    header = file.read(_OGG_PAGE.size)
+    if len(header) < _OGG_PAGE.size:
+        return None
+    capture, version, flags, _granule, serial, _sequence, _crc, segments = _OGG_PAGE.unpack(header)
+    if capture != b"OggS" or version != 0:
+        return None
+    table = file.read(segments)
+    length = sum(table)
+    body = file.read(length)
+    if len(table) < segments or len(body) < length:
+        return None
+    return flags, serial, body
+
+
+def is_ogg_opus(path: Path) -> bool:
+    """Whether an Ogg file holds Opus alone, as WhatsApp's voice notes do: its first page
+    opens a stream whose first packet is an Opus header (`OpusHead`), and the page after
+    it opens no other stream (all streams open before any data). `audio/ogg` names the
+    container only: FLAC, Vorbis or Speex in it, or a video stream beside the Opus, is
+    not this."""
+    with path.open("rb") as file:
+        first = _ogg_page(file)
+        if first is None:
+            return False
+        flags, serial, body = first
+        if not flags & _OGG_BOS or not body.startswith(b"OpusHead"):
+            return False
+        second = _ogg_page(file)
+    return second is not None and second[1] == serial and not second[0] & _OGG_BOS
+
+
 class NotMp4(ValueError):
     """The file's box structure is not a well-formed MP4 we can reorder."""
 

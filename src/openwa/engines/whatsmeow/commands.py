@@ -47,7 +47,9 @@ def run_command(
         content = outgoing_from_wire(args["message"]).content
         if isinstance(content, Media):
             path = Path(args["media_path"])
-            args["details"] = media_details.describe(path, content.kind, content.media.mimetype)
+            args["details"] = media_details.describe(
+                path, content.kind, content.media.mimetype, session.host.max_image_dimension
+            )
     with session.go_call():
         if deadline and time.time() > deadline:
             # The API process has given up on it: not done, so it may be retried.

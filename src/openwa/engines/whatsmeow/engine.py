@@ -74,6 +74,7 @@ class WorkerProcess(ChildProcess):
         transfer_dir: Path,
         download_timeout_s: float,
         shard: int = 0,
+        max_image_dimension: int = 4096,
     ) -> None:
         await self.spawn(
             [
@@ -84,6 +85,8 @@ class WorkerProcess(ChildProcess):
                 log_level,
                 "--max-media-bytes",
                 str(max_media_bytes),
+                "--max-image-dimension",
+                str(max_image_dimension),
                 "--qr-timeout-s",
                 str(qr_timeout_s),
                 "--transfer-dir",
@@ -122,6 +125,7 @@ class WhatsmeowEngine:
         store: DeviceStore,
         log_level: str = "WARNING",
         max_media_bytes: int = 64 << 20,
+        max_image_dimension: int = 4096,
         sessions_per_worker: int = 50,
         worker_max_mb: int | None = None,
         fence_after_s: float | None = None,
@@ -129,6 +133,7 @@ class WhatsmeowEngine:
         self.store = store
         self._log_level = log_level
         self._max_media_bytes = max_media_bytes
+        self._max_image_dimension = max_image_dimension
         self._clients: dict[str, WhatsmeowClient] = {}
         self.shards = ShardMap(sessions_per_worker)
         self.worker_max_mb = worker_max_mb
@@ -174,6 +179,7 @@ class WhatsmeowEngine:
                     self.transfers.path,
                     self.download_timeout_s,
                     shard.number,
+                    self._max_image_dimension,
                 )
                 shard.process, shard.sealed = worker, False
                 if self._watch is None or self._watch.done():

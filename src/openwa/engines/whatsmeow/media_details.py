@@ -4,9 +4,14 @@ a small JPEG thumbnail, a clip's length, a voice note's waveform.
 Read in the worker from the file a send hands over, before the upload and outside the
 session's command lock: image sizes from the header (`media.probe`), the rest from
 `ffprobe`/`ffmpeg` (which neonize needs anyway) under a CPU, memory and time cap, each
-told the one demuxer that may read the type and allowed local files only. The
+told the one demuxer that may read the type and allowed local files only. A picture
+over `MEDIA_MAX_IMAGE_DIMENSION` a side (as its header or ffprobe states it) gets no
+thumbnail, and the decoder is given `-max_pixels` of the same cap: a 140 KB PNG that
+claims 16000x16000 would otherwise have ffmpeg allocate its gigabyte. The worker runs a
+send's commands on many threads; at most `_AT_ONCE` of these runs go at a time. The
 file has already passed our ingestion caps; still, none of this may fail a send: what
-cannot be read is left out, and WhatsApp shows the message without it.
+cannot be read (or waits too long for its turn) is left out, and WhatsApp shows the
+message without it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import logging
 import resource
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +39,12 @@ _CPU_S = 20
 _MEMORY = 512 * 1024 * 1024
 _WAVEFORM_RATE = 8000  # samples per second: plenty for 64 bars
 _WAVEFORM_MAX_S = 1800
+_DEFAULT_MAX_SIDE = 4096  # MEDIA_MAX_IMAGE_DIMENSION's default
+# ffprobe/ffmpeg runs at once in a worker, whose command threads are many (32): each run
+# may take its 512 MB. One that waits its turn longer than a run may take goes without.
+_AT_ONCE = 2
+_SLOT_WAIT_S = _TIMEOUT_S
+_slots = threading.BoundedSemaphore(_AT_ONCE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,18 +56,26 @@ class MediaDetails:
     waveform: bytes | None = None
 
 
-def describe(path: Path, kind: str, mimetype: str) -> MediaDetails:
-    """The details WhatsApp shows for a `kind` (`image`, `video`, `voice`, ...) of media."""
+def describe(
+    path: Path, kind: str, mimetype: str, max_side: int = _DEFAULT_MAX_SIDE
+) -> MediaDetails:
+    """The details WhatsApp shows for a `kind` (`image`, `video`, `voice`, ...) of media;
+    a thumbnail only of a picture within `max_side` pixels a side."""
     source = _Input(path, demuxer_for(mimetype))
     try:
         if kind in ("image", "sticker"):
             size = image_size(path, mimetype)
             width, height = size if size else (None, None)
-            thumbnail = _thumbnail(source) if kind == "image" else None
+            thumbnail = None
+            if kind == "image" and _within(width, height, max_side, mimetype):
+                thumbnail = _thumbnail(source, max_side)
             return MediaDetails(width, height, thumbnail=thumbnail)
         if kind == "video":
             width, height, seconds = _probe(source, video=True)
-            return MediaDetails(width, height, seconds, thumbnail=_thumbnail(source))
+            thumbnail = None
+            if _within(width, height, max_side, mimetype):
+                thumbnail = _thumbnail(source, max_side)
+            return MediaDetails(width, height, seconds, thumbnail=thumbnail)
         if kind in ("audio", "voice"):
             _w, _h, seconds = _probe(source, video=False)
             waveform = _waveform(source) if kind == "voice" else None
@@ -63,6 +83,16 @@ def describe(path: Path, kind: str, mimetype: str) -> MediaDetails:
     except (OSError, ValueError, subprocess.SubprocessError) as exc:
         log.info("no media details for a %s (%s): %s", kind, mimetype, exc)
     return MediaDetails()
+
+
+def _within(width: int | None, height: int | None, max_side: int, mimetype: str) -> bool:
+    """Whether a picture's stated size may be decoded for a thumbnail (unknown: no)."""
+    if width is None or height is None:
+        return False
+    if max(width, height) > max_side:
+        log.info("no thumbnail for a %dx%d %s: over %d a side", width, height, mimetype, max_side)
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,23 +120,29 @@ _LIMITS = (
 def _run(tool: str, *args: str) -> bytes:
     """The tool's output. Its caps are set on the running child (`prlimit`), not by a
     `preexec_fn`: this process runs Go's threads, and Python code between fork and exec
-    is not safe there. The child is still starting ffmpeg when they apply."""
+    is not safe there. The child is still starting ffmpeg when they apply. At most
+    `_AT_ONCE` run at a time; waiting for a turn over `_SLOT_WAIT_S` is a timeout."""
     binary = shutil.which(tool)
     if binary is None:
         raise OSError(f"{tool} is not installed")
     # One decoding thread: each thread's stacks would count against the memory cap.
     extra = ["-nostdin", "-threads", "1"] if tool == "ffmpeg" else []
     command = [binary, "-v", "error", *extra, *args]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    with child:
-        for limit, value in _LIMITS:
-            with contextlib.suppress(ProcessLookupError):
-                resource.prlimit(child.pid, limit, value)
-        try:
-            out, _ = child.communicate(timeout=_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            raise
+    if not _slots.acquire(timeout=_SLOT_WAIT_S):
+        raise subprocess.TimeoutExpired(tool, _SLOT_WAIT_S)
+    try:
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        with child:
+            for limit, value in _LIMITS:
+                with contextlib.suppress(ProcessLookupError):
+                    resource.prlimit(child.pid, limit, value)
+            try:
+                out, _ = child.communicate(timeout=_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                raise
+    finally:
+        _slots.release()
     if child.returncode:
         raise subprocess.CalledProcessError(child.returncode, tool)
     return out
@@ -124,24 +160,31 @@ def _probe(source: _Input, *, video: bool) -> tuple[int | None, int | None, int 
     return stream.get("width"), stream.get("height"), seconds
 
 
-def _thumbnail(source: _Input) -> bytes | None:
+def _thumbnail(source: _Input, max_side: int) -> bytes | None:
+    """A small JPEG of the first frame, or None: the sizes already read stay without it."""
     side = THUMBNAIL_SIDE
     scale = f"scale={side}:{side}:force_original_aspect_ratio=decrease"
-    jpeg = _run(
-        "ffmpeg",
-        *source.args(),
-        "-frames:v",
-        "1",
-        "-vf",
-        scale,
-        "-q:v",
-        "5",
-        "-f",
-        "image2",
-        "-c:v",
-        "mjpeg",
-        "pipe:1",
-    )
+    try:
+        jpeg = _run(
+            "ffmpeg",
+            # The decoder's own refusal of a frame over the cap, whatever a header said.
+            *("-max_pixels", str(max_side * max_side)),
+            *source.args(),
+            "-frames:v",
+            "1",
+            "-vf",
+            scale,
+            "-q:v",
+            "5",
+            "-f",
+            "image2",
+            "-c:v",
+            "mjpeg",
+            "pipe:1",
+        )
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        log.info("no thumbnail (%s): %s", source.demuxer, exc)
+        return None
     return jpeg if jpeg.startswith(b"\xff\xd8") else None
 
 

@@ -46,10 +46,13 @@ class Worker:
         transfer_dir: Path,
         download_timeout_s: float,
         fence_after_s: float | None = None,
+        max_image_dimension: int = 4096,
     ) -> None:
         self.reader = reader
         self.writer = writer
         self.max_media_bytes = max_media_bytes
+        # MEDIA_MAX_IMAGE_DIMENSION: a picture over it a side is sent without a thumbnail.
+        self.max_image_dimension = max_image_dimension
         self.qr_timeout_s = qr_timeout_s
         self.transfer_dir = transfer_dir
         self.download_timeout_s = download_timeout_s
@@ -227,6 +230,7 @@ async def _serve(args: argparse.Namespace) -> None:
         transfer_dir=Path(args.transfer_dir),
         download_timeout_s=args.download_timeout_s,
         fence_after_s=args.fence_after_s,
+        max_image_dimension=args.max_image_dimension,
     )
     await worker.run()
 
@@ -236,6 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--log-level", default="WARNING")
     parser.add_argument("--max-media-bytes", type=int, default=64 * 1024 * 1024)
+    parser.add_argument("--max-image-dimension", type=int, default=4096)
     parser.add_argument("--qr-timeout-s", type=float, default=75.0)
     parser.add_argument("--transfer-dir", required=True)
     parser.add_argument("--download-timeout-s", type=float, default=300.0)

@@ -188,6 +188,7 @@ class Host(Protocol):
     """What a session needs of its worker."""
 
     max_media_bytes: int
+    max_image_dimension: int
     qr_timeout_s: float
     go_maps: GoMapsLock
     attempts: int  # connection attempts started in the process
