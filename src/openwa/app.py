@@ -493,6 +493,7 @@ def _bridge_engines(
             log_level=level,
             max_media_bytes=settings.max_media_bytes,
             fence_after_s=_fence_after_s(settings),
+            max_image_dimension=settings.media_max_image_dimension,
         ),
         BridgeEngine(
             WEBJS,

@@ -6,6 +6,7 @@ ffmpeg first on PATH counts them)."""
 
 from __future__ import annotations
 
+import base64
 import math
 import os
 import shutil
@@ -21,8 +22,10 @@ import pytest
 from neonize.proto import Neonize_pb2 as neonize
 
 from openwa.engines import content as sent
-from openwa.engines.whatsmeow import media_details, translate
-from openwa.engines.whatsmeow.media_details import (
+from openwa.engines.bridge.engine import baileys_details as bridge_details
+from openwa.engines.whatsmeow import translate
+from openwa.media import details as media_details
+from openwa.media.details import (
     THUMBNAIL_SIDE,
     WAVEFORM_BARS,
     MediaDetails,
@@ -203,3 +206,18 @@ def test_a_type_without_a_known_demuxer_is_not_read(tmp_path: Path) -> None:
     path = tmp_path / "clip.bin"
     path.write_bytes(b"\x00" * 64)
     assert describe(path, "video", "video/x-unknown") == MediaDetails()
+
+
+async def test_baileys_is_handed_the_details_and_no_thumbnail_to_make(tmp_path: Path) -> None:
+    """Baileys made a video's thumbnail itself, running ffmpeg on the file through a
+    shell with none of these caps: it is handed ours, or `null` (then it makes none)."""
+    video = await bridge_details(clip(tmp_path), "video", "video/mp4", 4096)
+    assert (video["width"], video["height"], video["seconds"]) == (160, 120, 2)
+    assert thumbnail_size(base64.b64decode(video["thumbnail"]), tmp_path) == (72, 54)
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(png_claiming(16000, 16000))
+    assert await bridge_details(huge, "image", "image/png", 4096) == {
+        "thumbnail": None,
+        "width": 16000,
+        "height": 16000,
+    }

@@ -10,6 +10,7 @@ them to a new bridge with their saved auth state, so no scan is needed.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import shutil
@@ -48,6 +49,7 @@ from openwa.engines.content import Media, to_json
 from openwa.engines.flow import HoldTeller
 from openwa.engines.shards import Shard, ShardMap, rss_mb
 from openwa.engines.whatsmeow.transfer import TransferDirectory
+from openwa.media import details
 
 log = structlog.get_logger(__name__)
 
@@ -108,7 +110,10 @@ class BridgeEngine:
         profiles: ProfileStore | None = None,
         max_media_bytes: int = 64 << 20,
         fence_after_s: float | None = None,
+        max_image_dimension: int = 4096,
     ) -> None:
+        """`max_image_dimension`: MEDIA_MAX_IMAGE_DIMENSION, the largest picture whose
+        thumbnail we make for Baileys (`media/details.py`)."""
         self.kind = kind
         self.name = kind.name
         self.capabilities = kind.capabilities
@@ -127,6 +132,7 @@ class BridgeEngine:
         # whatsapp-web.js' saved browser profiles (its auth state), in our storage.
         self.profiles = profiles
         self.max_media_bytes = max_media_bytes
+        self.max_image_dimension = max_image_dimension
         # A bridge that hears nothing from us this long drops its sessions' connections
         # (children.py, Fencing); None: never.
         self.fence_after_s = fence_after_s
@@ -304,6 +310,21 @@ def _children(pid: int) -> Iterable[int]:
     except OSError:
         return []
     return [int(p) for p in text.split()]
+
+
+async def baileys_details(path: Path, kind: str, mimetype: str, max_side: int) -> dict[str, Any]:
+    """A picture's or clip's size, length and thumbnail for Baileys' send (`media/details.py`,
+    capped): without a thumbnail (`null`), Baileys makes none, where it would run ffmpeg
+    on the file itself, through a shell, with no limit on what the decoder may take."""
+    found = await asyncio.to_thread(details.describe, path, kind, mimetype, max_side)
+    shown: dict[str, Any] = {
+        "thumbnail": base64.b64encode(found.thumbnail).decode() if found.thumbnail else None
+    }
+    if found.width and found.height:
+        shown.update(width=found.width, height=found.height)
+    if found.seconds is not None:
+        shown["seconds"] = found.seconds
+    return shown
 
 
 class BridgeClient:
@@ -632,6 +653,12 @@ class BridgeClient:
         # The file crosses by its path; gone once the bridge answered.
         payload["content"]["media"]["path"] = str(path)
         try:
+            if self._engine.kind is BAILEYS and message.type in ("image", "video"):
+                payload["content"]["media"].update(
+                    await baileys_details(
+                        path, message.type, media.mimetype, self._engine.max_image_dimension
+                    )
+                )
             result = await self._call("send", **payload)
         finally:
             path.unlink(missing_ok=True)

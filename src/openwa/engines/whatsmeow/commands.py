@@ -17,9 +17,10 @@ from typing import Any
 
 from openwa.engines.base import SEND_OUTCOME_UNKNOWN
 from openwa.engines.content import Media
-from openwa.engines.whatsmeow import go_errors, media_details, translate
+from openwa.engines.whatsmeow import go_errors, translate
 from openwa.engines.whatsmeow.protocol import encode_group, outgoing_from_wire
 from openwa.engines.whatsmeow.worker_session import WorkerSession
+from openwa.media import details as media_details
 
 
 class CommandError(Exception):

@@ -44,9 +44,9 @@ from openwa.engines.content import (
     Video,
     Voice,
 )
-from openwa.engines.whatsmeow.media_details import MediaDetails
 from openwa.kit.chat_ids import GROUP_SUFFIX, USER_SUFFIX, is_lid, is_number, is_numeric_lid
 from openwa.kit.fields import present
+from openwa.media.details import MediaDetails
 
 USER_SERVER = USER_SUFFIX[1:]
 log = logging.getLogger("openwa.whatsmeow.translate")

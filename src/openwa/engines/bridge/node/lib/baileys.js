@@ -220,6 +220,21 @@ function mapError(err, { sending = false } = {}) {
   return new BridgeError('internal', message);
 }
 
+// What the API made of a picture or clip (capped: src/openwa/media/details.py). A
+// thumbnail given as null still counts as given: Baileys then makes none itself, where
+// it would run ffmpeg on the file through a shell with no limit on what it may take.
+function shownDetails(media) {
+  const out = {
+    jpegThumbnail: typeof media.thumbnail === 'string' ? Buffer.from(media.thumbnail, 'base64') : null,
+  };
+  if (Number.isInteger(media.width) && Number.isInteger(media.height)) {
+    out.width = media.width;
+    out.height = media.height;
+  }
+  if (Number.isInteger(media.seconds)) out.seconds = media.seconds;
+  return out;
+}
+
 function mediaPath(content) {
   const media = content.media || content;
   const file = media.path;
@@ -621,6 +636,7 @@ class BaileysSession {
         const out = { [type]: { url: m.path } };
         if (m.mimetype) out.mimetype = m.mimetype;
         if (c.caption && type !== 'sticker') out.caption = c.caption;
+        if (type !== 'sticker') Object.assign(out, shownDetails(c.media || c));
         return out;
       }
       case 'audio':

@@ -224,12 +224,17 @@ test('send: our id as messageId, typed content to Baileys content, quotes', asyn
   assert.deepEqual(sent.map((c) => c[3].messageId), cases.map((_, i) => `OUR${i}`));
   assert.deepEqual(sent[0][2], { text: 'hi', mentions: ['2@s.whatsapp.net'] });
   assert.deepEqual(sent[0][3].quoted, { key: { remoteJid: '2@s.whatsapp.net', id: 'Q1', fromMe: false, participant: '3@s.whatsapp.net' }, message: { conversation: 'orig' } });
-  assert.deepEqual(sent[1][2], { image: { url: file }, mimetype: 'image/jpeg', caption: 'cap' });
+  // Without a thumbnail from the API, none: Baileys would make one with a shell's ffmpeg.
+  assert.deepEqual(sent[1][2], { image: { url: file }, mimetype: 'image/jpeg', caption: 'cap', jpegThumbnail: null });
   assert.deepEqual(sent[2][2], { audio: { url: file }, mimetype: 'audio/ogg; codecs=opus', ptt: true });
   assert.deepEqual(sent[3][2], { document: { url: file }, mimetype: 'application/pdf', fileName: 'a.pdf', caption: 'c' });
   assert.deepEqual(sent[4][2], { location: { degreesLatitude: 1.5, degreesLongitude: 2.5, name: 'N' } });
   assert.deepEqual(sent[5][2], { contacts: { displayName: 'A', contacts: [{ displayName: 'A', vcard: 'BEGIN:VCARD' }] } });
   assert.deepEqual(sent[6][2], { react: { text: '👍', key: { remoteJid: 'g@g.us', id: 'T1', fromMe: false, participant: '4@s.whatsapp.net' } } });
+  // A clip with the details the API made: Baileys takes them as they are.
+  await s.command('send', { id: 'V1', chatId: '2@s.whatsapp.net', type: 'video', content: { media: { path: file, mimetype: 'video/mp4', thumbnail: Buffer.from('jpeg').toString('base64'), width: 160, height: 120, seconds: 2 } } });
+  const video = sock.calls.filter((c) => c[0] === 'sendMessage').at(-1)[2];
+  assert.deepEqual(video, { video: { url: file }, mimetype: 'video/mp4', jpegThumbnail: Buffer.from('jpeg'), width: 160, height: 120, seconds: 2 });
   await assert.rejects(s.command('send', { id: 'X', chatId: 'c', type: 'image', content: { media: { path: '/nope' } } }), { kind: 'bad_request' });
   await assert.rejects(s.command('send', { id: 'X', chatId: 'c', type: 'poll', content: {} }), { kind: 'bad_request' });
   fs.rmSync(dir, { recursive: true });

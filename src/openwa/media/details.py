@@ -1,8 +1,10 @@
 """What WhatsApp shows of a media message before it is downloaded: the picture's size,
 a small JPEG thumbnail, a clip's length, a voice note's waveform.
 
-Read in the worker from the file a send hands over, before the upload and outside the
-session's command lock: image sizes from the header (`media.probe`), the rest from
+Read from the file a send hands over, before the upload: in the whatsmeow worker
+(outside the session's command lock), and in the API process for Baileys, which would
+otherwise run ffmpeg for a video's thumbnail itself, through a shell, with none of these
+caps. Image sizes come from the header (`media.probe`), the rest from
 `ffprobe`/`ffmpeg` (which neonize needs anyway) under a CPU, memory and time cap, each
 told the one demuxer that may read the type and allowed local files only. A picture
 over `MEDIA_MAX_IMAGE_DIMENSION` a side (as its header or ffprobe states it) gets no
