@@ -371,6 +371,7 @@ def build_services(settings: Settings) -> Services:
         GroupCommit(db, name="reports"),
         ids=engine_ids,
         patience_s=settings.engine_report_retry_s,
+        read=db_read,
     )
     runtime.set_message_handler(reports.apply_reports)
     runtime.add_start_listener(reports.forget_session)

@@ -31,6 +31,7 @@ from openwa.media.sweep import ORPHAN_GRACE, MediaSweep
 from openwa.messages.status import MessageStatus
 from openwa.queue import outbox
 from openwa.storage.base import Storage
+from openwa.storage.keys import profile_key
 
 log = structlog.get_logger(__name__)
 
@@ -208,7 +209,11 @@ class Maintenance:
             if not rows:
                 return removed
             for row in rows:
-                await self._delete_file(row.media_key or "")
+                # A message stored before inbound media had keys of its own may name
+                # the session's saved profile (a document under the id `webjs_profile`):
+                # its reference goes, the profile stays.
+                if row.media_key != profile_key(row.session_id):
+                    await self._delete_file(row.media_key or "")
             async with unit_of_work(self._db) as db:
                 for row in rows:
                     await db.execute(

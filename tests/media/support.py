@@ -18,10 +18,12 @@ from typing import Any
 import httpx
 import pytest
 
+from openwa.db.models import MessageRow
 from tests.fixtures.app import ADMIN_KEY, Api, wait_for
 
 MESSAGE_ID_RE = re.compile(r"^3EB0[0-9A-F]{20}$")
-# The only object names the store may hold: `{sessionId}/{messageId}.{ext}`.
+# The only object names the store may hold: `{sessionId}/{stem}.{ext}` (a send's media
+# under our message id, inbound media under `in_` and a ULID, whatsapp-web.js' profile).
 STORE_KEY_RE = re.compile(r"^ses_[0-9A-HJKMNP-TV-Z]{26}/[A-Za-z0-9_]{1,128}\.[a-z0-9]{1,8}$")
 OUTSIDER = "+1 555 0100 200"  # a number outside the mock network: sends go nowhere
 SENT = ("sent", "delivered", "read", "played")
@@ -264,4 +266,16 @@ async def wait_event(
 
 
 def object_key(session_id: str, message_id: str, ext: str) -> str:
+    """Where a send's media is kept (inbound media has a key of its own: `stored_key`)."""
     return f"{session_id}/{message_id}.{ext}"
+
+
+async def stored_key(api: Api, session_id: str, message_id: str) -> str:
+    """Where the message's media is kept, as its row says (inbound media is stored under
+    a key made when it came, not from the message's id, which its sender chose)."""
+    async with api.services.db() as db:
+        row = await db.get(MessageRow, (session_id, message_id))
+    assert row is not None, (session_id, message_id)
+    assert row.media_key is not None, (session_id, message_id)
+    assert row.media_key.startswith(f"{session_id}/in_"), row.media_key
+    return row.media_key

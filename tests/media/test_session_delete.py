@@ -13,6 +13,7 @@ from tests.media.support import (
     png,
     post_multipart,
     ready_pair,
+    stored_key,
     wait_event,
     wait_sent,
 )
@@ -27,7 +28,7 @@ async def test_a_deleted_sessions_media_is_deleted(
     # one that only begins with its id does not.
     await api.services.storage.put(f"{bob}/webjs_profile.zip", b"profile", "application/zip")
     await api.services.storage.put(f"{bob}x/other.png", b"other", "image/png")
-    assert object_key(bob, message_id, "png") in store.objects()
+    assert await stored_key(api, bob, message_id) in store.objects()
 
     assert (await api.request("DELETE", f"/api/sessions/{bob}")).status_code == 200
 

@@ -17,7 +17,7 @@ from openwa.kit.clock import utcnow
 from openwa.media.sweep import TOMBSTONE_WAIT
 from tests.fixtures.app import Api
 from tests.media.conftest import MediaApps, MediaStore
-from tests.media.support import image_exchanged, object_key, ready_session
+from tests.media.support import image_exchanged, object_key, ready_session, stored_key
 
 
 async def _tombstones(api: Api) -> list[str]:
@@ -68,7 +68,7 @@ async def test_unreferenced_files_of_live_sessions_are_swept(
     orphan = f"{alice}/orphan.png"
     kept = {
         object_key(alice, message_id, "png"),
-        object_key(bob, message_id, "png"),
+        await stored_key(api, bob, message_id),
         f"{alice}/webjs_profile.zip",
         "someone/else.png",
     }

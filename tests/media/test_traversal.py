@@ -3,8 +3,9 @@
 Every name a client controls is tried: the multipart file name (and `filename` field),
 the JSON `filename`, the message id and the session name in the download route. The
 file tree of the test's directory is compared before and after: files may only appear
-under STORAGE_PATH, named `{sessionId}/{messageId}.{ext}`; the download route answers
-400 or 404 (never 500) and never hands out a file from outside.
+under STORAGE_PATH, named `{sessionId}/{stem}.{ext}` (a send's by our message id, an
+inbound message's by a key made when it came, whatever id its sender gave it); the
+download route answers 400 or 404 (never 500) and never hands out a file from outside.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
+import pytest
 from fastapi import FastAPI
 
+from openwa.kit.ids import whatsapp_message_id
+from openwa.storage.keys import inbound_media_key, profile_key, sent_media_key
 from tests.fixtures.app import ADMIN_KEY
 from tests.media.conftest import MediaApps, MediaStore
 from tests.media.support import (
@@ -299,3 +303,18 @@ async def test_dot_names_are_not_kept_as_labels(
     assert labels["."] is None, labels
     assert labels[" .. "] is None, labels
     assert labels["..."] in (None, "..."), labels
+
+
+def test_each_kind_of_key_has_stems_of_its_own() -> None:
+    """A send's media under our id alone; inbound media under a new `in_` key each
+    time; neither can be the profile's."""
+    sid = "ses_01M93YTECGECM3YAKJ7FJC8NHH"
+    ours = whatsapp_message_id()
+    assert sent_media_key(sid, ours, "jpg") == f"{sid}/{ours}.jpg"
+    for chosen in ("webjs_profile", "in_01M93YTECGECM3YAKJ7FJC8NHH", "3EB0X", ours.lower()):
+        with pytest.raises(ValueError, match="not an id we made"):
+            sent_media_key(sid, chosen, "zip")
+    made = {inbound_media_key(sid, "zip") for _ in range(100)}
+    assert len(made) == 100
+    assert all(key.startswith(f"{sid}/in_") for key in made)
+    assert profile_key(sid) not in made

@@ -51,9 +51,11 @@ async def test_media_our_storage_refuses_leaves_the_message_and_its_run(
     session = await ready_session(api, "alice")
     storage = api.services.storage
     put = storage.put
+    handed_over = tmp_path / "transfer.jpg"
+    handed_over.write_bytes(b"abc")
 
     async def full_disk(key: str, source: Any, mimetype: str) -> None:
-        if "fails" in key:  # the message ids, made safe for a key
+        if source in (b"abc", handed_over):  # the two messages' media
             raise OSError(28, "No space left on device")
         await put(key, source, mimetype)
 
@@ -65,8 +67,6 @@ async def test_media_our_storage_refuses_leaves_the_message_and_its_run(
         content={"caption": "the caption"},
         media=InboundMedia(mimetype="image/jpeg", size=3, data=b"abc"),
     )
-    handed_over = tmp_path / "transfer.jpg"
-    handed_over.write_bytes(b"abc")
     from_a_file = received(
         4,
         id="file-fails",
@@ -160,13 +160,13 @@ def failing_runs(
     apply_run = applier._apply_run
     state = {"left": 0, "failed": 0}
 
-    async def flaky(session: SessionRow, reports: list[EngineEvent], *args: Any) -> None:
+    async def flaky(session: SessionRow, reports: list[EngineEvent], *args: Any) -> Any:
         inbound = any(isinstance(r, MessageReceived) for r in reports)
         if session.id == session_id and inbound and state["left"] > 0:
             state["left"] -= 1
             state["failed"] += 1
             raise error
-        await apply_run(session, reports, *args)
+        return await apply_run(session, reports, *args)
 
     monkeypatch.setattr(applier, "_apply_run", flaky)
     return state

@@ -9,6 +9,8 @@ import time
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 ULID_PATTERN = "[0-9A-HJKMNP-TV-Z]{26}"
 SESSION_ID_RE = re.compile(rf"^ses_{ULID_PATTERN}$")
+# What `whatsapp_message_id` makes (our ids of the messages we send).
+WHATSAPP_MESSAGE_ID_RE = re.compile(r"^3EB0[0-9A-F]{20}$")
 
 
 # Two characters per 10 bits: 13 lookups per id instead of 26 (every request and every

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 import structlog
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.db.engine import conflict_detail, lost_to_a_conflict, transient
@@ -81,7 +82,7 @@ from openwa.messages.status import MessageStatus, parse, path, refused
 from openwa.messages.wire import ack_data, event_data
 from openwa.sessions.records import session_event
 from openwa.storage.base import Storage
-from openwa.storage.keys import media_key, safe_id
+from openwa.storage.keys import inbound_media_key
 
 log = structlog.get_logger(__name__)
 
@@ -91,13 +92,15 @@ _IGNORE_FLAGS = {"group": "groups", "status": "status", "channel": "channels"}
 @dataclass
 class _Run:
     """What one run of reports has seen so far: stored message ids, the messages it
-    acks (locked), contacts to note, the LIDs it can map to phone numbers."""
+    acks (locked), contacts to note, the LIDs it can map to phone numbers, the media
+    keys of the messages it writes."""
 
     known: dict[str, str]  # stored message id -> its type
     lids: RunLids
     locked: dict[str, MessageRow] = field(default_factory=dict)
-    inbound: dict[str, _Inbound | None] = field(default_factory=dict)
+    inbound: dict[int, _Inbound | None] = field(default_factory=dict)  # by `id(report)`
     contacts: dict[str, str | None] = field(default_factory=dict)
+    kept: set[str] = field(default_factory=set)
 
     def contact(self, chat_id: str, push_name: str | None) -> None:
         # Noted once per run, at its end; a later known name wins over none.
@@ -121,6 +124,20 @@ class _Inbound:
 
     row: MessageRow
     event: Event | None
+
+
+@dataclass
+class _Prepared:
+    """What a call made ready before its runs: each inbound report's message, by the
+    report (`id(report)`: one id may come twice in a call, and each is its own), and the
+    keys of the media it stored, of which `kept` are those that committed rows refer to."""
+
+    inbound: dict[int, _Inbound | None] = field(default_factory=dict)
+    stored: list[str] = field(default_factory=list)
+    kept: set[str] = field(default_factory=set)
+
+    def unreferenced(self) -> list[str]:
+        return [key for key in self.stored if key not in self.kept]
 
 
 def _lids_named(reports: list[EngineEvent]) -> set[str]:
@@ -201,10 +218,13 @@ class ReportApplier:
         *,
         ids: EngineIds | None = None,
         patience_s: float = DEFAULT_PATIENCE_S,
+        read: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         """`patience_s`: how long a run the database refuses for a reason of the moment
-        is tried again before it is set aside (`ENGINE_REPORT_RETRY_S`)."""
+        is tried again before it is set aside (`ENGINE_REPORT_RETRY_S`); `read`: where
+        to read beside the writer (`db` when not given)."""
         self._db = db
+        self._read = read if read is not None else db
         self._events = events
         self._storage = storage
         self._links = links
@@ -259,15 +279,27 @@ class ReportApplier:
         nor disappears. So is an inbound message that cannot be made ready
         (`_prepare_inbound`), before the run: the run goes on without it. Media that
         cannot be stored does not count as such: the message is stored without it,
-        with `mediaError`."""
+        with `mediaError`.
+
+        Inbound media is stored under a new key each time it is made ready: what the
+        call stored that no message refers to once it is done (a message already
+        stored, reported again; one set aside; a run put off, which is made ready again
+        when handed over again) is deleted then (`_drop_unreferenced`)."""
+        prepared = _Prepared()
         try:
-            done = await self._apply_reports(session, reports, put_off, patience)
-        except (ReportsPutOff, asyncio.CancelledError):
-            raise  # handed over again: the engine's files are still needed
+            done = await self._apply_reports(session, reports, put_off, patience, prepared)
+        except ReportsPutOff:
+            # Handed over again: the engine's files are still needed; what was stored
+            # from them is not (it is stored again, under new keys).
+            await self._drop_unreferenced(session.id, prepared.unreferenced())
+            raise
+        except asyncio.CancelledError:
+            raise  # handed over again; what it stored is left to the media sweep
         except BaseException:
             _drop_handed_over(reports)
             raise
         _drop_handed_over(reports)
+        await self._drop_unreferenced(session.id, prepared.unreferenced())
         return done
 
     async def _apply_reports(
@@ -276,14 +308,16 @@ class ReportApplier:
         reports: list[EngineEvent],
         put_off: Callable[[], bool] | None,
         patience: Patience | None,
+        prepared: _Prepared,
     ) -> set[str]:
         done: set[str] = set()
-        inbound: dict[str, _Inbound | None] = {}
         ready: list[EngineEvent] = []
         for report in reports:
             if isinstance(report, MessageReceived):
                 try:
-                    inbound[report.id] = await self._prepare_inbound(session, report)
+                    prepared.inbound[id(report)] = await self._prepare_inbound(
+                        session, report, prepared.stored
+                    )
                 except Exception as exc:
                     aside = await self._set_aside(session, report, exc)
                     if aside is not _Aside.LOST:
@@ -297,7 +331,7 @@ class ReportApplier:
         retries = Retries(
             session.id, self._patience_s, put_off, patience, event="engine_reports_retried"
         )
-        failed = await self._run(session, ready, inbound, retries)
+        failed = await self._run(session, ready, prepared, retries)
         if failed is None:
             return done | _received_ids(ready)
         retries.put_off = None  # the reports alone are written one by one
@@ -309,7 +343,7 @@ class ReportApplier:
             left += [(report, failed) for report in ready]
         else:
             for report in ready:
-                alone = await self._run(session, [report], inbound, retries)
+                alone = await self._run(session, [report], prepared, retries)
                 if alone is None:
                     done |= _received_ids([report])
                 else:
@@ -323,15 +357,15 @@ class ReportApplier:
         self,
         session: SessionRow,
         reports: list[EngineEvent],
-        inbound: dict[str, _Inbound | None],
+        prepared: _Prepared,
         retries: Retries,
     ) -> Exception | None:
         """Apply `reports` in one unit of work, again while it fails for a reason of the
         moment and `retries` allow; None once it committed, else its last error."""
         while True:
             try:
-                learned = await self._reports.run(
-                    partial(self._apply_run, session, reports, inbound)
+                learned, kept = await self._reports.run(
+                    partial(self._apply_run, session, reports, prepared.inbound)
                 )
             except Exception as exc:
                 if not transient(exc) or not await retries.pause(
@@ -339,6 +373,7 @@ class ReportApplier:
                 ):
                     return exc
                 continue
+            prepared.kept |= kept
             if learned:
                 await self._move_left_behind(session.id, learned)
             return None
@@ -353,14 +388,39 @@ class ReportApplier:
         except Exception:
             log.warning("lid_move_after_merge_failed", session_id=session_id, exc_info=True)
 
+    async def _drop_unreferenced(self, session_id: str, keys: list[str]) -> None:
+        """Delete inbound media a call stored that no message refers to. Only what the
+        database says no message refers to: a commit whose answer was lost may have
+        written it. A failure leaves them to the media sweep (`media/sweep.py`)."""
+        if not keys:
+            return
+        try:
+            async with self._read() as db:
+                query = select(MessageRow.media_key).where(
+                    MessageRow.session_id == session_id, MessageRow.media_key.in_(keys)
+                )
+                referenced = set((await db.execute(query)).scalars())
+            for key in keys:
+                if key not in referenced:
+                    with contextlib.suppress(FileNotFoundError):
+                        await self._storage.delete(key)
+        except Exception as exc:
+            log.warning(
+                "inbound_media_not_dropped",
+                session_id=session_id,
+                count=len(keys),
+                error=repr(exc)[:500],
+            )
+
     async def _apply_run(
         self,
         session: SessionRow,
         reports: list[EngineEvent],
-        inbound: dict[str, _Inbound | None],
+        inbound: dict[int, _Inbound | None],
         db: AsyncSession,
-    ) -> list[str]:
-        """The run, in the group's transaction: the LIDs it mapped anew."""
+    ) -> tuple[list[str], set[str]]:
+        """The run, in the group's transaction: the LIDs it mapped anew, and the media
+        keys of the messages it wrote."""
         known = await MessageRepository(db).known_types(
             session.id, [r.id for r in reports if isinstance(r, MessageReceived)]
         )
@@ -378,7 +438,7 @@ class ReportApplier:
         for chat_id, push_name in run.contacts.items():
             await upsert_contact(db, session.id, chat_id, push_name=push_name)
         await self._events.append(db, events)
-        return lids.learned
+        return lids.learned, run.kept
 
     async def _set_aside(
         self, session: SessionRow, report: EngineEvent, error: Exception
@@ -417,12 +477,13 @@ class ReportApplier:
         report: EngineEvent,
         run: _Run,
     ) -> list[Event]:
+        prepared = run.inbound.get(id(report))  # by the report as it was made ready
         report = run.lids.by_phone_number(report)
         match report:
             case MessageAck():
                 return await self._ack(db, session, report, run)
             case MessageReceived():
-                return await self._received(db, session, report, run.inbound.get(report.id), run)
+                return await self._received(db, session, report, prepared, run)
             case MessageRevoked():
                 return await self._revoked(db, session, report)
             case MessageEdited():
@@ -613,6 +674,8 @@ class ReportApplier:
             # WhatsApp's retry brought the message a placeholder stood for: the real
             # content replaces it, and is announced now.
             await MessageRepository(db).replace_placeholder(prepared.row)
+        if prepared.row.media_key is not None:
+            run.kept.add(prepared.row.media_key)
         sender = prepared.row.sender
         if sender and chat_kind(received.chat_id) == "user" and not received.from_me:
             run.contact(sender, received.push_name)
@@ -694,21 +757,21 @@ class ReportApplier:
             prepared.event.data["replyTo"] = target.id
 
     async def _prepare_inbound(
-        self, session: SessionRow, received: MessageReceived
+        self, session: SessionRow, received: MessageReceived, stored: list[str]
     ) -> _Inbound | None:
-        """The row and event of an inbound message, and its media in storage, made
-        before the transaction (no I/O or Python work while the writer is held); None
-        for a chat the session ignores."""
+        """The row and event of an inbound message, and its media in storage (its key
+        added to `stored`), made before the transaction (no I/O or Python work while
+        the writer is held); None for a chat the session ignores."""
         if self._ignored(session, received.chat_id):
             return None  # its media file, handed over to us, goes with the call
         content = dict(received.content)
+        # What the message's media is, and where it is kept, is ours to say alone.
+        content.pop("media", None)
         if received.type == "unknown":
             content["rawType"] = received.raw_type
         if received.media is not None:
             try:
-                content["media"] = await self._store_inbound(
-                    session.id, received.id, received.media
-                )
+                content["media"] = await self._store_inbound(session.id, received.media, stored)
             except FileNotFoundError:
                 # The mock's copy from its sender, whose media went meanwhile (the
                 # sender deleted, or past its retention): the message, without it.
@@ -760,10 +823,12 @@ class ReportApplier:
         return _Inbound(row, session_event(session, name, await event_data(self._links, row)))
 
     async def _store_inbound(
-        self, session_id: str, message_id: str, media: InboundMedia
+        self, session_id: str, media: InboundMedia, stored: list[str]
     ) -> dict[str, Any]:
-        """Put inbound media in our storage under our own key; the content's `media`."""
-        key = media_key(session_id, safe_id(message_id), extension_for(media.mimetype))
+        """Put inbound media in our storage under a new key of our own (never the
+        message's id, which its sender chose: `storage/keys.py`); the content's `media`."""
+        key = inbound_media_key(session_id, extension_for(media.mimetype))
+        stored.append(key)  # before: a put that failed may have written it
         if media.data is not None:
             await self._storage.put(key, media.data, media.mimetype)
         elif media.path is not None:
@@ -772,7 +837,7 @@ class ReportApplier:
             await self._storage.put(key, media.path, media.mimetype)
         elif media.source_key is not None:
             await self._storage.copy(media.source_key, key)
-        stored: dict[str, Any] = {"key": key, "mimetype": media.mimetype, "size": media.size}
+        described: dict[str, Any] = {"key": key, "mimetype": media.mimetype, "size": media.size}
         if media.filename:
-            stored["filename"] = media.filename
-        return stored
+            described["filename"] = media.filename
+        return described

@@ -76,7 +76,7 @@ from openwa.queue import outbox
 from openwa.sessions.directory import SessionDirectory
 from openwa.sessions.status import Status
 from openwa.storage.base import Storage
-from openwa.storage.keys import media_key
+from openwa.storage.keys import sent_media_key
 
 log = structlog.get_logger(__name__)
 
@@ -285,7 +285,7 @@ class MessageService:
             )
         assert current is not None
         if staged is not None:
-            key = media_key(session.id, message_id, extension_for(staged.mimetype))
+            key = sent_media_key(session.id, message_id, extension_for(staged.mimetype))
             await self._storage.put(key, staged.path, staged.mimetype)
             staged.discard()  # stored: the staging space is free before the write waits
             stored_media: MediaFile | None = MediaFile(

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from openwa.engines.bridge.engine import BridgeClient, BridgeEngine
 from openwa.engines.bridge.profiles import ProfileStore
@@ -67,6 +68,31 @@ async def test_a_save_the_storage_refuses_leaves_no_zip_behind(tmp_path: Path) -
             await refusing.save("ses_1", path)
     assert not any(path.exists() for path in zips)
     assert await stored(storage, ProfileStore.key("ses_1")) == ZIP
+
+
+async def test_a_profile_in_clear_under_a_key_is_handed_back_and_logged(tmp_path: Path) -> None:
+    """One saved before ENCRYPTION_KEY was set is in clear until the session saves it
+    again (sealed then): refused, every such session would have to be linked again. It
+    is handed back, and the log says so; the next save seals it."""
+    storage = ObjectStorage.local(tmp_path / "media")
+    await ProfileStore(storage, None).save("ses_1", _zip_at(tmp_path))
+    profiles = ProfileStore(storage, Cipher.from_text(generate_key()))
+    with capture_logs() as logs:
+        back = await profiles.load("ses_1", tmp_path)
+    assert back is not None
+    assert back.read_bytes() == ZIP
+    assert [(e["event"], e["session_id"]) for e in logs] == [("webjs_profile_in_clear", "ses_1")]
+    await profiles.save("ses_1", _zip_at(tmp_path))
+    assert ZIP[:64] not in await stored(storage, ProfileStore.key("ses_1"))
+    with capture_logs() as logs:
+        assert (await profiles.load("ses_1", tmp_path)) is not None
+    assert logs == []
+
+
+def _zip_at(directory: Path) -> Path:
+    zipped = directory / "from-bridge.zip"
+    zipped.write_bytes(ZIP)
+    return zipped
 
 
 @SQLITE_ONLY

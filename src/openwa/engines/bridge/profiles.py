@@ -9,10 +9,14 @@ import contextlib
 import secrets
 from pathlib import Path
 
+import structlog
+
 from openwa.engines.whatsmeow.transfer import write_file
 from openwa.kit.cipher import Cipher, token_kid
 from openwa.storage.base import Storage
 from openwa.storage.keys import profile_key
+
+log = structlog.get_logger(__name__)
 
 _SEALED = b"openwa-sealed:"
 
@@ -75,12 +79,21 @@ class ProfileStore:
         return True
 
     async def load(self, session_id: str, directory: Path) -> Path | None:
-        """The saved profile as a private file in `directory`, or None when there is none."""
+        """The saved profile as a private file in `directory`, or None when there is none.
+
+        One in clear while `ENCRYPTION_KEY` is set is still handed back, and logged
+        (`webjs_profile_in_clear`): a profile saved before the key was set is in clear
+        until the session saves it again (sealed then: RemoteAuth saves once a minute
+        while the session runs, and at its stop), and refusing it would unlink every
+        such session. OpenWA writes none in clear under a key, and no message's media
+        is stored at its key (`storage/keys.py`)."""
         data = await self._read(session_id)
         if data is None:
             return None
         if data.startswith(_SEALED):
             data = self._opened(session_id, data[len(_SEALED) :].decode())
+        elif self._cipher is not None:
+            log.warning("webjs_profile_in_clear", session_id=session_id)
         path = directory / f"profile-{secrets.token_hex(8)}.zip"
         await asyncio.to_thread(write_file, path, data)
         return path
