@@ -103,6 +103,7 @@ from openwa.ratelimits.port import RateLimits
 from openwa.ratelimits.windows import MemoryWindows, StorageWindows
 from openwa.services import Services
 from openwa.sessions.directory import SessionDirectory
+from openwa.sessions.removal import SessionRemoval
 from openwa.sessions.runtime import ReconnectPolicy, SessionRuntime
 from openwa.sessions.service import SessionService
 from openwa.storage.base import Storage
@@ -398,6 +399,8 @@ def build_services(settings: Settings) -> Services:
         # A share of the time to drain: the sessions' stops get what it leaves.
         stop_grace_s=min(STOP_GRACE_S, settings.shutdown_timeout_s / 3),
     )
+    # A session's delete, a batch of its rows at a time; maintenance finishes one cut short.
+    removal = SessionRemoval(db, events, directory, read=db_read)
     return Services(
         settings=settings,
         db_engine=db_engine,
@@ -425,6 +428,7 @@ def build_services(settings: Settings) -> Services:
             webhooks,
             directory,
             storage,
+            removal,
             proxy_allow_private=settings.proxy_allow_private,
         ),
         mock_control=MockControl(directory, runtime, engines),
@@ -454,6 +458,7 @@ def build_services(settings: Settings) -> Services:
             message_retention_days=settings.message_retention_days,
             media_retention_days=settings.media_retention_days,
             read=db_read,
+            removal=removal,
         ),
         metrics=metrics,
         cipher=cipher,

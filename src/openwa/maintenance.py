@@ -1,5 +1,6 @@
 """Periodic clean-up: the event log, delivery logs, idempotency keys and the audit log age
-out, and stored files that belong to nothing are deleted (`media/sweep.py`)."""
+out, session deletes cut short are finished (`sessions/removal.py`), and stored files
+that belong to nothing are deleted (`media/sweep.py`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.audit.service import AuditService
-from openwa.db.batches import PRUNE_BATCH, Prune
+from openwa.db.batches import PRUNE_BATCH, Prune, delete_in_batches
 from openwa.db.models import (
     DeliveryRow,
     IdempotencyRow,
@@ -30,6 +31,7 @@ from openwa.kit.clock import utcnow
 from openwa.media.sweep import ORPHAN_GRACE, MediaSweep
 from openwa.messages.status import MessageStatus
 from openwa.queue import outbox
+from openwa.sessions.removal import SessionRemoval
 from openwa.storage.base import Storage
 from openwa.storage.keys import profile_key
 
@@ -70,9 +72,12 @@ class Maintenance:
         every_s: float = 600.0,
         prune_batch: int = PRUNE_BATCH,
         read: async_sessionmaker[AsyncSession] | None = None,
+        removal: SessionRemoval | None = None,
     ) -> None:
-        """`read`: the reader beside the writer (the writer itself by default)."""
+        """`read`: the reader beside the writer (the writer itself by default);
+        `removal`: what finishes the session deletes cut short."""
         self._db = db
+        self._removal = removal
         self._read = read or db
         self._events = events
         self._storage = storage
@@ -140,6 +145,8 @@ class Maintenance:
                     ),
                 ),
             ),
+            # Before the sweep of deleted sessions' files, which waits for their rows.
+            ("deleted_sessions", self._finish_deletes),
             ("deleted_sessions_files", partial(self.media_sweep.empty_deleted, now)),
         ]
         if now - self._swept_live_at >= SWEEP_LIVE_EVERY:
@@ -150,6 +157,10 @@ class Maintenance:
                 await step()
             except Exception:
                 log.exception("maintenance_step_failed", step=name)
+
+    async def _finish_deletes(self) -> None:
+        if self._removal is not None:
+            await self._removal.finish_left()
 
     async def _prune_events(self) -> None:
         async with self._read() as read:
@@ -168,18 +179,7 @@ class Maintenance:
     async def _in_batches(self, prune: Prune) -> int:
         """Delete what `prune` names a batch at a time (db/batches.py): each batch's keys
         read beside the writer, then deleted in a unit of work of its own. Rows deleted."""
-        removed, after = 0, None
-        while True:
-            async with self._read() as read:
-                keys = await prune.next_keys(read, self.prune_batch, after)
-            if keys:
-                async with unit_of_work(self._db) as db:
-                    removed += await prune.delete(db, keys)
-                after = keys[-1]
-            if len(keys) < self.prune_batch:
-                return removed
-            # Whoever waits for the writer (on SQLite, every other write) goes first.
-            await asyncio.sleep(0)
+        return await delete_in_batches(self._db, self._read, prune, self.prune_batch)
 
     async def prune_audit(self, cutoff: datetime) -> int:
         """Delete audit entries older than `cutoff`."""

@@ -120,10 +120,10 @@ async def test_a_session_deleted_while_its_sends_are_recorded_is_deleted(
     await asyncio.wait_for(paused.wait(), FAILSAFE_S)
     deleting = asyncio.ensure_future(api.request("DELETE", f"/api/sessions/{alice['id']}"))
     try:
-        # The delete takes the session's send jobs first, as the worker does (jobs, then
-        # messages): it waits there, for the record's transaction.
+        # The delete takes the session's send jobs first (a batch of them), as the
+        # worker does (jobs, then messages): it waits there, for the record's transaction.
         await wait_for(
-            waiting(api, "SELECT outbox_jobs.id"), bool, FAILSAFE_S, "the delete to wait"
+            waiting(api, "DELETE FROM outbox_jobs"), bool, FAILSAFE_S, "the delete to wait"
         )
     finally:
         proceed.set()

@@ -1,4 +1,4 @@
-"""Deleting rows a batch at a time, for retention clean-ups.
+"""Deleting rows a batch at a time, for retention clean-ups and a session's delete.
 
 A clean-up in one statement holds its transaction for as long as it runs: on SQLite
 that is the one writer, so every accepted send, report and delivery result waits behind
@@ -16,12 +16,17 @@ a first prune of a year's events; on PostgreSQL, one transaction over millions o
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, select, tuple_
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from openwa.db.retry import again_if_deadlocked
+from openwa.db.unit_of_work import unit_of_work
 
 # Rows deleted per transaction: a few milliseconds of SQLite's writer.
 PRUNE_BATCH = 2000
@@ -31,14 +36,19 @@ Key = tuple[Any, ...]
 
 @dataclass(frozen=True)
 class Prune:
-    """The rows a clean-up deletes from one table: `keys`, its primary key's columns;
-    `where`, what picks them (read on the key walk, so best on indexed columns or
-    cheap per row); `recheck`, what is only checked as they are deleted (an anti-join
-    that would make every batch's read hash or sort the whole table)."""
+    """The rows a clean-up deletes from one table: `keys`, the columns the walk goes by
+    (its primary key's, or an index's ending in a unique column); `where`, what picks
+    them (read on the key walk, so best on indexed columns or cheap per row); `recheck`,
+    what is only checked as they are deleted (an anti-join that would make every
+    batch's read hash or sort the whole table); `by_last`: the last key column alone
+    names a row (a serial id), and the delete looks rows up by it rather than by the
+    whole key (SQLite looks a list of composite keys up by their first column alone,
+    and checks every row under it against the list)."""
 
     keys: Sequence[Any]
     where: Sequence[ColumnElement[bool]]
     recheck: Sequence[ColumnElement[bool]] = field(default=())
+    by_last: bool = False
 
     @property
     def key(self) -> Any:
@@ -49,15 +59,59 @@ class Prune:
         than `limit` means the walk has reached the end."""
         conditions = list(self.where)
         if after is not None:
-            conditions.append(self.key > (after[0] if len(after) == 1 else tuple_(*after)))
+            # A plain tuple, so each value is bound as its key column's type (a UTC
+            # datetime as the column stores it).
+            conditions.append(self.key > (after[0] if len(after) == 1 else after))
         found = select(*self.keys).where(*conditions).order_by(*self.keys).limit(limit)
         return [tuple(row) for row in await read.execute(found)]
 
     async def delete(self, db: AsyncSession, keys: Sequence[Key]) -> int:
         """Delete the rows of `keys` that still match: how many went."""
-        named = [key[0] for key in keys] if len(self.keys) == 1 else list(keys)
-        statement = delete(self.keys[0].table).where(
-            self.key.in_(named), *self.where, *self.recheck
-        )
+        if self.by_last:
+            named: ColumnElement[bool] = self.keys[-1].in_([key[-1] for key in keys])
+        elif len(self.keys) == 1:
+            named = self.key.in_([key[0] for key in keys])
+        else:
+            named = self.key.in_(list(keys))
+        statement = delete(self.keys[0].table).where(named, *self.where, *self.recheck)
         result = await db.execute(statement)
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def delete_in_batches(
+    db: async_sessionmaker[AsyncSession],
+    read: async_sessionmaker[AsyncSession],
+    prune: Prune,
+    batch: int,
+    *,
+    retried: str | None = None,
+    **fields: Any,
+) -> int:
+    """Delete what `prune` names, `batch` rows at a time: each batch's keys read on
+    `read` (beside the writer), then deleted in a unit of work of its own on `db`, and
+    whoever waits for the writer goes before the next batch. Rows deleted.
+
+    `retried`: a batch PostgreSQL rolls back to break a deadlock (rows a worker holds
+    meanwhile) is deleted again, the retry logged as this event with `fields`; without
+    it, the loss is raised."""
+    removed, after = 0, None
+    while True:
+        async with read() as session:
+            keys = await prune.next_keys(session, batch, after)
+        if keys:
+            if retried is None:
+                removed += await _delete(db, prune, keys)
+            else:
+                removed += await again_if_deadlocked(
+                    partial(_delete, db, prune, keys), event=retried, **fields
+                )
+            after = keys[-1]
+        if len(keys) < batch:
+            return removed
+        # Whoever waits for the writer (on SQLite, every other write) goes first.
+        await asyncio.sleep(0)
+
+
+async def _delete(db: async_sessionmaker[AsyncSession], prune: Prune, keys: Sequence[Key]) -> int:
+    async with unit_of_work(db) as session:
+        return await prune.delete(session, keys)

@@ -7,7 +7,9 @@ that is down at the wrong moment can leave files behind. Two kinds:
 - Under a deleted session's prefix: its media is deleted right after the session, but
   that can fail, be cut short by a crash, or be outrun by a late engine report that
   stores one more file. The delete leaves a tombstone in its own transaction, and the
-  prefix is emptied again `TOMBSTONE_WAIT` later; only then does the tombstone go.
+  prefix is emptied again `TOMBSTONE_WAIT` after the session's row went; only then
+  does the tombstone go. (The tombstone is written first, as the delete begins, and
+  says the session is deleted while its rows go: `sessions/removal.py`.)
 - Under a live session's prefix, a file no message refers to: a send whose bytes were
   stored but whose row never committed (the database down, the process killed in
   between), or a file whose delete failed when retention cleared its message. Such a
@@ -26,7 +28,7 @@ import contextlib
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import delete, select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.db.models import MediaTombstoneRow, MessageRow, SessionRow
@@ -63,28 +65,27 @@ class MediaSweep:
         self._storage = storage
 
     async def empty_deleted(self, now: datetime) -> int:
-        """Empty the prefixes of sessions deleted at least `TOMBSTONE_WAIT` ago; files deleted."""
+        """Empty the prefixes of sessions deleted at least `TOMBSTONE_WAIT` ago; files
+        deleted. A tombstone whose session's row is still there stays: that delete has
+        not finished (`sessions/removal.py`)."""
         async with self._db() as db:
             tombstones = list(
                 (
                     await db.execute(
                         select(MediaTombstoneRow)
-                        .where(MediaTombstoneRow.deleted_at < now - TOMBSTONE_WAIT)
+                        .where(
+                            MediaTombstoneRow.deleted_at < now - TOMBSTONE_WAIT,
+                            ~exists().where(SessionRow.id == MediaTombstoneRow.session_id),
+                        )
                         .order_by(MediaTombstoneRow.deleted_at)
                         .limit(_TOMBSTONES_PER_RUN)
                     )
                 ).scalars()
             )
-            ids = [t.session_id for t in tombstones]
-            live = set(
-                (await db.execute(select(SessionRow.id).where(SessionRow.id.in_(ids)))).scalars()
-            )
         removed = 0
         for tombstone in tombstones:
             session_id = tombstone.session_id
-            # A session created again under the same id owns the prefix now (ids are
-            # made by the server and never reused: a guard only).
-            if session_id not in live and is_safe_part(session_id):
+            if is_safe_part(session_id):
                 deleted = await delete_prefix(self._storage, session_id)
                 if deleted is None:
                     # The store unreachable: this and the other tombstones stay for the

@@ -175,6 +175,13 @@ async def drop_session(db: AsyncSession, session_id: str) -> None:
     await db.execute(delete(OutboxJobRow).where(*_of_session(session_id)))
 
 
+def of_session(session_id: str) -> Prune:
+    """A deleted session's jobs, for its delete to take a batch at a time before its row
+    (`drop_session` takes what a send accepted meanwhile left, with the row)."""
+    keys = [OutboxJobRow.done, OutboxJobRow.due_at, OutboxJobRow.id]  # the queue's index
+    return Prune(keys, _of_session(session_id), by_last=True)
+
+
 def finished(before: datetime) -> Prune:
     """Jobs done before `before`, and jobs of sessions that are gone (left by deletes
     before `drop_session`): nothing reads either again (every query of the queue asks

@@ -11,6 +11,12 @@ otherwise.
 
 Copies are read-only by convention: callers that change a session load the row in
 their own transaction, which flows back here when it commits.
+
+A session whose delete has begun is not held, though its row is still there: its
+tombstone (`media_tombstones`) is written first, and its rows are deleted after, a
+batch at a time, before the row itself (`sessions/removal.py`). Rows with a tombstone
+are left out of every read here, and the instance that deletes it drops it when the
+tombstone commits (`hide`).
 """
 
 from __future__ import annotations
@@ -19,18 +25,20 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, inspect, select
+from sqlalchemy import event, exists, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, UOWTransaction
 
 from openwa.db.engine import on_commit, session_class
-from openwa.db.models import SessionRow
+from openwa.db.models import MediaTombstoneRow, SessionRow
 from openwa.kit.clock import utcnow
 from openwa.kit.names import is_session_id, name_problem
 from openwa.kit.pagination import PageParams
 
 _COLUMNS = [attr.key for attr in inspect(SessionRow).column_attrs]
 _CLOCK_WINDOW = timedelta(seconds=5)
+# A session whose delete has begun: its tombstone is there beside its row.
+_DELETING = exists().where(MediaTombstoneRow.session_id == SessionRow.id)
 
 
 def _copy(row: SessionRow) -> SessionRow:
@@ -54,6 +62,9 @@ class SessionDirectory:
         # Told the id of each session dropped, deleted here or by another instance:
         # what is kept in memory per session elsewhere goes with it.
         self._drop_listeners: list[Callable[[str], None]] = []
+        # Sessions this instance began to delete whose row is still there: a commit
+        # that writes the row meanwhile does not bring it back.
+        self._hidden: set[str] = set()
 
     def add_drop_listener(self, listener: Callable[[str], None]) -> None:
         self._drop_listeners.append(listener)
@@ -61,7 +72,7 @@ class SessionDirectory:
     async def load(self, db: async_sessionmaker[AsyncSession]) -> None:
         """Read every session once, at start; afterwards commits keep the copy fresh."""
         async with db() as session:
-            rows = (await session.execute(select(SessionRow))).scalars().all()
+            rows = (await session.execute(select(SessionRow).where(~_DELETING))).scalars().all()
         self._by_id.clear()
         self._by_name.clear()
         self._views.clear()
@@ -73,26 +84,33 @@ class SessionDirectory:
     ) -> None:
         """Take rows other instances committed: the named ones, or (None) every row
         changed lately, and drop the ones deleted. A row this instance put after the read
-        began is never dropped by it (it was not there to be read)."""
+        began is never dropped by it (it was not there to be read), unless its delete
+        has begun (a tombstone beside it: ids are never reused)."""
         began = utcnow()
+        deleting = _DELETING.label("deleting")
         async with db() as session:
-            query = select(SessionRow)
+            query = select(SessionRow, deleting)
             if session_ids is not None:
                 query = query.where(SessionRow.id.in_(list(session_ids)))
             elif self._newest is not None:
                 # Clocks of instances differ a little: re-read a window before the newest.
                 query = query.where(SessionRow.updated_at > self._newest - _CLOCK_WINDOW)
-            rows = (await session.execute(query)).scalars().all()
+            found = (await session.execute(query)).all()
             if session_ids is None:
-                present = set((await session.execute(select(SessionRow.id))).scalars())
+                ids = (await session.execute(select(SessionRow.id, deleting))).all()
+        rows = [row for row, being_deleted in found if not being_deleted]
         for row in rows:
             self._put(row)
         looked_at = set(session_ids) if session_ids is not None else set(self._by_id)
-        if session_ids is not None:
+        if session_ids is None:
+            present = {session_id for session_id, being_deleted in ids if not being_deleted}
+            gone = {session_id for session_id, being_deleted in ids if being_deleted}
+        else:
             present = {row.id for row in rows}
+            gone = {row.id for row, being_deleted in found if being_deleted}
         for session_id in looked_at - present:
             held = self._by_id.get(session_id)
-            if held is not None and held.updated_at < began - _CLOCK_WINDOW:
+            if held is not None and (session_id in gone or held.updated_at < began - _CLOCK_WINDOW):
                 self._drop(session_id)
 
     def get(self, session_id: str) -> SessionRow | None:
@@ -139,8 +157,23 @@ class SessionDirectory:
             counts[row.status] = counts.get(row.status, 0) + 1
         return counts
 
+    def hide(self, db: AsyncSession, session_id: str) -> None:
+        """Drop the session once `db`'s transaction commits (it writes the session's
+        tombstone: its delete has begun) and keep it out until its row is deleted; the
+        other instances are told, as of any change of the row."""
+
+        def hidden() -> None:
+            self._hidden.add(session_id)
+            self._drop(session_id)
+            if self.on_change is not None:
+                self.on_change(session_id)
+
+        on_commit(db, hidden, key=(self, "hide", session_id))
+
     def _put(self, row: SessionRow) -> None:
         """Keep `row`, which the caller hands over: no unit of work may hold it."""
+        if row.id in self._hidden:
+            return  # its delete has begun
         old = self._by_id.get(row.id)
         if old is not None and old.updated_at > row.updated_at:
             return  # an older commit that reached us late
@@ -195,6 +228,7 @@ class _Pending:
         for session_id, row in self.rows.items():
             if row is None:
                 self.directory._drop(session_id)
+                self.directory._hidden.discard(session_id)
             else:
                 self.directory._put(row)
             if self.directory.on_change is not None:

@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openwa.db.models import SessionRow, WebhookRow
 from openwa.db.retry import again_if_deadlocked
-from openwa.db.sqlite_driver import off_the_loop
 from openwa.db.unit_of_work import commit
 from openwa.engines.base import PairingNotAvailable
 from openwa.engines.registry import EngineRegistry
@@ -33,11 +32,11 @@ from openwa.kit.clock import utcnow
 from openwa.kit.ids import new_id
 from openwa.kit.pagination import PageParams
 from openwa.kit.phone import normalize_phone
-from openwa.media.sweep import MediaTombstones, delete_prefix
-from openwa.queue import outbox
+from openwa.media.sweep import delete_prefix
 from openwa.sessions.directory import SessionDirectory
 from openwa.sessions.qr import qr_data_url, qr_png
 from openwa.sessions.records import SessionRecords
+from openwa.sessions.removal import SessionRemoval
 from openwa.sessions.repository import SessionRepository
 from openwa.sessions.runtime import SessionRuntime
 from openwa.sessions.schemas import (
@@ -109,10 +108,13 @@ class SessionService:
         webhooks: WebhookService,
         directory: SessionDirectory,
         media: Storage,
+        removal: SessionRemoval,
         *,
         proxy_allow_private: bool = False,
     ) -> None:
         self._proxy_allow_private = proxy_allow_private
+        # Public: tests set its batch size.
+        self.removal = removal
         self._media = media
         self._directory = directory
         self._runtime = runtime
@@ -245,43 +247,12 @@ class SessionService:
         await self._forget_media(session_id)
 
     async def _remove(self, db: AsyncSession, session_id: str) -> None:
-        """Delete the row and commit (under the session's lock: no start sees it half
-        gone), then drop what the runtime keeps for it.
-
-        The delete cascades to rows the workers lock meanwhile (deliveries being
-        recorded, messages being sent): on PostgreSQL it may lose a deadlock to them,
-        and is then done again rather than answered 503; the engine was logged out
-        before, and stays so."""
-        await again_if_deadlocked(
-            partial(self._delete_row, db, session_id),
-            event="session_delete_retried",
-            db=db,
-            session_id=session_id,
-        )
+        """Delete the session (under its lock: no start sees it half gone), then drop
+        what the runtime keeps for it. Gone for the API once the first of its
+        transactions commits; its rows go after, a batch per transaction, then its row
+        (`sessions/removal.py`); the engine was logged out before, and stays so."""
+        await self.removal.remove(db, session_id)
         await self._runtime.forget(session_id)
-
-    async def _delete_row(self, db: AsyncSession, session_id: str) -> None:
-        repo = SessionRepository(db)
-        row = await repo.get(session_id)
-        # The cascade may reach every message the session has: off SQLite's event loop.
-        with off_the_loop():
-            if row is None:
-                # Deleted meanwhile (another DELETE of it, which held the lock first).
-                raise SessionNotFound(details={"session": session_id})
-            # The row first, its event after: appending an event takes the event
-            # counter's row lock until the commit, and the delete (cascading to the
-            # messages) may wait for a send being recorded, which appends its own
-            # events next: with the event first, each waited for the other
-            # (PostgreSQL).
-            await outbox.lock_session(db, row.id)
-            await repo.delete(row)
-            # After the row: a send accepted meanwhile has its job by then.
-            await outbox.drop_session(db, row.id)
-            await self._records.deleted(db, row)
-            # Its files are deleted after the commit; should that fail or be cut
-            # short, maintenance finds the prefix by this row (`media/sweep.py`).
-            await MediaTombstones(db).remember(row.id, utcnow())
-            await commit(db)
 
     async def _forget_media(self, session_id: str) -> None:
         """What the session stored (media of its messages, an engine's profile) goes
