@@ -31,7 +31,8 @@ def in_seconds(seconds: float, tz: timezone = UTC) -> datetime:
 async def test_send_at_needs_an_offset(api: Api) -> None:
     await ready_session(api, "alice")
     naive = (datetime.now(UTC) + timedelta(minutes=5)).replace(tzinfo=None).isoformat()
-    for value in (naive, "2030-01-01T09:00:00", "2030-01-01", "soon", ""):
+    # A number in a string is no date either: it was read as Unix time.
+    for value in (naive, "2030-01-01T09:00:00", "2030-01-01", "soon", "", "1700000000", "0.5"):
         response = await post_text(api, "alice", "+62 812-3456-7890", "x", sendAt=value)
         error = error_of(response, 400, "VALIDATION_ERROR", value)
         assert "sendAt" in str(error["details"]), error

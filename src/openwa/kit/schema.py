@@ -3,6 +3,7 @@ every request input is held to before it can reach the database."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -71,10 +72,17 @@ def _strings(value: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...
             yield from _strings(item, (*path, str(index)))
 
 
+# An ISO 8601 date first: pydantic's lax parsing also reads a number, or a string that
+# is one (`"1700000000"`, `"0.5"`), as Unix time.
+_ISO_DATE_START = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def _iso_only(value: object) -> object:
     # Strict datetimes would want a datetime object (FastAPI validates decoded JSON);
     # lax ones take a bare number as Unix time. Only an ISO 8601 string is a date here.
-    if value is not None and not isinstance(value, str):
+    if value is None or isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE_START.match(value):
         raise ValueError("must be an ISO 8601 string with an offset")
     return value
 
@@ -89,7 +97,7 @@ def in_utc(value: datetime) -> datetime:
         raise ValueError("is out of range once in UTC (years 1 to 9999)") from None
 
 
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(in_utc)]
+UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_only), AfterValidator(in_utc)]
 """A date-time with an offset, in UTC (a query parameter)."""
 
 IsoDatetime = Annotated[

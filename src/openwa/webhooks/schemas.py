@@ -52,7 +52,9 @@ def _check_headers(value: dict[str, str] | None) -> dict[str, str] | None:
 class WebhookCreate(StrictCamelModel):
     url: str = Field(min_length=8, max_length=2048, examples=["https://example.com/openwa"])
     events: list[str] | None = Field(
-        default=None, description="Event names, or ['*'] (the default) for all"
+        default=None,
+        min_length=1,
+        description="Event names, or ['*'] (the default) for all",
     )
     secret: str | None = Field(
         default=None,
@@ -74,7 +76,7 @@ class WebhookCreate(StrictCamelModel):
 
 class WebhookUpdate(StrictCamelModel):
     url: str | None = Field(default=None, min_length=8, max_length=2048)
-    events: list[str] | None = None
+    events: list[str] | None = Field(default=None, min_length=1)
     headers: dict[str, str] | None = None
     active: bool | None = None
 
