@@ -428,3 +428,12 @@ async def test_a_lookup_that_read_a_key_before_its_delete_does_not_cache_it_afte
     assert (await lookup).key_id == created.id  # it began before the delete
     with pytest.raises(Unauthorized):
         await keys.authenticate(created.key, None)
+
+
+async def test_a_key_name_reads_as_it_is(api: Api) -> None:
+    """Shown in the dashboard and the audit log: a name with a C1 control, a mark that
+    turns the text around, or nothing but spaces was taken."""
+    for name in ("a\x85b", "\u202eadmin\u200b", "x\u2066y", "   ", "a\x1fb"):
+        response = await api.request("POST", "/api/keys", json={"name": name, "role": "viewer"})
+        assert_error(response, 400, "VALIDATION_ERROR")
+    await create_key(api, name="CRM – Jakarta ✓", role="viewer")
