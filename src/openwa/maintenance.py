@@ -5,13 +5,14 @@ that belong to nothing are deleted (`media/sweep.py`)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.audit.service import AuditService
@@ -208,11 +209,13 @@ class Maintenance:
                 )
             if not rows:
                 return removed
+            shared = await self._shared_keys(rows)
             for row in rows:
                 # A message stored before inbound media had keys of its own may name
-                # the session's saved profile (a document under the id `webjs_profile`):
-                # its reference goes, the profile stays.
-                if row.media_key != profile_key(row.session_id):
+                # the session's saved profile (a document under the id `webjs_profile`),
+                # or share its file with a newer message (ids alike but for punctuation):
+                # its reference goes, the file stays.
+                if row.media_key != profile_key(row.session_id) and row.media_key not in shared:
                     await self._delete_file(row.media_key or "")
             async with unit_of_work(self._db) as db:
                 for row in rows:
@@ -222,6 +225,17 @@ class Maintenance:
                         .values(media_key=None, content=_without_media(row.content))
                     )
             removed += len(rows)
+
+    async def _shared_keys(self, rows: Sequence[MessageRow]) -> set[str]:
+        """The keys of `rows` that other messages than these name too."""
+        in_batch = Counter(row.media_key for row in rows if row.media_key)
+        async with self._read() as read:
+            found = await read.execute(
+                select(MessageRow.media_key, func.count())
+                .where(MessageRow.media_key.in_(list(in_batch)))
+                .group_by(MessageRow.media_key)
+            )
+            return {key for key, count in found.tuples() if key and count > in_batch[key]}
 
     async def _delete_file(self, key: str) -> None:
         """Delete a message's file; one the storage refuses (a bucket policy without

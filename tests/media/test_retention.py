@@ -214,3 +214,37 @@ async def test_a_file_the_storage_refuses_to_delete_holds_no_clean_up_back(
     async with api.services.db() as db:
         aside = (await db.execute(select(SetAsideReportRow.report))).scalars().all()
     assert [r["id"] for r in aside] == ["aside 1"]
+
+
+async def test_a_file_two_messages_name_stays_while_the_newer_keeps_it(
+    media_apps: MediaApps, local_store: MediaStore
+) -> None:
+    """Stored before inbound media had keys of its own, two messages whose ids differed
+    only in punctuation named one file: the older one's retention deleted it under the
+    newer one."""
+    api = await media_apps.start(local_store, message_retention_days=90, media_retention_days=30)
+    alice, bob = await ready_pair(api)
+    sent = []
+    for name in ("older", "newer"):
+        response = await post_multipart(
+            api, "alice", png(), filename=f"{name}.png", chatId=plus(bob), type="image"
+        )
+        sent.append(data_of(response, 202)["id"])
+        await wait_sent(api, "alice", sent[-1])
+    older, newer = sent
+    async with api.services.db() as db, db.begin():
+        row = await db.get(MessageRow, (alice["id"], older))
+        assert row is not None
+        assert row.media_key is not None
+        shared = row.media_key
+        await db.execute(
+            update(MessageRow)
+            .where(MessageRow.session_id == alice["id"], MessageRow.id == newer)
+            .values(media_key=shared, content={**row.content})
+        )
+    await age(api, [older], 40)
+    await api.services.maintenance.run_once()
+
+    await assert_media_pruned(api, local_store, "alice", older)
+    assert shared in local_store.objects()
+    assert (await download(api, "alice", newer)).status_code == 200

@@ -174,6 +174,11 @@ def _received_ids(reports: list[EngineEvent]) -> set[str]:
 DEFAULT_PATIENCE_S = 300.0
 
 
+# A delete of media nothing refers to waits this long for the storage (the session's
+# reports wait meanwhile); one left undeleted goes with the media sweep.
+_DROP_TIMEOUT_S = 10.0
+
+
 class _Aside(Enum):
     """What became of a report set aside."""
 
@@ -283,15 +288,17 @@ class ReportApplier:
 
         Inbound media is stored under a new key each time it is made ready: what the
         call stored that no message refers to once it is done (a message already
-        stored, reported again; one set aside; a run put off, which is made ready again
-        when handed over again) is deleted then (`_drop_unreferenced`)."""
+        stored, reported again; one set aside) is deleted then (`_drop_unreferenced`);
+        that of a run put off (made ready again when handed over again) is left to the
+        media sweep, a day later."""
         prepared = _Prepared()
         try:
             done = await self._apply_reports(session, reports, put_off, patience, prepared)
         except ReportsPutOff:
-            # Handed over again: the engine's files are still needed; what was stored
-            # from them is not (it is stored again, under new keys).
-            await self._drop_unreferenced(session.id, prepared.unreferenced())
+            # Handed over again: the engine's files are still needed. What was stored
+            # from them is left to the media sweep: the database is away (that is why
+            # the run was put off), so a read would hold up whoever waits for the
+            # session, and a commit whose answer was lost may yet show its rows.
             raise
         except asyncio.CancelledError:
             raise  # handed over again; what it stored is left to the media sweep
@@ -396,14 +403,15 @@ class ReportApplier:
             return
         try:
             async with self._read() as db:
-                query = select(MessageRow.media_key).where(
-                    MessageRow.session_id == session_id, MessageRow.media_key.in_(keys)
-                )
+                # By the key alone (ours, unique, the session in its prefix): with the
+                # session too, SQLite walked every message of the session.
+                query = select(MessageRow.media_key).where(MessageRow.media_key.in_(keys))
                 referenced = set((await db.execute(query)).scalars())
             for key in keys:
                 if key not in referenced:
                     with contextlib.suppress(FileNotFoundError):
-                        await self._storage.delete(key)
+                        async with asyncio.timeout(_DROP_TIMEOUT_S):
+                            await self._storage.delete(key)
         except Exception as exc:
             log.warning(
                 "inbound_media_not_dropped",
