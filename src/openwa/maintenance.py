@@ -235,7 +235,7 @@ class Maintenance:
                 .where(MessageRow.media_key.in_(list(in_batch)))
                 .group_by(MessageRow.media_key)
             )
-            return {key for key, count in found.tuples() if key and count > in_batch[key]}
+            return {key for key, count in found.all() if key and count > in_batch[key]}
 
     async def _delete_file(self, key: str) -> None:
         """Delete a message's file; one the storage refuses (a bucket policy without
