@@ -30,6 +30,7 @@ from openwa.db.models import (
     OutboxJobRow,
     PendingEditRow,
     SetAsideReportRow,
+    WebhookRow,
 )
 from openwa.db.unit_of_work import unit_of_work
 from openwa.kit.clock import utcnow
@@ -341,7 +342,8 @@ async def test_a_delete_cut_short_stays_hidden_and_is_finished_by_maintenance(
         await sweep.empty_deleted(utcnow() + timedelta(days=1))
         async with api.services.db() as db:
             assert await db.get(MediaTombstoneRow, alice["id"]) is not None
-        assert await _logged_deletes(api, alice["id"]) == []
+        # Gone for clients, so announced: once, and not again when it is finished.
+        assert await _logged_deletes(api, alice["id"]) == ["session.deleted"]
 
     # The restart: maintenance's first run, at the start, finishes it.
     async with app_factory.running(webhook_allow_private=True) as api:
@@ -352,3 +354,38 @@ async def test_a_delete_cut_short_stays_hidden_and_is_finished_by_maintenance(
 
         await wait_for(rows, lambda r: not any(r.values()), FAILSAFE_S, "the delete's end")
         assert await _logged_deletes(api, alice["id"]) == ["session.deleted"]
+
+
+async def test_a_delete_cut_short_frees_the_name_and_stops_the_webhooks(
+    app_factory: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hidden but not finished: its name answered 409 on create while GET and DELETE
+    said 404, and its own webhooks went on posting until maintenance finished it."""
+    original = batches_module._delete
+
+    async def failing(db: Any, prune: Prune, keys: Any) -> int:
+        if prune.keys[0].table.name == "messages":
+            raise OSError("the disk is gone")
+        return await original(db, prune, keys)
+
+    async with app_factory.running(webhook_allow_private=True) as api:
+        alice = await _session_with_rows(api, "alice")
+        monkeypatch.setattr(batches_module, "_delete", failing)
+        response = await api.request("DELETE", f"/api/sessions/{alice['id']}")
+        assert data_of(response) == {"id": alice["id"], "deleted": True}
+        monkeypatch.setattr(batches_module, "_delete", original)
+        async with api.services.db() as db:
+            hooks = (
+                (
+                    await db.execute(
+                        select(WebhookRow.active).where(WebhookRow.session_id == alice["id"])
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        assert hooks
+        assert not any(hooks)
+        assert await _logged_deletes(api, alice["id"]) == ["session.deleted"]
+        again = await api.create_session("alice", autoStart=False)
+        assert again["id"] != alice["id"]

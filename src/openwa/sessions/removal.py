@@ -7,8 +7,9 @@ waiting behind it (past the writer pool's 60 s wait, they would fail), and left 
 file of hundreds of MB. So a delete goes in three steps (`remove`):
 
 1. In the caller's unit of work, under the session's lock (after its logout):
-   the session's tombstone (`media_tombstones`) is written and committed. From then on
-   the session is gone for the API: the session directory leaves out rows with a
+   the session's tombstone (`media_tombstones`) is written, `session.deleted` logged,
+   the name freed (the row takes its id as its name) and its webhooks switched off, in
+   one commit. From then on the session is gone for the API: the session directory leaves out rows with a
    tombstone, here at once and on other instances at their next read of the row (they
    are told, as of any change of it); a second DELETE, a start, a send find no session.
 2. Its rows go a batch at a time (`db/batches.py`), each batch its own transaction:
@@ -17,13 +18,12 @@ file of hundreds of MB. So a delete goes in three steps (`remove`):
 3. The row, in one transaction as before, with what the batches left: what refers to
    it and is small (its auth state, lease, webhooks) and what was written meanwhile by a
    call that had looked the session up before step 1 (a send accepted then: its message
-   by the cascade, its job by `outbox.drop_session`). `session.deleted` is logged with
-   it, and the tombstone's time moves on: maintenance empties the session's prefix in
+   by the cascade, its job by `outbox.drop_session`). The tombstone's time moves on: maintenance empties the session's prefix in
    the store 10 minutes after (`media/sweep.py`).
 
 A delete cut short after step 1 (the process killed, the request cancelled, the
 database failing) leaves the row with its tombstone: hidden from the API, its name
-still taken. Maintenance finishes it at its next run, which is at once at a start and
+free for a new session. Maintenance finishes it at its next run, which is at once at a start and
 every 10 minutes after (`finish_left`); a tombstone whose row is still there is not
 swept. Steps 2 and 3 may run twice at once (another instance's maintenance, in a
 cluster): each batch deletes what is still there, and only one of them finds the row.
@@ -34,7 +34,7 @@ from __future__ import annotations
 from functools import partial
 
 import structlog
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.db.batches import PRUNE_BATCH, Prune, delete_in_batches
@@ -134,6 +134,15 @@ class SessionRemoval:
             # first, or another instance's).
             raise SessionNotFound(details={"session": session_id})
         await tombstones.remember(session_id, utcnow())
+        # Gone for clients from this commit on: announced now, under its name; the name
+        # freed at once (the row keeps its id in its place: no name may start `ses_`);
+        # its webhooks stop (their deliveries go with the rows; a delete cut short would
+        # have kept posting them until maintenance finished it).
+        await self._records.deleted(db, row)
+        row.name = row.id
+        await db.execute(
+            update(WebhookRow).where(WebhookRow.session_id == session_id).values(active=False)
+        )
         self._directory.hide(db, session_id)
         await commit(db)
 
@@ -177,11 +186,9 @@ class SessionRemoval:
             row = await repo.get_held(session_id, held="to change")
             if row is None:
                 return False
-            # The row first, its event after: appending an event takes the event
-            # counter's row lock until the commit, and the delete (cascading to the
-            # messages) may wait for a send being recorded, which appends its own
-            # events next: with the event first, each waited for the other
-            # (PostgreSQL). Its jobs before it, as the send worker takes them.
+            # Its jobs before it, as the send worker takes them (its event was logged
+            # when the delete began: no event counter's lock is held here while the
+            # cascade waits for a send being recorded, which appends events next).
             await outbox.lock_session(db, row.id)
             await repo.delete(row)
             # After the row: a send accepted meanwhile has its job by then.
@@ -189,7 +196,6 @@ class SessionRemoval:
             await db.execute(
                 delete(SetAsideReportRow).where(SetAsideReportRow.session_id == row.id)
             )
-            await self._records.deleted(db, row)
             # Its files are deleted after the commit; should that fail or be cut short,
             # maintenance empties the prefix again 10 minutes after this.
             await MediaTombstones(db).remember(row.id, utcnow())
