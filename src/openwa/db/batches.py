@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, select, tuple_
+from sqlalchemy import ColumnElement, and_, delete, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.db.retry import again_if_deadlocked
@@ -71,6 +71,19 @@ class Prune:
             named: ColumnElement[bool] = self.keys[-1].in_([key[-1] for key in keys])
         elif len(self.keys) == 1:
             named = self.key.in_([key[0] for key in keys])
+        elif len(self.keys) == 2:
+            # By the first column's value, then the second's list: a list of pairs
+            # (`(session_id, id) IN (VALUES ...)`) made SQLite scan the whole table
+            # (112 ms a batch at 300k messages, growing with it; 40 ms so).
+            groups: dict[Any, list[Any]] = {}
+            for first, second in keys:
+                groups.setdefault(first, []).append(second)
+            named = or_(
+                *(
+                    and_(self.keys[0] == first, self.keys[1].in_(seconds))
+                    for first, seconds in groups.items()
+                )
+            )
         else:
             named = self.key.in_(list(keys))
         statement = delete(self.keys[0].table).where(named, *self.where, *self.recheck)
