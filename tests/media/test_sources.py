@@ -33,6 +33,19 @@ from tests.media.support import (
 )
 
 
+def small_ingest(
+    tmp_path: Path, *, allow_private: bool, fetch_timeout_s: float
+) -> ingest.MediaIngest:
+    """Media ingestion of up to 1 MiB, its files under `tmp_path`."""
+    return ingest.MediaIngest(
+        max_bytes=1 << 20,
+        fetch_timeout_s=fetch_timeout_s,
+        allow_private=allow_private,
+        tmp_dir=tmp_path,
+        converter=MediaConverter(ConversionLimits(), tmp_path, None),
+    )
+
+
 async def test_private_urls_are_refused_unless_allowed(
     media_apps: MediaApps, local_store: MediaStore, loopback: Loopback
 ) -> None:
@@ -142,13 +155,7 @@ async def test_a_redirect_to_a_name_of_forbidden_addresses_is_forbidden(
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, public, port).start()
-    media = ingest.MediaIngest(
-        max_bytes=1 << 20,
-        fetch_timeout_s=5.0,
-        allow_private=False,
-        tmp_dir=tmp_path,
-        converter=MediaConverter(ConversionLimits(), tmp_path, None),
-    )
+    media = small_ingest(tmp_path, allow_private=False, fetch_timeout_s=5.0)
     try:
         with pytest.raises(WebhookUrlForbidden) as refused:
             await media.from_url("image", f"http://{public}:{port}/go", None)
@@ -224,13 +231,7 @@ def test_base64_is_decoded_a_slice_at_a_time_as_one_string(
 async def test_large_json_bodies_are_read_a_few_at_a_time(tmp_path: Path) -> None:
     """A JSON body over the threshold (or of no stated length) waits for a permit before
     it is read; small ones never wait."""
-    media = ingest.MediaIngest(
-        max_bytes=1 << 20,
-        fetch_timeout_s=1.0,
-        allow_private=True,
-        tmp_dir=tmp_path,
-        converter=MediaConverter(ConversionLimits(), tmp_path, None),
-    )
+    media = small_ingest(tmp_path, allow_private=True, fetch_timeout_s=1.0)
     large = str(ingest._LARGE_JSON_BODY + 1)
     held = [media.reading_json(length) for length in (large, None)]
     for permit in held:
