@@ -387,5 +387,9 @@ async def test_a_delete_cut_short_frees_the_name_and_stops_the_webhooks(
         assert hooks
         assert not any(hooks)
         assert await _logged_deletes(api, alice["id"]) == ["session.deleted"]
+        # Nor does a key's scope find it, by id or by name.
+        for ref in (alice["id"], "alice"):
+            body = {"name": "scoped", "role": "viewer", "sessions": [ref]}
+            error_of(await api.request("POST", "/api/keys", json=body), 400, "VALIDATION_ERROR")
         again = await api.create_session("alice", autoStart=False)
         assert again["id"] != alice["id"]

@@ -25,20 +25,19 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, exists, inspect, select
+from sqlalchemy import event, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, UOWTransaction
 
 from openwa.db.engine import on_commit, session_class
-from openwa.db.models import MediaTombstoneRow, SessionRow
+from openwa.db.models import SessionRow
 from openwa.kit.clock import utcnow
 from openwa.kit.names import is_session_id, name_problem
 from openwa.kit.pagination import PageParams
+from openwa.sessions.repository import DELETING
 
 _COLUMNS = [attr.key for attr in inspect(SessionRow).column_attrs]
 _CLOCK_WINDOW = timedelta(seconds=5)
-# A session whose delete has begun: its tombstone is there beside its row.
-_DELETING = exists().where(MediaTombstoneRow.session_id == SessionRow.id)
 
 
 def _copy(row: SessionRow) -> SessionRow:
@@ -72,7 +71,7 @@ class SessionDirectory:
     async def load(self, db: async_sessionmaker[AsyncSession]) -> None:
         """Read every session once, at start; afterwards commits keep the copy fresh."""
         async with db() as session:
-            rows = (await session.execute(select(SessionRow).where(~_DELETING))).scalars().all()
+            rows = (await session.execute(select(SessionRow).where(~DELETING))).scalars().all()
         self._by_id.clear()
         self._by_name.clear()
         self._views.clear()
@@ -87,7 +86,7 @@ class SessionDirectory:
         began is never dropped by it (it was not there to be read), unless its delete
         has begun (a tombstone beside it: ids are never reused)."""
         began = utcnow()
-        deleting = _DELETING.label("deleting")
+        deleting = DELETING.label("deleting")
         async with db() as session:
             query = select(SessionRow, deleting)
             if session_ids is not None:

@@ -4,23 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 
-from openwa.db.models import SessionRow
+from openwa.db.models import MediaTombstoneRow, SessionRow
 from openwa.db.repository import Repository
 from openwa.kit.names import is_session_id, name_problem
+
+# A session whose delete has begun: its tombstone is there beside its row.
+DELETING = exists().where(MediaTombstoneRow.session_id == SessionRow.id)
 
 
 class SessionRepository(Repository[SessionRow]):
     model = SessionRow
 
     async def resolve(self, ref: str) -> SessionRow | None:
-        """A session by id, or by name when `ref` is not an id."""
+        """A session by id, or by name when `ref` is not an id; none whose delete has
+        begun (a key scoped to it, an event filter naming it, found nothing the API
+        shows)."""
         if is_session_id(ref):
-            return await self.get(ref)
-        if name_problem(ref) is not None:
+            named = SessionRow.id == ref
+        elif name_problem(ref) is not None:
             return None  # cannot be a name either (and may hold bytes a database refuses)
-        result = await self.db.execute(select(SessionRow).where(SessionRow.name == ref))
+        else:
+            named = SessionRow.name == ref
+        result = await self.db.execute(select(SessionRow).where(named, ~DELETING))
         return result.scalar_one_or_none()
 
     async def ids(self, refs: Sequence[str]) -> dict[str, str]:
