@@ -278,3 +278,36 @@ async def test_refused_sends_leave_nothing_in_the_store(
     )
     assert leftovers(api) == []
     assert local_store.objects() == set()
+
+
+async def test_a_text_field_that_is_not_utf8_is_refused(
+    media_apps: MediaApps, local_store: MediaStore
+) -> None:
+    """Starlette read such a field as Latin-1: the caption `a\\xff\\xfeb` was stored as
+    `aÿþb`, where a JSON body with invalid UTF-8 is refused."""
+    api = await media_apps.start(local_store)
+    await ready_session(api, "alice")
+    boundary = "openwa-latin"
+
+    def field(name: str, value: bytes) -> bytes:
+        head = f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+        return head.encode() + value + b"\r\n"
+
+    body = (
+        field("chatId", OUTSIDER.encode())
+        + field("type", b"document")
+        + field("caption", b"a\xff\xfeb")
+        + f"--{boundary}\r\n".encode()
+        + b'Content-Disposition: form-data; name="file"; filename="a.txt"\r\n'
+        + b"Content-Type: text/plain\r\n\r\nhello\r\n"
+        + f"--{boundary}--\r\n".encode()
+    )
+    response = await api.request(
+        "POST",
+        "/api/sessions/alice/messages/media",
+        content=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    error = error_of(response, 400, "VALIDATION_ERROR")
+    assert "caption" in str(error["details"]), error
+    assert local_store.objects() == set()

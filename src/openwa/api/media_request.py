@@ -8,12 +8,14 @@ whole in memory.
 from __future__ import annotations
 
 import asyncio
+from contextlib import aclosing
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import Request
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from openwa.api.errors import validation_details
 from openwa.errors import UnsupportedMediaType, ValidationFailed
@@ -27,6 +29,35 @@ from openwa.services import Services
 _BODY_IDLE_S = 30.0
 
 
+class _StrictTextParts(MultiPartParser):
+    """Starlette's multipart parser, but a text field that is not valid in its charset
+    (UTF-8 unless the part says otherwise) is refused. Starlette read it as Latin-1, so
+    a caption sent as `a\\xff\\xfeb` was stored as `aÿþb`, where a JSON body with
+    invalid UTF-8 is refused."""
+
+    def on_part_end(self) -> None:
+        part = self._current_part
+        if part.file is None:
+            try:
+                part.data.decode(self._charset)
+            except UnicodeDecodeError:
+                raise MultiPartException(
+                    f"the field {part.field_name!r} is not valid {self._charset} text"
+                ) from None
+        super().on_part_end()
+
+
+async def _read_form(request: Request) -> FormData:
+    """The multipart body: one file, 20 fields at most, text fields as their charset."""
+    try:
+        async with aclosing(request.stream()) as stream:
+            return await _StrictTextParts(
+                request.headers, stream, max_files=1, max_fields=20
+            ).parse()
+    except MultiPartException as exc:
+        raise ValidationFailed(details=[{"field": "body", "message": exc.message}]) from None
+
+
 def _invalid(exc: ValidationError, prefix: str) -> ValidationFailed:
     errors = [{**e, "loc": (prefix, *e.get("loc", ()))} for e in exc.errors()]
     return ValidationFailed(details=validation_details(errors))
@@ -38,7 +69,7 @@ async def read_media_request(
     content_type = request.headers.get("content-type", "")
     ingest = services.media_ingest
     if content_type.startswith("multipart/form-data"):
-        form = await request.form(max_files=1, max_fields=20)
+        form = await _read_form(request)
         try:
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
