@@ -262,3 +262,12 @@ async def test_restart_required_after_a_scan_starts_a_new_socket_at_once(
         await wait_for(lambda: _count(silent), lambda n: n >= 2, 30, "a new socket's dial")
         session = await api.session(session_id)
         assert "disconnected" not in statuses(session)
+        # Another before the connection opened is a drop, which the runtime's backoff
+        # paces: restarted at once each time, an outdated client looped on 515.
+        await asyncio.wait_for(client.on_frame(frame), 5)
+        await wait_for(
+            lambda: api.session(session_id),
+            lambda s: "disconnected" in statuses(s),
+            30,
+            "the second 515 as a drop",
+        )

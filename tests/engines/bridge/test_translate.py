@@ -313,6 +313,27 @@ def test_baileys_connection_updates() -> None:
     event = baileys.closed_event(lost)
     assert isinstance(event, Disconnected)
     assert "408" in event.reason
+    # Closes reconnecting cannot mend (a ban, an outdated client, another client on the
+    # device) end the session: they were drops, and the runtime logged in again and
+    # again, which WhatsApp penalises.
+    for status, code in [
+        (402, "TEMPORARY_BAN"),
+        (403, "FORBIDDEN"),
+        (405, "CLIENT_OUTDATED"),
+        (406, "BANNED"),
+        (411, "MULTIDEVICE_MISMATCH"),
+        (440, "STREAM_REPLACED"),
+    ]:
+        (closed,) = baileys.translate(
+            "connection.update",
+            {"connection": "close", "lastDisconnect": {"statusCode": status}},
+            None,
+        )
+        assert isinstance(closed, baileys.Closed)
+        ended = baileys.closed_event(closed)
+        assert isinstance(ended, Failed), status
+        assert ended.reason.startswith(code), ended
+        assert str(status) in ended.reason
 
 
 def test_baileys_groups_presence_calls_contacts() -> None:
@@ -414,7 +435,19 @@ def test_webjs_messages_acks_and_lifecycle() -> None:
     )
     assert ready == webjs.Ready(ME, "Me")
     assert isinstance(webjs.translate("disconnected", ["LOGOUT"], None)[0], LoggedOut)
-    assert isinstance(webjs.translate("disconnected", ["CONFLICT"], None)[0], Disconnected)
+    # Another client on the device, a ban, an outdated version: reconnecting cannot mend
+    # them, and logging in again and again is what WhatsApp penalises.
+    for state, code in [
+        ("CONFLICT", "STREAM_REPLACED"),
+        ("TOS_BLOCK", "BANNED"),
+        ("SMB_TOS_BLOCK", "BANNED"),
+        ("DEPRECATED_VERSION", "CLIENT_OUTDATED"),
+        ("PROXYBLOCK", "PROXY_BLOCKED"),
+    ]:
+        (ended,) = webjs.translate("disconnected", [state], None)
+        assert isinstance(ended, Failed), state
+        assert ended.reason.startswith(code), ended
+    assert isinstance(webjs.translate("disconnected", ["NAVIGATION"], None)[0], Disconnected)
     (failed,) = webjs.translate(
         "init_failed", [{"message": "net::ERR_TUNNEL_CONNECTION_FAILED"}], None
     )
@@ -595,7 +628,7 @@ RECORDED = {
     "message_reaction.json": ["ReactionReceived"],
     "message_revoke_everyone.json": ["MessageRevoked"],
     "disconnected.LOGOUT.json": ["LoggedOut"],
-    "disconnected.CONFLICT.json": ["Disconnected"],
+    "disconnected.CONFLICT.json": ["Failed"],
     "init_failed.json": ["Disconnected"],
     "group_join.json": ["GroupUpdated"],
     "qr.json": ["QrUpdated"],

@@ -444,9 +444,27 @@ def connection(data: dict[str, Any]) -> Iterator[Translated]:
         yield Closed(status, detail)
 
 
+# Closes that reconnecting cannot mend, and that WhatsApp penalises when a client
+# keeps logging in anyway (as whatsmeow's engine already ends them): the session ends
+# `failed`, and a client starts it again when it may. 440 is another client on this
+# device: taking it back at once knocks that one off, which comes back in turn.
+_FINAL_CLOSES = {
+    402: "TEMPORARY_BAN: WhatsApp banned this account for a while",
+    403: "FORBIDDEN: WhatsApp refuses this account (banned?)",
+    405: "CLIENT_OUTDATED: WhatsApp refuses this Baileys version",
+    406: "BANNED: WhatsApp refuses this account",
+    411: "MULTIDEVICE_MISMATCH: WhatsApp refuses this device",
+    440: "STREAM_REPLACED: another client connected with this device; start the session "
+    "again to take it back",
+}
+
+
 def closed_event(closed: Closed) -> EngineEvent:
     if closed.status == LOGGED_OUT:
         return LoggedOut(f"logged out: {closed.reason}")
+    final = _FINAL_CLOSES.get(closed.status)
+    if final is not None:
+        return Failed(f"{final} ({closed.reason})")
     return Disconnected(closed.reason)
 
 

@@ -338,6 +338,8 @@ class BridgeClient:
         self.resends_safely = engine.resends_safely
         self._auth: dict[str, Any] | None = None
         self._auth_lock = asyncio.Lock()
+        # A restart WhatsApp asked for (515) made since the connection last opened.
+        self._restarted = False
         self._auth_dirty = False
         self._saver: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -384,6 +386,7 @@ class BridgeClient:
 
     async def _on_translated(self, item: Any) -> None:
         if isinstance(item, baileys.Opened | webjs.Ready):
+            self._restarted = False
             # What the bridge reported is saved before the session counts as linked: a
             # kill right after a scan otherwise lost the new device's creds (a new QR).
             # Bounded: this runs on the bridge's reader, and a save that keeps failing
@@ -406,8 +409,12 @@ class BridgeClient:
                     self._call("presence", chatId=None, state="available"), "mark online"
                 )
         elif isinstance(item, baileys.Closed):
-            if item.status == baileys.RESTART_REQUIRED:
-                # After a scan WhatsApp asks for a new connection with the new creds.
+            if item.status == baileys.RESTART_REQUIRED and not self._restarted:
+                # After a scan WhatsApp asks for a new connection with the new creds:
+                # once at once. Another before the connection opened goes to the
+                # runtime as a drop (its backoff paces it): restarted at once each
+                # time, an outdated client logged in again and again, in a loop.
+                self._restarted = True
                 self._in_background(self._restart(), "restart")
                 return
             await self._ctx.emit(baileys.closed_event(item))

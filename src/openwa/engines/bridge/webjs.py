@@ -378,12 +378,26 @@ def _ready(args: list[Any]) -> Iterator[Translated]:
     yield Ready(chat_id(info.get("wid") or info.get("me")), info.get("pushname") or None)
 
 
+_FINAL_STATES = {
+    "TOS_BLOCK": "BANNED: WhatsApp blocked this account for its terms of service",
+    "SMB_TOS_BLOCK": "BANNED: WhatsApp blocked this business account for its terms of service",
+    "DEPRECATED_VERSION": "CLIENT_OUTDATED: WhatsApp refuses this WhatsApp Web version",
+    "PROXYBLOCK": "PROXY_BLOCKED: WhatsApp refuses connections through this proxy",
+    "CONFLICT": "STREAM_REPLACED: another client connected with this device; start the "
+    "session again to take it back",
+}
+
+
 def _disconnected(args: list[Any]) -> Iterator[Translated]:
     reason = str(args[0]) if args else "unknown"
     if reason == "Max qrcode retries reached":  # the bridge's `qrMaxRetries`: nobody scanned
         yield Failed(QR_TIMEOUT)
     elif reason in ("LOGOUT", "UNPAIRED", "UNPAIRED_IDLE"):
         yield LoggedOut(f"logged out: {reason}")
+    elif reason in _FINAL_STATES:
+        # Relaunching the browser cannot mend these, and logging in again and again is
+        # what WhatsApp penalises: the session ends `failed`.
+        yield Failed(f"{_FINAL_STATES[reason]} (whatsapp-web.js: {reason})")
     else:
         yield Disconnected(f"whatsapp-web.js disconnected: {reason}")
 
