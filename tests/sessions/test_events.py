@@ -226,3 +226,27 @@ async def test_creating_and_deleting_a_session_are_events(api: Api) -> None:
         ("session.created", identity),
         ("session.deleted", identity),
     ]
+
+
+async def test_a_session_kicked_right_after_each_login_backs_off(api: Api) -> None:
+    """Dropped each time right after it came up (a replaced stream, a server that
+    refuses the account): the backoff started over at every connect, so such a session
+    logged in every second or two for ever, which WhatsApp penalises. It goes on from
+    where it was until a connection stays up (`STABLE_AFTER_S`)."""
+    sub = api.services.bus.subscribe()
+    try:
+        created = await api.create_session("flapping")
+        await collect_until(sub, created["id"], is_status("ready"))
+        reasons = []
+        for _ in range(4):
+            response = await api.request("POST", "/api/sessions/flapping/mock/disconnect")
+            assert response.status_code == 200, response.text
+            events = await collect_until(sub, created["id"], is_status("ready"))
+            reasons += [
+                e.data["reason"]
+                for e in status_events(events)
+                if e.data["status"] == "initializing"
+            ]
+    finally:
+        sub.close()
+    assert reasons == [f"reconnecting (attempt {n})" for n in (1, 2, 3, 4)]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn, Protocol
@@ -74,6 +75,13 @@ if TYPE_CHECKING:
     from openwa.cluster.ownership import Ownership
 
 log = structlog.get_logger(__name__)
+
+# A connection that stays up this long starts the reconnect backoff over when it drops.
+# One that drops sooner (kicked right after each login: a replaced stream, a server
+# that refuses the account) goes on from where the backoff was: it used to start over
+# at every connect, and such a session logged in every second or two for ever, which
+# WhatsApp penalises.
+STABLE_AFTER_S = 60.0
 
 
 class MessageHandler(Protocol):
@@ -136,6 +144,9 @@ class _Running:
     # The reconnect is still waiting out its delay (it has not begun to connect).
     reconnect_waiting: bool = False
     attempts: int = 0
+    # When the connection last came up (monotonic), while it is up: the backoff starts
+    # over only after it stayed up `STABLE_AFTER_S`.
+    connected_at: float | None = None
     closed: bool = False
     ready: bool = False
     # An event taken from the queue while batching that must go next, on its own.
@@ -703,7 +714,7 @@ class SessionRuntime:
                 async with self._status_unit(sid) as db:
                     await self._records.linked(db, sid, phone, push)
             case Connected():
-                running.attempts = 0
+                running.connected_at = time.monotonic()
                 # Ready here before `ready` is committed: whoever reads `ready` (from the
                 # session directory, at once) may use the session at once.
                 running.ready = True
@@ -766,6 +777,9 @@ class SessionRuntime:
             # its own, and the session went through a cycle of connecting for each
             # (five `mock/disconnect` calls in a row: five cycles over 17 s).
             return
+        up_since, running.connected_at = running.connected_at, None
+        if up_since is not None and time.monotonic() - up_since >= STABLE_AFTER_S:
+            running.attempts = 0  # it stayed up: this loss is a fresh one
         delay = self._reconnect.delay(running.attempts)
         running.attempts += 1
 
