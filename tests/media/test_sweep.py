@@ -117,3 +117,28 @@ async def test_the_health_probe_leaves_nothing(
     assert (await api.request("GET", "/health/ready")).status_code == 200
     assert local_store.objects() == set()
     assert not (local_store.root / "health").exists()
+
+
+async def test_a_file_the_store_refuses_holds_no_other_back(
+    media_apps: MediaApps, local_store: MediaStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retention leaves a file the store refuses to delete to this sweep; one such file
+    ended every run at the same place, leaving every file listed after it for good."""
+    api = await media_apps.start(local_store)
+    alice, bob, _message_id = await image_exchanged(api)
+    storage = api.services.storage
+    locked, orphans = f"{alice}/alocked.png", [f"{alice}/borphan.png", f"{bob}/orphan.png"]
+    for key in [locked, *orphans]:
+        await storage.put(key, b"x", "application/octet-stream")
+    delete = storage.delete
+
+    async def refusing(key: str) -> None:
+        if key == locked:
+            raise PermissionError(13, "Permission denied", key)
+        await delete(key)
+
+    monkeypatch.setattr(storage, "delete", refusing)
+    sweep = api.services.maintenance.media_sweep
+    assert await sweep.sweep_live(utcnow() + timedelta(minutes=1)) == 2
+    assert locked in local_store.objects()
+    assert not set(orphans) & local_store.objects()

@@ -122,15 +122,29 @@ class MediaSweep:
                         if keys is None:
                             break
                         for key in await self._unreferenced(session_id, keys):
-                            with contextlib.suppress(FileNotFoundError):
-                                async with asyncio.timeout(_STORE_CALL_S):
-                                    await self._storage.delete(key)
-                                removed += 1
+                            removed += await self._delete_unreferenced(key)
         except Exception as exc:
             _store_failed("unreferenced_media_not_swept", exc)
         if removed:
             log.info("unreferenced_media_deleted", count=removed)
         return removed
+
+    async def _delete_unreferenced(self, key: str) -> int:
+        """Delete one file; 1 when it went. One the store refuses (a permission, an
+        object lock) is logged and passed: the listing comes in the same order each
+        time, and ending the run there left every file after it for good. A store that
+        does not answer ends the run (TimeoutError goes up)."""
+        try:
+            async with asyncio.timeout(_STORE_CALL_S):
+                await self._storage.delete(key)
+        except FileNotFoundError:
+            return 0
+        except TimeoutError:
+            raise
+        except Exception as exc:
+            log.warning("unreferenced_media_not_deleted", key=key, error=repr(exc)[:300])
+            return 0
+        return 1
 
     async def _unreferenced(self, session_id: str, keys: list[str]) -> list[str]:
         """Of a session's `keys`, those no message refers to, but its engine profile and
