@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.audit.service import AuditService
 from openwa.db.batches import PRUNE_BATCH, Prune, delete_in_batches
+from openwa.db.engine import transient
 from openwa.db.models import (
     DeliveryRow,
     IdempotencyRow,
@@ -156,7 +157,13 @@ class Maintenance:
         for name, step in steps:
             try:
                 await step()
-            except Exception:
+            except Exception as exc:
+                if transient(exc):
+                    # The database is away (or busy past its wait): every later step
+                    # would fail the same way, each with its traceback and its own wait
+                    # for a connection. Said once; the next run tries them all again.
+                    log.warning("maintenance_put_off", step=name, error=repr(exc)[:500])
+                    return
                 log.exception("maintenance_step_failed", step=name)
 
     async def _finish_deletes(self) -> None:

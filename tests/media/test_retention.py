@@ -7,6 +7,8 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from structlog.testing import capture_logs
 
 from openwa.db.models import MessageRow, SetAsideReportRow
 from openwa.kit.clock import utcnow
@@ -248,3 +250,24 @@ async def test_a_file_two_messages_name_stays_while_the_newer_keeps_it(
     await assert_media_pruned(api, local_store, "alice", older)
     assert shared in local_store.objects()
     assert (await download(api, "alice", newer)).status_code == 200
+
+
+async def test_a_database_away_puts_the_clean_up_off_with_one_line(
+    media_apps: MediaApps, local_store: MediaStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every step failed the same way, each logging its traceback (and waiting for its
+    own connection): about ten errors every ten minutes while the database was away."""
+    api = await media_apps.start(local_store)
+    maintenance = api.services.maintenance
+    away = create_async_engine("postgresql+asyncpg://postgres@127.0.0.1:9/away")
+    try:
+        dead = async_sessionmaker(away, expire_on_commit=False)
+        monkeypatch.setattr(maintenance, "_db", dead)
+        monkeypatch.setattr(maintenance, "_read", dead)
+        with capture_logs() as logs:
+            await maintenance.run_once()
+    finally:
+        await away.dispose()
+    assert [e["event"] for e in logs if e["log_level"] in ("warning", "error")] == [
+        "maintenance_put_off"
+    ]
