@@ -32,6 +32,8 @@ from openwa.db.unit_of_work import unit_of_work
 PRUNE_BATCH = 2000
 
 Key = tuple[Any, ...]
+# First-column values a statement names at most (`Prune._named`).
+_GROUPS = 200
 
 
 @dataclass(frozen=True)
@@ -67,28 +69,38 @@ class Prune:
 
     async def delete(self, db: AsyncSession, keys: Sequence[Key]) -> int:
         """Delete the rows of `keys` that still match: how many went."""
+        deleted = 0
+        for named in self._named(keys):
+            statement = delete(self.keys[0].table).where(named, *self.where, *self.recheck)
+            result = await db.execute(statement)
+            deleted += int(result.rowcount or 0)  # type: ignore[attr-defined]
+        return deleted
+
+    def _named(self, keys: Sequence[Key]) -> list[ColumnElement[bool]]:
+        """What names the rows of `keys`, a statement's worth each."""
         if self.by_last:
-            named: ColumnElement[bool] = self.keys[-1].in_([key[-1] for key in keys])
-        elif len(self.keys) == 1:
-            named = self.key.in_([key[0] for key in keys])
-        elif len(self.keys) == 2:
-            # By the first column's value, then the second's list: a list of pairs
-            # (`(session_id, id) IN (VALUES ...)`) made SQLite scan the whole table
-            # (112 ms a batch at 300k messages, growing with it; 40 ms so).
-            groups: dict[Any, list[Any]] = {}
-            for first, second in keys:
-                groups.setdefault(first, []).append(second)
-            named = or_(
+            return [self.keys[-1].in_([key[-1] for key in keys])]
+        if len(self.keys) == 1:
+            return [self.key.in_([key[0] for key in keys])]
+        if len(self.keys) > 2:
+            return [self.key.in_(list(keys))]
+        # By the first column's value, then the second's list: a list of pairs
+        # (`(session_id, id) IN (VALUES ...)`) made SQLite scan the whole table (112 ms
+        # a batch at 300k messages, growing with it; 40 ms so). At most `_GROUPS` values
+        # a statement: SQLite parses a chain of ORs as a tree no deeper than 1,000.
+        groups: dict[Any, list[Any]] = {}
+        for first, second in keys:
+            groups.setdefault(first, []).append(second)
+        items = list(groups.items())
+        return [
+            or_(
                 *(
                     and_(self.keys[0] == first, self.keys[1].in_(seconds))
-                    for first, seconds in groups.items()
+                    for first, seconds in items[start : start + _GROUPS]
                 )
             )
-        else:
-            named = self.key.in_(list(keys))
-        statement = delete(self.keys[0].table).where(named, *self.where, *self.recheck)
-        result = await db.execute(statement)
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+            for start in range(0, len(items), _GROUPS)
+        ]
 
 
 async def delete_in_batches(
