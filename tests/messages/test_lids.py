@@ -7,6 +7,8 @@ import asyncio
 from typing import Any
 
 import pytest
+from asyncpg.exceptions import DeadlockDetectedError
+from sqlalchemy.exc import OperationalError
 
 from openwa.chats.repository import ChatRepository
 from openwa.contacts.repository import ContactRepository
@@ -421,11 +423,14 @@ async def test_a_send_to_a_lid_whose_merge_commits_before_it_goes_to_the_number(
         return found
 
     monkeypatch.setattr(ContactRepository, "phone_id", merge_after_the_lookup)
-    sent = await send_text(api, "bob", CAROL_LID, "after the merge")
+    sent = await send_text(api, "bob", CAROL_LID, "after the merge", idempotency_key="once")
     assert merged
     assert (sent["chatId"], sent["chatLid"]) == (CAROL_ID, CAROL_LID)
     stored = await get_message(api, "bob", sent["id"])
     assert (stored["chatId"], stored["chatLid"]) == (CAROL_ID, CAROL_LID)
+    # A replay answers as the send did [before (review): the LID, as first stored].
+    again = await send_text(api, "bob", CAROL_LID, "after the merge", idempotency_key="once")
+    assert (again["id"], again["chatId"], again["chatLid"]) == (sent["id"], CAROL_ID, CAROL_LID)
 
 
 async def test_a_merge_between_the_reads_of_the_chats_page_takes_no_chat_away(
@@ -453,3 +458,37 @@ async def test_a_merge_between_the_reads_of_the_chats_page_takes_no_chat_away(
     # PostgreSQL reads it again after the merge; SQLite's one snapshot is from before it.
     assert [c["id"] for c in data_of(response)] in ([CAROL_ID], [CAROL_LID])
     assert response.json()["pagination"]["total"] == 1
+
+
+async def test_a_merge_whose_commit_went_through_unanswered_still_moves_what_was_left(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's commit reached the database but its answer was lost: the retry found
+    the LID mapped already, learned nothing, and skipped the move after its commit, so
+    a send written under the LID beside the first try stayed there."""
+    await ready_session(api, "bob")
+    group = api.services.reports._reports
+    run = group.run
+    answered: list[bool] = []
+
+    async def unanswered(work: Any) -> Any:
+        result = await run(work)
+        if not answered:
+            answered.append(True)
+            # What PostgreSQL says when it breaks a deadlock: a failure of the moment.
+            raise OperationalError("COMMIT", {}, DeadlockDetectedError("deadlock"))
+        return result
+
+    moved: list[list[str]] = []
+    move = api.services.reports._move_left_behind
+
+    async def noted(session_id: str, learned: list[str]) -> None:
+        moved.append(learned)
+        await move(session_id, learned)
+
+    monkeypatch.setattr(group, "run", unanswered)
+    monkeypatch.setattr(api.services.reports, "_move_left_behind", noted)
+    await announce(api, "bob", CAROL_LID, CAROL_ID)
+    await wait_for(lambda: asyncio.sleep(0, moved), bool, 20, "the move after the commit")
+    assert answered
+    assert moved == [[CAROL_LID]]

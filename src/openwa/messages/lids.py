@@ -178,8 +178,16 @@ class RunLids:
     learned: list[str] = field(default_factory=list)  # LIDs this run mapped anew
 
     @classmethod
-    async def load(cls, db: AsyncSession, session_id: str, lids: Collection[str]) -> RunLids:
-        return cls(session_id, await phone_ids(db, session_id, lids) if lids else {})
+    async def load(
+        cls,
+        db: AsyncSession,
+        session_id: str,
+        lids: Collection[str],
+        learned: list[str] | None = None,
+    ) -> RunLids:
+        """`learned`: where the LIDs it maps anew are noted (a list of its own else)."""
+        known = await phone_ids(db, session_id, lids) if lids else {}
+        return cls(session_id, known, learned if learned is not None else [])
 
     async def learn(self, db: AsyncSession, phone_id: str, lid: str) -> bool:
         """Map `lid` to `phone_id` (moving what was stored under the LID) unless the

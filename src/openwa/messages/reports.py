@@ -369,10 +369,14 @@ class ReportApplier:
     ) -> Exception | None:
         """Apply `reports` in one unit of work, again while it fails for a reason of the
         moment and `retries` allow; None once it committed, else its last error."""
+        # The LIDs every try mapped, kept across them: a try whose commit went through
+        # though its answer was lost leaves the next one nothing new to learn, and what
+        # a send wrote under those LIDs meanwhile would be left behind.
+        learned: list[str] = []
         while True:
             try:
-                learned, kept = await self._reports.run(
-                    partial(self._apply_run, session, reports, prepared.inbound)
+                kept = await self._reports.run(
+                    partial(self._apply_run, session, reports, prepared.inbound, learned)
                 )
             except Exception as exc:
                 if not transient(exc) or not await retries.pause(
@@ -382,7 +386,7 @@ class ReportApplier:
                 continue
             prepared.kept |= kept
             if learned:
-                await self._move_left_behind(session.id, learned)
+                await self._move_left_behind(session.id, sorted(set(learned)))
             return None
 
     async def _move_left_behind(self, session_id: str, learned: list[str]) -> None:
@@ -425,10 +429,11 @@ class ReportApplier:
         session: SessionRow,
         reports: list[EngineEvent],
         inbound: dict[int, _Inbound | None],
+        learned: list[str],
         db: AsyncSession,
-    ) -> tuple[list[str], set[str]]:
-        """The run, in the group's transaction: the LIDs it mapped anew, and the media
-        keys of the messages it wrote."""
+    ) -> set[str]:
+        """The run, in the group's transaction: the media keys of the messages it wrote;
+        the LIDs it maps anew are added to `learned`."""
         known = await MessageRepository(db).known_types(
             session.id, [r.id for r in reports if isinstance(r, MessageReceived)]
         )
@@ -438,7 +443,7 @@ class ReportApplier:
             {self._ids.ours(session.id, r.message_id) for r in reports if isinstance(r, MessageAck)}
         )
         locked = await MessageRepository(db).lock_many(session.id, acked)
-        lids = await RunLids.load(db, session.id, _lids_named(reports))
+        lids = await RunLids.load(db, session.id, _lids_named(reports), learned)
         run = _Run(known=known, lids=lids, locked=locked, inbound=inbound)
         events: list[Event] = []
         for report in reports:
@@ -446,7 +451,7 @@ class ReportApplier:
         for chat_id, push_name in run.contacts.items():
             await upsert_contact(db, session.id, chat_id, push_name=push_name)
         await self._events.append(db, events)
-        return lids.learned, run.kept
+        return run.kept
 
     async def _set_aside(
         self, session: SessionRow, report: EngineEvent, error: Exception

@@ -394,7 +394,7 @@ class MessageService:
                     await self._discard_media(stored_media.key)
                 return replayed
             if result.chat_lid is None and is_lid(result.chat_id):
-                return await self._left_behind(session.id, result)
+                return await self._left_behind(session.id, result, idem_id)
             return result
         except Exception:
             # However the accept failed (a value the database refused, a clash, the
@@ -404,19 +404,30 @@ class MessageService:
                 await self._discard_media(stored_media.key)
             raise
 
-    async def _left_behind(self, session_id: str, message: Message) -> Message:
+    async def _left_behind(
+        self, session_id: str, message: Message, idem_id: tuple[str, str, str] | None
+    ) -> Message:
         """A message written under a LID no mapping was found for: one a merge under way
         (a run of reports) committed meanwhile could not move it, having not seen it.
         Looked up again now that ours has committed, and moved to the number if mapped
         (`lids.move_left_behind`; the run does the same after its commit, so the one
-        that commits second moves it). Answered as it is then."""
+        that commits second moves it). Answered as it is then, and so is a replay of
+        the same `Idempotency-Key` (its stored answer is moved with it)."""
         try:
             async with self._read() as db:
                 mapped = await ContactRepository(db).phone_id(session_id, message.chat_id)
             if mapped == message.chat_id:
                 return message  # not mapped: a merge still to come moves it
             lid = message.chat_id
-            await self._accepts.run(lambda db: move_left_behind(db, session_id, [lid]))
+
+            async def move(db: AsyncSession) -> None:
+                await move_left_behind(db, session_id, [lid])
+                stored = await db.get(IdempotencyRow, idem_id) if idem_id is not None else None
+                answer = stored.response if stored is not None else None
+                if stored is not None and answer and answer.get("id") == message.id:
+                    stored.response = {**answer, "chatId": mapped, "chatLid": lid}
+
+            await self._accepts.run(move)
         except Exception:
             # Accepted all the same: the message is written, in the LID's chat for now.
             log.warning("lid_move_after_send_failed", message_id=message.id, exc_info=True)
