@@ -138,7 +138,12 @@ def test_a_profile_picture_is_its_url() -> None:
 def test_the_error_texts_are_the_ones_compiled_into_neonize() -> None:
     """neonize passes Go errors as text only: an upgrade changing one must fail here."""
     library = next(Path(neonize_client.__file__).parent.glob("*.so")).read_bytes()
-    for text in (go_errors.PICTURE_NOT_SET, go_errors.PICTURE_HIDDEN, go_errors.SEND_TIMED_OUT):
+    for text in (
+        go_errors.PICTURE_NOT_SET,
+        go_errors.PICTURE_HIDDEN,
+        go_errors.SEND_TIMED_OUT,
+        go_errors.SERVER_RETURNED_ERROR,
+    ):
         assert text.encode() in library
 
 
@@ -180,18 +185,36 @@ def test_participant_results_use_the_contracts_words(action: str, code: int, sta
     assert results == [{"id": f"{ANN}@s.whatsapp.net", "status": status}]
 
 
-def test_a_send_whose_answer_timed_out_is_not_retried() -> None:
-    def timed_out(_to: Any, _message: Any) -> Any:
-        raise SendMessageError(go_errors.SEND_TIMED_OUT)
-
+def _sending_session(send_message: Any) -> WorkerSession:
     session = object.__new__(WorkerSession)
     session.go_lock = threading.Lock()
     session.host = SimpleNamespace(go_maps=GoMapsLock())  # type: ignore[assignment]
     session.go_connected = True
-    session.client = Answers(send_message=timed_out)
+    session.client = Answers(send_message=send_message)
+    return session
+
+
+@pytest.mark.parametrize(("code", "retryable"), [(463, False), (479, False), (500, True)])
+def test_a_send_whatsapp_refuses_with_a_4xx_is_not_retried(code: int, retryable: bool) -> None:
+    """Each was retried (five times over about 15 s): a refusal comes again, and an
+    account that keeps trying is what WhatsApp penalises."""
+
+    def refused(_to: Any, _message: Any) -> Any:
+        raise SendMessageError(f"{go_errors.SERVER_RETURNED_ERROR} {code}")
+
     message = {"id": "OUR1", "chat_id": ANN, "type": "text", "content": {"text": "hi"}}
     with pytest.raises(CommandError) as error:
-        run_command(session, "send", {"message": message})
+        run_command(_sending_session(refused), "send", {"message": message})
+    assert error.value.retryable is retryable
+
+
+def test_a_send_whose_answer_timed_out_is_not_retried() -> None:
+    def timed_out(_to: Any, _message: Any) -> Any:
+        raise SendMessageError(go_errors.SEND_TIMED_OUT)
+
+    message = {"id": "OUR1", "chat_id": ANN, "type": "text", "content": {"text": "hi"}}
+    with pytest.raises(CommandError) as error:
+        run_command(_sending_session(timed_out), "send", {"message": message})
     assert (error.value.retryable, error.value.code) == (False, SEND_OUTCOME_UNKNOWN)
 
 

@@ -68,6 +68,8 @@ def run_command(
                 raise CommandError(
                     "send_failed", str(exc), retryable=False, code=SEND_OUTCOME_UNKNOWN
                 ) from exc
+            if op == "send" and go_errors.refused_by_server(exc):
+                raise CommandError("send_failed", str(exc), retryable=False) from exc
             kind = "send_failed" if op == "send" else "refused"
             raise CommandError(kind, str(exc) or type(exc).__name__) from exc
 

@@ -10,6 +10,7 @@ that changes one fails loudly instead of turning a `null` back into an error.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 # whatsmeow.ErrProfilePictureNotSet and ErrProfilePictureUnauthorized (a hidden picture).
@@ -17,6 +18,9 @@ PICTURE_NOT_SET = "that user or group does not have a profile picture"
 PICTURE_HIDDEN = "the user has hidden their profile picture from you"
 # whatsmeow.ErrMessageTimedOut: the message went out, WhatsApp's answer did not come.
 SEND_TIMED_OUT = "timed out waiting for message send response"
+# whatsmeow.ErrServerReturnedError, followed by WhatsApp's code ("server returned error 463").
+SERVER_RETURNED_ERROR = "server returned error"
+_SERVER_CODE = re.compile(re.escape(SERVER_RETURNED_ERROR) + r" (\d{3})\b")
 
 
 def go_text(exc: BaseException) -> str:
@@ -39,3 +43,11 @@ def no_picture(exc: BaseException) -> bool:
 def send_timed_out(exc: BaseException) -> bool:
     """Whether a failed send may still have reached WhatsApp (sent, answer lost)."""
     return SEND_TIMED_OUT in go_text(exc)
+
+
+def refused_by_server(exc: BaseException) -> bool:
+    """Whether WhatsApp refused a send with a 4xx code (463: reaching out to this
+    contact is locked for now, 479, 403, ...): sending it again is refused again, and
+    WhatsApp penalises an account that keeps trying."""
+    found = _SERVER_CODE.search(go_text(exc))
+    return found is not None and 400 <= int(found.group(1)) < 500
