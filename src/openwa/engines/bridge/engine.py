@@ -133,6 +133,9 @@ class BridgeEngine:
         self.profiles = profiles
         self.max_media_bytes = max_media_bytes
         self.max_image_dimension = max_image_dimension
+        # Media details made at once (`baileys_details`): each holds a thread of the
+        # default pool while ffmpeg runs, which readiness, DNS and file work share.
+        self.describing = asyncio.Semaphore(2)
         # A bridge that hears nothing from us this long drops its sessions' connections
         # (children.py, Fencing); None: never.
         self.fence_after_s = fence_after_s
@@ -661,11 +664,11 @@ class BridgeClient:
         payload["content"]["media"]["path"] = str(path)
         try:
             if self._engine.kind is BAILEYS and message.type in ("image", "video"):
-                payload["content"]["media"].update(
-                    await baileys_details(
+                async with self._engine.describing:
+                    shown = await baileys_details(
                         path, message.type, media.mimetype, self._engine.max_image_dimension
                     )
-                )
+                payload["content"]["media"].update(shown)
             result = await self._call("send", **payload)
         finally:
             path.unlink(missing_ok=True)
