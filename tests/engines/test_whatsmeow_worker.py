@@ -194,7 +194,9 @@ def _sending_session(send_message: Any) -> WorkerSession:
     return session
 
 
-@pytest.mark.parametrize(("code", "retryable"), [(463, False), (479, False), (500, True)])
+@pytest.mark.parametrize(
+    ("code", "retryable"), [(463, False), (479, False), (403, False), (429, True), (500, True)]
+)
 def test_a_send_whatsapp_refuses_with_a_4xx_is_not_retried(code: int, retryable: bool) -> None:
     """Each was retried (five times over about 15 s): a refusal comes again, and an
     account that keeps trying is what WhatsApp penalises."""

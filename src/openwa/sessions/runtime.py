@@ -714,7 +714,10 @@ class SessionRuntime:
                 async with self._status_unit(sid) as db:
                     await self._records.linked(db, sid, phone, push)
             case Connected():
-                running.connected_at = time.monotonic()
+                # Since it came up: a second Connected without a drop between (Baileys'
+                # restart after a scan) does not make it younger.
+                if running.connected_at is None:
+                    running.connected_at = time.monotonic()
                 # Ready here before `ready` is committed: whoever reads `ready` (from the
                 # session directory, at once) may use the session at once.
                 running.ready = True

@@ -382,7 +382,6 @@ _FINAL_STATES = {
     "TOS_BLOCK": "BANNED: WhatsApp blocked this account for its terms of service",
     "SMB_TOS_BLOCK": "BANNED: WhatsApp blocked this business account for its terms of service",
     "DEPRECATED_VERSION": "CLIENT_OUTDATED: WhatsApp refuses this WhatsApp Web version",
-    "PROXYBLOCK": "PROXY_BLOCKED: WhatsApp refuses connections through this proxy",
     "CONFLICT": "STREAM_REPLACED: another client connected with this device; start the "
     "session again to take it back",
 }

@@ -20,6 +20,7 @@ PICTURE_HIDDEN = "the user has hidden their profile picture from you"
 SEND_TIMED_OUT = "timed out waiting for message send response"
 # whatsmeow.ErrServerReturnedError, followed by WhatsApp's code ("server returned error 463").
 SERVER_RETURNED_ERROR = "server returned error"
+_LATER = {"408", "429"}
 _SERVER_CODE = re.compile(re.escape(SERVER_RETURNED_ERROR) + r" (\d{3})\b")
 
 
@@ -50,4 +51,5 @@ def refused_by_server(exc: BaseException) -> bool:
     contact is locked for now, 479, 403, ...): sending it again is refused again, and
     WhatsApp penalises an account that keeps trying."""
     found = _SERVER_CODE.search(go_text(exc))
-    return found is not None and 400 <= int(found.group(1)) < 500
+    # 408 and 429 (rate limited) say "later", not "no": they stay retried.
+    return found is not None and 400 <= int(found.group(1)) < 500 and found.group(1) not in _LATER
