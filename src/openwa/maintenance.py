@@ -193,7 +193,7 @@ class Maintenance:
         """Delete audit entries older than `cutoff`."""
         removed = await self._in_batches(self._audit.prunable(cutoff))
         async with unit_of_work(self._db) as db:
-            await self._audit.prune_pairs(db)
+            await self._audit.prune_pairs(db, cutoff)
         if removed:
             log.info("audit_pruned", count=removed)
         return removed

@@ -9,13 +9,15 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from openwa.audit.draft import FIRST_USE
 from openwa.audit.seen import SeenPairs
 from openwa.audit.service import AuditService
 from openwa.db.models import AuditRow
+from openwa.db.models.audit import KeyAddressRow
 from openwa.db.unit_of_work import unit_of_work
+from openwa.kit.clock import utcnow
 from tests.api.checks import api_routes, assert_error, assert_ok, assert_page
 from tests.api.test_authorization import BODIES, WRITE_METHODS, fill
 from tests.fixtures.app import ADMIN_KEY, Api
@@ -227,6 +229,21 @@ async def test_old_entries_are_pruned(api: Api) -> None:
     remaining = await entries(api)
     assert "req_old" not in {e["requestId"] for e in remaining}
     assert "create_session" in {e["action"] for e in remaining}
+
+
+async def test_pairs_first_seen_before_the_retention_are_pruned(api: Api) -> None:
+    """Every (key, address) pair ever seen was kept for as long as its key lived: with
+    clients on changing addresses, a table that only grew."""
+    admin_id = await _admin_id(api)
+    old = datetime.now(UTC) - timedelta(days=api.settings.audit_retention_days, hours=1)
+    async with unit_of_work(api.services.db) as db:
+        db.add(KeyAddressRow(key_id=admin_id, address="192.0.2.1", first_seen_at=old))
+        db.add(KeyAddressRow(key_id=admin_id, address="192.0.2.2", first_seen_at=utcnow()))
+    await api.services.maintenance.run_once()
+    async with api.services.db() as db:
+        kept = (await db.execute(select(KeyAddressRow.address))).scalars().all()
+    assert "192.0.2.1" not in kept
+    assert "192.0.2.2" in kept
 
 
 async def test_first_use_from_a_new_address_is_recorded_once(api: Api) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Select, delete, select
+from sqlalchemy import Select, delete, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from openwa.audit.schemas import AuditFilters
@@ -44,8 +44,16 @@ class AuditRepository(Repository[AuditRow]):
         result = await self.db.execute(statement)
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def prune_pairs(self) -> None:
-        """Pairs of deleted keys: they can never be used again."""
+    async def prune_pairs(self, cutoff: datetime) -> None:
+        """Pairs of deleted keys (they can never be used again), and pairs first seen
+        before `cutoff`, whose `key_first_use` entry has aged out of the log too: kept,
+        they grew with every address a key was ever used from. A key seen again from
+        such an address has its first use recorded anew."""
         await self.db.execute(
-            delete(KeyAddressRow).where(KeyAddressRow.key_id.not_in(select(ApiKeyRow.id)))
+            delete(KeyAddressRow).where(
+                or_(
+                    KeyAddressRow.key_id.not_in(select(ApiKeyRow.id)),
+                    KeyAddressRow.first_seen_at < cutoff,
+                )
+            )
         )

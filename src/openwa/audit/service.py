@@ -211,6 +211,6 @@ class AuditService:
         """The entries older than `cutoff` (db/batches.py)."""
         return Prune([AuditRow.id], [AuditRow.at < cutoff])
 
-    async def prune_pairs(self, db: AsyncSession) -> None:
-        """The seen pairs of keys that are gone."""
-        await AuditRepository(db).prune_pairs()
+    async def prune_pairs(self, db: AsyncSession, cutoff: datetime) -> None:
+        """The seen pairs of keys that are gone, and those first seen before `cutoff`."""
+        await AuditRepository(db).prune_pairs(cutoff)
