@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
-from openwa.media.probe import NotMp4, is_ogg_opus, mp4_move_index_first
+from openwa.media.probe import NotMp4, is_ogg_opus, mp4_move_index_first, ogg_opus_seconds
 from tests.fixtures.app import Api, wait_for
 from tests.media.conftest import MediaApps, MediaStore
 from tests.media.ffmpeg_spy import FfmpegSpy, make_spy
@@ -319,6 +319,18 @@ async def test_ogg_voice_notes_that_are_not_opus_alone_are_converted(
     assert (await download(api, "alice", sent["id"])).content == opus
     assert len(spy.starts()) == runs + 1
 
+    # Unless it plays longer than MEDIA_MAX_DURATION_S: as it is, it was never measured
+    # (and Baileys decodes a voice note whole for its waveform); converted, it is cut
+    # and refused. So is Opus with a second stream chained after it.
+    long_opus = ogg(tmp_path, "long-opus.ogg", 12, *OPUS)
+    response = await send(api, "alice", bob, long_opus, "voice", "lo.ogg", "audio/ogg")
+    error = error_of(response, 413, "PAYLOAD_TOO_LARGE")
+    assert error["details"]["limit"] == "MEDIA_MAX_DURATION_S"
+    chained = opus + ogg(tmp_path, "then-flac.ogg", 2, *FLAC)
+    sent = data_of(await send(api, "alice", bob, chained, "voice", "c.ogg", "audio/ogg"), 202)
+    assert (await download(api, "alice", sent["id"])).content != chained
+    assert len(spy.starts()) == runs + 3
+
 
 def test_ogg_opus_is_read_from_the_first_pages(tmp_path: Path) -> None:
     opus = ogg(tmp_path, "opus.ogg", 1, *OPUS)
@@ -332,11 +344,16 @@ def test_ogg_opus_is_read_from_the_first_pages(tmp_path: Path) -> None:
         "no BOS flag": (opus[:5] + b"\x00" + opus[6:], False),
         "OpusHead later": (b"OggS" + b"\x00" * 60 + opus, False),
         "empty": (b"", False),
+        "another stream chained after it": (opus + ogg(tmp_path, "f.ogg", 1, *FLAC), False),
+        "something after its last page": (opus + b"junk", False),
     }
     for name, (content, expected) in cases.items():
         path = tmp_path / "case.ogg"
         path.write_bytes(content)
         assert is_ogg_opus(path) is expected, name
+    path = tmp_path / "three.ogg"
+    path.write_bytes(ogg(tmp_path, "three.ogg", 3, *OPUS))
+    assert ogg_opus_seconds(path) == pytest.approx(3.0, abs=0.05)
 
 
 async def test_conversion_over_its_memory_is_413(

@@ -1,8 +1,10 @@
 """Format conversions WhatsApp expects: voice notes as OGG/Opus, stickers as WebP (ffmpeg).
 
-A voice note already in OGG goes as it is only when its header says the stream is Opus
-(`probe.is_ogg_opus`): `audio/ogg` names the container, which may hold FLAC or Vorbis,
-and those are converted (and cut at `MEDIA_MAX_DURATION_S`) like any other audio.
+A voice note already in OGG goes as it is only when it holds Opus alone and plays no
+longer than `MEDIA_MAX_DURATION_S` (`probe.ogg_opus_seconds`, which reads every page):
+`audio/ogg` names the container, which may hold FLAC or Vorbis, or a second stream
+chained after the first, and those are converted (and cut at `MEDIA_MAX_DURATION_S`)
+like any other audio.
 
 ffmpeg is a large decoder fed with bytes from strangers, so it runs boxed in:
 
@@ -38,7 +40,7 @@ import structlog
 
 from openwa.errors import EngineError, NotSupported, PayloadTooLarge, UnsupportedMediaType
 from openwa.media.demuxers import DEMUXERS
-from openwa.media.probe import NotMp4, image_size, is_ogg_opus, mp4_move_index_first
+from openwa.media.probe import NotMp4, image_size, mp4_move_index_first, ogg_opus_seconds
 
 if TYPE_CHECKING:
     from openwa.config import Settings
@@ -57,8 +59,16 @@ class _Target:
     args: tuple[str, ...]
     output: str
     image: bool
-    # Whether a file already of `mimetype` may go as it is, from its header.
-    as_is: Callable[[Path], bool]
+    # Whether a file already of `mimetype` may go as it is (read from it, and the
+    # longest a clip may play, `MEDIA_MAX_DURATION_S`).
+    as_is: Callable[[Path, int], bool]
+
+
+def _opus_within(path: Path, max_duration_s: int) -> bool:
+    """OGG/Opus alone, and no longer than a conversion would let it be: one over it is
+    converted, and so refused (413); as it is, it was never measured."""
+    seconds = ogg_opus_seconds(path)
+    return seconds is not None and seconds <= max_duration_s
 
 
 _TARGETS = {
@@ -67,7 +77,7 @@ _TARGETS = {
         ("-map", "0:a:0", "-vn", "-c:a", "libopus", "-b:a", "32k", "-f", "ogg"),
         "out.ogg",
         image=False,
-        as_is=is_ogg_opus,
+        as_is=_opus_within,
     ),
     "sticker": _Target(
         "image/webp",
@@ -83,7 +93,7 @@ _TARGETS = {
         ),
         "out.webp",
         image=True,
-        as_is=lambda _path: True,
+        as_is=lambda _path, _max_s: True,
     ),
 }
 
@@ -238,7 +248,9 @@ class MediaConverter:
         target = _TARGETS.get(type_)
         if target is None:
             return staged
-        if staged.mimetype == target.mimetype and target.as_is(staged.path):
+        if staged.mimetype == target.mimetype and await asyncio.to_thread(
+            target.as_is, staged.path, self.limits.max_duration_s
+        ):
             return staged
         ffmpeg = self._binary(target.mimetype, staged.mimetype)
         demuxer = self._check_input(type_, target, staged)

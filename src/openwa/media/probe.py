@@ -88,13 +88,13 @@ _OGG_PAGE = struct.Struct("<4sBBqIIIB")  # capture, version, flags, granule, ser
 _OGG_BOS = 0x02  # the page opens a logical stream
 
 
-def _ogg_page(file: BinaryIO) -> tuple[int, int, bytes] | None:
-    """(flags, serial, body) of the Ogg page at the file's position (a body is at most
-    255 segments of 255 bytes), or None when no whole page is there."""
+def _ogg_page(file: BinaryIO) -> tuple[int, int, int, bytes] | None:
+    """(flags, serial, granule position, body) of the Ogg page at the file's position (a
+    body is at most 255 segments of 255 bytes), or None when no whole page is there."""
     header = file.read(_OGG_PAGE.size)
     if len(header) < _OGG_PAGE.size:
         return None
-    capture, version, flags, _granule, serial, _sequence, _crc, segments = _OGG_PAGE.unpack(header)
+    capture, version, flags, granule, serial, _sequence, _crc, segments = _OGG_PAGE.unpack(header)
     if capture != b"OggS" or version != 0:
         return None
     table = file.read(segments)
@@ -102,24 +102,46 @@ def _ogg_page(file: BinaryIO) -> tuple[int, int, bytes] | None:
     body = file.read(length)
     if len(table) < segments or len(body) < length:
         return None
-    return flags, serial, body
+    return flags, serial, granule, body
 
 
-def is_ogg_opus(path: Path) -> bool:
-    """Whether an Ogg file holds Opus alone, as WhatsApp's voice notes do: its first page
-    opens a stream whose first packet is an Opus header (`OpusHead`), and the page after
-    it opens no other stream (all streams open before any data). `audio/ogg` names the
-    container only: FLAC, Vorbis or Speex in it, or a video stream beside the Opus, is
-    not this."""
+_OPUS_RATE = 48_000  # an Opus stream's granule positions count 48 kHz samples
+
+
+def ogg_opus_seconds(path: Path) -> float | None:
+    """How long an Ogg file that holds Opus alone plays, as WhatsApp's voice notes are;
+    None when it is not that. `audio/ogg` names the container only: FLAC, Vorbis or
+    Speex in it, a video stream beside the Opus, or a second stream chained after it,
+    is not this. Every page is read (headers and bodies, in order): the first opens the
+    one stream with an Opus header (`OpusHead`), every other belongs to it and opens
+    none, and the file ends where a page ends. Its length is the last granule position
+    past the header's pre-skip, which bounds what a decoder of it (Baileys' waveform)
+    reads, as `MEDIA_MAX_DURATION_S` bounds a conversion."""
     with path.open("rb") as file:
         first = _ogg_page(file)
         if first is None:
-            return False
-        flags, serial, body = first
-        if not flags & _OGG_BOS or not body.startswith(b"OpusHead"):
-            return False
-        second = _ogg_page(file)
-    return second is not None and second[1] == serial and not second[0] & _OGG_BOS
+            return None
+        flags, serial, _granule, body = first
+        if not flags & _OGG_BOS or not body.startswith(b"OpusHead") or len(body) < 12:
+            return None
+        pre_skip = int.from_bytes(body[10:12], "little")
+        last, pages, at = 0, 1, file.tell()
+        while (page := _ogg_page(file)) is not None:
+            flags, page_serial, granule, _body = page
+            if page_serial != serial or flags & _OGG_BOS:
+                return None
+            if granule >= 0:
+                last = max(last, granule)
+            pages, at = pages + 1, file.tell()
+        file.seek(at)
+        if pages < 2 or file.read(1):
+            return None  # its header alone, or something after its last page
+    return max(0, last - pre_skip) / _OPUS_RATE
+
+
+def is_ogg_opus(path: Path) -> bool:
+    """Whether an Ogg file holds Opus alone (`ogg_opus_seconds`)."""
+    return ogg_opus_seconds(path) is not None
 
 
 class NotMp4(ValueError):
