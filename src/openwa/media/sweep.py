@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 import structlog
@@ -150,15 +151,16 @@ class MediaSweep:
         """Of a session's `keys`, those no message refers to, but its engine profile and
         names OpenWA would not make (not ours to delete)."""
         async with self._db() as db:
-            referenced = set(
-                (
-                    await db.execute(
-                        select(MessageRow.media_key).where(MessageRow.media_key.in_(keys))
-                    )
-                ).scalars()
-            )
+            referenced = await referenced_keys(db, keys)
         kept = referenced | {profile_key(session_id)}
         return [key for key in keys if key not in kept and is_safe_key(key)]
+
+
+async def referenced_keys(db: AsyncSession, keys: Collection[str]) -> set[str]:
+    """Which of `keys` a message names (by the key alone: ours, unique, the session in
+    its prefix; with the session too, SQLite walked every message of the session)."""
+    found = await db.execute(select(MessageRow.media_key).where(MessageRow.media_key.in_(keys)))
+    return {key for key in found.scalars() if key is not None}
 
 
 async def delete_prefix(

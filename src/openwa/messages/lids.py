@@ -183,11 +183,11 @@ class RunLids:
         db: AsyncSession,
         session_id: str,
         lids: Collection[str],
-        learned: list[str] | None = None,
+        learned: list[str],
     ) -> RunLids:
-        """`learned`: where the LIDs it maps anew are noted (a list of its own else)."""
+        """`learned`: where the LIDs it maps anew are noted."""
         known = await phone_ids(db, session_id, lids) if lids else {}
-        return cls(session_id, known, learned if learned is not None else [])
+        return cls(session_id, known, learned)
 
     async def learn(self, db: AsyncSession, phone_id: str, lid: str) -> bool:
         """Map `lid` to `phone_id` (moving what was stored under the LID) unless the

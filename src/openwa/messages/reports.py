@@ -21,7 +21,6 @@ from typing import Any
 
 import orjson
 import structlog
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from openwa.db.engine import conflict_detail, lost_to_a_conflict, transient
@@ -64,6 +63,7 @@ from openwa.kit.chat_ids import chat_kind
 from openwa.kit.clock import utcnow
 from openwa.kit.fields import present
 from openwa.media.links import MediaLinks
+from openwa.media.sweep import referenced_keys
 from openwa.media.types import extension_for
 from openwa.messages.edits import apply_edit, edited_data, edited_field
 from openwa.messages.engine_ids import EngineIds
@@ -407,10 +407,7 @@ class ReportApplier:
             return
         try:
             async with self._read() as db:
-                # By the key alone (ours, unique, the session in its prefix): with the
-                # session too, SQLite walked every message of the session.
-                query = select(MessageRow.media_key).where(MessageRow.media_key.in_(keys))
-                referenced = set((await db.execute(query)).scalars())
+                referenced = await referenced_keys(db, keys)
             for key in keys:
                 if key not in referenced:
                     with contextlib.suppress(FileNotFoundError):
