@@ -139,11 +139,6 @@ def ogg_opus_seconds(path: Path) -> float | None:
     return max(0, last - pre_skip) / _OPUS_RATE
 
 
-def is_ogg_opus(path: Path) -> bool:
-    """Whether an Ogg file holds Opus alone (`ogg_opus_seconds`)."""
-    return ogg_opus_seconds(path) is not None
-
-
 class NotMp4(ValueError):
     """The file's box structure is not a well-formed MP4 we can reorder."""
 
